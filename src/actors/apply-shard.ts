@@ -1,0 +1,127 @@
+import { performance } from 'node:perf_hooks';
+import { serializeError } from '../errors.js';
+import { StateHandle } from '../engine/state.js';
+import { assertEncodable, messageCodec } from '../storage/codec.js';
+import { BatchCache } from '../storage/batch-cache.js';
+import { BatchLog } from '../storage/batch-log.js';
+import { DeadLetterStore } from '../storage/dead-letters.js';
+import { LmdbStateMap } from '../storage/state-map.js';
+import { TimeIndex } from '../storage/time-index.js';
+import type { PartitionStore } from '../storage/partition-store.js';
+import type { ApplyResult, ApplyTask, ShardPayload } from './messages.js';
+
+export type MappingFunction = (time: number, key: unknown, value: unknown, state: StateHandle<unknown>) => unknown;
+
+class RecordFailure {
+  constructor(readonly index: number, readonly key: unknown, readonly value: unknown, readonly timingOut: boolean, readonly error: unknown) {}
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/**
+ * One batch of one partition, Spark's MapWithStateRDDRecord.updateRecordWithData: each
+ * record sees the state its predecessors left, then idle keys are swept, then everything
+ * (state, time index, batch id, outputs, dead letters) commits in one LMDB transaction.
+ * A failure anywhere before the commit leaves the store as the last batch left it.
+ */
+export async function applyShard(store: PartitionStore, fn: MappingFunction, task: ApplyTask): Promise<ApplyResult> {
+  const started = performance.now();
+  // Another worker may have committed this partition's previous batch: read the newest version.
+  store.env.resetReadTxn();
+  const log = new BatchLog(store);
+  const last = log.last();
+  if (last && last.batchTime >= task.batchTime) {
+    return {
+      status: 'ok', outputs: last.batchTime === task.batchTime ? last.outputs : messageCodec.pack([]),
+      recordsApplied: 0, keysTimedOut: 0, keyCount: last.keyCount, replayed: true, applyMs: 0, commitMs: 0,
+    };
+  }
+
+  const payload = messageCodec.unpack(new Uint8Array(task.shard)) as ShardPayload;
+  const { keys, values } = payload;
+  const { batchTime, partition } = task;
+  const index = new TimeIndex(store);
+  const cache = new BatchCache<unknown>(new LmdbStateMap(store), index);
+  const skipped = new Map(task.deadLetters.map((d) => [d.index, d]));
+  const state = new StateHandle<unknown>();
+  const outputs: unknown[] = [];
+  const letters = new DeadLetterStore(store);
+  const lettersToWrite: Parameters<DeadLetterStore['add']>[0][] = [];
+  const sweeping = task.timeoutMs !== null;
+
+  if (!last && payload.initialState) {
+    for (const [key, initial] of payload.initialState) cache.put(key, initial, batchTime);
+  }
+
+  const call = async (i: number, key: unknown, value: unknown, timingOut: boolean): Promise<unknown> => {
+    try {
+      const out = fn(batchTime, key, value, state);
+      return isThenable(out) ? await out : out;
+    } catch (error) {
+      throw new RecordFailure(i, key, value, timingOut, error);
+    }
+  };
+
+  try {
+    let applied = 0;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      if (skipped.has(i)) {
+        lettersToWrite.push({ batchTime, partition, index: i, key, value: values[i], timingOut: false, attempts: skipped.get(i)!.attempts, error: skipped.get(i)!.error });
+        continue;
+      }
+      const entry = cache.get(key);
+      state.wrap(key, entry?.[0], entry !== undefined);
+      const out = await call(i, key, values[i], false);
+      if (state.isRemoved()) cache.remove(key);
+      else if (state.isUpdated() || (sweeping && state.exists())) cache.put(key, state.getOption(), batchTime);
+      if (out !== undefined) outputs.push(out);
+      applied++;
+    }
+
+    let timedOut = 0;
+    if (sweeping) {
+      const threshold = batchTime - task.timeoutMs!;
+      let i = keys.length;
+      for (const [, key] of index.olderThan(threshold)) {
+        // A key with a record in this batch is in the working set with a fresh time.
+        if (cache.has(key)) continue;
+        const entry = cache.get(key)!;
+        const position = i++;
+        const letter = skipped.get(position);
+        if (letter) {
+          lettersToWrite.push({ batchTime, partition, index: position, key, value: undefined, timingOut: true, attempts: letter.attempts, error: letter.error });
+        } else {
+          state.wrapTimingOut(key, entry[0]);
+          const out = await call(position, key, undefined, true);
+          if (out !== undefined) outputs.push(out);
+        }
+        cache.remove(key);
+        timedOut++;
+      }
+    }
+
+    cache.prepare((key, value) => assertEncodable(value, `the state of key ${JSON.stringify(key)}`, { partition, batchTime, key }));
+    for (const out of outputs) assertEncodable(out, 'a mapped record', { partition, batchTime });
+    const encodedOutputs = messageCodec.pack(outputs);
+    const applyMs = performance.now() - started;
+
+    const keyCount = (last?.keyCount ?? 0) + cache.keyCountDelta;
+    store.env.transactionSync(() => {
+      cache.flush();
+      for (const letter of lettersToWrite) letters.add(letter);
+      log.record({ batchTime, outputs: encodedOutputs, keyCount });
+    });
+    return {
+      status: 'ok', outputs: encodedOutputs, recordsApplied: applied, keysTimedOut: timedOut, keyCount,
+      replayed: false, applyMs, commitMs: performance.now() - started - applyMs,
+    };
+  } catch (error) {
+    if (error instanceof RecordFailure) {
+      return { status: 'record-failed', index: error.index, key: error.key, value: error.value, timingOut: error.timingOut, error: serializeError(error.error) };
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,207 @@
+import { assign, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
+import type { Piscina } from 'piscina';
+import { PoisonRecordError, WorkerCrashError, deserializeError } from '../errors.js';
+import { messageCodec } from '../storage/codec.js';
+import type { ApplyDone, ApplyResult, ApplyTask, ResolvedMappingRef } from './messages.js';
+
+/** One batch for one partition, as the router hands it over. */
+export interface PartitionBatch {
+  batchTime: number;
+  /** The encoded shard, kept on the main thread so a restarted worker can replay it. */
+  shard: Uint8Array;
+  resolve(result: ApplyDone): void;
+  reject(error: Error): void;
+}
+
+export interface PartitionInput {
+  stream: number;
+  partition: number;
+  storePath: string;
+  fn: ResolvedMappingRef;
+  timeoutMs: number | null;
+  policy: 'stop' | 'dead-letter';
+  maxAttempts: number;
+  pool: Piscina;
+  supervisor: AnyActorRef;
+  /** Reads the partition's last committed batch time from its store (main-thread handle). */
+  lastCommitted: () => number | undefined;
+}
+
+interface PartitionContext extends PartitionInput {
+  batch: PartitionBatch | undefined;
+  /** Failed attempts per record position in this batch. */
+  attempts: Record<number, number>;
+  deadLetters: ApplyTask['deadLetters'];
+  crashes: number;
+  /** The batch the store held when the partition was last restored: the replay starts after it. */
+  resumedFrom: number | undefined;
+}
+
+export type PartitionEvent =
+  | { type: 'APPLY'; batch: PartitionBatch }
+  | { type: 'RESTORE' }
+  | { type: 'GIVE_UP'; error: Error };
+
+type Failed = Extract<ApplyResult, { status: 'record-failed' }>;
+
+/** The output of the applyShard invocation carried by a done event. */
+function outputOf(event: unknown): ApplyResult {
+  return (event as { output: ApplyResult }).output;
+}
+
+function asFailed(output: unknown): Failed {
+  return output as Failed;
+}
+
+function describeKey(key: unknown): string {
+  try {
+    return JSON.stringify(key) ?? String(key);
+  } catch {
+    return String(key);
+  }
+}
+
+/**
+ * The main-thread side of a partition actor. Its work (apply the shard, commit) runs on a
+ * Piscina worker; this machine owns the retries: a record that throws is retried, then
+ * dead-lettered or reported as poison; a worker that dies is reported to the supervisor,
+ * which decides (its restart policy) whether the partition restores and replays.
+ *
+ *   idle ──APPLY──▶ applying ──ok──▶ idle
+ *                     │  └─record failed─▶ applying (retry | dead-letter) or idle (poison)
+ *                     └─worker died──▶ failed ──RESTORE──▶ restoring ──▶ applying
+ *                                         └────GIVE_UP───▶ idle (batch fails)
+ */
+export const partitionMachine = setup({
+  types: {
+    context: {} as PartitionContext,
+    events: {} as PartitionEvent,
+    input: {} as PartitionInput,
+  },
+  actors: {
+    applyShard: fromPromise<ApplyResult, { context: PartitionContext }>(async ({ input: { context } }) => {
+      const batch = context.batch!;
+      // Each attempt transfers a copy: the worker that receives it may die with it.
+      const shard = new Uint8Array(batch.shard);
+      const task: ApplyTask = {
+        op: 'apply',
+        storePath: context.storePath,
+        partition: context.partition,
+        batchTime: batch.batchTime,
+        timeoutMs: context.timeoutMs,
+        fn: context.fn,
+        shard: shard.buffer,
+        deadLetters: context.deadLetters,
+      };
+      const reply: ArrayBuffer = await context.pool.run(task, { transferList: [shard.buffer] });
+      return messageCodec.unpack(new Uint8Array(reply)) as ApplyResult;
+    }),
+    // The dead attempt's transaction never committed: the store is at its last commit, which
+    // the replay starts from (or skips to, if the attempt died after committing).
+    restore: fromPromise<number | undefined, { context: PartitionContext }>(async ({ input: { context } }) => context.lastCommitted()),
+  },
+  guards: {
+    succeeded: ({ event }) => outputOf(event).status === 'ok',
+    batchFailed: ({ event }) => outputOf(event).status === 'batch-failed',
+    recordMayRetry: ({ context, event }) => {
+      const failed = asFailed(outputOf(event));
+      return (context.attempts[failed.index] ?? 0) + 1 < context.maxAttempts;
+    },
+    deadLetterPolicy: ({ context }) => context.policy === 'dead-letter',
+  },
+  actions: {
+    startBatch: assign(({ event }) => ({
+      batch: (event as Extract<PartitionEvent, { type: 'APPLY' }>).batch,
+      attempts: {},
+      deadLetters: [],
+      crashes: 0,
+    })),
+    resolveBatch: ({ context, event }) => context.batch!.resolve(outputOf(event) as ApplyDone),
+    countAttempt: assign(({ context, event }) => {
+      const failed = asFailed(outputOf(event));
+      return { attempts: { ...context.attempts, [failed.index]: (context.attempts[failed.index] ?? 0) + 1 } };
+    }),
+    addDeadLetter: assign(({ context, event }) => {
+      const failed = asFailed(outputOf(event));
+      const attempts = (context.attempts[failed.index] ?? 0) + 1;
+      return { deadLetters: [...context.deadLetters, { index: failed.index, attempts, error: failed.error }] };
+    }),
+    rejectPoison: ({ context, event }) => {
+      const failed = asFailed(outputOf(event));
+      const cause = deserializeError(failed.error);
+      const attempts = (context.attempts[failed.index] ?? 0) + 1;
+      const what = failed.timingOut ? `the timeout call for key ${describeKey(failed.key)}` : `key ${describeKey(failed.key)} (record ${failed.index} of the shard)`;
+      context.batch!.reject(
+        new PoisonRecordError(
+          `the mapping function failed ${attempts} time(s) on ${what} in partition ${context.partition} of batch ${context.batch!.batchTime}: ${cause.message}`,
+          { stream: context.stream, partition: context.partition, batchTime: context.batch!.batchTime, key: failed.key, index: failed.index, timingOut: failed.timingOut, attempts },
+          cause,
+        ),
+      );
+    },
+    rejectBatchFailed: ({ context, event }) => {
+      context.batch!.reject(deserializeError((outputOf(event) as Extract<ApplyResult, { status: 'batch-failed' }>).error));
+    },
+    reportCrash: sendTo(
+      ({ context }) => context.supervisor,
+      ({ context, event, self }) => ({
+        type: 'PARTITION_CRASHED',
+        stream: context.stream,
+        partition: context.partition,
+        batchTime: context.batch!.batchTime,
+        crashes: context.crashes + 1,
+        error: (event as unknown as { error: unknown }).error,
+        ref: self,
+      }),
+    ),
+    countCrash: assign(({ context }) => ({ crashes: context.crashes + 1 })),
+    rejectCrash: ({ context, event }) => {
+      const error = (event as Extract<PartitionEvent, { type: 'GIVE_UP' }>).error;
+      context.batch!.reject(
+        new WorkerCrashError(
+          `the worker applying partition ${context.partition} of batch ${context.batch!.batchTime} died ${context.crashes} time(s); the restart limit is reached: ${error.message}`,
+          { stream: context.stream, partition: context.partition, batchTime: context.batch!.batchTime, crashes: context.crashes },
+          error,
+        ),
+      );
+    },
+    clearBatch: assign({ batch: undefined }),
+  },
+}).createMachine({
+  id: 'partition',
+  context: ({ input }) => ({ ...input, batch: undefined, attempts: {}, deadLetters: [], crashes: 0, resumedFrom: undefined }),
+  initial: 'idle',
+  states: {
+    idle: {
+      on: { APPLY: { target: 'applying', actions: 'startBatch' } },
+    },
+    applying: {
+      invoke: {
+        src: 'applyShard',
+        input: ({ context }) => ({ context }),
+        onDone: [
+          { guard: 'succeeded', target: 'idle', actions: ['resolveBatch', 'clearBatch'] },
+          { guard: 'batchFailed', target: 'idle', actions: ['rejectBatchFailed', 'clearBatch'] },
+          { guard: 'recordMayRetry', target: 'applying', reenter: true, actions: 'countAttempt' },
+          { guard: 'deadLetterPolicy', target: 'applying', reenter: true, actions: 'addDeadLetter' },
+          { target: 'idle', actions: ['rejectPoison', 'clearBatch'] },
+        ],
+        onError: { target: 'failed', actions: ['reportCrash', 'countCrash'] },
+      },
+    },
+    failed: {
+      on: {
+        RESTORE: 'restoring',
+        GIVE_UP: { target: 'idle', actions: ['rejectCrash', 'clearBatch'] },
+      },
+    },
+    restoring: {
+      invoke: {
+        src: 'restore',
+        input: ({ context }) => ({ context }),
+        onDone: { target: 'applying', actions: assign({ resumedFrom: ({ event }) => event.output }) },
+        onError: { target: 'idle', actions: [({ context, event }) => context.batch!.reject(event.error as Error), 'clearBatch'] },
+      },
+    },
+  },
+});

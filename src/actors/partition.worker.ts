@@ -1,0 +1,67 @@
+/**
+ * The Piscina worker entry point: it only adapts task messages to the partition logic.
+ * Stores and mapping modules are opened once per worker thread and kept.
+ */
+import { move } from 'piscina';
+import { MappingModuleError, serializeError } from '../errors.js';
+import { messageCodec } from '../storage/codec.js';
+import { openPartitionStore, type PartitionStore } from '../storage/partition-store.js';
+import { applyShard, type MappingFunction } from './apply-shard.js';
+import type { ResolvedMappingRef, WorkerTask } from './messages.js';
+
+const stores = new Map<string, PartitionStore>();
+const functions = new Map<string, Promise<MappingFunction>>();
+
+function storeAt(path: string): PartitionStore {
+  let store = stores.get(path);
+  if (!store) stores.set(path, (store = openPartitionStore(path)));
+  return store;
+}
+
+async function load(ref: ResolvedMappingRef): Promise<MappingFunction> {
+  let module: Record<string, unknown>;
+  try {
+    module = await import(ref.url);
+  } catch (error) {
+    throw new MappingModuleError(`the mapping module ${ref.url} could not be loaded: ${(error as Error).message}`, { module: ref.url }, error);
+  }
+  const fn = module[ref.exportName];
+  if (fn === undefined) {
+    const names = Object.keys(module).join(', ') || 'none';
+    throw new MappingModuleError(`the mapping module ${ref.url} has no export named "${ref.exportName}" (its exports: ${names})`, { module: ref.url, export: ref.exportName });
+  }
+  if (typeof fn !== 'function') {
+    throw new MappingModuleError(`the export "${ref.exportName}" of ${ref.url} is a ${typeof fn}, not a function`, { module: ref.url, export: ref.exportName });
+  }
+  return fn as MappingFunction;
+}
+
+function mappingFunction(ref: ResolvedMappingRef): Promise<MappingFunction> {
+  const id = `${ref.url}#${ref.exportName}`;
+  let fn = functions.get(id);
+  if (!fn) {
+    functions.set(id, (fn = load(ref)));
+    // A module that failed to load is tried afresh next time (the user may have fixed the file).
+    fn.catch(() => functions.delete(id));
+  }
+  return fn;
+}
+
+export default async function run(task: WorkerTask): Promise<unknown> {
+  let result;
+  try {
+    if (task.op === 'check-module') {
+      await mappingFunction(task.fn);
+      result = { status: 'ok' };
+    } else {
+      result = await applyShard(storeAt(task.storePath), await mappingFunction(task.fn), task);
+    }
+  } catch (error) {
+    result = { status: 'batch-failed', error: serializeError(error) };
+  }
+  const bytes = messageCodec.pack(result);
+  // One copy into a buffer of its own, so it can be transferred instead of cloned.
+  const owned = new Uint8Array(bytes.length);
+  owned.set(bytes);
+  return move(owned.buffer);
+}

@@ -1,0 +1,55 @@
+import type { Partitioner } from '../engine/partitioner.js';
+import { assertPair } from '../storage/keys.js';
+import { messageCodec } from '../storage/codec.js';
+import type { ShardPayload } from './messages.js';
+
+/**
+ * Splits a batch's [key, value] records by key hash into one encoded shard per partition.
+ * Records keep their arrival order within a shard, which is the order the mapping function
+ * sees them in (Spark's order within a partition).
+ */
+export function encodeShards(
+  records: readonly unknown[],
+  numPartitions: number,
+  partitioner: Partitioner,
+  where: { batchTime: number; stream: number },
+  initialState?: Array<Array<[unknown, unknown]>>,
+): Uint8Array[] {
+  const keys: unknown[][] = Array.from({ length: numPartitions }, () => []);
+  const values: unknown[][] = Array.from({ length: numPartitions }, () => []);
+  // Skewed key distributions repeat keys a lot: hash each distinct scalar key once per batch.
+  const seen = new Map<unknown, number>();
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i];
+    assertPair(record, { ...where, index: i });
+    const key = record[0];
+    let p = typeof key === 'object' ? undefined : seen.get(key);
+    if (p === undefined) {
+      p = partitioner.partition(key, numPartitions);
+      if (typeof key !== 'object') seen.set(key, p);
+    }
+    keys[p].push(key);
+    values[p].push(record[1]);
+  }
+  return keys.map((k, p) => {
+    const payload: ShardPayload = { keys: k, values: values[p] };
+    if (initialState?.[p]?.length) payload.initialState = initialState[p];
+    return messageCodec.pack(payload);
+  });
+}
+
+/** Shards StateSpec.initialState the same way, validating each pair as a record. */
+export function shardInitialState(
+  pairs: Iterable<[unknown, unknown]>,
+  numPartitions: number,
+  partitioner: Partitioner,
+  stream: number,
+): Array<Array<[unknown, unknown]>> {
+  const shards: Array<Array<[unknown, unknown]>> = Array.from({ length: numPartitions }, () => []);
+  let index = 0;
+  for (const pair of pairs) {
+    assertPair(pair, { batchTime: 0, index: index++, stream });
+    shards[partitioner.partition(pair[0], numPartitions)].push([pair[0], pair[1]]);
+  }
+  return shards;
+}

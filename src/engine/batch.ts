@@ -1,0 +1,32 @@
+import type { ApplyDone } from '../actors/messages.js';
+
+/**
+ * One micro-batch as it runs: its time, what each source gave it, and each stream's
+ * records, computed at most once per batch however many outputs read them.
+ */
+export class BatchRun {
+  private readonly results = new Map<number, Promise<unknown[]>>();
+  /** Per mapWithState stream (by creation order), what each partition reported. */
+  readonly partitionResults = new Map<number, ApplyDone[]>();
+
+  constructor(
+    readonly time: number,
+    /** Records each input stream took for this batch, by stream id. */
+    readonly inputs: ReadonlyMap<number, readonly unknown[]>,
+  ) {}
+
+  get inputRecords(): number {
+    let n = 0;
+    for (const records of this.inputs.values()) n += records.length;
+    return n;
+  }
+
+  memo<T>(streamId: number, compute: () => Promise<T[]> | T[]): Promise<T[]> {
+    let result = this.results.get(streamId);
+    if (!result) {
+      result = Promise.resolve().then(compute);
+      this.results.set(streamId, result);
+    }
+    return result as Promise<T[]>;
+  }
+}

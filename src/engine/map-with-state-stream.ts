@@ -1,0 +1,169 @@
+import { createActor, type ActorRefFrom, type AnyActorRef } from 'xstate';
+import type { Piscina } from 'piscina';
+import { LifecycleError, StoreMismatchError } from '../errors.js';
+import { partitionMachine } from '../actors/partition.machine.js';
+import { routerMachine, type RoutedBatch } from '../actors/router.machine.js';
+import { shardInitialState } from '../actors/shard-encoder.js';
+import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/batch-log.js';
+import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition-store.js';
+import { StateView } from '../storage/state-view.js';
+import { DeadLetterStore, type DeadLetter } from '../storage/dead-letters.js';
+import type { BatchRun } from './batch.js';
+import { DStream, type MapWithStateStream, type StateQueries, type StreamGraph } from './dstream.js';
+import { murmur2Partitioner } from './partitioner.js';
+import type { StateSpec } from './state-spec.js';
+
+/** What a stream's stores said at start-up. */
+export interface StoreRecovery {
+  /** Newest batch committed by any partition, if any. */
+  lastBatch: number | undefined;
+  /** Partitions that are behind the newest batch (their part of it was not committed). */
+  behind: Array<{ partition: number; lastBatch: number | undefined }>;
+}
+
+interface Running {
+  stores: PartitionStore[];
+  view: StateView<unknown, unknown>;
+  partitions: ActorRefFrom<typeof partitionMachine>[];
+  router: ActorRefFrom<typeof routerMachine>;
+  /** Initial state per partition, until that partition has committed a batch. */
+  pendingInitial: Array<Array<[unknown, unknown]>> | undefined;
+}
+
+/**
+ * mapWithState: the stream of mapped records, backed by one partition actor per key-hash
+ * partition and a router actor that shards each batch between them.
+ */
+export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWithStateStream<K, S, M> {
+  private running: Running | undefined;
+
+  constructor(
+    graph: StreamGraph,
+    private readonly parent: DStream<[K, V]>,
+    readonly spec: StateSpec<K, V, S, M>,
+    /** Position among the context's mapWithState streams: names its stores. */
+    readonly stateIndex: number,
+    private readonly dataDir: string,
+  ) {
+    super(graph);
+  }
+
+  get numPartitions(): number {
+    return this.spec.getNumPartitions();
+  }
+
+  /**
+   * Opens the stores, checks they fit this spec, and spawns the actors. Returns what the
+   * stores held, so the context can check batch times and report gaps.
+   */
+  open(pool: Piscina, supervisor: AnyActorRef): StoreRecovery {
+    const n = this.numPartitions;
+    const stores = Array.from({ length: n }, (_, p) => openPartitionStore(partitionPath(this.dataDir, this.stateIndex, p)));
+    const layout = readLayout(stores[0]);
+    if (layout && layout.numPartitions !== n) {
+      stores.forEach((s) => s.env.close());
+      throw new StoreMismatchError(
+        `the state stores of mapWithState stream ${this.stateIndex} under ${this.dataDir} have ${layout.numPartitions} partitions, but the StateSpec asks for ${n}; ` +
+          `start with numPartitions(${layout.numPartitions}), or use a new dataDir`,
+        { stream: this.stateIndex, stored: layout.numPartitions, requested: n },
+      );
+    }
+    if (!layout) for (const s of stores) writeLayout(s, { numPartitions: n, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION });
+
+    const last = stores.map((s) => new BatchLog(s).last()?.batchTime);
+    const newest = last.reduce<number | undefined>((m, t) => (t !== undefined && (m === undefined || t > m) ? t : m), undefined);
+    const behind = last.flatMap((t, partition) => (newest !== undefined && t !== newest ? [{ partition, lastBatch: t }] : []));
+
+    const initial = this.spec.getInitialState();
+    let pendingInitial: Array<Array<[unknown, unknown]>> | undefined;
+    if (initial && last.some((t) => t === undefined)) {
+      pendingInitial = shardInitialState(initial as Iterable<[unknown, unknown]>, n, murmur2Partitioner, this.stateIndex);
+      last.forEach((t, p) => {
+        if (t !== undefined) pendingInitial![p] = [];
+      });
+    }
+
+    const { policy, maxAttempts } = this.spec.getRecordFailure();
+    const partitions = stores.map((store, partition) =>
+      createActor(partitionMachine, {
+        input: {
+          stream: this.stateIndex, partition, storePath: store.path, fn: this.spec.fn, timeoutMs: this.spec.getTimeout(),
+          policy, maxAttempts, pool, supervisor,
+          lastCommitted: () => {
+            store.env.resetReadTxn();
+            return new BatchLog(store).last()?.batchTime;
+          },
+        },
+      }).start(),
+    );
+    const router = createActor(routerMachine, { input: { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner } }).start();
+    const view = new StateView<unknown, unknown>(stores, murmur2Partitioner);
+    this.running = { stores, view, partitions, router, pendingInitial };
+    return { lastBatch: newest, behind };
+  }
+
+  close(): void {
+    const running = this.running;
+    if (!running) return;
+    this.running = undefined;
+    running.router.stop();
+    running.partitions.forEach((p) => p.stop());
+    running.view.release();
+    for (const store of running.stores) store.env.close();
+  }
+
+  private active(what: string): Running {
+    if (!this.running) throw new LifecycleError(`${what}: the StreamingContext is not running (call start() first)`, { stream: this.stateIndex });
+    return this.running;
+  }
+
+  protected async compute(batch: BatchRun): Promise<M[]> {
+    const running = this.active('mapWithState');
+    const records = await this.parent.recordsFor(batch);
+    const routed = await new Promise<RoutedBatch>((resolve, reject) => {
+      running.router.send({ type: 'ROUTE', job: { batchTime: batch.time, records, initialState: running.pendingInitial, resolve, reject } });
+    });
+    // Every partition committed: initial state is in the stores from now on.
+    running.pendingInitial = undefined;
+    batch.partitionResults.set(this.stateIndex, routed.partitions);
+    running.view.refresh();
+    return routed.outputs as M[];
+  }
+
+  /** A stream of every [key, state] after each batch, in key order. */
+  stateSnapshots(): DStream<[K, S]> {
+    this.graph.assertBuilding('stateSnapshots');
+    return new StateSnapshotDStream<K, S>(this.graph, this as MapWithStateDStream<K, V, S, unknown>);
+  }
+
+  /** Queries on the live state: the state as of the last completed batch. */
+  store(): StateQueries<K, S> {
+    const self = this;
+    return {
+      get: (key: K) => self.active('store().get').view.get(key) as S | undefined,
+      entries: () => self.active('store().entries').view.entries() as Iterable<[K, S]>,
+      count: () => self.active('store().count').view.count(),
+    };
+  }
+
+  /** Records the failure policy moved aside, across partitions, oldest batch first. */
+  deadLetters(): DeadLetter[] {
+    const letters = this.active('deadLetters').stores.flatMap((store) => [...new DeadLetterStore(store).list()]);
+    return letters.sort((a, b) => a.batchTime - b.batchTime || a.partition - b.partition || a.index - b.index);
+  }
+
+  snapshotEntries(): Array<[K, S]> {
+    return [...this.active('stateSnapshots').view.entries()] as Array<[K, S]>;
+  }
+}
+
+class StateSnapshotDStream<K, S> extends DStream<[K, S]> {
+  constructor(graph: StreamGraph, private readonly state: MapWithStateDStream<K, unknown, S, unknown>) {
+    super(graph);
+  }
+
+  protected async compute(batch: BatchRun): Promise<Array<[K, S]>> {
+    await this.state.recordsFor(batch);
+    return this.state.snapshotEntries();
+  }
+}

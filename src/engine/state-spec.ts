@@ -1,0 +1,108 @@
+import { existsSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ConfigError, MappingModuleError } from '../errors.js';
+import type { ResolvedMappingRef } from '../actors/messages.js';
+import type { State } from './state.js';
+
+/** Spark's mapping function, run on worker threads: `undefined` means emit nothing. */
+export type MappingFunction<K, V, S, M> = (time: number, key: K, value: V | undefined, state: State<S>) => M | undefined | Promise<M | undefined>;
+
+/** A mapping function is named by its module: a file URL, an absolute path, or `{ module, export }`. */
+export type MappingRef = URL | string | { module: URL | string; export?: string };
+
+export type RecordFailurePolicy = 'stop' | 'dead-letter';
+
+export interface RecordFailureOptions {
+  /** What happens once a record has failed `maxAttempts` times: fail the batch, or move the record to the dead-letter store. */
+  policy: RecordFailurePolicy;
+  /** Attempts per record before the policy applies (default 3). */
+  maxAttempts?: number;
+}
+
+function moduleUrl(module: URL | string, where: string): URL {
+  let url: URL;
+  if (module instanceof URL) url = module;
+  else if (typeof module === 'string' && module.startsWith('file:')) url = new URL(module);
+  else if (typeof module === 'string' && isAbsolute(module)) url = pathToFileURL(module);
+  else {
+    throw new ConfigError(
+      `${where}: the mapping module must be a file URL (new URL('./fn.js', import.meta.url)) or an absolute path, got ${JSON.stringify(module)}; ` +
+        'mapping functions run on worker threads, so they are named by module rather than passed as closures',
+      { module: String(module) },
+    );
+  }
+  if (url.protocol !== 'file:') throw new ConfigError(`${where}: the mapping module must be a file: URL, got ${url.href}`, { module: url.href });
+  if (!existsSync(fileURLToPath(url))) throw new MappingModuleError(`${where}: no mapping module at ${fileURLToPath(url)}`, { module: url.href });
+  return url;
+}
+
+function positiveInteger(value: unknown, name: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+    throw new ConfigError(`StateSpec.${name} must be an integer from 1 to ${max}, got ${String(value)}`, { option: name, value });
+  }
+  return value;
+}
+
+/** What mapWithState needs: the function, and optionally initial state, partitions, idle timeout and a failure policy. */
+export class StateSpec<K, V, S, M> {
+  private initial: Iterable<[K, S]> | undefined;
+  private partitions = 4;
+  private idleMs: number | null = null;
+  private failure: Required<RecordFailureOptions> = { policy: 'stop', maxAttempts: 3 };
+
+  private constructor(readonly fn: ResolvedMappingRef) {}
+
+  static function<K, V, S, M>(ref: MappingRef): StateSpec<K, V, S, M> {
+    if (ref !== null && typeof ref === 'object' && !(ref instanceof URL)) {
+      const exportName = ref.export ?? 'default';
+      if (typeof exportName !== 'string' || exportName === '') throw new ConfigError(`StateSpec.function: export must be a non-empty string, got ${String(exportName)}`, { export: exportName });
+      return new StateSpec({ url: moduleUrl(ref.module, 'StateSpec.function').href, exportName });
+    }
+    return new StateSpec({ url: moduleUrl(ref as URL | string, 'StateSpec.function').href, exportName: 'default' });
+  }
+
+  /** State for keys before the first batch, loaded into each partition's store with the first batch it commits. */
+  initialState(pairs: Iterable<[K, S]>): this {
+    if (pairs === null || typeof (pairs as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
+      throw new ConfigError(`StateSpec.initialState expects an iterable of [key, state] pairs, got ${String(pairs)}`, { option: 'initialState' });
+    }
+    this.initial = pairs;
+    return this;
+  }
+
+  numPartitions(n: number): this {
+    this.partitions = positiveInteger(n, 'numPartitions', 4096);
+    return this;
+  }
+
+  /** Keys with no record for longer than `idleMs` are timed out (Spark's StateSpec.timeout). */
+  timeout(idleMs: number): this {
+    this.idleMs = positiveInteger(idleMs, 'timeout');
+    return this;
+  }
+
+  onRecordFailure(options: RecordFailureOptions): this {
+    if (options?.policy !== 'stop' && options?.policy !== 'dead-letter') {
+      throw new ConfigError(`StateSpec.onRecordFailure: policy must be 'stop' or 'dead-letter', got ${String(options?.policy)}`, { option: 'policy' });
+    }
+    this.failure = { policy: options.policy, maxAttempts: positiveInteger(options.maxAttempts ?? 3, 'onRecordFailure maxAttempts', 100) };
+    return this;
+  }
+
+  getNumPartitions(): number {
+    return this.partitions;
+  }
+
+  getTimeout(): number | null {
+    return this.idleMs;
+  }
+
+  getInitialState(): Iterable<[K, S]> | undefined {
+    return this.initial;
+  }
+
+  getRecordFailure(): Required<RecordFailureOptions> {
+    return this.failure;
+  }
+}

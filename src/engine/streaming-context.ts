@@ -1,0 +1,296 @@
+import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
+import { ConfigError, LifecycleError, MappingModuleError, StoreMismatchError, deserializeError, type SerializedError } from '../errors.js';
+import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
+import { messageCodec } from '../storage/codec.js';
+import type { ResolvedMappingRef } from '../actors/messages.js';
+import { BatchRun } from './batch.js';
+import { BatchEvents, type BatchEventMap } from './batch-events.js';
+import { SystemClock, type Clock } from './clock.js';
+import type { DStream, StreamGraph } from './dstream.js';
+import { MapWithStateDStream } from './map-with-state-stream.js';
+import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
+import type { StateSpec } from './state-spec.js';
+
+export interface StreamingContextOptions {
+  /** Time between batches, in milliseconds. */
+  batchIntervalMs: number;
+  /** Where the partition stores live (one LMDB environment per partition). Default `./statestream-data`. */
+  dataDir?: string;
+  /** Worker threads applying partitions. Default: the machine's available parallelism. */
+  threads?: number;
+  /** Where batch times come from. Default: the system clock; pass a ManualClock in tests. */
+  clock?: Clock;
+  /** Names the job in errors and (with Kafka) in ZooKeeper paths. */
+  appName?: string;
+  /** Worker restarts allowed per partition within one batch before the batch fails. Default 3. */
+  maxWorkerRestarts?: number;
+}
+
+/** An input stream: the scheduler asks it for records at each batch time. */
+interface InputStream {
+  readonly id: number;
+  take(): unknown[];
+}
+
+interface OutputOp {
+  stream: DStream<unknown>;
+  fn: (records: unknown[], time: number) => unknown;
+}
+
+type Phase = 'created' | 'starting' | 'running' | 'failed' | 'stopping' | 'stopped';
+
+function integerOption(options: Record<string, unknown>, name: string, min: number, max: number, fallback?: number): number {
+  const value = options[name] ?? fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`StreamingContext: ${name} must be an integer from ${min} to ${max}, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`, { option: name, value });
+  }
+  return value;
+}
+
+const workerFile = fileURLToPath(new URL('../actors/partition.worker.js', import.meta.url));
+
+/**
+ * The entry point: define streams, then start(). Batches run one after another at
+ * `start + k * batchIntervalMs`; within a batch, partitions run in parallel on workers.
+ */
+export class StreamingContext implements StreamGraph {
+  readonly batchIntervalMs: number;
+  readonly dataDir: string;
+  readonly threads: number;
+  readonly clock: Clock;
+  readonly appName: string;
+  readonly maxWorkerRestarts: number;
+
+  private readonly events = new EventEmitter();
+  private readonly inputs: InputStream[] = [];
+  private readonly stateStreams: MapWithStateDStream<unknown, unknown, unknown, unknown>[] = [];
+  private readonly outputs: OutputOp[] = [];
+  private streamIds = 0;
+  private phase: Phase = 'created';
+  private pool: Piscina | undefined;
+  private supervisor: ActorRefFrom<typeof supervisorMachine> | undefined;
+  private cancelTimer: (() => void) | undefined;
+  private startTime = 0;
+  private jobs: Promise<void> = Promise.resolve();
+  private failure: Error | undefined;
+
+  constructor(options: StreamingContextOptions) {
+    if (options === null || typeof options !== 'object') throw new ConfigError(`StreamingContext expects an options object, got ${String(options)}`);
+    const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts']);
+    for (const key of Object.keys(options)) if (!known.has(key)) throw new ConfigError(`StreamingContext: unknown option "${key}" (known: ${[...known].join(', ')})`, { option: key });
+    const raw = options as unknown as Record<string, unknown>;
+    this.batchIntervalMs = integerOption(raw, 'batchIntervalMs', 1, 24 * 3600_000);
+    this.threads = integerOption(raw, 'threads', 1, 256, availableParallelism());
+    this.maxWorkerRestarts = integerOption(raw, 'maxWorkerRestarts', 0, 100, 3);
+    if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir === '')) {
+      throw new ConfigError(`StreamingContext: dataDir must be a non-empty path string, got ${JSON.stringify(options.dataDir)}`, { option: 'dataDir' });
+    }
+    this.dataDir = resolve(options.dataDir ?? 'statestream-data');
+    if (options.appName !== undefined && (typeof options.appName !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(options.appName))) {
+      throw new ConfigError(`StreamingContext: appName must be 1–100 characters of letters, digits, '.', '_' or '-', got ${JSON.stringify(options.appName)}`, { option: 'appName' });
+    }
+    this.appName = options.appName ?? 'statestream';
+    const clock = options.clock ?? new SystemClock();
+    if (typeof clock?.now !== 'function' || typeof clock?.schedule !== 'function') {
+      throw new ConfigError('StreamingContext: clock must have now() and schedule(time, callback) (a ManualClock or SystemClock)', { option: 'clock' });
+    }
+    this.clock = clock;
+  }
+
+  // ── events ────────────────────────────────────────────────────────────────
+  on<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): this {
+    this.events.on(event, listener);
+    return this;
+  }
+
+  off<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): this {
+    this.events.off(event, listener);
+    return this;
+  }
+
+  private emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void {
+    this.events.emit(event, payload);
+  }
+
+  // ── the stream graph ──────────────────────────────────────────────────────
+  nextStreamId(): number {
+    return this.streamIds++;
+  }
+
+  assertBuilding(what: string): void {
+    if (this.phase !== 'created') throw new LifecycleError(`${what}: streams and outputs must be defined before start()`, { phase: this.phase });
+  }
+
+  queueStream<T>(options: QueueStreamOptions = {}): QueueInputDStream<T> {
+    this.assertBuilding('queueStream');
+    const stream = new QueueInputDStream<T>(this, options);
+    this.inputs.push(stream);
+    return stream;
+  }
+
+  addOutput<T>(stream: DStream<T>, fn: (records: T[], time: number) => unknown): void {
+    this.outputs.push({ stream: stream as DStream<unknown>, fn: fn as OutputOp['fn'] });
+  }
+
+  mapWithState<K, V, S, M>(parent: DStream<[K, V]>, spec: StateSpec<K, V, S, M>): MapWithStateDStream<K, V, S, M> {
+    if (!spec || typeof (spec as { getNumPartitions?: unknown }).getNumPartitions !== 'function') {
+      throw new ConfigError('mapWithState expects a StateSpec (StateSpec.function(ref))');
+    }
+    const stream = new MapWithStateDStream(this, parent, spec, this.stateStreams.length, this.dataDir);
+    this.stateStreams.push(stream as MapWithStateDStream<unknown, unknown, unknown, unknown>);
+    return stream;
+  }
+
+  // ── lifecycle ─────────────────────────────────────────────────────────────
+  get state(): Phase {
+    return this.phase;
+  }
+
+  /**
+   * Opens the stores, checks them against the specs, loads each mapping module on a worker
+   * (so a missing export fails here, not in the first batch), then schedules batches.
+   */
+  async start(): Promise<void> {
+    if (this.phase !== 'created') throw new LifecycleError(`start(): the context is ${this.phase}; a context starts once`, { phase: this.phase });
+    if (this.inputs.length === 0) throw new LifecycleError('start(): no input stream is defined (queueStream or kafkaStream)');
+    this.phase = 'starting';
+    const machine = supervisorMachine.provide({
+      actors: {
+        startup: fromPromise(() => this.startup()),
+        shutdown: fromPromise(() => this.shutdown()),
+      },
+    });
+    this.supervisor = createActor(machine, {
+      input: { maxRestarts: this.maxWorkerRestarts, onRestart: (crash) => this.announceRestart(crash) },
+    }).start();
+    this.supervisor.send({ type: 'START' });
+    const snapshot = await waitFor(this.supervisor, (s) => s.matches('running') || s.matches('failed'));
+    if (snapshot.matches('failed')) {
+      const error = snapshot.context.error ?? new Error('start failed');
+      this.supervisor.send({ type: 'STOP' });
+      await waitFor(this.supervisor, (s) => s.status === 'done');
+      this.phase = 'stopped';
+      throw error;
+    }
+    this.phase = 'running';
+    this.startTime = this.clock.now();
+    this.scheduleBatch(this.startTime + this.batchIntervalMs);
+  }
+
+  private async startup(): Promise<void> {
+    this.pool = new Piscina({ filename: workerFile, minThreads: this.threads, maxThreads: this.threads, idleTimeout: 60_000, atomics: 'disabled' });
+    const firstBatch = this.clock.now() + this.batchIntervalMs;
+    const opened: MapWithStateDStream<unknown, unknown, unknown, unknown>[] = [];
+    try {
+      for (const stream of this.stateStreams) {
+        await this.checkModule(stream.spec.fn);
+        const recovery = stream.open(this.pool, this.supervisor!);
+        opened.push(stream);
+        if (recovery.lastBatch !== undefined && recovery.lastBatch >= firstBatch) {
+          throw new StoreMismatchError(
+            `the stores under ${this.dataDir} hold batch ${recovery.lastBatch}, but this context's first batch would be at ${firstBatch}; ` +
+              'batch times must move forward (start the clock later than the last batch, or use a new dataDir)',
+            { lastBatch: recovery.lastBatch, firstBatch },
+          );
+        }
+      }
+    } catch (error) {
+      opened.forEach((s) => s.close());
+      throw error;
+    }
+  }
+
+  private async checkModule(fn: ResolvedMappingRef): Promise<void> {
+    const reply: ArrayBuffer = await this.pool!.run({ op: 'check-module', fn });
+    const result = messageCodec.unpack(new Uint8Array(reply)) as { status: string; error?: SerializedError };
+    if (result.status !== 'ok') {
+      const error = deserializeError(result.error!);
+      throw error instanceof MappingModuleError ? error : new MappingModuleError(error.message, { module: fn.url }, error);
+    }
+  }
+
+  private async shutdown(): Promise<void> {
+    this.cancelTimer?.();
+    await this.pool?.destroy();
+    this.pool = undefined;
+    for (const stream of this.stateStreams) stream.close();
+  }
+
+  private announceRestart(crash: PartitionCrashed): void {
+    this.emit(BatchEvents.PARTITION_RESTARTED, {
+      stream: crash.stream, partition: crash.partition, batchTime: crash.batchTime, restart: crash.crashes,
+      cause: crash.error instanceof Error ? crash.error : new Error(String(crash.error)),
+    });
+  }
+
+  /** Stops scheduling, lets the batches already generated finish, then closes workers and stores. */
+  async stop(): Promise<void> {
+    if (this.phase === 'stopped' || this.phase === 'stopping') return;
+    if (this.phase === 'created') {
+      this.phase = 'stopped';
+      return;
+    }
+    this.phase = 'stopping';
+    this.cancelTimer?.();
+    await this.jobs.catch(() => undefined);
+    this.supervisor!.send({ type: 'STOP' });
+    await waitFor(this.supervisor!, (s) => s.status === 'done');
+    this.phase = 'stopped';
+  }
+
+  /** Resolves once every batch that is due has run with its outputs; rejects with the error of a failed batch. */
+  async awaitIdle(): Promise<void> {
+    await this.jobs;
+    if (this.failure) throw this.failure;
+  }
+
+  // ── scheduling ────────────────────────────────────────────────────────────
+  private scheduleBatch(time: number): void {
+    this.cancelTimer = this.clock.schedule(time, () => this.generateBatch(time));
+  }
+
+  /** At a batch's time: take the sources' records now, queue the batch behind earlier ones. */
+  private generateBatch(time: number): Promise<void> {
+    if (this.phase !== 'running') return Promise.resolve();
+    const inputs = new Map(this.inputs.map((input) => [input.id, input.take()]));
+    this.scheduleBatch(time + this.batchIntervalMs);
+    const job = this.jobs.then(() => this.runBatch(new BatchRun(time, inputs)));
+    this.jobs = job.catch(() => undefined);
+    return job;
+  }
+
+  private async runBatch(batch: BatchRun): Promise<void> {
+    if (this.failure) throw this.failure;
+    const started = performance.now();
+    const schedulingDelayMs = Math.max(0, this.clock.now() - batch.time);
+    this.emit(BatchEvents.STARTED, { batchTime: batch.time, schedulingDelayMs });
+    try {
+      // State streams run every batch, whether or not an output reads them.
+      for (const stream of this.stateStreams) await stream.recordsFor(batch);
+      for (const output of this.outputs) await output.fn(await output.stream.recordsFor(batch), batch.time);
+    } catch (error) {
+      const failure = error instanceof Error ? error : new Error(String(error));
+      this.failure = failure;
+      this.phase = this.phase === 'running' ? 'failed' : this.phase;
+      this.cancelTimer?.();
+      this.supervisor?.send({ type: 'FAIL', error: failure });
+      this.emit(BatchEvents.FAILED, { batchTime: batch.time, error: failure });
+      throw failure;
+    }
+    const partitions = this.stateStreams.map((s) => batch.partitionResults.get(s.stateIndex) ?? []);
+    this.emit(BatchEvents.COMPLETED, {
+      batchTime: batch.time,
+      records: batch.inputRecords,
+      schedulingDelayMs,
+      processingTimeMs: performance.now() - started,
+      partitionTimesMs: partitions.map((ps) => ps.map((p) => p.applyMs + p.commitMs)),
+      keysTimedOut: partitions.flat().reduce((n, p) => n + p.keysTimedOut, 0),
+    });
+  }
+}

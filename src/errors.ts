@@ -1,0 +1,116 @@
+/**
+ * Every error statestream raises, in one small hierarchy. Callers branch on `code` and
+ * `retriable`, never on message text; `context` names what failed (partition, batch
+ * time, key, option) so a log line is enough to find it.
+ */
+export type ErrorContext = Record<string, unknown>;
+
+export class StatestreamError extends Error {
+  readonly code: string;
+  readonly context: ErrorContext;
+  readonly retriable: boolean;
+
+  constructor(code: string, message: string, options: { context?: ErrorContext; retriable?: boolean; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.context = options.context ?? {};
+    this.retriable = options.retriable ?? false;
+  }
+}
+
+/** An option given to StreamingContext, StateSpec or a stream is out of range or of the wrong type. */
+export class ConfigError extends StatestreamError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super('ERR_CONFIG', message, { context });
+  }
+}
+
+/** The mapping-function module cannot be loaded, or has no such export, or the export is not a function. */
+export class MappingModuleError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_MAPPING_MODULE', message, { context, cause });
+  }
+}
+
+/** A `State` handle was used against Spark's contract (get when absent, update after remove, …). */
+export class StateContractError extends StatestreamError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super('ERR_STATE_CONTRACT', message, { context });
+  }
+}
+
+/** A record entering mapWithState is not a [key, value] pair, or its key cannot be an LMDB key. */
+export class InvalidRecordError extends StatestreamError {
+  constructor(message: string, context: ErrorContext) {
+    super('ERR_INVALID_RECORD', message, { context });
+  }
+}
+
+/** A state or mapped value cannot be encoded for LMDB (functions, symbols, cycles, huge bigints). */
+export class EncodingError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_ENCODING', message, { context, cause });
+  }
+}
+
+/** The mapping function kept throwing on one record; the batch failed and nothing of it was committed. */
+export class PoisonRecordError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_POISON_RECORD', message, { context, cause });
+  }
+}
+
+/** A worker thread died while applying a shard, more often than the restart policy allows. */
+export class WorkerCrashError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_WORKER_CRASH', message, { context, cause, retriable: true });
+  }
+}
+
+/** A partition store does not match what the job asks of it (partition count, layout, time going backwards). */
+export class StoreMismatchError extends StatestreamError {
+  constructor(message: string, context: ErrorContext) {
+    super('ERR_STORE_MISMATCH', message, { context });
+  }
+}
+
+/** The context is not in a state that allows the call (start twice, add a stream after start, …). */
+export class LifecycleError extends StatestreamError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super('ERR_LIFECYCLE', message, { context });
+  }
+}
+
+/** What crosses a thread boundary: errors lose their class in structured clone, so we carry the parts. */
+export interface SerializedError {
+  name: string;
+  code?: string;
+  message: string;
+  stack?: string;
+  context?: ErrorContext;
+}
+
+export function serializeError(error: unknown): SerializedError {
+  if (error instanceof StatestreamError) {
+    return { name: error.name, code: error.code, message: error.message, stack: error.stack, context: error.context };
+  }
+  if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };
+  return { name: 'Error', message: String(error) };
+}
+
+const byName: Record<string, new (message: string, context: ErrorContext) => StatestreamError> = {
+  StateContractError,
+  InvalidRecordError,
+  EncodingError,
+  MappingModuleError: MappingModuleError as never,
+  StoreMismatchError,
+};
+
+/** Rebuilds an error sent from a worker so that `instanceof` and `code` work on the main thread. */
+export function deserializeError(data: SerializedError): Error {
+  const Ctor = byName[data.name];
+  const error = Ctor ? new Ctor(data.message, data.context ?? {}) : Object.assign(new Error(data.message), { name: data.name });
+  if (data.stack) error.stack = data.stack;
+  return error;
+}

@@ -1,0 +1,28 @@
+export { StreamingContext, type StreamingContextOptions } from './engine/streaming-context.js';
+export { StateSpec, type MappingFunction, type MappingRef, type RecordFailureOptions, type RecordFailurePolicy } from './engine/state-spec.js';
+export type { State } from './engine/state.js';
+export { ManualClock, SystemClock, type Clock } from './engine/clock.js';
+export type { DStream, MapWithStateStream, StateQueries } from './engine/dstream.js';
+export type { QueueInputDStream, QueueStreamOptions } from './engine/sources/queue.js';
+export {
+  BatchEvents,
+  type BatchEventMap,
+  type BatchStartedEvent,
+  type BatchCompletedEvent,
+  type BatchFailedEvent,
+  type PartitionRestartedEvent,
+} from './engine/batch-events.js';
+export { murmur2, murmur2Partitioner, type Partitioner } from './engine/partitioner.js';
+export type { DeadLetter } from './storage/dead-letters.js';
+export {
+  StatestreamError,
+  ConfigError,
+  MappingModuleError,
+  StateContractError,
+  InvalidRecordError,
+  EncodingError,
+  PoisonRecordError,
+  WorkerCrashError,
+  StoreMismatchError,
+  LifecycleError,
+} from './errors.js';

@@ -1,0 +1,27 @@
+import type { SerializedError } from '../errors.js';
+import type { PartitionStore } from './partition-store.js';
+
+/** A record the mapping function kept failing on, kept instead of dropped. */
+export interface DeadLetter {
+  batchTime: number;
+  partition: number;
+  /** Position of the record within the partition's shard; timeouts follow the records. */
+  index: number;
+  key: unknown;
+  value: unknown;
+  timingOut: boolean;
+  attempts: number;
+  error: SerializedError;
+}
+
+export class DeadLetterStore {
+  constructor(private readonly store: PartitionStore) {}
+
+  add(letter: DeadLetter): void {
+    this.store.deadLetters.putSync([letter.batchTime, letter.index], letter);
+  }
+
+  *list(): Generator<DeadLetter> {
+    for (const { value } of this.store.deadLetters.getRange({})) yield value as DeadLetter;
+  }
+}

@@ -1,0 +1,39 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { open, type Database, type Key, type RootDatabase } from 'lmdb';
+
+/**
+ * One LMDB environment per state partition. Its named databases are the layers the
+ * partition logic talks to: state entries, the time index, the batch log and the
+ * dead letters. Every thread of the process that opens the same path shares one native
+ * environment (lmdb-js keeps a registry), so the main thread can read what workers commit.
+ */
+export interface PartitionStore {
+  readonly path: string;
+  readonly env: RootDatabase;
+  /** key → MessagePack [state, lastUpdated] */
+  readonly state: Database<Buffer, Key>;
+  /** [lastUpdated, key] → empty: what the idle sweep reads */
+  readonly timeIndex: Database<Buffer, Key>;
+  /** small records: last committed batch, key count, layout */
+  readonly meta: Database<unknown, string>;
+  /** [batchTime, recordIndex] → what failed and why */
+  readonly deadLetters: Database<unknown, Key>;
+}
+
+export function partitionPath(dataDir: string, streamIndex: number, partition: number): string {
+  return join(dataDir, `state-${streamIndex}`, `partition-${String(partition).padStart(4, '0')}`);
+}
+
+export function openPartitionStore(path: string): PartitionStore {
+  mkdirSync(path, { recursive: true });
+  const env = open({ path, maxDbs: 8, noSubdir: false });
+  return {
+    path,
+    env,
+    state: env.openDB<Buffer, Key>({ name: 'state', encoding: 'binary' }),
+    timeIndex: env.openDB<Buffer, Key>({ name: 'time-index', encoding: 'binary' }),
+    meta: env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' }),
+    deadLetters: env.openDB<unknown, Key>({ name: 'dead-letters', encoding: 'msgpack' }),
+  };
+}

@@ -1,0 +1,98 @@
+import type { Key, Transaction } from 'lmdb';
+import { readBinary } from './state-map.js';
+import { decodeEntry } from './codec.js';
+import { BatchLog } from './batch-log.js';
+import type { PartitionStore } from './partition-store.js';
+import type { Partitioner } from '../engine/partitioner.js';
+import { compareKeys } from 'lmdb';
+
+/**
+ * Queries on the live state, read on the main thread straight from LMDB. Each query
+ * reads every partition through read transactions pinned when the last batch completed,
+ * so it sees one consistent batch across partitions while the next batch commits.
+ */
+/** Read transactions for every partition, released once no query and no newer view needs them. */
+class Pin {
+  private users = 1;
+  constructor(readonly txns: Transaction[]) {}
+  retain(): this {
+    this.users++;
+    return this;
+  }
+  release(): void {
+    if (--this.users === 0) this.txns.forEach((txn) => txn.done());
+  }
+}
+
+export class StateView<K, S> {
+  private pin: Pin | undefined;
+
+  constructor(
+    private readonly stores: PartitionStore[],
+    private readonly partitioner: Partitioner,
+  ) {}
+
+  /** Moves the view to what the stores hold now (called after each completed batch). */
+  refresh(): void {
+    const previous = this.pin;
+    this.pin = new Pin(
+      this.stores.map((store) => {
+        store.env.resetReadTxn();
+        return store.env.useReadTransaction();
+      }),
+    );
+    previous?.release();
+  }
+
+  release(): void {
+    this.pin?.release();
+    this.pin = undefined;
+  }
+
+  private current(): Pin {
+    if (!this.pin) this.refresh();
+    return this.pin!.retain();
+  }
+
+  get(key: K): S | undefined {
+    const partition = this.partitioner.partition(key, this.stores.length);
+    const pin = this.current();
+    try {
+      const bytes = readBinary(this.stores[partition], key as Key, pin.txns[partition]);
+      return bytes === undefined ? undefined : decodeEntry<S>(bytes)[0];
+    } finally {
+      pin.release();
+    }
+  }
+
+  /** Every [key, state], in key order (LMDB's order: numbers before strings, strings by bytes). */
+  *entries(): Generator<[K, S]> {
+    const pin = this.current();
+    try {
+      const iterators = this.stores.map((store, p) => store.state.getRange({ transaction: pin.txns[p] })[Symbol.iterator]());
+      const heads = iterators.map((it) => it.next());
+      for (;;) {
+        let best = -1;
+        for (let i = 0; i < heads.length; i++) {
+          if (heads[i].done) continue;
+          if (best < 0 || compareKeys(heads[i].value.key as never, heads[best].value.key as never) < 0) best = i;
+        }
+        if (best < 0) return;
+        const { key, value } = heads[best].value as { key: unknown; value: Buffer };
+        yield [key as K, decodeEntry<S>(value)[0]];
+        heads[best] = iterators[best].next();
+      }
+    } finally {
+      pin.release();
+    }
+  }
+
+  count(): number {
+    const pin = this.current();
+    try {
+      return this.stores.reduce((total, store, p) => total + (new BatchLog(store).last(pin.txns[p])?.keyCount ?? 0), 0);
+    } finally {
+      pin.release();
+    }
+  }
+}

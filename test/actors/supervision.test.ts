@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { BatchEvents, PoisonRecordError, StateSpec, WorkerCrashError, type PartitionRestartedEvent } from '../../src/index.js';
+import type { FaultyValue } from '../fixtures/faulty.js';
+import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+
+const faulty = () => StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty'));
+
+describe('supervision: a worker that dies mid-batch is replaced and the shard replayed', () => {
+  for (const [name, fault] of [
+    ['the worker exits (process.exit in the mapping function)', (marker: string): FaultyValue => ({ exitOnce: marker })],
+    ['an error is thrown outside the mapping function', (marker: string): FaultyValue => ({ throwOutsideOnce: marker })],
+  ] as const) {
+    it(`${name}: no record lost, none counted twice`, async () => {
+      const dir = tempDir();
+      const marker = join(dir, 'fault-fired');
+      const job = await keyedJob(faulty().numPartitions(2), { dataDir: join(dir, 'data'), threads: 2 });
+      const restarts: PartitionRestartedEvent[] = [];
+      job.ssc.on(BatchEvents.PARTITION_RESTARTED, (e) => restarts.push(e));
+      try {
+        await job.batch([['a', 1], ['b', 1]]);
+        // The crash comes after 'a' and 'b' were updated in the dying worker's memory.
+        const out = await job.batch([['a', 1], ['b', 1], ['crash', fault(marker)], ['a', 1]]);
+        assert.ok(existsSync(marker), 'the fault fired');
+        assert.equal(restarts.length, 1);
+        assert.equal(restarts[0].batchTime, 2000);
+        assert.deepEqual(sorted(out), [['a', 2], ['a', 3], ['b', 2], ['crash', 1]]);
+        assert.equal(job.stream.store().get('a'), 3);
+        assert.equal(job.stream.store().get('b'), 2);
+        assert.deepEqual(sorted(await job.batch([['a', 1], ['crash', 1]])), [['a', 4], ['crash', 2]], 'the job carries on');
+      } finally {
+        await job.ssc.stop();
+      }
+    });
+  }
+
+  it('a worker that keeps dying fails the batch once the restart limit is reached, and commits nothing of it', async () => {
+    const dir = tempDir();
+    const job = await keyedJob(faulty().numPartitions(1), { dataDir: join(dir, 'data'), threads: 1, maxWorkerRestarts: 2 });
+    const restarts: PartitionRestartedEvent[] = [];
+    job.ssc.on(BatchEvents.PARTITION_RESTARTED, (e) => restarts.push(e));
+    try {
+      await job.batch([['a', 1]]);
+      job.input.pushBatch([['a', 1], ['boom', { exitAlways: true }]]);
+      await assert.rejects(job.clock.advance(1000), (error: unknown) => {
+        assert.ok(error instanceof WorkerCrashError, String(error));
+        assert.match((error as Error).message, /partition 0 of batch 2000 died 3 time\(s\)/);
+        return true;
+      });
+      assert.equal(restarts.length, 2);
+      await assert.rejects(job.ssc.awaitIdle(), WorkerCrashError);
+      assert.equal(job.stream.store().get('a'), 1, 'the failed batch left the store as the last batch did');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+});
+
+describe('a record the mapping function keeps failing on', () => {
+  it("policy 'stop': the batch fails naming partition, batch time, key and cause; nothing of it is committed", async () => {
+    const job = await keyedJob(faulty().numPartitions(2).onRecordFailure({ policy: 'stop', maxAttempts: 2 }), { dataDir: tempDir() });
+    const failed: number[] = [];
+    job.ssc.on(BatchEvents.FAILED, (e) => failed.push(e.batchTime));
+    try {
+      await job.batch([['a', 1], ['b', 1]]);
+      job.input.pushBatch([['a', 1], ['b', 1], ['bad', { poison: true }]]);
+      await assert.rejects(job.clock.advance(1000), (error: unknown) => {
+        assert.ok(error instanceof PoisonRecordError);
+        const e = error as PoisonRecordError;
+        assert.equal(e.context.key, 'bad');
+        assert.equal(e.context.batchTime, 2000);
+        assert.equal(e.context.attempts, 2);
+        assert.equal(typeof e.context.partition, 'number');
+        assert.match(e.message, /failed 2 time\(s\) on key "bad" .* in partition \d of batch 2000: poisoned record for bad/);
+        return true;
+      });
+      assert.deepEqual(failed, [2000]);
+      assert.equal(job.stream.store().get('a'), 1);
+      assert.equal(job.stream.store().get('b'), 1);
+      assert.equal(job.stream.store().get('bad'), undefined);
+      assert.equal(job.ssc.state, 'failed');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it("policy 'dead-letter': the record is kept in the dead-letter store and the rest of the batch commits", async () => {
+    const job = await keyedJob(faulty().numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 3 }), { dataDir: tempDir() });
+    try {
+      const out = await job.batch([['a', 1], ['bad', { poison: true }], ['a', 1], ['bad', 1]]);
+      assert.deepEqual(sorted(out), [['a', 1], ['a', 2], ['bad', 1]]);
+      const letters = job.stream.deadLetters();
+      assert.equal(letters.length, 1);
+      assert.equal(letters[0].key, 'bad');
+      assert.deepEqual(letters[0].value, { poison: true });
+      assert.equal(letters[0].batchTime, 1000);
+      assert.equal(letters[0].attempts, 3);
+      assert.match(letters[0].error.message, /poisoned record for bad/);
+      assert.equal(job.stream.store().get('bad'), 1, 'the later good record of the same key still counts');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('a record that fails fewer times than maxAttempts is retried and applied once', async () => {
+    const dir = tempDir();
+    const counter = join(dir, 'attempts');
+    const job = await keyedJob(faulty().numPartitions(1).onRecordFailure({ policy: 'stop', maxAttempts: 3 }), { dataDir: join(dir, 'data') });
+    try {
+      const out = await job.batch([['a', 1], ['f', { failTimes: 2, counter }], ['a', 1]]);
+      assert.deepEqual(out, [['a', 1], ['f', 1], ['a', 2]]);
+      assert.equal(job.stream.deadLetters().length, 0);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+});

@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import {
+  ConfigError, EncodingError, InvalidRecordError, LifecycleError, ManualClock, MappingModuleError, PoisonRecordError,
+  StateContractError, StateSpec, StreamingContext,
+} from '../../src/index.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+
+describe('bad options are refused when given, naming the option', () => {
+  it('StreamingContext options', () => {
+    const bad: Array<[object, RegExp]> = [
+      [{}, /batchIntervalMs must be an integer from 1 .* got nothing/],
+      [{ batchIntervalMs: 0 }, /batchIntervalMs must be an integer from 1/],
+      [{ batchIntervalMs: 1.5 }, /batchIntervalMs/],
+      [{ batchIntervalMs: '1000' }, /batchIntervalMs .* got "1000"/],
+      [{ batchIntervalMs: 100, threads: 0 }, /threads must be an integer from 1 to 256, got 0/],
+      [{ batchIntervalMs: 100, dataDir: '' }, /dataDir must be a non-empty path string/],
+      [{ batchIntervalMs: 100, appName: 'no spaces' }, /appName must be/],
+      [{ batchIntervalMs: 100, clock: {} }, /clock must have now\(\) and schedule/],
+      [{ batchIntervalMs: 100, batchInterval: 5 }, /unknown option "batchInterval"/],
+    ];
+    for (const [options, message] of bad) {
+      assert.throws(() => new StreamingContext(options as never), (e: unknown) => e instanceof ConfigError && message.test((e as Error).message), JSON.stringify(options));
+    }
+  });
+
+  it('StateSpec options and mapping module references', () => {
+    assert.throws(() => StateSpec.function('./relative.js'), (e: unknown) => e instanceof ConfigError && /file URL .* or an absolute path/.test((e as Error).message));
+    assert.throws(() => StateSpec.function(new URL('https://example.com/fn.js')), /must be a file: URL/);
+    assert.throws(() => StateSpec.function('/no/such/module.js'), (e: unknown) => e instanceof MappingModuleError && /no mapping module at \/no\/such\/module.js/.test((e as Error).message));
+    assert.throws(() => StateSpec.function({ module: fixture('count'), export: '' }), /export must be a non-empty string/);
+    const spec = StateSpec.function(fixture('count'));
+    assert.throws(() => spec.numPartitions(0), /numPartitions must be an integer from 1 to 4096, got 0/);
+    assert.throws(() => spec.timeout(-5), /timeout must be an integer/);
+    assert.throws(() => spec.initialState(42 as never), /iterable of \[key, state\] pairs/);
+    assert.throws(() => spec.onRecordFailure({ policy: 'ignore' as never }), /policy must be 'stop' or 'dead-letter'/);
+  });
+
+  it('stream operations', () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock() });
+    const q = ssc.queueStream<number>();
+    assert.throws(() => q.map(5 as never), /map expects a function, got number/);
+    assert.throws(() => q.foreachBatch(undefined as never), /foreachBatch expects a function/);
+    assert.throws(() => ssc.queueStream({ oneAtATime: 'yes' as never }), /oneAtATime must be a boolean/);
+  });
+});
+
+describe('a mapping module that does not load fails start()', () => {
+  for (const [name, ref, message] of [
+    ['no such export', { module: fixture('article-count'), export: 'nope' }, /has no export named "nope" \(its exports: default, tally\)/],
+    ['export is not a function', { module: fixture('not-a-function'), export: 'default' }, /export "default" of .* is a number, not a function/],
+    ['module throws on import', pathToFileURL(join(process.cwd(), 'package.json')), /could not be loaded/],
+  ] as const) {
+    it(name, async () => {
+      const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
+      ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(ref as never));
+      await assert.rejects(ssc.start(), (e: unknown) => e instanceof MappingModuleError && message.test((e as Error).message));
+      assert.equal(ssc.state, 'stopped');
+    });
+  }
+
+  it('start() without an input, and building after start, are lifecycle errors', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
+    await assert.rejects(ssc.start(), LifecycleError);
+    const job = await keyedJob(StateSpec.function(fixture('count')), { dataDir: tempDir() });
+    try {
+      assert.throws(() => job.ssc.queueStream(), /must be defined before start\(\)/);
+      await assert.rejects(job.ssc.start(), /a context starts once/);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+});
+
+describe('bad records and states fail the batch, naming what and where, and leave the stores as they were', () => {
+  async function expectBatchFailure(records: unknown[], check: (e: unknown) => boolean) {
+    const job = await keyedJob(StateSpec.function<unknown, unknown, unknown, unknown>(fixture('count')).numPartitions(2), { dataDir: tempDir() });
+    try {
+      await job.batch([['keep', 1]] as never);
+      job.input.pushBatch([['keep', 1], ...records] as never);
+      await assert.rejects(job.clock.advance(1000), check);
+      assert.deepEqual([...job.stream.store().entries()], [['keep', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+  }
+
+  it('a record that is not a [key, value] pair', () =>
+    expectBatchFailure(['just-a-word'], (e) => e instanceof InvalidRecordError && /\[key, value\] pairs; record 1 of batch 2000 is "just-a-word"/.test((e as Error).message)));
+
+  it('a key that cannot be an LMDB key', () =>
+    expectBatchFailure([[{ user: 1 }, 1]], (e) => e instanceof InvalidRecordError && /record 1 of batch 2000: key \{"user":1\} cannot be an LMDB key/.test((e as Error).message)));
+
+  it('a key longer than LMDB allows', () =>
+    expectBatchFailure([['k'.repeat(5000), 1]], (e) => e instanceof InvalidRecordError && /5000 bytes of UTF-8; LMDB keys are limited to 1900/.test((e as Error).message)));
+
+  for (const [value, message] of [
+    ['store-function', /the state of key "f" cannot be stored: the value is a function/],
+    ['store-nested-symbol', /the state of key "f" cannot be stored: the value.deep\[1\].s is a symbol/],
+  ] as const) {
+    it(`a state that cannot be encoded (${value})`, async () => {
+      const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).numPartitions(2), { dataDir: tempDir() });
+      try {
+        await job.batch([['keep', 'ok']]);
+        job.input.pushBatch([['keep', 'ok'], ['f', value]]);
+        await assert.rejects(job.clock.advance(1000), (e: unknown) => e instanceof EncodingError && message.test((e as Error).message));
+        assert.deepEqual([...job.stream.store().entries()], [['keep', 'fine']]);
+      } finally {
+        await job.ssc.stop();
+      }
+    });
+  }
+});
+
+describe('State used against its contract throws as Spark does', () => {
+  for (const [value, message] of [
+    ['update-after-remove', /cannot update the state of key k after it has been removed/],
+    ['remove-twice', /the state of key k has already been removed/],
+    ['get-absent', /no state exists for key k/],
+    ['update-undefined', /the new state of key k is undefined; call remove\(\)/],
+  ] as const) {
+    it(value, async () => {
+      const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).onRecordFailure({ policy: 'stop', maxAttempts: 1 }), { dataDir: tempDir() });
+      try {
+        job.input.pushBatch([['k', value]]);
+        await assert.rejects(job.clock.advance(1000), (e: unknown) => {
+          assert.ok(e instanceof PoisonRecordError);
+          assert.ok((e as Error).cause instanceof StateContractError, 'the cause keeps its class across the thread boundary');
+          assert.match(((e as Error).cause as Error).message, message);
+          return true;
+        });
+      } finally {
+        await job.ssc.stop();
+      }
+    });
+  }
+
+  it('update while timing out', async () => {
+    const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).timeout(1000).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });
+    try {
+      await job.batch([['k', 'ok']]);
+      await job.batch([]);
+      await job.batch([]); // 3000: k (1000) < 2000 times out; the function tries update()
+      const [letter] = job.stream.deadLetters();
+      assert.equal(letter.key, 'k');
+      assert.equal(letter.timingOut, true);
+      assert.match(letter.error.message, /cannot update the state of key k while it is timing out/);
+      assert.equal(job.stream.store().count(), 0, 'the key is removed all the same');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+});

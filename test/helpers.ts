@@ -1,0 +1,60 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ManualClock, StateSpec, StreamingContext, type StreamingContextOptions } from '../src/index.js';
+
+/** A fresh data folder under the OS temp dir, removed when the test process ends. */
+const made: string[] = [];
+process.once('exit', () => made.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+
+export function tempDir(prefix = 'statestream-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+/** The compiled fixture module (tests run from dist/, next to it). */
+export function fixture(name: string): URL {
+  return new URL(`./fixtures/${name}.js`, import.meta.url);
+}
+
+export interface KeyedJob<K, V, M, S> {
+  ssc: StreamingContext;
+  clock: ManualClock;
+  input: ReturnType<StreamingContext['queueStream']>;
+  outputs: Array<{ time: number; records: M[] }>;
+  snapshots: Array<{ time: number; pairs: Array<[K, S]> }>;
+  stream: ReturnType<StreamingContext['mapWithState']>;
+  /** Pushes one batch of [key, value] records and runs it. */
+  batch(records: Array<[K, V]>): Promise<M[]>;
+}
+
+/** A started job: queue of [key, value] pairs → mapWithState(spec) with outputs and snapshots collected. */
+export async function keyedJob<K, V, S, M>(
+  spec: StateSpec<K, V, S, M>,
+  options: Partial<StreamingContextOptions> & { dataDir: string; startMs?: number },
+): Promise<KeyedJob<K, V, M, S>> {
+  const { startMs, ...rest } = options;
+  const clock = new ManualClock(startMs ?? 0);
+  const ssc = new StreamingContext({ batchIntervalMs: 1000, threads: 2, clock, ...rest });
+  const input = ssc.queueStream<[K, V]>();
+  const stream = input.mapWithState(spec);
+  const outputs: Array<{ time: number; records: M[] }> = [];
+  const snapshots: Array<{ time: number; pairs: Array<[K, S]> }> = [];
+  stream.foreachBatch((records, time) => void outputs.push({ time, records: records as M[] }));
+  stream.stateSnapshots().foreachBatch((pairs, time) => void snapshots.push({ time, pairs: pairs as Array<[K, S]> }));
+  await ssc.start();
+  return {
+    ssc, clock, input: input as never, outputs, snapshots, stream: stream as never,
+    async batch(records) {
+      input.pushBatch(records);
+      await clock.advance(1000);
+      return outputs[outputs.length - 1].records;
+    },
+  };
+}
+
+/** Sorts mapped records so tests compare content, not the partition order they arrived in. */
+export function sorted<T>(records: T[]): T[] {
+  return [...records].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : JSON.stringify(a) > JSON.stringify(b) ? 1 : 0));
+}

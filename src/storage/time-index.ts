@@ -1,7 +1,14 @@
 import type { Key } from 'lmdb';
 import type { PartitionStore } from './partition-store.js';
 
-const EMPTY = Buffer.alloc(0);
+// LMDB's key encoding flattens nested arrays: [time, ['a', 1]] is stored as [time, 'a', 1].
+// The entry's value says which shape the state key had, so it reads back as written.
+const SCALAR = Buffer.from([0]);
+const TUPLE = Buffer.from([1]);
+
+function indexKey(time: number, key: unknown): Key {
+  return (Array.isArray(key) ? [time, ...key] : [time, key]) as Key;
+}
 
 /**
  * Keys ordered by the batch time of their last record, as `[time, key]` LMDB keys. The idle
@@ -13,17 +20,17 @@ export class TimeIndex {
 
   /** Entries with time < threshold, oldest first. */
   *olderThan(threshold: number): Generator<[time: number, key: unknown]> {
-    for (const { key } of this.store.timeIndex.getRange({ end: [threshold] })) {
-      const [time, stateKey] = key as [number, unknown];
-      yield [time, stateKey];
+    for (const { key, value } of this.store.timeIndex.getRange({ end: [threshold] })) {
+      const [time, ...rest] = key as unknown[];
+      yield [time as number, value[0] === TUPLE[0] ? rest : rest[0]];
     }
   }
 
   add(time: number, key: unknown): void {
-    this.store.timeIndex.putSync([time, key as Key], EMPTY);
+    this.store.timeIndex.putSync(indexKey(time, key), Array.isArray(key) ? TUPLE : SCALAR);
   }
 
   remove(time: number, key: unknown): void {
-    this.store.timeIndex.removeSync([time, key as Key]);
+    this.store.timeIndex.removeSync(indexKey(time, key));
   }
 }

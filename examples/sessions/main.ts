@@ -1,0 +1,124 @@
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import { BatchEvents, ConfigError, StateSpec, StreamingContext, type MapWithStateStream, type QueueInputDStream } from '../../src/index.js';
+import type { Click, Session, SessionSummary } from './session.js';
+
+const USAGE = `usage: node dist/examples/sessions/main.js [options]
+  --data-dir <path>   where open sessions live between runs (default ./data/sessions)
+  --batch-ms <ms>     batch interval (default 500)
+  --idle-ms <ms>      a session ends after this long without a click (default 2000)
+  --batches <n>       stop after this many batches (default 12)
+  -h, --help`;
+
+function usageError(message: string): never {
+  console.error(`sessions: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function intFlag(values: Record<string, string | boolean | undefined>, name: string, fallback: number): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (typeof raw !== 'string' || !/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < 1) usageError(`--${name} must be an integer >= 1, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+function parseFlags() {
+  try {
+    return parseArgs({
+      options: {
+        'data-dir': { type: 'string', default: './data/sessions' },
+        'batch-ms': { type: 'string' },
+        'idle-ms': { type: 'string' },
+        batches: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (error) {
+    usageError((error as Error).message);
+  }
+}
+
+const values = parseFlags();
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const batchMs = intFlag(values, 'batch-ms', 500);
+const idleMs = intFlag(values, 'idle-ms', 2000);
+const batches = intFlag(values, 'batches', 12);
+
+// Who clicks in which batch (1-based). With the defaults a session ends 5 batches after its
+// last click: ann and bob go quiet and time out, cai leaves and comes back (a new session),
+// and dee clicks every second batch, so she is never idle long enough to time out.
+const PAGES = ['/', '/search', '/item/17', '/item/42', '/cart', '/checkout', '/help'];
+const USERS: Array<{ user: string; clicksIn: (batch: number) => boolean }> = [
+  { user: 'ann', clicksIn: (b) => b <= 3 },
+  { user: 'bob', clicksIn: (b) => b <= 6 },
+  { user: 'cai', clicksIn: (b) => b === 1 || b >= 9 },
+  { user: 'dee', clicksIn: (b) => b % 2 === 0 },
+];
+const clicksFor = (batch: number): Array<[string, Click]> =>
+  USERS.flatMap(({ user, clicksIn }, i) => (clicksIn(batch) ? [[user, { page: PAGES[(i * 2 + batch) % PAGES.length], at: Date.now() }]] : []));
+
+let ssc: StreamingContext;
+let clicks: QueueInputDStream<[string, Click]>;
+let sessions: MapWithStateStream<string, Session, SessionSummary>;
+try {
+  ssc = new StreamingContext({ batchIntervalMs: batchMs, dataDir: values['data-dir'], threads: Math.min(2, availableParallelism()), appName: 'sessions' });
+  clicks = ssc.queueStream<[string, Click]>();
+  sessions = clicks.mapWithState(
+    StateSpec.function<string, Click, Session, SessionSummary>(new URL('./session.js', import.meta.url)).numPartitions(2).timeout(idleMs),
+  );
+} catch (error) {
+  if (error instanceof ConfigError) usageError(error.message);
+  throw error;
+}
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+const clock = (ms: number) => new Date(ms).toISOString().slice(11, 23);
+sessions.foreachBatch((ended) => {
+  for (const s of ended) {
+    console.log(`Session ${s.user}: ${plural(s.pages, 'page')} in ${((s.end - s.start) / 1000).toFixed(1)} s (${clock(s.start)} → ${clock(s.end)}): ${s.path.join(' > ')}`);
+  }
+});
+
+// Clicks for batch k+1 are made as batch k starts, so every batch gets its own turn of the script.
+let turn = 0;
+const clickNext = () => {
+  if (turn++ < batches) clicks.pushBatch(clicksFor(turn));
+};
+ssc.on(BatchEvents.STARTED, clickNext);
+
+let stopping: Promise<void> | undefined;
+const finish = (code: number) => {
+  stopping ??= ssc.stop().then(() => {
+    process.exitCode ??= code;
+  });
+};
+let completed = 0;
+ssc.on(BatchEvents.COMPLETED, ({ batchTime, records, keysTimedOut }) => {
+  const open = sessions.store().count();
+  console.log(`----- batch ${new Date(batchTime).toISOString()}: ${plural(records, 'click')}, ${plural(keysTimedOut, 'session')} ended, ${open} open -----`);
+  if (++completed < batches) return;
+  const still = [...sessions.store().entries()].map(([user, s]) => `${user} (${plural(s.pages, 'page')})`);
+  console.log(`sessions: stopping; still open and kept in the data dir: ${still.join(', ') || 'none'}`);
+  finish(0);
+});
+ssc.on(BatchEvents.FAILED, ({ batchTime, error }) => {
+  console.error(`sessions: batch ${new Date(batchTime).toISOString()} failed: ${error.message}`);
+  finish(1);
+});
+process.once('SIGINT', () => finish(130));
+
+clickNext();
+try {
+  await ssc.start();
+} catch (error) {
+  console.error(`sessions: cannot start: ${(error as Error).message}`);
+  process.exit(1);
+}
+// Sessions left open by an earlier run are idle by now: the first batch ends them, unless
+// that user clicks again in it (a record always comes before the idle sweep, as in Spark).
+console.log(`sessions: data dir ${ssc.dataDir} holds ${plural(sessions.store().count(), 'open session')} from earlier runs`);
+console.log(`sessions: ${batches} batches of ${batchMs} ms, sessions end after ${idleMs} ms idle`);

@@ -1,0 +1,115 @@
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+import { BatchEvents, ConfigError, StateSpec, StreamingContext, type MapWithStateStream, type QueueInputDStream } from '../../src/index.js';
+import { createTypist } from './typist.js';
+
+const USAGE = `usage: node dist/examples/word-count/main.js [options]
+  --data-dir <path>        where the counts live; re-running on it continues them (default ./data/word-count)
+  --batch-ms <ms>          batch interval (default 1000)
+  --batches <n>            stop after this many batches (default 10)
+  --lines-per-batch <n>    lines the typist types per batch (default 5)
+  --partitions <n>         state partitions; must match an existing data dir (default 4)
+  --seed <n>               typist seed: the same seed types the same words (default 1)
+  -h, --help`;
+
+function usageError(message: string): never {
+  console.error(`word-count: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function intFlag(values: Record<string, string | boolean | undefined>, name: string, fallback: number, min = 1): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (typeof raw !== 'string' || !/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) usageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+function parseFlags() {
+  try {
+    return parseArgs({
+      options: {
+        'data-dir': { type: 'string', default: './data/word-count' },
+        'batch-ms': { type: 'string' },
+        batches: { type: 'string' },
+        'lines-per-batch': { type: 'string' },
+        partitions: { type: 'string' },
+        seed: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (error) {
+    // parseArgs' messages already name the flag: "Unknown option '--bogus'".
+    usageError((error as Error).message);
+  }
+}
+
+const values = parseFlags();
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const batchMs = intFlag(values, 'batch-ms', 1000);
+const batches = intFlag(values, 'batches', 10);
+const linesPerBatch = intFlag(values, 'lines-per-batch', 5);
+const partitions = intFlag(values, 'partitions', 4);
+const seed = intFlag(values, 'seed', 1, 0);
+
+let ssc: StreamingContext;
+let lines: QueueInputDStream<string>;
+let counts: MapWithStateStream<string, number, [string, number]>;
+try {
+  // One worker per partition at most: more threads than partitions would sit idle.
+  ssc = new StreamingContext({ batchIntervalMs: batchMs, dataDir: values['data-dir'], threads: Math.min(partitions, availableParallelism()), appName: 'word-count' });
+  lines = ssc.queueStream<string>();
+  counts = lines
+    .flatMap((line) => line.split(/\s+/))
+    .filter(Boolean)
+    .map((word): [string, number] => [word, 1])
+    .mapWithState(StateSpec.function<string, number, number, [string, number]>(new URL('./count.js', import.meta.url)).numPartitions(partitions));
+} catch (error) {
+  // Flags the runtime rejects (an interval over a day, too many partitions) are usage errors too.
+  if (error instanceof ConfigError) usageError(error.message);
+  throw error;
+}
+
+counts.foreachBatch((records, time) => {
+  for (const [word, count] of records) console.log(`Word ${word}, count ${count}`);
+  console.log(`-------------------- batch ${new Date(time).toISOString()} --------------------`);
+});
+
+// Lines for batch k+1 are typed as batch k starts, so each batch gets exactly one
+// typist turn even when a slow batch makes timer-driven typing drift.
+const type = createTypist(seed);
+let typed = 0;
+const typeNext = () => {
+  if (typed++ < batches) lines.pushBatch(type(linesPerBatch));
+};
+ssc.on(BatchEvents.STARTED, typeNext);
+
+let stopping: Promise<void> | undefined;
+const finish = (code: number) => {
+  stopping ??= ssc.stop().then(() => {
+    process.exitCode ??= code;
+  });
+};
+let completed = 0;
+ssc.on(BatchEvents.COMPLETED, () => {
+  if (++completed === batches) finish(0);
+});
+ssc.on(BatchEvents.FAILED, ({ batchTime, error }) => {
+  console.error(`word-count: batch ${new Date(batchTime).toISOString()} failed: ${error.message}`);
+  finish(1);
+});
+process.once('SIGINT', () => finish(130));
+
+typeNext();
+try {
+  await ssc.start();
+} catch (error) {
+  // A store that does not fit (other --partitions, a clock behind the stored batches) fails here.
+  console.error(`word-count: cannot start: ${(error as Error).message}`);
+  process.exit(1);
+}
+console.log(`word-count: data dir ${ssc.dataDir} holds ${counts.store().count()} word counts from earlier runs`);
+console.log(`word-count: typing ${linesPerBatch} lines per ${batchMs} ms batch for ${batches} batches (seed ${seed})`);

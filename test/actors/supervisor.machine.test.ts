@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createActor, fromCallback, fromPromise, type AnyActorRef } from 'xstate';
+import { supervisorMachine, type PartitionCrashed } from '../../src/actors/supervisor.machine.js';
+
+/** A partition stand-in that records what the supervisor tells it. */
+function listener(received: string[]): AnyActorRef {
+  return createActor(fromCallback(({ receive }) => receive((e) => void received.push(e.type)))).start();
+}
+
+describe('supervisor machine', () => {
+  function started(maxRestarts: number, restarts: PartitionCrashed[]) {
+    const machine = supervisorMachine.provide({ actors: { startup: fromPromise(async () => {}), shutdown: fromPromise(async () => {}) } });
+    const actor = createActor(machine, { input: { maxRestarts, onRestart: (c) => void restarts.push(c) } }).start();
+    actor.send({ type: 'START' });
+    return actor;
+  }
+
+  it('restores a crashed partition while withinRestartBudget holds, then tells it to give up', async () => {
+    const restarts: PartitionCrashed[] = [];
+    const actor = started(2, restarts);
+    await new Promise((r) => setImmediate(r));
+    assert.ok(actor.getSnapshot().matches('running'));
+    const received: string[] = [];
+    const ref = listener(received);
+    for (const crashes of [1, 2, 3]) actor.send({ type: 'PARTITION_CRASHED', stream: 0, partition: 1, batchTime: 1000, crashes, error: new Error('died'), ref });
+    assert.deepEqual(received, ['RESTORE', 'RESTORE', 'GIVE_UP']);
+    assert.equal(restarts.length, 2);
+    assert.equal(actor.getSnapshot().context.restarts, 2);
+  });
+
+  it('goes to failed on FAIL and on a failed startup, and stops from there', async () => {
+    const actor = started(1, []);
+    await new Promise((r) => setImmediate(r));
+    actor.send({ type: 'FAIL', error: new Error('batch failed') });
+    assert.ok(actor.getSnapshot().matches('failed'));
+    assert.equal(actor.getSnapshot().context.error?.message, 'batch failed');
+    actor.send({ type: 'STOP' });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(actor.getSnapshot().status, 'done');
+
+    const broken = supervisorMachine.provide({ actors: { startup: fromPromise<void>(async () => { throw new Error('no store'); }) } });
+    const b = createActor(broken, { input: { maxRestarts: 1, onRestart: () => {} } }).start();
+    b.send({ type: 'START' });
+    await new Promise((r) => setImmediate(r));
+    assert.ok(b.getSnapshot().matches('failed'));
+    assert.equal(b.getSnapshot().context.error?.message, 'no store');
+  });
+});

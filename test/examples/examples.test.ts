@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { tempDir } from '../helpers.js';
+
+const run = promisify(execFile);
+const example = (name: string) => fileURLToPath(new URL(`../../examples/${name}/main.js`, import.meta.url));
+
+/** The last count printed for each word. */
+function lastCounts(stdout: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const [, word, n] of stdout.matchAll(/^Word (\S+), count (\d+)$/gm)) counts.set(word, Number(n));
+  return counts;
+}
+
+describe('examples', () => {
+  it('word-count prints batches of "Word <w>, count <n>" and continues its counts when run again', async () => {
+    const dataDir = join(tempDir(), 'wc');
+    const args = [example('word-count'), '--batch-ms', '200', '--batches', '3', '--data-dir', dataDir, '--seed', '5'];
+    const first = await run(process.execPath, args);
+    assert.match(first.stdout, /holds 0 word counts from earlier runs/);
+    assert.equal(first.stdout.match(/^-+ batch .* -+$/gm)?.length, 3);
+    const before = lastCounts(first.stdout);
+    assert.ok(before.size > 0);
+
+    const second = await run(process.execPath, args);
+    assert.match(second.stdout, new RegExp(`holds ${before.size} word counts from earlier runs`));
+    // A word's first count in the second run follows its last count of the first (or restarts past 10).
+    const firstSeen = new Map<string, number>();
+    for (const [, word, n] of second.stdout.matchAll(/^Word (\S+), count (\d+)$/gm)) if (!firstSeen.has(word)) firstSeen.set(word, Number(n));
+    let continued = 0;
+    for (const [word, n] of firstSeen) {
+      const prior = before.get(word);
+      if (prior === undefined) continue;
+      assert.ok(n > prior || (prior >= 9 && n <= 2), `${word}: ${prior} then ${n}`);
+      if (n > prior) continued++;
+    }
+    assert.ok(continued > 0, 'some counts continued across runs');
+  });
+
+  it('word-count rejects a bad flag with exit code 2', async () => {
+    await assert.rejects(run(process.execPath, [example('word-count'), '--batches', '0']), (e: { code?: number; stderr?: string }) => e.code === 2 && /--batches must be an integer/.test(e.stderr ?? ''));
+  });
+
+  it('sessions emits a summary when a session times out', async () => {
+    const { stdout } = await run(process.execPath, [example('sessions'), '--batch-ms', '200', '--idle-ms', '600', '--batches', '10', '--data-dir', join(tempDir(), 's')]);
+    assert.match(stdout, /^Session ann: \d+ pages? in/m);
+  });
+});

@@ -11,6 +11,7 @@ export {
   type BatchCompletedEvent,
   type BatchFailedEvent,
   type PartitionRestartedEvent,
+  type RecoveryIncompleteEvent,
 } from './engine/batch-events.js';
 export { murmur2, murmur2Partitioner, type Partitioner } from './engine/partitioner.js';
 export type { DeadLetter } from './storage/dead-letters.js';

@@ -5,6 +5,11 @@ export const BatchEvents = {
   FAILED: 'batch.failed',
   /** A partition actor's worker died and the supervisor restarted it. */
   PARTITION_RESTARTED: 'partition.restarted',
+  /**
+   * At start: some partitions of a store are behind its newest batch (a batch failed or the
+   * process died after some partitions committed it). A queue source cannot replay it.
+   */
+  RECOVERY_INCOMPLETE: 'recovery.incomplete',
 } as const;
 
 export interface BatchStartedEvent {
@@ -37,9 +42,18 @@ export interface PartitionRestartedEvent {
   cause: Error;
 }
 
+export interface RecoveryIncompleteEvent {
+  stream: number;
+  /** The newest batch some partition committed. */
+  lastBatch: number;
+  /** Partitions that did not commit it, with the batch they hold. */
+  behind: Array<{ partition: number; lastBatch: number | undefined }>;
+}
+
 export interface BatchEventMap {
   [BatchEvents.STARTED]: BatchStartedEvent;
   [BatchEvents.COMPLETED]: BatchCompletedEvent;
   [BatchEvents.FAILED]: BatchFailedEvent;
   [BatchEvents.PARTITION_RESTARTED]: PartitionRestartedEvent;
+  [BatchEvents.RECOVERY_INCOMPLETE]: RecoveryIncompleteEvent;
 }

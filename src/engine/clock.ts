@@ -15,7 +15,9 @@ export class SystemClock implements Clock {
   }
 
   schedule(time: number, callback: () => Promise<void> | void): () => void {
-    const timer = setTimeout(() => void callback(), Math.max(0, time - Date.now()));
+    // A failed batch is reported by the context (events, awaitIdle); here it must not
+    // become an unhandled rejection that takes the process down.
+    const timer = setTimeout(() => Promise.resolve().then(callback).catch(() => undefined), Math.max(0, time - Date.now()));
     return () => clearTimeout(timer);
   }
 }

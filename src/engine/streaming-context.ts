@@ -192,6 +192,9 @@ export class StreamingContext implements StreamGraph {
         await this.checkModule(stream.spec.fn);
         const recovery = stream.open(this.pool, this.supervisor!);
         opened.push(stream);
+        if (recovery.behind.length > 0) {
+          this.emit(BatchEvents.RECOVERY_INCOMPLETE, { stream: stream.stateIndex, lastBatch: recovery.lastBatch!, behind: recovery.behind });
+        }
         if (recovery.lastBatch !== undefined && recovery.lastBatch >= firstBatch) {
           throw new StoreMismatchError(
             `the stores under ${this.dataDir} hold batch ${recovery.lastBatch}, but this context's first batch would be at ${firstBatch}; ` +

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BatchEvents, PoisonRecordError, StateSpec, WorkerCrashError, type PartitionRestartedEvent } from '../../src/index.js';
+import { BatchEvents, ManualClock, PoisonRecordError, StateSpec, StreamingContext, WorkerCrashError, type PartitionRestartedEvent, type RecoveryIncompleteEvent } from '../../src/index.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
 
@@ -84,6 +84,25 @@ describe('a record the mapping function keeps failing on', () => {
     } finally {
       await job.ssc.stop();
     }
+  });
+
+  it('a re-created context reports the partitions that did not commit the failed batch', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(faulty().numPartitions(2).onRecordFailure({ policy: 'stop', maxAttempts: 1 }), { dataDir });
+    // 'a' and 'bad' land in different partitions (murmur2 % 2), so one of them commits batch 1000.
+    job.input.pushBatch([['a', 1], ['b', 1], ['c', 1], ['d', 1], ['bad', { poison: true }]]);
+    await assert.rejects(job.clock.advance(1000), PoisonRecordError);
+    await job.ssc.stop();
+
+    const gaps: RecoveryIncompleteEvent[] = [];
+    const again = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock: new ManualClock(1000), threads: 1 });
+    again.queueStream<[string, number]>().mapWithState(faulty().numPartitions(2));
+    again.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => gaps.push(e));
+    await again.start();
+    await again.stop();
+    assert.equal(gaps.length, 1);
+    assert.equal(gaps[0].lastBatch, 1000);
+    assert.deepEqual(gaps[0].behind.map((b) => b.lastBatch), [undefined]);
   });
 
   it("policy 'dead-letter': the record is kept in the dead-letter store and the rest of the batch commits", async () => {

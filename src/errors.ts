@@ -75,6 +75,20 @@ export class StoreMismatchError extends StatestreamError {
   }
 }
 
+/** Source positions could not be read from or written to ZooKeeper (after retrying). */
+export class OffsetStoreError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_OFFSETS', message, { context, cause, retriable: true });
+  }
+}
+
+/** A source message could not be decoded; the context names topic, partition and offset. */
+export class SourceRecordError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_SOURCE_RECORD', message, { context, cause });
+  }
+}
+
 /** The context is not in a state that allows the call (start twice, add a stream after start, …). */
 export class LifecycleError extends StatestreamError {
   constructor(message: string, context: ErrorContext = {}) {

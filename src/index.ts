@@ -4,6 +4,10 @@ export type { State } from './engine/state.js';
 export { ManualClock, SystemClock, type Clock } from './engine/clock.js';
 export type { DStream, MapWithStateStream, StateQueries } from './engine/dstream.js';
 export type { QueueInputDStream, QueueStreamOptions } from './engine/sources/queue.js';
+export type { KafkaInputDStream, KafkaRecord } from './engine/sources/kafka.js';
+export type { KafkaStreamOptions, KafkaDecoder } from './engine/sources/kafka-options.js';
+export type { SourceDeadLetter } from './storage/source-dead-letters.js';
+export type { OffsetRange, RecordedBatch } from './storage/zk-offsets.js';
 export {
   BatchEvents,
   type BatchEventMap,
@@ -26,4 +30,6 @@ export {
   WorkerCrashError,
   StoreMismatchError,
   LifecycleError,
+  OffsetStoreError,
+  SourceRecordError,
 } from './errors.js';

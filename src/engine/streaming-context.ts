@@ -14,6 +14,9 @@ import { BatchEvents, type BatchEventMap } from './batch-events.js';
 import { SystemClock, type Clock } from './clock.js';
 import type { DStream, StreamGraph } from './dstream.js';
 import { MapWithStateDStream } from './map-with-state-stream.js';
+import type { InputStream } from './sources/input.js';
+import { KafkaInputDStream } from './sources/kafka.js';
+import { validateKafkaOptions, type KafkaStreamOptions } from './sources/kafka-options.js';
 import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
 import type { StateSpec } from './state-spec.js';
 
@@ -32,11 +35,6 @@ export interface StreamingContextOptions {
   maxWorkerRestarts?: number;
 }
 
-/** An input stream: the scheduler asks it for records at each batch time. */
-interface InputStream {
-  readonly id: number;
-  take(): unknown[];
-}
 
 interface OutputOp {
   stream: DStream<unknown>;
@@ -78,6 +76,8 @@ export class StreamingContext implements StreamGraph {
   private cancelTimer: (() => void) | undefined;
   private startTime = 0;
   private jobs: Promise<void> = Promise.resolve();
+  /** Batches generated and not finished. */
+  private queued = 0;
   private failure: Error | undefined;
 
   constructor(options: StreamingContextOptions) {
@@ -130,6 +130,20 @@ export class StreamingContext implements StreamGraph {
   queueStream<T>(options: QueueStreamOptions = {}): QueueInputDStream<T> {
     this.assertBuilding('queueStream');
     const stream = new QueueInputDStream<T>(this, options);
+    this.inputs.push(stream);
+    return stream;
+  }
+
+  /** Kafka, read with kafkajs, offsets in ZooKeeper; options are checked here. */
+  kafkaStream<V = string>(options: KafkaStreamOptions<V>): KafkaInputDStream<V> {
+    this.assertBuilding('kafkaStream');
+    const valid = validateKafkaOptions(options, this.appName);
+    for (const input of this.inputs) {
+      if (input instanceof KafkaInputDStream && input.options.zookeeper.root === valid.zookeeper.root && input.options.zookeeper.connect === valid.zookeeper.connect) {
+        throw new ConfigError(`kafkaStream: another Kafka stream of this context already keeps its offsets under ${valid.zookeeper.root}; give each a zookeeper.root of its own`, { option: 'zookeeper.root' });
+      }
+    }
+    const stream = new KafkaInputDStream<V>(this, valid);
     this.inputs.push(stream);
     return stream;
   }
@@ -187,6 +201,7 @@ export class StreamingContext implements StreamGraph {
     this.pool = new Piscina({ filename: workerFile, minThreads: this.threads, maxThreads: this.threads, idleTimeout: 60_000, atomics: 'disabled' });
     const firstBatch = this.clock.now() + this.batchIntervalMs;
     const opened: MapWithStateDStream<unknown, unknown, unknown, unknown>[] = [];
+    const openedInputs: InputStream[] = [];
     try {
       for (const stream of this.stateStreams) {
         await this.checkModule(stream.spec.fn);
@@ -203,8 +218,26 @@ export class StreamingContext implements StreamGraph {
           );
         }
       }
+      // Replayable sources rebuild the batch that was in flight when the last run stopped;
+      // it runs first, with its own batch time (partitions that committed it skip it).
+      const recovered = new Map<number, Map<number, unknown[]>>();
+      for (const input of this.inputs) {
+        openedInputs.push(input);
+        const batch = await input.open?.({ dataDir: this.dataDir });
+        if (!batch) continue;
+        if (batch.batchTime >= firstBatch) {
+          throw new StoreMismatchError(`the batch recorded at ${batch.batchTime} is not before this context's first batch at ${firstBatch}; batch times must move forward`, { recorded: batch.batchTime, firstBatch });
+        }
+        if (!recovered.has(batch.batchTime)) recovered.set(batch.batchTime, new Map());
+        recovered.get(batch.batchTime)!.set(input.id, batch.records);
+      }
+      for (const time of [...recovered.keys()].sort((a, b) => a - b)) {
+        const inputs = new Map(this.inputs.map((input) => [input.id, recovered.get(time)!.get(input.id) ?? []]));
+        this.queueBatch(new BatchRun(time, inputs));
+      }
     } catch (error) {
       opened.forEach((s) => s.close());
+      await Promise.all(openedInputs.map((input) => input.close?.()));
       throw error;
     }
   }
@@ -220,6 +253,7 @@ export class StreamingContext implements StreamGraph {
 
   private async shutdown(): Promise<void> {
     this.cancelTimer?.();
+    await Promise.all(this.inputs.map((input) => input.close?.()));
     await this.pool?.destroy();
     this.pool = undefined;
     for (const stream of this.stateStreams) stream.close();
@@ -261,9 +295,16 @@ export class StreamingContext implements StreamGraph {
   /** At a batch's time: take the sources' records now, queue the batch behind earlier ones. */
   private generateBatch(time: number): Promise<void> {
     if (this.phase !== 'running') return Promise.resolve();
-    const inputs = new Map(this.inputs.map((input) => [input.id, input.take()]));
+    // While earlier batches still wait, sources with a backlog keep it (backpressure).
+    const behind = this.queued > 1;
+    const inputs = new Map(this.inputs.map((input) => [input.id, input.take(time, behind)]));
     this.scheduleBatch(time + this.batchIntervalMs);
-    const job = this.jobs.then(() => this.runBatch(new BatchRun(time, inputs)));
+    return this.queueBatch(new BatchRun(time, inputs));
+  }
+
+  private queueBatch(batch: BatchRun): Promise<void> {
+    this.queued++;
+    const job = this.jobs.then(() => this.runBatch(batch)).finally(() => this.queued--);
     this.jobs = job.catch(() => undefined);
     return job;
   }
@@ -274,9 +315,11 @@ export class StreamingContext implements StreamGraph {
     const schedulingDelayMs = Math.max(0, this.clock.now() - batch.time);
     this.emit(BatchEvents.STARTED, { batchTime: batch.time, schedulingDelayMs });
     try {
+      for (const input of this.inputs) await input.beforeBatch?.(batch.time);
       // State streams run every batch, whether or not an output reads them.
       for (const stream of this.stateStreams) await stream.recordsFor(batch);
       for (const output of this.outputs) await output.fn(await output.stream.recordsFor(batch), batch.time);
+      for (const input of this.inputs) await input.afterBatch?.(batch.time);
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
       this.failure = failure;

@@ -1,0 +1,102 @@
+import type { KafkaConfig } from 'kafkajs';
+import { ConfigError } from '../../errors.js';
+
+export type KafkaDecoder<V> = 'string' | 'json' | 'buffer' | ((value: Buffer | null, message: { topic: string; partition: number; offset: string }) => V);
+
+export interface KafkaStreamOptions<V = string> {
+  brokers: string[];
+  /** One topic, or several with `topics`. */
+  topic?: string;
+  topics?: string[];
+  /** The Kafka consumer group: offsets are committed to it too, so lag tools see progress. */
+  groupId: string;
+  clientId?: string;
+  zookeeper: {
+    /** `host:port[,host:port…]` */
+    connect: string;
+    /** Default `/statestream/<appName>`. */
+    root?: string;
+    sessionTimeoutMs?: number;
+    /** Digest ACL credentials, `user:password`. */
+    digest?: string;
+  };
+  /** Where a partition with no recorded position starts. Default 'earliest'. */
+  startingOffsets?: 'earliest' | 'latest';
+  /** Most records a batch takes from one topic-partition. Default 10000. */
+  maxRecordsPerBatch?: number;
+  /** How message values become record values. Default 'string'. */
+  decoder?: KafkaDecoder<V>;
+  /** A message the decoder cannot read: fail the batch naming it, or keep it in the source's dead-letter store. */
+  onDecodeFailure?: 'stop' | 'dead-letter';
+  ssl?: KafkaConfig['ssl'];
+  sasl?: KafkaConfig['sasl'];
+}
+
+export interface ValidKafkaOptions<V> {
+  brokers: string[];
+  topics: string[];
+  groupId: string;
+  clientId: string;
+  zookeeper: { connect: string; root: string; sessionTimeoutMs: number; digest?: string };
+  startingOffsets: 'earliest' | 'latest';
+  maxRecordsPerBatch: number;
+  decoder: KafkaDecoder<V>;
+  onDecodeFailure: 'stop' | 'dead-letter';
+  ssl?: KafkaConfig['ssl'];
+  sasl?: KafkaConfig['sasl'];
+}
+
+const known = new Set(['brokers', 'topic', 'topics', 'groupId', 'clientId', 'zookeeper', 'startingOffsets', 'maxRecordsPerBatch', 'decoder', 'onDecodeFailure', 'ssl', 'sasl']);
+
+function fail(message: string, option: string): never {
+  throw new ConfigError(`kafkaStream: ${message}`, { option });
+}
+
+const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v.trim() !== '';
+
+/** Checks every option when the stream is defined, so nothing bad reaches kafkajs or ZooKeeper. */
+export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName: string): ValidKafkaOptions<V> {
+  if (options === null || typeof options !== 'object') fail(`expects an options object, got ${String(options)}`, 'options');
+  for (const key of Object.keys(options)) if (!known.has(key)) fail(`unknown option "${key}" (known: ${[...known].join(', ')})`, key);
+  const { brokers, topic, topics, groupId, zookeeper } = options;
+  if (!Array.isArray(brokers) || brokers.length === 0 || !brokers.every((b) => typeof b === 'string' && /^[^\s:]+:\d{1,5}$/.test(b))) {
+    fail(`brokers must be a non-empty array of "host:port" strings, got ${JSON.stringify(brokers)}`, 'brokers');
+  }
+  if (topic !== undefined && topics !== undefined) fail('give either topic or topics, not both', 'topic');
+  const list = topics ?? (topic === undefined ? [] : [topic]);
+  if (list.length === 0) fail('topic (or topics) is required', 'topic');
+  for (const t of list) if (!nonEmpty(t) || !/^[A-Za-z0-9._-]{1,249}$/.test(t)) fail(`topic names are 1–249 characters of letters, digits, '.', '_' or '-'; got ${JSON.stringify(t)}`, 'topic');
+  if (new Set(list).size !== list.length) fail(`topics must not repeat: ${JSON.stringify(list)}`, 'topics');
+  if (!nonEmpty(groupId)) fail(`groupId must be a non-empty string, got ${JSON.stringify(groupId)}`, 'groupId');
+  if (options.clientId !== undefined && !nonEmpty(options.clientId)) fail(`clientId must be a non-empty string, got ${JSON.stringify(options.clientId)}`, 'clientId');
+  if (zookeeper === null || typeof zookeeper !== 'object') fail('zookeeper must be an object with at least connect: "host:port"', 'zookeeper');
+  if (!nonEmpty(zookeeper.connect) || !zookeeper.connect.split(',').every((h) => /^[^\s:,]+:\d{1,5}(\/.*)?$/.test(h))) {
+    fail(`zookeeper.connect must be "host:port[,host:port…]", got ${JSON.stringify(zookeeper.connect)}`, 'zookeeper.connect');
+  }
+  const root = zookeeper.root ?? `/statestream/${appName}`;
+  if (!/^(\/[^/\s]+)+$/.test(root)) fail(`zookeeper.root must be an absolute ZooKeeper path like /statestream/app, got ${JSON.stringify(root)}`, 'zookeeper.root');
+  const sessionTimeoutMs = zookeeper.sessionTimeoutMs ?? 10_000;
+  if (!Number.isInteger(sessionTimeoutMs) || sessionTimeoutMs < 1000 || sessionTimeoutMs > 120_000) {
+    fail(`zookeeper.sessionTimeoutMs must be an integer from 1000 to 120000, got ${JSON.stringify(zookeeper.sessionTimeoutMs)}`, 'zookeeper.sessionTimeoutMs');
+  }
+  if (zookeeper.digest !== undefined && (typeof zookeeper.digest !== 'string' || !/^[^:]+:.+$/.test(zookeeper.digest))) {
+    fail('zookeeper.digest must be "user:password"', 'zookeeper.digest');
+  }
+  const startingOffsets = options.startingOffsets ?? 'earliest';
+  if (startingOffsets !== 'earliest' && startingOffsets !== 'latest') fail(`startingOffsets must be 'earliest' or 'latest', got ${JSON.stringify(startingOffsets)}`, 'startingOffsets');
+  const maxRecordsPerBatch = options.maxRecordsPerBatch ?? 10_000;
+  if (!Number.isInteger(maxRecordsPerBatch) || maxRecordsPerBatch < 1 || maxRecordsPerBatch > 10_000_000) {
+    fail(`maxRecordsPerBatch must be an integer from 1 to 10000000, got ${JSON.stringify(options.maxRecordsPerBatch)}`, 'maxRecordsPerBatch');
+  }
+  const decoder = options.decoder ?? 'string';
+  if (typeof decoder !== 'function' && decoder !== 'string' && decoder !== 'json' && decoder !== 'buffer') {
+    fail(`decoder must be 'string', 'json', 'buffer' or a function, got ${JSON.stringify(decoder)}`, 'decoder');
+  }
+  const onDecodeFailure = options.onDecodeFailure ?? 'stop';
+  if (onDecodeFailure !== 'stop' && onDecodeFailure !== 'dead-letter') fail(`onDecodeFailure must be 'stop' or 'dead-letter', got ${JSON.stringify(onDecodeFailure)}`, 'onDecodeFailure');
+  return {
+    brokers, topics: list, groupId, clientId: options.clientId ?? `statestream-${appName}`,
+    zookeeper: { connect: zookeeper.connect, root, sessionTimeoutMs, digest: zookeeper.digest },
+    startingOffsets, maxRecordsPerBatch, decoder, onDecodeFailure, ssl: options.ssl, sasl: options.sasl,
+  };
+}

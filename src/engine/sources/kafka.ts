@@ -1,0 +1,252 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Kafka, logLevel, type Consumer, type KafkaMessage, type Admin } from 'kafkajs';
+import { OffsetStoreError, SourceRecordError, serializeError } from '../../errors.js';
+import { ZooKeeperSession } from '../../storage/zookeeper-client.js';
+import { ZooKeeperOffsetStore, type OffsetRange, type RecordedBatch } from '../../storage/zk-offsets.js';
+import { SourceDeadLetterStore, type SourceDeadLetter } from '../../storage/source-dead-letters.js';
+import type { BatchRun } from '../batch.js';
+import { DStream, type StreamGraph } from '../dstream.js';
+import type { InputStream, RecoveredBatch } from './input.js';
+import type { ValidKafkaOptions } from './kafka-options.js';
+
+/** A Kafka message as it reaches the stream. */
+export interface KafkaRecord<V> {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: string | null;
+  value: V;
+  timestamp: string;
+  headers: Record<string, string | undefined>;
+}
+
+/** A fetched message waiting for its batch (decoding happens in the batch, where failures are handled). */
+interface Fetched {
+  topic: string;
+  partition: number;
+  offset: number;
+  message: KafkaMessage;
+}
+
+/** One topic-partition's fetch buffer. */
+interface PartitionBuffer {
+  topic: string;
+  partition: number;
+  /** Offset the next regular batch starts at. */
+  next: number;
+  /** Offset after the last fetched message: a re-delivered message below it is a duplicate. */
+  fetchedUntil: number;
+  messages: Fetched[];
+  paused: boolean;
+}
+
+const REPLAY_WAIT_MS = 5 * 60_000;
+
+/**
+ * Kafka, read with kafkajs, with offsets kept in ZooKeeper (the article's pipeline). The
+ * consumer fetches into per-partition buffers; each batch takes at most
+ * maxRecordsPerBatch per partition, and the ranges it took are recorded in ZooKeeper
+ * before it runs, so after a crash it can be rebuilt from exactly those ranges.
+ */
+export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements InputStream {
+  private kafka: Kafka | undefined;
+  private consumer: Consumer | undefined;
+  private admin: Admin | undefined;
+  private zk: ZooKeeperSession | undefined;
+  private offsets: ZooKeeperOffsetStore | undefined;
+  private deadLetterStore: SourceDeadLetterStore | undefined;
+  private readonly buffers = new Map<string, PartitionBuffer>();
+  /** Ranges of batches taken and not yet finished, by batch time. */
+  private readonly inFlight = new Map<number, OffsetRange[]>();
+  private closed = false;
+
+  constructor(
+    graph: StreamGraph,
+    readonly options: ValidKafkaOptions<V>,
+  ) {
+    super(graph);
+  }
+
+  private buffer(topic: string, partition: number): PartitionBuffer | undefined {
+    return this.buffers.get(`${topic}:${partition}`);
+  }
+
+  async open(context: { dataDir: string }): Promise<RecoveredBatch | undefined> {
+    const o = this.options;
+    this.deadLetterStore = new SourceDeadLetterStore(context.dataDir, this.id);
+    this.zk = new ZooKeeperSession({ connect: o.zookeeper.connect, sessionTimeoutMs: o.zookeeper.sessionTimeoutMs, digest: o.zookeeper.digest });
+    this.offsets = new ZooKeeperOffsetStore(this.zk, o.zookeeper.root);
+    this.kafka = new Kafka({
+      clientId: o.clientId, brokers: o.brokers, ssl: o.ssl, sasl: o.sasl, logLevel: logLevel.NOTHING,
+      retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 },
+    });
+    this.admin = this.kafka.admin();
+    await this.admin.connect();
+
+    // Every partition of every topic, with the broker's current low and high offsets.
+    const watermarks = new Map<string, { low: number; high: number }>();
+    for (const topic of o.topics) {
+      for (const p of await this.admin.fetchTopicOffsets(topic)) watermarks.set(`${topic}:${p.partition}`, { low: Number(p.low), high: Number(p.high) });
+    }
+    const partitions = [...watermarks.keys()].map((id) => {
+      const [topic, partition] = [id.slice(0, id.lastIndexOf(':')), Number(id.slice(id.lastIndexOf(':') + 1))];
+      return { topic, partition };
+    });
+    await this.offsets.init(partitions);
+    const stored = await this.offsets.positions(partitions);
+    const pending = await this.offsets.pendingBatch();
+
+    for (const { topic, partition } of partitions) {
+      const id = `${topic}:${partition}`;
+      const mark = watermarks.get(id)!;
+      const start = stored.get(id) ?? (o.startingOffsets === 'earliest' ? mark.low : mark.high);
+      const replay = pending?.ranges.find((r) => r.topic === topic && r.partition === partition);
+      // A recorded batch is rebuilt from its own start; regular batches continue after it.
+      const fetchFrom = replay ? replay.from : start;
+      this.buffers.set(id, { topic, partition, next: replay ? replay.until : start, fetchedUntil: fetchFrom, messages: [], paused: false });
+    }
+
+    this.consumer = this.kafka.consumer({ groupId: o.groupId, retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 }, maxWaitTimeInMs: 100 });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics: o.topics, fromBeginning: o.startingOffsets === 'earliest' });
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatch: async ({ batch, heartbeat }) => {
+        const buffer = this.buffer(batch.topic, batch.partition);
+        if (!buffer) return;
+        for (const message of batch.messages) {
+          const offset = Number(message.offset);
+          if (offset < buffer.fetchedUntil) continue;
+          buffer.messages.push({ topic: batch.topic, partition: batch.partition, offset, message });
+          buffer.fetchedUntil = offset + 1;
+        }
+        // Backpressure: stop fetching a partition that holds two batches' worth.
+        if (!buffer.paused && buffer.messages.length >= 2 * o.maxRecordsPerBatch) {
+          buffer.paused = true;
+          this.consumer?.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
+        }
+        await heartbeat();
+      },
+    });
+    for (const buffer of this.buffers.values()) {
+      this.consumer.seek({ topic: buffer.topic, partition: buffer.partition, offset: String(buffer.fetchedUntil) });
+    }
+
+    if (!pending || pending.ranges.length === 0) return undefined;
+    const records = await this.takeRecorded(pending);
+    this.inFlight.set(pending.batchTime, pending.ranges);
+    return { batchTime: pending.batchTime, records };
+  }
+
+  /** Waits until every recorded range is fetched, then takes exactly those messages. */
+  private async takeRecorded(batch: RecordedBatch): Promise<Fetched[]> {
+    const deadline = Date.now() + REPLAY_WAIT_MS;
+    for (const range of batch.ranges) {
+      const buffer = this.buffer(range.topic, range.partition);
+      if (!buffer) throw new OffsetStoreError(`the batch recorded in ZooKeeper reads ${range.topic}[${range.partition}], which this stream does not subscribe to`, { ...range });
+      while (buffer.fetchedUntil < range.until) {
+        if (this.closed) throw new OffsetStoreError('the stream closed while rebuilding the recorded batch', { ...range });
+        if (Date.now() > deadline) {
+          throw new OffsetStoreError(
+            `could not fetch ${range.topic}[${range.partition}] offsets ${range.from}–${range.until - 1} of recorded batch ${batch.batchTime} within ${REPLAY_WAIT_MS / 1000} s (fetched up to ${buffer.fetchedUntil - 1})`,
+            { ...range, batchTime: batch.batchTime },
+          );
+        }
+        await sleep(20);
+      }
+    }
+    const records: Fetched[] = [];
+    for (const range of batch.ranges) {
+      const buffer = this.buffer(range.topic, range.partition)!;
+      const keep: Fetched[] = [];
+      for (const m of buffer.messages) (m.offset >= range.from && m.offset < range.until ? records : m.offset >= range.until ? keep : []).push(m);
+      buffer.messages = keep;
+    }
+    return records;
+  }
+
+  take(batchTime: number, behind: boolean): unknown[] {
+    const ranges: OffsetRange[] = [];
+    const records: Fetched[] = [];
+    for (const buffer of this.buffers.values()) {
+      // Anything before `next` belongs to an earlier (recorded) batch.
+      let skip = 0;
+      while (skip < buffer.messages.length && buffer.messages[skip].offset < buffer.next) skip++;
+      const count = behind ? 0 : Math.min(this.options.maxRecordsPerBatch, buffer.messages.length - skip);
+      const taken = buffer.messages.slice(skip, skip + count);
+      buffer.messages = buffer.messages.slice(skip + count);
+      if (taken.length > 0) {
+        const until = taken[taken.length - 1].offset + 1;
+        ranges.push({ topic: buffer.topic, partition: buffer.partition, from: buffer.next, until });
+        buffer.next = until;
+        for (const m of taken) records.push(m);
+      }
+      if (buffer.paused && buffer.messages.length < this.options.maxRecordsPerBatch) {
+        buffer.paused = false;
+        this.consumer?.resume([{ topic: buffer.topic, partitions: [buffer.partition] }]);
+      }
+    }
+    this.inFlight.set(batchTime, ranges);
+    return records;
+  }
+
+  async beforeBatch(batchTime: number): Promise<void> {
+    const ranges = this.inFlight.get(batchTime) ?? [];
+    if (ranges.length > 0) await this.offsets!.recordBatchStart({ batchTime, ranges });
+  }
+
+  async afterBatch(batchTime: number): Promise<void> {
+    const ranges = this.inFlight.get(batchTime) ?? [];
+    this.inFlight.delete(batchTime);
+    if (ranges.length === 0) return;
+    await this.offsets!.recordBatchEnd({ batchTime, ranges });
+    // For lag tools only: ZooKeeper is the record, so a failed commit here loses nothing.
+    await this.consumer?.commitOffsets(ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: String(r.until) }))).catch(() => undefined);
+  }
+
+  private decode(fetched: Fetched): V {
+    const { decoder } = this.options;
+    const value = fetched.message.value;
+    if (decoder === 'buffer') return value as V;
+    if (decoder === 'string') return (value === null ? null : value.toString('utf8')) as V;
+    if (decoder === 'json') return (value === null ? null : JSON.parse(value.toString('utf8'))) as V;
+    return decoder(value, { topic: fetched.topic, partition: fetched.partition, offset: String(fetched.offset) });
+  }
+
+  protected compute(batch: BatchRun): KafkaRecord<V>[] {
+    const fetched = (batch.inputs.get(this.id) ?? []) as Fetched[];
+    const records: KafkaRecord<V>[] = [];
+    const letters: SourceDeadLetter[] = [];
+    for (const f of fetched) {
+      let value: V;
+      try {
+        value = this.decode(f);
+      } catch (error) {
+        const where = `${f.topic}[${f.partition}] offset ${f.offset}`;
+        if (this.options.onDecodeFailure === 'stop') {
+          throw new SourceRecordError(`cannot decode the message at ${where} in batch ${batch.time}: ${(error as Error).message}`, { topic: f.topic, partition: f.partition, offset: f.offset, batchTime: batch.time }, error);
+        }
+        letters.push({ topic: f.topic, partition: f.partition, offset: f.offset, key: f.message.key?.toString('utf8') ?? null, value: f.message.value, batchTime: batch.time, error: serializeError(error) });
+        continue;
+      }
+      const headers: Record<string, string | undefined> = {};
+      for (const [name, h] of Object.entries(f.message.headers ?? {})) headers[name] = h === undefined ? undefined : Array.isArray(h) ? h.map(String).join(',') : h.toString();
+      records.push({ topic: f.topic, partition: f.partition, offset: String(f.offset), key: f.message.key?.toString('utf8') ?? null, value, timestamp: f.message.timestamp, headers });
+    }
+    this.deadLetterStore!.add(letters);
+    return records;
+  }
+
+  /** Messages the decoder could not read (policy 'dead-letter'), by topic, partition and offset. */
+  deadLetters(): SourceDeadLetter[] {
+    return this.deadLetterStore?.list() ?? [];
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.consumer?.disconnect().catch(() => undefined);
+    await this.admin?.disconnect().catch(() => undefined);
+    this.zk?.close();
+    this.deadLetterStore?.close();
+  }
+}

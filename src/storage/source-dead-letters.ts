@@ -1,0 +1,47 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import type { SerializedError } from '../errors.js';
+
+/** A source message that could not be decoded, kept with where it came from. */
+export interface SourceDeadLetter {
+  topic: string;
+  partition: number;
+  offset: number;
+  key: string | null;
+  /** The raw value, as the broker sent it. */
+  value: Buffer | null;
+  batchTime: number;
+  error: SerializedError;
+}
+
+/**
+ * Undecodable source messages, keyed by [topic, partition, offset]: writing one twice (a
+ * replayed batch) keeps one copy.
+ */
+export class SourceDeadLetterStore {
+  private readonly env: RootDatabase;
+  private readonly db: Database<SourceDeadLetter, [string, number, number]>;
+
+  constructor(dataDir: string, sourceId: number) {
+    const path = join(dataDir, `source-${sourceId}`);
+    mkdirSync(path, { recursive: true });
+    this.env = open({ path, maxDbs: 2 });
+    this.db = this.env.openDB({ name: 'dead-letters', encoding: 'msgpack' });
+  }
+
+  add(letters: SourceDeadLetter[]): void {
+    if (letters.length === 0) return;
+    this.env.transactionSync(() => {
+      for (const l of letters) this.db.putSync([l.topic, l.partition, l.offset], l);
+    });
+  }
+
+  list(): SourceDeadLetter[] {
+    return [...this.db.getRange({})].map(({ value }) => value);
+  }
+
+  close(): void {
+    void this.env.close();
+  }
+}

@@ -1,0 +1,89 @@
+import type { ZooKeeperSession } from './zookeeper-client.js';
+
+/** The records of one topic-partition a batch takes: offsets `from` (inclusive) to `until` (exclusive). */
+export interface OffsetRange {
+  topic: string;
+  partition: number;
+  from: number;
+  until: number;
+}
+
+/** The batch in flight, as recorded before it runs. */
+export interface RecordedBatch {
+  batchTime: number;
+  ranges: OffsetRange[];
+}
+
+/**
+ * Source positions in ZooKeeper, under `<root>`:
+ *
+ *   <root>/offsets/<topic>/<partition>   where the next batch starts (decimal offset)
+ *   <root>/batch                         the batch in flight: {"batchTime":…, "ranges":[…]}, empty when none
+ *
+ * A batch's ranges are written before it runs; when every state partition has committed it,
+ * the next start positions and the cleared batch node are written in one multi-operation.
+ */
+export class ZooKeeperOffsetStore {
+  constructor(
+    private readonly zk: ZooKeeperSession,
+    readonly root: string,
+  ) {}
+
+  private path(...parts: Array<string | number>): string {
+    return [this.root, ...parts.map((p) => encodeURIComponent(String(p)))].join('/');
+  }
+
+  private mkdirp(path: string): Promise<void> {
+    return this.zk.run(`mkdirp ${path}`, (client, done) => {
+      if (this.zk.acls) client.mkdirp(path, this.zk.acls, (error) => done(error));
+      else client.mkdirp(path, (error) => done(error));
+    });
+  }
+
+  private read(path: string): Promise<Buffer | undefined> {
+    return this.zk.run(`read ${path}`, (client, done) =>
+      client.getData(path, (error, data) => {
+        if ((error as { name?: string })?.name === 'NO_NODE') done(null, undefined);
+        else done(error, data ?? Buffer.alloc(0));
+      }),
+    );
+  }
+
+  /** Creates the layout and one offset node per known partition (a multi-op can only set existing nodes). */
+  async init(partitions: Array<{ topic: string; partition: number }>): Promise<void> {
+    await this.mkdirp(this.path('batch'));
+    for (const { topic, partition } of partitions) await this.mkdirp(this.path('offsets', topic, partition));
+  }
+
+  /** Where the next batch starts, for every partition with a recorded position. */
+  async positions(partitions: Array<{ topic: string; partition: number }>): Promise<Map<string, number>> {
+    const found = new Map<string, number>();
+    for (const { topic, partition } of partitions) {
+      const data = await this.read(this.path('offsets', topic, partition));
+      const text = data?.toString('utf8') ?? '';
+      if (text !== '') found.set(`${topic}:${partition}`, Number(text));
+    }
+    return found;
+  }
+
+  async pendingBatch(): Promise<RecordedBatch | undefined> {
+    const text = (await this.read(this.path('batch')))?.toString('utf8') ?? '';
+    return text === '' ? undefined : (JSON.parse(text) as RecordedBatch);
+  }
+
+  /** Before a batch runs: its ranges. */
+  async recordBatchStart(batch: RecordedBatch): Promise<void> {
+    const path = this.path('batch');
+    await this.zk.run(`record batch ${batch.batchTime}`, (client, done) => client.setData(path, Buffer.from(JSON.stringify(batch)), (error) => done(error)));
+  }
+
+  /** After every state partition committed the batch: the next start positions, and no batch in flight. */
+  async recordBatchEnd(batch: RecordedBatch): Promise<void> {
+    await this.zk.run(`record end of batch ${batch.batchTime}`, (client, done) => {
+      const tx = client.transaction();
+      for (const r of batch.ranges) tx.setData(this.path('offsets', r.topic, r.partition), Buffer.from(String(r.until)));
+      tx.setData(this.path('batch'), Buffer.alloc(0));
+      tx.commit((error) => done(error));
+    });
+  }
+}

@@ -1,0 +1,112 @@
+import { createHash } from 'node:crypto';
+import zookeeper from 'node-zookeeper-client';
+import { OffsetStoreError } from '../errors.js';
+import { withRetry, type RetryPolicy, defaultRetryPolicy } from '../retry.js';
+
+export interface ZooKeeperOptions {
+  /** `host:port[,host:port…]` */
+  connect: string;
+  sessionTimeoutMs?: number;
+  /** Digest credentials (`user:password`): nodes we create get an ACL for them alone. */
+  digest?: string;
+  retry?: RetryPolicy;
+}
+
+type ZkClient = zookeeper.Client;
+
+// Errors that mean "ZooKeeper is away for now": worth waiting for.
+const TRANSIENT = new Set(['CONNECTION_LOSS', 'OPERATION_TIMEOUT', 'SESSION_EXPIRED', 'SESSION_MOVED']);
+
+function exceptionName(error: unknown): string | undefined {
+  return (error as { name?: string })?.name;
+}
+
+export function isTransient(error: unknown): boolean {
+  const name = exceptionName(error);
+  return (name !== undefined && TRANSIENT.has(name)) || (error as { transient?: boolean })?.transient === true;
+}
+
+function transientError(message: string): Error {
+  return Object.assign(new Error(message), { transient: true });
+}
+
+/**
+ * A ZooKeeper session that survives the server going away: requests wait and retry with
+ * backoff, and an expired session is replaced by a new one (node-zookeeper-client does
+ * not do that by itself).
+ */
+export class ZooKeeperSession {
+  private client: ZkClient | undefined;
+  private connecting: Promise<ZkClient> | undefined;
+  private closed = false;
+  private readonly abort = new AbortController();
+  readonly acls: zookeeper.ACL[] | undefined;
+
+  constructor(private readonly options: ZooKeeperOptions) {
+    if (options.digest) {
+      const [user] = options.digest.split(':');
+      const hashed = createHash('sha1').update(options.digest).digest('base64');
+      this.acls = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('digest', `${user}:${hashed}`))];
+    }
+  }
+
+  private connectOnce(): Promise<ZkClient> {
+    return new Promise((resolve, reject) => {
+      const client = zookeeper.createClient(this.options.connect, { sessionTimeout: this.options.sessionTimeoutMs ?? 10_000, spinDelay: 200, retries: 1 });
+      const timer = setTimeout(() => {
+        client.close();
+        reject(transientError(`ZooKeeper at ${this.options.connect} did not answer within ${this.options.sessionTimeoutMs ?? 10_000} ms`));
+      }, this.options.sessionTimeoutMs ?? 10_000);
+      client.once('connected', () => {
+        clearTimeout(timer);
+        if (this.options.digest) client.addAuthInfo('digest', Buffer.from(this.options.digest));
+        resolve(client);
+      });
+      client.on('state', (state) => {
+        if (state === zookeeper.State.EXPIRED && this.client === client) {
+          // The next request opens a new session.
+          this.client = undefined;
+          client.close();
+        }
+      });
+      client.connect();
+    });
+  }
+
+  private async session(): Promise<ZkClient> {
+    if (this.closed) throw new OffsetStoreError('the ZooKeeper session is closed', { connect: this.options.connect });
+    if (this.client) return this.client;
+    this.connecting ??= this.connectOnce()
+      .then((client) => (this.client = client))
+      .finally(() => (this.connecting = undefined));
+    return this.connecting;
+  }
+
+  /** Runs one request, waiting and retrying while ZooKeeper is unreachable. */
+  async run<T>(what: string, request: (client: ZkClient, done: (error: unknown, value?: T) => void) => void): Promise<T> {
+    const attempt = async () => {
+      const client = await this.session();
+      return new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => reject(transientError(`ZooKeeper ${what}: no answer in time`)), (this.options.sessionTimeoutMs ?? 10_000) * 2);
+        request(client, (error, value) => {
+          clearTimeout(timer);
+          if (error) reject(error);
+          else resolve(value as T);
+        });
+      });
+    };
+    try {
+      return await withRetry(attempt, { retriable: isTransient, signal: this.abort.signal }, this.options.retry ?? defaultRetryPolicy);
+    } catch (error) {
+      if (error instanceof OffsetStoreError) throw error;
+      throw new OffsetStoreError(`ZooKeeper ${what} failed: ${(error as Error).message}`, { connect: this.options.connect, operation: what }, error);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.abort.abort();
+    this.client?.close();
+    this.client = undefined;
+  }
+}

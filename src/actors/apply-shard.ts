@@ -70,6 +70,9 @@ export async function applyShard(store: PartitionStore, fn: MappingFunction, tas
       const key = keys[i];
       if (skipped.has(i)) {
         lettersToWrite.push({ batchTime, partition, index: i, key, value: values[i], timingOut: false, attempts: skipped.get(i)!.attempts, error: skipped.get(i)!.error });
+        // It is still a record for its key: the key's time moves, as it would have.
+        const held = cache.get(key);
+        if (sweeping && held !== undefined) cache.put(key, held[0], batchTime);
         continue;
       }
       const entry = cache.get(key);
@@ -92,7 +95,7 @@ export async function applyShard(store: PartitionStore, fn: MappingFunction, tas
         const position = i++;
         const letter = skipped.get(position);
         if (letter) {
-          lettersToWrite.push({ batchTime, partition, index: position, key, value: undefined, timingOut: true, attempts: letter.attempts, error: letter.error });
+          lettersToWrite.push({ batchTime, partition, index: position, key, value: undefined, timingOut: true, state: entry[0], attempts: letter.attempts, error: letter.error });
         } else {
           state.wrapTimingOut(key, entry[0]);
           const out = await call(position, key, undefined, true);

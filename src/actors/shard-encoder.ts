@@ -1,5 +1,5 @@
 import type { Partitioner } from '../engine/partitioner.js';
-import { assertPair } from '../storage/keys.js';
+import { assertPair, normalizeKey } from '../storage/keys.js';
 import { messageCodec } from '../storage/codec.js';
 import type { ShardPayload } from './messages.js';
 
@@ -22,7 +22,7 @@ export function encodeShards(
   for (let i = 0; i < records.length; i++) {
     const record = records[i];
     assertPair(record, { ...where, index: i });
-    const key = record[0];
+    const key = normalizeKey(record[0]);
     let p = typeof key === 'object' ? undefined : seen.get(key);
     if (p === undefined) {
       p = partitioner.partition(key, numPartitions);
@@ -49,7 +49,8 @@ export function shardInitialState(
   let index = 0;
   for (const pair of pairs) {
     assertPair(pair, { batchTime: 0, index: index++, stream });
-    shards[partitioner.partition(pair[0], numPartitions)].push([pair[0], pair[1]]);
+    const key = normalizeKey(pair[0]);
+    shards[partitioner.partition(key, numPartitions)].push([key, pair[1]]);
   }
   return shards;
 }

@@ -55,14 +55,17 @@ export class ManualClock implements Clock {
   async advance(ms: number): Promise<void> {
     if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`ManualClock.advance: ms must be a finite number >= 0, got ${String(ms)}`);
     const target = this.time + ms;
-    for (;;) {
-      const due = this.timers.filter((t) => t.time <= target).sort((a, b) => a.time - b.time || a.seq - b.seq)[0];
-      if (!due) break;
-      this.timers = this.timers.filter((t) => t !== due);
-      this.time = Math.max(this.time, due.time);
-      await due.callback();
+    try {
+      for (;;) {
+        const due = this.timers.filter((t) => t.time <= target).sort((a, b) => a.time - b.time || a.seq - b.seq)[0];
+        if (!due) break;
+        this.timers = this.timers.filter((t) => t !== due);
+        this.time = Math.max(this.time, due.time);
+        await due.callback();
+      }
+    } finally {
+      this.time = target;
     }
-    this.time = target;
   }
 
   /** Moves time to `timeMs` (never backwards). */

@@ -76,6 +76,7 @@ export class StreamingContext implements StreamGraph {
   private cancelTimer: (() => void) | undefined;
   private startTime = 0;
   private jobs: Promise<void> = Promise.resolve();
+  private starting: Promise<void> | undefined;
   /** Batches generated and not finished. */
   private queued = 0;
   private failure: Error | undefined;
@@ -170,8 +171,13 @@ export class StreamingContext implements StreamGraph {
    * Opens the stores, checks them against the specs, loads each mapping module on a worker
    * (so a missing export fails here, not in the first batch), then schedules batches.
    */
-  async start(): Promise<void> {
-    if (this.phase !== 'created') throw new LifecycleError(`start(): the context is ${this.phase}; a context starts once`, { phase: this.phase });
+  start(): Promise<void> {
+    if (this.starting) return Promise.reject(new LifecycleError(`start(): the context is ${this.phase}; a context starts once`, { phase: this.phase }));
+    this.starting = this.startOnce();
+    return this.starting;
+  }
+
+  private async startOnce(): Promise<void> {
     if (this.inputs.length === 0) throw new LifecycleError('start(): no input stream is defined (queueStream or kafkaStream)');
     this.phase = 'starting';
     const machine = supervisorMachine.provide({
@@ -273,6 +279,9 @@ export class StreamingContext implements StreamGraph {
       this.phase = 'stopped';
       return;
     }
+    // Let a start in progress finish (or fail) first: its workers and stores must be closed too.
+    if (this.phase === 'starting') await this.starting?.catch(() => undefined);
+    if (this.phase !== 'running' && this.phase !== 'failed') return;
     this.phase = 'stopping';
     this.cancelTimer?.();
     await this.jobs.catch(() => undefined);
@@ -313,13 +322,23 @@ export class StreamingContext implements StreamGraph {
     if (this.failure) throw this.failure;
     const started = performance.now();
     const schedulingDelayMs = Math.max(0, this.clock.now() - batch.time);
-    this.emit(BatchEvents.STARTED, { batchTime: batch.time, schedulingDelayMs });
     try {
+      // A listener that throws fails the batch loudly rather than losing it quietly.
+      this.emit(BatchEvents.STARTED, { batchTime: batch.time, schedulingDelayMs });
       for (const input of this.inputs) await input.beforeBatch?.(batch.time);
       // State streams run every batch, whether or not an output reads them.
       for (const stream of this.stateStreams) await stream.recordsFor(batch);
       for (const output of this.outputs) await output.fn(await output.stream.recordsFor(batch), batch.time);
       for (const input of this.inputs) await input.afterBatch?.(batch.time);
+      const partitions = this.stateStreams.map((s) => batch.partitionResults.get(s.stateIndex) ?? []);
+      this.emit(BatchEvents.COMPLETED, {
+        batchTime: batch.time,
+        records: batch.inputRecords,
+        schedulingDelayMs,
+        processingTimeMs: performance.now() - started,
+        partitionTimesMs: partitions.map((ps) => ps.map((p) => p.applyMs + p.commitMs)),
+        keysTimedOut: partitions.flat().reduce((n, p) => n + p.keysTimedOut, 0),
+      });
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
       this.failure = failure;
@@ -329,14 +348,5 @@ export class StreamingContext implements StreamGraph {
       this.emit(BatchEvents.FAILED, { batchTime: batch.time, error: failure });
       throw failure;
     }
-    const partitions = this.stateStreams.map((s) => batch.partitionResults.get(s.stateIndex) ?? []);
-    this.emit(BatchEvents.COMPLETED, {
-      batchTime: batch.time,
-      records: batch.inputRecords,
-      schedulingDelayMs,
-      processingTimeMs: performance.now() - started,
-      partitionTimesMs: partitions.map((ps) => ps.map((p) => p.applyMs + p.commitMs)),
-      keysTimedOut: partitions.flat().reduce((n, p) => n + p.keysTimedOut, 0),
-    });
   }
 }

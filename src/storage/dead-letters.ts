@@ -10,6 +10,8 @@ export interface DeadLetter {
   key: unknown;
   value: unknown;
   timingOut: boolean;
+  /** For a timeout call: the state the key held, which left the store with it. */
+  state?: unknown;
   attempts: number;
   error: SerializedError;
 }

@@ -38,11 +38,22 @@ export function keyProblem(key: unknown): string | undefined {
     }
     return undefined;
   }
-  if (Array.isArray(key) && key.length > 0 && key.every(isScalarKey)) {
+  // A one-element tuple encodes exactly like its element in LMDB, so it would share its state.
+  if (Array.isArray(key) && key.length > 1 && key.every(isScalarKey)) {
     const bytes = key.reduce((n: number, part) => n + (typeof part === 'string' ? Buffer.byteLength(part) + 1 : 10), 0);
     return bytes > MAX_KEY_BYTES ? `key is about ${bytes} bytes encoded; LMDB keys are limited to ${MAX_KEY_BYTES}` : undefined;
   }
-  return `key ${describe(key)} cannot be an LMDB key: use a string, a finite number, a boolean, or a flat array of those`;
+  return `key ${describe(key)} cannot be an LMDB key: use a string, a finite number, a boolean, or a flat array of two or more of those`;
+}
+
+/**
+ * MessagePack and JavaScript treat -0 as 0, but LMDB's key encoding and the partitioner do
+ * not: without this, key 0 could live twice, in two partitions.
+ */
+export function normalizeKey<K>(key: K): K {
+  if (typeof key === 'number') return (key === 0 ? 0 : key) as K;
+  if (Array.isArray(key) && key.some((part) => Object.is(part, -0))) return key.map((part) => (part === 0 ? 0 : part)) as K;
+  return key;
 }
 
 /** Throws an InvalidRecordError naming the batch and record position when a record is not a usable [key, value] pair. */

@@ -1,5 +1,6 @@
 import type { Key, Transaction } from 'lmdb';
 import { readBinary } from './state-map.js';
+import { normalizeKey } from './keys.js';
 import { decodeEntry } from './codec.js';
 import { BatchLog } from './batch-log.js';
 import type { PartitionStore } from './partition-store.js';
@@ -55,6 +56,7 @@ export class StateView<K, S> {
   }
 
   get(key: K): S | undefined {
+    key = normalizeKey(key);
     const partition = this.partitioner.partition(key, this.stores.length);
     const pin = this.current();
     try {

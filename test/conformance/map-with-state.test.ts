@@ -124,6 +124,10 @@ describe("Spark's mapWithState semantics", () => {
       assert.equal(store.get(2 as never), 1);
       const keys = [...store.entries()].map(([k]) => k);
       assert.deepEqual(keys, [true, 1.5, 2, 'b', ['t', 1]], 'booleans, then numbers in numeric order, then strings and tuples by their bytes');
+      await job.batch([[-0, 1], [0, 1], [['z', -0], 1], [['z', 0], 1]]);
+      assert.equal(store.get(0 as never), 2, '-0 and 0 are one key');
+      assert.equal(store.get(['z', 0] as never), 2);
+      assert.equal(store.count(), 7);
     } finally {
       await job.ssc.stop();
     }

@@ -61,6 +61,30 @@ describe('a mapping module that does not load fails start()', () => {
     });
   }
 
+  it('stop() during start() waits for it and closes everything', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
+    ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+    const starting = ssc.start();
+    await ssc.stop();
+    await starting;
+    assert.equal(ssc.state, 'stopped');
+  });
+
+  it('a batch listener that throws fails the batch instead of losing it', async () => {
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')), { dataDir: tempDir() });
+    try {
+      job.ssc.on('batch.started', () => {
+        throw new Error('listener bug');
+      });
+      job.input.pushBatch([['a', 1]]);
+      await assert.rejects(job.clock.advance(1000), /listener bug/);
+      await assert.rejects(job.ssc.awaitIdle(), /listener bug/);
+      assert.equal(job.ssc.state, 'failed');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('start() without an input, and building after start, are lifecycle errors', async () => {
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
     await assert.rejects(ssc.start(), LifecycleError);
@@ -93,6 +117,9 @@ describe('bad records and states fail the batch, naming what and where, and leav
   it('a key that cannot be an LMDB key', () =>
     expectBatchFailure([[{ user: 1 }, 1]], (e) => e instanceof InvalidRecordError && /record 1 of batch 2000: key \{"user":1\} cannot be an LMDB key/.test((e as Error).message)));
 
+  it('a one-element tuple, which LMDB would store as its element', () =>
+    expectBatchFailure([[['keep'], 1]], (e) => e instanceof InvalidRecordError && /key \["keep"\] cannot be an LMDB key: .* two or more/.test((e as Error).message)));
+
   it('a key longer than LMDB allows', () =>
     expectBatchFailure([['k'.repeat(5000), 1]], (e) => e instanceof InvalidRecordError && /5000 bytes of UTF-8; LMDB keys are limited to 1900/.test((e as Error).message)));
 
@@ -119,6 +146,7 @@ describe('State used against its contract throws as Spark does', () => {
     ['update-after-remove', /cannot update the state of key k after it has been removed/],
     ['remove-twice', /the state of key k has already been removed/],
     ['get-absent', /no state exists for key k/],
+    ['remove-absent', /State.remove\(\): no state exists for key k/],
     ['update-undefined', /the new state of key k is undefined; call remove\(\)/],
   ] as const) {
     it(value, async () => {
@@ -147,6 +175,7 @@ describe('State used against its contract throws as Spark does', () => {
       assert.equal(letter.key, 'k');
       assert.equal(letter.timingOut, true);
       assert.match(letter.error.message, /cannot update the state of key k while it is timing out/);
+      assert.equal(letter.state, 'fine', 'the state the key held is kept with the letter');
       assert.equal(job.stream.store().count(), 0, 'the key is removed all the same');
     } finally {
       await job.ssc.stop();

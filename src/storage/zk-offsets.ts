@@ -66,6 +66,16 @@ export class ZooKeeperOffsetStore {
     return found;
   }
 
+  /** Records start positions for partitions that had none, so a restart starts from the same place. */
+  async recordPositions(positions: Array<{ topic: string; partition: number; offset: number }>): Promise<void> {
+    if (positions.length === 0) return;
+    await this.zk.run('record start positions', (client, done) => {
+      const tx = client.transaction();
+      for (const p of positions) tx.setData(this.path('offsets', p.topic, p.partition), Buffer.from(String(p.offset)));
+      tx.commit((error) => done(error));
+    });
+  }
+
   async pendingBatch(): Promise<RecordedBatch | undefined> {
     const text = (await this.read(this.path('batch')))?.toString('utf8') ?? '';
     return text === '' ? undefined : (JSON.parse(text) as RecordedBatch);

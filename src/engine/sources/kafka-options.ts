@@ -28,6 +28,11 @@ export interface KafkaStreamOptions<V = string> {
   decoder?: KafkaDecoder<V>;
   /** A message the decoder cannot read: fail the batch naming it, or keep it in the source's dead-letter store. */
   onDecodeFailure?: 'stop' | 'dead-letter';
+  /**
+   * The consumer group's session timeout (Kafka's default, 30000). A job restarted after a
+   * crash waits up to this long for the dead member to leave the group before it can fetch.
+   */
+  groupSessionTimeoutMs?: number;
   ssl?: KafkaConfig['ssl'];
   sasl?: KafkaConfig['sasl'];
 }
@@ -42,11 +47,12 @@ export interface ValidKafkaOptions<V> {
   maxRecordsPerBatch: number;
   decoder: KafkaDecoder<V>;
   onDecodeFailure: 'stop' | 'dead-letter';
+  groupSessionTimeoutMs: number;
   ssl?: KafkaConfig['ssl'];
   sasl?: KafkaConfig['sasl'];
 }
 
-const known = new Set(['brokers', 'topic', 'topics', 'groupId', 'clientId', 'zookeeper', 'startingOffsets', 'maxRecordsPerBatch', 'decoder', 'onDecodeFailure', 'ssl', 'sasl']);
+const known = new Set(['brokers', 'topic', 'topics', 'groupId', 'clientId', 'zookeeper', 'startingOffsets', 'maxRecordsPerBatch', 'decoder', 'onDecodeFailure', 'groupSessionTimeoutMs', 'ssl', 'sasl']);
 
 function fail(message: string, option: string): never {
   throw new ConfigError(`kafkaStream: ${message}`, { option });
@@ -94,9 +100,13 @@ export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName:
   }
   const onDecodeFailure = options.onDecodeFailure ?? 'stop';
   if (onDecodeFailure !== 'stop' && onDecodeFailure !== 'dead-letter') fail(`onDecodeFailure must be 'stop' or 'dead-letter', got ${JSON.stringify(onDecodeFailure)}`, 'onDecodeFailure');
+  const groupSessionTimeoutMs = options.groupSessionTimeoutMs ?? 30_000;
+  if (!Number.isInteger(groupSessionTimeoutMs) || groupSessionTimeoutMs < 1000 || groupSessionTimeoutMs > 300_000) {
+    fail(`groupSessionTimeoutMs must be an integer from 1000 to 300000, got ${JSON.stringify(options.groupSessionTimeoutMs)}`, 'groupSessionTimeoutMs');
+  }
   return {
     brokers, topics: list, groupId, clientId: options.clientId ?? `statestream-${appName}`,
     zookeeper: { connect: zookeeper.connect, root, sessionTimeoutMs, digest: zookeeper.digest },
-    startingOffsets, maxRecordsPerBatch, decoder, onDecodeFailure, ssl: options.ssl, sasl: options.sasl,
+    startingOffsets, maxRecordsPerBatch, decoder, onDecodeFailure, groupSessionTimeoutMs, ssl: options.ssl, sasl: options.sasl,
   };
 }

@@ -77,7 +77,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     this.zk = new ZooKeeperSession({ connect: o.zookeeper.connect, sessionTimeoutMs: o.zookeeper.sessionTimeoutMs, digest: o.zookeeper.digest });
     this.offsets = new ZooKeeperOffsetStore(this.zk, o.zookeeper.root);
     this.kafka = new Kafka({
-      clientId: o.clientId, brokers: o.brokers, ssl: o.ssl, sasl: o.sasl, logLevel: logLevel.NOTHING,
+      clientId: o.clientId, brokers: o.brokers, ssl: o.ssl, sasl: o.sasl, logLevel: process.env.STATESTREAM_KAFKA_LOG ? logLevel.DEBUG : logLevel.NOTHING,
       retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 },
     });
     this.admin = this.kafka.admin();
@@ -96,19 +96,40 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const stored = await this.offsets.positions(partitions);
     const pending = await this.offsets.pendingBatch();
 
+    // A partition seen for the first time starts at 'earliest' or 'latest' as of now, and that
+    // position is recorded at once: 'latest' must not move on if the job restarts before
+    // the partition's first batch.
+    const firstSeen: Array<{ topic: string; partition: number; offset: number }> = [];
     for (const { topic, partition } of partitions) {
       const id = `${topic}:${partition}`;
       const mark = watermarks.get(id)!;
-      const start = stored.get(id) ?? (o.startingOffsets === 'earliest' ? mark.low : mark.high);
+      if (!stored.has(id)) firstSeen.push({ topic, partition, offset: o.startingOffsets === 'earliest' ? mark.low : mark.high });
+      const start = stored.get(id) ?? firstSeen[firstSeen.length - 1].offset;
       const replay = pending?.ranges.find((r) => r.topic === topic && r.partition === partition);
       // A recorded batch is rebuilt from its own start; regular batches continue after it.
       const fetchFrom = replay ? replay.from : start;
       this.buffers.set(id, { topic, partition, next: replay ? replay.until : start, fetchedUntil: fetchFrom, messages: [], paused: false });
     }
 
-    this.consumer = this.kafka.consumer({ groupId: o.groupId, retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 }, maxWaitTimeInMs: 100 });
+    await this.offsets.recordPositions(firstSeen);
+
+    this.consumer = this.kafka.consumer({
+      groupId: o.groupId, retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 }, maxWaitTimeInMs: 100,
+      sessionTimeout: o.groupSessionTimeoutMs, rebalanceTimeout: o.groupSessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(o.groupSessionTimeoutMs / 10)),
+    });
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: o.topics, fromBeginning: o.startingOffsets === 'earliest' });
+    // Each time the group (re)assigns partitions, fetching resumes where our buffers end:
+    // ZooKeeper, not the group's committed offsets, says where that is.
+    const { GROUP_JOIN } = this.consumer.events;
+    this.consumer.on(GROUP_JOIN, ({ payload }) => {
+      for (const [topic, partitions] of Object.entries(payload.memberAssignment)) {
+        for (const partition of partitions) {
+          const buffer = this.buffer(topic, partition);
+          if (buffer) this.consumer!.seek({ topic, partition, offset: String(buffer.fetchedUntil) });
+        }
+      }
+    });
     await this.consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch, heartbeat }) => {
@@ -128,9 +149,6 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         await heartbeat();
       },
     });
-    for (const buffer of this.buffers.values()) {
-      this.consumer.seek({ topic: buffer.topic, partition: buffer.partition, offset: String(buffer.fetchedUntil) });
-    }
 
     if (!pending || pending.ranges.length === 0) return undefined;
     const records = await this.takeRecorded(pending);

@@ -1,0 +1,133 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
+import zookeeper from 'node-zookeeper-client';
+import { ManualClock, StateSpec, StreamingContext } from '../../src/index.js';
+
+export interface JobConfig {
+  brokers: string[];
+  topic: string;
+  zookeeper: string;
+  zkRoot: string;
+  dataDir: string;
+  groupId: string;
+  batchMs: number;
+  partitions: number;
+  maxRecordsPerBatch: number;
+  decoder?: 'string' | 'json';
+  onDecodeFailure?: 'stop' | 'dead-letter';
+  dieAfterCommitOfBatch?: number;
+}
+
+const script = fileURLToPath(new URL('./fixtures/kafka-count-job.js', import.meta.url));
+
+/** The word-count job in a process of its own, so a test can SIGKILL it. */
+export class JobProcess {
+  readonly lines: string[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private readonly child: ChildProcess;
+  private waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
+
+  constructor(config: JobConfig, env: Record<string, string> = {}) {
+    this.child = spawn(process.execPath, [script, JSON.stringify(config)], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const onLine = (line: string) => {
+      this.lines.push(line);
+      this.waiters = this.waiters.filter((w) => (w.pattern.test(line) ? (w.resolve(line), false) : true));
+    };
+    createInterface({ input: this.child.stdout! }).on('line', onLine);
+    createInterface({ input: this.child.stderr! }).on('line', (l) => onLine(`stderr: ${l}`));
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** Resolves with the first output line (past or future) that matches. */
+  waitForLine(pattern: RegExp, timeoutMs = 60_000): Promise<string> {
+    const seen = this.lines.find((l) => pattern.test(l));
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; output:\n${this.lines.slice(-30).join('\n')}`)), timeoutMs);
+      this.waiters.push({ pattern, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+      void this.exited.then(() => setTimeout(() => reject(new Error(`job exited before ${pattern}; output:\n${this.lines.slice(-30).join('\n')}`)), 50));
+    });
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.child.kill(signal);
+  }
+}
+
+/** Where ZooKeeper says each partition's next batch starts, read with a client of its own. */
+export async function zkOffsets(connect: string, root: string, topic: string, partitions: number): Promise<number[]> {
+  const client = zookeeper.createClient(connect, { sessionTimeout: 5000 });
+  await new Promise<void>((resolve) => {
+    client.once('connected', () => resolve());
+    client.connect();
+  });
+  try {
+    const read = (p: number) =>
+      new Promise<number>((resolve, reject) =>
+        client.getData(`${root}/offsets/${topic}/${p}`, (error, data) => (error ? reject(error) : resolve(Number(data?.toString() || "NaN")))),
+      );
+    return await Promise.all(Array.from({ length: partitions }, (_, p) => read(p)));
+  } finally {
+    client.close();
+  }
+}
+
+export async function highWatermarks(brokers: string[], topic: string): Promise<number[]> {
+  const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const offsets = await admin.fetchTopicOffsets(topic);
+    return offsets.sort((a, b) => a.partition - b.partition).map((o) => Number(o.high));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** Runs the job until ZooKeeper's positions reach the end of the topic, then stops it gracefully. */
+export async function runUntilCaughtUp(config: JobConfig, topicPartitions: number, timeoutMs = 90_000): Promise<JobProcess> {
+  const job = new JobProcess(config);
+  try {
+    await waitUntilCaughtUp(job, config, topicPartitions, timeoutMs);
+  } catch (error) {
+    job.kill('SIGKILL');
+    throw error;
+  }
+  job.kill('SIGTERM');
+  await job.exited;
+  return job;
+}
+
+async function waitUntilCaughtUp(job: JobProcess, config: JobConfig, topicPartitions: number, timeoutMs: number): Promise<void> {
+  await job.waitForLine(/^STARTED$/, timeoutMs);
+  const end = await highWatermarks(config.brokers, config.topic);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const at = await zkOffsets(config.zookeeper, config.zkRoot, config.topic, topicPartitions).catch(() => [] as number[]);
+    if (at.length === end.length && at.every((o, p) => o === end[p])) break;
+    if (job.lines.some((l) => l.startsWith('FAILED'))) throw new Error(`the job failed: ${job.lines.filter((l) => l.startsWith('FAILED')).join('\n')}`);
+    if (Date.now() > deadline) throw new Error(`the job did not catch up: ZooKeeper at ${at.join(',')}, topic ends at ${end.join(',')}; output:\n${job.lines.slice(-20).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The job's state, read through the public API from its data folder. */
+export async function readCounts(dataDir: string, partitions: number): Promise<Map<string, number>> {
+  const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock: new ManualClock(Date.now() + 3_600_000), threads: 1 });
+  const counts = ssc
+    .queueStream<[string, number]>()
+    .mapWithState(StateSpec.function<string, number, number, unknown>(new URL('../fixtures/count-or-die.js', import.meta.url)).numPartitions(partitions));
+  await ssc.start();
+  try {
+    return new Map(counts.store().entries());
+  } finally {
+    await ssc.stop();
+  }
+}
+
+export function tally(words: string[]): Map<string, number> {
+  const expected = new Map<string, number>();
+  for (const w of words) expected.set(w, (expected.get(w) ?? 0) + 1);
+  return expected;
+}

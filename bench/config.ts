@@ -1,0 +1,78 @@
+/** What each mode runs. Quick mode must finish in under 5 minutes on a 2-core machine. */
+export interface BenchConfig {
+  mode: 'quick' | 'full';
+  /** Runs of each measurement; figures are the median with min and max. */
+  reps: number;
+  /** Past this many seconds, the longer scenarios stop adding runs (after their first). */
+  budgetSeconds: number;
+  /** Records in the one transaction of the raw lmdb-js put/get baseline. */
+  rawKeys: number;
+  throughput: {
+    vocabularies: number[];
+    skew: number;
+    records: number;
+    batchRecords: number;
+    partitions: number;
+    threads: number;
+  };
+  threadsPartitions: {
+    threads: number[];
+    partitions: number[];
+    vocabulary: number;
+    records: number;
+  };
+  scaling: {
+    /** State sizes (keys) at which the hot batch is timed. */
+    sizes: number[];
+    hotKeys: number;
+    hotBatchRecords: number;
+    /** Fresh keys per batch while the state grows. */
+    growBatchRecords: number;
+    partitions: number;
+    threads: number;
+  };
+  restart: {
+    /** State sizes (reached by the scaling scenario) at which restarts are timed. */
+    sizes: number[];
+    firstBatchRecords: number;
+  };
+  timeout: {
+    /** Keys that stay in the state, inside the timeout, while others expire. */
+    idleKeys: number;
+    /** Keys expiring in one batch. */
+    expiring: number[];
+    partitions: number;
+    threads: number;
+  };
+}
+
+const common = {
+  rawKeys: 1_000_000,
+  throughputBase: { vocabularies: [10_000, 1_000_000], skew: 1.0, batchRecords: 50_000, partitions: 4, threads: 2 },
+  scalingBase: { hotKeys: 10_000, hotBatchRecords: 100_000, growBatchRecords: 100_000, partitions: 4, threads: 2 },
+  timeoutBase: { expiring: [0, 1_000, 100_000], partitions: 4, threads: 2 },
+};
+
+export const QUICK: BenchConfig = {
+  mode: 'quick',
+  reps: 3,
+  budgetSeconds: 230,
+  rawKeys: common.rawKeys,
+  throughput: { ...common.throughputBase, records: 2_000_000 },
+  threadsPartitions: { threads: [1, 2], partitions: [1, 2, 8, 32], vocabulary: 10_000, records: 600_000 },
+  scaling: { ...common.scalingBase, sizes: [10_000, 100_000, 1_000_000] },
+  restart: { sizes: [1_000_000], firstBatchRecords: 10_000 },
+  timeout: { ...common.timeoutBase, idleKeys: 1_000_000 },
+};
+
+export const FULL: BenchConfig = {
+  mode: 'full',
+  reps: 3,
+  budgetSeconds: Infinity,
+  rawKeys: common.rawKeys,
+  throughput: { ...common.throughputBase, records: 10_000_000 },
+  threadsPartitions: { threads: [1, 2], partitions: [1, 2, 8, 32], vocabulary: 10_000, records: 2_000_000 },
+  scaling: { ...common.scalingBase, sizes: [10_000, 100_000, 1_000_000, 10_000_000] },
+  restart: { sizes: [1_000_000, 10_000_000], firstBatchRecords: 10_000 },
+  timeout: { ...common.timeoutBase, idleKeys: 10_000_000 },
+};

@@ -1,0 +1,62 @@
+import type { BenchConfig } from '../config.js';
+import { log, overBudget, pow10, rawRate, settle, sum, timeBatches, type RawBaseline } from '../common.js';
+import { LmdbLoop, MapLoop } from '../baselines.js';
+import type { Row, ScenarioResult } from '../report.js';
+import { BATCH_INTERVAL_MS, RuntimeJob, tempDataDir } from '../runtime.js';
+import { summarize } from '../stats.js';
+import { batches as cut, vocabulary, zipfWords } from '../zipf.js';
+
+/** Scenario 4: the word count's throughput for each number of threads and partitions. */
+export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): Promise<ScenarioResult> {
+  const started = Date.now();
+  const { threads, partitions, vocabulary: size, records } = config.threadsPartitions;
+  const { skew, batchRecords } = config.throughput;
+  const input = cut(zipfWords(vocabulary(size), records, skew, 4000 + size), batchRecords);
+  const configs = threads.flatMap((t) => partitions.map((p) => ({ threads: t, partitions: p })));
+  const runs = new Map(configs.map((c) => [`${c.threads}/${c.partitions}`, [] as number[]]));
+  const mapRuns: number[] = [];
+  const lmdbRuns: number[] = [];
+
+  let reps = 0;
+  for (let rep = 0; rep < config.reps && !(rep > 0 && overBudget()); rep++, reps++) {
+    for (const c of configs) {
+      const dir = tempDataDir('threads');
+      try {
+        const job = await RuntimeJob.start({ dataDir: dir.path, partitions: c.partitions, threads: c.threads });
+        const wall: number[] = [];
+        try {
+          await settle();
+          for (const batch of input) wall.push((await job.batch(batch)).wallMs);
+        } finally {
+          await job.stop();
+        }
+        runs.get(`${c.threads}/${c.partitions}`)!.push((records / sum(wall)) * 1000);
+      } finally {
+        dir.remove();
+      }
+    }
+    await settle();
+    const map = new MapLoop();
+    mapRuns.push((records / sum(timeBatches(input, 0, BATCH_INTERVAL_MS, (time, batch) => map.batch(time, batch)))) * 1000);
+    const ldir = tempDataDir('threads-lmdb');
+    try {
+      const loop = new LmdbLoop(ldir.path);
+      lmdbRuns.push((records / sum(timeBatches(input, 0, BATCH_INTERVAL_MS, (time, batch) => loop.batch(time, batch)))) * 1000);
+      await loop.close();
+    } finally {
+      ldir.remove();
+    }
+    log(`threads/partitions rep ${rep + 1}: ${configs.map((c) => `${c.threads}t/${c.partitions}p ${runs.get(`${c.threads}/${c.partitions}`)!.at(-1)!.toFixed(0)}`).join(', ')} records/s`);
+  }
+
+  const baselines = { map: summarize(mapRuns), lmdb: summarize(lmdbRuns), raw: rawRate(raw) };
+  const rows: Row[] = configs.map((c) => ({
+    case: `threads ${c.threads}, partitions ${c.partitions}`, figure: 'throughput', unit: 'records/s',
+    runtime: summarize(runs.get(`${c.threads}/${c.partitions}`)!), baselines, details: { ...c },
+  }));
+  const notes: string[] = [
+    `The throughput workload on vocab ${pow10(size)}: ${pow10(records)} records per run in batches of ${pow10(batchRecords)}, ${config.reps} runs of each configuration; the machine has 2 cores, shared by the main thread (routing, outputs) and the workers.`,
+  ];
+  if (reps < config.reps) notes.unshift(`Only ${reps} of ${config.reps} runs: the ${config.mode}-mode time budget (${config.budgetSeconds} s) ran out (a busy machine).`);
+  return { name: 'threadsPartitions', title: '4. Threads and partitions', setup: { ...config.threadsPartitions, batchRecords, skew, reps: config.reps }, notes, rows, seconds: (Date.now() - started) / 1000 };
+}

@@ -1,0 +1,106 @@
+import type { BenchConfig } from '../config.js';
+import { log, overBudget, pow10, rawRate, rawTime, settle, sum, timeBatches, type RawBaseline } from '../common.js';
+import { LmdbLoop, MapLoop } from '../baselines.js';
+import type { Row, ScenarioResult } from '../report.js';
+import { BATCH_INTERVAL_MS, RuntimeJob, tempDataDir } from '../runtime.js';
+import { percentile, summarize } from '../stats.js';
+import { batches as cut, vocabulary, zipfWords } from '../zipf.js';
+
+interface RunFigures {
+  recordsPerS: number;
+  p50: number;
+  p99: number;
+}
+
+/** A run's figures from its per-batch times: records over total wall time, and batch time percentiles. */
+function figures(records: number, wallMs: number[], processingMs: number[]): RunFigures {
+  return { recordsPerS: (records / sum(wallMs)) * 1000, p50: percentile(processingMs, 0.5), p99: percentile(processingMs, 0.99) };
+}
+
+/** Scenario 1: word count over a Zipf vocabulary, end to end, durable commit per batch. */
+export async function throughput(config: BenchConfig, raw: RawBaseline): Promise<ScenarioResult> {
+  const started = Date.now();
+  const { vocabularies, skew, records, batchRecords, partitions, threads } = config.throughput;
+  const rows: Row[] = [];
+  const perVocab = new Map<number, { input: string[][]; runtime: RunFigures[]; map: RunFigures[]; lmdb: RunFigures[]; distinct: number }>();
+
+  for (const size of vocabularies) {
+    log(`throughput: generating ${records} Zipf(${skew}) words over ${size} distinct`);
+    const words = zipfWords(vocabulary(size), records, skew, 1000 + size);
+    perVocab.set(size, { input: cut(words, batchRecords), runtime: [], map: [], lmdb: [], distinct: new Set(words).size });
+  }
+
+  let reps = 0;
+  for (let rep = 0; rep < config.reps && !(rep > 0 && overBudget()); rep++, reps++) {
+    for (const size of vocabularies) {
+      const v = perVocab.get(size)!;
+      // statestream
+      const dir = tempDataDir('throughput');
+      try {
+        const job = await RuntimeJob.start({ dataDir: dir.path, partitions, threads });
+        const wall: number[] = [];
+        const processing: number[] = [];
+        try {
+          await settle();
+          for (const batch of v.input) {
+            const t = await job.batch(batch);
+            wall.push(t.wallMs);
+            processing.push(t.processingMs);
+          }
+          if (job.count() !== v.distinct) throw new Error(`throughput: the state holds ${job.count()} keys, expected ${v.distinct}`);
+        } finally {
+          await job.stop();
+        }
+        v.runtime.push(figures(records, wall, processing));
+      } finally {
+        dir.remove();
+      }
+      log(`throughput vocab ${size} rep ${rep + 1}: statestream ${v.runtime.at(-1)!.recordsPerS.toFixed(0)} records/s`);
+
+      // Map loop
+      await settle();
+      const map = new MapLoop();
+      const mapMs = timeBatches(v.input, 0, BATCH_INTERVAL_MS, (time, batch) => map.batch(time, batch));
+      v.map.push(figures(records, mapMs, mapMs));
+
+      // LMDB loop
+      const ldir = tempDataDir('throughput-lmdb');
+      try {
+        const loop = new LmdbLoop(ldir.path);
+        await settle();
+        const loopMs = timeBatches(v.input, 0, BATCH_INTERVAL_MS, (time, batch) => loop.batch(time, batch));
+        if (loop.count() !== v.distinct) throw new Error('throughput: the LMDB loop lost keys');
+        await loop.close();
+        v.lmdb.push(figures(records, loopMs, loopMs));
+      } finally {
+        ldir.remove();
+      }
+      log(`throughput vocab ${size} rep ${rep + 1}: Map ${v.map.at(-1)!.recordsPerS.toFixed(0)}, LMDB loop ${v.lmdb.at(-1)!.recordsPerS.toFixed(0)} records/s`);
+    }
+  }
+
+  for (const size of vocabularies) {
+    const v = perVocab.get(size)!;
+    const pick = (runs: RunFigures[], f: keyof RunFigures) => summarize(runs.map((r) => r[f]));
+    const details = { vocabulary: size, distinctWordsSeen: v.distinct, records, batches: v.input.length, batchRecords };
+    rows.push({
+      case: `vocab ${pow10(size)}`, figure: 'throughput', unit: 'records/s', runtime: pick(v.runtime, 'recordsPerS'),
+      baselines: { map: pick(v.map, 'recordsPerS'), lmdb: pick(v.lmdb, 'recordsPerS'), raw: rawRate(raw) }, details,
+    });
+    for (const f of ['p50', 'p99'] as const) {
+      rows.push({
+        case: `vocab ${pow10(size)}`, figure: `batch ${f}`, unit: 'ms', runtime: pick(v.runtime, f),
+        baselines: { map: pick(v.map, f), lmdb: pick(v.lmdb, f), raw: rawTime(raw, batchRecords) },
+      });
+    }
+  }
+
+  const notes = [
+    `${pow10(records)} records per run in ${records / batchRecords} batches of ${pow10(batchRecords)} records (one per 100 ms of ManualClock time), ${partitions} partitions, ${threads} threads, ${config.reps} runs each.`,
+    'Throughput: records ÷ the summed wall time of the batches (push + clock.advance, commit and outputs included); batch p50/p99: the batch.completed processingTimeMs percentiles of each run (the baselines: their batch loop time).',
+    'raw lmdb-js: one raw get plus one raw put per record (rate), or per record of a batch (time).',
+  ];
+  if (reps < config.reps) notes.unshift(`Only ${reps} of ${config.reps} runs: the ${config.mode}-mode time budget (${config.budgetSeconds} s) ran out (a busy machine).`);
+  if (records < 10_000_000) notes.unshift(`Quick mode: ${pow10(records)} records per run, not the 10^7 of the full mode; with ${records / batchRecords} batches a run's p99 is close to its slowest batch.`);
+  return { name: 'throughput', title: `1. Throughput: word count, Zipf(${skew})`, setup: { ...config.throughput, reps: config.reps }, notes, rows, seconds: (Date.now() - started) / 1000 };
+}

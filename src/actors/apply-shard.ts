@@ -43,13 +43,13 @@ export async function applyShard(store: PartitionStore, fn: MappingFunction, tas
   const { keys, values } = payload;
   const { batchTime, partition } = task;
   const index = new TimeIndex(store);
-  const cache = new BatchCache<unknown>(new LmdbStateMap(store), index);
+  const sweeping = task.timeoutMs !== null;
+  const cache = new BatchCache<unknown>(new LmdbStateMap(store), sweeping ? index : undefined);
   const skipped = new Map(task.deadLetters.map((d) => [d.index, d]));
   const state = new StateHandle<unknown>();
   const outputs: unknown[] = [];
   const letters = new DeadLetterStore(store);
   const lettersToWrite: Parameters<DeadLetterStore['add']>[0][] = [];
-  const sweeping = task.timeoutMs !== null;
 
   if (!last && payload.initialState) {
     for (const [key, initial] of payload.initialState) cache.put(key, initial, batchTime);
@@ -106,8 +106,8 @@ export async function applyShard(store: PartitionStore, fn: MappingFunction, tas
       }
     }
 
-    cache.prepare((key, value) => assertEncodable(value, `the state of key ${JSON.stringify(key)}`, { partition, batchTime, key }));
-    for (const out of outputs) assertEncodable(out, 'a mapped record', { partition, batchTime });
+    cache.prepare((key, value) => assertEncodable(value, () => `the state of key ${JSON.stringify(key)}`, () => ({ partition, batchTime, key })));
+    for (const out of outputs) assertEncodable(out, () => 'a mapped record', () => ({ partition, batchTime }));
     const encodedOutputs = messageCodec.pack(outputs);
     const applyMs = performance.now() - started;
 

@@ -21,7 +21,7 @@ export function encodeShards(
   const seen = new Map<unknown, number>();
   for (let i = 0; i < records.length; i++) {
     const record = records[i];
-    assertPair(record, { ...where, index: i });
+    assertPair(record, where.batchTime, i, where.stream);
     const key = normalizeKey(record[0]);
     let p = typeof key === 'object' ? undefined : seen.get(key);
     if (p === undefined) {
@@ -48,7 +48,7 @@ export function shardInitialState(
   const shards: Array<Array<[unknown, unknown]>> = Array.from({ length: numPartitions }, () => []);
   let index = 0;
   for (const pair of pairs) {
-    assertPair(pair, { batchTime: 0, index: index++, stream });
+    assertPair(pair, 0, index++, stream);
     const key = normalizeKey(pair[0]);
     shards[partitioner.partition(key, numPartitions)].push([key, pair[1]]);
   }

@@ -7,6 +7,7 @@ import { shardInitialState } from '../actors/shard-encoder.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/batch-log.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition-store.js';
 import { StateView } from '../storage/state-view.js';
+import { reconcileTimeIndex } from '../storage/time-index.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/dead-letters.js';
 import type { BatchRun } from './batch.js';
 import { DStream, type MapWithStateStream, type StateQueries, type StreamGraph } from './dstream.js';
@@ -68,7 +69,9 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
         { stream: this.stateIndex, stored: layout.numPartitions, requested: n },
       );
     }
-    if (!layout) for (const s of stores) writeLayout(s, { numPartitions: n, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION });
+    const timeIndexed = this.spec.getTimeout() !== null;
+    if (!layout) for (const s of stores) writeLayout(s, { numPartitions: n, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed });
+    for (const s of stores) reconcileTimeIndex(s, timeIndexed);
 
     const last = stores.map((s) => new BatchLog(s).last()?.batchTime);
     const newest = last.reduce<number | undefined>((m, t) => (t !== undefined && (m === undefined || t > m) ? t : m), undefined);

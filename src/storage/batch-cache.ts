@@ -25,7 +25,8 @@ export class BatchCache<S> {
 
   constructor(
     private readonly map: StateMap<S>,
-    private readonly index: TimeIndex,
+    /** Absent when the spec has no timeout: no sweep reads it, so it is not kept. */
+    private readonly index: TimeIndex | undefined,
   ) {}
 
   private lookup(key: unknown): CachedKey<S> | undefined {
@@ -92,13 +93,13 @@ export class BatchCache<S> {
     for (const slot of this.slots()) {
       if (!slot.dirty) continue;
       const { key, original: before, current: after } = slot;
-      if (before !== undefined && (after === undefined || after[1] !== before[1])) this.index.remove(before[1], key);
+      if (this.index && before !== undefined && (after === undefined || after[1] !== before[1])) this.index.remove(before[1], key);
       if (after === undefined) {
         if (before !== undefined) this.map.remove(key);
         continue;
       }
       this.map.put(key, slot.encoded ?? encodeEntry(after[0], after[1]));
-      if (before === undefined || after[1] !== before[1]) this.index.add(after[1], key);
+      if (this.index && (before === undefined || after[1] !== before[1])) this.index.add(after[1], key);
     }
   }
 }

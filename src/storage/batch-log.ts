@@ -28,6 +28,8 @@ export interface StoreLayout {
   numPartitions: number;
   partitioner: string;
   formatVersion: number;
+  /** Whether the time index is kept (only while the spec has a timeout); absent means kept. */
+  timeIndexed?: boolean;
 }
 
 export const FORMAT_VERSION = 1;

@@ -24,41 +24,80 @@ export function decodeEntry<S>(bytes: Uint8Array): StoredEntry<S> {
 /**
  * MessagePack would quietly turn a function into `undefined` and lose it; a symbol or a
  * cycle fails deep inside the encoder. Find such values first and say where they are.
+ * This runs on every changed state and every output, so the path is only built on failure.
  */
-export function encodingProblem(value: unknown, path = '$', seen: Set<object> = new Set()): string | undefined {
+export function encodingProblem(value: unknown): string | undefined {
+  const path: string[] = [];
+  const problem = findProblem(value, path, new Set());
+  return problem && `${['$', ...path.reverse()].join('')} ${problem}`;
+}
+
+function findProblem(value: unknown, path: string[], seen: Set<object>): string | undefined {
   switch (typeof value) {
     case 'function':
-      return `${path} is a function`;
+      return 'is a function';
     case 'symbol':
-      return `${path} is a symbol`;
+      return 'is a symbol';
     case 'bigint':
-      return value > 0xffffffffffffffffn || value < -0x8000000000000000n ? `${path} is a bigint wider than 64 bits` : undefined;
-    case 'object': {
-      if (value === null || ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp) return undefined;
-      if (seen.has(value)) return `${path} refers back to itself (a cycle)`;
-      seen.add(value);
-      let problem: string | undefined;
-      if (Array.isArray(value)) {
-        for (let i = 0; i < value.length && !problem; i++) problem = encodingProblem(value[i], `${path}[${i}]`, seen);
-      } else if (value instanceof Map) {
-        for (const [k, v] of value) if (!problem) problem = encodingProblem(k, `${path}.<key>`, seen) ?? encodingProblem(v, `${path}.get(${String(k)})`, seen);
-      } else if (value instanceof Set) {
-        for (const v of value) if (!problem) problem = encodingProblem(v, `${path}.<member>`, seen);
-      } else {
-        for (const k of Object.keys(value)) {
-          if (problem) break;
-          problem = encodingProblem((value as Record<string, unknown>)[k], `${path}.${k}`, seen);
-        }
-      }
-      seen.delete(value);
-      return problem;
-    }
+      return value > 0xffffffffffffffffn || value < -0x8000000000000000n ? 'is a bigint wider than 64 bits' : undefined;
+    case 'object':
+      break;
     default:
       return undefined;
   }
+  if (value === null || ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp) return undefined;
+  if (seen.has(value)) return 'refers back to itself (a cycle)';
+  seen.add(value);
+  let problem: string | undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item = value[i];
+      // Primitives are the common case: skip the call.
+      if (isPlain(item)) continue;
+      if ((problem = findProblem(item, path, seen))) {
+        path.push(`[${i}]`);
+        break;
+      }
+    }
+  } else if (value instanceof Map) {
+    for (const [k, v] of value) {
+      if ((problem = findProblem(k, path, seen))) {
+        path.push('.<key>');
+        break;
+      }
+      if ((problem = findProblem(v, path, seen))) {
+        path.push(`.get(${String(k)})`);
+        break;
+      }
+    }
+  } else if (value instanceof Set) {
+    for (const v of value) {
+      if ((problem = findProblem(v, path, seen))) {
+        path.push('.<member>');
+        break;
+      }
+    }
+  } else {
+    for (const k in value) {
+      if ((problem = findProblem((value as Record<string, unknown>)[k], path, seen))) {
+        path.push(`.${k}`);
+        break;
+      }
+    }
+  }
+  seen.delete(value);
+  return problem;
 }
 
-export function assertEncodable(value: unknown, what: string, context: Record<string, unknown>): void {
+/** `what` is only called when there is something to report. */
+function isPlain(value: unknown): boolean {
+  return typeof value !== 'object' && typeof value !== 'function' && typeof value !== 'symbol' && typeof value !== 'bigint';
+}
+
+export function assertEncodable(value: unknown, what: () => string, context: () => Record<string, unknown>): void {
+  if (isPlain(value)) return;
+  // Tuples of primitives ([word, count]) are the usual output: check them without allocating.
+  if (Array.isArray(value) && value.length <= 8 && value.every(isPlain)) return;
   const problem = encodingProblem(value);
-  if (problem) throw new EncodingError(`${what} cannot be stored: ${problem.replace('$', 'the value')}`, context);
+  if (problem) throw new EncodingError(`${what()} cannot be stored: ${problem.replace('$', 'the value')}`, context());
 }

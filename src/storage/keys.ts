@@ -57,7 +57,9 @@ export function normalizeKey<K>(key: K): K {
 }
 
 /** Throws an InvalidRecordError naming the batch and record position when a record is not a usable [key, value] pair. */
-export function assertPair(record: unknown, where: { batchTime: number; index: number; stream: number }): asserts record is [unknown, unknown] {
+export function assertPair(record: unknown, batchTime: number, index: number, stream: number): asserts record is [unknown, unknown] {
+  if (Array.isArray(record) && record.length === 2 && typeof record[0] === 'string' && record[0].length * 3 <= MAX_KEY_BYTES) return;
+  const where = { batchTime, index, stream };
   if (!Array.isArray(record) || record.length !== 2) {
     throw new InvalidRecordError(
       `mapWithState expects [key, value] pairs; record ${where.index} of batch ${where.batchTime} is ${describe(record)}`,
@@ -66,7 +68,7 @@ export function assertPair(record: unknown, where: { batchTime: number; index: n
   }
   const problem = keyProblem(record[0]);
   if (problem) {
-    throw new InvalidRecordError(`record ${where.index} of batch ${where.batchTime}: ${problem}`, { ...where, key: describe(record[0]) });
+    throw new InvalidRecordError(`record ${index} of batch ${batchTime}: ${problem}`, { ...where, key: describe(record[0]) });
   }
 }
 

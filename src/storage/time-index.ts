@@ -1,5 +1,7 @@
 import type { Key } from 'lmdb';
 import type { PartitionStore } from './partition-store.js';
+import { readLayout, writeLayout } from './batch-log.js';
+import { decodeEntry } from './codec.js';
 
 // LMDB's key encoding flattens nested arrays: [time, ['a', 1]] is stored as [time, 'a', 1].
 // The entry's value says which shape the state key had, so it reads back as written.
@@ -33,4 +35,20 @@ export class TimeIndex {
   remove(time: number, key: unknown): void {
     this.store.timeIndex.removeSync(indexKey(time, key));
   }
+}
+
+/**
+ * The index is kept only while the spec has a timeout (it costs two writes per changed
+ * key). When a job adds a timeout, the index is rebuilt from each entry's last-updated
+ * time; when it drops one, the index is cleared so it cannot go stale.
+ */
+export function reconcileTimeIndex(store: PartitionStore, wanted: boolean): void {
+  const layout = readLayout(store);
+  if (!layout || (layout.timeIndexed ?? true) === wanted) return;
+  const index = new TimeIndex(store);
+  store.env.transactionSync(() => {
+    for (const { key } of store.timeIndex.getRange({})) store.timeIndex.removeSync(key);
+    if (wanted) for (const { key, value } of store.state.getRange({})) index.add(decodeEntry(value)[1], key);
+    writeLayout(store, { ...layout, timeIndexed: wanted });
+  });
 }

@@ -25,6 +25,37 @@ describe('a context re-created on the same dataDir', () => {
     }
   });
 
+  it('builds the time index when a timeout is added to a job that had none, and drops it when removed', async () => {
+    const dataDir = tempDir();
+    const noTimeout = () => StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(2);
+    const first = await keyedJob(noTimeout(), { dataDir });
+    await first.batch([['a', 1], ['b', 1]]); // 1000
+    await first.batch([['b', 1]]); // 2000
+    await first.ssc.stop();
+
+    const timed = await keyedJob(noTimeout().timeout(2500), { dataDir, startMs: 2000 });
+    try {
+      assert.deepEqual(await timed.batch([]), [], '3000: nothing idle for more than 2500 ms yet');
+      assert.deepEqual(await timed.batch([]), [['timeout', 'a', 1, 4000]], '4000: a, last updated at 1000');
+      assert.deepEqual(await timed.batch([]), [['timeout', 'b', 2, 5000]], '5000: b, last updated at 2000');
+    } finally {
+      await timed.ssc.stop();
+    }
+
+    const again = await keyedJob(noTimeout(), { dataDir, startMs: 5000 });
+    try {
+      await again.batch([['c', 1]]);
+    } finally {
+      await again.ssc.stop();
+    }
+    const timedAgain = await keyedJob(noTimeout().timeout(500), { dataDir, startMs: 6000 });
+    try {
+      assert.deepEqual(await timedAgain.batch([]), [['timeout', 'c', 1, 7000]], 'the index was rebuilt, not left stale');
+    } finally {
+      await timedAgain.ssc.stop();
+    }
+  });
+
   it('refuses batch times that do not move forward past the stored batches', async () => {
     const dataDir = tempDir();
     const first = await keyedJob(spec(), { dataDir, startMs: 5000 });

@@ -3,8 +3,8 @@
  * word with mapWithState, offsets in ZooKeeper. Kill it at any moment and start it again:
  * no word is lost and none is counted twice.
  */
-import { parseArgs } from 'node:util';
 import { BatchEvents, StateSpec, StatestreamError, StreamingContext } from '../../src/index.js';
+import { Cli } from '../cli.js';
 
 const USAGE = `usage: node dist/examples/kafka-word-count/main.js --brokers host:port[,…] --topic words --zookeeper host:port [options]
   --group <id>          Kafka consumer group (default word-count)
@@ -15,39 +15,28 @@ const USAGE = `usage: node dist/examples/kafka-word-count/main.js --brokers host
   --zk-root <path>      ZooKeeper root for the offsets (default /statestream/word-count)
   --quiet               print only a line per batch, not every word`;
 
-function usage(message: string): never {
-  console.error(`kafka-word-count: ${message}\n\n${USAGE}`);
-  process.exit(2);
-}
-
-let values;
-try {
-  values = parseArgs({
-    options: {
-      brokers: { type: 'string' }, topic: { type: 'string' }, zookeeper: { type: 'string' },
-      group: { type: 'string', default: 'word-count' }, 'data-dir': { type: 'string', default: './data/kafka-word-count' },
-      'batch-ms': { type: 'string', default: '1000' }, partitions: { type: 'string', default: '4' },
-      'max-per-batch': { type: 'string', default: '10000' }, 'zk-root': { type: 'string' }, quiet: { type: 'boolean', default: false },
-    },
-  }).values;
-} catch (error) {
-  usage((error as Error).message);
-}
-for (const required of ['brokers', 'topic', 'zookeeper'] as const) if (!values[required]) usage(`--${required} is required`);
+const cli = new Cli('kafka-word-count', USAGE);
+const values = cli.parse({
+  brokers: { type: 'string' }, topic: { type: 'string' }, zookeeper: { type: 'string' },
+  group: { type: 'string', default: 'word-count' }, 'data-dir': { type: 'string', default: './data/kafka-word-count' },
+  'batch-ms': { type: 'string' }, partitions: { type: 'string' }, 'max-per-batch': { type: 'string' },
+  'zk-root': { type: 'string' }, quiet: { type: 'boolean', default: false },
+}) as Record<string, string | undefined> & { quiet?: boolean };
+for (const required of ['brokers', 'topic', 'zookeeper'] as const) if (!values[required]) cli.fail(`--${required} is required`);
 
 let ssc: StreamingContext;
 try {
-  ssc = new StreamingContext({ batchIntervalMs: Number(values['batch-ms']), dataDir: values['data-dir'], appName: 'word-count' });
+  ssc = new StreamingContext({ batchIntervalMs: cli.int(values, 'batch-ms', 1000), dataDir: values['data-dir'], appName: 'word-count' });
   const words = ssc
     .kafkaStream({
       brokers: values.brokers!.split(','), topic: values.topic!, groupId: values.group!,
-      zookeeper: { connect: values.zookeeper!, root: values['zk-root'] }, maxRecordsPerBatch: Number(values['max-per-batch']),
+      zookeeper: { connect: values.zookeeper!, root: values['zk-root'] }, maxRecordsPerBatch: cli.int(values, 'max-per-batch', 10_000),
     })
     .flatMap((record) => (record.value ?? '').split(/\s+/))
     .filter(Boolean)
     .map((word): [string, number] => [word, 1]);
   const counts = words.mapWithState(
-    StateSpec.function<string, number, number, [string, number]>(new URL('../word-count/count.js', import.meta.url)).numPartitions(Number(values.partitions)),
+    StateSpec.function<string, number, number, [string, number]>(new URL('../word-count/count.js', import.meta.url)).numPartitions(cli.int(values, 'partitions', 4)),
   );
   if (!values.quiet) {
     counts.foreachBatch((records, time) => {
@@ -56,7 +45,7 @@ try {
     });
   }
 } catch (error) {
-  if (error instanceof StatestreamError && error.code === 'ERR_CONFIG') usage(error.message);
+  if (error instanceof StatestreamError && error.code === 'ERR_CONFIG') cli.fail(error.message);
   throw error;
 }
 

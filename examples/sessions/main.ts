@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 import { BatchEvents, ConfigError, StateSpec, StreamingContext, type MapWithStateStream, type QueueInputDStream } from '../../src/index.js';
 import type { Click, Session, SessionSummary } from './session.js';
+import { Cli } from '../cli.js';
 
 const USAGE = `usage: node dist/examples/sessions/main.js [options]
   --data-dir <path>   where open sessions live between runs (default ./data/sessions)
@@ -10,43 +10,16 @@ const USAGE = `usage: node dist/examples/sessions/main.js [options]
   --batches <n>       stop after this many batches (default 12)
   -h, --help`;
 
-function usageError(message: string): never {
-  console.error(`sessions: ${message}\n\n${USAGE}`);
-  process.exit(2);
-}
-
-function intFlag(values: Record<string, string | boolean | undefined>, name: string, fallback: number): number {
-  const raw = values[name];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (typeof raw !== 'string' || !/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < 1) usageError(`--${name} must be an integer >= 1, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-function parseFlags() {
-  try {
-    return parseArgs({
-      options: {
-        'data-dir': { type: 'string', default: './data/sessions' },
-        'batch-ms': { type: 'string' },
-        'idle-ms': { type: 'string' },
-        batches: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }).values;
-  } catch (error) {
-    usageError((error as Error).message);
-  }
-}
-
-const values = parseFlags();
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const batchMs = intFlag(values, 'batch-ms', 500);
-const idleMs = intFlag(values, 'idle-ms', 2000);
-const batches = intFlag(values, 'batches', 12);
+const cli = new Cli('sessions', USAGE);
+const values = cli.parse({
+  'data-dir': { type: 'string', default: './data/sessions' },
+  'batch-ms': { type: 'string' },
+  'idle-ms': { type: 'string' },
+  batches: { type: 'string' },
+});
+const batchMs = cli.int(values, 'batch-ms', 500);
+const idleMs = cli.int(values, 'idle-ms', 2000);
+const batches = cli.int(values, 'batches', 12);
 
 // Who clicks in which batch (1-based). With the defaults a session ends 5 batches after its
 // last click: ann and bob go quiet and time out, cai leaves and comes back (a new session),
@@ -65,13 +38,13 @@ let ssc: StreamingContext;
 let clicks: QueueInputDStream<[string, Click]>;
 let sessions: MapWithStateStream<string, Session, SessionSummary>;
 try {
-  ssc = new StreamingContext({ batchIntervalMs: batchMs, dataDir: values['data-dir'], threads: Math.min(2, availableParallelism()), appName: 'sessions' });
+  ssc = new StreamingContext({ batchIntervalMs: batchMs, dataDir: values['data-dir'] as string, threads: Math.min(2, availableParallelism()), appName: 'sessions' });
   clicks = ssc.queueStream<[string, Click]>();
   sessions = clicks.mapWithState(
     StateSpec.function<string, Click, Session, SessionSummary>(new URL('./session.js', import.meta.url)).numPartitions(2).timeout(idleMs),
   );
 } catch (error) {
-  if (error instanceof ConfigError) usageError(error.message);
+  if (error instanceof ConfigError) cli.fail(error.message);
   throw error;
 }
 

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { parseArgs } from 'node:util';
 import { BatchEvents, ConfigError, StateSpec, StreamingContext, type MapWithStateStream, type QueueInputDStream } from '../../src/index.js';
 import { createTypist } from './typist.js';
+import { Cli } from '../cli.js';
 
 const USAGE = `usage: node dist/examples/word-count/main.js [options]
   --data-dir <path>        where the counts live; re-running on it continues them (default ./data/word-count)
@@ -12,55 +12,27 @@ const USAGE = `usage: node dist/examples/word-count/main.js [options]
   --seed <n>               typist seed: the same seed types the same words (default 1)
   -h, --help`;
 
-function usageError(message: string): never {
-  console.error(`word-count: ${message}\n\n${USAGE}`);
-  process.exit(2);
-}
-
-function intFlag(values: Record<string, string | boolean | undefined>, name: string, fallback: number, min = 1): number {
-  const raw = values[name];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (typeof raw !== 'string' || !/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) usageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-function parseFlags() {
-  try {
-    return parseArgs({
-      options: {
-        'data-dir': { type: 'string', default: './data/word-count' },
-        'batch-ms': { type: 'string' },
-        batches: { type: 'string' },
-        'lines-per-batch': { type: 'string' },
-        partitions: { type: 'string' },
-        seed: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }).values;
-  } catch (error) {
-    // parseArgs' messages already name the flag: "Unknown option '--bogus'".
-    usageError((error as Error).message);
-  }
-}
-
-const values = parseFlags();
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const batchMs = intFlag(values, 'batch-ms', 1000);
-const batches = intFlag(values, 'batches', 10);
-const linesPerBatch = intFlag(values, 'lines-per-batch', 5);
-const partitions = intFlag(values, 'partitions', 4);
-const seed = intFlag(values, 'seed', 1, 0);
+const cli = new Cli('word-count', USAGE);
+const values = cli.parse({
+  'data-dir': { type: 'string', default: './data/word-count' },
+  'batch-ms': { type: 'string' },
+  batches: { type: 'string' },
+  'lines-per-batch': { type: 'string' },
+  partitions: { type: 'string' },
+  seed: { type: 'string' },
+});
+const batchMs = cli.int(values, 'batch-ms', 1000);
+const batches = cli.int(values, 'batches', 10);
+const linesPerBatch = cli.int(values, 'lines-per-batch', 5);
+const partitions = cli.int(values, 'partitions', 4);
+const seed = cli.int(values, 'seed', 1, 0);
 
 let ssc: StreamingContext;
 let lines: QueueInputDStream<string>;
 let counts: MapWithStateStream<string, number, [string, number]>;
 try {
   // One worker per partition at most: more threads than partitions would sit idle.
-  ssc = new StreamingContext({ batchIntervalMs: batchMs, dataDir: values['data-dir'], threads: Math.min(partitions, availableParallelism()), appName: 'word-count' });
+  ssc = new StreamingContext({ batchIntervalMs: batchMs, dataDir: values['data-dir'] as string, threads: Math.min(partitions, availableParallelism()), appName: 'word-count' });
   lines = ssc.queueStream<string>();
   counts = lines
     .flatMap((line) => line.split(/\s+/))
@@ -69,7 +41,7 @@ try {
     .mapWithState(StateSpec.function<string, number, number, [string, number]>(new URL('./count.js', import.meta.url)).numPartitions(partitions));
 } catch (error) {
   // Flags the runtime rejects (an interval over a day, too many partitions) are usage errors too.
-  if (error instanceof ConfigError) usageError(error.message);
+  if (error instanceof ConfigError) cli.fail(error.message);
   throw error;
 }
 

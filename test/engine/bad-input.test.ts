@@ -38,6 +38,33 @@ describe('bad options are refused when given, naming the option', () => {
     assert.throws(() => spec.onRecordFailure({ policy: 'ignore' as never }), /policy must be 'stop' or 'dead-letter'/);
   });
 
+  it('kafkaStream options, checked when the stream is defined', () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock() });
+    const good = { brokers: ['127.0.0.1:9092'], topic: 'words', groupId: 'g', zookeeper: { connect: '127.0.0.1:2181' } };
+    const bad: Array<[object, RegExp]> = [
+      [{ ...good, brokers: [] }, /brokers must be a non-empty array of "host:port" strings/],
+      [{ ...good, brokers: ['localhost'] }, /brokers must be .* got \["localhost"\]/],
+      [{ ...good, topic: undefined }, /topic \(or topics\) is required/],
+      [{ ...good, topics: ['a'] }, /either topic or topics, not both/],
+      [{ ...good, topic: 'bad topic' }, /topic names are 1–249 characters/],
+      [{ ...good, groupId: '' }, /groupId must be a non-empty string/],
+      [{ ...good, zookeeper: { connect: 'nohost' } }, /zookeeper.connect must be "host:port/],
+      [{ ...good, zookeeper: { connect: '127.0.0.1:2181', root: 'relative' } }, /zookeeper.root must be an absolute ZooKeeper path/],
+      [{ ...good, zookeeper: { connect: '127.0.0.1:2181', digest: 'nocolon' } }, /zookeeper.digest must be "user:password"/],
+      [{ ...good, startingOffsets: 'beginning' }, /startingOffsets must be 'earliest' or 'latest', got "beginning"/],
+      [{ ...good, maxRecordsPerBatch: 0 }, /maxRecordsPerBatch must be an integer from 1/],
+      [{ ...good, decoder: 'xml' }, /decoder must be 'string', 'json', 'buffer' or a function/],
+      [{ ...good, onDecodeFailure: 'skip' }, /onDecodeFailure must be 'stop' or 'dead-letter'/],
+      [{ ...good, groupSessionTimeoutMs: 10 }, /groupSessionTimeoutMs must be an integer from 1000/],
+      [{ ...good, brokerz: [] }, /unknown option "brokerz"/],
+    ];
+    for (const [options, message] of bad) {
+      assert.throws(() => ssc.kafkaStream(options as never), (e: unknown) => e instanceof ConfigError && message.test((e as Error).message), JSON.stringify(options));
+    }
+    ssc.kafkaStream(good);
+    assert.throws(() => ssc.kafkaStream({ ...good, topic: 'other' }), /already keeps its offsets under \/statestream\/statestream/);
+  });
+
   it('stream operations', () => {
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock() });
     const q = ssc.queueStream<number>();

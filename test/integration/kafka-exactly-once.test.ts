@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { SourceDeadLetterStore } from '../../src/storage/source-dead-letters.js';
@@ -47,7 +49,10 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     assert.ok(end.filter((n) => n > 0).length > 1, 'the words spread over several partitions');
 
     const job = await runUntilCaughtUp(config, PARTITIONS);
-    assert.ok(job.lines.filter((l) => l.startsWith('BATCH')).length >= 3, 'maxRecordsPerBatch split the backlog into several batches');
+    const sizes = job.lines.filter((l) => l.startsWith('BATCH')).map((l) => Number(l.split(' ')[2]));
+    assert.ok(sizes.length >= 3, 'maxRecordsPerBatch split the backlog into several batches');
+    assert.ok(Math.max(...sizes) <= PARTITIONS * config.maxRecordsPerBatch, `no batch takes more than maxRecordsPerBatch per partition: ${sizes.join(',')}`);
+    assert.equal(sizes.reduce((a, b) => a + b, 0), 400);
     assert.deepEqual(await zkOffsets(zk.connectString, config.zkRoot, config.topic, PARTITIONS), end);
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(input));
 
@@ -124,7 +129,8 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     await produce(10);
     await zk.stop();
     await produce(10); // the job's batches wait for ZooKeeper now
-    await new Promise((r) => setTimeout(r, 1500));
+    // Longer than the job's 4 s ZooKeeper session: it comes back to an expired session.
+    await new Promise((r) => setTimeout(r, 5000));
     await zk.start();
     await produce(10);
     await job.waitForLine(/^BATCH/);
@@ -138,6 +144,29 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
 
     await runUntilCaughtUp(config, PARTITIONS);
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
+  });
+
+  it('the kafka-word-count example counts words typed with kcat, as the README shows', async () => {
+    const config = await freshJob();
+    const example = fileURLToPath(new URL('../../examples/kafka-word-count/main.js', import.meta.url));
+    const child = spawn(process.execPath, [
+      example, '--brokers', kafka.brokers.join(','), '--topic', config.topic, '--zookeeper', zk.connectString,
+      '--group', config.groupId, '--data-dir', config.dataDir, '--batch-ms', '200', '--zk-root', config.zkRoot,
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    try {
+      await produceWithKcat(kafka.brokers, config.topic, [{ value: 'AAAA BB AAAA' }, { value: 'CCC AAAA' }]);
+      const deadline = Date.now() + 60_000;
+      while (!/Word AAAA, count 3/.test(output) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.match(output, /Word AAAA, count 3/);
+      assert.match(output, /Word BB, count 1/);
+      assert.match(output, /-+ batch .* -+/);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
   });
 
   it("a message the decoder cannot read: policy 'stop' fails naming topic, partition and offset", async () => {

@@ -284,6 +284,8 @@ export class StreamingContext implements StreamGraph {
     if (this.phase !== 'running' && this.phase !== 'failed') return;
     this.phase = 'stopping';
     this.cancelTimer?.();
+    // A batch waiting for ZooKeeper would hold stop() for as long as the outage lasts.
+    for (const input of this.inputs) input.interrupt?.();
     await this.jobs.catch(() => undefined);
     this.supervisor!.send({ type: 'STOP' });
     await waitFor(this.supervisor!, (s) => s.status === 'done');
@@ -304,25 +306,33 @@ export class StreamingContext implements StreamGraph {
   /** At a batch's time: take the sources' records now, queue the batch behind earlier ones. */
   private generateBatch(time: number): Promise<void> {
     if (this.phase !== 'running') return Promise.resolve();
+    this.scheduleBatch(time + this.batchIntervalMs);
     // While earlier batches still wait, sources with a backlog keep it (backpressure).
     const behind = this.queued > 1;
-    const inputs = new Map(this.inputs.map((input) => [input.id, input.take(time, behind)]));
-    this.scheduleBatch(time + this.batchIntervalMs);
+    let inputs: Map<number, unknown[]>;
+    try {
+      inputs = new Map(this.inputs.map((input) => [input.id, input.take(time, behind)]));
+    } catch (error) {
+      // A source that cannot hand over its records fails this batch, loudly.
+      const batch = new BatchRun(time, new Map());
+      return this.queueBatch(batch, error);
+    }
     return this.queueBatch(new BatchRun(time, inputs));
   }
 
-  private queueBatch(batch: BatchRun): Promise<void> {
+  private queueBatch(batch: BatchRun, takeError?: unknown): Promise<void> {
     this.queued++;
-    const job = this.jobs.then(() => this.runBatch(batch)).finally(() => this.queued--);
+    const job = this.jobs.then(() => this.runBatch(batch, takeError)).finally(() => this.queued--);
     this.jobs = job.catch(() => undefined);
     return job;
   }
 
-  private async runBatch(batch: BatchRun): Promise<void> {
+  private async runBatch(batch: BatchRun, takeError?: unknown): Promise<void> {
     if (this.failure) throw this.failure;
     const started = performance.now();
     const schedulingDelayMs = Math.max(0, this.clock.now() - batch.time);
     try {
+      if (takeError !== undefined) throw takeError;
       // A listener that throws fails the batch loudly rather than losing it quietly.
       this.emit(BatchEvents.STARTED, { batchTime: batch.time, schedulingDelayMs });
       for (const input of this.inputs) await input.beforeBatch?.(batch.time);

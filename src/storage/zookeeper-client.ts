@@ -77,7 +77,13 @@ export class ZooKeeperSession {
     if (this.closed) throw new OffsetStoreError('the ZooKeeper session is closed', { connect: this.options.connect });
     if (this.client) return this.client;
     this.connecting ??= this.connectOnce()
-      .then((client) => (this.client = client))
+      .then((client) => {
+        if (this.closed) {
+          client.close();
+          throw new OffsetStoreError('the ZooKeeper session is closed', { connect: this.options.connect });
+        }
+        return (this.client = client);
+      })
       .finally(() => (this.connecting = undefined));
     return this.connecting;
   }
@@ -88,7 +94,16 @@ export class ZooKeeperSession {
       const client = await this.session();
       return new Promise<T>((resolve, reject) => {
         const timer = setTimeout(() => reject(transientError(`ZooKeeper ${what}: no answer in time`)), (this.options.sessionTimeoutMs ?? 10_000) * 2);
+        // An interrupt (stop) does not wait out a request that an unreachable ZooKeeper may
+        // never answer; on a live connection the answer is on its way, so it is awaited.
+        const onAbort = () => {
+          if (client.getState() === zookeeper.State.SYNC_CONNECTED) return;
+          clearTimeout(timer);
+          reject(new OffsetStoreError(`ZooKeeper ${what}: interrupted while ZooKeeper was not answering`, { connect: this.options.connect, operation: what }));
+        };
+        this.abort.signal.addEventListener('abort', onAbort, { once: true });
         request(client, (error, value) => {
+          this.abort.signal.removeEventListener('abort', onAbort);
           clearTimeout(timer);
           if (error) reject(error);
           else resolve(value as T);
@@ -101,6 +116,11 @@ export class ZooKeeperSession {
       if (error instanceof OffsetStoreError) throw error;
       throw new OffsetStoreError(`ZooKeeper ${what} failed: ${(error as Error).message}`, { connect: this.options.connect, operation: what }, error);
     }
+  }
+
+  /** Stops waiting for an unreachable ZooKeeper: requests that fail from now on fail at once. */
+  interrupt(): void {
+    this.abort.abort();
   }
 
   close(): void {

@@ -146,6 +146,57 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
   });
 
+  it('stop() while ZooKeeper is away returns promptly, and the batch it left is replayed at the next start', async () => {
+    const config = await freshJob();
+    const produced = words(60, 3);
+    const job = new JobProcess(config);
+    await job.waitForLine(/^STARTED$/);
+    await send(config.topic, produced.slice(0, 30));
+    await job.waitForLine(/^BATCH/);
+    await zk.stop();
+    await send(config.topic, produced.slice(30));
+    await new Promise((r) => setTimeout(r, 1000)); // a batch now waits to record its ranges
+    const stopping = Date.now();
+    job.kill('SIGTERM');
+    const exit = await Promise.race([job.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 20_000))]);
+    assert.notEqual(exit, 'hung', `stop() waited for ZooKeeper; output:\n${job.lines.slice(-10).join('\n')}`);
+    assert.ok(Date.now() - stopping < 20_000);
+    await zk.start();
+    await runUntilCaughtUp(config, PARTITIONS);
+    assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
+  });
+
+  it('rebuilds a recorded batch larger than the new maxRecordsPerBatch allows to buffer', async () => {
+    const config = await freshJob({ maxRecordsPerBatch: 200 });
+    const produced = words(300, 5);
+    await producer.send({ topic: config.topic, messages: produced.map((w) => ({ key: w, value: w, partition: 0 })) });
+    // The first run dies with [0, 200) recorded in ZooKeeper and committed by the partitions.
+    const first = new JobProcess({ ...config, dieAfterCommitOfBatch: 1, groupId: `${config.groupId}-1` });
+    assert.equal((await first.exited).signal, 'SIGKILL');
+    await runUntilCaughtUp({ ...config, maxRecordsPerBatch: 5, groupId: `${config.groupId}-2` }, PARTITIONS, 60_000);
+    assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
+  });
+
+  it('a Kafka consumer that will not restart fails the job loudly instead of going quiet', async () => {
+    const config = await freshJob({ maxRecordsPerBatch: 20 });
+    const produced = words(100, 9);
+    await producer.send({ topic: config.topic, messages: produced.map((w) => ({ key: w, value: w, partition: 0 })) });
+    const job = new JobProcess(config);
+    try {
+      await job.waitForLine(/^BATCH/);
+      // 29: TOPIC_AUTHORIZATION_FAILED, which kafkajs does not retry.
+      await kafka.pushRequestErrors(1, Array(20).fill(29));
+      const failed = await job.waitForLine(/^FAILED/, 30_000);
+      assert.match(failed, /the Kafka consumer stopped and will not restart/);
+    } finally {
+      await kafka.clearRequestErrors(1);
+      job.kill('SIGKILL');
+      await job.exited;
+    }
+    await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-after` }, PARTITIONS);
+    assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
+  });
+
   it('the kafka-word-count example counts words typed with kcat, as the README shows', async () => {
     const config = await freshJob();
     const example = fileURLToPath(new URL('../../examples/kafka-word-count/main.js', import.meta.url));

@@ -19,5 +19,7 @@ export interface InputStream {
   beforeBatch?(batchTime: number): Promise<void>;
   /** After every output of the batch ran and every state partition committed it. */
   afterBatch?(batchTime: number): Promise<void>;
+  /** The context is stopping: stop waiting for unreachable services (the batch in flight is replayed next start). */
+  interrupt?(): void;
   close?(): Promise<void>;
 }

@@ -38,6 +38,8 @@ interface PartitionBuffer {
   fetchedUntil: number;
   messages: Fetched[];
   paused: boolean;
+  /** While the recorded batch is rebuilt, fetching must reach this offset whatever the buffer holds. */
+  replayUntil: number;
 }
 
 const REPLAY_WAIT_MS = 5 * 60_000;
@@ -59,6 +61,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   /** Ranges of batches taken and not yet finished, by batch time. */
   private readonly inFlight = new Map<number, OffsetRange[]>();
   private closed = false;
+  /** A consumer failure kafkajs will not recover from: the next batch fails with it. */
+  private fatal: Error | undefined;
 
   constructor(
     graph: StreamGraph,
@@ -103,12 +107,15 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     for (const { topic, partition } of partitions) {
       const id = `${topic}:${partition}`;
       const mark = watermarks.get(id)!;
-      if (!stored.has(id)) firstSeen.push({ topic, partition, offset: o.startingOffsets === 'earliest' ? mark.low : mark.high });
+      // A partition added to a topic we already read starts at its beginning ('latest' would
+      // skip what was written to it before this start); a new topic follows startingOffsets.
+      const topicKnown = [...stored.keys()].some((k) => k.startsWith(`${topic}:`));
+      if (!stored.has(id)) firstSeen.push({ topic, partition, offset: topicKnown || o.startingOffsets === 'earliest' ? mark.low : mark.high });
       const start = stored.get(id) ?? firstSeen[firstSeen.length - 1].offset;
       const replay = pending?.ranges.find((r) => r.topic === topic && r.partition === partition);
       // A recorded batch is rebuilt from its own start; regular batches continue after it.
       const fetchFrom = replay ? replay.from : start;
-      this.buffers.set(id, { topic, partition, next: replay ? replay.until : start, fetchedUntil: fetchFrom, messages: [], paused: false });
+      this.buffers.set(id, { topic, partition, next: replay ? replay.until : start, fetchedUntil: fetchFrom, messages: [], paused: false, replayUntil: replay?.until ?? 0 });
     }
 
     await this.offsets.recordPositions(firstSeen);
@@ -121,7 +128,10 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     await this.consumer.subscribe({ topics: o.topics, fromBeginning: o.startingOffsets === 'earliest' });
     // Each time the group (re)assigns partitions, fetching resumes where our buffers end:
     // ZooKeeper, not the group's committed offsets, says where that is.
-    const { GROUP_JOIN } = this.consumer.events;
+    const { GROUP_JOIN, CRASH } = this.consumer.events;
+    this.consumer.on(CRASH, ({ payload }) => {
+      if (!payload.restart) this.fatal ??= new OffsetStoreError(`the Kafka consumer stopped and will not restart: ${payload.error.message}`, { groupId: o.groupId }, payload.error);
+    });
     this.consumer.on(GROUP_JOIN, ({ payload }) => {
       for (const [topic, partitions] of Object.entries(payload.memberAssignment)) {
         for (const partition of partitions) {
@@ -134,17 +144,23 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       autoCommit: false,
       eachBatch: async ({ batch, heartbeat }) => {
         const buffer = this.buffer(batch.topic, batch.partition);
-        if (!buffer) return;
+        if (!buffer) {
+          // Skipping it would lose its records: fail the job, and the next start reads it from its beginning.
+          this.fatal ??= new OffsetStoreError(`partition ${batch.partition} of topic ${batch.topic} appeared while the job was running; restart the job to read it`, { topic: batch.topic, partition: batch.partition });
+          return;
+        }
         for (const message of batch.messages) {
           const offset = Number(message.offset);
           if (offset < buffer.fetchedUntil) continue;
           buffer.messages.push({ topic: batch.topic, partition: batch.partition, offset, message });
           buffer.fetchedUntil = offset + 1;
         }
-        // Backpressure: stop fetching a partition that holds two batches' worth.
-        if (!buffer.paused && buffer.messages.length >= 2 * o.maxRecordsPerBatch) {
+        // Backpressure: stop fetching a partition that holds two batches' worth (pausing again
+        // is harmless, and a restarted consumer forgets earlier pauses). A batch being rebuilt
+        // must be fetched whole first.
+        if (buffer.messages.length >= 2 * o.maxRecordsPerBatch && buffer.fetchedUntil >= buffer.replayUntil) {
           buffer.paused = true;
-          this.consumer?.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
+          this.pauseOrResume('pause', buffer);
         }
         await heartbeat();
       },
@@ -201,14 +217,24 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       }
       if (buffer.paused && buffer.messages.length < this.options.maxRecordsPerBatch) {
         buffer.paused = false;
-        this.consumer?.resume([{ topic: buffer.topic, partitions: [buffer.partition] }]);
+        this.pauseOrResume('resume', buffer);
       }
     }
     this.inFlight.set(batchTime, ranges);
     return records;
   }
 
+  /** kafkajs throws from pause/resume while a crashed consumer restarts; the next fetch re-pauses. */
+  private pauseOrResume(what: 'pause' | 'resume', buffer: PartitionBuffer): void {
+    try {
+      this.consumer?.[what]([{ topic: buffer.topic, partitions: [buffer.partition] }]);
+    } catch {
+      // The restarted consumer fetches again and eachBatch pauses it when needed.
+    }
+  }
+
   async beforeBatch(batchTime: number): Promise<void> {
+    if (this.fatal) throw this.fatal;
     const ranges = this.inFlight.get(batchTime) ?? [];
     if (ranges.length > 0) await this.offsets!.recordBatchStart({ batchTime, ranges });
   }
@@ -218,8 +244,9 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     this.inFlight.delete(batchTime);
     if (ranges.length === 0) return;
     await this.offsets!.recordBatchEnd({ batchTime, ranges });
-    // For lag tools only: ZooKeeper is the record, so a failed commit here loses nothing.
-    await this.consumer?.commitOffsets(ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: String(r.until) }))).catch(() => undefined);
+    // For lag tools only: ZooKeeper is the record, so a failed commit loses nothing, and the
+    // next batch must not wait for it while a broker is away.
+    void this.consumer?.commitOffsets(ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: String(r.until) }))).catch(() => undefined);
   }
 
   private decode(fetched: Fetched): V {
@@ -258,6 +285,11 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   /** Messages the decoder could not read (policy 'dead-letter'), by topic, partition and offset. */
   deadLetters(): SourceDeadLetter[] {
     return this.deadLetterStore?.list() ?? [];
+  }
+
+  interrupt(): void {
+    this.closed = true;
+    this.zk?.interrupt();
   }
 
   async close(): Promise<void> {

@@ -72,4 +72,3 @@ export function assertPair(record: unknown, batchTime: number, index: number, st
   }
 }
 
-export { describe as describeValue };

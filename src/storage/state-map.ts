@@ -15,8 +15,8 @@ export interface StateMap<S = unknown> {
 export class LmdbStateMap<S = unknown> implements StateMap<S> {
   constructor(private readonly store: PartitionStore) {}
 
-  get(key: unknown, transaction?: Transaction): StoredEntry<S> | undefined {
-    const bytes = readBinary(this.store, key as Key, transaction);
+  get(key: unknown): StoredEntry<S> | undefined {
+    const bytes = readBinary(this.store, key as Key);
     return bytes === undefined ? undefined : decodeEntry<S>(bytes);
   }
 

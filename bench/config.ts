@@ -1,6 +1,6 @@
 /** What each mode runs. Quick mode must finish in under 5 minutes on a 2-core machine. */
 export interface BenchConfig {
-  mode: 'quick' | 'full';
+  mode: 'quick' | 'full' | 'smoke';
   /** Runs of each measurement; figures are the median with min and max. */
   reps: number;
   /** Past this many seconds, the longer scenarios stop adding runs (after their first). */
@@ -75,4 +75,17 @@ export const FULL: BenchConfig = {
   scaling: { ...common.scalingBase, sizes: [10_000, 100_000, 1_000_000, 10_000_000] },
   restart: { sizes: [1_000_000, 10_000_000], firstBatchRecords: 10_000 },
   timeout: { ...common.timeoutBase, idleKeys: 10_000_000 },
+};
+
+/** Tiny sizes, one run each: proves in the test suite that every scenario and output works. */
+export const SMOKE: BenchConfig = {
+  mode: 'smoke',
+  reps: 1,
+  budgetSeconds: 60,
+  rawKeys: 5_000,
+  throughput: { ...common.throughputBase, vocabularies: [100, 2_000], batchRecords: 2_000, records: 10_000 },
+  threadsPartitions: { threads: [1, 2], partitions: [1, 2], vocabulary: 100, records: 4_000 },
+  scaling: { ...common.scalingBase, hotKeys: 100, hotBatchRecords: 1_000, growBatchRecords: 2_000, sizes: [1_000, 4_000] },
+  restart: { sizes: [4_000], firstBatchRecords: 100 },
+  timeout: { ...common.timeoutBase, expiring: [0, 10, 100], idleKeys: 2_000 },
 };

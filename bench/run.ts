@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { LmdbLoop, MapLoop, rawLmdbRates } from './baselines.js';
 import { renderChart } from './chart.js';
 import { log, pow10, setBudget, type RawBaseline } from './common.js';
-import { FULL, QUICK, type BenchConfig } from './config.js';
+import { FULL, QUICK, SMOKE, type BenchConfig } from './config.js';
 import { environment, fmt, scenarioReport, type ScenarioResult } from './report.js';
 import { RuntimeJob, tempDataDir } from './runtime.js';
 import { scalingAndRestart } from './scenarios/scaling-restart.js';
@@ -28,17 +28,18 @@ const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     full: { type: 'boolean', default: false },
+    smoke: { type: 'boolean', default: false },
     only: { type: 'string' },
     reps: { type: 'string' },
     out: { type: 'string' },
   },
 });
 
-if (values.quick === values.full) {
-  console.error('usage: node dist/bench/run.js --quick | --full [--only throughput,scaling,timeout,threads] [--reps n] [--out dir]\n  (scaling includes the restart scenario)');
+if ([values.quick, values.full, values.smoke].filter(Boolean).length !== 1) {
+  console.error('usage: node dist/bench/run.js --quick | --full | --smoke [--only throughput,scaling,timeout,threads] [--reps n] [--out dir]\n  (scaling includes the restart scenario; --smoke: tiny sizes, for the test suite)');
   process.exit(2);
 }
-const base: BenchConfig = values.full ? FULL : QUICK;
+const base: BenchConfig = values.full ? FULL : values.smoke ? SMOKE : QUICK;
 const config: BenchConfig = { ...base, reps: values.reps ? Number(values.reps) : base.reps };
 const only = values.only ? (values.only.split(',').map((s) => s.trim()) as ScenarioName[]) : [...SCENARIOS];
 for (const name of only) if (!SCENARIOS.includes(name)) throw new Error(`--only: unknown scenario "${name}" (known: ${SCENARIOS.join(', ')})`);

@@ -33,8 +33,6 @@ interface PartitionContext extends PartitionInput {
   attempts: Record<number, number>;
   deadLetters: ApplyTask['deadLetters'];
   crashes: number;
-  /** The batch the store held when the partition was last restored: the replay starts after it. */
-  resumedFrom: number | undefined;
 }
 
 export type PartitionEvent =
@@ -169,7 +167,7 @@ export const partitionMachine = setup({
   },
 }).createMachine({
   id: 'partition',
-  context: ({ input }) => ({ ...input, batch: undefined, attempts: {}, deadLetters: [], crashes: 0, resumedFrom: undefined }),
+  context: ({ input }) => ({ ...input, batch: undefined, attempts: {}, deadLetters: [], crashes: 0 }),
   initial: 'idle',
   states: {
     idle: {
@@ -199,7 +197,7 @@ export const partitionMachine = setup({
       invoke: {
         src: 'restore',
         input: ({ context }) => ({ context }),
-        onDone: { target: 'applying', actions: assign({ resumedFrom: ({ event }) => event.output }) },
+        onDone: 'applying',
         onError: { target: 'idle', actions: [({ context, event }) => context.batch!.reject(event.error as Error), 'clearBatch'] },
       },
     },

@@ -96,6 +96,13 @@ export class LifecycleError extends StatestreamError {
   }
 }
 
+/** A snapshot cannot be written, read, verified or restored; `context.snapshot` names it. */
+export class SnapshotError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_SNAPSHOT', message, { context, cause });
+  }
+}
+
 /** What crosses a thread boundary: errors lose their class in structured clone, so we carry the parts. */
 export interface SerializedError {
   name: string;

@@ -16,7 +16,13 @@ export {
   type BatchFailedEvent,
   type PartitionRestartedEvent,
   type RecoveryIncompleteEvent,
+  type SnapshotCompletedEvent,
+  type SnapshotFailedEvent,
+  type StateRestoredEvent,
 } from './engine/batch-events.js';
+export type { SnapshotEvery } from './engine/snapshot-scheduler.js';
+export { listSnapshots, type SnapshotInfo, type SnapshotManifest, type SnapshotStream, type SnapshotPartition, type SourcePositions } from './storage/snapshot-manifest.js';
+export type { StateSource } from './storage/state-source.js';
 export { murmur2, murmur2Partitioner, type Partitioner } from './engine/partitioner.js';
 export type { DeadLetter } from './storage/dead-letters.js';
 export {
@@ -32,4 +38,5 @@ export {
   LifecycleError,
   OffsetStoreError,
   SourceRecordError,
+  SnapshotError,
 } from './errors.js';

@@ -6,10 +6,17 @@ export const BatchEvents = {
   /** A partition actor's worker died and the supervisor restarted it. */
   PARTITION_RESTARTED: 'partition.restarted',
   /**
-   * At start: some partitions of a store are behind its newest batch (a batch failed or the
-   * process died after some partitions committed it). A queue source cannot replay it.
+   * At start: some partitions of a store are behind its newest batch (a batch failed, the
+   * process died after some partitions committed it, or a partition was restored from a
+   * snapshot) and a source cannot replay what they miss (a queue source).
    */
   RECOVERY_INCOMPLETE: 'recovery.incomplete',
+  /** A snapshot is whole and in place (the copy ran beside the batches). */
+  SNAPSHOT_COMPLETED: 'snapshot.completed',
+  /** A snapshot could not be written; earlier snapshots are untouched and batches go on. */
+  SNAPSHOT_FAILED: 'snapshot.failed',
+  /** At start: damaged partition stores were replaced by a snapshot's copies. */
+  STATE_RESTORED: 'state.restored',
 } as const;
 
 export interface BatchStartedEvent {
@@ -44,10 +51,44 @@ export interface PartitionRestartedEvent {
 
 export interface RecoveryIncompleteEvent {
   stream: number;
+  /** Which batches are lost for which partitions, in words. */
+  message: string;
   /** The newest batch some partition committed. */
   lastBatch: number;
   /** Partitions that did not commit it, with the batch they hold. */
   behind: Array<{ partition: number; lastBatch: number | undefined }>;
+}
+
+export interface SnapshotCompletedEvent {
+  batchTime: number;
+  path: string;
+  /** Bytes of partition copies. */
+  bytes: number;
+  keyCount: number;
+  /** How long the next batch waited for the copies to fix their view. */
+  gateMs: number;
+  /** From the first copy to the rename into place. */
+  durationMs: number;
+}
+
+export interface SnapshotFailedEvent {
+  batchTime: number;
+  error: Error;
+}
+
+export interface StateRestoredEvent {
+  stream: number;
+  /** The snapshot's batch time and folder. */
+  snapshot: number;
+  path: string;
+  partitions: Array<{ partition: number; problem: string; lastBatch: number | undefined }>;
+  /** Where the damaged stores were moved, if any existed. */
+  damagedDir: string | undefined;
+  /**
+   * Whether the sources rebuild every batch after the snapshot. When false (a queue source),
+   * `recovery.incomplete` names the batches the restored partitions miss.
+   */
+  replayed: boolean;
 }
 
 export interface BatchEventMap {
@@ -56,4 +97,7 @@ export interface BatchEventMap {
   [BatchEvents.FAILED]: BatchFailedEvent;
   [BatchEvents.PARTITION_RESTARTED]: PartitionRestartedEvent;
   [BatchEvents.RECOVERY_INCOMPLETE]: RecoveryIncompleteEvent;
+  [BatchEvents.SNAPSHOT_COMPLETED]: SnapshotCompletedEvent;
+  [BatchEvents.SNAPSHOT_FAILED]: SnapshotFailedEvent;
+  [BatchEvents.STATE_RESTORED]: StateRestoredEvent;
 }

@@ -105,6 +105,11 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     return { lastBatch: newest, behind };
   }
 
+  /** The open partition stores, for snapshots (between batches only). */
+  partitionStores(): PartitionStore[] {
+    return this.active('snapshot').stores;
+  }
+
   close(): void {
     const running = this.running;
     if (!running) return;

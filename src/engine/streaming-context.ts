@@ -19,6 +19,9 @@ import { KafkaInputDStream } from './sources/kafka.js';
 import { validateKafkaOptions, type KafkaStreamOptions } from './sources/kafka-options.js';
 import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
 import type { StateSpec } from './state-spec.js';
+import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
+import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshot-manifest.js';
+import { restoreDamagedStores } from '../storage/restore.js';
 
 export interface StreamingContextOptions {
   /** Time between batches, in milliseconds. */
@@ -33,6 +36,10 @@ export interface StreamingContextOptions {
   appName?: string;
   /** Worker restarts allowed per partition within one batch before the batch fails. Default 3. */
   maxWorkerRestarts?: number;
+  /** Snapshot the state every n batches (a number or `{ batches: n }`) or `{ ms: n }`, into `<dataDir>/snapshots`. Off by default. */
+  snapshotEvery?: SnapshotEvery;
+  /** How many snapshots to keep, newest first. Default 3. */
+  snapshotsKept?: number;
 }
 
 
@@ -64,6 +71,7 @@ export class StreamingContext implements StreamGraph {
   readonly clock: Clock;
   readonly appName: string;
   readonly maxWorkerRestarts: number;
+  readonly snapshotPolicy: SnapshotPolicy | undefined;
 
   private readonly events = new EventEmitter();
   private readonly inputs: InputStream[] = [];
@@ -80,15 +88,17 @@ export class StreamingContext implements StreamGraph {
   /** Batches generated and not finished. */
   private queued = 0;
   private failure: Error | undefined;
+  private snapshots: SnapshotScheduler | undefined;
 
   constructor(options: StreamingContextOptions) {
     if (options === null || typeof options !== 'object') throw new ConfigError(`StreamingContext expects an options object, got ${String(options)}`);
-    const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts']);
+    const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts', 'snapshotEvery', 'snapshotsKept']);
     for (const key of Object.keys(options)) if (!known.has(key)) throw new ConfigError(`StreamingContext: unknown option "${key}" (known: ${[...known].join(', ')})`, { option: key });
     const raw = options as unknown as Record<string, unknown>;
     this.batchIntervalMs = integerOption(raw, 'batchIntervalMs', 1, 24 * 3600_000);
     this.threads = integerOption(raw, 'threads', 1, 256, availableParallelism());
     this.maxWorkerRestarts = integerOption(raw, 'maxWorkerRestarts', 0, 100, 3);
+    this.snapshotPolicy = snapshotPolicy(options.snapshotEvery, options.snapshotsKept);
     if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir === '')) {
       throw new ConfigError(`StreamingContext: dataDir must be a non-empty path string, got ${JSON.stringify(options.dataDir)}`, { option: 'dataDir' });
     }
@@ -209,13 +219,27 @@ export class StreamingContext implements StreamGraph {
     const opened: MapWithStateDStream<unknown, unknown, unknown, unknown>[] = [];
     const openedInputs: InputStream[] = [];
     try {
+      removeIncompleteSnapshots(this.dataDir);
+      const gaps: Array<{ stream: number; lastBatch: number; behind: Array<{ partition: number; lastBatch: number | undefined }> }> = [];
+      let replayAfter: number | undefined;
+      let storesHoldState = false;
       for (const stream of this.stateStreams) {
         await this.checkModule(stream.spec.fn);
+        const restored = await restoreDamagedStores(this.dataDir, stream.stateIndex);
         const recovery = stream.open(this.pool, this.supervisor!);
         opened.push(stream);
-        if (recovery.behind.length > 0) {
-          this.emit(BatchEvents.RECOVERY_INCOMPLETE, { stream: stream.stateIndex, lastBatch: recovery.lastBatch!, behind: recovery.behind });
+        if (restored) {
+          this.emit(BatchEvents.STATE_RESTORED, {
+            stream: stream.stateIndex, snapshot: restored.snapshot.batchTime, path: restored.snapshot.path, partitions: restored.partitions,
+            damagedDir: restored.damagedDir, replayed: this.inputs.every((input) => input.replayable === true),
+          });
         }
+        if (recovery.lastBatch !== undefined) {
+          storesHoldState = true;
+          const oldest = recovery.behind.reduce((m, b) => (b.lastBatch !== undefined && b.lastBatch < m ? b.lastBatch : m), recovery.lastBatch);
+          replayAfter = replayAfter === undefined ? oldest : Math.min(replayAfter, oldest);
+        }
+        if (recovery.behind.length > 0) gaps.push({ stream: stream.stateIndex, lastBatch: recovery.lastBatch!, behind: recovery.behind });
         if (recovery.lastBatch !== undefined && recovery.lastBatch >= firstBatch) {
           throw new StoreMismatchError(
             `the stores under ${this.dataDir} hold batch ${recovery.lastBatch}, but this context's first batch would be at ${firstBatch}; ` +
@@ -224,28 +248,62 @@ export class StreamingContext implements StreamGraph {
           );
         }
       }
-      // Replayable sources rebuild the batch that was in flight when the last run stopped;
-      // it runs first, with its own batch time (partitions that committed it skip it).
+      // Replayable sources rebuild the batches the stores miss (the one in flight when the
+      // last run stopped, and after a restore every batch since the snapshot); they run first,
+      // with their own batch times, and partitions that hold a batch skip it.
+      const keepHistory = this.snapshotPolicy !== undefined || listSnapshots(this.dataDir).length > 0;
       const recovered = new Map<number, Map<number, unknown[]>>();
       for (const input of this.inputs) {
         openedInputs.push(input);
-        const batch = await input.open?.({ dataDir: this.dataDir });
-        if (!batch) continue;
-        if (batch.batchTime >= firstBatch) {
-          throw new StoreMismatchError(`the batch recorded at ${batch.batchTime} is not before this context's first batch at ${firstBatch}; batch times must move forward`, { recorded: batch.batchTime, firstBatch });
+        const batches = (await input.open?.({ dataDir: this.dataDir, replayAfter, storesHoldState, keepHistory })) ?? [];
+        for (const batch of batches) {
+          if (batch.batchTime >= firstBatch) {
+            throw new StoreMismatchError(`the batch recorded at ${batch.batchTime} is not before this context's first batch at ${firstBatch}; batch times must move forward`, { recorded: batch.batchTime, firstBatch });
+          }
+          if (!recovered.has(batch.batchTime)) recovered.set(batch.batchTime, new Map());
+          recovered.get(batch.batchTime)!.set(input.id, batch.records);
         }
-        if (!recovered.has(batch.batchTime)) recovered.set(batch.batchTime, new Map());
-        recovered.get(batch.batchTime)!.set(input.id, batch.records);
+      }
+      // What no source can rebuild is lost for the partitions that miss it: say which.
+      if (this.inputs.some((input) => input.replayable !== true)) {
+        for (const gap of gaps) {
+          const message =
+            `stream ${gap.stream}: ` +
+            gap.behind.map((b) => `partition ${b.partition} holds ${b.lastBatch === undefined ? 'no batch' : `batch ${b.lastBatch}`}`).join(', ') +
+            `; the batches after that up to ${gap.lastBatch} cannot be replayed by a queue source and are missing from those partitions' state`;
+          this.emit(BatchEvents.RECOVERY_INCOMPLETE, { ...gap, message });
+        }
       }
       for (const time of [...recovered.keys()].sort((a, b) => a - b)) {
         const inputs = new Map(this.inputs.map((input) => [input.id, recovered.get(time)!.get(input.id) ?? []]));
         this.queueBatch(new BatchRun(time, inputs));
       }
+      if (this.snapshotPolicy) this.snapshots = this.snapshotScheduler(this.snapshotPolicy);
     } catch (error) {
       opened.forEach((s) => s.close());
       await Promise.all(openedInputs.map((input) => input.close?.()));
       throw error;
     }
+  }
+
+  private snapshotScheduler(policy: SnapshotPolicy): SnapshotScheduler {
+    return new SnapshotScheduler(policy, {
+      dataDir: this.dataDir,
+      appName: this.appName,
+      streams: () => this.stateStreams.map((s) => ({ stream: s.stateIndex, stores: s.partitionStores() })),
+      sources: () => this.inputs.flatMap((input) => (input.positions ? [input.positions()] : [])),
+      retainFrom: async (batchTime) => {
+        for (const input of this.inputs) await input.retainHistoryFrom?.(batchTime);
+      },
+      completed: (info, { gateMs, durationMs }) => {
+        const parts = info.manifest.streams.flatMap((s) => s.partitions);
+        this.emit(BatchEvents.SNAPSHOT_COMPLETED, {
+          batchTime: info.batchTime, path: info.path, gateMs, durationMs,
+          bytes: parts.reduce((n, p) => n + p.bytes, 0), keyCount: parts.reduce((n, p) => n + p.keyCount, 0),
+        });
+      },
+      failed: (batchTime, error) => this.emit(BatchEvents.SNAPSHOT_FAILED, { batchTime, error }),
+    });
   }
 
   private async checkModule(fn: ResolvedMappingRef): Promise<void> {
@@ -259,6 +317,7 @@ export class StreamingContext implements StreamGraph {
 
   private async shutdown(): Promise<void> {
     this.cancelTimer?.();
+    await this.snapshots?.settle();
     await Promise.all(this.inputs.map((input) => input.close?.()));
     await this.pool?.destroy();
     this.pool = undefined;
@@ -349,6 +408,8 @@ export class StreamingContext implements StreamGraph {
         partitionTimesMs: partitions.map((ps) => ps.map((p) => p.applyMs + p.commitMs)),
         keysTimedOut: partitions.flat().reduce((n, p) => n + p.keysTimedOut, 0),
       });
+      // Between this batch and the next: the only moment every partition holds the same batch.
+      await this.snapshots?.afterBatch(batch.time);
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
       this.failure = failure;

@@ -1,3 +1,4 @@
+import type { Transaction } from 'node-zookeeper-client';
 import type { ZooKeeperSession } from './zookeeper-client.js';
 
 /** The records of one topic-partition a batch takes: offsets `from` (inclusive) to `until` (exclusive). */
@@ -19,9 +20,13 @@ export interface RecordedBatch {
  *
  *   <root>/offsets/<topic>/<partition>   where the next batch starts (decimal offset)
  *   <root>/batch                         the batch in flight: {"batchTime":…, "ranges":[…]}, empty when none
+ *   <root>/last-batch                    the newest batch every state partition committed
+ *   <root>/history/<batchTime>           that batch's ranges, kept while a snapshot may need them
  *
  * A batch's ranges are written before it runs; when every state partition has committed it,
- * the next start positions and the cleared batch node are written in one multi-operation.
+ * the next start positions, the cleared batch node, the last batch and (while snapshots are
+ * kept) its history entry are written in one multi-operation. A store restored from a
+ * snapshot replays the history entries after the snapshot's batch.
  */
 export class ZooKeeperOffsetStore {
   constructor(
@@ -52,6 +57,8 @@ export class ZooKeeperOffsetStore {
   /** Creates the layout and one offset node per known partition (a multi-op can only set existing nodes). */
   async init(partitions: Array<{ topic: string; partition: number }>): Promise<void> {
     await this.mkdirp(this.path('batch'));
+    await this.mkdirp(this.path('last-batch'));
+    await this.mkdirp(this.path('history'));
     for (const { topic, partition } of partitions) await this.mkdirp(this.path('offsets', topic, partition));
   }
 
@@ -88,11 +95,65 @@ export class ZooKeeperOffsetStore {
   }
 
   /** After every state partition committed the batch: the next start positions, and no batch in flight. */
-  async recordBatchEnd(batch: RecordedBatch): Promise<void> {
+  async recordBatchEnd(batch: RecordedBatch, keepHistory: boolean): Promise<void> {
     await this.zk.run(`record end of batch ${batch.batchTime}`, (client, done) => {
       const tx = client.transaction();
       for (const r of batch.ranges) tx.setData(this.path('offsets', r.topic, r.partition), Buffer.from(String(r.until)));
       tx.setData(this.path('batch'), Buffer.alloc(0));
+      tx.setData(this.path('last-batch'), Buffer.from(String(batch.batchTime)));
+      if (keepHistory) this.createIn(tx, this.path('history', batch.batchTime), Buffer.from(JSON.stringify(batch)));
+      tx.commit((error) => done(error));
+    });
+  }
+
+  private createIn(tx: Transaction, path: string, data: Buffer): void {
+    if (this.zk.acls) tx.create(path, data, this.zk.acls);
+    else tx.create(path, data);
+  }
+
+  /** The newest batch recorded as ended, if any. */
+  async lastEnded(): Promise<number | undefined> {
+    const text = (await this.read(this.path('last-batch')))?.toString('utf8') ?? '';
+    return text === '' ? undefined : Number(text);
+  }
+
+  private historyTimes(): Promise<number[]> {
+    const path = this.path('history');
+    return this.zk.run(`list ${path}`, (client, done) =>
+      client.getChildren(path, (error, children) => done(error, (children ?? []).map(Number).sort((a, b) => a - b))),
+    );
+  }
+
+  /** The recorded batches after `after`, oldest first; undefined when the history does not reach back to `after`. */
+  async historyAfter(after: number): Promise<RecordedBatch[] | undefined> {
+    const times = await this.historyTimes();
+    if (!times.includes(after)) return undefined;
+    const batches: RecordedBatch[] = [];
+    for (const time of times.filter((t) => t > after)) batches.push(JSON.parse((await this.read(this.path('history', time)))!.toString('utf8')) as RecordedBatch);
+    return batches;
+  }
+
+  /**
+   * Starts the history at a batch that ended before it was kept: an entry with no ranges,
+   * marking that everything after it is recorded.
+   */
+  async anchorHistory(batchTime: number): Promise<void> {
+    if ((await this.historyTimes()).includes(batchTime)) return;
+    const path = this.path('history', batchTime);
+    await this.zk.run(`create ${path}`, (client, done) => {
+      const data = Buffer.from(JSON.stringify({ batchTime, ranges: [] }));
+      if (this.zk.acls) client.create(path, data, this.zk.acls, (error) => done(error));
+      else client.create(path, data, (error) => done(error));
+    });
+  }
+
+  /** Drops history entries older than `batchTime` (no kept snapshot is older). */
+  async pruneHistory(batchTime: number): Promise<void> {
+    const old = (await this.historyTimes()).filter((t) => t < batchTime);
+    if (old.length === 0) return;
+    await this.zk.run('prune batch history', (client, done) => {
+      const tx = client.transaction();
+      for (const t of old) tx.remove(this.path('history', t));
       tx.commit((error) => done(error));
     });
   }

@@ -1,8 +1,20 @@
+import type { SourcePositions } from '../../storage/snapshot-manifest.js';
+
 /** A batch a replayable source recorded before a crash and must run again first. */
 export interface RecoveredBatch {
   batchTime: number;
   /** Exactly the records of that batch, rebuilt from the recorded positions. */
   records: unknown[];
+}
+
+export interface StartContext {
+  dataDir: string;
+  /** Oldest batch any state partition holds (undefined: some partition holds none). */
+  replayAfter: number | undefined;
+  /** Whether any partition holds state at all (a fresh store cannot follow positions that moved on). */
+  storesHoldState: boolean;
+  /** Keep each batch's ranges for replay, because snapshots are taken or kept. */
+  keepHistory: boolean;
 }
 
 /** What the scheduler needs of an input stream. Replayable sources implement the optional hooks. */
@@ -13,8 +25,18 @@ export interface InputStream {
    * are still queued, so a source with a backlog can leave it where it is (backpressure).
    */
   take(batchTime: number, behind: boolean): unknown[];
-  /** At start: connect, find positions, and rebuild the batch that was in flight, if any. */
-  open?(context: { dataDir: string }): Promise<RecoveredBatch | undefined>;
+  /**
+   * At start: connect, find positions, and rebuild the batches the state stores miss: the
+   * batch that was in flight, and (after a restore from a snapshot) every batch after
+   * `replayAfter`, the oldest batch any partition holds. Oldest first.
+   */
+  open?(context: StartContext): Promise<RecoveredBatch[]>;
+  /** Whether `open` can rebuild past batches; a source that cannot leaves a restored partition short. */
+  readonly replayable?: boolean;
+  /** After the batch that just completed: where the source stands, for a snapshot's manifest. */
+  positions?(): SourcePositions;
+  /** Snapshots older than `batchTime` are gone: replay records before it are no longer needed. */
+  retainHistoryFrom?(batchTime: number): Promise<void>;
   /** Before the batch runs: record where it comes from. */
   beforeBatch?(batchTime: number): Promise<void>;
   /** After every output of the batch ran and every state partition committed it. */

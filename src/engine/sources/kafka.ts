@@ -6,7 +6,8 @@ import { ZooKeeperOffsetStore, type OffsetRange, type RecordedBatch } from '../.
 import { SourceDeadLetterStore, type SourceDeadLetter } from '../../storage/source-dead-letters.js';
 import type { BatchRun } from '../batch.js';
 import { DStream, type StreamGraph } from '../dstream.js';
-import type { InputStream, RecoveredBatch } from './input.js';
+import type { InputStream, RecoveredBatch, StartContext } from './input.js';
+import type { SourcePositions } from '../../storage/snapshot-manifest.js';
 import type { ValidKafkaOptions } from './kafka-options.js';
 
 /** A Kafka message as it reaches the stream. */
@@ -58,8 +59,12 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   private offsets: ZooKeeperOffsetStore | undefined;
   private deadLetterStore: SourceDeadLetterStore | undefined;
   private readonly buffers = new Map<string, PartitionBuffer>();
-  /** Ranges of batches taken and not yet finished, by batch time. */
-  private readonly inFlight = new Map<number, OffsetRange[]>();
+  /** Ranges of batches taken and not yet finished, by batch time; a replay of an ended batch records nothing when it ends. */
+  private readonly inFlight = new Map<number, { ranges: OffsetRange[]; replayOnly: boolean }>();
+  /** Where the next batch starts, per partition, as recorded after the last batch that ended. */
+  private readonly ended = new Map<string, { topic: string; partition: number; offset: number }>();
+  private keepHistory = false;
+  readonly replayable = true;
   private closed = false;
   /** A consumer failure kafkajs will not recover from: the next batch fails with it. */
   private fatal: Error | undefined;
@@ -75,7 +80,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     return this.buffers.get(`${topic}:${partition}`);
   }
 
-  async open(context: { dataDir: string }): Promise<RecoveredBatch | undefined> {
+  async open(context: StartContext): Promise<RecoveredBatch[]> {
     const o = this.options;
     this.deadLetterStore = new SourceDeadLetterStore(context.dataDir, this.id);
     this.zk = new ZooKeeperSession({ connect: o.zookeeper.connect, sessionTimeoutMs: o.zookeeper.sessionTimeoutMs, digest: o.zookeeper.digest });
@@ -99,6 +104,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     await this.offsets.init(partitions);
     const stored = await this.offsets.positions(partitions);
     const pending = await this.offsets.pendingBatch();
+    const replays = await this.batchesToReplay(context, pending);
 
     // A partition seen for the first time starts at 'earliest' or 'latest' as of now, and that
     // position is recorded at once: 'latest' must not move on if the job restarts before
@@ -112,10 +118,12 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       const topicKnown = [...stored.keys()].some((k) => k.startsWith(`${topic}:`));
       if (!stored.has(id)) firstSeen.push({ topic, partition, offset: topicKnown || o.startingOffsets === 'earliest' ? mark.low : mark.high });
       const start = stored.get(id) ?? firstSeen[firstSeen.length - 1].offset;
-      const replay = pending?.ranges.find((r) => r.topic === topic && r.partition === partition);
-      // A recorded batch is rebuilt from its own start; regular batches continue after it.
-      const fetchFrom = replay ? replay.from : start;
-      this.buffers.set(id, { topic, partition, next: replay ? replay.until : start, fetchedUntil: fetchFrom, messages: [], paused: false, replayUntil: replay?.until ?? 0 });
+      this.ended.set(id, { topic, partition, offset: start });
+      const ranges = replays.flatMap((b) => b.ranges.filter((r) => r.topic === topic && r.partition === partition));
+      // Recorded batches are rebuilt from the first one's start; regular batches continue after the last.
+      const fetchFrom = ranges.length > 0 ? ranges[0].from : start;
+      const replayUntil = ranges.reduce((m, r) => Math.max(m, r.until), 0);
+      this.buffers.set(id, { topic, partition, next: Math.max(start, replayUntil), fetchedUntil: fetchFrom, messages: [], paused: false, replayUntil });
     }
 
     await this.offsets.recordPositions(firstSeen);
@@ -166,10 +174,46 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       },
     });
 
-    if (!pending || pending.ranges.length === 0) return undefined;
-    const records = await this.takeRecorded(pending);
-    this.inFlight.set(pending.batchTime, pending.ranges);
-    return { batchTime: pending.batchTime, records };
+    const recovered: RecoveredBatch[] = [];
+    for (const batch of replays) {
+      recovered.push({ batchTime: batch.batchTime, records: await this.takeRecorded(batch) });
+      this.inFlight.set(batch.batchTime, { ranges: batch.ranges, replayOnly: batch !== pending });
+    }
+    return recovered;
+  }
+
+  /**
+   * The batches the stores miss, oldest first: those after the oldest batch a partition
+   * holds (a store restored from a snapshot is behind), then the one in flight. Partitions
+   * that hold a batch skip it, so each record reaches each key's state once.
+   */
+  private async batchesToReplay(context: StartContext, pending: RecordedBatch | undefined): Promise<RecordedBatch[]> {
+    const offsets = this.offsets!;
+    const lastEnded = await offsets.lastEnded();
+    const root = this.options.zookeeper.root;
+    if (!context.storesHoldState && lastEnded !== undefined) {
+      throw new OffsetStoreError(
+        `the state stores under ${context.dataDir} hold no batch, but ZooKeeper (${root}) records batches up to ${lastEnded} as processed: that state is gone. ` +
+          `Restore a snapshot (statestream snapshot restore), or delete ${root} in ZooKeeper to start over from startingOffsets`,
+        { root, lastEnded },
+      );
+    }
+    const replays: RecordedBatch[] = [];
+    if (context.replayAfter !== undefined && lastEnded !== undefined && context.replayAfter < lastEnded) {
+      const history = await offsets.historyAfter(context.replayAfter);
+      if (!history) {
+        throw new OffsetStoreError(
+          `a partition store holds batch ${context.replayAfter}, but ZooKeeper (${root}) records batches up to ${lastEnded} and no longer keeps the ranges after ${context.replayAfter} to replay; ` +
+            'restore a newer snapshot (statestream snapshot list)',
+          { root, replayAfter: context.replayAfter, lastEnded },
+        );
+      }
+      replays.push(...history.filter((b) => b.ranges.length > 0));
+    }
+    this.keepHistory = context.keepHistory;
+    if (this.keepHistory && lastEnded !== undefined) await offsets.anchorHistory(lastEnded);
+    if (pending && pending.ranges.length > 0 && !replays.some((b) => b.batchTime === pending.batchTime)) replays.push(pending);
+    return replays;
   }
 
   /** Waits until every recorded range is fetched, then takes exactly those messages. */
@@ -220,7 +264,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         this.pauseOrResume('resume', buffer);
       }
     }
-    this.inFlight.set(batchTime, ranges);
+    this.inFlight.set(batchTime, { ranges, replayOnly: false });
     return records;
   }
 
@@ -235,15 +279,18 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
 
   async beforeBatch(batchTime: number): Promise<void> {
     if (this.fatal) throw this.fatal;
-    const ranges = this.inFlight.get(batchTime) ?? [];
-    if (ranges.length > 0) await this.offsets!.recordBatchStart({ batchTime, ranges });
+    const batch = this.inFlight.get(batchTime);
+    if (batch && !batch.replayOnly && batch.ranges.length > 0) await this.offsets!.recordBatchStart({ batchTime, ranges: batch.ranges });
   }
 
   async afterBatch(batchTime: number): Promise<void> {
-    const ranges = this.inFlight.get(batchTime) ?? [];
+    const batch = this.inFlight.get(batchTime);
     this.inFlight.delete(batchTime);
-    if (ranges.length === 0) return;
-    await this.offsets!.recordBatchEnd({ batchTime, ranges });
+    // A replayed batch ended before: ZooKeeper already records its positions (and newer ones).
+    if (!batch || batch.replayOnly || batch.ranges.length === 0) return;
+    const { ranges } = batch;
+    await this.offsets!.recordBatchEnd({ batchTime, ranges }, this.keepHistory);
+    for (const r of ranges) this.ended.set(`${r.topic}:${r.partition}`, { topic: r.topic, partition: r.partition, offset: r.until });
     // For lag tools only: ZooKeeper is the record, so a failed commit loses nothing, and the
     // next batch must not wait for it while a broker is away.
     void this.consumer?.commitOffsets(ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: String(r.until) }))).catch(() => undefined);
@@ -285,6 +332,14 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   /** Messages the decoder could not read (policy 'dead-letter'), by topic, partition and offset. */
   deadLetters(): SourceDeadLetter[] {
     return this.deadLetterStore?.list() ?? [];
+  }
+
+  positions(): SourcePositions {
+    return { kind: 'kafka', zookeeperRoot: this.options.zookeeper.root, positions: [...this.ended.values()].map((p) => ({ ...p })) };
+  }
+
+  async retainHistoryFrom(batchTime: number): Promise<void> {
+    await this.offsets?.pruneHistory(batchTime);
   }
 
   interrupt(): void {

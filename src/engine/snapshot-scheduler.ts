@@ -1,0 +1,101 @@
+import { performance } from 'node:perf_hooks';
+import { ConfigError } from '../errors.js';
+import type { PartitionStore } from '../storage/partition-store.js';
+import { listSnapshots, pruneSnapshots, type SnapshotInfo, type SourcePositions } from '../storage/snapshot-manifest.js';
+import { beginSnapshot } from '../storage/snapshot-writer.js';
+
+/** How often a running job snapshots its state: every n batches, or at the first batch after `ms` elapsed. */
+export type SnapshotEvery = number | { batches: number } | { ms: number };
+
+export interface SnapshotPolicy {
+  everyBatches: number | undefined;
+  everyMs: number | undefined;
+  keep: number;
+}
+
+export function snapshotPolicy(every: unknown, keep: unknown): SnapshotPolicy | undefined {
+  const kept = keep ?? 3;
+  if (typeof kept !== 'number' || !Number.isInteger(kept) || kept < 1 || kept > 1000) {
+    throw new ConfigError(`StreamingContext: snapshotsKept must be an integer from 1 to 1000, got ${JSON.stringify(kept)}`, { option: 'snapshotsKept' });
+  }
+  if (every === undefined) return undefined;
+  const bad = () =>
+    new ConfigError(`StreamingContext: snapshotEvery must be a number of batches (≥ 1), { batches: n } or { ms: n }, got ${JSON.stringify(every)}`, { option: 'snapshotEvery' });
+  const positive = (n: unknown): number => {
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw bad();
+    return n;
+  };
+  if (typeof every === 'number') return { everyBatches: positive(every), everyMs: undefined, keep: kept };
+  if (typeof every !== 'object' || every === null) throw bad();
+  const keys = Object.keys(every);
+  if (keys.length !== 1) throw bad();
+  if ('batches' in every) return { everyBatches: positive(every.batches), everyMs: undefined, keep: kept };
+  if ('ms' in every) return { everyBatches: undefined, everyMs: positive(every.ms), keep: kept };
+  throw bad();
+}
+
+export interface SnapshotHost {
+  dataDir: string;
+  appName: string;
+  streams(): Array<{ stream: number; stores: PartitionStore[] }>;
+  sources(): SourcePositions[];
+  /** Snapshots older than this are gone: sources may forget what they kept to replay them. */
+  retainFrom(batchTime: number): Promise<void>;
+  completed(info: SnapshotInfo, timings: { gateMs: number; durationMs: number }): void;
+  failed(batchTime: number, error: Error): void;
+}
+
+/**
+ * Decides when to snapshot and runs one snapshot at a time beside the batches. After a
+ * batch completes, `afterBatch` starts the copies and returns once they hold their read
+ * transactions (milliseconds); the copy itself goes on while the next batches commit.
+ */
+export class SnapshotScheduler {
+  private batchesSince = 0;
+  private lastAt: number | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly policy: SnapshotPolicy,
+    private readonly host: SnapshotHost,
+  ) {}
+
+  private due(batchTime: number): boolean {
+    this.batchesSince++;
+    if (this.policy.everyBatches !== undefined) return this.batchesSince >= this.policy.everyBatches;
+    this.lastAt ??= batchTime;
+    return batchTime - this.lastAt >= this.policy.everyMs!;
+  }
+
+  async afterBatch(batchTime: number): Promise<void> {
+    // One at a time: a snapshot still copying is not stacked with another.
+    if (!this.due(batchTime) || this.running) return;
+    this.batchesSince = 0;
+    this.lastAt = batchTime;
+    const began = performance.now();
+    let gateMs = 0;
+    let snapshot;
+    try {
+      snapshot = beginSnapshot({ dataDir: this.host.dataDir, batchTime, appName: this.host.appName, streams: this.host.streams(), sources: this.host.sources() });
+    } catch (error) {
+      this.host.failed(batchTime, error as Error);
+      return;
+    }
+    this.running = snapshot.done
+      .then(async (info) => {
+        pruneSnapshots(this.host.dataDir, this.policy.keep);
+        const oldest = listSnapshots(this.host.dataDir).at(-1);
+        if (oldest) await this.host.retainFrom(oldest.batchTime);
+        this.host.completed(info, { gateMs, durationMs: performance.now() - began });
+      })
+      .catch((error: Error) => this.host.failed(batchTime, error))
+      .finally(() => (this.running = undefined));
+    await snapshot.started;
+    gateMs = performance.now() - began;
+  }
+
+  /** Before the stores close: a copy must not outlive its environment. */
+  async settle(): Promise<void> {
+    await this.running;
+  }
+}

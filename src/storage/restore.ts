@@ -1,0 +1,129 @@
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { SnapshotError } from '../errors.js';
+import { BatchLog, readLayout } from './batch-log.js';
+import { openPartitionStore, partitionPath } from './partition-store.js';
+import { listSnapshots, verifySnapshot, type SnapshotInfo } from './snapshot-manifest.js';
+import { checkStoreFile } from './store-check.js';
+
+export interface RestoredPartition {
+  partition: number;
+  /** What was wrong with the store. */
+  problem: string;
+  /** The batch the restored copy holds; the source replays what came after it. */
+  lastBatch: number | undefined;
+}
+
+export interface RestoreReport {
+  stream: number;
+  snapshot: SnapshotInfo;
+  partitions: RestoredPartition[];
+  /** Where the damaged stores were moved, so nothing is thrown away. */
+  damagedDir: string | undefined;
+}
+
+interface Health {
+  partition: number;
+  problem: string | undefined;
+  numPartitions?: number;
+  lastBatch?: number;
+}
+
+/** Opens a store that passed the file check and reads its layout and last batch; an error is damage too. */
+function probe(path: string, partition: number): Health {
+  const fileProblem = checkStoreFile(path);
+  if (fileProblem) return { partition, problem: fileProblem };
+  try {
+    const store = openPartitionStore(path);
+    try {
+      const layout = readLayout(store);
+      if (!layout) return { partition, problem: 'the store has no layout record' };
+      return { partition, problem: undefined, numPartitions: layout.numPartitions, lastBatch: new BatchLog(store).last()?.batchTime };
+    } finally {
+      store.env.close();
+    }
+  } catch (error) {
+    return { partition, problem: `the store fails to open: ${(error as Error).message}` };
+  }
+}
+
+function partitionsOnDisk(dataDir: string, stream: number): number[] {
+  const dir = dirname(partitionPath(dataDir, stream, 0));
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).flatMap((name) => (/^partition-\d{4}$/.test(name) ? [Number(name.slice(10))] : []));
+}
+
+/**
+ * At start, before any store is opened for work: checks every partition store of one
+ * stream (missing, truncated, failing to open) and puts the newest good snapshot's copy
+ * in place of each damaged one. Healthy partitions are left as they are — they skip the
+ * batches the source replays, by the batch log, exactly as after a crash.
+ * Returns undefined when nothing needed restoring (including a stream that has no state yet).
+ */
+export async function restoreDamagedStores(dataDir: string, stream: number): Promise<RestoreReport | undefined> {
+  const present = partitionsOnDisk(dataDir, stream).map((p) => probe(partitionPath(dataDir, stream, p), p));
+  const healthy = present.filter((h) => h.problem === undefined);
+  const snapshots = listSnapshots(dataDir).filter((s) => s.manifest.streams.some((m) => m.stream === stream));
+  const numPartitions = healthy[0]?.numPartitions ?? snapshots[0]?.manifest.streams.find((m) => m.stream === stream)!.numPartitions;
+  if (numPartitions === undefined) {
+    if (present.length === 0) return undefined;
+    throw new SnapshotError(
+      `every partition store of stream ${stream} under ${dataDir} is damaged (${present.map((h) => `partition ${h.partition}: ${h.problem}`).join('; ')}) and there is no snapshot to restore from`,
+      { stream, dataDir },
+    );
+  }
+  const damaged: Health[] = [];
+  for (let p = 0; p < numPartitions; p++) {
+    const health = present.find((h) => h.partition === p) ?? { partition: p, problem: 'the partition folder is missing' };
+    if (health.problem !== undefined) damaged.push(health);
+  }
+  if (damaged.length === 0) return undefined;
+
+  // A restored partition replays forward from its copy: the copy must not be ahead of the
+  // partitions that survived, and must be cut the same way.
+  const oldestHealthy = healthy.reduce<number | undefined>((m, h) => (h.lastBatch !== undefined && (m === undefined || h.lastBatch < m) ? h.lastBatch : m), undefined);
+  const rejected: string[] = [];
+  for (const snapshot of snapshots) {
+    const manifest = snapshot.manifest.streams.find((m) => m.stream === stream)!;
+    if (manifest.numPartitions !== numPartitions) {
+      rejected.push(`${snapshot.batchTime}: has ${manifest.numPartitions} partitions, the stores have ${numPartitions}`);
+      continue;
+    }
+    if (oldestHealthy !== undefined && snapshot.batchTime > oldestHealthy) {
+      rejected.push(`${snapshot.batchTime}: newer than batch ${oldestHealthy} the surviving partitions hold`);
+      continue;
+    }
+    const problems = await verifySnapshot(snapshot, { stream, partitions: damaged.map((d) => d.partition) });
+    if (problems.length > 0) {
+      rejected.push(`${snapshot.batchTime}: ${problems.join('; ')}`);
+      continue;
+    }
+    return { stream, snapshot, partitions: damaged.map((d) => ({ partition: d.partition, problem: d.problem!, lastBatch: manifest.partitions[d.partition].lastBatch })), damagedDir: putInPlace(dataDir, stream, snapshot, manifest.partitions.filter((p) => damaged.some((d) => d.partition === p.partition))) };
+  }
+  throw new SnapshotError(
+    `partition stores of stream ${stream} under ${dataDir} are damaged (${damaged.map((d) => `partition ${d.partition}: ${d.problem}`).join('; ')}) ` +
+      (snapshots.length === 0 ? 'and there is no snapshot to restore from' : `and no snapshot can restore them (${rejected.join('; ')})`),
+    { stream, dataDir, damaged: damaged.map((d) => d.partition) },
+  );
+}
+
+/** Moves each damaged store aside and copies the snapshot's file in its place (copy, then rename). */
+function putInPlace(dataDir: string, stream: number, snapshot: SnapshotInfo, parts: Array<{ partition: number; file: string }>): string | undefined {
+  const aside = join(dataDir, 'damaged', `${Date.now()}`);
+  let moved = false;
+  for (const part of parts) {
+    const target = partitionPath(dataDir, stream, part.partition);
+    if (existsSync(target)) {
+      const keep = partitionPath(aside, stream, part.partition);
+      mkdirSync(dirname(keep), { recursive: true });
+      renameSync(target, keep);
+      moved = true;
+    }
+    const incoming = `${target}.restoring`;
+    rmSync(incoming, { recursive: true, force: true });
+    mkdirSync(incoming, { recursive: true });
+    copyFileSync(join(snapshot.path, part.file), join(incoming, 'data.mdb'));
+    renameSync(incoming, target);
+  }
+  return moved ? aside : undefined;
+}

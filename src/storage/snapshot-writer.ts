@@ -1,0 +1,131 @@
+import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { open as openFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SnapshotError } from '../errors.js';
+import { BatchLog, readLayout } from './batch-log.js';
+import type { PartitionStore } from './partition-store.js';
+import { partitionPath } from './partition-store.js';
+import {
+  INCOMPLETE_PREFIX, SNAPSHOT_FORMAT_VERSION, sha256File, snapshotsDir,
+  type SnapshotInfo, type SnapshotManifest, type SnapshotPartition, type SnapshotStream, type SourcePositions,
+} from './snapshot-manifest.js';
+
+export interface SnapshotRequest {
+  dataDir: string;
+  /** The batch every partition has committed, and none has gone past. */
+  batchTime: number;
+  appName: string;
+  streams: Array<{ stream: number; stores: PartitionStore[] }>;
+  sources: SourcePositions[];
+}
+
+export interface SnapshotInProgress {
+  /**
+   * Resolves once every copy holds its read transaction: from then on partitions may commit
+   * the next batch without it reaching the snapshot. Takes milliseconds, not the copy's time.
+   */
+  started: Promise<void>;
+  /** Resolves when the snapshot is whole and in place under its batch time. */
+  done: Promise<SnapshotInfo>;
+}
+
+/**
+ * Copies every partition environment with LMDB's backup (mdb_env_copy2 on a libuv thread,
+ * reading one MVCC snapshot while batches keep committing), into a folder that is renamed
+ * into place only when the copies, their checksums and the manifest are on disk.
+ *
+ * The caller must start it between batches: each partition's last committed batch is read
+ * here, and `started` must resolve before any partition commits the next one.
+ */
+export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
+  const { dataDir, batchTime } = request;
+  const finalPath = join(snapshotsDir(dataDir), String(batchTime));
+  if (existsSync(finalPath)) {
+    const error = new SnapshotError(`a snapshot of batch ${batchTime} already exists at ${finalPath}`, { snapshot: batchTime });
+    return { started: Promise.resolve(), done: Promise.reject(error) };
+  }
+  const temp = join(snapshotsDir(dataDir), `${INCOMPLETE_PREFIX}${batchTime}-${process.pid}`);
+  rmSync(temp, { recursive: true, force: true });
+
+  // Every check before the first copy starts, so a refusal leaves nothing running.
+  const streams: Array<Omit<SnapshotStream, 'partitions' | 'keyCount'>> = [];
+  const planned: Array<{ stream: number; partition: number; store: PartitionStore; lastBatch: number | undefined; keyCount: number }> = [];
+  for (const { stream, stores } of request.streams) {
+    const layout = readLayout(stores[0]);
+    if (!layout) throw new SnapshotError(`stream ${stream} has no layout in ${stores[0].path}: nothing to snapshot`, { stream });
+    streams.push({
+      stream, numPartitions: layout.numPartitions, partitioner: layout.partitioner, storeFormatVersion: layout.formatVersion,
+      timeIndexed: layout.timeIndexed ?? true, stateVersion: (layout as { stateVersion?: number }).stateVersion ?? 1,
+    });
+    stores.forEach((store, partition) => {
+      store.env.resetReadTxn();
+      const last = new BatchLog(store).last();
+      if (last?.batchTime !== undefined && last.batchTime !== batchTime) {
+        throw new SnapshotError(
+          `partition ${partition} of stream ${stream} holds batch ${last.batchTime}, not ${batchTime}: a snapshot is taken only when every partition holds the same batch`,
+          { stream, partition, snapshot: batchTime, lastBatch: last.batchTime },
+        );
+      }
+      planned.push({ stream, partition, store, lastBatch: last?.batchTime, keyCount: last?.keyCount ?? 0 });
+    });
+  }
+
+  const copies = planned.map(({ stream, partition, store, lastBatch, keyCount }) => {
+    const dir = partitionPath(temp, stream, partition);
+    mkdirSync(dir, { recursive: true });
+    const entry = {
+      stream, dir, settled: false, copy: store.env.backup(dir, false),
+      info: { partition, file: relative(temp, join(dir, 'data.mdb')), lastBatch, keyCount },
+    };
+    entry.copy.then(() => (entry.settled = true), () => (entry.settled = true));
+    return entry;
+  });
+
+  // mdb_env_copy2 creates the file, then takes LMDB's writer lock, starts its read
+  // transaction and writes the meta pages: a non-empty file means its view is fixed.
+  const started = (async () => {
+    for (const c of copies) {
+      while (!c.settled && !(existsSync(join(c.dir, 'data.mdb')) && statSync(join(c.dir, 'data.mdb')).size > 0)) await sleep(1);
+    }
+  })();
+
+  const done = (async (): Promise<SnapshotInfo> => {
+    const startedAt = Date.now();
+    try {
+      await Promise.all(copies.map((c) => c.copy));
+      const manifest: SnapshotManifest = {
+        format: 'statestream-snapshot', formatVersion: SNAPSHOT_FORMAT_VERSION, batchTime, createdAt: new Date(startedAt).toISOString(),
+        appName: request.appName, sources: request.sources, streams: [],
+      };
+      for (const stream of streams) {
+        const partitions: SnapshotPartition[] = [];
+        for (const c of copies.filter((c) => c.stream === stream.stream)) {
+          const file = join(c.dir, 'data.mdb');
+          await syncFile(file);
+          partitions.push({ ...c.info, bytes: statSync(file).size, sha256: await sha256File(file) });
+        }
+        manifest.streams.push({ ...stream, keyCount: partitions.reduce((n, p) => n + p.keyCount, 0), partitions });
+      }
+      writeFileSync(join(temp, 'manifest.json'), JSON.stringify(manifest, null, 2));
+      await syncFile(join(temp, 'manifest.json'));
+      renameSync(temp, finalPath);
+      await syncFile(snapshotsDir(dataDir));
+      return { batchTime, path: finalPath, manifest };
+    } catch (error) {
+      rmSync(temp, { recursive: true, force: true });
+      throw error instanceof SnapshotError ? error : new SnapshotError(`the snapshot of batch ${batchTime} failed: ${(error as Error).message}`, { snapshot: batchTime }, error);
+    }
+  })();
+  return { started, done };
+}
+
+/** fsync on the libuv pool, so the main thread keeps routing batches. */
+async function syncFile(path: string): Promise<void> {
+  const handle = await openFile(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

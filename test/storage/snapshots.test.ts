@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, rmSync, truncateSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { BatchEvents, ConfigError, StateSpec, StreamingContext, listSnapshots, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../src/index.js';
+import { partitionPath } from '../../src/storage/partition-store.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+
+const spec = (n = 3) => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(n);
+const words = (batch: number) => Array.from({ length: 300 }, (_, i) => [`w${(i * 7 + batch * 13) % 97}`, 1] as [string, number]);
+
+describe('snapshots', () => {
+  it('rejects bad snapshot options when the context is created', () => {
+    for (const snapshotEvery of [0, 1.5, -1, 'often', { batches: 0 }, { ms: 'x' }, { batches: 2, ms: 5 }, {}]) {
+      assert.throws(() => new StreamingContext({ batchIntervalMs: 1000, snapshotEvery: snapshotEvery as never }), (e: unknown) => e instanceof ConfigError && /snapshotEvery/.test((e as Error).message));
+    }
+    assert.throws(() => new StreamingContext({ batchIntervalMs: 1000, snapshotEvery: 2, snapshotsKept: 0 }), /snapshotsKept/);
+  });
+
+  it('are taken every n batches while batches run, keep the newest N, and hold exactly their batch', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2, snapshotsKept: 2 });
+    const done: SnapshotCompletedEvent[] = [];
+    const next = () => new Promise<SnapshotCompletedEvent>((resolve) => {
+      const listener = (e: SnapshotCompletedEvent) => {
+        job.ssc.off(BatchEvents.SNAPSHOT_COMPLETED, listener);
+        resolve(e);
+      };
+      job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, listener);
+    });
+    const stateAt = new Map<number, Array<[string, number]>>();
+    try {
+      for (let b = 1; b <= 7; b++) {
+        // A snapshot still copying is not stacked with another: batches here come faster than copies.
+        const copied = b % 2 === 0 ? next() : undefined;
+        await job.batch(words(b));
+        stateAt.set(b * 1000, [...job.stream.store().entries()] as Array<[string, number]>);
+        if (copied) done.push(await copied);
+      }
+    } finally {
+      await job.ssc.stop();
+    }
+    assert.deepEqual(done.map((e) => e.batchTime), [2000, 4000, 6000]);
+    const kept = listSnapshots(dataDir);
+    assert.deepEqual(kept.map((s) => s.batchTime), [6000, 4000]);
+    assert.ok(!readdirSync(join(dataDir, 'snapshots')).some((n) => n.startsWith('.')), 'no temporary folder is left');
+    const manifest = kept[0].manifest;
+    assert.equal(manifest.streams[0].numPartitions, 3);
+    assert.equal(manifest.streams[0].keyCount, 97);
+    assert.ok(manifest.streams[0].partitions.every((p) => p.lastBatch === 6000 && /^[0-9a-f]{64}$/.test(p.sha256) && p.bytes > 0));
+
+    // Each snapshot, used as a job's whole state, is the state after its batch.
+    for (const snapshot of kept) {
+      const copy = tempDir();
+      const again = await keyedJob(spec(), { dataDir: copy, startMs: 10_000 });
+      await again.ssc.stop();
+      rmSync(join(copy, 'state-0'), { recursive: true, force: true });
+      // restore needs the snapshot under the copy's own snapshots folder
+      const { cpSync } = await import('node:fs');
+      cpSync(snapshot.path, join(copy, 'snapshots', String(snapshot.batchTime)), { recursive: true });
+      const restored = await keyedJob(spec(), { dataDir: copy, startMs: 10_000 });
+      try {
+        assert.deepEqual([...restored.stream.store().entries()], stateAt.get(snapshot.batchTime));
+      } finally {
+        await restored.ssc.stop();
+      }
+    }
+  });
+
+  it('restore a deleted or truncated partition store at start, and say which batches a queue source cannot replay', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 3 });
+    try {
+      for (let b = 1; b <= 4; b++) await job.batch(words(b));
+    } finally {
+      await job.ssc.stop();
+    }
+    rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
+    const file = join(partitionPath(dataDir, 0, 2), 'data.mdb');
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+
+    const restoredEvents: StateRestoredEvent[] = [];
+    const gaps: RecoveryIncompleteEvent[] = [];
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 2, clock: new (await import('../../src/index.js')).ManualClock(4000) });
+    const stream = ssc.queueStream<[string, number]>().mapWithState(spec());
+    ssc.on(BatchEvents.STATE_RESTORED, (e) => restoredEvents.push(e));
+    ssc.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => gaps.push(e));
+    await ssc.start();
+    try {
+      assert.equal(restoredEvents.length, 1);
+      assert.equal(restoredEvents[0].snapshot, 3000);
+      assert.equal(restoredEvents[0].replayed, false);
+      assert.deepEqual(restoredEvents[0].partitions.map((p) => [p.partition, p.lastBatch]), [[1, 3000], [2, 3000]]);
+      assert.match(restoredEvents[0].partitions[0].problem, /missing/);
+      assert.match(restoredEvents[0].partitions[1].problem, /truncated/);
+      assert.ok(existsSync(join(restoredEvents[0].damagedDir!, 'state-0', 'partition-0002', 'data.mdb')), 'the damaged store is kept aside');
+      assert.equal(gaps.length, 1);
+      assert.deepEqual(gaps[0].behind.map((b) => [b.partition, b.lastBatch]), [[1, 3000], [2, 3000]]);
+      assert.match(gaps[0].message, /after that up to 4000 cannot be replayed/);
+      assert.equal(stream.store().count(), 97);
+    } finally {
+      await ssc.stop();
+    }
+  });
+});

@@ -18,6 +18,7 @@ export interface JobConfig {
   decoder?: 'string' | 'json';
   onDecodeFailure?: 'stop' | 'dead-letter';
   dieAfterCommitOfBatch?: number;
+  snapshotEvery?: number;
 }
 
 const script = fileURLToPath(new URL('./fixtures/kafka-count-job.js', import.meta.url));

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { rmSync, statSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Kafka, logLevel, type Producer } from 'kafkajs';
+import { listSnapshots } from '../../src/index.js';
+import { partitionPath } from '../../src/storage/partition-store.js';
+import { tempDir } from '../helpers.js';
+import { JobProcess, readCounts, runUntilCaughtUp, tally, type JobConfig } from './job-process.js';
+import { startMockKafka, type MockKafka } from './services/kafka.js';
+import { startZooKeeper, type ZooKeeperServer } from './services/zookeeper.js';
+
+const PARTITIONS = 3;
+const words = (n: number, seed: number) => Array.from({ length: n }, (_, i) => `w${(i * 7 + seed) % 41}`);
+
+describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka mock broker)', { timeout: 300_000 }, () => {
+  let zk: ZooKeeperServer;
+  let kafka: MockKafka;
+  let producer: Producer;
+
+  before(async () => {
+    [zk, kafka] = await Promise.all([startZooKeeper(), startMockKafka({ brokers: 1 })]);
+    producer = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING }).producer();
+    await producer.connect();
+  });
+  after(async () => {
+    await producer?.disconnect();
+    await Promise.all([kafka?.stop(), zk?.stop()]);
+  });
+
+  it('snapshots while batches run; a deleted and a truncated store are restored and the batches since are replayed exactly', async () => {
+    const topic = 'restore-words';
+    await kafka.createTopic(topic, PARTITIONS);
+    const config: JobConfig = {
+      brokers: kafka.brokers, topic, zookeeper: zk.connectString, zkRoot: `/statestream/test-${topic}`, dataDir: join(tempDir(), 'data'),
+      groupId: `group-${topic}`, batchMs: 150, partitions: 4, maxRecordsPerBatch: 50, snapshotEvery: 3,
+    };
+    const produced: string[] = [];
+    let producing = true;
+    const production = (async () => {
+      for (let round = 0; producing; round++) {
+        const batch = words(12, round);
+        await producer.send({ topic, messages: batch.map((w) => ({ key: w, value: w })) });
+        produced.push(...batch);
+        await new Promise((r) => setTimeout(r, 40));
+      }
+    })();
+
+    const first = new JobProcess(config);
+    await first.waitForLine(/^SNAPSHOT \d+/);
+    await first.waitForLine(/^SNAPSHOT \d+/).then(() => new Promise((r) => setTimeout(r, 50)));
+    // Let more batches commit after the newest snapshot: they are what the restore must replay.
+    const seen = () => first.lines.filter((l) => l.startsWith('SNAPSHOT ')).length;
+    while (seen() < 2) await new Promise((r) => setTimeout(r, 50));
+    const batchesBefore = first.lines.filter((l) => l.startsWith('BATCH')).length;
+    while (first.lines.filter((l) => l.startsWith('BATCH')).length < batchesBefore + 2) await new Promise((r) => setTimeout(r, 50));
+    first.kill('SIGTERM');
+    await first.exited;
+    assert.ok(!first.lines.some((l) => l.startsWith('FAILED') || l.startsWith('SNAPSHOT_FAILED')), first.lines.join('\n'));
+
+    const newest = listSnapshots(config.dataDir)[0];
+    const lastBatch = Math.max(...first.lines.filter((l) => l.startsWith('BATCH')).map((l) => Number(l.split(' ')[1])));
+    assert.ok(newest.batchTime < lastBatch, `batches ran after the newest snapshot (${newest.batchTime} < ${lastBatch})`);
+    assert.equal(newest.manifest.sources[0].kind, 'kafka');
+    assert.equal(newest.manifest.sources[0].positions.length, PARTITIONS);
+
+    rmSync(partitionPath(config.dataDir, 0, 1), { recursive: true });
+    const file = join(partitionPath(config.dataDir, 0, 3), 'data.mdb');
+    truncateSync(file, Math.floor(statSync(file).size / 3));
+
+    await new Promise((r) => setTimeout(r, 500));
+    producing = false;
+    await production;
+    const second = await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-2` }, PARTITIONS);
+    const restored = second.lines.find((l) => l.startsWith('RESTORED '));
+    assert.ok(restored, second.lines.join('\n'));
+    const event = JSON.parse(restored.slice('RESTORED '.length)) as { snapshot: number; partitions: Array<{ partition: number }>; replayed: boolean };
+    assert.deepEqual(event.partitions.map((p) => p.partition), [1, 3]);
+    assert.equal(event.replayed, true);
+    assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced), `${produced.length} messages, restored from ${event.snapshot}`);
+  });
+});

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, rmSync, truncateSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, readdirSync, rmSync, truncateSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
-import { BatchEvents, ConfigError, StateSpec, StreamingContext, listSnapshots, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../src/index.js';
+import { fileURLToPath } from 'node:url';
+import { verifySnapshot } from '../../src/storage/snapshot-manifest.js';
+import { BatchEvents, ConfigError, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition-store.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 
@@ -55,8 +59,7 @@ describe('snapshots', () => {
       const again = await keyedJob(spec(), { dataDir: copy, startMs: 10_000 });
       await again.ssc.stop();
       rmSync(join(copy, 'state-0'), { recursive: true, force: true });
-      // restore needs the snapshot under the copy's own snapshots folder
-      const { cpSync } = await import('node:fs');
+      // A job whose stores are gone starts from the snapshot found under its own data folder.
       cpSync(snapshot.path, join(copy, 'snapshots', String(snapshot.batchTime)), { recursive: true });
       const restored = await keyedJob(spec(), { dataDir: copy, startMs: 10_000 });
       try {
@@ -81,7 +84,7 @@ describe('snapshots', () => {
 
     const restoredEvents: StateRestoredEvent[] = [];
     const gaps: RecoveryIncompleteEvent[] = [];
-    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 2, clock: new (await import('../../src/index.js')).ManualClock(4000) });
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 2, clock: new ManualClock(4000) });
     const stream = ssc.queueStream<[string, number]>().mapWithState(spec());
     ssc.on(BatchEvents.STATE_RESTORED, (e) => restoredEvents.push(e));
     ssc.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => gaps.push(e));
@@ -98,6 +101,48 @@ describe('snapshots', () => {
       assert.deepEqual(gaps[0].behind.map((b) => [b.partition, b.lastBatch]), [[1, 3000], [2, 3000]]);
       assert.match(gaps[0].message, /after that up to 4000 cannot be replayed/);
       assert.equal(stream.store().count(), 97);
+    } finally {
+      await ssc.stop();
+    }
+  });
+});
+
+describe('a crash in the middle of a snapshot', () => {
+  it('leaves the earlier snapshots whole and usable, and the half-written one is never listed', { timeout: 120_000 }, async () => {
+    const dataDir = tempDir();
+    let killedMidCopy = false;
+    for (let attempt = 0; attempt < 5 && !killedMidCopy; attempt++) {
+      const child = spawn(process.execPath, [fileURLToPath(fixture('snapshot-job')), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      let snapshots = 0;
+      createInterface({ input: child.stdout! }).on('line', (line) => void (line.startsWith('SNAPSHOT') && snapshots++));
+      // Two whole snapshots, then kill the moment the next copy is under way.
+      while (snapshots < 2) await new Promise((r) => setTimeout(r, 5));
+      const dir = join(dataDir, 'snapshots');
+      while (!readdirSync(dir).some((n) => n.startsWith('.incomplete-'))) await new Promise((r) => setImmediate(r));
+      child.kill('SIGKILL');
+      await exited;
+      killedMidCopy = readdirSync(dir).some((n) => n.startsWith('.incomplete-'));
+    }
+    assert.ok(killedMidCopy, 'the process died while a snapshot was being written');
+
+    const whole = listSnapshots(dataDir);
+    assert.ok(whole.length >= 2);
+    for (const snapshot of whole) assert.deepEqual(await verifySnapshot(snapshot), [], `snapshot ${snapshot.batchTime} verifies`);
+
+    // Lose a store: the start clears the half-written snapshot and restores from the newest whole one.
+    rmSync(partitionPath(dataDir, 0, 0), { recursive: true });
+    const restoredEvents: StateRestoredEvent[] = [];
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(Date.now() + 3_600_000) });
+    const stream = ssc.queueStream<[string, number]>().mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2));
+    ssc.on(BatchEvents.STATE_RESTORED, (e) => restoredEvents.push(e));
+    await ssc.start();
+    try {
+      assert.ok(!readdirSync(join(dataDir, 'snapshots')).some((n) => n.startsWith('.incomplete-')), 'the half-written snapshot is gone');
+      assert.equal(restoredEvents[0]?.snapshot, whole[0].batchTime);
+      const keys = whole[0].manifest.streams[0].partitions[0].keyCount;
+      const inPartition0 = [...stream.store().entries()].filter(([k]) => murmur2Partitioner.partition(k, 2) === 0).length;
+      assert.equal(inPartition0, keys, 'partition 0 holds what its copy held');
     } finally {
       await ssc.stop();
     }

@@ -251,7 +251,8 @@ export class StreamingContext implements StreamGraph {
       // Replayable sources rebuild the batches the stores miss (the one in flight when the
       // last run stopped, and after a restore every batch since the snapshot); they run first,
       // with their own batch times, and partitions that hold a batch skip it.
-      const keepHistory = this.snapshotPolicy !== undefined || listSnapshots(this.dataDir).length > 0;
+      // Only a job that takes snapshots keeps a history; it is trimmed to the oldest snapshot kept.
+      const keepHistory = this.snapshotPolicy !== undefined;
       const recovered = new Map<number, Map<number, unknown[]>>();
       for (const input of this.inputs) {
         openedInputs.push(input);
@@ -264,6 +265,8 @@ export class StreamingContext implements StreamGraph {
           recovered.get(batch.batchTime)!.set(input.id, batch.records);
         }
       }
+      const oldestSnapshot = listSnapshots(this.dataDir).at(-1)?.batchTime;
+      if (keepHistory && oldestSnapshot !== undefined) for (const input of this.inputs) await input.retainHistoryFrom?.(oldestSnapshot);
       // What no source can rebuild is lost for the partitions that miss it: say which.
       if (this.inputs.some((input) => input.replayable !== true)) {
         for (const gap of gaps) {

@@ -21,8 +21,17 @@ export interface PartitionStore {
   readonly deadLetters: Database<unknown, Key>;
 }
 
+/** The folder holding every partition store of one mapWithState stream. */
+export function stateDir(dataDir: string, streamIndex: number): string {
+  return join(dataDir, `state-${streamIndex}`);
+}
+
+export function partitionFolder(partition: number): string {
+  return `partition-${String(partition).padStart(4, '0')}`;
+}
+
 export function partitionPath(dataDir: string, streamIndex: number, partition: number): string {
-  return join(dataDir, `state-${streamIndex}`, `partition-${String(partition).padStart(4, '0')}`);
+  return join(stateDir(dataDir, streamIndex), partitionFolder(partition));
 }
 
 export function openPartitionStore(path: string): PartitionStore {

@@ -34,9 +34,13 @@ export function partitionPath(dataDir: string, streamIndex: number, partition: n
   return join(stateDir(dataDir, streamIndex), partitionFolder(partition));
 }
 
-export function openPartitionStore(path: string): PartitionStore {
+/**
+ * `noSync` skips the fsync of each commit, for stores that are only written in bulk and
+ * made durable as a whole afterwards (a reshard's new stores, fsynced before they count).
+ */
+export function openPartitionStore(path: string, options: { noSync?: boolean } = {}): PartitionStore {
   mkdirSync(path, { recursive: true });
-  const env = open({ path, maxDbs: 8, noSubdir: false });
+  const env = open({ path, maxDbs: 8, noSubdir: false, ...(options.noSync ? { noSync: true } : {}) });
   return {
     path,
     env,

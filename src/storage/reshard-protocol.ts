@@ -42,7 +42,7 @@ function fsyncPath(path: string): void {
   }
 }
 
-/** LMDB's close syncs only when it is the last user of an environment: make the new files durable whoever else has them open. */
+/** The new stores were written without per-commit syncs: this is what makes them durable. */
 export function fsyncTree(dir: string): void {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);

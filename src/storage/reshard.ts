@@ -100,10 +100,9 @@ export function reshardStores(dataDir: string, streamIndex: number, toPartitions
 }
 
 /**
- * lmdb-js marks a commit made with overlapping sync as unflushed in its meta page, and may
- * fall back to the previous snapshot after a power loss unless the environment itself
- * synced it: closing the last user of an environment does, and nothing else has the new
- * stores open. Only sync writes were made, so the close happens now, not later.
+ * The new stores are written without per-commit syncs and fsynced as files before the
+ * marker: the environment must be closed by then, so no page is still to be written.
+ * Only sync writes were made, so lmdb-js closes it now rather than after pending writes.
  */
 function closeAndSync(store: PartitionStore): void {
   void store.env.close();

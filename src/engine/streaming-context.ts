@@ -22,6 +22,7 @@ import type { StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
 import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshot-manifest.js';
 import { restoreDamagedStores } from '../storage/restore.js';
+import { recoverInterruptedReshard } from '../storage/reshard-protocol.js';
 
 export interface StreamingContextOptions {
   /** Time between batches, in milliseconds. */
@@ -225,6 +226,8 @@ export class StreamingContext implements StreamGraph {
       let storesHoldState = false;
       for (const stream of this.stateStreams) {
         await this.checkModule(stream.spec.fn);
+        // A rescale cut short by a crash is finished (or rolled back) before stores are judged.
+        recoverInterruptedReshard(this.dataDir, stream.stateIndex);
         const restored = await restoreDamagedStores(this.dataDir, stream.stateIndex);
         const recovery = stream.open(this.pool, this.supervisor!);
         opened.push(stream);

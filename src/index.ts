@@ -19,6 +19,17 @@ export {
 } from './engine/batch-events.js';
 export { murmur2, murmur2Partitioner, type Partitioner } from './engine/partitioner.js';
 export type { DeadLetter } from './storage/dead-letters.js';
+export type { StateSource } from './storage/state-source.js';
+export {
+  readStateExport,
+  writeStateExport,
+  type StateExport,
+  type StateExportHeader,
+  type StateExportOrigin,
+  type ExportEntry,
+} from './storage/state-export.js';
+export { exportJobState, type ExportJobStateOptions } from './storage/job-export.js';
+export type { MigrateFunction } from './storage/migrate.js';
 export {
   StatestreamError,
   ConfigError,
@@ -32,4 +43,6 @@ export {
   LifecycleError,
   OffsetStoreError,
   SourceRecordError,
+  StateExportError,
+  StateMigrationError,
 } from './errors.js';

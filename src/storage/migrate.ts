@@ -18,7 +18,7 @@ export function checkStateVersion(stored: number, wanted: number, canMigrate: bo
   if (stored > wanted) {
     throw new StoreMismatchError(
       `${what} holds state version ${stored}, but the StateSpec is at version ${wanted}; ` +
-        `run it with the mapping module for version ${stored} (StateSpec.stateVersion(${stored}) or later), or start from state of version ${wanted} or older`,
+        `it was written by newer code: run it with that code's mapping module and StateSpec.stateVersion(${stored}) or later`,
       { ...context, storedVersion: stored, specVersion: wanted },
     );
   }

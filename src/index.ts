@@ -34,6 +34,7 @@ export {
   type ExportEntry,
 } from './storage/state-export.js';
 export { exportJobState, type ExportJobStateOptions } from './storage/job-export.js';
+export { readSnapshotState } from './storage/snapshot-source.js';
 export type { MigrateFunction } from './storage/migrate.js';
 export {
   StatestreamError,

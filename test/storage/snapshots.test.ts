@@ -150,8 +150,8 @@ describe('a crash in the middle of a snapshot', () => {
 });
 
 describe('a snapshot as initial state', () => {
-  it('seeds a job in a new data folder that then continues exactly like the uninterrupted job, idle timeouts included', async () => {
-    const idle = () => StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(3).timeout(2500);
+  it('seeds a job in a new data folder, with another partition count, that continues exactly like the uninterrupted job, idle timeouts included', async () => {
+    const idle = (n = 3) => StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(n).timeout(2500);
     const workload = (b: number): Array<[string, number]> => Array.from({ length: 40 }, (_, i) => [`k${(i * 5 + b * 11) % (b < 4 ? 60 : 30)}`, 1]);
     const uninterrupted = await keyedJob(idle(), { dataDir: tempDir() });
     const expected: unknown[][] = [];
@@ -174,7 +174,8 @@ describe('a snapshot as initial state', () => {
     assert.equal(snapshot.batchTime, 4000);
 
     const source = readSnapshotState<string, number>(snapshot.path);
-    const second = await keyedJob(idle().initialState(source), { dataDir: tempDir(), startMs: 4000 });
+    // Into 5 partitions: a snapshot also rescales.
+    const second = await keyedJob(idle(5).initialState(source), { dataDir: tempDir(), startMs: 4000 });
     try {
       for (let b = 5; b <= 8; b++) assert.deepEqual(sortedRecords(await second.batch(workload(b))), expected[b - 1], `batch ${b}`);
     } finally {

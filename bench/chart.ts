@@ -76,7 +76,7 @@ function lines(title: string, data: Point[], xTitle: string, yTitle: string, opt
   };
 }
 
-/** The throughput, threads/partitions, scaling, timeout and restart figures as one SVG (Vega-Lite, rendered headless). */
+/** The throughput, threads/partitions, scaling, timeout, restart and snapshot figures as one SVG (Vega-Lite, rendered headless). */
 export async function renderChart(results: ScenarioResult[], env: Environment, mode: string): Promise<string> {
   const get = (name: string) => results.find((r) => r.name === name);
   const panels: object[] = [];
@@ -116,6 +116,32 @@ export async function renderChart(results: ScenarioResult[], env: Environment, m
   if (restart) {
     const rows = restart.rows.filter((r) => r.baselines.lmdb);
     panels.push(bars('5. Restart → first batch done (ms)', points(rows, (r) => r.case.replace('state ', '')), 'state', 'ms (log)'));
+  }
+  const snapshots = get('snapshots');
+  if (snapshots) {
+    // Its own two series: the same job with and without snapshots (no Map or LMDB loop here).
+    const series = ['no snapshots', snapshots.subject ?? 'snapshots'];
+    const short: Record<string, string> = {
+      'batch processing p50': 'p50', 'batch processing p99': 'p99', 'batch processing p99, all reps pooled': 'p99 pooled',
+      'batch wall p99 (gate included)': 'wall p99', 'batches during a copy: processing p99': 'p99 in copy',
+    };
+    const rows = snapshots.rows.filter((r) => r.baselines.none && short[r.figure]);
+    const data = rows.flatMap((r) => [
+      { x: short[r.figure], series: series[0], ...pick(r.baselines.none!) },
+      { x: short[r.figure], series: series[1], ...pick(r.runtime) },
+    ]);
+    const y = { field: 'median', type: 'quantitative', title: 'batch time, ms' };
+    panels.push({
+      title: { text: `6. ${snapshots.title.replace(/^6\. /, '')} (ms)`, subtitle: 'batch processing time; wall includes the gate' }, width: 300, height: 220, data: { values: data },
+      encoding: {
+        x: { field: 'x', type: 'nominal', title: null, sort: null, axis: { labelAngle: 0 } }, xOffset: { field: 'series', type: 'nominal', sort: series },
+        color: { field: 'series', type: 'nominal', title: null, scale: { domain: series, range: [COLORS[1], COLORS[0]] } },
+      },
+      layer: [
+        { mark: 'bar', encoding: { y } },
+        { mark: { type: 'rule' }, encoding: { y: { field: 'min', type: 'quantitative' }, y2: { field: 'max' }, color: { value: 'black' } } },
+      ],
+    });
   }
   const rowsOfTwo: object[] = [];
   for (let i = 0; i < panels.length; i += 2) {

@@ -69,3 +69,19 @@ export async function settle(): Promise<void> {
   (globalThis as { gc?: () => void }).gc?.();
   await new Promise((resolve) => setTimeout(resolve, 50));
 }
+
+/** The keys a grown state holds: k0, k1, … (the first ones are the hot keys of the scaling scenario). */
+export function keyName(i: number): string {
+  return `k${i}`;
+}
+
+/**
+ * Fresh keys `from`..`to`-1, in batches of `batchRecords`: how the scaling and snapshot
+ * scenarios grow a state through the runtime (each key once, so the state gains a key per record).
+ */
+export function* freshKeyBatches(from: number, to: number, batchRecords: number): Generator<string[]> {
+  for (let size = from; size < to; size += batchRecords) {
+    const n = Math.min(batchRecords, to - size);
+    yield Array.from({ length: n }, (_, i) => keyName(size + i));
+  }
+}

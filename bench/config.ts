@@ -44,6 +44,21 @@ export interface BenchConfig {
     partitions: number;
     threads: number;
   };
+  snapshots: {
+    /** Keys in the state the batches run on (grown as the scaling scenario grows its state). */
+    stateKeys: number;
+    /** Timed batches per run, Zipf over the state's keys; the same batches in both configurations. */
+    batches: number;
+    /** Untimed batches first in every run (worker JIT, page cache); they count towards snapshotEvery. */
+    warmUpBatches: number;
+    batchRecords: number;
+    /** snapshotEvery (batches) of the configuration with snapshots. */
+    every: number;
+    /** The goal: batch p99 with snapshots within this factor of the p99 without. */
+    goalRatio: number;
+    partitions: number;
+    threads: number;
+  };
 }
 
 const common = {
@@ -51,6 +66,7 @@ const common = {
   throughputBase: { vocabularies: [10_000, 1_000_000], skew: 1.0, batchRecords: 50_000, partitions: 4, threads: 2 },
   scalingBase: { hotKeys: 10_000, hotBatchRecords: 100_000, growBatchRecords: 100_000, partitions: 4, threads: 2 },
   timeoutBase: { expiring: [0, 1_000, 100_000], partitions: 4, threads: 2 },
+  snapshotsBase: { stateKeys: 1_000_000, warmUpBatches: 2, batchRecords: 100_000, every: 5, goalRatio: 1.1, partitions: 4, threads: 2 },
 };
 
 export const QUICK: BenchConfig = {
@@ -63,6 +79,7 @@ export const QUICK: BenchConfig = {
   scaling: { ...common.scalingBase, sizes: [10_000, 100_000, 1_000_000] },
   restart: { sizes: [1_000_000], firstBatchRecords: 10_000 },
   timeout: { ...common.timeoutBase, idleKeys: 1_000_000 },
+  snapshots: { ...common.snapshotsBase, batches: 30 },
 };
 
 export const FULL: BenchConfig = {
@@ -75,6 +92,7 @@ export const FULL: BenchConfig = {
   scaling: { ...common.scalingBase, sizes: [10_000, 100_000, 1_000_000, 10_000_000] },
   restart: { sizes: [1_000_000, 10_000_000], firstBatchRecords: 10_000 },
   timeout: { ...common.timeoutBase, idleKeys: 10_000_000 },
+  snapshots: { ...common.snapshotsBase, batches: 60 },
 };
 
 /** Tiny sizes, one run each: proves in the test suite that every scenario and output works. */
@@ -88,4 +106,5 @@ export const SMOKE: BenchConfig = {
   scaling: { ...common.scalingBase, hotKeys: 100, hotBatchRecords: 1_000, growBatchRecords: 2_000, sizes: [1_000, 4_000] },
   restart: { sizes: [4_000], firstBatchRecords: 100 },
   timeout: { ...common.timeoutBase, expiring: [0, 10, 100], idleKeys: 2_000 },
+  snapshots: { ...common.snapshotsBase, stateKeys: 1_000, batches: 12, warmUpBatches: 1, batchRecords: 500 },
 };

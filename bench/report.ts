@@ -2,12 +2,14 @@ import { execFileSync } from 'node:child_process';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import type { Summary } from './stats.js';
 
-export type BaselineName = 'map' | 'lmdb' | 'raw';
+/** 'none': the same job without the feature a scenario measures (the snapshot scenario's runs without snapshots). */
+export type BaselineName = 'map' | 'lmdb' | 'raw' | 'none';
 
 export const BASELINE_LABELS: Record<BaselineName, string> = {
   map: 'Map loop',
   lmdb: 'LMDB loop',
   raw: 'raw lmdb-js',
+  none: 'no snapshots',
 };
 
 /**
@@ -18,7 +20,7 @@ export const BASELINE_LABELS: Record<BaselineName, string> = {
 export interface Row {
   case: string;
   figure: string;
-  unit: 'records/s' | 'ms' | 'ops/s';
+  unit: 'records/s' | 'ms' | 'ops/s' | 'MB' | 'count';
   runtime: Summary;
   baselines: Partial<Record<BaselineName, Summary>>;
   /** Anything else worth keeping (records, batches, per-run details). */
@@ -72,7 +74,7 @@ export function environment(): Environment {
 // ── formatting ────────────────────────────────────────────────────────────────
 export function fmt(value: number, unit: Row['unit'] | ''): string {
   if (!Number.isFinite(value)) return '–';
-  if (unit === 'ms') return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
+  if (unit === 'ms' || unit === 'MB') return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
   if (Math.abs(value) >= 1e6) return `${(value / 1e6).toFixed(2)} M`;
   if (Math.abs(value) >= 1e3) return `${(value / 1e3).toFixed(1)} k`;
   return value.toFixed(0);
@@ -95,7 +97,7 @@ function ratioCell(value: number): string {
 
 /** A Markdown table: each figure, the runtime's median (min–max), and each baseline with runtime ÷ baseline. */
 export function markdownTable(result: ScenarioResult): string {
-  const used = (['map', 'lmdb', 'raw'] as BaselineName[]).filter((b) => result.rows.some((r) => r.baselines[b]));
+  const used = (['map', 'lmdb', 'raw', 'none'] as BaselineName[]).filter((b) => result.rows.some((r) => r.baselines[b]));
   const header = ['case', 'figure', `${result.subject ?? 'statestream'} median (min–max)`, ...used.flatMap((b) => [BASELINE_LABELS[b], `÷ ${BASELINE_LABELS[b]}`])];
   const lines = [`| ${header.join(' | ')} |`, `| ${header.map((_, i) => (i < 2 ? '---' : '---:')).join(' | ')} |`];
   for (const row of result.rows) {

@@ -16,6 +16,8 @@ export interface JobOptions {
   timeoutMs?: number;
   /** ManualClock start: a restarted job starts at (or after) the last batch it committed. */
   startMs?: number;
+  /** StreamingContext's snapshotEvery (batches); no snapshots when absent. */
+  snapshotEvery?: number;
 }
 
 export interface BatchTiming {
@@ -51,7 +53,10 @@ export class RuntimeJob {
   /** Builds the context only; `start()` is separate so a restart can be timed from `new StreamingContext`. */
   static create(options: JobOptions): RuntimeJob {
     const clock = new ManualClock(options.startMs ?? 0);
-    const ssc = new StreamingContext({ batchIntervalMs: BATCH_INTERVAL_MS, dataDir: options.dataDir, threads: options.threads, clock });
+    const ssc = new StreamingContext({
+      batchIntervalMs: BATCH_INTERVAL_MS, dataDir: options.dataDir, threads: options.threads, clock,
+      ...(options.snapshotEvery !== undefined ? { snapshotEvery: options.snapshotEvery } : {}),
+    });
     const input = ssc.queueStream<string>();
     let spec = StateSpec.function<string, number, number, [string, number]>(WORD_COUNT_FN).numPartitions(options.partitions);
     if (options.timeoutMs !== undefined) spec = spec.timeout(options.timeoutMs);

@@ -1,13 +1,11 @@
 import { performance } from 'node:perf_hooks';
 import type { BenchConfig } from '../config.js';
-import { log, pow10, rawRate, rawTime, settle, type RawBaseline } from '../common.js';
+import { freshKeyBatches, keyName, log, pow10, rawRate, rawTime, settle, type RawBaseline } from '../common.js';
 import { LmdbLoop, MapLoop } from '../baselines.js';
 import type { Row, ScenarioResult } from '../report.js';
 import { BATCH_INTERVAL_MS, RuntimeJob, tempDataDir } from '../runtime.js';
 import { summarize } from '../stats.js';
 import { zipfWords } from '../zipf.js';
-
-const keyName = (i: number) => `k${i}`;
 
 function timed(fn: () => unknown): number {
   const started = performance.now();
@@ -44,16 +42,14 @@ export async function scalingAndRestart(config: BenchConfig, raw: RawBaseline): 
   try {
     for (const target of sizes) {
       const growStarted = Date.now();
-      while (size < target) {
-        const n = Math.min(growBatchRecords, target - size);
-        const fresh = Array.from({ length: n }, (_, i) => keyName(size + i));
+      for (const fresh of freshKeyBatches(size, target, growBatchRecords)) {
         grow.runtimeMs += (await job.batch(fresh)).wallMs;
         baselineTime += BATCH_INTERVAL_MS;
         grow.mapMs += timed(() => map.batch(baselineTime, fresh));
         grow.lmdbMs += timed(() => loop.batch(baselineTime, fresh));
-        grow.records += n;
-        size += n;
+        grow.records += fresh.length;
       }
+      size = Math.max(size, target);
       if (job.count() !== target || loop.count() !== target || map.state.size !== target) {
         throw new Error(`scaling: expected ${target} keys, the runtime has ${job.count()}, the LMDB loop ${loop.count()}, the Map ${map.state.size}`);
       }

@@ -14,11 +14,23 @@ describe('benchmark harness', () => {
   it('runs every scenario and baseline at smoke sizes and writes the tables, JSON and chart', async () => {
     const out = tempDir('statestream-bench-');
     const { stdout } = await run(process.execPath, [bench, '--smoke', '--out', out], { timeout: 240_000, maxBuffer: 16 * 1024 * 1024 });
-    for (const title of ['1. Throughput', '2. State-size scaling', '3. Timeout sweep', '4. Threads and partitions', '5. Restart', 'raw lmdb-js']) {
+    for (const title of ['1. Throughput', '2. State-size scaling', '3. Timeout sweep', '4. Threads and partitions', '5. Restart', '6. Snapshots every 5 batches vs none', 'raw lmdb-js']) {
       assert.ok(stdout.includes(title), `the report has "${title}"`);
     }
     assert.match(stdout, /÷ LMDB loop/);
-    const json = JSON.parse(readFileSync(join(out, 'latest-smoke.json'), 'utf8')) as { environment: Record<string, unknown> };
+    assert.match(stdout, /\| snapshots every 5 median \(min–max\) \| no snapshots \| ÷ no snapshots \|/);
+    assert.match(stdout, /Goal: batch processing p99 with snapshots within 1\.1× of the p99 without/);
+    const json = JSON.parse(readFileSync(join(out, 'latest-smoke.json'), 'utf8')) as {
+      environment: Record<string, unknown>;
+      scenarios: Array<{ name: string; rows: Array<{ figure: string; runtime: { median: number }; baselines: { none?: { median: number } }; details?: Record<string, unknown> }> }>;
+    };
+    const snapshots = json.scenarios.find((s) => s.name === 'snapshots');
+    assert.ok(snapshots, 'the JSON has the snapshot scenario');
+    const p99 = snapshots.rows.find((r) => r.figure === 'batch processing p99');
+    assert.ok(p99 && p99.runtime.median > 0 && p99.baselines.none!.median > 0, 'p99 with and without snapshots');
+    assert.equal(typeof p99.details!.ratio, 'number');
+    const completed = snapshots.rows.find((r) => r.figure === 'snapshots completed');
+    assert.ok(completed && completed.runtime.median >= 1, 'snapshots were taken, awaited and counted');
     for (const field of ['cpuModel', 'cores', 'node', 'gitCommit']) assert.ok(json.environment[field] !== undefined, `the results name the machine's ${field}`);
     assert.ok(existsSync(join(out, 'latest-smoke.svg')));
     assert.match(readFileSync(join(out, 'latest-smoke.svg'), 'utf8'), /<svg/);

@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SnapshotError } from '../errors.js';
+import { sha256Files } from './checksum.js';
 
 export const SNAPSHOT_FORMAT_VERSION = 1;
 
@@ -97,32 +97,23 @@ export function findSnapshot(dataDir: string, batchTime: number): SnapshotInfo {
   return { batchTime, path, manifest: readManifest(path) };
 }
 
-export function sha256File(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(file, { highWaterMark: 1 << 20 })
-      .on('data', (chunk) => hash.update(chunk))
-      .on('error', reject)
-      .on('end', () => resolve(hash.digest('hex')));
-  });
-}
-
-/** Problems with the files of one partition copy (or of all), or [] when the checksums match. */
+/** Problems with the files of some partition copies (or of all), or [] when the checksums match. */
 export async function verifySnapshot(snapshot: SnapshotInfo, only?: { stream: number; partitions: number[] }): Promise<string[]> {
   const problems: string[] = [];
+  const checked: Array<{ file: string; part: SnapshotPartition }> = [];
   for (const stream of snapshot.manifest.streams) {
     if (only && stream.stream !== only.stream) continue;
     for (const part of stream.partitions) {
       if (only && !only.partitions.includes(part.partition)) continue;
       const file = join(snapshot.path, part.file);
-      if (!existsSync(file)) {
-        problems.push(`${part.file} is missing`);
-        continue;
-      }
-      const sum = await sha256File(file);
-      if (sum !== part.sha256) problems.push(`${part.file} does not match its checksum`);
+      if (existsSync(file)) checked.push({ file, part });
+      else problems.push(`${part.file} is missing`);
     }
   }
+  const sums = await sha256Files(checked.map((c) => c.file));
+  checked.forEach(({ part }, i) => {
+    if (sums[i] !== part.sha256) problems.push(`${part.file} does not match its checksum`);
+  });
   return problems;
 }
 

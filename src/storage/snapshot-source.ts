@@ -1,24 +1,12 @@
-import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SnapshotError } from '../errors.js';
+import { sha256FileSync } from './checksum.js';
 import { openPartitionStore } from './partition-store.js';
 import { readManifest, type SnapshotStream } from './snapshot-manifest.js';
 import type { StateSource } from './state-source.js';
 import { storeEntries, type ExportEntry } from './state-export.js';
-
-function sha256Sync(file: string): string {
-  const hash = createHash('sha256');
-  const chunk = Buffer.alloc(1 << 20);
-  const fd = openSync(file, 'r');
-  try {
-    for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) hash.update(chunk.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
-}
 
 /**
  * One stream of a snapshot as a StateSource, for StateSpec.initialState or an export:
@@ -37,7 +25,7 @@ export function readSnapshotState<K = unknown, S = unknown>(path: string, option
     *entries(): Generator<[K, S, number]> {
       for (const part of stream.partitions) {
         const file = join(path, part.file);
-        if (sha256Sync(file) !== part.sha256) throw new SnapshotError(`${file} does not match the checksum in its snapshot's manifest`, { snapshot: path, partition: part.partition });
+        if (sha256FileSync(file) !== part.sha256) throw new SnapshotError(`${file} does not match the checksum in its snapshot's manifest`, { snapshot: path, partition: part.partition });
         const scratch = mkdtempSync(join(tmpdir(), 'statestream-snapshot-'));
         copyFileSync(file, join(scratch, 'data.mdb'));
         const store = openPartitionStore(scratch);

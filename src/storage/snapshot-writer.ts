@@ -4,10 +4,11 @@ import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SnapshotError } from '../errors.js';
 import { BatchLog, readLayout } from './batch-log.js';
+import { sha256Files } from './checksum.js';
 import type { PartitionStore } from './partition-store.js';
 import { partitionPath } from './partition-store.js';
 import {
-  INCOMPLETE_PREFIX, SNAPSHOT_FORMAT_VERSION, sha256File, snapshotsDir,
+  INCOMPLETE_PREFIX, SNAPSHOT_FORMAT_VERSION, snapshotsDir,
   type SnapshotInfo, type SnapshotManifest, type SnapshotPartition, type SnapshotStream, type SourcePositions,
 } from './snapshot-manifest.js';
 
@@ -98,13 +99,14 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
         format: 'statestream-snapshot', formatVersion: SNAPSHOT_FORMAT_VERSION, batchTime, createdAt: new Date(startedAt).toISOString(),
         appName: request.appName, sources: request.sources, streams: [],
       };
+      const files = copies.map((c) => join(c.dir, 'data.mdb'));
+      for (const file of files) await syncFile(file);
+      const sums = await sha256Files(files);
       for (const stream of streams) {
         const partitions: SnapshotPartition[] = [];
-        for (const c of copies.filter((c) => c.stream === stream.stream)) {
-          const file = join(c.dir, 'data.mdb');
-          await syncFile(file);
-          partitions.push({ ...c.info, bytes: statSync(file).size, sha256: await sha256File(file) });
-        }
+        copies.forEach((c, i) => {
+          if (c.stream === stream.stream) partitions.push({ ...c.info, bytes: statSync(files[i]).size, sha256: sums[i] });
+        });
         manifest.streams.push({ ...stream, keyCount: partitions.reduce((n, p) => n + p.keyCount, 0), partitions });
       }
       writeFileSync(join(temp, 'manifest.json'), JSON.stringify(manifest, null, 2));

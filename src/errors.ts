@@ -75,6 +75,20 @@ export class StoreMismatchError extends StatestreamError {
   }
 }
 
+/** A state export file (or another StateSource) cannot be used: not an export, written by a newer format, truncated, or holding an entry that cannot be state. */
+export class StateExportError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_STATE_EXPORT', message, { context, cause });
+  }
+}
+
+/** StateSpec.stateVersion's migrate function threw or returned no state; nothing was migrated. */
+export class StateMigrationError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_STATE_MIGRATION', message, { context, cause });
+  }
+}
+
 /** Source positions could not be read from or written to ZooKeeper (after retrying). */
 export class OffsetStoreError extends StatestreamError {
   constructor(message: string, context: ErrorContext, cause?: unknown) {

@@ -26,6 +26,16 @@ export type { StateSource } from './storage/state-source.js';
 export { murmur2, murmur2Partitioner, type Partitioner } from './engine/partitioner.js';
 export type { DeadLetter } from './storage/dead-letters.js';
 export {
+  readStateExport,
+  writeStateExport,
+  type StateExport,
+  type StateExportHeader,
+  type StateExportOrigin,
+  type ExportEntry,
+} from './storage/state-export.js';
+export { exportJobState, type ExportJobStateOptions } from './storage/job-export.js';
+export type { MigrateFunction } from './storage/migrate.js';
+export {
   StatestreamError,
   ConfigError,
   MappingModuleError,
@@ -39,4 +49,6 @@ export {
   OffsetStoreError,
   SourceRecordError,
   SnapshotError,
+  StateExportError,
+  StateMigrationError,
 } from './errors.js';

@@ -8,7 +8,8 @@ import { DeadLetterStore } from '../storage/dead-letters.js';
 import { LmdbStateMap } from '../storage/state-map.js';
 import { TimeIndex } from '../storage/time-index.js';
 import type { PartitionStore } from '../storage/partition-store.js';
-import type { ApplyResult, ApplyTask, ShardPayload } from './messages.js';
+import type { ApplyResult, ApplyTask, InitialEntry, ShardPayload } from './messages.js';
+import { compareKeys, type Key } from 'lmdb';
 
 export type MappingFunction = (time: number, key: unknown, value: unknown, state: StateHandle<unknown>) => unknown;
 
@@ -18,6 +19,32 @@ class RecordFailure {
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/**
+ * Keys idle since before `threshold`: those in the store's time index, then initial keys
+ * loaded in this batch with an old lastUpdated (from a StateSource) that no record touched,
+ * oldest first as the index orders them. The index cannot hold the latter: they reach the
+ * store with this batch's commit.
+ */
+function* idleKeys(index: TimeIndex, threshold: number, cache: BatchCache<unknown>, initial: InitialEntry[] | undefined): Generator<[time: number, key: unknown, loaded: boolean]> {
+  for (const [time, key] of index.olderThan(threshold)) yield [time, key, false];
+  if (!initial) return;
+  const idle: Array<[number, unknown, boolean]> = [];
+  for (const [key] of initial) {
+    // A record for the key in this batch moved its time to the batch's; a removal dropped it.
+    const time = cache.get(key)?.[1];
+    if (time !== undefined && time < threshold) idle.push([time, key, true]);
+  }
+  // A key listed twice in the source is one key: time it out once.
+  const seen = new Set<string>();
+  idle.sort((a, b) => a[0] - b[0] || compareKeys(a[1] as Key, b[1] as Key));
+  for (const entry of idle) {
+    const id = JSON.stringify(entry[1]);
+    if (seen.has(id)) continue;
+    seen.add(id);
+    yield entry;
+  }
 }
 
 /**
@@ -51,8 +78,9 @@ export async function applyShard(store: PartitionStore, fn: MappingFunction, tas
   const letters = new DeadLetterStore(store);
   const lettersToWrite: Parameters<DeadLetterStore['add']>[0][] = [];
 
-  if (!last && payload.initialState) {
-    for (const [key, initial] of payload.initialState) cache.put(key, initial, batchTime);
+  const initial = !last ? payload.initialState : undefined;
+  if (initial) {
+    for (const [key, state, lastUpdated] of initial) cache.put(key, state, lastUpdated ?? batchTime);
   }
 
   const call = async (i: number, key: unknown, value: unknown, timingOut: boolean): Promise<unknown> => {
@@ -88,9 +116,9 @@ export async function applyShard(store: PartitionStore, fn: MappingFunction, tas
     if (sweeping) {
       const threshold = batchTime - task.timeoutMs!;
       let i = keys.length;
-      for (const [, key] of index.olderThan(threshold)) {
+      for (const [, key, loaded] of idleKeys(index, threshold, cache, initial)) {
         // A key with a record in this batch is in the working set with a fresh time.
-        if (cache.has(key)) continue;
+        if (!loaded && cache.has(key)) continue;
         const entry = cache.get(key)!;
         const position = i++;
         const letter = skipped.get(position);

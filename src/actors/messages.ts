@@ -31,9 +31,12 @@ export interface ShardPayload {
   /** keys[i] and values[i] are record i of this partition's shard, in arrival order. */
   keys: unknown[];
   values: unknown[];
-  /** [key, state] pairs of StateSpec.initialState for this partition, until the store holds a batch. */
-  initialState?: Array<[unknown, unknown]>;
+  /** StateSpec.initialState for this partition, until the store holds a batch. */
+  initialState?: InitialEntry[];
 }
+
+/** An initial key: pairs take the batch's time as lastUpdated, entries from a StateSource keep theirs. */
+export type InitialEntry = [key: unknown, state: unknown, lastUpdated?: number];
 
 export interface ApplyDone {
   status: 'ok';

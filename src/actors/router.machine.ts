@@ -1,7 +1,7 @@
 import { assign, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { Partitioner } from '../engine/partitioner.js';
 import { messageCodec } from '../storage/codec.js';
-import type { ApplyDone } from './messages.js';
+import type { ApplyDone, InitialEntry } from './messages.js';
 import type { partitionMachine } from './partition.machine.js';
 import { encodeShards } from './shard-encoder.js';
 
@@ -18,7 +18,7 @@ export interface RouteJob {
   /** [key, value] records after the stream's map/flatMap/filter. */
   records: readonly unknown[];
   /** Initial state per partition, for partitions whose store holds no batch yet. */
-  initialState?: Array<Array<[unknown, unknown]>>;
+  initialState?: InitialEntry[][];
   resolve(result: RoutedBatch): void;
   reject(error: unknown): void;
 }

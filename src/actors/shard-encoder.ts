@@ -1,7 +1,8 @@
 import type { Partitioner } from '../engine/partitioner.js';
 import { assertPair, normalizeKey } from '../storage/keys.js';
 import { messageCodec } from '../storage/codec.js';
-import type { ShardPayload } from './messages.js';
+import type { InitialEntry, ShardPayload } from './messages.js';
+import type { ExportEntry } from '../storage/state-export.js';
 
 /**
  * Splits a batch's [key, value] records by key hash into one encoded shard per partition.
@@ -13,7 +14,7 @@ export function encodeShards(
   numPartitions: number,
   partitioner: Partitioner,
   where: { batchTime: number; stream: number },
-  initialState?: Array<Array<[unknown, unknown]>>,
+  initialState?: InitialEntry[][],
 ): Uint8Array[] {
   const keys: unknown[][] = Array.from({ length: numPartitions }, () => []);
   const values: unknown[][] = Array.from({ length: numPartitions }, () => []);
@@ -44,8 +45,8 @@ export function shardInitialState(
   numPartitions: number,
   partitioner: Partitioner,
   stream: number,
-): Array<Array<[unknown, unknown]>> {
-  const shards: Array<Array<[unknown, unknown]>> = Array.from({ length: numPartitions }, () => []);
+): InitialEntry[][] {
+  const shards: InitialEntry[][] = Array.from({ length: numPartitions }, () => []);
   let index = 0;
   for (const pair of pairs) {
     assertPair(pair, 0, index++, stream);
@@ -53,4 +54,22 @@ export function shardInitialState(
     shards[partitioner.partition(key, numPartitions)].push([key, pair[1]]);
   }
   return shards;
+}
+
+/**
+ * Shards entries from a StateSource (already checked), keeping their lastUpdated. Returns
+ * the newest lastUpdated too: a context must start after it, as after a stored batch.
+ */
+export function shardSourceEntries(
+  entries: Iterable<ExportEntry>,
+  numPartitions: number,
+  partitioner: Partitioner,
+): { shards: InitialEntry[][]; newest: number | undefined } {
+  const shards: InitialEntry[][] = Array.from({ length: numPartitions }, () => []);
+  let newest: number | undefined;
+  for (const [key, state, lastUpdated] of entries) {
+    shards[partitioner.partition(key, numPartitions)].push([key, state, lastUpdated]);
+    if (newest === undefined || lastUpdated > newest) newest = lastUpdated;
+  }
+  return { shards, newest };
 }

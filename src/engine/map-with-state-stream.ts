@@ -3,11 +3,15 @@ import type { Piscina } from 'piscina';
 import { LifecycleError, StoreMismatchError } from '../errors.js';
 import { partitionMachine } from '../actors/partition.machine.js';
 import { routerMachine, type RoutedBatch } from '../actors/router.machine.js';
-import { shardInitialState } from '../actors/shard-encoder.js';
+import { shardInitialState, shardSourceEntries } from '../actors/shard-encoder.js';
+import type { InitialEntry } from '../actors/messages.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/batch-log.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition-store.js';
 import { StateView } from '../storage/state-view.js';
 import { reconcileTimeIndex } from '../storage/time-index.js';
+import { checkStateVersion, migrateEntries, upgradeStores } from '../storage/migrate.js';
+import { sourceEntries } from '../storage/state-export.js';
+import { isStateSource } from '../storage/state-source.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/dead-letters.js';
 import type { BatchRun } from './batch.js';
 import { DStream, type MapWithStateStream, type StateQueries, type StreamGraph } from './dstream.js';
@@ -20,6 +24,8 @@ export interface StoreRecovery {
   lastBatch: number | undefined;
   /** Partitions that are behind the newest batch (their part of it was not committed). */
   behind: Array<{ partition: number; lastBatch: number | undefined }>;
+  /** Newest lastUpdated among initial state from a StateSource that partitions will load. */
+  initialNewest?: number;
 }
 
 interface Running {
@@ -28,7 +34,7 @@ interface Running {
   partitions: ActorRefFrom<typeof partitionMachine>[];
   router: ActorRefFrom<typeof routerMachine>;
   /** Initial state per partition, until that partition has committed a batch. */
-  pendingInitial: Array<Array<[unknown, unknown]>> | undefined;
+  pendingInitial: InitialEntry[][] | undefined;
 }
 
 /**
@@ -69,8 +75,22 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
         { stream: this.stateIndex, stored: layout.numPartitions, requested: n },
       );
     }
+    try {
+      return this.prepare(pool, supervisor, stores, layout !== undefined);
+    } catch (error) {
+      stores.forEach((s) => s.env.close());
+      throw error;
+    }
+  }
+
+  /** Everything open() does once the stores are known to have the right partition count. */
+  private prepare(pool: Piscina, supervisor: AnyActorRef, stores: PartitionStore[], existing: boolean): StoreRecovery {
+    const n = this.numPartitions;
+    const version = this.spec.getStateVersion();
+    const migrate = this.spec.getMigrate() as ((state: unknown, fromVersion: number) => unknown) | undefined;
     const timeIndexed = this.spec.getTimeout() !== null;
-    if (!layout) for (const s of stores) writeLayout(s, { numPartitions: n, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed });
+    if (existing) upgradeStores(stores, version, migrate, { stream: this.stateIndex, dataDir: this.dataDir });
+    else for (const s of stores) writeLayout(s, { numPartitions: n, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed, stateVersion: version });
     for (const s of stores) reconcileTimeIndex(s, timeIndexed);
 
     const last = stores.map((s) => new BatchLog(s).last()?.batchTime);
@@ -78,9 +98,17 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     const behind = last.flatMap((t, partition) => (newest !== undefined && t !== newest ? [{ partition, lastBatch: t }] : []));
 
     const initial = this.spec.getInitialState();
-    let pendingInitial: Array<Array<[unknown, unknown]>> | undefined;
+    let pendingInitial: InitialEntry[][] | undefined;
+    let initialNewest: number | undefined;
     if (initial && last.some((t) => t === undefined)) {
-      pendingInitial = shardInitialState(initial as Iterable<[unknown, unknown]>, n, murmur2Partitioner, this.stateIndex);
+      if (isStateSource(initial)) {
+        checkStateVersion(initial.stateVersion, version, migrate !== undefined, initial.description, { stream: this.stateIndex });
+        const checked = sourceEntries(initial);
+        const entries = initial.stateVersion < version ? migrateEntries(initial, checked, version, migrate!) : checked;
+        ({ shards: pendingInitial, newest: initialNewest } = shardSourceEntries(entries, n, murmur2Partitioner));
+      } else {
+        pendingInitial = shardInitialState(initial as Iterable<[unknown, unknown]>, n, murmur2Partitioner, this.stateIndex);
+      }
       last.forEach((t, p) => {
         if (t !== undefined) pendingInitial![p] = [];
       });
@@ -102,7 +130,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     const router = createActor(routerMachine, { input: { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner } }).start();
     const view = new StateView<unknown, unknown>(stores, murmur2Partitioner);
     this.running = { stores, view, partitions, router, pendingInitial };
-    return { lastBatch: newest, behind };
+    return { lastBatch: newest, behind, initialNewest };
   }
 
   /** The open partition stores, for snapshots (between batches only). */

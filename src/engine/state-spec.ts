@@ -3,6 +3,8 @@ import { isAbsolute } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ConfigError, MappingModuleError } from '../errors.js';
 import type { ResolvedMappingRef } from '../actors/messages.js';
+import { isStateSource, type StateSource } from '../storage/state-source.js';
+import type { MigrateFunction } from '../storage/migrate.js';
 import type { State } from './state.js';
 
 /** Spark's mapping function, run on worker threads: `undefined` means emit nothing. */
@@ -46,7 +48,9 @@ function positiveInteger(value: unknown, name: string, max = Number.MAX_SAFE_INT
 
 /** What mapWithState needs: the function, and optionally initial state, partitions, idle timeout and a failure policy. */
 export class StateSpec<K, V, S, M> {
-  private initial: Iterable<[K, S]> | undefined;
+  private initial: Iterable<[K, S]> | StateSource<K> | undefined;
+  private version = 1;
+  private migrate: MigrateFunction<S> | undefined;
   private partitions = 4;
   private idleMs: number | null = null;
   private failure: Required<RecordFailureOptions> = { policy: 'stop', maxAttempts: 3 };
@@ -62,12 +66,35 @@ export class StateSpec<K, V, S, M> {
     return new StateSpec({ url: moduleUrl(ref as URL | string, 'StateSpec.function').href, exportName: 'default' });
   }
 
-  /** State for keys before the first batch, loaded into each partition's store with the first batch it commits. */
-  initialState(pairs: Iterable<[K, S]>): this {
-    if (pairs === null || typeof (pairs as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
-      throw new ConfigError(`StateSpec.initialState expects an iterable of [key, state] pairs, got ${String(pairs)}`, { option: 'initialState' });
+  /**
+   * State for keys before the first batch, loaded into each partition's store with the first
+   * batch it commits. Pairs are stamped with that batch's time; a StateSource (such as
+   * readStateExport(path)) keeps each key's lastUpdated, so idle timeouts carry on.
+   */
+  initialState(initial: Iterable<[K, S]> | StateSource<K>): this {
+    if (isStateSource(initial)) {
+      this.initial = initial;
+      return this;
     }
-    this.initial = pairs;
+    if (initial === null || typeof (initial as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
+      throw new ConfigError(`StateSpec.initialState expects an iterable of [key, state] pairs or a StateSource (readStateExport(path)), got ${String(initial)}`, { option: 'initialState' });
+    }
+    this.initial = initial;
+    return this;
+  }
+
+  /**
+   * The version of the state's shape, recorded in the stores and in exports (default 1).
+   * State written under an older version is passed through `migrate` once, on the main
+   * thread, when a job opens the stores or loads it as initial state.
+   */
+  stateVersion(version: number, migrate?: (state: unknown, fromVersion: number) => S): this {
+    const checked = positiveInteger(version, 'stateVersion');
+    if (migrate !== undefined && typeof migrate !== 'function') {
+      throw new ConfigError(`StateSpec.stateVersion: migrate must be a function (state, fromVersion) => newState, got ${migrate === null ? 'null' : typeof migrate}`, { option: 'migrate' });
+    }
+    this.version = checked;
+    this.migrate = migrate;
     return this;
   }
 
@@ -98,8 +125,16 @@ export class StateSpec<K, V, S, M> {
     return this.idleMs;
   }
 
-  getInitialState(): Iterable<[K, S]> | undefined {
+  getInitialState(): Iterable<[K, S]> | StateSource<K> | undefined {
     return this.initial;
+  }
+
+  getStateVersion(): number {
+    return this.version;
+  }
+
+  getMigrate(): MigrateFunction<S> | undefined {
+    return this.migrate;
   }
 
   getRecordFailure(): Required<RecordFailureOptions> {

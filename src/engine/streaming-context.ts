@@ -247,6 +247,13 @@ export class StreamingContext implements StreamGraph {
             { lastBatch: recovery.lastBatch, firstBatch },
           );
         }
+        if (recovery.initialNewest !== undefined && recovery.initialNewest >= firstBatch) {
+          throw new StoreMismatchError(
+            `the initial state of mapWithState stream ${stream.stateIndex} holds keys last updated at ${recovery.initialNewest}, but this context's first batch would be at ${firstBatch}; ` +
+              'batch times must move forward (start the clock later than the newest lastUpdated)',
+            { stream: stream.stateIndex, initialNewest: recovery.initialNewest, firstBatch },
+          );
+        }
       }
       // Replayable sources rebuild the batches the stores miss (the one in flight when the
       // last run stopped, and after a restore every batch since the snapshot); they run first,

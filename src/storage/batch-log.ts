@@ -30,6 +30,8 @@ export interface StoreLayout {
   formatVersion: number;
   /** Whether the time index is kept (only while the spec has a timeout); absent means kept. */
   timeIndexed?: boolean;
+  /** StateSpec.stateVersion the entries were written under; absent means 1. */
+  stateVersion?: number;
 }
 
 export const FORMAT_VERSION = 1;

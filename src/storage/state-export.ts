@@ -1,0 +1,312 @@
+import { once } from 'node:events';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { open as openFile, rename, rm } from 'node:fs/promises';
+import { ConfigError, StateExportError } from '../errors.js';
+import { assertEncodable, decodeEntry, entryCodec } from './codec.js';
+import { keyProblem, normalizeKey } from './keys.js';
+import type { PartitionStore } from './partition-store.js';
+import type { StateSource } from './state-source.js';
+
+/**
+ * The export format is a MessagePack sequence that does not depend on how the stores lay
+ * state out (partitions, LMDB key encoding, the time index): a header, one
+ * [key, state, lastUpdated] array per key, and a trailer with the count, so that a file cut
+ * short is told apart from a small one. Any MessagePack reader can consume it.
+ */
+export const EXPORT_FORMAT = 'statestream-state';
+export const EXPORT_FORMAT_VERSION = 1;
+
+/** What the writer says about where the state came from; stored in the header as given. */
+export interface StateExportOrigin {
+  /** StateSpec.stateVersion of the code that wrote the states. */
+  stateVersion: number;
+  /** The batch the state is as of, when it comes from a job's stores. */
+  batchTime?: number;
+  [field: string]: unknown;
+}
+
+export interface StateExportHeader extends StateExportOrigin {
+  format: typeof EXPORT_FORMAT;
+  formatVersion: number;
+  /** ISO 8601 time the export was written. */
+  createdAt: string;
+}
+
+export type ExportEntry<K = unknown, S = unknown> = [key: K, state: S, lastUpdated: number];
+
+/** An export file opened for reading: its header is read, its entries are read on each entries() call. */
+export interface StateExport<K = unknown, S = unknown> extends StateSource<K, S> {
+  readonly path: string;
+  readonly header: StateExportHeader;
+}
+
+// Large enough that a syscall per chunk is cheap next to decoding it; small enough to stream.
+const CHUNK_BYTES = 64 * 1024;
+// A header is a few fields: a first value this big means the file is something else.
+const MAX_HEADER_BYTES = 1024 * 1024;
+
+function isPositiveInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1;
+}
+
+function exportHeader(origin: StateExportOrigin): StateExportHeader {
+  if (origin === null || typeof origin !== 'object') throw new ConfigError(`writeStateExport: the header must be an object with a stateVersion, got ${String(origin)}`, { option: 'header' });
+  if (!isPositiveInteger(origin.stateVersion)) {
+    throw new ConfigError(`writeStateExport: header.stateVersion must be a positive integer, got ${String(origin.stateVersion)}`, { option: 'stateVersion', value: origin.stateVersion });
+  }
+  if (origin.batchTime !== undefined && !Number.isFinite(origin.batchTime)) {
+    throw new ConfigError(`writeStateExport: header.batchTime must be a finite number when given, got ${String(origin.batchTime)}`, { option: 'batchTime', value: origin.batchTime });
+  }
+  return { ...origin, format: EXPORT_FORMAT, formatVersion: EXPORT_FORMAT_VERSION, createdAt: new Date().toISOString() };
+}
+
+/** Where `where` is "entry 3 of export /x" or "entry 3 given to writeStateExport". */
+export function checkEntry(value: unknown, where: string, context: Record<string, unknown>): ExportEntry {
+  if (!Array.isArray(value) || value.length !== 3) {
+    throw new StateExportError(`${where} is not a [key, state, lastUpdated] array`, context);
+  }
+  const problem = keyProblem(value[0]);
+  if (problem) throw new StateExportError(`${where}: ${problem}`, context);
+  if (typeof value[2] !== 'number' || !Number.isFinite(value[2])) {
+    throw new StateExportError(`${where}: lastUpdated must be a batch time (a finite number), got ${String(value[2])}`, context);
+  }
+  return [normalizeKey(value[0]), value[1], value[2]];
+}
+
+interface Sink {
+  write(chunk: Buffer): Promise<void>;
+  finish(): Promise<void>;
+  abandon(): Promise<void>;
+}
+
+/** Written beside the target and renamed over it once synced, so a reader never sees half a file under the real name. */
+async function fileSink(path: string): Promise<Sink> {
+  const tmp = `${path}.tmp`;
+  const handle = await openFile(tmp, 'w');
+  return {
+    async write(chunk) {
+      for (let offset = 0; offset < chunk.length; ) offset += (await handle.write(chunk, offset)).bytesWritten;
+    },
+    async finish() {
+      await handle.sync();
+      await handle.close();
+      await rename(tmp, path);
+    },
+    async abandon() {
+      await handle.close().catch(() => undefined);
+      await rm(tmp, { force: true });
+    },
+  };
+}
+
+/** The caller owns the stream: it is not ended, so an export can go into a larger stream. */
+function streamSink(stream: NodeJS.WritableStream): Sink {
+  return {
+    async write(chunk) {
+      if (!stream.write(chunk)) await once(stream as unknown as NodeJS.EventEmitter, 'drain');
+    },
+    async finish() {},
+    async abandon() {},
+  };
+}
+
+/**
+ * Writes entries as an export, streaming: at most about one chunk of encoded entries is held
+ * at a time. Returns how many entries were written.
+ */
+export async function writeStateExport(target: string | NodeJS.WritableStream, origin: StateExportOrigin, entries: Iterable<ExportEntry>): Promise<number> {
+  const header = exportHeader(origin);
+  if (entries === null || typeof (entries as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
+    throw new ConfigError(`writeStateExport: entries must be an iterable of [key, state, lastUpdated], got ${String(entries)}`, { option: 'entries' });
+  }
+  const sink = typeof target === 'string' ? await fileSink(target) : streamSink(target);
+  try {
+    let pending: Buffer[] = [entryCodec.pack(header)];
+    let size = pending[0].length;
+    let count = 0;
+    for (const value of entries) {
+      const where = `entry ${count} given to writeStateExport`;
+      const entry = checkEntry(value, where, { entry: count });
+      assertEncodable(entry[1], () => `the state of ${where} (key ${JSON.stringify(entry[0])})`, () => ({ entry: count, key: entry[0] }));
+      const bytes = entryCodec.pack(entry);
+      pending.push(bytes);
+      size += bytes.length;
+      count++;
+      if (size >= CHUNK_BYTES) {
+        await sink.write(Buffer.concat(pending, size));
+        pending = [];
+        size = 0;
+      }
+    }
+    pending.push(entryCodec.pack({ end: true, keyCount: count }));
+    await sink.write(Buffer.concat(pending));
+    await sink.finish();
+    return count;
+  } catch (error) {
+    await sink.abandon();
+    throw error;
+  }
+}
+
+function openForReading(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (error) {
+    throw new StateExportError(`cannot read state export ${path}: ${(error as Error).message}`, { path }, error);
+  }
+}
+
+/**
+ * MessagePack values from `start` on, read one chunk at a time. A chunk that ends inside a
+ * value makes msgpackr throw with `incomplete` set: that value is carried into the next read.
+ * Each chunk is a new buffer because decoded binary values are views into it.
+ */
+function* fileValues(fd: number, start: number, cut: () => Error, damaged: (error: unknown) => Error): Generator<unknown> {
+  let position = start;
+  let carry: Buffer | undefined;
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+    const read = readSync(fd, chunk, 0, CHUNK_BYTES, position);
+    if (read === 0) {
+      if (carry?.length) throw cut();
+      return;
+    }
+    position += read;
+    const data = carry?.length ? Buffer.concat([carry, chunk.subarray(0, read)]) : chunk.subarray(0, read);
+    const values: unknown[] = [];
+    let consumed = 0;
+    try {
+      entryCodec.unpackMultiple(data, (value: unknown, _start?: number, end?: number) => {
+        values.push(value);
+        consumed = end!;
+      });
+    } catch (error) {
+      if (!(error as { incomplete?: boolean })?.incomplete) throw damaged(error);
+    }
+    carry = data.subarray(consumed);
+    yield* values;
+  }
+}
+
+function readHeader(path: string): { header: StateExportHeader; end: number } {
+  const fd = openForReading(path);
+  const notAnExport = (why: string, cause?: unknown) =>
+    new StateExportError(`${path} is not a statestream state export: ${why}`, { path }, cause);
+  try {
+    let data = Buffer.alloc(0);
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+      const read = readSync(fd, chunk, 0, CHUNK_BYTES, data.length);
+      data = Buffer.concat([data, chunk.subarray(0, read)]);
+      let first: { value: unknown; end: number } | undefined;
+      try {
+        entryCodec.unpackMultiple(data, (value: unknown, _start?: number, end?: number) => {
+          first = { value, end: end! };
+          return false;
+        });
+      } catch (error) {
+        if (!(error as { incomplete?: boolean })?.incomplete) throw notAnExport('it does not start with a MessagePack value', error);
+      }
+      if (first) return { header: checkHeader(path, first.value, notAnExport), end: first.end };
+      if (read === 0) throw notAnExport(data.length === 0 ? 'the file is empty' : 'it ends inside its first value');
+      if (data.length > MAX_HEADER_BYTES) throw notAnExport(`its first value is larger than ${MAX_HEADER_BYTES} bytes`);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function checkHeader(path: string, value: unknown, notAnExport: (why: string) => Error): StateExportHeader {
+  const header = value as Partial<StateExportHeader> | null;
+  if (header === null || typeof header !== 'object' || Array.isArray(header) || header.format !== EXPORT_FORMAT) {
+    throw notAnExport(`its first value is not a header with format '${EXPORT_FORMAT}'`);
+  }
+  if (!isPositiveInteger(header.formatVersion)) throw notAnExport(`its header has no valid formatVersion (${String(header.formatVersion)})`);
+  if (header.formatVersion > EXPORT_FORMAT_VERSION) {
+    throw new StateExportError(
+      `state export ${path} has format version ${header.formatVersion}, but this statestream reads versions up to ${EXPORT_FORMAT_VERSION}; read it with a newer statestream`,
+      { path, formatVersion: header.formatVersion, supported: EXPORT_FORMAT_VERSION },
+    );
+  }
+  if (!isPositiveInteger(header.stateVersion)) throw notAnExport(`its header has no valid stateVersion (${String(header.stateVersion)})`);
+  return header as StateExportHeader;
+}
+
+function isTrailer(value: unknown): value is { end: true; keyCount: number } {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && (value as { end?: unknown }).end === true;
+}
+
+/**
+ * Opens an export for reading. The header is read now, so a wrong file fails here; entries
+ * are read lazily, chunk by chunk, each time entries() is iterated.
+ */
+export function readStateExport<K = unknown, S = unknown>(path: string): StateExport<K, S> {
+  if (typeof path !== 'string' || path === '') throw new ConfigError(`readStateExport expects a file path, got ${String(path)}`, { option: 'path' });
+  const { header, end } = readHeader(path);
+  return {
+    path,
+    header,
+    description: `export ${path}`,
+    stateVersion: header.stateVersion,
+    *entries(): Generator<ExportEntry<K, S>> {
+      const fd = openForReading(path);
+      let index = 0;
+      const truncated = () =>
+        new StateExportError(
+          `state export ${path} is truncated: it ends after ${index} entries without its end marker (cut short, or still being written)`,
+          { path, entriesRead: index },
+        );
+      const damaged = (cause: unknown) =>
+        new StateExportError(`state export ${path} is damaged after entry ${index}: ${(cause as Error)?.message ?? String(cause)}`, { path, entriesRead: index }, cause);
+      try {
+        let trailer: { keyCount: unknown } | undefined;
+        for (const value of fileValues(fd, end, truncated, damaged)) {
+          if (trailer) throw new StateExportError(`state export ${path} has data after its end marker (after ${index} entries)`, { path, entriesRead: index });
+          if (isTrailer(value)) {
+            trailer = value;
+            continue;
+          }
+          yield checkEntry(value, `entry ${index} of state export ${path}`, { path, entry: index }) as ExportEntry<K, S>;
+          index++;
+        }
+        if (!trailer) throw truncated();
+        if (trailer.keyCount !== index) {
+          throw new StateExportError(`state export ${path} says it holds ${String(trailer.keyCount)} entries, but ${index} were read; the file is damaged`, {
+            path, entriesRead: index, keyCount: trailer.keyCount,
+          });
+        }
+      } finally {
+        closeSync(fd);
+      }
+    },
+  };
+}
+
+/** The entries of any StateSource, checked as an export's are: a source written by hand can hold anything. */
+export function* sourceEntries(source: StateSource): Generator<ExportEntry> {
+  let index = 0;
+  for (const value of source.entries()) {
+    yield checkEntry(value, `entry ${index} of ${source.description}`, { source: source.description, entry: index });
+    index++;
+  }
+}
+
+/** Every entry of one partition store, read in one read transaction so they are of one batch. */
+export function* storeEntries(store: PartitionStore): Generator<ExportEntry> {
+  const transaction = store.env.useReadTransaction();
+  try {
+    for (const { key, value } of store.state.getRange({ transaction })) {
+      const [state, lastUpdated] = decodeEntry(value);
+      yield [key, state, lastUpdated];
+    }
+  } finally {
+    transaction.done();
+  }
+}
+
+/** Exports the entries of several partition stores, one after another, into one file or stream. */
+export function exportStores(stores: readonly PartitionStore[], origin: StateExportOrigin, target: string | NodeJS.WritableStream): Promise<number> {
+  return writeStateExport(target, origin, (function* () {
+    for (const store of stores) yield* storeEntries(store);
+  })());
+}

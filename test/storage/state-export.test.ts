@@ -1,0 +1,155 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { describe, it } from 'node:test';
+import { EncodingError, StateExportError, StateSpec, exportJobState, readStateExport, writeStateExport, type ExportEntry } from '../../src/index.js';
+import { entryCodec } from '../../src/storage/codec.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition-store.js';
+import { storeEntries } from '../../src/storage/state-export.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+
+const byKey = (a: ExportEntry, b: ExportEntry) => (JSON.stringify(a[0]) < JSON.stringify(b[0]) ? -1 : 1);
+
+function exportOf(entries: ExportEntry[], stateVersion = 1): string {
+  const file = join(tempDir(), 'state.msgpack');
+  writeFileSync(file, Buffer.concat([
+    entryCodec.pack({ format: 'statestream-state', formatVersion: 1, stateVersion, createdAt: new Date().toISOString() }),
+    ...entries.map((e) => entryCodec.pack(e)),
+    entryCodec.pack({ end: true, keyCount: entries.length }),
+  ]));
+  return file;
+}
+
+function rejectsWith(fn: () => unknown, pattern: RegExp): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof StateExportError, `expected StateExportError, got ${String(error)}`);
+    assert.match((error as Error).message, pattern);
+    return true;
+  });
+}
+
+describe('state export', () => {
+  it("round-trips a job's stores: every key with its state and lastUpdated", async () => {
+    const dataDir = tempDir();
+    const spec = StateSpec.function<unknown, number, unknown, unknown>(fixture('idle-tally')).numPartitions(3).timeout(10_000);
+    const job = await keyedJob(spec, { dataDir });
+    await job.batch([['a', 1], [7, 2], [['x', 1], 1]]); // 1000
+    await job.batch([['a', 1], ['b', 5]]); // 2000
+    await job.batch([[['x', 1], 1]]); // 3000
+    await job.ssc.stop();
+
+    const file = join(tempDir(), 'job.msgpack');
+    assert.equal(await exportJobState(dataDir, file), 4);
+    assert.ok(!existsSync(`${file}.tmp`), 'the temporary file was renamed');
+    const exported = readStateExport(file);
+    assert.equal(exported.header.format, 'statestream-state');
+    assert.equal(exported.header.formatVersion, 1);
+    assert.equal(exported.stateVersion, 1);
+    assert.equal(exported.header.batchTime, 3000);
+    assert.equal(exported.header.numPartitions, 3);
+    assert.ok(!Number.isNaN(Date.parse(exported.header.createdAt)));
+    const expected: ExportEntry[] = [
+      ['a', { count: 2, firstSeen: 1000 }, 2000],
+      [7, { count: 2, firstSeen: 1000 }, 1000],
+      [['x', 1], { count: 2, firstSeen: 1000 }, 3000],
+      ['b', { count: 5, firstSeen: 2000 }, 2000],
+    ];
+    assert.deepEqual([...exported.entries()].sort(byKey), expected.sort(byKey));
+    assert.deepEqual([...exported.entries()].sort(byKey), expected, 'entries() can be read again');
+
+    // The same stores, read directly, hold what the file holds.
+    const stores = [0, 1, 2].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
+    try {
+      assert.deepEqual(stores.flatMap((s) => [...storeEntries(s)]).sort(byKey), expected);
+    } finally {
+      stores.forEach((s) => s.env.close());
+    }
+  });
+
+  it('writes to a stream the same bytes it reads back, across chunk boundaries and with binary states', async () => {
+    const entries: ExportEntry[] = Array.from({ length: 3000 }, (_, i) => [
+      i % 2 ? `key-${i}` : i,
+      i % 500 === 0 ? { big: 'x'.repeat(100_000), bytes: Buffer.from([i % 256, 1, 2, 3]) } : { n: i, bytes: Buffer.from([i % 256]) },
+      1000 + i,
+    ]);
+    const stream = new PassThrough();
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    assert.equal(await writeStateExport(stream, { stateVersion: 4, batchTime: 9000, job: 'test' }, entries), 3000);
+    const file = join(tempDir(), 'streamed.msgpack');
+    writeFileSync(file, Buffer.concat(chunks));
+
+    const exported = readStateExport(file);
+    assert.equal(exported.stateVersion, 4);
+    assert.equal(exported.header.job, 'test');
+    const read = [...exported.entries()];
+    assert.equal(read.length, 3000);
+    for (let i = 0; i < entries.length; i++) {
+      const [key, state, lastUpdated] = read[i];
+      assert.equal(key, entries[i][0]);
+      assert.equal(lastUpdated, entries[i][2]);
+      const want = entries[i][1] as { bytes: Buffer };
+      const got = state as { bytes: Uint8Array };
+      assert.deepEqual(Buffer.from(got.bytes), want.bytes, `binary state of entry ${i}`);
+      assert.deepEqual({ ...got, bytes: null }, { ...want, bytes: null });
+    }
+  });
+
+  it('detects a truncated file and says how many entries it read', () => {
+    const entries: ExportEntry[] = Array.from({ length: 50 }, (_, i) => [`k${i}`, { n: i }, i]);
+    const whole = readFileSync(exportOf(entries));
+    const trailer = entryCodec.pack({ end: true, keyCount: 50 }).length;
+
+    const noTrailer = exportOf([]);
+    writeFileSync(noTrailer, whole.subarray(0, whole.length - trailer));
+    const source = readStateExport(noTrailer);
+    rejectsWith(() => [...source.entries()], new RegExp(`${noTrailer} is truncated: it ends after 50 entries`));
+
+    const midEntry = exportOf([]);
+    writeFileSync(midEntry, whole.subarray(0, Math.floor(whole.length / 2)));
+    rejectsWith(() => [...readStateExport(midEntry).entries()], /is truncated: it ends after \d+ entries without its end marker/);
+
+    const inHeader = exportOf([]);
+    truncateSync(inHeader, 10);
+    rejectsWith(() => readStateExport(inHeader), new RegExp(`${inHeader} is not a statestream state export: it ends inside its first value`));
+  });
+
+  it('refuses files that are not exports, newer formats, bad keys and wrong counts, naming the file', () => {
+    const dir = tempDir();
+    const json = join(dir, 'state.json');
+    writeFileSync(json, JSON.stringify({ a: 1 }));
+    rejectsWith(() => readStateExport(json), new RegExp(`${json} is not a statestream state export`));
+    const empty = join(dir, 'empty');
+    writeFileSync(empty, '');
+    rejectsWith(() => readStateExport(empty), /the file is empty/);
+    rejectsWith(() => readStateExport(join(dir, 'missing.msgpack')), /cannot read state export .*missing\.msgpack.*ENOENT/);
+
+    const newer = join(dir, 'newer.msgpack');
+    writeFileSync(newer, entryCodec.pack({ format: 'statestream-state', formatVersion: 2, stateVersion: 1, createdAt: '' }));
+    rejectsWith(() => readStateExport(newer), /has format version 2, but this statestream reads versions up to 1/);
+
+    const badKey = exportOf([['a', 1, 1], [['only'], 2, 1]]);
+    rejectsWith(() => [...readStateExport(badKey).entries()], new RegExp(`entry 1 of state export ${badKey}: key \\["only"\\] cannot be an LMDB key`));
+    const badTime = exportOf([['a', 1, 'soon' as never]]);
+    rejectsWith(() => [...readStateExport(badTime).entries()], /entry 0 of state export .*: lastUpdated must be a batch time/);
+
+    const counted = exportOf([['a', 1, 1]]);
+    const bytes = readFileSync(counted);
+    const trailer = entryCodec.pack({ end: true, keyCount: 1 }).length;
+    writeFileSync(counted, Buffer.concat([bytes.subarray(0, bytes.length - trailer), entryCodec.pack({ end: true, keyCount: 2 })]));
+    rejectsWith(() => [...readStateExport(counted).entries()], /says it holds 2 entries, but 1 were read/);
+  });
+
+  it('writes nothing under the target name when an entry cannot be exported', async () => {
+    const file = join(tempDir(), 'bad.msgpack');
+    await assert.rejects(writeStateExport(file, { stateVersion: 1 }, [['a', 1, 1], ['b', { f: () => 1 }, 1]]), (error: unknown) => {
+      assert.ok(error instanceof EncodingError);
+      assert.match((error as Error).message, /the state of entry 1 given to writeStateExport \(key "b"\) cannot be stored: the value\.f is a function/);
+      return true;
+    });
+    await assert.rejects(writeStateExport(file, { stateVersion: 1 }, [[{ no: 1 }, 1, 1]]), /entry 0 given to writeStateExport: key \{"no":1\} cannot be an LMDB key/);
+    await assert.rejects(writeStateExport(file, { stateVersion: 0 }, []), /header.stateVersion must be a positive integer, got 0/);
+    assert.ok(!existsSync(file) && !existsSync(`${file}.tmp`));
+  });
+});

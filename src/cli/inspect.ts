@@ -91,7 +91,7 @@ function humanReport(report: { dataDir: string; snapshots: Array<{ batchTime: nu
       const l = s.layout;
       out.push(
         `  layout: ${l.numPartitions} partitions, partitioner ${l.partitioner}, format version ${l.formatVersion}, ` +
-          `time index ${(l.timeIndexed ?? true) ? 'kept' : 'off'}` + stateVersionText(l),
+          `time index ${(l.timeIndexed ?? true) ? 'kept' : 'off'}` + (l.stateVersion !== undefined ? `, state version ${l.stateVersion}` : ''),
       );
     }
     out.push(`  keys: ${s.keyCount}   last committed batch: ${formatBatch(s.lastBatch)}`);
@@ -137,8 +137,3 @@ function humanReport(report: { dataDir: string; snapshots: Array<{ batchTime: nu
   return out.join('\n');
 }
 
-/** Layouts written before state versions existed have none. */
-function stateVersionText(layout: object): string {
-  const version = (layout as { stateVersion?: number }).stateVersion;
-  return version === undefined ? '' : `, state version ${version}`;
-}

@@ -7,6 +7,7 @@ import { UsageError } from './args.js';
 import { inspect } from './inspect.js';
 import { snapshot } from './snapshot.js';
 import { state } from './state.js';
+import { exportCommand, importCommand } from './transfer.js';
 
 const usage = `Usage: statestream <command> [options]
 
@@ -17,6 +18,8 @@ Commands:
   snapshot restore <batchTime> put a snapshot in place of a stopped job's state
   state get <key>              one key's state (the key is JSON when it parses, else a string)
   state count                  how many keys a stream holds
+  export --out <file|->        the state as a portable export file (--snapshot <batchTime> for a snapshot's)
+  import <file>                an export file into a stream with no state (--partitions n, --replace)
 
 Options every command takes:
   --data-dir <path>   the job's data folder (default ./statestream-data)
@@ -31,6 +34,8 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   inspect,
   snapshot,
   state,
+  export: exportCommand,
+  import: importCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -60,13 +65,8 @@ function report(error: unknown): number {
   return 1;
 }
 
+// The exit code is set, not forced: process.exit could cut short an export still flushing to stdout.
 main(process.argv.slice(2)).then(
-  (code) => finish(code),
-  (error: unknown) => finish(report(error)),
+  (code) => void (process.exitCode = code),
+  (error: unknown) => void (process.exitCode = report(error)),
 );
-
-function finish(code: number): void {
-  process.exitCode = code;
-  // A library handle left open (a ZooKeeper socket closing slowly) must not keep a finished command alive.
-  setTimeout(() => process.exit(code), 3_000).unref();
-}

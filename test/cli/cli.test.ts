@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -227,5 +227,45 @@ describe('statestream command-line tool', () => {
     assert.equal(damaged.code, 1);
     assert.match(damaged.stderr, /snapshot 4000 is damaged, nothing was changed/);
     assert.equal(readdirSync(join(dir, 'replaced')).length, 1);
+  });
+
+  it('export → import into a new data folder: a job on it holds the same state; a snapshot exports without being touched', async () => {
+    const file = join(tempDir(), 'state.msgpack');
+    const exported = run('export', '--data-dir', dataDir, '--out', file);
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.match(exported.stdout, new RegExp(`^Exported ${keysAt4000()} keys of stream 0 \\(batch 4000, state version 1\\)`));
+
+    const target = join(tempDir(), 'imported');
+    const imported = run('import', file, '--data-dir', target, '--partitions', '3');
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stdout, new RegExp(`^Imported ${keysAt4000()} keys into stream 0 .*\\(3 partitions, state version 1, last batch 4000\\)`));
+    assert.equal(run('state', 'count', '--data-dir', target).stdout.trim(), String(keysAt4000()));
+    assert.deepEqual(await stateOf(target, 10_000), stateAt.get(4000));
+
+    // A stream with state is refused, and replaced only when asked.
+    const refused = run('import', file, '--data-dir', target);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /already has state .* \(use --replace/);
+
+    // From a snapshot, through stdout; the snapshot folder gains no lock file.
+    const before = readdirSync(join(dataDir, 'snapshots', '2000', 'state-0', 'partition-0000'));
+    const piped = spawnSync(process.execPath, [cli, 'export', '--data-dir', dataDir, '--snapshot', '2000', '--out', '-'], { timeout: 60_000 });
+    assert.equal(piped.status, 0, String(piped.stderr));
+    assert.match(String(piped.stderr), /from snapshot 2000\) to stdout/);
+    assert.deepEqual(readdirSync(join(dataDir, 'snapshots', '2000', 'state-0', 'partition-0000')), before);
+    assert.ok(!readdirSync(dataDir).some((n) => n.startsWith('.export-')), 'the scratch copies are removed');
+    const snapFile = join(tempDir(), 'snap.msgpack');
+    writeFileSync(snapFile, piped.stdout);
+    const replaced = run('import', snapFile, '--data-dir', target, '--replace');
+    assert.equal(replaced.code, 0, replaced.stderr);
+    assert.match(replaced.stdout, /The state it replaced is kept in .*replaced/);
+    // Without --partitions the export's own partition count is used.
+    assert.match(replaced.stdout, /\(3 partitions, state version 1, last batch 2000\)/);
+    assert.deepEqual(await stateOf(target, 10_000), stateAt.get(2000));
+
+    const notAnExport = run('import', join(partitionPath(dataDir, 0, 0), 'data.mdb'), '--data-dir', tempDir());
+    assert.equal(notAnExport.code, 1);
+    assert.match(notAnExport.stderr, /is not a statestream state export/);
+    assert.equal(run('export', '--data-dir', dataDir).code, 2, 'export without --out');
   });
 });

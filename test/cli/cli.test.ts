@@ -2,14 +2,17 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { BatchEvents, StateSpec, listSnapshots } from '../../src/index.js';
 import { BatchLog } from '../../src/storage/batch-log.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition-store.js';
 import { verifySnapshot } from '../../src/storage/snapshot-manifest.js';
+import { ZooKeeperOffsetStore } from '../../src/storage/zk-offsets.js';
+import { ZooKeeperSession } from '../../src/storage/zookeeper-client.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -42,33 +45,41 @@ async function stateOf(dataDir: string, startMs: number): Promise<Array<[unknown
   }
 }
 
+/** The folder of a stopped job that ran batches 1000…4000 with snapshots at 2000 and 4000, and its state after each batch. */
+let jobRun: Promise<{ dataDir: string; stateAt: Map<number, Array<[unknown, unknown]>> }> | undefined;
+function jobFolder() {
+  return (jobRun ??= runJob());
+}
+async function runJob() {
+  const dataDir = tempDir();
+  const stateAt = new Map<number, Array<[unknown, unknown]>>();
+  const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2 });
+  // A snapshot still copying is not stacked with another: wait for each one.
+  const snapshotted = () =>
+    new Promise<void>((resolve) => {
+      const listener = () => {
+        job.ssc.off(BatchEvents.SNAPSHOT_COMPLETED, listener);
+        resolve();
+      };
+      job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, listener);
+    });
+  try {
+    for (let b = 1; b <= 4; b++) {
+      const copied = b % 2 === 0 ? snapshotted() : undefined;
+      await job.batch(records(b));
+      stateAt.set(b * 1000, [...job.stream.store().entries()] as Array<[unknown, unknown]>);
+      await copied;
+    }
+  } finally {
+    await job.ssc.stop();
+  }
+  return { dataDir, stateAt };
+}
+
 describe('statestream command-line tool', () => {
   let dataDir: string;
-  const stateAt = new Map<number, Array<[unknown, unknown]>>();
-
-  before(async () => {
-    dataDir = tempDir();
-    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2 });
-    // A snapshot still copying is not stacked with another: wait for each one.
-    const snapshotted = () =>
-      new Promise<void>((resolve) => {
-        const listener = () => {
-          job.ssc.off(BatchEvents.SNAPSHOT_COMPLETED, listener);
-          resolve();
-        };
-        job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, listener);
-      });
-    try {
-      for (let b = 1; b <= 4; b++) {
-        const copied = b % 2 === 0 ? snapshotted() : undefined;
-        await job.batch(records(b));
-        stateAt.set(b * 1000, [...job.stream.store().entries()] as Array<[unknown, unknown]>);
-        await copied;
-      }
-    } finally {
-      await job.ssc.stop();
-    }
-  });
+  let stateAt: Map<number, Array<[unknown, unknown]>>;
+  before(async () => void ({ dataDir, stateAt } = await jobFolder()));
 
   /** A copy of the job's folder a test may change. */
   const copy = () => {
@@ -267,5 +278,66 @@ describe('statestream command-line tool', () => {
     assert.equal(notAnExport.code, 1);
     assert.match(notAnExport.stderr, /is not a statestream state export/);
     assert.equal(run('export', '--data-dir', dataDir).code, 2, 'export without --out');
+  });
+});
+
+describe('statestream command-line tool with ZooKeeper offsets', () => {
+  let zk: ZooKeeperServer;
+  let dataDir: string;
+  const root = '/statestream/cli-test';
+  const zkArgs = () => ['--zookeeper', zk.connectString, '--zk-root', root];
+  const ranges = (batchTime: number) => [0, 1].map((partition) => ({ topic: 'words', partition, from: (batchTime / 1000 - 1) * 10, until: (batchTime / 1000) * 10 }));
+
+  before(async () => {
+    ({ dataDir } = await jobFolder());
+    zk = await startZooKeeper();
+    // What a Kafka job that kept its batch history would have left for batches 1000…4000.
+    const session = new ZooKeeperSession({ connect: zk.connectString });
+    try {
+      const offsets = new ZooKeeperOffsetStore(session, root);
+      await offsets.init([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]);
+      for (let t = 1000; t <= 4000; t += 1000) await offsets.recordBatchEnd({ batchTime: t, ranges: ranges(t) }, true);
+    } finally {
+      session.close();
+    }
+  });
+  after(async () => zk?.stop());
+
+  it('inspect reads the offsets, last batch and history from ZooKeeper', () => {
+    const result = run('inspect', '--data-dir', dataDir, '--json', ...zkArgs());
+    assert.equal(result.code, 0, result.stderr);
+    const { offsets } = JSON.parse(result.stdout);
+    assert.equal(offsets.from, 'zookeeper');
+    assert.equal(offsets.lastBatch, 4000);
+    assert.equal(offsets.inFlight, undefined);
+    assert.deepEqual(offsets.positions, [{ topic: 'words', partition: 0, offset: 40 }, { topic: 'words', partition: 1, offset: 40 }]);
+    assert.deepEqual(offsets.history, [1000, 2000, 3000, 4000]);
+    const human = run('inspect', '--data-dir', dataDir, ...zkArgs());
+    assert.match(human.stdout, /Offsets \(ZooKeeper \/statestream\/cli-test\): last batch 4000, no batch in flight\n  words\[0\] next offset 40/);
+    assert.equal(run('inspect', '--data-dir', dataDir, '--zookeeper', zk.connectString).code, 2, '--zookeeper without --zk-root');
+  });
+
+  it('snapshot create records the Kafka positions; restore says how many batches ZooKeeper will replay, and refuses when it cannot', async () => {
+    const dir = tempDir();
+    cpSync(dataDir, dir, { recursive: true });
+    rmSync(join(dir, 'snapshots', '4000'), { recursive: true });
+    const created = run('snapshot', 'create', '--data-dir', dir, ...zkArgs());
+    assert.equal(created.code, 0, created.stderr);
+    const [info] = listSnapshots(dir);
+    assert.deepEqual(info.manifest.sources, [{ kind: 'kafka', zookeeperRoot: root, positions: [{ topic: 'words', partition: 0, offset: 40 }, { topic: 'words', partition: 1, offset: 40 }] }]);
+
+    const restored = run('snapshot', 'restore', '2000', '--data-dir', dir, ...zkArgs());
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.match(restored.stdout, /The next start of a Kafka job replays the batches after 2000 from ZooKeeper's history \(2 batches, up to 4000\)/);
+
+    const session = new ZooKeeperSession({ connect: zk.connectString });
+    try {
+      await new ZooKeeperOffsetStore(session, root).pruneHistory(3000);
+    } finally {
+      session.close();
+    }
+    const refused = run('snapshot', 'restore', '2000', '--data-dir', dir, ...zkArgs());
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /no longer keeps the ranges after 2000/);
   });
 });

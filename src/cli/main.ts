@@ -3,6 +3,7 @@
  * `statestream`: look at and manage a job's state folder from the shell — inspect the
  * stores, list, create and restore snapshots, read a key's state. One file per command group.
  */
+import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 import { inspect } from './inspect.js';
 import { snapshot } from './snapshot.js';
@@ -26,6 +27,7 @@ Options every command takes:
   --stream <n>        the mapWithState stream, by creation order (default 0)
   --json              one JSON document instead of text
   -h, --help          this help, or a command's own (statestream <command> --help)
+  -V, --version       the version
 
 Exit codes: 0 success, 1 operational failure, 2 usage error.
 Set STATESTREAM_DEBUG=1 to see stack traces.`;
@@ -41,6 +43,12 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined) throw new UsageError('missing command', undefined);
+  if (command === '--version' || command === '-V') {
+    // dist/src/cli/main.js → the package's own package.json.
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`statestream ${pkg.version}\n`);
+    return 0;
+  }
   if (command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${usage}\n`);
     return 0;

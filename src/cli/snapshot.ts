@@ -79,6 +79,7 @@ async function list(args: string[]): Promise<number> {
   const { values } = parseCommand('snapshot list', args, { verify: { type: 'boolean' } }, { min: 0, max: 0, names: '' });
   if (values.help) return print(listUsage), 0;
   const { dataDir, json } = common('snapshot list', values);
+  if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
   const rows = [];
   for (const s of listSnapshots(dataDir)) {
     const problems = values.verify ? await verifySnapshot(s) : undefined;
@@ -212,11 +213,15 @@ async function restore(args: string[]): Promise<number> {
   const replacedDir = existsSync(target) ? moveAside(dataDir, stream) : undefined;
   renameSync(incoming, target);
 
-  const next = kafka || (zk && replay)
-    ? `The next start of a Kafka job replays the batches after ${batchTime} from ZooKeeper's history` +
-      (replay ? (replay.batches ? ` (${replay.batches} batches, up to ${replay.lastBatch})` : ' (ZooKeeper records nothing after it: nothing to replay)') : ` (${kafka?.zookeeperRoot ?? 'its ZooKeeper root'}; give --zookeeper and --zk-root to check it keeps them)`) +
-      ', then continues from the positions ZooKeeper holds.'
-    : `The next start of a queue job starts from the snapshot's state (batch ${batchTime}); batches after it are not replayed.`;
+  const kafkaNext =
+    `The next start of a Kafka job replays the batches after ${batchTime} from ZooKeeper's history` +
+    (replay
+      ? replay.batches ? ` (${replay.batches} batches, up to ${replay.lastBatch})` : ' (ZooKeeper records nothing after it: nothing to replay)'
+      : ` (${kafka?.zookeeperRoot ?? 'under its ZooKeeper root'}; give --zookeeper and --zk-root to check it still keeps them)`) +
+    ', then continues from the positions ZooKeeper holds.';
+  const queueNext = `The next start of a queue job starts from the snapshot's state (batch ${batchTime}); batches after it are not replayed.`;
+  // The manifest names a Kafka source when a Kafka job took it; a queue job's (or one taken without --zookeeper) names none.
+  const next = kafka || zk ? kafkaNext : `${queueNext}\nIf the job reads Kafka instead: ${kafkaNext.replace(/^The next start of a Kafka job/, 'its next start')}`;
   const others = info.manifest.streams.filter((m) => m.stream !== stream).map((m) => m.stream);
   const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, next, otherStreams: others };
   if (json) print(toJson(result, 2));

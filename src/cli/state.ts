@@ -19,7 +19,9 @@ Options:
   --json              one JSON document
 
 The key is parsed as JSON when it is valid JSON: 42 is a number, '["user",7]' a tuple key;
-anything else is a string. It is routed to its partition as the engine routes it.
+'"42"' is the string 42 (as is 42 with --string); anything else is a string. A key that
+starts with - goes after --: statestream state get -- -5. The key is routed to its
+partition as the engine routes it.
 
 Exit codes: 0 found, 1 the key is absent or the stream has no state or a store is damaged, 2 usage error.`;
 

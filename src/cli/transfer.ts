@@ -5,7 +5,7 @@ import { murmur2Partitioner } from '../engine/partitioner.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/batch-log.js';
 import { encodeEntry, messageCodec } from '../storage/codec.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition-store.js';
-import { findSnapshot, verifySnapshot } from '../storage/snapshot-manifest.js';
+import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshot-manifest.js';
 import { exportStores, readStateExport, type StateExport, type StateExportOrigin } from '../storage/state-export.js';
 import { TimeIndex } from '../storage/time-index.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
@@ -216,6 +216,9 @@ export async function importCommand(args: string[]): Promise<number> {
       [
         `Imported ${count} keys into stream ${stream} under ${target} (${numPartitions} partitions, state version ${header.stateVersion}, last batch ${formatBatch(batchTime)}).`,
         ...(replacedDir ? [`The state it replaced is kept in ${replacedDir}.`] : []),
+        ...(replacedDir && listSnapshots(dataDir).length > 0
+          ? [`The snapshots under ${join(dataDir, 'snapshots')} are of the replaced state: a start that finds a damaged store may restore from them. Move them away unless the import is of the same job.`]
+          : []),
         `A job started on it needs numPartitions(${numPartitions}) and a first batch after ${batchTime}. A Kafka job should use a ZooKeeper root of its own: positions recorded by another job do not belong to this state.`,
       ].join('\n'),
     );

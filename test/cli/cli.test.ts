@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -151,6 +151,8 @@ describe('statestream command-line tool', () => {
     // Valid JSON that is no key, and --string that makes it one.
     assert.equal(run('state', 'get', '{"a":1}', '--data-dir', dataDir).code, 2);
     assert.equal(run('state', 'get', '{"a":1}', '--string', '--data-dir', dataDir).code, 1);
+    // A key starting with - goes after --.
+    assert.match(run('state', 'get', '--data-dir', dataDir, '--', '-5').stderr, /^statestream: key -5 is not in the state/);
   });
 
   it('state count prints the number of keys', () => {
@@ -168,6 +170,13 @@ describe('statestream command-line tool', () => {
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /^statestream: .+\nRun 'statestream( \w+)? --help' for usage\.\n$/, args.join(' '));
     }
+    const version = run('--version');
+    assert.equal(version.code, 0);
+    assert.match(version.stdout, /^statestream \d+\.\d+\.\d+\n$/);
+    // The package's bin is this file, runnable as it is.
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
+    assert.equal(pkg.bin.statestream, 'dist/src/cli/main.js');
+    assert.match(readFileSync(cli, 'utf8'), /^#!\/usr\/bin\/env node\n/);
     for (const args of [['--help'], ['inspect', '--help'], ['snapshot', '--help'], ['snapshot', 'list', '--help'], ['snapshot', 'create', '--help'], ['snapshot', 'restore', '--help'], ['state', '--help'], ['state', 'get', '--help']]) {
       const result = run(...args);
       assert.equal(result.code, 0, args.join(' '));

@@ -2,7 +2,7 @@ import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs
 import { basename, join } from 'node:path';
 import { BatchLog } from '../storage/batch-log.js';
 import { partitionPath } from '../storage/partition-store.js';
-import { findSnapshot, listSnapshots, removeIncompleteSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshot-manifest.js';
+import { findSnapshot, listSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshot-manifest.js';
 import { beginSnapshot } from '../storage/snapshot-writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
 import { moveAside, openStream, streamDir, streamsOnDisk } from './stores.js';
@@ -31,7 +31,11 @@ after it. With --zookeeper and --zk-root, the Kafka positions after that batch a
 recorded in the manifest.
 
 Options:
-  --stream <n>     snapshot only this stream (default: every stream found)
+  --data-dir <path>      the job's data folder (default ./statestream-data)
+  --stream <n>           snapshot only this stream (default: every stream found)
+  --zookeeper host:port  record the Kafka positions read from ZooKeeper ...
+  --zk-root <path>       ... under the job's root, e.g. /statestream/word-count
+  --zk-digest user:pw    ZooKeeper digest credentials, when the nodes have an ACL
 
 Exit codes: 0 success, 1 refused (partitions at different batches, no state, snapshot exists), 2 usage error.`;
 
@@ -41,7 +45,12 @@ For a STOPPED job: verifies the snapshot's checksums, moves the current state-<s
 folder to <data-dir>/replaced/<timestamp>/ and puts the snapshot's copies in its place.
 Then says what the next start will do: a Kafka job replays the batches after the
 snapshot from ZooKeeper's history; a queue job starts from the snapshot's state.
-With --zookeeper and --zk-root, checks that ZooKeeper still keeps that history.
+With --zookeeper and --zk-root (and --zk-digest user:pw for ACLs), checks first that
+ZooKeeper still keeps that history, and refuses when it does not.
+
+Options:
+  --data-dir <path>   the job's data folder (default ./statestream-data)
+  --stream <n>        the stream to restore (default 0)
 
 Exit codes: 0 success, 1 no such snapshot, damaged snapshot, or it does not hold the stream, 2 usage error.`;
 
@@ -149,7 +158,6 @@ async function create(args: string[]): Promise<number> {
     const batchTime = times[0];
     if (batchTime === undefined) throw new CliFailure(`the stores under ${dataDir} hold no committed batch yet: nothing to snapshot`);
     const sources = zk ? [await kafkaPositions(zk, batchTime)] : [];
-    removeIncompleteSnapshots(dataDir);
     let info;
     try {
       const running = beginSnapshot({ dataDir, batchTime, appName: 'statestream-cli', streams: opened.map((o) => ({ stream: o.stream, stores: o.stores })), sources });
@@ -205,10 +213,16 @@ async function restore(args: string[]): Promise<number> {
   const target = streamDir(dataDir, stream);
   const incoming = `${target}.restoring`;
   rmSync(incoming, { recursive: true, force: true });
-  for (const part of manifest.partitions) {
-    const dir = join(incoming, basename(partitionPath(dataDir, stream, part.partition)));
-    mkdirSync(dir, { recursive: true });
-    copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
+  try {
+    for (const part of manifest.partitions) {
+      const dir = join(incoming, basename(partitionPath(dataDir, stream, part.partition)));
+      mkdirSync(dir, { recursive: true });
+      copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
+    }
+  } catch (error) {
+    // A disk that filled up leaves the current state as it was.
+    rmSync(incoming, { recursive: true, force: true });
+    throw new CliFailure(`copying snapshot ${batchTime} failed, nothing was changed: ${(error as Error).message}`);
   }
   const replacedDir = existsSync(target) ? moveAside(dataDir, stream) : undefined;
   renameSync(incoming, target);

@@ -22,7 +22,6 @@ export {
 } from './engine/batch-events.js';
 export type { SnapshotEvery } from './engine/snapshot-scheduler.js';
 export { listSnapshots, type SnapshotInfo, type SnapshotManifest, type SnapshotStream, type SnapshotPartition, type SourcePositions } from './storage/snapshot-manifest.js';
-export type { StateSource } from './storage/state-source.js';
 export { murmur2, murmur2Partitioner, type Partitioner } from './engine/partitioner.js';
 export type { DeadLetter } from './storage/dead-letters.js';
 export {
@@ -34,6 +33,7 @@ export {
   type ExportEntry,
 } from './storage/state-export.js';
 export { exportJobState, type ExportJobStateOptions } from './storage/job-export.js';
+export { readSnapshotState } from './storage/snapshot-source.js';
 export type { MigrateFunction } from './storage/migrate.js';
 export {
   StatestreamError,

@@ -1,6 +1,6 @@
 import { createActor, type ActorRefFrom, type AnyActorRef } from 'xstate';
 import type { Piscina } from 'piscina';
-import { LifecycleError, StoreMismatchError } from '../errors.js';
+import { LifecycleError } from '../errors.js';
 import { partitionMachine } from '../actors/partition.machine.js';
 import { routerMachine, type RoutedBatch } from '../actors/router.machine.js';
 import { shardInitialState, shardSourceEntries } from '../actors/shard-encoder.js';
@@ -9,6 +9,8 @@ import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/ba
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition-store.js';
 import { StateView } from '../storage/state-view.js';
 import { reconcileTimeIndex } from '../storage/time-index.js';
+import { rescaleStores } from '../storage/reshard.js';
+import { recoverInterruptedReshard } from '../storage/reshard-protocol.js';
 import { checkStateVersion, migrateEntries, upgradeStores } from '../storage/migrate.js';
 import { sourceEntries } from '../storage/state-export.js';
 import { isStateSource } from '../storage/state-source.js';
@@ -65,16 +67,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
    */
   open(pool: Piscina, supervisor: AnyActorRef): StoreRecovery {
     const n = this.numPartitions;
+    recoverInterruptedReshard(this.dataDir, this.stateIndex);
+    rescaleStores(this.dataDir, this.stateIndex, n);
     const stores = Array.from({ length: n }, (_, p) => openPartitionStore(partitionPath(this.dataDir, this.stateIndex, p)));
     const layout = readLayout(stores[0]);
-    if (layout && layout.numPartitions !== n) {
-      stores.forEach((s) => s.env.close());
-      throw new StoreMismatchError(
-        `the state stores of mapWithState stream ${this.stateIndex} under ${this.dataDir} have ${layout.numPartitions} partitions, but the StateSpec asks for ${n}; ` +
-          `start with numPartitions(${layout.numPartitions}), or use a new dataDir`,
-        { stream: this.stateIndex, stored: layout.numPartitions, requested: n },
-      );
-    }
     try {
       return this.prepare(pool, supervisor, stores, layout !== undefined);
     } catch (error) {

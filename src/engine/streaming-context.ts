@@ -22,6 +22,7 @@ import type { StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
 import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshot-manifest.js';
 import { restoreDamagedStores } from '../storage/restore.js';
+import { recoverInterruptedReshard } from '../storage/reshard-protocol.js';
 
 export interface StreamingContextOptions {
   /** Time between batches, in milliseconds. */
@@ -225,6 +226,8 @@ export class StreamingContext implements StreamGraph {
       let storesHoldState = false;
       for (const stream of this.stateStreams) {
         await this.checkModule(stream.spec.fn);
+        // A rescale cut short by a crash is finished (or rolled back) before stores are judged.
+        recoverInterruptedReshard(this.dataDir, stream.stateIndex);
         const restored = await restoreDamagedStores(this.dataDir, stream.stateIndex);
         const recovery = stream.open(this.pool, this.supervisor!);
         opened.push(stream);
@@ -258,7 +261,8 @@ export class StreamingContext implements StreamGraph {
       // Replayable sources rebuild the batches the stores miss (the one in flight when the
       // last run stopped, and after a restore every batch since the snapshot); they run first,
       // with their own batch times, and partitions that hold a batch skip it.
-      const keepHistory = this.snapshotPolicy !== undefined || listSnapshots(this.dataDir).length > 0;
+      // Only a job that takes snapshots keeps a history; it is trimmed to the oldest snapshot kept.
+      const keepHistory = this.snapshotPolicy !== undefined;
       const recovered = new Map<number, Map<number, unknown[]>>();
       for (const input of this.inputs) {
         openedInputs.push(input);
@@ -271,6 +275,8 @@ export class StreamingContext implements StreamGraph {
           recovered.get(batch.batchTime)!.set(input.id, batch.records);
         }
       }
+      const oldestSnapshot = listSnapshots(this.dataDir).at(-1)?.batchTime;
+      if (keepHistory && oldestSnapshot !== undefined) for (const input of this.inputs) await input.retainHistoryFrom?.(oldestSnapshot);
       // What no source can rebuild is lost for the partitions that miss it: say which.
       if (this.inputs.some((input) => input.replayable !== true)) {
         for (const gap of gaps) {

@@ -23,6 +23,16 @@ export class DeadLetterStore {
     this.store.deadLetters.putSync([letter.batchTime, letter.index], letter);
   }
 
+  /**
+   * A letter moved by a reshard. Letters of one batch from different old partitions can
+   * share a record index and may land in the same new partition, so the old partition is
+   * part of the key. A batch runs under one layout only, so (batch, partition, index) is
+   * unique for good, and later batches are always newer than any moved letter.
+   */
+  addMoved(letter: DeadLetter): void {
+    this.store.deadLetters.putSync([letter.batchTime, letter.partition, letter.index], letter);
+  }
+
   *list(): Generator<DeadLetter> {
     for (const { value } of this.store.deadLetters.getRange({})) yield value as DeadLetter;
   }

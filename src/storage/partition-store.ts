@@ -21,13 +21,26 @@ export interface PartitionStore {
   readonly deadLetters: Database<unknown, Key>;
 }
 
-export function partitionPath(dataDir: string, streamIndex: number, partition: number): string {
-  return join(dataDir, `state-${streamIndex}`, `partition-${String(partition).padStart(4, '0')}`);
+/** The folder holding every partition store of one mapWithState stream. */
+export function stateDir(dataDir: string, streamIndex: number): string {
+  return join(dataDir, `state-${streamIndex}`);
 }
 
-export function openPartitionStore(path: string): PartitionStore {
+export function partitionFolder(partition: number): string {
+  return `partition-${String(partition).padStart(4, '0')}`;
+}
+
+export function partitionPath(dataDir: string, streamIndex: number, partition: number): string {
+  return join(stateDir(dataDir, streamIndex), partitionFolder(partition));
+}
+
+/**
+ * `noSync` skips the fsync of each commit, for stores that are only written in bulk and
+ * made durable as a whole afterwards (a reshard's new stores, fsynced before they count).
+ */
+export function openPartitionStore(path: string, options: { noSync?: boolean } = {}): PartitionStore {
   mkdirSync(path, { recursive: true });
-  const env = open({ path, maxDbs: 8, noSubdir: false });
+  const env = open({ path, maxDbs: 8, noSubdir: false, ...(options.noSync ? { noSync: true } : {}) });
   return {
     path,
     env,

@@ -37,7 +37,8 @@ function probe(path: string, partition: number): Health {
     const store = openPartitionStore(path);
     try {
       const layout = readLayout(store);
-      if (!layout) return { partition, problem: 'the store has no layout record' };
+      // Created but never initialised (a first start cut short): nothing to lose, nothing to say.
+      if (!layout) return { partition, problem: undefined };
       return { partition, problem: undefined, numPartitions: layout.numPartitions, lastBatch: new BatchLog(store).last()?.batchTime };
     } finally {
       store.env.close();
@@ -64,9 +65,9 @@ export async function restoreDamagedStores(dataDir: string, stream: number): Pro
   const present = partitionsOnDisk(dataDir, stream).map((p) => probe(partitionPath(dataDir, stream, p), p));
   const healthy = present.filter((h) => h.problem === undefined);
   const snapshots = listSnapshots(dataDir).filter((s) => s.manifest.streams.some((m) => m.stream === stream));
-  const numPartitions = healthy[0]?.numPartitions ?? snapshots[0]?.manifest.streams.find((m) => m.stream === stream)!.numPartitions;
+  const numPartitions = healthy.find((h) => h.numPartitions !== undefined)?.numPartitions ?? snapshots[0]?.manifest.streams.find((m) => m.stream === stream)!.numPartitions;
   if (numPartitions === undefined) {
-    if (present.length === 0) return undefined;
+    if (present.every((h) => h.problem === undefined)) return undefined;
     throw new SnapshotError(
       `every partition store of stream ${stream} under ${dataDir} is damaged (${present.map((h) => `partition ${h.partition}: ${h.problem}`).join('; ')}) and there is no snapshot to restore from`,
       { stream, dataDir },

@@ -56,7 +56,7 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
     if (!layout) throw new SnapshotError(`stream ${stream} has no layout in ${stores[0].path}: nothing to snapshot`, { stream });
     streams.push({
       stream, numPartitions: layout.numPartitions, partitioner: layout.partitioner, storeFormatVersion: layout.formatVersion,
-      timeIndexed: layout.timeIndexed ?? true, stateVersion: (layout as { stateVersion?: number }).stateVersion ?? 1,
+      timeIndexed: layout.timeIndexed ?? true, stateVersion: layout.stateVersion ?? 1,
     });
     stores.forEach((store, partition) => {
       store.env.resetReadTxn();

@@ -124,10 +124,14 @@ export class ZooKeeperOffsetStore {
     );
   }
 
-  /** The recorded batches after `after`, oldest first; undefined when the history does not reach back to `after`. */
+  /**
+   * The recorded batches after `after`, oldest first; undefined when the history does not
+   * reach back to `after`. The history is complete from its oldest entry on (it is only
+   * ever trimmed at the old end, and dropped whole when a run does not keep it).
+   */
   async historyAfter(after: number): Promise<RecordedBatch[] | undefined> {
     const times = await this.historyTimes();
-    if (!times.includes(after)) return undefined;
+    if (!times.some((t) => t <= after)) return undefined;
     const batches: RecordedBatch[] = [];
     for (const time of times.filter((t) => t > after)) batches.push(JSON.parse((await this.read(this.path('history', time)))!.toString('utf8')) as RecordedBatch);
     return batches;
@@ -147,9 +151,22 @@ export class ZooKeeperOffsetStore {
     });
   }
 
-  /** Drops history entries older than `batchTime` (no kept snapshot is older). */
+  /**
+   * Trims the history to what a restore from a snapshot of `batchTime` (or later) needs: the
+   * newest entry at or before it stays, as proof the record is complete from there.
+   */
   async pruneHistory(batchTime: number): Promise<void> {
-    const old = (await this.historyTimes()).filter((t) => t < batchTime);
+    const times = await this.historyTimes();
+    const floor = times.filter((t) => t <= batchTime).at(-1);
+    await this.removeHistory(floor === undefined ? [] : times.filter((t) => t < floor));
+  }
+
+  /** A run that keeps no history leaves a gap in it: what is there could not be trusted later. */
+  async dropHistory(): Promise<void> {
+    await this.removeHistory(await this.historyTimes());
+  }
+
+  private async removeHistory(old: number[]): Promise<void> {
     if (old.length === 0) return;
     await this.zk.run('prune batch history', (client, done) => {
       const tx = client.transaction();

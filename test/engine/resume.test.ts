@@ -74,11 +74,17 @@ describe('a context re-created on the same dataDir', () => {
     }
   });
 
-  it('refuses a different numPartitions than the stores were written with', async () => {
+  it('re-shards the state when started with a different numPartitions', async () => {
     const dataDir = tempDir();
     const first = await keyedJob(spec(3), { dataDir });
-    await first.batch([['a', 1]]);
+    await first.batch([['a', 1], ['b', 1]]);
     await first.ssc.stop();
-    await assert.rejects(keyedJob(spec(5), { dataDir, startMs: 5000 }), /have 3 partitions, but the StateSpec asks for 5/);
+    const second = await keyedJob(spec(5), { dataDir, startMs: 1000 });
+    try {
+      assert.equal(second.stream.store().count(), 2);
+      assert.deepEqual(sorted(await second.batch([['a', 1]])), [['a', 2]]);
+    } finally {
+      await second.ssc.stop();
+    }
   });
 });

@@ -2,49 +2,38 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, it } from 'node:test';
-import { Kafka, logLevel, type Producer } from 'kafkajs';
+import { describe, it } from 'node:test';
+import { Kafka, logLevel } from 'kafkajs';
 import { SourceDeadLetterStore } from '../../src/storage/source-dead-letters.js';
 import { tempDir } from '../helpers.js';
+import { useServices } from './services/suite.js';
 import { highWatermarks, JobProcess, readCounts, runUntilCaughtUp, tally, zkOffsets, type JobConfig } from './job-process.js';
-import { produceWithKcat, startMockKafka, type MockKafka } from './services/kafka.js';
-import { startZooKeeper, type ZooKeeperServer } from './services/zookeeper.js';
+import { produceWithKcat } from './services/kafka.js';
 
 const PARTITIONS = 3;
 const words = (n: number, seed: number) => Array.from({ length: n }, (_, i) => `w${(i * 7 + seed) % 23}`);
 
 describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock broker)', { timeout: 600_000 }, () => {
-  let zk: ZooKeeperServer;
-  let kafka: MockKafka;
-  let producer: Producer;
+  const services = useServices();
   let topics = 0;
 
-  before(async () => {
-    [zk, kafka] = await Promise.all([startZooKeeper(), startMockKafka({ brokers: 1 })]);
-    producer = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING }).producer();
-    await producer.connect();
-  });
-  after(async () => {
-    await producer?.disconnect();
-    await Promise.all([kafka?.stop(), zk?.stop()]);
-  });
 
   async function freshJob(overrides: Partial<JobConfig> = {}): Promise<JobConfig> {
     const topic = `words-${++topics}`;
-    await kafka.createTopic(topic, PARTITIONS);
+    await services.kafka.createTopic(topic, PARTITIONS);
     return {
-      brokers: kafka.brokers, topic, zookeeper: zk.connectString, zkRoot: `/statestream/test-${topic}`, dataDir: join(tempDir(), 'data'),
+      brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, zkRoot: `/statestream/test-${topic}`, dataDir: join(tempDir(), 'data'),
       groupId: `group-${topic}`, batchMs: 150, partitions: 4, maxRecordsPerBatch: 50, ...overrides,
     };
   }
 
-  const send = (topic: string, batch: string[]) => producer.send({ topic, messages: batch.map((w) => ({ key: w, value: w })) });
+  const send = (topic: string, batch: string[]) => services.producer.send({ topic, messages: batch.map((w) => ({ key: w, value: w })) });
 
   it('counts words produced by kcat across partitions exactly, and leaves the offsets at the end of the topic', async () => {
     const config = await freshJob();
     const input = words(400, 1);
-    await produceWithKcat(kafka.brokers, config.topic, input.map((w) => ({ key: w, value: w })));
-    const end = await highWatermarks(kafka.brokers, config.topic);
+    await produceWithKcat(services.kafka.brokers, config.topic, input.map((w) => ({ key: w, value: w })));
+    const end = await highWatermarks(services.kafka.brokers, config.topic);
     assert.equal(end.reduce((a, b) => a + b, 0), 400);
     assert.ok(end.filter((n) => n > 0).length > 1, 'the words spread over several partitions');
 
@@ -53,10 +42,10 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     assert.ok(sizes.length >= 3, 'maxRecordsPerBatch split the backlog into several batches');
     assert.ok(Math.max(...sizes) <= PARTITIONS * config.maxRecordsPerBatch, `no batch takes more than maxRecordsPerBatch per partition: ${sizes.join(',')}`);
     assert.equal(sizes.reduce((a, b) => a + b, 0), 400);
-    assert.deepEqual(await zkOffsets(zk.connectString, config.zkRoot, config.topic, PARTITIONS), end);
+    assert.deepEqual(await zkOffsets(services.zk.connectString, config.zkRoot, config.topic, PARTITIONS), end);
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(input));
 
-    const admin = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING }).admin();
+    const admin = new Kafka({ brokers: services.kafka.brokers, logLevel: logLevel.NOTHING }).admin();
     await admin.connect();
     const [group] = await admin.fetchOffsets({ groupId: config.groupId, topics: [config.topic] });
     await admin.disconnect();
@@ -127,16 +116,16 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
       }
     };
     await produce(10);
-    await zk.stop();
+    await services.zk.stop();
     await produce(10); // the job's batches wait for ZooKeeper now
     // Longer than the job's 4 s ZooKeeper session: it comes back to an expired session.
     await new Promise((r) => setTimeout(r, 5000));
-    await zk.start();
+    await services.zk.start();
     await produce(10);
     await job.waitForLine(/^BATCH/);
-    await kafka.brokerDown(1);
+    await services.kafka.brokerDown(1);
     await new Promise((r) => setTimeout(r, 1500));
-    await kafka.brokerUp(1);
+    await services.kafka.brokerUp(1);
     await produce(10);
     job.kill('SIGTERM');
     await job.exited;
@@ -153,7 +142,7 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     await job.waitForLine(/^STARTED$/);
     await send(config.topic, produced.slice(0, 30));
     await job.waitForLine(/^BATCH/);
-    await zk.stop();
+    await services.zk.stop();
     await send(config.topic, produced.slice(30));
     await new Promise((r) => setTimeout(r, 1000)); // a batch now waits to record its ranges
     const stopping = Date.now();
@@ -161,7 +150,7 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     const exit = await Promise.race([job.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 20_000))]);
     assert.notEqual(exit, 'hung', `stop() waited for ZooKeeper; output:\n${job.lines.slice(-10).join('\n')}`);
     assert.ok(Date.now() - stopping < 20_000);
-    await zk.start();
+    await services.zk.start();
     await runUntilCaughtUp(config, PARTITIONS);
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
   });
@@ -169,7 +158,7 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
   it('rebuilds a recorded batch larger than the new maxRecordsPerBatch allows to buffer', async () => {
     const config = await freshJob({ maxRecordsPerBatch: 200 });
     const produced = words(300, 5);
-    await producer.send({ topic: config.topic, messages: produced.map((w) => ({ key: w, value: w, partition: 0 })) });
+    await services.producer.send({ topic: config.topic, messages: produced.map((w) => ({ key: w, value: w, partition: 0 })) });
     // The first run dies with [0, 200) recorded in ZooKeeper and committed by the partitions.
     const first = new JobProcess({ ...config, dieAfterCommitOfBatch: 1, groupId: `${config.groupId}-1` });
     assert.equal((await first.exited).signal, 'SIGKILL');
@@ -180,16 +169,16 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
   it('a Kafka consumer that will not restart fails the job loudly instead of going quiet', async () => {
     const config = await freshJob({ maxRecordsPerBatch: 20 });
     const produced = words(100, 9);
-    await producer.send({ topic: config.topic, messages: produced.map((w) => ({ key: w, value: w, partition: 0 })) });
+    await services.producer.send({ topic: config.topic, messages: produced.map((w) => ({ key: w, value: w, partition: 0 })) });
     const job = new JobProcess(config);
     try {
       await job.waitForLine(/^BATCH/);
       // 29: TOPIC_AUTHORIZATION_FAILED, which kafkajs does not retry.
-      await kafka.pushRequestErrors(1, Array(20).fill(29));
+      await services.kafka.pushRequestErrors(1, Array(20).fill(29));
       const failed = await job.waitForLine(/^FAILED/, 30_000);
       assert.match(failed, /the Kafka consumer stopped and will not restart/);
     } finally {
-      await kafka.clearRequestErrors(1);
+      await services.kafka.clearRequestErrors(1);
       job.kill('SIGKILL');
       await job.exited;
     }
@@ -201,14 +190,14 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     const config = await freshJob();
     const example = fileURLToPath(new URL('../../examples/kafka-word-count/main.js', import.meta.url));
     const child = spawn(process.execPath, [
-      example, '--brokers', kafka.brokers.join(','), '--topic', config.topic, '--zookeeper', zk.connectString,
+      example, '--brokers', services.kafka.brokers.join(','), '--topic', config.topic, '--zookeeper', services.zk.connectString,
       '--group', config.groupId, '--data-dir', config.dataDir, '--batch-ms', '200', '--zk-root', config.zkRoot,
     ], { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
     try {
-      await produceWithKcat(kafka.brokers, config.topic, [{ value: 'AAAA BB AAAA' }, { value: 'CCC AAAA' }]);
+      await produceWithKcat(services.kafka.brokers, config.topic, [{ value: 'AAAA BB AAAA' }, { value: 'CCC AAAA' }]);
       const deadline = Date.now() + 60_000;
       while (!/Word AAAA, count 3/.test(output) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       assert.match(output, /Word AAAA, count 3/);
@@ -222,7 +211,7 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
 
   it("a message the decoder cannot read: policy 'stop' fails naming topic, partition and offset", async () => {
     const config = await freshJob({ decoder: 'json', onDecodeFailure: 'stop' });
-    await producer.send({ topic: config.topic, messages: [{ key: 'k', value: '"fine"', partition: 1 }, { key: 'k', value: '{not json', partition: 1 }] });
+    await services.producer.send({ topic: config.topic, messages: [{ key: 'k', value: '"fine"', partition: 1 }, { key: 'k', value: '{not json', partition: 1 }] });
     const job = new JobProcess(config);
     const failed = await job.waitForLine(/^FAILED/);
     job.kill('SIGTERM');
@@ -235,7 +224,7 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
 
   it("a message the decoder cannot read: policy 'dead-letter' keeps it and the rest is counted", async () => {
     const config = await freshJob({ decoder: 'json', onDecodeFailure: 'dead-letter' });
-    await producer.send({ topic: config.topic, messages: [{ key: 'k', value: '"fine"', partition: 2 }, { key: 'k', value: '{not json', partition: 2 }, { key: 'k', value: '"fine"', partition: 2 }] });
+    await services.producer.send({ topic: config.topic, messages: [{ key: 'k', value: '"fine"', partition: 2 }, { key: 'k', value: '{not json', partition: 2 }, { key: 'k', value: '"fine"', partition: 2 }] });
     await runUntilCaughtUp(config, PARTITIONS);
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), new Map([['fine', 2]]));
     const store = new SourceDeadLetterStore(config.dataDir, 0);

@@ -1,38 +1,25 @@
 import assert from 'node:assert/strict';
 import { rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { Kafka, logLevel, type Producer } from 'kafkajs';
+import { describe, it } from 'node:test';
 import { listSnapshots } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition-store.js';
 import { tempDir } from '../helpers.js';
+import { useServices } from './services/suite.js';
 import { JobProcess, readCounts, runUntilCaughtUp, tally, type JobConfig } from './job-process.js';
-import { startMockKafka, type MockKafka } from './services/kafka.js';
-import { startZooKeeper, type ZooKeeperServer } from './services/zookeeper.js';
 
 const PARTITIONS = 3;
 const words = (n: number, seed: number) => Array.from({ length: n }, (_, i) => `w${(i * 7 + seed) % 41}`);
 
 describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka mock broker)', { timeout: 300_000 }, () => {
-  let zk: ZooKeeperServer;
-  let kafka: MockKafka;
-  let producer: Producer;
+  const services = useServices();
 
-  before(async () => {
-    [zk, kafka] = await Promise.all([startZooKeeper(), startMockKafka({ brokers: 1 })]);
-    producer = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING }).producer();
-    await producer.connect();
-  });
-  after(async () => {
-    await producer?.disconnect();
-    await Promise.all([kafka?.stop(), zk?.stop()]);
-  });
 
   it('snapshots while batches run; a deleted and a truncated store are restored and the batches since are replayed exactly', async () => {
     const topic = 'restore-words';
-    await kafka.createTopic(topic, PARTITIONS);
+    await services.kafka.createTopic(topic, PARTITIONS);
     const config: JobConfig = {
-      brokers: kafka.brokers, topic, zookeeper: zk.connectString, zkRoot: `/statestream/test-${topic}`, dataDir: join(tempDir(), 'data'),
+      brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, zkRoot: `/statestream/test-${topic}`, dataDir: join(tempDir(), 'data'),
       groupId: `group-${topic}`, batchMs: 150, partitions: 4, maxRecordsPerBatch: 50, snapshotEvery: 3,
     };
     const produced: string[] = [];
@@ -40,7 +27,7 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     const production = (async () => {
       for (let round = 0; producing; round++) {
         const batch = words(12, round);
-        await producer.send({ topic, messages: batch.map((w) => ({ key: w, value: w })) });
+        await services.producer.send({ topic, messages: batch.map((w) => ({ key: w, value: w })) });
         produced.push(...batch);
         await new Promise((r) => setTimeout(r, 40));
       }

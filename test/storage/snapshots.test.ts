@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { verifySnapshot } from '../../src/storage/snapshot-manifest.js';
-import { BatchEvents, ConfigError, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../src/index.js';
+import { BatchEvents, ConfigError, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition-store.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 
@@ -148,3 +148,58 @@ describe('a crash in the middle of a snapshot', () => {
     }
   });
 });
+
+describe('a snapshot as initial state', () => {
+  it('seeds a job in a new data folder, with another partition count, that continues exactly like the uninterrupted job, idle timeouts included', async () => {
+    const idle = (n = 3) => StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(n).timeout(2500);
+    const workload = (b: number): Array<[string, number]> => Array.from({ length: 40 }, (_, i) => [`k${(i * 5 + b * 11) % (b < 4 ? 60 : 30)}`, 1]);
+    const uninterrupted = await keyedJob(idle(), { dataDir: tempDir() });
+    const expected: unknown[][] = [];
+    try {
+      for (let b = 1; b <= 8; b++) expected.push(sortedRecords(await uninterrupted.batch(workload(b))));
+    } finally {
+      await uninterrupted.ssc.stop();
+    }
+
+    const dataDir = tempDir();
+    const first = await keyedJob(idle(), { dataDir, snapshotEvery: 4 });
+    const snapshotted = new Promise<void>((resolve) => first.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, () => resolve()));
+    try {
+      for (let b = 1; b <= 4; b++) assert.deepEqual(sortedRecords(await first.batch(workload(b))), expected[b - 1]);
+      await snapshotted;
+    } finally {
+      await first.ssc.stop();
+    }
+    const [snapshot] = listSnapshots(dataDir);
+    assert.equal(snapshot.batchTime, 4000);
+
+    const source = readSnapshotState<string, number>(snapshot.path);
+    // Into 5 partitions: a snapshot also rescales.
+    const second = await keyedJob(idle(5).initialState(source), { dataDir: tempDir(), startMs: 4000 });
+    try {
+      for (let b = 5; b <= 8; b++) assert.deepEqual(sortedRecords(await second.batch(workload(b))), expected[b - 1], `batch ${b}`);
+    } finally {
+      await second.ssc.stop();
+    }
+  });
+
+  it('refuses a snapshot whose copy does not match its checksum', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(2), { dataDir, snapshotEvery: 1 });
+    const snapshotted = new Promise<void>((resolve) => job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, () => resolve()));
+    try {
+      await job.batch(words(1));
+      await snapshotted;
+    } finally {
+      await job.ssc.stop();
+    }
+    const [snapshot] = listSnapshots(dataDir);
+    const file = join(snapshot.path, snapshot.manifest.streams[0].partitions[1].file);
+    truncateSync(file, statSync(file).size - 1);
+    assert.throws(() => [...readSnapshotState(snapshot.path).entries()], (e: unknown) => e instanceof SnapshotError && /partition-0001.*checksum/.test((e as Error).message));
+  });
+});
+
+function sortedRecords(records: unknown[]): unknown[] {
+  return [...records].map((r) => JSON.stringify(r)).sort();
+}

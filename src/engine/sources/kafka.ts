@@ -211,7 +211,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       replays.push(...history.filter((b) => b.ranges.length > 0));
     }
     this.keepHistory = context.keepHistory;
-    if (this.keepHistory && lastEnded !== undefined) await offsets.anchorHistory(lastEnded);
+    if (!this.keepHistory) await offsets.dropHistory();
+    else if (lastEnded !== undefined) await offsets.anchorHistory(lastEnded);
     if (pending && pending.ranges.length > 0 && !replays.some((b) => b.batchTime === pending.batchTime)) replays.push(pending);
     return replays;
   }

@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { PoisonRecordError, StateSpec, StoreMismatchError } from '../../src/index.js';
+import { readStoredLayout } from '../../src/storage/reshard.js';
+import type { FaultyValue } from '../fixtures/faulty.js';
+import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+
+type Key = string | number | [string, number];
+type Value = number | 'touch';
+
+const idleSpec = (n: number) => StateSpec.function<Key, Value, number, unknown>(fixture('idle-count')).numPartitions(n).timeout(2500);
+const faulty = (n: number) => StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty')).numPartitions(n);
+
+/** mulberry32: the same workload on every run. */
+function random(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Batches over ~400 keys (strings, numbers, tuples): with a 2500 ms timeout about a third go idle and time out in any batch. */
+function workload(batches: number): Array<Array<[Key, Value]>> {
+  const next = random(42);
+  const pool: Key[] = [
+    ...Array.from({ length: 260 }, (_, i) => `user-${i}`),
+    ...Array.from({ length: 40 }, (_, i) => i * 7 - 50),
+    ...Array.from({ length: 100 }, (_, i): [string, number] => ['region', i]),
+  ];
+  return Array.from({ length: batches }, () =>
+    Array.from({ length: 100 + Math.floor(next() * 100) }, (): [Key, Value] => [pool[Math.floor(next() * pool.length)], next() < 0.1 ? 'touch' : 1 + Math.floor(next() * 5)]),
+  );
+}
+
+function partitionFolders(dataDir: string): string[] {
+  return readdirSync(join(dataDir, 'state-0')).filter((name) => name.startsWith('partition-'));
+}
+
+describe('rescaling: a job started with another numPartitions than its stores', () => {
+  it('4 → 8 → 3 partitions gives the outputs and final state of one uninterrupted 4-partition run', async () => {
+    const batches = workload(12);
+
+    const reference = await keyedJob(idleSpec(4), { dataDir: tempDir() });
+    const expected: unknown[][] = [];
+    let expectedEntries: Array<[Key, number]>;
+    let expectedCount: number;
+    try {
+      for (const batch of batches) expected.push(sorted(await reference.batch(batch)));
+      expectedEntries = [...reference.stream.store().entries()] as Array<[Key, number]>;
+      expectedCount = reference.stream.store().count();
+    } finally {
+      await reference.ssc.stop();
+    }
+    assert.ok(expected.flat().some((r) => Array.isArray(r) && r[0] === 'timeout'), 'the workload makes keys time out');
+    assert.ok(expectedEntries.some(([k]) => Array.isArray(k)) && expectedEntries.some(([k]) => typeof k === 'number'));
+
+    const dataDir = tempDir();
+    const actual: unknown[][] = [];
+    let entries: Array<[Key, number]> = [];
+    let count = 0;
+    for (const [phase, n] of [[0, 4], [1, 8], [2, 3]] as const) {
+      const job = await keyedJob(idleSpec(n), { dataDir, startMs: phase * 4000 });
+      try {
+        assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, n, `the layout records ${n} partitions`);
+        assert.equal(partitionFolders(dataDir).length, n, `${n} partition folders`);
+        assert.deepEqual(readdirSync(dataDir).sort(), ['state-0'], 'no .reshard or .old folder is left');
+        if (phase > 0) assert.equal(job.stream.store().count(), count, 'the count survives the reshard');
+        for (const batch of batches.slice(phase * 4, phase * 4 + 4)) actual.push(sorted(await job.batch(batch)));
+        entries = [...job.stream.store().entries()] as Array<[Key, number]>;
+        count = job.stream.store().count();
+      } finally {
+        await job.ssc.stop();
+      }
+    }
+    for (let i = 0; i < batches.length; i++) assert.deepEqual(actual[i], expected[i], `outputs of batch ${(i + 1) * 1000}`);
+    assert.deepEqual(entries, expectedEntries);
+    assert.equal(count, expectedCount);
+    assert.equal(count, entries.length);
+  });
+
+  it('keeps every dead letter, readable by deadLetters(), and new ones are added beside them', async () => {
+    const dataDir = tempDir();
+    const policy = { policy: 'dead-letter', maxAttempts: 1 } as const;
+    // Every partition gets a poisoned record at shard index 0, 1, …: after the move, letters
+    // of the same batch and index from different old partitions share a new partition.
+    const poisoned = (batch: number) => Array.from({ length: 12 }, (_, i): [string, FaultyValue] => [`p${batch}-${i}`, { poison: true }]);
+    const first = await keyedJob(faulty(3).onRecordFailure(policy), { dataDir });
+    let before;
+    try {
+      await first.batch([...poisoned(1), ['a', 1], ['b', 1]]);
+      await first.batch([['a', 1], ...poisoned(2)]);
+      before = first.stream.deadLetters();
+      assert.equal(before.length, 24);
+    } finally {
+      await first.ssc.stop();
+    }
+
+    const merged = await keyedJob(faulty(1).onRecordFailure(policy), { dataDir, startMs: 2000 });
+    let after;
+    try {
+      assert.deepEqual(merged.stream.deadLetters(), before, 'all 24 letters, unchanged, in the single partition');
+      assert.deepEqual(sorted(await merged.batch([['a', 1], ['x', { poison: true }]])), [['a', 3]]);
+      after = merged.stream.deadLetters();
+      assert.equal(after.length, 25);
+      assert.deepEqual(after.slice(0, 24), before);
+      assert.equal(after[24].key, 'x');
+    } finally {
+      await merged.ssc.stop();
+    }
+
+    const spread = await keyedJob(faulty(4).onRecordFailure(policy), { dataDir, startMs: 3000 });
+    try {
+      assert.deepEqual(spread.stream.deadLetters(), after);
+      assert.equal(spread.stream.store().get('a'), 3);
+      assert.equal(spread.stream.store().get('b'), 1);
+    } finally {
+      await spread.ssc.stop();
+    }
+  });
+
+  it('refuses to reshard a half-committed batch, naming it, and reshards once one batch has completed', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(faulty(2).onRecordFailure({ policy: 'stop', maxAttempts: 1 }), { dataDir });
+    // 'd' and 'bad' land in different partitions (murmur2 % 2): d's partition commits batch 1000, bad's does not.
+    job.input.pushBatch([['a', 1], ['b', 1], ['c', 1], ['d', 1], ['bad', { poison: true }]]);
+    await assert.rejects(job.clock.advance(1000), PoisonRecordError);
+    await job.ssc.stop();
+
+    await assert.rejects(keyedJob(faulty(5), { dataDir, startMs: 1000 }), (error: unknown) => {
+      assert.ok(error instanceof StoreMismatchError);
+      assert.match(error.message, /from 2 to 5 partitions: batch 1000 was only half committed/);
+      assert.match(error.message, /partition \d: none/);
+      assert.match(error.message, /Start once with numPartitions\(2\) and let one batch complete/);
+      assert.deepEqual([...(error.context.lastBatches as unknown[])].sort(), [1000, undefined]);
+      return true;
+    });
+    assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, 2, 'the stores are left as they were');
+    assert.ok(!existsSync(join(dataDir, 'state-0.reshard')));
+
+    const catchUp = await keyedJob(faulty(2), { dataDir, startMs: 1000 });
+    await catchUp.batch([['a', 1]]);
+    await catchUp.ssc.stop();
+    const rescaled = await keyedJob(faulty(5), { dataDir, startMs: 2000 });
+    try {
+      assert.deepEqual([...rescaled.stream.store().entries()], [['a', 1], ['d', 1]], 'batch 1000 counted d once; a came with the catch-up batch');
+      assert.equal(rescaled.stream.store().count(), 2);
+      assert.deepEqual(sorted(await rescaled.batch([['a', 1], ['bad', 1]])), [['a', 2], ['bad', 1]]);
+    } finally {
+      await rescaled.ssc.stop();
+    }
+  });
+});

@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { StateSpec } from '../../src/index.js';
+import { BatchLog } from '../../src/storage/batch-log.js';
+import { messageCodec } from '../../src/storage/codec.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition-store.js';
+import { recoverInterruptedReshard, type ReshardStep } from '../../src/storage/reshard-protocol.js';
+import { readStoredLayout, reshardStores } from '../../src/storage/reshard.js';
+import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+
+type Key = string | [string, number];
+
+const spec = (n: number) => StateSpec.function<Key, number, number, unknown>(fixture('idle-count')).numPartitions(n).timeout(1_000_000);
+const child = fileURLToPath(fixture('reshard-child'));
+
+interface Run {
+  /** ms from the child's 'ready' to its exit */
+  ms: number;
+  signal: NodeJS.Signals | null;
+  code: number | null;
+}
+
+/** Runs the reshard child; kills it `killAfterMs` after it is ready, when given. */
+function runChild(dataDir: string, to: number, killAt: ReshardStep | 'none', killAfterMs?: number): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [child, dataDir, '0', String(to), killAt], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let ready = 0;
+    let stderr = '';
+    proc.stderr.on('data', (d) => (stderr += d));
+    proc.stdout.on('data', (d: Buffer) => {
+      if (ready || !d.toString().startsWith('ready')) return;
+      ready = performance.now();
+      if (killAfterMs !== undefined) setTimeout(() => proc.kill('SIGKILL'), killAfterMs);
+    });
+    proc.on('error', reject);
+    proc.on('exit', (code, signal) => {
+      if (code !== 0 && signal === null) reject(new Error(`reshard child failed (${code}): ${stderr}`));
+      else resolve({ ms: performance.now() - ready, signal, code });
+    });
+  });
+}
+
+async function stateOf(dataDir: string, n: number, startMs: number): Promise<{ entries: Array<[Key, number]>; count: number }> {
+  const job = await keyedJob(spec(n), { dataDir, startMs });
+  try {
+    return { entries: [...job.stream.store().entries()] as Array<[Key, number]>, count: job.stream.store().count() };
+  } finally {
+    await job.ssc.stop();
+  }
+}
+
+describe('reshard crash safety: a reshard killed at any moment leaves the old state or the new, whole', () => {
+  it('SIGKILL at each protocol step and at random moments of a 10^5-key reshard', { timeout: 240_000 }, async (t) => {
+    const dataDir = tempDir();
+    const keys = 100_000;
+    const seed = await keyedJob(spec(4), { dataDir });
+    try {
+      await seed.batch(Array.from({ length: keys }, (_, i): [Key, number] => [i % 5 === 0 ? ['t', i] : `key-${i}`, (i % 7) + 1]));
+    } finally {
+      await seed.ssc.stop();
+    }
+    const original = await stateOf(dataDir, 4, 1000);
+    assert.equal(original.entries.length, keys);
+    assert.equal(original.count, keys);
+
+    const check = async (what: string, n: number) => {
+      const now = await stateOf(dataDir, n, 1000);
+      assert.equal(now.count, keys, `${what}: count()`);
+      assert.equal(now.entries.length, keys, `${what}: no key lost or duplicated`);
+      assert.deepEqual(now.entries, original.entries, `${what}: the same states`);
+      assert.deepEqual(readdirSync(dataDir), ['state-0'], `${what}: nothing left beside the stores`);
+    };
+
+    // Killed exactly at each step: before the marker the old stores stay, from it on the new ones win.
+    let stored = 4;
+    for (const [step, to, survivor] of [
+      ['copied', 8, 4],
+      ['marked', 8, 8],
+      ['old-moved', 3, 3],
+      ['new-moved', 5, 5],
+    ] as const) {
+      const run = await runChild(dataDir, to, step);
+      assert.equal(run.signal, 'SIGKILL', `the child died at ${step}`);
+      assert.notEqual(recoverInterruptedReshard(dataDir, 0), 'none', `${step}: there was something to recover`);
+      assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, survivor, `killed at ${step} (${stored} → ${to}): ${survivor} partitions`);
+      stored = survivor;
+      await check(`killed at ${step}`, stored);
+    }
+
+    // An uninterrupted run, to time the random kills against.
+    const full = await runChild(dataDir, 4, 'none');
+    assert.equal(full.code, 0);
+    assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, 4);
+    stored = 4;
+    t.diagnostic(`an uninterrupted reshard of ${keys} keys took ${full.ms.toFixed(0)} ms from the child's start`);
+
+    let killed = 0;
+    for (const [i, to] of [8, 3, 6, 4, 7].entries()) {
+      const delay = Math.random() * full.ms * 1.2;
+      const run = await runChild(dataDir, to, 'none', delay);
+      if (run.signal === 'SIGKILL') killed++;
+      t.diagnostic(`${stored} → ${to}: kill after ${delay.toFixed(0)} ms: ${run.signal ?? 'finished first'}; on disk: ${readdirSync(dataDir).join(', ')}`);
+      // Open with the partition count it had or the one it was going to: both must give the original state.
+      const openWith = i % 2 === 0 ? to : stored;
+      await check(`killed after ${delay.toFixed(0)} ms (${run.signal ?? 'finished'}), opened with ${openWith}`, openWith);
+      stored = openWith;
+      assert.equal(readdirSync(`${dataDir}/state-0`).filter((f) => f.startsWith('partition-')).length, stored);
+    }
+    assert.ok(killed > 0, 'at least one random kill landed before the reshard finished');
+  });
+});
+
+describe('reshardStores', () => {
+  it("moves the last batch's outputs to partition 0, so a replay of that batch emits them again", async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(3), { dataDir });
+    let outputs: unknown[];
+    try {
+      outputs = await job.batch(Array.from({ length: 50 }, (_, i): [Key, number] => [`k${i}`, 1]));
+    } finally {
+      await job.ssc.stop();
+    }
+    const report = reshardStores(dataDir, 0, 2);
+    assert.deepEqual(report, { from: 3, to: 2, batchTime: 1000, keys: 50, deadLetters: 0 });
+    const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
+    try {
+      const last = stores.map((s) => new BatchLog(s).last()!);
+      assert.deepEqual(last.map((b) => b.batchTime), [1000, 1000]);
+      assert.equal(last[0].keyCount + last[1].keyCount, 50);
+      assert.deepEqual(sorted(messageCodec.unpack(last[0].outputs) as unknown[]), sorted(outputs));
+      assert.deepEqual(messageCodec.unpack(last[1].outputs), []);
+    } finally {
+      stores.forEach((s) => void s.env.close());
+    }
+  });
+});

@@ -1,7 +1,7 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { listSnapshots } from '../storage/snapshot-manifest.js';
 import { CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
-import { examineStream, streamsOnDisk, type PartitionReport } from './stores.js';
+import { examineStream, interruptedReshard, streamsOnDisk, type PartitionReport } from './stores.js';
 import { readZooKeeperOffsets } from './zk.js';
 
 export const inspectUsage = `Usage: statestream inspect [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root /statestream/<app>] [--json]
@@ -28,6 +28,8 @@ interface StreamReport {
   lastBatch: number | undefined;
   /** Partitions whose last batch differs from the newest (a batch in flight when the job stopped). */
   behind: number[];
+  /** Set when a reshard was interrupted: the next start finishes or rolls it back. */
+  reshard: string | undefined;
   partitions: PartitionReport[];
 }
 
@@ -38,7 +40,8 @@ export async function inspect(args: string[]): Promise<number> {
   const zk = zookeeperTarget('inspect', values);
   if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
 
-  const indexes = streamGiven ? [stream] : streamsOnDisk(dataDir);
+  // A stream whose folder is mid-rename in a reshard shows under its index too.
+  const indexes = streamGiven ? [stream] : [...new Set([...streamsOnDisk(dataDir), ...streamsMidReshard(dataDir)])].sort((a, b) => a - b);
   const streams: StreamReport[] = indexes.map((s) => {
     const partitions = examineStream(dataDir, s);
     const healthy = partitions.filter((p) => !p.problem);
@@ -46,6 +49,7 @@ export async function inspect(args: string[]): Promise<number> {
     return {
       stream: s, layout: healthy[0]?.layout, keyCount: healthy.reduce((n, p) => n + (p.keyCount ?? 0), 0), lastBatch,
       behind: healthy.filter((p) => p.lastBatch !== lastBatch).map((p) => p.partition), partitions,
+      reshard: interruptedReshard(dataDir, s),
     };
   });
   const snapshots = listSnapshots(dataDir);
@@ -95,12 +99,13 @@ function humanReport(report: { dataDir: string; snapshots: Array<{ batchTime: nu
       );
     }
     out.push(`  keys: ${s.keyCount}   last committed batch: ${formatBatch(s.lastBatch)}`);
+    if (s.reshard) out.push(`  ${s.reshard}: the next start finishes it (or rolls it back)`);
     if (s.behind.length > 0) out.push(`  partitions ${s.behind.join(', ')} hold an older batch (a batch was in flight when the job stopped; the next start completes it)`);
     out.push(
       table([
         ['partition', 'health', 'keys', 'last batch', 'data.mdb', 'dead letters', 'path'],
         ...s.partitions.map((p) => [
-          String(p.partition), p.problem ? `DAMAGED: ${p.problem}` : 'ok', p.keyCount === undefined ? '-' : String(p.keyCount),
+          String(p.partition), p.problem ? `DAMAGED: ${p.problem}` : p.initialised === false ? 'empty (never initialised)' : 'ok', p.keyCount === undefined ? '-' : String(p.keyCount),
           p.lastBatch === undefined ? '-' : String(p.lastBatch), p.bytes === undefined ? '-' : formatBytes(p.bytes),
           p.deadLetters === undefined ? '-' : String(p.deadLetters), p.path,
         ]),
@@ -137,3 +142,10 @@ function humanReport(report: { dataDir: string; snapshots: Array<{ batchTime: nu
   return out.join('\n');
 }
 
+
+function streamsMidReshard(dataDir: string): number[] {
+  return readdirSync(dataDir).flatMap((name) => {
+    const m = /^state-(\d+)\.(reshard|old)$/.exec(name);
+    return m ? [Number(m[1])] : [];
+  });
+}

@@ -5,7 +5,8 @@ import { partitionPath } from '../storage/partition-store.js';
 import { findSnapshot, listSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshot-manifest.js';
 import { beginSnapshot } from '../storage/snapshot-writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
-import { moveAside, openStream, streamDir, streamsOnDisk } from './stores.js';
+import { fsyncTree, recoverInterruptedReshard } from '../storage/reshard-protocol.js';
+import { fsyncPath, moveAside, openStream, streamDir, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
 
 export const snapshotUsage = `Usage: statestream snapshot <list|create|restore> [options]
@@ -209,6 +210,8 @@ async function restore(args: string[]): Promise<number> {
     });
   }
 
+  // A reshard a crash left half-done would otherwise be finished over the restored state at the next start.
+  const reshard = recoverInterruptedReshard(dataDir, stream);
   // Copy, then rename: the stream's folder is either the old state or the whole snapshot.
   const target = streamDir(dataDir, stream);
   const incoming = `${target}.restoring`;
@@ -219,6 +222,7 @@ async function restore(args: string[]): Promise<number> {
       mkdirSync(dir, { recursive: true });
       copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
     }
+    fsyncTree(incoming);
   } catch (error) {
     // A disk that filled up leaves the current state as it was.
     rmSync(incoming, { recursive: true, force: true });
@@ -226,6 +230,7 @@ async function restore(args: string[]): Promise<number> {
   }
   const replacedDir = existsSync(target) ? moveAside(dataDir, stream) : undefined;
   renameSync(incoming, target);
+  fsyncPath(dataDir);
 
   const kafkaNext =
     `The next start of a Kafka job replays the batches after ${batchTime} from ZooKeeper's history` +
@@ -244,6 +249,7 @@ async function restore(args: string[]): Promise<number> {
       [
         `Restored snapshot ${formatBatch(batchTime)} into ${target} (${manifest.partitions.length} partitions, ${manifest.keyCount} keys).`,
         replacedDir ? `The state it replaced is kept in ${replacedDir}.` : 'There was no state to replace.',
+        ...(reshard !== 'none' ? [`A reshard a crash had interrupted was ${reshard === 'finished' ? 'finished' : 'rolled back'} first.`] : []),
         next,
         ...(others.length > 0 ? [`The snapshot also holds streams ${others.join(', ')}; restore them with --stream <n> so every stream is of the same batch.`] : []),
       ].join('\n'),

@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { BatchLog, readLayout, type StoreLayout } from '../storage/batch-log.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition-store.js';
+import { reshardPaths } from '../storage/reshard-protocol.js';
 import { checkStoreFile } from '../storage/store-check.js';
 import { CliFailure } from './args.js';
 
@@ -33,6 +34,8 @@ export interface PartitionReport {
   /** What is wrong with the store; undefined when it is healthy. */
   problem: string | undefined;
   layout?: StoreLayout;
+  /** False for a store a first start created and never initialised. */
+  initialised?: boolean;
   lastBatch?: number;
   keyCount?: number;
   deadLetters?: number;
@@ -53,8 +56,9 @@ export function examinePartition(dataDir: string, stream: number, partition: num
     try {
       const layout = readLayout(store);
       const last = new BatchLog(store).last();
+      // No layout: created by a first start that was cut short, which the next start initialises (not damage).
       return {
-        partition, path, bytes, problem: layout ? undefined : 'the store has no layout record', layout,
+        partition, path, bytes, problem: undefined, layout, initialised: layout !== undefined,
         lastBatch: last?.batchTime, keyCount: last?.keyCount ?? 0, deadLetters: store.deadLetters.getKeysCount(),
       };
     } finally {
@@ -89,6 +93,8 @@ export interface OpenStream {
  * with no state folder, or a damaged store, is an operational failure, not a crash.
  */
 export function openStream(dataDir: string, stream: number): OpenStream {
+  const pending = interruptedReshard(dataDir, stream);
+  if (pending) throw new CliFailure(`${pending}; start the job once so it finishes it (or rolls it back), then try again`);
   const dir = streamDir(dataDir, stream);
   if (!existsSync(dir)) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${dir})`);
   const first = partitionPath(dataDir, stream, 0);
@@ -120,5 +126,23 @@ export function moveAside(dataDir: string, stream: number): string {
   const to = join(aside, `state-${stream}`);
   mkdirSync(aside, { recursive: true });
   renameSync(from, to);
+  fsyncPath(aside);
   return to;
+}
+
+/** A reshard a crash interrupted leaves `state-<n>.reshard` or `state-<n>.old`; the next start settles it. */
+export function interruptedReshard(dataDir: string, stream: number): string | undefined {
+  const paths = reshardPaths(dataDir, stream);
+  const left = [paths.building, paths.old].filter((p) => existsSync(p));
+  return left.length === 0 ? undefined : `a reshard of stream ${stream} was interrupted (${left.join(', ')} ${left.length === 1 ? 'is' : 'are'} still there)`;
+}
+
+/** fsync a file or folder: what restore and import put in place must survive a power cut once they report success. */
+export function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }

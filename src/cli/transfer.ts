@@ -9,7 +9,8 @@ import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshot
 import { exportStores, readStateExport, type StateExport, type StateExportOrigin } from '../storage/state-export.js';
 import { TimeIndex } from '../storage/time-index.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
-import { moveAside, openStream, streamDir } from './stores.js';
+import { fsyncTree, recoverInterruptedReshard } from '../storage/reshard-protocol.js';
+import { fsyncPath, moveAside, openStream, streamDir } from './stores.js';
 
 export const exportUsage = `Usage: statestream export --out <file|-> [--snapshot <batchTime>] [--data-dir <path>] [--stream <n>] [--json]
 
@@ -160,6 +161,8 @@ export async function importCommand(args: string[]): Promise<number> {
   const fromHeader = header.numPartitions;
   const numPartitions = given ?? (typeof fromHeader === 'number' && Number.isInteger(fromHeader) && fromHeader >= 1 ? fromHeader : 4);
 
+  // Settled first, so a half-done reshard is neither mistaken for no state nor finished over the import later.
+  if (existsSync(dataDir)) recoverInterruptedReshard(dataDir, stream);
   const target = streamDir(dataDir, stream);
   const hasState = existsSync(target) && readdirSync(target).length > 0;
   if (hasState && !values.replace) {
@@ -205,9 +208,11 @@ export async function importCommand(args: string[]): Promise<number> {
     throw error;
   }
   stores.forEach((s) => s.env.close());
+  fsyncTree(staging);
   const replacedDir = hasState ? moveAside(dataDir, stream) : undefined;
   if (existsSync(target)) rmSync(target, { recursive: true }); // an empty folder
   renameSync(staging, target);
+  fsyncPath(dataDir);
 
   const result = { keyCount: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir };
   if (json) print(toJson(result, 2));

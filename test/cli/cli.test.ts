@@ -128,6 +128,22 @@ describe('statestream command-line tool', () => {
     assert.match(count.stderr, /partition 1 of stream 0 is damaged/);
   });
 
+  it('an interrupted reshard is reported by inspect, refused by reads, and settled before a restore', () => {
+    const dir = copy();
+    // New stores half-built (no complete marker): the next start rolls them back.
+    cpSync(join(dir, 'state-0'), join(dir, 'state-0.reshard'), { recursive: true });
+    const inspected = run('inspect', '--data-dir', dir);
+    assert.equal(inspected.code, 0, inspected.stderr);
+    assert.match(inspected.stdout, /a reshard of stream 0 was interrupted .*state-0\.reshard.*: the next start finishes it/);
+    const count = run('state', 'count', '--data-dir', dir);
+    assert.equal(count.code, 1);
+    assert.match(count.stderr, /a reshard of stream 0 was interrupted .* start the job once/);
+    const restored = run('snapshot', 'restore', '2000', '--data-dir', dir);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.match(restored.stdout, /A reshard a crash had interrupted was rolled back first/);
+    assert.ok(!existsSync(join(dir, 'state-0.reshard')));
+  });
+
   it('state get prints a string key\'s and a tuple key\'s state and lastUpdated; an absent key exits 1', () => {
     const expected = new Map(stateAt.get(4000)!.map(([k, s]) => [JSON.stringify(k), s]));
     const word = run('state', 'get', 'w13', '--data-dir', dataDir);

@@ -24,6 +24,7 @@ export type { SnapshotEvery } from './engine/snapshot-scheduler.js';
 export { listSnapshots, type SnapshotInfo, type SnapshotManifest, type SnapshotStream, type SnapshotPartition, type SourcePositions } from './storage/snapshot-manifest.js';
 export { murmur2, murmur2Partitioner, type Partitioner } from './engine/partitioner.js';
 export type { DeadLetter } from './storage/dead-letters.js';
+export type { StateSource } from './storage/state-source.js';
 export {
   readStateExport,
   writeStateExport,

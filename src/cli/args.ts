@@ -1,0 +1,150 @@
+import { parseArgs } from 'node:util';
+
+/** A command line that cannot be run as typed: exit code 2, with a hint. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly command: string | undefined,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Something the tool was asked to do that cannot be done (missing key, damaged store, refusal): exit code 1. */
+export class CliFailure extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CliFailure';
+  }
+}
+
+export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; default?: string | boolean }>;
+
+/** What every command takes. */
+export const commonOptions: OptionSpec = {
+  'data-dir': { type: 'string' },
+  stream: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+export const zookeeperOptions: OptionSpec = {
+  zookeeper: { type: 'string' },
+  'zk-root': { type: 'string' },
+  'zk-digest': { type: 'string' },
+};
+
+export interface Parsed {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+/**
+ * Parses one command's arguments strictly: an unknown option or a missing value is a
+ * usage error naming the command, so the hint can point at its --help.
+ */
+export function parseCommand(command: string, args: string[], options: OptionSpec, positionals: { min: number; max: number; names: string }): Parsed {
+  let parsed: Parsed;
+  try {
+    parsed = parseArgs({ args, options: { ...commonOptions, ...options }, allowPositionals: true, strict: true }) as Parsed;
+  } catch (error) {
+    // parseArgs' messages already name the flag ("Unknown option '--bogus'"); drop its own hint.
+    throw new UsageError((error as Error).message.split('. To specify')[0].replace(/\.$/, ''), command);
+  }
+  if (parsed.values.help) return parsed;
+  const n = parsed.positionals.length;
+  if (n < positionals.min) throw new UsageError(`${command}: missing ${positionals.names}`, command);
+  if (n > positionals.max) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(parsed.positionals[positionals.max])}`, command);
+  return parsed;
+}
+
+export interface Common {
+  dataDir: string;
+  stream: number;
+  /** Whether --stream was given (inspect shows every stream otherwise). */
+  streamGiven: boolean;
+  json: boolean;
+}
+
+export function common(command: string, values: Parsed['values']): Common {
+  const raw = values.stream as string | undefined;
+  const stream = raw === undefined ? 0 : Number(raw);
+  if (raw !== undefined && (!/^\d+$/.test(raw) || !Number.isSafeInteger(stream))) throw new UsageError(`--stream must be a stream index (0, 1, …), got ${JSON.stringify(raw)}`, command);
+  return { dataDir: (values['data-dir'] as string | undefined) ?? './statestream-data', stream, streamGiven: raw !== undefined, json: values.json === true };
+}
+
+export function integer(command: string, values: Parsed['values'], name: string, min: number): number | undefined {
+  const raw = values[name] as string | undefined;
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`, command);
+  return n;
+}
+
+/** A batch time argument: a non-negative integer (milliseconds). */
+export function batchTimeArg(command: string, raw: string, what: string): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n)) throw new UsageError(`${command}: ${what} must be a batch time in milliseconds, got ${JSON.stringify(raw)}`, command);
+  return n;
+}
+
+export interface ZooKeeperTarget {
+  connect: string;
+  root: string;
+  digest?: string;
+}
+
+/** --zookeeper and --zk-root go together: offsets are only found under the job's root. */
+export function zookeeperTarget(command: string, values: Parsed['values']): ZooKeeperTarget | undefined {
+  const connect = values.zookeeper as string | undefined;
+  const root = values['zk-root'] as string | undefined;
+  if (connect === undefined && root === undefined) return undefined;
+  if (connect === undefined) throw new UsageError('--zk-root needs --zookeeper host:port', command);
+  if (root === undefined) throw new UsageError('--zookeeper needs --zk-root /statestream/<app> (the job\'s ZooKeeper root)', command);
+  if (!/^(\/[^/\s]+)+$/.test(root)) throw new UsageError(`--zk-root must be an absolute ZooKeeper path like /statestream/app, got ${JSON.stringify(root)}`, command);
+  return { connect, root, digest: values['zk-digest'] as string | undefined };
+}
+
+/** JSON for what MessagePack states can hold: Maps, Sets, bigints, binary and dates have no JSON form of their own. */
+export function toJson(value: unknown, indent?: number): string {
+  return JSON.stringify(
+    value,
+    function (_key, v: unknown) {
+      if (typeof v === 'bigint') return v.toString();
+      if (v instanceof Map) return [...v.keys()].every((k) => typeof k === 'string') ? Object.fromEntries(v) : [...v.entries()];
+      if (v instanceof Set) return [...v];
+      if (v instanceof Uint8Array) return { base64: Buffer.from(v).toString('base64') };
+      return v;
+    },
+    indent,
+  ) ?? 'null';
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = -1;
+  do {
+    value /= 1024;
+    unit++;
+  } while (value >= 1024 && unit < units.length - 1);
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+/** A batch time, with its wall-clock reading when it looks like one (tests use small manual clocks). */
+export function formatBatch(time: number | undefined): string {
+  if (time === undefined) return '-';
+  return time >= 946_684_800_000 ? `${time} (${new Date(time).toISOString()})` : String(time);
+}
+
+/** Left-aligned columns, the header row first. */
+export function table(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ')).join('\n');
+}
+
+export function print(text: string): void {
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}

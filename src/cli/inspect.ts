@@ -1,0 +1,151 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { listSnapshots } from '../storage/snapshot-manifest.js';
+import { CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
+import { examineStream, interruptedReshard, streamsOnDisk, type PartitionReport } from './stores.js';
+import { readZooKeeperOffsets } from './zk.js';
+
+export const inspectUsage = `Usage: statestream inspect [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root /statestream/<app>] [--json]
+
+Shows each stream's partition stores (path, data.mdb size, key count, last committed
+batch, layout, health), the snapshots, and the source offsets: from ZooKeeper when
+--zookeeper and --zk-root are given, otherwise the positions the newest snapshot recorded.
+Safe on a running job: it only reads.
+
+Options:
+  --data-dir <path>      the job's data folder (default ./statestream-data)
+  --stream <n>           only this mapWithState stream (default: every stream found)
+  --zookeeper host:port  read the offsets from ZooKeeper ...
+  --zk-root <path>       ... under the job's root, e.g. /statestream/word-count
+  --zk-digest user:pw    ZooKeeper digest credentials, when the nodes have an ACL
+  --json                 one JSON document instead of the tables
+
+Exit codes: 0 every store is healthy, 1 a store is damaged or the data folder is missing, 2 usage error.`;
+
+interface StreamReport {
+  stream: number;
+  layout: PartitionReport['layout'];
+  keyCount: number;
+  lastBatch: number | undefined;
+  /** Partitions whose last batch differs from the newest (a batch in flight when the job stopped). */
+  behind: number[];
+  /** Set when a reshard was interrupted: the next start finishes or rolls it back. */
+  reshard: string | undefined;
+  partitions: PartitionReport[];
+}
+
+export async function inspect(args: string[]): Promise<number> {
+  const { values } = parseCommand('inspect', args, zookeeperOptions, { min: 0, max: 0, names: '' });
+  if (values.help) return print(inspectUsage), 0;
+  const { dataDir, stream, streamGiven, json } = common('inspect', values);
+  const zk = zookeeperTarget('inspect', values);
+  if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
+
+  // A stream whose folder is mid-rename in a reshard shows under its index too.
+  const indexes = streamGiven ? [stream] : [...new Set([...streamsOnDisk(dataDir), ...streamsMidReshard(dataDir)])].sort((a, b) => a - b);
+  const streams: StreamReport[] = indexes.map((s) => {
+    const partitions = examineStream(dataDir, s);
+    const healthy = partitions.filter((p) => !p.problem);
+    const lastBatch = healthy.reduce<number | undefined>((m, p) => (p.lastBatch !== undefined && (m === undefined || p.lastBatch > m) ? p.lastBatch : m), undefined);
+    return {
+      stream: s, layout: healthy[0]?.layout, keyCount: healthy.reduce((n, p) => n + (p.keyCount ?? 0), 0), lastBatch,
+      behind: healthy.filter((p) => p.lastBatch !== lastBatch).map((p) => p.partition), partitions,
+      reshard: interruptedReshard(dataDir, s),
+    };
+  });
+  const snapshots = listSnapshots(dataDir);
+  const newest = snapshots[0];
+  let offsets: unknown;
+  if (zk) {
+    offsets = { from: 'zookeeper', ...(await readZooKeeperOffsets(zk)) };
+  } else if (newest) {
+    offsets = { from: 'snapshot', snapshot: newest.batchTime, sources: newest.manifest.sources };
+  } else {
+    offsets = { from: 'none' };
+  }
+  const problems = streams.flatMap((s) => s.partitions.filter((p) => p.problem).map((p) => `stream ${s.stream} partition ${p.partition}: ${p.problem}`));
+  const missing = streamGiven && streams[0].partitions.length === 0 ? [`stream ${stream} has no state under ${dataDir}`] : [];
+
+  const report = {
+    dataDir, streams,
+    snapshots: snapshots.map((s) => ({
+      batchTime: s.batchTime, createdAt: s.manifest.createdAt, path: s.path,
+      keyCount: s.manifest.streams.reduce((n, m) => n + m.keyCount, 0),
+      bytes: s.manifest.streams.flatMap((m) => m.partitions).reduce((n, p) => n + p.bytes, 0),
+    })),
+    offsets, healthy: problems.length === 0 && missing.length === 0, problems: [...missing, ...problems],
+  };
+  if (json) {
+    print(toJson(report, 2));
+  } else {
+    print(humanReport(report, streams));
+  }
+  if (!report.healthy) {
+    process.stderr.write(`statestream: ${report.problems.join('; ')}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+function humanReport(report: { dataDir: string; snapshots: Array<{ batchTime: number; createdAt: string; keyCount: number; bytes: number }>; offsets: unknown }, streams: StreamReport[]): string {
+  const out: string[] = [`Data folder ${report.dataDir}`];
+  if (streams.length === 0) out.push('', 'No state streams (no state-<n> folder).');
+  for (const s of streams) {
+    out.push('', `Stream ${s.stream}`);
+    if (s.layout) {
+      const l = s.layout;
+      out.push(
+        `  layout: ${l.numPartitions} partitions, partitioner ${l.partitioner}, format version ${l.formatVersion}, ` +
+          `time index ${(l.timeIndexed ?? true) ? 'kept' : 'off'}` + (l.stateVersion !== undefined ? `, state version ${l.stateVersion}` : ''),
+      );
+    }
+    out.push(`  keys: ${s.keyCount}   last committed batch: ${formatBatch(s.lastBatch)}`);
+    if (s.reshard) out.push(`  ${s.reshard}: the next start finishes it (or rolls it back)`);
+    if (s.behind.length > 0) out.push(`  partitions ${s.behind.join(', ')} hold an older batch (a batch was in flight when the job stopped; the next start completes it)`);
+    out.push(
+      table([
+        ['partition', 'health', 'keys', 'last batch', 'data.mdb', 'dead letters', 'path'],
+        ...s.partitions.map((p) => [
+          String(p.partition), p.problem ? `DAMAGED: ${p.problem}` : p.initialised === false ? 'empty (never initialised)' : 'ok', p.keyCount === undefined ? '-' : String(p.keyCount),
+          p.lastBatch === undefined ? '-' : String(p.lastBatch), p.bytes === undefined ? '-' : formatBytes(p.bytes),
+          p.deadLetters === undefined ? '-' : String(p.deadLetters), p.path,
+        ]),
+      ])
+        .split('\n')
+        .map((line) => `  ${line}`)
+        .join('\n'),
+    );
+  }
+  out.push('');
+  if (report.snapshots.length === 0) out.push('Snapshots: none');
+  else {
+    out.push(`Snapshots: ${report.snapshots.length}, newest ${formatBatch(report.snapshots[0].batchTime)}`);
+    out.push(...report.snapshots.map((s) => `  ${s.batchTime}  created ${s.createdAt}  ${s.keyCount} keys  ${formatBytes(s.bytes)}`));
+  }
+  out.push('');
+  const offsets = report.offsets as { from: string; [k: string]: unknown };
+  if (offsets.from === 'zookeeper') {
+    const zk = offsets as unknown as Awaited<ReturnType<typeof readZooKeeperOffsets>>;
+    out.push(`Offsets (ZooKeeper ${zk.root}): last batch ${formatBatch(zk.lastBatch)}` + (zk.inFlight ? `, batch ${zk.inFlight.batchTime} in flight` : ', no batch in flight'));
+    out.push(...zk.positions.map((p) => `  ${p.topic}[${p.partition}] next offset ${p.offset}`));
+    if (zk.history.length > 0) out.push(`  history kept for replay: batches ${zk.history[0]} … ${zk.history.at(-1)} (${zk.history.length})`);
+  } else if (offsets.from === 'snapshot') {
+    const sources = offsets.sources as Array<{ kind: string; zookeeperRoot?: string; positions: Array<{ topic: string; partition: number; offset: number }> }>;
+    out.push(`Offsets (as recorded by snapshot ${offsets.snapshot}; give --zookeeper and --zk-root for the current ones):`);
+    if (sources.length === 0) out.push('  none recorded (a queue source)');
+    for (const source of sources) {
+      out.push(`  ${source.kind}${source.zookeeperRoot ? ` (ZooKeeper ${source.zookeeperRoot})` : ''}`);
+      out.push(...source.positions.map((p) => `    ${p.topic}[${p.partition}] next offset ${p.offset}`));
+    }
+  } else {
+    out.push('Offsets: unknown (no snapshot; give --zookeeper and --zk-root to read them from ZooKeeper)');
+  }
+  return out.join('\n');
+}
+
+
+function streamsMidReshard(dataDir: string): number[] {
+  return readdirSync(dataDir).flatMap((name) => {
+    const m = /^state-(\d+)\.(reshard|old)$/.exec(name);
+    return m ? [Number(m[1])] : [];
+  });
+}

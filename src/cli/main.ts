@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+/**
+ * `statestream`: look at and manage a job's state folder from the shell — inspect the
+ * stores, list, create and restore snapshots, read a key's state. One file per command group.
+ */
+import { readFileSync } from 'node:fs';
+import { UsageError } from './args.js';
+import { inspect } from './inspect.js';
+import { snapshot } from './snapshot.js';
+import { state } from './state.js';
+import { exportCommand, importCommand } from './transfer.js';
+
+const usage = `Usage: statestream <command> [options]
+
+Commands:
+  inspect                      streams, partition stores and their health, snapshots, offsets
+  snapshot list [--verify]     the snapshots, newest first
+  snapshot create              snapshot a stopped job's stores
+  snapshot restore <batchTime> put a snapshot in place of a stopped job's state
+  state get <key>              one key's state (the key is JSON when it parses, else a string)
+  state count                  how many keys a stream holds
+  export --out <file|->        the state as a portable export file (--snapshot <batchTime> for a snapshot's)
+  import <file>                an export file into a stream with no state (--partitions n, --replace)
+
+Options every command takes:
+  --data-dir <path>   the job's data folder (default ./statestream-data)
+  --stream <n>        the mapWithState stream, by creation order (default 0)
+  --json              one JSON document instead of text
+  -h, --help          this help, or a command's own (statestream <command> --help)
+  -V, --version       the version
+
+Exit codes: 0 success, 1 operational failure, 2 usage error.
+Set STATESTREAM_DEBUG=1 to see stack traces.`;
+
+const commands: Record<string, (args: string[]) => Promise<number>> = {
+  inspect,
+  snapshot,
+  state,
+  export: exportCommand,
+  import: importCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined) throw new UsageError('missing command', undefined);
+  if (command === '--version' || command === '-V') {
+    // dist/src/cli/main.js → the package's own package.json.
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    process.stdout.write(`statestream ${pkg.version}\n`);
+    return 0;
+  }
+  if (command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const run = commands[command];
+  if (!run) {
+    throw new UsageError(command.startsWith('-') ? `put the command first (statestream <command> ${command} …), got option ${command}` : `unknown command ${JSON.stringify(command)}`, undefined);
+  }
+  return run(rest);
+}
+
+function report(error: unknown): number {
+  const debug = process.env.STATESTREAM_DEBUG === '1';
+  if (error instanceof UsageError) {
+    const help = error.command ? `statestream ${error.command.split(' ')[0]} --help` : 'statestream --help';
+    process.stderr.write(`statestream: ${error.message}\nRun '${help}' for usage.\n`);
+    return 2;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`statestream: ${message}\n`);
+  if (debug && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+  return 1;
+}
+
+// The exit code is set, not forced: process.exit could cut short an export still flushing to stdout.
+main(process.argv.slice(2)).then(
+  (code) => void (process.exitCode = code),
+  (error: unknown) => void (process.exitCode = report(error)),
+);

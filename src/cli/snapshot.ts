@@ -1,0 +1,259 @@
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { BatchLog } from '../storage/batch-log.js';
+import { partitionPath } from '../storage/partition-store.js';
+import { findSnapshot, listSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshot-manifest.js';
+import { beginSnapshot } from '../storage/snapshot-writer.js';
+import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
+import { fsyncTree, recoverInterruptedReshard } from '../storage/reshard-protocol.js';
+import { fsyncPath, moveAside, openStream, streamDir, streamsOnDisk } from './stores.js';
+import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
+
+export const snapshotUsage = `Usage: statestream snapshot <list|create|restore> [options]
+
+  statestream snapshot list [--verify]         the snapshots under <data-dir>/snapshots, newest first
+  statestream snapshot create                   snapshot a stopped job's stores
+  statestream snapshot restore <batchTime>      put a snapshot's copies in place of a stopped job's state
+
+Run 'statestream snapshot <command> --help' for each command's options.`;
+
+const listUsage = `Usage: statestream snapshot list [--data-dir <path>] [--verify] [--json]
+
+Lists the whole snapshots, newest first: batch time, when it was created, partitions,
+keys and bytes. --verify recomputes every copy's SHA-256 and compares it with the manifest.
+
+Exit codes: 0 success, 1 a snapshot fails verification, 2 usage error.`;
+
+const createUsage = `Usage: statestream snapshot create [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root <path>] [--json]
+
+Snapshots a STOPPED job's state (a running job snapshots itself with snapshotEvery).
+Every partition of every stream must hold the same last batch; the snapshot is named
+after it. With --zookeeper and --zk-root, the Kafka positions after that batch are
+recorded in the manifest.
+
+Options:
+  --data-dir <path>      the job's data folder (default ./statestream-data)
+  --stream <n>           snapshot only this stream (default: every stream found)
+  --zookeeper host:port  record the Kafka positions read from ZooKeeper ...
+  --zk-root <path>       ... under the job's root, e.g. /statestream/word-count
+  --zk-digest user:pw    ZooKeeper digest credentials, when the nodes have an ACL
+
+Exit codes: 0 success, 1 refused (partitions at different batches, no state, snapshot exists), 2 usage error.`;
+
+const restoreUsage = `Usage: statestream snapshot restore <batchTime> [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root <path>] [--json]
+
+For a STOPPED job: verifies the snapshot's checksums, moves the current state-<stream>
+folder to <data-dir>/replaced/<timestamp>/ and puts the snapshot's copies in its place.
+Then says what the next start will do: a Kafka job replays the batches after the
+snapshot from ZooKeeper's history; a queue job starts from the snapshot's state.
+With --zookeeper and --zk-root (and --zk-digest user:pw for ACLs), checks first that
+ZooKeeper still keeps that history, and refuses when it does not.
+
+Options:
+  --data-dir <path>   the job's data folder (default ./statestream-data)
+  --stream <n>        the stream to restore (default 0)
+
+Exit codes: 0 success, 1 no such snapshot, damaged snapshot, or it does not hold the stream, 2 usage error.`;
+
+export async function snapshot(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'list':
+      return list(rest);
+    case 'create':
+      return create(rest);
+    case 'restore':
+      return restore(rest);
+    case undefined:
+    case '--help':
+    case '-h':
+      if (sub === undefined) throw new UsageError('snapshot: missing command (list, create or restore)', 'snapshot');
+      print(snapshotUsage);
+      return 0;
+    default:
+      throw new UsageError(`snapshot: unknown command ${JSON.stringify(sub)} (list, create or restore)`, 'snapshot');
+  }
+}
+
+function summary(s: SnapshotInfo) {
+  const parts = s.manifest.streams.flatMap((m) => m.partitions);
+  return {
+    batchTime: s.batchTime, createdAt: s.manifest.createdAt, path: s.path,
+    streams: s.manifest.streams.map((m) => m.stream), partitions: parts.length,
+    keyCount: s.manifest.streams.reduce((n, m) => n + m.keyCount, 0), bytes: parts.reduce((n, p) => n + p.bytes, 0),
+    sources: s.manifest.sources,
+  };
+}
+
+async function list(args: string[]): Promise<number> {
+  const { values } = parseCommand('snapshot list', args, { verify: { type: 'boolean' } }, { min: 0, max: 0, names: '' });
+  if (values.help) return print(listUsage), 0;
+  const { dataDir, json } = common('snapshot list', values);
+  if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
+  const rows = [];
+  for (const s of listSnapshots(dataDir)) {
+    const problems = values.verify ? await verifySnapshot(s) : undefined;
+    rows.push({ ...summary(s), ...(problems ? { verified: problems.length === 0, problems } : {}) });
+  }
+  if (json) print(toJson(rows, 2));
+  else if (rows.length === 0) print(`No snapshots under ${join(dataDir, 'snapshots')}.`);
+  else {
+    print(
+      table([
+        ['batch time', 'created', 'partitions', 'keys', 'bytes', ...(values.verify ? ['verify'] : [])],
+        ...rows.map((r) => [
+          formatBatch(r.batchTime), r.createdAt, String(r.partitions), String(r.keyCount), formatBytes(r.bytes),
+          ...(r.problems ? [r.problems.length === 0 ? 'ok' : `FAILED: ${r.problems.join('; ')}`] : []),
+        ]),
+      ]),
+    );
+  }
+  const failed = rows.filter((r) => r.problems && r.problems.length > 0);
+  if (failed.length > 0) {
+    process.stderr.write(`statestream: ${failed.length} snapshot(s) fail verification: ${failed.map((r) => r.batchTime).join(', ')}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+/** The Kafka positions after `batchTime`, as ZooKeeper records them for a stopped job. */
+async function kafkaPositions(zk: ZooKeeperTarget, batchTime: number): Promise<SourcePositions> {
+  const offsets = await readZooKeeperOffsets(zk);
+  const positions = offsets.positions.map((p) => ({ ...p }));
+  if (offsets.lastBatch !== batchTime) {
+    // Every partition committed the batch in flight, but the job stopped before ZooKeeper recorded its end.
+    if (offsets.inFlight?.batchTime === batchTime) {
+      for (const r of offsets.inFlight.ranges) {
+        const p = positions.find((q) => q.topic === r.topic && q.partition === r.partition);
+        if (p) p.offset = r.until;
+        else positions.push({ topic: r.topic, partition: r.partition, offset: r.until });
+      }
+    } else {
+      throw new CliFailure(
+        `the stores hold batch ${batchTime}, but ZooKeeper (${zk.root}) records batch ${offsets.lastBatch ?? 'none'} as the last one` +
+          `${offsets.inFlight ? ` and ${offsets.inFlight.batchTime} in flight` : ''}: its positions are not those after the stores' batch. Start the job once so they agree, or leave out --zookeeper`,
+      );
+    }
+  }
+  return { kind: 'kafka', zookeeperRoot: zk.root, positions };
+}
+
+async function create(args: string[]): Promise<number> {
+  const { values } = parseCommand('snapshot create', args, zookeeperOptions, { min: 0, max: 0, names: '' });
+  if (values.help) return print(createUsage), 0;
+  const { dataDir, stream, streamGiven, json } = common('snapshot create', values);
+  const zk = zookeeperTarget('snapshot create', values);
+  const indexes = streamGiven ? [stream] : streamsOnDisk(dataDir);
+  if (indexes.length === 0) throw new CliFailure(`there is no state to snapshot under ${dataDir}`);
+  const opened = indexes.map((s) => ({ stream: s, ...openStream(dataDir, s) }));
+  try {
+    // One batch for every partition of every stream: the snapshot is named after it.
+    const held = opened.flatMap((o) => o.stores.map((store, partition) => ({ stream: o.stream, partition, lastBatch: new BatchLog(store).last()?.batchTime })));
+    const times = [...new Set(held.map((h) => h.lastBatch))];
+    if (times.length > 1) {
+      throw new CliFailure(
+        `the partitions hold different batches (${held.map((h) => `stream ${h.stream} partition ${h.partition}: ${h.lastBatch ?? 'none'}`).join(', ')}); ` +
+          'a batch was in flight when the job stopped. Start the job once so it completes that batch, stop it, then snapshot',
+      );
+    }
+    const batchTime = times[0];
+    if (batchTime === undefined) throw new CliFailure(`the stores under ${dataDir} hold no committed batch yet: nothing to snapshot`);
+    const sources = zk ? [await kafkaPositions(zk, batchTime)] : [];
+    let info;
+    try {
+      const running = beginSnapshot({ dataDir, batchTime, appName: 'statestream-cli', streams: opened.map((o) => ({ stream: o.stream, stores: o.stores })), sources });
+      await running.started;
+      info = await running.done;
+    } catch (error) {
+      throw new CliFailure((error as Error).message);
+    }
+    if (json) print(toJson(summary(info), 2));
+    else print(`Snapshot ${formatBatch(batchTime)} written to ${info.path}: ${summary(info).partitions} partitions, ${summary(info).keyCount} keys, ${formatBytes(summary(info).bytes)}.`);
+    return 0;
+  } finally {
+    opened.forEach((o) => o.close());
+  }
+}
+
+async function restore(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommand('snapshot restore', args, zookeeperOptions, { min: 1, max: 1, names: '<batchTime> (see statestream snapshot list)' });
+  if (values.help) return print(restoreUsage), 0;
+  const { dataDir, stream, json } = common('snapshot restore', values);
+  const batchTime = batchTimeArg('snapshot restore', positionals[0], '<batchTime>');
+  const zk = zookeeperTarget('snapshot restore', values);
+  let info: SnapshotInfo;
+  try {
+    info = findSnapshot(dataDir, batchTime);
+  } catch (error) {
+    throw new CliFailure(`${(error as Error).message}; 'statestream snapshot list' shows the snapshots`);
+  }
+  const manifest = info.manifest.streams.find((m) => m.stream === stream);
+  if (!manifest) throw new CliFailure(`snapshot ${batchTime} holds no state of stream ${stream} (it holds streams ${info.manifest.streams.map((m) => m.stream).join(', ')})`);
+  const problems = await verifySnapshot(info, { stream, partitions: manifest.partitions.map((p) => p.partition) });
+  if (problems.length > 0) throw new CliFailure(`snapshot ${batchTime} is damaged, nothing was changed: ${problems.join('; ')}`);
+
+  // Before anything moves: whether ZooKeeper can replay what came after the snapshot.
+  const kafka = info.manifest.sources.find((s) => s.kind === 'kafka');
+  let replay: { lastBatch: number | undefined; batches: number | undefined } | undefined;
+  if (zk) {
+    replay = await withZooKeeper(zk, async (offsets) => {
+      const lastBatch = await offsets.lastEnded();
+      if (lastBatch === undefined || lastBatch <= batchTime) return { lastBatch, batches: 0 };
+      const history = await offsets.historyAfter(batchTime);
+      if (!history) {
+        throw new CliFailure(
+          `ZooKeeper (${zk.root}) records batches up to ${lastBatch} but no longer keeps the ranges after ${batchTime}: a Kafka job could not replay them. ` +
+            'Restore a newer snapshot, or leave out --zookeeper to restore anyway (for a queue job)',
+        );
+      }
+      return { lastBatch, batches: history.filter((b) => b.ranges.length > 0).length };
+    });
+  }
+
+  // A reshard a crash left half-done would otherwise be finished over the restored state at the next start.
+  const reshard = recoverInterruptedReshard(dataDir, stream);
+  // Copy, then rename: the stream's folder is either the old state or the whole snapshot.
+  const target = streamDir(dataDir, stream);
+  const incoming = `${target}.restoring`;
+  rmSync(incoming, { recursive: true, force: true });
+  try {
+    for (const part of manifest.partitions) {
+      const dir = join(incoming, basename(partitionPath(dataDir, stream, part.partition)));
+      mkdirSync(dir, { recursive: true });
+      copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
+    }
+    fsyncTree(incoming);
+  } catch (error) {
+    // A disk that filled up leaves the current state as it was.
+    rmSync(incoming, { recursive: true, force: true });
+    throw new CliFailure(`copying snapshot ${batchTime} failed, nothing was changed: ${(error as Error).message}`);
+  }
+  const replacedDir = existsSync(target) ? moveAside(dataDir, stream) : undefined;
+  renameSync(incoming, target);
+  fsyncPath(dataDir);
+
+  const kafkaNext =
+    `The next start of a Kafka job replays the batches after ${batchTime} from ZooKeeper's history` +
+    (replay
+      ? replay.batches ? ` (${replay.batches} batches, up to ${replay.lastBatch})` : ' (ZooKeeper records nothing after it: nothing to replay)'
+      : ` (${kafka?.zookeeperRoot ?? 'under its ZooKeeper root'}; give --zookeeper and --zk-root to check it still keeps them)`) +
+    ', then continues from the positions ZooKeeper holds.';
+  const queueNext = `The next start of a queue job starts from the snapshot's state (batch ${batchTime}); batches after it are not replayed.`;
+  // The manifest names a Kafka source when a Kafka job took it; a queue job's (or one taken without --zookeeper) names none.
+  const next = kafka || zk ? kafkaNext : `${queueNext}\nIf the job reads Kafka instead: ${kafkaNext.replace(/^The next start of a Kafka job/, 'its next start')}`;
+  const others = info.manifest.streams.filter((m) => m.stream !== stream).map((m) => m.stream);
+  const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, next, otherStreams: others };
+  if (json) print(toJson(result, 2));
+  else {
+    print(
+      [
+        `Restored snapshot ${formatBatch(batchTime)} into ${target} (${manifest.partitions.length} partitions, ${manifest.keyCount} keys).`,
+        replacedDir ? `The state it replaced is kept in ${replacedDir}.` : 'There was no state to replace.',
+        ...(reshard !== 'none' ? [`A reshard a crash had interrupted was ${reshard === 'finished' ? 'finished' : 'rolled back'} first.`] : []),
+        next,
+        ...(others.length > 0 ? [`The snapshot also holds streams ${others.join(', ')}; restore them with --stream <n> so every stream is of the same batch.`] : []),
+      ].join('\n'),
+    );
+  }
+  return 0;
+}

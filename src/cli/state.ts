@@ -1,0 +1,95 @@
+import type { Key } from 'lmdb';
+import { murmur2Partitioner } from '../engine/partitioner.js';
+import { BatchLog } from '../storage/batch-log.js';
+import { decodeEntry } from '../storage/codec.js';
+import { keyProblem, normalizeKey } from '../storage/keys.js';
+import { readBinary } from '../storage/state-map.js';
+import { CliFailure, common, formatBatch, parseCommand, print, toJson, UsageError } from './args.js';
+import { openStream } from './stores.js';
+
+export const stateUsage = `Usage: statestream state <get|count> [options]
+
+  statestream state get <key> [--string]    one key's state and the batch time of its last record
+  statestream state count                   how many keys the stream holds
+
+Options:
+  --data-dir <path>   the job's data folder (default ./statestream-data)
+  --stream <n>        the mapWithState stream (default 0)
+  --string            (get) take the key as a string even when it is valid JSON ("42", "true")
+  --json              one JSON document
+
+The key is parsed as JSON when it is valid JSON: 42 is a number, '["user",7]' a tuple key;
+'"42"' is the string 42 (as is 42 with --string); anything else is a string. A key that
+starts with - goes after --: statestream state get -- -5. The key is routed to its
+partition as the engine routes it.
+
+Exit codes: 0 found, 1 the key is absent or the stream has no state or a store is damaged, 2 usage error.`;
+
+export async function state(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'get':
+      return get(rest);
+    case 'count':
+      return count(rest);
+    case '--help':
+    case '-h':
+      print(stateUsage);
+      return 0;
+    case undefined:
+      throw new UsageError('state: missing command (get or count)', 'state');
+    default:
+      throw new UsageError(`state: unknown command ${JSON.stringify(sub)} (get or count)`, 'state');
+  }
+}
+
+/** JSON when it parses (numbers, booleans, tuple arrays), else the text itself. */
+export function parseKey(text: string, forceString: boolean): unknown {
+  if (forceString) return text;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+async function get(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommand('state get', args, { string: { type: 'boolean' } }, { min: 1, max: 1, names: '<key>' });
+  if (values.help) return print(stateUsage), 0;
+  const { dataDir, stream, json } = common('state get', values);
+  const key = normalizeKey(parseKey(positionals[0], values.string === true));
+  const problem = keyProblem(key);
+  if (problem) throw new UsageError(`state get: ${problem} (use --string to look up the text as a string key)`, 'state');
+  const opened = openStream(dataDir, stream);
+  try {
+    if (opened.layout.partitioner !== murmur2Partitioner.name) throw new CliFailure(`the stores use partitioner ${JSON.stringify(opened.layout.partitioner)}; this tool knows only ${murmur2Partitioner.name}`);
+    const partition = murmur2Partitioner.partition(key, opened.layout.numPartitions);
+    const bytes = readBinary(opened.stores[partition], key as Key);
+    if (bytes === undefined) {
+      throw new CliFailure(`key ${toJson(key)} is not in the state of stream ${stream} (it would be in partition ${partition})`);
+    }
+    const [value, lastUpdated] = decodeEntry(bytes);
+    if (json) print(toJson({ key, partition, state: value, lastUpdated }, 2));
+    else print(`${toJson(value)}\nlastUpdated ${formatBatch(lastUpdated)}  (partition ${partition})`);
+    return 0;
+  } finally {
+    opened.close();
+  }
+}
+
+async function count(args: string[]): Promise<number> {
+  const { values } = parseCommand('state count', args, {}, { min: 0, max: 0, names: '' });
+  if (values.help) return print(stateUsage), 0;
+  const { dataDir, stream, json } = common('state count', values);
+  const opened = openStream(dataDir, stream);
+  try {
+    // The key count each partition committed with its last batch, as StateView.count reads it.
+    const partitions = opened.stores.map((store, partition) => ({ partition, keyCount: new BatchLog(store).last()?.keyCount ?? 0 }));
+    const total = partitions.reduce((n, p) => n + p.keyCount, 0);
+    if (json) print(toJson({ stream, keyCount: total, partitions }, 2));
+    else print(String(total));
+    return 0;
+  } finally {
+    opened.close();
+  }
+}

@@ -1,0 +1,148 @@
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { BatchLog, readLayout, type StoreLayout } from '../storage/batch-log.js';
+import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition-store.js';
+import { reshardPaths } from '../storage/reshard-protocol.js';
+import { checkStoreFile } from '../storage/store-check.js';
+import { CliFailure } from './args.js';
+
+export function streamDir(dataDir: string, stream: number): string {
+  return dirname(partitionPath(dataDir, stream, 0));
+}
+
+/** The stream indexes with a state folder, in order. */
+export function streamsOnDisk(dataDir: string): number[] {
+  if (!existsSync(dataDir)) return [];
+  return readdirSync(dataDir)
+    .flatMap((name) => (/^state-\d+$/.test(name) ? [Number(name.slice(6))] : []))
+    .sort((a, b) => a - b);
+}
+
+export function partitionsOnDisk(dataDir: string, stream: number): number[] {
+  const dir = streamDir(dataDir, stream);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .flatMap((name) => (/^partition-\d{4}$/.test(name) ? [Number(name.slice(10))] : []))
+    .sort((a, b) => a - b);
+}
+
+export interface PartitionReport {
+  partition: number;
+  path: string;
+  /** data.mdb's size in bytes, when it exists. */
+  bytes: number | undefined;
+  /** What is wrong with the store; undefined when it is healthy. */
+  problem: string | undefined;
+  layout?: StoreLayout;
+  /** False for a store a first start created and never initialised. */
+  initialised?: boolean;
+  lastBatch?: number;
+  keyCount?: number;
+  deadLetters?: number;
+}
+
+/**
+ * Looks at one partition store: the file check first (LMDB maps the file, and a truncated
+ * one would kill this process with SIGBUS), then its layout and last batch.
+ */
+export function examinePartition(dataDir: string, stream: number, partition: number): PartitionReport {
+  const path = partitionPath(dataDir, stream, partition);
+  const file = join(path, 'data.mdb');
+  const bytes = existsSync(file) ? statSync(file).size : undefined;
+  const problem = checkStoreFile(path);
+  if (problem) return { partition, path, bytes, problem };
+  try {
+    const store = openPartitionStore(path);
+    try {
+      const layout = readLayout(store);
+      const last = new BatchLog(store).last();
+      // No layout: created by a first start that was cut short, which the next start initialises (not damage).
+      return {
+        partition, path, bytes, problem: undefined, layout, initialised: layout !== undefined,
+        lastBatch: last?.batchTime, keyCount: last?.keyCount ?? 0, deadLetters: store.deadLetters.getKeysCount(),
+      };
+    } finally {
+      store.env.close();
+    }
+  } catch (error) {
+    return { partition, path, bytes, problem: `the store fails to open: ${(error as Error).message}` };
+  }
+}
+
+/** Every partition the layout names, plus any stray folder; a partition the layout names but that is missing is reported missing. */
+export function examineStream(dataDir: string, stream: number): PartitionReport[] {
+  const present = partitionsOnDisk(dataDir, stream);
+  const reports = present.map((p) => examinePartition(dataDir, stream, p));
+  const numPartitions = reports.find((r) => r.layout)?.layout?.numPartitions;
+  if (numPartitions !== undefined) {
+    for (let p = 0; p < numPartitions; p++) {
+      if (!present.includes(p)) reports.push({ partition: p, path: partitionPath(dataDir, stream, p), bytes: undefined, problem: 'the partition folder is missing' });
+    }
+  }
+  return reports.sort((a, b) => a.partition - b.partition);
+}
+
+export interface OpenStream {
+  stores: PartitionStore[];
+  layout: StoreLayout;
+  close(): void;
+}
+
+/**
+ * Opens every partition store of a stream for reading, after checking each file. A stream
+ * with no state folder, or a damaged store, is an operational failure, not a crash.
+ */
+export function openStream(dataDir: string, stream: number): OpenStream {
+  const pending = interruptedReshard(dataDir, stream);
+  if (pending) throw new CliFailure(`${pending}; start the job once so it finishes it (or rolls it back), then try again`);
+  const dir = streamDir(dataDir, stream);
+  if (!existsSync(dir)) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${dir})`);
+  const first = partitionPath(dataDir, stream, 0);
+  const firstProblem = checkStoreFile(first);
+  if (firstProblem) throw new CliFailure(`partition 0 of stream ${stream} is damaged: ${firstProblem} (${first}); see 'statestream inspect'`);
+  const stores: PartitionStore[] = [];
+  const close = () => stores.forEach((s) => s.env.close());
+  try {
+    stores.push(openPartitionStore(first));
+    const layout = readLayout(stores[0]);
+    if (!layout) throw new CliFailure(`${first} is not a statestream partition store (it has no layout record)`);
+    for (let p = 1; p < layout.numPartitions; p++) {
+      const path = partitionPath(dataDir, stream, p);
+      const problem = checkStoreFile(path);
+      if (problem) throw new CliFailure(`partition ${p} of stream ${stream} is damaged: ${problem} (${path}); see 'statestream inspect'`);
+      stores.push(openPartitionStore(path));
+    }
+    return { stores, layout, close };
+  } catch (error) {
+    close();
+    throw error;
+  }
+}
+
+/** Moves a stream's state folder to `<dataDir>/replaced/<timestamp>/state-<n>`, so nothing is thrown away. Returns where it went. */
+export function moveAside(dataDir: string, stream: number): string {
+  const from = streamDir(dataDir, stream);
+  const aside = join(dataDir, 'replaced', new Date().toISOString().replace(/[:.]/g, '-'));
+  const to = join(aside, `state-${stream}`);
+  mkdirSync(aside, { recursive: true });
+  renameSync(from, to);
+  fsyncPath(aside);
+  return to;
+}
+
+/** A reshard a crash interrupted leaves `state-<n>.reshard` or `state-<n>.old`; the next start settles it. */
+export function interruptedReshard(dataDir: string, stream: number): string | undefined {
+  const paths = reshardPaths(dataDir, stream);
+  const left = [paths.building, paths.old].filter((p) => existsSync(p));
+  return left.length === 0 ? undefined : `a reshard of stream ${stream} was interrupted (${left.join(', ')} ${left.length === 1 ? 'is' : 'are'} still there)`;
+}
+
+/** fsync a file or folder: what restore and import put in place must survive a power cut once they report success. */
+export function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

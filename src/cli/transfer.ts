@@ -1,0 +1,232 @@
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Key } from 'lmdb';
+import { murmur2Partitioner } from '../engine/partitioner.js';
+import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/batch-log.js';
+import { encodeEntry, messageCodec } from '../storage/codec.js';
+import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition-store.js';
+import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshot-manifest.js';
+import { exportStores, readStateExport, type StateExport, type StateExportOrigin } from '../storage/state-export.js';
+import { TimeIndex } from '../storage/time-index.js';
+import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
+import { fsyncTree, recoverInterruptedReshard } from '../storage/reshard-protocol.js';
+import { fsyncPath, moveAside, openStream, streamDir } from './stores.js';
+
+export const exportUsage = `Usage: statestream export --out <file|-> [--snapshot <batchTime>] [--data-dir <path>] [--stream <n>] [--json]
+
+Writes one stream's state as a portable state export (a MessagePack sequence: header,
+[key, state, lastUpdated] per key, trailer), independent of the partition count. Without
+--snapshot it reads the job's stores, which must all hold the same batch (stop the job
+first, or export a snapshot). With --snapshot it reads that snapshot's copies, checked
+against their checksums; the snapshot folder is not touched.
+
+Options:
+  --out <file|->            the file to write (written beside it, then renamed), or - for stdout
+  --snapshot <batchTime>    export a snapshot instead of the live stores
+
+Exit codes: 0 success, 1 stores not of one batch, damaged, snapshot not found, 2 usage error.`;
+
+export const importUsage = `Usage: statestream import <file> [--partitions <n>] [--replace] [--data-dir <path>] [--stream <n>] [--json]
+
+Writes a state export into a stream that has no state yet, as a job's stores: keys routed
+to partitions with murmur2 as the engine does, the time index built, the export's batch
+time (or 0) recorded as the last batch. A job started on it continues from that state (its
+first batch must come after that batch time); a job at a newer StateSpec.stateVersion
+migrates it at start.
+
+Options:
+  --partitions <n>   partition count (default: the export's numPartitions, else 4);
+                     the job's StateSpec.numPartitions must match it
+  --replace          replace a stream that has state; the old state is moved to
+                     <data-dir>/replaced/<timestamp>/
+
+Exit codes: 0 success, 1 not an export / damaged export / the stream has state (without --replace), 2 usage error.`;
+
+/** Where the export goes: a file path, or stdout (then the summary goes to stderr). */
+function target(out: string): string | NodeJS.WritableStream {
+  return out === '-' ? process.stdout : out;
+}
+
+function say(out: string, json: boolean, result: object, text: string): void {
+  // With --out -, stdout carries the export itself.
+  if (out === '-') process.stderr.write(`${json ? toJson(result) : text}\n`);
+  else print(json ? toJson(result, 2) : text);
+}
+
+export async function exportCommand(args: string[]): Promise<number> {
+  const { values } = parseCommand('export', args, { out: { type: 'string' }, snapshot: { type: 'string' } }, { min: 0, max: 0, names: '' });
+  if (values.help) return print(exportUsage), 0;
+  const { dataDir, stream, json } = common('export', values);
+  const out = values.out as string | undefined;
+  if (out === undefined) throw new UsageError('export: missing --out <file|-> (- writes to stdout)', 'export');
+  const snapshotTime = values.snapshot === undefined ? undefined : batchTimeArg('export', values.snapshot as string, '--snapshot');
+
+  let stores: PartitionStore[];
+  let origin: StateExportOrigin;
+  let cleanup: () => void;
+  if (snapshotTime === undefined) {
+    const opened = openStream(dataDir, stream);
+    stores = opened.stores;
+    cleanup = opened.close;
+    try {
+      origin = liveOrigin(dataDir, stream, stores);
+    } catch (error) {
+      cleanup();
+      throw error;
+    }
+  } else {
+    ({ stores, origin, cleanup } = await openSnapshotCopies(dataDir, stream, snapshotTime));
+  }
+  try {
+    const count = await exportStores(stores, origin, target(out));
+    const result = { keyCount: count, stream, batchTime: origin.batchTime, stateVersion: origin.stateVersion, out, ...(snapshotTime === undefined ? {} : { snapshot: snapshotTime }) };
+    say(out, json, result, `Exported ${count} keys of stream ${stream} (batch ${formatBatch(origin.batchTime)}, state version ${origin.stateVersion}${snapshotTime === undefined ? '' : `, from snapshot ${snapshotTime}`}) to ${out === '-' ? 'stdout' : out}.`);
+    return 0;
+  } finally {
+    cleanup();
+  }
+}
+
+/** The live stores, refused unless every partition holds the same batch at the same state version. */
+function liveOrigin(dataDir: string, stream: number, stores: PartitionStore[]): StateExportOrigin {
+  const versions = new Set(stores.map((s) => readLayout(s)?.stateVersion ?? 1));
+  if (versions.size > 1) {
+    throw new CliFailure(`the partitions of stream ${stream} are at state versions ${[...versions].join(' and ')} (a migration did not finish); start the job once with the newest version, then export`);
+  }
+  const last = stores.map((s, partition) => ({ partition, batch: new BatchLog(s).last()?.batchTime }));
+  const batches = new Set(last.map((l) => l.batch));
+  if (batches.size > 1) {
+    throw new CliFailure(
+      `the partitions of stream ${stream} under ${dataDir} hold different batches (${last.map((l) => `partition ${l.partition}: ${l.batch ?? 'none'}`).join(', ')}); ` +
+        'a batch was in flight when the job stopped. Start the job once so it completes it, or export a snapshot (--snapshot)',
+    );
+  }
+  const batchTime = last[0].batch;
+  return { stateVersion: [...versions][0], numPartitions: stores.length, stream, ...(batchTime === undefined ? {} : { batchTime }) };
+}
+
+/**
+ * A snapshot's copies, checked and copied to a scratch folder beside it and opened there:
+ * opening an LMDB environment writes a lock file, and the snapshot folder must stay as written.
+ */
+async function openSnapshotCopies(dataDir: string, stream: number, batchTime: number): Promise<{ stores: PartitionStore[]; origin: StateExportOrigin; cleanup: () => void }> {
+  let info;
+  try {
+    info = findSnapshot(dataDir, batchTime);
+  } catch (error) {
+    throw new CliFailure(`${(error as Error).message}; 'statestream snapshot list' shows the snapshots`);
+  }
+  const manifest = info.manifest.streams.find((m) => m.stream === stream);
+  if (!manifest) throw new CliFailure(`snapshot ${batchTime} holds no state of stream ${stream}`);
+  const problems = await verifySnapshot(info, { stream, partitions: manifest.partitions.map((p) => p.partition) });
+  if (problems.length > 0) throw new CliFailure(`snapshot ${batchTime} is damaged: ${problems.join('; ')}`);
+  const scratch = join(dataDir, `.export-${batchTime}-${process.pid}`);
+  rmSync(scratch, { recursive: true, force: true });
+  const stores: PartitionStore[] = [];
+  const cleanup = () => {
+    stores.forEach((s) => s.env.close());
+    rmSync(scratch, { recursive: true, force: true });
+  };
+  try {
+    for (const part of [...manifest.partitions].sort((a, b) => a.partition - b.partition)) {
+      const dir = join(scratch, `partition-${String(part.partition).padStart(4, '0')}`);
+      mkdirSync(dir, { recursive: true });
+      copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
+      stores.push(openPartitionStore(dir));
+    }
+  } catch (error) {
+    cleanup();
+    throw error;
+  }
+  return { stores, origin: { stateVersion: manifest.stateVersion, batchTime, numPartitions: manifest.numPartitions, stream, snapshot: batchTime }, cleanup };
+}
+
+/** Entries written per write transaction: large enough to amortise the commit, small enough to bound memory. */
+const CHUNK = 10_000;
+
+export async function importCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseCommand('import', args, { partitions: { type: 'string' }, replace: { type: 'boolean' } }, { min: 1, max: 1, names: '<file> (a state export)' });
+  if (values.help) return print(importUsage), 0;
+  const { dataDir, stream, json } = common('import', values);
+  const given = integer('import', values, 'partitions', 1);
+  const file = positionals[0];
+  if (!existsSync(file)) throw new CliFailure(`there is no file ${file}`);
+  let source: StateExport;
+  try {
+    source = readStateExport(file);
+  } catch (error) {
+    throw new CliFailure((error as Error).message);
+  }
+  const header = source.header;
+  const fromHeader = header.numPartitions;
+  const numPartitions = given ?? (typeof fromHeader === 'number' && Number.isInteger(fromHeader) && fromHeader >= 1 ? fromHeader : 4);
+
+  // Settled first, so a half-done reshard is neither mistaken for no state nor finished over the import later.
+  if (existsSync(dataDir)) recoverInterruptedReshard(dataDir, stream);
+  const target = streamDir(dataDir, stream);
+  const hasState = existsSync(target) && readdirSync(target).length > 0;
+  if (hasState && !values.replace) {
+    throw new CliFailure(`stream ${stream} already has state under ${target}; import writes into an empty stream (use --replace to move the current state aside and replace it)`);
+  }
+
+  // Written beside the stream's folder and renamed into place whole: a failed import leaves nothing half-written.
+  const staging = `${target}.importing`;
+  rmSync(staging, { recursive: true, force: true });
+  const stores = Array.from({ length: numPartitions }, (_, p) => openPartitionStore(join(staging, basename(partitionPath(dataDir, stream, p)))));
+  const batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;
+  let count = 0;
+  try {
+    const pending: Array<Array<[unknown, unknown, number]>> = stores.map(() => []);
+    const flush = (p: number) => {
+      const store = stores[p];
+      const index = new TimeIndex(store);
+      store.env.transactionSync(() => {
+        for (const [key, state, lastUpdated] of pending[p]) {
+          store.state.putSync(key as Key, encodeEntry(state, lastUpdated));
+          // Kept because the next job may have a timeout; a job without one clears it at start.
+          index.add(lastUpdated, key);
+        }
+      });
+      pending[p] = [];
+    };
+    for (const [key, state, lastUpdated] of source.entries()) {
+      const p = murmur2Partitioner.partition(key, numPartitions);
+      pending[p].push([key, state, lastUpdated]);
+      count++;
+      if (pending[p].length >= CHUNK) flush(p);
+    }
+    stores.forEach((_, p) => flush(p));
+    for (const store of stores) {
+      store.env.transactionSync(() => {
+        new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount: store.state.getKeysCount() });
+        writeLayout(store, { numPartitions, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed: true, stateVersion: header.stateVersion });
+      });
+    }
+  } catch (error) {
+    stores.forEach((s) => s.env.close());
+    rmSync(staging, { recursive: true, force: true });
+    throw error;
+  }
+  stores.forEach((s) => s.env.close());
+  fsyncTree(staging);
+  const replacedDir = hasState ? moveAside(dataDir, stream) : undefined;
+  if (existsSync(target)) rmSync(target, { recursive: true }); // an empty folder
+  renameSync(staging, target);
+  fsyncPath(dataDir);
+
+  const result = { keyCount: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir };
+  if (json) print(toJson(result, 2));
+  else {
+    print(
+      [
+        `Imported ${count} keys into stream ${stream} under ${target} (${numPartitions} partitions, state version ${header.stateVersion}, last batch ${formatBatch(batchTime)}).`,
+        ...(replacedDir ? [`The state it replaced is kept in ${replacedDir}.`] : []),
+        ...(replacedDir && listSnapshots(dataDir).length > 0
+          ? [`The snapshots under ${join(dataDir, 'snapshots')} are of the replaced state: a start that finds a damaged store may restore from them. Move them away unless the import is of the same job.`]
+          : []),
+        `A job started on it needs numPartitions(${numPartitions}) and a first batch after ${batchTime}. A Kafka job should use a ZooKeeper root of its own: positions recorded by another job do not belong to this state.`,
+      ].join('\n'),
+    );
+  }
+  return 0;
+}

@@ -1,0 +1,59 @@
+import { ZooKeeperOffsetStore, type RecordedBatch } from '../storage/zk-offsets.js';
+import { ZooKeeperSession } from '../storage/zookeeper-client.js';
+import type { ZooKeeperTarget } from './args.js';
+
+export interface ZooKeeperOffsets {
+  root: string;
+  /** Where the next batch starts, per topic-partition. */
+  positions: Array<{ topic: string; partition: number; offset: number }>;
+  /** The batch in flight when the job stopped, if any. */
+  inFlight: RecordedBatch | undefined;
+  /** The newest batch every state partition committed, as ZooKeeper records it. */
+  lastBatch: number | undefined;
+  /** Batch times whose ranges ZooKeeper keeps for replays after a restore. */
+  history: number[];
+}
+
+/**
+ * A short-lived session for one command: a tool should say ZooKeeper is unreachable within
+ * seconds, not wait ten minutes as a running job does.
+ */
+export async function withZooKeeper<T>(target: ZooKeeperTarget, use: (offsets: ZooKeeperOffsetStore, session: ZooKeeperSession) => Promise<T>): Promise<T> {
+  const session = new ZooKeeperSession({
+    connect: target.connect, digest: target.digest, sessionTimeoutMs: 5_000,
+    retry: { initialDelayMs: 100, maxDelayMs: 1_000, maxElapsedMs: 10_000 },
+  });
+  try {
+    return await use(new ZooKeeperOffsetStore(session, target.root), session);
+  } finally {
+    session.close();
+  }
+}
+
+function children(session: ZooKeeperSession, path: string): Promise<string[]> {
+  return session.run(`list ${path}`, (client, done) =>
+    client.getChildren(path, (error, names) => {
+      if ((error as { name?: string })?.name === 'NO_NODE') done(null, []);
+      else done(error, names ?? []);
+    }),
+  );
+}
+
+/** Reads `<root>/offsets/<topic>/<partition>`, `<root>/batch`, `<root>/last-batch` and the history's batch times. */
+export function readZooKeeperOffsets(target: ZooKeeperTarget): Promise<ZooKeeperOffsets> {
+  return withZooKeeper(target, async (offsets, session) => {
+    const partitions: Array<{ topic: string; partition: number }> = [];
+    // Topic names are stored URI-encoded (ZooKeeperOffsetStore.path).
+    for (const topic of await children(session, `${target.root}/offsets`)) {
+      for (const p of await children(session, `${target.root}/offsets/${topic}`)) partitions.push({ topic: decodeURIComponent(topic), partition: Number(p) });
+    }
+    partitions.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition));
+    const found = await offsets.positions(partitions);
+    const positions = partitions.flatMap(({ topic, partition }) => {
+      const offset = found.get(`${topic}:${partition}`);
+      return offset === undefined ? [] : [{ topic, partition, offset }];
+    });
+    const history = (await children(session, `${target.root}/history`)).map(Number).sort((a, b) => a - b);
+    return { root: target.root, positions, inFlight: await offsets.pendingBatch(), lastBatch: await offsets.lastEnded(), history };
+  });
+}

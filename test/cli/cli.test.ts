@@ -1,0 +1,368 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { BatchEvents, StateSpec, listSnapshots } from '../../src/index.js';
+import { BatchLog } from '../../src/storage/batch-log.js';
+import { messageCodec } from '../../src/storage/codec.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition-store.js';
+import { verifySnapshot } from '../../src/storage/snapshot-manifest.js';
+import { ZooKeeperOffsetStore } from '../../src/storage/zk-offsets.js';
+import { ZooKeeperSession } from '../../src/storage/zookeeper-client.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(...args: string[]): Run {
+  const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+type Key = string | [string, number];
+const spec = () => StateSpec.function<Key, number, number, [Key, number]>(fixture('count')).numPartitions(3);
+const records = (batch: number): Array<[Key, number]> => [
+  ...Array.from({ length: 60 }, (_, i) => [`w${(i * 7 + batch * 13) % 41}`, 1] as [Key, number]),
+  [['user', 7], batch],
+  [['user', 8], 1],
+];
+
+/** A job's whole state, as the engine reads it. */
+async function stateOf(dataDir: string, startMs: number): Promise<Array<[unknown, unknown]>> {
+  const job = await keyedJob(spec(), { dataDir, startMs });
+  try {
+    return [...job.stream.store().entries()] as Array<[unknown, unknown]>;
+  } finally {
+    await job.ssc.stop();
+  }
+}
+
+/** The folder of a stopped job that ran batches 1000…4000 with snapshots at 2000 and 4000, and its state after each batch. */
+let jobRun: Promise<{ dataDir: string; stateAt: Map<number, Array<[unknown, unknown]>> }> | undefined;
+function jobFolder() {
+  return (jobRun ??= runJob());
+}
+async function runJob() {
+  const dataDir = tempDir();
+  const stateAt = new Map<number, Array<[unknown, unknown]>>();
+  const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2 });
+  // A snapshot still copying is not stacked with another: wait for each one.
+  const snapshotted = () =>
+    new Promise<void>((resolve) => {
+      const listener = () => {
+        job.ssc.off(BatchEvents.SNAPSHOT_COMPLETED, listener);
+        resolve();
+      };
+      job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, listener);
+    });
+  try {
+    for (let b = 1; b <= 4; b++) {
+      const copied = b % 2 === 0 ? snapshotted() : undefined;
+      await job.batch(records(b));
+      stateAt.set(b * 1000, [...job.stream.store().entries()] as Array<[unknown, unknown]>);
+      await copied;
+    }
+  } finally {
+    await job.ssc.stop();
+  }
+  return { dataDir, stateAt };
+}
+
+describe('statestream command-line tool', () => {
+  let dataDir: string;
+  let stateAt: Map<number, Array<[unknown, unknown]>>;
+  before(async () => void ({ dataDir, stateAt } = await jobFolder()));
+
+  /** A copy of the job's folder a test may change. */
+  const copy = () => {
+    const dir = tempDir();
+    cpSync(dataDir, dir, { recursive: true });
+    return dir;
+  };
+  const keysAt4000 = () => stateAt.get(4000)!.length;
+
+  it('inspect prints the layout, partitions, snapshots and recorded offsets, and --json the same as one document', () => {
+    const human = run('inspect', '--data-dir', dataDir);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(human.stdout, /Stream 0/);
+    assert.match(human.stdout, /layout: 3 partitions, partitioner murmur2, format version 1, time index off/);
+    assert.match(human.stdout, new RegExp(`keys: ${keysAt4000()}\\s+last committed batch: 4000`));
+    assert.match(human.stdout, /partition-0002/);
+    assert.match(human.stdout, /Snapshots: 2, newest 4000/);
+    assert.match(human.stdout, /Offsets \(as recorded by snapshot 4000/);
+
+    const json = run('inspect', '--data-dir', dataDir, '--json');
+    assert.equal(json.code, 0, json.stderr);
+    const report = JSON.parse(json.stdout);
+    assert.equal(report.healthy, true);
+    assert.equal(report.streams.length, 1);
+    assert.equal(report.streams[0].layout.numPartitions, 3);
+    assert.equal(report.streams[0].keyCount, keysAt4000());
+    assert.equal(report.streams[0].lastBatch, 4000);
+    assert.deepEqual(report.streams[0].partitions.map((p: { partition: number; problem?: string }) => [p.partition, p.problem]), [[0, undefined], [1, undefined], [2, undefined]]);
+    assert.ok(report.streams[0].partitions.every((p: { bytes: number }) => p.bytes > 0));
+    assert.deepEqual(report.snapshots.map((s: { batchTime: number }) => s.batchTime), [4000, 2000]);
+    assert.deepEqual(report.offsets, { from: 'snapshot', snapshot: 4000, sources: [] });
+  });
+
+  it('inspect reports a truncated store as damaged with exit code 1, and state get refuses it without crashing', () => {
+    const dir = copy();
+    const file = join(partitionPath(dir, 0, 1), 'data.mdb');
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+    const result = run('inspect', '--data-dir', dir, '--json');
+    assert.equal(result.code, 1);
+    const report = JSON.parse(result.stdout);
+    assert.equal(report.healthy, false);
+    assert.match(report.streams[0].partitions[1].problem, /truncated/);
+    assert.match(result.stderr, /^statestream: stream 0 partition 1: data.mdb is truncated/);
+    const count = run('state', 'count', '--data-dir', dir);
+    assert.equal(count.code, 1);
+    assert.match(count.stderr, /partition 1 of stream 0 is damaged/);
+  });
+
+  it('an interrupted reshard is reported by inspect, refused by reads, and settled before a restore', () => {
+    const dir = copy();
+    // New stores half-built (no complete marker): the next start rolls them back.
+    cpSync(join(dir, 'state-0'), join(dir, 'state-0.reshard'), { recursive: true });
+    const inspected = run('inspect', '--data-dir', dir);
+    assert.equal(inspected.code, 0, inspected.stderr);
+    assert.match(inspected.stdout, /a reshard of stream 0 was interrupted .*state-0\.reshard.*: the next start finishes it/);
+    const count = run('state', 'count', '--data-dir', dir);
+    assert.equal(count.code, 1);
+    assert.match(count.stderr, /a reshard of stream 0 was interrupted .* start the job once/);
+    const restored = run('snapshot', 'restore', '2000', '--data-dir', dir);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.match(restored.stdout, /A reshard a crash had interrupted was rolled back first/);
+    assert.ok(!existsSync(join(dir, 'state-0.reshard')));
+  });
+
+  it('state get prints a string key\'s and a tuple key\'s state and lastUpdated; an absent key exits 1', () => {
+    const expected = new Map(stateAt.get(4000)!.map(([k, s]) => [JSON.stringify(k), s]));
+    const word = run('state', 'get', 'w13', '--data-dir', dataDir);
+    assert.equal(word.code, 0, word.stderr);
+    const [stateLine, updatedLine] = word.stdout.trim().split('\n');
+    assert.equal(Number(stateLine), expected.get('"w13"'));
+    assert.match(updatedLine, /^lastUpdated \d+/);
+
+    const tuple = run('state', 'get', '["user",7]', '--data-dir', dataDir, '--json');
+    assert.equal(tuple.code, 0, tuple.stderr);
+    const doc = JSON.parse(tuple.stdout);
+    assert.deepEqual(doc.key, ['user', 7]);
+    assert.equal(doc.state, 1 + 2 + 3 + 4);
+    assert.equal(doc.lastUpdated, 4000);
+
+    const absent = run('state', 'get', 'no-such-word', '--data-dir', dataDir);
+    assert.equal(absent.code, 1);
+    assert.equal(absent.stdout, '');
+    assert.match(absent.stderr, /^statestream: key "no-such-word" is not in the state of stream 0/);
+    assert.doesNotMatch(absent.stderr, /\n\s+at /, 'no stack trace');
+    // Valid JSON that is no key, and --string that makes it one.
+    assert.equal(run('state', 'get', '{"a":1}', '--data-dir', dataDir).code, 2);
+    assert.equal(run('state', 'get', '{"a":1}', '--string', '--data-dir', dataDir).code, 1);
+    // A key starting with - goes after --.
+    assert.match(run('state', 'get', '--data-dir', dataDir, '--', '-5').stderr, /^statestream: key -5 is not in the state/);
+  });
+
+  it('state count prints the number of keys', () => {
+    const result = run('state', 'count', '--data-dir', dataDir);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.trim(), String(keysAt4000()));
+    const missing = run('state', 'count', '--data-dir', dataDir, '--stream', '5');
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /stream 5 has no state/);
+  });
+
+  it('usage errors exit 2 with a one-line hint; --help exits 0', () => {
+    for (const args of [[], ['bogus'], ['--data-dir', 'x', 'inspect'], ['inspect', '--bogus'], ['state', 'get'], ['state'], ['snapshot', 'restore'], ['snapshot', 'frobnicate'], ['state', 'count', '--stream', 'x'], ['snapshot', 'restore', 'abc']]) {
+      const result = run(...args);
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, /^statestream: .+\nRun 'statestream( \w+)? --help' for usage\.\n$/, args.join(' '));
+    }
+    const version = run('--version');
+    assert.equal(version.code, 0);
+    assert.match(version.stdout, /^statestream \d+\.\d+\.\d+\n$/);
+    // The package's bin is this file, runnable as it is.
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
+    assert.equal(pkg.bin.statestream, 'dist/src/cli/main.js');
+    assert.match(readFileSync(cli, 'utf8'), /^#!\/usr\/bin\/env node\n/);
+    for (const args of [['--help'], ['inspect', '--help'], ['snapshot', '--help'], ['snapshot', 'list', '--help'], ['snapshot', 'create', '--help'], ['snapshot', 'restore', '--help'], ['state', '--help'], ['state', 'get', '--help']]) {
+      const result = run(...args);
+      assert.equal(result.code, 0, args.join(' '));
+      assert.match(result.stdout, /^Usage: statestream/, args.join(' '));
+    }
+  });
+
+  it('snapshot list shows the snapshots and --verify checks their checksums', () => {
+    const list = run('snapshot', 'list', '--data-dir', dataDir, '--verify');
+    assert.equal(list.code, 0, list.stderr);
+    const lines = list.stdout.trim().split('\n');
+    assert.match(lines[0], /^batch time\s+created\s+partitions\s+keys\s+bytes\s+verify$/);
+    assert.match(lines[1], /^4000\s+\S+\s+3\s+\d+\s+.+\s+ok$/);
+    assert.match(lines[2], /^2000\s/);
+    const json = JSON.parse(run('snapshot', 'list', '--data-dir', dataDir, '--json').stdout);
+    assert.deepEqual(json.map((s: { batchTime: number; keyCount: number }) => [s.batchTime, s.keyCount]), [[4000, keysAt4000()], [2000, stateAt.get(2000)!.length]]);
+
+    const dir = copy();
+    truncateSync(join(dir, 'snapshots', '2000', 'state-0', 'partition-0000', 'data.mdb'), 100);
+    const bad = run('snapshot', 'list', '--data-dir', dir, '--verify');
+    assert.equal(bad.code, 1);
+    assert.match(bad.stdout, /FAILED: state-0\/partition-0000\/data.mdb does not match its checksum/);
+  });
+
+  it('snapshot create snapshots a stopped job, refuses one that exists or whose partitions hold different batches', async () => {
+    const dir = copy();
+    rmSync(join(dir, 'snapshots'), { recursive: true });
+    const created = run('snapshot', 'create', '--data-dir', dir);
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /^Snapshot 4000 written to .*snapshots\/4000: 3 partitions/);
+    const [info] = listSnapshots(dir);
+    assert.equal(info.batchTime, 4000);
+    assert.deepEqual(await verifySnapshot(info), []);
+    assert.equal(info.manifest.streams[0].keyCount, keysAt4000());
+
+    const again = run('snapshot', 'create', '--data-dir', dir);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /a snapshot of batch 4000 already exists/);
+
+    // A partition ahead of the others, as when a batch was in flight.
+    const store = openPartitionStore(partitionPath(dir, 0, 2));
+    new BatchLog(store).record({ batchTime: 5000, outputs: messageCodec.pack([]), keyCount: new BatchLog(store).last()!.keyCount });
+    store.env.close();
+    const uneven = run('snapshot', 'create', '--data-dir', dir);
+    assert.equal(uneven.code, 1);
+    assert.match(uneven.stderr, /partitions hold different batches .*partition 2: 5000/);
+  });
+
+  it('snapshot restore puts the snapshot in place; the next job holds exactly the snapshot\'s state', async () => {
+    const dir = copy();
+    const result = run('snapshot', 'restore', '2000', '--data-dir', dir);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /Restored snapshot 2000 into .*state-0 \(3 partitions/);
+    assert.match(result.stdout, /a queue job starts from the snapshot's state \(batch 2000\)/);
+    const replaced = readdirSync(join(dir, 'replaced'));
+    assert.equal(replaced.length, 1);
+    assert.ok(existsSync(join(dir, 'replaced', replaced[0], 'state-0', 'partition-0000', 'data.mdb')), 'the replaced state is kept');
+    assert.ok(!existsSync(join(dir, 'state-0.restoring')));
+    assert.deepEqual(await stateOf(dir, 10_000), stateAt.get(2000));
+
+    const missing = run('snapshot', 'restore', '9999', '--data-dir', dir);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /there is no snapshot 9999/);
+
+    // A damaged snapshot changes nothing.
+    truncateSync(join(dir, 'snapshots', '4000', 'state-0', 'partition-0001', 'data.mdb'), 100);
+    const damaged = run('snapshot', 'restore', '4000', '--data-dir', dir);
+    assert.equal(damaged.code, 1);
+    assert.match(damaged.stderr, /snapshot 4000 is damaged, nothing was changed/);
+    assert.equal(readdirSync(join(dir, 'replaced')).length, 1);
+  });
+
+  it('export → import into a new data folder: a job on it holds the same state; a snapshot exports without being touched', async () => {
+    const file = join(tempDir(), 'state.msgpack');
+    const exported = run('export', '--data-dir', dataDir, '--out', file);
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.match(exported.stdout, new RegExp(`^Exported ${keysAt4000()} keys of stream 0 \\(batch 4000, state version 1\\)`));
+
+    const target = join(tempDir(), 'imported');
+    const imported = run('import', file, '--data-dir', target, '--partitions', '3');
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stdout, new RegExp(`^Imported ${keysAt4000()} keys into stream 0 .*\\(3 partitions, state version 1, last batch 4000\\)`));
+    assert.equal(run('state', 'count', '--data-dir', target).stdout.trim(), String(keysAt4000()));
+    assert.deepEqual(await stateOf(target, 10_000), stateAt.get(4000));
+
+    // A stream with state is refused, and replaced only when asked.
+    const refused = run('import', file, '--data-dir', target);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /already has state .* \(use --replace/);
+
+    // From a snapshot, through stdout; the snapshot folder gains no lock file.
+    const before = readdirSync(join(dataDir, 'snapshots', '2000', 'state-0', 'partition-0000'));
+    const piped = spawnSync(process.execPath, [cli, 'export', '--data-dir', dataDir, '--snapshot', '2000', '--out', '-'], { timeout: 60_000 });
+    assert.equal(piped.status, 0, String(piped.stderr));
+    assert.match(String(piped.stderr), /from snapshot 2000\) to stdout/);
+    assert.deepEqual(readdirSync(join(dataDir, 'snapshots', '2000', 'state-0', 'partition-0000')), before);
+    assert.ok(!readdirSync(dataDir).some((n) => n.startsWith('.export-')), 'the scratch copies are removed');
+    const snapFile = join(tempDir(), 'snap.msgpack');
+    writeFileSync(snapFile, piped.stdout);
+    const replaced = run('import', snapFile, '--data-dir', target, '--replace');
+    assert.equal(replaced.code, 0, replaced.stderr);
+    assert.match(replaced.stdout, /The state it replaced is kept in .*replaced/);
+    // Without --partitions the export's own partition count is used.
+    assert.match(replaced.stdout, /\(3 partitions, state version 1, last batch 2000\)/);
+    assert.deepEqual(await stateOf(target, 10_000), stateAt.get(2000));
+
+    const notAnExport = run('import', join(partitionPath(dataDir, 0, 0), 'data.mdb'), '--data-dir', tempDir());
+    assert.equal(notAnExport.code, 1);
+    assert.match(notAnExport.stderr, /is not a statestream state export/);
+    assert.equal(run('export', '--data-dir', dataDir).code, 2, 'export without --out');
+  });
+});
+
+describe('statestream command-line tool with ZooKeeper offsets', () => {
+  let zk: ZooKeeperServer;
+  let dataDir: string;
+  const root = '/statestream/cli-test';
+  const zkArgs = () => ['--zookeeper', zk.connectString, '--zk-root', root];
+  const ranges = (batchTime: number) => [0, 1].map((partition) => ({ topic: 'words', partition, from: (batchTime / 1000 - 1) * 10, until: (batchTime / 1000) * 10 }));
+
+  before(async () => {
+    ({ dataDir } = await jobFolder());
+    zk = await startZooKeeper();
+    // What a Kafka job that kept its batch history would have left for batches 1000…4000.
+    const session = new ZooKeeperSession({ connect: zk.connectString });
+    try {
+      const offsets = new ZooKeeperOffsetStore(session, root);
+      await offsets.init([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]);
+      for (let t = 1000; t <= 4000; t += 1000) await offsets.recordBatchEnd({ batchTime: t, ranges: ranges(t) }, true);
+    } finally {
+      session.close();
+    }
+  });
+  after(async () => zk?.stop());
+
+  it('inspect reads the offsets, last batch and history from ZooKeeper', () => {
+    const result = run('inspect', '--data-dir', dataDir, '--json', ...zkArgs());
+    assert.equal(result.code, 0, result.stderr);
+    const { offsets } = JSON.parse(result.stdout);
+    assert.equal(offsets.from, 'zookeeper');
+    assert.equal(offsets.lastBatch, 4000);
+    assert.equal(offsets.inFlight, undefined);
+    assert.deepEqual(offsets.positions, [{ topic: 'words', partition: 0, offset: 40 }, { topic: 'words', partition: 1, offset: 40 }]);
+    assert.deepEqual(offsets.history, [1000, 2000, 3000, 4000]);
+    const human = run('inspect', '--data-dir', dataDir, ...zkArgs());
+    assert.match(human.stdout, /Offsets \(ZooKeeper \/statestream\/cli-test\): last batch 4000, no batch in flight\n  words\[0\] next offset 40/);
+    assert.equal(run('inspect', '--data-dir', dataDir, '--zookeeper', zk.connectString).code, 2, '--zookeeper without --zk-root');
+  });
+
+  it('snapshot create records the Kafka positions; restore says how many batches ZooKeeper will replay, and refuses when it cannot', async () => {
+    const dir = tempDir();
+    cpSync(dataDir, dir, { recursive: true });
+    rmSync(join(dir, 'snapshots', '4000'), { recursive: true });
+    const created = run('snapshot', 'create', '--data-dir', dir, ...zkArgs());
+    assert.equal(created.code, 0, created.stderr);
+    const [info] = listSnapshots(dir);
+    assert.deepEqual(info.manifest.sources, [{ kind: 'kafka', zookeeperRoot: root, positions: [{ topic: 'words', partition: 0, offset: 40 }, { topic: 'words', partition: 1, offset: 40 }] }]);
+
+    const restored = run('snapshot', 'restore', '2000', '--data-dir', dir, ...zkArgs());
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.match(restored.stdout, /The next start of a Kafka job replays the batches after 2000 from ZooKeeper's history \(2 batches, up to 4000\)/);
+
+    const session = new ZooKeeperSession({ connect: zk.connectString });
+    try {
+      await new ZooKeeperOffsetStore(session, root).pruneHistory(3000);
+    } finally {
+      session.close();
+    }
+    const refused = run('snapshot', 'restore', '2000', '--data-dir', dir, ...zkArgs());
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /no longer keeps the ranges after 2000/);
+  });
+});

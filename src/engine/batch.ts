@@ -13,6 +13,11 @@ export class BatchRun {
     readonly time: number,
     /** Records each input stream took for this batch, by stream id. */
     readonly inputs: ReadonlyMap<number, readonly unknown[]>,
+    /**
+     * How the batch came about: taken now, rebuilt because it was in flight when the last
+     * run stopped, or re-run after a restore (its outputs were delivered when it first ran).
+     */
+    readonly origin: 'live' | 'in-flight' | 'replay' = 'live',
   ) {}
 
   get inputRecords(): number {

@@ -264,15 +264,17 @@ export class StreamingContext implements StreamGraph {
       // Only a job that takes snapshots keeps a history; it is trimmed to the oldest snapshot kept.
       const keepHistory = this.snapshotPolicy !== undefined;
       const recovered = new Map<number, Map<number, unknown[]>>();
+      const ended = new Set<number>();
       for (const input of this.inputs) {
         openedInputs.push(input);
-        const batches = (await input.open?.({ dataDir: this.dataDir, replayAfter, storesHoldState, keepHistory })) ?? [];
+        const batches = (await input.open?.({ dataDir: this.dataDir, replayAfter, hasStateStreams: this.stateStreams.length > 0, storesHoldState, keepHistory })) ?? [];
         for (const batch of batches) {
           if (batch.batchTime >= firstBatch) {
             throw new StoreMismatchError(`the batch recorded at ${batch.batchTime} is not before this context's first batch at ${firstBatch}; batch times must move forward`, { recorded: batch.batchTime, firstBatch });
           }
           if (!recovered.has(batch.batchTime)) recovered.set(batch.batchTime, new Map());
           recovered.get(batch.batchTime)!.set(input.id, batch.records);
+          if (batch.ended) ended.add(batch.batchTime);
         }
       }
       const oldestSnapshot = listSnapshots(this.dataDir).at(-1)?.batchTime;
@@ -289,7 +291,7 @@ export class StreamingContext implements StreamGraph {
       }
       for (const time of [...recovered.keys()].sort((a, b) => a - b)) {
         const inputs = new Map(this.inputs.map((input) => [input.id, recovered.get(time)!.get(input.id) ?? []]));
-        this.queueBatch(new BatchRun(time, inputs));
+        this.queueBatch(new BatchRun(time, inputs, ended.has(time) ? 'replay' : 'in-flight'));
       }
       if (this.snapshotPolicy) this.snapshots = this.snapshotScheduler(this.snapshotPolicy);
     } catch (error) {
@@ -410,7 +412,9 @@ export class StreamingContext implements StreamGraph {
       for (const input of this.inputs) await input.beforeBatch?.(batch.time);
       // State streams run every batch, whether or not an output reads them.
       for (const stream of this.stateStreams) await stream.recordsFor(batch);
-      for (const output of this.outputs) await output.fn(await output.stream.recordsFor(batch), batch.time);
+      // A re-run after a restore: the outputs ran, whole, when the batch first ran; now only
+      // restored partitions produce records, and a sink keyed by batch time would be overwritten.
+      if (batch.origin !== 'replay') for (const output of this.outputs) await output.fn(await output.stream.recordsFor(batch), batch.time);
       for (const input of this.inputs) await input.afterBatch?.(batch.time);
       const partitions = this.stateStreams.map((s) => batch.partitionResults.get(s.stateIndex) ?? []);
       this.emit(BatchEvents.COMPLETED, {
@@ -421,8 +425,9 @@ export class StreamingContext implements StreamGraph {
         partitionTimesMs: partitions.map((ps) => ps.map((p) => p.applyMs + p.commitMs)),
         keysTimedOut: partitions.flat().reduce((n, p) => n + p.keysTimedOut, 0),
       });
-      // Between this batch and the next: the only moment every partition holds the same batch.
-      await this.snapshots?.afterBatch(batch.time);
+      // Between this batch and the next: the only moment every partition holds the same batch
+      // (not while rebuilt batches catch restored partitions up).
+      if (batch.origin === 'live') await this.snapshots?.afterBatch(batch.time);
     } catch (error) {
       const failure = error instanceof Error ? error : new Error(String(error));
       this.failure = failure;

@@ -100,7 +100,7 @@ export async function runUntilCaughtUp(config: JobConfig, topicPartitions: numbe
   return job;
 }
 
-async function waitUntilCaughtUp(job: JobProcess, config: JobConfig, topicPartitions: number, timeoutMs: number): Promise<void> {
+export async function waitUntilCaughtUp(job: JobProcess, config: JobConfig, topicPartitions: number, timeoutMs: number): Promise<void> {
   await job.waitForLine(/^STARTED$/, timeoutMs);
   const end = await highWatermarks(config.brokers, config.topic);
   const deadline = Date.now() + timeoutMs;

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { listSnapshots } from '../../src/index.js';
+import { StreamingContext, listSnapshots } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition-store.js';
 import { tempDir } from '../helpers.js';
 import { useServices } from './services/suite.js';
-import { JobProcess, readCounts, runUntilCaughtUp, tally, type JobConfig } from './job-process.js';
+import { JobProcess, readCounts, runUntilCaughtUp, tally, waitUntilCaughtUp, type JobConfig } from './job-process.js';
 
 const PARTITIONS = 3;
 const words = (n: number, seed: number) => Array.from({ length: n }, (_, i) => `w${(i * 7 + seed) % 41}`);
@@ -64,6 +64,59 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     const event = JSON.parse(restored.slice('RESTORED '.length)) as { snapshot: number; partitions: Array<{ partition: number }>; replayed: boolean };
     assert.deepEqual(event.partitions.map((p) => p.partition), [1, 3]);
     assert.equal(event.replayed, true);
+    // The replayed batches' outputs ran, whole, in the first run: they are not run again partially.
+    const replayedOutputs = second.lines.filter((l) => l.startsWith('OUTPUT ') && Number(l.split(' ')[1]) <= lastBatch);
+    assert.deepEqual(replayedOutputs, [], 'no output for a batch the first run completed');
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced), `${produced.length} messages, restored from ${event.snapshot}`);
+  });
+
+  it('a snapshot taken before the first record restores, and replays every batch since', async () => {
+    const topic = 'early-snapshot';
+    await services.kafka.createTopic(topic, PARTITIONS);
+    const config: JobConfig = {
+      brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, zkRoot: `/statestream/test-${topic}`, dataDir: join(tempDir(), 'data'),
+      groupId: `group-${topic}`, batchMs: 150, partitions: 2, maxRecordsPerBatch: 50, snapshotEvery: 2,
+    };
+    const job = new JobProcess(config);
+    await job.waitForLine(/^SNAPSHOT \d+/);
+    const input = words(120, 5);
+    await services.producer.send({ topic, messages: input.map((w) => ({ key: w, value: w })) });
+    await waitUntilCaughtUp(job, config, PARTITIONS, 90_000);
+    job.kill('SIGTERM');
+    await job.exited;
+
+    // Keep only the snapshots from before the first record, and lose a store.
+    const firstRecords = Math.min(...job.lines.filter((l) => l.startsWith('BATCH')).map((l) => Number(l.split(' ')[1])));
+    const early = listSnapshots(config.dataDir).filter((s) => s.batchTime < firstRecords);
+    assert.ok(early.length > 0, 'a snapshot was taken while the topic was empty');
+    for (const later of listSnapshots(config.dataDir).filter((s) => s.batchTime >= firstRecords)) rmSync(later.path, { recursive: true });
+    rmSync(partitionPath(config.dataDir, 0, 0), { recursive: true });
+
+    const again = await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-2` }, PARTITIONS);
+    assert.ok(again.lines.some((l) => l.startsWith('RESTORED ')), again.lines.join('\n'));
+    assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(input));
+  });
+
+  it('a job with no state restarts where it stopped (no store is expected to hold its batches)', async () => {
+    const topic = 'stateless';
+    await services.kafka.createTopic(topic, 1);
+    const seen: string[] = [];
+    const runOnce = async (send: string[]) => {
+      const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: join(tempDir(), 'data'), threads: 1, appName: 'stateless' });
+      ssc
+        .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `g-${topic}-${seen.length}`, zookeeper: { connect: services.zk.connectString, root: `/statestream/test-${topic}` }, groupSessionTimeoutMs: 6000, startingOffsets: 'earliest' })
+        .foreachBatch((records) => void seen.push(...records.map((r) => r.value as string)));
+      await ssc.start();
+      try {
+        const before = seen.length;
+        await services.producer.send({ topic, messages: send.map((w) => ({ value: w })) });
+        while (seen.length < before + send.length) await new Promise((r) => setTimeout(r, 50));
+      } finally {
+        await ssc.stop();
+      }
+    };
+    await runOnce(['a', 'b']);
+    await runOnce(['c']);
+    assert.deepEqual(seen, ['a', 'b', 'c']);
   });
 });

@@ -5,13 +5,19 @@ export interface RecoveredBatch {
   batchTime: number;
   /** Exactly the records of that batch, rebuilt from the recorded positions. */
   records: unknown[];
+  /**
+   * The batch ended before (every partition committed it and its outputs ran); it is
+   * re-run only for partitions restored from a snapshot, so its outputs are not run again.
+   */
+  ended: boolean;
 }
 
 export interface StartContext {
   dataDir: string;
   /** Oldest batch any state partition holds (undefined: some partition holds none). */
   replayAfter: number | undefined;
-  /** Whether any partition holds state at all (a fresh store cannot follow positions that moved on). */
+  /** Whether the job has state streams, and whether any partition holds a batch (a fresh store cannot follow positions that moved on). */
+  hasStateStreams: boolean;
   storesHoldState: boolean;
   /** Keep each batch's ranges for replay, because snapshots are taken or kept. */
   keepHistory: boolean;

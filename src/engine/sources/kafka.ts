@@ -176,7 +176,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
 
     const recovered: RecoveredBatch[] = [];
     for (const batch of replays) {
-      recovered.push({ batchTime: batch.batchTime, records: await this.takeRecorded(batch) });
+      recovered.push({ batchTime: batch.batchTime, records: await this.takeRecorded(batch), ended: batch !== pending });
       this.inFlight.set(batch.batchTime, { ranges: batch.ranges, replayOnly: batch !== pending });
     }
     return recovered;
@@ -191,7 +191,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const offsets = this.offsets!;
     const lastEnded = await offsets.lastEnded();
     const root = this.options.zookeeper.root;
-    if (!context.storesHoldState && lastEnded !== undefined) {
+    if (context.hasStateStreams && !context.storesHoldState && lastEnded !== undefined) {
       throw new OffsetStoreError(
         `the state stores under ${context.dataDir} hold no batch, but ZooKeeper (${root}) records batches up to ${lastEnded} as processed: that state is gone. ` +
           `Restore a snapshot (statestream snapshot restore), or delete ${root} in ZooKeeper to start over from startingOffsets`,
@@ -211,8 +211,10 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       replays.push(...history.filter((b) => b.ranges.length > 0));
     }
     this.keepHistory = context.keepHistory;
+    // An anchor says "complete from here on": at the last ended batch, or at 0 when no
+    // batch has ended yet (a snapshot taken before the first records needs it).
     if (!this.keepHistory) await offsets.dropHistory();
-    else if (lastEnded !== undefined) await offsets.anchorHistory(lastEnded);
+    else await offsets.anchorHistory(lastEnded ?? 0);
     if (pending && pending.ranges.length > 0 && !replays.some((b) => b.batchTime === pending.batchTime)) replays.push(pending);
     return replays;
   }

@@ -78,20 +78,40 @@ export class SnapshotScheduler {
     try {
       snapshot = beginSnapshot({ dataDir: this.host.dataDir, batchTime, appName: this.host.appName, streams: this.host.streams(), sources: this.host.sources() });
     } catch (error) {
-      this.host.failed(batchTime, error as Error);
+      this.tell(() => this.host.failed(batchTime, error as Error));
       return;
     }
     this.running = snapshot.done
-      .then(async (info) => {
-        pruneSnapshots(this.host.dataDir, this.policy.keep);
-        const oldest = listSnapshots(this.host.dataDir).at(-1);
-        if (oldest) await this.host.retainFrom(oldest.batchTime);
-        this.host.completed(info, { gateMs, durationMs: performance.now() - began });
-      })
-      .catch((error: Error) => this.host.failed(batchTime, error))
+      .then(
+        async (info) => {
+          // The snapshot is in place: say so before the housekeeping, which may meet a
+          // stopping source or an unreachable ZooKeeper (the next snapshot trims again).
+          this.tell(() => this.host.completed(info, { gateMs, durationMs: performance.now() - began }));
+          try {
+            pruneSnapshots(this.host.dataDir, this.policy.keep);
+            const oldest = listSnapshots(this.host.dataDir).at(-1);
+            if (oldest) await this.host.retainFrom(oldest.batchTime);
+          } catch {
+            // Only housekeeping: nothing is lost, and the next snapshot trims again.
+          }
+        },
+        (error: Error) => this.tell(() => this.host.failed(batchTime, error)),
+      )
       .finally(() => (this.running = undefined));
     await snapshot.started;
     gateMs = performance.now() - began;
+  }
+
+  /**
+   * Snapshot events come after their batch has completed: a listener that throws cannot
+   * fail that batch, and must not pass for a failed snapshot. It becomes a process warning.
+   */
+  private tell(notify: () => void): void {
+    try {
+      notify();
+    } catch (error) {
+      process.emitWarning(`a snapshot event listener threw: ${(error as Error)?.message ?? String(error)}`, { code: 'STATESTREAM_LISTENER' });
+    }
   }
 
   /** Before the stores close: a copy must not outlive its environment. */

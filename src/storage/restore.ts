@@ -5,6 +5,7 @@ import { BatchLog, readLayout } from './batch-log.js';
 import { openPartitionStore, partitionPath } from './partition-store.js';
 import { listSnapshots, verifySnapshot, type SnapshotInfo } from './snapshot-manifest.js';
 import { checkStoreFile } from './store-check.js';
+import { fsyncTree } from './reshard-protocol.js';
 
 export interface RestoredPartition {
   partition: number;
@@ -124,7 +125,9 @@ function putInPlace(dataDir: string, stream: number, snapshot: SnapshotInfo, par
     rmSync(incoming, { recursive: true, force: true });
     mkdirSync(incoming, { recursive: true });
     copyFileSync(join(snapshot.path, part.file), join(incoming, 'data.mdb'));
+    fsyncTree(incoming);
     renameSync(incoming, target);
+    fsyncTree(dirname(target));
   }
   return moved ? aside : undefined;
 }

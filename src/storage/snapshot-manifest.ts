@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SnapshotError } from '../errors.js';
 import { sha256Files } from './checksum.js';
@@ -121,13 +121,16 @@ export async function verifySnapshot(snapshot: SnapshotInfo, only?: { stream: nu
 export function pruneSnapshots(dataDir: string, keep: number): number[] {
   const removed: number[] = [];
   for (const old of listSnapshots(dataDir).slice(keep)) {
-    rmSync(old.path, { recursive: true, force: true });
+    // Renamed first, so a crash halfway through the delete leaves no folder that looks whole.
+    const doomed = join(snapshotsDir(dataDir), `${INCOMPLETE_PREFIX}removed-${old.batchTime}`);
+    renameSync(old.path, doomed);
+    rmSync(doomed, { recursive: true, force: true });
     removed.push(old.batchTime);
   }
   return removed;
 }
 
-/** A crash while a snapshot was written leaves its temporary folder: it never counted. */
+/** A crash while a snapshot was written (or removed) leaves its temporary folder: it never counted. */
 export function removeIncompleteSnapshots(dataDir: string): void {
   const dir = snapshotsDir(dataDir);
   if (!existsSync(dir)) return;

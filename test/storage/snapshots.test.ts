@@ -70,6 +70,26 @@ describe('snapshots', () => {
     }
   });
 
+  it('a snapshot event listener that throws becomes a process warning, not a failed snapshot or batch', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 1 });
+    const failed: unknown[] = [];
+    const warned = new Promise<Error>((resolve) => process.once('warning', resolve));
+    job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, () => {
+      throw new Error('listener bug');
+    });
+    job.ssc.on(BatchEvents.SNAPSHOT_FAILED, (e) => failed.push(e));
+    try {
+      await job.batch(words(1));
+      assert.match((await warned).message, /snapshot event listener threw: listener bug/);
+      await job.batch(words(2));
+    } finally {
+      await job.ssc.stop();
+    }
+    assert.deepEqual(failed, []);
+    assert.equal(listSnapshots(dataDir)[listSnapshots(dataDir).length - 1].batchTime, 1000);
+  });
+
   it('restore a deleted or truncated partition store at start, and say which batches a queue source cannot replay', async () => {
     const dataDir = tempDir();
     const job = await keyedJob(spec(), { dataDir, snapshotEvery: 3 });

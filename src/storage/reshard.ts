@@ -111,8 +111,19 @@ function closeAndSync(store: PartitionStore): void {
   }
 }
 
-/** Every partition must have committed the same batch: the new partitions can record only one. */
+/**
+ * Every partition must have committed the same batch (the new partitions can record only
+ * one) and be at the same state version (the entries would be mixed, migrated or not).
+ */
 function commonLastBatch(olds: PartitionStore[], dataDir: string, streamIndex: number, from: number, to: number): Array<CommittedBatch | undefined> {
+  const versions = olds.map((s) => readLayout(s)?.stateVersion ?? 1);
+  if (versions.some((v) => v !== versions[0])) {
+    throw new StoreMismatchError(
+      `cannot reshard mapWithState stream ${streamIndex} under ${dataDir} from ${from} to ${to} partitions: its partitions hold different state versions ` +
+        `(${versions.map((v, p) => `partition ${p}: ${v}`).join(', ')}). Start once with numPartitions(${from}) so the migration completes, then start with numPartitions(${to})`,
+      { stream: streamIndex, stored: from, requested: to, stateVersions: versions },
+    );
+  }
   const last = olds.map((s) => new BatchLog(s).last());
   const times = last.map((b) => b?.batchTime);
   if (times.every((t) => t === times[0])) return last;

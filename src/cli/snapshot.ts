@@ -6,7 +6,7 @@ import { findSnapshot, listSnapshots, verifySnapshot, type SnapshotInfo, type So
 import { beginSnapshot } from '../storage/snapshot-writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
 import { fsyncTree, recoverInterruptedReshard } from '../storage/reshard-protocol.js';
-import { fsyncPath, moveAside, openStream, streamDir, streamsOnDisk } from './stores.js';
+import { assertJobStopped, fsyncPath, moveAside, openStream, streamDir, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
 
 export const snapshotUsage = `Usage: statestream snapshot <list|create|restore> [options]
@@ -145,6 +145,7 @@ async function create(args: string[]): Promise<number> {
   const zk = zookeeperTarget('snapshot create', values);
   const indexes = streamGiven ? [stream] : streamsOnDisk(dataDir);
   if (indexes.length === 0) throw new CliFailure(`there is no state to snapshot under ${dataDir}`);
+  for (const s of indexes) assertJobStopped(dataDir, s, 'snapshot create');
   const opened = indexes.map((s) => ({ stream: s, ...openStream(dataDir, s) }));
   try {
     // One batch for every partition of every stream: the snapshot is named after it.
@@ -162,8 +163,8 @@ async function create(args: string[]): Promise<number> {
     let info;
     try {
       const running = beginSnapshot({ dataDir, batchTime, appName: 'statestream-cli', streams: opened.map((o) => ({ stream: o.stream, stores: o.stores })), sources });
-      await running.started;
-      info = await running.done;
+      // Both awaited together: a copy that fails rejects `done` while `started` still waits.
+      [, info] = await Promise.all([running.started, running.done]);
     } catch (error) {
       throw new CliFailure((error as Error).message);
     }
@@ -210,6 +211,7 @@ async function restore(args: string[]): Promise<number> {
     });
   }
 
+  assertJobStopped(dataDir, stream, 'snapshot restore');
   // A reshard a crash left half-done would otherwise be finished over the restored state at the next start.
   const reshard = recoverInterruptedReshard(dataDir, stream);
   // Copy, then rename: the stream's folder is either the old state or the whole snapshot.

@@ -119,6 +119,32 @@ export function openStream(dataDir: string, stream: number): OpenStream {
   }
 }
 
+/**
+ * Refuses when another process has a stream's stores open: a running job keeps read
+ * transactions in LMDB's reader table (stale slots of dead processes are cleared first),
+ * and changing or copying its state under it would lose batches or cut a snapshot unevenly.
+ */
+export function assertJobStopped(dataDir: string, stream: number, what: string): void {
+  for (const p of partitionsOnDisk(dataDir, stream)) {
+    const path = partitionPath(dataDir, stream, p);
+    if (checkStoreFile(path)) continue;
+    const store = openPartitionStore(path);
+    try {
+      store.env.readerCheck();
+      const pids = new Set(
+        store.env
+          .readerList()
+          .split('\n')
+          .map((line) => Number(line.trim().split(/\s+/)[0]))
+          .filter((pid) => Number.isInteger(pid) && pid > 0 && pid !== process.pid),
+      );
+      if (pids.size > 0) throw new CliFailure(`${what}: process ${[...pids].join(', ')} has the stores of stream ${stream} open (${path}); stop the job first`);
+    } finally {
+      store.env.close();
+    }
+  }
+}
+
 /** Moves a stream's state folder to `<dataDir>/replaced/<timestamp>/state-<n>`, so nothing is thrown away. Returns where it went. */
 export function moveAside(dataDir: string, stream: number): string {
   const from = streamDir(dataDir, stream);

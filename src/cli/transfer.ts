@@ -10,7 +10,7 @@ import { exportStores, readStateExport, type StateExport, type StateExportOrigin
 import { TimeIndex } from '../storage/time-index.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
 import { fsyncTree, recoverInterruptedReshard } from '../storage/reshard-protocol.js';
-import { fsyncPath, moveAside, openStream, streamDir } from './stores.js';
+import { assertJobStopped, fsyncPath, moveAside, openStream, streamDir } from './stores.js';
 
 export const exportUsage = `Usage: statestream export --out <file|-> [--snapshot <batchTime>] [--data-dir <path>] [--stream <n>] [--json]
 
@@ -165,6 +165,7 @@ export async function importCommand(args: string[]): Promise<number> {
   if (existsSync(dataDir)) recoverInterruptedReshard(dataDir, stream);
   const target = streamDir(dataDir, stream);
   const hasState = existsSync(target) && readdirSync(target).length > 0;
+  if (hasState) assertJobStopped(dataDir, stream, 'import');
   if (hasState && !values.replace) {
     throw new CliFailure(`stream ${stream} already has state under ${target}; import writes into an empty stream (use --replace to move the current state aside and replace it)`);
   }

@@ -241,6 +241,23 @@ describe('statestream command-line tool', () => {
     assert.match(uneven.stderr, /partitions hold different batches .*partition 2: 5000/);
   });
 
+  it('commands that change or copy state refuse while a job has the stores open', async () => {
+    const dir = tempDir();
+    const job = await keyedJob(spec(), { dataDir: dir });
+    try {
+      await job.batch(records(1));
+      for (const args of [['snapshot', 'create'], ['import', join(dir, 'none.msgpack'), '--replace']]) {
+        if (args[0] === 'import') assert.equal(run('export', '--data-dir', dir, '--out', args[1]).code, 0, 'export reads a running job');
+        const refused = run(...args, '--data-dir', dir);
+        assert.equal(refused.code, 1, `${args.join(' ')}: ${refused.stderr}`);
+        assert.match(refused.stderr, new RegExp(`process ${process.pid} has the stores of stream 0 open.*stop the job first`));
+      }
+    } finally {
+      await job.ssc.stop();
+    }
+    assert.equal(run('snapshot', 'create', '--data-dir', dir).code, 0, 'once the job stopped');
+  });
+
   it('snapshot restore puts the snapshot in place; the next job holds exactly the snapshot\'s state', async () => {
     const dir = copy();
     const result = run('snapshot', 'restore', '2000', '--data-dir', dir);

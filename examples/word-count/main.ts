@@ -8,7 +8,7 @@ const USAGE = `usage: node dist/examples/word-count/main.js [options]
   --batch-ms <ms>          batch interval (default 1000)
   --batches <n>            stop after this many batches (default 10)
   --lines-per-batch <n>    lines the typist types per batch (default 5)
-  --partitions <n>         state partitions; must match an existing data dir (default 4)
+  --partitions <n>         state partitions; another count than the data dir's re-shards it (default 4)
   --seed <n>               typist seed: the same seed types the same words (default 1)
   -h, --help`;
 
@@ -79,7 +79,7 @@ typeNext();
 try {
   await ssc.start();
 } catch (error) {
-  // A store that does not fit (other --partitions, a clock behind the stored batches) fails here.
+  // A store that does not fit (a clock behind the stored batches, a damaged store with no snapshot) fails here.
   console.error(`word-count: cannot start: ${(error as Error).message}`);
   process.exit(1);
 }

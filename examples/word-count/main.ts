@@ -10,6 +10,7 @@ const USAGE = `usage: node dist/examples/word-count/main.js [options]
   --lines-per-batch <n>    lines the typist types per batch (default 5)
   --partitions <n>         state partitions; another count than the data dir's re-shards it (default 4)
   --seed <n>               typist seed: the same seed types the same words (default 1)
+  --snapshot-every <n>     snapshot the counts every n batches into <data-dir>/snapshots; 0: never (default 5)
   -h, --help`;
 
 const cli = new Cli('word-count', USAGE);
@@ -20,19 +21,24 @@ const values = cli.parse({
   'lines-per-batch': { type: 'string' },
   partitions: { type: 'string' },
   seed: { type: 'string' },
+  'snapshot-every': { type: 'string' },
 });
 const batchMs = cli.int(values, 'batch-ms', 1000);
 const batches = cli.int(values, 'batches', 10);
 const linesPerBatch = cli.int(values, 'lines-per-batch', 5);
 const partitions = cli.int(values, 'partitions', 4);
 const seed = cli.int(values, 'seed', 1, 0);
+const snapshotEvery = cli.int(values, 'snapshot-every', 5, 0);
 
 let ssc: StreamingContext;
 let lines: QueueInputDStream<string>;
 let counts: MapWithStateStream<string, number, [string, number]>;
 try {
   // One worker per partition at most: more threads than partitions would sit idle.
-  ssc = new StreamingContext({ batchIntervalMs: batchMs, dataDir: values['data-dir'] as string, threads: Math.min(partitions, availableParallelism()), appName: 'word-count' });
+  ssc = new StreamingContext({
+    batchIntervalMs: batchMs, dataDir: values['data-dir'] as string, threads: Math.min(partitions, availableParallelism()), appName: 'word-count',
+    snapshotEvery: snapshotEvery > 0 ? snapshotEvery : undefined,
+  });
   lines = ssc.queueStream<string>();
   counts = lines
     .flatMap((line) => line.split(/\s+/))
@@ -58,6 +64,12 @@ const typeNext = () => {
   if (typed++ < batches) lines.pushBatch(type(linesPerBatch));
 };
 ssc.on(BatchEvents.STARTED, typeNext);
+ssc.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => console.log(`word-count: snapshot of batch ${new Date(e.batchTime).toISOString()} in ${e.path} (${e.keyCount} words)`));
+ssc.on(BatchEvents.SNAPSHOT_FAILED, (e) => console.error(`word-count: snapshot failed: ${e.error.message}`));
+ssc.on(BatchEvents.STATE_RESTORED, (e) =>
+  console.log(`word-count: restored ${e.partitions.map((p) => `partition ${p.partition} (${p.problem})`).join(', ')} from the snapshot of ${new Date(e.snapshot).toISOString()}`),
+);
+ssc.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => console.log(`word-count: ${e.message}`));
 
 let stopping: Promise<void> | undefined;
 const finish = (code: number) => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -39,6 +40,16 @@ describe('examples', () => {
       if (n > prior) continued++;
     }
     assert.ok(continued > 0, 'some counts continued across runs');
+  });
+
+  it('word-count snapshots its counts, and a lost partition store is restored from the snapshot at the next run', async () => {
+    const dataDir = join(tempDir(), 'wc');
+    const first = await run(process.execPath, [example('word-count'), '--batch-ms', '200', '--batches', '2', '--snapshot-every', '2', '--data-dir', dataDir]);
+    assert.match(first.stdout, /^word-count: snapshot of batch \S+ in \S+ \(\d+ words\)$/m);
+    rmSync(join(dataDir, 'state-0', 'partition-0002'), { recursive: true });
+    const second = await run(process.execPath, [example('word-count'), '--batch-ms', '200', '--batches', '1', '--data-dir', dataDir]);
+    assert.match(second.stdout, /^word-count: restored partition 2 \(the partition folder is missing\) from the snapshot of /m);
+    assert.match(second.stdout, new RegExp(`holds ${lastCounts(first.stdout).size} word counts from earlier runs`));
   });
 
   it('word-count rejects a bad flag with exit code 2', async () => {

@@ -14,14 +14,18 @@ const words = (n: number, seed: number) => Array.from({ length: n }, (_, i) => `
 describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka mock broker)', { timeout: 300_000 }, () => {
   const services = useServices();
 
+  /** A fresh topic and the job config that reads it, snapshotting every `snapshotEvery` batches. */
+  async function snapshottingJob(topic: string, partitions: number, snapshotEvery: number): Promise<JobConfig> {
+    await services.kafka.createTopic(topic, PARTITIONS);
+    return {
+      brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, zkRoot: `/statestream/test-${topic}`, dataDir: join(tempDir(), 'data'),
+      groupId: `group-${topic}`, batchMs: 150, partitions, maxRecordsPerBatch: 50, snapshotEvery,
+    };
+  }
 
   it('snapshots while batches run; a deleted and a truncated store are restored and the batches since are replayed exactly', async () => {
-    const topic = 'restore-words';
-    await services.kafka.createTopic(topic, PARTITIONS);
-    const config: JobConfig = {
-      brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, zkRoot: `/statestream/test-${topic}`, dataDir: join(tempDir(), 'data'),
-      groupId: `group-${topic}`, batchMs: 150, partitions: 4, maxRecordsPerBatch: 50, snapshotEvery: 3,
-    };
+    const config = await snapshottingJob('restore-words', 4, 3);
+    const { topic } = config;
     const produced: string[] = [];
     let producing = true;
     const production = (async () => {
@@ -71,12 +75,8 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
   });
 
   it('a snapshot taken before the first record restores, and replays every batch since', async () => {
-    const topic = 'early-snapshot';
-    await services.kafka.createTopic(topic, PARTITIONS);
-    const config: JobConfig = {
-      brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, zkRoot: `/statestream/test-${topic}`, dataDir: join(tempDir(), 'data'),
-      groupId: `group-${topic}`, batchMs: 150, partitions: 2, maxRecordsPerBatch: 50, snapshotEvery: 2,
-    };
+    const config = await snapshottingJob('early-snapshot', 2, 2);
+    const { topic } = config;
     const job = new JobProcess(config);
     await job.waitForLine(/^SNAPSHOT \d+/);
     const input = words(120, 5);

@@ -8,6 +8,7 @@ import { openPartitionStore, partitionPath, type PartitionStore } from '../stora
 import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshot-manifest.js';
 import { exportStores, readStateExport, type StateExport, type StateExportOrigin } from '../storage/state-export.js';
 import { TimeIndex } from '../storage/time-index.js';
+import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
 import { fsyncTree, recoverInterruptedReshard } from '../storage/reshard-protocol.js';
 import { assertJobStopped, fsyncPath, moveAside, openStream, streamDir } from './stores.js';
@@ -174,7 +175,7 @@ export async function importCommand(args: string[]): Promise<number> {
   const staging = `${target}.importing`;
   rmSync(staging, { recursive: true, force: true });
   const stores = Array.from({ length: numPartitions }, (_, p) => openPartitionStore(join(staging, basename(partitionPath(dataDir, stream, p)))));
-  const batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;
+  let batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;
   let count = 0;
   try {
     const pending: Array<Array<[unknown, unknown, number]>> = stores.map(() => []);
@@ -190,8 +191,13 @@ export async function importCommand(args: string[]): Promise<number> {
       });
       pending[p] = [];
     };
-    for (const [key, state, lastUpdated] of source.entries()) {
+    for (const [raw, state, lastUpdated] of source.entries()) {
+      // Routed exactly as the router routes a record with this key.
+      const key = normalizeKey(raw);
       const p = murmur2Partitioner.partition(key, numPartitions);
+      // The stores' last batch is at least every key's lastUpdated: a job's first batch must
+      // come after both, or its idle timeouts would run backwards.
+      if (lastUpdated > batchTime) batchTime = lastUpdated;
       pending[p].push([key, state, lastUpdated]);
       count++;
       if (pending[p].length >= CHUNK) flush(p);
@@ -225,7 +231,7 @@ export async function importCommand(args: string[]): Promise<number> {
         ...(replacedDir && listSnapshots(dataDir).length > 0
           ? [`The snapshots under ${join(dataDir, 'snapshots')} are of the replaced state: a start that finds a damaged store may restore from them. Move them away unless the import is of the same job.`]
           : []),
-        `A job started on it needs numPartitions(${numPartitions}) and a first batch after ${batchTime}. A Kafka job should use a ZooKeeper root of its own: positions recorded by another job do not belong to this state.`,
+        `A job started on it needs a first batch after ${batchTime} (another numPartitions than ${numPartitions} re-shards it). A Kafka job should use a ZooKeeper root of its own: positions recorded by another job do not belong to this state.`,
       ].join('\n'),
     );
   }

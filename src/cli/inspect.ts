@@ -1,7 +1,8 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { listSnapshots } from '../storage/snapshot-manifest.js';
 import { CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
-import { examineStream, interruptedReshard, streamsOnDisk, type PartitionReport } from './stores.js';
+import type { PartitionReport } from '../storage/store-check.js';
+import { examineStream, interruptedReshard, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets } from './zk.js';
 
 export const inspectUsage = `Usage: statestream inspect [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root /statestream/<app>] [--json]

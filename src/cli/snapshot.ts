@@ -1,12 +1,13 @@
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { BatchLog } from '../storage/batch-log.js';
-import { partitionPath } from '../storage/partition-store.js';
+import { partitionFolder, stateDir } from '../storage/partition-store.js';
 import { findSnapshot, listSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshot-manifest.js';
 import { beginSnapshot } from '../storage/snapshot-writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
-import { fsyncTree, recoverInterruptedReshard } from '../storage/reshard-protocol.js';
-import { assertJobStopped, fsyncPath, moveAside, openStream, streamDir, streamsOnDisk } from './stores.js';
+import { fsyncPath, fsyncTree } from '../storage/durable.js';
+import { recoverInterruptedReshard } from '../storage/reshard-protocol.js';
+import { assertJobStopped, moveAside, openStream, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
 
 export const snapshotUsage = `Usage: statestream snapshot <list|create|restore> [options]
@@ -215,12 +216,12 @@ async function restore(args: string[]): Promise<number> {
   // A reshard a crash left half-done would otherwise be finished over the restored state at the next start.
   const reshard = recoverInterruptedReshard(dataDir, stream);
   // Copy, then rename: the stream's folder is either the old state or the whole snapshot.
-  const target = streamDir(dataDir, stream);
+  const target = stateDir(dataDir, stream);
   const incoming = `${target}.restoring`;
   rmSync(incoming, { recursive: true, force: true });
   try {
     for (const part of manifest.partitions) {
-      const dir = join(incoming, basename(partitionPath(dataDir, stream, part.partition)));
+      const dir = join(incoming, partitionFolder(part.partition));
       mkdirSync(dir, { recursive: true });
       copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
     }

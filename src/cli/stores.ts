@@ -1,14 +1,11 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { BatchLog, readLayout, type StoreLayout } from '../storage/batch-log.js';
-import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition-store.js';
+import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { readLayout, type StoreLayout } from '../storage/batch-log.js';
+import { fsyncPath } from '../storage/durable.js';
+import { openPartitionStore, partitionPath, partitionsOnDisk, stateDir, type PartitionStore } from '../storage/partition-store.js';
 import { reshardPaths } from '../storage/reshard-protocol.js';
-import { checkStoreFile } from '../storage/store-check.js';
+import { checkStoreFile, examinePartition, type PartitionReport } from '../storage/store-check.js';
 import { CliFailure } from './args.js';
-
-export function streamDir(dataDir: string, stream: number): string {
-  return dirname(partitionPath(dataDir, stream, 0));
-}
 
 /** The stream indexes with a state folder, in order. */
 export function streamsOnDisk(dataDir: string): number[] {
@@ -16,57 +13,6 @@ export function streamsOnDisk(dataDir: string): number[] {
   return readdirSync(dataDir)
     .flatMap((name) => (/^state-\d+$/.test(name) ? [Number(name.slice(6))] : []))
     .sort((a, b) => a - b);
-}
-
-export function partitionsOnDisk(dataDir: string, stream: number): number[] {
-  const dir = streamDir(dataDir, stream);
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .flatMap((name) => (/^partition-\d{4}$/.test(name) ? [Number(name.slice(10))] : []))
-    .sort((a, b) => a - b);
-}
-
-export interface PartitionReport {
-  partition: number;
-  path: string;
-  /** data.mdb's size in bytes, when it exists. */
-  bytes: number | undefined;
-  /** What is wrong with the store; undefined when it is healthy. */
-  problem: string | undefined;
-  layout?: StoreLayout;
-  /** False for a store a first start created and never initialised. */
-  initialised?: boolean;
-  lastBatch?: number;
-  keyCount?: number;
-  deadLetters?: number;
-}
-
-/**
- * Looks at one partition store: the file check first (LMDB maps the file, and a truncated
- * one would kill this process with SIGBUS), then its layout and last batch.
- */
-export function examinePartition(dataDir: string, stream: number, partition: number): PartitionReport {
-  const path = partitionPath(dataDir, stream, partition);
-  const file = join(path, 'data.mdb');
-  const bytes = existsSync(file) ? statSync(file).size : undefined;
-  const problem = checkStoreFile(path);
-  if (problem) return { partition, path, bytes, problem };
-  try {
-    const store = openPartitionStore(path);
-    try {
-      const layout = readLayout(store);
-      const last = new BatchLog(store).last();
-      // No layout: created by a first start that was cut short, which the next start initialises (not damage).
-      return {
-        partition, path, bytes, problem: undefined, layout, initialised: layout !== undefined,
-        lastBatch: last?.batchTime, keyCount: last?.keyCount ?? 0, deadLetters: store.deadLetters.getKeysCount(),
-      };
-    } finally {
-      store.env.close();
-    }
-  } catch (error) {
-    return { partition, path, bytes, problem: `the store fails to open: ${(error as Error).message}` };
-  }
 }
 
 /** Every partition the layout names, plus any stray folder; a partition the layout names but that is missing is reported missing. */
@@ -95,7 +41,7 @@ export interface OpenStream {
 export function openStream(dataDir: string, stream: number): OpenStream {
   const pending = interruptedReshard(dataDir, stream);
   if (pending) throw new CliFailure(`${pending}; start the job once so it finishes it (or rolls it back), then try again`);
-  const dir = streamDir(dataDir, stream);
+  const dir = stateDir(dataDir, stream);
   if (!existsSync(dir)) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${dir})`);
   const first = partitionPath(dataDir, stream, 0);
   const firstProblem = checkStoreFile(first);
@@ -147,7 +93,7 @@ export function assertJobStopped(dataDir: string, stream: number, what: string):
 
 /** Moves a stream's state folder to `<dataDir>/replaced/<timestamp>/state-<n>`, so nothing is thrown away. Returns where it went. */
 export function moveAside(dataDir: string, stream: number): string {
-  const from = streamDir(dataDir, stream);
+  const from = stateDir(dataDir, stream);
   const aside = join(dataDir, 'replaced', new Date().toISOString().replace(/[:.]/g, '-'));
   const to = join(aside, `state-${stream}`);
   mkdirSync(aside, { recursive: true });
@@ -161,14 +107,4 @@ export function interruptedReshard(dataDir: string, stream: number): string | un
   const paths = reshardPaths(dataDir, stream);
   const left = [paths.building, paths.old].filter((p) => existsSync(p));
   return left.length === 0 ? undefined : `a reshard of stream ${stream} was interrupted (${left.join(', ')} ${left.length === 1 ? 'is' : 'are'} still there)`;
-}
-
-/** fsync a file or folder: what restore and import put in place must survive a power cut once they report success. */
-export function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }

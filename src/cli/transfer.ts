@@ -1,17 +1,18 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import type { Key } from 'lmdb';
 import { murmur2Partitioner } from '../engine/partitioner.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/batch-log.js';
 import { encodeEntry, messageCodec } from '../storage/codec.js';
-import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition-store.js';
+import { openPartitionStore, partitionFolder, stateDir, type PartitionStore } from '../storage/partition-store.js';
 import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshot-manifest.js';
 import { exportStores, readStateExport, type StateExport, type StateExportOrigin } from '../storage/state-export.js';
 import { TimeIndex } from '../storage/time-index.js';
 import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
-import { fsyncTree, recoverInterruptedReshard } from '../storage/reshard-protocol.js';
-import { assertJobStopped, fsyncPath, moveAside, openStream, streamDir } from './stores.js';
+import { fsyncPath, fsyncTree } from '../storage/durable.js';
+import { recoverInterruptedReshard } from '../storage/reshard-protocol.js';
+import { assertJobStopped, moveAside, openStream } from './stores.js';
 
 export const exportUsage = `Usage: statestream export --out <file|-> [--snapshot <batchTime>] [--data-dir <path>] [--stream <n>] [--json]
 
@@ -164,7 +165,7 @@ export async function importCommand(args: string[]): Promise<number> {
 
   // Settled first, so a half-done reshard is neither mistaken for no state nor finished over the import later.
   if (existsSync(dataDir)) recoverInterruptedReshard(dataDir, stream);
-  const target = streamDir(dataDir, stream);
+  const target = stateDir(dataDir, stream);
   const hasState = existsSync(target) && readdirSync(target).length > 0;
   if (hasState) assertJobStopped(dataDir, stream, 'import');
   if (hasState && !values.replace) {
@@ -174,7 +175,7 @@ export async function importCommand(args: string[]): Promise<number> {
   // Written beside the stream's folder and renamed into place whole: a failed import leaves nothing half-written.
   const staging = `${target}.importing`;
   rmSync(staging, { recursive: true, force: true });
-  const stores = Array.from({ length: numPartitions }, (_, p) => openPartitionStore(join(staging, basename(partitionPath(dataDir, stream, p)))));
+  const stores = Array.from({ length: numPartitions }, (_, p) => openPartitionStore(join(staging, partitionFolder(p))));
   let batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;
   let count = 0;
   try {

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type Key, type RootDatabase } from 'lmdb';
 
@@ -32,6 +32,15 @@ export function partitionFolder(partition: number): string {
 
 export function partitionPath(dataDir: string, streamIndex: number, partition: number): string {
   return join(stateDir(dataDir, streamIndex), partitionFolder(partition));
+}
+
+/** The partitions of a stream that have a folder on disk, in order. */
+export function partitionsOnDisk(dataDir: string, streamIndex: number): number[] {
+  const dir = stateDir(dataDir, streamIndex);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .flatMap((name) => (/^partition-\d{4}$/.test(name) ? [Number(name.slice(10))] : []))
+    .sort((a, b) => a - b);
 }
 
 /**

@@ -1,5 +1,6 @@
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { fsyncPath, fsyncTree } from './durable.js';
 import { stateDir } from './partition-store.js';
 
 /**
@@ -32,25 +33,6 @@ export function reshardPaths(dataDir: string, streamIndex: number): ReshardPaths
 
 /** Where a crash can stop a reshard; the tests kill the process at each of them. */
 export type ReshardStep = 'copied' | 'marked' | 'old-moved' | 'new-moved' | 'done';
-
-function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The new stores were written without per-commit syncs: this is what makes them durable. */
-export function fsyncTree(dir: string): void {
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) fsyncTree(path);
-    else if (entry.isFile()) fsyncPath(path);
-  }
-  fsyncPath(dir);
-}
 
 /** Steps 2–4, once the stores in `paths.building` are closed. */
 export function commitReshard(paths: ReshardPaths, onStep: (step: ReshardStep) => void = () => undefined): void {

@@ -1,11 +1,10 @@
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SnapshotError } from '../errors.js';
-import { BatchLog, readLayout } from './batch-log.js';
-import { openPartitionStore, partitionPath } from './partition-store.js';
+import { fsyncTree } from './durable.js';
+import { partitionPath, partitionsOnDisk } from './partition-store.js';
 import { listSnapshots, verifySnapshot, type SnapshotInfo } from './snapshot-manifest.js';
-import { checkStoreFile } from './store-check.js';
-import { fsyncTree } from './reshard-protocol.js';
+import { examinePartition } from './store-check.js';
 
 export interface RestoredPartition {
   partition: number;
@@ -23,38 +22,6 @@ export interface RestoreReport {
   damagedDir: string | undefined;
 }
 
-interface Health {
-  partition: number;
-  problem: string | undefined;
-  numPartitions?: number;
-  lastBatch?: number;
-}
-
-/** Opens a store that passed the file check and reads its layout and last batch; an error is damage too. */
-function probe(path: string, partition: number): Health {
-  const fileProblem = checkStoreFile(path);
-  if (fileProblem) return { partition, problem: fileProblem };
-  try {
-    const store = openPartitionStore(path);
-    try {
-      const layout = readLayout(store);
-      // Created but never initialised (a first start cut short): nothing to lose, nothing to say.
-      if (!layout) return { partition, problem: undefined };
-      return { partition, problem: undefined, numPartitions: layout.numPartitions, lastBatch: new BatchLog(store).last()?.batchTime };
-    } finally {
-      store.env.close();
-    }
-  } catch (error) {
-    return { partition, problem: `the store fails to open: ${(error as Error).message}` };
-  }
-}
-
-function partitionsOnDisk(dataDir: string, stream: number): number[] {
-  const dir = dirname(partitionPath(dataDir, stream, 0));
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir).flatMap((name) => (/^partition-\d{4}$/.test(name) ? [Number(name.slice(10))] : []));
-}
-
 /**
  * At start, before any store is opened for work: checks every partition store of one
  * stream (missing, truncated, failing to open) and puts the newest good snapshot's copy
@@ -63,10 +30,10 @@ function partitionsOnDisk(dataDir: string, stream: number): number[] {
  * Returns undefined when nothing needed restoring (including a stream that has no state yet).
  */
 export async function restoreDamagedStores(dataDir: string, stream: number): Promise<RestoreReport | undefined> {
-  const present = partitionsOnDisk(dataDir, stream).map((p) => probe(partitionPath(dataDir, stream, p), p));
+  const present = partitionsOnDisk(dataDir, stream).map((p) => examinePartition(dataDir, stream, p));
   const healthy = present.filter((h) => h.problem === undefined);
   const snapshots = listSnapshots(dataDir).filter((s) => s.manifest.streams.some((m) => m.stream === stream));
-  const numPartitions = healthy.find((h) => h.numPartitions !== undefined)?.numPartitions ?? snapshots[0]?.manifest.streams.find((m) => m.stream === stream)!.numPartitions;
+  const numPartitions = healthy.find((h) => h.layout)?.layout!.numPartitions ?? snapshots[0]?.manifest.streams.find((m) => m.stream === stream)!.numPartitions;
   if (numPartitions === undefined) {
     if (present.every((h) => h.problem === undefined)) return undefined;
     throw new SnapshotError(
@@ -74,7 +41,7 @@ export async function restoreDamagedStores(dataDir: string, stream: number): Pro
       { stream, dataDir },
     );
   }
-  const damaged: Health[] = [];
+  const damaged: Array<{ partition: number; problem: string | undefined }> = [];
   for (let p = 0; p < numPartitions; p++) {
     const health = present.find((h) => h.partition === p) ?? { partition: p, problem: 'the partition folder is missing' };
     if (health.problem !== undefined) damaged.push(health);

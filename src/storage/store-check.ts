@@ -1,5 +1,7 @@
-import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { BatchLog, readLayout, type StoreLayout } from './batch-log.js';
+import { openPartitionStore, partitionPath } from './partition-store.js';
 
 /** What is wrong with a partition store on disk, or undefined when it looks whole. */
 export type StoreProblem = string | undefined;
@@ -39,5 +41,48 @@ export function checkStoreFile(dir: string): StoreProblem {
     return undefined;
   } finally {
     closeSync(fd);
+  }
+}
+
+export interface PartitionReport {
+  partition: number;
+  path: string;
+  /** data.mdb's size in bytes, when it exists. */
+  bytes: number | undefined;
+  /** What is wrong with the store; undefined when it is healthy. */
+  problem: string | undefined;
+  layout?: StoreLayout;
+  /** False for a store a first start created and never initialised. */
+  initialised?: boolean;
+  lastBatch?: number;
+  keyCount?: number;
+  deadLetters?: number;
+}
+
+/**
+ * Looks at one partition store: the file check first (LMDB maps the file, and a truncated
+ * one would kill this process with SIGBUS), then its layout and last batch.
+ */
+export function examinePartition(dataDir: string, stream: number, partition: number): PartitionReport {
+  const path = partitionPath(dataDir, stream, partition);
+  const file = join(path, 'data.mdb');
+  const bytes = existsSync(file) ? statSync(file).size : undefined;
+  const problem = checkStoreFile(path);
+  if (problem) return { partition, path, bytes, problem };
+  try {
+    const store = openPartitionStore(path);
+    try {
+      const layout = readLayout(store);
+      const last = new BatchLog(store).last();
+      // No layout: created by a first start that was cut short, which the next start initialises (not damage).
+      return {
+        partition, path, bytes, problem: undefined, layout, initialised: layout !== undefined,
+        lastBatch: last?.batchTime, keyCount: last?.keyCount ?? 0, deadLetters: store.deadLetters.getKeysCount(),
+      };
+    } finally {
+      store.env.close();
+    }
+  } catch (error) {
+    return { partition, path, bytes, problem: `the store fails to open: ${(error as Error).message}` };
   }
 }

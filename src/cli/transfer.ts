@@ -1,12 +1,14 @@
-import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Key } from 'lmdb';
 import { murmur2Partitioner } from '../engine/partitioner.js';
-import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/batch-log.js';
+import { BatchLog, FORMAT_VERSION, writeLayout } from '../storage/batch-log.js';
 import { encodeEntry, messageCodec } from '../storage/codec.js';
-import { openPartitionStore, partitionFolder, stateDir, type PartitionStore } from '../storage/partition-store.js';
+import { openPartitionStore, partitionFolder, stateDir } from '../storage/partition-store.js';
 import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshot-manifest.js';
-import { exportStores, readStateExport, type StateExport, type StateExportOrigin } from '../storage/state-export.js';
+import { readStateExport, storesEntries, writeStateExport, type ExportEntry, type StateExport, type StateExportOrigin } from '../storage/state-export.js';
+import { snapshotEntries } from '../storage/snapshot-source.js';
+import { storesOrigin } from '../storage/job-export.js';
 import { TimeIndex } from '../storage/time-index.js';
 import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
@@ -63,24 +65,24 @@ export async function exportCommand(args: string[]): Promise<number> {
   if (out === undefined) throw new UsageError('export: missing --out <file|-> (- writes to stdout)', 'export');
   const snapshotTime = values.snapshot === undefined ? undefined : batchTimeArg('export', values.snapshot as string, '--snapshot');
 
-  let stores: PartitionStore[];
+  let entries: Iterable<ExportEntry>;
   let origin: StateExportOrigin;
-  let cleanup: () => void;
+  let cleanup = () => {};
   if (snapshotTime === undefined) {
     const opened = openStream(dataDir, stream);
-    stores = opened.stores;
     cleanup = opened.close;
     try {
-      origin = liveOrigin(dataDir, stream, stores);
+      origin = storesOrigin(opened.stores, dataDir, stream);
     } catch (error) {
       cleanup();
-      throw error;
+      throw new CliFailure(`${(error as Error).message}, or export a snapshot (--snapshot)`);
     }
+    entries = storesEntries(opened.stores);
   } else {
-    ({ stores, origin, cleanup } = await openSnapshotCopies(dataDir, stream, snapshotTime));
+    ({ entries, origin } = await snapshotExport(dataDir, stream, snapshotTime));
   }
   try {
-    const count = await exportStores(stores, origin, target(out));
+    const count = await writeStateExport(target(out), origin, entries);
     const result = { keyCount: count, stream, batchTime: origin.batchTime, stateVersion: origin.stateVersion, out, ...(snapshotTime === undefined ? {} : { snapshot: snapshotTime }) };
     say(out, json, result, `Exported ${count} keys of stream ${stream} (batch ${formatBatch(origin.batchTime)}, state version ${origin.stateVersion}${snapshotTime === undefined ? '' : `, from snapshot ${snapshotTime}`}) to ${out === '-' ? 'stdout' : out}.`);
     return 0;
@@ -89,29 +91,8 @@ export async function exportCommand(args: string[]): Promise<number> {
   }
 }
 
-/** The live stores, refused unless every partition holds the same batch at the same state version. */
-function liveOrigin(dataDir: string, stream: number, stores: PartitionStore[]): StateExportOrigin {
-  const versions = new Set(stores.map((s) => readLayout(s)?.stateVersion ?? 1));
-  if (versions.size > 1) {
-    throw new CliFailure(`the partitions of stream ${stream} are at state versions ${[...versions].join(' and ')} (a migration did not finish); start the job once with the newest version, then export`);
-  }
-  const last = stores.map((s, partition) => ({ partition, batch: new BatchLog(s).last()?.batchTime }));
-  const batches = new Set(last.map((l) => l.batch));
-  if (batches.size > 1) {
-    throw new CliFailure(
-      `the partitions of stream ${stream} under ${dataDir} hold different batches (${last.map((l) => `partition ${l.partition}: ${l.batch ?? 'none'}`).join(', ')}); ` +
-        'a batch was in flight when the job stopped. Start the job once so it completes it, or export a snapshot (--snapshot)',
-    );
-  }
-  const batchTime = last[0].batch;
-  return { stateVersion: [...versions][0], numPartitions: stores.length, stream, ...(batchTime === undefined ? {} : { batchTime }) };
-}
-
-/**
- * A snapshot's copies, checked and copied to a scratch folder beside it and opened there:
- * opening an LMDB environment writes a lock file, and the snapshot folder must stay as written.
- */
-async function openSnapshotCopies(dataDir: string, stream: number, batchTime: number): Promise<{ stores: PartitionStore[]; origin: StateExportOrigin; cleanup: () => void }> {
+/** A snapshot's copies of one stream, checked first: a damaged snapshot writes nothing. */
+async function snapshotExport(dataDir: string, stream: number, batchTime: number): Promise<{ entries: Iterable<ExportEntry>; origin: StateExportOrigin }> {
   let info;
   try {
     info = findSnapshot(dataDir, batchTime);
@@ -122,25 +103,7 @@ async function openSnapshotCopies(dataDir: string, stream: number, batchTime: nu
   if (!manifest) throw new CliFailure(`snapshot ${batchTime} holds no state of stream ${stream}`);
   const problems = await verifySnapshot(info, { stream, partitions: manifest.partitions.map((p) => p.partition) });
   if (problems.length > 0) throw new CliFailure(`snapshot ${batchTime} is damaged: ${problems.join('; ')}`);
-  const scratch = join(dataDir, `.export-${batchTime}-${process.pid}`);
-  rmSync(scratch, { recursive: true, force: true });
-  const stores: PartitionStore[] = [];
-  const cleanup = () => {
-    stores.forEach((s) => s.env.close());
-    rmSync(scratch, { recursive: true, force: true });
-  };
-  try {
-    for (const part of [...manifest.partitions].sort((a, b) => a.partition - b.partition)) {
-      const dir = join(scratch, `partition-${String(part.partition).padStart(4, '0')}`);
-      mkdirSync(dir, { recursive: true });
-      copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
-      stores.push(openPartitionStore(dir));
-    }
-  } catch (error) {
-    cleanup();
-    throw error;
-  }
-  return { stores, origin: { stateVersion: manifest.stateVersion, batchTime, numPartitions: manifest.numPartitions, stream, snapshot: batchTime }, cleanup };
+  return { entries: snapshotEntries(info.path, manifest), origin: { stateVersion: manifest.stateVersion, batchTime, numPartitions: manifest.numPartitions, stream, snapshot: batchTime } };
 }
 
 /** Entries written per write transaction: large enough to amortise the commit, small enough to bound memory. */

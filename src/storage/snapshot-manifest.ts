@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SnapshotError } from '../errors.js';
-import { sha256Files } from './checksum.js';
+import { sha256FileSync, sha256Files } from './checksum.js';
 
 export const SNAPSHOT_FORMAT_VERSION = 1;
 
@@ -97,24 +97,36 @@ export function findSnapshot(dataDir: string, batchTime: number): SnapshotInfo {
   return { batchTime, path, manifest: readManifest(path) };
 }
 
-/** Problems with the files of some partition copies (or of all), or [] when the checksums match. */
-export async function verifySnapshot(snapshot: SnapshotInfo, only?: { stream: number; partitions: number[] }): Promise<string[]> {
-  const problems: string[] = [];
-  const checked: Array<{ file: string; part: SnapshotPartition }> = [];
+/** The copies to check (of one stream's partitions, or of all): missing ones are problems already. */
+function copiesToVerify(snapshot: SnapshotInfo, only?: { stream: number; partitions: number[] }): { missing: string[]; present: Array<{ file: string; part: SnapshotPartition }> } {
+  const missing: string[] = [];
+  const present: Array<{ file: string; part: SnapshotPartition }> = [];
   for (const stream of snapshot.manifest.streams) {
     if (only && stream.stream !== only.stream) continue;
     for (const part of stream.partitions) {
       if (only && !only.partitions.includes(part.partition)) continue;
       const file = join(snapshot.path, part.file);
-      if (existsSync(file)) checked.push({ file, part });
-      else problems.push(`${part.file} is missing`);
+      if (existsSync(file)) present.push({ file, part });
+      else missing.push(`${part.file} is missing`);
     }
   }
-  const sums = await sha256Files(checked.map((c) => c.file));
-  checked.forEach(({ part }, i) => {
-    if (sums[i] !== part.sha256) problems.push(`${part.file} does not match its checksum`);
-  });
-  return problems;
+  return { missing, present };
+}
+
+function mismatches(present: Array<{ part: SnapshotPartition }>, sums: string[]): string[] {
+  return present.flatMap(({ part }, i) => (sums[i] === part.sha256 ? [] : [`${part.file} does not match its checksum`]));
+}
+
+/** Problems with the files of some partition copies (or of all), or [] when the checksums match; hashed off the main thread. */
+export async function verifySnapshot(snapshot: SnapshotInfo, only?: { stream: number; partitions: number[] }): Promise<string[]> {
+  const { missing, present } = copiesToVerify(snapshot, only);
+  return [...missing, ...mismatches(present, await sha256Files(present.map((c) => c.file)))];
+}
+
+/** The same check, synchronously, for callers that must answer at once (a StateSource is read synchronously). */
+export function verifySnapshotSync(snapshot: SnapshotInfo, only?: { stream: number; partitions: number[] }): string[] {
+  const { missing, present } = copiesToVerify(snapshot, only);
+  return [...missing, ...mismatches(present, present.map((c) => sha256FileSync(c.file)))];
 }
 
 /** Keeps the newest `keep` snapshots; returns the batch times removed. */

@@ -2,16 +2,33 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SnapshotError } from '../errors.js';
-import { sha256FileSync } from './checksum.js';
 import { openPartitionStore } from './partition-store.js';
-import { readManifest, type SnapshotStream } from './snapshot-manifest.js';
+import { readManifest, verifySnapshotSync, type SnapshotStream } from './snapshot-manifest.js';
 import type { StateSource } from './state-source.js';
 import { storeEntries, type ExportEntry } from './state-export.js';
 
 /**
- * One stream of a snapshot as a StateSource, for StateSpec.initialState or an export:
- * each partition's copy is checked against its checksum and opened from a scratch copy
- * (opening LMDB writes a lock file, and a snapshot folder is never modified).
+ * Every [key, state, lastUpdated] of one stream's partition copies, each opened from a
+ * scratch copy (opening LMDB writes a lock file, and a snapshot folder is never modified).
+ * The caller has verified the copies.
+ */
+export function* snapshotEntries(path: string, stream: SnapshotStream): Generator<ExportEntry> {
+  for (const part of [...stream.partitions].sort((a, b) => a.partition - b.partition)) {
+    const scratch = mkdtempSync(join(tmpdir(), 'statestream-snapshot-'));
+    copyFileSync(join(path, part.file), join(scratch, 'data.mdb'));
+    const store = openPartitionStore(scratch);
+    try {
+      yield* storeEntries(store);
+    } finally {
+      store.env.close();
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  }
+}
+
+/**
+ * One stream of a snapshot as a StateSource, for StateSpec.initialState: the copies are
+ * checked against their checksums before the first entry is read.
  */
 export function readSnapshotState<K = unknown, S = unknown>(path: string, options: { stream?: number } = {}): StateSource<K, S> & { batchTime: number } {
   const manifest = readManifest(path);
@@ -23,19 +40,9 @@ export function readSnapshotState<K = unknown, S = unknown>(path: string, option
     stateVersion: stream.stateVersion,
     batchTime: manifest.batchTime,
     *entries(): Generator<[K, S, number]> {
-      for (const part of stream.partitions) {
-        const file = join(path, part.file);
-        if (sha256FileSync(file) !== part.sha256) throw new SnapshotError(`${file} does not match the checksum in its snapshot's manifest`, { snapshot: path, partition: part.partition });
-        const scratch = mkdtempSync(join(tmpdir(), 'statestream-snapshot-'));
-        copyFileSync(file, join(scratch, 'data.mdb'));
-        const store = openPartitionStore(scratch);
-        try {
-          yield* storeEntries(store) as Generator<ExportEntry> as Generator<[K, S, number]>;
-        } finally {
-          store.env.close();
-          rmSync(scratch, { recursive: true, force: true });
-        }
-      }
+      const problems = verifySnapshotSync({ batchTime: manifest.batchTime, path, manifest }, { stream: streamIndex, partitions: stream.partitions.map((p) => p.partition) });
+      if (problems.length > 0) throw new SnapshotError(`the snapshot at ${path} is damaged: ${problems.join('; ')}`, { snapshot: path, problems });
+      yield* snapshotEntries(path, stream) as Generator<[K, S, number]>;
     },
   };
 }

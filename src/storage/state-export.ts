@@ -304,9 +304,12 @@ export function* storeEntries(store: PartitionStore): Generator<ExportEntry> {
   }
 }
 
+/** The entries of several partition stores, one store after another. */
+export function* storesEntries(stores: readonly PartitionStore[]): Generator<ExportEntry> {
+  for (const store of stores) yield* storeEntries(store);
+}
+
 /** Exports the entries of several partition stores, one after another, into one file or stream. */
 export function exportStores(stores: readonly PartitionStore[], origin: StateExportOrigin, target: string | NodeJS.WritableStream): Promise<number> {
-  return writeStateExport(target, origin, (function* () {
-    for (const store of stores) yield* storeEntries(store);
-  })());
+  return writeStateExport(target, origin, storesEntries(stores));
 }

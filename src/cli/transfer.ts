@@ -9,7 +9,7 @@ import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshot
 import { readStateExport, storesEntries, writeStateExport, type ExportEntry, type StateExport, type StateExportOrigin } from '../storage/state-export.js';
 import { snapshotEntries } from '../storage/snapshot-source.js';
 import { storesOrigin } from '../storage/job-export.js';
-import { TimeIndex } from '../storage/time-index.js';
+import { BatchedWriter } from '../storage/batched-writer.js';
 import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
 import { fsyncPath, fsyncTree } from '../storage/durable.js';
@@ -106,9 +106,6 @@ async function snapshotExport(dataDir: string, stream: number, batchTime: number
   return { entries: snapshotEntries(info.path, manifest), origin: { stateVersion: manifest.stateVersion, batchTime, numPartitions: manifest.numPartitions, stream, snapshot: batchTime } };
 }
 
-/** Entries written per write transaction: large enough to amortise the commit, small enough to bound memory. */
-const CHUNK = 10_000;
-
 export async function importCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand('import', args, { partitions: { type: 'string' }, replace: { type: 'boolean' } }, { min: 1, max: 1, names: '<file> (a state export)' });
   if (values.help) return print(importUsage), 0;
@@ -142,31 +139,18 @@ export async function importCommand(args: string[]): Promise<number> {
   let batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;
   let count = 0;
   try {
-    const pending: Array<Array<[unknown, unknown, number]>> = stores.map(() => []);
-    const flush = (p: number) => {
-      const store = stores[p];
-      const index = new TimeIndex(store);
-      store.env.transactionSync(() => {
-        for (const [key, state, lastUpdated] of pending[p]) {
-          store.state.putSync(key as Key, encodeEntry(state, lastUpdated));
-          // Kept because the next job may have a timeout; a job without one clears it at start.
-          index.add(lastUpdated, key);
-        }
-      });
-      pending[p] = [];
-    };
+    // The time index is kept because the next job may have a timeout; a job without one clears it at start.
+    const writer = new BatchedWriter(stores, true);
     for (const [raw, state, lastUpdated] of source.entries()) {
       // Routed exactly as the router routes a record with this key.
       const key = normalizeKey(raw);
-      const p = murmur2Partitioner.partition(key, numPartitions);
       // The stores' last batch is at least every key's lastUpdated: a job's first batch must
       // come after both, or its idle timeouts would run backwards.
       if (lastUpdated > batchTime) batchTime = lastUpdated;
-      pending[p].push([key, state, lastUpdated]);
+      writer.putEntry(murmur2Partitioner.partition(key, numPartitions), key as Key, encodeEntry(state, lastUpdated), lastUpdated);
       count++;
-      if (pending[p].length >= CHUNK) flush(p);
     }
-    stores.forEach((_, p) => flush(p));
+    writer.flush();
     for (const store of stores) {
       store.env.transactionSync(() => {
         new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount: store.state.getKeysCount() });

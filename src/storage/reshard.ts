@@ -4,15 +4,12 @@ import { compareKeys, type Key } from 'lmdb';
 import { StoreMismatchError } from '../errors.js';
 import { murmur2Partitioner } from '../engine/partitioner.js';
 import { BatchLog, readLayout, writeLayout, type CommittedBatch, type StoreLayout } from './batch-log.js';
-import { decodeEntry, messageCodec } from './codec.js';
-import { DeadLetterStore, type DeadLetter } from './dead-letters.js';
+import { messageCodec } from './codec.js';
+import type { DeadLetter } from './dead-letters.js';
 import { normalizeKey } from './keys.js';
 import { openPartitionStore, partitionFolder, partitionPath, type PartitionStore } from './partition-store.js';
 import { commitReshard, reshardPaths, type ReshardStep } from './reshard-protocol.js';
-import { TimeIndex } from './time-index.js';
-
-/** Puts per LMDB transaction: one commit (and its page writes) per 10^4 entries, not per entry. */
-const PUTS_PER_TRANSACTION = 10_000;
+import { BatchedWriter } from './batched-writer.js';
 
 export interface ReshardOptions {
   /** Called as the swap passes each step; the crash tests kill the process there. */
@@ -184,54 +181,5 @@ function* inKeyOrder(olds: PartitionStore[]): Generator<{ key: Key; value: Buffe
     if (best < 0) return;
     yield heads[best].value;
     heads[best] = iterators[best].next();
-  }
-}
-
-/** Buffers puts per new partition and writes each partition's share in one transaction. */
-class BatchedWriter {
-  readonly keyCounts: number[];
-  letters = 0;
-  private entries: Array<Array<[Key, Buffer]>>;
-  private moved: DeadLetter[][];
-  private buffered = 0;
-  private readonly indexes: TimeIndex[];
-
-  constructor(private readonly stores: PartitionStore[], private readonly timeIndexed: boolean) {
-    this.keyCounts = stores.map(() => 0);
-    this.entries = stores.map(() => []);
-    this.moved = stores.map(() => []);
-    this.indexes = stores.map((s) => new TimeIndex(s));
-  }
-
-  putEntry(partition: number, key: Key, value: Buffer): void {
-    this.entries[partition].push([key, value]);
-    this.keyCounts[partition]++;
-    if (++this.buffered >= PUTS_PER_TRANSACTION) this.flush();
-  }
-
-  putLetter(partition: number, letter: DeadLetter): void {
-    this.moved[partition].push(letter);
-    this.letters++;
-    if (++this.buffered >= PUTS_PER_TRANSACTION) this.flush();
-  }
-
-  flush(): void {
-    this.stores.forEach((store, q) => {
-      const entries = this.entries[q];
-      const letters = this.moved[q];
-      if (entries.length === 0 && letters.length === 0) return;
-      const index = this.indexes[q];
-      const deadLetters = new DeadLetterStore(store);
-      store.env.transactionSync(() => {
-        for (const [key, value] of entries) {
-          store.state.putSync(key, value);
-          if (this.timeIndexed) index.add(decodeEntry(value)[1], key);
-        }
-        for (const letter of letters) deadLetters.addMoved(letter);
-      });
-    });
-    this.entries = this.stores.map(() => []);
-    this.moved = this.stores.map(() => []);
-    this.buffered = 0;
   }
 }

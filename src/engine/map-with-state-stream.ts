@@ -10,7 +10,6 @@ import { openPartitionStore, partitionPath, type PartitionStore } from '../stora
 import { StateView } from '../storage/state-view.js';
 import { reconcileTimeIndex } from '../storage/time-index.js';
 import { rescaleStores } from '../storage/reshard.js';
-import { recoverInterruptedReshard } from '../storage/reshard-protocol.js';
 import { checkStateVersion, migrateEntries, upgradeStores } from '../storage/migrate.js';
 import { sourceEntries } from '../storage/state-export.js';
 import { isStateSource } from '../storage/state-source.js';
@@ -63,11 +62,11 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
 
   /**
    * Opens the stores, checks they fit this spec, and spawns the actors. Returns what the
-   * stores held, so the context can check batch times and report gaps.
+   * stores held, so the context can check batch times and report gaps. The context has
+   * settled an interrupted reshard and restored damaged stores before.
    */
   open(pool: Piscina, supervisor: AnyActorRef): StoreRecovery {
     const n = this.numPartitions;
-    recoverInterruptedReshard(this.dataDir, this.stateIndex);
     rescaleStores(this.dataDir, this.stateIndex, n);
     const stores = Array.from({ length: n }, (_, p) => openPartitionStore(partitionPath(this.dataDir, this.stateIndex, p)));
     const layout = readLayout(stores[0]);

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { ConfigError } from '../errors.js';
 import type { PartitionStore } from '../storage/partition-store.js';
-import { listSnapshots, pruneSnapshots, type SnapshotInfo, type SourcePositions } from '../storage/snapshot-manifest.js';
+import { pruneSnapshots, type SnapshotInfo, type SourcePositions } from '../storage/snapshot-manifest.js';
 import { beginSnapshot } from '../storage/snapshot-writer.js';
 
 /** How often a running job snapshots its state: every n batches, or at the first batch after `ms` elapsed. */
@@ -88,8 +88,7 @@ export class SnapshotScheduler {
           // stopping source or an unreachable ZooKeeper (the next snapshot trims again).
           this.tell(() => this.host.completed(info, { gateMs, durationMs: performance.now() - began }));
           try {
-            pruneSnapshots(this.host.dataDir, this.policy.keep);
-            const oldest = listSnapshots(this.host.dataDir).at(-1);
+            const oldest = pruneSnapshots(this.host.dataDir, this.policy.keep).at(-1);
             if (oldest) await this.host.retainFrom(oldest.batchTime);
           } catch {
             // Only housekeeping: nothing is lost, and the next snapshot trims again.

@@ -129,17 +129,16 @@ export function verifySnapshotSync(snapshot: SnapshotInfo, only?: { stream: numb
   return [...missing, ...mismatches(present, present.map((c) => sha256FileSync(c.file)))];
 }
 
-/** Keeps the newest `keep` snapshots; returns the batch times removed. */
-export function pruneSnapshots(dataDir: string, keep: number): number[] {
-  const removed: number[] = [];
-  for (const old of listSnapshots(dataDir).slice(keep)) {
+/** Keeps the newest `keep` snapshots; returns those kept, newest first. */
+export function pruneSnapshots(dataDir: string, keep: number): SnapshotInfo[] {
+  const all = listSnapshots(dataDir);
+  for (const old of all.slice(keep)) {
     // Renamed first, so a crash halfway through the delete leaves no folder that looks whole.
     const doomed = join(snapshotsDir(dataDir), `${INCOMPLETE_PREFIX}removed-${old.batchTime}`);
     renameSync(old.path, doomed);
     rmSync(doomed, { recursive: true, force: true });
-    removed.push(old.batchTime);
   }
-  return removed;
+  return all.slice(0, keep);
 }
 
 /** A crash while a snapshot was written (or removed) leaves its temporary folder: it never counted. */

@@ -6,8 +6,8 @@ export type { DStream, MapWithStateStream, StateQueries } from './engine/dstream
 export type { QueueInputDStream, QueueStreamOptions } from './engine/sources/queue.js';
 export type { KafkaInputDStream, KafkaRecord } from './engine/sources/kafka.js';
 export type { KafkaStreamOptions, KafkaDecoder } from './engine/sources/kafka-options.js';
-export type { SourceDeadLetter } from './storage/source-dead-letters.js';
-export type { OffsetRange, RecordedBatch } from './storage/zk-offsets.js';
+export type { SourceDeadLetter } from './storage/sources/dead-letters.js';
+export type { OffsetRange, RecordedBatch } from './storage/zookeeper/offsets.js';
 export {
   BatchEvents,
   type BatchEventMap,
@@ -21,10 +21,10 @@ export {
   type StateRestoredEvent,
 } from './engine/batch-events.js';
 export type { SnapshotEvery } from './engine/snapshot-scheduler.js';
-export { listSnapshots, type SnapshotInfo, type SnapshotManifest, type SnapshotStream, type SnapshotPartition, type SourcePositions } from './storage/snapshot-manifest.js';
+export { listSnapshots, type SnapshotInfo, type SnapshotManifest, type SnapshotStream, type SnapshotPartition, type SourcePositions } from './storage/snapshots/manifest.js';
 export { murmur2, murmur2Partitioner, type Partitioner } from './engine/partitioner.js';
-export type { DeadLetter } from './storage/dead-letters.js';
-export type { StateSource } from './storage/state-source.js';
+export type { DeadLetter } from './storage/partition/dead-letters.js';
+export type { StateSource } from './storage/export/state-source.js';
 export {
   readStateExport,
   writeStateExport,
@@ -32,10 +32,10 @@ export {
   type StateExportHeader,
   type StateExportOrigin,
   type ExportEntry,
-} from './storage/state-export.js';
-export { exportJobState, type ExportJobStateOptions } from './storage/job-export.js';
-export { readSnapshotState } from './storage/snapshot-source.js';
-export type { MigrateFunction } from './storage/migrate.js';
+} from './storage/export/state-export.js';
+export { exportJobState, type ExportJobStateOptions } from './storage/export/job-export.js';
+export { readSnapshotState } from './storage/snapshots/source.js';
+export type { MigrateFunction } from './storage/partition/migrate.js';
 export {
   StatestreamError,
   ConfigError,

@@ -2,12 +2,12 @@ import { performance } from 'node:perf_hooks';
 import { serializeError } from '../errors.js';
 import { StateHandle } from '../engine/state.js';
 import { assertEncodable, messageCodec } from '../storage/codec.js';
-import { BatchCache } from '../storage/batch-cache.js';
-import { BatchLog } from '../storage/batch-log.js';
-import { DeadLetterStore } from '../storage/dead-letters.js';
-import { LmdbStateMap } from '../storage/state-map.js';
-import { TimeIndex } from '../storage/time-index.js';
-import type { PartitionStore } from '../storage/partition-store.js';
+import { BatchCache } from '../storage/partition/batch-cache.js';
+import { BatchLog } from '../storage/partition/batch-log.js';
+import { DeadLetterStore } from '../storage/partition/dead-letters.js';
+import { LmdbStateMap } from '../storage/partition/state-map.js';
+import { TimeIndex } from '../storage/partition/time-index.js';
+import type { PartitionStore } from '../storage/partition/store.js';
 import type { ApplyResult, ApplyTask, InitialEntry, ShardPayload } from './messages.js';
 import { compareKeys, type Key } from 'lmdb';
 

@@ -5,7 +5,7 @@
 import { move } from 'piscina';
 import { MappingModuleError, serializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
-import { openPartitionStore, type PartitionStore } from '../storage/partition-store.js';
+import { openPartitionStore, type PartitionStore } from '../storage/partition/store.js';
 import { applyShard, type MappingFunction } from './apply-shard.js';
 import type { ResolvedMappingRef, WorkerTask } from './messages.js';
 

@@ -2,7 +2,7 @@ import type { Partitioner } from '../engine/partitioner.js';
 import { assertPair, normalizeKey } from '../storage/keys.js';
 import { messageCodec } from '../storage/codec.js';
 import type { InitialEntry, ShardPayload } from './messages.js';
-import type { ExportEntry } from '../storage/state-export.js';
+import type { ExportEntry } from '../storage/export/state-export.js';
 
 /**
  * Splits a batch's [key, value] records by key hash into one encoded shard per partition.

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { listSnapshots } from '../storage/snapshot-manifest.js';
+import { listSnapshots } from '../storage/snapshots/manifest.js';
 import { CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
-import type { PartitionReport } from '../storage/store-check.js';
+import type { PartitionReport } from '../storage/partition/store-check.js';
 import { examineStream, interruptedReshard, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets } from './zk.js';
 

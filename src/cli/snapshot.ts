@@ -1,12 +1,12 @@
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BatchLog } from '../storage/batch-log.js';
-import { partitionFolder, stateDir } from '../storage/partition-store.js';
-import { findSnapshot, listSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshot-manifest.js';
-import { beginSnapshot } from '../storage/snapshot-writer.js';
+import { BatchLog } from '../storage/partition/batch-log.js';
+import { partitionFolder, stateDir } from '../storage/partition/store.js';
+import { findSnapshot, listSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
+import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
 import { fsyncPath, fsyncTree } from '../storage/durable.js';
-import { recoverInterruptedReshard } from '../storage/reshard-protocol.js';
+import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
 import { assertJobStopped, moveAside, openStream, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
 

@@ -1,9 +1,9 @@
 import type { Key } from 'lmdb';
 import { murmur2Partitioner } from '../engine/partitioner.js';
-import { BatchLog } from '../storage/batch-log.js';
+import { BatchLog } from '../storage/partition/batch-log.js';
 import { decodeEntry } from '../storage/codec.js';
 import { keyProblem, normalizeKey } from '../storage/keys.js';
-import { readBinary } from '../storage/state-map.js';
+import { readBinary } from '../storage/partition/state-map.js';
 import { CliFailure, common, formatBatch, parseCommand, print, toJson, UsageError } from './args.js';
 import { openStream } from './stores.js';
 

@@ -1,10 +1,10 @@
 import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { readLayout, type StoreLayout } from '../storage/batch-log.js';
+import { readLayout, type StoreLayout } from '../storage/partition/batch-log.js';
 import { fsyncPath } from '../storage/durable.js';
-import { openPartitionStore, partitionPath, partitionsOnDisk, stateDir, type PartitionStore } from '../storage/partition-store.js';
-import { reshardPaths } from '../storage/reshard-protocol.js';
-import { checkStoreFile, examinePartition, type PartitionReport } from '../storage/store-check.js';
+import { openPartitionStore, partitionPath, partitionsOnDisk, stateDir, type PartitionStore } from '../storage/partition/store.js';
+import { reshardPaths } from '../storage/reshard/protocol.js';
+import { checkStoreFile, examinePartition, type PartitionReport } from '../storage/partition/store-check.js';
 import { CliFailure } from './args.js';
 
 /** The stream indexes with a state folder, in order. */

@@ -2,18 +2,18 @@ import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Key } from 'lmdb';
 import { murmur2Partitioner } from '../engine/partitioner.js';
-import { BatchLog, FORMAT_VERSION, writeLayout } from '../storage/batch-log.js';
+import { BatchLog, FORMAT_VERSION, writeLayout } from '../storage/partition/batch-log.js';
 import { encodeEntry, messageCodec } from '../storage/codec.js';
-import { openPartitionStore, partitionFolder, stateDir } from '../storage/partition-store.js';
-import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshot-manifest.js';
-import { readStateExport, storesEntries, writeStateExport, type ExportEntry, type StateExport, type StateExportOrigin } from '../storage/state-export.js';
-import { snapshotEntries } from '../storage/snapshot-source.js';
-import { storesOrigin } from '../storage/job-export.js';
-import { BatchedWriter } from '../storage/batched-writer.js';
+import { openPartitionStore, partitionFolder, stateDir } from '../storage/partition/store.js';
+import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshots/manifest.js';
+import { readStateExport, storesEntries, writeStateExport, type ExportEntry, type StateExport, type StateExportOrigin } from '../storage/export/state-export.js';
+import { snapshotEntries } from '../storage/snapshots/source.js';
+import { storesOrigin } from '../storage/export/job-export.js';
+import { BatchedWriter } from '../storage/reshard/batched-writer.js';
 import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
 import { fsyncPath, fsyncTree } from '../storage/durable.js';
-import { recoverInterruptedReshard } from '../storage/reshard-protocol.js';
+import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
 import { assertJobStopped, moveAside, openStream } from './stores.js';
 
 export const exportUsage = `Usage: statestream export --out <file|-> [--snapshot <batchTime>] [--data-dir <path>] [--stream <n>] [--json]

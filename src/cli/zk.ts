@@ -1,5 +1,5 @@
-import { ZooKeeperOffsetStore, type RecordedBatch } from '../storage/zk-offsets.js';
-import { ZooKeeperSession } from '../storage/zookeeper-client.js';
+import { ZooKeeperOffsetStore, type RecordedBatch } from '../storage/zookeeper/offsets.js';
+import { ZooKeeperSession } from '../storage/zookeeper/session.js';
 import type { ZooKeeperTarget } from './args.js';
 
 export interface ZooKeeperOffsets {

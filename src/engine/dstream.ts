@@ -1,7 +1,7 @@
 import { ConfigError, InvalidRecordError } from '../errors.js';
 import type { BatchRun } from './batch.js';
 import type { StateSpec } from './state-spec.js';
-import type { DeadLetter } from '../storage/dead-letters.js';
+import type { DeadLetter } from '../storage/partition/dead-letters.js';
 
 /** What a stream needs of its context; the StreamingContext implements it. */
 export interface StreamGraph {

@@ -1,8 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import { ConfigError } from '../errors.js';
-import type { PartitionStore } from '../storage/partition-store.js';
-import { pruneSnapshots, type SnapshotInfo, type SourcePositions } from '../storage/snapshot-manifest.js';
-import { beginSnapshot } from '../storage/snapshot-writer.js';
+import type { PartitionStore } from '../storage/partition/store.js';
+import { pruneSnapshots, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
+import { beginSnapshot } from '../storage/snapshots/writer.js';
 
 /** How often a running job snapshots its state: every n batches, or at the first batch after `ms` elapsed. */
 export type SnapshotEvery = number | { batches: number } | { ms: number };

@@ -3,8 +3,8 @@ import { isAbsolute } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ConfigError, MappingModuleError } from '../errors.js';
 import type { ResolvedMappingRef } from '../actors/messages.js';
-import { isStateSource, type StateSource } from '../storage/state-source.js';
-import type { MigrateFunction } from '../storage/migrate.js';
+import { isStateSource, type StateSource } from '../storage/export/state-source.js';
+import type { MigrateFunction } from '../storage/partition/migrate.js';
 import type { State } from './state.js';
 
 /** Spark's mapping function, run on worker threads: `undefined` means emit nothing. */

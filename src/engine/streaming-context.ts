@@ -20,9 +20,9 @@ import { validateKafkaOptions, type KafkaStreamOptions } from './sources/kafka-o
 import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
 import type { StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
-import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshot-manifest.js';
-import { restoreDamagedStores } from '../storage/restore.js';
-import { recoverInterruptedReshard } from '../storage/reshard-protocol.js';
+import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshots/manifest.js';
+import { restoreDamagedStores } from '../storage/snapshots/restore.js';
+import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
 
 export interface StreamingContextOptions {
   /** Time between batches, in milliseconds. */

@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { BatchEvents, StateSpec, listSnapshots } from '../../src/index.js';
-import { BatchLog } from '../../src/storage/batch-log.js';
+import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../src/storage/codec.js';
-import { openPartitionStore, partitionPath } from '../../src/storage/partition-store.js';
-import { verifySnapshot } from '../../src/storage/snapshot-manifest.js';
-import { ZooKeeperOffsetStore } from '../../src/storage/zk-offsets.js';
-import { ZooKeeperSession } from '../../src/storage/zookeeper-client.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
+import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
+import { ZooKeeperOffsetStore } from '../../src/storage/zookeeper/offsets.js';
+import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
 

@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PoisonRecordError, StateSpec, StoreMismatchError } from '../../src/index.js';
-import { readStoredLayout } from '../../src/storage/reshard.js';
+import { readStoredLayout } from '../../src/storage/reshard/reshard.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
 

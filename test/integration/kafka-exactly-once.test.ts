@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
-import { SourceDeadLetterStore } from '../../src/storage/source-dead-letters.js';
+import { SourceDeadLetterStore } from '../../src/storage/sources/dead-letters.js';
 import { tempDir } from '../helpers.js';
 import { useServices } from './services/suite.js';
 import { highWatermarks, JobProcess, readCounts, runUntilCaughtUp, tally, zkOffsets, type JobConfig } from './job-process.js';

@@ -3,7 +3,7 @@ import { rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { StreamingContext, listSnapshots } from '../../src/index.js';
-import { partitionPath } from '../../src/storage/partition-store.js';
+import { partitionPath } from '../../src/storage/partition/store.js';
 import { tempDir } from '../helpers.js';
 import { useServices } from './services/suite.js';
 import { JobProcess, readCounts, runUntilCaughtUp, tally, waitUntilCaughtUp, type JobConfig } from './job-process.js';

@@ -1,4 +1,4 @@
-import type { SourcePositions } from '../../storage/snapshot-manifest.js';
+import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 
 /** A batch a replayable source recorded before a crash and must run again first. */
 export interface RecoveredBatch {

@@ -1,13 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, type Consumer, type KafkaMessage, type Admin } from 'kafkajs';
 import { OffsetStoreError, SourceRecordError, serializeError } from '../../errors.js';
-import { ZooKeeperSession } from '../../storage/zookeeper-client.js';
-import { ZooKeeperOffsetStore, type OffsetRange, type RecordedBatch } from '../../storage/zk-offsets.js';
-import { SourceDeadLetterStore, type SourceDeadLetter } from '../../storage/source-dead-letters.js';
+import { ZooKeeperSession } from '../../storage/zookeeper/session.js';
+import { ZooKeeperOffsetStore, type OffsetRange, type RecordedBatch } from '../../storage/zookeeper/offsets.js';
+import { SourceDeadLetterStore, type SourceDeadLetter } from '../../storage/sources/dead-letters.js';
 import type { BatchRun } from '../batch.js';
 import { DStream, type StreamGraph } from '../dstream.js';
 import type { InputStream, RecoveredBatch, StartContext } from './input.js';
-import type { SourcePositions } from '../../storage/snapshot-manifest.js';
+import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 import type { ValidKafkaOptions } from './kafka-options.js';
 
 /** A Kafka message as it reaches the stream. */

@@ -3,11 +3,11 @@ import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import { EncodingError, StateExportError, StateSpec, exportJobState, readStateExport, writeStateExport, type ExportEntry } from '../../src/index.js';
-import { entryCodec } from '../../src/storage/codec.js';
-import { openPartitionStore, partitionPath } from '../../src/storage/partition-store.js';
-import { storeEntries } from '../../src/storage/state-export.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { EncodingError, StateExportError, StateSpec, exportJobState, readStateExport, writeStateExport, type ExportEntry } from '../../../src/index.js';
+import { entryCodec } from '../../../src/storage/codec.js';
+import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
+import { storeEntries } from '../../../src/storage/export/state-export.js';
+import { fixture, keyedJob, tempDir } from '../../helpers.js';
 
 const byKey = (a: ExportEntry, b: ExportEntry) => (JSON.stringify(a[0]) < JSON.stringify(b[0]) ? -1 : 1);
 

@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { SnapshotError } from '../errors.js';
+import { SnapshotError } from '../../errors.js';
 import { sha256FileSync, sha256Files } from './checksum.js';
 
 export const SNAPSHOT_FORMAT_VERSION = 1;

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { BatchCache } from '../../src/storage/batch-cache.js';
-import { encodeEntry } from '../../src/storage/codec.js';
-import { LmdbStateMap, type StateMap } from '../../src/storage/state-map.js';
-import { TimeIndex } from '../../src/storage/time-index.js';
-import { openPartitionStore } from '../../src/storage/partition-store.js';
-import { tempDir } from '../helpers.js';
+import { BatchCache } from '../../../src/storage/partition/batch-cache.js';
+import { encodeEntry } from '../../../src/storage/codec.js';
+import { LmdbStateMap, type StateMap } from '../../../src/storage/partition/state-map.js';
+import { TimeIndex } from '../../../src/storage/partition/time-index.js';
+import { openPartitionStore } from '../../../src/storage/partition/store.js';
+import { tempDir } from '../../helpers.js';
 
 describe('BatchCache over LMDB', () => {
   const store = openPartitionStore(tempDir());

@@ -1,7 +1,7 @@
 import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fsyncPath, fsyncTree } from './durable.js';
-import { stateDir } from './partition-store.js';
+import { fsyncPath, fsyncTree } from '../durable.js';
+import { stateDir } from '../partition/store.js';
 
 /**
  * How a reshard replaces a stream's stores so that a crash at any moment leaves either the

@@ -1,7 +1,7 @@
 import { closeSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchLog, readLayout, type StoreLayout } from './batch-log.js';
-import { openPartitionStore, partitionPath } from './partition-store.js';
+import { openPartitionStore, partitionPath } from './store.js';
 
 /** What is wrong with a partition store on disk, or undefined when it looks whole. */
 export type StoreProblem = string | undefined;

@@ -1,6 +1,6 @@
 import type { Key, Transaction } from 'lmdb';
-import { decodeEntry, type StoredEntry } from './codec.js';
-import type { PartitionStore } from './partition-store.js';
+import { decodeEntry, type StoredEntry } from '../codec.js';
+import type { PartitionStore } from './store.js';
 
 /**
  * The narrow interface the mapping loop sees: read an entry, write or remove one. Writes

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import type { SerializedError } from '../errors.js';
+import type { SerializedError } from '../../errors.js';
 
 /** A source message that could not be decoded, kept with where it came from. */
 export interface SourceDeadLetter {

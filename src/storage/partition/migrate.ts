@@ -1,10 +1,10 @@
 import type { Database, Key } from 'lmdb';
-import { StateMigrationError, StoreMismatchError, type ErrorContext } from '../errors.js';
+import { StateMigrationError, StoreMismatchError, type ErrorContext } from '../../errors.js';
 import { readLayout, writeLayout } from './batch-log.js';
-import { assertEncodable, decodeEntry, encodeEntry } from './codec.js';
-import type { PartitionStore } from './partition-store.js';
-import type { ExportEntry } from './state-export.js';
-import type { StateSource } from './state-source.js';
+import { assertEncodable, decodeEntry, encodeEntry } from '../codec.js';
+import type { PartitionStore } from './store.js';
+import type { ExportEntry } from '../export/state-export.js';
+import type { StateSource } from '../export/state-source.js';
 
 /** StateSpec.stateVersion's hook: turns a state written under `fromVersion` into the current shape. */
 export type MigrateFunction<S = unknown> = (state: unknown, fromVersion: number) => S;

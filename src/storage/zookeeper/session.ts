@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import zookeeper from 'node-zookeeper-client';
-import { OffsetStoreError } from '../errors.js';
-import { withRetry, type RetryPolicy, defaultRetryPolicy } from '../retry.js';
+import { OffsetStoreError } from '../../errors.js';
+import { withRetry, type RetryPolicy, defaultRetryPolicy } from '../../retry.js';
 
 export interface ZooKeeperOptions {
   /** `host:port[,host:port…]` */

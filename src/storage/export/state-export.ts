@@ -1,10 +1,10 @@
 import { once } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open as openFile, rename, rm } from 'node:fs/promises';
-import { ConfigError, StateExportError } from '../errors.js';
-import { assertEncodable, decodeEntry, entryCodec } from './codec.js';
-import { keyProblem, normalizeKey } from './keys.js';
-import type { PartitionStore } from './partition-store.js';
+import { ConfigError, StateExportError } from '../../errors.js';
+import { assertEncodable, decodeEntry, entryCodec } from '../codec.js';
+import { keyProblem, normalizeKey } from '../keys.js';
+import type { PartitionStore } from '../partition/store.js';
 import type { StateSource } from './state-source.js';
 
 /**

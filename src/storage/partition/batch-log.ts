@@ -1,5 +1,5 @@
 import type { Transaction } from 'lmdb';
-import type { PartitionStore } from './partition-store.js';
+import type { PartitionStore } from './store.js';
 
 export interface CommittedBatch {
   batchTime: number;

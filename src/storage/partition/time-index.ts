@@ -1,7 +1,7 @@
 import type { Key } from 'lmdb';
-import type { PartitionStore } from './partition-store.js';
+import type { PartitionStore } from './store.js';
 import { readLayout, writeLayout } from './batch-log.js';
-import { decodeEntry } from './codec.js';
+import { decodeEntry } from '../codec.js';
 
 // LMDB's key encoding flattens nested arrays: [time, ['a', 1]] is stored as [time, 'a', 1].
 // The entry's value says which shape the state key had, so it reads back as written.

@@ -1,5 +1,5 @@
-import type { StoredEntry } from './codec.js';
-import { encodeEntry } from './codec.js';
+import type { StoredEntry } from '../codec.js';
+import { encodeEntry } from '../codec.js';
 import type { StateMap } from './state-map.js';
 import type { TimeIndex } from './time-index.js';
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { ConfigError, StoreMismatchError } from '../errors.js';
-import { BatchLog, readLayout } from './batch-log.js';
-import { openPartitionStore, partitionPath, type PartitionStore } from './partition-store.js';
+import { ConfigError, StoreMismatchError } from '../../errors.js';
+import { BatchLog, readLayout } from '../partition/batch-log.js';
+import { openPartitionStore, partitionPath, type PartitionStore } from '../partition/store.js';
 import { exportStores, type StateExportOrigin } from './state-export.js';
 
 export interface ExportJobStateOptions {

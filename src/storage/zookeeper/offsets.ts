@@ -1,5 +1,5 @@
 import type { Transaction } from 'node-zookeeper-client';
-import type { ZooKeeperSession } from './zookeeper-client.js';
+import type { ZooKeeperSession } from './session.js';
 
 /** The records of one topic-partition a batch takes: offsets `from` (inclusive) to `until` (exclusive). */
 export interface OffsetRange {

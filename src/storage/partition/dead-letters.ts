@@ -1,5 +1,5 @@
-import type { SerializedError } from '../errors.js';
-import type { PartitionStore } from './partition-store.js';
+import type { SerializedError } from '../../errors.js';
+import type { PartitionStore } from './store.js';
 
 /** A record the mapping function kept failing on, kept instead of dropped. */
 export interface DeadLetter {

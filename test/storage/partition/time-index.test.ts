@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { TimeIndex } from '../../src/storage/time-index.js';
-import { openPartitionStore } from '../../src/storage/partition-store.js';
-import { tempDir } from '../helpers.js';
+import { TimeIndex } from '../../../src/storage/partition/time-index.js';
+import { openPartitionStore } from '../../../src/storage/partition/store.js';
+import { tempDir } from '../../helpers.js';
 
 describe('TimeIndex', () => {
   const store = openPartitionStore(tempDir());

@@ -1,14 +1,14 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { compareKeys, type Key } from 'lmdb';
-import { StoreMismatchError } from '../errors.js';
-import { murmur2Partitioner } from '../engine/partitioner.js';
-import { BatchLog, readLayout, writeLayout, type CommittedBatch, type StoreLayout } from './batch-log.js';
-import { messageCodec } from './codec.js';
-import type { DeadLetter } from './dead-letters.js';
-import { normalizeKey } from './keys.js';
-import { openPartitionStore, partitionFolder, partitionPath, type PartitionStore } from './partition-store.js';
-import { commitReshard, reshardPaths, type ReshardStep } from './reshard-protocol.js';
+import { StoreMismatchError } from '../../errors.js';
+import { murmur2Partitioner } from '../../engine/partitioner.js';
+import { BatchLog, readLayout, writeLayout, type CommittedBatch, type StoreLayout } from '../partition/batch-log.js';
+import { messageCodec } from '../codec.js';
+import type { DeadLetter } from '../partition/dead-letters.js';
+import { normalizeKey } from '../keys.js';
+import { openPartitionStore, partitionFolder, partitionPath, type PartitionStore } from '../partition/store.js';
+import { commitReshard, reshardPaths, type ReshardStep } from './protocol.js';
 import { BatchedWriter } from './batched-writer.js';
 
 export interface ReshardOptions {

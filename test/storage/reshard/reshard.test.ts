@@ -3,13 +3,13 @@ import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { StateSpec } from '../../src/index.js';
-import { BatchLog } from '../../src/storage/batch-log.js';
-import { messageCodec } from '../../src/storage/codec.js';
-import { openPartitionStore, partitionPath } from '../../src/storage/partition-store.js';
-import { recoverInterruptedReshard, type ReshardStep } from '../../src/storage/reshard-protocol.js';
-import { readStoredLayout, reshardStores } from '../../src/storage/reshard.js';
-import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { StateSpec } from '../../../src/index.js';
+import { BatchLog } from '../../../src/storage/partition/batch-log.js';
+import { messageCodec } from '../../../src/storage/codec.js';
+import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
+import { recoverInterruptedReshard, type ReshardStep } from '../../../src/storage/reshard/protocol.js';
+import { readStoredLayout, reshardStores } from '../../../src/storage/reshard/reshard.js';
+import { fixture, keyedJob, sorted, tempDir } from '../../helpers.js';
 
 type Key = string | [string, number];
 

@@ -1,10 +1,10 @@
 import type { Key, Transaction } from 'lmdb';
 import { readBinary } from './state-map.js';
-import { normalizeKey } from './keys.js';
-import { decodeEntry } from './codec.js';
+import { normalizeKey } from '../keys.js';
+import { decodeEntry } from '../codec.js';
 import { BatchLog } from './batch-log.js';
-import type { PartitionStore } from './partition-store.js';
-import type { Partitioner } from '../engine/partitioner.js';
+import type { PartitionStore } from './store.js';
+import type { Partitioner } from '../../engine/partitioner.js';
 import { compareKeys } from 'lmdb';
 
 /**

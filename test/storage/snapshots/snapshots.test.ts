@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { verifySnapshot } from '../../src/storage/snapshot-manifest.js';
-import { BatchEvents, ConfigError, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../src/index.js';
-import { partitionPath } from '../../src/storage/partition-store.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { verifySnapshot } from '../../../src/storage/snapshots/manifest.js';
+import { BatchEvents, ConfigError, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../../src/index.js';
+import { partitionPath } from '../../../src/storage/partition/store.js';
+import { fixture, keyedJob, tempDir } from '../../helpers.js';
 
 const spec = (n = 3) => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(n);
 const words = (batch: number) => Array.from({ length: 300 }, (_, i) => [`w${(i * 7 + batch * 13) % 97}`, 1] as [string, number]);

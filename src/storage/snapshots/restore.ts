@@ -1,10 +1,10 @@
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { SnapshotError } from '../errors.js';
-import { fsyncTree } from './durable.js';
-import { partitionPath, partitionsOnDisk } from './partition-store.js';
-import { listSnapshots, verifySnapshot, type SnapshotInfo } from './snapshot-manifest.js';
-import { examinePartition } from './store-check.js';
+import { SnapshotError } from '../../errors.js';
+import { fsyncTree } from '../durable.js';
+import { partitionPath, partitionsOnDisk } from '../partition/store.js';
+import { listSnapshots, verifySnapshot, type SnapshotInfo } from './manifest.js';
+import { examinePartition } from '../partition/store-check.js';
 
 export interface RestoredPartition {
   partition: number;

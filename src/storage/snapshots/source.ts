@@ -1,11 +1,11 @@
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SnapshotError } from '../errors.js';
-import { openPartitionStore } from './partition-store.js';
-import { readManifest, verifySnapshotSync, type SnapshotStream } from './snapshot-manifest.js';
-import type { StateSource } from './state-source.js';
-import { storeEntries, type ExportEntry } from './state-export.js';
+import { SnapshotError } from '../../errors.js';
+import { openPartitionStore } from '../partition/store.js';
+import { readManifest, verifySnapshotSync, type SnapshotStream } from './manifest.js';
+import type { StateSource } from '../export/state-source.js';
+import { storeEntries, type ExportEntry } from '../export/state-export.js';
 
 /**
  * Every [key, state, lastUpdated] of one stream's partition copies, each opened from a

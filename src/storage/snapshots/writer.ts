@@ -2,15 +2,15 @@ import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } fr
 import { open as openFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SnapshotError } from '../errors.js';
-import { BatchLog, readLayout } from './batch-log.js';
+import { SnapshotError } from '../../errors.js';
+import { BatchLog, readLayout } from '../partition/batch-log.js';
 import { sha256Files } from './checksum.js';
-import type { PartitionStore } from './partition-store.js';
-import { partitionPath } from './partition-store.js';
+import type { PartitionStore } from '../partition/store.js';
+import { partitionPath } from '../partition/store.js';
 import {
   INCOMPLETE_PREFIX, SNAPSHOT_FORMAT_VERSION, snapshotsDir,
   type SnapshotInfo, type SnapshotManifest, type SnapshotPartition, type SnapshotStream, type SourcePositions,
-} from './snapshot-manifest.js';
+} from './manifest.js';
 
 export interface SnapshotRequest {
   dataDir: string;

@@ -1,8 +1,8 @@
 import type { Key } from 'lmdb';
-import { decodeEntry } from './codec.js';
-import { DeadLetterStore, type DeadLetter } from './dead-letters.js';
-import type { PartitionStore } from './partition-store.js';
-import { TimeIndex } from './time-index.js';
+import { decodeEntry } from '../codec.js';
+import { DeadLetterStore, type DeadLetter } from '../partition/dead-letters.js';
+import type { PartitionStore } from '../partition/store.js';
+import { TimeIndex } from '../partition/time-index.js';
 
 /** Puts per LMDB transaction: one commit (and its page writes) per 10^4 entries, not per entry. */
 const PUTS_PER_TRANSACTION = 10_000;

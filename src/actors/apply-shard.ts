@@ -2,13 +2,13 @@ import { performance } from 'node:perf_hooks';
 import { serializeError } from '../errors.js';
 import { StateHandle } from '../engine/state.js';
 import { assertEncodable, messageCodec } from '../storage/codec.js';
-import { BatchCache } from '../storage/partition/batch-cache.js';
+import { BatchCache, type Slot } from '../storage/partition/batch-cache.js';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { DeadLetterStore } from '../storage/partition/dead-letters.js';
-import { LmdbStateMap } from '../storage/partition/state-map.js';
 import { TimeIndex } from '../storage/partition/time-index.js';
-import type { PartitionStore } from '../storage/partition/store.js';
-import type { ApplyResult, ApplyTask, InitialEntry, ShardPayload } from './messages.js';
+import type { ApplyResult, ApplyTask, InitialEntry } from './messages.js';
+import { readShard } from './shard-format.js';
+import type { WorkerPartition } from './worker-partitions.js';
 import { compareKeys, type Key } from 'lmdb';
 
 export type MappingFunction = (time: number, key: unknown, value: unknown, state: StateHandle<unknown>) => unknown;
@@ -47,38 +47,49 @@ function* idleKeys(index: TimeIndex, threshold: number, cache: BatchCache<unknow
   }
 }
 
+const NO_OUTPUTS = messageCodec.pack([]);
+
 /**
  * One batch of one partition, Spark's MapWithStateRDDRecord.updateRecordWithData: each
  * record sees the state its predecessors left, then idle keys are swept, then everything
  * (state, time index, batch id, outputs, dead letters) commits in one LMDB transaction.
- * A failure anywhere before the commit leaves the store as the last batch left it.
+ * A failure anywhere before the commit leaves the store as the last batch left it, and the
+ * partition's memory as the store.
  */
-export async function applyShard(store: PartitionStore, fn: MappingFunction, task: ApplyTask): Promise<ApplyResult> {
+export async function applyShard(partition: WorkerPartition, fn: MappingFunction, task: ApplyTask): Promise<ApplyResult> {
   const started = performance.now();
-  // Another worker may have committed this partition's previous batch: read the newest version.
+  const { store, memory } = partition;
+  // The batch log is the truth: what this worker remembers must be of the batch it names.
   store.env.resetReadTxn();
   const log = new BatchLog(store);
   const last = log.last();
+  if (partition.batch !== last?.batchTime) {
+    memory.clear();
+    partition.batch = last?.batchTime;
+  }
+  memory.checkComplete();
   if (last && last.batchTime >= task.batchTime) {
     return {
-      status: 'ok', outputs: last.batchTime === task.batchTime ? last.outputs : messageCodec.pack([]),
+      status: 'ok', outputs: last.batchTime === task.batchTime ? last.outputs : NO_OUTPUTS,
       recordsApplied: 0, keysTimedOut: 0, keyCount: last.keyCount, replayed: true, applyMs: 0, commitMs: 0,
+      memoryHits: 0, storeReads: 0, memoryEntries: memory.size,
     };
   }
 
-  const payload = messageCodec.unpack(new Uint8Array(task.shard)) as ShardPayload;
-  const { keys, values } = payload;
-  const { batchTime, partition } = task;
+  const { refs, keys, values, initialState } = readShard(task.shard);
+  const { batchTime } = task;
   const index = new TimeIndex(store);
   const sweeping = task.timeoutMs !== null;
-  const cache = new BatchCache<unknown>(new LmdbStateMap(store), sweeping ? index : undefined);
+  const cache = new BatchCache<unknown>(memory, sweeping ? index : undefined);
   const skipped = new Map(task.deadLetters.map((d) => [d.index, d]));
   const state = new StateHandle<unknown>();
+  const emit = task.emitOutputs;
   const outputs: unknown[] = [];
   const letters = new DeadLetterStore(store);
   const lettersToWrite: Parameters<DeadLetterStore['add']>[0][] = [];
+  const { hits, misses } = memory;
 
-  const initial = !last ? payload.initialState : undefined;
+  const initial = !last ? initialState : undefined;
   if (initial) {
     for (const [key, state, lastUpdated] of initial) cache.put(key, state, lastUpdated ?? batchTime);
   }
@@ -94,28 +105,37 @@ export async function applyShard(store: PartitionStore, fn: MappingFunction, tas
 
   try {
     let applied = 0;
-    for (let i = 0; i < keys.length; i++) {
-      const key = keys[i];
-      if (skipped.has(i)) {
-        lettersToWrite.push({ batchTime, partition, index: i, key, value: values[i], timingOut: false, attempts: skipped.get(i)!.attempts, error: skipped.get(i)!.error });
+    // The working-set slot of each distinct key, found once: records name their key by index.
+    const slots: Array<Slot<unknown> | undefined> = new Array(keys.length);
+    for (let i = 0; i < refs.length; i++) {
+      const ref = refs[i];
+      const slot = slots[ref] ?? (slots[ref] = initial ? cache.slot(keys[ref]) : cache.fresh(keys[ref]));
+      const key = slot.key;
+      if (skipped.size > 0 && skipped.has(i)) {
+        lettersToWrite.push({ batchTime, partition: task.partition, index: i, key, value: values[i], timingOut: false, attempts: skipped.get(i)!.attempts, error: skipped.get(i)!.error });
         // It is still a record for its key: the key's time moves, as it would have.
-        const held = cache.get(key);
-        if (sweeping && held !== undefined) cache.put(key, held[0], batchTime);
+        if (sweeping && slot.exists) cache.putSlot(slot, slot.state, batchTime);
         continue;
       }
-      const entry = cache.get(key);
-      state.wrap(key, entry?.[0], entry !== undefined);
-      const out = await call(i, key, values[i], false);
-      if (state.isRemoved()) cache.remove(key);
-      else if (state.isUpdated() || (sweeping && state.exists())) cache.put(key, state.getOption(), batchTime);
-      if (out !== undefined) outputs.push(out);
+      state.wrap(key, slot.state, slot.exists);
+      let mapped: unknown;
+      try {
+        mapped = fn(batchTime, key, values[i], state);
+        if (isThenable(mapped)) mapped = await mapped;
+      } catch (error) {
+        throw new RecordFailure(i, key, values[i], false, error);
+      }
+      if (state.isRemoved()) cache.removeSlot(slot);
+      else if (state.isUpdated() || (sweeping && state.exists())) cache.putSlot(slot, state.getOption(), batchTime);
+      if (emit && mapped !== undefined) outputs.push(mapped);
       applied++;
     }
 
     let timedOut = 0;
     if (sweeping) {
       const threshold = batchTime - task.timeoutMs!;
-      let i = keys.length;
+      // Timeout calls are numbered after the records, for retries and dead letters.
+      let i = refs.length;
       for (const [, key, loaded] of idleKeys(index, threshold, cache, initial)) {
         // A key with a record in this batch is in the working set with a fresh time.
         if (!loaded && cache.has(key)) continue;
@@ -123,33 +143,43 @@ export async function applyShard(store: PartitionStore, fn: MappingFunction, tas
         const position = i++;
         const letter = skipped.get(position);
         if (letter) {
-          lettersToWrite.push({ batchTime, partition, index: position, key, value: undefined, timingOut: true, state: entry[0], attempts: letter.attempts, error: letter.error });
+          lettersToWrite.push({ batchTime, partition: task.partition, index: position, key, value: undefined, timingOut: true, state: entry[0], attempts: letter.attempts, error: letter.error });
         } else {
           state.wrapTimingOut(key, entry[0]);
           const out = await call(position, key, undefined, true);
-          if (out !== undefined) outputs.push(out);
+          if (emit && out !== undefined) outputs.push(out);
         }
         cache.remove(key);
         timedOut++;
       }
     }
 
-    cache.prepare((key, value) => assertEncodable(value, () => `the state of key ${JSON.stringify(key)}`, () => ({ partition, batchTime, key })));
-    for (const out of outputs) assertEncodable(out, () => 'a mapped record', () => ({ partition, batchTime }));
-    const encodedOutputs = messageCodec.pack(outputs);
+    const where = task.partition;
+    cache.prepare((key, value) => assertEncodable(value, () => `the state of key ${JSON.stringify(key)}`, () => ({ partition: where, batchTime, key })));
+    for (const out of outputs) assertEncodable(out, () => 'a mapped record', () => ({ partition: where, batchTime }));
+    const encodedOutputs = emit ? messageCodec.pack(outputs) : NO_OUTPUTS;
     const applyMs = performance.now() - started;
 
     const keyCount = (last?.keyCount ?? 0) + cache.keyCountDelta;
-    store.env.transactionSync(() => {
-      cache.flush();
-      for (const letter of lettersToWrite) letters.add(letter);
-      log.record({ batchTime, outputs: encodedOutputs, keyCount });
-    });
+    try {
+      store.env.transactionSync(() => {
+        cache.flush();
+        for (const letter of lettersToWrite) letters.add(letter);
+        log.record({ batchTime, outputs: encodedOutputs, keyCount });
+      });
+    } catch (error) {
+      memory.aborted();
+      throw error;
+    }
+    memory.committed();
+    partition.batch = batchTime;
     return {
       status: 'ok', outputs: encodedOutputs, recordsApplied: applied, keysTimedOut: timedOut, keyCount,
       replayed: false, applyMs, commitMs: performance.now() - started - applyMs,
+      memoryHits: memory.hits - hits, storeReads: memory.misses - misses, memoryEntries: memory.size,
     };
   } catch (error) {
+    memory.aborted();
     if (error instanceof RecordFailure) {
       return { status: 'record-failed', index: error.index, key: error.key, value: error.value, timingOut: error.timingOut, error: serializeError(error.error) };
     }

@@ -14,10 +14,19 @@ export interface ApplyTask {
   batchTime: number;
   timeoutMs: number | null;
   fn: ResolvedMappingRef;
-  /** messageCodec-encoded ShardPayload, transferred rather than cloned. */
+  /** The shard (shard-format.ts), transferred rather than cloned. */
   shard: ArrayBuffer;
   /** Records (by shard position) the dead-letter policy takes out of this batch. */
   deadLetters: Array<{ index: number; attempts: number; error: SerializedError }>;
+  /**
+   * Which opening of the stores this task belongs to: a worker that holds the partition's
+   * state in memory from another one drops it and reads the store again.
+   */
+  incarnation: string;
+  /** Entries of this partition the worker keeps in memory (its share of the context's bound). */
+  cacheEntries: number;
+  /** Whether an output operation reads the mapped records; when none does, they are neither encoded nor kept. */
+  emitOutputs: boolean;
 }
 
 export interface CheckModuleTask {
@@ -26,14 +35,6 @@ export interface CheckModuleTask {
 }
 
 export type WorkerTask = ApplyTask | CheckModuleTask;
-
-export interface ShardPayload {
-  /** keys[i] and values[i] are record i of this partition's shard, in arrival order. */
-  keys: unknown[];
-  values: unknown[];
-  /** StateSpec.initialState for this partition, until the store holds a batch. */
-  initialState?: InitialEntry[];
-}
 
 /** An initial key: pairs take the batch's time as lastUpdated, entries from a StateSource keep theirs. */
 export type InitialEntry = [key: unknown, state: unknown, lastUpdated?: number];
@@ -49,6 +50,11 @@ export interface ApplyDone {
   replayed: boolean;
   applyMs: number;
   commitMs: number;
+  /** Reads of this batch served from the worker's memory, and those that went to LMDB. */
+  memoryHits: number;
+  storeReads: number;
+  /** Entries the worker holds in memory for this partition after the batch. */
+  memoryEntries: number;
 }
 
 /** The mapping function threw (or its state could not be encoded) on one record; nothing was committed. */

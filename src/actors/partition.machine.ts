@@ -1,8 +1,8 @@
 import { assign, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
-import type { Piscina } from 'piscina';
 import { PoisonRecordError, WorkerCrashError, deserializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
 import type { ApplyDone, ApplyResult, ApplyTask, ResolvedMappingRef } from './messages.js';
+import type { WorkerSet } from './worker-set.js';
 
 /** One batch for one partition, as the router hands it over. */
 export interface PartitionBatch {
@@ -21,7 +21,13 @@ export interface PartitionInput {
   timeoutMs: number | null;
   policy: 'stop' | 'dead-letter';
   maxAttempts: number;
-  pool: Piscina;
+  /** The worker threads, and the one this partition is pinned to. */
+  workers: WorkerSet;
+  worker: number;
+  /** This opening of the stores (see ApplyTask.incarnation). */
+  incarnation: string;
+  /** Whether an output operation reads the mapped records. */
+  emitOutputs: boolean;
   supervisor: AnyActorRef;
   /** Reads the partition's last committed batch time from its store (main-thread handle). */
   lastCommitted: () => number | undefined;
@@ -90,8 +96,11 @@ export const partitionMachine = setup({
         fn: context.fn,
         shard: shard.buffer,
         deadLetters: context.deadLetters,
+        incarnation: context.incarnation,
+        cacheEntries: context.workers.cacheEntriesOf(context.worker),
+        emitOutputs: context.emitOutputs,
       };
-      const reply: ArrayBuffer = await context.pool.run(task, { transferList: [shard.buffer] });
+      const reply: ArrayBuffer = await context.workers.run(context.worker, task, [shard.buffer]);
       return messageCodec.unpack(new Uint8Array(reply)) as ApplyResult;
     }),
     // The dead attempt's transaction never committed: the store is at its last commit, which

@@ -1,22 +1,16 @@
 /**
  * The Piscina worker entry point: it only adapts task messages to the partition logic.
- * Stores and mapping modules are opened once per worker thread and kept.
+ * The partitions pinned to this thread (their stores and their state in memory) and the
+ * mapping modules are opened once per worker thread and kept.
  */
 import { move } from 'piscina';
 import { MappingModuleError, serializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
-import { openPartitionStore, type PartitionStore } from '../storage/partition/store.js';
 import { applyShard, type MappingFunction } from './apply-shard.js';
 import type { ResolvedMappingRef, WorkerTask } from './messages.js';
+import { workerPartition } from './worker-partitions.js';
 
-const stores = new Map<string, PartitionStore>();
 const functions = new Map<string, Promise<MappingFunction>>();
-
-function storeAt(path: string): PartitionStore {
-  let store = stores.get(path);
-  if (!store) stores.set(path, (store = openPartitionStore(path)));
-  return store;
-}
 
 async function load(ref: ResolvedMappingRef): Promise<MappingFunction> {
   let module: Record<string, unknown>;
@@ -54,7 +48,7 @@ export default async function run(task: WorkerTask): Promise<unknown> {
       await mappingFunction(task.fn);
       result = { status: 'ok' };
     } else {
-      result = await applyShard(storeAt(task.storePath), await mappingFunction(task.fn), task);
+      result = await applyShard(workerPartition(task), await mappingFunction(task.fn), task);
     }
   } catch (error) {
     result = { status: 'batch-failed', error: serializeError(error) };

@@ -1,22 +1,25 @@
 import { assign, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { Partitioner } from '../engine/partitioner.js';
-import { messageCodec } from '../storage/codec.js';
 import type { ApplyDone, InitialEntry } from './messages.js';
 import type { partitionMachine } from './partition.machine.js';
 import { encodeShards } from './shard-encoder.js';
 
 export type PartitionRef = ActorRefFrom<typeof partitionMachine>;
 
-/** The outcome of one batch of one mapWithState stream. */
+/** The outcome of one batch of one mapWithState stream: what each partition reported, its encoded outputs included. */
 export interface RoutedBatch {
-  outputs: unknown[];
   partitions: ApplyDone[];
 }
 
+/** A batch's shards, one per partition, encoded ahead of the batch (see ShardPlan). */
+export type Shards = Uint8Array[];
+
 export interface RouteJob {
   batchTime: number;
+  /** The batch's shards when they were encoded ahead; otherwise `records` are sharded now. */
+  shards?: Shards;
   /** [key, value] records after the stream's map/flatMap/filter. */
-  records: readonly unknown[];
+  records?: readonly unknown[];
   /** Initial state per partition, for partitions whose store holds no batch yet. */
   initialState?: InitialEntry[][];
   resolve(result: RoutedBatch): void;
@@ -31,15 +34,20 @@ export interface RouterInput {
 
 interface RouterContext extends RouterInput {
   job: RouteJob | undefined;
-  shards: Uint8Array[];
+  shards: Shards;
 }
 
 type RouterEvent = { type: 'ROUTE'; job: RouteJob };
 
+/** Shards a batch's records for a router's partitions: the main-thread work that may run ahead of the batch. */
+export function shardBatch(input: RouterInput, batchTime: number, records: readonly unknown[], initialState?: InitialEntry[][]): Shards {
+  return encodeShards(records, input.partitions.length, input.partitioner, { batchTime, stream: input.stream }, initialState);
+}
+
 /**
- * The router actor of one mapWithState stream: it shards a batch's records by key hash,
- * hands each partition actor its encoded shard, and gathers the mapped records in
- * partition order once every partition has committed.
+ * The router actor of one mapWithState stream: it shards a batch's records by key hash
+ * (unless they were sharded ahead), hands each partition actor its shard, and gathers
+ * what the partitions report once every one of them has committed.
  *
  *   idle ──ROUTE──▶ sharding ──▶ applying ──▶ idle
  *                      └──────error──────────▶ idle (the batch fails, nothing committed by this router)
@@ -47,9 +55,9 @@ type RouterEvent = { type: 'ROUTE'; job: RouteJob };
 export const routerMachine = setup({
   types: { context: {} as RouterContext, events: {} as RouterEvent, input: {} as RouterInput },
   actors: {
-    shard: fromPromise<Uint8Array[], { context: RouterContext }>(async ({ input: { context } }) => {
+    shard: fromPromise<Shards, { context: RouterContext }>(async ({ input: { context } }) => {
       const job = context.job!;
-      return encodeShards(job.records, context.partitions.length, context.partitioner, { batchTime: job.batchTime, stream: context.stream }, job.initialState);
+      return job.shards ?? shardBatch(context, job.batchTime, job.records ?? [], job.initialState);
     }),
     apply: fromPromise<RoutedBatch, { context: RouterContext }>(async ({ input: { context } }) => {
       const job = context.job!;
@@ -65,13 +73,7 @@ export const routerMachine = setup({
       // this batch when the next one (or a restart) begins.
       const failed = settled.find((s) => s.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
-      const partitions = settled.map((s) => (s as PromiseFulfilledResult<ApplyDone>).value);
-      const outputs: unknown[] = [];
-      for (const done of partitions) {
-        const mapped = messageCodec.unpack(done.outputs) as unknown[];
-        for (let i = 0; i < mapped.length; i++) outputs.push(mapped[i]);
-      }
-      return { outputs, partitions };
+      return { partitions: settled.map((s) => (s as PromiseFulfilledResult<ApplyDone>).value) };
     }),
   },
   actions: {

@@ -49,6 +49,21 @@ export abstract class DStream<T> {
     return batch.memo(this.id, () => this.compute(batch));
   }
 
+  /** The streams whose records this one is computed from (none for a source). */
+  protected dependencies(): DStream<unknown>[] {
+    return [];
+  }
+
+  /** Whether a batch's records can be computed from what the sources took, without any state stream. */
+  readsSourcesOnly(): boolean {
+    return this.dependencies().every((d) => d.readsSourcesOnly());
+  }
+
+  /** Whether computing this stream's records needs `stream`'s records. */
+  readsRecordsOf(stream: DStream<unknown>): boolean {
+    return this === (stream as DStream<unknown>) || this.dependencies().some((d) => d.readsRecordsOf(stream));
+  }
+
   protected source(): { base: DStream<unknown>; ops: Op[] } {
     return { base: this as DStream<unknown>, ops: [] };
   }
@@ -122,6 +137,10 @@ class PipelineDStream<T> extends DStream<T> {
 
   protected override source(): { base: DStream<unknown>; ops: Op[] } {
     return { base: this.base, ops: this.ops };
+  }
+
+  protected override dependencies(): DStream<unknown>[] {
+    return [this.base];
   }
 
   protected async compute(batch: BatchRun): Promise<T[]> {

@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { createActor, type ActorRefFrom, type AnyActorRef } from 'xstate';
-import type { Piscina } from 'piscina';
 import { LifecycleError } from '../errors.js';
 import { partitionMachine } from '../actors/partition.machine.js';
-import { routerMachine, type RoutedBatch } from '../actors/router.machine.js';
+import { routerMachine, shardBatch, type RoutedBatch, type RouterInput, type Shards } from '../actors/router.machine.js';
+import type { WorkerSet } from '../actors/worker-set.js';
+import { messageCodec } from '../storage/codec.js';
 import { shardInitialState, shardSourceEntries } from '../actors/shard-encoder.js';
 import type { InitialEntry } from '../actors/messages.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
@@ -34,6 +36,7 @@ interface Running {
   view: StateView<unknown, unknown>;
   partitions: ActorRefFrom<typeof partitionMachine>[];
   router: ActorRefFrom<typeof routerMachine>;
+  routing: RouterInput;
   /** Initial state per partition, until that partition has committed a batch. */
   pendingInitial: InitialEntry[][] | undefined;
 }
@@ -56,6 +59,15 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     super(graph);
   }
 
+  protected override dependencies(): DStream<unknown>[] {
+    return [this.parent as DStream<unknown>];
+  }
+
+  /** Its records come from committed state: they can never be computed ahead of the batch before. */
+  override readsSourcesOnly(): boolean {
+    return false;
+  }
+
   get numPartitions(): number {
     return this.spec.getNumPartitions();
   }
@@ -65,13 +77,13 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
    * stores held, so the context can check batch times and report gaps. The context has
    * settled an interrupted reshard and restored damaged stores before.
    */
-  open(pool: Piscina, supervisor: AnyActorRef): StoreRecovery {
+  open(workers: WorkerSet, supervisor: AnyActorRef, emitOutputs: boolean): StoreRecovery {
     const n = this.numPartitions;
     rescaleStores(this.dataDir, this.stateIndex, n);
     const stores = Array.from({ length: n }, (_, p) => openPartitionStore(partitionPath(this.dataDir, this.stateIndex, p)));
     const layout = readLayout(stores[0]);
     try {
-      return this.prepare(pool, supervisor, stores, layout !== undefined);
+      return this.prepare(workers, supervisor, stores, layout !== undefined, emitOutputs);
     } catch (error) {
       stores.forEach((s) => s.env.close());
       throw error;
@@ -79,7 +91,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
   }
 
   /** Everything open() does once the stores are known to have the right partition count. */
-  private prepare(pool: Piscina, supervisor: AnyActorRef, stores: PartitionStore[], existing: boolean): StoreRecovery {
+  private prepare(workers: WorkerSet, supervisor: AnyActorRef, stores: PartitionStore[], existing: boolean, emitOutputs: boolean): StoreRecovery {
     const n = this.numPartitions;
     const version = this.spec.getStateVersion();
     const migrate = this.spec.getMigrate() as ((state: unknown, fromVersion: number) => unknown) | undefined;
@@ -110,11 +122,13 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     }
 
     const { policy, maxAttempts } = this.spec.getRecordFailure();
+    const placement = workers.place(this.stateIndex, n);
+    const incarnation = randomUUID();
     const partitions = stores.map((store, partition) =>
       createActor(partitionMachine, {
         input: {
           stream: this.stateIndex, partition, storePath: store.path, fn: this.spec.fn, timeoutMs: this.spec.getTimeout(),
-          policy, maxAttempts, pool, supervisor,
+          policy, maxAttempts, workers, worker: placement[partition], incarnation, emitOutputs, supervisor,
           lastCommitted: () => {
             store.env.resetReadTxn();
             return new BatchLog(store).last()?.batchTime;
@@ -122,9 +136,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
         },
       }).start(),
     );
-    const router = createActor(routerMachine, { input: { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner } }).start();
+    const routing: RouterInput = { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner };
+    const router = createActor(routerMachine, { input: routing }).start();
     const view = new StateView<unknown, unknown>(stores, murmur2Partitioner);
-    this.running = { stores, view, partitions, router, pendingInitial };
+    this.running = { stores, view, partitions, router, routing, pendingInitial };
     return { lastBatch: newest, behind, initialNewest };
   }
 
@@ -148,17 +163,46 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     return this.running;
   }
 
-  protected async compute(batch: BatchRun): Promise<M[]> {
+  /**
+   * Maps, routes and encodes the batch's records ahead of the batch, while the workers may
+   * still be applying the one before: main-thread work that needs no state. Only for a
+   * stream whose records come from sources alone (not from another state stream's outputs).
+   */
+  shardAhead(batch: BatchRun): void {
+    if (!this.parent.readsSourcesOnly()) return;
     const running = this.active('mapWithState');
-    const records = await this.parent.recordsFor(batch);
-    const routed = await new Promise<RoutedBatch>((resolve, reject) => {
-      running.router.send({ type: 'ROUTE', job: { batchTime: batch.time, records, initialState: running.pendingInitial, resolve, reject } });
+    const shards = this.parent.recordsFor(batch).then((records) => shardBatch(running.routing, batch.time, records, running.pendingInitial));
+    // Failures surface in apply(), in batch order; until then they are held, not unhandled.
+    shards.catch(() => undefined);
+    batch.prepared.set(this.id, shards);
+  }
+
+  /** Runs the batch on every partition (once per batch, whether or not anything reads the outputs). */
+  apply(batch: BatchRun): Promise<RoutedBatch> {
+    return batch.once(`apply:${this.id}`, async () => {
+      const running = this.active('mapWithState');
+      const prepared = batch.prepared.get(this.id) as Promise<Shards> | undefined;
+      const job = prepared ? { shards: await prepared } : { records: await this.parent.recordsFor(batch) };
+      const routed = await new Promise<RoutedBatch>((resolve, reject) => {
+        running.router.send({ type: 'ROUTE', job: { batchTime: batch.time, ...job, initialState: running.pendingInitial, resolve, reject } });
+      });
+      // Every partition committed: initial state is in the stores from now on.
+      running.pendingInitial = undefined;
+      batch.partitionResults.set(this.stateIndex, routed.partitions);
+      running.view.refresh();
+      return routed;
     });
-    // Every partition committed: initial state is in the stores from now on.
-    running.pendingInitial = undefined;
-    batch.partitionResults.set(this.stateIndex, routed.partitions);
-    running.view.refresh();
-    return routed.outputs as M[];
+  }
+
+  /** The mapped records, decoded only when an output operation asks for them. */
+  protected async compute(batch: BatchRun): Promise<M[]> {
+    const routed = await this.apply(batch);
+    const outputs: M[] = [];
+    for (const done of routed.partitions) {
+      const mapped = messageCodec.unpack(done.outputs) as M[];
+      for (let i = 0; i < mapped.length; i++) outputs.push(mapped[i]);
+    }
+    return outputs;
   }
 
   /** A stream of every [key, state] after each batch, in key order. */
@@ -193,8 +237,13 @@ class StateSnapshotDStream<K, S> extends DStream<[K, S]> {
     super(graph);
   }
 
+  /** It reads the state after the batch, not the state stream's mapped records. */
+  override readsSourcesOnly(): boolean {
+    return false;
+  }
+
   protected async compute(batch: BatchRun): Promise<Array<[K, S]>> {
-    await this.state.recordsFor(batch);
+    await this.state.apply(batch);
     return this.state.snapshotEntries();
   }
 }

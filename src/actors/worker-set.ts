@@ -1,0 +1,51 @@
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+
+const workerFile = fileURLToPath(new URL('./partition.worker.js', import.meta.url));
+
+/**
+ * The worker threads, one Piscina pool of one thread each, so that a partition is served
+ * by the same thread for the life of the job and can keep its state in that thread's
+ * memory. Partitions are dealt round-robin over the threads, across every mapWithState
+ * stream, in the order they are placed. A thread that dies is replaced by its pool with a
+ * fresh one, which inherits its partitions and rebuilds their memory from LMDB.
+ */
+export class WorkerSet {
+  private readonly pools: Piscina[];
+  private readonly pinned: string[][];
+  private placed = 0;
+
+  constructor(
+    readonly threads: number,
+    /** Entries of state each thread keeps in memory, shared between the partitions pinned to it. */
+    private readonly cacheEntriesPerWorker: number,
+  ) {
+    this.pools = Array.from({ length: threads }, () => new Piscina({ filename: workerFile, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled' }));
+    this.pinned = Array.from({ length: threads }, () => []);
+  }
+
+  /** Pins the partitions of one stream and returns each one's thread; call once per stream, before any task runs. */
+  place(stream: number, partitions: number): number[] {
+    const workers = Array.from({ length: partitions }, () => this.placed++ % this.threads);
+    workers.forEach((w, p) => this.pinned[w].push(`${stream}:${p}`));
+    return workers;
+  }
+
+  /** A thread's memory bound split evenly between the partitions pinned to it. */
+  cacheEntriesOf(worker: number): number {
+    return Math.floor(this.cacheEntriesPerWorker / Math.max(1, this.pinned[worker].length));
+  }
+
+  run<T>(worker: number, task: object, transferList?: ArrayBuffer[]): Promise<T> {
+    return this.pools[worker].run(task, transferList ? { transferList } : undefined);
+  }
+
+  /** For work that belongs to no partition (checking a mapping module loads). */
+  runAnywhere<T>(task: object): Promise<T> {
+    return this.pools[0].run(task);
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.pools.map((pool) => pool.destroy()));
+  }
+}

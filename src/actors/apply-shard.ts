@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { threadId } from 'node:worker_threads';
 import { serializeError } from '../errors.js';
 import { StateHandle } from '../engine/state.js';
 import { assertEncodable, messageCodec } from '../storage/codec.js';
@@ -72,7 +73,7 @@ export async function applyShard(partition: WorkerPartition, fn: MappingFunction
     return {
       status: 'ok', outputs: last.batchTime === task.batchTime ? last.outputs : NO_OUTPUTS,
       recordsApplied: 0, keysTimedOut: 0, keyCount: last.keyCount, replayed: true, applyMs: 0, commitMs: 0,
-      memoryHits: 0, storeReads: 0, memoryEntries: memory.size,
+      memoryHits: 0, storeReads: 0, memoryEntries: memory.size, thread: threadId,
     };
   }
 
@@ -176,7 +177,7 @@ export async function applyShard(partition: WorkerPartition, fn: MappingFunction
     return {
       status: 'ok', outputs: encodedOutputs, recordsApplied: applied, keysTimedOut: timedOut, keyCount,
       replayed: false, applyMs, commitMs: performance.now() - started - applyMs,
-      memoryHits: memory.hits - hits, storeReads: memory.misses - misses, memoryEntries: memory.size,
+      memoryHits: memory.hits - hits, storeReads: memory.misses - misses, memoryEntries: memory.size, thread: threadId,
     };
   } catch (error) {
     memory.aborted();

@@ -55,6 +55,8 @@ export interface ApplyDone {
   storeReads: number;
   /** Entries the worker holds in memory for this partition after the batch. */
   memoryEntries: number;
+  /** The worker thread that applied it. */
+  thread: number;
 }
 
 /** The mapping function threw (or its state could not be encoded) on one record; nothing was committed. */

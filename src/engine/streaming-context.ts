@@ -450,6 +450,9 @@ export class StreamingContext implements StreamGraph {
         schedulingDelayMs,
         processingTimeMs: performance.now() - started,
         partitionTimesMs: partitions.map((ps) => ps.map((p) => p.applyMs + p.commitMs)),
+        partitionStats: partitions.map((ps) =>
+          ps.map((p) => ({ thread: p.thread, keyCount: p.keyCount, memoryEntries: p.memoryEntries, memoryHits: p.memoryHits, storeReads: p.storeReads, replayed: p.replayed })),
+        ),
         keysTimedOut: partitions.flat().reduce((n, p) => n + p.keysTimedOut, 0),
       });
       // Between this batch and the next: the only moment every partition holds the same batch

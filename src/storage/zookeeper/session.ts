@@ -41,6 +41,8 @@ export class ZooKeeperSession {
   private closed = false;
   private readonly abort = new AbortController();
   readonly acls: zookeeper.ACL[] | undefined;
+  /** When the session last became connected or lost its connection (for the status page). */
+  private changedAt = Date.now();
 
   constructor(private readonly options: ZooKeeperOptions) {
     if (options.digest) {
@@ -63,6 +65,7 @@ export class ZooKeeperSession {
         resolve(client);
       });
       client.on('state', (state) => {
+        if (this.client === client || this.client === undefined) this.changedAt = Date.now();
         if (state === zookeeper.State.EXPIRED && this.client === client) {
           // The next request opens a new session.
           this.client = undefined;
@@ -116,6 +119,13 @@ export class ZooKeeperSession {
       if (error instanceof OffsetStoreError) throw error;
       throw new OffsetStoreError(`ZooKeeper ${what} failed: ${(error as Error).message}`, { connect: this.options.connect, operation: what }, error);
     }
+  }
+
+  /** Whether requests reach ZooKeeper now, and since when that holds (read-only, for metrics and the status page). */
+  status(): { connect: string; connected: boolean; sinceMs: number } {
+    const state = this.client?.getState();
+    const connected = state === zookeeper.State.SYNC_CONNECTED || state === zookeeper.State.CONNECTED_READ_ONLY;
+    return { connect: this.options.connect, connected, sinceMs: this.changedAt };
   }
 
   /** Stops waiting for an unreachable ZooKeeper: requests that fail from now on fail at once. */

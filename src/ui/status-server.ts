@@ -72,6 +72,10 @@ export function serveStatus(options: ValidUi, model: StatusModel): Promise<Liste
       response.writeHead(200, { ...headers, 'content-type': 'application/json; charset=utf-8' });
       return void response.end(request.method === 'HEAD' ? undefined : body);
     }
+    if (url.pathname === '/favicon.ico') {
+      response.writeHead(204, headers);
+      return void response.end();
+    }
     const asset = STATIC[url.pathname];
     if (!asset) {
       response.writeHead(404, { ...headers, 'content-type': 'text/plain; charset=utf-8' });

@@ -19,6 +19,7 @@ function el(tag, props = {}, children = []) {
 
 function ms(value) {
   if (value === undefined || value === null) return '-';
+  if (value === 0) return '0 ms';
   if (value < 1) return `${value.toFixed(2)} ms`;
   if (value < 1000) return `${Math.round(value)} ms`;
   if (value < 60_000) return `${(value / 1000).toFixed(value < 10_000 ? 2 : 1)} s`;
@@ -39,8 +40,10 @@ function bytes(n) {
 }
 
 const num = (n) => (n === undefined || n === null ? '-' : n.toLocaleString('en-US'));
+// Batch times keep their milliseconds when they have any (intervals under a second).
+const iso = (t) => new Date(t).toISOString().replace(t % 1000 === 0 ? /\.\d+Z$/ : /Z$/, '');
 const clock = (t) => new Date(t).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '');
-const batchLabel = (t) => (t >= 946_684_800_000 ? new Date(t).toISOString().slice(11, 19) : String(t));
+const batchLabel = (t) => (t >= 946_684_800_000 ? iso(t).slice(11) : String(t));
 
 function duration(msTotal) {
   const s = Math.floor(msTotal / 1000);
@@ -53,7 +56,7 @@ function duration(msTotal) {
 const drawnMark = {
   id: 'drawnMark',
   afterRender(chart) {
-    chart.canvas.dataset.drawnPoints = String(chart.data.datasets[0].data.length);
+    chart.canvas.dataset.drawnPoints = String(chart.data.datasets[0]?.data.length ?? 0);
   },
 };
 
@@ -141,9 +144,9 @@ function partitionDetails(batch) {
 function renderBatches(doc) {
   const body = $('batches').tBodies[0];
   body.replaceChildren();
-  for (const b of [...doc.batches].reverse().slice(0, 100)) {
+  for (const b of [...doc.batches].reverse().slice(0, 50)) {
     const row = el('tr', { className: 'batch', 'data-batch-time': String(b.batchTime) }, [
-      el('td', { text: b.batchTime >= 946_684_800_000 ? clock(b.batchTime) : String(b.batchTime) }),
+      el('td', { text: b.batchTime >= 946_684_800_000 ? iso(b.batchTime).replace('T', ' ') : String(b.batchTime) }),
       el('td', { 'data-field': 'records', text: num(b.records) }),
       el('td', { 'data-field': 'scheduling-delay', text: ms(b.schedulingDelayMs) }),
       el('td', { 'data-field': 'processing-time', text: ms(b.processingTimeMs) }),
@@ -261,21 +264,30 @@ function render(doc) {
   document.body.dataset.completedBatches = String(completed.length);
 }
 
+function trouble(text, phase) {
+  $('problems').hidden = false;
+  $('problem-list').replaceChildren(el('li', { text }));
+  if (phase) {
+    $('phase').textContent = phase;
+    $('phase').className = 'badge failed';
+  }
+}
+
 async function poll() {
-  let wait = 1000;
+  let doc;
   try {
     const response = await fetch('/api/status', { credentials: 'same-origin', cache: 'no-store' });
     if (!response.ok) throw new Error(`${response.status} ${(await response.text()).trim()}`);
-    const doc = await response.json();
-    render(doc);
-    wait = Math.min(Math.max(doc.batchIntervalMs, 500), 2000);
+    doc = await response.json();
   } catch (error) {
-    $('problems').hidden = false;
-    $('problem-list').replaceChildren(el('li', { text: `the page cannot reach the job: ${error.message} (it stopped, or the network is down); retrying` }));
-    $('phase').textContent = 'unreachable';
-    $('phase').className = 'badge failed';
+    trouble(`the page cannot reach the job: ${error.message} (it stopped, or the network is down); retrying`, 'unreachable');
   }
-  setTimeout(poll, wait);
+  try {
+    if (doc) render(doc);
+  } catch (error) {
+    trouble(`the page could not draw the job's figures: ${error.message}`);
+  }
+  setTimeout(poll, doc ? Math.min(Math.max(doc.batchIntervalMs, 500), 2000) : 1000);
 }
 
 poll();

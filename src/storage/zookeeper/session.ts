@@ -7,7 +7,7 @@ export interface ZooKeeperOptions {
   /** `host:port[,host:port…]` */
   connect: string;
   sessionTimeoutMs?: number;
-  /** Digest credentials (`user:password`): nodes we create get an ACL for them alone. */
+  /** Digest credentials (`user:password`): nodes under the job's root may be changed with them alone. */
   digest?: string;
   retry?: RetryPolicy;
 }
@@ -48,7 +48,12 @@ export class ZooKeeperSession {
     if (options.digest) {
       const [user] = options.digest.split(':');
       const hashed = createHash('sha1').update(options.digest).digest('base64');
-      this.acls = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('digest', `${user}:${hashed}`))];
+      // Everything for the job's credentials; reading for anyone, so lag tools and `statestream
+      // inspect` can read positions without them (as Kafka's own ZooKeeper ACLs allow).
+      this.acls = [
+        new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('digest', `${user}:${hashed}`)),
+        new zookeeper.ACL(zookeeper.Permission.READ, new zookeeper.Id('world', 'anyone')),
+      ];
     }
   }
 

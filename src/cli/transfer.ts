@@ -140,7 +140,7 @@ export async function importCommand(args: string[]): Promise<number> {
   let count = 0;
   try {
     // The time index is kept because the next job may have a timeout; a job without one clears it at start.
-    const writer = new BatchedWriter(stores, true);
+    const writer = new BatchedWriter(stores, true, { keysMayRepeat: true });
     for (const [raw, state, lastUpdated] of source.entries()) {
       // Routed exactly as the router routes a record with this key.
       const key = normalizeKey(raw);

@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { ConfigError, StateSpec, StreamingContext } from '../../src/index.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { statSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { BatchEvents, ConfigError, StateSpec, StreamingContext } from '../../src/index.js';
+import { partitionPath } from '../../src/storage/partition/store.js';
+import { fixture, keyedJob, nextEvent, tempDir } from '../helpers.js';
 import { curl } from '../metrics/scrape.js';
 
 const execFileP = promisify(execFile);
@@ -53,6 +56,46 @@ describe('status page server', () => {
       assert.equal(chartJs.status, 200);
       assert.match(chartJs.body, /Chart\.js v4/, 'Chart.js from the package\'s node_modules');
       assert.equal((await request(`${url}nothing-here`, '-H', `Cookie: ${cookie}`)).status, 404);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('says in words which store was damaged and what restored it, and why a failed batch stopped the job', async () => {
+    const dataDir = tempDir();
+    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2);
+    // A snapshot of batch 1000, then batch 2000 without one.
+    const first = await keyedJob(spec(), { dataDir, snapshotEvery: 1 });
+    try {
+      const copied = nextEvent(first.ssc, BatchEvents.SNAPSHOT_COMPLETED);
+      await first.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+      await copied;
+    } finally {
+      await first.ssc.stop();
+    }
+    const second = await keyedJob(spec(), { dataDir, startMs: 1000 });
+    try {
+      await second.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+    } finally {
+      await second.ssc.stop();
+    }
+    const file = join(partitionPath(dataDir, 0, 1), 'data.mdb');
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+
+    const job = await keyedJob(spec(), { dataDir, startMs: 10_000, ui: { port: 0 } });
+    try {
+      const status = JSON.parse(await curl(`${job.ssc.endpoints().ui}api/status`));
+      assert.ok(
+        status.problems.some((p: string) => /^stream 0 partition 1 was damaged \(data\.mdb is truncated.*\) and was restored from the snapshot of batch 1000; a queue source cannot replay the batches since \(the damaged store is kept in .+\)$/.test(p)),
+        status.problems.join('\n'),
+      );
+      assert.ok(status.problems.some((p: string) => /partition 1 holds batch 1000.* cannot be replayed by a queue source/.test(p)), status.problems.join('\n'));
+      // A record whose key cannot be a key fails the batch: the page says why the job stopped.
+      await assert.rejects(job.batch([[{ not: 'a key' } as unknown as string, 1]]));
+      const failed = JSON.parse(await curl(`${job.ssc.endpoints().ui}api/status`));
+      assert.equal(failed.phase, 'failed');
+      assert.ok(failed.problems.some((p: string) => /^the job stopped processing: InvalidRecordError \(ERR_INVALID_RECORD\): /.test(p)), failed.problems.join('\n'));
+      assert.equal(failed.batches.at(-1).status, 'failed');
     } finally {
       await job.ssc.stop();
     }

@@ -29,6 +29,8 @@ export function listen(option: string, port: number, host: string, handler: Hand
       reject(new ConfigError(`StreamingContext: ${option} cannot listen on ${host}:${port}: ${error.code ?? error.message}`, { option: `${option}.port`, host, port }));
     });
     server.listen(port, host, () => {
+      // Once listening, a server error (out of file descriptors) must not take the job down with it.
+      server.on('error', (error) => process.emitWarning(`the ${option} server: ${error.message}`, { code: 'STATESTREAM_HTTP' }));
       const address = server.address() as AddressInfo;
       const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       resolve({

@@ -68,17 +68,22 @@ describe('the CLI says what is wrong in words', () => {
 
   it('ZooKeeper away: inspect reports the stores and says it cannot reach ZooKeeper; snapshot create refuses in words', async () => {
     const nobody = `127.0.0.1:${await freePort()}`;
-    const inspected = await run('inspect', '--data-dir', dataDir, '--zookeeper', nobody, '--zk-root', '/statestream/gone');
+    const zkArgs = ['--zookeeper', nobody, '--zk-root', '/statestream/gone'];
+    // Each waits 10 s for an answer that never comes: run side by side.
+    const [inspected, inspectedJson, created] = await Promise.all([
+      run('inspect', '--data-dir', dataDir, ...zkArgs),
+      run('inspect', '--data-dir', dataDir, '--json', ...zkArgs),
+      run('snapshot', 'create', '--data-dir', dataDir, ...zkArgs),
+    ]);
     assert.equal(inspected.code, 1);
     assert.match(inspected.stdout, /keys: 4\s+last committed batch: 1000/, 'the stores are still reported');
     assert.match(inspected.stdout, new RegExp(`Offsets \\(ZooKeeper /statestream/gone\\): unknown, cannot reach ZooKeeper at ${nobody}: it did not answer for 10 s \\(is it running, and is --zookeeper host:port right\\?\\)`));
     assert.match(inspected.stderr, new RegExp(`^statestream: cannot reach ZooKeeper at ${nobody}`));
     noStack(inspected.stderr);
-    const json = JSON.parse((await run('inspect', '--data-dir', dataDir, '--json', '--zookeeper', nobody, '--zk-root', '/statestream/gone')).stdout);
+    const json = JSON.parse(inspectedJson.stdout);
     assert.equal(json.offsets.from, 'zookeeper-unreachable');
     assert.equal(json.healthy, false);
 
-    const created = await run('snapshot', 'create', '--data-dir', dataDir, '--zookeeper', nobody, '--zk-root', '/statestream/gone');
     assert.equal(created.code, 1);
     assert.match(created.stderr, new RegExp(`^statestream: cannot reach ZooKeeper at ${nobody}: it did not answer`));
     noStack(created.stderr);

@@ -24,7 +24,8 @@ function runOnTerminal(...args: string[]) {
   return { code: result.status, output: result.stdout };
 }
 
-describe('progress of long CLI work', () => {
+// Each test fails rather than hangs when a batch or a service never answers.
+describe('progress of long CLI work', { timeout: 180_000 }, () => {
   let dataDir: string;
   before(async () => {
     dataDir = tempDir();

@@ -34,7 +34,8 @@ function run(...args: string[]): Promise<{ code: number | null; stdout: string; 
 
 const noStack = (text: string) => assert.doesNotMatch(text, /\n\s+at /, 'no stack trace');
 
-describe('the CLI says what is wrong in words', () => {
+// Each test fails rather than hangs when a batch or a service never answers.
+describe('the CLI says what is wrong in words', { timeout: 180_000 }, () => {
   let dataDir: string;
   let zk: ZooKeeperServer;
   before(async () => {

@@ -9,7 +9,8 @@ import { byLabel, curl, parseSamples, sample, scrape } from './scrape.js';
 
 const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
 
-describe('Prometheus metrics', () => {
+// Each test fails rather than hangs when a batch or a service never answers.
+describe('Prometheus metrics', { timeout: 180_000 }, () => {
   it('curl of /metrics during a running job shows what the batch events said: batches, delays, records, state per partition, timeouts, snapshots', async () => {
     const spec = StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(3).timeout(1500);
     const job = await keyedJob(spec, { dataDir: tempDir(), snapshotEvery: 2, metrics: { port: 0 }, appName: 'metrics-test' });

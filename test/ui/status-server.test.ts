@@ -18,7 +18,8 @@ async function request(url: string, ...args: string[]): Promise<{ status: number
   return { status: Number(/^HTTP\/[\d.]+ (\d+)/.exec(head)?.[1]), headers: head, body: body.join('\r\n\r\n') };
 }
 
-describe('status page server', () => {
+// Each test fails rather than hangs when a batch or a service never answers.
+describe('status page server', { timeout: 180_000 }, () => {
   it('off loopback it needs a token; with one, every request carries it (bearer, or a cookie set from ?token=)', async () => {
     const make = (ui: unknown) => () => new StreamingContext({ batchIntervalMs: 1000, ui: ui as never });
     assert.throws(make({ port: 4040, host: '0.0.0.0' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.token' && /ui\.host 0\.0\.0\.0 is reachable from other machines: give ui\.token/.test(e.message));

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the integration tests' real services need:
 # ZooKeeper (run with `java`), librdkafka's mock cluster (built with gcc into a
-# Kafka-protocol broker) and kcat. Quick and silent-ish when all are present.
+# Kafka-protocol broker) and kcat; Chromium for the status page's browser test
+# (driven by playwright-core, which downloads no browser of its own) and curl for
+# the /metrics test. Quick and silent-ish when all are present.
 set -euo pipefail
 
-needed=(zookeeper librdkafka-dev kcat gcc)
+needed=(zookeeper librdkafka-dev kcat gcc chromium curl)
 if ! command -v java >/dev/null 2>&1; then
   needed+=(default-jre-headless)
 fi

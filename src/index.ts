@@ -22,6 +22,8 @@ export {
   type StateRestoredEvent,
 } from './engine/batch-events.js';
 export type { SnapshotEvery } from './engine/snapshot-scheduler.js';
+export type { MetricsOptions, UiOptions } from './metrics/options.js';
+export type { Endpoints } from './engine/observability.js';
 export { listSnapshots, type SnapshotInfo, type SnapshotManifest, type SnapshotStream, type SnapshotPartition, type SourcePositions } from './storage/snapshots/manifest.js';
 export { murmur2, murmur2Partitioner, type Partitioner } from './engine/partitioner.js';
 export type { DeadLetter } from './storage/partition/dead-letters.js';

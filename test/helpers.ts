@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ManualClock, StateSpec, StreamingContext, type StreamingContextOptions } from '../src/index.js';
+import { ManualClock, StateSpec, StreamingContext, type BatchEventMap, type StreamingContextOptions } from '../src/index.js';
 
 /** A fresh data folder under the OS temp dir, removed when the test process ends. */
 const made: string[] = [];
@@ -57,4 +57,47 @@ export async function keyedJob<K, V, S, M>(
 /** Sorts mapped records so tests compare content, not the partition order they arrived in. */
 export function sorted<T>(records: T[]): T[] {
   return [...records].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : JSON.stringify(a) > JSON.stringify(b) ? 1 : 0));
+}
+
+/** Resolves with the next `event` the context emits; rejects naming it when none comes within `timeoutMs`. */
+export function nextEvent<E extends keyof BatchEventMap>(ssc: StreamingContext, event: E, timeoutMs = 30_000): Promise<BatchEventMap[E]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      ssc.off(event, listener);
+      reject(new Error(`no ${event} event within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const listener = (payload: BatchEventMap[E]) => {
+      clearTimeout(timer);
+      ssc.off(event, listener);
+      resolve(payload);
+    };
+    ssc.on(event, listener);
+  });
+}
+
+/** Polls `check` until it returns a value other than undefined; fails naming `what` after `timeoutMs`. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`gave up after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** `promise`, or a rejection naming `what` when it has not settled within `timeoutMs`. */
+export async function within<T>(what: string, promise: Promise<T>, timeoutMs = 60_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`gave up after ${timeoutMs} ms waiting for ${what}`)), timeoutMs)));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

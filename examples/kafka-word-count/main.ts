@@ -13,7 +13,10 @@ const USAGE = `usage: node dist/examples/kafka-word-count/main.js --brokers host
   --partitions <n>      state partitions (default 4)
   --max-per-batch <n>   most records a batch takes per topic partition (default 10000)
   --zk-root <path>      ZooKeeper root for the offsets (default /statestream/word-count)
-  --quiet               print only a line per batch, not every word`;
+  --quiet               print only a line per batch, not every word
+  --metrics-port <port> serve Prometheus metrics on <host>:<port>/metrics (--metrics-host, default 127.0.0.1)
+  --ui-port <port>      serve the status page (--ui-host, default 127.0.0.1; off loopback it needs
+                        a bearer token, read from STATESTREAM_UI_TOKEN)`;
 
 const cli = new Cli('kafka-word-count', USAGE);
 const values = cli.parse({
@@ -21,12 +24,20 @@ const values = cli.parse({
   group: { type: 'string', default: 'word-count' }, 'data-dir': { type: 'string', default: './data/kafka-word-count' },
   'batch-ms': { type: 'string' }, partitions: { type: 'string' }, 'max-per-batch': { type: 'string' },
   'zk-root': { type: 'string' }, quiet: { type: 'boolean', default: false },
+  'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, 'ui-port': { type: 'string' }, 'ui-host': { type: 'string' },
 }) as Record<string, string | undefined> & { quiet?: boolean };
 for (const required of ['brokers', 'topic', 'zookeeper'] as const) if (!values[required]) cli.fail(`--${required} is required`);
 
 let ssc: StreamingContext;
 try {
-  ssc = new StreamingContext({ batchIntervalMs: cli.int(values, 'batch-ms', 1000), dataDir: values['data-dir'], appName: 'word-count' });
+  const port = (name: string) => (values[name] === undefined ? undefined : cli.int(values, name, 0, 0));
+  const metricsPort = port('metrics-port');
+  const uiPort = port('ui-port');
+  ssc = new StreamingContext({
+    batchIntervalMs: cli.int(values, 'batch-ms', 1000), dataDir: values['data-dir'], appName: 'word-count',
+    metrics: metricsPort === undefined ? undefined : { port: metricsPort, host: values['metrics-host'] },
+    ui: uiPort === undefined ? undefined : { port: uiPort, host: values['ui-host'], token: process.env.STATESTREAM_UI_TOKEN },
+  });
   const words = ssc
     .kafkaStream({
       brokers: values.brokers!.split(','), topic: values.topic!, groupId: values.group!,
@@ -65,3 +76,4 @@ try {
   process.exit(1);
 }
 console.log(`kafka-word-count: reading ${values.topic} from ${values.brokers}, offsets in ZooKeeper at ${values.zookeeper}, state in ${ssc.dataDir}`);
+for (const [what, url] of Object.entries(ssc.endpoints())) console.log(`kafka-word-count: ${what === 'ui' ? 'status page' : what} at ${url}`);

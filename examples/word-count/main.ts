@@ -11,6 +11,8 @@ const USAGE = `usage: node dist/examples/word-count/main.js [options]
   --partitions <n>         state partitions; another count than the data dir's re-shards it (default 4)
   --seed <n>               typist seed: the same seed types the same words (default 1)
   --snapshot-every <n>     snapshot the counts every n batches into <data-dir>/snapshots; 0: never (default 5)
+  --metrics-port <port>    serve Prometheus metrics on http://127.0.0.1:<port>/metrics (0: any free port)
+  --ui-port <port>         serve the status page on http://127.0.0.1:<port>/ (0: any free port)
   -h, --help`;
 
 const cli = new Cli('word-count', USAGE);
@@ -22,6 +24,8 @@ const values = cli.parse({
   partitions: { type: 'string' },
   seed: { type: 'string' },
   'snapshot-every': { type: 'string' },
+  'metrics-port': { type: 'string' },
+  'ui-port': { type: 'string' },
 });
 const batchMs = cli.int(values, 'batch-ms', 1000);
 const batches = cli.int(values, 'batches', 10);
@@ -29,6 +33,9 @@ const linesPerBatch = cli.int(values, 'lines-per-batch', 5);
 const partitions = cli.int(values, 'partitions', 4);
 const seed = cli.int(values, 'seed', 1, 0);
 const snapshotEvery = cli.int(values, 'snapshot-every', 5, 0);
+const port = (name: string) => (values[name] === undefined ? undefined : cli.int(values, name, 0, 0));
+const metricsPort = port('metrics-port');
+const uiPort = port('ui-port');
 
 let ssc: StreamingContext;
 let lines: QueueInputDStream<string>;
@@ -38,6 +45,8 @@ try {
   ssc = new StreamingContext({
     batchIntervalMs: batchMs, dataDir: values['data-dir'] as string, threads: Math.min(partitions, availableParallelism()), appName: 'word-count',
     snapshotEvery: snapshotEvery > 0 ? snapshotEvery : undefined,
+    metrics: metricsPort === undefined ? undefined : { port: metricsPort },
+    ui: uiPort === undefined ? undefined : { port: uiPort },
   });
   lines = ssc.queueStream<string>();
   counts = lines
@@ -78,7 +87,8 @@ const finish = (code: number) => {
   });
 };
 let completed = 0;
-ssc.on(BatchEvents.COMPLETED, () => {
+ssc.on(BatchEvents.COMPLETED, (e) => {
+  console.log(`word-count: batch ${new Date(e.batchTime).toISOString()} done: ${e.records} lines in ${e.processingTimeMs.toFixed(1)} ms, scheduling delay ${e.schedulingDelayMs} ms`);
   if (++completed === batches) finish(0);
 });
 ssc.on(BatchEvents.FAILED, ({ batchTime, error }) => {
@@ -97,3 +107,6 @@ try {
 }
 console.log(`word-count: data dir ${ssc.dataDir} holds ${counts.store().count()} word counts from earlier runs`);
 console.log(`word-count: typing ${linesPerBatch} lines per ${batchMs} ms batch for ${batches} batches (seed ${seed})`);
+const { metrics, ui } = ssc.endpoints();
+if (metrics) console.log(`word-count: metrics at ${metrics}`);
+if (ui) console.log(`word-count: status page at ${ui}`);

@@ -26,6 +26,7 @@ export const commonOptions: OptionSpec = {
   'data-dir': { type: 'string' },
   stream: { type: 'string' },
   json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
 };
 
@@ -65,13 +66,15 @@ export interface Common {
   /** Whether --stream was given (inspect shows every stream otherwise). */
   streamGiven: boolean;
   json: boolean;
+  /** No progress output (--quiet). */
+  quiet: boolean;
 }
 
 export function common(command: string, values: Parsed['values']): Common {
   const raw = values.stream as string | undefined;
   const stream = raw === undefined ? 0 : Number(raw);
   if (raw !== undefined && (!/^\d+$/.test(raw) || !Number.isSafeInteger(stream))) throw new UsageError(`--stream must be a stream index (0, 1, …), got ${JSON.stringify(raw)}`, command);
-  return { dataDir: (values['data-dir'] as string | undefined) ?? './statestream-data', stream, streamGiven: raw !== undefined, json: values.json === true };
+  return { dataDir: (values['data-dir'] as string | undefined) ?? './statestream-data', stream, streamGiven: raw !== undefined, json: values.json === true, quiet: values.quiet === true };
 }
 
 export function integer(command: string, values: Parsed['values'], name: string, min: number): number | undefined {

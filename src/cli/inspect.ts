@@ -20,7 +20,7 @@ Options:
   --zk-digest user:pw    ZooKeeper digest credentials, when the nodes have an ACL
   --json                 one JSON document instead of the tables
 
-Exit codes: 0 every store is healthy, 1 a store is damaged or the data folder is missing, 2 usage error.`;
+Exit codes: 0 every store is healthy, 1 a store is damaged, the data folder is missing or ZooKeeper cannot be read, 2 usage error.`;
 
 interface StreamReport {
   stream: number;
@@ -56,15 +56,26 @@ export async function inspect(args: string[]): Promise<number> {
   const snapshots = listSnapshots(dataDir);
   const newest = snapshots[0];
   let offsets: unknown;
+  let zkProblem: string | undefined;
   if (zk) {
-    offsets = { from: 'zookeeper', ...(await readZooKeeperOffsets(zk)) };
+    // ZooKeeper away: the stores are still reported, and the offsets say why they are missing.
+    try {
+      offsets = { from: 'zookeeper', ...(await readZooKeeperOffsets(zk)) };
+    } catch (error) {
+      if (!(error instanceof CliFailure)) throw error;
+      zkProblem = error.message;
+      offsets = { from: 'zookeeper-unreachable', connect: zk.connect, root: zk.root, problem: zkProblem };
+    }
   } else if (newest) {
     offsets = { from: 'snapshot', snapshot: newest.batchTime, sources: newest.manifest.sources };
   } else {
     offsets = { from: 'none' };
   }
   const problems = streams.flatMap((s) => s.partitions.filter((p) => p.problem).map((p) => `stream ${s.stream} partition ${p.partition}: ${p.problem}`));
-  const missing = streamGiven && streams[0].partitions.length === 0 ? [`stream ${stream} has no state under ${dataDir}`] : [];
+  const missing = [
+    ...(streamGiven && streams[0].partitions.length === 0 ? [`stream ${stream} has no state under ${dataDir}`] : []),
+    ...(zkProblem ? [zkProblem] : []),
+  ];
 
   const report = {
     dataDir, streams,
@@ -129,6 +140,8 @@ function humanReport(report: { dataDir: string; snapshots: Array<{ batchTime: nu
     out.push(`Offsets (ZooKeeper ${zk.root}): last batch ${formatBatch(zk.lastBatch)}` + (zk.inFlight ? `, batch ${zk.inFlight.batchTime} in flight` : ', no batch in flight'));
     out.push(...zk.positions.map((p) => `  ${p.topic}[${p.partition}] next offset ${p.offset}`));
     if (zk.history.length > 0) out.push(`  history kept for replay: batches ${zk.history[0]} … ${zk.history.at(-1)} (${zk.history.length})`);
+  } else if (offsets.from === 'zookeeper-unreachable') {
+    out.push(`Offsets (ZooKeeper ${offsets.root}): unknown, ${offsets.problem}`);
   } else if (offsets.from === 'snapshot') {
     const sources = offsets.sources as Array<{ kind: string; zookeeperRoot?: string; positions: Array<{ topic: string; partition: number; offset: number }> }>;
     out.push(`Offsets (as recorded by snapshot ${offsets.snapshot}; give --zookeeper and --zk-root for the current ones):`);

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from './args.js';
 import { inspect } from './inspect.js';
+import { reshard } from './reshard.js';
 import { snapshot } from './snapshot.js';
 import { state } from './state.js';
 import { exportCommand, importCommand } from './transfer.js';
@@ -21,11 +22,13 @@ Commands:
   state count                  how many keys a stream holds
   export --out <file|->        the state as a portable export file (--snapshot <batchTime> for a snapshot's)
   import <file>                an export file into a stream with no state (--partitions n, --replace)
+  reshard --partitions <n>     re-distribute a stopped job's state over n partitions
 
 Options every command takes:
   --data-dir <path>   the job's data folder (default ./statestream-data)
   --stream <n>        the mapWithState stream, by creation order (default 0)
   --json              one JSON document instead of text
+  -q, --quiet         no progress output (long work shows it on stderr)
   -h, --help          this help, or a command's own (statestream <command> --help)
   -V, --version       the version
 
@@ -38,6 +41,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   state,
   export: exportCommand,
   import: importCommand,
+  reshard,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -9,6 +9,7 @@ import { fsyncPath, fsyncTree } from '../storage/durable.js';
 import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
 import { assertJobStopped, moveAside, openStream, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
+import { Progress } from './progress.js';
 
 export const snapshotUsage = `Usage: statestream snapshot <list|create|restore> [options]
 
@@ -53,6 +54,8 @@ ZooKeeper still keeps that history, and refuses when it does not.
 Options:
   --data-dir <path>   the job's data folder (default ./statestream-data)
   --stream <n>        the stream to restore (default 0)
+
+Progress of the copy goes to stderr: a bar on a terminal, a line every 2 s otherwise (--quiet: none).
 
 Exit codes: 0 success, 1 no such snapshot, damaged snapshot, or it does not hold the stream, 2 usage error.`;
 
@@ -180,7 +183,7 @@ async function create(args: string[]): Promise<number> {
 async function restore(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand('snapshot restore', args, zookeeperOptions, { min: 1, max: 1, names: '<batchTime> (see statestream snapshot list)' });
   if (values.help) return print(restoreUsage), 0;
-  const { dataDir, stream, json } = common('snapshot restore', values);
+  const { dataDir, stream, json, quiet } = common('snapshot restore', values);
   const batchTime = batchTimeArg('snapshot restore', positionals[0], '<batchTime>');
   const zk = zookeeperTarget('snapshot restore', values);
   let info: SnapshotInfo;
@@ -219,14 +222,18 @@ async function restore(args: string[]): Promise<number> {
   const target = stateDir(dataDir, stream);
   const incoming = `${target}.restoring`;
   rmSync(incoming, { recursive: true, force: true });
+  const progress = new Progress('restore', 'bytes', manifest.partitions.reduce((n, p) => n + p.bytes, 0), { quiet });
   try {
     for (const part of manifest.partitions) {
       const dir = join(incoming, partitionFolder(part.partition));
       mkdirSync(dir, { recursive: true });
       copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
+      progress.advance(part.bytes);
     }
     fsyncTree(incoming);
+    progress.finish();
   } catch (error) {
+    progress.abandon();
     // A disk that filled up leaves the current state as it was.
     rmSync(incoming, { recursive: true, force: true });
     throw new CliFailure(`copying snapshot ${batchTime} failed, nothing was changed: ${(error as Error).message}`);

@@ -15,6 +15,7 @@ import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, p
 import { fsyncPath, fsyncTree } from '../storage/durable.js';
 import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
 import { assertJobStopped, moveAside, openStream } from './stores.js';
+import { counted, Progress } from './progress.js';
 
 export const exportUsage = `Usage: statestream export --out <file|-> [--snapshot <batchTime>] [--data-dir <path>] [--stream <n>] [--json]
 
@@ -27,6 +28,8 @@ against their checksums; the snapshot folder is not touched.
 Options:
   --out <file|->            the file to write (written beside it, then renamed), or - for stdout
   --snapshot <batchTime>    export a snapshot instead of the live stores
+
+Progress goes to stderr: a bar on a terminal, a line every 2 s otherwise (--quiet: none).
 
 Exit codes: 0 success, 1 stores not of one batch, damaged, snapshot not found, 2 usage error.`;
 
@@ -44,6 +47,8 @@ Options:
   --replace          replace a stream that has state; the old state is moved to
                      <data-dir>/replaced/<timestamp>/
 
+Progress goes to stderr: a bar on a terminal, a line every 2 s otherwise (--quiet: none).
+
 Exit codes: 0 success, 1 not an export / damaged export / the stream has state (without --replace), 2 usage error.`;
 
 /** Where the export goes: a file path, or stdout (then the summary goes to stderr). */
@@ -60,13 +65,14 @@ function say(out: string, json: boolean, result: object, text: string): void {
 export async function exportCommand(args: string[]): Promise<number> {
   const { values } = parseCommand('export', args, { out: { type: 'string' }, snapshot: { type: 'string' } }, { min: 0, max: 0, names: '' });
   if (values.help) return print(exportUsage), 0;
-  const { dataDir, stream, json } = common('export', values);
+  const { dataDir, stream, json, quiet } = common('export', values);
   const out = values.out as string | undefined;
   if (out === undefined) throw new UsageError('export: missing --out <file|-> (- writes to stdout)', 'export');
   const snapshotTime = values.snapshot === undefined ? undefined : batchTimeArg('export', values.snapshot as string, '--snapshot');
 
   let entries: Iterable<ExportEntry>;
   let origin: StateExportOrigin;
+  let total: number;
   let cleanup = () => {};
   if (snapshotTime === undefined) {
     const opened = openStream(dataDir, stream);
@@ -78,21 +84,27 @@ export async function exportCommand(args: string[]): Promise<number> {
       throw new CliFailure(`${(error as Error).message}, or export a snapshot (--snapshot)`);
     }
     entries = storesEntries(opened.stores);
+    total = opened.stores.reduce((n, store) => n + (new BatchLog(store).last()?.keyCount ?? 0), 0);
   } else {
-    ({ entries, origin } = await snapshotExport(dataDir, stream, snapshotTime));
+    ({ entries, origin, total } = await snapshotExport(dataDir, stream, snapshotTime));
   }
+  const progress = new Progress('export', 'keys', total, { quiet });
   try {
-    const count = await writeStateExport(target(out), origin, entries);
+    const count = await writeStateExport(target(out), origin, counted(entries, progress));
+    progress.finish(count);
     const result = { keyCount: count, stream, batchTime: origin.batchTime, stateVersion: origin.stateVersion, out, ...(snapshotTime === undefined ? {} : { snapshot: snapshotTime }) };
     say(out, json, result, `Exported ${count} keys of stream ${stream} (batch ${formatBatch(origin.batchTime)}, state version ${origin.stateVersion}${snapshotTime === undefined ? '' : `, from snapshot ${snapshotTime}`}) to ${out === '-' ? 'stdout' : out}.`);
     return 0;
+  } catch (error) {
+    progress.abandon();
+    throw error;
   } finally {
     cleanup();
   }
 }
 
 /** A snapshot's copies of one stream, checked first: a damaged snapshot writes nothing. */
-async function snapshotExport(dataDir: string, stream: number, batchTime: number): Promise<{ entries: Iterable<ExportEntry>; origin: StateExportOrigin }> {
+async function snapshotExport(dataDir: string, stream: number, batchTime: number): Promise<{ entries: Iterable<ExportEntry>; origin: StateExportOrigin; total: number }> {
   let info;
   try {
     info = findSnapshot(dataDir, batchTime);
@@ -103,13 +115,16 @@ async function snapshotExport(dataDir: string, stream: number, batchTime: number
   if (!manifest) throw new CliFailure(`snapshot ${batchTime} holds no state of stream ${stream}`);
   const problems = await verifySnapshot(info, { stream, partitions: manifest.partitions.map((p) => p.partition) });
   if (problems.length > 0) throw new CliFailure(`snapshot ${batchTime} is damaged: ${problems.join('; ')}`);
-  return { entries: snapshotEntries(info.path, manifest), origin: { stateVersion: manifest.stateVersion, batchTime, numPartitions: manifest.numPartitions, stream, snapshot: batchTime } };
+  return {
+    entries: snapshotEntries(info.path, manifest), total: manifest.keyCount,
+    origin: { stateVersion: manifest.stateVersion, batchTime, numPartitions: manifest.numPartitions, stream, snapshot: batchTime },
+  };
 }
 
 export async function importCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand('import', args, { partitions: { type: 'string' }, replace: { type: 'boolean' } }, { min: 1, max: 1, names: '<file> (a state export)' });
   if (values.help) return print(importUsage), 0;
-  const { dataDir, stream, json } = common('import', values);
+  const { dataDir, stream, json, quiet } = common('import', values);
   const given = integer('import', values, 'partitions', 1);
   const file = positionals[0];
   if (!existsSync(file)) throw new CliFailure(`there is no file ${file}`);
@@ -138,9 +153,11 @@ export async function importCommand(args: string[]): Promise<number> {
   const stores = Array.from({ length: numPartitions }, (_, p) => openPartitionStore(join(staging, partitionFolder(p))));
   let batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;
   let count = 0;
+  // The export says how many keys it holds only in its trailer: the count runs without a total.
+  const progress = new Progress('import', 'keys', undefined, { quiet });
   try {
     // The time index is kept because the next job may have a timeout; a job without one clears it at start.
-    const writer = new BatchedWriter(stores, true);
+    const writer = new BatchedWriter(stores, true, { keysMayRepeat: true });
     for (const [raw, state, lastUpdated] of source.entries()) {
       // Routed exactly as the router routes a record with this key.
       const key = normalizeKey(raw);
@@ -148,9 +165,10 @@ export async function importCommand(args: string[]): Promise<number> {
       // come after both, or its idle timeouts would run backwards.
       if (lastUpdated > batchTime) batchTime = lastUpdated;
       writer.putEntry(murmur2Partitioner.partition(key, numPartitions), key as Key, encodeEntry(state, lastUpdated), lastUpdated);
-      count++;
+      if (++count % 10_000 === 0) progress.update(count);
     }
     writer.flush();
+    progress.finish(count);
     for (const store of stores) {
       store.env.transactionSync(() => {
         new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount: store.state.getKeysCount() });
@@ -158,6 +176,7 @@ export async function importCommand(args: string[]): Promise<number> {
       });
     }
   } catch (error) {
+    progress.abandon();
     stores.forEach((s) => s.env.close());
     rmSync(staging, { recursive: true, force: true });
     throw error;

@@ -1,6 +1,7 @@
 import { ZooKeeperOffsetStore, type RecordedBatch } from '../storage/zookeeper/offsets.js';
-import { ZooKeeperSession } from '../storage/zookeeper/session.js';
-import type { ZooKeeperTarget } from './args.js';
+import { isTransient, ZooKeeperSession } from '../storage/zookeeper/session.js';
+import { OffsetStoreError } from '../errors.js';
+import { CliFailure, type ZooKeeperTarget } from './args.js';
 
 export interface ZooKeeperOffsets {
   root: string;
@@ -25,9 +26,27 @@ export async function withZooKeeper<T>(target: ZooKeeperTarget, use: (offsets: Z
   });
   try {
     return await use(new ZooKeeperOffsetStore(session, target.root), session);
+  } catch (error) {
+    throw zooKeeperTrouble(error, target);
   } finally {
     session.close();
   }
+}
+
+/** ZooKeeper's failures in words an operator can act on (the session's own say which request failed, not why). */
+function zooKeeperTrouble(error: unknown, target: ZooKeeperTarget): unknown {
+  if (!(error instanceof OffsetStoreError)) return error;
+  const cause = (error.cause as { name?: string } | undefined)?.name;
+  if (cause === 'NO_AUTH') {
+    return new CliFailure(`ZooKeeper at ${target.connect} refused to let this tool read ${target.root} (NO_AUTH): the job's nodes have an ACL; give its credentials with --zk-digest user:password`);
+  }
+  if (isTransient(error.cause) || /did not answer|no answer in time/.test(error.message)) {
+    return new CliFailure(
+      `cannot reach ZooKeeper at ${target.connect}: it did not answer for 10 s (is it running, and is --zookeeper host:port right?). ` +
+        `The state stores can be read without it: leave out --zookeeper (${error.message})`,
+    );
+  }
+  return new CliFailure(`ZooKeeper at ${target.connect}: ${error.message}`);
 }
 
 function children(session: ZooKeeperSession, path: string): Promise<string[]> {

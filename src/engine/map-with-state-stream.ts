@@ -31,6 +31,16 @@ export interface StoreRecovery {
   initialNewest?: number;
 }
 
+/** One partition's figures as its store holds them (see partitionFigures). */
+export interface PartitionFigures {
+  partition: number;
+  keyCount: number;
+  lastBatch: number | undefined;
+  /** Pages of the partition's state database in LMDB, in bytes. */
+  stateBytes: number;
+  deadLetters: number;
+}
+
 interface Running {
   stores: PartitionStore[];
   view: StateView<unknown, unknown>;
@@ -146,6 +156,25 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
   /** The open partition stores, for snapshots (between batches only). */
   partitionStores(): PartitionStore[] {
     return this.active('snapshot').stores;
+  }
+
+  /**
+   * Each partition's committed figures, read from its LMDB environment (never from a
+   * worker): keys as its batch log recorded with the last commit, the bytes of its state
+   * database, its dead letters. Empty when the stream is not running.
+   */
+  partitionFigures(): PartitionFigures[] {
+    return (this.running?.stores ?? []).map((store, partition) => {
+      // The main thread's shared read transaction would otherwise see an older commit.
+      store.env.resetReadTxn();
+      const last = new BatchLog(store).last();
+      const stats = store.state.getStats() as { pageSize: number; treeBranchPageCount: number; treeLeafPageCount: number; overflowPages: number };
+      return {
+        partition, keyCount: last?.keyCount ?? 0, lastBatch: last?.batchTime,
+        stateBytes: stats.pageSize * (stats.treeBranchPageCount + stats.treeLeafPageCount + stats.overflowPages),
+        deadLetters: store.deadLetters.getCount(),
+      };
+    });
   }
 
   close(): void {

@@ -22,6 +22,9 @@ import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPol
 import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshots/manifest.js';
 import { restoreDamagedStores } from '../storage/snapshots/restore.js';
 import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
+import type { Registry } from 'prom-client';
+import { Observability, type Endpoints } from './observability.js';
+import type { MetricsOptions, UiOptions } from '../metrics/options.js';
 
 export interface StreamingContextOptions {
   /** Time between batches, in milliseconds. */
@@ -46,6 +49,10 @@ export interface StreamingContextOptions {
   snapshotEvery?: SnapshotEvery;
   /** How many snapshots to keep, newest first. Default 3. */
   snapshotsKept?: number;
+  /** Prometheus metrics: `{ port, host }` serves `/metrics`; `{ registry }` registers on your own prom-client registry. */
+  metrics?: MetricsOptions;
+  /** The status page (off by default): `{ port, host, token }`; loopback unless a token is given. */
+  ui?: UiOptions;
 }
 
 
@@ -100,10 +107,11 @@ export class StreamingContext implements StreamGraph {
   private queued = 0;
   private failure: Error | undefined;
   private snapshots: SnapshotScheduler | undefined;
+  private readonly observability: Observability;
 
   constructor(options: StreamingContextOptions) {
     if (options === null || typeof options !== 'object') throw new ConfigError(`StreamingContext expects an options object, got ${String(options)}`);
-    const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts', 'stateCacheEntries', 'snapshotEvery', 'snapshotsKept']);
+    const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts', 'stateCacheEntries', 'snapshotEvery', 'snapshotsKept', 'metrics', 'ui']);
     for (const key of Object.keys(options)) if (!known.has(key)) throw new ConfigError(`StreamingContext: unknown option "${key}" (known: ${[...known].join(', ')})`, { option: key });
     const raw = options as unknown as Record<string, unknown>;
     this.batchIntervalMs = integerOption(raw, 'batchIntervalMs', 1, 24 * 3600_000);
@@ -124,6 +132,20 @@ export class StreamingContext implements StreamGraph {
       throw new ConfigError('StreamingContext: clock must have now() and schedule(time, callback) (a ManualClock or SystemClock)', { option: 'clock' });
     }
     this.clock = clock;
+    this.observability = new Observability(options, {
+      appName: this.appName, batchIntervalMs: this.batchIntervalMs, phase: () => this.phase, failure: () => this.failure,
+      inputs: () => this.inputs, stateStreams: () => this.stateStreams,
+    }, this);
+  }
+
+  /** The prom-client registry the job's metrics are on (`metrics.registry` when given), for a service that serves its own. */
+  get metricsRegistry(): Registry {
+    return this.observability.registry;
+  }
+
+  /** Where `/metrics` and the status page listen, once started (port 0 picks a free one). */
+  endpoints(): Endpoints {
+    return this.observability.endpoints();
   }
 
   // ── events ────────────────────────────────────────────────────────────────
@@ -202,6 +224,11 @@ export class StreamingContext implements StreamGraph {
   private async startOnce(): Promise<void> {
     if (this.inputs.length === 0) throw new LifecycleError('start(): no input stream is defined (queueStream or kafkaStream)');
     this.phase = 'starting';
+    // Up before the stores open, so the page can say what a slow or failing start waits for.
+    await this.observability.start().catch((error: unknown) => {
+      this.phase = 'stopped';
+      throw error;
+    });
     const machine = supervisorMachine.provide({
       actors: {
         startup: fromPromise(() => this.startup()),
@@ -218,6 +245,7 @@ export class StreamingContext implements StreamGraph {
       this.supervisor.send({ type: 'STOP' });
       await waitFor(this.supervisor, (s) => s.status === 'done');
       this.phase = 'stopped';
+      await this.observability.stop();
       throw error;
     }
     this.phase = 'running';
@@ -375,6 +403,7 @@ export class StreamingContext implements StreamGraph {
     this.supervisor!.send({ type: 'STOP' });
     await waitFor(this.supervisor!, (s) => s.status === 'done');
     this.phase = 'stopped';
+    await this.observability.stop();
   }
 
   /** Resolves once every batch that is due has run with its outputs; rejects with the error of a failed batch. */

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { tempDir } from '../helpers.js';
+import { eventually, tempDir, within } from '../helpers.js';
+import { sample, scrape } from '../metrics/scrape.js';
 
 const run = promisify(execFile);
 const example = (name: string) => fileURLToPath(new URL(`../../examples/${name}/main.js`, import.meta.url));
@@ -50,6 +51,36 @@ describe('examples', () => {
     const second = await run(process.execPath, [example('word-count'), '--batch-ms', '200', '--batches', '1', '--data-dir', dataDir]);
     assert.match(second.stdout, /^word-count: restored partition 2 \(the partition folder is missing\) from the snapshot of /m);
     assert.match(second.stdout, new RegExp(`holds ${lastCounts(first.stdout).size} word counts from earlier runs`));
+  });
+
+  it('curl of /metrics during the word-count demo shows the batches, lines and state its batch lines report', async () => {
+    const dataDir = join(tempDir(), 'wc');
+    const demo = spawn(process.execPath, [example('word-count'), '--batch-ms', '200', '--batches', '25', '--data-dir', dataDir, '--metrics-port', '0', '--snapshot-every', '0']);
+    let stdout = '';
+    demo.stdout.on('data', (d) => (stdout += d));
+    const exited = new Promise<number | null>((resolve) => demo.on('close', resolve));
+    try {
+      const url = await eventually('the demo to print its metrics address', () => /^word-count: metrics at (\S+)$/m.exec(stdout)?.[1]);
+      await eventually('five batches', () => ((stdout.match(/^word-count: batch /gm)?.length ?? 0) >= 5 ? true : undefined));
+      const samples = await scrape(url);
+      assert.equal(await within('the demo to finish its 25 batches', exited), 0);
+      // The batches the scrape had seen: those up to the last batch time it reports.
+      const lastSeen = sample(samples, 'statestream_last_batch_timestamp_seconds', { app: 'word-count' }) * 1000;
+      const batches = [...stdout.matchAll(/^word-count: batch (\S+) done: (\d+) lines in [\d.]+ ms/gm)].map((m) => ({ time: Date.parse(m[1]), lines: Number(m[2]) }));
+      assert.equal(batches.length, 25);
+      const seen = batches.filter((b) => b.time <= lastSeen);
+      assert.ok(seen.length >= 5, `${seen.length} batches before the scrape`);
+      assert.equal(sample(samples, 'statestream_batches_total', { app: 'word-count', outcome: 'completed' }), seen.length);
+      assert.equal(sample(samples, 'statestream_batch_processing_seconds_count', { app: 'word-count' }), seen.length);
+      assert.equal(sample(samples, 'statestream_records_total', { app: 'word-count' }), seen.reduce((n, b) => n + b.lines, 0));
+      assert.equal(sample(samples, 'statestream_batch_interval_seconds', { app: 'word-count' }), 0.2);
+      // State per partition: four partitions, their keys the words the demo counts (none past 10 are kept).
+      const keys = samples.filter((s) => s.name === 'statestream_state_keys');
+      assert.deepEqual(keys.map((s) => s.labels.partition).sort(), ['0', '1', '2', '3']);
+      assert.ok(keys.reduce((n, s) => n + s.value, 0) > 0);
+    } finally {
+      demo.kill();
+    }
   });
 
   it('word-count rejects a bad flag with exit code 2', async () => {

@@ -21,6 +21,15 @@ export interface KafkaRecord<V> {
   headers: Record<string, string | undefined>;
 }
 
+/** What `status()` reports of a Kafka source. */
+export interface KafkaSourceStatus {
+  source: number;
+  topics: string[];
+  zookeeper: { connect: string; root: string; connected: boolean; sinceMs: number };
+  /** `next`: where the next batch starts (as ZooKeeper records after the last ended batch); `fetched`: fetched up to. */
+  partitions: Array<{ topic: string; partition: number; next: number; fetched: number; buffered: number }>;
+}
+
 /** A fetched message waiting for its batch (decoding happens in the batch, where failures are handled). */
 interface Fetched {
   topic: string;
@@ -335,6 +344,24 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   /** Messages the decoder could not read (policy 'dead-letter'), by topic, partition and offset. */
   deadLetters(): SourceDeadLetter[] {
     return this.deadLetterStore?.list() ?? [];
+  }
+
+  /** Where each topic-partition stands and whether ZooKeeper answers; read-only, for metrics and the status page. */
+  status(): KafkaSourceStatus {
+    const { topics, zookeeper } = this.options;
+    const partitions = [...this.buffers.values()].map((b) => ({
+      topic: b.topic, partition: b.partition, next: this.ended.get(`${b.topic}:${b.partition}`)?.offset ?? b.next, fetched: b.fetchedUntil, buffered: b.messages.length,
+    }));
+    return { source: this.id, topics, zookeeper: { root: zookeeper.root, ...(this.zk?.status() ?? { connect: zookeeper.connect, connected: false, sinceMs: Date.now() }) }, partitions };
+  }
+
+  /** The broker's log-end offset per topic-partition, for lag (asks the broker: callers bound the wait). */
+  async highWatermarks(): Promise<Map<string, number>> {
+    const marks = new Map<string, number>();
+    for (const topic of this.options.topics) {
+      for (const p of (await this.admin?.fetchTopicOffsets(topic)) ?? []) marks.set(`${topic}:${p.partition}`, Number(p.high));
+    }
+    return marks;
   }
 
   positions(): SourcePositions {

@@ -16,7 +16,16 @@ export class BatchedWriter {
   private buffered = 0;
   private readonly indexes: TimeIndex[];
 
-  constructor(private readonly stores: PartitionStore[], private readonly timeIndexed: boolean) {
+  /**
+   * `keysMayRepeat`: an import may hold a key twice (files joined by hand, a tool's export);
+   * the last one wins, its old time-index entry goes and it is counted once. A reshard's
+   * keys are unique, and spares the read per key.
+   */
+  constructor(
+    private readonly stores: PartitionStore[],
+    private readonly timeIndexed: boolean,
+    private readonly options: { keysMayRepeat?: boolean } = {},
+  ) {
     this.keyCounts = stores.map(() => 0);
     this.entries = stores.map(() => []);
     this.moved = stores.map(() => []);
@@ -45,6 +54,12 @@ export class BatchedWriter {
       const deadLetters = new DeadLetterStore(store);
       store.env.transactionSync(() => {
         for (const [key, value, lastUpdated] of entries) {
+          // Read inside the write transaction, so a repeat within this flush is seen too.
+          const previous = this.options.keysMayRepeat ? store.state.getBinary(key) : undefined;
+          if (previous !== undefined) {
+            this.keyCounts[q]--;
+            if (this.timeIndexed) index.remove(decodeEntry(previous)[1], key);
+          }
           store.state.putSync(key, value);
           if (this.timeIndexed) index.add(lastUpdated ?? decodeEntry(value)[1], key);
         }

@@ -14,6 +14,8 @@ import { BatchedWriter } from './batched-writer.js';
 export interface ReshardOptions {
   /** Called as the swap passes each step; the crash tests kill the process there. */
   onStep?: (step: ReshardStep) => void;
+  /** Called with the number of keys copied so far, every 10^4 keys and at the end (the CLI's progress). */
+  onProgress?: (keysCopied: number) => void;
 }
 
 export interface ReshardReport {
@@ -82,7 +84,7 @@ export function reshardStores(dataDir: string, streamIndex: number, toPartitions
     const last = commonLastBatch(olds, dataDir, streamIndex, from, toPartitions);
     const news = Array.from({ length: toPartitions }, (_, q) => openPartitionStore(join(paths.building, partitionFolder(q)), { noSync: true }));
     try {
-      report = copyInto(olds, news, layout, last);
+      report = copyInto(olds, news, layout, last, options.onProgress);
     } finally {
       news.forEach(closeAndSync);
     }
@@ -134,12 +136,15 @@ function commonLastBatch(olds: PartitionStore[], dataDir: string, streamIndex: n
   );
 }
 
-function copyInto(olds: PartitionStore[], news: PartitionStore[], layout: StoreLayout, last: Array<CommittedBatch | undefined>): ReshardReport {
+function copyInto(olds: PartitionStore[], news: PartitionStore[], layout: StoreLayout, last: Array<CommittedBatch | undefined>, onProgress?: (keys: number) => void): ReshardReport {
   const to = news.length;
   const writer = new BatchedWriter(news, layout.timeIndexed ?? true);
+  let copied = 0;
   for (const { key, value } of inKeyOrder(olds)) {
     writer.putEntry(murmur2Partitioner.partition(normalizeKey(key), to), key, value);
+    if (++copied % 10_000 === 0) onProgress?.(copied);
   }
+  onProgress?.(copied);
   for (const old of olds) {
     for (const { value } of old.deadLetters.getRange({})) {
       const letter = value as DeadLetter;

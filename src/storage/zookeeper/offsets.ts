@@ -1,5 +1,12 @@
+import type zookeeper from 'node-zookeeper-client';
 import type { Transaction } from 'node-zookeeper-client';
 import type { ZooKeeperSession } from './session.js';
+
+/** An ACL compared by what it grants (the client's runtime field is `permission`, its types say `perms`). */
+function aclKey(acl: zookeeper.ACL): string {
+  const a = acl as unknown as { permission?: number; perms?: number; id: { scheme: string; id: string } };
+  return `${a.id.scheme}:${a.id.id}:${a.permission ?? a.perms}`;
+}
 
 /** The records of one topic-partition a batch takes: offsets `from` (inclusive) to `until` (exclusive). */
 export interface OffsetRange {
@@ -54,12 +61,31 @@ export class ZooKeeperOffsetStore {
     );
   }
 
-  /** Creates the layout and one offset node per known partition (a multi-op can only set existing nodes). */
+  /**
+   * Creates the layout and one offset node per known partition (a multi-op can only set
+   * existing nodes). With a digest, the parents above the root are left open (other jobs
+   * keep their roots beside this one) and every node from the root down carries the job's
+   * ACL, including nodes an earlier run created without one.
+   */
   async init(partitions: Array<{ topic: string; partition: number }>): Promise<void> {
+    const parent = this.root.slice(0, this.root.lastIndexOf('/'));
+    if (this.zk.acls && parent !== '') await this.zk.run(`mkdirp ${parent}`, (client, done) => client.mkdirp(parent, (error) => done(error)));
     await this.mkdirp(this.path('batch'));
     await this.mkdirp(this.path('last-batch'));
     await this.mkdirp(this.path('history'));
     for (const { topic, partition } of partitions) await this.mkdirp(this.path('offsets', topic, partition));
+    if (this.zk.acls) await this.secure(this.root, this.zk.acls);
+  }
+
+  /** Sets `acls` on `path` and every node below it that carries other ACLs. */
+  private async secure(path: string, acls: zookeeper.ACL[]): Promise<void> {
+    const wanted = JSON.stringify(acls.map(aclKey));
+    const current = await this.zk.run<zookeeper.ACL[]>(`read the ACL of ${path}`, (client, done) => client.getACL(path, (error, found) => done(error, found)));
+    if (JSON.stringify(current.map(aclKey)) !== wanted) {
+      await this.zk.run(`set the ACL of ${path}`, (client, done) => client.setACL(path, acls, -1, (error) => done(error)));
+    }
+    const children = await this.zk.run<string[]>(`list ${path}`, (client, done) => client.getChildren(path, (error, names) => done(error, names)));
+    for (const child of children) await this.secure(`${path}/${child}`, acls);
   }
 
   /** Where the next batch starts, for every partition with a recorded position. */

@@ -7,7 +7,7 @@ export interface ZooKeeperOptions {
   /** `host:port[,host:port…]` */
   connect: string;
   sessionTimeoutMs?: number;
-  /** Digest credentials (`user:password`): nodes we create get an ACL for them alone. */
+  /** Digest credentials (`user:password`): nodes under the job's root may be changed with them alone. */
   digest?: string;
   retry?: RetryPolicy;
 }
@@ -41,12 +41,19 @@ export class ZooKeeperSession {
   private closed = false;
   private readonly abort = new AbortController();
   readonly acls: zookeeper.ACL[] | undefined;
+  /** When the session last became connected or lost its connection (for the status page). */
+  private changedAt = Date.now();
 
   constructor(private readonly options: ZooKeeperOptions) {
     if (options.digest) {
       const [user] = options.digest.split(':');
       const hashed = createHash('sha1').update(options.digest).digest('base64');
-      this.acls = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('digest', `${user}:${hashed}`))];
+      // Everything for the job's credentials; reading for anyone, so lag tools and `statestream
+      // inspect` can read positions without them (as Kafka's own ZooKeeper ACLs allow).
+      this.acls = [
+        new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('digest', `${user}:${hashed}`)),
+        new zookeeper.ACL(zookeeper.Permission.READ, new zookeeper.Id('world', 'anyone')),
+      ];
     }
   }
 
@@ -63,6 +70,7 @@ export class ZooKeeperSession {
         resolve(client);
       });
       client.on('state', (state) => {
+        if (this.client === client || this.client === undefined) this.changedAt = Date.now();
         if (state === zookeeper.State.EXPIRED && this.client === client) {
           // The next request opens a new session.
           this.client = undefined;
@@ -116,6 +124,13 @@ export class ZooKeeperSession {
       if (error instanceof OffsetStoreError) throw error;
       throw new OffsetStoreError(`ZooKeeper ${what} failed: ${(error as Error).message}`, { connect: this.options.connect, operation: what }, error);
     }
+  }
+
+  /** Whether requests reach ZooKeeper now, and since when that holds (read-only, for metrics and the status page). */
+  status(): { connect: string; connected: boolean; sinceMs: number } {
+    const state = this.client?.getState();
+    const connected = state === zookeeper.State.SYNC_CONNECTED || state === zookeeper.State.CONNECTED_READ_ONLY;
+    return { connect: this.options.connect, connected, sinceMs: this.changedAt };
   }
 
   /** Stops waiting for an unreachable ZooKeeper: requests that fail from now on fail at once. */

@@ -1,0 +1,62 @@
+import { existsSync } from 'node:fs';
+import { StatestreamError } from '../errors.js';
+import { BatchLog } from '../storage/partition/batch-log.js';
+import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
+import { reshardStores } from '../storage/reshard/reshard.js';
+import { stateDir } from '../storage/partition/store.js';
+import { CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
+import { Progress } from './progress.js';
+import { assertJobStopped, openStream } from './stores.js';
+
+export const reshardUsage = `Usage: statestream reshard --partitions <n> [--data-dir <path>] [--stream <n>] [--json] [--quiet]
+
+Re-distributes a STOPPED job's state over n partitions, exactly as a job started with
+StateSpec.numPartitions(n) would at start: every key routed with murmur2, the time index
+rebuilt, dead letters moved with their key, crash-safe (a kill leaves the old stores or
+the new ones). Run it ahead of a restart to re-shard a large state with progress shown,
+instead of inside the job's start().
+
+Options:
+  --partitions <n>   the new partition count
+  --quiet            no progress (it goes to stderr: a bar on a terminal, a line every 2 s otherwise)
+
+Exit codes: 0 success (or already n partitions), 1 no state, refused (a job has the stores open, a half-committed batch), 2 usage error.`;
+
+export async function reshard(args: string[]): Promise<number> {
+  const { values } = parseCommand('reshard', args, { partitions: { type: 'string' } }, { min: 0, max: 0, names: '' });
+  if (values.help) return print(reshardUsage), 0;
+  const { dataDir, stream, json, quiet } = common('reshard', values);
+  const to = integer('reshard', values, 'partitions', 1);
+  if (to === undefined) throw new UsageError('reshard: missing --partitions <n>', 'reshard');
+  if (!existsSync(stateDir(dataDir, stream))) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${stateDir(dataDir, stream)})`);
+  assertJobStopped(dataDir, stream, 'reshard');
+  recoverInterruptedReshard(dataDir, stream);
+
+  const opened = openStream(dataDir, stream);
+  const from = opened.layout.numPartitions;
+  const total = opened.stores.reduce((n, store) => n + (new BatchLog(store).last()?.keyCount ?? 0), 0);
+  opened.close();
+  if (from === to) {
+    const result = { stream, from, to, keys: total, changed: false };
+    print(json ? toJson(result, 2) : `Stream ${stream} already has ${to} partitions; nothing to do.`);
+    return 0;
+  }
+  const progress = new Progress('reshard', 'keys', total, { quiet });
+  let report;
+  try {
+    report = reshardStores(dataDir, stream, to, { onProgress: (keys) => progress.update(keys) });
+  } catch (error) {
+    progress.abandon();
+    if (error instanceof StatestreamError) throw new CliFailure(error.message);
+    throw error;
+  }
+  progress.finish(report.keys);
+  const result = { stream, from, to, keys: report.keys, deadLetters: report.deadLetters, batchTime: report.batchTime, changed: true };
+  print(
+    json
+      ? toJson(result, 2)
+      : `Resharded stream ${stream} from ${from} to ${to} partitions: ${report.keys} keys, ${report.deadLetters} dead letters, last batch ${formatBatch(report.batchTime)}.\n` +
+          `Start the job with StateSpec.numPartitions(${to}); another count re-shards it again at start.`,
+  );
+  return 0;
+}

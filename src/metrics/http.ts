@@ -1,0 +1,47 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ConfigError } from '../errors.js';
+
+/** A server the context started: where it listens, and how to close it. */
+export interface Listening {
+  url: string;
+  close(): Promise<void>;
+}
+
+export type Handler = (request: IncomingMessage, response: ServerResponse) => Promise<void> | void;
+
+/**
+ * Listens on host:port with `handler`. A handler that throws answers 500 with the error's
+ * message in words (the page and curl show it), never a stack trace.
+ */
+export function listen(option: string, port: number, host: string, handler: Handler): Promise<Listening> {
+  const server = createServer((request, response) => {
+    Promise.resolve()
+      .then(() => handler(request, response))
+      .catch((error: unknown) => {
+        if (response.headersSent) return void response.destroy();
+        response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+        response.end(`statestream: ${(error as Error)?.message ?? String(error)}\n`);
+      });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      reject(new ConfigError(`StreamingContext: ${option} cannot listen on ${host}:${port}: ${error.code ?? error.message}`, { option: `${option}.port`, host, port }));
+    });
+    server.listen(port, host, () => {
+      // Once listening, a server error (out of file descriptors) must not take the job down with it.
+      server.on('error', (error) => process.emitWarning(`the ${option} server: ${error.message}`, { code: 'STATESTREAM_HTTP' }));
+      const address = server.address() as AddressInfo;
+      const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      resolve({
+        url: `http://${shown}:${address.port}`,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            // Open keep-alive connections (a browser polling the page) would hold close() forever.
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}

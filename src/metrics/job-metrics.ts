@@ -1,0 +1,139 @@
+import { Counter, Gauge, Histogram, type Metric, type Registry } from 'prom-client';
+import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
+import type { JobProbe } from './job-probe.js';
+import type { LagSampler, SourceLag } from './kafka-lag.js';
+
+/** Seconds: a batch of a few milliseconds up to one that runs a minute. */
+const BATCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const SNAPSHOT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+
+type Events = { on<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): unknown };
+
+/**
+ * The jobs whose figures a registry's collected gauges read at each scrape. Several
+ * contexts may share one registry (the service's own), told apart by the `app` label.
+ */
+const jobsOf = new WeakMap<Registry, Set<JobMetrics>>();
+
+function metric<M extends Metric>(registry: Registry, name: string, make: () => M): M {
+  return (registry.getSingleMetric(name) as M | undefined) ?? make();
+}
+
+/**
+ * Prometheus metrics of one job (see docs/operations.md for each and what to alert on).
+ * Batch, restart and snapshot figures come from the context's events as they happen;
+ * state, dead letters, Kafka lag and ZooKeeper come from the stores and sources when
+ * Prometheus scrapes.
+ */
+export class JobMetrics {
+  private readonly labels: { app: string };
+  private readonly m;
+
+  constructor(
+    readonly registry: Registry,
+    private readonly probe: JobProbe,
+    private readonly lag: () => LagSampler[],
+  ) {
+    this.labels = { app: probe.appName };
+    if (!jobsOf.has(registry)) jobsOf.set(registry, new Set());
+    const registers = [registry];
+    const jobs = () => [...(jobsOf.get(registry) ?? [])];
+    const collected = <L extends string>(name: string, help: string, labelNames: L[], fill: (job: JobMetrics, gauge: Gauge<L>) => Promise<void> | void) =>
+      metric(registry, name, () =>
+        new Gauge<L>({
+          name, help, labelNames, registers,
+          async collect() {
+            this.reset();
+            for (const job of jobs()) await fill(job, this);
+          },
+        }),
+      );
+    const app = ['app'] as const;
+    this.m = {
+      batches: metric(registry, 'statestream_batches_total', () => new Counter({ name: 'statestream_batches_total', help: 'Batches that ended, by outcome (completed or failed).', labelNames: ['app', 'outcome'], registers })),
+      processing: metric(registry, 'statestream_batch_processing_seconds', () =>
+        new Histogram({ name: 'statestream_batch_processing_seconds', help: 'Time from a batch starting to its outputs done (Spark: processing time).', labelNames: app, buckets: BATCH_BUCKETS, registers })),
+      scheduling: metric(registry, 'statestream_batch_scheduling_delay_seconds', () =>
+        new Histogram({ name: 'statestream_batch_scheduling_delay_seconds', help: 'Time a batch waited after its batch time before it started (Spark: scheduling delay).', labelNames: app, buckets: BATCH_BUCKETS, registers })),
+      total: metric(registry, 'statestream_batch_total_delay_seconds', () =>
+        new Histogram({ name: 'statestream_batch_total_delay_seconds', help: 'Scheduling delay plus processing time (Spark: total delay).', labelNames: app, buckets: BATCH_BUCKETS, registers })),
+      records: metric(registry, 'statestream_records_total', () => new Counter({ name: 'statestream_records_total', help: 'Records taken from the sources into completed batches.', labelNames: app, registers })),
+      timedOut: metric(registry, 'statestream_keys_timed_out_total', () => new Counter({ name: 'statestream_keys_timed_out_total', help: 'Keys removed by the idle timeout.', labelNames: app, registers })),
+      lastBatch: metric(registry, 'statestream_last_batch_timestamp_seconds', () =>
+        new Gauge({ name: 'statestream_last_batch_timestamp_seconds', help: 'Batch time of the last completed batch (Unix seconds).', labelNames: app, registers })),
+      interval: metric(registry, 'statestream_batch_interval_seconds', () => new Gauge({ name: 'statestream_batch_interval_seconds', help: 'The configured batch interval.', labelNames: app, registers })),
+      failed: metric(registry, 'statestream_job_failed', () => new Gauge({ name: 'statestream_job_failed', help: '1 once a batch failed and the job stopped processing (as in Spark).', labelNames: app, registers })),
+      restarts: metric(registry, 'statestream_partition_restarts_total', () =>
+        new Counter({ name: 'statestream_partition_restarts_total', help: 'Partition actors restarted after their worker died.', labelNames: ['app', 'stream', 'partition'], registers })),
+      snapshotDuration: metric(registry, 'statestream_snapshot_duration_seconds', () =>
+        new Histogram({ name: 'statestream_snapshot_duration_seconds', help: 'From the first partition copy to the snapshot renamed into place.', labelNames: app, buckets: SNAPSHOT_BUCKETS, registers })),
+      snapshotLast: metric(registry, 'statestream_snapshot_last_success_timestamp_seconds', () =>
+        new Gauge({ name: 'statestream_snapshot_last_success_timestamp_seconds', help: 'When the last snapshot completed (Unix seconds).', labelNames: app, registers })),
+      snapshotBytes: metric(registry, 'statestream_snapshot_bytes', () => new Gauge({ name: 'statestream_snapshot_bytes', help: 'Bytes of partition copies in the last snapshot.', labelNames: app, registers })),
+      snapshotFailures: metric(registry, 'statestream_snapshot_failures_total', () => new Counter({ name: 'statestream_snapshot_failures_total', help: 'Snapshots that could not be written.', labelNames: app, registers })),
+    };
+    collected('statestream_state_keys', 'Keys in a partition as of its last committed batch (its batch log).', ['app', 'stream', 'partition'], (job, g) => job.fillState(g, 'keyCount'));
+    collected('statestream_state_bytes', "Bytes of a partition's state database in LMDB.", ['app', 'stream', 'partition'], (job, g) => job.fillState(g, 'stateBytes'));
+    // Read from the stores, which keep every dead letter: the count survives restarts, as a counter should.
+    collected('statestream_dead_letters_total', 'Records moved to a partition\'s dead-letter store by the dead-letter policy.', ['app', 'stream', 'partition'], (job, g) => job.fillState(g, 'deadLetters'));
+    collected('statestream_source_dead_letters_total', 'Source messages the decoder could not read, kept in the source\'s dead-letter store.', ['app', 'source'], (job, g) => {
+      for (const s of job.probe.kafkaSources()) g.set({ ...job.labels, source: String(s.id) }, s.deadLetters().length);
+    });
+    collected('statestream_kafka_lag_records', "Records in a topic-partition after the job's position: the broker's log-end offset minus where the next batch starts.", ['app', 'topic', 'partition'], async (job, g) => {
+      for (const source of await job.sampleLag()) for (const p of source.partitions) if (p.lag !== undefined) g.set({ ...job.labels, topic: p.topic, partition: String(p.partition) }, p.lag);
+    });
+    collected('statestream_kafka_next_offset', 'Where the next batch starts in a topic-partition (the position kept in ZooKeeper).', ['app', 'topic', 'partition'], (job, g) => {
+      for (const s of job.probe.kafkaSources()) for (const p of s.status().partitions) g.set({ ...job.labels, topic: p.topic, partition: String(p.partition) }, p.next);
+    });
+    collected('statestream_zookeeper_connected', '1 while the session of a Kafka source reaches ZooKeeper, else 0.', ['app', 'connect'], (job, g) => {
+      for (const s of job.probe.kafkaSources()) {
+        const zk = s.status().zookeeper;
+        g.set({ ...job.labels, connect: zk.connect }, zk.connected ? 1 : 0);
+      }
+    });
+    this.m.interval.set(this.labels, probe.batchIntervalMs / 1000);
+    this.m.failed.set(this.labels, 0);
+  }
+
+  /** Starts counting the context's events and reading its figures at each scrape. */
+  attach(events: Events): void {
+    jobsOf.get(this.registry)!.add(this);
+    const { m, labels } = this;
+    events.on(BatchEvents.COMPLETED, (e) => {
+      m.batches.inc({ ...labels, outcome: 'completed' });
+      m.processing.observe(labels, e.processingTimeMs / 1000);
+      m.scheduling.observe(labels, e.schedulingDelayMs / 1000);
+      m.total.observe(labels, (e.schedulingDelayMs + e.processingTimeMs) / 1000);
+      m.records.inc(labels, e.records);
+      m.timedOut.inc(labels, e.keysTimedOut);
+      m.lastBatch.set(labels, e.batchTime / 1000);
+    });
+    events.on(BatchEvents.FAILED, () => {
+      m.batches.inc({ ...labels, outcome: 'failed' });
+      m.failed.set(labels, 1);
+    });
+    events.on(BatchEvents.PARTITION_RESTARTED, (e) => m.restarts.inc({ ...labels, stream: String(e.stream), partition: String(e.partition) }));
+    events.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => {
+      m.snapshotDuration.observe(labels, e.durationMs / 1000);
+      m.snapshotLast.set(labels, Date.now() / 1000);
+      m.snapshotBytes.set(labels, e.bytes);
+    });
+    events.on(BatchEvents.SNAPSHOT_FAILED, () => m.snapshotFailures.inc(labels));
+  }
+
+  /** The job stopped: its stores and sources are closed, so scrapes no longer read them. */
+  detach(): void {
+    jobsOf.get(this.registry)?.delete(this);
+  }
+
+  /** Lag of every Kafka source, from the samplers the status page reads too. */
+  sampleLag(): Promise<SourceLag[]> {
+    return Promise.all(this.lag().map((s) => s.sample()));
+  }
+
+  private fillState(gauge: Gauge<string>, figure: 'keyCount' | 'stateBytes' | 'deadLetters'): void {
+    for (const s of this.probe.stateStreams()) {
+      for (const p of s.partitions) gauge.set({ ...this.labels, stream: String(s.stream), partition: String(p.partition) }, p[figure]);
+    }
+  }
+}

@@ -1,0 +1,26 @@
+import type { PartitionFigures } from '../engine/map-with-state-stream.js';
+import type { KafkaSourceStatus } from '../engine/sources/kafka.js';
+
+/** A Kafka source as metrics and the status page see it: read-only. */
+export interface KafkaProbe {
+  readonly id: number;
+  status(): KafkaSourceStatus;
+  highWatermarks(): Promise<Map<string, number>>;
+  /** Messages its decoder could not read, kept in the source's dead-letter store. */
+  deadLetters(): unknown[];
+}
+
+/**
+ * What metrics and the status page may read of a job: figures the stores and sources
+ * hold, never the workers' internals. The context builds it from its own parts; batch
+ * figures come from its events.
+ */
+export interface JobProbe {
+  readonly appName: string;
+  readonly batchIntervalMs: number;
+  phase(): string;
+  /** The error that failed the job, if one did. */
+  failure(): Error | undefined;
+  stateStreams(): Array<{ stream: number; partitions: PartitionFigures[] }>;
+  kafkaSources(): KafkaProbe[];
+}

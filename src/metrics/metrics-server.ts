@@ -1,0 +1,16 @@
+import type { Registry } from 'prom-client';
+import { listen, type Listening } from './http.js';
+
+/** Serves the registry on `/metrics` in Prometheus' text format, and nothing else. */
+export function serveMetrics(port: number, host: string, registry: Registry): Promise<Listening> {
+  return listen('metrics', port, host, async (request, response) => {
+    const path = new URL(request.url ?? '/', 'http://metrics').pathname;
+    if (path !== '/metrics') {
+      response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+      return void response.end('statestream: metrics are at /metrics\n');
+    }
+    const body = await registry.metrics();
+    response.writeHead(200, { 'content-type': registry.contentType });
+    response.end(body);
+  });
+}

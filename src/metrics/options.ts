@@ -1,0 +1,91 @@
+import { ConfigError } from '../errors.js';
+import type { Registry } from 'prom-client';
+
+/** `StreamingContext({ metrics })`: Prometheus metrics on a registry, served on `/metrics` when a port is given. */
+export interface MetricsOptions {
+  /** Serve `/metrics` on this port (0: any free port; `endpoints()` tells which). Omit to serve nothing. */
+  port?: number;
+  /** Interface to bind. Default 127.0.0.1 (loopback); give 0.0.0.0 for a Prometheus on another machine. */
+  host?: string;
+  /** Register on this prom-client registry (your service's own) instead of a new one. */
+  registry?: Registry;
+}
+
+/** `StreamingContext({ ui })`: the status page. Off unless given. */
+export interface UiOptions {
+  /** 0: any free port (`endpoints()` tells which). */
+  port: number;
+  /** Default 127.0.0.1. Any other address needs `token`. */
+  host?: string;
+  /** A bearer token (16 characters or more) every request must carry; required off loopback. */
+  token?: string;
+}
+
+export interface ValidMetrics {
+  port: number | undefined;
+  host: string;
+  registry: Registry | undefined;
+}
+
+export interface ValidUi {
+  port: number;
+  host: string;
+  token: string | undefined;
+}
+
+const LOOPBACK = /^(127(\.\d{1,3}){3}|::1|localhost)$/;
+
+export function isLoopback(host: string): boolean {
+  return LOOPBACK.test(host);
+}
+
+function fail(message: string, option: string): never {
+  throw new ConfigError(`StreamingContext: ${message}`, { option });
+}
+
+function checkKeys(value: object, option: string, known: string[]): void {
+  for (const key of Object.keys(value)) if (!known.includes(key)) fail(`unknown option "${option}.${key}" (known: ${known.join(', ')})`, `${option}.${key}`);
+}
+
+function port(raw: unknown, option: string): number {
+  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0 || raw > 65535) fail(`${option} must be an integer from 0 to 65535 (0: any free port), got ${JSON.stringify(raw)}`, option);
+  return raw;
+}
+
+function host(raw: unknown, option: string): string {
+  if (raw === undefined) return '127.0.0.1';
+  if (typeof raw !== 'string' || !/^[A-Za-z0-9.:_-]{1,255}$/.test(raw)) fail(`${option} must be a host name or IP address, got ${JSON.stringify(raw)}`, option);
+  return raw;
+}
+
+function object(raw: unknown, option: string, shape: string): asserts raw is Record<string, unknown> {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(`${option} must be an object like ${shape}, got ${JSON.stringify(raw)}`, option);
+}
+
+/** Checks `metrics` when the context is made, so a bad port fails there and not at start(). */
+export function validateMetricsOptions(raw: unknown): ValidMetrics | undefined {
+  if (raw === undefined) return undefined;
+  object(raw, 'metrics', '{ port: 9464, host: "0.0.0.0" } or { registry }');
+  checkKeys(raw, 'metrics', ['port', 'host', 'registry']);
+  const registry = raw.registry as Registry | undefined;
+  // Duck-typed: the service may load its own copy of prom-client.
+  if (registry !== undefined && (registry === null || typeof registry.registerMetric !== 'function' || typeof registry.getSingleMetric !== 'function' || typeof registry.metrics !== 'function')) {
+    fail('metrics.registry must be a prom-client Registry', 'metrics.registry');
+  }
+  return { port: raw.port === undefined ? undefined : port(raw.port, 'metrics.port'), host: host(raw.host, 'metrics.host'), registry };
+}
+
+/** Checks `ui`: a port, a host, and a token whenever the page is reachable from other machines. */
+export function validateUiOptions(raw: unknown): ValidUi | undefined {
+  if (raw === undefined) return undefined;
+  object(raw, 'ui', '{ port: 4040 }');
+  checkKeys(raw, 'ui', ['port', 'host', 'token']);
+  const valid = { port: port(raw.port, 'ui.port'), host: host(raw.host, 'ui.host'), token: raw.token as string | undefined };
+  if (valid.token !== undefined && (typeof valid.token !== 'string' || valid.token.length < 16 || /\s/.test(valid.token))) {
+    fail('ui.token must be a string of at least 16 characters without spaces', 'ui.token');
+  }
+  if (!isLoopback(valid.host) && valid.token === undefined) {
+    fail(`ui.host ${valid.host} is reachable from other machines: give ui.token, a bearer token every request must carry (or bind 127.0.0.1)`, 'ui.token');
+  }
+  return valid;
+}

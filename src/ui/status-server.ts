@@ -1,0 +1,88 @@
+import { timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { listen, type Listening } from '../metrics/http.js';
+import type { ValidUi } from '../metrics/options.js';
+import type { StatusModel } from './status-model.js';
+
+const ASSETS = fileURLToPath(new URL('./assets/', import.meta.url));
+// Chart.js comes from the package's own node_modules: the page works with no network.
+const CHART_JS = join(dirname(createRequire(import.meta.url).resolve('chart.js')), 'chart.umd.min.js');
+
+const STATIC: Record<string, { file: string; type: string }> = {
+  '/': { file: join(ASSETS, 'index.html'), type: 'text/html; charset=utf-8' },
+  '/static/status.js': { file: join(ASSETS, 'status.js'), type: 'text/javascript; charset=utf-8' },
+  '/static/status.css': { file: join(ASSETS, 'status.css'), type: 'text/css; charset=utf-8' },
+  '/static/chart.umd.min.js': { file: CHART_JS, type: 'text/javascript; charset=utf-8' },
+};
+
+const COOKIE = 'statestream_token';
+
+function same(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+function cookie(request: IncomingMessage, name: string): string | undefined {
+  for (const part of (request.headers.cookie ?? '').split(';')) {
+    const [k, ...v] = part.trim().split('=');
+    if (k === name) return decodeURIComponent(v.join('='));
+  }
+  return undefined;
+}
+
+/**
+ * The status page's server. With a token, every request carries it: as
+ * `Authorization: Bearer <token>` (scripts, curl), or once as `?token=` when a person opens
+ * the page, which sets an HttpOnly cookie and redirects to the address without it.
+ */
+export function serveStatus(options: ValidUi, model: StatusModel): Promise<Listening> {
+  const files = new Map<string, Buffer>();
+  const read = (file: string) => {
+    if (!files.has(file)) files.set(file, readFileSync(file));
+    return files.get(file)!;
+  };
+  return listen('ui', options.port, options.host, async (request: IncomingMessage, response: ServerResponse) => {
+    const url = new URL(request.url ?? '/', 'http://status');
+    const headers = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.writeHead(405, { ...headers, allow: 'GET, HEAD' });
+      return void response.end();
+    }
+    if (options.token !== undefined) {
+      const bearer = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
+      const query = url.searchParams.get('token');
+      if (query !== null && same(query, options.token)) {
+        url.searchParams.delete('token');
+        response.writeHead(303, { ...headers, location: url.pathname + url.search, 'set-cookie': `${COOKIE}=${encodeURIComponent(options.token)}; HttpOnly; SameSite=Strict; Path=/` });
+        return void response.end();
+      }
+      const given = bearer ?? cookie(request, COOKIE);
+      if (given === undefined || !same(given, options.token)) {
+        response.writeHead(401, { ...headers, 'content-type': 'text/plain; charset=utf-8', 'www-authenticate': 'Bearer realm="statestream"' });
+        return void response.end('statestream: this status page needs its token (Authorization: Bearer <token>, or open it once with ?token=<token>)\n');
+      }
+    }
+    if (url.pathname === '/api/status') {
+      const body = JSON.stringify(await model.document());
+      response.writeHead(200, { ...headers, 'content-type': 'application/json; charset=utf-8' });
+      return void response.end(request.method === 'HEAD' ? undefined : body);
+    }
+    if (url.pathname === '/favicon.ico') {
+      response.writeHead(204, headers);
+      return void response.end();
+    }
+    const asset = STATIC[url.pathname];
+    if (!asset) {
+      response.writeHead(404, { ...headers, 'content-type': 'text/plain; charset=utf-8' });
+      return void response.end(`statestream: no page at ${url.pathname}; the status page is at /\n`);
+    }
+    const body = read(asset.file);
+    response.writeHead(200, { ...headers, 'content-type': asset.type, 'content-length': body.length });
+    response.end(request.method === 'HEAD' ? undefined : body);
+  });
+}

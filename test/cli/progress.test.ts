@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { StateSpec, murmur2Partitioner } from '../../src/index.js';
+import { Progress } from '../../src/cli/progress.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const KEYS = 25_000;
+
+/** The CLI with progress lines on every update (no 2 s pause between them). */
+function run(...args: string[]) {
+  const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, STATESTREAM_PROGRESS_INTERVAL_MS: '0' } });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** The same under a pseudo-terminal (util-linux script), as a person at a terminal runs it. */
+function runOnTerminal(...args: string[]) {
+  const command = [process.execPath, cli, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  const result = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', timeout: 120_000 });
+  return { code: result.status, output: result.stdout };
+}
+
+// Each test fails rather than hangs when a batch or a service never answers.
+describe('progress of long CLI work', { timeout: 180_000 }, () => {
+  let dataDir: string;
+  before(async () => {
+    dataDir = tempDir();
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir });
+    try {
+      await job.batch(Array.from({ length: KEYS }, (_, i): [string, number] => [`key-${i}`, 1]));
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('draws a bar in place on a terminal, and plain lines without one', () => {
+    const writes: string[] = [];
+    const tty = new Progress('export', 'keys', 200, { sink: { write: (t: string) => writes.push(t), isTTY: true, columns: 100 } });
+    tty.update(50);
+    tty.finish(200);
+    assert.match(writes[0], /^\r\x1b\[Kexport \[#{10}-{30}\]  25% 50 of 200 keys$/);
+    assert.match(writes.at(-1)!, /^\r\x1b\[Kexport \[#{40}\] 100% 200 of 200 keys in \d+\.\d s\n$/);
+
+    const lines: string[] = [];
+    const plain = new Progress('import', 'keys', undefined, { sink: { write: (t: string) => lines.push(t) }, intervalMs: 0 });
+    plain.update(10_000);
+    plain.advance(5);
+    plain.finish();
+    assert.deepEqual(lines.slice(0, 2), ['import: 10,000 keys\n', 'import: 10,005 keys\n']);
+    assert.match(lines[2], /^import: done, 10,005 keys in \d+\.\d s\n$/);
+
+    const quiet: string[] = [];
+    const silent = new Progress('export', 'keys', 10, { sink: { write: (t: string) => quiet.push(t) }, quiet: true, intervalMs: 0 });
+    silent.update(5);
+    silent.finish();
+    assert.deepEqual(quiet, []);
+  });
+
+  it('export, import, reshard and snapshot restore report progress on stderr; stdout keeps the result; --quiet says nothing', () => {
+    const file = join(tempDir(), 'state.msgpack');
+    const exported = run('export', '--data-dir', dataDir, '--out', file);
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.match(exported.stdout, /^Exported 25000 keys/);
+    const exportLines = exported.stderr.trim().split('\n');
+    assert.deepEqual(exportLines.slice(0, 3), ['export: 10,000 of 25,000 keys (40%)', 'export: 20,000 of 25,000 keys (80%)', 'export: 25,000 of 25,000 keys (100%)']);
+    assert.match(exportLines[3], /^export: done, 25,000 of 25,000 keys in \d+\.\d s$/);
+
+    const target = join(tempDir(), 'imported');
+    const imported = run('import', file, '--data-dir', target, '--partitions', '2');
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stdout, /^Imported 25000 keys/);
+    const importLines = imported.stderr.trim().split('\n');
+    assert.deepEqual(importLines.slice(0, 2), ['import: 10,000 keys', 'import: 20,000 keys']);
+    assert.match(importLines.at(-1)!, /^import: done, 25,000 keys in/);
+
+    const resharded = run('reshard', '--partitions', '5', '--data-dir', target);
+    assert.equal(resharded.code, 0, resharded.stderr);
+    assert.match(resharded.stdout, /^Resharded stream 0 from 2 to 5 partitions: 25000 keys, 0 dead letters, last batch 1000/);
+    assert.deepEqual(resharded.stderr.trim().split('\n').slice(0, 3), ['reshard: 10,000 of 25,000 keys (40%)', 'reshard: 20,000 of 25,000 keys (80%)', 'reshard: 25,000 of 25,000 keys (100%)']);
+    // Every key sits where the router sends it among the 5 new partitions.
+    for (let p = 0; p < 5; p++) {
+      const store = openPartitionStore(partitionPath(target, 0, p));
+      try {
+        for (const { key } of store.state.getRange({})) assert.equal(murmur2Partitioner.partition(key, 5), p, String(key));
+      } finally {
+        store.env.close();
+      }
+    }
+    assert.equal(run('state', 'count', '--data-dir', target).stdout.trim(), String(KEYS));
+    assert.equal(run('state', 'get', 'key-24999', '--data-dir', target).stdout.split('\n')[0], '1');
+    assert.match(run('reshard', '--partitions', '5', '--data-dir', target).stdout, /already has 5 partitions/);
+
+    assert.equal(run('snapshot', 'create', '--data-dir', target).code, 0);
+    const restored = run('snapshot', 'restore', '1000', '--data-dir', target);
+    assert.equal(restored.code, 0, restored.stderr);
+    const restoreLines = restored.stderr.trim().split('\n');
+    assert.equal(restoreLines.length, 6, restored.stderr);
+    assert.match(restoreLines[0], /^restore: [\d,]+ of [\d,]+ bytes \(\d+%\)$/);
+    assert.match(restoreLines[4], /^restore: ([\d,]+) of \1 bytes \(100%\)$/);
+    assert.match(restoreLines[5], /^restore: done/);
+
+    const quiet = run('export', '--data-dir', dataDir, '--out', join(tempDir(), 'quiet.msgpack'), '--quiet');
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stderr, '');
+  });
+
+  it('on a terminal, export redraws one bar and ends it with a newline', () => {
+    const { code, output } = runOnTerminal('export', '--data-dir', dataDir, '--out', join(tempDir(), 'tty.msgpack'));
+    assert.equal(code, 0, output);
+    assert.match(output, /\r\x1b\[Kexport \[#+\] 100% 25,000 of 25,000 keys in \d+\.\d s\r?\n/);
+    assert.doesNotMatch(output, /^export: /m, 'no plain lines on a terminal');
+    assert.match(output, /Exported 25000 keys/);
+  });
+});

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cpSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import zookeeper from 'node-zookeeper-client';
+import { StateSpec } from '../../src/index.js';
+import { partitionPath } from '../../src/storage/partition/store.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { freePort, startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+/** Runs the CLI without blocking the event loop (a test's ZooKeeper must keep answering meanwhile). */
+function run(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`statestream ${args.join(' ')} did not finish within 60 s`));
+    }, 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const noStack = (text: string) => assert.doesNotMatch(text, /\n\s+at /, 'no stack trace');
+
+// Each test fails rather than hangs when a batch or a service never answers.
+describe('the CLI says what is wrong in words', { timeout: 180_000 }, () => {
+  let dataDir: string;
+  let zk: ZooKeeperServer;
+  before(async () => {
+    dataDir = tempDir();
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir });
+    try {
+      await job.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+    zk = await startZooKeeper();
+  });
+  after(async () => zk?.stop());
+
+  it('a store overwritten with garbage: reads name the partition and the problem; inspect still lists the others', async () => {
+    const dir = tempDir();
+    cpSync(dataDir, dir, { recursive: true });
+    const file = join(partitionPath(dir, 0, 1), 'data.mdb');
+    writeFileSync(file, randomBytes(statSync(file).size));
+    for (const args of [['state', 'get', 'a'], ['state', 'count'], ['export', '--out', join(tempDir(), 'x.msgpack')]]) {
+      const result = await run(...args, '--data-dir', dir);
+      assert.equal(result.code, 1, args.join(' '));
+      assert.match(result.stderr, /^statestream: partition 1 of stream 0 is damaged: data\.mdb does not start with an LMDB meta page \(.*partition-0001\); see 'statestream inspect'\n$/, args.join(' '));
+      noStack(result.stderr);
+    }
+    const inspected = await run('inspect', '--data-dir', dir);
+    assert.equal(inspected.code, 1);
+    assert.match(inspected.stdout, /0\s+ok\s+/);
+    assert.match(inspected.stdout, /1\s+DAMAGED: data\.mdb does not start with an LMDB meta page/);
+  });
+
+  it('ZooKeeper away: inspect reports the stores and says it cannot reach ZooKeeper; snapshot create refuses in words', async () => {
+    const nobody = `127.0.0.1:${await freePort()}`;
+    const zkArgs = ['--zookeeper', nobody, '--zk-root', '/statestream/gone'];
+    // Each waits 10 s for an answer that never comes: run side by side.
+    const [inspected, inspectedJson, created] = await Promise.all([
+      run('inspect', '--data-dir', dataDir, ...zkArgs),
+      run('inspect', '--data-dir', dataDir, '--json', ...zkArgs),
+      run('snapshot', 'create', '--data-dir', dataDir, ...zkArgs),
+    ]);
+    assert.equal(inspected.code, 1);
+    assert.match(inspected.stdout, /keys: 4\s+last committed batch: 1000/, 'the stores are still reported');
+    assert.match(inspected.stdout, new RegExp(`Offsets \\(ZooKeeper /statestream/gone\\): unknown, cannot reach ZooKeeper at ${nobody}: it did not answer for 10 s \\(is it running, and is --zookeeper host:port right\\?\\)`));
+    assert.match(inspected.stderr, new RegExp(`^statestream: cannot reach ZooKeeper at ${nobody}`));
+    noStack(inspected.stderr);
+    const json = JSON.parse(inspectedJson.stdout);
+    assert.equal(json.offsets.from, 'zookeeper-unreachable');
+    assert.equal(json.healthy, false);
+
+    assert.equal(created.code, 1);
+    assert.match(created.stderr, new RegExp(`^statestream: cannot reach ZooKeeper at ${nobody}: it did not answer`));
+    noStack(created.stderr);
+  });
+
+  it('nodes locked to other credentials: says to give --zk-digest', async () => {
+    const root = '/statestream/locked';
+    const client = zookeeper.createClient(zk.connectString);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no ZooKeeper session within 20 s')), 20_000);
+      client.once('connected', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      client.connect();
+    });
+    try {
+      client.addAuthInfo('digest', Buffer.from('owner:secret'));
+      // As an older statestream left them: the job's credentials alone, not even reading for others.
+      const only = [new zookeeper.ACL(zookeeper.Permission.ALL, new zookeeper.Id('auth', ''))];
+      await new Promise<void>((resolve, reject) => client.mkdirp(`${root}/offsets`, only, (error) => (error ? reject(error) : resolve())));
+    } finally {
+      client.close();
+    }
+    const result = await run('inspect', '--data-dir', dataDir, '--zookeeper', zk.connectString, '--zk-root', root);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, new RegExp(`^statestream: ZooKeeper at ${zk.connectString} refused to let this tool read ${root} \\(NO_AUTH\\): the job's nodes have an ACL; give its credentials with --zk-digest user:password\\n`));
+    noStack(result.stderr);
+    const allowed = await run('inspect', '--data-dir', dataDir, '--zookeeper', zk.connectString, '--zk-root', root, '--zk-digest', 'owner:secret');
+    assert.equal(allowed.code, 0, allowed.stderr);
+  });
+});

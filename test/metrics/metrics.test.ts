@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { BatchEvents, ConfigError, StateSpec, StreamingContext, murmur2Partitioner, type BatchCompletedEvent, type SnapshotCompletedEvent } from '../../src/index.js';
+import type { FaultyValue } from '../fixtures/faulty.js';
+import { fixture, keyedJob, nextEvent, tempDir } from '../helpers.js';
+import { byLabel, curl, parseSamples, sample, scrape } from './scrape.js';
+
+const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+
+// Each test fails rather than hangs when a batch or a service never answers.
+describe('Prometheus metrics', { timeout: 180_000 }, () => {
+  it('curl of /metrics during a running job shows what the batch events said: batches, delays, records, state per partition, timeouts, snapshots', async () => {
+    const spec = StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(3).timeout(1500);
+    const job = await keyedJob(spec, { dataDir: tempDir(), snapshotEvery: 2, metrics: { port: 0 }, appName: 'metrics-test' });
+    const completed: BatchCompletedEvent[] = [];
+    const snapshots: SnapshotCompletedEvent[] = [];
+    job.ssc.on(BatchEvents.COMPLETED, (e) => void completed.push(e));
+    job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => void snapshots.push(e));
+    try {
+      const url = job.ssc.endpoints().metrics!;
+      assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+      // Keys a0…a29 once, then only b-keys: the a-keys go idle and time out.
+      await job.batch(Array.from({ length: 30 }, (_, i): [string, number] => [`a${i}`, 1]));
+      for (let b = 2; b <= 4; b++) {
+        // A snapshot still copying is not stacked with another: each one is awaited.
+        const copied = b % 2 === 0 ? nextEvent(job.ssc, BatchEvents.SNAPSHOT_COMPLETED) : undefined;
+        await job.batch(Array.from({ length: 10 * b }, (_, i): [string, number] => [`b${i % 17}`, 1]));
+        await copied;
+      }
+      const samples = await scrape(url);
+      const app = { app: 'metrics-test' };
+
+      assert.equal(completed.length, 4);
+      assert.equal(sample(samples, 'statestream_batches_total', { ...app, outcome: 'completed' }), completed.length);
+      assert.equal(sample(samples, 'statestream_batch_processing_seconds_count', app), completed.length);
+      assert.ok(close(sample(samples, 'statestream_batch_processing_seconds_sum', app), completed.reduce((n, e) => n + e.processingTimeMs / 1000, 0)));
+      assert.ok(close(sample(samples, 'statestream_batch_scheduling_delay_seconds_sum', app), completed.reduce((n, e) => n + e.schedulingDelayMs / 1000, 0)));
+      assert.ok(close(sample(samples, 'statestream_batch_total_delay_seconds_sum', app), completed.reduce((n, e) => n + (e.schedulingDelayMs + e.processingTimeMs) / 1000, 0)));
+      // The histogram's buckets hold each batch where its processing time falls.
+      const under = (s: number) => completed.filter((e) => e.processingTimeMs / 1000 <= s).length;
+      for (const le of ['0.01', '0.1', '1', '+Inf']) assert.equal(sample(samples, 'statestream_batch_processing_seconds_bucket', { ...app, le }), under(Number(le === '+Inf' ? Infinity : le)), `bucket le=${le}`);
+      assert.equal(sample(samples, 'statestream_records_total', app), completed.reduce((n, e) => n + e.records, 0));
+      const timedOut = completed.reduce((n, e) => n + e.keysTimedOut, 0);
+      assert.equal(timedOut, 30, 'every a-key timed out');
+      assert.equal(sample(samples, 'statestream_keys_timed_out_total', app), timedOut);
+      assert.equal(sample(samples, 'statestream_last_batch_timestamp_seconds', app), completed.at(-1)!.batchTime / 1000);
+      assert.equal(sample(samples, 'statestream_batch_interval_seconds', app), 1);
+      assert.equal(sample(samples, 'statestream_job_failed', app), 0);
+
+      // State per partition: the keys the store holds, routed as the router routes them.
+      const expected = [0, 0, 0];
+      for (const [key] of job.stream.store().entries()) expected[murmur2Partitioner.partition(key, 3)]++;
+      assert.equal(expected.reduce((a, b) => a + b), 17);
+      const keys = byLabel(samples.filter((s) => s.labels.stream === '0'), 'statestream_state_keys', 'partition');
+      assert.deepEqual([0, 1, 2].map((p) => keys.get(String(p))), expected);
+      const bytes = byLabel(samples, 'statestream_state_bytes', 'partition');
+      for (const p of [0, 1, 2]) assert.ok(bytes.get(String(p))! > 0 && bytes.get(String(p))! % 4096 === 0, `partition ${p}: ${bytes.get(String(p))} bytes in whole pages`);
+
+      assert.equal(snapshots.length, 2);
+      assert.equal(sample(samples, 'statestream_snapshot_duration_seconds_count', app), snapshots.length);
+      assert.ok(close(sample(samples, 'statestream_snapshot_duration_seconds_sum', app), snapshots.reduce((n, e) => n + e.durationMs / 1000, 0)));
+      assert.equal(sample(samples, 'statestream_snapshot_bytes', app), snapshots.at(-1)!.bytes);
+      const lastSuccess = sample(samples, 'statestream_snapshot_last_success_timestamp_seconds', app);
+      assert.ok(Math.abs(lastSuccess - Date.now() / 1000) < 120, `last success ${lastSuccess} is recent`);
+
+      // Another batch moves the figures, as a later scrape shows.
+      await job.batch([['c', 1]]);
+      const later = await scrape(url);
+      assert.equal(sample(later, 'statestream_batch_processing_seconds_count', app), 5);
+      assert.equal(sample(later, 'statestream_state_keys', { stream: '0', partition: String(murmur2Partitioner.partition('c', 3)) }), expected[murmur2Partitioner.partition('c', 3)] + 1);
+      assert.equal((await curl(url.replace('/metrics', '/other')).catch((e: Error) => e.message)).includes('404'), true, 'only /metrics is served');
+    } finally {
+      await job.ssc.stop();
+    }
+    // Stopped: the server is closed.
+    await assert.rejects(curl(job.ssc.endpoints().metrics ?? 'http://127.0.0.1:1/metrics'));
+  });
+
+  it('counts partition restarts and dead letters per partition, and a failed job', async () => {
+    const dir = tempDir();
+    const spec = StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty')).numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 2 });
+    const job = await keyedJob(spec, { dataDir: join(dir, 'data'), metrics: { port: 0 } });
+    const restarted = nextEvent(job.ssc, BatchEvents.PARTITION_RESTARTED);
+    try {
+      await job.batch([['x', { exitOnce: join(dir, 'crashed') }], ['p', { poison: true }], ['q', { poison: true }], ['ok', 1]]);
+      const restart = await restarted;
+      const samples = await scrape(job.ssc.endpoints().metrics!);
+      const app = { app: 'statestream' };
+      assert.equal(sample(samples, 'statestream_partition_restarts_total', { ...app, stream: '0', partition: String(restart.partition) }), 1);
+      const letters = job.stream.deadLetters();
+      assert.equal(letters.length, 2);
+      for (const p of [0, 1]) {
+        assert.equal(sample(samples, 'statestream_dead_letters_total', { ...app, stream: '0', partition: String(p) }), letters.filter((l) => l.partition === p).length, `partition ${p}`);
+      }
+      assert.equal(sample(samples, 'statestream_job_failed', app), 0);
+    } finally {
+      await job.ssc.stop();
+    }
+
+    const stopping = await keyedJob(spec.onRecordFailure({ policy: 'stop', maxAttempts: 1 }), { dataDir: join(dir, 'stop'), metrics: { port: 0 } });
+    try {
+      await assert.rejects(stopping.batch([['p', { poison: true }]]), /poisoned record for p/);
+      const samples = await scrape(stopping.ssc.endpoints().metrics!);
+      assert.equal(sample(samples, 'statestream_job_failed', { app: 'statestream' }), 1);
+      assert.equal(sample(samples, 'statestream_batches_total', { app: 'statestream', outcome: 'failed' }), 1);
+    } finally {
+      await stopping.ssc.stop();
+    }
+  });
+
+  it('registers on the service\'s own registry without serving, and validates the options when the context is made', async () => {
+    const registry = new Registry();
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir: tempDir(), metrics: { registry }, appName: 'own-registry' });
+    try {
+      assert.equal(job.ssc.metricsRegistry, registry);
+      assert.deepEqual(job.ssc.endpoints(), {});
+      await job.batch([['k', 1], ['l', 1]]);
+      const samples = parseSamples(await registry.metrics());
+      assert.equal(sample(samples, 'statestream_records_total', { app: 'own-registry' }), 2);
+      assert.equal([...byLabel(samples, 'statestream_state_keys', 'partition').values()].reduce((a, b) => a + b), 2);
+    } finally {
+      await job.ssc.stop();
+    }
+    const bad: Array<[unknown, RegExp]> = [
+      [{ port: -1 }, /metrics\.port must be an integer from 0 to 65535/],
+      [{ port: 9464.5 }, /metrics\.port/],
+      [{ port: 9464, bogus: 1 }, /unknown option "metrics\.bogus"/],
+      [{ registry: {} }, /metrics\.registry must be a prom-client Registry/],
+      [{ host: 'not a host' }, /metrics\.host must be a host name/],
+      ['9464', /metrics must be an object/],
+    ];
+    for (const [metrics, message] of bad) {
+      assert.throws(() => new StreamingContext({ batchIntervalMs: 1000, metrics: metrics as never }), (e: unknown) => e instanceof ConfigError && message.test(e.message) && typeof e.context.option === 'string', JSON.stringify(metrics));
+    }
+  });
+
+  it('a port already in use fails start() with a ConfigError naming metrics.port, and leaves nothing open', async () => {
+    const first = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')), { dataDir: tempDir(), metrics: { port: 0 } });
+    try {
+      const port = Number(new URL(first.ssc.endpoints().metrics!).port);
+      const second = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), metrics: { port } });
+      second.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+      await assert.rejects(second.start(), (e: unknown) => e instanceof ConfigError && e.context.option === 'metrics.port' && /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/.test(e.message));
+      assert.equal(second.state, 'stopped');
+    } finally {
+      await first.ssc.stop();
+    }
+  });
+});

@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { statSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { BatchEvents, ConfigError, StateSpec, StreamingContext } from '../../src/index.js';
+import { partitionPath } from '../../src/storage/partition/store.js';
+import { fixture, keyedJob, nextEvent, tempDir } from '../helpers.js';
+import { curl } from '../metrics/scrape.js';
+
+const execFileP = promisify(execFile);
+
+/** Status code, headers and body of one request, with curl. */
+async function request(url: string, ...args: string[]): Promise<{ status: number; headers: string; body: string }> {
+  const { stdout } = await execFileP('curl', ['--silent', '--max-time', '20', '--include', ...args, url]);
+  const [head, ...body] = stdout.split('\r\n\r\n');
+  return { status: Number(/^HTTP\/[\d.]+ (\d+)/.exec(head)?.[1]), headers: head, body: body.join('\r\n\r\n') };
+}
+
+// Each test fails rather than hangs when a batch or a service never answers.
+describe('status page server', { timeout: 180_000 }, () => {
+  it('off loopback it needs a token; with one, every request carries it (bearer, or a cookie set from ?token=)', async () => {
+    const make = (ui: unknown) => () => new StreamingContext({ batchIntervalMs: 1000, ui: ui as never });
+    assert.throws(make({ port: 4040, host: '0.0.0.0' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.token' && /ui\.host 0\.0\.0\.0 is reachable from other machines: give ui\.token/.test(e.message));
+    assert.throws(make({ port: 4040, token: 'short' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.token');
+    assert.throws(make({ port: 70000 }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.port');
+    assert.throws(make({}), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.port');
+    assert.throws(make({ port: 1, colour: 'red' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.colour');
+
+    const token = 'a-long-enough-secret-token';
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir: tempDir(), ui: { port: 0, token } });
+    try {
+      await job.batch([['k', 1]]);
+      const url = job.ssc.endpoints().ui!;
+      assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+
+      const refused = await request(`${url}api/status`);
+      assert.equal(refused.status, 401);
+      assert.match(refused.body, /this status page needs its token/);
+      assert.equal((await request(`${url}api/status`, '-H', 'Authorization: Bearer wrong-token-of-some-length')).status, 401);
+
+      const status = JSON.parse(await curl(`${url}api/status`, [`Authorization: Bearer ${token}`]));
+      assert.equal(status.totals.batches, 1);
+      assert.equal(status.streams[0].partitions.reduce((n: number, p: { keyCount: number }) => n + p.keyCount, 0), 1);
+
+      // A person opens the page once with ?token=: a cookie, and the address without the token.
+      const opened = await request(`${url}?token=${token}`);
+      assert.equal(opened.status, 303);
+      assert.match(opened.headers, /\r\nlocation: \/\r\n/i);
+      const cookie = /\r\nset-cookie: (statestream_token=[^;]+); HttpOnly; SameSite=Strict/i.exec(opened.headers)?.[1];
+      assert.ok(cookie, opened.headers);
+      const page = await request(url, '-H', `Cookie: ${cookie}`);
+      assert.equal(page.status, 200);
+      assert.match(page.body, /<script src="\/static\/chart\.umd\.min\.js"><\/script>/);
+      const chartJs = await request(`${url}static/chart.umd.min.js`, '-H', `Cookie: ${cookie}`);
+      assert.equal(chartJs.status, 200);
+      assert.match(chartJs.body, /Chart\.js v4/, 'Chart.js from the package\'s node_modules');
+      assert.equal((await request(`${url}nothing-here`, '-H', `Cookie: ${cookie}`)).status, 404);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('says in words which store was damaged and what restored it, and why a failed batch stopped the job', async () => {
+    const dataDir = tempDir();
+    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2);
+    // A snapshot of batch 1000, then batch 2000 without one.
+    const first = await keyedJob(spec(), { dataDir, snapshotEvery: 1 });
+    try {
+      const copied = nextEvent(first.ssc, BatchEvents.SNAPSHOT_COMPLETED);
+      await first.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+      await copied;
+    } finally {
+      await first.ssc.stop();
+    }
+    const second = await keyedJob(spec(), { dataDir, startMs: 1000 });
+    try {
+      await second.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+    } finally {
+      await second.ssc.stop();
+    }
+    const file = join(partitionPath(dataDir, 0, 1), 'data.mdb');
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+
+    const job = await keyedJob(spec(), { dataDir, startMs: 10_000, ui: { port: 0 } });
+    try {
+      const status = JSON.parse(await curl(`${job.ssc.endpoints().ui}api/status`));
+      assert.ok(
+        status.problems.some((p: string) => /^stream 0 partition 1 was damaged \(data\.mdb is truncated.*\) and was restored from the snapshot of batch 1000; a queue source cannot replay the batches since \(the damaged store is kept in .+\)$/.test(p)),
+        status.problems.join('\n'),
+      );
+      assert.ok(status.problems.some((p: string) => /partition 1 holds batch 1000.* cannot be replayed by a queue source/.test(p)), status.problems.join('\n'));
+      // A record whose key cannot be a key fails the batch: the page says why the job stopped.
+      await assert.rejects(job.batch([[{ not: 'a key' } as unknown as string, 1]]));
+      const failed = JSON.parse(await curl(`${job.ssc.endpoints().ui}api/status`));
+      assert.equal(failed.phase, 'failed');
+      assert.ok(failed.problems.some((p: string) => /^the job stopped processing: InvalidRecordError \(ERR_INVALID_RECORD\): /.test(p)), failed.problems.join('\n'));
+      assert.equal(failed.batches.at(-1).status, 'failed');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+});

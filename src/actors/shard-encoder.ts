@@ -5,11 +5,59 @@ import { writeShard } from './shard-format.js';
 import type { ExportEntry } from '../storage/export/state-export.js';
 
 /**
- * Splits a batch's [key, value] records by key hash into one encoded shard per partition.
- * Records keep their arrival order within a shard, which is the order the mapping function
- * sees them in (Spark's order within a partition). Each distinct key is checked, hashed and
- * encoded once per batch; a record costs one map lookup and two array writes.
+ * Splits a batch's [key, value] records by key hash into one encoded shard per partition,
+ * record by record as a stream's pipeline yields them (no array of the batch's records is
+ * kept). Records keep their arrival order within a shard, which is the order the mapping
+ * function sees them in (Spark's order within a partition). Each distinct key is checked,
+ * hashed and encoded once per batch; a record costs one map lookup and two array pushes.
  */
+export class ShardBuilder {
+  private readonly keys: unknown[][];
+  private readonly refs: number[][];
+  private readonly values: unknown[][];
+  /** Where each distinct key went: partition + numPartitions × its index among that partition's keys. */
+  private readonly scalars = new Map<unknown, number>();
+  private readonly tuples = new Map<string, number>();
+  private index = 0;
+
+  constructor(
+    private readonly numPartitions: number,
+    private readonly partitioner: Partitioner,
+    private readonly where: { batchTime: number; stream: number },
+  ) {
+    this.keys = Array.from({ length: numPartitions }, () => []);
+    this.refs = Array.from({ length: numPartitions }, () => []);
+    this.values = Array.from({ length: numPartitions }, () => []);
+  }
+
+  readonly add = (record: unknown): void => {
+    const i = this.index++;
+    if (!Array.isArray(record) || record.length !== 2) assertPair(record, this.where.batchTime, i, this.where.stream);
+    const key = (record as unknown[])[0];
+    // Map keys compare -0 and 0 as equal, and so does JSON: one key, as normalizeKey makes it.
+    const id = Array.isArray(key) ? JSON.stringify(key) : undefined;
+    let code = id === undefined ? this.scalars.get(key) : this.tuples.get(id);
+    if (code === undefined) {
+      // First sight of the key in this batch: check it fully, once.
+      assertPair(record, this.where.batchTime, i, this.where.stream);
+      const normal = normalizeKey(key);
+      const p = this.partitioner.partition(normal, this.numPartitions);
+      code = this.keys[p].length * this.numPartitions + p;
+      this.keys[p].push(normal);
+      if (id === undefined) this.scalars.set(key, code);
+      else this.tuples.set(id, code);
+    }
+    const p = code % this.numPartitions;
+    this.refs[p].push((code - p) / this.numPartitions);
+    this.values[p].push((record as unknown[])[1]);
+  };
+
+  /** The shards, one per partition; the builder is spent. */
+  build(initialState?: InitialEntry[][]): Uint8Array[] {
+    return this.keys.map((k, p) => writeShard(new Uint32Array(this.refs[p]), k, this.values[p], initialState?.[p]));
+  }
+}
+
 export function encodeShards(
   records: readonly unknown[],
   numPartitions: number,
@@ -17,44 +65,9 @@ export function encodeShards(
   where: { batchTime: number; stream: number },
   initialState?: InitialEntry[][],
 ): Uint8Array[] {
-  const n = records.length;
-  const keys: unknown[][] = Array.from({ length: numPartitions }, () => []);
-  const counts = new Uint32Array(numPartitions);
-  // Record i goes to partition codes[i] % numPartitions, as key number floor(codes[i] / numPartitions) there.
-  const codes = new Float64Array(n);
-  const scalars = new Map<unknown, number>();
-  const tuples = new Map<string, number>();
-  for (let i = 0; i < n; i++) {
-    const record = records[i];
-    if (!Array.isArray(record) || record.length !== 2) assertPair(record, where.batchTime, i, where.stream);
-    const key = (record as unknown[])[0];
-    // Map keys compare -0 and 0 as equal, and so does JSON: one key, as normalizeKey makes it.
-    const id = Array.isArray(key) ? JSON.stringify(key) : undefined;
-    let code = id === undefined ? scalars.get(key) : tuples.get(id);
-    if (code === undefined) {
-      // First sight of the key in this batch: check it fully, once.
-      assertPair(record, where.batchTime, i, where.stream);
-      const normal = normalizeKey(key);
-      const p = partitioner.partition(normal, numPartitions);
-      code = keys[p].length * numPartitions + p;
-      keys[p].push(normal);
-      if (id === undefined) scalars.set(key, code);
-      else tuples.set(id, code);
-    }
-    codes[i] = code;
-    counts[code % numPartitions]++;
-  }
-  const refs = Array.from({ length: numPartitions }, (_, p) => new Uint32Array(counts[p]));
-  const values = Array.from({ length: numPartitions }, (_, p) => new Array<unknown>(counts[p]));
-  const filled = new Uint32Array(numPartitions);
-  for (let i = 0; i < n; i++) {
-    const code = codes[i];
-    const p = code % numPartitions;
-    const at = filled[p]++;
-    refs[p][at] = (code - p) / numPartitions;
-    values[p][at] = (records[i] as unknown[])[1];
-  }
-  return keys.map((k, p) => writeShard(refs[p], k, values[p], initialState?.[p]));
+  const builder = new ShardBuilder(numPartitions, partitioner, where);
+  for (let i = 0; i < records.length; i++) builder.add(records[i]);
+  return builder.build(initialState);
 }
 
 /** Shards StateSpec.initialState the same way, validating each pair as a record. */

@@ -39,6 +39,11 @@ export class BatchRun {
     return result as Promise<T>;
   }
 
+  /** Whether a stream's records for this batch were computed (or are being). */
+  has(streamId: number): boolean {
+    return this.results.has(streamId);
+  }
+
   memo<T>(streamId: number, compute: () => Promise<T[]> | T[]): Promise<T[]> {
     let result = this.results.get(streamId);
     if (!result) {

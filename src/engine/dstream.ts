@@ -64,6 +64,15 @@ export abstract class DStream<T> {
     return this === (stream as DStream<unknown>) || this.dependencies().some((d) => d.readsRecordsOf(stream));
   }
 
+  /**
+   * Hands each of the batch's records to `sink`. A stream whose records nothing else reads
+   * streams them into the sink without keeping them (see PipelineDStream).
+   */
+  async eachRecord(batch: BatchRun, sink: (record: T) => void): Promise<void> {
+    const records = await this.recordsFor(batch);
+    for (let i = 0; i < records.length; i++) sink(records[i]);
+  }
+
   protected source(): { base: DStream<unknown>; ops: Op[] } {
     return { base: this as DStream<unknown>, ops: [] };
   }
@@ -124,7 +133,7 @@ function compile(ops: Op[], sink: (value: unknown) => void, time: () => number):
 class PipelineDStream<T> extends DStream<T> {
   private batchTime = 0;
   private readonly run: (value: unknown) => void;
-  private out: unknown[] = [];
+  private sink: (value: unknown) => void = () => undefined;
 
   constructor(
     graph: StreamGraph,
@@ -132,7 +141,20 @@ class PipelineDStream<T> extends DStream<T> {
     private readonly ops: Op[],
   ) {
     super(graph);
-    this.run = compile(ops, (v) => this.out.push(v), () => this.batchTime);
+    this.run = compile(ops, (v) => this.sink(v), () => this.batchTime);
+  }
+
+  /** Streams the base's records through the ops straight into `sink`, keeping nothing (nothing else reads them). */
+  override async eachRecord(batch: BatchRun, sink: (record: T) => void): Promise<void> {
+    if (batch.has(this.id)) return super.eachRecord(batch, sink);
+    const input = await this.base.recordsFor(batch);
+    this.batchTime = batch.time;
+    this.sink = sink as (value: unknown) => void;
+    try {
+      for (let i = 0; i < input.length; i++) this.run(input[i]);
+    } finally {
+      this.sink = () => undefined;
+    }
   }
 
   protected override source(): { base: DStream<unknown>; ops: Op[] } {
@@ -146,10 +168,13 @@ class PipelineDStream<T> extends DStream<T> {
   protected async compute(batch: BatchRun): Promise<T[]> {
     const input = await this.base.recordsFor(batch);
     this.batchTime = batch.time;
-    this.out = [];
-    for (let i = 0; i < input.length; i++) this.run(input[i]);
-    const out = this.out;
-    this.out = [];
+    const out: unknown[] = [];
+    this.sink = (v) => out.push(v);
+    try {
+      for (let i = 0; i < input.length; i++) this.run(input[i]);
+    } finally {
+      this.sink = () => undefined;
+    }
     return out as T[];
   }
 }

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { createActor, type ActorRefFrom, type AnyActorRef } from 'xstate';
 import { LifecycleError } from '../errors.js';
 import { partitionMachine } from '../actors/partition.machine.js';
-import { routerMachine, shardBatch, type RoutedBatch, type RouterInput, type Shards } from '../actors/router.machine.js';
+import { routerMachine, type RoutedBatch, type RouterInput, type Shards } from '../actors/router.machine.js';
+import { ShardBuilder } from '../actors/shard-encoder.js';
 import type { WorkerSet } from '../actors/worker-set.js';
-import { messageCodec } from '../storage/codec.js';
 import { shardInitialState, shardSourceEntries } from '../actors/shard-encoder.js';
 import type { InitialEntry } from '../actors/messages.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
@@ -47,6 +47,8 @@ interface Running {
   partitions: ActorRefFrom<typeof partitionMachine>[];
   router: ActorRefFrom<typeof routerMachine>;
   routing: RouterInput;
+  /** Whether anything but this stream reads its parent's records (an output, another state stream). */
+  parentRead: boolean;
   /** Initial state per partition, until that partition has committed a batch. */
   pendingInitial: InitialEntry[][] | undefined;
 }
@@ -69,13 +71,19 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     super(graph);
   }
 
+  /** Its records are computed from its shards, which it makes itself: reading them needs no one's records kept. */
   protected override dependencies(): DStream<unknown>[] {
-    return [this.parent as DStream<unknown>];
+    return [];
   }
 
   /** Its records come from committed state: they can never be computed ahead of the batch before. */
   override readsSourcesOnly(): boolean {
     return false;
+  }
+
+  /** The stream whose records this state stream shards. */
+  get parentStream(): DStream<unknown> {
+    return this.parent as DStream<unknown>;
   }
 
   get numPartitions(): number {
@@ -87,13 +95,13 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
    * stores held, so the context can check batch times and report gaps. The context has
    * settled an interrupted reshard and restored damaged stores before.
    */
-  open(workers: WorkerSet, supervisor: AnyActorRef, emitOutputs: boolean): StoreRecovery {
+  open(workers: WorkerSet, supervisor: AnyActorRef, readers: { emitOutputs: boolean; parentRead: boolean }): StoreRecovery {
     const n = this.numPartitions;
     rescaleStores(this.dataDir, this.stateIndex, n);
     const stores = Array.from({ length: n }, (_, p) => openPartitionStore(partitionPath(this.dataDir, this.stateIndex, p)));
     const layout = readLayout(stores[0]);
     try {
-      return this.prepare(workers, supervisor, stores, layout !== undefined, emitOutputs);
+      return this.prepare(workers, supervisor, stores, layout !== undefined, readers);
     } catch (error) {
       stores.forEach((s) => s.env.close());
       throw error;
@@ -101,7 +109,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
   }
 
   /** Everything open() does once the stores are known to have the right partition count. */
-  private prepare(workers: WorkerSet, supervisor: AnyActorRef, stores: PartitionStore[], existing: boolean, emitOutputs: boolean): StoreRecovery {
+  private prepare(workers: WorkerSet, supervisor: AnyActorRef, stores: PartitionStore[], existing: boolean, { emitOutputs, parentRead }: { emitOutputs: boolean; parentRead: boolean }): StoreRecovery {
     const n = this.numPartitions;
     const version = this.spec.getStateVersion();
     const migrate = this.spec.getMigrate() as ((state: unknown, fromVersion: number) => unknown) | undefined;
@@ -146,10 +154,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
         },
       }).start(),
     );
-    const routing: RouterInput = { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner };
+    const routing: RouterInput = { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner, decodeOutputs: emitOutputs };
     const router = createActor(routerMachine, { input: routing }).start();
     const view = new StateView<unknown, unknown>(stores, murmur2Partitioner);
-    this.running = { stores, view, partitions, router, routing, pendingInitial };
+    this.running = { stores, view, partitions, router, routing, parentRead, pendingInitial };
     return { lastBatch: newest, behind, initialNewest };
   }
 
@@ -199,21 +207,35 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
    */
   shardAhead(batch: BatchRun): void {
     if (!this.parent.readsSourcesOnly()) return;
-    const running = this.active('mapWithState');
-    const shards = this.parent.recordsFor(batch).then((records) => shardBatch(running.routing, batch.time, records, running.pendingInitial));
+    const shards = this.shard(batch);
     // Failures surface in apply(), in batch order; until then they are held, not unhandled.
     shards.catch(() => undefined);
     batch.prepared.set(this.id, shards);
+  }
+
+  /**
+   * Maps, routes and encodes the batch's records. When nothing else reads the parent's
+   * records, they stream from the pipeline into the shards and are never kept as an array.
+   */
+  private async shard(batch: BatchRun): Promise<Shards> {
+    const running = this.active('mapWithState');
+    const builder = new ShardBuilder(running.routing.partitions.length, running.routing.partitioner, { batchTime: batch.time, stream: this.stateIndex });
+    if (running.parentRead) {
+      const records = await this.parent.recordsFor(batch);
+      for (let i = 0; i < records.length; i++) builder.add(records[i]);
+    } else {
+      await this.parent.eachRecord(batch, builder.add);
+    }
+    return builder.build(running.pendingInitial);
   }
 
   /** Runs the batch on every partition (once per batch, whether or not anything reads the outputs). */
   apply(batch: BatchRun): Promise<RoutedBatch> {
     return batch.once(`apply:${this.id}`, async () => {
       const running = this.active('mapWithState');
-      const prepared = batch.prepared.get(this.id) as Promise<Shards> | undefined;
-      const job = prepared ? { shards: await prepared } : { records: await this.parent.recordsFor(batch) };
+      const shards = await ((batch.prepared.get(this.id) as Promise<Shards> | undefined) ?? this.shard(batch));
       const routed = await new Promise<RoutedBatch>((resolve, reject) => {
-        running.router.send({ type: 'ROUTE', job: { batchTime: batch.time, ...job, initialState: running.pendingInitial, resolve, reject } });
+        running.router.send({ type: 'ROUTE', job: { batchTime: batch.time, shards, resolve, reject } });
       });
       // Every partition committed: initial state is in the stores from now on.
       running.pendingInitial = undefined;
@@ -225,13 +247,8 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
 
   /** The mapped records, decoded only when an output operation asks for them. */
   protected async compute(batch: BatchRun): Promise<M[]> {
-    const routed = await this.apply(batch);
-    const outputs: M[] = [];
-    for (const done of routed.partitions) {
-      const mapped = messageCodec.unpack(done.outputs) as M[];
-      for (let i = 0; i < mapped.length; i++) outputs.push(mapped[i]);
-    }
-    return outputs;
+    const { outputs } = await this.apply(batch);
+    return (outputs.length === 1 ? outputs[0] : ([] as unknown[]).concat(...outputs)) as M[];
   }
 
   /** A stream of every [key, state] after each batch, in key order. */

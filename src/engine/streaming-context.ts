@@ -268,7 +268,7 @@ export class StreamingContext implements StreamGraph {
         // A rescale cut short by a crash is finished (or rolled back) before stores are judged.
         recoverInterruptedReshard(this.dataDir, stream.stateIndex);
         const restored = await restoreDamagedStores(this.dataDir, stream.stateIndex);
-        const recovery = stream.open(this.workers, this.supervisor!, this.outputs.some((output) => output.stream.readsRecordsOf(stream)));
+        const recovery = stream.open(this.workers, this.supervisor!, this.readersOf(stream));
         opened.push(stream);
         if (restored) {
           this.emit(BatchEvents.STATE_RESTORED, {
@@ -338,6 +338,13 @@ export class StreamingContext implements StreamGraph {
       await Promise.all(openedInputs.map((input) => input.close?.()));
       throw error;
     }
+  }
+
+  /** Who reads a state stream's mapped records, and whether anything besides it reads its parent's. */
+  private readersOf(stream: MapWithStateDStream<unknown, unknown, unknown, unknown>): { emitOutputs: boolean; parentRead: boolean } {
+    const reads = (target: DStream<unknown>) =>
+      this.outputs.some((output) => output.stream.readsRecordsOf(target)) || this.stateStreams.some((s) => s !== stream && s.parentStream.readsRecordsOf(target));
+    return { emitOutputs: reads(stream), parentRead: reads(stream.parentStream) };
   }
 
   private snapshotScheduler(policy: SnapshotPolicy): SnapshotScheduler {

@@ -2,12 +2,13 @@ import { performance } from 'node:perf_hooks';
 import { threadId } from 'node:worker_threads';
 import { serializeError } from '../errors.js';
 import { StateHandle } from '../engine/state.js';
-import { assertEncodable, messageCodec } from '../storage/codec.js';
+import { assertEncodable } from '../storage/codec.js';
 import { BatchCache, type Slot } from '../storage/partition/batch-cache.js';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { DeadLetterStore } from '../storage/partition/dead-letters.js';
 import { TimeIndex } from '../storage/partition/time-index.js';
 import type { ApplyResult, ApplyTask, InitialEntry } from './messages.js';
+import { NO_OUTPUTS, OutputWriter } from '../storage/partition/batch-outputs.js';
 import { readShard } from './shard-format.js';
 import type { WorkerPartition } from './worker-partitions.js';
 import { compareKeys, type Key } from 'lmdb';
@@ -48,8 +49,6 @@ function* idleKeys(index: TimeIndex, threshold: number, cache: BatchCache<unknow
   }
 }
 
-const NO_OUTPUTS = messageCodec.pack([]);
-
 /**
  * One batch of one partition, Spark's MapWithStateRDDRecord.updateRecordWithData: each
  * record sees the state its predecessors left, then idle keys are swept, then everything
@@ -77,7 +76,7 @@ export async function applyShard(partition: WorkerPartition, fn: MappingFunction
     };
   }
 
-  const { refs, keys, values, initialState } = readShard(task.shard);
+  const { refs, keys, values, initialState, keysBytes } = readShard(task.shard);
   const { batchTime } = task;
   const index = new TimeIndex(store);
   const sweeping = task.timeoutMs !== null;
@@ -85,7 +84,7 @@ export async function applyShard(partition: WorkerPartition, fn: MappingFunction
   const skipped = new Map(task.deadLetters.map((d) => [d.index, d]));
   const state = new StateHandle<unknown>();
   const emit = task.emitOutputs;
-  const outputs: unknown[] = [];
+  const outputs = new OutputWriter();
   const letters = new DeadLetterStore(store);
   const lettersToWrite: Parameters<DeadLetterStore['add']>[0][] = [];
   const { hits, misses } = memory;
@@ -128,7 +127,7 @@ export async function applyShard(partition: WorkerPartition, fn: MappingFunction
       }
       if (state.isRemoved()) cache.removeSlot(slot);
       else if (state.isUpdated() || (sweeping && state.exists())) cache.putSlot(slot, state.getOption(), batchTime);
-      if (emit && mapped !== undefined) outputs.push(mapped);
+      if (emit && mapped !== undefined) outputs.push(mapped, key, ref);
       applied++;
     }
 
@@ -148,7 +147,7 @@ export async function applyShard(partition: WorkerPartition, fn: MappingFunction
         } else {
           state.wrapTimingOut(key, entry[0]);
           const out = await call(position, key, undefined, true);
-          if (emit && out !== undefined) outputs.push(out);
+          if (emit && out !== undefined) outputs.push(out, key, undefined);
         }
         cache.remove(key);
         timedOut++;
@@ -157,8 +156,8 @@ export async function applyShard(partition: WorkerPartition, fn: MappingFunction
 
     const where = task.partition;
     cache.prepare((key, value) => assertEncodable(value, () => `the state of key ${JSON.stringify(key)}`, () => ({ partition: where, batchTime, key })));
-    for (const out of outputs) assertEncodable(out, () => 'a mapped record', () => ({ partition: where, batchTime }));
-    const encodedOutputs = emit ? messageCodec.pack(outputs) : NO_OUTPUTS;
+    for (const out of outputs.unkeyed) assertEncodable(out, () => 'a mapped record', () => ({ partition: where, batchTime }));
+    const encodedOutputs = emit ? outputs.encode(keysBytes) : NO_OUTPUTS;
     const applyMs = performance.now() - started;
 
     const keyCount = (last?.keyCount ?? 0) + cache.keyCountDelta;

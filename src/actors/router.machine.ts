@@ -1,6 +1,6 @@
 import { assign, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { Partitioner } from '../engine/partitioner.js';
-import { messageCodec } from '../storage/codec.js';
+import { decodeOutputs } from '../storage/partition/batch-outputs.js';
 import type { ApplyDone } from './messages.js';
 import type { partitionMachine } from './partition.machine.js';
 
@@ -13,8 +13,11 @@ export interface RoutedBatch {
   outputs: unknown[][];
 }
 
-/** A batch's shards, one per partition (see ShardBuilder). */
-export type Shards = Uint8Array[];
+/** A batch's shards, one per partition (see ShardBuilder), and each one's distinct keys. */
+export interface Shards {
+  buffers: Uint8Array[];
+  keys: unknown[][];
+}
 
 export interface RouteJob {
   batchTime: number;
@@ -57,9 +60,10 @@ export const routerMachine = setup({
         context.partitions.map(
           (partition, p) =>
             new Promise<ApplyDone>((resolve, reject) => {
-              partition.send({ type: 'APPLY', batch: { batchTime: job.batchTime, shard: job.shards[p], resolve, reject } });
+              partition.send({ type: 'APPLY', batch: { batchTime: job.batchTime, shard: job.shards.buffers[p], resolve, reject } });
             }).then((done) => {
-              if (context.decodeOutputs) outputs[p] = messageCodec.unpack(done.outputs) as unknown[];
+              // A replayed batch's records were recorded with their own keys: decode those.
+              if (context.decodeOutputs) outputs[p] = decodeOutputs(done.outputs, done.replayed ? undefined : job.shards.keys[p]);
               return done;
             }),
         ),

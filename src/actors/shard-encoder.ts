@@ -52,9 +52,9 @@ export class ShardBuilder {
     this.values[p].push((record as unknown[])[1]);
   };
 
-  /** The shards, one per partition; the builder is spent. */
-  build(initialState?: InitialEntry[][]): Uint8Array[] {
-    return this.keys.map((k, p) => writeShard(new Uint32Array(this.refs[p]), k, this.values[p], initialState?.[p]));
+  /** The shards, one per partition, with each one's distinct keys; the builder is spent. */
+  build(initialState?: InitialEntry[][]): { buffers: Uint8Array[]; keys: unknown[][] } {
+    return { buffers: this.keys.map((k, p) => writeShard(new Uint32Array(this.refs[p]), k, this.values[p], initialState?.[p])), keys: this.keys };
   }
 }
 
@@ -67,7 +67,7 @@ export function encodeShards(
 ): Uint8Array[] {
   const builder = new ShardBuilder(numPartitions, partitioner, where);
   for (let i = 0; i < records.length; i++) builder.add(records[i]);
-  return builder.build(initialState);
+  return builder.build(initialState).buffers;
 }
 
 /** Shards StateSpec.initialState the same way, validating each pair as a record. */

@@ -4,15 +4,15 @@ import type { InitialEntry } from './messages.js';
 /**
  * One partition's shard of a batch, in one transferable buffer:
  *
- *   [0, 16)          header: format, record count, payload bytes, distinct keys
+ *   [0, 16)          header: format, record count, bytes of keys, bytes of values
  *   [16, 16 + 4n)    refs: record i's key is keys[refs[i]] (u32, little-endian)
- *   then             MessagePack { keys, values, initialState? }
+ *   then             MessagePack keys (the distinct keys), values, and initialState when any
  *
  * Each distinct key travels once however often it repeats (a Zipf batch repeats its hot
  * keys thousands of times), and the worker finds a record's working-set slot by array
  * index instead of hashing the key again.
  */
-const FORMAT = 0x53484432; // 'SHD2'
+const FORMAT = 0x53484433; // 'SHD3'
 const HEADER_BYTES = 16;
 
 export interface ShardContent {
@@ -22,20 +22,28 @@ export interface ShardContent {
   values: unknown[];
   /** StateSpec.initialState for this partition, until the store holds a batch. */
   initialState?: InitialEntry[];
+  /** The keys as encoded, kept with the batch's mapped records (see storage/partition/batch-outputs.ts). */
+  keysBytes: Uint8Array;
 }
 
 export function writeShard(refs: Uint32Array, keys: unknown[], values: unknown[], initialState?: InitialEntry[]): Uint8Array {
-  const payload = messageCodec.pack(initialState?.length ? { keys, values, initialState } : { keys, values });
+  const encodedKeys = messageCodec.pack(keys);
+  const encodedValues = messageCodec.pack(values);
+  const initial = initialState?.length ? messageCodec.pack(initialState) : new Uint8Array(0);
   const refsBytes = refs.length * 4;
-  const buffer = new ArrayBuffer(HEADER_BYTES + refsBytes + payload.length);
+  const at = HEADER_BYTES + refsBytes;
+  const buffer = new ArrayBuffer(at + encodedKeys.length + encodedValues.length + initial.length);
   const header = new Uint32Array(buffer, 0, 4);
   header[0] = FORMAT;
   header[1] = refs.length;
-  header[2] = payload.length;
-  header[3] = keys.length;
+  header[2] = encodedKeys.length;
+  header[3] = encodedValues.length;
   new Uint32Array(buffer, HEADER_BYTES, refs.length).set(refs);
-  new Uint8Array(buffer, HEADER_BYTES + refsBytes).set(payload);
-  return new Uint8Array(buffer);
+  const bytes = new Uint8Array(buffer);
+  bytes.set(encodedKeys, at);
+  bytes.set(encodedValues, at + encodedKeys.length);
+  bytes.set(initial, at + encodedKeys.length + encodedValues.length);
+  return bytes;
 }
 
 export function readShard(buffer: ArrayBuffer): ShardContent {
@@ -43,6 +51,12 @@ export function readShard(buffer: ArrayBuffer): ShardContent {
   if (header[0] !== FORMAT) throw new Error(`not a shard (format ${header[0].toString(16)})`);
   const records = header[1];
   const refs = new Uint32Array(buffer, HEADER_BYTES, records);
-  const payload = messageCodec.unpack(new Uint8Array(buffer, HEADER_BYTES + records * 4, header[2])) as Omit<ShardContent, 'refs'>;
-  return { refs, keys: payload.keys, values: payload.values, initialState: payload.initialState };
+  const keysAt = HEADER_BYTES + records * 4;
+  const valuesAt = keysAt + header[2];
+  const initialAt = valuesAt + header[3];
+  const keysBytes = new Uint8Array(buffer, keysAt, header[2]);
+  const keys = messageCodec.unpack(keysBytes) as unknown[];
+  const values = messageCodec.unpack(new Uint8Array(buffer, valuesAt, header[3])) as unknown[];
+  const initialState = initialAt < buffer.byteLength ? (messageCodec.unpack(new Uint8Array(buffer, initialAt)) as InitialEntry[]) : undefined;
+  return { refs, keys, values, initialState, keysBytes };
 }

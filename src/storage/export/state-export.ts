@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open as openFile, rename, rm } from 'node:fs/promises';
 import { ConfigError, StateExportError } from '../../errors.js';
-import { assertEncodable, decodeEntry, entryCodec } from '../codec.js';
+import { assertEncodable, decodeEntry, decodeExportValue, encodeExportEntry, entryCodec } from '../codec.js';
 import { keyProblem, normalizeKey } from '../keys.js';
 import type { PartitionStore } from '../partition/store.js';
 import type { StateSource } from './state-source.js';
@@ -128,7 +128,7 @@ export async function writeStateExport(target: string | NodeJS.WritableStream, o
       const where = `entry ${count} given to writeStateExport`;
       const entry = checkEntry(value, where, { entry: count });
       assertEncodable(entry[1], () => `the state of ${where} (key ${JSON.stringify(entry[0])})`, () => ({ entry: count, key: entry[0] }));
-      const bytes = entryCodec.pack(entry);
+      const bytes = encodeExportEntry(entry);
       pending.push(bytes);
       size += bytes.length;
       count++;
@@ -176,8 +176,8 @@ function* fileValues(fd: number, start: number, cut: () => Error, damaged: (erro
     const values: unknown[] = [];
     let consumed = 0;
     try {
-      entryCodec.unpackMultiple(data, (value: unknown, _start?: number, end?: number) => {
-        values.push(value);
+      entryCodec.unpackMultiple(data, (value: unknown, start?: number, end?: number) => {
+        values.push(decodeExportValue(value, data.subarray(start, end)));
         consumed = end!;
       });
     } catch (error) {

@@ -1,6 +1,7 @@
 import { createActor, type ActorRefFrom, type AnyActorRef } from 'xstate';
 import type { Piscina } from 'piscina';
-import { LifecycleError } from '../errors.js';
+import { InvalidRecordError, LifecycleError } from '../errors.js';
+import { keyProblem } from '../storage/keys.js';
 import { partitionMachine } from '../actors/partition.machine.js';
 import { routerMachine, type RoutedBatch } from '../actors/router.machine.js';
 import { shardInitialState, shardSourceEntries } from '../actors/shard-encoder.js';
@@ -171,7 +172,13 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
   store(): StateQueries<K, S> {
     const self = this;
     return {
-      get: (key: K) => self.active('store().get').view.get(key) as S | undefined,
+      get: (key: K) => {
+        const view = self.active('store().get').view;
+        // A key no record could have (an object, a string with a lone surrogate) is refused, not looked up as some other key.
+        const problem = keyProblem(key);
+        if (problem) throw new InvalidRecordError(`store().get: ${problem}`, { stream: self.stateIndex });
+        return view.get(key) as S | undefined;
+      },
       entries: () => self.active('store().entries').view.entries() as Iterable<[K, S]>,
       count: () => self.active('store().count').view.count(),
     };

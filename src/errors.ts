@@ -103,6 +103,13 @@ export class SourceRecordError extends StatestreamError {
   }
 }
 
+/** A map, flatMap or filter function threw (or a flatMap returned no iterable); the context names the operation, where it was defined, the batch and the record. */
+export class StreamOperationError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_STREAM_OPERATION', message, { context, cause });
+  }
+}
+
 /** The context is not in a state that allows the call (start twice, add a stream after start, …). */
 export class LifecycleError extends StatestreamError {
   constructor(message: string, context: ErrorContext = {}) {

@@ -49,6 +49,7 @@ export {
   LifecycleError,
   OffsetStoreError,
   SourceRecordError,
+  StreamOperationError,
   SnapshotError,
   StateExportError,
   StateMigrationError,

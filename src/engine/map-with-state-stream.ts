@@ -57,6 +57,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     super(graph);
   }
 
+  override description(): string {
+    return `mapWithState stream ${this.stateIndex}`;
+  }
+
   get numPartitions(): number {
     return this.spec.getNumPartitions();
   }
@@ -198,6 +202,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
 class StateSnapshotDStream<K, S> extends DStream<[K, S]> {
   constructor(graph: StreamGraph, private readonly state: MapWithStateDStream<K, unknown, S, unknown>) {
     super(graph);
+  }
+
+  override description(): string {
+    return `stateSnapshots of ${this.state.description()}`;
   }
 
   protected async compute(batch: BatchRun): Promise<Array<[K, S]>> {

@@ -19,7 +19,8 @@ function isScalarKey(key: unknown): boolean {
   }
 }
 
-function describe(value: unknown): string {
+/** A short text for a value in an error message. */
+export function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);
   if (typeof value === 'symbol' || typeof value === 'function' || typeof value === 'bigint') return `${typeof value} ${String(value)}`;
   try {
@@ -60,7 +61,7 @@ function malformedProblem(key: unknown): string | undefined {
     if (typeof parts[p] !== 'string') continue;
     const at = loneSurrogateAt(parts[p] as string);
     if (at >= 0) {
-      return `key ${describe(key)} is not a well-formed string (a lone surrogate at index ${at}${Array.isArray(key) ? ` of part ${p}` : ''}); UTF-8 cannot carry it, so it would share a state with other keys`;
+      return `key ${describeValue(key)} is not a well-formed string (a lone surrogate at index ${at}${Array.isArray(key) ? ` of part ${p}` : ''}); UTF-8 cannot carry it, so it would share a state with other keys`;
     }
   }
   return undefined;
@@ -82,7 +83,7 @@ export function keyProblem(key: unknown): string | undefined {
     const bytes = key.reduce((n: number, part) => n + (typeof part === 'string' ? Buffer.byteLength(part) + 1 : 10), 0);
     return bytes > MAX_KEY_BYTES ? `key is about ${bytes} bytes encoded; LMDB keys are limited to ${MAX_KEY_BYTES}` : undefined;
   }
-  return `key ${describe(key)} cannot be an LMDB key: use a string, a finite number, a boolean, or a flat array of two or more of those`;
+  return `key ${describeValue(key)} cannot be an LMDB key: use a string, a finite number, a boolean, or a flat array of two or more of those`;
 }
 
 /**
@@ -101,13 +102,13 @@ export function assertPair(record: unknown, batchTime: number, index: number, st
   const where = { batchTime, index, stream };
   if (!Array.isArray(record) || record.length !== 2) {
     throw new InvalidRecordError(
-      `mapWithState expects [key, value] pairs; record ${where.index} of batch ${where.batchTime} is ${describe(record)}`,
-      { ...where, record: describe(record) },
+      `mapWithState expects [key, value] pairs; record ${where.index} of batch ${where.batchTime} is ${describeValue(record)}`,
+      { ...where, record: describeValue(record) },
     );
   }
   const problem = keyProblem(record[0]);
   if (problem) {
-    throw new InvalidRecordError(`record ${index} of batch ${batchTime}: ${problem}`, { ...where, key: describe(record[0]) });
+    throw new InvalidRecordError(`record ${index} of batch ${batchTime}: ${problem}`, { ...where, key: describeValue(record[0]) });
   }
 }
 

@@ -5,7 +5,7 @@ import { ZooKeeperSession } from '../../storage/zookeeper/session.js';
 import { ZooKeeperOffsetStore, type OffsetRange, type RecordedBatch } from '../../storage/zookeeper/offsets.js';
 import { SourceDeadLetterStore, type SourceDeadLetter } from '../../storage/sources/dead-letters.js';
 import type { BatchRun } from '../batch.js';
-import { DStream, type StreamGraph } from '../dstream.js';
+import { DStream, type RecordDescription, type StreamGraph } from '../dstream.js';
 import type { InputStream, RecoveredBatch, StartContext } from './input.js';
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 import type { ValidKafkaOptions } from './kafka-options.js';
@@ -330,6 +330,15 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     }
     this.deadLetterStore!.add(letters);
     return records;
+  }
+
+  override description(): string {
+    return `kafkaStream(${this.options.topics.join(', ')})`;
+  }
+
+  override describeRecord(record: unknown, index: number, batchTime: number): RecordDescription {
+    const { topic, partition, offset } = record as KafkaRecord<V>;
+    return { text: `the message at ${topic}[${partition}] offset ${offset} in batch ${batchTime}`, context: { batchTime, index, topic, partition, offset } };
   }
 
   /** Messages the decoder could not read (policy 'dead-letter'), by topic, partition and offset. */

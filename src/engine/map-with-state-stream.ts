@@ -11,6 +11,7 @@ import { openPartitionStore, partitionPath, type PartitionStore } from '../stora
 import { StateView } from '../storage/partition/state-view.js';
 import { reconcileTimeIndex } from '../storage/partition/time-index.js';
 import { rescaleStores } from '../storage/reshard/reshard.js';
+import { completeLayouts } from '../storage/partition/complete-layouts.js';
 import { checkStateVersion, migrateEntries, upgradeStores } from '../storage/partition/migrate.js';
 import { sourceEntries } from '../storage/export/state-export.js';
 import { isStateSource } from '../storage/export/state-source.js';
@@ -72,6 +73,8 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
    */
   open(pool: Piscina, supervisor: AnyActorRef): StoreRecovery {
     const n = this.numPartitions;
+    // Layouts a first start left unwritten are completed before the reshard and the migration read them.
+    completeLayouts(this.dataDir, this.stateIndex);
     rescaleStores(this.dataDir, this.stateIndex, n);
     const stores = Array.from({ length: n }, (_, p) => openPartitionStore(partitionPath(this.dataDir, this.stateIndex, p)));
     const layout = readLayout(stores[0]);

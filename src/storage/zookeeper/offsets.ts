@@ -1,4 +1,5 @@
 import type { Transaction } from 'node-zookeeper-client';
+import { OffsetStoreError } from '../../errors.js';
 import type { ZooKeeperSession } from './session.js';
 
 /** What ZooKeeper answered (the session keeps it as the cause of its OffsetStoreError). */
@@ -71,9 +72,14 @@ export class ZooKeeperOffsetStore {
   async positions(partitions: Array<{ topic: string; partition: number }>): Promise<Map<string, number>> {
     const found = new Map<string, number>();
     for (const { topic, partition } of partitions) {
-      const data = await this.read(this.path('offsets', topic, partition));
-      const text = data?.toString('utf8') ?? '';
-      if (text !== '') found.set(`${topic}:${partition}`, Number(text));
+      const path = this.path('offsets', topic, partition);
+      const text = (await this.read(path))?.toString('utf8').trim() ?? '';
+      if (text === '') continue;
+      // Written by us, or by another client in the same layout (Kafka 0.8's /consumers/<group>/offsets): a decimal offset.
+      if (!/^\d{1,19}$/.test(text) || !Number.isSafeInteger(Number(text))) {
+        throw new OffsetStoreError(`the position in ZooKeeper at ${path} holds ${JSON.stringify(text.slice(0, 40))}, not an offset (a decimal number); correct it or delete the node`, { path, value: text.slice(0, 40) });
+      }
+      found.set(`${topic}:${partition}`, Number(text));
     }
     return found;
   }

@@ -208,7 +208,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
           { root, replayAfter: context.replayAfter, lastEnded },
         );
       }
-      replays.push(...history.filter((b) => b.ranges.length > 0));
+      // Batches without records are re-run too: restored partitions sweep idle keys in them.
+      replays.push(...history);
     }
     this.keepHistory = context.keepHistory;
     // An anchor says "complete from here on": at the last ended batch, or at 0 when no
@@ -290,7 +291,14 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const batch = this.inFlight.get(batchTime);
     this.inFlight.delete(batchTime);
     // A replayed batch ended before: ZooKeeper already records its positions (and newer ones).
-    if (!batch || batch.replayOnly || batch.ranges.length === 0) return;
+    if (!batch || batch.replayOnly) return;
+    if (batch.ranges.length === 0) {
+      // Every partition swept its idle keys in this batch too: a partition restored from a
+      // snapshot must run it again for its timeouts to fire as they did, so the history keeps
+      // its time. No position moved, so without snapshots nothing is written.
+      if (this.keepHistory) await this.offsets!.recordBatchEnd({ batchTime, ranges: [] }, true);
+      return;
+    }
     const { ranges } = batch;
     await this.offsets!.recordBatchEnd({ batchTime, ranges }, this.keepHistory);
     for (const r of ranges) this.ended.set(`${r.topic}:${r.partition}`, { topic: r.topic, partition: r.partition, offset: r.until });

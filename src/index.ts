@@ -19,6 +19,7 @@ export {
   type SnapshotCompletedEvent,
   type SnapshotFailedEvent,
   type StateRestoredEvent,
+  type DataLostEvent,
 } from './engine/batch-events.js';
 export type { SnapshotEvery } from './engine/snapshot-scheduler.js';
 export { listSnapshots, type SnapshotInfo, type SnapshotManifest, type SnapshotStream, type SnapshotPartition, type SourcePositions } from './storage/snapshots/manifest.js';
@@ -49,6 +50,7 @@ export {
   LifecycleError,
   OffsetStoreError,
   SourceRecordError,
+  DataLossError,
   StreamOperationError,
   SnapshotError,
   StateExportError,

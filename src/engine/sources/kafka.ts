@@ -9,6 +9,7 @@ import { DStream, type RecordDescription, type StreamGraph } from '../dstream.js
 import type { InputStream, RecoveredBatch, StartContext } from './input.js';
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 import type { ValidKafkaOptions } from './kafka-options.js';
+import { dataLossError, dataLostEvent, gapsAtStart, type Gap } from './kafka-gaps.js';
 
 /** A Kafka message as it reaches the stream. */
 export interface KafkaRecord<V> {
@@ -68,6 +69,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   private closed = false;
   /** A consumer failure kafkajs will not recover from: the next batch fails with it. */
   private fatal: Error | undefined;
+  /** Where losses are reported when failOnDataLoss is false. */
+  private dataLost: StartContext['dataLost'] | undefined;
 
   constructor(
     graph: StreamGraph,
@@ -105,11 +108,27 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const stored = await this.offsets.positions(partitions);
     const pending = await this.offsets.pendingBatch();
     const replays = await this.batchesToReplay(context, pending);
+    this.dataLost = context.dataLost;
+    for (const [id, position] of stored) {
+      const mark = watermarks.get(id)!;
+      if (position > mark.high) {
+        throw new OffsetStoreError(
+          `the position in ZooKeeper (${o.zookeeper.root}) for ${id.replace(/:(\d+)$/, '[$1]')} is ${position}, past the partition's end (${mark.high}): the topic was deleted and recreated, or truncated. ` +
+            `Delete ${o.zookeeper.root}/offsets/${id.replace(/:(\d+)$/, '/$1')} to read it from its beginning`,
+          { root: o.zookeeper.root, position, high: mark.high },
+        );
+      }
+    }
+    // Records the job needs that retention deleted are a loss, never a silent jump (startingOffsets is only for partitions without a position).
+    const gaps = gapsAtStart(watermarks, stored, replays, pending);
+    if (gaps.length > 0 && o.failOnDataLoss) throw dataLossError(gaps, o.zookeeper.root);
+    for (const gap of gaps) context.dataLost(dataLostEvent(gap));
 
     // A partition seen for the first time starts at 'earliest' or 'latest' as of now, and that
     // position is recorded at once: 'latest' must not move on if the job restarts before
     // the partition's first batch.
     const firstSeen: Array<{ topic: string; partition: number; offset: number }> = [];
+    const movedOn: Array<{ topic: string; partition: number; offset: number }> = [];
     for (const { topic, partition } of partitions) {
       const id = `${topic}:${partition}`;
       const mark = watermarks.get(id)!;
@@ -117,23 +136,28 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       // skip what was written to it before this start); a new topic follows startingOffsets.
       const topicKnown = [...stored.keys()].some((k) => k.startsWith(`${topic}:`));
       if (!stored.has(id)) firstSeen.push({ topic, partition, offset: topicKnown || o.startingOffsets === 'earliest' ? mark.low : mark.high });
-      const start = stored.get(id) ?? firstSeen[firstSeen.length - 1].offset;
+      // Past a reported gap (failOnDataLoss: false), from the earliest offset the broker holds.
+      const start = Math.max(stored.get(id) ?? firstSeen[firstSeen.length - 1].offset, mark.low);
+      if (stored.has(id) && start > stored.get(id)!) movedOn.push({ topic, partition, offset: start });
       this.ended.set(id, { topic, partition, offset: start });
       const ranges = replays.flatMap((b) => b.ranges.filter((r) => r.topic === topic && r.partition === partition));
       // Recorded batches are rebuilt from the first one's start; regular batches continue after the last.
-      const fetchFrom = ranges.length > 0 ? ranges[0].from : start;
+      const fetchFrom = Math.max(ranges.length > 0 ? ranges[0].from : start, mark.low);
       const replayUntil = ranges.reduce((m, r) => Math.max(m, r.until), 0);
       this.buffers.set(id, { topic, partition, next: Math.max(start, replayUntil), fetchedUntil: fetchFrom, messages: [], paused: false, replayUntil });
     }
 
-    await this.offsets.recordPositions(firstSeen);
+    // A gap reported once is not reported again at the next start.
+    await this.offsets.recordPositions([...firstSeen, ...(pending ? [] : movedOn)]);
 
     this.consumer = this.kafka.consumer({
       groupId: o.groupId, retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 }, maxWaitTimeInMs: 100,
       sessionTimeout: o.groupSessionTimeoutMs, rebalanceTimeout: o.groupSessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(o.groupSessionTimeoutMs / 10)),
     });
     await this.consumer.connect();
-    await this.consumer.subscribe({ topics: o.topics, fromBeginning: o.startingOffsets === 'earliest' });
+    // Every position is set by a seek below. fromBeginning is only what kafkajs falls back to
+    // when a position is out of range: the earliest offset held, so the gap shows in eachBatch.
+    await this.consumer.subscribe({ topics: o.topics, fromBeginning: true });
     // Each time the group (re)assigns partitions, fetching resumes where our buffers end:
     // ZooKeeper, not the group's committed offsets, says where that is.
     const { GROUP_JOIN, CRASH } = this.consumer.events;
@@ -157,6 +181,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
           this.fatal ??= new OffsetStoreError(`partition ${batch.partition} of topic ${batch.topic} appeared while the job was running; restart the job to read it`, { topic: batch.topic, partition: batch.partition });
           return;
         }
+        const next = batch.messages.find((m) => Number(m.offset) >= buffer.fetchedUntil);
+        if (next && Number(next.offset) > buffer.fetchedUntil && !(await this.gapFetched(buffer))) return;
         for (const message of batch.messages) {
           const offset = Number(message.offset);
           if (offset < buffer.fetchedUntil) continue;
@@ -180,6 +206,24 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       this.inFlight.set(batch.batchTime, { ranges: batch.ranges, replayOnly: batch !== pending });
     }
     return recovered;
+  }
+
+  /**
+   * Offsets skipped in a fetch are compaction, transaction markers, or a loss: kafkajs moves
+   * a position the broker no longer holds to the earliest one held, silently. It is a loss
+   * when the earliest offset held is past where the buffer ends. Returns whether to go on.
+   */
+  private async gapFetched(buffer: PartitionBuffer): Promise<boolean> {
+    const offsets = await this.admin!.fetchTopicOffsets(buffer.topic);
+    const low = Number(offsets.find((p) => p.partition === buffer.partition)?.low ?? 0);
+    if (low <= buffer.fetchedUntil) return true;
+    const gap: Gap = { topic: buffer.topic, partition: buffer.partition, from: buffer.fetchedUntil, until: low, where: 'running' };
+    if (this.options.failOnDataLoss) {
+      this.fatal ??= dataLossError([gap], this.options.zookeeper.root);
+      return false;
+    }
+    this.dataLost?.(dataLostEvent(gap));
+    return true;
   }
 
   /**

@@ -1,3 +1,5 @@
+import type { OffsetRange } from '../storage/zookeeper/offsets.js';
+
 /** Events a StreamingContext emits for the embedding service, with their payloads. */
 export const BatchEvents = {
   STARTED: 'batch.started',
@@ -96,12 +98,8 @@ export interface StateRestoredEvent {
   replayed: boolean;
 }
 
-export interface DataLostEvent {
-  topic: string;
-  partition: number;
-  /** The offsets lost: from (inclusive) to until (exclusive), the first offset the broker still holds. */
-  from: number;
-  until: number;
+/** The offsets lost: `from` (inclusive) to `until` (exclusive), the first offset the broker still holds. */
+export interface DataLostEvent extends OffsetRange {
   /** Where the job needed them: its stored position, a recorded batch (in flight, or to replay after a restore), or while running. */
   where: 'position' | 'recorded-batch' | 'running';
   /** The recorded batch that loses them, for 'recorded-batch'. */

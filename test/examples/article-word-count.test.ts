@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +8,7 @@ import { StateSpec } from '../../src/index.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { produceWithKcat } from '../integration/services/kafka.js';
 import { useServices } from '../integration/services/suite.js';
+import { startKafkaWordCount } from '../integration/job-process.js';
 
 const run = promisify(execFile);
 const example = (name: string) => fileURLToPath(new URL(`../../examples/${name}/main.js`, import.meta.url));
@@ -58,25 +59,20 @@ describe("the article's word count", () => {
     it('counts words typed with kcat by the same rule', async () => {
       const topic = 'article-words';
       await services.kafka.createTopic(topic, 2);
-      const child = spawn(process.execPath, [
-        example('kafka-word-count'), '--brokers', services.kafka.brokers.join(','), '--topic', topic, '--zookeeper', services.zk.connectString,
-        '--group', 'article', '--data-dir', join(tempDir(), 'kwc'), '--batch-ms', '200', '--zk-root', '/statestream/article-words',
-      ], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      child.stdout.on('data', (d) => (output += d));
-      child.stderr.on('data', (d) => (output += d));
+      const example = startKafkaWordCount({
+        brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, group: 'article', dataDir: join(tempDir(), 'kwc'), zkRoot: '/statestream/article-words',
+      });
       try {
         // Thirteen BBBBBBB in one message: one batch, one partition, in order.
         await produceWithKcat(services.kafka.brokers, topic, [{ value: Array(13).fill('BBBBBBB').join(' ') }, { value: 'AAAA' }]);
         const deadline = Date.now() + 90_000;
-        while (!/Word AAAA, count 1/.test(output) || !/Word BBBBBBB, count/.test(output)) {
-          if (Date.now() > deadline) assert.fail(`no counts for BBBBBBB and AAAA within 90 s; output:\n${output}`);
+        while (!/Word AAAA, count 1/.test(example.output()) || !/Word BBBBBBB, count/.test(example.output())) {
+          if (Date.now() > deadline) assert.fail(`no counts for BBBBBBB and AAAA within 90 s; output:\n${example.output()}`);
           await new Promise((r) => setTimeout(r, 100));
         }
-        assert.deepEqual(countsByWord(output).get('BBBBBBB'), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1]);
+        assert.deepEqual(countsByWord(example.output()).get('BBBBBBB'), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1]);
       } finally {
-        child.kill('SIGTERM');
-        await new Promise((r) => child.once('exit', r));
+        await example.stop();
       }
     });
   });

@@ -1,20 +1,15 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import zookeeper from 'node-zookeeper-client';
 import { OffsetStoreError, StateSpec, StreamingContext } from '../../src/index.js';
 import { fixture, tempDir } from '../helpers.js';
 import { highWatermarks, tally, zkOffsets } from './job-process.js';
 import { useServices } from './services/suite.js';
+import { connectClient } from './services/zookeeper.js';
 
 /** Writes nodes as a Kafka 0.8 consumer (the article's job) left them: decimal strings under /consumers/<group>/offsets. */
 async function writeAsKafka08(connect: string, group: string, topic: string, offsets: Record<number, string>): Promise<void> {
-  const client = zookeeper.createClient(connect, { sessionTimeout: 5000 });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ZooKeeper session at ${connect} within 10 s`)), 10_000);
-    client.once('connected', () => (clearTimeout(timer), resolve()));
-    client.connect();
-  });
+  const client = await connectClient(connect);
   try {
     for (const [partition, offset] of Object.entries(offsets)) {
       const path = `/consumers/${group}/offsets/${topic}/${partition}`;

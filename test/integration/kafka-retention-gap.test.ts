@@ -37,6 +37,15 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     return { ssc, counts: counts as MapWithStateStream<string, number, unknown>, lost };
   }
 
+  /** A start that must fail as `check` says; the context is stopped either way. */
+  async function refusedStart(j: ReturnType<typeof job>, check: (e: unknown) => boolean, message?: string): Promise<void> {
+    try {
+      await assert.rejects(j.ssc.start(), check, message);
+    } finally {
+      await j.ssc.stop();
+    }
+  }
+
   const position = async (topic: string) => (await zkOffsets(services.zk.connectString, `/statestream/${topic}`, topic, 1))[0];
   const low = async (topic: string) => {
     const admin = (await import('kafkajs')).Kafka;
@@ -85,18 +94,13 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
 
     const { low: earliest, high } = await produceBeyondRetention(topic, 1000);
     for (const startingOffsets of ['latest', 'earliest'] as const) {
-      const again = job(topic, dataDir, { startingOffsets });
-      try {
-        await assert.rejects(again.ssc.start(), (e: unknown) => {
-          assert.ok(e instanceof DataLossError, String(e));
-          assert.match(e.message, new RegExp(`${topic}\\[0\\] offsets 1000–${earliest - 1} \\(${earliest - 1000} records\\): the job's position is 1000, the broker's earliest offset ${earliest}`));
-          assert.match(e.message, /failOnDataLoss: false/);
-          assert.deepEqual(e.context.gaps, [{ topic, partition: 0, from: 1000, until: earliest, where: 'position' }]);
-          return true;
-        }, `startingOffsets ${startingOffsets}`);
-      } finally {
-        await again.ssc.stop();
-      }
+      await refusedStart(job(topic, dataDir, { startingOffsets }), (e: unknown) => {
+        assert.ok(e instanceof DataLossError, String(e));
+        assert.match(e.message, new RegExp(`${topic}\\[0\\] offsets 1000–${earliest - 1} \\(${earliest - 1000} records\\): the job's position is 1000, the broker's earliest offset ${earliest}`));
+        assert.match(e.message, /failOnDataLoss: false/);
+        assert.deepEqual(e.context.gaps, [{ topic, partition: 0, from: 1000, until: earliest, where: 'position' }]);
+        return true;
+      }, `startingOffsets ${startingOffsets}`);
       assert.equal(await position(topic), 1000, 'the position in ZooKeeper is where the job stopped');
     }
 
@@ -123,12 +127,7 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     const first = new JobProcess(config);
     assert.equal((await first.exited).signal, 'SIGKILL');
     const { low: earliest } = await produceBeyondRetention(topic, 300);
-    const again = job(topic, config.dataDir);
-    try {
-      await assert.rejects(again.ssc.start(), (e: unknown) => e instanceof DataLossError && new RegExp(`${topic}\\[0\\] offsets 0–199 \\(200 records\\) of batch \\d+, which was in flight when the job stopped`).test(e.message));
-    } finally {
-      await again.ssc.stop();
-    }
+    await refusedStart(job(topic, config.dataDir), (e: unknown) => e instanceof DataLossError && new RegExp(`${topic}\\[0\\] offsets 0–199 \\(200 records\\) of batch \\d+, which was in flight when the job stopped`).test(e.message));
     assert.ok(earliest > 300);
   });
 
@@ -150,12 +149,7 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     for (const s of listSnapshots(dataDir)) if (s.batchTime !== early.batchTime) rmSync(s.path, { recursive: true });
     rmSync(partitionPath(dataDir, 0, 0), { recursive: true });
     await produceBeyondRetention(topic, 100);
-    const again = job(topic, dataDir, {}, 1);
-    try {
-      await assert.rejects(again.ssc.start(), (e: unknown) => e instanceof DataLossError && new RegExp(`${topic}\\[0\\] offsets 0–\\d+ \\(\\d+ records?\\) of batch \\d+, which a store restored from a snapshot must re-run`).test(e.message));
-    } finally {
-      await again.ssc.stop();
-    }
+    await refusedStart(job(topic, dataDir, {}, 1), (e: unknown) => e instanceof DataLossError && new RegExp(`${topic}\\[0\\] offsets 0–\\d+ \\(\\d+ records?\\) of batch \\d+, which a store restored from a snapshot must re-run`).test(e.message));
   });
 
   it('records deleted while a running job is behind fail the next batch, naming them', async () => {

@@ -1,5 +1,5 @@
 import { DataLossError } from '../../errors.js';
-import type { RecordedBatch } from '../../storage/zookeeper/offsets.js';
+import type { OffsetRange, RecordedBatch } from '../../storage/zookeeper/offsets.js';
 import type { DataLostEvent } from '../batch-events.js';
 
 /** A partition's offsets as the broker holds them: low is the earliest it still has, high the next it will write. */
@@ -8,14 +8,8 @@ export interface Watermarks {
   high: number;
 }
 
-/** Offsets a job needs that the broker no longer holds. */
-export interface Gap {
-  topic: string;
-  partition: number;
-  /** First offset lost. */
-  from: number;
-  /** The earliest offset the broker still holds (exclusive end of the loss). */
-  until: number;
+/** Offsets a job needs that the broker no longer holds: `until` is the earliest offset it still holds. */
+export interface Gap extends OffsetRange {
   where: DataLostEvent['where'];
   batchTime?: number;
   /** For a recorded batch: the one in flight when the job stopped, or one to replay for a restored store. */

@@ -1,28 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import zookeeper from 'node-zookeeper-client';
 import { OffsetStoreError } from '../../../src/index.js';
 import { ZooKeeperOffsetStore, type RecordedBatch } from '../../../src/storage/zookeeper/offsets.js';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
-import { startZooKeeper, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
+import { connectClient, startZooKeeper, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
 import { startZooKeeperProxy, type ZooKeeperProxy } from '../../integration/services/zookeeper-proxy.js';
 
 const OP_CREATE = 1;
 const OP_MULTI = 14;
-
-/** A plain node-zookeeper-client of the test's own: "another client". */
-async function otherClient(connect: string): Promise<zookeeper.Client> {
-  const client = zookeeper.createClient(connect, { sessionTimeout: 5000 });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ZooKeeper session at ${connect} within 10 s`)), 10_000);
-    client.once('connected', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    client.connect();
-  });
-  return client;
-}
 
 function call<T>(what: (done: (error: unknown, value?: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => what((error, value) => (error ? reject(error) : resolve(value as T))));
@@ -80,7 +65,7 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
 
   it('the same multi-op already applied by another client is recognised as done', async () => {
     const { store, batch, root } = await storeWithBatch();
-    const other = await otherClient(zk.connectString);
+    const other = await connectClient(zk.connectString);
     try {
       await call((done) => {
         const tx = other.transaction();
@@ -98,7 +83,7 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
 
   it('a history entry holding other ranges is still a conflict, reported', async () => {
     const { store, batch, root } = await storeWithBatch();
-    const other = await otherClient(zk.connectString);
+    const other = await connectClient(zk.connectString);
     try {
       await call((done) => other.create(`${root}/history/2000`, Buffer.from(JSON.stringify({ batchTime: 2000, ranges: [] })), (error) => done(error)));
     } finally {

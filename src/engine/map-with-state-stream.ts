@@ -1,6 +1,7 @@
 import { createActor, type ActorRefFrom, type AnyActorRef } from 'xstate';
 import type { Piscina } from 'piscina';
-import { LifecycleError } from '../errors.js';
+import { InvalidRecordError, LifecycleError } from '../errors.js';
+import { keyProblem } from '../storage/keys.js';
 import { partitionMachine } from '../actors/partition.machine.js';
 import { routerMachine, type RoutedBatch } from '../actors/router.machine.js';
 import { shardInitialState, shardSourceEntries } from '../actors/shard-encoder.js';
@@ -10,6 +11,7 @@ import { openPartitionStore, partitionPath, type PartitionStore } from '../stora
 import { StateView } from '../storage/partition/state-view.js';
 import { reconcileTimeIndex } from '../storage/partition/time-index.js';
 import { rescaleStores } from '../storage/reshard/reshard.js';
+import { completeLayouts } from '../storage/partition/complete-layouts.js';
 import { checkStateVersion, migrateEntries, upgradeStores } from '../storage/partition/migrate.js';
 import { sourceEntries } from '../storage/export/state-export.js';
 import { isStateSource } from '../storage/export/state-source.js';
@@ -66,6 +68,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     super(graph);
   }
 
+  override description(): string {
+    return `mapWithState stream ${this.stateIndex}`;
+  }
+
   get numPartitions(): number {
     return this.spec.getNumPartitions();
   }
@@ -77,6 +83,8 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
    */
   open(pool: Piscina, supervisor: AnyActorRef): StoreRecovery {
     const n = this.numPartitions;
+    // Layouts a first start left unwritten are completed before the reshard and the migration read them.
+    completeLayouts(this.dataDir, this.stateIndex);
     rescaleStores(this.dataDir, this.stateIndex, n);
     const stores = Array.from({ length: n }, (_, p) => openPartitionStore(partitionPath(this.dataDir, this.stateIndex, p)));
     const layout = readLayout(stores[0]);
@@ -200,7 +208,13 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
   store(): StateQueries<K, S> {
     const self = this;
     return {
-      get: (key: K) => self.active('store().get').view.get(key) as S | undefined,
+      get: (key: K) => {
+        const view = self.active('store().get').view;
+        // A key no record could have (an object, a string with a lone surrogate) is refused, not looked up as some other key.
+        const problem = keyProblem(key);
+        if (problem) throw new InvalidRecordError(`store().get: ${problem}`, { stream: self.stateIndex });
+        return view.get(key) as S | undefined;
+      },
       entries: () => self.active('store().entries').view.entries() as Iterable<[K, S]>,
       count: () => self.active('store().count').view.count(),
     };
@@ -220,6 +234,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
 class StateSnapshotDStream<K, S> extends DStream<[K, S]> {
   constructor(graph: StreamGraph, private readonly state: MapWithStateDStream<K, unknown, S, unknown>) {
     super(graph);
+  }
+
+  override description(): string {
+    return `stateSnapshots of ${this.state.description()}`;
   }
 
   protected async compute(batch: BatchRun): Promise<Array<[K, S]>> {

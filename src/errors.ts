@@ -96,10 +96,28 @@ export class OffsetStoreError extends StatestreamError {
   }
 }
 
+/**
+ * Records a Kafka job needs are gone from the broker (retention deleted them while the job
+ * was stopped or behind, or the topic was recreated): `context.gaps` names each topic,
+ * partition and range of offsets lost. Raised while `failOnDataLoss` is true (the default).
+ */
+export class DataLossError extends StatestreamError {
+  constructor(message: string, context: ErrorContext) {
+    super('ERR_DATA_LOSS', message, { context });
+  }
+}
+
 /** A source message could not be decoded; the context names topic, partition and offset. */
 export class SourceRecordError extends StatestreamError {
   constructor(message: string, context: ErrorContext, cause?: unknown) {
     super('ERR_SOURCE_RECORD', message, { context, cause });
+  }
+}
+
+/** A map, flatMap or filter function threw (or a flatMap returned no iterable); the context names the operation, where it was defined, the batch and the record. */
+export class StreamOperationError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_STREAM_OPERATION', message, { context, cause });
   }
 }
 

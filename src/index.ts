@@ -20,6 +20,7 @@ export {
   type SnapshotCompletedEvent,
   type SnapshotFailedEvent,
   type StateRestoredEvent,
+  type DataLostEvent,
 } from './engine/batch-events.js';
 export type { SnapshotEvery } from './engine/snapshot-scheduler.js';
 export type { MetricsOptions, UiOptions } from './metrics/options.js';
@@ -52,6 +53,8 @@ export {
   LifecycleError,
   OffsetStoreError,
   SourceRecordError,
+  DataLossError,
+  StreamOperationError,
   SnapshotError,
   StateExportError,
   StateMigrationError,

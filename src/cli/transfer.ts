@@ -6,9 +6,9 @@ import { BatchLog, FORMAT_VERSION, writeLayout } from '../storage/partition/batc
 import { encodeEntry, messageCodec } from '../storage/codec.js';
 import { openPartitionStore, partitionFolder, stateDir } from '../storage/partition/store.js';
 import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshots/manifest.js';
-import { readStateExport, storesEntries, writeStateExport, type ExportEntry, type StateExport, type StateExportOrigin } from '../storage/export/state-export.js';
+import { readStateExport, writeStateExport, type ExportEntry, type StateExport, type StateExportOrigin } from '../storage/export/state-export.js';
 import { snapshotEntries } from '../storage/snapshots/source.js';
-import { storesOrigin } from '../storage/export/job-export.js';
+import { pinOneBatch } from '../storage/export/job-export.js';
 import { BatchedWriter } from '../storage/reshard/batched-writer.js';
 import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
@@ -21,9 +21,11 @@ export const exportUsage = `Usage: statestream export --out <file|-> [--snapshot
 
 Writes one stream's state as a portable state export (a MessagePack sequence: header,
 [key, state, lastUpdated] per key, trailer), independent of the partition count. Without
---snapshot it reads the job's stores, which must all hold the same batch (stop the job
-first, or export a snapshot). With --snapshot it reads that snapshot's copies, checked
-against their checksums; the snapshot folder is not touched.
+--snapshot it reads the job's stores, stopped or running: every partition is read as of
+the same batch (on a running job, the read waits for a moment between two batches and
+then holds that view while batches go on). Stores left at different batches by a failed
+batch are refused. With --snapshot it reads that snapshot's copies, checked against their
+checksums; the snapshot folder is not touched.
 
 Options:
   --out <file|->            the file to write (written beside it, then renamed), or - for stdout
@@ -76,15 +78,22 @@ export async function exportCommand(args: string[]): Promise<number> {
   let cleanup = () => {};
   if (snapshotTime === undefined) {
     const opened = openStream(dataDir, stream);
-    cleanup = opened.close;
+    let pinned;
     try {
-      origin = storesOrigin(opened.stores, dataDir, stream);
+      // A running job commits each batch partition by partition: the read is pinned where every partition holds the same one.
+      pinned = await pinOneBatch(opened.stores, dataDir, stream);
     } catch (error) {
-      cleanup();
+      opened.close();
       throw new CliFailure(`${(error as Error).message}, or export a snapshot (--snapshot)`);
     }
-    entries = storesEntries(opened.stores);
-    total = opened.stores.reduce((n, store) => n + (new BatchLog(store).last()?.keyCount ?? 0), 0);
+    cleanup = () => {
+      pinned.release();
+      opened.close();
+    };
+    origin = pinned.origin;
+    entries = pinned.entries();
+    // The key count of the pinned batch, for the progress line (each partition's batch log, as pinned).
+    total = pinned.keyCount;
   } else {
     ({ entries, origin, total } = await snapshotExport(dataDir, stream, snapshotTime));
   }

@@ -1,3 +1,5 @@
+import type { OffsetRange } from '../storage/zookeeper/offsets.js';
+
 /** Events a StreamingContext emits for the embedding service, with their payloads. */
 export const BatchEvents = {
   STARTED: 'batch.started',
@@ -17,6 +19,11 @@ export const BatchEvents = {
   SNAPSHOT_FAILED: 'snapshot.failed',
   /** At start: damaged partition stores were replaced by a snapshot's copies. */
   STATE_RESTORED: 'state.restored',
+  /**
+   * A Kafka source found records gone from the broker that the job had not read (retention,
+   * or a recreated topic) and went on without them, because `failOnDataLoss` is false.
+   */
+  DATA_LOST: 'source.data-lost',
 } as const;
 
 export interface BatchStartedEvent {
@@ -108,6 +115,15 @@ export interface StateRestoredEvent {
   replayed: boolean;
 }
 
+/** The offsets lost: `from` (inclusive) to `until` (exclusive), the first offset the broker still holds. */
+export interface DataLostEvent extends OffsetRange {
+  /** Where the job needed them: its stored position, a recorded batch (in flight, or to replay after a restore), or while running. */
+  where: 'position' | 'recorded-batch' | 'running';
+  /** The recorded batch that loses them, for 'recorded-batch'. */
+  batchTime?: number;
+  message: string;
+}
+
 export interface BatchEventMap {
   [BatchEvents.STARTED]: BatchStartedEvent;
   [BatchEvents.COMPLETED]: BatchCompletedEvent;
@@ -117,4 +133,5 @@ export interface BatchEventMap {
   [BatchEvents.SNAPSHOT_COMPLETED]: SnapshotCompletedEvent;
   [BatchEvents.SNAPSHOT_FAILED]: SnapshotFailedEvent;
   [BatchEvents.STATE_RESTORED]: StateRestoredEvent;
+  [BatchEvents.DATA_LOST]: DataLostEvent;
 }

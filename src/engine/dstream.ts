@@ -1,4 +1,5 @@
-import { ConfigError, InvalidRecordError } from '../errors.js';
+import { ConfigError, StreamOperationError } from '../errors.js';
+import { describeValue } from '../storage/keys.js';
 import type { BatchRun } from './batch.js';
 import type { StateSpec } from './state-spec.js';
 import type { DeadLetter } from '../storage/partition/dead-letters.js';
@@ -25,7 +26,35 @@ export interface StateQueries<K, S> {
   count(): number;
 }
 
-type Op = { kind: 'map' | 'filter' | 'flatMap'; fn: (value: unknown) => unknown };
+type Op = {
+  kind: 'map' | 'filter' | 'flatMap';
+  fn: (value: unknown) => unknown;
+  /** Where the program called map/flatMap/filter, for errors. */
+  definedAt: string;
+};
+
+/** How a stream names one of its records in an error: words, and context fields. */
+export interface RecordDescription {
+  text: string;
+  context: Record<string, unknown>;
+}
+
+/** The first stack frame outside this module: the program's call of map/flatMap/filter. */
+function callSite(): string {
+  const frames = (new Error().stack ?? '').split('\n').slice(1);
+  const frame = frames.find((line) => !line.includes(import.meta.url));
+  if (!frame) return 'an unknown place';
+  const at = frame.trim().replace(/^at\s+/, '');
+  return /\((.*)\)$/.exec(at)?.[1] ?? at;
+}
+
+/** An operation of a fused chain threw: which one (its index in the chain), and what. */
+class OperationFailure {
+  constructor(
+    readonly position: number,
+    readonly cause: unknown,
+  ) {}
+}
 
 function assertFunction(fn: unknown, method: string): void {
   if (typeof fn !== 'function') throw new ConfigError(`${method} expects a function, got ${fn === null ? 'null' : typeof fn}`, { method });
@@ -43,6 +72,16 @@ export abstract class DStream<T> {
   }
 
   protected abstract compute(batch: BatchRun): Promise<T[]> | T[];
+
+  /** How errors name this stream. */
+  description(): string {
+    return `stream ${this.id}`;
+  }
+
+  /** How errors name one of this stream's records: by its position unless the source knows better (Kafka: topic, partition, offset). */
+  describeRecord(record: unknown, index: number, batchTime: number): RecordDescription {
+    return { text: `record ${index} of batch ${batchTime} (${describeValue(record)})`, context: { batchTime, index } };
+  }
 
   /** This stream's records for the batch, computed once per batch. */
   recordsFor(batch: BatchRun): Promise<T[]> {
@@ -77,11 +116,11 @@ export abstract class DStream<T> {
     return { base: this as DStream<unknown>, ops: [] };
   }
 
-  private derive<U>(op: Op, method: string): DStream<U> {
+  private derive<U>(op: Omit<Op, 'definedAt'>, method: string): DStream<U> {
     assertFunction(op.fn, method);
     this.graph.assertBuilding(method);
     const { base, ops } = this.source();
-    return new PipelineDStream<U>(this.graph, base, [...ops, op]);
+    return new PipelineDStream<U>(this.graph, base, [...ops, { ...op, definedAt: callSite() }]);
   }
 
   map<U>(fn: (record: T) => U): DStream<U> {
@@ -109,21 +148,42 @@ export abstract class DStream<T> {
   }
 }
 
-/** Builds one function that pushes a record through every op into `sink`. */
-function compile(ops: Op[], sink: (value: unknown) => void, time: () => number): (value: unknown) => void {
+/**
+ * Builds one function that pushes a record through every op into `sink`. Only the user's
+ * own call is guarded, so a failure is pinned on the operation that threw and not on
+ * those after it.
+ */
+function compile(ops: Op[], sink: (value: unknown) => void): (value: unknown) => void {
   let next = sink;
   for (let i = ops.length - 1; i >= 0; i--) {
     const { kind, fn } = ops[i];
     const downstream = next;
-    if (kind === 'map') next = (v) => downstream(fn(v));
-    else if (kind === 'filter') next = (v) => void (fn(v) && downstream(v));
+    const call = (v: unknown): unknown => {
+      try {
+        return fn(v);
+      } catch (error) {
+        throw new OperationFailure(i, error);
+      }
+    };
+    if (kind === 'map') next = (v) => downstream(call(v));
+    else if (kind === 'filter') next = (v) => void (call(v) && downstream(v));
     else {
       next = (v) => {
-        const out = fn(v) as Iterable<unknown>;
+        const out = call(v) as Iterable<unknown>;
         if (out === null || typeof (out as { [Symbol.iterator]?: unknown })?.[Symbol.iterator] !== 'function') {
-          throw new InvalidRecordError(`flatMap function returned ${out === null ? 'null' : typeof out}, not an iterable, in batch ${time()}`, { batchTime: time() });
+          throw new OperationFailure(i, new TypeError(`flatMap function returned ${out === null ? 'null' : typeof out}, not an iterable`));
         }
-        for (const item of out) downstream(item);
+        const items = out[Symbol.iterator]();
+        for (;;) {
+          let step: IteratorResult<unknown>;
+          try {
+            step = items.next();
+          } catch (error) {
+            throw new OperationFailure(i, error);
+          }
+          if (step.done) break;
+          downstream(step.value);
+        }
       };
     }
   }
@@ -131,7 +191,6 @@ function compile(ops: Op[], sink: (value: unknown) => void, time: () => number):
 }
 
 class PipelineDStream<T> extends DStream<T> {
-  private batchTime = 0;
   private readonly run: (value: unknown) => void;
   private sink: (value: unknown) => void = () => undefined;
 
@@ -141,20 +200,14 @@ class PipelineDStream<T> extends DStream<T> {
     private readonly ops: Op[],
   ) {
     super(graph);
-    this.run = compile(ops, (v) => this.sink(v), () => this.batchTime);
+    this.run = compile(ops, (v) => this.sink(v));
   }
 
   /** Streams the base's records through the ops straight into `sink`, keeping nothing (nothing else reads them). */
   override async eachRecord(batch: BatchRun, sink: (record: T) => void): Promise<void> {
     if (batch.has(this.id)) return super.eachRecord(batch, sink);
     const input = await this.base.recordsFor(batch);
-    this.batchTime = batch.time;
-    this.sink = sink as (value: unknown) => void;
-    try {
-      for (let i = 0; i < input.length; i++) this.run(input[i]);
-    } finally {
-      this.sink = () => undefined;
-    }
+    this.pipe(input, sink as (value: unknown) => void, batch.time);
   }
 
   protected override source(): { base: DStream<unknown>; ops: Op[] } {
@@ -167,14 +220,34 @@ class PipelineDStream<T> extends DStream<T> {
 
   protected async compute(batch: BatchRun): Promise<T[]> {
     const input = await this.base.recordsFor(batch);
-    this.batchTime = batch.time;
     const out: unknown[] = [];
-    this.sink = (v) => out.push(v);
+    this.pipe(input, (v) => out.push(v), batch.time);
+    return out as T[];
+  }
+
+  /** Runs every input record through the ops into `sink`; a throwing op fails the batch, named. */
+  private pipe(input: readonly unknown[], sink: (value: unknown) => void, batchTime: number): void {
+    this.sink = sink;
+    let i = 0;
     try {
-      for (let i = 0; i < input.length; i++) this.run(input[i]);
+      for (; i < input.length; i++) this.run(input[i]);
+    } catch (error) {
+      throw error instanceof OperationFailure ? this.failure(error, input[i], i, batchTime) : error;
     } finally {
       this.sink = () => undefined;
     }
-    return out as T[];
+  }
+
+  /** Names the operation, where the program defined it, the batch and the source record it was working on. */
+  private failure(failed: OperationFailure, record: unknown, index: number, batchTime: number): StreamOperationError {
+    const op = this.ops[failed.position];
+    const stream = this.base.description();
+    const about = this.base.describeRecord(record, index, batchTime);
+    const cause = failed.cause instanceof Error ? failed.cause.message : String(failed.cause);
+    return new StreamOperationError(
+      `${op.kind} (operation ${failed.position + 1} of the chain on ${stream}, defined at ${op.definedAt}) threw on ${about.text}: ${cause}`,
+      { operation: op.kind, position: failed.position + 1, stream, definedAt: op.definedAt, ...about.context },
+      failed.cause,
+    );
   }
 }

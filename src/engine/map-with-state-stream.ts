@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createActor, type ActorRefFrom, type AnyActorRef } from 'xstate';
-import { LifecycleError } from '../errors.js';
+import { InvalidRecordError, LifecycleError } from '../errors.js';
+import { keyProblem } from '../storage/keys.js';
 import { partitionMachine } from '../actors/partition.machine.js';
 import { routerMachine, type RoutedBatch, type RouterInput, type Shards } from '../actors/router.machine.js';
 import { ShardBuilder } from '../actors/shard-encoder.js';
@@ -12,6 +13,7 @@ import { openPartitionStore, partitionPath, type PartitionStore } from '../stora
 import { StateView } from '../storage/partition/state-view.js';
 import { reconcileTimeIndex } from '../storage/partition/time-index.js';
 import { rescaleStores } from '../storage/reshard/reshard.js';
+import { completeLayouts } from '../storage/partition/complete-layouts.js';
 import { checkStateVersion, migrateEntries, upgradeStores } from '../storage/partition/migrate.js';
 import { sourceEntries } from '../storage/export/state-export.js';
 import { isStateSource } from '../storage/export/state-source.js';
@@ -86,6 +88,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     return this.parent as DStream<unknown>;
   }
 
+  override description(): string {
+    return `mapWithState stream ${this.stateIndex}`;
+  }
+
   get numPartitions(): number {
     return this.spec.getNumPartitions();
   }
@@ -97,6 +103,8 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
    */
   open(workers: WorkerSet, supervisor: AnyActorRef, readers: { emitOutputs: boolean; parentRead: boolean }): StoreRecovery {
     const n = this.numPartitions;
+    // Layouts a first start left unwritten are completed before the reshard and the migration read them.
+    completeLayouts(this.dataDir, this.stateIndex);
     rescaleStores(this.dataDir, this.stateIndex, n);
     const stores = Array.from({ length: n }, (_, p) => openPartitionStore(partitionPath(this.dataDir, this.stateIndex, p)));
     const layout = readLayout(stores[0]);
@@ -261,7 +269,13 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
   store(): StateQueries<K, S> {
     const self = this;
     return {
-      get: (key: K) => self.active('store().get').view.get(key) as S | undefined,
+      get: (key: K) => {
+        const view = self.active('store().get').view;
+        // A key no record could have (an object, a string with a lone surrogate) is refused, not looked up as some other key.
+        const problem = keyProblem(key);
+        if (problem) throw new InvalidRecordError(`store().get: ${problem}`, { stream: self.stateIndex });
+        return view.get(key) as S | undefined;
+      },
       entries: () => self.active('store().entries').view.entries() as Iterable<[K, S]>,
       count: () => self.active('store().count').view.count(),
     };
@@ -286,6 +300,10 @@ class StateSnapshotDStream<K, S> extends DStream<[K, S]> {
   /** It reads the state after the batch, not the state stream's mapped records. */
   override readsSourcesOnly(): boolean {
     return false;
+  }
+
+  override description(): string {
+    return `stateSnapshots of ${this.state.description()}`;
   }
 
   protected async compute(batch: BatchRun): Promise<Array<[K, S]>> {

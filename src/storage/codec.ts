@@ -4,21 +4,70 @@ import { EncodingError } from '../errors.js';
 /**
  * State entries and shards are MessagePack. Records (shared structures) are off for state
  * entries: each entry is read alone, and a self-contained encoding keeps the stores
- * readable by any later version of the code.
+ * readable by any later version of the code. `moreTypes` writes a Set, an Error, a RegExp
+ * and typed arrays as msgpackr's extensions, which every msgpackr reader turns back into
+ * the same type; nothing else is written differently, so entries written before read as
+ * they did (their Sets are arrays).
  */
-export const entryCodec = new Packr({ useRecords: false });
-/** Shards and results are read once, whole, so inline record structures pay off for object values. */
-export const messageCodec = new Packr({ useRecords: true });
+export const entryCodec = new Packr({ useRecords: false, moreTypes: true });
+/**
+ * States that hold a Map: with objects as (inline) records, a MessagePack map can stand for
+ * a Map and read back as one, numeric keys and all. Plain maps read as objects in
+ * entryCodec, so these entries carry a marker element: `[state, lastUpdated, 1]`.
+ */
+const mapCodec = new Packr({ useRecords: true, moreTypes: true });
+const MAP_ENTRY = 1;
+/** A MessagePack array of 3 elements: only entries written by mapCodec start so ([state, lastUpdated] is 0x92). */
+const MAP_ENTRY_HEADER = 0x93;
+/** Shards and results are read once, whole, so inline record structures pay off for object values (and keep Maps as Maps). */
+export const messageCodec = new Packr({ useRecords: true, moreTypes: true });
 
 /** A stored entry: the state and the batch time of the key's last record. */
 export type StoredEntry<S = unknown> = [state: S, lastUpdated: number];
 
+/** Whether a Map is anywhere in `value`; it decides the entry's encoding. Called on states that passed assertEncodable (no cycles). */
+export function holdsMap(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (value instanceof Map) return true;
+  if (ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item = value[i];
+      if (typeof item === 'object' && item !== null && holdsMap(item)) return true;
+    }
+    return false;
+  }
+  if (value instanceof Set) {
+    for (const item of value) if (holdsMap(item)) return true;
+    return false;
+  }
+  for (const k in value) {
+    const item = (value as Record<string, unknown>)[k];
+    if (typeof item === 'object' && item !== null && holdsMap(item)) return true;
+  }
+  return false;
+}
+
 export function encodeEntry(state: unknown, lastUpdated: number): Buffer {
-  return entryCodec.pack([state, lastUpdated]);
+  return holdsMap(state) ? mapCodec.pack([state, lastUpdated, MAP_ENTRY]) : entryCodec.pack([state, lastUpdated]);
 }
 
 export function decodeEntry<S>(bytes: Uint8Array): StoredEntry<S> {
-  return entryCodec.unpack(bytes) as StoredEntry<S>;
+  return (bytes[0] === MAP_ENTRY_HEADER ? mapCodec : entryCodec).unpack(bytes) as StoredEntry<S>;
+}
+
+/**
+ * An export entry `[key, state, lastUpdated]`; one whose state holds a Map is written as
+ * `[key, state, lastUpdated, 1]` by mapCodec, so that it reads back as a Map.
+ */
+export function encodeExportEntry(entry: readonly [unknown, unknown, number]): Buffer {
+  return holdsMap(entry[1]) ? mapCodec.pack([...entry, MAP_ENTRY]) : entryCodec.pack(entry);
+}
+
+/** `value` as entryCodec read it from `bytes`: an entry marked as holding a Map is read again by mapCodec. */
+export function decodeExportValue(value: unknown, bytes: Uint8Array): unknown {
+  if (!Array.isArray(value) || value.length !== 4 || value[3] !== MAP_ENTRY) return value;
+  return (mapCodec.unpack(bytes) as unknown[]).slice(0, 3);
 }
 
 /**

@@ -19,7 +19,8 @@ function isScalarKey(key: unknown): boolean {
   }
 }
 
-function describe(value: unknown): string {
+/** A short text for a value in an error message. */
+export function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);
   if (typeof value === 'symbol' || typeof value === 'function' || typeof value === 'bigint') return `${typeof value} ${String(value)}`;
   try {
@@ -30,9 +31,46 @@ function describe(value: unknown): string {
   }
 }
 
+/** In Node 20 (ES2024), missing from the ES2023 lib the project compiles against. */
+function isWellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/** The index of the first lone surrogate in `text`, or -1. */
+function loneSurrogateAt(text: string): number {
+  if (isWellFormed(text)) return -1;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0xd800 && code <= 0xdbff) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) i++;
+      else return i;
+    } else if (code >= 0xdc00 && code <= 0xdfff) return i;
+  }
+  return -1;
+}
+
+/**
+ * A string with a lone surrogate (a key cut from an emoji with slice) has no UTF-8 form:
+ * the encoding replaces it with U+FFFD, so two different keys would share one state that
+ * neither can find again.
+ */
+function malformedProblem(key: unknown): string | undefined {
+  const parts = Array.isArray(key) ? key : [key];
+  for (let p = 0; p < parts.length; p++) {
+    if (typeof parts[p] !== 'string') continue;
+    const at = loneSurrogateAt(parts[p] as string);
+    if (at >= 0) {
+      return `key ${describeValue(key)} is not a well-formed string (a lone surrogate at index ${at}${Array.isArray(key) ? ` of part ${p}` : ''}); UTF-8 cannot carry it, so it would share a state with other keys`;
+    }
+  }
+  return undefined;
+}
+
 /** Why `key` cannot be a state key, or undefined when it can. */
 export function keyProblem(key: unknown): string | undefined {
   if (isScalarKey(key)) {
+    if (typeof key === 'string' && !isWellFormed(key)) return malformedProblem(key);
     if (typeof key === 'string' && key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(key) > MAX_KEY_BYTES) {
       return `key is ${Buffer.byteLength(key)} bytes of UTF-8; LMDB keys are limited to ${MAX_KEY_BYTES}`;
     }
@@ -40,10 +78,12 @@ export function keyProblem(key: unknown): string | undefined {
   }
   // A one-element tuple encodes exactly like its element in LMDB, so it would share its state.
   if (Array.isArray(key) && key.length > 1 && key.every(isScalarKey)) {
+    const malformed = malformedProblem(key);
+    if (malformed) return malformed;
     const bytes = key.reduce((n: number, part) => n + (typeof part === 'string' ? Buffer.byteLength(part) + 1 : 10), 0);
     return bytes > MAX_KEY_BYTES ? `key is about ${bytes} bytes encoded; LMDB keys are limited to ${MAX_KEY_BYTES}` : undefined;
   }
-  return `key ${describe(key)} cannot be an LMDB key: use a string, a finite number, a boolean, or a flat array of two or more of those`;
+  return `key ${describeValue(key)} cannot be an LMDB key: use a string, a finite number, a boolean, or a flat array of two or more of those`;
 }
 
 /**
@@ -58,17 +98,17 @@ export function normalizeKey<K>(key: K): K {
 
 /** Throws an InvalidRecordError naming the batch and record position when a record is not a usable [key, value] pair. */
 export function assertPair(record: unknown, batchTime: number, index: number, stream: number): asserts record is [unknown, unknown] {
-  if (Array.isArray(record) && record.length === 2 && typeof record[0] === 'string' && record[0].length * 3 <= MAX_KEY_BYTES) return;
+  if (Array.isArray(record) && record.length === 2 && typeof record[0] === 'string' && record[0].length * 3 <= MAX_KEY_BYTES && isWellFormed(record[0])) return;
   const where = { batchTime, index, stream };
   if (!Array.isArray(record) || record.length !== 2) {
     throw new InvalidRecordError(
-      `mapWithState expects [key, value] pairs; record ${where.index} of batch ${where.batchTime} is ${describe(record)}`,
-      { ...where, record: describe(record) },
+      `mapWithState expects [key, value] pairs; record ${where.index} of batch ${where.batchTime} is ${describeValue(record)}`,
+      { ...where, record: describeValue(record) },
     );
   }
   const problem = keyProblem(record[0]);
   if (problem) {
-    throw new InvalidRecordError(`record ${index} of batch ${batchTime}: ${problem}`, { ...where, key: describe(record[0]) });
+    throw new InvalidRecordError(`record ${index} of batch ${batchTime}: ${problem}`, { ...where, key: describeValue(record[0]) });
   }
 }
 

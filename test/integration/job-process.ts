@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
-import zookeeper from 'node-zookeeper-client';
 import { ManualClock, StateSpec, StreamingContext } from '../../src/index.js';
+import { connectClient } from './services/zookeeper.js';
 
 export interface JobConfig {
   brokers: string[];
@@ -59,11 +59,7 @@ export class JobProcess {
 
 /** Where ZooKeeper says each partition's next batch starts, read with a client of its own. */
 export async function zkOffsets(connect: string, root: string, topic: string, partitions: number): Promise<number[]> {
-  const client = zookeeper.createClient(connect, { sessionTimeout: 5000 });
-  await new Promise<void>((resolve) => {
-    client.once('connected', () => resolve());
-    client.connect();
-  });
+  const client = await connectClient(connect);
   try {
     const read = (p: number) =>
       new Promise<number>((resolve, reject) =>
@@ -131,4 +127,30 @@ export function tally(words: string[]): Map<string, number> {
   const expected = new Map<string, number>();
   for (const w of words) expected.set(w, (expected.get(w) ?? 0) + 1);
   return expected;
+}
+
+export interface ExampleRun {
+  /** Everything it printed so far, stdout and stderr. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** examples/kafka-word-count in a process of its own, as the README runs it. */
+export function startKafkaWordCount(o: { brokers: string[]; topic: string; zookeeper: string; group: string; dataDir: string; zkRoot: string }): ExampleRun {
+  const example = fileURLToPath(new URL('../../examples/kafka-word-count/main.js', import.meta.url));
+  const child = spawn(process.execPath, [
+    example, '--brokers', o.brokers.join(','), '--topic', o.topic, '--zookeeper', o.zookeeper,
+    '--group', o.group, '--data-dir', o.dataDir, '--batch-ms', '200', '--zk-root', o.zkRoot,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    output: () => output,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { SourceDeadLetterStore } from '../../src/storage/sources/dead-letters.js';
 import { tempDir } from '../helpers.js';
 import { useServices } from './services/suite.js';
-import { highWatermarks, JobProcess, readCounts, runUntilCaughtUp, tally, zkOffsets, type JobConfig } from './job-process.js';
+import { highWatermarks, JobProcess, readCounts, runUntilCaughtUp, startKafkaWordCount, tally, zkOffsets, type JobConfig } from './job-process.js';
 import { produceWithKcat } from './services/kafka.js';
 
 const PARTITIONS = 3;
@@ -188,24 +186,16 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
 
   it('the kafka-word-count example counts words typed with kcat, as the README shows', async () => {
     const config = await freshJob();
-    const example = fileURLToPath(new URL('../../examples/kafka-word-count/main.js', import.meta.url));
-    const child = spawn(process.execPath, [
-      example, '--brokers', services.kafka.brokers.join(','), '--topic', config.topic, '--zookeeper', services.zk.connectString,
-      '--group', config.groupId, '--data-dir', config.dataDir, '--batch-ms', '200', '--zk-root', config.zkRoot,
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
+    const example = startKafkaWordCount({ brokers: services.kafka.brokers, topic: config.topic, zookeeper: services.zk.connectString, group: config.groupId, dataDir: config.dataDir, zkRoot: config.zkRoot });
     try {
       await produceWithKcat(services.kafka.brokers, config.topic, [{ value: 'AAAA BB AAAA' }, { value: 'CCC AAAA' }]);
       const deadline = Date.now() + 60_000;
-      while (!/Word AAAA, count 3/.test(output) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-      assert.match(output, /Word AAAA, count 3/);
-      assert.match(output, /Word BB, count 1/);
-      assert.match(output, /-+ batch .* -+/);
+      while (!/Word AAAA, count 3/.test(example.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.match(example.output(), /Word AAAA, count 3/);
+      assert.match(example.output(), /Word BB, count 1/);
+      assert.match(example.output(), /-+ batch .* -+/);
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      await example.stop();
     }
   });
 

@@ -1,4 +1,5 @@
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
+import type { DataLostEvent } from '../batch-events.js';
 
 /** A batch a replayable source recorded before a crash and must run again first. */
 export interface RecoveredBatch {
@@ -21,6 +22,8 @@ export interface StartContext {
   storesHoldState: boolean;
   /** Keep each batch's ranges for replay, because snapshots are taken or kept. */
   keepHistory: boolean;
+  /** Reports records the source had to go on without (a Kafka source with failOnDataLoss false), now or while running. */
+  dataLost(event: DataLostEvent): void;
 }
 
 /** What the scheduler needs of an input stream. Replayable sources implement the optional hooks. */

@@ -20,8 +20,18 @@ export interface KafkaStreamOptions<V = string> {
     /** Digest ACL credentials, `user:password`. */
     digest?: string;
   };
-  /** Where a partition with no recorded position starts. Default 'earliest'. */
+  /**
+   * Where a partition with no recorded position starts. Default 'earliest'. Only for those:
+   * a recorded position the broker no longer holds is a gap, handled by failOnDataLoss.
+   */
   startingOffsets?: 'earliest' | 'latest';
+  /**
+   * Records the job needs that are gone from the broker (retention deleted them while the job
+   * was stopped or behind): true (the default, as Spark's) fails the job with DataLossError
+   * naming topic, partition and offsets; false goes on from the earliest offset the broker
+   * holds and reports each gap with the `source.data-lost` event.
+   */
+  failOnDataLoss?: boolean;
   /** Most records a batch takes from one topic-partition. Default 10000. */
   maxRecordsPerBatch?: number;
   /** How message values become record values. Default 'string'. */
@@ -44,6 +54,7 @@ export interface ValidKafkaOptions<V> {
   clientId: string;
   zookeeper: { connect: string; root: string; sessionTimeoutMs: number; digest?: string };
   startingOffsets: 'earliest' | 'latest';
+  failOnDataLoss: boolean;
   maxRecordsPerBatch: number;
   decoder: KafkaDecoder<V>;
   onDecodeFailure: 'stop' | 'dead-letter';
@@ -52,7 +63,7 @@ export interface ValidKafkaOptions<V> {
   sasl?: KafkaConfig['sasl'];
 }
 
-const known = new Set(['brokers', 'topic', 'topics', 'groupId', 'clientId', 'zookeeper', 'startingOffsets', 'maxRecordsPerBatch', 'decoder', 'onDecodeFailure', 'groupSessionTimeoutMs', 'ssl', 'sasl']);
+const known = new Set(['brokers', 'topic', 'topics', 'groupId', 'clientId', 'zookeeper', 'startingOffsets', 'failOnDataLoss', 'maxRecordsPerBatch', 'decoder', 'onDecodeFailure', 'groupSessionTimeoutMs', 'ssl', 'sasl']);
 
 function fail(message: string, option: string): never {
   throw new ConfigError(`kafkaStream: ${message}`, { option });
@@ -90,6 +101,8 @@ export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName:
   }
   const startingOffsets = options.startingOffsets ?? 'earliest';
   if (startingOffsets !== 'earliest' && startingOffsets !== 'latest') fail(`startingOffsets must be 'earliest' or 'latest', got ${JSON.stringify(startingOffsets)}`, 'startingOffsets');
+  const failOnDataLoss = options.failOnDataLoss ?? true;
+  if (typeof failOnDataLoss !== 'boolean') fail(`failOnDataLoss must be true or false, got ${JSON.stringify(failOnDataLoss)}`, 'failOnDataLoss');
   const maxRecordsPerBatch = options.maxRecordsPerBatch ?? 10_000;
   if (!Number.isInteger(maxRecordsPerBatch) || maxRecordsPerBatch < 1 || maxRecordsPerBatch > 10_000_000) {
     fail(`maxRecordsPerBatch must be an integer from 1 to 10000000, got ${JSON.stringify(options.maxRecordsPerBatch)}`, 'maxRecordsPerBatch');
@@ -107,6 +120,6 @@ export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName:
   return {
     brokers, topics: list, groupId, clientId: options.clientId ?? `statestream-${appName}`,
     zookeeper: { connect: zookeeper.connect, root, sessionTimeoutMs, digest: zookeeper.digest },
-    startingOffsets, maxRecordsPerBatch, decoder, onDecodeFailure, groupSessionTimeoutMs, ssl: options.ssl, sasl: options.sasl,
+    startingOffsets, failOnDataLoss, maxRecordsPerBatch, decoder, onDecodeFailure, groupSessionTimeoutMs, ssl: options.ssl, sasl: options.sasl,
   };
 }

@@ -5,10 +5,11 @@ import { ZooKeeperSession } from '../../storage/zookeeper/session.js';
 import { ZooKeeperOffsetStore, type OffsetRange, type RecordedBatch } from '../../storage/zookeeper/offsets.js';
 import { SourceDeadLetterStore, type SourceDeadLetter } from '../../storage/sources/dead-letters.js';
 import type { BatchRun } from '../batch.js';
-import { DStream, type StreamGraph } from '../dstream.js';
+import { DStream, type RecordDescription, type StreamGraph } from '../dstream.js';
 import type { InputStream, RecoveredBatch, StartContext } from './input.js';
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 import type { ValidKafkaOptions } from './kafka-options.js';
+import { dataLossError, dataLostEvent, gapsAtStart, type Gap } from './kafka-gaps.js';
 
 /** A Kafka message as it reaches the stream. */
 export interface KafkaRecord<V> {
@@ -77,6 +78,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   private closed = false;
   /** A consumer failure kafkajs will not recover from: the next batch fails with it. */
   private fatal: Error | undefined;
+  /** Where losses are reported when failOnDataLoss is false. */
+  private dataLost: StartContext['dataLost'] | undefined;
 
   constructor(
     graph: StreamGraph,
@@ -114,11 +117,27 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const stored = await this.offsets.positions(partitions);
     const pending = await this.offsets.pendingBatch();
     const replays = await this.batchesToReplay(context, pending);
+    this.dataLost = context.dataLost;
+    for (const [id, position] of stored) {
+      const mark = watermarks.get(id)!;
+      if (position > mark.high) {
+        throw new OffsetStoreError(
+          `the position in ZooKeeper (${o.zookeeper.root}) for ${id.replace(/:(\d+)$/, '[$1]')} is ${position}, past the partition's end (${mark.high}): the topic was deleted and recreated, or truncated. ` +
+            `Delete ${o.zookeeper.root}/offsets/${id.replace(/:(\d+)$/, '/$1')} to read it from its beginning`,
+          { root: o.zookeeper.root, position, high: mark.high },
+        );
+      }
+    }
+    // Records the job needs that retention deleted are a loss, never a silent jump (startingOffsets is only for partitions without a position).
+    const gaps = gapsAtStart(watermarks, stored, replays, pending);
+    if (gaps.length > 0 && o.failOnDataLoss) throw dataLossError(gaps, o.zookeeper.root);
+    for (const gap of gaps) context.dataLost(dataLostEvent(gap));
 
     // A partition seen for the first time starts at 'earliest' or 'latest' as of now, and that
     // position is recorded at once: 'latest' must not move on if the job restarts before
     // the partition's first batch.
     const firstSeen: Array<{ topic: string; partition: number; offset: number }> = [];
+    const movedOn: Array<{ topic: string; partition: number; offset: number }> = [];
     for (const { topic, partition } of partitions) {
       const id = `${topic}:${partition}`;
       const mark = watermarks.get(id)!;
@@ -126,23 +145,28 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       // skip what was written to it before this start); a new topic follows startingOffsets.
       const topicKnown = [...stored.keys()].some((k) => k.startsWith(`${topic}:`));
       if (!stored.has(id)) firstSeen.push({ topic, partition, offset: topicKnown || o.startingOffsets === 'earliest' ? mark.low : mark.high });
-      const start = stored.get(id) ?? firstSeen[firstSeen.length - 1].offset;
+      // Past a reported gap (failOnDataLoss: false), from the earliest offset the broker holds.
+      const start = Math.max(stored.get(id) ?? firstSeen[firstSeen.length - 1].offset, mark.low);
+      if (stored.has(id) && start > stored.get(id)!) movedOn.push({ topic, partition, offset: start });
       this.ended.set(id, { topic, partition, offset: start });
       const ranges = replays.flatMap((b) => b.ranges.filter((r) => r.topic === topic && r.partition === partition));
       // Recorded batches are rebuilt from the first one's start; regular batches continue after the last.
-      const fetchFrom = ranges.length > 0 ? ranges[0].from : start;
+      const fetchFrom = Math.max(ranges.length > 0 ? ranges[0].from : start, mark.low);
       const replayUntil = ranges.reduce((m, r) => Math.max(m, r.until), 0);
       this.buffers.set(id, { topic, partition, next: Math.max(start, replayUntil), fetchedUntil: fetchFrom, messages: [], paused: false, replayUntil });
     }
 
-    await this.offsets.recordPositions(firstSeen);
+    // A gap reported once is not reported again at the next start.
+    await this.offsets.recordPositions([...firstSeen, ...(pending ? [] : movedOn)]);
 
     this.consumer = this.kafka.consumer({
       groupId: o.groupId, retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 }, maxWaitTimeInMs: 100,
       sessionTimeout: o.groupSessionTimeoutMs, rebalanceTimeout: o.groupSessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(o.groupSessionTimeoutMs / 10)),
     });
     await this.consumer.connect();
-    await this.consumer.subscribe({ topics: o.topics, fromBeginning: o.startingOffsets === 'earliest' });
+    // Every position is set by a seek below. fromBeginning is only what kafkajs falls back to
+    // when a position is out of range: the earliest offset held, so the gap shows in eachBatch.
+    await this.consumer.subscribe({ topics: o.topics, fromBeginning: true });
     // Each time the group (re)assigns partitions, fetching resumes where our buffers end:
     // ZooKeeper, not the group's committed offsets, says where that is.
     const { GROUP_JOIN, CRASH } = this.consumer.events;
@@ -166,6 +190,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
           this.fatal ??= new OffsetStoreError(`partition ${batch.partition} of topic ${batch.topic} appeared while the job was running; restart the job to read it`, { topic: batch.topic, partition: batch.partition });
           return;
         }
+        const next = batch.messages.find((m) => Number(m.offset) >= buffer.fetchedUntil);
+        if (next && Number(next.offset) > buffer.fetchedUntil && !(await this.gapFetched(buffer))) return;
         for (const message of batch.messages) {
           const offset = Number(message.offset);
           if (offset < buffer.fetchedUntil) continue;
@@ -189,6 +215,24 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       this.inFlight.set(batch.batchTime, { ranges: batch.ranges, replayOnly: batch !== pending });
     }
     return recovered;
+  }
+
+  /**
+   * Offsets skipped in a fetch are compaction, transaction markers, or a loss: kafkajs moves
+   * a position the broker no longer holds to the earliest one held, silently. It is a loss
+   * when the earliest offset held is past where the buffer ends. Returns whether to go on.
+   */
+  private async gapFetched(buffer: PartitionBuffer): Promise<boolean> {
+    const offsets = await this.admin!.fetchTopicOffsets(buffer.topic);
+    const low = Number(offsets.find((p) => p.partition === buffer.partition)?.low ?? 0);
+    if (low <= buffer.fetchedUntil) return true;
+    const gap: Gap = { topic: buffer.topic, partition: buffer.partition, from: buffer.fetchedUntil, until: low, where: 'running' };
+    if (this.options.failOnDataLoss) {
+      this.fatal ??= dataLossError([gap], this.options.zookeeper.root);
+      return false;
+    }
+    this.dataLost?.(dataLostEvent(gap));
+    return true;
   }
 
   /**
@@ -217,7 +261,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
           { root, replayAfter: context.replayAfter, lastEnded },
         );
       }
-      replays.push(...history.filter((b) => b.ranges.length > 0));
+      // Batches without records are re-run too: restored partitions sweep idle keys in them.
+      replays.push(...history);
     }
     this.keepHistory = context.keepHistory;
     // An anchor says "complete from here on": at the last ended batch, or at 0 when no
@@ -299,7 +344,14 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const batch = this.inFlight.get(batchTime);
     this.inFlight.delete(batchTime);
     // A replayed batch ended before: ZooKeeper already records its positions (and newer ones).
-    if (!batch || batch.replayOnly || batch.ranges.length === 0) return;
+    if (!batch || batch.replayOnly) return;
+    if (batch.ranges.length === 0) {
+      // Every partition swept its idle keys in this batch too: a partition restored from a
+      // snapshot must run it again for its timeouts to fire as they did, so the history keeps
+      // its time. No position moved, so without snapshots nothing is written.
+      if (this.keepHistory) await this.offsets!.recordBatchEnd({ batchTime, ranges: [] }, true);
+      return;
+    }
     const { ranges } = batch;
     await this.offsets!.recordBatchEnd({ batchTime, ranges }, this.keepHistory);
     for (const r of ranges) this.ended.set(`${r.topic}:${r.partition}`, { topic: r.topic, partition: r.partition, offset: r.until });
@@ -339,6 +391,15 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     }
     this.deadLetterStore!.add(letters);
     return records;
+  }
+
+  override description(): string {
+    return `kafkaStream(${this.options.topics.join(', ')})`;
+  }
+
+  override describeRecord(record: unknown, index: number, batchTime: number): RecordDescription {
+    const { topic, partition, offset } = record as KafkaRecord<V>;
+    return { text: `the message at ${topic}[${partition}] offset ${offset} in batch ${batchTime}`, context: { batchTime, index, topic, partition, offset } };
   }
 
   /** Messages the decoder could not read (policy 'dead-letter'), by topic, partition and offset. */

@@ -45,6 +45,10 @@ export class QueueInputDStream<T> extends DStream<T> {
     return all;
   }
 
+  override description(): string {
+    return `queueStream ${this.id}`;
+  }
+
   protected compute(batch: BatchRun): T[] {
     return (batch.inputs.get(this.id) ?? []) as T[];
   }

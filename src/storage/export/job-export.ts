@@ -1,8 +1,16 @@
 import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Transaction } from 'lmdb';
 import { ConfigError, StoreMismatchError } from '../../errors.js';
 import { BatchLog, readLayout } from '../partition/batch-log.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../partition/store.js';
-import { exportStores, type StateExportOrigin } from './state-export.js';
+import { storesEntries, writeStateExport, type ExportEntry, type StateExportOrigin } from './state-export.js';
+
+/** How long an export of a running job looks for a moment when every partition holds the same batch. */
+const PIN_WAIT_MS = 10_000;
+/** Partitions that stay at different batches this long are not catching up: a batch failed, or the job stopped. */
+const PIN_STALL_MS = 3_000;
+const PIN_RETRY_MS = 5;
 
 export interface ExportJobStateOptions {
   /** Which mapWithState stream of the job, by the order the streams were created (default 0). */
@@ -27,9 +35,56 @@ export async function exportJobState(dataDir: string, target: string | NodeJS.Wr
     if (!layout) throw new ConfigError(`exportJobState: ${first} is not a statestream partition store (it has no layout)`, { dataDir, stream });
     for (let p = 1; p < layout.numPartitions; p++) stores.push(openPartitionStore(partitionPath(dataDir, stream, p)));
 
-    return await exportStores(stores, storesOrigin(stores, dataDir, stream), target);
+    const pinned = await pinOneBatch(stores, dataDir, stream);
+    try {
+      return await writeStateExport(target, pinned.origin, pinned.entries());
+    } finally {
+      pinned.release();
+    }
   } finally {
     for (const store of stores) store.env.close();
+  }
+}
+
+/** Read transactions on every partition of a stream that all see the same batch, and what they hold. */
+export interface PinnedStores {
+  origin: StateExportOrigin;
+  /** Keys the pinned batch holds, as the partitions' batch logs recorded them. */
+  keyCount: number;
+  /** Every entry, read in the pinned transactions. */
+  entries(): Iterable<ExportEntry>;
+  release(): void;
+}
+
+/**
+ * Pins a read transaction on every partition so that an export is of one batch even while
+ * the job runs: a running job commits each batch partition by partition, so the pins are
+ * taken again until every partition's batch log shows the same batch, then LMDB keeps that
+ * view however many batches commit while it is read. Stores that stay at different
+ * batches (a failed batch, a stopped job) are refused as storesOrigin refuses them.
+ */
+export async function pinOneBatch(stores: readonly PartitionStore[], dataDir: string, stream: number): Promise<PinnedStores> {
+  const started = Date.now();
+  let previous: string | undefined;
+  let unchangedSince = started;
+  for (;;) {
+    const txns = stores.map((store) => {
+      store.env.resetReadTxn();
+      return store.env.useReadTransaction();
+    });
+    const release = () => txns.forEach((txn) => txn.done());
+    try {
+      const origin = storesOrigin(stores, dataDir, stream, txns);
+      const keyCount = stores.reduce((n, store, p) => n + (new BatchLog(store).last(txns[p])?.keyCount ?? 0), 0);
+      return { origin, keyCount, entries: () => storesEntries(stores, txns), release };
+    } catch (error) {
+      release();
+      const seen = stores.map((store) => new BatchLog(store).last()?.batchTime).join(',');
+      if (seen !== previous) [previous, unchangedSince] = [seen, Date.now()];
+      const catchingUp = error instanceof StoreMismatchError && error.context.behind !== undefined;
+      if (!catchingUp || Date.now() - started > PIN_WAIT_MS || Date.now() - unchangedSince > PIN_STALL_MS) throw error;
+      await sleep(PIN_RETRY_MS);
+    }
   }
 }
 
@@ -37,7 +92,7 @@ export async function exportJobState(dataDir: string, target: string | NodeJS.Wr
  * The header of an export of these stores. An export is of one batch: stores whose
  * partitions stopped at different batches, or at different state versions, are refused.
  */
-export function storesOrigin(stores: readonly PartitionStore[], dataDir: string, stream: number): StateExportOrigin {
+export function storesOrigin(stores: readonly PartitionStore[], dataDir: string, stream: number, txns?: readonly Transaction[]): StateExportOrigin {
   const versions = new Set(stores.map((s) => readLayout(s)?.stateVersion ?? 1));
   if (versions.size > 1) {
     throw new StoreMismatchError(
@@ -46,7 +101,7 @@ export function storesOrigin(stores: readonly PartitionStore[], dataDir: string,
       { dataDir, stream, versions: [...versions] },
     );
   }
-  const last = stores.map((s) => new BatchLog(s).last()?.batchTime);
+  const last = stores.map((s, p) => new BatchLog(s).last(txns?.[p])?.batchTime);
   const newest = last.reduce<number | undefined>((m, t) => (t !== undefined && (m === undefined || t > m) ? t : m), undefined);
   const behind = last.flatMap((t, partition) => (t !== newest ? [partition] : []));
   if (behind.length > 0) {

@@ -2,8 +2,9 @@ import { once } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open as openFile, rename, rm } from 'node:fs/promises';
 import { ConfigError, StateExportError } from '../../errors.js';
-import { assertEncodable, decodeEntry, entryCodec } from '../codec.js';
+import { assertEncodable, decodeEntry, decodeExportValue, encodeExportEntry, entryCodec } from '../codec.js';
 import { keyProblem, normalizeKey } from '../keys.js';
+import type { Transaction } from 'lmdb';
 import type { PartitionStore } from '../partition/store.js';
 import type { StateSource } from './state-source.js';
 
@@ -128,7 +129,7 @@ export async function writeStateExport(target: string | NodeJS.WritableStream, o
       const where = `entry ${count} given to writeStateExport`;
       const entry = checkEntry(value, where, { entry: count });
       assertEncodable(entry[1], () => `the state of ${where} (key ${JSON.stringify(entry[0])})`, () => ({ entry: count, key: entry[0] }));
-      const bytes = entryCodec.pack(entry);
+      const bytes = encodeExportEntry(entry);
       pending.push(bytes);
       size += bytes.length;
       count++;
@@ -176,8 +177,8 @@ function* fileValues(fd: number, start: number, cut: () => Error, damaged: (erro
     const values: unknown[] = [];
     let consumed = 0;
     try {
-      entryCodec.unpackMultiple(data, (value: unknown, _start?: number, end?: number) => {
-        values.push(value);
+      entryCodec.unpackMultiple(data, (value: unknown, start?: number, end?: number) => {
+        values.push(decodeExportValue(value, data.subarray(start, end)));
         consumed = end!;
       });
     } catch (error) {
@@ -291,25 +292,20 @@ export function* sourceEntries(source: StateSource): Generator<ExportEntry> {
   }
 }
 
-/** Every entry of one partition store, read in one read transaction so they are of one batch. */
-export function* storeEntries(store: PartitionStore): Generator<ExportEntry> {
-  const transaction = store.env.useReadTransaction();
+/** Every entry of one partition store, read in one read transaction so they are of one batch (the given one, which stays open, or one of its own). */
+export function* storeEntries(store: PartitionStore, pinned?: Transaction): Generator<ExportEntry> {
+  const transaction = pinned ?? store.env.useReadTransaction();
   try {
     for (const { key, value } of store.state.getRange({ transaction })) {
       const [state, lastUpdated] = decodeEntry(value);
       yield [key, state, lastUpdated];
     }
   } finally {
-    transaction.done();
+    if (!pinned) transaction.done();
   }
 }
 
-/** The entries of several partition stores, one store after another. */
-export function* storesEntries(stores: readonly PartitionStore[]): Generator<ExportEntry> {
-  for (const store of stores) yield* storeEntries(store);
-}
-
-/** Exports the entries of several partition stores, one after another, into one file or stream. */
-export function exportStores(stores: readonly PartitionStore[], origin: StateExportOrigin, target: string | NodeJS.WritableStream): Promise<number> {
-  return writeStateExport(target, origin, storesEntries(stores));
+/** The entries of several partition stores, one store after another (each in its pinned transaction, when given). */
+export function* storesEntries(stores: readonly PartitionStore[], pinned?: readonly Transaction[]): Generator<ExportEntry> {
+  for (const [p, store] of stores.entries()) yield* storeEntries(store, pinned?.[p]);
 }

@@ -1,47 +1,49 @@
-import { closeSync, existsSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchLog, readLayout, type StoreLayout } from './batch-log.js';
+import { findUnreachablePage, readMeta, type PageProblem } from './lmdb-file.js';
 import { openPartitionStore, partitionPath } from './store.js';
 
 /** What is wrong with a partition store on disk, or undefined when it looks whole. */
 export type StoreProblem = string | undefined;
 
-const META_MAGIC = 0xbeefc0de;
-/** Where lmdb-js's LMDB puts the meta record: after a 24-byte page header. */
-const META_OFFSET = 24;
-/** Offsets inside the meta record (LMDB's MDB_meta): the free DB's md_pad holds the page size. */
-const PAGE_SIZE_AT = META_OFFSET + 24;
-const LAST_PAGE_AT = META_OFFSET + 120;
-const TXN_ID_AT = META_OFFSET + 128;
+/** A job writing the store while it is checked can free and reuse pages under the walk: that many fresh looks before a problem counts. */
+const CONCURRENT_COMMIT_RETRIES = 3;
 
 /**
- * Reads LMDB's two meta pages and checks that the file holds every page the newest one
- * refers to. LMDB maps the file into memory: reading a page past the end of a truncated
- * file kills the process with SIGBUS, so this check must come before opening it.
+ * Checks, before LMDB maps the file, that data.mdb holds every page its newest commit can
+ * reach: LMDB reads pages through a memory map, and touching one past the end of a
+ * truncated file kills the process with SIGBUS. The file's length alone says nothing: LMDB
+ * does not write pages freed in the commit that allocated them, so a healthy file can end
+ * before the last page its meta page counts (mdb.c: "the file may be shorter if the freeDB
+ * lists the final pages"). The walk reads branch pages, and leaves only where they can
+ * refer to more pages, so it costs a small part of the file (see docs/snapshots.md).
  */
 export function checkStoreFile(dir: string): StoreProblem {
   const file = join(dir, 'data.mdb');
   if (!existsSync(file)) return existsSync(dir) ? 'data.mdb is missing' : 'the partition folder is missing';
   const fd = openSync(file, 'r');
   try {
-    const size = fstatSync(fd).size;
-    const first = Buffer.alloc(256);
-    if (readSync(fd, first, 0, 256, 0) < 256) return `data.mdb is ${size} bytes, too short to be an LMDB file`;
-    if (first.readUInt32LE(META_OFFSET) !== META_MAGIC) return 'data.mdb does not start with an LMDB meta page';
-    const pageSize = first.readUInt32LE(PAGE_SIZE_AT);
-    if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) return `data.mdb declares an impossible page size (${pageSize})`;
-    const second = Buffer.alloc(256);
-    if (readSync(fd, second, 0, 256, pageSize) < 256) return `data.mdb is ${size} bytes, shorter than its two meta pages`;
-    const metas = [first, second].filter((m) => m.readUInt32LE(META_OFFSET) === META_MAGIC);
-    // The meta page with the higher transaction id is the one LMDB will use.
-    const newest = metas.reduce((a, b) => (b.readBigUInt64LE(TXN_ID_AT) > a.readBigUInt64LE(TXN_ID_AT) ? b : a));
-    const lastPage = Number(newest.readBigUInt64LE(LAST_PAGE_AT));
-    const needed = (lastPage + 1) * pageSize;
-    if (size < needed) return `data.mdb is truncated: ${size} bytes, but its last committed page ends at byte ${needed}`;
-    return undefined;
+    for (let attempt = 0; ; attempt++) {
+      const size = fstatSync(fd).size;
+      const read = readMeta(fd, size);
+      if ('problem' in read) return read.problem;
+      const found = findUnreachablePage(fd, size, read.meta);
+      if (!found) return undefined;
+      const again = readMeta(fd, fstatSync(fd).size);
+      if (attempt < CONCURRENT_COMMIT_RETRIES && 'meta' in again && again.meta.txnId !== read.meta.txnId) continue;
+      return describeProblem(found, size);
+    }
   } finally {
     closeSync(fd);
   }
+}
+
+function describeProblem(found: PageProblem, size: number): string {
+  const where = found.database === 'free' ? 'its free-page list' : found.database === 'main' ? 'its list of databases' : `its ${JSON.stringify(found.database)} database`;
+  return found.kind === 'beyond-end'
+    ? `data.mdb is truncated: ${size} bytes, but page ${found.page} of ${where}, which its newest commit refers to, ends at byte ${found.endsAt}`
+    : `data.mdb is damaged: page ${found.page} of ${where}, which its newest commit refers to, is not a B-tree page`;
 }
 
 export interface PartitionReport {

@@ -1,11 +1,17 @@
 import type zookeeper from 'node-zookeeper-client';
 import type { Transaction } from 'node-zookeeper-client';
+import { OffsetStoreError } from '../../errors.js';
 import type { ZooKeeperSession } from './session.js';
 
 /** An ACL compared by what it grants (the client's runtime field is `permission`, its types say `perms`). */
 function aclKey(acl: zookeeper.ACL): string {
   const a = acl as unknown as { permission?: number; perms?: number; id: { scheme: string; id: string } };
   return `${a.id.scheme}:${a.id.id}:${a.permission ?? a.perms}`;
+}
+
+/** What ZooKeeper answered (the session keeps it as the cause of its OffsetStoreError). */
+function answer(error: unknown): string | undefined {
+  return ((error as { cause?: unknown })?.cause as { name?: string } | undefined)?.name ?? (error as { name?: string })?.name;
 }
 
 /** The records of one topic-partition a batch takes: offsets `from` (inclusive) to `until` (exclusive). */
@@ -92,9 +98,14 @@ export class ZooKeeperOffsetStore {
   async positions(partitions: Array<{ topic: string; partition: number }>): Promise<Map<string, number>> {
     const found = new Map<string, number>();
     for (const { topic, partition } of partitions) {
-      const data = await this.read(this.path('offsets', topic, partition));
-      const text = data?.toString('utf8') ?? '';
-      if (text !== '') found.set(`${topic}:${partition}`, Number(text));
+      const path = this.path('offsets', topic, partition);
+      const text = (await this.read(path))?.toString('utf8').trim() ?? '';
+      if (text === '') continue;
+      // Written by us, or by another client in the same layout (Kafka 0.8's /consumers/<group>/offsets): a decimal offset.
+      if (!/^\d{1,19}$/.test(text) || !Number.isSafeInteger(Number(text))) {
+        throw new OffsetStoreError(`the position in ZooKeeper at ${path} holds ${JSON.stringify(text.slice(0, 40))}, not an offset (a decimal number); correct it or delete the node`, { path, value: text.slice(0, 40) });
+      }
+      found.set(`${topic}:${partition}`, Number(text));
     }
     return found;
   }
@@ -120,15 +131,44 @@ export class ZooKeeperOffsetStore {
     await this.zk.run(`record batch ${batch.batchTime}`, (client, done) => client.setData(path, Buffer.from(JSON.stringify(batch)), (error) => done(error)));
   }
 
+  /**
+   * A write whose first attempt was applied but whose answer was lost (a connection lost,
+   * a session expired) is retried by the session and then meets its own work: its create
+   * finds the node there, its delete finds none. That is success when what ZooKeeper holds
+   * is what the write meant to leave; anything else is a conflict and stays an error.
+   */
+  private async unlessDone(write: Promise<void>, conflict: 'NODE_EXISTS' | 'NO_NODE', done: () => Promise<boolean>): Promise<void> {
+    try {
+      await write;
+    } catch (error) {
+      if (answer(error) !== conflict || !(await done())) throw error;
+    }
+  }
+
+  private async holds(path: string, data: string): Promise<boolean> {
+    return (await this.read(path))?.toString('utf8') === data;
+  }
+
   /** After every state partition committed the batch: the next start positions, and no batch in flight. */
   async recordBatchEnd(batch: RecordedBatch, keepHistory: boolean): Promise<void> {
-    await this.zk.run(`record end of batch ${batch.batchTime}`, (client, done) => {
+    const entry = JSON.stringify(batch);
+    const write = this.zk.run<void>(`record end of batch ${batch.batchTime}`, (client, done) => {
       const tx = client.transaction();
       for (const r of batch.ranges) tx.setData(this.path('offsets', r.topic, r.partition), Buffer.from(String(r.until)));
       tx.setData(this.path('batch'), Buffer.alloc(0));
       tx.setData(this.path('last-batch'), Buffer.from(String(batch.batchTime)));
-      if (keepHistory) this.createIn(tx, this.path('history', batch.batchTime), Buffer.from(JSON.stringify(batch)));
+      if (keepHistory) this.createIn(tx, this.path('history', batch.batchTime), Buffer.from(entry));
       tx.commit((error) => done(error));
+    });
+    // Only the history entry's create can meet its own earlier success; the multi-op is atomic, so the rest is checked with it.
+    await this.unlessDone(write, 'NODE_EXISTS', async () => {
+      const applied = [
+        this.holds(this.path('history', batch.batchTime), entry),
+        this.holds(this.path('batch'), ''),
+        this.holds(this.path('last-batch'), String(batch.batchTime)),
+        ...batch.ranges.map((r) => this.holds(this.path('offsets', r.topic, r.partition), String(r.until))),
+      ];
+      return (await Promise.all(applied)).every(Boolean);
     });
   }
 
@@ -170,11 +210,13 @@ export class ZooKeeperOffsetStore {
   async anchorHistory(batchTime: number): Promise<void> {
     if ((await this.historyTimes()).includes(batchTime)) return;
     const path = this.path('history', batchTime);
-    await this.zk.run(`create ${path}`, (client, done) => {
-      const data = Buffer.from(JSON.stringify({ batchTime, ranges: [] }));
+    const anchor = JSON.stringify({ batchTime, ranges: [] });
+    const write = this.zk.run<void>(`create ${path}`, (client, done) => {
+      const data = Buffer.from(anchor);
       if (this.zk.acls) client.create(path, data, this.zk.acls, (error) => done(error));
       else client.create(path, data, (error) => done(error));
     });
+    await this.unlessDone(write, 'NODE_EXISTS', () => this.holds(path, anchor));
   }
 
   /**
@@ -194,10 +236,11 @@ export class ZooKeeperOffsetStore {
 
   private async removeHistory(old: number[]): Promise<void> {
     if (old.length === 0) return;
-    await this.zk.run('prune batch history', (client, done) => {
+    const write = this.zk.run<void>('prune batch history', (client, done) => {
       const tx = client.transaction();
       for (const t of old) tx.remove(this.path('history', t));
       tx.commit((error) => done(error));
     });
+    await this.unlessDone(write, 'NO_NODE', async () => (await Promise.all(old.map((t) => this.read(this.path('history', t))))).every((data) => data === undefined));
   }
 }

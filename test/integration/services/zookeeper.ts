@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import zookeeper from 'node-zookeeper-client';
 import { describeExit, spawnService, type ServiceProcess } from './process.js';
 
 const INSTALL_HINT = 'run `bash scripts/install-services.sh` (as root) first';
@@ -215,4 +216,21 @@ export async function startZooKeeper(options: ZooKeeperOptions = {}): Promise<Zo
       await start();
     },
   };
+}
+
+/** A plain node-zookeeper-client session of a test's own ("another client"); close it when done. */
+export async function connectClient(connect: string, timeoutMs = 10_000): Promise<zookeeper.Client> {
+  const client = zookeeper.createClient(connect, { sessionTimeout: 5000 });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      client.close();
+      reject(new Error(`no ZooKeeper session at ${connect} within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    client.once('connected', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    client.connect();
+  });
+  return client;
 }

@@ -1,0 +1,80 @@
+import { DataLossError } from '../../errors.js';
+import type { OffsetRange, RecordedBatch } from '../../storage/zookeeper/offsets.js';
+import type { DataLostEvent } from '../batch-events.js';
+
+/** A partition's offsets as the broker holds them: low is the earliest it still has, high the next it will write. */
+export interface Watermarks {
+  low: number;
+  high: number;
+}
+
+/** Offsets a job needs that the broker no longer holds: `until` is the earliest offset it still holds. */
+export interface Gap extends OffsetRange {
+  where: DataLostEvent['where'];
+  batchTime?: number;
+  /** For a recorded batch: the one in flight when the job stopped, or one to replay for a restored store. */
+  replay?: boolean;
+}
+
+/**
+ * At start: every stored position and every recorded range (the batch in flight, the
+ * batches a restored store replays) that begins before the earliest offset the broker
+ * holds. A range wholly deleted is lost whole; one cut is lost up to the low watermark.
+ */
+export function gapsAtStart(
+  watermarks: ReadonlyMap<string, Watermarks>,
+  stored: ReadonlyMap<string, number>,
+  recorded: readonly RecordedBatch[],
+  pending: RecordedBatch | undefined,
+): Gap[] {
+  const gaps: Gap[] = [];
+  for (const batch of recorded) {
+    for (const r of batch.ranges) {
+      const low = watermarks.get(`${r.topic}:${r.partition}`)?.low;
+      if (low !== undefined && r.from < low && r.from < r.until) {
+        gaps.push({ topic: r.topic, partition: r.partition, from: r.from, until: Math.min(low, r.until), where: 'recorded-batch', batchTime: batch.batchTime, replay: batch !== pending });
+      }
+    }
+  }
+  for (const [id, position] of stored) {
+    const mark = watermarks.get(id);
+    if (mark && position < mark.low) {
+      const [topic, partition] = [id.slice(0, id.lastIndexOf(':')), Number(id.slice(id.lastIndexOf(':') + 1))];
+      gaps.push({ topic, partition, from: position, until: mark.low, where: 'position' });
+    }
+  }
+  return gaps;
+}
+
+function offsets(gap: Gap): string {
+  const count = gap.until - gap.from;
+  return `${gap.topic}[${gap.partition}] offsets ${gap.from}–${gap.until - 1} (${count} record${count === 1 ? '' : 's'})`;
+}
+
+export function describeGap(gap: Gap): string {
+  switch (gap.where) {
+    case 'position':
+      return `${offsets(gap)}: the job's position is ${gap.from}, the broker's earliest offset ${gap.until}`;
+    case 'recorded-batch':
+      return `${offsets(gap)} of batch ${gap.batchTime}, ${gap.replay ? 'which a store restored from a snapshot must re-run' : 'which was in flight when the job stopped'}`;
+    default:
+      return `${offsets(gap)}: deleted while the job was behind, before it fetched them`;
+  }
+}
+
+export function dataLossError(gaps: readonly Gap[], root: string): DataLossError {
+  return new DataLossError(
+    `records this job has not read are gone from Kafka (deleted by retention, or the topic was recreated): ${gaps.map(describeGap).join('; ')}. ` +
+      'Nothing was counted from them and the positions in ZooKeeper were not moved. To go on without them, start the job with failOnDataLoss: false ' +
+      '(it continues from the earliest offsets the broker holds and reports each gap with the source.data-lost event)',
+    { root, gaps: gaps.map((g) => ({ ...g })) },
+  );
+}
+
+export function dataLostEvent(gap: Gap): DataLostEvent {
+  return {
+    topic: gap.topic, partition: gap.partition, from: gap.from, until: gap.until, where: gap.where,
+    ...(gap.batchTime === undefined ? {} : { batchTime: gap.batchTime }),
+    message: `went on without ${describeGap(gap)} (failOnDataLoss: false)`,
+  };
+}

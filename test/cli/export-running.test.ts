@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { StateSpec, readStateExport } from '../../src/index.js';
+import { BatchLog } from '../../src/storage/partition/batch-log.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
+import { messageCodec } from '../../src/storage/codec.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+
+const run = promisify(execFile);
+const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const KEYS = 20_000;
+
+describe('statestream export on a running job', { timeout: 300_000 }, () => {
+  it('writes the state of one batch: every partition read as of the same batch, while batches keep committing', async () => {
+    const dataDir = tempDir();
+    const job = spawn(process.execPath, [fileURLToPath(fixture('busy-job')), dataDir, String(KEYS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const batches: number[] = [];
+    createInterface({ input: job.stdout! }).on('line', (line) => {
+      if (line.startsWith('BATCH ')) batches.push(Number(line.slice(6)));
+      if (line.startsWith('FAILED')) batches.push(NaN);
+    });
+    try {
+      const deadline = Date.now() + 60_000;
+      while (batches.length < 3) {
+        if (Date.now() > deadline) assert.fail(`the job did not complete 3 batches within 60 s (${batches.length})`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const seen = new Set<number>();
+      for (let i = 0; i < 8; i++) {
+        const out = join(tempDir(), `export-${i}.msgpack`);
+        const result = await run(process.execPath, [cli, 'export', '--data-dir', dataDir, '--out', out, '--json'], { timeout: 60_000 });
+        const summary = JSON.parse(result.stdout) as { keyCount: number; batchTime: number };
+        const source = readStateExport<string, number>(out);
+        const counts = new Set([...source.entries()].map(([, count]) => count));
+        assert.equal(summary.keyCount, KEYS);
+        assert.equal(counts.size, 1, `export ${i} (batch ${summary.batchTime}) holds one batch's counts, not several: ${[...counts].join(', ')}`);
+        assert.equal(source.header.batchTime, summary.batchTime);
+        seen.add(summary.batchTime);
+      }
+      assert.ok(!batches.some(Number.isNaN), 'no batch failed');
+      assert.ok(seen.size > 1, `the job committed batches between the exports (batches ${[...seen].join(', ')})`);
+    } finally {
+      job.kill('SIGKILL');
+      await new Promise((r) => job.once('exit', r));
+    }
+  });
+
+  it('refuses stores left at different batches by a failed batch, naming the partitions, once they stop moving', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(3), { dataDir });
+    try {
+      await job.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+      await job.batch([['a', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+    // As a batch that failed in partition 1 leaves it: its batch log one batch behind.
+    const store = openPartitionStore(partitionPath(dataDir, 0, 1));
+    new BatchLog(store).record({ batchTime: 1000, outputs: messageCodec.pack([]), keyCount: new BatchLog(store).last()!.keyCount });
+    store.env.close();
+    const started = Date.now();
+    const result = await run(process.execPath, [cli, 'export', '--data-dir', dataDir, '--out', join(tempDir(), 'x.msgpack')], { timeout: 60_000 }).then(
+      () => assert.fail('export succeeded'),
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /partitions 1 of stream 0 under .* did not commit batch 2000, so the stores are not of one batch/);
+    assert.ok(Date.now() - started < 30_000);
+  });
+});

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BatchEvents, ManualClock, StreamingContext, StatestreamError, type BatchFailedEvent } from '../../src/index.js';
+import { tempDir } from '../helpers.js';
+import { useServices } from '../integration/services/suite.js';
+
+/** The error a failed batch reported, waited for with a deadline. */
+function nextFailure(ssc: StreamingContext, timeoutMs: number): Promise<BatchFailedEvent> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no batch.failed within ${timeoutMs} ms`)), timeoutMs);
+    ssc.on(BatchEvents.FAILED, (e) => {
+      clearTimeout(timer);
+      resolve(e);
+    });
+  });
+}
+
+describe('a map, flatMap or filter that throws', () => {
+  it('fails the batch naming the operation, where it was defined, the batch and the record, with the cause kept', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+    const lines = ssc.queueStream<string | null>();
+    const seen: string[] = [];
+    lines
+      .map((line) => line)
+      .flatMap((line) => line!.split(' '))
+      .filter((word) => word.length > 0)
+      .foreachBatch((words) => void seen.push(...words));
+    await ssc.start();
+    try {
+      lines.push('a b');
+      await (ssc.clock as ManualClock).advance(1000);
+      lines.push('c', null, 'd');
+      await assert.rejects((ssc.clock as ManualClock).advance(1000), (e: unknown) => {
+        assert.ok(e instanceof StatestreamError, String(e));
+        assert.equal(e.code, 'ERR_STREAM_OPERATION');
+        assert.match(e.message, /^flatMap \(operation 2 of the chain on queueStream 0, defined at .*stream-operations\.test\.js:\d+:\d+\) threw on record 1 of batch 2000 \(null\): Cannot read properties of null \(reading 'split'\)$/);
+        assert.deepEqual({ ...e.context, definedAt: undefined }, { operation: 'flatMap', position: 2, stream: 'queueStream 0', definedAt: undefined, batchTime: 2000, index: 1 });
+        assert.ok(e.cause instanceof TypeError);
+        return true;
+      });
+      assert.deepEqual(seen, ['a', 'b'], 'the failed batch ran no output');
+    } finally {
+      await ssc.stop();
+    }
+  });
+
+  it('names a filter and a map the same way, and a flatMap that returns no iterable', async () => {
+    const cases: Array<[(s: ReturnType<StreamingContext['queueStream']>) => void, RegExp]> = [
+      [(s) => s.filter((n) => (n as number).toFixed(1) !== '').foreachBatch(() => {}), /^filter \(operation 1 of the chain on queueStream 0, defined at .*\) threw on record 0 of batch 1000 \("x"\): .*toFixed is not a function$/],
+      [(s) => s.map((n) => JSON.parse(n as string)).foreachBatch(() => {}), /^map \(operation 1 of the chain on queueStream 0, defined at .*\) threw on record 0 of batch 1000 \("x"\): .*JSON/],
+      [(s) => s.flatMap(() => 5 as never).foreachBatch(() => {}), /^flatMap \(operation 1 of the chain on queueStream 0, defined at .*\) threw on record 0 of batch 1000 \("x"\): flatMap function returned number, not an iterable$/],
+    ];
+    for (const [build, message] of cases) {
+      const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+      const input = ssc.queueStream<unknown>();
+      build(input);
+      await ssc.start();
+      try {
+        input.push('x');
+        await assert.rejects((ssc.clock as ManualClock).advance(1000), (e: unknown) => e instanceof StatestreamError && message.test(e.message));
+      } finally {
+        await ssc.stop();
+      }
+    }
+  });
+
+  describe('on a Kafka stream', { timeout: 120_000 }, () => {
+    const services = useServices();
+
+    it('names the message by topic, partition and offset (a null value from a tombstone)', async () => {
+      const topic = 'tombstones';
+      await services.kafka.createTopic(topic, 2);
+      await services.producer.send({ topic, messages: [{ key: 'a', value: 'x y', partition: 1 }, { key: 'a', value: null, partition: 1 }] });
+      const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), threads: 1, appName: 'tombstones' });
+      ssc
+        .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: 'tombstones', zookeeper: { connect: services.zk.connectString }, groupSessionTimeoutMs: 6000 })
+        .flatMap((record) => record.value.split(' '))
+        .foreachBatch(() => {});
+      const failed = nextFailure(ssc, 60_000);
+      await ssc.start();
+      try {
+        const { error } = await failed;
+        assert.ok(error instanceof StatestreamError);
+        assert.match(error.message, /^flatMap \(operation 1 of the chain on kafkaStream\(tombstones\), defined at .*stream-operations\.test\.js:\d+:\d+\) threw on the message at tombstones\[1\] offset 1 in batch \d+: Cannot read properties of null \(reading 'split'\)$/);
+        assert.deepEqual([error.context.topic, error.context.partition, error.context.offset], [topic, 1, '1']);
+      } finally {
+        await ssc.stop();
+      }
+    });
+  });
+});

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { StateSpec } from '../../src/index.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { produceWithKcat } from '../integration/services/kafka.js';
+import { useServices } from '../integration/services/suite.js';
+import { startKafkaWordCount } from '../integration/job-process.js';
+
+const run = promisify(execFile);
+const example = (name: string) => fileURLToPath(new URL(`../../examples/${name}/main.js`, import.meta.url));
+
+/** Every "Word <w>, count <n>" line, per word, in the order printed. */
+function countsByWord(stdout: string): Map<string, number[]> {
+  const byWord = new Map<string, number[]>();
+  for (const [, word, n] of stdout.matchAll(/^Word (\S+), count (\d+)$/gm)) byWord.set(word, [...(byWord.get(word) ?? []), Number(n)]);
+  return byWord;
+}
+
+/**
+ * The article's rule, seen from the outside: each printed count is the previous one plus
+ * one, except after 11, where one occurrence removed the word silently and the next printed 1.
+ */
+function assertArticleSequence(byWord: Map<string, number[]>): void {
+  for (const [word, counts] of byWord) {
+    assert.equal(counts[0], 1, `${word} starts at 1: ${counts.join(',')}`);
+    for (let i = 1; i < counts.length; i++) {
+      assert.equal(counts[i], counts[i - 1] === 11 ? 1 : counts[i - 1] + 1, `${word}: ${counts.join(',')}`);
+    }
+  }
+}
+
+describe("the article's word count", () => {
+  it('counts a word up to 11, removes it at its next occurrence, and starts again at 1 (the mapping module the examples load)', async () => {
+    const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('article-count')).numPartitions(2), { dataDir: tempDir() });
+    try {
+      const words = (n: number) => Array.from({ length: n }, () => ['BBBBBBB', 1] as [string, number]);
+      assert.deepEqual(await job.batch(words(11)), Array.from({ length: 11 }, (_, i) => ['BBBBBBB', i + 1]), 'Word BBBBBBB, count 11 is emitted');
+      assert.equal(job.stream.store().get('BBBBBBB'), 11);
+      assert.deepEqual(await job.batch(words(3)), [['BBBBBBB', 1], ['BBBBBBB', 2]], 'the 12th occurrence removes it and emits nothing; the 13th starts at 1');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('examples/word-count prints "count 11" once per round of a word, as the article\'s console does', async () => {
+    const { stdout } = await run(process.execPath, [example('word-count'), '--batch-ms', '100', '--batches', '25', '--seed', '1', '--snapshot-every', '0', '--data-dir', join(tempDir(), 'wc')], { timeout: 120_000 });
+    const byWord = countsByWord(stdout);
+    assert.ok([...byWord.values()].some((counts) => counts.includes(11)), `some word reached 11:\n${stdout}`);
+    assertArticleSequence(byWord);
+  });
+
+  describe('examples/kafka-word-count', { timeout: 180_000 }, () => {
+    const services = useServices();
+
+    it('counts words typed with kcat by the same rule', async () => {
+      const topic = 'article-words';
+      await services.kafka.createTopic(topic, 2);
+      const example = startKafkaWordCount({
+        brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, group: 'article', dataDir: join(tempDir(), 'kwc'), zkRoot: '/statestream/article-words',
+      });
+      try {
+        // Thirteen BBBBBBB in one message: one batch, one partition, in order.
+        await produceWithKcat(services.kafka.brokers, topic, [{ value: Array(13).fill('BBBBBBB').join(' ') }, { value: 'AAAA' }]);
+        const deadline = Date.now() + 90_000;
+        while (!/Word AAAA, count 1/.test(example.output()) || !/Word BBBBBBB, count/.test(example.output())) {
+          if (Date.now() > deadline) assert.fail(`no counts for BBBBBBB and AAAA within 90 s; output:\n${example.output()}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.deepEqual(countsByWord(example.output()).get('BBBBBBB'), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1]);
+      } finally {
+        await example.stop();
+      }
+    });
+  });
+});

@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { BatchEvents, DataLossError, StateSpec, StreamingContext, listSnapshots, type DataLostEvent, type KafkaStreamOptions, type MapWithStateStream } from '../../src/index.js';
+import { partitionPath } from '../../src/storage/partition/store.js';
+import { fixture, tempDir } from '../helpers.js';
+import { JobProcess, highWatermarks, tally, zkOffsets } from './job-process.js';
+import { produceWithKcat } from './services/kafka.js';
+import { useServices } from './services/suite.js';
+
+/** The line at each offset of a one-partition topic: what the counts must hold is computed from offsets alone. */
+const line = (offset: number) => `w${offset % 13}`;
+const lines = (from: number, until: number) => Array.from({ length: until - from }, (_, i) => line(from + i));
+const MANY = 1_000_000;
+
+async function until(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`${what}: not within ${ms / 1000} s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker keeping the newest ~5.5·10^5 of 10^6 lines)', { timeout: 900_000 }, () => {
+  const services = useServices();
+
+  /** A word count over a one-partition topic, in this process. */
+  function job(topic: string, dataDir: string, options: Partial<KafkaStreamOptions<string>> = {}, snapshotEvery?: number) {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: topic, snapshotEvery, snapshotsKept: 100 });
+    const counts = ssc
+      .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `${topic}-${Date.now()}`, zookeeper: { connect: services.zk.connectString, root: `/statestream/${topic}` }, groupSessionTimeoutMs: 6000, ...options })
+      .map((record) => [record.value as string, 1] as [string, number])
+      .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(1));
+    const lost: DataLostEvent[] = [];
+    ssc.on(BatchEvents.DATA_LOST, (e) => lost.push(e));
+    return { ssc, counts: counts as MapWithStateStream<string, number, unknown>, lost };
+  }
+
+  /** A start that must fail as `check` says; the context is stopped either way. */
+  async function refusedStart(j: ReturnType<typeof job>, check: (e: unknown) => boolean, message?: string): Promise<void> {
+    try {
+      await assert.rejects(j.ssc.start(), check, message);
+    } finally {
+      await j.ssc.stop();
+    }
+  }
+
+  const position = async (topic: string) => (await zkOffsets(services.zk.connectString, `/statestream/${topic}`, topic, 1))[0];
+  const low = async (topic: string) => {
+    const admin = (await import('kafkajs')).Kafka;
+    const client = new admin({ brokers: services.kafka.brokers, logLevel: 0 }).admin();
+    await client.connect();
+    try {
+      return Number((await client.fetchTopicOffsets(topic))[0].low);
+    } finally {
+      await client.disconnect();
+    }
+  };
+  /** Produces lines for offsets [from, until) with kcat and checks the broker then dropped the oldest. */
+  async function produceBeyondRetention(topic: string, from: number): Promise<{ low: number; high: number }> {
+    await produceWithKcat(services.kafka.brokers, topic, lines(from, from + MANY).map((value) => ({ value })), 0);
+    const [high] = await highWatermarks(services.kafka.brokers, topic);
+    assert.equal(high, from + MANY);
+    const earliest = await low(topic);
+    assert.ok(earliest > from, `the broker dropped the oldest records (earliest offset ${earliest}, the job stopped at ${from})`);
+    return { low: earliest, high };
+  }
+
+  async function runUntilCaughtUp(j: ReturnType<typeof job>, topic: string, end: number): Promise<void> {
+    await j.ssc.start();
+    try {
+      await until(async () => (await position(topic)) === end, 300_000, `the position reaching ${end}`);
+      await j.ssc.awaitIdle();
+    } catch (error) {
+      await j.ssc.stop();
+      throw error;
+    }
+  }
+
+  it('failOnDataLoss is checked when the stream is defined', () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir() });
+    assert.throws(() => ssc.kafkaStream({ brokers: ['127.0.0.1:9092'], topic: 't', groupId: 'g', zookeeper: { connect: '127.0.0.1:2181' }, failOnDataLoss: 'no' as never }), /kafkaStream: failOnDataLoss must be true or false, got "no"/);
+  });
+
+  it('a stored position the broker no longer holds fails the start whatever startingOffsets says, and moves nothing; failOnDataLoss: false goes on from the earliest offset held and reports the gap', async () => {
+    const topic = 'retention-position';
+    await services.kafka.createTopic(topic, 1);
+    const dataDir = join(tempDir(), 'data');
+    await produceWithKcat(services.kafka.brokers, topic, lines(0, 1000).map((value) => ({ value })), 0);
+    const first = job(topic, dataDir);
+    await runUntilCaughtUp(first, topic, 1000);
+    await first.ssc.stop();
+
+    const { low: earliest, high } = await produceBeyondRetention(topic, 1000);
+    for (const startingOffsets of ['latest', 'earliest'] as const) {
+      await refusedStart(job(topic, dataDir, { startingOffsets }), (e: unknown) => {
+        assert.ok(e instanceof DataLossError, String(e));
+        assert.match(e.message, new RegExp(`${topic}\\[0\\] offsets 1000–${earliest - 1} \\(${earliest - 1000} records\\): the job's position is 1000, the broker's earliest offset ${earliest}`));
+        assert.match(e.message, /failOnDataLoss: false/);
+        assert.deepEqual(e.context.gaps, [{ topic, partition: 0, from: 1000, until: earliest, where: 'position' }]);
+        return true;
+      }, `startingOffsets ${startingOffsets}`);
+      assert.equal(await position(topic), 1000, 'the position in ZooKeeper is where the job stopped');
+    }
+
+    const goOn = job(topic, dataDir, { startingOffsets: 'latest', failOnDataLoss: false });
+    await runUntilCaughtUp(goOn, topic, high);
+    try {
+      assert.deepEqual(goOn.lost.map(({ topic: t, partition, from, until: u, where }) => ({ t, partition, from, u, where })), [{ t: topic, partition: 0, from: 1000, u: earliest, where: 'position' }]);
+      assert.match(goOn.lost[0].message, /went on without/);
+      assert.deepEqual(new Map(goOn.counts.store().entries()), tally([...lines(0, 1000), ...lines(earliest, high)]), 'every line the broker still held, counted once, none before');
+    } finally {
+      await goOn.ssc.stop();
+    }
+  });
+
+  it('a batch in flight when the job stopped whose records are gone fails the start, naming the batch', async () => {
+    const topic = 'retention-in-flight';
+    await services.kafka.createTopic(topic, 1);
+    await produceWithKcat(services.kafka.brokers, topic, lines(0, 300).map((value) => ({ value })), 0);
+    const config = {
+      brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, zkRoot: `/statestream/${topic}`, dataDir: join(tempDir(), 'data'),
+      groupId: `${topic}-1`, batchMs: 100, partitions: 1, maxRecordsPerBatch: 200, dieAfterCommitOfBatch: 1,
+    };
+    // Dies with [0, 200) recorded in ZooKeeper as the batch in flight.
+    const first = new JobProcess(config);
+    assert.equal((await first.exited).signal, 'SIGKILL');
+    const { low: earliest } = await produceBeyondRetention(topic, 300);
+    await refusedStart(job(topic, config.dataDir), (e: unknown) => e instanceof DataLossError && new RegExp(`${topic}\\[0\\] offsets 0–199 \\(200 records\\) of batch \\d+, which was in flight when the job stopped`).test(e.message));
+    assert.ok(earliest > 300);
+  });
+
+  it('a replay after a restore whose ranges are gone fails the start, naming the batches', async () => {
+    const topic = 'retention-replay';
+    await services.kafka.createTopic(topic, 1);
+    const dataDir = join(tempDir(), 'data');
+    const first = job(topic, dataDir, {}, 1);
+    await first.ssc.start();
+    try {
+      await until(() => listSnapshots(dataDir).length > 0, 60_000, 'a snapshot before the first record');
+      await produceWithKcat(services.kafka.brokers, topic, lines(0, 100).map((value) => ({ value })), 0);
+      await until(async () => (await position(topic)) === 100, 60_000, 'the position reaching 100');
+      await first.ssc.awaitIdle();
+    } finally {
+      await first.ssc.stop();
+    }
+    const early = listSnapshots(dataDir).at(-1)!;
+    for (const s of listSnapshots(dataDir)) if (s.batchTime !== early.batchTime) rmSync(s.path, { recursive: true });
+    rmSync(partitionPath(dataDir, 0, 0), { recursive: true });
+    await produceBeyondRetention(topic, 100);
+    await refusedStart(job(topic, dataDir, {}, 1), (e: unknown) => e instanceof DataLossError && new RegExp(`${topic}\\[0\\] offsets 0–\\d+ \\(\\d+ records?\\) of batch \\d+, which a store restored from a snapshot must re-run`).test(e.message));
+  });
+
+  it('records deleted while a running job is behind fail the next batch, naming them', async () => {
+    const topic = 'retention-running';
+    await services.kafka.createTopic(topic, 1);
+    const j = job(topic, join(tempDir(), 'data'), { maxRecordsPerBatch: 20 });
+    const failed = new Promise<Error>((resolve) => j.ssc.on(BatchEvents.FAILED, (e) => resolve(e.error)));
+    await j.ssc.start();
+    try {
+      await produceWithKcat(services.kafka.brokers, topic, lines(0, MANY).map((value) => ({ value })), 0);
+      let timer: NodeJS.Timeout | undefined;
+      const error = await Promise.race([failed, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no batch failed within 180 s')), 180_000)))]).finally(() => clearTimeout(timer));
+      assert.ok(error instanceof DataLossError, String(error));
+      assert.match(error.message, new RegExp(`${topic}\\[0\\] offsets \\d+–\\d+ \\(\\d+ records\\): deleted while the job was behind, before it fetched them`));
+    } finally {
+      await j.ssc.stop();
+    }
+  });
+});

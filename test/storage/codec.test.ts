@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Packr } from 'msgpackr';
+import { StateSpec, exportJobState, readStateExport } from '../../src/index.js';
+import { decodeEntry, encodeEntry } from '../../src/storage/codec.js';
+import { openPartitionStore } from '../../src/storage/partition/store.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+import type { Visits } from '../fixtures/typed-state.js';
+
+const spec = () => StateSpec.function<string, { page: number; tag: string }, Visits, unknown>(fixture('typed-state')).numPartitions(2);
+
+function visits(pages: Array<[number, number]>, tags: string[], since: number): Visits {
+  return { byPage: new Map(pages), tags: new Set(tags), since: new Date(since) };
+}
+
+describe('state types across commits', () => {
+  it('a Map (with numeric keys), a Set and a Date in a state are the same types in the next batch, in store() and in stateSnapshots()', async () => {
+    const job = await keyedJob(spec(), { dataDir: tempDir() });
+    try {
+      assert.deepEqual(await job.batch([['ann', { page: 1, tag: 'a' }], ['ann', { page: 1, tag: 'b' }]]), [['ann', 1, 1, 1000], ['ann', 2, 2, 1000]]);
+      // The state now comes from LMDB: m.get must still be a Map's get.
+      assert.deepEqual(await job.batch([['ann', { page: 1, tag: 'a' }], ['bob', { page: 7, tag: 'z' }]]), [['ann', 3, 2, 1000], ['bob', 1, 1, 2000]]);
+      assert.deepEqual(job.stream.store().get('ann'), visits([[1, 3]], ['a', 'b'], 1000));
+      assert.deepEqual(job.snapshots.at(-1)!.pairs, [['ann', visits([[1, 3]], ['a', 'b'], 1000)], ['bob', visits([[7, 1]], ['z'], 2000)]]);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('keep their types through an export, an import as initial state, and initial state given as pairs', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir });
+    try {
+      await job.batch([['ann', { page: 3, tag: 'x' }]]);
+    } finally {
+      await job.ssc.stop();
+    }
+    const file = join(tempDir(), 'state.msgpack');
+    await exportJobState(dataDir, file);
+    assert.deepEqual([...readStateExport(file).entries()], [['ann', visits([[3, 1]], ['x'], 1000), 1000]]);
+
+    const fromExport = await keyedJob(spec().initialState(readStateExport(file)), { dataDir: tempDir(), startMs: 1000 });
+    try {
+      assert.deepEqual(await fromExport.batch([['ann', { page: 3, tag: 'y' }]]), [['ann', 2, 2, 1000]]);
+    } finally {
+      await fromExport.ssc.stop();
+    }
+    const fromPairs = await keyedJob(spec().initialState([['cy', visits([[5, 4]], ['t'], 500)]]), { dataDir: tempDir() });
+    try {
+      assert.deepEqual(await fromPairs.batch([['cy', { page: 5, tag: 't' }]]), [['cy', 5, 1, 500]]);
+    } finally {
+      await fromPairs.ssc.stop();
+    }
+  });
+
+  it('entries written before Maps and Sets kept their type read as they always did', () => {
+    // The codec entries had until now: [state, lastUpdated], objects and Maps as MessagePack maps, Sets as arrays.
+    const before = new Packr({ useRecords: false });
+    const store = openPartitionStore(tempDir());
+    try {
+      const old = { count: 2, byPage: new Map([[1, 2]]), tags: new Set(['a']) };
+      store.state.putSync('k', before.pack([old, 1000]));
+      const [state, lastUpdated] = decodeEntry(store.state.getBinary('k')!);
+      assert.equal(lastUpdated, 1000);
+      assert.deepEqual(state, { count: 2, byPage: { 1: 2 }, tags: ['a'] });
+    } finally {
+      store.env.close();
+    }
+    // And a state with no Map is still written in that format, byte for byte.
+    const plain = { count: 2, pages: [1, 2], at: new Date(5) };
+    assert.deepEqual(encodeEntry(plain, 1000), before.pack([plain, 1000]));
+  });
+});

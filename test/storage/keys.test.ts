@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { InvalidRecordError, StateExportError, StateSpec, writeStateExport, readStateExport } from '../../src/index.js';
+import { keyProblem } from '../../src/storage/keys.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { join } from 'node:path';
+
+const grin = '\u{1F600}';
+/** Two keys cut from emoji with slice: their lone low surrogates, different strings. */
+const cutA = grin.slice(1);
+const cutB = '\u{1F680}'.slice(1);
+
+describe('keys that are not well-formed strings', () => {
+  it('are two different strings that UTF-8 would turn into one', () => {
+    assert.notEqual(cutA, cutB);
+    assert.equal(Buffer.from(cutA).toString(), Buffer.from(cutB).toString(), 'both become U+FFFD in UTF-8');
+  });
+
+  it('fail the batch naming the key and the record, on the short-key fast path, in long keys and in tuples; the stores stay as they were', async () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [cutA, /record 1 of batch 2000: key "\\ude00" is not a well-formed string \(a lone surrogate at index 0\)/],
+      [`${'x'.repeat(700)}${cutB}`, /record 1 of batch 2000: key "x{40}…" is not a well-formed string \(a lone surrogate at index 700\)/],
+      [['user', `a${cutB}`], /record 1 of batch 2000: key \["user","a\\ude80"\] is not a well-formed string \(a lone surrogate at index 1 of part 1\)/],
+    ];
+    for (const [key, message] of cases) {
+      const job = await keyedJob(StateSpec.function<unknown, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir: tempDir() });
+      try {
+        await job.batch([['keep', 1]]);
+        job.input.pushBatch([['keep', 1], [key, 1]] as never);
+        await assert.rejects(job.clock.advance(1000), (e: unknown) => e instanceof InvalidRecordError && message.test((e as Error).message) && (e as InvalidRecordError).context.index === 1);
+        assert.deepEqual([...job.stream.store().entries()], [['keep', 1]]);
+      } finally {
+        await job.ssc.stop();
+      }
+    }
+  });
+
+  it('two keys cut from different emoji never share a state: the first is refused', async () => {
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(1), { dataDir: tempDir() });
+    try {
+      job.input.pushBatch([[cutA, 1], [cutB, 1]]);
+      await assert.rejects(job.clock.advance(1000), (e: unknown) => e instanceof InvalidRecordError && /record 0 of batch 1000/.test((e as Error).message));
+      assert.equal(job.stream.store().count(), 0);
+      assert.throws(() => job.stream.store().get(cutB), (e: unknown) => e instanceof InvalidRecordError && /store\(\)\.get: key "\\ude80" is not a well-formed string/.test((e as Error).message));
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('are refused in initial state and in exports too, and well-formed text (emoji whole, other scripts) is accepted', async () => {
+    assert.match(keyProblem(cutA)!, /not a well-formed string/);
+    assert.equal(keyProblem(`${grin} ok ünïcödé 漢字`), undefined);
+    await assert.rejects(keyedJob(StateSpec.function(fixture('count')).initialState([[cutA, 1]]), { dataDir: tempDir() }), (e: unknown) => e instanceof InvalidRecordError && /key "\\ude00" is not a well-formed string/.test((e as Error).message));
+    const file = join(tempDir(), 'bad.msgpack');
+    await assert.rejects(writeStateExport(file, { stateVersion: 1 }, [[cutA, 1, 0]]), (e: unknown) => e instanceof StateExportError && /entry 0 given to writeStateExport: key "\\ude00" is not a well-formed string/.test((e as Error).message));
+    await writeStateExport(file, { stateVersion: 1 }, [[grin, 1, 0]]);
+    assert.deepEqual([...readStateExport(file).entries()], [[grin, 1, 0]]);
+  });
+});

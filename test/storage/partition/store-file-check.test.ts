@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cpSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { compareKeys } from 'lmdb';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { BatchEvents, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, type StateRestoredEvent } from '../../../src/index.js';
+import { checkStoreFile } from '../../../src/storage/partition/store-check.js';
+import { partitionPath } from '../../../src/storage/partition/store.js';
+import { fixture, keyedJob, tempDir } from '../../helpers.js';
+
+const run = promisify(execFile);
+const PAGE = 4096;
+
+interface ProbeResult {
+  signal: string | null;
+  code: number | null;
+  output: { state?: Array<[string, number]>; restored?: StateRestoredEvent[]; entries?: Array<[string, number]>; error?: { name: string; message: string } } | undefined;
+}
+
+/** Runs test/fixtures/store-probe in a child process: a SIGBUS there fails the test instead of killing the runner. */
+async function probe(...args: string[]): Promise<ProbeResult> {
+  try {
+    const { stdout } = await run(process.execPath, [fileURLToPath(fixture('store-probe')), ...args], { timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
+    return { signal: null, code: 0, output: JSON.parse(stdout.trim().split('\n').at(-1)!) };
+  } catch (error) {
+    const e = error as { signal?: string; code?: number; stderr?: string };
+    return { signal: e.signal ?? null, code: e.code ?? null, output: undefined };
+  }
+}
+
+describe('the store file check', () => {
+  it('does not call a store damaged that ends before the last page its meta page counts, when LMDB reads it whole (the reproduction of issue 14)', { timeout: 180_000 }, async () => {
+    // One partition, idle keys swept every batch: commits free pages, and LMDB need not write
+    // pages freed in the commit that allocated them, so a healthy file can end early.
+    const dataDir = tempDir();
+    const spec = () => StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(1).timeout(150);
+    const clock = new ManualClock(0);
+    const first = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, clock });
+    const input = first.queueStream<[string, number]>();
+    const counts = input.mapWithState(spec());
+    await first.start();
+    let expected: Array<[string, number]>;
+    try {
+      for (const [b, n] of [3230, 2875, 2271, 1590, 2182].entries()) {
+        input.pushBatch(Array.from({ length: n }, (_, i) => [`k${i}-${b + 1}`, 1] as [string, number]));
+        await clock.advance(100);
+      }
+      expected = [...counts.store().entries()] as Array<[string, number]>;
+    } finally {
+      await first.stop();
+    }
+    const store = partitionPath(dataDir, 0, 0);
+    const file = join(store, 'data.mdb');
+    // This workload leaves the last 19 pages of the file on LMDB's free list; a file one page
+    // shorter is what LMDB leaves when it did not write such a page.
+    truncateSync(file, statSync(file).size - PAGE);
+    const raw = await probe('raw', store);
+    assert.equal(raw.signal, null, 'LMDB reads the shortened store without SIGBUS (precondition: its last page is free)');
+    assert.deepEqual(raw.output?.state, expected, 'LMDB reads every value of the shortened store (precondition)');
+
+    assert.equal(checkStoreFile(store), undefined);
+    const again = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, clock: new ManualClock(10_000) });
+    const restarted = again.queueStream<[string, number]>().mapWithState(spec());
+    const restored: StateRestoredEvent[] = [];
+    again.on(BatchEvents.STATE_RESTORED, (e) => restored.push(e));
+    await again.start();
+    try {
+      assert.deepEqual(restored, []);
+      assert.deepEqual([...restarted.store().entries()], expected);
+    } finally {
+      await again.stop();
+    }
+    const inspect = await run(process.execPath, [fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url)), 'inspect', '--data-dir', dataDir, '--json']);
+    assert.equal(JSON.parse(inspect.stdout).healthy, true, 'inspect calls it healthy');
+  });
+
+  it('finds a file cut at any of several points, a removed data.mdb and a removed partition folder, restores each from the snapshot, and never dies of SIGBUS', { timeout: 600_000 }, async () => {
+    const dataDir = tempDir();
+    const words = (b: number) => Array.from({ length: 3000 }, (_, i) => [`w${(i * 7 + b * 131) % 5000}-${i % 3}`, 1] as [string, number]);
+    const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2), { dataDir, snapshotEvery: 3 });
+    let atSnapshot: Array<[string, number]> = [];
+    let latest: Array<[string, number]>;
+    try {
+      for (let b = 1; b <= 4; b++) {
+        await job.batch(words(b));
+        if (b === 3) atSnapshot = [...job.stream.store().entries()] as Array<[string, number]>;
+      }
+      await job.ssc.awaitIdle();
+      latest = [...job.stream.store().entries()] as Array<[string, number]>;
+    } finally {
+      await job.ssc.stop();
+    }
+    assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [3000]);
+    // After the restore partition 0 still holds batch 4000; partition 1 is back at the snapshot's batch 3000.
+    const inPartition = (p: number, entries: Array<[string, number]>) => entries.filter(([key]) => murmur2Partitioner.partition(key, 2) === p);
+    const afterRestore = [...inPartition(0, latest!), ...inPartition(1, atSnapshot)].sort(([a], [b]) => compareKeys(a, b));
+    assert.notDeepEqual(afterRestore, latest!, 'batch 4000 changed partition 1');
+    const size = statSync(join(partitionPath(dataDir, 0, 1), 'data.mdb')).size;
+    // A cut near the end may remove only pages on LMDB's free list: then the store is whole.
+    const cuts = [0, 100, PAGE, 2 * PAGE, 2 * PAGE + 100, Math.floor(size / 4), Math.floor(size / 2), Math.floor((size * 3) / 4)].map((cut) => ({ cut, mayBeWhole: false }));
+    cuts.push({ cut: size - PAGE - 1, mayBeWhole: true }, { cut: size - 1, mayBeWhole: true });
+    const damage = [
+      ...cuts.map(({ cut, mayBeWhole }) => ({ what: `data.mdb cut at byte ${cut} of ${size}`, mayBeWhole, harm: (dir: string) => truncateSync(join(partitionPath(dir, 0, 1), 'data.mdb'), cut) })),
+      { what: 'data.mdb removed', mayBeWhole: false, harm: (dir: string) => rmSync(join(partitionPath(dir, 0, 1), 'data.mdb')) },
+      { what: 'the partition folder removed', mayBeWhole: false, harm: (dir: string) => rmSync(partitionPath(dir, 0, 1), { recursive: true }) },
+    ];
+    let restoredCount = 0;
+    for (const { what, mayBeWhole, harm } of damage) {
+      const copy = tempDir();
+      cpSync(dataDir, copy, { recursive: true });
+      harm(copy);
+      const result = await probe('start', copy, '10000', '2');
+      assert.equal(result.signal, null, `${what}: the start did not die of a signal`);
+      assert.equal(result.code, 0, `${what}: the start exited normally`);
+      const out = result.output!;
+      assert.equal(out.error, undefined, `${what}: ${out.error?.message}`);
+      if (out.restored!.length === 0 && mayBeWhole) {
+        assert.deepEqual(out.entries, latest!, `${what}: judged whole, so every value reads as before`);
+        continue;
+      }
+      assert.equal(out.restored!.length, 1, `${what}: the damaged store was found and restored`);
+      assert.deepEqual(out.restored![0].partitions.map((p) => p.partition), [1], what);
+      assert.match(out.restored![0].partitions[0].problem, /truncated|too short|shorter than its two meta pages|missing/, what);
+      assert.deepEqual(out.entries, afterRestore, `${what}: partition 1 holds its snapshot's state, partition 0 its own`);
+      restoredCount++;
+    }
+    assert.ok(restoredCount >= damage.length - 2);
+  });
+});

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { OffsetStoreError } from '../../../src/index.js';
+import { ZooKeeperOffsetStore, type RecordedBatch } from '../../../src/storage/zookeeper/offsets.js';
+import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
+import { connectClient, startZooKeeper, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
+import { startZooKeeperProxy, type ZooKeeperProxy } from '../../integration/services/zookeeper-proxy.js';
+
+const OP_CREATE = 1;
+const OP_MULTI = 14;
+
+function call<T>(what: (done: (error: unknown, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => what((error, value) => (error ? reject(error) : resolve(value as T))));
+}
+
+/** Resolves when `promise` does, fails naming `what` after `ms`. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([promise, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { timeout: 120_000 }, () => {
+  let zk: ZooKeeperServer;
+  let proxy: ZooKeeperProxy;
+  let roots = 0;
+  const sessions: ZooKeeperSession[] = [];
+
+  before(async () => {
+    zk = await startZooKeeper();
+    proxy = await startZooKeeperProxy(zk.connectString);
+  });
+  after(async () => {
+    sessions.forEach((s) => s.close());
+    await proxy?.close();
+    await zk?.stop();
+  });
+
+  /** An offset store through the proxy, under a root of its own, with one batch recorded as started. */
+  async function storeWithBatch(): Promise<{ store: ZooKeeperOffsetStore; batch: RecordedBatch; root: string }> {
+    const session = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs: 6000 });
+    sessions.push(session);
+    const root = `/retries/job-${++roots}`;
+    const store = new ZooKeeperOffsetStore(session, root);
+    await store.init([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]);
+    await store.anchorHistory(0);
+    const batch = { batchTime: 2000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 40 }, { topic: 'words', partition: 1, from: 0, until: 7 }] };
+    await store.recordBatchStart(batch);
+    return { store, batch, root };
+  }
+
+  async function assertEnded(store: ZooKeeperOffsetStore, batch: RecordedBatch): Promise<void> {
+    assert.deepEqual(await store.positions([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]), new Map([['words:0', 40], ['words:1', 7]]));
+    assert.equal(await store.pendingBatch(), undefined);
+    assert.equal(await store.lastEnded(), 2000);
+    assert.deepEqual(await store.historyAfter(0), [batch]);
+  }
+
+  it('the end-of-batch multi-op whose answer was lost is recognised as done when retried', async () => {
+    const { store, batch } = await storeWithBatch();
+    const lost = proxy.loseNextReply(OP_MULTI);
+    await store.recordBatchEnd(batch, true);
+    await within(lost, 1000, 'the multi-op reply was dropped');
+    await assertEnded(store, batch);
+  });
+
+  it('the same multi-op already applied by another client is recognised as done', async () => {
+    const { store, batch, root } = await storeWithBatch();
+    const other = await connectClient(zk.connectString);
+    try {
+      await call((done) => {
+        const tx = other.transaction();
+        tx.setData(`${root}/offsets/words/0`, Buffer.from('40')).setData(`${root}/offsets/words/1`, Buffer.from('7'));
+        tx.setData(`${root}/batch`, Buffer.alloc(0)).setData(`${root}/last-batch`, Buffer.from('2000'));
+        tx.create(`${root}/history/2000`, Buffer.from(JSON.stringify(batch)));
+        tx.commit((error) => done(error));
+      });
+    } finally {
+      other.close();
+    }
+    await store.recordBatchEnd(batch, true);
+    await assertEnded(store, batch);
+  });
+
+  it('a history entry holding other ranges is still a conflict, reported', async () => {
+    const { store, batch, root } = await storeWithBatch();
+    const other = await connectClient(zk.connectString);
+    try {
+      await call((done) => other.create(`${root}/history/2000`, Buffer.from(JSON.stringify({ batchTime: 2000, ranges: [] })), (error) => done(error)));
+    } finally {
+      other.close();
+    }
+    await assert.rejects(store.recordBatchEnd(batch, true), (e: unknown) => e instanceof OffsetStoreError && /NODE_EXISTS/.test((e as Error).message));
+    assert.equal(await store.lastEnded(), undefined, 'nothing of the multi-op was applied');
+  });
+
+  it('the history anchor whose answer was lost is recognised as done when retried', async () => {
+    const session = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs: 6000 });
+    sessions.push(session);
+    const store = new ZooKeeperOffsetStore(session, `/retries/anchor-${++roots}`);
+    await store.init([{ topic: 'words', partition: 0 }]);
+    const lost = proxy.loseNextReply(OP_CREATE);
+    await store.anchorHistory(5000);
+    await within(lost, 1000, 'the create reply was dropped');
+    assert.deepEqual(await store.historyAfter(5000), []);
+    assert.equal(await store.historyAfter(4000), undefined);
+  });
+
+  it('a history prune whose answer was lost is recognised as done when retried', async () => {
+    const { store, batch } = await storeWithBatch();
+    await store.recordBatchEnd(batch, true);
+    const next = { batchTime: 3000, ranges: [{ topic: 'words', partition: 0, from: 40, until: 50 }] };
+    await store.recordBatchStart(next);
+    await store.recordBatchEnd(next, true);
+    const lost = proxy.loseNextReply(OP_MULTI);
+    await store.pruneHistory(3000);
+    await within(lost, 1000, 'the prune reply was dropped');
+    assert.deepEqual(await store.historyAfter(3000), [], 'the entry of 3000 stays, as the floor');
+    assert.equal(await store.historyAfter(2000), undefined, 'the entries before 3000 are gone');
+  });
+});

@@ -1,12 +1,29 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { pathToFileURL } from 'node:url';
 import {
   ConfigError, EncodingError, InvalidRecordError, LifecycleError, ManualClock, MappingModuleError, PoisonRecordError,
   StateContractError, StateSpec, StreamingContext,
 } from '../../src/index.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { within } from '../wait.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
+
+/** Worker threads this process runs (the test runner itself runs none). */
+function workerThreads(): number {
+  return (process.report.getReport() as unknown as { workers: unknown[] }).workers.length;
+}
+
+/** Threads of this process holding a reader slot in a partition store: an open store keeps one. */
+function ownReaders(dataDir: string, partition: number): string[] {
+  const store = openPartitionStore(partitionPath(dataDir, 0, partition));
+  try {
+    store.env.readerCheck();
+    return store.env.readerList().split('\n').filter((line) => line.trim().split(/\s+/)[0] === String(process.pid));
+  } finally {
+    store.env.close();
+  }
+}
 
 describe('bad options are refused when given, naming the option', () => {
   it('StreamingContext options', () => {
@@ -78,23 +95,29 @@ describe('a mapping module that does not load fails start()', () => {
   for (const [name, ref, message] of [
     ['no such export', { module: fixture('article-count'), export: 'nope' }, /has no export named "nope" \(its exports: default, tally\)/],
     ['export is not a function', { module: fixture('not-a-function'), export: 'default' }, /export "default" of .* is a number, not a function/],
-    ['module throws on import', pathToFileURL(join(process.cwd(), 'package.json')), /could not be loaded/],
+    ['module throws on import', fixture('throws-on-import'), /throws-on-import\.js could not be loaded: top-level failure: the rate table could not be read/],
   ] as const) {
     it(name, async () => {
       const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
       ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(ref as never));
       await assert.rejects(ssc.start(), (e: unknown) => e instanceof MappingModuleError && message.test((e as Error).message));
       assert.equal(ssc.state, 'stopped');
+      assert.equal(workerThreads(), 0, 'the failed start closed its workers');
     });
   }
 
-  it('stop() during start() waits for it and closes everything', async () => {
-    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
-    ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+  it('stop() during start() waits for it and closes everything: no worker thread and no store left open', async () => {
+    const dataDir = tempDir();
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, clock: new ManualClock(), threads: 2 });
+    ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')).numPartitions(2));
     const starting = ssc.start();
-    await ssc.stop();
-    await starting;
+    assert.equal(ssc.state, 'starting', 'stop() is called while start() runs');
+    const stopping = ssc.stop();
+    await within(Promise.all([starting, stopping]), 'start() and the stop() called during it to settle');
     assert.equal(ssc.state, 'stopped');
+    assert.ok(existsSync(partitionPath(dataDir, 0, 1)), 'start() went on to open the stores before stop() closed them');
+    assert.equal(workerThreads(), 0, 'the worker pool is gone');
+    for (const partition of [0, 1]) assert.deepEqual(ownReaders(dataDir, partition), [], `partition ${partition}'s store is closed`);
   });
 
   it('a batch listener that throws fails the batch instead of losing it', async () => {

@@ -176,6 +176,8 @@ describe('bad records and states fail the batch, naming what and where, and leav
   for (const [value, message] of [
     ['store-function', /the state of key "f" cannot be stored: the value is a function/],
     ['store-nested-symbol', /the state of key "f" cannot be stored: the value.deep\[1\].s is a symbol/],
+    ['store-cycle', /the state of key "f" cannot be stored: the value.self refers back to itself \(a cycle\)/],
+    ['store-wide-bigint', /the state of key "f" cannot be stored: the value.n is a bigint wider than 64 bits/],
   ] as const) {
     it(`a state that cannot be encoded (${value})`, async () => {
       const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).numPartitions(2), { dataDir: tempDir() });
@@ -189,6 +191,16 @@ describe('bad records and states fail the batch, naming what and where, and leav
       }
     });
   }
+
+  it('bigints that fit in 64 bits are stored and read back as they were', async () => {
+    const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')), { dataDir: tempDir() });
+    try {
+      await job.batch([['big', 'store-64-bit-bigints']]);
+      assert.deepEqual(job.stream.store().get('big'), { max: 2n ** 64n - 1n, min: -(2n ** 63n) });
+    } finally {
+      await job.ssc.stop();
+    }
+  });
 });
 
 describe('State used against its contract throws as Spark does', () => {

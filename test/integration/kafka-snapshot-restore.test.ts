@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { StreamingContext, listSnapshots, type SnapshotInfo } from '../../src/index.js';
+import { ManualClock, OffsetStoreError, StateSpec, StreamingContext, listSnapshots, type SnapshotInfo } from '../../src/index.js';
+import { ZooKeeperOffsetStore } from '../../src/storage/zookeeper/offsets.js';
+import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { tempDir } from '../helpers.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { waitUntil, within } from '../wait.js';
 import { useServices } from './services/suite.js';
 import { JobProcess, readCounts, runUntilCaughtUp, tally, waitUntilCaughtUp, type JobConfig } from './job-process.js';
@@ -131,5 +133,46 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     await runOnce(['a', 'b']);
     await runOnce(['c']);
     assert.deepEqual(seen, ['a', 'b', 'c']);
+  });
+
+  it('a restore whose replay the batch history no longer reaches back to fails the start with OffsetStoreError, instead of skipping records', async () => {
+    const topic = 'short-history';
+    await services.kafka.createTopic(topic, 1);
+    const root = `/statestream/test-${topic}`;
+    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2);
+    await services.producer.send({ topic, messages: ['a', 'b', 'a', 'b'].map((value) => ({ value })) });
+    // Stores at batch 3000, with a snapshot of batch 2000 only.
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2, snapshotsKept: 5 });
+    try {
+      await job.batch([['a', 1], ['b', 1]]);
+      await job.batchWithSnapshot([['a', 1]]);
+      await job.batch([['b', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+    assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [2000]);
+    rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
+    // ZooKeeper records batches up to 3000, but its history starts after the snapshot's batch.
+    const session = new ZooKeeperSession({ connect: services.zk.connectString });
+    try {
+      const offsets = new ZooKeeperOffsetStore(session, root);
+      await offsets.init([{ topic, partition: 0 }]);
+      await offsets.recordBatchEnd({ batchTime: 3000, ranges: [{ topic, partition: 0, from: 0, until: 4 }] }, true);
+    } finally {
+      session.close();
+    }
+
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(3000), snapshotEvery: 2 });
+    ssc
+      .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `group-${topic}`, zookeeper: { connect: services.zk.connectString, root } })
+      .map((r): [string, number] => [r.value, 1])
+      .mapWithState(spec());
+    const starting = ssc.start();
+    await within(assert.rejects(starting, (error: unknown) => {
+      assert.ok(error instanceof OffsetStoreError, String(error));
+      assert.match(error.message, /a partition store holds batch 2000, but ZooKeeper \(\/statestream\/test-short-history\) records batches up to 3000 and no longer keeps the ranges after 2000 to replay/);
+      return true;
+    }), 'start() to fail', { detail: () => `state: ${ssc.state}` }).finally(() => ssc.stop());
   });
 });

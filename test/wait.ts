@@ -40,16 +40,18 @@ export async function within<T>(promise: Promise<T>, what: string, options: Wait
   }
 }
 
+type Truthy<T> = Exclude<T, false | null | undefined | 0 | ''>;
+
 /**
  * Polls `condition` until it returns something truthy, and resolves with that. A condition
  * that throws fails the wait at once (an assertion inside it is an answer, not a retry).
  */
-export async function waitUntil<T>(what: string, condition: () => T | Promise<T>, options: WaitOptions & { intervalMs?: number } = {}): Promise<NonNullable<T>> {
+export async function waitUntil<T>(what: string, condition: () => T | Promise<T>, options: WaitOptions & { intervalMs?: number } = {}): Promise<Truthy<T>> {
   const ms = options.timeoutMs ?? DEFAULT_WAIT_MS;
   const deadline = Date.now() + ms;
   for (;;) {
     const value = await condition();
-    if (value) return value as NonNullable<T>;
+    if (value) return value as Truthy<T>;
     if (Date.now() > deadline) throw timedOut(what, ms, options.detail);
     await sleep(options.intervalMs ?? 20);
   }

@@ -7,7 +7,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { tempDir } from '../helpers.js';
 
-const run = promisify(execFile);
+const execFileP = promisify(execFile);
+/** Runs an example to its end; a hung example is killed, and fails the test, after two minutes. */
+const run = (file: string, args: string[]) => execFileP(file, args, { timeout: 120_000 });
 const example = (name: string) => fileURLToPath(new URL(`../../examples/${name}/main.js`, import.meta.url));
 
 /** The last count printed for each word. */

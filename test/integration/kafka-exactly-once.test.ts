@@ -98,6 +98,7 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
         if (plan.killAfterMs !== undefined) setTimeout(() => job.kill('SIGKILL'), plan.killAfterMs);
         const exit = await job.exit(`the job to die: ${what}`);
         assert.equal(exit.signal, 'SIGKILL', `${what}: ${JSON.stringify(exit)}\n${job.lines.join('\n')}`);
+        if (plan.name === 'during start-up') assert.ok(!job.lines.includes('STARTED'), `${what}: killed before start() returned`);
         assert.ok(!job.lines.some((l) => l.startsWith('FAILED')), job.lines.join('\n'));
         kills++;
       }

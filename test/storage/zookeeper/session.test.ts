@@ -19,6 +19,16 @@ function read(session: ZooKeeperSession, path: string): Promise<string> {
   return session.run(`read ${path}`, (client, done) => client.getData(path, (error, data) => done(error, data?.toString())));
 }
 
+/** A read made while ZooKeeper is cut off, checked to be still waiting `ms` later. */
+async function waitingRead(session: ZooKeeperSession, ms: number): Promise<{ pending: Promise<string> }> {
+  const pending = read(session, '/kept');
+  let settled = false;
+  void pending.finally(() => (settled = true)).catch(() => undefined);
+  await sleep(ms);
+  assert.equal(settled, false, `the request is still waiting for ZooKeeper after ${ms} ms`);
+  return { pending };
+}
+
 describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy that can cut it off', { timeout: 120_000 }, () => {
   let zk: ZooKeeperServer;
   let proxy: ZooKeeperProxy;
@@ -46,11 +56,7 @@ describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy tha
     const session = open();
     const first = await sessionOf(session);
     proxy.cut();
-    const pending = read(session, '/kept');
-    let settled = false;
-    void pending.finally(() => (settled = true)).catch(() => undefined);
-    await sleep(700);
-    assert.equal(settled, false, 'the request waits while ZooKeeper cannot be reached');
+    const { pending } = await waitingRead(session, 700);
     proxy.restore();
     assert.equal(await within(pending, 'the waiting request to go through'), 'value');
     assert.equal(await sessionOf(session), first, 'back within the session timeout: the same session');
@@ -91,11 +97,7 @@ describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy tha
     await sessionOf(session);
     proxy.cut();
     try {
-      const pending = read(session, '/kept');
-      let settled = false;
-      void pending.finally(() => (settled = true)).catch(() => undefined);
-      await sleep(500);
-      assert.equal(settled, false, 'the request waits for ZooKeeper');
+      const { pending } = await waitingRead(session, 500);
       session.interrupt();
       // Its policy would wait up to a minute.
       await within(assert.rejects(pending, (e: unknown) => e instanceof OffsetStoreError && /ZooKeeper read \/kept/.test(e.message)), 'the interrupted request to end', { timeoutMs: 10_000 });

@@ -60,13 +60,14 @@ describe('a snapshot beside the running batches', () => {
     throw new Error('the snapshot copy was never caught under way: the situation this test needs did not happen');
   }
 
-  it('the next batch commits while the copy goes on, and the snapshot holds its own batch only; gateMs is the short wait before that', async () => {
+  it('the next batch commits while the copy goes on, and the snapshot holds its own batch only; gateMs is the short wait before that', async (t) => {
     const { dataDir, job, completed } = await copyUnderWay();
     try {
       const before = new Map(job.stream.store().entries());
       await job.batch([['w1', 1], ['fresh', 1]]);
       assert.equal(incomplete(dataDir).length, 1, 'batch 3000 committed while the copy of batch 2000 was still under way');
       const event = await completed;
+      t.diagnostic(`snapshot of ${event.keyCount} keys: gate ${event.gateMs.toFixed(1)} ms, whole ${event.durationMs.toFixed(1)} ms`);
       assert.equal(event.batchTime, 2000);
       assert.ok(event.gateMs >= 0 && event.gateMs <= event.durationMs, `gateMs ${event.gateMs} within the snapshot's ${event.durationMs} ms`);
       const [snapshot] = listSnapshots(dataDir);

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import {
   ConfigError, EncodingError, InvalidRecordError, LifecycleError, ManualClock, MappingModuleError, PoisonRecordError,
   StateContractError, StateSpec, StreamingContext,
@@ -105,6 +107,19 @@ describe('a mapping module that does not load fails start()', () => {
       assert.equal(workerThreads(), 0, 'the failed start closed its workers');
     });
   }
+
+  it("a failed start() leaves the process running, though its pool's other workers are still starting", async () => {
+    // Each start fails as soon as one worker has loaded the module; the pool is destroyed while
+    // the others start. Terminating a worker in the middle of loading an ES module through
+    // require() or lmdb's native addon used to kill the whole process (Node's fatal error).
+    const child = spawn(process.execPath, [fileURLToPath(fixture('failing-starts')), tempDir(), '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const exit = await within(new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal]))), '20 failed starts', { timeoutMs: 120_000 });
+    assert.deepEqual(exit, [0, null], output.slice(-2000));
+    assert.match(output, /^survived 20$/m);
+  });
 
   it('stop() during start() waits for it and closes everything: no worker thread and no store left open', async () => {
     const dataDir = tempDir();

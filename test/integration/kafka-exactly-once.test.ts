@@ -177,8 +177,9 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     const produced = words(60, 3);
     const job = new JobProcess(config);
     await job.waitForLine(/^STARTED$/);
+    const sent = job.lines.length;
     await send(config.topic, produced.slice(0, 30));
-    await job.waitForLine(/^BATCH/);
+    await job.waitForLine(/^BATCH/, { from: sent });
     await services.zk.stop();
     const down = job.lines.length;
     await send(config.topic, produced.slice(30));
@@ -224,8 +225,9 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     try {
       await job.waitForLine(/^BATCH/);
       // 29: TOPIC_AUTHORIZATION_FAILED, which kafkajs does not retry.
+      const injected = job.lines.length;
       await services.kafka.pushRequestErrors(1, Array(20).fill(29));
-      const failed = await job.waitForLine(/^FAILED/, { timeoutMs: 30_000 });
+      const failed = await job.waitForLine(/^FAILED/, { from: injected, timeoutMs: 30_000 });
       assert.match(failed, /the Kafka consumer stopped and will not restart/);
     } finally {
       await services.kafka.clearRequestErrors(1);

@@ -66,7 +66,8 @@ function integerOption(options: Record<string, unknown>, name: string, min: numb
   return value;
 }
 
-const workerFile = fileURLToPath(new URL('../actors/partition.worker.js', import.meta.url));
+// Piscina loads a CommonJS shim that imports the worker lazily (see worker-entry.cts for why).
+const workerFile = fileURLToPath(new URL('../actors/worker-entry.cjs', import.meta.url));
 
 /**
  * The entry point: define streams, then start(). Batches run one after another at

@@ -1,7 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 
-const workerFile = fileURLToPath(new URL('./partition.worker.js', import.meta.url));
+// Piscina loads a CommonJS shim that imports the worker lazily (see worker-entry.cts for why).
+const workerFile = fileURLToPath(new URL('./worker-entry.cjs', import.meta.url));
 
 /**
  * The worker threads, one Piscina pool of one thread each, so that a partition is served

@@ -6,7 +6,7 @@
 import { move } from 'piscina';
 import { MappingModuleError, serializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
-import { applyShard, type MappingFunction } from './apply-shard.js';
+import { applyChunk, type MappingFunction } from './apply-shard.js';
 import type { ResolvedMappingRef, WorkerTask } from './messages.js';
 import { workerPartition } from './worker-partitions.js';
 
@@ -48,7 +48,7 @@ export default async function run(task: WorkerTask): Promise<unknown> {
       await mappingFunction(task.fn);
       result = { status: 'ok' };
     } else {
-      result = await applyShard(workerPartition(task), await mappingFunction(task.fn), task);
+      result = await applyChunk(workerPartition(task), await mappingFunction(task.fn), task);
     }
   } catch (error) {
     result = { status: 'batch-failed', error: serializeError(error) };

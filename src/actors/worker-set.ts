@@ -2,6 +2,14 @@ import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 
 // Piscina loads a CommonJS shim that imports the worker lazily (see worker-entry.cts for why).
+/**
+ * Chunks posted to a thread without waiting for the one before: Piscina hands a task to a
+ * busy thread only up to this many, and otherwise waits for a turn of the main thread that
+ * may be busy routing the rest of the batch. The worker still applies them one at a time,
+ * in order (worker-partitions.ts).
+ */
+const CHUNKS_IN_FLIGHT = 1024;
+
 const workerFile = fileURLToPath(new URL('./worker-entry.cjs', import.meta.url));
 
 /**
@@ -21,7 +29,7 @@ export class WorkerSet {
     /** Entries of state each thread keeps in memory, shared between the partitions pinned to it. */
     private readonly cacheEntriesPerWorker: number,
   ) {
-    this.pools = Array.from({ length: threads }, () => new Piscina({ filename: workerFile, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled' }));
+    this.pools = Array.from({ length: threads }, () => new Piscina({ filename: workerFile, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: CHUNKS_IN_FLIGHT }));
     this.pinned = Array.from({ length: threads }, () => []);
   }
 

@@ -113,7 +113,7 @@ export class BatchApplication {
   }
 
   /** Applies one chunk's records, in order. Throws RecordFailure (the attempt is over) when the mapping function throws. */
-  async apply(chunk: ArrayBuffer): Promise<void> {
+  async apply(chunk: ArrayBufferLike): Promise<void> {
     if (this.replayed) return;
     const cache = this.cache!;
     const { refs, keys, values, initialState } = readShard(chunk);

@@ -23,8 +23,8 @@ export interface ApplyTask {
   last: boolean;
   timeoutMs: number | null;
   fn: ResolvedMappingRef;
-  /** The chunk (shard-format.ts), transferred rather than cloned. */
-  shard: ArrayBuffer;
+  /** The chunk (shard-format.ts), shared with the main thread rather than copied. */
+  shard: SharedArrayBuffer;
   /** Records (by position in the partition's whole batch) the dead-letter policy takes out of this batch. */
   deadLetters: Array<{ index: number; attempts: number; error: SerializedError }>;
   /**

@@ -96,15 +96,14 @@ export const partitionMachine = setup({
           // Each chunk goes to the worker as soon as it exists (the router may still be
           // routing the rest of the batch); the worker takes them in order.
           chunk: ({ bytes, last }, index) => {
-            // Each attempt transfers a copy: the worker that receives it may die with it.
-            const copy = new Uint8Array(bytes);
+            // Shared, not transferred: a worker that dies with it leaves it whole for the replay.
             const task: ApplyTask = {
               op: 'apply', storePath: context.storePath, partition: context.partition, batchTime: batch.batchTime,
-              attempt, chunk: index, last, timeoutMs: context.timeoutMs, fn: context.fn, shard: copy.buffer,
+              attempt, chunk: index, last, timeoutMs: context.timeoutMs, fn: context.fn, shard: bytes.buffer as SharedArrayBuffer,
               deadLetters: index === 0 ? context.deadLetters : [], incarnation: context.incarnation,
               cacheEntries: context.workers.cacheEntriesOf(context.worker), emitOutputs: context.emitOutputs,
             };
-            replies.push(context.workers.run<ArrayBuffer>(context.worker, task, [copy.buffer]).then((reply) => messageCodec.unpack(new Uint8Array(reply)) as ApplyResult));
+            replies.push(context.workers.run<ArrayBuffer>(context.worker, task).then((reply) => messageCodec.unpack(new Uint8Array(reply)) as ApplyResult));
             if (!last) return;
             // A worker that died rejects its chunks: the supervisor decides about a replay.
             Promise.all(replies).then(

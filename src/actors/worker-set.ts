@@ -49,9 +49,12 @@ export class WorkerSet {
     return this.pools[worker].run(task, transferList ? { transferList } : undefined);
   }
 
-  /** For work that belongs to no partition (checking a mapping module loads). */
-  runAnywhere<T>(task: object): Promise<T> {
-    return this.pools[0].run(task);
+  /**
+   * Work that belongs to no partition, on every thread: loading the mapping modules at
+   * start checks that they load, and spares the first batch each thread's imports.
+   */
+  runOnEveryThread<T>(task: object): Promise<T[]> {
+    return Promise.all(this.pools.map((pool) => pool.run(task) as Promise<T>));
   }
 
   async destroy(): Promise<void> {

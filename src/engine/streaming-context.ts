@@ -367,10 +367,12 @@ export class StreamingContext implements StreamGraph {
     });
   }
 
+  /** Loads the mapping module on every worker thread: one that does not load fails start(), named. */
   private async checkModule(fn: ResolvedMappingRef): Promise<void> {
-    const reply: ArrayBuffer = await this.workers!.runAnywhere({ op: 'check-module', fn });
-    const result = messageCodec.unpack(new Uint8Array(reply)) as { status: string; error?: SerializedError };
-    if (result.status !== 'ok') {
+    const replies = await this.workers!.runOnEveryThread<ArrayBuffer>({ op: 'check-module', fn });
+    for (const reply of replies) {
+      const result = messageCodec.unpack(new Uint8Array(reply)) as { status: string; error?: SerializedError };
+      if (result.status === 'ok') continue;
       const error = deserializeError(result.error!);
       throw error instanceof MappingModuleError ? error : new MappingModuleError(error.message, { module: fn.url }, error);
     }

@@ -31,7 +31,7 @@ async function applyHere(path: string, incarnation: string, batchTime: number, k
   const [shard] = encodeShards(keys.map((k) => [k, 1]), 1, murmur2Partitioner, { batchTime, stream: 0 });
   const result = await applyChunk(workerPartition({ storePath: path, incarnation, cacheEntries: 1000 }), count, {
     op: 'apply', storePath: path, partition: 0, batchTime, attempt: batchTime, chunk: 0, last: true, timeoutMs: null, fn: { url: '', exportName: 'default' },
-    shard: shard.buffer as ArrayBuffer, deadLetters: [], incarnation, cacheEntries: 1000, emitOutputs: true,
+    shard: shard.buffer as SharedArrayBuffer, deadLetters: [], incarnation, cacheEntries: 1000, emitOutputs: true,
   });
   assert.equal(result.status, 'ok');
   return decodeOutputs((result as ApplyDone).outputs);

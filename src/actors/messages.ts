@@ -1,4 +1,5 @@
 import type { SerializedError } from '../errors.js';
+import { messageCodec } from '../storage/codec.js';
 
 /** A mapping function named by module, after StateSpec resolved it to a file URL. */
 export interface ResolvedMappingRef {
@@ -36,6 +37,19 @@ export interface ApplyTask {
   cacheEntries: number;
   /** Whether an output operation reads the mapped records; when none does, they are neither encoded nor kept. */
   emitOutputs: boolean;
+}
+
+/** What a task sends back: its result, and a batch's mapped records beside it when they are in shared memory (no copy). */
+export interface WorkerReply {
+  packed: ArrayBuffer;
+  outputs?: SharedArrayBuffer;
+}
+
+/** The result a worker sent, with its mapped records put back in place. */
+export function readReply<R>(reply: WorkerReply): R {
+  const result = messageCodec.unpack(new Uint8Array(reply.packed)) as R & { outputs?: Uint8Array };
+  if (reply.outputs) result.outputs = new Uint8Array(reply.outputs);
+  return result;
 }
 
 export interface CheckModuleTask {

@@ -1,7 +1,7 @@
 import { assign, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
 import { PoisonRecordError, WorkerCrashError, deserializeError, serializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
-import type { ApplyDone, ApplyResult, ApplyTask, ResolvedMappingRef } from './messages.js';
+import { readReply, type ApplyDone, type ApplyResult, type ApplyTask, type ResolvedMappingRef, type WorkerReply } from './messages.js';
 import type { WorkerSet } from './worker-set.js';
 import type { ChunkedShard } from './chunked-shard.js';
 
@@ -103,7 +103,7 @@ export const partitionMachine = setup({
               deadLetters: index === 0 ? context.deadLetters : [], incarnation: context.incarnation,
               cacheEntries: context.workers.cacheEntriesOf(context.worker), emitOutputs: context.emitOutputs,
             };
-            replies.push(context.workers.run<ArrayBuffer>(context.worker, task).then((reply) => messageCodec.unpack(new Uint8Array(reply)) as ApplyResult));
+            replies.push(context.workers.run<WorkerReply>(context.worker, task).then((reply) => readReply<ApplyResult>(reply)));
             if (!last) return;
             // A worker that died rejects its chunks: the supervisor decides about a replay.
             Promise.all(replies).then(

@@ -59,6 +59,15 @@ export interface BenchConfig {
     partitions: number;
     threads: number;
   };
+  /** Scenario 7: one topic on the mock broker, read whole by kcat, kafkajs + Map and statestream. */
+  kafka: {
+    /** Lines of five words in the topic (the mock keeps about 5.5·10^5 short lines of a larger topic). */
+    lines: number;
+    partitions: number;
+    threads: number;
+    batchIntervalMs: number;
+    maxRecordsPerBatch: number;
+  };
 }
 
 const common = {
@@ -66,6 +75,7 @@ const common = {
   throughputBase: { vocabularies: [10_000, 1_000_000], skew: 1.0, batchRecords: 50_000, partitions: 4, threads: 2 },
   scalingBase: { hotKeys: 10_000, hotBatchRecords: 100_000, growBatchRecords: 100_000, partitions: 4, threads: 2 },
   timeoutBase: { expiring: [0, 1_000, 100_000], partitions: 4, threads: 2 },
+  kafkaBase: { partitions: 4, threads: 2, batchIntervalMs: 100, maxRecordsPerBatch: 100_000 },
   snapshotsBase: { stateKeys: 1_000_000, warmUpBatches: 2, batchRecords: 100_000, every: 5, goalRatio: 1.1, partitions: 4, threads: 2 },
 };
 
@@ -80,6 +90,7 @@ export const QUICK: BenchConfig = {
   restart: { sizes: [1_000_000], firstBatchRecords: 10_000 },
   timeout: { ...common.timeoutBase, idleKeys: 1_000_000 },
   snapshots: { ...common.snapshotsBase, batches: 30 },
+  kafka: { ...common.kafkaBase, lines: 300_000 },
 };
 
 export const FULL: BenchConfig = {
@@ -93,6 +104,7 @@ export const FULL: BenchConfig = {
   restart: { sizes: [1_000_000, 10_000_000], firstBatchRecords: 10_000 },
   timeout: { ...common.timeoutBase, idleKeys: 10_000_000 },
   snapshots: { ...common.snapshotsBase, batches: 60 },
+  kafka: { ...common.kafkaBase, lines: 300_000 },
 };
 
 /** Tiny sizes, one run each: proves in the test suite that every scenario and output works. */
@@ -107,4 +119,5 @@ export const SMOKE: BenchConfig = {
   restart: { sizes: [4_000], firstBatchRecords: 100 },
   timeout: { ...common.timeoutBase, expiring: [0, 10, 100], idleKeys: 2_000 },
   snapshots: { ...common.snapshotsBase, stateKeys: 1_000, batches: 12, warmUpBatches: 1, batchRecords: 500 },
+  kafka: { ...common.kafkaBase, lines: 2_000, maxRecordsPerBatch: 500 },
 };

@@ -3,13 +3,15 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import type { Summary } from './stats.js';
 
 /** 'none': the same job without the feature a scenario measures (the snapshot scenario's runs without snapshots). */
-export type BaselineName = 'map' | 'lmdb' | 'raw' | 'none';
+export type BaselineName = 'map' | 'lmdb' | 'raw' | 'none' | 'kafkajs' | 'kcat';
 
 export const BASELINE_LABELS: Record<BaselineName, string> = {
   map: 'Map loop',
   lmdb: 'LMDB loop',
   raw: 'raw lmdb-js',
   none: 'no snapshots',
+  kafkajs: 'kafkajs + Map',
+  kcat: 'kcat',
 };
 
 /**
@@ -97,7 +99,7 @@ function ratioCell(value: number): string {
 
 /** A Markdown table: each figure, the runtime's median (min–max), and each baseline with runtime ÷ baseline. */
 export function markdownTable(result: ScenarioResult): string {
-  const used = (['map', 'lmdb', 'raw', 'none'] as BaselineName[]).filter((b) => result.rows.some((r) => r.baselines[b]));
+  const used = (Object.keys(BASELINE_LABELS) as BaselineName[]).filter((b) => result.rows.some((r) => r.baselines[b]));
   const header = ['case', 'figure', `${result.subject ?? 'statestream'} median (min–max)`, ...used.flatMap((b) => [BASELINE_LABELS[b], `÷ ${BASELINE_LABELS[b]}`])];
   const lines = [`| ${header.join(' | ')} |`, `| ${header.map((_, i) => (i < 2 ? '---' : '---:')).join(' | ')} |`];
   for (const row of result.rows) {

@@ -15,6 +15,7 @@ import { FULL, QUICK, SMOKE, type BenchConfig } from './config.js';
 import { environment, fmt, scenarioReport, type ScenarioResult } from './report.js';
 import { RuntimeJob, tempDataDir } from './runtime.js';
 import { scalingAndRestart } from './scenarios/scaling-restart.js';
+import { kafkaIntake } from './scenarios/kafka-intake.js';
 import { snapshotPause } from './scenarios/snapshots.js';
 import { threadsPartitions } from './scenarios/threads-partitions.js';
 import { throughput } from './scenarios/throughput.js';
@@ -22,7 +23,7 @@ import { timeoutSweep } from './scenarios/timeout.js';
 import { summarize } from './stats.js';
 import { batches, vocabulary, zipfWords } from './zipf.js';
 
-const SCENARIOS = ['throughput', 'scaling', 'timeout', 'threads', 'snapshots'] as const;
+const SCENARIOS = ['throughput', 'scaling', 'timeout', 'threads', 'snapshots', 'kafka'] as const;
 type ScenarioName = (typeof SCENARIOS)[number];
 
 const { values } = parseArgs({
@@ -37,7 +38,7 @@ const { values } = parseArgs({
 });
 
 if ([values.quick, values.full, values.smoke].filter(Boolean).length !== 1) {
-  console.error('usage: node dist/bench/run.js --quick | --full | --smoke [--only throughput,scaling,timeout,threads,snapshots] [--reps n] [--out dir]\n  (scaling includes the restart scenario; --smoke: tiny sizes, for the test suite)');
+  console.error('usage: node dist/bench/run.js --quick | --full | --smoke [--only throughput,scaling,timeout,threads,snapshots,kafka] [--reps n] [--out dir]\n  (scaling includes the restart scenario; --smoke: tiny sizes, for the test suite)');
   process.exit(2);
 }
 const base: BenchConfig = values.full ? FULL : values.smoke ? SMOKE : QUICK;
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
   if (only.includes('timeout')) print(results[results.push(await timeoutSweep(config, raw)) - 1]);
   if (only.includes('threads')) print(results[results.push(await threadsPartitions(config, raw)) - 1]);
   if (only.includes('snapshots')) print(results[results.push(await snapshotPause(config)) - 1]);
+  if (only.includes('kafka')) print(results[results.push(await kafkaIntake(config)) - 1]);
 
   const seconds = (Date.now() - startedAt.getTime()) / 1000;
   const command = `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`;

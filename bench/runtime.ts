@@ -29,6 +29,8 @@ export interface BatchTiming {
   records: number;
   /** Mapped records the batch emitted (counted by a foreachBatch sink). */
   outputs: number;
+  /** Entries of state the worker threads hold in memory after the batch (all partitions). */
+  memoryEntries: number;
 }
 
 /**
@@ -84,7 +86,8 @@ export class RuntimeJob {
     const wallMs = performance.now() - started;
     const event = this.lastEvent as BatchCompletedEvent | undefined;
     if (!event) throw new Error(`bench: no batch.completed event after advancing to ${this.clock.now()}`);
-    return { wallMs, processingMs: event.processingTimeMs, keysTimedOut: event.keysTimedOut, records: event.records, outputs: this.outputs - outputsBefore };
+    const memoryEntries = event.partitionStats.flat().reduce((n, p) => n + p.memoryEntries, 0);
+    return { wallMs, processingMs: event.processingTimeMs, keysTimedOut: event.keysTimedOut, records: event.records, outputs: this.outputs - outputsBefore, memoryEntries };
   }
 
   count(): number {

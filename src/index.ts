@@ -13,6 +13,7 @@ export {
   type BatchEventMap,
   type BatchStartedEvent,
   type BatchCompletedEvent,
+  type PartitionBatchStats,
   type BatchFailedEvent,
   type PartitionRestartedEvent,
   type RecoveryIncompleteEvent,

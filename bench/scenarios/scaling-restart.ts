@@ -4,6 +4,7 @@ import { freshKeyBatches, keyName, log, pow10, rawRate, rawTime, settle, type Ra
 import { LmdbLoop, MapLoop } from '../baselines.js';
 import type { Row, ScenarioResult } from '../report.js';
 import { BATCH_INTERVAL_MS, RuntimeJob, tempDataDir } from '../runtime.js';
+import { bytesOnDisk } from '../memory.js';
 import { summarize } from '../stats.js';
 import { zipfWords } from '../zipf.js';
 
@@ -63,11 +64,13 @@ export async function scalingAndRestart(config: BenchConfig, raw: RawBaseline): 
       }
       const runtime: number[] = [];
       const wall: number[] = [];
+      let memoryEntries = 0;
       const mapMs: number[] = [];
       const lmdbMs: number[] = [];
       for (let rep = 0; rep < config.reps; rep++) {
         await settle();
         const t = await job.batch(hotBatch);
+        memoryEntries = t.memoryEntries;
         runtime.push(t.processingMs);
         wall.push(t.wallMs);
         baselineTime += BATCH_INTERVAL_MS;
@@ -80,6 +83,11 @@ export async function scalingAndRestart(config: BenchConfig, raw: RawBaseline): 
         baselines: { map: summarize(mapMs), lmdb: summarize(lmdbMs), raw: rawTime(raw, hotBatchRecords) },
         details: { stateKeys: target, wallMs: summarize(wall) },
       });
+      scalingRows.push(
+        { case: `state ${pow10(target)} keys`, figure: 'entries held in worker memory', unit: 'count', runtime: summarize([memoryEntries]), baselines: { map: summarize([map.state.size]) } },
+        { case: `state ${pow10(target)} keys`, figure: 'RSS after the hot batches', unit: 'MB', runtime: summarize([process.memoryUsage.rss() / 2 ** 20]), baselines: {} },
+        { case: `state ${pow10(target)} keys`, figure: 'state on disk', unit: 'MB', runtime: summarize([bytesOnDisk(dir.path)]), baselines: { lmdb: summarize([bytesOnDisk(ldir.path)]) } },
+      );
 
       if (config.restart.sizes.includes(target)) {
         await job.stop();
@@ -152,6 +160,7 @@ export async function scalingAndRestart(config: BenchConfig, raw: RawBaseline): 
   const scalingNotes = [
     `The batch: ${pow10(hotBatchRecords)} records, Zipf(${config.throughput.skew}) over the ${pow10(hotKeys)} hot keys (in the state from the start); the same batch at every size, ${config.reps} times. The figure is the batch.completed processingTimeMs; ${partitions} partitions, ${threads} threads.`,
     `The state grows by runs of fresh keys through the runtime itself (the last row: one run of the growth, so no range).`,
+    'Memory: the entries the worker threads hold (bounded by stateCacheEntries per thread, default 10^6) beside the Map baseline\'s size; the RSS is the whole bench process, which also holds the Map baseline and the LMDB loop, so it bounds the runtime\'s memory from above.',
   ];
   if (!sizes.includes(10_000_000)) scalingNotes.unshift('Quick mode: the state grows to 10^6 keys; the full mode goes to 10^7.');
   const restartNotes = [

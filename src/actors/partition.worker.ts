@@ -1,22 +1,15 @@
 /**
  * The Piscina worker entry point: it only adapts task messages to the partition logic.
- * Stores and mapping modules are opened once per worker thread and kept.
+ * The partitions pinned to this thread (their stores and their state in memory) and the
+ * mapping modules are opened once per worker thread and kept.
  */
-import { move } from 'piscina';
 import { MappingModuleError, serializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
-import { openPartitionStore, type PartitionStore } from '../storage/partition/store.js';
-import { applyShard, type MappingFunction } from './apply-shard.js';
-import type { ResolvedMappingRef, WorkerTask } from './messages.js';
+import { applyChunk, type MappingFunction } from './apply-shard.js';
+import type { ResolvedMappingRef, WorkerReply, WorkerTask } from './messages.js';
+import { workerPartition } from './worker-partitions.js';
 
-const stores = new Map<string, PartitionStore>();
 const functions = new Map<string, Promise<MappingFunction>>();
-
-function storeAt(path: string): PartitionStore {
-  let store = stores.get(path);
-  if (!store) stores.set(path, (store = openPartitionStore(path)));
-  return store;
-}
 
 async function load(ref: ResolvedMappingRef): Promise<MappingFunction> {
   let module: Record<string, unknown>;
@@ -47,21 +40,25 @@ function mappingFunction(ref: ResolvedMappingRef): Promise<MappingFunction> {
   return fn;
 }
 
-export default async function run(task: WorkerTask): Promise<unknown> {
+
+export default async function run(task: WorkerTask): Promise<WorkerReply> {
   let result;
   try {
     if (task.op === 'check-module') {
       await mappingFunction(task.fn);
       result = { status: 'ok' };
     } else {
-      result = await applyShard(storeAt(task.storePath), await mappingFunction(task.fn), task);
+      result = await applyChunk(workerPartition(task), await mappingFunction(task.fn), task);
     }
   } catch (error) {
     result = { status: 'batch-failed', error: serializeError(error) };
   }
+  let outputs: SharedArrayBuffer | undefined;
+  if (result.status === 'ok' && 'outputs' in result && result.outputs.buffer instanceof SharedArrayBuffer && result.outputs.byteOffset === 0) {
+    outputs = result.outputs.buffer;
+    result = { ...result, outputs: undefined };
+  }
   const bytes = messageCodec.pack(result);
-  // One copy into a buffer of its own, so it can be transferred instead of cloned.
-  const owned = new Uint8Array(bytes.length);
-  owned.set(bytes);
-  return move(owned.buffer);
+  // A buffer of its own, of the reply's size (the codec's is larger and reused).
+  return { packed: new Uint8Array(bytes).buffer, outputs };
 }

@@ -1,24 +1,29 @@
 import { assign, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { Partitioner } from '../engine/partitioner.js';
-import { messageCodec } from '../storage/codec.js';
-import type { ApplyDone, InitialEntry } from './messages.js';
+import { decodeOutputs } from '../storage/partition/batch-outputs.js';
+import type { ApplyDone } from './messages.js';
 import type { partitionMachine } from './partition.machine.js';
-import { encodeShards } from './shard-encoder.js';
+import type { ChunkedShard } from './chunked-shard.js';
 
 export type PartitionRef = ActorRefFrom<typeof partitionMachine>;
 
-/** The outcome of one batch of one mapWithState stream. */
+/** The outcome of one batch of one mapWithState stream: what each partition reported, and its mapped records. */
 export interface RoutedBatch {
-  outputs: unknown[];
   partitions: ApplyDone[];
+  /** Per partition, its mapped records, decoded as each partition finished (while the others still applied). */
+  outputs: unknown[][];
+}
+
+/** A batch's shards, one per partition, arriving in chunks (see ShardBuilder), and each one's distinct keys (whole once the last chunks are out). */
+export interface Shards {
+  chunked: ChunkedShard[];
+  keys: unknown[][];
 }
 
 export interface RouteJob {
   batchTime: number;
-  /** [key, value] records after the stream's map/flatMap/filter. */
-  records: readonly unknown[];
-  /** Initial state per partition, for partitions whose store holds no batch yet. */
-  initialState?: InitialEntry[][];
+  /** One shard per partition (see ShardBuilder). */
+  shards: Shards;
   resolve(result: RoutedBatch): void;
   reject(error: unknown): void;
 }
@@ -27,37 +32,40 @@ export interface RouterInput {
   stream: number;
   partitions: PartitionRef[];
   partitioner: Partitioner;
+  /** Whether an output operation reads the mapped records (otherwise partitions send none). */
+  decodeOutputs: boolean;
 }
 
 interface RouterContext extends RouterInput {
   job: RouteJob | undefined;
-  shards: Uint8Array[];
 }
 
 type RouterEvent = { type: 'ROUTE'; job: RouteJob };
 
 /**
- * The router actor of one mapWithState stream: it shards a batch's records by key hash,
- * hands each partition actor its encoded shard, and gathers the mapped records in
- * partition order once every partition has committed.
+ * The router actor of one mapWithState stream: it hands each partition actor its shard of
+ * a batch (sharded by key hash on the main thread, see ShardBuilder; its chunks reach the
+ * workers while the rest is routed), decodes each partition's mapped records as it
+ * finishes, and reports once every partition has committed.
  *
- *   idle ──ROUTE──▶ sharding ──▶ applying ──▶ idle
- *                      └──────error──────────▶ idle (the batch fails, nothing committed by this router)
+ *   idle ──ROUTE──▶ applying ──▶ idle
+ *                      └─error─▶ idle (the batch fails; partitions that committed it skip it when it runs again)
  */
 export const routerMachine = setup({
   types: { context: {} as RouterContext, events: {} as RouterEvent, input: {} as RouterInput },
   actors: {
-    shard: fromPromise<Uint8Array[], { context: RouterContext }>(async ({ input: { context } }) => {
-      const job = context.job!;
-      return encodeShards(job.records, context.partitions.length, context.partitioner, { batchTime: job.batchTime, stream: context.stream }, job.initialState);
-    }),
     apply: fromPromise<RoutedBatch, { context: RouterContext }>(async ({ input: { context } }) => {
       const job = context.job!;
+      const outputs: unknown[][] = context.partitions.map(() => []);
       const settled = await Promise.allSettled(
         context.partitions.map(
           (partition, p) =>
             new Promise<ApplyDone>((resolve, reject) => {
-              partition.send({ type: 'APPLY', batch: { batchTime: job.batchTime, shard: context.shards[p], resolve, reject } });
+              partition.send({ type: 'APPLY', batch: { batchTime: job.batchTime, shard: job.shards.chunked[p], resolve, reject } });
+            }).then((done) => {
+              // A replayed batch's records were recorded with their own keys: decode those.
+              if (context.decodeOutputs) outputs[p] = decodeOutputs(done.outputs, done.replayed ? undefined : job.shards.keys[p]);
+              return done;
             }),
         ),
       );
@@ -65,33 +73,19 @@ export const routerMachine = setup({
       // this batch when the next one (or a restart) begins.
       const failed = settled.find((s) => s.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
-      const partitions = settled.map((s) => (s as PromiseFulfilledResult<ApplyDone>).value);
-      const outputs: unknown[] = [];
-      for (const done of partitions) {
-        const mapped = messageCodec.unpack(done.outputs) as unknown[];
-        for (let i = 0; i < mapped.length; i++) outputs.push(mapped[i]);
-      }
-      return { outputs, partitions };
+      return { partitions: settled.map((s) => (s as PromiseFulfilledResult<ApplyDone>).value), outputs };
     }),
   },
   actions: {
     fail: ({ context, event }) => context.job!.reject((event as unknown as { error: unknown }).error),
-    clear: assign({ job: undefined, shards: [] }),
+    clear: assign({ job: undefined }),
   },
 }).createMachine({
   id: 'router',
-  context: ({ input }) => ({ ...input, job: undefined, shards: [] }),
+  context: ({ input }) => ({ ...input, job: undefined }),
   initial: 'idle',
   states: {
-    idle: { on: { ROUTE: { target: 'sharding', actions: assign({ job: ({ event }) => event.job }) } } },
-    sharding: {
-      invoke: {
-        src: 'shard',
-        input: ({ context }) => ({ context }),
-        onDone: { target: 'applying', actions: assign({ shards: ({ event }) => event.output }) },
-        onError: { target: 'idle', actions: ['fail', 'clear'] },
-      },
-    },
+    idle: { on: { ROUTE: { target: 'applying', actions: assign({ job: ({ event }) => event.job }) } } },
     applying: {
       invoke: {
         src: 'apply',

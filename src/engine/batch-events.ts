@@ -40,7 +40,24 @@ export interface BatchCompletedEvent {
   processingTimeMs: number;
   /** Per mapWithState stream, per partition: time its worker spent applying and committing. */
   partitionTimesMs: number[][];
+  /** Per mapWithState stream, per partition: where it ran and what its memory served. */
+  partitionStats: PartitionBatchStats[][];
   keysTimedOut: number;
+}
+
+/** One partition's part of a batch, as its worker reported it. */
+export interface PartitionBatchStats {
+  /** The worker thread (its threadId) the partition is pinned to; a new one after a worker died. */
+  thread: number;
+  /** Keys the partition holds after the batch. */
+  keyCount: number;
+  /** Entries of the partition's state the worker holds in memory after the batch. */
+  memoryEntries: number;
+  /** Reads of this batch served from memory, and reads that went to LMDB. */
+  memoryHits: number;
+  storeReads: number;
+  /** The partition had already committed this batch (a replay): nothing was applied. */
+  replayed: boolean;
 }
 
 export interface BatchFailedEvent {

@@ -6,8 +6,11 @@ import type { ApplyDone } from '../actors/messages.js';
  */
 export class BatchRun {
   private readonly results = new Map<number, Promise<unknown[]>>();
+  private readonly steps = new Map<string, Promise<unknown>>();
   /** Per mapWithState stream (by creation order), what each partition reported. */
   readonly partitionResults = new Map<number, ApplyDone[]>();
+  /** Per mapWithState stream (by stream id), its sharding when it began ahead of the batch. */
+  readonly prepared = new Map<number, unknown>();
 
   constructor(
     readonly time: number,
@@ -24,6 +27,21 @@ export class BatchRun {
     let n = 0;
     for (const records of this.inputs.values()) n += records.length;
     return n;
+  }
+
+  /** Runs a step of this batch once, however many callers ask for it. */
+  once<T>(step: string, run: () => Promise<T>): Promise<T> {
+    let result = this.steps.get(step);
+    if (!result) {
+      result = run();
+      this.steps.set(step, result);
+    }
+    return result as Promise<T>;
+  }
+
+  /** Whether a stream's records for this batch were computed (or are being). */
+  has(streamId: number): boolean {
+    return this.results.has(streamId);
   }
 
   memo<T>(streamId: number, compute: () => Promise<T[]> | T[]): Promise<T[]> {

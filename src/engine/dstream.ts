@@ -88,6 +88,30 @@ export abstract class DStream<T> {
     return batch.memo(this.id, () => this.compute(batch));
   }
 
+  /** The streams whose records this one is computed from (none for a source). */
+  protected dependencies(): DStream<unknown>[] {
+    return [];
+  }
+
+  /** Whether a batch's records can be computed from what the sources took, without any state stream. */
+  readsSourcesOnly(): boolean {
+    return this.dependencies().every((d) => d.readsSourcesOnly());
+  }
+
+  /** Whether computing this stream's records needs `stream`'s records. */
+  readsRecordsOf(stream: DStream<unknown>): boolean {
+    return this === (stream as DStream<unknown>) || this.dependencies().some((d) => d.readsRecordsOf(stream));
+  }
+
+  /**
+   * Hands each of the batch's records to `sink`. A stream whose records nothing else reads
+   * streams them into the sink without keeping them (see PipelineDStream).
+   */
+  async eachRecord(batch: BatchRun, sink: (record: T) => void): Promise<void> {
+    const records = await this.recordsFor(batch);
+    for (let i = 0; i < records.length; i++) sink(records[i]);
+  }
+
   protected source(): { base: DStream<unknown>; ops: Op[] } {
     return { base: this as DStream<unknown>, ops: [] };
   }
@@ -168,7 +192,7 @@ function compile(ops: Op[], sink: (value: unknown) => void): (value: unknown) =>
 
 class PipelineDStream<T> extends DStream<T> {
   private readonly run: (value: unknown) => void;
-  private out: unknown[] = [];
+  private sink: (value: unknown) => void = () => undefined;
 
   constructor(
     graph: StreamGraph,
@@ -176,26 +200,42 @@ class PipelineDStream<T> extends DStream<T> {
     private readonly ops: Op[],
   ) {
     super(graph);
-    this.run = compile(ops, (v) => this.out.push(v));
+    this.run = compile(ops, (v) => this.sink(v));
+  }
+
+  /** Streams the base's records through the ops straight into `sink`, keeping nothing (nothing else reads them). */
+  override async eachRecord(batch: BatchRun, sink: (record: T) => void): Promise<void> {
+    if (batch.has(this.id)) return super.eachRecord(batch, sink);
+    const input = await this.base.recordsFor(batch);
+    this.pipe(input, sink as (value: unknown) => void, batch.time);
   }
 
   protected override source(): { base: DStream<unknown>; ops: Op[] } {
     return { base: this.base, ops: this.ops };
   }
 
+  protected override dependencies(): DStream<unknown>[] {
+    return [this.base];
+  }
+
   protected async compute(batch: BatchRun): Promise<T[]> {
     const input = await this.base.recordsFor(batch);
-    this.out = [];
+    const out: unknown[] = [];
+    this.pipe(input, (v) => out.push(v), batch.time);
+    return out as T[];
+  }
+
+  /** Runs every input record through the ops into `sink`; a throwing op fails the batch, named. */
+  private pipe(input: readonly unknown[], sink: (value: unknown) => void, batchTime: number): void {
+    this.sink = sink;
     let i = 0;
     try {
       for (; i < input.length; i++) this.run(input[i]);
     } catch (error) {
-      this.out = [];
-      throw error instanceof OperationFailure ? this.failure(error, input[i], i, batch.time) : error;
+      throw error instanceof OperationFailure ? this.failure(error, input[i], i, batchTime) : error;
+    } finally {
+      this.sink = () => undefined;
     }
-    const out = this.out;
-    this.out = [];
-    return out as T[];
   }
 
   /** Names the operation, where the program defined it, the batch and the source record it was working on. */

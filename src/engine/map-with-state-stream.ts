@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { createActor, type ActorRefFrom, type AnyActorRef } from 'xstate';
-import type { Piscina } from 'piscina';
 import { InvalidRecordError, LifecycleError } from '../errors.js';
 import { keyProblem } from '../storage/keys.js';
 import { partitionMachine } from '../actors/partition.machine.js';
-import { routerMachine, type RoutedBatch } from '../actors/router.machine.js';
+import { routerMachine, type RoutedBatch, type RouterInput, type Shards } from '../actors/router.machine.js';
+import { ShardBuilder } from '../actors/shard-encoder.js';
+import { ChunkedShard } from '../actors/chunked-shard.js';
+import type { WorkerSet } from '../actors/worker-set.js';
 import { shardInitialState, shardSourceEntries } from '../actors/shard-encoder.js';
 import type { InitialEntry } from '../actors/messages.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
@@ -41,11 +44,20 @@ export interface PartitionFigures {
   deadLetters: number;
 }
 
+/** A batch being sharded: the shards as they fill, and when the routing is done (or failed). */
+interface Sharding {
+  shards: Shards;
+  done: Promise<void>;
+}
+
 interface Running {
   stores: PartitionStore[];
   view: StateView<unknown, unknown>;
   partitions: ActorRefFrom<typeof partitionMachine>[];
   router: ActorRefFrom<typeof routerMachine>;
+  routing: RouterInput;
+  /** Whether anything but this stream reads its parent's records (an output, another state stream). */
+  parentRead: boolean;
   /** Initial state per partition, until that partition has committed a batch. */
   pendingInitial: InitialEntry[][] | undefined;
 }
@@ -68,6 +80,21 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     super(graph);
   }
 
+  /** Its records are computed from its shards, which it makes itself: reading them needs no one's records kept. */
+  protected override dependencies(): DStream<unknown>[] {
+    return [];
+  }
+
+  /** Its records come from committed state: they can never be computed ahead of the batch before. */
+  override readsSourcesOnly(): boolean {
+    return false;
+  }
+
+  /** The stream whose records this state stream shards. */
+  get parentStream(): DStream<unknown> {
+    return this.parent as DStream<unknown>;
+  }
+
   override description(): string {
     return `mapWithState stream ${this.stateIndex}`;
   }
@@ -81,7 +108,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
    * stores held, so the context can check batch times and report gaps. The context has
    * settled an interrupted reshard and restored damaged stores before.
    */
-  open(pool: Piscina, supervisor: AnyActorRef): StoreRecovery {
+  open(workers: WorkerSet, supervisor: AnyActorRef, readers: { emitOutputs: boolean; parentRead: boolean }): StoreRecovery {
     const n = this.numPartitions;
     // Layouts a first start left unwritten are completed before the reshard and the migration read them.
     completeLayouts(this.dataDir, this.stateIndex);
@@ -89,7 +116,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     const stores = Array.from({ length: n }, (_, p) => openPartitionStore(partitionPath(this.dataDir, this.stateIndex, p)));
     const layout = readLayout(stores[0]);
     try {
-      return this.prepare(pool, supervisor, stores, layout !== undefined);
+      return this.prepare(workers, supervisor, stores, layout !== undefined, readers);
     } catch (error) {
       stores.forEach((s) => s.env.close());
       throw error;
@@ -97,7 +124,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
   }
 
   /** Everything open() does once the stores are known to have the right partition count. */
-  private prepare(pool: Piscina, supervisor: AnyActorRef, stores: PartitionStore[], existing: boolean): StoreRecovery {
+  private prepare(workers: WorkerSet, supervisor: AnyActorRef, stores: PartitionStore[], existing: boolean, { emitOutputs, parentRead }: { emitOutputs: boolean; parentRead: boolean }): StoreRecovery {
     const n = this.numPartitions;
     const version = this.spec.getStateVersion();
     const migrate = this.spec.getMigrate() as ((state: unknown, fromVersion: number) => unknown) | undefined;
@@ -128,11 +155,13 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     }
 
     const { policy, maxAttempts } = this.spec.getRecordFailure();
+    const placement = workers.place(this.stateIndex, n);
+    const incarnation = randomUUID();
     const partitions = stores.map((store, partition) =>
       createActor(partitionMachine, {
         input: {
           stream: this.stateIndex, partition, storePath: store.path, fn: this.spec.fn, timeoutMs: this.spec.getTimeout(),
-          policy, maxAttempts, pool, supervisor,
+          policy, maxAttempts, workers, worker: placement[partition], incarnation, emitOutputs, supervisor,
           lastCommitted: () => {
             store.env.resetReadTxn();
             return new BatchLog(store).last()?.batchTime;
@@ -140,9 +169,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
         },
       }).start(),
     );
-    const router = createActor(routerMachine, { input: { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner } }).start();
+    const routing: RouterInput = { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner, decodeOutputs: emitOutputs };
+    const router = createActor(routerMachine, { input: routing }).start();
     const view = new StateView<unknown, unknown>(stores, murmur2Partitioner);
-    this.running = { stores, view, partitions, router, pendingInitial };
+    this.running = { stores, view, partitions, router, routing, parentRead, pendingInitial };
     return { lastBatch: newest, behind, initialNewest };
   }
 
@@ -185,17 +215,64 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     return this.running;
   }
 
-  protected async compute(batch: BatchRun): Promise<M[]> {
+  /**
+   * Maps, routes and encodes the batch's records ahead of the batch, while the workers may
+   * still be applying the one before: main-thread work that needs no state. Only for a
+   * stream whose records come from sources alone (not from another state stream's outputs).
+   */
+  shardAhead(batch: BatchRun): void {
+    if (!this.parent.readsSourcesOnly()) return;
+    batch.prepared.set(this.id, this.startSharding(batch));
+  }
+
+  /**
+   * Maps, routes and encodes the batch's records, handing each partition its chunks as they
+   * fill. When nothing else reads the parent's records, they stream from the pipeline into
+   * the shards and are never kept as an array.
+   */
+  private startSharding(batch: BatchRun): Sharding {
     const running = this.active('mapWithState');
-    const records = await this.parent.recordsFor(batch);
-    const routed = await new Promise<RoutedBatch>((resolve, reject) => {
-      running.router.send({ type: 'ROUTE', job: { batchTime: batch.time, records, initialState: running.pendingInitial, resolve, reject } });
+    const chunked = running.partitions.map(() => new ChunkedShard());
+    const { partitioner } = running.routing;
+    const builder = new ShardBuilder(chunked.length, partitioner, { batchTime: batch.time, stream: this.stateIndex }, (p, chunk, last) => chunked[p].push(chunk, last), running.pendingInitial);
+    const done = (async () => {
+      if (running.parentRead) {
+        const records = await this.parent.recordsFor(batch);
+        for (let i = 0; i < records.length; i++) builder.add(records[i]);
+      } else {
+        await this.parent.eachRecord(batch, builder.add);
+      }
+      builder.finish();
+    })();
+    // Partitions following the chunks stop with the error; apply() reports it, in batch order.
+    done.catch((error: unknown) => chunked.forEach((c) => c.fail(error)));
+    return { shards: { chunked, keys: builder.keys }, done };
+  }
+
+  /** Runs the batch on every partition (once per batch, whether or not anything reads the outputs). */
+  apply(batch: BatchRun): Promise<RoutedBatch> {
+    return batch.once(`apply:${this.id}`, async () => {
+      const running = this.active('mapWithState');
+      const sharding = (batch.prepared.get(this.id) as Sharding | undefined) ?? this.startSharding(batch);
+      const routed = await new Promise<RoutedBatch>((resolve, reject) => {
+        running.router.send({ type: 'ROUTE', job: { batchTime: batch.time, shards: sharding.shards, resolve, reject } });
+      }).catch(async (error: unknown) => {
+        // A batch that could not be sharded fails with the sharding's own error.
+        await sharding.done;
+        throw error;
+      });
+      // Every partition committed: initial state is in the stores from now on.
+      running.pendingInitial = undefined;
+      batch.partitionResults.set(this.stateIndex, routed.partitions);
+      running.view.refresh();
+      return routed;
     });
-    // Every partition committed: initial state is in the stores from now on.
-    running.pendingInitial = undefined;
-    batch.partitionResults.set(this.stateIndex, routed.partitions);
-    running.view.refresh();
-    return routed.outputs as M[];
+  }
+
+  /** The mapped records, decoded only when an output operation asks for them. */
+  protected async compute(batch: BatchRun): Promise<M[]> {
+    const { outputs } = await this.apply(batch);
+    return (outputs.length === 1 ? outputs[0] : ([] as unknown[]).concat(...outputs)) as M[];
   }
 
   /** A stream of every [key, state] after each batch, in key order. */
@@ -236,12 +313,17 @@ class StateSnapshotDStream<K, S> extends DStream<[K, S]> {
     super(graph);
   }
 
+  /** It reads the state after the batch, not the state stream's mapped records. */
+  override readsSourcesOnly(): boolean {
+    return false;
+  }
+
   override description(): string {
     return `stateSnapshots of ${this.state.description()}`;
   }
 
   protected async compute(batch: BatchRun): Promise<Array<[K, S]>> {
-    await this.state.recordsFor(batch);
+    await this.state.apply(batch);
     return this.state.snapshotEntries();
   }
 }

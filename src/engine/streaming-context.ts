@@ -2,13 +2,12 @@ import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
-import { Piscina } from 'piscina';
 import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
 import { ConfigError, LifecycleError, MappingModuleError, StoreMismatchError, deserializeError, type SerializedError } from '../errors.js';
 import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
+import { WorkerSet } from '../actors/worker-set.js';
 import { messageCodec } from '../storage/codec.js';
-import type { ResolvedMappingRef } from '../actors/messages.js';
+import { readReply, type ResolvedMappingRef, type WorkerReply } from '../actors/messages.js';
 import { BatchRun } from './batch.js';
 import { BatchEvents, type BatchEventMap } from './batch-events.js';
 import { SystemClock, type Clock } from './clock.js';
@@ -40,6 +39,12 @@ export interface StreamingContextOptions {
   appName?: string;
   /** Worker restarts allowed per partition within one batch before the batch fails. Default 3. */
   maxWorkerRestarts?: number;
+  /**
+   * Entries of state each worker thread keeps in memory, shared by the partitions pinned to
+   * it (cold keys are evicted and read from LMDB again when needed). Default 1,000,000; 0
+   * reads every key from LMDB each batch.
+   */
+  stateCacheEntries?: number;
   /** Snapshot the state every n batches (a number or `{ batches: n }`) or `{ ms: n }`, into `<dataDir>/snapshots`. Off by default. */
   snapshotEvery?: SnapshotEvery;
   /** How many snapshots to keep, newest first. Default 3. */
@@ -66,8 +71,8 @@ function integerOption(options: Record<string, unknown>, name: string, min: numb
   return value;
 }
 
-// Piscina loads a CommonJS shim that imports the worker lazily (see worker-entry.cts for why).
-const workerFile = fileURLToPath(new URL('../actors/worker-entry.cjs', import.meta.url));
+/** Two generations of at most half the bound each stay far below V8's 2^24 entries per Map. */
+const MAX_STATE_CACHE_ENTRIES = 2 ** 24;
 
 /**
  * The entry point: define streams, then start(). Batches run one after another at
@@ -80,6 +85,7 @@ export class StreamingContext implements StreamGraph {
   readonly clock: Clock;
   readonly appName: string;
   readonly maxWorkerRestarts: number;
+  readonly stateCacheEntries: number;
   readonly snapshotPolicy: SnapshotPolicy | undefined;
 
   private readonly events = new EventEmitter();
@@ -88,7 +94,10 @@ export class StreamingContext implements StreamGraph {
   private readonly outputs: OutputOp[] = [];
   private streamIds = 0;
   private phase: Phase = 'created';
-  private pool: Piscina | undefined;
+  private workers: WorkerSet | undefined;
+  /** Queued batches that have not started, oldest first: the head may do its main-thread work ahead. */
+  private readonly waiting: BatchRun[] = [];
+  private readonly preparedAhead = new WeakSet<BatchRun>();
   private supervisor: ActorRefFrom<typeof supervisorMachine> | undefined;
   private cancelTimer: (() => void) | undefined;
   private startTime = 0;
@@ -102,12 +111,13 @@ export class StreamingContext implements StreamGraph {
 
   constructor(options: StreamingContextOptions) {
     if (options === null || typeof options !== 'object') throw new ConfigError(`StreamingContext expects an options object, got ${String(options)}`);
-    const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts', 'snapshotEvery', 'snapshotsKept', 'metrics', 'ui']);
+    const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts', 'stateCacheEntries', 'snapshotEvery', 'snapshotsKept', 'metrics', 'ui']);
     for (const key of Object.keys(options)) if (!known.has(key)) throw new ConfigError(`StreamingContext: unknown option "${key}" (known: ${[...known].join(', ')})`, { option: key });
     const raw = options as unknown as Record<string, unknown>;
     this.batchIntervalMs = integerOption(raw, 'batchIntervalMs', 1, 24 * 3600_000);
     this.threads = integerOption(raw, 'threads', 1, 256, availableParallelism());
     this.maxWorkerRestarts = integerOption(raw, 'maxWorkerRestarts', 0, 100, 3);
+    this.stateCacheEntries = integerOption(raw, 'stateCacheEntries', 0, MAX_STATE_CACHE_ENTRIES, 1_000_000);
     this.snapshotPolicy = snapshotPolicy(options.snapshotEvery, options.snapshotsKept);
     if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir === '')) {
       throw new ConfigError(`StreamingContext: dataDir must be a non-empty path string, got ${JSON.stringify(options.dataDir)}`, { option: 'dataDir' });
@@ -244,7 +254,7 @@ export class StreamingContext implements StreamGraph {
   }
 
   private async startup(): Promise<void> {
-    this.pool = new Piscina({ filename: workerFile, minThreads: this.threads, maxThreads: this.threads, idleTimeout: 60_000, atomics: 'disabled' });
+    this.workers = new WorkerSet(this.threads, this.stateCacheEntries);
     const firstBatch = this.clock.now() + this.batchIntervalMs;
     const opened: MapWithStateDStream<unknown, unknown, unknown, unknown>[] = [];
     const openedInputs: InputStream[] = [];
@@ -258,7 +268,7 @@ export class StreamingContext implements StreamGraph {
         // A rescale cut short by a crash is finished (or rolled back) before stores are judged.
         recoverInterruptedReshard(this.dataDir, stream.stateIndex);
         const restored = await restoreDamagedStores(this.dataDir, stream.stateIndex);
-        const recovery = stream.open(this.pool, this.supervisor!);
+        const recovery = stream.open(this.workers, this.supervisor!, this.readersOf(stream));
         opened.push(stream);
         if (restored) {
           this.emit(BatchEvents.STATE_RESTORED, {
@@ -330,6 +340,13 @@ export class StreamingContext implements StreamGraph {
     }
   }
 
+  /** Who reads a state stream's mapped records, and whether anything besides it reads its parent's. */
+  private readersOf(stream: MapWithStateDStream<unknown, unknown, unknown, unknown>): { emitOutputs: boolean; parentRead: boolean } {
+    const reads = (target: DStream<unknown>) =>
+      this.outputs.some((output) => output.stream.readsRecordsOf(target)) || this.stateStreams.some((s) => s !== stream && s.parentStream.readsRecordsOf(target));
+    return { emitOutputs: reads(stream), parentRead: reads(stream.parentStream) };
+  }
+
   private snapshotScheduler(policy: SnapshotPolicy): SnapshotScheduler {
     return new SnapshotScheduler(policy, {
       dataDir: this.dataDir,
@@ -350,10 +367,12 @@ export class StreamingContext implements StreamGraph {
     });
   }
 
+  /** Loads the mapping module on every worker thread: one that does not load fails start(), named. */
   private async checkModule(fn: ResolvedMappingRef): Promise<void> {
-    const reply: ArrayBuffer = await this.pool!.run({ op: 'check-module', fn });
-    const result = messageCodec.unpack(new Uint8Array(reply)) as { status: string; error?: SerializedError };
-    if (result.status !== 'ok') {
+    const replies = await this.workers!.runOnEveryThread<WorkerReply>({ op: 'check-module', fn });
+    for (const reply of replies) {
+      const result = readReply<{ status: string; error?: SerializedError }>(reply);
+      if (result.status === 'ok') continue;
       const error = deserializeError(result.error!);
       throw error instanceof MappingModuleError ? error : new MappingModuleError(error.message, { module: fn.url }, error);
     }
@@ -363,8 +382,8 @@ export class StreamingContext implements StreamGraph {
     this.cancelTimer?.();
     await this.snapshots?.settle();
     await Promise.all(this.inputs.map((input) => input.close?.()));
-    await this.pool?.destroy();
-    this.pool = undefined;
+    await this.workers?.destroy();
+    this.workers = undefined;
     for (const stream of this.stateStreams) stream.close();
   }
 
@@ -426,13 +445,29 @@ export class StreamingContext implements StreamGraph {
 
   private queueBatch(batch: BatchRun, takeError?: unknown): Promise<void> {
     this.queued++;
+    if (takeError === undefined) this.waiting.push(batch);
+    // Next in line behind the running batch: its main-thread work may start now.
+    if (this.waiting.length === 1 && this.queued > 1) this.prepareAhead(batch);
     const job = this.jobs.then(() => this.runBatch(batch, takeError)).finally(() => this.queued--);
     this.jobs = job.catch(() => undefined);
     return job;
   }
 
+  /**
+   * Maps, routes and encodes a batch's records while the batch before it applies on the
+   * workers. Each partition still gets its batches in order: nothing reaches a worker
+   * before runBatch, which runs one batch at a time.
+   */
+  private prepareAhead(batch: BatchRun): void {
+    if (this.failure || this.preparedAhead.has(batch)) return;
+    this.preparedAhead.add(batch);
+    for (const stream of this.stateStreams) stream.shardAhead(batch);
+  }
+
   private async runBatch(batch: BatchRun, takeError?: unknown): Promise<void> {
+    if (this.waiting[0] === batch) this.waiting.shift();
     if (this.failure) throw this.failure;
+    if (this.waiting.length > 0) this.prepareAhead(this.waiting[0]);
     const started = performance.now();
     const schedulingDelayMs = Math.max(0, this.clock.now() - batch.time);
     try {
@@ -441,7 +476,7 @@ export class StreamingContext implements StreamGraph {
       this.emit(BatchEvents.STARTED, { batchTime: batch.time, schedulingDelayMs });
       for (const input of this.inputs) await input.beforeBatch?.(batch.time);
       // State streams run every batch, whether or not an output reads them.
-      for (const stream of this.stateStreams) await stream.recordsFor(batch);
+      for (const stream of this.stateStreams) await stream.apply(batch);
       // A re-run after a restore: the outputs ran, whole, when the batch first ran; now only
       // restored partitions produce records, and a sink keyed by batch time would be overwritten.
       if (batch.origin !== 'replay') for (const output of this.outputs) await output.fn(await output.stream.recordsFor(batch), batch.time);
@@ -453,6 +488,9 @@ export class StreamingContext implements StreamGraph {
         schedulingDelayMs,
         processingTimeMs: performance.now() - started,
         partitionTimesMs: partitions.map((ps) => ps.map((p) => p.applyMs + p.commitMs)),
+        partitionStats: partitions.map((ps) =>
+          ps.map((p) => ({ thread: p.thread, keyCount: p.keyCount, memoryEntries: p.memoryEntries, memoryHits: p.memoryHits, storeReads: p.storeReads, replayed: p.replayed })),
+        ),
         keysTimedOut: partitions.flat().reduce((n, p) => n + p.keysTimedOut, 0),
       });
       // Between this batch and the next: the only moment every partition holds the same batch

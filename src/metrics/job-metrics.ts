@@ -71,6 +71,10 @@ export class JobMetrics {
         new Gauge({ name: 'statestream_snapshot_last_success_timestamp_seconds', help: 'When the last snapshot completed (Unix seconds).', labelNames: app, registers })),
       snapshotBytes: metric(registry, 'statestream_snapshot_bytes', () => new Gauge({ name: 'statestream_snapshot_bytes', help: 'Bytes of partition copies in the last snapshot.', labelNames: app, registers })),
       snapshotFailures: metric(registry, 'statestream_snapshot_failures_total', () => new Counter({ name: 'statestream_snapshot_failures_total', help: 'Snapshots that could not be written.', labelNames: app, registers })),
+      memoryEntries: metric(registry, 'statestream_state_memory_entries', () =>
+        new Gauge({ name: 'statestream_state_memory_entries', help: "Entries of a partition's state its worker thread holds in memory after the last batch (bounded by stateCacheEntries per thread).", labelNames: ['app', 'stream', 'partition'], registers })),
+      stateReads: metric(registry, 'statestream_state_reads_total', () =>
+        new Counter({ name: 'statestream_state_reads_total', help: "Keys a partition's batches read, by where from: memory, or LMDB (a miss).", labelNames: ['app', 'stream', 'partition', 'from'], registers })),
     };
     collected('statestream_state_keys', 'Keys in a partition as of its last committed batch (its batch log).', ['app', 'stream', 'partition'], (job, g) => job.fillState(g, 'keyCount'));
     collected('statestream_state_bytes', "Bytes of a partition's state database in LMDB.", ['app', 'stream', 'partition'], (job, g) => job.fillState(g, 'stateBytes'));
@@ -107,6 +111,14 @@ export class JobMetrics {
       m.records.inc(labels, e.records);
       m.timedOut.inc(labels, e.keysTimedOut);
       m.lastBatch.set(labels, e.batchTime / 1000);
+      e.partitionStats.forEach((partitions, stream) =>
+        partitions.forEach((p, partition) => {
+          const where = { ...labels, stream: String(stream), partition: String(partition) };
+          m.memoryEntries.set(where, p.memoryEntries);
+          m.stateReads.inc({ ...where, from: 'memory' }, p.memoryHits);
+          m.stateReads.inc({ ...where, from: 'lmdb' }, p.storeReads);
+        }),
+      );
     });
     events.on(BatchEvents.FAILED, () => {
       m.batches.inc({ ...labels, outcome: 'failed' });

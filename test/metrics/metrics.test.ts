@@ -59,6 +59,16 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
       const bytes = byLabel(samples, 'statestream_state_bytes', 'partition');
       for (const p of [0, 1, 2]) assert.ok(bytes.get(String(p))! > 0 && bytes.get(String(p))! % 4096 === 0, `partition ${p}: ${bytes.get(String(p))} bytes in whole pages`);
 
+      // Memory per partition, and where each batch's reads came from, as the events reported them.
+      const memory = byLabel(samples.filter((s) => s.labels.stream === '0'), 'statestream_state_memory_entries', 'partition');
+      assert.deepEqual([0, 1, 2].map((p) => memory.get(String(p))), completed.at(-1)!.partitionStats[0].map((p) => p.memoryEntries));
+      for (const from of ['memory', 'lmdb'] as const) {
+        const total = samples.filter((s) => s.name === 'statestream_state_reads_total' && s.labels.from === from).reduce((n, s) => n + s.value, 0);
+        const reported = completed.flatMap((e) => e.partitionStats[0]).reduce((n, p) => n + (from === 'memory' ? p.memoryHits : p.storeReads), 0);
+        assert.equal(total, reported, `reads from ${from}`);
+      }
+      assert.ok(completed.flatMap((e) => e.partitionStats[0]).reduce((n, p) => n + p.memoryHits, 0) > 0, 'the b-keys were read from memory after their first batch');
+
       assert.equal(snapshots.length, 2);
       assert.equal(sample(samples, 'statestream_snapshot_duration_seconds_count', app), snapshots.length);
       assert.ok(close(sample(samples, 'statestream_snapshot_duration_seconds_sum', app), snapshots.reduce((n, e) => n + e.durationMs / 1000, 0)));

@@ -3,24 +3,49 @@ import { encodeEntry } from '../codec.js';
 import type { StateMap } from './state-map.js';
 import type { TimeIndex } from './time-index.js';
 
-interface CachedKey<S> {
-  key: unknown;
-  /** What the store held when the batch began (its lastUpdated is what the index holds). */
-  original: StoredEntry<S> | undefined;
-  current: StoredEntry<S> | undefined;
-  dirty: boolean;
-  encoded: Buffer | undefined;
+/**
+ * One key of the batch's working set. The mapping loop holds on to it for every record of
+ * its key, so a key touched many times costs one lookup; its fields change in place, so a
+ * record allocates nothing here.
+ */
+export class Slot<S = unknown> {
+  /** What the map held when the batch began (its lastUpdated is what the time index holds). */
+  readonly original: StoredEntry<S> | undefined;
+  readonly existed: boolean;
+  readonly originalTime: number;
+  state: S | undefined;
+  time: number;
+  exists: boolean;
+  dirty = false;
+  encoded: Uint8Array | undefined = undefined;
+
+  constructor(
+    readonly key: unknown,
+    original: StoredEntry<S> | undefined,
+  ) {
+    this.original = original;
+    this.existed = original !== undefined;
+    this.originalTime = original?.[1] ?? 0;
+    this.state = original?.[0];
+    this.time = this.originalTime;
+    this.exists = this.existed;
+  }
 }
 
 /**
- * The batch's working set: a key touched many times in one batch is read from LMDB once
- * and written once. Nothing reaches LMDB until flush(), which runs inside the batch's
- * single commit transaction, together with the matching time-index changes.
+ * The batch's working set: a key touched many times in one batch is read once (from the
+ * memory layer, or LMDB) and written once. Nothing reaches LMDB until flush(), which runs
+ * inside the batch's single commit transaction, together with the matching time-index
+ * changes.
  */
 export class BatchCache<S> {
+  /** Every slot of the batch, in the order first asked for. */
+  private readonly list: Slot<S>[] = [];
   /** Scalar keys are Map keys as they are; array keys by their JSON text, in a map of their own so they never meet a string key. */
-  private readonly scalars = new Map<unknown, CachedKey<S>>();
-  private readonly arrays = new Map<string, CachedKey<S>>();
+  private readonly scalars = new Map<unknown, Slot<S>>();
+  private readonly arrays = new Map<string, Slot<S>>();
+  /** Slots of list[indexed…] were made by fresh() and are not in the maps yet. */
+  private indexed = 0;
   private keyDelta = 0;
 
   constructor(
@@ -29,28 +54,45 @@ export class BatchCache<S> {
     private readonly index: TimeIndex | undefined,
   ) {}
 
-  private lookup(key: unknown): CachedKey<S> | undefined {
+  private register(slot: Slot<S>): void {
+    if (Array.isArray(slot.key)) this.arrays.set(JSON.stringify(slot.key), slot);
+    else this.scalars.set(slot.key, slot);
+  }
+
+  private lookup(key: unknown): Slot<S> | undefined {
+    while (this.indexed < this.list.length) this.register(this.list[this.indexed++]);
     return Array.isArray(key) ? this.arrays.get(JSON.stringify(key)) : this.scalars.get(key);
   }
 
-  private slot(key: unknown): CachedKey<S> {
+  /** The key's slot, read from the map the first time the batch asks for it. */
+  slot(key: unknown): Slot<S> {
     let slot = this.lookup(key);
     if (!slot) {
-      const original = this.map.get(key);
-      slot = { key, original, current: original, dirty: false, encoded: undefined };
-      if (Array.isArray(key)) this.arrays.set(JSON.stringify(key), slot);
-      else this.scalars.set(key, slot);
+      slot = new Slot<S>(key, this.map.get(key));
+      this.list.push(slot);
+      this.indexed++;
+      this.register(slot);
     }
     return slot;
   }
 
-  private *slots(): Generator<CachedKey<S>> {
-    yield* this.scalars.values();
-    yield* this.arrays.values();
+  /**
+   * A slot for a key the batch has not asked for yet (the caller knows: a shard names each
+   * distinct key once), without a lookup. Lookups index it later, if any comes.
+   */
+  fresh(key: unknown): Slot<S> {
+    const slot = new Slot<S>(key, this.map.get(key));
+    this.list.push(slot);
+    return slot;
+  }
+
+  private slots(): Slot<S>[] {
+    return this.list;
   }
 
   get(key: unknown): StoredEntry<S> | undefined {
-    return this.slot(key).current;
+    const slot = this.slot(key);
+    return slot.exists ? [slot.state as S, slot.time] : undefined;
   }
 
   has(key: unknown): boolean {
@@ -58,16 +100,25 @@ export class BatchCache<S> {
   }
 
   put(key: unknown, state: S, time: number): void {
-    const slot = this.slot(key);
-    if (slot.current === undefined) this.keyDelta++;
-    slot.current = [state, time];
+    this.putSlot(this.slot(key), state, time);
+  }
+
+  putSlot(slot: Slot<S>, state: S, time: number): void {
+    if (!slot.exists) this.keyDelta++;
+    slot.state = state;
+    slot.time = time;
+    slot.exists = true;
     slot.dirty = true;
   }
 
   remove(key: unknown): void {
-    const slot = this.slot(key);
-    if (slot.current !== undefined) this.keyDelta--;
-    slot.current = undefined;
+    this.removeSlot(this.slot(key));
+  }
+
+  removeSlot(slot: Slot<S>): void {
+    if (slot.exists) this.keyDelta--;
+    slot.state = undefined;
+    slot.exists = false;
     slot.dirty = true;
   }
 
@@ -82,25 +133,26 @@ export class BatchCache<S> {
    */
   prepare(onEncode: (key: unknown, state: S) => void): void {
     for (const slot of this.slots()) {
-      if (!slot.dirty || slot.current === undefined) continue;
-      onEncode(slot.key, slot.current[0]);
-      slot.encoded = encodeEntry(slot.current[0], slot.current[1]);
+      if (!slot.dirty || !slot.exists) continue;
+      onEncode(slot.key, slot.state as S);
+      slot.encoded = encodeEntry(slot.state, slot.time);
     }
   }
 
   /** Writes the working set and its time-index changes. Must run inside the commit transaction. */
   flush(): void {
+    const index = this.index;
     for (const slot of this.slots()) {
       if (!slot.dirty) continue;
-      const { key, original: before, current: after } = slot;
-      if (this.index && before !== undefined && (after === undefined || after[1] !== before[1])) this.index.remove(before[1], key);
-      if (after === undefined) {
-        if (before !== undefined) this.map.remove(key);
+      const { key } = slot;
+      const moved = !slot.existed || !slot.exists || slot.time !== slot.originalTime;
+      if (index && slot.existed && moved) index.remove(slot.originalTime, key);
+      if (!slot.exists) {
+        if (slot.existed) this.map.remove(key);
         continue;
       }
-      this.map.put(key, slot.encoded ?? encodeEntry(after[0], after[1]));
-      if (this.index && (before === undefined || after[1] !== before[1])) this.index.add(after[1], key);
+      this.map.put(key, slot.encoded ?? encodeEntry(slot.state, slot.time), [slot.state as S, slot.time], slot.original);
+      if (index && moved) index.add(slot.time, key);
     }
   }
 }
-

@@ -4,11 +4,17 @@ import type { PartitionStore } from './store.js';
 
 /**
  * The narrow interface the mapping loop sees: read an entry, write or remove one. Writes
- * only happen inside the batch's commit transaction (see BatchCache.flush).
+ * only happen inside the batch's commit transaction (see BatchCache.flush). Layers wrap it
+ * the way Kafka Streams wraps its stores: the LMDB map is the durable truth, the memory
+ * layer (memory-state-map.ts) keeps what it read and wrote for the next batches.
  */
 export interface StateMap<S = unknown> {
   get(key: unknown): StoredEntry<S> | undefined;
-  put(key: unknown, encoded: Buffer): void;
+  /**
+   * `entry` is what `encoded` holds, and `previous` what `get` returned for the key in this
+   * batch, for layers that keep values rather than bytes.
+   */
+  put(key: unknown, encoded: Uint8Array, entry?: StoredEntry<S>, previous?: StoredEntry<S>): void;
   remove(key: unknown): void;
 }
 
@@ -20,8 +26,17 @@ export class LmdbStateMap<S = unknown> implements StateMap<S> {
     return bytes === undefined ? undefined : decodeEntry<S>(bytes);
   }
 
-  put(key: unknown, encoded: Buffer): void {
-    this.store.state.putSync(key as Key, encoded);
+  /** The stored bytes, valid until the next read on this thread. */
+  getEncoded(key: unknown): Uint8Array | undefined {
+    return readBinary(this.store, key as Key);
+  }
+
+  count(): number {
+    return (this.store.state.getStats() as { entryCount: number }).entryCount;
+  }
+
+  put(key: unknown, encoded: Uint8Array): void {
+    this.store.state.putSync(key as Key, encoded as Buffer);
   }
 
   remove(key: unknown): void {

@@ -4,7 +4,7 @@ import { compareKeys, type Key } from 'lmdb';
 import { StoreMismatchError } from '../../errors.js';
 import { murmur2Partitioner } from '../../engine/partitioner.js';
 import { BatchLog, readLayout, writeLayout, type CommittedBatch, type StoreLayout } from '../partition/batch-log.js';
-import { messageCodec } from '../codec.js';
+import { decodeOutputs, encodeRecords } from '../partition/batch-outputs.js';
 import type { DeadLetter } from '../partition/dead-letters.js';
 import { normalizeKey } from '../keys.js';
 import { openPartitionStore, partitionFolder, partitionPath, type PartitionStore } from '../partition/store.js';
@@ -157,12 +157,12 @@ function copyInto(olds: PartitionStore[], news: PartitionStore[], layout: StoreL
   // A replayed batch (a source re-sending the batch in flight at a crash) must emit what it
   // emitted before: the router concatenates partition outputs in partition order, so the
   // old outputs in old order on partition 0 read back the same.
-  const outputs = batchTime === undefined ? [] : last.flatMap((b) => messageCodec.unpack(b!.outputs) as unknown[]);
+  const outputs = batchTime === undefined ? [] : last.flatMap((b) => decodeOutputs(b!.outputs));
   news.forEach((store, q) => {
     store.env.transactionSync(() => {
       writeLayout(store, { ...layout, numPartitions: to });
       if (batchTime !== undefined) {
-        new BatchLog(store).record({ batchTime, outputs: messageCodec.pack(q === 0 ? outputs : []), keyCount: writer.keyCounts[q] });
+        new BatchLog(store).record({ batchTime, outputs: encodeRecords(q === 0 ? outputs : []), keyCount: writer.keyCounts[q] });
       }
     });
   });

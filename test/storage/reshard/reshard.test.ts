@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { StateSpec } from '../../../src/index.js';
 import { BatchLog } from '../../../src/storage/partition/batch-log.js';
-import { messageCodec } from '../../../src/storage/codec.js';
+import { decodeOutputs } from '../../../src/storage/partition/batch-outputs.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import type { ReshardStep } from '../../../src/storage/reshard/protocol.js';
 import { readStoredLayout, reshardStores } from '../../../src/storage/reshard/reshard.js';
@@ -143,8 +143,8 @@ describe('reshardStores', () => {
       const last = stores.map((s) => new BatchLog(s).last()!);
       assert.deepEqual(last.map((b) => b.batchTime), [1000, 1000]);
       assert.equal(last[0].keyCount + last[1].keyCount, 50);
-      assert.deepEqual(sorted(messageCodec.unpack(last[0].outputs) as unknown[]), sorted(outputs));
-      assert.deepEqual(messageCodec.unpack(last[1].outputs), []);
+      assert.deepEqual(sorted(decodeOutputs(last[0].outputs)), sorted(outputs));
+      assert.deepEqual(decodeOutputs(last[1].outputs), []);
     } finally {
       stores.forEach((s) => void s.env.close());
     }

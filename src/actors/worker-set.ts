@@ -1,0 +1,63 @@
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+
+// Piscina loads a CommonJS shim that imports the worker lazily (see worker-entry.cts for why).
+/**
+ * Chunks posted to a thread without waiting for the one before: Piscina hands a task to a
+ * busy thread only up to this many, and otherwise waits for a turn of the main thread that
+ * may be busy routing the rest of the batch. The worker still applies them one at a time,
+ * in order (worker-partitions.ts).
+ */
+const CHUNKS_IN_FLIGHT = 1024;
+
+const workerFile = fileURLToPath(new URL('./worker-entry.cjs', import.meta.url));
+
+/**
+ * The worker threads, one Piscina pool of one thread each, so that a partition is served
+ * by the same thread for the life of the job and can keep its state in that thread's
+ * memory. Partitions are dealt round-robin over the threads, across every mapWithState
+ * stream, in the order they are placed. A thread that dies is replaced by its pool with a
+ * fresh one, which inherits its partitions and rebuilds their memory from LMDB.
+ */
+export class WorkerSet {
+  private readonly pools: Piscina[];
+  private readonly pinned: string[][];
+  private placed = 0;
+
+  constructor(
+    readonly threads: number,
+    /** Entries of state each thread keeps in memory, shared between the partitions pinned to it. */
+    private readonly cacheEntriesPerWorker: number,
+  ) {
+    this.pools = Array.from({ length: threads }, () => new Piscina({ filename: workerFile, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: CHUNKS_IN_FLIGHT }));
+    this.pinned = Array.from({ length: threads }, () => []);
+  }
+
+  /** Pins the partitions of one stream and returns each one's thread; call once per stream, before any task runs. */
+  place(stream: number, partitions: number): number[] {
+    const workers = Array.from({ length: partitions }, () => this.placed++ % this.threads);
+    workers.forEach((w, p) => this.pinned[w].push(`${stream}:${p}`));
+    return workers;
+  }
+
+  /** A thread's memory bound split evenly between the partitions pinned to it. */
+  cacheEntriesOf(worker: number): number {
+    return Math.floor(this.cacheEntriesPerWorker / Math.max(1, this.pinned[worker].length));
+  }
+
+  run<T>(worker: number, task: object, transferList?: ArrayBuffer[]): Promise<T> {
+    return this.pools[worker].run(task, transferList ? { transferList } : undefined);
+  }
+
+  /**
+   * Work that belongs to no partition, on every thread: loading the mapping modules at
+   * start checks that they load, and spares the first batch each thread's imports.
+   */
+  runOnEveryThread<T>(task: object): Promise<T[]> {
+    return Promise.all(this.pools.map((pool) => pool.run(task) as Promise<T>));
+  }
+
+  async destroy(): Promise<void> {
+    await Promise.all(this.pools.map((pool) => pool.destroy()));
+  }
+}

@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { StateSpec, type State } from '../../src/index.js';
+import { applyChunk, type MappingFunction } from '../../src/actors/apply-shard.js';
+import { encodeShards } from '../../src/actors/shard-encoder.js';
+import { workerPartition } from '../../src/actors/worker-partitions.js';
+import { murmur2Partitioner } from '../../src/engine/partitioner.js';
+import { StateHandle } from '../../src/engine/state.js';
+import { decodeOutputs } from '../../src/storage/partition/batch-outputs.js';
+import { BatchCache } from '../../src/storage/partition/batch-cache.js';
+import { BatchLog } from '../../src/storage/partition/batch-log.js';
+import { LmdbStateMap } from '../../src/storage/partition/state-map.js';
+import { openPartitionStore } from '../../src/storage/partition/store.js';
+import type { ApplyDone } from '../../src/actors/messages.js';
+import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+const count: MappingFunction = (_time, key, value, state: StateHandle<unknown>) => {
+  const sum = ((value as number) ?? 0) + ((state.getOption() as number) ?? 0);
+  (state as State<number>).update(sum);
+  return [key, sum];
+};
+
+/** One batch of [key, 1] records applied in this thread, as a worker applies it. */
+async function applyHere(path: string, incarnation: string, batchTime: number, keys: string[]): Promise<unknown[]> {
+  const [shard] = encodeShards(keys.map((k) => [k, 1]), 1, murmur2Partitioner, { batchTime, stream: 0 });
+  const result = await applyChunk(workerPartition({ storePath: path, incarnation, cacheEntries: 1000 }), count, {
+    op: 'apply', storePath: path, partition: 0, batchTime, attempt: batchTime, chunk: 0, last: true, timeoutMs: null, fn: { url: '', exportName: 'default' },
+    shard: shard.buffer as SharedArrayBuffer, deadLetters: [], incarnation, cacheEntries: 1000, emitOutputs: true,
+  });
+  assert.equal(result.status, 'ok');
+  return decodeOutputs((result as ApplyDone).outputs);
+}
+
+/** Another writer commits a batch to the store behind the worker's back (a restore, an import, a second process). */
+function writeBehind(path: string, batchTime: number, entries: Array<[string, number]>): void {
+  const store = openPartitionStore(path);
+  try {
+    const cache = new BatchCache<number>(new LmdbStateMap<number>(store), undefined);
+    for (const [key, value] of entries) cache.put(key, value, batchTime);
+    cache.prepare(() => undefined);
+    store.env.transactionSync(() => {
+      cache.flush();
+      new BatchLog(store).record({ batchTime, outputs: new Uint8Array(0), keyCount: entries.length });
+    });
+  } finally {
+    store.env.close();
+  }
+}
+
+describe("a partition's state in worker memory is never stale", () => {
+  it('memory that does not mirror the batch the log names is dropped, and so is memory of another opening of the stores', async () => {
+    const path = join(tempDir(), 'partition-0000');
+    assert.deepEqual(await applyHere(path, 'first', 1000, ['a', 'a']), [['a', 1], ['a', 2]]);
+    assert.deepEqual(await applyHere(path, 'first', 2000, ['a']), [['a', 3]], 'served from memory');
+    // Batch 3000 committed by someone else: a = 100.
+    writeBehind(path, 3000, [['a', 100]]);
+    assert.deepEqual(await applyHere(path, 'first', 4000, ['a']), [['a', 101]], 'the batch log names 3000, which this memory never saw');
+    // The folder replaced by other stores (a reshard, a restore) opened anew: a = 7 as of batch 4000.
+    rmSync(path, { recursive: true });
+    writeBehind(path, 4000, [['a', 7]]);
+    assert.deepEqual(await applyHere(path, 'second', 5000, ['a']), [['a', 8]], 'a new incarnation drops what the old one held');
+  });
+
+  it('a job stopped, re-sharded, imported into and migrated continues from the stores, never from what its threads held', async () => {
+    const dataDir = tempDir();
+    const spec = (n: number) => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(n);
+    const words = ['a', 'b', 'c', 'd', 'e', 'f'];
+    const batch = (n: number) => words.flatMap((w) => Array.from({ length: n }, () => [w, 1] as [string, number]));
+
+    // Counts at 2 each, exported; then counted on to 5 each.
+    let job = await keyedJob(spec(2), { dataDir, threads: 2 });
+    await job.batch(batch(2));
+    await job.ssc.stop();
+    const exported = join(tempDir(), 'at-two.msgpack');
+    const out = spawnSync(process.execPath, [cli, 'export', '--out', exported, '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(out.status, 0, out.stderr);
+    job = await keyedJob(spec(2), { dataDir, threads: 2, startMs: 1000 });
+    await job.batch(batch(3));
+    await job.ssc.stop();
+
+    // Re-sharded to 3 partitions at start: every key continues from 5.
+    job = await keyedJob(spec(3), { dataDir, threads: 2, startMs: 2000 });
+    assert.deepEqual(sorted(await job.batch(batch(1))), sorted(words.map((w) => [w, 6])));
+    await job.ssc.stop();
+
+    // The export (2 each) imported over the stores: they continue from 2, not 6.
+    const imported = spawnSync(process.execPath, [cli, 'import', exported, '--replace', '--partitions', '3', '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(imported.status, 0, imported.stderr);
+    job = await keyedJob(spec(3), { dataDir, threads: 2, startMs: 10_000 });
+    assert.deepEqual(sorted(await job.batch(batch(1))), sorted(words.map((w) => [w, 3])));
+    await job.ssc.stop();
+
+    // Migrated to version 2 (× 10): they continue from 30.
+    job = await keyedJob(spec(3).stateVersion(2, (state) => (state as number) * 10), { dataDir, threads: 2, startMs: 20_000 });
+    try {
+      assert.deepEqual(sorted(await job.batch(batch(1))), sorted(words.map((w) => [w, 31])));
+      for (const w of words) assert.equal(job.stream.store().get(w), 31);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+});

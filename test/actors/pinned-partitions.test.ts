@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { BatchEvents, StateSpec, type BatchCompletedEvent, type PartitionRestartedEvent } from '../../src/index.js';
+import type { FaultyValue } from '../fixtures/faulty.js';
+import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+
+/** The batch.completed events of a job, newest last. */
+function completedEvents(job: Awaited<ReturnType<typeof keyedJob>>): BatchCompletedEvent[] {
+  const events: BatchCompletedEvent[] = [];
+  job.ssc.on(BatchEvents.COMPLETED, (e) => events.push(e));
+  return events;
+}
+
+const keys = (n: number, prefix = 'k') => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+
+describe('partitions pinned to their worker threads', () => {
+  it('a partition runs on the same thread batch after batch, and reads its keys from memory after the first batch', async () => {
+    const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(4), { dataDir: tempDir(), threads: 2 });
+    const events = completedEvents(job);
+    try {
+      const words = keys(200);
+      for (let b = 0; b < 4; b++) await job.batch(words.map((w) => [w, 1] as [string, number]));
+      const threads = events.map((e) => e.partitionStats[0].map((p) => p.thread));
+      for (const t of threads) assert.deepEqual(t, threads[0], 'every partition kept its thread');
+      assert.equal(new Set(threads[0]).size, 2, 'four partitions are spread over the two threads');
+      // The store was empty, so even the first batch asked LMDB nothing; later batches hit memory.
+      for (const e of events) assert.equal(e.partitionStats[0].reduce((n, p) => n + p.storeReads, 0), 0);
+      assert.equal(events.at(-1)!.partitionStats[0].reduce((n, p) => n + p.memoryHits, 0), 200);
+      for (const w of words) assert.equal(job.stream.store().get(w), 4);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('a job restarted on stores that hold state reads each key from LMDB once, then from memory', async () => {
+    const dataDir = tempDir();
+    const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
+    const first = await keyedJob(spec(), { dataDir, threads: 2 });
+    await first.batch(keys(100).map((w) => [w, 1] as [string, number]));
+    await first.ssc.stop();
+
+    const again = await keyedJob(spec(), { dataDir, threads: 2, startMs: 5000 });
+    const events = completedEvents(again);
+    try {
+      const out = await again.batch(keys(100).map((w) => [w, 1] as [string, number]));
+      assert.deepEqual(sorted(out), sorted(keys(100).map((w) => [w, 2])));
+      assert.equal(events[0].partitionStats[0].reduce((n, p) => n + p.storeReads, 0), 100);
+      await again.batch(keys(100).map((w) => [w, 1] as [string, number]));
+      assert.equal(events[1].partitionStats[0].reduce((n, p) => n + p.storeReads, 0), 0);
+      assert.equal(events[1].partitionStats[0].reduce((n, p) => n + p.memoryHits, 0), 100);
+    } finally {
+      await again.ssc.stop();
+    }
+  });
+
+  it('a worker killed mid-batch hands its partitions to a fresh thread, which rebuilds them from LMDB with exact counts', async () => {
+    const dir = tempDir();
+    const marker = join(dir, 'fault-fired');
+    const spec = StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty')).numPartitions(4);
+    const job = await keyedJob(spec, { dataDir: join(dir, 'data'), threads: 2 });
+    const events = completedEvents(job);
+    const restarts: PartitionRestartedEvent[] = [];
+    job.ssc.on(BatchEvents.PARTITION_RESTARTED, (e) => restarts.push(e));
+    try {
+      const words = keys(400);
+      await job.batch(words.map((w) => [w, 1] as [string, FaultyValue]));
+      const before = events[0].partitionStats[0].map((p) => p.thread);
+      // Every partition's shard is long enough that the worker dies with work in hand.
+      await job.batch([...words.map((w) => [w, 1] as [string, FaultyValue]), ['crash', { exitOnce: marker }], ...words.map((w) => [w, 1] as [string, FaultyValue])]);
+      assert.ok(restarts.length >= 1, 'a partition was restarted');
+      const crashed = restarts[0].partition;
+      const replay = events[1].partitionStats[0][crashed];
+      assert.notEqual(replay.thread, before[crashed], 'the crashed partition was replayed on a fresh thread');
+      assert.ok(replay.storeReads > 0, 'the fresh thread rebuilt the partition from LMDB');
+      for (const w of words) assert.equal(job.stream.store().get(w), 3, `${w}: no record lost, none counted twice`);
+      assert.equal(job.stream.store().get('crash'), 1);
+
+      const out = await job.batch(words.map((w) => [w, 1] as [string, FaultyValue]));
+      assert.deepEqual(sorted(out), sorted(words.map((w) => [w, 4])));
+      const after = events[2].partitionStats[0].map((p) => p.thread);
+      for (let p = 0; p < 4; p++) {
+        if (before[p] === before[crashed]) assert.equal(after[p], replay.thread, `partition ${p}, pinned with it, moved with it`);
+        else assert.equal(after[p], before[p], `partition ${p} stayed on its thread`);
+      }
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('a state far larger than the memory bound gives the same outputs and state as one that fits', async () => {
+    // 3,000 keys over 12 batches, each batch revisiting old keys: with a bound of 64 entries
+    // per thread, most reads go back to LMDB.
+    const batches = Array.from({ length: 12 }, (_, b) => Array.from({ length: 500 }, (_, i) => [`w${(i * 7 + b * 311) % 3000}`, 1] as [string, number]));
+    const run = async (stateCacheEntries: number | undefined) => {
+      const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(4), {
+        dataDir: tempDir(), threads: 2, ...(stateCacheEntries === undefined ? {} : { stateCacheEntries }),
+      });
+      const events = completedEvents(job);
+      try {
+        const outputs = [];
+        for (const batch of batches) outputs.push(sorted(await job.batch(batch)));
+        return { outputs, state: [...job.stream.store().entries()], events };
+      } finally {
+        await job.ssc.stop();
+      }
+    };
+    const fits = await run(undefined);
+    const bounded = await run(64);
+    assert.deepEqual(bounded.outputs, fits.outputs);
+    assert.deepEqual(bounded.state, fits.state);
+    const reads = bounded.events.reduce((n, e) => n + e.partitionStats[0].reduce((m, p) => m + p.storeReads, 0), 0);
+    assert.ok(reads > 1000, `the bounded job read evicted keys back from LMDB (${reads} reads)`);
+    for (const e of bounded.events) {
+      const perThread = new Map<number, number>();
+      for (const p of e.partitionStats[0]) perThread.set(p.thread, (perThread.get(p.thread) ?? 0) + p.memoryEntries);
+      for (const [thread, entries] of perThread) assert.ok(entries <= 64, `thread ${thread} holds ${entries} entries, over its bound of 64`);
+    }
+  });
+});

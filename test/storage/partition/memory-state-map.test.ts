@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { encodeEntry } from '../../../src/storage/codec.js';
+import { LmdbStateMap } from '../../../src/storage/partition/state-map.js';
+import { MemoryStateMap } from '../../../src/storage/partition/memory-state-map.js';
+import { openPartitionStore } from '../../../src/storage/partition/store.js';
+import { tempDir } from '../../helpers.js';
+
+/** The LMDB map with its reads counted, so a test sees which reads memory answered. */
+function countingLmdb(store: ReturnType<typeof openPartitionStore>) {
+  const lmdb = new LmdbStateMap<unknown>(store);
+  const counted = Object.assign(Object.create(lmdb) as LmdbStateMap<unknown>, {
+    reads: 0,
+    getEncoded(key: unknown) {
+      counted.reads++;
+      return lmdb.getEncoded(key);
+    },
+  });
+  return counted;
+}
+
+function commit(store: ReturnType<typeof openPartitionStore>, memory: MemoryStateMap<unknown>, writes: Array<[unknown, unknown, number] | [unknown]>, previous = new Map<unknown, ReturnType<MemoryStateMap['get']>>()): void {
+  store.env.transactionSync(() => {
+    for (const w of writes) {
+      if (w.length === 1) memory.remove(w[0]);
+      else memory.put(w[0], encodeEntry(w[1], w[2]), [w[1], w[2]], previous.get(w[0]));
+    }
+  });
+  memory.committed();
+}
+
+describe('MemoryStateMap: a partition state in memory over LMDB', () => {
+  const stores: Array<ReturnType<typeof openPartitionStore>> = [];
+  after(() => stores.forEach((s) => s.env.close()));
+  const open = () => {
+    const store = openPartitionStore(tempDir());
+    stores.push(store);
+    return store;
+  };
+
+  it('reads a key from LMDB once, then from memory; a store that was empty is never asked for missing keys', () => {
+    const store = open();
+    const lmdb = countingLmdb(store);
+    const memory = new MemoryStateMap(lmdb, 100);
+    memory.checkComplete();
+    assert.equal(memory.get('nothing'), undefined);
+    assert.equal(lmdb.reads, 0, 'an empty store: memory holds every key it has (none)');
+    commit(store, memory, [['a', 1, 10]]);
+    assert.deepEqual(memory.get('a'), [1, 10]);
+    assert.equal(lmdb.reads, 0);
+
+    // A store that already held keys: the first read of each goes to LMDB.
+    const later = new MemoryStateMap(countingLmdb(store), 100);
+    const reads = () => (later as unknown as { durable: { reads: number } }).durable.reads;
+    later.checkComplete();
+    assert.deepEqual(later.get('a'), [1, 10]);
+    assert.equal(reads(), 1);
+    assert.deepEqual(later.get('a'), [1, 10]);
+    assert.equal(reads(), 1, 'the second read is served from memory');
+    later.checkComplete();
+    assert.equal(later.get('b'), undefined);
+    assert.equal(reads(), 1, 'memory now holds every stored key: a missing key is missing from the store');
+  });
+
+  it('writes reach memory only when their transaction commits', () => {
+    const store = open();
+    const memory = new MemoryStateMap(new LmdbStateMap(store), 100);
+    commit(store, memory, [['k', 1, 10]]);
+    assert.throws(() =>
+      store.env.transactionSync(() => {
+        memory.put('k', encodeEntry(2, 20), [2, 20], memory.get('k'));
+        throw new Error('the batch failed before its commit');
+      }),
+    );
+    memory.aborted();
+    assert.deepEqual(memory.get('k'), [1, 10], 'memory kept what LMDB kept');
+    assert.deepEqual(new LmdbStateMap(store).get('k'), [1, 10]);
+    commit(store, memory, [['k']]);
+    assert.equal(memory.get('k'), undefined);
+    assert.equal(new LmdbStateMap(store).get('k'), undefined);
+  });
+
+  it('an object state is held as bytes: changing the object handed out does not change what memory holds', () => {
+    const store = open();
+    const memory = new MemoryStateMap(new LmdbStateMap(store), 100);
+    commit(store, memory, [['s', { pages: ['home'] }, 10]]);
+    const first = memory.get('s') as [{ pages: string[] }, number];
+    first[0].pages.push('changed without update()');
+    assert.deepEqual(memory.get('s'), [{ pages: ['home'] }, 10]);
+    // A primitive replaced by an object and back, through the in-place path.
+    const previous = new Map([['n', memory.get('n')]]);
+    commit(store, memory, [['n', 5, 10]], previous);
+    commit(store, memory, [['n', { big: true }, 20]], new Map([['n', memory.get('n')]]));
+    assert.deepEqual(memory.get('n'), [{ big: true }, 20]);
+    commit(store, memory, [['n', 7, 30]], new Map([['n', memory.get('n')]]));
+    assert.deepEqual(memory.get('n'), [7, 30]);
+    assert.deepEqual(new LmdbStateMap(store).get('n'), [7, 30]);
+  });
+
+  it('keeps at most its bound, evicting keys not read since, and then reads them from LMDB again', () => {
+    const store = open();
+    const lmdb = countingLmdb(store);
+    const memory = new MemoryStateMap(lmdb, 10);
+    commit(store, memory, Array.from({ length: 40 }, (_, i) => [`k${i}`, i, 1] as [string, number, number]));
+    assert.ok(memory.size <= 10, `memory holds ${memory.size} entries, over its bound of 10`);
+    for (let i = 0; i < 40; i++) assert.deepEqual(memory.get(`k${i}`), [i, 1], `k${i} reads back`);
+    assert.ok(lmdb.reads >= 30, `evicted keys are read from LMDB (${lmdb.reads} reads)`);
+    assert.ok(memory.size <= 10);
+  });
+
+  it('tuple keys and string keys that look like them are held apart', () => {
+    const store = open();
+    const memory = new MemoryStateMap(new LmdbStateMap(store), 100);
+    commit(store, memory, [[['a', 1], 1, 1], ['["a",1]', 2, 1]]);
+    assert.deepEqual(memory.get(['a', 1]), [1, 1]);
+    assert.deepEqual(memory.get('["a",1]'), [2, 1]);
+  });
+});

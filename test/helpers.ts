@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ManualClock, StateSpec, StreamingContext, type BatchEventMap, type StreamingContextOptions } from '../src/index.js';
+import { BatchEvents, ManualClock, StateSpec, StreamingContext, type BatchEventMap, type SnapshotCompletedEvent, type StreamingContextOptions } from '../src/index.js';
+import { nextEvent } from './wait.js';
 
 /** A fresh data folder under the OS temp dir, removed when the test process ends. */
 const made: string[] = [];
@@ -27,6 +28,8 @@ export interface KeyedJob<K, V, M, S> {
   stream: ReturnType<StreamingContext['mapWithState']>;
   /** Pushes one batch of [key, value] records and runs it. */
   batch(records: Array<[K, V]>): Promise<M[]>;
+  /** Runs one batch that takes a snapshot (snapshotEvery must make it due), and waits until the snapshot is in place. */
+  batchWithSnapshot(records: Array<[K, V]>): Promise<SnapshotCompletedEvent>;
 }
 
 /** A started job: queue of [key, value] pairs → mapWithState(spec) with outputs and snapshots collected. */
@@ -44,12 +47,19 @@ export async function keyedJob<K, V, S, M>(
   stream.foreachBatch((records, time) => void outputs.push({ time, records: records as M[] }));
   stream.stateSnapshots().foreachBatch((pairs, time) => void snapshots.push({ time, pairs: pairs as Array<[K, S]> }));
   await ssc.start();
+  const batch = async (records: Array<[K, V]>) => {
+    input.pushBatch(records);
+    await clock.advance(1000);
+    return outputs[outputs.length - 1].records;
+  };
   return {
     ssc, clock, input: input as never, outputs, snapshots, stream: stream as never,
-    async batch(records) {
-      input.pushBatch(records);
-      await clock.advance(1000);
-      return outputs[outputs.length - 1].records;
+    batch,
+    async batchWithSnapshot(records) {
+      const batchTime = clock.now() + 1000;
+      const copied = nextEvent(ssc, BatchEvents.SNAPSHOT_COMPLETED, `the snapshot of batch ${batchTime}`, { filter: (e) => e.batchTime === batchTime });
+      await batch(records);
+      return copied;
     },
   };
 }
@@ -57,22 +67,6 @@ export async function keyedJob<K, V, S, M>(
 /** Sorts mapped records so tests compare content, not the partition order they arrived in. */
 export function sorted<T>(records: T[]): T[] {
   return [...records].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : JSON.stringify(a) > JSON.stringify(b) ? 1 : 0));
-}
-
-/** Resolves with the next `event` the context emits; rejects naming it when none comes within `timeoutMs`. */
-export function nextEvent<E extends keyof BatchEventMap>(ssc: StreamingContext, event: E, timeoutMs = 30_000): Promise<BatchEventMap[E]> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      ssc.off(event, listener);
-      reject(new Error(`no ${event} event within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const listener = (payload: BatchEventMap[E]) => {
-      clearTimeout(timer);
-      ssc.off(event, listener);
-      resolve(payload);
-    };
-    ssc.on(event, listener);
-  });
 }
 
 /** Polls `check` until it returns a value other than undefined; fails naming `what` after `timeoutMs`. */

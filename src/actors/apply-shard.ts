@@ -2,12 +2,12 @@ import { performance } from 'node:perf_hooks';
 import { threadId } from 'node:worker_threads';
 import { serializeError } from '../errors.js';
 import { StateHandle } from '../engine/state.js';
-import { assertEncodable } from '../storage/codec.js';
+import { assertEncodable, messageCodec } from '../storage/codec.js';
 import { BatchCache, type Slot } from '../storage/partition/batch-cache.js';
-import { BatchLog } from '../storage/partition/batch-log.js';
+import { BatchLog, type CommittedBatch } from '../storage/partition/batch-log.js';
 import { DeadLetterStore } from '../storage/partition/dead-letters.js';
 import { TimeIndex } from '../storage/partition/time-index.js';
-import type { ApplyResult, ApplyTask, InitialEntry } from './messages.js';
+import type { ApplyDone, ApplyResult, ApplyTask, InitialEntry } from './messages.js';
 import { NO_OUTPUTS, OutputWriter } from '../storage/partition/batch-outputs.js';
 import { readShard } from './shard-format.js';
 import type { WorkerPartition } from './worker-partitions.js';
@@ -50,69 +50,91 @@ function* idleKeys(index: TimeIndex, threshold: number, cache: BatchCache<unknow
 }
 
 /**
- * One batch of one partition, Spark's MapWithStateRDDRecord.updateRecordWithData: each
- * record sees the state its predecessors left, then idle keys are swept, then everything
- * (state, time index, batch id, outputs, dead letters) commits in one LMDB transaction.
- * A failure anywhere before the commit leaves the store as the last batch left it, and the
- * partition's memory as the store.
+ * One batch of one partition as it applies on the worker, Spark's
+ * MapWithStateRDDRecord.updateRecordWithData: each record sees the state its predecessors
+ * left, then (with the last chunk) idle keys are swept and everything (state, time index,
+ * batch id, outputs, dead letters) commits in one LMDB transaction. Records arrive in
+ * chunks while the main thread still shards the rest of the batch. A failure anywhere
+ * before the commit leaves the store as the last batch left it, and the partition's memory
+ * as the store.
  */
-export async function applyShard(partition: WorkerPartition, fn: MappingFunction, task: ApplyTask): Promise<ApplyResult> {
-  const started = performance.now();
-  const { store, memory } = partition;
-  // The batch log is the truth: what this worker remembers must be of the batch it names.
-  store.env.resetReadTxn();
-  const log = new BatchLog(store);
-  const last = log.last();
-  if (partition.batch !== last?.batchTime) {
-    memory.clear();
-    partition.batch = last?.batchTime;
-  }
-  memory.checkComplete();
-  if (last && last.batchTime >= task.batchTime) {
-    return {
-      status: 'ok', outputs: last.batchTime === task.batchTime ? last.outputs : NO_OUTPUTS,
-      recordsApplied: 0, keysTimedOut: 0, keyCount: last.keyCount, replayed: true, applyMs: 0, commitMs: 0,
-      memoryHits: 0, storeReads: 0, memoryEntries: memory.size, thread: threadId,
-    };
-  }
+export class BatchApplication {
+  private readonly started = performance.now();
+  private readonly log: BatchLog;
+  private readonly last: CommittedBatch | undefined;
+  private readonly cache: BatchCache<unknown> | undefined;
+  private readonly index: TimeIndex;
+  private readonly sweeping: boolean;
+  private readonly skipped: Map<number, ApplyTask['deadLetters'][number]>;
+  private readonly state = new StateHandle<unknown>();
+  private readonly outputs = new OutputWriter();
+  private readonly lettersToWrite: Parameters<DeadLetterStore['add']>[0][] = [];
+  /** The batch's distinct keys so far, and their working-set slots: chunks name keys by index into these. */
+  private readonly keys: unknown[] = [];
+  private readonly slots: Array<Slot<unknown> | undefined> = [];
+  private initial: InitialEntry[] | undefined;
+  private records = 0;
+  private applied = 0;
+  private readonly hits: number;
+  private readonly misses: number;
+  /** The store already holds this batch: its chunks are skipped and its recorded outputs handed back. */
+  readonly replayed: boolean;
 
-  const { refs, keys, values, initialState, keysBytes } = readShard(task.shard);
-  const { batchTime } = task;
-  const index = new TimeIndex(store);
-  const sweeping = task.timeoutMs !== null;
-  const cache = new BatchCache<unknown>(memory, sweeping ? index : undefined);
-  const skipped = new Map(task.deadLetters.map((d) => [d.index, d]));
-  const state = new StateHandle<unknown>();
-  const emit = task.emitOutputs;
-  const outputs = new OutputWriter();
-  const letters = new DeadLetterStore(store);
-  const lettersToWrite: Parameters<DeadLetterStore['add']>[0][] = [];
-  const { hits, misses } = memory;
-
-  const initial = !last ? initialState : undefined;
-  if (initial) {
-    for (const [key, state, lastUpdated] of initial) cache.put(key, state, lastUpdated ?? batchTime);
-  }
-
-  const call = async (i: number, key: unknown, value: unknown, timingOut: boolean): Promise<unknown> => {
-    try {
-      const out = fn(batchTime, key, value, state);
-      return isThenable(out) ? await out : out;
-    } catch (error) {
-      throw new RecordFailure(i, key, value, timingOut, error);
+  constructor(
+    private readonly partition: WorkerPartition,
+    private readonly fn: MappingFunction,
+    private readonly task: ApplyTask,
+  ) {
+    const { store, memory } = partition;
+    // The batch log is the truth: what this worker remembers must be of the batch it names.
+    store.env.resetReadTxn();
+    this.log = new BatchLog(store);
+    this.last = this.log.last();
+    if (partition.batch !== this.last?.batchTime) {
+      memory.clear();
+      partition.batch = this.last?.batchTime;
     }
-  };
+    memory.checkComplete();
+    this.replayed = this.last !== undefined && this.last.batchTime >= task.batchTime;
+    this.index = new TimeIndex(store);
+    this.sweeping = task.timeoutMs !== null;
+    this.cache = this.replayed ? undefined : new BatchCache<unknown>(memory, this.sweeping ? this.index : undefined);
+    this.skipped = new Map(task.deadLetters.map((d) => [d.index, d]));
+    this.hits = memory.hits;
+    this.misses = memory.misses;
+  }
 
-  try {
-    let applied = 0;
-    // The working-set slot of each distinct key, found once: records name their key by index.
-    const slots: Array<Slot<unknown> | undefined> = new Array(keys.length);
-    for (let i = 0; i < refs.length; i++) {
-      const ref = refs[i];
-      const slot = slots[ref] ?? (slots[ref] = initial ? cache.slot(keys[ref]) : cache.fresh(keys[ref]));
+  get attempt(): number {
+    return this.task.attempt;
+  }
+
+  get batchTime(): number {
+    return this.task.batchTime;
+  }
+
+  /** Applies one chunk's records, in order. Throws RecordFailure (the attempt is over) when the mapping function throws. */
+  async apply(chunk: ArrayBufferLike): Promise<void> {
+    if (this.replayed) return;
+    const cache = this.cache!;
+    const { refs, keys, values, initialState } = readShard(chunk);
+    const { batchTime, partition } = this.task;
+    if (this.records === 0 && !this.last && initialState) {
+      this.initial = initialState;
+      for (const [key, state, lastUpdated] of initialState) cache.put(key, state, lastUpdated ?? batchTime);
+    }
+    for (const key of keys) this.keys.push(key);
+    const { fn, state, skipped, sweeping, slots, outputs } = this;
+    const emit = this.task.emitOutputs;
+    const initial = this.initial;
+    for (let j = 0; j < refs.length; j++) {
+      // Records are numbered across the batch's chunks, for retries and dead letters.
+      const i = this.records++;
+      const ref = refs[j];
+      // The working-set slot of each distinct key, found once: records name their key by index.
+      const slot = slots[ref] ?? (slots[ref] = initial ? cache.slot(this.keys[ref]) : cache.fresh(this.keys[ref]));
       const key = slot.key;
       if (skipped.size > 0 && skipped.has(i)) {
-        lettersToWrite.push({ batchTime, partition: task.partition, index: i, key, value: values[i], timingOut: false, attempts: skipped.get(i)!.attempts, error: skipped.get(i)!.error });
+        this.lettersToWrite.push({ batchTime, partition, index: i, key, value: values[j], timingOut: false, attempts: skipped.get(i)!.attempts, error: skipped.get(i)!.error });
         // It is still a record for its key: the key's time moves, as it would have.
         if (sweeping && slot.exists) cache.putSlot(slot, slot.state, batchTime);
         continue;
@@ -120,33 +142,55 @@ export async function applyShard(partition: WorkerPartition, fn: MappingFunction
       state.wrap(key, slot.state, slot.exists);
       let mapped: unknown;
       try {
-        mapped = fn(batchTime, key, values[i], state);
+        mapped = fn(batchTime, key, values[j], state);
         if (isThenable(mapped)) mapped = await mapped;
       } catch (error) {
-        throw new RecordFailure(i, key, values[i], false, error);
+        throw new RecordFailure(i, key, values[j], false, error);
       }
       if (state.isRemoved()) cache.removeSlot(slot);
       else if (state.isUpdated() || (sweeping && state.exists())) cache.putSlot(slot, state.getOption(), batchTime);
       if (emit && mapped !== undefined) outputs.push(mapped, key, ref);
-      applied++;
+      this.applied++;
     }
+  }
 
+  /** After the last chunk: sweeps idle keys, commits everything in one transaction, and says what happened. */
+  async commit(): Promise<ApplyDone> {
+    const { store, memory } = this.partition;
+    const last = this.last;
+    if (this.replayed) {
+      return {
+        status: 'ok', outputs: last!.batchTime === this.task.batchTime ? last!.outputs : NO_OUTPUTS,
+        recordsApplied: 0, keysTimedOut: 0, keyCount: last!.keyCount, replayed: true, applyMs: 0, commitMs: 0,
+        memoryHits: 0, storeReads: 0, memoryEntries: memory.size, thread: threadId,
+      };
+    }
+    const cache = this.cache!;
+    const { batchTime, partition } = this.task;
+    const { state, skipped, outputs, initial } = this;
+    const emit = this.task.emitOutputs;
     let timedOut = 0;
-    if (sweeping) {
-      const threshold = batchTime - task.timeoutMs!;
+    if (this.sweeping) {
+      const threshold = batchTime - this.task.timeoutMs!;
       // Timeout calls are numbered after the records, for retries and dead letters.
-      let i = refs.length;
-      for (const [, key, loaded] of idleKeys(index, threshold, cache, initial)) {
+      let i = this.records;
+      for (const [, key, loaded] of idleKeys(this.index, threshold, cache, initial)) {
         // A key with a record in this batch is in the working set with a fresh time.
         if (!loaded && cache.has(key)) continue;
         const entry = cache.get(key)!;
         const position = i++;
         const letter = skipped.get(position);
         if (letter) {
-          lettersToWrite.push({ batchTime, partition: task.partition, index: position, key, value: undefined, timingOut: true, state: entry[0], attempts: letter.attempts, error: letter.error });
+          this.lettersToWrite.push({ batchTime, partition, index: position, key, value: undefined, timingOut: true, state: entry[0], attempts: letter.attempts, error: letter.error });
         } else {
           state.wrapTimingOut(key, entry[0]);
-          const out = await call(position, key, undefined, true);
+          let out: unknown;
+          try {
+            out = this.fn(batchTime, key, undefined, state);
+            if (isThenable(out)) out = await out;
+          } catch (error) {
+            throw new RecordFailure(position, key, undefined, true, error);
+          }
           if (emit && out !== undefined) outputs.push(out, key, undefined);
         }
         cache.remove(key);
@@ -154,32 +198,69 @@ export async function applyShard(partition: WorkerPartition, fn: MappingFunction
       }
     }
 
-    const where = task.partition;
-    cache.prepare((key, value) => assertEncodable(value, () => `the state of key ${JSON.stringify(key)}`, () => ({ partition: where, batchTime, key })));
-    for (const out of outputs.unkeyed) assertEncodable(out, () => 'a mapped record', () => ({ partition: where, batchTime }));
-    const encodedOutputs = emit ? outputs.encode(keysBytes) : NO_OUTPUTS;
-    const applyMs = performance.now() - started;
+    cache.prepare((key, value) => assertEncodable(value, () => `the state of key ${JSON.stringify(key)}`, () => ({ partition, batchTime, key })));
+    for (const out of outputs.unkeyed) assertEncodable(out, () => 'a mapped record', () => ({ partition, batchTime }));
+    const encodedOutputs = emit ? outputs.encode(outputs.length > 0 ? messageCodec.pack(this.keys) : new Uint8Array(0)) : NO_OUTPUTS;
+    const applyMs = performance.now() - this.started;
 
     const keyCount = (last?.keyCount ?? 0) + cache.keyCountDelta;
+    const letters = new DeadLetterStore(store);
     try {
       store.env.transactionSync(() => {
         cache.flush();
-        for (const letter of lettersToWrite) letters.add(letter);
-        log.record({ batchTime, outputs: encodedOutputs, keyCount });
+        for (const letter of this.lettersToWrite) letters.add(letter);
+        this.log.record({ batchTime, outputs: encodedOutputs, keyCount });
       });
     } catch (error) {
       memory.aborted();
       throw error;
     }
     memory.committed();
-    partition.batch = batchTime;
+    this.partition.batch = batchTime;
     return {
-      status: 'ok', outputs: encodedOutputs, recordsApplied: applied, keysTimedOut: timedOut, keyCount,
-      replayed: false, applyMs, commitMs: performance.now() - started - applyMs,
-      memoryHits: memory.hits - hits, storeReads: memory.misses - misses, memoryEntries: memory.size, thread: threadId,
+      status: 'ok', outputs: encodedOutputs, recordsApplied: this.applied, keysTimedOut: timedOut, keyCount,
+      replayed: false, applyMs, commitMs: performance.now() - this.started - applyMs,
+      memoryHits: memory.hits - this.hits, storeReads: memory.misses - this.misses, memoryEntries: memory.size, thread: threadId,
     };
+  }
+
+  /** The attempt is over without a commit (a record failed, or a later attempt began): memory stays as LMDB is. */
+  abandon(): void {
+    this.partition.memory.aborted();
+  }
+}
+
+/**
+ * Applies one chunk of a batch to its partition: the first chunk begins the batch, the last
+ * one commits it. A record that keeps failing ends the attempt; the partition actor starts
+ * the next attempt from chunk 0, and chunks of an earlier attempt are answered as stale.
+ */
+export function applyChunk(partition: WorkerPartition, fn: MappingFunction, task: ApplyTask): Promise<ApplyResult> {
+  // Chunks arrive without waiting for each other (a mapping function may be async): one at a time, in order.
+  const result = partition.queue.then(() => applyInOrder(partition, fn, task));
+  partition.queue = result.then(
+    () => undefined,
+    () => undefined,
+  );
+  return result;
+}
+
+async function applyInOrder(partition: WorkerPartition, fn: MappingFunction, task: ApplyTask): Promise<ApplyResult> {
+  let application = partition.application;
+  if (task.chunk === 0) {
+    application?.abandon();
+    application = partition.application = new BatchApplication(partition, fn, task);
+  } else if (!application || application.attempt !== task.attempt || application.batchTime !== task.batchTime) {
+    return { status: 'stale' };
+  }
+  try {
+    await application.apply(task.shard);
+    if (!task.last) return { status: 'chunk-ok' };
+    partition.application = undefined;
+    return await application.commit();
   } catch (error) {
-    memory.aborted();
+    partition.application = undefined;
+    application.abandon();
     if (error instanceof RecordFailure) {
       return { status: 'record-failed', index: error.index, key: error.key, value: error.value, timingOut: error.timingOut, error: serializeError(error.error) };
     }

@@ -1,4 +1,5 @@
 import type { SerializedError } from '../errors.js';
+import { messageCodec } from '../storage/codec.js';
 
 /** A mapping function named by module, after StateSpec resolved it to a file URL. */
 export interface ResolvedMappingRef {
@@ -6,17 +7,26 @@ export interface ResolvedMappingRef {
   exportName: string;
 }
 
-/** What a partition actor asks its worker to do with one batch. */
+/**
+ * What a partition actor asks its worker to do with one chunk of a batch. A batch's shard
+ * arrives in chunks while the main thread still shards the rest; the worker applies each
+ * as it comes and commits the batch with its last chunk.
+ */
 export interface ApplyTask {
   op: 'apply';
   storePath: string;
   partition: number;
   batchTime: number;
+  /** Which attempt at the batch (a retry starts over from chunk 0; chunks of another attempt are stale). */
+  attempt: number;
+  /** The chunk's place in the batch, from 0; `last` on the final one. */
+  chunk: number;
+  last: boolean;
   timeoutMs: number | null;
   fn: ResolvedMappingRef;
-  /** The shard (shard-format.ts), transferred rather than cloned. */
-  shard: ArrayBuffer;
-  /** Records (by shard position) the dead-letter policy takes out of this batch. */
+  /** The chunk (shard-format.ts), shared with the main thread rather than copied. */
+  shard: SharedArrayBuffer;
+  /** Records (by position in the partition's whole batch) the dead-letter policy takes out of this batch. */
   deadLetters: Array<{ index: number; attempts: number; error: SerializedError }>;
   /**
    * Which opening of the stores this task belongs to: a worker that holds the partition's
@@ -27,6 +37,19 @@ export interface ApplyTask {
   cacheEntries: number;
   /** Whether an output operation reads the mapped records; when none does, they are neither encoded nor kept. */
   emitOutputs: boolean;
+}
+
+/** What a task sends back: its result, and a batch's mapped records beside it when they are in shared memory (no copy). */
+export interface WorkerReply {
+  packed: ArrayBuffer;
+  outputs?: SharedArrayBuffer;
+}
+
+/** The result a worker sent, with its mapped records put back in place. */
+export function readReply<R>(reply: WorkerReply): R {
+  const result = messageCodec.unpack(new Uint8Array(reply.packed)) as R & { outputs?: Uint8Array };
+  if (reply.outputs) result.outputs = new Uint8Array(reply.outputs);
+  return result;
 }
 
 export interface CheckModuleTask {
@@ -75,4 +98,14 @@ export interface ApplyBatchFailed {
   error: SerializedError;
 }
 
-export type ApplyResult = ApplyDone | ApplyRecordFailed | ApplyBatchFailed;
+/** A chunk applied (or skipped, for a batch the store already holds); the batch goes on. */
+export interface ApplyChunkDone {
+  status: 'chunk-ok';
+}
+
+/** A chunk of an attempt the worker is no longer on (an earlier chunk failed, or the worker was replaced). */
+export interface ApplyStale {
+  status: 'stale';
+}
+
+export type ApplyResult = ApplyDone | ApplyRecordFailed | ApplyBatchFailed | ApplyChunkDone | ApplyStale;

@@ -1,14 +1,18 @@
 import { assign, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
-import { PoisonRecordError, WorkerCrashError, deserializeError } from '../errors.js';
+import { PoisonRecordError, WorkerCrashError, deserializeError, serializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
-import type { ApplyDone, ApplyResult, ApplyTask, ResolvedMappingRef } from './messages.js';
+import { readReply, type ApplyDone, type ApplyResult, type ApplyTask, type ResolvedMappingRef, type WorkerReply } from './messages.js';
 import type { WorkerSet } from './worker-set.js';
+import type { ChunkedShard } from './chunked-shard.js';
+
+/** Numbers the attempts at batches, so a worker can tell the chunks of an abandoned attempt. */
+let attempts = 0;
 
 /** One batch for one partition, as the router hands it over. */
 export interface PartitionBatch {
   batchTime: number;
-  /** The encoded shard, kept on the main thread so a restarted worker can replay it. */
-  shard: Uint8Array;
+  /** The shard, arriving in chunks; kept on the main thread so a retry or a restarted worker can replay it. */
+  shard: ChunkedShard;
   resolve(result: ApplyDone): void;
   reject(error: Error): void;
 }
@@ -83,25 +87,34 @@ export const partitionMachine = setup({
     input: {} as PartitionInput,
   },
   actors: {
-    applyShard: fromPromise<ApplyResult, { context: PartitionContext }>(async ({ input: { context } }) => {
+    applyShard: fromPromise<ApplyResult, { context: PartitionContext }>(({ input: { context } }) => {
       const batch = context.batch!;
-      // Each attempt transfers a copy: the worker that receives it may die with it.
-      const shard = new Uint8Array(batch.shard);
-      const task: ApplyTask = {
-        op: 'apply',
-        storePath: context.storePath,
-        partition: context.partition,
-        batchTime: batch.batchTime,
-        timeoutMs: context.timeoutMs,
-        fn: context.fn,
-        shard: shard.buffer,
-        deadLetters: context.deadLetters,
-        incarnation: context.incarnation,
-        cacheEntries: context.workers.cacheEntriesOf(context.worker),
-        emitOutputs: context.emitOutputs,
-      };
-      const reply: ArrayBuffer = await context.workers.run(context.worker, task, [shard.buffer]);
-      return messageCodec.unpack(new Uint8Array(reply)) as ApplyResult;
+      const attempt = ++attempts;
+      const replies: Array<Promise<ApplyResult>> = [];
+      return new Promise<ApplyResult>((resolve, reject) => {
+        batch.shard.follow({
+          // Each chunk goes to the worker as soon as it exists (the router may still be
+          // routing the rest of the batch); the worker takes them in order.
+          chunk: ({ bytes, last }, index) => {
+            // Shared, not transferred: a worker that dies with it leaves it whole for the replay.
+            const task: ApplyTask = {
+              op: 'apply', storePath: context.storePath, partition: context.partition, batchTime: batch.batchTime,
+              attempt, chunk: index, last, timeoutMs: context.timeoutMs, fn: context.fn, shard: bytes.buffer as SharedArrayBuffer,
+              deadLetters: index === 0 ? context.deadLetters : [], incarnation: context.incarnation,
+              cacheEntries: context.workers.cacheEntriesOf(context.worker), emitOutputs: context.emitOutputs,
+            };
+            replies.push(context.workers.run<WorkerReply>(context.worker, task).then((reply) => readReply<ApplyResult>(reply)));
+            if (!last) return;
+            // A worker that died rejects its chunks: the supervisor decides about a replay.
+            Promise.all(replies).then(
+              (results) => resolve(results.find((r) => r.status === 'record-failed' || r.status === 'batch-failed') ?? results.at(-1)!),
+              reject,
+            );
+          },
+          // The batch could not be sharded (a record that is no pair, a bad key): it fails, named.
+          failed: (error) => void Promise.allSettled(replies).then(() => resolve({ status: 'batch-failed', error: serializeError(error) })),
+        });
+      });
     }),
     // The dead attempt's transaction never committed: the store is at its last commit, which
     // the replay starts from (or skips to, if the attempt died after committing).

@@ -3,11 +3,10 @@
  * The partitions pinned to this thread (their stores and their state in memory) and the
  * mapping modules are opened once per worker thread and kept.
  */
-import { move } from 'piscina';
 import { MappingModuleError, serializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
-import { applyShard, type MappingFunction } from './apply-shard.js';
-import type { ResolvedMappingRef, WorkerTask } from './messages.js';
+import { applyChunk, type MappingFunction } from './apply-shard.js';
+import type { ResolvedMappingRef, WorkerReply, WorkerTask } from './messages.js';
 import { workerPartition } from './worker-partitions.js';
 
 const functions = new Map<string, Promise<MappingFunction>>();
@@ -41,21 +40,25 @@ function mappingFunction(ref: ResolvedMappingRef): Promise<MappingFunction> {
   return fn;
 }
 
-export default async function run(task: WorkerTask): Promise<unknown> {
+
+export default async function run(task: WorkerTask): Promise<WorkerReply> {
   let result;
   try {
     if (task.op === 'check-module') {
       await mappingFunction(task.fn);
       result = { status: 'ok' };
     } else {
-      result = await applyShard(workerPartition(task), await mappingFunction(task.fn), task);
+      result = await applyChunk(workerPartition(task), await mappingFunction(task.fn), task);
     }
   } catch (error) {
     result = { status: 'batch-failed', error: serializeError(error) };
   }
+  let outputs: SharedArrayBuffer | undefined;
+  if (result.status === 'ok' && 'outputs' in result && result.outputs.buffer instanceof SharedArrayBuffer && result.outputs.byteOffset === 0) {
+    outputs = result.outputs.buffer;
+    result = { ...result, outputs: undefined };
+  }
   const bytes = messageCodec.pack(result);
-  // One copy into a buffer of its own, so it can be transferred instead of cloned.
-  const owned = new Uint8Array(bytes.length);
-  owned.set(bytes);
-  return move(owned.buffer);
+  // A buffer of its own, of the reply's size (the codec's is larger and reused).
+  return { packed: new Uint8Array(bytes).buffer, outputs };
 }

@@ -3,6 +3,7 @@ import type { Partitioner } from '../engine/partitioner.js';
 import { decodeOutputs } from '../storage/partition/batch-outputs.js';
 import type { ApplyDone } from './messages.js';
 import type { partitionMachine } from './partition.machine.js';
+import type { ChunkedShard } from './chunked-shard.js';
 
 export type PartitionRef = ActorRefFrom<typeof partitionMachine>;
 
@@ -13,9 +14,9 @@ export interface RoutedBatch {
   outputs: unknown[][];
 }
 
-/** A batch's shards, one per partition (see ShardBuilder), and each one's distinct keys. */
+/** A batch's shards, one per partition, arriving in chunks (see ShardBuilder), and each one's distinct keys (whole once the last chunks are out). */
 export interface Shards {
-  buffers: Uint8Array[];
+  chunked: ChunkedShard[];
   keys: unknown[][];
 }
 
@@ -43,9 +44,9 @@ type RouterEvent = { type: 'ROUTE'; job: RouteJob };
 
 /**
  * The router actor of one mapWithState stream: it hands each partition actor its shard of
- * a batch (sharded by key hash on the main thread, see ShardBuilder), decodes each
- * partition's mapped records as it finishes, and reports once every partition has
- * committed.
+ * a batch (sharded by key hash on the main thread, see ShardBuilder; its chunks reach the
+ * workers while the rest is routed), decodes each partition's mapped records as it
+ * finishes, and reports once every partition has committed.
  *
  *   idle ──ROUTE──▶ applying ──▶ idle
  *                      └─error─▶ idle (the batch fails; partitions that committed it skip it when it runs again)
@@ -60,7 +61,7 @@ export const routerMachine = setup({
         context.partitions.map(
           (partition, p) =>
             new Promise<ApplyDone>((resolve, reject) => {
-              partition.send({ type: 'APPLY', batch: { batchTime: job.batchTime, shard: job.shards.buffers[p], resolve, reject } });
+              partition.send({ type: 'APPLY', batch: { batchTime: job.batchTime, shard: job.shards.chunked[p], resolve, reject } });
             }).then((done) => {
               // A replayed batch's records were recorded with their own keys: decode those.
               if (context.decodeOutputs) outputs[p] = decodeOutputs(done.outputs, done.replayed ? undefined : job.shards.keys[p]);

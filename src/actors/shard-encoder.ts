@@ -4,17 +4,26 @@ import type { InitialEntry } from './messages.js';
 import { writeShard } from './shard-format.js';
 import type { ExportEntry } from '../storage/export/state-export.js';
 
+/** Records of one partition per chunk: small enough that a worker starts early, large enough that a task's cost is noise. */
+export const CHUNK_RECORDS = 4096;
+
 /**
- * Splits a batch's [key, value] records by key hash into one encoded shard per partition,
- * record by record as a stream's pipeline yields them (no array of the batch's records is
- * kept). Records keep their arrival order within a shard, which is the order the mapping
- * function sees them in (Spark's order within a partition). Each distinct key is checked,
- * hashed and encoded once per batch; a record costs one map lookup and two array pushes.
+ * Splits a batch's [key, value] records by key hash into one shard per partition, record
+ * by record as a stream's pipeline yields them (no array of the batch's records is kept),
+ * and hands each partition its shard in chunks as they fill, so its worker starts on the
+ * batch while the rest is still routed. Records keep their arrival order within a shard,
+ * which is the order the mapping function sees them in (Spark's order within a partition).
+ * Each distinct key is checked, hashed and encoded once per batch; a record costs one map
+ * lookup and two array pushes.
  */
 export class ShardBuilder {
-  private readonly keys: unknown[][];
+  /** Each partition's distinct keys of the batch, in the order first seen: chunks' refs index into them. */
+  readonly keys: unknown[][];
   private readonly refs: number[][];
   private readonly values: unknown[][];
+  /** Where the current chunk of each partition starts in its keys. */
+  private readonly keysSent: number[];
+  private readonly chunksSent: number[];
   /** Where each distinct key went: partition + numPartitions × its index among that partition's keys. */
   private readonly scalars = new Map<unknown, number>();
   private readonly tuples = new Map<string, number>();
@@ -24,10 +33,16 @@ export class ShardBuilder {
     private readonly numPartitions: number,
     private readonly partitioner: Partitioner,
     private readonly where: { batchTime: number; stream: number },
+    /** Receives each partition's chunks, the last one marked. */
+    private readonly sink: (partition: number, chunk: Uint8Array, last: boolean) => void,
+    private readonly initialState?: InitialEntry[][],
+    private readonly chunkRecords = CHUNK_RECORDS,
   ) {
     this.keys = Array.from({ length: numPartitions }, () => []);
     this.refs = Array.from({ length: numPartitions }, () => []);
     this.values = Array.from({ length: numPartitions }, () => []);
+    this.keysSent = new Array<number>(numPartitions).fill(0);
+    this.chunksSent = new Array<number>(numPartitions).fill(0);
   }
 
   readonly add = (record: unknown): void => {
@@ -48,16 +63,30 @@ export class ShardBuilder {
       else this.tuples.set(id, code);
     }
     const p = code % this.numPartitions;
-    this.refs[p].push((code - p) / this.numPartitions);
+    const refs = this.refs[p];
+    refs.push((code - p) / this.numPartitions);
     this.values[p].push((record as unknown[])[1]);
+    if (refs.length >= this.chunkRecords) this.flush(p, false);
   };
 
-  /** The shards, one per partition, with each one's distinct keys; the builder is spent. */
-  build(initialState?: InitialEntry[][]): { buffers: Uint8Array[]; keys: unknown[][] } {
-    return { buffers: this.keys.map((k, p) => writeShard(new Uint32Array(this.refs[p]), k, this.values[p], initialState?.[p])), keys: this.keys };
+  private flush(p: number, last: boolean): void {
+    const keys = this.keys[p];
+    const fresh = this.keysSent[p] === 0 && keys.length === 0 ? keys : keys.slice(this.keysSent[p]);
+    const initial = this.chunksSent[p] === 0 ? this.initialState?.[p] : undefined;
+    this.sink(p, writeShard(new Uint32Array(this.refs[p]), fresh, this.values[p], initial), last);
+    this.keysSent[p] = keys.length;
+    this.chunksSent[p]++;
+    this.refs[p] = [];
+    this.values[p] = [];
+  }
+
+  /** Sends every partition's last chunk (empty for a partition with no record left); the builder is spent. */
+  finish(): void {
+    for (let p = 0; p < this.numPartitions; p++) this.flush(p, true);
   }
 }
 
+/** A whole batch's shards at once, as one buffer per partition (for tests and tools). */
 export function encodeShards(
   records: readonly unknown[],
   numPartitions: number,
@@ -65,9 +94,11 @@ export function encodeShards(
   where: { batchTime: number; stream: number },
   initialState?: InitialEntry[][],
 ): Uint8Array[] {
-  const builder = new ShardBuilder(numPartitions, partitioner, where);
+  const shards: Uint8Array[] = new Array(numPartitions);
+  const builder = new ShardBuilder(numPartitions, partitioner, where, (p, chunk) => void (shards[p] = chunk), initialState, Infinity);
   for (let i = 0; i < records.length; i++) builder.add(records[i]);
-  return builder.build(initialState).buffers;
+  builder.finish();
+  return shards;
 }
 
 /** Shards StateSpec.initialState the same way, validating each pair as a record. */

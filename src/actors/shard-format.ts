@@ -2,7 +2,9 @@ import { messageCodec } from '../storage/codec.js';
 import type { InitialEntry } from './messages.js';
 
 /**
- * One partition's shard of a batch, in one transferable buffer:
+ * One partition's shard of a batch (or a chunk of it), in one SharedArrayBuffer: the
+ * worker reads it where the main thread wrote it, no copy and no transfer, and a retry or a
+ * replay after a worker died sends the same buffer again:
  *
  *   [0, 16)          header: format, record count, bytes of keys, bytes of values
  *   [16, 16 + 4n)    refs: record i's key is keys[refs[i]] (u32, little-endian)
@@ -32,7 +34,7 @@ export function writeShard(refs: Uint32Array, keys: unknown[], values: unknown[]
   const initial = initialState?.length ? messageCodec.pack(initialState) : new Uint8Array(0);
   const refsBytes = refs.length * 4;
   const at = HEADER_BYTES + refsBytes;
-  const buffer = new ArrayBuffer(at + encodedKeys.length + encodedValues.length + initial.length);
+  const buffer = new SharedArrayBuffer(at + encodedKeys.length + encodedValues.length + initial.length);
   const header = new Uint32Array(buffer, 0, 4);
   header[0] = FORMAT;
   header[1] = refs.length;
@@ -46,7 +48,7 @@ export function writeShard(refs: Uint32Array, keys: unknown[], values: unknown[]
   return bytes;
 }
 
-export function readShard(buffer: ArrayBuffer): ShardContent {
+export function readShard(buffer: ArrayBufferLike): ShardContent {
   const header = new Uint32Array(buffer, 0, 4);
   if (header[0] !== FORMAT) throw new Error(`not a shard (format ${header[0].toString(16)})`);
   const records = header[1];

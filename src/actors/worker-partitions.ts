@@ -2,6 +2,7 @@ import { openPartitionStore, type PartitionStore } from '../storage/partition/st
 import { LmdbStateMap } from '../storage/partition/state-map.js';
 import { MemoryStateMap } from '../storage/partition/memory-state-map.js';
 import type { ApplyTask } from './messages.js';
+import type { BatchApplication } from './apply-shard.js';
 
 /**
  * What a worker thread holds for one partition pinned to it: the open store and the
@@ -17,6 +18,10 @@ export interface WorkerPartition {
    * batch log says otherwise, someone else wrote the store and the memory is dropped.
    */
   batch: number | undefined;
+  /** The batch being applied, chunk by chunk, until its last chunk commits it. */
+  application?: BatchApplication;
+  /** The chunk being applied: the next waits for it. */
+  queue: Promise<void>;
 }
 
 const held = new Map<string, WorkerPartition>();
@@ -27,7 +32,7 @@ export function workerPartition(task: Pick<ApplyTask, 'storePath' | 'incarnation
   // The stores were opened again (a new start on the same path): nothing held is trusted.
   known?.store.env.close();
   const store = openPartitionStore(task.storePath);
-  const partition = { store, memory: new MemoryStateMap(new LmdbStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined };
+  const partition: WorkerPartition = { store, memory: new MemoryStateMap(new LmdbStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined, queue: Promise.resolve() };
   held.set(task.storePath, partition);
   return partition;
 }

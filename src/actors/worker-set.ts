@@ -1,7 +1,16 @@
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 
-const workerFile = fileURLToPath(new URL('./partition.worker.js', import.meta.url));
+// Piscina loads a CommonJS shim that imports the worker lazily (see worker-entry.cts for why).
+/**
+ * Chunks posted to a thread without waiting for the one before: Piscina hands a task to a
+ * busy thread only up to this many, and otherwise waits for a turn of the main thread that
+ * may be busy routing the rest of the batch. The worker still applies them one at a time,
+ * in order (worker-partitions.ts).
+ */
+const CHUNKS_IN_FLIGHT = 1024;
+
+const workerFile = fileURLToPath(new URL('./worker-entry.cjs', import.meta.url));
 
 /**
  * The worker threads, one Piscina pool of one thread each, so that a partition is served
@@ -20,7 +29,7 @@ export class WorkerSet {
     /** Entries of state each thread keeps in memory, shared between the partitions pinned to it. */
     private readonly cacheEntriesPerWorker: number,
   ) {
-    this.pools = Array.from({ length: threads }, () => new Piscina({ filename: workerFile, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled' }));
+    this.pools = Array.from({ length: threads }, () => new Piscina({ filename: workerFile, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: CHUNKS_IN_FLIGHT }));
     this.pinned = Array.from({ length: threads }, () => []);
   }
 
@@ -40,9 +49,12 @@ export class WorkerSet {
     return this.pools[worker].run(task, transferList ? { transferList } : undefined);
   }
 
-  /** For work that belongs to no partition (checking a mapping module loads). */
-  runAnywhere<T>(task: object): Promise<T> {
-    return this.pools[0].run(task);
+  /**
+   * Work that belongs to no partition, on every thread: loading the mapping modules at
+   * start checks that they load, and spares the first batch each thread's imports.
+   */
+  runOnEveryThread<T>(task: object): Promise<T[]> {
+    return Promise.all(this.pools.map((pool) => pool.run(task) as Promise<T>));
   }
 
   async destroy(): Promise<void> {

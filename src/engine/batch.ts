@@ -9,8 +9,8 @@ export class BatchRun {
   private readonly steps = new Map<string, Promise<unknown>>();
   /** Per mapWithState stream (by creation order), what each partition reported. */
   readonly partitionResults = new Map<number, ApplyDone[]>();
-  /** Per mapWithState stream (by stream id), its shards when they were encoded ahead of the batch. */
-  readonly prepared = new Map<number, Promise<unknown>>();
+  /** Per mapWithState stream (by stream id), its sharding when it began ahead of the batch. */
+  readonly prepared = new Map<number, unknown>();
 
   constructor(
     readonly time: number,

@@ -5,6 +5,7 @@ import { keyProblem } from '../storage/keys.js';
 import { partitionMachine } from '../actors/partition.machine.js';
 import { routerMachine, type RoutedBatch, type RouterInput, type Shards } from '../actors/router.machine.js';
 import { ShardBuilder } from '../actors/shard-encoder.js';
+import { ChunkedShard } from '../actors/chunked-shard.js';
 import type { WorkerSet } from '../actors/worker-set.js';
 import { shardInitialState, shardSourceEntries } from '../actors/shard-encoder.js';
 import type { InitialEntry } from '../actors/messages.js';
@@ -41,6 +42,12 @@ export interface PartitionFigures {
   /** Pages of the partition's state database in LMDB, in bytes. */
   stateBytes: number;
   deadLetters: number;
+}
+
+/** A batch being sharded: the shards as they fill, and when the routing is done (or failed). */
+interface Sharding {
+  shards: Shards;
+  done: Promise<void>;
 }
 
 interface Running {
@@ -215,35 +222,44 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
    */
   shardAhead(batch: BatchRun): void {
     if (!this.parent.readsSourcesOnly()) return;
-    const shards = this.shard(batch);
-    // Failures surface in apply(), in batch order; until then they are held, not unhandled.
-    shards.catch(() => undefined);
-    batch.prepared.set(this.id, shards);
+    batch.prepared.set(this.id, this.startSharding(batch));
   }
 
   /**
-   * Maps, routes and encodes the batch's records. When nothing else reads the parent's
-   * records, they stream from the pipeline into the shards and are never kept as an array.
+   * Maps, routes and encodes the batch's records, handing each partition its chunks as they
+   * fill. When nothing else reads the parent's records, they stream from the pipeline into
+   * the shards and are never kept as an array.
    */
-  private async shard(batch: BatchRun): Promise<Shards> {
+  private startSharding(batch: BatchRun): Sharding {
     const running = this.active('mapWithState');
-    const builder = new ShardBuilder(running.routing.partitions.length, running.routing.partitioner, { batchTime: batch.time, stream: this.stateIndex });
-    if (running.parentRead) {
-      const records = await this.parent.recordsFor(batch);
-      for (let i = 0; i < records.length; i++) builder.add(records[i]);
-    } else {
-      await this.parent.eachRecord(batch, builder.add);
-    }
-    return builder.build(running.pendingInitial);
+    const chunked = running.partitions.map(() => new ChunkedShard());
+    const { partitioner } = running.routing;
+    const builder = new ShardBuilder(chunked.length, partitioner, { batchTime: batch.time, stream: this.stateIndex }, (p, chunk, last) => chunked[p].push(chunk, last), running.pendingInitial);
+    const done = (async () => {
+      if (running.parentRead) {
+        const records = await this.parent.recordsFor(batch);
+        for (let i = 0; i < records.length; i++) builder.add(records[i]);
+      } else {
+        await this.parent.eachRecord(batch, builder.add);
+      }
+      builder.finish();
+    })();
+    // Partitions following the chunks stop with the error; apply() reports it, in batch order.
+    done.catch((error: unknown) => chunked.forEach((c) => c.fail(error)));
+    return { shards: { chunked, keys: builder.keys }, done };
   }
 
   /** Runs the batch on every partition (once per batch, whether or not anything reads the outputs). */
   apply(batch: BatchRun): Promise<RoutedBatch> {
     return batch.once(`apply:${this.id}`, async () => {
       const running = this.active('mapWithState');
-      const shards = await ((batch.prepared.get(this.id) as Promise<Shards> | undefined) ?? this.shard(batch));
+      const sharding = (batch.prepared.get(this.id) as Sharding | undefined) ?? this.startSharding(batch);
       const routed = await new Promise<RoutedBatch>((resolve, reject) => {
-        running.router.send({ type: 'ROUTE', job: { batchTime: batch.time, shards, resolve, reject } });
+        running.router.send({ type: 'ROUTE', job: { batchTime: batch.time, shards: sharding.shards, resolve, reject } });
+      }).catch(async (error: unknown) => {
+        // A batch that could not be sharded fails with the sharding's own error.
+        await sharding.done;
+        throw error;
       });
       // Every partition committed: initial state is in the stores from now on.
       running.pendingInitial = undefined;

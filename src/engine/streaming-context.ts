@@ -7,7 +7,7 @@ import { ConfigError, LifecycleError, MappingModuleError, StoreMismatchError, de
 import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
 import { WorkerSet } from '../actors/worker-set.js';
 import { messageCodec } from '../storage/codec.js';
-import type { ResolvedMappingRef } from '../actors/messages.js';
+import { readReply, type ResolvedMappingRef, type WorkerReply } from '../actors/messages.js';
 import { BatchRun } from './batch.js';
 import { BatchEvents, type BatchEventMap } from './batch-events.js';
 import { SystemClock, type Clock } from './clock.js';
@@ -367,10 +367,12 @@ export class StreamingContext implements StreamGraph {
     });
   }
 
+  /** Loads the mapping module on every worker thread: one that does not load fails start(), named. */
   private async checkModule(fn: ResolvedMappingRef): Promise<void> {
-    const reply: ArrayBuffer = await this.workers!.runAnywhere({ op: 'check-module', fn });
-    const result = messageCodec.unpack(new Uint8Array(reply)) as { status: string; error?: SerializedError };
-    if (result.status !== 'ok') {
+    const replies = await this.workers!.runOnEveryThread<WorkerReply>({ op: 'check-module', fn });
+    for (const reply of replies) {
+      const result = readReply<{ status: string; error?: SerializedError }>(reply);
+      if (result.status === 'ok') continue;
       const error = deserializeError(result.error!);
       throw error instanceof MappingModuleError ? error : new MappingModuleError(error.message, { module: fn.url }, error);
     }

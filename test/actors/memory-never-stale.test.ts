@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { StateSpec, type State } from '../../src/index.js';
-import { applyShard, type MappingFunction } from '../../src/actors/apply-shard.js';
+import { applyChunk, type MappingFunction } from '../../src/actors/apply-shard.js';
 import { encodeShards } from '../../src/actors/shard-encoder.js';
 import { workerPartition } from '../../src/actors/worker-partitions.js';
 import { murmur2Partitioner } from '../../src/engine/partitioner.js';
@@ -29,9 +29,9 @@ const count: MappingFunction = (_time, key, value, state: StateHandle<unknown>) 
 /** One batch of [key, 1] records applied in this thread, as a worker applies it. */
 async function applyHere(path: string, incarnation: string, batchTime: number, keys: string[]): Promise<unknown[]> {
   const [shard] = encodeShards(keys.map((k) => [k, 1]), 1, murmur2Partitioner, { batchTime, stream: 0 });
-  const result = await applyShard(workerPartition({ storePath: path, incarnation, cacheEntries: 1000 }), count, {
-    op: 'apply', storePath: path, partition: 0, batchTime, timeoutMs: null, fn: { url: '', exportName: 'default' },
-    shard: shard.buffer as ArrayBuffer, deadLetters: [], incarnation, cacheEntries: 1000, emitOutputs: true,
+  const result = await applyChunk(workerPartition({ storePath: path, incarnation, cacheEntries: 1000 }), count, {
+    op: 'apply', storePath: path, partition: 0, batchTime, attempt: batchTime, chunk: 0, last: true, timeoutMs: null, fn: { url: '', exportName: 'default' },
+    shard: shard.buffer as SharedArrayBuffer, deadLetters: [], incarnation, cacheEntries: 1000, emitOutputs: true,
   });
   assert.equal(result.status, 'ok');
   return decodeOutputs((result as ApplyDone).outputs);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BatchEvents, ManualClock, PoisonRecordError, StateSpec, StreamingContext, WorkerCrashError, type PartitionRestartedEvent, type RecoveryIncompleteEvent } from '../../src/index.js';
@@ -35,6 +35,26 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
       }
     });
   }
+
+  it('a worker that dies after its commit: the replay finds the batch in the batch log and hands back the outputs it recorded, applying nothing twice', async () => {
+    const dir = tempDir();
+    const marker = join(dir, 'died');
+    const spec = StateSpec.function<string, number | { dieAfterCommit: string }, number, [string, number]>(fixture('die-after-commit')).numPartitions(1);
+    const job = await keyedJob(spec, { dataDir: join(dir, 'data'), threads: 1 });
+    const restarts: PartitionRestartedEvent[] = [];
+    job.ssc.on(BatchEvents.PARTITION_RESTARTED, (e) => restarts.push(e));
+    try {
+      await job.batch([['a', 1]]);
+      const out = await job.batch([['a', 1], ['b', { dieAfterCommit: marker }], ['a', 1]]);
+      assert.equal(readFileSync(marker, 'utf8'), 'died after committing batch 2000', 'the worker died after the commit');
+      assert.deepEqual(restarts.map((r) => [r.partition, r.batchTime]), [[0, 2000]], 'and was restarted');
+      assert.deepEqual(out, [['a', 2], ['b', 1], ['a', 3]], 'the outputs recorded with the commit');
+      assert.equal(job.stream.store().get('a'), 3, 'the batch was not applied again');
+      assert.deepEqual(await job.batch([['a', 1]]), [['a', 4]], 'the job carries on');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
 
   it('a worker that keeps dying fails the batch once the restart limit is reached, and commits nothing of it', async () => {
     const dir = tempDir();

@@ -4,7 +4,7 @@ import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, trunca
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { BatchEvents, StateSpec, listSnapshots } from '../../src/index.js';
+import { BatchEvents, StateSpec, listSnapshots, murmur2Partitioner } from '../../src/index.js';
 import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
@@ -12,6 +12,7 @@ import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
 import { ZooKeeperOffsetStore } from '../../src/storage/zookeeper/offsets.js';
 import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { nextEvent } from '../wait.js';
 import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -28,20 +29,43 @@ function run(...args: string[]): Run {
 }
 
 type Key = string | [string, number];
-const spec = () => StateSpec.function<Key, number, number, [Key, number]>(fixture('count')).numPartitions(3);
+const spec = (numPartitions = 3) => StateSpec.function<Key, number, number, [Key, number]>(fixture('count')).numPartitions(numPartitions);
 const records = (batch: number): Array<[Key, number]> => [
   ...Array.from({ length: 60 }, (_, i) => [`w${(i * 7 + batch * 13) % 41}`, 1] as [Key, number]),
   [['user', 7], batch],
   [['user', 8], 1],
 ];
 
-/** A job's whole state, as the engine reads it. */
-async function stateOf(dataDir: string, startMs: number): Promise<Array<[unknown, unknown]>> {
-  const job = await keyedJob(spec(), { dataDir, startMs });
+/**
+ * A job's whole state, as the engine reads it. Every key must also answer get() (which reads
+ * only the partition the router sends the key to) and sit in that partition on disk: entries()
+ * merges partitions, so a key stored in the wrong one would pass unseen there, yet a running
+ * job would not find it and would count it again from 1.
+ */
+async function stateOf(dataDir: string, startMs: number, numPartitions = 3): Promise<Array<[unknown, unknown]>> {
+  const job = await keyedJob(spec(numPartitions), { dataDir, startMs });
+  let entries: Array<[unknown, unknown]>;
   try {
-    return [...job.stream.store().entries()] as Array<[unknown, unknown]>;
+    entries = [...job.stream.store().entries()] as Array<[unknown, unknown]>;
+    for (const [key, state] of entries) assert.deepEqual(job.stream.store().get(key as Key), state, `get(${JSON.stringify(key)})`);
   } finally {
     await job.ssc.stop();
+  }
+  assertRoutedAsTheRouter(dataDir, numPartitions);
+  return entries;
+}
+
+/** Each key of a stopped job's stores is in the partition murmur2 routes it to. */
+function assertRoutedAsTheRouter(dataDir: string, numPartitions: number): void {
+  for (let p = 0; p < numPartitions; p++) {
+    const store = openPartitionStore(partitionPath(dataDir, 0, p));
+    try {
+      for (const key of store.state.getKeys()) {
+        assert.equal(murmur2Partitioner.partition(key, numPartitions), p, `key ${JSON.stringify(key)} is stored in partition ${p} of ${numPartitions}`);
+      }
+    } finally {
+      store.env.close();
+    }
   }
 }
 
@@ -54,18 +78,10 @@ async function runJob() {
   const dataDir = tempDir();
   const stateAt = new Map<number, Array<[unknown, unknown]>>();
   const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2 });
-  // A snapshot still copying is not stacked with another: wait for each one.
-  const snapshotted = () =>
-    new Promise<void>((resolve) => {
-      const listener = () => {
-        job.ssc.off(BatchEvents.SNAPSHOT_COMPLETED, listener);
-        resolve();
-      };
-      job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, listener);
-    });
   try {
     for (let b = 1; b <= 4; b++) {
-      const copied = b % 2 === 0 ? snapshotted() : undefined;
+      // A snapshot still copying is not stacked with another: wait for each one.
+      const copied = b % 2 === 0 ? nextEvent(job.ssc, BatchEvents.SNAPSHOT_COMPLETED, `the snapshot of batch ${b * 1000}`) : undefined;
       await job.batch(records(b));
       stateAt.set(b * 1000, [...job.stream.store().entries()] as Array<[unknown, unknown]>);
       await copied;
@@ -320,6 +336,29 @@ describe('statestream command-line tool', () => {
     assert.equal(notAnExport.code, 1);
     assert.match(notAnExport.stderr, /is not a statestream state export/);
     assert.equal(run('export', '--data-dir', dataDir).code, 2, 'export without --out');
+  });
+
+  it('import --partitions 8 re-shards an export: each key in the partition the router picks, and a job on it counts on', async () => {
+    const file = join(tempDir(), 'state.msgpack');
+    assert.equal(run('export', '--data-dir', dataDir, '--out', file).code, 0);
+    const target = join(tempDir(), 'eight');
+    const imported = run('import', file, '--data-dir', target, '--partitions', '8', '--json');
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.deepEqual(JSON.parse(imported.stdout).numPartitions, 8);
+    assert.equal(readdirSync(join(target, 'state-0')).filter((f) => f.startsWith('partition-')).length, 8);
+    assert.deepEqual(await stateOf(target, 10_000, 8), stateAt.get(4000));
+
+    // Counting goes on from the imported counts, not from 1: every key is where the job looks.
+    const before = new Map(stateAt.get(4000)!.map(([k, s]) => [JSON.stringify(k), s as number]));
+    const job = await keyedJob(spec(8), { dataDir: target, startMs: 10_000 });
+    try {
+      const keys = stateAt.get(4000)!.map(([k]) => k as Key);
+      const outputs = await job.batch(keys.map((k): [Key, number] => [k, 1]));
+      assert.equal(outputs.length, keys.length);
+      for (const [key, count] of outputs) assert.equal(count, before.get(JSON.stringify(key))! + 1, `${JSON.stringify(key)} counted on`);
+    } finally {
+      await job.ssc.stop();
+    }
   });
 });
 

@@ -151,4 +151,35 @@ describe("Spark's mapWithState semantics", () => {
       await ssc.stop();
     }
   });
+
+  it('outputs run once every state stream has committed the batch, in the order foreachBatch was called', async () => {
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock, threads: 2 });
+    const input = ssc.queueStream<[string, number]>();
+    const counts = input.mapWithState(articleSpec().numPartitions(2));
+    const doubled = input.map(([k, v]): [string, number] => [k, v * 2]).mapWithState(articleSpec().numPartitions(3));
+    const calls: Array<[string, number, unknown[], unknown, unknown]> = [];
+    // Registered in another order than the streams were defined; each records what both stores hold when it runs.
+    const record = (name: string) => (records: unknown[], time: number) => void calls.push([name, time, sorted(records), counts.store().get('a'), doubled.store().get('a')]);
+    doubled.foreachBatch(record('doubled'));
+    input.foreachBatch(record('input'));
+    counts.foreachBatch(record('counts'));
+    await ssc.start();
+    try {
+      input.pushBatch([['a', 1], ['b', 1]]);
+      await clock.advance(1000);
+      input.pushBatch([['a', 1]]);
+      await clock.advance(1000);
+      assert.deepEqual(calls, [
+        ['doubled', 1000, [['a', 2], ['b', 2]], 1, 2],
+        ['input', 1000, [['a', 1], ['b', 1]], 1, 2],
+        ['counts', 1000, [['a', 1], ['b', 1]], 1, 2],
+        ['doubled', 2000, [['a', 4]], 2, 4],
+        ['input', 2000, [['a', 1]], 2, 4],
+        ['counts', 2000, [['a', 2]], 2, 4],
+      ]);
+    } finally {
+      await ssc.stop();
+    }
+  });
 });

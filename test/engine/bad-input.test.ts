@@ -1,12 +1,31 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import {
   ConfigError, EncodingError, InvalidRecordError, LifecycleError, ManualClock, MappingModuleError, PoisonRecordError,
   StateContractError, StateSpec, StreamingContext,
 } from '../../src/index.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { within } from '../wait.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
+
+/** Worker threads this process runs (the test runner itself runs none). */
+function workerThreads(): number {
+  return (process.report.getReport() as unknown as { workers: unknown[] }).workers.length;
+}
+
+/** Threads of this process holding a reader slot in a partition store: an open store keeps one. */
+function ownReaders(dataDir: string, partition: number): string[] {
+  const store = openPartitionStore(partitionPath(dataDir, 0, partition));
+  try {
+    store.env.readerCheck();
+    return store.env.readerList().split('\n').filter((line) => line.trim().split(/\s+/)[0] === String(process.pid));
+  } finally {
+    store.env.close();
+  }
+}
 
 describe('bad options are refused when given, naming the option', () => {
   it('StreamingContext options', () => {
@@ -78,23 +97,42 @@ describe('a mapping module that does not load fails start()', () => {
   for (const [name, ref, message] of [
     ['no such export', { module: fixture('article-count'), export: 'nope' }, /has no export named "nope" \(its exports: default, tally\)/],
     ['export is not a function', { module: fixture('not-a-function'), export: 'default' }, /export "default" of .* is a number, not a function/],
-    ['module throws on import', pathToFileURL(join(process.cwd(), 'package.json')), /could not be loaded/],
+    ['module throws on import', fixture('throws-on-import'), /throws-on-import\.js could not be loaded: top-level failure: the rate table could not be read/],
   ] as const) {
     it(name, async () => {
       const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
       ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(ref as never));
       await assert.rejects(ssc.start(), (e: unknown) => e instanceof MappingModuleError && message.test((e as Error).message));
       assert.equal(ssc.state, 'stopped');
+      assert.equal(workerThreads(), 0, 'the failed start closed its workers');
     });
   }
 
-  it('stop() during start() waits for it and closes everything', async () => {
-    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
-    ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+  it('a failed start() leaves the process running: 20 starts that fail as soon as one of 8 workers has loaded the module', async () => {
+    // The pool is destroyed while its other workers may still be starting. Terminating a worker
+    // in the middle of loading an ES module through require(), or lmdb's native addon, used to
+    // kill the whole process (Node's fatal error), in most runs of this test.
+    const child = spawn(process.execPath, [fileURLToPath(fixture('failing-starts')), tempDir(), '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    const exit = await within(new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal]))), '20 failed starts', { timeoutMs: 120_000 });
+    assert.deepEqual(exit, [0, null], output.slice(-2000));
+    assert.match(output, /^survived 20$/m);
+  });
+
+  it('stop() during start() waits for it and closes everything: no worker thread and no store left open', async () => {
+    const dataDir = tempDir();
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, clock: new ManualClock(), threads: 2 });
+    ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')).numPartitions(2));
     const starting = ssc.start();
-    await ssc.stop();
-    await starting;
+    assert.equal(ssc.state, 'starting', 'stop() is called while start() runs');
+    const stopping = ssc.stop();
+    await within(Promise.all([starting, stopping]), 'start() and the stop() called during it to settle');
     assert.equal(ssc.state, 'stopped');
+    assert.ok(existsSync(partitionPath(dataDir, 0, 1)), 'start() went on to open the stores before stop() closed them');
+    assert.equal(workerThreads(), 0, 'the worker pool is gone');
+    for (const partition of [0, 1]) assert.deepEqual(ownReaders(dataDir, partition), [], `partition ${partition}'s store is closed`);
   });
 
   it('a batch listener that throws fails the batch instead of losing it', async () => {
@@ -153,6 +191,8 @@ describe('bad records and states fail the batch, naming what and where, and leav
   for (const [value, message] of [
     ['store-function', /the state of key "f" cannot be stored: the value is a function/],
     ['store-nested-symbol', /the state of key "f" cannot be stored: the value.deep\[1\].s is a symbol/],
+    ['store-cycle', /the state of key "f" cannot be stored: the value.self refers back to itself \(a cycle\)/],
+    ['store-wide-bigint', /the state of key "f" cannot be stored: the value.n is a bigint wider than 64 bits/],
   ] as const) {
     it(`a state that cannot be encoded (${value})`, async () => {
       const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).numPartitions(2), { dataDir: tempDir() });
@@ -166,6 +206,16 @@ describe('bad records and states fail the batch, naming what and where, and leav
       }
     });
   }
+
+  it('bigints that fit in 64 bits are stored and read back as they were', async () => {
+    const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')), { dataDir: tempDir() });
+    try {
+      await job.batch([['big', 'store-64-bit-bigints']]);
+      assert.deepEqual(job.stream.store().get('big'), { max: 2n ** 64n - 1n, min: -(2n ** 63n) });
+    } finally {
+      await job.ssc.stop();
+    }
+  });
 });
 
 describe('State used against its contract throws as Spark does', () => {

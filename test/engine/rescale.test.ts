@@ -4,8 +4,11 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PoisonRecordError, StateSpec, StoreMismatchError } from '../../src/index.js';
 import { readStoredLayout } from '../../src/storage/reshard/reshard.js';
+import { readLayout, writeLayout, type StoreLayout } from '../../src/storage/partition/batch-log.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { seededRandom } from '../random.js';
 
 type Key = string | number | [string, number];
 type Value = number | 'touch';
@@ -13,19 +16,30 @@ type Value = number | 'touch';
 const idleSpec = (n: number) => StateSpec.function<Key, Value, number, unknown>(fixture('idle-count')).numPartitions(n).timeout(2500);
 const faulty = (n: number) => StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty')).numPartitions(n);
 
-/** mulberry32: the same workload on every run. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+/** Rewrites the layout a partition records, as stores written by other code would hold it. */
+function editLayout(dataDir: string, partition: number, change: Partial<StoreLayout>): void {
+  const store = openPartitionStore(partitionPath(dataDir, 0, partition));
+  try {
+    writeLayout(store, { ...readLayout(store)!, ...change });
+  } finally {
+    store.env.close();
+  }
+}
+
+async function twoPartitionJob(): Promise<string> {
+  const dataDir = tempDir();
+  const job = await keyedJob(idleSpec(2), { dataDir });
+  try {
+    await job.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+  } finally {
+    await job.ssc.stop();
+  }
+  return dataDir;
 }
 
 /** Batches over ~400 keys (strings, numbers, tuples): with a 2500 ms timeout about a third go idle and time out in any batch. */
 function workload(batches: number): Array<Array<[Key, Value]>> {
-  const next = random(42);
+  const { next } = seededRandom(42);
   const pool: Key[] = [
     ...Array.from({ length: 260 }, (_, i) => `user-${i}`),
     ...Array.from({ length: 40 }, (_, i) => i * 7 - 50),
@@ -149,6 +163,43 @@ describe('rescaling: a job started with another numPartitions than its stores', 
       assert.deepEqual([...rescaled.stream.store().entries()], [['a', 1], ['d', 1]], 'batch 1000 counted d once; a came with the catch-up batch');
       assert.equal(rescaled.stream.store().count(), 2);
       assert.deepEqual(sorted(await rescaled.batch([['a', 1], ['bad', 1]])), [['a', 2], ['bad', 1]]);
+    } finally {
+      await rescaled.ssc.stop();
+    }
+  });
+
+  it('refuses stores written with another partitioner, whatever the partition count, and changes nothing', async () => {
+    const dataDir = await twoPartitionJob();
+    for (const p of [0, 1]) editLayout(dataDir, p, { partitioner: 'crc32' });
+    for (const n of [2, 5]) {
+      await assert.rejects(keyedJob(idleSpec(n), { dataDir, startMs: 1000 }), (error: unknown) => {
+        assert.ok(error instanceof StoreMismatchError, String(error));
+        assert.match(error.message, /were partitioned with "crc32", but this version routes keys with "murmur2"; use a new dataDir/);
+        return true;
+      }, `started with ${n} partitions`);
+    }
+    assert.deepEqual([readStoredLayout(dataDir, 0)?.partitioner, readStoredLayout(dataDir, 0)?.numPartitions], ['crc32', 2]);
+    assert.deepEqual(readdirSync(dataDir), ['state-0']);
+  });
+
+  it('refuses to reshard partitions at different state versions (a migration cut short), and changes nothing', async () => {
+    const dataDir = await twoPartitionJob();
+    editLayout(dataDir, 0, { stateVersion: 2 });
+    const v2 = (n: number) => idleSpec(n).stateVersion(2, (state) => state as number);
+    await assert.rejects(keyedJob(v2(4), { dataDir, startMs: 1000 }), (error: unknown) => {
+      assert.ok(error instanceof StoreMismatchError, String(error));
+      assert.match(error.message, /from 2 to 4 partitions: its partitions hold different state versions \(partition 0: 2, partition 1: 1\)/);
+      assert.match(error.message, /Start once with numPartitions\(2\) so the migration completes/);
+      return true;
+    });
+    assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, 2);
+    assert.deepEqual(readdirSync(dataDir), ['state-0']);
+    // As the error says: once at the old count (the migration completes), then the new one.
+    const again = await keyedJob(v2(2), { dataDir, startMs: 1000 });
+    await again.ssc.stop();
+    const rescaled = await keyedJob(v2(4), { dataDir, startMs: 1000 });
+    try {
+      assert.deepEqual([...rescaled.stream.store().entries()], [['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
     } finally {
       await rescaled.ssc.stop();
     }

@@ -1,11 +1,19 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Database, Key } from 'lmdb';
 import {
   ConfigError, StateExportError, StateMigrationError, StateSpec, StoreMismatchError, exportJobState, readStateExport, writeStateExport,
 } from '../../src/index.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { within } from '../wait.js';
+import { migrateStore } from '../../src/storage/partition/migrate.js';
+import { readLayout } from '../../src/storage/partition/batch-log.js';
+import { encodeEntry } from '../../src/storage/codec.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { fromCount, type Tally } from '../fixtures/idle-tally.js';
 
 type Value = number | 'touch';
@@ -182,5 +190,54 @@ describe('state versions and migration', () => {
     assert.throws(() => spec.stateVersion(1.5), ConfigError);
     assert.throws(() => spec.stateVersion(2, 'migrate' as never), rejection(ConfigError, /migrate must be a function \(state, fromVersion\) => newState, got string/));
     assert.throws(() => spec.initialState(42 as never), /iterable of \[key, state\] pairs or a StateSource/);
+  });
+
+  /** After a crash in a migration, a job at the new version migrates what is left and continues as an uninterrupted run. */
+  async function continuesMigrated(dataDir: string, what: string): Promise<void> {
+    const expected = await uninterrupted();
+    const job = await keyedJob(v2(), { dataDir, startMs: SPLIT * 1000 });
+    try {
+      assert.deepEqual([...job.stream.store().entries()], [['a', { count: 3, firstSeen: null }], ['b', { count: 1, firstSeen: null }], ['c', { count: 1, firstSeen: null }], ['d', { count: 2, firstSeen: null }]], `${what}: every key migrated once`);
+      const outputs = [];
+      for (const records of batches.slice(SPLIT)) outputs.push(sorted(await job.batch(records)));
+      assert.deepEqual(outputs, expected.outputs.slice(SPLIT), `${what}: continues as an uninterrupted run`);
+    } finally {
+      await job.ssc.stop();
+    }
+  }
+
+  it('a SIGKILL in the middle of a migration leaves the old version readable, and the next start migrates it', async () => {
+    const dataDir = await firstPart();
+    const child = spawn(process.execPath, [fileURLToPath(fixture('migrate-child')), dataDir, '3'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    const [code, signal] = await within(new Promise<[number | null, string | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s]))), 'the migrating child to die');
+    assert.deepEqual([code, signal, output], [null, 'SIGKILL', ''], 'killed on the third migrate call, before it started');
+
+    const old = await keyedJob(v1(), { dataDir, startMs: SPLIT * 1000 });
+    try {
+      assert.deepEqual([...old.stream.store().entries()], [['a', 3], ['b', 1], ['c', 1], ['d', 2]], 'version 1 code still reads the stores');
+    } finally {
+      await old.ssc.stop();
+    }
+    await continuesMigrated(dataDir, 'after a kill while staging');
+  });
+
+  it('a crash between partitions switching over (some migrated, one with staged entries left) is finished by the next start, which migrates only the rest', async () => {
+    const dataDir = await firstPart();
+    const stores = [0, 1, 2].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
+    try {
+      // What the crash leaves: partition 1 (a and c) switched to version 2; partition 2 (b and d)
+      // still at version 1, with entries in its staging database (migrate.ts stages into 'migrating').
+      assert.deepEqual(stores.map((s) => [...s.state.getKeys()]), [[], ['a', 'c'], ['b', 'd']]);
+      migrateStore(stores[1], 1, 2, fromCount, { stream: 0, partition: 1 });
+      const staging = stores[2].env.openDB<Buffer, Key>({ name: 'migrating', encoding: 'binary' }) as Database<Buffer, Key>;
+      stores[2].env.transactionSync(() => staging.putSync('stale-staged-key', encodeEntry({ count: 99, firstSeen: null }, 1000)));
+      assert.deepEqual(stores.map((s) => readLayout(s)!.stateVersion ?? 1), [1, 2, 1]);
+    } finally {
+      stores.forEach((s) => s.env.close());
+    }
+    // fromCount throws on a state that is not a bare count: a key migrated twice would fail the start.
+    await continuesMigrated(dataDir, 'after a crash between switch-overs');
   });
 });

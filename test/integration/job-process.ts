@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import { ManualClock, StateSpec, StreamingContext } from '../../src/index.js';
 import { connectClient } from './services/zookeeper.js';
+import { waitUntil, within } from '../wait.js';
 
 export interface JobConfig {
   brokers: string[];
@@ -41,19 +42,40 @@ export class JobProcess {
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
   }
 
-  /** Resolves with the first output line (past or future) that matches. */
-  waitForLine(pattern: RegExp, timeoutMs = 60_000): Promise<string> {
-    const seen = this.lines.find((l) => pattern.test(l));
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; output:\n${this.lines.slice(-30).join('\n')}`)), timeoutMs);
-      this.waiters.push({ pattern, resolve: (l) => (clearTimeout(timer), resolve(l)) });
-      void this.exited.then(() => setTimeout(() => reject(new Error(`job exited before ${pattern}; output:\n${this.lines.slice(-30).join('\n')}`)), 50));
+  /**
+   * Resolves with the first line matching `pattern` printed after this call, or after line
+   * `from` (an index into `lines`, e.g. `lines.length` taken before an action): a line printed
+   * before the situation a test waits for must not pass for it.
+   */
+  waitForLine(pattern: RegExp, options: { from?: number; timeoutMs?: number } = {}): Promise<string> {
+    const seen = this.lines.slice(options.from ?? this.lines.length).find((l) => pattern.test(l));
+    if (seen !== undefined) return Promise.resolve(seen);
+    const line = new Promise<string>((resolve, reject) => {
+      this.waiters.push({ pattern, resolve });
+      // The exit is seen after the last lines are read.
+      void this.exited.then((exit) => setTimeout(() => reject(new Error(`the job exited (${exit.signal ?? `code ${exit.code}`}) before printing a line matching ${pattern}; output:\n${this.tail()}`)), 50));
     });
+    return within(line, `the job to print a line matching ${pattern}`, { timeoutMs: options.timeoutMs, detail: () => `its output:\n${this.tail()}` });
+  }
+
+  /** Its last lines, for failure messages. */
+  tail(lines = 30): string {
+    return this.lines.slice(-lines).join('\n');
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     this.child.kill(signal);
+  }
+
+  /** Sends `signal` and waits for the exit: SIGTERM stops the context gracefully. */
+  stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.kill(signal);
+    return this.exit(`the job to exit after ${signal}`, timeoutMs);
+  }
+
+  /** Waits for the job to exit by itself (a kill point it reaches, a failure). */
+  exit(what = 'the job to exit', timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return within(this.exited, what, { timeoutMs, detail: () => `its output:\n${this.tail()}` });
   }
 }
 
@@ -65,7 +87,7 @@ export async function zkOffsets(connect: string, root: string, topic: string, pa
       new Promise<number>((resolve, reject) =>
         client.getData(`${root}/offsets/${topic}/${p}`, (error, data) => (error ? reject(error) : resolve(Number(data?.toString() || "NaN")))),
       );
-    return await Promise.all(Array.from({ length: partitions }, (_, p) => read(p)));
+    return await within(Promise.all(Array.from({ length: partitions }, (_, p) => read(p))), `the positions under ${root}`, { timeoutMs: 10_000 });
   } finally {
     client.close();
   }
@@ -91,22 +113,23 @@ export async function runUntilCaughtUp(config: JobConfig, topicPartitions: numbe
     job.kill('SIGKILL');
     throw error;
   }
-  job.kill('SIGTERM');
-  await job.exited;
+  await job.stop();
   return job;
 }
 
 export async function waitUntilCaughtUp(job: JobProcess, config: JobConfig, topicPartitions: number, timeoutMs: number): Promise<void> {
-  await job.waitForLine(/^STARTED$/, timeoutMs);
+  await job.waitForLine(/^STARTED$/, { from: 0, timeoutMs });
   const end = await highWatermarks(config.brokers, config.topic);
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const at = await zkOffsets(config.zookeeper, config.zkRoot, config.topic, topicPartitions).catch(() => [] as number[]);
-    if (at.length === end.length && at.every((o, p) => o === end[p])) break;
-    if (job.lines.some((l) => l.startsWith('FAILED'))) throw new Error(`the job failed: ${job.lines.filter((l) => l.startsWith('FAILED')).join('\n')}`);
-    if (Date.now() > deadline) throw new Error(`the job did not catch up: ZooKeeper at ${at.join(',')}, topic ends at ${end.join(',')}; output:\n${job.lines.slice(-20).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  let at: number[] = [];
+  await waitUntil(
+    `ZooKeeper's positions to reach the end of ${config.topic} (${end.join(',')})`,
+    async () => {
+      at = await zkOffsets(config.zookeeper, config.zkRoot, config.topic, topicPartitions).catch(() => [] as number[]);
+      if (job.lines.some((l) => l.startsWith('FAILED'))) throw new Error(`the job failed: ${job.lines.filter((l) => l.startsWith('FAILED')).join('\n')}`);
+      return at.length === end.length && at.every((o, p) => o === end[p]);
+    },
+    { timeoutMs, intervalMs: 100, detail: () => `ZooKeeper at ${at.join(',')}; output:\n${job.tail(20)}` },
+  );
 }
 
 /** The job's state, read through the public API from its data folder. */

@@ -1,14 +1,20 @@
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
 import { SourceDeadLetterStore } from '../../src/storage/sources/dead-letters.js';
 import { tempDir } from '../helpers.js';
+import { testRandom } from '../random.js';
+import { waitUntil, within } from '../wait.js';
 import { useServices } from './services/suite.js';
 import { highWatermarks, JobProcess, readCounts, runUntilCaughtUp, startKafkaWordCount, tally, zkOffsets, type JobConfig } from './job-process.js';
 import { produceWithKcat } from './services/kafka.js';
+import { startZooKeeperProxy } from './services/zookeeper-proxy.js';
 
 const PARTITIONS = 3;
+/** Batches with records the job completed whose batch time is after `time` (batch times are the clock's). */
+const batchesAfter = (job: JobProcess, time: number) => job.lines.filter((l) => l.startsWith('BATCH ') && Number(l.split(' ')[1]) > time);
 const words = (n: number, seed: number) => Array.from({ length: n }, (_, i) => `w${(i * 7 + seed) % 23}`);
 
 describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock broker)', { timeout: 600_000 }, () => {
@@ -50,7 +56,8 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     assert.deepEqual(group.partitions.sort((a, b) => a.partition - b.partition).map((p) => Number(p.offset)), end, 'the consumer group shows the same progress');
   });
 
-  it('survives SIGKILL at random moments, mid-batch, after commit and during start-up: every count exact', async () => {
+  it('survives SIGKILL at random moments, mid-batch, after commit and during start-up: every count exact', async (t) => {
+    const random = testRandom(t);
     const config = await freshJob();
     const produced: string[] = [];
     let producing = true;
@@ -60,7 +67,7 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
         const batch = words(15, round++);
         await send(config.topic, batch);
         produced.push(...batch);
-        await new Promise((r) => setTimeout(r, 40));
+        await sleep(40);
       }
     })();
 
@@ -73,94 +80,138 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
       { name: 'inside the mapping function', env: { STATESTREAM_TEST_DIE_AT_CALL: '7' } },
       { name: 'after every partition committed, before the offsets were recorded', config: { dieAfterCommitOfBatch: 1 } },
       { name: 'during start-up', killAfterMs: 400 },
-      { name: 'random moment', killAfterMs: 600 + Math.floor(Math.random() * 1500) },
+      { name: 'random moment', killAfterMs: random.between(600, 2100) },
       { name: 'after every partition committed, before the offsets were recorded', config: { dieAfterCommitOfBatch: 3 } },
       { name: 'inside the mapping function', env: { STATESTREAM_TEST_DIE_AT_CALL: '120' } },
-      { name: 'random moment', killAfterMs: 300 + Math.floor(Math.random() * 1500) },
+      { name: 'random moment', killAfterMs: random.between(300, 1800) },
     ];
     let kills = 0;
-    for (const plan of plans) {
-      // librdkafka's mock coordinator never evicts a member killed while its JoinGroup was
-      // pending (a real broker does, after the session timeout), so each run joins a group
-      // of its own; positions come from ZooKeeper either way.
-      const job = new JobProcess({ ...config, ...plan.config, groupId: `${config.groupId}-run-${kills}` }, plan.env);
-      if (plan.killAfterMs !== undefined) setTimeout(() => job.kill('SIGKILL'), plan.killAfterMs);
-      const exit = await Promise.race([job.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 60_000))]);
-      assert.notEqual(exit, 'timeout', `${plan.name}: the job should have died; output:\n${job.lines.slice(-10).join('\n')}`);
-      assert.equal((exit as { signal: string | null }).signal, "SIGKILL", `${plan.name}: ${JSON.stringify(exit)}\n${job.lines.join("\n")}`);
-      assert.ok(!job.lines.some((l) => l.startsWith('FAILED')), job.lines.join('\n'));
-      kills++;
+    try {
+      for (const plan of plans) {
+        const what = `${plan.name}${plan.killAfterMs === undefined ? '' : ` (${plan.killAfterMs} ms)`}; ${random.replay}`;
+        // librdkafka's mock coordinator never evicts a member killed while its JoinGroup was
+        // pending (a real broker does, after the session timeout), so each run joins a group
+        // of its own; positions come from ZooKeeper either way.
+        const job = new JobProcess({ ...config, ...plan.config, groupId: `${config.groupId}-run-${kills}` }, plan.env);
+        if (plan.killAfterMs !== undefined) setTimeout(() => job.kill('SIGKILL'), plan.killAfterMs);
+        const exit = await job.exit(`the job to die: ${what}`);
+        assert.equal(exit.signal, 'SIGKILL', `${what}: ${JSON.stringify(exit)}\n${job.lines.join('\n')}`);
+        if (plan.name === 'during start-up') assert.ok(!job.lines.includes('STARTED'), `${what}: killed before start() returned`);
+        assert.ok(!job.lines.some((l) => l.startsWith('FAILED')), job.lines.join('\n'));
+        kills++;
+      }
+    } finally {
+      producing = false;
+      await within(production, 'the producer loop to stop');
     }
-    producing = false;
-    await production;
     assert.equal(kills, plans.length);
 
     await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-final` }, PARTITIONS);
     const counts = await readCounts(config.dataDir, config.partitions);
-    assert.deepEqual(counts, tally(produced), `after ${kills} kills, ${produced.length} messages`);
+    assert.deepEqual(counts, tally(produced), `after ${kills} kills, ${produced.length} messages; ${random.replay}`);
   });
 
-  it('ZooKeeper and a broker going down and up mid-stream pause the stream; nothing is lost or counted twice', async () => {
+  it('ZooKeeper going away (down, then its session expired) and a broker going down pause the stream; it resumes and nothing is lost or counted twice', async () => {
     const config = await freshJob();
+    // The job reaches ZooKeeper through a proxy, which can keep it away while the server runs.
+    const proxy = await startZooKeeperProxy(services.zk.port);
     const produced: string[] = [];
-    const job = new JobProcess(config);
-    await job.waitForLine(/^STARTED$/);
+    const job = new JobProcess({ ...config, zookeeper: proxy.connectString });
     const produce = async (n: number) => {
       for (let i = 0; i < n; i++) {
         const batch = words(10, produced.length + i);
         await send(config.topic, batch);
         produced.push(...batch);
-        await new Promise((r) => setTimeout(r, 30));
+        await sleep(30);
       }
     };
-    await produce(10);
-    await services.zk.stop();
-    await produce(10); // the job's batches wait for ZooKeeper now
-    // Longer than the job's 4 s ZooKeeper session: it comes back to an expired session.
-    await new Promise((r) => setTimeout(r, 5000));
-    await services.zk.start();
-    await produce(10);
-    await job.waitForLine(/^BATCH/);
-    await services.kafka.brokerDown(1);
-    await new Promise((r) => setTimeout(r, 1500));
-    await services.kafka.brokerUp(1);
-    await produce(10);
-    job.kill('SIGTERM');
-    await job.exited;
-    assert.ok(!job.lines.some((l) => l.startsWith('FAILED')), job.lines.join('\n'));
+    try {
+      await job.waitForLine(/^STARTED$/);
+      await produce(10);
+      await job.waitForLine(/^BATCH/, { from: 0 });
+      const [first] = proxy.handshakes;
+      assert.equal(first?.requested, '0', 'the job opened a session');
+
+      await services.zk.stop();
+      const down = Date.now();
+      await produce(10); // the job's batches wait for ZooKeeper now
+      // The server comes back, but the job cannot reach it for longer than its 4 s session:
+      // the server expires the session.
+      proxy.cut();
+      await services.zk.start();
+      await sleep(6000);
+      // Batch times are the clock's: a batch that began after ZooKeeper stopped cannot end
+      // before its ranges are recorded there.
+      assert.deepEqual(batchesAfter(job, down), [], 'no batch with records ended while ZooKeeper was away');
+      proxy.restore();
+      const back = Date.now();
+      const renewed = await waitUntil('the server to refuse the expired session and grant a new one', () => {
+        const refused = proxy.handshakes.findIndex((h) => h.requested === first.granted && h.timeoutMs === 0);
+        return refused >= 0 && proxy.handshakes.find((h, i) => i > refused && h.requested === '0' && h.granted !== '0');
+      }, { detail: () => JSON.stringify(proxy.handshakes) });
+      assert.notEqual(renewed.granted, first.granted, 'a new session');
+      await produce(10);
+      await waitUntil('a batch with records to end after ZooKeeper came back', () => batchesAfter(job, back).length > 0, { detail: () => job.tail() });
+
+      await services.kafka.brokerDown(1);
+      await sleep(1500);
+      await services.kafka.brokerUp(1);
+      const up = Date.now();
+      await produce(10);
+      await waitUntil('a batch with records to end after the broker came back', () => batchesAfter(job, up).length > 0, { detail: () => job.tail() });
+      await job.stop();
+      assert.ok(!job.lines.some((l) => l.startsWith('FAILED')), job.lines.join('\n'));
+    } finally {
+      job.kill('SIGKILL');
+      await proxy.close();
+    }
 
     await runUntilCaughtUp(config, PARTITIONS);
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
   });
 
-  it('stop() while ZooKeeper is away returns promptly, and the batch it left is replayed at the next start', async () => {
+  it('stop() while ZooKeeper is away returns promptly, though a batch waits for it, and that batch is rebuilt at the next start', async () => {
     const config = await freshJob();
     const produced = words(60, 3);
     const job = new JobProcess(config);
     await job.waitForLine(/^STARTED$/);
+    const sent = job.lines.length;
     await send(config.topic, produced.slice(0, 30));
-    await job.waitForLine(/^BATCH/);
+    await job.waitForLine(/^BATCH/, { from: sent });
     await services.zk.stop();
+    const down = job.lines.length;
     await send(config.topic, produced.slice(30));
-    await new Promise((r) => setTimeout(r, 1000)); // a batch now waits to record its ranges
+    // A batch that took records begins, and cannot end: it waits to record its ranges.
+    let waiting: { batchTime: string; since: number } | undefined;
+    await waitUntil('a batch that began after ZooKeeper stopped to wait for it for a second', () => {
+      const begun = job.lines.slice(down).filter((l) => l.startsWith('BEGIN ')).map((l) => l.split(' ')[1]);
+      const open = begun.find((t) => !job.lines.some((l) => l.startsWith(`END ${t} `)));
+      if (open !== waiting?.batchTime) waiting = open === undefined ? undefined : { batchTime: open, since: Date.now() };
+      return waiting !== undefined && Date.now() - waiting.since > 1000;
+    }, { detail: () => job.tail() });
     const stopping = Date.now();
-    job.kill('SIGTERM');
-    const exit = await Promise.race([job.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 20_000))]);
-    assert.notEqual(exit, 'hung', `stop() waited for ZooKeeper; output:\n${job.lines.slice(-10).join('\n')}`);
+    const exit = await job.stop('SIGTERM', 20_000);
+    assert.equal(exit.code, 0, 'stop() did not wait for ZooKeeper');
     assert.ok(Date.now() - stopping < 20_000);
+    assert.ok(!job.lines.some((l) => l.startsWith(`END ${waiting!.batchTime} `)), `batch ${waiting!.batchTime} never ended`);
     await services.zk.start();
     await runUntilCaughtUp(config, PARTITIONS);
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
   });
 
-  it('rebuilds a recorded batch larger than the new maxRecordsPerBatch allows to buffer', async () => {
+  it('rebuilds a recorded batch larger than the new maxRecordsPerBatch allows to buffer; the partitions that committed it hand back the outputs they recorded', async () => {
     const config = await freshJob({ maxRecordsPerBatch: 200 });
     const produced = words(300, 5);
     await services.producer.send({ topic: config.topic, messages: produced.map((w) => ({ key: w, value: w, partition: 0 })) });
-    // The first run dies with [0, 200) recorded in ZooKeeper and committed by the partitions.
+    // The first run dies with [0, 200) recorded in ZooKeeper and committed by the partitions,
+    // after its outputs ran and before its end reached ZooKeeper.
     const first = new JobProcess({ ...config, dieAfterCommitOfBatch: 1, groupId: `${config.groupId}-1` });
-    assert.equal((await first.exited).signal, 'SIGKILL');
-    await runUntilCaughtUp({ ...config, maxRecordsPerBatch: 5, groupId: `${config.groupId}-2` }, PARTITIONS, 60_000);
+    assert.equal((await first.exit('the job to die after its first batch committed')).signal, 'SIGKILL');
+    const [committed] = first.lines.filter((l) => l.startsWith('OUTPUT '));
+    assert.match(committed ?? '', /^OUTPUT \d+ 200 /, first.tail());
+    const again = await runUntilCaughtUp({ ...config, maxRecordsPerBatch: 5, groupId: `${config.groupId}-2` }, PARTITIONS, 60_000);
+    const batchTime = committed.split(' ')[1];
+    assert.deepEqual(again.lines.filter((l) => l.startsWith(`OUTPUT ${batchTime} `)), [committed], 'the re-run batch emits exactly what it emitted before the crash');
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
   });
 
@@ -172,13 +223,13 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     try {
       await job.waitForLine(/^BATCH/);
       // 29: TOPIC_AUTHORIZATION_FAILED, which kafkajs does not retry.
+      const injected = job.lines.length;
       await services.kafka.pushRequestErrors(1, Array(20).fill(29));
-      const failed = await job.waitForLine(/^FAILED/, 30_000);
+      const failed = await job.waitForLine(/^FAILED/, { from: injected, timeoutMs: 30_000 });
       assert.match(failed, /the Kafka consumer stopped and will not restart/);
     } finally {
       await services.kafka.clearRequestErrors(1);
-      job.kill('SIGKILL');
-      await job.exited;
+      await job.stop('SIGKILL');
     }
     await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-after` }, PARTITIONS);
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
@@ -189,13 +240,12 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     const example = startKafkaWordCount({ brokers: services.kafka.brokers, topic: config.topic, zookeeper: services.zk.connectString, group: config.groupId, dataDir: config.dataDir, zkRoot: config.zkRoot });
     try {
       await produceWithKcat(services.kafka.brokers, config.topic, [{ value: 'AAAA BB AAAA' }, { value: 'CCC AAAA' }]);
-      const deadline = Date.now() + 60_000;
-      while (!/Word AAAA, count 3/.test(example.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-      assert.match(example.output(), /Word AAAA, count 3/);
+      // The batch's words, then the line that closes the batch.
+      await waitUntil('the example to print "Word AAAA, count 3" and close its batch', () => /Word AAAA, count 3\n(.*\n)*-+ batch .* -+/.test(example.output()), { detail: () => example.output() });
       assert.match(example.output(), /Word BB, count 1/);
-      assert.match(example.output(), /-+ batch .* -+/);
+      assert.match(example.output(), /Word CCC, count 1/);
     } finally {
-      await example.stop();
+      await within(example.stop(), 'the example to exit after SIGTERM');
     }
   });
 
@@ -204,8 +254,7 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     await services.producer.send({ topic: config.topic, messages: [{ key: 'k', value: '"fine"', partition: 1 }, { key: 'k', value: '{not json', partition: 1 }] });
     const job = new JobProcess(config);
     const failed = await job.waitForLine(/^FAILED/);
-    job.kill('SIGTERM');
-    await job.exited;
+    await job.stop();
     const error = JSON.parse(failed.slice('FAILED '.length)) as { code: string; message: string };
     assert.equal(error.code, 'ERR_SOURCE_RECORD');
     assert.match(error.message, new RegExp(`cannot decode the message at ${config.topic}\\[1\\] offset 1 `));

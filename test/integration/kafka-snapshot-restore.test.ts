@@ -2,9 +2,13 @@ import assert from 'node:assert/strict';
 import { rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { StreamingContext, listSnapshots } from '../../src/index.js';
+import { ManualClock, OffsetStoreError, StateSpec, StreamingContext, listSnapshots, type SnapshotInfo } from '../../src/index.js';
+import { ZooKeeperOffsetStore } from '../../src/storage/zookeeper/offsets.js';
+import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
-import { tempDir } from '../helpers.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { waitUntil, within } from '../wait.js';
 import { useServices } from './services/suite.js';
 import { JobProcess, readCounts, runUntilCaughtUp, tally, waitUntilCaughtUp, type JobConfig } from './job-process.js';
 
@@ -23,7 +27,7 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     };
   }
 
-  it('snapshots while batches run; a deleted and a truncated store are restored and the batches since are replayed exactly', async () => {
+  it('snapshots while batches run; a deleted and a truncated store are restored and the batches since are replayed exactly', async (t) => {
     const config = await snapshottingJob('restore-words', 4, 3);
     const { topic } = config;
     const produced: string[] = [];
@@ -33,40 +37,52 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
         const batch = words(12, round);
         await services.producer.send({ topic, messages: batch.map((w) => ({ key: w, value: w })) });
         produced.push(...batch);
-        await new Promise((r) => setTimeout(r, 40));
+        await sleep(40);
       }
     })();
-
     const first = new JobProcess(config);
-    await first.waitForLine(/^SNAPSHOT \d+/);
-    await first.waitForLine(/^SNAPSHOT \d+/).then(() => new Promise((r) => setTimeout(r, 50)));
-    // Let more batches commit after the newest snapshot: they are what the restore must replay.
-    const seen = () => first.lines.filter((l) => l.startsWith('SNAPSHOT ')).length;
-    while (seen() < 2) await new Promise((r) => setTimeout(r, 50));
-    const batchesBefore = first.lines.filter((l) => l.startsWith('BATCH')).length;
-    while (first.lines.filter((l) => l.startsWith('BATCH')).length < batchesBefore + 2) await new Promise((r) => setTimeout(r, 50));
-    first.kill('SIGTERM');
-    await first.exited;
-    assert.ok(!first.lines.some((l) => l.startsWith('FAILED') || l.startsWith('SNAPSHOT_FAILED')), first.lines.join('\n'));
+    let lastBatch: number;
+    let newest: SnapshotInfo;
+    // However the test ends, the producer stops before the suite disconnects it.
+    try {
+      await first.waitForLine(/^SNAPSHOT \d+/);
+      await first.waitForLine(/^SNAPSHOT \d+/);
+      // Let more batches commit after the second snapshot: they are what the restore must replay.
+      const mark = first.lines.length;
+      await waitUntil('two batches with records after the second snapshot', () => first.lines.slice(mark).filter((l) => l.startsWith('BATCH ')).length >= 2, { detail: () => first.tail() });
+      await first.stop();
+      assert.ok(!first.lines.some((l) => l.startsWith('FAILED') || l.startsWith('SNAPSHOT_FAILED')), first.lines.join('\n'));
 
-    const newest = listSnapshots(config.dataDir)[0];
-    const lastBatch = Math.max(...first.lines.filter((l) => l.startsWith('BATCH')).map((l) => Number(l.split(' ')[1])));
-    assert.ok(newest.batchTime < lastBatch, `batches ran after the newest snapshot (${newest.batchTime} < ${lastBatch})`);
-    assert.equal(newest.manifest.sources[0].kind, 'kafka');
-    assert.equal(newest.manifest.sources[0].positions.length, PARTITIONS);
+      lastBatch = Math.max(...first.lines.filter((l) => l.startsWith('BATCH')).map((l) => Number(l.split(' ')[1])));
+      // stop() lets the batch in progress finish, and that batch may be one that takes a
+      // snapshot: that snapshot holds every batch, and a restore from it would replay nothing.
+      // Set it aside, as an operator restoring from an older snapshot would.
+      for (const taken of listSnapshots(config.dataDir).filter((s) => s.batchTime >= lastBatch)) {
+        t.diagnostic(`the last batch (${lastBatch}) took snapshot ${taken.batchTime} while stopping: set aside`);
+        rmSync(taken.path, { recursive: true });
+      }
+      newest = listSnapshots(config.dataDir)[0];
+      assert.ok(newest.batchTime < lastBatch, `batches ran after the newest snapshot (${newest.batchTime} < ${lastBatch})`);
+      const since = first.lines.filter((l) => l.startsWith('BATCH ') && Number(l.split(' ')[1]) > newest.batchTime);
+      assert.ok(since.length >= 2, `batches with records after snapshot ${newest.batchTime}: ${since.join(', ')}`);
+      assert.equal(newest.manifest.sources[0].kind, 'kafka');
+      assert.equal(newest.manifest.sources[0].positions.length, PARTITIONS);
 
-    rmSync(partitionPath(config.dataDir, 0, 1), { recursive: true });
-    const file = join(partitionPath(config.dataDir, 0, 3), 'data.mdb');
-    truncateSync(file, Math.floor(statSync(file).size / 3));
-
-    await new Promise((r) => setTimeout(r, 500));
-    producing = false;
-    await production;
+      rmSync(partitionPath(config.dataDir, 0, 1), { recursive: true });
+      const file = join(partitionPath(config.dataDir, 0, 3), 'data.mdb');
+      truncateSync(file, Math.floor(statSync(file).size / 3));
+      await sleep(500);
+    } finally {
+      first.kill('SIGKILL');
+      producing = false;
+      await within(production, 'the producer loop to stop');
+    }
     const second = await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-2` }, PARTITIONS);
     const restored = second.lines.find((l) => l.startsWith('RESTORED '));
     assert.ok(restored, second.lines.join('\n'));
     const event = JSON.parse(restored.slice('RESTORED '.length)) as { snapshot: number; partitions: Array<{ partition: number }>; replayed: boolean };
     assert.deepEqual(event.partitions.map((p) => p.partition), [1, 3]);
+    assert.equal(event.snapshot, newest.batchTime);
     assert.equal(event.replayed, true);
     // The replayed batches' outputs ran, whole, in the first run: they are not run again partially.
     const replayedOutputs = second.lines.filter((l) => l.startsWith('OUTPUT ') && Number(l.split(' ')[1]) <= lastBatch);
@@ -82,8 +98,7 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     const input = words(120, 5);
     await services.producer.send({ topic, messages: input.map((w) => ({ key: w, value: w })) });
     await waitUntilCaughtUp(job, config, PARTITIONS, 90_000);
-    job.kill('SIGTERM');
-    await job.exited;
+    await job.stop();
 
     // Keep only the snapshots from before the first record, and lose a store.
     const firstRecords = Math.min(...job.lines.filter((l) => l.startsWith('BATCH')).map((l) => Number(l.split(' ')[1])));
@@ -110,7 +125,7 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
       try {
         const before = seen.length;
         await services.producer.send({ topic, messages: send.map((w) => ({ value: w })) });
-        while (seen.length < before + send.length) await new Promise((r) => setTimeout(r, 50));
+        await waitUntil(`the stream to deliver ${send.join(', ')}`, () => seen.length >= before + send.length, { detail: () => `seen: ${seen.join(', ')}` });
       } finally {
         await ssc.stop();
       }
@@ -118,5 +133,46 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     await runOnce(['a', 'b']);
     await runOnce(['c']);
     assert.deepEqual(seen, ['a', 'b', 'c']);
+  });
+
+  it('a restore whose replay the batch history no longer reaches back to fails the start with OffsetStoreError, instead of skipping records', async () => {
+    const topic = 'short-history';
+    await services.kafka.createTopic(topic, 1);
+    const root = `/statestream/test-${topic}`;
+    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2);
+    await services.producer.send({ topic, messages: ['a', 'b', 'a', 'b'].map((value) => ({ value })) });
+    // Stores at batch 3000, with a snapshot of batch 2000 only.
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2, snapshotsKept: 5 });
+    try {
+      await job.batch([['a', 1], ['b', 1]]);
+      await job.batchWithSnapshot([['a', 1]]);
+      await job.batch([['b', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+    assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [2000]);
+    rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
+    // ZooKeeper records batches up to 3000, but its history starts after the snapshot's batch.
+    const session = new ZooKeeperSession({ connect: services.zk.connectString });
+    try {
+      const offsets = new ZooKeeperOffsetStore(session, root);
+      await offsets.init([{ topic, partition: 0 }]);
+      await offsets.recordBatchEnd({ batchTime: 3000, ranges: [{ topic, partition: 0, from: 0, until: 4 }] }, true);
+    } finally {
+      session.close();
+    }
+
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(3000), snapshotEvery: 2 });
+    ssc
+      .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `group-${topic}`, zookeeper: { connect: services.zk.connectString, root } })
+      .map((r): [string, number] => [r.value, 1])
+      .mapWithState(spec());
+    const starting = ssc.start();
+    await within(assert.rejects(starting, (error: unknown) => {
+      assert.ok(error instanceof OffsetStoreError, String(error));
+      assert.match(error.message, /a partition store holds batch 2000, but ZooKeeper \(\/statestream\/test-short-history\) records batches up to 3000 and no longer keeps the ranges after 2000 to replay/);
+      return true;
+    }), 'start() to fail', { detail: () => `state: ${ssc.state}` }).finally(() => ssc.stop());
   });
 });

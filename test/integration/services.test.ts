@@ -9,6 +9,7 @@ import { Kafka, logLevel, Partitioners, type Consumer, type KafkaMessage } from 
 import zookeeper from 'node-zookeeper-client';
 import { produceWithKcat, startMockKafka, type MockKafka } from './services/kafka.js';
 import { startZooKeeper, type ZooKeeperServer } from './services/zookeeper.js';
+import { waitUntil, within } from '../wait.js';
 
 /** The mock's consumer groups wait sessionTimeout - 1 s before a rejoin and 3 s before a first join. */
 const CONSUMER = { sessionTimeout: 6000, heartbeatInterval: 500, maxWaitTimeInMs: 100, allowAutoTopicCreation: false };
@@ -23,8 +24,7 @@ function alive(pid: number): boolean {
 }
 
 async function gone(pid: number): Promise<boolean> {
-  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 20));
-  return !alive(pid);
+  return waitUntil(`process ${pid} to be gone`, () => !alive(pid), { timeoutMs: 1000 }).catch(() => false);
 }
 
 function connectRefused(address: string): Promise<boolean> {
@@ -44,16 +44,16 @@ describe('ZooKeeper service', { timeout: 60_000 }, () => {
   const clients: zookeeper.Client[] = [];
 
   const connect = (connectString: string) =>
-    new Promise<zookeeper.Client>((resolve, reject) => {
-      const client = zookeeper.createClient(connectString, { sessionTimeout: 5000, spinDelay: 100, retries: 0 });
-      clients.push(client);
-      const timer = setTimeout(() => reject(new Error(`no ZooKeeper session with ${connectString} in 10 s`)), 10_000);
-      client.once('connected', () => {
-        clearTimeout(timer);
-        resolve(client);
-      });
-      client.connect();
-    });
+    within(
+      new Promise<zookeeper.Client>((resolve) => {
+        const client = zookeeper.createClient(connectString, { sessionTimeout: 5000, spinDelay: 100, retries: 0 });
+        clients.push(client);
+        client.once('connected', () => resolve(client));
+        client.connect();
+      }),
+      `a ZooKeeper session with ${connectString}`,
+      { timeoutMs: 10_000 },
+    );
   const create = (client: zookeeper.Client, path: string, data: string) =>
     new Promise<string>((resolve, reject) =>
       client.create(path, Buffer.from(data), zookeeper.CreateMode.PERSISTENT, (err, created) => (err ? reject(err) : resolve(created))),
@@ -140,7 +140,7 @@ describe('mock Kafka service', { timeout: 60_000 }, () => {
         if (got.length >= count) done();
       },
     });
-    await all;
+    await within(all, `${count} messages of ${topic} for group ${groupId}`, { detail: () => `got ${got.length}` });
     return { consumer, got };
   }
 
@@ -219,11 +219,10 @@ describe('mock Kafka service', { timeout: 60_000 }, () => {
       await broker.brokerUp(1);
 
       await producer.send({ topic: 'events', messages: Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: `after-${i}` })) });
-      const deadline = Date.now() + 20_000;
-      while (got.filter((m) => m.message.value?.toString().startsWith('after-')).length < 5) {
-        assert.ok(Date.now() < deadline, `only got ${got.map((m) => m.message.value?.toString()).join(', ')}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await waitUntil('the five messages sent after the broker came back', () => got.filter((m) => m.message.value?.toString().startsWith('after-')).length >= 5, {
+        timeoutMs: 20_000,
+        detail: () => `got ${got.map((m) => m.message.value?.toString()).join(', ')}`,
+      });
       const values = new Set(got.map((m) => m.message.value?.toString()));
       assert.deepEqual([...values].sort(), ['after-0', 'after-1', 'after-2', 'after-3', 'after-4', 'before']);
     } finally {

@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { BatchEvents, ConfigError, StateSpec, StreamingContext, murmur2Partitioner, type BatchCompletedEvent, type SnapshotCompletedEvent } from '../../src/index.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
-import { fixture, keyedJob, nextEvent, tempDir } from '../helpers.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { nextEvent } from '../wait.js';
 import { byLabel, curl, parseSamples, sample, scrape } from './scrape.js';
 
 const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
@@ -25,7 +26,7 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
       await job.batch(Array.from({ length: 30 }, (_, i): [string, number] => [`a${i}`, 1]));
       for (let b = 2; b <= 4; b++) {
         // A snapshot still copying is not stacked with another: each one is awaited.
-        const copied = b % 2 === 0 ? nextEvent(job.ssc, BatchEvents.SNAPSHOT_COMPLETED) : undefined;
+        const copied = b % 2 === 0 ? nextEvent(job.ssc, BatchEvents.SNAPSHOT_COMPLETED, `the snapshot of batch ${b * 1000}`) : undefined;
         await job.batch(Array.from({ length: 10 * b }, (_, i): [string, number] => [`b${i % 17}`, 1]));
         await copied;
       }
@@ -92,7 +93,7 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
     const dir = tempDir();
     const spec = StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty')).numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 2 });
     const job = await keyedJob(spec, { dataDir: join(dir, 'data'), metrics: { port: 0 } });
-    const restarted = nextEvent(job.ssc, BatchEvents.PARTITION_RESTARTED);
+    const restarted = nextEvent(job.ssc, BatchEvents.PARTITION_RESTARTED, 'the partition restart');
     try {
       await job.batch([['x', { exitOnce: join(dir, 'crashed') }], ['p', { poison: true }], ['q', { poison: true }], ['ok', 1]]);
       const restart = await restarted;

@@ -6,7 +6,8 @@ import { statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchEvents, ConfigError, StateSpec, StreamingContext } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
-import { fixture, keyedJob, nextEvent, tempDir } from '../helpers.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { nextEvent } from '../wait.js';
 import { curl } from '../metrics/scrape.js';
 
 const execFileP = promisify(execFile);
@@ -68,7 +69,7 @@ describe('status page server', { timeout: 180_000 }, () => {
     // A snapshot of batch 1000, then batch 2000 without one.
     const first = await keyedJob(spec(), { dataDir, snapshotEvery: 1 });
     try {
-      const copied = nextEvent(first.ssc, BatchEvents.SNAPSHOT_COMPLETED);
+      const copied = nextEvent(first.ssc, BatchEvents.SNAPSHOT_COMPLETED, 'the snapshot');
       await first.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
       await copied;
     } finally {

@@ -88,6 +88,13 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     super(graph);
   }
 
+  /** Messages fetched from Kafka and not yet taken by a batch: what backpressure bounds. */
+  get bufferedRecords(): number {
+    let n = 0;
+    for (const buffer of this.buffers.values()) n += buffer.messages.length;
+    return n;
+  }
+
   private buffer(topic: string, partition: number): PartitionBuffer | undefined {
     return this.buffers.get(`${topic}:${partition}`);
   }

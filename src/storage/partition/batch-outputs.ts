@@ -56,7 +56,8 @@ export class OutputWriter {
     const numsAt = align8(refsAt + 4 * m);
     const othersAt = numsAt + 8 * m;
     const keysAt = othersAt + others.length;
-    const buffer = new ArrayBuffer(keysAt + keys.length);
+    // Shared: it reaches the main thread by reference, not by copy.
+    const buffer = new SharedArrayBuffer(keysAt + keys.length);
     const header = new Uint32Array(buffer, 0, 5);
     header[0] = FORMAT;
     header[1] = n;

@@ -11,7 +11,8 @@ import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { describeExit, spawnService, withTimeout, type ServiceProcess } from './process.js';
+import { describeExit, spawnService, type ServiceProcess } from './process.js';
+import { within } from '../../wait.js';
 
 const execFileP = promisify(execFile);
 
@@ -132,11 +133,7 @@ export async function startMockKafka(options: MockKafkaOptions = {}): Promise<Mo
   });
   let line: string;
   try {
-    line = await withTimeout(
-      Promise.race([first, startFailed]),
-      START_TIMEOUT_MS,
-      () => `mock-kafka did not print BOOTSTRAP within ${START_TIMEOUT_MS} ms: ${proc.stderrTail().trim()}`,
-    );
+    line = await within(Promise.race([first, startFailed]), 'mock-kafka to print BOOTSTRAP', { timeoutMs: START_TIMEOUT_MS, detail: () => proc.stderrTail().trim() });
   } catch (err) {
     await proc.terminate('SIGKILL');
     throw err;
@@ -154,7 +151,7 @@ export async function startMockKafka(options: MockKafkaOptions = {}): Promise<Mo
       if (!proc.running()) throw new Error(`mock-kafka: "${command}": the broker is not running`);
       const answer = new Promise<string>((resolve, reject) => waiting.push({ resolve, reject }));
       proc.child.stdin!.write(`${command}\n`);
-      const reply = await withTimeout(answer, COMMAND_TIMEOUT_MS, () => `mock-kafka: no answer to "${command}"`);
+      const reply = await within(answer, `mock-kafka to answer "${command}"`, { timeoutMs: COMMAND_TIMEOUT_MS });
       if (reply !== 'OK') throw new Error(`mock-kafka: "${command}": ${reply.replace(/^ERR /, '')}`);
     };
     const result = queue.then(run, run);
@@ -205,7 +202,7 @@ export async function startMockKafka(options: MockKafkaOptions = {}): Promise<Mo
         if (proc.running()) {
           // "quit" and EOF both make it exit; SIGTERM, then SIGKILL, if it does not.
           proc.child.stdin!.end('quit\n');
-          const exit = await withTimeout(proc.exited, 3000, () => 'slow to quit').catch(() => undefined);
+          const exit = await within(proc.exited, 'mock-kafka to quit', { timeoutMs: 3000 }).catch(() => undefined);
           if (!exit) await proc.terminate('SIGTERM', 2000);
         }
         lines.close();
@@ -266,7 +263,7 @@ export async function produceWithKcat(
   const proc: ServiceProcess = spawnService('kcat', 'kcat', args, { stdin: 'pipe' });
   proc.child.stdin!.on('error', () => undefined); // EPIPE if kcat dies early: reported by its exit below
   proc.child.stdin!.end(`${input}\n`);
-  const exit = await withTimeout(proc.exited, 30_000, () => `kcat did not finish within 30 s: ${proc.stderrTail().trim()}`).catch(
+  const exit = await within(proc.exited, 'kcat to deliver its messages and exit', { timeoutMs: 30_000, detail: () => proc.stderrTail().trim() }).catch(
     async (err: unknown) => {
       await proc.terminate('SIGKILL');
       throw err;

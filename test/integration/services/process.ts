@@ -11,6 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { within } from '../../wait.js';
 
 const SETPRIV = '/usr/bin/setpriv';
 const TAIL_CHARS = 16_000;
@@ -122,25 +123,12 @@ export function spawnService(
       // This timer also keeps the event loop alive until the exit (the child is unref'd).
       const timer = setTimeout(() => child.kill('SIGKILL'), signal === 'SIGKILL' ? 1000 : graceMs);
       try {
-        return await withTimeout(exited, graceMs + 10_000, () => `${name} (pid ${child.pid}) did not exit after SIGKILL`);
+        return await within(exited, `${name} (pid ${child.pid}) to exit after SIGKILL`, { timeoutMs: graceMs + 10_000 });
       } finally {
         clearTimeout(timer);
       }
     },
   };
-}
-
-/** Races `promise` against a timer (which keeps the event loop alive meanwhile). */
-export async function withTimeout<T>(promise: Promise<T>, ms: number, message: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message())), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 export function describeExit(exit: Exit): string {

@@ -1,21 +1,50 @@
 /**
- * A TCP relay in front of a real ZooKeeper that can lose one answer: the request reaches
- * the server and is applied, and the connection drops just before the client would read
- * the reply, which is what a network cut or a server failover does to a client.
+ * A TCP relay between a ZooKeeper client and the test's real ZooKeeper server, for faults a
+ * server restart cannot make:
  *
- * It reads ZooKeeper's framing (a 4-byte length before every packet; after the connect
- * handshake, requests start with xid and opcode, replies with xid) and forwards bytes as
- * they are.
+ * - cut() keeps the client away while the server runs on, so the server expires the
+ *   client's session, as a network partition longer than the session timeout would;
+ * - loseNextReply(opcode) lets a request reach the server and be applied, and drops the
+ *   connection just before the client would read the reply, as a network cut or a server
+ *   failover does.
+ *
+ * It reads ZooKeeper's framing (a 4-byte length before every packet; the first packet each
+ * way is the session handshake, ConnectRequest and ConnectResponse; after it, requests
+ * start with xid and opcode, replies with xid) and forwards the frames as they are. From
+ * the handshakes a test can prove which session the client asked for and what the server
+ * answered: an expired session is answered with timeout 0 and session id 0.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { within } from '../../wait.js';
+
+export interface Handshake {
+  /** The session the client asked to resume, in hex; '0' asks for a new one. */
+  requested: string;
+  /** What the server granted: the session id in hex ('0' when it refused an expired session), and the timeout. */
+  granted: string;
+  timeoutMs: number;
+  /** Date.now() when the answer passed the proxy. */
+  at: number;
+}
 
 export interface ZooKeeperProxy {
   /** host:port to give clients instead of the server's. */
   readonly connectString: string;
+  /** Every handshake the server answered, in order. */
+  readonly handshakes: Handshake[];
+  /** Drops every connection and refuses new ones (they are closed on arrival) until restore(). */
+  cut(): void;
+  restore(): void;
   /** The next request with this opcode (14: multi, 1: create, 2: delete, 5: setData) has its reply dropped, with the connection. */
   loseNextReply(opcode: number): Promise<void>;
   close(): Promise<void>;
 }
+
+// ConnectRequest: protocolVersion (4), lastZxidSeen (8), timeOut (4), sessionId (8), …
+// ConnectResponse: protocolVersion (4), timeOut (4), sessionId (8), … (after the length).
+const REQUEST_SESSION_AT = 4 + 4 + 8 + 4;
+const RESPONSE_TIMEOUT_AT = 4 + 4;
+const RESPONSE_SESSION_AT = 4 + 4 + 4;
 
 /** Splits a byte stream into length-prefixed frames, calling `onFrame` with each whole frame. */
 function framer(onFrame: (frame: Buffer) => void): (chunk: Buffer) => void {
@@ -30,38 +59,52 @@ function framer(onFrame: (frame: Buffer) => void): (chunk: Buffer) => void {
   };
 }
 
-export async function startZooKeeperProxy(target: string): Promise<ZooKeeperProxy> {
-  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+/** `target`: the server's port on 127.0.0.1, or its 'host:port'. */
+export async function startZooKeeperProxy(target: number | string): Promise<ZooKeeperProxy> {
+  const [host, port] = typeof target === 'number' ? ['127.0.0.1', target] : [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  const handshakes: Handshake[] = [];
   let armed: { opcode: number; dropped: () => void } | undefined;
-  const sockets = new Set<Socket>();
+  let refusing = false;
+  const open = new Set<Socket>();
   const server: Server = createServer((client) => {
+    if (refusing) return void client.destroy();
     const upstream = connect(port, host);
-    sockets.add(client).add(upstream);
-    const cut = () => {
+    open.add(client).add(upstream);
+    const close = () => {
       client.destroy();
       upstream.destroy();
+      open.delete(client);
+      open.delete(upstream);
     };
-    client.on('error', cut).on('close', cut);
-    upstream.on('error', cut).on('close', cut);
-    // The first frame each way is the session handshake, which has no xid.
+    client.on('error', close).on('close', close);
+    upstream.on('error', close).on('close', close);
+    let requested: string | undefined;
     let clientFrames = 0;
     let serverFrames = 0;
     let watchedXid: number | undefined;
     client.on(
       'data',
       framer((frame) => {
-        if (clientFrames++ > 0 && armed && frame.length >= 12 && frame.readInt32BE(8) === armed.opcode) watchedXid = frame.readInt32BE(4);
+        if (clientFrames++ === 0) {
+          if (frame.length >= REQUEST_SESSION_AT + 8) requested = frame.readBigUInt64BE(REQUEST_SESSION_AT).toString(16);
+        } else if (armed && frame.length >= 12 && frame.readInt32BE(8) === armed.opcode) {
+          watchedXid = frame.readInt32BE(4);
+        }
         upstream.write(frame);
       }),
     );
     upstream.on(
       'data',
       framer((frame) => {
-        if (serverFrames++ > 0 && watchedXid !== undefined && frame.length >= 8 && frame.readInt32BE(4) === watchedXid) {
+        if (serverFrames++ === 0) {
+          if (frame.length >= RESPONSE_SESSION_AT + 8) {
+            handshakes.push({ requested: requested ?? '?', granted: frame.readBigUInt64BE(RESPONSE_SESSION_AT).toString(16), timeoutMs: frame.readInt32BE(RESPONSE_TIMEOUT_AT), at: Date.now() });
+          }
+        } else if (watchedXid !== undefined && frame.length >= 8 && frame.readInt32BE(4) === watchedXid) {
           const done = armed!.dropped;
           armed = undefined;
           watchedXid = undefined;
-          cut();
+          close();
           done();
           return;
         }
@@ -69,18 +112,32 @@ export async function startZooKeeperProxy(target: string): Promise<ZooKeeperProx
       }),
     );
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address() as { port: number };
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  server.unref();
+  const address = server.address();
+  if (!address || typeof address !== 'object') throw new Error('zookeeper-proxy: no address');
   return {
     connectString: `127.0.0.1:${address.port}`,
+    handshakes,
+    cut() {
+      refusing = true;
+      for (const socket of open) socket.destroy();
+      open.clear();
+    },
+    restore() {
+      refusing = false;
+    },
     loseNextReply(opcode) {
       return new Promise((resolve) => {
         armed = { opcode, dropped: resolve };
       });
     },
     async close() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of open) socket.destroy();
+      await within(new Promise<void>((resolve) => server.close(() => resolve())), 'the ZooKeeper proxy to close', { timeoutMs: 10_000 });
     },
   };
 }

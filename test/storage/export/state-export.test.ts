@@ -3,7 +3,9 @@ import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import { EncodingError, StateExportError, StateSpec, exportJobState, readStateExport, writeStateExport, type ExportEntry } from '../../../src/index.js';
+import { EncodingError, StateExportError, StateSpec, StoreMismatchError, exportJobState, readStateExport, writeStateExport, type ExportEntry } from '../../../src/index.js';
+import { BatchLog, readLayout, writeLayout } from '../../../src/storage/partition/batch-log.js';
+import { messageCodec } from '../../../src/storage/codec.js';
 import { entryCodec } from '../../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import { storeEntries } from '../../../src/storage/export/state-export.js';
@@ -151,5 +153,43 @@ describe('state export', () => {
     await assert.rejects(writeStateExport(file, { stateVersion: 1 }, [[{ no: 1 }, 1, 1]]), /entry 0 given to writeStateExport: key \{"no":1\} cannot be an LMDB key/);
     await assert.rejects(writeStateExport(file, { stateVersion: 0 }, []), /header.stateVersion must be a positive integer, got 0/);
     assert.ok(!existsSync(file) && !existsSync(`${file}.tmp`));
+  });
+
+  it('exportJobState refuses stores whose partitions hold different batches or state versions, and writes nothing', async () => {
+    const stopped = async () => {
+      const dataDir = tempDir();
+      const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(3), { dataDir });
+      await job.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1], ['e', 1]]);
+      await job.ssc.stop();
+      return dataDir;
+    };
+    const change = (dataDir: string, partition: number, edit: (store: ReturnType<typeof openPartitionStore>) => void) => {
+      const store = openPartitionStore(partitionPath(dataDir, 0, partition));
+      try {
+        edit(store);
+      } finally {
+        store.env.close();
+      }
+    };
+
+    // A batch committed by partition 2 only, as when a job stopped in the middle of one.
+    const ahead = await stopped();
+    change(ahead, 2, (store) => new BatchLog(store).record({ batchTime: 5000, outputs: messageCodec.pack([]), keyCount: new BatchLog(store).last()!.keyCount }));
+    const file = join(tempDir(), 'mixed.msgpack');
+    await assert.rejects(exportJobState(ahead, file), (error: unknown) => {
+      assert.ok(error instanceof StoreMismatchError, String(error));
+      assert.match(error.message, /partitions 0, 1 of stream 0 under .* did not commit batch 5000, so the stores are not of one batch/);
+      return true;
+    });
+
+    // A migration that did not finish: partition 1 at version 2.
+    const migrating = await stopped();
+    change(migrating, 1, (store) => writeLayout(store, { ...readLayout(store)!, stateVersion: 2 }));
+    await assert.rejects(exportJobState(migrating, file), (error: unknown) => {
+      assert.ok(error instanceof StoreMismatchError, String(error));
+      assert.match(error.message, /are at state versions 1 and 2, because a migration did not finish/);
+      return true;
+    });
+    assert.ok(!existsSync(file) && !existsSync(`${file}.tmp`), 'nothing written');
   });
 });

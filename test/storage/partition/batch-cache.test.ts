@@ -7,6 +7,31 @@ import { TimeIndex } from '../../../src/storage/partition/time-index.js';
 import { openPartitionStore } from '../../../src/storage/partition/store.js';
 import { tempDir } from '../../helpers.js';
 
+/** The real LMDB state map, counting what reaches it. */
+function countingMap(map: StateMap<number>) {
+  const calls = { get: 0, put: 0, remove: 0 };
+  const counting: StateMap<number> = {
+    get: (k) => (calls.get++, map.get(k)),
+    put: (k, v) => (calls.put++, map.put(k, v)),
+    remove: (k) => (calls.remove++, map.remove(k)),
+  };
+  return { counting, calls };
+}
+
+/** The real time index, counting its writes. */
+class CountingIndex extends TimeIndex {
+  adds = 0;
+  removes = 0;
+  override add(time: number, key: unknown): void {
+    this.adds++;
+    super.add(time, key);
+  }
+  override remove(time: number, key: unknown): void {
+    this.removes++;
+    super.remove(time, key);
+  }
+}
+
 describe('BatchCache over LMDB', () => {
   const store = openPartitionStore(tempDir());
   const map = new LmdbStateMap<number>(store);
@@ -18,30 +43,38 @@ describe('BatchCache over LMDB', () => {
       map.put('hot', encodeEntry(5, 100));
       index.add(100, 'hot');
     });
-    let reads = 0;
-    let writes = 0;
-    const counting: StateMap<number> = {
-      get: (k) => (reads++, map.get(k)),
-      put: (k, v) => (writes++, map.put(k, v)),
-      remove: (k) => map.remove(k),
-    };
+    const { counting, calls } = countingMap(map);
     const cache = new BatchCache<number>(counting, index);
     for (let i = 0; i < 100; i++) cache.put('hot', (cache.get('hot')?.[0] ?? 0) + 1, 200);
-    assert.equal(reads, 1);
+    assert.equal(calls.get, 1);
     store.env.transactionSync(() => cache.flush());
-    assert.equal(writes, 1);
+    assert.equal(calls.put, 1);
     assert.deepEqual(map.get('hot'), [105, 200]);
     assert.deepEqual([...index.olderThan(1000)], [[200, 'hot']], 'the index moved with the key: the old time is gone');
   });
 
   it('removing a key removes its index entry; keys only read are not written', () => {
-    const cache = new BatchCache<number>(map, index);
+    store.env.transactionSync(() => {
+      map.put('kept', encodeEntry(7, 150));
+      index.add(150, 'kept');
+    });
+    const { counting, calls } = countingMap(map);
+    const countingIndex = new CountingIndex(store);
+    const cache = new BatchCache<number>(counting, countingIndex);
     cache.remove('hot');
-    cache.get('never-there');
+    assert.deepEqual(cache.get('kept'), [7, 150], 'a stored key, only read');
+    assert.equal(cache.get('never-there'), undefined, 'an absent key, only read');
     assert.equal(cache.keyCountDelta, -1);
     store.env.transactionSync(() => cache.flush());
+    assert.deepEqual(calls, { get: 3, put: 0, remove: 1 }, 'one removal reached LMDB, no write');
+    assert.deepEqual([countingIndex.adds, countingIndex.removes], [0, 1], "only the removed key's index entry changed");
     assert.equal(map.get('hot'), undefined);
-    assert.deepEqual([...index.olderThan(1000)], []);
+    assert.deepEqual(map.get('kept'), [7, 150]);
+    assert.deepEqual([...index.olderThan(1000)], [[150, 'kept']]);
+    store.env.transactionSync(() => {
+      map.remove('kept');
+      index.remove(150, 'kept');
+    });
   });
 
   it('keeps array keys apart from string keys that look like them', () => {

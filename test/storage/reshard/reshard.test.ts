@@ -1,15 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { StateSpec } from '../../../src/index.js';
 import { BatchLog } from '../../../src/storage/partition/batch-log.js';
 import { decodeOutputs } from '../../../src/storage/partition/batch-outputs.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
-import { recoverInterruptedReshard, type ReshardStep } from '../../../src/storage/reshard/protocol.js';
+import type { ReshardStep } from '../../../src/storage/reshard/protocol.js';
 import { readStoredLayout, reshardStores } from '../../../src/storage/reshard/reshard.js';
 import { fixture, keyedJob, sorted, tempDir } from '../../helpers.js';
+import { testRandom } from '../../random.js';
+import { within } from '../../wait.js';
 
 type Key = string | [string, number];
 
@@ -25,6 +28,10 @@ interface Run {
 
 /** Runs the reshard child; kills it `killAfterMs` after it is ready, when given. */
 function runChild(dataDir: string, to: number, killAt: ReshardStep | 'none', killAfterMs?: number): Promise<Run> {
+  return within(childRun(dataDir, to, killAt, killAfterMs), `the reshard child (to ${to}, killed at ${killAfterMs === undefined ? killAt : `${killAfterMs} ms`}) to exit`, { timeoutMs: 120_000 });
+}
+
+function childRun(dataDir: string, to: number, killAt: ReshardStep | 'none', killAfterMs?: number): Promise<Run> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [child, dataDir, '0', String(to), killAt], { stdio: ['ignore', 'pipe', 'pipe'] });
     let ready = 0;
@@ -53,7 +60,8 @@ async function stateOf(dataDir: string, n: number, startMs: number): Promise<{ e
 }
 
 describe('reshard crash safety: a reshard killed at any moment leaves the old state or the new, whole', () => {
-  it('SIGKILL at each protocol step and at random moments of a 10^5-key reshard', { timeout: 240_000 }, async (t) => {
+  it('SIGKILL at each protocol step and at random moments of a 10^5-key reshard; start() settles it', { timeout: 240_000 }, async (t) => {
+    const random = testRandom(t);
     const dataDir = tempDir();
     const keys = 100_000;
     const seed = await keyedJob(spec(4), { dataDir });
@@ -74,20 +82,25 @@ describe('reshard crash safety: a reshard killed at any moment leaves the old st
       assert.deepEqual(readdirSync(dataDir), ['state-0'], `${what}: nothing left beside the stores`);
     };
 
-    // Killed exactly at each step: before the marker the old stores stay, from it on the new ones win.
+    // Killed exactly at each step: before the marker the old stores stay, from it on the new ones
+    // win. Nothing here settles the interrupted reshard: the next start() must, before it opens
+    // a store. The surviving stores are the very files the reshard left (by inode), not rebuilt.
+    const storeFile = (folder: string) => join(dataDir, folder, 'partition-0000', 'data.mdb');
     let stored = 4;
-    for (const [step, to, survivor] of [
-      ['copied', 8, 4],
-      ['marked', 8, 8],
-      ['old-moved', 3, 3],
-      ['new-moved', 5, 5],
+    for (const [step, to, survivor, survivingFolder] of [
+      ['copied', 8, 4, 'state-0'],
+      ['marked', 8, 8, 'state-0.reshard'],
+      ['old-moved', 3, 3, 'state-0.reshard'],
+      ['new-moved', 5, 5, 'state-0'],
     ] as const) {
       const run = await runChild(dataDir, to, step);
       assert.equal(run.signal, 'SIGKILL', `the child died at ${step}`);
-      assert.notEqual(recoverInterruptedReshard(dataDir, 0), 'none', `${step}: there was something to recover`);
-      assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, survivor, `killed at ${step} (${stored} → ${to}): ${survivor} partitions`);
+      assert.notDeepEqual(readdirSync(dataDir).filter((f) => f !== 'state-0'), [], `killed at ${step}: the reshard was left half done`);
+      const survivorInode = statSync(storeFile(survivingFolder)).ino;
+      await check(`killed at ${step} (${stored} → ${to}), then started with ${survivor}`, survivor);
+      assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, survivor, `killed at ${step}: ${survivor} partitions`);
+      assert.equal(statSync(storeFile('state-0')).ino, survivorInode, `killed at ${step}: start() kept the stores that were in ${survivingFolder}`);
       stored = survivor;
-      await check(`killed at ${step}`, stored);
     }
 
     // An uninterrupted run, to time the random kills against.
@@ -99,17 +112,17 @@ describe('reshard crash safety: a reshard killed at any moment leaves the old st
 
     let killed = 0;
     for (const [i, to] of [8, 3, 6, 4, 7].entries()) {
-      const delay = Math.random() * full.ms * 1.2;
+      const delay = random.next() * full.ms * 1.2;
       const run = await runChild(dataDir, to, 'none', delay);
       if (run.signal === 'SIGKILL') killed++;
       t.diagnostic(`${stored} → ${to}: kill after ${delay.toFixed(0)} ms: ${run.signal ?? 'finished first'}; on disk: ${readdirSync(dataDir).join(', ')}`);
       // Open with the partition count it had or the one it was going to: both must give the original state.
       const openWith = i % 2 === 0 ? to : stored;
-      await check(`killed after ${delay.toFixed(0)} ms (${run.signal ?? 'finished'}), opened with ${openWith}`, openWith);
+      await check(`killed after ${delay.toFixed(0)} ms (${run.signal ?? 'finished'}), opened with ${openWith}; ${random.replay}`, openWith);
       stored = openWith;
       assert.equal(readdirSync(`${dataDir}/state-0`).filter((f) => f.startsWith('partition-')).length, stored);
     }
-    assert.ok(killed > 0, 'at least one random kill landed before the reshard finished');
+    assert.ok(killed > 0, `at least one random kill landed before the reshard finished (${random.replay})`);
   });
 });
 

@@ -9,6 +9,8 @@ import { verifySnapshot } from '../../../src/storage/snapshots/manifest.js';
 import { BatchEvents, ConfigError, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../../src/index.js';
 import { partitionPath } from '../../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
+import { nextEvent, waitUntil, within } from '../../wait.js';
+import { once } from 'node:events';
 
 const spec = (n = 3) => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(n);
 const words = (batch: number) => Array.from({ length: 300 }, (_, i) => [`w${(i * 7 + batch * 13) % 97}`, 1] as [string, number]);
@@ -25,18 +27,11 @@ describe('snapshots', () => {
     const dataDir = tempDir();
     const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2, snapshotsKept: 2 });
     const done: SnapshotCompletedEvent[] = [];
-    const next = () => new Promise<SnapshotCompletedEvent>((resolve) => {
-      const listener = (e: SnapshotCompletedEvent) => {
-        job.ssc.off(BatchEvents.SNAPSHOT_COMPLETED, listener);
-        resolve(e);
-      };
-      job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, listener);
-    });
     const stateAt = new Map<number, Array<[string, number]>>();
     try {
       for (let b = 1; b <= 7; b++) {
         // A snapshot still copying is not stacked with another: batches here come faster than copies.
-        const copied = b % 2 === 0 ? next() : undefined;
+        const copied = b % 2 === 0 ? nextEvent(job.ssc, BatchEvents.SNAPSHOT_COMPLETED, `the snapshot of batch ${b * 1000}`) : undefined;
         await job.batch(words(b));
         stateAt.set(b * 1000, [...job.stream.store().entries()] as Array<[string, number]>);
         if (copied) done.push(await copied);
@@ -74,14 +69,14 @@ describe('snapshots', () => {
     const dataDir = tempDir();
     const job = await keyedJob(spec(), { dataDir, snapshotEvery: 1 });
     const failed: unknown[] = [];
-    const warned = new Promise<Error>((resolve) => process.once('warning', resolve));
+    const warned = within(once(process, 'warning') as Promise<[Error]>, 'the process warning about the throwing listener');
     job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, () => {
       throw new Error('listener bug');
     });
     job.ssc.on(BatchEvents.SNAPSHOT_FAILED, (e) => failed.push(e));
     try {
       await job.batch(words(1));
-      assert.match((await warned).message, /snapshot event listener threw: listener bug/);
+      assert.match((await warned)[0].message, /snapshot event listener threw: listener bug/);
       await job.batch(words(2));
     } finally {
       await job.ssc.stop();
@@ -134,14 +129,17 @@ describe('a crash in the middle of a snapshot', () => {
     for (let attempt = 0; attempt < 5 && !killedMidCopy; attempt++) {
       const child = spawn(process.execPath, [fileURLToPath(fixture('snapshot-job')), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
       const exited = new Promise((resolve) => child.once('exit', resolve));
-      let snapshots = 0;
-      createInterface({ input: child.stdout! }).on('line', (line) => void (line.startsWith('SNAPSHOT') && snapshots++));
-      // Two whole snapshots, then kill the moment the next copy is under way.
-      while (snapshots < 2) await new Promise((r) => setTimeout(r, 5));
       const dir = join(dataDir, 'snapshots');
-      while (!readdirSync(dir).some((n) => n.startsWith('.incomplete-'))) await new Promise((r) => setImmediate(r));
-      child.kill('SIGKILL');
-      await exited;
+      try {
+        let snapshots = 0;
+        createInterface({ input: child.stdout! }).on('line', (line) => void (line.startsWith('SNAPSHOT') && snapshots++));
+        // Two whole snapshots, then kill the moment the next copy is under way.
+        await waitUntil('two snapshots of the child job', () => snapshots >= 2);
+        await waitUntil('the next snapshot copy to begin', () => readdirSync(dir).some((n) => n.startsWith('.incomplete-')), { intervalMs: 1 });
+      } finally {
+        child.kill('SIGKILL');
+        await within(exited, 'the SIGKILLed snapshot job to exit');
+      }
       killedMidCopy = readdirSync(dir).some((n) => n.startsWith('.incomplete-'));
     }
     assert.ok(killedMidCopy, 'the process died while a snapshot was being written');
@@ -183,7 +181,7 @@ describe('a snapshot as initial state', () => {
 
     const dataDir = tempDir();
     const first = await keyedJob(idle(), { dataDir, snapshotEvery: 4 });
-    const snapshotted = new Promise<void>((resolve) => first.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, () => resolve()));
+    const snapshotted = nextEvent(first.ssc, BatchEvents.SNAPSHOT_COMPLETED, 'the snapshot of batch 4000');
     try {
       for (let b = 1; b <= 4; b++) assert.deepEqual(sortedRecords(await first.batch(workload(b))), expected[b - 1]);
       await snapshotted;
@@ -206,7 +204,7 @@ describe('a snapshot as initial state', () => {
   it('refuses a snapshot whose copy does not match its checksum', async () => {
     const dataDir = tempDir();
     const job = await keyedJob(spec(2), { dataDir, snapshotEvery: 1 });
-    const snapshotted = new Promise<void>((resolve) => job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, () => resolve()));
+    const snapshotted = nextEvent(job.ssc, BatchEvents.SNAPSHOT_COMPLETED, 'the snapshot of batch 1000');
     try {
       await job.batch(words(1));
       await snapshotted;

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { BatchEvents, StateSpec, StreamingContext, murmur2Partitioner, type BatchCompletedEvent, type BatchStartedEvent } from '../../src/index.js';
+import type { GateValue } from '../fixtures/gate.js';
+import { fixture, tempDir } from '../helpers.js';
+import { waitUntil } from '../wait.js';
+
+describe('batch events', () => {
+  it('batch.completed carries the records, the scheduling delay of batches queued behind a slow one, the processing time and per-partition times', async () => {
+    const gate = tempDir();
+    // The system clock: batches fall due every 100 ms whether or not the one before has ended.
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), threads: 2 });
+    const input = ssc.queueStream<[string, GateValue]>();
+    input.mapWithState(StateSpec.function<string, GateValue, number, [string, number]>(fixture('gate')).numPartitions(3));
+    const started = new Map<number, BatchStartedEvent>();
+    const completed: BatchCompletedEvent[] = [];
+    ssc.on(BatchEvents.STARTED, (e) => void started.set(e.batchTime, e));
+    ssc.on(BatchEvents.COMPLETED, (e) => void completed.push(e));
+    await ssc.start();
+    let opened = 0;
+    try {
+      const held = 'held';
+      input.pushBatch([[held, { gate }], ['a', 1], ['b', 1], ['c', 1]]);
+      await waitUntil('a batch to reach the gate', () => existsSync(join(gate, 'entered')));
+      const entered = Number(readFileSync(join(gate, 'entered'), 'utf8'));
+      // Batches fall due behind the held one.
+      await sleep(500);
+      input.pushBatch([['a', 1]]);
+      opened = Date.now();
+      writeFileSync(join(gate, 'open'), '');
+      await waitUntil('the batches queued behind the held one to complete', () => completed.some((e) => e.batchTime > opened));
+
+      const [slow, ...after] = completed.filter((e) => e.records > 0 || e.batchTime < opened);
+      assert.equal(slow.records, 4, 'the held batch took the four records pushed before it');
+      const heldPartition = murmur2Partitioner.partition(held, 3);
+      assert.equal(slow.partitionTimesMs.length, 1, 'one mapWithState stream');
+      assert.equal(slow.partitionTimesMs[0].length, 3, 'a time for each partition');
+      assert.ok(slow.partitionTimesMs[0][heldPartition] >= opened - entered - 5, `the held partition's time (${slow.partitionTimesMs[0][heldPartition]} ms) covers its wait at the gate (${opened - entered} ms)`);
+      assert.ok(slow.processingTimeMs >= Math.max(...slow.partitionTimesMs[0]), 'the batch took at least as long as its slowest partition');
+      const queued = after.filter((e) => e.batchTime < opened);
+      assert.ok(queued.length >= 3, `batches fell due while the held one ran: ${queued.map((e) => e.batchTime).join(', ')}`);
+      for (const e of queued) {
+        // It could not start before the gate opened.
+        assert.ok(e.schedulingDelayMs >= opened - e.batchTime - 5, `batch ${e.batchTime}: delay ${e.schedulingDelayMs} ms, started at least ${opened - e.batchTime} ms late`);
+        assert.equal(started.get(e.batchTime)?.schedulingDelayMs, e.schedulingDelayMs, 'batch.started says the same delay');
+      }
+      assert.equal(after.reduce((n, e) => n + e.records, 0), 1, 'the record pushed while it was held went into one later batch');
+      assert.ok(completed.every((e) => e.keysTimedOut === 0));
+    } finally {
+      writeFileSync(join(gate, 'open'), '');
+      await ssc.stop();
+    }
+  });
+});

@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { BatchEvents, StateSpec, listSnapshots, readSnapshotState, type SnapshotCompletedEvent, type SnapshotEvery } from '../../src/index.js';
+import { SnapshotScheduler, snapshotPolicy } from '../../src/engine/snapshot-scheduler.js';
+import { BatchLog } from '../../src/storage/partition/batch-log.js';
+import { messageCodec } from '../../src/storage/codec.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
+import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { waitUntil, within } from '../wait.js';
+
+const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
+const words = (batch: number, n = 50) => Array.from({ length: n }, (_, i) => [`w${(i * 7 + batch * 13) % 97}`, 1] as [string, number]);
+const incomplete = (dataDir: string) => (existsSync(join(dataDir, 'snapshots')) ? readdirSync(join(dataDir, 'snapshots')).filter((n) => n.startsWith('.incomplete-')) : []);
+
+describe('snapshot policies', () => {
+  for (const [every, expected, why] of [
+    [{ batches: 3 }, [3000, 6000], 'every third batch'],
+    [3, [3000, 6000], 'a number means batches'],
+    [{ ms: 2500 }, [4000, 7000], 'the first batch at least 2500 ms (of batch time) after the last snapshot, or after the first batch'],
+  ] as Array<[SnapshotEvery, number[], string]>) {
+    it(`snapshotEvery ${JSON.stringify(every)}: ${why}`, async () => {
+      const dataDir = tempDir();
+      const job = await keyedJob(spec(), { dataDir, snapshotEvery: every, snapshotsKept: 10 });
+      const taken: number[] = [];
+      job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => taken.push(e.batchTime));
+      try {
+        for (let b = 1; b <= 8; b++) {
+          if (expected.includes(b * 1000)) await job.batchWithSnapshot(words(b));
+          else await job.batch(words(b));
+        }
+      } finally {
+        await job.ssc.stop();
+      }
+      assert.deepEqual(taken, expected);
+      assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [...expected].reverse());
+    });
+  }
+});
+
+describe('a snapshot beside the running batches', () => {
+  /**
+   * A job whose snapshot of batch 2000 is still copying when batch 2000 has returned: big
+   * enough that the copy, its fsyncs and checksums outlast what the test does next. Tries a
+   * few times with more keys, and says so if the copy never was caught under way.
+   */
+  async function copyUnderWay() {
+    for (const keys of [50_000, 100_000, 200_000]) {
+      const dataDir = tempDir();
+      const job = await keyedJob(spec(), { dataDir, snapshotEvery: { batches: 2 } });
+      await job.batch(Array.from({ length: keys }, (_, i) => [`key-${i}`, 1] as [string, number]));
+      const completed = new Promise<SnapshotCompletedEvent>((resolve) => job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, resolve));
+      await job.batch(words(2));
+      if (incomplete(dataDir).length === 1) return { dataDir, job, completed: within(completed, 'the snapshot of batch 2000') };
+      await job.ssc.stop();
+    }
+    throw new Error('the snapshot copy was never caught under way: the situation this test needs did not happen');
+  }
+
+  it('the next batch commits while the copy goes on, and the snapshot holds its own batch only; gateMs is the short wait before that', async (t) => {
+    const { dataDir, job, completed } = await copyUnderWay();
+    try {
+      const before = new Map(job.stream.store().entries());
+      await job.batch([['w1', 1], ['fresh', 1]]);
+      assert.equal(incomplete(dataDir).length, 1, 'batch 3000 committed while the copy of batch 2000 was still under way');
+      const event = await completed;
+      t.diagnostic(`snapshot of ${event.keyCount} keys: gate ${event.gateMs.toFixed(1)} ms, whole ${event.durationMs.toFixed(1)} ms`);
+      assert.equal(event.batchTime, 2000);
+      assert.ok(event.gateMs >= 0 && event.gateMs <= event.durationMs, `gateMs ${event.gateMs} within the snapshot's ${event.durationMs} ms`);
+      const [snapshot] = listSnapshots(dataDir);
+      assert.deepEqual(await verifySnapshot(snapshot), []);
+      assert.ok(snapshot.manifest.streams[0].partitions.every((p) => p.lastBatch === 2000));
+      const copied = new Map([...readSnapshotState<string, number>(snapshot.path).entries()].map(([k, s]) => [k, s]));
+      assert.equal(copied.size, before.size, 'the copies hold the keys of batch 2000, not those of batch 3000');
+      assert.equal(copied.get('w1'), before.get('w1'));
+      assert.ok(!copied.has('fresh'));
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('stop() waits for a snapshot still copying, which ends whole', async () => {
+    const { dataDir, job } = await copyUnderWay();
+    await job.ssc.stop();
+    assert.deepEqual(incomplete(dataDir), [], 'no half-written snapshot is left');
+    const [snapshot] = listSnapshots(dataDir);
+    assert.equal(snapshot?.batchTime, 2000, 'the snapshot under way when stop() was called is in place');
+    assert.deepEqual(await verifySnapshot(snapshot), []);
+  });
+});
+
+describe('SnapshotScheduler, one snapshot at a time', () => {
+  it('a snapshot that falls due while one is still running is not taken; the first batch after the running one finishes takes the next', async () => {
+    // Real partition stores; the test commits batches into them as a job would.
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir });
+    await job.batch(words(1));
+    await job.ssc.stop();
+    const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
+    const commit = (batchTime: number) => {
+      for (const store of stores) {
+        const keyCount = new BatchLog(store).last()!.keyCount;
+        store.env.transactionSync(() => new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount }));
+      }
+    };
+    // The host holds the first snapshot's housekeeping (after its copy is in place) until released.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const completed: number[] = [];
+    const failed: Array<[number, Error]> = [];
+    let retainCalls = 0;
+    const scheduler = new SnapshotScheduler(snapshotPolicy(1, 10)!, {
+      dataDir, appName: 'scheduler-test',
+      streams: () => [{ stream: 0, stores }],
+      sources: () => [],
+      retainFrom: async () => {
+        if (retainCalls++ === 0) await held;
+      },
+      completed: (info) => void completed.push(info.batchTime),
+      failed: (batchTime, error) => void failed.push([batchTime, error]),
+    });
+    try {
+      commit(2000);
+      await scheduler.afterBatch(2000);
+      await waitUntil('the snapshot of batch 2000 to be in place', () => completed.includes(2000));
+      commit(3000);
+      await scheduler.afterBatch(3000);
+      await sleep(200);
+      assert.deepEqual(incomplete(dataDir), [], 'batch 3000 started no snapshot while 2000 was still running');
+      let settled = false;
+      const settling = scheduler.settle().then(() => void (settled = true));
+      await sleep(100);
+      assert.equal(settled, false, 'settle() (what stop() awaits) waits for the running snapshot');
+      release();
+      await within(settling, 'settle() once the snapshot has finished');
+      commit(4000);
+      await scheduler.afterBatch(4000);
+      await within(scheduler.settle(), 'the snapshot of batch 4000');
+      assert.deepEqual(failed, []);
+      assert.deepEqual(completed, [2000, 4000]);
+      assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [4000, 2000]);
+    } finally {
+      release();
+      stores.forEach((s) => s.env.close());
+    }
+  });
+});

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { BatchEvents, StateSpec, StreamingContext, type BatchCompletedEvent, type KafkaRecord } from '../../src/index.js';
+import type { GateValue } from '../fixtures/gate.js';
+import { fixture, tempDir } from '../helpers.js';
+import { waitUntil } from '../wait.js';
+import { useServices } from './services/suite.js';
+
+describe('the Kafka source: records, decoders, topics, starting offsets and backpressure (real ZooKeeper, librdkafka mock broker)', { timeout: 300_000 }, () => {
+  const services = useServices();
+
+  /** A context reading with kafkaStream(options) on the system clock; `root` names its ZooKeeper root and consumer group. */
+  function kafkaContext<V>(root: string, options: Record<string, unknown>, extra: { dataDir?: string } = {}) {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: extra.dataDir ?? tempDir(), threads: 1 });
+    const stream = ssc.kafkaStream<V>({
+      brokers: services.kafka.brokers, groupId: `group-${root}`, groupSessionTimeoutMs: 6000,
+      zookeeper: { connect: services.zk.connectString, root: `/statestream/test-${root}`, sessionTimeoutMs: 4000 },
+      ...options,
+    } as never);
+    const seen: Array<KafkaRecord<V>> = [];
+    stream.foreachBatch((records) => void seen.push(...records));
+    return { ssc, stream, seen };
+  }
+
+  it('hands each message over as { topic, partition, offset, key, value, timestamp, headers }, from several topics, through a custom decoder', async () => {
+    await services.kafka.createTopic('shape-a', 2);
+    await services.kafka.createTopic('shape-b', 1);
+    await services.producer.send({ topic: 'shape-a', messages: [{ key: 'k1', value: '{"n":1}', partition: 1, timestamp: '1700000000000', headers: { trace: 'abc', hop: Buffer.from('2') } }] });
+    await services.producer.send({ topic: 'shape-b', messages: [{ key: null, value: '{"n":2}', partition: 0, timestamp: '1700000000001' }] });
+    const decoder = (value: Buffer | null, where: { topic: string; partition: number; offset: string }) => ({ parsed: JSON.parse(value!.toString('utf8')), where });
+    const { ssc, seen } = kafkaContext<ReturnType<typeof decoder>>('shape', { topics: ['shape-a', 'shape-b'], decoder });
+    await ssc.start();
+    try {
+      await waitUntil('both messages', () => seen.length >= 2, { detail: () => JSON.stringify(seen) });
+    } finally {
+      await ssc.stop();
+    }
+    assert.deepEqual([...seen].sort((a, b) => a.topic.localeCompare(b.topic)), [
+      {
+        topic: 'shape-a', partition: 1, offset: '0', key: 'k1', timestamp: '1700000000000', headers: { trace: 'abc', hop: '2' },
+        value: { parsed: { n: 1 }, where: { topic: 'shape-a', partition: 1, offset: '0' } },
+      },
+      {
+        topic: 'shape-b', partition: 0, offset: '0', key: null, timestamp: '1700000000001', headers: {},
+        value: { parsed: { n: 2 }, where: { topic: 'shape-b', partition: 0, offset: '0' } },
+      },
+    ]);
+  });
+
+  it("startingOffsets 'latest' skips what was there at the first start, and keeps that position when the job restarts before its first record; decoder 'buffer' hands over the bytes", async () => {
+    await services.kafka.createTopic('latest', 1);
+    await services.producer.send({ topic: 'latest', messages: [{ value: 'before-the-first-start' }] });
+    const options = { topic: 'latest', startingOffsets: 'latest', decoder: 'buffer' };
+    const dataDir = tempDir();
+    const first = kafkaContext<Buffer>('latest', options, { dataDir });
+    await first.ssc.start();
+    await first.ssc.stop();
+    assert.deepEqual(first.seen, []);
+
+    await services.producer.send({ topic: 'latest', messages: [{ value: Buffer.from([0xff, 0x00, 0x41]) }] });
+    const second = kafkaContext<Buffer>('latest', options, { dataDir });
+    await second.ssc.start();
+    try {
+      await waitUntil('the message sent while the job was stopped', () => second.seen.length >= 1);
+      await services.producer.send({ topic: 'latest', messages: [{ value: 'live' }] });
+      await waitUntil('the message sent while it runs', () => second.seen.length >= 2);
+    } finally {
+      await second.ssc.stop();
+    }
+    assert.ok(second.seen.every((r) => Buffer.isBuffer(r.value)), 'values are Buffers');
+    assert.deepEqual(second.seen.map((r) => [r.offset, [...r.value]]), [['1', [0xff, 0x00, 0x41]], ['2', [...Buffer.from('live')]]]);
+  });
+
+  it('backpressure: a partition holding two batches of records stops fetching, and batches queued behind a running one take nothing; then everything is counted once', async () => {
+    await services.kafka.createTopic('pressure', 1);
+    const send = (from: number, n: number) =>
+      services.producer.send({ topic: 'pressure', messages: Array.from({ length: n }, (_, i) => ({ value: `m${from + i}` })) });
+    await send(0, 40);
+    const gate = tempDir();
+    const { ssc, stream } = kafkaContext<string>('pressure', { topic: 'pressure', maxRecordsPerBatch: 5 });
+    // The first record holds its batch at the gate, so the batches after it queue up.
+    const counts = stream
+      .map((r): [string, GateValue] => [r.value, r.value === 'm0' ? { gate } : 1])
+      .mapWithState(StateSpec.function<string, GateValue, number, [string, number]>(fixture('gate')).numPartitions(2));
+    const completed: BatchCompletedEvent[] = [];
+    ssc.on(BatchEvents.COMPLETED, (e) => void completed.push(e));
+    await ssc.start();
+    try {
+      await waitUntil('the first batch to hold at the gate', () => ssc.state === 'running' && existsSync(join(gate, 'entered')));
+      // Two batches took five records each (the second waits behind the first); the rest stays fetched.
+      await waitUntil('the fetch buffer to settle at two batches or more', async () => {
+        const before = stream.bufferedRecords;
+        await sleep(300);
+        return before >= 10 && stream.bufferedRecords === before;
+      });
+      const paused = stream.bufferedRecords;
+      await send(40, 50);
+      await sleep(1500);
+      assert.equal(stream.bufferedRecords, paused, `a paused partition fetches nothing more (${paused} buffered)`);
+      assert.ok(paused <= 30, `no more than the 40 first messages, less the 10 two batches took, are buffered: ${paused}`);
+
+      writeFileSync(join(gate, 'open'), '');
+      await waitUntil('all 90 messages to be counted', () => completed.reduce((n, e) => n + e.records, 0) >= 90, { detail: () => completed.map((e) => e.records).join(',') });
+      const sizes = completed.map((e) => e.records);
+      assert.deepEqual(sizes.slice(0, 2), [5, 5]);
+      const queued = sizes.slice(2, sizes.findIndex((n, i) => i >= 2 && n > 0));
+      assert.ok(queued.length >= 2 && queued.every((n) => n === 0), `batches generated while two were queued took nothing: ${sizes.join(',')}`);
+      assert.ok(sizes.every((n) => n <= 5), `no batch took more than maxRecordsPerBatch: ${sizes.join(',')}`);
+      const entries = [...counts.store().entries()];
+      assert.equal(entries.length, 90);
+      assert.ok(entries.every(([, n]) => n === 1), 'each message counted once');
+    } finally {
+      writeFileSync(join(gate, 'open'), '');
+      await ssc.stop();
+    }
+  });
+});

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { StateSpec, murmur2Partitioner } from '../../../src/index.js';
+import { BatchLog } from '../../../src/storage/partition/batch-log.js';
+import type { PartitionStore } from '../../../src/storage/partition/store.js';
+import type { GateValue } from '../../fixtures/gate.js';
+import { fixture, keyedJob, tempDir } from '../../helpers.js';
+import { waitUntil, within } from '../../wait.js';
+
+/** The first key `word-<i>` that murmur2 routes to `partition` of `n`. */
+function keyIn(partition: number, n: number): string {
+  for (let i = 0; ; i++) if (murmur2Partitioner.partition(`word-${i}`, n) === partition) return `word-${i}`;
+}
+
+describe('store() queries', () => {
+  it('answer as of the last completed batch while the next one commits partition by partition', async () => {
+    const gate = tempDir();
+    const spec = StateSpec.function<string, GateValue, number, [string, number]>(fixture('gate')).numPartitions(2);
+    const job = await keyedJob(spec, { dataDir: tempDir(), threads: 2 });
+    const [fast, held] = [keyIn(0, 2), keyIn(1, 2)];
+    // The job's own open stores, to see what each partition has committed.
+    const stores = (job.stream as unknown as { partitionStores(): PartitionStore[] }).partitionStores();
+    const committed = (partition: number) => {
+      stores[partition].env.resetReadTxn();
+      return new BatchLog(stores[partition]).last()?.batchTime;
+    };
+    let running: Promise<void> | undefined;
+    try {
+      await job.batch([[fast, 1], [held, 1]]);
+      job.input.pushBatch([[fast, 1], [held, { gate }], ['new-key', 1]]);
+      running = job.clock.advance(1000);
+      await waitUntil(`partition 1 to hold batch 2000 at the gate`, () => existsSync(join(gate, 'entered')));
+      await waitUntil('partition 0 to commit batch 2000', () => committed(0) === 2000);
+      assert.equal(committed(1), 1000, 'partition 1 has not committed batch 2000');
+
+      const store = job.stream.store();
+      assert.equal(store.get(fast), 1, `${fast}: as of batch 1000, though its partition committed 2000`);
+      assert.equal(store.get(held), 1);
+      assert.equal(store.get('new-key'), undefined);
+      assert.deepEqual([...store.entries()].sort(), [[fast, 1], [held, 1]].sort());
+      assert.equal(store.count(), 2);
+
+      writeFileSync(join(gate, 'open'), '');
+      await within(running, 'batch 2000 to complete once the gate opens');
+      assert.deepEqual([store.get(fast), store.get(held), store.get('new-key')], [2, 2, 1], 'batch 2000 completed: the queries move to it');
+      assert.equal(store.count(), 3);
+    } finally {
+      writeFileSync(join(gate, 'open'), '');
+      await running?.catch(() => undefined);
+      await job.ssc.stop();
+    }
+  });
+});

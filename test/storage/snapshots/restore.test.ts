@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { BatchEvents, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, type RecoveryIncompleteEvent, type StateRestoredEvent } from '../../../src/index.js';
+import { partitionPath } from '../../../src/storage/partition/store.js';
+import { fixture, keyedJob, tempDir } from '../../helpers.js';
+
+const spec = (n: number) => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(n);
+const words = (batch: number) => Array.from({ length: 120 }, (_, i) => [`w${(i * 7 + batch * 13) % 61}`, 1] as [string, number]);
+
+/** A stopped job's folder: batches 1000…3000, each snapshotted, with `partitionsAt(batchTime)` partitions; and the state after each batch. */
+async function snapshotted(partitionsAt: (batchTime: number) => number): Promise<{ dataDir: string; stateAt: Map<number, Map<string, number>> }> {
+  const dataDir = tempDir();
+  const stateAt = new Map<number, Map<string, number>>();
+  for (let b = 1; b <= 3; b++) {
+    const job = await keyedJob(spec(partitionsAt(b * 1000)), { dataDir, startMs: (b - 1) * 1000, snapshotEvery: 1, snapshotsKept: 10 });
+    try {
+      await job.batchWithSnapshot(words(b));
+      stateAt.set(b * 1000, new Map(job.stream.store().entries()) as Map<string, number>);
+    } finally {
+      await job.ssc.stop();
+    }
+  }
+  return { dataDir, stateAt };
+}
+
+/** Puts a snapshot's copy of a partition in place of the live store, as if that partition had stopped at the snapshot's batch. */
+function rollBack(dataDir: string, partition: number, snapshot: number): void {
+  const target = partitionPath(dataDir, 0, partition);
+  rmSync(join(target, 'lock.mdb'), { force: true });
+  copyFileSync(join(dataDir, 'snapshots', String(snapshot), 'state-0', `partition-${String(partition).padStart(4, '0')}`, 'data.mdb'), join(target, 'data.mdb'));
+}
+
+function corrupt(dataDir: string, snapshot: number, partition: number): void {
+  const file = join(dataDir, 'snapshots', String(snapshot), 'state-0', `partition-${String(partition).padStart(4, '0')}`, 'data.mdb');
+  truncateSync(file, statSync(file).size - 4096);
+}
+
+describe('restore at start chooses a snapshot the surviving partitions can continue from', () => {
+  it('skips a snapshot newer than the surviving partitions and one whose copy fails its checksum, and restores from the newest that fits', async () => {
+    const { dataDir, stateAt } = await snapshotted(() => 3);
+    // Partitions 0 and 2 survive holding batch 2000; partition 1 is lost.
+    rollBack(dataDir, 0, 2000);
+    rollBack(dataDir, 2, 2000);
+    rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
+    corrupt(dataDir, 2000, 1);
+
+    const restored: StateRestoredEvent[] = [];
+    const gaps: RecoveryIncompleteEvent[] = [];
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(3000) });
+    const stream = ssc.queueStream<[string, number]>().mapWithState(spec(3));
+    ssc.on(BatchEvents.STATE_RESTORED, (e) => restored.push(e));
+    ssc.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => gaps.push(e));
+    await ssc.start();
+    try {
+      assert.deepEqual(restored.map((e) => [e.snapshot, e.partitions.map((p) => [p.partition, p.lastBatch])]), [[1000, [[1, 1000]]]], '3000 is newer than the survivors, 2000 is corrupt');
+      assert.deepEqual(gaps.map((g) => g.behind.map((b) => [b.partition, b.lastBatch])), [[[1, 1000]]]);
+      // Each key holds the state of the batch its partition holds.
+      for (const [key, state] of stream.store().entries()) {
+        const heldBy = murmur2Partitioner.partition(key, 3) === 1 ? 1000 : 2000;
+        assert.equal(state, stateAt.get(heldBy)!.get(key), `${key} (partition ${murmur2Partitioner.partition(key, 3)}) is as of batch ${heldBy}`);
+      }
+    } finally {
+      await ssc.stop();
+    }
+  });
+
+  it('refuses with a SnapshotError that says why each snapshot was rejected (another partition count among them), and moves nothing', async () => {
+    // Two partitions at batch 1000, re-sharded to three from batch 2000 on.
+    const { dataDir } = await snapshotted((t) => (t === 1000 ? 2 : 3));
+    assert.deepEqual(listSnapshots(dataDir).map((s) => [s.batchTime, s.manifest.streams[0].numPartitions]), [[3000, 3], [2000, 3], [1000, 2]]);
+    rollBack(dataDir, 0, 2000);
+    rollBack(dataDir, 2, 2000);
+    rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
+    corrupt(dataDir, 2000, 1);
+
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(3000) });
+    ssc.queueStream<[string, number]>().mapWithState(spec(3));
+    await assert.rejects(ssc.start(), (error: unknown) => {
+      assert.ok(error instanceof SnapshotError, String(error));
+      assert.match(error.message, /partition 1: the partition folder is missing/);
+      assert.match(error.message, /3000: newer than batch 2000 the surviving partitions hold/);
+      assert.match(error.message, /2000: .*partition-0001\/data\.mdb does not match its checksum/);
+      assert.match(error.message, /1000: has 2 partitions, the stores have 3/);
+      assert.deepEqual(error.context.damaged, [1]);
+      return true;
+    });
+    assert.ok(!existsSync(partitionPath(dataDir, 0, 1)), 'nothing was put in place');
+    assert.ok(!readdirSync(dataDir).includes('damaged'), 'nothing was moved aside');
+  });
+});

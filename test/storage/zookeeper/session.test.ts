@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import zookeeper from 'node-zookeeper-client';
+import { OffsetStoreError } from '../../../src/index.js';
+import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
+import { startZooKeeper, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
+import { startZooKeeperProxy, type ZooKeeperProxy } from '../../integration/services/zookeeper-proxy.js';
+import { within } from '../../wait.js';
+
+const SESSION_MS = 2000;
+
+/** The session the request ran in, as the proxy writes it (hex, no leading zeros). */
+function sessionOf(session: ZooKeeperSession): Promise<string> {
+  return session.run('session id', (client, done) => done(null, BigInt(`0x${client.getSessionId().toString('hex')}`).toString(16)));
+}
+
+function read(session: ZooKeeperSession, path: string): Promise<string> {
+  return session.run(`read ${path}`, (client, done) => client.getData(path, (error, data) => done(error, data?.toString())));
+}
+
+/** A read made while ZooKeeper is cut off, checked to be still waiting `ms` later. */
+async function waitingRead(session: ZooKeeperSession, ms: number): Promise<{ pending: Promise<string> }> {
+  const pending = read(session, '/kept');
+  let settled = false;
+  void pending.finally(() => (settled = true)).catch(() => undefined);
+  await sleep(ms);
+  assert.equal(settled, false, `the request is still waiting for ZooKeeper after ${ms} ms`);
+  return { pending };
+}
+
+describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy that can cut it off', { timeout: 120_000 }, () => {
+  let zk: ZooKeeperServer;
+  let proxy: ZooKeeperProxy;
+  const sessions: ZooKeeperSession[] = [];
+  const open = (retry = { initialDelayMs: 50, maxDelayMs: 200, maxElapsedMs: 60_000 }) => {
+    const session = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs: SESSION_MS, retry });
+    sessions.push(session);
+    return session;
+  };
+
+  before(async () => {
+    zk = await startZooKeeper();
+    proxy = await startZooKeeperProxy(zk.port);
+    const session = new ZooKeeperSession({ connect: zk.connectString });
+    await session.run('create /kept', (client, done) => client.create('/kept', Buffer.from('value'), zookeeper.CreateMode.PERSISTENT, (error) => done(error)));
+    session.close();
+  });
+  after(async () => {
+    sessions.forEach((s) => s.close());
+    await proxy?.close();
+    await zk?.stop();
+  });
+
+  it('a request made while ZooKeeper is unreachable waits, and goes through once it is back', async () => {
+    const session = open();
+    const first = await sessionOf(session);
+    proxy.cut();
+    const { pending } = await waitingRead(session, 700);
+    proxy.restore();
+    assert.equal(await within(pending, 'the waiting request to go through'), 'value');
+    assert.equal(await sessionOf(session), first, 'back within the session timeout: the same session');
+  });
+
+  it('an expired session is replaced by a new one, and requests go on', async () => {
+    const session = open();
+    const first = await sessionOf(session);
+    proxy.cut();
+    // Longer than the session timeout: the server expires the session while the client is away.
+    await sleep(SESSION_MS * 2);
+    const since = proxy.handshakes.length;
+    proxy.restore();
+    assert.equal(await within(read(session, '/kept'), 'a request after the session expired'), 'value');
+    const renewed = await sessionOf(session);
+    assert.notEqual(renewed, first);
+    const answers = proxy.handshakes.slice(since);
+    assert.ok(answers.some((h) => h.requested === first && h.timeoutMs === 0 && h.granted === '0'), `the server refused the expired session: ${JSON.stringify(answers)}`);
+    assert.ok(answers.some((h) => h.requested === '0' && h.granted === renewed), `and granted a new one: ${JSON.stringify(answers)}`);
+  });
+
+  it('gives up after the policy\'s maxElapsedMs with a retriable OffsetStoreError naming the request', async () => {
+    const session = open({ initialDelayMs: 50, maxDelayMs: 200, maxElapsedMs: 1500 });
+    await sessionOf(session);
+    proxy.cut();
+    try {
+      await within(
+        assert.rejects(read(session, '/kept'), (e: unknown) => e instanceof OffsetStoreError && e.retriable && /ZooKeeper read \/kept/.test(e.message)),
+        'the request to give up',
+      );
+    } finally {
+      proxy.restore();
+    }
+  });
+
+  it('interrupt() ends a request waiting for an unreachable ZooKeeper at once', async () => {
+    const session = open();
+    await sessionOf(session);
+    proxy.cut();
+    try {
+      const { pending } = await waitingRead(session, 500);
+      session.interrupt();
+      // Its policy would wait up to a minute.
+      await within(assert.rejects(pending, (e: unknown) => e instanceof OffsetStoreError && /ZooKeeper read \/kept/.test(e.message)), 'the interrupted request to end', { timeoutMs: 10_000 });
+    } finally {
+      proxy.restore();
+    }
+  });
+});

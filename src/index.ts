@@ -21,6 +21,7 @@ export {
   type StateRestoredEvent,
   type DataLostEvent,
 } from './engine/batch-events.js';
+export type { FolderHolder } from './storage/data-lock.js';
 export type { SnapshotEvery } from './engine/snapshot-scheduler.js';
 export type { MetricsOptions, UiOptions } from './metrics/options.js';
 export type { Endpoints } from './engine/observability.js';
@@ -53,6 +54,9 @@ export {
   OffsetStoreError,
   SourceRecordError,
   DataLossError,
+  DataDirLockedError,
+  JobOwnedError,
+  OwnershipLostError,
   StreamOperationError,
   SnapshotError,
   StateExportError,

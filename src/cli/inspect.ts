@@ -1,6 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { listSnapshots } from '../storage/snapshots/manifest.js';
 import { describeHolder, folderLockHolder } from '../storage/data-lock.js';
+import { describeProcess } from '../storage/holder.js';
 import { CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
 import type { PartitionReport } from '../storage/partition/store-check.js';
 import { examineStream, interruptedReshard, streamsOnDisk } from './stores.js';
@@ -11,7 +12,7 @@ export const inspectUsage = `Usage: statestream inspect [--data-dir <path>] [--s
 Shows who holds the data folder's lock (a running job or a command), each stream's
 partition stores (path, data.mdb size, key count, last committed batch, layout, health),
 the snapshots, and the source offsets: from ZooKeeper when --zookeeper and --zk-root are
-given, otherwise the positions the newest
+given (with the copy of the job that owns the root), otherwise the positions the newest
 snapshot recorded. Safe on a running job: it only reads.
 
 Options:
@@ -146,6 +147,9 @@ function humanReport(report: Report, streams: StreamReport[]): string {
     out.push(`Offsets (ZooKeeper ${zk.root}): last batch ${formatBatch(zk.lastBatch)}` + (zk.inFlight ? `, batch ${zk.inFlight.batchTime} in flight` : ', no batch in flight'));
     out.push(...zk.positions.map((p) => `  ${p.topic}[${p.partition}] next offset ${p.offset}`));
     if (zk.history.length > 0) out.push(`  history kept for replay: batches ${zk.history[0]} … ${zk.history.at(-1)} (${zk.history.length})`);
+    const owner = zk.owner?.record;
+    out.push(owner ? `  owned by ${describeProcess(owner, `job "${owner.appName}" on data folder ${owner.dataDir}`)}, node ${zk.owner!.node}` : '  owned by no running copy of the job');
+    if (zk.waiting.length > 0) out.push(`  waiting to own it: ${zk.waiting.map((w) => describeProcess(w.record)).join('; ')}`);
   } else if (offsets.from === 'zookeeper-unreachable') {
     out.push(`Offsets (ZooKeeper ${offsets.root}): unknown, ${offsets.problem}`);
   } else if (offsets.from === 'snapshot') {

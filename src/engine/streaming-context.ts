@@ -301,7 +301,7 @@ export class StreamingContext implements StreamGraph {
       const ended = new Set<number>();
       for (const input of this.inputs) {
         openedInputs.push(input);
-        const batches = (await input.open?.({ dataDir: this.dataDir, replayAfter, hasStateStreams: this.stateStreams.length > 0, storesHoldState, keepHistory, dataLost: (e) => this.emit(BatchEvents.DATA_LOST, e) })) ?? [];
+        const batches = (await input.open?.({ dataDir: this.dataDir, appName: this.appName, replayAfter, hasStateStreams: this.stateStreams.length > 0, storesHoldState, keepHistory, announce: (event, payload) => this.emit(event, payload) })) ?? [];
         for (const batch of batches) {
           if (batch.batchTime >= firstBatch) {
             throw new StoreMismatchError(`the batch recorded at ${batch.batchTime} is not before this context's first batch at ${firstBatch}; batch times must move forward`, { recorded: batch.batchTime, firstBatch });

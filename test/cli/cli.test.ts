@@ -9,8 +9,8 @@ import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
-import { ZooKeeperOffsetStore } from '../../src/storage/zookeeper/offsets.js';
 import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
+import { ownedOffsetStore } from '../storage/zookeeper/owned-store.js';
 import { fixture, keyedJob, nextEvent, tempDir } from '../helpers.js';
 import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
 
@@ -351,9 +351,10 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     // What a Kafka job that kept its batch history would have left for batches 1000…4000.
     const session = new ZooKeeperSession({ connect: zk.connectString });
     try {
-      const offsets = new ZooKeeperOffsetStore(session, root);
+      const offsets = await ownedOffsetStore(session, root);
       await offsets.init([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]);
       for (let t = 1000; t <= 4000; t += 1000) await offsets.recordBatchEnd({ batchTime: t, ranges: ranges(t) }, true);
+      await offsets.release();
     } finally {
       session.close();
     }
@@ -389,7 +390,9 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
 
     const session = new ZooKeeperSession({ connect: zk.connectString });
     try {
-      await new ZooKeeperOffsetStore(session, root).pruneHistory(3000);
+      const offsets = await ownedOffsetStore(session, root);
+      await offsets.pruneHistory(3000);
+      await offsets.release();
     } finally {
       session.close();
     }

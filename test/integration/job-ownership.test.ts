@@ -44,7 +44,10 @@ const json = async <T>(job: JobProcess, prefix: string, timeoutMs?: number): Pro
 
 /** A copy that must not start: it exits 1 and says why. */
 async function refusedStart(job: JobProcess): Promise<Refusal> {
-  const exit = await within('the refused copy to exit', job.exited, 60_000);
+  const exit = await within('the refused copy to exit', job.exited, 60_000).catch((error: unknown) => {
+    job.kill('SIGKILL');
+    throw new Error(`${(error as Error).message}; its output:\n${job.lines.join('\n')}`);
+  });
   assert.equal(exit.code, 1, `the refused copy exits 1: ${JSON.stringify(exit)}\n${job.lines.join('\n')}`);
   assert.ok(!job.lines.includes('STARTED'), job.lines.join('\n'));
   return json<Refusal>(job, 'START_FAILED');
@@ -126,32 +129,32 @@ describe('one copy of a job at a time: the data-folder lock and ZooKeeper owners
     const config = await freshJob();
     const words = wordsFor(300, 2);
     const client = await connectClient(services.zk.connectString);
-    const paused = copy(config, 'paused');
-    let before: Record<string, string> | undefined;
     try {
-      const owner = await json<OwnerLine>(paused, 'OWNER');
-      await produce(config, words.slice(0, 150));
-      await waitUntilCaughtUp(paused, config, PARTITIONS, 90_000);
-      paused.kill('SIGSTOP');
-      before = await written(client, config);
-      // Records it would take at once if it could run.
-      await produce(config, words.slice(150));
-      const pausedAt = Date.now();
-      await eventually("ZooKeeper to expire the paused job's session, removing its owner node", async () => ((await exists(client, owner.node)) ? undefined : true), 30_000);
-      t.diagnostic(`the paused job's owner node went ${Date.now() - pausedAt} ms after the pause (session timeout ${SESSION_MS} ms, tick ${TICK_MS} ms)`);
+      const paused = copy(config, 'paused');
+      let before: Record<string, string> | undefined;
+      try {
+        const owner = await json<OwnerLine>(paused, 'OWNER');
+        await produce(config, words.slice(0, 150));
+        await waitUntilCaughtUp(paused, config, PARTITIONS, 90_000);
+        paused.kill('SIGSTOP');
+        before = await written(client, config);
+        // Records it would take at once if it could run.
+        await produce(config, words.slice(150));
+        const pausedAt = Date.now();
+        await eventually("ZooKeeper to expire the paused job's session, removing its owner node", async () => ((await exists(client, owner.node)) ? undefined : true), 30_000);
+        t.diagnostic(`the paused job's owner node went ${Date.now() - pausedAt} ms after the pause (session timeout ${SESSION_MS} ms, tick ${TICK_MS} ms)`);
 
-      paused.kill('SIGCONT');
-      const failed = await json<Refusal>(paused, 'FAILED');
-      assert.equal(failed.code, 'ERR_OWNERSHIP_LOST');
-      assert.match(failed.message, new RegExp(`^the job no longer owns its ZooKeeper root ${config.zkRoot}: .*ZooKeeper expired its session \\(as it does when the process is paused or cut off for longer than the session timeout, ${SESSION_MS} ms\\)`));
-      assert.match(await lineFrom(paused, 'OWNERSHIP_LOST '), /no longer owns its ZooKeeper root/);
-      assert.deepEqual(await written(client, config), before, 'the resumed job wrote no position, batch or last batch');
-    } finally {
-      paused.kill('SIGCONT');
-      paused.kill('SIGTERM');
-      await within('the paused job to stop', paused.exited, 60_000);
-    }
-    try {
+        paused.kill('SIGCONT');
+        const failed = await json<Refusal>(paused, 'FAILED');
+        assert.equal(failed.code, 'ERR_OWNERSHIP_LOST');
+        assert.match(failed.message, new RegExp(`^the job no longer owns its ZooKeeper root ${config.zkRoot}: .*ZooKeeper expired its session \\(as it does when the process is paused or cut off for longer than the session timeout, ${SESSION_MS} ms\\)`));
+        assert.match(await lineFrom(paused, 'OWNERSHIP_LOST '), /no longer owns its ZooKeeper root/);
+        assert.deepEqual(await written(client, config), before, 'the resumed job wrote no position, batch or last batch');
+      } finally {
+        paused.kill('SIGCONT');
+        paused.kill('SIGTERM');
+        await within('the paused job to stop', paused.exited, 60_000);
+      }
       assert.deepEqual(await written(client, config), before, 'nor on its way out');
       await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-after` }, PARTITIONS);
     } finally {

@@ -2,7 +2,7 @@ import { closeSync, constants, existsSync, fsyncSync, ftruncateSync, mkdirSync, 
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DataDirLockedError } from '../errors.js';
+import { ConfigError, DataDirLockedError } from '../errors.js';
 import { describeProcess, isGone, parseIdentity, thisProcess, type ProcessIdentity } from './holder.js';
 
 // fs-native-extensions ships no types; these are the calls used. On Linux tryLock takes an OFD
@@ -67,12 +67,11 @@ export class DataDirLock {
 
   /** Takes the folder, or fails with DataDirLockedError naming who has it. Creates the folder if needed. */
   static async acquire(dataDir: string, who: { appName?: string; command?: string }): Promise<DataDirLock> {
-    mkdirSync(dataDir, { recursive: true });
     const path = join(dataDir, LOCK_FILE);
-    const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    const fd = openLockFile(dataDir, path);
     try {
       const deadline = Date.now() + PROBE_GRACE_MS;
-      while (!tryLock(fd)) {
+      while (!lock(fd, dataDir, path)) {
         if (Date.now() >= deadline) throw refusal(dataDir, path, who, await readHolder(path));
         await sleep(10);
       }
@@ -97,6 +96,28 @@ export class DataDirLock {
     if (this.fd === undefined) return;
     closeSync(this.fd);
     this.fd = undefined;
+  }
+}
+
+function unusable(dataDir: string, path: string, error: unknown): ConfigError {
+  return new ConfigError(`the data folder ${dataDir} cannot be locked (${(error as Error).message}): it must be a writable folder on a file system with file locks`, { option: 'dataDir', dataDir, lockFile: path });
+}
+
+function openLockFile(dataDir: string, path: string): number {
+  try {
+    mkdirSync(dataDir, { recursive: true });
+    return openSync(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+  } catch (error) {
+    throw unusable(dataDir, path, error);
+  }
+}
+
+/** tryLock, whose only expected refusal is "held elsewhere" (false); anything else means no locks here. */
+function lock(fd: number, dataDir: string, path: string): boolean {
+  try {
+    return tryLock(fd);
+  } catch (error) {
+    throw unusable(dataDir, path, error);
   }
 }
 

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { DataDirLockedError, ManualClock, StateSpec, StoreMismatchError, StreamingContext } from '../../src/index.js';
+import { ConfigError, DataDirLockedError, ManualClock, StateSpec, StoreMismatchError, StreamingContext } from '../../src/index.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 
 const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
@@ -59,5 +61,17 @@ describe('the data folder lock (in one process)', () => {
     } finally {
       await next.ssc.stop();
     }
+  });
+
+  it('a data folder that cannot be locked (here: a file) fails start() naming it', async () => {
+    const notAFolder = join(tempDir(), 'a-file');
+    writeFileSync(notAFolder, '');
+    const ssc = copyOf(notAFolder, 'nowhere');
+    await assert.rejects(ssc.start(), (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.match(error.message, new RegExp(`^the data folder ${notAFolder} cannot be locked \\(.+\\): it must be a writable folder on a file system with file locks$`));
+      return true;
+    });
+    assert.equal(ssc.state, 'stopped');
   });
 });

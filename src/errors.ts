@@ -107,6 +107,38 @@ export class DataLossError extends StatestreamError {
   }
 }
 
+/**
+ * Another process, or another context in this one, is using the job's data folder: a second
+ * copy of a job, or a command that changes state while the job runs. `context.holder` names
+ * it (pid, host, since when, what it is), as the folder's lock file recorded it.
+ */
+export class DataDirLockedError extends StatestreamError {
+  constructor(message: string, context: ErrorContext) {
+    super('ERR_DATA_DIR_LOCKED', message, { context });
+  }
+}
+
+/**
+ * Another running copy of the job owns its ZooKeeper root (its owner node is there and did
+ * not go within its session timeout): `context.owner` names it (pid, host, since, data folder).
+ */
+export class JobOwnedError extends StatestreamError {
+  constructor(message: string, context: ErrorContext) {
+    super('ERR_JOB_OWNED', message, { context });
+  }
+}
+
+/**
+ * The job's owner node in ZooKeeper is gone (its session expired while the process was paused
+ * or cut off, or someone deleted it): the job may no longer write positions, so it stops.
+ * Another copy may own the root now; this one must be restarted to take it back.
+ */
+export class OwnershipLostError extends StatestreamError {
+  constructor(message: string, context: ErrorContext) {
+    super('ERR_OWNERSHIP_LOST', message, { context });
+  }
+}
+
 /** A source message could not be decoded; the context names topic, partition and offset. */
 export class SourceRecordError extends StatestreamError {
   constructor(message: string, context: ErrorContext, cause?: unknown) {

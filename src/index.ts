@@ -21,7 +21,11 @@ export {
   type SnapshotFailedEvent,
   type StateRestoredEvent,
   type DataLostEvent,
+  type OwnershipTakenEvent,
+  type OwnershipLostEvent,
 } from './engine/batch-events.js';
+export type { OwnerRecord } from './storage/zookeeper/ownership.js';
+export type { FolderHolder } from './storage/data-lock.js';
 export type { SnapshotEvery } from './engine/snapshot-scheduler.js';
 export type { MetricsOptions, UiOptions } from './metrics/options.js';
 export type { Endpoints } from './engine/observability.js';
@@ -54,6 +58,9 @@ export {
   OffsetStoreError,
   SourceRecordError,
   DataLossError,
+  DataDirLockedError,
+  JobOwnedError,
+  OwnershipLostError,
   StreamOperationError,
   SnapshotError,
   StateExportError,

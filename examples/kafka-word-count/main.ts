@@ -63,9 +63,18 @@ try {
 ssc.on(BatchEvents.COMPLETED, (e) => {
   if (values.quiet && e.records > 0) console.log(`batch ${e.batchTime}: ${e.records} records in ${e.processingTimeMs.toFixed(1)} ms`);
 });
-ssc.on(BatchEvents.FAILED, ({ batchTime, error }) => {
-  console.error(`kafka-word-count: batch ${batchTime} failed: ${error.message}`);
+let failing = false;
+const fail = (message: string) => {
+  if (failing) return;
+  failing = true;
+  console.error(`kafka-word-count: ${message}`);
   void ssc.stop().then(() => process.exit(1));
+};
+ssc.on(BatchEvents.FAILED, ({ batchTime, error }) => fail(`batch ${batchTime} failed: ${error.message}`));
+// Another copy may own the root now: stop at once rather than at the next batch.
+ssc.on(BatchEvents.OWNERSHIP_LOST, ({ error }) => fail(error.message));
+ssc.on(BatchEvents.OWNERSHIP_TAKEN, ({ root, tookOverFrom }) => {
+  if (tookOverFrom) console.log(`kafka-word-count: took ${root} over from process ${tookOverFrom.owner.pid} on ${tookOverFrom.owner.host}: ${tookOverFrom.reason}`);
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void ssc.stop().then(() => process.exit(0)));
 

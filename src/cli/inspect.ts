@@ -1,5 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { listSnapshots } from '../storage/snapshots/manifest.js';
+import { describeHolder, folderLockHolder } from '../storage/data-lock.js';
+import { describeProcess } from '../storage/holder.js';
 import { CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
 import type { PartitionReport } from '../storage/partition/store-check.js';
 import { examineStream, interruptedReshard, streamsOnDisk } from './stores.js';
@@ -7,10 +9,11 @@ import { readZooKeeperOffsets } from './zk.js';
 
 export const inspectUsage = `Usage: statestream inspect [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root /statestream/<app>] [--json]
 
-Shows each stream's partition stores (path, data.mdb size, key count, last committed
-batch, layout, health), the snapshots, and the source offsets: from ZooKeeper when
---zookeeper and --zk-root are given, otherwise the positions the newest snapshot recorded.
-Safe on a running job: it only reads.
+Shows who holds the data folder's lock (a running job or a command), each stream's
+partition stores (path, data.mdb size, key count, last committed batch, layout, health),
+the snapshots, and the source offsets: from ZooKeeper when --zookeeper and --zk-root are
+given (with the copy of the job that owns the root), otherwise the positions the newest
+snapshot recorded. Safe on a running job: it only reads.
 
 Options:
   --data-dir <path>      the job's data folder (default ./statestream-data)
@@ -53,6 +56,7 @@ export async function inspect(args: string[]): Promise<number> {
       reshard: interruptedReshard(dataDir, s),
     };
   });
+  const lock = await folderLockHolder(dataDir);
   const snapshots = listSnapshots(dataDir);
   const newest = snapshots[0];
   let offsets: unknown;
@@ -78,7 +82,7 @@ export async function inspect(args: string[]): Promise<number> {
   ];
 
   const report = {
-    dataDir, streams,
+    dataDir, lock: { held: lock.held, holder: lock.held ? lock.holder : undefined }, streams,
     snapshots: snapshots.map((s) => ({
       batchTime: s.batchTime, createdAt: s.manifest.createdAt, path: s.path,
       keyCount: s.manifest.streams.reduce((n, m) => n + m.keyCount, 0),
@@ -98,8 +102,11 @@ export async function inspect(args: string[]): Promise<number> {
   return 0;
 }
 
-function humanReport(report: { dataDir: string; snapshots: Array<{ batchTime: number; createdAt: string; keyCount: number; bytes: number }>; offsets: unknown }, streams: StreamReport[]): string {
+type Report = { dataDir: string; lock: Awaited<ReturnType<typeof folderLockHolder>>; snapshots: Array<{ batchTime: number; createdAt: string; keyCount: number; bytes: number }>; offsets: unknown };
+
+function humanReport(report: Report, streams: StreamReport[]): string {
   const out: string[] = [`Data folder ${report.dataDir}`];
+  out.push(report.lock.held ? `  in use by ${describeHolder(report.lock.holder)}` : '  not in use (no job or state-changing command holds its lock)');
   if (streams.length === 0) out.push('', 'No state streams (no state-<n> folder).');
   for (const s of streams) {
     out.push('', `Stream ${s.stream}`);
@@ -140,6 +147,9 @@ function humanReport(report: { dataDir: string; snapshots: Array<{ batchTime: nu
     out.push(`Offsets (ZooKeeper ${zk.root}): last batch ${formatBatch(zk.lastBatch)}` + (zk.inFlight ? `, batch ${zk.inFlight.batchTime} in flight` : ', no batch in flight'));
     out.push(...zk.positions.map((p) => `  ${p.topic}[${p.partition}] next offset ${p.offset}`));
     if (zk.history.length > 0) out.push(`  history kept for replay: batches ${zk.history[0]} … ${zk.history.at(-1)} (${zk.history.length})`);
+    const owner = zk.owner?.record;
+    out.push(owner ? `  owned by ${describeProcess(owner, `job "${owner.appName}" on data folder ${owner.dataDir}`)}, node ${zk.owner!.node}` : '  owned by no running copy of the job');
+    if (zk.waiting.length > 0) out.push(`  waiting to own it: ${zk.waiting.map((w) => describeProcess(w.record)).join('; ')}`);
   } else if (offsets.from === 'zookeeper-unreachable') {
     out.push(`Offsets (ZooKeeper ${offsets.root}): unknown, ${offsets.problem}`);
   } else if (offsets.from === 'snapshot') {

@@ -6,7 +6,7 @@ import { reshardStores } from '../storage/reshard/reshard.js';
 import { stateDir } from '../storage/partition/store.js';
 import { CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
 import { Progress } from './progress.js';
-import { assertJobStopped, openStream } from './stores.js';
+import { assertJobStopped, lockFolder, openStream } from './stores.js';
 
 export const reshardUsage = `Usage: statestream reshard --partitions <n> [--data-dir <path>] [--stream <n>] [--json] [--quiet]
 
@@ -29,34 +29,39 @@ export async function reshard(args: string[]): Promise<number> {
   const to = integer('reshard', values, 'partitions', 1);
   if (to === undefined) throw new UsageError('reshard: missing --partitions <n>', 'reshard');
   if (!existsSync(stateDir(dataDir, stream))) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${stateDir(dataDir, stream)})`);
-  assertJobStopped(dataDir, stream, 'reshard');
-  recoverInterruptedReshard(dataDir, stream);
-
-  const opened = openStream(dataDir, stream);
-  const from = opened.layout.numPartitions;
-  const total = opened.stores.reduce((n, store) => n + (new BatchLog(store).last()?.keyCount ?? 0), 0);
-  opened.close();
-  if (from === to) {
-    const result = { stream, from, to, keys: total, changed: false };
-    print(json ? toJson(result, 2) : `Stream ${stream} already has ${to} partitions; nothing to do.`);
-    return 0;
-  }
-  const progress = new Progress('reshard', 'keys', total, { quiet });
-  let report;
+  const lock = await lockFolder(dataDir, 'reshard');
   try {
-    report = reshardStores(dataDir, stream, to, { onProgress: (keys) => progress.update(keys) });
-  } catch (error) {
-    progress.abandon();
-    if (error instanceof StatestreamError) throw new CliFailure(error.message);
-    throw error;
+    assertJobStopped(dataDir, stream, 'reshard');
+    recoverInterruptedReshard(dataDir, stream);
+
+    const opened = openStream(dataDir, stream);
+    const from = opened.layout.numPartitions;
+    const total = opened.stores.reduce((n, store) => n + (new BatchLog(store).last()?.keyCount ?? 0), 0);
+    opened.close();
+    if (from === to) {
+      const result = { stream, from, to, keys: total, changed: false };
+      print(json ? toJson(result, 2) : `Stream ${stream} already has ${to} partitions; nothing to do.`);
+      return 0;
+    }
+    const progress = new Progress('reshard', 'keys', total, { quiet });
+    let report;
+    try {
+      report = reshardStores(dataDir, stream, to, { onProgress: (keys) => progress.update(keys) });
+    } catch (error) {
+      progress.abandon();
+      if (error instanceof StatestreamError) throw new CliFailure(error.message);
+      throw error;
+    }
+    progress.finish(report.keys);
+    const result = { stream, from, to, keys: report.keys, deadLetters: report.deadLetters, batchTime: report.batchTime, changed: true };
+    print(
+      json
+        ? toJson(result, 2)
+        : `Resharded stream ${stream} from ${from} to ${to} partitions: ${report.keys} keys, ${report.deadLetters} dead letters, last batch ${formatBatch(report.batchTime)}.\n` +
+            `Start the job with StateSpec.numPartitions(${to}); another count re-shards it again at start.`,
+    );
+    return 0;
+  } finally {
+    lock.release();
   }
-  progress.finish(report.keys);
-  const result = { stream, from, to, keys: report.keys, deadLetters: report.deadLetters, batchTime: report.batchTime, changed: true };
-  print(
-    json
-      ? toJson(result, 2)
-      : `Resharded stream ${stream} from ${from} to ${to} partitions: ${report.keys} keys, ${report.deadLetters} dead letters, last batch ${formatBatch(report.batchTime)}.\n` +
-          `Start the job with StateSpec.numPartitions(${to}); another count re-shards it again at start.`,
-  );
-  return 0;
 }

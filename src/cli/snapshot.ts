@@ -7,7 +7,7 @@ import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
 import { fsyncPath, fsyncTree } from '../storage/durable.js';
 import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
-import { assertJobStopped, moveAside, openStream, streamsOnDisk } from './stores.js';
+import { assertJobStopped, lockFolder, moveAside, openStream, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
 import { Progress } from './progress.js';
 
@@ -149,34 +149,39 @@ async function create(args: string[]): Promise<number> {
   const zk = zookeeperTarget('snapshot create', values);
   const indexes = streamGiven ? [stream] : streamsOnDisk(dataDir);
   if (indexes.length === 0) throw new CliFailure(`there is no state to snapshot under ${dataDir}`);
-  for (const s of indexes) assertJobStopped(dataDir, s, 'snapshot create');
-  const opened = indexes.map((s) => ({ stream: s, ...openStream(dataDir, s) }));
+  const lock = await lockFolder(dataDir, 'snapshot create');
   try {
-    // One batch for every partition of every stream: the snapshot is named after it.
-    const held = opened.flatMap((o) => o.stores.map((store, partition) => ({ stream: o.stream, partition, lastBatch: new BatchLog(store).last()?.batchTime })));
-    const times = [...new Set(held.map((h) => h.lastBatch))];
-    if (times.length > 1) {
-      throw new CliFailure(
-        `the partitions hold different batches (${held.map((h) => `stream ${h.stream} partition ${h.partition}: ${h.lastBatch ?? 'none'}`).join(', ')}); ` +
-          'a batch was in flight when the job stopped. Start the job once so it completes that batch, stop it, then snapshot',
-      );
-    }
-    const batchTime = times[0];
-    if (batchTime === undefined) throw new CliFailure(`the stores under ${dataDir} hold no committed batch yet: nothing to snapshot`);
-    const sources = zk ? [await kafkaPositions(zk, batchTime)] : [];
-    let info;
+    for (const s of indexes) assertJobStopped(dataDir, s, 'snapshot create');
+    const opened = indexes.map((s) => ({ stream: s, ...openStream(dataDir, s) }));
     try {
-      const running = beginSnapshot({ dataDir, batchTime, appName: 'statestream-cli', streams: opened.map((o) => ({ stream: o.stream, stores: o.stores })), sources });
-      // Both awaited together: a copy that fails rejects `done` while `started` still waits.
-      [, info] = await Promise.all([running.started, running.done]);
-    } catch (error) {
-      throw new CliFailure((error as Error).message);
+      // One batch for every partition of every stream: the snapshot is named after it.
+      const held = opened.flatMap((o) => o.stores.map((store, partition) => ({ stream: o.stream, partition, lastBatch: new BatchLog(store).last()?.batchTime })));
+      const times = [...new Set(held.map((h) => h.lastBatch))];
+      if (times.length > 1) {
+        throw new CliFailure(
+          `the partitions hold different batches (${held.map((h) => `stream ${h.stream} partition ${h.partition}: ${h.lastBatch ?? 'none'}`).join(', ')}); ` +
+            'a batch was in flight when the job stopped. Start the job once so it completes that batch, stop it, then snapshot',
+        );
+      }
+      const batchTime = times[0];
+      if (batchTime === undefined) throw new CliFailure(`the stores under ${dataDir} hold no committed batch yet: nothing to snapshot`);
+      const sources = zk ? [await kafkaPositions(zk, batchTime)] : [];
+      let info;
+      try {
+        const running = beginSnapshot({ dataDir, batchTime, appName: 'statestream-cli', streams: opened.map((o) => ({ stream: o.stream, stores: o.stores })), sources });
+        // Both awaited together: a copy that fails rejects `done` while `started` still waits.
+        [, info] = await Promise.all([running.started, running.done]);
+      } catch (error) {
+        throw new CliFailure((error as Error).message);
+      }
+      if (json) print(toJson(summary(info), 2));
+      else print(`Snapshot ${formatBatch(batchTime)} written to ${info.path}: ${summary(info).partitions} partitions, ${summary(info).keyCount} keys, ${formatBytes(summary(info).bytes)}.`);
+      return 0;
+    } finally {
+      opened.forEach((o) => o.close());
     }
-    if (json) print(toJson(summary(info), 2));
-    else print(`Snapshot ${formatBatch(batchTime)} written to ${info.path}: ${summary(info).partitions} partitions, ${summary(info).keyCount} keys, ${formatBytes(summary(info).bytes)}.`);
-    return 0;
   } finally {
-    opened.forEach((o) => o.close());
+    lock.release();
   }
 }
 
@@ -216,55 +221,60 @@ async function restore(args: string[]): Promise<number> {
     });
   }
 
-  assertJobStopped(dataDir, stream, 'snapshot restore');
-  // A reshard a crash left half-done would otherwise be finished over the restored state at the next start.
-  const reshard = recoverInterruptedReshard(dataDir, stream);
-  // Copy, then rename: the stream's folder is either the old state or the whole snapshot.
-  const target = stateDir(dataDir, stream);
-  const incoming = `${target}.restoring`;
-  rmSync(incoming, { recursive: true, force: true });
-  const progress = new Progress('restore', 'bytes', manifest.partitions.reduce((n, p) => n + p.bytes, 0), { quiet });
+  const lock = await lockFolder(dataDir, 'snapshot restore');
   try {
-    for (const part of manifest.partitions) {
-      const dir = join(incoming, partitionFolder(part.partition));
-      mkdirSync(dir, { recursive: true });
-      copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
-      progress.advance(part.bytes);
-    }
-    fsyncTree(incoming);
-    progress.finish();
-  } catch (error) {
-    progress.abandon();
-    // A disk that filled up leaves the current state as it was.
+    assertJobStopped(dataDir, stream, 'snapshot restore');
+    // A reshard a crash left half-done would otherwise be finished over the restored state at the next start.
+    const reshard = recoverInterruptedReshard(dataDir, stream);
+    // Copy, then rename: the stream's folder is either the old state or the whole snapshot.
+    const target = stateDir(dataDir, stream);
+    const incoming = `${target}.restoring`;
     rmSync(incoming, { recursive: true, force: true });
-    throw new CliFailure(`copying snapshot ${batchTime} failed, nothing was changed: ${(error as Error).message}`);
-  }
-  const replacedDir = existsSync(target) ? moveAside(dataDir, stream) : undefined;
-  renameSync(incoming, target);
-  fsyncPath(dataDir);
+    const progress = new Progress('restore', 'bytes', manifest.partitions.reduce((n, p) => n + p.bytes, 0), { quiet });
+    try {
+      for (const part of manifest.partitions) {
+        const dir = join(incoming, partitionFolder(part.partition));
+        mkdirSync(dir, { recursive: true });
+        copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
+        progress.advance(part.bytes);
+      }
+      fsyncTree(incoming);
+      progress.finish();
+    } catch (error) {
+      progress.abandon();
+      // A disk that filled up leaves the current state as it was.
+      rmSync(incoming, { recursive: true, force: true });
+      throw new CliFailure(`copying snapshot ${batchTime} failed, nothing was changed: ${(error as Error).message}`);
+    }
+    const replacedDir = existsSync(target) ? moveAside(dataDir, stream) : undefined;
+    renameSync(incoming, target);
+    fsyncPath(dataDir);
 
-  const kafkaNext =
-    `The next start of a Kafka job replays the batches after ${batchTime} from ZooKeeper's history` +
-    (replay
-      ? replay.batches ? ` (${replay.batches} batches, up to ${replay.lastBatch})` : ' (ZooKeeper records nothing after it: nothing to replay)'
-      : ` (${kafka?.zookeeperRoot ?? 'under its ZooKeeper root'}; give --zookeeper and --zk-root to check it still keeps them)`) +
-    ', then continues from the positions ZooKeeper holds.';
-  const queueNext = `The next start of a queue job starts from the snapshot's state (batch ${batchTime}); batches after it are not replayed.`;
-  // The manifest names a Kafka source when a Kafka job took it; a queue job's (or one taken without --zookeeper) names none.
-  const next = kafka || zk ? kafkaNext : `${queueNext}\nIf the job reads Kafka instead: ${kafkaNext.replace(/^The next start of a Kafka job/, 'its next start')}`;
-  const others = info.manifest.streams.filter((m) => m.stream !== stream).map((m) => m.stream);
-  const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, next, otherStreams: others };
-  if (json) print(toJson(result, 2));
-  else {
-    print(
-      [
-        `Restored snapshot ${formatBatch(batchTime)} into ${target} (${manifest.partitions.length} partitions, ${manifest.keyCount} keys).`,
-        replacedDir ? `The state it replaced is kept in ${replacedDir}.` : 'There was no state to replace.',
-        ...(reshard !== 'none' ? [`A reshard a crash had interrupted was ${reshard === 'finished' ? 'finished' : 'rolled back'} first.`] : []),
-        next,
-        ...(others.length > 0 ? [`The snapshot also holds streams ${others.join(', ')}; restore them with --stream <n> so every stream is of the same batch.`] : []),
-      ].join('\n'),
-    );
+    const kafkaNext =
+      `The next start of a Kafka job replays the batches after ${batchTime} from ZooKeeper's history` +
+      (replay
+        ? replay.batches ? ` (${replay.batches} batches, up to ${replay.lastBatch})` : ' (ZooKeeper records nothing after it: nothing to replay)'
+        : ` (${kafka?.zookeeperRoot ?? 'under its ZooKeeper root'}; give --zookeeper and --zk-root to check it still keeps them)`) +
+      ', then continues from the positions ZooKeeper holds.';
+    const queueNext = `The next start of a queue job starts from the snapshot's state (batch ${batchTime}); batches after it are not replayed.`;
+    // The manifest names a Kafka source when a Kafka job took it; a queue job's (or one taken without --zookeeper) names none.
+    const next = kafka || zk ? kafkaNext : `${queueNext}\nIf the job reads Kafka instead: ${kafkaNext.replace(/^The next start of a Kafka job/, 'its next start')}`;
+    const others = info.manifest.streams.filter((m) => m.stream !== stream).map((m) => m.stream);
+    const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, next, otherStreams: others };
+    if (json) print(toJson(result, 2));
+    else {
+      print(
+        [
+          `Restored snapshot ${formatBatch(batchTime)} into ${target} (${manifest.partitions.length} partitions, ${manifest.keyCount} keys).`,
+          replacedDir ? `The state it replaced is kept in ${replacedDir}.` : 'There was no state to replace.',
+          ...(reshard !== 'none' ? [`A reshard a crash had interrupted was ${reshard === 'finished' ? 'finished' : 'rolled back'} first.`] : []),
+          next,
+          ...(others.length > 0 ? [`The snapshot also holds streams ${others.join(', ')}; restore them with --stream <n> so every stream is of the same batch.`] : []),
+        ].join('\n'),
+      );
+    }
+    return 0;
+  } finally {
+    lock.release();
   }
-  return 0;
 }

@@ -1,5 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { DataDirLockedError } from '../errors.js';
+import { DataDirLock } from '../storage/data-lock.js';
 import { readLayout, type StoreLayout } from '../storage/partition/batch-log.js';
 import { fsyncPath } from '../storage/durable.js';
 import { openPartitionStore, partitionPath, partitionsOnDisk, stateDir, type PartitionStore } from '../storage/partition/store.js';
@@ -66,7 +68,21 @@ export function openStream(dataDir: string, stream: number): OpenStream {
 }
 
 /**
- * Refuses when another process has a stream's stores open: a running job keeps read
+ * Takes the data folder's lock for a command that changes state, as a job holds it while it
+ * runs; refuses naming the holder (a running job, another command). Release it when done.
+ */
+export async function lockFolder(dataDir: string, command: string): Promise<DataDirLock> {
+  try {
+    return await DataDirLock.acquire(dataDir, { command });
+  } catch (error) {
+    if (error instanceof DataDirLockedError) throw new CliFailure(error.message);
+    throw error;
+  }
+}
+
+/**
+ * Refuses when another process has a stream's stores open (a job of a statestream version
+ * without the folder lock, or a command reading them, such as export): a running job keeps read
  * transactions in LMDB's reader table (stale slots of dead processes are cleared first),
  * and changing or copying its state under it would lose batches or cut a snapshot unevenly.
  */

@@ -14,7 +14,7 @@ import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
 import { fsyncPath, fsyncTree } from '../storage/durable.js';
 import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
-import { assertJobStopped, moveAside, openStream } from './stores.js';
+import { assertJobStopped, lockFolder, moveAside, openStream } from './stores.js';
 import { counted, Progress } from './progress.js';
 
 export const exportUsage = `Usage: statestream export --out <file|-> [--snapshot <batchTime>] [--data-dir <path>] [--stream <n>] [--json]
@@ -147,69 +147,74 @@ export async function importCommand(args: string[]): Promise<number> {
   const fromHeader = header.numPartitions;
   const numPartitions = given ?? (typeof fromHeader === 'number' && Number.isInteger(fromHeader) && fromHeader >= 1 ? fromHeader : 4);
 
-  // Settled first, so a half-done reshard is neither mistaken for no state nor finished over the import later.
-  if (existsSync(dataDir)) recoverInterruptedReshard(dataDir, stream);
-  const target = stateDir(dataDir, stream);
-  const hasState = existsSync(target) && readdirSync(target).length > 0;
-  if (hasState) assertJobStopped(dataDir, stream, 'import');
-  if (hasState && !values.replace) {
-    throw new CliFailure(`stream ${stream} already has state under ${target}; import writes into an empty stream (use --replace to move the current state aside and replace it)`);
-  }
-
-  // Written beside the stream's folder and renamed into place whole: a failed import leaves nothing half-written.
-  const staging = `${target}.importing`;
-  rmSync(staging, { recursive: true, force: true });
-  const stores = Array.from({ length: numPartitions }, (_, p) => openPartitionStore(join(staging, partitionFolder(p))));
-  let batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;
-  let count = 0;
-  // The export says how many keys it holds only in its trailer: the count runs without a total.
-  const progress = new Progress('import', 'keys', undefined, { quiet });
+  const lock = await lockFolder(dataDir, 'import');
   try {
-    // The time index is kept because the next job may have a timeout; a job without one clears it at start.
-    const writer = new BatchedWriter(stores, true, { keysMayRepeat: true });
-    for (const [raw, state, lastUpdated] of source.entries()) {
-      // Routed exactly as the router routes a record with this key.
-      const key = normalizeKey(raw);
-      // The stores' last batch is at least every key's lastUpdated: a job's first batch must
-      // come after both, or its idle timeouts would run backwards.
-      if (lastUpdated > batchTime) batchTime = lastUpdated;
-      writer.putEntry(murmur2Partitioner.partition(key, numPartitions), key as Key, encodeEntry(state, lastUpdated), lastUpdated);
-      if (++count % 10_000 === 0) progress.update(count);
+    // Settled first, so a half-done reshard is neither mistaken for no state nor finished over the import later.
+    recoverInterruptedReshard(dataDir, stream);
+    const target = stateDir(dataDir, stream);
+    const hasState = existsSync(target) && readdirSync(target).length > 0;
+    if (hasState) assertJobStopped(dataDir, stream, 'import');
+    if (hasState && !values.replace) {
+      throw new CliFailure(`stream ${stream} already has state under ${target}; import writes into an empty stream (use --replace to move the current state aside and replace it)`);
     }
-    writer.flush();
-    progress.finish(count);
-    for (const store of stores) {
-      store.env.transactionSync(() => {
-        new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount: store.state.getKeysCount() });
-        writeLayout(store, { numPartitions, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed: true, stateVersion: header.stateVersion });
-      });
-    }
-  } catch (error) {
-    progress.abandon();
-    stores.forEach((s) => s.env.close());
-    rmSync(staging, { recursive: true, force: true });
-    throw error;
-  }
-  stores.forEach((s) => s.env.close());
-  fsyncTree(staging);
-  const replacedDir = hasState ? moveAside(dataDir, stream) : undefined;
-  if (existsSync(target)) rmSync(target, { recursive: true }); // an empty folder
-  renameSync(staging, target);
-  fsyncPath(dataDir);
 
-  const result = { keyCount: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir };
-  if (json) print(toJson(result, 2));
-  else {
-    print(
-      [
-        `Imported ${count} keys into stream ${stream} under ${target} (${numPartitions} partitions, state version ${header.stateVersion}, last batch ${formatBatch(batchTime)}).`,
-        ...(replacedDir ? [`The state it replaced is kept in ${replacedDir}.`] : []),
-        ...(replacedDir && listSnapshots(dataDir).length > 0
-          ? [`The snapshots under ${join(dataDir, 'snapshots')} are of the replaced state: a start that finds a damaged store may restore from them. Move them away unless the import is of the same job.`]
-          : []),
-        `A job started on it needs a first batch after ${batchTime} (another numPartitions than ${numPartitions} re-shards it). A Kafka job should use a ZooKeeper root of its own: positions recorded by another job do not belong to this state.`,
-      ].join('\n'),
-    );
+    // Written beside the stream's folder and renamed into place whole: a failed import leaves nothing half-written.
+    const staging = `${target}.importing`;
+    rmSync(staging, { recursive: true, force: true });
+    const stores = Array.from({ length: numPartitions }, (_, p) => openPartitionStore(join(staging, partitionFolder(p))));
+    let batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;
+    let count = 0;
+    // The export says how many keys it holds only in its trailer: the count runs without a total.
+    const progress = new Progress('import', 'keys', undefined, { quiet });
+    try {
+      // The time index is kept because the next job may have a timeout; a job without one clears it at start.
+      const writer = new BatchedWriter(stores, true, { keysMayRepeat: true });
+      for (const [raw, state, lastUpdated] of source.entries()) {
+        // Routed exactly as the router routes a record with this key.
+        const key = normalizeKey(raw);
+        // The stores' last batch is at least every key's lastUpdated: a job's first batch must
+        // come after both, or its idle timeouts would run backwards.
+        if (lastUpdated > batchTime) batchTime = lastUpdated;
+        writer.putEntry(murmur2Partitioner.partition(key, numPartitions), key as Key, encodeEntry(state, lastUpdated), lastUpdated);
+        if (++count % 10_000 === 0) progress.update(count);
+      }
+      writer.flush();
+      progress.finish(count);
+      for (const store of stores) {
+        store.env.transactionSync(() => {
+          new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount: store.state.getKeysCount() });
+          writeLayout(store, { numPartitions, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed: true, stateVersion: header.stateVersion });
+        });
+      }
+    } catch (error) {
+      progress.abandon();
+      stores.forEach((s) => s.env.close());
+      rmSync(staging, { recursive: true, force: true });
+      throw error;
+    }
+    stores.forEach((s) => s.env.close());
+    fsyncTree(staging);
+    const replacedDir = hasState ? moveAside(dataDir, stream) : undefined;
+    if (existsSync(target)) rmSync(target, { recursive: true }); // an empty folder
+    renameSync(staging, target);
+    fsyncPath(dataDir);
+
+    const result = { keyCount: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir };
+    if (json) print(toJson(result, 2));
+    else {
+      print(
+        [
+          `Imported ${count} keys into stream ${stream} under ${target} (${numPartitions} partitions, state version ${header.stateVersion}, last batch ${formatBatch(batchTime)}).`,
+          ...(replacedDir ? [`The state it replaced is kept in ${replacedDir}.`] : []),
+          ...(replacedDir && listSnapshots(dataDir).length > 0
+            ? [`The snapshots under ${join(dataDir, 'snapshots')} are of the replaced state: a start that finds a damaged store may restore from them. Move them away unless the import is of the same job.`]
+            : []),
+          `A job started on it needs a first batch after ${batchTime} (another numPartitions than ${numPartitions} re-shards it). A Kafka job should use a ZooKeeper root of its own: positions recorded by another job do not belong to this state.`,
+        ].join('\n'),
+      );
+    }
+    return 0;
+  } finally {
+    lock.release();
   }
-  return 0;
 }

@@ -1,4 +1,5 @@
 import { ZooKeeperOffsetStore, type RecordedBatch } from '../storage/zookeeper/offsets.js';
+import { readOwners, type Owner } from '../storage/zookeeper/ownership.js';
 import { isTransient, ZooKeeperSession } from '../storage/zookeeper/session.js';
 import { OffsetStoreError } from '../errors.js';
 import { CliFailure, type ZooKeeperTarget } from './args.js';
@@ -13,6 +14,9 @@ export interface ZooKeeperOffsets {
   lastBatch: number | undefined;
   /** Batch times whose ranges ZooKeeper keeps for replays after a restore. */
   history: number[];
+  /** The copy of the job that owns the root (`<root>/owners`), if one runs; copies waiting to own it. */
+  owner: Owner | undefined;
+  waiting: Owner[];
 }
 
 /**
@@ -58,7 +62,7 @@ function children(session: ZooKeeperSession, path: string): Promise<string[]> {
   );
 }
 
-/** Reads `<root>/offsets/<topic>/<partition>`, `<root>/batch`, `<root>/last-batch` and the history's batch times. */
+/** Reads `<root>/offsets/<topic>/<partition>`, `<root>/batch`, `<root>/last-batch`, the history's batch times and the owner. */
 export function readZooKeeperOffsets(target: ZooKeeperTarget): Promise<ZooKeeperOffsets> {
   return withZooKeeper(target, async (offsets, session) => {
     const partitions: Array<{ topic: string; partition: number }> = [];
@@ -73,6 +77,6 @@ export function readZooKeeperOffsets(target: ZooKeeperTarget): Promise<ZooKeeper
       return offset === undefined ? [] : [{ topic, partition, offset }];
     });
     const history = (await children(session, `${target.root}/history`)).map(Number).sort((a, b) => a - b);
-    return { root: target.root, positions, inFlight: await offsets.pendingBatch(), lastBatch: await offsets.lastEnded(), history };
+    return { root: target.root, positions, inFlight: await offsets.pendingBatch(), lastBatch: await offsets.lastEnded(), history, ...(await readOwners(session, target.root)) };
   });
 }

@@ -1,4 +1,6 @@
+import type { OwnershipLostError } from '../errors.js';
 import type { OffsetRange } from '../storage/zookeeper/offsets.js';
+import type { OwnerRecord } from '../storage/zookeeper/ownership.js';
 
 /** Events a StreamingContext emits for the embedding service, with their payloads. */
 export const BatchEvents = {
@@ -24,6 +26,13 @@ export const BatchEvents = {
    * or a recreated topic) and went on without them, because `failOnDataLoss` is false.
    */
   DATA_LOST: 'source.data-lost',
+  /** At start: a Kafka source owns its ZooKeeper root (`<root>/owners`); names who, and an earlier owner it took over from. */
+  OWNERSHIP_TAKEN: 'ownership.taken',
+  /**
+   * A Kafka source's owner node is gone (its ZooKeeper session expired, or the node was
+   * deleted): it writes no more positions, and the next batch fails with OwnershipLostError.
+   */
+  OWNERSHIP_LOST: 'ownership.lost',
 } as const;
 
 export interface BatchStartedEvent {
@@ -124,6 +133,26 @@ export interface DataLostEvent extends OffsetRange {
   message: string;
 }
 
+export interface OwnershipTakenEvent {
+  /** The Kafka stream's id. */
+  source: number;
+  root: string;
+  /** This job's owner node, and what it holds. */
+  node: string;
+  owner: OwnerRecord;
+  /** How long the start waited for an earlier owner's node to go. */
+  waitedMs: number;
+  /** An earlier owner that certainly no longer ran, whose node this start removed, and why. */
+  tookOverFrom?: { node: string; owner: OwnerRecord; reason: string };
+}
+
+export interface OwnershipLostEvent {
+  source: number;
+  root: string;
+  node: string;
+  error: OwnershipLostError;
+}
+
 export interface BatchEventMap {
   [BatchEvents.STARTED]: BatchStartedEvent;
   [BatchEvents.COMPLETED]: BatchCompletedEvent;
@@ -134,4 +163,6 @@ export interface BatchEventMap {
   [BatchEvents.SNAPSHOT_FAILED]: SnapshotFailedEvent;
   [BatchEvents.STATE_RESTORED]: StateRestoredEvent;
   [BatchEvents.DATA_LOST]: DataLostEvent;
+  [BatchEvents.OWNERSHIP_TAKEN]: OwnershipTakenEvent;
+  [BatchEvents.OWNERSHIP_LOST]: OwnershipLostEvent;
 }

@@ -22,6 +22,7 @@ import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPol
 import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshots/manifest.js';
 import { restoreDamagedStores } from '../storage/snapshots/restore.js';
 import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
+import { DataDirLock } from '../storage/data-lock.js';
 import type { Registry } from 'prom-client';
 import { Observability, type Endpoints } from './observability.js';
 import type { MetricsOptions, UiOptions } from '../metrics/options.js';
@@ -108,6 +109,8 @@ export class StreamingContext implements StreamGraph {
   private failure: Error | undefined;
   private snapshots: SnapshotScheduler | undefined;
   private readonly observability: Observability;
+  /** The data folder's lock, from start() to the end of stop(). */
+  private folderLock: DataDirLock | undefined;
 
   constructor(options: StreamingContextOptions) {
     if (options === null || typeof options !== 'object') throw new ConfigError(`StreamingContext expects an options object, got ${String(options)}`);
@@ -224,11 +227,15 @@ export class StreamingContext implements StreamGraph {
   private async startOnce(): Promise<void> {
     if (this.inputs.length === 0) throw new LifecycleError('start(): no input stream is defined (queueStream or kafkaStream)');
     this.phase = 'starting';
-    // Up before the stores open, so the page can say what a slow or failing start waits for.
-    await this.observability.start().catch((error: unknown) => {
+    const stopped = (error: unknown): never => {
       this.phase = 'stopped';
+      this.folderLock?.release();
       throw error;
-    });
+    };
+    // Before anything reads or changes the folder: a second copy of the job stops here, naming the first.
+    this.folderLock = await DataDirLock.acquire(this.dataDir, { appName: this.appName }).catch(stopped);
+    // Up before the stores open, so the page can say what a slow or failing start waits for.
+    await this.observability.start().catch(stopped);
     const machine = supervisorMachine.provide({
       actors: {
         startup: fromPromise(() => this.startup()),
@@ -244,9 +251,8 @@ export class StreamingContext implements StreamGraph {
       const error = snapshot.context.error ?? new Error('start failed');
       this.supervisor.send({ type: 'STOP' });
       await waitFor(this.supervisor, (s) => s.status === 'done');
-      this.phase = 'stopped';
       await this.observability.stop();
-      throw error;
+      return stopped(error);
     }
     this.phase = 'running';
     this.startTime = this.clock.now();
@@ -306,7 +312,7 @@ export class StreamingContext implements StreamGraph {
       const ended = new Set<number>();
       for (const input of this.inputs) {
         openedInputs.push(input);
-        const batches = (await input.open?.({ dataDir: this.dataDir, replayAfter, hasStateStreams: this.stateStreams.length > 0, storesHoldState, keepHistory, dataLost: (e) => this.emit(BatchEvents.DATA_LOST, e) })) ?? [];
+        const batches = (await input.open?.({ dataDir: this.dataDir, appName: this.appName, replayAfter, hasStateStreams: this.stateStreams.length > 0, storesHoldState, keepHistory, announce: (event, payload) => this.emit(event, payload) })) ?? [];
         for (const batch of batches) {
           if (batch.batchTime >= firstBatch) {
             throw new StoreMismatchError(`the batch recorded at ${batch.batchTime} is not before this context's first batch at ${firstBatch}; batch times must move forward`, { recorded: batch.batchTime, firstBatch });
@@ -413,6 +419,7 @@ export class StreamingContext implements StreamGraph {
     await waitFor(this.supervisor!, (s) => s.status === 'done');
     this.phase = 'stopped';
     await this.observability.stop();
+    this.folderLock?.release();
   }
 
   /** Resolves once every batch that is due has run with its outputs; rejects with the error of a failed batch. */

@@ -9,8 +9,8 @@ import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
-import { ZooKeeperOffsetStore } from '../../src/storage/zookeeper/offsets.js';
 import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
+import { ownedOffsetStore } from '../storage/zookeeper/owned-store.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { nextEvent } from '../wait.js';
 import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
@@ -257,21 +257,36 @@ describe('statestream command-line tool', () => {
     assert.match(uneven.stderr, /partitions hold different batches .*partition 2: 5000/);
   });
 
-  it('commands that change or copy state refuse while a job has the stores open', async () => {
+  it('commands that change state refuse while a job holds the data folder, naming it; inspect shows the holder', async () => {
     const dir = tempDir();
-    const job = await keyedJob(spec(), { dataDir: dir });
+    const job = await keyedJob(spec(), { dataDir: dir, snapshotEvery: 1, appName: 'cli-holder' });
+    const holder = `in use by process ${process.pid} on host \\S+ \\(job "cli-holder", since [^)]+\\)`;
     try {
+      const snapshotted = nextEvent(job.ssc, BatchEvents.SNAPSHOT_COMPLETED, 'the snapshot of the first batch');
       await job.batch(records(1));
-      for (const args of [['snapshot', 'create'], ['import', join(dir, 'none.msgpack'), '--replace']]) {
-        if (args[0] === 'import') assert.equal(run('export', '--data-dir', dir, '--out', args[1]).code, 0, 'export reads a running job');
+      const { batchTime } = await snapshotted;
+      const exported = join(dir, 'running.msgpack');
+      assert.equal(run('export', '--data-dir', dir, '--out', exported).code, 0, 'export reads a running job');
+      const commands = [['snapshot', 'create'], ['snapshot', 'restore', String(batchTime)], ['import', exported, '--replace'], ['reshard', '--partitions', '5']];
+      for (const args of commands) {
         const refused = run(...args, '--data-dir', dir);
         assert.equal(refused.code, 1, `${args.join(' ')}: ${refused.stderr}`);
-        assert.match(refused.stderr, new RegExp(`process ${process.pid} has the stores of stream 0 open.*stop the job first`));
+        assert.match(refused.stderr, new RegExp(`^statestream: ${args.slice(0, args[0] === 'snapshot' ? 2 : 1).join(' ')}: the data folder ${dir} is ${holder}; it changes state, so it needs the folder to itself`));
       }
+      assert.equal(listSnapshots(dir).length, 1, 'no snapshot was added');
+      assert.ok((await job.batch(records(2))).length > 0, 'the job goes on');
+      const inspected = run('inspect', '--data-dir', dir, '--json');
+      assert.equal(inspected.code, 0, inspected.stderr);
+      const { lock } = JSON.parse(inspected.stdout) as { lock: { held: boolean; holder: { pid: number; appName: string } } };
+      assert.equal(lock.held, true);
+      assert.equal(lock.holder.pid, process.pid);
+      assert.equal(lock.holder.appName, 'cli-holder');
+      assert.match(run('inspect', '--data-dir', dir).stdout, new RegExp(`^Data folder ${dir}\\n  ${holder}`));
     } finally {
       await job.ssc.stop();
     }
-    assert.equal(run('snapshot', 'create', '--data-dir', dir).code, 0, 'once the job stopped');
+    assert.match(run('inspect', '--data-dir', dir).stdout, /^ {2}not in use \(no job or state-changing command holds its lock\)$/m);
+    assert.equal(run('reshard', '--partitions', '5', '--data-dir', dir).code, 0, 'once the job stopped');
   });
 
   it('snapshot restore puts the snapshot in place; the next job holds exactly the snapshot\'s state', async () => {
@@ -375,9 +390,10 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     // What a Kafka job that kept its batch history would have left for batches 1000…4000.
     const session = new ZooKeeperSession({ connect: zk.connectString });
     try {
-      const offsets = new ZooKeeperOffsetStore(session, root);
+      const offsets = await ownedOffsetStore(session, root);
       await offsets.init([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]);
       for (let t = 1000; t <= 4000; t += 1000) await offsets.recordBatchEnd({ batchTime: t, ranges: ranges(t) }, true);
+      await offsets.release();
     } finally {
       session.close();
     }
@@ -413,7 +429,9 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
 
     const session = new ZooKeeperSession({ connect: zk.connectString });
     try {
-      await new ZooKeeperOffsetStore(session, root).pruneHistory(3000);
+      const offsets = await ownedOffsetStore(session, root);
+      await offsets.pruneHistory(3000);
+      await offsets.release();
     } finally {
       session.close();
     }

@@ -81,7 +81,7 @@ describe('rescaling: a job started with another numPartitions than its stores', 
       try {
         assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, n, `the layout records ${n} partitions`);
         assert.equal(partitionFolders(dataDir).length, n, `${n} partition folders`);
-        assert.deepEqual(readdirSync(dataDir).sort(), ['state-0'], 'no .reshard or .old folder is left');
+        assert.deepEqual(readdirSync(dataDir).sort(), ['state-0', 'statestream.lock'], 'no .reshard or .old folder is left');
         if (phase > 0) assert.equal(job.stream.store().count(), count, 'the count survives the reshard');
         for (const batch of batches.slice(phase * 4, phase * 4 + 4)) actual.push(sorted(await job.batch(batch)));
         entries = [...job.stream.store().entries()] as Array<[Key, number]>;
@@ -179,7 +179,7 @@ describe('rescaling: a job started with another numPartitions than its stores', 
       }, `started with ${n} partitions`);
     }
     assert.deepEqual([readStoredLayout(dataDir, 0)?.partitioner, readStoredLayout(dataDir, 0)?.numPartitions], ['crc32', 2]);
-    assert.deepEqual(readdirSync(dataDir), ['state-0']);
+    assert.deepEqual(readdirSync(dataDir).sort(), ['state-0', 'statestream.lock'], 'no .reshard or .old folder is left');
   });
 
   it('refuses to reshard partitions at different state versions (a migration cut short), and changes nothing', async () => {
@@ -193,7 +193,7 @@ describe('rescaling: a job started with another numPartitions than its stores', 
       return true;
     });
     assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, 2);
-    assert.deepEqual(readdirSync(dataDir), ['state-0']);
+    assert.deepEqual(readdirSync(dataDir).sort(), ['state-0', 'statestream.lock'], 'no .reshard or .old folder is left');
     // As the error says: once at the old count (the migration completes), then the new one.
     const again = await keyedJob(v2(2), { dataDir, startMs: 1000 });
     await again.ssc.stop();

@@ -96,6 +96,25 @@ describe('examples', () => {
     }
   });
 
+  it('a second word-count on the same data folder exits 1 naming the running one, which goes on', async () => {
+    const dataDir = join(tempDir(), 'wc');
+    const first = spawn(process.execPath, [example('word-count'), '--batch-ms', '200', '--batches', '300', '--data-dir', dataDir, '--snapshot-every', '0']);
+    let stdout = '';
+    first.stdout.on('data', (d) => (stdout += d));
+    try {
+      await eventually('the first demo to start', () => (/holds 0 word counts from earlier runs/.test(stdout) ? true : undefined));
+      await assert.rejects(run(process.execPath, [example('word-count'), '--batches', '1', '--data-dir', dataDir]), (e: { code?: number; stderr?: string }) => {
+        assert.equal(e.code, 1);
+        assert.match(e.stderr ?? '', new RegExp(`^word-count: cannot start: start\\(\\): the data folder ${dataDir} is in use by process ${first.pid} on host \\S+ \\(job "word-count", since [^)]+\\)`));
+        return true;
+      });
+      const done = stdout.match(/^word-count: batch /gm)?.length ?? 0;
+      await eventually('the first demo to go on', () => ((stdout.match(/^word-count: batch /gm)?.length ?? 0) > done ? true : undefined));
+    } finally {
+      first.kill();
+    }
+  });
+
   it('word-count rejects a bad flag with exit code 2', async () => {
     await assert.rejects(run(process.execPath, [example('word-count'), '--batches', '0']), (e: { code?: number; stderr?: string }) => e.code === 2 && /--batches must be an integer/.test(e.stderr ?? ''));
   });

@@ -20,6 +20,8 @@ export interface JobConfig {
   onDecodeFailure?: 'stop' | 'dead-letter';
   dieAfterCommitOfBatch?: number;
   snapshotEvery?: number;
+  /** The job's ZooKeeper session timeout (default 4000 ms). */
+  zkSessionTimeoutMs?: number;
 }
 
 const script = fileURLToPath(new URL('./fixtures/kafka-count-job.js', import.meta.url));

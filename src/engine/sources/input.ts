@@ -1,5 +1,5 @@
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
-import type { DataLostEvent } from '../batch-events.js';
+import type { BatchEventMap } from '../batch-events.js';
 
 /** A batch a replayable source recorded before a crash and must run again first. */
 export interface RecoveredBatch {
@@ -14,7 +14,9 @@ export interface RecoveredBatch {
 }
 
 export interface StartContext {
+  /** The job's data folder; the context holds its lock while sources open and run. */
   dataDir: string;
+  appName: string;
   /** Oldest batch any state partition holds (undefined: some partition holds none). */
   replayAfter: number | undefined;
   /** Whether the job has state streams, and whether any partition holds a batch (a fresh store cannot follow positions that moved on). */
@@ -22,8 +24,11 @@ export interface StartContext {
   storesHoldState: boolean;
   /** Keep each batch's ranges for replay, because snapshots are taken or kept. */
   keepHistory: boolean;
-  /** Reports records the source had to go on without (a Kafka source with failOnDataLoss false), now or while running. */
-  dataLost(event: DataLostEvent): void;
+  /**
+   * Emits one of the context's events, now or while running: records a Kafka source with
+   * failOnDataLoss false had to go on without, ownership of its ZooKeeper root taken or lost.
+   */
+  announce<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void;
 }
 
 /** What the scheduler needs of an input stream. Replayable sources implement the optional hooks. */

@@ -3,6 +3,8 @@ import { Kafka, logLevel, type Consumer, type KafkaMessage, type Admin } from 'k
 import { OffsetStoreError, SourceRecordError, serializeError } from '../../errors.js';
 import { ZooKeeperSession } from '../../storage/zookeeper/session.js';
 import { ZooKeeperOffsetStore, type OffsetRange, type RecordedBatch } from '../../storage/zookeeper/offsets.js';
+import { ZooKeeperOwnership } from '../../storage/zookeeper/ownership.js';
+import { BatchEvents } from '../batch-events.js';
 import { SourceDeadLetterStore, type SourceDeadLetter } from '../../storage/sources/dead-letters.js';
 import type { BatchRun } from '../batch.js';
 import { DStream, type RecordDescription, type StreamGraph } from '../dstream.js';
@@ -66,6 +68,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   private consumer: Consumer | undefined;
   private admin: Admin | undefined;
   private zk: ZooKeeperSession | undefined;
+  private ownership: ZooKeeperOwnership | undefined;
   private offsets: ZooKeeperOffsetStore | undefined;
   private deadLetterStore: SourceDeadLetterStore | undefined;
   private readonly buffers = new Map<string, PartitionBuffer>();
@@ -79,7 +82,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   /** A consumer failure kafkajs will not recover from: the next batch fails with it. */
   private fatal: Error | undefined;
   /** Where losses are reported when failOnDataLoss is false. */
-  private dataLost: StartContext['dataLost'] | undefined;
+  private announce: StartContext['announce'] | undefined;
 
   constructor(
     graph: StreamGraph,
@@ -103,7 +106,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const o = this.options;
     this.deadLetterStore = new SourceDeadLetterStore(context.dataDir, this.id);
     this.zk = new ZooKeeperSession({ connect: o.zookeeper.connect, sessionTimeoutMs: o.zookeeper.sessionTimeoutMs, digest: o.zookeeper.digest });
-    this.offsets = new ZooKeeperOffsetStore(this.zk, o.zookeeper.root);
+    this.ownership = await this.own(context);
+    this.offsets = new ZooKeeperOffsetStore(this.zk, o.zookeeper.root, this.ownership);
     this.kafka = new Kafka({
       clientId: o.clientId, brokers: o.brokers, ssl: o.ssl, sasl: o.sasl, logLevel: process.env.STATESTREAM_KAFKA_LOG ? logLevel.DEBUG : logLevel.NOTHING,
       retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 },
@@ -124,7 +128,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const stored = await this.offsets.positions(partitions);
     const pending = await this.offsets.pendingBatch();
     const replays = await this.batchesToReplay(context, pending);
-    this.dataLost = context.dataLost;
+    this.announce = context.announce;
     for (const [id, position] of stored) {
       const mark = watermarks.get(id)!;
       if (position > mark.high) {
@@ -138,7 +142,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     // Records the job needs that retention deleted are a loss, never a silent jump (startingOffsets is only for partitions without a position).
     const gaps = gapsAtStart(watermarks, stored, replays, pending);
     if (gaps.length > 0 && o.failOnDataLoss) throw dataLossError(gaps, o.zookeeper.root);
-    for (const gap of gaps) context.dataLost(dataLostEvent(gap));
+    for (const gap of gaps) context.announce(BatchEvents.DATA_LOST, dataLostEvent(gap));
 
     // A partition seen for the first time starts at 'earliest' or 'latest' as of now, and that
     // position is recorded at once: 'latest' must not move on if the job restarts before
@@ -238,8 +242,29 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       this.fatal ??= dataLossError([gap], this.options.zookeeper.root);
       return false;
     }
-    this.dataLost?.(dataLostEvent(gap));
+    this.announce?.(BatchEvents.DATA_LOST, dataLostEvent(gap));
     return true;
+  }
+
+  /**
+   * Before any position is read or written, this copy must own the job's root: a second copy
+   * fails here naming the first. Losing it later (an expired session) fails the next batch.
+   */
+  private async own(context: StartContext): Promise<ZooKeeperOwnership> {
+    const { root } = this.options.zookeeper;
+    // The context holds the data folder's lock while its sources open.
+    const ownership = new ZooKeeperOwnership(this.zk!, root, { dataDir: context.dataDir, appName: context.appName }, true);
+    const taken = await ownership.acquire();
+    ownership.onLost((error) => {
+      this.fatal ??= error;
+      context.announce(BatchEvents.OWNERSHIP_LOST, { source: this.id, root, node: taken.node, error });
+    });
+    const before = taken.tookOverFrom;
+    context.announce(BatchEvents.OWNERSHIP_TAKEN, {
+      source: this.id, root, node: taken.node, owner: taken.record, waitedMs: taken.waitedMs,
+      ...(before ? { tookOverFrom: { node: before.node, owner: before.record, reason: before.reason } } : {}),
+    });
+    return ownership;
   }
 
   /**
@@ -449,6 +474,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     this.closed = true;
     await this.consumer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
+    await this.ownership?.release();
     this.zk?.close();
     this.deadLetterStore?.close();
   }

@@ -1,17 +1,13 @@
 import type zookeeper from 'node-zookeeper-client';
 import type { Transaction } from 'node-zookeeper-client';
-import { OffsetStoreError } from '../../errors.js';
-import type { ZooKeeperSession } from './session.js';
+import { LifecycleError, OffsetStoreError, OwnershipLostError } from '../../errors.js';
+import type { WriteFence } from './ownership.js';
+import { zooKeeperAnswer, type ZooKeeperSession } from './session.js';
 
 /** An ACL compared by what it grants (the client's runtime field is `permission`, its types say `perms`). */
 function aclKey(acl: zookeeper.ACL): string {
   const a = acl as unknown as { permission?: number; perms?: number; id: { scheme: string; id: string } };
   return `${a.id.scheme}:${a.id.id}:${a.permission ?? a.perms}`;
-}
-
-/** What ZooKeeper answered (the session keeps it as the cause of its OffsetStoreError). */
-function answer(error: unknown): string | undefined {
-  return ((error as { cause?: unknown })?.cause as { name?: string } | undefined)?.name ?? (error as { name?: string })?.name;
 }
 
 /** The records of one topic-partition a batch takes: offsets `from` (inclusive) to `until` (exclusive). */
@@ -40,22 +36,25 @@ export interface RecordedBatch {
  * the next start positions, the cleared batch node, the last batch and (while snapshots are
  * kept) its history entry are written in one multi-operation. A store restored from a
  * snapshot replays the history entries after the snapshot's batch.
+ *
+ * Every write goes through the job's ownership (`<root>/owners`, ownership.ts): it is a
+ * multi-operation that checks the owner node first, so a copy that no longer owns the root
+ * cannot write. A store made without one only reads (the CLI).
  */
 export class ZooKeeperOffsetStore {
   constructor(
     private readonly zk: ZooKeeperSession,
     readonly root: string,
+    private readonly fence?: WriteFence,
   ) {}
 
   private path(...parts: Array<string | number>): string {
     return [this.root, ...parts.map((p) => encodeURIComponent(String(p)))].join('/');
   }
 
-  private mkdirp(path: string): Promise<void> {
-    return this.zk.run(`mkdirp ${path}`, (client, done) => {
-      if (this.zk.acls) client.mkdirp(path, this.zk.acls, (error) => done(error));
-      else client.mkdirp(path, (error) => done(error));
-    });
+  private write(what: string, build: (tx: Transaction) => void): Promise<void> {
+    if (!this.fence) return Promise.reject(new LifecycleError(`ZooKeeper ${what}: this offset store only reads (it was made without the job's ownership)`, { root: this.root }));
+    return this.fence.write(what, build);
   }
 
   private read(path: string): Promise<Buffer | undefined> {
@@ -74,23 +73,23 @@ export class ZooKeeperOffsetStore {
    * ACL, including nodes an earlier run created without one.
    */
   async init(partitions: Array<{ topic: string; partition: number }>): Promise<void> {
-    const parent = this.root.slice(0, this.root.lastIndexOf('/'));
-    if (this.zk.acls && parent !== '') await this.zk.run(`mkdirp ${parent}`, (client, done) => client.mkdirp(parent, (error) => done(error)));
-    await this.mkdirp(this.path('batch'));
-    await this.mkdirp(this.path('last-batch'));
-    await this.mkdirp(this.path('history'));
-    for (const { topic, partition } of partitions) await this.mkdirp(this.path('offsets', topic, partition));
+    await this.zk.mkdirp(this.path('batch'), this.root);
+    await this.zk.mkdirp(this.path('last-batch'));
+    await this.zk.mkdirp(this.path('history'));
+    for (const { topic, partition } of partitions) await this.zk.mkdirp(this.path('offsets', topic, partition));
     if (this.zk.acls) await this.secure(this.root, this.zk.acls);
   }
 
-  /** Sets `acls` on `path` and every node below it that carries other ACLs. */
+  /** Sets `acls` on `path` and every node below it that carries other ACLs (an owner node may go meanwhile). */
   private async secure(path: string, acls: zookeeper.ACL[]): Promise<void> {
     const wanted = JSON.stringify(acls.map(aclKey));
-    const current = await this.zk.run<zookeeper.ACL[]>(`read the ACL of ${path}`, (client, done) => client.getACL(path, (error, found) => done(error, found)));
+    const gone = (error: unknown) => zooKeeperAnswer(error) === 'NO_NODE';
+    const current = await this.zk.run<zookeeper.ACL[] | undefined>(`read the ACL of ${path}`, (client, done) => client.getACL(path, (error, found) => (gone(error) ? done(null) : done(error, found))));
+    if (current === undefined) return;
     if (JSON.stringify(current.map(aclKey)) !== wanted) {
-      await this.zk.run(`set the ACL of ${path}`, (client, done) => client.setACL(path, acls, -1, (error) => done(error)));
+      await this.zk.run(`set the ACL of ${path}`, (client, done) => client.setACL(path, acls, -1, (error) => done(gone(error) ? null : error)));
     }
-    const children = await this.zk.run<string[]>(`list ${path}`, (client, done) => client.getChildren(path, (error, names) => done(error, names)));
+    const children = await this.zk.run<string[]>(`list ${path}`, (client, done) => client.getChildren(path, (error, names) => (gone(error) ? done(null, []) : done(error, names))));
     for (const child of children) await this.secure(`${path}/${child}`, acls);
   }
 
@@ -113,10 +112,8 @@ export class ZooKeeperOffsetStore {
   /** Records start positions for partitions that had none, so a restart starts from the same place. */
   async recordPositions(positions: Array<{ topic: string; partition: number; offset: number }>): Promise<void> {
     if (positions.length === 0) return;
-    await this.zk.run('record start positions', (client, done) => {
-      const tx = client.transaction();
+    await this.write('record start positions', (tx) => {
       for (const p of positions) tx.setData(this.path('offsets', p.topic, p.partition), Buffer.from(String(p.offset)));
-      tx.commit((error) => done(error));
     });
   }
 
@@ -127,21 +124,21 @@ export class ZooKeeperOffsetStore {
 
   /** Before a batch runs: its ranges. */
   async recordBatchStart(batch: RecordedBatch): Promise<void> {
-    const path = this.path('batch');
-    await this.zk.run(`record batch ${batch.batchTime}`, (client, done) => client.setData(path, Buffer.from(JSON.stringify(batch)), (error) => done(error)));
+    await this.write(`record batch ${batch.batchTime}`, (tx) => tx.setData(this.path('batch'), Buffer.from(JSON.stringify(batch))));
   }
 
   /**
    * A write whose first attempt was applied but whose answer was lost (a connection lost,
    * a session expired) is retried by the session and then meets its own work: its create
    * finds the node there, its delete finds none. That is success when what ZooKeeper holds
-   * is what the write meant to leave; anything else is a conflict and stays an error.
+   * is what the write meant to leave; anything else is a conflict and stays an error. A
+   * write refused because the job lost its ownership stays refused, whatever it finds.
    */
   private async unlessDone(write: Promise<void>, conflict: 'NODE_EXISTS' | 'NO_NODE', done: () => Promise<boolean>): Promise<void> {
     try {
       await write;
     } catch (error) {
-      if (answer(error) !== conflict || !(await done())) throw error;
+      if (error instanceof OwnershipLostError || zooKeeperAnswer(error) !== conflict || !(await done())) throw error;
     }
   }
 
@@ -152,13 +149,11 @@ export class ZooKeeperOffsetStore {
   /** After every state partition committed the batch: the next start positions, and no batch in flight. */
   async recordBatchEnd(batch: RecordedBatch, keepHistory: boolean): Promise<void> {
     const entry = JSON.stringify(batch);
-    const write = this.zk.run<void>(`record end of batch ${batch.batchTime}`, (client, done) => {
-      const tx = client.transaction();
+    const write = this.write(`record end of batch ${batch.batchTime}`, (tx) => {
       for (const r of batch.ranges) tx.setData(this.path('offsets', r.topic, r.partition), Buffer.from(String(r.until)));
       tx.setData(this.path('batch'), Buffer.alloc(0));
       tx.setData(this.path('last-batch'), Buffer.from(String(batch.batchTime)));
       if (keepHistory) this.createIn(tx, this.path('history', batch.batchTime), Buffer.from(entry));
-      tx.commit((error) => done(error));
     });
     // Only the history entry's create can meet its own earlier success; the multi-op is atomic, so the rest is checked with it.
     await this.unlessDone(write, 'NODE_EXISTS', async () => {
@@ -211,11 +206,7 @@ export class ZooKeeperOffsetStore {
     if ((await this.historyTimes()).includes(batchTime)) return;
     const path = this.path('history', batchTime);
     const anchor = JSON.stringify({ batchTime, ranges: [] });
-    const write = this.zk.run<void>(`create ${path}`, (client, done) => {
-      const data = Buffer.from(anchor);
-      if (this.zk.acls) client.create(path, data, this.zk.acls, (error) => done(error));
-      else client.create(path, data, (error) => done(error));
-    });
+    const write = this.write(`create ${path}`, (tx) => this.createIn(tx, path, Buffer.from(anchor)));
     await this.unlessDone(write, 'NODE_EXISTS', () => this.holds(path, anchor));
   }
 
@@ -236,10 +227,8 @@ export class ZooKeeperOffsetStore {
 
   private async removeHistory(old: number[]): Promise<void> {
     if (old.length === 0) return;
-    const write = this.zk.run<void>('prune batch history', (client, done) => {
-      const tx = client.transaction();
+    const write = this.write('prune batch history', (tx) => {
       for (const t of old) tx.remove(this.path('history', t));
-      tx.commit((error) => done(error));
     });
     await this.unlessDone(write, 'NO_NODE', async () => (await Promise.all(old.map((t) => this.read(this.path('history', t))))).every((data) => data === undefined));
   }

@@ -21,6 +21,11 @@ function exceptionName(error: unknown): string | undefined {
   return (error as { name?: string })?.name;
 }
 
+/** What ZooKeeper answered ('NO_NODE', 'NODE_EXISTS', …), also through the OffsetStoreError a session wraps it in. */
+export function zooKeeperAnswer(error: unknown): string | undefined {
+  return ((error as { cause?: unknown })?.cause as { name?: string } | undefined)?.name ?? exceptionName(error);
+}
+
 export function isTransient(error: unknown): boolean {
   const name = exceptionName(error);
   return (name !== undefined && TRANSIENT.has(name)) || (error as { transient?: boolean })?.transient === true;
@@ -28,6 +33,11 @@ export function isTransient(error: unknown): boolean {
 
 function transientError(message: string): Error {
   return Object.assign(new Error(message), { transient: true });
+}
+
+/** A client's session id, as hex (the form ZooKeeper's own tools print). */
+export function sessionIdOf(client: ZkClient): string {
+  return client.getSessionId().toString('hex');
 }
 
 /**
@@ -43,6 +53,8 @@ export class ZooKeeperSession {
   readonly acls: zookeeper.ACL[] | undefined;
   /** When the session last became connected or lost its connection (for the status page). */
   private changedAt = Date.now();
+  /** Told the id of each session ZooKeeper expired: its ephemeral nodes are gone with it. */
+  private readonly expiryListeners = new Set<(sessionId: string) => void>();
 
   constructor(private readonly options: ZooKeeperOptions) {
     if (options.digest) {
@@ -75,6 +87,7 @@ export class ZooKeeperSession {
           // The next request opens a new session.
           this.client = undefined;
           client.close();
+          for (const listener of this.expiryListeners) listener(sessionIdOf(client));
         }
       });
       client.connect();
@@ -124,6 +137,31 @@ export class ZooKeeperSession {
       if (error instanceof OffsetStoreError) throw error;
       throw new OffsetStoreError(`ZooKeeper ${what} failed: ${(error as Error).message}`, { connect: this.options.connect, operation: what }, error);
     }
+  }
+
+  /**
+   * Creates `path` and its missing parents. With credentials the new nodes carry the job's ACL,
+   * except those above `root` (give it for a path under the job's root): other jobs keep their
+   * roots beside it, so those stay open.
+   */
+  async mkdirp(path: string, root?: string): Promise<void> {
+    const parent = root?.slice(0, root.lastIndexOf('/')) ?? '';
+    if (this.acls && parent !== '') await this.run(`mkdirp ${parent}`, (client, done) => client.mkdirp(parent, (error) => done(error)));
+    await this.run(`mkdirp ${path}`, (client, done) => {
+      if (this.acls) client.mkdirp(path, this.acls, (error) => done(error));
+      else client.mkdirp(path, (error) => done(error));
+    });
+  }
+
+  /** The session timeout asked for (ZooKeeper may grant another, within its bounds). */
+  get sessionTimeoutMs(): number {
+    return this.options.sessionTimeoutMs ?? 10_000;
+  }
+
+  /** Calls `listener` with the id of every session of this wrapper that ZooKeeper expires; returns the unsubscribe. */
+  onExpired(listener: (sessionId: string) => void): () => void {
+    this.expiryListeners.add(listener);
+    return () => this.expiryListeners.delete(listener);
   }
 
   /** Whether requests reach ZooKeeper now, and since when that holds (read-only, for metrics and the status page). */

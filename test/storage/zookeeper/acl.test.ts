@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import zookeeper from 'node-zookeeper-client';
-import { ZooKeeperOffsetStore } from '../../../src/storage/zookeeper/offsets.js';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
+import { ownedOffsetStore } from './owned-store.js';
 import { startZooKeeper, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
 
 type Client = zookeeper.Client;
@@ -53,11 +53,12 @@ describe('ZooKeeper ACLs (real ZooKeeper)', { timeout: 180_000 }, () => {
   async function runJob(root: string, digest: string | undefined, batchTime = 1000): Promise<void> {
     const session = new ZooKeeperSession({ connect: server.connectString, digest });
     try {
-      const offsets = new ZooKeeperOffsetStore(session, root);
+      const offsets = await ownedOffsetStore(session, root);
       await offsets.init(words);
       await offsets.anchorHistory(0);
       await offsets.recordBatchStart({ batchTime, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] });
       await offsets.recordBatchEnd({ batchTime, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] }, true);
+      await offsets.release();
     } finally {
       session.close();
     }

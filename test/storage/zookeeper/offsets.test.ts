@@ -3,10 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import { OffsetStoreError } from '../../../src/index.js';
 import { ZooKeeperOffsetStore, type RecordedBatch } from '../../../src/storage/zookeeper/offsets.js';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
+import { ownedOffsetStore } from './owned-store.js';
 import { connectClient, startZooKeeper, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
 import { startZooKeeperProxy, type ZooKeeperProxy } from '../../integration/services/zookeeper-proxy.js';
 
-const OP_CREATE = 1;
 const OP_MULTI = 14;
 
 function call<T>(what: (done: (error: unknown, value?: T) => void) => void): Promise<T> {
@@ -40,7 +40,7 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     const session = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs: 6000 });
     sessions.push(session);
     const root = `/retries/job-${++roots}`;
-    const store = new ZooKeeperOffsetStore(session, root);
+    const store = await ownedOffsetStore(session, root);
     await store.init([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]);
     await store.anchorHistory(0);
     const batch = { batchTime: 2000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 40 }, { topic: 'words', partition: 1, from: 0, until: 7 }] };
@@ -96,11 +96,11 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
   it('the history anchor whose answer was lost is recognised as done when retried', async () => {
     const session = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs: 6000 });
     sessions.push(session);
-    const store = new ZooKeeperOffsetStore(session, `/retries/anchor-${++roots}`);
+    const store = await ownedOffsetStore(session, `/retries/anchor-${++roots}`);
     await store.init([{ topic: 'words', partition: 0 }]);
-    const lost = proxy.loseNextReply(OP_CREATE);
+    const lost = proxy.loseNextReply(OP_MULTI);
     await store.anchorHistory(5000);
-    await within(lost, 1000, 'the create reply was dropped');
+    await within(lost, 1000, 'the anchor\'s reply was dropped');
     assert.deepEqual(await store.historyAfter(5000), []);
     assert.equal(await store.historyAfter(4000), undefined);
   });

@@ -1,0 +1,73 @@
+import { readlinkSync } from 'node:fs';
+import { hostname } from 'node:os';
+
+/**
+ * A process as a data folder's lock file and a ZooKeeper owner node record it, so that one
+ * refused can name the other, and a process on the same machine can tell whether it still runs.
+ */
+export interface ProcessIdentity {
+  pid: number;
+  host: string;
+  /**
+   * The pid namespace (`/proc/self/ns/pid`), when readable: containers on one machine may share
+   * a host name and even pids, and a pid means something only within its namespace.
+   */
+  pidNamespace?: string;
+  /** When it took the folder or the root (ISO 8601). */
+  since: string;
+}
+
+function pidNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
+  }
+}
+
+const namespace = pidNamespace();
+
+export function thisProcess(): ProcessIdentity {
+  return { pid: process.pid, host: hostname(), ...(namespace ? { pidNamespace: namespace } : {}), since: new Date().toISOString() };
+}
+
+/** Whether `pid` means the same thing here as where `who` ran: the same host and, when both know it, the same pid namespace. */
+export function sameProcessSpace(who: ProcessIdentity): boolean {
+  return who.host === hostname() && (who.pidNamespace === undefined || namespace === undefined || who.pidNamespace === namespace);
+}
+
+export function isThisProcess(who: ProcessIdentity): boolean {
+  return sameProcessSpace(who) && who.pid === process.pid;
+}
+
+/**
+ * True only when `who` certainly no longer runs: it ran where its pid means what it means
+ * here, and no process has that pid. A reused pid makes a dead process look alive, never
+ * the other way round.
+ */
+export function isGone(who: ProcessIdentity): boolean {
+  if (!sameProcessSpace(who) || who.pid === process.pid) return false;
+  try {
+    process.kill(who.pid, 0);
+    return false;
+  } catch (error) {
+    // EPERM: it runs, as another user.
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/** "process 4711 on host db-2 (job "x", since …)", or "this process (pid 4711, job "x", since …)". */
+export function describeProcess(who: ProcessIdentity, role?: string): string {
+  const details = [...(role ? [role] : []), `since ${who.since}`].join(', ');
+  return isThisProcess(who) ? `this process (pid ${who.pid}, ${details})` : `process ${who.pid} on host ${who.host} (${details})`;
+}
+
+/** Reads a record one of these processes wrote; undefined for what is not one (empty, cut short, foreign). */
+export function parseIdentity<T extends ProcessIdentity>(text: string): T | undefined {
+  try {
+    const value = JSON.parse(text) as Partial<T>;
+    return typeof value?.pid === 'number' && typeof value.host === 'string' && typeof value.since === 'string' ? (value as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}

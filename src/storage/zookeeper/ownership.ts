@@ -1,0 +1,283 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import zookeeper, { type Transaction } from 'node-zookeeper-client';
+import { JobOwnedError, LifecycleError, OwnershipLostError } from '../../errors.js';
+import { describeProcess, isGone, parseIdentity, sameProcessSpace, thisProcess, type ProcessIdentity } from '../holder.js';
+import { sessionIdOf, zooKeeperAnswer, type ZooKeeperSession } from './session.js';
+
+/** What an owner node holds: who runs the job, so that a refused copy can name it. */
+export interface OwnerRecord extends ProcessIdentity {
+  dataDir: string;
+  appName: string;
+  /** The session timeout ZooKeeper granted: the longest the node outlives its process. */
+  sessionTimeoutMs: number;
+  /** Names one instance of a job that runs several (reserved for the scale-out). */
+  instanceId?: string;
+}
+
+export interface Owner {
+  /** The owner node's full path. */
+  node: string;
+  record: OwnerRecord;
+}
+
+export interface OwnershipTaken extends Owner {
+  /** How long the start waited for an earlier owner's node to go. */
+  waitedMs: number;
+  /** The earlier owner whose node this start removed, and why it could. */
+  tookOverFrom?: Owner & { reason: string };
+}
+
+/** A multi-operation that ZooKeeper applies only while the job owns its root. */
+export interface WriteFence {
+  write(what: string, build: (tx: Transaction) => void): Promise<void>;
+}
+
+const PREFIX = 'owner-';
+// ZooKeeper expires sessions in ticks: a dead owner's node goes within its timeout and a tick or so.
+const EXPIRY_MARGIN_MS = 2_000;
+// Longest single wait on a watch, so a watch lost with a replaced session is set again.
+const WATCH_SLICE_MS = 1_000;
+
+const sequence = (name: string) => Number(name.slice(name.lastIndexOf('-') + 1));
+
+/**
+ * Who runs a job, in ZooKeeper's lock recipe, under `<root>/owners`: each copy creates an
+ * EPHEMERAL_SEQUENTIAL node holding who it is, and the lowest node owns the root. The node is
+ * also the fence: every write of positions checks it in the same multi-operation, so once
+ * ZooKeeper expires the owner's session (it was paused, or cut off) nothing it sends can move
+ * a position, whatever its session wrapper retries on a new session.
+ */
+export class ZooKeeperOwnership implements WriteFence {
+  private node: string | undefined;
+  private sessionId: string | undefined;
+  private lost: OwnershipLostError | undefined;
+  private released = false;
+  private readonly listeners = new Set<(error: OwnershipLostError) => void>();
+  private stopWatching: (() => void) | undefined;
+
+  constructor(
+    private readonly zk: ZooKeeperSession,
+    readonly root: string,
+    private readonly me: { dataDir: string; appName: string; instanceId?: string },
+    /** Whether the caller holds `me.dataDir`'s folder lock: an owner that named that folder on this machine then runs no more. */
+    private readonly holdsDataDir: boolean,
+  ) {}
+
+  private get owners(): string {
+    return `${this.root}/owners`;
+  }
+
+  /**
+   * Takes the root, or fails with JobOwnedError naming the owner. An owner that certainly no
+   * longer runs (its process is gone from this machine, or it named the data folder whose
+   * lock this process holds) has its node removed at once; the fence makes that safe, since
+   * nothing sent on its session can write after the node is gone. Any other owner may be
+   * alive: the start waits up to its session timeout for its node to go, then fails.
+   */
+  async acquire(): Promise<OwnershipTaken> {
+    const started = Date.now();
+    await this.zk.mkdirp(this.owners, this.root);
+    const created = await this.create();
+    const deadlines = new Map<string, number>();
+    let tookOverFrom: OwnershipTaken['tookOverFrom'];
+    for (;;) {
+      const names = await this.contenders();
+      const mine = names.indexOf(created.node.slice(this.owners.length + 1));
+      if (mine < 0) throw this.loss(`its owner node ${created.node} went while it waited to own ${this.root} (its ZooKeeper session expired)`);
+      if (mine === 0) break;
+      const holder = await this.read(`${this.owners}/${names[0]}`);
+      if (!holder) continue;
+      const reason = this.goneBecause(holder.record);
+      if (reason) {
+        await this.remove(holder.node);
+        tookOverFrom = { ...holder, reason };
+        continue;
+      }
+      if (!deadlines.has(holder.node)) deadlines.set(holder.node, Date.now() + holder.record.sessionTimeoutMs + EXPIRY_MARGIN_MS);
+      const deadline = deadlines.get(holder.node)!;
+      if (Date.now() >= deadline) {
+        await this.remove(created.node);
+        throw this.refusal(holder, deadline - started);
+      }
+      await this.gone(holder.node, Math.min(deadline, Date.now() + WATCH_SLICE_MS));
+    }
+    this.node = created.node;
+    this.sessionId = created.sessionId;
+    this.watch();
+    return { node: created.node, record: created.record, waitedMs: Date.now() - started, tookOverFrom };
+  }
+
+  /** Creates this copy's node; a create retried on the same session may have made two, so the extra is removed. */
+  private async create(): Promise<Owner & { sessionId: string }> {
+    const token = randomUUID();
+    const made = await this.zk.run<Owner & { sessionId: string }>(`create an owner node under ${this.owners}`, (client, done) => {
+      const record: OwnerRecord = { ...thisProcess(), ...this.me, sessionTimeoutMs: client.getSessionTimeout() };
+      const data = Buffer.from(JSON.stringify(record));
+      const answer = (error: unknown, node: string) => done(error, { node, record, sessionId: sessionIdOf(client) });
+      const path = `${this.owners}/${PREFIX}${token}-`;
+      if (this.zk.acls) client.create(path, data, this.zk.acls, zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, answer);
+      else client.create(path, data, zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, answer);
+    });
+    for (const name of await this.contenders()) {
+      if (name.includes(token) && `${this.owners}/${name}` !== made.node) await this.remove(`${this.owners}/${name}`);
+    }
+    return made;
+  }
+
+  /** The owner nodes' names, lowest (the owner) first; none when the root was never owned. */
+  private async contenders(): Promise<string[]> {
+    const names = await this.zk.run<string[]>(`list ${this.owners}`, (client, done) =>
+      client.getChildren(this.owners, (error, children) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, []) : done(error, children))),
+    );
+    return names.filter((n) => n.startsWith(PREFIX)).sort((a, b) => sequence(a) - sequence(b));
+  }
+
+  /** Every owner node with what it holds, the owner first. */
+  async list(): Promise<Owner[]> {
+    const owners: Owner[] = [];
+    for (const name of await this.contenders()) {
+      const owner = await this.read(`${this.owners}/${name}`);
+      if (owner) owners.push(owner);
+    }
+    return owners;
+  }
+
+  private async read(node: string): Promise<Owner | undefined> {
+    const data = await this.zk.run<Buffer | undefined>(`read ${node}`, (client, done) =>
+      client.getData(node, (error, found) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, undefined) : done(error, found ?? Buffer.alloc(0)))),
+    );
+    if (data === undefined) return undefined;
+    // A node someone wrote by hand names no process: treat it as a live owner with this job's timeout.
+    const record = parseIdentity<OwnerRecord>(data.toString('utf8')) ?? { pid: 0, host: 'unknown', since: 'unknown', dataDir: 'unknown', appName: 'unknown', sessionTimeoutMs: 0 };
+    return { node, record: { ...record, sessionTimeoutMs: record.sessionTimeoutMs || this.zk.sessionTimeoutMs } };
+  }
+
+  /** Why `owner` certainly runs no more, or undefined when it may. */
+  private goneBecause(owner: OwnerRecord): string | undefined {
+    if (isGone(owner)) return `process ${owner.pid} no longer runs on ${owner.host}`;
+    if (this.holdsDataDir && owner.dataDir === this.me.dataDir && sameProcessSpace(owner)) {
+      return `it named the data folder ${owner.dataDir}, whose lock this process now holds, so it no longer runs there`;
+    }
+    return undefined;
+  }
+
+  private remove(node: string): Promise<void> {
+    return this.zk.run(`delete ${node}`, (client, done) => client.remove(node, -1, (error) => done(zooKeeperAnswer(error) === 'NO_NODE' ? null : error)));
+  }
+
+  private exists(node: string, watcher?: (event: zookeeper.Event) => void): Promise<boolean> {
+    return this.zk.run(`look for ${node}`, (client, done) => {
+      const answer = (error: unknown, stat: unknown) => done(error, Boolean(stat));
+      if (watcher) client.exists(node, watcher, answer);
+      else client.exists(node, answer);
+    });
+  }
+
+  /** Resolves when `node` is gone or at `until`, whichever comes first. */
+  private async gone(node: string, until: number): Promise<void> {
+    const abort = new AbortController();
+    const deleted = this.exists(node, () => abort.abort()).then((present) => present || abort.abort());
+    await Promise.race([deleted, sleep(Math.max(0, until - Date.now()), undefined, { signal: abort.signal }).catch(() => undefined)]);
+    abort.abort();
+  }
+
+  private refusal(owner: Owner, waitedMs: number): JobOwnedError {
+    const { record } = owner;
+    return new JobOwnedError(
+      `kafkaStream: the ZooKeeper root ${this.root} is owned by ${describeProcess(record, `job "${record.appName}" on data folder ${record.dataDir}`)}: ` +
+        `its owner node ${owner.node} was still there after ${Math.round(waitedMs / 1000)} s (its session timeout, ${record.sessionTimeoutMs} ms, and a margin). ` +
+        'Two copies of a job must not run at once: stop that one first (a copy that died releases the root within its session timeout)',
+      { root: this.root, owner: record, node: owner.node },
+    );
+  }
+
+  /** Notices at once when the node goes: ZooKeeper expired the session, or someone deleted it. */
+  private watch(): void {
+    const unsubscribe = this.zk.onExpired((id) => {
+      if (id === this.sessionId) this.lose(`${this.expired()}, which removed its owner node ${this.node}`);
+    });
+    let watching = true;
+    this.stopWatching = () => {
+      watching = false;
+      unsubscribe();
+    };
+    const arm = (): void => {
+      if (!watching) return;
+      this.exists(this.node!, (event) => {
+        if (event.getType() === zookeeper.Event.NODE_DELETED) this.lose(`its owner node ${this.node} was removed: ${this.expired()}, or someone deleted the node`);
+        else arm();
+      }).then(
+        (present) => present || this.lose(`its owner node ${this.node} is gone: ${this.expired()}, or someone deleted the node`),
+        () => undefined, // ZooKeeper away: the writes' own check still guards
+      );
+    };
+    arm();
+  }
+
+  private expired(): string {
+    return `ZooKeeper expired its session (as it does when the process is paused or cut off for longer than the session timeout, ${this.zk.sessionTimeoutMs} ms)`;
+  }
+
+  private loss(reason: string): OwnershipLostError {
+    return new OwnershipLostError(
+      `the job no longer owns its ZooKeeper root ${this.root}: ${reason}. Another copy may own it now; this one stops without writing positions (start it again to take the root back once no other copy runs)`,
+      { root: this.root, node: this.node, reason },
+    );
+  }
+
+  private lose(reason: string): void {
+    if (this.lost || this.released) return;
+    this.lost = this.loss(reason);
+    this.stopWatching?.();
+    for (const listener of this.listeners) listener(this.lost);
+  }
+
+  /** Called once, when ownership is lost (never after release); at once if it already is. */
+  onLost(listener: (error: OwnershipLostError) => void): void {
+    if (this.lost) listener(this.lost);
+    else this.listeners.add(listener);
+  }
+
+  /**
+   * Runs `build`'s operations in one multi-operation after `check(<owner node>)`: ZooKeeper
+   * applies all of them only while the node exists. A refused check means ownership is lost.
+   */
+  async write(what: string, build: (tx: Transaction) => void): Promise<void> {
+    if (this.lost) throw this.lost;
+    const node = this.node;
+    if (node === undefined || this.released) throw new LifecycleError(`ZooKeeper ${what}: the job does not own ${this.root} (acquire() first)`, { root: this.root });
+    try {
+      await this.zk.run<void>(what, (client, done) => {
+        const tx = client.transaction();
+        tx.check(node, -1);
+        build(tx);
+        tx.commit((error) => done(error));
+      });
+    } catch (error) {
+      // NO_NODE may be the check or another operation: the node itself says which.
+      if (zooKeeperAnswer(error) === 'NO_NODE' && !(await this.exists(node))) {
+        this.lose(`ZooKeeper refused to ${what}: the owner node ${node} is gone: ${this.expired()}, or someone deleted the node`);
+        throw this.lost!;
+      }
+      throw error;
+    }
+  }
+
+  /** Gives the root up: the node is deleted while ZooKeeper answers (closing the session removes it too; a copy that died leaves it to expire). */
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    this.stopWatching?.();
+    if (this.node === undefined || this.lost || !this.zk.status().connected) return;
+    const removal = this.remove(this.node).catch(() => undefined);
+    await Promise.race([removal, sleep(2_000)]);
+  }
+}
+
+/** The current owner and the copies waiting, as ZooKeeper holds them (for `statestream inspect`). */
+export async function readOwners(zk: ZooKeeperSession, root: string): Promise<{ owner: Owner | undefined; waiting: Owner[] }> {
+  const reader = new ZooKeeperOwnership(zk, root, { dataDir: '', appName: '' }, false);
+  const owners = await reader.list();
+  return { owner: owners[0], waiting: owners.slice(1) };
+}

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, DataDirLockedError, ManualClock, StateSpec, StoreMismatchError, StreamingContext } from '../../src/index.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+
+const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
+
+/** A context on `dataDir` that is defined but not started. */
+function copyOf(dataDir: string, appName: string, startMs = 100_000): StreamingContext {
+  const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(startMs), appName });
+  ssc.queueStream<[string, number]>().mapWithState(spec());
+  return ssc;
+}
+
+function refusedNaming(dataDir: string, holder: string) {
+  return (error: unknown) => {
+    assert.ok(error instanceof DataDirLockedError, String(error));
+    assert.equal(error.code, 'ERR_DATA_DIR_LOCKED');
+    assert.equal(error.retriable, false);
+    assert.equal(error.context.dataDir, dataDir);
+    assert.equal((error.context.holder as { pid: number }).pid, process.pid);
+    assert.match(error.message, new RegExp(`^start\\(\\): the data folder ${dataDir} is in use by this process \\(pid ${process.pid}, job "${holder}", since \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\); a second copy of a job must not run on the same folder`));
+    return true;
+  };
+}
+
+describe('the data folder lock (in one process)', () => {
+  it('a second context on the same folder fails at start() naming this process; the first goes on, and stop() releases the folder', async () => {
+    const dataDir = tempDir();
+    const first = await keyedJob(spec(), { dataDir, appName: 'first-copy' });
+    try {
+      assert.deepEqual(await first.batch([['a', 1]]), [['a', 1]]);
+      const second = copyOf(dataDir, 'second-copy');
+      await assert.rejects(second.start(), refusedNaming(dataDir, 'first-copy'));
+      assert.equal(second.state, 'stopped');
+      // The refused copy closed its own descriptor of the lock file: the first still holds the folder.
+      await assert.rejects(copyOf(dataDir, 'third-copy').start(), refusedNaming(dataDir, 'first-copy'));
+      assert.deepEqual(await first.batch([['a', 1], ['b', 1]]), [['a', 2], ['b', 1]], 'the first copy goes on, its state untouched');
+    } finally {
+      await first.ssc.stop();
+    }
+    const after = copyOf(dataDir, 'after-stop');
+    await after.start();
+    assert.equal(after.state, 'running', 'the folder is free once the first copy stopped');
+    await after.stop();
+  });
+
+  it('a start that fails after taking the folder releases it', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, startMs: 50_000 });
+    await job.batch([['a', 1]]);
+    await job.ssc.stop();
+    // A clock behind the stored batch fails start() once the stores are open, with the folder locked.
+    const behind = copyOf(dataDir, 'behind', 0);
+    await assert.rejects(behind.start(), StoreMismatchError);
+    const next = await keyedJob(spec(), { dataDir, startMs: 100_000 });
+    try {
+      assert.deepEqual(await next.batch([['a', 1]]), [['a', 2]], 'the next start takes the folder and the state');
+    } finally {
+      await next.ssc.stop();
+    }
+  });
+
+  it('a data folder that cannot be locked (here: a file) fails start() naming it', async () => {
+    const notAFolder = join(tempDir(), 'a-file');
+    writeFileSync(notAFolder, '');
+    const ssc = copyOf(notAFolder, 'nowhere');
+    await assert.rejects(ssc.start(), (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.match(error.message, new RegExp(`^the data folder ${notAFolder} cannot be locked \\(.+\\): it must be a writable folder on a file system with file locks$`));
+      return true;
+    });
+    assert.equal(ssc.state, 'stopped');
+  });
+});

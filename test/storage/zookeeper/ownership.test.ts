@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import zookeeper from 'node-zookeeper-client';
+import { JobOwnedError, OwnershipLostError } from '../../../src/index.js';
+import { thisProcess } from '../../../src/storage/holder.js';
+import { ZooKeeperOffsetStore } from '../../../src/storage/zookeeper/offsets.js';
+import { ZooKeeperOwnership } from '../../../src/storage/zookeeper/ownership.js';
+import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
+import { within } from '../../helpers.js';
+import { connectClient, startZooKeeper, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
+
+function call<T>(what: (done: (error: unknown, value?: T) => void) => void): Promise<T> {
+  return within('a ZooKeeper answer', new Promise<T>((resolve, reject) => what((error, value) => (error ? reject(error) : resolve(value as T)))), 10_000);
+}
+
+describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_000 }, () => {
+  let zk: ZooKeeperServer;
+  let roots = 0;
+  const sessions: ZooKeeperSession[] = [];
+
+  before(async () => void (zk = await startZooKeeper()));
+  after(async () => {
+    sessions.forEach((s) => s.close());
+    await zk?.stop();
+  });
+
+  /** A copy of a job: its own session (1 s, the server's least), owning `root` for `dataDir`. */
+  function contender(root: string, dataDir: string): ZooKeeperOwnership {
+    const session = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 1000 });
+    sessions.push(session);
+    return new ZooKeeperOwnership(session, root, { dataDir, appName: 'owned' }, true);
+  }
+
+  it('a write is refused once the owner node is gone, and nothing of it is applied', async () => {
+    const root = `/owned/fenced-${++roots}`;
+    const session = new ZooKeeperSession({ connect: zk.connectString });
+    sessions.push(session);
+    const ownership = new ZooKeeperOwnership(session, root, { dataDir: '/data/a', appName: 'owned' }, true);
+    const { node } = await ownership.acquire();
+    const store = new ZooKeeperOffsetStore(session, root, ownership);
+    await store.init([{ topic: 'words', partition: 0 }]);
+    await store.recordBatchStart({ batchTime: 1000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] });
+    const lost = new Promise<OwnershipLostError>((resolve) => ownership.onLost(resolve));
+
+    const other = await connectClient(zk.connectString);
+    try {
+      await call((done) => other.remove(node, -1, (error) => done(error)));
+    } finally {
+      other.close();
+    }
+    await assert.rejects(store.recordBatchEnd({ batchTime: 1000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] }, false), OwnershipLostError);
+    const error = await within('ownership.onLost', lost, 10_000);
+    assert.equal(error.code, 'ERR_OWNERSHIP_LOST');
+    assert.equal(error.retriable, false);
+    assert.deepEqual(await store.pendingBatch(), { batchTime: 1000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] }, 'the batch end was not recorded');
+    assert.equal(await store.lastEnded(), undefined);
+    assert.equal((await store.positions([{ topic: 'words', partition: 0 }])).size, 0, 'no position moved');
+    await assert.rejects(store.recordPositions([{ topic: 'words', partition: 0, offset: 9 }]), OwnershipLostError);
+  });
+
+  it('a copy that may be alive is waited for: the root passes when it lets go, and a copy that stays is named after its session timeout', async () => {
+    const root = `/owned/waiting-${++roots}`;
+    const first = contender(root, '/data/first');
+    const firstTaken = await first.acquire();
+
+    // The first lets go half a second into the second's wait: the second owns the root then.
+    const second = contender(root, '/data/second');
+    setTimeout(() => void first.release(), 500);
+    const secondTaken = await second.acquire();
+    assert.ok(secondTaken.waitedMs >= 400, `waited ${secondTaken.waitedMs} ms`);
+    assert.equal(secondTaken.tookOverFrom, undefined, 'nothing was removed: the first gave the root up');
+    assert.notEqual(secondTaken.node, firstTaken.node);
+
+    // A third copy on another folder meets a live owner (this very process) that stays.
+    const third = contender(root, '/data/third');
+    const error = await third.acquire().then(
+      () => assert.fail('the third copy owns the root beside the second'),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof JobOwnedError, String(error));
+    assert.equal(error.code, 'ERR_JOB_OWNED');
+    assert.match(error.message, new RegExp(`^kafkaStream: the ZooKeeper root ${root} is owned by this process \\(pid ${process.pid}, job "owned" on data folder /data/second, since [^)]+\\): its owner node ${secondTaken.node} was still there after \\d+ s`));
+    assert.ok(error.message.includes(`its session timeout, ${secondTaken.record.sessionTimeoutMs} ms`), error.message);
+    const lister = await connectClient(zk.connectString);
+    try {
+      const left = await call<string[]>((done) => lister.getChildren(`${root}/owners`, (e, names) => done(e, names)));
+      assert.deepEqual(left, [secondTaken.node.slice(`${root}/owners/`.length)], 'the refused copy removed its own node');
+    } finally {
+      lister.close();
+    }
+  });
+
+  it('an owner that certainly no longer runs is taken over at once: its process is gone, or it named the folder this process holds', async () => {
+    const root = `/owned/gone-${++roots}`;
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const other = await connectClient(zk.connectString);
+    // An owner node as a copy that ran on this machine left it, with a long session still open.
+    const plant = async (at: string, record: object) => {
+      await call((done) => other.mkdirp(`${at}/owners`, (e) => done(e)));
+      const data = Buffer.from(JSON.stringify({ ...thisProcess(), appName: 'owned', sessionTimeoutMs: 30_000, ...record }));
+      return call<string>((done) => other.create(`${at}/owners/owner-planted-`, data, zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, (e, path) => done(e, path)));
+    };
+    try {
+      const gone = await plant(root, { pid: dead, dataDir: '/data/elsewhere' });
+      const taken = await contender(root, '/data/mine').acquire();
+      assert.equal(taken.tookOverFrom?.node, gone);
+      assert.equal(taken.tookOverFrom?.reason, `process ${dead} no longer runs on ${thisProcess().host}`);
+      assert.ok(taken.waitedMs < 30_000, 'it did not wait out the dead owner\'s session');
+
+      // This process runs, but not on /data/mine: the contender holds that folder's lock.
+      const root2 = `/owned/same-folder-${++roots}`;
+      const stale = await plant(root2, { dataDir: '/data/mine' });
+      const again = await contender(root2, '/data/mine').acquire();
+      assert.equal(again.tookOverFrom?.node, stale);
+      assert.match(again.tookOverFrom?.reason ?? '', /^it named the data folder \/data\/mine, whose lock this process now holds/);
+    } finally {
+      other.close();
+    }
+  });
+});

@@ -15,6 +15,8 @@ export interface Assignment {
   generation: number;
   /** Per mapWithState stream (by its index), one entry per state partition. */
   streams: Record<string, PartitionOwner[]>;
+  /** Per source topic, one entry per partition: the instance whose stage 1 reads it (epochs unused). */
+  sources?: Record<string, PartitionOwner[]>;
 }
 
 export interface PartitionRef {
@@ -22,11 +24,19 @@ export interface PartitionRef {
   partition: number;
 }
 
-function loads(assignment: Record<string, PartitionOwner[]>, members: readonly string[]): Map<string, PartitionRef[]> {
-  const owned = new Map(members.map((m) => [m, [] as PartitionRef[]]));
-  for (const [stream, partitions] of Object.entries(assignment)) {
+/** A partition of one of the assignment's keys (a state stream's index, or a source topic). */
+interface Slot {
+  key: string;
+  partition: number;
+}
+
+const bySlot = (a: Slot, b: Slot) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.partition - b.partition);
+
+function loads(assignment: Record<string, PartitionOwner[]>, members: readonly string[]): Map<string, Slot[]> {
+  const owned = new Map(members.map((m) => [m, [] as Slot[]]));
+  for (const [key, partitions] of Object.entries(assignment)) {
     partitions.forEach((p, partition) => {
-      if (p.owner !== undefined) owned.get(p.owner)?.push({ stream: Number(stream), partition });
+      if (p.owner !== undefined) owned.get(p.owner)?.push({ key, partition });
     });
   }
   return owned;
@@ -56,19 +66,19 @@ export function nextAssignment(previous: Assignment | undefined, members: readon
     const owned = loads(streams, live);
     // Above its share: give back the highest partitions.
     for (const member of live) {
-      const mine = owned.get(member)!.sort((a, b) => a.stream - b.stream || a.partition - b.partition);
+      const mine = owned.get(member)!.sort(bySlot);
       while (mine.length > ceiling) {
-        const { stream, partition } = mine.pop()!;
-        streams[stream][partition].owner = undefined;
+        const { key, partition } = mine.pop()!;
+        streams[key][partition].owner = undefined;
       }
     }
     const leastLoaded = () => live.reduce((best, m) => (owned.get(m)!.length < owned.get(best)!.length ? m : best), live[0]);
-    for (const [stream, partitions] of Object.entries(streams)) {
+    for (const [key, partitions] of Object.entries(streams)) {
       partitions.forEach((p, partition) => {
         if (p.owner !== undefined) return;
         const to = leastLoaded();
         p.owner = to;
-        owned.get(to)!.push({ stream: Number(stream), partition });
+        owned.get(to)!.push({ key, partition });
       });
     }
     // Even out what stickiness left uneven: from the most loaded to the least, one at a time.
@@ -76,8 +86,8 @@ export function nextAssignment(previous: Assignment | undefined, members: readon
       const most = live.reduce((best, m) => (owned.get(m)!.length > owned.get(best)!.length ? m : best), live[0]);
       const least = leastLoaded();
       if (owned.get(most)!.length - owned.get(least)!.length <= 1) break;
-      const moved = owned.get(most)!.sort((a, b) => a.stream - b.stream || a.partition - b.partition).pop()!;
-      streams[moved.stream][moved.partition].owner = least;
+      const moved = owned.get(most)!.sort(bySlot).pop()!;
+      streams[moved.key][moved.partition].owner = least;
       owned.get(least)!.push(moved);
     }
   }
@@ -90,6 +100,21 @@ export function nextAssignment(previous: Assignment | undefined, members: readon
   return { generation: (previous?.generation ?? 0) + 1, streams };
 }
 
+/**
+ * The next assignment of both kinds: state partitions (with epochs) and source partitions,
+ * each kind balanced over the members on its own, both sticky.
+ */
+export function nextClusterAssignment(previous: Assignment | undefined, members: readonly string[], layout: Record<string, number>, sourceLayout: Record<string, number>): Assignment {
+  const state = nextAssignment(previous, members, layout);
+  const sources = nextAssignment(previous && { generation: previous.generation, streams: previous.sources ?? {} }, members, sourceLayout);
+  return { ...state, sources: sources.streams };
+}
+
+/** The source partitions `member` reads. */
+export function sourcesReadBy(assignment: Assignment, member: string): Array<{ topic: string; partition: number }> {
+  return Object.entries(assignment.sources ?? {}).flatMap(([topic, partitions]) => partitions.flatMap((p, partition) => (p.owner === member ? [{ topic, partition }] : [])));
+}
+
 /** The partitions `member` owns, with their epochs. */
 export function ownedBy(assignment: Assignment, member: string): Array<PartitionRef & { epoch: number }> {
   return Object.entries(assignment.streams).flatMap(([stream, partitions]) =>
@@ -100,5 +125,5 @@ export function ownedBy(assignment: Assignment, member: string): Array<Partition
 /** Whether two assignments give every partition the same owner and epoch. */
 export function sameAssignment(a: Assignment | undefined, b: Assignment): boolean {
   if (!a) return false;
-  return JSON.stringify(a.streams) === JSON.stringify(b.streams);
+  return JSON.stringify([a.streams, a.sources ?? {}]) === JSON.stringify([b.streams, b.sources ?? {}]);
 }

@@ -1,10 +1,11 @@
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper from 'node-zookeeper-client';
 import { ClusterError, OwnershipLostError } from '../errors.js';
 import { describeProcess, isGone, parseIdentity, thisProcess, type ProcessIdentity } from '../storage/holder.js';
 import { zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
-import { nextAssignment, ownedBy, sameAssignment, type Assignment, type PartitionRef } from './assignment.js';
+import { nextClusterAssignment, ownedBy, sameAssignment, type Assignment, type PartitionRef } from './assignment.js';
 
 /** An instance of the job, as its membership node records it. */
 export interface ClusterMember extends ProcessIdentity {
@@ -59,6 +60,8 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     readonly me: Omit<ClusterMember, keyof ProcessIdentity>,
     /** Partitions per state stream. */
     private readonly layout: Record<string, number>,
+    /** Partitions per source topic, shared out to the instances' stage 1. */
+    private readonly sourceLayout: Record<string, number>,
     /** Whether this process holds the data folder `me.dataDir` names: a member that named it on this machine runs no more. */
     private readonly holdsDataDir: boolean,
   ) {
@@ -179,7 +182,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     let assignment = stat.data ? (JSON.parse(stat.data.toString('utf8')) as Assignment) : undefined;
     let version = stat.version;
     if (leading) {
-      const next = nextAssignment(assignment, members.map((m) => m.id), this.layout);
+      const next = nextClusterAssignment(assignment, members.map((m) => m.id), this.layout, this.sourceLayout);
       if (!sameAssignment(assignment, next) || assignment === undefined) {
         const data = Buffer.from(JSON.stringify(next));
         try {
@@ -237,25 +240,47 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     this.ownerNodes.set(`${stream}:${partition}`, node);
   }
 
-  /** Gives a partition up (its owner node goes at once, so the next owner need not wait for a session to expire). */
+  /**
+   * Gives a partition up: its owner node goes at once, so the next owner need not wait for a
+   * session to expire. Only a node this instance made is removed (by its version): after an
+   * expired session the node at that path may be another owner's.
+   */
   async release(stream: number, partition: number): Promise<void> {
     const node = this.ownerNodes.get(`${stream}:${partition}`);
     if (!node) return;
     this.ownerNodes.delete(`${stream}:${partition}`);
-    await this.remove(node).catch(() => undefined);
+    await this.zk
+      .run(`release ${node}`, (client, done) =>
+        client.getData(node, (error, data, stat) => {
+          if (error) return done(zooKeeperAnswer(error) === 'NO_NODE' ? null : error);
+          const holder = JSON.parse(data?.toString('utf8') ?? '{}') as { instance?: string };
+          if (holder.instance !== this.me.id || !stat) return done(null);
+          client.remove(node, stat.version, (removed) => done(zooKeeperAnswer(removed) === 'NO_NODE' || zooKeeperAnswer(removed) === 'BAD_VERSION' ? null : removed));
+        }),
+      )
+      .catch(() => undefined);
+  }
+
+  /** The partitions the current assignment gives this instance. */
+  assignedToMe(): OwnedPartition[] {
+    return this.current ? ownedBy(this.current, this.me.id) : [];
   }
 
   /**
    * Checks, in one multi-operation, that this instance still holds the owner nodes of the
    * partitions given: a session that expired took them with it. Throws OwnershipLostError.
+   * Resolves with a lease: the performance.now() until which no other instance can have
+   * taken them. ZooKeeper expires a session no sooner than its timeout after it last heard
+   * from it, and it heard this check; two thirds of the timeout leave room for clock drift.
    */
-  async checkOwned(partitions: PartitionRef[]): Promise<void> {
+  async checkOwned(partitions: PartitionRef[]): Promise<number> {
+    const leaseUntil = performance.now() + (this.zk.grantedTimeoutMs * 2) / 3;
     const nodes = partitions.map((p) => {
       const node = this.ownerNodes.get(`${p.stream}:${p.partition}`);
       if (!node) throw new OwnershipLostError(`cluster: this instance does not own partition ${p.partition} of stream ${p.stream}`, { ...p });
       return node;
     });
-    if (nodes.length === 0) return;
+    if (nodes.length === 0) return leaseUntil;
     try {
       await this.zk.run('check the owner nodes', (client, done) => {
         const tx = client.transaction();
@@ -270,6 +295,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       this.emit('lost', lost);
       throw lost;
     }
+    return leaseUntil;
   }
 
   private expired(): void {

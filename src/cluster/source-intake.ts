@@ -1,6 +1,7 @@
-import type { Admin, Consumer, Kafka, KafkaMessage } from 'kafkajs';
+import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
 import { OffsetStoreError } from '../errors.js';
 import { zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
+import type { PartitionReader } from './partition-reader.js';
 
 /** A source message read by stage 1, with where it came from. */
 export interface IntakeMessage {
@@ -10,40 +11,40 @@ export interface IntakeMessage {
   message: KafkaMessage;
 }
 
-interface Buffered {
+export interface SourcePosition {
   topic: string;
   partition: number;
-  /** Where the next batch starts; messages below it were already sharded. */
-  next: number;
-  /** Offset after the last message fetched. */
-  fetchedUntil: number;
-  messages: IntakeMessage[];
-  paused: boolean;
+  offset: number;
 }
 
 const id = (topic: string, partition: number) => `${topic}:${partition}`;
 
 /**
- * Stage 1's reading of the job's source: one consumer group over every instance (Kafka
- * spreads the source partitions between them), each partition read from the position kept
- * in ZooKeeper under `<root>/sources/<topic>/<partition>`. A position is recorded only once
+ * Stage 1's reading of the job's source. The leader shares the source partitions out to
+ * the instances in the assignment, beside the state partitions (see docs/scale-out.md for
+ * why not Kafka's group protocol); each partition is read from the position kept in
+ * ZooKeeper under `<root>/sources/<topic>/<partition>`. A position is recorded only once
  * every pair made of the records before it was acknowledged by the repartition topic, so
  * an instance that dies, or a partition that moves, only ever sends pairs again, which the
  * owners of the state partitions drop (their high-water marks).
  */
 export class SourceIntake {
-  private consumer: Consumer | undefined;
   private admin: Admin | undefined;
-  private readonly buffers = new Map<string, Buffered>();
+  /** The partitions this instance reads, and where its next batch starts in each. */
+  private readonly reading = new Map<string, SourcePosition>();
   private failure: Error | undefined;
   /** Position nodes known to exist. */
   private readonly made = new Set<string>();
+  /** Counts assignments: positions read for an older one are not used. */
+  private generation = 0;
 
   constructor(
     private readonly kafka: Kafka,
+    /** Reads the source topics (among others): the runtime's one consumer. */
+    private readonly reader: PartitionReader,
     private readonly zk: ZooKeeperSession,
     private readonly root: string,
-    private readonly options: { topics: string[]; groupId: string; startingOffsets: 'earliest' | 'latest'; maxRecordsPerBatch: number; groupSessionTimeoutMs: number },
+    private readonly options: { topics: string[]; startingOffsets: 'earliest' | 'latest'; maxRecordsPerBatch: number },
   ) {}
 
   private path(topic: string, partition: number): string {
@@ -53,53 +54,40 @@ export class SourceIntake {
   async start(): Promise<void> {
     this.admin = this.kafka.admin();
     await this.admin.connect();
-    const o = this.options;
-    this.consumer = this.kafka.consumer({
-      groupId: o.groupId, maxWaitTimeInMs: 100, retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 },
-      sessionTimeout: o.groupSessionTimeoutMs, rebalanceTimeout: o.groupSessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(o.groupSessionTimeoutMs / 10)),
-    });
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topics: o.topics, fromBeginning: o.startingOffsets === 'earliest' });
-    const { GROUP_JOIN, CRASH } = this.consumer.events;
-    this.consumer.on(CRASH, ({ payload }) => {
-      if (!payload.restart) this.failure ??= new OffsetStoreError(`the cluster's source consumer stopped and will not restart: ${payload.error.message}`, { groupId: o.groupId }, payload.error);
-    });
-    this.consumer.on(GROUP_JOIN, ({ payload }) => {
-      void this.assigned(Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) => partitions.map((partition) => ({ topic, partition })))).catch((error: unknown) => {
-        this.failure ??= error as Error;
-      });
-    });
-    await this.consumer.run({
-      autoCommit: false,
-      eachBatch: async ({ batch, heartbeat }) => {
-        const b = this.buffers.get(id(batch.topic, batch.partition));
-        if (!b) return;
-        for (const message of batch.messages) {
-          const offset = Number(message.offset);
-          if (offset < b.fetchedUntil) continue;
-          b.messages.push({ topic: batch.topic, partition: batch.partition, offset, message });
-          b.fetchedUntil = offset + 1;
-        }
-        if (b.messages.length >= 2 * o.maxRecordsPerBatch && !b.paused) {
-          b.paused = true;
-          this.call('pause', b);
-        }
-        await heartbeat();
-      },
-    });
   }
 
-  /** The group gave this instance these partitions: each is read from its position in ZooKeeper. */
-  private async assigned(partitions: Array<{ topic: string; partition: number }>): Promise<void> {
+  /** The partitions of each source topic, for the leader's assignment. */
+  async layout(): Promise<Record<string, number>> {
+    const admin = this.admin!;
+    const layout: Record<string, number> = {};
+    for (const topic of this.options.topics) layout[topic] = (await admin.fetchTopicOffsets(topic)).length;
+    return layout;
+  }
+
+  /**
+   * The assignment gives this instance these source partitions: one it kept goes on from
+   * where it is; a new one is read from its position in ZooKeeper (or startingOffsets).
+   */
+  assign(partitions: Array<{ topic: string; partition: number }>): void {
+    const generation = ++this.generation;
     const keep = new Set(partitions.map((p) => id(p.topic, p.partition)));
-    for (const key of [...this.buffers.keys()]) if (!keep.has(key)) this.buffers.delete(key);
-    for (const { topic, partition } of partitions) {
-      const stored = await this.position(topic, partition);
-      const start = stored ?? (await this.startOf(topic, partition));
-      const b: Buffered = { topic, partition, next: start, fetchedUntil: start, messages: [], paused: false };
-      this.buffers.set(id(topic, partition), b);
-      this.consumer!.seek({ topic, partition, offset: String(start) });
+    for (const [key, p] of [...this.reading]) {
+      if (keep.has(key)) continue;
+      this.reading.delete(key);
+      this.reader.close(p.topic, p.partition);
     }
+    const added = partitions.filter((p) => !this.reading.has(id(p.topic, p.partition)));
+    void (async () => {
+      for (const { topic, partition } of added) {
+        const start = (await this.position(topic, partition)) ?? (await this.startOf(topic, partition));
+        // A newer assignment came while ZooKeeper answered: that one decides.
+        if (generation !== this.generation) return;
+        this.reading.set(id(topic, partition), { topic, partition, offset: start });
+        this.reader.open(topic, partition, start);
+      }
+    })().catch((error: unknown) => {
+      this.failure ??= error as Error;
+    });
   }
 
   private async startOf(topic: string, partition: number): Promise<number> {
@@ -119,39 +107,24 @@ export class SourceIntake {
     return Number(text);
   }
 
-  private call(what: 'pause' | 'resume', b: Buffered): void {
-    try {
-      this.consumer?.[what]([{ topic: b.topic, partitions: [b.partition] }]);
-    } catch {
-      // A consumer restarting after a crash: its next join sets it again.
-    }
-  }
-
-  /** At a batch's time: up to maxRecordsPerBatch messages of each source partition this instance reads, and where each partition then stands. */
-  take(): { messages: IntakeMessage[]; positions: Array<{ topic: string; partition: number; offset: number }> } {
+  /** At a batch's time: up to maxRecordsPerBatch messages of each source partition this instance reads (none while `behind`), and where each then stands. */
+  take(behind = false): { messages: IntakeMessage[]; positions: SourcePosition[] } {
     if (this.failure) throw this.failure;
     const messages: IntakeMessage[] = [];
-    const positions: Array<{ topic: string; partition: number; offset: number }> = [];
-    for (const b of this.buffers.values()) {
-      let skip = 0;
-      while (skip < b.messages.length && b.messages[skip].offset < b.next) skip++;
-      const taken = b.messages.slice(skip, skip + this.options.maxRecordsPerBatch);
-      b.messages = b.messages.slice(skip + taken.length);
-      if (taken.length > 0) {
-        b.next = taken[taken.length - 1].offset + 1;
-        for (const m of taken) messages.push(m);
-        positions.push({ topic: b.topic, partition: b.partition, offset: b.next });
-      }
-      if (b.paused && b.messages.length < this.options.maxRecordsPerBatch) {
-        b.paused = false;
-        this.call('resume', b);
-      }
+    const positions: SourcePosition[] = [];
+    if (behind) return { messages, positions };
+    for (const p of this.reading.values()) {
+      const taken = this.reader.take(p.topic, p.partition, this.options.maxRecordsPerBatch);
+      if (taken.length === 0) continue;
+      for (const { offset, message } of taken) messages.push({ topic: p.topic, partition: p.partition, offset, message });
+      p.offset = taken[taken.length - 1].offset + 1;
+      positions.push({ ...p });
     }
     return { messages, positions };
   }
 
   /** Every pair made of the records before these positions is acknowledged: record them. */
-  async record(positions: Array<{ topic: string; partition: number; offset: number }>): Promise<void> {
+  async record(positions: SourcePosition[]): Promise<void> {
     if (positions.length === 0) return;
     for (const p of positions) {
       const path = this.path(p.topic, p.partition);
@@ -167,7 +140,6 @@ export class SourceIntake {
   }
 
   async stop(): Promise<void> {
-    await this.consumer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
   }
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { createActor, type ActorRefFrom, type AnyActorRef } from 'xstate';
-import { ConfigError, LifecycleError, NotOwnerError, OwnershipLostError } from '../errors.js';
+import { ClusterError, ConfigError, LifecycleError, NotOwnerError, OwnershipLostError } from '../errors.js';
 import { partitionMachine } from '../actors/partition.machine.js';
 import type { RoutedBatch } from '../actors/router.machine.js';
 import { ShardBuilder } from '../actors/shard-encoder.js';
@@ -14,15 +15,17 @@ import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-lett
 import { StateView } from '../storage/partition/state-view.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition/store.js';
 import type { BatchRun } from '../engine/batch.js';
+import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
 import { DStream, type MapWithStateStream, type StateQueries, type StreamGraph } from '../engine/dstream.js';
 import { murmur2Partitioner } from '../engine/partitioner.js';
+import { normalizeKey } from '../storage/keys.js';
 import type { StateSpec } from '../engine/state-spec.js';
 import type { ChangelogWriter } from './changelog-io.js';
 import type { ClusterCoordinator } from './coordinator.js';
 import { PairFilter } from './high-water-marks.js';
 import type { PartitionReader } from './partition-reader.js';
 import { readPair } from './pairs.js';
-import { readClusterMeta, restorePartition, type ClusterMeta, type RestoreOutcome } from './restore-store.js';
+import { readClusterMeta, restorePartition, type ClusterMeta } from './restore-store.js';
 
 /** What a cluster's state stream needs from its runtime once the job starts. */
 export interface ClusterStreamRuntime {
@@ -42,9 +45,11 @@ export interface ClusterStreamRuntime {
   /** The earliest offset each changelog partition still holds. */
   changelogStart: (partition: number) => Promise<number>;
   restoreTimeoutMs: number;
-  /** Told of each restore, for the event and the benchmark. */
-  restored: (stream: number, partition: number, outcome: RestoreOutcome & { epoch: number; ms: number }) => void;
+  /** Emits the context's events (partitions taken and released). */
+  announce: ClusterJobAnnounce;
 }
+
+type ClusterJobAnnounce = <E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]) => void;
 
 /** A partition this instance owns. */
 interface Owned {
@@ -128,6 +133,11 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     return this.runtime;
   }
 
+  /** The state partition of a key (murmur2, as stage 1 and a single process shard it). */
+  partitionOf(key: unknown): number {
+    return murmur2Partitioner.partition(normalizeKey(key), this.numPartitions);
+  }
+
   /** Partitions this instance owns now. */
   ownedPartitions(): Array<{ partition: number; epoch: number }> {
     return [...this.owned.values()].map((o) => ({ partition: o.partition, epoch: o.epoch }));
@@ -137,7 +147,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
   reassign(wanted: Array<{ partition: number; epoch: number }>): Promise<void> {
     const next = this.turn.then(async () => {
       const keep = new Map(wanted.map((w) => [w.partition, w.epoch]));
-      for (const o of [...this.owned.values()]) if (keep.get(o.partition) !== o.epoch) await this.drop(o.partition, true);
+      for (const o of [...this.owned.values()]) if (keep.get(o.partition) !== o.epoch) await this.drop(o.partition, 'moved');
       for (const [partition, epoch] of keep) if (!this.owned.has(partition)) await this.take(partition, epoch);
     });
     this.turn = next.catch(() => undefined);
@@ -155,6 +165,13 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       const layout = readLayout(store);
       if (layout && layout.numPartitions !== this.numPartitions) {
         throw new ConfigError(`cluster: the store of partition ${partition} of stream ${this.stateIndex} under ${this.dataDir} was written for ${layout.numPartitions} partitions, not ${this.numPartitions}`, { stream: this.stateIndex, partition });
+      }
+      if (layout && !readClusterMeta(store) && new BatchLog(store).last() !== undefined) {
+        throw new ClusterError(
+          `cluster: the store of partition ${partition} of stream ${this.stateIndex} under ${this.dataDir} holds state a single-process job wrote; ` +
+            'a cluster instance restores its partitions from the changelog and would replace it: give the instance a data folder of its own',
+          { stream: this.stateIndex, partition, dataDir: this.dataDir },
+        );
       }
       if (!layout || (layout.timeIndexed ?? true) !== timeIndexed) {
         writeLayout(store, { numPartitions: this.numPartitions, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed, stateVersion: 1 });
@@ -182,18 +199,24 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       this.stores[partition] = store;
       this.refreshView();
       rt.pairs.open(rt.repartitionTopic, partition, meta.position);
-      rt.restored(this.stateIndex, partition, { ...outcome, epoch, ms: Date.now() - started });
+      rt.announce(BatchEvents.PARTITION_TAKEN, {
+        stream: this.stateIndex, partition, epoch, records: outcome.records, reused: outcome.reused, lastBatch: outcome.last?.batchTime, ms: Date.now() - started,
+      });
     } catch (error) {
       store.env.close();
       await rt.coordinator.release(this.stateIndex, partition);
+      if (!(error instanceof OwnershipLostError)) {
+        rt.announce(BatchEvents.PARTITION_RELEASED, { stream: this.stateIndex, partition, epoch, reason: 'failed', error: error as Error });
+      }
       throw error;
     }
   }
 
   /** Gives a partition up; `release` removes its owner node (not when ownership was lost already). */
-  private async drop(partition: number, release: boolean): Promise<void> {
+  private async drop(partition: number, reason: 'moved' | 'lost', release = reason === 'moved'): Promise<void> {
     const o = this.owned.get(partition);
     if (!o) return;
+    this.rt.announce(BatchEvents.PARTITION_RELEASED, { stream: this.stateIndex, partition, epoch: o.epoch, reason });
     this.owned.delete(partition);
     this.stores[partition] = undefined;
     this.refreshView();
@@ -208,7 +231,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
   /** Every partition is lost at once (the session expired): nothing more is committed to any. */
   async loseAll(): Promise<void> {
     const next = this.turn.then(async () => {
-      for (const partition of [...this.owned.keys()]) await this.drop(partition, false);
+      for (const partition of [...this.owned.keys()]) await this.drop(partition, 'lost');
     });
     this.turn = next.catch(() => undefined);
     await next;
@@ -221,10 +244,18 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
    */
   private async beforeCommit(o: Owned, prepared: ApplyPrepared, batchTime: number): Promise<Record<string, unknown>> {
     const rt = this.rt;
-    await rt.coordinator.checkOwned([{ stream: this.stateIndex, partition: o.partition }]);
+    const leaseUntil = await rt.coordinator.checkOwned([{ stream: this.stateIndex, partition: o.partition }]);
     const pending = this.pendingEnds.get(o.partition)!;
     const end = { epoch: o.epoch, batchTime, position: pending.position, marks: pending.marks, keyCount: prepared.keyCount };
     const offset = await rt.changelog.writeBatch(o.partition, prepared.keys, prepared.entries, end);
+    // Paused or slowed past the lease (a SIGSTOP, a long GC, a broker that took its time):
+    // another instance may own the partition now, so this one commits nothing. What it wrote
+    // to the changelog after the new owner's marker is ignored by every restore.
+    if (performance.now() > leaseUntil) {
+      throw new OwnershipLostError(`cluster: partition ${o.partition} of stream ${this.stateIndex}: batch ${batchTime} outlived the lease of its ownership check; it is not committed here`, {
+        stream: this.stateIndex, partition: o.partition, batchTime,
+      });
+    }
     const meta: ClusterMeta = { position: end.position, marks: end.marks, changelogOffset: offset, epoch: o.epoch, epochAt: o.meta.epochAt };
     o.meta = meta;
     return { cluster: meta };
@@ -274,6 +305,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     const partitions: ApplyDone[] = [];
     const outputs: unknown[][] = [];
     const applied: number[] = [];
+    let retake = false;
     for (const [i, s] of settled.entries()) {
       const o = owned[i];
       if (s.status === 'fulfilled') {
@@ -283,14 +315,18 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
         continue;
       }
       const error = s.reason instanceof Error ? s.reason : deserializeError(s.reason);
-      if (error instanceof OwnershipLostError || (error as { code?: string }).code === 'ERR_OWNERSHIP_LOST') {
-        // Lost while the batch ran: nothing of it was committed here; the next owner applies its pairs.
-        o.filter = new PairFilter(o.meta.marks);
-        await this.drop(o.partition, false);
+      if (error instanceof OwnershipLostError || error.name === 'OwnershipLostError') {
+        // Lost (or its lease ran out) while the batch ran: nothing of it was committed here. It is
+        // given up; if the assignment still names this instance, it is taken again, restored
+        // from the changelog (the owner after it, or this one, applies the batch's pairs).
+        await this.drop(o.partition, 'lost', true);
+        retake = true;
         continue;
       }
       throw error;
     }
+    // After this batch's turn: reassign waits for it.
+    if (retake) void this.reassign(rt.coordinator.assignedToMe().filter((p) => p.stream === this.stateIndex)).catch(() => undefined);
     this.view?.refresh();
     batch.partitionResults.set(this.stateIndex, partitions);
     return { partitions, outputs, owned: applied };

@@ -3,7 +3,7 @@ import { rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ManualClock, OffsetStoreError, StateSpec, StreamingContext, listSnapshots, type SnapshotInfo } from '../../src/index.js';
-import { ZooKeeperOffsetStore } from '../../src/storage/zookeeper/offsets.js';
+import { ownedOffsetStore } from '../storage/zookeeper/owned-store.js';
 import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -47,9 +47,12 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     try {
       await first.waitForLine(/^SNAPSHOT \d+/);
       await first.waitForLine(/^SNAPSHOT \d+/);
-      // Let more batches commit after the second snapshot: they are what the restore must replay.
-      const mark = first.lines.length;
-      await waitUntil('two batches with records after the second snapshot', () => first.lines.slice(mark).filter((l) => l.startsWith('BATCH ')).length >= 2, { detail: () => first.tail() });
+      // Let more batches commit after the newest snapshot: they are what the restore must replay.
+      // (Snapshots count every batch, empty ones too, so another may come between batches with records.)
+      await waitUntil('two batches with records after the newest snapshot', () => {
+        const newestSnapshot = first.lines.findLastIndex((l) => l.startsWith('SNAPSHOT '));
+        return first.lines.slice(newestSnapshot + 1).filter((l) => l.startsWith('BATCH ')).length >= 2;
+      }, { detail: () => first.tail() });
       await first.stop();
       assert.ok(!first.lines.some((l) => l.startsWith('FAILED') || l.startsWith('SNAPSHOT_FAILED')), first.lines.join('\n'));
 
@@ -156,9 +159,10 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     // ZooKeeper records batches up to 3000, but its history starts after the snapshot's batch.
     const session = new ZooKeeperSession({ connect: services.zk.connectString });
     try {
-      const offsets = new ZooKeeperOffsetStore(session, root);
+      const offsets = await ownedOffsetStore(session, root);
       await offsets.init([{ topic, partition: 0 }]);
       await offsets.recordBatchEnd({ batchTime: 3000, ranges: [{ topic, partition: 0, from: 0, until: 4 }] }, true);
+      await offsets.release();
     } finally {
       session.close();
     }

@@ -25,6 +25,20 @@ export interface CoordinatorEvents {
   lost: [error: OwnershipLostError];
 }
 
+/** What an owner node holds: who owns the partition, under which epoch, and how far it got. */
+export interface OwnerNodeRecord extends ProcessIdentity {
+  instance: string;
+  epoch: number;
+  /** As of the last batch committed: the next repartition offset, the changelog offset of its batch end, and when. */
+  progress?: PartitionProgress;
+}
+
+export interface PartitionProgress {
+  position: number;
+  changelogOffset: number;
+  at: number;
+}
+
 /** How often membership, the leader and the assignment are read. */
 const POLL_MS = 200;
 
@@ -49,7 +63,8 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   private candidate: string | undefined;
   private polling: Promise<void> | undefined;
   private closed = false;
-  private readonly ownerNodes = new Map<string, string>();
+  /** Per partition this instance owns: its owner node and what the node says. */
+  private readonly ownerNodes = new Map<string, { node: string; record: OwnerNodeRecord }>();
   private failure: Error | undefined;
   /** The session expired: membership and candidacy went with it and are made again on the new one. */
   private rejoin = false;
@@ -226,18 +241,19 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   async claim(stream: number, partition: number, epoch: number): Promise<void> {
     await this.zk.mkdirp(this.path('owners', stream), this.root);
     const node = this.path('owners', stream, partition);
+    const record: OwnerNodeRecord = { ...thisProcess(), instance: this.me.id, epoch };
     for (;;) {
       if (this.closed) throw new OwnershipLostError(`cluster: stopped while taking partition ${partition} of stream ${stream}`, { stream, partition });
       const mine = this.current?.streams[stream]?.[partition];
       if (mine?.owner !== this.me.id || mine.epoch !== epoch) {
         throw new OwnershipLostError(`cluster: partition ${partition} of stream ${stream} was assigned elsewhere while this instance waited to take it`, { stream, partition, epoch });
       }
-      if (await this.create(node, { ...thisProcess(), instance: this.me.id, epoch }, zookeeper.CreateMode.EPHEMERAL)) break;
-      const holder = await this.read<ProcessIdentity & { instance: string; epoch: number }>(node);
+      if (await this.create(node, record, zookeeper.CreateMode.EPHEMERAL)) break;
+      const holder = await this.read<OwnerNodeRecord>(node);
       if (holder && holder.instance === this.me.id && holder.epoch < epoch) await this.remove(node);
       else await sleep(POLL_MS);
     }
-    this.ownerNodes.set(`${stream}:${partition}`, node);
+    this.ownerNodes.set(`${stream}:${partition}`, { node, record });
   }
 
   /**
@@ -246,7 +262,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
    * expired session the node at that path may be another owner's.
    */
   async release(stream: number, partition: number): Promise<void> {
-    const node = this.ownerNodes.get(`${stream}:${partition}`);
+    const node = this.ownerNodes.get(`${stream}:${partition}`)?.node;
     if (!node) return;
     this.ownerNodes.delete(`${stream}:${partition}`);
     await this.zk
@@ -272,19 +288,24 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
    * Resolves with a lease: the performance.now() until which no other instance can have
    * taken them. ZooKeeper expires a session no sooner than its timeout after it last heard
    * from it, and it heard this check; two thirds of the timeout leave room for clock drift.
+   * A partition given with its progress has it written into its owner node by the same
+   * operation (a write to a node that is gone fails as a check does), for `inspect`.
    */
-  async checkOwned(partitions: PartitionRef[]): Promise<number> {
+  async checkOwned(partitions: Array<PartitionRef & { progress?: Omit<PartitionProgress, 'at'> }>): Promise<number> {
     const leaseUntil = performance.now() + (this.zk.grantedTimeoutMs * 2) / 3;
     const nodes = partitions.map((p) => {
-      const node = this.ownerNodes.get(`${p.stream}:${p.partition}`);
-      if (!node) throw new OwnershipLostError(`cluster: this instance does not own partition ${p.partition} of stream ${p.stream}`, { ...p });
-      return node;
+      const owned = this.ownerNodes.get(`${p.stream}:${p.partition}`);
+      if (!owned) throw new OwnershipLostError(`cluster: this instance does not own partition ${p.partition} of stream ${p.stream}`, { stream: p.stream, partition: p.partition });
+      return { ...owned, progress: p.progress };
     });
     if (nodes.length === 0) return leaseUntil;
     try {
       await this.zk.run('check the owner nodes', (client, done) => {
         const tx = client.transaction();
-        for (const node of nodes) tx.check(node, -1);
+        for (const { node, record, progress } of nodes) {
+          if (progress) tx.setData(node, Buffer.from(JSON.stringify({ ...record, progress: { ...progress, at: Date.now() } })), -1);
+          else tx.check(node, -1);
+        }
         tx.commit((error) => done(error));
       });
     } catch (error) {
@@ -315,7 +336,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   async leave(): Promise<void> {
     this.closed = true;
     await this.polling;
-    for (const node of this.ownerNodes.values()) await this.remove(node).catch(() => undefined);
+    for (const { node } of this.ownerNodes.values()) await this.remove(node).catch(() => undefined);
     this.ownerNodes.clear();
     if (this.candidate) await this.remove(this.candidate).catch(() => undefined);
     await this.remove(this.path('members', this.me.id)).catch(() => undefined);

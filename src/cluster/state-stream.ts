@@ -87,7 +87,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     private readonly dataDir: string,
   ) {
     super(graph);
-    if (spec.getInitialState() !== undefined) throw new ConfigError('mapWithState in a cluster: initialState is not supported (import the state into one instance before the job runs as a cluster)', { stream: stateIndex });
+    if (spec.getInitialState() !== undefined) throw new ConfigError('mapWithState in a cluster: initialState is not supported yet (a cluster starts from empty state or from its changelog topics)', { stream: stateIndex });
     if (spec.getStateVersion() !== 1 || spec.getMigrate() !== undefined) throw new ConfigError('mapWithState in a cluster: stateVersion and migrations are not supported yet', { stream: stateIndex });
   }
 
@@ -244,7 +244,9 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
    */
   private async beforeCommit(o: Owned, prepared: ApplyPrepared, batchTime: number): Promise<Record<string, unknown>> {
     const rt = this.rt;
-    const leaseUntil = await rt.coordinator.checkOwned([{ stream: this.stateIndex, partition: o.partition }]);
+    // The owner node is told how far the partition got by its last commit (what inspect shows).
+    const progress = { position: o.meta.position, changelogOffset: o.meta.changelogOffset };
+    const leaseUntil = await rt.coordinator.checkOwned([{ stream: this.stateIndex, partition: o.partition, progress }]);
     const pending = this.pendingEnds.get(o.partition)!;
     const end = { epoch: o.epoch, batchTime, position: pending.position, marks: pending.marks, keyCount: prepared.keyCount };
     const offset = await rt.changelog.writeBatch(o.partition, prepared.keys, prepared.entries, end);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { nextAssignment, ownedBy, type Assignment } from '../../src/cluster/assignment.js';
+import { nextAssignment, nextClusterAssignment, ownedBy, sameAssignment, sourcesReadBy, type Assignment } from '../../src/cluster/assignment.js';
 
 const counts = (a: Assignment, members: string[]) => members.map((m) => ownedBy(a, m).length);
 
@@ -44,5 +44,19 @@ describe('cluster assignment', () => {
   it('with no member, no partition has an owner', () => {
     const a = nextAssignment(nextAssignment(undefined, ['a'], { 0: 2 }), [], { 0: 2 });
     assert.deepEqual(a.streams[0], [{ owner: undefined, epoch: 2 }, { owner: undefined, epoch: 2 }]);
+  });
+
+  it('shares out source partitions beside state partitions, each kind balanced on its own, sources sticky too', () => {
+    const a = nextClusterAssignment(undefined, ['a', 'b', 'c'], { 0: 6 }, { words: 3 });
+    assert.deepEqual(counts(a, ['a', 'b', 'c']), [2, 2, 2], 'state partitions balanced alone');
+    assert.deepEqual(['a', 'b', 'c'].map((m) => sourcesReadBy(a, m).length), [1, 1, 1], 'each member reads one source partition');
+    assert.deepEqual(sourcesReadBy(a, 'a').concat(sourcesReadBy(a, 'b'), sourcesReadBy(a, 'c')).map((s) => s.partition).sort(), [0, 1, 2], 'every source partition read once');
+    const b = nextClusterAssignment(a, ['a', 'c'], { 0: 6 }, { words: 3 });
+    const readByB = sourcesReadBy(a, 'b')[0].partition;
+    assert.ok(b.sources!.words.every((p, i) => (i === readByB ? p.owner !== 'b' : p.owner === a.sources!.words[i].owner)), 'only the leaver\'s source partition moved');
+    assert.ok(!sameAssignment(a, b));
+    assert.ok(sameAssignment(b, nextClusterAssignment(b, ['a', 'c'], { 0: 6 }, { words: 3 })), 'nothing moves when nothing changed');
+    const moved = { ...b, sources: { words: b.sources!.words.map((p) => ({ ...p, owner: 'a' })) } };
+    assert.ok(!sameAssignment(b, moved), 'a change of source reader is a change of assignment');
   });
 });

@@ -33,8 +33,8 @@ export class ChildProcessLines {
   private readonly child: ChildProcess;
   private waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
 
-  constructor(script: string, args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  constructor(script: string, args: string[], env: Record<string, string> = {}, options: { input?: boolean } = {}) {
+    this.child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: [options.input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     const onLine = (line: string) => {
       this.lines.push(line);
       this.waiters = this.waiters.filter((w) => (w.pattern.test(line) ? (w.resolve(line), false) : true));
@@ -42,6 +42,12 @@ export class ChildProcessLines {
     createInterface({ input: this.child.stdout! }).on('line', onLine);
     createInterface({ input: this.child.stderr! }).on('line', (l) => onLine(`stderr: ${l}`));
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** Writes a line to the script's standard input (made with `input: true`). */
+  send(line: string): void {
+    if (!this.child.stdin) throw new Error('this script was started without an input');
+    this.child.stdin.write(`${line}\n`);
   }
 
   get pid(): number {

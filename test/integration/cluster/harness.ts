@@ -4,7 +4,9 @@
  * machines). Input is typed with kcat. The state is read from the instances' LMDB stores
  * and checked against ZooKeeper's assignment and owner nodes.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +35,7 @@ export interface ClusterInstanceConfig {
 }
 
 const fixture = fileURLToPath(new URL('../fixtures/cluster-count-job.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
 const example = fileURLToPath(new URL('../../../examples/kafka-word-count/main.js', import.meta.url));
 
 export interface ClusterServices {
@@ -101,7 +104,7 @@ export class ClusterJobUnderTest {
     const c = this.config(id);
     const child =
       how === 'fixture'
-        ? new ChildProcessLines(fixture, [JSON.stringify(c)])
+        ? new ChildProcessLines(fixture, [JSON.stringify(c)], {}, { input: true })
         : new ChildProcessLines(example, [
             '--brokers', c.brokers.join(','), '--topic', c.topic, '--zookeeper', c.zookeeper, '--group', `${this.appName}-source`, '--data-dir', c.dataDir,
             '--batch-ms', String(c.batchMs), '--partitions', String(c.partitions), '--instance-id', id, '--app-name', this.appName,
@@ -110,6 +113,29 @@ export class ClusterJobUnderTest {
     this.instances.set(id, child);
     await child.waitForLine(how === 'fixture' ? /^STARTED$/ : /^kafka-word-count: instance /, { from: 0, timeoutMs: 60_000 });
     return child;
+  }
+
+  private questions = 0;
+
+  /** Asks instance `id` (a fixture) a question (`OWNER <word>`, `GET <word>`, `MEMBERS`) and resolves with its answer. */
+  async ask(id: string, question: string): Promise<unknown> {
+    const child = this.instances.get(id)!;
+    const n = ++this.questions;
+    child.send(`ASK ${n} ${question}`);
+    const line = await child.waitForLine(new RegExp(`^ANSWER ${n} `), { from: 0, timeoutMs: 10_000 });
+    return JSON.parse(line.slice(`ANSWER ${n} `.length));
+  }
+
+  /** Runs `statestream inspect` on instance `id`'s data folder and the cluster's root, as an operator would. */
+  async inspect(id: string, extra: string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
+    const args = [cli, 'inspect', '--data-dir', this.dataDir(id), '--zookeeper', this.services.zk.connectString, '--zk-root', this.root, ...extra];
+    try {
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, args, { timeout: 60_000 });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const e = error as { code?: number; stdout?: string; stderr?: string };
+      return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(error) };
+    }
   }
 
   /** Types `lines` with kcat (each line a few words). */
@@ -152,11 +178,11 @@ export class ClusterJobUnderTest {
         if (!existsSync(join(path, 'data.mdb'))) continue;
         const env = open({ path, maxDbs: 8, readOnly: true });
         try {
-          const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' }).get('cluster') as ClusterMeta | undefined;
+          const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' })?.get('cluster') as ClusterMeta | undefined;
           if (!meta || meta.restoring || meta.epoch !== assigned?.epoch) continue;
           storesAtEpoch.push(id);
           if (id !== assigned.owner) continue;
-          for (const { key, value } of env.openDB<Buffer, string>({ name: 'state', encoding: 'binary' }).getRange({})) {
+          for (const { key, value } of env.openDB<Buffer, string>({ name: 'state', encoding: 'binary' })?.getRange({}) ?? []) {
             counts.set(key as string, decodeEntry<number>(value)[0]);
           }
         } finally {
@@ -166,6 +192,18 @@ export class ClusterJobUnderTest {
       partitions.push({ partition: p, assigned: assigned?.owner, epoch: assigned?.epoch ?? 0, ownerNode: ownerNodes[p], storesAtEpoch });
     }
     return { counts, partitions };
+  }
+
+  /** What instance `id`'s own store of `partition` records of the cluster (epoch, positions), read-only. */
+  async storeMeta(id: string, partition: number): Promise<ClusterMeta | undefined> {
+    const path = partitionPath(this.dataDir(id), 0, partition);
+    if (!existsSync(join(path, 'data.mdb'))) return undefined;
+    const env = open({ path, maxDbs: 8, readOnly: true });
+    try {
+      return env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' })?.get('cluster') as ClusterMeta | undefined;
+    } finally {
+      await env.close();
+    }
   }
 
   /** What differs between the stores and what was typed, for assertion messages. */

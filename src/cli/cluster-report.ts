@@ -18,7 +18,11 @@ export interface ClusterPartitionReport {
   position: number | undefined;
   changelogOffset: number | undefined;
   progressAt: string | undefined;
-  /** With --brokers: the topics' end offsets and how far the owner is behind them. */
+  /**
+   * With --brokers: the topics' end offsets and how far the owner is behind them. The
+   * changelog lag of a running owner is a batch or two (every batch writes a batch end, and
+   * the progress is published before it); an owner still restoring has published none yet.
+   */
   repartitionEnd?: number;
   repartitionLag?: number;
   changelogEnd?: number;

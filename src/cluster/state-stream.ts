@@ -17,6 +17,7 @@ import { openPartitionStore, partitionPath, type PartitionStore } from '../stora
 import type { BatchRun } from '../engine/batch.js';
 import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
 import { DStream, type MapWithStateStream, type StateQueries, type StreamGraph } from '../engine/dstream.js';
+import { StateSnapshotDStream } from '../engine/map-with-state-stream.js';
 import { murmur2Partitioner } from '../engine/partitioner.js';
 import { normalizeKey } from '../storage/keys.js';
 import type { StateSpec } from '../engine/state-spec.js';
@@ -342,7 +343,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
 
   stateSnapshots(): DStream<[K, S]> {
     this.graph.assertBuilding('stateSnapshots');
-    return new ClusterSnapshotDStream<K, S>(this.graph, this as ClusterMapWithStateDStream<K, unknown, S, unknown>);
+    return new StateSnapshotDStream<K, S>(this.graph, this as ClusterMapWithStateDStream<K, unknown, S, unknown>);
   }
 
   /** Queries on the partitions this instance owns; a key of another partition is a NotOwnerError naming its owner. */
@@ -379,24 +380,5 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     this.view?.release();
     this.view = undefined;
     this.runtime = undefined;
-  }
-}
-
-class ClusterSnapshotDStream<K, S> extends DStream<[K, S]> {
-  constructor(graph: StreamGraph, private readonly state: ClusterMapWithStateDStream<K, unknown, S, unknown>) {
-    super(graph);
-  }
-
-  override readsSourcesOnly(): boolean {
-    return false;
-  }
-
-  override description(): string {
-    return `stateSnapshots of ${this.state.description()}`;
-  }
-
-  protected async compute(batch: BatchRun): Promise<Array<[K, S]>> {
-    await this.state.apply(batch);
-    return this.state.snapshotEntries();
   }
 }

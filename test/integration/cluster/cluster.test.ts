@@ -220,7 +220,9 @@ describe('one job on several processes: Kafka carries the shuffle and the change
       const run = await job.inspect('x', ['--brokers', services.kafka.brokers.join(','), '--app-name', job.appName, '--json']);
       assert.equal(run.code, 0, run.stderr);
       report = (JSON.parse(run.stdout) as { offsets: ClusterReport }).offsets;
-      return report.streams[0].partitions.every((p) => p.repartitionLag === 0 && p.changelogLag === 0) && report.sources.every((s) => s.lag === 0);
+      // The progress an owner publishes is its last commit's, checked before the next batch
+      // writes its own batch end: a running owner is a batch or two behind its changelog.
+      return report.streams[0].partitions.every((p) => p.repartitionLag === 0 && p.changelogLag !== undefined && p.changelogLag <= 3) && report.sources.every((s) => s.lag === 0);
     }, { timeoutMs: 30_000, detail: () => JSON.stringify(report) });
     assert.deepEqual(report!.members.map((m) => m.id), ['x', 'y']);
     assert.equal(report!.members.filter((m) => m.leader).length, 1, 'one leader');

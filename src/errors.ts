@@ -139,6 +139,23 @@ export class OwnershipLostError extends StatestreamError {
   }
 }
 
+/**
+ * A cluster instance cannot join or run: its instance id is taken by a live instance, the
+ * job's topics are missing or mis-sized, or a store under its data folder belongs elsewhere.
+ */
+export class ClusterError extends StatestreamError {
+  constructor(message: string, context: ErrorContext) {
+    super('ERR_CLUSTER', message, { context });
+  }
+}
+
+/** A state query for a key whose partition another cluster instance owns; the context names it. */
+export class NotOwnerError extends StatestreamError {
+  constructor(message: string, context: ErrorContext) {
+    super('ERR_NOT_OWNER', message, { context });
+  }
+}
+
 /** A source message could not be decoded; the context names topic, partition and offset. */
 export class SourceRecordError extends StatestreamError {
   constructor(message: string, context: ErrorContext, cause?: unknown) {
@@ -190,6 +207,7 @@ const byName: Record<string, new (message: string, context: ErrorContext) => Sta
   EncodingError,
   MappingModuleError: MappingModuleError as never,
   StoreMismatchError,
+  OwnershipLostError,
 };
 
 /** Rebuilds an error sent from a worker so that `instanceof` and `code` work on the main thread. */

@@ -23,7 +23,13 @@ export {
   type DataLostEvent,
   type OwnershipTakenEvent,
   type OwnershipLostEvent,
+  type AssignmentChangedEvent,
+  type PartitionTakenEvent,
+  type PartitionReleasedEvent,
 } from './engine/batch-events.js';
+export type { ClusterOptions } from './cluster/options.js';
+export type { ClusterView } from './cluster/runtime.js';
+export type { ClusterMember } from './cluster/coordinator.js';
 export type { OwnerRecord } from './storage/zookeeper/ownership.js';
 export type { FolderHolder } from './storage/data-lock.js';
 export type { SnapshotEvery } from './engine/snapshot-scheduler.js';
@@ -58,6 +64,8 @@ export {
   OffsetStoreError,
   SourceRecordError,
   DataLossError,
+  ClusterError,
+  NotOwnerError,
   DataDirLockedError,
   JobOwnedError,
   OwnershipLostError,

@@ -15,7 +15,7 @@ import { tempDataDir, WORD_COUNT_FN } from '../runtime.js';
 import { summarize } from '../stats.js';
 import { vocabulary, zipfWords } from '../zipf.js';
 
-const WORDS_PER_LINE = 5;
+export const WORDS_PER_LINE = 5;
 const TOPIC_PARTITIONS = 4;
 /** Longest any reader may take for the whole topic before the run counts as failed. */
 const READ_DEADLINE_MS = 180_000;
@@ -45,7 +45,7 @@ async function kcatRead(brokers: string[], topic: string, lines: number): Promis
 }
 
 /** The obvious hand-written consumer: kafkajs eachBatch, split each line, count words in a Map. No durability. */
-async function kafkajsRead(brokers: string[], topic: string, lines: number, groupId: string): Promise<Reading & { counts: Map<string, number> }> {
+export async function kafkajsRead(brokers: string[], topic: string, lines: number, groupId: string): Promise<Reading & { counts: Map<string, number> }> {
   const rss = peakRss();
   const kafka = new Kafka({ clientId: 'bench-kafkajs', brokers, logLevel: logLevel.NOTHING });
   const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 100 });
@@ -123,7 +123,7 @@ async function statestreamRead(
 }
 
 /** Writes the topic with kcat from a file: `lines` lines of five Zipf words. */
-async function produceLines(brokers: string[], topic: string, lines: number, dir: string): Promise<void> {
+export async function produceLines(brokers: string[], topic: string, lines: number, dir: string): Promise<void> {
   const words = zipfWords(vocabulary(10_000, 7), lines * WORDS_PER_LINE, 1.0, 17);
   const text: string[] = [];
   for (let i = 0; i < lines; i++) text.push(words.slice(i * WORDS_PER_LINE, (i + 1) * WORDS_PER_LINE).join(' '));

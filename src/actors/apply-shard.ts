@@ -7,7 +7,7 @@ import { BatchCache, type Slot } from '../storage/partition/batch-cache.js';
 import { BatchLog, type CommittedBatch } from '../storage/partition/batch-log.js';
 import { DeadLetterStore } from '../storage/partition/dead-letters.js';
 import { TimeIndex } from '../storage/partition/time-index.js';
-import type { ApplyDone, ApplyResult, ApplyTask, InitialEntry } from './messages.js';
+import type { ApplyDone, ApplyResult, ApplyTask, CommitTask, InitialEntry } from './messages.js';
 import { NO_OUTPUTS, OutputWriter } from '../storage/partition/batch-outputs.js';
 import { readShard } from './shard-format.js';
 import type { WorkerPartition } from './worker-partitions.js';
@@ -156,15 +156,24 @@ export class BatchApplication {
 
   /** After the last chunk: sweeps idle keys, commits everything in one transaction, and says what happened. */
   async commit(): Promise<ApplyDone> {
-    const { store, memory } = this.partition;
-    const last = this.last;
-    if (this.replayed) {
-      return {
-        status: 'ok', outputs: last!.batchTime === this.task.batchTime ? last!.outputs : NO_OUTPUTS,
-        recordsApplied: 0, keysTimedOut: 0, keyCount: last!.keyCount, replayed: true, applyMs: 0, commitMs: 0,
-        memoryHits: 0, storeReads: 0, memoryEntries: memory.size, thread: threadId,
-      };
-    }
+    if (this.replayed) return this.replay();
+    await this.prepare();
+    return this.write();
+  }
+
+  private replay(): ApplyDone {
+    const last = this.last!;
+    return {
+      status: 'ok', outputs: last.batchTime === this.task.batchTime ? last.outputs : NO_OUTPUTS,
+      recordsApplied: 0, keysTimedOut: 0, keyCount: last.keyCount, replayed: true, applyMs: 0, commitMs: 0,
+      memoryHits: 0, storeReads: 0, memoryEntries: this.partition.memory.size, thread: threadId,
+    };
+  }
+
+  private prepared: { outputs: Uint8Array; keyCount: number; timedOut: number; applyMs: number } | undefined;
+
+  /** Sweeps idle keys and encodes every change, ready to commit (a state that cannot be stored fails here). */
+  async prepare(): Promise<void> {
     const cache = this.cache!;
     const { batchTime, partition } = this.task;
     const { state, skipped, outputs, initial } = this;
@@ -197,19 +206,36 @@ export class BatchApplication {
         timedOut++;
       }
     }
-
     cache.prepare((key, value) => assertEncodable(value, () => `the state of key ${JSON.stringify(key)}`, () => ({ partition, batchTime, key })));
     for (const out of outputs.unkeyed) assertEncodable(out, () => 'a mapped record', () => ({ partition, batchTime }));
-    const encodedOutputs = emit ? outputs.encode(outputs.length > 0 ? messageCodec.pack(this.keys) : new Uint8Array(0)) : NO_OUTPUTS;
-    const applyMs = performance.now() - this.started;
+    this.prepared = {
+      outputs: emit ? outputs.encode(outputs.length > 0 ? messageCodec.pack(this.keys) : new Uint8Array(0)) : NO_OUTPUTS,
+      keyCount: (this.last?.keyCount ?? 0) + cache.keyCountDelta,
+      timedOut,
+      applyMs: performance.now() - this.started,
+    };
+  }
 
-    const keyCount = (last?.keyCount ?? 0) + cache.keyCountDelta;
+  /** What the prepared batch changes: each key with its new stored entry, or null when it goes. */
+  changes(): { keys: unknown[]; entries: Array<Uint8Array | null>; keyCount: number } {
+    const { keys, entries } = this.cache!.changes();
+    return { keys, entries, keyCount: this.prepared!.keyCount };
+  }
+
+  /** Commits the prepared batch in one transaction, with `meta` records of the caller's beside it. */
+  write(meta?: Record<string, unknown>): ApplyDone {
+    if (this.replayed) return this.replay();
+    const { store, memory } = this.partition;
+    const cache = this.cache!;
+    const { batchTime } = this.task;
+    const { outputs, keyCount, timedOut, applyMs } = this.prepared!;
     const letters = new DeadLetterStore(store);
     try {
       store.env.transactionSync(() => {
         cache.flush();
         for (const letter of this.lettersToWrite) letters.add(letter);
-        this.log.record({ batchTime, outputs: encodedOutputs, keyCount });
+        this.log.record({ batchTime, outputs, keyCount });
+        for (const [name, value] of Object.entries(meta ?? {})) store.meta.putSync(name, value);
       });
     } catch (error) {
       memory.aborted();
@@ -218,7 +244,7 @@ export class BatchApplication {
     memory.committed();
     this.partition.batch = batchTime;
     return {
-      status: 'ok', outputs: encodedOutputs, recordsApplied: this.applied, keysTimedOut: timedOut, keyCount,
+      status: 'ok', outputs, recordsApplied: this.applied, keysTimedOut: timedOut, keyCount,
       replayed: false, applyMs, commitMs: performance.now() - this.started - applyMs,
       memoryHits: memory.hits - this.hits, storeReads: memory.misses - this.misses, memoryEntries: memory.size, thread: threadId,
     };
@@ -235,7 +261,7 @@ export class BatchApplication {
  * one commits it. A record that keeps failing ends the attempt; the partition actor starts
  * the next attempt from chunk 0, and chunks of an earlier attempt are answered as stale.
  */
-export function applyChunk(partition: WorkerPartition, fn: MappingFunction, task: ApplyTask): Promise<ApplyResult> {
+export function applyChunk(partition: WorkerPartition, fn: MappingFunction, task: ApplyTask | CommitTask): Promise<ApplyResult> {
   // Chunks arrive without waiting for each other (a mapping function may be async): one at a time, in order.
   const result = partition.queue.then(() => applyInOrder(partition, fn, task));
   partition.queue = result.then(
@@ -245,17 +271,30 @@ export function applyChunk(partition: WorkerPartition, fn: MappingFunction, task
   return result;
 }
 
-async function applyInOrder(partition: WorkerPartition, fn: MappingFunction, task: ApplyTask): Promise<ApplyResult> {
+async function applyInOrder(partition: WorkerPartition, fn: MappingFunction, task: ApplyTask | CommitTask): Promise<ApplyResult> {
   let application = partition.application;
-  if (task.chunk === 0) {
+  if (task.op === 'apply' && task.chunk === 0) {
     application?.abandon();
     application = partition.application = new BatchApplication(partition, fn, task);
   } else if (!application || application.attempt !== task.attempt || application.batchTime !== task.batchTime) {
     return { status: 'stale' };
   }
   try {
+    if (task.op === 'commit') {
+      partition.application = undefined;
+      if (task.meta === undefined) {
+        application.abandon();
+        return { status: 'stale' };
+      }
+      return application.write(task.meta);
+    }
     await application.apply(task.shard);
     if (!task.last) return { status: 'chunk-ok' };
+    if (task.hold && !application.replayed) {
+      // Two-phase: the changes go back first; the commit waits for the caller's word.
+      await application.prepare();
+      return { status: 'prepared', ...application.changes() };
+    }
     partition.application = undefined;
     return await application.commit();
   } catch (error) {

@@ -37,6 +37,23 @@ export interface ApplyTask {
   cacheEntries: number;
   /** Whether an output operation reads the mapped records; when none does, they are neither encoded nor kept. */
   emitOutputs: boolean;
+  /**
+   * Two-phase (a cluster's partitions): with the last chunk, the worker prepares the batch
+   * and sends its changes back instead of committing; a CommitTask commits it.
+   */
+  hold?: boolean;
+}
+
+/** Commits the batch a held last chunk prepared, with the caller's meta records in the same transaction; without meta, drops it. */
+export interface CommitTask {
+  op: 'commit';
+  storePath: string;
+  incarnation: string;
+  cacheEntries: number;
+  fn: ResolvedMappingRef;
+  batchTime: number;
+  attempt: number;
+  meta: Record<string, unknown> | undefined;
 }
 
 /** What a task sends back: its result, and a batch's mapped records beside it when they are in shared memory (no copy). */
@@ -57,7 +74,7 @@ export interface CheckModuleTask {
   fn: ResolvedMappingRef;
 }
 
-export type WorkerTask = ApplyTask | CheckModuleTask;
+export type WorkerTask = ApplyTask | CommitTask | CheckModuleTask;
 
 /** An initial key: pairs take the batch's time as lastUpdated, entries from a StateSource keep theirs. */
 export type InitialEntry = [key: unknown, state: unknown, lastUpdated?: number];
@@ -98,6 +115,15 @@ export interface ApplyBatchFailed {
   error: SerializedError;
 }
 
+/** A held batch prepared: what it changes, for the changelog; the worker waits for its CommitTask. */
+export interface ApplyPrepared {
+  status: 'prepared';
+  keys: unknown[];
+  /** Each key's new stored entry, or null when the key goes. */
+  entries: Array<Uint8Array | null>;
+  keyCount: number;
+}
+
 /** A chunk applied (or skipped, for a batch the store already holds); the batch goes on. */
 export interface ApplyChunkDone {
   status: 'chunk-ok';
@@ -108,4 +134,4 @@ export interface ApplyStale {
   status: 'stale';
 }
 
-export type ApplyResult = ApplyDone | ApplyRecordFailed | ApplyBatchFailed | ApplyChunkDone | ApplyStale;
+export type ApplyResult = ApplyDone | ApplyRecordFailed | ApplyBatchFailed | ApplyChunkDone | ApplyStale | ApplyPrepared;

@@ -1,12 +1,35 @@
 import { assign, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
 import { PoisonRecordError, WorkerCrashError, deserializeError, serializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
-import { readReply, type ApplyDone, type ApplyResult, type ApplyTask, type ResolvedMappingRef, type WorkerReply } from './messages.js';
+import { readReply, type ApplyDone, type ApplyPrepared, type ApplyResult, type ApplyTask, type CommitTask, type ResolvedMappingRef, type WorkerReply } from './messages.js';
 import type { WorkerSet } from './worker-set.js';
 import type { ChunkedShard } from './chunked-shard.js';
 
 /** Numbers the attempts at batches, so a worker can tell the chunks of an abandoned attempt. */
 let attempts = 0;
+
+/**
+ * The second phase of a held batch: the caller's word (its meta records, or a refusal),
+ * then the worker commits or drops it. A refusal fails the batch, named by its error.
+ */
+async function commitPrepared(context: PartitionContext, batchTime: number, attempt: number, prepared: ApplyPrepared): Promise<ApplyResult> {
+  let meta: Record<string, unknown> | undefined;
+  let refusal: unknown;
+  try {
+    meta = await context.beforeCommit!(prepared, batchTime);
+  } catch (error) {
+    refusal = error;
+  }
+  const task: CommitTask = {
+    op: 'commit', storePath: context.storePath, incarnation: context.incarnation, cacheEntries: context.workers.cacheEntriesOf(context.worker),
+    fn: context.fn, batchTime, attempt, meta,
+  };
+  const result = readReply<ApplyResult>(await context.workers.run<WorkerReply>(context.worker, task));
+  if (refusal !== undefined) return { status: 'batch-failed', error: serializeError(refusal) };
+  // The thread that prepared it died and a fresh one holds nothing: a replay, as for a crash.
+  if (result.status === 'stale') throw new Error(`the worker that prepared partition ${context.partition}'s batch ${batchTime} was replaced before it committed`);
+  return result;
+}
 
 /** One batch for one partition, as the router hands it over. */
 export interface PartitionBatch {
@@ -32,6 +55,12 @@ export interface PartitionInput {
   incarnation: string;
   /** Whether an output operation reads the mapped records. */
   emitOutputs: boolean;
+  /**
+   * Two-phase batches (a cluster's partitions): called with a batch's changes once the worker
+   * has prepared it, before it commits; resolves with meta records to commit beside the state
+   * (positions, marks), or rejects to drop the batch (ownership lost, the changelog not written).
+   */
+  beforeCommit?: (prepared: ApplyPrepared, batchTime: number) => Promise<Record<string, unknown>>;
   supervisor: AnyActorRef;
   /** Reads the partition's last committed batch time from its store (main-thread handle). */
   lastCommitted: () => number | undefined;
@@ -102,14 +131,17 @@ export const partitionMachine = setup({
               attempt, chunk: index, last, timeoutMs: context.timeoutMs, fn: context.fn, shard: bytes.buffer as SharedArrayBuffer,
               deadLetters: index === 0 ? context.deadLetters : [], incarnation: context.incarnation,
               cacheEntries: context.workers.cacheEntriesOf(context.worker), emitOutputs: context.emitOutputs,
+              hold: context.beforeCommit !== undefined,
             };
             replies.push(context.workers.run<WorkerReply>(context.worker, task).then((reply) => readReply<ApplyResult>(reply)));
             if (!last) return;
             // A worker that died rejects its chunks: the supervisor decides about a replay.
-            Promise.all(replies).then(
-              (results) => resolve(results.find((r) => r.status === 'record-failed' || r.status === 'batch-failed') ?? results.at(-1)!),
-              reject,
-            );
+            Promise.all(replies)
+              .then((results) => {
+                const outcome = results.find((r) => r.status === 'record-failed' || r.status === 'batch-failed') ?? results.at(-1)!;
+                return outcome.status === 'prepared' ? commitPrepared(context, batch.batchTime, attempt, outcome) : outcome;
+              })
+              .then(resolve, reject);
           },
           // The batch could not be sharded (a record that is no pair, a bad key): it fails, named.
           failed: (error) => void Promise.allSettled(replies).then(() => resolve({ status: 'batch-failed', error: serializeError(error) })),

@@ -2,12 +2,13 @@ import { existsSync, readdirSync } from 'node:fs';
 import { listSnapshots } from '../storage/snapshots/manifest.js';
 import { describeHolder, folderLockHolder } from '../storage/data-lock.js';
 import { describeProcess } from '../storage/holder.js';
-import { CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
+import { CliFailure, UsageError, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
 import type { PartitionReport } from '../storage/partition/store-check.js';
 import { examineStream, interruptedReshard, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets } from './zk.js';
+import { clusterLines, isClusterRoot, readClusterReport, type ClusterReport } from './cluster-report.js';
 
-export const inspectUsage = `Usage: statestream inspect [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root /statestream/<app>] [--json]
+export const inspectUsage = `Usage: statestream inspect [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root /statestream/<app>] [--brokers host:port,…] [--app-name <name>] [--json]
 
 Shows who holds the data folder's lock (a running job or a command), each stream's
 partition stores (path, data.mdb size, key count, last committed batch, layout, health),
@@ -15,12 +16,22 @@ the snapshots, and the source offsets: from ZooKeeper when --zookeeper and --zk-
 given (with the copy of the job that owns the root), otherwise the positions the newest
 snapshot recorded. Safe on a running job: it only reads.
 
+When --zk-root is a cluster's root (/statestream-cluster/<app>), it shows the cluster
+instead of offsets: the members and the leader, each state partition's owner and epoch
+by the assignment and by its owner node, how far each got (the next repartition offset
+and its changelog offset), and which instance reads each source partition from where.
+With --brokers it adds each repartition, changelog and source partition's lag behind
+its end.
+
 Options:
   --data-dir <path>      the job's data folder (default ./statestream-data)
   --stream <n>           only this mapWithState stream (default: every stream found)
   --zookeeper host:port  read the offsets from ZooKeeper ...
   --zk-root <path>       ... under the job's root, e.g. /statestream/word-count
   --zk-digest user:pw    ZooKeeper digest credentials, when the nodes have an ACL
+  --brokers host:port,…  with a cluster root: read the topics' ends and show the lag
+  --app-name <name>      with a cluster root: the job's appName, which names its topics
+                         (default: the root's last part)
   --json                 one JSON document instead of the tables
 
 Exit codes: 0 every store is healthy, 1 a store is damaged, the data folder is missing or ZooKeeper cannot be read, 2 usage error.`;
@@ -38,10 +49,12 @@ interface StreamReport {
 }
 
 export async function inspect(args: string[]): Promise<number> {
-  const { values } = parseCommand('inspect', args, zookeeperOptions, { min: 0, max: 0, names: '' });
+  const { values } = parseCommand('inspect', args, { ...zookeeperOptions, brokers: { type: 'string' }, 'app-name': { type: 'string' } }, { min: 0, max: 0, names: '' });
   if (values.help) return print(inspectUsage), 0;
   const { dataDir, stream, streamGiven, json } = common('inspect', values);
   const zk = zookeeperTarget('inspect', values);
+  const clusterOnly = ['brokers', 'app-name'].filter((o) => values[o] !== undefined).map((o) => `--${o}`);
+  if (clusterOnly.length > 0 && !zk) throw new UsageError(`${clusterOnly.join(' and ')} need --zookeeper and --zk-root (the cluster's root)`, 'inspect');
   if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
 
   // A stream whose folder is mid-rename in a reshard shows under its index too.
@@ -64,7 +77,13 @@ export async function inspect(args: string[]): Promise<number> {
   if (zk) {
     // ZooKeeper away: the stores are still reported, and the offsets say why they are missing.
     try {
-      offsets = { from: 'zookeeper', ...(await readZooKeeperOffsets(zk)) };
+      if (await isClusterRoot(zk)) {
+        const brokers = typeof values.brokers === 'string' ? values.brokers.split(',').filter(Boolean) : undefined;
+        const appName = typeof values['app-name'] === 'string' ? values['app-name'] : zk.root.split('/').at(-1)!;
+        offsets = { from: 'cluster', ...(await readClusterReport(zk, { appName, brokers })) };
+      } else if (clusterOnly.length > 0) {
+        throw new UsageError(`${clusterOnly.join(' and ')} apply to a cluster's root, and ${zk.root} is not one (it holds no assignment)`, 'inspect');
+      } else offsets = { from: 'zookeeper', ...(await readZooKeeperOffsets(zk)) };
     } catch (error) {
       if (!(error instanceof CliFailure)) throw error;
       zkProblem = error.message;
@@ -150,6 +169,8 @@ function humanReport(report: Report, streams: StreamReport[]): string {
     const owner = zk.owner?.record;
     out.push(owner ? `  owned by ${describeProcess(owner, `job "${owner.appName}" on data folder ${owner.dataDir}`)}, node ${zk.owner!.node}` : '  owned by no running copy of the job');
     if (zk.waiting.length > 0) out.push(`  waiting to own it: ${zk.waiting.map((w) => describeProcess(w.record)).join('; ')}`);
+  } else if (offsets.from === 'cluster') {
+    out.push(...clusterLines(offsets as unknown as ClusterReport, table));
   } else if (offsets.from === 'zookeeper-unreachable') {
     out.push(`Offsets (ZooKeeper ${offsets.root}): unknown, ${offsets.problem}`);
   } else if (offsets.from === 'snapshot') {

@@ -22,7 +22,8 @@ export function examineStream(dataDir: string, stream: number): PartitionReport[
   const present = partitionsOnDisk(dataDir, stream);
   const reports = present.map((p) => examinePartition(dataDir, stream, p));
   const numPartitions = reports.find((r) => r.layout)?.layout?.numPartitions;
-  if (numPartitions !== undefined) {
+  // A cluster instance's folder holds the partitions it owned, not all of them.
+  if (numPartitions !== undefined && !reports.some((r) => r.cluster)) {
     for (let p = 0; p < numPartitions; p++) {
       if (!present.includes(p)) reports.push({ partition: p, path: partitionPath(dataDir, stream, p), bytes: undefined, problem: 'the partition folder is missing' });
     }

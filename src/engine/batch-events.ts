@@ -33,6 +33,12 @@ export const BatchEvents = {
    * deleted): it writes no more positions, and the next batch fails with OwnershipLostError.
    */
   OWNERSHIP_LOST: 'ownership.lost',
+  /** Cluster: the leader's assignment changed; what this instance owns now. */
+  ASSIGNMENT_CHANGED: 'cluster.assignment',
+  /** Cluster: this instance took a state partition and restored its store from the changelog (with the time it took). */
+  PARTITION_TAKEN: 'cluster.partition.taken',
+  /** Cluster: this instance gave a state partition up (moved by the leader) or lost it (its ZooKeeper session expired). */
+  PARTITION_RELEASED: 'cluster.partition.released',
 } as const;
 
 export interface BatchStartedEvent {
@@ -153,6 +159,36 @@ export interface OwnershipLostEvent {
   error: OwnershipLostError;
 }
 
+export interface AssignmentChangedEvent {
+  instance: string;
+  /** The leader's count of assignments written. */
+  generation: number;
+  /** Per state stream, the partitions this instance is to own, with their epochs. */
+  owned: Array<{ stream: number; partition: number; epoch: number }>;
+}
+
+export interface PartitionTakenEvent {
+  stream: number;
+  partition: number;
+  epoch: number;
+  /** Changelog records read, and whether the local store was kept and read on from where it stood. */
+  records: number;
+  reused: boolean;
+  /** The last whole batch the partition holds, if any. */
+  lastBatch: number | undefined;
+  /** From the assignment to the first batch it can apply: waiting for the old owner, restoring, opening. */
+  ms: number;
+}
+
+export interface PartitionReleasedEvent {
+  stream: number;
+  partition: number;
+  epoch: number;
+  /** 'moved': the assignment gave it to another instance; 'lost': the session expired; 'failed': taking it failed. */
+  reason: 'moved' | 'lost' | 'failed';
+  error?: Error;
+}
+
 export interface BatchEventMap {
   [BatchEvents.STARTED]: BatchStartedEvent;
   [BatchEvents.COMPLETED]: BatchCompletedEvent;
@@ -165,4 +201,7 @@ export interface BatchEventMap {
   [BatchEvents.DATA_LOST]: DataLostEvent;
   [BatchEvents.OWNERSHIP_TAKEN]: OwnershipTakenEvent;
   [BatchEvents.OWNERSHIP_LOST]: OwnershipLostEvent;
+  [BatchEvents.ASSIGNMENT_CHANGED]: AssignmentChangedEvent;
+  [BatchEvents.PARTITION_TAKEN]: PartitionTakenEvent;
+  [BatchEvents.PARTITION_RELEASED]: PartitionReleasedEvent;
 }

@@ -112,6 +112,20 @@ export abstract class DStream<T> {
     for (let i = 0; i < records.length; i++) sink(records[i]);
   }
 
+  /**
+   * Hands each record to `sink` with the index of the record of `root()` it was made from:
+   * what a cluster's stage 1 tags each pair with (its source position).
+   */
+  async eachRecordFrom(batch: BatchRun, sink: (record: T, from: number) => void): Promise<void> {
+    const records = await this.recordsFor(batch);
+    for (let i = 0; i < records.length; i++) sink(records[i], i);
+  }
+
+  /** The stream whose records this one's are made from by map/flatMap/filter alone (itself, for any other stream). */
+  root(): DStream<unknown> {
+    return this.source().base;
+  }
+
   protected source(): { base: DStream<unknown>; ops: Op[] } {
     return { base: this as DStream<unknown>, ops: [] };
   }
@@ -210,6 +224,11 @@ class PipelineDStream<T> extends DStream<T> {
     this.pipe(input, sink as (value: unknown) => void, batch.time);
   }
 
+  override async eachRecordFrom(batch: BatchRun, sink: (record: T, from: number) => void): Promise<void> {
+    const input = await this.base.recordsFor(batch);
+    this.pipe(input, sink as (value: unknown, from: number) => void, batch.time);
+  }
+
   protected override source(): { base: DStream<unknown>; ops: Op[] } {
     return { base: this.base, ops: this.ops };
   }
@@ -225,10 +244,10 @@ class PipelineDStream<T> extends DStream<T> {
     return out as T[];
   }
 
-  /** Runs every input record through the ops into `sink`; a throwing op fails the batch, named. */
-  private pipe(input: readonly unknown[], sink: (value: unknown) => void, batchTime: number): void {
-    this.sink = sink;
+  /** Runs every input record through the ops into `sink` (with the input's index); a throwing op fails the batch, named. */
+  private pipe(input: readonly unknown[], sink: (value: unknown, from: number) => void, batchTime: number): void {
     let i = 0;
+    this.sink = sink.length < 2 ? (sink as (value: unknown) => void) : (v) => sink(v, i);
     try {
       for (; i < input.length; i++) this.run(input[i]);
     } catch (error) {

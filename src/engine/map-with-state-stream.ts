@@ -308,8 +308,16 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
   }
 }
 
-class StateSnapshotDStream<K, S> extends DStream<[K, S]> {
-  constructor(graph: StreamGraph, private readonly state: MapWithStateDStream<K, unknown, S, unknown>) {
+/** What stateSnapshots() reads from: a state stream that applies a batch, then lists its entries. */
+export interface SnapshotSource<K, S> {
+  apply(batch: BatchRun): Promise<unknown>;
+  snapshotEntries(): Array<[K, S]>;
+  description(): string;
+}
+
+/** The state after each batch, as a stream (single-process and cluster state streams alike). */
+export class StateSnapshotDStream<K, S> extends DStream<[K, S]> {
+  constructor(graph: StreamGraph, private readonly state: SnapshotSource<K, S>) {
     super(graph);
   }
 

@@ -26,6 +26,9 @@ import { DataDirLock } from '../storage/data-lock.js';
 import type { Registry } from 'prom-client';
 import { Observability, type Endpoints } from './observability.js';
 import type { MetricsOptions, UiOptions } from '../metrics/options.js';
+import { validateClusterOptions, type ClusterOptions, type ValidClusterOptions } from '../cluster/options.js';
+import { ClusterRuntime, type ClusterView } from '../cluster/runtime.js';
+import { ClusterMapWithStateDStream } from '../cluster/state-stream.js';
 
 export interface StreamingContextOptions {
   /** Time between batches, in milliseconds. */
@@ -54,6 +57,11 @@ export interface StreamingContextOptions {
   metrics?: MetricsOptions;
   /** The status page (off by default): `{ port, host, token }`; loopback unless a token is given. */
   ui?: UiOptions;
+  /**
+   * Run as one instance of a job spread over several processes (docs/scale-out.md): they
+   * share the Kafka source and the state partitions, through Kafka and ZooKeeper.
+   */
+  cluster?: ClusterOptions;
 }
 
 
@@ -92,6 +100,10 @@ export class StreamingContext implements StreamGraph {
   private readonly events = new EventEmitter();
   private readonly inputs: InputStream[] = [];
   private readonly stateStreams: MapWithStateDStream<unknown, unknown, unknown, unknown>[] = [];
+  private readonly clusterOptions: ValidClusterOptions | undefined;
+  /** A cluster job's state streams (it has no others). */
+  private readonly clusterStreams: ClusterMapWithStateDStream<unknown, unknown, unknown, unknown>[] = [];
+  private clusterRuntime: ClusterRuntime | undefined;
   private readonly outputs: OutputOp[] = [];
   private streamIds = 0;
   private phase: Phase = 'created';
@@ -114,7 +126,7 @@ export class StreamingContext implements StreamGraph {
 
   constructor(options: StreamingContextOptions) {
     if (options === null || typeof options !== 'object') throw new ConfigError(`StreamingContext expects an options object, got ${String(options)}`);
-    const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts', 'stateCacheEntries', 'snapshotEvery', 'snapshotsKept', 'metrics', 'ui']);
+    const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts', 'stateCacheEntries', 'snapshotEvery', 'snapshotsKept', 'metrics', 'ui', 'cluster']);
     for (const key of Object.keys(options)) if (!known.has(key)) throw new ConfigError(`StreamingContext: unknown option "${key}" (known: ${[...known].join(', ')})`, { option: key });
     const raw = options as unknown as Record<string, unknown>;
     this.batchIntervalMs = integerOption(raw, 'batchIntervalMs', 1, 24 * 3600_000);
@@ -135,10 +147,19 @@ export class StreamingContext implements StreamGraph {
       throw new ConfigError('StreamingContext: clock must have now() and schedule(time, callback) (a ManualClock or SystemClock)', { option: 'clock' });
     }
     this.clock = clock;
+    if (options.cluster !== undefined) {
+      this.clusterOptions = validateClusterOptions(options.cluster, this.appName, this.dataDir);
+      if (this.snapshotPolicy) throw new ConfigError('StreamingContext: snapshotEvery is not supported with cluster (the changelog topics are what a partition is restored from)', { option: 'snapshotEvery' });
+    }
     this.observability = new Observability(options, {
       appName: this.appName, batchIntervalMs: this.batchIntervalMs, phase: () => this.phase, failure: () => this.failure,
       inputs: () => this.inputs, stateStreams: () => this.stateStreams,
     }, this);
+  }
+
+  /** In a cluster, once started: who owns which key, and who is in the job. Undefined otherwise. */
+  get cluster(): ClusterView | undefined {
+    return this.clusterRuntime;
   }
 
   /** The prom-client registry the job's metrics are on (`metrics.registry` when given), for a service that serves its own. */
@@ -200,9 +221,14 @@ export class StreamingContext implements StreamGraph {
     this.outputs.push({ stream: stream as DStream<unknown>, fn: fn as OutputOp['fn'] });
   }
 
-  mapWithState<K, V, S, M>(parent: DStream<[K, V]>, spec: StateSpec<K, V, S, M>): MapWithStateDStream<K, V, S, M> {
+  mapWithState<K, V, S, M>(parent: DStream<[K, V]>, spec: StateSpec<K, V, S, M>): MapWithStateDStream<K, V, S, M> | ClusterMapWithStateDStream<K, V, S, M> {
     if (!spec || typeof (spec as { getNumPartitions?: unknown }).getNumPartitions !== 'function') {
       throw new ConfigError('mapWithState expects a StateSpec (StateSpec.function(ref))');
+    }
+    if (this.clusterOptions) {
+      const clustered = new ClusterMapWithStateDStream(this, parent, spec, this.clusterStreams.length, this.dataDir);
+      this.clusterStreams.push(clustered as ClusterMapWithStateDStream<unknown, unknown, unknown, unknown>);
+      return clustered;
     }
     const stream = new MapWithStateDStream(this, parent, spec, this.stateStreams.length, this.dataDir);
     this.stateStreams.push(stream as MapWithStateDStream<unknown, unknown, unknown, unknown>);
@@ -261,6 +287,7 @@ export class StreamingContext implements StreamGraph {
 
   private async startup(): Promise<void> {
     this.workers = new WorkerSet(this.threads, this.stateCacheEntries);
+    if (this.clusterOptions) return this.startCluster(this.clusterOptions);
     const firstBatch = this.clock.now() + this.batchIntervalMs;
     const opened: MapWithStateDStream<unknown, unknown, unknown, unknown>[] = [];
     const openedInputs: InputStream[] = [];
@@ -346,8 +373,25 @@ export class StreamingContext implements StreamGraph {
     }
   }
 
+  /** A cluster instance starts with no state of its own: the leader assigns it partitions, restored from their changelogs. */
+  private async startCluster(options: ValidClusterOptions): Promise<void> {
+    ClusterRuntime.check(this.inputs, this.clusterStreams, (input) => input instanceof KafkaInputDStream);
+    for (const stream of this.clusterStreams) await this.checkModule(stream.spec.fn);
+    const runtime = new ClusterRuntime(options, {
+      appName: this.appName, dataDir: this.dataDir, source: this.inputs[0] as KafkaInputDStream<unknown>, streams: this.clusterStreams,
+      announce: (event, payload) => this.emit(event, payload),
+    });
+    this.clusterRuntime = runtime;
+    try {
+      await runtime.start(this.workers!, this.supervisor!, (index) => this.readersOf(this.clusterStreams[index]).emitOutputs);
+    } catch (error) {
+      await runtime.stop();
+      throw error;
+    }
+  }
+
   /** Who reads a state stream's mapped records, and whether anything besides it reads its parent's. */
-  private readersOf(stream: MapWithStateDStream<unknown, unknown, unknown, unknown>): { emitOutputs: boolean; parentRead: boolean } {
+  private readersOf(stream: DStream<unknown> & { parentStream: DStream<unknown> }): { emitOutputs: boolean; parentRead: boolean } {
     const reads = (target: DStream<unknown>) =>
       this.outputs.some((output) => output.stream.readsRecordsOf(target)) || this.stateStreams.some((s) => s !== stream && s.parentStream.readsRecordsOf(target));
     return { emitOutputs: reads(stream), parentRead: reads(stream.parentStream) };
@@ -387,6 +431,7 @@ export class StreamingContext implements StreamGraph {
   private async shutdown(): Promise<void> {
     this.cancelTimer?.();
     await this.snapshots?.settle();
+    await this.clusterRuntime?.stop();
     await Promise.all(this.inputs.map((input) => input.close?.()));
     await this.workers?.destroy();
     this.workers = undefined;
@@ -414,6 +459,7 @@ export class StreamingContext implements StreamGraph {
     this.cancelTimer?.();
     // A batch waiting for ZooKeeper would hold stop() for as long as the outage lasts.
     for (const input of this.inputs) input.interrupt?.();
+    this.clusterRuntime?.interrupt();
     await this.jobs.catch(() => undefined);
     this.supervisor!.send({ type: 'STOP' });
     await waitFor(this.supervisor!, (s) => s.status === 'done');
@@ -441,7 +487,8 @@ export class StreamingContext implements StreamGraph {
     const behind = this.queued > 1;
     let inputs: Map<number, unknown[]>;
     try {
-      inputs = new Map(this.inputs.map((input) => [input.id, input.take(time, behind)]));
+      const cluster = this.clusterRuntime;
+      inputs = cluster ? new Map([[this.inputs[0].id, cluster.take(time, behind)]]) : new Map(this.inputs.map((input) => [input.id, input.take(time, behind)]));
     } catch (error) {
       // A source that cannot hand over its records fails this batch, loudly.
       const batch = new BatchRun(time, new Map());
@@ -481,14 +528,18 @@ export class StreamingContext implements StreamGraph {
       if (takeError !== undefined) throw takeError;
       // A listener that throws fails the batch loudly rather than losing it quietly.
       this.emit(BatchEvents.STARTED, { batchTime: batch.time, schedulingDelayMs });
-      for (const input of this.inputs) await input.beforeBatch?.(batch.time);
+      // A cluster's source positions are its own (stage 1, recorded by shard()).
+      const sources = this.clusterRuntime ? [] : this.inputs;
+      for (const input of sources) await input.beforeBatch?.(batch.time);
+      await this.clusterRuntime?.shard(batch);
       // State streams run every batch, whether or not an output reads them.
       for (const stream of this.stateStreams) await stream.apply(batch);
+      for (const stream of this.clusterStreams) await stream.apply(batch);
       // A re-run after a restore: the outputs ran, whole, when the batch first ran; now only
       // restored partitions produce records, and a sink keyed by batch time would be overwritten.
       if (batch.origin !== 'replay') for (const output of this.outputs) await output.fn(await output.stream.recordsFor(batch), batch.time);
-      for (const input of this.inputs) await input.afterBatch?.(batch.time);
-      const partitions = this.stateStreams.map((s) => batch.partitionResults.get(s.stateIndex) ?? []);
+      for (const input of sources) await input.afterBatch?.(batch.time);
+      const partitions = [...this.stateStreams, ...this.clusterStreams].map((s) => batch.partitionResults.get(s.stateIndex) ?? []);
       this.emit(BatchEvents.COMPLETED, {
         batchTime: batch.time,
         records: batch.inputRecords,

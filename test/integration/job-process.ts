@@ -26,15 +26,15 @@ export interface JobConfig {
 
 const script = fileURLToPath(new URL('./fixtures/kafka-count-job.js', import.meta.url));
 
-/** The word-count job in a process of its own, so a test can SIGKILL it. */
-export class JobProcess {
+/** A node script in a process of its own, its output kept line by line, so a test can wait for lines and SIGKILL it. */
+export class ChildProcessLines {
   readonly lines: string[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly child: ChildProcess;
   private waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
 
-  constructor(config: JobConfig, env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [script, JSON.stringify(config)], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  constructor(script: string, args: string[], env: Record<string, string> = {}, options: { input?: boolean } = {}) {
+    this.child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: [options.input ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
     const onLine = (line: string) => {
       this.lines.push(line);
       this.waiters = this.waiters.filter((w) => (w.pattern.test(line) ? (w.resolve(line), false) : true));
@@ -42,6 +42,16 @@ export class JobProcess {
     createInterface({ input: this.child.stdout! }).on('line', onLine);
     createInterface({ input: this.child.stderr! }).on('line', (l) => onLine(`stderr: ${l}`));
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** Writes a line to the script's standard input (made with `input: true`). */
+  send(line: string): void {
+    if (!this.child.stdin) throw new Error('this script was started without an input');
+    this.child.stdin.write(`${line}\n`);
+  }
+
+  get pid(): number {
+    return this.child.pid!;
   }
 
   /**
@@ -55,9 +65,9 @@ export class JobProcess {
     const line = new Promise<string>((resolve, reject) => {
       this.waiters.push({ pattern, resolve });
       // The exit is seen after the last lines are read.
-      void this.exited.then((exit) => setTimeout(() => reject(new Error(`the job exited (${exit.signal ?? `code ${exit.code}`}) before printing a line matching ${pattern}; output:\n${this.tail()}`)), 50));
+      void this.exited.then((exit) => setTimeout(() => reject(new Error(`the process exited (${exit.signal ?? `code ${exit.code}`}) before printing a line matching ${pattern}; output:\n${this.tail()}`)), 50));
     });
-    return within(line, `the job to print a line matching ${pattern}`, { timeoutMs: options.timeoutMs, detail: () => `its output:\n${this.tail()}` });
+    return within(line, `the process to print a line matching ${pattern}`, { timeoutMs: options.timeoutMs, detail: () => `its output:\n${this.tail()}` });
   }
 
   /** Its last lines, for failure messages. */
@@ -72,12 +82,19 @@ export class JobProcess {
   /** Sends `signal` and waits for the exit: SIGTERM stops the context gracefully. */
   stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     this.kill(signal);
-    return this.exit(`the job to exit after ${signal}`, timeoutMs);
+    return this.exit(`the process to exit after ${signal}`, timeoutMs);
   }
 
-  /** Waits for the job to exit by itself (a kill point it reaches, a failure). */
-  exit(what = 'the job to exit', timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  /** Waits for the process to exit by itself (a kill point it reaches, a failure). */
+  exit(what = 'the process to exit', timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
     return within(this.exited, what, { timeoutMs, detail: () => `its output:\n${this.tail()}` });
+  }
+}
+
+/** The word-count job in a process of its own, so a test can SIGKILL it. */
+export class JobProcess extends ChildProcessLines {
+  constructor(config: JobConfig, env: Record<string, string> = {}) {
+    super(script, [JSON.stringify(config)], env);
   }
 }
 

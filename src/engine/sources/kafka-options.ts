@@ -1,5 +1,6 @@
 import type { KafkaConfig } from 'kafkajs';
 import { ConfigError } from '../../errors.js';
+import { validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../../storage/zookeeper/connect-options.js';
 
 export type KafkaDecoder<V> = 'string' | 'json' | 'buffer' | ((value: Buffer | null, message: { topic: string; partition: number; offset: string }) => V);
 
@@ -11,15 +12,8 @@ export interface KafkaStreamOptions<V = string> {
   /** The Kafka consumer group: offsets are committed to it too, so lag tools see progress. */
   groupId: string;
   clientId?: string;
-  zookeeper: {
-    /** `host:port[,host:port…]` */
-    connect: string;
-    /** Default `/statestream/<appName>`. */
-    root?: string;
-    sessionTimeoutMs?: number;
-    /** Digest ACL credentials, `user:password`. */
-    digest?: string;
-  };
+  /** Where positions are kept; root defaults to `/statestream/<appName>`. */
+  zookeeper: ZooKeeperConnectOptions;
   /**
    * Where a partition with no recorded position starts. Default 'earliest'. Only for those:
    * a recorded position the broker no longer holds is a gap, handled by failOnDataLoss.
@@ -52,7 +46,7 @@ export interface ValidKafkaOptions<V> {
   topics: string[];
   groupId: string;
   clientId: string;
-  zookeeper: { connect: string; root: string; sessionTimeoutMs: number; digest?: string };
+  zookeeper: ValidZooKeeperOptions;
   startingOffsets: 'earliest' | 'latest';
   failOnDataLoss: boolean;
   maxRecordsPerBatch: number;
@@ -86,19 +80,7 @@ export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName:
   if (new Set(list).size !== list.length) fail(`topics must not repeat: ${JSON.stringify(list)}`, 'topics');
   if (!nonEmpty(groupId)) fail(`groupId must be a non-empty string, got ${JSON.stringify(groupId)}`, 'groupId');
   if (options.clientId !== undefined && !nonEmpty(options.clientId)) fail(`clientId must be a non-empty string, got ${JSON.stringify(options.clientId)}`, 'clientId');
-  if (zookeeper === null || typeof zookeeper !== 'object') fail('zookeeper must be an object with at least connect: "host:port"', 'zookeeper');
-  if (!nonEmpty(zookeeper.connect) || !zookeeper.connect.split(',').every((h) => /^[^\s:,]+:\d{1,5}(\/.*)?$/.test(h))) {
-    fail(`zookeeper.connect must be "host:port[,host:port…]", got ${JSON.stringify(zookeeper.connect)}`, 'zookeeper.connect');
-  }
-  const root = zookeeper.root ?? `/statestream/${appName}`;
-  if (!/^(\/[^/\s]+)+$/.test(root)) fail(`zookeeper.root must be an absolute ZooKeeper path like /statestream/app, got ${JSON.stringify(root)}`, 'zookeeper.root');
-  const sessionTimeoutMs = zookeeper.sessionTimeoutMs ?? 10_000;
-  if (!Number.isInteger(sessionTimeoutMs) || sessionTimeoutMs < 1000 || sessionTimeoutMs > 120_000) {
-    fail(`zookeeper.sessionTimeoutMs must be an integer from 1000 to 120000, got ${JSON.stringify(zookeeper.sessionTimeoutMs)}`, 'zookeeper.sessionTimeoutMs');
-  }
-  if (zookeeper.digest !== undefined && (typeof zookeeper.digest !== 'string' || !/^[^:]+:.+$/.test(zookeeper.digest))) {
-    fail('zookeeper.digest must be "user:password"', 'zookeeper.digest');
-  }
+  const zk = validateZooKeeperOptions(zookeeper, `/statestream/${appName}`, fail);
   const startingOffsets = options.startingOffsets ?? 'earliest';
   if (startingOffsets !== 'earliest' && startingOffsets !== 'latest') fail(`startingOffsets must be 'earliest' or 'latest', got ${JSON.stringify(startingOffsets)}`, 'startingOffsets');
   const failOnDataLoss = options.failOnDataLoss ?? true;
@@ -119,7 +101,7 @@ export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName:
   }
   return {
     brokers, topics: list, groupId, clientId: options.clientId ?? `statestream-${appName}`,
-    zookeeper: { connect: zookeeper.connect, root, sessionTimeoutMs, digest: zookeeper.digest },
+    zookeeper: zk,
     startingOffsets, failOnDataLoss, maxRecordsPerBatch, decoder, onDecodeFailure, groupSessionTimeoutMs, ssl: options.ssl, sasl: options.sasl,
   };
 }

@@ -104,7 +104,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
 
   async open(context: StartContext): Promise<RecoveredBatch[]> {
     const o = this.options;
-    this.deadLetterStore = new SourceDeadLetterStore(context.dataDir, this.id);
+    this.useDeadLetterStore(context.dataDir);
     this.zk = new ZooKeeperSession({ connect: o.zookeeper.connect, sessionTimeoutMs: o.zookeeper.sessionTimeoutMs, digest: o.zookeeper.digest });
     this.ownership = await this.own(context);
     this.offsets = new ZooKeeperOffsetStore(this.zk, o.zookeeper.root, this.ownership);
@@ -432,6 +432,11 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   override describeRecord(record: unknown, index: number, batchTime: number): RecordDescription {
     const { topic, partition, offset } = record as KafkaRecord<V>;
     return { text: `the message at ${topic}[${partition}] offset ${offset} in batch ${batchTime}`, context: { batchTime, index, topic, partition, offset } };
+  }
+
+  /** Where messages the decoder cannot read are kept (opened by open(), or by a cluster's stage 1, which reads the source itself). */
+  useDeadLetterStore(dataDir: string): void {
+    this.deadLetterStore = new SourceDeadLetterStore(dataDir, this.id);
   }
 
   /** Messages the decoder could not read (policy 'dead-letter'), by topic, partition and offset. */

@@ -139,6 +139,18 @@ export class BatchCache<S> {
     }
   }
 
+  /** What flush() will write: each changed key, with its encoded entry (after prepare()), or null when it goes. */
+  changes(): { keys: unknown[]; entries: Array<Uint8Array | null> } {
+    const keys: unknown[] = [];
+    const entries: Array<Uint8Array | null> = [];
+    for (const slot of this.slots()) {
+      if (!slot.dirty || (!slot.exists && !slot.existed)) continue;
+      keys.push(slot.key);
+      entries.push(slot.exists ? (slot.encoded ?? encodeEntry(slot.state, slot.time)) : null);
+    }
+    return { keys, entries };
+  }
+
   /** Writes the working set and its time-index changes. Must run inside the commit transaction. */
   flush(): void {
     const index = this.index;

@@ -15,13 +15,13 @@ import { compareKeys } from 'lmdb';
 /** Read transactions for every partition, released once no query and no newer view needs them. */
 class Pin {
   private users = 1;
-  constructor(readonly txns: Transaction[]) {}
+  constructor(readonly txns: Array<Transaction | undefined>) {}
   retain(): this {
     this.users++;
     return this;
   }
   release(): void {
-    if (--this.users === 0) this.txns.forEach((txn) => txn.done());
+    if (--this.users === 0) this.txns.forEach((txn) => txn?.done());
   }
 }
 
@@ -29,8 +29,11 @@ export class StateView<K, S> {
   private pin: Pin | undefined;
 
   constructor(
-    private readonly stores: PartitionStore[],
+    /** One per partition; a cluster instance holds only the partitions it owns (the others undefined). */
+    private readonly stores: Array<PartitionStore | undefined>,
     private readonly partitioner: Partitioner,
+    /** Says what to do about a key of a partition this view does not hold (a cluster names its owner). */
+    private readonly elsewhere: (partition: number, key: unknown) => Error = (partition) => new Error(`partition ${partition} is not held here`),
   ) {}
 
   /** Moves the view to what the stores hold now (called after each completed batch). */
@@ -38,6 +41,7 @@ export class StateView<K, S> {
     const previous = this.pin;
     this.pin = new Pin(
       this.stores.map((store) => {
+        if (!store) return undefined;
         store.env.resetReadTxn();
         return store.env.useReadTransaction();
       }),
@@ -58,9 +62,11 @@ export class StateView<K, S> {
   get(key: K): S | undefined {
     key = normalizeKey(key);
     const partition = this.partitioner.partition(key, this.stores.length);
+    const store = this.stores[partition];
+    if (!store) throw this.elsewhere(partition, key);
     const pin = this.current();
     try {
-      const bytes = readBinary(this.stores[partition], key as Key, pin.txns[partition]);
+      const bytes = readBinary(store, key as Key, pin.txns[partition]);
       return bytes === undefined ? undefined : decodeEntry<S>(bytes)[0];
     } finally {
       pin.release();
@@ -71,7 +77,8 @@ export class StateView<K, S> {
   *entries(): Generator<[K, S]> {
     const pin = this.current();
     try {
-      const iterators = this.stores.map((store, p) => store.state.getRange({ transaction: pin.txns[p] })[Symbol.iterator]());
+      const held = this.stores.flatMap((store, p) => (store ? [{ store, txn: pin.txns[p] }] : []));
+      const iterators = held.map(({ store, txn }) => store.state.getRange({ transaction: txn })[Symbol.iterator]());
       const heads = iterators.map((it) => it.next());
       for (;;) {
         let best = -1;
@@ -92,7 +99,7 @@ export class StateView<K, S> {
   count(): number {
     const pin = this.current();
     try {
-      return this.stores.reduce((total, store, p) => total + (new BatchLog(store).last(pin.txns[p])?.keyCount ?? 0), 0);
+      return this.stores.reduce((total, store, p) => total + (store ? (new BatchLog(store).last(pin.txns[p])?.keyCount ?? 0) : 0), 0);
     } finally {
       pin.release();
     }

@@ -59,6 +59,8 @@ export interface PartitionReport {
   lastBatch?: number;
   keyCount?: number;
   deadLetters?: number;
+  /** Written by an instance of a cluster job, which holds only the partitions it owned. */
+  cluster?: boolean;
 }
 
 /**
@@ -80,6 +82,7 @@ export function examinePartition(dataDir: string, stream: number, partition: num
       return {
         partition, path, bytes, problem: undefined, layout, initialised: layout !== undefined,
         lastBatch: last?.batchTime, keyCount: last?.keyCount ?? 0, deadLetters: store.deadLetters.getKeysCount(),
+        cluster: store.meta.get('cluster') !== undefined,
       };
     } finally {
       store.env.close();

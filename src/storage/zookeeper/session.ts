@@ -158,6 +158,12 @@ export class ZooKeeperSession {
     return this.options.sessionTimeoutMs ?? 10_000;
   }
 
+  /** The session timeout ZooKeeper granted the current session (the one asked for until connected), whichever is shorter. */
+  get grantedTimeoutMs(): number {
+    const granted = this.client?.getSessionTimeout();
+    return granted !== undefined && granted > 0 ? Math.min(granted, this.sessionTimeoutMs) : this.sessionTimeoutMs;
+  }
+
   /** Calls `listener` with the id of every session of this wrapper that ZooKeeper expires; returns the unsubscribe. */
   onExpired(listener: (sessionId: string) => void): () => void {
     this.expiryListeners.add(listener);

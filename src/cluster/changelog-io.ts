@@ -1,0 +1,59 @@
+import type { Producer } from 'kafkajs';
+import { OffsetStoreError } from '../errors.js';
+import { endMessage, entryMessage, epochMessage, readChangelogRecord, takeoverMessage, type BatchEnd, type KafkaMessage, type RecordSink } from './changelog.js';
+import type { PartitionReader } from './partition-reader.js';
+
+/** Where the last of `messages` landed, from what the broker answered for their send. */
+async function send(producer: Producer, topic: string, partition: number, messages: KafkaMessage[]): Promise<number> {
+  const [meta] = await producer.send({ topic, acks: -1, messages: messages.map((m) => ({ ...m, partition })) });
+  if (!meta || meta.errorCode !== 0 || meta.baseOffset === undefined) {
+    throw new OffsetStoreError(`the changelog ${topic}[${partition}] did not take ${messages.length} records (error code ${meta?.errorCode})`, { topic, partition });
+  }
+  return Number(meta.baseOffset) + messages.length - 1;
+}
+
+/** Writes one state partition's changelog: a batch's changed keys and its end, or an owner's epoch marker. */
+export class ChangelogWriter {
+  constructor(
+    private readonly producer: Producer,
+    readonly topic: string,
+  ) {}
+
+  /** Returns the offset of the batch's end record. */
+  writeBatch(partition: number, keys: unknown[], entries: Array<Uint8Array | null>, end: BatchEnd): Promise<number> {
+    const messages = keys.map((key, i) => entryMessage(end.epoch, end.batchTime, key, entries[i]));
+    messages.push(endMessage(end));
+    return send(this.producer, this.topic, partition, messages);
+  }
+
+  /** An owner takes the partition: what older epochs write after this is ignored by restores. Returns its offset. */
+  writeEpoch(partition: number, epoch: number, owner: string): Promise<number> {
+    return send(this.producer, this.topic, partition, [epochMessage(epoch, owner)]);
+  }
+
+  /** The new owner restored up to its marker and found `accepts` as the last whole batch. Returns its offset. */
+  writeTakeover(partition: number, epoch: number, accepts: BatchEnd | undefined): Promise<number> {
+    return send(this.producer, this.topic, partition, [takeoverMessage(epoch, accepts)]);
+  }
+}
+
+/**
+ * Reads a partition's changelog from `from` up to (not including) `until`, into `restore`;
+ * the records are read with `reader`, which must read the changelog topic.
+ */
+export async function readChangelog(reader: PartitionReader, topic: string, partition: number, from: number, until: number, restore: RecordSink, timeoutMs: number): Promise<number> {
+  if (until <= from) return 0;
+  reader.open(topic, partition, from);
+  try {
+    await reader.reach(topic, partition, until, timeoutMs);
+    let read = 0;
+    for (const { offset, message } of reader.take(topic, partition, Number.MAX_SAFE_INTEGER)) {
+      if (offset >= until) break;
+      restore.read(readChangelogRecord(message.key!, message.value));
+      read++;
+    }
+    return read;
+  } finally {
+    reader.close(topic, partition);
+  }
+}

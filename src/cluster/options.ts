@@ -1,0 +1,60 @@
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import { ConfigError } from '../errors.js';
+import { validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../storage/zookeeper/connect-options.js';
+
+/** `cluster` of StreamingContextOptions: this process is one instance of a job that runs on several. */
+export interface ClusterOptions {
+  /** Membership, the assignment of state partitions and stage 1's source positions; root defaults to `/statestream-cluster/<appName>`. */
+  zookeeper: ZooKeeperConnectOptions;
+  /**
+   * Names this instance among the job's: letters, digits, '.', '_', '-'. Default: the host
+   * name and a hash of the data folder, stable across restarts, so that a restarted instance
+   * is given back its partitions and reuses its stores.
+   */
+  instanceId?: string;
+  /** Most pairs one state partition applies per batch. Default 100000. */
+  maxPairsPerBatch?: number;
+  /** How long a restore may wait for a changelog to be read, in ms. Default 300000. */
+  restoreTimeoutMs?: number;
+}
+
+export interface ValidClusterOptions {
+  zookeeper: ValidZooKeeperOptions;
+  instanceId: string;
+  maxPairsPerBatch: number;
+  restoreTimeoutMs: number;
+}
+
+const known = new Set(['zookeeper', 'instanceId', 'maxPairsPerBatch', 'restoreTimeoutMs']);
+
+function fail(message: string, option: string): never {
+  throw new ConfigError(`StreamingContext: cluster.${message}`, { option: `cluster.${option}` });
+}
+
+export function defaultInstanceId(dataDir: string): string {
+  const host = hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 60) || 'host';
+  return `${host}-${createHash('sha256').update(dataDir).digest('hex').slice(0, 8)}`;
+}
+
+/** Checks `cluster` when the context is made (appName and dataDir are already checked). */
+export function validateClusterOptions(options: ClusterOptions, appName: string, dataDir: string): ValidClusterOptions {
+  if (options === null || typeof options !== 'object') {
+    throw new ConfigError(`StreamingContext: cluster must be an object like { zookeeper: { connect } }, got ${String(options)}`, { option: 'cluster' });
+  }
+  for (const key of Object.keys(options)) if (!known.has(key)) fail(`${key} is not a cluster option (known: ${[...known].join(', ')})`, key);
+  const zookeeper = validateZooKeeperOptions(options.zookeeper, `/statestream-cluster/${appName}`, fail);
+  const instanceId = options.instanceId ?? defaultInstanceId(dataDir);
+  if (typeof instanceId !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(instanceId)) {
+    fail(`instanceId must be 1–100 characters of letters, digits, '.', '_' or '-', got ${JSON.stringify(options.instanceId)}`, 'instanceId');
+  }
+  const maxPairsPerBatch = options.maxPairsPerBatch ?? 100_000;
+  if (!Number.isInteger(maxPairsPerBatch) || maxPairsPerBatch < 1 || maxPairsPerBatch > 10_000_000) {
+    fail(`maxPairsPerBatch must be an integer from 1 to 10000000, got ${JSON.stringify(options.maxPairsPerBatch)}`, 'maxPairsPerBatch');
+  }
+  const restoreTimeoutMs = options.restoreTimeoutMs ?? 300_000;
+  if (!Number.isInteger(restoreTimeoutMs) || restoreTimeoutMs < 1000) {
+    fail(`restoreTimeoutMs must be an integer of at least 1000, got ${JSON.stringify(options.restoreTimeoutMs)}`, 'restoreTimeoutMs');
+  }
+  return { zookeeper, instanceId, maxPairsPerBatch, restoreTimeoutMs };
+}

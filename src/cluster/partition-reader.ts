@@ -1,0 +1,120 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Kafka, KafkaMessage } from 'kafkajs';
+import { OffsetStoreError } from '../errors.js';
+import { GroupConsumer } from './group-consumer.js';
+
+interface Opened {
+  topic: string;
+  partition: number;
+  /** The next offset wanted: what is fetched below it is dropped (a fetch from before a seek). */
+  next: number;
+  messages: Array<{ offset: number; message: KafkaMessage }>;
+  paused: boolean;
+}
+
+const id = (topic: string, partition: number) => `${topic}:${partition}`;
+
+/**
+ * Reads chosen partitions of some topics from chosen offsets, with kafkajs: a consumer in a
+ * group of its own (a fresh one each time, so a restart never waits for its dead former
+ * self to leave), which is therefore assigned every partition and pauses all but the ones
+ * opened. Where each partition is read from is the caller's (its LMDB store, a changelog
+ * record): no offset is ever committed to Kafka. Each opened partition's messages wait in
+ * a buffer (paused beyond `bufferLimit`) until taken.
+ */
+export class PartitionReader {
+  private readonly consumer: GroupConsumer;
+  private readonly opened = new Map<string, Opened>();
+  private assigned = new Set<string>();
+  private joined = false;
+
+  constructor(
+    kafka: Kafka,
+    topics: string[],
+    groupPrefix: string,
+    private readonly bufferLimit = 200_000,
+  ) {
+    this.consumer = new GroupConsumer(kafka, () => ({ groupId: `${groupPrefix}-${randomUUID()}` }), topics, {
+      joined: (partitions) => {
+        this.assigned = new Set(partitions.map((p) => id(p.topic, p.partition)));
+        this.joined = true;
+        // Only the opened partitions are read, each from where its reader wants it.
+        for (const o of this.opened.values()) this.seek(o);
+      },
+      fetched: (topic, partition, messages) => {
+        const o = this.opened.get(id(topic, partition));
+        if (!o) return;
+        for (const message of messages) {
+          const offset = Number(message.offset);
+          if (offset < o.next) continue;
+          o.messages.push({ offset, message });
+          o.next = offset + 1;
+        }
+        if (o.messages.length >= this.bufferLimit && !o.paused) {
+          o.paused = true;
+          this.consumer.pause([o]);
+        }
+      },
+    }, topics.join(', '));
+  }
+
+  start(): Promise<void> {
+    return this.consumer.start();
+  }
+
+  private seek(o: Opened): void {
+    if (!this.joined || !this.assigned.has(id(o.topic, o.partition))) return;
+    this.consumer.seek(o.topic, o.partition, o.next);
+    if (!o.paused) this.consumer.resume([o]);
+  }
+
+  /** Starts reading a partition from `offset` (forgetting what was buffered for it). */
+  open(topic: string, partition: number, offset: number): void {
+    const o: Opened = { topic, partition, next: offset, messages: [], paused: false };
+    this.opened.set(id(topic, partition), o);
+    this.seek(o);
+  }
+
+  close(topic: string, partition: number): void {
+    const o = this.opened.get(id(topic, partition));
+    if (!o) return;
+    this.opened.delete(id(topic, partition));
+    this.consumer.pause([o]);
+  }
+
+  /** Up to `max` buffered messages of an opened partition, in offset order. */
+  take(topic: string, partition: number, max: number): Array<{ offset: number; message: KafkaMessage }> {
+    if (this.consumer.problem) throw this.consumer.problem;
+    const o = this.opened.get(id(topic, partition));
+    if (!o) return [];
+    const taken = o.messages.length <= max ? o.messages : o.messages.slice(0, max);
+    o.messages = o.messages.length <= max ? [] : o.messages.slice(max);
+    if (o.paused && o.messages.length < this.bufferLimit / 2) {
+      o.paused = false;
+      this.consumer.resume([o]);
+    }
+    return taken;
+  }
+
+  /** The offset after the last message fetched of an opened partition. */
+  fetchedUntil(topic: string, partition: number): number | undefined {
+    return this.opened.get(id(topic, partition))?.next;
+  }
+
+  /** Waits until an opened partition is fetched up to `offset` (exclusive), or fails after `timeoutMs`. */
+  async reach(topic: string, partition: number, offset: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ((this.fetchedUntil(topic, partition) ?? 0) < offset) {
+      if (this.consumer.problem) throw this.consumer.problem;
+      if (Date.now() > deadline) {
+        throw new OffsetStoreError(`could not read ${topic}[${partition}] up to offset ${offset} within ${timeoutMs / 1000} s (read up to ${(this.fetchedUntil(topic, partition) ?? 1) - 1})`, { topic, partition, offset });
+      }
+      await sleep(20);
+    }
+  }
+
+  stop(): Promise<void> {
+    return this.consumer.stop();
+  }
+}

@@ -1,0 +1,145 @@
+import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
+import { OffsetStoreError } from '../errors.js';
+import { zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
+import type { PartitionReader } from './partition-reader.js';
+
+/** A source message read by stage 1, with where it came from. */
+export interface IntakeMessage {
+  topic: string;
+  partition: number;
+  offset: number;
+  message: KafkaMessage;
+}
+
+export interface SourcePosition {
+  topic: string;
+  partition: number;
+  offset: number;
+}
+
+const id = (topic: string, partition: number) => `${topic}:${partition}`;
+
+/**
+ * Stage 1's reading of the job's source. The leader shares the source partitions out to
+ * the instances in the assignment, beside the state partitions (see docs/scale-out.md for
+ * why not Kafka's group protocol); each partition is read from the position kept in
+ * ZooKeeper under `<root>/sources/<topic>/<partition>`. A position is recorded only once
+ * every pair made of the records before it was acknowledged by the repartition topic, so
+ * an instance that dies, or a partition that moves, only ever sends pairs again, which the
+ * owners of the state partitions drop (their high-water marks).
+ */
+export class SourceIntake {
+  private admin: Admin | undefined;
+  /** The partitions this instance reads, and where its next batch starts in each. */
+  private readonly reading = new Map<string, SourcePosition>();
+  private failure: Error | undefined;
+  /** Position nodes known to exist. */
+  private readonly made = new Set<string>();
+  /** Counts assignments: positions read for an older one are not used. */
+  private generation = 0;
+
+  constructor(
+    private readonly kafka: Kafka,
+    /** Reads the source topics (among others): the runtime's one consumer. */
+    private readonly reader: PartitionReader,
+    private readonly zk: ZooKeeperSession,
+    private readonly root: string,
+    private readonly options: { topics: string[]; startingOffsets: 'earliest' | 'latest'; maxRecordsPerBatch: number },
+  ) {}
+
+  private path(topic: string, partition: number): string {
+    return `${this.root}/sources/${encodeURIComponent(topic)}/${partition}`;
+  }
+
+  async start(): Promise<void> {
+    this.admin = this.kafka.admin();
+    await this.admin.connect();
+  }
+
+  /** The partitions of each source topic, for the leader's assignment. */
+  async layout(): Promise<Record<string, number>> {
+    const admin = this.admin!;
+    const layout: Record<string, number> = {};
+    for (const topic of this.options.topics) layout[topic] = (await admin.fetchTopicOffsets(topic)).length;
+    return layout;
+  }
+
+  /**
+   * The assignment gives this instance these source partitions: one it kept goes on from
+   * where it is; a new one is read from its position in ZooKeeper (or startingOffsets).
+   */
+  assign(partitions: Array<{ topic: string; partition: number }>): void {
+    const generation = ++this.generation;
+    const keep = new Set(partitions.map((p) => id(p.topic, p.partition)));
+    for (const [key, p] of [...this.reading]) {
+      if (keep.has(key)) continue;
+      this.reading.delete(key);
+      this.reader.close(p.topic, p.partition);
+    }
+    const added = partitions.filter((p) => !this.reading.has(id(p.topic, p.partition)));
+    void (async () => {
+      for (const { topic, partition } of added) {
+        const start = (await this.position(topic, partition)) ?? (await this.startOf(topic, partition));
+        // A newer assignment came while ZooKeeper answered: that one decides.
+        if (generation !== this.generation) return;
+        this.reading.set(id(topic, partition), { topic, partition, offset: start });
+        this.reader.open(topic, partition, start);
+      }
+    })().catch((error: unknown) => {
+      this.failure ??= error as Error;
+    });
+  }
+
+  private async startOf(topic: string, partition: number): Promise<number> {
+    const offsets = await this.admin!.fetchTopicOffsets(topic);
+    const p = offsets.find((o) => o.partition === partition);
+    if (!p) throw new OffsetStoreError(`the source topic ${topic} has no partition ${partition}`, { topic, partition });
+    return Number(this.options.startingOffsets === 'earliest' ? p.low : p.high);
+  }
+
+  private async position(topic: string, partition: number): Promise<number | undefined> {
+    const data = await this.zk.run<Buffer | undefined>(`read ${this.path(topic, partition)}`, (client, done) =>
+      client.getData(this.path(topic, partition), (error, bytes) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, undefined) : done(error, bytes))),
+    );
+    const text = data?.toString('utf8') ?? '';
+    if (text === '') return undefined;
+    if (!/^\d+$/.test(text)) throw new OffsetStoreError(`the position at ${this.path(topic, partition)} is ${JSON.stringify(text)}, not a decimal offset`, { topic, partition });
+    return Number(text);
+  }
+
+  /** At a batch's time: up to maxRecordsPerBatch messages of each source partition this instance reads (none while `behind`), and where each then stands. */
+  take(behind = false): { messages: IntakeMessage[]; positions: SourcePosition[] } {
+    if (this.failure) throw this.failure;
+    const messages: IntakeMessage[] = [];
+    const positions: SourcePosition[] = [];
+    if (behind) return { messages, positions };
+    for (const p of this.reading.values()) {
+      const taken = this.reader.take(p.topic, p.partition, this.options.maxRecordsPerBatch);
+      if (taken.length === 0) continue;
+      for (const { offset, message } of taken) messages.push({ topic: p.topic, partition: p.partition, offset, message });
+      p.offset = taken[taken.length - 1].offset + 1;
+      positions.push({ ...p });
+    }
+    return { messages, positions };
+  }
+
+  /** Every pair made of the records before these positions is acknowledged: record them. */
+  async record(positions: SourcePosition[]): Promise<void> {
+    if (positions.length === 0) return;
+    for (const p of positions) {
+      const path = this.path(p.topic, p.partition);
+      if (this.made.has(path)) continue;
+      await this.zk.mkdirp(path, this.root);
+      this.made.add(path);
+    }
+    await this.zk.run('record source positions', (client, done) => {
+      const tx = client.transaction();
+      for (const p of positions) tx.setData(this.path(p.topic, p.partition), Buffer.from(String(p.offset)));
+      tx.commit((error) => done(error));
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.admin?.disconnect().catch(() => undefined);
+  }
+}

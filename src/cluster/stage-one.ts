@@ -1,0 +1,58 @@
+import type { Message, Producer } from 'kafkajs';
+import { InvalidRecordError } from '../errors.js';
+import type { BatchRun } from '../engine/batch.js';
+import type { DStream } from '../engine/dstream.js';
+import { murmur2Partitioner } from '../engine/partitioner.js';
+import type { KafkaRecord } from '../engine/sources/kafka.js';
+import { assertPair, describeValue, normalizeKey } from '../storage/keys.js';
+import { pairMessage } from './pairs.js';
+
+/** Messages per produce request: a record batch stays well under a broker's default 1 MB limit. */
+const SEND_CHUNK = 2_000;
+
+export interface StageOneTarget {
+  stream: { stateIndex: number; numPartitions: number; parentStream: DStream<unknown> };
+  topic: string;
+}
+
+/**
+ * Stage 1 of a cluster batch: runs each state stream's map/flatMap/filter over the source
+ * records this instance took, and produces every [key, value] pair to the state stream's
+ * repartition topic, in the partition that is its state partition (murmur2 of the key, as a
+ * single process shards it), tagged with the source record it came from and its place
+ * among that record's pairs. Resolves once every pair is acknowledged by all in-sync replicas.
+ */
+export class StageOneWriter {
+  constructor(
+    private readonly producer: Producer,
+    private readonly targets: StageOneTarget[],
+  ) {}
+
+  async write(batch: BatchRun, records: Array<KafkaRecord<unknown>>): Promise<number> {
+    let sent = 0;
+    for (const { stream, topic } of this.targets) {
+      const messages: Message[] = [];
+      let index = 0;
+      let last = -1;
+      let n = 0;
+      await stream.parentStream.eachRecordFrom(batch, (pair, from) => {
+        assertPair(pair, batch.time, index, stream.stateIndex);
+        n = from === last ? n + 1 : 0;
+        last = from;
+        const record = records[from];
+        const key = normalizeKey(pair[0]);
+        try {
+          messages.push(pairMessage({ key, value: pair[1], origin: { topic: record.topic, partition: record.partition, offset: Number(record.offset), n } }, murmur2Partitioner.partition(key, stream.numPartitions)));
+        } catch (error) {
+          throw new InvalidRecordError(`record ${index} of batch ${batch.time}: its value ${describeValue(pair[1])} cannot be written to ${topic}: ${(error as Error).message}`, { batchTime: batch.time, index, stream: stream.stateIndex });
+        }
+        index++;
+      });
+      for (let i = 0; i < messages.length; i += SEND_CHUNK) {
+        await this.producer.send({ topic, acks: -1, messages: messages.slice(i, i + SEND_CHUNK) });
+      }
+      sent += messages.length;
+    }
+    return sent;
+  }
+}

@@ -1,0 +1,62 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { nextAssignment, nextClusterAssignment, ownedBy, sameAssignment, sourcesReadBy, type Assignment } from '../../src/cluster/assignment.js';
+
+const counts = (a: Assignment, members: string[]) => members.map((m) => ownedBy(a, m).length);
+
+describe('cluster assignment', () => {
+  it('spreads every partition of every stream over the members, ⌊P/m⌋ or ⌈P/m⌉ each, epoch 1 at first', () => {
+    const a = nextAssignment(undefined, ['b', 'a', 'c'], { 0: 8, 1: 3 });
+    assert.equal(a.generation, 1);
+    assert.deepEqual(counts(a, ['a', 'b', 'c']).sort(), [3, 4, 4]);
+    for (const partitions of Object.values(a.streams)) for (const p of partitions) assert.deepEqual([typeof p.owner, p.epoch], ['string', 1]);
+    assert.deepEqual(nextAssignment(undefined, ['c', 'a', 'b'], { 0: 8, 1: 3 }), a, 'deterministic whatever the order of members');
+  });
+
+  it('moves only the partitions of a member that left, and bumps only their epochs', () => {
+    const a = nextAssignment(undefined, ['a', 'b', 'c'], { 0: 9 });
+    const b = nextAssignment(a, ['a', 'c'], { 0: 9 });
+    assert.deepEqual(counts(b, ['a', 'c']).sort(), [4, 5]);
+    b.streams[0].forEach((p, i) => {
+      const before = a.streams[0][i];
+      if (before.owner === 'b') assert.deepEqual([p.owner !== 'b', p.epoch], [true, 2], `partition ${i} moved`);
+      else assert.deepEqual(p, before, `partition ${i} stayed`);
+    });
+  });
+
+  it('gives a joining member its share, taking only what balance needs from the others', () => {
+    const a = nextAssignment(undefined, ['a', 'b'], { 0: 8 });
+    const b = nextAssignment(a, ['a', 'b', 'c'], { 0: 8 });
+    assert.deepEqual(counts(b, ['a', 'b', 'c']).sort(), [2, 3, 3]);
+    const moved = b.streams[0].filter((p, i) => p.owner !== a.streams[0][i].owner);
+    assert.equal(moved.length, 2, 'two partitions moved to the new member');
+    for (const p of moved) assert.deepEqual([p.owner, p.epoch], ['c', 2]);
+  });
+
+  it('a member that leaves and comes back gets partitions under new epochs, never its old ones silently', () => {
+    const a = nextAssignment(undefined, ['a', 'b'], { 0: 4 });
+    const b = nextAssignment(a, ['a'], { 0: 4 });
+    const c = nextAssignment(b, ['a', 'b'], { 0: 4 });
+    for (const [i, p] of c.streams[0].entries()) if (p.owner === 'b') assert.ok(p.epoch > a.streams[0][i].epoch);
+    assert.equal(c.generation, 3);
+  });
+
+  it('with no member, no partition has an owner', () => {
+    const a = nextAssignment(nextAssignment(undefined, ['a'], { 0: 2 }), [], { 0: 2 });
+    assert.deepEqual(a.streams[0], [{ owner: undefined, epoch: 2 }, { owner: undefined, epoch: 2 }]);
+  });
+
+  it('shares out source partitions beside state partitions, each kind balanced on its own, sources sticky too', () => {
+    const a = nextClusterAssignment(undefined, ['a', 'b', 'c'], { 0: 6 }, { words: 3 });
+    assert.deepEqual(counts(a, ['a', 'b', 'c']), [2, 2, 2], 'state partitions balanced alone');
+    assert.deepEqual(['a', 'b', 'c'].map((m) => sourcesReadBy(a, m).length), [1, 1, 1], 'each member reads one source partition');
+    assert.deepEqual(sourcesReadBy(a, 'a').concat(sourcesReadBy(a, 'b'), sourcesReadBy(a, 'c')).map((s) => s.partition).sort(), [0, 1, 2], 'every source partition read once');
+    const b = nextClusterAssignment(a, ['a', 'c'], { 0: 6 }, { words: 3 });
+    const readByB = sourcesReadBy(a, 'b')[0].partition;
+    assert.ok(b.sources!.words.every((p, i) => (i === readByB ? p.owner !== 'b' : p.owner === a.sources!.words[i].owner)), 'only the leaver\'s source partition moved');
+    assert.ok(!sameAssignment(a, b));
+    assert.ok(sameAssignment(b, nextClusterAssignment(b, ['a', 'c'], { 0: 6 }, { words: 3 })), 'nothing moves when nothing changed');
+    const moved = { ...b, sources: { words: b.sources!.words.map((p) => ({ ...p, owner: 'a' })) } };
+    assert.ok(!sameAssignment(b, moved), 'a change of source reader is a change of assignment');
+  });
+});

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ChangelogRestore, endMessage, entryMessage, epochMessage, readChangelogRecord, takeoverMessage, type BatchEnd, type KafkaMessage } from '../../src/cluster/changelog.js';
+
+const v = (n: number) => Uint8Array.from([n]);
+const batchEnd = (epoch: number, batchTime: number, position: number): BatchEnd => ({ epoch, batchTime, position, marks: { 'in:0': [position, 0] }, keyCount: 0 });
+const end = (epoch: number, batchTime: number, position: number) => endMessage(batchEnd(epoch, batchTime, position));
+
+function restore(messages: KafkaMessage[]): { state: Record<string, number | null>; restorer: ChangelogRestore } {
+  const state: Record<string, number | null> = {};
+  const restorer = new ChangelogRestore((key, value) => void (state[JSON.stringify(key)] = value === null ? null : value[0]));
+  for (const m of messages) restorer.read(readChangelogRecord(m.key, m.value));
+  return { state, restorer };
+}
+
+describe('changelog restore', () => {
+  it('applies whole batches in order, tombstones included, and reports the last batch end', () => {
+    const { state, restorer } = restore([
+      epochMessage(1, 'a'), takeoverMessage(1, undefined),
+      entryMessage(1, 100, 'x', v(1)), entryMessage(1, 100, ['t', 1], v(2)), end(1, 100, 10),
+      entryMessage(1, 200, 'x', v(3)), entryMessage(1, 200, ['t', 1], null), end(1, 200, 25),
+    ]);
+    assert.deepEqual(state, { '"x"': 3, '["t",1]': null });
+    assert.deepEqual(restorer.last, batchEnd(1, 200, 25));
+  });
+
+  it('drops a batch that never ended (its owner died in it) at the next takeover; the next owner applies it again from the repartition topic', () => {
+    const { state, restorer } = restore([
+      epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'x', v(1)), end(1, 100, 10),
+      entryMessage(1, 200, 'x', v(9)), // no end: a dies
+      epochMessage(2, 'b'), takeoverMessage(2, batchEnd(1, 100, 10)),
+      entryMessage(2, 300, 'y', v(2)), end(2, 300, 20),
+    ]);
+    assert.deepEqual(state, { '"x"': 1, '"y"': 2 });
+    assert.equal(restorer.last?.position, 20);
+    assert.equal(restorer.waiting, 0);
+  });
+
+  it('ignores what a fenced owner wrote after the new owner\'s marker, and keeps what it ended before it', () => {
+    const { state, restorer } = restore([
+      epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'x', v(1)), end(1, 100, 10),
+      entryMessage(1, 200, 'y', v(5)), end(1, 200, 15), // whole before b's marker: b restored it
+      epochMessage(2, 'b'),
+      entryMessage(1, 300, 'x', v(7)), end(1, 300, 30), // a paused, resumed, went on: fenced
+      takeoverMessage(2, batchEnd(1, 200, 15)),
+      entryMessage(2, 400, 'z', v(4)), end(2, 400, 22),
+    ]);
+    assert.deepEqual(state, { '"x"': 1, '"y"': 5, '"z"': 4 });
+    assert.equal(restorer.last?.position, 22);
+    assert.equal(restorer.epoch, 2);
+  });
+
+  it('a new owner learns which keys a batch that never ended touched, to write them again', () => {
+    const { restorer } = restore([
+      epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'y', v(5)), end(1, 100, 10),
+      entryMessage(1, 250, 'y', v(9)), entryMessage(1, 250, ['t', 2], v(1)), // a dies in batch 250
+      epochMessage(2, 'b'),
+    ]);
+    assert.deepEqual(restorer.dropWaiting(2), ['y', ['t', 2]]);
+  });
+
+  it('restores a compacted changelog: the newest entry per key, the newest end per epoch, and every marker and takeover', () => {
+    // What compaction leaves of: a's batches 100 (x=1, y=5) and 200 (x=2) with their ends; a
+    // dying in batch 250 (y=9); b taking over and writing y again as it restored it (y=5);
+    // b's batch 400 (z=4).
+    const { state, restorer } = restore([
+      epochMessage(1, 'a'), takeoverMessage(1, undefined),
+      entryMessage(1, 200, 'x', v(2)), end(1, 200, 20), // end:1 of batch 100 and x=1 compacted away by these
+      epochMessage(2, 'b'), takeoverMessage(2, batchEnd(1, 200, 20)),
+      entryMessage(2, 200, 'y', v(5)), // b's correction displaced a's y=9, which had displaced y=5
+      entryMessage(2, 400, 'z', v(4)), end(2, 400, 40), // end:2 of b's corrections compacted away by this one
+    ]);
+    assert.deepEqual(state, { '"x"': 2, '"y"': 5, '"z"': 4 });
+    assert.equal(restorer.last?.batchTime, 400);
+  });
+});

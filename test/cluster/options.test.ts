@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ClusterError, ConfigError, StateSpec, StreamingContext } from '../../src/index.js';
+import { fixture, tempDir } from '../helpers.js';
+
+const zk = { connect: '127.0.0.1:1' };
+const context = (extra: Record<string, unknown>) => new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), appName: 'wc', ...extra } as ConstructorParameters<typeof StreamingContext>[0]);
+const refused = (make: () => unknown, option: string, message: RegExp) =>
+  assert.throws(make, (error: unknown) => {
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.match(error.message, message);
+    assert.equal((error.context as { option?: string }).option, option);
+    return true;
+  });
+
+describe('cluster options: checked when the context is made, naming the option', () => {
+  it('refuses a malformed cluster option', () => {
+    refused(() => context({ cluster: 'zk:2181' }), 'cluster', /cluster must be an object like \{ zookeeper: \{ connect \} \}/);
+    refused(() => context({ cluster: { zookeeper: zk, standby: 1 } }), 'cluster.standby', /cluster\.standby is not a cluster option \(known: zookeeper, instanceId, maxPairsPerBatch, restoreTimeoutMs\)/);
+    refused(() => context({ cluster: { zookeeper: { connect: 'no port' } } }), 'cluster.zookeeper.connect', /cluster\.zookeeper\.connect must be "host:port\[,host:port…\]", got "no port"/);
+    refused(() => context({ cluster: { zookeeper: { ...zk, root: 'relative' } } }), 'cluster.zookeeper.root', /absolute ZooKeeper path/);
+    refused(() => context({ cluster: { zookeeper: zk, instanceId: 'has space' } }), 'cluster.instanceId', /instanceId must be 1–100 characters .* got "has space"/);
+    refused(() => context({ cluster: { zookeeper: zk, maxPairsPerBatch: 0 } }), 'cluster.maxPairsPerBatch', /from 1 to 10000000, got 0/);
+    refused(() => context({ cluster: { zookeeper: zk, restoreTimeoutMs: 10 } }), 'cluster.restoreTimeoutMs', /at least 1000, got 10/);
+  });
+
+  it('refuses snapshots and an initial state, which a cluster restores from its changelog instead', () => {
+    refused(() => context({ cluster: { zookeeper: zk }, snapshotEvery: 5 }), 'snapshotEvery', /snapshotEvery is not supported with cluster/);
+    const ssc = context({ cluster: { zookeeper: zk } });
+    const pairs = ssc.queueStream<[string, number]>();
+    assert.throws(() => pairs.mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).initialState([['a', 1]])), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /mapWithState in a cluster: initialState is not supported yet/);
+      return true;
+    });
+  });
+
+  it('a job not shaped for a cluster fails start() with ClusterError before reaching ZooKeeper', async () => {
+    const ssc = context({ cluster: { zookeeper: zk } });
+    ssc.queueStream<[string, number]>().mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')));
+    await assert.rejects(ssc.start(), (error: unknown) => {
+      assert.ok(error instanceof ClusterError, String(error));
+      assert.match(error.message, /reads exactly one kafkaStream/);
+      return true;
+    });
+    assert.equal(ssc.cluster, undefined);
+  });
+});

@@ -1,0 +1,242 @@
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import { waitUntil } from '../../wait.js';
+import { testRandom } from '../../random.js';
+import type { ClusterMeta } from '../../../src/cluster/restore-store.js';
+import type { ClusterReport } from '../../../src/cli/cluster-report.js';
+import { ClusterJobUnderTest, startClusterServices, type ClusterServices, type ClusterState } from './harness.js';
+
+const WORDS = ['apple', 'banana', 'cherry', 'damson', 'elder', 'fig', 'grape', 'hazel', 'iris', 'juniper', 'kiwi', 'lime', 'mango', 'nectar', 'olive', 'pear', 'quince', 'rowan', 'sloe', 'tansy'];
+
+/** `n` lines of 1–4 words each, picked by `next`. */
+function lines(n: number, next: () => number): string[] {
+  return Array.from({ length: n }, () => Array.from({ length: 1 + Math.floor(next() * 4) }, () => WORDS[Math.floor(next() * WORDS.length)]).join(' '));
+}
+
+/** Every partition has one owner: the assignment, its owner node and the one store at its epoch agree. */
+function assertOneOwnerEach(state: ClusterState, live: string[]): void {
+  for (const p of state.partitions) {
+    assert.ok(p.assigned !== undefined && live.includes(p.assigned), `partition ${p.partition} is assigned to ${p.assigned}, not a live instance (${live.join(', ')})`);
+    assert.deepEqual(p.ownerNode, { ...p.ownerNode, instance: p.assigned, epoch: p.epoch }, `partition ${p.partition}: its owner node agrees with the assignment`);
+    assert.deepEqual(p.storesAtEpoch, [p.assigned], `partition ${p.partition}: exactly one store, its owner's, holds epoch ${p.epoch}`);
+  }
+}
+
+/** Waits until the owners' stores hold exactly what was typed, and every partition has its one owner. */
+async function settle(job: ClusterJobUnderTest, live: string[], timeoutMs = 120_000): Promise<ClusterState> {
+  const expected = job.expected();
+  let last: ClusterState | undefined;
+  await waitUntil(
+    `the owners' stores to hold the ${job.sent.length} words typed`,
+    async () => {
+      for (const [id, child] of job.instances) {
+        const failed = child.lines.find((l) => l.startsWith('FAILED') || l.startsWith('START_FAILED'));
+        if (failed) throw new Error(`instance ${id}: ${failed}\n${child.tail()}`);
+      }
+      last = await job.read();
+      return ClusterJobUnderTest.diff(expected, last.counts) === 'equal' && last.partitions.every((p) => p.storesAtEpoch.length === 1 && p.ownerNode?.instance === p.assigned);
+    },
+    {
+      timeoutMs, intervalMs: 500,
+      detail: () => `${last ? ClusterJobUnderTest.diff(expected, last.counts) : 'nothing read'}; partitions: ${JSON.stringify(last?.partitions)}; ` +
+        [...job.instances].map(([id, c]) => `\n--- ${id}:\n${c.tail(12)}`).join(''),
+    },
+  );
+  assertOneOwnerEach(last!, live);
+  return last!;
+}
+
+/** Types a few lines every `everyMs` until stopped; what was typed is in job.sent. */
+function keepTyping(job: ClusterJobUnderTest, next: () => number, everyMs = 300): { stop: () => Promise<void> } {
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      await job.type(lines(20, next));
+      await sleep(everyMs);
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
+}
+
+describe('one job on several processes: Kafka carries the shuffle and the changelog, ZooKeeper assigns the partitions (real ZooKeeper, mock cluster of 3 brokers)', () => {
+  let services: ClusterServices;
+  const jobs: ClusterJobUnderTest[] = [];
+  before(async () => {
+    services = await startClusterServices();
+  });
+  after(async () => {
+    for (const job of jobs) await job.stopAll();
+    await Promise.all([services?.kafka.stop(), services?.zk.stop()]);
+  });
+
+  async function newJob(appName: string, options: ConstructorParameters<typeof ClusterJobUnderTest>[2]): Promise<ClusterJobUnderTest> {
+    const job = new ClusterJobUnderTest(services, appName, options);
+    jobs.push(job);
+    await job.createTopics();
+    return job;
+  }
+
+  it('three instances of the word-count example count words typed with kcat exactly, each partition with one owner', async (t: TestContext) => {
+    const random = testRandom(t);
+    const job = await newJob('wc-three', { partitions: 6, sourcePartitions: 3 });
+    await Promise.all(['one', 'two', 'three'].map((id) => job.start(id, 'example')));
+    // Under 11 of each word: the article's function counts plainly up to there.
+    await job.type(lines(15, random.next));
+    const state = await settle(job, ['one', 'two', 'three']);
+    assert.deepEqual(new Set(state.partitions.map((p) => p.assigned)), new Set(['one', 'two', 'three']), 'every instance owns partitions');
+    for (const id of ['one', 'two', 'three']) {
+      assert.equal(state.partitions.filter((p) => p.assigned === id).length, 2, `instance ${id} owns 2 of the 6 partitions`);
+      // Instances that joined one after another saw partitions move to the later ones: what each took, less what it gave up.
+      const lines = job.instances.get(id)!.lines;
+      const took = lines.filter((l) => /took partition/.test(l)).length - lines.filter((l) => /(gave up|lost|could not take) partition/.test(l)).length;
+      assert.equal(took, 2, `instance ${id} says it took 2 partitions it kept:\n${lines.join('\n')}`);
+    }
+  });
+
+  it('while words keep arriving: a SIGKILL, a restart, a fourth instance, a clean stop and five random SIGKILLs lose nothing and count nothing twice', async (t: TestContext) => {
+    const random = testRandom(t);
+    const job = await newJob('wc-chaos', { partitions: 6, sourcePartitions: 3 });
+    await Promise.all(['a', 'b', 'c'].map((id) => job.start(id)));
+    const typing = keepTyping(job, random.next);
+    try {
+      await sleep(2_000);
+      const b = job.instances.get('b')!;
+      const from = job.instances.get('a')!.lines.length;
+      b.kill('SIGKILL');
+      await b.exited;
+      // b's partitions move to a and c, which go on.
+      await job.instances.get('a')!.waitForLine(/^TAKEN /, { from, timeoutMs: 30_000 });
+      await job.start('b');
+      await job.start('d');
+      await sleep(2_000);
+      const stopped = await job.instances.get('a')!.stop('SIGTERM');
+      assert.equal(stopped.code, 0, 'a stops cleanly');
+      const live = new Set(['b', 'c', 'd']);
+      for (let kill = 0; kill < 5; kill++) {
+        await sleep(random.between(500, 4_000));
+        const ids = [...live];
+        const victim = ids[random.between(0, ids.length - 1)];
+        t.diagnostic(`kill ${kill + 1}: SIGKILL ${victim}`);
+        const child = job.instances.get(victim)!;
+        child.kill('SIGKILL');
+        await child.exited;
+        await sleep(random.between(0, 2_000));
+        await job.start(victim);
+      }
+    } finally {
+      await typing.stop();
+    }
+    t.diagnostic(`${job.sent.length} words typed`);
+    await settle(job, ['b', 'c', 'd']);
+  });
+
+  it('an instance paused past its ZooKeeper session commits nothing to the partitions it lost, and the counts stay exact', async (t: TestContext) => {
+    const random = testRandom(t);
+    const job = await newJob('wc-paused', { partitions: 4, sourcePartitions: 2 });
+    await Promise.all(['p', 'q'].map((id) => job.start(id)));
+    const typing = keepTyping(job, random.next);
+    try {
+      await sleep(2_000);
+      const p = job.instances.get('p')!;
+      const q = job.instances.get('q')!;
+      const before = await job.read();
+      const lost = before.partitions.filter((x) => x.assigned === 'p').map((x) => x.partition);
+      assert.ok(lost.length > 0, 'p owns partitions before it is paused');
+      p.kill('SIGSTOP');
+      const from = q.lines.length;
+      // Past p's session (4 s) and its group session (6 s): q takes everything.
+      for (const _ of lost) await q.waitForLine(/^TAKEN /, { from, timeoutMs: 30_000 });
+      const taken = await job.read();
+      const takenAt = new Map(lost.map((partition) => [partition, taken.partitions[partition].epoch]));
+      // p is stopped: what its own stores of the lost partitions hold now is all it committed to them.
+      const frozen = new Map<number, ClusterMeta | undefined>();
+      for (const partition of lost) frozen.set(partition, await job.storeMeta('p', partition));
+      const resumedAt = p.lines.length;
+      p.kill('SIGCONT');
+      await p.waitForLine(/^RELEASED \d+ \d+ lost/, { from: resumedAt, timeoutMs: 30_000 });
+      await sleep(2_000);
+      const after = await job.read();
+      for (const partition of lost) {
+        assert.ok(after.partitions[partition].epoch >= takenAt.get(partition)!, `partition ${partition}: its epoch never goes back`);
+        // Resumed, p wrote nothing to its store under the epoch it lost: the store is as it was
+        // when p stopped, or p was given the partition again and restored it under a newer epoch.
+        const now = await job.storeMeta('p', partition);
+        const latest = (await job.read()).partitions[partition];
+        if (latest.assigned === 'p' && latest.epoch > takenAt.get(partition)!) continue;
+        assert.deepEqual(now, frozen.get(partition), `partition ${partition}: p committed nothing after losing it (epoch ${frozen.get(partition)?.epoch})`);
+      }
+      const releasedLost = p.lines.slice(resumedAt).filter((l) => /^RELEASED \d+ \d+ lost/.test(l)).map((l) => Number(l.split(' ')[1]));
+      assert.ok(releasedLost.length > 0 && releasedLost.every((x) => lost.includes(x)), `p reports partitions it lost (${releasedLost.join(', ')}), only those it owned (${lost.join(', ')})`);
+    } finally {
+      await typing.stop();
+    }
+    const state = await settle(job, ['p', 'q']);
+    t.diagnostic(`${job.sent.length} words; owners now ${state.partitions.map((x) => `${x.partition}:${x.assigned}@${x.epoch}`).join(' ')}`);
+  });
+
+  it('a broker of the three going down and coming back mid-stream: exact', async (t: TestContext) => {
+    const random = testRandom(t);
+    const job = await newJob('wc-broker', { partitions: 4, sourcePartitions: 3 });
+    await Promise.all(['x', 'y'].map((id) => job.start(id)));
+    const typing = keepTyping(job, random.next, 500);
+    try {
+      await sleep(2_000);
+      await services.kafka.brokerDown(2);
+      await sleep(5_000);
+      await services.kafka.brokerUp(2);
+      await sleep(2_000);
+    } finally {
+      await typing.stop().catch(async (error: unknown) => {
+        await services.kafka.brokerUp(2);
+        throw error;
+      });
+    }
+    await settle(job, ['x', 'y']);
+
+    // Queries: each instance answers for the partitions it owns and names the owner of the rest.
+    for (const id of ['x', 'y']) assert.deepEqual(await job.ask(id, 'MEMBERS'), ['x', 'y'], `${id} sees both members`);
+    for (const [word, count] of job.expected()) {
+      const owner = await job.ask('x', `OWNER ${word}`);
+      assert.equal(await job.ask('y', `OWNER ${word}`), owner, `x and y agree who owns ${word}`);
+      assert.ok(owner === 'x' || owner === 'y', `${word} is owned by ${String(owner)}`);
+      const other = owner === 'x' ? 'y' : 'x';
+      assert.equal(await job.ask(owner, `GET ${word}`), count, `${owner} answers for ${word}`);
+      const refused = (await job.ask(other, `GET ${word}`)) as { error?: { code: string; message: string } };
+      assert.equal(refused.error?.code, 'ERR_NOT_OWNER', `${other} does not answer for ${word}: ${JSON.stringify(refused)}`);
+      assert.match(refused.error!.message, new RegExp(`which instance ${owner} owns`));
+    }
+
+    // inspect shows the members, each partition's owner and epoch as ZooKeeper and the stores
+    // have them, and no lag once everything typed is counted.
+    const state = await job.read();
+    let report: ClusterReport | undefined;
+    await waitUntil('inspect to show every partition and source caught up', async () => {
+      const run = await job.inspect('x', ['--brokers', services.kafka.brokers.join(','), '--app-name', job.appName, '--json']);
+      assert.equal(run.code, 0, run.stderr);
+      report = (JSON.parse(run.stdout) as { offsets: ClusterReport }).offsets;
+      // The progress an owner publishes is its last commit's, checked before the next batch
+      // writes its own batch end: a running owner is a batch or two behind its changelog.
+      return report.streams[0].partitions.every((p) => p.repartitionLag === 0 && p.changelogLag !== undefined && p.changelogLag <= 3) && report.sources.every((s) => s.lag === 0);
+    }, { timeoutMs: 30_000, detail: () => JSON.stringify(report) });
+    assert.deepEqual(report!.members.map((m) => m.id), ['x', 'y']);
+    assert.equal(report!.members.filter((m) => m.leader).length, 1, 'one leader');
+    assert.deepEqual(
+      report!.streams[0].partitions.map((p) => [p.partition, p.owner, p.epoch, p.holder, p.holderEpoch]),
+      state.partitions.map((p) => [p.partition, p.assigned, p.epoch, p.assigned, p.epoch]),
+    );
+    assert.equal(report!.sources.length, 3, 'three source partitions, each with its reader');
+    assert.ok(report!.sources.every((s) => s.reader === 'x' || s.reader === 'y'));
+    const human = await job.inspect('x', ['--brokers', services.kafka.brokers.join(',')]);
+    assert.match(human.stdout, /Cluster \(ZooKeeper \/statestream-cluster\/wc-broker, app wc-broker\): 2 members/);
+    assert.match(human.stdout, /partition +owner +epoch +held by +next pair +repartition lag/);
+    const wrong = await job.inspect('x', ['--brokers', services.kafka.brokers.join(','), '--zk-root', '/statestream/not-a-cluster']);
+    assert.equal(wrong.code, 2, 'a usage error');
+    assert.match(wrong.stderr, /--brokers apply to a cluster's root, and \/statestream\/not-a-cluster is not one/);
+  });
+});

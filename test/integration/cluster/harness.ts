@@ -1,0 +1,220 @@
+/**
+ * A clustered word count on a real ZooKeeper and librdkafka's mock cluster of three
+ * brokers, each instance a process of its own with its own data folder (as on separate
+ * machines). Input is typed with kcat. The state is read from the instances' LMDB stores
+ * and checked against ZooKeeper's assignment and owner nodes.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { open } from 'lmdb';
+import type zookeeper from 'node-zookeeper-client';
+import { decodeEntry } from '../../../src/storage/codec.js';
+import { partitionPath } from '../../../src/storage/partition/store.js';
+import type { Assignment } from '../../../src/cluster/assignment.js';
+import type { ClusterMeta } from '../../../src/cluster/restore-store.js';
+import { startMockKafka, produceWithKcat, type MockKafka } from '../services/kafka.js';
+import { connectClient, startZooKeeper, type ZooKeeperServer } from '../services/zookeeper.js';
+import { ChildProcessLines } from '../job-process.js';
+import { within } from '../../wait.js';
+
+export interface ClusterInstanceConfig {
+  brokers: string[];
+  topic: string;
+  zookeeper: string;
+  appName: string;
+  dataDir: string;
+  instanceId: string;
+  partitions: number;
+  batchMs: number;
+  zkSessionTimeoutMs: number;
+  groupSessionTimeoutMs: number;
+}
+
+const fixture = fileURLToPath(new URL('../fixtures/cluster-count-job.js', import.meta.url));
+const cli = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
+const example = fileURLToPath(new URL('../../../examples/kafka-word-count/main.js', import.meta.url));
+
+export interface ClusterServices {
+  zk: ZooKeeperServer;
+  kafka: MockKafka;
+}
+
+export async function startClusterServices(): Promise<ClusterServices> {
+  const [zk, kafka] = await Promise.all([startZooKeeper(), startMockKafka({ brokers: 3 })]);
+  return { zk, kafka };
+}
+
+/** What the stores and ZooKeeper say once the instances are done. */
+export interface ClusterState {
+  /** The union of the owners' stores. */
+  counts: Map<string, number>;
+  /** Per partition: its owner and epoch by the assignment, by its owner node, and by the stores. */
+  partitions: Array<{ partition: number; assigned: string | undefined; epoch: number; ownerNode: { instance: string; epoch: number } | undefined; storesAtEpoch: string[] }>;
+}
+
+function getData(client: zookeeper.Client, path: string): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => client.getData(path, (error, data) => (error ? ((error as { getCode?: () => number }).getCode?.() === -101 ? resolve(undefined) : reject(error)) : resolve(data))));
+}
+
+/** One job (appName) on the shared services: its topics, its instances, the words typed so far. */
+export class ClusterJobUnderTest {
+  readonly instances = new Map<string, ChildProcessLines>();
+  readonly sent: string[] = [];
+  private readonly base = mkdtempSync(join(tmpdir(), 'statestream-cluster-'));
+  readonly root: string;
+
+  constructor(
+    private readonly services: ClusterServices,
+    readonly appName: string,
+    readonly options: { partitions: number; sourcePartitions: number; batchMs?: number; zkSessionTimeoutMs?: number; groupSessionTimeoutMs?: number },
+  ) {
+    this.root = `/statestream-cluster/${appName}`;
+  }
+
+  get topic(): string {
+    return `${this.appName}-words`;
+  }
+
+  /** The source topic and the job's own topics (the mock implements no CreateTopics: made with its own API, as docs/scale-out.md says). */
+  async createTopics(): Promise<void> {
+    const { kafka } = this.services;
+    await kafka.createTopic(this.topic, this.options.sourcePartitions, 3);
+    await kafka.createTopic(`${this.appName}-0-repartition`, this.options.partitions, 3);
+    await kafka.createTopic(`${this.appName}-0-changelog`, this.options.partitions, 3);
+  }
+
+  dataDir(id: string): string {
+    return join(this.base, id);
+  }
+
+  private config(id: string): ClusterInstanceConfig {
+    return {
+      brokers: this.services.kafka.brokers, topic: this.topic, zookeeper: this.services.zk.connectString, appName: this.appName, dataDir: this.dataDir(id),
+      instanceId: id, partitions: this.options.partitions, batchMs: this.options.batchMs ?? 250,
+      zkSessionTimeoutMs: this.options.zkSessionTimeoutMs ?? 4_000, groupSessionTimeoutMs: this.options.groupSessionTimeoutMs ?? 6_000,
+    };
+  }
+
+  /** Starts instance `id` (the test fixture, or the word-count example as the README runs it); resolves once it has joined. */
+  async start(id: string, how: 'fixture' | 'example' = 'fixture'): Promise<ChildProcessLines> {
+    const c = this.config(id);
+    const child =
+      how === 'fixture'
+        ? new ChildProcessLines(fixture, [JSON.stringify(c)], {}, { input: true })
+        : new ChildProcessLines(example, [
+            '--brokers', c.brokers.join(','), '--topic', c.topic, '--zookeeper', c.zookeeper, '--group', `${this.appName}-source`, '--data-dir', c.dataDir,
+            '--batch-ms', String(c.batchMs), '--partitions', String(c.partitions), '--instance-id', id, '--app-name', this.appName,
+            '--zk-session-ms', String(c.zkSessionTimeoutMs), '--group-session-ms', String(c.groupSessionTimeoutMs),
+          ]);
+    this.instances.set(id, child);
+    await child.waitForLine(how === 'fixture' ? /^STARTED$/ : /^kafka-word-count: instance /, { from: 0, timeoutMs: 60_000 });
+    return child;
+  }
+
+  private questions = 0;
+
+  /** Asks instance `id` (a fixture) a question (`OWNER <word>`, `GET <word>`, `MEMBERS`) and resolves with its answer. */
+  async ask(id: string, question: string): Promise<unknown> {
+    const child = this.instances.get(id)!;
+    const n = ++this.questions;
+    child.send(`ASK ${n} ${question}`);
+    const line = await child.waitForLine(new RegExp(`^ANSWER ${n} `), { from: 0, timeoutMs: 10_000 });
+    return JSON.parse(line.slice(`ANSWER ${n} `.length));
+  }
+
+  /** Runs `statestream inspect` on instance `id`'s data folder and the cluster's root, as an operator would. */
+  async inspect(id: string, extra: string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
+    const args = [cli, 'inspect', '--data-dir', this.dataDir(id), '--zookeeper', this.services.zk.connectString, '--zk-root', this.root, ...extra];
+    try {
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, args, { timeout: 60_000 });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const e = error as { code?: number; stdout?: string; stderr?: string };
+      return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(error) };
+    }
+  }
+
+  /** Types `lines` with kcat (each line a few words). */
+  async type(lines: string[]): Promise<void> {
+    await produceWithKcat(this.services.kafka.brokers, this.topic, lines.map((value) => ({ value })));
+    for (const line of lines) this.sent.push(...line.split(' ').filter(Boolean));
+  }
+
+  expected(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const w of this.sent) counts.set(w, (counts.get(w) ?? 0) + 1);
+    return counts;
+  }
+
+  /** Reads the assignment and owner nodes from ZooKeeper, and every instance's stores. */
+  async read(): Promise<ClusterState> {
+    const client = await connectClient(this.services.zk.connectString);
+    let assignment: Assignment | undefined;
+    const ownerNodes: Array<{ instance: string; epoch: number } | undefined> = [];
+    try {
+      const read = async () => {
+        const data = await getData(client, `${this.root}/assignment`);
+        assignment = data ? (JSON.parse(data.toString()) as Assignment) : undefined;
+        for (let p = 0; p < this.options.partitions; p++) {
+          const node = await getData(client, `${this.root}/owners/0/${p}`);
+          ownerNodes[p] = node ? (JSON.parse(node.toString()) as { instance: string; epoch: number }) : undefined;
+        }
+      };
+      await within(read(), `the cluster's nodes under ${this.root}`, { timeoutMs: 10_000 });
+    } finally {
+      client.close();
+    }
+    const counts = new Map<string, number>();
+    const partitions: ClusterState['partitions'] = [];
+    for (let p = 0; p < this.options.partitions; p++) {
+      const assigned = assignment?.streams['0']?.[p];
+      const storesAtEpoch: string[] = [];
+      for (const id of this.instances.keys()) {
+        const path = partitionPath(this.dataDir(id), 0, p);
+        if (!existsSync(join(path, 'data.mdb'))) continue;
+        const env = open({ path, maxDbs: 8, readOnly: true });
+        try {
+          const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' })?.get('cluster') as ClusterMeta | undefined;
+          if (!meta || meta.restoring || meta.epoch !== assigned?.epoch) continue;
+          storesAtEpoch.push(id);
+          if (id !== assigned.owner) continue;
+          for (const { key, value } of env.openDB<Buffer, string>({ name: 'state', encoding: 'binary' })?.getRange({}) ?? []) {
+            counts.set(key as string, decodeEntry<number>(value)[0]);
+          }
+        } finally {
+          await env.close();
+        }
+      }
+      partitions.push({ partition: p, assigned: assigned?.owner, epoch: assigned?.epoch ?? 0, ownerNode: ownerNodes[p], storesAtEpoch });
+    }
+    return { counts, partitions };
+  }
+
+  /** What instance `id`'s own store of `partition` records of the cluster (epoch, positions), read-only. */
+  async storeMeta(id: string, partition: number): Promise<ClusterMeta | undefined> {
+    const path = partitionPath(this.dataDir(id), 0, partition);
+    if (!existsSync(join(path, 'data.mdb'))) return undefined;
+    const env = open({ path, maxDbs: 8, readOnly: true });
+    try {
+      return env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' })?.get('cluster') as ClusterMeta | undefined;
+    } finally {
+      await env.close();
+    }
+  }
+
+  /** What differs between the stores and what was typed, for assertion messages. */
+  static diff(expected: Map<string, number>, actual: Map<string, number>): string {
+    const out: string[] = [];
+    for (const [w, n] of expected) if (actual.get(w) !== n) out.push(`${w}: ${actual.get(w) ?? 'missing'} (expected ${n})`);
+    for (const [w, n] of actual) if (!expected.has(w)) out.push(`${w}: ${n} (never typed)`);
+    return out.length === 0 ? 'equal' : `${out.length} words differ: ${out.slice(0, 10).join(', ')}`;
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.instances.values()].map((child) => child.stop('SIGKILL').catch(() => undefined)));
+  }
+}

@@ -4,17 +4,10 @@
  * section, and the same seed gives the same input to the runtime and to the baselines.
  */
 
-/** mulberry32: a small, fast, seeded 32-bit PRNG; returns floats in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../examples/word-count/typist.js';
+
+/** mulberry32 (the demo's typist uses the same): a small, fast, seeded 32-bit PRNG; floats in [0, 1). */
+export const prng = mulberry32;
 
 /** Samples ranks 0..n-1 with P(rank k) ∝ 1 / (k+1)^skew. */
 export class ZipfSampler {

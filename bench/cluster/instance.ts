@@ -25,7 +25,7 @@ const config = JSON.parse(process.argv[2]) as InstanceConfig;
 const say = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
 const ssc = new StreamingContext({
   batchIntervalMs: config.batchMs, dataDir: config.dataDir, threads: 1, appName: config.appName,
-  cluster: { zookeeper: { connect: config.zookeeper, sessionTimeoutMs: 6_000 }, instanceId: config.id },
+  cluster: { zookeeper: { connect: config.zookeeper, sessionTimeoutMs: 10_000 }, instanceId: config.id },
 });
 let applied = 0;
 ssc

@@ -13,7 +13,7 @@ export interface ClusterOptions {
    * is given back its partitions and reuses its stores.
    */
   instanceId?: string;
-  /** Most pairs one state partition applies per batch. Default 100000. */
+  /** Most pairs one state partition applies per batch (in whole repartition messages of up to 500). Default 100000. */
   maxPairsPerBatch?: number;
   /** How long a restore may wait for a changelog to be read, in ms. Default 300000. */
   restoreTimeoutMs?: number;

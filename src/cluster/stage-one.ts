@@ -5,10 +5,10 @@ import type { DStream } from '../engine/dstream.js';
 import { murmur2Partitioner } from '../engine/partitioner.js';
 import type { KafkaRecord } from '../engine/sources/kafka.js';
 import { assertPair, describeValue, normalizeKey } from '../storage/keys.js';
-import { pairMessage } from './pairs.js';
+import { PairBundler } from './pairs.js';
 
-/** Messages per produce request: a record batch stays well under a broker's default 1 MB limit. */
-const SEND_CHUNK = 2_000;
+/** Messages (bundles of pairs) per produce request. */
+const SEND_CHUNK = 50;
 
 export interface StageOneTarget {
   stream: { stateIndex: number; numPartitions: number; parentStream: DStream<unknown> };
@@ -31,7 +31,7 @@ export class StageOneWriter {
   async write(batch: BatchRun, records: Array<KafkaRecord<unknown>>): Promise<number> {
     let sent = 0;
     for (const { stream, topic } of this.targets) {
-      const messages: Message[] = [];
+      const bundles = Array.from({ length: stream.numPartitions }, () => new PairBundler());
       let index = 0;
       let last = -1;
       let n = 0;
@@ -42,16 +42,17 @@ export class StageOneWriter {
         const record = records[from];
         const key = normalizeKey(pair[0]);
         try {
-          messages.push(pairMessage({ key, value: pair[1], origin: { topic: record.topic, partition: record.partition, offset: Number(record.offset), n } }, murmur2Partitioner.partition(key, stream.numPartitions)));
+          bundles[murmur2Partitioner.partition(key, stream.numPartitions)].add({ key, value: pair[1], origin: { topic: record.topic, partition: record.partition, offset: Number(record.offset), n } });
         } catch (error) {
           throw new InvalidRecordError(`record ${index} of batch ${batch.time}: its value ${describeValue(pair[1])} cannot be written to ${topic}: ${(error as Error).message}`, { batchTime: batch.time, index, stream: stream.stateIndex });
         }
         index++;
       });
+      const messages: Message[] = bundles.flatMap((b, partition) => b.finish().map((value) => ({ value, partition })));
       for (let i = 0; i < messages.length; i += SEND_CHUNK) {
         await this.producer.send({ topic, acks: -1, messages: messages.slice(i, i + SEND_CHUNK) });
       }
-      sent += messages.length;
+      sent += index;
     }
     return sent;
   }

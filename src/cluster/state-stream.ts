@@ -25,7 +25,7 @@ import type { ChangelogWriter } from './changelog-io.js';
 import type { ClusterCoordinator } from './coordinator.js';
 import { PairFilter } from './high-water-marks.js';
 import type { PartitionReader } from './partition-reader.js';
-import { readPair } from './pairs.js';
+import { PAIRS_PER_MESSAGE, readPairs } from './pairs.js';
 import { readClusterMeta, restorePartition, type ClusterMeta } from './restore-store.js';
 
 /** What a cluster's state stream needs from its runtime once the job starts. */
@@ -286,13 +286,14 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     const chunked = Array.from({ length: n }, () => new ChunkedShard());
     const builder = new ShardBuilder(n, murmur2Partitioner, { batchTime: batch.time, stream: this.stateIndex }, (p, chunk, last) => chunked[p].push(chunk, last));
     for (const o of owned) {
-      const messages = rt.pairs.take(rt.repartitionTopic, o.partition, rt.maxPairsPerBatch);
+      // Each message holds up to PAIRS_PER_MESSAGE pairs: this many keep a batch within maxPairsPerBatch.
+      const messages = rt.pairs.take(rt.repartitionTopic, o.partition, Math.max(1, Math.floor(rt.maxPairsPerBatch / PAIRS_PER_MESSAGE)));
       let position = o.meta.position;
       for (const { offset, message } of messages) {
         position = offset + 1;
-        const pair = readPair(message.value!);
-        if (!o.filter.admit(pair.origin)) continue;
-        builder.add([pair.key, pair.value]);
+        for (const pair of readPairs(message.value!)) {
+          if (o.filter.admit(pair.origin)) builder.add([pair.key, pair.value]);
+        }
       }
       this.pendingEnds.set(o.partition, { position, marks: o.filter.snapshot() });
     }

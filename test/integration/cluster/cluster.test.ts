@@ -119,14 +119,14 @@ describe('one job on several processes: Kafka carries the shuffle and the change
       assert.equal(stopped.code, 0, 'a stops cleanly');
       const live = new Set(['b', 'c', 'd']);
       for (let kill = 0; kill < 5; kill++) {
-        await sleep(random.between(500, 4_000));
+        await sleep(random.between(500, 2_500));
         const ids = [...live];
         const victim = ids[random.between(0, ids.length - 1)];
         t.diagnostic(`kill ${kill + 1}: SIGKILL ${victim}`);
         const child = job.instances.get(victim)!;
         child.kill('SIGKILL');
         await child.exited;
-        await sleep(random.between(0, 2_000));
+        await sleep(random.between(0, 1_000));
         await job.start(victim);
       }
     } finally {

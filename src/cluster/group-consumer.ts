@@ -12,8 +12,12 @@ export interface GroupConsumerHandlers {
    * one of them is paused before this runs, so nothing is delivered for it until resumed.
    */
   joined(partitions: TopicPartition[]): void;
-  /** Messages fetched for a partition, in offset order. */
-  fetched(topic: string, partition: number, messages: KafkaMessage[]): void;
+  /**
+   * Messages fetched for a partition, in offset order, from a fetch that asked for
+   * `fetchedOffset`; `lastOffset` is the last offset the batch covered. (kafkajs does not
+   * hand over a batch of control records or aborted messages only: it moves past them.)
+   */
+  fetched(topic: string, partition: number, messages: KafkaMessage[], fetchedOffset: number, lastOffset: number | undefined): void;
 }
 
 /** Crashes within this window that make the consumer give up. */
@@ -75,7 +79,10 @@ export class GroupConsumer {
       autoCommit: false,
       eachBatch: async ({ batch, heartbeat }) => {
         if (this.consumer !== consumer) return;
-        this.handlers.fetched(batch.topic, batch.partition, batch.messages);
+        // kafkajs's Batch keeps the offset its fetch asked for (not in its typings).
+        const fetchedOffset = Number((batch as unknown as { fetchedOffset: string }).fetchedOffset);
+        const lastOffset = batch.isEmpty() ? undefined : Number(batch.lastOffset());
+        this.handlers.fetched(batch.topic, batch.partition, batch.messages, fetchedOffset, lastOffset);
         await heartbeat();
       },
     });

@@ -11,6 +11,11 @@ interface Opened {
   next: number;
   messages: Array<{ offset: number; message: KafkaMessage }>;
   paused: boolean;
+  /**
+   * Set from a seek until a fetch made after it arrives: until then a fetch that asked for
+   * more than `next` is from before the seek. `ahead` counts such fetches at one offset.
+   */
+  seeking?: { ahead: number; at: number };
 }
 
 const id = (topic: string, partition: number) => `${topic}:${partition}`;
@@ -42,15 +47,29 @@ export class PartitionReader {
         // Only the opened partitions are read, each from where its reader wants it.
         for (const o of this.opened.values()) this.seek(o);
       },
-      fetched: (topic, partition, messages) => {
+      fetched: (topic, partition, messages, fetchedOffset, lastOffset) => {
         const o = this.opened.get(id(topic, partition));
         if (!o) return;
+        // After a seek back (a partition reopened at an earlier position) kafkajs can still hand
+        // over a fetch made before it, from further on: taking it would skip what lies
+        // between. Drop it and seek again. The same offset again and again is no such fetch
+        // but kafkajs having moved past records it does not hand over (a transaction's
+        // control records only): then it is taken.
+        if (o.seeking && fetchedOffset > o.next) {
+          o.seeking = { ahead: o.seeking.at === fetchedOffset ? o.seeking.ahead + 1 : 1, at: fetchedOffset };
+          if (o.seeking.ahead < 3) {
+            this.seek(o);
+            return;
+          }
+        }
+        o.seeking = undefined;
         for (const message of messages) {
           const offset = Number(message.offset);
           if (offset < o.next) continue;
           o.messages.push({ offset, message });
           o.next = offset + 1;
         }
+        if (lastOffset !== undefined && lastOffset + 1 > o.next) o.next = lastOffset + 1;
         if (o.messages.length >= this.bufferLimit && !o.paused) {
           o.paused = true;
           this.consumer.pause([o]);
@@ -64,6 +83,7 @@ export class PartitionReader {
   }
 
   private seek(o: Opened): void {
+    o.seeking ??= { ahead: 0, at: -1 };
     if (!this.joined || !this.assigned.has(id(o.topic, o.partition))) return;
     this.consumer.seek(o.topic, o.partition, o.next);
     if (!o.paused) this.consumer.resume([o]);

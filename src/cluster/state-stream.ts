@@ -61,6 +61,8 @@ interface Owned {
   /** Where the repartition partition is read next, and the marks of what was applied, as committed. */
   meta: ClusterMeta;
   filter: PairFilter;
+  /** The newest batch its store holds: a batch of this instance's clock at or before it would be taken for one already applied. */
+  lastBatch: number;
 }
 
 /**
@@ -183,7 +185,8 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       });
       const meta = readClusterMeta(store)!;
       const { policy, maxAttempts } = this.spec.getRecordFailure();
-      const owned: Owned = { partition, epoch, store, meta, filter: new PairFilter(meta.marks), actor: undefined as never };
+      const lastBatch = new BatchLog(store).last()?.batchTime ?? Number.NEGATIVE_INFINITY;
+      const owned: Owned = { partition, epoch, store, meta, filter: new PairFilter(meta.marks), lastBatch, actor: undefined as never };
       owned.actor = createActor(partitionMachine, {
         input: {
           stream: this.stateIndex, partition, storePath: store.path, fn: this.spec.fn, timeoutMs: this.spec.getTimeout(),
@@ -281,7 +284,11 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
 
   private async applyOwned(batch: BatchRun): Promise<RoutedBatch & { owned: number[] }> {
     const rt = this.rt;
-    const owned = [...this.owned.values()].sort((a, b) => a.partition - b.partition);
+    // Instances keep clocks of their own, and one that runs behind (a backlog of batches) may
+    // take a partition whose store holds a later batch of its former owner. A partition
+    // treats a batch at or before its last one as a replay and applies nothing, so such a
+    // partition sits this batch out, its pairs left for the first batch after it.
+    const owned = [...this.owned.values()].filter((o) => batch.time > o.lastBatch).sort((a, b) => a.partition - b.partition);
     const n = this.numPartitions;
     const chunked = Array.from({ length: n }, () => new ChunkedShard());
     const builder = new ShardBuilder(n, murmur2Partitioner, { batchTime: batch.time, stream: this.stateIndex }, (p, chunk, last) => chunked[p].push(chunk, last));
@@ -313,6 +320,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     for (const [i, s] of settled.entries()) {
       const o = owned[i];
       if (s.status === 'fulfilled') {
+        o.lastBatch = batch.time;
         partitions.push(s.value);
         outputs.push(rt.emitOutputs ? decodeOutputs(s.value.outputs, s.value.replayed ? undefined : builder.keys[o.partition]) : []);
         applied.push(o.partition);

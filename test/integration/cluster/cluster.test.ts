@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { waitUntil } from '../../wait.js';
+import { murmur2Partitioner } from '../../../src/engine/partitioner.js';
 import { testRandom } from '../../random.js';
 import type { ClusterMeta } from '../../../src/cluster/restore-store.js';
 import type { ClusterReport } from '../../../src/cli/cluster-report.js';
@@ -27,7 +28,7 @@ function assertOneOwnerEach(state: ClusterState, live: string[]): void {
 async function settle(job: ClusterJobUnderTest, live: string[], timeoutMs = 120_000): Promise<ClusterState> {
   const expected = job.expected();
   let last: ClusterState | undefined;
-  await waitUntil(
+  const waiting = waitUntil(
     `the owners' stores to hold the ${job.sent.length} words typed`,
     async () => {
       for (const [id, child] of job.instances) {
@@ -39,10 +40,19 @@ async function settle(job: ClusterJobUnderTest, live: string[], timeoutMs = 120_
     },
     {
       timeoutMs, intervalMs: 500,
-      detail: () => `${last ? ClusterJobUnderTest.diff(expected, last.counts) : 'nothing read'}; partitions: ${JSON.stringify(last?.partitions)}; ` +
+      detail: () => `${last ? ClusterJobUnderTest.diff(expected, last.counts) : 'nothing read'}; partitions: ${JSON.stringify(last?.partitions)}; every line of every instance in ${job.keepLogs()}; ` +
         [...job.instances].map(([id, c]) => `\n--- ${id}:\n${c.tail(12)}`).join(''),
     },
   );
+  try {
+    await waiting;
+  } catch (error) {
+    // Which partitions lost words, and where their pairs went.
+    const partitions = new Set([...expected].filter(([w, n]) => last?.counts.get(w) !== n).map(([w]) => murmur2Partitioner.partition(w, job.options.partitions)));
+    const explained: string[] = [];
+    for (const p of partitions) explained.push(await job.explain(p).catch((e: unknown) => `partition ${p}: ${String(e)}`));
+    throw new Error(`${(error as Error).message}\n${explained.join('\n')}`);
+  }
   assertOneOwnerEach(last!, live);
   return last!;
 }
@@ -134,6 +144,26 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     }
     t.diagnostic(`${job.sent.length} words typed`);
     await settle(job, ['b', 'c', 'd']);
+  });
+
+  it("a partition taken by an instance whose clock runs behind its former owner's waits for its batches to pass the owner's last one, and loses nothing", async (t: TestContext) => {
+    const random = testRandom(t);
+    const job = await newJob('wc-skew', { partitions: 2, sourcePartitions: 1 });
+    await job.start('early');
+    const typing = keepTyping(job, random.next);
+    try {
+      await sleep(2_000);
+      // Its batch times run 4 s behind: the partition it is given holds later batches of early's.
+      const late = await job.start('late', 'fixture', { clockBehindMs: 4_000 });
+      await late.waitForLine(/^TAKEN /, { from: 0, timeoutMs: 30_000 });
+      await sleep(2_000);
+      const stopped = await job.instances.get('early')!.stop('SIGTERM');
+      assert.equal(stopped.code, 0);
+      await sleep(2_000);
+    } finally {
+      await typing.stop();
+    }
+    await settle(job, ['late']);
   });
 
   it('an instance paused past its ZooKeeper session commits nothing to the partitions it lost, and the counts stay exact', async (t: TestContext) => {

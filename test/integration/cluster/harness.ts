@@ -5,14 +5,17 @@
  * and checked against ZooKeeper's assignment and owner nodes.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { open } from 'lmdb';
 import type zookeeper from 'node-zookeeper-client';
+import { Kafka, logLevel } from 'kafkajs';
 import { decodeEntry } from '../../../src/storage/codec.js';
+import { murmur2Partitioner } from '../../../src/engine/partitioner.js';
+import { readPairs } from '../../../src/cluster/pairs.js';
 import { partitionPath } from '../../../src/storage/partition/store.js';
 import type { Assignment } from '../../../src/cluster/assignment.js';
 import type { ClusterMeta } from '../../../src/cluster/restore-store.js';
@@ -32,6 +35,8 @@ export interface ClusterInstanceConfig {
   batchMs: number;
   zkSessionTimeoutMs: number;
   groupSessionTimeoutMs: number;
+  /** This instance's clock runs this far behind the others (machines whose clocks disagree). */
+  clockBehindMs?: number;
 }
 
 const fixture = fileURLToPath(new URL('../fixtures/cluster-count-job.js', import.meta.url));
@@ -100,8 +105,8 @@ export class ClusterJobUnderTest {
   }
 
   /** Starts instance `id` (the test fixture, or the word-count example as the README runs it); resolves once it has joined. */
-  async start(id: string, how: 'fixture' | 'example' = 'fixture'): Promise<ChildProcessLines> {
-    const c = this.config(id);
+  async start(id: string, how: 'fixture' | 'example' = 'fixture', extra: Partial<ClusterInstanceConfig> = {}): Promise<ChildProcessLines> {
+    const c = { ...this.config(id), ...extra };
     const child =
       how === 'fixture'
         ? new ChildProcessLines(fixture, [JSON.stringify(c)], {}, { input: true })
@@ -110,6 +115,8 @@ export class ClusterJobUnderTest {
             '--batch-ms', String(c.batchMs), '--partitions', String(c.partitions), '--instance-id', id, '--app-name', this.appName,
             '--zk-session-ms', String(c.zkSessionTimeoutMs), '--group-session-ms', String(c.groupSessionTimeoutMs),
           ]);
+    const before = this.instances.get(id);
+    if (before) this.past.push(`--- ${id} (an earlier run)\n${before.lines.join('\n')}`);
     this.instances.set(id, child);
     await child.waitForLine(how === 'fixture' ? /^STARTED$/ : /^kafka-word-count: instance /, { from: 0, timeoutMs: 60_000 });
     return child;
@@ -204,6 +211,67 @@ export class ClusterJobUnderTest {
     } finally {
       await env.close();
     }
+  }
+
+  /**
+   * For a failure: reads the source topic and the repartition topic whole and says, for state
+   * partition `partition`, which pairs the source records should have made but the topic
+   * lacks, and which first arrived after a later pair of the same source partition (a pair
+   * the owners' high-water marks would drop).
+   */
+  async explain(partition: number): Promise<string> {
+    const read = async (topic: string) => {
+      const admin = new Kafka({ brokers: this.services.kafka.brokers, logLevel: logLevel.NOTHING }).admin();
+      await admin.connect();
+      const ends = await admin.fetchTopicOffsets(topic);
+      await admin.disconnect();
+      const consumer = new Kafka({ brokers: this.services.kafka.brokers, logLevel: logLevel.NOTHING }).consumer({ groupId: `explain-${topic}-${Date.now()}` });
+      const out: Array<{ partition: number; offset: number; value: Buffer }> = [];
+      const want = ends.reduce((n, e) => n + Number(e.high) - Number(e.low), 0);
+      await consumer.connect();
+      await consumer.subscribe({ topic, fromBeginning: true });
+      await within(new Promise<void>((resolve) => {
+        if (want === 0) resolve();
+        void consumer.run({ eachMessage: async ({ partition: p, message }) => {
+          out.push({ partition: p, offset: Number(message.offset), value: message.value! });
+          if (out.length >= want) resolve();
+        } });
+      }), `all ${want} messages of ${topic}`, { timeoutMs: 30_000 });
+      await consumer.disconnect();
+      return out;
+    };
+    const expected = new Set<string>();
+    for (const r of await read(this.topic)) {
+      r.value.toString('utf8').split(' ').filter(Boolean).forEach((word, n) => {
+        if (murmur2Partitioner.partition(word, this.options.partitions) === partition) expected.add(`${r.partition}:${r.offset}:${n}`);
+      });
+    }
+    const seen = new Set<string>();
+    const marks = new Map<number, [number, number]>();
+    const late: string[] = [];
+    const repartition = (await read(`${this.appName}-0-repartition`)).filter((m) => m.partition === partition).sort((a, b) => a.offset - b.offset);
+    for (const m of repartition) {
+      for (const pair of readPairs(m.value)) {
+        const id = `${pair.origin.partition}:${pair.origin.offset}:${pair.origin.n}`;
+        const mark = marks.get(pair.origin.partition);
+        const before = mark !== undefined && (pair.origin.offset < mark[0] || (pair.origin.offset === mark[0] && pair.origin.n <= mark[1]));
+        if (!seen.has(id) && before) late.push(`${id} at repartition offset ${m.offset} after mark ${mark!.join(':')}`);
+        seen.add(id);
+        if (!before) marks.set(pair.origin.partition, [pair.origin.offset, pair.origin.n]);
+      }
+    }
+    const missing = [...expected].filter((id) => !seen.has(id));
+    return `partition ${partition}: ${expected.size} pairs expected, ${repartition.length} repartition messages; missing from the topic: ${missing.slice(0, 20).join(' ') || 'none'} (${missing.length}); first seen after a later pair: ${late.slice(0, 20).join('; ') || 'none'} (${late.length})`;
+  }
+
+  /** The lines of instances' earlier runs (before a restart under the same id). */
+  private readonly past: string[] = [];
+
+  /** Writes every line each instance printed (a failure's tail is too short to follow a partition) to a file; returns its path. */
+  keepLogs(): string {
+    const path = join(tmpdir(), `statestream-cluster-${this.appName}-${Date.now()}.log`);
+    writeFileSync(path, [...this.past, ...[...this.instances].map(([id, child]) => `--- ${id}\n${child.lines.join('\n')}`)].join('\n'));
+    return path;
   }
 
   /** What differs between the stores and what was typed, for assertion messages. */

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper from 'node-zookeeper-client';
 import { ClusterError, OwnershipLostError } from '../errors.js';
 import { describeProcess, isGone, parseIdentity, thisProcess, type ProcessIdentity } from '../storage/holder.js';
-import { zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
+import { sessionIdOf, zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
 import { nextClusterAssignment, ownedBy, sameAssignment, type Assignment, type PartitionRef } from './assignment.js';
 
 /** An instance of the job, as its membership node records it. */
@@ -39,6 +39,13 @@ export interface PartitionProgress {
   at: number;
 }
 
+/** The ZooKeeper session that made this instance's owner nodes is gone (replaced by a new one). */
+class SessionReplaced extends Error {
+  constructor() {
+    super('the session that made the owner nodes expired');
+  }
+}
+
 /** How often membership, the leader and the assignment are read. */
 const POLL_MS = 200;
 
@@ -64,7 +71,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   private polling: Promise<void> | undefined;
   private closed = false;
   /** Per partition this instance owns: its owner node and what the node says. */
-  private readonly ownerNodes = new Map<string, { node: string; record: OwnerNodeRecord }>();
+  private readonly ownerNodes = new Map<string, { node: string; record: OwnerNodeRecord; session: string }>();
   private failure: Error | undefined;
   /** The session expired: membership and candidacy went with it and are made again on the new one. */
   private rejoin = false;
@@ -132,14 +139,15 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     });
   }
 
-  private async create(path: string, record: unknown, mode: number): Promise<boolean> {
+  /** Creates a node; resolves with the id of the session that made it (an ephemeral node lives as long as that session), or false if it exists. */
+  private async create(path: string, record: unknown, mode: number): Promise<string | false> {
     try {
-      await this.zk.run(`create ${path}`, (client, done) => {
+      return await this.zk.run<string>(`create ${path}`, (client, done) => {
         const data = Buffer.from(JSON.stringify(record));
-        if (this.zk.acls) client.create(path, data, this.zk.acls, mode, (error) => done(error));
-        else client.create(path, data, mode, (error) => done(error));
+        const made = (error: unknown) => done(error, sessionIdOf(client));
+        if (this.zk.acls) client.create(path, data, this.zk.acls, mode, made);
+        else client.create(path, data, mode, made);
       });
-      return true;
     } catch (error) {
       if (zooKeeperAnswer(error) === 'NODE_EXISTS') return false;
       throw error;
@@ -242,18 +250,20 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     await this.zk.mkdirp(this.path('owners', stream), this.root);
     const node = this.path('owners', stream, partition);
     const record: OwnerNodeRecord = { ...thisProcess(), instance: this.me.id, epoch };
+    let session: string | false = false;
     for (;;) {
       if (this.closed) throw new OwnershipLostError(`cluster: stopped while taking partition ${partition} of stream ${stream}`, { stream, partition });
       const mine = this.current?.streams[stream]?.[partition];
       if (mine?.owner !== this.me.id || mine.epoch !== epoch) {
         throw new OwnershipLostError(`cluster: partition ${partition} of stream ${stream} was assigned elsewhere while this instance waited to take it`, { stream, partition, epoch });
       }
-      if (await this.create(node, record, zookeeper.CreateMode.EPHEMERAL)) break;
+      session = await this.create(node, record, zookeeper.CreateMode.EPHEMERAL);
+      if (session) break;
       const holder = await this.read<OwnerNodeRecord>(node);
       if (holder && holder.instance === this.me.id && holder.epoch < epoch) await this.remove(node);
       else await sleep(POLL_MS);
     }
-    this.ownerNodes.set(`${stream}:${partition}`, { node, record });
+    this.ownerNodes.set(`${stream}:${partition}`, { node, record, session });
   }
 
   /**
@@ -301,6 +311,9 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     if (nodes.length === 0) return leaseUntil;
     try {
       await this.zk.run('check the owner nodes', (client, done) => {
+        // A node at the path is this instance's only while the session that made it lives: after
+        // an expiry (noticed or not), the path may hold another owner's node, which a check passes.
+        if (nodes.some((n) => n.session !== sessionIdOf(client))) return done(new SessionReplaced());
         const tx = client.transaction();
         for (const { node, record, progress } of nodes) {
           if (progress) tx.setData(node, Buffer.from(JSON.stringify({ ...record, progress: { ...progress, at: Date.now() } })), -1);
@@ -313,7 +326,9 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
         `cluster: instance ${this.me.id} no longer owns partitions it applied (${zooKeeperAnswer(error) ?? (error as Error).message}: its ZooKeeper session expired, or they moved); it commits nothing more to them`,
         { instance: this.me.id, partitions },
       );
-      this.emit('lost', lost);
+      // Its membership went with the session too: lose everything and join again.
+      if (error instanceof SessionReplaced) this.expired();
+      else this.emit('lost', lost);
       throw lost;
     }
     return leaseUntil;

@@ -29,6 +29,9 @@ export interface ClusterView {
   owned(): Array<{ stream: number; partition: number; epoch: number }>;
 }
 
+/** How many times in a row a partition is taken again after Kafka refused it for a moment. */
+const TAKE_RETRIES = 30;
+
 export interface ClusterJob {
   appName: string;
   dataDir: string;
@@ -130,7 +133,7 @@ export class ClusterRuntime implements ClusterView {
       job.announce(BatchEvents.ASSIGNMENT_CHANGED, { instance: options.instanceId, generation: assignment.generation, owned });
       intake.assign(sourcesReadBy(assignment, options.instanceId));
       for (const stream of job.streams) {
-        stream.reassign(owned.filter((o) => o.stream === stream.stateIndex)).catch((error: unknown) => this.takeFailed(error));
+        stream.reassign(owned.filter((o) => o.stream === stream.stateIndex)).catch((error: unknown) => this.takeFailed(error, stream));
       }
     });
     coordinator.on('lost', () => {
@@ -140,11 +143,32 @@ export class ClusterRuntime implements ClusterView {
     await coordinator.join();
   }
 
-  /** Taking a partition failed; one that moved on meanwhile is no failure (the next assignment settles it). */
-  private takeFailed(error: unknown): void {
+  /**
+   * Taking a partition failed. One that moved on meanwhile is no failure (the next assignment
+   * settles it); one that Kafka refused for a moment (a broker down while the changelog is
+   * written or read) is taken again a second later, up to TAKE_RETRIES times in a row; any
+   * other failure fails the job.
+   */
+  private takeFailed(error: unknown, stream?: ClusterMapWithStateDStream<unknown, unknown, unknown, unknown>): void {
     if (error instanceof OwnershipLostError) return;
+    const transient = error instanceof Error && (/^KafkaJS/.test(error.name) || (error as { retriable?: boolean }).retriable === true);
+    if (stream && transient && !this.stopped && this.takeRetries < TAKE_RETRIES) {
+      this.takeRetries++;
+      setTimeout(() => {
+        if (this.stopped || !this.coordinator) return;
+        stream.reassign(this.coordinator.assignedToMe().filter((o) => o.stream === stream.stateIndex)).then(
+          () => void (this.takeRetries = 0),
+          (next: unknown) => this.takeFailed(next, stream),
+        );
+      }, 1_000);
+      return;
+    }
     this.failure ??= error instanceof Error ? error : new Error(String(error));
   }
+
+  /** Takes that failed for a moment, in a row. */
+  private takeRetries = 0;
+  private stopped = false;
 
   private async lowOffset(topic: string, partition: number): Promise<number> {
     const offsets = await this.admin!.fetchTopicOffsets(topic);
@@ -186,6 +210,7 @@ export class ClusterRuntime implements ClusterView {
 
   /** Leaves the job: the last batch is done, so the partitions go to the others at once. */
   async stop(): Promise<void> {
+    this.stopped = true;
     await this.intake?.stop();
     for (const stream of this.job.streams) await stream.close();
     await this.coordinator?.leave();

@@ -81,7 +81,7 @@ export type InitialEntry = [key: unknown, state: unknown, lastUpdated?: number];
 
 export interface ApplyDone {
   status: 'ok';
-  /** messageCodec-encoded array of mapped records: records first, then timeouts. */
+  /** The mapped records in the OUT2 format (batch-outputs.ts): records first, then timeouts. */
   outputs: Uint8Array;
   recordsApplied: number;
   keysTimedOut: number;

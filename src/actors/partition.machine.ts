@@ -1,6 +1,5 @@
 import { assign, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
 import { PoisonRecordError, WorkerCrashError, deserializeError, serializeError } from '../errors.js';
-import { messageCodec } from '../storage/codec.js';
 import { readReply, type ApplyDone, type ApplyPrepared, type ApplyResult, type ApplyTask, type CommitTask, type ResolvedMappingRef, type WorkerReply } from './messages.js';
 import type { WorkerSet } from './worker-set.js';
 import type { ChunkedShard } from './chunked-shard.js';

@@ -71,7 +71,8 @@ export class ShardBuilder {
 
   private flush(p: number, last: boolean): void {
     const keys = this.keys[p];
-    const fresh = this.keysSent[p] === 0 && keys.length === 0 ? keys : keys.slice(this.keysSent[p]);
+    // writeShard packs the keys at once: the first chunk can pass the array itself.
+    const fresh = this.keysSent[p] === 0 ? keys : keys.slice(this.keysSent[p]);
     const initial = this.chunksSent[p] === 0 ? this.initialState?.[p] : undefined;
     this.sink(p, writeShard(new Uint32Array(this.refs[p]), fresh, this.values[p], initial), last);
     this.keysSent[p] = keys.length;

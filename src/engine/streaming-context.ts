@@ -6,7 +6,6 @@ import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
 import { ConfigError, LifecycleError, MappingModuleError, StoreMismatchError, deserializeError, type SerializedError } from '../errors.js';
 import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
 import { WorkerSet } from '../actors/worker-set.js';
-import { messageCodec } from '../storage/codec.js';
 import { readReply, type ResolvedMappingRef, type WorkerReply } from '../actors/messages.js';
 import { BatchRun } from './batch.js';
 import { BatchEvents, type BatchEventMap } from './batch-events.js';

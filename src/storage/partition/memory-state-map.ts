@@ -122,7 +122,8 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
     if (this.capacity === 0) return entry;
     const fresh = isImmutable(entry[0]) ? entry : new EncodedEntry(bytes.slice(), entry[1]);
     this.keep(key, fresh);
-    return fresh === entry ? entry : decodeEntry<S>(bytes);
+    // Memory keeps a copy of the bytes, not `entry`: the caller may change it freely.
+    return entry;
   }
 
   /** `previous` is what `get` returned for the key in this batch, if anything. */

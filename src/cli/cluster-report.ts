@@ -3,8 +3,8 @@ import type { Assignment } from '../cluster/assignment.js';
 import type { ClusterMember, OwnerNodeRecord } from '../cluster/coordinator.js';
 import { changelogTopic, repartitionTopic } from '../cluster/topics.js';
 import { zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
-import { CliFailure, type ZooKeeperTarget } from './args.js';
-import { withZooKeeper } from './zk.js';
+import type { ZooKeeperTarget } from './args.js';
+import { children, withZooKeeper } from './zk.js';
 
 export interface ClusterPartitionReport {
   partition: number;
@@ -40,31 +40,23 @@ export interface ClusterReport {
   kafkaProblem?: string;
 }
 
-function children(session: ZooKeeperSession, path: string): Promise<string[]> {
-  return session.run(`list ${path}`, (client, done) => client.getChildren(path, (error, names) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, []) : done(error, names ?? []))));
-}
-
 function data(session: ZooKeeperSession, path: string): Promise<string | undefined> {
   return session.run(`read ${path}`, (client, done) =>
     client.getData(path, (error, value) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, undefined) : done(error, value?.toString('utf8')))),
   );
 }
 
-/** Whether `root` is a cluster's root (its leader wrote an assignment there). */
-export function isClusterRoot(target: ZooKeeperTarget): Promise<boolean> {
-  return withZooKeeper(target, async (_, session) => (await data(session, `${target.root}/assignment`)) !== undefined);
-}
-
 /**
  * Members, leader, the assignment with its epochs, who holds each owner node and how far
  * each partition got, and where stage 1 reads each source partition; with brokers, the lag
- * of each repartition, changelog and source partition behind its end.
+ * of each repartition, changelog and source partition behind its end. Undefined when `root`
+ * is not a cluster's (no leader wrote an assignment there).
  */
-export async function readClusterReport(target: ZooKeeperTarget, options: { appName: string; brokers?: string[] }): Promise<ClusterReport> {
-  const report = await withZooKeeper(target, async (_, session): Promise<ClusterReport> => {
+export async function readClusterReport(target: ZooKeeperTarget, options: { appName: string; brokers?: string[] }): Promise<ClusterReport | undefined> {
+  const report = await withZooKeeper(target, async (_, session): Promise<ClusterReport | undefined> => {
     const root = target.root;
     const assignment = JSON.parse((await data(session, `${root}/assignment`)) ?? 'null') as Assignment | null;
-    if (!assignment) throw new CliFailure(`${root} holds no cluster assignment: no instance of a cluster job has run under it`);
+    if (!assignment) return undefined;
     const candidates = (await children(session, `${root}/leader`)).sort((a, b) => Number(a.split('-').at(-1)) - Number(b.split('-').at(-1)));
     const leader = candidates[0] === undefined ? undefined : await data(session, `${root}/leader/${candidates[0]}`);
     const members: ClusterReport['members'] = [];
@@ -95,7 +87,7 @@ export async function readClusterReport(target: ZooKeeperTarget, options: { appN
     }
     return { root, appName: options.appName, members, generation: assignment.generation, streams, sources };
   });
-  if (options.brokers) await addLag(report, options.brokers);
+  if (report && options.brokers) await addLag(report, options.brokers);
   return report;
 }
 

@@ -6,7 +6,7 @@ import { CliFailure, UsageError, common, formatBatch, formatBytes, parseCommand,
 import type { PartitionReport } from '../storage/partition/store-check.js';
 import { examineStream, interruptedReshard, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets } from './zk.js';
-import { clusterLines, isClusterRoot, readClusterReport, type ClusterReport } from './cluster-report.js';
+import { clusterLines, readClusterReport, type ClusterReport } from './cluster-report.js';
 
 export const inspectUsage = `Usage: statestream inspect [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root /statestream/<app>] [--brokers host:port,…] [--app-name <name>] [--json]
 
@@ -77,10 +77,11 @@ export async function inspect(args: string[]): Promise<number> {
   if (zk) {
     // ZooKeeper away: the stores are still reported, and the offsets say why they are missing.
     try {
-      if (await isClusterRoot(zk)) {
-        const brokers = typeof values.brokers === 'string' ? values.brokers.split(',').filter(Boolean) : undefined;
-        const appName = typeof values['app-name'] === 'string' ? values['app-name'] : zk.root.split('/').at(-1)!;
-        offsets = { from: 'cluster', ...(await readClusterReport(zk, { appName, brokers })) };
+      const brokers = typeof values.brokers === 'string' ? values.brokers.split(',').filter(Boolean) : undefined;
+      const appName = typeof values['app-name'] === 'string' ? values['app-name'] : zk.root.split('/').at(-1)!;
+      const cluster = await readClusterReport(zk, { appName, brokers });
+      if (cluster) {
+        offsets = { from: 'cluster', ...cluster };
       } else if (clusterOnly.length > 0) {
         throw new UsageError(`${clusterOnly.join(' and ')} apply to a cluster's root, and ${zk.root} is not one (it holds no assignment)`, 'inspect');
       } else offsets = { from: 'zookeeper', ...(await readZooKeeperOffsets(zk)) };

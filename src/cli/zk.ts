@@ -53,7 +53,8 @@ function zooKeeperTrouble(error: unknown, target: ZooKeeperTarget): unknown {
   return new CliFailure(`ZooKeeper at ${target.connect}: ${error.message}`);
 }
 
-function children(session: ZooKeeperSession, path: string): Promise<string[]> {
+/** The children of `path`; none when it does not exist. */
+export function children(session: ZooKeeperSession, path: string): Promise<string[]> {
   return session.run(`list ${path}`, (client, done) =>
     client.getChildren(path, (error, names) => {
       if ((error as { name?: string })?.name === 'NO_NODE') done(null, []);

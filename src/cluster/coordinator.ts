@@ -206,7 +206,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     let version = stat.version;
     if (leading) {
       const next = nextClusterAssignment(assignment, members.map((m) => m.id), this.layout, this.sourceLayout);
-      if (!sameAssignment(assignment, next) || assignment === undefined) {
+      if (!sameAssignment(assignment, next)) {
         const data = Buffer.from(JSON.stringify(next));
         try {
           if (version < 0) await this.create(this.path('assignment'), next, zookeeper.CreateMode.PERSISTENT);

@@ -114,16 +114,15 @@ export class ClusterRuntime implements ClusterView {
     );
     await this.reader.start();
     job.source.useDeadLetterStore(job.dataDir);
-    this.intake = new SourceIntake(this.kafka, this.reader, this.zk, options.zookeeper.root, {
+    this.intake = new SourceIntake(this.admin, this.reader, this.zk, options.zookeeper.root, {
       topics: source.topics, startingOffsets: source.startingOffsets, maxRecordsPerBatch: source.maxRecordsPerBatch,
     });
-    await this.intake.start();
     const intake = this.intake;
     const coordinator = (this.coordinator = new ClusterCoordinator(this.zk, options.zookeeper.root, { id: options.instanceId, dataDir: job.dataDir }, layout, await intake.layout(), true));
     for (const stream of job.streams) {
       stream.attach({
         workers, supervisor, emitOutputs: emitOutputs(stream.stateIndex), coordinator, instanceId: options.instanceId,
-        pairs: this.reader, changelogs: this.reader, changelog: new ChangelogWriter(this.producer, changelogTopic(job.appName, stream.stateIndex)),
+        reader: this.reader, changelog: new ChangelogWriter(this.producer, changelogTopic(job.appName, stream.stateIndex)),
         repartitionTopic: repartitionTopic(job.appName, stream.stateIndex), maxPairsPerBatch: options.maxPairsPerBatch,
         changelogStart: (partition) => this.lowOffset(changelogTopic(job.appName, stream.stateIndex), partition),
         restoreTimeoutMs: options.restoreTimeoutMs, announce: job.announce,
@@ -211,7 +210,6 @@ export class ClusterRuntime implements ClusterView {
   /** Leaves the job: the last batch is done, so the partitions go to the others at once. */
   async stop(): Promise<void> {
     this.stopped = true;
-    await this.intake?.stop();
     for (const stream of this.job.streams) await stream.close();
     await this.coordinator?.leave();
     await this.reader?.stop();

@@ -1,4 +1,4 @@
-import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
+import type { Admin, KafkaMessage } from 'kafkajs';
 import { OffsetStoreError } from '../errors.js';
 import { zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
 import type { PartitionReader } from './partition-reader.js';
@@ -29,7 +29,6 @@ const id = (topic: string, partition: number) => `${topic}:${partition}`;
  * owners of the state partitions drop (their high-water marks).
  */
 export class SourceIntake {
-  private admin: Admin | undefined;
   /** The partitions this instance reads, and where its next batch starts in each. */
   private readonly reading = new Map<string, SourcePosition>();
   private failure: Error | undefined;
@@ -39,7 +38,8 @@ export class SourceIntake {
   private generation = 0;
 
   constructor(
-    private readonly kafka: Kafka,
+    /** The runtime's admin client (connected, and closed by the runtime). */
+    private readonly admin: Admin,
     /** Reads the source topics (among others): the runtime's one consumer. */
     private readonly reader: PartitionReader,
     private readonly zk: ZooKeeperSession,
@@ -51,14 +51,9 @@ export class SourceIntake {
     return `${this.root}/sources/${encodeURIComponent(topic)}/${partition}`;
   }
 
-  async start(): Promise<void> {
-    this.admin = this.kafka.admin();
-    await this.admin.connect();
-  }
-
   /** The partitions of each source topic, for the leader's assignment. */
   async layout(): Promise<Record<string, number>> {
-    const admin = this.admin!;
+    const admin = this.admin;
     const layout: Record<string, number> = {};
     for (const topic of this.options.topics) layout[topic] = (await admin.fetchTopicOffsets(topic)).length;
     return layout;
@@ -91,7 +86,7 @@ export class SourceIntake {
   }
 
   private async startOf(topic: string, partition: number): Promise<number> {
-    const offsets = await this.admin!.fetchTopicOffsets(topic);
+    const offsets = await this.admin.fetchTopicOffsets(topic);
     const p = offsets.find((o) => o.partition === partition);
     if (!p) throw new OffsetStoreError(`the source topic ${topic} has no partition ${partition}`, { topic, partition });
     return Number(this.options.startingOffsets === 'earliest' ? p.low : p.high);
@@ -137,9 +132,5 @@ export class SourceIntake {
       for (const p of positions) tx.setData(this.path(p.topic, p.partition), Buffer.from(String(p.offset)));
       tx.commit((error) => done(error));
     });
-  }
-
-  async stop(): Promise<void> {
-    await this.admin?.disconnect().catch(() => undefined);
   }
 }

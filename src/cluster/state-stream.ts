@@ -35,10 +35,8 @@ export interface ClusterStreamRuntime {
   emitOutputs: boolean;
   coordinator: ClusterCoordinator;
   instanceId: string;
-  /** Reads the repartition topic's partitions this instance owns. */
-  pairs: PartitionReader;
-  /** Reads changelogs, for restores. */
-  changelogs: PartitionReader;
+  /** Reads the repartition topic's partitions this instance owns, and the changelogs it restores from. */
+  reader: PartitionReader;
   changelog: ChangelogWriter;
   repartitionTopic: string;
   /** Pairs a partition takes per batch at most. */
@@ -180,7 +178,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
         writeLayout(store, { numPartitions: this.numPartitions, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed, stateVersion: 1 });
       }
       const outcome = await restorePartition(store, {
-        timeIndexed, reader: rt.changelogs, writer: rt.changelog, partition, low: await rt.changelogStart(partition), epoch,
+        timeIndexed, reader: rt.reader, writer: rt.changelog, partition, low: await rt.changelogStart(partition), epoch,
         owner: rt.instanceId, timeoutMs: rt.restoreTimeoutMs,
       });
       const meta = readClusterMeta(store)!;
@@ -202,7 +200,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       this.owned.set(partition, owned);
       this.stores[partition] = store;
       this.refreshView();
-      rt.pairs.open(rt.repartitionTopic, partition, meta.position);
+      rt.reader.open(rt.repartitionTopic, partition, meta.position);
       rt.announce(BatchEvents.PARTITION_TAKEN, {
         stream: this.stateIndex, partition, epoch, records: outcome.records, reused: outcome.reused, lastBatch: outcome.last?.batchTime, ms: Date.now() - started,
       });
@@ -224,7 +222,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     this.owned.delete(partition);
     this.stores[partition] = undefined;
     this.refreshView();
-    this.rt.pairs.close(this.rt.repartitionTopic, partition);
+    this.rt.reader.close(this.rt.repartitionTopic, partition);
     o.actor.stop();
     o.store.env.close();
     // A fresh incarnation: a thread that held this partition's memory must not trust it if it comes back.
@@ -294,7 +292,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     const builder = new ShardBuilder(n, murmur2Partitioner, { batchTime: batch.time, stream: this.stateIndex }, (p, chunk, last) => chunked[p].push(chunk, last));
     for (const o of owned) {
       // Each message holds up to PAIRS_PER_MESSAGE pairs: this many keep a batch within maxPairsPerBatch.
-      const messages = rt.pairs.take(rt.repartitionTopic, o.partition, Math.max(1, Math.floor(rt.maxPairsPerBatch / PAIRS_PER_MESSAGE)));
+      const messages = rt.reader.take(rt.repartitionTopic, o.partition, Math.max(1, Math.floor(rt.maxPairsPerBatch / PAIRS_PER_MESSAGE)));
       let position = o.meta.position;
       for (const { offset, message } of messages) {
         position = offset + 1;

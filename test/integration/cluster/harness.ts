@@ -21,7 +21,7 @@ import type { Assignment } from '../../../src/cluster/assignment.js';
 import type { ClusterMeta } from '../../../src/cluster/restore-store.js';
 import { startMockKafka, produceWithKcat, type MockKafka } from '../services/kafka.js';
 import { connectClient, startZooKeeper, type ZooKeeperServer } from '../services/zookeeper.js';
-import { ChildProcessLines } from '../job-process.js';
+import { ChildProcessLines, tally } from '../job-process.js';
 import { within } from '../../wait.js';
 
 export interface ClusterInstanceConfig {
@@ -152,9 +152,7 @@ export class ClusterJobUnderTest {
   }
 
   expected(): Map<string, number> {
-    const counts = new Map<string, number>();
-    for (const w of this.sent) counts.set(w, (counts.get(w) ?? 0) + 1);
-    return counts;
+    return tally(this.sent);
   }
 
   /** Reads the assignment and owner nodes from ZooKeeper, and every instance's stores. */

@@ -28,7 +28,7 @@ import { log, settle } from '../common.js';
 import { environment, scenarioReport, type Row, type ScenarioResult } from '../report.js';
 import { tempDataDir } from '../runtime.js';
 import { Kafka, logLevel } from 'kafkajs';
-import { produceLines, WORDS_PER_LINE } from '../scenarios/kafka-intake.js';
+import { produceFile, produceLines, WORDS_PER_LINE } from '../scenarios/kafka-intake.js';
 import { summarize } from '../stats.js';
 
 const SOURCE_PARTITIONS = 6;
@@ -52,7 +52,7 @@ class Instance {
   readonly lines: Line[] = [];
   readonly child: ChildProcess;
   readonly startedAt = performance.now();
-  private waiters: Array<{ test: (l: Line) => boolean; resolve: (l: Line) => void; at: number }> = [];
+  private waiters: Array<{ test: (l: Line) => boolean; resolve: (l: Line) => void }> = [];
   readonly exited: Promise<number | null>;
 
   constructor(readonly id: string, config: Record<string, unknown>) {
@@ -73,7 +73,7 @@ class Instance {
     if (seen) return Promise.resolve({ ...seen, at: performance.now() });
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`cluster bench: instance ${this.id}: no ${what} within ${DEADLINE_MS / 1000} s`)), DEADLINE_MS);
-      this.waiters.push({ test, at: 0, resolve: (l) => (clearTimeout(timer), resolve(l as Line & { at: number })) });
+      this.waiters.push({ test, resolve: (l) => (clearTimeout(timer), resolve(l as Line & { at: number })) });
       void this.exited.then((code) => reject(new Error(`cluster bench: instance ${this.id} exited (${code}) before ${what}`)));
     });
   }
@@ -199,7 +199,7 @@ async function handoffRun(s: Services, rep: number, inputDir: string): Promise<H
     const lines = Array.from({ length: keys / WORDS_PER_LINE }, (_, i) => Array.from({ length: WORDS_PER_LINE }, (_, j) => `k${i * WORDS_PER_LINE + j}`).join(' '));
     const file = join(inputDir, `handoff-${rep}.txt`);
     writeFileSync(file, lines.join('\n') + '\n');
-    await kcatProduce(s.kafka.brokers, topic, file);
+    await produceFile(s.kafka.brokers, topic, file);
     await caughtUp(s, app, lines.length);
     b = new Instance('b', config('b'));
     const cold = await b.next((l) => l.taken !== undefined, 'a partition taken');
@@ -253,12 +253,6 @@ async function kafkajsCount(s: Services, rep: number, inputDir: string): Promise
   } finally {
     await consumer.disconnect();
   }
-}
-
-async function kcatProduce(brokers: string[], topic: string, file: string): Promise<void> {
-  const kcat = spawn('kcat', ['-P', '-b', brokers.join(','), '-t', topic, '-l', file], { stdio: ['ignore', 'ignore', 'inherit'] });
-  const code = await new Promise((resolve) => kcat.once('exit', resolve));
-  if (code !== 0) throw new Error(`cluster bench: kcat exited ${code}`);
 }
 
 async function main(): Promise<void> {

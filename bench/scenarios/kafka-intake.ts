@@ -129,11 +129,16 @@ export async function produceLines(brokers: string[], topic: string, lines: numb
   for (let i = 0; i < lines; i++) text.push(words.slice(i * WORDS_PER_LINE, (i + 1) * WORDS_PER_LINE).join(' '));
   const file = join(dir, 'lines.txt');
   writeFileSync(file, text.join('\n') + '\n');
+  await produceFile(brokers, topic, file);
+}
+
+/** Writes each line of `file` to `topic` with kcat. */
+export async function produceFile(brokers: string[], topic: string, file: string): Promise<void> {
   const kcat = spawn('kcat', ['-P', '-b', brokers.join(','), '-t', topic, '-l', file], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   kcat.stderr!.on('data', (chunk: Buffer) => void (stderr += chunk.toString()));
   const [code] = (await once(kcat, 'exit')) as [number | null];
-  if (code !== 0) throw new Error(`kafka intake: kcat could not produce the topic (exit ${code}): ${stderr.trim().slice(-400)}`);
+  if (code !== 0) throw new Error(`kcat could not produce ${topic} (exit ${code}): ${stderr.trim().slice(-400)}`);
 }
 
 async function topicSize(brokers: string[], topic: string): Promise<{ low: number; high: number }> {

@@ -59,10 +59,54 @@ export interface Partitioner {
   partition(key: unknown, numPartitions: number): number;
 }
 
+/**
+ * murmur2 of an ASCII string's bytes, read straight from its char codes (an ASCII string's
+ * UTF-8 is its char codes): no encoding, no buffer. Undefined when a char is not ASCII.
+ * Same rounds as murmur2() above; partitioner.test pins the two to each other.
+ */
+export function murmur2Ascii(text: string): number | undefined {
+  const length = text.length;
+  const m = 0x5bd1e995;
+  let h = 0x9747b28c ^ length;
+  const length4 = length >>> 2;
+  for (let i = 0; i < length4; i++) {
+    const i4 = i << 2;
+    const a = text.charCodeAt(i4);
+    const b = text.charCodeAt(i4 + 1);
+    const c = text.charCodeAt(i4 + 2);
+    const d = text.charCodeAt(i4 + 3);
+    if ((a | b | c | d) > 0x7f) return undefined;
+    let k = a | (b << 8) | (c << 16) | (d << 24);
+    k = Math.imul(k, m);
+    k ^= k >>> 24;
+    k = Math.imul(k, m);
+    h = Math.imul(h, m) ^ k;
+  }
+  const tail = length & ~3;
+  for (let i = tail; i < length; i++) if (text.charCodeAt(i) > 0x7f) return undefined;
+  switch (length & 3) {
+    case 3:
+      h ^= text.charCodeAt(tail + 2) << 16;
+    // falls through
+    case 2:
+      h ^= text.charCodeAt(tail + 1) << 8;
+    // falls through
+    case 1:
+      h ^= text.charCodeAt(tail);
+      h = Math.imul(h, m);
+  }
+  h ^= h >>> 13;
+  h = Math.imul(h, m);
+  h ^= h >>> 15;
+  return h | 0;
+}
+
 /** Kafka's default partitioner for keyed records: `toPositive(murmur2(bytes)) % n`. */
 export const murmur2Partitioner: Partitioner = {
   name: 'murmur2',
   partition(key, numPartitions) {
-    return (murmur2(keyBytes(key)) & 0x7fffffff) % numPartitions;
+    // Most keys are ASCII words or ids: hashed without encoding them first.
+    const hash = (typeof key === 'string' ? murmur2Ascii(key) : undefined) ?? murmur2(keyBytes(key));
+    return (hash & 0x7fffffff) % numPartitions;
   },
 };

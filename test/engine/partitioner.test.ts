@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import * as lmdb from 'lmdb';
 import { Partitioners } from 'kafkajs';
 import { murmur2, murmur2Partitioner } from '../../src/index.js';
+import { murmur2Ascii } from '../../src/engine/partitioner.js';
 
 // Exported by lmdb-js at run time, missing from its type declarations.
 const keyValueToBuffer = (lmdb as unknown as { keyValueToBuffer(key: unknown): Uint8Array }).keyValueToBuffer;
@@ -29,6 +30,17 @@ describe('murmur2 partitioner', () => {
     ];
     for (const [input, expected] of vectors) {
       assert.equal(murmur2(typeof input === 'string' ? utf8(input) : input), expected, JSON.stringify(typeof input === 'string' ? input : [...input]));
+    }
+  });
+
+  it('hashes an ASCII string from its char codes exactly as murmur2 hashes its UTF-8, and leaves any other string to murmur2', () => {
+    const ascii = ['', '1', '12', '123', '1234', '12345', 'foobar', 'a-little-bit-longer-string', '~\x7f\x00 z'];
+    for (let length = 0; length < 40; length++) ascii.push(Array.from({ length }, (_, i) => String.fromCharCode((i * 37 + length * 11) % 128)).join(''));
+    for (const text of ascii) assert.equal(murmur2Ascii(text), murmur2(utf8(text)), JSON.stringify(text));
+    // A non-ASCII char anywhere (a 4-byte group, the tail) is not hashed here: its UTF-8 is not its char code.
+    for (const text of ['é', 'abcé', 'abcdé', 'éabcdefg', 'abcdefgé', 'ab\u0080', '日本語のキー']) {
+      assert.equal(murmur2Ascii(text), undefined, JSON.stringify(text));
+      assert.equal(murmur2Partitioner.partition(text, 7), toPositive(murmur2(utf8(text))) % 7, JSON.stringify(text));
     }
   });
 

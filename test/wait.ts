@@ -57,6 +57,27 @@ export async function waitUntil<T>(what: string, condition: () => T | Promise<T>
   }
 }
 
+/**
+ * Polls `check` until it returns something other than undefined, and resolves with that.
+ * Unlike waitUntil, a check that throws counts as "not yet" (a page or a server that is
+ * still coming up); the last error is named if the deadline passes.
+ */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, options: WaitOptions & { intervalMs?: number } = {}): Promise<T> {
+  const ms = options.timeoutMs ?? DEFAULT_WAIT_MS;
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw timedOut(what, ms, () => [last ? `last error: ${(last as Error).message}` : '', options.detail?.() ?? ''].filter(Boolean).join('; '));
+    await sleep(options.intervalMs ?? 100);
+  }
+}
+
 type ContextEvents = {
   on<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): unknown;
   off<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): unknown;

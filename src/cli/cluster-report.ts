@@ -2,9 +2,9 @@ import { Kafka, logLevel } from 'kafkajs';
 import type { Assignment } from '../cluster/assignment.js';
 import type { ClusterMember, OwnerNodeRecord } from '../cluster/coordinator.js';
 import { changelogTopic, repartitionTopic } from '../cluster/topics.js';
-import { zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
+import type { ZooKeeperSession } from '../storage/zookeeper/session.js';
 import type { ZooKeeperTarget } from './args.js';
-import { children, withZooKeeper } from './zk.js';
+import { withZooKeeper } from './zk.js';
 
 export interface ClusterPartitionReport {
   partition: number;
@@ -40,10 +40,8 @@ export interface ClusterReport {
   kafkaProblem?: string;
 }
 
-function data(session: ZooKeeperSession, path: string): Promise<string | undefined> {
-  return session.run(`read ${path}`, (client, done) =>
-    client.getData(path, (error, value) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, undefined) : done(error, value?.toString('utf8')))),
-  );
+async function data(session: ZooKeeperSession, path: string): Promise<string | undefined> {
+  return (await session.read(path))?.toString('utf8');
 }
 
 /**
@@ -57,10 +55,10 @@ export async function readClusterReport(target: ZooKeeperTarget, options: { appN
     const root = target.root;
     const assignment = JSON.parse((await data(session, `${root}/assignment`)) ?? 'null') as Assignment | null;
     if (!assignment) return undefined;
-    const candidates = (await children(session, `${root}/leader`)).sort((a, b) => Number(a.split('-').at(-1)) - Number(b.split('-').at(-1)));
+    const candidates = (await session.children(`${root}/leader`)).sort((a, b) => Number(a.split('-').at(-1)) - Number(b.split('-').at(-1)));
     const leader = candidates[0] === undefined ? undefined : await data(session, `${root}/leader/${candidates[0]}`);
     const members: ClusterReport['members'] = [];
-    for (const id of (await children(session, `${root}/members`)).sort()) {
+    for (const id of (await session.children(`${root}/members`)).sort()) {
       const record = await data(session, `${root}/members/${id}`);
       if (record) members.push({ ...(JSON.parse(record) as ClusterMember), id, leader: id === leader });
     }

@@ -53,23 +53,14 @@ function zooKeeperTrouble(error: unknown, target: ZooKeeperTarget): unknown {
   return new CliFailure(`ZooKeeper at ${target.connect}: ${error.message}`);
 }
 
-/** The children of `path`; none when it does not exist. */
-export function children(session: ZooKeeperSession, path: string): Promise<string[]> {
-  return session.run(`list ${path}`, (client, done) =>
-    client.getChildren(path, (error, names) => {
-      if ((error as { name?: string })?.name === 'NO_NODE') done(null, []);
-      else done(error, names ?? []);
-    }),
-  );
-}
 
 /** Reads `<root>/offsets/<topic>/<partition>`, `<root>/batch`, `<root>/last-batch`, the history's batch times and the owner. */
 export function readZooKeeperOffsets(target: ZooKeeperTarget): Promise<ZooKeeperOffsets> {
   return withZooKeeper(target, async (offsets, session) => {
     const partitions: Array<{ topic: string; partition: number }> = [];
     // Topic names are stored URI-encoded (ZooKeeperOffsetStore.path).
-    for (const topic of await children(session, `${target.root}/offsets`)) {
-      for (const p of await children(session, `${target.root}/offsets/${topic}`)) partitions.push({ topic: decodeURIComponent(topic), partition: Number(p) });
+    for (const topic of await session.children(`${target.root}/offsets`)) {
+      for (const p of await session.children(`${target.root}/offsets/${topic}`)) partitions.push({ topic: decodeURIComponent(topic), partition: Number(p) });
     }
     partitions.sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition));
     const found = await offsets.positions(partitions);
@@ -77,7 +68,7 @@ export function readZooKeeperOffsets(target: ZooKeeperTarget): Promise<ZooKeeper
       const offset = found.get(`${topic}:${partition}`);
       return offset === undefined ? [] : [{ topic, partition, offset }];
     });
-    const history = (await children(session, `${target.root}/history`)).map(Number).sort((a, b) => a - b);
+    const history = (await session.children(`${target.root}/history`)).map(Number).sort((a, b) => a - b);
     return { root: target.root, positions, inFlight: await offsets.pendingBatch(), lastBatch: await offsets.lastEnded(), history, ...(await readOwners(session, target.root)) };
   });
 }

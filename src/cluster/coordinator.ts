@@ -67,6 +67,8 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   private current: Assignment | undefined;
   private version = -1;
   private membersNow: ClusterMember[] = [];
+  /** The members node's cversion when membersNow was read: members' records never change, so the same children need no second read. */
+  private membersVersion: number | undefined;
   private candidate: string | undefined;
   private polling: Promise<void> | undefined;
   private closed = false;
@@ -122,7 +124,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       const holder = await this.read<ClusterMember>(node);
       if (!holder) continue;
       if (isGone(holder) || (this.holdsDataDir && holder.dataDir === this.me.dataDir)) {
-        await this.remove(node);
+        await this.zk.remove(node);
         continue;
       }
       if (Date.now() > deadline) {
@@ -132,22 +134,13 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       }
       await sleep(POLL_MS);
     }
-    this.candidate = await this.zk.run<string>(`stand for leader under ${this.path('leader')}`, (client, done) => {
-      const data = Buffer.from(this.me.id);
-      if (this.zk.acls) client.create(this.path('leader', 'candidate-'), data, this.zk.acls, zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, done);
-      else client.create(this.path('leader', 'candidate-'), data, zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, done);
-    });
+    this.candidate = (await this.zk.create(this.path('leader', 'candidate-'), Buffer.from(this.me.id), zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL)).path;
   }
 
   /** Creates a node; resolves with the id of the session that made it (an ephemeral node lives as long as that session), or false if it exists. */
   private async create(path: string, record: unknown, mode: number): Promise<string | false> {
     try {
-      return await this.zk.run<string>(`create ${path}`, (client, done) => {
-        const data = Buffer.from(JSON.stringify(record));
-        const made = (error: unknown) => done(error, sessionIdOf(client));
-        if (this.zk.acls) client.create(path, data, this.zk.acls, mode, made);
-        else client.create(path, data, mode, made);
-      });
+      return (await this.zk.create(path, Buffer.from(JSON.stringify(record)), mode)).sessionId;
     } catch (error) {
       if (zooKeeperAnswer(error) === 'NODE_EXISTS') return false;
       throw error;
@@ -155,21 +148,11 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   private async read<T extends ProcessIdentity>(path: string): Promise<(T & { raw: string }) | undefined> {
-    const data = await this.zk.run<Buffer | undefined>(`read ${path}`, (client, done) =>
-      client.getData(path, (error, bytes) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, undefined) : done(error, bytes))),
-    );
+    const data = await this.zk.read(path);
     if (!data) return undefined;
     const raw = data.toString('utf8');
     const parsed = parseIdentity<T>(raw);
     return parsed ? { ...parsed, raw } : undefined;
-  }
-
-  private async remove(path: string): Promise<void> {
-    await this.zk.run(`delete ${path}`, (client, done) => client.remove(path, (error) => done(zooKeeperAnswer(error) === 'NO_NODE' ? null : error)));
-  }
-
-  private children(path: string): Promise<string[]> {
-    return this.zk.run(`list ${path}`, (client, done) => client.getChildren(path, (error, names) => done(error, names ?? [])));
   }
 
   private async poll(): Promise<void> {
@@ -190,14 +173,18 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       this.rejoin = false;
       await this.register();
     }
-    const ids = (await this.children(this.path('members'))).sort();
-    const members: ClusterMember[] = [];
-    for (const id of ids) {
-      const m = await this.read<ClusterMember>(this.path('members', id));
-      if (m) members.push({ ...m, id });
+    const listing = await this.zk.listing(this.path('members'));
+    if (listing.cversion !== this.membersVersion || listing.cversion < 0) {
+      const members: ClusterMember[] = [];
+      for (const id of listing.names.sort()) {
+        const m = await this.read<ClusterMember>(this.path('members', id));
+        if (m) members.push({ ...m, id });
+      }
+      this.membersNow = members;
+      this.membersVersion = listing.cversion;
     }
-    this.membersNow = members;
-    const candidates = (await this.children(this.path('leader'))).sort((a, b) => Number(a.slice(a.lastIndexOf('-') + 1)) - Number(b.slice(b.lastIndexOf('-') + 1)));
+    const members = this.membersNow;
+    const candidates = (await this.zk.children(this.path('leader'))).sort((a, b) => Number(a.slice(a.lastIndexOf('-') + 1)) - Number(b.slice(b.lastIndexOf('-') + 1)));
     const leading = this.candidate !== undefined && candidates[0] === this.candidate.slice(this.candidate.lastIndexOf('/') + 1);
     const stat = await this.zk.run<{ data: Buffer | undefined; version: number }>(`read ${this.path('assignment')}`, (client, done) =>
       client.getData(this.path('assignment'), (error, data, s) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, { data: undefined, version: -1 }) : done(error, { data, version: s?.version ?? -1 }))),
@@ -260,7 +247,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       session = await this.create(node, record, zookeeper.CreateMode.EPHEMERAL);
       if (session) break;
       const holder = await this.read<OwnerNodeRecord>(node);
-      if (holder && holder.instance === this.me.id && holder.epoch < epoch) await this.remove(node);
+      if (holder && holder.instance === this.me.id && holder.epoch < epoch) await this.zk.remove(node);
       else await sleep(POLL_MS);
     }
     this.ownerNodes.set(`${stream}:${partition}`, { node, record, session });
@@ -351,9 +338,9 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   async leave(): Promise<void> {
     this.closed = true;
     await this.polling;
-    for (const { node } of this.ownerNodes.values()) await this.remove(node).catch(() => undefined);
+    for (const { node } of this.ownerNodes.values()) await this.zk.remove(node).catch(() => undefined);
     this.ownerNodes.clear();
-    if (this.candidate) await this.remove(this.candidate).catch(() => undefined);
-    await this.remove(this.path('members', this.me.id)).catch(() => undefined);
+    if (this.candidate) await this.zk.remove(this.candidate).catch(() => undefined);
+    await this.zk.remove(this.path('members', this.me.id)).catch(() => undefined);
   }
 }

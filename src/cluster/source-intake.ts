@@ -1,6 +1,6 @@
 import type { Admin, KafkaMessage } from 'kafkajs';
 import { OffsetStoreError } from '../errors.js';
-import { zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
+import type { ZooKeeperSession } from '../storage/zookeeper/session.js';
 import type { PartitionReader } from './partition-reader.js';
 
 /** A source message read by stage 1, with where it came from. */
@@ -93,9 +93,7 @@ export class SourceIntake {
   }
 
   private async position(topic: string, partition: number): Promise<number | undefined> {
-    const data = await this.zk.run<Buffer | undefined>(`read ${this.path(topic, partition)}`, (client, done) =>
-      client.getData(this.path(topic, partition), (error, bytes) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, undefined) : done(error, bytes))),
-    );
+    const data = await this.zk.read(this.path(topic, partition));
     const text = data?.toString('utf8') ?? '';
     if (text === '') return undefined;
     if (!/^\d+$/.test(text)) throw new OffsetStoreError(`the position at ${this.path(topic, partition)} is ${JSON.stringify(text)}, not a decimal offset`, { topic, partition });

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { eventually, tempDir, within } from '../helpers.js';
+import { tempDir } from '../helpers.js';
+import { eventually, within } from '../wait.js';
 import { sample, scrape } from '../metrics/scrape.js';
 
 const execFileP = promisify(execFile);
@@ -76,7 +77,7 @@ describe('examples', () => {
       const url = await eventually('the demo to print its metrics address', () => /^word-count: metrics at (\S+)$/m.exec(stdout)?.[1]);
       await eventually('five batches', () => ((stdout.match(/^word-count: batch /gm)?.length ?? 0) >= 5 ? true : undefined));
       const samples = await scrape(url);
-      assert.equal(await within('the demo to finish its 25 batches', exited), 0);
+      assert.equal(await within(exited, 'the demo to finish its 25 batches'), 0);
       // The batches the scrape had seen: those up to the last batch time it reports.
       const lastSeen = sample(samples, 'statestream_last_batch_timestamp_seconds', { app: 'word-count' }) * 1000;
       const batches = [...stdout.matchAll(/^word-count: batch (\S+) done: (\d+) lines in [\d.]+ ms/gm)].map((m) => ({ time: Date.parse(m[1]), lines: Number(m[2]) }));

@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type zookeeper from 'node-zookeeper-client';
-import { eventually, tempDir, within } from '../helpers.js';
+import { tempDir } from '../helpers.js';
+import { eventually, within } from '../wait.js';
 import { JobProcess, readCounts, runUntilCaughtUp, tally, waitUntilCaughtUp, type JobConfig } from './job-process.js';
 import { produceWithKcat } from './services/kafka.js';
 import { useServices } from './services/suite.js';
-import { connectClient } from './services/zookeeper.js';
+import { connectClient, zkAnswer } from './services/zookeeper.js';
 
 const PARTITIONS = 3;
 // Short, so a pause outlives it quickly; the server's small tick expires sessions close to it.
@@ -33,18 +34,14 @@ interface Refusal {
 
 /** The first line the job printed that starts with `prefix`; fails naming it, with the job's output. */
 async function lineFrom(job: JobProcess, prefix: string, timeoutMs = 60_000): Promise<string> {
-  try {
-    return await eventually(`a line starting "${prefix}"`, () => job.lines.find((l) => l.startsWith(prefix)), timeoutMs);
-  } catch (error) {
-    throw new Error(`${(error as Error).message}; the job's output:\n${job.lines.slice(-30).join('\n')}`);
-  }
+  return eventually(`a line starting "${prefix}"`, () => job.lines.find((l) => l.startsWith(prefix)), { timeoutMs, detail: () => `the job's output:\n${job.lines.slice(-30).join('\n')}` });
 }
 
 const json = async <T>(job: JobProcess, prefix: string, timeoutMs?: number): Promise<T> => JSON.parse((await lineFrom(job, `${prefix} `, timeoutMs)).slice(prefix.length + 1)) as T;
 
 /** A copy that must not start: it exits 1 and says why. */
 async function refusedStart(job: JobProcess): Promise<Refusal> {
-  const exit = await within('the refused copy to exit', job.exited, 60_000).catch((error: unknown) => {
+  const exit = await within(job.exited, 'the refused copy to exit', { timeoutMs: 60_000 }).catch((error: unknown) => {
     job.kill('SIGKILL');
     throw new Error(`${(error as Error).message}; its output:\n${job.lines.join('\n')}`);
   });
@@ -53,16 +50,12 @@ async function refusedStart(job: JobProcess): Promise<Refusal> {
   return json<Refusal>(job, 'START_FAILED');
 }
 
-function zkCall<T>(call: (done: (error: unknown, value?: T) => void) => void): Promise<T> {
-  return within('a ZooKeeper answer', new Promise<T>((resolve, reject) => call((error, value) => (error ? reject(error) : resolve(value as T)))), 10_000);
-}
-
-const exists = (client: zookeeper.Client, path: string) => zkCall<boolean>((done) => client.exists(path, (error, stat) => done(error, Boolean(stat))));
+const exists = (client: zookeeper.Client, path: string) => zkAnswer<boolean>((done) => client.exists(path, (error, stat) => done(error, Boolean(stat))));
 
 /** Everything a job writes to ZooKeeper, as it stands: positions, the batch in flight, the last batch. */
 async function written(client: zookeeper.Client, config: JobConfig): Promise<Record<string, string>> {
   const paths = [...Array.from({ length: PARTITIONS }, (_, p) => `offsets/${config.topic}/${p}`), 'batch', 'last-batch'];
-  const values = await Promise.all(paths.map((p) => zkCall<Buffer>((done) => client.getData(`${config.zkRoot}/${p}`, (error, data) => done(error, data)))));
+  const values = await Promise.all(paths.map((p) => zkAnswer<Buffer>((done) => client.getData(`${config.zkRoot}/${p}`, (error, data) => done(error, data)))));
   return Object.fromEntries(paths.map((p, i) => [p, values[i]?.toString('utf8') ?? '']));
 }
 
@@ -120,7 +113,7 @@ describe('one copy of a job at a time: the data-folder lock and ZooKeeper owners
       assert.ok(!first.lines.some((l) => l.startsWith('FAILED') || l.startsWith('OWNERSHIP_LOST')), first.lines.join('\n'));
     } finally {
       first.kill('SIGTERM');
-      await within('the first copy to stop', first.exited, 60_000);
+      await within(first.exited, 'the first copy to stop', { timeoutMs: 60_000 });
     }
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(words));
   });
@@ -141,7 +134,7 @@ describe('one copy of a job at a time: the data-folder lock and ZooKeeper owners
         // Records it would take at once if it could run.
         await produce(config, words.slice(150));
         const pausedAt = Date.now();
-        await eventually("ZooKeeper to expire the paused job's session, removing its owner node", async () => ((await exists(client, owner.node)) ? undefined : true), 30_000);
+        await eventually("ZooKeeper to expire the paused job's session, removing its owner node", async () => ((await exists(client, owner.node)) ? undefined : true), { timeoutMs: 30_000 });
         t.diagnostic(`the paused job's owner node went ${Date.now() - pausedAt} ms after the pause (session timeout ${SESSION_MS} ms, tick ${TICK_MS} ms)`);
 
         paused.kill('SIGCONT');
@@ -153,7 +146,7 @@ describe('one copy of a job at a time: the data-folder lock and ZooKeeper owners
       } finally {
         paused.kill('SIGCONT');
         paused.kill('SIGTERM');
-        await within('the paused job to stop', paused.exited, 60_000);
+        await within(paused.exited, 'the paused job to stop', { timeoutMs: 60_000 });
       }
       assert.deepEqual(await written(client, config), before, 'nor on its way out');
       await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-after` }, PARTITIONS);
@@ -174,8 +167,8 @@ describe('one copy of a job at a time: the data-folder lock and ZooKeeper owners
       await lineFrom(killed, 'BATCH ');
       killed.kill('SIGKILL');
       const killedAt = Date.now();
-      await within('the killed job to exit', killed.exited, 30_000);
-      await eventually("the killed job's owner node to go", async () => ((await exists(client, killedOwner.node)) ? undefined : true), 30_000);
+      await within(killed.exited, 'the killed job to exit', { timeoutMs: 30_000 });
+      await eventually("the killed job's owner node to go", async () => ((await exists(client, killedOwner.node)) ? undefined : true), { timeoutMs: 30_000 });
       const lingered = Date.now() - killedAt;
       t.diagnostic(`a SIGKILLed job's owner node lingered ${lingered} ms (session timeout ${SESSION_MS} ms, tick ${TICK_MS} ms)`);
       // ZooKeeper removes it when the session expires: within the timeout and a few ticks.
@@ -187,7 +180,7 @@ describe('one copy of a job at a time: the data-folder lock and ZooKeeper owners
       assert.equal(secondOwner.tookOverFrom, undefined, 'the first owner node was gone already');
       await lineFrom(second, 'STARTED');
       second.kill('SIGKILL');
-      await within('the second job to exit', second.exited, 30_000);
+      await within(second.exited, 'the second job to exit', { timeoutMs: 30_000 });
       const third = copy(config, 'third');
       try {
         const thirdOwner = await json<OwnerLine>(third, 'OWNER');
@@ -201,7 +194,7 @@ describe('one copy of a job at a time: the data-folder lock and ZooKeeper owners
         await waitUntilCaughtUp(third, config, PARTITIONS, 90_000);
       } finally {
         third.kill('SIGTERM');
-        await within('the third job to stop', third.exited, 60_000);
+        await within(third.exited, 'the third job to stop', { timeoutMs: 60_000 });
       }
     } finally {
       client.close();

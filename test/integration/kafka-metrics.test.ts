@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, type BatchCompletedEvent } from '../../src/index.js';
-import { eventually, fixture, tempDir, within } from '../helpers.js';
+import { fixture, tempDir } from '../helpers.js';
+import { eventually, within } from '../wait.js';
 import { curl, sample, scrape, type Sample } from '../metrics/scrape.js';
 import { highWatermarks } from './job-process.js';
 import { useServices } from './services/suite.js';
@@ -46,7 +47,7 @@ describe('metrics of a Kafka job (real ZooKeeper, librdkafka mock broker)', { ti
       for (let batch = 1; batch <= 4; batch++) {
         // Wait until the consumer has fetched what the batch may take, so the batch takes its full share.
         await new Promise((resolve) => setTimeout(resolve, batch === 1 ? 3000 : 200));
-        await within(`batch ${batch}`, clock.advance(1000));
+        await within(clock.advance(1000), `batch ${batch}`);
         const samples = await scrape(url);
         const taken = completed.reduce((n, e) => n + e.records, 0);
         const next = [nextOf(samples, 0), nextOf(samples, 1)];
@@ -68,8 +69,8 @@ describe('metrics of a Kafka job (real ZooKeeper, librdkafka mock broker)', { ti
       await services.zk.start();
       // The session reconnects when it next has a request to send: a batch asks.
       const advancing = clock.advance(1000);
-      await eventually('statestream_zookeeper_connected 1 again', async () => (sample(await scrape(url), 'statestream_zookeeper_connected', app) === 1 ? true : undefined), 60_000);
-      await within('the batch that waited for ZooKeeper', advancing);
+      await eventually('statestream_zookeeper_connected 1 again', async () => (sample(await scrape(url), 'statestream_zookeeper_connected', app) === 1 ? true : undefined), { timeoutMs: 60_000 });
+      await within(advancing, 'the batch that waited for ZooKeeper');
     } finally {
       await ssc.stop();
     }

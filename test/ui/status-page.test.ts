@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { BatchEvents, StateSpec, StreamingContext, murmur2Partitioner, type BatchCompletedEvent, type SnapshotCompletedEvent } from '../../src/index.js';
-import { eventually, fixture, tempDir } from '../helpers.js';
+import { fixture, tempDir } from '../helpers.js';
+import { eventually } from '../wait.js';
 import { highWatermarks } from '../integration/job-process.js';
 import { useServices } from '../integration/services/suite.js';
 import { openBrowser } from './browser.js';
@@ -110,7 +111,7 @@ describe('the status page in a real browser (Debian chromium, real ZooKeeper, mo
       const seenLag = await eventually('the page to show Kafka lag while the job catches up', async () => {
         const lags = Object.values((await readPage(page)).kafka).map((k) => count(k.lag));
         return lags.some((n) => n > 0) ? lags : undefined;
-      }, 60_000);
+      }, { timeoutMs: 60_000 });
       assert.ok(seenLag.length === TOPIC_PARTITIONS);
 
       // Caught up: every record in an ended batch, a snapshot after, and the charts drawn with every completed batch.
@@ -119,7 +120,7 @@ describe('the status page in a real browser (Debian chromium, real ZooKeeper, mo
         const caughtUp = Object.values(f.kafka).every((k) => k.lag === '0') && completed.reduce((n, e) => n + e.records, 0) === 1200;
         const drawn = Object.values(f.drawn).every((n) => n !== undefined && Number(n) > 0) && Object.entries(f.drawn).filter(([id]) => id.startsWith('timeline')).every(([, n]) => Number(n) === f.completedBatches);
         return caughtUp && drawn && f.completedBatches >= 10 && f.snapshot.startsWith('Last snapshot') && snapshots.length > 0 ? f : undefined;
-      }, 120_000);
+      }, { timeoutMs: 120_000 });
       assert.deepEqual(pageErrors, [], 'no script error on the page');
       assert.deepEqual(elsewhere, [], 'the page loads nothing from anywhere else (Chart.js comes from the package)');
       assert.equal(Object.keys(figures.drawn).length, 8, 'four timelines and four histograms');
@@ -177,7 +178,7 @@ describe('the status page in a real browser (Debian chromium, real ZooKeeper, mo
       assert.ok(!away.some((p) => /\n\s+at /.test(p)), 'no stack trace');
       assert.ok(await page.isVisible('#problems'));
       await services.zk.start();
-      await eventually('the page to stop reporting ZooKeeper', async () => ((await readPage(page)).problems.length === 0 ? true : undefined), 60_000);
+      await eventually('the page to stop reporting ZooKeeper', async () => ((await readPage(page)).problems.length === 0 ? true : undefined), { timeoutMs: 60_000 });
 
       // The job stopped: the page says it cannot reach it.
       await ssc.stop();

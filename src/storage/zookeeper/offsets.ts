@@ -58,12 +58,7 @@ export class ZooKeeperOffsetStore {
   }
 
   private read(path: string): Promise<Buffer | undefined> {
-    return this.zk.run(`read ${path}`, (client, done) =>
-      client.getData(path, (error, data) => {
-        if ((error as { name?: string })?.name === 'NO_NODE') done(null, undefined);
-        else done(error, data ?? Buffer.alloc(0));
-      }),
-    );
+    return this.zk.read(path);
   }
 
   /**
@@ -89,8 +84,7 @@ export class ZooKeeperOffsetStore {
     if (JSON.stringify(current.map(aclKey)) !== wanted) {
       await this.zk.run(`set the ACL of ${path}`, (client, done) => client.setACL(path, acls, -1, (error) => done(gone(error) ? null : error)));
     }
-    const children = await this.zk.run<string[]>(`list ${path}`, (client, done) => client.getChildren(path, (error, names) => (gone(error) ? done(null, []) : done(error, names))));
-    for (const child of children) await this.secure(`${path}/${child}`, acls);
+    for (const child of await this.zk.children(path)) await this.secure(`${path}/${child}`, acls);
   }
 
   /** Where the next batch starts, for every partition with a recorded position. */
@@ -178,11 +172,8 @@ export class ZooKeeperOffsetStore {
     return text === '' ? undefined : Number(text);
   }
 
-  private historyTimes(): Promise<number[]> {
-    const path = this.path('history');
-    return this.zk.run(`list ${path}`, (client, done) =>
-      client.getChildren(path, (error, children) => done(error, (children ?? []).map(Number).sort((a, b) => a - b))),
-    );
+  private async historyTimes(): Promise<number[]> {
+    return (await this.zk.children(this.path('history'))).map(Number).sort((a, b) => a - b);
   }
 
   /**

@@ -90,14 +90,14 @@ export class ZooKeeperOwnership implements WriteFence {
       if (!holder) continue;
       const reason = this.goneBecause(holder.record);
       if (reason) {
-        await this.remove(holder.node);
+        await this.zk.remove(holder.node);
         tookOverFrom = { ...holder, reason };
         continue;
       }
       if (!deadlines.has(holder.node)) deadlines.set(holder.node, Date.now() + holder.record.sessionTimeoutMs + EXPIRY_MARGIN_MS);
       const deadline = deadlines.get(holder.node)!;
       if (Date.now() >= deadline) {
-        await this.remove(created.node);
+        await this.zk.remove(created.node);
         throw this.refusal(holder, deadline - started);
       }
       await this.gone(holder.node, Math.min(deadline, Date.now() + WATCH_SLICE_MS));
@@ -115,21 +115,17 @@ export class ZooKeeperOwnership implements WriteFence {
       const record: OwnerRecord = { ...thisProcess(), ...this.me, sessionTimeoutMs: client.getSessionTimeout() };
       const data = Buffer.from(JSON.stringify(record));
       const answer = (error: unknown, node: string) => done(error, { node, record, sessionId: sessionIdOf(client) });
-      const path = `${this.owners}/${PREFIX}${token}-`;
-      if (this.zk.acls) client.create(path, data, this.zk.acls, zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, answer);
-      else client.create(path, data, zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, answer);
+      this.zk.createWith(client, `${this.owners}/${PREFIX}${token}-`, data, zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, answer);
     });
     for (const name of await this.contenders()) {
-      if (name.includes(token) && `${this.owners}/${name}` !== made.node) await this.remove(`${this.owners}/${name}`);
+      if (name.includes(token) && `${this.owners}/${name}` !== made.node) await this.zk.remove(`${this.owners}/${name}`);
     }
     return made;
   }
 
   /** The owner nodes' names, lowest (the owner) first; none when the root was never owned. */
   private async contenders(): Promise<string[]> {
-    const names = await this.zk.run<string[]>(`list ${this.owners}`, (client, done) =>
-      client.getChildren(this.owners, (error, children) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, []) : done(error, children))),
-    );
+    const names = await this.zk.children(this.owners);
     return names.filter((n) => n.startsWith(PREFIX)).sort((a, b) => sequence(a) - sequence(b));
   }
 
@@ -144,9 +140,7 @@ export class ZooKeeperOwnership implements WriteFence {
   }
 
   private async read(node: string): Promise<Owner | undefined> {
-    const data = await this.zk.run<Buffer | undefined>(`read ${node}`, (client, done) =>
-      client.getData(node, (error, found) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, undefined) : done(error, found ?? Buffer.alloc(0)))),
-    );
+    const data = await this.zk.read(node);
     if (data === undefined) return undefined;
     // A node someone wrote by hand names no process: treat it as a live owner with this job's timeout.
     const record = parseIdentity<OwnerRecord>(data.toString('utf8')) ?? { pid: 0, host: 'unknown', since: 'unknown', dataDir: 'unknown', appName: 'unknown', sessionTimeoutMs: 0 };
@@ -162,22 +156,10 @@ export class ZooKeeperOwnership implements WriteFence {
     return undefined;
   }
 
-  private remove(node: string): Promise<void> {
-    return this.zk.run(`delete ${node}`, (client, done) => client.remove(node, -1, (error) => done(zooKeeperAnswer(error) === 'NO_NODE' ? null : error)));
-  }
-
-  private exists(node: string, watcher?: (event: zookeeper.Event) => void): Promise<boolean> {
-    return this.zk.run(`look for ${node}`, (client, done) => {
-      const answer = (error: unknown, stat: unknown) => done(error, Boolean(stat));
-      if (watcher) client.exists(node, watcher, answer);
-      else client.exists(node, answer);
-    });
-  }
-
   /** Resolves when `node` is gone or at `until`, whichever comes first. */
   private async gone(node: string, until: number): Promise<void> {
     const abort = new AbortController();
-    const deleted = this.exists(node, () => abort.abort()).then((present) => present || abort.abort());
+    const deleted = this.zk.exists(node, () => abort.abort()).then((present) => present || abort.abort());
     await Promise.race([deleted, sleep(Math.max(0, until - Date.now()), undefined, { signal: abort.signal }).catch(() => undefined)]);
     abort.abort();
   }
@@ -204,7 +186,7 @@ export class ZooKeeperOwnership implements WriteFence {
     };
     const arm = (): void => {
       if (!watching) return;
-      this.exists(this.node!, (event) => {
+      this.zk.exists(this.node!, (event) => {
         if (event.getType() === zookeeper.Event.NODE_DELETED) this.lose(`its owner node ${this.node} was removed: ${this.expired()}, or someone deleted the node`);
         else arm();
       }).then(
@@ -256,7 +238,7 @@ export class ZooKeeperOwnership implements WriteFence {
       });
     } catch (error) {
       // NO_NODE may be the check or another operation: the node itself says which.
-      if (zooKeeperAnswer(error) === 'NO_NODE' && !(await this.exists(node))) {
+      if (zooKeeperAnswer(error) === 'NO_NODE' && !(await this.zk.exists(node))) {
         this.lose(`ZooKeeper refused to ${what}: the owner node ${node} is gone: ${this.expired()}, or someone deleted the node`);
         throw this.lost!;
       }
@@ -270,7 +252,7 @@ export class ZooKeeperOwnership implements WriteFence {
     this.released = true;
     this.stopWatching?.();
     if (this.node === undefined || this.lost || !this.zk.status().connected) return;
-    const removal = this.remove(this.node).catch(() => undefined);
+    const removal = this.zk.remove(this.node).catch(() => undefined);
     await Promise.race([removal, sleep(2_000)]);
   }
 }

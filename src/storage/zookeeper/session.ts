@@ -153,6 +153,57 @@ export class ZooKeeperSession {
     });
   }
 
+  /** The node's data (an empty buffer for a node without any); undefined when there is no node at `path`. */
+  read(path: string): Promise<Buffer | undefined> {
+    return this.run(`read ${path}`, (client, done) =>
+      client.getData(path, (error, data) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, undefined) : done(error, data ?? Buffer.alloc(0)))),
+    );
+  }
+
+  /** The names of the node's children; none when there is no node at `path`. */
+  async children(path: string): Promise<string[]> {
+    return (await this.listing(path)).names;
+  }
+
+  /**
+   * The node's children and its cversion, which every create and delete of a child moves:
+   * an unchanged cversion means the same children (none, and -1, when there is no node).
+   */
+  listing(path: string): Promise<{ names: string[]; cversion: number }> {
+    return this.run(`list ${path}`, (client, done) =>
+      client.getChildren(path, (error, names, stat) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, { names: [], cversion: -1 }) : done(error, { names: names ?? [], cversion: stat?.cversion ?? -1 }))),
+    );
+  }
+
+  /** Deletes the node (only at `version`, when given); a node already gone is no error. */
+  remove(path: string, version = -1): Promise<void> {
+    return this.run(`delete ${path}`, (client, done) => client.remove(path, version, (error) => done(zooKeeperAnswer(error) === 'NO_NODE' ? null : error)));
+  }
+
+  /** Whether there is a node at `path`; a watcher is told of its next change (its deletion, say). */
+  exists(path: string, watcher?: (event: zookeeper.Event) => void): Promise<boolean> {
+    return this.run(`look for ${path}`, (client, done) => {
+      const answer = (error: unknown, stat: unknown) => done(error, Boolean(stat));
+      if (watcher) client.exists(path, watcher, answer);
+      else client.exists(path, answer);
+    });
+  }
+
+  /**
+   * Creates a node, with the job's ACL when the session has credentials. Resolves with the
+   * node's path (a sequential node's carries its number) and the id of the session that
+   * made it: an ephemeral node lives as long as that session.
+   */
+  create(path: string, data: Buffer, mode: number): Promise<{ path: string; sessionId: string }> {
+    return this.run(`create ${path}`, (client, done) => this.createWith(client, path, data, mode, (error, made) => done(error, { path: made, sessionId: sessionIdOf(client) })));
+  }
+
+  /** client.create with the job's ACL when the session has credentials, for requests that build their data on the connected client (inside run()). */
+  createWith(client: ZkClient, path: string, data: Buffer, mode: number, answer: (error: unknown, path: string) => void): void {
+    if (this.acls) client.create(path, data, this.acls, mode, answer);
+    else client.create(path, data, mode, answer);
+  }
+
   /** The session timeout asked for (ZooKeeper may grant another, within its bounds). */
   get sessionTimeoutMs(): number {
     return this.options.sessionTimeoutMs ?? 10_000;

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import zookeeper from 'node-zookeeper-client';
 import { describeExit, spawnService, type ServiceProcess } from './process.js';
+import { within } from '../../wait.js';
 
 const INSTALL_HINT = 'run `bash scripts/install-services.sh` (as root) first';
 const JAVA_DIR = '/usr/share/java';
@@ -233,4 +234,9 @@ export async function connectClient(connect: string, timeoutMs = 10_000): Promis
     client.connect();
   });
   return client;
+}
+
+/** One node-zookeeper-client request as a promise: its answer, or its error; fails naming itself when no answer comes within 10 s. */
+export function zkAnswer<T>(request: (done: (error: unknown, value?: T) => void) => void): Promise<T> {
+  return within(new Promise<T>((resolve, reject) => request((error, value) => (error ? reject(error) : resolve(value as T)))), 'a ZooKeeper answer', { timeoutMs: 10_000 });
 }

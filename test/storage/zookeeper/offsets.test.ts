@@ -4,20 +4,11 @@ import { OffsetStoreError } from '../../../src/index.js';
 import { ZooKeeperOffsetStore, type RecordedBatch } from '../../../src/storage/zookeeper/offsets.js';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
 import { ownedOffsetStore } from './owned-store.js';
-import { connectClient, startZooKeeper, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
+import { connectClient, startZooKeeper, zkAnswer, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
+import { within } from '../../wait.js';
 import { startZooKeeperProxy, type ZooKeeperProxy } from '../../integration/services/zookeeper-proxy.js';
 
 const OP_MULTI = 14;
-
-function call<T>(what: (done: (error: unknown, value?: T) => void) => void): Promise<T> {
-  return new Promise((resolve, reject) => what((error, value) => (error ? reject(error) : resolve(value as T))));
-}
-
-/** Resolves when `promise` does, fails naming `what` after `ms`. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([promise, new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
-}
 
 describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { timeout: 120_000 }, () => {
   let zk: ZooKeeperServer;
@@ -59,7 +50,7 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     const { store, batch } = await storeWithBatch();
     const lost = proxy.loseNextReply(OP_MULTI);
     await store.recordBatchEnd(batch, true);
-    await within(lost, 1000, 'the multi-op reply was dropped');
+    await within(lost, 'the multi-op reply was dropped', { timeoutMs: 1000 });
     await assertEnded(store, batch);
   });
 
@@ -67,7 +58,7 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     const { store, batch, root } = await storeWithBatch();
     const other = await connectClient(zk.connectString);
     try {
-      await call((done) => {
+      await zkAnswer((done) => {
         const tx = other.transaction();
         tx.setData(`${root}/offsets/words/0`, Buffer.from('40')).setData(`${root}/offsets/words/1`, Buffer.from('7'));
         tx.setData(`${root}/batch`, Buffer.alloc(0)).setData(`${root}/last-batch`, Buffer.from('2000'));
@@ -85,7 +76,7 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     const { store, batch, root } = await storeWithBatch();
     const other = await connectClient(zk.connectString);
     try {
-      await call((done) => other.create(`${root}/history/2000`, Buffer.from(JSON.stringify({ batchTime: 2000, ranges: [] })), (error) => done(error)));
+      await zkAnswer((done) => other.create(`${root}/history/2000`, Buffer.from(JSON.stringify({ batchTime: 2000, ranges: [] })), (error) => done(error)));
     } finally {
       other.close();
     }
@@ -100,7 +91,7 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     await store.init([{ topic: 'words', partition: 0 }]);
     const lost = proxy.loseNextReply(OP_MULTI);
     await store.anchorHistory(5000);
-    await within(lost, 1000, 'the anchor\'s reply was dropped');
+    await within(lost, 'the anchor\'s reply was dropped', { timeoutMs: 1000 });
     assert.deepEqual(await store.historyAfter(5000), []);
     assert.equal(await store.historyAfter(4000), undefined);
   });
@@ -113,7 +104,7 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     await store.recordBatchEnd(next, true);
     const lost = proxy.loseNextReply(OP_MULTI);
     await store.pruneHistory(3000);
-    await within(lost, 1000, 'the prune reply was dropped');
+    await within(lost, 'the prune reply was dropped', { timeoutMs: 1000 });
     assert.deepEqual(await store.historyAfter(3000), [], 'the entry of 3000 stays, as the floor');
     assert.equal(await store.historyAfter(2000), undefined, 'the entries before 3000 are gone');
   });

@@ -7,12 +7,8 @@ import { thisProcess } from '../../../src/storage/holder.js';
 import { ZooKeeperOffsetStore } from '../../../src/storage/zookeeper/offsets.js';
 import { ZooKeeperOwnership } from '../../../src/storage/zookeeper/ownership.js';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
-import { within } from '../../helpers.js';
-import { connectClient, startZooKeeper, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
-
-function call<T>(what: (done: (error: unknown, value?: T) => void) => void): Promise<T> {
-  return within('a ZooKeeper answer', new Promise<T>((resolve, reject) => what((error, value) => (error ? reject(error) : resolve(value as T)))), 10_000);
-}
+import { within } from '../../wait.js';
+import { connectClient, startZooKeeper, zkAnswer, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
 
 describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_000 }, () => {
   let zk: ZooKeeperServer;
@@ -45,12 +41,12 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
 
     const other = await connectClient(zk.connectString);
     try {
-      await call((done) => other.remove(node, -1, (error) => done(error)));
+      await zkAnswer((done) => other.remove(node, -1, (error) => done(error)));
     } finally {
       other.close();
     }
     await assert.rejects(store.recordBatchEnd({ batchTime: 1000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] }, false), OwnershipLostError);
-    const error = await within('ownership.onLost', lost, 10_000);
+    const error = await within(lost, 'ownership.onLost', { timeoutMs: 10_000 });
     assert.equal(error.code, 'ERR_OWNERSHIP_LOST');
     assert.equal(error.retriable, false);
     assert.deepEqual(await store.pendingBatch(), { batchTime: 1000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] }, 'the batch end was not recorded');
@@ -84,7 +80,7 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     assert.ok(error.message.includes(`its session timeout, ${secondTaken.record.sessionTimeoutMs} ms`), error.message);
     const lister = await connectClient(zk.connectString);
     try {
-      const left = await call<string[]>((done) => lister.getChildren(`${root}/owners`, (e, names) => done(e, names)));
+      const left = await zkAnswer<string[]>((done) => lister.getChildren(`${root}/owners`, (e, names) => done(e, names)));
       assert.deepEqual(left, [secondTaken.node.slice(`${root}/owners/`.length)], 'the refused copy removed its own node');
     } finally {
       lister.close();
@@ -97,9 +93,9 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     const other = await connectClient(zk.connectString);
     // An owner node as a copy that ran on this machine left it, with a long session still open.
     const plant = async (at: string, record: object) => {
-      await call((done) => other.mkdirp(`${at}/owners`, (e) => done(e)));
+      await zkAnswer((done) => other.mkdirp(`${at}/owners`, (e) => done(e)));
       const data = Buffer.from(JSON.stringify({ ...thisProcess(), appName: 'owned', sessionTimeoutMs: 30_000, ...record }));
-      return call<string>((done) => other.create(`${at}/owners/owner-planted-`, data, zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, (e, path) => done(e, path)));
+      return zkAnswer<string>((done) => other.create(`${at}/owners/owner-planted-`, data, zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL, (e, path) => done(e, path)));
     };
     try {
       const gone = await plant(root, { pid: dead, dataDir: '/data/elsewhere' });

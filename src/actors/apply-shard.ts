@@ -94,7 +94,7 @@ export class BatchApplication {
       memory.clear();
       partition.batch = this.last?.batchTime;
     }
-    memory.checkComplete();
+    memory.checkComplete(this.last?.keyCount ?? 0);
     this.replayed = this.last !== undefined && this.last.batchTime >= task.batchTime;
     this.index = new TimeIndex(store);
     this.sweeping = task.timeoutMs !== null;
@@ -233,6 +233,7 @@ export class BatchApplication {
     try {
       store.env.transactionSync(() => {
         cache.flush();
+        memory.endBatch(batchTime, keyCount);
         for (const letter of this.lettersToWrite) letters.add(letter);
         this.log.record({ batchTime, outputs, keyCount });
         for (const [name, value] of Object.entries(meta ?? {})) store.meta.putSync(name, value);

@@ -1,5 +1,5 @@
 import { openPartitionStore, type PartitionStore } from '../storage/partition/store.js';
-import { LmdbStateMap } from '../storage/partition/state-map.js';
+import { LoggedStateMap } from '../storage/partition/logged-state-map.js';
 import { MemoryStateMap } from '../storage/partition/memory-state-map.js';
 import type { ApplyTask } from './messages.js';
 import type { BatchApplication } from './apply-shard.js';
@@ -32,7 +32,7 @@ export function workerPartition(task: Pick<ApplyTask, 'storePath' | 'incarnation
   // The stores were opened again (a new start on the same path): nothing held is trusted.
   known?.store.env.close();
   const store = openPartitionStore(task.storePath);
-  const partition: WorkerPartition = { store, memory: new MemoryStateMap(new LmdbStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined, queue: Promise.resolve() };
+  const partition: WorkerPartition = { store, memory: new MemoryStateMap(new LoggedStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined, queue: Promise.resolve() };
   held.set(task.storePath, partition);
   return partition;
 }

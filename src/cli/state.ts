@@ -3,7 +3,7 @@ import { murmur2Partitioner } from '../engine/partitioner.js';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { decodeEntry } from '../storage/codec.js';
 import { keyProblem, normalizeKey } from '../storage/keys.js';
-import { readBinary } from '../storage/partition/state-map.js';
+import { readEntry } from '../storage/partition/change-log.js';
 import { CliFailure, common, formatBatch, parseCommand, print, toJson, UsageError } from './args.js';
 import { openStream } from './stores.js';
 
@@ -64,7 +64,7 @@ async function get(args: string[]): Promise<number> {
   try {
     if (opened.layout.partitioner !== murmur2Partitioner.name) throw new CliFailure(`the stores use partitioner ${JSON.stringify(opened.layout.partitioner)}; this tool knows only ${murmur2Partitioner.name}`);
     const partition = murmur2Partitioner.partition(key, opened.layout.numPartitions);
-    const bytes = readBinary(opened.stores[partition], key as Key);
+    const bytes = readEntry(opened.stores[partition], key);
     if (bytes === undefined) {
       throw new CliFailure(`key ${toJson(key)} is not in the state of stream ${stream} (it would be in partition ${partition})`);
     }

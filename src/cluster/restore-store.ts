@@ -74,6 +74,7 @@ class StoreWriter {
 function clear(store: PartitionStore): void {
   store.env.transactionSync(() => {
     for (const db of [store.state, store.timeIndex, store.deadLetters]) for (const { key } of db.getRange({})) db.removeSync(key);
+    for (const key of [...store.changeLog.getKeys({})]) store.changeLog.removeSync(key);
     store.meta.removeSync('last-batch');
     store.meta.removeSync('cluster');
   });

@@ -13,6 +13,7 @@ import { decodeOutputs } from '../storage/partition/batch-outputs.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
 import { StateView } from '../storage/partition/state-view.js';
+import { foldChangeLog } from '../storage/partition/change-log.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition/store.js';
 import type { BatchRun } from '../engine/batch.js';
 import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
@@ -162,6 +163,8 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     await rt.coordinator.claim(this.stateIndex, partition, epoch);
     const store = openPartitionStore(partitionPath(this.dataDir, this.stateIndex, partition));
     try {
+      // A restore writes entries in place: what this store's change log holds goes there first.
+      foldChangeLog(store);
       const timeIndexed = this.spec.getTimeout() !== null;
       const layout = readLayout(store);
       if (layout && layout.numPartitions !== this.numPartitions) {

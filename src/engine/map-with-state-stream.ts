@@ -12,6 +12,7 @@ import type { InitialEntry } from '../actors/messages.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition/store.js';
 import { StateView } from '../storage/partition/state-view.js';
+import { foldChangeLog } from '../storage/partition/change-log.js';
 import { reconcileTimeIndex } from '../storage/partition/time-index.js';
 import { rescaleStores } from '../storage/reshard/reshard.js';
 import { completeLayouts } from '../storage/partition/complete-layouts.js';
@@ -116,6 +117,8 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     const stores = Array.from({ length: n }, (_, p) => openPartitionStore(partitionPath(this.dataDir, this.stateIndex, p)));
     const layout = readLayout(stores[0]);
     try {
+      // What a run left in the change logs goes in place before anything at start reads or writes entries.
+      for (const store of stores) foldChangeLog(store);
       return this.prepare(workers, supervisor, stores, layout !== undefined, readers);
     } catch (error) {
       stores.forEach((s) => s.env.close());
@@ -207,7 +210,14 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     running.router.stop();
     running.partitions.forEach((p) => p.stop());
     running.view.release();
-    for (const store of running.stores) store.env.close();
+    // A stopped job's stores hold their state in place (as a tool of any version reads it); a crash leaves the log to the next start.
+    for (const store of running.stores) {
+      try {
+        foldChangeLog(store);
+      } finally {
+        store.env.close();
+      }
+    }
   }
 
   private active(what: string): Running {

@@ -14,6 +14,7 @@ import { decodeOutputs } from '../../src/storage/partition/batch-outputs.js';
 import { BatchCache } from '../../src/storage/partition/batch-cache.js';
 import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { LmdbStateMap } from '../../src/storage/partition/state-map.js';
+import { foldChangeLog } from '../../src/storage/partition/change-log.js';
 import { openPartitionStore } from '../../src/storage/partition/store.js';
 import type { ApplyDone } from '../../src/actors/messages.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
@@ -41,6 +42,8 @@ async function applyHere(path: string, incarnation: string, batchTime: number, k
 function writeBehind(path: string, batchTime: number, entries: Array<[string, number]>): void {
   const store = openPartitionStore(path);
   try {
+    // As every writer besides the partition's own worker does: the change log goes in place first, so no logged change overlays what it writes.
+    foldChangeLog(store);
     const cache = new BatchCache<number>(new LmdbStateMap<number>(store), undefined);
     for (const [key, value] of entries) cache.put(key, value, batchTime);
     cache.prepare(() => undefined);

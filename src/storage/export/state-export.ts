@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { readEntries } from '../partition/change-log.js';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open as openFile, rename, rm } from 'node:fs/promises';
 import { ConfigError, StateExportError } from '../../errors.js';
@@ -296,7 +297,7 @@ export function* sourceEntries(source: StateSource): Generator<ExportEntry> {
 export function* storeEntries(store: PartitionStore, pinned?: Transaction): Generator<ExportEntry> {
   const transaction = pinned ?? store.env.useReadTransaction();
   try {
-    for (const { key, value } of store.state.getRange({ transaction })) {
+    for (const [key, value] of readEntries(store, transaction)) {
       const [state, lastUpdated] = decodeEntry(value);
       yield [key, state, lastUpdated];
     }

@@ -1,11 +1,18 @@
 import { decodeEntry, type StoredEntry } from '../codec.js';
 import type { StateMap } from './state-map.js';
+import { KeyedMap } from './change-log.js';
 
-/** A durable map that can also hand over an entry's stored bytes (valid until its next read) and count its keys. */
+/**
+ * A durable map that can also hand over an entry's stored bytes (valid until its next read),
+ * and hears of the batch's transaction: its end (inside it), its commit or abort, and a
+ * store someone else wrote.
+ */
 export interface EncodedStateMap<S = unknown> extends StateMap<S> {
   getEncoded(key: unknown): Uint8Array | undefined;
-  /** Keys the map holds (LMDB keeps the count: no scan). */
-  count(): number;
+  endBatch?(batchTime: number, keyCount: number): void;
+  committed?(): void;
+  aborted?(): void;
+  reset?(): void;
 }
 
 /**
@@ -25,29 +32,6 @@ type Held<S> = StoredEntry<S> | EncodedEntry;
 
 function isImmutable(state: unknown): boolean {
   return typeof state !== 'object' || state === null;
-}
-
-/** Scalar keys as they are; tuple keys by their JSON text, in a map of their own so they never meet a string key. */
-class KeyedMap<V> {
-  private readonly scalars = new Map<unknown, V>();
-  private readonly tuples = new Map<string, V>();
-
-  get size(): number {
-    return this.scalars.size + this.tuples.size;
-  }
-
-  get(key: unknown): V | undefined {
-    return Array.isArray(key) ? this.tuples.get(JSON.stringify(key)) : this.scalars.get(key);
-  }
-
-  set(key: unknown, value: V): void {
-    if (Array.isArray(key)) this.tuples.set(JSON.stringify(key), value);
-    else this.scalars.set(key, value);
-  }
-
-  delete(key: unknown): boolean {
-    return Array.isArray(key) ? this.tuples.delete(JSON.stringify(key)) : this.scalars.delete(key);
-  }
 }
 
 interface Staged<S> {
@@ -96,9 +80,9 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
     return this.young.size + this.old.size;
   }
 
-  /** Called before each batch: memory that has come to hold every stored key answers misses itself. */
-  checkComplete(): void {
-    if (!this.complete && this.capacity > 0) this.complete = this.size === this.durable.count();
+  /** Called before each batch with the store's key count (its batch log's): memory that has come to hold every stored key answers misses itself. */
+  checkComplete(keyCount: number): void {
+    if (!this.complete && this.capacity > 0) this.complete = this.size === keyCount;
   }
 
   get(key: unknown): StoredEntry<S> | undefined {
@@ -139,8 +123,14 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
     if (this.capacity > 0) this.staged.push({ key, next: undefined, previous: undefined });
   }
 
+  /** Inside the batch's commit transaction, after its writes; `keyCount`: the keys the store holds after it. */
+  endBatch(batchTime: number, keyCount: number): void {
+    this.durable.endBatch?.(batchTime, keyCount);
+  }
+
   /** The transaction holding the staged writes committed: memory follows. */
   committed(): void {
+    this.durable.committed?.();
     for (const { key, next, previous } of this.staged) {
       if (next === undefined) {
         if (!this.young.delete(key)) this.old.delete(key);
@@ -163,11 +153,13 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
 
   /** The transaction was not committed: what it would have written never reaches memory. */
   aborted(): void {
+    this.durable.aborted?.();
     this.staged = [];
   }
 
   /** Forgets everything: the store changed under this map (another writer, a restore). */
   clear(): void {
+    this.durable.reset?.();
     this.young = new KeyedMap();
     this.old = new KeyedMap();
     this.staged = [];

@@ -1,4 +1,5 @@
 import type { Database, Key } from 'lmdb';
+import { foldChangeLog } from './change-log.js';
 import { StateMigrationError, StoreMismatchError, type ErrorContext } from '../../errors.js';
 import { readLayout, writeLayout } from './batch-log.js';
 import { assertEncodable, decodeEntry, encodeEntry } from '../codec.js';
@@ -162,5 +163,7 @@ export function upgradeStores(stores: readonly PartitionStore[], version: number
     checkStateVersion(stored, version, migrate !== undefined, `partition ${partition} of the stores of mapWithState stream ${where.stream} under ${where.dataDir}`, { ...where, partition });
     if (stored < version) stale.push({ store, partition, fromVersion: stored });
   });
+  // A migration writes entries in place: no logged change may be left to overlay them.
+  for (const { store } of stale) foldChangeLog(store);
   if (stale.length > 0) migrateStores(stale, version, migrate!, where.stream);
 }

@@ -31,10 +31,6 @@ export class LmdbStateMap<S = unknown> implements StateMap<S> {
     return readBinary(this.store, key as Key);
   }
 
-  count(): number {
-    return (this.store.state.getStats() as { entryCount: number }).entryCount;
-  }
-
   put(key: unknown, encoded: Uint8Array): void {
     this.store.state.putSync(key as Key, encoded as Buffer);
   }

@@ -1,5 +1,5 @@
 import type { Key, Transaction } from 'lmdb';
-import { readBinary } from './state-map.js';
+import { readEntries, readEntry, readOverlay, type Overlay } from './change-log.js';
 import { normalizeKey } from '../keys.js';
 import { decodeEntry } from '../codec.js';
 import { BatchLog } from './batch-log.js';
@@ -15,7 +15,15 @@ import { compareKeys } from 'lmdb';
 /** Read transactions for every partition, released once no query and no newer view needs them. */
 class Pin {
   private users = 1;
-  constructor(readonly txns: Array<Transaction | undefined>) {}
+  /** Each partition's change log as its transaction sees it, read at the first query that needs it. */
+  private readonly overlays: Array<Overlay | undefined> = [];
+  constructor(
+    readonly txns: Array<Transaction | undefined>,
+    private readonly stores: Array<PartitionStore | undefined>,
+  ) {}
+  overlay(partition: number): Overlay {
+    return (this.overlays[partition] ??= readOverlay(this.stores[partition]!, this.txns[partition]));
+  }
   retain(): this {
     this.users++;
     return this;
@@ -45,6 +53,7 @@ export class StateView<K, S> {
         store.env.resetReadTxn();
         return store.env.useReadTransaction();
       }),
+      this.stores,
     );
     previous?.release();
   }
@@ -66,7 +75,7 @@ export class StateView<K, S> {
     if (!store) throw this.elsewhere(partition, key);
     const pin = this.current();
     try {
-      const bytes = readBinary(store, key as Key, pin.txns[partition]);
+      const bytes = readEntry(store, key, pin.txns[partition], pin.overlay(partition));
       return bytes === undefined ? undefined : decodeEntry<S>(bytes)[0];
     } finally {
       pin.release();
@@ -77,17 +86,16 @@ export class StateView<K, S> {
   *entries(): Generator<[K, S]> {
     const pin = this.current();
     try {
-      const held = this.stores.flatMap((store, p) => (store ? [{ store, txn: pin.txns[p] }] : []));
-      const iterators = held.map(({ store, txn }) => store.state.getRange({ transaction: txn })[Symbol.iterator]());
+      const iterators = this.stores.flatMap((store, p) => (store ? [readEntries(store, pin.txns[p], pin.overlay(p))] : []));
       const heads = iterators.map((it) => it.next());
       for (;;) {
         let best = -1;
         for (let i = 0; i < heads.length; i++) {
           if (heads[i].done) continue;
-          if (best < 0 || compareKeys(heads[i].value.key as never, heads[best].value.key as never) < 0) best = i;
+          if (best < 0 || compareKeys((heads[i].value as [Key])[0], (heads[best].value as [Key])[0]) < 0) best = i;
         }
         if (best < 0) return;
-        const { key, value } = heads[best].value as { key: unknown; value: Buffer };
+        const [key, value] = heads[best].value as [unknown, Uint8Array];
         yield [key as K, decodeEntry<S>(value)[0]];
         heads[best] = iterators[best].next();
       }

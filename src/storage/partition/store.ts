@@ -19,6 +19,8 @@ export interface PartitionStore {
   readonly meta: Database<unknown, string>;
   /** [batchTime, recordIndex] → what failed and why */
   readonly deadLetters: Database<unknown, Key>;
+  /** batchTime → the batch's changed entries, not yet written into `state` (see change-log.ts) */
+  readonly changeLog: Database<Buffer, number>;
 }
 
 /** The folder holding every partition store of one mapWithState stream. */
@@ -57,5 +59,6 @@ export function openPartitionStore(path: string, options: { noSync?: boolean } =
     timeIndex: env.openDB<Buffer, Key>({ name: 'time-index', encoding: 'binary' }),
     meta: env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' }),
     deadLetters: env.openDB<unknown, Key>({ name: 'dead-letters', encoding: 'msgpack' }),
+    changeLog: env.openDB<Buffer, number>({ name: 'change-log', encoding: 'binary' }),
   };
 }

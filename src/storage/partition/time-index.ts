@@ -1,4 +1,5 @@
 import type { Key } from 'lmdb';
+import { readEntries } from './change-log.js';
 import type { PartitionStore } from './store.js';
 import { readLayout, writeLayout } from './batch-log.js';
 import { decodeEntry } from '../codec.js';
@@ -48,7 +49,7 @@ export function reconcileTimeIndex(store: PartitionStore, wanted: boolean): void
   const index = new TimeIndex(store);
   store.env.transactionSync(() => {
     for (const { key } of store.timeIndex.getRange({})) store.timeIndex.removeSync(key);
-    if (wanted) for (const { key, value } of store.state.getRange({})) index.add(decodeEntry(value)[1], key);
+    if (wanted) for (const [key, value] of readEntries(store)) index.add(decodeEntry(value)[1], key);
     writeLayout(store, { ...layout, timeIndexed: wanted });
   });
 }

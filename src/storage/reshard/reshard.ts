@@ -1,4 +1,5 @@
 import { existsSync, rmSync } from 'node:fs';
+import { readEntries } from '../partition/change-log.js';
 import { join } from 'node:path';
 import { compareKeys, type Key } from 'lmdb';
 import { StoreMismatchError } from '../../errors.js';
@@ -174,8 +175,13 @@ function copyInto(olds: PartitionStore[], news: PartitionStore[], layout: StoreL
  * receives its keys in ascending order: LMDB then appends to the right edge of its B-tree
  * instead of splitting pages all over it (10^6 keys, 8 → 3 partitions: 7.3 s → 5.8 s here).
  */
+function* mapEntries(entries: Iterable<[unknown, Uint8Array]>): Generator<{ key: Key; value: Buffer }> {
+  for (const [key, value] of entries) yield { key: key as Key, value: value as Buffer };
+}
+
 function* inKeyOrder(olds: PartitionStore[]): Generator<{ key: Key; value: Buffer }> {
-  const iterators = olds.map((s) => s.state.getRange({})[Symbol.iterator]());
+  // Through each old store's change log: a job that stopped between folds left one.
+  const iterators = olds.map((s) => mapEntries(readEntries(s)));
   const heads = iterators.map((it) => it.next());
   for (;;) {
     let best = -1;

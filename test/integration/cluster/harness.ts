@@ -10,10 +10,11 @@ import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { open } from 'lmdb';
+import { open, type Key } from 'lmdb';
 import type zookeeper from 'node-zookeeper-client';
 import { Kafka, logLevel } from 'kafkajs';
 import { decodeEntry } from '../../../src/storage/codec.js';
+import { readEntries } from '../../../src/storage/partition/change-log.js';
 import { murmur2Partitioner } from '../../../src/engine/partitioner.js';
 import { readPairs } from '../../../src/cluster/pairs.js';
 import { partitionPath } from '../../../src/storage/partition/store.js';
@@ -187,9 +188,10 @@ export class ClusterJobUnderTest {
           if (!meta || meta.restoring || meta.epoch !== assigned?.epoch) continue;
           storesAtEpoch.push(id);
           if (id !== assigned.owner) continue;
-          for (const { key, value } of env.openDB<Buffer, string>({ name: 'state', encoding: 'binary' })?.getRange({}) ?? []) {
-            counts.set(key as string, decodeEntry<number>(value)[0]);
-          }
+          // Through the change log: a running or killed owner has not folded its last batches into place.
+          const state = env.openDB<Buffer, Key>({ name: 'state', encoding: 'binary' });
+          const changeLog = env.openDB<Buffer, number>({ name: 'change-log', encoding: 'binary' });
+          if (state) for (const [key, value] of readEntries({ state, changeLog })) counts.set(key as string, decodeEntry<number>(value)[0]);
         } finally {
           await env.close();
         }

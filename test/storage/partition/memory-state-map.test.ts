@@ -42,7 +42,7 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
     const store = open();
     const lmdb = countingLmdb(store);
     const memory = new MemoryStateMap(lmdb, 100);
-    memory.checkComplete();
+    memory.checkComplete(0);
     assert.equal(memory.get('nothing'), undefined);
     assert.equal(lmdb.reads, 0, 'an empty store: memory holds every key it has (none)');
     commit(store, memory, [['a', 1, 10]]);
@@ -52,12 +52,12 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
     // A store that already held keys: the first read of each goes to LMDB.
     const later = new MemoryStateMap(countingLmdb(store), 100);
     const reads = () => (later as unknown as { durable: { reads: number } }).durable.reads;
-    later.checkComplete();
+    later.checkComplete(1);
     assert.deepEqual(later.get('a'), [1, 10]);
     assert.equal(reads(), 1);
     assert.deepEqual(later.get('a'), [1, 10]);
     assert.equal(reads(), 1, 'the second read is served from memory');
-    later.checkComplete();
+    later.checkComplete(1);
     assert.equal(later.get('b'), undefined);
     assert.equal(reads(), 1, 'memory now holds every stored key: a missing key is missing from the store');
   });

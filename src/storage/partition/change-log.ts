@@ -1,0 +1,127 @@
+import { compareKeys, type Key, type Transaction } from 'lmdb';
+import { messageCodec } from '../codec.js';
+import { readBinary } from './state-map.js';
+import type { PartitionStore } from './store.js';
+
+/**
+ * A partition's change log: each batch's changed entries, appended as one record keyed by
+ * the batch time, in the same transaction as the rest of the batch. Writing a hot key in
+ * place rewrites the leaf page it sits on, and in a large state every hot key sits on a
+ * page of its own; a record appends a few pages at the end of one tree instead. Every so
+ * often the newest value of each logged key is written in place and the records go (a
+ * fold), in one transaction, so the cost of rewriting a page is paid once per fold rather
+ * than once per batch (docs/decisions.md, "Changed keys go to a change log").
+ *
+ * The state is the state database overlaid by the log, newest record first: every reader
+ * of a store reads through `readEntry`/`readEntries`, or folds first.
+ */
+export type Change = [key: unknown, entry: Uint8Array | null];
+
+/** Scalar keys as they are; tuple keys by their JSON text, in a map of their own so they never meet a string key. */
+export class KeyedMap<V> {
+  private readonly scalars = new Map<unknown, V>();
+  private readonly tuples = new Map<string, V>();
+
+  get size(): number {
+    return this.scalars.size + this.tuples.size;
+  }
+
+  get(key: unknown): V | undefined {
+    return Array.isArray(key) ? this.tuples.get(JSON.stringify(key)) : this.scalars.get(key);
+  }
+
+  set(key: unknown, value: V): void {
+    if (Array.isArray(key)) this.tuples.set(JSON.stringify(key), value);
+    else this.scalars.set(key, value);
+  }
+
+  delete(key: unknown): boolean {
+    return Array.isArray(key) ? this.tuples.delete(JSON.stringify(key)) : this.scalars.delete(key);
+  }
+
+  *values(): Generator<V> {
+    yield* this.scalars.values();
+    yield* this.tuples.values();
+  }
+}
+
+/** The log's newest change of each key: what overlays the state database. */
+export type Overlay = KeyedMap<Change>;
+
+export function encodeChanges(changes: readonly Change[]): Buffer {
+  return messageCodec.pack([changes.map((c) => c[0]), changes.map((c) => c[1])]) as Buffer;
+}
+
+function decodeChanges(bytes: Uint8Array): Change[] {
+  const [keys, entries] = messageCodec.unpack(bytes) as [unknown[], Array<Uint8Array | null>];
+  return keys.map((key, i) => [key, entries[i] === null ? null : Uint8Array.from(entries[i]!)]);
+}
+
+/** Appends a batch's changes (inside the batch's write transaction). */
+export function appendChanges(store: PartitionStore, batchTime: number, changes: readonly Change[]): void {
+  store.changeLog.putSync(batchTime, encodeChanges(changes));
+}
+
+/** The number of records in the log. */
+export function changeRecords(store: PartitionStore): number {
+  return store.changeLog.getKeysCount();
+}
+
+/** The databases a reader of the state needs (a tool may open them on an environment of its own). */
+export type StateDatabases = Pick<PartitionStore, 'state'> & { changeLog: PartitionStore['changeLog'] | undefined };
+
+/** Every key the log changed, with its newest change, as the given read transaction (or the thread's current one) sees it. */
+export function readOverlay(store: StateDatabases, transaction?: Transaction): Overlay {
+  const overlay: Overlay = new KeyedMap();
+  // A read-only environment of a store written before the log existed has no such database.
+  if (!store.changeLog) return overlay;
+  for (const { value } of store.changeLog.getRange(transaction ? { transaction } : {})) {
+    for (const change of decodeChanges(value)) overlay.set(change[0], change);
+  }
+  return overlay;
+}
+
+/** Writes `changes` in place, in order, and empties the log when it holds records (inside a write transaction). */
+export function foldInto(store: PartitionStore, changes: Iterable<Change>, logged: boolean): void {
+  for (const [key, entry] of changes) {
+    if (entry === null) store.state.removeSync(key as Key);
+    else store.state.putSync(key as Key, entry as Buffer);
+  }
+  if (logged) for (const key of [...store.changeLog.getKeys({})]) store.changeLog.removeSync(key);
+}
+
+/**
+ * Folds the whole log into the state database, in a transaction of its own; nothing to do
+ * when the log is empty. Run before anything writes entries in place (a migration, a
+ * restore, a job's start), so that no older logged change can overlay what it writes.
+ */
+export function foldChangeLog(store: PartitionStore): void {
+  store.env.resetReadTxn();
+  if (changeRecords(store) === 0) return;
+  store.env.transactionSync(() => foldInto(store, readOverlay(store).values(), true));
+}
+
+/** One key's stored entry, through the log (`overlay`: the log as read in `transaction`, when the caller keeps it). */
+export function readEntry(store: PartitionStore, key: unknown, transaction?: Transaction, overlay?: Overlay): Uint8Array | undefined {
+  const change = (overlay ?? readOverlay(store, transaction)).get(key);
+  if (change) return change[1] ?? undefined;
+  return readBinary(store, key as Key, transaction);
+}
+
+/** Every [key, stored entry] in key order, the log overlaying the state database, in one read transaction. */
+export function* readEntries(store: StateDatabases, transaction?: Transaction, overlay?: Overlay): Generator<[unknown, Uint8Array]> {
+  const changes = [...(overlay ?? readOverlay(store, transaction)).values()].sort((a, b) => compareKeys(a[0] as Key, b[0] as Key));
+  let next = 0;
+  for (const { key, value } of store.state.getRange(transaction ? { transaction } : {})) {
+    for (; next < changes.length && compareKeys(changes[next][0] as Key, key) < 0; next++) {
+      if (changes[next][1] !== null) yield [changes[next][0], changes[next][1]!];
+    }
+    if (next < changes.length && compareKeys(changes[next][0] as Key, key) === 0) {
+      if (changes[next][1] !== null) yield [key, changes[next][1]!];
+      next++;
+      continue;
+    }
+    yield [key, value as Uint8Array];
+  }
+  for (; next < changes.length; next++) if (changes[next][1] !== null) yield [changes[next][0], changes[next][1]!];
+}

@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { compareKeys, type Key } from 'lmdb';
+import { exportJobState, StateSpec } from '../../../src/index.js';
+import { decodeEntry } from '../../../src/storage/codec.js';
+import { changeRecords, readEntries } from '../../../src/storage/partition/change-log.js';
+import { readStateExport } from '../../../src/storage/export/state-export.js';
+import { openPartitionStore, partitionPath, type PartitionStore } from '../../../src/storage/partition/store.js';
+import { fixture, keyedJob, tempDir } from '../../helpers.js';
+import { waitUntil, within } from '../../wait.js';
+
+const COLD = 20_000;
+const HOT = 40;
+const hotKeys = Array.from({ length: HOT }, (_, i) => `hot-${i}`);
+
+/** The state database alone, without the log: what a reader that ignored the log would see. */
+function inPlace(store: PartitionStore): Map<string, number> {
+  store.env.resetReadTxn();
+  return new Map([...store.state.getRange({})].map(({ key, value }) => [key as string, decodeEntry<number>(value)[0]]));
+}
+
+function records(store: PartitionStore): number {
+  store.env.resetReadTxn();
+  return changeRecords(store);
+}
+
+/** A look at one partition's store beside the job (the same environment: lmdb-js shares it within a process); closed once the job is done. */
+function probe(dataDir: string, partition = 0): PartitionStore {
+  return openPartitionStore(partitionPath(dataDir, 0, partition));
+}
+
+describe('the change log: batches of a large state appended, folded in place every so often', () => {
+  it('every reader sees logged batches (store(), a running export, the next start), the log folds after 16 batches and at stop', async () => {
+    const dataDir = tempDir();
+    const spec = StateSpec.function<string, number, number, [string, number | null]>(fixture('tally-or-drop')).numPartitions(1);
+    const job = await keyedJob(spec, { dataDir, threads: 1 });
+    const store = probe(dataDir);
+    const expected = new Map<string, number>();
+    try {
+      const first: Array<[string, number]> = Array.from({ length: COLD }, (_, i) => [`cold-${i}`, 1]);
+      await job.batch(first);
+      for (const [key] of first) expected.set(key, 1);
+      assert.equal(records(store), 0, 'a batch that changes most of the state is written in place');
+
+      // Each batch: +1 on every hot key, and one cold key dropped: far fewer changes than keys, so logged.
+      for (let b = 1; b <= 5; b++) {
+        await job.batch([...hotKeys.map((k) => [k, 1] as [string, number]), [`cold-${b}`, 0]]);
+        for (const k of hotKeys) expected.set(k, b);
+        expected.delete(`cold-${b}`);
+      }
+      assert.equal(records(store), 5, 'five logged batches');
+      const placed = inPlace(store);
+      assert.equal(placed.get('hot-0'), undefined, 'the hot keys are in the log only');
+      assert.equal(placed.get('cold-1'), 1, 'the dropped keys are still in place, removed by the log');
+
+      const queries = job.stream.store();
+      for (const k of hotKeys) assert.equal(queries.get(k), 5, k);
+      assert.equal(queries.get('cold-1'), undefined, 'a key the log removes is gone');
+      assert.equal(queries.get('cold-9'), 1);
+      assert.equal(queries.count(), expected.size);
+      const entries = [...queries.entries()] as Array<[string, number]>;
+      assert.deepEqual(new Map(entries), expected, 'entries(): the state database overlaid by the log');
+      for (let i = 1; i < entries.length; i++) assert.ok(compareKeys(entries[i - 1][0] as Key, entries[i][0] as Key) < 0, `entries in key order at ${i}`);
+
+      // An export of the running job reads through the log too.
+      const file = join(tempDir(), 'state.msgpack');
+      assert.equal(await exportJobState(dataDir, file), expected.size);
+      assert.deepEqual(new Map([...readStateExport<string, number>(file).entries()].map(([k, s]) => [k, s])), expected);
+
+      // The 16th logged batch folds the log in place, in its own commit.
+      for (let b = 6; b <= 16; b++) {
+        await job.batch(hotKeys.map((k) => [k, 1] as [string, number]));
+        for (const k of hotKeys) expected.set(k, b);
+      }
+      assert.equal(records(store), 0, 'folded at the 16th record');
+      assert.deepEqual(inPlace(store), expected, 'everything in place after the fold');
+      assert.equal(queries.get('hot-7'), 16);
+
+      await job.batch(hotKeys.map((k) => [k, 1] as [string, number]));
+      for (const k of hotKeys) expected.set(k, 17);
+      assert.equal(records(store), 1);
+    } finally {
+      await job.ssc.stop();
+    }
+    try {
+      assert.equal(records(store), 0, 'a clean stop folds the log');
+      assert.deepEqual(inPlace(store), expected, 'a stopped job holds its state in place');
+    } finally {
+      store.env.close();
+    }
+  });
+
+  it('a job SIGKILLed with batches in its log restarts exactly from them, also when the restart reshards', async () => {
+    const dataDir = tempDir();
+    const child = spawn(process.execPath, [fileURLToPath(fixture('logged-job')), dataDir, String(COLD)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let printed = 0;
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (text: string) => {
+      for (const match of text.matchAll(/^BATCH (\d+)$/gm)) printed = Number(match[1]);
+    });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    try {
+      await waitUntil('the job to complete 6 batches', () => printed >= 6, { timeoutMs: 60_000 });
+    } finally {
+      child.kill('SIGKILL');
+      await within(exited, 'the SIGKILLed job to exit');
+    }
+    const killed = probe(dataDir);
+    const logged = records(killed);
+    const placed = inPlace(killed);
+    killed.env.close();
+    assert.ok(logged > 0, `the killed job left batches in its change log (${logged} records)`);
+
+    const copy = tempDir();
+    cpSync(dataDir, copy, { recursive: true });
+    assert.ok(existsSync(partitionPath(copy, 0, 0)));
+
+    const spec = (n: number) => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(n);
+    for (const [dir, partitions] of [[dataDir, 1], [copy, 3]] as const) {
+      const job = await keyedJob(spec(partitions), { dataDir: dir, threads: 2, startMs: Date.now() + 60_000 });
+      try {
+        const queries = job.stream.store();
+        const batches = queries.get('hot-0') as number;
+        assert.ok(batches >= printed && batches <= printed + 1, `${partitions} partition(s): the hot keys count the committed batches (${batches}; ${printed} were reported before the kill)`);
+        assert.ok(batches > (placed.get('hot-0') ?? 0), 'the newest batches were in the log, not in place');
+        for (const k of hotKeys) assert.equal(queries.get(k), batches, `${k}, ${partitions} partition(s)`);
+        assert.equal(queries.get('cold-0'), 1);
+        assert.equal(queries.get(`cold-${COLD - 1}`), 1);
+        assert.equal(queries.count(), COLD + HOT);
+        const after = await job.batch([['hot-0', 1]]);
+        assert.deepEqual(after, [['hot-0', batches + 1]], 'the next batch continues from the logged counts');
+      } finally {
+        await job.ssc.stop();
+      }
+    }
+    // The starts folded the logs, the stops too: every store holds its state in place.
+    for (const [dir, p] of [[dataDir, 0], [copy, 0], [copy, 1], [copy, 2]] as const) {
+      const store = probe(dir, p);
+      try {
+        assert.equal(records(store), 0, `${dir} partition ${p}`);
+        assert.deepEqual(new Map([...readEntries(store)].map(([k, v]) => [k, decodeEntry<number>(v)[0]])), inPlace(store));
+      } finally {
+        store.env.close();
+      }
+    }
+  });
+});

@@ -1,6 +1,7 @@
 /**
- * Why the hot batch at 10^7 keys costs more than at 10^4, and what a different store layout
- * would save, measured by hand (not part of `npm run bench`):
+ * Why the hot batch at 10^7 keys cost more than at 10^4, and what the change log saves
+ * (storage/partition/change-log.ts; docs/decisions.md), measured by hand, on LMDB alone (not
+ * part of `npm run bench`):
  *   node dist/bench/write-layout.js [--keys 2500000] [--hot 2500] [--merge-every 16] [--batches 48]
  * One partition's LMDB environment (the scaling scenario's 10^7 keys over 4 partitions is
  * 2.5·10^6 keys each; its 10^4 hot keys are 2.5·10^3 each). Keys are the scenario's `k<i>`,

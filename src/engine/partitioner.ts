@@ -3,6 +3,25 @@ import * as lmdb from 'lmdb';
 // Exported by lmdb-js at run time, missing from its type declarations.
 const keyValueToBuffer = (lmdb as unknown as { keyValueToBuffer(key: unknown): Uint8Array }).keyValueToBuffer;
 
+const M = 0x5bd1e995;
+
+/** One 4-byte round of murmur2: the hash so far with the little-endian word `k` mixed in. */
+function mixWord(h: number, k: number): number {
+  k = Math.imul(k, M);
+  k ^= k >>> 24;
+  k = Math.imul(k, M);
+  return Math.imul(h, M) ^ k;
+}
+
+/** The last 1–3 bytes (`tail`, little-endian, `bytes` of them) and the final avalanche. */
+function finish(h: number, tail: number, bytes: number): number {
+  if (bytes > 0) h = Math.imul(h ^ tail, M);
+  h ^= h >>> 13;
+  h = Math.imul(h, M);
+  h ^= h >>> 15;
+  return h | 0;
+}
+
 /**
  * Kafka's murmur2 (the Java client's `Utils.murmur2`), so that a topic keyed by the same
  * string key is co-partitioned with the state: record key k in topic partition p lands in
@@ -10,33 +29,38 @@ const keyValueToBuffer = (lmdb as unknown as { keyValueToBuffer(key: unknown): U
  */
 export function murmur2(data: Uint8Array): number {
   const length = data.length;
-  const m = 0x5bd1e995;
   let h = 0x9747b28c ^ length;
-  const length4 = length >>> 2;
-  for (let i = 0; i < length4; i++) {
-    const i4 = i << 2;
-    let k = data[i4] | (data[i4 + 1] << 8) | (data[i4 + 2] << 16) | (data[i4 + 3] << 24);
-    k = Math.imul(k, m);
-    k ^= k >>> 24;
-    k = Math.imul(k, m);
-    h = Math.imul(h, m) ^ k;
-  }
   const tail = length & ~3;
-  switch (length & 3) {
-    case 3:
-      h ^= data[tail + 2] << 16;
-    // falls through
-    case 2:
-      h ^= data[tail + 1] << 8;
-    // falls through
-    case 1:
-      h ^= data[tail];
-      h = Math.imul(h, m);
+  for (let i = 0; i < tail; i += 4) h = mixWord(h, data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24));
+  let last = 0;
+  for (let i = length - 1; i >= tail; i--) last = (last << 8) | data[i];
+  return finish(h, last, length & 3);
+}
+
+/**
+ * murmur2 of an ASCII string's bytes, read straight from its char codes (an ASCII string's
+ * UTF-8 is its char codes): no encoding, no buffer. Undefined when a char is not ASCII.
+ * partitioner.test pins it to murmur2 of the UTF-8.
+ */
+export function murmur2Ascii(text: string): number | undefined {
+  const length = text.length;
+  let h = 0x9747b28c ^ length;
+  const tail = length & ~3;
+  for (let i = 0; i < tail; i += 4) {
+    const a = text.charCodeAt(i);
+    const b = text.charCodeAt(i + 1);
+    const c = text.charCodeAt(i + 2);
+    const d = text.charCodeAt(i + 3);
+    if ((a | b | c | d) > 0x7f) return undefined;
+    h = mixWord(h, a | (b << 8) | (c << 16) | (d << 24));
   }
-  h ^= h >>> 13;
-  h = Math.imul(h, m);
-  h ^= h >>> 15;
-  return h | 0;
+  let last = 0;
+  for (let i = length - 1; i >= tail; i--) {
+    const c = text.charCodeAt(i);
+    if (c > 0x7f) return undefined;
+    last = (last << 8) | c;
+  }
+  return finish(h, last, length & 3);
 }
 
 const utf8 = new TextEncoder();
@@ -57,48 +81,6 @@ function keyBytes(key: unknown): Uint8Array {
 export interface Partitioner {
   readonly name: string;
   partition(key: unknown, numPartitions: number): number;
-}
-
-/**
- * murmur2 of an ASCII string's bytes, read straight from its char codes (an ASCII string's
- * UTF-8 is its char codes): no encoding, no buffer. Undefined when a char is not ASCII.
- * Same rounds as murmur2() above; partitioner.test pins the two to each other.
- */
-export function murmur2Ascii(text: string): number | undefined {
-  const length = text.length;
-  const m = 0x5bd1e995;
-  let h = 0x9747b28c ^ length;
-  const length4 = length >>> 2;
-  for (let i = 0; i < length4; i++) {
-    const i4 = i << 2;
-    const a = text.charCodeAt(i4);
-    const b = text.charCodeAt(i4 + 1);
-    const c = text.charCodeAt(i4 + 2);
-    const d = text.charCodeAt(i4 + 3);
-    if ((a | b | c | d) > 0x7f) return undefined;
-    let k = a | (b << 8) | (c << 16) | (d << 24);
-    k = Math.imul(k, m);
-    k ^= k >>> 24;
-    k = Math.imul(k, m);
-    h = Math.imul(h, m) ^ k;
-  }
-  const tail = length & ~3;
-  for (let i = tail; i < length; i++) if (text.charCodeAt(i) > 0x7f) return undefined;
-  switch (length & 3) {
-    case 3:
-      h ^= text.charCodeAt(tail + 2) << 16;
-    // falls through
-    case 2:
-      h ^= text.charCodeAt(tail + 1) << 8;
-    // falls through
-    case 1:
-      h ^= text.charCodeAt(tail);
-      h = Math.imul(h, m);
-  }
-  h ^= h >>> 13;
-  h = Math.imul(h, m);
-  h ^= h >>> 15;
-  return h | 0;
 }
 
 /** Kafka's default partitioner for keyed records: `toPositive(murmur2(bytes)) % n`. */

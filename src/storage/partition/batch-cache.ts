@@ -2,6 +2,7 @@ import type { StoredEntry } from '../codec.js';
 import { encodeEntry } from '../codec.js';
 import type { StateMap } from './state-map.js';
 import type { TimeIndex } from './time-index.js';
+import { KeyedMap } from './keyed-map.js';
 
 /**
  * One key of the batch's working set. The mapping loop holds on to it for every record of
@@ -41,10 +42,8 @@ export class Slot<S = unknown> {
 export class BatchCache<S> {
   /** Every slot of the batch, in the order first asked for. */
   private readonly list: Slot<S>[] = [];
-  /** Scalar keys are Map keys as they are; array keys by their JSON text, in a map of their own so they never meet a string key. */
-  private readonly scalars = new Map<unknown, Slot<S>>();
-  private readonly arrays = new Map<string, Slot<S>>();
-  /** Slots of list[indexed…] were made by fresh() and are not in the maps yet. */
+  private readonly byKey = new KeyedMap<Slot<S>>();
+  /** Slots of list[indexed…] were made by fresh() and are not in byKey yet. */
   private indexed = 0;
   private keyDelta = 0;
 
@@ -55,13 +54,12 @@ export class BatchCache<S> {
   ) {}
 
   private register(slot: Slot<S>): void {
-    if (Array.isArray(slot.key)) this.arrays.set(JSON.stringify(slot.key), slot);
-    else this.scalars.set(slot.key, slot);
+    this.byKey.set(slot.key, slot);
   }
 
   private lookup(key: unknown): Slot<S> | undefined {
     while (this.indexed < this.list.length) this.register(this.list[this.indexed++]);
-    return Array.isArray(key) ? this.arrays.get(JSON.stringify(key)) : this.scalars.get(key);
+    return this.byKey.get(key);
   }
 
   /** The key's slot, read from the map the first time the batch asks for it. */

@@ -1,5 +1,6 @@
 import { compareKeys, type Key, type Transaction } from 'lmdb';
 import { messageCodec } from '../codec.js';
+import { KeyedMap } from './keyed-map.js';
 import { readBinary } from './state-map.js';
 import type { PartitionStore } from './store.js';
 
@@ -17,38 +18,10 @@ import type { PartitionStore } from './store.js';
  */
 export type Change = [key: unknown, entry: Uint8Array | null];
 
-/** Scalar keys as they are; tuple keys by their JSON text, in a map of their own so they never meet a string key. */
-export class KeyedMap<V> {
-  private readonly scalars = new Map<unknown, V>();
-  private readonly tuples = new Map<string, V>();
-
-  get size(): number {
-    return this.scalars.size + this.tuples.size;
-  }
-
-  get(key: unknown): V | undefined {
-    return Array.isArray(key) ? this.tuples.get(JSON.stringify(key)) : this.scalars.get(key);
-  }
-
-  set(key: unknown, value: V): void {
-    if (Array.isArray(key)) this.tuples.set(JSON.stringify(key), value);
-    else this.scalars.set(key, value);
-  }
-
-  delete(key: unknown): boolean {
-    return Array.isArray(key) ? this.tuples.delete(JSON.stringify(key)) : this.scalars.delete(key);
-  }
-
-  *values(): Generator<V> {
-    yield* this.scalars.values();
-    yield* this.tuples.values();
-  }
-}
-
 /** The log's newest change of each key: what overlays the state database. */
 export type Overlay = KeyedMap<Change>;
 
-export function encodeChanges(changes: readonly Change[]): Buffer {
+function encodeChanges(changes: readonly Change[]): Buffer {
   return messageCodec.pack([changes.map((c) => c[0]), changes.map((c) => c[1])]) as Buffer;
 }
 
@@ -124,4 +97,22 @@ export function* readEntries(store: StateDatabases, transaction?: Transaction, o
     yield [key, value as Uint8Array];
   }
   for (; next < changes.length; next++) if (changes[next][1] !== null) yield [changes[next][0], changes[next][1]!];
+}
+
+/**
+ * Several stores' entries (each in key order, as readEntries gives them) merged into one
+ * stream in key order: LMDB's order, numbers before strings, strings by bytes.
+ */
+export function* entriesInKeyOrder(sources: Array<Iterator<[unknown, Uint8Array]>>): Generator<[unknown, Uint8Array]> {
+  const heads = sources.map((it) => it.next());
+  for (;;) {
+    let best = -1;
+    for (let i = 0; i < heads.length; i++) {
+      if (heads[i].done) continue;
+      if (best < 0 || compareKeys((heads[i].value as [Key])[0], (heads[best].value as [Key])[0]) < 0) best = i;
+    }
+    if (best < 0) return;
+    yield heads[best].value as [unknown, Uint8Array];
+    heads[best] = sources[best].next();
+  }
 }

@@ -1,5 +1,6 @@
 import { decodeEntry, type StoredEntry } from '../codec.js';
-import { appendChanges, changeRecords, foldInto, KeyedMap, readOverlay, type Change, type Overlay } from './change-log.js';
+import { appendChanges, changeRecords, foldInto, readOverlay, type Change, type Overlay } from './change-log.js';
+import { KeyedMap } from './keyed-map.js';
 import type { EncodedStateMap } from './memory-state-map.js';
 import { LmdbStateMap } from './state-map.js';
 import type { PartitionStore } from './store.js';

@@ -1,6 +1,6 @@
 import { decodeEntry, type StoredEntry } from '../codec.js';
 import type { StateMap } from './state-map.js';
-import { KeyedMap } from './change-log.js';
+import { KeyedMap } from './keyed-map.js';
 
 /**
  * A durable map that can also hand over an entry's stored bytes (valid until its next read),

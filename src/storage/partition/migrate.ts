@@ -1,5 +1,4 @@
 import type { Database, Key } from 'lmdb';
-import { foldChangeLog } from './change-log.js';
 import { StateMigrationError, StoreMismatchError, type ErrorContext } from '../../errors.js';
 import { readLayout, writeLayout } from './batch-log.js';
 import { assertEncodable, decodeEntry, encodeEntry } from '../codec.js';
@@ -153,6 +152,8 @@ export function* migrateEntries(source: StateSource, entries: Iterable<ExportEnt
 /**
  * Brings a stream's stores to the spec's state version before anything reads them: checks
  * every partition first (so a refusal changes nothing), then migrates those that are older.
+ * It reads and writes the state database in place: the stores' change logs must be folded
+ * (a job folds them when it opens its stores, before this).
  */
 export function upgradeStores(stores: readonly PartitionStore[], version: number, migrate: MigrateFunction | undefined, where: { stream: number; dataDir: string }): void {
   const stale: Array<{ store: PartitionStore; partition: number; fromVersion: number }> = [];
@@ -163,7 +164,5 @@ export function upgradeStores(stores: readonly PartitionStore[], version: number
     checkStateVersion(stored, version, migrate !== undefined, `partition ${partition} of the stores of mapWithState stream ${where.stream} under ${where.dataDir}`, { ...where, partition });
     if (stored < version) stale.push({ store, partition, fromVersion: stored });
   });
-  // A migration writes entries in place: no logged change may be left to overlay them.
-  for (const { store } of stale) foldChangeLog(store);
   if (stale.length > 0) migrateStores(stale, version, migrate!, where.stream);
 }

@@ -1,11 +1,10 @@
-import type { Key, Transaction } from 'lmdb';
-import { readEntries, readEntry, readOverlay, type Overlay } from './change-log.js';
+import type { Transaction } from 'lmdb';
+import { entriesInKeyOrder, readEntries, readEntry, readOverlay, type Overlay } from './change-log.js';
 import { normalizeKey } from '../keys.js';
 import { decodeEntry } from '../codec.js';
 import { BatchLog } from './batch-log.js';
 import type { PartitionStore } from './store.js';
 import type { Partitioner } from '../../engine/partitioner.js';
-import { compareKeys } from 'lmdb';
 
 /**
  * Queries on the live state, read on the main thread straight from LMDB. Each query
@@ -86,19 +85,8 @@ export class StateView<K, S> {
   *entries(): Generator<[K, S]> {
     const pin = this.current();
     try {
-      const iterators = this.stores.flatMap((store, p) => (store ? [readEntries(store, pin.txns[p], pin.overlay(p))] : []));
-      const heads = iterators.map((it) => it.next());
-      for (;;) {
-        let best = -1;
-        for (let i = 0; i < heads.length; i++) {
-          if (heads[i].done) continue;
-          if (best < 0 || compareKeys((heads[i].value as [Key])[0], (heads[best].value as [Key])[0]) < 0) best = i;
-        }
-        if (best < 0) return;
-        const [key, value] = heads[best].value as [unknown, Uint8Array];
-        yield [key as K, decodeEntry<S>(value)[0]];
-        heads[best] = iterators[best].next();
-      }
+      const sources = this.stores.flatMap((store, p) => (store ? [readEntries(store, pin.txns[p], pin.overlay(p))] : []));
+      for (const [key, value] of entriesInKeyOrder(sources)) yield [key as K, decodeEntry<S>(value)[0]];
     } finally {
       pin.release();
     }

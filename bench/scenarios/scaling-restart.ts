@@ -61,7 +61,7 @@ export async function scalingAndRestart(config: BenchConfig, raw: RawBaseline): 
       if (target === sizes[0]) {
         // One untimed hot batch, so the first size is not also the JIT's warm-up.
         await job.batch(hotBatch);
-        await map.batch((baselineTime += BATCH_INTERVAL_MS), hotBatch);
+        await map.batch((baselineTime += BATCH_INTERVAL_MS), hotBatch, true);
         loop.batch(baselineTime, hotBatch);
       }
       const runtime: number[] = [];
@@ -76,7 +76,7 @@ export async function scalingAndRestart(config: BenchConfig, raw: RawBaseline): 
         runtime.push(t.processingMs);
         wall.push(t.wallMs);
         baselineTime += BATCH_INTERVAL_MS;
-        mapMs.push(await map.batch(baselineTime, hotBatch));
+        mapMs.push(await map.batch(baselineTime, hotBatch, true));
         lmdbMs.push(timed(() => loop.batch(baselineTime, hotBatch)));
       }
       log(`scaling: hot batch at ${target} keys: statestream ${runtime.map((m) => m.toFixed(0)).join('/')} ms, Map ${mapMs.map((m) => m.toFixed(0)).join('/')} ms, LMDB loop ${lmdbMs.map((m) => m.toFixed(0)).join('/')} ms`);

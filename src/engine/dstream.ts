@@ -204,9 +204,16 @@ function compile(ops: Op[], sink: (value: unknown) => void): (value: unknown) =>
   return next;
 }
 
+/**
+ * A pipeline's sink between batches. Module-level on purpose: an arrow function made inside
+ * pipe() shares pipe()'s context, which holds the batch's sink, and through it the shard
+ * builder, the batch and its records, until the next batch replaces it.
+ */
+const noSink = (): void => undefined;
+
 class PipelineDStream<T> extends DStream<T> {
   private readonly run: (value: unknown) => void;
-  private sink: (value: unknown) => void = () => undefined;
+  private sink: (value: unknown) => void = noSink;
 
   constructor(
     graph: StreamGraph,
@@ -253,7 +260,7 @@ class PipelineDStream<T> extends DStream<T> {
     } catch (error) {
       throw error instanceof OperationFailure ? this.failure(error, input[i], i, batchTime) : error;
     } finally {
-      this.sink = () => undefined;
+      this.sink = noSink;
     }
   }
 

@@ -42,6 +42,52 @@ const WATCH_SLICE_MS = 1_000;
 const sequence = (name: string) => Number(name.slice(name.lastIndexOf('-') + 1));
 
 /**
+ * Watches on the owner nodes a copy waits behind: one per node, set again only once it fired
+ * or the session it was set on expired (a replaced session loses its watches). ZooKeeper has
+ * no way to take a watch back, so one set per slice of the wait piled up on the node (and
+ * node-zookeeper-client warned of a listener leak past ten).
+ */
+class DeletionWatches {
+  private readonly watches = new Map<string, { changed: Promise<void>; off: () => void }>();
+
+  constructor(private readonly zk: ZooKeeperSession) {}
+
+  /** Resolves when `node` is gone or at `until`, whichever comes first. */
+  async gone(node: string, until: number): Promise<void> {
+    const abort = new AbortController();
+    await Promise.race([this.changed(node), sleep(Math.max(0, until - Date.now()), undefined, { signal: abort.signal }).catch(() => undefined)]);
+    abort.abort();
+  }
+
+  /** Settles when the node changes, goes or is absent, or its watch is lost with the session; rejects when ZooKeeper cannot be asked. */
+  private changed(node: string): Promise<void> {
+    const current = this.watches.get(node);
+    if (current) return current.changed;
+    let settle!: (error?: unknown) => void;
+    const changed = new Promise<void>((resolve, reject) => {
+      settle = (error?: unknown) => {
+        // The first of its events ends a watch; a later one must not drop the watch set after it.
+        if (this.watches.get(node) !== watch) return;
+        off();
+        this.watches.delete(node);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+    });
+    const off = this.zk.onExpired(() => settle());
+    const watch = { changed, off };
+    this.watches.set(node, watch);
+    this.zk.exists(node, () => settle()).then((present) => present || settle(), (error: unknown) => settle(error));
+    return changed;
+  }
+
+  close(): void {
+    for (const { off } of this.watches.values()) off();
+    this.watches.clear();
+  }
+}
+
+/**
  * Who runs a job, in ZooKeeper's lock recipe, under `<root>/owners`: each copy creates an
  * EPHEMERAL_SEQUENTIAL node holding who it is, and the lowest node owns the root. The node is
  * also the fence: every write of positions checks it in the same multi-operation, so once
@@ -79,6 +125,16 @@ export class ZooKeeperOwnership implements WriteFence {
     const started = Date.now();
     await this.zk.mkdirp(this.owners, this.root);
     const created = await this.create();
+    const watches = new DeletionWatches(this.zk);
+    const tookOverFrom = await this.waitFirst(created, started, watches).finally(() => watches.close());
+    this.node = created.node;
+    this.sessionId = created.sessionId;
+    this.watch();
+    return { node: created.node, record: created.record, waitedMs: Date.now() - started, tookOverFrom };
+  }
+
+  /** Waits until `created` is the first owner node: what acquire() does once its node is made. */
+  private async waitFirst(created: Owner & { sessionId: string }, started: number, watches: DeletionWatches): Promise<OwnershipTaken['tookOverFrom']> {
     const deadlines = new Map<string, number>();
     let tookOverFrom: OwnershipTaken['tookOverFrom'];
     for (;;) {
@@ -100,12 +156,9 @@ export class ZooKeeperOwnership implements WriteFence {
         await this.zk.remove(created.node);
         throw this.refusal(holder, deadline - started);
       }
-      await this.gone(holder.node, Math.min(deadline, Date.now() + WATCH_SLICE_MS));
+      await watches.gone(holder.node, Math.min(deadline, Date.now() + WATCH_SLICE_MS));
     }
-    this.node = created.node;
-    this.sessionId = created.sessionId;
-    this.watch();
-    return { node: created.node, record: created.record, waitedMs: Date.now() - started, tookOverFrom };
+    return tookOverFrom;
   }
 
   /** Creates this copy's node; a create retried on the same session may have made two, so the extra is removed. */
@@ -154,14 +207,6 @@ export class ZooKeeperOwnership implements WriteFence {
       return `it named the data folder ${owner.dataDir}, whose lock this process now holds, so it no longer runs there`;
     }
     return undefined;
-  }
-
-  /** Resolves when `node` is gone or at `until`, whichever comes first. */
-  private async gone(node: string, until: number): Promise<void> {
-    const abort = new AbortController();
-    const deleted = this.zk.exists(node, () => abort.abort()).then((present) => present || abort.abort());
-    await Promise.race([deleted, sleep(Math.max(0, until - Date.now()), undefined, { signal: abort.signal }).catch(() => undefined)]);
-    abort.abort();
   }
 
   private refusal(owner: Owner, waitedMs: number): JobOwnedError {

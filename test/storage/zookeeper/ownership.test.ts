@@ -68,12 +68,17 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     assert.equal(secondTaken.tookOverFrom, undefined, 'nothing was removed: the first gave the root up');
     assert.notEqual(secondTaken.node, firstTaken.node);
 
-    // A third copy on another folder meets a live owner (this very process) that stays.
+    // A third copy on another folder meets a live owner (this very process) that stays. Its
+    // wait of more than ten slices sets one watch on that node, not one a slice (which piled up).
     const third = contender(root, '/data/third');
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => void warnings.push(warning);
+    process.on('warning', onWarning);
     const error = await third.acquire().then(
       () => assert.fail('the third copy owns the root beside the second'),
       (e: unknown) => e,
-    );
+    ).finally(() => process.off('warning', onWarning));
+    assert.deepEqual(warnings.map((w) => `${w.name}: ${w.message}`), [], 'no listener leak while waiting');
     assert.ok(error instanceof JobOwnedError, String(error));
     assert.equal(error.code, 'ERR_JOB_OWNED');
     assert.match(error.message, new RegExp(`^kafkaStream: the ZooKeeper root ${root} is owned by this process \\(pid ${process.pid}, job "owned" on data folder /data/second, since [^)]+\\): its owner node ${secondTaken.node} was still there after \\d+ s`));

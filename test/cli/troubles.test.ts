@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { cpSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +10,7 @@ import zookeeper from 'node-zookeeper-client';
 import { StateSpec } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
-import { freePort, startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
+import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -68,14 +69,18 @@ describe('the CLI says what is wrong in words', { timeout: 180_000 }, () => {
   });
 
   it('ZooKeeper away: inspect reports the stores and says it cannot reach ZooKeeper; snapshot create refuses in words', async () => {
-    const nobody = `127.0.0.1:${await freePort()}`;
+    // A port held for the test that drops every connection: a free port let go of could be
+    // taken meanwhile by a service another suite starts (ZooKeeper, the broker).
+    const dropper = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => dropper.listen(0, '127.0.0.1', resolve));
+    const nobody = `127.0.0.1:${(dropper.address() as AddressInfo).port}`;
     const zkArgs = ['--zookeeper', nobody, '--zk-root', '/statestream/gone'];
     // Each waits 10 s for an answer that never comes: run side by side.
     const [inspected, inspectedJson, created] = await Promise.all([
       run('inspect', '--data-dir', dataDir, ...zkArgs),
       run('inspect', '--data-dir', dataDir, '--json', ...zkArgs),
       run('snapshot', 'create', '--data-dir', dataDir, ...zkArgs),
-    ]);
+    ]).finally(() => dropper.close());
     assert.equal(inspected.code, 1);
     assert.match(inspected.stdout, /keys: 4\s+last committed batch: 1000/, 'the stores are still reported');
     assert.match(inspected.stdout, new RegExp(`Offsets \\(ZooKeeper /statestream/gone\\): unknown, cannot reach ZooKeeper at ${nobody}: it did not answer for 10 s \\(is it running, and is --zookeeper host:port right\\?\\)`));

@@ -53,7 +53,6 @@ function zooKeeperTrouble(error: unknown, target: ZooKeeperTarget): unknown {
   return new CliFailure(`ZooKeeper at ${target.connect}: ${error.message}`);
 }
 
-
 /** Reads `<root>/offsets/<topic>/<partition>`, `<root>/batch`, `<root>/last-batch`, the history's batch times and the owner. */
 export function readZooKeeperOffsets(target: ZooKeeperTarget): Promise<ZooKeeperOffsets> {
   return withZooKeeper(target, async (offsets, session) => {

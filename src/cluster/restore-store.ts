@@ -2,6 +2,7 @@ import type { Key } from 'lmdb';
 import { decodeEntry } from '../storage/codec.js';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { NO_OUTPUTS } from '../storage/partition/batch-outputs.js';
+import { emptyChangeLog } from '../storage/partition/change-log.js';
 import { readBinary } from '../storage/partition/state-map.js';
 import type { PartitionStore } from '../storage/partition/store.js';
 import { TimeIndex } from '../storage/partition/time-index.js';
@@ -74,7 +75,7 @@ class StoreWriter {
 function clear(store: PartitionStore): void {
   store.env.transactionSync(() => {
     for (const db of [store.state, store.timeIndex, store.deadLetters]) for (const { key } of db.getRange({})) db.removeSync(key);
-    for (const key of [...store.changeLog.getKeys({})]) store.changeLog.removeSync(key);
+    emptyChangeLog(store);
     store.meta.removeSync('last-batch');
     store.meta.removeSync('cluster');
   });

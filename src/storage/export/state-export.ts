@@ -1,11 +1,11 @@
 import { once } from 'node:events';
-import { readEntries } from '../partition/change-log.js';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open as openFile, rename, rm } from 'node:fs/promises';
 import { ConfigError, StateExportError } from '../../errors.js';
 import { assertEncodable, decodeEntry, decodeExportValue, encodeExportEntry, entryCodec } from '../codec.js';
 import { keyProblem, normalizeKey } from '../keys.js';
 import type { Transaction } from 'lmdb';
+import { readEntries } from '../partition/change-log.js';
 import type { PartitionStore } from '../partition/store.js';
 import type { StateSource } from './state-source.js';
 

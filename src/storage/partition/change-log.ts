@@ -60,7 +60,12 @@ export function foldInto(store: PartitionStore, changes: Iterable<Change>, logge
     if (entry === null) store.state.removeSync(key as Key);
     else store.state.putSync(key as Key, entry as Buffer);
   }
-  if (logged) for (const key of [...store.changeLog.getKeys({})]) store.changeLog.removeSync(key);
+  if (logged) emptyChangeLog(store);
+}
+
+/** Removes every record of the log (inside a write transaction). */
+export function emptyChangeLog(store: PartitionStore): void {
+  for (const key of [...store.changeLog.getKeys({})]) store.changeLog.removeSync(key);
 }
 
 /**

@@ -1,11 +1,11 @@
 import { existsSync, rmSync } from 'node:fs';
-import { entriesInKeyOrder, readEntries } from '../partition/change-log.js';
 import { join } from 'node:path';
 import type { Key } from 'lmdb';
 import { StoreMismatchError } from '../../errors.js';
 import { murmur2Partitioner } from '../../engine/partitioner.js';
 import { BatchLog, readLayout, writeLayout, type CommittedBatch, type StoreLayout } from '../partition/batch-log.js';
 import { decodeOutputs, encodeRecords } from '../partition/batch-outputs.js';
+import { entriesInKeyOrder, readEntries } from '../partition/change-log.js';
 import type { DeadLetter } from '../partition/dead-letters.js';
 import { normalizeKey } from '../keys.js';
 import { openPartitionStore, partitionFolder, partitionPath, type PartitionStore } from '../partition/store.js';

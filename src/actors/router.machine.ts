@@ -1,6 +1,6 @@
 import { assign, fromPromise, setup, type ActorRefFrom } from 'xstate';
 import type { Partitioner } from '../engine/partitioner.js';
-import { decodeOutputs } from '../storage/partition/batch-outputs.js';
+import type { EncodedOutputs } from '../storage/partition/batch-outputs.js';
 import type { ApplyDone } from './messages.js';
 import type { partitionMachine } from './partition.machine.js';
 import type { ChunkedShard } from './chunked-shard.js';
@@ -10,8 +10,8 @@ export type PartitionRef = ActorRefFrom<typeof partitionMachine>;
 /** The outcome of one batch of one mapWithState stream: what each partition reported, and its mapped records. */
 export interface RoutedBatch {
   partitions: ApplyDone[];
-  /** Per partition, its mapped records, decoded as each partition finished (while the others still applied). */
-  outputs: unknown[][];
+  /** Per partition, its mapped records as its worker sent them: decoded only when an output operation reads them (decodeBatchOutputs). */
+  outputs: EncodedOutputs[];
 }
 
 /** A batch's shards, one per partition, arriving in chunks (see ShardBuilder), and each one's distinct keys (whole once the last chunks are out). */
@@ -32,8 +32,6 @@ export interface RouterInput {
   stream: number;
   partitions: PartitionRef[];
   partitioner: Partitioner;
-  /** Whether an output operation reads the mapped records (otherwise partitions send none). */
-  decodeOutputs: boolean;
 }
 
 interface RouterContext extends RouterInput {
@@ -45,8 +43,8 @@ type RouterEvent = { type: 'ROUTE'; job: RouteJob };
 /**
  * The router actor of one mapWithState stream: it hands each partition actor its shard of
  * a batch (sharded by key hash on the main thread, see ShardBuilder; its chunks reach the
- * workers while the rest is routed), decodes each partition's mapped records as it
- * finishes, and reports once every partition has committed.
+ * workers while the rest is routed), and reports once every partition has committed, with
+ * each partition's mapped records as its worker encoded them.
  *
  *   idle ──ROUTE──▶ applying ──▶ idle
  *                      └─error─▶ idle (the batch fails; partitions that committed it skip it when it runs again)
@@ -56,16 +54,11 @@ export const routerMachine = setup({
   actors: {
     apply: fromPromise<RoutedBatch, { context: RouterContext }>(async ({ input: { context } }) => {
       const job = context.job!;
-      const outputs: unknown[][] = context.partitions.map(() => []);
       const settled = await Promise.allSettled(
         context.partitions.map(
           (partition, p) =>
             new Promise<ApplyDone>((resolve, reject) => {
               partition.send({ type: 'APPLY', batch: { batchTime: job.batchTime, shard: job.shards.chunked[p], resolve, reject } });
-            }).then((done) => {
-              // A replayed batch's records were recorded with their own keys: decode those.
-              if (context.decodeOutputs) outputs[p] = decodeOutputs(done.outputs, done.replayed ? undefined : job.shards.keys[p]);
-              return done;
             }),
         ),
       );
@@ -73,7 +66,9 @@ export const routerMachine = setup({
       // this batch when the next one (or a restart) begins.
       const failed = settled.find((s) => s.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
-      return { partitions: settled.map((s) => (s as PromiseFulfilledResult<ApplyDone>).value), outputs };
+      const partitions = settled.map((s) => (s as PromiseFulfilledResult<ApplyDone>).value);
+      // A replayed batch's records were recorded with their own keys: they decode with those.
+      return { partitions, outputs: partitions.map((done, p) => ({ bytes: done.outputs, keys: done.replayed ? undefined : job.shards.keys[p] })) };
     }),
   },
   actions: {

@@ -9,7 +9,7 @@ import { ChunkedShard } from '../actors/chunked-shard.js';
 import type { ApplyDone, ApplyPrepared } from '../actors/messages.js';
 import type { WorkerSet } from '../actors/worker-set.js';
 import { deserializeError } from '../errors.js';
-import { decodeOutputs } from '../storage/partition/batch-outputs.js';
+import { decodeBatchOutputs, type EncodedOutputs } from '../storage/partition/batch-outputs.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
 import { StateView } from '../storage/partition/state-view.js';
@@ -315,7 +315,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       ),
     );
     const partitions: ApplyDone[] = [];
-    const outputs: unknown[][] = [];
+    const outputs: EncodedOutputs[] = [];
     const applied: number[] = [];
     let retake = false;
     for (const [i, s] of settled.entries()) {
@@ -323,7 +323,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       if (s.status === 'fulfilled') {
         o.lastBatch = batch.time;
         partitions.push(s.value);
-        outputs.push(rt.emitOutputs ? decodeOutputs(s.value.outputs, s.value.replayed ? undefined : builder.keys[o.partition]) : []);
+        outputs.push({ bytes: s.value.outputs, keys: s.value.replayed ? undefined : builder.keys[o.partition] });
         applied.push(o.partition);
         continue;
       }
@@ -348,7 +348,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
   /** The mapped records of this instance's partitions. */
   protected async compute(batch: BatchRun): Promise<M[]> {
     const { outputs } = await this.apply(batch);
-    return ([] as unknown[]).concat(...outputs) as M[];
+    return decodeBatchOutputs(outputs) as M[];
   }
 
   stateSnapshots(): DStream<[K, S]> {

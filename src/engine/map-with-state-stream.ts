@@ -4,6 +4,7 @@ import { InvalidRecordError, LifecycleError } from '../errors.js';
 import { keyProblem } from '../storage/keys.js';
 import { partitionMachine } from '../actors/partition.machine.js';
 import { routerMachine, type RoutedBatch, type RouterInput, type Shards } from '../actors/router.machine.js';
+import { decodeBatchOutputs } from '../storage/partition/batch-outputs.js';
 import { ShardBuilder } from '../actors/shard-encoder.js';
 import { ChunkedShard } from '../actors/chunked-shard.js';
 import type { WorkerSet } from '../actors/worker-set.js';
@@ -172,7 +173,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
         },
       }).start(),
     );
-    const routing: RouterInput = { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner, decodeOutputs: emitOutputs };
+    const routing: RouterInput = { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner };
     const router = createActor(routerMachine, { input: routing }).start();
     const view = new StateView<unknown, unknown>(stores, murmur2Partitioner);
     this.running = { stores, view, partitions, router, routing, parentRead, pendingInitial };
@@ -282,10 +283,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     });
   }
 
-  /** The mapped records, decoded only when an output operation asks for them. */
+  /** The mapped records, decoded only when an output operation asks for them, all partitions at once. */
   protected async compute(batch: BatchRun): Promise<M[]> {
     const { outputs } = await this.apply(batch);
-    return (outputs.length === 1 ? outputs[0] : ([] as unknown[]).concat(...outputs)) as M[];
+    return decodeBatchOutputs(outputs) as M[];
   }
 
   /** A stream of every [key, state] after each batch, in key order. */

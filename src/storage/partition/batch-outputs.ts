@@ -83,6 +83,30 @@ export function encodeRecords(records: readonly unknown[]): Uint8Array {
 
 export const NO_OUTPUTS = encodeRecords([]);
 
+/**
+ * What a keyed record's pair is copied from. An array literal would carry an allocation site,
+ * and V8 moves a site whose arrays outlived a young collection into the old generation for
+ * good: every later batch's pairs would then be made there, on fresh pages, and die in full
+ * collections. Copies of this array stay young and die young (docs/decisions.md).
+ */
+const PAIR: [unknown, number] = [undefined, 0];
+
+/** One partition's mapped records of a batch as its worker sent them, and the shard's keys they refer to (none: the ones inside). */
+export interface EncodedOutputs {
+  bytes: Uint8Array;
+  keys?: readonly unknown[];
+}
+
+/**
+ * A batch's mapped records across its partitions, partition by partition, decoded at once
+ * when an output operation asks for them: made in one stretch right before the output
+ * reads them, they are garbage before the next young collection finds them alive.
+ */
+export function decodeBatchOutputs(parts: readonly EncodedOutputs[]): unknown[] {
+  const decoded = parts.map((part) => decodeOutputs(part.bytes, part.keys));
+  return decoded.length === 1 ? decoded[0] : ([] as unknown[]).concat(...decoded);
+}
+
 /** Reads the records back; `keys`, when given, are the shard's keys the router still holds (else the ones inside). */
 export function decodeOutputs(bytes: Uint8Array, keys?: readonly unknown[]): unknown[] {
   // Stores written before this format kept a plain MessagePack list (which never starts with the format's first byte).
@@ -108,7 +132,10 @@ export function decodeOutputs(bytes: Uint8Array, keys?: readonly unknown[]): unk
   const out = new Array<unknown>(n);
   for (let i = 0, k = 0, o = 0; i < n; i++) {
     if (kinds[i] === 1) {
-      out[i] = [names[refs[k]], nums[k]];
+      const pair = PAIR.slice();
+      pair[0] = names[refs[k]];
+      pair[1] = nums[k];
+      out[i] = pair;
       k++;
     } else {
       out[i] = others[o++];

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { messageCodec } from '../../../src/storage/codec.js';
-import { decodeOutputs, encodeRecords, OutputWriter } from '../../../src/storage/partition/batch-outputs.js';
+import { decodeBatchOutputs, decodeOutputs, encodeRecords, OutputWriter } from '../../../src/storage/partition/batch-outputs.js';
 
 describe("a batch's mapped records as workers send them and batch logs keep them", () => {
   const keys = ['apple', ['t', 1], 7];
@@ -28,6 +28,27 @@ describe("a batch's mapped records as workers send them and batch logs keep them
     const shifted = new Uint8Array(bytes.length + 3);
     shifted.set(bytes, 3);
     assert.deepEqual(decodeOutputs(shifted.subarray(3)), expected);
+  });
+
+  it("decodes a batch's partitions in partition order, each with its shard's keys or the ones recorded with it", () => {
+    const first = new OutputWriter();
+    first.push(['apple', 1], 'apple', 0);
+    first.push(['apple', 2], 'apple', 0);
+    const second = new OutputWriter();
+    second.push([7, 1], 7, 2);
+    second.push({ other: true }, 7, 2);
+    const records = decodeBatchOutputs([
+      { bytes: first.encode(keysBytes), keys },
+      { bytes: encodeRecords([]) },
+      // A replayed partition: its records name the keys recorded beside them.
+      { bytes: second.encode(keysBytes) },
+    ]);
+    assert.deepEqual(records, [['apple', 1], ['apple', 2], [7, 1], { other: true }]);
+    // The pairs are arrays of their own, as a mapping function's literal would be.
+    assert.ok(Array.isArray(records[0]) && records[0] !== records[1]);
+    (records[0] as unknown[])[1] = 99;
+    assert.deepEqual(records[1], ['apple', 2]);
+    assert.deepEqual(decodeBatchOutputs([{ bytes: first.encode(keysBytes), keys }]), [['apple', 1], ['apple', 2]]);
   });
 
   it('reads the plain MessagePack lists that stores written before this format hold', () => {

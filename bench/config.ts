@@ -114,7 +114,7 @@ export const SMOKE: BenchConfig = {
   budgetSeconds: 60,
   rawKeys: 5_000,
   throughput: { ...common.throughputBase, vocabularies: [100, 2_000], batchRecords: 2_000, records: 10_000 },
-  threadsPartitions: { threads: [1, 2], partitions: [1, 2], vocabulary: 100, records: 4_000 },
+  threadsPartitions: { threads: [1, 2], partitions: [1, 2], vocabulary: 100, records: 10_000 },
   scaling: { ...common.scalingBase, hotKeys: 100, hotBatchRecords: 1_000, growBatchRecords: 2_000, sizes: [1_000, 4_000] },
   restart: { sizes: [4_000], firstBatchRecords: 100 },
   timeout: { ...common.timeoutBase, expiring: [0, 10, 100], idleKeys: 2_000 },

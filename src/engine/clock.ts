@@ -64,7 +64,8 @@ export class ManualClock implements Clock {
         await due.callback();
       }
     } finally {
-      this.time = target;
+      // Another advance may have run on meanwhile (called before this one resolved): never back.
+      this.time = Math.max(this.time, target);
     }
   }
 

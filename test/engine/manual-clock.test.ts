@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ManualClock, StateSpec, StreamingContext } from '../../src/index.js';
+import { fixture, tempDir } from '../helpers.js';
+
+describe('ManualClock', () => {
+  it('runs the batches of two advances started together in order, and its time never goes back', async () => {
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock, threads: 1 });
+    const words = ssc.queueStream<string>({ oneAtATime: true });
+    const counts = words
+      .map((w) => [w, 1] as [string, number])
+      .mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2));
+    const outputs: Array<{ batchTime: number; clockTime: number; records: Array<[string, number]> }> = [];
+    counts.foreachBatch((records, time) => void outputs.push({ batchTime: time, clockTime: clock.now(), records: [...records].sort() }));
+    await ssc.start();
+    try {
+      words.pushBatch(['a']);
+      words.pushBatch(['a', 'b']);
+      // The second call starts while the first one's batch still runs.
+      const first = clock.advance(100);
+      const second = clock.advance(100);
+      await Promise.all([first, second]);
+      assert.equal(clock.now(), 200);
+      assert.deepEqual(
+        outputs.map(({ batchTime, records }) => [batchTime, records]),
+        [
+          [100, [['a', 1]]],
+          [200, [['a', 2], ['b', 1]]],
+        ],
+      );
+      for (const { batchTime, clockTime } of outputs) assert.ok(clockTime >= batchTime, `the output of batch ${batchTime} ran at clock time ${clockTime}`);
+      await clock.advance(100);
+      assert.equal(clock.now(), 300);
+      assert.equal(counts.store().get('a'), 2);
+    } finally {
+      await ssc.stop();
+    }
+  });
+});

@@ -517,10 +517,14 @@ export class StreamingContext implements StreamGraph {
     for (const stream of this.stateStreams) stream.shardAhead(batch);
   }
 
+  /** Starts the main-thread work of the batch queued behind the running one, if any. */
+  private prepareNext(): void {
+    if (this.waiting.length > 0) this.prepareAhead(this.waiting[0]);
+  }
+
   private async runBatch(batch: BatchRun, takeError?: unknown): Promise<void> {
     if (this.waiting[0] === batch) this.waiting.shift();
     if (this.failure) throw this.failure;
-    if (this.waiting.length > 0) this.prepareAhead(this.waiting[0]);
     const started = performance.now();
     const schedulingDelayMs = Math.max(0, this.clock.now() - batch.time);
     try {
@@ -532,7 +536,13 @@ export class StreamingContext implements StreamGraph {
       for (const input of sources) await input.beforeBatch?.(batch.time);
       await this.clusterRuntime?.shard(batch);
       // State streams run every batch, whether or not an output reads them.
-      for (const stream of this.stateStreams) await stream.apply(batch);
+      for (const [i, stream] of this.stateStreams.entries()) {
+        const applying = stream.apply(batch);
+        // The next batch in line is mapped and routed ahead, after this batch's own routing
+        // (which apply has just begun), not before it.
+        if (i === 0) this.prepareNext();
+        await applying;
+      }
       for (const stream of this.clusterStreams) await stream.apply(batch);
       // A re-run after a restore: the outputs ran, whole, when the batch first ran; now only
       // restored partitions produce records, and a sink keyed by batch time would be overwritten.

@@ -62,7 +62,8 @@ async function measure(count: number, layout: 'per-partition' | 'shared' | 'no-s
   const path = mkdtempSync(join(tmpdir(), 'statestream-commit-layout-'));
   try {
     const { partitions, envs } = openPartitions(path, count, layout);
-    const keysOf = partitions.map((_, p) => Array.from({ length: Math.ceil(keys / count) }, (_, i) => keyName(i * count + p)).filter((_, i) => i * count + p < keys));
+    const names = Array.from({ length: keys }, (_, i) => keyName(i));
+    const keysOf = partitions.map((_, p) => names.filter((_, i) => i % count === p));
     const outputs = partitions.map(() => Buffer.alloc(Math.ceil((records * OUTPUT_BYTES_PER_RECORD) / count), 7));
     const times: number[] = [];
     for (let b = 1; b <= batches + WARM_UP; b++) {

@@ -5,7 +5,7 @@ import type { Row, ScenarioResult } from '../report.js';
 import { BATCH_INTERVAL_MS, RuntimeJob, tempDataDir } from '../runtime.js';
 import { summarize } from '../stats.js';
 import { batches as cut, vocabulary, zipfWords } from '../zipf.js';
-import { WARM_UP_BATCHES } from './throughput.js';
+import { timedRecords, WARM_UP_BATCHES } from './throughput.js';
 
 /** Scenario 4: the word count's throughput for each number of threads and partitions. */
 export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): Promise<ScenarioResult> {
@@ -15,8 +15,7 @@ export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): 
   const input = cut(zipfWords(vocabulary(size), records, skew, 4000 + size), batchRecords);
   const configs = threads.flatMap((t) => partitions.map((p) => ({ threads: t, partitions: p })));
   // As in scenario 1: the first batches of a job run on workers whose JIT is cold, and are left out.
-  const timed = input.slice(WARM_UP_BATCHES).reduce((n, b) => n + b.length, 0);
-  const rate = (wall: number[]) => (timed / sum(wall.slice(WARM_UP_BATCHES))) * 1000;
+  const rate = (wall: number[]) => (timedRecords(input) / sum(wall.slice(WARM_UP_BATCHES))) * 1000;
   const runs = new Map(configs.map((c) => [`${c.threads}/${c.partitions}`, [] as number[]]));
   const mapRuns: number[] = [];
   const lmdbRuns: number[] = [];

@@ -22,9 +22,14 @@ interface RunFigures {
  */
 export const WARM_UP_BATCHES = 3;
 
+/** The records of the batches after the warm-up ones: what a run's rate counts. */
+export function timedRecords(input: readonly string[][]): number {
+  return input.slice(WARM_UP_BATCHES).reduce((n, b) => n + b.length, 0);
+}
+
 /** A run's figures from its per-batch times after the warm-up: records over their wall time, and batch time percentiles. */
 function figures(input: readonly string[][], wallMs: number[], processingMs: number[]): RunFigures {
-  const records = input.slice(WARM_UP_BATCHES).reduce((n, b) => n + b.length, 0);
+  const records = timedRecords(input);
   const wall = wallMs.slice(WARM_UP_BATCHES);
   const processing = processingMs.slice(WARM_UP_BATCHES);
   return {
@@ -85,10 +90,9 @@ export async function throughput(config: BenchConfig, raw: RawBaseline): Promise
         try {
           for (const batch of v.input.slice(0, WARM_UP_BATCHES)) await job.batch(batch);
           await settle();
-          const timed = v.input.slice(WARM_UP_BATCHES);
-          const { wallMs } = await job.backlog(timed);
+          const wallMs = await job.backlog(v.input.slice(WARM_UP_BATCHES));
           if (job.count() !== v.distinct) throw new Error(`throughput (backlog): the state holds ${job.count()} keys, expected ${v.distinct}`);
-          v.backlog.push((timed.reduce((n, b) => n + b.length, 0) / wallMs) * 1000);
+          v.backlog.push((timedRecords(v.input) / wallMs) * 1000);
         } finally {
           await job.stop();
         }

@@ -4,27 +4,48 @@ import { messageCodec } from '../codec.js';
  * One partition's mapped records of a batch, as its worker sends them and as its batch log
  * keeps them for a replay:
  *
- *   [0, 20)     header: format, records n, keyed records m, bytes of `others`, bytes of `keys`
- *   kinds       u8 × n: 1 for a keyed record, 0 for any other (padded to 8 bytes)
- *   refs, nums  u32 × m, f64 × m: a keyed record is [keys[ref], num]
+ *   [0, 24)     header: format, records n, keyed records m, bytes of `others`, bytes of
+ *               `keys`, layout flags
+ *   kinds       u8 × n: 1 for a keyed record, 0 for any other (absent when all are keyed)
+ *   refs        u16 or u32 × m (8-byte aligned): a keyed record is [keys[ref], num]…
+ *   nums        i32 or f64 × m (8-byte aligned): …and its number
  *   others      MessagePack list of the other records, in order
  *   keys        the shard's distinct keys as the router encoded them (so a replay, or a
  *               reshard that moves the log, decodes without the shard)
  *
  * `[key, number]` with the record's own key is what most mapping functions return (Spark's
- * `Some((word, sum))`); it travels as an index and a float, and the main thread builds the
- * pair from the key string it already has instead of decoding a copy.
+ * `Some((word, sum))`); it travels as an index and a number, and the main thread builds the
+ * pair from the key string it already has instead of decoding a copy. A count is an integer
+ * and a shard has fewer than 65536 keys, mostly: such a record takes 6 bytes, not 13, in the
+ * message and in every batch log's LMDB write (docs/decisions.md).
  */
-const FORMAT = 0x4f555432; // 'OUT2'
-const HEADER_BYTES = 20;
+const FORMAT = 0x4f555433; // 'OUT3'
+/** The format before the layout flags: kinds always present, u32 refs, f64 nums (batch logs written by earlier versions). */
+const FORMAT_2 = 0x4f555432; // 'OUT2'
+const HEADER_BYTES = 24;
+const HEADER_BYTES_2 = 20;
+const ALL_KEYED = 1;
+const NARROW_REFS = 2;
+const INT_NUMS = 4;
 
 const align8 = (n: number) => (n + 7) & ~7;
+
+/** Where each section of an encoded batch starts, from its header. */
+function sections(n: number, m: number, othersBytes: number, flags: number, headerBytes: number) {
+  const kindsAt = headerBytes;
+  const refsAt = align8(kindsAt + (flags & ALL_KEYED ? 0 : n));
+  const numsAt = align8(refsAt + (flags & NARROW_REFS ? 2 : 4) * m);
+  const othersAt = numsAt + (flags & INT_NUMS ? 4 : 8) * m;
+  return { kindsAt, refsAt, numsAt, othersAt, keysAt: othersAt + othersBytes };
+}
 
 export class OutputWriter {
   private readonly kinds: number[] = [];
   private readonly refs: number[] = [];
   private readonly nums: number[] = [];
   private readonly others: unknown[] = [];
+  private maxRef = 0;
+  private intNums = true;
 
   get length(): number {
     return this.kinds.length;
@@ -33,9 +54,13 @@ export class OutputWriter {
   /** A record the mapping function returned for the shard key `keys[ref]` (ref undefined: a key outside the shard, a timeout). */
   push(out: unknown, key: unknown, ref: number | undefined): void {
     if (ref !== undefined && Array.isArray(out) && out.length === 2 && out[0] === key && typeof out[1] === 'number') {
+      const num = out[1];
       this.kinds.push(1);
       this.refs.push(ref);
-      this.nums.push(out[1]);
+      this.nums.push(num);
+      if (ref > this.maxRef) this.maxRef = ref;
+      // -0 is no int32 (it would come back as 0).
+      if (this.intNums && ((num | 0) !== num || (num === 0 && 1 / num < 0))) this.intNums = false;
     } else {
       this.kinds.push(0);
       this.others.push(out);
@@ -51,25 +76,23 @@ export class OutputWriter {
     const n = this.kinds.length;
     const m = this.refs.length;
     const others = this.others.length > 0 ? messageCodec.pack(this.others) : new Uint8Array(0);
-    const kindsAt = HEADER_BYTES;
-    const refsAt = align8(kindsAt + n);
-    const numsAt = align8(refsAt + 4 * m);
-    const othersAt = numsAt + 8 * m;
-    const keysAt = othersAt + others.length;
+    const flags = (m === n ? ALL_KEYED : 0) | (this.maxRef <= 0xffff ? NARROW_REFS : 0) | (this.intNums ? INT_NUMS : 0);
+    const at = sections(n, m, others.length, flags, HEADER_BYTES);
     // Shared: it reaches the main thread by reference, not by copy.
-    const buffer = new SharedArrayBuffer(keysAt + keys.length);
-    const header = new Uint32Array(buffer, 0, 5);
+    const buffer = new SharedArrayBuffer(at.keysAt + keys.length);
+    const header = new Uint32Array(buffer, 0, 6);
     header[0] = FORMAT;
     header[1] = n;
     header[2] = m;
     header[3] = others.length;
     header[4] = keys.length;
-    new Uint8Array(buffer, kindsAt, n).set(this.kinds);
-    new Uint32Array(buffer, refsAt, m).set(this.refs);
-    new Float64Array(buffer, numsAt, m).set(this.nums);
+    header[5] = flags;
+    if (!(flags & ALL_KEYED)) new Uint8Array(buffer, at.kindsAt, n).set(this.kinds);
+    (flags & NARROW_REFS ? new Uint16Array(buffer, at.refsAt, m) : new Uint32Array(buffer, at.refsAt, m)).set(this.refs);
+    (flags & INT_NUMS ? new Int32Array(buffer, at.numsAt, m) : new Float64Array(buffer, at.numsAt, m)).set(this.nums);
     const bytes = new Uint8Array(buffer);
-    bytes.set(others, othersAt);
-    bytes.set(keys, keysAt);
+    bytes.set(others, at.othersAt);
+    bytes.set(keys, at.keysAt);
     return bytes;
   }
 }
@@ -109,29 +132,27 @@ export function decodeBatchOutputs(parts: readonly EncodedOutputs[]): unknown[] 
 
 /** Reads the records back; `keys`, when given, are the shard's keys the router still holds (else the ones inside). */
 export function decodeOutputs(bytes: Uint8Array, keys?: readonly unknown[]): unknown[] {
-  // Stores written before this format kept a plain MessagePack list (which never starts with the format's first byte).
-  if (bytes.length < HEADER_BYTES || bytes[0] !== (FORMAT & 0xff)) return messageCodec.unpack(bytes) as unknown[];
+  // Stores written before these formats kept a plain MessagePack list (which never starts with their first byte).
+  if (bytes.length < HEADER_BYTES_2 || (bytes[0] !== (FORMAT & 0xff) && bytes[0] !== (FORMAT_2 & 0xff))) return messageCodec.unpack(bytes) as unknown[];
   // Copied when not 8-byte aligned (a buffer that came back from LMDB or inside a message).
   const own = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
-  const header = new Uint32Array(own.buffer, own.byteOffset, 5);
-  if (header[0] !== FORMAT) throw new Error(`not a batch's mapped records (format ${header[0].toString(16)})`);
+  const header = new Uint32Array(own.buffer, own.byteOffset, own.length >= HEADER_BYTES ? 6 : 5);
+  if (header[0] !== FORMAT && header[0] !== FORMAT_2) throw new Error(`not a batch's mapped records (format ${header[0].toString(16)})`);
+  const [flags, headerBytes] = header[0] === FORMAT ? [header[5], HEADER_BYTES] : [0, HEADER_BYTES_2];
   const n = header[1];
   const m = header[2];
   if (n === 0) return [];
-  const kindsAt = HEADER_BYTES;
-  const refsAt = align8(kindsAt + n);
-  const numsAt = align8(refsAt + 4 * m);
-  const othersAt = numsAt + 8 * m;
-  const keysAt = othersAt + header[3];
-  const kinds = new Uint8Array(own.buffer, own.byteOffset + kindsAt, n);
-  const refs = new Uint32Array(own.buffer, own.byteOffset + refsAt, m);
-  const nums = new Float64Array(own.buffer, own.byteOffset + numsAt, m);
-  const others = header[3] > 0 ? (messageCodec.unpack(own.subarray(othersAt, keysAt)) as unknown[]) : [];
+  const at = sections(n, m, header[3], flags, headerBytes);
+  const base = own.byteOffset;
+  const kinds = flags & ALL_KEYED ? undefined : new Uint8Array(own.buffer, base + at.kindsAt, n);
+  const refs = flags & NARROW_REFS ? new Uint16Array(own.buffer, base + at.refsAt, m) : new Uint32Array(own.buffer, base + at.refsAt, m);
+  const nums = flags & INT_NUMS ? new Int32Array(own.buffer, base + at.numsAt, m) : new Float64Array(own.buffer, base + at.numsAt, m);
+  const others = header[3] > 0 ? (messageCodec.unpack(own.subarray(at.othersAt, at.keysAt)) as unknown[]) : [];
   if (m === 0) return others;
-  const names = keys ?? (messageCodec.unpack(own.subarray(keysAt, keysAt + header[4])) as unknown[]);
+  const names = keys ?? (messageCodec.unpack(own.subarray(at.keysAt, at.keysAt + header[4])) as unknown[]);
   const out = new Array<unknown>(n);
   for (let i = 0, k = 0, o = 0; i < n; i++) {
-    if (kinds[i] === 1) {
+    if (kinds === undefined || kinds[i] === 1) {
       const pair = PAIR.slice();
       pair[0] = names[refs[k]];
       pair[1] = nums[k];

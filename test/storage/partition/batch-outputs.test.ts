@@ -51,6 +51,40 @@ describe("a batch's mapped records as workers send them and batch logs keep them
     assert.deepEqual(decodeBatchOutputs([{ bytes: first.encode(keysBytes), keys }]), [['apple', 1], ['apple', 2]]);
   });
 
+  it('takes 6 bytes a record when every record is [its key, an integer] and the shard has under 65536 keys, and widens only what must', () => {
+    const many = Array.from({ length: 70_000 }, (_, i) => `k${i}`);
+    const manyBytes = messageCodec.pack(many);
+    const write = (records: Array<[string, number, number]>, names: Uint8Array) => {
+      const writer = new OutputWriter();
+      for (const [key, num, ref] of records) writer.push([key, num], key, ref);
+      return writer.encode(names);
+    };
+    const counts = Array.from({ length: 1000 }, (_, i): [string, number, number] => [many[i % 100], i - 500, i % 100]);
+    const narrow = write(counts, keysBytes);
+    assert.equal(narrow.length - keysBytes.length, 24 + 1000 * 2 + 1000 * 4);
+    assert.deepEqual(decodeOutputs(narrow, many), counts.map(([key, num]) => [key, num]));
+    // A ref past 65535, a float, -0, a number past int32: each widens its own column, and comes back exact.
+    const wide: Array<[string, number, number]> = [[many[69_999], 1, 69_999], [many[0], 2.5, 0], [many[1], -0, 1], [many[2], 2 ** 40, 2]];
+    const bytes = write(wide, manyBytes);
+    assert.equal(bytes.length - manyBytes.length, 24 + 16 + 4 * 8);
+    const decoded = decodeOutputs(bytes) as Array<[string, number]>;
+    assert.deepEqual(decoded, wide.map(([key, num]) => [key, num]));
+    assert.ok(Object.is(decoded[2][1], -0));
+  });
+
+  it('reads the batch logs of the format before (kinds always, u32 refs, f64 numbers)', () => {
+    // [['apple', 3], {x: 1}] as that format laid it out, its keys beside it.
+    const others = messageCodec.pack([{ x: 1 }]);
+    const buffer = new ArrayBuffer(24 + 8 + 8 + others.length + keysBytes.length);
+    new Uint32Array(buffer, 0, 5).set([0x4f555432, 2, 1, others.length, keysBytes.length]);
+    new Uint8Array(buffer, 20, 2).set([1, 0]);
+    new Uint32Array(buffer, 24, 1)[0] = 0;
+    new Float64Array(buffer, 32, 1)[0] = 3;
+    new Uint8Array(buffer).set(others, 40);
+    new Uint8Array(buffer).set(keysBytes, 40 + others.length);
+    assert.deepEqual(decodeOutputs(new Uint8Array(buffer)), [['apple', 3], { x: 1 }]);
+  });
+
   it('reads the plain MessagePack lists that stores written before this format hold', () => {
     assert.deepEqual(decodeOutputs(messageCodec.pack([['a', 1], { b: 2 }])), [['a', 1], { b: 2 }]);
     assert.deepEqual(decodeOutputs(messageCodec.pack([])), []);

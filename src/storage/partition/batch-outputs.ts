@@ -122,45 +122,77 @@ export interface EncodedOutputs {
 
 /**
  * A batch's mapped records across its partitions, partition by partition, decoded at once
- * when an output operation asks for them: made in one stretch right before the output
- * reads them, they are garbage before the next young collection finds them alive.
+ * when an output operation asks for them, into one array of the batch's size: made in one
+ * stretch right before the output reads them, they are garbage before the next young
+ * collection finds them alive.
  */
 export function decodeBatchOutputs(parts: readonly EncodedOutputs[]): unknown[] {
-  const decoded = parts.map((part) => decodeOutputs(part.bytes, part.keys));
-  return decoded.length === 1 ? decoded[0] : ([] as unknown[]).concat(...decoded);
+  const layouts = parts.map((part) => layoutOf(part.bytes));
+  if (layouts.some((layout) => layout === undefined)) {
+    // A batch log written before these formats: plain MessagePack lists.
+    return ([] as unknown[]).concat(...parts.map((part) => decodeOutputs(part.bytes, part.keys)));
+  }
+  const out = new Array<unknown>(layouts.reduce((n, layout) => n + layout!.n, 0));
+  let at = 0;
+  for (let p = 0; p < parts.length; p++) at = decodeInto(layouts[p]!, parts[p].keys, out, at);
+  return out;
 }
 
 /** Reads the records back; `keys`, when given, are the shard's keys the router still holds (else the ones inside). */
 export function decodeOutputs(bytes: Uint8Array, keys?: readonly unknown[]): unknown[] {
-  // Stores written before these formats kept a plain MessagePack list (which never starts with their first byte).
-  if (bytes.length < HEADER_BYTES_2 || (bytes[0] !== (FORMAT & 0xff) && bytes[0] !== (FORMAT_2 & 0xff))) return messageCodec.unpack(bytes) as unknown[];
+  const layout = layoutOf(bytes);
+  if (layout === undefined) return messageCodec.unpack(bytes) as unknown[];
+  const out = new Array<unknown>(layout.n);
+  decodeInto(layout, keys, out, 0);
+  return out;
+}
+
+interface Layout {
+  /** The bytes, 8-byte aligned. */
+  own: Uint8Array;
+  n: number;
+  m: number;
+  othersBytes: number;
+  keysBytes: number;
+  flags: number;
+  headerBytes: number;
+}
+
+/** The header of an encoded batch; undefined for a plain MessagePack list (stores written before these formats, which never start with their first byte). */
+function layoutOf(bytes: Uint8Array): Layout | undefined {
+  if (bytes.length < HEADER_BYTES_2 || (bytes[0] !== (FORMAT & 0xff) && bytes[0] !== (FORMAT_2 & 0xff))) return undefined;
   // Copied when not 8-byte aligned (a buffer that came back from LMDB or inside a message).
   const own = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
   const header = new Uint32Array(own.buffer, own.byteOffset, own.length >= HEADER_BYTES ? 6 : 5);
   if (header[0] !== FORMAT && header[0] !== FORMAT_2) throw new Error(`not a batch's mapped records (format ${header[0].toString(16)})`);
-  const [flags, headerBytes] = header[0] === FORMAT ? [header[5], HEADER_BYTES] : [0, HEADER_BYTES_2];
-  const n = header[1];
-  const m = header[2];
-  if (n === 0) return [];
-  const at = sections(n, m, header[3], flags, headerBytes);
+  const current = header[0] === FORMAT;
+  return { own, n: header[1], m: header[2], othersBytes: header[3], keysBytes: header[4], flags: current ? header[5] : 0, headerBytes: current ? HEADER_BYTES : HEADER_BYTES_2 };
+}
+
+/** Writes the records into out[at…]; returns where the next partition's go. */
+function decodeInto({ own, n, m, othersBytes, keysBytes, flags, headerBytes }: Layout, keys: readonly unknown[] | undefined, out: unknown[], at: number): number {
+  if (n === 0) return at;
+  const sec = sections(n, m, othersBytes, flags, headerBytes);
   const base = own.byteOffset;
-  const kinds = flags & ALL_KEYED ? undefined : new Uint8Array(own.buffer, base + at.kindsAt, n);
-  const refs = flags & NARROW_REFS ? new Uint16Array(own.buffer, base + at.refsAt, m) : new Uint32Array(own.buffer, base + at.refsAt, m);
-  const nums = flags & INT_NUMS ? new Int32Array(own.buffer, base + at.numsAt, m) : new Float64Array(own.buffer, base + at.numsAt, m);
-  const others = header[3] > 0 ? (messageCodec.unpack(own.subarray(at.othersAt, at.keysAt)) as unknown[]) : [];
-  if (m === 0) return others;
-  const names = keys ?? (messageCodec.unpack(own.subarray(at.keysAt, at.keysAt + header[4])) as unknown[]);
-  const out = new Array<unknown>(n);
+  const others = othersBytes > 0 ? (messageCodec.unpack(own.subarray(sec.othersAt, sec.keysAt)) as unknown[]) : [];
+  if (m === 0) {
+    for (let i = 0; i < n; i++) out[at + i] = others[i];
+    return at + n;
+  }
+  const kinds = flags & ALL_KEYED ? undefined : new Uint8Array(own.buffer, base + sec.kindsAt, n);
+  const refs = flags & NARROW_REFS ? new Uint16Array(own.buffer, base + sec.refsAt, m) : new Uint32Array(own.buffer, base + sec.refsAt, m);
+  const nums = flags & INT_NUMS ? new Int32Array(own.buffer, base + sec.numsAt, m) : new Float64Array(own.buffer, base + sec.numsAt, m);
+  const names = keys ?? (messageCodec.unpack(own.subarray(sec.keysAt, sec.keysAt + keysBytes)) as unknown[]);
   for (let i = 0, k = 0, o = 0; i < n; i++) {
     if (kinds === undefined || kinds[i] === 1) {
       const pair = PAIR.slice();
       pair[0] = names[refs[k]];
       pair[1] = nums[k];
-      out[i] = pair;
+      out[at + i] = pair;
       k++;
     } else {
-      out[i] = others[o++];
+      out[at + i] = others[o++];
     }
   }
-  return out;
+  return at + n;
 }

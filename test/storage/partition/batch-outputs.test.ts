@@ -89,5 +89,7 @@ describe("a batch's mapped records as workers send them and batch logs keep them
     assert.deepEqual(decodeOutputs(messageCodec.pack([['a', 1], { b: 2 }])), [['a', 1], { b: 2 }]);
     assert.deepEqual(decodeOutputs(messageCodec.pack([])), []);
     assert.deepEqual(decodeOutputs(encodeRecords([['x', 1], null])), [['x', 1], null]);
+    // A batch whose partitions' logs were written by different versions (a replay after an upgrade).
+    assert.deepEqual(decodeBatchOutputs([{ bytes: messageCodec.pack([['a', 1]]) }, { bytes: encodeRecords([['x', 2]]) }]), [['a', 1], ['x', 2]]);
   });
 });

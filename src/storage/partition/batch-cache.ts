@@ -161,7 +161,7 @@ export class BatchCache<S> {
         if (slot.existed) this.map.remove(key);
         continue;
       }
-      this.map.put(key, slot.encoded ?? encodeEntry(slot.state, slot.time), [slot.state as S, slot.time], slot.original);
+      this.map.put(key, slot.encoded ?? encodeEntry(slot.state, slot.time), slot);
       if (index && moved) index.add(slot.time, key);
     }
   }

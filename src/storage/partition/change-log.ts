@@ -56,11 +56,18 @@ export function readOverlay(store: StateDatabases, transaction?: Transaction): O
 
 /** Writes `changes` in place, in order, and empties the log when it holds records (inside a write transaction). */
 export function foldInto(store: PartitionStore, changes: Iterable<Change>, logged: boolean): void {
-  for (const [key, entry] of changes) {
-    if (entry === null) store.state.removeSync(key as Key);
-    else store.state.putSync(key as Key, entry as Buffer);
-  }
+  for (const [key, entry] of changes) writeOne(store, key, entry);
   if (logged) emptyChangeLog(store);
+}
+
+/** Writes keys[i] ← entries[i] in place, in order (null removes), inside a write transaction; the log is left as it is. */
+export function writeInPlace(store: PartitionStore, keys: readonly unknown[], entries: ReadonlyArray<Uint8Array | null>): void {
+  for (let i = 0; i < keys.length; i++) writeOne(store, keys[i], entries[i]);
+}
+
+function writeOne(store: PartitionStore, key: unknown, entry: Uint8Array | null): void {
+  if (entry === null) store.state.removeSync(key as Key);
+  else store.state.putSync(key as Key, entry as Buffer);
 }
 
 /** Removes every record of the log (inside a write transaction). */

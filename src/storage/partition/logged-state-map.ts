@@ -1,5 +1,5 @@
 import { decodeEntry, type StoredEntry } from '../codec.js';
-import { appendChanges, changeRecords, foldInto, readOverlay, type Change, type Overlay } from './change-log.js';
+import { appendChanges, changeRecords, foldInto, readOverlay, writeInPlace, type Change, type Overlay } from './change-log.js';
 import { KeyedMap } from './keyed-map.js';
 import type { EncodedStateMap } from './memory-state-map.js';
 import { LmdbStateMap } from './state-map.js';
@@ -29,8 +29,9 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
   /** The log's newest change of each key, as committed; undefined until read. */
   private overlay: Overlay | undefined;
   private records = 0;
-  /** The batch's changes, until its commit. */
-  private staged: Change[] = [];
+  /** The batch's changes, until its commit: keys and their entries (null: removed), side by side rather than a tuple each. */
+  private stagedKeys: unknown[] = [];
+  private stagedEntries: Array<Uint8Array | null> = [];
   /** Whether the batch's transaction wrote in place (then the log is empty once it commits). */
   private inPlace = false;
 
@@ -62,11 +63,18 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
   }
 
   put(key: unknown, encoded: Uint8Array): void {
-    this.staged.push([key, encoded]);
+    this.stagedKeys.push(key);
+    this.stagedEntries.push(encoded);
   }
 
   remove(key: unknown): void {
-    this.staged.push([key, null]);
+    this.stagedKeys.push(key);
+    this.stagedEntries.push(null);
+  }
+
+  /** The staged changes as the log's records hold them. */
+  private staged(): Change[] {
+    return this.stagedKeys.map((key, i): Change => [key, this.stagedEntries[i]]);
   }
 
   /**
@@ -75,21 +83,22 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
    * once the log has grown, they and the whole log are written in place.
    */
   endBatch(batchTime: number, keyCount: number): void {
-    if (this.staged.length === 0) return;
+    const changed = this.stagedKeys.length;
+    if (changed === 0) return;
     const overlay = this.log();
-    const logged = keyCount >= LOG_WHEN_KEYS_PER_CHANGE * this.staged.length;
-    if (logged && this.records + 1 < this.foldEvery && overlay.size + this.staged.length < this.foldEntries) {
-      appendChanges(this.store, batchTime, this.staged);
+    const logged = keyCount >= LOG_WHEN_KEYS_PER_CHANGE * changed;
+    if (logged && this.records + 1 < this.foldEvery && overlay.size + changed < this.foldEntries) {
+      appendChanges(this.store, batchTime, this.staged());
       return;
     }
     this.inPlace = true;
     if (this.records === 0) {
-      foldInto(this.store, this.staged, false);
+      writeInPlace(this.store, this.stagedKeys, this.stagedEntries);
       return;
     }
     const folded: Overlay = new KeyedMap();
     for (const change of overlay.values()) folded.set(change[0], change);
-    for (const change of this.staged) folded.set(change[0], change);
+    for (const change of this.staged()) folded.set(change[0], change);
     foldInto(this.store, folded.values(), true);
   }
 
@@ -98,17 +107,17 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
     if (this.inPlace) {
       if (this.records > 0) this.overlay = new KeyedMap();
       this.records = 0;
-    } else if (this.staged.length > 0 && this.overlay) {
-      for (const change of this.staged) this.overlay.set(change[0], change);
+    } else if (this.stagedKeys.length > 0 && this.overlay) {
+      for (const change of this.staged()) this.overlay.set(change[0], change);
       this.records++;
     }
-    this.staged = [];
-    this.inPlace = false;
+    this.aborted();
   }
 
   /** The batch's transaction did not commit: the log is as it was. */
   aborted(): void {
-    this.staged = [];
+    this.stagedKeys = [];
+    this.stagedEntries = [];
     this.inPlace = false;
   }
 

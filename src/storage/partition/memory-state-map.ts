@@ -1,5 +1,5 @@
 import { decodeEntry, type StoredEntry } from '../codec.js';
-import type { StateMap } from './state-map.js';
+import type { StateMap, WrittenEntry } from './state-map.js';
 import { KeyedMap } from './keyed-map.js';
 
 /**
@@ -34,13 +34,24 @@ function isImmutable(state: unknown): boolean {
   return typeof state !== 'object' || state === null;
 }
 
-interface Staged<S> {
-  key: unknown;
-  /** What to hold after the commit; undefined: the key was removed. */
-  next: Held<S> | undefined;
-  /** The pair `get` handed out for this key, updated in place when it can be. */
-  previous: StoredEntry<S> | undefined;
+/** A removal, or an object state's write, waiting for the commit: what memory holds after it. */
+class StagedChange<S> {
+  constructor(
+    readonly key: unknown,
+    /** Undefined: the key was removed. */
+    readonly next: Held<S> | undefined,
+    /** The pair `get` handed out for this key in this batch. */
+    readonly original: StoredEntry<S> | undefined,
+  ) {}
 }
+
+/**
+ * A batch's writes until its commit. A primitive state's write is staged as the caller's own
+ * record of it (the batch's working-set slot), so a changed key allocates nothing here:
+ * a batch at vocabulary 10^6 changes tens of thousands of keys, and every object staged
+ * for them lives until the commit, through young collections (docs/decisions.md).
+ */
+type Staged<S> = WrittenEntry<S> | StagedChange<S>;
 
 /**
  * A partition's working state in worker memory, over its LMDB map. Reads are served from
@@ -110,17 +121,21 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
     return entry;
   }
 
-  /** `previous` is what `get` returned for the key in this batch, if anything. */
-  put(key: unknown, encoded: Uint8Array, entry?: StoredEntry<S>, previous?: StoredEntry<S>): void {
+  put(key: unknown, encoded: Uint8Array, written?: WrittenEntry<S>): void {
     this.durable.put(key, encoded);
     if (this.capacity === 0) return;
-    const next = entry !== undefined && isImmutable(entry[0]) ? entry : new EncodedEntry(encoded.slice(), entry?.[1] ?? decodeEntry(encoded)[1]);
-    this.staged.push({ key, next, previous });
+    if (written !== undefined && isImmutable(written.state)) {
+      this.staged.push(written);
+      return;
+    }
+    const entry = written === undefined ? decodeEntry<S>(encoded) : undefined;
+    const next = entry !== undefined && isImmutable(entry[0]) ? entry : new EncodedEntry(encoded.slice(), written?.time ?? entry![1]);
+    this.staged.push(new StagedChange(key, next, written?.original));
   }
 
   remove(key: unknown): void {
     this.durable.remove(key);
-    if (this.capacity > 0) this.staged.push({ key, next: undefined, previous: undefined });
+    if (this.capacity > 0) this.staged.push(new StagedChange<S>(key, undefined, undefined));
   }
 
   /** Inside the batch's commit transaction, after its writes; `keyCount`: the keys the store holds after it. */
@@ -131,21 +146,19 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
   /** The transaction holding the staged writes committed: memory follows. */
   committed(): void {
     this.durable.committed?.();
-    for (const { key, next, previous } of this.staged) {
-      if (next === undefined) {
-        if (!this.young.delete(key)) this.old.delete(key);
-      } else if (previous === undefined) {
-        // Absent when the batch began, so absent from memory too.
-        this.keep(key, next);
-      } else if (Array.isArray(next) && isImmutable(previous[0])) {
-        // A primitive before and after: `previous` is the pair memory holds (or held, if
+    for (const staged of this.staged) {
+      const { key, original } = staged;
+      if (staged instanceof StagedChange) {
+        if (staged.next === undefined) {
+          if (!this.young.delete(key)) this.old.delete(key);
+        } else this.replace(key, staged.next, original);
+      } else if (original !== undefined && isImmutable(original[0])) {
+        // A primitive before and after: `original` is the pair memory holds (or held, if
         // evicted since, when changing it is harmless). Change it in place, no map write.
-        previous[0] = next[0];
-        previous[1] = next[1];
+        original[0] = staged.state as S;
+        original[1] = staged.time;
       } else {
-        this.old.delete(key);
-        if (this.young.get(key) !== undefined) this.young.set(key, next);
-        else this.keep(key, next);
+        this.replace(key, [staged.state as S, staged.time], original);
       }
     }
     this.staged = [];
@@ -164,6 +177,15 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
     this.old = new KeyedMap();
     this.staged = [];
     this.complete = false;
+  }
+
+  /** Memory holds `held` for the key from now on (`original`: what it held when the batch began, if anything). */
+  private replace(key: unknown, held: Held<S>, original: StoredEntry<S> | undefined): void {
+    // Absent when the batch began, so absent from memory too.
+    if (original === undefined) return this.keep(key, held);
+    this.old.delete(key);
+    if (this.young.get(key) !== undefined) this.young.set(key, held);
+    else this.keep(key, held);
   }
 
   private keep(key: unknown, held: Held<S>): void {

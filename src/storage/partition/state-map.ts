@@ -10,12 +10,22 @@ import type { PartitionStore } from './store.js';
  */
 export interface StateMap<S = unknown> {
   get(key: unknown): StoredEntry<S> | undefined;
-  /**
-   * `entry` is what `encoded` holds, and `previous` what `get` returned for the key in this
-   * batch, for layers that keep values rather than bytes.
-   */
-  put(key: unknown, encoded: Uint8Array, entry?: StoredEntry<S>, previous?: StoredEntry<S>): void;
+  /** `written`, for layers that keep values rather than bytes: what `encoded` holds. */
+  put(key: unknown, encoded: Uint8Array, written?: WrittenEntry<S>): void;
   remove(key: unknown): void;
+}
+
+/**
+ * A write as the batch's working set holds it (a BatchCache slot is one): the state and
+ * batch time the encoded bytes hold, and the pair `get` handed out for the key in this
+ * batch. A layer may keep the reference until the commit instead of copying it: nothing
+ * changes it between the write and the commit.
+ */
+export interface WrittenEntry<S = unknown> {
+  readonly key: unknown;
+  readonly state: S | undefined;
+  readonly time: number;
+  readonly original: StoredEntry<S> | undefined;
 }
 
 export class LmdbStateMap<S = unknown> implements StateMap<S> {

@@ -23,7 +23,7 @@ function commit(store: ReturnType<typeof openPartitionStore>, memory: MemoryStat
   store.env.transactionSync(() => {
     for (const w of writes) {
       if (w.length === 1) memory.remove(w[0]);
-      else memory.put(w[0], encodeEntry(w[1], w[2]), [w[1], w[2]], previous.get(w[0]));
+      else memory.put(w[0], encodeEntry(w[1], w[2]), { key: w[0], state: w[1], time: w[2], original: previous.get(w[0]) });
     }
   });
   memory.committed();
@@ -68,7 +68,7 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
     commit(store, memory, [['k', 1, 10]]);
     assert.throws(() =>
       store.env.transactionSync(() => {
-        memory.put('k', encodeEntry(2, 20), [2, 20], memory.get('k'));
+        memory.put('k', encodeEntry(2, 20), { key: 'k', state: 2, time: 20, original: memory.get('k') });
         throw new Error('the batch failed before its commit');
       }),
     );

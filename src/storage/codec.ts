@@ -52,6 +52,15 @@ export function encodeEntry(state: unknown, lastUpdated: number): Buffer {
   return holdsMap(state) ? mapCodec.pack([state, lastUpdated, MAP_ENTRY]) : entryCodec.pack([state, lastUpdated]);
 }
 
+/**
+ * A copy of `bytes` that nothing else writes: a Node Buffer's own `slice()` is a view of the
+ * same memory (and lmdb-js's `getBinaryFast` hands out one Buffer that its next read
+ * overwrites, its `length` set to the value's). The end is given, for that reason.
+ */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  return Uint8Array.prototype.slice.call(bytes, 0, bytes.length);
+}
+
 export function decodeEntry<S>(bytes: Uint8Array): StoredEntry<S> {
   return (bytes[0] === MAP_ENTRY_HEADER ? mapCodec : entryCodec).unpack(bytes) as StoredEntry<S>;
 }

@@ -27,10 +27,10 @@ const count: MappingFunction = (_time, key, value, state: StateHandle<unknown>) 
   return [key, sum];
 };
 
-/** One batch of [key, 1] records applied in this thread, as a worker applies it. */
-async function applyHere(path: string, incarnation: string, batchTime: number, keys: string[]): Promise<unknown[]> {
-  const [shard] = encodeShards(keys.map((k) => [k, 1]), 1, murmur2Partitioner, { batchTime, stream: 0 });
-  const result = await applyChunk(workerPartition({ storePath: path, incarnation, cacheEntries: 1000 }), count, {
+/** One batch of [key, 1] records (or of `records`) applied in this thread, as a worker applies it. */
+async function applyHere(path: string, incarnation: string, batchTime: number, keys: string[], fn = count, records: unknown[] = keys.map((k) => [k, 1])): Promise<unknown[]> {
+  const [shard] = encodeShards(records, 1, murmur2Partitioner, { batchTime, stream: 0 });
+  const result = await applyChunk(workerPartition({ storePath: path, incarnation, cacheEntries: 1000 }), fn, {
     op: 'apply', storePath: path, partition: 0, batchTime, attempt: batchTime, chunk: 0, last: true, timeoutMs: null, fn: { url: '', exportName: 'default' },
     shard: shard.buffer as SharedArrayBuffer, deadLetters: [], incarnation, cacheEntries: 1000, emitOutputs: true,
   });
@@ -68,6 +68,23 @@ describe("a partition's state in worker memory is never stale", () => {
     rmSync(path, { recursive: true });
     writeBehind(path, 4000, [['a', 7]]);
     assert.deepEqual(await applyHere(path, 'second', 5000, ['a']), [['a', 8]], 'a new incarnation drops what the old one held');
+  });
+
+  it('object states a batch only reads are served from memory as they are in LMDB, each key its own', async () => {
+    const path = join(tempDir(), 'partition-0000');
+    // 'set' stores an object naming its key; 'read' emits what the state says, and leaves it as it is.
+    const owner: MappingFunction = (_time, key, value, state: StateHandle<unknown>) => {
+      if (value === 'set') (state as State<{ owner: string }>).update({ owner: key as string });
+      return [key, (state.get() as { owner: string }).owner];
+    };
+    const keys = ['apple', 'banana', 'cherry'];
+    await applyHere(path, 'first', 1000, [], owner, keys.map((k) => [k, 'set']));
+    const read = keys.map((k) => [k, 'read']);
+    const expected = keys.map((k) => [k, k]);
+    // Opened anew (a restart): each key is read from LMDB, one read after another…
+    assert.deepEqual(await applyHere(path, 'second', 2000, [], owner, read), expected);
+    // …and then from memory.
+    assert.deepEqual(await applyHere(path, 'second', 3000, [], owner, read), expected, 'served from memory');
   });
 
   it('a job stopped, re-sharded, imported into and migrated continues from the stores, never from what its threads held', async () => {

@@ -1,4 +1,4 @@
-import { messageCodec } from '../codec.js';
+import { copyBytes, messageCodec } from '../codec.js';
 
 /**
  * One partition's mapped records of a batch, as its worker sends them and as its batch log
@@ -162,7 +162,7 @@ interface Layout {
 function layoutOf(bytes: Uint8Array): Layout | undefined {
   if (bytes.length < HEADER_BYTES_2 || (bytes[0] !== (FORMAT & 0xff) && bytes[0] !== (FORMAT_2 & 0xff))) return undefined;
   // Copied when not 8-byte aligned (a buffer that came back from LMDB or inside a message).
-  const own = bytes.byteOffset % 8 === 0 ? bytes : bytes.slice();
+  const own = bytes.byteOffset % 8 === 0 ? bytes : copyBytes(bytes);
   const header = new Uint32Array(own.buffer, own.byteOffset, own.length >= HEADER_BYTES ? 6 : 5);
   if (header[0] !== FORMAT && header[0] !== FORMAT_2) throw new Error(`not a batch's mapped records (format ${header[0].toString(16)})`);
   const current = header[0] === FORMAT;

@@ -1,4 +1,4 @@
-import { decodeEntry, type StoredEntry } from '../codec.js';
+import { copyBytes, decodeEntry, type StoredEntry } from '../codec.js';
 import type { StateMap, WrittenEntry } from './state-map.js';
 import { KeyedMap } from './keyed-map.js';
 
@@ -115,7 +115,7 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
     if (bytes === undefined) return undefined;
     const entry = decodeEntry<S>(bytes);
     if (this.capacity === 0) return entry;
-    const fresh = isImmutable(entry[0]) ? entry : new EncodedEntry(bytes.slice(), entry[1]);
+    const fresh = isImmutable(entry[0]) ? entry : new EncodedEntry(copyBytes(bytes), entry[1]);
     this.keep(key, fresh);
     // Memory keeps a copy of the bytes, not `entry`: the caller may change it freely.
     return entry;
@@ -129,7 +129,7 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
       return;
     }
     const entry = written === undefined ? decodeEntry<S>(encoded) : undefined;
-    const next = entry !== undefined && isImmutable(entry[0]) ? entry : new EncodedEntry(encoded.slice(), written?.time ?? entry![1]);
+    const next = entry !== undefined && isImmutable(entry[0]) ? entry : new EncodedEntry(copyBytes(encoded), written?.time ?? entry![1]);
     this.staged.push(new StagedChange(key, next, written?.original));
   }
 

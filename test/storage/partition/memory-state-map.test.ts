@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { encodeEntry } from '../../../src/storage/codec.js';
 import { LmdbStateMap } from '../../../src/storage/partition/state-map.js';
+import { LoggedStateMap } from '../../../src/storage/partition/logged-state-map.js';
 import { MemoryStateMap } from '../../../src/storage/partition/memory-state-map.js';
 import { openPartitionStore } from '../../../src/storage/partition/store.js';
 import { tempDir } from '../../helpers.js';
@@ -95,6 +96,22 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
     commit(store, memory, [['n', 7, 30]], new Map([['n', memory.get('n')]]));
     assert.deepEqual(memory.get('n'), [7, 30]);
     assert.deepEqual(new LmdbStateMap(store).get('n'), [7, 30]);
+  });
+
+  it("an object state read from LMDB keeps bytes of its own, not lmdb-js's read buffer that the next read overwrites", () => {
+    const store = open();
+    // As a run before this one (or another owner) left the store: nothing of it in memory.
+    store.env.transactionSync(() => {
+      store.state.putSync('a', encodeEntry({ n: 1 }, 10));
+      store.state.putSync('b', encodeEntry({ n: 2, more: 'bytes' }, 20));
+    });
+    for (const durable of [new LmdbStateMap(store), new LoggedStateMap(store)]) {
+      const memory = new MemoryStateMap(durable, 100);
+      memory.checkComplete(2);
+      assert.deepEqual(memory.get('a'), [{ n: 1 }, 10]);
+      assert.deepEqual(memory.get('b'), [{ n: 2, more: 'bytes' }, 20]);
+      assert.deepEqual(memory.get('a'), [{ n: 1 }, 10], 'served from memory, after another read');
+    }
   });
 
   it('keeps at most its bound, evicting keys not read since, and then reads them from LMDB again', () => {

@@ -175,7 +175,8 @@ describe('one copy of a job at a time: the data-folder lock and ZooKeeper owners
       assert.ok(lingered <= SESSION_MS + 8 * TICK_MS, `the owner node lingered ${lingered} ms`);
 
       // Killed right after it started: its node is still there when the next copy starts on the same folder.
-      const second = copy(config, 'second');
+      // The longest session ZooKeeper grants (20 ticks), so that it still is when a loaded machine starts the next process slowly.
+      const second = copy(config, 'second', { zkSessionTimeoutMs: 20 * TICK_MS });
       const secondOwner = await json<OwnerLine>(second, 'OWNER');
       assert.equal(secondOwner.tookOverFrom, undefined, 'the first owner node was gone already');
       await lineFrom(second, 'STARTED');

@@ -1,6 +1,7 @@
 import type { Partitioner } from '../engine/partitioner.js';
 import { assertPair, normalizeKey } from '../storage/keys.js';
 import type { InitialEntry } from './messages.js';
+import { KeyTable } from './key-table.js';
 import { writeShard } from './shard-format.js';
 import type { ExportEntry } from '../storage/export/state-export.js';
 
@@ -13,8 +14,9 @@ export const CHUNK_RECORDS = 4096;
  * and hands each partition its shard in chunks as they fill, so its worker starts on the
  * batch while the rest is still routed. Records keep their arrival order within a shard,
  * which is the order the mapping function sees them in (Spark's order within a partition).
- * Each distinct key is checked, hashed and encoded once per batch; a record costs one map
- * lookup and two array pushes.
+ * Each distinct key is checked, hashed and encoded once per batch; a record costs one lookup
+ * (in the stream's KeyTable for an ASCII string key, in a Map for any other) and two array
+ * pushes.
  */
 export class ShardBuilder {
   /** Each partition's distinct keys of the batch, in the order first seen: chunks' refs index into them. */
@@ -24,9 +26,18 @@ export class ShardBuilder {
   /** Where the current chunk of each partition starts in its keys. */
   private readonly keysSent: number[];
   private readonly chunksSent: number[];
-  /** Where each distinct key went: partition + numPartitions × its index among that partition's keys. */
+  /**
+   * Where each distinct key went: partition + numPartitions × its index among that
+   * partition's keys. ASCII string keys in the stream's KeyTable while this builder holds
+   * it; the others (and all, without the table) in these maps.
+   */
   private readonly scalars = new Map<unknown, number>();
   private readonly tuples = new Map<string, number>();
+  private readonly keyTable: KeyTable | undefined;
+  /** The stream's key table, from the first record on, when no other batch holds it. */
+  private table: KeyTable | undefined;
+  private readonly initialState: InitialEntry[][] | undefined;
+  private readonly chunkRecords: number;
   private index = 0;
 
   constructor(
@@ -35,9 +46,11 @@ export class ShardBuilder {
     private readonly where: { batchTime: number; stream: number },
     /** Receives each partition's chunks, the last one marked. */
     private readonly sink: (partition: number, chunk: Uint8Array, last: boolean) => void,
-    private readonly initialState?: InitialEntry[][],
-    private readonly chunkRecords = CHUNK_RECORDS,
+    options: { initialState?: InitialEntry[][]; chunkRecords?: number; keyTable?: KeyTable } = {},
   ) {
+    this.initialState = options.initialState;
+    this.chunkRecords = options.chunkRecords ?? CHUNK_RECORDS;
+    this.keyTable = options.keyTable;
     this.keys = Array.from({ length: numPartitions }, () => []);
     this.refs = Array.from({ length: numPartitions }, () => []);
     this.values = Array.from({ length: numPartitions }, () => []);
@@ -47,20 +60,26 @@ export class ShardBuilder {
 
   readonly add = (record: unknown): void => {
     const i = this.index++;
+    // Taken at the first record, not at construction: builders made one after the other (a
+    // batch and the next, sharded ahead) route one after the other.
+    if (i === 0 && this.keyTable?.acquire(this)) this.table = this.keyTable;
     if (!Array.isArray(record) || record.length !== 2) assertPair(record, this.where.batchTime, i, this.where.stream);
     const key = (record as unknown[])[0];
-    // Map keys compare -0 and 0 as equal, and so does JSON: one key, as normalizeKey makes it.
-    const id = Array.isArray(key) ? JSON.stringify(key) : undefined;
-    let code = id === undefined ? this.scalars.get(key) : this.tuples.get(id);
-    if (code === undefined) {
-      // First sight of the key in this batch: check it fully, once.
-      assertPair(record, this.where.batchTime, i, this.where.stream);
-      const normal = normalizeKey(key);
-      const p = this.partitioner.partition(normal, this.numPartitions);
-      code = this.keys[p].length * this.numPartitions + p;
-      this.keys[p].push(normal);
-      if (id === undefined) this.scalars.set(key, code);
-      else this.tuples.set(id, code);
+    let code: number;
+    const hash = this.table === undefined ? undefined : KeyTable.hash(key);
+    if (hash !== undefined) {
+      code = this.table!.find(key as string, hash);
+      if (code < 0) this.table!.insert(key as string, hash, (code = this.place(record, i)));
+    } else {
+      // Map keys compare -0 and 0 as equal, and so does JSON: one key, as normalizeKey makes it.
+      const id = Array.isArray(key) ? JSON.stringify(key) : undefined;
+      const known = id === undefined ? this.scalars.get(key) : this.tuples.get(id);
+      if (known !== undefined) code = known;
+      else {
+        code = this.place(record, i);
+        if (id === undefined) this.scalars.set(key, code);
+        else this.tuples.set(id, code);
+      }
     }
     const p = code % this.numPartitions;
     const refs = this.refs[p];
@@ -68,6 +87,16 @@ export class ShardBuilder {
     this.values[p].push((record as unknown[])[1]);
     if (refs.length >= this.chunkRecords) this.flush(p, false);
   };
+
+  /** First sight of the record's key in this batch: checks it fully, once, and gives it its partition and code. */
+  private place(record: unknown, index: number): number {
+    assertPair(record, this.where.batchTime, index, this.where.stream);
+    const normal = normalizeKey(record[0]);
+    const p = this.partitioner.partition(normal, this.numPartitions);
+    const code = this.keys[p].length * this.numPartitions + p;
+    this.keys[p].push(normal);
+    return code;
+  }
 
   private flush(p: number, last: boolean): void {
     const keys = this.keys[p];
@@ -83,7 +112,13 @@ export class ShardBuilder {
 
   /** Sends every partition's last chunk (empty for a partition with no record left); the builder is spent. */
   finish(): void {
+    this.release();
     for (let p = 0; p < this.numPartitions; p++) this.flush(p, true);
+  }
+
+  /** Gives the stream's key table back (done by finish; call it when the batch could not be routed). */
+  release(): void {
+    this.table?.release(this);
   }
 }
 
@@ -96,7 +131,7 @@ export function encodeShards(
   initialState?: InitialEntry[][],
 ): Uint8Array[] {
   const shards: Uint8Array[] = new Array(numPartitions);
-  const builder = new ShardBuilder(numPartitions, partitioner, where, (p, chunk) => void (shards[p] = chunk), initialState, Infinity);
+  const builder = new ShardBuilder(numPartitions, partitioner, where, (p, chunk) => void (shards[p] = chunk), { initialState, chunkRecords: Infinity });
   for (let i = 0; i < records.length; i++) builder.add(records[i]);
   builder.finish();
   return shards;

@@ -5,6 +5,7 @@ import { keyProblem } from '../storage/keys.js';
 import { partitionMachine } from '../actors/partition.machine.js';
 import { routerMachine, type RoutedBatch, type RouterInput, type Shards } from '../actors/router.machine.js';
 import { decodeBatchOutputs } from '../storage/partition/batch-outputs.js';
+import { KeyTable } from '../actors/key-table.js';
 import { ShardBuilder } from '../actors/shard-encoder.js';
 import { ChunkedShard } from '../actors/chunked-shard.js';
 import type { WorkerSet } from '../actors/worker-set.js';
@@ -62,6 +63,8 @@ interface Running {
   parentRead: boolean;
   /** Initial state per partition, until that partition has committed a batch. */
   pendingInitial: InitialEntry[][] | undefined;
+  /** The distinct keys of the batch being routed, kept from batch to batch (see KeyTable). */
+  keyTable: KeyTable;
 }
 
 /**
@@ -176,7 +179,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     const routing: RouterInput = { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner };
     const router = createActor(routerMachine, { input: routing }).start();
     const view = new StateView<unknown, unknown>(stores, murmur2Partitioner);
-    this.running = { stores, view, partitions, router, routing, parentRead, pendingInitial };
+    this.running = { stores, view, partitions, router, routing, parentRead, pendingInitial, keyTable: new KeyTable() };
     return { lastBatch: newest, behind, initialNewest };
   }
 
@@ -248,7 +251,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     const running = this.active('mapWithState');
     const chunked = running.partitions.map(() => new ChunkedShard());
     const { partitioner } = running.routing;
-    const builder = new ShardBuilder(chunked.length, partitioner, { batchTime: batch.time, stream: this.stateIndex }, (p, chunk, last) => chunked[p].push(chunk, last), running.pendingInitial);
+    const builder = new ShardBuilder(chunked.length, partitioner, { batchTime: batch.time, stream: this.stateIndex }, (p, chunk, last) => chunked[p].push(chunk, last), {
+      initialState: running.pendingInitial,
+      keyTable: running.keyTable,
+    });
     const done = (async () => {
       if (running.parentRead) {
         const records = await this.parent.recordsFor(batch);
@@ -259,7 +265,10 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
       builder.finish();
     })();
     // Partitions following the chunks stop with the error; apply() reports it, in batch order.
-    done.catch((error: unknown) => chunked.forEach((c) => c.fail(error)));
+    done.catch((error: unknown) => {
+      builder.release();
+      chunked.forEach((c) => c.fail(error));
+    });
     return { shards: { chunked, keys: builder.keys }, done };
   }
 

@@ -1,0 +1,98 @@
+import { murmur2Ascii } from '../engine/partitioner.js';
+
+const INITIAL_BITS = 12;
+
+/**
+ * The distinct ASCII string keys of the batch being routed, with the code the shard builder
+ * gave each: an open-addressing table on typed arrays, probed by murmur2 of the key, that a
+ * stream keeps from batch to batch. A new batch only moves the stamp that marks a slot as
+ * this batch's, so the table is not built again: a JavaScript Map made for each batch grew
+ * through a dozen tables to the batch's size, each on fresh memory (at vocabulary 10^6,
+ * about 2 MB of large-object pages a batch on the main thread, where a page costs about 10 µs
+ * to fault in on the development machine), and hashed each key with V8's hash when murmur2
+ * reads the same chars (docs/decisions.md, "Routing a batch: ASCII string keys in a table
+ * the stream keeps").
+ *
+ * One batch at a time: a builder takes the table for its batch and gives it back at the
+ * end; a builder that finds it taken (another batch being routed) keeps its keys in a Map.
+ */
+export class KeyTable {
+  private mask = (1 << INITIAL_BITS) - 1;
+  private stamps = new Uint32Array(1 << INITIAL_BITS);
+  private hashes = new Int32Array(1 << INITIAL_BITS);
+  private codes = new Float64Array(1 << INITIAL_BITS);
+  private keys: Array<string | undefined> = new Array<string | undefined>(1 << INITIAL_BITS).fill(undefined);
+  /** The slots this batch filled, in order: what `release` empties (no batch keeps another's key strings alive). */
+  private used = new Int32Array(1 << (INITIAL_BITS - 1));
+  private size = 0;
+  private stamp = 0;
+  private owner: object | undefined;
+
+  /** Takes the table for one batch; false when another batch holds it. */
+  acquire(owner: object): boolean {
+    if (this.owner !== undefined) return false;
+    this.owner = owner;
+    this.size = 0;
+    if (++this.stamp > 0xffffffff) {
+      this.stamps.fill(0);
+      this.stamp = 1;
+    }
+    return true;
+  }
+
+  /** Gives the table back, forgetting the batch's keys. */
+  release(owner: object): void {
+    if (this.owner !== owner) return;
+    for (let i = 0; i < this.size; i++) this.keys[this.used[i]] = undefined;
+    this.size = 0;
+    this.owner = undefined;
+  }
+
+  /** murmur2 of an ASCII key; undefined for a key the table does not take (another type, or not ASCII). */
+  static hash(key: unknown): number | undefined {
+    return typeof key === 'string' ? murmur2Ascii(key) : undefined;
+  }
+
+  /** The key's code in this batch, or -1. */
+  find(key: string, hash: number): number {
+    const { stamps, keys, mask, stamp } = this;
+    for (let j = hash & mask; ; j = (j + 1) & mask) {
+      if (stamps[j] !== stamp) return -1;
+      if (keys[j] === key) return this.codes[j];
+    }
+  }
+
+  /** Records a key `find` did not know. */
+  insert(key: string, hash: number, code: number): void {
+    if ((this.size + 1) * 2 > this.mask + 1) this.grow();
+    this.place(key, hash, code);
+  }
+
+  private place(key: string, hash: number, code: number): void {
+    const { stamps, mask, stamp } = this;
+    let j = hash & mask;
+    while (stamps[j] === stamp) j = (j + 1) & mask;
+    stamps[j] = stamp;
+    this.hashes[j] = hash;
+    this.codes[j] = code;
+    this.keys[j] = key;
+    this.used[this.size++] = j;
+  }
+
+  /** Twice the slots, this batch's keys placed again (the table keeps its size for the batches after). */
+  private grow(): void {
+    const { stamps, hashes, codes, keys, used, size, stamp } = this;
+    const slots = (this.mask + 1) * 2;
+    this.mask = slots - 1;
+    this.stamps = new Uint32Array(slots);
+    this.hashes = new Int32Array(slots);
+    this.codes = new Float64Array(slots);
+    this.keys = new Array<string | undefined>(slots).fill(undefined);
+    this.used = new Int32Array(slots / 2);
+    this.size = 0;
+    for (let i = 0; i < size; i++) {
+      const j = used[i];
+      if (stamps[j] === stamp) this.place(keys[j]!, hashes[j], codes[j]);
+    }
+  }
+}

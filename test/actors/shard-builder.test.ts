@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { KeyTable } from '../../src/actors/key-table.js';
+import { ShardBuilder } from '../../src/actors/shard-encoder.js';
+import { readShard } from '../../src/actors/shard-format.js';
+import { murmur2Partitioner } from '../../src/engine/partitioner.js';
+import { InvalidRecordError } from '../../src/errors.js';
+import { testRandom, type SeededRandom } from '../random.js';
+
+const PARTITIONS = 4;
+
+/** Each partition's records as the worker reads them back: [key, value] in order, and the distinct keys in the order first seen. */
+type Routed = Array<{ records: Array<[unknown, unknown]>; keys: unknown[] }>;
+
+function builder(table: KeyTable | undefined, into: Routed, batchTime = 100): ShardBuilder {
+  return new ShardBuilder(
+    PARTITIONS,
+    murmur2Partitioner,
+    { batchTime, stream: 0 },
+    (p, chunk) => {
+      const { refs, keys, values } = readShard(chunk.buffer);
+      const routed = into[p];
+      routed.keys.push(...keys);
+      for (let i = 0; i < refs.length; i++) routed.records.push([routed.keys[refs[i]], values[i]]);
+    },
+    // Chunks of 7 records: the refs of a later chunk index into keys sent with earlier ones.
+    { chunkRecords: 7, ...(table ? { keyTable: table } : {}) },
+  );
+}
+
+const empty = (): Routed => Array.from({ length: PARTITIONS }, () => ({ records: [], keys: [] }));
+
+/** Keys of every kind a record may have: ASCII strings (the table's), others (a Map's), and ones that look alike. */
+function randomKey(random: SeededRandom, words: number): unknown {
+  switch (random.between(0, 9)) {
+    case 0:
+      return `é-${random.between(0, 20)}`;
+    case 1:
+      return random.between(0, 1) === 0 ? -0 : random.between(0, 5);
+    case 2:
+      return ['w', random.between(0, 5)];
+    case 3:
+      return `["w",${random.between(0, 5)}]`;
+    default:
+      return `w${random.between(0, words)}`;
+  }
+}
+
+describe("routing a batch's records with the stream's key table", () => {
+  it('gives every batch the shards a builder of its own gives, across batches and past the table growing', (t) => {
+    const random = testRandom(t);
+    const table = new KeyTable();
+    for (let batch = 0; batch < 6; batch++) {
+      // Up to 12 000 distinct words a batch: the table (4096 slots at first) grows twice.
+      const words = [10, 300, 12_000, 40, 12_000, 5][batch];
+      const records = Array.from({ length: 20_000 }, (_, i) => [randomKey(random, words), i]);
+      const withTable = empty();
+      const own = empty();
+      const a = builder(table, withTable);
+      const b = builder(undefined, own);
+      for (const record of records) {
+        a.add(record);
+        b.add(record);
+      }
+      a.finish();
+      b.finish();
+      assert.deepEqual(withTable, own, `batch ${batch}, ${random.replay}`);
+      assert.equal(withTable.reduce((n, p) => n + p.records.length, 0), records.length);
+      // -0 and 0 are one key, as everywhere else.
+      for (const p of withTable) assert.ok(!p.keys.some((k) => Object.is(k, -0)));
+    }
+  });
+
+  it('a batch routed while another holds the table keeps its keys apart, and the table serves the next one', () => {
+    const table = new KeyTable();
+    const first = empty();
+    const second = empty();
+    const a = builder(table, first, 100);
+    const b = builder(table, second, 200);
+    a.add(['x', 1]);
+    b.add(['x', 2]); // the table is a's: b keeps its keys in a Map
+    a.add(['y', 3]);
+    b.add(['y', 4]);
+    a.add(['x', 5]);
+    b.add(['x', 6]);
+    a.finish();
+    b.finish();
+    const flat = (routed: Routed) => routed.flatMap((p) => p.records).sort((l, r) => (l[1] as number) - (r[1] as number));
+    assert.deepEqual(flat(first), [['x', 1], ['y', 3], ['x', 5]]);
+    assert.deepEqual(flat(second), [['x', 2], ['y', 4], ['x', 6]]);
+    assert.equal(first.reduce((n, p) => n + p.keys.length, 0), 2);
+    assert.equal(second.reduce((n, p) => n + p.keys.length, 0), 2);
+    assert.ok(table.acquire({}), 'both gave it back');
+  });
+
+  it('a batch that fails on a record gives the table back, and the next batch finds none of its keys', () => {
+    const table = new KeyTable();
+    const a = builder(table, empty());
+    a.add(['kept', 1]);
+    assert.throws(() => a.add(['x'.repeat(2000), 2]), InvalidRecordError); // too long for an LMDB key
+    a.release(); // what the stream does when a batch cannot be routed
+    const next = empty();
+    const b = builder(table, next);
+    b.add(['kept', 3]);
+    b.finish();
+    assert.deepEqual(next.flatMap((p) => p.keys), ['kept']);
+    assert.deepEqual(next.flatMap((p) => p.records), [['kept', 3]]);
+    // The table itself: a key of a released batch is unknown to the next.
+    const owner = {};
+    assert.ok(table.acquire(owner));
+    assert.equal(table.find('kept', KeyTable.hash('kept')!), -1);
+    table.release(owner);
+  });
+});

@@ -17,16 +17,31 @@ const INITIAL_BITS = 12;
  * end; a builder that finds it taken (another batch being routed) keeps its keys in a Map.
  */
 export class KeyTable {
-  private mask = (1 << INITIAL_BITS) - 1;
-  private stamps = new Uint32Array(1 << INITIAL_BITS);
-  private hashes = new Int32Array(1 << INITIAL_BITS);
-  private codes = new Float64Array(1 << INITIAL_BITS);
-  private keys: Array<string | undefined> = new Array<string | undefined>(1 << INITIAL_BITS).fill(undefined);
+  private mask = 0;
+  private stamps = new Uint32Array(0);
+  private hashes = new Int32Array(0);
+  private codes = new Float64Array(0);
+  private keys: Array<string | undefined> = [];
   /** The slots this batch filled, in order: what `release` empties (no batch keeps another's key strings alive). */
-  private used = new Int32Array(1 << (INITIAL_BITS - 1));
+  private used = new Int32Array(0);
   private size = 0;
   private stamp = 0;
   private owner: object | undefined;
+
+  constructor() {
+    this.allocate(INITIAL_BITS);
+  }
+
+  /** Empty arrays of 2^bits slots (every stamp 0: no batch's). */
+  private allocate(bits: number): void {
+    const slots = 1 << bits;
+    this.mask = slots - 1;
+    this.stamps = new Uint32Array(slots);
+    this.hashes = new Int32Array(slots);
+    this.codes = new Float64Array(slots);
+    this.keys = new Array<string | undefined>(slots).fill(undefined);
+    this.used = new Int32Array(slots / 2);
+  }
 
   /** Takes the table for one batch; false when another batch holds it. */
   acquire(owner: object): boolean {
@@ -40,12 +55,28 @@ export class KeyTable {
     return true;
   }
 
-  /** Gives the table back, forgetting the batch's keys. */
+  /**
+   * Gives the table back, forgetting the batch's keys. A table that a batch filled to less
+   * than a sixteenth is made smaller again, so that one large batch does not leave its
+   * table (about 50 bytes a slot) on the main thread for good.
+   */
   release(owner: object): void {
     if (this.owner !== owner) return;
-    for (let i = 0; i < this.size; i++) this.keys[this.used[i]] = undefined;
+    const slots = this.mask + 1;
+    if (slots > 1 << INITIAL_BITS && this.size * 16 < slots) {
+      let bits = INITIAL_BITS;
+      while (1 << bits < this.size * 4) bits++;
+      this.allocate(bits);
+    } else {
+      for (let i = 0; i < this.size; i++) this.keys[this.used[i]] = undefined;
+    }
     this.size = 0;
     this.owner = undefined;
+  }
+
+  /** Slots in the table now. */
+  get capacity(): number {
+    return this.mask + 1;
   }
 
   /** murmur2 of an ASCII key; undefined for a key the table does not take (another type, or not ASCII). */
@@ -82,13 +113,7 @@ export class KeyTable {
   /** Twice the slots, this batch's keys placed again (the table keeps its size for the batches after). */
   private grow(): void {
     const { stamps, hashes, codes, keys, used, size, stamp } = this;
-    const slots = (this.mask + 1) * 2;
-    this.mask = slots - 1;
-    this.stamps = new Uint32Array(slots);
-    this.hashes = new Int32Array(slots);
-    this.codes = new Float64Array(slots);
-    this.keys = new Array<string | undefined>(slots).fill(undefined);
-    this.used = new Int32Array(slots / 2);
+    this.allocate(Math.log2(this.mask + 1) + 1);
     this.size = 0;
     for (let i = 0; i < size; i++) {
       const j = used[i];

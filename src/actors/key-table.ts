@@ -74,6 +74,11 @@ export class KeyTable {
     this.owner = undefined;
   }
 
+  /** Back to its first size, unless a batch holds it (what a batch with no records does: a stream gone idle keeps no large table). */
+  compact(): void {
+    if (this.owner === undefined && this.mask + 1 > 1 << INITIAL_BITS) this.allocate(INITIAL_BITS);
+  }
+
   /** Slots in the table now. */
   get capacity(): number {
     return this.mask + 1;

@@ -61,7 +61,8 @@ export class ShardBuilder {
   readonly add = (record: unknown): void => {
     const i = this.index++;
     // Taken at the first record, not at construction: builders made one after the other (a
-    // batch and the next, sharded ahead) route one after the other.
+    // batch and the next, sharded ahead) route one after the other, each finishing in the
+    // turn of its last record (see MapWithStateDStream.startSharding).
     if (i === 0 && this.keyTable?.acquire(this)) this.table = this.keyTable;
     if (!Array.isArray(record) || record.length !== 2) assertPair(record, this.where.batchTime, i, this.where.stream);
     const key = (record as unknown[])[0];
@@ -113,6 +114,8 @@ export class ShardBuilder {
   /** Sends every partition's last chunk (empty for a partition with no record left); the builder is spent. */
   finish(): void {
     this.release();
+    // A batch without records never takes the table: an idle stream gives back what a large batch grew.
+    if (this.index === 0) this.keyTable?.compact();
     for (let p = 0; p < this.numPartitions; p++) this.flush(p, true);
   }
 

@@ -104,12 +104,15 @@ export abstract class DStream<T> {
   }
 
   /**
-   * Hands each of the batch's records to `sink`. A stream whose records nothing else reads
-   * streams them into the sink without keeping them (see PipelineDStream).
+   * Hands each of the batch's records to `sink`, then calls `end` in the same turn (before
+   * anything else may run: another batch's routing waits for no promise). A stream whose
+   * records nothing else reads streams them into the sink without keeping them (see
+   * PipelineDStream).
    */
-  async eachRecord(batch: BatchRun, sink: (record: T) => void): Promise<void> {
+  async eachRecord(batch: BatchRun, sink: (record: T) => void, end?: () => void): Promise<void> {
     const records = await this.recordsFor(batch);
     for (let i = 0; i < records.length; i++) sink(records[i]);
+    end?.();
   }
 
   /**
@@ -225,10 +228,11 @@ class PipelineDStream<T> extends DStream<T> {
   }
 
   /** Streams the base's records through the ops straight into `sink`, keeping nothing (nothing else reads them). */
-  override async eachRecord(batch: BatchRun, sink: (record: T) => void): Promise<void> {
-    if (batch.has(this.id)) return super.eachRecord(batch, sink);
+  override async eachRecord(batch: BatchRun, sink: (record: T) => void, end?: () => void): Promise<void> {
+    if (batch.has(this.id)) return super.eachRecord(batch, sink, end);
     const input = await this.base.recordsFor(batch);
     this.pipe(input, sink as (value: unknown) => void, batch.time);
+    end?.();
   }
 
   override async eachRecordFrom(batch: BatchRun, sink: (record: T, from: number) => void): Promise<void> {

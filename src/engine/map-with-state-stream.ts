@@ -255,14 +255,16 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
       initialState: running.pendingInitial,
       keyTable: running.keyTable,
     });
+    // The builder finishes in the turn that adds its last record, so that it gives the key
+    // table back before the next batch's routing (begun in the same turn) adds its first.
     const done = (async () => {
       if (running.parentRead) {
         const records = await this.parent.recordsFor(batch);
         for (let i = 0; i < records.length; i++) builder.add(records[i]);
+        builder.finish();
       } else {
-        await this.parent.eachRecord(batch, builder.add);
+        await this.parent.eachRecord(batch, builder.add, () => builder.finish());
       }
-      builder.finish();
     })();
     // Partitions following the chunks stop with the error; apply() reports it, in batch order.
     done.catch((error: unknown) => {

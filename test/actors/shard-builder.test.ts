@@ -72,6 +72,13 @@ describe("routing a batch's records with the stream's key table", () => {
       if (words === 12_000) assert.ok(table.capacity >= 16_384, `capacity ${table.capacity} after batch ${batch}`);
       if (words <= 40) assert.equal(table.capacity, 4096, `after batch ${batch}`);
     }
+    // A large batch, then the stream goes idle: a batch with no records gives the large table back too.
+    const big = builder(table, empty());
+    for (let i = 0; i < 20_000; i++) big.add([`k${i}`, i]);
+    big.finish();
+    assert.ok(table.capacity >= 32_768);
+    builder(table, empty()).finish();
+    assert.equal(table.capacity, 4096);
   });
 
   it('a batch routed while another holds the table keeps its keys apart, and the table serves the next one', () => {

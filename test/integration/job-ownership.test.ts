@@ -60,7 +60,8 @@ async function written(client: zookeeper.Client, config: JobConfig): Promise<Rec
 }
 
 describe('one copy of a job at a time: the data-folder lock and ZooKeeper ownership (real ZooKeeper, mock broker, jobs as processes)', { timeout: 600_000 }, () => {
-  const services = useServices({ zookeeper: { tickTime: TICK_MS } });
+  // Sessions up to a minute, for the copy whose owner node must outlive a slow start of the next (below).
+  const services = useServices({ zookeeper: { tickTime: TICK_MS, maxSessionTimeout: 60_000 } });
   let topics = 0;
 
   async function freshJob(): Promise<JobConfig> {
@@ -175,8 +176,9 @@ describe('one copy of a job at a time: the data-folder lock and ZooKeeper owners
       assert.ok(lingered <= SESSION_MS + 8 * TICK_MS, `the owner node lingered ${lingered} ms`);
 
       // Killed right after it started: its node is still there when the next copy starts on the same folder.
-      // The longest session ZooKeeper grants (20 ticks), so that it still is when a loaded machine starts the next process slowly.
-      const second = copy(config, 'second', { zkSessionTimeoutMs: 20 * TICK_MS });
+      // A session of 30 s, so that it still is when a loaded machine starts the next process slowly
+      // (with 3 s, and then 5 s, the node had expired before it looked, now and then).
+      const second = copy(config, 'second', { zkSessionTimeoutMs: 30_000 });
       const secondOwner = await json<OwnerLine>(second, 'OWNER');
       assert.equal(secondOwner.tookOverFrom, undefined, 'the first owner node was gone already');
       await lineFrom(second, 'STARTED');

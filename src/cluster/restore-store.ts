@@ -1,5 +1,5 @@
 import type { Key } from 'lmdb';
-import { decodeEntry } from '../storage/codec.js';
+import { copyBytes, decodeEntry } from '../storage/codec.js';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { NO_OUTPUTS } from '../storage/partition/batch-outputs.js';
 import { emptyChangeLog } from '../storage/partition/change-log.js';
@@ -149,7 +149,8 @@ export async function restorePartition(
   if (dropped.length > 0) {
     const entries = dropped.map((key) => {
       const bytes = readBinary(store, key as Key);
-      return bytes === undefined ? null : Uint8Array.from(bytes);
+      // lmdb-js reads into one large shared buffer: Uint8Array.from would copy all of it.
+      return bytes === undefined ? null : copyBytes(bytes);
     });
     at = await writer.writeBatch(partition, dropped, entries, {
       epoch, batchTime: last?.batchTime ?? 0, position: last?.position ?? 0, marks: last?.marks ?? {}, keyCount: last?.keyCount ?? 0,

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Packr } from 'msgpackr';
 import { StateSpec, exportJobState, readStateExport } from '../../src/index.js';
-import { decodeEntry, encodeEntry } from '../../src/storage/codec.js';
+import { copyBytes, decodeEntry, encodeEntry } from '../../src/storage/codec.js';
+import { readBinary } from '../../src/storage/partition/state-map.js';
 import { openPartitionStore } from '../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import type { Visits } from '../fixtures/typed-state.js';
@@ -70,5 +71,26 @@ describe('state types across commits', () => {
     // And a state with no Map is still written in that format, byte for byte.
     const plain = { count: 2, pages: [1, 2], at: new Date(5) };
     assert.deepEqual(encodeEntry(plain, 1000), before.pack([plain, 1000]));
+  });
+});
+
+describe('copyBytes', () => {
+  it("copies a value lmdb-js read into its shared buffer: the value's bytes only, kept after the next read", () => {
+    const store = openPartitionStore(tempDir());
+    try {
+      store.env.transactionSync(() => {
+        store.state.putSync('a', Buffer.from([1, 2, 3]));
+        store.state.putSync('b', Buffer.from([9, 9, 9, 9, 9]));
+      });
+      const read = readBinary(store, 'a')!;
+      // lmdb-js hands out one large buffer, its length set to the value's.
+      assert.ok(read.buffer.byteLength > read.length);
+      const copy = copyBytes(read);
+      readBinary(store, 'b');
+      assert.deepEqual([...copy], [1, 2, 3]);
+      assert.equal(copy.buffer.byteLength, 3);
+    } finally {
+      void store.env.close();
+    }
   });
 });

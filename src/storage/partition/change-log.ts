@@ -1,5 +1,5 @@
 import { compareKeys, type Key, type Transaction } from 'lmdb';
-import { messageCodec } from '../codec.js';
+import { copyBytes, messageCodec } from '../codec.js';
 import { KeyedMap } from './keyed-map.js';
 import { readBinary } from './state-map.js';
 import type { PartitionStore } from './store.js';
@@ -27,7 +27,7 @@ function encodeChanges(changes: readonly Change[]): Buffer {
 
 function decodeChanges(bytes: Uint8Array): Change[] {
   const [keys, entries] = messageCodec.unpack(bytes) as [unknown[], Array<Uint8Array | null>];
-  return keys.map((key, i) => [key, entries[i] === null ? null : Uint8Array.from(entries[i]!)]);
+  return keys.map((key, i) => [key, entries[i] === null ? null : copyBytes(entries[i]!)]);
 }
 
 /** Appends a batch's changes (inside the batch's write transaction). */

@@ -121,16 +121,11 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
     return entry;
   }
 
-  put(key: unknown, encoded: Uint8Array, written?: WrittenEntry<S>): void {
-    this.durable.put(key, encoded);
+  put(key: unknown, encoded: Uint8Array, written: WrittenEntry<S>): void {
+    this.durable.put(key, encoded, written);
     if (this.capacity === 0) return;
-    if (written !== undefined && isImmutable(written.state)) {
-      this.staged.push(written);
-      return;
-    }
-    const entry = written === undefined ? decodeEntry<S>(encoded) : undefined;
-    const next = entry !== undefined && isImmutable(entry[0]) ? entry : new EncodedEntry(copyBytes(encoded), written?.time ?? entry![1]);
-    this.staged.push(new StagedChange(key, next, written?.original));
+    if (isImmutable(written.state)) this.staged.push(written);
+    else this.staged.push(new StagedChange(key, new EncodedEntry(copyBytes(encoded), written.time), written.original));
   }
 
   remove(key: unknown): void {

@@ -11,7 +11,7 @@ import type { PartitionStore } from './store.js';
 export interface StateMap<S = unknown> {
   get(key: unknown): StoredEntry<S> | undefined;
   /** `written`, for layers that keep values rather than bytes: what `encoded` holds. */
-  put(key: unknown, encoded: Uint8Array, written?: WrittenEntry<S>): void;
+  put(key: unknown, encoded: Uint8Array, written: WrittenEntry<S>): void;
   remove(key: unknown): void;
 }
 

@@ -12,7 +12,7 @@ function countingMap(map: StateMap<number>) {
   const calls = { get: 0, put: 0, remove: 0 };
   const counting: StateMap<number> = {
     get: (k) => (calls.get++, map.get(k)),
-    put: (k, v) => (calls.put++, map.put(k, v)),
+    put: (k, v, w) => (calls.put++, map.put(k, v, w)),
     remove: (k) => (calls.remove++, map.remove(k)),
   };
   return { counting, calls };

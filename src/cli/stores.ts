@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataDirLockedError } from '../errors.js';
 import { DataDirLock } from '../storage/data-lock.js';
-import { readLayout, type StoreLayout } from '../storage/partition/batch-log.js';
+import { checkStoreFormat, readLayout, type StoreLayout } from '../storage/partition/batch-log.js';
 import { fsyncPath } from '../storage/durable.js';
 import { openPartitionStore, partitionPath, partitionsOnDisk, stateDir, type PartitionStore } from '../storage/partition/store.js';
 import { reshardPaths } from '../storage/reshard/protocol.js';
@@ -55,11 +55,14 @@ export function openStream(dataDir: string, stream: number): OpenStream {
     stores.push(openPartitionStore(first));
     const layout = readLayout(stores[0]);
     if (!layout) throw new CliFailure(`${first} is not a statestream partition store (it has no layout record)`);
+    checkStoreFormat(layout, { path: first, stream, partition: 0 });
     for (let p = 1; p < layout.numPartitions; p++) {
       const path = partitionPath(dataDir, stream, p);
       const problem = checkStoreFile(path);
       if (problem) throw new CliFailure(`partition ${p} of stream ${stream} is damaged: ${problem} (${path}); see 'statestream inspect'`);
-      stores.push(openPartitionStore(path));
+      const store = openPartitionStore(path);
+      stores.push(store);
+      checkStoreFormat(readLayout(store), { path, stream, partition: p });
     }
     return { stores, layout, close };
   } catch (error) {

@@ -10,7 +10,7 @@ import type { ApplyDone, ApplyPrepared } from '../actors/messages.js';
 import type { WorkerSet } from '../actors/worker-set.js';
 import { deserializeError } from '../errors.js';
 import { decodeBatchOutputs, type EncodedOutputs } from '../storage/partition/batch-outputs.js';
-import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
+import { BatchLog, checkStoreFormat, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
 import { StateView } from '../storage/partition/state-view.js';
 import { foldChangeLog } from '../storage/partition/change-log.js';
@@ -163,10 +163,11 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     await rt.coordinator.claim(this.stateIndex, partition, epoch);
     const store = openPartitionStore(partitionPath(this.dataDir, this.stateIndex, partition));
     try {
+      const layout = readLayout(store);
+      checkStoreFormat(layout, { path: store.path, stream: this.stateIndex, partition });
       // A restore writes entries in place: what this store's change log holds goes there first.
       foldChangeLog(store);
       const timeIndexed = this.spec.getTimeout() !== null;
-      const layout = readLayout(store);
       if (layout && layout.numPartitions !== this.numPartitions) {
         throw new ConfigError(`cluster: the store of partition ${partition} of stream ${this.stateIndex} under ${this.dataDir} was written for ${layout.numPartitions} partitions, not ${this.numPartitions}`, { stream: this.stateIndex, partition });
       }

@@ -1,4 +1,5 @@
 import type { Transaction } from 'lmdb';
+import { StoreMismatchError } from '../../errors.js';
 import type { PartitionStore } from './store.js';
 
 export interface CommittedBatch {
@@ -34,10 +35,31 @@ export interface StoreLayout {
   stateVersion?: number;
 }
 
+/** The store format this version writes, and the newest it reads. */
 export const FORMAT_VERSION = 1;
 
 export function readLayout(store: PartitionStore): StoreLayout | undefined {
   return store.meta.get('layout') as StoreLayout | undefined;
+}
+
+/**
+ * Refuses a store that a newer statestream wrote in a format this one does not know: its
+ * batch logs and entries could be misread, and a batch written over them would mix two
+ * formats in one store. Called wherever a job or a tool starts on existing stores, before
+ * anything reads their entries or writes to them. Not a sign of damage: such a store is
+ * never moved aside or restored from a snapshot.
+ */
+export function checkStoreFormat(layout: StoreLayout | undefined, where: { path: string; stream: number; partition: number }): void {
+  if (layout === undefined) return;
+  const version: unknown = layout.formatVersion;
+  const what = `partition ${where.partition} of mapWithState stream ${where.stream} at ${where.path}`;
+  const context = { ...where, formatVersion: version, supported: FORMAT_VERSION };
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
+    throw new StoreMismatchError(`${what} has a layout without a valid format version (${String(version)}); it is not a store this statestream wrote`, context);
+  }
+  if (version > FORMAT_VERSION) {
+    throw new StoreMismatchError(`${what} is in store format ${version}, written by a newer statestream; this one reads formats up to ${FORMAT_VERSION}: run it with a newer statestream`, context);
+  }
 }
 
 export function writeLayout(store: PartitionStore, layout: StoreLayout): void {

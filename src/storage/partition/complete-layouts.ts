@@ -1,4 +1,4 @@
-import { readLayout, writeLayout, type StoreLayout } from './batch-log.js';
+import { checkStoreFormat, readLayout, writeLayout, type StoreLayout } from './batch-log.js';
 import { openPartitionStore, partitionPath, partitionsOnDisk } from './store.js';
 
 /**
@@ -8,6 +8,8 @@ import { openPartitionStore, partitionPath, partitionsOnDisk } from './store.js'
  * it), so before anything does, those are given the layout the others hold. Of several,
  * the one at the lowest state version: a store no batch has written has nothing to
  * migrate, and one written under that version needs the migration.
+ * A store in a format newer than this version reads stops the start here, before anything
+ * reads or writes an entry (checkStoreFormat).
  * Returns the partitions it completed.
  */
 export function completeLayouts(dataDir: string, stream: number): number[] {
@@ -16,7 +18,9 @@ export function completeLayouts(dataDir: string, stream: number): number[] {
   for (const p of partitions) {
     const store = openPartitionStore(partitionPath(dataDir, stream, p));
     try {
-      layouts.set(p, readLayout(store));
+      const layout = readLayout(store);
+      checkStoreFormat(layout, { path: store.path, stream, partition: p });
+      layouts.set(p, layout);
     } finally {
       store.env.close();
     }

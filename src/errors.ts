@@ -75,6 +75,17 @@ export class StoreMismatchError extends StatestreamError {
   }
 }
 
+/**
+ * A partition store whose file is whole could not be opened: lmdb-js failed, not the data
+ * (it can, while another process opens the same store at the same moment). Not damage, so
+ * nothing is restored over it; a new process can try again.
+ */
+export class StoreOpenError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_STORE_OPEN', message, { context, cause, retriable: true });
+  }
+}
+
 /** A state export file (or another StateSource) cannot be used: not an export, written by a newer format, truncated, or holding an entry that cannot be state. */
 export class StateExportError extends StatestreamError {
   constructor(message: string, context: ErrorContext, cause?: unknown) {

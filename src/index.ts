@@ -60,6 +60,7 @@ export {
   PoisonRecordError,
   WorkerCrashError,
   StoreMismatchError,
+  StoreOpenError,
   LifecycleError,
   OffsetStoreError,
   SourceRecordError,

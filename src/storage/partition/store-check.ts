@@ -1,5 +1,6 @@
 import { closeSync, existsSync, fstatSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { StoreOpenError } from '../../errors.js';
 import { BatchLog, readLayout, type StoreLayout } from './batch-log.js';
 import { findUnreachablePage, readMeta, type PageProblem } from './lmdb-file.js';
 import { openPartitionStore, partitionPath } from './store.js';
@@ -65,7 +66,8 @@ export interface PartitionReport {
 
 /**
  * Looks at one partition store: the file check first (LMDB maps the file, and a truncated
- * one would kill this process with SIGBUS), then its layout and last batch.
+ * one would kill this process with SIGBUS), then its layout and last batch. Throws
+ * StoreOpenError when a whole file fails to open for a reason that is not its contents.
  */
 export function examinePartition(dataDir: string, stream: number, partition: number): PartitionReport {
   const path = partitionPath(dataDir, stream, partition);
@@ -88,6 +90,32 @@ export function examinePartition(dataDir: string, stream: number, partition: num
       store.env.close();
     }
   } catch (error) {
-    return { partition, path, bytes, problem: `the store fails to open: ${(error as Error).message}` };
+    if (isDamage(error)) return { partition, path, bytes, problem: `the store fails to open: ${(error as Error).message}` };
+    throw new StoreOpenError(
+      `partition ${partition} of mapWithState stream ${stream} at ${path} could not be opened: ${(error as Error).message}. ` +
+        'Its file is whole, so this is not damage and nothing is restored over it. lmdb-js fails so at times while another ' +
+        'process opens the same store at the same moment, and then keeps failing in this process: try again in a new process',
+      { partition, stream, path },
+      error,
+    );
   }
+}
+
+/** LMDB's codes for a file whose contents are wrong (lmdb.h): past the file check, what still counts as damage. */
+const DAMAGE_CODES = new Set([
+  -30797, // MDB_PAGE_NOTFOUND
+  -30796, // MDB_CORRUPTED
+  -30794, // MDB_VERSION_MISMATCH
+  -30793, // MDB_INVALID
+]);
+
+/**
+ * Whether a failure to open a store whose file passed checkStoreFile shows damage: LMDB's
+ * codes for wrong contents, or a record that does not decode (an error with no code). An
+ * LMDB or system error with another code (EINVAL, EACCES, ENOSPC…) says nothing about the
+ * data: moving such a store aside and restoring an older copy over it would lose batches.
+ */
+function isDamage(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return code === undefined || (typeof code === 'number' && DAMAGE_CODES.has(code));
 }

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { StoreOpenError, murmur2Partitioner } from '../../../src/index.js';
+import { BatchLog, FORMAT_VERSION, writeLayout } from '../../../src/storage/partition/batch-log.js';
+import { encodeRecords } from '../../../src/storage/partition/batch-outputs.js';
+import { examinePartition } from '../../../src/storage/partition/store-check.js';
+import { openPartitionStore, partitionPath, stateDir } from '../../../src/storage/partition/store.js';
+import { restoreDamagedStores } from '../../../src/storage/snapshots/restore.js';
+import { fixture, tempDir } from '../../helpers.js';
+
+/** A stream of two healthy partition stores, each with its layout, a committed batch and some state. */
+function healthyStream(): string {
+  const dataDir = tempDir();
+  for (let p = 0; p < 2; p++) {
+    const store = openPartitionStore(partitionPath(dataDir, 0, p));
+    writeLayout(store, { numPartitions: 2, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed: false, stateVersion: 1 });
+    store.env.transactionSync(() => {
+      for (let i = 0; i < 100; i++) store.state.putSync(`k${i}`, Buffer.from([0x92, i, 0]));
+      new BatchLog(store).record({ batchTime: 1000, outputs: encodeRecords([]), keyCount: 100 });
+    });
+    store.env.close();
+  }
+  return dataDir;
+}
+
+describe('a partition store another process opens at the same moment', () => {
+  it('is never reported damaged: a failure to open a whole file is a StoreOpenError, and a start-up check restores nothing over it', async (t) => {
+    const dataDir = healthyStream();
+    const path = partitionPath(dataDir, 0, 1);
+    // A tool in another process opening and closing the store, as `inspect` or `export` does.
+    const opener = spawn(process.execPath, [new URL(fixture('store-opener')).pathname, path, '4000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let openerOut = '';
+    opener.stdout.on('data', (chunk: Buffer) => (openerOut += chunk));
+    const exited = new Promise((resolve) => opener.on('exit', resolve));
+
+    let examined = 0;
+    let failure: unknown;
+    const deadline = Date.now() + 3500;
+    while (Date.now() < deadline && failure === undefined) {
+      try {
+        const report = examinePartition(dataDir, 0, 1);
+        assert.equal(report.problem, undefined, `examination ${examined + 1} called a healthy store damaged`);
+        assert.equal(report.lastBatch, 1000);
+        examined++;
+      } catch (error) {
+        if (!(error instanceof StoreOpenError)) throw error;
+        failure = error;
+      }
+    }
+    await exited;
+    const { opened } = JSON.parse(openerOut) as { opened: number };
+    assert.ok(opened > 0 && examined > 0, `both processes opened the store (the other ${opened} times, this one ${examined})`);
+    t.diagnostic(`${examined} examinations, the other process opened it ${opened} times; ${failure === undefined ? 'no open failed here' : 'then an open failed here'}`);
+
+    if (failure !== undefined) {
+      // lmdb-js failed this process's open (it does, sooner or later, under this race): the
+      // error says where and why, and a start-up check stops on it rather than restoring.
+      assert.match((failure as Error).message, /partition 1 of mapWithState stream 0 at .*partition-0001 could not be opened: .*not damage/);
+      assert.equal((failure as StoreOpenError).code, 'ERR_STORE_OPEN');
+      await assert.rejects(restoreDamagedStores(dataDir, 0), StoreOpenError);
+      assert.deepEqual(readdirSync(stateDir(dataDir, 0)).sort(), ['partition-0000', 'partition-0001'], 'nothing was moved aside');
+      assert.ok(existsSync(join(path, 'data.mdb')));
+    }
+  });
+});

@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Kafka, logLevel, type Producer } from 'kafkajs';
+import { ChangelogRestore, entryMessage, type BatchEnd, type ChangelogRecord } from '../../../src/cluster/changelog.js';
+import { ChangelogWriter, readChangelog } from '../../../src/cluster/changelog-io.js';
+import { PartitionReader } from '../../../src/cluster/partition-reader.js';
+import { readClusterMeta, restorePartition } from '../../../src/cluster/restore-store.js';
+import { decodeEntry, encodeEntry } from '../../../src/storage/codec.js';
+import { readBinary } from '../../../src/storage/partition/state-map.js';
+import { openPartitionStore, partitionPath, type PartitionStore } from '../../../src/storage/partition/store.js';
+import { tempDir } from '../../helpers.js';
+import { startMockKafka, type MockKafka } from '../services/kafka.js';
+
+const TOPIC = 'dropped-batch-changelog';
+const end = (epoch: number, batchTime: number, position: number, keyCount: number): BatchEnd => ({ epoch, batchTime, position, marks: { 'words:0': [position, 0] }, keyCount });
+
+/**
+ * A new owner takes a state partition whose owner died in the middle of a batch: its
+ * changelog holds that batch's entries but not its end. The restore drops the batch, and
+ * writes each key it touched again, with the value the partition holds as restored, so that
+ * compaction (which keeps only the newest record of a key) cannot bring the dropped value
+ * back for the next owner. On a real broker (librdkafka's mock cluster) and a real LMDB store.
+ */
+describe('cluster restore after an owner died in a batch (librdkafka mock broker)', { timeout: 120_000 }, () => {
+  let kafka: MockKafka;
+  let client: Kafka;
+  let producer: Producer;
+  let reader: PartitionReader;
+  let writer: ChangelogWriter;
+
+  before(async () => {
+    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }] });
+    client = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING });
+    producer = client.producer({ maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    await producer.connect();
+    writer = new ChangelogWriter(producer, TOPIC);
+    reader = new PartitionReader(client, [TOPIC], 'dropped-batch-test');
+    await reader.start();
+  });
+  after(async () => {
+    await reader?.stop();
+    await producer?.disconnect();
+    await kafka?.stop();
+  });
+
+  async function highWatermark(): Promise<number> {
+    const admin = client.admin();
+    await admin.connect();
+    try {
+      return Number((await admin.fetchTopicOffsets(TOPIC))[0].high);
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  async function changelogRecords(): Promise<ChangelogRecord[]> {
+    const records: ChangelogRecord[] = [];
+    await readChangelog(reader, TOPIC, 0, 0, await highWatermark(), { read: (r) => void records.push(r) }, 30_000);
+    return records;
+  }
+
+  function restoreOptions(epoch: number, owner: string) {
+    return { timeIndexed: false, reader, writer, partition: 0, low: 0, epoch, owner, timeoutMs: 30_000 };
+  }
+
+  function state(store: PartitionStore, key: unknown): unknown {
+    const bytes = readBinary(store, key as string);
+    return bytes === undefined ? undefined : decodeEntry(bytes)[0];
+  }
+
+  it('writes the keys of the batch that never ended again, with their restored values, and the next owner restores those', async () => {
+    // Owner a, epoch 1: batch 100 whole, then batch 250 cut short after two of its entries.
+    await writer.writeEpoch(0, 1, 'a');
+    await writer.writeTakeover(0, 1, undefined);
+    await writer.writeBatch(0, ['y', 'z', ['t', 2]], [encodeEntry(5, 100), encodeEntry(7, 100), null], end(1, 100, 10, 2));
+    await producer.send({ topic: TOPIC, acks: -1, messages: [entryMessage(1, 250, 'y', encodeEntry(9, 250)), entryMessage(1, 250, ['t', 2], encodeEntry(1, 250))].map((m) => ({ ...m, partition: 0 })) });
+
+    // Owner b, epoch 2, on a store of its own.
+    const storeB = openPartitionStore(partitionPath(tempDir(), 0, 0));
+    try {
+      const outcome = await restorePartition(storeB, restoreOptions(2, 'b'));
+      assert.equal(outcome.rewritten, 2, 'the two keys batch 250 touched');
+      assert.deepEqual(outcome.last, end(1, 100, 10, 2), 'batch 100 is the last whole batch');
+      assert.equal(state(storeB, 'y'), 5, 'batch 250 was dropped');
+      assert.equal(state(storeB, 'z'), 7);
+      assert.equal(state(storeB, JSON.parse('["t",2]')), undefined);
+      assert.equal(readClusterMeta(storeB)?.epoch, 2);
+    } finally {
+      storeB.env.close();
+    }
+
+    // What b wrote after its takeover: each dropped key again, byte for byte the entry it
+    // restored (not the dropped one, and no more bytes than the entry), then a batch end of epoch 2.
+    const records = await changelogRecords();
+    const takeover = records.findIndex((r) => r.kind === 'takeover' && r.epoch === 2);
+    assert.ok(takeover > 0, 'b wrote its takeover');
+    const rewrite = records.slice(takeover + 1);
+    assert.deepEqual(
+      rewrite.map((r) => (r.kind === 'entry' ? [r.epoch, r.key, r.value === null ? null : Buffer.from(r.value).toString('hex')] : [r.kind, r.epoch])),
+      [[2, 'y', encodeEntry(5, 100).toString('hex')], [2, ['t', 2], null], ['end', 2]],
+    );
+
+    // Owner c, epoch 3, on a fresh store: restores the same state, batch 250 nowhere.
+    const storeC = openPartitionStore(partitionPath(tempDir(), 0, 0));
+    try {
+      await restorePartition(storeC, restoreOptions(3, 'c'));
+      assert.equal(state(storeC, 'y'), 5);
+      assert.equal(state(storeC, 'z'), 7);
+      assert.equal(state(storeC, JSON.parse('["t",2]')), undefined);
+    } finally {
+      storeC.env.close();
+    }
+
+    // Whatever c wrote again after its takeover (it may write the keys of batch 250 once
+    // more) is the restored value too.
+    const afterC = await changelogRecords();
+    const takeoverC = afterC.findIndex((r) => r.kind === 'takeover' && r.epoch === 3);
+    assert.ok(takeoverC > takeover, 'c wrote its takeover');
+    for (const r of afterC.slice(takeoverC + 1)) {
+      if (r.kind !== 'entry') continue;
+      assert.deepEqual([r.key, r.value === null ? null : Buffer.from(r.value).toString('hex')], JSON.stringify(r.key) === '"y"' ? ['y', encodeEntry(5, 100).toString('hex')] : [['t', 2], null]);
+    }
+
+    // A log compacted down to the newest record of each key still restores y = 5: the
+    // rewrite is newer than batch 250's entry, which a restore would otherwise be left with.
+    const compacted = new Map<string, ChangelogRecord>();
+    for (const r of records) if (r.kind === 'entry') compacted.set(JSON.stringify(r.key), r);
+    const newest = compacted.get('"y"');
+    assert.ok(newest?.kind === 'entry' && newest.epoch === 2 && decodeEntry(newest.value!)[0] === 5);
+    const restored = new Map<string, number | null>();
+    const restore = new ChangelogRestore((key, value) => void restored.set(JSON.stringify(key), value === null ? null : (decodeEntry(value)[0] as number)));
+    for (const r of records.filter((r) => r.kind !== 'entry' || compacted.get(JSON.stringify(r.key)) === r)) restore.read(r);
+    restore.dropWaiting(3);
+    assert.equal(restored.get('"y"'), 5);
+    assert.equal(restored.get('["t",2]') ?? null, null);
+  });
+});

@@ -51,9 +51,10 @@ describe('a partition store another process opens at the same moment', () => {
       }
     }
     await exited;
-    const { opened } = JSON.parse(openerOut) as { opened: number };
-    assert.ok(opened > 0 && examined > 0, `both processes opened the store (the other ${opened} times, this one ${examined})`);
-    t.diagnostic(`${examined} examinations, the other process opened it ${opened} times; ${failure === undefined ? 'no open failed here' : 'then an open failed here'}`);
+    const { opened, failed } = JSON.parse(openerOut) as { opened: number; failed: number };
+    // Either process may fail its very first open (then it keeps failing): what must hold is that both tried.
+    assert.ok(opened + failed > 0 && (examined > 0 || failure !== undefined), `both processes opened the store (the other ${opened} times and failed ${failed} times, this one ${examined} times)`);
+    t.diagnostic(`${examined} examinations, the other process opened it ${opened} times (and failed ${failed}); ${failure === undefined ? 'no open failed here' : 'then an open failed here'}`);
 
     if (failure !== undefined) {
       // lmdb-js failed this process's open (it does, sooner or later, under this race): the

@@ -102,7 +102,8 @@ export class ChangelogRestore implements RecordSink {
   /**
    * Keys whose newest entry was dropped at a takeover (its batch never ended). On a compacted
    * topic that entry may already have displaced the key's whole one, so the owner that
-   * restores writes the key again, under its own epoch (see restore-store.ts).
+   * restores writes the key again, under its own epoch (see restore-store.ts). A whole batch
+   * that writes the key later (that rewrite, or any batch after) takes it off.
    */
   readonly dropped = new Map<string, unknown>();
   /** The newest whole batch, once one was read (or accepted by a marker). */
@@ -135,8 +136,7 @@ export class ChangelogRestore implements RecordSink {
     }
     for (const [id, entry] of this.pending) {
       if (entry.epoch !== record.epoch || entry.batchTime > record.batchTime) continue;
-      this.write(entry.key, entry.value, entry.batchTime);
-      this.pending.delete(id);
+      this.apply(id, entry);
     }
     this.last = { epoch: record.epoch, batchTime: record.batchTime, position: record.position, marks: record.marks, keyCount: record.keyCount };
   }
@@ -145,10 +145,19 @@ export class ChangelogRestore implements RecordSink {
   private settle(whole: (entry: Extract<ChangelogRecord, { kind: 'entry' }>) => boolean, epoch: number): void {
     for (const [id, entry] of this.pending) {
       if (entry.epoch >= epoch) continue;
-      if (whole(entry)) this.write(entry.key, entry.value, entry.batchTime);
-      else this.dropped.set(id, entry.key);
-      this.pending.delete(id);
+      if (whole(entry)) this.apply(id, entry);
+      else {
+        this.dropped.set(id, entry.key);
+        this.pending.delete(id);
+      }
     }
+  }
+
+  /** Writes an entry of a whole batch: its key's newest entry is whole again, so a later restore need not write it again. */
+  private apply(id: string, entry: Extract<ChangelogRecord, { kind: 'entry' }>): void {
+    this.write(entry.key, entry.value, entry.batchTime);
+    this.pending.delete(id);
+    this.dropped.delete(id);
   }
 
   /** Keys whose last entries wait for a batch end (a batch that has not ended, or never will). */

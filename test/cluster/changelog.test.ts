@@ -50,6 +50,18 @@ describe('changelog restore', () => {
     assert.equal(restorer.epoch, 2);
   });
 
+  it('a key written again by a whole batch after its entry was dropped is not written again by the next owner', () => {
+    const { state, restorer } = restore([
+      epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'y', v(5)), entryMessage(1, 100, 'z', v(6)), end(1, 100, 10),
+      entryMessage(1, 250, 'y', v(9)), entryMessage(1, 250, 'z', v(8)), // a dies in batch 250
+      epochMessage(2, 'b'), takeoverMessage(2, batchEnd(1, 100, 10)),
+      entryMessage(2, 100, 'y', v(5)), end(2, 100, 10), // b writes y again as restored (and not z: say it failed to)
+      epochMessage(3, 'c'),
+    ]);
+    assert.deepEqual(restorer.dropWaiting(3), ['z'], 'y is whole again; z still needs writing');
+    assert.deepEqual(state, { '"y"': 5, '"z"': 6 });
+  });
+
   it('a new owner learns which keys a batch that never ended touched, to write them again', () => {
     const { restorer } = restore([
       epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'y', v(5)), end(1, 100, 10),

@@ -103,7 +103,8 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
     // Owner c, epoch 3, on a fresh store: restores the same state, batch 250 nowhere.
     const storeC = openPartitionStore(partitionPath(tempDir(), 0, 0));
     try {
-      await restorePartition(storeC, restoreOptions(3, 'c'));
+      const outcome = await restorePartition(storeC, restoreOptions(3, 'c'));
+      assert.equal(outcome.rewritten, 0, "b's rewrite made the keys whole again: nothing to write again");
       assert.equal(state(storeC, 'y'), 5);
       assert.equal(state(storeC, 'z'), 7);
       assert.equal(state(storeC, JSON.parse('["t",2]')), undefined);
@@ -111,15 +112,10 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
       storeC.env.close();
     }
 
-    // Whatever c wrote again after its takeover (it may write the keys of batch 250 once
-    // more) is the restored value too.
     const afterC = await changelogRecords();
     const takeoverC = afterC.findIndex((r) => r.kind === 'takeover' && r.epoch === 3);
     assert.ok(takeoverC > takeover, 'c wrote its takeover');
-    for (const r of afterC.slice(takeoverC + 1)) {
-      if (r.kind !== 'entry') continue;
-      assert.deepEqual([r.key, r.value === null ? null : Buffer.from(r.value).toString('hex')], JSON.stringify(r.key) === '"y"' ? ['y', encodeEntry(5, 100).toString('hex')] : [['t', 2], null]);
-    }
+    assert.deepEqual(afterC.slice(takeoverC + 1), [], 'and nothing after it');
 
     // A log compacted down to the newest record of each key still restores y = 5: the
     // rewrite is newer than batch 250's entry, which a restore would otherwise be left with.

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BatchEvents, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, type RecoveryIncompleteEvent, type StateRestoredEvent } from '../../../src/index.js';
+import { FORMAT_VERSION } from '../../../src/storage/partition/batch-log.js';
 import { partitionPath } from '../../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
 
@@ -60,6 +61,30 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
       for (const [key, state] of stream.store().entries()) {
         const heldBy = murmur2Partitioner.partition(key, 3) === 1 ? 1000 : 2000;
         assert.equal(state, stateAt.get(heldBy)!.get(key), `${key} (partition ${murmur2Partitioner.partition(key, 3)}) is as of batch ${heldBy}`);
+      }
+    } finally {
+      await ssc.stop();
+    }
+  });
+
+  it('skips a snapshot whose stores a newer statestream wrote (a newer store format), and restores from the newest it can read', async () => {
+    const { dataDir, stateAt } = await snapshotted(() => 3);
+    rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
+    // What a newer statestream's snapshot of batch 3000 would say of its stores.
+    const manifestFile = join(dataDir, 'snapshots', '3000', 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { streams: Array<{ storeFormatVersion: number }> };
+    manifest.streams[0].storeFormatVersion = FORMAT_VERSION + 1;
+    writeFileSync(manifestFile, JSON.stringify(manifest));
+
+    const restored: StateRestoredEvent[] = [];
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(4000) });
+    const stream = ssc.queueStream<[string, number]>().mapWithState(spec(3));
+    ssc.on(BatchEvents.STATE_RESTORED, (e) => restored.push(e));
+    await ssc.start();
+    try {
+      assert.deepEqual(restored.map((e) => [e.snapshot, e.partitions.map((p) => [p.partition, p.lastBatch])]), [[2000, [[1, 2000]]]], '3000 is in a store format this version does not read');
+      for (const [key, state] of stream.store().entries()) {
+        if (murmur2Partitioner.partition(key, 3) === 1) assert.equal(state, stateAt.get(2000)!.get(key), `${key} is as of batch 2000`);
       }
     } finally {
       await ssc.stop();

@@ -76,13 +76,14 @@ export class StoreMismatchError extends StatestreamError {
 }
 
 /**
- * A partition store whose file is whole could not be opened: lmdb-js failed, not the data
- * (it can, while another process opens the same store at the same moment). Not damage, so
- * nothing is restored over it; a new process can try again.
+ * A partition store whose file is whole could not be opened, for a reason that is not its
+ * data (lmdb-js failing while another process opens the same store at the same moment, a
+ * permission, a full disk). Not damage, so nothing is restored over it. Retriable when it
+ * is that race: a new process can try again.
  */
 export class StoreOpenError extends StatestreamError {
-  constructor(message: string, context: ErrorContext, cause?: unknown) {
-    super('ERR_STORE_OPEN', message, { context, cause, retriable: true });
+  constructor(message: string, context: ErrorContext, cause?: unknown, retriable = false) {
+    super('ERR_STORE_OPEN', message, { context, cause, retriable });
   }
 }
 

@@ -61,7 +61,7 @@ export async function inspect(args: string[]): Promise<number> {
   const indexes = streamGiven ? [stream] : [...new Set([...streamsOnDisk(dataDir), ...streamsMidReshard(dataDir)])].sort((a, b) => a - b);
   const streams: StreamReport[] = indexes.map((s) => {
     const partitions = examineStream(dataDir, s);
-    const healthy = partitions.filter((p) => !p.problem);
+    const healthy = partitions.filter((p) => !p.problem && !p.unreadable);
     const lastBatch = healthy.reduce<number | undefined>((m, p) => (p.lastBatch !== undefined && (m === undefined || p.lastBatch > m) ? p.lastBatch : m), undefined);
     return {
       stream: s, layout: healthy[0]?.layout, keyCount: healthy.reduce((n, p) => n + (p.keyCount ?? 0), 0), lastBatch,
@@ -95,7 +95,7 @@ export async function inspect(args: string[]): Promise<number> {
   } else {
     offsets = { from: 'none' };
   }
-  const problems = streams.flatMap((s) => s.partitions.filter((p) => p.problem).map((p) => `stream ${s.stream} partition ${p.partition}: ${p.problem}`));
+  const problems = streams.flatMap((s) => s.partitions.filter((p) => p.problem || p.unreadable).map((p) => `stream ${s.stream} partition ${p.partition}: ${p.problem ?? `not read: ${p.unreadable}`}`));
   const missing = [
     ...(streamGiven && streams[0].partitions.length === 0 ? [`stream ${stream} has no state under ${dataDir}`] : []),
     ...(zkProblem ? [zkProblem] : []),
@@ -144,7 +144,7 @@ function humanReport(report: Report, streams: StreamReport[]): string {
       table([
         ['partition', 'health', 'keys', 'last batch', 'data.mdb', 'dead letters', 'path'],
         ...s.partitions.map((p) => [
-          String(p.partition), p.problem ? `DAMAGED: ${p.problem}` : p.initialised === false ? 'empty (never initialised)' : 'ok', p.keyCount === undefined ? '-' : String(p.keyCount),
+          String(p.partition), p.problem ? `DAMAGED: ${p.problem}` : p.unreadable ? `UNREADABLE: ${p.unreadable}` : p.initialised === false ? 'empty (never initialised)' : 'ok', p.keyCount === undefined ? '-' : String(p.keyCount),
           p.lastBatch === undefined ? '-' : String(p.lastBatch), p.bytes === undefined ? '-' : formatBytes(p.bytes),
           p.deadLetters === undefined ? '-' : String(p.deadLetters), p.path,
         ]),

@@ -2,7 +2,7 @@ import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs
 import { join } from 'node:path';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { partitionFolder, stateDir } from '../storage/partition/store.js';
-import { findSnapshot, listSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
+import { findSnapshot, listSnapshots, newerStoreFormat, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
 import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
 import { fsyncPath, fsyncTree } from '../storage/durable.js';
@@ -199,6 +199,8 @@ async function restore(args: string[]): Promise<number> {
   }
   const manifest = info.manifest.streams.find((m) => m.stream === stream);
   if (!manifest) throw new CliFailure(`snapshot ${batchTime} holds no state of stream ${stream} (it holds streams ${info.manifest.streams.map((m) => m.stream).join(', ')})`);
+  const newer = newerStoreFormat(manifest);
+  if (newer) throw new CliFailure(`snapshot ${batchTime} cannot be restored by this statestream, nothing was changed: ${newer}`);
   const problems = await verifySnapshot(info, { stream, partitions: manifest.partitions.map((p) => p.partition) });
   if (problems.length > 0) throw new CliFailure(`snapshot ${batchTime} is damaged, nothing was changed: ${problems.join('; ')}`);
 

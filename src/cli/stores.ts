@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { DataDirLockedError } from '../errors.js';
+import { DataDirLockedError, StatestreamError } from '../errors.js';
 import { DataDirLock } from '../storage/data-lock.js';
 import { checkStoreFormat, readLayout, type StoreLayout } from '../storage/partition/batch-log.js';
 import { fsyncPath } from '../storage/durable.js';
@@ -20,7 +20,15 @@ export function streamsOnDisk(dataDir: string): number[] {
 /** Every partition the layout names, plus any stray folder; a partition the layout names but that is missing is reported missing. */
 export function examineStream(dataDir: string, stream: number): PartitionReport[] {
   const present = partitionsOnDisk(dataDir, stream);
-  const reports = present.map((p) => examinePartition(dataDir, stream, p));
+  const reports = present.map((p): PartitionReport => {
+    try {
+      return examinePartition(dataDir, stream, p);
+    } catch (error) {
+      // Not damage, and not a reason to leave the other partitions unreported.
+      if (!(error instanceof StatestreamError)) throw error;
+      return { partition: p, path: partitionPath(dataDir, stream, p), bytes: undefined, problem: undefined, unreadable: error.message };
+    }
+  });
   const numPartitions = reports.find((r) => r.layout)?.layout?.numPartitions;
   // A cluster instance's folder holds the partitions it owned, not all of them.
   if (numPartitions !== undefined && !reports.some((r) => r.cluster)) {

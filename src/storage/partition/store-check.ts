@@ -1,7 +1,7 @@
 import { closeSync, existsSync, fstatSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { StoreOpenError } from '../../errors.js';
-import { BatchLog, readLayout, type StoreLayout } from './batch-log.js';
+import { StatestreamError, StoreOpenError } from '../../errors.js';
+import { BatchLog, checkStoreFormat, readLayout, type StoreLayout } from './batch-log.js';
 import { findUnreachablePage, readMeta, type PageProblem } from './lmdb-file.js';
 import { openPartitionStore, partitionPath } from './store.js';
 
@@ -54,6 +54,8 @@ export interface PartitionReport {
   bytes: number | undefined;
   /** What is wrong with the store; undefined when it is healthy. */
   problem: string | undefined;
+  /** Why the store could not be read now, when that is not damage (a newer store format, a failure to open that is not its data). */
+  unreadable?: string;
   layout?: StoreLayout;
   /** False for a store a first start created and never initialised. */
   initialised?: boolean;
@@ -67,7 +69,9 @@ export interface PartitionReport {
 /**
  * Looks at one partition store: the file check first (LMDB maps the file, and a truncated
  * one would kill this process with SIGBUS), then its layout and last batch. Throws
- * StoreOpenError when a whole file fails to open for a reason that is not its contents.
+ * StoreMismatchError for a store in a newer format (checkStoreFormat), before its records
+ * are decoded, and StoreOpenError when a whole file fails to open for a reason that is not
+ * its contents: neither is damage, and neither may be restored over.
  */
 export function examinePartition(dataDir: string, stream: number, partition: number): PartitionReport {
   const path = partitionPath(dataDir, stream, partition);
@@ -79,6 +83,7 @@ export function examinePartition(dataDir: string, stream: number, partition: num
     const store = openPartitionStore(path);
     try {
       const layout = readLayout(store);
+      checkStoreFormat(layout, { path, stream, partition });
       const last = new BatchLog(store).last();
       // No layout: created by a first start that was cut short, which the next start initialises (not damage).
       return {
@@ -90,32 +95,44 @@ export function examinePartition(dataDir: string, stream: number, partition: num
       store.env.close();
     }
   } catch (error) {
-    if (isDamage(error)) return { partition, path, bytes, problem: `the store fails to open: ${(error as Error).message}` };
+    if (error instanceof StatestreamError) throw error;
+    if (isStoreDamage(error)) return { partition, path, bytes, problem: `the store fails to open: ${(error as Error).message}` };
+    const code = (error as { code?: unknown }).code;
+    const race = code === EINVAL || code === MDB_BAD_TXN;
     throw new StoreOpenError(
-      `partition ${partition} of mapWithState stream ${stream} at ${path} could not be opened: ${(error as Error).message}. ` +
-        'Its file is whole, so this is not damage and nothing is restored over it. lmdb-js fails so at times while another ' +
-        'process opens the same store at the same moment, and then keeps failing in this process: try again in a new process',
-      { partition, stream, path },
+      `partition ${partition} of mapWithState stream ${stream} at ${path} could not be opened: ${(error as Error).message} (code ${String(code)}). ` +
+        'Its data.mdb is whole, so this is not damage and nothing is restored over it' +
+        (race
+          ? '. lmdb-js fails so at times while another process opens the same store at the same moment, and then keeps failing in this process: try again in a new process'
+          : ''),
+      { partition, stream, path, code },
       error,
+      race,
     );
   }
 }
 
-/** LMDB's codes for a file whose contents are wrong (lmdb.h): past the file check, what still counts as damage. */
+const EINVAL = 22;
+const MDB_BAD_TXN = -30782;
+
+/**
+ * LMDB's codes for pages whose contents are wrong (lmdb.h). MDB_INVALID and
+ * MDB_VERSION_MISMATCH are not among them: past the file check (which read data.mdb's meta
+ * pages), LMDB gives them for a lock file another process holds in another format, or for
+ * data of another LMDB version, and neither is damage to restore over.
+ */
 const DAMAGE_CODES = new Set([
   -30797, // MDB_PAGE_NOTFOUND
   -30796, // MDB_CORRUPTED
-  -30794, // MDB_VERSION_MISMATCH
-  -30793, // MDB_INVALID
 ]);
 
 /**
  * Whether a failure to open a store whose file passed checkStoreFile shows damage: LMDB's
- * codes for wrong contents, or a record that does not decode (an error with no code). An
+ * codes for wrong pages, or a record that does not decode (an error with no code). An
  * LMDB or system error with another code (EINVAL, EACCES, ENOSPC…) says nothing about the
  * data: moving such a store aside and restoring an older copy over it would lose batches.
  */
-function isDamage(error: unknown): boolean {
+export function isStoreDamage(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;
   return code === undefined || (typeof code === 'number' && DAMAGE_CODES.has(code));
 }

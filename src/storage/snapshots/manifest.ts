@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SnapshotError } from '../../errors.js';
+import { FORMAT_VERSION } from '../partition/batch-log.js';
 import { sha256FileSync, sha256Files } from './checksum.js';
 
 export const SNAPSHOT_FORMAT_VERSION = 1;
@@ -72,6 +73,13 @@ export function readManifest(path: string): SnapshotManifest {
     throw new SnapshotError(`the snapshot at ${path} has format version ${manifest.formatVersion}; this statestream reads up to ${SNAPSHOT_FORMAT_VERSION}`, { snapshot: path });
   }
   return manifest;
+}
+
+/** Why this version cannot use a snapshot stream's copies (stores in a newer store format), or undefined. */
+export function newerStoreFormat(stream: SnapshotStream): string | undefined {
+  return stream.storeFormatVersion > FORMAT_VERSION
+    ? `its stores are in store format ${stream.storeFormatVersion}, written by a newer statestream (this one reads up to ${FORMAT_VERSION})`
+    : undefined;
 }
 
 /** Whole snapshots, newest first. Half-written ones are not listed (their names say so). */

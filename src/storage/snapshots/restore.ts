@@ -2,9 +2,8 @@ import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs
 import { dirname, join } from 'node:path';
 import { SnapshotError } from '../../errors.js';
 import { fsyncTree } from '../durable.js';
-import { FORMAT_VERSION } from '../partition/batch-log.js';
 import { partitionPath, partitionsOnDisk } from '../partition/store.js';
-import { listSnapshots, verifySnapshot, type SnapshotInfo } from './manifest.js';
+import { listSnapshots, newerStoreFormat, verifySnapshot, type SnapshotInfo } from './manifest.js';
 import { examinePartition } from '../partition/store-check.js';
 
 export interface RestoredPartition {
@@ -59,8 +58,9 @@ export async function restoreDamagedStores(dataDir: string, stream: number): Pro
       rejected.push(`${snapshot.batchTime}: has ${manifest.numPartitions} partitions, the stores have ${numPartitions}`);
       continue;
     }
-    if (manifest.storeFormatVersion > FORMAT_VERSION) {
-      rejected.push(`${snapshot.batchTime}: its stores are in store format ${manifest.storeFormatVersion}, written by a newer statestream (this one reads up to ${FORMAT_VERSION})`);
+    const newer = newerStoreFormat(manifest);
+    if (newer) {
+      rejected.push(`${snapshot.batchTime}: ${newer}`);
       continue;
     }
     if (oldestHealthy !== undefined && snapshot.batchTime > oldestHealthy) {

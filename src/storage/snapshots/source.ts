@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SnapshotError } from '../../errors.js';
 import { openPartitionStore } from '../partition/store.js';
-import { readManifest, verifySnapshotSync, type SnapshotStream } from './manifest.js';
+import { newerStoreFormat, readManifest, verifySnapshotSync, type SnapshotStream } from './manifest.js';
 import type { StateSource } from '../export/state-source.js';
 import { storeEntries, type ExportEntry } from '../export/state-export.js';
 
@@ -35,6 +35,8 @@ export function readSnapshotState<K = unknown, S = unknown>(path: string, option
   const streamIndex = options.stream ?? 0;
   const stream: SnapshotStream | undefined = manifest.streams.find((s) => s.stream === streamIndex);
   if (!stream) throw new SnapshotError(`the snapshot at ${path} has no stream ${streamIndex} (it has ${manifest.streams.map((s) => s.stream).join(', ')})`, { snapshot: path, stream: streamIndex });
+  const newer = newerStoreFormat(stream);
+  if (newer) throw new SnapshotError(`the snapshot at ${path} cannot be read: ${newer}`, { snapshot: path, stream: streamIndex });
   return {
     description: `snapshot ${path}`,
     stateVersion: stream.stateVersion,

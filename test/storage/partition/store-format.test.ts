@@ -69,6 +69,32 @@ describe('a partition store in a newer format', () => {
     });
   });
 
+  it('is refused, not taken for damage and restored over, when this version cannot even decode its records', async () => {
+    // A job folder with a snapshot to restore from, should the start call the store damaged.
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 1 });
+    try {
+      await job.batchWithSnapshot(keys.map((k) => [k, 1]));
+    } finally {
+      await job.ssc.stop();
+    }
+    writtenByNewerVersion(dataDir, 1);
+    // Its last-batch record in a form this version's MessagePack reader cannot decode (an array of 3 that ends after 1).
+    withStore(dataDir, 1, (store) => store.env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' }).putSync('last-batch', Buffer.from([0x93, 0x01])));
+    const before = withStore(dataDir, 1, (store) => store.env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' }).getBinary('last-batch'));
+
+    await assert.rejects(keyedJob(spec(), { dataDir, startMs: 5000 }), (error: unknown) => {
+      assert.ok(error instanceof StoreMismatchError, String(error));
+      assert.match(error.message, /partition 1 of mapWithState stream 0 at .*partition-0001 is in store format/);
+      return true;
+    });
+    assert.equal(existsSync(`${dataDir}/damaged`), false, 'nothing was moved aside');
+    withStore(dataDir, 1, (store) => {
+      assert.equal(readLayout(store)?.formatVersion, FORMAT_VERSION + 1, 'the store was not replaced by the snapshot\'s copy');
+      assert.deepEqual(store.env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' }).getBinary('last-batch'), before);
+    });
+  });
+
   it('is refused by the command-line tool too, before it reads an entry', async () => {
     const dataDir = await jobFolder(keys);
     writtenByNewerVersion(dataDir, 2);
@@ -77,6 +103,17 @@ describe('a partition store in a newer format', () => {
     assert.notEqual(result.status, 0, result.stdout);
     assert.match(result.stderr, new RegExp(`partition 2 of mapWithState stream 0 at .*partition-0002 is in store format ${FORMAT_VERSION + 1}`));
     assert.equal(existsSync(`${out}/state.export`), false, 'no export was written');
+  });
+
+  it('inspect reports it as unreadable, not damaged, and still reports the other partitions', async () => {
+    const dataDir = await jobFolder(keys);
+    writtenByNewerVersion(dataDir, 2);
+    const result = spawnSync(process.execPath, [cli, 'inspect', '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(result.stdout, /0\s+ok\s+/);
+    assert.match(result.stdout, /1\s+ok\s+/);
+    assert.match(result.stdout, new RegExp(`2\\s+UNREADABLE: partition 2 of mapWithState stream 0 at .*partition-0002 is in store format ${FORMAT_VERSION + 1}`));
+    assert.doesNotMatch(result.stdout, /DAMAGED/);
   });
 
   it('a store in this version\'s format starts as before (the check lets it through)', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BatchEvents, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, type RecoveryIncompleteEvent, type StateRestoredEvent } from '../../../src/index.js';
+import { BatchEvents, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type StateRestoredEvent } from '../../../src/index.js';
 import { FORMAT_VERSION } from '../../../src/storage/partition/batch-log.js';
 import { partitionPath } from '../../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
@@ -89,6 +89,21 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     } finally {
       await ssc.stop();
     }
+  });
+
+  it('readSnapshotState refuses a snapshot of stores in a newer format when it is called, before any entry is read', async () => {
+    const { dataDir } = await snapshotted(() => 3);
+    const path = join(dataDir, 'snapshots', '3000');
+    const manifestFile = join(path, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { streams: Array<{ storeFormatVersion: number }> };
+    assert.doesNotThrow(() => readSnapshotState(path));
+    manifest.streams[0].storeFormatVersion = FORMAT_VERSION + 1;
+    writeFileSync(manifestFile, JSON.stringify(manifest));
+    assert.throws(() => readSnapshotState(path), (error: unknown) => {
+      assert.ok(error instanceof SnapshotError, String(error));
+      assert.match(error.message, new RegExp(`the snapshot at .*3000 cannot be read: its stores are in store format ${FORMAT_VERSION + 1}, written by a newer statestream`));
+      return true;
+    });
   });
 
   it('refuses with a SnapshotError that says why each snapshot was rejected (another partition count among them), and moves nothing', async () => {

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataDirLockedError, StatestreamError } from '../errors.js';
 import { DataDirLock } from '../storage/data-lock.js';
@@ -26,7 +26,9 @@ export function examineStream(dataDir: string, stream: number): PartitionReport[
     } catch (error) {
       // Not damage, and not a reason to leave the other partitions unreported.
       if (!(error instanceof StatestreamError)) throw error;
-      return { partition: p, path: partitionPath(dataDir, stream, p), bytes: undefined, problem: undefined, unreadable: error.message };
+      const path = partitionPath(dataDir, stream, p);
+      const file = join(path, 'data.mdb');
+      return { partition: p, path, bytes: existsSync(file) ? statSync(file).size : undefined, problem: undefined, unreadable: error.message };
     }
   });
   const numPartitions = reports.find((r) => r.layout)?.layout?.numPartitions;

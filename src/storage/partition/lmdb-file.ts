@@ -22,6 +22,9 @@ const NO_PAGE = 0xffffffffffffffffn;
 const P_BRANCH = 0x01;
 const P_LEAF = 0x02;
 const P_LEAF2 = 0x20;
+const P_META = 0x08;
+/** The page header's flags: after pgno u64, txnid u64 and pad u16. */
+const PAGE_FLAGS_AT = 18;
 const F_BIGDATA = 0x01;
 const F_SUBDATA = 0x02;
 const MDB_DUPSORT = 0x04;
@@ -71,6 +74,8 @@ export function readMeta(fd: number, size: number): MetaRead {
   const first = Buffer.alloc(256);
   if (readAt(fd, first, 256, 0) < 256) return { problem: `data.mdb is ${size} bytes, too short to be an LMDB file` };
   if (first.readUInt32LE(PAGE_HEADER) !== META_MAGIC) return { problem: 'data.mdb does not start with an LMDB meta page' };
+  // LMDB refuses a first page without the meta flag as MDB_INVALID, which past this check no longer counts as damage.
+  if ((first.readUInt16LE(PAGE_FLAGS_AT) & P_META) === 0) return { problem: 'data.mdb starts with the meta page\'s magic number, but its first page is not flagged as a meta page' };
   const pageSize = first.readUInt32LE(META_DBS_AT);
   if (pageSize < 512 || pageSize > 65536 || (pageSize & (pageSize - 1)) !== 0) return { problem: `data.mdb declares an impossible page size (${pageSize})` };
   const second = Buffer.alloc(256);

@@ -34,6 +34,12 @@ function withStore<T>(dataDir: string, partition: number, use: (store: ReturnTyp
   }
 }
 
+/** Starts a job on the folder (and stops it again, should it start: a test then fails cleanly). */
+async function startedAndStopped(dataDir: string): Promise<void> {
+  const job = await keyedJob(spec(), { dataDir, startMs: 5000 });
+  await job.ssc.stop();
+}
+
 /** What a newer statestream would leave: partition `partition`'s layout in a format this one does not know. */
 function writtenByNewerVersion(dataDir: string, partition: number): StoreLayout {
   return withStore(dataDir, partition, (store) => {
@@ -52,7 +58,7 @@ describe('a partition store in a newer format', () => {
     const entriesBefore = withStore(dataDir, 1, (store) => [...store.state.getRange({})].map(({ key, value }) => [key, decodeEntry(value)]));
     assert.ok(entriesBefore.length > 0, 'partition 1 holds state');
 
-    await assert.rejects(keyedJob(spec(), { dataDir, startMs: 5000 }), (error: unknown) => {
+    await assert.rejects(startedAndStopped(dataDir), (error: unknown) => {
       assert.ok(error instanceof StoreMismatchError, String(error));
       assert.match(error.message, new RegExp(`partition 1 of mapWithState stream 0 at .*partition-0001 is in store format ${FORMAT_VERSION + 1}`));
       assert.match(error.message, new RegExp(`reads formats up to ${FORMAT_VERSION}: run it with a newer statestream`));
@@ -83,7 +89,7 @@ describe('a partition store in a newer format', () => {
     withStore(dataDir, 1, (store) => store.env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' }).putSync('last-batch', Buffer.from([0x93, 0x01])));
     const before = withStore(dataDir, 1, (store) => store.env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' }).getBinary('last-batch'));
 
-    await assert.rejects(keyedJob(spec(), { dataDir, startMs: 5000 }), (error: unknown) => {
+    await assert.rejects(startedAndStopped(dataDir), (error: unknown) => {
       assert.ok(error instanceof StoreMismatchError, String(error));
       assert.match(error.message, /partition 1 of mapWithState stream 0 at .*partition-0001 is in store format/);
       return true;

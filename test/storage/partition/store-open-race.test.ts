@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, readdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { StoreOpenError, murmur2Partitioner } from '../../../src/index.js';
@@ -40,7 +40,7 @@ describe('a partition store another process opens at the same moment', () => {
       }),
     );
     const exited = new Promise((resolve) => opener.on('exit', resolve));
-    await ready;
+    await Promise.race([ready, exited.then((code) => assert.fail(`the other process exited (${String(code)}) before it began: ${openerOut}`))]);
 
     let examined = 0;
     let failure: unknown;
@@ -79,6 +79,22 @@ describe('a partition store another process opens at the same moment', () => {
 });
 
 describe('which failures to open a whole store count as damage', () => {
+  it('a first page without the meta flag is damage the file check finds (LMDB would refuse it as MDB_INVALID)', () => {
+    const dataDir = healthyStream();
+    const file = join(partitionPath(dataDir, 0, 1), 'data.mdb');
+    const fd = openSync(file, 'r+');
+    try {
+      const flags = Buffer.alloc(2);
+      readSync(fd, flags, 0, 2, 18);
+      flags.writeUInt16LE(flags.readUInt16LE(0) & ~0x08, 0);
+      writeSync(fd, flags, 0, 2, 18);
+    } finally {
+      closeSync(fd);
+    }
+    assert.match(examinePartition(dataDir, 0, 1).problem ?? '', /not flagged as a meta page/);
+    assert.equal(examinePartition(dataDir, 0, 0).problem, undefined);
+  });
+
   const failure = (code: unknown, message = 'failed') => Object.assign(new Error(message), code === undefined ? {} : { code });
 
   it('LMDB\'s codes for wrong pages, and a record that does not decode (no code), are damage', () => {

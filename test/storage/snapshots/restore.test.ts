@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -104,6 +106,13 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
       assert.match(error.message, new RegExp(`the snapshot at .*3000 cannot be read: its stores are in store format ${FORMAT_VERSION + 1}, written by a newer statestream`));
       return true;
     });
+
+    // The command-line restore refuses it too, and changes nothing.
+    const before = readFileSync(join(partitionPath(dataDir, 0, 1), 'data.mdb'));
+    const result = spawnSync(process.execPath, [fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url)), 'snapshot', 'restore', '3000', '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(result.status, 1, result.stdout);
+    assert.match(result.stderr, new RegExp(`snapshot 3000 cannot be restored by this statestream, nothing was changed: its stores are in store format ${FORMAT_VERSION + 1}`));
+    assert.deepEqual(readFileSync(join(partitionPath(dataDir, 0, 1), 'data.mdb')), before);
   });
 
   it('refuses with a SnapshotError that says why each snapshot was rejected (another partition count among them), and moves nothing', async () => {

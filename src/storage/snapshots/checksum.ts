@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { checkStoreFile } from '../partition/file-check.js';
 
 export function sha256FileSync(file: string): string {
   const hash = createHash('sha256');
@@ -20,8 +22,21 @@ export function sha256FileSync(file: string): string {
  * between the batches a snapshot is meant not to disturb.
  */
 export function sha256Files(files: string[]): Promise<string[]> {
+  return onChecksumThread<string[]>({ checksumFiles: files });
+}
+
+/**
+ * For a snapshot's fresh copies (each `data.mdb` in a partition folder): the file check a
+ * store passes at start (checkStoreFile), then the SHA-256, on the same thread as
+ * sha256Files, so that neither reads on the main thread beside the batches.
+ */
+export function checkAndHashCopies(files: string[]): Promise<Array<{ sha256: string; problem: string | undefined }>> {
+  return onChecksumThread({ checksumFiles: files, checkStores: true });
+}
+
+function onChecksumThread<T>(data: { checksumFiles: string[]; checkStores?: boolean }): Promise<T> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL(import.meta.url), { workerData: { checksumFiles: files } });
+    const worker = new Worker(new URL(import.meta.url), { workerData: data });
     worker.once('message', resolve);
     worker.once('error', reject);
     worker.once('exit', (code) => code !== 0 && reject(new Error(`the checksum thread exited with code ${code}`)));
@@ -29,5 +44,6 @@ export function sha256Files(files: string[]): Promise<string[]> {
 }
 
 if (!isMainThread && Array.isArray((workerData as { checksumFiles?: unknown } | null)?.checksumFiles)) {
-  parentPort!.postMessage((workerData as { checksumFiles: string[] }).checksumFiles.map(sha256FileSync));
+  const { checksumFiles, checkStores } = workerData as { checksumFiles: string[]; checkStores?: boolean };
+  parentPort!.postMessage(checkStores ? checksumFiles.map((file) => ({ problem: checkStoreFile(dirname(file)), sha256: sha256FileSync(file) })) : checksumFiles.map(sha256FileSync));
 }

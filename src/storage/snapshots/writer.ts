@@ -4,8 +4,7 @@ import { join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SnapshotError } from '../../errors.js';
 import { BatchLog, readLayout } from '../partition/batch-log.js';
-import { checkStoreFile } from '../partition/store-check.js';
-import { sha256Files } from './checksum.js';
+import { checkAndHashCopies } from './checksum.js';
 import type { PartitionStore } from '../partition/store.js';
 import { partitionPath } from '../partition/store.js';
 import {
@@ -100,20 +99,20 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
     const startedAt = Date.now();
     try {
       await Promise.all(copies.map((c) => c.copy));
-      // The compacting copy rebuilds the trees page by page (lmdb-js has an open report of a
-      // compacted backup that did not open, its issue 198): each copy passes the same file
-      // check as a store at start before the snapshot counts.
-      for (const c of copies) {
-        const problem = checkStoreFile(c.dir);
-        if (problem) throw new SnapshotError(`the copy of partition ${c.info.partition} of stream ${c.stream} is not whole: ${problem}`, { snapshot: batchTime, stream: c.stream, partition: c.info.partition });
-      }
       const manifest: SnapshotManifest = {
         format: 'statestream-snapshot', formatVersion: SNAPSHOT_FORMAT_VERSION, batchTime, createdAt: new Date(startedAt).toISOString(),
         appName: request.appName, sources: request.sources, streams: [],
       };
       const files = copies.map((c) => join(c.dir, 'data.mdb'));
       for (const file of files) await syncFile(file);
-      const sums = await sha256Files(files);
+      // The compacting copy rebuilds the trees page by page (lmdb-js has an open report of a
+      // compacted backup that did not open, its issue 198): each copy passes the same file
+      // check as a store at start before the snapshot counts, on the checksum thread.
+      const checked = await checkAndHashCopies(files);
+      checked.forEach(({ problem }, i) => {
+        if (problem) throw new SnapshotError(`the copy of partition ${copies[i].info.partition} of stream ${copies[i].stream} is not whole: ${problem}`, { snapshot: batchTime, stream: copies[i].stream, partition: copies[i].info.partition });
+      });
+      const sums = checked.map((c) => c.sha256);
       for (const stream of streams) {
         const partitions: SnapshotPartition[] = [];
         copies.forEach((c, i) => {

@@ -1,12 +1,12 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataDirLockedError, StatestreamError } from '../errors.js';
 import { DataDirLock } from '../storage/data-lock.js';
-import { checkStoreFormat, readLayout, type StoreLayout } from '../storage/partition/batch-log.js';
+import { readCheckedLayout, type StoreLayout } from '../storage/partition/batch-log.js';
 import { fsyncPath } from '../storage/durable.js';
 import { openPartitionStore, partitionPath, partitionsOnDisk, stateDir, type PartitionStore } from '../storage/partition/store.js';
 import { reshardPaths } from '../storage/reshard/protocol.js';
-import { checkStoreFile, examinePartition, type PartitionReport } from '../storage/partition/store-check.js';
+import { checkStoreFile, dataFileBytes, examinePartition, type PartitionReport } from '../storage/partition/store-check.js';
 import { CliFailure } from './args.js';
 
 /** The stream indexes with a state folder, in order. */
@@ -27,8 +27,7 @@ export function examineStream(dataDir: string, stream: number): PartitionReport[
       // Not damage, and not a reason to leave the other partitions unreported.
       if (!(error instanceof StatestreamError)) throw error;
       const path = partitionPath(dataDir, stream, p);
-      const file = join(path, 'data.mdb');
-      return { partition: p, path, bytes: existsSync(file) ? statSync(file).size : undefined, problem: undefined, unreadable: error.message };
+      return { partition: p, path, bytes: dataFileBytes(path), problem: undefined, unreadable: error.message };
     }
   });
   const numPartitions = reports.find((r) => r.layout)?.layout?.numPartitions;
@@ -63,16 +62,15 @@ export function openStream(dataDir: string, stream: number): OpenStream {
   const close = () => stores.forEach((s) => s.env.close());
   try {
     stores.push(openPartitionStore(first));
-    const layout = readLayout(stores[0]);
+    const layout = readCheckedLayout(stores[0], { stream, partition: 0 });
     if (!layout) throw new CliFailure(`${first} is not a statestream partition store (it has no layout record)`);
-    checkStoreFormat(layout, { path: first, stream, partition: 0 });
     for (let p = 1; p < layout.numPartitions; p++) {
       const path = partitionPath(dataDir, stream, p);
       const problem = checkStoreFile(path);
       if (problem) throw new CliFailure(`partition ${p} of stream ${stream} is damaged: ${problem} (${path}); see 'statestream inspect'`);
       const store = openPartitionStore(path);
       stores.push(store);
-      checkStoreFormat(readLayout(store), { path, stream, partition: p });
+      readCheckedLayout(store, { stream, partition: p });
     }
     return { stores, layout, close };
   } catch (error) {

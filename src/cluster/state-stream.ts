@@ -10,7 +10,7 @@ import type { ApplyDone, ApplyPrepared } from '../actors/messages.js';
 import type { WorkerSet } from '../actors/worker-set.js';
 import { deserializeError } from '../errors.js';
 import { decodeBatchOutputs, type EncodedOutputs } from '../storage/partition/batch-outputs.js';
-import { BatchLog, checkStoreFormat, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
+import { BatchLog, FORMAT_VERSION, readCheckedLayout, writeLayout } from '../storage/partition/batch-log.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
 import { StateView } from '../storage/partition/state-view.js';
 import { foldChangeLog } from '../storage/partition/change-log.js';
@@ -163,8 +163,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     await rt.coordinator.claim(this.stateIndex, partition, epoch);
     const store = openPartitionStore(partitionPath(this.dataDir, this.stateIndex, partition));
     try {
-      const layout = readLayout(store);
-      checkStoreFormat(layout, { path: store.path, stream: this.stateIndex, partition });
+      const layout = readCheckedLayout(store, { stream: this.stateIndex, partition });
       // A restore writes entries in place: what this store's change log holds goes there first.
       foldChangeLog(store);
       const timeIndexed = this.spec.getTimeout() !== null;

@@ -62,6 +62,13 @@ export function checkStoreFormat(layout: StoreLayout | undefined, where: { path:
   }
 }
 
+/** The store's layout, refused when it is in a newer format (checkStoreFormat): how a job or a tool reads an existing store's layout. */
+export function readCheckedLayout(store: PartitionStore, where: { stream: number; partition: number }): StoreLayout | undefined {
+  const layout = readLayout(store);
+  checkStoreFormat(layout, { path: store.path, ...where });
+  return layout;
+}
+
 export function writeLayout(store: PartitionStore, layout: StoreLayout): void {
   store.meta.putSync('layout', layout);
 }

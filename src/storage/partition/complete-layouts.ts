@@ -1,4 +1,4 @@
-import { checkStoreFormat, readLayout, writeLayout, type StoreLayout } from './batch-log.js';
+import { readCheckedLayout, writeLayout, type StoreLayout } from './batch-log.js';
 import { openPartitionStore, partitionPath, partitionsOnDisk } from './store.js';
 
 /**
@@ -18,9 +18,7 @@ export function completeLayouts(dataDir: string, stream: number): number[] {
   for (const p of partitions) {
     const store = openPartitionStore(partitionPath(dataDir, stream, p));
     try {
-      const layout = readLayout(store);
-      checkStoreFormat(layout, { path: store.path, stream, partition: p });
-      layouts.set(p, layout);
+      layouts.set(p, readCheckedLayout(store, { stream, partition: p }));
     } finally {
       store.env.close();
     }

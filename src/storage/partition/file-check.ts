@@ -1,9 +1,15 @@
-import { closeSync, existsSync, fstatSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { findUnreachablePage, readMeta, type PageProblem } from './lmdb-file.js';
 
 /** What is wrong with a partition store on disk, or undefined when it looks whole. */
 export type StoreProblem = string | undefined;
+
+/** The size of a partition folder's data.mdb, or undefined when there is none. */
+export function dataFileBytes(dir: string): number | undefined {
+  const file = join(dir, 'data.mdb');
+  return existsSync(file) ? statSync(file).size : undefined;
+}
 
 /** A job writing the store while it is checked can free and reuse pages under the walk: that many fresh looks before a problem counts. */
 const CONCURRENT_COMMIT_RETRIES = 3;

@@ -1,11 +1,9 @@
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { StatestreamError, StoreOpenError } from '../../errors.js';
-import { BatchLog, checkStoreFormat, readLayout, type StoreLayout } from './batch-log.js';
-import { checkStoreFile } from './file-check.js';
+import { BatchLog, readCheckedLayout, type StoreLayout } from './batch-log.js';
+import { checkStoreFile, dataFileBytes } from './file-check.js';
 import { openPartitionStore, partitionPath } from './store.js';
 
-export { checkStoreFile, type StoreProblem } from './file-check.js';
+export { checkStoreFile, dataFileBytes, type StoreProblem } from './file-check.js';
 
 export interface PartitionReport {
   partition: number;
@@ -35,15 +33,13 @@ export interface PartitionReport {
  */
 export function examinePartition(dataDir: string, stream: number, partition: number): PartitionReport {
   const path = partitionPath(dataDir, stream, partition);
-  const file = join(path, 'data.mdb');
-  const bytes = existsSync(file) ? statSync(file).size : undefined;
+  const bytes = dataFileBytes(path);
   const problem = checkStoreFile(path);
   if (problem) return { partition, path, bytes, problem };
   try {
     const store = openPartitionStore(path);
     try {
-      const layout = readLayout(store);
-      checkStoreFormat(layout, { path, stream, partition });
+      const layout = readCheckedLayout(store, { stream, partition });
       const last = new BatchLog(store).last();
       // No layout: created by a first start that was cut short, which the next start initialises (not damage).
       return {

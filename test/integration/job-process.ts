@@ -54,6 +54,11 @@ export class ChildProcessLines {
     return this.child.pid!;
   }
 
+  /** Whether the process has not exited yet (a stopped one, SIGSTOP, still runs). */
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   /**
    * Resolves with the first line matching `pattern` printed after this call, or after line
    * `from` (an index into `lines`, e.g. `lines.length` taken before an action): a line printed

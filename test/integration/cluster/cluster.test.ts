@@ -98,7 +98,19 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     await Promise.all(['one', 'two', 'three'].map((id) => job.start(id, 'example')));
     // Under 11 of each word: the article's function counts plainly up to there.
     await job.type(lines(15, random.next));
-    const state = await settle(job, ['one', 'two', 'three']);
+    // The example prints each count it makes and takes no questions; its stores are read once
+    // its instances are stopped (a test opening a running instance's stores could break it).
+    let zk: Awaited<ReturnType<ClusterJobUnderTest['readZooKeeper']>> | undefined;
+    await waitUntil('the examples to print the count of every word typed, each partition with its owner node', async () => {
+      if (ClusterJobUnderTest.diff(job.expected(), job.printedCounts()) !== 'equal') return false;
+      zk = await job.readZooKeeper();
+      return zk.assignment !== undefined && zk.ownerNodes.every((node, p) => node?.instance === zk!.assignment!.streams['0'][p].owner);
+    }, { timeoutMs: 120_000, intervalMs: 500, detail: () => `${ClusterJobUnderTest.diff(job.expected(), job.printedCounts())}; ${JSON.stringify(zk)}` });
+    // All at once, so that no partition moves: their stores stay as the assignment read left them.
+    await Promise.all([...job.instances.values()].map((child) => child.stop('SIGKILL')));
+    const state = await job.read(zk);
+    assert.equal(ClusterJobUnderTest.diff(job.expected(), state.counts), 'equal', 'the owners\' stores hold what was typed');
+    assertOneOwnerEach(state, ['one', 'two', 'three']);
     assert.deepEqual(new Set(state.partitions.map((p) => p.assigned)), new Set(['one', 'two', 'three']), 'every instance owns partitions');
     for (const id of ['one', 'two', 'three']) {
       assert.equal(state.partitions.filter((p) => p.assigned === id).length, 2, `instance ${id} owns 2 of the 6 partitions`);
@@ -178,15 +190,18 @@ describe('one job on several processes: Kafka carries the shuffle and the change
       const before = await job.read();
       const lost = before.partitions.filter((x) => x.assigned === 'p').map((x) => x.partition);
       assert.ok(lost.length > 0, 'p owns partitions before it is paused');
+      // What p's stores of those partitions hold just before it stops (it cannot answer while
+      // stopped, and its stores are not opened from here while it runs). A batch it commits in
+      // between ended before its successor's marker, which the checks below allow.
+      const frozen = new Map<number, ClusterMeta | undefined>();
+      for (const partition of lost) frozen.set(partition, await job.storeMeta('p', partition));
       p.kill('SIGSTOP');
       const from = q.lines.length;
       // Past p's session (4 s) and its group session (6 s): q takes everything.
       for (const _ of lost) await q.waitForLine(/^TAKEN /, { from, timeoutMs: 30_000 });
-      const taken = await job.read();
-      const takenAt = new Map(lost.map((partition) => [partition, taken.partitions[partition].epoch]));
-      // p is stopped: what its own stores of the lost partitions hold now is all it committed to them.
-      const frozen = new Map<number, ClusterMeta | undefined>();
-      for (const partition of lost) frozen.set(partition, await job.storeMeta('p', partition));
+      // From ZooKeeper alone: p cannot answer while it is stopped.
+      const taken = await job.readZooKeeper();
+      const takenAt = new Map(lost.map((partition) => [partition, taken.assignment!.streams['0'][partition].epoch]));
       const resumedAt = p.lines.length;
       p.kill('SIGCONT');
       await p.waitForLine(/^RELEASED \d+ \d+ lost/, { from: resumedAt, timeoutMs: 30_000 });

@@ -2,28 +2,26 @@
  * A clustered word count on a real ZooKeeper and librdkafka's mock cluster of three
  * brokers, each instance a process of its own with its own data folder (as on separate
  * machines). Input is typed with kcat. The state is read from the instances' LMDB stores
- * and checked against ZooKeeper's assignment and owner nodes.
+ * (each running instance reads its own, store-report.ts says why) and checked against
+ * ZooKeeper's assignment and owner nodes.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { open, type Key } from 'lmdb';
 import type zookeeper from 'node-zookeeper-client';
 import { Kafka, logLevel } from 'kafkajs';
-import { decodeEntry } from '../../../src/storage/codec.js';
-import { readEntries } from '../../../src/storage/partition/change-log.js';
 import { murmur2Partitioner } from '../../../src/engine/partitioner.js';
 import { readPairs } from '../../../src/cluster/pairs.js';
-import { partitionPath } from '../../../src/storage/partition/store.js';
 import type { Assignment } from '../../../src/cluster/assignment.js';
 import type { ClusterMeta } from '../../../src/cluster/restore-store.js';
 import { startMockKafka, produceWithKcat, type MockKafka } from '../services/kafka.js';
 import { connectClient, startZooKeeper, type ZooKeeperServer } from '../services/zookeeper.js';
 import { ChildProcessLines, tally } from '../job-process.js';
 import { within } from '../../wait.js';
+import { readStores, type StoreReport } from './store-report.js';
 
 export interface ClusterInstanceConfig {
   brokers: string[];
@@ -116,6 +114,7 @@ export class ClusterJobUnderTest {
             '--batch-ms', String(c.batchMs), '--partitions', String(c.partitions), '--instance-id', id, '--app-name', this.appName,
             '--zk-session-ms', String(c.zkSessionTimeoutMs), '--group-session-ms', String(c.groupSessionTimeoutMs),
           ]);
+    this.kinds.set(id, how);
     const before = this.instances.get(id);
     if (before) this.past.push(`--- ${id} (an earlier run)\n${before.lines.join('\n')}`);
     this.instances.set(id, child);
@@ -124,6 +123,8 @@ export class ClusterJobUnderTest {
   }
 
   private questions = 0;
+  /** How each instance was started (the example takes no questions). */
+  private readonly kinds = new Map<string, 'fixture' | 'example'>();
 
   /** Asks instance `id` (a fixture) a question (`OWNER <word>`, `GET <word>`, `MEMBERS`) and resolves with its answer. */
   async ask(id: string, question: string): Promise<unknown> {
@@ -156,8 +157,8 @@ export class ClusterJobUnderTest {
     return tally(this.sent);
   }
 
-  /** Reads the assignment and owner nodes from ZooKeeper, and every instance's stores. */
-  async read(): Promise<ClusterState> {
+  /** The assignment and the owner node of each partition, from ZooKeeper. */
+  async readZooKeeper(): Promise<{ assignment: Assignment | undefined; ownerNodes: Array<{ instance: string; epoch: number } | undefined> }> {
     const client = await connectClient(this.services.zk.connectString);
     let assignment: Assignment | undefined;
     const ownerNodes: Array<{ instance: string; epoch: number } | undefined> = [];
@@ -174,43 +175,57 @@ export class ClusterJobUnderTest {
     } finally {
       client.close();
     }
+    return { assignment, ownerNodes };
+  }
+
+  /**
+   * Instance `id`'s stores: a running fixture is asked (it reads its own folder); the folder
+   * of an instance that exited is read here. A running example cannot be asked, and its
+   * stores are not opened from this process (see store-report.ts): stop it first.
+   */
+  async stores(id: string): Promise<StoreReport[]> {
+    const child = this.instances.get(id)!;
+    if (!child.running) return readStores(this.dataDir(id), this.options.partitions);
+    if (this.kinds.get(id) !== 'fixture') throw new Error(`instance ${id} runs the example, which cannot be asked for its stores: stop it before reading them`);
+    return (await this.ask(id, 'STORES')) as StoreReport[];
+  }
+
+  /** Reads the assignment and owner nodes from ZooKeeper, and every instance's stores. */
+  async read(zk?: Awaited<ReturnType<ClusterJobUnderTest['readZooKeeper']>>): Promise<ClusterState> {
+    const { assignment, ownerNodes } = zk ?? (await this.readZooKeeper());
+    const stores = new Map<string, StoreReport[]>();
+    for (const id of this.instances.keys()) stores.set(id, await this.stores(id));
     const counts = new Map<string, number>();
     const partitions: ClusterState['partitions'] = [];
     for (let p = 0; p < this.options.partitions; p++) {
       const assigned = assignment?.streams['0']?.[p];
       const storesAtEpoch: string[] = [];
-      for (const id of this.instances.keys()) {
-        const path = partitionPath(this.dataDir(id), 0, p);
-        if (!existsSync(join(path, 'data.mdb'))) continue;
-        const env = open({ path, maxDbs: 8, readOnly: true });
-        try {
-          const meta = env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' })?.get('cluster') as ClusterMeta | undefined;
-          if (!meta || meta.restoring || meta.epoch !== assigned?.epoch) continue;
-          storesAtEpoch.push(id);
-          if (id !== assigned.owner) continue;
-          // Through the change log: a running or killed owner has not folded its last batches into place.
-          const state = env.openDB<Buffer, Key>({ name: 'state', encoding: 'binary' });
-          const changeLog = env.openDB<Buffer, number>({ name: 'change-log', encoding: 'binary' });
-          if (state) for (const [key, value] of readEntries({ state, changeLog })) counts.set(key as string, decodeEntry<number>(value)[0]);
-        } finally {
-          await env.close();
-        }
+      for (const [id, reports] of stores) {
+        const store = reports.find((r) => r.partition === p);
+        if (!store?.meta || store.meta.restoring || store.meta.epoch !== assigned?.epoch) continue;
+        storesAtEpoch.push(id);
+        if (id === assigned.owner) for (const [word, n] of store.counts) counts.set(word, n);
       }
       partitions.push({ partition: p, assigned: assigned?.owner, epoch: assigned?.epoch ?? 0, ownerNode: ownerNodes[p], storesAtEpoch });
     }
     return { counts, partitions };
   }
 
-  /** What instance `id`'s own store of `partition` records of the cluster (epoch, positions), read-only. */
+  /** What instance `id`'s own store of `partition` records of the cluster (epoch, positions). */
   async storeMeta(id: string, partition: number): Promise<ClusterMeta | undefined> {
-    const path = partitionPath(this.dataDir(id), 0, partition);
-    if (!existsSync(join(path, 'data.mdb'))) return undefined;
-    const env = open({ path, maxDbs: 8, readOnly: true });
-    try {
-      return env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' })?.get('cluster') as ClusterMeta | undefined;
-    } finally {
-      await env.close();
+    return (await this.stores(id)).find((r) => r.partition === partition)?.meta;
+  }
+
+  /** The count of each word as the example instances printed it ("Word w, count n"): counts only grow, so the largest. */
+  printedCounts(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const child of this.instances.values()) {
+      for (const line of child.lines) {
+        const [, word, n] = /^Word (\S+), count (\d+)$/.exec(line) ?? [];
+        if (word !== undefined) counts.set(word, Math.max(counts.get(word) ?? 0, Number(n)));
+      }
     }
+    return counts;
   }
 
   /**

@@ -127,11 +127,11 @@ export class ClusterJobUnderTest {
   private readonly kinds = new Map<string, 'fixture' | 'example'>();
 
   /** Asks instance `id` (a fixture) a question (`OWNER <word>`, `GET <word>`, `MEMBERS`) and resolves with its answer. */
-  async ask(id: string, question: string): Promise<unknown> {
+  async ask(id: string, question: string, timeoutMs = 10_000): Promise<unknown> {
     const child = this.instances.get(id)!;
     const n = ++this.questions;
     child.send(`ASK ${n} ${question}`);
-    const line = await child.waitForLine(new RegExp(`^ANSWER ${n} `), { from: 0, timeoutMs: 10_000 });
+    const line = await child.waitForLine(new RegExp(`^ANSWER ${n} `), { from: 0, timeoutMs });
     return JSON.parse(line.slice(`ANSWER ${n} `.length));
   }
 
@@ -187,7 +187,8 @@ export class ClusterJobUnderTest {
     const child = this.instances.get(id)!;
     if (!child.running) return readStores(this.dataDir(id), this.options.partitions);
     if (this.kinds.get(id) !== 'fixture') throw new Error(`instance ${id} runs the example, which cannot be asked for its stores: stop it before reading them`);
-    return (await this.ask(id, 'STORES')) as StoreReport[];
+    // An instance busy restoring a partition answers between its steps.
+    return (await this.ask(id, 'STORES', 30_000)) as StoreReport[];
   }
 
   /** Reads the assignment and owner nodes from ZooKeeper, and every instance's stores. */

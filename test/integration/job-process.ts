@@ -42,6 +42,8 @@ export class ChildProcessLines {
     createInterface({ input: this.child.stdout! }).on('line', onLine);
     createInterface({ input: this.child.stderr! }).on('line', (l) => onLine(`stderr: ${l}`));
     this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+    // A line written as the process dies fails with EPIPE: its waiter then sees the exit.
+    this.child.stdin?.on('error', () => undefined);
   }
 
   /** Writes a line to the script's standard input (made with `input: true`). */

@@ -101,12 +101,18 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     // The example prints each count it makes and takes no questions; its stores are read once
     // its instances are stopped (a test opening a running instance's stores could break it).
     let zk: Awaited<ReturnType<ClusterJobUnderTest['readZooKeeper']>> | undefined;
-    await waitUntil('the examples to print the count of every word typed, each partition with its owner node', async () => {
+    await waitUntil('the examples to print the count of every word typed, each partition taken by its owner at its epoch', async () => {
       if (ClusterJobUnderTest.diff(job.expected(), job.printedCounts()) !== 'equal') return false;
       zk = await job.readZooKeeper();
-      return zk.assignment !== undefined && zk.ownerNodes.every((node, p) => node?.instance === zk!.assignment!.streams['0'][p].owner);
+      const assigned = zk.assignment?.streams['0'];
+      // An owner node is made before the restore; the example says it took a partition after it.
+      return assigned !== undefined && zk.ownerNodes.every((node, p) => {
+        const { owner, epoch } = assigned[p];
+        const took = `instance ${owner} took partition ${p} (epoch ${epoch})`;
+        return node !== undefined && owner !== undefined && node.instance === owner && node.epoch === epoch && job.instances.get(owner)!.lines.some((l) => l.includes(took));
+      });
     }, { timeoutMs: 120_000, intervalMs: 500, detail: () => `${ClusterJobUnderTest.diff(job.expected(), job.printedCounts())}; ${JSON.stringify(zk)}` });
-    // All at once, so that no partition moves: their stores stay as the assignment read left them.
+    // All at once, so that no partition moves: each store stays as its owner's restore and batches left it.
     await Promise.all([...job.instances.values()].map((child) => child.stop('SIGKILL')));
     const state = await job.read(zk);
     assert.equal(ClusterJobUnderTest.diff(job.expected(), state.counts), 'equal', 'the owners\' stores hold what was typed');
@@ -277,7 +283,7 @@ describe('one job on several processes: Kafka carries the shuffle and the change
       // writes its own batch end, and inspect reads the topics' ends after ZooKeeper: a running
       // owner shows a few batch ends of changelog lag, however idle.
       return report.streams[0].partitions.every((p) => p.repartitionLag === 0 && p.changelogLag !== undefined) && report.sources.every((s) => s.lag === 0);
-    }, { timeoutMs: 30_000, detail: () => JSON.stringify(report) });
+    }, { timeoutMs: 30_000, intervalMs: 1_000, detail: () => JSON.stringify(report) });
     assert.deepEqual(report!.members.map((m) => m.id), ['x', 'y']);
     assert.equal(report!.members.filter((m) => m.leader).length, 1, 'one leader');
     assert.deepEqual(

@@ -126,7 +126,7 @@ export class ClusterJobUnderTest {
   /** How each instance was started (the example takes no questions). */
   private readonly kinds = new Map<string, 'fixture' | 'example'>();
 
-  /** Asks instance `id` (a fixture) a question (`OWNER <word>`, `GET <word>`, `MEMBERS`) and resolves with its answer. */
+  /** Asks instance `id` (a fixture) a question (`OWNER <word>`, `GET <word>`, `MEMBERS`, `STORES`) and resolves with its answer. */
   async ask(id: string, question: string, timeoutMs = 10_000): Promise<unknown> {
     const child = this.instances.get(id)!;
     const n = ++this.questions;
@@ -187,8 +187,17 @@ export class ClusterJobUnderTest {
     const child = this.instances.get(id)!;
     if (!child.running) return readStores(this.dataDir(id), this.options.partitions);
     if (this.kinds.get(id) !== 'fixture') throw new Error(`instance ${id} runs the example, which cannot be asked for its stores: stop it before reading them`);
-    // An instance busy restoring a partition answers between its steps.
-    return (await this.ask(id, 'STORES', 30_000)) as StoreReport[];
+    let answer: unknown;
+    try {
+      // An instance busy restoring a partition answers between its steps.
+      answer = await this.ask(id, 'STORES', 30_000);
+    } catch (error) {
+      // It exited (was killed) while asked: nothing has its folder open any more.
+      if (!child.running) return readStores(this.dataDir(id), this.options.partitions);
+      throw error;
+    }
+    if (!Array.isArray(answer)) throw new Error(`instance ${id} could not read its stores: ${JSON.stringify(answer)}`);
+    return answer as StoreReport[];
   }
 
   /** Reads the assignment and owner nodes from ZooKeeper, and every instance's stores. */

@@ -2,11 +2,11 @@
  * What one instance's data folder holds per state partition: the cluster record of each
  * store (its epoch, positions) and the counts it holds. A running instance reads its own
  * folder and answers when asked (see the fixture's `STORES`); only a folder whose instance
- * has exited is read from the test's process. lmdb-js 3.5 does not survive another process
- * opening and closing a store it has open (a reader table the other process rewrites: it
- * has failed with MDB_BAD_TXN, "No current read transaction" and, once, a restore whose
- * writes its worker never saw), so a test that opened a running instance's stores could
- * break what it checks.
+ * has exited is read from the test's process. With lmdb-js 3.5.6 a process writing a store
+ * failed (MDB_BAD_TXN, "No current read transaction available") in about one run of three
+ * while another process opened and closed that store in a loop, as this harness used to
+ * every half second; a CI run then saw a new owner miss the state its restore had written,
+ * probably from the same cause. A test must not break what it checks.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

@@ -9,16 +9,10 @@ import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { produceWithKcat } from '../integration/services/kafka.js';
 import { useServices } from '../integration/services/suite.js';
 import { startKafkaWordCount } from '../integration/job-process.js';
+import { countsByWord } from './printed-counts.js';
 
 const run = promisify(execFile);
 const example = (name: string) => fileURLToPath(new URL(`../../examples/${name}/main.js`, import.meta.url));
-
-/** Every "Word <w>, count <n>" line, per word, in the order printed. */
-function countsByWord(stdout: string): Map<string, number[]> {
-  const byWord = new Map<string, number[]>();
-  for (const [, word, n] of stdout.matchAll(/^Word (\S+), count (\d+)$/gm)) byWord.set(word, [...(byWord.get(word) ?? []), Number(n)]);
-  return byWord;
-}
 
 /**
  * The article's rule, seen from the outside: each printed count is the previous one plus

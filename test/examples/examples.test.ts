@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { tempDir } from '../helpers.js';
 import { eventually, within } from '../wait.js';
 import { sample, scrape } from '../metrics/scrape.js';
+import { countsByWord } from './printed-counts.js';
 
 const execFileP = promisify(execFile);
 /** Runs an example to its end; a hung example is killed, and fails the test, after two minutes. */
@@ -16,9 +17,7 @@ const example = (name: string) => fileURLToPath(new URL(`../../examples/${name}/
 
 /** The last count printed for each word. */
 function lastCounts(stdout: string): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const [, word, n] of stdout.matchAll(/^Word (\S+), count (\d+)$/gm)) counts.set(word, Number(n));
-  return counts;
+  return new Map([...countsByWord(stdout)].map(([word, counts]) => [word, counts.at(-1)!]));
 }
 
 /**

@@ -22,6 +22,7 @@ import { connectClient, startZooKeeper, type ZooKeeperServer } from '../services
 import { ChildProcessLines, tally } from '../job-process.js';
 import { within } from '../../wait.js';
 import { readStores, type StoreReport } from './store-report.js';
+import { countsByWord } from '../../examples/printed-counts.js';
 
 export interface ClusterInstanceConfig {
   brokers: string[];
@@ -228,14 +229,8 @@ export class ClusterJobUnderTest {
 
   /** The count of each word as the example instances printed it ("Word w, count n"): counts only grow, so the largest. */
   printedCounts(): Map<string, number> {
-    const counts = new Map<string, number>();
-    for (const child of this.instances.values()) {
-      for (const line of child.lines) {
-        const [, word, n] = /^Word (\S+), count (\d+)$/.exec(line) ?? [];
-        if (word !== undefined) counts.set(word, Math.max(counts.get(word) ?? 0, Number(n)));
-      }
-    }
-    return counts;
+    const printed = countsByWord([...this.instances.values()].map((child) => child.lines.join('\n')).join('\n'));
+    return new Map([...printed].map(([word, counts]) => [word, Math.max(...counts)]));
   }
 
   /**

@@ -6,7 +6,7 @@ import { murmur2Partitioner } from '../../../src/engine/partitioner.js';
 import { testRandom } from '../../random.js';
 import type { ClusterMeta } from '../../../src/cluster/restore-store.js';
 import type { ClusterReport } from '../../../src/cli/cluster-report.js';
-import { ClusterJobUnderTest, startClusterServices, type ClusterServices, type ClusterState } from './harness.js';
+import { ClusterJobUnderTest, startClusterServices, type ClusterServices, type ClusterState, type ZooKeeperView } from './harness.js';
 
 const WORDS = ['apple', 'banana', 'cherry', 'damson', 'elder', 'fig', 'grape', 'hazel', 'iris', 'juniper', 'kiwi', 'lime', 'mango', 'nectar', 'olive', 'pear', 'quince', 'rowan', 'sloe', 'tansy'];
 
@@ -100,7 +100,7 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     await job.type(lines(15, random.next));
     // The example prints each count it makes and takes no questions; its stores are read once
     // its instances are stopped (a test opening a running instance's stores could break it).
-    let zk: Awaited<ReturnType<ClusterJobUnderTest['readZooKeeper']>> | undefined;
+    let zk: ZooKeeperView | undefined;
     await waitUntil('the examples to print the count of every word typed, each partition taken by its owner at its epoch', async () => {
       if (ClusterJobUnderTest.diff(job.expected(), job.printedCounts()) !== 'equal') return false;
       zk = await job.readZooKeeper();

@@ -61,6 +61,12 @@ export interface ClusterState {
   partitions: Array<{ partition: number; assigned: string | undefined; epoch: number; ownerNode: { instance: string; epoch: number } | undefined; storesAtEpoch: string[] }>;
 }
 
+/** What ZooKeeper says of the partitions: the assignment, and each partition's owner node. */
+export interface ZooKeeperView {
+  assignment: Assignment | undefined;
+  ownerNodes: Array<{ instance: string; epoch: number } | undefined>;
+}
+
 function getData(client: zookeeper.Client, path: string): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => client.getData(path, (error, data) => (error ? ((error as { getCode?: () => number }).getCode?.() === -101 ? resolve(undefined) : reject(error)) : resolve(data))));
 }
@@ -159,10 +165,10 @@ export class ClusterJobUnderTest {
   }
 
   /** The assignment and the owner node of each partition, from ZooKeeper. */
-  async readZooKeeper(): Promise<{ assignment: Assignment | undefined; ownerNodes: Array<{ instance: string; epoch: number } | undefined> }> {
+  async readZooKeeper(): Promise<ZooKeeperView> {
     const client = await connectClient(this.services.zk.connectString);
     let assignment: Assignment | undefined;
-    const ownerNodes: Array<{ instance: string; epoch: number } | undefined> = [];
+    const ownerNodes: ZooKeeperView['ownerNodes'] = [];
     try {
       const read = async () => {
         const data = await getData(client, `${this.root}/assignment`);
@@ -202,7 +208,7 @@ export class ClusterJobUnderTest {
   }
 
   /** Reads the assignment and owner nodes from ZooKeeper, and every instance's stores. */
-  async read(zk?: Awaited<ReturnType<ClusterJobUnderTest['readZooKeeper']>>): Promise<ClusterState> {
+  async read(zk?: ZooKeeperView): Promise<ClusterState> {
     const { assignment, ownerNodes } = zk ?? (await this.readZooKeeper());
     const stores = new Map<string, StoreReport[]>();
     for (const id of this.instances.keys()) stores.set(id, await this.stores(id));

@@ -70,7 +70,7 @@ export class ShardBuilder {
     const hash = this.table === undefined ? undefined : KeyTable.hash(key);
     if (hash !== undefined) {
       code = this.table!.find(key as string, hash);
-      if (code < 0) this.table!.insert(key as string, hash, (code = this.place(record, i)));
+      if (code < 0) this.table!.insert(key as string, hash, (code = this.place(record, i, hash)));
     } else {
       // Map keys compare -0 and 0 as equal, and so does JSON: one key, as normalizeKey makes it.
       const id = Array.isArray(key) ? JSON.stringify(key) : undefined;
@@ -89,11 +89,18 @@ export class ShardBuilder {
     if (refs.length >= this.chunkRecords) this.flush(p, false);
   };
 
-  /** First sight of the record's key in this batch: checks it fully, once, and gives it its partition and code. */
-  private place(record: unknown, index: number): number {
+  /**
+   * First sight of the record's key in this batch: checks it fully, once, and gives it its
+   * partition and code. `murmur2` is the key table's hash of a string key, which a murmur2
+   * partitioner reuses.
+   */
+  private place(record: unknown, index: number, murmur2?: number): number {
     assertPair(record, this.where.batchTime, index, this.where.stream);
     const normal = normalizeKey(record[0]);
-    const p = this.partitioner.partition(normal, this.numPartitions);
+    const p =
+      murmur2 !== undefined && this.partitioner.partitionOfMurmur2 !== undefined
+        ? this.partitioner.partitionOfMurmur2(murmur2, this.numPartitions)
+        : this.partitioner.partition(normal, this.numPartitions);
     const code = this.keys[p].length * this.numPartitions + p;
     this.keys[p].push(normal);
     return code;

@@ -81,6 +81,12 @@ function keyBytes(key: unknown): Uint8Array {
 export interface Partitioner {
   readonly name: string;
   partition(key: unknown, numPartitions: number): number;
+  /**
+   * The partition of a string key whose murmur2 (of its UTF-8) the caller has already
+   * computed: the router's key table probes by that hash, so a new key is not hashed twice.
+   * Only a partitioner that routes strings by murmur2 has it.
+   */
+  partitionOfMurmur2?(hash: number, numPartitions: number): number;
 }
 
 /** Kafka's default partitioner for keyed records: `toPositive(murmur2(bytes)) % n`. */
@@ -89,6 +95,9 @@ export const murmur2Partitioner: Partitioner = {
   partition(key, numPartitions) {
     // Most keys are ASCII words or ids: hashed without encoding them first.
     const hash = (typeof key === 'string' ? murmur2Ascii(key) : undefined) ?? murmur2(keyBytes(key));
+    return (hash & 0x7fffffff) % numPartitions;
+  },
+  partitionOfMurmur2(hash, numPartitions) {
     return (hash & 0x7fffffff) % numPartitions;
   },
 };

@@ -68,6 +68,10 @@ describe("routing a batch's records with the stream's key table", () => {
       assert.equal(withTable.reduce((n, p) => n + p.records.length, 0), records.length);
       // -0 and 0 are one key, as everywhere else.
       for (const p of withTable) assert.ok(!p.keys.some((k) => Object.is(k, -0)));
+      // Every key in the partition the partitioner gives it (the table's keys from the hash it probed with).
+      withTable.forEach(({ keys }, p) => {
+        for (const key of keys) assert.equal(murmur2Partitioner.partition(key, PARTITIONS), p, `${JSON.stringify(key)}, ${random.replay}`);
+      });
       // The table grew for the large batches, and a small one after them made it small again.
       if (words === 12_000) assert.ok(table.capacity >= 16_384, `capacity ${table.capacity} after batch ${batch}`);
       if (words <= 40) assert.equal(table.capacity, 4096, `after batch ${batch}`);

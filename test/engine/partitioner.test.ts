@@ -52,6 +52,9 @@ describe('murmur2 partitioner', () => {
       for (const key of keys) {
         const expected = kafka({ topic: 't', partitionMetadata, message: { key, value: null } });
         assert.equal(murmur2Partitioner.partition(key, n), expected, `${JSON.stringify(key.slice(0, 20))} of ${n}`);
+        // The router's key table hands over the hash it probed with: the same partition.
+        const hash = murmur2Ascii(key);
+        if (hash !== undefined) assert.equal(murmur2Partitioner.partitionOfMurmur2!(hash, n), expected, `${key} of ${n}, from its hash`);
       }
     }
     assert.equal(murmur2Partitioner.partition('foobar', 8), toPositive(-790332482) % 8);

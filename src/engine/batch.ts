@@ -1,6 +1,20 @@
 import type { ApplyDone } from '../actors/messages.js';
 
 /**
+ * A source's records for one batch, in order, as one or more arrays. A queue source keeps
+ * what it was pushed as pieces of a few thousand records: one array of a whole batch is a
+ * V8 large object, and each is made on fresh pages, which cost more than the copy itself
+ * (docs/decisions.md, "A pushed batch is copied in pieces").
+ */
+export type RecordPieces<T = unknown> = ReadonlyArray<readonly T[]>;
+
+/** The pieces as one array (the piece itself when there is one). */
+export function joinPieces<T>(pieces: RecordPieces<T>): T[] {
+  if (pieces.length === 1) return pieces[0] as T[];
+  return ([] as T[]).concat(...pieces);
+}
+
+/**
  * One micro-batch as it runs: its time, what each source gave it, and each stream's
  * records, computed at most once per batch however many outputs read them.
  */
@@ -15,7 +29,7 @@ export class BatchRun {
   constructor(
     readonly time: number,
     /** Records each input stream took for this batch, by stream id. */
-    readonly inputs: ReadonlyMap<number, readonly unknown[]>,
+    readonly inputs: ReadonlyMap<number, RecordPieces>,
     /**
      * How the batch came about: taken now, rebuilt because it was in flight when the last
      * run stopped, or re-run after a restore (its outputs were delivered when it first ran).
@@ -25,7 +39,7 @@ export class BatchRun {
 
   get inputRecords(): number {
     let n = 0;
-    for (const records of this.inputs.values()) n += records.length;
+    for (const pieces of this.inputs.values()) for (const piece of pieces) n += piece.length;
     return n;
   }
 

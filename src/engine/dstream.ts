@@ -1,6 +1,6 @@
 import { ConfigError, StreamOperationError } from '../errors.js';
 import { describeValue } from '../storage/keys.js';
-import type { BatchRun } from './batch.js';
+import type { BatchRun, RecordPieces } from './batch.js';
 import type { StateSpec } from './state-spec.js';
 import type { DeadLetter } from '../storage/partition/dead-letters.js';
 
@@ -86,6 +86,11 @@ export abstract class DStream<T> {
   /** This stream's records for the batch, computed once per batch. */
   recordsFor(batch: BatchRun): Promise<T[]> {
     return batch.memo(this.id, () => this.compute(batch));
+  }
+
+  /** The same records, in order, as one or more arrays: what a map/flatMap/filter chain reads (a source may keep its records in pieces). */
+  async piecesFor(batch: BatchRun): Promise<RecordPieces<T>> {
+    return [await this.recordsFor(batch)];
   }
 
   /** The streams whose records this one is computed from (none for a source). */
@@ -230,13 +235,13 @@ class PipelineDStream<T> extends DStream<T> {
   /** Streams the base's records through the ops straight into `sink`, keeping nothing (nothing else reads them). */
   override async eachRecord(batch: BatchRun, sink: (record: T) => void, end?: () => void): Promise<void> {
     if (batch.has(this.id)) return super.eachRecord(batch, sink, end);
-    const input = await this.base.recordsFor(batch);
+    const input = await this.base.piecesFor(batch);
     this.pipe(input, sink as (value: unknown) => void, batch.time);
     end?.();
   }
 
   override async eachRecordFrom(batch: BatchRun, sink: (record: T, from: number) => void): Promise<void> {
-    const input = await this.base.recordsFor(batch);
+    const input = await this.base.piecesFor(batch);
     this.pipe(input, sink as (value: unknown, from: number) => void, batch.time);
   }
 
@@ -249,20 +254,26 @@ class PipelineDStream<T> extends DStream<T> {
   }
 
   protected async compute(batch: BatchRun): Promise<T[]> {
-    const input = await this.base.recordsFor(batch);
+    const input = await this.base.piecesFor(batch);
     const out: unknown[] = [];
     this.pipe(input, (v) => out.push(v), batch.time);
     return out as T[];
   }
 
-  /** Runs every input record through the ops into `sink` (with the input's index); a throwing op fails the batch, named. */
-  private pipe(input: readonly unknown[], sink: (value: unknown, from: number) => void, batchTime: number): void {
+  /** Runs every input record through the ops into `sink` (with the record's index in the batch's input); a throwing op fails the batch, named. */
+  private pipe(input: RecordPieces, sink: (value: unknown, from: number) => void, batchTime: number): void {
+    // The index of the piece's first record, and the record's within the piece.
+    let start = 0;
     let i = 0;
-    this.sink = sink.length < 2 ? (sink as (value: unknown) => void) : (v) => sink(v, i);
+    this.sink = sink.length < 2 ? (sink as (value: unknown) => void) : (v) => sink(v, start + i);
+    let piece: readonly unknown[] = [];
     try {
-      for (; i < input.length; i++) this.run(input[i]);
+      for (piece of input) {
+        for (i = 0; i < piece.length; i++) this.run(piece[i]);
+        start += piece.length;
+      }
     } catch (error) {
-      throw error instanceof OperationFailure ? this.failure(error, input[i], i, batchTime) : error;
+      throw error instanceof OperationFailure ? this.failure(error, piece[i], start + i, batchTime) : error;
     } finally {
       this.sink = noSink;
     }

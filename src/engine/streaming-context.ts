@@ -7,7 +7,7 @@ import { ConfigError, LifecycleError, MappingModuleError, StoreMismatchError, de
 import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
 import { WorkerSet } from '../actors/worker-set.js';
 import { readReply, type ResolvedMappingRef, type WorkerReply } from '../actors/messages.js';
-import { BatchRun } from './batch.js';
+import { BatchRun, type RecordPieces } from './batch.js';
 import { BatchEvents, type BatchEventMap } from './batch-events.js';
 import { SystemClock, type Clock } from './clock.js';
 import type { DStream, StreamGraph } from './dstream.js';
@@ -334,7 +334,7 @@ export class StreamingContext implements StreamGraph {
       // with their own batch times, and partitions that hold a batch skip it.
       // Only a job that takes snapshots keeps a history; it is trimmed to the oldest snapshot kept.
       const keepHistory = this.snapshotPolicy !== undefined;
-      const recovered = new Map<number, Map<number, unknown[]>>();
+      const recovered = new Map<number, Map<number, RecordPieces>>();
       const ended = new Set<number>();
       for (const input of this.inputs) {
         openedInputs.push(input);
@@ -344,7 +344,7 @@ export class StreamingContext implements StreamGraph {
             throw new StoreMismatchError(`the batch recorded at ${batch.batchTime} is not before this context's first batch at ${firstBatch}; batch times must move forward`, { recorded: batch.batchTime, firstBatch });
           }
           if (!recovered.has(batch.batchTime)) recovered.set(batch.batchTime, new Map());
-          recovered.get(batch.batchTime)!.set(input.id, batch.records);
+          recovered.get(batch.batchTime)!.set(input.id, [batch.records]);
           if (batch.ended) ended.add(batch.batchTime);
         }
       }
@@ -484,10 +484,10 @@ export class StreamingContext implements StreamGraph {
     this.scheduleBatch(time + this.batchIntervalMs);
     // While earlier batches still wait, sources with a backlog keep it (backpressure).
     const behind = this.queued > 1;
-    let inputs: Map<number, unknown[]>;
+    let inputs: Map<number, RecordPieces>;
     try {
       const cluster = this.clusterRuntime;
-      inputs = cluster ? new Map([[this.inputs[0].id, cluster.take(time, behind)]]) : new Map(this.inputs.map((input) => [input.id, input.take(time, behind)]));
+      inputs = cluster ? new Map([[this.inputs[0].id, [cluster.take(time, behind)]]]) : new Map(this.inputs.map((input) => [input.id, input.take(time, behind)]));
     } catch (error) {
       // A source that cannot hand over its records fails this batch, loudly.
       const batch = new BatchRun(time, new Map());

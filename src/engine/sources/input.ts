@@ -1,5 +1,6 @@
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 import type { BatchEventMap } from '../batch-events.js';
+import type { RecordPieces } from '../batch.js';
 
 /** A batch a replayable source recorded before a crash and must run again first. */
 export interface RecoveredBatch {
@@ -38,7 +39,7 @@ export interface InputStream {
    * At a batch's time: the records this batch gets. `behind` is true while earlier batches
    * are still queued, so a source with a backlog can leave it where it is (backpressure).
    */
-  take(batchTime: number, behind: boolean): unknown[];
+  take(batchTime: number, behind: boolean): RecordPieces;
   /**
    * At start: connect, find positions, and rebuild the batches the state stores miss: the
    * batch that was in flight, and (after a restore from a snapshot) every batch after

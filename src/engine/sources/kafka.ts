@@ -6,7 +6,7 @@ import { ZooKeeperOffsetStore, type OffsetRange, type RecordedBatch } from '../.
 import { ZooKeeperOwnership } from '../../storage/zookeeper/ownership.js';
 import { BatchEvents } from '../batch-events.js';
 import { SourceDeadLetterStore, type SourceDeadLetter } from '../../storage/sources/dead-letters.js';
-import type { BatchRun } from '../batch.js';
+import { joinPieces, type BatchRun, type RecordPieces } from '../batch.js';
 import { DStream, type RecordDescription, type StreamGraph } from '../dstream.js';
 import type { InputStream, RecoveredBatch, StartContext } from './input.js';
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
@@ -332,7 +332,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     return records;
   }
 
-  take(batchTime: number, behind: boolean): unknown[] {
+  take(batchTime: number, behind: boolean): RecordPieces<Fetched> {
     const ranges: OffsetRange[] = [];
     const records: Fetched[] = [];
     for (const buffer of this.buffers.values()) {
@@ -354,7 +354,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       }
     }
     this.inFlight.set(batchTime, { ranges, replayOnly: false });
-    return records;
+    return [records];
   }
 
   /** kafkajs throws from pause/resume while a crashed consumer restarts; the next fetch re-pauses. */
@@ -402,7 +402,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   }
 
   protected compute(batch: BatchRun): KafkaRecord<V>[] {
-    const fetched = (batch.inputs.get(this.id) ?? []) as Fetched[];
+    const fetched = joinPieces((batch.inputs.get(this.id) ?? []) as RecordPieces<Fetched>);
     const records: KafkaRecord<V>[] = [];
     const letters: SourceDeadLetter[] = [];
     for (const f of fetched) {

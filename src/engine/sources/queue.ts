@@ -1,5 +1,5 @@
 import { ConfigError } from '../../errors.js';
-import type { BatchRun } from '../batch.js';
+import { joinPieces, type BatchRun, type RecordPieces } from '../batch.js';
 import { DStream, type StreamGraph } from '../dstream.js';
 
 export interface QueueStreamOptions {
@@ -7,9 +7,16 @@ export interface QueueStreamOptions {
   oneAtATime?: boolean;
 }
 
+/**
+ * Records per piece of a pushed batch's copy: an array of this many is an ordinary young
+ * object (V8 makes one over 128 KB, 16 Ki elements, a large object on fresh pages).
+ */
+export const PIECE_RECORDS = 8192;
+
 /** An input stream fed in-process: Spark's queueStream. Records pushed before a batch's time go into that batch. */
 export class QueueInputDStream<T> extends DStream<T> {
-  private readonly queue: T[][] = [];
+  /** Each pushed batch, copied in pieces (see RecordPieces). */
+  private readonly queue: T[][][] = [];
   readonly oneAtATime: boolean;
 
   constructor(graph: StreamGraph, options: QueueStreamOptions = {}) {
@@ -29,16 +36,33 @@ export class QueueInputDStream<T> extends DStream<T> {
     if (records === null || typeof (records as Iterable<T>)?.[Symbol.iterator] !== 'function') {
       throw new ConfigError(`queueStream.pushBatch expects an iterable of records, got ${String(records)}`);
     }
-    this.queue.push(Array.isArray(records) ? records.slice() : Array.from(records));
+    // Copied, so that the caller may reuse its array once this returns.
+    const pieces: T[][] = [];
+    if (Array.isArray(records)) {
+      for (let at = 0; at < records.length; at += PIECE_RECORDS) pieces.push(records.slice(at, at + PIECE_RECORDS));
+    } else {
+      let piece: T[] = [];
+      for (const record of records) {
+        if (piece.length === PIECE_RECORDS) {
+          pieces.push(piece);
+          piece = [];
+        }
+        piece.push(record);
+      }
+      if (piece.length > 0) pieces.push(piece);
+    }
+    this.queue.push(pieces);
   }
 
   /** Records waiting for a batch. */
   get pending(): number {
-    return this.queue.reduce((n, b) => n + b.length, 0);
+    let n = 0;
+    for (const pieces of this.queue) for (const piece of pieces) n += piece.length;
+    return n;
   }
 
   /** Called by the scheduler at a batch's time: what this batch gets. */
-  take(): T[] {
+  take(): RecordPieces<T> {
     if (this.oneAtATime) return this.queue.shift() ?? [];
     const all = this.queue.length === 1 ? this.queue[0] : this.queue.flat();
     this.queue.length = 0;
@@ -50,6 +74,15 @@ export class QueueInputDStream<T> extends DStream<T> {
   }
 
   protected compute(batch: BatchRun): T[] {
-    return (batch.inputs.get(this.id) ?? []) as T[];
+    return joinPieces(this.piecesOf(batch));
+  }
+
+  /** The pushed pieces as they are, unless the batch's records were already joined for a reader that needs one array. */
+  override async piecesFor(batch: BatchRun): Promise<RecordPieces<T>> {
+    return batch.has(this.id) ? [await this.recordsFor(batch)] : this.piecesOf(batch);
+  }
+
+  private piecesOf(batch: BatchRun): RecordPieces<T> {
+    return (batch.inputs.get(this.id) ?? []) as RecordPieces<T>;
   }
 }

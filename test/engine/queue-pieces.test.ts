@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ManualClock, StateSpec, StatestreamError, StreamingContext } from '../../src/index.js';
+import { PIECE_RECORDS } from '../../src/engine/sources/queue.js';
+import { fixture, tempDir } from '../helpers.js';
+
+/** A batch of `n` words over a vocabulary of 50, in an order a test can check. */
+const words = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `w${(from + i) % 50}`);
+
+function countWords(list: string[], into = new Map<string, number>()): Map<string, number> {
+  for (const w of list) into.set(w, (into.get(w) ?? 0) + 1);
+  return into;
+}
+
+/** The last count each word reached in a batch's [word, count] records. */
+const lastCounts = (records: Array<[string, number]>) => new Map(records.map(([w, n]) => [w, n]));
+
+describe('a queue stream keeps each pushed batch as a copy in pieces', () => {
+  it('batches larger than a piece, pushed as arrays and as iterables, arrive whole and in order, however the caller reuses its array', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(0), threads: 2 });
+    const input = ssc.queueStream<string>();
+    const seen: string[][] = [];
+    const mapped: string[][] = [];
+    input.foreachBatch((records) => void seen.push(records));
+    const pairs = input.map((w) => [w, 1] as [string, number]);
+    pairs.foreachBatch((records) => void mapped.push(records.map(([w]) => w)));
+    const counts = pairs.mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(3));
+    const outputs: Array<Array<[string, number]>> = [];
+    counts.foreachBatch((records) => void outputs.push(records));
+    await ssc.start();
+    try {
+      // Two pieces and a bit, then reused by the caller at once: the batch keeps what was pushed.
+      const first = words(2 * PIECE_RECORDS + 5);
+      const pushed = [...first];
+      input.pushBatch(pushed);
+      pushed.fill('changed');
+      pushed.length = 3;
+      // An iterable of more than a piece, in the same batch.
+      const second = words(PIECE_RECORDS + 1, 7);
+      input.pushBatch((function* () {
+        yield* second;
+      })());
+      await (ssc.clock as ManualClock).advance(100);
+      const batch1 = [...first, ...second];
+      assert.deepEqual(seen[0], batch1);
+      assert.deepEqual(mapped[0], batch1);
+      assert.equal(outputs[0].length, batch1.length);
+      assert.deepEqual(lastCounts(outputs[0]), countWords(batch1));
+
+      // A batch of exactly one piece, then an empty push: counts go on from the first batch.
+      const third = words(PIECE_RECORDS, 3);
+      input.pushBatch(third);
+      input.pushBatch([]);
+      await (ssc.clock as ManualClock).advance(100);
+      assert.deepEqual(seen[1], third);
+      assert.deepEqual(lastCounts(outputs[1]), countWords(third, countWords(batch1)));
+      assert.equal((await counts.store().get('w0')) ?? 0, countWords([...batch1, ...third]).get('w0'));
+    } finally {
+      await ssc.stop();
+    }
+  });
+
+  it('oneAtATime gives each batch one pushed batch, whole', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+    const input = ssc.queueStream<string>({ oneAtATime: true });
+    const seen: string[][] = [];
+    input.map((w) => w.toUpperCase()).foreachBatch((records) => void seen.push(records));
+    await ssc.start();
+    try {
+      const a = words(PIECE_RECORDS + 10);
+      const b = words(3, 11);
+      input.pushBatch(a);
+      input.pushBatch(b);
+      assert.equal(input.pending, a.length + b.length);
+      await (ssc.clock as ManualClock).advance(100);
+      assert.equal(input.pending, b.length);
+      await (ssc.clock as ManualClock).advance(100);
+      assert.deepEqual(seen, [a.map((w) => w.toUpperCase()), b.map((w) => w.toUpperCase())]);
+    } finally {
+      await ssc.stop();
+    }
+  });
+
+  it('a map that throws on a record past the first piece names its index in the batch', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+    const input = ssc.queueStream<string>();
+    const bad = PIECE_RECORDS + 7;
+    input
+      .map((w) => {
+        if (w === 'bad') throw new Error('no bad words');
+        return w;
+      })
+      .foreachBatch(() => undefined);
+    await ssc.start();
+    try {
+      const batch = words(2 * PIECE_RECORDS);
+      batch[bad] = 'bad';
+      input.pushBatch(batch);
+      await assert.rejects((ssc.clock as ManualClock).advance(100), (e: unknown) => {
+        assert.ok(e instanceof StatestreamError, String(e));
+        assert.match(e.message, new RegExp(`threw on record ${bad} of batch 100 \\("bad"\\): no bad words$`));
+        assert.equal(e.context.index, bad);
+        return true;
+      });
+    } finally {
+      await ssc.stop();
+    }
+  });
+});

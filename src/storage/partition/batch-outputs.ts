@@ -39,30 +39,68 @@ function sections(n: number, m: number, othersBytes: number, flags: number, head
   return { kindsAt, refsAt, numsAt, othersAt, keysAt: othersAt + othersBytes };
 }
 
+/**
+ * The typed columns a writer fills, kept by the thread from batch to batch. Arrays made for
+ * each batch grew, for a partition's 10^4 records or more, past the size at which V8 makes an
+ * array a large object, on fresh pages that the kernel must fault in (about 12 µs a page on
+ * the development machine): a third of a worker's page faults (docs/decisions.md).
+ */
+class Columns {
+  kinds = new Uint8Array(1024);
+  refs = new Uint32Array(1024);
+  nums = new Float64Array(1024);
+
+  /** Room for at least `n` records, keeping the first `kept`. */
+  grow(n: number, kept: number): void {
+    let size = this.kinds.length;
+    while (size < n) size *= 2;
+    const kinds = new Uint8Array(size);
+    const refs = new Uint32Array(size);
+    const nums = new Float64Array(size);
+    kinds.set(this.kinds.subarray(0, kept));
+    refs.set(this.refs.subarray(0, kept));
+    nums.set(this.nums.subarray(0, kept));
+    this.kinds = kinds;
+    this.refs = refs;
+    this.nums = nums;
+  }
+}
+
+/** Columns no writer holds. A writer abandoned with its batch (a retry) never gives its own back; the collector takes them. */
+const spareColumns: Columns[] = [];
+
 export class OutputWriter {
-  private readonly kinds: number[] = [];
-  private readonly refs: number[] = [];
-  private readonly nums: number[] = [];
+  private columns: Columns | undefined;
+  private n = 0;
+  private m = 0;
   private readonly others: unknown[] = [];
   private maxRef = 0;
   private intNums = true;
+  private spent = false;
 
   get length(): number {
-    return this.kinds.length;
+    return this.n;
   }
 
   /** A record the mapping function returned for the shard key `keys[ref]` (ref undefined: a key outside the shard, a timeout). */
   push(out: unknown, key: unknown, ref: number | undefined): void {
+    let columns = this.columns;
+    if (columns === undefined) {
+      if (this.spent) throw new Error('OutputWriter: encoded already');
+      columns = this.columns = spareColumns.pop() ?? new Columns();
+    }
+    if (this.n === columns.kinds.length) columns.grow(this.n + 1, this.n);
     if (ref !== undefined && Array.isArray(out) && out.length === 2 && out[0] === key && typeof out[1] === 'number') {
       const num = out[1];
-      this.kinds.push(1);
-      this.refs.push(ref);
-      this.nums.push(num);
+      columns.kinds[this.n++] = 1;
+      // The keyed records' columns are dense: record k of them at k.
+      columns.refs[this.m] = ref;
+      columns.nums[this.m++] = num;
       if (ref > this.maxRef) this.maxRef = ref;
       // -0 is no int32 (it would come back as 0).
       if (this.intNums && ((num | 0) !== num || (num === 0 && 1 / num < 0))) this.intNums = false;
     } else {
-      this.kinds.push(0);
+      columns.kinds[this.n++] = 0;
       this.others.push(out);
     }
   }
@@ -72,9 +110,11 @@ export class OutputWriter {
     return this.others;
   }
 
+  /** The records as one buffer; the writer is spent (its columns go back for the thread's next batch). */
   encode(keys: Uint8Array): Uint8Array {
-    const n = this.kinds.length;
-    const m = this.refs.length;
+    if (this.spent) throw new Error('OutputWriter: encoded already');
+    const { n, m } = this;
+    const columns = this.columns ?? new Columns();
     const others = this.others.length > 0 ? messageCodec.pack(this.others) : new Uint8Array(0);
     const flags = (m === n ? ALL_KEYED : 0) | (this.maxRef <= 0xffff ? NARROW_REFS : 0) | (this.intNums ? INT_NUMS : 0);
     const at = sections(n, m, others.length, flags, HEADER_BYTES);
@@ -87,12 +127,15 @@ export class OutputWriter {
     header[3] = others.length;
     header[4] = keys.length;
     header[5] = flags;
-    if (!(flags & ALL_KEYED)) new Uint8Array(buffer, at.kindsAt, n).set(this.kinds);
-    (flags & NARROW_REFS ? new Uint16Array(buffer, at.refsAt, m) : new Uint32Array(buffer, at.refsAt, m)).set(this.refs);
-    (flags & INT_NUMS ? new Int32Array(buffer, at.numsAt, m) : new Float64Array(buffer, at.numsAt, m)).set(this.nums);
+    if (!(flags & ALL_KEYED)) new Uint8Array(buffer, at.kindsAt, n).set(columns.kinds.subarray(0, n));
+    (flags & NARROW_REFS ? new Uint16Array(buffer, at.refsAt, m) : new Uint32Array(buffer, at.refsAt, m)).set(columns.refs.subarray(0, m));
+    (flags & INT_NUMS ? new Int32Array(buffer, at.numsAt, m) : new Float64Array(buffer, at.numsAt, m)).set(columns.nums.subarray(0, m));
     const bytes = new Uint8Array(buffer);
     bytes.set(others, at.othersAt);
     bytes.set(keys, at.keysAt);
+    if (this.columns !== undefined) spareColumns.push(this.columns);
+    this.columns = undefined;
+    this.spent = true;
     return bytes;
   }
 }

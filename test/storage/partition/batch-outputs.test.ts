@@ -37,8 +37,9 @@ describe("a batch's mapped records as workers send them and batch logs keep them
     const second = new OutputWriter();
     second.push([7, 1], 7, 2);
     second.push({ other: true }, 7, 2);
+    const firstBytes = first.encode(keysBytes);
     const records = decodeBatchOutputs([
-      { bytes: first.encode(keysBytes), keys },
+      { bytes: firstBytes, keys },
       { bytes: encodeRecords([]) },
       // A replayed partition: its records name the keys recorded beside them.
       { bytes: second.encode(keysBytes) },
@@ -48,7 +49,23 @@ describe("a batch's mapped records as workers send them and batch logs keep them
     assert.ok(Array.isArray(records[0]) && records[0] !== records[1]);
     (records[0] as unknown[])[1] = 99;
     assert.deepEqual(records[1], ['apple', 2]);
-    assert.deepEqual(decodeBatchOutputs([{ bytes: first.encode(keysBytes), keys }]), [['apple', 1], ['apple', 2]]);
+    assert.deepEqual(decodeBatchOutputs([{ bytes: firstBytes, keys }]), [['apple', 1], ['apple', 2]]);
+    // A writer encodes once: its columns go back to the thread's next batch.
+    assert.throws(() => first.encode(keysBytes), /encoded already/);
+    assert.throws(() => first.push(['apple', 3], 'apple', 0), /encoded already/);
+  });
+
+  it('writers one after the other reuse the columns, past their first size, and each encodes its own records', () => {
+    for (const size of [3000, 10, 5000, 0, 1]) {
+      const writer = new OutputWriter();
+      const expected: unknown[] = [];
+      for (let i = 0; i < size; i++) {
+        const record = i % 7 === 3 ? { i } : ['apple', size * 10 + i];
+        writer.push(record, 'apple', 0);
+        expected.push(record);
+      }
+      assert.deepEqual(decodeOutputs(writer.encode(keysBytes), keys), expected, `a writer of ${size} records`);
+    }
   });
 
   it('takes 6 bytes a record when every record is [its key, an integer] and the shard has under 65536 keys, and widens only what must', () => {

@@ -6,6 +6,8 @@
  * its first 3 batches left out as there. Each thread's user and system time comes from
  * /proc/self/task/<id>/stat before and after the timed batches (Linux only): on two cores the
  * figure that bounds throughput is the CPU all threads spend per record, not any one thread's.
+ * Beside it, each thread's minor page faults per batch: on a VM a fault can cost over 10 µs,
+ * and memory a batch takes afresh shows up here (docs/decisions.md).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -19,15 +21,15 @@ const { skew, batchRecords, partitions } = QUICK.throughput;
 const size = Number(values.vocab);
 const input = batches(zipfWords(vocabulary(size), Number(values.records), skew, 1000 + size), batchRecords);
 
-/** Each thread's name and CPU ms so far (clock ticks of 10 ms). */
-function threadCpu(): Map<string, { name: string; userMs: number; systemMs: number }> {
+/** Each thread's name, CPU ms so far (clock ticks of 10 ms) and minor page faults. */
+function threadCpu(): Map<string, { name: string; userMs: number; systemMs: number; faults: number }> {
   const tick = 10;
   return new Map(
     readdirSync('/proc/self/task').map((id) => {
       const stat = readFileSync(`/proc/self/task/${id}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       const name = readFileSync(`/proc/self/task/${id}/comm`, 'utf8').trim();
-      return [id, { name, userMs: Number(fields[11]) * tick, systemMs: Number(fields[12]) * tick }];
+      return [id, { name, userMs: Number(fields[11]) * tick, systemMs: Number(fields[12]) * tick, faults: Number(fields[7]) }];
     }),
   );
 }
@@ -39,9 +41,11 @@ try {
   const before = threadCpu();
   let wallMs = 0;
   let records = 0;
+  let timed = 0;
   for (const batch of input.slice(WARM_UP_BATCHES)) {
     wallMs += (await job.batch(batch)).wallMs;
     records += batch.length;
+    timed++;
   }
   const after = threadCpu();
   await job.stop();
@@ -49,10 +53,10 @@ try {
   let total = 0;
   const rows: string[] = [];
   for (const [id, now] of after) {
-    const was = before.get(id) ?? { userMs: 0, systemMs: 0 };
+    const was = before.get(id) ?? { userMs: 0, systemMs: 0, faults: 0 };
     const ms = now.userMs - was.userMs + (now.systemMs - was.systemMs);
     total += ms;
-    if (ms >= 20) rows.push(`  thread ${id} (${now.name}${id === String(process.pid) ? ', main' : ''}): ${nsPerRecord(ms)} ns a record (user ${now.userMs - was.userMs} ms, system ${now.systemMs - was.systemMs} ms)`);
+    if (ms >= 20) rows.push(`  thread ${id} (${now.name}${id === String(process.pid) ? ', main' : ''}): ${nsPerRecord(ms)} ns a record (user ${now.userMs - was.userMs} ms, system ${now.systemMs - was.systemMs} ms, ${((now.faults - was.faults) / timed).toFixed(0)} page faults a batch)`);
   }
   console.log(`vocab ${size}: ${((records / wallMs) * 1000 / 1000).toFixed(0)} k records/s; all threads ${nsPerRecord(total)} ns of CPU a record`);
   console.log(rows.join('\n'));

@@ -111,7 +111,7 @@ export class ShardBuilder {
     // writeShard packs the keys at once: the first chunk can pass the array itself.
     const fresh = this.keysSent[p] === 0 ? keys : keys.slice(this.keysSent[p]);
     const initial = this.chunksSent[p] === 0 ? this.initialState?.[p] : undefined;
-    this.sink(p, writeShard(new Uint32Array(this.refs[p]), fresh, this.values[p], initial), last);
+    this.sink(p, writeShard(this.refs[p], fresh, this.values[p], initial), last);
     this.keysSent[p] = keys.length;
     this.chunksSent[p]++;
     this.refs[p] = [];

@@ -28,7 +28,8 @@ export interface ShardContent {
   keysBytes: Uint8Array;
 }
 
-export function writeShard(refs: Uint32Array, keys: unknown[], values: unknown[], initialState?: InitialEntry[]): Uint8Array {
+/** `refs` are written straight into the shard's buffer (no typed copy of them first: one allocation fewer per chunk). */
+export function writeShard(refs: ArrayLike<number>, keys: unknown[], values: unknown[], initialState?: InitialEntry[]): Uint8Array {
   const encodedKeys = messageCodec.pack(keys);
   const encodedValues = messageCodec.pack(values);
   const initial = initialState?.length ? messageCodec.pack(initialState) : new Uint8Array(0);

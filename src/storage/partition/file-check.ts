@@ -49,4 +49,3 @@ function describeProblem(found: PageProblem, size: number): string {
     ? `data.mdb is truncated: ${size} bytes, but page ${found.page} of ${where}, which its newest commit refers to, ends at byte ${found.endsAt}`
     : `data.mdb is damaged: page ${found.page} of ${where}, which its newest commit refers to, is not a B-tree page`;
 }
-

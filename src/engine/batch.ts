@@ -11,7 +11,13 @@ export type RecordPieces<T = unknown> = ReadonlyArray<readonly T[]>;
 /** The pieces as one array (the piece itself when there is one). */
 export function joinPieces<T>(pieces: RecordPieces<T>): T[] {
   if (pieces.length === 1) return pieces[0] as T[];
-  return ([] as T[]).concat(...pieces);
+  let n = 0;
+  for (const piece of pieces) n += piece.length;
+  // A loop, not concat(...pieces): a spread of a hundred thousand pieces overflows the stack.
+  const all = new Array<T>(n);
+  let at = 0;
+  for (const piece of pieces) for (let i = 0; i < piece.length; i++) all[at++] = piece[i];
+  return all;
 }
 
 /**

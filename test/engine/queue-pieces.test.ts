@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ManualClock, StateSpec, StatestreamError, StreamingContext } from '../../src/index.js';
+import { joinPieces } from '../../src/engine/batch.js';
 import { PIECE_RECORDS } from '../../src/engine/sources/queue.js';
 import { fixture, tempDir } from '../helpers.js';
 
@@ -58,6 +59,54 @@ describe('a queue stream keeps each pushed batch as a copy in pieces', () => {
     } finally {
       await ssc.stop();
     }
+  });
+
+  it('a batch of 196 611 single-record pushes reaches a reader of the whole batch and a state stream whole; an iterable that throws pushes nothing', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+    const input = ssc.queueStream<[string, number]>();
+    const seen: Array<[string, number]> = [];
+    // (Loops, not push(...records): a spread of 200 000 arguments overflows the stack.)
+    input.foreachBatch((records) => records.forEach((r) => seen.push(r)));
+    const counts = input.mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2));
+    const outputs: Array<[string, number]> = [];
+    counts.foreachBatch((records) => records.forEach((r) => outputs.push(r)));
+    await ssc.start();
+    try {
+      // 24 full pieces' worth, one record a push.
+      const pushed = words(24 * PIECE_RECORDS);
+      for (const w of pushed) input.push([w, 1]);
+      /** An iterable that throws after two records: neither of them is in the batch, and the records before are intact. */
+      const broken = () =>
+        (function* () {
+          yield ['x', 1] as [string, number];
+          yield ['y', 1] as [string, number];
+          throw new Error('the source broke');
+        })();
+      // Its records would have begun a new piece…
+      assert.throws(() => input.pushBatch(broken()), /the source broke/);
+      const more = words(3, 5);
+      for (const w of more) input.push([w, 1]);
+      pushed.push(...more);
+      // …and here they would have gone into the last one.
+      assert.throws(() => input.pushBatch(broken()), /the source broke/);
+      assert.equal(input.pending, pushed.length);
+      await (ssc.clock as ManualClock).advance(100);
+      assert.equal(seen.length, pushed.length);
+      assert.deepEqual(seen.map(([w]) => w), pushed);
+      assert.deepEqual(lastCounts(outputs), countWords(pushed));
+    } finally {
+      await ssc.stop();
+    }
+  });
+
+  it('joins any number of pieces into one array, in order', () => {
+    const many = Array.from({ length: 200_000 }, (_, i) => [i]);
+    const joined = joinPieces(many);
+    assert.equal(joined.length, many.length);
+    assert.ok(joined.every((v, i) => v === i));
+    const one = ['a', 'b'];
+    assert.equal(joinPieces([one]), one);
+    assert.deepEqual(joinPieces([]), []);
   });
 
   it('oneAtATime gives each batch one pushed batch, whole', async () => {

@@ -36,22 +36,35 @@ export class QueueInputDStream<T> extends DStream<T> {
     if (records === null || typeof (records as Iterable<T>)?.[Symbol.iterator] !== 'function') {
       throw new ConfigError(`queueStream.pushBatch expects an iterable of records, got ${String(records)}`);
     }
-    // Copied, so that the caller may reuse its array once this returns.
-    const pieces: T[][] = [];
+    // Copied, so that the caller may reuse its array once this returns. Without oneAtATime
+    // a batch takes everything queued, so small pushes (push(record) per record) fill the
+    // last piece rather than each making one.
+    const tail = this.oneAtATime ? undefined : this.queue.at(-1);
+    const pieces: T[][] = tail ?? [];
+    let piece: T[] | undefined = pieces.at(-1);
+    const room = () => {
+      if (piece === undefined || piece.length === PIECE_RECORDS) pieces.push((piece = []));
+      return piece;
+    };
     if (Array.isArray(records)) {
-      for (let at = 0; at < records.length; at += PIECE_RECORDS) pieces.push(records.slice(at, at + PIECE_RECORDS));
-    } else {
-      let piece: T[] = [];
-      for (const record of records) {
-        if (piece.length === PIECE_RECORDS) {
-          pieces.push(piece);
-          piece = [];
-        }
-        piece.push(record);
+      let at = 0;
+      if (piece !== undefined && piece.length < PIECE_RECORDS) {
+        for (; at < records.length && piece.length < PIECE_RECORDS; at++) piece.push(records[at]);
       }
-      if (piece.length > 0) pieces.push(piece);
+      for (; at < records.length; at += PIECE_RECORDS) pieces.push((piece = records.slice(at, at + PIECE_RECORDS)));
+    } else {
+      // An iterable that throws part way pushes nothing: the tail goes back to what it held.
+      const held = pieces.length;
+      const heldInLast = piece?.length ?? 0;
+      try {
+        for (const record of records) room().push(record);
+      } catch (error) {
+        pieces.length = held;
+        if (held > 0) pieces[held - 1].length = heldInLast;
+        throw error;
+      }
     }
-    this.queue.push(pieces);
+    if (tail === undefined) this.queue.push(pieces);
   }
 
   /** Records waiting for a batch. */

@@ -55,6 +55,23 @@ describe("a batch's mapped records as workers send them and batch logs keep them
     assert.throws(() => first.push(['apple', 3], 'apple', 0), /encoded already/);
   });
 
+  it('writers filling at the same time (two partitions on one thread) never share columns', () => {
+    // One writer encoded first, so that a spare set of columns exists for the next to take.
+    const first = new OutputWriter();
+    first.push(['apple', 1], 'apple', 0);
+    first.encode(keysBytes);
+    const a = new OutputWriter();
+    const b = new OutputWriter();
+    for (let i = 0; i < 3000; i++) {
+      a.push(['apple', i], 'apple', 0);
+      b.push([7, -i], 7, 2);
+    }
+    const fromB = decodeOutputs(b.encode(keysBytes), keys) as Array<[unknown, number]>;
+    const fromA = decodeOutputs(a.encode(keysBytes), keys) as Array<[unknown, number]>;
+    assert.deepEqual(fromA, Array.from({ length: 3000 }, (_, i) => ['apple', i]));
+    assert.deepEqual(fromB, Array.from({ length: 3000 }, (_, i) => [7, -i]));
+  });
+
   it('writers one after the other reuse the columns, past their first size, and each encodes its own records', () => {
     for (const size of [3000, 10, 5000, 0, 1]) {
       const writer = new OutputWriter();

@@ -7,19 +7,25 @@ import { PAGE_HEADER, readMeta } from '../../../src/storage/partition/lmdb-file.
 import { openPartitionStore } from '../../../src/storage/partition/store.js';
 import { tempDir } from '../../helpers.js';
 
+/** A store of 20 000 keys under `dir`, and a whole copy of it in `dir`/whole (a snapshot's copy); returns the copy's folder. */
+async function wholeCopy(dir: string): Promise<string> {
+  const store = openPartitionStore(join(dir, 'live'));
+  store.env.transactionSync(() => {
+    for (let i = 0; i < 20_000; i++) store.state.putSync(`key-${i}`, Buffer.from([0x92, i & 0x7f, 0]));
+  });
+  const whole = join(dir, 'whole');
+  mkdirSync(whole);
+  await store.env.backup(whole, true);
+  store.env.close();
+  return whole;
+}
+
 describe('a snapshot\'s copies are checked before they count', () => {
   it('the checksum thread runs the start-up file check on each copy beside its hash: a whole copy passes, a cut one is named', async () => {
     const dir = tempDir();
-    const store = openPartitionStore(join(dir, 'live'));
-    store.env.transactionSync(() => {
-      for (let i = 0; i < 20_000; i++) store.state.putSync(`key-${i}`, Buffer.from([0x92, i & 0x7f, 0]));
-    });
-    const whole = join(dir, 'whole');
+    const whole = await wholeCopy(dir);
     const cut = join(dir, 'cut');
-    mkdirSync(whole);
     mkdirSync(cut);
-    await store.env.backup(whole, true);
-    store.env.close();
     copyFileSync(join(whole, 'data.mdb'), join(cut, 'data.mdb'));
     truncateSync(join(cut, 'data.mdb'), Math.floor(statSync(join(cut, 'data.mdb')).size / 2));
 
@@ -31,14 +37,7 @@ describe('a snapshot\'s copies are checked before they count', () => {
 
   it('names a copy whose meta page is overwritten, and one whose list of databases is a page of zeros; a whole copy beside them still passes', async () => {
     const dir = tempDir();
-    const store = openPartitionStore(join(dir, 'live'));
-    store.env.transactionSync(() => {
-      for (let i = 0; i < 20_000; i++) store.state.putSync(`key-${i}`, Buffer.from([0x92, i & 0x7f, 0]));
-    });
-    const whole = join(dir, 'whole');
-    mkdirSync(whole);
-    await store.env.backup(whole, true);
-    store.env.close();
+    const whole = await wholeCopy(dir);
     /** A copy of the whole one with `bytes` written at `position`. */
     const damaged = (name: string, position: (file: string) => number, bytes: Buffer) => {
       mkdirSync(join(dir, name));

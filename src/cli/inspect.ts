@@ -14,9 +14,9 @@ Shows who holds the data folder's lock (a running job or a command), each stream
 partition stores (path, data.mdb size, key count, last committed batch, layout, health),
 the snapshots, and the source offsets: from ZooKeeper when --zookeeper and --zk-root are
 given (with the copy of the job that owns the root), otherwise the positions the newest
-snapshot recorded. It only reads. Beside a running job each run opens each store once, and
-with lmdb-js 3.5.6 an open that meets one of the job's commits can lose that commit (rare
-for one run, likely for a loop of them: see docs/operations.md).
+snapshot recorded. It only reads. Beside a running job each run opens each store once; with
+lmdb-js 3.5.6 opening a running job's store may harm its commits (seen with loops of opens,
+not with single runs: see docs/operations.md).
 
 When --zk-root is a cluster's root (/statestream-cluster/<app>), it shows the cluster
 instead of offsets: the members and the leader, each state partition's owner and epoch

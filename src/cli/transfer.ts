@@ -23,8 +23,8 @@ Writes one stream's state as a portable state export (a MessagePack sequence: he
 [key, state, lastUpdated] per key, trailer), independent of the partition count. Without
 --snapshot it reads the job's stores, stopped or running: every partition is read as of
 the same batch (on a running job, the read waits for a moment between two batches and
-then holds that view while batches go on; opening a running job's stores can lose one
-of its commits with lmdb-js 3.5.6, see docs/operations.md, and --snapshot avoids it).
+then holds that view while batches go on; opening a running job's stores may harm its
+commits with lmdb-js 3.5.6, see docs/operations.md, and --snapshot avoids it).
 Stores left at different batches by a failed batch are refused. With --snapshot it reads
 that snapshot's copies, checked against their checksums; the snapshot folder is not touched.
 

@@ -50,16 +50,15 @@ class Columns {
   refs = new Uint32Array(1024);
   nums = new Float64Array(1024);
 
-  /** Room for at least `n` records, keeping the first `kept`. */
-  grow(n: number, kept: number): void {
-    let size = this.kinds.length;
-    while (size < n) size *= 2;
+  /** Twice the room, keeping what the columns hold (called when they are full). */
+  grow(): void {
+    const size = this.kinds.length * 2;
     const kinds = new Uint8Array(size);
     const refs = new Uint32Array(size);
     const nums = new Float64Array(size);
-    kinds.set(this.kinds.subarray(0, kept));
-    refs.set(this.refs.subarray(0, kept));
-    nums.set(this.nums.subarray(0, kept));
+    kinds.set(this.kinds);
+    refs.set(this.refs);
+    nums.set(this.nums);
     this.kinds = kinds;
     this.refs = refs;
     this.nums = nums;
@@ -89,7 +88,7 @@ export class OutputWriter {
       if (this.spent) throw new Error('OutputWriter: encoded already');
       columns = this.columns = spareColumns.pop() ?? new Columns();
     }
-    if (this.n === columns.kinds.length) columns.grow(this.n + 1, this.n);
+    if (this.n === columns.kinds.length) columns.grow();
     if (ref !== undefined && Array.isArray(out) && out.length === 2 && out[0] === key && typeof out[1] === 'number') {
       const num = out[1];
       columns.kinds[this.n++] = 1;
@@ -113,8 +112,7 @@ export class OutputWriter {
   /** The records as one buffer; the writer is spent (its columns go back for the thread's next batch). */
   encode(keys: Uint8Array): Uint8Array {
     if (this.spent) throw new Error('OutputWriter: encoded already');
-    const { n, m } = this;
-    const columns = this.columns ?? new Columns();
+    const { n, m, columns } = this;
     const others = this.others.length > 0 ? messageCodec.pack(this.others) : new Uint8Array(0);
     const flags = (m === n ? ALL_KEYED : 0) | (this.maxRef <= 0xffff ? NARROW_REFS : 0) | (this.intNums ? INT_NUMS : 0);
     const at = sections(n, m, others.length, flags, HEADER_BYTES);
@@ -127,13 +125,16 @@ export class OutputWriter {
     header[3] = others.length;
     header[4] = keys.length;
     header[5] = flags;
-    if (!(flags & ALL_KEYED)) new Uint8Array(buffer, at.kindsAt, n).set(columns.kinds.subarray(0, n));
-    (flags & NARROW_REFS ? new Uint16Array(buffer, at.refsAt, m) : new Uint32Array(buffer, at.refsAt, m)).set(columns.refs.subarray(0, m));
-    (flags & INT_NUMS ? new Int32Array(buffer, at.numsAt, m) : new Float64Array(buffer, at.numsAt, m)).set(columns.nums.subarray(0, m));
+    // A writer that got no record never took columns: its sections are empty.
+    if (columns !== undefined) {
+      if (!(flags & ALL_KEYED)) new Uint8Array(buffer, at.kindsAt, n).set(columns.kinds.subarray(0, n));
+      (flags & NARROW_REFS ? new Uint16Array(buffer, at.refsAt, m) : new Uint32Array(buffer, at.refsAt, m)).set(columns.refs.subarray(0, m));
+      (flags & INT_NUMS ? new Int32Array(buffer, at.numsAt, m) : new Float64Array(buffer, at.numsAt, m)).set(columns.nums.subarray(0, m));
+      spareColumns.push(columns);
+    }
     const bytes = new Uint8Array(buffer);
     bytes.set(others, at.othersAt);
     bytes.set(keys, at.keysAt);
-    if (this.columns !== undefined) spareColumns.push(this.columns);
     this.columns = undefined;
     this.spent = true;
     return bytes;

@@ -89,15 +89,15 @@ export interface Partitioner {
   partitionOfMurmur2?(hash: number, numPartitions: number): number;
 }
 
+/** Kafka's `toPositive(hash) % n`. */
+const partitionOfHash = (hash: number, numPartitions: number): number => (hash & 0x7fffffff) % numPartitions;
+
 /** Kafka's default partitioner for keyed records: `toPositive(murmur2(bytes)) % n`. */
 export const murmur2Partitioner: Partitioner = {
   name: 'murmur2',
   partition(key, numPartitions) {
     // Most keys are ASCII words or ids: hashed without encoding them first.
-    const hash = (typeof key === 'string' ? murmur2Ascii(key) : undefined) ?? murmur2(keyBytes(key));
-    return (hash & 0x7fffffff) % numPartitions;
+    return partitionOfHash((typeof key === 'string' ? murmur2Ascii(key) : undefined) ?? murmur2(keyBytes(key)), numPartitions);
   },
-  partitionOfMurmur2(hash, numPartitions) {
-    return (hash & 0x7fffffff) % numPartitions;
-  },
+  partitionOfMurmur2: partitionOfHash,
 };

@@ -52,14 +52,23 @@ export function readLayout(store: PartitionStore): StoreLayout | undefined {
 export function checkStoreFormat(layout: StoreLayout | undefined, where: { path: string; stream: number; partition: number }): void {
   if (layout === undefined) return;
   const version: unknown = layout.formatVersion;
+  const problem = storeFormatProblem(version);
+  if (problem === undefined) return;
   const what = `partition ${where.partition} of mapWithState stream ${where.stream} at ${where.path}`;
-  const context = { ...where, formatVersion: version, supported: FORMAT_VERSION };
+  throw new StoreMismatchError(`${what} ${problem}`, { ...where, formatVersion: version, supported: FORMAT_VERSION });
+}
+
+/**
+ * Why stores in format `version` cannot be read here (a predicate on "…", completing
+ * "the store …"), or undefined: the one rule behind checkStoreFormat and a snapshot's
+ * newerStoreFormat.
+ */
+export function storeFormatProblem(version: unknown): string | undefined {
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
-    throw new StoreMismatchError(`${what} has a layout without a valid format version (${String(version)}); it is not a store this statestream wrote`, context);
+    return `has a layout without a valid format version (${String(version)}); it is not a store this statestream wrote`;
   }
-  if (version > FORMAT_VERSION) {
-    throw new StoreMismatchError(`${what} is in store format ${version}, written by a newer statestream; this one reads formats up to ${FORMAT_VERSION}: run it with a newer statestream`, context);
-  }
+  if (version > FORMAT_VERSION) return `is in store format ${version}, written by a newer statestream; this one reads formats up to ${FORMAT_VERSION}: run it with a newer statestream`;
+  return undefined;
 }
 
 /** The store's layout, refused when it is in a newer format (checkStoreFormat): how a job or a tool reads an existing store's layout. */

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SnapshotError } from '../../errors.js';
-import { FORMAT_VERSION } from '../partition/batch-log.js';
+import { storeFormatProblem } from '../partition/batch-log.js';
 import { sha256FileSync, sha256Files } from './checksum.js';
 
 export const SNAPSHOT_FORMAT_VERSION = 1;
@@ -77,9 +77,8 @@ export function readManifest(path: string): SnapshotManifest {
 
 /** Why this version cannot use a snapshot stream's copies (stores in a newer store format), or undefined. */
 export function newerStoreFormat(stream: SnapshotStream): string | undefined {
-  return stream.storeFormatVersion > FORMAT_VERSION
-    ? `its stores are in store format ${stream.storeFormatVersion}, written by a newer statestream (this one reads up to ${FORMAT_VERSION})`
-    : undefined;
+  const problem = storeFormatProblem(stream.storeFormatVersion);
+  return problem === undefined ? undefined : `each of its stores ${problem}`;
 }
 
 /** Whole snapshots, newest first. Half-written ones are not listed (their names say so). */

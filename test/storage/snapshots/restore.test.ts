@@ -103,7 +103,7 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     writeFileSync(manifestFile, JSON.stringify(manifest));
     assert.throws(() => readSnapshotState(path), (error: unknown) => {
       assert.ok(error instanceof SnapshotError, String(error));
-      assert.match(error.message, new RegExp(`the snapshot at .*3000 cannot be read: its stores are in store format ${FORMAT_VERSION + 1}, written by a newer statestream`));
+      assert.match(error.message, new RegExp(`the snapshot at .*3000 cannot be read: each of its stores is in store format ${FORMAT_VERSION + 1}, written by a newer statestream`));
       return true;
     });
 
@@ -111,7 +111,7 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     const before = readFileSync(join(partitionPath(dataDir, 0, 1), 'data.mdb'));
     const result = spawnSync(process.execPath, [fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url)), 'snapshot', 'restore', '3000', '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(result.status, 1, result.stdout);
-    assert.match(result.stderr, new RegExp(`snapshot 3000 cannot be restored by this statestream, nothing was changed: its stores are in store format ${FORMAT_VERSION + 1}`));
+    assert.match(result.stderr, new RegExp(`snapshot 3000 cannot be restored by this statestream, nothing was changed: each of its stores is in store format ${FORMAT_VERSION + 1}`));
     assert.deepEqual(readFileSync(join(partitionPath(dataDir, 0, 1), 'data.mdb')), before);
   });
 

@@ -68,6 +68,19 @@ class Columns {
 /** Columns no writer holds. A writer abandoned with its batch (a retry) never gives its own back; the collector takes them. */
 const spareColumns: Columns[] = [];
 
+/**
+ * Columns of more records than this go back to the spare list only from a writer that
+ * filled a sixteenth of them or more: one very large batch does not leave its columns (13
+ * bytes a record) on the thread for good, and sizes that move up and down within 16× do
+ * not make and drop columns batch after batch (as the router's key table, key-table.ts).
+ */
+const KEPT_COLUMN_RECORDS = 1 << 16;
+
+/** Records the thread's spare columns have room for, all sets together (what they hold on to). */
+export function spareColumnRecords(): number {
+  return spareColumns.reduce((n, c) => n + c.kinds.length, 0);
+}
+
 export class OutputWriter {
   private columns: Columns | undefined;
   private n = 0;
@@ -130,7 +143,7 @@ export class OutputWriter {
       if (!(flags & ALL_KEYED)) new Uint8Array(buffer, at.kindsAt, n).set(columns.kinds.subarray(0, n));
       (flags & NARROW_REFS ? new Uint16Array(buffer, at.refsAt, m) : new Uint32Array(buffer, at.refsAt, m)).set(columns.refs.subarray(0, m));
       (flags & INT_NUMS ? new Int32Array(buffer, at.numsAt, m) : new Float64Array(buffer, at.numsAt, m)).set(columns.nums.subarray(0, m));
-      spareColumns.push(columns);
+      if (columns.kinds.length <= KEPT_COLUMN_RECORDS || n * 16 >= columns.kinds.length) spareColumns.push(columns);
     }
     const bytes = new Uint8Array(buffer);
     bytes.set(others, at.othersAt);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { messageCodec } from '../../../src/storage/codec.js';
-import { decodeBatchOutputs, decodeOutputs, encodeRecords, OutputWriter } from '../../../src/storage/partition/batch-outputs.js';
+import { decodeBatchOutputs, decodeOutputs, encodeRecords, OutputWriter, spareColumnRecords } from '../../../src/storage/partition/batch-outputs.js';
 
 describe("a batch's mapped records as workers send them and batch logs keep them", () => {
   const keys = ['apple', ['t', 1], 7];
@@ -83,6 +83,22 @@ describe("a batch's mapped records as workers send them and batch logs keep them
       }
       assert.deepEqual(decodeOutputs(writer.encode(keysBytes), keys), expected, `a writer of ${size} records`);
     }
+  });
+
+  it('keeps the columns of a very large batch only while batches fill a sixteenth of them', () => {
+    const write = (size: number) => {
+      const writer = new OutputWriter();
+      for (let i = 0; i < size; i++) writer.push(['apple', i], 'apple', 0);
+      assert.equal(decodeOutputs(writer.encode(keysBytes), keys).length, size);
+    };
+    write(300_000);
+    assert.ok(spareColumnRecords() >= 300_000, `the large batch's columns are kept for the next (${spareColumnRecords()})`);
+    write(40_000);
+    assert.ok(spareColumnRecords() >= 300_000, `a batch of 40 000 records keeps them (${spareColumnRecords()})`);
+    write(10);
+    assert.ok(spareColumnRecords() <= 1 << 16, `a batch of 10 records lets them go (${spareColumnRecords()} records of room kept)`);
+    write(10);
+    assert.ok(spareColumnRecords() > 0 && spareColumnRecords() <= 1 << 16, `small columns are kept (${spareColumnRecords()})`);
   });
 
   it('takes 6 bytes a record when every record is [its key, an integer] and the shard has under 65536 keys, and widens only what must', () => {

@@ -1,6 +1,15 @@
 import { murmur2Ascii } from '../engine/partitioner.js';
 
 const INITIAL_BITS = 12;
+/**
+ * The longest run of slots a lookup walks. At the table's load of at most a half, honest
+ * keys walk a few slots, and 10^6 of them about 60 at most; only keys chosen to share their
+ * hash's low bits walk more (the hash has a fixed seed, as Kafka's partitioner must, so such
+ * keys are easy to make). Past this, the batch leaves the table for a Map, whose hash V8
+ * seeds at random: bad keys cost a batch at most this many steps a record, never a walk
+ * that grows with the batch.
+ */
+export const MAX_PROBE = 256;
 
 /**
  * The distinct ASCII string keys of the batch being routed, with the code the shard builder
@@ -89,12 +98,26 @@ export class KeyTable {
     return typeof key === 'string' ? murmur2Ascii(key) : undefined;
   }
 
-  /** The key's code in this batch, or -1. */
+  /** Batches that left the table for a Map because a lookup walked past MAX_PROBE slots. */
+  overlong = 0;
+
+  /** The key's code in this batch; -1 for a key it does not hold; OVERLONG when the walk passed MAX_PROBE slots (the caller leaves the table). */
   find(key: string, hash: number): number {
     const { stamps, keys, mask, stamp } = this;
-    for (let j = hash & mask; ; j = (j + 1) & mask) {
+    for (let j = hash & mask, steps = 0; ; j = (j + 1) & mask) {
       if (stamps[j] !== stamp) return -1;
       if (keys[j] === key) return this.codes[j];
+      if (++steps > MAX_PROBE) return KeyTable.OVERLONG;
+    }
+  }
+
+  static readonly OVERLONG = -2;
+
+  /** This batch's keys and their codes, in the order they came: what a builder leaving the table carries over to its Map. */
+  *entries(): Generator<[string, number]> {
+    for (let i = 0; i < this.size; i++) {
+      const j = this.used[i];
+      yield [this.keys[j]!, this.codes[j]];
     }
   }
 

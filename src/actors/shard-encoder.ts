@@ -66,12 +66,14 @@ export class ShardBuilder {
     if (i === 0 && this.keyTable?.acquire(this)) this.table = this.keyTable;
     if (!Array.isArray(record) || record.length !== 2) assertPair(record, this.where.batchTime, i, this.where.stream);
     const key = (record as unknown[])[0];
-    let code: number;
+    let code = -1;
     const hash = this.table === undefined ? undefined : KeyTable.hash(key);
     if (hash !== undefined) {
       code = this.table!.find(key as string, hash);
-      if (code < 0) this.table!.insert(key as string, hash, (code = this.place(record, i, hash)));
-    } else {
+      if (code === KeyTable.OVERLONG) this.leaveTable();
+      else if (code < 0) this.table!.insert(key as string, hash, (code = this.place(record, i, hash)));
+    }
+    if (code < 0) {
       // Map keys compare -0 and 0 as equal, and so does JSON: one key, as normalizeKey makes it.
       const id = Array.isArray(key) ? JSON.stringify(key) : undefined;
       const known = id === undefined ? this.scalars.get(key) : this.tuples.get(id);
@@ -124,6 +126,15 @@ export class ShardBuilder {
     // A batch without records never takes the table: an idle stream gives back what a large batch grew.
     if (this.index === 0) this.keyTable?.compact();
     for (let p = 0; p < this.numPartitions; p++) this.flush(p, true);
+  }
+
+  /** A lookup in the key table walked too far (keys made to collide): the rest of the batch goes by Map, with the keys the table holds. */
+  private leaveTable(): void {
+    const table = this.table!;
+    for (const [key, code] of table.entries()) this.scalars.set(key, code);
+    table.overlong++;
+    table.release(this);
+    this.table = undefined;
   }
 
   /** Gives the stream's key table back (done by finish; call it when the batch could not be routed). */

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { KeyTable } from '../../src/actors/key-table.js';
+import { KeyTable, MAX_PROBE } from '../../src/actors/key-table.js';
 import { ShardBuilder } from '../../src/actors/shard-encoder.js';
 import { readShard } from '../../src/actors/shard-format.js';
-import { murmur2Partitioner } from '../../src/engine/partitioner.js';
+import { murmur2Ascii, murmur2Partitioner } from '../../src/engine/partitioner.js';
 import { InvalidRecordError } from '../../src/errors.js';
 import { testRandom, type SeededRandom } from '../random.js';
 
@@ -124,5 +124,38 @@ describe("routing a batch's records with the stream's key table", () => {
     assert.ok(table.acquire(owner));
     assert.equal(table.find('kept', KeyTable.hash('kept')!), -1);
     table.release(owner);
+  });
+
+  it('leaves the table for a Map when keys made to share their hash would make each lookup walk far, and routes them as a Map does', (t) => {
+    // Words whose murmur2 ends in the same 12 bits: one run of slots in a table of 4096.
+    const colliding: string[] = [];
+    for (let i = 0; colliding.length < MAX_PROBE + 200; i++) {
+      const word = `c${i}`;
+      if ((murmur2Ascii(word)! & 0xfff) === 0x2a5) colliding.push(word);
+    }
+    const random = testRandom(t);
+    const table = new KeyTable();
+    const records = Array.from({ length: 6000 }, (_, i) => [random.between(0, 3) === 0 ? `w${random.between(0, 50)}` : colliding[random.between(0, colliding.length - 1)], i]);
+    const withTable = empty();
+    const own = empty();
+    const a = builder(table, withTable);
+    const b = builder(undefined, own);
+    for (const record of records) {
+      a.add(record);
+      b.add(record);
+    }
+    a.finish();
+    b.finish();
+    assert.deepEqual(withTable, own);
+    assert.equal(table.overlong, 1, 'the batch left the table once');
+    // The next batch, of honest keys, has the table again.
+    const next = empty();
+    const c = builder(table, next);
+    for (let i = 0; i < 100; i++) c.add([`w${i % 10}`, i]);
+    const owner = {};
+    assert.equal(table.acquire(owner), false, 'the batch holds the table');
+    c.finish();
+    assert.equal(table.overlong, 1);
+    assert.equal(next.flatMap((p) => p.records).length, 100);
   });
 });

@@ -8,18 +8,28 @@ import type { PartitionStore } from './store.js';
  * A partition's change log: each batch's changed entries, appended as one record keyed by
  * the batch time, in the same transaction as the rest of the batch. Writing a hot key in
  * place rewrites the leaf page it sits on, and in a large state every hot key sits on a
- * page of its own; a record appends a few pages at the end of one tree instead. Every so
- * often the newest value of each logged key is written in place and the records go (a
- * fold), in one transaction, so the cost of rewriting a page is paid once per fold rather
- * than once per batch (docs/decisions.md, "Changed keys go to a change log").
+ * page of its own; a record appends a few pages at the end of one tree instead. Once the
+ * log holds enough, each batch's commit also folds its oldest record: the keys no newer
+ * record changed are written in place and the record goes, so a key changed batch after
+ * batch is written in place only once it cools (docs/decisions.md, "Changed keys go to a
+ * change log").
  *
  * The state is the state database overlaid by the log, newest record first: every reader
  * of a store reads through `readEntry`/`readEntries`, or folds first.
  */
 export type Change = [key: unknown, entry: Uint8Array | null];
 
+/** A key's newest change in the log, with the batch time of the record that holds it. */
+export type LoggedChange = [key: unknown, entry: Uint8Array | null, batchTime: number];
+
 /** The log's newest change of each key: what overlays the state database. */
-export type Overlay = KeyedMap<Change>;
+export type Overlay = KeyedMap<LoggedChange>;
+
+/** One record of the log: its batch time and the keys it changed, in order. */
+export interface LogRecord {
+  batchTime: number;
+  keys: unknown[];
+}
 
 function encodeChanges(changes: readonly Change[]): Buffer {
   return messageCodec.pack([changes.map((c) => c[0]), changes.map((c) => c[1])]) as Buffer;
@@ -45,17 +55,43 @@ export type StateDatabases = Pick<PartitionStore, 'state'> & { changeLog: Partit
 
 /** Every key the log changed, with its newest change, as the given read transaction (or the thread's current one) sees it. */
 export function readOverlay(store: StateDatabases, transaction?: Transaction): Overlay {
+  return readLog(store, transaction).overlay;
+}
+
+/** The overlay, and the log's records oldest first (what a writer folds from). */
+export function readLog(store: StateDatabases, transaction?: Transaction): { overlay: Overlay; records: LogRecord[] } {
   const overlay: Overlay = new KeyedMap();
+  const records: LogRecord[] = [];
   // A read-only environment of a store written before the log existed has no such database.
-  if (!store.changeLog) return overlay;
-  for (const { value } of store.changeLog.getRange(transaction ? { transaction } : {})) {
-    for (const change of decodeChanges(value)) overlay.set(change[0], change);
+  if (!store.changeLog) return { overlay, records };
+  for (const { key, value } of store.changeLog.getRange(transaction ? { transaction } : {})) {
+    const batchTime = key as number;
+    const changes = decodeChanges(value);
+    for (const [changed, entry] of changes) overlay.set(changed, [changed, entry, batchTime]);
+    records.push({ batchTime, keys: changes.map((c) => c[0]) });
   }
-  return overlay;
+  return { overlay, records };
+}
+
+/**
+ * Folds the log's oldest record (inside a write transaction): each of its keys whose newest
+ * change it holds goes in place, the others are newer in a later record; then the record
+ * goes. Returns the keys written, which the overlay drops once the transaction commits.
+ */
+export function foldOldest(store: PartitionStore, overlay: Overlay, record: LogRecord): unknown[] {
+  const written: unknown[] = [];
+  for (const key of record.keys) {
+    const change = overlay.get(key);
+    if (change === undefined || change[2] !== record.batchTime) continue;
+    writeOne(store, key, change[1]);
+    written.push(key);
+  }
+  store.changeLog.removeSync(record.batchTime);
+  return written;
 }
 
 /** Writes `changes` in place, in order, and empties the log when it holds records (inside a write transaction). */
-export function foldInto(store: PartitionStore, changes: Iterable<Change>, logged: boolean): void {
+export function foldInto(store: PartitionStore, changes: Iterable<Change | LoggedChange>, logged: boolean): void {
   for (const [key, entry] of changes) writeOne(store, key, entry);
   if (logged) emptyChangeLog(store);
 }

@@ -1,13 +1,13 @@
 import { decodeEntry, type StoredEntry } from '../codec.js';
-import { appendChanges, changeRecords, foldInto, readOverlay, writeInPlace, type Change, type Overlay } from './change-log.js';
+import { appendChanges, foldInto, foldOldest, readLog, writeInPlace, type Change, type LogRecord, type LoggedChange, type Overlay } from './change-log.js';
 import { KeyedMap } from './keyed-map.js';
 import type { EncodedStateMap } from './memory-state-map.js';
 import { LmdbStateMap } from './state-map.js';
 import type { PartitionStore } from './store.js';
 
-/** A fold writes the log in place once it holds this many batches' records… */
+/** The log holds at most this many batches' records: past it, each commit folds the oldest… */
 export const FOLD_EVERY_RECORDS = 16;
-/** …or this many distinct keys (what the log costs in worker memory, at most, between folds). */
+/** …and records go until it holds at most this many distinct keys (what the log costs in worker memory, at most). */
 export const FOLD_ENTRIES = 200_000;
 /**
  * A batch's changes are logged only in a state this many times larger than they are. In a
@@ -19,21 +19,28 @@ export const LOG_WHEN_KEYS_PER_CHANGE = 100;
 
 /**
  * The partition's durable map as the worker writes it: a batch's changes go to the change
- * log as one record (change-log.ts), and are folded into the state database every few
- * batches, inside a batch's commit. Reads see the state database through the log, which
- * this layer keeps in memory as it writes it (read from LMDB when it begins, or after
- * someone else wrote the store).
+ * log as one record (change-log.ts); once the log is full, each commit folds its oldest
+ * record, writing in place only the keys no later record changed. Reads see the state
+ * database through the log, which this layer keeps in memory as it writes it (read from
+ * LMDB when it begins, or after someone else wrote the store).
+ *
+ * Folding one record a batch, not the whole log every 16 batches, keeps any one batch's
+ * share bounded: the whole log at once (up to 200 000 keys) made one batch in 16 several
+ * times slower than the others at 10^7 keys (docs/decisions.md).
  */
 export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
   private readonly base: LmdbStateMap<S>;
   /** The log's newest change of each key, as committed; undefined until read. */
   private overlay: Overlay | undefined;
-  private records = 0;
+  /** The log's records, oldest first, as committed. */
+  private records: LogRecord[] = [];
   /** The batch's changes, until its commit: keys and their entries (null: removed), side by side rather than a tuple each. */
   private stagedKeys: unknown[] = [];
   private stagedEntries: Array<Uint8Array | null> = [];
-  /** Whether the batch's transaction wrote in place (then the log is empty once it commits). */
+  /** What the batch's transaction did beside its writes: wrote everything in place (then the log is empty once it commits), or appended a record and folded the oldest ones. */
   private inPlace = false;
+  private appended: number | undefined;
+  private folded: unknown[][] = [];
 
   constructor(
     private readonly store: PartitionStore,
@@ -44,10 +51,7 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
   }
 
   private log(): Overlay {
-    if (!this.overlay) {
-      this.overlay = readOverlay(this.store);
-      this.records = changeRecords(this.store);
-    }
+    if (!this.overlay) ({ overlay: this.overlay, records: this.records } = readLog(this.store));
     return this.overlay;
   }
 
@@ -79,24 +83,32 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
 
   /**
    * Inside the batch's commit transaction, `keyCount` the keys the store holds after it: the
-   * batch's changes become its log record; or, in a state too small for the log to pay, or
-   * once the log has grown, they and the whole log are written in place.
+   * batch's changes become its log record, and the oldest records fold while the log holds
+   * more than it may; or, in a state too small for the log to pay, they and the whole log
+   * are written in place.
    */
   endBatch(batchTime: number, keyCount: number): void {
     const changed = this.stagedKeys.length;
     if (changed === 0) return;
     const overlay = this.log();
-    const logged = keyCount >= LOG_WHEN_KEYS_PER_CHANGE * changed;
-    if (logged && this.records + 1 < this.foldEvery && overlay.size + changed < this.foldEntries) {
+    if (keyCount >= LOG_WHEN_KEYS_PER_CHANGE * changed) {
       appendChanges(this.store, batchTime, this.staged());
+      this.appended = batchTime;
+      // The overlay after the commit holds at most this many keys: what it holds and the batch's.
+      let entries = overlay.size + changed;
+      for (let i = 0; i < this.records.length && (this.records.length + 1 - i > this.foldEvery || entries > this.foldEntries); i++) {
+        const written = foldOldest(this.store, overlay, this.records[i]);
+        this.folded.push(written);
+        entries -= written.length;
+      }
       return;
     }
     this.inPlace = true;
-    if (this.records === 0) {
+    if (this.records.length === 0) {
       writeInPlace(this.store, this.stagedKeys, this.stagedEntries);
       return;
     }
-    const folded: Overlay = new KeyedMap();
+    const folded = new KeyedMap<Change | LoggedChange>();
     for (const change of overlay.values()) folded.set(change[0], change);
     for (const change of this.staged()) folded.set(change[0], change);
     foldInto(this.store, folded.values(), true);
@@ -104,12 +116,23 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
 
   /** The batch's transaction committed. */
   committed(): void {
+    const overlay = this.overlay;
     if (this.inPlace) {
-      if (this.records > 0) this.overlay = new KeyedMap();
-      this.records = 0;
-    } else if (this.stagedKeys.length > 0 && this.overlay) {
-      for (const change of this.staged()) this.overlay.set(change[0], change);
-      this.records++;
+      if (this.records.length > 0) this.overlay = new KeyedMap();
+      this.records = [];
+    } else if (this.appended !== undefined && overlay) {
+      const batchTime = this.appended;
+      for (let i = 0; i < this.stagedKeys.length; i++) {
+        const key = this.stagedKeys[i];
+        overlay.set(key, [key, this.stagedEntries[i], batchTime]);
+      }
+      // A folded record's keys left the overlay unless a later record (this batch's included) changed them.
+      this.folded.forEach((written, r) => {
+        const { batchTime: folded } = this.records[r];
+        for (const key of written) if (overlay.get(key)?.[2] === folded) overlay.delete(key);
+      });
+      this.records.splice(0, this.folded.length);
+      this.records.push({ batchTime, keys: this.stagedKeys });
     }
     this.aborted();
   }
@@ -119,11 +142,14 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
     this.stagedKeys = [];
     this.stagedEntries = [];
     this.inPlace = false;
+    this.appended = undefined;
+    this.folded = [];
   }
 
   /** Someone else wrote the store (a restore, another owner): the log is read again. */
   reset(): void {
     this.overlay = undefined;
+    this.records = [];
     this.aborted();
   }
 }

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { decodeEntry, encodeEntry } from '../../../src/storage/codec.js';
+import { changeRecords, readEntries, readLog } from '../../../src/storage/partition/change-log.js';
+import { LoggedStateMap } from '../../../src/storage/partition/logged-state-map.js';
+import { openPartitionStore, type PartitionStore } from '../../../src/storage/partition/store.js';
+import { tempDir } from '../../helpers.js';
+import { testRandom } from '../../random.js';
+
+/** Large enough that every batch is logged (100 keys a change and more). */
+const LARGE = 1_000_000;
+
+/** One batch's commit as the worker makes it: the changes staged, the batch ended, all in one transaction. */
+function commit(store: PartitionStore, map: LoggedStateMap<number>, batchTime: number, changes: Array<[string, number | null]>, fail = false): void {
+  try {
+    store.env.transactionSync(() => {
+      for (const [key, value] of changes) {
+        if (value === null) map.remove(key);
+        else map.put(key, encodeEntry(value, batchTime));
+      }
+      map.endBatch(batchTime, LARGE);
+      if (fail) throw new Error('the batch fails before its commit');
+    });
+  } catch (error) {
+    map.aborted();
+    if (!fail) throw error;
+    return;
+  }
+  map.committed();
+}
+
+/** The state as a reader that opened the store afresh sees it: the state database through the log. */
+function stored(store: PartitionStore): Map<string, number> {
+  store.env.resetReadTxn();
+  return new Map([...readEntries(store)].map(([key, bytes]) => [key as string, decodeEntry<number>(bytes)[0]]));
+}
+
+describe('LoggedStateMap: the change log folded a record at a time', () => {
+  const stores: PartitionStore[] = [];
+  after(() => stores.forEach((s) => s.env.close()));
+
+  it('holds what a map would, through records folded oldest first, keys changed again, removals and failed batches', (t) => {
+    const random = testRandom(t);
+    const store = openPartitionStore(tempDir());
+    stores.push(store);
+    // At most 4 records, and at most 6 logged keys (or the batch's own, when more): both limits fold.
+    const map = new LoggedStateMap<number>(store, 4, 6);
+    const model = new Map<string, number>();
+    const keys = Array.from({ length: 30 }, (_, i) => `k${i}`);
+    for (let batch = 1; batch <= 60; batch++) {
+      const changes = new Map<string, number | null>();
+      // A few keys hot (changed in most batches), the rest now and then.
+      for (let i = 0, n = random.between(1, 6); i < n; i++) {
+        const key = random.between(0, 3) === 0 ? keys[random.between(0, 3)] : keys[random.between(4, keys.length - 1)];
+        changes.set(key, random.between(0, 4) === 0 ? null : random.between(1, 1000));
+      }
+      const fail = random.between(0, 9) === 0;
+      commit(store, map, batch * 100, [...changes], fail);
+      if (!fail) for (const [key, value] of changes) value === null ? model.delete(key) : model.set(key, value);
+
+      const where = `after batch ${batch}${fail ? ' (failed)' : ''}, ${random.replay}`;
+      assert.deepEqual(stored(store), model, `read afresh ${where}`);
+      for (const key of keys) assert.equal(map.get(key)?.[0], model.get(key), `${key} through the map ${where}`);
+      store.env.resetReadTxn();
+      assert.ok(changeRecords(store) <= 4, `${changeRecords(store)} records ${where}`);
+      const logged = readLog(store).overlay.size;
+      assert.ok(logged <= Math.max(6, changes.size), `${logged} logged keys ${where}`);
+      // Every few batches, the map forgets what it kept and reads the log again (another writer, a restore).
+      if (batch % 7 === 0) map.reset();
+    }
+  });
+
+  it('a key its oldest record changed and the folding batch changes again keeps the batch\'s value', () => {
+    const store = openPartitionStore(tempDir());
+    stores.push(store);
+    const map = new LoggedStateMap<number>(store, 2, 1000);
+    commit(store, map, 100, [['a', 1], ['b', 1]]);
+    commit(store, map, 200, [['c', 2]]);
+    // The third record folds the first: a goes in place with 1, and this batch sets it to 3.
+    commit(store, map, 300, [['a', 3]]);
+    store.env.resetReadTxn();
+    assert.equal(changeRecords(store), 2);
+    assert.equal(decodeEntry<number>(store.state.getBinary('a')!)[0], 1, 'the folded value in place');
+    assert.equal(map.get('a')?.[0], 3, 'the log\'s newer value over it, in memory');
+    assert.deepEqual(stored(store), new Map([['a', 3], ['b', 1], ['c', 2]]));
+    // The next fold (of batch 200's record) leaves a to its own record.
+    commit(store, map, 400, [['d', 4]]);
+    assert.equal(map.get('a')?.[0], 3);
+    assert.deepEqual(stored(store), new Map([['a', 3], ['b', 1], ['c', 2], ['d', 4]]));
+  });
+});

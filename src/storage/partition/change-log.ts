@@ -75,14 +75,15 @@ export function readLog(store: StateDatabases, transaction?: Transaction): { ove
 
 /**
  * Folds the log's oldest record (inside a write transaction): each of its keys whose newest
- * change it holds goes in place, the others are newer in a later record; then the record
- * goes. Returns the keys written, which the overlay drops once the transaction commits.
+ * change it holds goes in place, the others are newer in a later record (or in `skip`, the
+ * batch's own, when the caller says); then the record goes. Returns the keys written, which
+ * the overlay drops once the transaction commits.
  */
-export function foldOldest(store: PartitionStore, overlay: Overlay, record: LogRecord): unknown[] {
+export function foldOldest(store: PartitionStore, overlay: Overlay, record: LogRecord, skip?: KeyedMap<true>): unknown[] {
   const written: unknown[] = [];
   for (const key of record.keys) {
     const change = overlay.get(key);
-    if (change === undefined || change[2] !== record.batchTime) continue;
+    if (change === undefined || change[2] !== record.batchTime || skip?.get(key)) continue;
     writeOne(store, key, change[1]);
     written.push(key);
   }

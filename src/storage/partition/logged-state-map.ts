@@ -7,7 +7,10 @@ import type { PartitionStore } from './store.js';
 
 /** The log holds at most this many batches' records: past it, each commit folds the oldest… */
 export const FOLD_EVERY_RECORDS = 16;
-/** …and records go until it holds at most this many distinct keys (what the log costs in worker memory, at most). */
+/**
+ * …and records go until it holds at most this many distinct keys: the bound on the worker's
+ * overlay of the log (beside it, each record's list of keys, up to 16 batches' changes).
+ */
 export const FOLD_ENTRIES = 200_000;
 /**
  * A batch's changes are logged only in a state this many times larger than they are. In a
@@ -48,6 +51,11 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
     private readonly foldEntries = FOLD_ENTRIES,
   ) {
     this.base = new LmdbStateMap<S>(store);
+  }
+
+  /** Keys of the log this map holds in memory now (0 until it reads the log): what a reader of the store's log finds. */
+  get loggedKeys(): number {
+    return this.overlay?.size ?? 0;
   }
 
   private log(): Overlay {
@@ -96,8 +104,20 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
       this.appended = batchTime;
       // The overlay after the commit holds at most this many keys: what it holds and the batch's.
       let entries = overlay.size + changed;
+      let again: KeyedMap<true> | undefined;
+      if (entries > this.foldEntries) {
+        // Near the bound, counted exactly: a hot key, logged already, counted twice would fold
+        // every record each batch and write it in place every time. A key this batch changes
+        // again is left to its new record, neither written nor counted as leaving.
+        again = new KeyedMap();
+        entries = overlay.size;
+        for (const key of this.stagedKeys) {
+          again.set(key, true);
+          if (overlay.get(key) === undefined) entries++;
+        }
+      }
       for (let i = 0; i < this.records.length && (this.records.length + 1 - i > this.foldEvery || entries > this.foldEntries); i++) {
-        const written = foldOldest(this.store, overlay, this.records[i]);
+        const written = foldOldest(this.store, overlay, this.records[i], again);
         this.folded.push(written);
         entries -= written.length;
       }

@@ -65,9 +65,23 @@ describe('LoggedStateMap: the change log folded a record at a time', () => {
       assert.ok(changeRecords(store) <= 4, `${changeRecords(store)} records ${where}`);
       const logged = readLog(store).overlay.size;
       assert.ok(logged <= Math.max(6, changes.size), `${logged} logged keys ${where}`);
+      assert.equal(map.loggedKeys, logged, `the log in memory is the log in LMDB ${where}`);
       // Every few batches, the map forgets what it kept and reads the log again (another writer, a restore).
       if (batch % 7 === 0) map.reset();
     }
+  });
+
+  it('hot keys, logged by every batch, are not written in place when the logged keys near their bound', () => {
+    const store = openPartitionStore(tempDir());
+    stores.push(store);
+    // Room for 10 logged keys; each batch changes the same 6.
+    const map = new LoggedStateMap<number>(store, 16, 10);
+    const hot = ['a', 'b', 'c', 'd', 'e', 'f'];
+    for (let batch = 1; batch <= 40; batch++) commit(store, map, batch * 100, hot.map((k) => [k, batch]));
+    store.env.resetReadTxn();
+    assert.equal(changeRecords(store), 16, 'the log keeps its 16 records: the 6 keys fit its bound');
+    assert.equal([...store.state.getKeys({})].length, 0, 'no hot key was written in place');
+    assert.deepEqual(stored(store), new Map(hot.map((k) => [k, 40])));
   });
 
   it('a key its oldest record changed and the folding batch changes again keeps the batch\'s value', () => {

@@ -120,18 +120,29 @@ async function main(): Promise<void> {
   const results: ScenarioResult[] = [rawResult];
   const print = (r: ScenarioResult) => console.log(`\n${scenarioReport(r)}`);
   print(rawResult);
-  if (only.includes('throughput')) print(results[results.push(await throughput(config, raw)) - 1]);
-  if (only.includes('scaling')) {
-    const [scaling, restart] = await scalingAndRestart(config, raw);
-    results.push(scaling, restart);
-    print(scaling);
-    print(restart);
-  }
-  if (only.includes('timeout')) print(results[results.push(await timeoutSweep(config, raw)) - 1]);
-  if (only.includes('snapshots')) print(results[results.push(await snapshotPause(config)) - 1]);
-  if (only.includes('kafka')) print(results[results.push(await kafkaIntake(config)) - 1]);
+  // A scenario that fails (a service missing, a machine too small) costs its own figures, not
+  // those the run already measured: the others go on, the results are written, the exit is 1.
+  const failed: Array<{ scenario: string; error: string }> = [];
+  const run = async (name: (typeof SCENARIOS)[number], scenario: () => Promise<ScenarioResult | ScenarioResult[]>) => {
+    if (!only.includes(name)) return;
+    try {
+      for (const result of [await scenario()].flat()) {
+        results.push(result);
+        print(result);
+      }
+    } catch (error) {
+      console.error(error);
+      log(`${name}: failed, going on without it (${(error as Error).message})`);
+      failed.push({ scenario: name, error: (error as Error).message ?? String(error) });
+    }
+  };
+  await run('throughput', () => throughput(config, raw));
+  await run('scaling', () => scalingAndRestart(config, raw));
+  await run('timeout', () => timeoutSweep(config, raw));
+  await run('snapshots', () => snapshotPause(config));
+  await run('kafka', () => kafkaIntake(config));
   // Last: it measures no goal, so it is the one that gives up runs when quick mode's budget is spent.
-  if (only.includes('threads')) print(results[results.push(await threadsPartitions(config, raw)) - 1]);
+  await run('threads', () => threadsPartitions(config, raw));
   // The report keeps the scenarios' numbered order, whatever order they ran in.
   results.sort((a, b) => sectionNumber(a) - sectionNumber(b));
 
@@ -139,7 +150,8 @@ async function main(): Promise<void> {
   const command = `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`;
   const report = {
     mode: config.mode,
-    complete: only.length === SCENARIOS.length,
+    complete: only.length === SCENARIOS.length && failed.length === 0,
+    failed,
     command,
     startedAt: startedAt.toISOString(),
     seconds,
@@ -155,6 +167,7 @@ async function main(): Promise<void> {
   const markdown = [
     `Mode ${config.mode}, ${config.reps} runs per figure, ${seconds.toFixed(0)} s in all; ${env.cpuModel}, ${env.cores} cores, ${env.memoryGiB} GiB, Node ${env.node}, commit ${env.gitCommit.slice(0, 10)}${env.gitDirty ? ' (work tree dirty)' : ''}, ${startedAt.toISOString()}.`,
     'Each cell: median (min–max) of the runs; ÷ columns: statestream ÷ baseline (medians).',
+    ...failed.map((f) => `\n**Scenario ${f.scenario} failed**, its figures are missing: ${f.error}`),
     ...results.map((r) => `\n${scenarioReport(r)}`),
   ].join('\n');
   const svg = await renderChart(results, env, config.mode);
@@ -162,6 +175,10 @@ async function main(): Promise<void> {
   writeFileSync(join(outDir, `latest-${suffix}.md`), markdown + '\n');
   writeFileSync(join(outDir, `latest-${suffix}.svg`), svg);
   log(`wrote ${join(outDir, stamp)}-${suffix}.json, latest-${suffix}.{json,md,svg}; ${seconds.toFixed(0)} s in all`);
+  if (failed.length > 0) {
+    log(`failed: ${failed.map((f) => f.scenario).join(', ')}`);
+    process.exitCode = 1;
+  }
 }
 
 main().catch((error) => {

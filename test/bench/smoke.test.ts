@@ -36,4 +36,22 @@ describe('benchmark harness', () => {
     assert.match(readFileSync(join(out, 'latest-smoke.svg'), 'utf8'), /<svg/);
     assert.ok(readdirSync(out).some((f) => /^\d{4}-.*-smoke\.json$/.test(f)), 'a file per run, named by its time');
   });
+
+  it('writes what it measured when a scenario fails, names the failure, and exits 1', async () => {
+    const out = tempDir('statestream-bench-');
+    // No PATH: the Kafka scenario cannot start ZooKeeper (java), the throughput scenario needs nothing from it.
+    const failure = await run(process.execPath, [bench, '--smoke', '--only', 'throughput,kafka', '--out', out], { timeout: 240_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, PATH: '/nonexistent' } }).then(
+      () => assert.fail('the harness exited 0 with a failed scenario'),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+    assert.equal(failure.code, 1);
+    assert.match(failure.stderr, /kafka: failed, going on without it/);
+    assert.ok(failure.stdout.includes('1. Throughput'), 'the throughput scenario ran and was printed');
+    const json = JSON.parse(readFileSync(join(out, 'latest-smoke-partial.json'), 'utf8')) as { complete: boolean; failed: Array<{ scenario: string; error: string }>; scenarios: Array<{ name: string }> };
+    assert.equal(json.complete, false);
+    assert.deepEqual(json.failed.map((f) => f.scenario), ['kafka']);
+    assert.match(json.failed[0].error, /ZooKeeper/);
+    assert.ok(json.scenarios.some((s) => s.name === 'throughput'), 'the figures measured before the failure are kept');
+    assert.match(readFileSync(join(out, 'latest-smoke-partial.md'), 'utf8'), /Scenario kafka failed/);
+  });
 });

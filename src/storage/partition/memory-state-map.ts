@@ -65,6 +65,9 @@ type Staged<S> = WrittenEntry<S> | StagedChange<S>;
  * one generation at a time, and no map ever holds more than half the bound, far below
  * V8's 2^24 entries per Map.
  *
+ * A key the store did not hold enters memory only while there is room (`admit`); read,
+ * it is kept like any other.
+ *
  * While memory holds every key the store holds (a new store, or once every key was read),
  * a key missing from memory is missing from the store too, and LMDB is not asked.
  */
@@ -177,10 +180,27 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
   /** Memory holds `held` for the key from now on (`original`: what it held when the batch began, if anything). */
   private replace(key: unknown, held: Held<S>, original: StoredEntry<S> | undefined): void {
     // Absent when the batch began, so absent from memory too.
-    if (original === undefined) return this.keep(key, held);
+    if (original === undefined) return this.admit(key, held);
     this.old.delete(key);
     if (this.young.get(key) !== undefined) this.young.set(key, held);
     else this.keep(key, held);
+  }
+
+  /**
+   * A key new to the store enters memory until memory first turns its generations (it then
+   * holds half its bound). From then on a new key stays in LMDB until it is read (a read
+   * keeps it): new keys written once (a backfill, a burst of new ids) would fill the young
+   * generation, and the next turn would drop the keys in use with the old one. So a run of
+   * them leaves the keys in use where they are, as Caffeine's admission and RocksDB's
+   * midpoint insertion keep a scan from flushing a cache. Memory then no longer holds every
+   * stored key, so it is no longer complete.
+   */
+  private admit(key: unknown, held: Held<S>): void {
+    if (this.old.size > 0) {
+      this.complete = false;
+      return;
+    }
+    this.keep(key, held);
   }
 
   private keep(key: unknown, held: Held<S>): void {

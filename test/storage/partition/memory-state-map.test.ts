@@ -125,6 +125,30 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
     assert.ok(memory.size <= 10);
   });
 
+  it('once full, keeps the keys in use rather than a run of new keys written once, which enter memory when read', () => {
+    const store = open();
+    const lmdb = countingLmdb(store);
+    const memory = new MemoryStateMap(lmdb, 10);
+    // Keys in use: within half the bound, what the two generations keep for sure.
+    const hot = Array.from({ length: 4 }, (_, i) => `hot${i}`);
+    commit(store, memory, hot.map((k) => [k, 1, 1] as [string, number, number]));
+    for (let batch = 2; batch <= 4; batch++) {
+      const previous = new Map(hot.map((k) => [k, memory.get(k)]));
+      commit(store, memory, hot.map((k) => [k, batch, batch] as [string, number, number]), previous);
+    }
+    // A backfill: 50 keys the store never held, written once.
+    for (let i = 0; i < 50; i += 10) commit(store, memory, Array.from({ length: 10 }, (_, j) => [`new${i + j}`, 0, 5] as [string, number, number]));
+    assert.ok(memory.size <= 10, `memory holds ${memory.size} entries, over its bound of 10`);
+    const before = lmdb.reads;
+    for (const k of hot) assert.deepEqual(memory.get(k), [4, 4], k);
+    assert.equal(lmdb.reads, before, 'the hot keys were all still in memory');
+    // The new keys are stored; read, they come from LMDB once, then from memory.
+    assert.deepEqual(memory.get('new7'), [0, 5]);
+    assert.equal(lmdb.reads, before + 1);
+    assert.deepEqual(memory.get('new7'), [0, 5]);
+    assert.equal(lmdb.reads, before + 1, 'read once, kept');
+  });
+
   it('tuple keys and string keys that look like them are held apart', () => {
     const store = open();
     const memory = new MemoryStateMap(new LmdbStateMap(store), 100);

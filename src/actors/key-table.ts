@@ -26,6 +26,10 @@ export const MAX_PROBE = 256;
  * end; a builder that finds it taken (another batch being routed) keeps its keys in a Map.
  */
 export class KeyTable {
+  /** What `find` returns when a lookup walked past MAX_PROBE slots. */
+  static readonly OVERLONG = -2;
+  /** Batches that left the table for a Map because a lookup walked past MAX_PROBE slots. */
+  overlong = 0;
   private mask = 0;
   private stamps = new Uint32Array(0);
   private hashes = new Int32Array(0);
@@ -98,9 +102,6 @@ export class KeyTable {
     return typeof key === 'string' ? murmur2Ascii(key) : undefined;
   }
 
-  /** Batches that left the table for a Map because a lookup walked past MAX_PROBE slots. */
-  overlong = 0;
-
   /** The key's code in this batch; -1 for a key it does not hold; OVERLONG when the walk passed MAX_PROBE slots (the caller leaves the table). */
   find(key: string, hash: number): number {
     const { stamps, keys, mask, stamp } = this;
@@ -110,8 +111,6 @@ export class KeyTable {
       if (++steps > MAX_PROBE) return KeyTable.OVERLONG;
     }
   }
-
-  static readonly OVERLONG = -2;
 
   /** This batch's keys and their codes, in the order they came: what a builder leaving the table carries over to its Map. */
   *entries(): Generator<[string, number]> {

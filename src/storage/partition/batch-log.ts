@@ -59,9 +59,8 @@ export function checkStoreFormat(layout: StoreLayout | undefined, where: { path:
 }
 
 /**
- * Why stores in format `version` cannot be read here (a predicate on "…", completing
- * "the store …"), or undefined: the one rule behind checkStoreFormat and a snapshot's
- * newerStoreFormat.
+ * Why stores in format `version` cannot be read here, worded to follow "the store", or
+ * undefined: the one rule behind checkStoreFormat and a snapshot's newerStoreFormat.
  */
 export function storeFormatProblem(version: unknown): string | undefined {
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {

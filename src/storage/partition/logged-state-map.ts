@@ -148,8 +148,8 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
       }
       // A folded record's keys left the overlay unless a later record (this batch's included) changed them.
       this.folded.forEach((written, r) => {
-        const { batchTime: folded } = this.records[r];
-        for (const key of written) if (overlay.get(key)?.[2] === folded) overlay.delete(key);
+        const foldedTime = this.records[r].batchTime;
+        for (const key of written) if (overlay.get(key)?.[2] === foldedTime) overlay.delete(key);
       });
       this.records.splice(0, this.folded.length);
       this.records.push({ batchTime, keys: this.stagedKeys });

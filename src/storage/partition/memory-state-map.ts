@@ -65,8 +65,8 @@ type Staged<S> = WrittenEntry<S> | StagedChange<S>;
  * one generation at a time, and no map ever holds more than half the bound, far below
  * V8's 2^24 entries per Map.
  *
- * A key the store did not hold enters memory only while there is room (`admit`); read,
- * it is kept like any other.
+ * A key the store did not hold enters memory on its write only until memory first turns
+ * its generations (`admit`); after that, on its first read, like any key read from LMDB.
  *
  * While memory holds every key the store holds (a new store, or once every key was read),
  * a key missing from memory is missing from the store too, and LMDB is not asked.

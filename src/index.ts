@@ -18,6 +18,7 @@ export {
   type PartitionRestartedEvent,
   type RecoveryIncompleteEvent,
   type SnapshotCompletedEvent,
+  type MemoryWarmedEvent,
   type SnapshotFailedEvent,
   type StateRestoredEvent,
   type DataLostEvent,

@@ -3,6 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, type BatchEventMap, type SnapshotCompletedEvent, type StreamingContextOptions } from '../src/index.js';
 import { nextEvent } from './wait.js';
+import { BatchCache } from '../src/storage/partition/batch-cache.js';
+import { BatchLog } from '../src/storage/partition/batch-log.js';
+import { foldChangeLog } from '../src/storage/partition/change-log.js';
+import { LmdbStateMap } from '../src/storage/partition/state-map.js';
+import { openPartitionStore } from '../src/storage/partition/store.js';
 
 /** A fresh data folder under the OS temp dir, removed when the test process ends. */
 const made: string[] = [];
@@ -67,4 +72,22 @@ export async function keyedJob<K, V, S, M>(
 /** Sorts mapped records so tests compare content, not the partition order they arrived in. */
 export function sorted<T>(records: T[]): T[] {
   return [...records].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : JSON.stringify(a) > JSON.stringify(b) ? 1 : 0));
+}
+
+/** Another writer commits a batch to the store behind the worker's back (a restore, an import, a second process). */
+export function writeBehind(path: string, batchTime: number, entries: Array<[string, number]>): void {
+  const store = openPartitionStore(path);
+  try {
+    // As every writer besides the partition's own worker does: the change log goes in place first, so no logged change overlays what it writes.
+    foldChangeLog(store);
+    const cache = new BatchCache<number>(new LmdbStateMap<number>(store), undefined);
+    for (const [key, value] of entries) cache.put(key, value, batchTime);
+    cache.prepare(() => undefined);
+    store.env.transactionSync(() => {
+      cache.flush();
+      new BatchLog(store).record({ batchTime, outputs: new Uint8Array(0), keyCount: entries.length });
+    });
+  } finally {
+    store.env.close();
+  }
 }

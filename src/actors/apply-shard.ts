@@ -10,7 +10,8 @@ import { TimeIndex } from '../storage/partition/time-index.js';
 import type { ApplyDone, ApplyResult, ApplyTask, CommitTask, InitialEntry } from './messages.js';
 import { NO_OUTPUTS, OutputWriter } from '../storage/partition/batch-outputs.js';
 import { readShard } from './shard-format.js';
-import type { WorkerPartition } from './worker-partitions.js';
+import { syncWithStore, type WorkerPartition } from './worker-partitions.js';
+import { rememberBatchKeys } from './memory-warm-up.js';
 import { compareKeys, type Key } from 'lmdb';
 
 export type MappingFunction = (time: number, key: unknown, value: unknown, state: StateHandle<unknown>) => unknown;
@@ -86,14 +87,8 @@ export class BatchApplication {
     private readonly task: ApplyTask,
   ) {
     const { store, memory } = partition;
-    // The batch log is the truth: what this worker remembers must be of the batch it names.
-    store.env.resetReadTxn();
+    this.last = syncWithStore(partition);
     this.log = new BatchLog(store);
-    this.last = this.log.last();
-    if (partition.batch !== this.last?.batchTime) {
-      memory.clear();
-      partition.batch = this.last?.batchTime;
-    }
     memory.checkComplete(this.last?.keyCount ?? 0);
     this.replayed = this.last !== undefined && this.last.batchTime >= task.batchTime;
     this.index = new TimeIndex(store);
@@ -244,6 +239,7 @@ export class BatchApplication {
     }
     memory.committed();
     this.partition.batch = batchTime;
+    rememberBatchKeys(this.partition, this.slots);
     return {
       status: 'ok', outputs, recordsApplied: this.applied, keysTimedOut: timedOut, keyCount,
       replayed: false, applyMs, commitMs: performance.now() - this.started - applyMs,

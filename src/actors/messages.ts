@@ -74,7 +74,30 @@ export interface CheckModuleTask {
   fn: ResolvedMappingRef;
 }
 
-export type WorkerTask = ApplyTask | CommitTask | CheckModuleTask;
+/** After a start: read the keys the partition's memory worked on at the last clean stop back into memory (memory-warm-up.ts). */
+export interface WarmMemoryTask {
+  op: 'warm-memory';
+  storePath: string;
+  incarnation: string;
+  cacheEntries: number;
+}
+
+/** Before a clean stop lets the workers go: record the keys the partition's memory works on. */
+export interface SaveWarmKeysTask {
+  op: 'save-warm-keys';
+  storePath: string;
+  incarnation: string;
+}
+
+export interface WarmMemoryDone {
+  status: 'ok';
+  /** Keys the hint named, and how many of them memory holds now (the others were gone, or memory was full). */
+  hinted: number;
+  loaded: number;
+  durationMs: number;
+}
+
+export type WorkerTask = ApplyTask | CommitTask | CheckModuleTask | WarmMemoryTask | SaveWarmKeysTask;
 
 /** An initial key: pairs take the batch's time as lastUpdated, entries from a StateSource keep theirs. */
 export type InitialEntry = [key: unknown, state: unknown, lastUpdated?: number];

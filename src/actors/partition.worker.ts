@@ -8,6 +8,7 @@ import { messageCodec } from '../storage/codec.js';
 import { applyChunk, type MappingFunction } from './apply-shard.js';
 import type { ResolvedMappingRef, WorkerReply, WorkerTask } from './messages.js';
 import { workerPartition } from './worker-partitions.js';
+import { saveWarmKeys, warmMemory } from './memory-warm-up.js';
 
 const functions = new Map<string, Promise<MappingFunction>>();
 
@@ -47,6 +48,10 @@ export default async function run(task: WorkerTask): Promise<WorkerReply> {
     if (task.op === 'check-module') {
       await mappingFunction(task.fn);
       result = { status: 'ok' };
+    } else if (task.op === 'warm-memory') {
+      result = await warmMemory(task);
+    } else if (task.op === 'save-warm-keys') {
+      result = saveWarmKeys(task);
     } else {
       result = await applyChunk(workerPartition(task), await mappingFunction(task.fn), task);
     }

@@ -1,3 +1,4 @@
+import { BatchLog, type CommittedBatch } from '../storage/partition/batch-log.js';
 import { openPartitionStore, type PartitionStore } from '../storage/partition/store.js';
 import { LoggedStateMap } from '../storage/partition/logged-state-map.js';
 import { MemoryStateMap } from '../storage/partition/memory-state-map.js';
@@ -22,6 +23,10 @@ export interface WorkerPartition {
   application?: BatchApplication;
   /** The chunk being applied: the next waits for it. */
   queue: Promise<void>;
+  /** The distinct keys of the last batches committed here, oldest first: what a clean stop records for the next start (memory-warm-up.ts). */
+  recent: unknown[][];
+  /** The job is stopping: a warm-up still running ends, as there are no more batches to serve. */
+  stopping: boolean;
 }
 
 const held = new Map<string, WorkerPartition>();
@@ -32,7 +37,29 @@ export function workerPartition(task: Pick<ApplyTask, 'storePath' | 'incarnation
   // The stores were opened again (a new start on the same path): nothing held is trusted.
   known?.store.env.close();
   const store = openPartitionStore(task.storePath);
-  const partition: WorkerPartition = { store, memory: new MemoryStateMap(new LoggedStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined, queue: Promise.resolve() };
+  const partition: WorkerPartition = { store, memory: new MemoryStateMap(new LoggedStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined, queue: Promise.resolve(), recent: [], stopping: false };
   held.set(task.storePath, partition);
   return partition;
+}
+
+/** The partition this thread holds for the store, if it is of this incarnation (a later start opened it afresh otherwise). */
+export function heldPartition(storePath: string, incarnation: string): WorkerPartition | undefined {
+  const known = held.get(storePath);
+  return known?.incarnation === incarnation ? known : undefined;
+}
+
+/**
+ * The store's last committed batch, read afresh. The batch log is the truth: when it names
+ * another batch than the one memory mirrors, someone else wrote the store (a restore, an
+ * import, another owner) and what memory holds is dropped.
+ */
+export function syncWithStore(partition: WorkerPartition): CommittedBatch | undefined {
+  const { store, memory } = partition;
+  store.env.resetReadTxn();
+  const last = new BatchLog(store).last();
+  if (partition.batch !== last?.batchTime) {
+    memory.clear();
+    partition.batch = last?.batchTime;
+  }
+  return last;
 }

@@ -15,6 +15,11 @@ export const BatchEvents = {
    * snapshot) and a source cannot replay what they miss (a queue source).
    */
   RECOVERY_INCOMPLETE: 'recovery.incomplete',
+  /**
+   * After a start: a partition's worker read back into memory the keys it worked on when the
+   * job last stopped cleanly (between batches, while the first batches may already run).
+   */
+  MEMORY_WARMED: 'memory.warmed',
   /** A snapshot is whole and in place (the copy ran beside the batches). */
   SNAPSHOT_COMPLETED: 'snapshot.completed',
   /** A snapshot could not be written; earlier snapshots are untouched and batches go on. */
@@ -110,6 +115,16 @@ export interface SnapshotCompletedEvent {
   durationMs: number;
 }
 
+export interface MemoryWarmedEvent {
+  stream: number;
+  partition: number;
+  /** Keys the store's hint named (0: no hint, as after a crash or on a new store). */
+  hinted: number;
+  /** Of those, the keys memory holds now (the others are gone from the store, or memory was half full). */
+  loaded: number;
+  durationMs: number;
+}
+
 export interface SnapshotFailedEvent {
   batchTime: number;
   error: Error;
@@ -195,6 +210,7 @@ export interface BatchEventMap {
   [BatchEvents.FAILED]: BatchFailedEvent;
   [BatchEvents.PARTITION_RESTARTED]: PartitionRestartedEvent;
   [BatchEvents.RECOVERY_INCOMPLETE]: RecoveryIncompleteEvent;
+  [BatchEvents.MEMORY_WARMED]: MemoryWarmedEvent;
   [BatchEvents.SNAPSHOT_COMPLETED]: SnapshotCompletedEvent;
   [BatchEvents.SNAPSHOT_FAILED]: SnapshotFailedEvent;
   [BatchEvents.STATE_RESTORED]: StateRestoredEvent;

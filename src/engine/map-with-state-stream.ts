@@ -10,7 +10,8 @@ import { ShardBuilder } from '../actors/shard-encoder.js';
 import { ChunkedShard } from '../actors/chunked-shard.js';
 import type { WorkerSet } from '../actors/worker-set.js';
 import { shardInitialState, shardSourceEntries } from '../actors/shard-encoder.js';
-import type { InitialEntry } from '../actors/messages.js';
+import { readReply, type InitialEntry, type SaveWarmKeysTask, type WarmMemoryDone, type WarmMemoryTask, type WorkerReply } from '../actors/messages.js';
+import type { MemoryWarmedEvent } from './batch-events.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition/store.js';
 import { StateView } from '../storage/partition/state-view.js';
@@ -65,6 +66,11 @@ interface Running {
   pendingInitial: InitialEntry[][] | undefined;
   /** The distinct keys of the batch being routed, kept from batch to batch (see KeyTable). */
   keyTable: KeyTable;
+  /** Each partition's worker thread, and the id its workers know this opening of the stores by. */
+  placement: number[];
+  incarnation: string;
+  /** The partitions' warm-ups still running: a stop waits for them before the workers go. */
+  warming: Array<Promise<unknown>>;
 }
 
 /**
@@ -179,8 +185,44 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     const routing: RouterInput = { stream: this.stateIndex, partitions, partitioner: murmur2Partitioner };
     const router = createActor(routerMachine, { input: routing }).start();
     const view = new StateView<unknown, unknown>(stores, murmur2Partitioner);
-    this.running = { stores, view, partitions, router, routing, parentRead, pendingInitial, keyTable: new KeyTable() };
+    this.running = { stores, view, partitions, router, routing, parentRead, pendingInitial, keyTable: new KeyTable(), placement, incarnation, warming: [] };
     return { lastBatch: newest, behind, initialNewest };
+  }
+
+  /**
+   * After start: each partition's worker reads back into memory the keys it worked on at the
+   * last clean stop (actors/memory-warm-up.ts), between batches. Memory is only a cache: a
+   * warm-up that fails leaves the batches reading LMDB, as they would anyway.
+   */
+  warmMemory(workers: WorkerSet, warmed: (event: MemoryWarmedEvent) => void): void {
+    const running = this.active('warm memory');
+    const { placement, incarnation } = running;
+    running.warming = running.stores.map((store, partition) => {
+      const task: WarmMemoryTask = { op: 'warm-memory', storePath: store.path, incarnation, cacheEntries: workers.cacheEntriesOf(placement[partition]) };
+      return workers.run<WorkerReply>(placement[partition], task).then(
+        (reply) => {
+          const done = readReply<WarmMemoryDone | { status: 'batch-failed' }>(reply);
+          if (done.status === 'ok') warmed({ stream: this.stateIndex, partition, hinted: done.hinted, loaded: done.loaded, durationMs: done.durationMs });
+        },
+        () => undefined,
+      );
+    });
+  }
+
+  /** Before a stop lets the workers go: each partition's worker records the keys its memory works on, for the next start. */
+  async saveWarmKeys(workers: WorkerSet): Promise<void> {
+    const running = this.running;
+    if (!running) return;
+    const { stores, placement, incarnation } = running;
+    await Promise.all(
+      stores.map((store, partition) => {
+        const task: SaveWarmKeysTask = { op: 'save-warm-keys', storePath: store.path, incarnation };
+        // Only a hint: a stop goes on without it.
+        return workers.run<WorkerReply>(placement[partition], task).catch(() => undefined);
+      }),
+    );
+    // Told to stop by the task above, each ends after its slice (a pool destroyed under a running task throws).
+    await Promise.allSettled(running.warming);
   }
 
   /** The open partition stores, for snapshots (between batches only). */

@@ -365,6 +365,7 @@ export class StreamingContext implements StreamGraph {
         this.queueBatch(new BatchRun(time, inputs, ended.has(time) ? 'replay' : 'in-flight'));
       }
       if (this.snapshotPolicy) this.snapshots = this.snapshotScheduler(this.snapshotPolicy);
+      for (const stream of opened) stream.warmMemory(this.workers, (event) => this.emit(BatchEvents.MEMORY_WARMED, event));
     } catch (error) {
       opened.forEach((s) => s.close());
       await Promise.all(openedInputs.map((input) => input.close?.()));
@@ -432,6 +433,7 @@ export class StreamingContext implements StreamGraph {
     await this.snapshots?.settle();
     await this.clusterRuntime?.stop();
     await Promise.all(this.inputs.map((input) => input.close?.()));
+    if (this.workers) for (const stream of this.stateStreams) await stream.saveWarmKeys(this.workers);
     await this.workers?.destroy();
     this.workers = undefined;
     for (const stream of this.stateStreams) stream.close();

@@ -11,13 +11,8 @@ import { workerPartition } from '../../src/actors/worker-partitions.js';
 import { murmur2Partitioner } from '../../src/engine/partitioner.js';
 import { StateHandle } from '../../src/engine/state.js';
 import { decodeOutputs } from '../../src/storage/partition/batch-outputs.js';
-import { BatchCache } from '../../src/storage/partition/batch-cache.js';
-import { BatchLog } from '../../src/storage/partition/batch-log.js';
-import { LmdbStateMap } from '../../src/storage/partition/state-map.js';
-import { foldChangeLog } from '../../src/storage/partition/change-log.js';
-import { openPartitionStore } from '../../src/storage/partition/store.js';
 import type { ApplyDone } from '../../src/actors/messages.js';
-import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { fixture, keyedJob, sorted, tempDir, writeBehind } from '../helpers.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -36,24 +31,6 @@ async function applyHere(path: string, incarnation: string, batchTime: number, k
   });
   assert.equal(result.status, 'ok');
   return decodeOutputs((result as ApplyDone).outputs);
-}
-
-/** Another writer commits a batch to the store behind the worker's back (a restore, an import, a second process). */
-function writeBehind(path: string, batchTime: number, entries: Array<[string, number]>): void {
-  const store = openPartitionStore(path);
-  try {
-    // As every writer besides the partition's own worker does: the change log goes in place first, so no logged change overlays what it writes.
-    foldChangeLog(store);
-    const cache = new BatchCache<number>(new LmdbStateMap<number>(store), undefined);
-    for (const [key, value] of entries) cache.put(key, value, batchTime);
-    cache.prepare(() => undefined);
-    store.env.transactionSync(() => {
-      cache.flush();
-      new BatchLog(store).record({ batchTime, outputs: new Uint8Array(0), keyCount: entries.length });
-    });
-  } finally {
-    store.env.close();
-  }
 }
 
 describe("a partition's state in worker memory is never stale", () => {

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { BatchEvents, StateSpec, type BatchCompletedEvent, type MemoryWarmedEvent } from '../../src/index.js';
+import { RECENT_BATCHES, recentKeys, rememberBatchKeys } from '../../src/actors/memory-warm-up.js';
+import { workerPartition } from '../../src/actors/worker-partitions.js';
+import { murmur2Partitioner } from '../../src/engine/partitioner.js';
+import { Slot } from '../../src/storage/partition/batch-cache.js';
+import { partitionPath } from '../../src/storage/partition/store.js';
+import { fixture, keyedJob, sorted, tempDir, writeBehind } from '../helpers.js';
+import { waitUntil } from '../wait.js';
+
+type Job = Awaited<ReturnType<typeof keyedJob<string, number, number, [string, number]>>>;
+
+const keys = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `k${from + i}`);
+const ones = (words: string[]) => words.map((w) => [w, 1] as [string, number]);
+const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
+
+/** The job's events of one kind, newest last (listening from when the job is handed back, before any warm-up can report). */
+function listen<E extends typeof BatchEvents.COMPLETED | typeof BatchEvents.MEMORY_WARMED>(job: Job, event: E): Array<E extends typeof BatchEvents.COMPLETED ? BatchCompletedEvent : MemoryWarmedEvent> {
+  const events: unknown[] = [];
+  job.ssc.on(event, (e: unknown) => events.push(e));
+  return events as never;
+}
+
+const storeReads = (e: BatchCompletedEvent) => e.partitionStats[0].reduce((n, p) => n + p.storeReads, 0);
+
+describe("worker memory across a clean restart (the last batches' keys, read back at start)", () => {
+  it('the keys the last batches found in the store are in memory again before the batches ask; the keys they created are not', async () => {
+    const dataDir = tempDir();
+    const first = await keyedJob(spec(), { dataDir, threads: 2 });
+    await first.batch(ones(keys(0, 3000))); // creates k0…k2999
+    await first.batch(ones(keys(0, 2500))); // finds k0…k2499
+    await first.batch(ones(keys(3000, 3500))); // creates k3000…k3499
+    await first.ssc.stop();
+
+    const again = await keyedJob(spec(), { dataDir, threads: 2, startMs: 10_000 });
+    const warmed = listen(again, BatchEvents.MEMORY_WARMED);
+    const completed = listen(again, BatchEvents.COMPLETED);
+    try {
+      await waitUntil('both partitions warmed', () => warmed.length === 2);
+      assert.deepEqual(warmed.map((e) => e.partition).sort(), [0, 1]);
+      assert.equal(warmed.reduce((n, e) => n + e.hinted, 0), 2500, 'the hint names the keys found, not the ones created');
+      assert.equal(warmed.reduce((n, e) => n + e.loaded, 0), 2500);
+      const out = await again.batch(ones(keys(0, 3500)));
+      assert.deepEqual(sorted(out), sorted([...keys(0, 2500).map((w) => [w, 3]), ...keys(2500, 3500).map((w) => [w, 2])]));
+      assert.equal(storeReads(completed[0]), 1000, 'only the keys outside the hint came from LMDB');
+    } finally {
+      await again.ssc.stop();
+    }
+  });
+
+  it('a batch pushed while the warm-up runs sees exact counts, and the warm-up reads values as the store holds them at start', async () => {
+    const dataDir = tempDir();
+    const first = await keyedJob(spec(), { dataDir, threads: 2 });
+    await first.batch(ones(keys(0, 4000)));
+    await first.batch(ones(keys(0, 4000)));
+    await first.ssc.stop();
+    // Another writer sets every key of partition 0 to 100 after the hint was written (an import, a restore).
+    const inZero = keys(0, 4000).filter((k) => murmur2Partitioner.partition(k, 2) === 0);
+    writeBehind(partitionPath(dataDir, 0, 0), 5000, inZero.map((k) => [k, 100]));
+
+    const again = await keyedJob(spec(), { dataDir, threads: 2, startMs: 10_000 });
+    const warmed = listen(again, BatchEvents.MEMORY_WARMED);
+    try {
+      const expected = (extra: number) => keys(0, 4000).map((k) => [k, (inZero.includes(k) ? 100 : 2) + extra]);
+      // At once: the warm-up's slices and the batch's chunks take turns, never interleaved within a batch.
+      assert.deepEqual(sorted(await again.batch(ones(keys(0, 4000)))), sorted(expected(1)));
+      await waitUntil('both partitions warmed', () => warmed.length === 2);
+      assert.deepEqual(sorted(await again.batch(ones(keys(0, 4000)))), sorted(expected(2)));
+      for (const k of keys(0, 4000)) assert.equal(again.stream.store().get(k), (inZero.includes(k) ? 100 : 2) + 2);
+    } finally {
+      await again.ssc.stop();
+    }
+  });
+
+  it('a partition remembers the found keys of its last batches, newest first, each once, up to the limit', () => {
+    const partition = workerPartition({ storePath: join(tempDir(), 'partition-0000'), incarnation: 'remember', cacheEntries: 100 });
+    const batch = (found: string[], created: string[]) => [...found.map((k) => new Slot(k, [1, 0])), ...created.map((k) => new Slot(k, undefined)), undefined];
+    rememberBatchKeys(partition, batch(['a', 'b'], ['x']));
+    rememberBatchKeys(partition, batch(['b', 'c'], ['y']));
+    assert.deepEqual(recentKeys(partition, 10), ['b', 'c', 'a']);
+    assert.deepEqual(recentKeys(partition, 2), ['b', 'c']);
+    for (let i = 0; i < RECENT_BATCHES; i++) rememberBatchKeys(partition, batch([`n${i}`], []));
+    assert.deepEqual(recentKeys(partition, 100), Array.from({ length: RECENT_BATCHES }, (_, i) => `n${RECENT_BATCHES - 1 - i}`), 'older batches are forgotten');
+    partition.store.env.close();
+  });
+});

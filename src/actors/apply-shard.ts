@@ -12,6 +12,7 @@ import { NO_OUTPUTS, OutputWriter } from '../storage/partition/batch-outputs.js'
 import { readShard } from './shard-format.js';
 import { syncWithStore, type WorkerPartition } from './worker-partitions.js';
 import { rememberBatchKeys } from './memory-warm-up.js';
+import { scheduleIdleWork } from './between-batches.js';
 import { compareKeys, type Key } from 'lmdb';
 
 export type MappingFunction = (time: number, key: unknown, value: unknown, state: StateHandle<unknown>) => unknown;
@@ -240,6 +241,7 @@ export class BatchApplication {
     memory.committed();
     this.partition.batch = batchTime;
     rememberBatchKeys(this.partition, this.slots);
+    scheduleIdleWork(this.partition);
     return {
       status: 'ok', outputs, recordsApplied: this.applied, keysTimedOut: timedOut, keyCount,
       replayed: false, applyMs, commitMs: performance.now() - this.started - applyMs,

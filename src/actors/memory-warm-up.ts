@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { compareKeys } from 'lmdb';
 import type { Slot } from '../storage/partition/batch-cache.js';
 import { KeyedMap } from '../storage/partition/keyed-map.js';
 import { readWarmKeys, writeWarmKeys } from '../storage/partition/warm-keys.js';
 import type { SaveWarmKeysTask, WarmMemoryDone, WarmMemoryTask } from './messages.js';
+import { betweenBatches, stillServing } from './between-batches.js';
 import { heldPartition, syncWithStore, workerPartition, type WorkerPartition } from './worker-partitions.js';
 
 /**
@@ -64,9 +64,7 @@ export function saveWarmKeys(task: SaveWarmKeysTask): { status: 'ok'; keys: numb
 
 /**
  * After a start: reads the hint's keys into memory, in key order (neighbours share LMDB
- * pages), a slice at a time and only between batches: each slice waits its turn behind the
- * chunks already queued and is put off while a batch is being applied, so a batch never
- * sees memory change under it. Values come from LMDB as committed now. Stops early when the
+ * pages), a slice at a time and only between batches (between-batches.ts). Values come from LMDB as committed now. Stops early when the
  * store was opened again (a new start), when the job stops, or when memory is half full
  * (more would turn its generations and drop what it loaded).
  */
@@ -76,9 +74,8 @@ export async function warmMemory(task: WarmMemoryTask): Promise<WarmMemoryDone> 
   const { memory, store } = partition;
   let keys: unknown[] = [];
   let loaded = 0;
-  const current = () => heldPartition(task.storePath, task.incarnation) === partition && !partition.stopping;
   const half = Math.floor(memory.capacity / 2);
-  for (let next = -1; next < keys.length && current() && memory.size < half; ) {
+  for (let next = -1; next < keys.length && stillServing(partition) && memory.size < half; ) {
     const slice = await betweenBatches(partition, () => {
       syncWithStore(partition);
       if (next < 0) {
@@ -95,18 +92,4 @@ export async function warmMemory(task: WarmMemoryTask): Promise<WarmMemoryDone> 
     loaded += slice;
   }
   return { status: 'ok', hinted: keys.length, loaded, durationMs: performance.now() - started };
-}
-
-/** Runs `work` on the partition's queue once no batch is being applied there; undefined: a batch was, try again. */
-async function betweenBatches<T>(partition: WorkerPartition, work: () => T): Promise<T | undefined> {
-  const turn = partition.queue.then(() => (partition.application || partition.stopping ? undefined : work()));
-  partition.queue = turn.then(
-    () => undefined,
-    () => undefined,
-  );
-  const result = await turn;
-  // A batch in progress holds the partition until its commit: look again shortly.
-  if (result === undefined) await sleep(1);
-  else await new Promise((resolve) => setImmediate(resolve));
-  return result;
 }

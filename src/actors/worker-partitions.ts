@@ -27,6 +27,8 @@ export interface WorkerPartition {
   recent: unknown[][];
   /** The job is stopping: a warm-up still running ends, as there are no more batches to serve. */
   stopping: boolean;
+  /** Idle work (between-batches.ts) is under way for this partition. */
+  idleScheduled: boolean;
 }
 
 const held = new Map<string, WorkerPartition>();
@@ -37,7 +39,7 @@ export function workerPartition(task: Pick<ApplyTask, 'storePath' | 'incarnation
   // The stores were opened again (a new start on the same path): nothing held is trusted.
   known?.store.env.close();
   const store = openPartitionStore(task.storePath);
-  const partition: WorkerPartition = { store, memory: new MemoryStateMap(new LoggedStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined, queue: Promise.resolve(), recent: [], stopping: false };
+  const partition: WorkerPartition = { store, memory: new MemoryStateMap(new LoggedStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined, queue: Promise.resolve(), recent: [], stopping: false, idleScheduled: false };
   held.set(task.storePath, partition);
   return partition;
 }

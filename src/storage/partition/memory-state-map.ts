@@ -13,6 +13,9 @@ export interface EncodedStateMap<S = unknown> extends StateMap<S> {
   committed?(): void;
   aborted?(): void;
   reset?(): void;
+  /** Between batches: whether work the next commit would do can be done now instead, and one step of it (its own transaction). */
+  hasIdleWork?(): boolean;
+  idleWork?(): void;
 }
 
 /**
@@ -160,6 +163,15 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
       }
     }
     this.staged = [];
+  }
+
+  /** Between batches: what the durable map would rather do now than in the next commit (memory is unchanged by it). */
+  hasIdleWork(): boolean {
+    return this.durable.hasIdleWork?.() ?? false;
+  }
+
+  idleWork(): void {
+    this.durable.idleWork?.();
   }
 
   /** The transaction was not committed: what it would have written never reaches memory. */

@@ -66,9 +66,40 @@ describe('LoggedStateMap: the change log folded a record at a time', () => {
       const logged = readLog(store).overlay.size;
       assert.ok(logged <= Math.max(6, changes.size), `${logged} logged keys ${where}`);
       assert.equal(map.loggedKeys, logged, `the log in memory is the log in LMDB ${where}`);
+      // Now and then the worker is idle between batches and folds ahead of the next commit.
+      if (random.between(0, 2) === 0) {
+        while (map.hasIdleWork()) map.idleWork();
+        assert.deepEqual(stored(store), model, `read afresh after idle folds ${where}`);
+        store.env.resetReadTxn();
+        assert.ok(changeRecords(store) < 4, `${changeRecords(store)} records after idle folds ${where}`);
+        assert.equal(map.loggedKeys, readLog(store).overlay.size, `the log in memory is the log in LMDB after idle folds ${where}`);
+      }
       // Every few batches, the map forgets what it kept and reads the log again (another writer, a restore).
       if (batch % 7 === 0) map.reset();
     }
+  });
+
+  it('between batches, the fold the next commit would do is done on its own: the oldest record goes in place, the state unchanged', () => {
+    const store = openPartitionStore(tempDir());
+    stores.push(store);
+    const map = new LoggedStateMap<number>(store, 4, 12);
+    const batchKeys = (b: number) => Array.from({ length: 3 }, (_, i) => `b${b}-${i}`);
+    for (let b = 1; b <= 3; b++) commit(store, map, b * 100, batchKeys(b).map((k) => [k, b]));
+    assert.equal(map.hasIdleWork(), false, 'three records of four, 9 keys of 12 with room for a batch of 3');
+    commit(store, map, 400, batchKeys(4).map((k) => [k, 4]));
+    assert.equal(map.hasIdleWork(), true, 'four records: the next commit would fold');
+    const before = stored(store);
+    map.idleWork();
+    store.env.resetReadTxn();
+    assert.equal(changeRecords(store), 3);
+    assert.deepEqual(stored(store), before);
+    for (const key of batchKeys(1)) assert.equal(decodeEntry<number>(store.state.getBinary(key)!)[0], 1, `${key} in place`);
+    for (const key of batchKeys(2)) assert.equal(store.state.getBinary(key), undefined, `${key} still only in the log`);
+    assert.equal(map.loggedKeys, readLog(store).overlay.size);
+    // 9 logged keys, and the last batch changed 3: room for one more like it.
+    assert.equal(map.hasIdleWork(), false);
+    commit(store, map, 500, ['b5-0', 'b5-1', 'b5-2', 'b5-3'].map((k) => [k, 5]));
+    assert.equal(map.hasIdleWork(), true, '13 keys would not leave room for another batch of 4 under 12');
   });
 
   it('hot keys, logged by every batch, are not written in place when the logged keys near their bound', () => {

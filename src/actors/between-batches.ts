@@ -1,0 +1,58 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { heldPartition, syncWithStore, type WorkerPartition } from './worker-partitions.js';
+
+/**
+ * Work a worker does for a partition between its batches: each step waits its turn behind
+ * the chunks already queued and is put off while a batch is being applied, so a batch never
+ * sees its store or memory change under it, and a chunk that arrives waits for one step at
+ * most. Returns undefined when the step was put off (a batch was being applied, or the job
+ * is stopping).
+ */
+export async function betweenBatches<T>(partition: WorkerPartition, step: () => T): Promise<T | undefined> {
+  let ran = false;
+  const turn = partition.queue.then(() => {
+    if (partition.application || partition.stopping) return undefined;
+    ran = true;
+    return step();
+  });
+  partition.queue = turn.then(
+    () => undefined,
+    () => undefined,
+  );
+  const result = await turn;
+  // A batch in progress holds the partition until its commit: look again shortly.
+  if (ran) await new Promise((resolve) => setImmediate(resolve));
+  else await sleep(1);
+  return ran ? result : undefined;
+}
+
+/** Whether the thread still holds this partition as it was opened, and the job goes on. */
+export function stillServing(partition: WorkerPartition): boolean {
+  return heldPartition(partition.store.path, partition.incarnation) === partition && !partition.stopping;
+}
+
+/**
+ * After a batch's commit: the work its durable map would otherwise leave to the next commit
+ * (the change log's fold, storage/partition/logged-state-map.ts), done between batches. It
+ * starts on a later turn of the event loop, after the batch's reply has gone.
+ */
+export function scheduleIdleWork(partition: WorkerPartition): void {
+  if (partition.idleScheduled || !partition.memory.hasIdleWork()) return;
+  partition.idleScheduled = true;
+  void (async () => {
+    try {
+      await new Promise((resolve) => setImmediate(resolve));
+      while (stillServing(partition) && partition.memory.hasIdleWork()) {
+        await betweenBatches(partition, () => {
+          // Someone else wrote the store since (a restore, another owner): memory and the log it knows go, and with them the fold.
+          syncWithStore(partition);
+          partition.memory.idleWork();
+        });
+      }
+    } catch {
+      // A fold that failed left the log as it was: the next commit folds instead.
+    } finally {
+      partition.idleScheduled = false;
+    }
+  })();
+}

@@ -11,7 +11,7 @@ import type { ApplyDone, ApplyResult, ApplyTask, CommitTask, InitialEntry } from
 import { NO_OUTPUTS, OutputWriter } from '../storage/partition/batch-outputs.js';
 import { readShard } from './shard-format.js';
 import { syncWithStore, type WorkerPartition } from './worker-partitions.js';
-import { rememberBatchKeys } from './memory-warm-up.js';
+import { rememberBatch } from './memory-warm-up.js';
 import { scheduleIdleWork } from './between-batches.js';
 import { compareKeys, type Key } from 'lmdb';
 
@@ -240,7 +240,7 @@ export class BatchApplication {
     }
     memory.committed();
     this.partition.batch = batchTime;
-    rememberBatchKeys(this.partition, this.slots);
+    rememberBatch(this.partition, batchTime);
     scheduleIdleWork(this.partition);
     return {
       status: 'ok', outputs, recordsApplied: this.applied, keysTimedOut: timedOut, keyCount,

@@ -6,9 +6,9 @@ import { heldPartition, syncWithStore, type WorkerPartition } from './worker-par
  * the chunks already queued and is put off while a batch is being applied, so a batch never
  * sees its store or memory change under it, and a chunk that arrives waits for one step at
  * most. Returns undefined when the step was put off (a batch was being applied, or the job
- * is stopping).
+ * is stopping); `putOff` says how many times in a row it was, to wait longer each time.
  */
-export async function betweenBatches<T>(partition: WorkerPartition, step: () => T): Promise<T | undefined> {
+export async function betweenBatches<T>(partition: WorkerPartition, step: () => T, putOff = 0): Promise<T | undefined> {
   let ran = false;
   const turn = partition.queue.then(() => {
     if (partition.application || partition.stopping) return undefined;
@@ -20,9 +20,10 @@ export async function betweenBatches<T>(partition: WorkerPartition, step: () => 
     () => undefined,
   );
   const result = await turn;
-  // A batch in progress holds the partition until its commit: look again shortly.
+  // A batch in progress holds the partition until its commit: look again later, the longer
+  // the more often it was put off (a two-phase batch may wait on its caller for long).
   if (ran) await new Promise((resolve) => setImmediate(resolve));
-  else await sleep(1);
+  else await sleep(Math.min(100, 2 ** putOff));
   return ran ? result : undefined;
 }
 
@@ -42,12 +43,18 @@ export function scheduleIdleWork(partition: WorkerPartition): void {
   void (async () => {
     try {
       await new Promise((resolve) => setImmediate(resolve));
-      while (stillServing(partition) && partition.memory.hasIdleWork()) {
-        await betweenBatches(partition, () => {
-          // Someone else wrote the store since (a restore, another owner): memory and the log it knows go, and with them the fold.
-          syncWithStore(partition);
-          partition.memory.idleWork();
-        });
+      for (let putOff = 0; stillServing(partition) && partition.memory.hasIdleWork(); ) {
+        const done = await betweenBatches(
+          partition,
+          () => {
+            // Someone else wrote the store since (a restore, another owner): memory and the log it knows go, and with them the fold.
+            syncWithStore(partition);
+            partition.memory.idleWork();
+            return true;
+          },
+          putOff,
+        );
+        putOff = done ? 0 : putOff + 1;
       }
     } catch {
       // A fold that failed left the log as it was: the next commit folds instead.

@@ -89,6 +89,11 @@ export interface SaveWarmKeysTask {
   incarnation: string;
 }
 
+/** Before the workers go: every partition the thread holds stops its work between batches. */
+export interface StopPartitionsTask {
+  op: 'stop-partitions';
+}
+
 export interface WarmMemoryDone {
   status: 'ok';
   /** Keys the hint named, and how many of them memory holds now (the others were gone, or memory was full). */
@@ -97,7 +102,7 @@ export interface WarmMemoryDone {
   durationMs: number;
 }
 
-export type WorkerTask = ApplyTask | CommitTask | CheckModuleTask | WarmMemoryTask | SaveWarmKeysTask;
+export type WorkerTask = ApplyTask | CommitTask | CheckModuleTask | WarmMemoryTask | SaveWarmKeysTask | StopPartitionsTask;
 
 /** An initial key: pairs take the batch's time as lastUpdated, entries from a StateSource keep theirs. */
 export type InitialEntry = [key: unknown, state: unknown, lastUpdated?: number];

@@ -7,7 +7,7 @@ import { MappingModuleError, serializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
 import { applyChunk, type MappingFunction } from './apply-shard.js';
 import type { ResolvedMappingRef, WorkerReply, WorkerTask } from './messages.js';
-import { workerPartition } from './worker-partitions.js';
+import { stopAllPartitions, workerPartition } from './worker-partitions.js';
 import { saveWarmKeys, warmMemory } from './memory-warm-up.js';
 
 const functions = new Map<string, Promise<MappingFunction>>();
@@ -52,6 +52,9 @@ export default async function run(task: WorkerTask): Promise<WorkerReply> {
       result = await warmMemory(task);
     } else if (task.op === 'save-warm-keys') {
       result = saveWarmKeys(task);
+    } else if (task.op === 'stop-partitions') {
+      stopAllPartitions();
+      result = { status: 'ok' };
     } else {
       result = await applyChunk(workerPartition(task), await mappingFunction(task.fn), task);
     }

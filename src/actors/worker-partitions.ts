@@ -23,8 +23,8 @@ export interface WorkerPartition {
   application?: BatchApplication;
   /** The chunk being applied: the next waits for it. */
   queue: Promise<void>;
-  /** The distinct keys of the last batches committed here, oldest first: what a clean stop records for the next start (memory-warm-up.ts). */
-  recent: unknown[][];
+  /** The times of the last batches committed here, oldest first: a clean stop records the keys they updated for the next start (memory-warm-up.ts). */
+  recentBatches: number[];
   /** The job is stopping: a warm-up still running ends, as there are no more batches to serve. */
   stopping: boolean;
   /** Idle work (between-batches.ts) is under way for this partition. */
@@ -39,9 +39,14 @@ export function workerPartition(task: Pick<ApplyTask, 'storePath' | 'incarnation
   // The stores were opened again (a new start on the same path): nothing held is trusted.
   known?.store.env.close();
   const store = openPartitionStore(task.storePath);
-  const partition: WorkerPartition = { store, memory: new MemoryStateMap(new LoggedStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined, queue: Promise.resolve(), recent: [], stopping: false, idleScheduled: false };
+  const partition: WorkerPartition = { store, memory: new MemoryStateMap(new LoggedStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined, queue: Promise.resolve(), recentBatches: [], stopping: false, idleScheduled: false };
   held.set(task.storePath, partition);
   return partition;
+}
+
+/** The job is stopping: every partition this thread holds ends its work between batches (none may be under way when the thread goes). */
+export function stopAllPartitions(): void {
+  for (const partition of held.values()) partition.stopping = true;
 }
 
 /** The partition this thread holds for the store, if it is of this incarnation (a later start opened it afresh otherwise). */

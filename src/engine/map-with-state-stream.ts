@@ -221,8 +221,11 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
         return workers.run<WorkerReply>(placement[partition], task).catch(() => undefined);
       }),
     );
-    // Told to stop by the task above, each ends after its slice (a pool destroyed under a running task throws).
-    await Promise.allSettled(running.warming);
+  }
+
+  /** Once the workers were told to stop: the warm-ups end after their slice (a pool destroyed under a running task throws). */
+  async warmedUp(): Promise<void> {
+    await Promise.allSettled(this.running?.warming ?? []);
   }
 
   /** The open partition stores, for snapshots (between batches only). */

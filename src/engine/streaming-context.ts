@@ -433,7 +433,12 @@ export class StreamingContext implements StreamGraph {
     await this.snapshots?.settle();
     await this.clusterRuntime?.stop();
     await Promise.all(this.inputs.map((input) => input.close?.()));
-    if (this.workers) for (const stream of this.stateStreams) await stream.saveWarmKeys(this.workers);
+    if (this.workers) {
+      for (const stream of this.stateStreams) await stream.saveWarmKeys(this.workers);
+      // A thread terminated inside a write transaction would keep the store's write lock: every thread ends its work between batches first.
+      await this.workers.runOnEveryThread({ op: 'stop-partitions' }).catch(() => undefined);
+      for (const stream of this.stateStreams) await stream.warmedUp();
+    }
     await this.workers?.destroy();
     this.workers = undefined;
     for (const stream of this.stateStreams) stream.close();

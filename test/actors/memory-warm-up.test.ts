@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BatchEvents, StateSpec, type BatchCompletedEvent, type MemoryWarmedEvent } from '../../src/index.js';
-import { RECENT_BATCHES, recentKeys, rememberBatchKeys } from '../../src/actors/memory-warm-up.js';
+import { RECENT_BATCHES, recentKeys, rememberBatch } from '../../src/actors/memory-warm-up.js';
 import { workerPartition } from '../../src/actors/worker-partitions.js';
 import { murmur2Partitioner } from '../../src/engine/partitioner.js';
-import { Slot } from '../../src/storage/partition/batch-cache.js';
+import { encodeEntry } from '../../src/storage/codec.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { fixture, keyedJob, sorted, tempDir, writeBehind } from '../helpers.js';
 import { waitUntil } from '../wait.js';
@@ -25,13 +25,13 @@ function listen<E extends typeof BatchEvents.COMPLETED | typeof BatchEvents.MEMO
 
 const storeReads = (e: BatchCompletedEvent) => e.partitionStats[0].reduce((n, p) => n + p.storeReads, 0);
 
-describe("worker memory across a clean restart (the last batches' keys, read back at start)", () => {
-  it('the keys the last batches found in the store are in memory again before the batches ask; the keys they created are not', async () => {
+describe("worker memory across a clean restart (the keys the last batches updated, read back at start)", () => {
+  it('the keys the last two batches updated are in memory again before the batches ask; older ones are not', async () => {
     const dataDir = tempDir();
     const first = await keyedJob(spec(), { dataDir, threads: 2 });
-    await first.batch(ones(keys(0, 3000))); // creates k0…k2999
-    await first.batch(ones(keys(0, 2500))); // finds k0…k2499
-    await first.batch(ones(keys(3000, 3500))); // creates k3000…k3499
+    await first.batch(ones(keys(0, 3000))); // k0…k2999
+    await first.batch(ones(keys(0, 2500))); // k0…k2499 again
+    await first.batch(ones(keys(0, 1000))); // k0…k999 again
     await first.ssc.stop();
 
     const again = await keyedJob(spec(), { dataDir, threads: 2, startMs: 10_000 });
@@ -40,11 +40,11 @@ describe("worker memory across a clean restart (the last batches' keys, read bac
     try {
       await waitUntil('both partitions warmed', () => warmed.length === 2);
       assert.deepEqual(warmed.map((e) => e.partition).sort(), [0, 1]);
-      assert.equal(warmed.reduce((n, e) => n + e.hinted, 0), 2500, 'the hint names the keys found, not the ones created');
+      assert.equal(warmed.reduce((n, e) => n + e.hinted, 0), 2500, 'the hint names the keys of the last two batches');
       assert.equal(warmed.reduce((n, e) => n + e.loaded, 0), 2500);
       const out = await again.batch(ones(keys(0, 3500)));
-      assert.deepEqual(sorted(out), sorted([...keys(0, 2500).map((w) => [w, 3]), ...keys(2500, 3500).map((w) => [w, 2])]));
-      assert.equal(storeReads(completed[0]), 1000, 'only the keys outside the hint came from LMDB');
+      assert.deepEqual(sorted(out), sorted([...keys(0, 1000).map((w) => [w, 4]), ...keys(1000, 2500).map((w) => [w, 3]), ...keys(2500, 3000).map((w) => [w, 2]), ...keys(3000, 3500).map((w) => [w, 1])]));
+      assert.equal(storeReads(completed[0]), 1000, 'only the keys outside the hint were asked of LMDB');
     } finally {
       await again.ssc.stop();
     }
@@ -74,15 +74,24 @@ describe("worker memory across a clean restart (the last batches' keys, read bac
     }
   });
 
-  it('a partition remembers the found keys of its last batches, newest first, each once, up to the limit', () => {
+  it('a partition names the keys its last two batches updated, as its memory holds them, up to the limit', () => {
     const partition = workerPartition({ storePath: join(tempDir(), 'partition-0000'), incarnation: 'remember', cacheEntries: 100 });
-    const batch = (found: string[], created: string[]) => [...found.map((k) => new Slot(k, [1, 0])), ...created.map((k) => new Slot(k, undefined)), undefined];
-    rememberBatchKeys(partition, batch(['a', 'b'], ['x']));
-    rememberBatchKeys(partition, batch(['b', 'c'], ['y']));
-    assert.deepEqual(recentKeys(partition, 10), ['b', 'c', 'a']);
-    assert.deepEqual(recentKeys(partition, 2), ['b', 'c']);
-    for (let i = 0; i < RECENT_BATCHES; i++) rememberBatchKeys(partition, batch([`n${i}`], []));
-    assert.deepEqual(recentKeys(partition, 100), Array.from({ length: RECENT_BATCHES }, (_, i) => `n${RECENT_BATCHES - 1 - i}`), 'older batches are forgotten');
-    partition.store.env.close();
+    const { store, memory } = partition;
+    const commit = (batchTime: number, updated: string[]) => {
+      store.env.transactionSync(() => {
+        for (const key of updated) memory.put(key, encodeEntry(batchTime, batchTime), { key, state: batchTime, time: batchTime, original: memory.get(key) });
+      });
+      memory.committed();
+      rememberBatch(partition, batchTime);
+    };
+    assert.deepEqual(recentKeys(partition, 10), [], 'no batch yet');
+    commit(100, ['a', 'b', 'c']);
+    commit(200, ['b', 'd']);
+    assert.deepEqual(recentKeys(partition, 10).sort(), ['a', 'b', 'c', 'd']);
+    commit(300, ['e']);
+    assert.deepEqual(recentKeys(partition, 10).sort(), ['b', 'd', 'e'], 'a, c: last updated three batches ago');
+    assert.equal(recentKeys(partition, 2).length, 2);
+    assert.equal(RECENT_BATCHES, 2);
+    store.env.close();
   });
 });

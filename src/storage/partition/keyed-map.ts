@@ -20,6 +20,12 @@ export class KeyedMap<V> {
     return Array.isArray(key) ? this.tuples.delete(JSON.stringify(key)) : this.scalars.delete(key);
   }
 
+  /** Each key as it was set (a tuple key parsed back from its JSON text) with its value. */
+  *entries(): Generator<[unknown, V]> {
+    yield* this.scalars.entries();
+    for (const [text, value] of this.tuples) yield [JSON.parse(text) as unknown, value];
+  }
+
   *values(): Generator<V> {
     yield* this.scalars.values();
     yield* this.tuples.values();

@@ -44,8 +44,8 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
   private inPlace = false;
   private appended: number | undefined;
   private folded: unknown[][] = [];
-  /** Keys the last batch changed: the room its successor will likely want in the log. */
-  private lastChanged = 0;
+  /** Keys the last batch brought into the log (changed, and not logged already): the room its successor will likely want. */
+  private lastAdded = 0;
 
   constructor(
     private readonly store: PartitionStore,
@@ -100,7 +100,6 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
   endBatch(batchTime: number, keyCount: number): void {
     const changed = this.stagedKeys.length;
     if (changed === 0) return;
-    this.lastChanged = changed;
     const overlay = this.log();
     if (keyCount >= LOG_WHEN_KEYS_PER_CHANGE * changed) {
       appendChanges(this.store, batchTime, this.staged());
@@ -145,6 +144,8 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
       this.records = [];
     } else if (this.appended !== undefined && overlay) {
       const batchTime = this.appended;
+      const before = overlay.size;
+      let left = 0;
       for (let i = 0; i < this.stagedKeys.length; i++) {
         const key = this.stagedKeys[i];
         overlay.set(key, [key, this.stagedEntries[i], batchTime]);
@@ -152,8 +153,9 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
       // A folded record's keys left the overlay unless a later record (this batch's included) changed them.
       this.folded.forEach((written, r) => {
         const foldedTime = this.records[r].batchTime;
-        for (const key of written) if (overlay.get(key)?.[2] === foldedTime) overlay.delete(key);
+        for (const key of written) if (overlay.get(key)?.[2] === foldedTime && overlay.delete(key)) left++;
       });
+      this.lastAdded = overlay.size - before + left;
       this.records.splice(0, this.folded.length);
       this.records.push({ batchTime, keys: this.stagedKeys });
     }
@@ -169,17 +171,21 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
    */
   hasIdleWork(): boolean {
     if (!this.overlay || this.records.length === 0 || this.stagedKeys.length > 0) return false;
-    return this.records.length >= this.foldEvery || this.overlay.size + this.lastChanged > this.foldEntries;
+    if (this.records.length >= this.foldEvery) return true;
+    // For room, never the newest record: its keys are the ones in use.
+    return this.records.length > 1 && this.overlay.size + this.lastAdded > this.foldEntries;
   }
 
   idleWork(): void {
     if (!this.hasIdleWork()) return;
     const overlay = this.overlay!;
     const record = this.records[0];
-    let written: unknown[] = [];
+    let written: unknown[] | undefined;
     this.store.env.transactionSync(() => {
-      written = foldOldest(this.store, overlay, record);
+      // The record is gone when someone else emptied the log (a restore, another owner): what this map knows is stale.
+      if (this.store.changeLog.getBinary(record.batchTime) !== undefined) written = foldOldest(this.store, overlay, record);
     });
+    if (!written) return this.reset();
     for (const key of written) if (overlay.get(key)?.[2] === record.batchTime) overlay.delete(key);
     this.records.shift();
   }

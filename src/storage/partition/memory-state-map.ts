@@ -165,6 +165,18 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
     this.staged = [];
   }
 
+  /** Keys memory holds whose last update is at `since` or later, at most `limit`, the young generation's first. */
+  keysUpdatedSince(since: number, limit: number): unknown[] {
+    const keys: unknown[] = [];
+    for (const generation of [this.young, this.old]) {
+      for (const [key, held] of generation.entries()) {
+        if (keys.length >= limit) return keys;
+        if ((held instanceof EncodedEntry ? held.time : held[1]) >= since) keys.push(key);
+      }
+    }
+    return keys;
+  }
+
   /** Between batches: what the durable map would rather do now than in the next commit (memory is unchanged by it). */
   hasIdleWork(): boolean {
     return this.durable.hasIdleWork?.() ?? false;

@@ -115,6 +115,45 @@ describe('LoggedStateMap: the change log folded a record at a time', () => {
     assert.deepEqual(stored(store), new Map(hot.map((k) => [k, 40])));
   });
 
+  it('idle turns fold no more than commits would: hot keys near the bound stay in the log, and the newest record is never folded for room', () => {
+    const store = openPartitionStore(tempDir());
+    stores.push(store);
+    const map = new LoggedStateMap<number>(store, 16, 10);
+    const hot = ['a', 'b', 'c', 'd', 'e', 'f'];
+    for (let batch = 1; batch <= 40; batch++) {
+      commit(store, map, batch * 100, hot.map((k) => [k, batch]));
+      while (map.hasIdleWork()) map.idleWork();
+    }
+    store.env.resetReadTxn();
+    assert.equal(changeRecords(store), 15, 'the oldest of 16 folded between batches, no more');
+    assert.equal([...store.state.getKeys({})].length, 0, 'no hot key was written in place');
+    // One batch of 12 keys: more than the bound, all in its own record, which stays.
+    commit(store, map, 4100, Array.from({ length: 12 }, (_, i) => [`wide-${i}`, 1]));
+    while (map.hasIdleWork()) map.idleWork();
+    store.env.resetReadTxn();
+    assert.ok(changeRecords(store) >= 1);
+    assert.equal(store.state.getBinary('wide-0'), undefined, 'the newest record is not folded for room');
+    assert.equal(map.loggedKeys, readLog(store).overlay.size);
+  });
+
+  it('an idle fold whose record someone else removed (a restore emptied the log) folds nothing and reads the log again', () => {
+    const store = openPartitionStore(tempDir());
+    stores.push(store);
+    const map = new LoggedStateMap<number>(store, 2, 100);
+    commit(store, map, 100, [['a', 1]]);
+    commit(store, map, 200, [['b', 2]]);
+    assert.equal(map.hasIdleWork(), true);
+    // Another writer empties the log and writes its own value of a in place.
+    store.env.transactionSync(() => {
+      for (const key of [...store.changeLog.getKeys({})]) store.changeLog.removeSync(key);
+      store.state.putSync('a', encodeEntry(7, 300));
+    });
+    map.idleWork();
+    assert.equal(decodeEntry<number>(store.state.getBinary('a')!)[0], 7, 'the stale logged value of a was not written over it');
+    assert.equal(map.get('a')?.[0], 7, 'the map reads the store as it is now');
+    assert.equal(map.get('b'), undefined);
+  });
+
   it('a key its oldest record changed and the folding batch changes again keeps the batch\'s value', () => {
     const store = openPartitionStore(tempDir());
     stores.push(store);

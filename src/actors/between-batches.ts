@@ -5,7 +5,7 @@ import { heldPartition, syncWithStore, type WorkerPartition } from './worker-par
  * Work a worker does for a partition between its batches: each step waits its turn behind
  * the chunks already queued and is put off while a batch is being applied, so a batch never
  * sees its store or memory change under it, and a chunk that arrives waits for one step at
- * most. Returns undefined when the step was put off (a batch was being applied, or the job
+ * most. A step begins as a batch does, with memory checked against the store's batch log. Returns undefined when the step was put off (a batch was being applied, or the job
  * is stopping); `putOff` says how many times in a row it was, to wait longer each time.
  */
 export async function betweenBatches<T>(partition: WorkerPartition, step: () => T, putOff = 0): Promise<T | undefined> {
@@ -13,6 +13,8 @@ export async function betweenBatches<T>(partition: WorkerPartition, step: () => 
   const turn = partition.queue.then(() => {
     if (partition.application || partition.stopping) return undefined;
     ran = true;
+    // Someone else wrote the store since (a restore, another owner): memory, and the log it knows, go before the step reads them.
+    syncWithStore(partition);
     return step();
   });
   partition.queue = turn.then(
@@ -47,8 +49,6 @@ export function scheduleIdleWork(partition: WorkerPartition): void {
         const done = await betweenBatches(
           partition,
           () => {
-            // Someone else wrote the store since (a restore, another owner): memory and the log it knows go, and with them the fold.
-            syncWithStore(partition);
             partition.memory.idleWork();
             return true;
           },

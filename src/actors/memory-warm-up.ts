@@ -3,7 +3,7 @@ import { compareKeys } from 'lmdb';
 import { readWarmKeys, writeWarmKeys } from '../storage/partition/warm-keys.js';
 import type { SaveWarmKeysTask, WarmMemoryDone, WarmMemoryTask } from './messages.js';
 import { betweenBatches, stillServing } from './between-batches.js';
-import { heldPartition, syncWithStore, workerPartition, type WorkerPartition } from './worker-partitions.js';
+import { heldPartition, workerPartition, type WorkerPartition } from './worker-partitions.js';
 
 /**
  * Worker memory across a restart (InnoDB's buffer pool dump and load). A new start's memory
@@ -37,11 +37,10 @@ export function recentKeys(partition: WorkerPartition, limit: number): unknown[]
   return partition.memory.keysUpdatedSince(partition.recentBatches[0], limit);
 }
 
-/** At a clean stop: records the partition's recent keys as its store's hint, and ends a warm-up still running. */
+/** At a clean stop: records the partition's recent keys as its store's hint (the stop-partitions task then ends a warm-up still running). */
 export function saveWarmKeys(task: SaveWarmKeysTask): { status: 'ok'; keys: number } {
   const partition = heldPartition(task.storePath, task.incarnation);
   if (!partition) return { status: 'ok', keys: 0 };
-  partition.stopping = true;
   // No batch ran since the start: the hint the start read is still the best there is.
   if (partition.recentBatches.length === 0) return { status: 'ok', keys: 0 };
   const keys = recentKeys(partition, Math.floor(partition.memory.capacity / HINT_SHARE));
@@ -51,9 +50,10 @@ export function saveWarmKeys(task: SaveWarmKeysTask): { status: 'ok'; keys: numb
 
 /**
  * After a start: reads the hint's keys into memory, in key order (neighbours share LMDB
- * pages), a slice at a time and only between batches (between-batches.ts). Values come from LMDB as committed now. Stops early when the
- * store was opened again (a new start), when the job stops, or when memory is half full
- * (more would turn its generations and drop what it loaded).
+ * pages), a slice at a time and only between batches (between-batches.ts). Values come
+ * from LMDB as committed now. Stops early when the store was opened again (a new start),
+ * when the job stops, or when memory is half full (more would turn its generations and
+ * drop what it loaded).
  */
 export async function warmMemory(task: WarmMemoryTask): Promise<WarmMemoryDone> {
   const started = performance.now();
@@ -64,7 +64,6 @@ export async function warmMemory(task: WarmMemoryTask): Promise<WarmMemoryDone> 
   const half = Math.floor(memory.capacity / 2);
   for (let next = -1, putOff = 0; next < keys.length && stillServing(partition) && memory.size < half; ) {
     const slice = await betweenBatches(partition, () => {
-      syncWithStore(partition);
       if (next < 0) {
         keys = readWarmKeys(store).sort(compareKeys);
         next = 0;

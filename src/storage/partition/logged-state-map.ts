@@ -150,11 +150,7 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
         const key = this.stagedKeys[i];
         overlay.set(key, [key, this.stagedEntries[i], batchTime]);
       }
-      // A folded record's keys left the overlay unless a later record (this batch's included) changed them.
-      this.folded.forEach((written, r) => {
-        const foldedTime = this.records[r].batchTime;
-        for (const key of written) if (overlay.get(key)?.[2] === foldedTime && overlay.delete(key)) left++;
-      });
+      this.folded.forEach((written, r) => (left += dropFolded(overlay, written, this.records[r].batchTime)));
       this.lastAdded = overlay.size - before + left;
       this.records.splice(0, this.folded.length);
       this.records.push({ batchTime, keys: this.stagedKeys });
@@ -166,8 +162,8 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
    * Between batches: the next commit would fold (the log holds all the records it may, or
    * too little room for another batch's keys), so an idle turn may fold the oldest record
    * now, in a transaction of its own. The fold a commit does is the same one, only paid by
-   * the batch: after a growth of fresh keys the first batch folded a growth record of
-   * 25 000 keys a partition, 50–60 ms beside its own 40 (docs/decisions.md).
+   * the batch: at 10^7 keys with batches over 10^6 of them, most of each batch's time
+   * (docs/decisions.md, "The change log's fold runs between batches").
    */
   hasIdleWork(): boolean {
     if (!this.overlay || this.records.length === 0 || this.stagedKeys.length > 0) return false;
@@ -186,7 +182,7 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
       if (this.store.changeLog.getBinary(record.batchTime) !== undefined) written = foldOldest(this.store, overlay, record);
     });
     if (!written) return this.reset();
-    for (const key of written) if (overlay.get(key)?.[2] === record.batchTime) overlay.delete(key);
+    dropFolded(overlay, written, record.batchTime);
     this.records.shift();
   }
 
@@ -205,4 +201,15 @@ export class LoggedStateMap<S = unknown> implements EncodedStateMap<S> {
     this.records = [];
     this.aborted();
   }
+}
+
+/**
+ * After a fold of the record of `batchTime` committed: the keys it wrote in place leave the
+ * overlay, unless a later record (a batch's own included) changed them since. Returns how
+ * many left.
+ */
+function dropFolded(overlay: Overlay, written: readonly unknown[], batchTime: number): number {
+  let left = 0;
+  for (const key of written) if (overlay.get(key)?.[2] === batchTime && overlay.delete(key)) left++;
+  return left;
 }

@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
-import { ConfigError, LifecycleError, MappingModuleError, StoreMismatchError, deserializeError, type SerializedError } from '../errors.js';
+import { ConfigError, LifecycleError, MappingModuleError, deserializeError, type SerializedError } from '../errors.js';
 import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
 import { WorkerSet } from '../actors/worker-set.js';
 import { readReply, type ResolvedMappingRef, type WorkerReply } from '../actors/messages.js';
@@ -18,9 +18,7 @@ import { validateKafkaOptions, type KafkaStreamOptions } from './sources/kafka-o
 import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
 import type { StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
-import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshots/manifest.js';
-import { restoreDamagedStores } from '../storage/snapshots/restore.js';
-import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
+import { recoverLocalJob } from './local-recovery.js';
 import { DataDirLock } from '../storage/data-lock.js';
 import type { Registry } from 'prom-client';
 import { Observability, type Endpoints } from './observability.js';
@@ -287,90 +285,15 @@ export class StreamingContext implements StreamGraph {
   private async startup(): Promise<void> {
     this.workers = new WorkerSet(this.threads, this.stateCacheEntries);
     if (this.clusterOptions) return this.startCluster(this.clusterOptions);
-    const firstBatch = this.clock.now() + this.batchIntervalMs;
-    const opened: MapWithStateDStream<unknown, unknown, unknown, unknown>[] = [];
-    const openedInputs: InputStream[] = [];
-    try {
-      removeIncompleteSnapshots(this.dataDir);
-      const gaps: Array<{ stream: number; lastBatch: number; behind: Array<{ partition: number; lastBatch: number | undefined }> }> = [];
-      let replayAfter: number | undefined;
-      let storesHoldState = false;
-      for (const stream of this.stateStreams) {
-        await this.checkModule(stream.spec.fn);
-        // A rescale cut short by a crash is finished (or rolled back) before stores are judged.
-        recoverInterruptedReshard(this.dataDir, stream.stateIndex);
-        const restored = await restoreDamagedStores(this.dataDir, stream.stateIndex);
-        const recovery = stream.open(this.workers, this.supervisor!, this.readersOf(stream));
-        opened.push(stream);
-        if (restored) {
-          this.emit(BatchEvents.STATE_RESTORED, {
-            stream: stream.stateIndex, snapshot: restored.snapshot.batchTime, path: restored.snapshot.path, partitions: restored.partitions,
-            damagedDir: restored.damagedDir, replayed: this.inputs.every((input) => input.replayable === true),
-          });
-        }
-        if (recovery.lastBatch !== undefined) {
-          storesHoldState = true;
-          const oldest = recovery.behind.reduce((m, b) => (b.lastBatch !== undefined && b.lastBatch < m ? b.lastBatch : m), recovery.lastBatch);
-          replayAfter = replayAfter === undefined ? oldest : Math.min(replayAfter, oldest);
-        }
-        if (recovery.behind.length > 0) gaps.push({ stream: stream.stateIndex, lastBatch: recovery.lastBatch!, behind: recovery.behind });
-        if (recovery.lastBatch !== undefined && recovery.lastBatch >= firstBatch) {
-          throw new StoreMismatchError(
-            `the stores under ${this.dataDir} hold batch ${recovery.lastBatch}, but this context's first batch would be at ${firstBatch}; ` +
-              'batch times must move forward (start the clock later than the last batch, or use a new dataDir)',
-            { lastBatch: recovery.lastBatch, firstBatch },
-          );
-        }
-        if (recovery.initialNewest !== undefined && recovery.initialNewest >= firstBatch) {
-          throw new StoreMismatchError(
-            `the initial state of mapWithState stream ${stream.stateIndex} holds keys last updated at ${recovery.initialNewest}, but this context's first batch would be at ${firstBatch}; ` +
-              'batch times must move forward (start the clock later than the newest lastUpdated)',
-            { stream: stream.stateIndex, initialNewest: recovery.initialNewest, firstBatch },
-          );
-        }
-      }
-      // Replayable sources rebuild the batches the stores miss (the one in flight when the
-      // last run stopped, and after a restore every batch since the snapshot); they run first,
-      // with their own batch times, and partitions that hold a batch skip it.
-      // Only a job that takes snapshots keeps a history; it is trimmed to the oldest snapshot kept.
-      const keepHistory = this.snapshotPolicy !== undefined;
-      const recovered = new Map<number, Map<number, RecordPieces>>();
-      const ended = new Set<number>();
-      for (const input of this.inputs) {
-        openedInputs.push(input);
-        const batches = (await input.open?.({ dataDir: this.dataDir, appName: this.appName, replayAfter, hasStateStreams: this.stateStreams.length > 0, storesHoldState, keepHistory, announce: (event, payload) => this.emit(event, payload) })) ?? [];
-        for (const batch of batches) {
-          if (batch.batchTime >= firstBatch) {
-            throw new StoreMismatchError(`the batch recorded at ${batch.batchTime} is not before this context's first batch at ${firstBatch}; batch times must move forward`, { recorded: batch.batchTime, firstBatch });
-          }
-          if (!recovered.has(batch.batchTime)) recovered.set(batch.batchTime, new Map());
-          recovered.get(batch.batchTime)!.set(input.id, [batch.records]);
-          if (batch.ended) ended.add(batch.batchTime);
-        }
-      }
-      const oldestSnapshot = listSnapshots(this.dataDir).at(-1)?.batchTime;
-      if (keepHistory && oldestSnapshot !== undefined) for (const input of this.inputs) await input.retainHistoryFrom?.(oldestSnapshot);
-      // What no source can rebuild is lost for the partitions that miss it: say which.
-      if (this.inputs.some((input) => input.replayable !== true)) {
-        for (const gap of gaps) {
-          const message =
-            `stream ${gap.stream}: ` +
-            gap.behind.map((b) => `partition ${b.partition} holds ${b.lastBatch === undefined ? 'no batch' : `batch ${b.lastBatch}`}`).join(', ') +
-            `; the batches after that up to ${gap.lastBatch} cannot be replayed by a queue source and are missing from those partitions' state`;
-          this.emit(BatchEvents.RECOVERY_INCOMPLETE, { ...gap, message });
-        }
-      }
-      for (const time of [...recovered.keys()].sort((a, b) => a - b)) {
-        const inputs = new Map(this.inputs.map((input) => [input.id, recovered.get(time)!.get(input.id) ?? []]));
-        this.queueBatch(new BatchRun(time, inputs, ended.has(time) ? 'replay' : 'in-flight'));
-      }
-      if (this.snapshotPolicy) this.snapshots = this.snapshotScheduler(this.snapshotPolicy);
-      for (const stream of opened) stream.warmMemory(this.workers, (event) => this.emit(BatchEvents.MEMORY_WARMED, event));
-    } catch (error) {
-      opened.forEach((s) => s.close());
-      await Promise.all(openedInputs.map((input) => input.close?.()));
-      throw error;
-    }
+    const replays = await recoverLocalJob({
+      dataDir: this.dataDir, appName: this.appName, firstBatch: this.clock.now() + this.batchIntervalMs,
+      stateStreams: this.stateStreams, inputs: this.inputs, keepHistory: this.snapshotPolicy !== undefined,
+      workers: this.workers, supervisor: this.supervisor!,
+      readersOf: (stream) => this.readersOf(stream), checkModule: (fn) => this.checkModule(fn), emit: (event, payload) => this.emit(event, payload),
+    });
+    for (const batch of replays) this.queueBatch(batch);
+    if (this.snapshotPolicy) this.snapshots = this.snapshotScheduler(this.snapshotPolicy);
+    for (const stream of this.stateStreams) stream.warmMemory(this.workers, (event) => this.emit(BatchEvents.MEMORY_WARMED, event));
   }
 
   /** A cluster instance starts with no state of its own: the leader assigns it partitions, restored from their changelogs. */

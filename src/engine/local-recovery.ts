@@ -1,0 +1,156 @@
+import type { AnyActorRef } from 'xstate';
+import { StoreMismatchError } from '../errors.js';
+import type { ResolvedMappingRef } from '../actors/messages.js';
+import type { WorkerSet } from '../actors/worker-set.js';
+import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshots/manifest.js';
+import { restoreDamagedStores } from '../storage/snapshots/restore.js';
+import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
+import { BatchRun, type RecordPieces } from './batch.js';
+import { BatchEvents, type BatchEventMap } from './batch-events.js';
+import type { MapWithStateDStream } from './map-with-state-stream.js';
+import type { InputStream } from './sources/input.js';
+
+type StateStream = MapWithStateDStream<unknown, unknown, unknown, unknown>;
+
+/** What a local job's start-up is given: the job's streams and folder, and the context's own services. */
+export interface RecoveryContext {
+  dataDir: string;
+  appName: string;
+  /** The time of the first batch this run will generate: every recovered batch must be older. */
+  firstBatch: number;
+  stateStreams: readonly StateStream[];
+  inputs: readonly InputStream[];
+  /** A job that takes snapshots keeps its sources' history back to the oldest snapshot kept. */
+  keepHistory: boolean;
+  workers: WorkerSet;
+  supervisor: AnyActorRef;
+  readersOf(stream: StateStream): { emitOutputs: boolean; parentRead: boolean };
+  checkModule(fn: ResolvedMappingRef): Promise<void>;
+  emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void;
+}
+
+/** Partitions of a stream that are behind its newest batch. */
+interface Gap {
+  stream: number;
+  lastBatch: number;
+  behind: Array<{ partition: number; lastBatch: number | undefined }>;
+}
+
+/** What the stores hold, across the state streams: where replays begin, and what is missing where. */
+interface StoresOpened {
+  replayAfter: number | undefined;
+  storesHoldState: boolean;
+  gaps: Gap[];
+}
+
+/**
+ * A local job's start-up recovery, in the order Spark's checkpoint recovery runs it: the
+ * stores are settled (an interrupted reshard finished, damaged stores restored from a
+ * snapshot) and opened, the sources opened from where the stores stand, and the batches the
+ * stores miss rebuilt by the sources that can. Returns those batches, oldest first, for the
+ * context to queue before its first live batch. On failure, whatever it opened is closed.
+ */
+export async function recoverLocalJob(context: RecoveryContext): Promise<BatchRun[]> {
+  const opened: StateStream[] = [];
+  const openedInputs: InputStream[] = [];
+  try {
+    removeIncompleteSnapshots(context.dataDir);
+    const stores = await openStores(context, opened);
+    const replays = await openInputs(context, stores, openedInputs);
+    const oldestSnapshot = listSnapshots(context.dataDir).at(-1)?.batchTime;
+    if (context.keepHistory && oldestSnapshot !== undefined) for (const input of context.inputs) await input.retainHistoryFrom?.(oldestSnapshot);
+    reportGaps(context, stores.gaps);
+    return replays;
+  } catch (error) {
+    opened.forEach((s) => s.close());
+    await Promise.all(openedInputs.map((input) => input.close?.()));
+    throw error;
+  }
+}
+
+/** Settles and opens each state stream's stores (pushed to `opened` as they open), and checks their batch times. */
+async function openStores(context: RecoveryContext, opened: StateStream[]): Promise<StoresOpened> {
+  const { dataDir, firstBatch } = context;
+  const result: StoresOpened = { replayAfter: undefined, storesHoldState: false, gaps: [] };
+  for (const stream of context.stateStreams) {
+    await context.checkModule(stream.spec.fn);
+    // A rescale cut short by a crash is finished (or rolled back) before stores are judged.
+    recoverInterruptedReshard(dataDir, stream.stateIndex);
+    const restored = await restoreDamagedStores(dataDir, stream.stateIndex);
+    const recovery = stream.open(context.workers, context.supervisor, context.readersOf(stream));
+    opened.push(stream);
+    if (restored) {
+      context.emit(BatchEvents.STATE_RESTORED, {
+        stream: stream.stateIndex, snapshot: restored.snapshot.batchTime, path: restored.snapshot.path, partitions: restored.partitions,
+        damagedDir: restored.damagedDir, replayed: context.inputs.every((input) => input.replayable === true),
+      });
+    }
+    if (recovery.lastBatch !== undefined) {
+      result.storesHoldState = true;
+      const oldest = recovery.behind.reduce((m, b) => (b.lastBatch !== undefined && b.lastBatch < m ? b.lastBatch : m), recovery.lastBatch);
+      result.replayAfter = result.replayAfter === undefined ? oldest : Math.min(result.replayAfter, oldest);
+    }
+    if (recovery.behind.length > 0) result.gaps.push({ stream: stream.stateIndex, lastBatch: recovery.lastBatch!, behind: recovery.behind });
+    if (recovery.lastBatch !== undefined && recovery.lastBatch >= firstBatch) {
+      throw new StoreMismatchError(
+        `the stores under ${dataDir} hold batch ${recovery.lastBatch}, but this context's first batch would be at ${firstBatch}; ` +
+          'batch times must move forward (start the clock later than the last batch, or use a new dataDir)',
+        { lastBatch: recovery.lastBatch, firstBatch },
+      );
+    }
+    if (recovery.initialNewest !== undefined && recovery.initialNewest >= firstBatch) {
+      throw new StoreMismatchError(
+        `the initial state of mapWithState stream ${stream.stateIndex} holds keys last updated at ${recovery.initialNewest}, but this context's first batch would be at ${firstBatch}; ` +
+          'batch times must move forward (start the clock later than the newest lastUpdated)',
+        { stream: stream.stateIndex, initialNewest: recovery.initialNewest, firstBatch },
+      );
+    }
+  }
+  return result;
+}
+
+/**
+ * Opens each source (pushed to `opened` as it opens) from where the stores stand. Replayable
+ * sources rebuild the batches the stores miss (the one in flight when the last run stopped,
+ * and after a restore every batch since the snapshot), with their own batch times; they run
+ * first, and partitions that hold a batch skip it.
+ */
+async function openInputs(context: RecoveryContext, stores: StoresOpened, opened: InputStream[]): Promise<BatchRun[]> {
+  const { dataDir, appName, firstBatch, inputs } = context;
+  const recovered = new Map<number, Map<number, RecordPieces>>();
+  const ended = new Set<number>();
+  for (const input of inputs) {
+    opened.push(input);
+    const batches =
+      (await input.open?.({
+        dataDir, appName, replayAfter: stores.replayAfter, hasStateStreams: context.stateStreams.length > 0, storesHoldState: stores.storesHoldState,
+        keepHistory: context.keepHistory, announce: (event, payload) => context.emit(event, payload),
+      })) ?? [];
+    for (const batch of batches) {
+      if (batch.batchTime >= firstBatch) {
+        throw new StoreMismatchError(`the batch recorded at ${batch.batchTime} is not before this context's first batch at ${firstBatch}; batch times must move forward`, { recorded: batch.batchTime, firstBatch });
+      }
+      if (!recovered.has(batch.batchTime)) recovered.set(batch.batchTime, new Map());
+      recovered.get(batch.batchTime)!.set(input.id, [batch.records]);
+      if (batch.ended) ended.add(batch.batchTime);
+    }
+  }
+  return [...recovered.keys()]
+    .sort((a, b) => a - b)
+    .map((time) => {
+      const pieces = new Map(inputs.map((input) => [input.id, recovered.get(time)!.get(input.id) ?? []]));
+      return new BatchRun(time, pieces, ended.has(time) ? 'replay' : 'in-flight');
+    });
+}
+
+/** What no source can rebuild is lost for the partitions that miss it: say which. */
+function reportGaps(context: RecoveryContext, gaps: readonly Gap[]): void {
+  if (context.inputs.every((input) => input.replayable === true)) return;
+  for (const gap of gaps) {
+    const message =
+      `stream ${gap.stream}: ` +
+      gap.behind.map((b) => `partition ${b.partition} holds ${b.lastBatch === undefined ? 'no batch' : `batch ${b.lastBatch}`}`).join(', ') +
+      `; the batches after that up to ${gap.lastBatch} cannot be replayed by a queue source and are missing from those partitions' state`;
+    context.emit(BatchEvents.RECOVERY_INCOMPLETE, { ...gap, message });
+  }
+}

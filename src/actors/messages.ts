@@ -94,6 +94,13 @@ export interface StopPartitionsTask {
   op: 'stop-partitions';
 }
 
+/** A cluster instance gave the partition up: the thread lets its store and memory go. */
+export interface ReleasePartitionTask {
+  op: 'release-partition';
+  storePath: string;
+  incarnation: string;
+}
+
 export interface WarmMemoryDone {
   status: 'ok';
   /** Keys the hint named, and how many of them memory holds now (the others were gone, or memory was full). */
@@ -102,7 +109,7 @@ export interface WarmMemoryDone {
   durationMs: number;
 }
 
-export type WorkerTask = ApplyTask | CommitTask | CheckModuleTask | WarmMemoryTask | SaveWarmKeysTask | StopPartitionsTask;
+export type WorkerTask = ApplyTask | CommitTask | CheckModuleTask | WarmMemoryTask | SaveWarmKeysTask | StopPartitionsTask | ReleasePartitionTask;
 
 /** An initial key: pairs take the batch's time as lastUpdated, entries from a StateSource keep theirs. */
 export type InitialEntry = [key: unknown, state: unknown, lastUpdated?: number];

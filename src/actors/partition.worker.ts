@@ -7,7 +7,7 @@ import { MappingModuleError, serializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
 import { applyChunk, type MappingFunction } from './apply-shard.js';
 import type { ResolvedMappingRef, WorkerReply, WorkerTask } from './messages.js';
-import { stopAllPartitions, workerPartition } from './worker-partitions.js';
+import { releasePartition, stopAllPartitions, workerPartition } from './worker-partitions.js';
 import { saveWarmKeys, warmMemory } from './memory-warm-up.js';
 
 const functions = new Map<string, Promise<MappingFunction>>();
@@ -55,6 +55,8 @@ export default async function run(task: WorkerTask): Promise<WorkerReply> {
     } else if (task.op === 'stop-partitions') {
       stopAllPartitions();
       result = { status: 'ok' };
+    } else if (task.op === 'release-partition') {
+      result = { status: 'ok', released: await releasePartition(task.storePath, task.incarnation) };
     } else {
       result = await applyChunk(workerPartition(task), await mappingFunction(task.fn), task);
     }

@@ -49,6 +49,30 @@ export function stopAllPartitions(): void {
   for (const partition of held.values()) partition.stopping = true;
 }
 
+/**
+ * Lets a partition go (a cluster instance gave it up): its work between batches ends, the
+ * steps already queued finish, and its memory and store are closed. Without this, the
+ * thread kept the partition's memory (up to its share of the bound) and its LMDB
+ * environment open for the life of the job, for a partition another instance now writes.
+ * Returns whether the thread held it.
+ */
+export async function releasePartition(storePath: string, incarnation: string): Promise<boolean> {
+  const partition = heldPartition(storePath, incarnation);
+  if (!partition) return false;
+  partition.stopping = true;
+  held.delete(storePath);
+  // Steps queued behind each other: wait until none is left.
+  for (let queue = partition.queue; ; queue = partition.queue) {
+    await queue;
+    if (queue === partition.queue) break;
+  }
+  partition.application?.abandon();
+  partition.application = undefined;
+  partition.memory.clear();
+  partition.store.env.close();
+  return true;
+}
+
 /** The partition this thread holds for the store, if it is of this incarnation (a later start opened it afresh otherwise). */
 export function heldPartition(storePath: string, incarnation: string): WorkerPartition | undefined {
   const known = held.get(storePath);

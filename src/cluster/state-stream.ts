@@ -62,6 +62,8 @@ interface Owned {
   filter: PairFilter;
   /** The newest batch its store holds: a batch of this instance's clock at or before it would be taken for one already applied. */
   lastBatch: number;
+  /** What its worker thread knows this ownership's store and memory by. */
+  incarnation: string;
 }
 
 /**
@@ -187,11 +189,11 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       const meta = readClusterMeta(store)!;
       const { policy, maxAttempts } = this.spec.getRecordFailure();
       const lastBatch = new BatchLog(store).last()?.batchTime ?? Number.NEGATIVE_INFINITY;
-      const owned: Owned = { partition, epoch, store, meta, filter: new PairFilter(meta.marks), lastBatch, actor: undefined as never };
+      const owned: Owned = { partition, epoch, store, meta, filter: new PairFilter(meta.marks), lastBatch, incarnation: this.incarnation, actor: undefined as never };
       owned.actor = createActor(partitionMachine, {
         input: {
           stream: this.stateIndex, partition, storePath: store.path, fn: this.spec.fn, timeoutMs: this.spec.getTimeout(),
-          policy, maxAttempts, workers: rt.workers, worker: this.placement[partition], incarnation: this.incarnation, emitOutputs: rt.emitOutputs,
+          policy, maxAttempts, workers: rt.workers, worker: this.placement[partition], incarnation: owned.incarnation, emitOutputs: rt.emitOutputs,
           supervisor: rt.supervisor,
           lastCommitted: () => {
             store.env.resetReadTxn();
@@ -227,6 +229,8 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     this.refreshView();
     this.rt.reader.close(this.rt.repartitionTopic, partition);
     o.actor.stop();
+    // Its thread lets the store and memory go (a thread that died holds nothing).
+    await this.rt.workers.run(this.placement[partition], { op: 'release-partition', storePath: o.store.path, incarnation: o.incarnation }).catch(() => undefined);
     o.store.env.close();
     // A fresh incarnation: a thread that held this partition's memory must not trust it if it comes back.
     this.incarnation = randomUUID();

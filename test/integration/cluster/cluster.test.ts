@@ -161,7 +161,13 @@ describe('one job on several processes: Kafka carries the shuffle and the change
       await typing.stop();
     }
     t.diagnostic(`${job.sent.length} words typed`);
-    await settle(job, ['b', 'c', 'd']);
+    const state = await settle(job, ['b', 'c', 'd']);
+    // Partitions moved away from live instances as the killed ones came back: the threads
+    // that applied them let their stores and memory go.
+    for (const id of ['b', 'c', 'd']) {
+      const owns = state.partitions.filter((p) => p.assigned === id).map((p) => p.partition);
+      assert.deepEqual(await job.ask(id, 'MAPPED'), owns, `instance ${id} holds open the stores of the partitions it owns, and no others`);
+    }
   });
 
   it("a partition taken by an instance whose clock runs behind its former owner's waits for its batches to pass the owner's last one, and loses nothing", async (t: TestContext) => {

@@ -6,6 +6,8 @@ import { murmur2Partitioner } from '../../../src/engine/partitioner.js';
 import { testRandom } from '../../random.js';
 import type { ClusterMeta } from '../../../src/cluster/restore-store.js';
 import type { ClusterReport } from '../../../src/cli/cluster-report.js';
+import { FORMAT_VERSION, readLayout, writeLayout } from '../../../src/storage/partition/batch-log.js';
+import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import { ClusterJobUnderTest, startClusterServices, type ClusterServices, type ClusterState, type ZooKeeperView } from './harness.js';
 
 const WORDS = ['apple', 'banana', 'cherry', 'damson', 'elder', 'fig', 'grape', 'hazel', 'iris', 'juniper', 'kiwi', 'lime', 'mango', 'nectar', 'olive', 'pear', 'quince', 'rowan', 'sloe', 'tansy'];
@@ -304,5 +306,28 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     const wrong = await job.inspect('x', ['--brokers', services.kafka.brokers.join(','), '--zk-root', '/statestream/not-a-cluster']);
     assert.equal(wrong.code, 2, 'a usage error');
     assert.match(wrong.stderr, /--brokers apply to a cluster's root, and \/statestream\/not-a-cluster is not one/);
+  });
+
+  it('an instance whose folder holds a store a newer statestream wrote fails, naming the store and its format, and leaves the store as it was', async () => {
+    const job = await newJob('wc-newer', { partitions: 2, sourcePartitions: 1 });
+    // Partition 1's store, as a later version of statestream would leave it.
+    const path = partitionPath(job.dataDir('solo'), 0, 1);
+    const newer = { numPartitions: 2, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION + 1, timeIndexed: false, stateVersion: 1 };
+    const written = openPartitionStore(path);
+    writeLayout(written, newer);
+    await written.env.close();
+    const solo = await job.start('solo');
+    const released = await solo.waitForLine(/^RELEASED 1 \d+ failed /, { timeoutMs: 60_000 });
+    assert.ok(released.includes(`partition 1 of mapWithState stream 0 at ${path} is in store format ${FORMAT_VERSION + 1}, written by a newer statestream`), released);
+    const failed = await solo.waitForLine(/^FAILED /, { timeoutMs: 30_000 });
+    const error = JSON.parse(failed.slice('FAILED '.length)) as { name: string; message: string };
+    assert.equal(error.name, 'StoreMismatchError', failed);
+    assert.equal((await solo.exited).code, 1, 'the instance stops');
+    const after = openPartitionStore(path);
+    try {
+      assert.deepEqual(readLayout(after), newer, 'the newer store is neither replaced nor rewritten');
+    } finally {
+      await after.env.close();
+    }
   });
 });

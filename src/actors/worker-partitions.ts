@@ -7,8 +7,9 @@ import type { BatchApplication } from './apply-shard.js';
 
 /**
  * What a worker thread holds for one partition pinned to it: the open store and the
- * partition's state in memory over it. Lives as long as the worker; a worker that dies
- * takes it along, and the fresh worker that inherits the partition starts from LMDB.
+ * partition's state in memory over it. Lives as long as the worker, or until a cluster
+ * instance gives the partition up (releasePartition); a worker that dies takes it along,
+ * and the fresh worker that inherits the partition starts from LMDB.
  */
 export interface WorkerPartition {
   readonly store: PartitionStore;

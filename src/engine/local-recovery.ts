@@ -57,6 +57,7 @@ export async function recoverLocalJob(context: RecoveryContext): Promise<BatchRu
     removeIncompleteSnapshots(context.dataDir);
     const stores = await openStores(context, opened);
     const replays = await openInputs(context, stores, openedInputs);
+    // A source's batch history is trimmed to the oldest snapshot kept: no restore goes further back.
     const oldestSnapshot = listSnapshots(context.dataDir).at(-1)?.batchTime;
     if (context.keepHistory && oldestSnapshot !== undefined) for (const input of context.inputs) await input.retainHistoryFrom?.(oldestSnapshot);
     reportGaps(context, stores.gaps);

@@ -4,7 +4,8 @@ import { describeHolder, folderLockHolder } from '../storage/data-lock.js';
 import { describeProcess } from '../storage/holder.js';
 import { CliFailure, UsageError, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
 import type { PartitionReport } from '../storage/partition/store-check.js';
-import { examineStream, interruptedReshard, streamsOnDisk } from './stores.js';
+import { examineStream, streamsOnDisk } from './stores.js';
+import { interruptedSwap } from '../storage/stream-swap.js';
 import { readZooKeeperOffsets } from './zk.js';
 import { clusterLines, readClusterReport, type ClusterReport } from './cluster-report.js';
 
@@ -46,8 +47,8 @@ interface StreamReport {
   lastBatch: number | undefined;
   /** Partitions whose last batch differs from the newest (a batch in flight when the job stopped). */
   behind: number[];
-  /** Set when a reshard was interrupted: the next start finishes or rolls it back. */
-  reshard: string | undefined;
+  /** Set when a reshard, an import or a snapshot restore was interrupted: the next start (or the next such command) finishes or rolls it back. */
+  interrupted: string | undefined;
   partitions: PartitionReport[];
 }
 
@@ -60,7 +61,7 @@ export async function inspect(args: string[]): Promise<number> {
   if (clusterOnly.length > 0 && !zk) throw new UsageError(`${clusterOnly.join(' and ')} need --zookeeper and --zk-root (the cluster's root)`, 'inspect');
   if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
 
-  // A stream whose folder is mid-rename in a reshard shows under its index too.
+  // A stream whose folder is mid-rename in a reshard, an import or a restore shows under its index too.
   const indexes = streamGiven ? [stream] : [...new Set([...streamsOnDisk(dataDir), ...streamsMidReshard(dataDir)])].sort((a, b) => a - b);
   const streams: StreamReport[] = indexes.map((s) => {
     const partitions = examineStream(dataDir, s);
@@ -69,7 +70,7 @@ export async function inspect(args: string[]): Promise<number> {
     return {
       stream: s, layout: healthy[0]?.layout, keyCount: healthy.reduce((n, p) => n + (p.keyCount ?? 0), 0), lastBatch,
       behind: healthy.filter((p) => p.lastBatch !== lastBatch).map((p) => p.partition), partitions,
-      reshard: interruptedReshard(dataDir, s),
+      interrupted: interruptedSwap(dataDir, s),
     };
   });
   const lock = await folderLockHolder(dataDir);
@@ -141,7 +142,7 @@ function humanReport(report: Report, streams: StreamReport[]): string {
       );
     }
     out.push(`  keys: ${s.keyCount}   last committed batch: ${formatBatch(s.lastBatch)}`);
-    if (s.reshard) out.push(`  ${s.reshard}: the next start finishes it (or rolls it back)`);
+    if (s.interrupted) out.push(`  ${s.interrupted}: the next start finishes it (or rolls it back)`);
     if (s.behind.length > 0) out.push(`  partitions ${s.behind.join(', ')} hold an older batch (a batch was in flight when the job stopped; the next start completes it)`);
     out.push(
       table([
@@ -194,7 +195,7 @@ function humanReport(report: Report, streams: StreamReport[]): string {
 
 function streamsMidReshard(dataDir: string): number[] {
   return readdirSync(dataDir).flatMap((name) => {
-    const m = /^state-(\d+)\.(reshard|old)$/.exec(name);
+    const m = /^state-(\d+)\.(reshard|old|importing|restoring)$/.exec(name);
     return m ? [Number(m[1])] : [];
   });
 }

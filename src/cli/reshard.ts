@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
 import { StatestreamError } from '../errors.js';
 import { BatchLog } from '../storage/partition/batch-log.js';
-import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
+import { interruptedSwap, recoverInterruptedSwaps } from '../storage/stream-swap.js';
 import { reshardStores } from '../storage/reshard/reshard.js';
 import { stateDir } from '../storage/partition/store.js';
 import { CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
 import { Progress } from './progress.js';
-import { assertJobStopped, lockFolder, openStream } from './stores.js';
+import { assertJobStopped, lockFolder, openStream, settledNotes } from './stores.js';
 
 export const reshardUsage = `Usage: statestream reshard --partitions <n> [--data-dir <path>] [--stream <n>] [--json] [--quiet]
 
@@ -28,11 +28,15 @@ export async function reshard(args: string[]): Promise<number> {
   const { dataDir, stream, json, quiet } = common('reshard', values);
   const to = integer('reshard', values, 'partitions', 1);
   if (to === undefined) throw new UsageError('reshard: missing --partitions <n>', 'reshard');
-  if (!existsSync(stateDir(dataDir, stream))) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${stateDir(dataDir, stream)})`);
+  const noState = () => new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${stateDir(dataDir, stream)})`);
+  // Before the lock, which would make the folder: a mistyped --data-dir is named, not created.
+  if (!existsSync(stateDir(dataDir, stream)) && !interruptedSwap(dataDir, stream)) throw noState();
   const lock = await lockFolder(dataDir, 'reshard');
   try {
+    // Settled first: an import or a restore cut short between its renames leaves no state folder until it is finished.
+    const notes = settledNotes(recoverInterruptedSwaps(dataDir, stream)).map((note) => `${note}\n`).join('');
+    if (!existsSync(stateDir(dataDir, stream))) throw noState();
     assertJobStopped(dataDir, stream, 'reshard');
-    recoverInterruptedReshard(dataDir, stream);
 
     const opened = openStream(dataDir, stream);
     const from = opened.layout.numPartitions;
@@ -40,7 +44,7 @@ export async function reshard(args: string[]): Promise<number> {
     opened.close();
     if (from === to) {
       const result = { stream, from, to, keys: total, changed: false };
-      print(json ? toJson(result, 2) : `Stream ${stream} already has ${to} partitions; nothing to do.`);
+      print(json ? toJson(result, 2) : `${notes}Stream ${stream} already has ${to} partitions; nothing to do.`);
       return 0;
     }
     const progress = new Progress('reshard', 'keys', total, { quiet });
@@ -57,7 +61,7 @@ export async function reshard(args: string[]): Promise<number> {
     print(
       json
         ? toJson(result, 2)
-        : `Resharded stream ${stream} from ${from} to ${to} partitions: ${report.keys} keys, ${report.deadLetters} dead letters, last batch ${formatBatch(report.batchTime)}.\n` +
+        : `${notes}Resharded stream ${stream} from ${from} to ${to} partitions: ${report.keys} keys, ${report.deadLetters} dead letters, last batch ${formatBatch(report.batchTime)}.\n` +
             `Start the job with StateSpec.numPartitions(${to}); another count re-shards it again at start.`,
     );
     return 0;

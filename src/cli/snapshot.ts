@@ -1,13 +1,12 @@
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { partitionFolder, stateDir } from '../storage/partition/store.js';
 import { findSnapshot, listSnapshots, newerStoreFormat, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
 import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
-import { fsyncPath, fsyncTree } from '../storage/durable.js';
-import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
-import { assertJobStopped, lockFolder, moveAside, openStream, streamsOnDisk } from './stores.js';
+import { commitSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
+import { asideFolder, assertJobStopped, lockFolder, openStream, settledNotes, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
 import { Progress } from './progress.js';
 
@@ -226,12 +225,12 @@ async function restore(args: string[]): Promise<number> {
   const lock = await lockFolder(dataDir, 'snapshot restore');
   try {
     assertJobStopped(dataDir, stream, 'snapshot restore');
-    // A reshard a crash left half-done would otherwise be finished over the restored state at the next start.
-    const reshard = recoverInterruptedReshard(dataDir, stream);
-    // Copy, then rename: the stream's folder is either the old state or the whole snapshot.
+    // A reshard, an import or a restore a crash left half-done would otherwise be finished over the restored state at the next start.
+    const settled = recoverInterruptedSwaps(dataDir, stream);
+    // Copy, then swap in whole (stream-swap.ts): the stream's folder is either the old state or the whole snapshot.
     const target = stateDir(dataDir, stream);
-    const incoming = `${target}.restoring`;
-    rmSync(incoming, { recursive: true, force: true });
+    const paths = swapPaths(dataDir, stream, 'restoring');
+    const incoming = paths.building;
     const progress = new Progress('restore', 'bytes', manifest.partitions.reduce((n, p) => n + p.bytes, 0), { quiet });
     try {
       for (const part of manifest.partitions) {
@@ -240,7 +239,6 @@ async function restore(args: string[]): Promise<number> {
         copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
         progress.advance(part.bytes);
       }
-      fsyncTree(incoming);
       progress.finish();
     } catch (error) {
       progress.abandon();
@@ -248,9 +246,7 @@ async function restore(args: string[]): Promise<number> {
       rmSync(incoming, { recursive: true, force: true });
       throw new CliFailure(`copying snapshot ${batchTime} failed, nothing was changed: ${(error as Error).message}`);
     }
-    const replacedDir = existsSync(target) ? moveAside(dataDir, stream) : undefined;
-    renameSync(incoming, target);
-    fsyncPath(dataDir);
+    const replacedDir = commitSwap(paths, asideFolder(dataDir, stream));
 
     const kafkaNext =
       `The next start of a Kafka job replays the batches after ${batchTime} from ZooKeeper's history` +
@@ -269,7 +265,7 @@ async function restore(args: string[]): Promise<number> {
         [
           `Restored snapshot ${formatBatch(batchTime)} into ${target} (${manifest.partitions.length} partitions, ${manifest.keyCount} keys).`,
           replacedDir ? `The state it replaced is kept in ${replacedDir}.` : 'There was no state to replace.',
-          ...(reshard !== 'none' ? [`A reshard a crash had interrupted was ${reshard === 'finished' ? 'finished' : 'rolled back'} first.`] : []),
+          ...settledNotes(settled),
           next,
           ...(others.length > 0 ? [`The snapshot also holds streams ${others.join(', ')}; restore them with --stream <n> so every stream is of the same batch.`] : []),
         ].join('\n'),

@@ -1,11 +1,10 @@
-import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DataDirLockedError, StatestreamError } from '../errors.js';
 import { DataDirLock } from '../storage/data-lock.js';
 import { readCheckedLayout, type StoreLayout } from '../storage/partition/batch-log.js';
-import { fsyncPath } from '../storage/durable.js';
+import { interruptedSwap, SWAP_NAMES, type recoverInterruptedSwaps } from '../storage/stream-swap.js';
 import { openPartitionStore, partitionPath, partitionsOnDisk, stateDir, type PartitionStore } from '../storage/partition/store.js';
-import { reshardPaths } from '../storage/reshard/protocol.js';
 import { checkStoreFile, dataFileBytes, examinePartition, type PartitionReport } from '../storage/partition/store-check.js';
 import { CliFailure } from './args.js';
 
@@ -51,7 +50,7 @@ export interface OpenStream {
  * with no state folder, or a damaged store, is an operational failure, not a crash.
  */
 export function openStream(dataDir: string, stream: number): OpenStream {
-  const pending = interruptedReshard(dataDir, stream);
+  const pending = interruptedSwap(dataDir, stream);
   if (pending) throw new CliFailure(`${pending}; start the job once so it finishes it (or rolls it back), then try again`);
   const dir = stateDir(dataDir, stream);
   if (!existsSync(dir)) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${dir})`);
@@ -119,20 +118,15 @@ export function assertJobStopped(dataDir: string, stream: number, what: string):
   }
 }
 
-/** Moves a stream's state folder to `<dataDir>/replaced/<timestamp>/state-<n>`, so nothing is thrown away. Returns where it went. */
-export function moveAside(dataDir: string, stream: number): string {
-  const from = stateDir(dataDir, stream);
-  const aside = join(dataDir, 'replaced', new Date().toISOString().replace(/[:.]/g, '-'));
-  const to = join(aside, `state-${stream}`);
-  mkdirSync(aside, { recursive: true });
-  renameSync(from, to);
-  fsyncPath(aside);
-  return to;
+/** Where a command that replaces a stream's state keeps the state it replaced (`<dataDir>/replaced/<timestamp>/state-<n>`), so nothing is thrown away. */
+export function asideFolder(dataDir: string, stream: number): string {
+  return join(dataDir, 'replaced', new Date().toISOString().replace(/[:.]/g, '-'), `state-${stream}`);
 }
 
-/** A reshard a crash interrupted leaves `state-<n>.reshard` or `state-<n>.old`; the next start settles it. */
-export function interruptedReshard(dataDir: string, stream: number): string | undefined {
-  const paths = reshardPaths(dataDir, stream);
-  const left = [paths.building, paths.old].filter((p) => existsSync(p));
-  return left.length === 0 ? undefined : `a reshard of stream ${stream} was interrupted (${left.join(', ')} ${left.length === 1 ? 'is' : 'are'} still there)`;
+/** What a command says about the swaps a crash had interrupted and it settled first. */
+export function settledNotes(settled: ReturnType<typeof recoverInterruptedSwaps>): string[] {
+  return settled.map(({ kind, outcome }) => {
+    const name = SWAP_NAMES[kind];
+    return `${name[0].toUpperCase()}${name.slice(1)} a crash had interrupted was ${outcome === 'finished' ? 'finished' : 'rolled back'} first.`;
+  });
 }

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Key } from 'lmdb';
 import { murmur2Partitioner } from '../engine/partitioner.js';
@@ -12,9 +12,8 @@ import { pinOneBatch } from '../storage/export/job-export.js';
 import { BatchedWriter } from '../storage/reshard/batched-writer.js';
 import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
-import { fsyncPath, fsyncTree } from '../storage/durable.js';
-import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
-import { assertJobStopped, lockFolder, moveAside, openStream } from './stores.js';
+import { commitSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
+import { asideFolder, assertJobStopped, lockFolder, openStream, settledNotes } from './stores.js';
 import { counted, Progress } from './progress.js';
 
 export const exportUsage = `Usage: statestream export --out <file|-> [--snapshot <batchTime>] [--data-dir <path>] [--stream <n>] [--json]
@@ -150,8 +149,8 @@ export async function importCommand(args: string[]): Promise<number> {
 
   const lock = await lockFolder(dataDir, 'import');
   try {
-    // Settled first, so a half-done reshard is neither mistaken for no state nor finished over the import later.
-    recoverInterruptedReshard(dataDir, stream);
+    // Settled first, so a half-done reshard, import or restore is neither mistaken for no state nor finished over this import later.
+    const settled = recoverInterruptedSwaps(dataDir, stream);
     const target = stateDir(dataDir, stream);
     const hasState = existsSync(target) && readdirSync(target).length > 0;
     if (hasState) assertJobStopped(dataDir, stream, 'import');
@@ -159,9 +158,9 @@ export async function importCommand(args: string[]): Promise<number> {
       throw new CliFailure(`stream ${stream} already has state under ${target}; import writes into an empty stream (use --replace to move the current state aside and replace it)`);
     }
 
-    // Written beside the stream's folder and renamed into place whole: a failed import leaves nothing half-written.
-    const staging = `${target}.importing`;
-    rmSync(staging, { recursive: true, force: true });
+    // Written beside the stream's folder and swapped in whole (stream-swap.ts): a failed or killed import leaves the old state.
+    const paths = swapPaths(dataDir, stream, 'importing');
+    const staging = paths.building;
     const stores = Array.from({ length: numPartitions }, (_, p) => openPartitionStore(join(staging, partitionFolder(p))));
     let batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;
     let count = 0;
@@ -194,17 +193,14 @@ export async function importCommand(args: string[]): Promise<number> {
       throw error;
     }
     stores.forEach((s) => s.env.close());
-    fsyncTree(staging);
-    const replacedDir = hasState ? moveAside(dataDir, stream) : undefined;
-    if (existsSync(target)) rmSync(target, { recursive: true }); // an empty folder
-    renameSync(staging, target);
-    fsyncPath(dataDir);
+    const replacedDir = commitSwap(paths, asideFolder(dataDir, stream));
 
     const result = { keyCount: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir };
     if (json) print(toJson(result, 2));
     else {
       print(
         [
+          ...settledNotes(settled),
           `Imported ${count} keys into stream ${stream} under ${target} (${numPartitions} partitions, state version ${header.stateVersion}, last batch ${formatBatch(batchTime)}).`,
           ...(replacedDir ? [`The state it replaced is kept in ${replacedDir}.`] : []),
           ...(replacedDir && listSnapshots(dataDir).length > 0

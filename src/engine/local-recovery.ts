@@ -4,7 +4,7 @@ import type { ResolvedMappingRef } from '../actors/messages.js';
 import type { WorkerSet } from '../actors/worker-set.js';
 import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshots/manifest.js';
 import { restoreDamagedStores } from '../storage/snapshots/restore.js';
-import { recoverInterruptedReshard } from '../storage/reshard/protocol.js';
+import { recoverInterruptedSwaps } from '../storage/stream-swap.js';
 import { BatchRun, type RecordPieces } from './batch.js';
 import { BatchEvents, type BatchEventMap } from './batch-events.js';
 import type { MapWithStateDStream } from './map-with-state-stream.js';
@@ -75,8 +75,8 @@ async function openStores(context: RecoveryContext, opened: StateStream[]): Prom
   const result: StoresOpened = { replayAfter: undefined, storesHoldState: false, gaps: [] };
   for (const stream of context.stateStreams) {
     await context.checkModule(stream.spec.fn);
-    // A rescale cut short by a crash is finished (or rolled back) before stores are judged.
-    recoverInterruptedReshard(dataDir, stream.stateIndex);
+    // A reshard, an import or a restore cut short by a crash is finished (or rolled back) before stores are judged.
+    recoverInterruptedSwaps(dataDir, stream.stateIndex);
     const restored = await restoreDamagedStores(dataDir, stream.stateIndex);
     const recovery = stream.open(context.workers, context.supervisor, context.readersOf(stream));
     opened.push(stream);

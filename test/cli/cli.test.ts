@@ -160,6 +160,59 @@ describe('statestream command-line tool', () => {
     assert.ok(!existsSync(join(dir, 'state-0.reshard')));
   });
 
+  // Killed before the marker, the command changed nothing; killed after it, at either rename,
+  // the next start finishes it: never a stream without state, never another snapshot's.
+  const killPoints = (kind: 'importing' | 'restoring') =>
+    [
+      ['before its complete marker', `write:state-0.${kind}/complete`, 4000],
+      ['before the old state moves aside', 'rename:state-0', 2000],
+      ['between the old state moving aside and the new moving in', `rename:state-0.${kind}`, 2000],
+    ] as const;
+  const killedRun = (killAt: string, ...args: string[]): Run => {
+    const killAtFixture = fileURLToPath(fixture('kill-at'));
+    const result = spawnSync(process.execPath, ['--import', killAtFixture, cli, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, STATESTREAM_TEST_KILL_AT: killAt } });
+    assert.equal(result.signal, 'SIGKILL', `${args[0]} was killed at ${killAt}: ${result.stderr}`);
+    return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+  };
+  const replacedFolders = (dir: string) => (existsSync(join(dir, 'replaced')) ? readdirSync(join(dir, 'replaced')) : []);
+
+  for (const [when, killAt, survivor] of killPoints('importing')) {
+    it(`import --replace killed ${when}: the next start holds the ${survivor === 2000 ? 'imported' : 'old'} state, whole`, async () => {
+      const dir = copy();
+      const file = join(tempDir(), 'at-2000.msgpack');
+      assert.equal(run('export', '--data-dir', dataDir, '--snapshot', '2000', '--out', file).code, 0);
+      killedRun(killAt, 'import', file, '--replace', '--data-dir', dir);
+      if (killAt !== 'rename:state-0') assert.match(run('inspect', '--data-dir', dir).stdout, /an import of stream 0 was interrupted .*state-0\.importing/);
+      assert.deepEqual(await stateOf(dir, 5000), stateAt.get(survivor));
+      assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('state-0.')), [], 'the start settled the import');
+      assert.equal(replacedFolders(dir).length, survivor === 2000 ? 1 : 0, 'the replaced state is kept, once');
+    });
+  }
+
+  for (const [when, killAt, survivor] of killPoints('restoring')) {
+    it(`snapshot restore killed ${when}: the next start holds the ${survivor === 2000 ? 'restored snapshot' : 'old state'}, not the newest snapshot`, async () => {
+      const dir = copy();
+      killedRun(killAt, 'snapshot', 'restore', '2000', '--data-dir', dir);
+      assert.deepEqual(await stateOf(dir, 5000), stateAt.get(survivor));
+      assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('state-0.')), [], 'the start settled the restore');
+      assert.equal(replacedFolders(dir).length, survivor === 2000 ? 1 : 0, 'the replaced state is kept, once');
+    });
+  }
+
+  it('a restore killed between its renames is reported by inspect, refused by reads, and finished by the next command', () => {
+    const dir = copy();
+    killedRun('rename:state-0.restoring', 'snapshot', 'restore', '2000', '--data-dir', dir);
+    assert.ok(!existsSync(join(dir, 'state-0')), 'the old state had moved aside');
+    assert.match(run('inspect', '--data-dir', dir).stdout, /a snapshot restore of stream 0 was interrupted .*state-0\.restoring.*: the next start finishes it/);
+    assert.match(run('state', 'count', '--data-dir', dir).stderr, /a snapshot restore of stream 0 was interrupted .* start the job once/);
+    const resharded = run('reshard', '--partitions', '3', '--data-dir', dir);
+    assert.equal(resharded.code, 0, resharded.stderr);
+    assert.match(resharded.stdout, /^A snapshot restore a crash had interrupted was finished first\.\nStream 0 already has 3 partitions/);
+    const count = run('state', 'count', '--data-dir', dir);
+    assert.equal(count.code, 0, count.stderr);
+    assert.equal(Number(count.stdout.trim()), stateAt.get(2000)!.length);
+  });
+
   it('state get prints a string key\'s and a tuple key\'s state and lastUpdated; an absent key exits 1', () => {
     const expected = new Map(stateAt.get(4000)!.map(([k, s]) => [JSON.stringify(k), s]));
     const word = run('state', 'get', 'w13', '--data-dir', dataDir);

@@ -9,12 +9,12 @@ import { entriesInKeyOrder, readEntries } from '../partition/change-log.js';
 import type { DeadLetter } from '../partition/dead-letters.js';
 import { normalizeKey } from '../keys.js';
 import { openPartitionStore, partitionFolder, partitionPath, type PartitionStore } from '../partition/store.js';
-import { commitReshard, reshardPaths, type ReshardStep } from './protocol.js';
+import { commitSwap, swapPaths, type SwapStep } from '../stream-swap.js';
 import { BatchedWriter } from './batched-writer.js';
 
 export interface ReshardOptions {
   /** Called as the swap passes each step; the crash tests kill the process there. */
-  onStep?: (step: ReshardStep) => void;
+  onStep?: (step: SwapStep) => void;
   /** Called with the number of keys copied so far, every 10^4 keys and at the end (the CLI's progress). */
   onProgress?: (keysCopied: number) => void;
 }
@@ -61,12 +61,12 @@ export function rescaleStores(dataDir: string, streamIndex: number, numPartition
 
 /**
  * Re-distributes a stream's state over `toPartitions` partitions, routing every key as the
- * router does, and swaps the new stores in (see reshard-protocol.ts for why a crash leaves
+ * router does, and swaps the new stores in (see stream-swap.ts for why a crash leaves
  * either the old or the new stores). Entries are copied as their stored bytes. Nothing else
  * may have the stores open for writing while this runs.
  */
 export function reshardStores(dataDir: string, streamIndex: number, toPartitions: number, options: ReshardOptions = {}): ReshardReport {
-  const paths = reshardPaths(dataDir, streamIndex);
+  const paths = swapPaths(dataDir, streamIndex, 'reshard');
   const layout = readStoredLayout(dataDir, streamIndex);
   if (!layout) throw new StoreMismatchError(`there are no state stores to reshard under ${paths.current}`, { stream: streamIndex, path: paths.current });
   const from = layout.numPartitions;
@@ -95,7 +95,7 @@ export function reshardStores(dataDir: string, streamIndex: number, toPartitions
   } finally {
     olds.forEach((s) => void s.env.close());
   }
-  commitReshard(paths, options.onStep);
+  commitSwap(paths, undefined, options.onStep);
   return report;
 }
 

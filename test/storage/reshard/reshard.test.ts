@@ -8,7 +8,7 @@ import { StateSpec } from '../../../src/index.js';
 import { BatchLog } from '../../../src/storage/partition/batch-log.js';
 import { decodeOutputs } from '../../../src/storage/partition/batch-outputs.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
-import type { ReshardStep } from '../../../src/storage/reshard/protocol.js';
+import type { SwapStep } from '../../../src/storage/stream-swap.js';
 import { readStoredLayout, reshardStores } from '../../../src/storage/reshard/reshard.js';
 import { fixture, keyedJob, sorted, tempDir } from '../../helpers.js';
 import { testRandom } from '../../random.js';
@@ -27,11 +27,11 @@ interface Run {
 }
 
 /** Runs the reshard child; kills it `killAfterMs` after it is ready, when given. */
-function runChild(dataDir: string, to: number, killAt: ReshardStep | 'none', killAfterMs?: number): Promise<Run> {
+function runChild(dataDir: string, to: number, killAt: SwapStep | 'none', killAfterMs?: number): Promise<Run> {
   return within(childRun(dataDir, to, killAt, killAfterMs), `the reshard child (to ${to}, killed at ${killAfterMs === undefined ? killAt : `${killAfterMs} ms`}) to exit`, { timeoutMs: 120_000 });
 }
 
-function childRun(dataDir: string, to: number, killAt: ReshardStep | 'none', killAfterMs?: number): Promise<Run> {
+function childRun(dataDir: string, to: number, killAt: SwapStep | 'none', killAfterMs?: number): Promise<Run> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [child, dataDir, '0', String(to), killAt], { stdio: ['ignore', 'pipe', 'pipe'] });
     let ready = 0;

@@ -1,0 +1,144 @@
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fsyncPath, fsyncTree } from './durable.js';
+import { stateDir } from './partition/store.js';
+
+/**
+ * How a stream's stores are replaced whole, by a reshard, an import or a snapshot restore,
+ * so that a crash at any moment leaves either the old stores or the new ones, whole, and
+ * never neither:
+ *
+ *   1. the new stores are written to `state-<i>.<kind>/`, closed and fsynced;
+ *   2. a `complete` marker is written there (and fsynced), naming where the old stores go:
+ *      from here on the new stores win;
+ *   3. the old stores move away (a reshard's to `state-<i>.old`, deleted after; an import's
+ *      or a restore's to `replaced/<time>/state-<i>`, kept), and `state-<i>.<kind>` becomes
+ *      `state-<i>`.
+ *
+ * recoverInterruptedSwaps() reads from what is on disk which step a crash stopped at: before
+ * the marker it removes the new stores, after it it finishes the swap. It runs before
+ * anything opens a stream's stores (a start, and every command that replaces them).
+ */
+export type SwapKind = 'reshard' | 'importing' | 'restoring';
+const KINDS: readonly SwapKind[] = ['reshard', 'importing', 'restoring'];
+
+export interface SwapPaths {
+  /** The live stores. */
+  current: string;
+  /** Where the new stores are built. */
+  building: string;
+  /** A reshard's old stores between the two renames and until deleted. */
+  old: string;
+  /** Present only once every new store is durable. */
+  marker: string;
+}
+
+export function swapPaths(dataDir: string, streamIndex: number, kind: SwapKind): SwapPaths {
+  const current = stateDir(dataDir, streamIndex);
+  const building = `${current}.${kind}`;
+  return { current, building, old: `${current}.old`, marker: join(building, 'complete') };
+}
+
+/** Where a crash can stop a swap; the tests kill the process at each of them. */
+export type SwapStep = 'copied' | 'marked' | 'old-moved' | 'new-moved' | 'done';
+
+/**
+ * Steps 2 and 3, once the stores in `paths.building` are closed. `keepOldIn`: the folder the
+ * old stores are kept in (absent: they are deleted, as a reshard's are). Returns where the
+ * old stores went, when there were any (an empty folder is not kept).
+ */
+export function commitSwap(paths: SwapPaths, keepOldIn: string | undefined, onStep: (step: SwapStep) => void = () => undefined): string | undefined {
+  fsyncTree(paths.building);
+  onStep('copied');
+  // Older markers (a reshard's, before imports and restores used this) hold only a time: no folder named, the old stores go.
+  writeFileSync(paths.marker, `${JSON.stringify({ at: new Date().toISOString(), keepOldIn: keepOldIn ?? null })}\n`);
+  fsyncPath(paths.marker);
+  fsyncPath(paths.building);
+  onStep('marked');
+  return swapIn(paths, keepOldIn, onStep);
+}
+
+function markedKeepFolder(marker: string): string | undefined {
+  try {
+    const written = JSON.parse(readFileSync(marker, 'utf8')) as { keepOldIn?: unknown };
+    return typeof written.keepOldIn === 'string' ? written.keepOldIn : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Step 3, wherever a crash stopped it (a step already done is skipped). */
+function swapIn(paths: SwapPaths, keepOldIn: string | undefined, onStep: (step: SwapStep) => void = () => undefined): string | undefined {
+  let kept: string | undefined;
+  if (existsSync(paths.current)) {
+    if (keepOldIn === undefined) renameSync(paths.current, paths.old);
+    else if (readdirSync(paths.current).length === 0) rmSync(paths.current, { recursive: true });
+    else {
+      mkdirSync(dirname(keepOldIn), { recursive: true });
+      renameSync(paths.current, keepOldIn);
+      fsyncPath(dirname(keepOldIn));
+      kept = keepOldIn;
+    }
+    fsyncPath(dirname(paths.current));
+    onStep('old-moved');
+  } else if (keepOldIn !== undefined && existsSync(keepOldIn)) kept = keepOldIn;
+  renameSync(paths.building, paths.current);
+  fsyncPath(dirname(paths.current));
+  onStep('new-moved');
+  if (keepOldIn === undefined) rmSync(paths.old, { recursive: true, force: true });
+  rmSync(join(paths.current, 'complete'), { force: true });
+  onStep('done');
+  return kept;
+}
+
+export type SwapOutcome = 'none' | 'rolled-back' | 'finished';
+
+/** Finishes or rolls back one kind of swap a crash interrupted. */
+export function recoverInterruptedSwap(dataDir: string, streamIndex: number, kind: SwapKind): SwapOutcome {
+  const paths = swapPaths(dataDir, streamIndex, kind);
+  if (existsSync(paths.building)) {
+    if (existsSync(paths.marker)) {
+      // The new stores are durable and complete: finish the swap, wherever it stopped.
+      swapIn(paths, markedKeepFolder(paths.marker));
+      return 'finished';
+    }
+    // Not all new stores were written: the old ones (never touched) stay.
+    rmSync(paths.building, { recursive: true, force: true });
+    if (kind === 'reshard' && !existsSync(paths.current) && existsSync(paths.old)) renameSync(paths.old, paths.current);
+    return 'rolled-back';
+  }
+  if (kind === 'reshard' && existsSync(paths.old)) {
+    // The new stores are in place (the marker moved with them); only the delete was left.
+    if (existsSync(paths.current)) {
+      rmSync(paths.old, { recursive: true, force: true });
+      return 'finished';
+    }
+    // Not a state the protocol leaves, but the old stores are whole: keep them.
+    renameSync(paths.old, paths.current);
+    return 'rolled-back';
+  }
+  return 'none';
+}
+
+/** Every swap of the stream a crash interrupted, finished or rolled back (at most one is under way at a time: each holds the data folder's lock). */
+export function recoverInterruptedSwaps(dataDir: string, streamIndex: number): Array<{ kind: SwapKind; outcome: Exclude<SwapOutcome, 'none'> }> {
+  const done: Array<{ kind: SwapKind; outcome: Exclude<SwapOutcome, 'none'> }> = [];
+  for (const kind of KINDS) {
+    const outcome = recoverInterruptedSwap(dataDir, streamIndex, kind);
+    if (outcome !== 'none') done.push({ kind, outcome });
+  }
+  return done;
+}
+
+/** What a crash left of a swap of the stream, in words, or nothing: a reader must not judge the stores until a start or a command settles it. */
+export function interruptedSwap(dataDir: string, streamIndex: number): string | undefined {
+  for (const kind of KINDS) {
+    const paths = swapPaths(dataDir, streamIndex, kind);
+    const left = [paths.building, ...(kind === 'reshard' ? [paths.old] : [])].filter((p) => existsSync(p));
+    if (left.length > 0) return `${SWAP_NAMES[kind]} of stream ${streamIndex} was interrupted (${left.join(', ')} ${left.length === 1 ? 'is' : 'are'} still there)`;
+  }
+  return undefined;
+}
+
+/** How a command's output names each kind. */
+export const SWAP_NAMES: Record<SwapKind, string> = { reshard: 'a reshard', importing: 'an import', restoring: 'a snapshot restore' };

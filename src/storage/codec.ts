@@ -73,10 +73,54 @@ export function encodeExportEntry(entry: readonly [unknown, unknown, number]): B
   return holdsMap(entry[1]) ? mapCodec.pack([...entry, MAP_ENTRY]) : entryCodec.pack(entry);
 }
 
+/** A MessagePack array of 4 elements: how an export entry marked as holding a Map starts (a plain one is 0x93). */
+const MAP_EXPORT_ENTRY_HEADER = 0x94;
+
 /** `value` as entryCodec read it from `bytes`: an entry marked as holding a Map is read again by mapCodec. */
-export function decodeExportValue(value: unknown, bytes: Uint8Array): unknown {
+function decodeExportValue(value: unknown, bytes: Uint8Array): unknown {
   if (!Array.isArray(value) || value.length !== 4 || value[3] !== MAP_ENTRY) return value;
   return (mapCodec.unpack(bytes) as unknown[]).slice(0, 3);
+}
+
+/**
+ * Reads the whole values of an export's bytes (header, entries, trailer) and returns how
+ * many bytes they took; a value cut off at the end is left for the caller to complete.
+ * entryCodec reads plain maps as objects, so a Map keyed by something other than strings
+ * and numbers (an object, an array, a Date) stops it: such an entry, marked, is read by the
+ * codec that wrote it, and the rest goes on with entryCodec.
+ */
+export function unpackExportValues(data: Uint8Array, onValue: (value: unknown) => void): number {
+  let consumed = 0;
+  const incomplete = (error: unknown) => (error as { incomplete?: boolean } | undefined)?.incomplete === true;
+  while (consumed < data.length) {
+    const rest = data.subarray(consumed);
+    const base = consumed;
+    try {
+      entryCodec.unpackMultiple(rest, (value: unknown, start?: number, end?: number) => {
+        onValue(decodeExportValue(value, rest.subarray(start, end)));
+        consumed = base + end!;
+      });
+      return consumed;
+    } catch (error) {
+      if (incomplete(error)) return consumed;
+      if (data[consumed] !== MAP_EXPORT_ENTRY_HEADER) throw error;
+      let one: { value: unknown; end: number } | undefined;
+      try {
+        mapCodec.unpackMultiple(data.subarray(consumed), (value: unknown, _start?: number, end?: number) => {
+          one = { value, end: end! };
+          return false;
+        });
+      } catch (mapError) {
+        if (incomplete(mapError)) return consumed;
+        throw error;
+      }
+      const entry = one!.value;
+      if (!Array.isArray(entry) || entry.length !== 4 || entry[3] !== MAP_ENTRY) throw error;
+      onValue(entry.slice(0, 3));
+      consumed += one!.end;
+    }
+  }
+  return consumed;
 }
 
 /**

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open as openFile, rename, rm } from 'node:fs/promises';
 import { ConfigError, StateExportError } from '../../errors.js';
-import { assertEncodable, decodeEntry, decodeExportValue, encodeExportEntry, entryCodec } from '../codec.js';
+import { assertEncodable, decodeEntry, encodeExportEntry, entryCodec, unpackExportValues } from '../codec.js';
 import { keyProblem, normalizeKey } from '../keys.js';
 import type { Transaction } from 'lmdb';
 import { readEntries } from '../partition/change-log.js';
@@ -178,12 +178,9 @@ function* fileValues(fd: number, start: number, cut: () => Error, damaged: (erro
     const values: unknown[] = [];
     let consumed = 0;
     try {
-      entryCodec.unpackMultiple(data, (value: unknown, start?: number, end?: number) => {
-        values.push(decodeExportValue(value, data.subarray(start, end)));
-        consumed = end!;
-      });
+      consumed = unpackExportValues(data, (value) => values.push(value));
     } catch (error) {
-      if (!(error as { incomplete?: boolean })?.incomplete) throw damaged(error);
+      throw damaged(error);
     }
     carry = data.subarray(consumed);
     yield* values;

@@ -98,6 +98,24 @@ describe('state export', () => {
     }
   });
 
+  it('reads back Map states keyed by tuples, objects and Dates, mixed with plain entries, across chunk boundaries', async () => {
+    // The store keeps such Maps (its codec is picked by an entry's first byte); an export once
+    // wrote them and then could not read them: its reader tried plain maps as objects first.
+    const entries: ExportEntry[] = Array.from({ length: 12_000 }, (_, i) => {
+      const state =
+        i % 3 === 0 ? new Map<unknown, number>([[[`page-${i}`, i % 7], i], [{ day: i % 5 }, 2], [new Date(86_400_000 * i), 3]])
+        : i % 3 === 1 ? new Map<unknown, number>([[i, 1], ['s', 2]])
+        : { n: i, tags: [`t${i}`] };
+      return [`key-${i}`, state, 1000 + i];
+    });
+    const file = join(tempDir(), 'maps.msgpack');
+    assert.equal(await writeStateExport(file, { stateVersion: 1, batchTime: 9000 }, entries), entries.length);
+    assert.ok(readFileSync(file).length > 3 * 64 * 1024, 'the file spans several of the reader\'s chunks');
+    const read = [...readStateExport(file).entries()];
+    assert.equal(read.length, entries.length);
+    for (let i = 0; i < entries.length; i++) assert.deepEqual(read[i], entries[i], `entry ${i}`);
+  });
+
   it('detects a truncated file and says how many entries it read', () => {
     const entries: ExportEntry[] = Array.from({ length: 50 }, (_, i) => [`k${i}`, { n: i }, i]);
     const whole = readFileSync(exportOf(entries));

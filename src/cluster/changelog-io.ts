@@ -57,13 +57,11 @@ export async function readChangelog(reader: PartitionReader, topic: string, part
   if (until <= from) return 0;
   reader.open(topic, partition, from);
   try {
-    await reader.reach(topic, partition, until, timeoutMs);
     let read = 0;
-    for (const { offset, message } of reader.take(topic, partition, Number.MAX_SAFE_INTEGER)) {
-      if (offset >= until) break;
+    await reader.readUntil(topic, partition, until, timeoutMs, ({ message }) => {
       restore.read(readChangelogRecord(message.key!, message.value));
       read++;
-    }
+    });
     return read;
   } finally {
     reader.close(topic, partition);

@@ -122,10 +122,17 @@ export class PartitionReader {
     return this.opened.get(id(topic, partition))?.next;
   }
 
-  /** Waits until an opened partition is fetched up to `offset` (exclusive), or fails after `timeoutMs`. */
-  async reach(topic: string, partition: number, offset: number, timeoutMs: number): Promise<void> {
+  /**
+   * Hands each message of an opened partition below `offset` to `each` as it is fetched, until
+   * the partition is read up to `offset` (exclusive); fails after `timeoutMs`. Taking them as
+   * they come matters: a partition whose buffer is full stays paused until something is
+   * taken, so waiting for a range longer than the buffer before taking any would wait forever.
+   */
+  async readUntil(topic: string, partition: number, offset: number, timeoutMs: number, each: (taken: { offset: number; message: KafkaMessage }) => void): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while ((this.fetchedUntil(topic, partition) ?? 0) < offset) {
+    for (;;) {
+      for (const taken of this.take(topic, partition, Number.MAX_SAFE_INTEGER)) if (taken.offset < offset) each(taken);
+      if ((this.fetchedUntil(topic, partition) ?? 0) >= offset) return;
       if (this.consumer.problem) throw this.consumer.problem;
       if (Date.now() > deadline) {
         throw new OffsetStoreError(`could not read ${topic}[${partition}] up to offset ${offset} within ${timeoutMs / 1000} s (read up to ${(this.fetchedUntil(topic, partition) ?? 1) - 1})`, { topic, partition, offset });

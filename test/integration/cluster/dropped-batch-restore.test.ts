@@ -12,6 +12,7 @@ import { tempDir } from '../../helpers.js';
 import { startMockKafka, type MockKafka } from '../services/kafka.js';
 
 const TOPIC = 'dropped-batch-changelog';
+const LONG_TOPIC = 'long-changelog';
 const end = (epoch: number, batchTime: number, position: number, keyCount: number): BatchEnd => ({ epoch, batchTime, position, marks: { 'words:0': [position, 0] }, keyCount });
 
 /**
@@ -29,7 +30,7 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
   let writer: ChangelogWriter;
 
   before(async () => {
-    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }] });
+    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }, { name: LONG_TOPIC, partitions: 1 }] });
     client = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING });
     producer = client.producer({ maxInFlightRequests: 1, allowAutoTopicCreation: false });
     await producer.connect();
@@ -129,5 +130,34 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
     restore.dropWaiting(3);
     assert.equal(restored.get('"y"'), 5);
     assert.equal(restored.get('["t",2]') ?? null, null);
+  });
+
+  it('restores a changelog longer than what its reader buffers: records are taken as they come, so the paused partition goes on', async () => {
+    // A reader pauses a partition whose buffer is full until something is taken; a restore
+    // that waited for the whole range before taking any waited until its timeout.
+    const smallReader = new PartitionReader(client, [LONG_TOPIC], 'long-changelog-test', 40);
+    await smallReader.start();
+    try {
+      const longWriter = new ChangelogWriter(producer, LONG_TOPIC);
+      await longWriter.writeEpoch(0, 1, 'a');
+      await longWriter.writeTakeover(0, 1, undefined);
+      // 10 batches of 400 KB: more than one fetch (kafkajs asks for 1 MB a partition), each fetch more records than the buffer.
+      const keys = Array.from({ length: 500 }, (_, i) => `k${i}`);
+      const stateOf = (i: number) => ({ i, pad: 'x'.repeat(8000) });
+      for (let b = 0; b < 10; b++) {
+        const batch = keys.slice(b * 50, (b + 1) * 50);
+        await longWriter.writeBatch(0, batch, batch.map((_, j) => encodeEntry(stateOf(b * 50 + j), 100 * (b + 1))), end(1, 100 * (b + 1), 50 * (b + 1), 50 * (b + 1)));
+      }
+      const store = openPartitionStore(partitionPath(tempDir(), 0, 0));
+      try {
+        const outcome = await restorePartition(store, { ...restoreOptions(2, 'b'), reader: smallReader, writer: longWriter, timeoutMs: 20_000 });
+        assert.deepEqual(outcome.last, end(1, 1000, 500, 500));
+        assert.deepEqual(keys.map((key) => state(store, key)), keys.map((_, i) => stateOf(i)));
+      } finally {
+        store.env.close();
+      }
+    } finally {
+      await smallReader.stop();
+    }
   });
 });

@@ -246,11 +246,28 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       }
       session = await this.create(node, record, zookeeper.CreateMode.EPHEMERAL);
       if (session) break;
+      // This session's own node for this epoch is this claim's: a create whose answer was lost
+      // and that was sent again, or a node a lost ownership left (it is dropped without a release).
+      session = await this.heldBySession(node, epoch);
+      if (session) break;
       const holder = await this.read<OwnerNodeRecord>(node);
       if (holder && holder.instance === this.me.id && holder.epoch < epoch) await this.zk.remove(node);
       else await sleep(POLL_MS);
     }
     this.ownerNodes.set(`${stream}:${partition}`, { node, record, session });
+  }
+
+  /** The current session's id if the owner node at `node` is this instance's for `epoch` and was made by the current session; false otherwise. */
+  private heldBySession(node: string, epoch: number): Promise<string | false> {
+    return this.zk.run<string | false>(`read ${node}`, (client, done) =>
+      client.getData(node, (error, data, stat) => {
+        if (error) return done(zooKeeperAnswer(error) === 'NO_NODE' ? null : error, false);
+        const holder = parseIdentity<OwnerNodeRecord>(data?.toString('utf8') ?? '');
+        const session = sessionIdOf(client);
+        const ours = holder?.instance === this.me.id && holder.epoch === epoch && (stat?.ephemeralOwner as Buffer | undefined)?.toString('hex') === session;
+        done(null, ours ? session : false);
+      }),
+    );
   }
 
   /**
@@ -315,7 +332,11 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       );
       // Its membership went with the session too: lose everything and join again.
       if (error instanceof SessionReplaced) this.expired();
-      else this.emit('lost', lost);
+      else {
+        // Whatever the assignment still gives this instance is taken again once the next round announces it.
+        this.version = -1;
+        this.emit('lost', lost);
+      }
       throw lost;
     }
     return leaseUntil;
@@ -326,6 +347,10 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     const lost = new OwnershipLostError(`cluster: ZooKeeper expired the session of instance ${this.me.id}: its partitions and membership are gone`, { instance: this.me.id });
     this.ownerNodes.clear();
     this.rejoin = true;
+    // The round after the rejoin announces the assignment again, even unchanged (one
+    // instance alone, or an expiry the leader never saw as a member leaving): only an
+    // announcement takes the lost partitions again.
+    this.version = -1;
     this.emit('lost', lost);
   }
 

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { ClusterCoordinator, type OwnedPartition } from '../../../src/cluster/coordinator.js';
+import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
+import { startZooKeeper, type ZooKeeperServer } from '../services/zookeeper.js';
+import { startZooKeeperProxy, type ZooKeeperProxy } from '../services/zookeeper-proxy.js';
+import { tempDir } from '../../helpers.js';
+import { within } from '../../wait.js';
+
+const SESSION_MS = 2000;
+
+/**
+ * The coordinator of one instance on a real ZooKeeper, reached through a proxy that can cut
+ * it off long enough for the server to expire the session.
+ */
+describe('cluster coordinator on a real ZooKeeper: partitions are taken again after what made them lost', { timeout: 120_000 }, () => {
+  let zk: ZooKeeperServer;
+  let proxy: ZooKeeperProxy;
+  const sessions: ZooKeeperSession[] = [];
+  const coordinators: ClusterCoordinator[] = [];
+
+  before(async () => {
+    zk = await startZooKeeper();
+    proxy = await startZooKeeperProxy(zk.port);
+  });
+  after(async () => {
+    await Promise.all(coordinators.map((c) => c.leave().catch(() => undefined)));
+    sessions.forEach((s) => s.close());
+    await proxy?.close();
+    await zk?.stop();
+  });
+
+  /** A coordinator alone under `root`, and every assignment it announces. */
+  async function alone(root: string): Promise<{ coordinator: ClusterCoordinator; announced: OwnedPartition[][]; lost: number[] }> {
+    const session = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs: SESSION_MS, retry: { initialDelayMs: 50, maxDelayMs: 200, maxElapsedMs: 60_000 } });
+    sessions.push(session);
+    const coordinator = new ClusterCoordinator(session, root, { id: 'a', dataDir: tempDir() }, { '0': 3 }, { words: 2 }, true);
+    coordinators.push(coordinator);
+    const announced: OwnedPartition[][] = [];
+    const lost: number[] = [];
+    coordinator.on('assignment', (owned) => void announced.push(owned));
+    coordinator.on('lost', () => void lost.push(announced.length));
+    await coordinator.join();
+    await within(waitFor(() => announced.length === 1), 'the first assignment');
+    for (const p of announced[0]) await coordinator.claim(p.stream, p.partition, p.epoch);
+    return { coordinator, announced, lost };
+  }
+
+  async function waitFor(condition: () => boolean): Promise<void> {
+    while (!condition()) await sleep(20);
+  }
+
+  it('an instance alone whose session expired is given its unchanged assignment again, and takes its partitions back', async () => {
+    const { coordinator, announced, lost } = await alone('/expiry');
+    assert.deepEqual(announced[0].map((p) => p.partition), [0, 1, 2]);
+    await coordinator.checkOwned(announced[0]);
+
+    proxy.cut();
+    await sleep(SESSION_MS * 2);
+    proxy.restore();
+    await within(waitFor(() => lost.length === 1), 'the coordinator to notice the expiry');
+    // The leader (itself) finds the same members and writes nothing new; the assignment must be announced anyway.
+    await within(waitFor(() => announced.length === 2), 'the assignment announced again after the rejoin');
+    assert.deepEqual(announced[1], announced[0], 'the same partitions, the same epochs');
+    for (const p of announced[1]) await within(coordinator.claim(p.stream, p.partition, p.epoch), `partition ${p.partition} taken again`);
+    await coordinator.checkOwned(announced[1]);
+  });
+
+  it('a claim that finds its own session\'s node for the same epoch takes it (a create sent again after its answer was lost)', async () => {
+    const { coordinator, announced } = await alone('/own-node');
+    const p = announced[0][0];
+    // The node exists, made by this session for this epoch: the claim is done, not waited on.
+    await within(coordinator.claim(p.stream, p.partition, p.epoch), 'a second claim of a node this session holds', { timeoutMs: 5_000 });
+    await coordinator.checkOwned([p]);
+  });
+});

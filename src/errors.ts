@@ -26,6 +26,12 @@ export class ConfigError extends StatestreamError {
   }
 }
 
+/** The first own key of an options object that is none of `known`: a misspelt option would otherwise be ignored without a word. */
+export function unknownOption(options: object, known: Iterable<string>): string | undefined {
+  const names = new Set(known);
+  return Object.keys(options).find((key) => !names.has(key));
+}
+
 /** The mapping-function module cannot be loaded, or has no such export, or the export is not a function. */
 export class MappingModuleError extends StatestreamError {
   constructor(message: string, context: ErrorContext, cause?: unknown) {

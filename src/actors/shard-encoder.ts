@@ -1,5 +1,5 @@
 import type { Partitioner } from '../engine/partitioner.js';
-import { assertPair, normalizeKey } from '../storage/keys.js';
+import { assertInitialEntry, assertPair, normalizeKey } from '../storage/keys.js';
 import type { InitialEntry } from './messages.js';
 import { KeyTable } from './key-table.js';
 import { writeShard } from './shard-format.js';
@@ -168,7 +168,7 @@ export function shardInitialState(
   const shards: InitialEntry[][] = Array.from({ length: numPartitions }, () => []);
   let index = 0;
   for (const pair of pairs) {
-    assertPair(pair, 0, index++, stream);
+    assertInitialEntry(pair, index++, stream);
     const key = normalizeKey(pair[0]);
     shards[partitioner.partition(key, numPartitions)].push([key, pair[1]]);
   }

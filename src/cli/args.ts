@@ -77,11 +77,13 @@ export function common(command: string, values: Parsed['values']): Common {
   return { dataDir: (values['data-dir'] as string | undefined) ?? './statestream-data', stream, streamGiven: raw !== undefined, json: values.json === true, quiet: values.quiet === true };
 }
 
-export function integer(command: string, values: Parsed['values'], name: string, min: number): number | undefined {
+export function integer(command: string, values: Parsed['values'], name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   const raw = values[name] as string | undefined;
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`, command);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`}, got ${JSON.stringify(raw)}`, command);
+  }
   return n;
 }
 

@@ -57,7 +57,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${usage}\n`);
     return 0;
   }
-  const run = commands[command];
+  // Own commands only: `constructor` or `toString` are no commands.
+  const run = Object.hasOwn(commands, command) ? commands[command] : undefined;
   if (!run) {
     throw new UsageError(command.startsWith('-') ? `put the command first (statestream <command> ${command} …), got option ${command}` : `unknown command ${JSON.stringify(command)}`, undefined);
   }

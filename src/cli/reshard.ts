@@ -5,6 +5,7 @@ import { interruptedSwap, recoverInterruptedSwaps } from '../storage/stream-swap
 import { reshardStores } from '../storage/reshard/reshard.js';
 import { stateDir } from '../storage/partition/store.js';
 import { CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
+import { MAX_PARTITIONS } from '../engine/state-spec.js';
 import { Progress } from './progress.js';
 import { assertJobStopped, lockFolder, openStream, settledNotes } from './stores.js';
 
@@ -26,7 +27,8 @@ export async function reshard(args: string[]): Promise<number> {
   const { values } = parseCommand('reshard', args, { partitions: { type: 'string' } }, { min: 0, max: 0, names: '' });
   if (values.help) return print(reshardUsage), 0;
   const { dataDir, stream, json, quiet } = common('reshard', values);
-  const to = integer('reshard', values, 'partitions', 1);
+  // No more than a job may be started with (StateSpec.numPartitions).
+  const to = integer('reshard', values, 'partitions', 1, MAX_PARTITIONS);
   if (to === undefined) throw new UsageError('reshard: missing --partitions <n>', 'reshard');
   const noState = () => new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${stateDir(dataDir, stream)})`);
   // Before the lock, which would make the folder: a mistyped --data-dir is named, not created.

@@ -12,6 +12,7 @@ import { pinOneBatch } from '../storage/export/job-export.js';
 import { BatchedWriter } from '../storage/reshard/batched-writer.js';
 import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
+import { MAX_PARTITIONS } from '../engine/state-spec.js';
 import { commitSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
 import { asideFolder, assertJobStopped, lockFolder, openStream, settledNotes } from './stores.js';
 import { counted, Progress } from './progress.js';
@@ -134,7 +135,7 @@ export async function importCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseCommand('import', args, { partitions: { type: 'string' }, replace: { type: 'boolean' } }, { min: 1, max: 1, names: '<file> (a state export)' });
   if (values.help) return print(importUsage), 0;
   const { dataDir, stream, json, quiet } = common('import', values);
-  const given = integer('import', values, 'partitions', 1);
+  const given = integer('import', values, 'partitions', 1, MAX_PARTITIONS);
   const file = positionals[0];
   if (!existsSync(file)) throw new CliFailure(`there is no file ${file}`);
   let source: StateExport;

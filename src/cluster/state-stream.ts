@@ -370,7 +370,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
   }
 
   private liveView(what: string): StateView<unknown, unknown> {
-    if (!this.view) throw new LifecycleError(`${what}: the StreamingContext is not running (call start() first)`, { stream: this.stateIndex });
+    if (!this.view) throw this.graph.notRunning(what);
     return this.view;
   }
 

@@ -8,6 +8,10 @@ import type { DeadLetter } from '../storage/partition/dead-letters.js';
 export interface StreamGraph {
   nextStreamId(): number;
   assertBuilding(what: string): void;
+  /** Throws when records given now could never be processed (the context stopped or failed). */
+  assertAccepting(what: string): void;
+  /** The error for a query made while the context does not run, saying what to do. */
+  notRunning(what: string): Error;
   addOutput<T>(stream: DStream<T>, fn: (records: T[], time: number) => unknown): void;
   mapWithState<K, V, S, M>(parent: DStream<[K, V]>, spec: StateSpec<K, V, S, M>): MapWithStateStream<K, S, M>;
 }

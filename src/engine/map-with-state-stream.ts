@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createActor, type ActorRefFrom, type AnyActorRef } from 'xstate';
-import { InvalidRecordError, LifecycleError } from '../errors.js';
+import { InvalidRecordError } from '../errors.js';
 import { keyProblem } from '../storage/keys.js';
 import { partitionMachine } from '../actors/partition.machine.js';
 import { routerMachine, type RoutedBatch, type RouterInput, type Shards } from '../actors/router.machine.js';
@@ -273,7 +273,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
   }
 
   private active(what: string): Running {
-    if (!this.running) throw new LifecycleError(`${what}: the StreamingContext is not running (call start() first)`, { stream: this.stateIndex });
+    if (!this.running) throw this.graph.notRunning(what);
     return this.running;
   }
 

@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ConfigError, MappingModuleError } from '../errors.js';
+import { ConfigError, MappingModuleError, unknownOption } from '../errors.js';
+import { assertInitialEntry, describeValue } from '../storage/keys.js';
 import type { ResolvedMappingRef } from '../actors/messages.js';
 import { isStateSource, type StateSource } from '../storage/export/state-source.js';
 import type { MigrateFunction } from '../storage/partition/migrate.js';
@@ -41,10 +42,13 @@ function moduleUrl(module: URL | string, where: string): URL {
 
 function positiveInteger(value: unknown, name: string, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
-    throw new ConfigError(`StateSpec.${name} must be an integer from 1 to ${max}, got ${String(value)}`, { option: name, value });
+    throw new ConfigError(`StateSpec.${name} must be an integer from 1 to ${max}, got ${describeValue(value)}`, { option: name, value });
   }
   return value;
 }
+
+/** The most partitions a stream may have (StateSpec.numPartitions; the CLI's reshard and import keep to it too). */
+export const MAX_PARTITIONS = 4096;
 
 /** What mapWithState needs: the function, and optionally initial state, partitions, idle timeout and a failure policy. */
 export class StateSpec<K, V, S, M> {
@@ -59,8 +63,10 @@ export class StateSpec<K, V, S, M> {
 
   static function<K, V, S, M>(ref: MappingRef): StateSpec<K, V, S, M> {
     if (ref !== null && typeof ref === 'object' && !(ref instanceof URL)) {
+      const unknown = unknownOption(ref, ['module', 'export']);
+      if (unknown !== undefined) throw new ConfigError(`StateSpec.function: unknown option "${unknown}" of { module, export }`, { option: unknown });
       const exportName = ref.export ?? 'default';
-      if (typeof exportName !== 'string' || exportName === '') throw new ConfigError(`StateSpec.function: export must be a non-empty string, got ${String(exportName)}`, { export: exportName });
+      if (typeof exportName !== 'string' || exportName === '') throw new ConfigError(`StateSpec.function: export must be a non-empty string, got ${describeValue(exportName)}`, { export: exportName });
       return new StateSpec({ url: moduleUrl(ref.module, 'StateSpec.function').href, exportName });
     }
     return new StateSpec({ url: moduleUrl(ref as URL | string, 'StateSpec.function').href, exportName: 'default' });
@@ -78,6 +84,11 @@ export class StateSpec<K, V, S, M> {
     }
     if (initial === null || typeof (initial as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
       throw new ConfigError(`StateSpec.initialState expects an iterable of [key, state] pairs or a StateSource (readStateExport(path)), got ${String(initial)}`, { option: 'initialState' });
+    }
+    // An array or a Map is checked now; any other iterable may be read once only, so it is checked as the job loads it.
+    if (Array.isArray(initial) || initial instanceof Map) {
+      let index = 0;
+      for (const entry of initial as Iterable<unknown>) assertInitialEntry(entry, index++);
     }
     this.initial = initial;
     return this;
@@ -99,7 +110,7 @@ export class StateSpec<K, V, S, M> {
   }
 
   numPartitions(n: number): this {
-    this.partitions = positiveInteger(n, 'numPartitions', 4096);
+    this.partitions = positiveInteger(n, 'numPartitions', MAX_PARTITIONS);
     return this;
   }
 
@@ -111,8 +122,10 @@ export class StateSpec<K, V, S, M> {
 
   onRecordFailure(options: RecordFailureOptions): this {
     if (options?.policy !== 'stop' && options?.policy !== 'dead-letter') {
-      throw new ConfigError(`StateSpec.onRecordFailure: policy must be 'stop' or 'dead-letter', got ${String(options?.policy)}`, { option: 'policy' });
+      throw new ConfigError(`StateSpec.onRecordFailure: policy must be 'stop' or 'dead-letter', got ${describeValue(options?.policy)}`, { option: 'policy' });
     }
+    const unknown = unknownOption(options, ['policy', 'maxAttempts']);
+    if (unknown !== undefined) throw new ConfigError(`StateSpec.onRecordFailure: unknown option "${unknown}" (known: policy, maxAttempts)`, { option: unknown });
     this.failure = { policy: options.policy, maxAttempts: positiveInteger(options.maxAttempts ?? 3, 'onRecordFailure maxAttempts', 100) };
     return this;
   }

@@ -3,12 +3,13 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
-import { ConfigError, LifecycleError, MappingModuleError, deserializeError, type SerializedError } from '../errors.js';
+import { ConfigError, LifecycleError, MappingModuleError, deserializeError, unknownOption, type SerializedError } from '../errors.js';
 import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
 import { WorkerSet } from '../actors/worker-set.js';
 import { readReply, type ResolvedMappingRef, type WorkerReply } from '../actors/messages.js';
 import { BatchRun, type RecordPieces } from './batch.js';
 import { BatchEvents, type BatchEventMap } from './batch-events.js';
+import { describeValue } from '../storage/keys.js';
 import { SystemClock, type Clock } from './clock.js';
 import type { DStream, StreamGraph } from './dstream.js';
 import { MapWithStateDStream } from './map-with-state-stream.js';
@@ -26,6 +27,9 @@ import type { MetricsOptions, UiOptions } from '../metrics/options.js';
 import { validateClusterOptions, type ClusterOptions, type ValidClusterOptions } from '../cluster/options.js';
 import { ClusterRuntime, type ClusterView } from '../cluster/runtime.js';
 import { ClusterMapWithStateDStream } from '../cluster/state-stream.js';
+
+/** Every event a context emits: `on` refuses another name. */
+const EVENT_NAMES: ReadonlySet<string> = new Set(Object.values(BatchEvents));
 
 export interface StreamingContextOptions {
   /** Time between batches, in milliseconds. */
@@ -124,7 +128,8 @@ export class StreamingContext implements StreamGraph {
   constructor(options: StreamingContextOptions) {
     if (options === null || typeof options !== 'object') throw new ConfigError(`StreamingContext expects an options object, got ${String(options)}`);
     const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts', 'stateCacheEntries', 'snapshotEvery', 'snapshotsKept', 'metrics', 'ui', 'cluster']);
-    for (const key of Object.keys(options)) if (!known.has(key)) throw new ConfigError(`StreamingContext: unknown option "${key}" (known: ${[...known].join(', ')})`, { option: key });
+    const unknown = unknownOption(options, known);
+    if (unknown !== undefined) throw new ConfigError(`StreamingContext: unknown option "${unknown}" (known: ${[...known].join(', ')})`, { option: unknown });
     const raw = options as unknown as Record<string, unknown>;
     this.batchIntervalMs = integerOption(raw, 'batchIntervalMs', 1, 24 * 3600_000);
     this.threads = integerOption(raw, 'threads', 1, 256, availableParallelism());
@@ -171,6 +176,9 @@ export class StreamingContext implements StreamGraph {
 
   // ── events ────────────────────────────────────────────────────────────────
   on<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): this {
+    // A misspelt name would make a listener that never hears anything.
+    if (!EVENT_NAMES.has(event)) throw new ConfigError(`StreamingContext.on: no event ${describeValue(event)} (events: ${[...EVENT_NAMES].join(', ')})`, { option: 'event' });
+    if (typeof listener !== 'function') throw new ConfigError(`StreamingContext.on(${JSON.stringify(event)}): the listener must be a function, got ${describeValue(listener)}`, { option: 'listener' });
     this.events.on(event, listener);
     return this;
   }
@@ -193,8 +201,24 @@ export class StreamingContext implements StreamGraph {
     if (this.phase !== 'created') throw new LifecycleError(`${what}: streams and outputs must be defined before start()`, { phase: this.phase });
   }
 
+  assertAccepting(what: string): void {
+    if (this.phase === 'stopping' || this.phase === 'stopped' || this.phase === 'failed') {
+      throw new LifecycleError(`${what}: the StreamingContext is ${this.phase}; records given now would never be processed`, { phase: this.phase });
+    }
+  }
+
+  notRunning(what: string): LifecycleError {
+    const hint =
+      this.phase === 'created' ? 'not started (call start() first)'
+      : this.phase === 'starting' ? 'still starting (await start() first)'
+      : `${this.phase} (a context starts once; a new StreamingContext on the same dataDir reads the stores)`;
+    return new LifecycleError(`${what}: the StreamingContext is ${hint}`, { phase: this.phase });
+  }
+
   queueStream<T>(options: QueueStreamOptions = {}): QueueInputDStream<T> {
     this.assertBuilding('queueStream');
+    // Known now, not only at start(): the instances of a cluster share a Kafka source's partitions.
+    if (this.clusterOptions) throw new ConfigError('queueStream: a job that runs as a cluster reads exactly one kafkaStream (its partitions are what the instances share); a queueStream has none', { option: 'cluster' });
     const stream = new QueueInputDStream<T>(this, options);
     this.inputs.push(stream);
     return stream;
@@ -242,7 +266,8 @@ export class StreamingContext implements StreamGraph {
    * (so a missing export fails here, not in the first batch), then schedules batches.
    */
   start(): Promise<void> {
-    if (this.starting) return Promise.reject(new LifecycleError(`start(): the context is ${this.phase}; a context starts once`, { phase: this.phase }));
+    // A context stopped before it started is stopped too: Spark's contexts start once.
+    if (this.starting || this.phase !== 'created') return Promise.reject(new LifecycleError(`start(): the context is ${this.phase}; a context starts once`, { phase: this.phase }));
     this.starting = this.startOnce();
     return this.starting;
   }

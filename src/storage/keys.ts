@@ -1,4 +1,5 @@
 import { InvalidRecordError } from '../errors.js';
+import { encodingProblem } from './codec.js';
 
 /**
  * LMDB keys are at most 1978 bytes; the time index prefixes a key with its batch time
@@ -112,3 +113,19 @@ export function assertPair(record: unknown, batchTime: number, index: number, st
   }
 }
 
+/**
+ * Throws an InvalidRecordError naming StateSpec.initialState's entry when it is no [key,
+ * state] pair a job could store: the checks a record's key and a state's update get, so
+ * that initial state holds nothing a batch could not have written (no key without a
+ * state, no state MessagePack would drop).
+ */
+export function assertInitialEntry(entry: unknown, index: number, stream?: number): asserts entry is [unknown, unknown] {
+  const where = `StateSpec.initialState entry ${index}${stream === undefined ? '' : ` (mapWithState stream ${stream})`}`;
+  if (!Array.isArray(entry) || entry.length !== 2) throw new InvalidRecordError(`${where} is ${describeValue(entry)}, not a [key, state] pair`, { index, entry: describeValue(entry) });
+  const problem = keyProblem(entry[0]);
+  if (problem) throw new InvalidRecordError(`${where}: ${problem}`, { index, key: describeValue(entry[0]) });
+  const key = describeValue(entry[0]);
+  if (entry[1] === undefined) throw new InvalidRecordError(`${where} (key ${key}) has no state (undefined): leave the key out instead`, { index, key });
+  const unstorable = encodingProblem(entry[1]);
+  if (unstorable) throw new InvalidRecordError(`${where} (key ${key}): the state cannot be stored: ${unstorable}`, { index, key });
+}

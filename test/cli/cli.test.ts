@@ -250,11 +250,13 @@ describe('statestream command-line tool', () => {
   });
 
   it('usage errors exit 2 with a one-line hint; --help exits 0', () => {
-    for (const args of [[], ['bogus'], ['--data-dir', 'x', 'inspect'], ['inspect', '--bogus'], ['state', 'get'], ['state'], ['snapshot', 'restore'], ['snapshot', 'frobnicate'], ['state', 'count', '--stream', 'x'], ['snapshot', 'restore', 'abc']]) {
+    for (const args of [[], ['bogus'], ['--data-dir', 'x', 'inspect'], ['inspect', '--bogus'], ['state', 'get'], ['state'], ['snapshot', 'restore'], ['snapshot', 'frobnicate'], ['state', 'count', '--stream', 'x'], ['snapshot', 'restore', 'abc'], ['constructor'], ['toString'], ['__proto__'], ['reshard', '--partitions', '5000'], ['import', 'x.msgpack', '--partitions', '4097']]) {
       const result = run(...args);
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /^statestream: .+\nRun 'statestream( \w+)? --help' for usage\.\n$/, args.join(' '));
     }
+    assert.match(run('constructor').stderr, /^statestream: unknown command "constructor"\n/);
+    assert.match(run('reshard', '--partitions', '5000').stderr, /--partitions must be an integer from 1 to 4096, got "5000"/);
     const version = run('--version');
     assert.equal(version.code, 0);
     assert.match(version.stdout, /^statestream \d+\.\d+\.\d+\n$/);

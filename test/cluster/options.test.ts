@@ -17,7 +17,7 @@ describe('cluster options: checked when the context is made, naming the option',
   it('refuses a malformed cluster option', () => {
     refused(() => context({ cluster: 'zk:2181' }), 'cluster', /cluster must be an object like \{ zookeeper: \{ connect \} \}/);
     refused(() => context({ cluster: { zookeeper: zk, standby: 1 } }), 'cluster.standby', /cluster\.standby is not a cluster option \(known: zookeeper, instanceId, maxPairsPerBatch, restoreTimeoutMs\)/);
-    refused(() => context({ cluster: { zookeeper: { connect: 'no port' } } }), 'cluster.zookeeper.connect', /cluster\.zookeeper\.connect must be "host:port\[,host:port…\]", got "no port"/);
+    refused(() => context({ cluster: { zookeeper: { connect: 'no port' } } }), 'cluster.zookeeper.connect', /cluster\.zookeeper\.connect must be "host:port\[,host:port…\]", each port from 1 to 65535, got "no port"/);
     refused(() => context({ cluster: { zookeeper: { ...zk, root: 'relative' } } }), 'cluster.zookeeper.root', /absolute ZooKeeper path/);
     refused(() => context({ cluster: { zookeeper: zk, instanceId: 'has space' } }), 'cluster.instanceId', /instanceId must be 1–100 characters .* got "has space"/);
     refused(() => context({ cluster: { zookeeper: zk, maxPairsPerBatch: 0 } }), 'cluster.maxPairsPerBatch', /from 1 to 10000000, got 0/);
@@ -27,7 +27,7 @@ describe('cluster options: checked when the context is made, naming the option',
   it('refuses snapshots and an initial state, which a cluster restores from its changelog instead', () => {
     refused(() => context({ cluster: { zookeeper: zk }, snapshotEvery: 5 }), 'snapshotEvery', /snapshotEvery is not supported with cluster/);
     const ssc = context({ cluster: { zookeeper: zk } });
-    const pairs = ssc.queueStream<[string, number]>();
+    const pairs = ssc.kafkaStream({ brokers: ['127.0.0.1:9'], topic: 'words', groupId: 'wc', zookeeper: zk }).map((r) => [r.value, 1] as [string, number]);
     assert.throws(() => pairs.mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).initialState([['a', 1]])), (error: unknown) => {
       assert.ok(error instanceof ConfigError);
       assert.match(error.message, /mapWithState in a cluster: initialState is not supported yet/);
@@ -35,9 +35,12 @@ describe('cluster options: checked when the context is made, naming the option',
     });
   });
 
-  it('a job not shaped for a cluster fails start() with ClusterError before reaching ZooKeeper', async () => {
+  it('a job not shaped for a cluster is refused: a queueStream when defined, two Kafka sources at start() before reaching ZooKeeper', async () => {
+    refused(() => context({ cluster: { zookeeper: zk } }).queueStream(), 'cluster', /queueStream: a job that runs as a cluster reads exactly one kafkaStream/);
     const ssc = context({ cluster: { zookeeper: zk } });
-    ssc.queueStream<[string, number]>().mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')));
+    const source = (topic: string) => ssc.kafkaStream({ brokers: ['127.0.0.1:9'], topic, groupId: 'wc', zookeeper: { ...zk, root: `/wc/${topic}` } });
+    source('words').map((r) => [r.value, 1] as [string, number]).mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')));
+    source('more').foreachBatch(() => undefined);
     await assert.rejects(ssc.start(), (error: unknown) => {
       assert.ok(error instanceof ClusterError, String(error));
       assert.match(error.message, /reads exactly one kafkaStream/);

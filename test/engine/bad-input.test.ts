@@ -57,6 +57,34 @@ describe('bad options are refused when given, naming the option', () => {
     assert.throws(() => spec.onRecordFailure({ policy: 'ignore' as never }), /policy must be 'stop' or 'dead-letter'/);
   });
 
+  it('misspelt options, values of the wrong type and out-of-range ports are refused when given, naming them', () => {
+    const spec = StateSpec.function(fixture('count'));
+    assert.throws(() => spec.numPartitions('8' as never), (e: unknown) => e instanceof ConfigError && /numPartitions must be an integer from 1 to 4096, got "8"$/.test((e as Error).message));
+    assert.throws(() => spec.onRecordFailure({ policy: 'dead-letter', maxAttempt: 10 } as never), /onRecordFailure: unknown option "maxAttempt" \(known: policy, maxAttempts\)/);
+    assert.throws(() => StateSpec.function({ module: fixture('count'), exportName: 'count' } as never), /StateSpec\.function: unknown option "exportName"/);
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
+    assert.throws(() => ssc.queueStream({ oneAtTime: true } as never), /queueStream: unknown option "oneAtTime" \(known: oneAtATime\)/);
+    assert.throws(() => ssc.on('batch.complete' as never, () => undefined), (e: unknown) => e instanceof ConfigError && /StreamingContext\.on: no event "batch\.complete" \(events: batch\.started, batch\.completed/.test((e as Error).message));
+    const kafka = { brokers: ['localhost:9092'], topic: 'words', groupId: 'g', zookeeper: { connect: 'localhost:2181' } };
+    assert.throws(() => ssc.kafkaStream({ ...kafka, zookeeper: { connect: 'localhost:2181', rooot: '/team-a/wc' } as never }), /unknown option "zookeeper\.rooot" \(known: connect, root, sessionTimeoutMs, digest\)/);
+    assert.throws(() => ssc.kafkaStream({ ...kafka, brokers: ['localhost:99999'] }), /brokers must be .* the port from 1 to 65535, got \["localhost:99999"\]/);
+    assert.throws(() => ssc.kafkaStream({ ...kafka, zookeeper: { connect: 'zk1:2181,zk2:65536' } }), /zookeeper\.connect must be .* each port from 1 to 65535, got "zk1:2181,zk2:65536"/);
+    const { topic: _one, ...noTopic } = kafka;
+    assert.throws(() => ssc.kafkaStream({ ...noTopic, topics: 'words' as never }), /topics must be an array of topic names \(topic: for one\), got "words"/);
+  });
+
+  it('initial state a job could not store is refused, naming the entry: when given for an array or a Map, at start() for any other iterable', async () => {
+    const spec = () => StateSpec.function(fixture('count'));
+    assert.throws(() => spec().initialState([['a', 1], ['u', undefined]] as never), (e: unknown) => e instanceof InvalidRecordError && /StateSpec\.initialState entry 1 \(key "u"\) has no state \(undefined\)/.test((e as Error).message));
+    assert.throws(() => spec().initialState(new Map([['f', () => 1]]) as never), /StateSpec\.initialState entry 0 \(key "f"\): the state cannot be stored: \$ is a function/);
+    assert.throws(() => spec().initialState(['bad'] as never), /StateSpec\.initialState entry 0 is "bad", not a \[key, state\] pair/);
+    function* pairs(): Generator<[string, unknown]> {
+      yield ['a', 1];
+      yield ['b', Symbol('no')];
+    }
+    await assert.rejects(keyedJob(spec().initialState(pairs() as never), { dataDir: tempDir() }), (e: unknown) => e instanceof InvalidRecordError && /StateSpec\.initialState entry 1 \(mapWithState stream 0\) \(key "b"\): the state cannot be stored: \$ is a symbol/.test((e as Error).message));
+  });
+
   it('kafkaStream options, checked when the stream is defined', () => {
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock() });
     const good = { brokers: ['127.0.0.1:9092'], topic: 'words', groupId: 'g', zookeeper: { connect: '127.0.0.1:2181' } };
@@ -145,9 +173,25 @@ describe('a mapping module that does not load fails start()', () => {
       await assert.rejects(job.clock.advance(1000), /listener bug/);
       await assert.rejects(job.ssc.awaitIdle(), /listener bug/);
       assert.equal(job.ssc.state, 'failed');
+      assert.throws(() => job.input.pushBatch([['b', 1]]), (e: unknown) => e instanceof LifecycleError && /queueStream\.pushBatch: the StreamingContext is failed; records given now would never be processed/.test(e.message));
     } finally {
       await job.ssc.stop();
     }
+  });
+
+  it('a stopped context neither starts again nor takes records, and a query on it says it is stopped', async () => {
+    const never = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
+    never.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count'))).foreachBatch(() => undefined);
+    await never.stop();
+    await assert.rejects(never.start(), (e: unknown) => e instanceof LifecycleError && /start\(\): the context is stopped; a context starts once/.test(e.message));
+
+    const job = await keyedJob(StateSpec.function(fixture('count')), { dataDir: tempDir() });
+    await job.batch([['a', 1]]);
+    await job.ssc.stop();
+    assert.throws(() => job.input.push(['b', 1]), (e: unknown) => e instanceof LifecycleError && /the StreamingContext is stopped; records given now would never be processed/.test(e.message));
+    assert.throws(() => job.input.pushBatch([['b', 1]]), LifecycleError);
+    assert.throws(() => job.stream.store().get('a'), /store\(\)\.get: the StreamingContext is stopped \(a context starts once; a new StreamingContext on the same dataDir reads the stores\)/);
+    await assert.rejects(job.ssc.start(), /a context starts once/);
   });
 
   it('start() without an input, and building after start, are lifecycle errors', async () => {

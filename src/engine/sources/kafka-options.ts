@@ -1,6 +1,6 @@
 import type { KafkaConfig } from 'kafkajs';
-import { ConfigError } from '../../errors.js';
-import { validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../../storage/zookeeper/connect-options.js';
+import { ConfigError, unknownOption } from '../../errors.js';
+import { isPort, validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../../storage/zookeeper/connect-options.js';
 
 export type KafkaDecoder<V> = 'string' | 'json' | 'buffer' | ((value: Buffer | null, message: { topic: string; partition: number; offset: string }) => V);
 
@@ -68,12 +68,14 @@ const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v.trim() 
 /** Checks every option when the stream is defined, so nothing bad reaches kafkajs or ZooKeeper. */
 export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName: string): ValidKafkaOptions<V> {
   if (options === null || typeof options !== 'object') fail(`expects an options object, got ${String(options)}`, 'options');
-  for (const key of Object.keys(options)) if (!known.has(key)) fail(`unknown option "${key}" (known: ${[...known].join(', ')})`, key);
+  const unknown = unknownOption(options, known);
+  if (unknown !== undefined) fail(`unknown option "${unknown}" (known: ${[...known].join(', ')})`, unknown);
   const { brokers, topic, topics, groupId, zookeeper } = options;
-  if (!Array.isArray(brokers) || brokers.length === 0 || !brokers.every((b) => typeof b === 'string' && /^[^\s:]+:\d{1,5}$/.test(b))) {
-    fail(`brokers must be a non-empty array of "host:port" strings, got ${JSON.stringify(brokers)}`, 'brokers');
+  if (!Array.isArray(brokers) || brokers.length === 0 || !brokers.every((b) => typeof b === 'string' && /^[^\s:]+:\d{1,5}$/.test(b) && isPort(b.slice(b.lastIndexOf(':') + 1)))) {
+    fail(`brokers must be a non-empty array of "host:port" strings, the port from 1 to 65535, got ${JSON.stringify(brokers)}`, 'brokers');
   }
   if (topic !== undefined && topics !== undefined) fail('give either topic or topics, not both', 'topic');
+  if (topics !== undefined && !Array.isArray(topics)) fail(`topics must be an array of topic names (topic: for one), got ${JSON.stringify(topics)}`, 'topics');
   const list = topics ?? (topic === undefined ? [] : [topic]);
   if (list.length === 0) fail('topic (or topics) is required', 'topic');
   for (const t of list) if (!nonEmpty(t) || !/^[A-Za-z0-9._-]{1,249}$/.test(t)) fail(`topic names are 1–249 characters of letters, digits, '.', '_' or '-'; got ${JSON.stringify(t)}`, 'topic');

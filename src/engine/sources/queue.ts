@@ -1,4 +1,5 @@
-import { ConfigError } from '../../errors.js';
+import { ConfigError, unknownOption } from '../../errors.js';
+import { describeValue } from '../../storage/keys.js';
 import { joinPieces, type BatchRun, type RecordPieces } from '../batch.js';
 import { DStream, type StreamGraph } from '../dstream.js';
 
@@ -21,9 +22,11 @@ export class QueueInputDStream<T> extends DStream<T> {
 
   constructor(graph: StreamGraph, options: QueueStreamOptions = {}) {
     super(graph);
-    if (options === null || typeof options !== 'object') throw new ConfigError(`queueStream options must be an object, got ${String(options)}`);
+    if (options === null || typeof options !== 'object') throw new ConfigError(`queueStream options must be an object, got ${describeValue(options)}`);
+    const unknown = unknownOption(options, ['oneAtATime']);
+    if (unknown !== undefined) throw new ConfigError(`queueStream: unknown option "${unknown}" (known: oneAtATime)`, { option: unknown });
     if (options.oneAtATime !== undefined && typeof options.oneAtATime !== 'boolean') {
-      throw new ConfigError(`queueStream: oneAtATime must be a boolean, got ${String(options.oneAtATime)}`, { option: 'oneAtATime' });
+      throw new ConfigError(`queueStream: oneAtATime must be a boolean, got ${describeValue(options.oneAtATime)}`, { option: 'oneAtATime' });
     }
     this.oneAtATime = options.oneAtATime ?? false;
   }
@@ -33,6 +36,7 @@ export class QueueInputDStream<T> extends DStream<T> {
   }
 
   pushBatch(records: Iterable<T>): void {
+    this.graph.assertAccepting('queueStream.pushBatch');
     if (records === null || typeof (records as Iterable<T>)?.[Symbol.iterator] !== 'function') {
       throw new ConfigError(`queueStream.pushBatch expects an iterable of records, got ${String(records)}`);
     }

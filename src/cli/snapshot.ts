@@ -1,12 +1,12 @@
 import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { partitionFolder, stateDir } from '../storage/partition/store.js';
 import { findSnapshot, listSnapshots, newerStoreFormat, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
 import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
-import { commitSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
-import { asideFolder, assertJobStopped, lockFolder, openStream, settledNotes, streamsOnDisk } from './stores.js';
+import { commitSwap, moveWithSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
+import { asideFolder, assertJobStopped, lockFolder, openStream, settledNotes, settleInterruptedSwaps, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
 import { Progress } from './progress.js';
 
@@ -190,6 +190,8 @@ async function restore(args: string[]): Promise<number> {
   const { dataDir, stream, json, quiet } = common('snapshot restore', values);
   const batchTime = batchTimeArg('snapshot restore', positionals[0], '<batchTime>');
   const zk = zookeeperTarget('snapshot restore', values);
+  // What a crash left of an earlier restore is settled first: rolled back, it puts back the snapshots it had retired.
+  const settled = existsSync(dataDir) ? await settleInterruptedSwaps(dataDir, stream, 'snapshot restore') : [];
   let info: SnapshotInfo;
   try {
     info = findSnapshot(dataDir, batchTime);
@@ -226,7 +228,7 @@ async function restore(args: string[]): Promise<number> {
   try {
     assertJobStopped(dataDir, stream, 'snapshot restore');
     // A reshard, an import or a restore a crash left half-done would otherwise be finished over the restored state at the next start.
-    const settled = recoverInterruptedSwaps(dataDir, stream);
+    settled.push(...recoverInterruptedSwaps(dataDir, stream));
     // Copy, then swap in whole (stream-swap.ts): the stream's folder is either the old state or the whole snapshot.
     const target = stateDir(dataDir, stream);
     const paths = swapPaths(dataDir, stream, 'restoring');
@@ -246,7 +248,13 @@ async function restore(args: string[]): Promise<number> {
       rmSync(incoming, { recursive: true, force: true });
       throw new CliFailure(`copying snapshot ${batchTime} failed, nothing was changed: ${(error as Error).message}`);
     }
-    const replacedDir = commitSwap(paths, asideFolder(dataDir, stream));
+    // Snapshots newer than this one hold batches the restore undoes: a later restore of a
+    // damaged partition must not bring them back (as Flink's checkpoints after a restore
+    // are only those taken since). They are kept beside the replaced state.
+    const aside = asideFolder(dataDir, stream);
+    const retired = listSnapshots(dataDir).filter((s) => s.batchTime > batchTime);
+    moveWithSwap(paths, retired.map((s) => [s.path, join(dirname(aside), 'snapshots', basename(s.path))] as const));
+    const replacedDir = commitSwap(paths, aside);
 
     const kafkaNext =
       `The next start of a Kafka job replays the batches after ${batchTime} from ZooKeeper's history` +
@@ -258,13 +266,15 @@ async function restore(args: string[]): Promise<number> {
     // The manifest names a Kafka source when a Kafka job took it; a queue job's (or one taken without --zookeeper) names none.
     const next = kafka || zk ? kafkaNext : `${queueNext}\nIf the job reads Kafka instead: ${kafkaNext.replace(/^The next start of a Kafka job/, 'its next start')}`;
     const others = info.manifest.streams.filter((m) => m.stream !== stream).map((m) => m.stream);
-    const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, next, otherStreams: others };
+    const retiredTo = retired.length > 0 ? join(dirname(aside), 'snapshots') : undefined;
+    const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, retiredSnapshots: retired.map((s) => s.batchTime), retiredTo, next, otherStreams: others };
     if (json) print(toJson(result, 2));
     else {
       print(
         [
           `Restored snapshot ${formatBatch(batchTime)} into ${target} (${manifest.partitions.length} partitions, ${manifest.keyCount} keys).`,
           replacedDir ? `The state it replaced is kept in ${replacedDir}.` : 'There was no state to replace.',
+          ...(retiredTo ? [`The snapshots newer than it (${retired.map((s) => s.batchTime).join(', ')}) hold batches this restore undoes; they are kept in ${retiredTo}, out of reach of a later restore.`] : []),
           ...settledNotes(settled),
           next,
           ...(others.length > 0 ? [`The snapshot also holds streams ${others.join(', ')}; restore them with --stream <n> so every stream is of the same batch.`] : []),

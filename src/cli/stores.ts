@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DataDirLockedError, StatestreamError } from '../errors.js';
 import { DataDirLock } from '../storage/data-lock.js';
 import { readCheckedLayout, type StoreLayout } from '../storage/partition/batch-log.js';
-import { interruptedSwap, SWAP_NAMES, type recoverInterruptedSwaps } from '../storage/stream-swap.js';
+import { interruptedSwap, recoverInterruptedSwaps, SWAP_NAMES } from '../storage/stream-swap.js';
 import { openPartitionStore, partitionPath, partitionsOnDisk, stateDir, type PartitionStore } from '../storage/partition/store.js';
 import { checkStoreFile, dataFileBytes, examinePartition, type PartitionReport } from '../storage/partition/store-check.js';
 import { CliFailure } from './args.js';
@@ -129,4 +129,14 @@ export function settledNotes(settled: ReturnType<typeof recoverInterruptedSwaps>
     const name = SWAP_NAMES[kind];
     return `${name[0].toUpperCase()}${name.slice(1)} a crash had interrupted was ${outcome === 'finished' ? 'finished' : 'rolled back'} first.`;
   });
+}
+
+/** Under the folder's lock, finishes or rolls back what a crash left of a swap of the stream (a command that reads before it changes anything does this first). */
+export async function settleInterruptedSwaps(dataDir: string, stream: number, command: string): Promise<ReturnType<typeof recoverInterruptedSwaps>> {
+  const lock = await lockFolder(dataDir, command);
+  try {
+    return recoverInterruptedSwaps(dataDir, stream);
+  } finally {
+    lock.release();
+  }
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fsyncPath, fsyncTree } from './durable.js';
 import { stateDir } from './partition/store.js';
@@ -15,8 +15,13 @@ import { stateDir } from './partition/store.js';
  *      or a restore's to `replaced/<time>/state-<i>`, kept), and `state-<i>.<kind>` becomes
  *      `state-<i>`.
  *
+ * A swap may move other folders with it (a restore retires the snapshots it undoes): they are
+ * listed in the new stores' folder before they move (`moveWithSwap`), so that a swap rolled
+ * back moves them back.
+ *
  * recoverInterruptedSwaps() reads from what is on disk which step a crash stopped at: before
- * the marker it removes the new stores, after it it finishes the swap. It runs before
+ * the marker it removes the new stores (and moves back what moved with them), after it it
+ * finishes the swap. It runs before
  * anything opens a stream's stores (a start, and every command that replaces them).
  */
 export type SwapKind = 'reshard' | 'importing' | 'restoring';
@@ -58,6 +63,49 @@ export function commitSwap(paths: SwapPaths, keepOldIn: string | undefined, onSt
   return swapIn(paths, keepOldIn, onStep);
 }
 
+const MOVED = 'moved';
+
+/**
+ * Before the marker: moves folders that belong with the new stores (each [from, to]),
+ * recording them first in the new stores' folder, so that a rollback puts them back.
+ */
+export function moveWithSwap(paths: SwapPaths, moves: ReadonlyArray<readonly [from: string, to: string]>): void {
+  if (moves.length === 0) return;
+  const record = join(paths.building, MOVED);
+  writeFileSync(record, JSON.stringify(moves));
+  fsyncPath(record);
+  fsyncPath(paths.building);
+  for (const [from, to] of moves) {
+    mkdirSync(dirname(to), { recursive: true });
+    renameSync(from, to);
+    fsyncPath(dirname(to));
+    fsyncPath(dirname(from));
+  }
+}
+
+/** A rolled-back swap's moves, undone (those a crash left undone are skipped). */
+function moveBack(paths: SwapPaths): void {
+  const record = join(paths.building, MOVED);
+  if (!existsSync(record)) return;
+  let moves: Array<[string, string]>;
+  try {
+    moves = JSON.parse(readFileSync(record, 'utf8')) as Array<[string, string]>;
+  } catch {
+    return; // cut short while written: nothing had moved yet
+  }
+  for (const [from, to] of moves) {
+    if (existsSync(to) && !existsSync(from)) renameSync(to, from);
+    // The folders made to receive it go too, once empty (rmdir refuses a folder that is not).
+    for (let dir = dirname(to), up = 0; up < 2; dir = dirname(dir), up++) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        break;
+      }
+    }
+  }
+}
+
 function markedKeepFolder(marker: string): string | undefined {
   try {
     const written = JSON.parse(readFileSync(marker, 'utf8')) as { keepOldIn?: unknown };
@@ -87,6 +135,7 @@ function swapIn(paths: SwapPaths, keepOldIn: string | undefined, onStep: (step: 
   onStep('new-moved');
   if (keepOldIn === undefined) rmSync(paths.old, { recursive: true, force: true });
   rmSync(join(paths.current, 'complete'), { force: true });
+  rmSync(join(paths.current, MOVED), { force: true });
   onStep('done');
   return kept;
 }
@@ -102,7 +151,8 @@ export function recoverInterruptedSwap(dataDir: string, streamIndex: number, kin
       swapIn(paths, markedKeepFolder(paths.marker));
       return 'finished';
     }
-    // Not all new stores were written: the old ones (never touched) stay.
+    // Not all new stores were written: the old ones (never touched) stay, and what moved for the swap goes back.
+    moveBack(paths);
     rmSync(paths.building, { recursive: true, force: true });
     if (kind === 'reshard' && !existsSync(paths.current) && existsSync(paths.old)) renameSync(paths.old, paths.current);
     return 'rolled-back';

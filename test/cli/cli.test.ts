@@ -4,7 +4,7 @@ import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, trunca
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { BatchEvents, StateSpec, listSnapshots, murmur2Partitioner } from '../../src/index.js';
+import { BatchEvents, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner } from '../../src/index.js';
 import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
@@ -346,6 +346,14 @@ describe('statestream command-line tool', () => {
 
   it('snapshot restore puts the snapshot in place; the next job holds exactly the snapshot\'s state', async () => {
     const dir = copy();
+    // A damaged snapshot changes nothing.
+    const damagedCopy = copy();
+    truncateSync(join(damagedCopy, 'snapshots', '4000', 'state-0', 'partition-0001', 'data.mdb'), 100);
+    const damaged = run('snapshot', 'restore', '4000', '--data-dir', damagedCopy);
+    assert.equal(damaged.code, 1);
+    assert.match(damaged.stderr, /snapshot 4000 is damaged, nothing was changed/);
+    assert.ok(!existsSync(join(damagedCopy, 'replaced')));
+
     const result = run('snapshot', 'restore', '2000', '--data-dir', dir);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /Restored snapshot 2000 into .*state-0 \(3 partitions/);
@@ -359,13 +367,48 @@ describe('statestream command-line tool', () => {
     const missing = run('snapshot', 'restore', '9999', '--data-dir', dir);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /there is no snapshot 9999/);
+  });
 
-    // A damaged snapshot changes nothing.
-    truncateSync(join(dir, 'snapshots', '4000', 'state-0', 'partition-0001', 'data.mdb'), 100);
-    const damaged = run('snapshot', 'restore', '4000', '--data-dir', dir);
-    assert.equal(damaged.code, 1);
-    assert.match(damaged.stderr, /snapshot 4000 is damaged, nothing was changed/);
-    assert.equal(readdirSync(join(dir, 'replaced')).length, 1);
+  it('snapshot restore retires the newer snapshots: a damaged partition later is restored from the restored history, not the one undone', async () => {
+    const dir = copy();
+    const result = run('snapshot', 'restore', '2000', '--data-dir', dir);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /The snapshots newer than it \(4000\) hold batches this restore undoes; they are kept in .*replaced.*snapshots/);
+    assert.deepEqual(listSnapshots(dir).map((s) => s.batchTime), [2000]);
+    const [replaced] = readdirSync(join(dir, 'replaced'));
+    assert.ok(existsSync(join(dir, 'replaced', replaced, 'snapshots', '4000', 'manifest.json')), 'the retired snapshot is kept');
+
+    // The job goes on from 2000 (batch 5000), then partition 1 is lost: it comes back from 2000, not from 4000.
+    const job = await keyedJob(spec(), { dataDir: dir, startMs: 4000 });
+    await job.batch(records(5));
+    await job.ssc.stop();
+    rmSync(partitionPath(dir, 0, 1), { recursive: true });
+    const restored: number[] = [];
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: dir, threads: 1, clock: new ManualClock(6000) });
+    const stream = ssc.queueStream<[Key, number]>().mapWithState(spec());
+    ssc.on(BatchEvents.STATE_RESTORED, (e) => void restored.push(e.snapshot));
+    await ssc.start();
+    try {
+      assert.deepEqual(restored, [2000]);
+      const inPartition1 = ([key]: [unknown, unknown]) => murmur2Partitioner.partition(key, 3) === 1;
+      const held = ([...stream.store().entries()] as Array<[unknown, unknown]>).filter(inPartition1);
+      assert.ok(held.length > 0);
+      assert.deepEqual(held, stateAt.get(2000)!.filter(inPartition1), 'partition 1 holds what snapshot 2000 holds');
+    } finally {
+      await ssc.stop();
+    }
+  });
+
+  it('a snapshot restore killed before its marker moves the retired snapshots back', () => {
+    const dir = copy();
+    killedRun('write:state-0.restoring/complete', 'snapshot', 'restore', '2000', '--data-dir', dir);
+    assert.ok(!existsSync(join(dir, 'snapshots', '4000')), 'the newer snapshot had moved aside before the kill');
+    const inspected = run('inspect', '--data-dir', dir);
+    assert.equal(inspected.code, 0, inspected.stderr);
+    const restored = run('snapshot', 'restore', '4000', '--data-dir', dir);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.match(restored.stdout, /\nA snapshot restore a crash had interrupted was rolled back first\./);
+    assert.deepEqual(listSnapshots(dir).map((s) => s.batchTime), [4000, 2000]);
   });
 
   it('export → import into a new data folder: a job on it holds the same state; a snapshot exports without being touched', async () => {

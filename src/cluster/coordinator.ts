@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper from 'node-zookeeper-client';
 import { ClusterError, OwnershipLostError } from '../errors.js';
-import { describeProcess, isGone, parseIdentity, thisProcess, type ProcessIdentity } from '../storage/holder.js';
+import { describeProcess, isGone, parseIdentity, sameProcessSpace, thisProcess, type ProcessIdentity } from '../storage/holder.js';
 import { sessionIdOf, zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
 import { nextClusterAssignment, ownedBy, sameAssignment, type Assignment, type PartitionRef } from './assignment.js';
 
@@ -123,7 +123,8 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       if (made) break;
       const holder = await this.read<ClusterMember>(node);
       if (!holder) continue;
-      if (isGone(holder) || (this.holdsDataDir && holder.dataDir === this.me.dataDir)) {
+      // The same folder path on another machine (copied flags, a StatefulSet) is another folder: only on this one does holding its lock prove the holder gone.
+      if (isGone(holder) || (this.holdsDataDir && holder.dataDir === this.me.dataDir && sameProcessSpace(holder))) {
         await this.zk.remove(node);
         continue;
       }

@@ -126,6 +126,7 @@ export class ClusterRuntime implements ClusterView {
         repartitionTopic: repartitionTopic(job.appName, stream.stateIndex), maxPairsPerBatch: options.maxPairsPerBatch,
         changelogStart: (partition) => this.lowOffset(changelogTopic(job.appName, stream.stateIndex), partition),
         restoreTimeoutMs: options.restoreTimeoutMs, announce: job.announce,
+        takeFailed: (error) => this.takeFailed(error, stream),
       });
     }
     coordinator.on('assignment', (owned, assignment) => {

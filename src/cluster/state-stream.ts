@@ -47,6 +47,8 @@ export interface ClusterStreamRuntime {
   restoreTimeoutMs: number;
   /** Emits the context's events (partitions taken and released). */
   announce: ClusterJobAnnounce;
+  /** A retake this stream began by itself failed: the runtime retries it or fails the job, as for a take the assignment began. */
+  takeFailed: (error: unknown) => void;
 }
 
 type ClusterJobAnnounce = <E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]) => void;
@@ -343,7 +345,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       throw error;
     }
     // After this batch's turn: reassign waits for it.
-    if (retake) void this.reassign(rt.coordinator.assignedToMe().filter((p) => p.stream === this.stateIndex)).catch(() => undefined);
+    if (retake) void this.reassign(rt.coordinator.assignedToMe().filter((p) => p.stream === this.stateIndex)).catch(rt.takeFailed);
     this.view?.refresh();
     batch.partitionResults.set(this.stateIndex, partitions);
     return { partitions, outputs, owned: applied };

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import zookeeper from 'node-zookeeper-client';
+import { ClusterError } from '../../../src/index.js';
 import { ClusterCoordinator, type OwnedPartition } from '../../../src/cluster/coordinator.js';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
 import { startZooKeeper, type ZooKeeperServer } from '../services/zookeeper.js';
@@ -73,5 +75,21 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
     // The node exists, made by this session for this epoch: the claim is done, not waited on.
     await within(coordinator.claim(p.stream, p.partition, p.epoch), 'a second claim of a node this session holds', { timeoutMs: 5_000 });
     await coordinator.checkOwned([p]);
+  });
+
+  it('an instance id held by a live process on another machine with the same data folder path is refused, not taken over', async () => {
+    // Two machines started with the same instanceId and the same --data-dir path (copied
+    // flags, a StatefulSet): holding the folder's lock here proves nothing about that one.
+    const dataDir = tempDir();
+    const other = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: SESSION_MS });
+    sessions.push(other);
+    await other.mkdirp('/same-id/members', '/same-id');
+    const elsewhere = { pid: 4242, host: 'another-machine', since: new Date().toISOString(), id: 'a', dataDir };
+    await other.create('/same-id/members/a', Buffer.from(JSON.stringify(elsewhere)), zookeeper.CreateMode.EPHEMERAL);
+    const session = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: SESSION_MS });
+    sessions.push(session);
+    const coordinator = new ClusterCoordinator(session, '/same-id', { id: 'a', dataDir }, { '0': 1 }, { words: 1 }, true);
+    await assert.rejects(within(coordinator.join(), 'the join to give up', { timeoutMs: 30_000 }), (e: unknown) => e instanceof ClusterError && /instance id a is taken under \/same-id by process 4242 on host another-machine/.test((e as Error).message));
+    assert.equal(JSON.parse((await other.read('/same-id/members/a'))!.toString('utf8')).host, 'another-machine', 'the other machine keeps its membership');
   });
 });

@@ -251,8 +251,12 @@ async function restore(args: string[]): Promise<number> {
     // Snapshots newer than this one hold batches the restore undoes: a later restore of a
     // damaged partition must not bring them back (as Flink's checkpoints after a restore
     // are only those taken since). They are kept beside the replaced state.
+    // A snapshot holds every stream: one that also holds another stream's state, whose history
+    // this restore does not undo, stays (the output says to move it once every stream is restored).
     const aside = asideFolder(dataDir, stream);
-    const retired = listSnapshots(dataDir).filter((s) => s.batchTime > batchTime);
+    const newerSnapshots = listSnapshots(dataDir).filter((s) => s.batchTime > batchTime);
+    const soleStream = newerSnapshots.every((s) => s.manifest.streams.every((m) => m.stream === stream));
+    const retired = soleStream ? newerSnapshots : [];
     moveWithSwap(paths, retired.map((s) => [s.path, join(dirname(aside), 'snapshots', basename(s.path))] as const));
     const replacedDir = commitSwap(paths, aside);
 
@@ -275,6 +279,9 @@ async function restore(args: string[]): Promise<number> {
           `Restored snapshot ${formatBatch(batchTime)} into ${target} (${manifest.partitions.length} partitions, ${manifest.keyCount} keys).`,
           replacedDir ? `The state it replaced is kept in ${replacedDir}.` : 'There was no state to replace.',
           ...(retiredTo ? [`The snapshots newer than it (${retired.map((s) => s.batchTime).join(', ')}) hold batches this restore undoes; they are kept in ${retiredTo}, out of reach of a later restore.`] : []),
+          ...(!soleStream
+            ? [`The snapshots newer than it (${newerSnapshots.map((s) => s.batchTime).join(', ')}) hold batches this restore undoes for stream ${stream}, and other streams' state: they stay until every stream is restored; then move them away, or a damaged partition may be restored from them.`]
+            : []),
           ...settledNotes(settled),
           next,
           ...(others.length > 0 ? [`The snapshot also holds streams ${others.join(', ')}; restore them with --stream <n> so every stream is of the same batch.`] : []),

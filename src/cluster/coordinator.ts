@@ -117,7 +117,8 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
    */
   private async register(): Promise<void> {
     const node = this.path('members', this.me.id);
-    const deadline = Date.now() + this.zk.sessionTimeoutMs + 2_000;
+    // The server may grant a longer session than asked: a holder gone with its session is gone within the granted time.
+    const deadline = Date.now() + Math.max(this.zk.sessionTimeoutMs, this.zk.grantedTimeoutMs) + 2_000;
     for (;;) {
       const made = await this.create(node, this.record(), zookeeper.CreateMode.EPHEMERAL);
       if (made) break;

@@ -55,6 +55,8 @@ export async function recoverLocalJob(context: RecoveryContext): Promise<BatchRu
   const openedInputs: InputStream[] = [];
   try {
     removeIncompleteSnapshots(context.dataDir);
+    // Every stream's interrupted swap first: a restore rolled back puts back snapshots another stream's repair may need.
+    for (const stream of context.stateStreams) recoverInterruptedSwaps(context.dataDir, stream.stateIndex);
     const stores = await openStores(context, opened);
     const replays = await openInputs(context, stores, openedInputs);
     // A source's batch history is trimmed to the oldest snapshot kept: no restore goes further back.
@@ -75,8 +77,6 @@ async function openStores(context: RecoveryContext, opened: StateStream[]): Prom
   const result: StoresOpened = { replayAfter: undefined, storesHoldState: false, gaps: [] };
   for (const stream of context.stateStreams) {
     await context.checkModule(stream.spec.fn);
-    // A reshard, an import or a restore cut short by a crash is finished (or rolled back) before stores are judged.
-    recoverInterruptedSwaps(dataDir, stream.stateIndex);
     const restored = await restoreDamagedStores(dataDir, stream.stateIndex);
     const recovery = stream.open(context.workers, context.supervisor, context.readersOf(stream));
     opened.push(stream);

@@ -202,7 +202,8 @@ export class StreamingContext implements StreamGraph {
   }
 
   assertAccepting(what: string): void {
-    if (this.phase === 'stopping' || this.phase === 'stopped' || this.phase === 'failed') {
+    // While stopping, the batches already generated still run, and their listeners may push (the examples do): those records go with the context.
+    if (this.phase === 'stopped' || this.phase === 'failed') {
       throw new LifecycleError(`${what}: the StreamingContext is ${this.phase}; records given now would never be processed`, { phase: this.phase });
     }
   }

@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fsyncPath, fsyncTree } from './durable.js';
 import { stateDir } from './partition/store.js';
 
@@ -55,9 +55,13 @@ export type SwapStep = 'copied' | 'marked' | 'old-moved' | 'new-moved' | 'done';
 export function commitSwap(paths: SwapPaths, keepOldIn: string | undefined, onStep: (step: SwapStep) => void = () => undefined): string | undefined {
   fsyncTree(paths.building);
   onStep('copied');
-  // Older markers (a reshard's, before imports and restores used this) hold only a time: no folder named, the old stores go.
-  writeFileSync(paths.marker, `${JSON.stringify({ at: new Date().toISOString(), keepOldIn: keepOldIn ?? null })}\n`);
-  fsyncPath(paths.marker);
+  // Written whole beside and renamed into place: a marker that exists is never torn (a torn
+  // one would read as naming no folder, and the old stores would go instead of being kept).
+  // Older markers (a reshard's, before imports and restores used this) hold only a time.
+  const written = `${paths.marker}.writing`;
+  writeFileSync(written, `${JSON.stringify({ at: new Date().toISOString(), keepOldIn: keepOldIn ?? null })}\n`);
+  fsyncPath(written);
+  renameSync(written, paths.marker);
   fsyncPath(paths.building);
   onStep('marked');
   return swapIn(paths, keepOldIn, onStep);
@@ -94,7 +98,10 @@ function moveBack(paths: SwapPaths): void {
     return; // cut short while written: nothing had moved yet
   }
   for (const [from, to] of moves) {
-    if (existsSync(to) && !existsSync(from)) renameSync(to, from);
+    if (existsSync(to) && !existsSync(from)) {
+      renameSync(to, from);
+      fsyncPath(dirname(from));
+    }
     // The folders made to receive it go too, once empty (rmdir refuses a folder that is not).
     for (let dir = dirname(to), up = 0; up < 2; dir = dirname(dir), up++) {
       try {
@@ -147,8 +154,10 @@ export function recoverInterruptedSwap(dataDir: string, streamIndex: number, kin
   const paths = swapPaths(dataDir, streamIndex, kind);
   if (existsSync(paths.building)) {
     if (existsSync(paths.marker)) {
-      // The new stores are durable and complete: finish the swap, wherever it stopped.
-      swapIn(paths, markedKeepFolder(paths.marker));
+      // The new stores are durable and complete: finish the swap, wherever it stopped. An
+      // import's or a restore's old stores are kept whatever the marker says.
+      const keep = markedKeepFolder(paths.marker) ?? (kind === 'reshard' ? undefined : join(dirname(paths.current), 'replaced', `recovered-${Date.now()}`, basename(paths.current)));
+      swapIn(paths, keep);
       return 'finished';
     }
     // Not all new stores were written: the old ones (never touched) stay, and what moved for the swap goes back.

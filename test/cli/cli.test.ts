@@ -164,7 +164,8 @@ describe('statestream command-line tool', () => {
   // the next start finishes it: never a stream without state, never another snapshot's.
   const killPoints = (kind: 'importing' | 'restoring') =>
     [
-      ['before its complete marker', `write:state-0.${kind}/complete`, 4000],
+      ['before its complete marker', `write:state-0.${kind}/complete.writing`, 4000],
+      ['with its complete marker written but not yet in place', `rename:state-0.${kind}/complete.writing`, 4000],
       ['before the old state moves aside', 'rename:state-0', 2000],
       ['between the old state moving aside and the new moving in', `rename:state-0.${kind}`, 2000],
     ] as const;
@@ -198,6 +199,16 @@ describe('statestream command-line tool', () => {
       assert.equal(replacedFolders(dir).length, survivor === 2000 ? 1 : 0, 'the replaced state is kept, once');
     });
   }
+
+  it('an import whose marker an older version left unreadable still keeps the old state, in replaced/', async () => {
+    const dir = copy();
+    cpSync(join(dir, 'state-0'), join(dir, 'state-0.importing'), { recursive: true });
+    writeFileSync(join(dir, 'state-0.importing', 'complete'), '');
+    assert.deepEqual(await stateOf(dir, 5000), stateAt.get(4000));
+    const [recovered] = replacedFolders(dir);
+    assert.match(recovered, /^recovered-\d+$/);
+    assert.ok(existsSync(join(dir, 'replaced', recovered, 'state-0', 'partition-0000', 'data.mdb')), 'the old stores are kept, not deleted');
+  });
 
   it('a restore killed between its renames is reported by inspect, refused by reads, and finished by the next command', () => {
     const dir = copy();
@@ -401,7 +412,7 @@ describe('statestream command-line tool', () => {
 
   it('a snapshot restore killed before its marker moves the retired snapshots back', () => {
     const dir = copy();
-    killedRun('write:state-0.restoring/complete', 'snapshot', 'restore', '2000', '--data-dir', dir);
+    killedRun('write:state-0.restoring/complete.writing', 'snapshot', 'restore', '2000', '--data-dir', dir);
     assert.ok(!existsSync(join(dir, 'snapshots', '4000')), 'the newer snapshot had moved aside before the kill');
     const inspected = run('inspect', '--data-dir', dir);
     assert.equal(inspected.code, 0, inspected.stderr);

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, EncodingError, InvalidRecordError, LifecycleError, ManualClock, MappingModuleError, PoisonRecordError,
+  BatchEvents, ConfigError, EncodingError, InvalidRecordError, LifecycleError, ManualClock, MappingModuleError, PoisonRecordError,
   StateContractError, StateSpec, StreamingContext,
 } from '../../src/index.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
@@ -192,6 +192,24 @@ describe('a mapping module that does not load fails start()', () => {
     assert.throws(() => job.input.pushBatch([['b', 1]]), LifecycleError);
     assert.throws(() => job.stream.store().get('a'), /store\(\)\.get: the StreamingContext is stopped \(a context starts once; a new StreamingContext on the same dataDir reads the stores\)/);
     await assert.rejects(job.ssc.start(), /a context starts once/);
+  });
+
+  it('a listener may still push while the context stops: the batches already generated finish, none fails', async () => {
+    const job = await keyedJob(StateSpec.function(fixture('count')), { dataDir: tempDir() });
+    const failed: unknown[] = [];
+    job.ssc.on(BatchEvents.FAILED, (e) => void failed.push(e));
+    let pushedWhileStopping = 0;
+    job.ssc.on(BatchEvents.STARTED, () => {
+      if (job.ssc.state === 'stopping') pushedWhileStopping++;
+      job.input.push(['more', 1]);
+    });
+    job.input.push(['a', 1]);
+    const advanced = job.clock.advance(1000);
+    await job.ssc.stop();
+    await advanced;
+    assert.equal(pushedWhileStopping, 1, 'the batch started after stop() began');
+    assert.deepEqual(failed, []);
+    assert.equal(job.ssc.state, 'stopped');
   });
 
   it('start() without an input, and building after start, are lifecycle errors', async () => {

@@ -410,6 +410,30 @@ describe('statestream command-line tool', () => {
     }
   });
 
+  it('snapshot restore of one stream leaves the newer snapshots that hold other streams too, and says so', async () => {
+    const dir = tempDir();
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: dir, threads: 1, clock, snapshotEvery: 1 });
+    const input = ssc.queueStream<[Key, number]>();
+    input.mapWithState(spec()).foreachBatch(() => undefined);
+    input.mapWithState(spec(2)).foreachBatch(() => undefined);
+    await ssc.start();
+    try {
+      for (let b = 1; b <= 2; b++) {
+        const copied = nextEvent(ssc, BatchEvents.SNAPSHOT_COMPLETED, `the snapshot of batch ${b * 1000}`);
+        input.pushBatch(records(b));
+        await clock.advance(1000);
+        await copied;
+      }
+    } finally {
+      await ssc.stop();
+    }
+    const restored = run('snapshot', 'restore', '1000', '--stream', '0', '--data-dir', dir);
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.match(restored.stdout, /The snapshots newer than it \(2000\) hold batches this restore undoes for stream 0, and other streams' state: they stay until every stream is restored/);
+    assert.deepEqual(listSnapshots(dir).map((s) => s.batchTime), [2000, 1000], 'stream 1 may still need snapshot 2000');
+  });
+
   it('a snapshot restore killed before its marker moves the retired snapshots back', () => {
     const dir = copy();
     killedRun('write:state-0.restoring/complete.writing', 'snapshot', 'restore', '2000', '--data-dir', dir);

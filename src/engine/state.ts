@@ -62,7 +62,7 @@ export class StateHandle<S> implements State<S> {
   remove(): void {
     if (this.timingOut) throw new StateContractError(`State.remove(): cannot remove the state of key ${String(this.key)} while it is timing out; it is removed after this call`, { key: this.key });
     if (this.removed) throw new StateContractError(`State.remove(): the state of key ${String(this.key)} has already been removed`, { key: this.key });
-    if (!this.defined) throw new StateContractError(`State.remove(): no state exists for key ${String(this.key)}`, { key: this.key });
+    // A key without state may be removed (Spark's StateImpl allows it): a reset that does not ask whether there is anything to reset.
     this.defined = false;
     this.updated = false;
     this.removed = true;

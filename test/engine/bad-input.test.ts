@@ -285,7 +285,6 @@ describe('State used against its contract throws as Spark does', () => {
     ['update-after-remove', /cannot update the state of key k after it has been removed/],
     ['remove-twice', /the state of key k has already been removed/],
     ['get-absent', /no state exists for key k/],
-    ['remove-absent', /State.remove\(\): no state exists for key k/],
     ['update-undefined', /the new state of key k is undefined; call remove\(\)/],
   ] as const) {
     it(value, async () => {
@@ -303,6 +302,17 @@ describe('State used against its contract throws as Spark does', () => {
       }
     });
   }
+
+  it('remove on a key without state is allowed, as in Spark, and leaves the key without state', async () => {
+    const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).onRecordFailure({ policy: 'stop', maxAttempts: 1 }), { dataDir: tempDir() });
+    try {
+      assert.deepEqual(await job.batch([['k', 'remove-absent']]), ['removed, exists false']);
+      assert.equal(job.stream.store().count(), 0);
+      assert.equal(job.stream.store().get('k'), undefined);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
 
   it('update while timing out', async () => {
     const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).timeout(1000).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });

@@ -118,6 +118,33 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(input));
   });
 
+  it('a start without snapshots that dies while it replays a restored store keeps the batch history, and the next start replays it exactly', async () => {
+    const config = await snapshottingJob('replay-dies', 2, 2);
+    const { topic } = config;
+    const job = new JobProcess(config);
+    await job.waitForLine(/^SNAPSHOT \d+/);
+    const input = words(120, 9);
+    await services.producer.send({ topic, messages: input.map((w) => ({ key: w, value: w })) });
+    await waitUntilCaughtUp(job, config, PARTITIONS, 90_000);
+    await job.stop();
+    const firstRecords = Math.min(...job.lines.filter((l) => l.startsWith('BATCH')).map((l) => Number(l.split(' ')[1])));
+    for (const later of listSnapshots(config.dataDir).filter((s) => s.batchTime >= firstRecords)) rmSync(later.path, { recursive: true });
+    assert.ok(listSnapshots(config.dataDir).length > 0, 'a snapshot from before the first record is left');
+    rmSync(partitionPath(config.dataDir, 0, 0), { recursive: true });
+
+    // Started without snapshots (so it keeps no batch history), it restores the store and
+    // dies in the mapping function of the first batch it replays.
+    const { snapshotEvery: _kept, ...noSnapshots } = config;
+    const dying = new JobProcess({ ...noSnapshots, groupId: `${config.groupId}-2` }, { STATESTREAM_TEST_DIE_AT_CALL: '1' });
+    const exit = await within(dying.exited, 'the start that dies in its replay');
+    assert.equal(exit.signal, 'SIGKILL', dying.lines.join('\n'));
+    assert.ok(dying.lines.some((l) => l.startsWith('RESTORED ')), dying.lines.join('\n'));
+
+    const again = await runUntilCaughtUp({ ...noSnapshots, groupId: `${config.groupId}-3` }, PARTITIONS);
+    assert.ok(!again.lines.some((l) => l.startsWith('FAILED')), again.lines.join('\n'));
+    assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(input));
+  });
+
   it('a job with no state restarts where it stopped (no store is expected to hold its batches)', async () => {
     const topic = 'stateless';
     await services.kafka.createTopic(topic, 1);

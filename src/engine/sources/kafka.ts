@@ -77,6 +77,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   /** Where the next batch starts, per partition, as recorded after the last batch that ended. */
   private readonly ended = new Map<string, { topic: string; partition: number; offset: number }>();
   private keepHistory = false;
+  /** A job without snapshots drops the batch history, but only once the batches it replays at start have ended. */
+  private dropHistoryAfterReplays = false;
   readonly replayable = true;
   private closed = false;
   /** A consumer failure kafkajs will not recover from: the next batch fails with it. */
@@ -299,7 +301,10 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     this.keepHistory = context.keepHistory;
     // An anchor says "complete from here on": at the last ended batch, or at 0 when no
     // batch has ended yet (a snapshot taken before the first records needs it).
-    if (!this.keepHistory) await offsets.dropHistory();
+    // Not before the replays ran: a start that fails or dies while they run would leave a
+    // restored store that no history can ever catch up again.
+    if (!this.keepHistory && replays.length === 0) await offsets.dropHistory();
+    else if (!this.keepHistory) this.dropHistoryAfterReplays = true;
     else await offsets.anchorHistory(lastEnded ?? 0);
     if (pending && pending.ranges.length > 0 && !replays.some((b) => b.batchTime === pending.batchTime)) replays.push(pending);
     return replays;
@@ -377,6 +382,11 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     this.inFlight.delete(batchTime);
     // A replayed batch ended before: ZooKeeper already records its positions (and newer ones).
     if (!batch || batch.replayOnly) return;
+    // The first live batch ended: every replay before it is committed, the history may go.
+    if (this.dropHistoryAfterReplays) {
+      await this.offsets!.dropHistory();
+      this.dropHistoryAfterReplays = false;
+    }
     if (batch.ranges.length === 0) {
       // Every partition swept its idle keys in this batch too: a partition restored from a
       // snapshot must run it again for its timeouts to fire as they did, so the history keeps

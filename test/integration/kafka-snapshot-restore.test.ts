@@ -96,42 +96,36 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced), `${produced.length} messages, restored from ${event.snapshot}`);
   });
 
-  it('a snapshot taken before the first record restores, and replays every batch since', async () => {
-    const config = await snapshottingJob('early-snapshot', 2, 2);
-    const { topic } = config;
+  /**
+   * A job that snapshots, run over 120 words and stopped; then only the snapshots from
+   * before its first record are kept, and partition 0's store is lost: a restore must
+   * replay every batch with records.
+   */
+  async function lostStoreWithEarlySnapshot(topic: string, seed: number): Promise<{ config: JobConfig; input: string[] }> {
+    const config = await snapshottingJob(topic, 2, 2);
     const job = new JobProcess(config);
     await job.waitForLine(/^SNAPSHOT \d+/);
-    const input = words(120, 5);
+    const input = words(120, seed);
     await services.producer.send({ topic, messages: input.map((w) => ({ key: w, value: w })) });
     await waitUntilCaughtUp(job, config, PARTITIONS, 90_000);
     await job.stop();
-
-    // Keep only the snapshots from before the first record, and lose a store.
     const firstRecords = Math.min(...job.lines.filter((l) => l.startsWith('BATCH')).map((l) => Number(l.split(' ')[1])));
     const early = listSnapshots(config.dataDir).filter((s) => s.batchTime < firstRecords);
     assert.ok(early.length > 0, 'a snapshot was taken while the topic was empty');
     for (const later of listSnapshots(config.dataDir).filter((s) => s.batchTime >= firstRecords)) rmSync(later.path, { recursive: true });
     rmSync(partitionPath(config.dataDir, 0, 0), { recursive: true });
+    return { config, input };
+  }
 
+  it('a snapshot taken before the first record restores, and replays every batch since', async () => {
+    const { config, input } = await lostStoreWithEarlySnapshot('early-snapshot', 5);
     const again = await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-2` }, PARTITIONS);
     assert.ok(again.lines.some((l) => l.startsWith('RESTORED ')), again.lines.join('\n'));
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(input));
   });
 
   it('a start without snapshots that dies while it replays a restored store keeps the batch history, and the next start replays it exactly', async () => {
-    const config = await snapshottingJob('replay-dies', 2, 2);
-    const { topic } = config;
-    const job = new JobProcess(config);
-    await job.waitForLine(/^SNAPSHOT \d+/);
-    const input = words(120, 9);
-    await services.producer.send({ topic, messages: input.map((w) => ({ key: w, value: w })) });
-    await waitUntilCaughtUp(job, config, PARTITIONS, 90_000);
-    await job.stop();
-    const firstRecords = Math.min(...job.lines.filter((l) => l.startsWith('BATCH')).map((l) => Number(l.split(' ')[1])));
-    for (const later of listSnapshots(config.dataDir).filter((s) => s.batchTime >= firstRecords)) rmSync(later.path, { recursive: true });
-    assert.ok(listSnapshots(config.dataDir).length > 0, 'a snapshot from before the first record is left');
-    rmSync(partitionPath(config.dataDir, 0, 0), { recursive: true });
-
+    const { config, input } = await lostStoreWithEarlySnapshot('replay-dies', 9);
     // Started without snapshots (so it keeps no batch history), it restores the store and
     // dies in the mapping function of the first batch it replays.
     const { snapshotEvery: _kept, ...noSnapshots } = config;

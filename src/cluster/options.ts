@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { ConfigError } from '../errors.js';
+import { ConfigError, unknownOption } from '../errors.js';
 import { validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../storage/zookeeper/connect-options.js';
 
 /** `cluster` of StreamingContextOptions: this process is one instance of a job that runs on several. */
@@ -42,7 +42,8 @@ export function validateClusterOptions(options: ClusterOptions, appName: string,
   if (options === null || typeof options !== 'object') {
     throw new ConfigError(`StreamingContext: cluster must be an object like { zookeeper: { connect } }, got ${String(options)}`, { option: 'cluster' });
   }
-  for (const key of Object.keys(options)) if (!known.has(key)) fail(`${key} is not a cluster option (known: ${[...known].join(', ')})`, key);
+  const unknown = unknownOption(options, known);
+  if (unknown !== undefined) fail(`${unknown} is not a cluster option (known: ${[...known].join(', ')})`, unknown);
   const zookeeper = validateZooKeeperOptions(options.zookeeper, `/statestream-cluster/${appName}`, fail);
   const instanceId = options.instanceId ?? defaultInstanceId(dataDir);
   if (typeof instanceId !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(instanceId)) {

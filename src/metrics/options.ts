@@ -1,4 +1,4 @@
-import { ConfigError } from '../errors.js';
+import { ConfigError, unknownOption } from '../errors.js';
 import type { Registry } from 'prom-client';
 
 /** `StreamingContext({ metrics })`: Prometheus metrics on a registry, served on `/metrics` when a port is given. */
@@ -44,7 +44,8 @@ function fail(message: string, option: string): never {
 }
 
 function checkKeys(value: object, option: string, known: string[]): void {
-  for (const key of Object.keys(value)) if (!known.includes(key)) fail(`unknown option "${option}.${key}" (known: ${known.join(', ')})`, `${option}.${key}`);
+  const unknown = unknownOption(value, known);
+  if (unknown !== undefined) fail(`unknown option "${option}.${unknown}" (known: ${known.join(', ')})`, `${option}.${unknown}`);
 }
 
 function port(raw: unknown, option: string): number {

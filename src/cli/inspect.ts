@@ -1,11 +1,11 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { listSnapshots } from '../storage/snapshots/manifest.js';
 import { describeHolder, folderLockHolder } from '../storage/data-lock.js';
 import { describeProcess } from '../storage/holder.js';
 import { CliFailure, UsageError, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
 import type { PartitionReport } from '../storage/partition/store-check.js';
 import { examineStream, streamsOnDisk } from './stores.js';
-import { interruptedSwap } from '../storage/stream-swap.js';
+import { interruptedSwap, streamsMidSwap } from '../storage/stream-swap.js';
 import { readZooKeeperOffsets } from './zk.js';
 import { clusterLines, readClusterReport, type ClusterReport } from './cluster-report.js';
 
@@ -62,7 +62,7 @@ export async function inspect(args: string[]): Promise<number> {
   if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
 
   // A stream whose folder is mid-rename in a reshard, an import or a restore shows under its index too.
-  const indexes = streamGiven ? [stream] : [...new Set([...streamsOnDisk(dataDir), ...streamsMidReshard(dataDir)])].sort((a, b) => a - b);
+  const indexes = streamGiven ? [stream] : [...new Set([...streamsOnDisk(dataDir), ...streamsMidSwap(dataDir)])].sort((a, b) => a - b);
   const streams: StreamReport[] = indexes.map((s) => {
     const partitions = examineStream(dataDir, s);
     const healthy = partitions.filter((p) => !p.problem && !p.unreadable);
@@ -192,10 +192,3 @@ function humanReport(report: Report, streams: StreamReport[]): string {
   return out.join('\n');
 }
 
-
-function streamsMidReshard(dataDir: string): number[] {
-  return readdirSync(dataDir).flatMap((name) => {
-    const m = /^state-(\d+)\.(reshard|old|importing|restoring)$/.exec(name);
-    return m ? [Number(m[1])] : [];
-  });
-}

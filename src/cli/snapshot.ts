@@ -5,8 +5,8 @@ import { partitionFolder, stateDir } from '../storage/partition/store.js';
 import { findSnapshot, listSnapshots, newerStoreFormat, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
 import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
-import { commitSwap, moveWithSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
-import { asideFolder, assertJobStopped, lockFolder, openStream, settledNotes, settleInterruptedSwaps, streamsOnDisk } from './stores.js';
+import { asideFolder, commitSwap, moveWithSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
+import { assertJobStopped, lockFolder, openStream, settledNotes, settleInterruptedSwaps, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
 import { Progress } from './progress.js';
 

@@ -1,5 +1,4 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { DataDirLockedError, StatestreamError } from '../errors.js';
 import { DataDirLock } from '../storage/data-lock.js';
 import { readCheckedLayout, type StoreLayout } from '../storage/partition/batch-log.js';
@@ -116,11 +115,6 @@ export function assertJobStopped(dataDir: string, stream: number, what: string):
       store.env.close();
     }
   }
-}
-
-/** Where a command that replaces a stream's state keeps the state it replaced (`<dataDir>/replaced/<timestamp>/state-<n>`), so nothing is thrown away. */
-export function asideFolder(dataDir: string, stream: number): string {
-  return join(dataDir, 'replaced', new Date().toISOString().replace(/[:.]/g, '-'), `state-${stream}`);
 }
 
 /** What a command says about the swaps a crash had interrupted and it settled first. */

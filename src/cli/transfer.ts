@@ -13,8 +13,8 @@ import { BatchedWriter } from '../storage/reshard/batched-writer.js';
 import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
 import { MAX_PARTITIONS } from '../engine/state-spec.js';
-import { commitSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
-import { asideFolder, assertJobStopped, lockFolder, openStream, settledNotes } from './stores.js';
+import { asideFolder, commitSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
+import { assertJobStopped, lockFolder, openStream, settledNotes } from './stores.js';
 import { counted, Progress } from './progress.js';
 
 export const exportUsage = `Usage: statestream export --out <file|-> [--snapshot <batchTime>] [--data-dir <path>] [--stream <n>] [--json]

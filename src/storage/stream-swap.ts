@@ -21,8 +21,8 @@ import { stateDir } from './partition/store.js';
  *
  * recoverInterruptedSwaps() reads from what is on disk which step a crash stopped at: before
  * the marker it removes the new stores (and moves back what moved with them), after it it
- * finishes the swap. It runs before
- * anything opens a stream's stores (a start, and every command that replaces them).
+ * finishes the swap. It runs before anything opens a stream's stores (a start, and every
+ * command that replaces them).
  */
 export type SwapKind = 'reshard' | 'importing' | 'restoring';
 const KINDS: readonly SwapKind[] = ['reshard', 'importing', 'restoring'];
@@ -36,6 +36,20 @@ export interface SwapPaths {
   old: string;
   /** Present only once every new store is durable. */
   marker: string;
+}
+
+/** Where a swap that keeps the stores it replaces puts them: `<dataDir>/replaced/<name>/state-<n>` (named by the time, unless given). */
+export function asideFolder(dataDir: string, streamIndex: number, name = new Date().toISOString().replace(/[:.]/g, '-')): string {
+  return join(dataDir, 'replaced', name, basename(stateDir(dataDir, streamIndex)));
+}
+
+/** The streams a swap was under way for when a crash stopped it (their folders mid-rename), in no order. */
+export function streamsMidSwap(dataDir: string): number[] {
+  const pattern = new RegExp(`^state-(\\d+)\\.(${[...KINDS, 'old'].join('|')})$`);
+  return readdirSync(dataDir).flatMap((name) => {
+    const m = pattern.exec(name);
+    return m ? [Number(m[1])] : [];
+  });
 }
 
 export function swapPaths(dataDir: string, streamIndex: number, kind: SwapKind): SwapPaths {
@@ -156,7 +170,7 @@ export function recoverInterruptedSwap(dataDir: string, streamIndex: number, kin
     if (existsSync(paths.marker)) {
       // The new stores are durable and complete: finish the swap, wherever it stopped. An
       // import's or a restore's old stores are kept whatever the marker says.
-      const keep = markedKeepFolder(paths.marker) ?? (kind === 'reshard' ? undefined : join(dirname(paths.current), 'replaced', `recovered-${Date.now()}`, basename(paths.current)));
+      const keep = markedKeepFolder(paths.marker) ?? (kind === 'reshard' ? undefined : asideFolder(dataDir, streamIndex, `recovered-${Date.now()}`));
       swapIn(paths, keep);
       return 'finished';
     }

@@ -125,7 +125,7 @@ async function openInputs(context: RecoveryContext, stores: StoresOpened, opened
     const batches =
       (await input.open?.({
         dataDir, appName, replayAfter: stores.replayAfter, hasStateStreams: context.stateStreams.length > 0, storesHoldState: stores.storesHoldState,
-        keepHistory: context.keepHistory, announce: (event, payload) => context.emit(event, payload),
+        keepHistory: context.keepHistory, sweepsIdleKeys: context.stateStreams.some((s) => s.spec.getTimeout() !== null), announce: (event, payload) => context.emit(event, payload),
       })) ?? [];
     for (const batch of batches) {
       if (batch.batchTime >= firstBatch) {

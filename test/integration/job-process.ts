@@ -22,6 +22,12 @@ export interface JobConfig {
   snapshotEvery?: number;
   /** The job's ZooKeeper session timeout (default 4000 ms). */
   zkSessionTimeoutMs?: number;
+  /** Worker threads (default 2). */
+  threads?: number;
+  /** The mapping function: a module in test/fixtures (default count-or-die). */
+  mapping?: string;
+  /** StateSpec.timeout, when set. */
+  timeoutMs?: number;
 }
 
 const script = fileURLToPath(new URL('./fixtures/kafka-count-job.js', import.meta.url));

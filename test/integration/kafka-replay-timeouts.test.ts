@@ -3,8 +3,10 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BatchEvents, StateSpec, StreamingContext, listSnapshots, type MapWithStateStream, type StateRestoredEvent } from '../../src/index.js';
+import { murmur2Partitioner } from '../../src/engine/partitioner.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { fixture, tempDir } from '../helpers.js';
+import { JobProcess, type JobConfig } from './job-process.js';
 import { useServices } from './services/suite.js';
 
 const TIMEOUT_MS = 350;
@@ -75,5 +77,51 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
     } finally {
       await second.ssc.stop();
     }
+  });
+
+  it('a crash in an idle sweep after one partition committed it: the sweep is re-run, and every key times out once, at that batch time', async () => {
+    const topic = 'crash-in-sweep';
+    await services.kafka.createTopic(topic, 1);
+    // Two keys in different state partitions, so that one partition's sweep commits before the other's kills the job.
+    const keys = ['K0', 'K1', 'K2', 'K3', 'K4', 'K5'];
+    const a = keys[0];
+    const b = keys.find((k) => murmur2Partitioner.partition(k, 2) !== murmur2Partitioner.partition(a, 2))!;
+    const config: JobConfig = {
+      brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, zkRoot: `/statestream/${topic}`, dataDir: join(tempDir(), 'data'),
+      groupId: `group-${topic}`, batchMs: 100, partitions: 2, maxRecordsPerBatch: 50, threads: 1, mapping: 'idle-count-or-die', timeoutMs: TIMEOUT_MS,
+    };
+    const outputs = (job: JobProcess) =>
+      job.lines.filter((l) => l.startsWith('OUTPUT ')).flatMap((l) => (JSON.parse(l.split(' ').slice(3).join(' ')) as string[]).map((r) => ({ time: Number(l.split(' ')[1]), record: JSON.parse(r) as unknown[] })));
+
+    // One worker applies both partitions in turn: the second timeout it meets is in the second partition's sweep.
+    const first = new JobProcess(config, { STATESTREAM_TEST_DIE_AT_TIMEOUT: '2' });
+    await first.waitForLine(/^STARTED$/, { from: 0, timeoutMs: 60_000 });
+    await services.producer.send({ topic, messages: [{ value: a }, { value: b }] });
+    assert.equal((await first.exit('the job to die in its idle sweep')).signal, 'SIGKILL');
+    const counted = outputs(first);
+    assert.deepEqual(counted.map((o) => o.record).sort(), [[a, 1], [b, 1]], `both keys counted, nothing timed out: ${first.tail()}`);
+    assert.equal(new Set(counted.map((o) => o.time)).size, 1, 'both keys counted in one batch, so they time out in one sweep');
+
+    const second = new JobProcess(config);
+    try {
+      await second.waitForLine(/^STARTED$/, { from: 0, timeoutMs: 60_000 });
+      await until(() => outputs(second).length >= 1, 60_000, 'a timeout output');
+      // Long enough for a key the re-run missed to time out later.
+      await new Promise((r) => setTimeout(r, 5 * config.batchMs + 3 * TIMEOUT_MS));
+    } finally {
+      await second.stop();
+    }
+    const timedOut = outputs(second);
+    assert.equal(timedOut.length, 2, `each key timed out once: ${JSON.stringify(timedOut)}`);
+    const sweep = timedOut[0].time;
+    const diedIn = Number(first.lines.filter((l) => l.startsWith('BEGIN ')).at(-1)!.split(' ')[1]);
+    assert.ok(diedIn >= counted[0].time + TIMEOUT_MS, `the first run died in the sweep at ${diedIn}`);
+    assert.equal(sweep, diedIn, 'the timeouts are output at the batch time of the sweep the first run died in');
+    assert.deepEqual(
+      timedOut.map((o) => o.record).sort(),
+      [['timeout', a, 1, sweep], ['timeout', b, 1, sweep]].sort(),
+      'both keys timed out in the re-run sweep, at its batch time, in one batch',
+    );
+    assert.ok(timedOut.every((o) => o.time === sweep));
   });
 });

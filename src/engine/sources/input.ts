@@ -26,6 +26,11 @@ export interface StartContext {
   /** Keep each batch's ranges for replay, because snapshots are taken or kept. */
   keepHistory: boolean;
   /**
+   * Some state stream times idle keys out: a batch without records still changes state and
+   * has outputs, so a replayable source records it like any other, for a crash inside it.
+   */
+  sweepsIdleKeys: boolean;
+  /**
    * Emits one of the context's events, now or while running: records a Kafka source with
    * failOnDataLoss false had to go on without, ownership of its ZooKeeper root taken or lost.
    */

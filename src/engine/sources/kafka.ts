@@ -77,6 +77,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   /** Where the next batch starts, per partition, as recorded after the last batch that ended. */
   private readonly ended = new Map<string, { topic: string; partition: number; offset: number }>();
   private keepHistory = false;
+  /** Batches without records are recorded too, because state streams sweep idle keys in them. */
+  private recordEmptyBatches = false;
   /** A job without snapshots drops the batch history, but only once the batches it replays at start have ended. */
   private dropHistoryAfterReplays = false;
   readonly replayable = true;
@@ -170,7 +172,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     }
 
     // A gap reported once is not reported again at the next start.
-    await this.offsets.recordPositions([...firstSeen, ...(pending ? [] : movedOn)]);
+    await this.offsets.recordPositions([...firstSeen, ...(pending && pending.ranges.length > 0 ? [] : movedOn)]);
 
     this.consumer = this.kafka.consumer({
       groupId: o.groupId, retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 }, maxWaitTimeInMs: 100,
@@ -299,6 +301,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       replays.push(...history);
     }
     this.keepHistory = context.keepHistory;
+    this.recordEmptyBatches = context.sweepsIdleKeys;
     // An anchor says "complete from here on": at the last ended batch, or at 0 when no
     // batch has ended yet (a snapshot taken before the first records needs it).
     // Not before the replays ran: a start that fails or dies while they run would leave a
@@ -306,7 +309,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     if (!this.keepHistory && replays.length === 0) await offsets.dropHistory();
     else if (!this.keepHistory) this.dropHistoryAfterReplays = true;
     else await offsets.anchorHistory(lastEnded ?? 0);
-    if (pending && pending.ranges.length > 0 && !replays.some((b) => b.batchTime === pending.batchTime)) replays.push(pending);
+    // A batch in flight without records was recorded because it swept idle keys: some partitions may have committed that sweep.
+    if (pending && !replays.some((b) => b.batchTime === pending.batchTime)) replays.push(pending);
     return replays;
   }
 
@@ -374,7 +378,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   async beforeBatch(batchTime: number): Promise<void> {
     if (this.fatal) throw this.fatal;
     const batch = this.inFlight.get(batchTime);
-    if (batch && !batch.replayOnly && batch.ranges.length > 0) await this.offsets!.recordBatchStart({ batchTime, ranges: batch.ranges });
+    if (batch && !batch.replayOnly && (batch.ranges.length > 0 || this.recordEmptyBatches)) await this.offsets!.recordBatchStart({ batchTime, ranges: batch.ranges });
   }
 
   async afterBatch(batchTime: number): Promise<void> {
@@ -390,8 +394,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     if (batch.ranges.length === 0) {
       // Every partition swept its idle keys in this batch too: a partition restored from a
       // snapshot must run it again for its timeouts to fire as they did, so the history keeps
-      // its time. No position moved, so without snapshots nothing is written.
-      if (this.keepHistory) await this.offsets!.recordBatchEnd({ batchTime, ranges: [] }, true);
+      // its time. No position moved: without snapshots, only a recorded start is cleared.
+      if (this.keepHistory || this.recordEmptyBatches) await this.offsets!.recordBatchEnd({ batchTime, ranges: [] }, this.keepHistory);
       return;
     }
     const { ranges } = batch;

@@ -123,20 +123,22 @@ async function list(args: string[]): Promise<number> {
 async function kafkaPositions(zk: ZooKeeperTarget, batchTime: number): Promise<SourcePositions> {
   const offsets = await readZooKeeperOffsets(zk);
   const positions = offsets.positions.map((p) => ({ ...p }));
-  if (offsets.lastBatch !== batchTime) {
-    // Every partition committed the batch in flight, but the job stopped before ZooKeeper recorded its end.
-    if (offsets.inFlight?.batchTime === batchTime) {
-      for (const r of offsets.inFlight.ranges) {
-        const p = positions.find((q) => q.topic === r.topic && q.partition === r.partition);
-        if (p) p.offset = r.until;
-        else positions.push({ topic: r.topic, partition: r.partition, offset: r.until });
-      }
-    } else {
-      throw new CliFailure(
-        `the stores hold batch ${batchTime}, but ZooKeeper (${zk.root}) records batch ${offsets.lastBatch ?? 'none'} as the last one` +
-          `${offsets.inFlight ? ` and ${offsets.inFlight.batchTime} in flight` : ''}: its positions are not those after the stores' batch. Start the job once so they agree, or leave out --zookeeper`,
-      );
-    }
+  const { inFlight, lastBatch } = offsets;
+  // Batches run one at a time, and one that takes records is recorded before it runs (one
+  // without records only when the job keeps a history or has a timeout): the batches after
+  // the newest recorded one the stores hold took none, and moved no position. A batch in
+  // flight that the stores hold was committed by every partition; its end was not recorded.
+  const committed = inFlight !== undefined && inFlight.batchTime <= batchTime ? inFlight : undefined;
+  if (lastBatch === undefined ? committed === undefined : lastBatch > batchTime) {
+    throw new CliFailure(
+      `the stores hold batch ${batchTime}, but ZooKeeper (${zk.root}) records batch ${lastBatch ?? 'none'} as the last one` +
+        `${inFlight ? ` and ${inFlight.batchTime} in flight` : ''}: its positions are not those after the stores' batch. Start the job once so they agree, or leave out --zookeeper`,
+    );
+  }
+  for (const r of committed?.ranges ?? []) {
+    const p = positions.find((q) => q.topic === r.topic && q.partition === r.partition);
+    if (p) p.offset = r.until;
+    else positions.push({ topic: r.topic, partition: r.partition, offset: r.until });
   }
   return { kind: 'kafka', zookeeperRoot: zk.root, positions };
 }

@@ -547,6 +547,41 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     assert.equal(run('inspect', '--data-dir', dataDir, '--zookeeper', zk.connectString).code, 2, '--zookeeper without --zk-root');
   });
 
+  it('snapshot create takes the positions of the last batch with records when the batches after it took none (a job without snapshots records no empty batch)', async () => {
+    const dir = tempDir();
+    cpSync(dataDir, dir, { recursive: true });
+    rmSync(join(dir, 'snapshots', '4000'), { recursive: true });
+    // The stores hold batch 4000; ZooKeeper records batch 3000 as the last one that took records.
+    const idleRoot = `${root}-idle`;
+    const inFlightRoot = `${root}-in-flight`;
+    const ahead = `${root}-ahead`;
+    const session = new ZooKeeperSession({ connect: zk.connectString });
+    try {
+      for (const [where, ended, inFlight] of [[idleRoot, 3000, undefined], [inFlightRoot, 2000, 3000], [ahead, 5000, undefined]] as const) {
+        const offsets = await ownedOffsetStore(session, where);
+        await offsets.init([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]);
+        for (let t = 1000; t <= ended; t += 1000) await offsets.recordBatchEnd({ batchTime: t, ranges: ranges(t) }, false);
+        // Every partition committed it (the stores hold a later batch), and the job stopped before its end was recorded.
+        if (inFlight !== undefined) await offsets.recordBatchStart({ batchTime: inFlight, ranges: ranges(inFlight) });
+        await offsets.release();
+      }
+    } finally {
+      session.close();
+    }
+    for (const where of [idleRoot, inFlightRoot]) {
+      const created = run('snapshot', 'create', '--data-dir', dir, '--zookeeper', zk.connectString, '--zk-root', where);
+      assert.equal(created.code, 0, created.stderr);
+      const [info] = listSnapshots(dir);
+      assert.equal(info.batchTime, 4000);
+      assert.deepEqual(info.manifest.sources, [{ kind: 'kafka', zookeeperRoot: where, positions: [{ topic: 'words', partition: 0, offset: 30 }, { topic: 'words', partition: 1, offset: 30 }] }], where);
+      rmSync(info.path, { recursive: true });
+    }
+    // Stores behind ZooKeeper (restored from an older snapshot): its positions are past the stores' batch.
+    const behind = run('snapshot', 'create', '--data-dir', dir, '--zookeeper', zk.connectString, '--zk-root', ahead);
+    assert.equal(behind.code, 1);
+    assert.match(behind.stderr, /the stores hold batch 4000, but ZooKeeper \(\/statestream\/cli-test-ahead\) records batch 5000 as the last one/);
+  });
+
   it('snapshot create records the Kafka positions; restore says how many batches ZooKeeper will replay, and refuses when it cannot', async () => {
     const dir = tempDir();
     cpSync(dataDir, dir, { recursive: true });

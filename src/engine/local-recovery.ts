@@ -136,6 +136,12 @@ async function openInputs(context: RecoveryContext, stores: StoresOpened, opened
       if (batch.ended) ended.add(batch.batchTime);
     }
   }
+  // Sources record a batch's end one after the other, after its outputs ran: a crash between
+  // two leaves it in flight for some. Its outputs must not run again without the others' records.
+  for (const input of inputs) {
+    const through = input.endedThrough?.();
+    if (through !== undefined) for (const time of recovered.keys()) if (time <= through) ended.add(time);
+  }
   return [...recovered.keys()]
     .sort((a, b) => a - b)
     .map((time) => {

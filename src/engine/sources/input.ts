@@ -53,6 +53,11 @@ export interface InputStream {
   open?(context: StartContext): Promise<RecoveredBatch[]>;
   /** Whether `open` can rebuild past batches; a source that cannot leaves a restored partition short. */
   readonly replayable?: boolean;
+  /**
+   * After `open`: the newest batch this source recorded as ended. Its outputs ran, whole: a
+   * batch another source rebuilds as in flight at that time or before is not run again.
+   */
+  endedThrough?(): number | undefined;
   /** After the batch that just completed: where the source stands, for a snapshot's manifest. */
   positions?(): SourcePositions;
   /** Snapshots older than `batchTime` are gone: replay records before it are no longer needed. */

@@ -74,6 +74,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   private readonly buffers = new Map<string, PartitionBuffer>();
   /** Ranges of batches taken and not yet finished, by batch time; a replay of an ended batch records nothing when it ends. */
   private readonly inFlight = new Map<number, { ranges: OffsetRange[]; replayOnly: boolean }>();
+  /** The newest batch ZooKeeper recorded as ended when the stream opened. */
+  private endedAtOpen: number | undefined;
   /** Where the next batch starts, per partition, as recorded after the last batch that ended. */
   private readonly ended = new Map<string, { topic: string; partition: number; offset: number }>();
   private keepHistory = false;
@@ -279,6 +281,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   private async batchesToReplay(context: StartContext, pending: RecordedBatch | undefined): Promise<RecordedBatch[]> {
     const offsets = this.offsets!;
     const lastEnded = await offsets.lastEnded();
+    this.endedAtOpen = lastEnded;
     const root = this.options.zookeeper.root;
     if (context.hasStateStreams && !context.storesHoldState && lastEnded !== undefined) {
       throw new OffsetStoreError(
@@ -339,6 +342,10 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       buffer.messages = keep;
     }
     return records;
+  }
+
+  endedThrough(): number | undefined {
+    return this.endedAtOpen;
   }
 
   take(batchTime: number, behind: boolean): RecordPieces<Fetched> {

@@ -15,6 +15,7 @@ import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-lett
 import { StateView } from '../storage/partition/state-view.js';
 import { foldChangeLog } from '../storage/partition/change-log.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition/store.js';
+import { reconcileTimeIndex } from '../storage/partition/time-index.js';
 import type { BatchRun } from '../engine/batch.js';
 import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
 import { DStream, type MapWithStateStream, type StateQueries, type StreamGraph } from '../engine/dstream.js';
@@ -181,9 +182,9 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
           { stream: this.stateIndex, partition, dataDir: this.dataDir },
         );
       }
-      if (!layout || (layout.timeIndexed ?? true) !== timeIndexed) {
-        writeLayout(store, { numPartitions: this.numPartitions, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed, stateVersion: 1 });
-      }
+      if (!layout) writeLayout(store, { numPartitions: this.numPartitions, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed, stateVersion: 1 });
+      // A timeout added or removed since the store was written: its index follows, as a local job's does (a reused store keeps its entries).
+      else reconcileTimeIndex(store, timeIndexed);
       const outcome = await restorePartition(store, {
         timeIndexed, reader: rt.reader, writer: rt.changelog, partition, low: await rt.changelogStart(partition), epoch,
         owner: rt.instanceId, timeoutMs: rt.restoreTimeoutMs,

@@ -8,6 +8,7 @@ import type { ClusterMeta } from '../../../src/cluster/restore-store.js';
 import type { ClusterReport } from '../../../src/cli/cluster-report.js';
 import { FORMAT_VERSION, readLayout, writeLayout } from '../../../src/storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
+import type { ChildProcessLines } from '../job-process.js';
 import { ClusterJobUnderTest, startClusterServices, type ClusterServices, type ClusterState, type ZooKeeperView } from './harness.js';
 
 const WORDS = ['apple', 'banana', 'cherry', 'damson', 'elder', 'fig', 'grape', 'hazel', 'iris', 'juniper', 'kiwi', 'lime', 'mango', 'nectar', 'olive', 'pear', 'quince', 'rowan', 'sloe', 'tansy'];
@@ -328,6 +329,39 @@ describe('one job on several processes: Kafka carries the shuffle and the change
       assert.deepEqual(readLayout(after), newer, 'the newer store is neither replaced nor rewritten');
     } finally {
       await after.env.close();
+    }
+  });
+
+  it('an instance restarted without its timeout and then with it again times keys out from their last update, on stores it reused', async () => {
+    const job = await newJob('wc-timeout-changed', { partitions: 2, sourcePartitions: 1 });
+    const TIMEOUT = 1500;
+    /** The batch time at which the instance counted the word. */
+    const counted = async (child: ChildProcessLines) => Number((await child.waitForLine(/^BATCH \d+ 1$/, { from: 0, timeoutMs: 60_000 })).split(' ')[1]);
+    // With the timeout: the key's time is indexed. Without it: its index entry is left as it was.
+    const first = await job.start('solo', 'fixture', { timeoutMs: TIMEOUT });
+    await job.type(['word']);
+    const firstUpdate = await counted(first);
+    // Batches after it record a later changelog offset in the store, so a reuse re-reads nothing of it.
+    await sleep(1000);
+    await first.stop();
+    const second = await job.start('solo');
+    await sleep(Math.max(0, firstUpdate + TIMEOUT + 500 - Date.now()));
+    await job.type(['word']);
+    const lastUpdate = await counted(second);
+    await sleep(1000);
+    await second.stop();
+    // The same instance and folder: it reuses its stores. The key was last updated at lastUpdate, not firstUpdate.
+    const third = await job.start('solo', 'fixture', { timeoutMs: TIMEOUT });
+    try {
+      const line = await third.waitForLine(/^TIMEOUT /, { from: 0, timeoutMs: 60_000 });
+      const [, time, output] = line.split(' ');
+      assert.deepEqual(JSON.parse(output), ['timeout', 'word', 2, Number(time)], line);
+      assert.ok(Number(time) >= lastUpdate + TIMEOUT, `timed out at ${time}, ${Number(time) - lastUpdate} ms after its last update, with a timeout of ${TIMEOUT} ms`);
+      assert.equal(third.lines.filter((l) => /^TAKEN .* reused$/.test(l)).length, 2, `both stores reused, not rebuilt from the changelog: ${third.tail()}`);
+      await sleep(1000);
+      assert.ok(!third.lines.some((l) => l.startsWith('FAILED')), third.tail());
+    } finally {
+      await third.stop();
     }
   });
 });

@@ -37,6 +37,8 @@ export interface ClusterInstanceConfig {
   groupSessionTimeoutMs: number;
   /** This instance's clock runs this far behind the others (machines whose clocks disagree). */
   clockBehindMs?: number;
+  /** StateSpec.timeout: the instance counts with idle-count and prints its timeouts. */
+  timeoutMs?: number;
 }
 
 const fixture = fileURLToPath(new URL('../fixtures/cluster-count-job.js', import.meta.url));

@@ -63,6 +63,12 @@ export interface BatchCompletedEvent {
   /** Per mapWithState stream, per partition: where it ran and what its memory served. */
   partitionStats: PartitionBatchStats[][];
   keysTimedOut: number;
+  /**
+   * `live`: taken now; `in-flight`: rebuilt at start because the last run stopped inside it;
+   * `replay`: a batch that ended before, re-run at start for partitions restored from a
+   * snapshot (its records and timeouts were counted when it first ran, its outputs not run again).
+   */
+  origin: 'live' | 'in-flight' | 'replay';
 }
 
 /** One partition's part of a batch, as its worker reported it. */

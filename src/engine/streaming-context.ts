@@ -515,6 +515,7 @@ export class StreamingContext implements StreamGraph {
           ps.map((p) => ({ thread: p.thread, keyCount: p.keyCount, memoryEntries: p.memoryEntries, memoryHits: p.memoryHits, storeReads: p.storeReads, replayed: p.replayed })),
         ),
         keysTimedOut: partitions.flat().reduce((n, p) => n + p.keysTimedOut, 0),
+        origin: batch.origin,
       });
       // Between this batch and the next: the only moment every partition holds the same batch
       // (not while rebuilt batches catch restored partitions up).

@@ -50,7 +50,7 @@ export class JobMetrics {
       );
     const app = ['app'] as const;
     this.m = {
-      batches: metric(registry, 'statestream_batches_total', () => new Counter({ name: 'statestream_batches_total', help: 'Batches that ended, by outcome (completed or failed).', labelNames: ['app', 'outcome'], registers })),
+      batches: metric(registry, 'statestream_batches_total', () => new Counter({ name: 'statestream_batches_total', help: 'Batches that ended, by outcome (completed, failed, or replayed: re-run at start for partitions restored from a snapshot).', labelNames: ['app', 'outcome'], registers })),
       processing: metric(registry, 'statestream_batch_processing_seconds', () =>
         new Histogram({ name: 'statestream_batch_processing_seconds', help: 'Time from a batch starting to its outputs done (Spark: processing time).', labelNames: app, buckets: BATCH_BUCKETS, registers })),
       scheduling: metric(registry, 'statestream_batch_scheduling_delay_seconds', () =>
@@ -104,12 +104,14 @@ export class JobMetrics {
     jobsOf.get(this.registry)!.add(this);
     const { m, labels } = this;
     events.on(BatchEvents.COMPLETED, (e) => {
-      m.batches.inc({ ...labels, outcome: 'completed' });
+      // A re-run after a restore took its records and timed its keys out when it first ran.
+      const replay = e.origin === 'replay';
+      m.batches.inc({ ...labels, outcome: replay ? 'replayed' : 'completed' });
       m.processing.observe(labels, e.processingTimeMs / 1000);
       m.scheduling.observe(labels, e.schedulingDelayMs / 1000);
       m.total.observe(labels, (e.schedulingDelayMs + e.processingTimeMs) / 1000);
-      m.records.inc(labels, e.records);
-      m.timedOut.inc(labels, e.keysTimedOut);
+      if (!replay) m.records.inc(labels, e.records);
+      if (!replay) m.timedOut.inc(labels, e.keysTimedOut);
       m.lastBatch.set(labels, e.batchTime / 1000);
       e.partitionStats.forEach((partitions, stream) =>
         partitions.forEach((p, partition) => {

@@ -102,8 +102,11 @@ export class StatusModel {
       if (running) Object.assign(running, done);
       else keep(this.batches, done, this.retained);
       this.totals.batches++;
-      this.totals.records += e.records;
-      this.totals.keysTimedOut += e.keysTimedOut;
+      // A re-run after a restore: its records and timeouts were counted when it first ran.
+      if (e.origin !== 'replay') {
+        this.totals.records += e.records;
+        this.totals.keysTimedOut += e.keysTimedOut;
+      }
     });
     events.on(BatchEvents.FAILED, (e) => {
       const running = row(e.batchTime);

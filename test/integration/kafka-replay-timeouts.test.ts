@@ -24,7 +24,7 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
   const services = useServices();
 
   function job(dataDir: string, topic: string) {
-    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: 'replay-timeouts', snapshotEvery: 1, snapshotsKept: 200 });
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: 'replay-timeouts', snapshotEvery: 1, snapshotsKept: 200, metrics: {} });
     const outputs: Array<{ time: number; records: unknown[] }> = [];
     const stream = ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `${topic}-${Date.now()}`, zookeeper: { connect: services.zk.connectString, root: `/statestream/${topic}` }, groupSessionTimeoutMs: 6000 })
@@ -74,6 +74,12 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
       await second.ssc.awaitIdle();
       assert.equal(restored[0]?.snapshot, kept[0].batchTime);
       assert.equal(second.stream.store().get('K'), 1, 'K timed out in a re-run empty batch, then its record started it afresh');
+      // The re-runs are batches the job ran again, not records or timeouts it met again.
+      const metric = async (name: string, labels: Record<string, string> = {}) =>
+        (await second.ssc.metricsRegistry.getSingleMetric(name)!.get()).values.filter((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l)).reduce((n, v) => n + v.value, 0);
+      assert.ok((await metric('statestream_batches_total', { outcome: 'replayed' })) >= 2, 'the batches since the snapshot (the timeout, K again) were re-run');
+      assert.equal(await metric('statestream_records_total'), 0, 'no record was new to this run');
+      assert.equal(await metric('statestream_keys_timed_out_total'), 0, 'no key timed out anew in this run');
     } finally {
       await second.ssc.stop();
     }

@@ -279,6 +279,8 @@ export class StreamingContext implements StreamGraph {
     const stopped = (error: unknown): never => {
       this.phase = 'stopped';
       this.folderLock?.release();
+      // Its metrics leave a shared registry too (the servers, if up, close in the background).
+      void this.observability.stop().catch(() => undefined);
       throw error;
     };
     // Before anything reads or changes the folder: a second copy of the job stops here, naming the first.
@@ -405,6 +407,7 @@ export class StreamingContext implements StreamGraph {
     if (this.phase === 'stopped' || this.phase === 'stopping') return;
     if (this.phase === 'created') {
       this.phase = 'stopped';
+      await this.observability.stop();
       return;
     }
     // Let a start in progress finish (or fail) first: its workers and stores must be closed too.

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Metric, type Registry } from 'prom-client';
 import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
+import { ConfigError } from '../errors.js';
 import type { JobProbe } from './job-probe.js';
 import type { LagSampler, SourceLag } from './kafka-lag.js';
 
@@ -28,6 +29,8 @@ function metric<M extends Metric>(registry: Registry, name: string, make: () => 
 export class JobMetrics {
   private readonly labels: { app: string };
   private readonly m;
+  /** The stream and partition label sets events gave series to, removed with the job. */
+  private readonly partitionsSeen = new Map<string, { app: string; stream: string; partition: string }>();
 
   constructor(
     readonly registry: Registry,
@@ -36,6 +39,13 @@ export class JobMetrics {
   ) {
     this.labels = { app: probe.appName };
     if (!jobsOf.has(registry)) jobsOf.set(registry, new Set());
+    // Two jobs under one app label would add into each other's counters and overwrite each other's gauges.
+    if ([...jobsOf.get(registry)!].some((job) => job.labels.app === probe.appName)) {
+      throw new ConfigError(
+        `StreamingContext: metrics.registry already has a job with appName ${JSON.stringify(probe.appName)} (a context not stopped yet); give each context on a shared registry its own appName`,
+        { option: 'appName' },
+      );
+    }
     const registers = [registry];
     const jobs = () => [...(jobsOf.get(registry) ?? [])];
     const collected = <L extends string>(name: string, help: string, labelNames: L[], fill: (job: JobMetrics, gauge: Gauge<L>) => Promise<void> | void) =>
@@ -115,7 +125,7 @@ export class JobMetrics {
       m.lastBatch.set(labels, e.batchTime / 1000);
       e.partitionStats.forEach((partitions, stream) =>
         partitions.forEach((p, partition) => {
-          const where = { ...labels, stream: String(stream), partition: String(partition) };
+          const where = this.partition(stream, partition);
           m.memoryEntries.set(where, p.memoryEntries);
           m.stateReads.inc({ ...where, from: 'memory' }, p.memoryHits);
           m.stateReads.inc({ ...where, from: 'lmdb' }, p.storeReads);
@@ -126,7 +136,7 @@ export class JobMetrics {
       m.batches.inc({ ...labels, outcome: 'failed' });
       m.failed.set(labels, 1);
     });
-    events.on(BatchEvents.PARTITION_RESTARTED, (e) => m.restarts.inc({ ...labels, stream: String(e.stream), partition: String(e.partition) }));
+    events.on(BatchEvents.PARTITION_RESTARTED, (e) => m.restarts.inc(this.partition(e.stream, e.partition)));
     events.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => {
       m.snapshotDuration.observe(labels, e.durationMs / 1000);
       m.snapshotLast.set(labels, Date.now() / 1000);
@@ -135,9 +145,30 @@ export class JobMetrics {
     events.on(BatchEvents.SNAPSHOT_FAILED, () => m.snapshotFailures.inc(labels));
   }
 
-  /** The job stopped: its stores and sources are closed, so scrapes no longer read them. */
+  private partition(stream: number, partition: number): { app: string; stream: string; partition: string } {
+    const key = `${stream}:${partition}`;
+    let where = this.partitionsSeen.get(key);
+    if (!where) this.partitionsSeen.set(key, (where = { ...this.labels, stream: String(stream), partition: String(partition) }));
+    return where;
+  }
+
+  /**
+   * The job stopped: its stores and sources are closed, so scrapes no longer read them, and
+   * its series leave the registry (a service that serves it goes on without a stopped job's
+   * last figures, and a restart with fewer partitions without the ones that went).
+   */
   detach(): void {
-    jobsOf.get(this.registry)?.delete(this);
+    if (!jobsOf.get(this.registry)?.delete(this)) return;
+    const { m, labels } = this;
+    for (const metric of [m.processing, m.scheduling, m.total, m.records, m.timedOut, m.lastBatch, m.interval, m.failed, m.snapshotDuration, m.snapshotLast, m.snapshotBytes, m.snapshotFailures]) {
+      metric.remove(labels);
+    }
+    for (const outcome of ['completed', 'failed', 'replayed']) m.batches.remove({ ...labels, outcome });
+    for (const where of this.partitionsSeen.values()) {
+      m.restarts.remove(where);
+      m.memoryEntries.remove(where);
+      for (const from of ['memory', 'lmdb']) m.stateReads.remove({ ...where, from });
+    }
   }
 
   /** Lag of every Kafka source, from the samplers the status page reads too. */

@@ -147,6 +147,41 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
     }
   });
 
+  it('on a shared registry: a second job under the same appName is refused, and a stopped job takes its series with it', async () => {
+    const registry = new Registry();
+    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(3);
+    const wide = await keyedJob(spec(), { dataDir: tempDir(), metrics: { registry }, appName: 'shared' });
+    const other = await keyedJob(spec(), { dataDir: tempDir(), metrics: { registry }, appName: 'other' });
+    try {
+      assert.throws(
+        () => new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), metrics: { registry }, appName: 'shared' }),
+        (e: unknown) => e instanceof ConfigError && e.context.option === 'appName' && /metrics\.registry already has a job with appName "shared"/.test(e.message),
+      );
+      await wide.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+      await other.batch([['x', 1]]);
+      assert.equal(byLabel(parseSamples(await registry.metrics()), 'statestream_state_memory_entries', 'partition').size, 3);
+    } finally {
+      await wide.ssc.stop();
+    }
+    let samples = parseSamples(await registry.metrics());
+    assert.equal(samples.filter((s) => s.labels.app === 'shared').length, 0, `no series of the stopped job: ${JSON.stringify(samples.filter((s) => s.labels.app === 'shared'))}`);
+    assert.equal(sample(samples, 'statestream_records_total', { app: 'other' }), 1, 'the other job\'s series stay');
+    // The same app again, with fewer partitions: only its own partitions have series.
+    const narrow = await keyedJob(spec().numPartitions(1), { dataDir: tempDir(), metrics: { registry }, appName: 'shared' });
+    try {
+      await narrow.batch([['a', 1]]);
+      samples = parseSamples(await registry.metrics());
+      assert.deepEqual([...new Set(samples.filter((s) => s.name === 'statestream_state_memory_entries' && s.labels.app === 'shared').map((s) => s.labels.partition))], ['0']);
+      assert.equal(sample(samples, 'statestream_records_total', { app: 'shared' }), 1);
+    } finally {
+      await narrow.ssc.stop();
+      await other.ssc.stop();
+    }
+    // A context made and stopped without starting leaves its app name free too.
+    await new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), metrics: { registry }, appName: 'again' }).stop();
+    await new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), metrics: { registry }, appName: 'again' }).stop();
+  });
+
   it('a port already in use fails start() with a ConfigError naming metrics.port, and leaves nothing open', async () => {
     const first = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')), { dataDir: tempDir(), metrics: { port: 0 } });
     try {

@@ -16,6 +16,7 @@ import { StateView } from '../storage/partition/state-view.js';
 import { foldChangeLog } from '../storage/partition/change-log.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition/store.js';
 import { reconcileTimeIndex } from '../storage/partition/time-index.js';
+import { partitionFigures, type PartitionFigures } from '../storage/partition/figures.js';
 import type { BatchRun } from '../engine/batch.js';
 import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
 import { DStream, type MapWithStateStream, type StateQueries, type StreamGraph } from '../engine/dstream.js';
@@ -146,6 +147,11 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
   }
 
   /** Partitions this instance owns now. */
+  /** The figures of the partitions this instance owns, for metrics and the status page. */
+  partitionFigures(): PartitionFigures[] {
+    return this.stores.flatMap((store, partition) => (store ? [partitionFigures(store, partition)] : []));
+  }
+
   ownedPartitions(): Array<{ partition: number; epoch: number }> {
     return [...this.owned.values()].map((o) => ({ partition: o.partition, epoch: o.epoch }));
   }

@@ -14,6 +14,7 @@ import { readReply, type InitialEntry, type SaveWarmKeysTask, type WarmMemoryDon
 import type { MemoryWarmedEvent } from './batch-events.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition/store.js';
+import { partitionFigures, type PartitionFigures } from '../storage/partition/figures.js';
 import { StateView } from '../storage/partition/state-view.js';
 import { foldChangeLog } from '../storage/partition/change-log.js';
 import { reconcileTimeIndex } from '../storage/partition/time-index.js';
@@ -36,16 +37,6 @@ export interface StoreRecovery {
   behind: Array<{ partition: number; lastBatch: number | undefined }>;
   /** Newest lastUpdated among initial state from a StateSource that partitions will load. */
   initialNewest?: number;
-}
-
-/** One partition's figures as its store holds them (see partitionFigures). */
-export interface PartitionFigures {
-  partition: number;
-  keyCount: number;
-  lastBatch: number | undefined;
-  /** Pages of the partition's state database in LMDB, in bytes. */
-  stateBytes: number;
-  deadLetters: number;
 }
 
 /** A batch being sharded: the shards as they fill, and when the routing is done (or failed). */
@@ -239,17 +230,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
    * database, its dead letters. Empty when the stream is not running.
    */
   partitionFigures(): PartitionFigures[] {
-    return (this.running?.stores ?? []).map((store, partition) => {
-      // The main thread's shared read transaction would otherwise see an older commit.
-      store.env.resetReadTxn();
-      const last = new BatchLog(store).last();
-      const stats = store.state.getStats() as { pageSize: number; treeBranchPageCount: number; treeLeafPageCount: number; overflowPages: number };
-      return {
-        partition, keyCount: last?.keyCount ?? 0, lastBatch: last?.batchTime,
-        stateBytes: stats.pageSize * (stats.treeBranchPageCount + stats.treeLeafPageCount + stats.overflowPages),
-        deadLetters: store.deadLetters.getCount(),
-      };
-    });
+    return (this.running?.stores ?? []).map((store, partition) => partitionFigures(store, partition));
   }
 
   close(): void {

@@ -10,7 +10,7 @@ import { serveStatus } from '../ui/status-server.js';
 import type { BatchEventMap } from './batch-events.js';
 import type { InputStream } from './sources/input.js';
 import { KafkaInputDStream } from './sources/kafka.js';
-import type { MapWithStateDStream } from './map-with-state-stream.js';
+import type { PartitionFigures } from '../storage/partition/figures.js';
 
 /** The context's parts metrics and the page may read, handed over as getters (the context keeps them private). */
 export interface JobParts {
@@ -18,8 +18,10 @@ export interface JobParts {
   batchIntervalMs: number;
   phase(): string;
   failure(): Error | undefined;
+  /** The sources whose positions the job keeps itself (a cluster's runtime reads its source on its own). */
   inputs(): InputStream[];
-  stateStreams(): Array<MapWithStateDStream<unknown, unknown, unknown, unknown>>;
+  /** Every state stream, local or the partitions a cluster instance owns. */
+  stateStreams(): Array<{ stateIndex: number; partitionFigures(): PartitionFigures[] }>;
 }
 
 type Events = { on<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): unknown };

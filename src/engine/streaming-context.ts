@@ -155,7 +155,8 @@ export class StreamingContext implements StreamGraph {
     }
     this.observability = new Observability(options, {
       appName: this.appName, batchIntervalMs: this.batchIntervalMs, phase: () => this.phase, failure: () => this.failure,
-      inputs: () => this.inputs, stateStreams: () => this.stateStreams,
+      // A cluster's source is read by its runtime, from positions of its own: the source never opens.
+      inputs: () => (this.clusterOptions ? [] : this.inputs), stateStreams: () => [...this.stateStreams, ...this.clusterStreams],
     }, this);
   }
 

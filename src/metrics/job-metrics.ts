@@ -87,8 +87,8 @@ export class JobMetrics {
         new Counter({ name: 'statestream_state_reads_total', help: "Keys a partition's batches read, by where from: memory, or LMDB (a miss).", labelNames: ['app', 'stream', 'partition', 'from'], registers })),
     };
     collected('statestream_state_keys', 'Keys in a partition as of its last committed batch (its batch log).', ['app', 'stream', 'partition'], (job, g) => job.fillState(g, 'keyCount'));
-    collected('statestream_state_bytes', "Bytes of a partition's state database in LMDB.", ['app', 'stream', 'partition'], (job, g) => job.fillState(g, 'stateBytes'));
-    // Read from the stores, which keep every dead letter: the count survives restarts, as a counter should.
+    collected('statestream_state_bytes', "Bytes of a partition's state in LMDB: its state database and change log.", ['app', 'stream', 'partition'], (job, g) => job.fillState(g, 'stateBytes'));
+    // Read from the stores, which keep every dead letter: the count survives restarts (a gauge: a reshard moves letters between partitions).
     collected('statestream_dead_letters_total', 'Records moved to a partition\'s dead-letter store by the dead-letter policy.', ['app', 'stream', 'partition'], (job, g) => job.fillState(g, 'deadLetters'));
     collected('statestream_source_dead_letters_total', 'Source messages the decoder could not read, kept in the source\'s dead-letter store.', ['app', 'source'], (job, g) => {
       for (const s of job.probe.kafkaSources()) g.set({ ...job.labels, source: String(s.id) }, s.deadLetters().length);

@@ -1,4 +1,4 @@
-import type { PartitionFigures } from '../engine/map-with-state-stream.js';
+import type { PartitionFigures } from '../storage/partition/figures.js';
 import type { KafkaSourceStatus } from '../engine/sources/kafka.js';
 
 /** A Kafka source as metrics and the status page see it: read-only. */

@@ -1,7 +1,7 @@
 import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
 import type { JobProbe } from '../metrics/job-probe.js';
 import type { LagSampler, SourceLag } from '../metrics/kafka-lag.js';
-import type { PartitionFigures } from '../engine/map-with-state-stream.js';
+import type { PartitionFigures } from '../storage/partition/figures.js';
 
 /** One batch as the page lists it. */
 export interface BatchRow {

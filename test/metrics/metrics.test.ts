@@ -182,6 +182,19 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
     await new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), metrics: { registry }, appName: 'again' }).stop();
   });
 
+  it('statestream_state_bytes counts the change log, where a large state keeps a batch\'s changes until they cool', async () => {
+    const job = await keyedJob(StateSpec.function<string, unknown, unknown, unknown>(fixture('keep-value')).numPartitions(1), { dataDir: tempDir(), threads: 1 });
+    try {
+      await job.batch(Array.from({ length: 20_000 }, (_, i) => [`k${i}`, i] as [string, unknown]));
+      // 100 values of 100 kB: a change small beside the state's keys, so it goes to the log.
+      await job.batch(Array.from({ length: 100 }, (_, i) => [`k${i}`, 'x'.repeat(100_000)] as [string, unknown]));
+      const bytes = sample(parseSamples(await job.ssc.metricsRegistry.metrics()), 'statestream_state_bytes', { partition: '0' });
+      assert.ok(bytes >= 100 * 100_000, `state bytes ${bytes} hold the 10 MB written`);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('a port already in use fails start() with a ConfigError naming metrics.port, and leaves nothing open', async () => {
     const first = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')), { dataDir: tempDir(), metrics: { port: 0 } });
     try {

@@ -360,6 +360,11 @@ describe('one job on several processes: Kafka carries the shuffle and the change
       assert.equal(third.lines.filter((l) => /^TAKEN .* reused$/.test(l)).length, 2, `both stores reused, not rebuilt from the changelog: ${third.tail()}`);
       await sleep(1000);
       assert.ok(!third.lines.some((l) => l.startsWith('FAILED')), third.tail());
+      // Its metrics show the partitions it owns, and no source it does not open.
+      const keys = (await job.ask('solo', 'METRICS statestream_state_keys')) as Array<{ value: number; labels: Record<string, string> }>;
+      assert.deepEqual(keys.map((k) => k.labels.partition).sort(), ['0', '1'], JSON.stringify(keys));
+      assert.equal(keys.reduce((n, k) => n + k.value, 0), 0, 'the word timed out: no key left');
+      assert.deepEqual(await job.ask('solo', 'METRICS statestream_zookeeper_connected'), [], 'no Kafka source of its own reported as cut off from ZooKeeper');
     } finally {
       await third.stop();
     }

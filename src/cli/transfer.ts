@@ -46,7 +46,8 @@ migrates it at start.
 
 Options:
   --partitions <n>   partition count (default: the export's numPartitions, else 4);
-                     the job's StateSpec.numPartitions must match it
+                     a job started with another StateSpec.numPartitions re-shards
+                     the imported stores at its start
   --replace          replace a stream that has state; the old state is moved to
                      <data-dir>/replaced/<timestamp>/
 

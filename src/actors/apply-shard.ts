@@ -159,9 +159,11 @@ export class BatchApplication {
 
   private replay(): ApplyDone {
     const last = this.last!;
+    // This very batch committed before its answer was lost: what it did is reported now.
+    const same = last.batchTime === this.task.batchTime;
     return {
-      status: 'ok', outputs: last.batchTime === this.task.batchTime ? last.outputs : NO_OUTPUTS,
-      recordsApplied: 0, keysTimedOut: 0, keyCount: last.keyCount, replayed: true, applyMs: 0, commitMs: 0,
+      status: 'ok', outputs: same ? last.outputs : NO_OUTPUTS,
+      recordsApplied: 0, keysTimedOut: same ? (last.timedOut ?? 0) : 0, keyCount: last.keyCount, replayed: true, applyMs: 0, commitMs: 0,
       memoryHits: 0, storeReads: 0, memoryEntries: this.partition.memory.size, thread: threadId,
     };
   }
@@ -231,7 +233,7 @@ export class BatchApplication {
         cache.flush();
         memory.endBatch(batchTime, keyCount);
         for (const letter of this.lettersToWrite) letters.add(letter);
-        this.log.record({ batchTime, outputs, keyCount });
+        this.log.record({ batchTime, outputs, keyCount, timedOut });
         for (const [name, value] of Object.entries(meta ?? {})) store.meta.putSync(name, value);
       });
     } catch (error) {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BatchEvents, ManualClock, PoisonRecordError, StateSpec, StreamingContext, WorkerCrashError, type PartitionRestartedEvent, type RecoveryIncompleteEvent } from '../../src/index.js';
+import { BatchEvents, ManualClock, PoisonRecordError, StateSpec, StreamingContext, WorkerCrashError, type BatchCompletedEvent, type PartitionRestartedEvent, type RecoveryIncompleteEvent } from '../../src/index.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
 
@@ -51,6 +51,27 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
       assert.deepEqual(out, [['a', 2], ['b', 1], ['a', 3]], 'the outputs recorded with the commit');
       assert.equal(job.stream.store().get('a'), 3, 'the batch was not applied again');
       assert.deepEqual(await job.batch([['a', 1]]), [['a', 4]], 'the job carries on');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('a worker that dies after committing an idle sweep: the keys it timed out are reported with the batch', async () => {
+    const dir = tempDir();
+    const marker = join(dir, 'died');
+    const spec = StateSpec.function<string, number | { dieAfterCommit: string }, number, unknown>(fixture('idle-die-after-commit')).numPartitions(1).timeout(1500);
+    const job = await keyedJob(spec, { dataDir: join(dir, 'data'), threads: 1 });
+    const completed: BatchCompletedEvent[] = [];
+    job.ssc.on(BatchEvents.COMPLETED, (e) => completed.push(e));
+    try {
+      await job.batch([['a', 1], ['b', 1], ['c', 1]]);
+      await job.batch([['c', 1]]);
+      // At 3000, a and b (last updated at 1000) time out; c's record arms the death after the commit.
+      const out = await job.batch([['c', { dieAfterCommit: marker }]]);
+      assert.equal(readFileSync(marker, 'utf8'), 'died after committing batch 3000', 'the worker died after the commit');
+      assert.deepEqual(out.map((o) => JSON.stringify(o)).sort(), ['["c",3]', '["timeout","a",1]', '["timeout","b",1]'], 'the outputs recorded with the commit');
+      assert.equal(completed.at(-1)!.partitionStats[0][0].replayed, true, 'the partition handed the batch back from its log');
+      assert.equal(completed.at(-1)!.keysTimedOut, 2, 'the batch reports the two keys its sweep timed out');
     } finally {
       await job.ssc.stop();
     }

@@ -7,6 +7,8 @@ export interface CommittedBatch {
   /** The batch's encoded mapped records, so a replay of a committed batch emits the same output. */
   outputs: Uint8Array;
   keyCount: number;
+  /** Keys the batch's idle sweep timed out, reported again by a replay of it (absent in logs of older versions). */
+  timedOut?: number;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
@@ -21,10 +21,10 @@ const STATIC: Record<string, { file: string; type: string }> = {
 
 const COOKIE = 'statestream_token';
 
+/** Compared as digests of equal length, so the time taken tells nothing of the token, not even its length. */
 function same(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(a), digest(b));
 }
 
 function cookie(request: IncomingMessage, name: string): string | undefined {
@@ -58,7 +58,8 @@ export function serveStatus(options: ValidUi, model: StatusModel): Promise<Liste
       const query = url.searchParams.get('token');
       if (query !== null && same(query, options.token)) {
         url.searchParams.delete('token');
-        response.writeHead(303, { ...headers, location: url.pathname + url.search, 'set-cookie': `${COOKIE}=${encodeURIComponent(options.token)}; HttpOnly; SameSite=Strict; Path=/` });
+        // One leading slash: `//host/…` (from a path such as `/.//host/…`) would send the browser to another site.
+        response.writeHead(303, { ...headers, location: `/${url.pathname.replace(/^\/+/, '')}${url.search}`, 'set-cookie': `${COOKIE}=${encodeURIComponent(options.token)}; HttpOnly; SameSite=Strict; Path=/` });
         return void response.end();
       }
       const given = bearer ?? cookie(request, COOKIE);

@@ -49,6 +49,10 @@ describe('status page server', { timeout: 180_000 }, () => {
       const opened = await request(`${url}?token=${token}`);
       assert.equal(opened.status, 303);
       assert.match(opened.headers, /\r\nlocation: \/\r\n/i);
+      // A path that resolves to `//host/…` must not send the browser to that host.
+      const elsewhere = await request(`${url}.//elsewhere.example/x?token=${token}`, '--path-as-is');
+      assert.equal(elsewhere.status, 303);
+      assert.match(elsewhere.headers, /\r\nlocation: \/elsewhere\.example\/x\r\n/i);
       const cookie = /\r\nset-cookie: (statestream_token=[^;]+); HttpOnly; SameSite=Strict/i.exec(opened.headers)?.[1];
       assert.ok(cookie, opened.headers);
       const page = await request(url, '-H', `Cookie: ${cookie}`);

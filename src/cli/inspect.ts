@@ -69,7 +69,8 @@ export async function inspect(args: string[]): Promise<number> {
     const lastBatch = healthy.reduce<number | undefined>((m, p) => (p.lastBatch !== undefined && (m === undefined || p.lastBatch > m) ? p.lastBatch : m), undefined);
     return {
       stream: s, layout: healthy[0]?.layout, keyCount: healthy.reduce((n, p) => n + (p.keyCount ?? 0), 0), lastBatch,
-      behind: healthy.filter((p) => p.lastBatch !== lastBatch).map((p) => p.partition), partitions,
+      // A cluster instance's partitions run on their owners' batches: one it gave up holds an older one, and nothing is in flight.
+      behind: healthy.some((p) => p.cluster) ? [] : healthy.filter((p) => p.lastBatch !== lastBatch).map((p) => p.partition), partitions,
       interrupted: interruptedSwap(dataDir, s),
     };
   });

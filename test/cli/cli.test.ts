@@ -144,6 +144,26 @@ describe('statestream command-line tool', () => {
     assert.match(count.stderr, /partition 1 of stream 0 is damaged/);
   });
 
+  it('inspect does not call a cluster instance\'s partitions behind: one it gave up holds an older batch, and no batch is in flight', () => {
+    const dir = copy();
+    // As an instance leaves them: partition 1 was given up after batch 2000, partition 0 kept until 4000.
+    for (const [p, batchTime] of [[0, 4000], [1, 2000]]) {
+      const store = openPartitionStore(partitionPath(dir, 0, p));
+      try {
+        store.env.transactionSync(() => {
+          store.meta.putSync('cluster', { position: 0, marks: {}, changelogOffset: 0, epoch: 1, epochAt: 0 });
+          new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount: store.state.getKeysCount() });
+        });
+      } finally {
+        store.env.close();
+      }
+    }
+    const result = run('inspect', '--data-dir', dir, '--json');
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout).streams[0].behind, []);
+    assert.doesNotMatch(run('inspect', '--data-dir', dir).stdout, /hold an older batch/);
+  });
+
   it('an interrupted reshard is reported by inspect, refused by reads, and settled before a restore', () => {
     const dir = copy();
     // New stores half-built (no complete marker): the next start rolls them back.

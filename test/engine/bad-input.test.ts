@@ -244,6 +244,9 @@ describe('bad records and states fail the batch, naming what and where, and leav
   it('a key that cannot be an LMDB key', () =>
     expectBatchFailure([[{ user: 1 }, 1]], (e) => e instanceof InvalidRecordError && /record 1 of batch 2000: key \{"user":1\} cannot be an LMDB key/.test((e as Error).message)));
 
+  it('a NaN or infinite key is named as it is, not as JSON\'s null', () =>
+    expectBatchFailure([[NaN, 1]], (e) => e instanceof InvalidRecordError && /record 1 of batch 2000: key NaN cannot be an LMDB key/.test((e as Error).message)));
+
   it('a one-element tuple, which LMDB would store as its element', () =>
     expectBatchFailure([[['keep'], 1]], (e) => e instanceof InvalidRecordError && /key \["keep"\] cannot be an LMDB key: .* two or more/.test((e as Error).message)));
 

@@ -91,7 +91,7 @@ export class JobMetrics {
     // Read from the stores, which keep every dead letter: the count survives restarts (a gauge: a reshard moves letters between partitions).
     collected('statestream_dead_letters_total', 'Records moved to a partition\'s dead-letter store by the dead-letter policy.', ['app', 'stream', 'partition'], (job, g) => job.fillState(g, 'deadLetters'));
     collected('statestream_source_dead_letters_total', 'Source messages the decoder could not read, kept in the source\'s dead-letter store.', ['app', 'source'], (job, g) => {
-      for (const s of job.probe.kafkaSources()) g.set({ ...job.labels, source: String(s.id) }, s.deadLetters().length);
+      for (const s of job.probe.kafkaSources()) g.set({ ...job.labels, source: String(s.id) }, s.deadLetterCount());
     });
     collected('statestream_kafka_lag_records', "Records in a topic-partition after the job's position: the broker's log-end offset minus where the next batch starts.", ['app', 'topic', 'partition'], async (job, g) => {
       for (const source of await job.sampleLag()) for (const p of source.partitions) if (p.lag !== undefined) g.set({ ...job.labels, topic: p.topic, partition: String(p.partition) }, p.lag);

@@ -6,8 +6,8 @@ export interface KafkaProbe {
   readonly id: number;
   status(): KafkaSourceStatus;
   highWatermarks(): Promise<Map<string, number>>;
-  /** Messages its decoder could not read, kept in the source's dead-letter store. */
-  deadLetters(): unknown[];
+  /** How many messages its decoder could not read are kept in the source's dead-letter store. */
+  deadLetterCount(): number;
 }
 
 /**

@@ -160,7 +160,7 @@ export class StatusModel {
       streams: this.probe.stateStreams(),
       snapshots: this.snapshots,
       kafka,
-      sourceDeadLetters: this.probe.kafkaSources().map((s) => ({ source: s.id, count: s.deadLetters().length })),
+      sourceDeadLetters: this.probe.kafkaSources().map((s) => ({ source: s.id, count: s.deadLetterCount() })),
       restarts: this.restarts,
     };
   }

@@ -50,6 +50,22 @@ describe('the Kafka source: records, decoders, topics, starting offsets and back
     ]);
   });
 
+  it("policy 'dead-letter' keeps the messages the decoder cannot read, and the metrics count them", async () => {
+    await services.kafka.createTopic('undecodable', 1);
+    await services.producer.send({ topic: 'undecodable', messages: [{ value: 'not json' }, { value: '{"n":1}' }, { value: '{oops' }] });
+    const { ssc, stream, seen } = kafkaContext<{ n: number }>('undecodable', { topic: 'undecodable', decoder: 'json', onDecodeFailure: 'dead-letter' });
+    await ssc.start();
+    try {
+      await waitUntil('the one readable message', () => seen.length >= 1 && stream.deadLetters().length >= 2, { detail: () => JSON.stringify(seen) });
+      assert.deepEqual(seen.map((r) => r.value), [{ n: 1 }]);
+      assert.deepEqual(stream.deadLetters().map((l) => l.offset), [0, 2]);
+      const [metric] = (await ssc.metricsRegistry.getSingleMetric('statestream_source_dead_letters_total')!.get()).values;
+      assert.equal(metric?.value, 2);
+    } finally {
+      await ssc.stop();
+    }
+  });
+
   it("startingOffsets 'latest' skips what was there at the first start, and keeps that position when the job restarts before its first record; decoder 'buffer' hands over the bytes", async () => {
     await services.kafka.createTopic('latest', 1);
     await services.producer.send({ topic: 'latest', messages: [{ value: 'before-the-first-start' }] });

@@ -465,6 +465,11 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     return this.deadLetterStore?.list() ?? [];
   }
 
+  /** How many messages the decoder could not read are kept. */
+  deadLetterCount(): number {
+    return this.deadLetterStore?.count() ?? 0;
+  }
+
   /** Where each topic-partition stands and whether ZooKeeper answers; read-only, for metrics and the status page. */
   status(): KafkaSourceStatus {
     const { topics, zookeeper } = this.options;

@@ -41,6 +41,11 @@ export class SourceDeadLetterStore {
     return [...this.db.getRange({})].map(({ value }) => value);
   }
 
+  /** How many it holds, without reading them (metrics and the status page ask at every scrape). */
+  count(): number {
+    return this.db.getCount();
+  }
+
   close(): void {
     void this.env.close();
   }

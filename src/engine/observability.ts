@@ -102,6 +102,11 @@ export class Observability {
     return { ...this.urls };
   }
 
+  /** The stores and sources are about to close: metrics stop reading them (the page's server stops with stop()). */
+  stopReading(): void {
+    this.metrics.stopReading();
+  }
+
   async stop(): Promise<void> {
     this.metrics.detach();
     const servers = this.servers;

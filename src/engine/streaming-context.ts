@@ -420,6 +420,7 @@ export class StreamingContext implements StreamGraph {
     for (const input of this.inputs) input.interrupt?.();
     this.clusterRuntime?.interrupt();
     await this.jobs.catch(() => undefined);
+    this.observability.stopReading();
     this.supervisor!.send({ type: 'STOP' });
     await waitFor(this.supervisor!, (s) => s.status === 'done');
     this.phase = 'stopped';

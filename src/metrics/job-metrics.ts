@@ -15,6 +15,8 @@ type Events = { on<E extends keyof BatchEventMap>(event: E, listener: (payload: 
  * contexts may share one registry (the service's own), told apart by the `app` label.
  */
 const jobsOf = new WeakMap<Registry, Set<JobMetrics>>();
+/** The app names whose series a registry holds, from a context's creation to the end of its stop. */
+const appsOf = new WeakMap<Registry, Set<string>>();
 
 function metric<M extends Metric>(registry: Registry, name: string, make: () => M): M {
   return (registry.getSingleMetric(name) as M | undefined) ?? make();
@@ -39,13 +41,15 @@ export class JobMetrics {
   ) {
     this.labels = { app: probe.appName };
     if (!jobsOf.has(registry)) jobsOf.set(registry, new Set());
+    if (!appsOf.has(registry)) appsOf.set(registry, new Set());
     // Two jobs under one app label would add into each other's counters and overwrite each other's gauges.
-    if ([...jobsOf.get(registry)!].some((job) => job.labels.app === probe.appName)) {
+    if (appsOf.get(registry)!.has(probe.appName)) {
       throw new ConfigError(
         `StreamingContext: metrics.registry already has a job with appName ${JSON.stringify(probe.appName)} (a context not stopped yet); give each context on a shared registry its own appName`,
         { option: 'appName' },
       );
     }
+    appsOf.get(registry)!.add(probe.appName);
     const registers = [registry];
     const jobs = () => [...(jobsOf.get(registry) ?? [])];
     const collected = <L extends string>(name: string, help: string, labelNames: L[], fill: (job: JobMetrics, gauge: Gauge<L>) => Promise<void> | void) =>
@@ -145,6 +149,16 @@ export class JobMetrics {
     events.on(BatchEvents.SNAPSHOT_FAILED, () => m.snapshotFailures.inc(labels));
   }
 
+  private detached = false;
+
+  /**
+   * The job is about to close its stores and sources: scrapes stop reading them now, so a
+   * scrape during the rest of the stop cannot fail a shared registry's `/metrics`.
+   */
+  stopReading(): void {
+    jobsOf.get(this.registry)?.delete(this);
+  }
+
   private partition(stream: number, partition: number): { app: string; stream: string; partition: string } {
     const key = `${stream}:${partition}`;
     let where = this.partitionsSeen.get(key);
@@ -158,8 +172,11 @@ export class JobMetrics {
    * last figures, and a restart with fewer partitions without the ones that went).
    */
   detach(): void {
-    if (!jobsOf.get(this.registry)?.delete(this)) return;
+    this.stopReading();
+    if (this.detached) return;
+    this.detached = true;
     const { m, labels } = this;
+    appsOf.get(this.registry)?.delete(labels.app);
     for (const metric of [m.processing, m.scheduling, m.total, m.records, m.timedOut, m.lastBatch, m.interval, m.failed, m.snapshotDuration, m.snapshotLast, m.snapshotBytes, m.snapshotFailures]) {
       metric.remove(labels);
     }

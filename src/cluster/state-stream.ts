@@ -146,12 +146,12 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     return murmur2Partitioner.partition(normalizeKey(key), this.numPartitions);
   }
 
-  /** Partitions this instance owns now. */
   /** The figures of the partitions this instance owns, for metrics and the status page. */
   partitionFigures(): PartitionFigures[] {
     return this.stores.flatMap((store, partition) => (store ? [partitionFigures(store, partition)] : []));
   }
 
+  /** Partitions this instance owns now. */
   ownedPartitions(): Array<{ partition: number; epoch: number }> {
     return [...this.owned.values()].map((o) => ({ partition: o.partition, epoch: o.epoch }));
   }

@@ -129,7 +129,8 @@ async function kafkaPositions(zk: ZooKeeperTarget, batchTime: number): Promise<S
   // the newest recorded one the stores hold took none, and moved no position. A batch in
   // flight that the stores hold was committed by every partition; its end was not recorded.
   const committed = inFlight !== undefined && inFlight.batchTime <= batchTime ? inFlight : undefined;
-  if (lastBatch === undefined ? committed === undefined : lastBatch > batchTime) {
+  // With no batch ended, the positions are those the first start recorded (and a committed batch in flight moves them below).
+  if (lastBatch === undefined ? positions.length === 0 : lastBatch > batchTime) {
     throw new CliFailure(
       `the stores hold batch ${batchTime}, but ZooKeeper (${zk.root}) records batch ${lastBatch ?? 'none'} as the last one` +
         `${inFlight ? ` and ${inFlight.batchTime} in flight` : ''}: its positions are not those after the stores' batch. Start the job once so they agree, or leave out --zookeeper`,

@@ -404,6 +404,8 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       o.store.env.close();
     }
     this.owned.clear();
+    // Closed: metrics and the page must not read them while the context finishes stopping.
+    this.stores = new Array(this.numPartitions).fill(undefined);
     this.view?.release();
     this.view = undefined;
     this.runtime = undefined;

@@ -312,6 +312,16 @@ export class StreamingContext implements StreamGraph {
   }
 
   private async startup(): Promise<void> {
+    try {
+      await this.startupSteps();
+    } catch (error) {
+      // What it opened closes now: metrics stop reading it first.
+      this.observability.stopReading();
+      throw error;
+    }
+  }
+
+  private async startupSteps(): Promise<void> {
     this.workers = new WorkerSet(this.threads, this.stateCacheEntries);
     if (this.clusterOptions) return this.startCluster(this.clusterOptions);
     const replays = await recoverLocalJob({
@@ -421,11 +431,15 @@ export class StreamingContext implements StreamGraph {
     this.clusterRuntime?.interrupt();
     await this.jobs.catch(() => undefined);
     this.observability.stopReading();
-    this.supervisor!.send({ type: 'STOP' });
-    await waitFor(this.supervisor!, (s) => s.status === 'done');
-    this.phase = 'stopped';
-    await this.observability.stop();
-    this.folderLock?.release();
+    try {
+      this.supervisor!.send({ type: 'STOP' });
+      await waitFor(this.supervisor!, (s) => s.status === 'done');
+      this.phase = 'stopped';
+    } finally {
+      // Even a shutdown that threw gives back the metrics' app name and the folder.
+      await this.observability.stop();
+      this.folderLock?.release();
+    }
   }
 
   /** Resolves once every batch that is due has run with its outputs; rejects with the error of a failed batch. */

@@ -575,11 +575,14 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     const idleRoot = `${root}-idle`;
     const inFlightRoot = `${root}-in-flight`;
     const ahead = `${root}-ahead`;
+    // A job that never took a record: only the positions its first start recorded.
+    const neverRoot = `${root}-never`;
     const session = new ZooKeeperSession({ connect: zk.connectString });
     try {
-      for (const [where, ended, inFlight] of [[idleRoot, 3000, undefined], [inFlightRoot, 2000, 3000], [ahead, 5000, undefined]] as const) {
+      for (const [where, ended, inFlight] of [[idleRoot, 3000, undefined], [inFlightRoot, 2000, 3000], [ahead, 5000, undefined], [neverRoot, 0, undefined]] as const) {
         const offsets = await ownedOffsetStore(session, where);
         await offsets.init([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]);
+        if (where === neverRoot) await offsets.recordPositions([0, 1].map((partition) => ({ topic: 'words', partition, offset: 30 })));
         for (let t = 1000; t <= ended; t += 1000) await offsets.recordBatchEnd({ batchTime: t, ranges: ranges(t) }, false);
         // Every partition committed it (the stores hold a later batch), and the job stopped before its end was recorded.
         if (inFlight !== undefined) await offsets.recordBatchStart({ batchTime: inFlight, ranges: ranges(inFlight) });
@@ -588,7 +591,7 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     } finally {
       session.close();
     }
-    for (const where of [idleRoot, inFlightRoot]) {
+    for (const where of [idleRoot, inFlightRoot, neverRoot]) {
       const created = run('snapshot', 'create', '--data-dir', dir, '--zookeeper', zk.connectString, '--zk-root', where);
       assert.equal(created.code, 0, created.stderr);
       const [info] = listSnapshots(dir);

@@ -7,6 +7,8 @@ import { murmur2Partitioner } from '../../src/engine/partitioner.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { fixture, tempDir } from '../helpers.js';
 import { JobProcess, type JobConfig } from './job-process.js';
+import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
+import { ownedOffsetStore } from '../storage/zookeeper/owned-store.js';
 import { useServices } from './services/suite.js';
 
 const TIMEOUT_MS = 350;
@@ -129,5 +131,44 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
       'both keys timed out in the re-run sweep, at its batch time, in one batch',
     );
     assert.ok(timedOut.every((o) => o.time === sweep));
+  });
+
+  it('a batch without records left in flight is re-run once, and cleared, by a start whose spec no longer has the timeout', async () => {
+    const topic = 'stale-empty';
+    const root = `/statestream/${topic}`;
+    await services.kafka.createTopic(topic, 1);
+    const dataDir = join(tempDir(), 'data');
+    const run = async (withTimeout: boolean) => {
+      const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: 'stale-empty' });
+      const spec = StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(2);
+      const counts = ssc
+        .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `${topic}-${Date.now()}`, zookeeper: { connect: services.zk.connectString, root }, groupSessionTimeoutMs: 6000 })
+        .map((record) => [record.value as string, 1] as [string, number])
+        .mapWithState(withTimeout ? spec.timeout(60_000) : spec);
+      const times: number[] = [];
+      counts.foreachBatch((_records, time) => void times.push(time));
+      await ssc.start();
+      try {
+        if (withTimeout) await services.producer.send({ topic, messages: [{ value: 'a' }] });
+        await until(() => times.length >= 5, 60_000, 'five batches');
+        await ssc.awaitIdle();
+      } finally {
+        await ssc.stop();
+      }
+      return times;
+    };
+    await run(true);
+    // As a job with the timeout leaves ZooKeeper when it dies inside an idle sweep at batch T.
+    const T = Date.now() - 50;
+    const session = new ZooKeeperSession({ connect: services.zk.connectString });
+    try {
+      const offsets = await ownedOffsetStore(session, root);
+      await offsets.recordBatchStart({ batchTime: T, ranges: [] });
+      await offsets.release();
+    } finally {
+      session.close();
+    }
+    assert.ok((await run(false)).includes(T), 'the next start re-runs batch T');
+    assert.ok(!(await run(false)).includes(T), 'the start after it does not: its end was recorded');
   });
 });

@@ -73,7 +73,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   private deadLetterStore: SourceDeadLetterStore | undefined;
   private readonly buffers = new Map<string, PartitionBuffer>();
   /** Ranges of batches taken and not yet finished, by batch time; a replay of an ended batch records nothing when it ends. */
-  private readonly inFlight = new Map<number, { ranges: OffsetRange[]; replayOnly: boolean }>();
+  private readonly inFlight = new Map<number, { ranges: OffsetRange[]; replayOnly: boolean; recorded?: boolean }>();
   /** The newest batch ZooKeeper recorded as ended when the stream opened. */
   private endedAtOpen: number | undefined;
   /** Where the next batch starts, per partition, as recorded after the last batch that ended. */
@@ -229,7 +229,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const recovered: RecoveredBatch[] = [];
     for (const batch of replays) {
       recovered.push({ batchTime: batch.batchTime, records: await this.takeRecorded(batch), ended: batch !== pending });
-      this.inFlight.set(batch.batchTime, { ranges: batch.ranges, replayOnly: batch !== pending });
+      // The one in flight is recorded in ZooKeeper: its end must clear it, records or not.
+      this.inFlight.set(batch.batchTime, { ranges: batch.ranges, replayOnly: batch !== pending, recorded: batch === pending });
     }
     return recovered;
   }
@@ -385,7 +386,10 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   async beforeBatch(batchTime: number): Promise<void> {
     if (this.fatal) throw this.fatal;
     const batch = this.inFlight.get(batchTime);
-    if (batch && !batch.replayOnly && (batch.ranges.length > 0 || this.recordEmptyBatches)) await this.offsets!.recordBatchStart({ batchTime, ranges: batch.ranges });
+    if (batch && !batch.replayOnly && (batch.ranges.length > 0 || this.recordEmptyBatches)) {
+      await this.offsets!.recordBatchStart({ batchTime, ranges: batch.ranges });
+      batch.recorded = true;
+    }
   }
 
   async afterBatch(batchTime: number): Promise<void> {
@@ -402,7 +406,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       // Every partition swept its idle keys in this batch too: a partition restored from a
       // snapshot must run it again for its timeouts to fire as they did, so the history keeps
       // its time. No position moved: without snapshots, only a recorded start is cleared.
-      if (this.keepHistory || this.recordEmptyBatches) await this.offsets!.recordBatchEnd({ batchTime, ranges: [] }, this.keepHistory);
+      if (this.keepHistory || batch.recorded) await this.offsets!.recordBatchEnd({ batchTime, ranges: [] }, this.keepHistory);
       return;
     }
     const { ranges } = batch;
@@ -508,5 +512,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     await this.ownership?.release();
     this.zk?.close();
     this.deadLetterStore?.close();
+    // Metrics and the page may still ask for its count while the context finishes stopping.
+    this.deadLetterStore = undefined;
   }
 }

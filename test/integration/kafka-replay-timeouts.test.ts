@@ -159,10 +159,15 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
     };
     await run(true);
     // As a job with the timeout leaves ZooKeeper when it dies inside an idle sweep at batch T.
-    const T = Date.now() - 50;
+    // T comes after the last batch recorded as ended (a stop can follow a batch by less than
+    // its interval): a batch in flight at or before that one is ended, and is not re-run.
     const session = new ZooKeeperSession({ connect: services.zk.connectString });
+    let T = 0;
     try {
       const offsets = await ownedOffsetStore(session, root);
+      const lastEnded = (await offsets.lastEnded()) ?? 0;
+      await until(() => Date.now() - 50 > lastEnded, 5_000, 'the clock to pass the last ended batch');
+      T = Date.now() - 50;
       await offsets.recordBatchStart({ batchTime: T, ranges: [] });
       await offsets.release();
     } finally {

@@ -20,6 +20,8 @@ export interface JobConfig {
   onDecodeFailure?: 'stop' | 'dead-letter';
   dieAfterCommitOfBatch?: number;
   snapshotEvery?: number;
+  /** Snapshots kept (default 3). */
+  snapshotsKept?: number;
   /** The job's ZooKeeper session timeout (default 4000 ms). */
   zkSessionTimeoutMs?: number;
   /** Worker threads (default 2). */

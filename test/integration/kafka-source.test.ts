@@ -120,8 +120,10 @@ describe('the Kafka source: records, decoders, topics, starting offsets and back
 
       writeFileSync(join(gate, 'open'), '');
       await waitUntil('all 90 messages to be counted', () => completed.reduce((n, e) => n + e.records, 0) >= 90, { detail: () => completed.map((e) => e.records).join(',') });
-      const sizes = completed.map((e) => e.records);
-      assert.deepEqual(sizes.slice(0, 2), [5, 5]);
+      // Batches that ran before the first fetch arrived took nothing: they come before the gate's.
+      const all = completed.map((e) => e.records);
+      const sizes = all.slice(all.findIndex((n) => n > 0));
+      assert.deepEqual(sizes.slice(0, 2), [5, 5], `batches: ${all.join(',')}`);
       const queued = sizes.slice(2, sizes.findIndex((n, i) => i >= 2 && n > 0));
       assert.ok(queued.length >= 2 && queued.every((n) => n === 0), `batches generated while two were queued took nothing: ${sizes.join(',')}`);
       assert.ok(sizes.every((n) => n <= 5), `no batch took more than maxRecordsPerBatch: ${sizes.join(',')}`);

@@ -172,8 +172,9 @@ describe('one copy of a job at a time: the data-folder lock and ZooKeeper owners
       await eventually("the killed job's owner node to go", async () => ((await exists(client, killedOwner.node)) ? undefined : true), { timeoutMs: 30_000 });
       const lingered = Date.now() - killedAt;
       t.diagnostic(`a SIGKILLed job's owner node lingered ${lingered} ms (session timeout ${SESSION_MS} ms, tick ${TICK_MS} ms)`);
-      // ZooKeeper removes it when the session expires: within the timeout and a few ticks.
-      assert.ok(lingered <= SESSION_MS + 8 * TICK_MS, `the owner node lingered ${lingered} ms`);
+      // ZooKeeper removes it when the session expires: within the job's timeout, a few ticks, and
+      // the disk writes of a loaded machine; below the 10 s default a job that ignored its option would get.
+      assert.ok(lingered <= 2 * SESSION_MS + 8 * TICK_MS, `the owner node lingered ${lingered} ms`);
 
       // Killed right after it started: its node is still there when the next copy starts on the same folder.
       // A session of 30 s, so that it still is when a loaded machine starts the next process slowly

@@ -1,4 +1,6 @@
 import type { Admin, KafkaMessage } from 'kafkajs';
+import { BatchEvents, type DataLostEvent } from '../engine/batch-events.js';
+import { dataLossError, dataLostEvent, type Gap } from '../engine/sources/kafka-gaps.js';
 import { OffsetStoreError } from '../errors.js';
 import type { ZooKeeperSession } from '../storage/zookeeper/session.js';
 import type { PartitionReader } from './partition-reader.js';
@@ -44,7 +46,14 @@ export class SourceIntake {
     private readonly reader: PartitionReader,
     private readonly zk: ZooKeeperSession,
     private readonly root: string,
-    private readonly options: { topics: string[]; startingOffsets: 'earliest' | 'latest'; maxRecordsPerBatch: number },
+    private readonly options: {
+      topics: string[];
+      startingOffsets: 'earliest' | 'latest';
+      maxRecordsPerBatch: number;
+      /** A position the broker no longer holds fails the next batch (true) or is reported and passed (false). */
+      failOnDataLoss: boolean;
+      announce: (event: typeof BatchEvents.DATA_LOST, payload: DataLostEvent) => void;
+    },
   ) {}
 
   private path(topic: string, partition: number): string {
@@ -74,9 +83,11 @@ export class SourceIntake {
     const added = partitions.filter((p) => !this.reading.has(id(p.topic, p.partition)));
     void (async () => {
       for (const { topic, partition } of added) {
-        const start = (await this.position(topic, partition)) ?? (await this.startOf(topic, partition));
+        const stored = await this.position(topic, partition);
+        const start = stored === undefined ? await this.startOf(topic, partition) : await this.pastLoss(topic, partition, stored);
         // A newer assignment came while ZooKeeper answered: that one decides.
         if (generation !== this.generation) return;
+        if (start === undefined) continue;
         this.reading.set(id(topic, partition), { topic, partition, offset: start });
         this.reader.open(topic, partition, start);
       }
@@ -85,11 +96,35 @@ export class SourceIntake {
     });
   }
 
-  private async startOf(topic: string, partition: number): Promise<number> {
+  private async offsetsOf(topic: string, partition: number): Promise<{ low: number; high: number }> {
     const offsets = await this.admin.fetchTopicOffsets(topic);
     const p = offsets.find((o) => o.partition === partition);
     if (!p) throw new OffsetStoreError(`the source topic ${topic} has no partition ${partition}`, { topic, partition });
-    return Number(this.options.startingOffsets === 'earliest' ? p.low : p.high);
+    return { low: Number(p.low), high: Number(p.high) };
+  }
+
+  private async startOf(topic: string, partition: number): Promise<number> {
+    const { low, high } = await this.offsetsOf(topic, partition);
+    return this.options.startingOffsets === 'earliest' ? low : high;
+  }
+
+  /**
+   * Where a partition with a stored position is read from. Records between it and the
+   * earliest offset the broker holds were deleted unread (retention, a recreated topic): as
+   * in a single process, that fails the job (the position stays where it is) unless
+   * failOnDataLoss is false, which reports the gap and goes on from the earliest offset.
+   * Undefined: the partition is not read.
+   */
+  private async pastLoss(topic: string, partition: number, stored: number): Promise<number | undefined> {
+    const { low } = await this.offsetsOf(topic, partition);
+    if (stored >= low) return stored;
+    const gap: Gap = { topic, partition, from: stored, until: low, where: 'position' };
+    if (this.options.failOnDataLoss) {
+      this.failure ??= dataLossError([gap], this.root);
+      return undefined;
+    }
+    this.options.announce(BatchEvents.DATA_LOST, dataLostEvent(gap));
+    return low;
   }
 
   private async position(topic: string, partition: number): Promise<number | undefined> {

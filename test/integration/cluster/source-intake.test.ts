@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { PartitionReader } from '../../../src/cluster/partition-reader.js';
+import { SourceIntake, type IntakeMessage } from '../../../src/cluster/source-intake.js';
+import { DataLossError, type DataLostEvent } from '../../../src/index.js';
+import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
+import { waitUntil } from '../../wait.js';
+import { produceWithKcat } from '../services/kafka.js';
+import { useServices } from '../services/suite.js';
+
+const TOPIC = 'cluster-retention';
+/** Enough lines that the mock broker drops the oldest (it keeps about 5.5·10^5 of them). */
+const MANY = 1_000_000;
+/** Where the cluster last stood in the source partition: long deleted once MANY lines followed. */
+const STOPPED_AT = 10;
+
+/**
+ * A cluster instance takes a source partition whose position under the cluster root the
+ * broker no longer holds (the cluster was down longer than the topic's retention). As in a
+ * single process, with failOnDataLoss the job fails and the position stays; without it, the
+ * gap is reported and reading goes on from the earliest offset held.
+ */
+describe('a cluster source position the broker no longer holds (real ZooKeeper, librdkafka mock broker)', { timeout: 300_000 }, () => {
+  let admin: Admin;
+  let reader: PartitionReader;
+  let session: ZooKeeperSession;
+  let low = 0;
+  // Registered before the services' own: the clients close while the broker and ZooKeeper are still up.
+  after(async () => {
+    session?.close();
+    await reader?.stop();
+    await admin?.disconnect();
+  });
+  const services = useServices();
+
+  before(async () => {
+    await services.kafka.createTopic(TOPIC, 1);
+    await produceWithKcat(services.kafka.brokers, TOPIC, Array.from({ length: MANY }, (_, i) => ({ value: `w${i % 13}` })), 0);
+    const client = new Kafka({ brokers: services.kafka.brokers, logLevel: logLevel.NOTHING });
+    admin = client.admin();
+    await admin.connect();
+    low = Number((await admin.fetchTopicOffsets(TOPIC))[0].low);
+    assert.ok(low > STOPPED_AT, `the broker dropped the oldest lines (earliest offset ${low})`);
+    reader = new PartitionReader(client, [TOPIC], 'intake-test');
+    await reader.start();
+    session = new ZooKeeperSession({ connect: services.zk.connectString });
+  });
+
+  /** An intake under its own cluster root, whose position in the partition is STOPPED_AT. */
+  async function intakeAt(root: string, failOnDataLoss: boolean): Promise<{ intake: SourceIntake; lost: DataLostEvent[] }> {
+    const lost: DataLostEvent[] = [];
+    const intake = new SourceIntake(admin, reader, session, root, {
+      topics: [TOPIC], startingOffsets: 'earliest', maxRecordsPerBatch: 1000, failOnDataLoss, announce: (_event, payload) => void lost.push(payload),
+    });
+    await intake.record([{ topic: TOPIC, partition: 0, offset: STOPPED_AT }]);
+    intake.assign([{ topic: TOPIC, partition: 0 }]);
+    return { intake, lost };
+  }
+  const positionAt = async (root: string) => (await session.read(`${root}/sources/${TOPIC}/0`))?.toString('utf8');
+
+  it('with failOnDataLoss, the next batch fails with a DataLossError naming the gap, and the position stays', async () => {
+    const root = '/cluster-loss-fails';
+    const { intake, lost } = await intakeAt(root, true);
+    const error = await waitUntil('a batch to fail', () => {
+      try {
+        assert.deepEqual(intake.take().messages, [], 'nothing is read past the gap');
+        return undefined;
+      } catch (e) {
+        return e as Error;
+      }
+    });
+    assert.ok(error instanceof DataLossError, String(error));
+    assert.match(error.message, new RegExp(`${TOPIC}\\[0\\] offsets ${STOPPED_AT}–${low - 1} \\(${low - STOPPED_AT} records\\)`));
+    assert.match(error.message, /failOnDataLoss: false/);
+    assert.deepEqual(error.context.gaps, [{ topic: TOPIC, partition: 0, from: STOPPED_AT, until: low, where: 'position' }]);
+    assert.deepEqual(lost, []);
+    assert.equal(await positionAt(root), String(STOPPED_AT));
+  });
+
+  it('with failOnDataLoss: false, the gap is reported once and reading goes on from the earliest offset held', async () => {
+    const root = '/cluster-loss-goes-on';
+    const { intake, lost } = await intakeAt(root, false);
+    const taken: IntakeMessage[] = await waitUntil('the first records', () => {
+      const { messages } = intake.take();
+      return messages.length > 0 ? messages : undefined;
+    });
+    assert.equal(taken[0].offset, low, 'from the earliest offset the broker holds');
+    assert.deepEqual(taken.map((m) => m.offset), Array.from({ length: taken.length }, (_, i) => low + i), 'in order, none skipped after the gap');
+    assert.deepEqual(
+      lost.map(({ topic, partition, from, until, where }) => ({ topic, partition, from, until, where })),
+      [{ topic: TOPIC, partition: 0, from: STOPPED_AT, until: low, where: 'position' }],
+    );
+    assert.match(lost[0].message, /went on without/);
+  });
+});

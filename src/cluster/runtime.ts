@@ -116,7 +116,7 @@ export class ClusterRuntime implements ClusterView {
     job.source.useDeadLetterStore(job.dataDir);
     this.intake = new SourceIntake(this.admin, this.reader, this.zk, options.zookeeper.root, {
       topics: source.topics, startingOffsets: source.startingOffsets, maxRecordsPerBatch: source.maxRecordsPerBatch,
-      failOnDataLoss: source.failOnDataLoss, announce: (event, payload) => job.announce(event, payload),
+      failOnDataLoss: source.failOnDataLoss, announce: job.announce,
     });
     const intake = this.intake;
     const coordinator = (this.coordinator = new ClusterCoordinator(this.zk, options.zookeeper.root, { id: options.instanceId, dataDir: job.dataDir }, layout, await intake.layout(), true));

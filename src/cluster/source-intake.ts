@@ -1,6 +1,6 @@
 import type { Admin, KafkaMessage } from 'kafkajs';
 import { BatchEvents, type DataLostEvent } from '../engine/batch-events.js';
-import { dataLossError, dataLostEvent, type Gap } from '../engine/sources/kafka-gaps.js';
+import { dataLossError, dataLostEvent, positionGap } from '../engine/sources/kafka-gaps.js';
 import { OffsetStoreError } from '../errors.js';
 import type { ZooKeeperSession } from '../storage/zookeeper/session.js';
 import type { PartitionReader } from './partition-reader.js';
@@ -117,8 +117,8 @@ export class SourceIntake {
    */
   private async pastLoss(topic: string, partition: number, stored: number): Promise<number | undefined> {
     const { low } = await this.offsetsOf(topic, partition);
-    if (stored >= low) return stored;
-    const gap: Gap = { topic, partition, from: stored, until: low, where: 'position' };
+    const gap = positionGap(topic, partition, stored, low);
+    if (!gap) return stored;
     if (this.options.failOnDataLoss) {
       this.failure ??= dataLossError([gap], this.root);
       return undefined;

@@ -38,12 +38,15 @@ export function gapsAtStart(
   }
   for (const [id, position] of stored) {
     const mark = watermarks.get(id);
-    if (mark && position < mark.low) {
-      const [topic, partition] = [id.slice(0, id.lastIndexOf(':')), Number(id.slice(id.lastIndexOf(':') + 1))];
-      gaps.push({ topic, partition, from: position, until: mark.low, where: 'position' });
-    }
+    const gap = mark && positionGap(id.slice(0, id.lastIndexOf(':')), Number(id.slice(id.lastIndexOf(':') + 1)), position, mark.low);
+    if (gap) gaps.push(gap);
   }
   return gaps;
+}
+
+/** A stored position before the earliest offset the broker holds: the records between were deleted unread. */
+export function positionGap(topic: string, partition: number, position: number, low: number): Gap | undefined {
+  return position < low ? { topic, partition, from: position, until: low, where: 'position' } : undefined;
 }
 
 function offsets(gap: Gap): string {

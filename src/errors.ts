@@ -74,6 +74,17 @@ export class WorkerCrashError extends StatestreamError {
   }
 }
 
+/**
+ * stop({ timeoutMs }) ran out of time while a batch still applied: the worker threads were
+ * terminated, so the batch did not commit and its outputs did not run. `context.batchTime`
+ * names it; a source that can replay (Kafka) runs it again on the next start.
+ */
+export class StopTimeoutError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_STOP_TIMEOUT', message, { context, cause });
+  }
+}
+
 /** A partition store does not match what the job asks of it (partition count, layout, time going backwards). */
 export class StoreMismatchError extends StatestreamError {
   constructor(message: string, context: ErrorContext) {

@@ -1,4 +1,5 @@
 export { StreamingContext, type StreamingContextOptions } from './engine/streaming-context.js';
+export type { StopOptions } from './engine/stop-options.js';
 export { StateSpec, type MappingFunction, type MappingRef, type RecordFailureOptions, type RecordFailurePolicy } from './engine/state-spec.js';
 export type { State } from './engine/state.js';
 export { ManualClock, SystemClock, type Clock } from './engine/clock.js';
@@ -60,6 +61,7 @@ export {
   EncodingError,
   PoisonRecordError,
   WorkerCrashError,
+  StopTimeoutError,
   StoreMismatchError,
   StoreOpenError,
   LifecycleError,

@@ -15,6 +15,8 @@ export type SupervisorEvent =
   | { type: 'START' }
   | { type: 'STOP' }
   | { type: 'FAIL'; error: Error }
+  /** stop() ran out of time and terminates the threads: a partition whose thread goes is not restarted. */
+  | { type: 'CUT' }
   | PartitionCrashed;
 
 export interface SupervisorInput {
@@ -33,6 +35,7 @@ interface SupervisorContext extends SupervisorInput {
  *
  *   idle ──START──▶ starting ──▶ running ──STOP──▶ stopping ──▶ stopped
  *                      └─error─▶ failed ◀──FAIL──┘        failed ──STOP──▶ stopping
+ *                                                 running ──CUT──▶ cut ──STOP──▶ stopping
  *
  * In `running`, a partition whose worker died is told to restore and replay while
  * `withinRestartBudget` holds, and to give up (failing its batch) once it does not.
@@ -88,6 +91,15 @@ export const supervisorMachine = setup({
           { actions: 'giveUp' },
         ],
         FAIL: { target: 'failed', actions: 'recordError' },
+        STOP: 'stopping',
+        CUT: 'cut',
+      },
+    },
+    // The threads are being terminated under the batches still applying: those fail.
+    cut: {
+      on: {
+        PARTITION_CRASHED: { actions: 'giveUp' },
+        FAIL: { actions: 'recordError' },
         STOP: 'stopping',
       },
     },

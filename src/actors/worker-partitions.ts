@@ -4,6 +4,7 @@ import { LoggedStateMap } from '../storage/partition/logged-state-map.js';
 import { MemoryStateMap } from '../storage/partition/memory-state-map.js';
 import type { ApplyTask } from './messages.js';
 import type { BatchApplication } from './apply-shard.js';
+import { uncut } from './thread-cut.cjs';
 
 /**
  * What a worker thread holds for one partition pinned to it: the open store and the
@@ -40,9 +41,21 @@ export function workerPartition(task: Pick<ApplyTask, 'storePath' | 'incarnation
   // The stores were opened again (a new start on the same path): nothing held is trusted.
   known?.store.env.close();
   const store = openPartitionStore(task.storePath);
+  guardWrites(store);
   const partition: WorkerPartition = { store, memory: new MemoryStateMap(new LoggedStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined, queue: Promise.resolve(), recentBatches: [], stopping: false, idleScheduled: false };
   held.set(task.storePath, partition);
   return partition;
+}
+
+/**
+ * Every write transaction on a store this thread holds runs where a stop that ran out of
+ * time cannot terminate the thread (thread-cut.cts): the batch commits, the change log's
+ * folds, the warm-up hints, whichever module opens the transaction.
+ */
+function guardWrites(store: PartitionStore): void {
+  const { env } = store;
+  const transactionSync = env.transactionSync.bind(env);
+  env.transactionSync = <T>(action: () => T, flags?: number): T => uncut('a write transaction', () => transactionSync(action, flags));
 }
 
 /** The job is stopping: every partition this thread holds ends its work between batches (none may be under way when the thread goes). */

@@ -1,5 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { claimForCut, newCutCell } from './thread-cut.cjs';
 
 // Piscina loads a CommonJS shim that imports the worker lazily (see worker-entry.cts for why).
 /**
@@ -21,15 +23,22 @@ const workerFile = fileURLToPath(new URL('./worker-entry.cjs', import.meta.url))
  */
 export class WorkerSet {
   private readonly pools: Piscina[];
+  /** Each thread's cut cell (thread-cut.cts). */
+  private readonly cells: SharedArrayBuffer[];
   private readonly pinned: string[][];
   private placed = 0;
+  /** Set by cut(): the threads are terminated, and no task may start another. */
+  private cutWith: Error | undefined;
 
   constructor(
     readonly threads: number,
     /** Entries of state each thread keeps in memory, shared between the partitions pinned to it. */
     private readonly cacheEntriesPerWorker: number,
   ) {
-    this.pools = Array.from({ length: threads }, () => new Piscina({ filename: workerFile, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: CHUNKS_IN_FLIGHT }));
+    this.cells = Array.from({ length: threads }, () => newCutCell());
+    this.pools = this.cells.map(
+      (cell) => new Piscina({ filename: workerFile, workerData: cell, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: CHUNKS_IN_FLIGHT }),
+    );
     this.pinned = Array.from({ length: threads }, () => []);
   }
 
@@ -46,6 +55,8 @@ export class WorkerSet {
   }
 
   run<T>(worker: number, task: object, transferList?: ArrayBuffer[]): Promise<T> {
+    // A destroyed pool would start a fresh thread for the task.
+    if (this.cutWith) return Promise.reject(this.cutWith);
     return this.pools[worker].run(task, transferList ? { transferList } : undefined);
   }
 
@@ -54,10 +65,28 @@ export class WorkerSet {
    * start checks that they load, and spares the first batch each thread's imports.
    */
   runOnEveryThread<T>(task: object): Promise<T[]> {
-    return Promise.all(this.pools.map((pool) => pool.run(task) as Promise<T>));
+    return Promise.all(this.pools.map((_, worker) => this.run<T>(worker, task)));
+  }
+
+  /**
+   * Terminates every thread, whatever it runs (a mapping function that never returns): the
+   * tasks under way and queued reject. Each thread is terminated only between its write
+   * transactions (thread-cut.cts), so every store is left at a commit; a thread inside one
+   * is waited for, and a transaction is short.
+   */
+  async cut(reason: Error): Promise<void> {
+    if (this.cutWith) return;
+    this.cutWith = reason;
+    await Promise.all(
+      this.pools.map(async (pool, worker) => {
+        while (!claimForCut(this.cells[worker])) await sleep(2);
+        await pool.destroy();
+      }),
+    );
   }
 
   async destroy(): Promise<void> {
+    if (this.cutWith) return;
     await Promise.all(this.pools.map((pool) => pool.destroy()));
   }
 }

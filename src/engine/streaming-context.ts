@@ -20,6 +20,7 @@ import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
 import type { StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
 import { recoverLocalJob } from './local-recovery.js';
+import { stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
 import { DataDirLock } from '../storage/data-lock.js';
 import type { Registry } from 'prom-client';
 import { Observability, type Endpoints } from './observability.js';
@@ -122,6 +123,8 @@ export class StreamingContext implements StreamGraph {
   private failure: Error | undefined;
   private snapshots: SnapshotScheduler | undefined;
   private readonly observability: Observability;
+  /** Set when stop({ timeoutMs }) ran out of time and terminated the worker threads. */
+  private cutAfterMs: number | undefined;
   /** The data folder's lock, from start() to the end of stop(). */
   private folderLock: DataDirLock | undefined;
 
@@ -413,8 +416,13 @@ export class StreamingContext implements StreamGraph {
     });
   }
 
-  /** Stops scheduling, lets the batches already generated finish, then closes workers and stores. */
-  async stop(): Promise<void> {
+  /**
+   * Stops scheduling, lets the batches already generated finish (for at most
+   * `options.timeoutMs`, then the threads still applying one are terminated), then closes
+   * workers and stores.
+   */
+  async stop(options?: StopOptions): Promise<void> {
+    const timeoutMs = stopTimeout(options);
     if (this.phase === 'stopped' || this.phase === 'stopping') return;
     if (this.phase === 'created') {
       this.phase = 'stopped';
@@ -429,17 +437,32 @@ export class StreamingContext implements StreamGraph {
     // A batch waiting for ZooKeeper would hold stop() for as long as the outage lasts.
     for (const input of this.inputs) input.interrupt?.();
     this.clusterRuntime?.interrupt();
-    await this.jobs.catch(() => undefined);
-    this.observability.stopReading();
+    let cutting: Promise<void> | undefined;
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => (cutting = this.cutWorkers(timeoutMs)), timeoutMs);
     try {
+      await this.jobs.catch(() => undefined);
+      this.observability.stopReading();
       this.supervisor!.send({ type: 'STOP' });
       await waitFor(this.supervisor!, (s) => s.status === 'done');
       this.phase = 'stopped';
     } finally {
+      clearTimeout(timer);
+      await cutting;
       // Even a shutdown that threw gives back the metrics' app name and the folder.
       await this.observability.stop();
       this.folderLock?.release();
     }
+  }
+
+  /**
+   * The stop ran out of time: the batches still applying fail (their partitions are not
+   * restarted) and every worker thread is terminated between its write transactions. The
+   * shutdown that follows finds no thread to wait for.
+   */
+  private async cutWorkers(timeoutMs: number): Promise<void> {
+    this.cutAfterMs = timeoutMs;
+    this.supervisor?.send({ type: 'CUT' });
+    await this.workers?.cut(new LifecycleError(`stop() ran out of time (${timeoutMs} ms): the worker threads were terminated`, { timeoutMs }));
   }
 
   /** Resolves once every batch that is due has run with its outputs; rejects with the error of a failed batch. */
@@ -540,7 +563,7 @@ export class StreamingContext implements StreamGraph {
       // (not while rebuilt batches catch restored partitions up).
       if (batch.origin === 'live') await this.snapshots?.afterBatch(batch.time);
     } catch (error) {
-      const failure = error instanceof Error ? error : new Error(String(error));
+      const failure = this.cutAfterMs !== undefined ? stopTimedOut(batch.time, this.cutAfterMs, error) : error instanceof Error ? error : new Error(String(error));
       this.failure = failure;
       this.phase = this.phase === 'running' ? 'failed' : this.phase;
       this.cancelTimer?.();

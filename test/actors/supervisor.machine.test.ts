@@ -29,6 +29,24 @@ describe('supervisor machine', () => {
     assert.equal(actor.getSnapshot().context.restarts, 2);
   });
 
+  it('once CUT (a stop ran out of time), a crashed partition gives up at once, however many restarts are left', async () => {
+    const restarts: PartitionCrashed[] = [];
+    const actor = started(3, restarts);
+    await new Promise((r) => setImmediate(r));
+    actor.send({ type: 'CUT' });
+    assert.ok(actor.getSnapshot().matches('cut'));
+    const received: string[] = [];
+    const ref = listener(received);
+    actor.send({ type: 'PARTITION_CRASHED', stream: 0, partition: 0, batchTime: 1000, crashes: 1, error: new Error('Terminating worker thread'), ref });
+    actor.send({ type: 'FAIL', error: new Error('the batch failed') });
+    assert.deepEqual(received, ['GIVE_UP']);
+    assert.equal(restarts.length, 0);
+    assert.ok(actor.getSnapshot().matches('cut'), 'the failed batch does not move it: the stop goes on');
+    actor.send({ type: 'STOP' });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(actor.getSnapshot().status, 'done');
+  });
+
   it('goes to failed on FAIL and on a failed startup, and stops from there', async () => {
     const actor = started(1, []);
     await new Promise((r) => setImmediate(r));

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { BatchEvents, ConfigError, StateSpec, StopTimeoutError, type BatchFailedEvent } from '../../src/index.js';
+import type { SpinValue } from '../fixtures/spin.js';
+import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { waitUntil, within } from '../wait.js';
+
+const spinning = () => StateSpec.function<string, SpinValue, number, [string, number]>(fixture('spin'));
+
+describe('stop({ timeoutMs }): a stop that runs out of time terminates the threads still applying a batch', () => {
+  it('a mapping function that never returns: the batch fails with StopTimeoutError, nothing of it commits, and the next start goes on from the last commit', async () => {
+    const dir = tempDir();
+    const dataDir = join(dir, 'data');
+    const gate = join(dir, 'gate');
+    mkdirSync(gate);
+    const job = await keyedJob(spinning().numPartitions(2), { dataDir, threads: 2 });
+    const failed: BatchFailedEvent[] = [];
+    job.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
+    let stopped = false;
+    try {
+      assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1]])), [['a', 1], ['b', 1]]);
+      job.input.pushBatch([['a', 1], ['spin', { spin: gate }], ['b', 1]]);
+      const advanced = job.clock.advance(1000).then(() => 'done', (error: unknown) => error);
+      await waitUntil('the mapping function to spin', () => existsSync(join(gate, 'entered')));
+      await within(job.ssc.stop({ timeoutMs: 200 }), 'stop() with a timeout, while a mapping function spins');
+      stopped = true;
+      await within(advanced, 'the batch to settle');
+      assert.equal(failed.length, 1, 'the batch under way failed');
+      assert.ok(failed[0].error instanceof StopTimeoutError, `a StopTimeoutError, not ${failed[0].error.name}: ${failed[0].error.message}`);
+      assert.equal(failed[0].batchTime, 2000);
+      assert.deepEqual(failed[0].error.context, { batchTime: 2000, timeoutMs: 200 });
+      assert.match(failed[0].error.message, /batch 2000 was still applying: the worker threads were terminated, the batch did not commit/);
+      assert.equal(job.outputs.length, 1, 'its outputs did not run');
+    } finally {
+      if (!stopped) await job.ssc.stop({ timeoutMs: 0 });
+    }
+
+    // The stores were left at a commit, their write locks free: the job starts again on them.
+    const again = await keyedJob(spinning().numPartitions(2), { dataDir, threads: 2, startMs: 2000 });
+    try {
+      const partitionOf = (key: string) => again.stream.store().get(key) as number | undefined;
+      // The partition of 'spin' did not commit batch 2000; 'a' and 'b' may share it or not.
+      const before = { a: partitionOf('a'), b: partitionOf('b'), spin: partitionOf('spin') };
+      assert.equal(before.spin, undefined, 'the key of the record that spun was never written');
+      assert.ok([1, 2].includes(before.a!) && [1, 2].includes(before.b!), `counts of batch 1000, or of 2000 where its partition committed: ${JSON.stringify(before)}`);
+      assert.deepEqual(sorted(await again.batch([['a', 1], ['b', 1], ['spin', 1]])), sorted([['a', before.a! + 1], ['b', before.b! + 1], ['spin', 1]]));
+    } finally {
+      await again.ssc.stop();
+    }
+  });
+
+  it('batches that end in time are not touched: stop() waits for them as without a timeout', async () => {
+    const dir = tempDir();
+    const job = await keyedJob(spinning().numPartitions(2), { dataDir: join(dir, 'data'), threads: 2 });
+    const failed: BatchFailedEvent[] = [];
+    job.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
+    await job.batch([['a', 1]]);
+    job.input.pushBatch([['a', 1], ['b', 1]]);
+    const advanced = job.clock.advance(1000);
+    await job.ssc.stop({ timeoutMs: 60_000 });
+    await advanced;
+    assert.deepEqual(failed, []);
+    assert.deepEqual(sorted(job.outputs[1].records), [['a', 2], ['b', 1]]);
+  });
+
+  it('a bad option is named, and the job goes on running', async () => {
+    const dir = tempDir();
+    const job = await keyedJob(spinning().numPartitions(1), { dataDir: join(dir, 'data'), threads: 1 });
+    try {
+      await assert.rejects(job.ssc.stop({ timeoutMs: -1 }), (error: unknown) => error instanceof ConfigError && /stop\(\): timeoutMs must be a number of milliseconds ≥ 0 \(or Infinity\), got -1/.test(error.message));
+      await assert.rejects(job.ssc.stop({ timeoutMs: Number.NaN }), /timeoutMs must be a number of milliseconds ≥ 0 \(or Infinity\), got NaN/);
+      await assert.rejects(job.ssc.stop({ timeout: 100 } as never), (error: unknown) => error instanceof ConfigError && error.message === 'stop(): unknown option "timeout" (known: timeoutMs)');
+      assert.deepEqual(await job.batch([['a', 1]]), [['a', 1]], 'still running');
+    } finally {
+      await job.ssc.stop({ timeoutMs: Infinity });
+    }
+  });
+});

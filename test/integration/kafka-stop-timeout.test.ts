@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { BatchEvents, StateSpec, StopTimeoutError, StreamingContext, type BatchFailedEvent, type MapWithStateStream } from '../../src/index.js';
+import type { SpinValue } from '../fixtures/spin.js';
+import { fixture, sorted, tempDir } from '../helpers.js';
+import { waitUntil, within } from '../wait.js';
+import { useServices } from './services/suite.js';
+
+describe('stop({ timeoutMs }) on a Kafka job (real ZooKeeper, librdkafka mock broker)', { timeout: 240_000 }, () => {
+  const services = useServices();
+
+  /** A word count whose record SPIN never returns while `gate` is given. */
+  function job(dataDir: string, topic: string, gate?: string) {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 2, appName: 'stop-timeout' });
+    const outputs: Array<{ time: number; records: Array<[string, number]> }> = [];
+    const stream = ssc
+      .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `${topic}-${Date.now()}`, zookeeper: { connect: services.zk.connectString, root: `/statestream/${topic}` }, groupSessionTimeoutMs: 6000 })
+      .map((record) => [record.value as string, record.value === 'SPIN' && gate ? { spin: gate } : 1] as [string, SpinValue])
+      .mapWithState(StateSpec.function<string, SpinValue, number, [string, number]>(fixture('spin')).numPartitions(4));
+    stream.foreachBatch((records, time) => void (records.length > 0 && outputs.push({ time, records })));
+    return { ssc, stream: stream as unknown as MapWithStateStream<string, number, unknown>, outputs };
+  }
+
+  it('the batch cut short is not committed and runs again, exactly once, on the next start', async () => {
+    const topic = 'stop-timeout';
+    await services.kafka.createTopic(topic, 1);
+    const dir = tempDir();
+    const dataDir = join(dir, 'data');
+    const gate = join(dir, 'gate');
+    mkdirSync(gate);
+
+    const first = job(dataDir, topic, gate);
+    const failed: BatchFailedEvent[] = [];
+    first.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
+    await first.ssc.start();
+    try {
+      await services.producer.send({ topic, messages: ['a', 'b', 'c'].map((value) => ({ value })) });
+      await waitUntil('a, b and c counted', () => first.outputs.flatMap((o) => o.records).length >= 3);
+      await services.producer.send({ topic, messages: ['a', 'SPIN', 'b', 'c', 'd'].map((value) => ({ value })) });
+      await waitUntil('the mapping function to spin', () => existsSync(join(gate, 'entered')));
+    } finally {
+      await within(first.ssc.stop({ timeoutMs: 300 }), 'stop() with a timeout, while a mapping function spins');
+    }
+    assert.equal(failed.length, 1, 'the batch under way failed');
+    assert.ok(failed[0].error instanceof StopTimeoutError, `${failed[0].error.name}: ${failed[0].error.message}`);
+    assert.deepEqual(sorted(first.outputs.flatMap((o) => o.records)), [['a', 1], ['b', 1], ['c', 1]], 'the cut batch ran no outputs');
+
+    const second = job(dataDir, topic);
+    await second.ssc.start();
+    try {
+      await waitUntil('the cut batch run again', () => second.outputs.flatMap((o) => o.records).length >= 5);
+      await second.ssc.awaitIdle();
+      assert.deepEqual(sorted(second.outputs.flatMap((o) => o.records)), [['SPIN', 1], ['a', 2], ['b', 2], ['c', 2], ['d', 1]]);
+      for (const [word, count] of [['a', 2], ['b', 2], ['c', 2], ['d', 1], ['SPIN', 1]] as const) assert.equal(second.stream.store().get(word), count, word);
+    } finally {
+      await second.ssc.stop();
+    }
+  });
+});

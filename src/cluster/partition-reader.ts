@@ -16,6 +16,22 @@ interface Opened {
    * more than `next` is from before the seek. `ahead` counts such fetches at one offset.
    */
   seeking?: { ahead: number; at: number };
+  /**
+   * Opened with `checkSkips`: fetches that began past `next` (see Skip), oldest first. What
+   * was fetched from a skip's `until` on waits in the buffer until the skip is checked.
+   */
+  skips?: Skip[];
+}
+
+/**
+ * Offsets a fetch passed over: it wanted `from` and its first record was `until`. Compaction
+ * and transaction markers leave such holes, and so does retention deleting records before
+ * they were read (kafkajs then moves to the earliest offset held, without a word): only the
+ * broker's earliest offset tells which.
+ */
+export interface Skip {
+  from: number;
+  until: number;
 }
 
 const id = (topic: string, partition: number) => `${topic}:${partition}`;
@@ -63,6 +79,8 @@ export class PartitionReader {
           }
         }
         o.seeking = undefined;
+        const first = messages.find((m) => Number(m.offset) >= o.next);
+        if (o.skips && first && Number(first.offset) > o.next) o.skips.push({ from: o.next, until: Number(first.offset) });
         for (const message of messages) {
           const offset = Number(message.offset);
           if (offset < o.next) continue;
@@ -89,9 +107,13 @@ export class PartitionReader {
     if (!o.paused) this.consumer.resume([o]);
   }
 
-  /** Starts reading a partition from `offset` (forgetting what was buffered for it). */
-  open(topic: string, partition: number, offset: number): void {
-    const o: Opened = { topic, partition, next: offset, messages: [], paused: false };
+  /**
+   * Starts reading a partition from `offset` (forgetting what was buffered for it). With
+   * `checkSkips`, records past a skipped range are handed over only once the caller has
+   * checked it (`skipped`, `skipChecked`).
+   */
+  open(topic: string, partition: number, offset: number, options: { checkSkips?: boolean } = {}): void {
+    const o: Opened = { topic, partition, next: offset, messages: [], paused: false, ...(options.checkSkips ? { skips: [] } : {}) };
     this.opened.set(id(topic, partition), o);
     this.seek(o);
   }
@@ -108,6 +130,12 @@ export class PartitionReader {
     if (this.consumer.problem) throw this.consumer.problem;
     const o = this.opened.get(id(topic, partition));
     if (!o) return [];
+    // Nothing from an unchecked skip on.
+    const skip = o.skips?.[0];
+    if (skip) {
+      const before = o.messages.findIndex((m) => m.offset >= skip.until);
+      if (before !== -1) max = Math.min(max, before);
+    }
     const taken = o.messages.length <= max ? o.messages : o.messages.slice(0, max);
     o.messages = o.messages.length <= max ? [] : o.messages.slice(max);
     if (o.paused && o.messages.length < this.bufferLimit / 2) {
@@ -115,6 +143,17 @@ export class PartitionReader {
       this.consumer.resume([o]);
     }
     return taken;
+  }
+
+  /** The oldest skip of a partition opened with `checkSkips` that its caller has not checked yet. */
+  skipped(topic: string, partition: number): Skip | undefined {
+    return this.opened.get(id(topic, partition))?.skips?.[0];
+  }
+
+  /** The caller checked `skip`: the records after it may be taken. */
+  skipChecked(topic: string, partition: number, skip: Skip): void {
+    const skips = this.opened.get(id(topic, partition))?.skips;
+    if (skips?.[0] === skip) skips.shift();
   }
 
   /** The offset after the last message fetched of an opened partition. */

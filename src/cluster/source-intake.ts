@@ -1,9 +1,9 @@
 import type { Admin, KafkaMessage } from 'kafkajs';
 import { BatchEvents, type DataLostEvent } from '../engine/batch-events.js';
-import { dataLossError, dataLostEvent, positionGap } from '../engine/sources/kafka-gaps.js';
+import { dataLossError, dataLostEvent, positionGap, type Gap } from '../engine/sources/kafka-gaps.js';
 import { OffsetStoreError } from '../errors.js';
 import type { ZooKeeperSession } from '../storage/zookeeper/session.js';
-import type { PartitionReader } from './partition-reader.js';
+import type { PartitionReader, Skip } from './partition-reader.js';
 
 /** A source message read by stage 1, with where it came from. */
 export interface IntakeMessage {
@@ -38,6 +38,8 @@ export class SourceIntake {
   private readonly made = new Set<string>();
   /** Counts assignments: positions read for an older one are not used. */
   private generation = 0;
+  /** Skips being checked against the broker's earliest offset. */
+  private readonly checking = new Set<Skip>();
 
   constructor(
     /** The runtime's admin client (connected, and closed by the runtime). */
@@ -89,7 +91,7 @@ export class SourceIntake {
         if (generation !== this.generation) return;
         if (start === undefined) continue;
         this.reading.set(id(topic, partition), { topic, partition, offset: start });
-        this.reader.open(topic, partition, start);
+        this.reader.open(topic, partition, start, { checkSkips: true });
       }
     })().catch((error: unknown) => {
       this.failure ??= error as Error;
@@ -127,6 +129,33 @@ export class SourceIntake {
     return low;
   }
 
+  /**
+   * A fetch passed over offsets while this instance read the partition: a loss if the broker
+   * no longer holds them (retention overtook a lagging instance), handled as a stored
+   * position's loss is; otherwise compaction or transaction markers, and reading goes on.
+   * The records after the skip wait in the reader until this says.
+   */
+  private checkSkip(topic: string, partition: number, skip: Skip): void {
+    if (this.checking.has(skip)) return;
+    this.checking.add(skip);
+    void (async () => {
+      const { low } = await this.offsetsOf(topic, partition);
+      if (low > skip.from) {
+        const gap: Gap = { topic, partition, from: skip.from, until: Math.min(low, skip.until), where: 'running' };
+        if (this.options.failOnDataLoss) {
+          this.failure ??= dataLossError([gap], this.root);
+          return;
+        }
+        this.options.announce(BatchEvents.DATA_LOST, dataLostEvent(gap));
+      }
+      this.reader.skipChecked(topic, partition, skip);
+      this.checking.delete(skip);
+    })().catch(() => {
+      // The broker did not answer: the next batch asks again.
+      this.checking.delete(skip);
+    });
+  }
+
   private async position(topic: string, partition: number): Promise<number | undefined> {
     const data = await this.zk.read(this.path(topic, partition));
     const text = data?.toString('utf8') ?? '';
@@ -142,6 +171,8 @@ export class SourceIntake {
     const positions: SourcePosition[] = [];
     if (behind) return { messages, positions };
     for (const p of this.reading.values()) {
+      const skip = this.reader.skipped(p.topic, p.partition);
+      if (skip) this.checkSkip(p.topic, p.partition, skip);
       const taken = this.reader.take(p.topic, p.partition, this.options.maxRecordsPerBatch);
       if (taken.length === 0) continue;
       for (const { offset, message } of taken) messages.push({ topic: p.topic, partition: p.partition, offset, message });

@@ -23,13 +23,15 @@ const STOPPED_AT = 10;
  */
 describe('a cluster source position the broker no longer holds (real ZooKeeper, librdkafka mock broker)', { timeout: 300_000 }, () => {
   let admin: Admin;
+  let client: Kafka;
   let reader: PartitionReader;
+  const readers: PartitionReader[] = [];
   let session: ZooKeeperSession;
   let low = 0;
   // Registered before the services' own: the clients close while the broker and ZooKeeper are still up.
   after(async () => {
     session?.close();
-    await reader?.stop();
+    for (const r of [reader, ...readers]) await r?.stop();
     await admin?.disconnect();
   });
   const services = useServices();
@@ -37,7 +39,7 @@ describe('a cluster source position the broker no longer holds (real ZooKeeper, 
   before(async () => {
     await services.kafka.createTopic(TOPIC, 1);
     await produceWithKcat(services.kafka.brokers, TOPIC, Array.from({ length: MANY }, (_, i) => ({ value: `w${i % 13}` })), 0);
-    const client = new Kafka({ brokers: services.kafka.brokers, logLevel: logLevel.NOTHING });
+    client = new Kafka({ brokers: services.kafka.brokers, logLevel: logLevel.NOTHING });
     admin = client.admin();
     await admin.connect();
     low = Number((await admin.fetchTopicOffsets(TOPIC))[0].low);
@@ -48,12 +50,12 @@ describe('a cluster source position the broker no longer holds (real ZooKeeper, 
   });
 
   /** An intake under its own cluster root, whose position in the partition is STOPPED_AT. */
-  async function intakeAt(root: string, failOnDataLoss: boolean): Promise<{ intake: SourceIntake; lost: DataLostEvent[] }> {
+  async function intakeAt(root: string, failOnDataLoss: boolean, at = STOPPED_AT, through = reader): Promise<{ intake: SourceIntake; lost: DataLostEvent[] }> {
     const lost: DataLostEvent[] = [];
-    const intake = new SourceIntake(admin, reader, session, root, {
+    const intake = new SourceIntake(admin, through, session, root, {
       topics: [TOPIC], startingOffsets: 'earliest', maxRecordsPerBatch: 1000, failOnDataLoss, announce: (_event, payload) => void lost.push(payload),
     });
-    await intake.record([{ topic: TOPIC, partition: 0, offset: STOPPED_AT }]);
+    await intake.record([{ topic: TOPIC, partition: 0, offset: at }]);
     intake.assign([{ topic: TOPIC, partition: 0 }]);
     return { intake, lost };
   }
@@ -92,5 +94,60 @@ describe('a cluster source position the broker no longer holds (real ZooKeeper, 
       [{ topic: TOPIC, partition: 0, from: STOPPED_AT, until: low, where: 'position' }],
     );
     assert.match(lost[0].message, /went on without/);
+  });
+
+  it('a gap that opens while an instance reads (retention overtook it): failOnDataLoss fails the next batch, false reports the gap and reads on after it', async () => {
+    // Two instances, each reading from the earliest offset through a reader that buffers
+    // little: most of the topic is still unread when the lines below push it out.
+    const start = Number((await admin.fetchTopicOffsets(TOPIC))[0].low);
+    const opened = [];
+    for (const [name, failOnDataLoss] of [['fails', true], ['goes-on', false]] as const) {
+      const small = new PartitionReader(client, [TOPIC], `running-gap-${name}`, 1000);
+      readers.push(small);
+      await small.start();
+      opened.push({ ...(await intakeAt(`/cluster-running-gap-${name}`, failOnDataLoss, start, small)), reader: small, taken: [] as number[] });
+    }
+    for (const o of opened) {
+      const first = await waitUntil('the first records', () => {
+        const offsets = o.intake.take().messages.map((m) => m.offset);
+        return offsets.length > 0 ? offsets : undefined;
+      });
+      assert.equal(first[0], start);
+      o.taken.push(...first);
+    }
+    const fetched = Math.max(...opened.map((o) => o.reader.fetchedUntil(TOPIC, 0)!));
+    await produceWithKcat(services.kafka.brokers, TOPIC, Array.from({ length: MANY }, (_, i) => ({ value: `v${i % 13}` })), 0);
+    const lowAfter = Number((await admin.fetchTopicOffsets(TOPIC))[0].low);
+    assert.ok(lowAfter > fetched, `the broker dropped lines no reader fetched (earliest offset ${lowAfter}, fetched up to ${fetched})`);
+
+    const [failing, goingOn] = opened;
+    const error = await waitUntil('the failing instance to meet the gap', () => {
+      try {
+        failing.taken.push(...failing.intake.take().messages.map((m) => m.offset));
+        return undefined;
+      } catch (e) {
+        return e as Error;
+      }
+    });
+    assert.ok(error instanceof DataLossError, String(error));
+    const end = failing.taken.at(-1)! + 1;
+    assert.deepEqual(failing.taken, Array.from({ length: end - start }, (_, i) => start + i), 'every record before the gap, in order, none after it');
+    const [gap] = error.context.gaps as Array<{ from: number; until: number; where: string }>;
+    assert.deepEqual({ ...gap, until: undefined }, { topic: TOPIC, partition: 0, from: end, until: undefined, where: 'running' });
+    assert.ok(gap.until > end && gap.until <= lowAfter, `the gap ${end}–${gap.until} ends at or before the earliest offset held, ${lowAfter}`);
+    assert.match(error.message, /deleted while the job was behind, before it fetched them/);
+    assert.throws(() => failing.intake.take(), DataLossError, 'and every batch after it fails');
+
+    await waitUntil('the other instance to read past the gap', () => {
+      goingOn.taken.push(...goingOn.intake.take().messages.map((m) => m.offset));
+      return goingOn.taken.at(-1)! >= lowAfter + 5000;
+    });
+    const jumps = goingOn.taken.flatMap((offset, i) => (i > 0 && offset !== goingOn.taken[i - 1] + 1 ? [[goingOn.taken[i - 1] + 1, offset]] : []));
+    assert.equal(jumps.length, 1, `one gap in what was read: ${JSON.stringify(jumps)}`);
+    assert.deepEqual(
+      goingOn.lost.map(({ topic, partition, from, until, where }) => ({ topic, partition, from, until, where })),
+      [{ topic: TOPIC, partition: 0, from: jumps[0][0], until: jumps[0][1], where: 'running' }],
+      'reported once, as the range passed over',
+    );
   });
 });

@@ -40,7 +40,8 @@ export function workerPartition(task: Pick<ApplyTask, 'storePath' | 'incarnation
   if (known?.incarnation === task.incarnation) return known;
   // The stores were opened again (a new start on the same path): nothing held is trusted.
   known?.store.env.close();
-  const store = openPartitionStore(task.storePath);
+  // Opening creates the store's databases in write transactions of lmdb's own.
+  const store = uncut('opening a store', () => openPartitionStore(task.storePath));
   guardWrites(store);
   const partition: WorkerPartition = { store, memory: new MemoryStateMap(new LoggedStateMap(store), task.cacheEntries), incarnation: task.incarnation, batch: undefined, queue: Promise.resolve(), recentBatches: [], stopping: false, idleScheduled: false };
   held.set(task.storePath, partition);
@@ -50,12 +51,16 @@ export function workerPartition(task: Pick<ApplyTask, 'storePath' | 'incarnation
 /**
  * Every write transaction on a store this thread holds runs where a stop that ran out of
  * time cannot terminate the thread (thread-cut.cts): the batch commits, the change log's
- * folds, the warm-up hints, whichever module opens the transaction.
+ * folds, the warm-up hints, whichever module or database opens the transaction.
  */
 function guardWrites(store: PartitionStore): void {
-  const { env } = store;
-  const transactionSync = env.transactionSync.bind(env);
-  env.transactionSync = <T>(action: () => T, flags?: number): T => uncut('a write transaction', () => transactionSync(action, flags));
+  // lmdb makes one class per environment, shared by its root and its named databases, whose
+  // every write (a put outside a transaction too) goes through transactionSync.
+  const shared = Object.getPrototypeOf(store.env) as { transactionSync<T>(action: () => T, flags?: number): T };
+  const transactionSync = shared.transactionSync;
+  shared.transactionSync = function <T>(this: unknown, action: () => T, flags?: number): T {
+    return uncut('a write transaction', () => transactionSync.call(this, action, flags) as T);
+  };
 }
 
 /** The job is stopping: every partition this thread holds ends its work between batches (none may be under way when the thread goes). */

@@ -29,6 +29,7 @@ export class WorkerSet {
   private placed = 0;
   /** Set by cut(): the threads are terminated, and no task may start another. */
   private cutWith: Error | undefined;
+  private cutting: Promise<void> | undefined;
 
   constructor(
     readonly threads: number,
@@ -74,19 +75,22 @@ export class WorkerSet {
    * transactions (thread-cut.cts), so every store is left at a commit; a thread inside one
    * is waited for, and a transaction is short.
    */
-  async cut(reason: Error): Promise<void> {
-    if (this.cutWith) return;
-    this.cutWith = reason;
-    await Promise.all(
-      this.pools.map(async (pool, worker) => {
-        while (!claimForCut(this.cells[worker])) await sleep(2);
-        await pool.destroy();
-      }),
-    );
+  cut(reason: Error): Promise<void> {
+    if (!this.cutWith) {
+      this.cutWith = reason;
+      this.cutting = Promise.all(
+        this.pools.map(async (pool, worker) => {
+          while (!claimForCut(this.cells[worker])) await sleep(2);
+          await pool.destroy();
+        }),
+      ).then(() => undefined);
+    }
+    return this.cutting!;
   }
 
+  /** Ends every thread once its tasks are done (the caller waits for them); after a cut, once the cut threads are gone. */
   async destroy(): Promise<void> {
-    if (this.cutWith) return;
+    if (this.cutWith) return this.cutting;
     await Promise.all(this.pools.map((pool) => pool.destroy()));
   }
 }

@@ -74,6 +74,13 @@ interface OutputOp {
 
 type Phase = 'created' | 'starting' | 'running' | 'failed' | 'stopping' | 'stopped';
 
+/** A stop's deadline: when it passes, the worker threads are terminated (cutting). */
+interface StopCut {
+  deadline: number;
+  timer: NodeJS.Timeout;
+  cutting?: Promise<void>;
+}
+
 function integerOption(options: Record<string, unknown>, name: string, min: number, max: number, fallback?: number): number {
   const value = options[name] ?? fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -125,6 +132,10 @@ export class StreamingContext implements StreamGraph {
   private readonly observability: Observability;
   /** Set when stop({ timeoutMs }) ran out of time and terminated the worker threads. */
   private cutAfterMs: number | undefined;
+  /** The stop under way: later calls wait for it too. */
+  private stopping: Promise<void> | undefined;
+  /** The stop's deadline, when one was given. */
+  private cut: StopCut | undefined;
   /** The data folder's lock, from start() to the end of stop(). */
   private folderLock: DataDirLock | undefined;
 
@@ -423,22 +434,30 @@ export class StreamingContext implements StreamGraph {
    */
   async stop(options?: StopOptions): Promise<void> {
     const timeoutMs = stopTimeout(options);
-    if (this.phase === 'stopped' || this.phase === 'stopping') return;
+    if (this.phase === 'stopped') return;
     if (this.phase === 'created') {
       this.phase = 'stopped';
       await this.observability.stop();
       return;
     }
+    // A later call's timeout bounds a stop already under way (a second SIGTERM, say).
+    if (timeoutMs !== undefined) this.cutAfter(timeoutMs);
+    this.stopping ??= this.stopInOrder();
+    return this.stopping;
+  }
+
+  private async stopInOrder(): Promise<void> {
     // Let a start in progress finish (or fail) first: its workers and stores must be closed too.
     if (this.phase === 'starting') await this.starting?.catch(() => undefined);
-    if (this.phase !== 'running' && this.phase !== 'failed') return;
+    if (this.phase !== 'running' && this.phase !== 'failed') {
+      await this.cutDone();
+      return;
+    }
     this.phase = 'stopping';
     this.cancelTimer?.();
     // A batch waiting for ZooKeeper would hold stop() for as long as the outage lasts.
     for (const input of this.inputs) input.interrupt?.();
     this.clusterRuntime?.interrupt();
-    let cutting: Promise<void> | undefined;
-    const timer = timeoutMs === undefined ? undefined : setTimeout(() => (cutting = this.cutWorkers(timeoutMs)), timeoutMs);
     try {
       await this.jobs.catch(() => undefined);
       this.observability.stopReading();
@@ -446,12 +465,26 @@ export class StreamingContext implements StreamGraph {
       await waitFor(this.supervisor!, (s) => s.status === 'done');
       this.phase = 'stopped';
     } finally {
-      clearTimeout(timer);
-      await cutting;
+      await this.cutDone();
       // Even a shutdown that threw gives back the metrics' app name and the folder.
       await this.observability.stop();
       this.folderLock?.release();
     }
+  }
+
+  /** Arms the stop's deadline; an earlier one than any armed wins. */
+  private cutAfter(timeoutMs: number): void {
+    const deadline = Date.now() + timeoutMs;
+    if (this.cut && this.cut.deadline <= deadline) return;
+    clearTimeout(this.cut?.timer);
+    const cut: StopCut = { deadline, timer: setTimeout(() => (cut.cutting = this.cutWorkers(timeoutMs)), timeoutMs) };
+    this.cut = cut;
+  }
+
+  /** The stop is over: its deadline is disarmed, and threads it began to terminate are gone. */
+  private async cutDone(): Promise<void> {
+    clearTimeout(this.cut?.timer);
+    await this.cut?.cutting;
   }
 
   /**

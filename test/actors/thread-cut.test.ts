@@ -2,8 +2,11 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { claimForCut, newCutCell } from '../../src/actors/thread-cut.cjs';
+import { openPartitionStore } from '../../src/storage/partition/store.js';
+import { tempDir } from '../helpers.js';
 
 const guard = fileURLToPath(new URL('../../src/actors/thread-cut.cjs', import.meta.url));
 
@@ -86,4 +89,43 @@ describe('thread-cut: a worker thread is claimed for termination only outside it
       await after.terminate();
     }
   });
+
+  for (const through of ['root', 'named'] as const) {
+    it(`a partition store's write transaction on a worker, begun through its ${through === 'root' ? 'environment' : 'named databases'}, is a region: the thread is claimed only after it commits`, async () => {
+      const storePath = join(tempDir(), 'store');
+      const cell = newCutCell();
+      const worker = new Worker(new URL('../fixtures/guarded-store-thread.js', import.meta.url), { workerData: cell });
+      const release = new SharedArrayBuffer(4);
+      // Always let the thread out before it is terminated: terminated inside, it would keep the store's write lock.
+      const letOut = () => {
+        Atomics.store(new Int32Array(release), 0, 1);
+        Atomics.notify(new Int32Array(release), 0);
+      };
+      try {
+        const left = new Promise((resolve) => worker.on('message', (m) => m !== 'inside' && resolve(m)));
+        assert.equal(await ask(worker, { through, storePath, release }), 'inside');
+        const claimedInside = claimForCut(cell);
+        letOut();
+        assert.equal(await left, 'left');
+        assert.equal(claimedInside, false, 'not claimed inside the transaction');
+        assert.equal(claimForCut(cell), true);
+        assert.equal(
+          await ask(worker, { through, storePath, release }),
+          'ThreadCutError: the job is stopping: a write transaction does not begin on a thread about to be terminated',
+        );
+      } finally {
+        letOut();
+        await worker.terminate();
+      }
+      // The transaction committed, and the one refused left no write lock behind.
+      const store = openPartitionStore(storePath);
+      try {
+        assert.equal(store.meta.get('held-by'), through);
+        store.env.transactionSync(() => store.meta.putSync('after', 1));
+        assert.equal(store.meta.get('after'), 1);
+      } finally {
+        store.env.close();
+      }
+    });
+  }
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BatchEvents, ConfigError, StateSpec, StopTimeoutError, type BatchFailedEvent } from '../../src/index.js';
 import type { SpinValue } from '../fixtures/spin.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
@@ -49,6 +50,27 @@ describe('stop({ timeoutMs }): a stop that runs out of time terminates the threa
     } finally {
       await again.ssc.stop();
     }
+  });
+
+  it('a stop already under way is bounded by a later call with a timeout (a second SIGTERM, say); both calls resolve once it is done', async () => {
+    const dir = tempDir();
+    const gate = join(dir, 'gate');
+    mkdirSync(gate);
+    const job = await keyedJob(spinning().numPartitions(1), { dataDir: join(dir, 'data'), threads: 1 });
+    const failed: BatchFailedEvent[] = [];
+    job.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
+    await job.batch([['a', 1]]);
+    job.input.pushBatch([['spin', { spin: gate }]]);
+    const advanced = job.clock.advance(1000).catch(() => undefined);
+    await waitUntil('the mapping function to spin', () => existsSync(join(gate, 'entered')));
+    let firstDone = false;
+    const first = job.ssc.stop().then(() => (firstDone = true));
+    await sleep(300);
+    assert.equal(firstDone, false, 'without a timeout, the stop waits for the batch');
+    await within(job.ssc.stop({ timeoutMs: 50 }), 'the second stop() call, with a timeout');
+    assert.equal(firstDone || (await within(first, 'the first stop() call')), true);
+    await advanced;
+    assert.deepEqual(failed.map((e) => [e.batchTime, e.error.name, (e.error as StopTimeoutError).context]), [[2000, 'StopTimeoutError', { batchTime: 2000, timeoutMs: 50 }]]);
   });
 
   it('batches that end in time are not touched: stop() waits for them as without a timeout', async () => {

@@ -14,10 +14,16 @@ export interface GroupConsumerHandlers {
   joined(partitions: TopicPartition[]): void;
   /**
    * Messages fetched for a partition, in offset order, from a fetch that asked for
-   * `fetchedOffset`; `lastOffset` is the last offset the batch covered. (kafkajs does not
-   * hand over a batch of control records or aborted messages only: it moves past them.)
+   * `fetchedOffset`; `firstOffset` and `lastOffset` are the first and last offsets the batch
+   * covered at or after it, control records and aborted messages included (they are not
+   * among `messages`).
    */
-  fetched(topic: string, partition: number, messages: KafkaMessage[], fetchedOffset: number, lastOffset: number | undefined): void;
+  fetched(topic: string, partition: number, messages: KafkaMessage[], fetchedOffset: number, firstOffset: number | undefined, lastOffset: number | undefined): void;
+  /**
+   * A fetch that held only control records or aborted messages, `firstOffset` to `lastOffset`:
+   * kafkajs moves past it without handing it over.
+   */
+  passedOver(topic: string, partition: number, firstOffset: number, lastOffset: number): void;
 }
 
 /** Crashes within this window that make the consumer give up. */
@@ -53,7 +59,11 @@ export class GroupConsumer {
     this.consumer = consumer;
     await consumer.connect();
     await consumer.subscribe({ topics: this.topics, fromBeginning: true });
-    const { GROUP_JOIN, CRASH } = consumer.events;
+    const { GROUP_JOIN, CRASH, START_BATCH_PROCESS } = consumer.events;
+    consumer.on(START_BATCH_PROCESS, ({ payload }) => {
+      if (this.consumer !== consumer || payload.batchSize !== 0 || payload.firstOffset === null) return;
+      this.handlers.passedOver(payload.topic, payload.partition, Number(payload.firstOffset), Number(payload.lastOffset));
+    });
     consumer.on(CRASH, ({ payload }) => {
       if (payload.restart || this.stopped) return;
       const now = Date.now();
@@ -82,7 +92,9 @@ export class GroupConsumer {
         // kafkajs's Batch keeps the offset its fetch asked for (not in its typings).
         const fetchedOffset = Number((batch as unknown as { fetchedOffset: string }).fetchedOffset);
         const lastOffset = batch.isEmpty() ? undefined : Number(batch.lastOffset());
-        this.handlers.fetched(batch.topic, batch.partition, batch.messages, fetchedOffset, lastOffset);
+        const first = batch.firstOffset();
+        const firstOffset = first === null ? undefined : Number(first);
+        this.handlers.fetched(batch.topic, batch.partition, batch.messages, fetchedOffset, firstOffset, lastOffset);
         await heartbeat();
       },
     });

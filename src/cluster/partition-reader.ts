@@ -17,10 +17,11 @@ interface Opened {
    */
   seeking?: { ahead: number; at: number };
   /**
-   * Opened with `checkSkips`: fetches that began past `next` (see Skip), oldest first. What
-   * was fetched from a skip's `until` on waits in the buffer until the skip is checked.
+   * Opened with `onSkip`: fetches that began past `next` (see Skip), oldest first, until
+   * checked. What was fetched from an unchecked skip's `until` on waits in the buffer.
    */
-  skips?: Skip[];
+  skips?: PendingSkip[];
+  onSkip?: (skip: Skip) => void;
 }
 
 /**
@@ -30,8 +31,12 @@ interface Opened {
  * broker's earliest offset tells which.
  */
 export interface Skip {
-  from: number;
-  until: number;
+  readonly from: number;
+  readonly until: number;
+}
+
+interface PendingSkip extends Skip {
+  checked: boolean;
 }
 
 const id = (topic: string, partition: number) => `${topic}:${partition}`;
@@ -63,7 +68,12 @@ export class PartitionReader {
         // Only the opened partitions are read, each from where its reader wants it.
         for (const o of this.opened.values()) this.seek(o);
       },
-      fetched: (topic, partition, messages, fetchedOffset, lastOffset) => {
+      passedOver: (topic, partition, firstOffset, lastOffset) => {
+        const o = this.opened.get(id(topic, partition));
+        // Only control records and aborted messages up to lastOffset: nothing to wait for there.
+        if (o && firstOffset <= o.next && lastOffset + 1 > o.next) o.next = lastOffset + 1;
+      },
+      fetched: (topic, partition, messages, fetchedOffset, firstOffset, lastOffset) => {
         const o = this.opened.get(id(topic, partition));
         if (!o) return;
         // After a seek back (a partition reopened at an earlier position) kafkajs can still hand
@@ -79,8 +89,11 @@ export class PartitionReader {
           }
         }
         o.seeking = undefined;
-        const first = messages.find((m) => Number(m.offset) >= o.next);
-        if (o.skips && first && Number(first.offset) > o.next) o.skips.push({ from: o.next, until: Number(first.offset) });
+        if (o.skips && firstOffset !== undefined && firstOffset > o.next) {
+          const skip: PendingSkip = { from: o.next, until: firstOffset, checked: false };
+          o.skips.push(skip);
+          o.onSkip?.(skip);
+        }
         for (const message of messages) {
           const offset = Number(message.offset);
           if (offset < o.next) continue;
@@ -109,11 +122,11 @@ export class PartitionReader {
 
   /**
    * Starts reading a partition from `offset` (forgetting what was buffered for it). With
-   * `checkSkips`, records past a skipped range are handed over only once the caller has
-   * checked it (`skipped`, `skipChecked`).
+   * `onSkip`, each skip is told to it as it is fetched, and records past it are handed over
+   * only once the caller has checked it (`skipChecked`).
    */
-  open(topic: string, partition: number, offset: number, options: { checkSkips?: boolean } = {}): void {
-    const o: Opened = { topic, partition, next: offset, messages: [], paused: false, ...(options.checkSkips ? { skips: [] } : {}) };
+  open(topic: string, partition: number, offset: number, options: { onSkip?: (skip: Skip) => void } = {}): void {
+    const o: Opened = { topic, partition, next: offset, messages: [], paused: false, ...(options.onSkip ? { skips: [], onSkip: options.onSkip } : {}) };
     this.opened.set(id(topic, partition), o);
     this.seek(o);
   }
@@ -131,7 +144,7 @@ export class PartitionReader {
     const o = this.opened.get(id(topic, partition));
     if (!o) return [];
     // Nothing from an unchecked skip on.
-    const skip = o.skips?.[0];
+    const skip = o.skips?.find((s) => !s.checked);
     if (skip) {
       const before = o.messages.findIndex((m) => m.offset >= skip.until);
       if (before !== -1) max = Math.min(max, before);
@@ -145,15 +158,23 @@ export class PartitionReader {
     return taken;
   }
 
-  /** The oldest skip of a partition opened with `checkSkips` that its caller has not checked yet. */
-  skipped(topic: string, partition: number): Skip | undefined {
-    return this.opened.get(id(topic, partition))?.skips?.[0];
+  /** The skips of an opened partition its caller has not checked yet, oldest first. */
+  uncheckedSkips(topic: string, partition: number): Skip[] {
+    return this.opened.get(id(topic, partition))?.skips?.filter((s) => !s.checked) ?? [];
   }
 
-  /** The caller checked `skip`: the records after it may be taken. */
+  /** Whether `skip` is one of the partition's as it is open now, and unchecked (not if it was closed or opened again since). */
+  awaitsCheck(topic: string, partition: number, skip: Skip): boolean {
+    return this.uncheckedSkips(topic, partition).includes(skip);
+  }
+
+  /** The caller checked `skip`: the records after it may be taken (once those before are checked too). */
   skipChecked(topic: string, partition: number, skip: Skip): void {
-    const skips = this.opened.get(id(topic, partition))?.skips;
-    if (skips?.[0] === skip) skips.shift();
+    const o = this.opened.get(id(topic, partition));
+    const pending = o?.skips?.find((s) => s === skip);
+    if (!o?.skips || !pending) return;
+    pending.checked = true;
+    while (o.skips[0]?.checked) o.skips.shift();
   }
 
   /** The offset after the last message fetched of an opened partition. */

@@ -91,7 +91,7 @@ export class SourceIntake {
         if (generation !== this.generation) return;
         if (start === undefined) continue;
         this.reading.set(id(topic, partition), { topic, partition, offset: start });
-        this.reader.open(topic, partition, start, { checkSkips: true });
+        this.reader.open(topic, partition, start, { onSkip: (skip) => this.checkSkip(topic, partition, skip) });
       }
     })().catch((error: unknown) => {
       this.failure ??= error as Error;
@@ -140,20 +140,19 @@ export class SourceIntake {
     this.checking.add(skip);
     void (async () => {
       const { low } = await this.offsetsOf(topic, partition);
-      if (low > skip.from) {
-        const gap: Gap = { topic, partition, from: skip.from, until: Math.min(low, skip.until), where: 'running' };
-        if (this.options.failOnDataLoss) {
-          this.failure ??= dataLossError([gap], this.root);
-          return;
-        }
-        this.options.announce(BatchEvents.DATA_LOST, dataLostEvent(gap));
+      // The partition was given up (or opened again) meanwhile: its skip is no longer this reader's.
+      if (!this.reader.awaitsCheck(topic, partition, skip)) return;
+      const gap: Gap | undefined = low > skip.from ? { topic, partition, from: skip.from, until: Math.min(low, skip.until), where: 'running' } : undefined;
+      if (gap && this.options.failOnDataLoss) {
+        this.failure ??= dataLossError([gap], this.root);
+        return;
       }
       this.reader.skipChecked(topic, partition, skip);
-      this.checking.delete(skip);
-    })().catch(() => {
+      if (gap) this.options.announce(BatchEvents.DATA_LOST, dataLostEvent(gap));
+    })()
       // The broker did not answer: the next batch asks again.
-      this.checking.delete(skip);
-    });
+      .catch(() => undefined)
+      .finally(() => this.checking.delete(skip));
   }
 
   private async position(topic: string, partition: number): Promise<number | undefined> {
@@ -171,8 +170,8 @@ export class SourceIntake {
     const positions: SourcePosition[] = [];
     if (behind) return { messages, positions };
     for (const p of this.reading.values()) {
-      const skip = this.reader.skipped(p.topic, p.partition);
-      if (skip) this.checkSkip(p.topic, p.partition, skip);
+      // Checks begin as skips are fetched; one whose broker did not answer is asked again.
+      for (const skip of this.reader.uncheckedSkips(p.topic, p.partition)) this.checkSkip(p.topic, p.partition, skip);
       const taken = this.reader.take(p.topic, p.partition, this.options.maxRecordsPerBatch);
       if (taken.length === 0) continue;
       for (const { offset, message } of taken) messages.push({ topic: p.topic, partition: p.partition, offset, message });

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { waitUntil } from '../../wait.js';
@@ -374,6 +377,29 @@ describe('one job on several processes: Kafka carries the shuffle and the change
       assert.deepEqual(await job.ask('solo', 'METRICS statestream_zookeeper_connected'), [], 'no Kafka source of its own reported as cut off from ZooKeeper');
     } finally {
       await third.stop();
+    }
+  });
+
+  it('an instance stopped with a timeout while its mapping function spins: its threads are cut, the batch fails named, and restarted it counts exactly', async () => {
+    const job = await newJob('wc-stop-timeout', { partitions: 2, sourcePartitions: 1 });
+    const gate = mkdtempSync(join(tmpdir(), 'statestream-spin-'));
+    const first = await job.start('solo', 'fixture', { spinGate: gate, stopTimeoutMs: 500 });
+    await job.type(['apple banana', 'cherry apple']);
+    await settle(job, ['solo']);
+    await job.type(['apple SPIN cherry', 'banana']);
+    await waitUntil('the mapping function to spin', () => existsSync(join(gate, 'entered')));
+    await first.stop('SIGTERM', 60_000);
+    const failed = first.lines.find((l) => l.startsWith('FAILED '));
+    assert.ok(failed && JSON.parse(failed.slice('FAILED '.length)).name === 'StopTimeoutError', first.tail());
+    // The pair the cut batch held is in the repartition topic, as the first instance mapped
+    // it: released, it counts as 1 when the restarted instance applies it again.
+    writeFileSync(join(gate, 'released'), '');
+    const second = await job.start('solo', 'fixture', { spinGate: gate });
+    try {
+      const state = await settle(job, ['solo']);
+      assert.deepEqual([...state.counts].sort(), [['SPIN', 1], ['apple', 3], ['banana', 2], ['cherry', 2]]);
+    } finally {
+      await second.stop();
     }
   });
 });

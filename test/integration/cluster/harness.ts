@@ -39,6 +39,10 @@ export interface ClusterInstanceConfig {
   clockBehindMs?: number;
   /** StateSpec.timeout: the instance counts with idle-count and prints its timeouts. */
   timeoutMs?: number;
+  /** The instance counts with the spin fixture: the word SPIN never returns, and writes `<spinGate>/entered` first. */
+  spinGate?: string;
+  /** SIGTERM stops the instance with this stop({ timeoutMs }). */
+  stopTimeoutMs?: number;
 }
 
 const fixture = fileURLToPath(new URL('../fixtures/cluster-count-job.js', import.meta.url));

@@ -1,6 +1,6 @@
 import type { Admin, KafkaMessage } from 'kafkajs';
 import { BatchEvents, type DataLostEvent } from '../engine/batch-events.js';
-import { dataLossError, dataLostEvent, positionGap, type Gap } from '../engine/sources/kafka-gaps.js';
+import { dataLossError, dataLostEvent, unreadGap } from '../engine/sources/kafka-gaps.js';
 import { OffsetStoreError } from '../errors.js';
 import type { ZooKeeperSession } from '../storage/zookeeper/session.js';
 import type { PartitionReader, Skip } from './partition-reader.js';
@@ -119,7 +119,7 @@ export class SourceIntake {
    */
   private async pastLoss(topic: string, partition: number, stored: number): Promise<number | undefined> {
     const { low } = await this.offsetsOf(topic, partition);
-    const gap = positionGap(topic, partition, stored, low);
+    const gap = unreadGap(topic, partition, stored, low, 'position');
     if (!gap) return stored;
     if (this.options.failOnDataLoss) {
       this.failure ??= dataLossError([gap], this.root);
@@ -142,7 +142,8 @@ export class SourceIntake {
       const { low } = await this.offsetsOf(topic, partition);
       // The partition was given up (or opened again) meanwhile: its skip is no longer this reader's.
       if (!this.reader.awaitsCheck(topic, partition, skip)) return;
-      const gap: Gap | undefined = low > skip.from ? { topic, partition, from: skip.from, until: Math.min(low, skip.until), where: 'running' } : undefined;
+      // Past the skip's end the records were fetched: not lost, whatever retention did since.
+      const gap = unreadGap(topic, partition, skip.from, Math.min(low, skip.until), 'running');
       if (gap && this.options.failOnDataLoss) {
         this.failure ??= dataLossError([gap], this.root);
         return;

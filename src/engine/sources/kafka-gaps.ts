@@ -38,15 +38,19 @@ export function gapsAtStart(
   }
   for (const [id, position] of stored) {
     const mark = watermarks.get(id);
-    const gap = mark && positionGap(id.slice(0, id.lastIndexOf(':')), Number(id.slice(id.lastIndexOf(':') + 1)), position, mark.low);
+    const gap = mark && unreadGap(id.slice(0, id.lastIndexOf(':')), Number(id.slice(id.lastIndexOf(':') + 1)), position, mark.low, 'position');
     if (gap) gaps.push(gap);
   }
   return gaps;
 }
 
-/** A stored position before the earliest offset the broker holds: the records between were deleted unread. */
-export function positionGap(topic: string, partition: number, position: number, low: number): Gap | undefined {
-  return position < low ? { topic, partition, from: position, until: low, where: 'position' } : undefined;
+/**
+ * Offsets from `from` on that lie before `low`, the earliest offset the broker holds: the
+ * records there were deleted unread. `where` says what wanted them (a stored position, or
+ * a fetch that passed over them while reading).
+ */
+export function unreadGap(topic: string, partition: number, from: number, low: number, where: 'position' | 'running'): Gap | undefined {
+  return from < low ? { topic, partition, from, until: low, where } : undefined;
 }
 
 function offsets(gap: Gap): string {

@@ -11,7 +11,7 @@ import { DStream, type RecordDescription, type StreamGraph } from '../dstream.js
 import type { InputStream, RecoveredBatch, StartContext } from './input.js';
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 import type { ValidKafkaOptions } from './kafka-options.js';
-import { dataLossError, dataLostEvent, gapsAtStart, type Gap } from './kafka-gaps.js';
+import { dataLossError, dataLostEvent, gapsAtStart, unreadGap } from './kafka-gaps.js';
 
 /** A Kafka message as it reaches the stream. */
 export interface KafkaRecord<V> {
@@ -243,8 +243,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   private async gapFetched(buffer: PartitionBuffer): Promise<boolean> {
     const offsets = await this.admin!.fetchTopicOffsets(buffer.topic);
     const low = Number(offsets.find((p) => p.partition === buffer.partition)?.low ?? 0);
-    if (low <= buffer.fetchedUntil) return true;
-    const gap: Gap = { topic: buffer.topic, partition: buffer.partition, from: buffer.fetchedUntil, until: low, where: 'running' };
+    const gap = unreadGap(buffer.topic, buffer.partition, buffer.fetchedUntil, low, 'running');
+    if (!gap) return true;
     if (this.options.failOnDataLoss) {
       this.fatal ??= dataLossError([gap], this.options.zookeeper.root);
       return false;

@@ -77,6 +77,7 @@ type Phase = 'created' | 'starting' | 'running' | 'failed' | 'stopping' | 'stopp
 /** A stop's deadline: when it passes, the worker threads are terminated (cutting). */
 interface StopCut {
   deadline: number;
+  timeoutMs: number;
   timer: NodeJS.Timeout;
   cutting?: Promise<void>;
 }
@@ -130,8 +131,6 @@ export class StreamingContext implements StreamGraph {
   private failure: Error | undefined;
   private snapshots: SnapshotScheduler | undefined;
   private readonly observability: Observability;
-  /** Set when stop({ timeoutMs }) ran out of time and terminated the worker threads. */
-  private cutAfterMs: number | undefined;
   /** The stop under way: later calls wait for it too. */
   private stopping: Promise<void> | undefined;
   /** The stop's deadline, when one was given. */
@@ -477,7 +476,7 @@ export class StreamingContext implements StreamGraph {
     const deadline = Date.now() + timeoutMs;
     if (this.cut && this.cut.deadline <= deadline) return;
     clearTimeout(this.cut?.timer);
-    const cut: StopCut = { deadline, timer: setTimeout(() => (cut.cutting = this.cutWorkers(timeoutMs)), timeoutMs) };
+    const cut: StopCut = { deadline, timeoutMs, timer: setTimeout(() => (cut.cutting = this.cutWorkers(timeoutMs)), timeoutMs) };
     this.cut = cut;
   }
 
@@ -493,7 +492,6 @@ export class StreamingContext implements StreamGraph {
    * shutdown that follows finds no thread to wait for.
    */
   private async cutWorkers(timeoutMs: number): Promise<void> {
-    this.cutAfterMs = timeoutMs;
     this.supervisor?.send({ type: 'CUT' });
     await this.workers?.cut(new LifecycleError(`stop() ran out of time (${timeoutMs} ms): the worker threads were terminated`, { timeoutMs }));
   }
@@ -596,7 +594,9 @@ export class StreamingContext implements StreamGraph {
       // (not while rebuilt batches catch restored partitions up).
       if (batch.origin === 'live') await this.snapshots?.afterBatch(batch.time);
     } catch (error) {
-      const failure = this.cutAfterMs !== undefined ? stopTimedOut(batch.time, this.cutAfterMs, error) : error instanceof Error ? error : new Error(String(error));
+      // Once the stop's deadline cut the threads, a batch fails because it did.
+      const cut = this.cut?.cutting ? this.cut : undefined;
+      const failure = cut ? stopTimedOut(batch.time, cut.timeoutMs, error) : error instanceof Error ? error : new Error(String(error));
       this.failure = failure;
       this.phase = this.phase === 'running' ? 'failed' : this.phase;
       this.cancelTimer?.();

@@ -118,7 +118,10 @@ export class StreamingContext implements StreamGraph {
   private streamIds = 0;
   private phase: Phase = 'created';
   private workers: WorkerSet | undefined;
-  /** Queued batches that have not started, oldest first: the head may do its main-thread work ahead. */
+  /**
+   * Queued batches whose shards have not gone to the partitions yet, oldest first: the head
+   * may do its main-thread work ahead, once the batch before it has handed out its own.
+   */
   private readonly waiting: BatchRun[] = [];
   private readonly preparedAhead = new WeakSet<BatchRun>();
   private supervisor: ActorRefFrom<typeof supervisorMachine> | undefined;
@@ -552,8 +555,10 @@ export class StreamingContext implements StreamGraph {
   }
 
   private async runBatch(batch: BatchRun, takeError?: unknown): Promise<void> {
-    if (this.waiting[0] === batch) this.waiting.shift();
-    if (this.failure) throw this.failure;
+    if (this.failure) {
+      if (this.waiting[0] === batch) this.waiting.shift();
+      throw this.failure;
+    }
     const started = performance.now();
     const schedulingDelayMs = Math.max(0, this.clock.now() - batch.time);
     try {
@@ -564,6 +569,10 @@ export class StreamingContext implements StreamGraph {
       const sources = this.clusterRuntime ? [] : this.inputs;
       for (const input of sources) await input.beforeBatch?.(batch.time);
       await this.clusterRuntime?.shard(batch);
+      // Until here the batch stays first in line, so that a batch queued meanwhile is not
+      // routed ahead (a synchronous loop of tens of milliseconds) while this one's shards,
+      // often routed already, wait to reach the idle workers.
+      if (this.waiting[0] === batch) this.waiting.shift();
       // State streams run every batch, whether or not an output reads them.
       for (const [i, stream] of this.stateStreams.entries()) {
         const applying = stream.apply(batch);
@@ -594,6 +603,7 @@ export class StreamingContext implements StreamGraph {
       // (not while rebuilt batches catch restored partitions up).
       if (batch.origin === 'live') await this.snapshots?.afterBatch(batch.time);
     } catch (error) {
+      if (this.waiting[0] === batch) this.waiting.shift();
       // Once the stop's deadline cut the threads, a batch fails because it did.
       const cut = this.cut?.cutting ? this.cut : undefined;
       const failure = cut ? stopTimedOut(batch.time, cut.timeoutMs, error) : error instanceof Error ? error : new Error(String(error));

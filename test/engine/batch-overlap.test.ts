@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { BatchEvents, StateSpec, StreamingContext } from '../../src/index.js';
+import { BatchEvents, ManualClock, StateSpec, StreamingContext } from '../../src/index.js';
+import type { GateValue } from '../fixtures/gate.js';
 import { fixture, tempDir } from '../helpers.js';
 
 describe('batches that overlap on the main thread', () => {
@@ -70,5 +73,52 @@ describe('batches that overlap on the main thread', () => {
       return mapped.length > 0 && Math.min(...mapped) < completedAt.get(times[i])!;
     });
     assert.ok(overlapped.length > 0, 'no batch was mapped while the batch before it was still applying');
+  });
+
+  it('a batch queued as the one before starts is routed after that one has reached its worker, not before', async () => {
+    const dataDir = tempDir();
+    const gate = join(dataDir, 'gate');
+    mkdirSync(gate);
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: join(dataDir, 'job'), threads: 1, clock });
+    const input = ssc.queueStream<[string, GateValue | 'wait-for-gate']>();
+    // The third batch's map function, on the main thread, waits (synchronously, as a long
+    // routing loop would) for the second batch's mapping function to begin on the worker.
+    let sawSecondBatch: boolean | undefined;
+    const counts = input
+      .map(([key, value]): [string, GateValue] => {
+        if (value !== 'wait-for-gate') return [key, value];
+        const until = performance.now() + 5000;
+        while (!existsSync(join(gate, 'entered')) && performance.now() < until);
+        sawSecondBatch = existsSync(join(gate, 'entered'));
+        return [key, 1];
+      })
+      .mapWithState(StateSpec.function<string, GateValue, number, [string, number]>(fixture('gate')).numPartitions(1));
+    let third: Promise<void> | undefined;
+    ssc.on(BatchEvents.STARTED, ({ batchTime }) => {
+      if (batchTime !== 200) return;
+      // The next batch is queued while this one starts, before its shards went out.
+      input.pushBatch([['c', 'wait-for-gate']]);
+      third = clock.advance(100);
+    });
+    await ssc.start();
+    try {
+      input.pushBatch([['a', 1]]);
+      await clock.advance(100);
+      input.pushBatch([['b', { gate }]]);
+      const second = clock.advance(100);
+      for (const until = performance.now() + 30_000; sawSecondBatch === undefined; await sleep(10)) {
+        if (performance.now() > until) assert.fail('the third batch was never routed');
+      }
+      // Without this, the wait above ends after 5 s with the second batch not yet begun.
+      assert.equal(sawSecondBatch, true, "the third batch was routed before the second batch's shards reached the worker");
+      writeFileSync(join(gate, 'open'), '');
+      await second;
+      await third;
+      assert.deepEqual([...counts.store().entries()].sort(), [['a', 1], ['b', 1], ['c', 1]]);
+    } finally {
+      writeFileSync(join(gate, 'open'), '');
+      await ssc.stop();
+    }
   });
 });

@@ -49,6 +49,8 @@ export interface ClusterJob {
  */
 export class ClusterRuntime implements ClusterView {
   private zk: ZooKeeperSession | undefined;
+  /** stop() began: waits for an unreachable ZooKeeper fail at once, in a session opened later too. */
+  private interrupted = false;
   private kafka: Kafka | undefined;
   private admin: Admin | undefined;
   private producer: Producer | undefined;
@@ -87,6 +89,8 @@ export class ClusterRuntime implements ClusterView {
     const { job, options } = this;
     const source = job.source.options;
     this.zk = new ZooKeeperSession({ connect: options.zookeeper.connect, sessionTimeoutMs: options.zookeeper.sessionTimeoutMs, digest: options.zookeeper.digest });
+    // A stop that came before the session did: it waits for no unreachable ZooKeeper either.
+    if (this.interrupted) this.zk.interrupt();
     this.kafka = new Kafka({
       clientId: `${source.clientId}-${options.instanceId}`, brokers: source.brokers, ssl: source.ssl, sasl: source.sasl,
       logLevel: process.env.STATESTREAM_KAFKA_LOG ? logLevel.DEBUG : logLevel.NOTHING,
@@ -221,6 +225,7 @@ export class ClusterRuntime implements ClusterView {
   }
 
   interrupt(): void {
+    this.interrupted = true;
     this.zk?.interrupt();
   }
 }

@@ -422,6 +422,16 @@ export class StreamingContext implements StreamGraph {
     for (const stream of this.stateStreams) stream.close();
   }
 
+  /**
+   * A start or a batch waiting for an unreachable ZooKeeper would hold stop() for as long as
+   * its retries last (10 minutes): from now on such waits fail at once. Requests on a live
+   * connection are still answered.
+   */
+  private interruptWaits(): void {
+    for (const input of this.inputs) input.interrupt?.();
+    this.clusterRuntime?.interrupt();
+  }
+
   private announceRestart(crash: PartitionCrashed): void {
     this.emit(BatchEvents.PARTITION_RESTARTED, {
       stream: crash.stream, partition: crash.partition, batchTime: crash.batchTime, restart: crash.crashes,
@@ -450,16 +460,17 @@ export class StreamingContext implements StreamGraph {
 
   private async stopInOrder(): Promise<void> {
     // Let a start in progress finish (or fail) first: its workers and stores must be closed too.
-    if (this.phase === 'starting') await this.starting?.catch(() => undefined);
+    if (this.phase === 'starting') {
+      this.interruptWaits();
+      await this.starting?.catch(() => undefined);
+    }
     if (this.phase !== 'running' && this.phase !== 'failed') {
       await this.cutDone();
       return;
     }
     this.phase = 'stopping';
     this.cancelTimer?.();
-    // A batch waiting for ZooKeeper would hold stop() for as long as the outage lasts.
-    for (const input of this.inputs) input.interrupt?.();
-    this.clusterRuntime?.interrupt();
+    this.interruptWaits();
     try {
       await this.jobs.catch(() => undefined);
       this.observability.stopReading();

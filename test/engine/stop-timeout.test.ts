@@ -3,7 +3,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BatchEvents, ConfigError, StateSpec, StopTimeoutError, type BatchFailedEvent } from '../../src/index.js';
+import { BatchEvents, ConfigError, OffsetStoreError, StateSpec, StopTimeoutError, StreamingContext, type BatchFailedEvent } from '../../src/index.js';
 import type { SpinValue } from '../fixtures/spin.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
 import { waitUntil, within } from '../wait.js';
@@ -98,5 +98,25 @@ describe('stop({ timeoutMs }): a stop that runs out of time terminates the threa
     } finally {
       await job.ssc.stop({ timeoutMs: Infinity });
     }
+  });
+
+  it('a start that waits for an unreachable ZooKeeper ends at once when stop() is called: start() fails, named, and the folder is free again', async () => {
+    const dataDir = tempDir();
+    // Nothing listens on port 1: each connection is refused, and the start would retry for 10 minutes.
+    const options = { batchIntervalMs: 100, dataDir, threads: 1 };
+    const kafka = { brokers: ['127.0.0.1:1'], topic: 'words', groupId: 'g', zookeeper: { connect: '127.0.0.1:1', root: '/stop-while-starting', sessionTimeoutMs: 30_000 } };
+    const ssc = new StreamingContext(options);
+    ssc.kafkaStream(kafka).foreachBatch(() => undefined);
+    const starting = ssc.start().then(() => 'started', (error: unknown) => error);
+    await sleep(300);
+    await within(ssc.stop(), 'stop() while the start waits for ZooKeeper', { timeoutMs: 10_000 });
+    const outcome = await within(starting, 'start() to settle');
+    assert.ok(outcome instanceof OffsetStoreError, `start() gave ${String(outcome)}`);
+    assert.match(outcome.message, /ZooKeeper at 127\.0\.0\.1:1: interrupted while connecting/);
+    // The folder's lock went with the stop: another context can take the folder.
+    const again = new StreamingContext(options);
+    again.queueStream<string>().foreachBatch(() => undefined);
+    await again.start();
+    await again.stop();
   });
 });

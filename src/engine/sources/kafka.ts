@@ -112,6 +112,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const o = this.options;
     this.useDeadLetterStore(context.dataDir);
     this.zk = new ZooKeeperSession({ connect: o.zookeeper.connect, sessionTimeoutMs: o.zookeeper.sessionTimeoutMs, digest: o.zookeeper.digest });
+    // A stop that came before the session did: it waits for no unreachable ZooKeeper either.
+    if (this.closed) this.zk.interrupt();
     this.ownership = await this.own(context);
     this.offsets = new ZooKeeperOffsetStore(this.zk, o.zookeeper.root, this.ownership);
     this.kafka = new Kafka({

@@ -72,11 +72,21 @@ export class ZooKeeperSession {
   private connectOnce(): Promise<ZkClient> {
     return new Promise((resolve, reject) => {
       const client = zookeeper.createClient(this.options.connect, { sessionTimeout: this.options.sessionTimeoutMs ?? 10_000, spinDelay: 200, retries: 1 });
+      // An interrupt (stop) does not wait out the connection timeout either.
+      const onAbort = () => {
+        clearTimeout(timer);
+        client.close();
+        reject(new OffsetStoreError(`ZooKeeper at ${this.options.connect}: interrupted while connecting`, { connect: this.options.connect }));
+      };
       const timer = setTimeout(() => {
+        this.abort.signal.removeEventListener('abort', onAbort);
         client.close();
         reject(transientError(`ZooKeeper at ${this.options.connect} did not answer within ${this.options.sessionTimeoutMs ?? 10_000} ms`));
       }, this.options.sessionTimeoutMs ?? 10_000);
+      if (this.abort.signal.aborted) return onAbort();
+      this.abort.signal.addEventListener('abort', onAbort, { once: true });
       client.once('connected', () => {
+        this.abort.signal.removeEventListener('abort', onAbort);
         clearTimeout(timer);
         if (this.options.digest) client.addAuthInfo('digest', Buffer.from(this.options.digest));
         resolve(client);

@@ -8,7 +8,9 @@ import type { InitialEntry } from './messages.js';
  *
  *   [0, 16)          header: format, record count, bytes of keys, bytes of values
  *   [16, 16 + 4n)    refs: record i's key is keys[refs[i]] (u32, little-endian)
- *   then             MessagePack keys (the distinct keys), values, and initialState when any
+ *   then             MessagePack keys (the distinct keys), values, and initialState when any;
+ *                    in format INT_VALUES: the values (Int8/16/32Array), MessagePack keys,
+ *                    and initialState when any
  *
  * Each distinct key travels once however often it repeats (a Zipf batch repeats its hot
  * keys thousands of times), and the worker finds a record's working-set slot by array

@@ -124,6 +124,8 @@ export class StreamingContext implements StreamGraph {
    */
   private readonly waiting: BatchRun[] = [];
   private readonly preparedAhead = new WeakSet<BatchRun>();
+  /** stop() began: waits for an unreachable ZooKeeper fail at once (see interruptWaits). */
+  private waitsInterrupted = false;
   private supervisor: ActorRefFrom<typeof supervisorMachine> | undefined;
   private cancelTimer: (() => void) | undefined;
   private startTime = 0;
@@ -360,6 +362,8 @@ export class StreamingContext implements StreamGraph {
       announce: (event, payload) => this.emit(event, payload),
     });
     this.clusterRuntime = runtime;
+    // A stop that came earlier in the start (the module check, say) reaches the runtime too.
+    if (this.waitsInterrupted) runtime.interrupt();
     try {
       await runtime.start(this.workers!, this.supervisor!, (index) => this.readersOf(this.clusterStreams[index]).emitOutputs);
     } catch (error) {
@@ -428,6 +432,7 @@ export class StreamingContext implements StreamGraph {
    * connection are still answered.
    */
   private interruptWaits(): void {
+    this.waitsInterrupted = true;
     for (const input of this.inputs) input.interrupt?.();
     this.clusterRuntime?.interrupt();
   }

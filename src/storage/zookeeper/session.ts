@@ -70,20 +70,24 @@ export class ZooKeeperSession {
   }
 
   private connectOnce(): Promise<ZkClient> {
+    const interrupted = () => new OffsetStoreError(`ZooKeeper at ${this.options.connect}: interrupted while connecting`, { connect: this.options.connect });
+    if (this.abort.signal.aborted) return Promise.reject(interrupted());
     return new Promise((resolve, reject) => {
       const client = zookeeper.createClient(this.options.connect, { sessionTimeout: this.options.sessionTimeoutMs ?? 10_000, spinDelay: 200, retries: 1 });
       // An interrupt (stop) does not wait out the connection timeout either.
       const onAbort = () => {
         clearTimeout(timer);
-        client.close();
-        reject(new OffsetStoreError(`ZooKeeper at ${this.options.connect}: interrupted while connecting`, { connect: this.options.connect }));
+        reject(interrupted());
+        // node-zookeeper-client's close() may throw on a socket not yet open: nothing to close then.
+        try {
+          client.close();
+        } catch {}
       };
       const timer = setTimeout(() => {
         this.abort.signal.removeEventListener('abort', onAbort);
         client.close();
         reject(transientError(`ZooKeeper at ${this.options.connect} did not answer within ${this.options.sessionTimeoutMs ?? 10_000} ms`));
       }, this.options.sessionTimeoutMs ?? 10_000);
-      if (this.abort.signal.aborted) return onAbort();
       this.abort.signal.addEventListener('abort', onAbort, { once: true });
       client.once('connected', () => {
         this.abort.signal.removeEventListener('abort', onAbort);
@@ -124,7 +128,11 @@ export class ZooKeeperSession {
     const attempt = async () => {
       const client = await this.session();
       return new Promise<T>((resolve, reject) => {
-        const timer = setTimeout(() => reject(transientError(`ZooKeeper ${what}: no answer in time`)), (this.options.sessionTimeoutMs ?? 10_000) * 2);
+        const timer = setTimeout(() => {
+          // Each attempt adds a listener: one that timed out takes its own away.
+          this.abort.signal.removeEventListener('abort', onAbort);
+          reject(transientError(`ZooKeeper ${what}: no answer in time`));
+        }, (this.options.sessionTimeoutMs ?? 10_000) * 2);
         // An interrupt (stop) does not wait out a request that an unreachable ZooKeeper may
         // never answer; on a live connection the answer is on its way, so it is awaited.
         const onAbort = () => {

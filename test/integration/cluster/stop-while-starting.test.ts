@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StateSpec, StreamingContext } from '../../../src/index.js';
+import { fixture, tempDir } from '../../helpers.js';
+import { within } from '../../wait.js';
+import { startMockKafka, type MockKafka } from '../services/kafka.js';
+
+const TOPIC = 'stop-while-starting';
+// Nothing listens on port 1: every ZooKeeper connection is refused, and a start retries for 10 minutes.
+const UNREACHABLE = '127.0.0.1:1';
+
+describe('a cluster instance stopped while it starts (librdkafka mock broker, ZooKeeper unreachable)', { timeout: 120_000 }, () => {
+  let kafka: MockKafka;
+  before(async () => {
+    kafka = await startMockKafka({
+      brokers: 1,
+      topics: [TOPIC, `${TOPIC}-0-repartition`, `${TOPIC}-0-changelog`].map((name) => ({ name, partitions: 2 })),
+    });
+  });
+  after(async () => {
+    await kafka?.stop();
+  });
+
+  it('a stop() that lands while the mapping module loads still ends the ZooKeeper waits that come after it', async () => {
+    const ssc = new StreamingContext({
+      batchIntervalMs: 100, dataDir: tempDir(), threads: 1, appName: TOPIC,
+      cluster: { zookeeper: { connect: UNREACHABLE, sessionTimeoutMs: 30_000 } },
+    });
+    ssc
+      .kafkaStream({ brokers: kafka.brokers, topic: TOPIC, groupId: 'stop-while-starting-source', zookeeper: { connect: UNREACHABLE } })
+      .flatMap((record) => (record.value ?? '').split(' '))
+      .map((word): [string, number] => [word, 1])
+      .mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('slow-import')).numPartitions(2));
+    const starting = ssc.start().then(() => 'started', (error: unknown) => error);
+    // The module takes 1.5 s to load: the stop comes before the cluster runtime exists.
+    await sleep(300);
+    await within(ssc.stop(), 'stop() while the instance starts', { timeoutMs: 45_000 });
+    const outcome = await within(starting, 'start() to settle');
+    assert.ok(outcome instanceof Error, `start() gave ${String(outcome)}`);
+    assert.match(outcome.message, /interrupted/);
+  });
+});

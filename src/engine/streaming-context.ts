@@ -570,9 +570,19 @@ export class StreamingContext implements StreamGraph {
     if (this.waiting.length > 0) this.prepareAhead(this.waiting[0]);
   }
 
+  /**
+   * The batch's shards are about to go to the partitions (or it failed): it leaves the line.
+   * Until then it stays first, so that a batch queued meanwhile is not routed ahead (a
+   * synchronous loop of tens of milliseconds) while this one's shards, often routed
+   * already, wait to reach the idle workers.
+   */
+  private leaveLine(batch: BatchRun): void {
+    if (this.waiting[0] === batch) this.waiting.shift();
+  }
+
   private async runBatch(batch: BatchRun, takeError?: unknown): Promise<void> {
     if (this.failure) {
-      if (this.waiting[0] === batch) this.waiting.shift();
+      this.leaveLine(batch);
       throw this.failure;
     }
     const started = performance.now();
@@ -585,10 +595,7 @@ export class StreamingContext implements StreamGraph {
       const sources = this.clusterRuntime ? [] : this.inputs;
       for (const input of sources) await input.beforeBatch?.(batch.time);
       await this.clusterRuntime?.shard(batch);
-      // Until here the batch stays first in line, so that a batch queued meanwhile is not
-      // routed ahead (a synchronous loop of tens of milliseconds) while this one's shards,
-      // often routed already, wait to reach the idle workers.
-      if (this.waiting[0] === batch) this.waiting.shift();
+      this.leaveLine(batch);
       // State streams run every batch, whether or not an output reads them.
       for (const [i, stream] of this.stateStreams.entries()) {
         const applying = stream.apply(batch);
@@ -619,7 +626,7 @@ export class StreamingContext implements StreamGraph {
       // (not while rebuilt batches catch restored partitions up).
       if (batch.origin === 'live') await this.snapshots?.afterBatch(batch.time);
     } catch (error) {
-      if (this.waiting[0] === batch) this.waiting.shift();
+      this.leaveLine(batch);
       // Once the stop's deadline cut the threads, a batch fails because it did.
       const cut = this.cut?.cutting ? this.cut : undefined;
       const failure = cut ? stopTimedOut(batch.time, cut.timeoutMs, error) : error instanceof Error ? error : new Error(String(error));

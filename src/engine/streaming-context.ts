@@ -636,6 +636,8 @@ export class StreamingContext implements StreamGraph {
       this.supervisor?.send({ type: 'FAIL', error: failure });
       this.emit(BatchEvents.FAILED, { batchTime: batch.time, error: failure });
       throw failure;
+    } finally {
+      batch.release();
     }
   }
 }

@@ -78,7 +78,7 @@ export class BatchRun {
    * V8's old generation by the time it decodes its outputs, its maps with it, while the
    * records it memoizes are young; a young collection keeps alive whatever an old object
    * points at, dead or not, until a full collection. So each batch's 5·10^4 pairs were
-   * copied, then promoted, in 15–25 ms collections (docs/decisions.md, "Decoded pairs kept
+   * copied, then promoted, in 13–23 ms collections (docs/decisions.md, "Decoded pairs kept
    * alive by the batch that ran"). Entry by entry: `Map.prototype.clear` gives the map a new
    * table and leaves the old one, entries and all, to any iterator still walking it.
    */

@@ -56,7 +56,7 @@ describe('memory between batches', () => {
     assert.equal(run.status, 0, `the job failed: ${run.stderr}`);
     const kept = [...run.stdout.matchAll(/^KEPT ([\d.]+) /gm)].map((m) => Number(m[1]));
     assert.equal(kept.length, 3, `one figure a batch: ${run.stdout}`);
-    // Held through the old batch, its 10^5 decoded pairs (about 6 MB) would wait for a full
+    // Held through the old batch, its 10^5 decoded pairs (about 7 MB) would wait for a full
     // collection. The least of three: V8 may still make one batch's outputs array old at once.
     assert.ok(Math.min(...kept) < 3, `young collections left ${kept.join(', ')} MB a batch that only a full collection freed`);
   });

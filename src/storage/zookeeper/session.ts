@@ -73,7 +73,7 @@ export class ZooKeeperSession {
     const interrupted = () => new OffsetStoreError(`ZooKeeper at ${this.options.connect}: interrupted while connecting`, { connect: this.options.connect });
     if (this.abort.signal.aborted) return Promise.reject(interrupted());
     return new Promise((resolve, reject) => {
-      const client = zookeeper.createClient(this.options.connect, { sessionTimeout: this.options.sessionTimeoutMs ?? 10_000, spinDelay: 200, retries: 1 });
+      const client = zookeeper.createClient(this.options.connect, { sessionTimeout: this.sessionTimeoutMs, spinDelay: 200, retries: 1 });
       // An interrupt (stop) does not wait out the connection timeout either.
       const onAbort = () => {
         clearTimeout(timer);
@@ -86,8 +86,8 @@ export class ZooKeeperSession {
       const timer = setTimeout(() => {
         this.abort.signal.removeEventListener('abort', onAbort);
         client.close();
-        reject(transientError(`ZooKeeper at ${this.options.connect} did not answer within ${this.options.sessionTimeoutMs ?? 10_000} ms`));
-      }, this.options.sessionTimeoutMs ?? 10_000);
+        reject(transientError(`ZooKeeper at ${this.options.connect} did not answer within ${this.sessionTimeoutMs} ms`));
+      }, this.sessionTimeoutMs);
       this.abort.signal.addEventListener('abort', onAbort, { once: true });
       client.once('connected', () => {
         this.abort.signal.removeEventListener('abort', onAbort);
@@ -132,7 +132,7 @@ export class ZooKeeperSession {
           // Each attempt adds a listener: one that timed out takes its own away.
           this.abort.signal.removeEventListener('abort', onAbort);
           reject(transientError(`ZooKeeper ${what}: no answer in time`));
-        }, (this.options.sessionTimeoutMs ?? 10_000) * 2);
+        }, this.sessionTimeoutMs * 2);
         // An interrupt (stop) does not wait out a request that an unreachable ZooKeeper may
         // never answer; on a live connection the answer is on its way, so it is awaited.
         const onAbort = () => {

@@ -118,7 +118,10 @@ export class StateMigrationError extends StatestreamError {
   }
 }
 
-/** Source positions could not be read from or written to ZooKeeper (after retrying). */
+/**
+ * Source positions could not be read from or written to ZooKeeper (after retrying), or the
+ * Kafka source could not reach its brokers, or a stop interrupted the start's wait for either.
+ */
 export class OffsetStoreError extends StatestreamError {
   constructor(message: string, context: ErrorContext, cause?: unknown) {
     super('ERR_OFFSETS', message, { context, cause, retriable: true });

@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs';
+import type { Admin, Producer } from 'kafkajs';
 import type { AnyActorRef } from 'xstate';
 import { ClusterError, OwnershipLostError } from '../errors.js';
 import type { WorkerSet } from '../actors/worker-set.js';
@@ -6,6 +6,7 @@ import type { BatchRun } from '../engine/batch.js';
 import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
 import type { DStream } from '../engine/dstream.js';
 import type { KafkaInputDStream, KafkaRecord } from '../engine/sources/kafka.js';
+import { InterruptibleKafka } from '../engine/sources/kafka-client.js';
 import { ZooKeeperSession } from '../storage/zookeeper/session.js';
 import { ChangelogWriter } from './changelog-io.js';
 import { sourcesReadBy } from './assignment.js';
@@ -51,7 +52,7 @@ export class ClusterRuntime implements ClusterView {
   private zk: ZooKeeperSession | undefined;
   /** stop() began: waits for an unreachable ZooKeeper fail at once, in a session opened later too. */
   private interrupted = false;
-  private kafka: Kafka | undefined;
+  private client: InterruptibleKafka | undefined;
   private admin: Admin | undefined;
   private producer: Producer | undefined;
   private intake: SourceIntake | undefined;
@@ -91,32 +92,29 @@ export class ClusterRuntime implements ClusterView {
     this.zk = new ZooKeeperSession({ connect: options.zookeeper.connect, sessionTimeoutMs: options.zookeeper.sessionTimeoutMs, digest: options.zookeeper.digest });
     // A stop that came before the session did: it waits for no unreachable ZooKeeper either.
     if (this.interrupted) this.zk.interrupt();
-    this.kafka = new Kafka({
-      clientId: `${source.clientId}-${options.instanceId}`, brokers: source.brokers, ssl: source.ssl, sasl: source.sasl,
-      logLevel: process.env.STATESTREAM_KAFKA_LOG ? logLevel.DEBUG : logLevel.NOTHING,
-      retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 },
-    });
-    this.admin = this.kafka.admin();
-    await this.admin.connect();
+    const client = (this.client = new InterruptibleKafka({ clientId: `${source.clientId}-${options.instanceId}`, brokers: source.brokers, ssl: source.ssl, sasl: source.sasl }));
+    if (this.interrupted) client.interrupt();
+    this.admin = client.kafka.admin();
+    await client.step(this.admin.connect(), 'connecting');
     const layout = Object.fromEntries(job.streams.map((s) => [String(s.stateIndex), s.numPartitions]));
-    await ensureTopics(this.admin, job.streams.flatMap((s) => [
+    await client.step(ensureTopics(this.admin, job.streams.flatMap((s) => [
       { name: repartitionTopic(job.appName, s.stateIndex), partitions: s.numPartitions, compacted: false },
       { name: changelogTopic(job.appName, s.stateIndex), partitions: s.numPartitions, compacted: true },
-    ]));
+    ])), 'checking the job\'s topics');
     // One request at a time per broker: a retried send cannot overtake the next, so each
     // source partition's pairs reach their repartition partition in order (the marks rely on it).
-    this.producer = this.kafka.producer({ maxInFlightRequests: 1, idempotent: false, allowAutoTopicCreation: false });
-    await this.producer.connect();
+    this.producer = client.kafka.producer({ maxInFlightRequests: 1, idempotent: false, allowAutoTopicCreation: false });
+    await client.step(this.producer.connect(), 'connecting the producer');
     // One consumer reads all it needs: the source partitions this instance shards, the
     // repartition partitions it owns, the changelogs it restores from (each group join costs
     // the broker's initial rebalance delay, 3 s by default).
     this.reader = new PartitionReader(
-      this.kafka,
+      client.kafka,
       [...source.topics, ...job.streams.flatMap((s) => [repartitionTopic(job.appName, s.stateIndex), changelogTopic(job.appName, s.stateIndex)])],
       `${job.appName}-${options.instanceId}`,
       Math.max(2 * source.maxRecordsPerBatch, 2 * options.maxPairsPerBatch),
     );
-    await this.reader.start();
+    await client.step(this.reader.start(), 'joining the consumer group');
     job.source.useDeadLetterStore(job.dataDir);
     this.intake = new SourceIntake(this.admin, this.reader, this.zk, options.zookeeper.root, {
       topics: source.topics, startingOffsets: source.startingOffsets, maxRecordsPerBatch: source.maxRecordsPerBatch,
@@ -227,5 +225,6 @@ export class ClusterRuntime implements ClusterView {
   interrupt(): void {
     this.interrupted = true;
     this.zk?.interrupt();
+    this.client?.interrupt();
   }
 }

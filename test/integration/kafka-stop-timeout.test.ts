@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { BatchEvents, StateSpec, StopTimeoutError, StreamingContext, type BatchFailedEvent, type MapWithStateStream } from '../../src/index.js';
 import type { SpinValue } from '../fixtures/spin.js';
 import { fixture, sorted, tempDir } from '../helpers.js';
 import { waitUntil, within } from '../wait.js';
+import { ChildProcessLines } from './job-process.js';
 import { useServices } from './services/suite.js';
 
 describe('stop({ timeoutMs }) on a Kafka job (real ZooKeeper, librdkafka mock broker)', { timeout: 240_000 }, () => {
@@ -22,6 +24,21 @@ describe('stop({ timeoutMs }) on a Kafka job (real ZooKeeper, librdkafka mock br
     stream.foreachBatch((records, time) => void (records.length > 0 && outputs.push({ time, records })));
     return { ssc, stream: stream as unknown as MapWithStateStream<string, number, unknown>, outputs };
   }
+
+  it('a start waiting for Kafka brokers it cannot reach ends at once on stop(): start() fails, named, and nothing keeps the process alive', async () => {
+    const script = fileURLToPath(new URL('./fixtures/stop-while-kafka-connects.js', import.meta.url));
+    const child = new ChildProcessLines(script, [services.zk.connectString, tempDir()]);
+    try {
+      const stopped = await child.waitForLine(/^STOPPED \d+$/, { from: 0, timeoutMs: 30_000 });
+      assert.ok(Number(stopped.split(' ')[1]) < 5_000, `stop() took ${stopped.split(' ')[1]} ms`);
+      assert.equal(await child.waitForLine(/^START /, { from: 0 }), 'START OffsetStoreError: Kafka brokers 127.0.0.1:1: interrupted while connecting');
+      // kafkajs would go on retrying the connection for about two minutes; it gives up at its next attempt, at most 5 s on.
+      const exit = await child.exit('the process to exit by itself once stopped', 20_000);
+      assert.deepEqual(exit, { code: 0, signal: null }, child.tail());
+    } finally {
+      if (child.running) child.kill();
+    }
+  });
 
   it('the batch cut short is not committed and runs again, exactly once, on the next start', async () => {
     const topic = 'stop-timeout';

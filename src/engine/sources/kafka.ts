@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel, type Consumer, type KafkaMessage, type Admin } from 'kafkajs';
+import type { Consumer, KafkaMessage, Admin } from 'kafkajs';
 import { OffsetStoreError, SourceRecordError, serializeError } from '../../errors.js';
 import { ZooKeeperSession } from '../../storage/zookeeper/session.js';
 import { ZooKeeperOffsetStore, type OffsetRange, type RecordedBatch } from '../../storage/zookeeper/offsets.js';
@@ -12,6 +12,7 @@ import type { InputStream, RecoveredBatch, StartContext } from './input.js';
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 import type { ValidKafkaOptions } from './kafka-options.js';
 import { dataLossError, dataLostEvent, gapsAtStart, unreadGap } from './kafka-gaps.js';
+import { InterruptibleKafka } from './kafka-client.js';
 
 /** A Kafka message as it reaches the stream. */
 export interface KafkaRecord<V> {
@@ -64,7 +65,7 @@ const REPLAY_WAIT_MS = 5 * 60_000;
  * before it runs, so after a crash it can be rebuilt from exactly those ranges.
  */
 export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements InputStream {
-  private kafka: Kafka | undefined;
+  private client: InterruptibleKafka | undefined;
   private consumer: Consumer | undefined;
   private admin: Admin | undefined;
   private zk: ZooKeeperSession | undefined;
@@ -116,17 +117,15 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     if (this.closed) this.zk.interrupt();
     this.ownership = await this.own(context);
     this.offsets = new ZooKeeperOffsetStore(this.zk, o.zookeeper.root, this.ownership);
-    this.kafka = new Kafka({
-      clientId: o.clientId, brokers: o.brokers, ssl: o.ssl, sasl: o.sasl, logLevel: process.env.STATESTREAM_KAFKA_LOG ? logLevel.DEBUG : logLevel.NOTHING,
-      retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 },
-    });
-    this.admin = this.kafka.admin();
-    await this.admin.connect();
+    const client = (this.client = new InterruptibleKafka({ clientId: o.clientId, brokers: o.brokers, ssl: o.ssl, sasl: o.sasl }));
+    if (this.closed) client.interrupt();
+    this.admin = client.kafka.admin();
+    await client.step(this.admin.connect(), 'connecting');
 
     // Every partition of every topic, with the broker's current low and high offsets.
     const watermarks = new Map<string, { low: number; high: number }>();
     for (const topic of o.topics) {
-      for (const p of await this.admin.fetchTopicOffsets(topic)) watermarks.set(`${topic}:${p.partition}`, { low: Number(p.low), high: Number(p.high) });
+      for (const p of await client.step(this.admin.fetchTopicOffsets(topic), `reading the offsets of topic ${topic}`)) watermarks.set(`${topic}:${p.partition}`, { low: Number(p.low), high: Number(p.high) });
     }
     const partitions = [...watermarks.keys()].map((id) => {
       const [topic, partition] = [id.slice(0, id.lastIndexOf(':')), Number(id.slice(id.lastIndexOf(':') + 1))];
@@ -178,14 +177,14 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     // A gap reported once is not reported again at the next start.
     await this.offsets.recordPositions([...firstSeen, ...(pending && pending.ranges.length > 0 ? [] : movedOn)]);
 
-    this.consumer = this.kafka.consumer({
+    this.consumer = client.kafka.consumer({
       groupId: o.groupId, retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 }, maxWaitTimeInMs: 100,
       sessionTimeout: o.groupSessionTimeoutMs, rebalanceTimeout: o.groupSessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(o.groupSessionTimeoutMs / 10)),
     });
-    await this.consumer.connect();
+    await client.step(this.consumer.connect(), 'connecting the consumer');
     // Every position is set by a seek below. fromBeginning is only what kafkajs falls back to
     // when a position is out of range: the earliest offset held, so the gap shows in eachBatch.
-    await this.consumer.subscribe({ topics: o.topics, fromBeginning: true });
+    await client.step(this.consumer.subscribe({ topics: o.topics, fromBeginning: true }), 'subscribing');
     // Each time the group (re)assigns partitions, fetching resumes where our buffers end:
     // ZooKeeper, not the group's committed offsets, says where that is.
     const { GROUP_JOIN, CRASH } = this.consumer.events;
@@ -200,7 +199,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         }
       }
     });
-    await this.consumer.run({
+    await client.step(this.consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch, heartbeat }) => {
         const buffer = this.buffer(batch.topic, batch.partition);
@@ -226,7 +225,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         }
         await heartbeat();
       },
-    });
+    }), 'joining the consumer group');
 
     const recovered: RecoveredBatch[] = [];
     for (const batch of replays) {
@@ -505,6 +504,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   interrupt(): void {
     this.closed = true;
     this.zk?.interrupt();
+    this.client?.interrupt();
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StateSpec, StreamingContext } from '../../../src/index.js';
+import { OffsetStoreError, StateSpec, StreamingContext } from '../../../src/index.js';
 import { fixture, tempDir } from '../../helpers.js';
 import { within } from '../../wait.js';
 import { startMockKafka, type MockKafka } from '../services/kafka.js';
@@ -39,5 +39,23 @@ describe('a cluster instance stopped while it starts (librdkafka mock broker, Zo
     const outcome = await within(starting, 'start() to settle');
     assert.ok(outcome instanceof Error, `start() gave ${String(outcome)}`);
     assert.match(outcome.message, /interrupted/);
+  });
+
+  it('a stop() while the instance waits for Kafka brokers it cannot reach ends that wait at once', async () => {
+    const ssc = new StreamingContext({
+      batchIntervalMs: 100, dataDir: tempDir(), threads: 1, appName: `${TOPIC}-brokers`,
+      cluster: { zookeeper: { connect: UNREACHABLE, sessionTimeoutMs: 30_000 } },
+    });
+    ssc
+      .kafkaStream({ brokers: [UNREACHABLE], topic: TOPIC, groupId: 'stop-while-starting-brokers', zookeeper: { connect: UNREACHABLE } })
+      .map((record): [string, number] => [record.value ?? '', 1])
+      .mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2));
+    const starting = ssc.start().then(() => 'started', (error: unknown) => error);
+    // Past the workers' start: the instance is connecting to the brokers, which kafkajs retries for about two minutes.
+    await sleep(1500);
+    await within(ssc.stop(), 'stop() while the instance connects to Kafka', { timeoutMs: 10_000 });
+    const outcome = await within(starting, 'start() to settle');
+    assert.ok(outcome instanceof OffsetStoreError, `start() gave ${String(outcome)}`);
+    assert.equal(outcome.message, 'Kafka brokers 127.0.0.1:1: interrupted while connecting');
   });
 });

@@ -6,7 +6,9 @@ export interface StopOptions {
    * threads still applying one (Spark's spark.streaming.gracefulStopTimeout, Kafka Streams'
    * close(timeout)). Without it, stop() waits for them however long they take. A batch cut
    * short does not commit and its outputs do not run; it fails with a StopTimeoutError, and
-   * a source that can replay (Kafka) runs it again on the next start.
+   * a source that can replay (Kafka) runs it again on the next start. An output operation
+   * whose promise has not settled by then is left behind the same way, its batch's state
+   * committed and its source positions not recorded.
    */
   timeoutMs?: number;
 }
@@ -32,4 +34,31 @@ export function stopTimedOut(batchTime: number, timeoutMs: number, cause: unknow
     { batchTime, timeoutMs },
     cause,
   );
+}
+
+/**
+ * An output operation's result, awaited until the stop's deadline (`cut` aborted with the
+ * timeout as its reason) if that comes first. An output still pending then is left behind,
+ * and may yet finish on its own; one that never returns at all holds the main thread, and
+ * no stop can cut it.
+ */
+export async function outputUntilCut(result: unknown, cut: AbortSignal, batchTime: number): Promise<void> {
+  if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') return;
+  let onCut = (): void => undefined;
+  const cutOff = new Promise<never>((_, reject) => {
+    onCut = () =>
+      reject(
+        new StopTimeoutError(
+          `stop() waited ${String(cut.reason)} ms and an output operation of batch ${batchTime} was still running: it was left behind, and the batch failed with its state committed but its source positions not recorded (a replayable source runs its outputs again on the next start)`,
+          { batchTime, timeoutMs: cut.reason },
+        ),
+      );
+    if (cut.aborted) onCut();
+    else cut.addEventListener('abort', onCut, { once: true });
+  });
+  try {
+    await Promise.race([result, cutOff]);
+  } finally {
+    cut.removeEventListener('abort', onCut);
+  }
 }

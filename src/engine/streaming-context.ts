@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
-import { ConfigError, LifecycleError, MappingModuleError, deserializeError, unknownOption, type SerializedError } from '../errors.js';
+import { ConfigError, LifecycleError, MappingModuleError, StopTimeoutError, deserializeError, unknownOption, type SerializedError } from '../errors.js';
 import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
 import { WorkerSet } from '../actors/worker-set.js';
 import { readReply, type ResolvedMappingRef, type WorkerReply } from '../actors/messages.js';
@@ -20,7 +20,7 @@ import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
 import type { StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
 import { recoverLocalJob } from './local-recovery.js';
-import { stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
+import { outputUntilCut, stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
 import { DataDirLock } from '../storage/data-lock.js';
 import type { Registry } from 'prom-client';
 import { Observability, type Endpoints } from './observability.js';
@@ -140,6 +140,8 @@ export class StreamingContext implements StreamGraph {
   private stopping: Promise<void> | undefined;
   /** The stop's deadline, when one was given. */
   private cut: StopCut | undefined;
+  /** Aborted, with the timeout, when the stop's deadline passes: outputs still pending are left behind. */
+  private readonly outputsCut = new AbortController();
   /** The data folder's lock, from start() to the end of stop(). */
   private folderLock: DataDirLock | undefined;
 
@@ -511,6 +513,7 @@ export class StreamingContext implements StreamGraph {
    * shutdown that follows finds no thread to wait for.
    */
   private async cutWorkers(timeoutMs: number): Promise<void> {
+    this.outputsCut.abort(timeoutMs);
     this.supervisor?.send({ type: 'CUT' });
     await this.workers?.cut(new LifecycleError(`stop() ran out of time (${timeoutMs} ms): the worker threads were terminated`, { timeoutMs }));
   }
@@ -607,7 +610,7 @@ export class StreamingContext implements StreamGraph {
       for (const stream of this.clusterStreams) await stream.apply(batch);
       // A re-run after a restore: the outputs ran, whole, when the batch first ran; now only
       // restored partitions produce records, and a sink keyed by batch time would be overwritten.
-      if (batch.origin !== 'replay') for (const output of this.outputs) await output.fn(await output.stream.recordsFor(batch), batch.time);
+      if (batch.origin !== 'replay') for (const output of this.outputs) await outputUntilCut(output.fn(await output.stream.recordsFor(batch), batch.time), this.outputsCut.signal, batch.time);
       for (const input of sources) await input.afterBatch?.(batch.time);
       const partitions = [...this.stateStreams, ...this.clusterStreams].map((s) => batch.partitionResults.get(s.stateIndex) ?? []);
       this.emit(BatchEvents.COMPLETED, {
@@ -629,7 +632,7 @@ export class StreamingContext implements StreamGraph {
       this.leaveLine(batch);
       // Once the stop's deadline cut the threads, a batch fails because it did.
       const cut = this.cut?.cutting ? this.cut : undefined;
-      const failure = cut ? stopTimedOut(batch.time, cut.timeoutMs, error) : error instanceof Error ? error : new Error(String(error));
+      const failure = error instanceof StopTimeoutError ? error : cut ? stopTimedOut(batch.time, cut.timeoutMs, error) : error instanceof Error ? error : new Error(String(error));
       this.failure = failure;
       this.phase = this.phase === 'running' ? 'failed' : this.phase;
       this.cancelTimer?.();

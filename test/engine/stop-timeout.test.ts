@@ -3,7 +3,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BatchEvents, ConfigError, OffsetStoreError, StateSpec, StopTimeoutError, StreamingContext, type BatchFailedEvent } from '../../src/index.js';
+import { BatchEvents, ConfigError, ManualClock, OffsetStoreError, StateSpec, StopTimeoutError, StreamingContext, type BatchFailedEvent } from '../../src/index.js';
 import type { SpinValue } from '../fixtures/spin.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
 import { waitUntil, within } from '../wait.js';
@@ -97,6 +97,46 @@ describe('stop({ timeoutMs }): a stop that runs out of time terminates the threa
       assert.deepEqual(await job.batch([['a', 1]]), [['a', 1]], 'still running');
     } finally {
       await job.ssc.stop({ timeoutMs: Infinity });
+    }
+  });
+
+  it('an output operation still pending at the deadline is left behind: the batch fails with StopTimeoutError, its state committed', async () => {
+    const dataDir = tempDir();
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, threads: 2, clock, dataDir });
+    const input = ssc.queueStream<[string, number]>();
+    const outputs: Array<[number, Array<[string, number]>]> = [];
+    let hung = false;
+    const counts = input.mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2));
+    counts.foreachBatch(async (records, time) => {
+      if (records.some(([word]) => word === 'hang')) {
+        hung = true;
+        return new Promise<void>(() => undefined);
+      }
+      outputs.push([time, sorted(records)]);
+    });
+    const failed: BatchFailedEvent[] = [];
+    ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
+    await ssc.start();
+    input.pushBatch([['a', 1]]);
+    await clock.advance(1000);
+    input.pushBatch([['a', 1], ['hang', 1]]);
+    const advanced = clock.advance(1000).catch(() => undefined);
+    await waitUntil('the output operation to hang', () => hung);
+    await within(ssc.stop({ timeoutMs: 200 }), 'stop() with a timeout, while an output operation hangs', { timeoutMs: 10_000 });
+    await advanced;
+    assert.deepEqual(outputs, [[1000, [['a', 1]]]]);
+    assert.equal(failed.length, 1, 'the batch whose output hung failed');
+    assert.ok(failed[0].error instanceof StopTimeoutError, `${failed[0].error.name}: ${failed[0].error.message}`);
+    assert.deepEqual(failed[0].error.context, { batchTime: 2000, timeoutMs: 200 });
+    assert.match(failed[0].error.message, /^stop\(\) waited 200 ms and an output operation of batch 2000 was still running: it was left behind/);
+
+    // Its state had committed before the outputs ran: counted once, not lost.
+    const again = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2), { dataDir, threads: 2, startMs: 2000 });
+    try {
+      assert.deepEqual(sorted(await again.batch([['a', 1], ['hang', 1]])), [['a', 3], ['hang', 2]]);
+    } finally {
+      await again.ssc.stop();
     }
   });
 

@@ -14,15 +14,20 @@ describe('stop({ timeoutMs }) on a Kafka job (real ZooKeeper, librdkafka mock br
   const services = useServices();
 
   /** A word count whose record SPIN never returns while `gate` is given. */
-  function job(dataDir: string, topic: string, gate?: string) {
+  function job(dataDir: string, topic: string, gate?: string, hangOn?: string) {
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 2, appName: 'stop-timeout' });
     const outputs: Array<{ time: number; records: Array<[string, number]> }> = [];
     const stream = ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `${topic}-${Date.now()}`, zookeeper: { connect: services.zk.connectString, root: `/statestream/${topic}` }, groupSessionTimeoutMs: 6000 })
       .map((record) => [record.value as string, record.value === 'SPIN' && gate ? { spin: gate } : 1] as [string, SpinValue])
       .mapWithState(StateSpec.function<string, SpinValue, number, [string, number]>(fixture('spin')).numPartitions(4));
-    stream.foreachBatch((records, time) => void (records.length > 0 && outputs.push({ time, records })));
-    return { ssc, stream: stream as unknown as MapWithStateStream<string, number, unknown>, outputs };
+    let hung = false;
+    stream.foreachBatch((records, time) => {
+      // An output whose sink never answers: its promise never settles.
+      if (hangOn !== undefined && records.some(([word]) => word === hangOn)) return new Promise<void>(() => void (hung = true));
+      if (records.length > 0) outputs.push({ time, records });
+    });
+    return { ssc, stream: stream as unknown as MapWithStateStream<string, number, unknown>, outputs, hung: () => hung };
   }
 
   it('a start waiting for Kafka brokers it cannot reach ends at once on stop(): start() fails, named, and nothing keeps the process alive', async () => {
@@ -37,6 +42,40 @@ describe('stop({ timeoutMs }) on a Kafka job (real ZooKeeper, librdkafka mock br
       assert.deepEqual(exit, { code: 0, signal: null }, child.tail());
     } finally {
       if (child.running) child.kill();
+    }
+  });
+
+  it('a batch whose output operation was still pending at the deadline runs its outputs again on the next start, its state counted once', async () => {
+    const topic = 'stop-timeout-output';
+    await services.kafka.createTopic(topic, 1);
+    const dataDir = join(tempDir(), 'data');
+    const first = job(dataDir, topic, undefined, 'HANG');
+    const failed: BatchFailedEvent[] = [];
+    first.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
+    await first.ssc.start();
+    try {
+      await services.producer.send({ topic, messages: ['a', 'b', 'c'].map((value) => ({ value })) });
+      await waitUntil('a, b and c counted', () => first.outputs.flatMap((o) => o.records).length >= 3);
+      await services.producer.send({ topic, messages: ['a', 'HANG', 'd'].map((value) => ({ value })) });
+      await waitUntil('the output operation to hang', first.hung);
+    } finally {
+      await within(first.ssc.stop({ timeoutMs: 300 }), 'stop() with a timeout, while an output operation hangs');
+    }
+    assert.equal(failed.length, 1, 'the batch whose output hung failed');
+    assert.ok(failed[0].error instanceof StopTimeoutError, `${failed[0].error.name}: ${failed[0].error.message}`);
+    assert.match(failed[0].error.message, /an output operation of batch \d+ was still running/);
+    assert.deepEqual(sorted(first.outputs.flatMap((o) => o.records)), [['a', 1], ['b', 1], ['c', 1]]);
+
+    const second = job(dataDir, topic);
+    await second.ssc.start();
+    try {
+      await waitUntil('the batch run again', () => second.outputs.flatMap((o) => o.records).length >= 3);
+      await second.ssc.awaitIdle();
+      // The outputs its partitions recorded when they committed it, once more; its state not applied twice.
+      assert.deepEqual(sorted(second.outputs.flatMap((o) => o.records)), [['HANG', 1], ['a', 2], ['d', 1]]);
+      for (const [word, count] of [['a', 2], ['b', 1], ['c', 1], ['d', 1], ['HANG', 1]] as const) assert.equal(second.stream.store().get(word), count, word);
+    } finally {
+      await second.ssc.stop();
     }
   });
 

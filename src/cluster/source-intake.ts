@@ -1,6 +1,6 @@
 import type { Admin, KafkaMessage } from 'kafkajs';
 import { BatchEvents, type DataLostEvent } from '../engine/batch-events.js';
-import { dataLossError, dataLostEvent, unreadGap } from '../engine/sources/kafka-gaps.js';
+import { failOrAnnounce, unreadGap } from '../engine/sources/kafka-gaps.js';
 import { OffsetStoreError } from '../errors.js';
 import type { ZooKeeperSession } from '../storage/zookeeper/session.js';
 import type { PartitionReader, Skip } from './partition-reader.js';
@@ -120,13 +120,12 @@ export class SourceIntake {
   private async pastLoss(topic: string, partition: number, stored: number): Promise<number | undefined> {
     const { low } = await this.offsetsOf(topic, partition);
     const gap = unreadGap(topic, partition, stored, low, 'position');
-    if (!gap) return stored;
-    if (this.options.failOnDataLoss) {
-      this.failure ??= dataLossError([gap], this.root);
+    const lost = failOrAnnounce(gap, this.options.failOnDataLoss, this.root, this.options.announce);
+    if (lost) {
+      this.failure ??= lost;
       return undefined;
     }
-    this.options.announce(BatchEvents.DATA_LOST, dataLostEvent(gap));
-    return low;
+    return gap ? low : stored;
   }
 
   /**
@@ -143,13 +142,12 @@ export class SourceIntake {
       // The partition was given up (or opened again) meanwhile: its skip is no longer this reader's.
       if (!this.reader.awaitsCheck(topic, partition, skip)) return;
       // Past the skip's end the records were fetched: not lost, whatever retention did since.
-      const gap = unreadGap(topic, partition, skip.from, Math.min(low, skip.until), 'running');
-      if (gap && this.options.failOnDataLoss) {
-        this.failure ??= dataLossError([gap], this.root);
+      const lost = failOrAnnounce(unreadGap(topic, partition, skip.from, Math.min(low, skip.until), 'running'), this.options.failOnDataLoss, this.root, this.options.announce);
+      if (lost) {
+        this.failure ??= lost;
         return;
       }
       this.reader.skipChecked(topic, partition, skip);
-      if (gap) this.options.announce(BatchEvents.DATA_LOST, dataLostEvent(gap));
     })()
       // The broker did not answer: the next batch asks again.
       .catch(() => undefined)

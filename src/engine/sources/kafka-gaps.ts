@@ -1,6 +1,6 @@
 import { DataLossError } from '../../errors.js';
 import type { OffsetRange, RecordedBatch } from '../../storage/zookeeper/offsets.js';
-import type { DataLostEvent } from '../batch-events.js';
+import { BatchEvents, type DataLostEvent } from '../batch-events.js';
 
 /** A partition's offsets as the broker holds them: low is the earliest it still has, high the next it will write. */
 export interface Watermarks {
@@ -84,4 +84,16 @@ export function dataLostEvent(gap: Gap): DataLostEvent {
     ...(gap.batchTime === undefined ? {} : { batchTime: gap.batchTime }),
     message: `went on without ${describeGap(gap)} (failOnDataLoss: false)`,
   };
+}
+
+/**
+ * A gap found while the job reads: with `failOnDataLoss` the error to fail the job with
+ * (nothing is announced, no position moves); without, the gap is announced as a
+ * `source.data-lost` event and reading goes on (undefined).
+ */
+export function failOrAnnounce(gap: Gap | undefined, failOnDataLoss: boolean, root: string, announce: ((event: typeof BatchEvents.DATA_LOST, payload: DataLostEvent) => void) | undefined): DataLossError | undefined {
+  if (!gap) return undefined;
+  if (failOnDataLoss) return dataLossError([gap], root);
+  announce?.(BatchEvents.DATA_LOST, dataLostEvent(gap));
+  return undefined;
 }

@@ -11,7 +11,7 @@ import { DStream, type RecordDescription, type StreamGraph } from '../dstream.js
 import type { InputStream, RecoveredBatch, StartContext } from './input.js';
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 import type { ValidKafkaOptions } from './kafka-options.js';
-import { dataLossError, dataLostEvent, gapsAtStart, unreadGap } from './kafka-gaps.js';
+import { dataLossError, dataLostEvent, failOrAnnounce, gapsAtStart, unreadGap } from './kafka-gaps.js';
 import { InterruptibleKafka } from './kafka-client.js';
 
 /** A Kafka message as it reaches the stream. */
@@ -244,14 +244,9 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   private async gapFetched(buffer: PartitionBuffer): Promise<boolean> {
     const offsets = await this.admin!.fetchTopicOffsets(buffer.topic);
     const low = Number(offsets.find((p) => p.partition === buffer.partition)?.low ?? 0);
-    const gap = unreadGap(buffer.topic, buffer.partition, buffer.fetchedUntil, low, 'running');
-    if (!gap) return true;
-    if (this.options.failOnDataLoss) {
-      this.fatal ??= dataLossError([gap], this.options.zookeeper.root);
-      return false;
-    }
-    this.announce?.(BatchEvents.DATA_LOST, dataLostEvent(gap));
-    return true;
+    const lost = failOrAnnounce(unreadGap(buffer.topic, buffer.partition, buffer.fetchedUntil, low, 'running'), this.options.failOnDataLoss, this.options.zookeeper.root, this.announce);
+    if (lost) this.fatal ??= lost;
+    return lost === undefined;
   }
 
   /**

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BatchEvents, ManualClock, StateSpec, StreamingContext, type BatchEventMap, type SnapshotCompletedEvent, type StreamingContextOptions } from '../src/index.js';
+import { BatchEvents, ManualClock, StateSpec, StreamingContext, type SnapshotCompletedEvent, type StreamingContextOptions } from '../src/index.js';
 import { nextEvent } from './wait.js';
 import { BatchCache } from '../src/storage/partition/batch-cache.js';
 import { BatchLog } from '../src/storage/partition/batch-log.js';

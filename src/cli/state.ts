@@ -1,4 +1,3 @@
-import type { Key } from 'lmdb';
 import { murmur2Partitioner } from '../engine/partitioner.js';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { decodeEntry } from '../storage/codec.js';

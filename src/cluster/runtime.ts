@@ -95,16 +95,16 @@ export class ClusterRuntime implements ClusterView {
     const client = (this.client = new InterruptibleKafka({ clientId: `${source.clientId}-${options.instanceId}`, brokers: source.brokers, ssl: source.ssl, sasl: source.sasl }));
     if (this.interrupted) client.interrupt();
     this.admin = client.kafka.admin();
-    await client.step(this.admin.connect(), 'connecting');
+    await client.step(() => this.admin!.connect(), 'connecting');
     const layout = Object.fromEntries(job.streams.map((s) => [String(s.stateIndex), s.numPartitions]));
-    await client.step(ensureTopics(this.admin, job.streams.flatMap((s) => [
+    await client.step(() => ensureTopics(this.admin!, job.streams.flatMap((s) => [
       { name: repartitionTopic(job.appName, s.stateIndex), partitions: s.numPartitions, compacted: false },
       { name: changelogTopic(job.appName, s.stateIndex), partitions: s.numPartitions, compacted: true },
     ])), 'checking the job\'s topics');
     // One request at a time per broker: a retried send cannot overtake the next, so each
     // source partition's pairs reach their repartition partition in order (the marks rely on it).
     this.producer = client.kafka.producer({ maxInFlightRequests: 1, idempotent: false, allowAutoTopicCreation: false });
-    await client.step(this.producer.connect(), 'connecting the producer');
+    await client.step(() => this.producer!.connect(), 'connecting the producer');
     // One consumer reads all it needs: the source partitions this instance shards, the
     // repartition partitions it owns, the changelogs it restores from (each group join costs
     // the broker's initial rebalance delay, 3 s by default).
@@ -114,7 +114,9 @@ export class ClusterRuntime implements ClusterView {
       `${job.appName}-${options.instanceId}`,
       Math.max(2 * source.maxRecordsPerBatch, 2 * options.maxPairsPerBatch),
     );
-    await client.step(this.reader.start(), 'joining the consumer group');
+    // Not a step a stop may leave behind: kafkajs cannot stop a consumer whose group join it was still making.
+    await this.reader.start();
+    client.startDone();
     job.source.useDeadLetterStore(job.dataDir);
     this.intake = new SourceIntake(this.admin, this.reader, this.zk, options.zookeeper.root, {
       topics: source.topics, startingOffsets: source.startingOffsets, maxRecordsPerBatch: source.maxRecordsPerBatch,
@@ -217,8 +219,7 @@ export class ClusterRuntime implements ClusterView {
     for (const stream of this.job.streams) await stream.close();
     await this.coordinator?.leave();
     await this.reader?.stop();
-    await this.producer?.disconnect().catch(() => undefined);
-    await this.admin?.disconnect().catch(() => undefined);
+    await this.client?.disconnect(this.producer, this.admin);
     this.zk?.close();
   }
 

@@ -1,6 +1,6 @@
 import type { Admin, KafkaMessage } from 'kafkajs';
 import { BatchEvents, type DataLostEvent } from '../engine/batch-events.js';
-import { failOrAnnounce, unreadGap } from '../engine/sources/kafka-gaps.js';
+import { dataLossError, dataLostEvent, failOrAnnounce, unreadGap } from '../engine/sources/kafka-gaps.js';
 import { OffsetStoreError } from '../errors.js';
 import type { ZooKeeperSession } from '../storage/zookeeper/session.js';
 import type { PartitionReader, Skip } from './partition-reader.js';
@@ -142,12 +142,14 @@ export class SourceIntake {
       // The partition was given up (or opened again) meanwhile: its skip is no longer this reader's.
       if (!this.reader.awaitsCheck(topic, partition, skip)) return;
       // Past the skip's end the records were fetched: not lost, whatever retention did since.
-      const lost = failOrAnnounce(unreadGap(topic, partition, skip.from, Math.min(low, skip.until), 'running'), this.options.failOnDataLoss, this.root, this.options.announce);
-      if (lost) {
-        this.failure ??= lost;
+      const gap = unreadGap(topic, partition, skip.from, Math.min(low, skip.until), 'running');
+      if (gap && this.options.failOnDataLoss) {
+        this.failure ??= dataLossError([gap], this.root);
         return;
       }
+      // Checked before the loss is announced: a listener that throws must not leave the partition waiting.
       this.reader.skipChecked(topic, partition, skip);
+      if (gap) this.options.announce(BatchEvents.DATA_LOST, dataLostEvent(gap));
     })()
       // The broker did not answer: the next batch asks again.
       .catch(() => undefined)

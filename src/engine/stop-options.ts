@@ -8,7 +8,8 @@ export interface StopOptions {
    * short does not commit and its outputs do not run; it fails with a StopTimeoutError, and
    * a source that can replay (Kafka) runs it again on the next start. An output operation
    * whose promise has not settled by then is left behind the same way, its batch's state
-   * committed and its source positions not recorded.
+   * committed: a single-process job does not record the batch's source positions and runs
+   * its outputs again on the next start; a cluster instance's are lost, as at a crash.
    */
   timeoutMs?: number;
 }
@@ -42,14 +43,15 @@ export function stopTimedOut(batchTime: number, timeoutMs: number, cause: unknow
  * and may yet finish on its own; one that never returns at all holds the main thread, and
  * no stop can cut it.
  */
-export async function outputUntilCut(result: unknown, cut: AbortSignal, batchTime: number): Promise<void> {
+export async function outputUntilCut(result: unknown, cut: AbortSignal, batchTime: number, cluster: boolean): Promise<void> {
   if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') return;
   let onCut = (): void => undefined;
   const cutOff = new Promise<never>((_, reject) => {
     onCut = () =>
       reject(
         new StopTimeoutError(
-          `stop() waited ${String(cut.reason)} ms and an output operation of batch ${batchTime} was still running: it was left behind, and the batch failed with its state committed but its source positions not recorded (a replayable source runs its outputs again on the next start)`,
+          `stop() waited ${String(cut.reason)} ms and an output operation of batch ${batchTime} was still running: it was left behind, and the batch failed with its state committed ` +
+            (cluster ? '(a cluster instance does not run its outputs again)' : 'but its source positions not recorded (a replayable source runs its outputs again on the next start)'),
           { batchTime, timeoutMs: cut.reason },
         ),
       );

@@ -12,7 +12,7 @@ describe('InterruptibleKafka: the waits of a Kafka start', () => {
 
   it('a connection kafkajs gave up on is an OffsetStoreError naming the brokers and the step, with kafkajs\'s error as its cause', async () => {
     const gaveUp = new KafkaJSNumberOfRetriesExceeded(new KafkaJSConnectionError('Connection error: connect ECONNREFUSED 127.0.0.1:1'), { retryCount: 30, retryTime: 5000 });
-    await assert.rejects(client().step(Promise.reject(gaveUp), 'connecting'), (error: unknown) => {
+    await assert.rejects(client().step(() => Promise.reject(gaveUp), 'connecting'), (error: unknown) => {
       assert.ok(error instanceof OffsetStoreError, String(error));
       assert.equal(error.message, 'Kafka brokers 127.0.0.1:1,127.0.0.1:2: gave up connecting after 30 retries: Connection error: connect ECONNREFUSED 127.0.0.1:1');
       assert.deepEqual(error.context, { brokers: '127.0.0.1:1,127.0.0.1:2', step: 'connecting' });
@@ -23,16 +23,24 @@ describe('InterruptibleKafka: the waits of a Kafka start', () => {
 
   it('other errors pass as they are, and values as they come', async () => {
     const other = new Error('This server does not host this topic-partition');
-    await assert.rejects(client().step(Promise.reject(other), 'subscribing'), (error: unknown) => error === other);
-    assert.equal(await client().step(Promise.resolve(42), 'connecting'), 42);
+    await assert.rejects(client().step(() => Promise.reject(other), 'subscribing'), (error: unknown) => error === other);
+    assert.equal(await client().step(() => Promise.resolve(42), 'connecting'), 42);
   });
 
-  it('an interrupt ends a wait at once, and one made before the step ends it before it begins', async () => {
+  it('an interrupt ends a wait at once, and one made before a step begins no work', async () => {
     const kafka = client();
-    const never = new Promise<never>(() => undefined);
-    const waiting = kafka.step(never, 'connecting the consumer');
+    const waiting = kafka.step(() => new Promise<never>(() => undefined), 'connecting the consumer');
     kafka.interrupt();
     await assert.rejects(waiting, (error: unknown) => error instanceof OffsetStoreError && error.message === 'Kafka brokers 127.0.0.1:1,127.0.0.1:2: interrupted while connecting the consumer');
-    await assert.rejects(kafka.step(Promise.resolve(1), 'subscribing'), /interrupted while subscribing/);
+    let began = false;
+    await assert.rejects(kafka.step(async () => void (began = true), 'subscribing'), /interrupted while subscribing/);
+    assert.equal(began, false);
+  });
+
+  it('once the start is over, an interrupt changes nothing: a stop draining its batches may still need the brokers', async () => {
+    const kafka = client();
+    kafka.startDone();
+    kafka.interrupt();
+    assert.equal(await kafka.step(() => Promise.resolve('answered'), 'reading the offsets of topic t'), 'answered');
   });
 });

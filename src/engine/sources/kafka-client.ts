@@ -4,18 +4,27 @@ import { OffsetStoreError } from '../../errors.js';
 /** kafkajs's retries: a connection or request retried 30 times, up to 5 s apart (about two minutes). */
 const RETRY = { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 };
 
+/** A kafkajs admin, producer or consumer: what is disconnected at the end. */
+interface Disconnectable {
+  disconnect(): Promise<void>;
+}
+
 /**
- * A kafkajs client whose waits for brokers a stop can end. kafkajs retries a refused
- * connection for about two minutes and has no way to cancel that, so a start waiting for
- * brokers it cannot reach held `stop()` (and the process) as long. Here the brokers are
- * given as a function that lists none once interrupted: kafkajs treats an empty list as a
- * non-retriable error, so its retrying ends at its next attempt (at most 5 s later), and
- * each wait of a start (`step`) gives up at once.
+ * A kafkajs client whose start a stop can end. kafkajs retries a refused connection for
+ * about two minutes and has no way to cancel that, so a start waiting for brokers it
+ * cannot reach held `stop()` (and the process) as long. While the start is under way, an
+ * interrupt empties the list of brokers kafkajs is given (it treats an empty list as a
+ * non-retriable error, so its retrying ends at its next attempt) and each of the start's
+ * waits (`step`) gives up at once. Once started, an interrupt changes nothing: a stop that
+ * drains its last batches may still need another broker while one is down.
  */
 export class InterruptibleKafka {
   readonly kafka: Kafka;
   private readonly abort = new AbortController();
   private readonly brokers: string;
+  private started = false;
+  /** Steps a stop left behind, still under way in kafkajs. */
+  private readonly abandoned: Array<Promise<unknown>> = [];
 
   constructor(options: Pick<KafkaConfig, 'clientId' | 'ssl' | 'sasl'> & { brokers: string[] }) {
     this.brokers = options.brokers.join(',');
@@ -27,31 +36,36 @@ export class InterruptibleKafka {
     });
   }
 
-  get interrupted(): boolean {
-    return this.abort.signal.aborted;
+  /** Ends the start's waits; nothing once the start is over. */
+  interrupt(): void {
+    if (!this.started) this.abort.abort();
   }
 
-  interrupt(): void {
-    this.abort.abort();
+  /** The start is over: from now on the client is left to kafkajs's own retrying. */
+  startDone(): void {
+    this.started = true;
   }
 
   /**
-   * `work` (a connection, a metadata request) unless an interrupt comes first: then an
-   * OffsetStoreError naming the brokers, and `work`'s own outcome is dropped. A connection
-   * kafkajs gave up on is named the same way, with kafkajs's error as its cause.
+   * `work()` (a connection, a metadata request) unless an interrupt comes first: then an
+   * OffsetStoreError naming the brokers, and `work`'s own outcome is dropped (an interrupt
+   * that came before the step begins no work). A connection kafkajs gave up on is named
+   * the same way, with kafkajs's error as its cause. Not for `consumer.run()`: kafkajs
+   * cannot stop a consumer whose group join was left behind (it fetches on, unseen).
    */
-  step<T>(work: Promise<T>, what: string): Promise<T> {
+  step<T>(work: () => Promise<T>, what: string): Promise<T> {
     const signal = this.abort.signal;
     const context = { brokers: this.brokers, step: what };
     const interrupted = () => new OffsetStoreError(`Kafka brokers ${this.brokers}: interrupted while ${what}`, context);
-    if (signal.aborted) {
-      work.catch(() => undefined);
-      return Promise.reject(interrupted());
-    }
+    if (signal.aborted) return Promise.reject(interrupted());
+    const running = work();
     return new Promise<T>((resolve, reject) => {
-      const onAbort = () => reject(interrupted());
+      const onAbort = () => {
+        this.abandoned.push(running.catch(() => undefined));
+        reject(interrupted());
+      };
       signal.addEventListener('abort', onAbort, { once: true });
-      work.then(
+      running.then(
         (value) => {
           signal.removeEventListener('abort', onAbort);
           resolve(value);
@@ -65,5 +79,19 @@ export class InterruptibleKafka {
         },
       );
     });
+  }
+
+  /**
+   * Disconnects `clients` in order. After an interrupt, only once the steps it left behind
+   * have settled (at most a retry interval and a connection timeout later): a connection
+   * still being made when its client disconnects would be left open. The caller does not
+   * wait for that.
+   */
+  async disconnect(...clients: Array<Disconnectable | undefined>): Promise<void> {
+    const each = async () => {
+      for (const client of clients) await client?.disconnect().catch(() => undefined);
+    };
+    if (this.abandoned.length === 0) return each();
+    void Promise.all(this.abandoned).then(each);
   }
 }

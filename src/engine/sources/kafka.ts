@@ -120,12 +120,12 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const client = (this.client = new InterruptibleKafka({ clientId: o.clientId, brokers: o.brokers, ssl: o.ssl, sasl: o.sasl }));
     if (this.closed) client.interrupt();
     this.admin = client.kafka.admin();
-    await client.step(this.admin.connect(), 'connecting');
+    await client.step(() => this.admin!.connect(), 'connecting');
 
     // Every partition of every topic, with the broker's current low and high offsets.
     const watermarks = new Map<string, { low: number; high: number }>();
     for (const topic of o.topics) {
-      for (const p of await client.step(this.admin.fetchTopicOffsets(topic), `reading the offsets of topic ${topic}`)) watermarks.set(`${topic}:${p.partition}`, { low: Number(p.low), high: Number(p.high) });
+      for (const p of await client.step(() => this.admin!.fetchTopicOffsets(topic), `reading the offsets of topic ${topic}`)) watermarks.set(`${topic}:${p.partition}`, { low: Number(p.low), high: Number(p.high) });
     }
     const partitions = [...watermarks.keys()].map((id) => {
       const [topic, partition] = [id.slice(0, id.lastIndexOf(':')), Number(id.slice(id.lastIndexOf(':') + 1))];
@@ -181,10 +181,10 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       groupId: o.groupId, retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 }, maxWaitTimeInMs: 100,
       sessionTimeout: o.groupSessionTimeoutMs, rebalanceTimeout: o.groupSessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(o.groupSessionTimeoutMs / 10)),
     });
-    await client.step(this.consumer.connect(), 'connecting the consumer');
+    await client.step(() => this.consumer!.connect(), 'connecting the consumer');
     // Every position is set by a seek below. fromBeginning is only what kafkajs falls back to
     // when a position is out of range: the earliest offset held, so the gap shows in eachBatch.
-    await client.step(this.consumer.subscribe({ topics: o.topics, fromBeginning: true }), 'subscribing');
+    await client.step(() => this.consumer!.subscribe({ topics: o.topics, fromBeginning: true }), 'subscribing');
     // Each time the group (re)assigns partitions, fetching resumes where our buffers end:
     // ZooKeeper, not the group's committed offsets, says where that is.
     const { GROUP_JOIN, CRASH } = this.consumer.events;
@@ -199,7 +199,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         }
       }
     });
-    await client.step(this.consumer.run({
+    // Not a step a stop may leave behind: kafkajs cannot stop a consumer whose group join it was still making.
+    await this.consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch, heartbeat }) => {
         const buffer = this.buffer(batch.topic, batch.partition);
@@ -225,7 +226,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         }
         await heartbeat();
       },
-    }), 'joining the consumer group');
+    });
+    client.startDone();
 
     const recovered: RecoveredBatch[] = [];
     for (const batch of replays) {
@@ -504,8 +506,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
 
   async close(): Promise<void> {
     this.closed = true;
-    await this.consumer?.disconnect().catch(() => undefined);
-    await this.admin?.disconnect().catch(() => undefined);
+    await this.client?.disconnect(this.consumer, this.admin);
     await this.ownership?.release();
     this.zk?.close();
     this.deadLetterStore?.close();

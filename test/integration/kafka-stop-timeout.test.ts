@@ -30,6 +30,25 @@ describe('stop({ timeoutMs }) on a Kafka job (real ZooKeeper, librdkafka mock br
     return { ssc, stream: stream as unknown as MapWithStateStream<string, number, unknown>, outputs, hung: () => hung };
   }
 
+  /**
+   * Starts `first`, lets it count a, b and c, sends `next` and waits until `stuck` says the
+   * batch is stuck (`what`), then stops with a 300 ms timeout. Returns the batches that failed.
+   */
+  async function cutWhileStuck(first: ReturnType<typeof job>, topic: string, next: string[], what: string, stuck: () => boolean): Promise<BatchFailedEvent[]> {
+    const failed: BatchFailedEvent[] = [];
+    first.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
+    await first.ssc.start();
+    try {
+      await services.producer.send({ topic, messages: ['a', 'b', 'c'].map((value) => ({ value })) });
+      await waitUntil('a, b and c counted', () => first.outputs.flatMap((o) => o.records).length >= 3);
+      await services.producer.send({ topic, messages: next.map((value) => ({ value })) });
+      await waitUntil(`the batch to be stuck: ${what}`, stuck);
+    } finally {
+      await within(first.ssc.stop({ timeoutMs: 300 }), `stop() with a timeout, while ${what}`);
+    }
+    return failed;
+  }
+
   it('a start waiting for Kafka brokers it cannot reach ends at once on stop(): start() fails, named, and nothing keeps the process alive', async () => {
     const script = fileURLToPath(new URL('./fixtures/stop-while-kafka-connects.js', import.meta.url));
     const child = new ChildProcessLines(script, [services.zk.connectString, tempDir()]);
@@ -50,17 +69,7 @@ describe('stop({ timeoutMs }) on a Kafka job (real ZooKeeper, librdkafka mock br
     await services.kafka.createTopic(topic, 1);
     const dataDir = join(tempDir(), 'data');
     const first = job(dataDir, topic, undefined, 'HANG');
-    const failed: BatchFailedEvent[] = [];
-    first.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
-    await first.ssc.start();
-    try {
-      await services.producer.send({ topic, messages: ['a', 'b', 'c'].map((value) => ({ value })) });
-      await waitUntil('a, b and c counted', () => first.outputs.flatMap((o) => o.records).length >= 3);
-      await services.producer.send({ topic, messages: ['a', 'HANG', 'd'].map((value) => ({ value })) });
-      await waitUntil('the output operation to hang', first.hung);
-    } finally {
-      await within(first.ssc.stop({ timeoutMs: 300 }), 'stop() with a timeout, while an output operation hangs');
-    }
+    const failed = await cutWhileStuck(first, topic, ['a', 'HANG', 'd'], 'an output operation hangs', first.hung);
     assert.equal(failed.length, 1, 'the batch whose output hung failed');
     assert.ok(failed[0].error instanceof StopTimeoutError, `${failed[0].error.name}: ${failed[0].error.message}`);
     assert.match(failed[0].error.message, /an output operation of batch \d+ was still running/);
@@ -88,17 +97,7 @@ describe('stop({ timeoutMs }) on a Kafka job (real ZooKeeper, librdkafka mock br
     mkdirSync(gate);
 
     const first = job(dataDir, topic, gate);
-    const failed: BatchFailedEvent[] = [];
-    first.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
-    await first.ssc.start();
-    try {
-      await services.producer.send({ topic, messages: ['a', 'b', 'c'].map((value) => ({ value })) });
-      await waitUntil('a, b and c counted', () => first.outputs.flatMap((o) => o.records).length >= 3);
-      await services.producer.send({ topic, messages: ['a', 'SPIN', 'b', 'c', 'd'].map((value) => ({ value })) });
-      await waitUntil('the mapping function to spin', () => existsSync(join(gate, 'entered')));
-    } finally {
-      await within(first.ssc.stop({ timeoutMs: 300 }), 'stop() with a timeout, while a mapping function spins');
-    }
+    const failed = await cutWhileStuck(first, topic, ['a', 'SPIN', 'b', 'c', 'd'], 'a mapping function spins', () => existsSync(join(gate, 'entered')));
     assert.equal(failed.length, 1, 'the batch under way failed');
     assert.ok(failed[0].error instanceof StopTimeoutError, `${failed[0].error.name}: ${failed[0].error.message}`);
     assert.deepEqual(sorted(first.outputs.flatMap((o) => o.records)), [['a', 1], ['b', 1], ['c', 1]], 'the cut batch ran no outputs');

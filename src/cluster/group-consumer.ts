@@ -1,5 +1,6 @@
 import type { Consumer, ConsumerConfig, Kafka, KafkaMessage } from 'kafkajs';
 import { OffsetStoreError } from '../errors.js';
+import { KAFKA_RETRY } from '../engine/sources/kafka-client.js';
 
 export interface TopicPartition {
   topic: string;
@@ -55,7 +56,7 @@ export class GroupConsumer {
   ) {}
 
   async start(): Promise<void> {
-    const consumer = this.kafka.consumer({ maxWaitTimeInMs: 100, retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 }, ...this.config() });
+    const consumer = this.kafka.consumer({ maxWaitTimeInMs: 100, retry: KAFKA_RETRY, ...this.config() });
     this.consumer = consumer;
     await consumer.connect();
     await consumer.subscribe({ topics: this.topics, fromBeginning: true });

@@ -2,7 +2,7 @@ import { Kafka, logLevel, type KafkaConfig } from 'kafkajs';
 import { OffsetStoreError } from '../../errors.js';
 
 /** kafkajs's retries: a connection or request retried 30 times, up to 5 s apart (about two minutes). */
-const RETRY = { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 };
+export const KAFKA_RETRY = { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 };
 
 /** A kafkajs admin, producer or consumer: what is disconnected at the end. */
 interface Disconnectable {
@@ -32,7 +32,7 @@ export class InterruptibleKafka {
       ...options,
       brokers: () => (this.abort.signal.aborted ? [] : options.brokers),
       logLevel: process.env.STATESTREAM_KAFKA_LOG ? logLevel.DEBUG : logLevel.NOTHING,
-      retry: RETRY,
+      retry: KAFKA_RETRY,
     });
   }
 
@@ -74,7 +74,7 @@ export class InterruptibleKafka {
           signal.removeEventListener('abort', onAbort);
           if (signal.aborted) reject(interrupted());
           else if (error instanceof Error && error.name === 'KafkaJSNumberOfRetriesExceeded') {
-            reject(new OffsetStoreError(`Kafka brokers ${this.brokers}: gave up ${what} after ${RETRY.retries} retries: ${error.message}`, context, error));
+            reject(new OffsetStoreError(`Kafka brokers ${this.brokers}: gave up ${what} after ${KAFKA_RETRY.retries} retries: ${error.message}`, context, error));
           } else reject(error);
         },
       );

@@ -12,7 +12,7 @@ import type { InputStream, RecoveredBatch, StartContext } from './input.js';
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 import type { ValidKafkaOptions } from './kafka-options.js';
 import { dataLossError, dataLostEvent, failOrAnnounce, gapsAtStart, unreadGap } from './kafka-gaps.js';
-import { InterruptibleKafka } from './kafka-client.js';
+import { InterruptibleKafka, KAFKA_RETRY } from './kafka-client.js';
 
 /** A Kafka message as it reaches the stream. */
 export interface KafkaRecord<V> {
@@ -178,7 +178,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     await this.offsets.recordPositions([...firstSeen, ...(pending && pending.ranges.length > 0 ? [] : movedOn)]);
 
     this.consumer = client.kafka.consumer({
-      groupId: o.groupId, retry: { initialRetryTime: 200, maxRetryTime: 5_000, retries: 30 }, maxWaitTimeInMs: 100,
+      groupId: o.groupId, retry: KAFKA_RETRY, maxWaitTimeInMs: 100,
       sessionTimeout: o.groupSessionTimeoutMs, rebalanceTimeout: o.groupSessionTimeoutMs, heartbeatInterval: Math.max(100, Math.floor(o.groupSessionTimeoutMs / 10)),
     });
     await client.step(() => this.consumer!.connect(), 'connecting the consumer');

@@ -64,6 +64,23 @@ describe('stop({ timeoutMs }) on a Kafka job (real ZooKeeper, librdkafka mock br
     }
   });
 
+  it('a start whose brokers answer slowly ends at once on stop(): the connection left behind is closed once it settles, and the process exits', async () => {
+    const script = fileURLToPath(new URL('./fixtures/stop-while-kafka-connects.js', import.meta.url));
+    // Every answer of the broker takes 6 s: the start's first request, and a disconnect that waited for it.
+    await services.kafka.setRtt(1, 6000);
+    const child = new ChildProcessLines(script, [services.zk.connectString, tempDir(), services.kafka.brokers.join(','), '500']);
+    try {
+      const stopped = await child.waitForLine(/^STOPPED \d+$/, { from: 0, timeoutMs: 40_000 });
+      assert.ok(Number(stopped.split(' ')[1]) < 2_500, `stop() took ${stopped.split(' ')[1]} ms`);
+      assert.equal(await child.waitForLine(/^START /, { from: 0 }), `START OffsetStoreError: Kafka brokers ${services.kafka.brokers.join(',')}: interrupted while connecting`);
+      const exit = await child.exit('the process to exit by itself once stopped', 30_000);
+      assert.deepEqual(exit, { code: 0, signal: null }, child.tail());
+    } finally {
+      if (child.running) child.kill();
+      await services.kafka.setRtt(1, 0);
+    }
+  });
+
   it('a batch whose output operation was still pending at the deadline runs its outputs again on the next start, its state counted once', async () => {
     const topic = 'stop-timeout-output';
     await services.kafka.createTopic(topic, 1);

@@ -83,9 +83,10 @@ export class InterruptibleKafka {
 
   /**
    * Disconnects `clients` in order. After an interrupt, only once the steps it left behind
-   * have settled (at most a retry interval and a connection timeout later): a connection
-   * still being made when its client disconnects would be left open. The caller does not
-   * wait for that.
+   * have settled, and without the caller waiting: kafkajs's disconnect waits for the
+   * requests in flight, so a stop would otherwise wait for the slow broker it had cut
+   * short (a retry interval and a connection timeout for one that refuses, a whole answer
+   * for one that is slow).
    */
   async disconnect(...clients: Array<Disconnectable | undefined>): Promise<void> {
     const each = async () => {

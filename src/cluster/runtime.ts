@@ -116,14 +116,15 @@ export class ClusterRuntime implements ClusterView {
     );
     // Not a step a stop may leave behind: kafkajs cannot stop a consumer whose group join it was still making.
     await this.reader.start();
-    client.startDone();
     job.source.useDeadLetterStore(job.dataDir);
     this.intake = new SourceIntake(this.admin, this.reader, this.zk, options.zookeeper.root, {
       topics: source.topics, startingOffsets: source.startingOffsets, maxRecordsPerBatch: source.maxRecordsPerBatch,
       failOnDataLoss: source.failOnDataLoss, announce: job.announce,
     });
     const intake = this.intake;
-    const coordinator = (this.coordinator = new ClusterCoordinator(this.zk, options.zookeeper.root, { id: options.instanceId, dataDir: job.dataDir }, layout, await intake.layout(), true));
+    const sourceLayout = await client.step(() => intake.layout(), 'reading the source topics\' partitions');
+    client.startDone();
+    const coordinator = (this.coordinator = new ClusterCoordinator(this.zk, options.zookeeper.root, { id: options.instanceId, dataDir: job.dataDir }, layout, sourceLayout, true));
     for (const stream of job.streams) {
       stream.attach({
         workers, supervisor, emitOutputs: emitOutputs(stream.stateIndex), coordinator, instanceId: options.instanceId,

@@ -1,3 +1,4 @@
+import { unlessAborted } from '../abort.js';
 import { ConfigError, StopTimeoutError, unknownOption } from '../errors.js';
 
 export interface StopOptions {
@@ -45,22 +46,14 @@ export function stopTimedOut(batchTime: number, timeoutMs: number, cause: unknow
  */
 export async function outputUntilCut(result: unknown, cut: AbortSignal, batchTime: number, cluster: boolean): Promise<void> {
   if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') return;
-  let onCut = (): void => undefined;
-  const cutOff = new Promise<never>((_, reject) => {
-    onCut = () =>
-      reject(
-        new StopTimeoutError(
-          `stop() waited ${String(cut.reason)} ms and an output operation of batch ${batchTime} was still running: it was left behind, and the batch failed with its state committed ` +
-            (cluster ? '(a cluster instance does not run its outputs again)' : 'but its source positions not recorded (a replayable source runs its outputs again on the next start)'),
-          { batchTime, timeoutMs: cut.reason },
-        ),
-      );
-    if (cut.aborted) onCut();
-    else cut.addEventListener('abort', onCut, { once: true });
-  });
-  try {
-    await Promise.race([result, cutOff]);
-  } finally {
-    cut.removeEventListener('abort', onCut);
-  }
+  await unlessAborted(
+    result as PromiseLike<unknown>,
+    cut,
+    () =>
+      new StopTimeoutError(
+        `stop() waited ${String(cut.reason)} ms and an output operation of batch ${batchTime} was still running: it was left behind, and the batch failed with its state committed ` +
+          (cluster ? '(a cluster instance does not run its outputs again)' : 'but its source positions not recorded (a replayable source runs its outputs again on the next start)'),
+        { batchTime, timeoutMs: cut.reason },
+      ),
+  );
 }

@@ -1,4 +1,5 @@
 import { Kafka, logLevel, type KafkaConfig } from 'kafkajs';
+import { unlessAborted } from '../../abort.js';
 import { OffsetStoreError } from '../../errors.js';
 
 /** kafkajs's retries: a connection or request retried 30 times, up to 5 s apart (about two minutes). */
@@ -53,32 +54,26 @@ export class InterruptibleKafka {
    * the same way, with kafkajs's error as its cause. Not for `consumer.run()`: kafkajs
    * cannot stop a consumer whose group join was left behind (it fetches on, unseen).
    */
-  step<T>(work: () => Promise<T>, what: string): Promise<T> {
+  async step<T>(work: () => Promise<T>, what: string): Promise<T> {
     const signal = this.abort.signal;
     const context = { brokers: this.brokers, step: what };
     const interrupted = () => new OffsetStoreError(`Kafka brokers ${this.brokers}: interrupted while ${what}`, context);
-    if (signal.aborted) return Promise.reject(interrupted());
+    if (signal.aborted) throw interrupted();
     const running = work();
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = () => {
+    let cut: OffsetStoreError | undefined;
+    try {
+      return await unlessAborted(running, signal, () => {
         this.abandoned.push(running.catch(() => undefined));
-        reject(interrupted());
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      running.then(
-        (value) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(value);
-        },
-        (error: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          if (signal.aborted) reject(interrupted());
-          else if (error instanceof Error && error.name === 'KafkaJSNumberOfRetriesExceeded') {
-            reject(new OffsetStoreError(`Kafka brokers ${this.brokers}: gave up ${what} after ${KAFKA_RETRY.retries} retries: ${error.message}`, context, error));
-          } else reject(error);
-        },
-      );
-    });
+        return (cut = interrupted());
+      });
+    } catch (error) {
+      // Failed as the stop came: the stop is what the start reports.
+      if (signal.aborted) throw cut ?? interrupted();
+      if (error instanceof Error && error.name === 'KafkaJSNumberOfRetriesExceeded') {
+        throw new OffsetStoreError(`Kafka brokers ${this.brokers}: gave up ${what} after ${KAFKA_RETRY.retries} retries: ${error.message}`, context, error);
+      }
+      throw error;
+    }
   }
 
   /**

@@ -49,35 +49,37 @@ describe('stop({ timeoutMs }) on a Kafka job (real ZooKeeper, librdkafka mock br
     return failed;
   }
 
-  it('a start waiting for Kafka brokers it cannot reach ends at once on stop(): start() fails, named, and nothing keeps the process alive', async () => {
+  /**
+   * The fixture's job in a child process, with `args` after the ZooKeeper connect string and
+   * a data folder: the stop it calls while the start waits for `brokers` returns within 3 s,
+   * the start fails naming them, and the process then exits by itself within `exitMs`.
+   */
+  async function stopWhileConnecting(args: string[], brokers: string, exitMs: number): Promise<void> {
     const script = fileURLToPath(new URL('./fixtures/stop-while-kafka-connects.js', import.meta.url));
-    const child = new ChildProcessLines(script, [services.zk.connectString, tempDir()]);
+    const child = new ChildProcessLines(script, [services.zk.connectString, tempDir(), ...args]);
     try {
       const stopped = await child.waitForLine(/^STOPPED \d+$/, { from: 0, timeoutMs: 40_000 });
       assert.ok(Number(stopped.split(' ')[1]) < 3_000, `stop() took ${stopped.split(' ')[1]} ms`);
-      assert.equal(await child.waitForLine(/^START /, { from: 0 }), 'START OffsetStoreError: Kafka brokers 127.0.0.1:1: interrupted while connecting');
-      // kafkajs would go on retrying the connection for about two minutes; it gives up at its next attempt, at most 5 s on.
-      const exit = await child.exit('the process to exit by itself once stopped', 20_000);
+      assert.equal(await child.waitForLine(/^START /, { from: 0 }), `START OffsetStoreError: Kafka brokers ${brokers}: interrupted while connecting`);
+      const exit = await child.exit('the process to exit by itself once stopped', exitMs);
       assert.deepEqual(exit, { code: 0, signal: null }, child.tail());
     } finally {
       if (child.running) child.kill();
     }
+  }
+
+  it('a start waiting for Kafka brokers it cannot reach ends at once on stop(): start() fails, named, and nothing keeps the process alive', async () => {
+    // kafkajs would go on retrying the connection for about two minutes; it gives up at its next attempt, at most 5 s on.
+    await stopWhileConnecting([], '127.0.0.1:1', 20_000);
   });
 
   it('a start whose brokers answer slowly ends at once on stop(): the connection left behind is closed once it settles, and the process exits', async () => {
-    const script = fileURLToPath(new URL('./fixtures/stop-while-kafka-connects.js', import.meta.url));
     // Every answer of the broker takes 6 s: the start's first request, and a disconnect that waited for it.
-    let child: ChildProcessLines | undefined;
     try {
       await services.kafka.setRtt(1, 6000);
-      child = new ChildProcessLines(script, [services.zk.connectString, tempDir(), services.kafka.brokers.join(','), '500']);
-      const stopped = await child.waitForLine(/^STOPPED \d+$/, { from: 0, timeoutMs: 40_000 });
-      assert.ok(Number(stopped.split(' ')[1]) < 3_000, `stop() took ${stopped.split(' ')[1]} ms`);
-      assert.equal(await child.waitForLine(/^START /, { from: 0 }), `START OffsetStoreError: Kafka brokers ${services.kafka.brokers.join(',')}: interrupted while connecting`);
-      const exit = await child.exit('the process to exit by itself once stopped', 30_000);
-      assert.deepEqual(exit, { code: 0, signal: null }, child.tail());
+      const brokers = services.kafka.brokers.join(',');
+      await stopWhileConnecting([brokers, '500'], brokers, 30_000);
     } finally {
-      if (child?.running) child.kill();
       await services.kafka.setRtt(1, 0);
     }
   });

@@ -586,6 +586,7 @@ export class StreamingContext implements StreamGraph {
   private async runBatch(batch: BatchRun, takeError?: unknown): Promise<void> {
     if (this.failure) {
       this.leaveLine(batch);
+      batch.release();
       throw this.failure;
     }
     const started = performance.now();

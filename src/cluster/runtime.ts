@@ -7,6 +7,7 @@ import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
 import type { DStream } from '../engine/dstream.js';
 import type { KafkaInputDStream, KafkaRecord } from '../engine/sources/kafka.js';
 import { InterruptibleKafka } from '../engine/sources/kafka-client.js';
+import { watermarksOf } from '../engine/sources/kafka-gaps.js';
 import { ZooKeeperSession } from '../storage/zookeeper/session.js';
 import { ChangelogWriter } from './changelog-io.js';
 import { sourcesReadBy } from './assignment.js';
@@ -177,8 +178,7 @@ export class ClusterRuntime implements ClusterView {
   private stopped = false;
 
   private async lowOffset(topic: string, partition: number): Promise<number> {
-    const offsets = await this.admin!.fetchTopicOffsets(topic);
-    return Number(offsets.find((o) => o.partition === partition)?.low ?? 0);
+    return (await watermarksOf(this.admin!, topic, partition)).low;
   }
 
   /** At a batch's time: the source records this instance shards in it (none while earlier batches wait). */

@@ -1,6 +1,6 @@
 import type { Admin, KafkaMessage } from 'kafkajs';
 import { BatchEvents, type DataLostEvent } from '../engine/batch-events.js';
-import { dataLossError, dataLostEvent, failOrAnnounce, unreadGap } from '../engine/sources/kafka-gaps.js';
+import { dataLossError, dataLostEvent, failOrAnnounce, unreadGap, watermarksOf } from '../engine/sources/kafka-gaps.js';
 import { OffsetStoreError } from '../errors.js';
 import type { ZooKeeperSession } from '../storage/zookeeper/session.js';
 import type { PartitionReader, Skip } from './partition-reader.js';
@@ -98,15 +98,8 @@ export class SourceIntake {
     });
   }
 
-  private async offsetsOf(topic: string, partition: number): Promise<{ low: number; high: number }> {
-    const offsets = await this.admin.fetchTopicOffsets(topic);
-    const p = offsets.find((o) => o.partition === partition);
-    if (!p) throw new OffsetStoreError(`the source topic ${topic} has no partition ${partition}`, { topic, partition });
-    return { low: Number(p.low), high: Number(p.high) };
-  }
-
   private async startOf(topic: string, partition: number): Promise<number> {
-    const { low, high } = await this.offsetsOf(topic, partition);
+    const { low, high } = await watermarksOf(this.admin, topic, partition);
     return this.options.startingOffsets === 'earliest' ? low : high;
   }
 
@@ -118,7 +111,7 @@ export class SourceIntake {
    * Undefined: the partition is not read.
    */
   private async pastLoss(topic: string, partition: number, stored: number): Promise<number | undefined> {
-    const { low } = await this.offsetsOf(topic, partition);
+    const { low } = await watermarksOf(this.admin, topic, partition);
     const gap = unreadGap(topic, partition, stored, low, 'position');
     const lost = failOrAnnounce(gap, this.options.failOnDataLoss, this.root, this.options.announce);
     if (lost) {
@@ -138,7 +131,7 @@ export class SourceIntake {
     if (this.checking.has(skip)) return;
     this.checking.add(skip);
     void (async () => {
-      const { low } = await this.offsetsOf(topic, partition);
+      const { low } = await watermarksOf(this.admin, topic, partition);
       // The partition was given up (or opened again) meanwhile: its skip is no longer this reader's.
       if (!this.reader.awaitsCheck(topic, partition, skip)) return;
       // Past the skip's end the records were fetched: not lost, whatever retention did since.

@@ -3,7 +3,9 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { BatchEvents, StateSpec, StreamingContext, type BatchCompletedEvent, type KafkaRecord } from '../../src/index.js';
+import { Kafka, logLevel } from 'kafkajs';
+import { BatchEvents, OffsetStoreError, StateSpec, StreamingContext, type BatchCompletedEvent, type KafkaRecord } from '../../src/index.js';
+import { watermarksOf } from '../../src/engine/sources/kafka-gaps.js';
 import type { GateValue } from '../fixtures/gate.js';
 import { fixture, tempDir } from '../helpers.js';
 import { waitUntil } from '../wait.js';
@@ -133,6 +135,23 @@ describe('the Kafka source: records, decoders, topics, starting offsets and back
     } finally {
       writeFileSync(join(gate, 'open'), '');
       await ssc.stop();
+    }
+  });
+
+  it("reads a partition's watermarks from the broker, and names a partition the topic does not have instead of reading it as offset 0", async () => {
+    await services.kafka.createTopic('watermarks', 1);
+    await services.producer.send({ topic: 'watermarks', messages: [{ value: 'a' }, { value: 'b' }] });
+    const admin = new Kafka({ brokers: services.kafka.brokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      assert.deepEqual(await watermarksOf(admin, 'watermarks', 0), { low: 0, high: 2 });
+      await assert.rejects(watermarksOf(admin, 'watermarks', 3), (e: unknown) => {
+        assert.ok(e instanceof OffsetStoreError, String(e));
+        assert.equal(e.message, 'the topic watermarks has no partition 3');
+        return true;
+      });
+    } finally {
+      await admin.disconnect();
     }
   });
 });

@@ -1,4 +1,5 @@
-import { DataLossError } from '../../errors.js';
+import type { Admin } from 'kafkajs';
+import { DataLossError, OffsetStoreError } from '../../errors.js';
 import type { OffsetRange, RecordedBatch } from '../../storage/zookeeper/offsets.js';
 import { BatchEvents, type DataLostEvent } from '../batch-events.js';
 
@@ -6,6 +7,17 @@ import { BatchEvents, type DataLostEvent } from '../batch-events.js';
 export interface Watermarks {
   low: number;
   high: number;
+}
+
+/**
+ * One partition's watermarks as the broker reports them now. A partition the topic no longer
+ * has (deleted and made again with fewer) fails loudly: read as offset 0, a recreated topic
+ * would pass for one that kept every record.
+ */
+export async function watermarksOf(admin: Admin, topic: string, partition: number): Promise<Watermarks> {
+  const p = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === partition);
+  if (!p) throw new OffsetStoreError(`the topic ${topic} has no partition ${partition}`, { topic, partition });
+  return { low: Number(p.low), high: Number(p.high) };
 }
 
 /** Offsets a job needs that the broker no longer holds: `until` is the earliest offset it still holds. */

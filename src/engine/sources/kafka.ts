@@ -11,7 +11,7 @@ import { DStream, type RecordDescription, type StreamGraph } from '../dstream.js
 import type { InputStream, RecoveredBatch, StartContext } from './input.js';
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 import type { ValidKafkaOptions } from './kafka-options.js';
-import { dataLossError, dataLostEvent, failOrAnnounce, gapsAtStart, unreadGap } from './kafka-gaps.js';
+import { dataLossError, dataLostEvent, failOrAnnounce, gapsAtStart, unreadGap, watermarksOf } from './kafka-gaps.js';
 import { InterruptibleKafka, KAFKA_RETRY } from './kafka-client.js';
 
 /** A Kafka message as it reaches the stream. */
@@ -244,8 +244,16 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
    * when the earliest offset held is past where the buffer ends. Returns whether to go on.
    */
   private async gapFetched(buffer: PartitionBuffer): Promise<boolean> {
-    const offsets = await this.admin!.fetchTopicOffsets(buffer.topic);
-    const low = Number(offsets.find((p) => p.partition === buffer.partition)?.low ?? 0);
+    let low: number;
+    try {
+      ({ low } = await watermarksOf(this.admin!, buffer.topic, buffer.partition));
+    } catch (error) {
+      // The partition is gone from the topic (recreated with fewer): fail the job. A broker
+      // that did not answer is kafkajs's to retry, as for the fetch itself.
+      if (!(error instanceof OffsetStoreError)) throw error;
+      this.fatal ??= error;
+      return false;
+    }
     const lost = failOrAnnounce(unreadGap(buffer.topic, buffer.partition, buffer.fetchedUntil, low, 'running'), this.options.failOnDataLoss, this.options.zookeeper.root, this.announce);
     if (lost) this.fatal ??= lost;
     return lost === undefined;

@@ -45,6 +45,12 @@ describe('status page server', { timeout: 180_000 }, () => {
       assert.equal(status.totals.batches, 1);
       assert.equal(status.streams[0].partitions.reduce((n: number, p: { keyCount: number }) => n + p.keyCount, 0), 1);
 
+      // A wrong token in the address, or in a cookie, opens nothing and sets no cookie.
+      const guessed = await request(`${url}?token=wrong-token-of-some-length`);
+      assert.equal(guessed.status, 401);
+      assert.doesNotMatch(guessed.headers, /set-cookie/i);
+      assert.equal((await request(url, '-H', 'Cookie: statestream_token=wrong-token-of-some-length')).status, 401);
+
       // A person opens the page once with ?token=: a cookie, and the address without the token.
       const opened = await request(`${url}?token=${token}`);
       assert.equal(opened.status, 303);

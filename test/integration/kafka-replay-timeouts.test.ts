@@ -26,7 +26,8 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
   const services = useServices();
 
   function job(dataDir: string, topic: string) {
-    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: 'replay-timeouts', snapshotEvery: 1, snapshotsKept: 200, metrics: {} });
+    // The status page on too: its totals follow the same rule as the metrics.
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: 'replay-timeouts', snapshotEvery: 1, snapshotsKept: 200, metrics: {}, ui: { port: 0 } });
     const outputs: Array<{ time: number; records: unknown[] }> = [];
     const stream = ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `${topic}-${Date.now()}`, zookeeper: { connect: services.zk.connectString, root: `/statestream/${topic}` }, groupSessionTimeoutMs: 6000 })
@@ -82,6 +83,9 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
       assert.ok((await metric('statestream_batches_total', { outcome: 'replayed' })) >= 2, 'the batches since the snapshot (the timeout, K again) were re-run');
       assert.equal(await metric('statestream_records_total'), 0, 'no record was new to this run');
       assert.equal(await metric('statestream_keys_timed_out_total'), 0, 'no key timed out anew in this run');
+      const status = (await (await fetch(`${second.ssc.endpoints().ui}api/status`)).json()) as { totals: { batches: number; records: number; keysTimedOut: number } };
+      assert.ok(status.totals.batches >= 2, JSON.stringify(status.totals));
+      assert.deepEqual([status.totals.records, status.totals.keysTimedOut], [0, 0], 'the status page counts no record or timeout of a re-run batch');
     } finally {
       await second.ssc.stop();
     }

@@ -281,13 +281,15 @@ describe('statestream command-line tool', () => {
   });
 
   it('usage errors exit 2 with a one-line hint; --help exits 0', () => {
-    for (const args of [[], ['bogus'], ['--data-dir', 'x', 'inspect'], ['inspect', '--bogus'], ['state', 'get'], ['state'], ['snapshot', 'restore'], ['snapshot', 'frobnicate'], ['state', 'count', '--stream', 'x'], ['snapshot', 'restore', 'abc'], ['constructor'], ['toString'], ['__proto__'], ['reshard', '--partitions', '5000'], ['import', 'x.msgpack', '--partitions', '4097']]) {
+    for (const args of [[], ['bogus'], ['--data-dir', 'x', 'inspect'], ['inspect', '--bogus'], ['state', 'get'], ['state'], ['snapshot', 'restore'], ['snapshot', 'frobnicate'], ['state', 'count', '--stream', 'x'], ['snapshot', 'restore', 'abc'], ['constructor'], ['toString'], ['__proto__'], ['reshard', '--partitions', '5000'], ['import', 'x.msgpack', '--partitions', '4097'], ['reshard', '--partitions', '0'], ['import', 'x.msgpack', '--partitions', '0'], ['state', 'count', 'extra'], ['state', 'get', 'k', 'extra']]) {
       const result = run(...args);
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /^statestream: .+\nRun 'statestream( \w+)? --help' for usage\.\n$/, args.join(' '));
     }
     assert.match(run('constructor').stderr, /^statestream: unknown command "constructor"\n/);
     assert.match(run('reshard', '--partitions', '5000').stderr, /--partitions must be an integer from 1 to 4096, got "5000"/);
+    assert.match(run('import', 'x.msgpack', '--partitions', '0').stderr, /--partitions must be an integer from 1 to 4096, got "0"/);
+    assert.match(run('state', 'count', 'extra').stderr, /unexpected argument "extra"/);
     const version = run('--version');
     assert.equal(version.code, 0);
     assert.match(version.stdout, /^statestream \d+\.\d+\.\d+\n$/);

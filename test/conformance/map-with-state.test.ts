@@ -54,6 +54,23 @@ describe("Spark's mapWithState semantics", () => {
     }
   });
 
+  it('a call that returns undefined emits nothing, a timing-out call included; the key still times out', async () => {
+    const spec = StateSpec.function<string, number, number, undefined>(fixture('keep-value')).numPartitions(2).timeout(1000);
+    const job = await keyedJob(spec, { dataDir: tempDir() });
+    const timedOut: number[] = [];
+    job.ssc.on('batch.completed', (e) => timedOut.push(e.keysTimedOut));
+    try {
+      assert.deepEqual(await job.batch([['a', 7], ['b', 8]]), []); // 1000
+      assert.deepEqual(await job.batch([['b', 9]]), []); // 2000
+      assert.deepEqual(await job.batch([]), [], '3000: a times out, and its call returned undefined');
+      assert.deepEqual(await job.batch([]), [], '4000: b times out');
+      assert.deepEqual(timedOut, [0, 0, 1, 1]);
+      assert.equal(job.stream.store().count(), 0);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('a key with a record in the sweep batch does not time out', async () => {
     const spec = StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(1).timeout(1000);
     const job = await keyedJob(spec, { dataDir: tempDir() });

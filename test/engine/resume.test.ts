@@ -66,6 +66,12 @@ describe('a context re-created on the same dataDir', () => {
       assert.match((error as Error).message, /hold batch 6000, but this context's first batch would be at 1000/);
       return true;
     });
+    // The same time as the stored batch is not forward either: the store would take it for done.
+    await assert.rejects(keyedJob(spec(), { dataDir, startMs: 5000 }), (error: unknown) => {
+      assert.ok(error instanceof StoreMismatchError);
+      assert.match((error as Error).message, /hold batch 6000, but this context's first batch would be at 6000/);
+      return true;
+    });
     const again = await keyedJob(spec(), { dataDir, startMs: 6000 });
     try {
       assert.deepEqual(await again.batch([['a', 1]]), [['a', 2]], 'a refused start leaves the stores usable');

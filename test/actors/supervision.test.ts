@@ -77,6 +77,21 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
     }
   });
 
+  it('the restart limit holds per batch: a worker that dies once in each of several batches never fails one', async () => {
+    const dir = tempDir();
+    const job = await keyedJob(faulty().numPartitions(1), { dataDir: join(dir, 'data'), threads: 1, maxWorkerRestarts: 1 });
+    const restarts: PartitionRestartedEvent[] = [];
+    job.ssc.on(BatchEvents.PARTITION_RESTARTED, (e) => restarts.push(e));
+    try {
+      for (let i = 1; i <= 3; i++) {
+        assert.deepEqual(await job.batch([['a', 1], ['crash', { exitOnce: join(dir, `fault-${i}`) }]]), [['a', i], ['crash', i]]);
+      }
+      assert.deepEqual(restarts.map((r) => [r.batchTime, r.restart]), [[1000, 1], [2000, 1], [3000, 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('a worker that keeps dying fails the batch once the restart limit is reached, and commits nothing of it', async () => {
     const dir = tempDir();
     const job = await keyedJob(faulty().numPartitions(1), { dataDir: join(dir, 'data'), threads: 1, maxWorkerRestarts: 2 });
@@ -172,6 +187,9 @@ describe('a record the mapping function keeps failing on', () => {
       const out = await job.batch([['a', 1], ['f', { failTimes: 2, counter }], ['a', 1]]);
       assert.deepEqual(out, [['a', 1], ['f', 1], ['a', 2]]);
       assert.equal(job.stream.deadLetters().length, 0);
+      // Attempts are counted per batch: a record at the same place in the next batch has its three tries too.
+      const again = await job.batch([['a', 1], ['g', { failTimes: 2, counter: join(dir, 'attempts-g') }]]);
+      assert.deepEqual(again, [['a', 3], ['g', 1]]);
     } finally {
       await job.ssc.stop();
     }

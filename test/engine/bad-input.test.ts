@@ -241,6 +241,9 @@ describe('bad records and states fail the batch, naming what and where, and leav
   it('a record that is not a [key, value] pair', () =>
     expectBatchFailure(['just-a-word'], (e) => e instanceof InvalidRecordError && /\[key, value\] pairs; record 1 of batch 2000 is "just-a-word"/.test((e as Error).message)));
 
+  it('a malformed record whose key an earlier record of the batch already had', () =>
+    expectBatchFailure([['a', 1], ['a', 1, 'extra']], (e) => e instanceof InvalidRecordError && /\[key, value\] pairs; record 2 of batch 2000 is \["a",1,"extra"\]/.test((e as Error).message)));
+
   it('a key that cannot be an LMDB key', () =>
     expectBatchFailure([[{ user: 1 }, 1]], (e) => e instanceof InvalidRecordError && /record 1 of batch 2000: key \{"user":1\} cannot be an LMDB key/.test((e as Error).message)));
 
@@ -317,20 +320,25 @@ describe('State used against its contract throws as Spark does', () => {
     }
   });
 
-  it('update while timing out', async () => {
-    const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).timeout(1000).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });
-    try {
-      await job.batch([['k', 'ok']]);
-      await job.batch([]);
-      await job.batch([]); // 3000: k (1000) < 2000 times out; the function tries update()
-      const [letter] = job.stream.deadLetters();
-      assert.equal(letter.key, 'k');
-      assert.equal(letter.timingOut, true);
-      assert.match(letter.error.message, /cannot update the state of key k while it is timing out/);
-      assert.equal(letter.state, 'fine', 'the state the key held is kept with the letter');
-      assert.equal(job.stream.store().count(), 0, 'the key is removed all the same');
-    } finally {
-      await job.ssc.stop();
-    }
-  });
+  for (const [first, state, message] of [
+    ['ok', 'fine', /cannot update the state of key k while it is timing out/],
+    ['remove-when-timing-out', 'remove-me', /cannot remove the state of key k while it is timing out; it is removed after this call/],
+  ] as const) {
+    it(`${message.source.includes('update') ? 'update' : 'remove'} while timing out`, async () => {
+      const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).timeout(1000).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });
+      try {
+        await job.batch([['k', first]]);
+        await job.batch([]);
+        await job.batch([]); // 3000: k (1000) < 2000 times out; the function tries update() or remove()
+        const [letter] = job.stream.deadLetters();
+        assert.equal(letter.key, 'k');
+        assert.equal(letter.timingOut, true);
+        assert.match(letter.error.message, message);
+        assert.equal(letter.state, state, 'the state the key held is kept with the letter');
+        assert.equal(job.stream.store().count(), 0, 'the key is removed all the same');
+      } finally {
+        await job.ssc.stop();
+      }
+    });
+  }
 });

@@ -21,6 +21,7 @@ describe('snapshot policies', () => {
     [{ batches: 3 }, [3000, 6000], 'every third batch'],
     [3, [3000, 6000], 'a number means batches'],
     [{ ms: 2500 }, [4000, 7000], 'the first batch at least 2500 ms (of batch time) after the last snapshot, or after the first batch'],
+    [{ ms: 2000 }, [3000, 5000, 7000], 'a batch exactly 2000 ms after the last snapshot takes the next one'],
   ] as Array<[SnapshotEvery, number[], string]>) {
     it(`snapshotEvery ${JSON.stringify(every)}: ${why}`, async () => {
       const dataDir = tempDir();

@@ -179,6 +179,19 @@ describe('a record the mapping function keeps failing on', () => {
     }
   });
 
+  it("a dead-lettered record still moves its key's time: the key times out a timeout after it, not after its last applied record", async () => {
+    const job = await keyedJob(faulty().numPartitions(1).timeout(1000).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });
+    try {
+      assert.deepEqual(await job.batch([['k', 1]]), [['k', 1]]); // 1000
+      assert.deepEqual(await job.batch([['k', { poison: true }]]), []); // 2000: dead-lettered
+      assert.equal(job.stream.deadLetters().length, 1);
+      assert.deepEqual(await job.batch([]), [], '3000: k was last seen at 2000, idle 1000 ms, not more');
+      assert.deepEqual(await job.batch([]), [['timeout', 'k', 1]], '4000: k times out, its count as the applied record left it');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('a record that fails fewer times than maxAttempts is retried and applied once', async () => {
     const dir = tempDir();
     const counter = join(dir, 'attempts');

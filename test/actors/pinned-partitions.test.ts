@@ -119,5 +119,30 @@ describe('partitions pinned to their worker threads', () => {
       for (const p of e.partitionStats[0]) perThread.set(p.thread, (perThread.get(p.thread) ?? 0) + p.memoryEntries);
       for (const [thread, entries] of perThread) assert.ok(entries <= 64, `thread ${thread} holds ${entries} entries, over its bound of 64`);
     }
+    const none = await run(0);
+    assert.deepEqual(none.outputs, fits.outputs, 'no memory at all: every read goes to LMDB');
+    assert.deepEqual(none.state, fits.state);
+  });
+
+  it('memory that came to hold every key, then turned its generations, reads the keys it dropped from LMDB again', async () => {
+    // One partition of 80 keys under a bound of 100 (generations of 50): after the second
+    // batch memory holds every key and answers misses itself; the next batches read half the
+    // keys, turning the generations and dropping the others, which the last batch reads.
+    const all = keys(80);
+    const batches = [all, all, all.slice(0, 50), all.slice(50), all.slice(20, 60), all, all.slice(0, 30), all];
+    const run = async (stateCacheEntries: number) => {
+      const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(1), { dataDir: tempDir(), threads: 1, stateCacheEntries });
+      try {
+        const outputs = [];
+        for (const batch of batches) outputs.push(sorted(await job.batch(batch.map((w) => [w, 1] as [string, number]))));
+        return { outputs, state: [...job.stream.store().entries()] };
+      } finally {
+        await job.ssc.stop();
+      }
+    };
+    const fits = await run(10_000);
+    const tight = await run(100);
+    assert.deepEqual(tight.outputs, fits.outputs);
+    assert.deepEqual(tight.state, fits.state);
   });
 });

@@ -11,14 +11,14 @@ import { testRandom } from '../../random.js';
 const LARGE = 1_000_000;
 
 /** One batch's commit as the worker makes it: the changes staged, the batch ended, all in one transaction. */
-function commit(store: PartitionStore, map: LoggedStateMap<number>, batchTime: number, changes: Array<[string, number | null]>, fail = false): void {
+function commit(store: PartitionStore, map: LoggedStateMap<number>, batchTime: number, changes: Array<[string, number | null]>, fail = false, keyCount = LARGE): void {
   try {
     store.env.transactionSync(() => {
       for (const [key, value] of changes) {
         if (value === null) map.remove(key);
         else map.put(key, encodeEntry(value, batchTime));
       }
-      map.endBatch(batchTime, LARGE);
+      map.endBatch(batchTime, keyCount);
       if (fail) throw new Error('the batch fails before its commit');
     });
   } catch (error) {
@@ -171,5 +171,24 @@ describe('LoggedStateMap: the change log folded a record at a time', () => {
     commit(store, map, 400, [['d', 4]]);
     assert.equal(map.get('a')?.[0], 3);
     assert.deepEqual(stored(store), new Map([['a', 3], ['b', 1], ['c', 2], ['d', 4]]));
+  });
+
+  it('a batch too large for the log to pay, while the log holds records, writes them and itself in place and empties the log', () => {
+    const store = openPartitionStore(tempDir());
+    stores.push(store);
+    const map = new LoggedStateMap<number>(store, 4, 1000);
+    commit(store, map, 100, [['a', 1], ['b', 1]]);
+    commit(store, map, 200, [['c', 2]]);
+    store.env.resetReadTxn();
+    assert.equal(changeRecords(store), 2);
+    // A store of 3 keys after a batch changing 2 of them: in place.
+    commit(store, map, 300, [['a', 3], ['c', null]], false, 3);
+    store.env.resetReadTxn();
+    assert.equal(changeRecords(store), 0, 'no record left to overlay what went in place');
+    assert.deepEqual(stored(store), new Map([['a', 3], ['b', 1]]));
+    assert.equal(map.get('a')?.[0], 3);
+    assert.equal(map.get('c'), undefined);
+    // A map that opens the store afresh (the next start) reads the same.
+    assert.equal(new LoggedStateMap<number>(store, 4, 1000).get('a')?.[0], 3);
   });
 });

@@ -35,22 +35,25 @@ describe('a context re-created on the same dataDir', () => {
 
     const timed = await keyedJob(noTimeout().timeout(2500), { dataDir, startMs: 2000 });
     try {
-      assert.deepEqual(await timed.batch([]), [], '3000: nothing idle for more than 2500 ms yet');
+      assert.deepEqual(await timed.batch([['d', 1]]), [['d', 1]], '3000: nothing idle for more than 2500 ms yet');
       assert.deepEqual(await timed.batch([]), [['timeout', 'a', 1, 4000]], '4000: a, last updated at 1000');
       assert.deepEqual(await timed.batch([]), [['timeout', 'b', 2, 5000]], '5000: b, last updated at 2000');
     } finally {
       await timed.ssc.stop();
     }
 
+    // Without a timeout, d's update at 6000 moves no index entry: its entry of 3000 must not outlive the index.
     const again = await keyedJob(noTimeout(), { dataDir, startMs: 5000 });
     try {
-      await again.batch([['c', 1]]);
+      assert.deepEqual(sorted(await again.batch([['c', 1], ['d', 1]])), [['c', 1], ['d', 2]]);
     } finally {
       await again.ssc.stop();
     }
-    const timedAgain = await keyedJob(noTimeout().timeout(500), { dataDir, startMs: 6000 });
+    const timedAgain = await keyedJob(noTimeout().timeout(2500), { dataDir, startMs: 6000 });
     try {
-      assert.deepEqual(await timedAgain.batch([]), [['timeout', 'c', 1, 7000]], 'the index was rebuilt, not left stale');
+      assert.deepEqual(await timedAgain.batch([]), [], '7000: d, updated at 6000, is not idle yet');
+      assert.deepEqual(await timedAgain.batch([]), []);
+      assert.deepEqual(sorted(await timedAgain.batch([])), [['timeout', 'c', 1, 9000], ['timeout', 'd', 2, 9000]], 'the index was rebuilt, not left stale');
     } finally {
       await timedAgain.ssc.stop();
     }

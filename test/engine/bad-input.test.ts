@@ -98,6 +98,8 @@ describe('bad options are refused when given, naming the option', () => {
       [{ ...good, zookeeper: { connect: 'nohost' } }, /zookeeper.connect must be "host:port/],
       [{ ...good, zookeeper: { connect: '127.0.0.1:2181', root: 'relative' } }, /zookeeper.root must be an absolute ZooKeeper path/],
       [{ ...good, zookeeper: { connect: '127.0.0.1:2181', digest: 'nocolon' } }, /zookeeper.digest must be "user:password"/],
+      [{ ...good, zookeeper: { connect: '127.0.0.1:2181', sessionTimeoutMs: 500 } }, /zookeeper.sessionTimeoutMs must be an integer from 1000 to 120000, got 500/],
+      [{ ...good, zookeeper: { connect: '127.0.0.1:2181', sessionTimeoutMs: '5000' } }, /zookeeper.sessionTimeoutMs must be an integer from 1000 to 120000, got "5000"/],
       [{ ...good, startingOffsets: 'beginning' }, /startingOffsets must be 'earliest' or 'latest', got "beginning"/],
       [{ ...good, maxRecordsPerBatch: 0 }, /maxRecordsPerBatch must be an integer from 1/],
       [{ ...good, decoder: 'xml' }, /decoder must be 'string', 'json', 'buffer' or a function/],

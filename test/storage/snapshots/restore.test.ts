@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { BatchEvents, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type StateRestoredEvent } from '../../../src/index.js';
 import { FORMAT_VERSION } from '../../../src/storage/partition/batch-log.js';
 import { partitionPath } from '../../../src/storage/partition/store.js';
+import { SNAPSHOT_FORMAT_VERSION } from '../../../src/storage/snapshots/manifest.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
 
 const spec = (n: number) => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(n);
@@ -113,6 +114,20 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     assert.equal(result.status, 1, result.stdout);
     assert.match(result.stderr, new RegExp(`snapshot 3000 cannot be restored by this statestream, nothing was changed: each of its stores is in store format ${FORMAT_VERSION + 1}`));
     assert.deepEqual(readFileSync(join(partitionPath(dataDir, 0, 1), 'data.mdb')), before);
+  });
+
+  it('readSnapshotState refuses a snapshot whose manifest is in a newer format, naming both versions', async () => {
+    const { dataDir } = await snapshotted(() => 3);
+    const path = join(dataDir, 'snapshots', '3000');
+    const manifestFile = join(path, 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { formatVersion: number };
+    manifest.formatVersion = SNAPSHOT_FORMAT_VERSION + 1;
+    writeFileSync(manifestFile, JSON.stringify(manifest));
+    assert.throws(() => readSnapshotState(path), (error: unknown) => {
+      assert.ok(error instanceof SnapshotError, String(error));
+      assert.match(error.message, new RegExp(`the snapshot at .*3000 has format version ${SNAPSHOT_FORMAT_VERSION + 1}; this statestream reads up to ${SNAPSHOT_FORMAT_VERSION}`));
+      return true;
+    });
   });
 
   it('refuses with a SnapshotError that says why each snapshot was rejected (another partition count among them), and moves nothing', async () => {

@@ -70,6 +70,23 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     }
   });
 
+  it("checks only the copies it restores: a damaged copy of a healthy partition does not cost the snapshot", async () => {
+    const { dataDir, stateAt } = await snapshotted(() => 3);
+    rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
+    corrupt(dataDir, 3000, 0);
+    const restored: StateRestoredEvent[] = [];
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(4000) });
+    const stream = ssc.queueStream<[string, number]>().mapWithState(spec(3));
+    ssc.on(BatchEvents.STATE_RESTORED, (e) => restored.push(e));
+    await ssc.start();
+    try {
+      assert.deepEqual(restored.map((e) => [e.snapshot, e.partitions.map((p) => [p.partition, p.lastBatch])]), [[3000, [[1, 3000]]]], 'partition 1 from the newest snapshot; partition 0 is not restored');
+      assert.deepEqual(new Map(stream.store().entries()), stateAt.get(3000));
+    } finally {
+      await ssc.stop();
+    }
+  });
+
   it('skips a snapshot whose stores a newer statestream wrote (a newer store format), and restores from the newest it can read', async () => {
     const { dataDir, stateAt } = await snapshotted(() => 3);
     rmSync(partitionPath(dataDir, 0, 1), { recursive: true });

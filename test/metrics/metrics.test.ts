@@ -150,16 +150,21 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
   it('on a shared registry: a second job under the same appName is refused, and a stopped job takes its series with it', async () => {
     const registry = new Registry();
     const spec = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(3);
-    const wide = await keyedJob(spec(), { dataDir: tempDir(), metrics: { registry }, appName: 'shared' });
+    // It restarts a partition and takes a snapshot, so that those series exist before it stops.
+    const wide = await keyedJob(StateSpec.function<string, FaultyValue, number, unknown>(fixture('faulty')).numPartitions(3), { dataDir: tempDir(), metrics: { registry }, appName: 'shared', snapshotEvery: 1 });
     const other = await keyedJob(spec(), { dataDir: tempDir(), metrics: { registry }, appName: 'other' });
     try {
       assert.throws(
         () => new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), metrics: { registry }, appName: 'shared' }),
         (e: unknown) => e instanceof ConfigError && e.context.option === 'appName' && /metrics\.registry already has a job with appName "shared"/.test(e.message),
       );
-      await wide.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+      await wide.batchWithSnapshot([['a', 1], ['b', 1], ['c', 1], ['d', 1], ['crash', { exitOnce: join(tempDir(), 'crashed') }]]);
       await other.batch([['x', 1]]);
-      assert.equal(byLabel(parseSamples(await registry.metrics()), 'statestream_state_memory_entries', 'partition').size, 3);
+      const before = parseSamples(await registry.metrics());
+      assert.equal(byLabel(before, 'statestream_state_memory_entries', 'partition').size, 3);
+      for (const name of ['statestream_partition_restarts_total', 'statestream_snapshot_duration_seconds_count', 'statestream_snapshot_last_success_timestamp_seconds', 'statestream_snapshot_bytes']) {
+        assert.ok(before.some((s) => s.name === name && s.labels.app === 'shared'), `${name} has a series of the job before it stops`);
+      }
     } finally {
       await wide.ssc.stop();
     }

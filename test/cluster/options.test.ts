@@ -47,5 +47,23 @@ describe('cluster options: checked when the context is made, naming the option',
       return true;
     });
     assert.equal(ssc.cluster, undefined);
+
+    // One Kafka source, but no state to spread; or a state stream fed from another state stream's records.
+    const startRefused = async (build: (ssc: StreamingContext) => void, message: RegExp) => {
+      const job = context({ cluster: { zookeeper: zk } });
+      build(job);
+      await assert.rejects(job.start(), (error: unknown) => {
+        assert.ok(error instanceof ClusterError, String(error));
+        assert.match(error.message, message);
+        return true;
+      });
+      assert.equal(job.cluster, undefined);
+    };
+    const words = (job: StreamingContext) => job.kafkaStream({ brokers: ['127.0.0.1:9'], topic: 'words', groupId: 'wc', zookeeper: zk });
+    await startRefused((job) => words(job).foreachBatch(() => undefined), /the job has no mapWithState stream; there is nothing to spread over instances/);
+    await startRefused((job) => {
+      const counts = words(job).map((r) => [r.value, 1] as [string, number]).mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')));
+      counts.map(([word]) => [word, 1] as [string, number]).mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')));
+    }, /mapWithState stream 1 must be fed from the kafkaStream by map\/flatMap\/filter alone/);
   });
 });

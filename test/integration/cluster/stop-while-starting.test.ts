@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { OffsetStoreError, StateSpec, StreamingContext } from '../../../src/index.js';
+import { ConfigError, OffsetStoreError, StateSpec, StreamingContext } from '../../../src/index.js';
 import { fixture, tempDir } from '../../helpers.js';
 import { within } from '../../wait.js';
 import { startMockKafka, type MockKafka } from '../services/kafka.js';
@@ -15,7 +15,12 @@ describe('a cluster instance stopped while it starts (librdkafka mock broker, Zo
   before(async () => {
     kafka = await startMockKafka({
       brokers: 1,
-      topics: [TOPIC, `${TOPIC}-0-repartition`, `${TOPIC}-0-changelog`].map((name) => ({ name, partitions: 2 })),
+      topics: [
+        ...[TOPIC, `${TOPIC}-0-repartition`, `${TOPIC}-0-changelog`].map((name) => ({ name, partitions: 2 })),
+        // A job whose changelog was made with another partition count than its state has.
+        { name: `${TOPIC}-misfit-0-repartition`, partitions: 2 },
+        { name: `${TOPIC}-misfit-0-changelog`, partitions: 3 },
+      ],
     });
   });
   after(async () => {
@@ -57,5 +62,29 @@ describe('a cluster instance stopped while it starts (librdkafka mock broker, Zo
     const outcome = await within(starting, 'start() to settle');
     assert.ok(outcome instanceof OffsetStoreError, `start() gave ${String(outcome)}`);
     assert.equal(outcome.message, 'Kafka brokers 127.0.0.1:1: interrupted while connecting');
+  });
+
+  it("refuses to start on the job's own topics when one has another partition count than the state, naming it", async () => {
+    const ssc = new StreamingContext({
+      batchIntervalMs: 100, dataDir: tempDir(), threads: 1, appName: `${TOPIC}-misfit`,
+      cluster: { zookeeper: { connect: UNREACHABLE, sessionTimeoutMs: 30_000 } },
+    });
+    ssc
+      .kafkaStream({ brokers: kafka.brokers, topic: TOPIC, groupId: 'stop-while-starting-misfit', zookeeper: { connect: UNREACHABLE } })
+      .map((record): [string, number] => [record.value ?? '', 1])
+      .mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2));
+    try {
+      await within(
+        assert.rejects(ssc.start(), (error: unknown) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          assert.match(error.message, new RegExp(`cluster: topic ${TOPIC}-misfit-0-changelog has 3 partitions, but the state stream has 2`));
+          return true;
+        }),
+        'start() to be refused',
+        { timeoutMs: 30_000 },
+      );
+    } finally {
+      await ssc.stop();
+    }
   });
 });

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { waitUntil } from '../../wait.js';
+import { writeBehind } from '../../helpers.js';
+import { decodeEntry } from '../../../src/storage/codec.js';
 import { murmur2Partitioner } from '../../../src/engine/partitioner.js';
 import { testRandom } from '../../random.js';
 import type { ClusterMeta } from '../../../src/cluster/restore-store.js';
@@ -340,6 +342,43 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     } finally {
       await after.env.close();
     }
+  });
+
+  it('an instance whose folder holds what a single-process job wrote, or a store for another partition count, fails naming it and leaves the store as it was', async () => {
+    const job = await newJob('wc-foreign', { partitions: 2, sourcePartitions: 1 });
+    const layout = { numPartitions: 2, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed: false, stateVersion: 1 };
+    /** Starts the instance and returns its error, once it has stopped. */
+    const failure = async (partition: number) => {
+      const solo = await job.start('solo');
+      await solo.waitForLine(new RegExp(`^RELEASED ${partition} \\d+ failed `), { timeoutMs: 60_000 });
+      const failed = await solo.waitForLine(/^FAILED /, { timeoutMs: 30_000 });
+      assert.equal((await solo.exited).code, 1, 'the instance stops');
+      return JSON.parse(failed.slice('FAILED '.length)) as { name: string; message: string };
+    };
+    // Partition 1 as a single-process job left it: a batch of its own, no changelog position.
+    const path = partitionPath(job.dataDir('solo'), 0, 1);
+    const written = openPartitionStore(path);
+    writeLayout(written, layout);
+    await written.env.close();
+    writeBehind(path, 5000, [['kept', 7]]);
+    const single = await failure(1);
+    assert.equal(single.name, 'ClusterError');
+    assert.match(single.message, /the store of partition 1 of stream 0 under .* holds state a single-process job wrote/);
+    const after = openPartitionStore(path);
+    try {
+      assert.equal(decodeEntry<number>(after.state.getBinary('kept')!)[0], 7, 'the state it holds is not replaced');
+    } finally {
+      await after.env.close();
+    }
+
+    // Partition 0 written for three partitions (the other store gone).
+    rmSync(path, { recursive: true });
+    const other = openPartitionStore(partitionPath(job.dataDir('solo'), 0, 0));
+    writeLayout(other, { ...layout, numPartitions: 3 });
+    await other.env.close();
+    const mismatch = await failure(0);
+    assert.equal(mismatch.name, 'ConfigError');
+    assert.match(mismatch.message, /the store of partition 0 of stream 0 under .* was written for 3 partitions, not 2/);
   });
 
   it('an instance restarted without its timeout and then with it again times keys out from their last update, on stores it reused', async () => {

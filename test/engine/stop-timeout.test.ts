@@ -67,7 +67,11 @@ describe('stop({ timeoutMs }): a stop that runs out of time terminates the threa
     const first = job.ssc.stop().then(() => (firstDone = true));
     await sleep(300);
     assert.equal(firstDone, false, 'without a timeout, the stop waits for the batch');
-    await within(job.ssc.stop({ timeoutMs: 50 }), 'the second stop() call, with a timeout');
+    const second = job.ssc.stop({ timeoutMs: 50 });
+    // A third call with a longer timeout does not put the deadline back.
+    const third = job.ssc.stop({ timeoutMs: 60_000 });
+    await within(second, 'the second stop() call, with a timeout', { timeoutMs: 10_000 });
+    await within(third, 'the third stop() call, with a longer timeout', { timeoutMs: 10_000 });
     assert.equal(firstDone || (await within(first, 'the first stop() call')), true);
     await advanced;
     assert.deepEqual(failed.map((e) => [e.batchTime, e.error.name, (e.error as StopTimeoutError).context]), [[2000, 'StopTimeoutError', { batchTime: 2000, timeoutMs: 50 }]]);

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner } from '../../src/index.js';
-import { BatchLog } from '../../src/storage/partition/batch-log.js';
+import { BatchLog, readLayout } from '../../src/storage/partition/batch-log.js';
+import { writeStateExport } from '../../src/storage/export/state-export.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
@@ -127,6 +128,17 @@ describe('statestream command-line tool', () => {
     assert.ok(report.streams[0].partitions.every((p: { bytes: number }) => p.bytes > 0));
     assert.deepEqual(report.snapshots.map((s: { batchTime: number }) => s.batchTime), [4000, 2000]);
     assert.deepEqual(report.offsets, { from: 'snapshot', snapshot: 4000, sources: [] });
+  });
+
+  it('inspect reports a partition whose folder is gone, with exit code 1', () => {
+    const dir = copy();
+    rmSync(partitionPath(dir, 0, 2), { recursive: true });
+    const result = run('inspect', '--data-dir', dir, '--json');
+    assert.equal(result.code, 1);
+    const report = JSON.parse(result.stdout);
+    assert.equal(report.healthy, false);
+    assert.deepEqual(report.streams[0].partitions.map((p: { partition: number }) => p.partition), [0, 1, 2]);
+    assert.equal(report.streams[0].partitions[2].problem, 'the partition folder is missing');
   });
 
   it('inspect reports a truncated store as damaged with exit code 1, and state get refuses it without crashing', () => {
@@ -319,6 +331,9 @@ describe('statestream command-line tool', () => {
     const bad = run('snapshot', 'list', '--data-dir', dir, '--verify');
     assert.equal(bad.code, 1);
     assert.match(bad.stdout, /FAILED: state-0\/partition-0000\/data.mdb does not match its checksum/);
+    const exported = run('export', '--data-dir', dir, '--snapshot', '2000', '--out', join(tempDir(), 'damaged.msgpack'));
+    assert.equal(exported.code, 1, 'a damaged snapshot is not exported');
+    assert.match(exported.stderr, /snapshot 2000 is damaged: .*partition-0000\/data.mdb does not match its checksum/);
   });
 
   it('snapshot create snapshots a stopped job, refuses one that exists or whose partitions hold different batches', async () => {
@@ -506,6 +521,24 @@ describe('statestream command-line tool', () => {
     assert.equal(notAnExport.code, 1);
     assert.match(notAnExport.stderr, /is not a statestream state export/);
     assert.equal(run('export', '--data-dir', dataDir).code, 2, 'export without --out');
+  });
+
+  it("import keeps the export's state version, and a header without a batch time gives the newest lastUpdated as the last batch", async () => {
+    const file = join(tempDir(), 'v2.msgpack');
+    await writeStateExport(file, { stateVersion: 2 }, [['a', { count: 3, firstSeen: null }, 7000], ['b', { count: 1, firstSeen: 2000 }, 2000]]);
+    const target = tempDir();
+    const imported = run('import', file, '--data-dir', target, '--partitions', '2');
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stdout, /\(2 partitions, state version 2, last batch 7000\)/);
+    for (let p = 0; p < 2; p++) {
+      const store = openPartitionStore(partitionPath(target, 0, p));
+      try {
+        assert.equal(readLayout(store)?.stateVersion, 2, `partition ${p} holds state version 2`);
+        assert.equal(new BatchLog(store).last()?.batchTime, 7000, `partition ${p}'s last batch`);
+      } finally {
+        store.env.close();
+      }
+    }
   });
 
   it('import --partitions 8 re-shards an export: each key in the partition the router picks, and a job on it counts on', async () => {

@@ -131,7 +131,7 @@ describe('state versions and migration', () => {
     }
   });
 
-  it('leaves the stores unchanged when migrate throws, returns nothing, or is missing', async () => {
+  it('leaves the stores unchanged when migrate throws, returns nothing, returns a promise, or is missing', async () => {
     const dataDir = await firstPart();
     const failing = (state: unknown, from: number): Tally => {
       if (state === 1) throw new Error('no count of one, please');
@@ -145,6 +145,10 @@ describe('state versions and migration', () => {
     await assert.rejects(
       keyedJob(spec().stateVersion(2, () => undefined as never), { dataDir, startMs: 3000 }),
       rejection(StateMigrationError, /migrate returned undefined for key/),
+    );
+    await assert.rejects(
+      keyedJob(spec().stateVersion(2, (async (state: unknown, from: number) => fromCount(state, from)) as never), { dataDir, startMs: 3000 }),
+      rejection(StateMigrationError, /migrate returned a promise for key .*; it must return the new state synchronously/),
     );
     await assert.rejects(
       keyedJob(spec().stateVersion(2), { dataDir, startMs: 3000 }),

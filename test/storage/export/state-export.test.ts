@@ -148,11 +148,16 @@ describe('state export', () => {
     const newer = join(dir, 'newer.msgpack');
     writeFileSync(newer, entryCodec.pack({ format: 'statestream-state', formatVersion: 2, stateVersion: 1, createdAt: '' }));
     rejectsWith(() => readStateExport(newer), /has format version 2, but this statestream reads versions up to 1/);
+    const versionless = join(dir, 'versionless.msgpack');
+    writeFileSync(versionless, entryCodec.pack({ format: 'statestream-state', formatVersion: 1, createdAt: '' }));
+    rejectsWith(() => readStateExport(versionless), /its header has no valid stateVersion \(undefined\)/);
 
     const badKey = exportOf([['a', 1, 1], [['only'], 2, 1]]);
     rejectsWith(() => [...readStateExport(badKey).entries()], new RegExp(`entry 1 of state export ${badKey}: key \\["only"\\] cannot be an LMDB key`));
     const badTime = exportOf([['a', 1, 'soon' as never]]);
     rejectsWith(() => [...readStateExport(badTime).entries()], /entry 0 of state export .*: lastUpdated must be a batch time/);
+    const endless = exportOf([['a', 1, Number.POSITIVE_INFINITY]]);
+    rejectsWith(() => [...readStateExport(endless).entries()], /entry 0 of state export .*: lastUpdated must be a batch time/);
 
     const counted = exportOf([['a', 1, 1]]);
     const bytes = readFileSync(counted);

@@ -18,6 +18,9 @@ describe('shard format', () => {
       [[1, 128, 0, 32767, -32768, 7], 2],
       [[1, 32768, 0, 2 ** 31 - 1, -(2 ** 31), 7], 4],
       [[1, -32769, 0, 5, 6, 7], 4],
+      // Past a width's top, with nothing below zero: the next width, not an unsigned view of this one.
+      [[1, 200, 0, 5, 6, 7], 2],
+      [[1, 40_000, 0, 5, 6, 7], 4],
     ];
     for (const [values, width] of cases) {
       const { records, initialState, intColumn } = roundTrip([0, 1, 0, 2, 1, 0], ['a', 'bb', 'ccc'], values, [['a', 5]]);

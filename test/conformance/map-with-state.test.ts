@@ -145,6 +145,8 @@ describe("Spark's mapWithState semantics", () => {
       await job.batch([[-0, 1], [0, 1], [['z', -0], 1], [['z', 0], 1]]);
       assert.equal(store.get(0 as never), 2, '-0 and 0 are one key');
       assert.equal(store.get(['z', 0] as never), 2);
+      assert.equal(store.get(-0 as never), 2, 'a query for -0 finds 0');
+      assert.equal(store.get(['z', -0] as never), 2);
       assert.equal(store.count(), 7);
     } finally {
       await job.ssc.stop();

@@ -255,6 +255,9 @@ describe('bad records and states fail the batch, naming what and where, and leav
   it('a one-element tuple, which LMDB would store as its element', () =>
     expectBatchFailure([[['keep'], 1]], (e) => e instanceof InvalidRecordError && /key \["keep"\] cannot be an LMDB key: .* two or more/.test((e as Error).message)));
 
+  it('a tuple key longer than LMDB allows', () =>
+    expectBatchFailure([[['user', 'x'.repeat(2500)], 1]], (e) => e instanceof InvalidRecordError && /record 1 of batch 2000: key is about 250\d bytes encoded; LMDB keys are limited to 1900/.test((e as Error).message)));
+
   it('a key longer than LMDB allows', () =>
     expectBatchFailure([['k'.repeat(5000), 1]], (e) => e instanceof InvalidRecordError && /5000 bytes of UTF-8; LMDB keys are limited to 1900/.test((e as Error).message)));
 

@@ -15,6 +15,29 @@ function nextFailure(ssc: StreamingContext, timeoutMs: number): Promise<BatchFai
   });
 }
 
+describe('filter', () => {
+  it('keeps the records its function returns any truthy value for, as Array.prototype.filter does', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+    const words = ssc.queueStream<string>();
+    const byLength: string[] = [];
+    const byText: string[] = [];
+    const none: string[] = [];
+    words.filter((word) => word.length).foreachBatch((kept) => void byLength.push(...kept));
+    words.filter((word) => word).foreachBatch((kept) => void byText.push(...kept));
+    words.filter((word) => (word === 'a' ? 0 : word === 'bb' ? null : undefined)).foreachBatch((kept) => void none.push(...kept));
+    await ssc.start();
+    try {
+      words.pushBatch(['a', '', 'bb']);
+      await (ssc.clock as ManualClock).advance(1000);
+    } finally {
+      await ssc.stop();
+    }
+    assert.deepEqual(byLength, ['a', 'bb']);
+    assert.deepEqual(byText, ['a', 'bb']);
+    assert.deepEqual(none, []);
+  });
+});
+
 describe('a map, flatMap or filter that throws', () => {
   it('fails the batch naming the operation, where it was defined, the batch and the record, with the cause kept', async () => {
     const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });

@@ -55,6 +55,23 @@ describe('state types across commits', () => {
     }
   });
 
+  it('a Map inside an array, a Set or another Map comes back a Map', () => {
+    // Each the only Map of its state: nothing else marks the state as holding one.
+    const states: Array<[unknown, (state: any) => unknown]> = [
+      [{ visits: [{ byPage: new Map([[1, 2]]) }] }, (state) => state.visits[0].byPage],
+      [[new Map([['a', 1]])], (state) => state[0]],
+      [{ tags: new Set([new Map([[3, 4]])]) }, (state) => [...state.tags][0]],
+      [{ tags: new Set([{ byPage: new Map([[7, 8]]) }]) }, (state) => [...state.tags][0].byPage],
+      [new Map([['k', new Map([[5, 6]])]]), (state) => state.get('k')],
+    ];
+    for (const [written, inner] of states) {
+      const [state, lastUpdated] = decodeEntry(encodeEntry(written, 1000));
+      assert.equal(lastUpdated, 1000);
+      assert.deepEqual(state, written);
+      assert.ok(inner(state) instanceof Map, `${JSON.stringify(written, (_, v) => (v instanceof Map ? `Map(${v.size})` : v instanceof Set ? `Set(${v.size})` : v))}: the inner Map is a Map`);
+    }
+  });
+
   it('entries written before Maps and Sets kept their type read as they always did', () => {
     // The codec entries had until now: [state, lastUpdated], objects and Maps as MessagePack maps, Sets as arrays.
     const before = new Packr({ useRecords: false });

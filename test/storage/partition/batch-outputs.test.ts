@@ -120,6 +120,11 @@ describe("a batch's mapped records as workers send them and batch logs keep them
     const decoded = decodeOutputs(bytes) as Array<[string, number]>;
     assert.deepEqual(decoded, wide.map(([key, num]) => [key, num]));
     assert.ok(Object.is(decoded[2][1], -0));
+    // Refs at the edge of 16 bits: 65535 still narrow, 65536 wide, each its own key.
+    for (const top of [65_535, 65_536]) {
+      const edge: Array<[string, number, number]> = [[many[top], 1, top], [many[0], 2, 0]];
+      assert.deepEqual(decodeOutputs(write(edge, manyBytes), many), edge.map(([key, num]) => [key, num]), `ref ${top}`);
+    }
   });
 
   it('reads the batch logs of the format before (kinds always, u32 refs, f64 numbers)', () => {

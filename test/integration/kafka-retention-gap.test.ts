@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BatchEvents, DataLossError, StateSpec, StreamingContext, listSnapshots, type DataLostEvent, type KafkaStreamOptions, type MapWithStateStream } from '../../src/index.js';
+import { BatchEvents, DataLossError, OffsetStoreError, StateSpec, StreamingContext, listSnapshots, type DataLostEvent, type KafkaStreamOptions, type MapWithStateStream } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { fixture, tempDir } from '../helpers.js';
 import { JobProcess, highWatermarks, tally, zkOffsets } from './job-process.js';
@@ -113,6 +113,23 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     } finally {
       await goOn.ssc.stop();
     }
+  });
+
+  it("a stateful job whose data folder is gone, while ZooKeeper records its batches, refuses to go on from ZooKeeper's positions with no state", async () => {
+    const topic = 'state-gone';
+    await services.kafka.createTopic(topic, 1);
+    await services.producer.send({ topic, messages: [{ value: 'a' }, { value: 'a' }] });
+    const dataDir = join(tempDir(), 'data');
+    const first = job(topic, dataDir);
+    await first.ssc.start();
+    try {
+      await until(() => first.counts.store().get('a') === 2, 60_000, 'a counted');
+    } finally {
+      await first.ssc.stop();
+    }
+    rmSync(dataDir, { recursive: true });
+    await refusedStart(job(topic, dataDir), (e) => e instanceof OffsetStoreError && /the state stores under .* hold no batch, but ZooKeeper \(\/statestream\/state-gone\) records batches up to \d+ as processed: that state is gone/.test(e.message));
+    assert.equal(await position(topic), 2, 'the stored position is left as it was');
   });
 
   it('a batch in flight when the job stopped whose records are gone fails the start, naming the batch', async () => {

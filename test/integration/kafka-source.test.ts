@@ -52,17 +52,20 @@ describe('the Kafka source: records, decoders, topics, starting offsets and back
     ]);
   });
 
-  it("policy 'dead-letter' keeps the messages the decoder cannot read, and the metrics count them", async () => {
-    await services.kafka.createTopic('undecodable', 1);
-    await services.producer.send({ topic: 'undecodable', messages: [{ value: 'not json' }, { value: '{"n":1}' }, { value: '{oops' }] });
-    const { ssc, stream, seen } = kafkaContext<{ n: number }>('undecodable', { topic: 'undecodable', decoder: 'json', onDecodeFailure: 'dead-letter' });
+  it("policy 'dead-letter' keeps the messages the decoder cannot read, each partition's apart, and the metrics count them; a tombstone decodes as null", async () => {
+    await services.kafka.createTopic('undecodable', 2);
+    await services.producer.send({
+      topic: 'undecodable',
+      messages: [{ value: 'not json', partition: 0 }, { value: '{"n":1}', partition: 0 }, { value: '{oops', partition: 0 }, { key: 'gone', value: null, partition: 0 }, { value: 'bad', partition: 1 }],
+    });
+    const { ssc, stream, seen } = kafkaContext<{ n: number } | null>('undecodable', { topic: 'undecodable', decoder: 'json', onDecodeFailure: 'dead-letter' });
     await ssc.start();
     try {
-      await waitUntil('the one readable message', () => seen.length >= 1 && stream.deadLetters().length >= 2, { detail: () => JSON.stringify(seen) });
-      assert.deepEqual(seen.map((r) => r.value), [{ n: 1 }]);
-      assert.deepEqual(stream.deadLetters().map((l) => l.offset), [0, 2]);
+      await waitUntil('the two readable messages', () => seen.length >= 2 && stream.deadLetters().length >= 3, { detail: () => JSON.stringify(seen) });
+      assert.deepEqual(seen.map((r) => r.value), [{ n: 1 }, null]);
+      assert.deepEqual(stream.deadLetters().map((l) => [l.partition, l.offset]).sort(), [[0, 0], [0, 2], [1, 0]]);
       const [metric] = (await ssc.metricsRegistry.getSingleMetric('statestream_source_dead_letters_total')!.get()).values;
-      assert.equal(metric?.value, 2);
+      assert.equal(metric?.value, 3);
     } finally {
       await ssc.stop();
     }

@@ -8,6 +8,7 @@ import { fixture, tempDir } from '../helpers.js';
 import { JobProcess, highWatermarks, tally, zkOffsets } from './job-process.js';
 import { produceWithKcat } from './services/kafka.js';
 import { useServices } from './services/suite.js';
+import { connectClient } from './services/zookeeper.js';
 
 /** The line at each offset of a one-partition topic: what the counts must hold is computed from offsets alone. */
 const line = (offset: number) => `w${offset % 13}`;
@@ -130,6 +131,29 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     rmSync(dataDir, { recursive: true });
     await refusedStart(job(topic, dataDir), (e) => e instanceof OffsetStoreError && /the state stores under .* hold no batch, but ZooKeeper \(\/statestream\/state-gone\) records batches up to \d+ as processed: that state is gone/.test(e.message));
     assert.equal(await position(topic), 2, 'the stored position is left as it was');
+  });
+
+  it("a stored position past the partition's end (a topic made again, or truncated) fails the start, naming it, and moves nothing", async () => {
+    const topic = 'past-end';
+    await services.kafka.createTopic(topic, 1);
+    await services.producer.send({ topic, messages: [{ value: 'a' }, { value: 'b' }] });
+    const dataDir = join(tempDir(), 'data');
+    const first = job(topic, dataDir);
+    await first.ssc.start();
+    try {
+      await until(() => first.counts.store().get('b') === 1, 60_000, 'both lines counted');
+    } finally {
+      await first.ssc.stop();
+    }
+    // As if the topic had held 5 records when the job last ran.
+    const client = await connectClient(services.zk.connectString);
+    try {
+      await new Promise<void>((resolve, reject) => client.setData(`/statestream/${topic}/offsets/${topic}/0`, Buffer.from('5'), (error) => (error ? reject(error) : resolve())));
+    } finally {
+      client.close();
+    }
+    await refusedStart(job(topic, dataDir), (e) => e instanceof OffsetStoreError && /the position in ZooKeeper \(\/statestream\/past-end\) for past-end\[0\] is 5, past the partition's end \(2\)/.test(e.message));
+    assert.equal(await position(topic), 5, 'the stored position is left as it was');
   });
 
   it('a batch in flight when the job stopped whose records are gone fails the start, naming the batch', async () => {

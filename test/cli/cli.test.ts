@@ -610,11 +610,13 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     const idleRoot = `${root}-idle`;
     const inFlightRoot = `${root}-in-flight`;
     const ahead = `${root}-ahead`;
+    // The stores' batch ended, and the next one was in flight when the job died: no partition committed it.
+    const newerInFlight = `${root}-newer-in-flight`;
     // A job that never took a record: only the positions its first start recorded.
     const neverRoot = `${root}-never`;
     const session = new ZooKeeperSession({ connect: zk.connectString });
     try {
-      for (const [where, ended, inFlight] of [[idleRoot, 3000, undefined], [inFlightRoot, 2000, 3000], [ahead, 5000, undefined], [neverRoot, 0, undefined]] as const) {
+      for (const [where, ended, inFlight] of [[idleRoot, 3000, undefined], [inFlightRoot, 2000, 3000], [ahead, 5000, undefined], [neverRoot, 0, undefined], [newerInFlight, 4000, 5000]] as const) {
         const offsets = await ownedOffsetStore(session, where);
         await offsets.init([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]);
         if (where === neverRoot) await offsets.recordPositions([0, 1].map((partition) => ({ topic: 'words', partition, offset: 30 })));
@@ -626,12 +628,12 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     } finally {
       session.close();
     }
-    for (const where of [idleRoot, inFlightRoot, neverRoot]) {
+    for (const [where, offset] of [[idleRoot, 30], [inFlightRoot, 30], [neverRoot, 30], [newerInFlight, 40]] as const) {
       const created = run('snapshot', 'create', '--data-dir', dir, '--zookeeper', zk.connectString, '--zk-root', where);
       assert.equal(created.code, 0, created.stderr);
       const [info] = listSnapshots(dir);
       assert.equal(info.batchTime, 4000);
-      assert.deepEqual(info.manifest.sources, [{ kind: 'kafka', zookeeperRoot: where, positions: [{ topic: 'words', partition: 0, offset: 30 }, { topic: 'words', partition: 1, offset: 30 }] }], where);
+      assert.deepEqual(info.manifest.sources, [{ kind: 'kafka', zookeeperRoot: where, positions: [{ topic: 'words', partition: 0, offset }, { topic: 'words', partition: 1, offset }] }], where);
       rmSync(info.path, { recursive: true });
     }
     // Stores behind ZooKeeper (restored from an older snapshot): its positions are past the stores' batch.

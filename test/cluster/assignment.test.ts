@@ -33,6 +33,15 @@ describe('cluster assignment', () => {
     for (const p of moved) assert.deepEqual([p.owner, p.epoch], ['c', 2]);
   });
 
+  it('evens out what giving back the surplus leaves uneven: 7 partitions over 2, then 3 members, moves two', () => {
+    const a = nextAssignment(undefined, ['b', 'c'], { 0: 7 });
+    const b = nextAssignment(a, ['a', 'b', 'c'], { 0: 7 });
+    assert.deepEqual(counts(b, ['a', 'b', 'c']).sort(), [2, 2, 3]);
+    const moved = b.streams[0].filter((p, i) => p.owner !== a.streams[0][i].owner);
+    assert.equal(moved.length, 2, 'the new member takes two, no more');
+    for (const p of moved) assert.deepEqual([p.owner, p.epoch], ['a', 2]);
+  });
+
   it('a member that leaves and comes back gets partitions under new epochs, never its old ones silently', () => {
     const a = nextAssignment(undefined, ['a', 'b'], { 0: 4 });
     const b = nextAssignment(a, ['a'], { 0: 4 });

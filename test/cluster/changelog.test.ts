@@ -71,6 +71,40 @@ describe('changelog restore', () => {
     assert.deepEqual(restorer.dropWaiting(2), ['y', ['t', 2]]);
   });
 
+  it("a takeover settles the batch it accepts even when compaction left that batch's end displaced by a fenced owner's later one", () => {
+    const { state, restorer } = restore([
+      epochMessage(1, 'a'), takeoverMessage(1, undefined),
+      entryMessage(1, 100, 'x', v(1)), entryMessage(1, 200, 'y', v(5)), // end:1 of 100 and 200 compacted away by the fenced end below
+      epochMessage(2, 'b'),
+      entryMessage(1, 300, 'z', v(7)), end(1, 300, 30), // a, fenced, went on
+      takeoverMessage(2, batchEnd(1, 200, 15)),
+    ]);
+    assert.deepEqual(state, { '"x"': 1, '"y"': 5 });
+    assert.deepEqual(restorer.last, batchEnd(1, 200, 15));
+  });
+
+  it('an owner that took over and died before its first batch end leaves the batch it accepted as the last whole one', () => {
+    const { state, restorer } = restore([
+      epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'x', v(1)), end(1, 100, 10),
+      epochMessage(2, 'b'), takeoverMessage(2, batchEnd(1, 100, 10)),
+      epochMessage(3, 'c'),
+    ]);
+    assert.deepEqual(state, { '"x"': 1 });
+    assert.deepEqual(restorer.last, batchEnd(1, 100, 10));
+  });
+
+  it('an older marker landing after a newer one does not lower the fence', () => {
+    const { state, restorer } = restore([
+      epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'x', v(1)), end(1, 100, 10),
+      epochMessage(3, 'b'),
+      epochMessage(2, 'a'), entryMessage(2, 200, 'x', v(7)), end(2, 200, 20), // a's retried claim, late
+      takeoverMessage(3, batchEnd(1, 100, 10)),
+    ]);
+    assert.deepEqual(state, { '"x"': 1 });
+    assert.equal(restorer.epoch, 3);
+    assert.deepEqual(restorer.last, batchEnd(1, 100, 10));
+  });
+
   it('restores a compacted changelog: the newest entry per key, the newest end per epoch, and every marker and takeover', () => {
     // What compaction leaves of: a's batches 100 (x=1, y=5) and 200 (x=2) with their ends; a
     // dying in batch 250 (y=9); b taking over and writing y again as it restored it (y=5);

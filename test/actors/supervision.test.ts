@@ -192,6 +192,16 @@ describe('a record the mapping function keeps failing on', () => {
     }
   });
 
+  it('maxAttempts is 3 unless given: a record that fails twice is applied on its third try', async () => {
+    const dir = tempDir();
+    const job = await keyedJob(faulty().numPartitions(1).onRecordFailure({ policy: 'stop' }), { dataDir: join(dir, 'data') });
+    try {
+      assert.deepEqual(await job.batch([['f', { failTimes: 2, counter: join(dir, 'attempts') }]]), [['f', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('a record that fails fewer times than maxAttempts is retried and applied once', async () => {
     const dir = tempDir();
     const counter = join(dir, 'attempts');

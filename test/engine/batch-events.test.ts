@@ -9,6 +9,20 @@ import { fixture, tempDir } from '../helpers.js';
 import { waitUntil } from '../wait.js';
 
 describe('batch events', () => {
+  it('answers to the names the docs give, and to no other', async () => {
+    const documented = [
+      'batch.started', 'batch.completed', 'batch.failed', 'partition.restarted', 'recovery.incomplete', 'memory.warmed', 'snapshot.completed', 'snapshot.failed',
+      'state.restored', 'source.data-lost', 'ownership.taken', 'ownership.lost', 'cluster.assignment', 'cluster.partition.taken', 'cluster.partition.released',
+    ];
+    assert.deepEqual(Object.values(BatchEvents).sort(), [...documented].sort());
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir() });
+    try {
+      for (const name of documented) ssc.on(name as never, () => undefined);
+    } finally {
+      await ssc.stop();
+    }
+  });
+
   it('batch.completed carries the records, the scheduling delay of batches queued behind a slow one, the processing time and per-partition times', async () => {
     const gate = tempDir();
     // The system clock: batches fall due every 100 ms whether or not the one before has ended.

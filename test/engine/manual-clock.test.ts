@@ -33,6 +33,13 @@ describe('ManualClock', () => {
       await clock.advance(100);
       assert.equal(clock.now(), 300);
       assert.equal(counts.store().get('a'), 2);
+      // setTime moves to a time, running the batches up to it; an earlier time moves nothing.
+      words.pushBatch(['c']);
+      await clock.setTime(500);
+      assert.equal(clock.now(), 500);
+      await clock.setTime(400);
+      assert.equal(clock.now(), 500, 'time never goes back');
+      assert.deepEqual(outputs.slice(2).map(({ batchTime, records }) => [batchTime, records]), [[300, []], [400, [['c', 1]]], [500, []]]);
     } finally {
       await ssc.stop();
     }

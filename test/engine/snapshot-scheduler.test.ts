@@ -74,6 +74,11 @@ describe('a snapshot beside the running batches', () => {
       const [snapshot] = listSnapshots(dataDir);
       assert.deepEqual(await verifySnapshot(snapshot), []);
       assert.ok(snapshot.manifest.streams[0].partitions.every((p) => p.lastBatch === 2000));
+      // The event's figures are the whole snapshot's: every partition's copy.
+      const parts = snapshot.manifest.streams[0].partitions;
+      assert.equal(parts.length, 2);
+      assert.deepEqual([event.bytes, event.keyCount], [parts.reduce((n, p) => n + p.bytes, 0), before.size]);
+      assert.ok(parts.every((p) => p.bytes > 0 && p.keyCount > 0));
       const copied = new Map([...readSnapshotState<string, number>(snapshot.path).entries()].map(([k, s]) => [k, s]));
       assert.equal(copied.size, before.size, 'the copies hold the keys of batch 2000, not those of batch 3000');
       assert.equal(copied.get('w1'), before.get('w1'));

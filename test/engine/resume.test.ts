@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { StateSpec, StoreMismatchError } from '../../src/index.js';
+import { cpSync, renameSync, rmSync } from 'node:fs';
+import { StateSpec, StoreMismatchError, murmur2Partitioner } from '../../src/index.js';
+import { partitionPath } from '../../src/storage/partition/store.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
 
 const spec = (n = 3) => StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(n).timeout(2500);
@@ -56,6 +58,35 @@ describe('a context re-created on the same dataDir', () => {
       assert.deepEqual(sorted(await timedAgain.batch([])), [['timeout', 'c', 1, 9000], ['timeout', 'd', 2, 9000]], 'the index was rebuilt, not left stale');
     } finally {
       await timedAgain.ssc.stop();
+    }
+  });
+
+  it('initial state goes only into partitions that never committed a batch: one that did keeps its state on a restart', async () => {
+    const dataDir = tempDir();
+    const keys = Array.from({ length: 20 }, (_, i) => `k${i}`);
+    const [x, y] = [keys[0], keys.find((k) => murmur2Partitioner.partition(k, 2) !== murmur2Partitioner.partition(keys[0], 2))!];
+    const initial = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2).initialState([[x, 100], [y, 200]]);
+    // The stores as a first start leaves them, before any batch.
+    await (await keyedJob(initial(), { dataDir })).ssc.stop();
+    const yPartition = partitionPath(dataDir, 0, murmur2Partitioner.partition(y, 2));
+    const untouched = `${yPartition}.untouched`;
+    cpSync(yPartition, untouched, { recursive: true });
+    const first = await keyedJob(initial(), { dataDir });
+    try {
+      assert.deepEqual(sorted(await first.batch([[x, 1], [y, 1]])), sorted([[x, 101], [y, 201]]));
+    } finally {
+      await first.ssc.stop();
+    }
+    // As if the job had died in its first batch after only x's partition committed it.
+    rmSync(yPartition, { recursive: true });
+    renameSync(untouched, yPartition);
+    const again = await keyedJob(initial(), { dataDir, startMs: 1000 });
+    try {
+      // x's partition committed batch 1000: its initial state is not loaded again. y's never
+      // committed: it starts from the initial state, with the next batch.
+      assert.deepEqual(sorted(await again.batch([[x, 1], [y, 1]])), sorted([[x, 102], [y, 201]]));
+    } finally {
+      await again.ssc.stop();
     }
   });
 

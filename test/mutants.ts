@@ -1,0 +1,162 @@
+/**
+ * The mutation review, to run again: each entry breaks one check or boundary of the compiled
+ * code by hand (a defect a review found that every test let through), runs the test that was
+ * written for it, and puts the code back. A test that still passes with its defect in place
+ * has stopped guarding it.
+ *
+ *   npm run mutants                       # build, then every entry (about 25 minutes here)
+ *   node dist/test/mutants.js --quick     # without the entries whose test runs for minutes
+ *   node dist/test/mutants.js --only kafka
+ *   node dist/test/mutants.js --check     # only that each edit still finds its code, once
+ *
+ * Integration entries need the services `npm test` installs (scripts/install-services.sh).
+ * Not part of `npm test`: each entry runs its test file once more.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+interface Edit {
+  /** Under dist/src. */
+  file: string;
+  from: string;
+  to: string;
+}
+
+interface Mutant {
+  what: string;
+  edits: Edit[];
+  /** Under dist/test. */
+  test: string;
+  /** A --test-name-pattern for the test that guards it, when its file holds others. */
+  name?: string;
+  /** Its test runs for minutes (a Kafka client retrying, a cluster of processes). */
+  slow?: boolean;
+}
+
+const one = (file: string, from: string, to: string): Edit[] => [{ file, from, to }];
+
+const MUTANTS: Mutant[] = [
+  { what: 'a wrong ?token= opens the status page', edits: one('ui/status-server.js', 'if (query !== null && same(query, options.token)) {', 'if (query !== null) {'), test: 'ui/status-server.test.js', name: 'off loopback' },
+  { what: "the status page counts re-run batches' records", edits: one('ui/status-model.js', "if (e.origin !== 'replay') {", 'if (true) {'), test: 'integration/kafka-replay-timeouts.test.js', name: 're-runs the batches' },
+  { what: '--partitions 0 accepted', edits: one('cli/args.js', ' || n < min', ''), test: 'cli/cli.test.js', name: 'usage errors' },
+  { what: 'an extra argument accepted', edits: one('cli/args.js', 'if (n > positionals.max)', 'if (false)'), test: 'cli/cli.test.js', name: 'usage errors' },
+  { what: "a start at the stored batch's own time", edits: one('engine/local-recovery.js', 'recovery.lastBatch >= firstBatch', 'recovery.lastBatch > firstBatch'), test: 'engine/resume.test.js', name: 'refuses batch times' },
+  { what: 'a timing-out call that returns undefined emits it', edits: one('actors/apply-shard.js', 'if (emit && out !== undefined)', 'if (emit)'), test: 'conformance/map-with-state.test.js', name: 'returns undefined' },
+  { what: 'worker restarts counted across batches', edits: one('actors/partition.machine.js', 'deadLetters: [],\n            crashes: 0,\n', 'deadLetters: [],\n'), test: 'actors/supervision.test.js', name: 'restart limit holds per batch' },
+  { what: 'record attempts counted across batches', edits: one('actors/partition.machine.js', '            attempts: {},\n', ''), test: 'actors/supervision.test.js', name: 'fewer times than maxAttempts' },
+  { what: 'remove() allowed while timing out', edits: one('engine/state.js', 'if (this.timingOut)\n            throw new StateContractError(`State.remove()', 'if (false)\n            throw new StateContractError(`State.remove()'), test: 'engine/bad-input.test.js', name: 'while timing out' },
+  { what: 'a malformed record with a key seen before accepted', edits: one('actors/shard-encoder.js', 'if (!Array.isArray(record) || record.length !== 2)', 'if (false)'), test: 'engine/bad-input.test.js', name: 'earlier record of the batch' },
+  { what: 'snapshotEvery { ms } skips the exact interval', edits: one('engine/snapshot-scheduler.js', 'return batchTime - this.lastAt >= this.policy.everyMs;', 'return batchTime - this.lastAt > this.policy.everyMs;'), test: 'engine/snapshot-scheduler.test.js', name: 'snapshotEvery' },
+  { what: "a dead-lettered record leaves its key's time", edits: one('actors/apply-shard.js', 'if (sweeping && slot.exists)\n', 'if (false)\n'), test: 'actors/supervision.test.js', name: 'dead-lettered record still moves' },
+  { what: 'memory of capacity 0 claims to hold every key', edits: one('storage/partition/memory-state-map.js', 'if (!this.complete && this.capacity > 0)', 'if (!this.complete)'), test: 'actors/pinned-partitions.test.js', name: 'far larger' },
+  { what: 'memory still complete after a turn dropped keys', edits: one('storage/partition/memory-state-map.js', 'if (this.old.size > 0)\n                this.complete = false;\n            this.old = this.young;', 'if (false)\n                this.complete = false;\n            this.old = this.young;'), test: 'actors/pinned-partitions.test.js', name: 'came to hold every key' },
+  { what: 'a batch written in place keeps the change log', edits: one('storage/partition/logged-state-map.js', 'foldInto(this.store, folded.values(), true)', 'foldInto(this.store, folded.values(), false)'), test: 'storage/partition/logged-state-map.test.js' },
+  { what: 'a time index outlives the timeout it was built for', edits: one('storage/partition/time-index.js', 'store.timeIndex.removeSync(key);', 'void key;'), test: 'engine/resume.test.js', name: 'builds the time index' },
+  { what: 'zookeeper.sessionTimeoutMs unchecked', edits: one('storage/zookeeper/connect-options.js', 'if (!Number.isInteger(sessionTimeoutMs) || sessionTimeoutMs < 1000 || sessionTimeoutMs > 120_000) {', 'if (false) {'), test: 'engine/bad-input.test.js', name: 'kafkaStream options' },
+  { what: 'a snapshot manifest in a newer format read', edits: one('storage/snapshots/manifest.js', 'if (manifest.formatVersion > SNAPSHOT_FORMAT_VERSION) {', 'if (false) {'), test: 'storage/snapshots/restore.test.js', name: 'manifest is in a newer format' },
+  { what: "a restore checks copies it does not restore", edits: one('storage/snapshots/manifest.js', 'if (only && !only.partitions.includes(part.partition))', 'if (false)'), test: 'storage/snapshots/restore.test.js', name: 'checks only the copies' },
+  { what: "a stopped job's restart series left on a shared registry", edits: one('metrics/job-metrics.js', 'm.restarts.remove(where);', 'void where;'), test: 'metrics/metrics.test.js', name: 'on a shared registry' },
+  { what: "a stopped job's snapshot series left on a shared registry", edits: one('metrics/job-metrics.js', ' m.snapshotDuration, m.snapshotLast, m.snapshotBytes, m.snapshotFailures]', ' m.snapshotFailures]'), test: 'metrics/metrics.test.js', name: 'on a shared registry' },
+  { what: 'a cluster state stream fed by another accepted', edits: one('cluster/runtime.js', 'if (s.parentStream.root() !== inputs[0]) {', 'if (false) {'), test: 'cluster/options.test.js', name: 'not shaped for a cluster', slow: true },
+  { what: 'a cluster job with no state stream accepted', edits: one('cluster/runtime.js', 'if (streams.length === 0)', 'if (false)'), test: 'cluster/options.test.js', name: 'not shaped for a cluster', slow: true },
+  { what: "the cluster's own topics' partition count unchecked", edits: one('cluster/topics.js', 'if (metadata.partitions.length !== n.partitions) {', 'if (false) {'), test: 'integration/cluster/stop-while-starting.test.js', name: 'another partition count' },
+  { what: 'a cluster instance takes a single-process store', edits: one('cluster/state-stream.js', 'if (layout && !readClusterMeta(store) && new BatchLog(store).last() !== undefined) {', 'if (false) {'), test: 'integration/cluster/cluster.test.js', name: 'single-process job wrote', slow: true },
+  { what: 'a cluster instance takes a store of another partition count', edits: one('cluster/state-stream.js', 'if (layout && layout.numPartitions !== this.numPartitions) {', 'if (false) {'), test: 'integration/cluster/cluster.test.js', name: 'single-process job wrote', slow: true },
+  { what: "a later stop's longer timeout puts the deadline back", edits: one('engine/streaming-context.js', 'if (this.cut && this.cut.deadline <= deadline)\n', 'if (false)\n'), test: 'engine/stop-timeout.test.js', name: 'already under way' },
+  { what: 'maxPairsPerBatch unbounded', edits: one('cluster/options.js', ' || maxPairsPerBatch > 10_000_000', ''), test: 'cluster/options.test.js', name: 'malformed cluster option' },
+  { what: 'an async migrate accepted', edits: one('storage/partition/migrate.js', 'if (isThenable(migrated))', 'if (false)'), test: 'engine/state-version.test.js', name: 'returns a promise' },
+  { what: 'an export header without stateVersion read', edits: one('storage/export/state-export.js', 'if (!isPositiveInteger(header.stateVersion))', 'if (false)'), test: 'storage/export/state-export.test.js', name: 'not exports' },
+  { what: 'an endless lastUpdated in an export read', edits: one('storage/export/state-export.js', ' || !Number.isFinite(value[2])', ''), test: 'storage/export/state-export.test.js', name: 'not exports' },
+  { what: 'a damaged snapshot exported', edits: one('cli/transfer.js', '    if (problems.length > 0)', '    if (false)'), test: 'cli/cli.test.js', name: '--verify checks' },
+  { what: 'inspect leaves out a missing partition folder', edits: one('cli/stores.js', "reports.push({ partition: p, path: partitionPath(dataDir, stream, p), bytes: undefined, problem: 'the partition folder is missing' });", 'void 0;'), test: 'cli/cli.test.js', name: 'folder is gone' },
+  { what: "an import's last batch not raised to the newest lastUpdated", edits: one('cli/transfer.js', 'if (lastUpdated > batchTime)', 'if (false)'), test: 'cli/cli.test.js', name: 'state version, and a header' },
+  { what: "an import records state version 1", edits: one('cli/transfer.js', 'timeIndexed: true, stateVersion: header.stateVersion });', 'timeIndexed: true, stateVersion: 1 });'), test: 'cli/cli.test.js', name: 'state version, and a header' },
+  { what: 'a Map inside an array stored as an object', edits: one('storage/codec.js', "            if (typeof item === 'object' && item !== null && holdsMap(item))\n                return true;\n        }\n        return false;", "            if (typeof item === 'object' && item !== null && item instanceof Map)\n                return true;\n        }\n        return false;"), test: 'storage/codec.test.js', name: 'inside an array' },
+  { what: 'a Map inside an object in a Set stored as an object', edits: one('storage/codec.js', 'if (holdsMap(item))', 'if (item instanceof Map)'), test: 'storage/codec.test.js', name: 'inside an array' },
+  { what: 'filter keeps only records its function returns true for', edits: one('engine/dstream.js', 'next = (v) => void (call(v) && downstream(v));', 'next = (v) => void (call(v) === true && downstream(v));'), test: 'engine/stream-operations.test.js', name: 'truthy' },
+  { what: 'filter keeps every record but those it returns false for', edits: one('engine/dstream.js', 'next = (v) => void (call(v) && downstream(v));', 'next = (v) => void (call(v) !== false && downstream(v));'), test: 'engine/stream-operations.test.js', name: 'truthy' },
+  { what: 'values up to 255 sent as Int8', edits: one('actors/shard-format.js', 'max <= 0x7f ? 1', 'max <= 0xff ? 1'), test: 'actors/shard-format.test.js' },
+  { what: 'values up to 65535 sent as Int16', edits: one('actors/shard-format.js', 'max <= 0x7fff ? 2', 'max <= 0xffff ? 2'), test: 'actors/shard-format.test.js' },
+  { what: "a tuple key past LMDB's limit accepted", edits: one('storage/keys.js', 'return bytes > MAX_KEY_BYTES ?', 'return false ?'), test: 'engine/bad-input.test.js', name: 'tuple key longer' },
+  { what: 'store().get(-0) not normalized', edits: one('storage/partition/state-view.js', '        key = normalizeKey(key);', '        void 0;'), test: 'conformance/map-with-state.test.js', name: 'accepts numbers' },
+  { what: 'output ref 65536 squeezed into 16 bits', edits: one('storage/partition/batch-outputs.js', 'this.maxRef <= 0xffff', 'this.maxRef <= 0x10000'), test: 'storage/partition/batch-outputs.test.js' },
+  { what: 'a stateful job with its data folder gone goes on from ZooKeeper', edits: one('engine/sources/kafka.js', 'if (context.hasStateStreams && !context.storesHoldState && lastEnded !== undefined) {', 'if (false) {'), test: 'integration/kafka-retention-gap.test.js', name: 'data folder is gone' },
+  { what: 'dead letters of two partitions at one offset overwrite each other', edits: one('storage/sources/dead-letters.js', 'this.db.putSync([l.topic, l.partition, l.offset], l)', 'this.db.putSync([l.topic, 0, l.offset], l)'), test: 'integration/kafka-source.test.js', name: 'dead-letter' },
+  { what: 'the json decoder parses a tombstone', edits: one('engine/sources/kafka.js', "return (value === null ? null : JSON.parse(value.toString('utf8')));", "return JSON.parse(value.toString('utf8'));"), test: 'integration/kafka-source.test.js', name: 'dead-letter' },
+  { what: 'an owner on another host with the same folder path taken over', edits: one('storage/zookeeper/ownership.js', 'if (this.holdsDataDir && owner.dataDir === this.me.dataDir && sameProcessSpace(owner)) {', 'if (this.holdsDataDir && owner.dataDir === this.me.dataDir) {'), test: 'storage/zookeeper/ownership.test.js', name: 'certainly no longer runs' },
+  { what: 'another pid namespace taken for this one', edits: one('storage/holder.js', ' && (who.pidNamespace === undefined || namespace === undefined || who.pidNamespace === namespace)', ''), test: 'storage/zookeeper/ownership.test.js', name: 'certainly no longer runs' },
+  { what: "a stored position past the partition's end accepted", edits: one('engine/sources/kafka.js', 'if (position > mark.high) {', 'if (false) {'), test: 'integration/kafka-retention-gap.test.js', name: "past the partition's end" },
+  { what: 'snapshot create moves positions past a batch the stores never committed', edits: one('cli/snapshot.js', 'inFlight !== undefined && inFlight.batchTime <= batchTime ? inFlight', 'inFlight !== undefined ? inFlight'), test: 'cli/cli.test.js', name: 'last batch with records' },
+  { what: 'assignment stops evening out at a gap of 2', edits: one('cluster/assignment.js', 'owned.get(least).length <= 1)', 'owned.get(least).length <= 2)'), test: 'cluster/assignment.test.js' },
+  { what: "assignment's share rounded down", edits: one('cluster/assignment.js', 'Math.ceil(total / live.length)', 'Math.floor(total / live.length)'), test: 'cluster/assignment.test.js' },
+  { what: 'a takeover drops the last batch it accepts', edits: one('cluster/changelog.js', 'entry.batchTime <= accepts.batchTime', 'entry.batchTime < accepts.batchTime'), test: 'cluster/changelog.test.js' },
+  { what: 'a takeover written without the batch it accepts', edits: one('cluster/changelog.js', 'accepts: accepts ? endValue(accepts) : null', 'accepts: null'), test: 'cluster/changelog.test.js' },
+  { what: 'a late older marker lowers the fence', edits: one('cluster/changelog.js', 'this.floor = Math.max(this.floor, record.epoch);', 'this.floor = record.epoch;'), test: 'cluster/changelog.test.js' },
+  { what: 'a takeover leaves the last whole batch unset', edits: one('cluster/changelog.js', 'this.last = accepts ?? undefined;', 'void 0;'), test: 'cluster/changelog.test.js' },
+  { what: 'the pair at the high-water mark admitted again', edits: one('cluster/high-water-marks.js', 'origin.n <= mark[1]', 'origin.n < mark[1]'), test: 'cluster/high-water-marks.test.js' },
+  { what: 'ManualClock.setTime advances by the target time', edits: one('engine/clock.js', 'await this.advance(Math.max(0, timeMs - this.time));', 'await this.advance(Math.max(0, timeMs));'), test: 'engine/manual-clock.test.js' },
+  { what: 'an event renamed', edits: one('engine/batch-events.js', "STATE_RESTORED: 'state.restored',", "STATE_RESTORED: 'state.restore',"), test: 'engine/batch-events.test.js', name: 'names the docs give' },
+  { what: 'maxAttempts 1 by default', edits: one('engine/state-spec.js', 'options.maxAttempts ?? 3', 'options.maxAttempts ?? 1'), test: 'actors/supervision.test.js', name: 'maxAttempts is 3' },
+  { what: "a snapshot event's bytes of one partition", edits: one('engine/streaming-context.js', 'bytes: parts.reduce((n, p) => n + p.bytes, 0),', 'bytes: parts[0].bytes,'), test: 'engine/snapshot-scheduler.test.js', name: 'copy goes on' },
+  { what: "readSnapshotState ignores its stream option", edits: one('storage/snapshots/source.js', 'const streamIndex = options.stream ?? 0;', 'const streamIndex = 0;'), test: 'storage/snapshots/snapshots.test.js', name: 'stream it is asked for' },
+  { what: 'a snapshot manifest records state version 1', edits: one('storage/snapshots/writer.js', 'stateVersion: layout.stateVersion ?? 1', 'stateVersion: 1'), test: 'storage/snapshots/snapshots.test.js', name: 'stream it is asked for' },
+  {
+    what: 'initial state loaded again into a partition that committed (both guards out; either alone is covered by the other)',
+    edits: [
+      { file: 'engine/map-with-state-stream.js', from: '                    pendingInitial[p] = [];', to: '                    void p;' },
+      { file: 'actors/apply-shard.js', from: 'this.records === 0 && !this.last && initialState', to: 'this.records === 0 && initialState' },
+    ],
+    test: 'engine/resume.test.js',
+    name: 'initial state goes only',
+  },
+];
+
+const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });
+const dist = fileURLToPath(new URL('..', import.meta.url));
+const src = (file: string) => `${dist}src/${file}`;
+
+const chosen = MUTANTS.filter((m) => (!values.quick || !m.slow) && (!values.only || `${m.what} ${m.test} ${m.edits.map((e) => e.file).join(' ')}`.includes(values.only)));
+const missing = chosen.flatMap((m) => m.edits.flatMap((e) => {
+  const count = readFileSync(src(e.file), 'utf8').split(e.from).length - 1;
+  return count === 1 ? [] : [`${m.what}: ${e.file} holds ${JSON.stringify(e.from)} ${count} times, not once`];
+}));
+if (missing.length > 0) {
+  console.error(`mutants: edits that no longer find their code (rebuild, or update the list):\n  ${missing.join('\n  ')}`);
+  process.exit(2);
+}
+if (values.check) {
+  console.log(`mutants: the ${chosen.length} entries each find their code once`);
+  process.exit(0);
+}
+
+/** The originals while a mutant is in place: put back on any exit, Ctrl-C included. */
+const originals = new Map<string, string>();
+const restore = () => {
+  for (const [file, text] of originals) writeFileSync(file, text);
+  originals.clear();
+};
+process.on('exit', restore);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+
+const survived: string[] = [];
+for (const [i, m] of chosen.entries()) {
+  const started = Date.now();
+  try {
+    for (const e of m.edits) {
+      const path = src(e.file);
+      const text = originals.get(path) ?? readFileSync(path, 'utf8');
+      originals.set(path, text);
+      writeFileSync(path, readFileSync(path, 'utf8').replace(e.from, () => e.to));
+    }
+    const run = spawnSync(process.execPath, ['--test', '--test-timeout=300000', ...(m.name ? [`--test-name-pattern=${m.name}`] : []), `${dist}test/${m.test}`], { encoding: 'utf8' });
+    const killed = run.status !== 0;
+    if (!killed) survived.push(m.what);
+    console.log(`${String(i + 1).padStart(2)}/${chosen.length} ${killed ? 'caught  ' : 'SURVIVED'} ${m.what} (${m.test}, ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  } finally {
+    restore();
+  }
+}
+console.log(survived.length === 0 ? `mutants: every one of ${chosen.length} was caught` : `mutants: ${survived.length} of ${chosen.length} survived:\n  ${survived.join('\n  ')}`);
+process.exit(survived.length === 0 ? 0 : 1);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,6 +28,25 @@ interface Run {
 function run(...args: string[]): Run {
   const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Runs the CLI once for each argument list, four processes at a time; results by the arguments joined with spaces. */
+async function runEach(argLists: string[][]): Promise<Map<string, Run>> {
+  const results = new Map<string, Run>();
+  const queue = [...argLists];
+  const worker = async () => {
+    for (let args = queue.shift(); args !== undefined; args = queue.shift()) {
+      const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+      const [code] = (await once(child, 'close')) as [number | null];
+      results.set(args.join(' '), { code, stdout, stderr });
+    }
+  };
+  await Promise.all(Array.from({ length: 4 }, worker));
+  return results;
 }
 
 type Key = string | [string, number];
@@ -292,25 +312,34 @@ describe('statestream command-line tool', () => {
     assert.match(missing.stderr, /stream 5 has no state/);
   });
 
-  it('usage errors exit 2 with a one-line hint; --help exits 0', () => {
-    for (const args of [[], ['bogus'], ['--data-dir', 'x', 'inspect'], ['inspect', '--bogus'], ['state', 'get'], ['state'], ['snapshot', 'restore'], ['snapshot', 'frobnicate'], ['state', 'count', '--stream', 'x'], ['snapshot', 'restore', 'abc'], ['constructor'], ['toString'], ['__proto__'], ['reshard', '--partitions', '5000'], ['import', 'x.msgpack', '--partitions', '4097'], ['reshard', '--partitions', '0'], ['import', 'x.msgpack', '--partitions', '0'], ['state', 'count', 'extra'], ['state', 'get', 'k', 'extra']]) {
-      const result = run(...args);
+  it('usage errors exit 2 with a one-line hint; --help exits 0', async () => {
+    const usageErrors = [
+      [], ['bogus'], ['--data-dir', 'x', 'inspect'], ['inspect', '--bogus'], ['state', 'get'], ['state'], ['snapshot', 'restore'], ['snapshot', 'frobnicate'], ['state', 'count', '--stream', 'x'],
+      ['snapshot', 'restore', 'abc'], ['constructor'], ['toString'], ['__proto__'], ['reshard', '--partitions', '5000'], ['import', 'x.msgpack', '--partitions', '4097'],
+      ['reshard', '--partitions', '0'], ['import', 'x.msgpack', '--partitions', '0'], ['state', 'count', 'extra'], ['state', 'get', 'k', 'extra'],
+    ];
+    const helps = [['--help'], ['inspect', '--help'], ['snapshot', '--help'], ['snapshot', 'list', '--help'], ['snapshot', 'create', '--help'], ['snapshot', 'restore', '--help'], ['state', '--help'], ['state', 'get', '--help']];
+    // Each is a process of its own: started a few at a time, not one after the other.
+    const results = await runEach([...usageErrors, ...helps, ['--version']]);
+    const of = (...args: string[]) => results.get(args.join(' '))!;
+    for (const args of usageErrors) {
+      const result = of(...args);
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /^statestream: .+\nRun 'statestream( \w+)? --help' for usage\.\n$/, args.join(' '));
     }
-    assert.match(run('constructor').stderr, /^statestream: unknown command "constructor"\n/);
-    assert.match(run('reshard', '--partitions', '5000').stderr, /--partitions must be an integer from 1 to 4096, got "5000"/);
-    assert.match(run('import', 'x.msgpack', '--partitions', '0').stderr, /--partitions must be an integer from 1 to 4096, got "0"/);
-    assert.match(run('state', 'count', 'extra').stderr, /unexpected argument "extra"/);
-    const version = run('--version');
+    assert.match(of('constructor').stderr, /^statestream: unknown command "constructor"\n/);
+    assert.match(of('reshard', '--partitions', '5000').stderr, /--partitions must be an integer from 1 to 4096, got "5000"/);
+    assert.match(of('import', 'x.msgpack', '--partitions', '0').stderr, /--partitions must be an integer from 1 to 4096, got "0"/);
+    assert.match(of('state', 'count', 'extra').stderr, /unexpected argument "extra"/);
+    const version = of('--version');
     assert.equal(version.code, 0);
     assert.match(version.stdout, /^statestream \d+\.\d+\.\d+\n$/);
     // The package's bin is this file, runnable as it is.
     const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'));
     assert.equal(pkg.bin.statestream, 'dist/src/cli/main.js');
     assert.match(readFileSync(cli, 'utf8'), /^#!\/usr\/bin\/env node\n/);
-    for (const args of [['--help'], ['inspect', '--help'], ['snapshot', '--help'], ['snapshot', 'list', '--help'], ['snapshot', 'create', '--help'], ['snapshot', 'restore', '--help'], ['state', '--help'], ['state', 'get', '--help']]) {
-      const result = run(...args);
+    for (const args of helps) {
+      const result = of(...args);
       assert.equal(result.code, 0, args.join(' '));
       assert.match(result.stdout, /^Usage: statestream/, args.join(' '));
     }

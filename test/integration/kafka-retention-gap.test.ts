@@ -47,6 +47,19 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     }
   }
 
+  /** A data folder where a job counted the topic until `key` held `count`, then stopped. */
+  async function counted(topic: string, key: string, count: number): Promise<string> {
+    const dataDir = join(tempDir(), 'data');
+    const first = job(topic, dataDir);
+    await first.ssc.start();
+    try {
+      await until(() => first.counts.store().get(key) === count, 60_000, `${key} counted ${count} times`);
+    } finally {
+      await first.ssc.stop();
+    }
+    return dataDir;
+  }
+
   const position = async (topic: string) => (await zkOffsets(services.zk.connectString, `/statestream/${topic}`, topic, 1))[0];
   const low = async (topic: string) => {
     const admin = (await import('kafkajs')).Kafka;
@@ -120,14 +133,7 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     const topic = 'state-gone';
     await services.kafka.createTopic(topic, 1);
     await services.producer.send({ topic, messages: [{ value: 'a' }, { value: 'a' }] });
-    const dataDir = join(tempDir(), 'data');
-    const first = job(topic, dataDir);
-    await first.ssc.start();
-    try {
-      await until(() => first.counts.store().get('a') === 2, 60_000, 'a counted');
-    } finally {
-      await first.ssc.stop();
-    }
+    const dataDir = await counted(topic, 'a', 2);
     rmSync(dataDir, { recursive: true });
     await refusedStart(job(topic, dataDir), (e) => e instanceof OffsetStoreError && /the state stores under .* hold no batch, but ZooKeeper \(\/statestream\/state-gone\) records batches up to \d+ as processed: that state is gone/.test(e.message));
     assert.equal(await position(topic), 2, 'the stored position is left as it was');
@@ -137,14 +143,7 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     const topic = 'past-end';
     await services.kafka.createTopic(topic, 1);
     await services.producer.send({ topic, messages: [{ value: 'a' }, { value: 'b' }] });
-    const dataDir = join(tempDir(), 'data');
-    const first = job(topic, dataDir);
-    await first.ssc.start();
-    try {
-      await until(() => first.counts.store().get('b') === 1, 60_000, 'both lines counted');
-    } finally {
-      await first.ssc.stop();
-    }
+    const dataDir = await counted(topic, 'b', 1);
     // As if the topic had held 5 records when the job last ran.
     const client = await connectClient(services.zk.connectString);
     try {

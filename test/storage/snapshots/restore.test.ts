@@ -41,6 +41,18 @@ function corrupt(dataDir: string, snapshot: number, partition: number): void {
   truncateSync(file, statSync(file).size - 4096);
 }
 
+/** Starts a job of 3 partitions on the folder at `startMs`, keeping the restores and gaps it reports at start. */
+async function startOn(dataDir: string, startMs: number) {
+  const restored: StateRestoredEvent[] = [];
+  const gaps: RecoveryIncompleteEvent[] = [];
+  const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(startMs) });
+  const stream = ssc.queueStream<[string, number]>().mapWithState(spec(3));
+  ssc.on(BatchEvents.STATE_RESTORED, (e) => restored.push(e));
+  ssc.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => gaps.push(e));
+  await ssc.start();
+  return { ssc, stream, restored, gaps };
+}
+
 describe('restore at start chooses a snapshot the surviving partitions can continue from', () => {
   it('skips a snapshot newer than the surviving partitions and one whose copy fails its checksum, and restores from the newest that fits', async () => {
     const { dataDir, stateAt } = await snapshotted(() => 3);
@@ -50,13 +62,7 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
     corrupt(dataDir, 2000, 1);
 
-    const restored: StateRestoredEvent[] = [];
-    const gaps: RecoveryIncompleteEvent[] = [];
-    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(3000) });
-    const stream = ssc.queueStream<[string, number]>().mapWithState(spec(3));
-    ssc.on(BatchEvents.STATE_RESTORED, (e) => restored.push(e));
-    ssc.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => gaps.push(e));
-    await ssc.start();
+    const { ssc, stream, restored, gaps } = await startOn(dataDir, 3000);
     try {
       assert.deepEqual(restored.map((e) => [e.snapshot, e.partitions.map((p) => [p.partition, p.lastBatch])]), [[1000, [[1, 1000]]]], '3000 is newer than the survivors, 2000 is corrupt');
       assert.deepEqual(gaps.map((g) => g.behind.map((b) => [b.partition, b.lastBatch])), [[[1, 1000]]]);
@@ -74,11 +80,7 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     const { dataDir, stateAt } = await snapshotted(() => 3);
     rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
     corrupt(dataDir, 3000, 0);
-    const restored: StateRestoredEvent[] = [];
-    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(4000) });
-    const stream = ssc.queueStream<[string, number]>().mapWithState(spec(3));
-    ssc.on(BatchEvents.STATE_RESTORED, (e) => restored.push(e));
-    await ssc.start();
+    const { ssc, stream, restored } = await startOn(dataDir, 4000);
     try {
       assert.deepEqual(restored.map((e) => [e.snapshot, e.partitions.map((p) => [p.partition, p.lastBatch])]), [[3000, [[1, 3000]]]], 'partition 1 from the newest snapshot; partition 0 is not restored');
       assert.deepEqual(new Map(stream.store().entries()), stateAt.get(3000));
@@ -96,11 +98,7 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     manifest.streams[0].storeFormatVersion = FORMAT_VERSION + 1;
     writeFileSync(manifestFile, JSON.stringify(manifest));
 
-    const restored: StateRestoredEvent[] = [];
-    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(4000) });
-    const stream = ssc.queueStream<[string, number]>().mapWithState(spec(3));
-    ssc.on(BatchEvents.STATE_RESTORED, (e) => restored.push(e));
-    await ssc.start();
+    const { ssc, stream, restored } = await startOn(dataDir, 4000);
     try {
       assert.deepEqual(restored.map((e) => [e.snapshot, e.partitions.map((p) => [p.partition, p.lastBatch])]), [[2000, [[1, 2000]]]], '3000 is in a store format this version does not read');
       for (const [key, state] of stream.store().entries()) {

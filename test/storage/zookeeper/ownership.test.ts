@@ -120,7 +120,7 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
       // another folder: that owner may run, and is waited for and named, never removed.
       for (const [where, elsewhere] of [['host', { host: 'another-host' }], ['pid namespace', { pidNamespace: 'pid:[1]' }]] as const) {
         const root3 = `/owned/other-${where.replace(' ', '-')}-${++roots}`;
-        const remote = await plant(root3, { dataDir: '/data/mine', sessionTimeoutMs: 1000, ...elsewhere });
+        const remote = await plant(root3, { dataDir: '/data/mine', sessionTimeoutMs: 1, ...elsewhere });
         const refused = await contender(root3, '/data/mine').acquire().then(() => assert.fail(`the owner on another ${where} was taken over`), (e: unknown) => e);
         assert.ok(refused instanceof JobOwnedError, String(refused));
         assert.ok(refused.message.includes(`its owner node ${remote} was still there`), refused.message);

@@ -11,9 +11,15 @@
  *
  * Integration entries need the services `npm test` installs (scripts/install-services.sh).
  * Not part of `npm test`: each entry runs its test file once more.
+ *
+ * The mutants go into a copy of dist beside it (dist-mutants, removed at the end), never
+ * into dist itself, so a test run or a bench beside this one, or one killed halfway,
+ * never loads a broken file. Each test is first run on the copy as built, and must pass:
+ * a mutant counts as caught only when that same test then fails (exits 1 with a failed
+ * test), not when it cannot run.
  */
-import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -115,11 +121,13 @@ const MUTANTS: Mutant[] = [
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });
 const dist = fileURLToPath(new URL('..', import.meta.url));
-const src = (file: string) => `${dist}src/${file}`;
+// A sibling of dist: the same depth, so that package.json and node_modules resolve as from dist.
+const copy = `${dist.replace(/\/$/, '')}-mutants/`;
+const srcOf = (root: string, file: string) => `${root}src/${file}`;
 
 const chosen = MUTANTS.filter((m) => (!values.quick || !m.slow) && (!values.only || `${m.what} ${m.test} ${m.edits.map((e) => e.file).join(' ')}`.includes(values.only)));
 const missing = chosen.flatMap((m) => m.edits.flatMap((e) => {
-  const count = readFileSync(src(e.file), 'utf8').split(e.from).length - 1;
+  const count = readFileSync(srcOf(dist, e.file), 'utf8').split(e.from).length - 1;
   return count === 1 ? [] : [`${m.what}: ${e.file} holds ${JSON.stringify(e.from)} ${count} times, not once`];
 }));
 if (missing.length > 0) {
@@ -131,32 +139,80 @@ if (values.check) {
   process.exit(0);
 }
 
-/** The originals while a mutant is in place: put back on any exit, Ctrl-C included. */
-const originals = new Map<string, string>();
-const restore = () => {
-  for (const [file, text] of originals) writeFileSync(file, text);
-  originals.clear();
-};
-process.on('exit', restore);
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+interface Outcome {
+  /** The test ran to its end: exit 0 or 1, not killed or timed out. */
+  ran: boolean;
+  passed: number;
+  failed: number;
+  seconds: number;
+}
 
-const survived: string[] = [];
-for (const [i, m] of chosen.entries()) {
+/** A test, however long (a Kafka client's retries run out after about two minutes), ends within ten. */
+const RUN_DEADLINE_MS = 600_000;
+let running: ReturnType<typeof spawn> | undefined;
+
+function runTest(m: Mutant): Promise<Outcome> {
   const started = Date.now();
+  const args = ['--test', '--test-timeout=300000', ...(m.name ? [`--test-name-pattern=${m.name}`] : []), `${copy}test/${m.test}`];
+  // A group of its own: node --test runs each file in a process of its own, which a stop must take down too.
+  const child = (running = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'ignore'], detached: true }));
+  const deadline = setTimeout(() => killGroup(child), RUN_DEADLINE_MS);
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output = (output + d.toString('utf8')).slice(-100_000)));
+  return new Promise((resolve) =>
+    child.once('close', (code) => {
+      clearTimeout(deadline);
+      running = undefined;
+      const count = (what: string) => Number(new RegExp(`^# ${what} (\\d+)$`, 'm').exec(output)?.[1] ?? 0);
+      resolve({ ran: code === 0 || code === 1, passed: count('pass'), failed: count('fail'), seconds: (Date.now() - started) / 1000 });
+    }),
+  );
+}
+
+function killGroup(child: ReturnType<typeof spawn>): void {
   try {
-    for (const e of m.edits) {
-      const path = src(e.file);
-      const text = originals.get(path) ?? readFileSync(path, 'utf8');
-      originals.set(path, text);
-      writeFileSync(path, readFileSync(path, 'utf8').replace(e.from, () => e.to));
-    }
-    const run = spawnSync(process.execPath, ['--test', '--test-timeout=300000', ...(m.name ? [`--test-name-pattern=${m.name}`] : []), `${dist}test/${m.test}`], { encoding: 'utf8' });
-    const killed = run.status !== 0;
-    if (!killed) survived.push(m.what);
-    console.log(`${String(i + 1).padStart(2)}/${chosen.length} ${killed ? 'caught  ' : 'SURVIVED'} ${m.what} (${m.test}, ${((Date.now() - started) / 1000).toFixed(0)} s)`);
-  } finally {
-    restore();
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    // Gone already.
   }
 }
-console.log(survived.length === 0 ? `mutants: every one of ${chosen.length} was caught` : `mutants: ${survived.length} of ${chosen.length} survived:\n  ${survived.join('\n  ')}`);
-process.exit(survived.length === 0 ? 0 : 1);
+
+const cleanUp = () => {
+  if (running) killGroup(running);
+  rmSync(copy, { recursive: true, force: true });
+};
+process.on('exit', cleanUp);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+
+rmSync(copy, { recursive: true, force: true });
+cpSync(dist, copy, { recursive: true });
+
+/** Each test as built, once: it must pass before a mutant's failure can mean anything. */
+const baselines = new Map<string, Outcome>();
+const survived: string[] = [];
+const broken: string[] = [];
+for (const [i, m] of chosen.entries()) {
+  const key = `${m.test} ${m.name ?? ''}`;
+  if (!baselines.has(key)) baselines.set(key, await runTest(m));
+  const baseline = baselines.get(key)!;
+  const label = `${String(i + 1).padStart(2)}/${chosen.length}`;
+  if (!baseline.ran || baseline.failed > 0 || baseline.passed === 0) {
+    broken.push(m.what);
+    console.log(`${label} NO TEST  ${m.what}: ${m.test}${m.name ? ` (${m.name})` : ''} does not pass as built (${baseline.passed} passed, ${baseline.failed} failed${baseline.ran ? '' : ', did not run to its end'})`);
+    continue;
+  }
+  const originals = m.edits.map((e) => [srcOf(copy, e.file), readFileSync(srcOf(copy, e.file), 'utf8')] as const);
+  try {
+    for (const e of m.edits) writeFileSync(srcOf(copy, e.file), readFileSync(srcOf(copy, e.file), 'utf8').replace(e.from, () => e.to));
+    const outcome = await runTest(m);
+    const caught = outcome.ran && outcome.failed > 0;
+    if (!caught) (outcome.ran ? survived : broken).push(m.what);
+    const verdict = caught ? 'caught  ' : outcome.ran ? 'SURVIVED' : 'NO RUN  ';
+    console.log(`${label} ${verdict} ${m.what} (${m.test}, ${outcome.seconds.toFixed(0)} s)`);
+  } finally {
+    for (const [path, text] of originals) writeFileSync(path, text);
+  }
+}
+const problems = [...survived.map((w) => `survived: ${w}`), ...broken.map((w) => `could not be judged: ${w}`)];
+console.log(problems.length === 0 ? `mutants: every one of ${chosen.length} was caught` : `mutants: ${problems.length} of ${chosen.length} not caught:\n  ${problems.join('\n  ')}`);
+process.exit(problems.length === 0 ? 0 : 1);

@@ -192,11 +192,13 @@ describe('a record the mapping function keeps failing on', () => {
     }
   });
 
-  it('maxAttempts is 3 unless given: a record that fails twice is applied on its third try', async () => {
+  it('maxAttempts is 3 unless given: a record that fails twice is applied on its third try, one that fails three times is not', async () => {
     const dir = tempDir();
-    const job = await keyedJob(faulty().numPartitions(1).onRecordFailure({ policy: 'stop' }), { dataDir: join(dir, 'data') });
+    const job = await keyedJob(faulty().numPartitions(1).onRecordFailure({ policy: 'dead-letter' }), { dataDir: join(dir, 'data') });
     try {
-      assert.deepEqual(await job.batch([['f', { failTimes: 2, counter: join(dir, 'attempts') }]]), [['f', 1]]);
+      assert.deepEqual(await job.batch([['f', { failTimes: 2, counter: join(dir, 'attempts-f') }]]), [['f', 1]]);
+      assert.deepEqual(await job.batch([['g', { failTimes: 3, counter: join(dir, 'attempts-g') }]]), []);
+      assert.deepEqual(job.stream.deadLetters().map((l) => [l.key, l.attempts]), [['g', 3]]);
     } finally {
       await job.ssc.stop();
     }

@@ -36,13 +36,14 @@ async function runEach(argLists: string[][]): Promise<Map<string, Run>> {
   const queue = [...argLists];
   const worker = async () => {
     for (let args = queue.shift(); args !== undefined; args = queue.shift()) {
-      const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
-      const [code] = (await once(child, 'close')) as [number | null];
-      results.set(args.join(' '), { code, stdout, stderr });
+      const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
+      // Killed at the deadline: say which command hung.
+      results.set(args.join(' '), { code, stdout, stderr: signal ? `statestream ${args.join(' ')} was killed (${signal}) after 60 s\n${stderr}` : stderr });
     }
   };
   await Promise.all(Array.from({ length: 4 }, worker));

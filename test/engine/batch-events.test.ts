@@ -18,6 +18,7 @@ describe('batch events', () => {
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir() });
     try {
       for (const name of documented) ssc.on(name as never, () => undefined);
+      assert.throws(() => ssc.on('state.restore' as never, () => undefined), /no event "state\.restore"/);
     } finally {
       await ssc.stop();
     }

@@ -8,7 +8,7 @@ import { fixture, tempDir } from '../helpers.js';
 import { JobProcess, highWatermarks, tally, zkOffsets } from './job-process.js';
 import { produceWithKcat } from './services/kafka.js';
 import { useServices } from './services/suite.js';
-import { connectClient } from './services/zookeeper.js';
+import { connectClient, zkAnswer } from './services/zookeeper.js';
 
 /** The line at each offset of a one-partition topic: what the counts must hold is computed from offsets alone. */
 const line = (offset: number) => `w${offset % 13}`;
@@ -147,7 +147,7 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     // As if the topic had held 5 records when the job last ran.
     const client = await connectClient(services.zk.connectString);
     try {
-      await new Promise<void>((resolve, reject) => client.setData(`/statestream/${topic}/offsets/${topic}/0`, Buffer.from('5'), (error) => (error ? reject(error) : resolve())));
+      await zkAnswer((done) => client.setData(`/statestream/${topic}/offsets/${topic}/0`, Buffer.from('5'), (error) => done(error)));
     } finally {
       client.close();
     }

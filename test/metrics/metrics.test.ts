@@ -154,32 +154,35 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
     const wide = await keyedJob(StateSpec.function<string, FaultyValue, number, unknown>(fixture('faulty')).numPartitions(3), { dataDir: tempDir(), metrics: { registry }, appName: 'shared', snapshotEvery: 1 });
     const other = await keyedJob(spec(), { dataDir: tempDir(), metrics: { registry }, appName: 'other' });
     try {
-      assert.throws(
-        () => new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), metrics: { registry }, appName: 'shared' }),
-        (e: unknown) => e instanceof ConfigError && e.context.option === 'appName' && /metrics\.registry already has a job with appName "shared"/.test(e.message),
-      );
-      await wide.batchWithSnapshot([['a', 1], ['b', 1], ['c', 1], ['d', 1], ['crash', { exitOnce: join(tempDir(), 'crashed') }]]);
-      await other.batch([['x', 1]]);
-      const before = parseSamples(await registry.metrics());
-      assert.equal(byLabel(before, 'statestream_state_memory_entries', 'partition').size, 3);
-      for (const name of ['statestream_partition_restarts_total', 'statestream_snapshot_duration_seconds_count', 'statestream_snapshot_last_success_timestamp_seconds', 'statestream_snapshot_bytes']) {
-        assert.ok(before.some((s) => s.name === name && s.labels.app === 'shared'), `${name} has a series of the job before it stops`);
+      try {
+        assert.throws(
+          () => new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), metrics: { registry }, appName: 'shared' }),
+          (e: unknown) => e instanceof ConfigError && e.context.option === 'appName' && /metrics\.registry already has a job with appName "shared"/.test(e.message),
+        );
+        await wide.batchWithSnapshot([['a', 1], ['b', 1], ['c', 1], ['d', 1], ['crash', { exitOnce: join(tempDir(), 'crashed') }]]);
+        await other.batch([['x', 1]]);
+        const before = parseSamples(await registry.metrics());
+        assert.equal(byLabel(before, 'statestream_state_memory_entries', 'partition').size, 3);
+        for (const name of ['statestream_partition_restarts_total', 'statestream_snapshot_duration_seconds_count', 'statestream_snapshot_last_success_timestamp_seconds', 'statestream_snapshot_bytes']) {
+          assert.ok(before.some((s) => s.name === name && s.labels.app === 'shared'), `${name} has a series of the job before it stops`);
+        }
+      } finally {
+        await wide.ssc.stop();
+      }
+      let samples = parseSamples(await registry.metrics());
+      assert.equal(samples.filter((s) => s.labels.app === 'shared').length, 0, `no series of the stopped job: ${JSON.stringify(samples.filter((s) => s.labels.app === 'shared'))}`);
+      assert.equal(sample(samples, 'statestream_records_total', { app: 'other' }), 1, 'the other job\'s series stay');
+      // The same app again, with fewer partitions: only its own partitions have series.
+      const narrow = await keyedJob(spec().numPartitions(1), { dataDir: tempDir(), metrics: { registry }, appName: 'shared' });
+      try {
+        await narrow.batch([['a', 1]]);
+        samples = parseSamples(await registry.metrics());
+        assert.deepEqual([...new Set(samples.filter((s) => s.name === 'statestream_state_memory_entries' && s.labels.app === 'shared').map((s) => s.labels.partition))], ['0']);
+        assert.equal(sample(samples, 'statestream_records_total', { app: 'shared' }), 1);
+      } finally {
+        await narrow.ssc.stop();
       }
     } finally {
-      await wide.ssc.stop();
-    }
-    let samples = parseSamples(await registry.metrics());
-    assert.equal(samples.filter((s) => s.labels.app === 'shared').length, 0, `no series of the stopped job: ${JSON.stringify(samples.filter((s) => s.labels.app === 'shared'))}`);
-    assert.equal(sample(samples, 'statestream_records_total', { app: 'other' }), 1, 'the other job\'s series stay');
-    // The same app again, with fewer partitions: only its own partitions have series.
-    const narrow = await keyedJob(spec().numPartitions(1), { dataDir: tempDir(), metrics: { registry }, appName: 'shared' });
-    try {
-      await narrow.batch([['a', 1]]);
-      samples = parseSamples(await registry.metrics());
-      assert.deepEqual([...new Set(samples.filter((s) => s.name === 'statestream_state_memory_entries' && s.labels.app === 'shared').map((s) => s.labels.partition))], ['0']);
-      assert.equal(sample(samples, 'statestream_records_total', { app: 'shared' }), 1);
-    } finally {
-      await narrow.ssc.stop();
       await other.ssc.stop();
     }
     // A context made and stopped without starting leaves its app name free too.

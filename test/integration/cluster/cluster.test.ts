@@ -350,9 +350,9 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     /** Starts the instance and returns its error, once it has stopped. */
     const failure = async (partition: number) => {
       const solo = await job.start('solo');
-      await solo.waitForLine(new RegExp(`^RELEASED ${partition} \\d+ failed `), { timeoutMs: 60_000 });
-      const failed = await solo.waitForLine(/^FAILED /, { timeoutMs: 30_000 });
-      assert.equal((await solo.exited).code, 1, 'the instance stops');
+      await solo.waitForLine(new RegExp(`^RELEASED ${partition} \\d+ failed `), { from: 0, timeoutMs: 60_000 });
+      const failed = await solo.waitForLine(/^FAILED /, { from: 0, timeoutMs: 30_000 });
+      assert.equal((await solo.exit('the instance to stop after FAILED')).code, 1, 'the instance stops');
       return JSON.parse(failed.slice('FAILED '.length)) as { name: string; message: string };
     };
     // Partition 1 as a single-process job left it: a batch of its own, no changelog position.

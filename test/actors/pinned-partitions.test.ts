@@ -14,6 +14,19 @@ function completedEvents(job: Awaited<ReturnType<typeof keyedJob>>): BatchComple
 
 const keys = (n: number, prefix = 'k') => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 
+/** A word count over `batches` on a fresh folder: each batch's outputs (sorted), the state after the last, and the batch events. */
+async function countBatches(batches: Array<Array<[string, number]>>, partitions: number, options: { threads: number; stateCacheEntries?: number }) {
+  const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(partitions), { dataDir: tempDir(), ...options });
+  const events = completedEvents(job);
+  try {
+    const outputs = [];
+    for (const batch of batches) outputs.push(sorted(await job.batch(batch)));
+    return { outputs, state: [...job.stream.store().entries()], events };
+  } finally {
+    await job.ssc.stop();
+  }
+}
+
 describe('partitions pinned to their worker threads', () => {
   it('a partition runs on the same thread batch after batch, and reads its keys from memory after the first batch', async () => {
     const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(4), { dataDir: tempDir(), threads: 2 });
@@ -95,19 +108,7 @@ describe('partitions pinned to their worker threads', () => {
     // 3,000 keys over 12 batches, each batch revisiting old keys: with a bound of 64 entries
     // per thread, most reads go back to LMDB.
     const batches = Array.from({ length: 12 }, (_, b) => Array.from({ length: 500 }, (_, i) => [`w${(i * 7 + b * 311) % 3000}`, 1] as [string, number]));
-    const run = async (stateCacheEntries: number | undefined) => {
-      const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(4), {
-        dataDir: tempDir(), threads: 2, ...(stateCacheEntries === undefined ? {} : { stateCacheEntries }),
-      });
-      const events = completedEvents(job);
-      try {
-        const outputs = [];
-        for (const batch of batches) outputs.push(sorted(await job.batch(batch)));
-        return { outputs, state: [...job.stream.store().entries()], events };
-      } finally {
-        await job.ssc.stop();
-      }
-    };
+    const run = (stateCacheEntries: number | undefined) => countBatches(batches, 4, { threads: 2, ...(stateCacheEntries === undefined ? {} : { stateCacheEntries }) });
     const fits = await run(undefined);
     const bounded = await run(64);
     assert.deepEqual(bounded.outputs, fits.outputs);
@@ -129,17 +130,8 @@ describe('partitions pinned to their worker threads', () => {
     // batch memory holds every key and answers misses itself; the next batches read half the
     // keys, turning the generations and dropping the others, which the last batch reads.
     const all = keys(80);
-    const batches = [all, all, all.slice(0, 50), all.slice(50), all.slice(20, 60), all, all.slice(0, 30), all];
-    const run = async (stateCacheEntries: number) => {
-      const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(1), { dataDir: tempDir(), threads: 1, stateCacheEntries });
-      try {
-        const outputs = [];
-        for (const batch of batches) outputs.push(sorted(await job.batch(batch.map((w) => [w, 1] as [string, number]))));
-        return { outputs, state: [...job.stream.store().entries()] };
-      } finally {
-        await job.ssc.stop();
-      }
-    };
+    const batches = [all, all, all.slice(0, 50), all.slice(50), all.slice(20, 60), all, all.slice(0, 30), all].map((words) => words.map((w) => [w, 1] as [string, number]));
+    const run = (stateCacheEntries: number) => countBatches(batches, 1, { threads: 1, stateCacheEntries });
     const fits = await run(10_000);
     const tight = await run(100);
     assert.deepEqual(tight.outputs, fits.outputs);

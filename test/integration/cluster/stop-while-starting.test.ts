@@ -27,16 +27,22 @@ describe('a cluster instance stopped while it starts (librdkafka mock broker, Zo
     await kafka?.stop();
   });
 
-  it('a stop() that lands while the mapping module loads still ends the ZooKeeper waits that come after it', async () => {
+  /** An instance named `appName` of a word count over the test topic, whose ZooKeeper cannot be reached. */
+  function instance(appName: string, brokers: string[], mapping = 'count') {
     const ssc = new StreamingContext({
-      batchIntervalMs: 100, dataDir: tempDir(), threads: 1, appName: TOPIC,
+      batchIntervalMs: 100, dataDir: tempDir(), threads: 1, appName,
       cluster: { zookeeper: { connect: UNREACHABLE, sessionTimeoutMs: 30_000 } },
     });
     ssc
-      .kafkaStream({ brokers: kafka.brokers, topic: TOPIC, groupId: 'stop-while-starting-source', zookeeper: { connect: UNREACHABLE } })
+      .kafkaStream({ brokers, topic: TOPIC, groupId: appName, zookeeper: { connect: UNREACHABLE } })
       .flatMap((record) => (record.value ?? '').split(' '))
       .map((word): [string, number] => [word, 1])
-      .mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('slow-import')).numPartitions(2));
+      .mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture(mapping)).numPartitions(2));
+    return ssc;
+  }
+
+  it('a stop() that lands while the mapping module loads still ends the ZooKeeper waits that come after it', async () => {
+    const ssc = instance(TOPIC, kafka.brokers, 'slow-import');
     const starting = ssc.start().then(() => 'started', (error: unknown) => error);
     // The module takes 1.5 s to load: the stop comes before the cluster runtime exists.
     await sleep(300);
@@ -47,14 +53,7 @@ describe('a cluster instance stopped while it starts (librdkafka mock broker, Zo
   });
 
   it('a stop() while the instance waits for Kafka brokers it cannot reach ends that wait at once', async () => {
-    const ssc = new StreamingContext({
-      batchIntervalMs: 100, dataDir: tempDir(), threads: 1, appName: `${TOPIC}-brokers`,
-      cluster: { zookeeper: { connect: UNREACHABLE, sessionTimeoutMs: 30_000 } },
-    });
-    ssc
-      .kafkaStream({ brokers: [UNREACHABLE], topic: TOPIC, groupId: 'stop-while-starting-brokers', zookeeper: { connect: UNREACHABLE } })
-      .map((record): [string, number] => [record.value ?? '', 1])
-      .mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2));
+    const ssc = instance(`${TOPIC}-brokers`, [UNREACHABLE]);
     const starting = ssc.start().then(() => 'started', (error: unknown) => error);
     // Past the workers' start: the instance is connecting to the brokers, which kafkajs retries for about two minutes.
     await sleep(1500);
@@ -65,14 +64,7 @@ describe('a cluster instance stopped while it starts (librdkafka mock broker, Zo
   });
 
   it("refuses to start on the job's own topics when one has another partition count than the state, naming it", async () => {
-    const ssc = new StreamingContext({
-      batchIntervalMs: 100, dataDir: tempDir(), threads: 1, appName: `${TOPIC}-misfit`,
-      cluster: { zookeeper: { connect: UNREACHABLE, sessionTimeoutMs: 30_000 } },
-    });
-    ssc
-      .kafkaStream({ brokers: kafka.brokers, topic: TOPIC, groupId: 'stop-while-starting-misfit', zookeeper: { connect: UNREACHABLE } })
-      .map((record): [string, number] => [record.value ?? '', 1])
-      .mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2));
+    const ssc = instance(`${TOPIC}-misfit`, kafka.brokers);
     try {
       await within(
         assert.rejects(ssc.start(), (error: unknown) => {

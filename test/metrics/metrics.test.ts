@@ -19,8 +19,8 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
     const snapshots: SnapshotCompletedEvent[] = [];
     job.ssc.on(BatchEvents.COMPLETED, (e) => void completed.push(e));
     job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => void snapshots.push(e));
+    const url = job.ssc.endpoints().metrics!;
     try {
-      const url = job.ssc.endpoints().metrics!;
       assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
       // Keys a0…a29 once, then only b-keys: the a-keys go idle and time out.
       await job.batch(Array.from({ length: 30 }, (_, i): [string, number] => [`a${i}`, 1]));
@@ -85,8 +85,9 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
     } finally {
       await job.ssc.stop();
     }
-    // Stopped: the server is closed.
-    await assert.rejects(curl(job.ssc.endpoints().metrics ?? 'http://127.0.0.1:1/metrics'));
+    // Stopped: the server is closed, and its address no longer given.
+    assert.deepEqual(job.ssc.endpoints(), {});
+    await assert.rejects(curl(url));
   });
 
   it('counts partition restarts and dead letters per partition, and a failed job', async () => {

@@ -83,6 +83,8 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     const { ssc, stream, restored } = await startOn(dataDir, 4000);
     try {
       assert.deepEqual(restored.map((e) => [e.snapshot, e.partitions.map((p) => [p.partition, p.lastBatch])]), [[3000, [[1, 3000]]]], 'partition 1 from the newest snapshot; partition 0 is not restored');
+      assert.equal(restored[0].damagedDir, undefined, 'no damaged store was kept aside: partition 1\'s folder was gone');
+      assert.equal(existsSync(join(dataDir, 'damaged')), false);
       assert.deepEqual(new Map(stream.store().entries()), stateAt.get(3000));
     } finally {
       await ssc.stop();

@@ -138,6 +138,7 @@ describe('snapshots', () => {
       assert.match(restoredEvents[0].partitions[0].problem, /missing/);
       assert.match(restoredEvents[0].partitions[1].problem, /truncated/);
       assert.ok(existsSync(join(restoredEvents[0].damagedDir!, 'state-0', 'partition-0002', 'data.mdb')), 'the damaged store is kept aside');
+      assert.equal(existsSync(join(restoredEvents[0].damagedDir!, 'state-0', 'partition-0001')), false, 'the missing one had nothing to keep');
       assert.equal(gaps.length, 1);
       assert.deepEqual(gaps[0].behind.map((b) => [b.partition, b.lastBatch]), [[1, 3000], [2, 3000]]);
       assert.match(gaps[0].message, /after that up to 4000 cannot be replayed/);

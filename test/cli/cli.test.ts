@@ -177,6 +177,35 @@ describe('statestream command-line tool', () => {
     assert.match(count.stderr, /partition 1 of stream 0 is damaged/);
   });
 
+  it('inspect counts each partition\'s dead letters, and shows a store a first start created but never initialised as empty', async () => {
+    const dir = tempDir();
+    // One poisoned key in partition 0, two in partition 1: each column's count is its own.
+    const candidates = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    const poisoned = [...candidates.filter((k) => murmur2Partitioner.partition(k, 2) === 0).slice(0, 1), ...candidates.filter((k) => murmur2Partitioner.partition(k, 2) === 1).slice(0, 2)];
+    const faulty = StateSpec.function<string, unknown, number, unknown>(fixture('faulty')).numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 });
+    const job = await keyedJob(faulty, { dataDir: dir });
+    let letters: number[];
+    try {
+      await job.batch([...poisoned.map((k): [string, unknown] => [k, { poison: true }]), ['a', 1]]);
+      letters = [0, 1].map((p) => job.stream.deadLetters().filter((l) => l.partition === p).length);
+    } finally {
+      await job.ssc.stop();
+    }
+    assert.deepEqual(letters, [1, 2]);
+    const json = run('inspect', '--data-dir', dir, '--json');
+    assert.equal(json.code, 0, json.stderr);
+    assert.deepEqual(JSON.parse(json.stdout).streams[0].partitions.map((p: { deadLetters: number }) => p.deadLetters), letters);
+    const human = run('inspect', '--data-dir', dir).stdout;
+    for (const p of [0, 1]) assert.match(human, new RegExp(`^ +${p} +ok +\\d+ +1000 +\\S+ \\S+ +${letters[p]} +\\S+partition-000${p}$`, 'm'), human);
+
+    // As a first start leaves a store it opened and died before writing its layout.
+    const fresh = tempDir();
+    openPartitionStore(partitionPath(fresh, 0, 0)).env.close();
+    const empty = run('inspect', '--data-dir', fresh);
+    assert.match(empty.stdout, /^ +0 +empty \(never initialised\) +0 +- +/m, empty.stdout);
+    assert.equal(JSON.parse(run('inspect', '--data-dir', fresh, '--json').stdout).streams[0].partitions[0].initialised, false);
+  });
+
   it('inspect does not call a cluster instance\'s partitions behind: one it gave up holds an older batch, and no batch is in flight', () => {
     const dir = copy();
     // As an instance leaves them: partition 1 was given up after batch 2000, partition 0 kept until 4000.

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ManualClock, OffsetStoreError, StateSpec, StreamingContext, listSnapshots, type SnapshotInfo } from '../../src/index.js';
+import { BatchEvents, ManualClock, OffsetStoreError, StateSpec, StreamingContext, listSnapshots, type RecoveryIncompleteEvent, type SnapshotInfo, type StateRestoredEvent } from '../../src/index.js';
 import { ownedOffsetStore } from '../storage/zookeeper/owned-store.js';
 import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
@@ -203,5 +203,39 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
       assert.match(error.message, /a partition store holds batch 2000, but ZooKeeper \(\/statestream\/test-short-history\) records batches up to 3000 and no longer keeps the ranges after 2000 to replay/);
       return true;
     }), 'start() to fail', { detail: () => `state: ${ssc.state}` }).finally(() => ssc.stop());
+  });
+
+  it('a job that reads a queue beside Kafka says the restored store is not replayed, and names the batches it misses', async () => {
+    const topic = 'beside-a-queue';
+    await services.kafka.createTopic(topic, 1);
+    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2);
+    // Stores at batch 3000 from the queue, with a snapshot of batch 2000 only; partition 1 is lost.
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2 });
+    try {
+      await job.batch([['a', 1], ['b', 1]]);
+      await job.batchWithSnapshot([['a', 1]]);
+      await job.batch([['b', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+    rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
+
+    // The state stream reads the queue; Kafka, which could replay its own part, feeds an output only.
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(3000) });
+    ssc.queueStream<[string, number]>().mapWithState(spec());
+    ssc.kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `group-${topic}`, zookeeper: { connect: services.zk.connectString, root: `/statestream/test-${topic}` } }).foreachBatch(() => undefined);
+    const restored: StateRestoredEvent[] = [];
+    const gaps: RecoveryIncompleteEvent[] = [];
+    ssc.on(BatchEvents.STATE_RESTORED, (e) => restored.push(e));
+    ssc.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => gaps.push(e));
+    try {
+      await within(ssc.start(), 'start() beside a queue');
+      assert.deepEqual(restored.map((e) => [e.snapshot, e.replayed, e.partitions.map((p) => p.partition)]), [[2000, false, [1]]], 'a queue cannot replay its part of batch 3000');
+      assert.deepEqual(gaps.map((g) => g.behind.map((b) => [b.partition, b.lastBatch])), [[[1, 2000]]]);
+      assert.match(gaps[0].message, /the batches after that up to 3000 cannot be replayed by a queue source/);
+    } finally {
+      await ssc.stop();
+    }
   });
 });

@@ -14,7 +14,7 @@ import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
 import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
 import { ownedOffsetStore } from '../storage/zookeeper/owned-store.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
-import { nextEvent } from '../wait.js';
+import { nextEvent, within } from '../wait.js';
 import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -449,6 +449,29 @@ describe('statestream command-line tool', () => {
     }
     assert.match(run('inspect', '--data-dir', dir).stdout, /^ {2}not in use \(no job or state-changing command holds its lock\)$/m);
     assert.equal(run('reshard', '--partitions', '5', '--data-dir', dir).code, 0, 'once the job stopped');
+  });
+
+  it('reshard and import refuse while another process has the stores open without the folder lock, naming it', async () => {
+    const dir = copy();
+    const exported = join(tempDir(), 'state.msgpack');
+    assert.equal(run('export', '--data-dir', dir, '--out', exported).code, 0);
+    const holder = spawn(process.execPath, [fileURLToPath(fixture('store-holder')), partitionPath(dir, 0, 1)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const [ready] = (await within(once(holder.stdout!, 'data'), 'the store holder to open the store')) as [Buffer];
+      assert.equal(ready.toString(), `ready ${holder.pid}\n`);
+      for (const args of [['reshard', '--partitions', '5'], ['import', exported, '--replace']]) {
+        const refused = run(...args, '--data-dir', dir);
+        assert.equal(refused.code, 1, `${args.join(' ')}: ${refused.stderr}`);
+        assert.equal(refused.stderr, `statestream: ${args[0]}: process ${holder.pid} has the stores of stream 0 open (${partitionPath(dir, 0, 1)}); stop the job first\n`);
+      }
+    } finally {
+      holder.kill('SIGKILL');
+      await within(once(holder, 'exit'), 'the store holder to exit');
+    }
+    assert.equal(JSON.parse(run('inspect', '--data-dir', dir, '--json').stdout).streams[0].layout.numPartitions, 3, 'nothing was changed');
+    // A dead process's slot is cleared: the reshard goes ahead.
+    const resharded = run('reshard', '--partitions', '5', '--data-dir', dir);
+    assert.equal(resharded.code, 0, resharded.stderr);
   });
 
   it('snapshot restore puts the snapshot in place; the next job holds exactly the snapshot\'s state', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BatchEvents, DataLossError, OffsetStoreError, StateSpec, StreamingContext, listSnapshots, type DataLostEvent, type KafkaStreamOptions, type MapWithStateStream } from '../../src/index.js';
+import { BatchEvents, DataLossError, ManualClock, OffsetStoreError, StateSpec, StreamingContext, listSnapshots, type DataLostEvent, type KafkaStreamOptions, type MapWithStateStream } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { fixture, tempDir } from '../helpers.js';
 import { JobProcess, highWatermarks, tally, zkOffsets } from './job-process.js';
@@ -27,8 +27,8 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
   const services = useServices();
 
   /** A word count over a one-partition topic, in this process. */
-  function job(topic: string, dataDir: string, options: Partial<KafkaStreamOptions<string>> = {}, snapshotEvery?: number) {
-    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: topic, snapshotEvery, snapshotsKept: 100 });
+  function job(topic: string, dataDir: string, options: Partial<KafkaStreamOptions<string>> = {}, snapshotEvery?: number, clock?: ManualClock) {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: topic, snapshotEvery, snapshotsKept: 100, clock });
     const counts = ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `${topic}-${Date.now()}`, zookeeper: { connect: services.zk.connectString, root: `/statestream/${topic}` }, groupSessionTimeoutMs: 6000, ...options })
       .map((record) => [record.value as string, 1] as [string, number])
@@ -118,11 +118,22 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
       assert.equal(await position(topic), 1000, 'the position in ZooKeeper is where the job stopped');
     }
 
+    // failOnDataLoss: false reports the gap and records the position past it at start, before
+    // any batch runs (a manual clock runs none): a gap is reported once, even if no record follows.
+    const reporting = job(topic, dataDir, { startingOffsets: 'latest', failOnDataLoss: false }, undefined, new ManualClock(Date.now()));
+    await reporting.ssc.start();
+    try {
+      assert.deepEqual(reporting.lost.map(({ topic: t, partition, from, until: u, where }) => ({ t, partition, from, u, where })), [{ t: topic, partition: 0, from: 1000, u: earliest, where: 'position' }]);
+      assert.match(reporting.lost[0].message, /went on without/);
+      assert.equal(await position(topic), earliest, 'the position past the gap, recorded at start');
+    } finally {
+      await reporting.ssc.stop();
+    }
+
     const goOn = job(topic, dataDir, { startingOffsets: 'latest', failOnDataLoss: false });
     await runUntilCaughtUp(goOn, topic, high);
     try {
-      assert.deepEqual(goOn.lost.map(({ topic: t, partition, from, until: u, where }) => ({ t, partition, from, u, where })), [{ t: topic, partition: 0, from: 1000, u: earliest, where: 'position' }]);
-      assert.match(goOn.lost[0].message, /went on without/);
+      assert.deepEqual(goOn.lost, [], 'the gap was reported by the start before');
       assert.deepEqual(new Map(goOn.counts.store().entries()), tally([...lines(0, 1000), ...lines(earliest, high)]), 'every line the broker still held, counted once, none before');
     } finally {
       await goOn.ssc.stop();

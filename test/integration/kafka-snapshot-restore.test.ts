@@ -15,6 +15,22 @@ import { JobProcess, readCounts, runUntilCaughtUp, tally, waitUntilCaughtUp, typ
 const PARTITIONS = 3;
 const words = (n: number, seed: number) => Array.from({ length: n }, (_, i) => `w${(i * 7 + seed) % 41}`);
 
+const spec = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2);
+
+/** A data folder whose two partitions hold batch 3000, of a queue job, with a snapshot of batch 2000 only. */
+async function storesAt3000(): Promise<string> {
+  const dataDir = tempDir();
+  const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2, snapshotsKept: 5 });
+  try {
+    await job.batch([['a', 1], ['b', 1]]);
+    await job.batchWithSnapshot([['a', 1]]);
+    await job.batch([['b', 1]]);
+  } finally {
+    await job.ssc.stop();
+  }
+  return dataDir;
+}
+
 describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka mock broker)', { timeout: 300_000 }, () => {
   const services = useServices();
 
@@ -167,18 +183,8 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     const topic = 'short-history';
     await services.kafka.createTopic(topic, 1);
     const root = `/statestream/test-${topic}`;
-    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2);
     await services.producer.send({ topic, messages: ['a', 'b', 'a', 'b'].map((value) => ({ value })) });
-    // Stores at batch 3000, with a snapshot of batch 2000 only.
-    const dataDir = tempDir();
-    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2, snapshotsKept: 5 });
-    try {
-      await job.batch([['a', 1], ['b', 1]]);
-      await job.batchWithSnapshot([['a', 1]]);
-      await job.batch([['b', 1]]);
-    } finally {
-      await job.ssc.stop();
-    }
+    const dataDir = await storesAt3000();
     assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [2000]);
     rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
     // ZooKeeper records batches up to 3000, but its history starts after the snapshot's batch.
@@ -208,17 +214,8 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
   it('a job that reads a queue beside Kafka says the restored store is not replayed, and names the batches it misses', async () => {
     const topic = 'beside-a-queue';
     await services.kafka.createTopic(topic, 1);
-    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2);
     // Stores at batch 3000 from the queue, with a snapshot of batch 2000 only; partition 1 is lost.
-    const dataDir = tempDir();
-    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 2 });
-    try {
-      await job.batch([['a', 1], ['b', 1]]);
-      await job.batchWithSnapshot([['a', 1]]);
-      await job.batch([['b', 1]]);
-    } finally {
-      await job.ssc.stop();
-    }
+    const dataDir = await storesAt3000();
     rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
 
     // The state stream reads the queue; Kafka, which could replay its own part, feeds an output only.

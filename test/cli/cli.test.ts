@@ -455,9 +455,12 @@ describe('statestream command-line tool', () => {
     const dir = copy();
     const exported = join(tempDir(), 'state.msgpack');
     assert.equal(run('export', '--data-dir', dir, '--out', exported).code, 0);
-    const holder = spawn(process.execPath, [fileURLToPath(fixture('store-holder')), partitionPath(dir, 0, 1)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // Its stdin is a pipe: should this process die, the holder sees the end and goes too.
+    const holder = spawn(process.execPath, [fileURLToPath(fixture('store-holder')), partitionPath(dir, 0, 1)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const exited = once(holder, 'exit');
     try {
-      const [ready] = (await within(once(holder.stdout!, 'data'), 'the store holder to open the store')) as [Buffer];
+      const opened = once(holder.stdout!, 'data') as Promise<[Buffer]>;
+      const [ready] = await within(Promise.race([opened, exited.then((exit) => assert.fail(`the store holder exited: ${JSON.stringify(exit)}`))]), 'the store holder to open the store');
       assert.equal(ready.toString(), `ready ${holder.pid}\n`);
       for (const args of [['reshard', '--partitions', '5'], ['import', exported, '--replace']]) {
         const refused = run(...args, '--data-dir', dir);
@@ -465,8 +468,8 @@ describe('statestream command-line tool', () => {
         assert.equal(refused.stderr, `statestream: ${args[0]}: process ${holder.pid} has the stores of stream 0 open (${partitionPath(dir, 0, 1)}); stop the job first\n`);
       }
     } finally {
-      holder.kill('SIGKILL');
-      await within(once(holder, 'exit'), 'the store holder to exit');
+      if (holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL');
+      await within(exited, 'the store holder to exit');
     }
     assert.equal(JSON.parse(run('inspect', '--data-dir', dir, '--json').stdout).streams[0].layout.numPartitions, 3, 'nothing was changed');
     // A dead process's slot is cleared: the reshard goes ahead.

@@ -25,6 +25,10 @@ async function until(check: () => boolean, ms: number, what: string): Promise<vo
 describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { timeout: 240_000 }, () => {
   const services = useServices();
 
+  // Long enough that the first run stops before K, counted again, could time out a second time
+  // (each batch also snapshots and records its offsets, slow under load).
+  const IDLE_MS = 1500;
+
   function job(dataDir: string, topic: string) {
     // The status page on too: its totals follow the same rule as the metrics.
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: 'replay-timeouts', snapshotEvery: 1, snapshotsKept: 200, metrics: {}, ui: { port: 0 } });
@@ -32,7 +36,7 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
     const stream = ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `${topic}-${Date.now()}`, zookeeper: { connect: services.zk.connectString, root: `/statestream/${topic}` }, groupSessionTimeoutMs: 6000 })
       .map((record) => [record.value as string, 1] as [string, number])
-      .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(1).timeout(TIMEOUT_MS));
+      .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(1).timeout(IDLE_MS));
     stream.foreachBatch((records, time) => void (records.length > 0 && outputs.push({ time, records })));
     return { ssc, stream: stream as MapWithStateStream<string, number, unknown>, outputs };
   }
@@ -64,6 +68,7 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
     } finally {
       await first.ssc.stop();
     }
+    assert.equal(first.outputs.length, 3, `the first run stopped before K timed out again: ${JSON.stringify(first.outputs)}`);
 
     // Keep only a snapshot from before the timeout, in which K still holds 1, and lose the store.
     const kept = listSnapshots(dataDir).filter((s) => s.batchTime >= firstRecord && s.batchTime < timedOutAt);

@@ -71,7 +71,7 @@ describe('snapshots', () => {
     const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock, threads: 1, snapshotEvery: 1 });
     const words = ssc.queueStream<[string, number]>();
     const counts = words.mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2));
-    const kept = words.mapWithState(StateSpec.function<string, number, number, unknown>(fixture('keep-value')).numPartitions(3).stateVersion(2, (state) => state as number));
+    words.mapWithState(StateSpec.function<string, number, number, unknown>(fixture('keep-value')).numPartitions(3).stateVersion(2, (state) => state as number));
     const copied = nextEvent(ssc, BatchEvents.SNAPSHOT_COMPLETED, 'the snapshot of batch 1000');
     await ssc.start();
     try {
@@ -88,7 +88,6 @@ describe('snapshots', () => {
     assert.deepEqual([first.stateVersion, [...first.entries()]], [1, [['a', 14, 1000], ['b', 7, 1000]]]);
     assert.deepEqual([second.stateVersion, [...second.entries()]], [2, [['a', 9, 1000], ['b', 7, 1000]]]);
     assert.throws(() => readSnapshotState(snapshot.path, { stream: 2 }), (e: unknown) => e instanceof SnapshotError && /has no stream 2 \(it has 0, 1\)/.test((e as Error).message));
-    void kept;
   });
 
   it('a snapshot event listener that throws becomes a process warning, not a failed snapshot or batch', async () => {

@@ -126,6 +126,8 @@ const MUTANTS: Mutant[] = [
     test: 'engine/resume.test.js',
     name: 'initial state goes only',
   },
+  { what: '--zk-timeout not waited for (the default 10 s instead)', edits: one('cli/zk.js', 'maxElapsedMs: timeoutMs }', 'maxElapsedMs: 10_000 }'), test: 'cli/troubles.test.js', name: 'ZooKeeper away' },
+  { what: '--zk-timeout accepted without --zookeeper', edits: one('cli/args.js', "if (timeoutMs !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

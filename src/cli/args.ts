@@ -34,7 +34,11 @@ export const zookeeperOptions: OptionSpec = {
   zookeeper: { type: 'string' },
   'zk-root': { type: 'string' },
   'zk-digest': { type: 'string' },
+  'zk-timeout': { type: 'string' },
 };
+
+/** How long a command waits for ZooKeeper to answer before it says it cannot reach it. */
+export const DEFAULT_ZK_TIMEOUT_MS = 10_000;
 
 export interface Parsed {
   values: Record<string, string | boolean | undefined>;
@@ -98,17 +102,23 @@ export interface ZooKeeperTarget {
   connect: string;
   root: string;
   digest?: string;
+  /** How long to wait for an answer, in ms (--zk-timeout; default DEFAULT_ZK_TIMEOUT_MS). */
+  timeoutMs?: number;
 }
 
 /** --zookeeper and --zk-root go together: offsets are only found under the job's root. */
 export function zookeeperTarget(command: string, values: Parsed['values']): ZooKeeperTarget | undefined {
   const connect = values.zookeeper as string | undefined;
   const root = values['zk-root'] as string | undefined;
-  if (connect === undefined && root === undefined) return undefined;
+  const timeoutMs = integer(command, values, 'zk-timeout', 100);
+  if (connect === undefined && root === undefined) {
+    if (timeoutMs !== undefined) throw new UsageError('--zk-timeout needs --zookeeper host:port and --zk-root', command);
+    return undefined;
+  }
   if (connect === undefined) throw new UsageError('--zk-root needs --zookeeper host:port', command);
   if (root === undefined) throw new UsageError('--zookeeper needs --zk-root /statestream/<app> (the job\'s ZooKeeper root)', command);
   if (!/^(\/[^/\s]+)+$/.test(root)) throw new UsageError(`--zk-root must be an absolute ZooKeeper path like /statestream/app, got ${JSON.stringify(root)}`, command);
-  return { connect, root, digest: values['zk-digest'] as string | undefined };
+  return { connect, root, digest: values['zk-digest'] as string | undefined, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
 }
 
 /** JSON for what MessagePack states can hold: Maps, Sets, bigints, binary and dates have no JSON form of their own. */

@@ -32,6 +32,7 @@ Options:
   --zookeeper host:port  read the offsets from ZooKeeper ...
   --zk-root <path>       ... under the job's root, e.g. /statestream/word-count
   --zk-digest user:pw    ZooKeeper digest credentials, when the nodes have an ACL
+  --zk-timeout <ms>      how long to wait for ZooKeeper to answer (default 10000)
   --brokers host:port,…  with a cluster root: read the topics' ends and show the lag
   --app-name <name>      with a cluster root: the job's appName, which names its topics
                          (default: the root's last part)

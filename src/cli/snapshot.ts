@@ -38,6 +38,7 @@ Options:
   --zookeeper host:port  record the Kafka positions read from ZooKeeper ...
   --zk-root <path>       ... under the job's root, e.g. /statestream/word-count
   --zk-digest user:pw    ZooKeeper digest credentials, when the nodes have an ACL
+  --zk-timeout <ms>      how long to wait for ZooKeeper to answer (default 10000)
 
 Exit codes: 0 success, 1 refused (partitions at different batches, no state, snapshot exists), 2 usage error.`;
 
@@ -47,8 +48,9 @@ For a STOPPED job: verifies the snapshot's checksums, moves the current state-<s
 folder to <data-dir>/replaced/<timestamp>/ and puts the snapshot's copies in its place.
 Then says what the next start will do: a Kafka job replays the batches after the
 snapshot from ZooKeeper's history; a queue job starts from the snapshot's state.
-With --zookeeper and --zk-root (and --zk-digest user:pw for ACLs), checks first that
-ZooKeeper still keeps that history, and refuses when it does not.
+With --zookeeper and --zk-root (and --zk-digest user:pw for ACLs, --zk-timeout <ms> to
+wait other than 10 s for an answer), checks first that ZooKeeper still keeps that
+history, and refuses when it does not.
 
 Options:
   --data-dir <path>   the job's data folder (default ./statestream-data)

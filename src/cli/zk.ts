@@ -2,7 +2,7 @@ import { ZooKeeperOffsetStore, type RecordedBatch } from '../storage/zookeeper/o
 import { readOwners, type Owner } from '../storage/zookeeper/ownership.js';
 import { isTransient, ZooKeeperSession } from '../storage/zookeeper/session.js';
 import { OffsetStoreError } from '../errors.js';
-import { CliFailure, type ZooKeeperTarget } from './args.js';
+import { CliFailure, DEFAULT_ZK_TIMEOUT_MS, type ZooKeeperTarget } from './args.js';
 
 export interface ZooKeeperOffsets {
   root: string;
@@ -21,12 +21,14 @@ export interface ZooKeeperOffsets {
 
 /**
  * A short-lived session for one command: a tool should say ZooKeeper is unreachable within
- * seconds, not wait ten minutes as a running job does.
+ * seconds (--zk-timeout, 10 s by default), not wait ten minutes as a running job does. A
+ * connection attempt waits at most the session timeout, so a short wait shortens that too.
  */
 export async function withZooKeeper<T>(target: ZooKeeperTarget, use: (offsets: ZooKeeperOffsetStore, session: ZooKeeperSession) => Promise<T>): Promise<T> {
+  const timeoutMs = target.timeoutMs ?? DEFAULT_ZK_TIMEOUT_MS;
   const session = new ZooKeeperSession({
-    connect: target.connect, digest: target.digest, sessionTimeoutMs: 5_000,
-    retry: { initialDelayMs: 100, maxDelayMs: 1_000, maxElapsedMs: 10_000 },
+    connect: target.connect, digest: target.digest, sessionTimeoutMs: Math.min(5_000, timeoutMs),
+    retry: { initialDelayMs: 100, maxDelayMs: 1_000, maxElapsedMs: timeoutMs },
   });
   try {
     return await use(new ZooKeeperOffsetStore(session, target.root), session);
@@ -46,11 +48,16 @@ function zooKeeperTrouble(error: unknown, target: ZooKeeperTarget): unknown {
   }
   if (isTransient(error.cause) || /did not answer|no answer in time/.test(error.message)) {
     return new CliFailure(
-      `cannot reach ZooKeeper at ${target.connect}: it did not answer for 10 s (is it running, and is --zookeeper host:port right?). ` +
+      `cannot reach ZooKeeper at ${target.connect}: it did not answer for ${seconds(target.timeoutMs ?? DEFAULT_ZK_TIMEOUT_MS)} (is it running, and is --zookeeper host:port right?). ` +
         `The state stores can be read without it: leave out --zookeeper (${error.message})`,
     );
   }
   return new CliFailure(`ZooKeeper at ${target.connect}: ${error.message}`);
+}
+
+/** A wait in words: whole seconds as "10 s", anything else in ms. */
+function seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }
 
 /** Reads `<root>/offsets/<topic>/<partition>`, `<root>/batch`, `<root>/last-batch`, the history's batch times and the owner. */

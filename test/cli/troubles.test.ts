@@ -75,16 +75,20 @@ describe('the CLI says what is wrong in words', { timeout: 180_000 }, () => {
     await new Promise<void>((resolve) => dropper.listen(0, '127.0.0.1', resolve));
     const nobody = `127.0.0.1:${(dropper.address() as AddressInfo).port}`;
     const zkArgs = ['--zookeeper', nobody, '--zk-root', '/statestream/gone'];
-    // Each waits 10 s for an answer that never comes, yet they run one after another: lmdb-js
-    // (3.5) now and then fails a read ("No transaction to renew", its issue 201) when other
-    // processes open the same environments at that moment, about 1 open in 250 here.
+    // The first waits the default 10 s for an answer that never comes, the others 2 s
+    // (--zk-timeout). They run one after another: lmdb-js (3.5) now and then fails a read
+    // ("No transaction to renew", its issue 201) when other processes open the same
+    // environments at that moment, about 1 open in 250 here.
     let inspected: Awaited<ReturnType<typeof run>>;
     let inspectedJson: Awaited<ReturnType<typeof run>>;
     let created: Awaited<ReturnType<typeof run>>;
+    let shortWaitMs: number;
     try {
       inspected = await run('inspect', '--data-dir', dataDir, ...zkArgs);
-      inspectedJson = await run('inspect', '--data-dir', dataDir, '--json', ...zkArgs);
-      created = await run('snapshot', 'create', '--data-dir', dataDir, ...zkArgs);
+      inspectedJson = await run('inspect', '--data-dir', dataDir, '--json', ...zkArgs, '--zk-timeout', '2000');
+      const started = performance.now();
+      created = await run('snapshot', 'create', '--data-dir', dataDir, ...zkArgs, '--zk-timeout', '2000');
+      shortWaitMs = performance.now() - started;
     } finally {
       dropper.close();
     }
@@ -95,10 +99,13 @@ describe('the CLI says what is wrong in words', { timeout: 180_000 }, () => {
     noStack(inspected.stderr);
     const json = JSON.parse(inspectedJson.stdout);
     assert.equal(json.offsets.from, 'zookeeper-unreachable');
+    assert.match(json.offsets.problem, /it did not answer for 2 s/);
     assert.equal(json.healthy, false);
 
     assert.equal(created.code, 1);
-    assert.match(created.stderr, new RegExp(`^statestream: cannot reach ZooKeeper at ${nobody}: it did not answer`));
+    assert.match(created.stderr, new RegExp(`^statestream: cannot reach ZooKeeper at ${nobody}: it did not answer for 2 s`));
+    // Not a measure of speed: a command told to wait 2 s must not wait the default 10 s.
+    assert.ok(shortWaitMs < 9_000, `snapshot create with --zk-timeout 2000 gave up after ${Math.round(shortWaitMs)} ms`);
     noStack(created.stderr);
   });
 

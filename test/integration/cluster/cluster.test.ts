@@ -44,7 +44,13 @@ async function settle(job: ClusterJobUnderTest, live: string[], timeoutMs = 120_
         if (failed) throw new Error(`instance ${id}: ${failed}\n${child.tail()}`);
       }
       last = await job.read();
-      return ClusterJobUnderTest.diff(expected, last.counts) === 'equal' && last.partitions.every((p) => p.storesAtEpoch.length === 1 && p.ownerNode?.instance === p.assigned);
+      // An assignment a leader made while a live instance was not a member yet (a killed
+      // instance's old session expired before its restart joined) is consistent, but the next
+      // round moves partitions to that instance: shares even over every live instance show
+      // the last round (nextAssignment evens them out to within one).
+      const shares = live.map((id) => last!.partitions.filter((p) => p.assigned === id).length);
+      const fair = shares.every((n) => n >= Math.floor(job.options.partitions / live.length) && n <= Math.ceil(job.options.partitions / live.length));
+      return fair && ClusterJobUnderTest.diff(expected, last.counts) === 'equal' && last.partitions.every((p) => p.storesAtEpoch.length === 1 && p.ownerNode?.instance === p.assigned);
     },
     {
       timeoutMs, intervalMs: 500,
@@ -172,10 +178,10 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     await settle(job, ['b', 'c', 'd']);
     // Partitions moved away from live instances as the killed ones came back: the threads
     // that applied them let their stores and memory go. What an instance owns is read again at
-    // each poll (the assignment and the owner nodes): a killed instance's old session can
-    // expire after the counts settled, and a partition then move. Asked for up to 10 s: once
-    // (fresh53), and once more in a full run, a store the settled state gave an instance was
-    // not mapped when asked; the full logs are kept for the next time.
+    // each poll (the assignment and the owner nodes), and asked for up to 10 s: twice (fresh53,
+    // and a full run on 2026-12-03) the settled state had given d three partitions of six, from
+    // a round made while a restarted instance had not joined yet, and the next round moved one
+    // away before d was asked (settle now waits for even shares as well).
     for (const id of ['b', 'c', 'd']) {
       let owns: number[] = [];
       let mapped: unknown;

@@ -126,8 +126,18 @@ const MUTANTS: Mutant[] = [
     test: 'engine/resume.test.js',
     name: 'initial state goes only',
   },
-  { what: '--zk-timeout not waited for (the default 10 s instead)', edits: one('cli/zk.js', 'maxElapsedMs: timeoutMs }', 'maxElapsedMs: 10_000 }'), test: 'cli/troubles.test.js', name: 'ZooKeeper away' },
+  {
+    what: '--zk-timeout not waited for (the default 10 s instead)',
+    edits: [
+      { file: 'cli/zk.js', from: 'sessionTimeoutMs: Math.min(5_000, timeoutMs),\n        retry: { initialDelayMs: 100, maxDelayMs: 1_000, maxElapsedMs: timeoutMs }', to: 'sessionTimeoutMs: 5_000,\n        retry: { initialDelayMs: 100, maxDelayMs: 1_000, maxElapsedMs: 10_000 }' },
+      { file: 'cli/zk.js', from: '        session.interrupt();\n    }, timeoutMs);', to: '        session.interrupt();\n    }, 10_000);' },
+    ],
+    test: 'cli/troubles.test.js',
+    name: 'ZooKeeper away',
+  },
+  { what: "--zk-timeout only the retries' budget (a retry begun inside it runs past it)", edits: one('cli/zk.js', '        session.interrupt();\n    }, timeoutMs);', '        session.interrupt();\n    }, 2 ** 31 - 1);'), test: 'cli/troubles.test.js', name: 'ZooKeeper away' },
   { what: '--zk-timeout accepted without --zookeeper', edits: one('cli/args.js', "if (timeoutMs !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
+  { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

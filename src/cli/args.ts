@@ -110,15 +110,18 @@ export interface ZooKeeperTarget {
 export function zookeeperTarget(command: string, values: Parsed['values']): ZooKeeperTarget | undefined {
   const connect = values.zookeeper as string | undefined;
   const root = values['zk-root'] as string | undefined;
-  const timeoutMs = integer(command, values, 'zk-timeout', 100);
+  const timeoutMs = integer(command, values, 'zk-timeout', 100, 3_600_000);
+  const digest = values['zk-digest'] as string | undefined;
   if (connect === undefined && root === undefined) {
+    // Said, not ignored: a flag that does nothing would let a typo in --zookeeper pass unseen.
     if (timeoutMs !== undefined) throw new UsageError('--zk-timeout needs --zookeeper host:port and --zk-root', command);
+    if (digest !== undefined) throw new UsageError('--zk-digest needs --zookeeper host:port and --zk-root', command);
     return undefined;
   }
   if (connect === undefined) throw new UsageError('--zk-root needs --zookeeper host:port', command);
   if (root === undefined) throw new UsageError('--zookeeper needs --zk-root /statestream/<app> (the job\'s ZooKeeper root)', command);
   if (!/^(\/[^/\s]+)+$/.test(root)) throw new UsageError(`--zk-root must be an absolute ZooKeeper path like /statestream/app, got ${JSON.stringify(root)}`, command);
-  return { connect, root, digest: values['zk-digest'] as string | undefined, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
+  return { connect, root, digest, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
 }
 
 /** JSON for what MessagePack states can hold: Maps, Sets, bigints, binary and dates have no JSON form of their own. */

@@ -21,8 +21,9 @@ export interface ZooKeeperOffsets {
 
 /**
  * A short-lived session for one command: a tool should say ZooKeeper is unreachable within
- * seconds (--zk-timeout, 10 s by default), not wait ten minutes as a running job does. A
- * connection attempt waits at most the session timeout, so a short wait shortens that too.
+ * seconds (--zk-timeout, 10 s by default), not wait ten minutes as a running job does. The
+ * wait is a deadline on the first answer: a retry begun inside the budget would otherwise
+ * run its whole connection attempt past it.
  */
 export async function withZooKeeper<T>(target: ZooKeeperTarget, use: (offsets: ZooKeeperOffsetStore, session: ZooKeeperSession) => Promise<T>): Promise<T> {
   const timeoutMs = target.timeoutMs ?? DEFAULT_ZK_TIMEOUT_MS;
@@ -30,28 +31,37 @@ export async function withZooKeeper<T>(target: ZooKeeperTarget, use: (offsets: Z
     connect: target.connect, digest: target.digest, sessionTimeoutMs: Math.min(5_000, timeoutMs),
     retry: { initialDelayMs: 100, maxDelayMs: 1_000, maxElapsedMs: timeoutMs },
   });
+  let unanswered = false;
+  const deadline = setTimeout(() => {
+    unanswered = true;
+    session.interrupt();
+  }, timeoutMs);
   try {
+    await session.exists(target.root);
+    clearTimeout(deadline);
     return await use(new ZooKeeperOffsetStore(session, target.root), session);
   } catch (error) {
-    throw zooKeeperTrouble(error, target);
+    throw zooKeeperTrouble(error, target, unanswered);
   } finally {
+    clearTimeout(deadline);
     session.close();
   }
 }
 
 /** ZooKeeper's failures in words an operator can act on (the session's own say which request failed, not why). */
-function zooKeeperTrouble(error: unknown, target: ZooKeeperTarget): unknown {
+function zooKeeperTrouble(error: unknown, target: ZooKeeperTarget, unanswered: boolean): unknown {
+  const unreachable = () =>
+    new CliFailure(
+      `cannot reach ZooKeeper at ${target.connect}: it did not answer for ${seconds(target.timeoutMs ?? DEFAULT_ZK_TIMEOUT_MS)} (is it running, and is --zookeeper host:port right?). ` +
+        `The state stores can be read without it: leave out --zookeeper (${(error as Error).message})`,
+    );
+  if (unanswered) return unreachable();
   if (!(error instanceof OffsetStoreError)) return error;
   const cause = (error.cause as { name?: string } | undefined)?.name;
   if (cause === 'NO_AUTH') {
     return new CliFailure(`ZooKeeper at ${target.connect} refused to let this tool read ${target.root} (NO_AUTH): the job's nodes have an ACL; give its credentials with --zk-digest user:password`);
   }
-  if (isTransient(error.cause) || /did not answer|no answer in time/.test(error.message)) {
-    return new CliFailure(
-      `cannot reach ZooKeeper at ${target.connect}: it did not answer for ${seconds(target.timeoutMs ?? DEFAULT_ZK_TIMEOUT_MS)} (is it running, and is --zookeeper host:port right?). ` +
-        `The state stores can be read without it: leave out --zookeeper (${error.message})`,
-    );
-  }
+  if (isTransient(error.cause) || /did not answer|no answer in time/.test(error.message)) return unreachable();
   return new CliFailure(`ZooKeeper at ${target.connect}: ${error.message}`);
 }
 

@@ -348,7 +348,7 @@ describe('statestream command-line tool', () => {
       ['snapshot', 'restore', 'abc'], ['constructor'], ['toString'], ['__proto__'], ['reshard', '--partitions', '5000'], ['import', 'x.msgpack', '--partitions', '4097'],
       ['reshard', '--partitions', '0'], ['import', 'x.msgpack', '--partitions', '0'], ['state', 'count', 'extra'], ['state', 'get', 'k', 'extra'],
       ['inspect', '--zookeeper', 'localhost:1', '--zk-root', '/a', '--zk-timeout', '50'], ['snapshot', 'create', '--zookeeper', 'localhost:1', '--zk-root', '/a', '--zk-timeout', '2s'],
-      ['inspect', '--zk-timeout', '2000'],
+      ['inspect', '--zk-timeout', '2000'], ['snapshot', 'create', '--zk-digest', 'user:pw'],
     ];
     const helps = [['--help'], ['inspect', '--help'], ['snapshot', '--help'], ['snapshot', 'list', '--help'], ['snapshot', 'create', '--help'], ['snapshot', 'restore', '--help'], ['state', '--help'], ['state', 'get', '--help']];
     // Each is a process of its own: started a few at a time, not one after the other.
@@ -363,9 +363,10 @@ describe('statestream command-line tool', () => {
     assert.match(of('reshard', '--partitions', '5000').stderr, /--partitions must be an integer from 1 to 4096, got "5000"/);
     assert.match(of('import', 'x.msgpack', '--partitions', '0').stderr, /--partitions must be an integer from 1 to 4096, got "0"/);
     assert.match(of('state', 'count', 'extra').stderr, /unexpected argument "extra"/);
-    assert.match(of('inspect', '--zookeeper', 'localhost:1', '--zk-root', '/a', '--zk-timeout', '50').stderr, /--zk-timeout must be an integer >= 100, got "50"/);
-    assert.match(of('snapshot', 'create', '--zookeeper', 'localhost:1', '--zk-root', '/a', '--zk-timeout', '2s').stderr, /--zk-timeout must be an integer >= 100, got "2s"/);
+    assert.match(of('inspect', '--zookeeper', 'localhost:1', '--zk-root', '/a', '--zk-timeout', '50').stderr, /--zk-timeout must be an integer from 100 to 3600000, got "50"/);
+    assert.match(of('snapshot', 'create', '--zookeeper', 'localhost:1', '--zk-root', '/a', '--zk-timeout', '2s').stderr, /--zk-timeout must be an integer from 100 to 3600000, got "2s"/);
     assert.match(of('inspect', '--zk-timeout', '2000').stderr, /--zk-timeout needs --zookeeper host:port and --zk-root/);
+    assert.match(of('snapshot', 'create', '--zk-digest', 'user:pw').stderr, /--zk-digest needs --zookeeper host:port and --zk-root/);
     const version = of('--version');
     assert.equal(version.code, 0);
     assert.match(version.stdout, /^statestream \d+\.\d+\.\d+\n$/);

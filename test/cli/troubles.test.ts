@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import zookeeper from 'node-zookeeper-client';
 import { StateSpec } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
+import { CliFailure } from '../../src/cli/args.js';
+import { withZooKeeper } from '../../src/cli/zk.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
 
@@ -76,22 +78,32 @@ describe('the CLI says what is wrong in words', { timeout: 180_000 }, () => {
     const nobody = `127.0.0.1:${(dropper.address() as AddressInfo).port}`;
     const zkArgs = ['--zookeeper', nobody, '--zk-root', '/statestream/gone'];
     // The first waits the default 10 s for an answer that never comes, the others 2 s
-    // (--zk-timeout). They run one after another: lmdb-js (3.5) now and then fails a read
+    // (--zk-timeout), then the tool's session 6 s. They run one after another: lmdb-js (3.5) now and then fails a read
     // ("No transaction to renew", its issue 201) when other processes open the same
     // environments at that moment, about 1 open in 250 here.
     let inspected: Awaited<ReturnType<typeof run>>;
     let inspectedJson: Awaited<ReturnType<typeof run>>;
     let created: Awaited<ReturnType<typeof run>>;
     let shortWaitMs: number;
+    let deadline: { error: unknown; ms: number };
     try {
       inspected = await run('inspect', '--data-dir', dataDir, ...zkArgs);
       inspectedJson = await run('inspect', '--data-dir', dataDir, '--json', ...zkArgs, '--zk-timeout', '2000');
-      const started = performance.now();
+      let started = performance.now();
       created = await run('snapshot', 'create', '--data-dir', dataDir, ...zkArgs, '--zk-timeout', '2000');
       shortWaitMs = performance.now() - started;
+      // A wait of 6 s, longer than a connection attempt (5 s at most): a retry begun at 5.1 s
+      // would run to about 10 s were the wait only the retries' budget.
+      started = performance.now();
+      const error = await withZooKeeper({ connect: nobody, root: '/statestream/gone', timeoutMs: 6_000 }, async () => undefined).then(() => undefined, (e: unknown) => e);
+      deadline = { error, ms: performance.now() - started };
     } finally {
       dropper.close();
     }
+    assert.ok(deadline.error instanceof CliFailure, String(deadline.error));
+    assert.match(deadline.error.message, new RegExp(`^cannot reach ZooKeeper at ${nobody}: it did not answer for 6 s`));
+    // Not a measure of speed: the deadline is 6 s, and overrunning it takes 4 s more.
+    assert.ok(deadline.ms >= 5_900 && deadline.ms < 8_500, `a 6 s wait for ZooKeeper ended after ${Math.round(deadline.ms)} ms`);
     assert.equal(inspected.code, 1);
     assert.match(inspected.stdout, /keys: 4\s+last committed batch: 1000/, 'the stores are still reported');
     assert.match(inspected.stdout, new RegExp(`Offsets \\(ZooKeeper /statestream/gone\\): unknown, cannot reach ZooKeeper at ${nobody}: it did not answer for 10 s \\(is it running, and is --zookeeper host:port right\\?\\)`));

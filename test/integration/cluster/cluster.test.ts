@@ -347,7 +347,9 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     const solo = await job.start('solo');
     const released = await solo.waitForLine(/^RELEASED 1 \d+ failed /, { timeoutMs: 60_000 });
     assert.ok(released.includes(`partition 1 of mapWithState stream 0 at ${path} is in store format ${FORMAT_VERSION + 1}, written by a newer statestream`), released);
-    const failed = await solo.waitForLine(/^FAILED /, { timeoutMs: 30_000 });
+    // From the released line on: FAILED follows it at once, often in the same chunk of output,
+    // and a wait for lines after this call would miss it (once, in a fresh clone's run).
+    const failed = await solo.waitForLine(/^FAILED /, { from: solo.lines.indexOf(released), timeoutMs: 30_000 });
     const error = JSON.parse(failed.slice('FAILED '.length)) as { name: string; message: string };
     assert.equal(error.name, 'StoreMismatchError', failed);
     assert.equal((await solo.exited).code, 1, 'the instance stops');

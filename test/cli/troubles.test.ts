@@ -77,10 +77,10 @@ describe('the CLI says what is wrong in words', { timeout: 180_000 }, () => {
     await new Promise<void>((resolve) => dropper.listen(0, '127.0.0.1', resolve));
     const nobody = `127.0.0.1:${(dropper.address() as AddressInfo).port}`;
     const zkArgs = ['--zookeeper', nobody, '--zk-root', '/statestream/gone'];
-    // The first waits the default 10 s for an answer that never comes, the others 2 s
-    // (--zk-timeout), then the tool's session 6 s. They run one after another: lmdb-js (3.5) now and then fails a read
-    // ("No transaction to renew", its issue 201) when other processes open the same
-    // environments at that moment, about 1 open in 250 here.
+    // The first waits the default 10 s for an answer that never comes, the next two 2 s
+    // (--zk-timeout), then the tool's session 6 s. They run one after another: lmdb-js (3.5)
+    // now and then fails a read ("No transaction to renew", its issue 201) when other
+    // processes open the same environments at that moment, about 1 open in 250 here.
     let inspected: Awaited<ReturnType<typeof run>>;
     let inspectedJson: Awaited<ReturnType<typeof run>>;
     let created: Awaited<ReturnType<typeof run>>;

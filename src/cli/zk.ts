@@ -41,7 +41,7 @@ export async function withZooKeeper<T>(target: ZooKeeperTarget, use: (offsets: Z
     clearTimeout(deadline);
     return await use(new ZooKeeperOffsetStore(session, target.root), session);
   } catch (error) {
-    throw zooKeeperTrouble(error, target, unanswered);
+    throw zooKeeperTrouble(error, target, timeoutMs, unanswered);
   } finally {
     clearTimeout(deadline);
     session.close();
@@ -49,10 +49,10 @@ export async function withZooKeeper<T>(target: ZooKeeperTarget, use: (offsets: Z
 }
 
 /** ZooKeeper's failures in words an operator can act on (the session's own say which request failed, not why). */
-function zooKeeperTrouble(error: unknown, target: ZooKeeperTarget, unanswered: boolean): unknown {
+function zooKeeperTrouble(error: unknown, target: ZooKeeperTarget, timeoutMs: number, unanswered: boolean): unknown {
   const unreachable = () =>
     new CliFailure(
-      `cannot reach ZooKeeper at ${target.connect}: it did not answer for ${seconds(target.timeoutMs ?? DEFAULT_ZK_TIMEOUT_MS)} (is it running, and is --zookeeper host:port right?). ` +
+      `cannot reach ZooKeeper at ${target.connect}: it did not answer for ${seconds(timeoutMs)} (is it running, and is --zookeeper host:port right?). ` +
         `The state stores can be read without it: leave out --zookeeper (${(error as Error).message})`,
     );
   if (unanswered) return unreachable();

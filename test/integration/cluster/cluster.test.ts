@@ -179,9 +179,9 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     // Partitions moved away from live instances as the killed ones came back: the threads
     // that applied them let their stores and memory go. What an instance owns is read again at
     // each poll (the assignment and the owner nodes), and asked for up to 10 s: twice (a fresh
-    // clone's run, and a full run on 2026-12-03) the settled state had given d three partitions of six, from
-    // a round made while a restarted instance had not joined yet, and the next round moved one
-    // away before d was asked (settle now waits for even shares as well).
+    // clone's run, and a full run on 2026-12-03) the settled state had given d three partitions
+    // of six, from a round made while a restarted instance had not joined yet, and the next
+    // round moved one away before d was asked (settle now waits for even shares as well).
     for (const id of ['b', 'c', 'd']) {
       let owns: number[] = [];
       let mapped: unknown;

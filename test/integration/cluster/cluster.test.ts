@@ -238,9 +238,15 @@ describe('one job on several processes: Kafka carries the shuffle and the change
       const frozen = new Map<number, ClusterMeta | undefined>();
       for (const partition of lost) frozen.set(partition, await job.storeMeta('p', partition));
       p.kill('SIGSTOP');
-      const from = q.lines.length;
-      // Past p's session (4 s) and its group session (6 s): q takes everything.
-      for (const _ of lost) await q.waitForLine(/^TAKEN /, { from, timeoutMs: 30_000 });
+      // Past p's session (4 s) and its group session (6 s): q takes everything. Each lost
+      // partition at an epoch past p's, not just any TAKEN line: q may still be printing those of
+      // the first assignment.
+      const epochBefore = new Map(lost.map((partition) => [partition, before.partitions[partition].epoch]));
+      const takenFromP = (partition: number) => q.lines.some((line) => {
+        const taken = /^TAKEN (\d+) (\d+) /.exec(line);
+        return taken !== null && Number(taken[1]) === partition && Number(taken[2]) > epochBefore.get(partition)!;
+      });
+      await waitUntil('q to take each partition p lost', () => lost.every(takenFromP), { timeoutMs: 30_000, detail: () => q.tail() });
       // From ZooKeeper alone: p cannot answer while it is stopped.
       const taken = await job.readZooKeeper();
       const takenAt = new Map(lost.map((partition) => [partition, taken.assignment!.streams['0'][partition].epoch]));
@@ -345,10 +351,10 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     writeLayout(written, newer);
     await written.env.close();
     const solo = await job.start('solo');
-    const released = await solo.waitForLine(/^RELEASED 1 \d+ failed /, { timeoutMs: 60_000 });
+    const released = await solo.waitForLine(/^RELEASED 1 \d+ failed /, { from: 0, timeoutMs: 60_000 });
     assert.ok(released.includes(`partition 1 of mapWithState stream 0 at ${path} is in store format ${FORMAT_VERSION + 1}, written by a newer statestream`), released);
-    // From the released line on: FAILED follows it at once, often in the same chunk of output,
-    // and a wait for lines after this call would miss it (once, in a fresh clone's run).
+    // From the start, and FAILED from the released line on: each follows the line before it at
+    // once, often in the same chunk of output, and a wait for lines after the call would miss it.
     const failed = await solo.waitForLine(/^FAILED /, { from: solo.lines.indexOf(released), timeoutMs: 30_000 });
     const error = JSON.parse(failed.slice('FAILED '.length)) as { name: string; message: string };
     assert.equal(error.name, 'StoreMismatchError', failed);

@@ -25,9 +25,10 @@ async function until(check: () => boolean, ms: number, what: string): Promise<vo
 describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { timeout: 240_000 }, () => {
   const services = useServices();
 
-  // Long enough that the first run stops before K, counted again, could time out a second time
-  // (each batch also snapshots and records its offsets, slow under load).
-  const IDLE_MS = 1500;
+  // Long enough that the first run stops before K, counted again, could time out a second time.
+  // Batches fall due on the clock however slowly they run, and each also snapshots and records
+  // its offsets: under load the backlog when K's second count is seen passed 1.5 s.
+  const IDLE_MS = 3000;
 
   function job(dataDir: string, topic: string) {
     // The status page on too: its totals follow the same rule as the metrics.

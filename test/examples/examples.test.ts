@@ -120,12 +120,13 @@ describe('examples', () => {
   });
 
   it('sessions emits one summary when a session times out, holding each of its clicks once', async () => {
-    const { stdout } = await run(process.execPath, [example('sessions'), '--batch-ms', '200', '--idle-ms', '1000', '--batches', '14', '--data-dir', join(tempDir(), 's')]);
+    const { stdout } = await run(process.execPath, [example('sessions'), '--batch-ms', '400', '--idle-ms', '2000', '--batches', '14', '--data-dir', join(tempDir(), 's')]);
     const summaries = [...stdout.matchAll(/^Session (\w+): (\d+) pages? in [\d.]+ s \(.*\): (.*)$/gm)].map(([, user, pages, path]) => ({ user, pages: Number(pages), path: path.split(' > ') }));
     // The script: ann clicks in the first three batches (pages 1, 2 and 3 of PAGES), then goes
     // quiet and times out; cai clicks once in the first batch (page 5) and times out; dee clicks
-    // every second batch and never times out: her gaps of 400 ms leave 600 ms for a batch
-    // that stalls on a loaded machine (the next batches' clicks then arrive late).
+    // every second batch and never times out: her gaps of 800 ms leave 1.2 s for a batch that
+    // stalls on a loaded machine (the next batches' clicks then arrive late; 600 ms, at 200 ms
+    // batches, was thin with the suite running beside it).
     assert.deepEqual(summaries.filter((s) => s.user === 'ann'), [{ user: 'ann', pages: 3, path: ['/search', '/item/17', '/item/42'] }]);
     assert.deepEqual(summaries.filter((s) => s.user === 'cai'), [{ user: 'cai', pages: 1, path: ['/checkout'] }]);
     assert.deepEqual(summaries.filter((s) => s.user === 'dee'), []);

@@ -33,8 +33,8 @@ describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy tha
   let zk: ZooKeeperServer;
   let proxy: ZooKeeperProxy;
   const sessions: ZooKeeperSession[] = [];
-  const open = (retry = { initialDelayMs: 50, maxDelayMs: 200, maxElapsedMs: 60_000 }) => {
-    const session = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs: SESSION_MS, retry });
+  const open = (retry = { initialDelayMs: 50, maxDelayMs: 200, maxElapsedMs: 60_000 }, sessionTimeoutMs = SESSION_MS) => {
+    const session = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs, retry });
     sessions.push(session);
     return session;
   };
@@ -53,7 +53,9 @@ describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy tha
   });
 
   it('a request made while ZooKeeper is unreachable waits, and goes through once it is back', async () => {
-    const session = open();
+    // A session well past the 700 ms cut: a stall of the JVM or of this process while the client
+    // reconnects must not expire it.
+    const session = open(undefined, 3 * SESSION_MS);
     const first = await sessionOf(session);
     proxy.cut();
     const { pending } = await waitingRead(session, 700);

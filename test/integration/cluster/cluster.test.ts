@@ -1,110 +1,16 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, it, type TestContext } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { waitUntil } from '../../wait.js';
-import { writeBehind } from '../../helpers.js';
-import { decodeEntry } from '../../../src/storage/codec.js';
-import { murmur2Partitioner } from '../../../src/engine/partitioner.js';
 import { testRandom } from '../../random.js';
 import type { ClusterMeta } from '../../../src/cluster/restore-store.js';
 import type { ClusterReport } from '../../../src/cli/cluster-report.js';
-import { FORMAT_VERSION, readLayout, writeLayout } from '../../../src/storage/partition/batch-log.js';
-import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
-import type { ChildProcessLines } from '../job-process.js';
-import { ClusterJobUnderTest, startClusterServices, type ClusterServices, type ClusterState, type ZooKeeperView } from './harness.js';
-
-const WORDS = ['apple', 'banana', 'cherry', 'damson', 'elder', 'fig', 'grape', 'hazel', 'iris', 'juniper', 'kiwi', 'lime', 'mango', 'nectar', 'olive', 'pear', 'quince', 'rowan', 'sloe', 'tansy'];
-
-/** `n` lines of 1–4 words each, picked by `next`. */
-function lines(n: number, next: () => number): string[] {
-  return Array.from({ length: n }, () => Array.from({ length: 1 + Math.floor(next() * 4) }, () => WORDS[Math.floor(next() * WORDS.length)]).join(' '));
-}
-
-/** Every partition has one owner: the assignment, its owner node and the one store at its epoch agree. */
-function assertOneOwnerEach(state: ClusterState, live: string[]): void {
-  for (const p of state.partitions) {
-    assert.ok(p.assigned !== undefined && live.includes(p.assigned), `partition ${p.partition} is assigned to ${p.assigned}, not a live instance (${live.join(', ')})`);
-    assert.deepEqual(p.ownerNode, { ...p.ownerNode, instance: p.assigned, epoch: p.epoch }, `partition ${p.partition}: its owner node agrees with the assignment`);
-    assert.deepEqual(p.storesAtEpoch, [p.assigned], `partition ${p.partition}: exactly one store, its owner's, holds epoch ${p.epoch}`);
-  }
-}
-
-/** Waits until the owners' stores hold exactly what was typed, and every partition has its one owner. */
-async function settle(job: ClusterJobUnderTest, live: string[], timeoutMs = 120_000): Promise<ClusterState> {
-  const expected = job.expected();
-  let last: ClusterState | undefined;
-  const waiting = waitUntil(
-    `the owners' stores to hold the ${job.sent.length} words typed`,
-    async () => {
-      for (const [id, child] of job.instances) {
-        const failed = child.lines.find((l) => l.startsWith('FAILED') || l.startsWith('START_FAILED'));
-        if (failed) throw new Error(`instance ${id}: ${failed}\n${child.tail()}`);
-      }
-      last = await job.read();
-      // An assignment a leader made while a live instance was not a member yet (a killed
-      // instance's old session expired before its restart joined) is consistent, but the next
-      // round moves partitions to that instance: shares even over every live instance show
-      // the last round (nextAssignment evens them out to within one).
-      const shares = live.map((id) => last!.partitions.filter((p) => p.assigned === id).length);
-      const fair = shares.every((n) => n >= Math.floor(job.options.partitions / live.length) && n <= Math.ceil(job.options.partitions / live.length));
-      return fair && ClusterJobUnderTest.diff(expected, last.counts) === 'equal' && last.partitions.every((p) => p.storesAtEpoch.length === 1 && p.ownerNode?.instance === p.assigned);
-    },
-    {
-      timeoutMs, intervalMs: 500,
-      detail: () => `${last ? ClusterJobUnderTest.diff(expected, last.counts) : 'nothing read'}; partitions: ${JSON.stringify(last?.partitions)}; every line of every instance in ${job.keepLogs()}; ` +
-        [...job.instances].map(([id, c]) => `\n--- ${id}:\n${c.tail(12)}`).join(''),
-    },
-  );
-  try {
-    await waiting;
-  } catch (error) {
-    // Which partitions lost words, and where their pairs went.
-    const partitions = new Set([...expected].filter(([w, n]) => last?.counts.get(w) !== n).map(([w]) => murmur2Partitioner.partition(w, job.options.partitions)));
-    const explained: string[] = [];
-    for (const p of partitions) explained.push(await job.explain(p).catch((e: unknown) => `partition ${p}: ${String(e)}`));
-    throw new Error(`${(error as Error).message}\n${explained.join('\n')}`);
-  }
-  assertOneOwnerEach(last!, live);
-  return last!;
-}
-
-/** Types a few lines every `everyMs` until stopped; what was typed is in job.sent. */
-function keepTyping(job: ClusterJobUnderTest, next: () => number, everyMs = 300): { stop: () => Promise<void> } {
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      await job.type(lines(20, next));
-      await sleep(everyMs);
-    }
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      await loop;
-    },
-  };
-}
+import { ClusterJobUnderTest, type ZooKeeperView } from './harness.js';
+import { assertOneOwnerEach, keepTyping, lines, settle, useClusterJobs } from './scenario.js';
 
 describe('one job on several processes: Kafka carries the shuffle and the changelog, ZooKeeper assigns the partitions (real ZooKeeper, mock cluster of 3 brokers)', () => {
-  let services: ClusterServices;
-  const jobs: ClusterJobUnderTest[] = [];
-  before(async () => {
-    services = await startClusterServices();
-  });
-  after(async () => {
-    for (const job of jobs) await job.stopAll();
-    await Promise.all([services?.kafka.stop(), services?.zk.stop()]);
-  });
-
-  async function newJob(appName: string, options: ConstructorParameters<typeof ClusterJobUnderTest>[2]): Promise<ClusterJobUnderTest> {
-    const job = new ClusterJobUnderTest(services, appName, options);
-    jobs.push(job);
-    await job.createTopics();
-    return job;
-  }
+  const cluster = useClusterJobs();
+  const newJob = (appName: string, options: Parameters<typeof cluster.newJob>[1]) => cluster.newJob(appName, options);
 
   it('three instances of the word-count example count words typed with kcat exactly, each partition with one owner', async (t: TestContext) => {
     const random = testRandom(t);
@@ -288,13 +194,13 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     const typing = keepTyping(job, random.next, 500);
     try {
       await sleep(2_000);
-      await services.kafka.brokerDown(2);
+      await cluster.services.kafka.brokerDown(2);
       await sleep(5_000);
-      await services.kafka.brokerUp(2);
+      await cluster.services.kafka.brokerUp(2);
       await sleep(2_000);
     } finally {
       await typing.stop().catch(async (error: unknown) => {
-        await services.kafka.brokerUp(2);
+        await cluster.services.kafka.brokerUp(2);
         throw error;
       });
     }
@@ -318,7 +224,7 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     const state = await job.read();
     let report: ClusterReport | undefined;
     await waitUntil('inspect to show every partition and source caught up', async () => {
-      const run = await job.inspect('x', ['--brokers', services.kafka.brokers.join(','), '--app-name', job.appName, '--json']);
+      const run = await job.inspect('x', ['--brokers', cluster.services.kafka.brokers.join(','), '--app-name', job.appName, '--json']);
       assert.equal(run.code, 0, run.stderr);
       report = (JSON.parse(run.stdout) as { offsets: ClusterReport }).offsets;
       // The progress an owner publishes is its last commit's, checked before the next batch
@@ -334,134 +240,11 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     );
     assert.equal(report!.sources.length, 3, 'three source partitions, each with its reader');
     assert.ok(report!.sources.every((s) => s.reader === 'x' || s.reader === 'y'));
-    const human = await job.inspect('x', ['--brokers', services.kafka.brokers.join(',')]);
+    const human = await job.inspect('x', ['--brokers', cluster.services.kafka.brokers.join(',')]);
     assert.match(human.stdout, /Cluster \(ZooKeeper \/statestream-cluster\/wc-broker, app wc-broker\): 2 members/);
     assert.match(human.stdout, /partition +owner +epoch +held by +next pair +repartition lag/);
-    const wrong = await job.inspect('x', ['--brokers', services.kafka.brokers.join(','), '--zk-root', '/statestream/not-a-cluster']);
+    const wrong = await job.inspect('x', ['--brokers', cluster.services.kafka.brokers.join(','), '--zk-root', '/statestream/not-a-cluster']);
     assert.equal(wrong.code, 2, 'a usage error');
     assert.match(wrong.stderr, /--brokers apply to a cluster's root, and \/statestream\/not-a-cluster is not one/);
-  });
-
-  it('an instance whose folder holds a store a newer statestream wrote fails, naming the store and its format, and leaves the store as it was', async () => {
-    const job = await newJob('wc-newer', { partitions: 2, sourcePartitions: 1 });
-    // Partition 1's store, as a later version of statestream would leave it.
-    const path = partitionPath(job.dataDir('solo'), 0, 1);
-    const newer = { numPartitions: 2, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION + 1, timeIndexed: false, stateVersion: 1 };
-    const written = openPartitionStore(path);
-    writeLayout(written, newer);
-    await written.env.close();
-    const solo = await job.start('solo');
-    const released = await solo.waitForLine(/^RELEASED 1 \d+ failed /, { from: 0, timeoutMs: 60_000 });
-    assert.ok(released.includes(`partition 1 of mapWithState stream 0 at ${path} is in store format ${FORMAT_VERSION + 1}, written by a newer statestream`), released);
-    // From the start, and FAILED from the released line on: each follows the line before it at
-    // once, often in the same chunk of output, and a wait for lines after the call would miss it.
-    const failed = await solo.waitForLine(/^FAILED /, { from: solo.lines.indexOf(released), timeoutMs: 30_000 });
-    const error = JSON.parse(failed.slice('FAILED '.length)) as { name: string; message: string };
-    assert.equal(error.name, 'StoreMismatchError', failed);
-    assert.equal((await solo.exited).code, 1, 'the instance stops');
-    const after = openPartitionStore(path);
-    try {
-      assert.deepEqual(readLayout(after), newer, 'the newer store is neither replaced nor rewritten');
-    } finally {
-      await after.env.close();
-    }
-  });
-
-  it('an instance whose folder holds what a single-process job wrote, or a store for another partition count, fails naming it and leaves the store as it was', async () => {
-    const job = await newJob('wc-foreign', { partitions: 2, sourcePartitions: 1 });
-    const layout = { numPartitions: 2, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed: false, stateVersion: 1 };
-    /** Starts the instance and returns its error, once it has stopped. */
-    const failure = async (partition: number) => {
-      const solo = await job.start('solo');
-      await solo.waitForLine(new RegExp(`^RELEASED ${partition} \\d+ failed `), { from: 0, timeoutMs: 60_000 });
-      const failed = await solo.waitForLine(/^FAILED /, { from: 0, timeoutMs: 30_000 });
-      assert.equal((await solo.exit('the instance to stop after FAILED')).code, 1, 'the instance stops');
-      return JSON.parse(failed.slice('FAILED '.length)) as { name: string; message: string };
-    };
-    // Partition 1 as a single-process job left it: a batch of its own, no changelog position.
-    const path = partitionPath(job.dataDir('solo'), 0, 1);
-    const written = openPartitionStore(path);
-    writeLayout(written, layout);
-    await written.env.close();
-    writeBehind(path, 5000, [['kept', 7]]);
-    const single = await failure(1);
-    assert.equal(single.name, 'ClusterError');
-    assert.match(single.message, /the store of partition 1 of stream 0 under .* holds state a single-process job wrote/);
-    const after = openPartitionStore(path);
-    try {
-      assert.equal(decodeEntry<number>(after.state.getBinary('kept')!)[0], 7, 'the state it holds is not replaced');
-    } finally {
-      await after.env.close();
-    }
-
-    // Partition 0 written for three partitions (the other store gone).
-    rmSync(path, { recursive: true });
-    const other = openPartitionStore(partitionPath(job.dataDir('solo'), 0, 0));
-    writeLayout(other, { ...layout, numPartitions: 3 });
-    await other.env.close();
-    const mismatch = await failure(0);
-    assert.equal(mismatch.name, 'ConfigError');
-    assert.match(mismatch.message, /the store of partition 0 of stream 0 under .* was written for 3 partitions, not 2/);
-  });
-
-  it('an instance restarted without its timeout and then with it again times keys out from their last update, on stores it reused', async () => {
-    const job = await newJob('wc-timeout-changed', { partitions: 2, sourcePartitions: 1 });
-    const TIMEOUT = 1500;
-    /** The batch time at which the instance counted the word. */
-    const counted = async (child: ChildProcessLines) => Number((await child.waitForLine(/^BATCH \d+ 1$/, { from: 0, timeoutMs: 60_000 })).split(' ')[1]);
-    // With the timeout: the key's time is indexed. Without it: its index entry is left as it was.
-    const first = await job.start('solo', 'fixture', { timeoutMs: TIMEOUT });
-    await job.type(['word']);
-    const firstUpdate = await counted(first);
-    // Batches after it record a later changelog offset in the store, so a reuse re-reads nothing of it.
-    await sleep(1000);
-    await first.stop();
-    const second = await job.start('solo');
-    await sleep(Math.max(0, firstUpdate + TIMEOUT + 500 - Date.now()));
-    await job.type(['word']);
-    const lastUpdate = await counted(second);
-    await sleep(1000);
-    await second.stop();
-    // The same instance and folder: it reuses its stores. The key was last updated at lastUpdate, not firstUpdate.
-    const third = await job.start('solo', 'fixture', { timeoutMs: TIMEOUT });
-    try {
-      const line = await third.waitForLine(/^TIMEOUT /, { from: 0, timeoutMs: 60_000 });
-      const [, time, output] = line.split(' ');
-      assert.deepEqual(JSON.parse(output), ['timeout', 'word', 2, Number(time)], line);
-      assert.ok(Number(time) >= lastUpdate + TIMEOUT, `timed out at ${time}, ${Number(time) - lastUpdate} ms after its last update, with a timeout of ${TIMEOUT} ms`);
-      assert.equal(third.lines.filter((l) => /^TAKEN .* reused$/.test(l)).length, 2, `both stores reused, not rebuilt from the changelog: ${third.tail()}`);
-      await sleep(1000);
-      assert.ok(!third.lines.some((l) => l.startsWith('FAILED')), third.tail());
-      // Its metrics show the partitions it owns, and no source it does not open.
-      const keys = (await job.ask('solo', 'METRICS statestream_state_keys')) as Array<{ value: number; labels: Record<string, string> }>;
-      assert.deepEqual(keys.map((k) => k.labels.partition).sort(), ['0', '1'], JSON.stringify(keys));
-      assert.equal(keys.reduce((n, k) => n + k.value, 0), 0, 'the word timed out: no key left');
-      assert.deepEqual(await job.ask('solo', 'METRICS statestream_zookeeper_connected'), [], 'no Kafka source of its own reported as cut off from ZooKeeper');
-    } finally {
-      await third.stop();
-    }
-  });
-
-  it('an instance stopped with a timeout while its mapping function spins: its threads are cut, the batch fails named, and restarted it counts exactly', async () => {
-    const job = await newJob('wc-stop-timeout', { partitions: 2, sourcePartitions: 1 });
-    const gate = mkdtempSync(join(tmpdir(), 'statestream-spin-'));
-    const first = await job.start('solo', 'fixture', { spinGate: gate, stopTimeoutMs: 500 });
-    await job.type(['apple banana', 'cherry apple']);
-    await settle(job, ['solo']);
-    await job.type(['apple SPIN cherry', 'banana']);
-    await waitUntil('the mapping function to spin', () => existsSync(join(gate, 'entered')));
-    await first.stop('SIGTERM', 60_000);
-    const failed = first.lines.find((l) => l.startsWith('FAILED '));
-    assert.ok(failed && JSON.parse(failed.slice('FAILED '.length)).name === 'StopTimeoutError', first.tail());
-    // The pair the cut batch held is in the repartition topic, as the first instance mapped
-    // it: released, it counts as 1 when the restarted instance applies it again.
-    writeFileSync(join(gate, 'released'), '');
-    const second = await job.start('solo', 'fixture', { spinGate: gate });
-    try {
-      const state = await settle(job, ['solo']);
-      assert.deepEqual([...state.counts].sort(), [['SPIN', 1], ['apple', 3], ['banana', 2], ['cherry', 2]]);
-    } finally {
-      await second.stop();
-    }
   });
 });

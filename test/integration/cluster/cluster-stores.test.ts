@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { waitUntil } from '../../wait.js';
+import { writeBehind } from '../../helpers.js';
+import { decodeEntry } from '../../../src/storage/codec.js';
+import { murmur2Partitioner } from '../../../src/engine/partitioner.js';
+import { FORMAT_VERSION, readLayout, writeLayout } from '../../../src/storage/partition/batch-log.js';
+import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
+import type { ChildProcessLines } from '../job-process.js';
+import { settle, useClusterJobs } from './scenario.js';
+
+describe("a cluster instance's stores: what it refuses, reuses and restores, and what a cut leaves (real ZooKeeper, mock cluster of 3 brokers)", () => {
+  const cluster = useClusterJobs();
+  const newJob = (appName: string, options: Parameters<typeof cluster.newJob>[1]) => cluster.newJob(appName, options);
+
+  it('an instance whose folder holds a store a newer statestream wrote fails, naming the store and its format, and leaves the store as it was', async () => {
+    const job = await newJob('wc-newer', { partitions: 2, sourcePartitions: 1 });
+    // Partition 1's store, as a later version of statestream would leave it.
+    const path = partitionPath(job.dataDir('solo'), 0, 1);
+    const newer = { numPartitions: 2, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION + 1, timeIndexed: false, stateVersion: 1 };
+    const written = openPartitionStore(path);
+    writeLayout(written, newer);
+    await written.env.close();
+    const solo = await job.start('solo');
+    const released = await solo.waitForLine(/^RELEASED 1 \d+ failed /, { from: 0, timeoutMs: 60_000 });
+    assert.ok(released.includes(`partition 1 of mapWithState stream 0 at ${path} is in store format ${FORMAT_VERSION + 1}, written by a newer statestream`), released);
+    // From the start, and FAILED from the released line on: each follows the line before it at
+    // once, often in the same chunk of output, and a wait for lines after the call would miss it.
+    const failed = await solo.waitForLine(/^FAILED /, { from: solo.lines.indexOf(released), timeoutMs: 30_000 });
+    const error = JSON.parse(failed.slice('FAILED '.length)) as { name: string; message: string };
+    assert.equal(error.name, 'StoreMismatchError', failed);
+    assert.equal((await solo.exited).code, 1, 'the instance stops');
+    const after = openPartitionStore(path);
+    try {
+      assert.deepEqual(readLayout(after), newer, 'the newer store is neither replaced nor rewritten');
+    } finally {
+      await after.env.close();
+    }
+  });
+
+  it('an instance whose folder holds what a single-process job wrote, or a store for another partition count, fails naming it and leaves the store as it was', async () => {
+    const job = await newJob('wc-foreign', { partitions: 2, sourcePartitions: 1 });
+    const layout = { numPartitions: 2, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed: false, stateVersion: 1 };
+    /** Starts the instance and returns its error, once it has stopped. */
+    const failure = async (partition: number) => {
+      const solo = await job.start('solo');
+      await solo.waitForLine(new RegExp(`^RELEASED ${partition} \\d+ failed `), { from: 0, timeoutMs: 60_000 });
+      const failed = await solo.waitForLine(/^FAILED /, { from: 0, timeoutMs: 30_000 });
+      assert.equal((await solo.exit('the instance to stop after FAILED')).code, 1, 'the instance stops');
+      return JSON.parse(failed.slice('FAILED '.length)) as { name: string; message: string };
+    };
+    // Partition 1 as a single-process job left it: a batch of its own, no changelog position.
+    const path = partitionPath(job.dataDir('solo'), 0, 1);
+    const written = openPartitionStore(path);
+    writeLayout(written, layout);
+    await written.env.close();
+    writeBehind(path, 5000, [['kept', 7]]);
+    const single = await failure(1);
+    assert.equal(single.name, 'ClusterError');
+    assert.match(single.message, /the store of partition 1 of stream 0 under .* holds state a single-process job wrote/);
+    const after = openPartitionStore(path);
+    try {
+      assert.equal(decodeEntry<number>(after.state.getBinary('kept')!)[0], 7, 'the state it holds is not replaced');
+    } finally {
+      await after.env.close();
+    }
+
+    // Partition 0 written for three partitions (the other store gone).
+    rmSync(path, { recursive: true });
+    const other = openPartitionStore(partitionPath(job.dataDir('solo'), 0, 0));
+    writeLayout(other, { ...layout, numPartitions: 3 });
+    await other.env.close();
+    const mismatch = await failure(0);
+    assert.equal(mismatch.name, 'ConfigError');
+    assert.match(mismatch.message, /the store of partition 0 of stream 0 under .* was written for 3 partitions, not 2/);
+  });
+
+  it('an instance restarted without its timeout and then with it again times keys out from their last update, on stores it reused', async () => {
+    const job = await newJob('wc-timeout-changed', { partitions: 2, sourcePartitions: 1 });
+    // Well past the second between the first count and the stop: a loaded machine's backlog
+    // of batches (they fall due on the clock) once reached past 1.5 s, and the first run
+    // timed the word out itself before it stopped.
+    const TIMEOUT = 3000;
+    /** The batch time at which the instance counted the word. */
+    const counted = async (child: ChildProcessLines) => Number((await child.waitForLine(/^BATCH \d+ 1$/, { from: 0, timeoutMs: 60_000 })).split(' ')[1]);
+    // With the timeout: the key's time is indexed. Without it: its index entry is left as it was.
+    const first = await job.start('solo', 'fixture', { timeoutMs: TIMEOUT });
+    await job.type(['word']);
+    const firstUpdate = await counted(first);
+    // Batches after it record a later changelog offset in the store, so a reuse re-reads nothing of it.
+    await sleep(1000);
+    await first.stop();
+    assert.deepEqual(first.lines.filter((l) => l.startsWith('TIMEOUT ')), [], 'the first run stopped before the word could time out');
+    const second = await job.start('solo');
+    await sleep(Math.max(0, firstUpdate + TIMEOUT + 500 - Date.now()));
+    await job.type(['word']);
+    const lastUpdate = await counted(second);
+    await sleep(1000);
+    await second.stop();
+    // The same instance and folder: it reuses its stores. The key was last updated at lastUpdate, not firstUpdate.
+    const third = await job.start('solo', 'fixture', { timeoutMs: TIMEOUT });
+    try {
+      const line = await third.waitForLine(/^TIMEOUT /, { from: 0, timeoutMs: 60_000 });
+      const [, time, output] = line.split(' ');
+      assert.deepEqual(JSON.parse(output), ['timeout', 'word', 2, Number(time)], line);
+      assert.ok(Number(time) >= lastUpdate + TIMEOUT, `timed out at ${time}, ${Number(time) - lastUpdate} ms after its last update, with a timeout of ${TIMEOUT} ms`);
+      assert.equal(third.lines.filter((l) => /^TAKEN .* reused$/.test(l)).length, 2, `both stores reused, not rebuilt from the changelog: ${third.tail()}`);
+      await sleep(1000);
+      assert.ok(!third.lines.some((l) => l.startsWith('FAILED')), third.tail());
+      // Its metrics show the partitions it owns, and no source it does not open.
+      const keys = (await job.ask('solo', 'METRICS statestream_state_keys')) as Array<{ value: number; labels: Record<string, string> }>;
+      assert.deepEqual(keys.map((k) => k.labels.partition).sort(), ['0', '1'], JSON.stringify(keys));
+      assert.equal(keys.reduce((n, k) => n + k.value, 0), 0, 'the word timed out: no key left');
+      assert.deepEqual(await job.ask('solo', 'METRICS statestream_zookeeper_connected'), [], 'no Kafka source of its own reported as cut off from ZooKeeper');
+    } finally {
+      await third.stop();
+    }
+  });
+
+  it('an instance stopped with a timeout while its mapping function spins: its threads are cut, the batch fails named, and restarted it counts exactly', async () => {
+    const job = await newJob('wc-stop-timeout', { partitions: 2, sourcePartitions: 1 });
+    const gate = mkdtempSync(join(tmpdir(), 'statestream-spin-'));
+    const first = await job.start('solo', 'fixture', { spinGate: gate, stopTimeoutMs: 500 });
+    await job.type(['apple banana', 'cherry apple']);
+    await settle(job, ['solo']);
+    await job.type(['apple SPIN cherry', 'banana']);
+    await waitUntil('the mapping function to spin', () => existsSync(join(gate, 'entered')));
+    await first.stop('SIGTERM', 60_000);
+    const failed = first.lines.find((l) => l.startsWith('FAILED '));
+    assert.ok(failed && JSON.parse(failed.slice('FAILED '.length)).name === 'StopTimeoutError', first.tail());
+    // The pair the cut batch held is in the repartition topic, as the first instance mapped
+    // it: released, it counts as 1 when the restarted instance applies it again.
+    writeFileSync(join(gate, 'released'), '');
+    const second = await job.start('solo', 'fixture', { spinGate: gate });
+    try {
+      const state = await settle(job, ['solo']);
+      assert.deepEqual([...state.counts].sort(), [['SPIN', 1], ['apple', 3], ['banana', 2], ['cherry', 2]]);
+    } finally {
+      await second.stop();
+    }
+  });
+});

@@ -1,10 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import { ManualClock, StateSpec, StreamingContext } from '../../src/index.js';
 import { connectClient } from './services/zookeeper.js';
 import { waitUntil, within } from '../wait.js';
+import { tempDir } from '../helpers.js';
+import type { SuiteServices } from './services/suite.js';
 
 export interface JobConfig {
   brokers: string[];
@@ -209,5 +212,24 @@ export function startKafkaWordCount(o: { brokers: string[]; topic: string; zooke
       child.kill('SIGTERM');
       await exited;
     },
+  };
+}
+
+/** Source partitions of the topics jobConfigs makes. */
+export const PARTITIONS = 3;
+
+/** `n` words of 23, the same for the same seed. */
+export const words = (n: number, seed: number) => Array.from({ length: n }, (_, i) => `w${(i * 7 + seed) % 23}`);
+
+/** Makes a JobConfig on a new topic of PARTITIONS partitions (`<prefix>-1`, `<prefix>-2`, …) and a data folder of its own. */
+export function jobConfigs(services: SuiteServices, prefix: string): (overrides?: Partial<JobConfig>) => Promise<JobConfig> {
+  let topics = 0;
+  return async (overrides = {}) => {
+    const topic = `${prefix}-${++topics}`;
+    await services.kafka.createTopic(topic, PARTITIONS);
+    return {
+      brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, zkRoot: `/statestream/test-${topic}`, dataDir: join(tempDir(), 'data'),
+      groupId: `group-${topic}`, batchMs: 150, partitions: 4, maxRecordsPerBatch: 50, ...overrides,
+    };
   };
 }

@@ -1,36 +1,20 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Kafka, logLevel } from 'kafkajs';
-import { SourceDeadLetterStore } from '../../src/storage/sources/dead-letters.js';
-import { tempDir } from '../helpers.js';
 import { testRandom } from '../random.js';
 import { waitUntil, within } from '../wait.js';
 import { useServices } from './services/suite.js';
-import { fileURLToPath } from 'node:url';
-import { ChildProcessLines, highWatermarks, JobProcess, readCounts, runUntilCaughtUp, startKafkaWordCount, tally, zkOffsets, type JobConfig } from './job-process.js';
+import { highWatermarks, JobProcess, jobConfigs, PARTITIONS, readCounts, runUntilCaughtUp, tally, words, zkOffsets, type JobConfig } from './job-process.js';
 import { produceWithKcat } from './services/kafka.js';
 import { startZooKeeperProxy } from './services/zookeeper-proxy.js';
 
-const PARTITIONS = 3;
 /** Batches with records the job completed whose batch time is after `time` (batch times are the clock's). */
 const batchesAfter = (job: JobProcess, time: number) => job.lines.filter((l) => l.startsWith('BATCH ') && Number(l.split(' ')[1]) > time);
-const words = (n: number, seed: number) => Array.from({ length: n }, (_, i) => `w${(i * 7 + seed) % 23}`);
 
 describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock broker)', { timeout: 600_000 }, () => {
   const services = useServices();
-  let topics = 0;
-
-
-  async function freshJob(overrides: Partial<JobConfig> = {}): Promise<JobConfig> {
-    const topic = `words-${++topics}`;
-    await services.kafka.createTopic(topic, PARTITIONS);
-    return {
-      brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, zkRoot: `/statestream/test-${topic}`, dataDir: join(tempDir(), 'data'),
-      groupId: `group-${topic}`, batchMs: 150, partitions: 4, maxRecordsPerBatch: 50, ...overrides,
-    };
-  }
+  const freshJob = jobConfigs(services, 'words');
 
   const send = (topic: string, batch: string[]) => services.producer.send({ topic, messages: batch.map((w) => ({ key: w, value: w })) });
 
@@ -215,121 +199,5 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
     }
     await runUntilCaughtUp(config, PARTITIONS);
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
-  });
-
-  it('rebuilds a recorded batch larger than the new maxRecordsPerBatch allows to buffer; the partitions that committed it hand back the outputs they recorded', async () => {
-    const config = await freshJob({ maxRecordsPerBatch: 200 });
-    const produced = words(300, 5);
-    await services.producer.send({ topic: config.topic, messages: produced.map((w) => ({ key: w, value: w, partition: 0 })) });
-    // The first run dies with [0, 200) recorded in ZooKeeper and committed by the partitions,
-    // after its outputs ran and before its end reached ZooKeeper.
-    const first = new JobProcess({ ...config, dieAfterCommitOfBatch: 1, groupId: `${config.groupId}-1` });
-    assert.equal((await first.exit('the job to die after its first batch committed')).signal, 'SIGKILL');
-    const [committed] = first.lines.filter((l) => l.startsWith('OUTPUT '));
-    assert.match(committed ?? '', /^OUTPUT \d+ 200 /, first.tail());
-    const again = await runUntilCaughtUp({ ...config, maxRecordsPerBatch: 5, groupId: `${config.groupId}-2` }, PARTITIONS, 60_000);
-    const batchTime = committed.split(' ')[1];
-    assert.deepEqual(again.lines.filter((l) => l.startsWith(`OUTPUT ${batchTime} `)), [committed], 'the re-run batch emits exactly what it emitted before the crash');
-    assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
-  });
-
-  it('a Kafka consumer that will not restart fails the job loudly instead of going quiet', async () => {
-    const config = await freshJob({ maxRecordsPerBatch: 20 });
-    const produced = words(100, 9);
-    await services.producer.send({ topic: config.topic, messages: produced.map((w) => ({ key: w, value: w, partition: 0 })) });
-    const job = new JobProcess(config);
-    try {
-      await job.waitForLine(/^BATCH/);
-      // 29: TOPIC_AUTHORIZATION_FAILED, which kafkajs does not retry.
-      const injected = job.lines.length;
-      await services.kafka.pushRequestErrors(1, Array(20).fill(29));
-      const failed = await job.waitForLine(/^FAILED/, { from: injected, timeoutMs: 30_000 });
-      assert.match(failed, /the Kafka consumer stopped and will not restart/);
-    } finally {
-      await services.kafka.clearRequestErrors(1);
-      await job.stop('SIGKILL');
-    }
-    await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-after` }, PARTITIONS);
-    assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
-  });
-
-  it('the kafka-word-count example counts words typed with kcat, as the README shows', async () => {
-    const config = await freshJob();
-    const example = startKafkaWordCount({ brokers: services.kafka.brokers, topic: config.topic, zookeeper: services.zk.connectString, group: config.groupId, dataDir: config.dataDir, zkRoot: config.zkRoot });
-    try {
-      await produceWithKcat(services.kafka.brokers, config.topic, [{ value: 'AAAA BB AAAA' }, { value: 'CCC AAAA' }]);
-      // The batch's words, then the line that closes the batch.
-      await waitUntil('the example to print "Word AAAA, count 3" and close its batch', () => /Word AAAA, count 3\n(.*\n)*-+ batch .* -+/.test(example.output()), { detail: () => example.output() });
-      assert.match(example.output(), /Word BB, count 1/);
-      assert.match(example.output(), /Word CCC, count 1/);
-    } finally {
-      await within(example.stop(), 'the example to exit after SIGTERM');
-    }
-  });
-
-  it("a message the decoder cannot read: policy 'stop' fails naming topic, partition and offset", async () => {
-    const config = await freshJob({ decoder: 'json', onDecodeFailure: 'stop' });
-    await services.producer.send({ topic: config.topic, messages: [{ key: 'k', value: '"fine"', partition: 1 }, { key: 'k', value: '{not json', partition: 1 }] });
-    const job = new JobProcess(config);
-    const failed = await job.waitForLine(/^FAILED/);
-    await job.stop();
-    const error = JSON.parse(failed.slice('FAILED '.length)) as { code: string; message: string };
-    assert.equal(error.code, 'ERR_SOURCE_RECORD');
-    assert.match(error.message, new RegExp(`cannot decode the message at ${config.topic}\\[1\\] offset 1 `));
-    assert.equal((await readCounts(config.dataDir, config.partitions)).size, 0, 'the batch with the bad message committed nothing');
-  });
-
-  it("a message the decoder cannot read: policy 'dead-letter' keeps it and the rest is counted", async () => {
-    const config = await freshJob({ decoder: 'json', onDecodeFailure: 'dead-letter' });
-    await services.producer.send({ topic: config.topic, messages: [{ key: 'k', value: '"fine"', partition: 2 }, { key: 'k', value: '{not json', partition: 2 }, { key: 'k', value: '"fine"', partition: 2 }] });
-    await runUntilCaughtUp(config, PARTITIONS);
-    assert.deepEqual(await readCounts(config.dataDir, config.partitions), new Map([['fine', 2]]));
-    const store = new SourceDeadLetterStore(config.dataDir, 0);
-    const letters = store.list();
-    store.close();
-    assert.equal(letters.length, 1);
-    assert.deepEqual([letters[0].topic, letters[0].partition, letters[0].offset], [config.topic, 2, 1]);
-    assert.equal(letters[0].value?.toString(), '{not json');
-    assert.match(letters[0].error.message, /JSON/);
-  });
-
-  it('two Kafka sources, killed after one recorded the end of a batch and before the other: the batch is not run again with one source\'s records missing', async () => {
-    const topics = ['two-a', 'two-b'] as [string, string];
-    for (const topic of topics) await services.kafka.createTopic(topic, 1);
-    const config = JSON.stringify({
-      brokers: services.kafka.brokers, zookeeper: services.zk.connectString, topics, roots: topics.map((t) => `/statestream/${t}`), dataDir: join(tempDir(), 'data'),
-    });
-    const script = fileURLToPath(new URL('./fixtures/two-kafka-job.js', import.meta.url));
-    const killer = fileURLToPath(new URL('./fixtures/kill-between-sources.js', import.meta.url));
-    const outputs = (job: ChildProcessLines) => job.lines.filter((l) => l.startsWith('OUTPUT ')).map((l) => l.split(' ', 4));
-
-    const first = new ChildProcessLines(script, [config], { NODE_OPTIONS: `--import=${killer}` });
-    await first.waitForLine(/^STARTED$/, { from: 0, timeoutMs: 60_000 });
-    // Until one batch takes records from both topics.
-    let round = 0;
-    while (first.running && round < 100) {
-      await Promise.all(topics.map((topic) => services.producer.send({ topic, messages: [{ value: `${topic}-${round}` }] })));
-      round++;
-      await sleep(300);
-    }
-    assert.equal((await first.exit('the job to be killed between the sources')).signal, 'SIGKILL');
-    const killedAt = (await first.waitForLine(/^KILLED /, { from: 0 })).split(' ')[1];
-    const ran = outputs(first).filter(([, , time]) => time === killedAt);
-    assert.equal(ran.length, 3, `the batch's outputs ran before the kill: ${first.tail()}`);
-    assert.ok(ran.every(([, , , records]) => records !== '[]'), `both sources took records in batch ${killedAt}: ${JSON.stringify(ran)}`);
-
-    const second = new ChildProcessLines(script, [config]);
-    try {
-      await second.waitForLine(/^STARTED$/, { from: 0, timeoutMs: 60_000 });
-      await services.producer.send({ topic: topics[0], messages: [{ value: 'after' }] });
-      await second.waitForLine(/^OUTPUT counts \d+ \["after,1"\]$/, { from: 0, timeoutMs: 60_000 });
-    } finally {
-      await second.stop();
-    }
-    assert.deepEqual(await zkOffsets(services.zk.connectString, `/statestream/${topics[1]}`, topics[1], 1), await highWatermarks(services.kafka.brokers, topics[1]), 'the second source recorded the end of the batch it had in flight');
-    // Outputs that ran whole may run again (at least once), but never with part of the batch's records.
-    for (const [, name, time, records] of outputs(second).filter(([, , time]) => time === killedAt)) {
-      assert.equal(records, ran.find(([, n]) => n === name)![3], `output ${name} of batch ${time} run again after the restart`);
-    }
   });
 });

@@ -5,7 +5,7 @@ import { StateHandle } from '../engine/state.js';
 import { assertEncodable, messageCodec } from '../storage/codec.js';
 import { BatchCache, type Slot } from '../storage/partition/batch-cache.js';
 import { BatchLog, type CommittedBatch } from '../storage/partition/batch-log.js';
-import { DeadLetterStore } from '../storage/partition/dead-letters.js';
+import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
 import { TimeIndex } from '../storage/partition/time-index.js';
 import type { ApplyDone, ApplyResult, ApplyTask, CommitTask, InitialEntry } from './messages.js';
 import { NO_OUTPUTS, OutputWriter } from '../storage/partition/batch-outputs.js';
@@ -70,7 +70,7 @@ export class BatchApplication {
   private readonly skipped: Map<number, ApplyTask['deadLetters'][number]>;
   private readonly state = new StateHandle<unknown>();
   private readonly outputs = new OutputWriter();
-  private readonly lettersToWrite: Parameters<DeadLetterStore['add']>[0][] = [];
+  private readonly lettersToWrite: DeadLetter[] = [];
   /** The batch's distinct keys so far, and their working-set slots: chunks name keys by index into these. */
   private readonly keys: unknown[] = [];
   private readonly slots: Array<Slot<unknown> | undefined> = [];
@@ -214,10 +214,10 @@ export class BatchApplication {
     };
   }
 
-  /** What the prepared batch changes: each key with its new stored entry, or null when it goes. */
-  changes(): { keys: unknown[]; entries: Array<Uint8Array | null>; keyCount: number } {
+  /** What the prepared batch changes: each key with its new stored entry, or null when it goes, and the records it dead-letters. */
+  changes(): { keys: unknown[]; entries: Array<Uint8Array | null>; letters: DeadLetter[]; keyCount: number } {
     const { keys, entries } = this.cache!.changes();
-    return { keys, entries, keyCount: this.prepared!.keyCount };
+    return { keys, entries, letters: this.lettersToWrite, keyCount: this.prepared!.keyCount };
   }
 
   /** Commits the prepared batch in one transaction, with `meta` records of the caller's beside it. */

@@ -1,5 +1,6 @@
 import type { SerializedError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
+import type { DeadLetter } from '../storage/partition/dead-letters.js';
 
 /** A mapping function named by module, after StateSpec resolved it to a file URL. */
 export interface ResolvedMappingRef {
@@ -156,6 +157,8 @@ export interface ApplyPrepared {
   keys: unknown[];
   /** Each key's new stored entry, or null when the key goes. */
   entries: Array<Uint8Array | null>;
+  /** The records the batch dead-letters, which commit with it. */
+  letters: DeadLetter[];
   keyCount: number;
 }
 

@@ -1,6 +1,7 @@
 import type { Producer } from 'kafkajs';
 import { OffsetStoreError } from '../errors.js';
-import { endMessage, entryMessage, epochMessage, readChangelogRecord, takeoverMessage, type BatchEnd, type KafkaMessage, type RecordSink } from './changelog.js';
+import type { DeadLetter } from '../storage/partition/dead-letters.js';
+import { endMessage, entryMessage, epochMessage, letterMessage, readChangelogRecord, takeoverMessage, type BatchEnd, type KafkaMessage, type RecordSink } from './changelog.js';
 import type { PartitionReader } from './partition-reader.js';
 
 /**
@@ -24,7 +25,7 @@ async function send(producer: Producer, topic: string, partition: number, messag
   return last;
 }
 
-/** Writes one state partition's changelog: a batch's changed keys and its end, or an owner's epoch marker. */
+/** Writes one state partition's changelog: a batch's changed keys, dead letters and end, or an owner's epoch marker. */
 export class ChangelogWriter {
   constructor(
     private readonly producer: Producer,
@@ -32,8 +33,9 @@ export class ChangelogWriter {
   ) {}
 
   /** Returns the offset of the batch's end record. */
-  writeBatch(partition: number, keys: unknown[], entries: Array<Uint8Array | null>, end: BatchEnd): Promise<number> {
+  writeBatch(partition: number, keys: unknown[], entries: Array<Uint8Array | null>, end: BatchEnd, letters: DeadLetter[] = []): Promise<number> {
     const messages = keys.map((key, i) => entryMessage(end.epoch, end.batchTime, key, entries[i]));
+    for (const letter of letters) messages.push(letterMessage(end.epoch, letter));
     messages.push(endMessage(end));
     return send(this.producer, this.topic, partition, messages);
   }

@@ -1,4 +1,5 @@
 import { messageCodec } from '../storage/codec.js';
+import type { DeadLetter } from '../storage/partition/dead-letters.js';
 import type { HighWaterMarks } from './high-water-marks.js';
 
 /**
@@ -15,9 +16,14 @@ import type { HighWaterMarks } from './high-water-marks.js';
  *   takeover   key = CONTROL 'takeover:<epoch>', value { e, accepts }: written once the new
  *              owner restored up to its marker: the last whole batch it found there
  *              (`accepts`, with its positions) is what the partition holds as its epoch begins
+ *   letter     key = CONTROL 'dead:<batch>:<index>', value { e, t, letter }: a record the
+ *              mapping function kept failing on, dead-lettered in batch t (its index is the
+ *              record's place in the partition's batch); it belongs to the batch as its
+ *              entries do, so it moves with the partition
  *
  * The keys suit a compacted topic: the newest entry of each state key stays, the newest
- * batch end of each epoch, and every marker and takeover. A takeover settles what came
+ * batch end of each epoch, and every marker, takeover and dead letter (as the store keeps
+ * every letter). A takeover settles what came
  * before its marker whatever compaction removed: the entries of the accepted epoch up to
  * the accepted batch count, the rest (a batch an owner died in) does not.
  */
@@ -36,7 +42,8 @@ export type ChangelogRecord =
   | { kind: 'entry'; epoch: number; batchTime: number; key: unknown; keyBytes: Uint8Array; value: Uint8Array | null }
   | ({ kind: 'end' } & BatchEnd)
   | { kind: 'epoch'; epoch: number; owner: string }
-  | { kind: 'takeover'; epoch: number; accepts: BatchEnd | null };
+  | { kind: 'takeover'; epoch: number; accepts: BatchEnd | null }
+  | { kind: 'letter'; epoch: number; batchTime: number; letter: DeadLetter };
 
 export interface KafkaMessage {
   key: Buffer;
@@ -71,6 +78,10 @@ export function takeoverMessage(epoch: number, accepts: BatchEnd | undefined): K
   return { key: control(`takeover:${epoch}`), value: Buffer.from(messageCodec.pack({ e: epoch, accepts: accepts ? endValue(accepts) : null })) };
 }
 
+export function letterMessage(epoch: number, letter: DeadLetter): KafkaMessage {
+  return { key: control(`dead:${letter.batchTime}:${letter.index}`), value: Buffer.from(messageCodec.pack({ e: epoch, t: letter.batchTime, letter })) };
+}
+
 export function readChangelogRecord(key: Buffer, value: Buffer | null): ChangelogRecord {
   if (key[0] === CONTROL) {
     const name = key.subarray(1).toString();
@@ -78,6 +89,7 @@ export function readChangelogRecord(key: Buffer, value: Buffer | null): Changelo
     if (name.startsWith('end:')) return { kind: 'end', ...readEnd(v) };
     if (name.startsWith('epoch:')) return { kind: 'epoch', epoch: v.e as number, owner: v.owner as string };
     if (name.startsWith('takeover:')) return { kind: 'takeover', epoch: v.e as number, accepts: v.accepts ? readEnd(v.accepts as Record<string, unknown>) : null };
+    if (name.startsWith('dead:')) return { kind: 'letter', epoch: v.e as number, batchTime: v.t as number, letter: v.letter as DeadLetter };
     throw new Error(`changelog: unknown control record ${name}`);
   }
   const v = messageCodec.unpack(value!) as { e: number; t: number; v: Uint8Array | null };
@@ -96,9 +108,12 @@ export interface RecordSink {
  * went on after it was fenced); a batch that never ended (its owner died in it) is dropped
  * at the takeover, and its pairs are applied again from the repartition topic.
  */
+type Pending = Extract<ChangelogRecord, { kind: 'entry' | 'letter' }>;
+
 export class ChangelogRestore implements RecordSink {
   private floor: number;
-  private readonly pending = new Map<string, Extract<ChangelogRecord, { kind: 'entry' }>>();
+  /** Entries by their key's bytes, letters by their control key (whose first byte no entry's has). */
+  private readonly pending = new Map<string, Pending>();
   /**
    * Keys whose newest entry was dropped at a takeover (its batch never ended). On a compacted
    * topic that entry may already have displaced the key's whole one, so the owner that
@@ -114,6 +129,8 @@ export class ChangelogRestore implements RecordSink {
     private readonly write: (key: unknown, value: Uint8Array | null, batchTime: number) => void,
     /** The epoch already known to own the partition (a store reused from where it stood). */
     floor = 0,
+    /** Called for each dead letter of a whole batch, in the same order. */
+    private readonly keepLetter: (letter: DeadLetter) => void = () => undefined,
   ) {
     this.floor = floor;
   }
@@ -126,6 +143,10 @@ export class ChangelogRestore implements RecordSink {
     if (record.epoch < this.floor) return;
     if (record.kind === 'entry') {
       this.pending.set(Buffer.from(record.keyBytes).toString('latin1'), record);
+      return;
+    }
+    if (record.kind === 'letter') {
+      this.pending.set(`\u00c1dead:${record.batchTime}:${record.letter.index}`, record);
       return;
     }
     if (record.kind === 'takeover') {
@@ -141,26 +162,31 @@ export class ChangelogRestore implements RecordSink {
     this.last = { epoch: record.epoch, batchTime: record.batchTime, position: record.position, marks: record.marks, keyCount: record.keyCount };
   }
 
-  /** Applies the pending entries of epochs before `epoch` that `whole` says belong to a whole batch, and drops their others. */
-  private settle(whole: (entry: Extract<ChangelogRecord, { kind: 'entry' }>) => boolean, epoch: number): void {
+  /**
+   * Applies the pending entries of epochs before `epoch` that `whole` says belong to a whole
+   * batch, and drops their others. A dropped letter is not written again: its batch runs again
+   * from the repartition topic, and dead-letters its record anew if it fails again.
+   */
+  private settle(whole: (entry: Pending) => boolean, epoch: number): void {
     for (const [id, entry] of this.pending) {
       if (entry.epoch >= epoch) continue;
       if (whole(entry)) this.apply(id, entry);
       else {
-        this.dropped.set(id, entry.key);
+        if (entry.kind === 'entry') this.dropped.set(id, entry.key);
         this.pending.delete(id);
       }
     }
   }
 
   /** Writes an entry of a whole batch: its key's newest entry is whole again, so a later restore need not write it again. */
-  private apply(id: string, entry: Extract<ChangelogRecord, { kind: 'entry' }>): void {
-    this.write(entry.key, entry.value, entry.batchTime);
+  private apply(id: string, entry: Pending): void {
+    if (entry.kind === 'letter') this.keepLetter(entry.letter);
+    else this.write(entry.key, entry.value, entry.batchTime);
     this.pending.delete(id);
     this.dropped.delete(id);
   }
 
-  /** Keys whose last entries wait for a batch end (a batch that has not ended, or never will). */
+  /** Keys (and letters) whose last records wait for a batch end (a batch that has not ended, or never will). */
   get waiting(): number {
     return this.pending.size;
   }

@@ -1,6 +1,7 @@
 import type { Key } from 'lmdb';
 import { copyBytes, decodeEntry } from '../storage/codec.js';
 import { BatchLog } from '../storage/partition/batch-log.js';
+import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
 import { NO_OUTPUTS } from '../storage/partition/batch-outputs.js';
 import { emptyChangeLog } from '../storage/partition/change-log.js';
 import { readBinary } from '../storage/partition/state-map.js';
@@ -35,9 +36,10 @@ export function readClusterMeta(store: PartitionStore): ClusterMeta | undefined 
 
 const WRITES_PER_TRANSACTION = 10_000;
 
-/** Applies changelog entries to a store in transactions of a bounded size, keeping the time index with them. */
+/** Applies changelog entries and dead letters to a store in transactions of a bounded size, keeping the time index with them. */
 class StoreWriter {
   private pending: Array<[unknown, Uint8Array | null]> = [];
+  private letters: DeadLetter[] = [];
   private readonly index: TimeIndex;
 
   constructor(
@@ -49,15 +51,24 @@ class StoreWriter {
 
   readonly write = (key: unknown, value: Uint8Array | null): void => {
     this.pending.push([key, value === null ? null : Buffer.from(value)]);
-    if (this.pending.length >= WRITES_PER_TRANSACTION) this.flush();
+    if (this.pending.length + this.letters.length >= WRITES_PER_TRANSACTION) this.flush();
+  };
+
+  readonly keepLetter = (letter: DeadLetter): void => {
+    this.letters.push(letter);
+    if (this.pending.length + this.letters.length >= WRITES_PER_TRANSACTION) this.flush();
   };
 
   flush(): void {
     const writes = this.pending;
+    const letters = this.letters;
     this.pending = [];
-    if (writes.length === 0) return;
+    this.letters = [];
+    if (writes.length + letters.length === 0) return;
     const { store, index, timeIndexed } = this;
     store.env.transactionSync(() => {
+      const kept = new DeadLetterStore(store);
+      for (const letter of letters) kept.add(letter);
       for (const [key, value] of writes) {
         const old = readBinary(store, key as Key);
         if (timeIndexed && old !== undefined) index.remove(decodeEntry(old)[1], key);
@@ -132,13 +143,13 @@ export async function restorePartition(
     if (!fenced) {
       reused = true;
       from = local.changelogOffset + 1;
-      restore = new ChangelogRestore(stored.write, local.epoch);
+      restore = new ChangelogRestore(stored.write, local.epoch, stored.keepLetter);
       restore.last = check.last;
     }
   }
   if (!restore) {
     clear(store);
-    restore = new ChangelogRestore(stored.write);
+    restore = new ChangelogRestore(stored.write, 0, stored.keepLetter);
   }
   store.meta.putSync('cluster', { ...(local ?? { position: 0, marks: {}, changelogOffset: -1, epoch: 0, epochAt: -1 }), restoring: true });
   records += await readChangelog(reader, topic, partition, from, marker, restore, timeoutMs);

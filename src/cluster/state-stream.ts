@@ -275,7 +275,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     // owner's entry of the same key is ignored by restores, but compaction may keep it alone.
     // (Between this check and the broker there is still a window; see docs/scale-out.md.)
     if (performance.now() > leaseUntil) throw outlived();
-    const offset = await rt.changelog.writeBatch(o.partition, prepared.keys, prepared.entries, end);
+    const offset = await rt.changelog.writeBatch(o.partition, prepared.keys, prepared.entries, end, prepared.letters);
     // Paused or slowed past the lease (a SIGSTOP, a long GC, a broker that took its time):
     // another instance may own the partition now, so this one commits nothing. What it wrote
     // to the changelog after the new owner's marker is ignored by every restore.

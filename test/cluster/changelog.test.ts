@@ -1,17 +1,24 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ChangelogRestore, endMessage, entryMessage, epochMessage, readChangelogRecord, takeoverMessage, type BatchEnd, type KafkaMessage } from '../../src/cluster/changelog.js';
+import { ChangelogRestore, endMessage, entryMessage, epochMessage, letterMessage, readChangelogRecord, takeoverMessage, type BatchEnd, type KafkaMessage } from '../../src/cluster/changelog.js';
+import type { DeadLetter } from '../../src/storage/partition/dead-letters.js';
 
 const v = (n: number) => Uint8Array.from([n]);
 const batchEnd = (epoch: number, batchTime: number, position: number): BatchEnd => ({ epoch, batchTime, position, marks: { 'in:0': [position, 0] }, keyCount: 0 });
 const end = (epoch: number, batchTime: number, position: number) => endMessage(batchEnd(epoch, batchTime, position));
 
-function restore(messages: KafkaMessage[]): { state: Record<string, number | null>; restorer: ChangelogRestore } {
+function restore(messages: KafkaMessage[]): { state: Record<string, number | null>; letters: DeadLetter[]; restorer: ChangelogRestore } {
   const state: Record<string, number | null> = {};
-  const restorer = new ChangelogRestore((key, value) => void (state[JSON.stringify(key)] = value === null ? null : value[0]));
+  const letters: DeadLetter[] = [];
+  const restorer = new ChangelogRestore((key, value) => void (state[JSON.stringify(key)] = value === null ? null : value[0]), 0, (letter) => void letters.push(letter));
   for (const m of messages) restorer.read(readChangelogRecord(m.key, m.value));
-  return { state, restorer };
+  return { state, letters, restorer };
 }
+
+const letter = (batchTime: number, index: number, key: unknown): DeadLetter => ({
+  batchTime, partition: 0, index, key, value: { nested: [1, 'two'] }, timingOut: false, attempts: 3,
+  error: { name: 'Error', message: `record ${index} of batch ${batchTime} failed`, stack: 'Error: at the mapping function' },
+});
 
 describe('changelog restore', () => {
   it('applies whole batches in order, tombstones included, and reports the last batch end', () => {
@@ -103,6 +110,22 @@ describe('changelog restore', () => {
     assert.deepEqual(state, { '"x"': 1 });
     assert.equal(restorer.epoch, 3);
     assert.deepEqual(restorer.last, batchEnd(1, 100, 10));
+  });
+
+  it('keeps the dead letters of whole batches, as they were written, and drops those of a batch that never ended or of a fenced owner', () => {
+    const { state, letters, restorer } = restore([
+      epochMessage(1, 'a'), takeoverMessage(1, undefined),
+      entryMessage(1, 100, 'x', v(1)), letterMessage(1, letter(100, 3, 'bad')), letterMessage(1, letter(100, 7, ['t', 1])), end(1, 100, 10),
+      letterMessage(1, letter(200, 0, 'lost')), // a dies in batch 200: it runs again, and dead-letters anew if the record fails again
+      epochMessage(2, 'b'), takeoverMessage(2, batchEnd(1, 100, 10)),
+      letterMessage(2, letter(200, 0, 'again')), end(2, 200, 20),
+      epochMessage(3, 'c'),
+      letterMessage(2, letter(300, 1, 'fenced')), end(2, 300, 30), // b went on after c's marker
+      takeoverMessage(3, batchEnd(2, 200, 20)),
+    ]);
+    assert.deepEqual(letters, [letter(100, 3, 'bad'), letter(100, 7, ['t', 1]), letter(200, 0, 'again')]);
+    assert.deepEqual(state, { '"x"': 1 });
+    assert.deepEqual(restorer.dropWaiting(4), [], 'a dropped letter is no key to write again');
   });
 
   it('restores a compacted changelog: the newest entry per key, the newest end per epoch, and every marker and takeover', () => {

@@ -42,6 +42,28 @@ describe("a cluster instance's stores: what it refuses, reuses and restores, and
     }
   });
 
+  it("a dead letter moves with its partition: the instance that restores it from the changelog lists it once, as its first owner did", async () => {
+    const job = await newJob('wc-letters', { partitions: 2, sourcePartitions: 1 });
+    const a = await job.start('a', 'fixture', { deadLetters: true });
+    await job.type(['one POISON two', 'three one']);
+    type Letter = { batchTime: number; partition: number; index: number; key: unknown; value: unknown; attempts: number; error: { message: string } };
+    const lettersOf = async (id: string) => (await job.ask(id, 'LETTERS')) as Letter[];
+    const listed = await waitUntil('a to count the words and dead-letter POISON', async () => {
+      const letters = await lettersOf('a');
+      return letters.length > 0 && (await job.ask('a', 'GET one')) === 2 && (await job.ask('a', 'GET three')) === 1 ? letters : undefined;
+    }, { detail: () => a.tail() });
+    assert.equal(listed.length, 1, JSON.stringify(listed));
+    assert.deepEqual([listed[0].key, listed[0].value, listed[0].attempts, listed[0].partition], ['POISON', 1, 2, murmur2Partitioner.partition('POISON', 2)]);
+    assert.match(listed[0].error.message, /the word POISON cannot be counted/);
+    assert.equal((await a.stop('SIGTERM')).code, 0);
+
+    // b's folder is empty: it rebuilds both partitions from the changelog alone.
+    const b = await job.start('b', 'fixture', { deadLetters: true });
+    await waitUntil('b to restore the counts', async () => (await job.ask('b', 'GET one')) === 2 && (await job.ask('b', 'GET three')) === 1, { detail: () => b.tail() });
+    assert.deepEqual(await lettersOf('b'), listed, 'the letter a recorded, once, with its batch, record index, attempts and error');
+    assert.ok(b.lines.filter((l) => l.startsWith('TAKEN ')).every((l) => !l.endsWith(' reused')), `b rebuilt its stores: ${b.tail()}`);
+  });
+
   it('an instance whose folder holds what a single-process job wrote, or a store for another partition count, fails naming it and leaves the store as it was', async () => {
     const job = await newJob('wc-foreign', { partitions: 2, sourcePartitions: 1 });
     const layout = { numPartitions: 2, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed: false, stateVersion: 1 };

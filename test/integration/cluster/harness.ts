@@ -43,6 +43,8 @@ export interface ClusterInstanceConfig {
   spinGate?: string;
   /** SIGTERM stops the instance with this stop({ timeoutMs }). */
   stopTimeoutMs?: number;
+  /** The instance counts with poison-count under the dead-letter policy: the word POISON is dead-lettered. */
+  deadLetters?: boolean;
 }
 
 const fixture = fileURLToPath(new URL('../fixtures/cluster-count-job.js', import.meta.url));

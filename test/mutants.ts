@@ -110,6 +110,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a takeover written without the batch it accepts', edits: one('cluster/changelog.js', 'accepts: accepts ? endValue(accepts) : null', 'accepts: null'), test: 'cluster/changelog.test.js' },
   { what: 'a late older marker lowers the fence', edits: one('cluster/changelog.js', 'this.floor = Math.max(this.floor, record.epoch);', 'this.floor = record.epoch;'), test: 'cluster/changelog.test.js' },
   { what: 'a takeover leaves the last whole batch unset', edits: one('cluster/changelog.js', 'this.last = accepts ?? undefined;', 'void 0;'), test: 'cluster/changelog.test.js' },
+  { what: 'produce requests cut by record count only', edits: one('cluster/send-chunks.js', 'bytes + size > maxBytes', 'false'), test: 'cluster/send-chunks.test.js' },
   { what: 'a restore drops the dead letters of whole batches', edits: one('cluster/changelog.js', 'this.keepLetter(entry.letter);', 'void 0;'), test: 'cluster/changelog.test.js' },
   { what: 'a batch sends its dead letters nowhere but its own store', edits: one('cluster/changelog-io.js', 'messages.push(letterMessage(end.epoch, letter));', 'void letter;'), test: 'integration/cluster/cluster-stores.test.js', name: 'dead letter moves', slow: true },
   { what: 'the pair at the high-water mark admitted again', edits: one('cluster/high-water-marks.js', 'origin.n <= mark[1]', 'origin.n < mark[1]'), test: 'cluster/high-water-marks.test.js' },

@@ -3,19 +3,19 @@ import { OffsetStoreError } from '../errors.js';
 import type { DeadLetter } from '../storage/partition/dead-letters.js';
 import { endMessage, entryMessage, epochMessage, letterMessage, readChangelogRecord, takeoverMessage, type BatchEnd, type KafkaMessage, type RecordSink } from './changelog.js';
 import type { PartitionReader } from './partition-reader.js';
+import { sendChunks } from './send-chunks.js';
 
 /**
  * Records per produce request. kafkajs groups a request's messages by partition by copying
  * the group for each message (quadratic in one request's size); a batch that changed 10^5
  * keys sent whole kept the main thread busy for minutes, past the ZooKeeper session.
  */
-const SEND_CHUNK = 1_000;
+const SEND_RECORDS = 1_000;
 
 /** Where the last of `messages` landed, from what the broker answered for their sends (made one after another, in order). */
 async function send(producer: Producer, topic: string, partition: number, messages: KafkaMessage[]): Promise<number> {
   let last = -1;
-  for (let i = 0; i < messages.length; i += SEND_CHUNK) {
-    const chunk = messages.slice(i, i + SEND_CHUNK);
+  for (const chunk of sendChunks(messages, SEND_RECORDS)) {
     const [meta] = await producer.send({ topic, acks: -1, messages: chunk.map((m) => ({ ...m, partition })) });
     if (!meta || meta.errorCode !== 0 || meta.baseOffset === undefined) {
       throw new OffsetStoreError(`the changelog ${topic}[${partition}] did not take ${chunk.length} records (error code ${meta?.errorCode})`, { topic, partition });

@@ -1,4 +1,4 @@
-import type { Message, Producer } from 'kafkajs';
+import type { Producer } from 'kafkajs';
 import { InvalidRecordError } from '../errors.js';
 import type { BatchRun } from '../engine/batch.js';
 import type { DStream } from '../engine/dstream.js';
@@ -6,6 +6,7 @@ import { murmur2Partitioner } from '../engine/partitioner.js';
 import type { KafkaRecord } from '../engine/sources/kafka.js';
 import { assertPair, describeValue, normalizeKey } from '../storage/keys.js';
 import { PairBundler } from './pairs.js';
+import { sendChunks } from './send-chunks.js';
 
 /** Messages (bundles of pairs) per produce request. */
 const SEND_CHUNK = 50;
@@ -48,10 +49,8 @@ export class StageOneWriter {
         }
         index++;
       });
-      const messages: Message[] = bundles.flatMap((b, partition) => b.finish().map((value) => ({ value, partition })));
-      for (let i = 0; i < messages.length; i += SEND_CHUNK) {
-        await this.producer.send({ topic, acks: -1, messages: messages.slice(i, i + SEND_CHUNK) });
-      }
+      const messages = bundles.flatMap((b, partition) => b.finish().map((value) => ({ value, partition })));
+      for (const chunk of sendChunks(messages, SEND_CHUNK)) await this.producer.send({ topic, acks: -1, messages: chunk });
       sent += index;
     }
     return sent;

@@ -117,7 +117,7 @@ describe('Kafka source with ZooKeeper offsets: a batch rebuilt, a consumer that 
     assert.equal(ran.length, 3, `the batch's outputs ran before the kill: ${first.tail()}`);
     assert.ok(ran.every(([, , , records]) => records !== '[]'), `both sources took records in batch ${killedAt}: ${JSON.stringify(ran)}`);
 
-    const second = new ChildProcessLines(script, [config]);
+    const second = new ChildProcessLines(script, [JSON.stringify({ ...JSON.parse(config), run: 2 })]);
     try {
       await second.waitForLine(/^STARTED$/, { from: 0, timeoutMs: 60_000 });
       await services.producer.send({ topic: topics[0], messages: [{ value: 'after' }] });

@@ -23,9 +23,9 @@ import type { HighWaterMarks } from './high-water-marks.js';
  *
  * The keys suit a compacted topic: the newest entry of each state key stays, the newest
  * batch end of each epoch, and every marker, takeover and dead letter (as the store keeps
- * every letter). A takeover settles what came
- * before its marker whatever compaction removed: the entries of the accepted epoch up to
- * the accepted batch count, the rest (a batch an owner died in) does not.
+ * every letter). A takeover settles what came before its marker whatever compaction
+ * removed: the entries of the accepted epoch up to the accepted batch count, the rest (a
+ * batch an owner died in) does not.
  */
 const CONTROL = 0xc1; // never the first byte of a MessagePack value
 
@@ -101,6 +101,9 @@ export interface RecordSink {
   read(record: ChangelogRecord): void;
 }
 
+/** What waits for its batch's end: an entry or a dead letter. */
+type Pending = Extract<ChangelogRecord, { kind: 'entry' | 'letter' }>;
+
 /**
  * Replays a changelog in offset order into writes on a store. An entry waits for a batch
  * end of its epoch at or after its batch, or for the next takeover to accept it; what an
@@ -108,8 +111,6 @@ export interface RecordSink {
  * went on after it was fenced); a batch that never ended (its owner died in it) is dropped
  * at the takeover, and its pairs are applied again from the repartition topic.
  */
-type Pending = Extract<ChangelogRecord, { kind: 'entry' | 'letter' }>;
-
 export class ChangelogRestore implements RecordSink {
   private floor: number;
   /** Entries by their key's bytes, letters by their control key (whose first byte no entry's has). */
@@ -178,7 +179,7 @@ export class ChangelogRestore implements RecordSink {
     }
   }
 
-  /** Writes an entry of a whole batch: its key's newest entry is whole again, so a later restore need not write it again. */
+  /** Writes an entry of a whole batch (its key's newest entry is whole again, so a later restore need not write it again), or keeps a letter. */
   private apply(id: string, entry: Pending): void {
     if (entry.kind === 'letter') this.keepLetter(entry.letter);
     else this.write(entry.key, entry.value, entry.batchTime);

@@ -43,7 +43,7 @@ export type ChangelogRecord =
   | ({ kind: 'end' } & BatchEnd)
   | { kind: 'epoch'; epoch: number; owner: string }
   | { kind: 'takeover'; epoch: number; accepts: BatchEnd | null }
-  | { kind: 'letter'; epoch: number; batchTime: number; letter: DeadLetter };
+  | { kind: 'letter'; epoch: number; batchTime: number; keyBytes: Uint8Array; letter: DeadLetter };
 
 export interface KafkaMessage {
   key: Buffer;
@@ -89,7 +89,7 @@ export function readChangelogRecord(key: Buffer, value: Buffer | null): Changelo
     if (name.startsWith('end:')) return { kind: 'end', ...readEnd(v) };
     if (name.startsWith('epoch:')) return { kind: 'epoch', epoch: v.e as number, owner: v.owner as string };
     if (name.startsWith('takeover:')) return { kind: 'takeover', epoch: v.e as number, accepts: v.accepts ? readEnd(v.accepts as Record<string, unknown>) : null };
-    if (name.startsWith('dead:')) return { kind: 'letter', epoch: v.e as number, batchTime: v.t as number, letter: v.letter as DeadLetter };
+    if (name.startsWith('dead:')) return { kind: 'letter', epoch: v.e as number, batchTime: v.t as number, keyBytes: key, letter: v.letter as DeadLetter };
     throw new Error(`changelog: unknown control record ${name}`);
   }
   const v = messageCodec.unpack(value!) as { e: number; t: number; v: Uint8Array | null };
@@ -113,7 +113,7 @@ type Pending = Extract<ChangelogRecord, { kind: 'entry' | 'letter' }>;
  */
 export class ChangelogRestore implements RecordSink {
   private floor: number;
-  /** Entries by their key's bytes, letters by their control key (whose first byte no entry's has). */
+  /** By their record's key: a state key's bytes, or a letter's control key (whose first byte no state key's has). */
   private readonly pending = new Map<string, Pending>();
   /**
    * Keys whose newest entry was dropped at a takeover (its batch never ended). On a compacted
@@ -142,12 +142,8 @@ export class ChangelogRestore implements RecordSink {
       return;
     }
     if (record.epoch < this.floor) return;
-    if (record.kind === 'entry') {
+    if (record.kind === 'entry' || record.kind === 'letter') {
       this.pending.set(Buffer.from(record.keyBytes).toString('latin1'), record);
-      return;
-    }
-    if (record.kind === 'letter') {
-      this.pending.set(`\u00c1dead:${record.batchTime}:${record.letter.index}`, record);
       return;
     }
     if (record.kind === 'takeover') {

@@ -51,13 +51,17 @@ class StoreWriter {
 
   readonly write = (key: unknown, value: Uint8Array | null): void => {
     this.pending.push([key, value === null ? null : Buffer.from(value)]);
-    if (this.pending.length + this.letters.length >= WRITES_PER_TRANSACTION) this.flush();
+    this.flushWhenFull();
   };
 
   readonly keepLetter = (letter: DeadLetter): void => {
     this.letters.push(letter);
-    if (this.pending.length + this.letters.length >= WRITES_PER_TRANSACTION) this.flush();
+    this.flushWhenFull();
   };
+
+  private flushWhenFull(): void {
+    if (this.pending.length + this.letters.length >= WRITES_PER_TRANSACTION) this.flush();
+  }
 
   flush(): void {
     const writes = this.pending;

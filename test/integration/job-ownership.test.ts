@@ -6,12 +6,11 @@ import { fileURLToPath } from 'node:url';
 import type zookeeper from 'node-zookeeper-client';
 import { tempDir } from '../helpers.js';
 import { eventually, within } from '../wait.js';
-import { JobProcess, readCounts, runUntilCaughtUp, tally, waitUntilCaughtUp, type JobConfig } from './job-process.js';
+import { JobProcess, jobConfigs, PARTITIONS, readCounts, runUntilCaughtUp, tally, waitUntilCaughtUp, type JobConfig } from './job-process.js';
 import { produceWithKcat } from './services/kafka.js';
 import { useServices } from './services/suite.js';
 import { connectClient, zkAnswer } from './services/zookeeper.js';
 
-const PARTITIONS = 3;
 // Short, so a pause outlives it quickly; the server's small tick expires sessions close to it.
 const SESSION_MS = 3000;
 const TICK_MS = 250;
@@ -62,16 +61,8 @@ async function written(client: zookeeper.Client, config: JobConfig): Promise<Rec
 describe('one copy of a job at a time: the data-folder lock and ZooKeeper ownership (real ZooKeeper, mock broker, jobs as processes)', { timeout: 600_000 }, () => {
   // Sessions up to a minute, for the copy whose owner node must outlive a slow start of the next (below).
   const services = useServices({ zookeeper: { tickTime: TICK_MS, maxSessionTimeout: 60_000 } });
-  let topics = 0;
-
-  async function freshJob(): Promise<JobConfig> {
-    const topic = `owned-${++topics}`;
-    await services.kafka.createTopic(topic, PARTITIONS);
-    return {
-      brokers: services.kafka.brokers, topic, zookeeper: services.zk.connectString, zkRoot: `/statestream/owned-${topic}`, dataDir: join(tempDir(), 'data'),
-      groupId: `group-${topic}`, batchMs: 150, partitions: 4, maxRecordsPerBatch: 50, zkSessionTimeoutMs: SESSION_MS,
-    };
-  }
+  const configs = jobConfigs(services, 'owned');
+  const freshJob = () => configs({ zkSessionTimeoutMs: SESSION_MS });
 
   /** A run of the job under a consumer group of its own (the mock coordinator keeps dead members). */
   const copy = (config: JobConfig, name: string, overrides: Partial<JobConfig> = {}) => new JobProcess({ ...config, groupId: `${config.groupId}-${name}`, ...overrides });

@@ -14,8 +14,7 @@ import type { ChildProcessLines } from '../job-process.js';
 import { settle, useClusterJobs } from './scenario.js';
 
 describe("a cluster instance's stores: what it refuses, reuses and restores, and what a cut leaves (real ZooKeeper, mock cluster of 3 brokers)", () => {
-  const cluster = useClusterJobs();
-  const newJob = (appName: string, options: Parameters<typeof cluster.newJob>[1]) => cluster.newJob(appName, options);
+  const { newJob } = useClusterJobs();
 
   it('an instance whose folder holds a store a newer statestream wrote fails, naming the store and its format, and leaves the store as it was', async () => {
     const job = await newJob('wc-newer', { partitions: 2, sourcePartitions: 1 });

@@ -10,7 +10,7 @@ import { assertOneOwnerEach, keepTyping, lines, settle, useClusterJobs } from '.
 
 describe('one job on several processes: Kafka carries the shuffle and the changelog, ZooKeeper assigns the partitions (real ZooKeeper, mock cluster of 3 brokers)', () => {
   const cluster = useClusterJobs();
-  const newJob = (appName: string, options: Parameters<typeof cluster.newJob>[1]) => cluster.newJob(appName, options);
+  const { newJob } = cluster;
 
   it('three instances of the word-count example count words typed with kcat exactly, each partition with one owner', async (t: TestContext) => {
     const random = testRandom(t);

@@ -95,13 +95,16 @@ export function useClusterJobs(): { readonly services: ClusterServices; newJob(a
     for (const job of jobs) await job.stopAll();
     await Promise.all([services?.kafka.stop(), services?.zk.stop()]);
   });
+  const started = () => {
+    if (services === undefined) throw new Error('the cluster services start in the suite\'s before hook');
+    return services;
+  };
   return {
     get services() {
-      if (services === undefined) throw new Error('the cluster services start in the suite\'s before hook');
-      return services;
+      return started();
     },
     async newJob(appName, options) {
-      const job = new ClusterJobUnderTest(this.services, appName, options);
+      const job = new ClusterJobUnderTest(started(), appName, options);
       jobs.push(job);
       await job.createTopics();
       return job;

@@ -9,7 +9,7 @@ import { PairBundler } from './pairs.js';
 import { sendChunks } from './send-chunks.js';
 
 /** Messages (bundles of pairs) per produce request. */
-const SEND_CHUNK = 50;
+const SEND_BUNDLES = 50;
 
 export interface StageOneTarget {
   stream: { stateIndex: number; numPartitions: number; parentStream: DStream<unknown> };
@@ -50,7 +50,7 @@ export class StageOneWriter {
         index++;
       });
       const messages = bundles.flatMap((b, partition) => b.finish().map((value) => ({ value, partition })));
-      for (const chunk of sendChunks(messages, SEND_CHUNK)) await this.producer.send({ topic, acks: -1, messages: chunk });
+      for (const chunk of sendChunks(messages, SEND_BUNDLES)) await this.producer.send({ topic, acks: -1, messages: chunk });
       sent += index;
     }
     return sent;

@@ -5,7 +5,7 @@
  * has stopped guarding it.
  *
  *   npm run mutants                       # build, then every entry (about 16 minutes here)
- *   node dist/test/mutants.js --quick     # without the four whose test runs for minutes (about 9)
+ *   node dist/test/mutants.js --quick     # without the five whose test runs for minutes (about 9)
  *   node dist/test/mutants.js --only kafka
  *   node dist/test/mutants.js --check     # only that each edit still finds its code, once
  *

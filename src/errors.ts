@@ -26,6 +26,15 @@ export class ConfigError extends StatestreamError {
   }
 }
 
+/**
+ * An option's value, or `fallback` when it was not given. Only `undefined` means "not
+ * given": a `null` is a value, and the option's check refuses it by name, rather than
+ * the default standing in for a mistake the caller should hear about.
+ */
+export function given<T>(value: T | undefined, fallback: T): T {
+  return value === undefined ? fallback : value;
+}
+
 /** The first own key of an options object that is none of `known`: a misspelt option would otherwise be ignored without a word. */
 export function unknownOption(options: object, known: Iterable<string>): string | undefined {
   const names = new Set(known);

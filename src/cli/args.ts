@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { connectProblem, isDigest, isZooKeeperPath } from '../storage/zookeeper/connect-options.js';
 
 /** A command line that cannot be run as typed: exit code 2, with a hint. */
 export class UsageError extends Error {
@@ -120,7 +121,10 @@ export function zookeeperTarget(command: string, values: Parsed['values']): ZooK
   }
   if (connect === undefined) throw new UsageError('--zk-root needs --zookeeper host:port', command);
   if (root === undefined) throw new UsageError('--zookeeper needs --zk-root /statestream/<app> (the job\'s ZooKeeper root)', command);
-  if (!/^(\/[^/\s]+)+$/.test(root)) throw new UsageError(`--zk-root must be an absolute ZooKeeper path like /statestream/app, got ${JSON.stringify(root)}`, command);
+  const problem = connectProblem(connect);
+  if (problem !== undefined) throw new UsageError(`--zookeeper must be host:port[,host:port…][/chroot], each port from 1 to 65535: ${problem}`, command);
+  if (!isZooKeeperPath(root)) throw new UsageError(`--zk-root must be an absolute ZooKeeper path like /statestream/app (no '.' or '..' element), got ${JSON.stringify(root)}`, command);
+  if (digest !== undefined && !isDigest(digest)) throw new UsageError('--zk-digest must be user:password', command);
   return { connect, root, digest, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
 }
 

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { ConfigError, unknownOption } from '../errors.js';
+import { ConfigError, given, unknownOption } from '../errors.js';
+import { describeValue } from '../storage/keys.js';
 import { validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../storage/zookeeper/connect-options.js';
 
 /** `cluster` of StreamingContextOptions: this process is one instance of a job that runs on several. */
@@ -39,23 +40,23 @@ export function defaultInstanceId(dataDir: string): string {
 
 /** Checks `cluster` when the context is made (appName and dataDir are already checked). */
 export function validateClusterOptions(options: ClusterOptions, appName: string, dataDir: string): ValidClusterOptions {
-  if (options === null || typeof options !== 'object') {
-    throw new ConfigError(`StreamingContext: cluster must be an object like { zookeeper: { connect } }, got ${String(options)}`, { option: 'cluster' });
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new ConfigError(`StreamingContext: cluster must be an object like { zookeeper: { connect } }, got ${describeValue(options)}`, { option: 'cluster' });
   }
   const unknown = unknownOption(options, known);
   if (unknown !== undefined) fail(`${unknown} is not a cluster option (known: ${[...known].join(', ')})`, unknown);
   const zookeeper = validateZooKeeperOptions(options.zookeeper, `/statestream-cluster/${appName}`, fail);
-  const instanceId = options.instanceId ?? defaultInstanceId(dataDir);
+  const instanceId = given(options.instanceId, defaultInstanceId(dataDir));
   if (typeof instanceId !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(instanceId)) {
-    fail(`instanceId must be 1–100 characters of letters, digits, '.', '_' or '-', got ${JSON.stringify(options.instanceId)}`, 'instanceId');
+    fail(`instanceId must be 1–100 characters of letters, digits, '.', '_' or '-', got ${describeValue(options.instanceId)}`, 'instanceId');
   }
-  const maxPairsPerBatch = options.maxPairsPerBatch ?? 100_000;
+  const maxPairsPerBatch = given(options.maxPairsPerBatch, 100_000);
   if (!Number.isInteger(maxPairsPerBatch) || maxPairsPerBatch < 1 || maxPairsPerBatch > 10_000_000) {
-    fail(`maxPairsPerBatch must be an integer from 1 to 10000000, got ${JSON.stringify(options.maxPairsPerBatch)}`, 'maxPairsPerBatch');
+    fail(`maxPairsPerBatch must be an integer from 1 to 10000000, got ${describeValue(options.maxPairsPerBatch)}`, 'maxPairsPerBatch');
   }
-  const restoreTimeoutMs = options.restoreTimeoutMs ?? 300_000;
+  const restoreTimeoutMs = given(options.restoreTimeoutMs, 300_000);
   if (!Number.isInteger(restoreTimeoutMs) || restoreTimeoutMs < 1000) {
-    fail(`restoreTimeoutMs must be an integer of at least 1000, got ${JSON.stringify(options.restoreTimeoutMs)}`, 'restoreTimeoutMs');
+    fail(`restoreTimeoutMs must be an integer of at least 1000, got ${describeValue(options.restoreTimeoutMs)}`, 'restoreTimeoutMs');
   }
   return { zookeeper, instanceId, maxPairsPerBatch, restoreTimeoutMs };
 }

@@ -4,7 +4,7 @@ import type { JobProbe, KafkaProbe } from '../metrics/job-probe.js';
 import { LagSampler } from '../metrics/kafka-lag.js';
 import { serveMetrics } from '../metrics/metrics-server.js';
 import type { Listening } from '../metrics/http.js';
-import { validateMetricsOptions, validateUiOptions, type ValidMetrics, type ValidUi } from '../metrics/options.js';
+import { checkPortsApart, validateMetricsOptions, validateUiOptions, type ValidMetrics, type ValidUi } from '../metrics/options.js';
 import { StatusModel } from '../ui/status-model.js';
 import { serveStatus } from '../ui/status-server.js';
 import type { BatchEventMap } from './batch-events.js';
@@ -63,6 +63,7 @@ export class Observability {
   constructor(options: { metrics?: unknown; ui?: unknown }, parts: JobParts, events: Events) {
     this.metricsOptions = validateMetricsOptions(options.metrics);
     this.uiOptions = validateUiOptions(options.ui);
+    checkPortsApart(this.metricsOptions, this.uiOptions);
     this.registry = this.metricsOptions?.registry ?? new Registry();
     const probe = probeOf(parts);
     // One sampler per source, shared by scrapes and the page, so neither doubles the broker's load.

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { ConfigError } from '../errors.js';
+import { ConfigError, given } from '../errors.js';
+import { describeValue } from '../storage/keys.js';
 import type { PartitionStore } from '../storage/partition/store.js';
 import { pruneSnapshots, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
 import { beginSnapshot } from '../storage/snapshots/writer.js';
@@ -13,24 +14,31 @@ export interface SnapshotPolicy {
   keep: number;
 }
 
+const MAX_EVERY_BATCHES = 1_000_000;
+const MAX_EVERY_MS = 30 * 24 * 3600_000;
+
 export function snapshotPolicy(every: unknown, keep: unknown): SnapshotPolicy | undefined {
-  const kept = keep ?? 3;
+  const kept = given(keep, 3);
   if (typeof kept !== 'number' || !Number.isInteger(kept) || kept < 1 || kept > 1000) {
-    throw new ConfigError(`StreamingContext: snapshotsKept must be an integer from 1 to 1000, got ${JSON.stringify(kept)}`, { option: 'snapshotsKept' });
+    throw new ConfigError(`StreamingContext: snapshotsKept must be an integer from 1 to 1000, got ${describeValue(kept)}`, { option: 'snapshotsKept' });
   }
   if (every === undefined) return undefined;
   const bad = () =>
-    new ConfigError(`StreamingContext: snapshotEvery must be a number of batches (≥ 1), { batches: n } or { ms: n }, got ${JSON.stringify(every)}`, { option: 'snapshotEvery' });
-  const positive = (n: unknown): number => {
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw bad();
+    new ConfigError(
+      `StreamingContext: snapshotEvery must be a number of batches from 1 to ${MAX_EVERY_BATCHES}, { batches: n } or { ms: n } (n from 1 to ${MAX_EVERY_MS}, 30 days), got ${describeValue(every)}`,
+      { option: 'snapshotEvery' },
+    );
+  // A bound a user would not mean to pass: beyond it the job would never snapshot at all.
+  const positive = (n: unknown, max: number): number => {
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > max) throw bad();
     return n;
   };
-  if (typeof every === 'number') return { everyBatches: positive(every), everyMs: undefined, keep: kept };
-  if (typeof every !== 'object' || every === null) throw bad();
+  if (typeof every === 'number') return { everyBatches: positive(every, MAX_EVERY_BATCHES), everyMs: undefined, keep: kept };
+  if (typeof every !== 'object' || every === null || Array.isArray(every)) throw bad();
   const keys = Object.keys(every);
   if (keys.length !== 1) throw bad();
-  if ('batches' in every) return { everyBatches: positive(every.batches), everyMs: undefined, keep: kept };
-  if ('ms' in every) return { everyBatches: undefined, everyMs: positive(every.ms), keep: kept };
+  if ('batches' in every) return { everyBatches: positive(every.batches, MAX_EVERY_BATCHES), everyMs: undefined, keep: kept };
+  if ('ms' in every) return { everyBatches: undefined, everyMs: positive(every.ms, MAX_EVERY_MS), keep: kept };
   throw bad();
 }
 

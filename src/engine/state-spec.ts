@@ -1,7 +1,7 @@
-import { existsSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { statSync } from 'node:fs';
+import { extname, isAbsolute } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ConfigError, MappingModuleError, unknownOption } from '../errors.js';
+import { ConfigError, MappingModuleError, given, unknownOption } from '../errors.js';
 import { assertInitialEntry, describeValue } from '../storage/keys.js';
 import type { ResolvedMappingRef } from '../actors/messages.js';
 import { isStateSource, type StateSource } from '../storage/export/state-source.js';
@@ -23,6 +23,8 @@ export interface RecordFailureOptions {
   maxAttempts?: number;
 }
 
+const MODULE_EXTENSIONS = new Set(['.js', '.mjs', '.cjs']);
+
 function moduleUrl(module: URL | string, where: string): URL {
   let url: URL;
   if (module instanceof URL) url = module;
@@ -36,7 +38,20 @@ function moduleUrl(module: URL | string, where: string): URL {
     );
   }
   if (url.protocol !== 'file:') throw new ConfigError(`${where}: the mapping module must be a file: URL, got ${url.href}`, { module: url.href });
-  if (!existsSync(fileURLToPath(url))) throw new MappingModuleError(`${where}: no mapping module at ${fileURLToPath(url)}`, { module: url.href });
+  let path: string;
+  try {
+    path = fileURLToPath(url);
+  } catch (error) {
+    // file://host/x.js names a file on another machine: worker threads can only load local files.
+    throw new ConfigError(`${where}: the mapping module must be a local file URL (file:///path/fn.js), got ${url.href}: ${(error as Error).message}`, { module: url.href });
+  }
+  const stat = statSync(path, { throwIfNoEntry: false });
+  if (stat === undefined) throw new MappingModuleError(`${where}: no mapping module at ${path}`, { module: url.href });
+  if (!stat.isFile()) throw new MappingModuleError(`${where}: the mapping module ${path} is not a file (a folder?)`, { module: url.href });
+  // Worker threads load plain JavaScript: a .ts module would only fail at start().
+  if (!MODULE_EXTENSIONS.has(extname(path))) {
+    throw new MappingModuleError(`${where}: the mapping module ${path} is not a JavaScript file (.js, .mjs or .cjs); worker threads load plain JavaScript, so compile it first`, { module: url.href });
+  }
   return url;
 }
 
@@ -45,6 +60,17 @@ function positiveInteger(value: unknown, name: string, max = Number.MAX_SAFE_INT
     throw new ConfigError(`StateSpec.${name} must be an integer from 1 to ${max}, got ${describeValue(value)}`, { option: name, value });
   }
   return value;
+}
+
+/**
+ * The spec as mapWithState takes it: a frozen copy, so that a setter called afterwards
+ * shapes only streams defined after it, never one already defined (whose partitions are
+ * counted and whose checks are made), as Kafka Streams copies its Materialized.
+ */
+export function specAsDefined<K, V, S, M>(spec: StateSpec<K, V, S, M>): StateSpec<K, V, S, M> {
+  const copy = Object.assign(Object.create(Object.getPrototypeOf(spec) as object) as StateSpec<K, V, S, M>, spec);
+  Object.freeze(copy);
+  return copy;
 }
 
 /** The most partitions a stream may have (StateSpec.numPartitions; the CLI's reshard and import keep to it too). */
@@ -82,8 +108,9 @@ export class StateSpec<K, V, S, M> {
       this.initial = initial;
       return this;
     }
-    if (initial === null || typeof (initial as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
-      throw new ConfigError(`StateSpec.initialState expects an iterable of [key, state] pairs or a StateSource (readStateExport(path)), got ${String(initial)}`, { option: 'initialState' });
+    // A string is iterable too, as characters: never what was meant.
+    if (initial === null || typeof initial === 'string' || typeof (initial as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
+      throw new ConfigError(`StateSpec.initialState expects an iterable of [key, state] pairs or a StateSource (readStateExport(path)), got ${describeValue(initial)}`, { option: 'initialState' });
     }
     // An array or a Map is checked now; any other iterable may be read once only, so it is checked as the job loads it.
     if (Array.isArray(initial) || initial instanceof Map) {
@@ -126,7 +153,7 @@ export class StateSpec<K, V, S, M> {
     }
     const unknown = unknownOption(options, ['policy', 'maxAttempts']);
     if (unknown !== undefined) throw new ConfigError(`StateSpec.onRecordFailure: unknown option "${unknown}" (known: policy, maxAttempts)`, { option: unknown });
-    this.failure = { policy: options.policy, maxAttempts: positiveInteger(options.maxAttempts ?? 3, 'onRecordFailure maxAttempts', 100) };
+    this.failure = { policy: options.policy, maxAttempts: positiveInteger(given(options.maxAttempts, 3), 'onRecordFailure maxAttempts', 100) };
     return this;
   }
 

@@ -1,5 +1,9 @@
 import { unlessAborted } from '../abort.js';
 import { ConfigError, StopTimeoutError, unknownOption } from '../errors.js';
+import { describeValue } from '../storage/keys.js';
+
+/** The longest delay a Node timer keeps. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface StopOptions {
   /**
@@ -18,13 +22,14 @@ export interface StopOptions {
 /** The stop timeout in ms, or undefined for none; a bad option is named before anything stops. */
 export function stopTimeout(options: StopOptions | undefined): number | undefined {
   if (options === undefined) return undefined;
-  if (options === null || typeof options !== 'object') throw new ConfigError(`stop() expects an options object, got ${String(options)}`);
+  if (options === null || typeof options !== 'object') throw new ConfigError(`stop() expects an options object, got ${describeValue(options)}`);
   const unknown = unknownOption(options, ['timeoutMs']);
   if (unknown !== undefined) throw new ConfigError(`stop(): unknown option "${unknown}" (known: timeoutMs)`, { option: unknown });
   const { timeoutMs } = options;
   if (timeoutMs === undefined || timeoutMs === Infinity) return undefined;
-  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
-    throw new ConfigError(`stop(): timeoutMs must be a number of milliseconds ≥ 0 (or Infinity), got ${typeof timeoutMs === 'number' ? String(timeoutMs) : (JSON.stringify(timeoutMs) ?? String(timeoutMs))}`, { option: 'timeoutMs' });
+  // Node's timers hold at most 2^31 − 1 ms (24.8 days); a longer one would fire at once and cut every batch.
+  if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_TIMER_MS) {
+    throw new ConfigError(`stop(): timeoutMs must be a number of milliseconds from 0 to ${MAX_TIMER_MS} (about 24.8 days), or Infinity for no limit, got ${describeValue(timeoutMs)}`, { option: 'timeoutMs' });
   }
   return timeoutMs;
 }

@@ -17,7 +17,7 @@ import type { InputStream } from './sources/input.js';
 import { KafkaInputDStream } from './sources/kafka.js';
 import { validateKafkaOptions, type KafkaStreamOptions } from './sources/kafka-options.js';
 import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
-import type { StateSpec } from './state-spec.js';
+import { specAsDefined, type StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
 import { recoverLocalJob } from './local-recovery.js';
 import { outputUntilCut, stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
@@ -83,12 +83,15 @@ interface StopCut {
 }
 
 function integerOption(options: Record<string, unknown>, name: string, min: number, max: number, fallback?: number): number {
-  const value = options[name] ?? fallback;
+  const value = options[name] === undefined ? fallback : options[name];
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(`StreamingContext: ${name} must be an integer from ${min} to ${max}, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`, { option: name, value });
+    throw new ConfigError(`StreamingContext: ${name} must be an integer from ${min} to ${max}, got ${value === undefined ? 'nothing' : describeValue(value)}`, { option: name, value });
   }
   return value;
 }
+
+/** The most worker threads a context runs. */
+const MAX_THREADS = 256;
 
 /** Two generations of at most half the bound each stay far below V8's 2^24 entries per Map. */
 const MAX_STATE_CACHE_ENTRIES = 2 ** 24;
@@ -152,19 +155,21 @@ export class StreamingContext implements StreamGraph {
     if (unknown !== undefined) throw new ConfigError(`StreamingContext: unknown option "${unknown}" (known: ${[...known].join(', ')})`, { option: unknown });
     const raw = options as unknown as Record<string, unknown>;
     this.batchIntervalMs = integerOption(raw, 'batchIntervalMs', 1, 24 * 3600_000);
-    this.threads = integerOption(raw, 'threads', 1, 256, availableParallelism());
+    // The default is capped like the option: a machine with more cores than that still starts.
+    this.threads = integerOption(raw, 'threads', 1, MAX_THREADS, Math.min(availableParallelism(), MAX_THREADS));
     this.maxWorkerRestarts = integerOption(raw, 'maxWorkerRestarts', 0, 100, 3);
     this.stateCacheEntries = integerOption(raw, 'stateCacheEntries', 0, MAX_STATE_CACHE_ENTRIES, 1_000_000);
     this.snapshotPolicy = snapshotPolicy(options.snapshotEvery, options.snapshotsKept);
-    if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir === '')) {
-      throw new ConfigError(`StreamingContext: dataDir must be a non-empty path string, got ${JSON.stringify(options.dataDir)}`, { option: 'dataDir' });
+    if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir.trim() === '')) {
+      throw new ConfigError(`StreamingContext: dataDir must be a non-empty path string, got ${describeValue(options.dataDir)}`, { option: 'dataDir' });
     }
     this.dataDir = resolve(options.dataDir ?? 'statestream-data');
-    if (options.appName !== undefined && (typeof options.appName !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(options.appName))) {
-      throw new ConfigError(`StreamingContext: appName must be 1–100 characters of letters, digits, '.', '_' or '-', got ${JSON.stringify(options.appName)}`, { option: 'appName' });
+    // The name is a ZooKeeper path element (the default roots), where '.' and '..' are not allowed.
+    if (options.appName !== undefined && (typeof options.appName !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(options.appName) || options.appName === '.' || options.appName === '..')) {
+      throw new ConfigError(`StreamingContext: appName must be 1–100 characters of letters, digits, '.', '_' or '-' (not '.' or '..'), got ${describeValue(options.appName)}`, { option: 'appName' });
     }
     this.appName = options.appName ?? 'statestream';
-    const clock = options.clock ?? new SystemClock();
+    const clock = options.clock === undefined ? new SystemClock() : options.clock;
     if (typeof clock?.now !== 'function' || typeof clock?.schedule !== 'function') {
       throw new ConfigError('StreamingContext: clock must have now() and schedule(time, callback) (a ManualClock or SystemClock)', { option: 'clock' });
     }
@@ -268,6 +273,7 @@ export class StreamingContext implements StreamGraph {
     if (!spec || typeof (spec as { getNumPartitions?: unknown }).getNumPartitions !== 'function') {
       throw new ConfigError('mapWithState expects a StateSpec (StateSpec.function(ref))');
     }
+    spec = specAsDefined(spec);
     if (this.clusterOptions) {
       const clustered = new ClusterMapWithStateDStream(this, parent, spec, this.clusterStreams.length, this.dataDir);
       this.clusterStreams.push(clustered as ClusterMapWithStateDStream<unknown, unknown, unknown, unknown>);

@@ -2,6 +2,8 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from '../errors.js';
 
+const HOST_ERRORS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EADDRNOTAVAIL']);
+
 /** A server the context started: where it listens, and how to close it. */
 export interface Listening {
   url: string;
@@ -26,7 +28,9 @@ export function listen(option: string, port: number, host: string, handler: Hand
   });
   return new Promise((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
-      reject(new ConfigError(`StreamingContext: ${option} cannot listen on ${host}:${port}: ${error.code ?? error.message}`, { option: `${option}.port`, host, port }));
+      // A host that is no address of this machine (or no name at all) is the host's fault, not the port's.
+      const named = HOST_ERRORS.has(error.code ?? '') ? 'host' : 'port';
+      reject(new ConfigError(`StreamingContext: ${option}.${named}: ${option} cannot listen on ${host}:${port}: ${error.code ?? error.message}`, { option: `${option}.${named}`, host, port }));
     });
     server.listen(port, host, () => {
       // Once listening, a server error (out of file descriptors) must not take the job down with it.

@@ -1,4 +1,5 @@
 import { ConfigError, unknownOption } from '../errors.js';
+import { describeValue } from '../storage/keys.js';
 import type { Registry } from 'prom-client';
 
 /** `StreamingContext({ metrics })`: Prometheus metrics on a registry, served on `/metrics` when a port is given. */
@@ -49,18 +50,18 @@ function checkKeys(value: object, option: string, known: string[]): void {
 }
 
 function port(raw: unknown, option: string): number {
-  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0 || raw > 65535) fail(`${option} must be an integer from 0 to 65535 (0: any free port), got ${JSON.stringify(raw)}`, option);
+  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0 || raw > 65535) fail(`${option} must be an integer from 0 to 65535 (0: any free port), got ${describeValue(raw)}`, option);
   return raw;
 }
 
 function host(raw: unknown, option: string): string {
   if (raw === undefined) return '127.0.0.1';
-  if (typeof raw !== 'string' || !/^[A-Za-z0-9.:_-]{1,255}$/.test(raw)) fail(`${option} must be a host name or IP address, got ${JSON.stringify(raw)}`, option);
+  if (typeof raw !== 'string' || !/^[A-Za-z0-9.:_-]{1,255}$/.test(raw)) fail(`${option} must be a host name or IP address, got ${describeValue(raw)}`, option);
   return raw;
 }
 
 function object(raw: unknown, option: string, shape: string): asserts raw is Record<string, unknown> {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(`${option} must be an object like ${shape}, got ${JSON.stringify(raw)}`, option);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail(`${option} must be an object like ${shape}, got ${describeValue(raw)}`, option);
 }
 
 /** Checks `metrics` when the context is made, so a bad port fails there and not at start(). */
@@ -89,4 +90,12 @@ export function validateUiOptions(raw: unknown): ValidUi | undefined {
     fail(`ui.host ${valid.host} is reachable from other machines: give ui.token, a bearer token every request must carry (or bind 127.0.0.1)`, 'ui.token');
   }
   return valid;
+}
+
+/** Metrics and the page are two servers: one port for both would fail only at start(), as a port in use. */
+export function checkPortsApart(metrics: ValidMetrics | undefined, ui: ValidUi | undefined): void {
+  const shared = metrics?.port;
+  if (shared !== undefined && shared !== 0 && shared === ui?.port) {
+    fail(`metrics.port and ui.port are both ${shared}; the two servers need ports of their own (or 0 for any free one)`, 'ui.port');
+  }
 }

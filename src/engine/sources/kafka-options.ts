@@ -1,5 +1,6 @@
 import type { KafkaConfig } from 'kafkajs';
-import { ConfigError, unknownOption } from '../../errors.js';
+import { ConfigError, given, unknownOption } from '../../errors.js';
+import { describeValue } from '../../storage/keys.js';
 import { isPort, validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../../storage/zookeeper/connect-options.js';
 
 export type KafkaDecoder<V> = 'string' | 'json' | 'buffer' | ((value: Buffer | null, message: { topic: string; partition: number; offset: string }) => V);
@@ -67,43 +68,71 @@ const nonEmpty = (v: unknown): v is string => typeof v === 'string' && v.trim() 
 
 /** Checks every option when the stream is defined, so nothing bad reaches kafkajs or ZooKeeper. */
 export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName: string): ValidKafkaOptions<V> {
-  if (options === null || typeof options !== 'object') fail(`expects an options object, got ${String(options)}`, 'options');
+  if (options === null || typeof options !== 'object') fail(`expects an options object, got ${describeValue(options)}`, 'options');
   const unknown = unknownOption(options, known);
   if (unknown !== undefined) fail(`unknown option "${unknown}" (known: ${[...known].join(', ')})`, unknown);
   const { brokers, topic, topics, groupId, zookeeper } = options;
   if (!Array.isArray(brokers) || brokers.length === 0 || !brokers.every((b) => typeof b === 'string' && /^[^\s:]+:\d{1,5}$/.test(b) && isPort(b.slice(b.lastIndexOf(':') + 1)))) {
-    fail(`brokers must be a non-empty array of "host:port" strings, the port from 1 to 65535, got ${JSON.stringify(brokers)}`, 'brokers');
+    fail(`brokers must be a non-empty array of "host:port" strings, the port from 1 to 65535, got ${describeValue(brokers)}`, 'brokers');
   }
   if (topic !== undefined && topics !== undefined) fail('give either topic or topics, not both', 'topic');
-  if (topics !== undefined && !Array.isArray(topics)) fail(`topics must be an array of topic names (topic: for one), got ${JSON.stringify(topics)}`, 'topics');
+  if (topics !== undefined && !Array.isArray(topics)) fail(`topics must be an array of topic names (topic: for one), got ${describeValue(topics)}`, 'topics');
   const list = topics ?? (topic === undefined ? [] : [topic]);
   if (list.length === 0) fail('topic (or topics) is required', 'topic');
-  for (const t of list) if (!nonEmpty(t) || !/^[A-Za-z0-9._-]{1,249}$/.test(t)) fail(`topic names are 1–249 characters of letters, digits, '.', '_' or '-'; got ${JSON.stringify(t)}`, 'topic');
-  if (new Set(list).size !== list.length) fail(`topics must not repeat: ${JSON.stringify(list)}`, 'topics');
-  if (!nonEmpty(groupId)) fail(`groupId must be a non-empty string, got ${JSON.stringify(groupId)}`, 'groupId');
-  if (options.clientId !== undefined && !nonEmpty(options.clientId)) fail(`clientId must be a non-empty string, got ${JSON.stringify(options.clientId)}`, 'clientId');
+  for (const t of list) if (!nonEmpty(t) || !/^[A-Za-z0-9._-]{1,249}$/.test(t) || t === '.' || t === '..') fail(`topic names are 1–249 characters of letters, digits, '.', '_' or '-' (Kafka refuses '.' and '..'); got ${describeValue(t)}`, 'topic');
+  if (new Set(list).size !== list.length) fail(`topics must not repeat: ${describeValue(list)}`, 'topics');
+  if (!nonEmpty(groupId)) fail(`groupId must be a non-empty string, got ${describeValue(groupId)}`, 'groupId');
+  if (options.clientId !== undefined && !nonEmpty(options.clientId)) fail(`clientId must be a non-empty string, got ${describeValue(options.clientId)}`, 'clientId');
   const zk = validateZooKeeperOptions(zookeeper, `/statestream/${appName}`, fail);
-  const startingOffsets = options.startingOffsets ?? 'earliest';
-  if (startingOffsets !== 'earliest' && startingOffsets !== 'latest') fail(`startingOffsets must be 'earliest' or 'latest', got ${JSON.stringify(startingOffsets)}`, 'startingOffsets');
-  const failOnDataLoss = options.failOnDataLoss ?? true;
-  if (typeof failOnDataLoss !== 'boolean') fail(`failOnDataLoss must be true or false, got ${JSON.stringify(failOnDataLoss)}`, 'failOnDataLoss');
-  const maxRecordsPerBatch = options.maxRecordsPerBatch ?? 10_000;
+  const startingOffsets = given(options.startingOffsets, 'earliest');
+  if (startingOffsets !== 'earliest' && startingOffsets !== 'latest') fail(`startingOffsets must be 'earliest' or 'latest', got ${describeValue(startingOffsets)}`, 'startingOffsets');
+  const failOnDataLoss = given(options.failOnDataLoss, true);
+  if (typeof failOnDataLoss !== 'boolean') fail(`failOnDataLoss must be true or false, got ${describeValue(failOnDataLoss)}`, 'failOnDataLoss');
+  const maxRecordsPerBatch = given(options.maxRecordsPerBatch, 10_000);
   if (!Number.isInteger(maxRecordsPerBatch) || maxRecordsPerBatch < 1 || maxRecordsPerBatch > 10_000_000) {
-    fail(`maxRecordsPerBatch must be an integer from 1 to 10000000, got ${JSON.stringify(options.maxRecordsPerBatch)}`, 'maxRecordsPerBatch');
+    fail(`maxRecordsPerBatch must be an integer from 1 to 10000000, got ${describeValue(options.maxRecordsPerBatch)}`, 'maxRecordsPerBatch');
   }
-  const decoder = options.decoder ?? 'string';
+  const decoder = given(options.decoder, 'string');
   if (typeof decoder !== 'function' && decoder !== 'string' && decoder !== 'json' && decoder !== 'buffer') {
-    fail(`decoder must be 'string', 'json', 'buffer' or a function, got ${JSON.stringify(decoder)}`, 'decoder');
+    fail(`decoder must be 'string', 'json', 'buffer' or a function, got ${describeValue(decoder)}`, 'decoder');
   }
-  const onDecodeFailure = options.onDecodeFailure ?? 'stop';
-  if (onDecodeFailure !== 'stop' && onDecodeFailure !== 'dead-letter') fail(`onDecodeFailure must be 'stop' or 'dead-letter', got ${JSON.stringify(onDecodeFailure)}`, 'onDecodeFailure');
-  const groupSessionTimeoutMs = options.groupSessionTimeoutMs ?? 30_000;
+  const onDecodeFailure = given(options.onDecodeFailure, 'stop');
+  if (onDecodeFailure !== 'stop' && onDecodeFailure !== 'dead-letter') fail(`onDecodeFailure must be 'stop' or 'dead-letter', got ${describeValue(onDecodeFailure)}`, 'onDecodeFailure');
+  const groupSessionTimeoutMs = given(options.groupSessionTimeoutMs, 30_000);
   if (!Number.isInteger(groupSessionTimeoutMs) || groupSessionTimeoutMs < 1000 || groupSessionTimeoutMs > 300_000) {
-    fail(`groupSessionTimeoutMs must be an integer from 1000 to 300000, got ${JSON.stringify(options.groupSessionTimeoutMs)}`, 'groupSessionTimeoutMs');
+    fail(`groupSessionTimeoutMs must be an integer from 1000 to 300000, got ${describeValue(options.groupSessionTimeoutMs)}`, 'groupSessionTimeoutMs');
   }
+  checkSecurity(options.ssl, options.sasl);
   return {
-    brokers, topics: list, groupId, clientId: options.clientId ?? `statestream-${appName}`,
+    brokers, topics: list, groupId, clientId: given(options.clientId, `statestream-${appName}`),
     zookeeper: zk,
     startingOffsets, failOnDataLoss, maxRecordsPerBatch, decoder, onDecodeFailure, groupSessionTimeoutMs, ssl: options.ssl, sasl: options.sasl,
   };
+}
+
+const SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512', 'aws', 'oauthbearer'];
+
+/**
+ * `ssl` and `sasl` as kafkajs reads them, checked here: kafkajs would only find a bad one
+ * when it connects, as a failed authentication retried for minutes.
+ */
+function checkSecurity(ssl: unknown, sasl: unknown): void {
+  if (ssl !== undefined && typeof ssl !== 'boolean' && (ssl === null || typeof ssl !== 'object' || Array.isArray(ssl))) {
+    fail(`ssl must be true, false or a TLS options object (ca, cert, key, …), got ${describeValue(ssl)}`, 'ssl');
+  }
+  if (sasl === undefined) return;
+  if (sasl === null || typeof sasl !== 'object' || Array.isArray(sasl)) fail(`sasl must be an object like { mechanism: 'plain', username, password }, got ${describeValue(sasl)}`, 'sasl');
+  const fields = sasl as Record<string, unknown>;
+  const mechanism = fields.mechanism;
+  if (typeof mechanism !== 'string' || !SASL_MECHANISMS.includes(mechanism)) {
+    fail(`sasl.mechanism must be one of ${SASL_MECHANISMS.map((m) => `'${m}'`).join(', ')}, got ${describeValue(mechanism)}`, 'sasl.mechanism');
+  }
+  const needs =
+    mechanism === 'aws' ? ['authorizationIdentity', 'accessKeyId', 'secretAccessKey'] : mechanism === 'oauthbearer' ? [] : ['username', 'password'];
+  for (const field of needs) {
+    if (typeof fields[field] !== 'string' || fields[field] === '') fail(`sasl.${field} must be a non-empty string for mechanism '${mechanism}'`, `sasl.${field}`);
+  }
+  if (mechanism === 'oauthbearer' && typeof fields.oauthBearerProvider !== 'function') {
+    fail("sasl.oauthBearerProvider must be a function returning { value } for mechanism 'oauthbearer'", 'sasl.oauthBearerProvider');
+  }
 }

@@ -37,8 +37,9 @@ export class QueueInputDStream<T> extends DStream<T> {
 
   pushBatch(records: Iterable<T>): void {
     this.graph.assertAccepting('queueStream.pushBatch');
-    if (records === null || typeof (records as Iterable<T>)?.[Symbol.iterator] !== 'function') {
-      throw new ConfigError(`queueStream.pushBatch expects an iterable of records, got ${String(records)}`);
+    // A string is iterable as characters: push('a b a') is what was meant.
+    if (records === null || typeof records === 'string' || typeof (records as Iterable<T>)?.[Symbol.iterator] !== 'function') {
+      throw new ConfigError(`queueStream.pushBatch expects an iterable of records (push(record) for one), got ${describeValue(records)}`);
     }
     // Copied, so that the caller may reuse its array once this returns. Without oneAtATime
     // a batch takes everything queued, so small pushes (push(record) per record) fill the

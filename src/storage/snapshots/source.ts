@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { SnapshotError } from '../../errors.js';
 import { openPartitionStore } from '../partition/store.js';
 import { newerStoreFormat, readManifest, verifySnapshotSync, type SnapshotStream } from './manifest.js';
-import type { StateSource } from '../export/state-source.js';
+import { pathArgument, streamOption, type StateSource } from '../export/state-source.js';
 import { storeEntries, type ExportEntry } from '../export/state-export.js';
 
 /**
@@ -30,9 +30,10 @@ export function* snapshotEntries(path: string, stream: SnapshotStream): Generato
  * One stream of a snapshot as a StateSource, for StateSpec.initialState: the copies are
  * checked against their checksums before the first entry is read.
  */
-export function readSnapshotState<K = unknown, S = unknown>(path: string, options: { stream?: number } = {}): StateSource<K, S> & { batchTime: number } {
+export function readSnapshotState<K = unknown, S = unknown>(path: string, options?: { stream?: number }): StateSource<K, S> & { batchTime: number } {
+  pathArgument('readSnapshotState', 'path', path);
+  const streamIndex = streamOption('readSnapshotState', options);
   const manifest = readManifest(path);
-  const streamIndex = options.stream ?? 0;
   const stream: SnapshotStream | undefined = manifest.streams.find((s) => s.stream === streamIndex);
   if (!stream) throw new SnapshotError(`the snapshot at ${path} has no stream ${streamIndex} (it has ${manifest.streams.map((s) => s.stream).join(', ')})`, { snapshot: path, stream: streamIndex });
   const newer = newerStoreFormat(stream);

@@ -1,4 +1,5 @@
-import { unknownOption } from '../../errors.js';
+import { given, unknownOption } from '../../errors.js';
+import { describeValue } from '../keys.js';
 
 /** Where and how to reach ZooKeeper, as an option of a Kafka source or of a cluster. */
 export interface ZooKeeperConnectOptions {
@@ -25,24 +26,49 @@ export function isPort(text: string): boolean {
   return /^\d{1,5}$/.test(text) && Number(text) >= 1 && Number(text) <= 65535;
 }
 
+/** An absolute ZooKeeper path ZooKeeper accepts: no empty, '.' or '..' element, no trailing '/'. */
+export function isZooKeeperPath(path: unknown): path is string {
+  return typeof path === 'string' && /^(\/[^/\s]+)+$/.test(path) && !path.split('/').some((part) => part === '.' || part === '..');
+}
+
+/**
+ * `host:port[,host:port…][/chroot]` as node-zookeeper-client reads it (one chroot, after
+ * the last host): undefined when it is one, or what is wrong with it.
+ */
+export function connectProblem(connect: unknown): string | undefined {
+  if (typeof connect !== 'string' || connect.trim() === '') return 'it must be "host:port[,host:port…][/chroot]"';
+  const slash = connect.indexOf('/');
+  const hosts = slash < 0 ? connect : connect.slice(0, slash);
+  for (const host of hosts.split(',')) {
+    const match = /^[^\s:,/]+:(\d+)$/.exec(host);
+    if (!match) return `${JSON.stringify(host)} is not host:port (a chroot path goes once, after the last host)`;
+    if (!isPort(match[1])) return `port ${match[1]} of ${JSON.stringify(host)} is not from 1 to 65535`;
+  }
+  // A ',' or ':' after the first '/' is a host written after a chroot, read by the client as part of the path.
+  if (slash >= 0 && /[,:]/.test(connect.slice(slash))) return `${JSON.stringify(connect.slice(slash))} holds another host: a chroot path goes once, after the last host`;
+  if (slash >= 0 && !isZooKeeperPath(connect.slice(slash))) return `the chroot ${JSON.stringify(connect.slice(slash))} is not an absolute ZooKeeper path like /chroot`;
+  return undefined;
+}
+
 /** Checks a `zookeeper` option; `fail(message, option)` throws the caller's ConfigError. */
 export function validateZooKeeperOptions(zookeeper: ZooKeeperConnectOptions | undefined, defaultRoot: string, fail: (message: string, option: string) => never): ValidZooKeeperOptions {
-  if (zookeeper === null || typeof zookeeper !== 'object') fail('zookeeper must be an object with at least connect: "host:port"', 'zookeeper');
+  if (zookeeper === null || typeof zookeeper !== 'object' || Array.isArray(zookeeper)) fail('zookeeper must be an object with at least connect: "host:port"', 'zookeeper');
   const unknown = unknownOption(zookeeper, known);
   // A misspelt root would put the offsets under another root than the one meant, without a word.
   if (unknown !== undefined) fail(`unknown option "zookeeper.${unknown}" (known: ${known.join(', ')})`, `zookeeper.${unknown}`);
-  const hosts = typeof zookeeper.connect === 'string' ? zookeeper.connect.split(',').map((h) => /^[^\s:,]+:(\d{1,5})(\/.*)?$/.exec(h)) : [];
-  if (typeof zookeeper.connect !== 'string' || zookeeper.connect.trim() === '' || !hosts.every((h) => h !== null && isPort(h[1]))) {
-    fail(`zookeeper.connect must be "host:port[,host:port…]", each port from 1 to 65535, got ${JSON.stringify(zookeeper.connect)}`, 'zookeeper.connect');
+  const problem = connectProblem(zookeeper.connect);
+  if (problem !== undefined) fail(`zookeeper.connect must be "host:port[,host:port…][/chroot]", each port from 1 to 65535, got ${describeValue(zookeeper.connect)}: ${problem}`, 'zookeeper.connect');
+  const root = given(zookeeper.root, defaultRoot);
+  if (!isZooKeeperPath(root)) fail(`zookeeper.root must be an absolute ZooKeeper path like /statestream/app (no '.' or '..' element), got ${describeValue(root)}`, 'zookeeper.root');
+  const sessionTimeoutMs = given(zookeeper.sessionTimeoutMs, 10_000);
+  if (typeof sessionTimeoutMs !== 'number' || !Number.isInteger(sessionTimeoutMs) || sessionTimeoutMs < 1000 || sessionTimeoutMs > 120_000) {
+    fail(`zookeeper.sessionTimeoutMs must be an integer from 1000 to 120000, got ${describeValue(sessionTimeoutMs)}`, 'zookeeper.sessionTimeoutMs');
   }
-  const root = zookeeper.root ?? defaultRoot;
-  if (!/^(\/[^/\s]+)+$/.test(root)) fail(`zookeeper.root must be an absolute ZooKeeper path like /statestream/app, got ${JSON.stringify(root)}`, 'zookeeper.root');
-  const sessionTimeoutMs = zookeeper.sessionTimeoutMs ?? 10_000;
-  if (!Number.isInteger(sessionTimeoutMs) || sessionTimeoutMs < 1000 || sessionTimeoutMs > 120_000) {
-    fail(`zookeeper.sessionTimeoutMs must be an integer from 1000 to 120000, got ${JSON.stringify(zookeeper.sessionTimeoutMs)}`, 'zookeeper.sessionTimeoutMs');
-  }
-  if (zookeeper.digest !== undefined && (typeof zookeeper.digest !== 'string' || !/^[^:]+:.+$/.test(zookeeper.digest))) {
-    fail('zookeeper.digest must be "user:password"', 'zookeeper.digest');
-  }
+  if (zookeeper.digest !== undefined && !isDigest(zookeeper.digest)) fail('zookeeper.digest must be "user:password"', 'zookeeper.digest');
   return { connect: zookeeper.connect, root, sessionTimeoutMs, digest: zookeeper.digest };
+}
+
+/** `user:password` for a digest ACL. */
+export function isDigest(digest: unknown): digest is string {
+  return typeof digest === 'string' && /^[^:]+:.+$/.test(digest);
 }

@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, ManualClock, MappingModuleError, StateSpec, StreamingContext, exportJobState, readSnapshotState } from '../../src/index.js';
+import { fixture, tempDir } from '../helpers.js';
+
+/** Asserts that `run` throws a ConfigError whose message matches, and that names `option` when given. */
+function refuses(run: () => unknown, message: RegExp, option?: string): void {
+  assert.throws(run, (e: unknown) => {
+    assert.ok(e instanceof ConfigError, `a ConfigError, got ${String(e)}`);
+    assert.match(e.message, message);
+    if (option !== undefined) assert.equal((e.context as { option?: string }).option, option);
+    return true;
+  });
+}
+
+const context = (extra: object = {}) => new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1, ...extra });
+const kafka = { brokers: ['127.0.0.1:9092'], topic: 'words', groupId: 'g', zookeeper: { connect: '127.0.0.1:2181' } };
+const cluster = { zookeeper: { connect: '127.0.0.1:2181' } };
+
+describe('option values: what a value is, not only whether it was given', () => {
+  it('null is a value, refused by name, not "not given" standing in for the default', () => {
+    for (const option of ['threads', 'maxWorkerRestarts', 'stateCacheEntries']) {
+      refuses(() => context({ [option]: null }), new RegExp(`${option} must be an integer .* got null`), option);
+    }
+    refuses(() => context({ snapshotsKept: null }), /snapshotsKept must be an integer from 1 to 1000, got null/, 'snapshotsKept');
+    refuses(() => context({ clock: null }), /clock must have now\(\) and schedule/, 'clock');
+    const ssc = context();
+    for (const option of ['maxRecordsPerBatch', 'startingOffsets', 'failOnDataLoss', 'decoder', 'groupSessionTimeoutMs', 'clientId']) {
+      refuses(() => ssc.kafkaStream({ ...kafka, [option]: null } as never), new RegExp(`${option} must be .*got null`), option);
+    }
+    refuses(() => ssc.kafkaStream({ ...kafka, zookeeper: { connect: '127.0.0.1:2181', sessionTimeoutMs: null } } as never), /zookeeper\.sessionTimeoutMs must be .* got null/, 'zookeeper.sessionTimeoutMs');
+    refuses(() => ssc.kafkaStream({ ...kafka, zookeeper: { connect: '127.0.0.1:2181', root: null } } as never), /zookeeper\.root must be .* got null/, 'zookeeper.root');
+    for (const option of ['maxPairsPerBatch', 'instanceId', 'restoreTimeoutMs']) {
+      refuses(() => context({ cluster: { ...cluster, [option]: null } }), new RegExp(`cluster\\.${option} must be .*got null`), `cluster.${option}`);
+    }
+    refuses(() => StateSpec.function(fixture('count')).onRecordFailure({ policy: 'dead-letter', maxAttempts: null } as never), /maxAttempts must be an integer from 1 to 100, got null/);
+  });
+
+  it('NaN and Infinity are named as they are, not as JSON\'s null', () => {
+    refuses(() => context({ batchIntervalMs: NaN }), /batchIntervalMs must be an integer from 1 to 86400000, got NaN$/);
+    refuses(() => context({ threads: Infinity }), /threads must be an integer from 1 to 256, got Infinity$/);
+    refuses(() => context({ snapshotsKept: NaN }), /snapshotsKept .* got NaN$/);
+    refuses(() => context({ snapshotEvery: NaN }), /snapshotEvery .* got NaN$/, 'snapshotEvery');
+    refuses(() => context({ metrics: { port: NaN } }), /metrics\.port must be an integer from 0 to 65535 \(0: any free port\), got NaN$/);
+    refuses(() => context({ cluster: { ...cluster, maxPairsPerBatch: Infinity } }), /cluster\.maxPairsPerBatch must be an integer from 1 to 10000000, got Infinity$/);
+    const ssc = context();
+    refuses(() => ssc.kafkaStream({ ...kafka, maxRecordsPerBatch: NaN }), /maxRecordsPerBatch must be an integer from 1 to 10000000, got NaN$/);
+    refuses(() => ssc.kafkaStream({ ...kafka, groupSessionTimeoutMs: -Infinity }), /groupSessionTimeoutMs .* got -Infinity$/);
+    refuses(() => ssc.kafkaStream({ ...kafka, zookeeper: { connect: '127.0.0.1:2181', sessionTimeoutMs: NaN } }), /sessionTimeoutMs .* got NaN$/);
+  });
+
+  it('stop({ timeoutMs }) beyond what a Node timer holds is refused, and the job goes on until a stop it can keep', async () => {
+    const ssc = context();
+    const counts: Array<Array<[string, number]>> = [];
+    const lines = ssc.queueStream<[string, number]>();
+    lines.mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2)).foreachBatch((records) => void counts.push(records));
+    await ssc.start();
+    await assert.rejects(async () => ssc.stop({ timeoutMs: 2 ** 31 }), (e: unknown) => e instanceof ConfigError && /timeoutMs must be a number of milliseconds from 0 to 2147483647 .* got 2147483648$/.test(e.message));
+    await assert.rejects(async () => ssc.stop({ timeoutMs: NaN }), /got NaN$/);
+    assert.equal(ssc.state, 'running', 'a refused stop stops nothing: before, a timer past 2^31 − 1 ms fired at once and cut every batch');
+    lines.push(['a', 1], ['a', 1]);
+    await (ssc.clock as ManualClock).advance(100);
+    await ssc.awaitIdle();
+    await ssc.stop({ timeoutMs: 2 ** 31 - 1 });
+    assert.deepEqual(counts.flat().sort(), [['a', 1], ['a', 2]]);
+  });
+
+  it('zookeeper.connect takes one chroot, after the last host, and it must be a path ZooKeeper accepts', () => {
+    const ssc = context();
+    const connect = (value: string) => ssc.kafkaStream({ ...kafka, zookeeper: { connect: value, root: `/r${Math.random().toString(36).slice(2)}` } });
+    refuses(() => connect('zk1:2181/a,zk2:2181/b'), /"\/a,zk2:2181\/b" holds another host: a chroot path goes once, after the last host/, 'zookeeper.connect');
+    refuses(() => connect('zk1:2181/'), /the chroot "\/" is not an absolute ZooKeeper path/, 'zookeeper.connect');
+    refuses(() => connect('zk1:2181/jobs/../x'), /the chroot "\/jobs\/\.\.\/x"/, 'zookeeper.connect');
+    refuses(() => connect('zk1:2181,zk2:99999/x'), /port 99999 of "zk2:99999" is not from 1 to 65535/, 'zookeeper.connect');
+    connect('zk1:2181,zk2:2181/team-a');
+    connect('zk1:2181');
+  });
+
+  it("ZooKeeper roots and the app name refuse '.' and '..' elements, and a root must be a string", () => {
+    const ssc = context();
+    for (const root of ['/jobs/..', '/a/.', '/a//b']) {
+      refuses(() => ssc.kafkaStream({ ...kafka, zookeeper: { connect: '127.0.0.1:2181', root } }), /zookeeper\.root must be an absolute ZooKeeper path .*no '\.' or '\.\.' element/, 'zookeeper.root');
+    }
+    refuses(() => ssc.kafkaStream({ ...kafka, zookeeper: { connect: '127.0.0.1:2181', root: ['/a'] as never } }), /zookeeper\.root .* got \["\/a"\]/, 'zookeeper.root');
+    refuses(() => context({ cluster: { zookeeper: { connect: '127.0.0.1:2181', root: '/x/..' } } }), /cluster\.zookeeper\.root must be/, 'cluster.zookeeper.root');
+    for (const appName of ['.', '..']) refuses(() => context({ appName }), /appName must be .*not '\.' or '\.\.'/, 'appName');
+    assert.equal(context({ appName: '...' }).appName, '...');
+    for (const topic of ['.', '..']) refuses(() => ssc.kafkaStream({ ...kafka, topic }), /Kafka refuses '\.' and '\.\.'/, 'topic');
+  });
+
+  it('a blank data folder, a default thread count past the bound, and a snapshot interval that would never come', () => {
+    refuses(() => context({ dataDir: '   ' }), /dataDir must be a non-empty path string, got "   "/, 'dataDir');
+    refuses(() => context({ snapshotEvery: 10_000_000 }), /snapshotEvery must be a number of batches from 1 to 1000000/, 'snapshotEvery');
+    refuses(() => context({ snapshotEvery: { ms: 31 * 24 * 3600_000 } }), /\(n from 1 to 2592000000, 30 days\)/, 'snapshotEvery');
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir() });
+    assert.ok(ssc.threads >= 1 && ssc.threads <= 256);
+  });
+
+  it('metrics and the page on one port are refused when given; a host that is no address here is named as the host at start()', async () => {
+    refuses(() => context({ metrics: { port: 9464 }, ui: { port: 9464 } }), /metrics\.port and ui\.port are both 9464/, 'ui.port');
+    context({ metrics: { port: 0 }, ui: { port: 0 } });
+    const ssc = context({ metrics: { port: 0, host: '192.0.2.1' } });
+    ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+    await assert.rejects(ssc.start(), (e: unknown) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match(e.message, /metrics\.host: metrics cannot listen on 192\.0\.2\.1:0: EADDRNOTAVAIL/);
+      assert.equal((e.context as { option?: string }).option, 'metrics.host');
+      return true;
+    });
+    assert.equal(ssc.state, 'stopped');
+  });
+
+  it('a string is not taken as an iterable of records or of initial pairs', () => {
+    refuses(() => StateSpec.function(fixture('count')).initialState('abc' as never), /initialState expects an iterable of \[key, state\] pairs .* got "abc"/, 'initialState');
+    const ssc = context();
+    const lines = ssc.queueStream<string>();
+    refuses(() => lines.pushBatch('a b a'), /pushBatch expects an iterable of records \(push\(record\) for one\), got "a b a"/);
+    lines.pushBatch(['a b a']);
+  });
+
+  it('a StateSpec is taken as it is when mapWithState is called: a setter called later shapes later streams only', () => {
+    const ssc = context();
+    const spec = StateSpec.function(fixture('count')).numPartitions(3);
+    const first = ssc.queueStream<[string, number]>().mapWithState(spec) as unknown as { numPartitions: number; spec: StateSpec<unknown, unknown, unknown, unknown> };
+    spec.numPartitions(5).timeout(1000).onRecordFailure({ policy: 'dead-letter' }).stateVersion(2).initialState([['a', 1]]);
+    assert.equal(first.numPartitions, 3, 'before, the stream reported the later count while its stores kept the first');
+    assert.equal(first.spec.getTimeout(), null);
+    assert.equal(first.spec.getRecordFailure().policy, 'stop');
+    assert.equal(first.spec.getStateVersion(), 1);
+    assert.equal(first.spec.getInitialState(), undefined);
+    const second = ssc.queueStream<[string, number]>().mapWithState(spec) as unknown as { numPartitions: number };
+    assert.equal(second.numPartitions, 5);
+    // A cluster stream's checks see the spec as it is taken: initialState set after it cannot slip by them.
+    const clustered = context({ cluster });
+    const late = StateSpec.function(fixture('count'));
+    const pairs = clustered.kafkaStream(kafka).map((record) => [record.value, 1] as [string, number]);
+    const stream = pairs.mapWithState(late) as unknown as { spec: StateSpec<unknown, unknown, unknown, unknown> };
+    late.initialState([['a', 1]]).stateVersion(2);
+    assert.equal(stream.spec.getInitialState(), undefined);
+    assert.equal(stream.spec.getStateVersion(), 1);
+  });
+
+  it('a mapping module must be a local JavaScript file', () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'fn.js'));
+    writeFileSync(join(dir, 'count.ts'), 'export default () => undefined;\n');
+    assert.throws(() => StateSpec.function(join(dir, 'fn.js')), (e: unknown) => e instanceof MappingModuleError && /the mapping module .*fn\.js is not a file \(a folder\?\)/.test(e.message));
+    assert.throws(() => StateSpec.function(join(dir, 'count.ts')), (e: unknown) => e instanceof MappingModuleError && /count\.ts is not a JavaScript file \(\.js, \.mjs or \.cjs\); .* compile it first/.test(e.message));
+    refuses(() => StateSpec.function('file://otherhost/srv/count.js'), /the mapping module must be a local file URL \(file:\/\/\/path\/fn\.js\), got file:\/\/otherhost\/srv\/count\.js/);
+  });
+
+  it('kafkaStream ssl and sasl are checked when given, as kafkajs would only find out when it connects', () => {
+    const ssc = context();
+    refuses(() => ssc.kafkaStream({ ...kafka, ssl: 'yes' as never }), /ssl must be true, false or a TLS options object .* got "yes"/, 'ssl');
+    refuses(() => ssc.kafkaStream({ ...kafka, sasl: { mechanism: 'gssapi' } as never }), /sasl\.mechanism must be one of 'plain', 'scram-sha-256', 'scram-sha-512', 'aws', 'oauthbearer', got "gssapi"/, 'sasl.mechanism');
+    refuses(() => ssc.kafkaStream({ ...kafka, sasl: { mechanism: 'plain', username: 'u' } as never }), /sasl\.password must be a non-empty string for mechanism 'plain'/, 'sasl.password');
+    refuses(() => ssc.kafkaStream({ ...kafka, sasl: { mechanism: 'oauthbearer' } as never }), /sasl\.oauthBearerProvider must be a function/, 'sasl.oauthBearerProvider');
+    ssc.kafkaStream({ ...kafka, ssl: true, sasl: { mechanism: 'scram-sha-512', username: 'u', password: 'p' } });
+  });
+
+  it('exportJobState and readSnapshotState check their arguments: a misspelt stream is not read as stream 0', async () => {
+    const dataDir = tempDir();
+    await assert.rejects(exportJobState(dataDir, join(dataDir, 'out.msgpack'), { streem: 1 } as never), /exportJobState: unknown option "streem" \(known: stream\)/);
+    await assert.rejects(exportJobState(undefined as never, join(dataDir, 'out.msgpack')), (e: unknown) => e instanceof ConfigError && /exportJobState: dataDir must be a non-empty path string, got undefined/.test(e.message));
+    await assert.rejects(exportJobState(dataDir, 42 as never), /exportJobState: target must be a file path or a writable stream, got 42/);
+    await assert.rejects(exportJobState(dataDir, join(dataDir, 'out.msgpack'), { stream: -1 }), /stream must be an integer ≥ 0/);
+    refuses(() => readSnapshotState(dataDir, { streem: 0 } as never), /readSnapshotState: unknown option "streem"/, 'streem');
+    refuses(() => readSnapshotState(dataDir, { stream: 1.5 }), /readSnapshotState: stream must be an integer ≥ 0 .* got 1\.5/, 'stream');
+    refuses(() => readSnapshotState('' as never), /readSnapshotState: path must be a non-empty path string/, 'path');
+  });
+});

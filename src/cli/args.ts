@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { connectProblem, isDigest, isZooKeeperPath } from '../storage/zookeeper/connect-options.js';
 
@@ -55,8 +56,12 @@ export function parseCommand(command: string, args: string[], options: OptionSpe
   try {
     parsed = parseArgs({ args, options: { ...commonOptions, ...options }, allowPositionals: true, strict: true }) as Parsed;
   } catch (error) {
+    const message = (error as Error).message;
+    // A value that starts with '-' (a negative number) reads as another option: say so in one line.
+    const ambiguous = /^Option '(--[\w-]+)[^']*' argument is ambiguous/.exec(message);
+    if (ambiguous) throw new UsageError(`${ambiguous[1]} is missing its value, or its value starts with '-' (write ${ambiguous[1]}=<value> for such a value)`, command);
     // parseArgs' messages already name the flag ("Unknown option '--bogus'"); drop its own hint.
-    throw new UsageError((error as Error).message.split('. To specify')[0].replace(/\.$/, ''), command);
+    throw new UsageError(message.split('\n')[0].split('. To specify')[0].replace(/\.$/, ''), command);
   }
   if (parsed.values.help) return parsed;
   const n = parsed.positionals.length;
@@ -79,7 +84,11 @@ export function common(command: string, values: Parsed['values']): Common {
   const raw = values.stream as string | undefined;
   const stream = raw === undefined ? 0 : Number(raw);
   if (raw !== undefined && (!/^\d+$/.test(raw) || !Number.isSafeInteger(stream))) throw new UsageError(`--stream must be a stream index (0, 1, …), got ${JSON.stringify(raw)}`, command);
-  return { dataDir: (values['data-dir'] as string | undefined) ?? './statestream-data', stream, streamGiven: raw !== undefined, json: values.json === true, quiet: values.quiet === true };
+  const dataDir = (values['data-dir'] as string | undefined) ?? './statestream-data';
+  if (dataDir.trim() === '') throw new UsageError('--data-dir must be a folder path, got ""', command);
+  // A file given as the folder would read as a folder with nothing in it ("No snapshots"), or fail with a bare ENOTDIR.
+  if (statSync(dataDir, { throwIfNoEntry: false })?.isDirectory() === false) throw new CliFailure(`${dataDir} is not a folder (give the job's data folder with --data-dir)`);
+  return { dataDir, stream, streamGiven: raw !== undefined, json: values.json === true, quiet: values.quiet === true };
 }
 
 export function integer(command: string, values: Parsed['values'], name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {

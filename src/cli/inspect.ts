@@ -146,6 +146,10 @@ function humanReport(report: Report, streams: StreamReport[]): string {
     out.push(`  keys: ${s.keyCount}   last committed batch: ${formatBatch(s.lastBatch)}`);
     if (s.interrupted) out.push(`  ${s.interrupted}: the next start finishes it (or rolls it back)`);
     if (s.behind.length > 0) out.push(`  partitions ${s.behind.join(', ')} hold an older batch (a batch was in flight when the job stopped; the next start completes it)`);
+    if (s.partitions.length === 0) {
+      out.push('  no partition stores: the folder is empty, the stream has no state yet');
+      continue;
+    }
     out.push(
       table([
         ['partition', 'health', 'keys', 'last batch', 'data.mdb', 'dead letters', 'path'],

@@ -47,11 +47,19 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined) throw new UsageError('missing command', undefined);
-  if (command === '--version' || command === '-V') {
+  // -V is listed among the options every command takes: it answers wherever it stands (before a '--').
+  const options = argv.indexOf('--') < 0 ? argv : argv.slice(0, argv.indexOf('--'));
+  if (options.includes('--version') || options.includes('-V')) {
     // dist/src/cli/main.js → the package's own package.json.
     const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
     process.stdout.write(`statestream ${pkg.version}\n`);
     return 0;
+  }
+  if (command === 'help' && rest.length > 0) {
+    // `help snapshot` is `snapshot --help`.
+    const [topic, ...sub] = rest;
+    if (!Object.hasOwn(commands, topic)) throw new UsageError(`help: unknown command ${JSON.stringify(topic)}`, undefined);
+    return commands[topic]([...sub, '--help']);
   }
   if (command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${usage}\n`);
@@ -65,8 +73,13 @@ async function main(argv: string[]): Promise<number> {
   return run(rest);
 }
 
+/** What a shell reports for a writer whose pipe closed (128 + SIGPIPE). */
+const CLOSED_PIPE_EXIT = 141;
+
 function report(error: unknown): number {
   const debug = process.env.STATESTREAM_DEBUG === '1';
+  // `export --out - | head`: the reader had enough. Nothing to report, as for any Unix filter.
+  if ((error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE') return CLOSED_PIPE_EXIT;
   if (error instanceof UsageError) {
     const help = error.command ? `statestream ${error.command.split(' ')[0]} --help` : 'statestream --help';
     process.stderr.write(`statestream: ${error.message}\nRun '${help}' for usage.\n`);
@@ -77,6 +90,12 @@ function report(error: unknown): number {
   if (debug && error instanceof Error) process.stderr.write(`${error.stack}\n`);
   return 1;
 }
+
+// A reader that closed the pipe ends the command at once, quietly: what is left has nowhere to go.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(CLOSED_PIPE_EXIT);
+  throw error;
+});
 
 // The exit code is set, not forced: process.exit could cut short an export still flushing to stdout.
 main(process.argv.slice(2)).then(

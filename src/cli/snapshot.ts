@@ -2,7 +2,7 @@ import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { partitionFolder, stateDir } from '../storage/partition/store.js';
-import { findSnapshot, listSnapshots, newerStoreFormat, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
+import { findSnapshot, listSnapshots, newerStoreFormat, scanSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
 import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
 import { asideFolder, commitSwap, moveWithSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
@@ -18,10 +18,12 @@ export const snapshotUsage = `Usage: statestream snapshot <list|create|restore> 
 
 Run 'statestream snapshot <command> --help' for each command's options.`;
 
-const listUsage = `Usage: statestream snapshot list [--data-dir <path>] [--verify] [--json]
+const listUsage = `Usage: statestream snapshot list [--data-dir <path>] [--stream <n>] [--verify] [--json]
 
 Lists the whole snapshots, newest first: batch time, when it was created, partitions,
-keys and bytes. --verify recomputes every copy's SHA-256 and compares it with the manifest.
+keys and bytes. --stream lists only the snapshots that hold that stream. --verify
+recomputes every copy's SHA-256 and compares it with the manifest; a snapshot folder
+whose manifest cannot be read fails it too (without --verify it is named on stderr).
 
 Exit codes: 0 success, 1 a snapshot fails verification, 2 usage error.`;
 
@@ -93,12 +95,21 @@ function summary(s: SnapshotInfo) {
 async function list(args: string[]): Promise<number> {
   const { values } = parseCommand('snapshot list', args, { verify: { type: 'boolean' } }, { min: 0, max: 0, names: '' });
   if (values.help) return print(listUsage), 0;
-  const { dataDir, json } = common('snapshot list', values);
+  const { dataDir, json, stream, streamGiven } = common('snapshot list', values);
   if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
   const rows = [];
-  for (const s of listSnapshots(dataDir)) {
+  const { readable, unreadable } = scanSnapshots(dataDir);
+  for (const s of readable) {
+    if (streamGiven && !s.manifest.streams.some((m) => m.stream === stream)) continue;
     const problems = values.verify ? await verifySnapshot(s) : undefined;
     rows.push({ ...summary(s), ...(problems ? { verified: problems.length === 0, problems } : {}) });
+  }
+  // A snapshot whose manifest cannot be read is no candidate for restore: --verify fails on it, a plain list names it.
+  if (values.verify) {
+    for (const u of unreadable) rows.push({ batchTime: u.batchTime, createdAt: '-', path: u.path, streams: [], partitions: 0, keyCount: 0, bytes: 0, sources: [], verified: false, problems: [u.problem] });
+    rows.sort((a, b) => b.batchTime - a.batchTime);
+  } else {
+    for (const u of unreadable) process.stderr.write(`statestream: snapshot ${u.batchTime} cannot be read: ${u.problem}\n`);
   }
   if (json) print(toJson(rows, 2));
   else if (rows.length === 0) print(`No snapshots under ${join(dataDir, 'snapshots')}.`);
@@ -153,6 +164,8 @@ async function create(args: string[]): Promise<number> {
   const zk = zookeeperTarget('snapshot create', values);
   const indexes = streamGiven ? [stream] : streamsOnDisk(dataDir);
   if (indexes.length === 0) throw new CliFailure(`there is no state to snapshot under ${dataDir}`);
+  // Looked for before the lock is taken: taking it would create a mistyped folder and its lock file.
+  for (const s of indexes) if (!existsSync(stateDir(dataDir, s))) throw new CliFailure(`stream ${s} has no state under ${dataDir} (no ${stateDir(dataDir, s)})`);
   const lock = await lockFolder(dataDir, 'snapshot create');
   try {
     for (const s of indexes) assertJobStopped(dataDir, s, 'snapshot create');

@@ -53,6 +53,8 @@ export function openStream(dataDir: string, stream: number): OpenStream {
   if (pending) throw new CliFailure(`${pending}; start the job once so it finishes it (or rolls it back), then try again`);
   const dir = stateDir(dataDir, stream);
   if (!existsSync(dir)) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${dir})`);
+  // An empty folder (a job stopped before its first store was made) holds no state, as inspect says; it is not damage.
+  if (partitionsOnDisk(dataDir, stream).length === 0) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (${dir} holds no partition store)`);
   const first = partitionPath(dataDir, stream, 0);
   const firstProblem = checkStoreFile(first);
   if (firstProblem) throw new CliFailure(`partition 0 of stream ${stream} is damaged: ${firstProblem} (${first}); see 'statestream inspect'`);

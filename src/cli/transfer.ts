@@ -1,5 +1,5 @@
-import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { Key } from 'lmdb';
 import { murmur2Partitioner } from '../engine/partitioner.js';
 import { BatchLog, FORMAT_VERSION, writeLayout } from '../storage/partition/batch-log.js';
@@ -55,6 +55,18 @@ Progress goes to stderr: a bar on a terminal, a line every 2 s otherwise (--quie
 
 Exit codes: 0 success, 1 not an export / damaged export / the stream has state (without --replace), 2 usage error.`;
 
+/**
+ * Refuses an --out the export could not be written to, naming it: the export is written to
+ * a temporary file beside it and renamed, so otherwise the error would name that file.
+ */
+function checkOutFile(out: string): void {
+  if (statSync(out, { throwIfNoEntry: false })?.isDirectory()) throw new CliFailure(`--out ${out} is a folder; give the export file's path`);
+  const folder = dirname(resolve(out));
+  const stat = statSync(folder, { throwIfNoEntry: false });
+  if (stat === undefined) throw new CliFailure(`--out ${out}: there is no folder ${folder} to write it in`);
+  if (!stat.isDirectory()) throw new CliFailure(`--out ${out}: ${folder} is not a folder`);
+}
+
 /** Where the export goes: a file path, or stdout (then the summary goes to stderr). */
 function target(out: string): string | NodeJS.WritableStream {
   return out === '-' ? process.stdout : out;
@@ -72,6 +84,8 @@ export async function exportCommand(args: string[]): Promise<number> {
   const { dataDir, stream, json, quiet } = common('export', values);
   const out = values.out as string | undefined;
   if (out === undefined) throw new UsageError('export: missing --out <file|-> (- writes to stdout)', 'export');
+  if (out.trim() === '') throw new UsageError('export: --out must be a file path, or - for stdout; got ""', 'export');
+  if (out !== '-') checkOutFile(out);
   const snapshotTime = values.snapshot === undefined ? undefined : batchTimeArg('export', values.snapshot as string, '--snapshot');
 
   let entries: Iterable<ExportEntry>;
@@ -139,6 +153,7 @@ export async function importCommand(args: string[]): Promise<number> {
   const given = integer('import', values, 'partitions', 1, MAX_PARTITIONS);
   const file = positionals[0];
   if (!existsSync(file)) throw new CliFailure(`there is no file ${file}`);
+  if (!statSync(file).isFile()) throw new CliFailure(`${file} is not a file (give a state export, as 'statestream export' writes)`);
   let source: StateExport;
   try {
     source = readStateExport(file);

@@ -83,19 +83,33 @@ export function newerStoreFormat(stream: SnapshotStream): string | undefined {
 
 /** Whole snapshots, newest first. Half-written ones are not listed (their names say so). */
 export function listSnapshots(dataDir: string): SnapshotInfo[] {
+  return scanSnapshots(dataDir).readable;
+}
+
+/** A snapshot folder whose manifest cannot be read (damaged by hand, or a newer format): never a candidate for restore. */
+export interface UnreadableSnapshot {
+  batchTime: number;
+  path: string;
+  problem: string;
+}
+
+/** Every snapshot folder, newest first: those whose manifest reads, and those whose does not, with why. */
+export function scanSnapshots(dataDir: string): { readable: SnapshotInfo[]; unreadable: UnreadableSnapshot[] } {
   const dir = snapshotsDir(dataDir);
-  if (!existsSync(dir)) return [];
-  const found: SnapshotInfo[] = [];
+  const readable: SnapshotInfo[] = [];
+  const unreadable: UnreadableSnapshot[] = [];
+  if (!existsSync(dir)) return { readable, unreadable };
   for (const name of readdirSync(dir)) {
     if (!/^\d+$/.test(name)) continue;
     const path = join(dir, name);
     try {
-      found.push({ batchTime: Number(name), path, manifest: readManifest(path) });
-    } catch {
-      // A folder someone damaged by hand: not a candidate for restore; verifySnapshot says why.
+      readable.push({ batchTime: Number(name), path, manifest: readManifest(path) });
+    } catch (error) {
+      unreadable.push({ batchTime: Number(name), path, problem: (error as Error).message });
     }
   }
-  return found.sort((a, b) => b.batchTime - a.batchTime);
+  const newestFirst = (a: { batchTime: number }, b: { batchTime: number }) => b.batchTime - a.batchTime;
+  return { readable: readable.sort(newestFirst), unreadable: unreadable.sort(newestFirst) };
 }
 
 export function findSnapshot(dataDir: string, batchTime: number): SnapshotInfo {

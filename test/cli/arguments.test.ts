@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { StateSpec } from '../../src/index.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
+
+const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI; `closeAfter` bytes of stdout are read before the pipe is closed, as `| head -c n` does. */
+function run(args: string[], closeAfter?: number): Promise<Ran> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString('latin1');
+      if (closeAfter !== undefined && stdout.length >= closeAfter) child.stdout.destroy();
+    });
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`statestream ${args.join(' ')} did not finish within 60 s`));
+    }, 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const noStack = (ran: Ran) => assert.doesNotMatch(ran.stderr, /\n\s+at /, `no stack trace: ${ran.stderr}`);
+
+function failsWith(ran: Ran, code: number, message: RegExp): void {
+  noStack(ran);
+  assert.equal(ran.code, code, ran.stderr);
+  assert.match(ran.stderr, message);
+}
+
+describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
+  let dataDir = '';
+  const version = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+  before(async () => {
+    dataDir = tempDir();
+    const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2), { dataDir, snapshotEvery: 1 });
+    // Enough keys that an export does not fit one pipe buffer.
+    await job.batchWithSnapshot(Array.from({ length: 20_000 }, (_, i) => [`key-${i}-${'x'.repeat(20)}`, 1] as [string, number]));
+    await job.ssc.stop();
+  });
+
+  it('--zookeeper and --zk-digest: a bad port, a chroot per host, a digest without a colon are usage errors, not crashes', async () => {
+    const zk = (...more: string[]) => run(['inspect', '--data-dir', dataDir, '--zk-root', '/statestream/app', ...more]);
+    failsWith(await zk('--zookeeper', '127.0.0.1:99999'), 2, /--zookeeper must be host:port\[,host:port…\]\[\/chroot\], each port from 1 to 65535: port 99999 of "127\.0\.0\.1:99999" is not from 1 to 65535/);
+    failsWith(await zk('--zookeeper', '127.0.0.1:abc'), 2, /"127\.0\.0\.1:abc" is not host:port/);
+    failsWith(await zk('--zookeeper', 'a:2181/x,b:2181/y'), 2, /holds another host: a chroot path goes once, after the last host/);
+    failsWith(await zk('--zookeeper', '127.0.0.1:2181', '--zk-digest', 'nocolon'), 2, /--zk-digest must be user:password/);
+    failsWith(await run(['inspect', '--data-dir', dataDir, '--zookeeper', '127.0.0.1:2181', '--zk-root', '/statestream/..']), 2, /--zk-root must be an absolute ZooKeeper path .*no '\.' or '\.\.' element/);
+  });
+
+  it('-V and --version answer wherever they stand; help <command> is that command\'s help', async () => {
+    for (const args of [['-V'], ['inspect', '--version'], ['snapshot', 'list', '-V']]) {
+      const ran = await run(args);
+      assert.equal(ran.code, 0, `${args.join(' ')}: ${ran.stderr}`);
+      assert.equal(ran.stdout, `statestream ${version}\n`);
+    }
+    const help = await run(['help', 'snapshot', 'list']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /^Usage: statestream snapshot list /);
+    const top = await run(['help', 'inspect']);
+    assert.match(top.stdout, /^Usage: statestream inspect /);
+    failsWith(await run(['help', 'nope']), 2, /help: unknown command "nope"/);
+  });
+
+  it('a --data-dir that is a file, or blank, is named as such by every command', async () => {
+    const file = join(tempDir(), 'not-a-folder');
+    writeFileSync(file, 'x');
+    for (const args of [['snapshot', 'list'], ['inspect'], ['snapshot', 'create', '--stream', '0'], ['state', 'count'], ['export', '--out', join(tempDir(), 'x.msgpack')]]) {
+      failsWith(await run([...args, '--data-dir', file]), 1, new RegExp(`${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is not a folder \\(give the job's data folder with --data-dir\\)`));
+    }
+    failsWith(await run(['inspect', '--data-dir', '']), 2, /--data-dir must be a folder path/);
+  });
+
+  it('snapshot create on a mistyped folder creates nothing there', async () => {
+    const typo = join(tempDir(), 'dta');
+    failsWith(await run(['snapshot', 'create', '--data-dir', typo, '--stream', '0']), 1, /stream 0 has no state under .*dta \(no .*state-0\)/);
+    assert.equal(existsSync(typo), false, 'no folder, no lock file');
+  });
+
+  it('an empty stream folder has no state, as every command says', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'state-0'));
+    const inspect = await run(['inspect', '--data-dir', dir]);
+    assert.equal(inspect.code, 0, inspect.stderr);
+    assert.match(inspect.stdout, /no partition stores: the folder is empty, the stream has no state yet/);
+    for (const args of [['state', 'count'], ['export', '--out', join(tempDir(), 'x.msgpack')]]) {
+      failsWith(await run([...args, '--data-dir', dir]), 1, /stream 0 has no state under .* holds no partition store/);
+    }
+  });
+
+  it('snapshot list: --stream picks the snapshots holding it, --verify fails on a manifest it cannot read', async () => {
+    const listed = await run(['snapshot', 'list', '--data-dir', dataDir, '--json']);
+    assert.equal(listed.code, 0, listed.stderr);
+    const all = JSON.parse(listed.stdout) as Array<{ batchTime: number }>;
+    assert.equal(all.length, 1);
+    const other = JSON.parse((await run(['snapshot', 'list', '--data-dir', dataDir, '--stream', '1', '--json'])).stdout) as unknown[];
+    assert.deepEqual(other, [], 'no snapshot holds stream 1');
+    const bad = join(dataDir, 'snapshots', '999999999');
+    mkdirSync(bad);
+    writeFileSync(join(bad, 'manifest.json'), '{ not json');
+    try {
+      failsWith(await run(['snapshot', 'list', '--data-dir', dataDir, '--verify']), 1, /1 snapshot\(s\) fail verification: 999999999/);
+      const plain = await run(['snapshot', 'list', '--data-dir', dataDir]);
+      assert.equal(plain.code, 0);
+      assert.match(plain.stderr, /snapshot 999999999 cannot be read/);
+    } finally {
+      rmSync(bad, { recursive: true });
+    }
+  });
+
+  it('import of a folder, and export to a path that cannot be written, name what was given', async () => {
+    failsWith(await run(['import', tempDir(), '--data-dir', tempDir()]), 1, /is not a file \(give a state export/);
+    failsWith(await run(['export', '--data-dir', dataDir, '--out', '']), 2, /--out must be a file path, or - for stdout/);
+    const missing = join(tempDir(), 'no', 'such');
+    failsWith(await run(['export', '--data-dir', dataDir, '--out', join(missing, 'x.msgpack')]), 1, /there is no folder .*no\/such to write it in/);
+    const folder = tempDir();
+    failsWith(await run(['export', '--data-dir', dataDir, '--out', folder]), 1, /is a folder; give the export file's path/);
+    assert.doesNotMatch((await run(['export', '--data-dir', dataDir, '--out', join(missing, 'x.msgpack')])).stderr, /\.tmp/);
+  });
+
+  it('a negative value is named in one line; a reader that closes the pipe ends the export quietly', async () => {
+    const negative = await run(['import', 'x.msgpack', '--data-dir', tempDir(), '--partitions', '-3']);
+    failsWith(negative, 2, /^statestream: --partitions is missing its value, or its value starts with '-' \(write --partitions=<value> for such a value\)\nRun 'statestream import --help' for usage\.\n$/);
+    const closed = await run(['export', '--data-dir', dataDir, '--out', '-'], 1000);
+    noStack(closed);
+    assert.equal(closed.code, 141, closed.stderr);
+    assert.equal(closed.stderr, '');
+  });
+});

@@ -1,41 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { StateSpec } from '../../src/index.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { runCli, type CliRun } from './run-cli.js';
 
-const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-
-interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI; `closeAfter` bytes of stdout are read before the pipe is closed, as `| head -c n` does. */
-function run(args: string[], closeAfter?: number): Promise<Ran> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString('latin1');
-      if (closeAfter !== undefined && stdout.length >= closeAfter) child.stdout.destroy();
-    });
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`statestream ${args.join(' ')} did not finish within 60 s`));
-    }, 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+type Ran = CliRun;
+const run = (args: string[], closeAfter?: number) => runCli(args, { closeAfter });
 
 const noStack = (ran: Ran) => assert.doesNotMatch(ran.stderr, /\n\s+at /, `no stack trace: ${ran.stderr}`);
 

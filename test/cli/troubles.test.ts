@@ -1,39 +1,20 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cpSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import zookeeper from 'node-zookeeper-client';
 import { StateSpec } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { CliFailure } from '../../src/cli/args.js';
 import { withZooKeeper } from '../../src/cli/zk.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { runCli } from './run-cli.js';
 import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
 
-const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-/** Runs the CLI without blocking the event loop (a test's ZooKeeper must keep answering meanwhile). */
-function run(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args]);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`statestream ${args.join(' ')} did not finish within 60 s`));
-    }, 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const run = (...args: string[]) => runCli(args);
 
 const noStack = (text: string) => assert.doesNotMatch(text, /\n\s+at /, 'no stack trace');
 

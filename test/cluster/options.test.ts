@@ -17,7 +17,7 @@ describe('cluster options: checked when the context is made, naming the option',
   it('refuses a malformed cluster option', () => {
     refused(() => context({ cluster: 'zk:2181' }), 'cluster', /cluster must be an object like \{ zookeeper: \{ connect \} \}/);
     refused(() => context({ cluster: { zookeeper: zk, standby: 1 } }), 'cluster.standby', /cluster\.standby is not a cluster option \(known: zookeeper, instanceId, maxPairsPerBatch, restoreTimeoutMs\)/);
-    refused(() => context({ cluster: { zookeeper: { connect: 'no port' } } }), 'cluster.zookeeper.connect', /cluster\.zookeeper\.connect must be "host:port\[,host:port…\]", each port from 1 to 65535, got "no port"/);
+    refused(() => context({ cluster: { zookeeper: { connect: 'no port' } } }), 'cluster.zookeeper.connect', /cluster\.zookeeper\.connect must be "host:port\[,host:port…\]\[\/chroot\]", each port from 1 to 65535, got "no port": "no port" is not host:port/);
     refused(() => context({ cluster: { zookeeper: { ...zk, root: 'relative' } } }), 'cluster.zookeeper.root', /absolute ZooKeeper path/);
     refused(() => context({ cluster: { zookeeper: zk, instanceId: 'has space' } }), 'cluster.instanceId', /instanceId must be 1–100 characters .* got "has space"/);
     refused(() => context({ cluster: { zookeeper: zk, maxPairsPerBatch: 0 } }), 'cluster.maxPairsPerBatch', /from 1 to 10000000, got 0/);

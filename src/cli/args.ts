@@ -30,7 +30,16 @@ export const commonOptions: OptionSpec = {
   json: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
 };
+
+/** -V among a command's options: main prints the version instead of running the command. */
+export class VersionAsked extends Error {
+  constructor() {
+    super('the version was asked for');
+    this.name = 'VersionAsked';
+  }
+}
 
 export const zookeeperOptions: OptionSpec = {
   zookeeper: { type: 'string' },
@@ -63,6 +72,7 @@ export function parseCommand(command: string, args: string[], options: OptionSpe
     // parseArgs' messages already name the flag ("Unknown option '--bogus'"); drop its own hint.
     throw new UsageError(message.split('\n')[0].split('. To specify')[0].replace(/\.$/, ''), command);
   }
+  if (parsed.values.version) throw new VersionAsked();
   if (parsed.values.help) return parsed;
   const n = parsed.positionals.length;
   if (n < positionals.min) throw new UsageError(`${command}: missing ${positionals.names}`, command);
@@ -87,8 +97,18 @@ export function common(command: string, values: Parsed['values']): Common {
   const dataDir = (values['data-dir'] as string | undefined) ?? './statestream-data';
   if (dataDir.trim() === '') throw new UsageError('--data-dir must be a folder path, got ""', command);
   // A file given as the folder would read as a folder with nothing in it ("No snapshots"), or fail with a bare ENOTDIR.
-  if (statSync(dataDir, { throwIfNoEntry: false })?.isDirectory() === false) throw new CliFailure(`${dataDir} is not a folder (give the job's data folder with --data-dir)`);
+  if (!isFolderOrNothing(dataDir)) throw new CliFailure(`${dataDir} is not a folder (give the job's data folder with --data-dir)`);
   return { dataDir, stream, streamGiven: raw !== undefined, json: values.json === true, quiet: values.quiet === true };
+}
+
+/** A path that is a folder, or where nothing is yet; not a file, nor a path through one (ENOTDIR). */
+function isFolderOrNothing(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isDirectory() !== false;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return false;
+    throw error;
+  }
 }
 
 export function integer(command: string, values: Parsed['values'], name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {

@@ -4,7 +4,7 @@
  * stores, list, create and restore snapshots, read a key's state. One file per command group.
  */
 import { readFileSync } from 'node:fs';
-import { UsageError } from './args.js';
+import { UsageError, VersionAsked } from './args.js';
 import { inspect } from './inspect.js';
 import { reshard } from './reshard.js';
 import { snapshot } from './snapshot.js';
@@ -47,15 +47,10 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined) throw new UsageError('missing command', undefined);
-  // -V is listed among the options every command takes: it answers wherever it stands (before a '--').
-  const options = argv.indexOf('--') < 0 ? argv : argv.slice(0, argv.indexOf('--'));
-  if (options.includes('--version') || options.includes('-V')) {
-    // dist/src/cli/main.js → the package's own package.json.
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-    process.stdout.write(`statestream ${pkg.version}\n`);
-    return 0;
-  }
-  if (command === 'help' && rest.length > 0) {
+  // -V is among the options every command takes: a command's parser finds it among its options
+  // (never as an option's value); here it is found first, or after a command group's name.
+  if (isVersion(command) || (rest.length > 0 && isVersion(rest[0]))) return printVersion();
+  if (command === 'help' && rest.length > 0 && !['--help', '-h'].includes(rest[0])) {
     // `help snapshot` is `snapshot --help`.
     const [topic, ...sub] = rest;
     if (!Object.hasOwn(commands, topic)) throw new UsageError(`help: unknown command ${JSON.stringify(topic)}`, undefined);
@@ -76,10 +71,23 @@ async function main(argv: string[]): Promise<number> {
 /** What a shell reports for a writer whose pipe closed (128 + SIGPIPE). */
 const CLOSED_PIPE_EXIT = 141;
 
+function isVersion(arg: string): boolean {
+  return arg === '--version' || arg === '-V';
+}
+
+function printVersion(): number {
+  // dist/src/cli/main.js → the package's own package.json.
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  process.stdout.write(`statestream ${pkg.version}\n`);
+  return 0;
+}
+
 function report(error: unknown): number {
+  if (error instanceof VersionAsked) return printVersion();
   const debug = process.env.STATESTREAM_DEBUG === '1';
   // `export --out - | head`: the reader had enough. Nothing to report, as for any Unix filter.
-  if ((error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE') return CLOSED_PIPE_EXIT;
+  // Only stdout's own: a socket's EPIPE (ZooKeeper's, a broker's) is a failure to report.
+  if ((error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE' && process.stdout.errored) return CLOSED_PIPE_EXIT;
   if (error instanceof UsageError) {
     const help = error.command ? `statestream ${error.command.split(' ')[0]} --help` : 'statestream --help';
     process.stderr.write(`statestream: ${error.message}\nRun '${help}' for usage.\n`);

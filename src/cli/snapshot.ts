@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { BatchLog } from '../storage/partition/batch-log.js';
-import { partitionFolder, stateDir } from '../storage/partition/store.js';
+import { partitionFolder, partitionsOnDisk, stateDir } from '../storage/partition/store.js';
 import { findSnapshot, listSnapshots, newerStoreFormat, scanSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
 import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
@@ -162,7 +162,8 @@ async function create(args: string[]): Promise<number> {
   if (values.help) return print(createUsage), 0;
   const { dataDir, stream, streamGiven, json } = common('snapshot create', values);
   const zk = zookeeperTarget('snapshot create', values);
-  const indexes = streamGiven ? [stream] : streamsOnDisk(dataDir);
+  // Without --stream, an empty stream folder (a job stopped before its first store) has nothing to snapshot.
+  const indexes = streamGiven ? [stream] : streamsOnDisk(dataDir).filter((s) => partitionsOnDisk(dataDir, s).length > 0);
   if (indexes.length === 0) throw new CliFailure(`there is no state to snapshot under ${dataDir}`);
   // Looked for before the lock is taken: taking it would create a mistyped folder and its lock file.
   for (const s of indexes) if (!existsSync(stateDir(dataDir, s))) throw new CliFailure(`stream ${s} has no state under ${dataDir} (no ${stateDir(dataDir, s)})`);

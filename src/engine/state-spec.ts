@@ -32,7 +32,7 @@ function moduleUrl(module: URL | string, where: string): URL {
   else if (typeof module === 'string' && isAbsolute(module)) url = pathToFileURL(module);
   else {
     throw new ConfigError(
-      `${where}: the mapping module must be a file URL (new URL('./fn.js', import.meta.url)) or an absolute path, got ${JSON.stringify(module)}; ` +
+      `${where}: the mapping module must be a file URL (new URL('./fn.js', import.meta.url)) or an absolute path, got ${describeValue(module)}; ` +
         'mapping functions run on worker threads, so they are named by module rather than passed as closures',
       { module: String(module) },
     );
@@ -91,7 +91,7 @@ export class StateSpec<K, V, S, M> {
     if (ref !== null && typeof ref === 'object' && !(ref instanceof URL)) {
       const unknown = unknownOption(ref, ['module', 'export']);
       if (unknown !== undefined) throw new ConfigError(`StateSpec.function: unknown option "${unknown}" of { module, export }`, { option: unknown });
-      const exportName = ref.export ?? 'default';
+      const exportName = given(ref.export, 'default');
       if (typeof exportName !== 'string' || exportName === '') throw new ConfigError(`StateSpec.function: export must be a non-empty string, got ${describeValue(exportName)}`, { export: exportName });
       return new StateSpec({ url: moduleUrl(ref.module, 'StateSpec.function').href, exportName });
     }

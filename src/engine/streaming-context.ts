@@ -149,7 +149,7 @@ export class StreamingContext implements StreamGraph {
   private folderLock: DataDirLock | undefined;
 
   constructor(options: StreamingContextOptions) {
-    if (options === null || typeof options !== 'object') throw new ConfigError(`StreamingContext expects an options object, got ${String(options)}`);
+    if (options === null || typeof options !== 'object') throw new ConfigError(`StreamingContext expects an options object, got ${describeValue(options)}`);
     const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts', 'stateCacheEntries', 'snapshotEvery', 'snapshotsKept', 'metrics', 'ui', 'cluster']);
     const unknown = unknownOption(options, known);
     if (unknown !== undefined) throw new ConfigError(`StreamingContext: unknown option "${unknown}" (known: ${[...known].join(', ')})`, { option: unknown });

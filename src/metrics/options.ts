@@ -95,7 +95,10 @@ export function validateUiOptions(raw: unknown): ValidUi | undefined {
 /** Metrics and the page are two servers: one port for both would fail only at start(), as a port in use. */
 export function checkPortsApart(metrics: ValidMetrics | undefined, ui: ValidUi | undefined): void {
   const shared = metrics?.port;
-  if (shared !== undefined && shared !== 0 && shared === ui?.port) {
+  // Two addresses may each have the port (127.0.0.1 and 127.0.0.2); one that binds every address takes it from any other.
+  const anywhere = (host: string) => host === '0.0.0.0' || host === '::';
+  const clash = (a: string, b: string) => a === b || anywhere(a) || anywhere(b) || (isLoopback(a) && isLoopback(b) && (a === 'localhost' || b === 'localhost'));
+  if (shared !== undefined && shared !== 0 && shared === ui?.port && clash(metrics!.host, ui.host)) {
     fail(`metrics.port and ui.port are both ${shared}; the two servers need ports of their own (or 0 for any free one)`, 'ui.port');
   }
 }

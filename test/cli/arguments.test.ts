@@ -50,6 +50,10 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     const top = await run(['help', 'inspect']);
     assert.match(top.stdout, /^Usage: statestream inspect /);
     failsWith(await run(['help', 'nope']), 2, /help: unknown command "nope"/);
+    for (const args of [['help', '--help'], ['help', '-h']]) assert.match((await run(args)).stdout, /^Usage: statestream <command>/);
+    assert.equal((await run(['snapshot', '-V'])).stdout, `statestream ${version}\n`);
+    // An option's value is not an option: -V as --out's value is no request for the version.
+    failsWith(await run(['export', '--data-dir', dataDir, '--out', '-V']), 2, /--out is missing its value, or its value starts with '-'/);
   });
 
   it('a --data-dir that is a file, or blank, is named as such by every command', async () => {
@@ -59,6 +63,7 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
       failsWith(await run([...args, '--data-dir', file]), 1, new RegExp(`${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} is not a folder \\(give the job's data folder with --data-dir\\)`));
     }
     failsWith(await run(['inspect', '--data-dir', '']), 2, /--data-dir must be a folder path/);
+    failsWith(await run(['snapshot', 'list', '--data-dir', join(file, 'below')]), 1, /not-a-folder\/below is not a folder/);
   });
 
   it('snapshot create on a mistyped folder creates nothing there', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, ManualClock, MappingModuleError, StateSpec, StreamingContext, exportJobState, readSnapshotState } from '../../src/index.js';
+import { ConfigError, ManualClock, MappingModuleError, StateSpec, StreamingContext, exportJobState, readSnapshotState, readStateExport, writeStateExport } from '../../src/index.js';
 import { fixture, tempDir } from '../helpers.js';
 
 /** Asserts that `run` throws a ConfigError whose message matches, and that names `option` when given. */
@@ -74,6 +74,7 @@ describe('option values: what a value is, not only whether it was given', () => 
     refuses(() => connect('zk1:2181/'), /the chroot "\/" is not an absolute ZooKeeper path/, 'zookeeper.connect');
     refuses(() => connect('zk1:2181/jobs/../x'), /the chroot "\/jobs\/\.\.\/x"/, 'zookeeper.connect');
     refuses(() => connect('zk1:2181,zk2:99999/x'), /port 99999 of "zk2:99999" is not from 1 to 65535/, 'zookeeper.connect');
+    connect('zk1:2181/a:b');
     connect('zk1:2181,zk2:2181/team-a');
     connect('zk1:2181');
   });
@@ -88,6 +89,8 @@ describe('option values: what a value is, not only whether it was given', () => 
     for (const appName of ['.', '..']) refuses(() => context({ appName }), /appName must be .*not '\.' or '\.\.'/, 'appName');
     assert.equal(context({ appName: '...' }).appName, '...');
     for (const topic of ['.', '..']) refuses(() => ssc.kafkaStream({ ...kafka, topic }), /Kafka refuses '\.' and '\.\.'/, 'topic');
+    const { topic: _one, ...noTopic } = kafka;
+    refuses(() => ssc.kafkaStream({ ...noTopic, topics: ['ok', '..'] }), /Kafka refuses/, 'topics');
   });
 
   it('a blank data folder, a default thread count past the bound, and a snapshot interval that would never come', () => {
@@ -101,6 +104,8 @@ describe('option values: what a value is, not only whether it was given', () => 
   it('metrics and the page on one port are refused when given; a host that is no address here is named as the host at start()', async () => {
     refuses(() => context({ metrics: { port: 9464 }, ui: { port: 9464 } }), /metrics\.port and ui\.port are both 9464/, 'ui.port');
     context({ metrics: { port: 0 }, ui: { port: 0 } });
+    context({ metrics: { port: 9464, host: '127.0.0.1' }, ui: { port: 9464, host: '127.0.0.2' } });
+    refuses(() => context({ metrics: { port: 9464, host: '0.0.0.0' }, ui: { port: 9464, host: '127.0.0.2', token: 'x'.repeat(16) } }), /both 9464/, 'ui.port');
     const ssc = context({ metrics: { port: 0, host: '192.0.2.1' } });
     ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
     await assert.rejects(ssc.start(), (e: unknown) => {
@@ -148,16 +153,22 @@ describe('option values: what a value is, not only whether it was given', () => 
     writeFileSync(join(dir, 'count.ts'), 'export default () => undefined;\n');
     assert.throws(() => StateSpec.function(join(dir, 'fn.js')), (e: unknown) => e instanceof MappingModuleError && /the mapping module .*fn\.js is not a file \(a folder\?\)/.test(e.message));
     assert.throws(() => StateSpec.function(join(dir, 'count.ts')), (e: unknown) => e instanceof MappingModuleError && /count\.ts is not a JavaScript file \(\.js, \.mjs or \.cjs\); .* compile it first/.test(e.message));
+    refuses(() => StateSpec.function({ module: fixture('count'), export: null } as never), /export must be a non-empty string, got null/);
+    refuses(() => StateSpec.function(NaN as never), /or an absolute path, got NaN;/);
     refuses(() => StateSpec.function('file://otherhost/srv/count.js'), /the mapping module must be a local file URL \(file:\/\/\/path\/fn\.js\), got file:\/\/otherhost\/srv\/count\.js/);
   });
 
   it('kafkaStream ssl and sasl are checked when given, as kafkajs would only find out when it connects', () => {
     const ssc = context();
     refuses(() => ssc.kafkaStream({ ...kafka, ssl: 'yes' as never }), /ssl must be true, false or a TLS options object .* got "yes"/, 'ssl');
-    refuses(() => ssc.kafkaStream({ ...kafka, sasl: { mechanism: 'gssapi' } as never }), /sasl\.mechanism must be one of 'plain', 'scram-sha-256', 'scram-sha-512', 'aws', 'oauthbearer', got "gssapi"/, 'sasl.mechanism');
-    refuses(() => ssc.kafkaStream({ ...kafka, sasl: { mechanism: 'plain', username: 'u' } as never }), /sasl\.password must be a non-empty string for mechanism 'plain'/, 'sasl.password');
+    refuses(() => ssc.kafkaStream({ ...kafka, sasl: { mechanism: 'gssapi' } as never }), /sasl\.mechanism must be one of 'plain', 'scram-sha-256', 'scram-sha-512', 'aws', 'oauthbearer' \(or your own, with an authenticationProvider\), got "gssapi"/, 'sasl.mechanism');
+    refuses(() => ssc.kafkaStream({ ...kafka, sasl: { mechanism: 'plain', username: 'u' } as never }), /sasl\.password must be a string for mechanism 'plain', got undefined/, 'sasl.password');
     refuses(() => ssc.kafkaStream({ ...kafka, sasl: { mechanism: 'oauthbearer' } as never }), /sasl\.oauthBearerProvider must be a function/, 'sasl.oauthBearerProvider');
     ssc.kafkaStream({ ...kafka, ssl: true, sasl: { mechanism: 'scram-sha-512', username: 'u', password: 'p' } });
+    // What kafkajs takes is taken: any case, an empty password, a mechanism of the program's own.
+    context().kafkaStream({ ...kafka, sasl: { mechanism: 'PLAIN', username: 'u', password: '' } as never });
+    context().kafkaStream({ ...kafka, sasl: { mechanism: 'my-mech', authenticationProvider: () => ({ authenticate: async () => undefined }) } as never });
+    refuses(() => context().kafkaStream({ ...kafka, sasl: { mechanism: 'plain', username: 'u', password: null } as never }), /sasl\.password must be a string for mechanism 'plain', got null/, 'sasl.password');
   });
 
   it('exportJobState and readSnapshotState check their arguments: a misspelt stream is not read as stream 0', async () => {
@@ -169,5 +180,8 @@ describe('option values: what a value is, not only whether it was given', () => 
     refuses(() => readSnapshotState(dataDir, { streem: 0 } as never), /readSnapshotState: unknown option "streem"/, 'streem');
     refuses(() => readSnapshotState(dataDir, { stream: 1.5 }), /readSnapshotState: stream must be an integer ≥ 0 .* got 1\.5/, 'stream');
     refuses(() => readSnapshotState('' as never), /readSnapshotState: path must be a non-empty path string/, 'path');
+    await assert.rejects(writeStateExport(null as never, { stateVersion: 1 }, []), /writeStateExport: target must be a file path or a writable stream, got null/);
+    await assert.rejects(writeStateExport('  ', { stateVersion: 1 }, []), /writeStateExport: target must be a file path or a writable stream, got "  "/);
+    refuses(() => readStateExport('  '), /readStateExport expects a file path, got "  "/, 'path');
   });
 });

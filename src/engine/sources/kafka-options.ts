@@ -78,8 +78,9 @@ export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName:
   if (topic !== undefined && topics !== undefined) fail('give either topic or topics, not both', 'topic');
   if (topics !== undefined && !Array.isArray(topics)) fail(`topics must be an array of topic names (topic: for one), got ${describeValue(topics)}`, 'topics');
   const list = topics ?? (topic === undefined ? [] : [topic]);
-  if (list.length === 0) fail('topic (or topics) is required', 'topic');
-  for (const t of list) if (!nonEmpty(t) || !/^[A-Za-z0-9._-]{1,249}$/.test(t) || t === '.' || t === '..') fail(`topic names are 1–249 characters of letters, digits, '.', '_' or '-' (Kafka refuses '.' and '..'); got ${describeValue(t)}`, 'topic');
+  const topicOption = topics === undefined ? 'topic' : 'topics';
+  if (list.length === 0) fail('topic (or topics) is required', topicOption);
+  for (const t of list) if (!nonEmpty(t) || !/^[A-Za-z0-9._-]{1,249}$/.test(t) || t === '.' || t === '..') fail(`topic names are 1–249 characters of letters, digits, '.', '_' or '-' (Kafka refuses '.' and '..'); got ${describeValue(t)}`, topicOption);
   if (new Set(list).size !== list.length) fail(`topics must not repeat: ${describeValue(list)}`, 'topics');
   if (!nonEmpty(groupId)) fail(`groupId must be a non-empty string, got ${describeValue(groupId)}`, 'groupId');
   if (options.clientId !== undefined && !nonEmpty(options.clientId)) fail(`clientId must be a non-empty string, got ${describeValue(options.clientId)}`, 'clientId');
@@ -111,6 +112,11 @@ export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName:
 }
 
 const SASL_MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512', 'aws', 'oauthbearer'];
+/** What each built-in mechanism needs besides it, as kafkajs reads them (it takes the mechanism in any case). */
+const SASL_FIELDS: Record<string, string[]> = {
+  plain: ['username', 'password'], 'scram-sha-256': ['username', 'password'], 'scram-sha-512': ['username', 'password'],
+  aws: ['authorizationIdentity', 'accessKeyId', 'secretAccessKey'], oauthbearer: [],
+};
 
 /**
  * `ssl` and `sasl` as kafkajs reads them, checked here: kafkajs would only find a bad one
@@ -123,14 +129,15 @@ function checkSecurity(ssl: unknown, sasl: unknown): void {
   if (sasl === undefined) return;
   if (sasl === null || typeof sasl !== 'object' || Array.isArray(sasl)) fail(`sasl must be an object like { mechanism: 'plain', username, password }, got ${describeValue(sasl)}`, 'sasl');
   const fields = sasl as Record<string, unknown>;
-  const mechanism = fields.mechanism;
-  if (typeof mechanism !== 'string' || !SASL_MECHANISMS.includes(mechanism)) {
-    fail(`sasl.mechanism must be one of ${SASL_MECHANISMS.map((m) => `'${m}'`).join(', ')}, got ${describeValue(mechanism)}`, 'sasl.mechanism');
+  const mechanism = typeof fields.mechanism === 'string' ? fields.mechanism.toLowerCase() : undefined;
+  // A mechanism of the program's own comes with its authenticationProvider (kafkajs' custom mechanisms).
+  if (typeof fields.authenticationProvider === 'function' && typeof fields.mechanism === 'string' && fields.mechanism !== '') return;
+  if (mechanism === undefined || !SASL_MECHANISMS.includes(mechanism)) {
+    fail(`sasl.mechanism must be one of ${SASL_MECHANISMS.map((m) => `'${m}'`).join(', ')} (or your own, with an authenticationProvider), got ${describeValue(fields.mechanism)}`, 'sasl.mechanism');
   }
-  const needs =
-    mechanism === 'aws' ? ['authorizationIdentity', 'accessKeyId', 'secretAccessKey'] : mechanism === 'oauthbearer' ? [] : ['username', 'password'];
-  for (const field of needs) {
-    if (typeof fields[field] !== 'string' || fields[field] === '') fail(`sasl.${field} must be a non-empty string for mechanism '${mechanism}'`, `sasl.${field}`);
+  for (const field of SASL_FIELDS[mechanism]) {
+    // kafkajs refuses only a missing one: an empty password is the broker's to judge.
+    if (typeof fields[field] !== 'string') fail(`sasl.${field} must be a string for mechanism '${mechanism}', got ${describeValue(fields[field])}`, `sasl.${field}`);
   }
   if (mechanism === 'oauthbearer' && typeof fields.oauthBearerProvider !== 'function') {
     fail("sasl.oauthBearerProvider must be a function returning { value } for mechanism 'oauthbearer'", 'sasl.oauthBearerProvider');

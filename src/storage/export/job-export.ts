@@ -4,9 +4,8 @@ import type { Transaction } from 'lmdb';
 import { ConfigError, StoreMismatchError } from '../../errors.js';
 import { BatchLog, readLayout } from '../partition/batch-log.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../partition/store.js';
-import { describeValue } from '../keys.js';
 import { pathArgument, streamOption } from './state-source.js';
-import { storesEntries, writeStateExport, type ExportEntry, type StateExportOrigin } from './state-export.js';
+import { assertExportTarget, storesEntries, writeStateExport, type ExportEntry, type StateExportOrigin } from './state-export.js';
 
 /** How long an export of a running job looks for a moment when every partition holds the same batch. */
 const PIN_WAIT_MS = 10_000;
@@ -27,9 +26,7 @@ export interface ExportJobStateOptions {
 export async function exportJobState(dataDir: string, target: string | NodeJS.WritableStream, options?: ExportJobStateOptions): Promise<number> {
   pathArgument('exportJobState', 'dataDir', dataDir);
   const stream = streamOption('exportJobState', options);
-  if ((typeof target !== 'string' || target.trim() === '') && typeof (target as NodeJS.WritableStream | null)?.write !== 'function') {
-    throw new ConfigError(`exportJobState: target must be a file path or a writable stream, got ${describeValue(target)}`, { option: 'target' });
-  }
+  assertExportTarget('exportJobState', target);
   const first = partitionPath(dataDir, stream, 0);
   // openPartitionStore creates missing folders: look before opening.
   if (!existsSync(first)) throw new ConfigError(`exportJobState: no state stores of mapWithState stream ${stream} under ${dataDir} (no ${first})`, { dataDir, stream });

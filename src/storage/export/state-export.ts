@@ -3,7 +3,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { open as openFile, rename, rm } from 'node:fs/promises';
 import { ConfigError, StateExportError } from '../../errors.js';
 import { assertEncodable, decodeEntry, encodeExportEntry, entryCodec, unpackExportValues } from '../codec.js';
-import { keyProblem, normalizeKey } from '../keys.js';
+import { describeValue, keyProblem, normalizeKey } from '../keys.js';
 import type { Transaction } from 'lmdb';
 import { readEntries } from '../partition/change-log.js';
 import type { PartitionStore } from '../partition/store.js';
@@ -51,13 +51,20 @@ function isPositiveInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 1;
 }
 
+/** Where an export is written: a file path or a writable stream, named when it is neither. */
+export function assertExportTarget(where: string, target: unknown): void {
+  if ((typeof target !== 'string' || target.trim() === '') && typeof (target as NodeJS.WritableStream | null)?.write !== 'function') {
+    throw new ConfigError(`${where}: target must be a file path or a writable stream, got ${describeValue(target)}`, { option: 'target' });
+  }
+}
+
 function exportHeader(origin: StateExportOrigin): StateExportHeader {
-  if (origin === null || typeof origin !== 'object') throw new ConfigError(`writeStateExport: the header must be an object with a stateVersion, got ${String(origin)}`, { option: 'header' });
+  if (origin === null || typeof origin !== 'object') throw new ConfigError(`writeStateExport: the header must be an object with a stateVersion, got ${describeValue(origin)}`, { option: 'header' });
   if (!isPositiveInteger(origin.stateVersion)) {
-    throw new ConfigError(`writeStateExport: header.stateVersion must be a positive integer, got ${String(origin.stateVersion)}`, { option: 'stateVersion', value: origin.stateVersion });
+    throw new ConfigError(`writeStateExport: header.stateVersion must be a positive integer, got ${describeValue(origin.stateVersion)}`, { option: 'stateVersion', value: origin.stateVersion });
   }
   if (origin.batchTime !== undefined && !Number.isFinite(origin.batchTime)) {
-    throw new ConfigError(`writeStateExport: header.batchTime must be a finite number when given, got ${String(origin.batchTime)}`, { option: 'batchTime', value: origin.batchTime });
+    throw new ConfigError(`writeStateExport: header.batchTime must be a finite number when given, got ${describeValue(origin.batchTime)}`, { option: 'batchTime', value: origin.batchTime });
   }
   return { ...origin, format: EXPORT_FORMAT, formatVersion: EXPORT_FORMAT_VERSION, createdAt: new Date().toISOString() };
 }
@@ -119,8 +126,9 @@ function streamSink(stream: NodeJS.WritableStream): Sink {
 export async function writeStateExport(target: string | NodeJS.WritableStream, origin: StateExportOrigin, entries: Iterable<ExportEntry>): Promise<number> {
   const header = exportHeader(origin);
   if (entries === null || typeof (entries as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
-    throw new ConfigError(`writeStateExport: entries must be an iterable of [key, state, lastUpdated], got ${String(entries)}`, { option: 'entries' });
+    throw new ConfigError(`writeStateExport: entries must be an iterable of [key, state, lastUpdated], got ${describeValue(entries)}`, { option: 'entries' });
   }
+  assertExportTarget('writeStateExport', target);
   const sink = typeof target === 'string' ? await fileSink(target) : streamSink(target);
   try {
     let pending: Buffer[] = [entryCodec.pack(header)];
@@ -240,7 +248,7 @@ function isTrailer(value: unknown): value is { end: true; keyCount: number } {
  * are read lazily, chunk by chunk, each time entries() is iterated.
  */
 export function readStateExport<K = unknown, S = unknown>(path: string): StateExport<K, S> {
-  if (typeof path !== 'string' || path === '') throw new ConfigError(`readStateExport expects a file path, got ${String(path)}`, { option: 'path' });
+  if (typeof path !== 'string' || path.trim() === '') throw new ConfigError(`readStateExport expects a file path, got ${describeValue(path)}`, { option: 'path' });
   const { header, end } = readHeader(path);
   return {
     path,

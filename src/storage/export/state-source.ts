@@ -32,7 +32,7 @@ export function streamOption(where: string, options: unknown): number {
   if (unknown !== undefined) throw new ConfigError(`${where}: unknown option "${unknown}" (known: stream)`, { option: unknown });
   const stream = given((options as { stream?: unknown }).stream, 0);
   if (typeof stream !== 'number' || !Number.isSafeInteger(stream) || stream < 0) {
-    throw new ConfigError(`${where}: stream must be an integer ≥ 0 (the mapWithState stream, in the order the job defined them), got ${describeValue(stream)}`, { option: 'stream', value: describeValue(stream) });
+    throw new ConfigError(`${where}: stream must be an integer ≥ 0 (the mapWithState stream, in the order the job defined them), got ${describeValue(stream)}`, { option: 'stream', value: stream });
   }
   return stream;
 }

@@ -44,8 +44,8 @@ export function connectProblem(connect: unknown): string | undefined {
     if (!match) return `${JSON.stringify(host)} is not host:port (a chroot path goes once, after the last host)`;
     if (!isPort(match[1])) return `port ${match[1]} of ${JSON.stringify(host)} is not from 1 to 65535`;
   }
-  // A ',' or ':' after the first '/' is a host written after a chroot, read by the client as part of the path.
-  if (slash >= 0 && /[,:]/.test(connect.slice(slash))) return `${JSON.stringify(connect.slice(slash))} holds another host: a chroot path goes once, after the last host`;
+  // A ',' after the first '/' is a host written after a chroot, read by the client as part of the path.
+  if (slash >= 0 && connect.slice(slash).includes(',')) return `${JSON.stringify(connect.slice(slash))} holds another host: a chroot path goes once, after the last host`;
   if (slash >= 0 && !isZooKeeperPath(connect.slice(slash))) return `the chroot ${JSON.stringify(connect.slice(slash))} is not an absolute ZooKeeper path like /chroot`;
   return undefined;
 }

@@ -1,3 +1,5 @@
+import { describeValue } from '../storage/keys.js';
+
 /**
  * Where batch times come from. The scheduler asks to be called at a time; a system clock
  * uses timers, a manual clock fires when a test moves it, which makes batch times and
@@ -35,7 +37,7 @@ export class ManualClock implements Clock {
   private seq = 0;
 
   constructor(startMs = 0) {
-    if (!Number.isFinite(startMs)) throw new RangeError(`ManualClock: startMs must be a finite number, got ${String(startMs)}`);
+    if (!Number.isFinite(startMs)) throw new RangeError(`ManualClock: startMs must be a finite number, got ${describeValue(startMs)}`);
     this.time = startMs;
   }
 
@@ -53,7 +55,7 @@ export class ManualClock implements Clock {
 
   /** Moves time forward by `ms` and resolves once every batch that fell due, and its outputs, has run. */
   async advance(ms: number): Promise<void> {
-    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`ManualClock.advance: ms must be a finite number >= 0, got ${String(ms)}`);
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`ManualClock.advance: ms must be a finite number >= 0, got ${describeValue(ms)}`);
     const target = this.time + ms;
     try {
       for (;;) {

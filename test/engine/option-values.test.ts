@@ -40,6 +40,8 @@ describe('option values: what a value is, not only whether it was given', () => 
 
   it('NaN and Infinity are named as they are, not as JSON\'s null', () => {
     refuses(() => context({ batchIntervalMs: NaN }), /batchIntervalMs must be an integer from 1 to 86400000, got NaN$/);
+    assert.throws(() => new ManualClock('5' as never), /ManualClock: startMs must be a finite number, got "5"$/);
+    assert.throws(() => new ManualClock(0).advance(Infinity), /ManualClock\.advance: ms must be a finite number >= 0, got Infinity$/);
     refuses(() => context({ threads: Infinity }), /threads must be an integer from 1 to 256, got Infinity$/);
     refuses(() => context({ snapshotsKept: NaN }), /snapshotsKept .* got NaN$/);
     refuses(() => context({ snapshotEvery: NaN }), /snapshotEvery .* got NaN$/, 'snapshotEvery');

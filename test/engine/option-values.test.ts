@@ -38,10 +38,10 @@ describe('option values: what a value is, not only whether it was given', () => 
     refuses(() => StateSpec.function(fixture('count')).onRecordFailure({ policy: 'dead-letter', maxAttempts: null } as never), /maxAttempts must be an integer from 1 to 100, got null/);
   });
 
-  it('NaN and Infinity are named as they are, not as JSON\'s null', () => {
+  it('NaN and Infinity are named as they are, not as JSON\'s null', async () => {
     refuses(() => context({ batchIntervalMs: NaN }), /batchIntervalMs must be an integer from 1 to 86400000, got NaN$/);
     assert.throws(() => new ManualClock('5' as never), /ManualClock: startMs must be a finite number, got "5"$/);
-    assert.throws(() => new ManualClock(0).advance(Infinity), /ManualClock\.advance: ms must be a finite number >= 0, got Infinity$/);
+    await assert.rejects(async () => new ManualClock(0).advance(Infinity), /ManualClock\.advance: ms must be a finite number >= 0, got Infinity$/);
     refuses(() => context({ threads: Infinity }), /threads must be an integer from 1 to 256, got Infinity$/);
     refuses(() => context({ snapshotsKept: NaN }), /snapshotsKept .* got NaN$/);
     refuses(() => context({ snapshotEvery: NaN }), /snapshotEvery .* got NaN$/, 'snapshotEvery');

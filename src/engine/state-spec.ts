@@ -23,7 +23,11 @@ export interface RecordFailureOptions {
   maxAttempts?: number;
 }
 
-const MODULE_EXTENSIONS = new Set(['.js', '.mjs', '.cjs']);
+/**
+ * What a worker thread can import: JavaScript, and TypeScript where this Node strips its
+ * types itself (22.18 and later: `process.features.typescript`); Node 20 cannot.
+ */
+const MODULE_EXTENSIONS = new Set(['.js', '.mjs', '.cjs', ...((process.features as { typescript?: unknown }).typescript ? ['.ts', '.mts', '.cts'] : [])]);
 
 function moduleUrl(module: URL | string, where: string): URL {
   let url: URL;
@@ -50,7 +54,7 @@ function moduleUrl(module: URL | string, where: string): URL {
   if (!stat.isFile()) throw new MappingModuleError(`${where}: the mapping module ${path} is not a file (a folder?)`, { module: url.href });
   // Worker threads load plain JavaScript: a .ts module would only fail at start().
   if (!MODULE_EXTENSIONS.has(extname(path))) {
-    throw new MappingModuleError(`${where}: the mapping module ${path} is not a JavaScript file (.js, .mjs or .cjs); worker threads load plain JavaScript, so compile it first`, { module: url.href });
+    throw new MappingModuleError(`${where}: the mapping module ${path} is not a module this Node can load (${[...MODULE_EXTENSIONS].join(', ')}); compile it to JavaScript first`, { module: url.href });
   }
   return url;
 }

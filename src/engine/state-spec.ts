@@ -52,7 +52,7 @@ function moduleUrl(module: URL | string, where: string): URL {
   const stat = statSync(path, { throwIfNoEntry: false });
   if (stat === undefined) throw new MappingModuleError(`${where}: no mapping module at ${path}`, { module: url.href });
   if (!stat.isFile()) throw new MappingModuleError(`${where}: the mapping module ${path} is not a file (a folder?)`, { module: url.href });
-  // Worker threads load plain JavaScript: a .ts module would only fail at start().
+  // A module a worker thread cannot import (a .ts file on Node 20) would only fail at start().
   if (!MODULE_EXTENSIONS.has(extname(path))) {
     throw new MappingModuleError(`${where}: the mapping module ${path} is not a module this Node can load (${[...MODULE_EXTENSIONS].join(', ')}); compile it to JavaScript first`, { module: url.href });
   }

@@ -121,7 +121,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a stop timeout past what a timer holds accepted', edits: one('engine/stop-options.js', ' || timeoutMs > MAX_TIMER_MS) {', ') {'), test: 'engine/option-values.test.js', name: 'beyond what a Node timer holds' },
   { what: 'a chroot on each ZooKeeper host read as one path', edits: one('storage/zookeeper/connect-options.js', "if (slash >= 0 && connect.slice(slash).includes(','))", 'if (false)'), test: 'engine/option-values.test.js', name: 'one chroot' },
   { what: 'a stream shaped by setters called after mapWithState', edits: one('engine/streaming-context.js', 'spec = specAsDefined(spec);', ';'), test: 'engine/option-values.test.js', name: 'taken as it is' },
-  { what: 'a file as --data-dir read as an empty folder', edits: one('cli/args.js', 'if (!isFolderOrNothing(dataDir))', 'if (false)'), test: 'cli/arguments.test.js', name: 'is a file, or blank' },
+  { what: 'a file as --data-dir read as an empty folder', edits: one('cli/args.js', "if (kind === 'file' || kind === 'below-a-file')", 'if (false)'), test: 'cli/arguments.test.js', name: 'is a file, or blank' },
   { what: "readSnapshotState ignores its stream option", edits: one('storage/snapshots/source.js', "const streamIndex = streamOption('readSnapshotState', options);", 'const streamIndex = 0;'), test: 'storage/snapshots/snapshots.test.js', name: 'stream it is asked for' },
   { what: 'a snapshot manifest records state version 1', edits: one('storage/snapshots/writer.js', 'stateVersion: layout.stateVersion ?? 1', 'stateVersion: 1'), test: 'storage/snapshots/snapshots.test.js', name: 'stream it is asked for' },
   {

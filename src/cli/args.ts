@@ -97,16 +97,21 @@ export function common(command: string, values: Parsed['values']): Common {
   const dataDir = (values['data-dir'] as string | undefined) ?? './statestream-data';
   if (dataDir.trim() === '') throw new UsageError('--data-dir must be a folder path, got ""', command);
   // A file given as the folder would read as a folder with nothing in it ("No snapshots"), or fail with a bare ENOTDIR.
-  if (!isFolderOrNothing(dataDir)) throw new CliFailure(`${dataDir} is not a folder (give the job's data folder with --data-dir)`);
+  const kind = pathKind(dataDir);
+  if (kind === 'file' || kind === 'below-a-file') throw new CliFailure(`${dataDir} is not a folder (give the job's data folder with --data-dir)`);
   return { dataDir, stream, streamGiven: raw !== undefined, json: values.json === true, quiet: values.quiet === true };
 }
 
-/** A path that is a folder, or where nothing is yet; not a file, nor a path through one (ENOTDIR). */
-function isFolderOrNothing(path: string): boolean {
+/**
+ * What a path names: a folder, a file (anything else that is not a folder), nothing yet, or
+ * a path through a file (stat's ENOTDIR), which no folder can be made at.
+ */
+export function pathKind(path: string): 'folder' | 'file' | 'nothing' | 'below-a-file' {
   try {
-    return statSync(path, { throwIfNoEntry: false })?.isDirectory() !== false;
+    const stat = statSync(path, { throwIfNoEntry: false });
+    return stat === undefined ? 'nothing' : stat.isDirectory() ? 'folder' : 'file';
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return false;
+    if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return 'below-a-file';
     throw error;
   }
 }

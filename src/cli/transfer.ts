@@ -11,7 +11,7 @@ import { snapshotEntries } from '../storage/snapshots/source.js';
 import { pinOneBatch } from '../storage/export/job-export.js';
 import { BatchedWriter } from '../storage/reshard/batched-writer.js';
 import { normalizeKey } from '../storage/keys.js';
-import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
+import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, pathKind, print, toJson, UsageError } from './args.js';
 import { MAX_PARTITIONS } from '../engine/state-spec.js';
 import { asideFolder, commitSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
 import { assertJobStopped, lockFolder, openStream, settledNotes } from './stores.js';
@@ -60,11 +60,11 @@ Exit codes: 0 success, 1 not an export / damaged export / the stream has state (
  * a temporary file beside it and renamed, so otherwise the error would name that file.
  */
 function checkOutFile(out: string): void {
-  if (statSync(out, { throwIfNoEntry: false })?.isDirectory()) throw new CliFailure(`--out ${out} is a folder; give the export file's path`);
+  if (pathKind(out) === 'folder') throw new CliFailure(`--out ${out} is a folder; give the export file's path`);
   const folder = dirname(resolve(out));
-  const stat = statSync(folder, { throwIfNoEntry: false });
-  if (stat === undefined) throw new CliFailure(`--out ${out}: there is no folder ${folder} to write it in`);
-  if (!stat.isDirectory()) throw new CliFailure(`--out ${out}: ${folder} is not a folder`);
+  const kind = pathKind(folder);
+  if (kind === 'nothing') throw new CliFailure(`--out ${out}: there is no folder ${folder} to write it in`);
+  if (kind !== 'folder') throw new CliFailure(`--out ${out}: ${folder} is not a folder`);
 }
 
 /** Where the export goes: a file path, or stdout (then the summary goes to stderr). */

@@ -110,6 +110,10 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     failsWith(await run(['export', '--data-dir', dataDir, '--out', join(missing, 'x.msgpack')]), 1, /there is no folder .*no\/such to write it in/);
     const folder = tempDir();
     failsWith(await run(['export', '--data-dir', dataDir, '--out', folder]), 1, /is a folder; give the export file's path/);
+    const file = join(tempDir(), 'a-file');
+    writeFileSync(file, 'x');
+    failsWith(await run(['export', '--data-dir', dataDir, '--out', join(file, 'x.msgpack')]), 1, /a-file is not a folder$/m);
+    failsWith(await run(['export', '--data-dir', dataDir, '--out', join(file, 'below', 'x.msgpack')]), 1, /a-file\/below is not a folder$/m);
     assert.doesNotMatch((await run(['export', '--data-dir', dataDir, '--out', join(missing, 'x.msgpack')])).stderr, /\.tmp/);
   });
 

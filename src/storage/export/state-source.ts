@@ -42,4 +42,3 @@ export function pathArgument(where: string, name: string, path: unknown): string
   if (typeof path !== 'string' || path.trim() === '') throw new ConfigError(`${where}: ${name} must be a non-empty path string, got ${describeValue(path)}`, { option: name });
   return path;
 }
-

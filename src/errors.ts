@@ -26,6 +26,21 @@ export class ConfigError extends StatestreamError {
   }
 }
 
+/** A short text for a value in an error message. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);
+  if (typeof value === 'symbol' || typeof value === 'function' || typeof value === 'bigint') return `${typeof value} ${String(value)}`;
+  // JSON would call these null.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  if (Array.isArray(value) && value.some((v) => typeof v === 'number' && !Number.isFinite(v))) return `[${value.map((v) => (typeof v === 'number' ? String(v) : describeValue(v))).join(',')}]`;
+  try {
+    const json = JSON.stringify(value);
+    return json === undefined ? String(value) : json.length > 60 ? json.slice(0, 60) + '…' : json;
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
 /**
  * An option's value, or `fallback` when it was not given. Only `undefined` means "not
  * given": a `null` is a value, and the option's check refuses it by name, rather than

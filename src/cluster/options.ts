@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { ConfigError, given, unknownOption } from '../errors.js';
-import { describeValue } from '../storage/keys.js';
+import { ConfigError, describeValue, given, unknownOption } from '../errors.js';
 import { validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../storage/zookeeper/connect-options.js';
 
 /** `cluster` of StreamingContextOptions: this process is one instance of a job that runs on several. */

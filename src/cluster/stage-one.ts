@@ -1,10 +1,10 @@
 import type { Producer } from 'kafkajs';
-import { InvalidRecordError } from '../errors.js';
+import { describeValue, InvalidRecordError } from '../errors.js';
 import type { BatchRun } from '../engine/batch.js';
 import type { DStream } from '../engine/dstream.js';
 import { murmur2Partitioner } from '../engine/partitioner.js';
 import type { KafkaRecord } from '../engine/sources/kafka.js';
-import { assertPair, describeValue, normalizeKey } from '../storage/keys.js';
+import { assertPair, normalizeKey } from '../storage/keys.js';
 import { PairBundler } from './pairs.js';
 import { sendChunks } from './send-chunks.js';
 

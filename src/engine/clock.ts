@@ -1,4 +1,4 @@
-import { describeValue } from '../storage/keys.js';
+import { describeValue } from '../errors.js';
 
 /**
  * Where batch times come from. The scheduler asks to be called at a time; a system clock

@@ -1,5 +1,4 @@
-import { ConfigError, StreamOperationError } from '../errors.js';
-import { describeValue } from '../storage/keys.js';
+import { ConfigError, describeValue, StreamOperationError } from '../errors.js';
 import type { BatchRun, RecordPieces } from './batch.js';
 import type { StateSpec } from './state-spec.js';
 import type { DeadLetter } from '../storage/partition/dead-letters.js';

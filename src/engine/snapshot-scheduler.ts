@@ -1,6 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { ConfigError, given } from '../errors.js';
-import { describeValue } from '../storage/keys.js';
+import { ConfigError, describeValue, given } from '../errors.js';
 import type { PartitionStore } from '../storage/partition/store.js';
 import { pruneSnapshots, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
 import { beginSnapshot } from '../storage/snapshots/writer.js';

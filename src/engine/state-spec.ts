@@ -1,8 +1,8 @@
 import { statSync } from 'node:fs';
 import { extname, isAbsolute } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ConfigError, MappingModuleError, given, unknownOption } from '../errors.js';
-import { assertInitialEntry, describeValue } from '../storage/keys.js';
+import { ConfigError, describeValue, given, MappingModuleError, unknownOption } from '../errors.js';
+import { assertInitialEntry } from '../storage/keys.js';
 import type { ResolvedMappingRef } from '../actors/messages.js';
 import { isStateSource, type StateSource } from '../storage/export/state-source.js';
 import type { MigrateFunction } from '../storage/partition/migrate.js';

@@ -1,6 +1,5 @@
 import { unlessAborted } from '../abort.js';
-import { ConfigError, StopTimeoutError, unknownOption } from '../errors.js';
-import { describeValue } from '../storage/keys.js';
+import { ConfigError, describeValue, StopTimeoutError, unknownOption } from '../errors.js';
 
 /** The longest delay a Node timer keeps. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;

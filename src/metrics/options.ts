@@ -1,5 +1,4 @@
-import { ConfigError, unknownOption } from '../errors.js';
-import { describeValue } from '../storage/keys.js';
+import { ConfigError, describeValue, unknownOption } from '../errors.js';
 import type { Registry } from 'prom-client';
 
 /** `StreamingContext({ metrics })`: Prometheus metrics on a registry, served on `/metrics` when a port is given. */

@@ -1,4 +1,4 @@
-import { InvalidRecordError } from '../errors.js';
+import { describeValue, InvalidRecordError } from '../errors.js';
 import { encodingProblem } from './codec.js';
 
 /**
@@ -20,20 +20,6 @@ function isScalarKey(key: unknown): boolean {
   }
 }
 
-/** A short text for a value in an error message. */
-export function describeValue(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);
-  if (typeof value === 'symbol' || typeof value === 'function' || typeof value === 'bigint') return `${typeof value} ${String(value)}`;
-  // JSON would call these null.
-  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
-  if (Array.isArray(value) && value.some((v) => typeof v === 'number' && !Number.isFinite(v))) return `[${value.map((v) => (typeof v === 'number' ? String(v) : describeValue(v))).join(',')}]`;
-  try {
-    const json = JSON.stringify(value);
-    return json === undefined ? String(value) : json.length > 60 ? json.slice(0, 60) + '…' : json;
-  } catch {
-    return Object.prototype.toString.call(value);
-  }
-}
 
 /** In Node 20 (ES2024), missing from the ES2023 lib the project compiles against. */
 function isWellFormed(text: string): boolean {

@@ -1,6 +1,5 @@
 import type { KafkaConfig } from 'kafkajs';
-import { ConfigError, given, unknownOption } from '../../errors.js';
-import { describeValue } from '../../storage/keys.js';
+import { ConfigError, describeValue, given, unknownOption } from '../../errors.js';
 import { isPort, validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../../storage/zookeeper/connect-options.js';
 
 export type KafkaDecoder<V> = 'string' | 'json' | 'buffer' | ((value: Buffer | null, message: { topic: string; partition: number; offset: string }) => V);

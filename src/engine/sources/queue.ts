@@ -1,5 +1,4 @@
-import { ConfigError, unknownOption } from '../../errors.js';
-import { describeValue } from '../../storage/keys.js';
+import { ConfigError, describeValue, unknownOption } from '../../errors.js';
 import { joinPieces, type BatchRun, type RecordPieces } from '../batch.js';
 import { DStream, type StreamGraph } from '../dstream.js';
 

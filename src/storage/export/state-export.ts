@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { open as openFile, rename, rm } from 'node:fs/promises';
-import { ConfigError, StateExportError } from '../../errors.js';
+import { ConfigError, describeValue, StateExportError } from '../../errors.js';
 import { assertEncodable, decodeEntry, encodeExportEntry, entryCodec, unpackExportValues } from '../codec.js';
-import { describeValue, keyProblem, normalizeKey } from '../keys.js';
+import { keyProblem, normalizeKey } from '../keys.js';
 import type { Transaction } from 'lmdb';
 import { readEntries } from '../partition/change-log.js';
 import type { PartitionStore } from '../partition/store.js';

@@ -1,5 +1,4 @@
-import { ConfigError, given, unknownOption } from '../../errors.js';
-import { describeValue } from '../keys.js';
+import { ConfigError, describeValue, given, unknownOption } from '../../errors.js';
 
 /**
  * State that comes from outside the live stores — an export file or a snapshot — to seed

@@ -1,5 +1,4 @@
-import { given, unknownOption } from '../../errors.js';
-import { describeValue } from '../keys.js';
+import { describeValue, given, unknownOption } from '../../errors.js';
 
 /** Where and how to reach ZooKeeper, as an option of a Kafka source or of a cluster. */
 export interface ZooKeeperConnectOptions {

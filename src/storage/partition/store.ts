@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, type Database, type Key, type RootDatabase } from 'lmdb';
+import type { Database, Key, RootDatabase } from 'lmdb';
+import { openGated } from '../open-gate.js';
 
 /**
  * One LMDB environment per state partition. Its named databases are the layers the
@@ -51,14 +52,13 @@ export function partitionsOnDisk(dataDir: string, streamIndex: number): number[]
  */
 export function openPartitionStore(path: string, options: { noSync?: boolean } = {}): PartitionStore {
   mkdirSync(path, { recursive: true });
-  const env = open({ path, maxDbs: 8, noSubdir: false, ...(options.noSync ? { noSync: true } : {}) });
-  return {
+  // Through the gate: another process's open must not hide this one's commits (open-gate.ts).
+  return openGated(path, { maxDbs: 8, noSubdir: false, ...(options.noSync ? { noSync: true } : {}) }, (env) => ({
     path,
-    env,
     state: env.openDB<Buffer, Key>({ name: 'state', encoding: 'binary' }),
     timeIndex: env.openDB<Buffer, Key>({ name: 'time-index', encoding: 'binary' }),
     meta: env.openDB<unknown, string>({ name: 'meta', encoding: 'msgpack' }),
     deadLetters: env.openDB<unknown, Key>({ name: 'dead-letters', encoding: 'msgpack' }),
     changeLog: env.openDB<Buffer, number>({ name: 'change-log', encoding: 'binary' }),
-  };
+  }));
 }

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
+import { openGated } from '../open-gate.js';
 import type { SerializedError } from '../../errors.js';
 
 /** A source message that could not be decoded, kept with where it came from. */
@@ -26,8 +27,9 @@ export class SourceDeadLetterStore {
   constructor(dataDir: string, sourceId: number) {
     const path = join(dataDir, `source-${sourceId}`);
     mkdirSync(path, { recursive: true });
-    this.env = open({ path, maxDbs: 2 });
-    this.db = this.env.openDB({ name: 'dead-letters', encoding: 'msgpack' });
+    ({ env: this.env, db: this.db } = openGated(path, { maxDbs: 2 }, (env) => ({
+      db: env.openDB<SourceDeadLetter, [string, number, number]>({ name: 'dead-letters', encoding: 'msgpack' }),
+    })));
   }
 
   add(letters: SourceDeadLetter[]): void {

@@ -1,0 +1,130 @@
+import { closeSync, constants, openSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { open, type RootDatabase, type RootDatabaseOptions } from 'lmdb';
+import { StoreOpenError } from '../errors.js';
+
+// fs-native-extensions ships no types; these are the calls used. On Linux they take OFD locks
+// (F_OFD_SETLK): held by the open file description, so two descriptors of the file conflict
+// even in one process, and closing another descriptor of the file leaves a lock alone.
+const require = createRequire(import.meta.url);
+const { tryLock, waitForLockSync, unlock } = require('fs-native-extensions') as {
+  tryLock(fd: number, options?: { shared?: boolean }): boolean;
+  waitForLockSync(fd: number, options?: { shared?: boolean }): void;
+  unlock(fd: number): void;
+};
+
+/** The gate's file, beside LMDB's data.mdb and lock.mdb. */
+export const GATE_FILE = 'open-gate.lock';
+
+/** An open waits this long for the write transactions under way to end. */
+const OPEN_WAIT_MS = 30_000;
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Opens the LMDB environment at `path` (a folder that exists) so that opening it cannot hide
+ * another process's commit, and runs `databases` (its openDB calls) inside the same gate.
+ *
+ * lmdb 3.5's liblmdb, in every process that opens an environment, writes the lock file's id
+ * of the last committed transaction from the meta page it read a moment before, without the
+ * writer's mutex (mdb_env_open2: `env->me_txns->mti_txnid = meta.mm_txnid`). A commit by
+ * another process in between is then hidden: that process's next read transactions begin at
+ * the snapshot before it, and its next write transaction begins there too and overwrites
+ * it. `statestream export` on a running job met this as a partition that lost one batch
+ * (test/storage/open-gate.test.ts, docs/decisions.md "Opening a store waits for its commits").
+ *
+ * So opening and committing exclude each other across processes through a lock file of our
+ * own beside LMDB's: an open (and a close) holds it exclusively, for the open only; every
+ * write transaction on an environment opened here holds it shared, from before it begins to
+ * after it commits. An open therefore waits for the commits under way, and a commit waits
+ * for an open under way (a few milliseconds).
+ */
+export function openGated<T>(path: string, options: RootDatabaseOptions, databases: (env: RootDatabase) => T): { env: RootDatabase } & T {
+  const gatePath = join(path, GATE_FILE);
+  const fd = openGate(gatePath);
+  let opened: { env: RootDatabase } & T;
+  try {
+    holdExclusively(fd, path, 'open');
+    try {
+      const env = open({ ...options, path });
+      try {
+        opened = { ...databases(env), env };
+      } catch (error) {
+        void env.close();
+        throw error;
+      }
+    } finally {
+      unlock(fd);
+    }
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+  gateWrites(opened.env, fd, path);
+  return opened;
+}
+
+function openGate(gatePath: string): number {
+  try {
+    return openSync(gatePath, constants.O_RDWR | constants.O_CREAT, 0o644);
+  } catch (error) {
+    throw new StoreOpenError(`cannot open ${gatePath}, the lock file that keeps opens of the store apart from its commits: ${(error as Error).message}`, { path: gatePath }, error);
+  }
+}
+
+function holdExclusively(fd: number, path: string, what: 'open' | 'close'): void {
+  const deadline = Date.now() + OPEN_WAIT_MS;
+  while (!tryLock(fd)) {
+    if (Date.now() > deadline) {
+      throw new StoreOpenError(
+        `cannot ${what} the store at ${path}: a write transaction on it has kept ${GATE_FILE} for ${OPEN_WAIT_MS / 1000} s ` +
+          `(a commit that does not end, or this thread trying to ${what} the store from inside a transaction of its own)`,
+        { path },
+        undefined,
+        true,
+      );
+    }
+    Atomics.wait(sleepCell, 0, 0, 2);
+  }
+}
+
+/**
+ * Every write transaction of this environment handle holds the gate shared: lmdb makes one
+ * class per open(), shared by the root and its named databases, whose every write (a put
+ * outside a transaction too) goes through transactionSync. A nested call runs inside the
+ * outer transaction, which holds the gate already.
+ *
+ * The close holds it alone, as the open does: lmdb-js 3.5 also fails an open in one process
+ * that meets a close in another ("No transaction to renew", its issue 201), and then keeps
+ * failing in that process (test/storage/partition/store-open-race.test.ts). The gate's
+ * descriptor lives as long as the handle.
+ */
+function gateWrites(env: RootDatabase, fd: number, path: string): void {
+  const shared = Object.getPrototypeOf(env) as { transactionSync<R>(action: () => R, flags?: number): R };
+  const transactionSync = shared.transactionSync;
+  let depth = 0;
+  shared.transactionSync = function <R>(this: unknown, action: () => R, flags?: number): R {
+    if (depth > 0) return transactionSync.call(this, action, flags) as R;
+    waitForLockSync(fd, { shared: true });
+    depth++;
+    try {
+      return transactionSync.call(this, action, flags) as R;
+    } finally {
+      depth--;
+      unlock(fd);
+    }
+  };
+  const close = env.close;
+  let closed = false;
+  env.close = function (this: RootDatabase, ...args: Parameters<RootDatabase['close']>) {
+    if (closed) return close.apply(this, args);
+    closed = true;
+    try {
+      holdExclusively(fd, path, 'close');
+      return close.apply(this, args);
+    } finally {
+      // Closing the descriptor lets the gate go.
+      closeSync(fd);
+    }
+  };
+}

@@ -26,21 +26,47 @@ function healthyStream(): string {
   return dataDir;
 }
 
+/** Another process opening and closing the store for 4 s (`raw`: with lmdb's own open, not through the gate). */
+async function otherOpener(path: string, how: 'gated' | 'raw') {
+  const opener = spawn(process.execPath, [new URL(fixture('store-opener')).pathname, path, '4000', how], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let openerOut = '';
+  const ready = new Promise<void>((resolve) =>
+    opener.stdout.on('data', (chunk: Buffer) => {
+      openerOut += chunk;
+      if (openerOut.startsWith('ready\n')) resolve();
+    }),
+  );
+  const exited = new Promise((resolve) => opener.on('exit', resolve));
+  await Promise.race([ready, exited.then((code) => assert.fail(`the other process exited (${String(code)}) before it began: ${openerOut}`))]);
+  return async () => {
+    await exited;
+    return JSON.parse(openerOut.slice('ready\n'.length)) as { opened: number; failed: number };
+  };
+}
+
 describe('a partition store another process opens at the same moment', () => {
-  it('is never reported damaged: a failure to open a whole file is a StoreOpenError, and a start-up check restores nothing over it', async (t) => {
+  it('opens every time, in both processes, when both go through the open gate (lmdb-js failed opens that met a close)', async (t) => {
+    const dataDir = healthyStream();
+    const finished = await otherOpener(partitionPath(dataDir, 0, 1), 'gated');
+    let examined = 0;
+    const deadline = Date.now() + 3500;
+    while (Date.now() < deadline) {
+      const report = examinePartition(dataDir, 0, 1);
+      assert.equal(report.problem, undefined, `examination ${examined + 1} called a healthy store damaged`);
+      assert.equal(report.lastBatch, 1000);
+      examined++;
+    }
+    const { opened, failed } = await finished();
+    t.diagnostic(`${examined} examinations, the other process opened it ${opened} times`);
+    assert.equal(failed, 0, `the other process failed ${failed} of ${opened + failed} opens`);
+    assert.ok(opened > 0 && examined > 0);
+  });
+
+  it('opened by a process that does not know the gate, is never reported damaged: a failure to open a whole file is a StoreOpenError, and a start-up check restores nothing over it', async (t) => {
     const dataDir = healthyStream();
     const path = partitionPath(dataDir, 0, 1);
-    // A tool in another process opening and closing the store, as `inspect` or `export` does.
-    const opener = spawn(process.execPath, [new URL(fixture('store-opener')).pathname, path, '4000'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let openerOut = '';
-    const ready = new Promise<void>((resolve) =>
-      opener.stdout.on('data', (chunk: Buffer) => {
-        openerOut += chunk;
-        if (openerOut.startsWith('ready\n')) resolve();
-      }),
-    );
-    const exited = new Promise((resolve) => opener.on('exit', resolve));
-    await Promise.race([ready, exited.then((code) => assert.fail(`the other process exited (${String(code)}) before it began: ${openerOut}`))]);
+    // A tool in another process opening and closing the store with lmdb's own open.
+    const finished = await otherOpener(path, 'raw');
 
     let examined = 0;
     let failure: unknown;
@@ -56,8 +82,7 @@ describe('a partition store another process opens at the same moment', () => {
         failure = error;
       }
     }
-    await exited;
-    const { opened, failed } = JSON.parse(openerOut.slice('ready\n'.length)) as { opened: number; failed: number };
+    const { opened, failed } = await finished();
     // Either process may fail its very first open (then it keeps failing): what must hold is that both tried.
     assert.ok(opened + failed > 0 && (examined > 0 || failure !== undefined), `both processes opened the store (the other ${opened} times and failed ${failed} times, this one ${examined} times)`);
     t.diagnostic(`${examined} examinations, the other process opened it ${opened} times (and failed ${failed}); ${failure === undefined ? 'no open failed here' : 'then an open failed here'}`);

@@ -1,11 +1,13 @@
 /**
  * What another process's opens of a store cost the process writing it, measured by hand (not
  * part of `npm run bench`; docs/operations.md says why it matters):
- *   node dist/bench/open-race.js [--runs 3] [--seconds 10] [--readonly true]
+ *   node dist/bench/open-race.js [--runs 3] [--seconds 10] [--raw false] [--readonly true]
  * Each run: a writer process commits a counter to a partition store (opened as the runtime
  * opens its stores) as fast as it can, and checks in each write transaction that it starts
  * from its own last commit; beside it an opener process opens and closes the same store in a
- * loop. Reported per run: commits, commits the writer found lost (its transaction started
+ * loop, through the open gate as statestream's tools do (src/storage/open-gate.ts), or with
+ * `--raw true` with lmdb's own open (`--readonly` then picks its mode), as a process that
+ * does not know the gate would. Reported per run: commits, commits the writer found lost (its transaction started
  * from an older snapshot, or a read right after the commit did not see it), errors, and opens. The same run without the opener is the control.
  */
 import { spawn } from 'node:child_process';
@@ -18,7 +20,12 @@ import { tempDataDir } from './runtime.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { runs: { type: 'string', default: '3' }, seconds: { type: 'string', default: '10' }, readonly: { type: 'string', default: 'true' } },
+  options: {
+    runs: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '10' },
+    raw: { type: 'string', default: 'false' },
+    readonly: { type: 'string', default: 'true' },
+  },
 });
 
 interface WriterReport {
@@ -55,13 +62,13 @@ function writer(path: string, seconds: number): WriterReport {
   return report;
 }
 
-function opener(path: string, seconds: number, readOnly: boolean): number {
+function opener(path: string, seconds: number, raw: boolean, readOnly: boolean): number {
   const deadline = Date.now() + seconds * 1000;
   let opens = 0;
   while (Date.now() < deadline) {
-    const env = open({ path, readOnly });
+    const env = raw ? open({ path, readOnly }) : openPartitionStore(path).env;
     env.get('counter');
-    env.close();
+    void env.close();
     opens++;
   }
   return opens;
@@ -80,7 +87,7 @@ const [role, path, seconds] = positionals;
 if (role === 'writer') {
   console.log(JSON.stringify(writer(path, Number(seconds))));
 } else if (role === 'opener') {
-  console.log(JSON.stringify(opener(path, Number(seconds), positionals[3] === 'true')));
+  console.log(JSON.stringify(opener(path, Number(seconds), positionals[3] === 'true', positionals[4] === 'true')));
 } else {
   const runs = Number(values.runs);
   const secs = Number(values.seconds);
@@ -91,11 +98,11 @@ if (role === 'writer') {
         const storePath = join(dir.path, 'store');
         openPartitionStore(storePath).env.close();
         const writing = child(['writer', storePath, String(secs)]);
-        const opening = withOpener ? child(['opener', storePath, String(secs), values.readonly!]) : Promise.resolve('0');
+        const opening = withOpener ? child(['opener', storePath, String(secs), values.raw!, values.readonly!]) : Promise.resolve('0');
         const [w, o] = await Promise.all([writing, opening]);
         const report = JSON.parse(w) as WriterReport;
         console.log(
-          `${withOpener ? `with an opener (readOnly ${values.readonly})` : 'alone'}, run ${run}: ${report.commits} commits, ` +
+          `${withOpener ? (values.raw === 'true' ? `with a raw opener (readOnly ${values.readonly})` : 'with an opener through the gate') : 'alone'}, run ${run}: ${report.commits} commits, ` +
             `${report.lost} lost, ${report.errors.length} errors${report.errors.length ? ` (${report.errors[0]})` : ''}, ${o} opens`,
         );
       } finally {

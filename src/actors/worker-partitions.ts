@@ -39,7 +39,8 @@ export function workerPartition(task: Pick<ApplyTask, 'storePath' | 'incarnation
   const known = held.get(task.storePath);
   if (known?.incarnation === task.incarnation) return known;
   // The stores were opened again (a new start on the same path): nothing held is trusted.
-  known?.store.env.close();
+  // A close holds the store's open gate alone: a cut in the middle would leave it held.
+  if (known) void uncut('closing a store', () => known.store.env.close());
   // Opening creates the store's databases in write transactions of lmdb's own.
   const store = uncut('opening a store', () => openPartitionStore(task.storePath));
   guardWrites(store);
@@ -88,7 +89,7 @@ export async function releasePartition(storePath: string, incarnation: string): 
   partition.application?.abandon();
   partition.application = undefined;
   partition.memory.clear();
-  partition.store.env.close();
+  void uncut('closing a store', () => partition.store.env.close());
   return true;
 }
 

@@ -103,8 +103,10 @@ function gateWrites(env: RootDatabase, fd: number, path: string): void {
   const shared = Object.getPrototypeOf(env) as { transactionSync<R>(action: () => R, flags?: number): R };
   const transactionSync = shared.transactionSync;
   let depth = 0;
+  let closed = false;
   shared.transactionSync = function <R>(this: unknown, action: () => R, flags?: number): R {
-    if (depth > 0) return transactionSync.call(this, action, flags) as R;
+    // Once closed, lmdb refuses the write itself; the descriptor's number may be another file's by then.
+    if (depth > 0 || closed) return transactionSync.call(this, action, flags) as R;
     waitForLockSync(fd, { shared: true });
     depth++;
     try {
@@ -115,12 +117,12 @@ function gateWrites(env: RootDatabase, fd: number, path: string): void {
     }
   };
   const close = env.close;
-  let closed = false;
   env.close = function (this: RootDatabase, ...args: Parameters<RootDatabase['close']>) {
     if (closed) return close.apply(this, args);
+    // A close that cannot take the gate throws with the store still open, as it was.
+    holdExclusively(fd, path, 'close');
     closed = true;
     try {
-      holdExclusively(fd, path, 'close');
       return close.apply(this, args);
     } finally {
       // Closing the descriptor lets the gate go.

@@ -17,7 +17,7 @@ const { tryLock, waitForLockSync, unlock } = require('fs-native-extensions') as 
 /** The gate's file, beside LMDB's data.mdb and lock.mdb. */
 export const GATE_FILE = 'open-gate.lock';
 
-/** An open waits this long for the write transactions under way to end. */
+/** An open (or a close) waits this long for the write transactions under way to end. */
 const OPEN_WAIT_MS = 30_000;
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 

@@ -145,7 +145,7 @@ const MUTANTS: Mutant[] = [
   { what: "--zk-timeout only the retries' budget (a retry begun inside it runs past it)", edits: one('cli/zk.js', '        session.interrupt();\n    }, timeoutMs);', '        session.interrupt();\n    }, 2 ** 31 - 1);'), test: 'cli/troubles.test.js', name: 'ZooKeeper away' },
   { what: '--zk-timeout accepted without --zookeeper', edits: one('cli/args.js', "if (timeoutMs !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
   { what: 'a store opened without waiting for the commits under way', edits: one('storage/open-gate.js', "        holdExclusively(fd, path, 'open');", '        void path;'), test: 'storage/open-gate.test.js', name: 'an open waits' },
-  { what: 'a store closed while another process opens it', edits: one('storage/open-gate.js', "            holdExclusively(fd, path, 'close');", '            void path;'), test: 'storage/partition/store-open-race.test.js', name: 'opens every time' },
+  { what: 'a store closed while another process opens it', edits: one('storage/open-gate.js', "        holdExclusively(fd, path, 'close');", '        void path;'), test: 'storage/partition/store-open-race.test.js', name: 'opens every time' },
   { what: 'a commit begun while another process opens the store', edits: one('storage/open-gate.js', '        waitForLockSync(fd, { shared: true });', '        void fd;'), test: 'storage/open-gate.test.js', name: 'a commit waits' },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];

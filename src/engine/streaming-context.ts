@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
-import { ConfigError, LifecycleError, MappingModuleError, StopTimeoutError, deserializeError, describeValue, unknownOption, type SerializedError } from '../errors.js';
+import { ConfigError, LifecycleError, MappingModuleError, StopTimeoutError, deserializeError, describeValue, given, unknownOption, type SerializedError } from '../errors.js';
 import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
 import { WorkerSet } from '../actors/worker-set.js';
 import { readReply, type ResolvedMappingRef, type WorkerReply } from '../actors/messages.js';
@@ -82,7 +82,7 @@ interface StopCut {
 }
 
 function integerOption(options: Record<string, unknown>, name: string, min: number, max: number, fallback?: number): number {
-  const value = options[name] === undefined ? fallback : options[name];
+  const value = given(options[name], fallback);
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new ConfigError(`StreamingContext: ${name} must be an integer from ${min} to ${max}, got ${value === undefined ? 'nothing' : describeValue(value)}`, { option: name, value });
   }

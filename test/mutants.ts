@@ -147,6 +147,8 @@ const MUTANTS: Mutant[] = [
   { what: 'a store opened without waiting for the commits under way', edits: one('storage/open-gate.js', "        holdExclusively(fd, path, 'open');", '        void path;'), test: 'storage/open-gate.test.js', name: 'an open waits' },
   { what: 'a store closed while another process opens it', edits: one('storage/open-gate.js', "        holdExclusively(fd, path, 'close');", '        void path;'), test: 'storage/partition/store-open-race.test.js', name: 'opens every time' },
   { what: 'a commit begun while another process opens the store', edits: one('storage/open-gate.js', '        waitForLockSync(fd, { shared: true });', '        void fd;'), test: 'storage/open-gate.test.js', name: 'a commit waits' },
+  { what: 'stores opened before one that fails left open', edits: one('storage/partition/store.js', '        closePartitionStores(stores, { afterFailure: true });', '        void stores;'), test: 'storage/partition/store-set.test.js', name: 'closes the ones opened before it' },
+  { what: 'a failed close leaves the stores after it open', edits: one('storage/partition/store.js', '            if (!failed)\n                first = error;', '            throw error;'), test: 'storage/partition/store-set.test.js', name: 'leaves the other stores closed' },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 

@@ -3,7 +3,7 @@ import { DataDirLockedError, StatestreamError } from '../errors.js';
 import { DataDirLock } from '../storage/data-lock.js';
 import { readCheckedLayout, type StoreLayout } from '../storage/partition/batch-log.js';
 import { interruptedSwap, recoverInterruptedSwaps, SWAP_NAMES } from '../storage/stream-swap.js';
-import { openPartitionStore, partitionPath, partitionsOnDisk, stateDir, type PartitionStore } from '../storage/partition/store.js';
+import { closePartitionStores, openPartitionStore, partitionPath, partitionsOnDisk, stateDir, type PartitionStore } from '../storage/partition/store.js';
 import { checkStoreFile, dataFileBytes, examinePartition, type PartitionReport } from '../storage/partition/store-check.js';
 import { CliFailure } from './args.js';
 
@@ -59,7 +59,7 @@ export function openStream(dataDir: string, stream: number): OpenStream {
   const firstProblem = checkStoreFile(first);
   if (firstProblem) throw new CliFailure(`partition 0 of stream ${stream} is damaged: ${firstProblem} (${first}); see 'statestream inspect'`);
   const stores: PartitionStore[] = [];
-  const close = () => stores.forEach((s) => s.env.close());
+  const close = () => closePartitionStores(stores);
   try {
     stores.push(openPartitionStore(first));
     const layout = readCheckedLayout(stores[0], { stream, partition: 0 });
@@ -74,7 +74,7 @@ export function openStream(dataDir: string, stream: number): OpenStream {
     }
     return { stores, layout, close };
   } catch (error) {
-    close();
+    closePartitionStores(stores, { afterFailure: true });
     throw error;
   }
 }

@@ -4,7 +4,7 @@ import type { Key } from 'lmdb';
 import { murmur2Partitioner } from '../engine/partitioner.js';
 import { BatchLog, FORMAT_VERSION, writeLayout } from '../storage/partition/batch-log.js';
 import { encodeEntry, messageCodec } from '../storage/codec.js';
-import { openPartitionStore, partitionFolder, stateDir } from '../storage/partition/store.js';
+import { closePartitionStores, openPartitionStores, partitionFolder, stateDir } from '../storage/partition/store.js';
 import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshots/manifest.js';
 import { readStateExport, writeStateExport, type ExportEntry, type StateExport, type StateExportOrigin } from '../storage/export/state-export.js';
 import { snapshotEntries } from '../storage/snapshots/source.js';
@@ -178,7 +178,7 @@ export async function importCommand(args: string[]): Promise<number> {
     // Written beside the stream's folder and swapped in whole (stream-swap.ts): a failed or killed import leaves the old state.
     const paths = swapPaths(dataDir, stream, 'importing');
     const staging = paths.building;
-    const stores = Array.from({ length: numPartitions }, (_, p) => openPartitionStore(join(staging, partitionFolder(p))));
+    const stores = openPartitionStores(Array.from({ length: numPartitions }, (_, p) => join(staging, partitionFolder(p))));
     let batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;
     let count = 0;
     // The export says how many keys it holds only in its trailer: the count runs without a total.
@@ -205,11 +205,11 @@ export async function importCommand(args: string[]): Promise<number> {
       }
     } catch (error) {
       progress.abandon();
-      stores.forEach((s) => s.env.close());
+      closePartitionStores(stores, { afterFailure: true });
       rmSync(staging, { recursive: true, force: true });
       throw error;
     }
-    stores.forEach((s) => s.env.close());
+    closePartitionStores(stores);
     const replacedDir = commitSwap(paths, asideFolder(dataDir, stream));
 
     const result = { keyCount: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir };

@@ -13,7 +13,7 @@ import { shardInitialState, shardSourceEntries } from '../actors/shard-encoder.j
 import { readReply, type InitialEntry, type SaveWarmKeysTask, type WarmMemoryDone, type WarmMemoryTask, type WorkerReply } from '../actors/messages.js';
 import type { MemoryWarmedEvent } from './batch-events.js';
 import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
-import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition/store.js';
+import { closePartitionStores, openPartitionStores, partitionPath, type PartitionStore } from '../storage/partition/store.js';
 import { partitionFigures, type PartitionFigures } from '../storage/partition/figures.js';
 import { StateView } from '../storage/partition/state-view.js';
 import { foldChangeLog } from '../storage/partition/change-log.js';
@@ -115,14 +115,14 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     // Layouts a first start left unwritten are completed before the reshard and the migration read them.
     completeLayouts(this.dataDir, this.stateIndex);
     rescaleStores(this.dataDir, this.stateIndex, n);
-    const stores = Array.from({ length: n }, (_, p) => openPartitionStore(partitionPath(this.dataDir, this.stateIndex, p)));
-    const layout = readLayout(stores[0]);
+    const stores = openPartitionStores(Array.from({ length: n }, (_, p) => partitionPath(this.dataDir, this.stateIndex, p)));
     try {
+      const layout = readLayout(stores[0]);
       // What a run left in the change logs goes in place before anything at start reads or writes entries.
       for (const store of stores) foldChangeLog(store);
       return this.prepare(workers, supervisor, stores, layout !== undefined, readers);
     } catch (error) {
-      stores.forEach((s) => s.env.close());
+      closePartitionStores(stores, { afterFailure: true });
       throw error;
     }
   }
@@ -247,10 +247,9 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
         foldChangeLog(store);
       } catch {
         // The log is intact and committed; nothing is lost.
-      } finally {
-        store.env.close();
       }
     }
+    closePartitionStores(running.stores);
   }
 
   private active(what: string): Running {

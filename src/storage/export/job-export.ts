@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Transaction } from 'lmdb';
 import { ConfigError, StoreMismatchError } from '../../errors.js';
 import { BatchLog, readLayout } from '../partition/batch-log.js';
-import { openPartitionStore, partitionPath, type PartitionStore } from '../partition/store.js';
+import { closePartitionStores, openPartitionStore, partitionPath, type PartitionStore } from '../partition/store.js';
 import { pathArgument, streamOption } from './state-source.js';
 import { assertExportTarget, storesEntries, writeStateExport, type ExportEntry, type StateExportOrigin } from './state-export.js';
 
@@ -32,6 +32,7 @@ export async function exportJobState(dataDir: string, target: string | NodeJS.Wr
   if (!existsSync(first)) throw new ConfigError(`exportJobState: no state stores of mapWithState stream ${stream} under ${dataDir} (no ${first})`, { dataDir, stream });
 
   const stores: PartitionStore[] = [openPartitionStore(first)];
+  let written: number;
   try {
     const layout = readLayout(stores[0]);
     if (!layout) throw new ConfigError(`exportJobState: ${first} is not a statestream partition store (it has no layout)`, { dataDir, stream });
@@ -39,13 +40,16 @@ export async function exportJobState(dataDir: string, target: string | NodeJS.Wr
 
     const pinned = await pinOneBatch(stores, dataDir, stream);
     try {
-      return await writeStateExport(target, pinned.origin, pinned.entries());
+      written = await writeStateExport(target, pinned.origin, pinned.entries());
     } finally {
       pinned.release();
     }
-  } finally {
-    for (const store of stores) store.env.close();
+  } catch (error) {
+    closePartitionStores(stores, { afterFailure: true });
+    throw error;
   }
+  closePartitionStores(stores);
+  return written;
 }
 
 /** Read transactions on every partition of a stream that all see the same batch, and what they hold. */

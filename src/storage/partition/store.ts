@@ -62,3 +62,35 @@ export function openPartitionStore(path: string, options: { noSync?: boolean } =
     changeLog: env.openDB<Buffer, number>({ name: 'change-log', encoding: 'binary' }),
   }));
 }
+
+/** Opens the stores at `paths` in order; when one fails, those opened before it are closed again. */
+export function openPartitionStores(paths: string[], options: { noSync?: boolean } = {}): PartitionStore[] {
+  const stores: PartitionStore[] = [];
+  try {
+    for (const path of paths) stores.push(openPartitionStore(path, options));
+  } catch (error) {
+    closePartitionStores(stores, { afterFailure: true });
+    throw error;
+  }
+  return stores;
+}
+
+/**
+ * Closes every store, each one even when a close before it fails (a close waits for the
+ * store's open gate and can give up, leaving that store open: open-gate.ts), and throws the
+ * first failure once all were tried. `afterFailure`: closing because of another error, which
+ * is the one to report, so a failed close is not thrown.
+ */
+export function closePartitionStores(stores: Iterable<PartitionStore>, options: { afterFailure?: boolean } = {}): void {
+  let first: unknown;
+  let failed = false;
+  for (const store of stores) {
+    try {
+      void store.env.close();
+    } catch (error) {
+      if (!failed) first = error;
+      failed = true;
+    }
+  }
+  if (failed && !options.afterFailure) throw first;
+}

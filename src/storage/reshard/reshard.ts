@@ -8,7 +8,7 @@ import { decodeOutputs, encodeRecords } from '../partition/batch-outputs.js';
 import { entriesInKeyOrder, readEntries } from '../partition/change-log.js';
 import type { DeadLetter } from '../partition/dead-letters.js';
 import { normalizeKey } from '../keys.js';
-import { openPartitionStore, partitionFolder, partitionPath, type PartitionStore } from '../partition/store.js';
+import { closePartitionStores, openPartitionStore, openPartitionStores, partitionFolder, partitionPath, type PartitionStore } from '../partition/store.js';
 import { commitSwap, swapPaths, type SwapStep } from '../stream-swap.js';
 import { BatchedWriter } from './batched-writer.js';
 
@@ -79,22 +79,24 @@ export function reshardStores(dataDir: string, streamIndex: number, toPartitions
   // Left by a reshard that died before its stores were complete.
   rmSync(paths.building, { recursive: true, force: true });
 
-  const olds = Array.from({ length: from }, (_, p) => openPartitionStore(partitionPath(dataDir, streamIndex, p)));
+  const olds = openPartitionStores(Array.from({ length: from }, (_, p) => partitionPath(dataDir, streamIndex, p)));
   let report: ReshardReport;
   try {
     const last = commonLastBatch(olds, dataDir, streamIndex, from, toPartitions);
-    const news = Array.from({ length: toPartitions }, (_, q) => openPartitionStore(join(paths.building, partitionFolder(q)), { noSync: true }));
+    const news = openPartitionStores(Array.from({ length: toPartitions }, (_, q) => join(paths.building, partitionFolder(q))), { noSync: true });
     try {
       report = copyInto(olds, news, layout, last, options.onProgress);
-    } finally {
-      news.forEach(closeAndSync);
+    } catch (error) {
+      closePartitionStores(news, { afterFailure: true });
+      throw error;
     }
+    closeNewStores(news);
   } catch (error) {
     rmSync(paths.building, { recursive: true, force: true });
+    closePartitionStores(olds, { afterFailure: true });
     throw error;
-  } finally {
-    olds.forEach((s) => void s.env.close());
   }
+  closePartitionStores(olds);
   commitSwap(paths, undefined, options.onStep);
   return report;
 }
@@ -104,10 +106,12 @@ export function reshardStores(dataDir: string, streamIndex: number, toPartitions
  * marker: the environment must be closed by then, so no page is still to be written.
  * Only sync writes were made, so lmdb-js closes it now rather than after pending writes.
  */
-function closeAndSync(store: PartitionStore): void {
-  void store.env.close();
-  if ((store.env as unknown as { status?: string }).status !== 'closed') {
-    throw new Error(`internal: the new partition store ${store.path} did not close at once, so it may not be synced`);
+function closeNewStores(stores: PartitionStore[]): void {
+  closePartitionStores(stores);
+  for (const store of stores) {
+    if ((store.env as unknown as { status?: string }).status !== 'closed') {
+      throw new Error(`internal: the new partition store ${store.path} did not close at once, so it may not be synced`);
+    }
   }
 }
 

@@ -9,10 +9,17 @@ import { StoreOpenError } from '../errors.js';
 // even in one process, and closing another descriptor of the file leaves a lock alone.
 const require = createRequire(import.meta.url);
 const { tryLock, waitForLockSync, unlock } = require('fs-native-extensions') as {
-  tryLock(fd: number, options?: { shared?: boolean }): boolean;
-  waitForLockSync(fd: number, options?: { shared?: boolean }): void;
-  unlock(fd: number): void;
+  tryLock(fd: number, offset: number, length: number, options?: { shared?: boolean }): boolean;
+  waitForLockSync(fd: number, offset: number, length: number, options?: { shared?: boolean }): void;
+  unlock(fd: number, offset?: number, length?: number): void;
 };
+
+// Two one-byte locks in the gate file. GATE is the gate itself. TURN is an opener's place in
+// line: a commit waits while an open holds it, and only then takes the gate, so an open waits
+// for the commits under way and not for every commit after them (commits of two workers, or
+// of two processes, overlap and would otherwise keep the gate shared for as long as they run).
+const GATE = 0;
+const TURN = 1;
 
 /** The gate's file, beside LMDB's data.mdb and lock.mdb. */
 export const GATE_FILE = 'open-gate.lock';
@@ -37,7 +44,9 @@ const sleepCell = new Int32Array(new SharedArrayBuffer(4));
  * own beside LMDB's: an open (and a close) holds it exclusively, for the open only; every
  * write transaction on an environment opened here holds it shared, from before it begins to
  * after it commits. An open therefore waits for the commits under way, and a commit waits
- * for an open under way (a few milliseconds).
+ * for an open under way (a few milliseconds). An open first takes its turn (TURN below), so
+ * commits that begin after it wait for it, and a stream of overlapping commits cannot keep
+ * it out.
  */
 export function openGated<T>(path: string, options: RootDatabaseOptions, databases: (env: RootDatabase) => T): { env: RootDatabase } & T {
   const gatePath = join(path, GATE_FILE);
@@ -54,7 +63,7 @@ export function openGated<T>(path: string, options: RootDatabaseOptions, databas
         throw error;
       }
     } finally {
-      unlock(fd);
+      unlock(fd, GATE, 1);
     }
   } catch (error) {
     closeSync(fd);
@@ -72,9 +81,19 @@ function openGate(gatePath: string): number {
   }
 }
 
+/** Takes the gate alone: first the turn, so that no commit begins meanwhile, then the gate once the commits under way end. */
 function holdExclusively(fd: number, path: string, what: 'open' | 'close'): void {
   const deadline = Date.now() + OPEN_WAIT_MS;
-  while (!tryLock(fd)) {
+  waitAlone(fd, TURN, deadline, path, what);
+  try {
+    waitAlone(fd, GATE, deadline, path, what);
+  } finally {
+    unlock(fd, TURN, 1);
+  }
+}
+
+function waitAlone(fd: number, lock: number, deadline: number, path: string, what: 'open' | 'close'): void {
+  while (!tryLock(fd, lock, 1)) {
     if (Date.now() > deadline) {
       throw new StoreOpenError(
         `cannot ${what} the store at ${path}: a write transaction on it has kept ${GATE_FILE} for ${OPEN_WAIT_MS / 1000} s ` +
@@ -107,13 +126,16 @@ function gateWrites(env: RootDatabase, fd: number, path: string): void {
   shared.transactionSync = function <R>(this: unknown, action: () => R, flags?: number): R {
     // Once closed, lmdb refuses the write itself; the descriptor's number may be another file's by then.
     if (depth > 0 || closed) return transactionSync.call(this, action, flags) as R;
-    waitForLockSync(fd, { shared: true });
+    // Behind an open waiting its turn, then in through the gate beside the other commits.
+    waitForLockSync(fd, TURN, 1, { shared: true });
+    unlock(fd, TURN, 1);
+    waitForLockSync(fd, GATE, 1, { shared: true });
     depth++;
     try {
       return transactionSync.call(this, action, flags) as R;
     } finally {
       depth--;
-      unlock(fd);
+      unlock(fd, GATE, 1);
     }
   };
   const close = env.close;

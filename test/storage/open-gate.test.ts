@@ -11,7 +11,12 @@ import { openPartitionStore, partitionPath } from '../../src/storage/partition/s
 import { fixture, tempDir } from '../helpers.js';
 
 const require = createRequire(import.meta.url);
-const { tryLock, unlock } = require('fs-native-extensions') as { tryLock(fd: number, options?: { shared?: boolean }): boolean; unlock(fd: number): void };
+const { tryLock, unlock } = require('fs-native-extensions') as {
+  tryLock(fd: number, offset?: number, length?: number, options?: { shared?: boolean }): boolean;
+  unlock(fd: number, offset?: number, length?: number): void;
+};
+/** The gate's first byte, as a commit holds it shared and an open (after its turn, the second byte) alone. */
+const GATE_BYTE = [0, 1] as const;
 
 /** A process that commits to the store at `path` when told, and the lines it has printed. */
 async function committer(path: string) {
@@ -55,11 +60,12 @@ describe('opening a store and committing to it, from two processes', { timeout: 
       const store = openPartitionStore(path);
       store.env.transactionSync(() => store.meta.putSync('n', 1));
       // As a write transaction holds it, from before it begins to after it commits.
-      assert.ok(tryLock(gate, { shared: true }));
+      assert.ok(tryLock(gate, ...GATE_BYTE, { shared: true }));
       other.send('open');
+      await other.printed('opening');
       await new Promise((resolve) => setTimeout(resolve, 500));
-      assert.deepEqual(other.lines, ['ready'], 'the other process opened the store while a commit held the gate');
-      unlock(gate);
+      assert.deepEqual(other.lines, ['ready', 'opening'], 'the other process opened the store while a commit held the gate');
+      unlock(gate, ...GATE_BYTE);
       store.env.close();
       assert.equal(await other.printed('opened'), 'opened 1');
     } finally {
@@ -74,11 +80,12 @@ describe('opening a store and committing to it, from two processes', { timeout: 
     const other = await committer(path);
     const gate = openSync(join(path, GATE_FILE), 'r+');
     try {
-      assert.ok(tryLock(gate), 'the gate is free while nothing commits');
+      assert.ok(tryLock(gate, ...GATE_BYTE), 'the gate is free while nothing commits');
       other.send('commit 0');
+      await other.printed('committing');
       await new Promise((resolve) => setTimeout(resolve, 500));
-      assert.deepEqual(other.lines, ['ready'], 'the other process began its transaction while an open held the gate');
-      unlock(gate);
+      assert.deepEqual(other.lines, ['ready', 'committing'], 'the other process began its transaction while an open held the gate');
+      unlock(gate, ...GATE_BYTE);
       assert.equal(await other.printed('committed'), 'committed 1');
       const store = openPartitionStore(path);
       assert.equal(store.meta.get('n'), 1);
@@ -89,25 +96,51 @@ describe('opening a store and committing to it, from two processes', { timeout: 
     }
   });
 
+  it('an open gets in while two processes commit back to back, their commits overlapping, and hides none of them', async () => {
+    const path = partitionPath(tempDir(), 0, 0);
+    openPartitionStore(path).env.close();
+    const others = [await committer(path), await committer(path)];
+    try {
+      // Each holds its transactions 20 ms and begins the next at once: together they keep the gate held all along.
+      for (const other of others) other.send('loop 20 5000');
+      await Promise.all(others.map((o) => o.printed('looping')));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const store = openPartitionStore(path);
+      // Lines the committers printed while this thread was opening arrive now.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.deepEqual(others.map((o) => o.lines.filter((l) => l.startsWith('looped'))), [[], []], 'the open waited for the commits to stop coming');
+      store.env.close();
+      const counts = await Promise.all(others.map(async (o) => Number((await o.printed('looped')).split(' ')[1])));
+      const after = openPartitionStore(path);
+      assert.equal(after.meta.get('n'), counts[0] + counts[1], 'a commit was lost');
+      after.env.close();
+    } finally {
+      await Promise.all(others.map((o) => o.stop()));
+    }
+  });
+
   it('a commit inside a commit (lmdb nests it in the outer transaction) and a put outside one go through the gate once each', () => {
     const path = partitionPath(tempDir(), 0, 0);
     const store = openPartitionStore(path);
+    const gate = openSync(join(path, GATE_FILE), 'r+');
+    // What an open in another process would find: can it take the gate now?
+    const free = () => {
+      const taken = tryLock(gate, ...GATE_BYTE);
+      if (taken) unlock(gate, ...GATE_BYTE);
+      return taken;
+    };
     try {
       store.env.transactionSync(() => {
         store.meta.putSync('a', 1);
         store.env.transactionSync(() => store.meta.putSync('b', 2));
+        assert.equal(free(), false, 'the nested transaction let go of the gate its outer one holds');
       });
       store.meta.putSync('c', 3);
-      // Nothing holds the gate now: an open in another process could take it.
-      const gate = openSync(join(path, GATE_FILE), 'r+');
-      try {
-        assert.ok(tryLock(gate), 'a write left the gate held');
-        unlock(gate);
-      } finally {
-        closeSync(gate);
-      }
+      store.env.transactionSync(() => assert.equal(free(), false, 'a later transaction ran outside the gate'));
+      assert.ok(free(), 'a write left the gate held');
       assert.deepEqual([store.meta.get('a'), store.meta.get('b'), store.meta.get('c')], [1, 2, 3]);
     } finally {
+      closeSync(gate);
       store.env.close();
     }
   });

@@ -55,7 +55,9 @@ export async function keyedJob<K, V, S, M>(
   const batch = async (records: Array<[K, V]>) => {
     input.pushBatch(records);
     await clock.advance(1000);
-    return outputs[outputs.length - 1].records;
+    const last = outputs.at(-1);
+    if (last?.time !== clock.now()) throw new Error(`keyedJob: batch ${clock.now()} ran no output (the last output is of batch ${String(last?.time)})`);
+    return last.records;
   };
   return {
     ssc, clock, input: input as never, outputs, snapshots, stream: stream as never,

@@ -208,18 +208,24 @@ describe('statestream command-line tool', () => {
 
   it('inspect does not call a cluster instance\'s partitions behind: one it gave up holds an older batch, and no batch is in flight', () => {
     const dir = copy();
-    // As an instance leaves them: partition 1 was given up after batch 2000, partition 0 kept until 4000.
-    for (const [p, batchTime] of [[0, 4000], [1, 2000]]) {
-      const store = openPartitionStore(partitionPath(dir, 0, p));
-      try {
-        store.env.transactionSync(() => {
-          store.meta.putSync('cluster', { position: 0, marks: {}, changelogOffset: 0, epoch: 1, epochAt: 0 });
-          new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount: store.state.getKeysCount() });
-        });
-      } finally {
-        store.env.close();
+    // Partition 1 holds batch 2000, partition 0 batch 4000.
+    const write = (each: (store: ReturnType<typeof openPartitionStore>, batchTime: number) => void) => {
+      for (const [p, batchTime] of [[0, 4000], [1, 2000]]) {
+        const store = openPartitionStore(partitionPath(dir, 0, p));
+        try {
+          store.env.transactionSync(() => each(store, batchTime));
+        } finally {
+          store.env.close();
+        }
       }
-    }
+    };
+    write((store, batchTime) => new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount: store.state.getKeysCount() }));
+    // A single-process job's stores: partition 1 is behind, a batch was in flight.
+    const single = run('inspect', '--data-dir', dir, '--json');
+    assert.deepEqual(JSON.parse(single.stdout).streams[0].behind, [1], single.stdout);
+    assert.match(run('inspect', '--data-dir', dir).stdout, /partitions 1 hold an older batch/);
+    // As an instance leaves them: partition 1 was given up after batch 2000, partition 0 kept until 4000.
+    write((store) => store.meta.putSync('cluster', { position: 0, marks: {}, changelogOffset: 0, epoch: 1, epochAt: 0 }));
     const result = run('inspect', '--data-dir', dir, '--json');
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(JSON.parse(result.stdout).streams[0].behind, []);

@@ -46,7 +46,9 @@ describe('cluster assignment', () => {
     const a = nextAssignment(undefined, ['a', 'b'], { 0: 4 });
     const b = nextAssignment(a, ['a'], { 0: 4 });
     const c = nextAssignment(b, ['a', 'b'], { 0: 4 });
-    for (const [i, p] of c.streams[0].entries()) if (p.owner === 'b') assert.ok(p.epoch > a.streams[0][i].epoch);
+    const backToB = [...c.streams[0].entries()].filter(([, p]) => p.owner === 'b');
+    assert.equal(backToB.length, 2, 'the member back gets its share');
+    for (const [i, p] of backToB) assert.ok(p.epoch > b.streams[0][i].epoch, `partition ${i} went back to b under epoch ${p.epoch}, not past ${b.streams[0][i].epoch}`);
     assert.equal(c.generation, 3);
   });
 

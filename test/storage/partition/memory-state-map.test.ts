@@ -72,10 +72,14 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
         memory.put('k', encodeEntry(2, 20), { key: 'k', state: 2, time: 20, original: memory.get('k') });
         throw new Error('the batch failed before its commit');
       }),
+      /the batch failed before its commit/,
     );
     memory.aborted();
     assert.deepEqual(memory.get('k'), [1, 10], 'memory kept what LMDB kept');
     assert.deepEqual(new LmdbStateMap(store).get('k'), [1, 10]);
+    // The next batch's commit, of another key, must not bring the aborted write in with it.
+    commit(store, memory, [['other', 5, 30]]);
+    assert.deepEqual(memory.get('k'), [1, 10], 'a write of the aborted transaction reached memory at the next commit');
     commit(store, memory, [['k']]);
     assert.equal(memory.get('k'), undefined);
     assert.equal(new LmdbStateMap(store).get('k'), undefined);

@@ -153,8 +153,9 @@ const MUTANTS: Mutant[] = [
   { what: 'transactions after the first outside the gate', edits: one('storage/open-gate.js', '            depth--;', '            void depth;'), test: 'storage/open-gate.test.js', name: 'a commit inside a commit' },
   { what: 'an aborted transaction\'s writes kept for the next commit', edits: one('storage/partition/memory-state-map.js', "        this.durable.aborted?.();\n        this.staged = [];", "        this.durable.aborted?.();"), test: 'storage/partition/memory-state-map.test.js', name: 'only when their transaction commits' },
   { what: 'inspect that never reports partitions behind', edits: one('cli/inspect.js', 'behind: healthy.some((p) => p.cluster) ? [] :', 'behind: true ? [] :'), test: 'cli/cli.test.js', name: 'inspect does not call' },
+  { what: 'a stop that failed to close a store resolves as a clean stop', edits: one('engine/streaming-context.js', '            if (stopped.context.shutdownError)\n                throw stopped.context.shutdownError;', ''), test: 'engine/stop-failure.test.js', name: 'closes what it can' },
   { what: 'stores opened before one that fails left open', edits: one('storage/partition/store.js', '        closePartitionStores(stores, { afterFailure: true });', '        void stores;'), test: 'storage/partition/store-set.test.js', name: 'closes the ones opened before it' },
-  { what: 'a failed close leaves the stores after it open', edits: one('storage/partition/store.js', '            if (!failed)\n                first = error;', '            throw error;'), test: 'storage/partition/store-set.test.js', name: 'leaves the other stores closed' },
+  { what: 'a failed close leaves the stores after it open', edits: one('first-failure.js', '            step();\n        }\n        catch (error) {\n            this.keep(error);', '            step();\n        }\n        catch (error) {\n            throw error;'), test: 'storage/partition/store-set.test.js', name: 'leaves the other stores closed' },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 

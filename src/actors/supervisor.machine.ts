@@ -28,6 +28,8 @@ export interface SupervisorInput {
 interface SupervisorContext extends SupervisorInput {
   restarts: number;
   error: Error | undefined;
+  /** What failed while stopping (the job's own failure, if any, stays in `error`). */
+  shutdownError: Error | undefined;
 }
 
 /**
@@ -73,7 +75,7 @@ export const supervisorMachine = setup({
   },
 }).createMachine({
   id: 'supervisor',
-  context: ({ input }) => ({ ...input, restarts: 0, error: undefined }),
+  context: ({ input }) => ({ ...input, restarts: 0, error: undefined, shutdownError: undefined }),
   initial: 'idle',
   states: {
     idle: { on: { START: 'starting' } },
@@ -111,7 +113,7 @@ export const supervisorMachine = setup({
       },
     },
     stopping: {
-      invoke: { src: 'shutdown', onDone: 'stopped', onError: { target: 'stopped', actions: assign({ error: ({ event }) => event.error as Error }) } },
+      invoke: { src: 'shutdown', onDone: 'stopped', onError: { target: 'stopped', actions: assign({ shutdownError: ({ event }) => event.error as Error }) } },
       on: { PARTITION_CRASHED: { actions: 'giveUp' } },
     },
     stopped: { type: 'final' },

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
 import { ConfigError, LifecycleError, MappingModuleError, StopTimeoutError, deserializeError, describeValue, given, unknownOption, type SerializedError } from '../errors.js';
 import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
+import { FirstFailure } from '../first-failure.js';
 import { WorkerSet } from '../actors/worker-set.js';
 import { readReply, type ResolvedMappingRef, type WorkerReply } from '../actors/messages.js';
 import { BatchRun, type RecordPieces } from './batch.js';
@@ -417,20 +418,24 @@ export class StreamingContext implements StreamGraph {
     }
   }
 
+  /** Every step runs even when one before it fails (the threads must end, or the process stays up); the first failure is stop()'s. */
   private async shutdown(): Promise<void> {
+    const failures = new FirstFailure();
     this.cancelTimer?.();
-    await this.snapshots?.settle();
-    await this.clusterRuntime?.stop();
-    await Promise.all(this.inputs.map((input) => input.close?.()));
-    if (this.workers) {
-      for (const stream of this.stateStreams) await stream.saveWarmKeys(this.workers);
+    await failures.run(() => this.snapshots?.settle());
+    await failures.run(() => this.clusterRuntime?.stop());
+    await Promise.all(this.inputs.map((input) => failures.run(() => input.close?.())));
+    const workers = this.workers;
+    if (workers) {
+      for (const stream of this.stateStreams) await failures.run(() => stream.saveWarmKeys(workers));
       // A thread terminated inside a write transaction would keep the store's write lock: every thread ends its work between batches first.
-      await this.workers.runOnEveryThread({ op: 'stop-partitions' }).catch(() => undefined);
-      for (const stream of this.stateStreams) await stream.warmedUp();
+      await workers.runOnEveryThread({ op: 'stop-partitions' }).catch(() => undefined);
+      for (const stream of this.stateStreams) await failures.run(() => stream.warmedUp());
     }
-    await this.workers?.destroy();
+    await failures.run(() => workers?.destroy());
     this.workers = undefined;
-    for (const stream of this.stateStreams) stream.close();
+    for (const stream of this.stateStreams) await failures.run(() => stream.close());
+    failures.rethrow();
   }
 
   /**
@@ -487,8 +492,10 @@ export class StreamingContext implements StreamGraph {
       await this.jobs.catch(() => undefined);
       this.observability.stopReading();
       this.supervisor!.send({ type: 'STOP' });
-      await waitFor(this.supervisor!, (s) => s.status === 'done');
+      const stopped = await waitFor(this.supervisor!, (s) => s.status === 'done');
       this.phase = 'stopped';
+      // Everything that could be closed is; what could not is stop()'s error.
+      if (stopped.context.shutdownError) throw stopped.context.shutdownError;
     } finally {
       await this.cutDone();
       // Even a shutdown that threw gives back the metrics' app name and the folder.

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Database, Key, RootDatabase } from 'lmdb';
+import { FirstFailure } from '../../first-failure.js';
 import { openGated } from '../open-gate.js';
 
 /**
@@ -82,15 +83,7 @@ export function openPartitionStores(paths: string[], options: { noSync?: boolean
  * is the one to report, so a failed close is not thrown.
  */
 export function closePartitionStores(stores: Iterable<PartitionStore>, options: { afterFailure?: boolean } = {}): void {
-  let first: unknown;
-  let failed = false;
-  for (const store of stores) {
-    try {
-      void store.env.close();
-    } catch (error) {
-      if (!failed) first = error;
-      failed = true;
-    }
-  }
-  if (failed && !options.afterFailure) throw first;
+  const failures = new FirstFailure();
+  for (const store of stores) failures.runSync(() => void store.env.close());
+  if (!options.afterFailure) failures.rethrow();
 }

@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { BatchLog } from '../storage/partition/batch-log.js';
-import { partitionFolder, partitionsOnDisk, stateDir } from '../storage/partition/store.js';
+import { closePartitionStores, partitionFolder, partitionsOnDisk, stateDir } from '../storage/partition/store.js';
 import { findSnapshot, listSnapshots, newerStoreFormat, scanSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
 import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
@@ -170,8 +170,10 @@ async function create(args: string[]): Promise<number> {
   const lock = await lockFolder(dataDir, 'snapshot create');
   try {
     for (const s of indexes) assertJobStopped(dataDir, s, 'snapshot create');
-    const opened = indexes.map((s) => ({ stream: s, ...openStream(dataDir, s) }));
+    const opened: Array<{ stream: number } & ReturnType<typeof openStream>> = [];
+    let failed = true;
     try {
+      for (const s of indexes) opened.push({ stream: s, ...openStream(dataDir, s) });
       // One batch for every partition of every stream: the snapshot is named after it.
       const held = opened.flatMap((o) => o.stores.map((store, partition) => ({ stream: o.stream, partition, lastBatch: new BatchLog(store).last()?.batchTime })));
       const times = [...new Set(held.map((h) => h.lastBatch))];
@@ -194,9 +196,11 @@ async function create(args: string[]): Promise<number> {
       }
       if (json) print(toJson(summary(info), 2));
       else print(`Snapshot ${formatBatch(batchTime)} written to ${info.path}: ${summary(info).partitions} partitions, ${summary(info).keyCount} keys, ${formatBytes(summary(info).bytes)}.`);
+      failed = false;
       return 0;
     } finally {
-      opened.forEach((o) => o.close());
+      // Every stream's stores, even when one close fails; after another failure, that one is reported.
+      closePartitionStores(opened.flatMap((o) => o.stores), { afterFailure: failed });
     }
   } finally {
     lock.release();

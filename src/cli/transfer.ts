@@ -99,12 +99,14 @@ export async function exportCommand(args: string[]): Promise<number> {
       // A running job commits each batch partition by partition: the read is pinned where every partition holds the same one.
       pinned = await pinOneBatch(opened.stores, dataDir, stream);
     } catch (error) {
-      opened.close();
+      closePartitionStores(opened.stores, { afterFailure: true });
       throw new CliFailure(`${(error as Error).message}, or export a snapshot (--snapshot)`);
     }
     cleanup = () => {
       pinned.release();
-      opened.close();
+      // The export is whole or has failed by now, which a close that gives up does not change
+      // (this process ends, which lets the store go).
+      closePartitionStores(opened.stores, { afterFailure: true });
     };
     origin = pinned.origin;
     entries = pinned.entries();

@@ -1,6 +1,7 @@
 import type { Admin, Producer } from 'kafkajs';
 import type { AnyActorRef } from 'xstate';
 import { ClusterError, OwnershipLostError } from '../errors.js';
+import { FirstFailure } from '../first-failure.js';
 import type { WorkerSet } from '../actors/worker-set.js';
 import type { BatchRun } from '../engine/batch.js';
 import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
@@ -217,11 +218,14 @@ export class ClusterRuntime implements ClusterView {
   /** Leaves the job: the last batch is done, so the partitions go to the others at once. */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const stream of this.job.streams) await stream.close();
-    await this.coordinator?.leave();
-    await this.reader?.stop();
-    await this.client?.disconnect(this.producer, this.admin);
+    // Every step, even after one that fails: an instance that did not leave keeps its owner nodes, and its partitions, until its session ends.
+    const failures = new FirstFailure();
+    for (const stream of this.job.streams) await failures.run(() => stream.close());
+    await failures.run(() => this.coordinator?.leave());
+    await failures.run(() => this.reader?.stop());
+    await failures.run(() => this.client?.disconnect(this.producer, this.admin));
     this.zk?.close();
+    failures.rethrow();
   }
 
   interrupt(): void {

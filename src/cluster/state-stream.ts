@@ -14,7 +14,7 @@ import { BatchLog, FORMAT_VERSION, readCheckedLayout, writeLayout } from '../sto
 import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
 import { StateView } from '../storage/partition/state-view.js';
 import { foldChangeLog } from '../storage/partition/change-log.js';
-import { openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition/store.js';
+import { closePartitionStores, openPartitionStore, partitionPath, type PartitionStore } from '../storage/partition/store.js';
 import { reconcileTimeIndex } from '../storage/partition/time-index.js';
 import { partitionFigures, type PartitionFigures } from '../storage/partition/figures.js';
 import type { BatchRun } from '../engine/batch.js';
@@ -172,8 +172,10 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     const rt = this.rt;
     const started = Date.now();
     await rt.coordinator.claim(this.stateIndex, partition, epoch);
-    const store = openPartitionStore(partitionPath(this.dataDir, this.stateIndex, partition));
+    let opened: PartitionStore | undefined;
     try {
+      // Inside the try: an open that fails must give the claim back, as any other failure here.
+      const store = (opened = openPartitionStore(partitionPath(this.dataDir, this.stateIndex, partition)));
       const layout = readCheckedLayout(store, { stream: this.stateIndex, partition });
       // A restore writes entries in place: what this store's change log holds goes there first.
       foldChangeLog(store);
@@ -219,7 +221,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
         stream: this.stateIndex, partition, epoch, records: outcome.records, reused: outcome.reused, lastBatch: outcome.last?.batchTime, ms: Date.now() - started,
       });
     } catch (error) {
-      store.env.close();
+      if (opened) closePartitionStores([opened], { afterFailure: true });
       await rt.coordinator.release(this.stateIndex, partition);
       if (!(error instanceof OwnershipLostError)) {
         rt.announce(BatchEvents.PARTITION_RELEASED, { stream: this.stateIndex, partition, epoch, reason: 'failed', error: error as Error });
@@ -240,10 +242,14 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     o.actor.stop();
     // Its thread lets the store and memory go (a thread that died holds nothing).
     await this.rt.workers.run(this.placement[partition], { op: 'release-partition', storePath: o.store.path, incarnation: o.incarnation }).catch(() => undefined);
-    o.store.env.close();
     // A fresh incarnation: a thread that held this partition's memory must not trust it if it comes back.
     this.incarnation = randomUUID();
-    if (release) await this.rt.coordinator.release(this.stateIndex, partition);
+    try {
+      o.store.env.close();
+    } finally {
+      // Given back even when the close failed: the partition's next owner must not wait on this one.
+      if (release) await this.rt.coordinator.release(this.stateIndex, partition);
+    }
   }
 
   /** Every partition is lost at once (the session expired): nothing more is committed to any. */
@@ -399,15 +405,15 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
   /** Stops following the assignment and closes what it holds; its owner nodes go when the coordinator leaves. */
   async close(): Promise<void> {
     await this.turn;
-    for (const o of this.owned.values()) {
-      o.actor.stop();
-      o.store.env.close();
-    }
+    for (const o of this.owned.values()) o.actor.stop();
+    const stores = [...this.owned.values()].map((o) => o.store);
     this.owned.clear();
     // Closed: metrics and the page must not read them while the context finishes stopping.
     this.stores = new Array(this.numPartitions).fill(undefined);
     this.view?.release();
     this.view = undefined;
     this.runtime = undefined;
+    // Last, every one even when one fails (the instance goes on to leave the job).
+    closePartitionStores(stores);
   }
 }

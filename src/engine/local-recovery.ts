@@ -1,5 +1,6 @@
 import type { AnyActorRef } from 'xstate';
 import { StoreMismatchError } from '../errors.js';
+import { FirstFailure } from '../first-failure.js';
 import type { ResolvedMappingRef } from '../actors/messages.js';
 import type { WorkerSet } from '../actors/worker-set.js';
 import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshots/manifest.js';
@@ -65,8 +66,10 @@ export async function recoverLocalJob(context: RecoveryContext): Promise<BatchRu
     reportGaps(context, stores.gaps);
     return replays;
   } catch (error) {
-    opened.forEach((s) => s.close());
-    await Promise.all(openedInputs.map((input) => input.close?.()));
+    // Each closed even when another close fails; the start's own failure is the one to report.
+    const closing = new FirstFailure();
+    for (const stream of opened) closing.runSync(() => stream.close());
+    await Promise.all(openedInputs.map((input) => closing.run(() => input.close?.())));
     throw error;
   }
 }

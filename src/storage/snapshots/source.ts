@@ -15,12 +15,16 @@ import { storeEntries, type ExportEntry } from '../export/state-export.js';
 export function* snapshotEntries(path: string, stream: SnapshotStream): Generator<ExportEntry> {
   for (const part of [...stream.partitions].sort((a, b) => a.partition - b.partition)) {
     const scratch = mkdtempSync(join(tmpdir(), 'statestream-snapshot-'));
-    copyFileSync(join(path, part.file), join(scratch, 'data.mdb'));
-    const store = openPartitionStore(scratch);
+    // The scratch copy goes whatever fails: the copy, the open, a read or the close.
     try {
-      yield* storeEntries(store);
+      copyFileSync(join(path, part.file), join(scratch, 'data.mdb'));
+      const store = openPartitionStore(scratch);
+      try {
+        yield* storeEntries(store);
+      } finally {
+        store.env.close();
+      }
     } finally {
-      store.env.close();
       rmSync(scratch, { recursive: true, force: true });
     }
   }

@@ -75,16 +75,26 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
     });
   }
 
-  const copies = planned.map(({ stream, partition, store, lastBatch, keyCount }) => {
-    const dir = partitionPath(temp, stream, partition);
-    mkdirSync(dir, { recursive: true });
-    const entry = {
-      stream, dir, settled: false, copy: store.env.backup(dir, true),
-      info: { partition, file: relative(temp, join(dir, 'data.mdb')), lastBatch, keyCount },
-    };
-    entry.copy.then(() => (entry.settled = true), () => (entry.settled = true));
-    return entry;
-  });
+  const copies: Array<{ stream: number; dir: string; settled: boolean; copy: Promise<void>; info: Omit<SnapshotPartition, 'bytes' | 'sha256'> }> = [];
+  try {
+    for (const { stream, partition, store, lastBatch, keyCount } of planned) {
+      const dir = partitionPath(temp, stream, partition);
+      mkdirSync(dir, { recursive: true });
+      const entry = {
+        stream, dir, settled: false, copy: store.env.backup(dir, true),
+        info: { partition, file: relative(temp, join(dir, 'data.mdb')), lastBatch, keyCount },
+      };
+      entry.copy.then(() => (entry.settled = true), () => (entry.settled = true));
+      copies.push(entry);
+    }
+  } catch (error) {
+    // The copies begun already run on: the folder goes, and the failure is reported, once they end.
+    const done = Promise.allSettled(copies.map((c) => c.copy)).then(() => {
+      rmSync(temp, { recursive: true, force: true });
+      throw new SnapshotError(`the snapshot of batch ${batchTime} failed: ${(error as Error).message}`, { snapshot: batchTime }, error);
+    });
+    return { started: Promise.resolve(), done };
+  }
 
   // mdb_env_copy2 creates the file and begins the copy's read transaction before it writes
   // a byte (the compacting copy writes its first buffer, up to 1 MiB of pages, after
@@ -98,7 +108,10 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
   const done = (async (): Promise<SnapshotInfo> => {
     const startedAt = Date.now();
     try {
-      await Promise.all(copies.map((c) => c.copy));
+      // Every copy settles before a failure is reported: the folder is removed and the stores may close only once none runs.
+      const settled = await Promise.allSettled(copies.map((c) => c.copy));
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
       const manifest: SnapshotManifest = {
         format: 'statestream-snapshot', formatVersion: SNAPSHOT_FORMAT_VERSION, batchTime, createdAt: new Date(startedAt).toISOString(),
         appName: request.appName, sources: request.sources, streams: [],

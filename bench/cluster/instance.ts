@@ -23,6 +23,15 @@ interface InstanceConfig {
 
 const config = JSON.parse(process.argv[2]) as InstanceConfig;
 const say = (line: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(line)}\n`);
+// stop() rejects when it could not close everything (it still stopped).
+const stopAndExit = (code: number) =>
+  void ssc.stop().then(
+    () => process.exit(code),
+    (error: Error) => {
+      say({ stopFailed: error.message });
+      process.exit(1);
+    },
+  );
 const ssc = new StreamingContext({
   batchIntervalMs: config.batchMs, dataDir: config.dataDir, threads: 1, appName: config.appName,
   cluster: { zookeeper: { connect: config.zookeeper, sessionTimeoutMs: 10_000 }, instanceId: config.id },
@@ -42,13 +51,13 @@ ssc
 ssc.on(BatchEvents.PARTITION_TAKEN, (e) => say({ taken: { partition: e.partition, records: e.records, reused: e.reused, ms: e.ms } }));
 ssc.on(BatchEvents.FAILED, ({ error }) => {
   say({ failed: error.message });
-  void ssc.stop().then(() => process.exit(1));
+  stopAndExit(1);
 });
 process.on('SIGUSR2', () => {
   const { user, system } = process.cpuUsage();
   say({ cpuUs: user + system });
 });
-process.once('SIGTERM', () => void ssc.stop().then(() => process.exit(0)));
+process.once('SIGTERM', () => stopAndExit(0));
 try {
   await ssc.start();
   say({ started: true });

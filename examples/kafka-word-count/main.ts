@@ -74,12 +74,21 @@ try {
 ssc.on(BatchEvents.COMPLETED, (e) => {
   if (values.quiet && e.records > 0) console.log(`batch ${e.batchTime}: ${e.records} records in ${e.processingTimeMs.toFixed(1)} ms`);
 });
+// stop() rejects when it could not close everything (it still stopped): said, and the exit code is 1.
+const stopAndExit = (code: number, options?: { timeoutMs: number }) =>
+  void ssc.stop(options).then(
+    () => process.exit(code),
+    (error: Error) => {
+      console.error(`kafka-word-count: the stop did not close everything: ${error.message}`);
+      process.exit(1);
+    },
+  );
 let failing = false;
 const fail = (message: string) => {
   if (failing) return;
   failing = true;
   console.error(`kafka-word-count: ${message}`);
-  void ssc.stop().then(() => process.exit(1));
+  stopAndExit(1);
 };
 ssc.on(BatchEvents.FAILED, ({ batchTime, error }) => fail(`batch ${batchTime} failed: ${error.message}`));
 // Another copy may own the root now: stop at once rather than at the next batch.
@@ -95,7 +104,7 @@ ssc.on(BatchEvents.PARTITION_RELEASED, ({ partition, epoch, reason, error }) => 
 });
 // Within a container's usual 30 s grace period: a batch still applying after 20 s (a mapping
 // function stuck in a loop) is cut short and runs again at the next start (docs/operations.md).
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void ssc.stop({ timeoutMs: 20_000 }).then(() => process.exit(0)));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stopAndExit(0, { timeoutMs: 20_000 }));
 
 try {
   await ssc.start();

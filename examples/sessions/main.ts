@@ -65,9 +65,16 @@ ssc.on(BatchEvents.STARTED, clickNext);
 
 let stopping: Promise<void> | undefined;
 const finish = (code: number) => {
-  stopping ??= ssc.stop().then(() => {
-    process.exitCode ??= code;
-  });
+  stopping ??= ssc.stop().then(
+    () => {
+      process.exitCode ??= code;
+    },
+    // It stopped, but could not close everything.
+    (error: Error) => {
+      console.error(`sessions: the stop did not close everything: ${error.message}`);
+      process.exitCode = 1;
+    },
+  );
 };
 let completed = 0;
 ssc.on(BatchEvents.COMPLETED, ({ batchTime, records, keysTimedOut }) => {

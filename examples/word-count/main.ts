@@ -82,9 +82,16 @@ ssc.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => console.log(`word-count: ${e.mess
 
 let stopping: Promise<void> | undefined;
 const finish = (code: number) => {
-  stopping ??= ssc.stop().then(() => {
-    process.exitCode ??= code;
-  });
+  stopping ??= ssc.stop().then(
+    () => {
+      process.exitCode ??= code;
+    },
+    // It stopped, but could not close everything.
+    (error: Error) => {
+      console.error(`word-count: the stop did not close everything: ${error.message}`);
+      process.exitCode = 1;
+    },
+  );
 };
 let completed = 0;
 ssc.on(BatchEvents.COMPLETED, (e) => {

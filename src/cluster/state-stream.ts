@@ -9,6 +9,7 @@ import { ChunkedShard } from '../actors/chunked-shard.js';
 import type { ApplyDone, ApplyPrepared } from '../actors/messages.js';
 import type { WorkerSet } from '../actors/worker-set.js';
 import { deserializeError } from '../errors.js';
+import { FirstFailure } from '../first-failure.js';
 import { decodeBatchOutputs, type EncodedOutputs } from '../storage/partition/batch-outputs.js';
 import { BatchLog, FORMAT_VERSION, readCheckedLayout, writeLayout } from '../storage/partition/batch-log.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
@@ -160,7 +161,10 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
   reassign(wanted: Array<{ partition: number; epoch: number }>): Promise<void> {
     const next = this.turn.then(async () => {
       const keep = new Map(wanted.map((w) => [w.partition, w.epoch]));
-      for (const o of [...this.owned.values()]) if (keep.get(o.partition) !== o.epoch) await this.drop(o.partition, 'moved');
+      // Every partition that moved is given up even when giving up one fails (its close), then the first failure is thrown.
+      const dropping = new FirstFailure();
+      for (const o of [...this.owned.values()]) if (keep.get(o.partition) !== o.epoch) await dropping.run(() => this.drop(o.partition, 'moved'));
+      dropping.rethrow();
       for (const [partition, epoch] of keep) if (!this.owned.has(partition)) await this.take(partition, epoch);
     });
     this.turn = next.catch(() => undefined);
@@ -255,7 +259,9 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
   /** Every partition is lost at once (the session expired): nothing more is committed to any. */
   async loseAll(): Promise<void> {
     const next = this.turn.then(async () => {
-      for (const partition of [...this.owned.keys()]) await this.drop(partition, 'lost');
+      const dropping = new FirstFailure();
+      for (const partition of [...this.owned.keys()]) await dropping.run(() => this.drop(partition, 'lost'));
+      dropping.rethrow();
     });
     this.turn = next.catch(() => undefined);
     await next;

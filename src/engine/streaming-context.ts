@@ -375,7 +375,8 @@ export class StreamingContext implements StreamGraph {
     try {
       await runtime.start(this.workers!, this.supervisor!, (index) => this.readersOf(this.clusterStreams[index]).emitOutputs);
     } catch (error) {
-      await runtime.stop();
+      // The start's failure is the one to report, not a close that also failed on the way out.
+      await runtime.stop().catch(() => undefined);
       throw error;
     }
   }

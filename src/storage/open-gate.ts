@@ -18,8 +18,11 @@ const { tryLock, waitForLockSync, unlock } = require('fs-native-extensions') as 
 // line: a commit waits while an open holds it, and only then takes the gate, so an open waits
 // for the commits under way and not for every commit after them (commits of two workers, or
 // of two processes, overlap and would otherwise keep the gate shared for as long as they run).
-const GATE = 0;
-const TURN = 1;
+// fs-native-extensions locks byte ranges with fcntl, but on macOS only whole files (flock):
+// there the gate is the whole file and an open goes without a turn.
+const RANGES = process.platform !== 'darwin';
+const GATE: [number, number] = RANGES ? [0, 1] : [0, 0];
+const TURN: [number, number] | undefined = RANGES ? [1, 1] : undefined;
 
 /** The gate's file, beside LMDB's data.mdb and lock.mdb. */
 export const GATE_FILE = 'open-gate.lock';
@@ -63,7 +66,7 @@ export function openGated<T>(path: string, options: RootDatabaseOptions, databas
         throw error;
       }
     } finally {
-      unlock(fd, GATE, 1);
+      unlock(fd, ...GATE);
     }
   } catch (error) {
     closeSync(fd);
@@ -84,25 +87,22 @@ function openGate(gatePath: string): number {
 /** Takes the gate alone: first the turn, so that no commit begins meanwhile, then the gate once the commits under way end. */
 function holdExclusively(fd: number, path: string, what: 'open' | 'close'): void {
   const deadline = Date.now() + OPEN_WAIT_MS;
-  waitAlone(fd, TURN, deadline, path, what);
+  const waited = `cannot ${what} the store at ${path}:`;
+  if (TURN) waitAlone(fd, TURN, deadline, path, `${waited} another open or close of it has waited its turn in ${GATE_FILE} for ${OPEN_WAIT_MS / 1000} s`);
   try {
-    waitAlone(fd, GATE, deadline, path, what);
+    waitAlone(
+      fd, GATE, deadline, path,
+      `${waited} a write transaction on it has kept ${GATE_FILE} for ${OPEN_WAIT_MS / 1000} s ` +
+        `(a commit that does not end, or this thread trying to ${what} the store from inside a transaction of its own)`,
+    );
   } finally {
-    unlock(fd, TURN, 1);
+    if (TURN) unlock(fd, ...TURN);
   }
 }
 
-function waitAlone(fd: number, lock: number, deadline: number, path: string, what: 'open' | 'close'): void {
-  while (!tryLock(fd, lock, 1)) {
-    if (Date.now() > deadline) {
-      throw new StoreOpenError(
-        `cannot ${what} the store at ${path}: a write transaction on it has kept ${GATE_FILE} for ${OPEN_WAIT_MS / 1000} s ` +
-          `(a commit that does not end, or this thread trying to ${what} the store from inside a transaction of its own)`,
-        { path },
-        undefined,
-        true,
-      );
-    }
+function waitAlone(fd: number, lock: [number, number], deadline: number, path: string, timedOut: string): void {
+  while (!tryLock(fd, ...lock)) {
+    if (Date.now() > deadline) throw new StoreOpenError(timedOut, { path }, undefined, true);
     Atomics.wait(sleepCell, 0, 0, 2);
   }
 }
@@ -127,15 +127,17 @@ function gateWrites(env: RootDatabase, fd: number, path: string): void {
     // Once closed, lmdb refuses the write itself; the descriptor's number may be another file's by then.
     if (depth > 0 || closed) return transactionSync.call(this, action, flags) as R;
     // Behind an open waiting its turn, then in through the gate beside the other commits.
-    waitForLockSync(fd, TURN, 1, { shared: true });
-    unlock(fd, TURN, 1);
-    waitForLockSync(fd, GATE, 1, { shared: true });
+    if (TURN) {
+      waitForLockSync(fd, ...TURN, { shared: true });
+      unlock(fd, ...TURN);
+    }
+    waitForLockSync(fd, ...GATE, { shared: true });
     depth++;
     try {
       return transactionSync.call(this, action, flags) as R;
     } finally {
       depth--;
-      unlock(fd, GATE, 1);
+      unlock(fd, ...GATE);
     }
   };
   const close = env.close;

@@ -31,7 +31,7 @@ describe('a stop that cannot close everything', { timeout: 120_000 }, () => {
     const dataDir = tempDir();
     const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2), { dataDir, threads: 2 });
     const stuck = partitionPath(dataDir, 0, 1);
-    // Held shared, as a commit in another process that does not end holds it: commits go on, a close waits 30 s and gives up.
+    // Held shared, as a commit in another process that does not end holds it: a close waits 30 s for it and gives up.
     const gate = openSync(join(stuck, GATE_FILE), 'r+');
     try {
       assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['c', 1]])), [['a', 1], ['b', 1], ['c', 1]]);

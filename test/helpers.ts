@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, type SnapshotCompletedEvent, type StreamingContextOptions } from '../src/index.js';
@@ -17,6 +17,18 @@ export function tempDir(prefix = 'statestream-test-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   made.push(dir);
   return dir;
+}
+
+/** The LMDB data files under `folder` this process holds open (an open environment holds its data.mdb, twice: mapped, and for its meta pages). */
+export function openDataFiles(folder: string): string[] {
+  return readdirSync('/proc/self/fd').flatMap((fd) => {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      return target.startsWith(folder) && target.endsWith('data.mdb') ? [target] : [];
+    } catch {
+      return []; // the descriptor readdir itself used, closed by now
+    }
+  });
 }
 
 /** The compiled fixture module (tests run from dist/, next to it). */

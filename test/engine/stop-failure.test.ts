@@ -1,30 +1,18 @@
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readdirSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { StateSpec, StoreOpenError } from '../../src/index.js';
 import { GATE_FILE } from '../../src/storage/open-gate.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
-import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { fixture, keyedJob, openDataFiles, sorted, tempDir } from '../helpers.js';
 
 const require = createRequire(import.meta.url);
 const { tryLock, unlock } = require('fs-native-extensions') as {
   tryLock(fd: number, offset: number, length: number, options?: { shared?: boolean }): boolean;
   unlock(fd: number, offset: number, length: number): void;
 };
-
-/** The LMDB data files under `folder` this process holds open. */
-function openDataFiles(folder: string): string[] {
-  return readdirSync('/proc/self/fd').flatMap((fd) => {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      return target.startsWith(folder) && target.endsWith('data.mdb') ? [target] : [];
-    } catch {
-      return [];
-    }
-  });
-}
 
 describe('a stop that cannot close everything', { timeout: 120_000 }, () => {
   it('closes what it can and rejects with what it could not close, instead of resolving as a clean stop', async () => {
@@ -37,7 +25,6 @@ describe('a stop that cannot close everything', { timeout: 120_000 }, () => {
       assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['c', 1]])), [['a', 1], ['b', 1], ['c', 1]]);
       assert.ok(tryLock(gate, 0, 1, { shared: true }));
       await assert.rejects(job.ssc.stop(), (error: unknown) => error instanceof StoreOpenError && error.message.includes(`cannot close the store at ${stuck}`));
-      // (LMDB holds a data file open twice: once mapped, once to write its meta pages.)
       assert.deepEqual([...new Set(openDataFiles(dataDir))], [join(stuck, 'data.mdb')], 'the other partition\'s store was left open');
       // Stopped all the same: a second stop has nothing left to do.
       await job.ssc.stop();

@@ -1,27 +1,15 @@
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { StoreOpenError } from '../../../src/errors.js';
 import { GATE_FILE } from '../../../src/storage/open-gate.js';
 import { closePartitionStores, openPartitionStore, openPartitionStores, partitionPath } from '../../../src/storage/partition/store.js';
-import { tempDir } from '../../helpers.js';
+import { openDataFiles, tempDir } from '../../helpers.js';
 
 const require = createRequire(import.meta.url);
 const { tryLock, unlock } = require('fs-native-extensions') as { tryLock(fd: number, options?: { shared?: boolean }): boolean; unlock(fd: number): void };
-
-/** The LMDB data files under `folder` this process holds open: an open environment holds its data.mdb. */
-function openFilesUnder(folder: string): string[] {
-  return readdirSync('/proc/self/fd').flatMap((fd) => {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`);
-      return target.startsWith(folder) && target.endsWith('data.mdb') ? [target] : [];
-    } catch {
-      return []; // the descriptor readdir itself used, closed by now
-    }
-  });
-}
 
 describe('opening and closing the stores of a stream together', { timeout: 120_000 }, () => {
   it('a store that cannot be opened closes the ones opened before it, and its error is the one thrown', () => {
@@ -32,7 +20,7 @@ describe('opening and closing the stores of a stream together', { timeout: 120_0
     writeFileSync(paths[2], 'not a folder');
 
     assert.throws(() => openPartitionStores(paths), (error: NodeJS.ErrnoException) => error.code === 'EEXIST' && error.path === paths[2]);
-    assert.deepEqual(openFilesUnder(dataDir), [], 'a store opened before the failing one was left open');
+    assert.deepEqual(openDataFiles(dataDir), [], 'a store opened before the failing one was left open');
   });
 
   it('a close that fails (the gate held past its wait) leaves the other stores closed and is thrown after them', () => {
@@ -48,14 +36,14 @@ describe('opening and closing the stores of a stream together', { timeout: 120_0
         () => closePartitionStores(stores),
         (error: unknown) => error instanceof StoreOpenError && error.message.includes(paths[1]) && error.retriable === true,
       );
-      const stillOpen = openFilesUnder(dataDir);
+      const stillOpen = openDataFiles(dataDir);
       assert.ok(stillOpen.some((f) => f.startsWith(paths[1])), 'the store whose close failed is not open any more');
       assert.deepEqual(stillOpen.filter((f) => !f.startsWith(paths[1])), [], 'a store after or before the failed close was left open');
       // It is whole and usable, and closes once the gate is free.
       assert.equal(stores[1].meta.get('n'), 1);
       unlock(gate);
       closePartitionStores([stores[1]]);
-      assert.deepEqual(openFilesUnder(dataDir), []);
+      assert.deepEqual(openDataFiles(dataDir), []);
       const again = openPartitionStore(paths[1]);
       assert.equal(again.meta.get('n'), 1);
       again.env.close();

@@ -3,7 +3,7 @@ import { DataDirLockedError, StatestreamError } from '../errors.js';
 import { DataDirLock } from '../storage/data-lock.js';
 import { readCheckedLayout, type StoreLayout } from '../storage/partition/batch-log.js';
 import { interruptedSwap, recoverInterruptedSwaps, SWAP_NAMES } from '../storage/stream-swap.js';
-import { closePartitionStores, openPartitionStore, partitionPath, partitionsOnDisk, stateDir, type PartitionStore } from '../storage/partition/store.js';
+import { closePartitionStores, openPartitionStore, partitionPath, partitionsOnDisk, stateDir, withPartitionStore, type PartitionStore } from '../storage/partition/store.js';
 import { checkStoreFile, dataFileBytes, examinePartition, type PartitionReport } from '../storage/partition/store-check.js';
 import { CliFailure } from './args.js';
 
@@ -102,8 +102,7 @@ export function assertJobStopped(dataDir: string, stream: number, what: string):
   for (const p of partitionsOnDisk(dataDir, stream)) {
     const path = partitionPath(dataDir, stream, p);
     if (checkStoreFile(path)) continue;
-    const store = openPartitionStore(path);
-    try {
+    withPartitionStore(path, (store) => {
       store.env.readerCheck();
       const pids = new Set(
         store.env
@@ -113,9 +112,7 @@ export function assertJobStopped(dataDir: string, stream: number, what: string):
           .filter((pid) => Number.isInteger(pid) && pid > 0 && pid !== process.pid),
       );
       if (pids.size > 0) throw new CliFailure(`${what}: process ${[...pids].join(', ')} has the stores of stream ${stream} open (${path}); stop the job first`);
-    } finally {
-      store.env.close();
-    }
+    });
   }
 }
 

@@ -1,5 +1,5 @@
 import { readCheckedLayout, writeLayout, type StoreLayout } from './batch-log.js';
-import { openPartitionStore, partitionPath, partitionsOnDisk } from './store.js';
+import { partitionPath, partitionsOnDisk, withPartitionStore } from './store.js';
 
 /**
  * A stream's stores get their layouts when they are first created, each in a transaction
@@ -15,25 +15,11 @@ import { openPartitionStore, partitionPath, partitionsOnDisk } from './store.js'
 export function completeLayouts(dataDir: string, stream: number): number[] {
   const partitions = partitionsOnDisk(dataDir, stream);
   const layouts = new Map<number, StoreLayout | undefined>();
-  for (const p of partitions) {
-    const store = openPartitionStore(partitionPath(dataDir, stream, p));
-    try {
-      layouts.set(p, readCheckedLayout(store, { stream, partition: p }));
-    } finally {
-      store.env.close();
-    }
-  }
+  for (const p of partitions) layouts.set(p, withPartitionStore(partitionPath(dataDir, stream, p), (store) => readCheckedLayout(store, { stream, partition: p })));
   const known = [...layouts.values()].filter((l): l is StoreLayout => l !== undefined);
   if (known.length === 0) return [];
   const source = known.reduce((a, b) => ((b.stateVersion ?? 1) < (a.stateVersion ?? 1) ? b : a));
   const missing = [...layouts].filter(([, layout]) => layout === undefined).map(([p]) => p);
-  for (const p of missing) {
-    const store = openPartitionStore(partitionPath(dataDir, stream, p));
-    try {
-      writeLayout(store, source);
-    } finally {
-      store.env.close();
-    }
-  }
+  for (const p of missing) withPartitionStore(partitionPath(dataDir, stream, p), (store) => writeLayout(store, source));
   return missing;
 }

@@ -1,7 +1,7 @@
 import { StatestreamError, StoreOpenError } from '../../errors.js';
 import { BatchLog, readCheckedLayout, type StoreLayout } from './batch-log.js';
 import { checkStoreFile, dataFileBytes } from './file-check.js';
-import { openPartitionStore, partitionPath } from './store.js';
+import { partitionPath, withPartitionStore } from './store.js';
 
 export { checkStoreFile, dataFileBytes, type StoreProblem } from './file-check.js';
 
@@ -37,8 +37,7 @@ export function examinePartition(dataDir: string, stream: number, partition: num
   const problem = checkStoreFile(path);
   if (problem) return { partition, path, bytes, problem };
   try {
-    const store = openPartitionStore(path);
-    try {
+    return withPartitionStore(path, (store) => {
       const layout = readCheckedLayout(store, { stream, partition });
       const last = new BatchLog(store).last();
       // No layout: created by a first start that was cut short, which the next start initialises (not damage).
@@ -47,9 +46,7 @@ export function examinePartition(dataDir: string, stream: number, partition: num
         lastBatch: last?.batchTime, keyCount: last?.keyCount ?? 0, deadLetters: store.deadLetters.getKeysCount(),
         cluster: store.meta.get('cluster') !== undefined,
       };
-    } finally {
-      store.env.close();
-    }
+    });
   } catch (error) {
     if (error instanceof StatestreamError) throw error;
     if (isStoreDamage(error)) return { partition, path, bytes, problem: `the store fails to open: ${(error as Error).message}` };

@@ -64,6 +64,23 @@ export function openPartitionStore(path: string, options: { noSync?: boolean } =
   }));
 }
 
+/**
+ * Opens the store at `path`, runs `use` on it and closes it. A close that fails is thrown
+ * only when `use` succeeded: after a failure of its own, that failure is the one reported.
+ */
+export function withPartitionStore<T>(path: string, use: (store: PartitionStore) => T): T {
+  const store = openPartitionStore(path);
+  let result: T;
+  try {
+    result = use(store);
+  } catch (error) {
+    closePartitionStores([store], { afterFailure: true });
+    throw error;
+  }
+  closePartitionStores([store]);
+  return result;
+}
+
 /** Opens the stores at `paths` in order; when one fails, those opened before it are closed again. */
 export function openPartitionStores(paths: string[], options: { noSync?: boolean } = {}): PartitionStore[] {
   const stores: PartitionStore[] = [];

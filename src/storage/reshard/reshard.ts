@@ -8,7 +8,7 @@ import { decodeOutputs, encodeRecords } from '../partition/batch-outputs.js';
 import { entriesInKeyOrder, readEntries } from '../partition/change-log.js';
 import type { DeadLetter } from '../partition/dead-letters.js';
 import { normalizeKey } from '../keys.js';
-import { closePartitionStores, openPartitionStore, openPartitionStores, partitionFolder, partitionPath, type PartitionStore } from '../partition/store.js';
+import { closePartitionStores, openPartitionStores, partitionFolder, partitionPath, withPartitionStore, type PartitionStore } from '../partition/store.js';
 import { commitSwap, swapPaths, type SwapStep } from '../stream-swap.js';
 import { BatchedWriter } from './batched-writer.js';
 
@@ -32,12 +32,7 @@ export interface ReshardReport {
 export function readStoredLayout(dataDir: string, streamIndex: number): StoreLayout | undefined {
   const path = partitionPath(dataDir, streamIndex, 0);
   if (!existsSync(path)) return undefined;
-  const store = openPartitionStore(path);
-  try {
-    return readLayout(store);
-  } finally {
-    void store.env.close();
-  }
+  return withPartitionStore(path, readLayout);
 }
 
 /**

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { StoreOpenError } from '../../../src/errors.js';
 import { GATE_FILE } from '../../../src/storage/open-gate.js';
-import { closePartitionStores, openPartitionStore, openPartitionStores, partitionPath } from '../../../src/storage/partition/store.js';
+import { closePartitionStores, openPartitionStore, openPartitionStores, partitionPath, withPartitionStore } from '../../../src/storage/partition/store.js';
 import { openDataFiles, tempDir } from '../../helpers.js';
 
 const require = createRequire(import.meta.url);
@@ -21,6 +21,26 @@ describe('opening and closing the stores of a stream together', { timeout: 120_0
 
     assert.throws(() => openPartitionStores(paths), (error: NodeJS.ErrnoException) => error.code === 'EEXIST' && error.path === paths[2]);
     assert.deepEqual(openDataFiles(dataDir), [], 'a store opened before the failing one was left open');
+  });
+
+  it('a store used and closed at once: when the use fails and the close fails too, the use\'s failure is the one thrown', () => {
+    const path = partitionPath(tempDir(), 0, 0);
+    openPartitionStore(path).env.close();
+    const held = openSync(join(path, GATE_FILE), 'r+');
+    try {
+      assert.throws(
+        () =>
+          withPartitionStore(path, () => {
+            // From here on the close waits for the gate, and gives up.
+            assert.ok(tryLock(held, { shared: true }));
+            throw new Error('the read failed');
+          }),
+        /^Error: the read failed$/,
+      );
+    } finally {
+      unlock(held);
+      closeSync(held);
+    }
   });
 
   it('a close that fails (the gate held past its wait) leaves the other stores closed and is thrown after them', () => {

@@ -76,6 +76,7 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
   }
 
   const copies: Array<{ stream: number; dir: string; settled: boolean; copy: Promise<void>; info: Omit<SnapshotPartition, 'bytes' | 'sha256'> }> = [];
+  let beginFailure: { error: unknown } | undefined;
   try {
     for (const { stream, partition, store, lastBatch, keyCount } of planned) {
       const dir = partitionPath(temp, stream, partition);
@@ -88,18 +89,15 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
       copies.push(entry);
     }
   } catch (error) {
-    // The copies begun already run on: the folder goes, and the failure is reported, once they end.
-    const done = Promise.allSettled(copies.map((c) => c.copy)).then(() => {
-      rmSync(temp, { recursive: true, force: true });
-      throw new SnapshotError(`the snapshot of batch ${batchTime} failed: ${(error as Error).message}`, { snapshot: batchTime }, error);
-    });
-    return { started: Promise.resolve(), done };
+    // The copies begun already run on: `done` reports the failure once they end, as a copy's.
+    beginFailure = { error };
   }
 
   // mdb_env_copy2 creates the file and begins the copy's read transaction before it writes
   // a byte (the compacting copy writes its first buffer, up to 1 MiB of pages, after
   // walking that far): a non-empty file means its view is fixed.
   const started = (async () => {
+    if (beginFailure) return;
     for (const c of copies) {
       while (!c.settled && !(existsSync(join(c.dir, 'data.mdb')) && statSync(join(c.dir, 'data.mdb')).size > 0)) await sleep(1);
     }
@@ -110,6 +108,7 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
     try {
       // Every copy settles before a failure is reported: the folder is removed and the stores may close only once none runs.
       const settled = await Promise.allSettled(copies.map((c) => c.copy));
+      if (beginFailure) throw beginFailure.error;
       const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
       const manifest: SnapshotManifest = {

@@ -1,5 +1,6 @@
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, type SnapshotCompletedEvent, type StreamingContextOptions } from '../src/index.js';
 import { nextEvent } from './wait.js';
@@ -18,6 +19,17 @@ export function tempDir(prefix = 'statestream-test-'): string {
   made.push(dir);
   return dir;
 }
+
+/**
+ * The file locks a store's open gate takes (fs-native-extensions, which ships no types), for
+ * tests that hold the gate as a commit or an open in another process would: a byte range, or
+ * the whole file when offset and length are left out.
+ */
+export const fileLocks = createRequire(import.meta.url)('fs-native-extensions') as {
+  tryLock(fd: number, offset?: number, length?: number, options?: { shared?: boolean }): boolean;
+  tryLock(fd: number, options?: { shared?: boolean }): boolean;
+  unlock(fd: number, offset?: number, length?: number): void;
+};
 
 /** The LMDB data files under `folder` this process holds open (an open environment holds its data.mdb, twice: mapped, and for its meta pages). */
 export function openDataFiles(folder: string): string[] {

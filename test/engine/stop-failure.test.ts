@@ -1,18 +1,13 @@
 import assert from 'node:assert/strict';
 import { closeSync, openSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { StateSpec, StoreOpenError } from '../../src/index.js';
 import { GATE_FILE } from '../../src/storage/open-gate.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
-import { fixture, keyedJob, openDataFiles, sorted, tempDir } from '../helpers.js';
+import { fileLocks, fixture, keyedJob, openDataFiles, sorted, tempDir } from '../helpers.js';
 
-const require = createRequire(import.meta.url);
-const { tryLock, unlock } = require('fs-native-extensions') as {
-  tryLock(fd: number, offset: number, length: number, options?: { shared?: boolean }): boolean;
-  unlock(fd: number, offset: number, length: number): void;
-};
+const { tryLock, unlock } = fileLocks;
 
 describe('a stop that cannot close everything', { timeout: 120_000 }, () => {
   it('closes what it can and rejects with what it could not close, instead of resolving as a clean stop', async () => {

@@ -1,20 +1,15 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { GATE_FILE } from '../../src/storage/open-gate.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
-import { fixture, tempDir } from '../helpers.js';
+import { fileLocks, fixture, tempDir } from '../helpers.js';
 
-const require = createRequire(import.meta.url);
-const { tryLock, unlock } = require('fs-native-extensions') as {
-  tryLock(fd: number, offset?: number, length?: number, options?: { shared?: boolean }): boolean;
-  unlock(fd: number, offset?: number, length?: number): void;
-};
+const { tryLock, unlock } = fileLocks;
 /** The gate's first byte, as a commit holds it shared and an open (after its turn, the second byte) alone. */
 const GATE_BYTE = [0, 1] as const;
 
@@ -39,6 +34,12 @@ async function committer(path: string) {
   return {
     lines,
     printed,
+    /** Waits for `line`, which it prints just before it would block, then checks that it printed nothing after it for 500 ms. */
+    stalledAfter: async (line: string, message: string) => {
+      await printed(line);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.deepEqual(lines, ['ready', line], message);
+    },
     send: (line: string) => child.stdin!.write(`${line}\n`),
     stop: async () => {
       child.stdin!.end();
@@ -48,52 +49,48 @@ async function committer(path: string) {
   };
 }
 
+/** A fresh store, a committer process on it, and a descriptor of its gate file to hold the gate with as the other side would. */
+async function besideCommitter(run: (beside: { path: string; other: Awaited<ReturnType<typeof committer>>; gate: number }) => Promise<void>): Promise<void> {
+  const path = partitionPath(tempDir(), 0, 0);
+  openPartitionStore(path).env.close();
+  const other = await committer(path);
+  const gate = openSync(join(path, GATE_FILE), 'r+');
+  try {
+    await run({ path, other, gate });
+  } finally {
+    closeSync(gate);
+    await other.stop();
+  }
+}
+
 // lmdb's open writes the lock file's last-transaction id from a meta page it read a moment
 // before: a commit by another process in between was hidden, and lost (src/storage/open-gate.ts).
 describe('opening a store and committing to it, from two processes', { timeout: 60_000 }, () => {
   it('an open waits while a commit in another process holds the gate, then sees that commit', async () => {
-    const path = partitionPath(tempDir(), 0, 0);
-    openPartitionStore(path).env.close();
-    const other = await committer(path);
-    const gate = openSync(join(path, GATE_FILE), 'r+');
-    try {
+    await besideCommitter(async ({ path, other, gate }) => {
       const store = openPartitionStore(path);
       store.env.transactionSync(() => store.meta.putSync('n', 1));
       // As a write transaction holds it, from before it begins to after it commits.
       assert.ok(tryLock(gate, ...GATE_BYTE, { shared: true }));
       other.send('open');
-      await other.printed('opening');
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      assert.deepEqual(other.lines, ['ready', 'opening'], 'the other process opened the store while a commit held the gate');
+      await other.stalledAfter('opening', 'the other process opened the store while a commit held the gate');
       unlock(gate, ...GATE_BYTE);
       store.env.close();
       assert.equal(await other.printed('opened'), 'opened 1');
-    } finally {
-      closeSync(gate);
-      await other.stop();
-    }
+    });
   });
 
   it('a commit waits for an open under way in another process (which holds the gate alone while it opens)', async () => {
-    const path = partitionPath(tempDir(), 0, 0);
-    openPartitionStore(path).env.close();
-    const other = await committer(path);
-    const gate = openSync(join(path, GATE_FILE), 'r+');
-    try {
+    await besideCommitter(async ({ path, other, gate }) => {
       assert.ok(tryLock(gate, ...GATE_BYTE), 'the gate is free while nothing commits');
       other.send('commit 0');
-      await other.printed('committing');
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      assert.deepEqual(other.lines, ['ready', 'committing'], 'the other process began its transaction while an open held the gate');
+      await other.stalledAfter('committing', 'the other process began its transaction while an open held the gate');
       unlock(gate, ...GATE_BYTE);
       assert.equal(await other.printed('committed'), 'committed 1');
       const store = openPartitionStore(path);
       assert.equal(store.meta.get('n'), 1);
       store.env.close();
-    } finally {
-      closeSync(gate);
-      await other.stop();
-    }
+    });
   });
 
   it('an open gets in while two processes commit back to back, their commits overlapping, and hides none of them', async () => {

@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { StoreOpenError } from '../../../src/errors.js';
 import { GATE_FILE } from '../../../src/storage/open-gate.js';
 import { closePartitionStores, openPartitionStore, openPartitionStores, partitionPath, withPartitionStore } from '../../../src/storage/partition/store.js';
-import { openDataFiles, tempDir } from '../../helpers.js';
+import { fileLocks, openDataFiles, tempDir } from '../../helpers.js';
 
-const require = createRequire(import.meta.url);
-const { tryLock, unlock } = require('fs-native-extensions') as { tryLock(fd: number, options?: { shared?: boolean }): boolean; unlock(fd: number): void };
+const { tryLock, unlock } = fileLocks;
 
 describe('opening and closing the stores of a stream together', { timeout: 120_000 }, () => {
   it('a store that cannot be opened closes the ones opened before it, and its error is the one thrown', () => {

@@ -93,6 +93,11 @@ function integerOption(options: Record<string, unknown>, name: string, min: numb
 /** The most worker threads a context runs. */
 const MAX_THREADS = 256;
 
+/** Worker threads when the option is not given: one per core, capped like the option, so that a machine with more cores than that still starts. */
+export function defaultThreads(cores: number): number {
+  return Math.min(cores, MAX_THREADS);
+}
+
 /** Two generations of at most half the bound each stay far below V8's 2^24 entries per Map. */
 const MAX_STATE_CACHE_ENTRIES = 2 ** 24;
 
@@ -155,8 +160,7 @@ export class StreamingContext implements StreamGraph {
     if (unknown !== undefined) throw new ConfigError(`StreamingContext: unknown option "${unknown}" (known: ${[...known].join(', ')})`, { option: unknown });
     const raw = options as unknown as Record<string, unknown>;
     this.batchIntervalMs = integerOption(raw, 'batchIntervalMs', 1, 24 * 3600_000);
-    // The default is capped like the option: a machine with more cores than that still starts.
-    this.threads = integerOption(raw, 'threads', 1, MAX_THREADS, Math.min(availableParallelism(), MAX_THREADS));
+    this.threads = integerOption(raw, 'threads', 1, MAX_THREADS, defaultThreads(availableParallelism()));
     this.maxWorkerRestarts = integerOption(raw, 'maxWorkerRestarts', 0, 100, 3);
     this.stateCacheEntries = integerOption(raw, 'stateCacheEntries', 0, MAX_STATE_CACHE_ENTRIES, 1_000_000);
     this.snapshotPolicy = snapshotPolicy(options.snapshotEvery, options.snapshotsKept);

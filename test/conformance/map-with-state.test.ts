@@ -125,9 +125,11 @@ describe("Spark's mapWithState semantics", () => {
     } finally {
       await asyncJob.ssc.stop();
     }
-    const named = await keyedJob(StateSpec.function<string, number, number, [string, number]>({ module: fixture('article-count'), export: 'tally' }), { dataDir: tempDir() });
+    // The module's default counts in steps of one: only its named export doubles.
+    const named = await keyedJob(StateSpec.function<string, number, number, [string, number]>({ module: fixture('count'), export: 'byTwo' }), { dataDir: tempDir() });
     try {
-      assert.deepEqual(await named.batch([['z', 4]]), [['z', 4]]);
+      assert.deepEqual(await named.batch([['z', 4]]), [['z', 8]]);
+      assert.deepEqual(await named.batch([['z', 1]]), [['z', 10]]);
     } finally {
       await named.ssc.stop();
     }

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { availableParallelism } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, ManualClock, MappingModuleError, StateSpec, StreamingContext, exportJobState, readSnapshotState, readStateExport, writeStateExport } from '../../src/index.js';
+import { defaultThreads } from '../../src/engine/streaming-context.js';
 import { fixture, tempDir } from '../helpers.js';
 
 /** Asserts that `run` throws a ConfigError whose message matches, and that names `option` when given. */
@@ -100,7 +102,9 @@ describe('option values: what a value is, not only whether it was given', () => 
     refuses(() => context({ snapshotEvery: 10_000_000 }), /snapshotEvery must be a number of batches from 1 to 1000000/, 'snapshotEvery');
     refuses(() => context({ snapshotEvery: { ms: 31 * 24 * 3600_000 } }), /\(n from 1 to 2592000000, 30 days\)/, 'snapshotEvery');
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir() });
-    assert.ok(ssc.threads >= 1 && ssc.threads <= 256);
+    assert.equal(ssc.threads, Math.min(availableParallelism(), 256), 'one thread per core');
+    assert.equal(defaultThreads(300), 256, 'a machine of 300 cores gets the most threads the option takes');
+    assert.equal(defaultThreads(2), 2);
   });
 
   it('metrics and the page on one port are refused when given; a host that is no address here is named as the host at start()', async () => {

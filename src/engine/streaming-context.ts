@@ -146,6 +146,8 @@ export class StreamingContext implements StreamGraph {
   private readonly observability: Observability;
   /** The stop under way: later calls wait for it too. */
   private stopping: Promise<void> | undefined;
+  /** The stop has run its last step (the folder given back): its phase says stopped before that. */
+  private stopOver = false;
   /** The stop's deadline, when one was given. */
   private cut: StopCut | undefined;
   /** Aborted, with the timeout, when the stop's deadline passes: outputs still pending are left behind. */
@@ -468,6 +470,11 @@ export class StreamingContext implements StreamGraph {
    */
   async stop(options?: StopOptions): Promise<void> {
     const timeoutMs = stopTimeout(options);
+    // The phase is stopped before the stop's last steps (metrics server, folder): a call then still waits for them.
+    if (this.stopping !== undefined && !this.stopOver) {
+      if (timeoutMs !== undefined) this.cutAfter(timeoutMs);
+      return this.stopping;
+    }
     if (this.phase === 'stopped') return;
     if (this.phase === 'created') {
       this.phase = 'stopped';
@@ -476,7 +483,7 @@ export class StreamingContext implements StreamGraph {
     }
     // A later call's timeout bounds a stop already under way (a second SIGTERM, say).
     if (timeoutMs !== undefined) this.cutAfter(timeoutMs);
-    this.stopping ??= this.stopInOrder();
+    this.stopping = this.stopInOrder().finally(() => (this.stopOver = true));
     return this.stopping;
   }
 

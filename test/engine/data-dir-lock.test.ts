@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { Registry } from 'prom-client';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, DataDirLockedError, ManualClock, StateSpec, StoreMismatchError, StreamingContext } from '../../src/index.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { waitUntil } from '../wait.js';
 
 const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
 
@@ -27,6 +29,34 @@ function refusedNaming(dataDir: string, holder: string) {
 }
 
 describe('the data folder lock (in one process)', () => {
+  it('a stop() called while the first one takes its last steps waits until the folder is given back', async () => {
+    const dataDir = tempDir();
+    // The job's metrics go into a registry of the test's: the stop's last steps take them out
+    // of it (after its phase says stopped, before the folder is given back), and the second
+    // stop() is called from there.
+    const registry = new Registry();
+    const first = await keyedJob(spec(), { dataDir, appName: 'first-copy', metrics: { registry } });
+    await first.batch([['a', 1]]);
+    const batches = registry.getSingleMetric('statestream_batches_total') as unknown as { remove(labels: Record<string, string>): void };
+    let second: Promise<boolean> | undefined;
+    let firstOver = false;
+    const remove = batches.remove.bind(batches);
+    batches.remove = (labels) => {
+      if (second === undefined) {
+        assert.equal(first.ssc.state, 'stopped');
+        second = first.ssc.stop().then(() => firstOver);
+      }
+      remove(labels);
+    };
+    const stopping = first.ssc.stop().finally(() => (firstOver = true));
+    await waitUntil('the stop to take the job\'s metrics out', () => second !== undefined);
+    assert.equal(await second, true, 'the second stop() returned before the first had ended');
+    const next = copyOf(dataDir, 'next-copy');
+    await next.start();
+    await next.stop();
+    await stopping;
+  });
+
   it('a second context on the same folder fails at start() naming this process; the first goes on, and stop() releases the folder', async () => {
     const dataDir = tempDir();
     const first = await keyedJob(spec(), { dataDir, appName: 'first-copy' });

@@ -164,6 +164,7 @@ const MUTANTS: Mutant[] = [
   { what: 'one worker thread by default', edits: one('engine/streaming-context.js', "MAX_THREADS, defaultThreads(availableParallelism()));", "MAX_THREADS, 1);"), test: 'engine/option-values.test.js', name: 'default thread count' },
   { what: 'the metrics served on every path', edits: one('metrics/metrics-server.js', "if (path !== '/metrics') {", 'if (false) {'), test: 'metrics/metrics.test.js', name: 'curl of /metrics' },
   { what: 'a second stop() returns before the first gave the folder back', edits: one('engine/streaming-context.js', 'if (this.stopping !== undefined && !this.stopOver) {', 'if (false) {'), test: 'engine/data-dir-lock.test.js', name: 'takes its last steps' },
+  { what: 'a listener that throws outside a batch reaches the supervisor and the warm-up', edits: one('engine/streaming-context.js', 'if (event === BatchEvents.STARTED || event === BatchEvents.COMPLETED) {', 'if (true) {'), test: 'engine/batch-events.test.js', name: 'partition.restarted or memory.warmed' },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 

@@ -48,6 +48,7 @@ export interface SnapshotHost {
   sources(): SourcePositions[];
   /** Snapshots older than this are gone: sources may forget what they kept to replay them. */
   retainFrom(batchTime: number): Promise<void>;
+  /** Neither throws: the context's listeners of snapshot events are contained (a throw is a process warning). */
   completed(info: SnapshotInfo, timings: { gateMs: number; durationMs: number }): void;
   failed(batchTime: number, error: Error): void;
 }
@@ -85,7 +86,7 @@ export class SnapshotScheduler {
     try {
       snapshot = beginSnapshot({ dataDir: this.host.dataDir, batchTime, appName: this.host.appName, streams: this.host.streams(), sources: this.host.sources() });
     } catch (error) {
-      this.tell(() => this.host.failed(batchTime, error as Error));
+      this.host.failed(batchTime, error as Error);
       return;
     }
     this.running = snapshot.done
@@ -93,7 +94,7 @@ export class SnapshotScheduler {
         async (info) => {
           // The snapshot is in place: say so before the housekeeping, which may meet a
           // stopping source or an unreachable ZooKeeper (the next snapshot trims again).
-          this.tell(() => this.host.completed(info, { gateMs, durationMs: performance.now() - began }));
+          this.host.completed(info, { gateMs, durationMs: performance.now() - began });
           try {
             const oldest = pruneSnapshots(this.host.dataDir, this.policy.keep).at(-1);
             if (oldest) await this.host.retainFrom(oldest.batchTime);
@@ -101,23 +102,11 @@ export class SnapshotScheduler {
             // Only housekeeping: nothing is lost, and the next snapshot trims again.
           }
         },
-        (error: Error) => this.tell(() => this.host.failed(batchTime, error)),
+        (error: Error) => this.host.failed(batchTime, error),
       )
       .finally(() => (this.running = undefined));
     await snapshot.started;
     gateMs = performance.now() - began;
-  }
-
-  /**
-   * Snapshot events come after their batch has completed: a listener that throws cannot
-   * fail that batch, and must not pass for a failed snapshot. It becomes a process warning.
-   */
-  private tell(notify: () => void): void {
-    try {
-      notify();
-    } catch (error) {
-      process.emitWarning(`a snapshot event listener threw: ${(error as Error)?.message ?? String(error)}`, { code: 'STATESTREAM_LISTENER' });
-    }
   }
 
   /** Before the stores close: a copy must not outlive its environment. */

@@ -220,8 +220,25 @@ export class StreamingContext implements StreamGraph {
     return this;
   }
 
+  /**
+   * A listener of batch.started or batch.completed that throws fails its batch, loudly, as
+   * an output would. Every other event is emitted from somewhere a throw must not reach (a
+   * supervisor's transition, a warm-up's promise, a snapshot done after its batch, a
+   * partition taken or given up): a listener that throws there becomes a process warning,
+   * and the listeners after it still hear the event.
+   */
   private emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void {
-    this.events.emit(event, payload);
+    if (event === BatchEvents.STARTED || event === BatchEvents.COMPLETED) {
+      this.events.emit(event, payload);
+      return;
+    }
+    for (const listener of this.events.listeners(event)) {
+      try {
+        listener(payload);
+      } catch (error) {
+        process.emitWarning(`a ${event} event listener threw: ${(error as Error)?.message ?? String(error)}`, { code: 'STATESTREAM_LISTENER' });
+      }
+    }
   }
 
   // ── the stream graph ──────────────────────────────────────────────────────

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { BatchEvents, StateSpec, StreamingContext, murmur2Partitioner, type BatchCompletedEvent, type BatchStartedEvent } from '../../src/index.js';
+import type { FaultyValue } from '../fixtures/faulty.js';
 import type { GateValue } from '../fixtures/gate.js';
-import { fixture, tempDir } from '../helpers.js';
+import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { waitUntil } from '../wait.js';
 
 describe('batch events', () => {
@@ -21,6 +22,44 @@ describe('batch events', () => {
       assert.throws(() => ssc.on('state.restore' as never, () => undefined), /no event "state\.restore"/);
     } finally {
       await ssc.stop();
+    }
+  });
+
+  it('a listener that throws on partition.restarted or memory.warmed is a process warning: the listeners after it hear the event, the batch and the job go on', async () => {
+    const dataDir = tempDir();
+    const spec = () => StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty')).numPartitions(2);
+    const first = await keyedJob(spec(), { dataDir });
+    await first.batch([['a', 1], ['b', 1]]);
+    // A clean stop names a and b for the next start's warm-up.
+    await first.ssc.stop();
+
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => void (w.code === 'STATESTREAM_LISTENER' && warnings.push(w.message));
+    process.on('warning', onWarning);
+    const again = await keyedJob(spec(), { dataDir, startMs: 10_000 });
+    const heard: string[] = [];
+    for (const event of [BatchEvents.MEMORY_WARMED, BatchEvents.PARTITION_RESTARTED] as const) {
+      again.ssc.on(event, () => {
+        throw new Error(`listener bug on ${event}`);
+      });
+      again.ssc.on(event, () => void heard.push(event));
+    }
+    try {
+      await waitUntil('both partitions warmed', () => heard.filter((e) => e === BatchEvents.MEMORY_WARMED).length === 2);
+      const out = await again.batch([['a', 1], ['crash', { exitOnce: join(tempDir(), 'crashed') }], ['b', 1]]);
+      assert.deepEqual(out.sort(), [['a', 2], ['b', 2], ['crash', 1]]);
+      assert.equal(heard.filter((e) => e === BatchEvents.PARTITION_RESTARTED).length, 1);
+      assert.deepEqual(await again.batch([['a', 1]]), [['a', 3]]);
+      assert.equal(again.ssc.state, 'running');
+      await waitUntil('the warnings', () => warnings.length === 3);
+      assert.deepEqual(warnings.sort(), [
+        'a memory.warmed event listener threw: listener bug on memory.warmed',
+        'a memory.warmed event listener threw: listener bug on memory.warmed',
+        'a partition.restarted event listener threw: listener bug on partition.restarted',
+      ]);
+    } finally {
+      process.off('warning', onWarning);
+      await again.ssc.stop();
     }
   });
 

@@ -101,7 +101,7 @@ describe('snapshots', () => {
     job.ssc.on(BatchEvents.SNAPSHOT_FAILED, (e) => failed.push(e));
     try {
       await job.batch(words(1));
-      assert.match((await warned)[0].message, /snapshot event listener threw: listener bug/);
+      assert.match((await warned)[0].message, /a snapshot\.completed event listener threw: listener bug/);
       await job.batch(words(2));
     } finally {
       await job.ssc.stop();

@@ -165,6 +165,7 @@ const MUTANTS: Mutant[] = [
   { what: 'the metrics served on every path', edits: one('metrics/metrics-server.js', "if (path !== '/metrics') {", 'if (false) {'), test: 'metrics/metrics.test.js', name: 'curl of /metrics' },
   { what: 'a second stop() returns before the first gave the folder back', edits: one('engine/streaming-context.js', 'if (this.stopping !== undefined && !this.stopOver) {', 'if (false) {'), test: 'engine/data-dir-lock.test.js', name: 'takes its last steps' },
   { what: 'a listener that throws outside a batch reaches the supervisor and the warm-up', edits: one('engine/streaming-context.js', 'if (event === BatchEvents.STARTED || event === BatchEvents.COMPLETED) {', 'if (true) {'), test: 'engine/batch-events.test.js', name: 'partition.restarted or memory.warmed' },
+  { what: 'a --zk-root that names no node read as a job that recorded nothing', edits: one('cli/zk.js', '        if (!found)\n', '        if (false)\n'), test: 'cli/cli.test.js', name: 'names no node' },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 

@@ -26,7 +26,7 @@ Commands:
 
 Options every command takes:
   --data-dir <path>   the job's data folder (default ./statestream-data)
-  --stream <n>        the mapWithState stream, by creation order (default 0)
+  --stream <n>        the mapWithState stream, by creation order (default 0; inspect and snapshot list|create: every stream)
   --json              one JSON document instead of text
   -q, --quiet         no progress output (long work shows it on stderr)
   -h, --help          this help, or a command's own (statestream <command> --help)
@@ -89,7 +89,9 @@ function report(error: unknown): number {
   // Only stdout's own: a socket's EPIPE (ZooKeeper's, a broker's) is a failure to report.
   if ((error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE' && process.stdout.errored) return CLOSED_PIPE_EXIT;
   if (error instanceof UsageError) {
-    const help = error.command ? `statestream ${error.command.split(' ')[0]} --help` : 'statestream --help';
+    // `snapshot list|create|restore` each have a page of their own options; `state get|count` share theirs.
+    const own = error.command?.startsWith('snapshot ') ? error.command : error.command?.split(' ')[0];
+    const help = own ? `statestream ${own} --help` : 'statestream --help';
     process.stderr.write(`statestream: ${error.message}\nRun '${help}' for usage.\n`);
     return 2;
   }

@@ -37,8 +37,10 @@ export async function withZooKeeper<T>(target: ZooKeeperTarget, use: (offsets: Z
     session.interrupt();
   }, timeoutMs);
   try {
-    await session.exists(target.root);
+    const found = await session.exists(target.root);
     clearTimeout(deadline);
+    // A misspelt root reads as a job that recorded nothing: "no offsets", "nothing to replay".
+    if (!found) throw await missingRoot(session, target);
     return await use(new ZooKeeperOffsetStore(session, target.root), session);
   } catch (error) {
     throw zooKeeperTrouble(error, target, timeoutMs, unanswered);
@@ -46,6 +48,14 @@ export async function withZooKeeper<T>(target: ZooKeeperTarget, use: (offsets: Z
     clearTimeout(deadline);
     session.close();
   }
+}
+
+/** The root names no node: says so, with the roots that its parent does hold. */
+async function missingRoot(session: ZooKeeperSession, target: ZooKeeperTarget): Promise<CliFailure> {
+  const parent = target.root.slice(0, target.root.lastIndexOf('/')) || '/';
+  const siblings = (await session.exists(parent)) ? (await session.children(parent)).sort() : [];
+  const under = siblings.length === 0 ? `${parent} holds none` : `${parent} holds ${siblings.slice(0, 10).map((name) => `${parent === '/' ? '' : parent}/${name}`).join(', ')}${siblings.length > 10 ? ', …' : ''}`;
+  return new CliFailure(`ZooKeeper at ${target.connect} has no node ${target.root}: no job keeps its offsets there (give --zk-root the job's ZooKeeper root; ${under})`);
 }
 
 /** ZooKeeper's failures in words an operator can act on (the session's own say which request failed, not why). */

@@ -363,8 +363,12 @@ describe('statestream command-line tool', () => {
     for (const args of usageErrors) {
       const result = of(...args);
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
-      assert.match(result.stderr, /^statestream: .+\nRun 'statestream( \w+)? --help' for usage\.\n$/, args.join(' '));
+      assert.match(result.stderr, /^statestream: .+\nRun 'statestream( \w+){0,2} --help' for usage\.\n$/, args.join(' '));
     }
+    // The hint names the page with the options of the command that was given.
+    assert.match(of('snapshot', 'restore', 'abc').stderr, /\nRun 'statestream snapshot restore --help' for usage\.\n$/);
+    assert.match(of('snapshot', 'create', '--zk-digest', 'user:pw').stderr, /\nRun 'statestream snapshot create --help' for usage\.\n$/);
+    assert.match(of('state', 'get').stderr, /\nRun 'statestream state --help' for usage\.\n$/);
     assert.match(of('constructor').stderr, /^statestream: unknown command "constructor"\n/);
     assert.match(of('reshard', '--partitions', '5000').stderr, /--partitions must be an integer from 1 to 4096, got "5000"/);
     assert.match(of('import', 'x.msgpack', '--partitions', '0').stderr, /--partitions must be an integer from 1 to 4096, got "0"/);
@@ -697,6 +701,22 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     const human = run('inspect', '--data-dir', dataDir, ...zkArgs());
     assert.match(human.stdout, /Offsets \(ZooKeeper \/statestream\/cli-test\): last batch 4000, no batch in flight\n  words\[0\] next offset 40/);
     assert.equal(run('inspect', '--data-dir', dataDir, '--zookeeper', zk.connectString).code, 2, '--zookeeper without --zk-root');
+  });
+
+  it('a --zk-root that names no node is refused by inspect and snapshot create and restore, naming the roots beside it', () => {
+    const dir = tempDir();
+    cpSync(dataDir, dir, { recursive: true });
+    const misspelt = ['--zookeeper', zk.connectString, '--zk-root', '/statestream/cli-tset'];
+    const before = listSnapshots(dir).map((s) => s.batchTime);
+    const lastBatch = () => JSON.parse(run('inspect', '--json', '--data-dir', dir).stdout).streams[0].lastBatch as number;
+    assert.equal(lastBatch(), 4000);
+    for (const args of [['inspect', '--data-dir', dir], ['snapshot', 'create', '--data-dir', dir], ['snapshot', 'restore', '2000', '--data-dir', dir]]) {
+      const result = run(...args, ...misspelt);
+      assert.equal(result.code, 1, `${args.join(' ')}: ${result.stdout}${result.stderr}`);
+      assert.match(result.stderr, /ZooKeeper at \S+ has no node \/statestream\/cli-tset: no job keeps its offsets there \(give --zk-root the job's ZooKeeper root; \/statestream holds [^)]*\/statestream\/cli-test\b/, args.join(' '));
+    }
+    assert.deepEqual(listSnapshots(dir).map((s) => s.batchTime), before, 'no snapshot taken');
+    assert.equal(lastBatch(), 4000, 'the stores hold the batch they held: nothing was restored');
   });
 
   it('snapshot create takes the positions of the last batch with records when the batches after it took none (a job without snapshots records no empty batch)', async () => {

@@ -166,6 +166,9 @@ const MUTANTS: Mutant[] = [
   { what: 'a second stop() returns before the first gave the folder back', edits: one('engine/streaming-context.js', 'if (this.stopping !== undefined && !this.stopOver) {', 'if (false) {'), test: 'engine/data-dir-lock.test.js', name: 'takes its last steps' },
   { what: 'a listener that throws outside a batch reaches the supervisor and the warm-up', edits: one('engine/streaming-context.js', 'if (event === BatchEvents.STARTED || event === BatchEvents.COMPLETED) {', 'if (true) {'), test: 'engine/batch-events.test.js', name: 'partition.restarted or memory.warmed' },
   { what: 'a --zk-root that names no node read as a job that recorded nothing', edits: one('cli/zk.js', '        if (!found)\n', '        if (false)\n'), test: 'cli/cli.test.js', name: 'names no node' },
+  { what: 'snapshotEvery { ms } counted from each start', edits: one('engine/snapshot-scheduler.js', '            scheduler.lastAt = lastSnapshot;', '            void lastSnapshot;'), test: 'engine/snapshot-scheduler.test.js', name: 'across a restart' },
+  { what: 'snapshotEvery batches counted from each start', edits: one('engine/snapshot-scheduler.js', '                scheduler.batchesSince = Math.max(', '                void Math.max('), test: 'engine/snapshot-scheduler.test.js', name: 'across a restart' },
+  { what: 'stores without a snapshot wait a whole interval after a restart', edits: one('engine/snapshot-scheduler.js', '            scheduler.batchesSince = Number.POSITIVE_INFINITY;', ''), test: 'engine/snapshot-scheduler.test.js', name: 'without any snapshot' },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 

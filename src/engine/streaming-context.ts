@@ -412,7 +412,7 @@ export class StreamingContext implements StreamGraph {
   }
 
   private snapshotScheduler(policy: SnapshotPolicy): SnapshotScheduler {
-    return new SnapshotScheduler(policy, {
+    return SnapshotScheduler.resuming(policy, {
       dataDir: this.dataDir,
       appName: this.appName,
       streams: () => this.stateStreams.map((s) => ({ stream: s.stateIndex, stores: s.partitionStores() })),
@@ -428,7 +428,7 @@ export class StreamingContext implements StreamGraph {
         });
       },
       failed: (batchTime, error) => this.emit(BatchEvents.SNAPSHOT_FAILED, { batchTime, error }),
-    });
+    }, this.batchIntervalMs);
   }
 
   /** Loads the mapping module on every worker thread: one that does not load fails start(), named. */

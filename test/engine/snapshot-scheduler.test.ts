@@ -42,6 +42,45 @@ describe('snapshot policies', () => {
   }
 });
 
+describe('snapshot policies across a restart (counted from the newest snapshot, as one long run would)', () => {
+  /** Runs batches `from`…`to` (in seconds of batch time) on the folder, and returns the batch times that took a snapshot. */
+  async function run(dataDir: string, every: SnapshotEvery, from: number, to: number, expected: number[]): Promise<number[]> {
+    const job = await keyedJob(spec(), { dataDir, snapshotEvery: every, snapshotsKept: 10, startMs: (from - 1) * 1000 });
+    const taken: number[] = [];
+    job.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => taken.push(e.batchTime));
+    try {
+      for (let b = from; b <= to; b++) {
+        if (expected.includes(b * 1000)) await job.batchWithSnapshot(words(b));
+        else await job.batch(words(b));
+      }
+    } finally {
+      await job.ssc.stop();
+    }
+    return taken;
+  }
+
+  for (const [every, first, second, why] of [
+    [{ batches: 3 }, [3000], [12_000], 'the batch after the third since the snapshot of batch 3000: the stores hold batch 4000, so the second batch after the restart'],
+    [{ ms: 3000 }, [4000], [7000], 'the first batch 3000 ms after the snapshot of batch 4000, whenever the restart came'],
+  ] as Array<[SnapshotEvery, number[], number[], string]>) {
+    it(`snapshotEvery ${JSON.stringify(every)}: ${why}`, async () => {
+      const dataDir = tempDir();
+      assert.deepEqual(await run(dataDir, every, 1, 4, first), first);
+      const restartAt = 'batches' in (every as object) ? 11 : 6;
+      assert.deepEqual(await run(dataDir, every, restartAt, restartAt + 2, second), second);
+      assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [...second, ...first]);
+    });
+  }
+
+  it('stores that hold state without any snapshot of it take one at the first batch after a restart', async () => {
+    const dataDir = tempDir();
+    assert.deepEqual(await run(dataDir, { batches: 5 }, 1, 2, []), []);
+    assert.deepEqual(await run(dataDir, { batches: 5 }, 11, 12, [11_000]), [11_000]);
+    // A fresh folder counts from its first batch as before.
+    assert.deepEqual(await run(tempDir(), { ms: 5000 }, 1, 3, []), []);
+  });
+});
+
 describe('a snapshot beside the running batches', () => {
   /**
    * A job whose snapshot of batch 2000 is still copying when batch 2000 has returned: big

@@ -169,6 +169,13 @@ const MUTANTS: Mutant[] = [
   { what: 'snapshotEvery { ms } counted from each start', edits: one('engine/snapshot-scheduler.js', '            scheduler.lastAt = lastSnapshot;', '            void lastSnapshot;'), test: 'engine/snapshot-scheduler.test.js', name: 'across a restart' },
   { what: 'snapshotEvery batches counted from each start', edits: one('engine/snapshot-scheduler.js', '                scheduler.batchesSince = Math.max(', '                void Math.max('), test: 'engine/snapshot-scheduler.test.js', name: 'across a restart' },
   { what: 'stores without a snapshot wait a whole interval after a restart', edits: one('engine/snapshot-scheduler.js', '            scheduler.batchesSince = Number.POSITIVE_INFINITY;', ''), test: 'engine/snapshot-scheduler.test.js', name: 'without any snapshot' },
+  {
+    what: "a cluster instance's partition figures labelled by their place among its partitions",
+    edits: one('metrics/job-metrics.js', 'partitions.forEach((p) => {\n                const where = this.partition(stream, p.partition);', 'partitions.forEach((p, i) => {\n                const where = this.partition(stream, i);'),
+    test: 'integration/cluster/cluster.test.js',
+    name: 'clock runs behind',
+    slow: true,
+  },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 

@@ -162,7 +162,7 @@ export class BatchApplication {
     // This very batch committed before its answer was lost: what it did is reported now.
     const same = last.batchTime === this.task.batchTime;
     return {
-      status: 'ok', outputs: same ? last.outputs : NO_OUTPUTS,
+      status: 'ok', partition: this.task.partition, outputs: same ? last.outputs : NO_OUTPUTS,
       recordsApplied: 0, keysTimedOut: same ? (last.timedOut ?? 0) : 0, keyCount: last.keyCount, replayed: true, applyMs: 0, commitMs: 0,
       memoryHits: 0, storeReads: 0, memoryEntries: this.partition.memory.size, thread: threadId,
     };
@@ -245,7 +245,7 @@ export class BatchApplication {
     rememberBatch(this.partition, batchTime);
     scheduleIdleWork(this.partition);
     return {
-      status: 'ok', outputs, recordsApplied: this.applied, keysTimedOut: timedOut, keyCount,
+      status: 'ok', partition: this.task.partition, outputs, recordsApplied: this.applied, keysTimedOut: timedOut, keyCount,
       replayed: false, applyMs, commitMs: performance.now() - this.started - applyMs,
       memoryHits: memory.hits - this.hits, storeReads: memory.misses - this.misses, memoryEntries: memory.size, thread: threadId,
     };

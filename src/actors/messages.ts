@@ -117,6 +117,8 @@ export type InitialEntry = [key: unknown, state: unknown, lastUpdated?: number];
 
 export interface ApplyDone {
   status: 'ok';
+  /** The partition (its number in the stream): a cluster instance reports only the ones it owns. */
+  partition: number;
   /** The mapped records in the OUT2 format (batch-outputs.ts): records first, then timeouts. */
   outputs: Uint8Array;
   recordsApplied: number;

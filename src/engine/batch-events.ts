@@ -58,9 +58,13 @@ export interface BatchCompletedEvent {
   records: number;
   schedulingDelayMs: number;
   processingTimeMs: number;
-  /** Per mapWithState stream, per partition: time its worker spent applying and committing. */
+  /**
+   * Per mapWithState stream, per partition: time its worker spent applying and committing.
+   * In partition order, as partitionStats: every partition in a single process, the ones the
+   * instance owns in a cluster (partitionStats[s][i].partition names each).
+   */
   partitionTimesMs: number[][];
-  /** Per mapWithState stream, per partition: where it ran and what its memory served. */
+  /** Per mapWithState stream, per partition: which one, where it ran and what its memory served. */
   partitionStats: PartitionBatchStats[][];
   keysTimedOut: number;
   /**
@@ -73,6 +77,8 @@ export interface BatchCompletedEvent {
 
 /** One partition's part of a batch, as its worker reported it. */
 export interface PartitionBatchStats {
+  /** The partition's number in its stream. */
+  partition: number;
   /** The worker thread (its threadId) the partition is pinned to; a new one after a worker died. */
   thread: number;
   /** Keys the partition holds after the batch. */

@@ -662,7 +662,7 @@ export class StreamingContext implements StreamGraph {
         processingTimeMs: performance.now() - started,
         partitionTimesMs: partitions.map((ps) => ps.map((p) => p.applyMs + p.commitMs)),
         partitionStats: partitions.map((ps) =>
-          ps.map((p) => ({ thread: p.thread, keyCount: p.keyCount, memoryEntries: p.memoryEntries, memoryHits: p.memoryHits, storeReads: p.storeReads, replayed: p.replayed })),
+          ps.map((p) => ({ partition: p.partition, thread: p.thread, keyCount: p.keyCount, memoryEntries: p.memoryEntries, memoryHits: p.memoryHits, storeReads: p.storeReads, replayed: p.replayed })),
         ),
         keysTimedOut: partitions.flat().reduce((n, p) => n + p.keysTimedOut, 0),
         origin: batch.origin,

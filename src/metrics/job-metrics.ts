@@ -128,8 +128,8 @@ export class JobMetrics {
       if (!replay) m.timedOut.inc(labels, e.keysTimedOut);
       m.lastBatch.set(labels, e.batchTime / 1000);
       e.partitionStats.forEach((partitions, stream) =>
-        partitions.forEach((p, partition) => {
-          const where = this.partition(stream, partition);
+        partitions.forEach((p) => {
+          const where = this.partition(stream, p.partition);
           m.memoryEntries.set(where, p.memoryEntries);
           m.stateReads.inc({ ...where, from: 'memory' }, p.memoryHits);
           m.stateReads.inc({ ...where, from: 'lmdb' }, p.storeReads);

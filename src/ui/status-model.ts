@@ -13,6 +13,8 @@ export interface BatchRow {
   totalDelayMs: number | undefined;
   /** Per mapWithState stream, per partition: apply + commit time on its worker. */
   partitionTimesMs: number[][] | undefined;
+  /** The partition numbers of those times (a cluster instance's are the partitions it owns). */
+  partitions: number[][] | undefined;
   keysTimedOut: number | undefined;
   error: string | undefined;
 }
@@ -91,12 +93,12 @@ export class StatusModel {
   attach(events: Events): void {
     const row = (batchTime: number): BatchRow | undefined => this.batches.findLast((b) => b.batchTime === batchTime && b.status === 'running');
     events.on(BatchEvents.STARTED, (e) =>
-      keep(this.batches, { batchTime: e.batchTime, status: 'running', records: undefined, schedulingDelayMs: e.schedulingDelayMs, processingTimeMs: undefined, totalDelayMs: undefined, partitionTimesMs: undefined, keysTimedOut: undefined, error: undefined }, this.retained),
+      keep(this.batches, { batchTime: e.batchTime, status: 'running', records: undefined, schedulingDelayMs: e.schedulingDelayMs, processingTimeMs: undefined, totalDelayMs: undefined, partitionTimesMs: undefined, partitions: undefined, keysTimedOut: undefined, error: undefined }, this.retained),
     );
     events.on(BatchEvents.COMPLETED, (e) => {
       const done: BatchRow = {
         batchTime: e.batchTime, status: 'completed', records: e.records, schedulingDelayMs: e.schedulingDelayMs, processingTimeMs: e.processingTimeMs,
-        totalDelayMs: e.schedulingDelayMs + e.processingTimeMs, partitionTimesMs: e.partitionTimesMs, keysTimedOut: e.keysTimedOut, error: undefined,
+        totalDelayMs: e.schedulingDelayMs + e.processingTimeMs, partitionTimesMs: e.partitionTimesMs, partitions: e.partitionStats.map((ps) => ps.map((p) => p.partition)), keysTimedOut: e.keysTimedOut, error: undefined,
       };
       const running = row(e.batchTime);
       if (running) Object.assign(running, done);
@@ -112,7 +114,7 @@ export class StatusModel {
       const running = row(e.batchTime);
       const failed = { status: 'failed' as const, error: words(e.error) };
       if (running) Object.assign(running, failed);
-      else keep(this.batches, { batchTime: e.batchTime, schedulingDelayMs: 0, records: undefined, processingTimeMs: undefined, totalDelayMs: undefined, partitionTimesMs: undefined, keysTimedOut: undefined, ...failed }, this.retained);
+      else keep(this.batches, { batchTime: e.batchTime, schedulingDelayMs: 0, records: undefined, processingTimeMs: undefined, totalDelayMs: undefined, partitionTimesMs: undefined, partitions: undefined, keysTimedOut: undefined, ...failed }, this.retained);
       this.totals.failed++;
     });
     events.on(BatchEvents.SNAPSHOT_COMPLETED, (e) =>

@@ -36,6 +36,7 @@ describe('partitions pinned to their worker threads', () => {
       for (let b = 0; b < 4; b++) await job.batch(words.map((w) => [w, 1] as [string, number]));
       const threads = events.map((e) => e.partitionStats[0].map((p) => p.thread));
       for (const t of threads) assert.deepEqual(t, threads[0], 'every partition kept its thread');
+      for (const e of events) assert.deepEqual(e.partitionStats[0].map((p) => p.partition), [0, 1, 2, 3]);
       assert.equal(new Set(threads[0]).size, 2, 'four partitions are spread over the two threads');
       // The store was empty, so even the first batch asked LMDB nothing; later batches hit memory.
       for (const e of events) assert.equal(e.partitionStats[0].reduce((n, p) => n + p.storeReads, 0), 0);

@@ -133,9 +133,11 @@ function partitionDetails(batch) {
   const parts = [];
   (batch.partitionTimesMs ?? []).forEach((times, stream) => {
     const max = Math.max(1, ...times);
-    times.forEach((t, p) =>
-      parts.push(el('span', { className: 'part', 'data-partition': `${stream}/${p}` }, [el('span', { className: 'bar', style: `width:${Math.max(2, (t / max) * 80)}px` }), `stream ${stream} partition ${p}: ${ms(t)}`])),
-    );
+    times.forEach((t, i) => {
+      // A cluster instance's times are those of the partitions it owns: each is named by its number.
+      const p = batch.partitions?.[stream]?.[i] ?? i;
+      parts.push(el('span', { className: 'part', 'data-partition': `${stream}/${p}` }, [el('span', { className: 'bar', style: `width:${Math.max(2, (t / max) * 80)}px` }), `stream ${stream} partition ${p}: ${ms(t)}`]));
+    });
   });
   if (batch.error) parts.push(el('div', { className: 'status-failed', text: batch.error }));
   return parts.length ? parts : [el('span', { text: 'no partition times (the batch had no state stream or did not complete)' })];

@@ -116,7 +116,14 @@ describe('one job on several processes: Kafka carries the shuffle and the change
       // Its batch times run 4 s behind: the partition it is given holds later batches of early's.
       const late = await job.start('late', 'fixture', { clockBehindMs: 4_000 });
       await late.waitForLine(/^TAKEN /, { from: 0, timeoutMs: 30_000 });
-      await sleep(2_000);
+      // Once its batches pass early's last one, they report its partition's figures, labelled
+      // with the partition it owns (not with its place among the partitions it owns).
+      const memory = await waitUntil('the late instance to report its partition\'s memory', async () => {
+        const samples = (await job.ask('late', 'METRICS statestream_state_memory_entries')) as Array<{ labels: Record<string, string> }>;
+        return samples.length > 0 && samples;
+      }, { timeoutMs: 30_000, intervalMs: 500 });
+      const taken = late.lines.filter((l) => l.startsWith('TAKEN ')).map((l) => l.split(' ')[1]);
+      for (const sample of memory) assert.ok(taken.includes(sample.labels.partition), `memory reported for partition ${sample.labels.partition}; it took ${taken.join(', ')}`);
       const stopped = await job.instances.get('early')!.stop('SIGTERM');
       assert.equal(stopped.code, 0);
       await sleep(2_000);

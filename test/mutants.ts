@@ -176,6 +176,8 @@ const MUTANTS: Mutant[] = [
     name: 'clock runs behind',
     slow: true,
   },
+  { what: 'ZooKeeper shown away in /metrics while the job starts', edits: one('metrics/job-metrics.js', '                if (!zk.opened)\n                    continue;\n', ''), test: 'integration/kafka-metrics.test.js', name: 'while the job starts' },
+  { what: 'ZooKeeper named a problem on the page while the job starts', edits: one('ui/status-model.js', 'k.zookeeper.connected || !k.zookeeper.opened', 'k.zookeeper.connected'), test: 'integration/kafka-metrics.test.js', name: 'while the job starts' },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 

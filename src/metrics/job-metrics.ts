@@ -106,6 +106,8 @@ export class JobMetrics {
     collected('statestream_zookeeper_connected', '1 while the session of a Kafka source reaches ZooKeeper, else 0.', ['app', 'connect'], (job, g) => {
       for (const s of job.probe.kafkaSources()) {
         const zk = s.status().zookeeper;
+        // A source still starting has no session yet: no series, rather than one saying ZooKeeper is away.
+        if (!zk.opened) continue;
         g.set({ ...job.labels, connect: zk.connect }, zk.connected ? 1 : 0);
       }
     });

@@ -1,3 +1,4 @@
+import type { KafkaSourceStatus } from '../engine/sources/kafka.js';
 import type { KafkaProbe } from './job-probe.js';
 
 export interface PartitionLag {
@@ -14,7 +15,7 @@ export interface PartitionLag {
 
 export interface SourceLag {
   source: number;
-  zookeeper: { connect: string; root: string; connected: boolean; sinceMs: number };
+  zookeeper: KafkaSourceStatus['zookeeper'];
   partitions: PartitionLag[];
   /** When the broker last answered for the high watermarks, and the last failure in words. */
   watermarksAt: number | undefined;

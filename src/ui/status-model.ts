@@ -142,7 +142,7 @@ export class StatusModel {
     const problems = [
       ...(failure ? [`the job stopped processing: ${words(failure)}`] : []),
       ...kafka.flatMap((k) => [
-        ...(k.zookeeper.connected
+        ...(k.zookeeper.connected || !k.zookeeper.opened
           ? []
           : [`ZooKeeper at ${k.zookeeper.connect} has not been reachable since ${new Date(k.zookeeper.sinceMs).toISOString()}: batches wait for it to record their offsets (under ${k.zookeeper.root}) and retry`]),
         ...(k.problem ? [k.problem] : []),

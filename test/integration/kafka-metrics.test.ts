@@ -10,6 +10,34 @@ import { useServices } from './services/suite.js';
 describe('metrics of a Kafka job (real ZooKeeper, librdkafka mock broker)', { timeout: 180_000 }, () => {
   const services = useServices();
 
+  it('while the job starts, before its source has a ZooKeeper session, neither /metrics nor the page report ZooKeeper as unreachable', async () => {
+    const topic = 'metrics-starting';
+    await services.kafka.createTopic(topic, 1);
+    const connect = services.zk.connectString;
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, clock: new ManualClock(Date.now()), dataDir: tempDir(), threads: 1, appName: 'kafka-starting', metrics: { port: 0 }, ui: { port: 0 } });
+    ssc
+      .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: 'starting-group', zookeeper: { connect, root: '/statestream/kafka-starting' } })
+      .map((r): [string, number] => [r.value, 1])
+      // Its module takes 1.5 s to load: the start checks it on the workers before it opens the source.
+      .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('slow-import')).numPartitions(1));
+    const starting = ssc.start();
+    try {
+      const urls = await eventually('the servers to listen', () => (ssc.endpoints().metrics && ssc.endpoints().ui ? ssc.endpoints() : undefined), { intervalMs: 10 });
+      const samples = await scrape(urls.metrics!);
+      const status = JSON.parse(await curl(`${urls.ui}api/status`)) as { problems: string[]; kafka: Array<{ zookeeper: { opened: boolean } }> };
+      assert.equal(ssc.state, 'starting', 'both were read while the job was starting');
+      assert.equal(samples.filter((s) => s.name === 'statestream_zookeeper_connected').length, 0);
+      assert.equal(status.kafka[0].zookeeper.opened, false);
+      assert.deepEqual(status.problems.filter((p) => /ZooKeeper/.test(p)), []);
+      await starting;
+      const started = await scrape(urls.metrics!);
+      assert.equal(sample(started, 'statestream_zookeeper_connected', { app: 'kafka-starting', connect }), 1);
+    } finally {
+      await starting.catch(() => undefined);
+      await ssc.stop();
+    }
+  });
+
   it('curl of /metrics shows lag per topic-partition and the positions the batch events account for, and ZooKeeper going away', async () => {
     const topic = 'metrics-words';
     await services.kafka.createTopic(topic, 2);

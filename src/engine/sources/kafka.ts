@@ -29,7 +29,8 @@ export interface KafkaRecord<V> {
 export interface KafkaSourceStatus {
   source: number;
   topics: string[];
-  zookeeper: { connect: string; root: string; connected: boolean; sinceMs: number };
+  /** `opened`: the source has its session (false while the job starts: nothing to report as unreachable yet). */
+  zookeeper: { connect: string; root: string; opened: boolean; connected: boolean; sinceMs: number };
   /** `next`: where the next batch starts (as ZooKeeper records after the last ended batch); `fetched`: fetched up to. */
   partitions: Array<{ topic: string; partition: number; next: number; fetched: number; buffered: number }>;
 }
@@ -486,7 +487,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const partitions = [...this.buffers.values()].map((b) => ({
       topic: b.topic, partition: b.partition, next: this.ended.get(`${b.topic}:${b.partition}`)?.offset ?? b.next, fetched: b.fetchedUntil, buffered: b.messages.length,
     }));
-    return { source: this.id, topics, zookeeper: { root: zookeeper.root, ...(this.zk?.status() ?? { connect: zookeeper.connect, connected: false, sinceMs: Date.now() }) }, partitions };
+    return { source: this.id, topics, zookeeper: { root: zookeeper.root, opened: this.zk !== undefined, ...(this.zk?.status() ?? { connect: zookeeper.connect, connected: false, sinceMs: Date.now() }) }, partitions };
   }
 
   /** The broker's log-end offset per topic-partition, for lag (asks the broker: callers bound the wait). */

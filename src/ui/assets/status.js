@@ -209,8 +209,8 @@ function renderKafka(doc) {
   box.replaceChildren(
     ...doc.kafka.flatMap((k) => [
       el('p', {
-        className: k.zookeeper.connected ? '' : 'status-failed',
-        text: `Source ${k.source}: ZooKeeper ${k.zookeeper.connect} ${k.zookeeper.connected ? 'connected' : 'NOT REACHABLE'} since ${clock(k.zookeeper.sinceMs)}; offsets under ${k.zookeeper.root}.` +
+        className: k.zookeeper.connected || !k.zookeeper.opened ? '' : 'status-failed',
+        text: `Source ${k.source}: ZooKeeper ${k.zookeeper.connect} ${!k.zookeeper.opened ? 'not connected yet (the job is starting)' : `${k.zookeeper.connected ? 'connected' : 'NOT REACHABLE'} since ${clock(k.zookeeper.sinceMs)}`}; offsets under ${k.zookeeper.root}.` +
           (k.watermarksAt ? ` Log-end offsets as of ${clock(k.watermarksAt)}.` : ''),
       }),
       el('table', { className: 'grid', 'data-source': String(k.source) }, [

@@ -1,4 +1,4 @@
-import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
+import { BatchEvents, type BatchCompletedEvent, type BatchEventMap } from '../engine/batch-events.js';
 import type { JobProbe } from '../metrics/job-probe.js';
 import type { LagSampler, SourceLag } from '../metrics/kafka-lag.js';
 import type { PartitionFigures } from '../storage/partition/figures.js';
@@ -15,6 +15,8 @@ export interface BatchRow {
   partitionTimesMs: number[][] | undefined;
   /** The partition numbers of those times (a cluster instance's are the partitions it owns). */
   partitions: number[][] | undefined;
+  /** As batch.completed says (a `replay` re-ran a batch for restored partitions); undefined until it completes. */
+  origin: BatchCompletedEvent['origin'] | undefined;
   keysTimedOut: number | undefined;
   error: string | undefined;
 }
@@ -93,12 +95,12 @@ export class StatusModel {
   attach(events: Events): void {
     const row = (batchTime: number): BatchRow | undefined => this.batches.findLast((b) => b.batchTime === batchTime && b.status === 'running');
     events.on(BatchEvents.STARTED, (e) =>
-      keep(this.batches, { batchTime: e.batchTime, status: 'running', records: undefined, schedulingDelayMs: e.schedulingDelayMs, processingTimeMs: undefined, totalDelayMs: undefined, partitionTimesMs: undefined, partitions: undefined, keysTimedOut: undefined, error: undefined }, this.retained),
+      keep(this.batches, { batchTime: e.batchTime, status: 'running', records: undefined, schedulingDelayMs: e.schedulingDelayMs, processingTimeMs: undefined, totalDelayMs: undefined, partitionTimesMs: undefined, partitions: undefined, origin: undefined, keysTimedOut: undefined, error: undefined }, this.retained),
     );
     events.on(BatchEvents.COMPLETED, (e) => {
       const done: BatchRow = {
         batchTime: e.batchTime, status: 'completed', records: e.records, schedulingDelayMs: e.schedulingDelayMs, processingTimeMs: e.processingTimeMs,
-        totalDelayMs: e.schedulingDelayMs + e.processingTimeMs, partitionTimesMs: e.partitionTimesMs, partitions: e.partitionStats.map((ps) => ps.map((p) => p.partition)), keysTimedOut: e.keysTimedOut, error: undefined,
+        totalDelayMs: e.schedulingDelayMs + e.processingTimeMs, partitionTimesMs: e.partitionTimesMs, partitions: e.partitionStats.map((ps) => ps.map((p) => p.partition)), origin: e.origin, keysTimedOut: e.keysTimedOut, error: undefined,
       };
       const running = row(e.batchTime);
       if (running) Object.assign(running, done);
@@ -114,7 +116,7 @@ export class StatusModel {
       const running = row(e.batchTime);
       const failed = { status: 'failed' as const, error: words(e.error) };
       if (running) Object.assign(running, failed);
-      else keep(this.batches, { batchTime: e.batchTime, schedulingDelayMs: 0, records: undefined, processingTimeMs: undefined, totalDelayMs: undefined, partitionTimesMs: undefined, partitions: undefined, keysTimedOut: undefined, ...failed }, this.retained);
+      else keep(this.batches, { batchTime: e.batchTime, schedulingDelayMs: 0, records: undefined, processingTimeMs: undefined, totalDelayMs: undefined, partitionTimesMs: undefined, partitions: undefined, origin: undefined, keysTimedOut: undefined, ...failed }, this.retained);
       this.totals.failed++;
     });
     events.on(BatchEvents.SNAPSHOT_COMPLETED, (e) =>

@@ -78,6 +78,11 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
     const second = job(dataDir, topic);
     const restored: StateRestoredEvent[] = [];
     second.ssc.on(BatchEvents.STATE_RESTORED, (e) => restored.push(e));
+    // The last-batch gauge as each batch left it (read once the batch's listeners, the metrics' among them, have run).
+    const gaugeAfter: Array<{ origin: string; batchTime: number; gauge: number | undefined }> = [];
+    second.ssc.on(BatchEvents.COMPLETED, (e) => {
+      void second.ssc.metricsRegistry.getSingleMetric('statestream_last_batch_timestamp_seconds')!.get().then((m) => gaugeAfter.push({ origin: e.origin, batchTime: e.batchTime, gauge: m.values[0]?.value }));
+    });
     await second.ssc.start();
     try {
       await second.ssc.awaitIdle();
@@ -97,8 +102,19 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
       assert.ok((await metric('statestream_batches_total', { outcome: 'replayed' })) >= 2, 'the batches since the snapshot (the timeout, K again) were re-run');
       assert.equal(await metric('statestream_records_total'), 0, 'no record was new to this run');
       assert.equal(await metric('statestream_keys_timed_out_total'), 1, 'one key timed out anew in this run: K, in a live batch');
-      const status = (await (await fetch(`${second.ssc.endpoints().ui}api/status`)).json()) as { totals: { batches: number; records: number; keysTimedOut: number } };
+      // Their batch times are the first run's: no delay of theirs is a queue's, and the last-batch gauge never went back to them.
+      const replayed = await metric('statestream_batches_total', { outcome: 'replayed' });
+      const live = await metric('statestream_batches_total', { outcome: 'completed' });
+      const observed = async (histogram: string) =>
+        (await second.ssc.metricsRegistry.getSingleMetric(histogram)!.get()).values.filter((v) => (v as { metricName?: string }).metricName === `${histogram}_count`).reduce((n, v) => n + v.value, 0);
+      assert.equal(await observed('statestream_batch_processing_seconds'), replayed + live);
+      assert.equal(await observed('statestream_batch_scheduling_delay_seconds'), live, 'scheduling delays of the live batches only');
+      assert.equal(await observed('statestream_batch_total_delay_seconds'), live);
+      assert.ok(gaugeAfter.some((g) => g.origin === 'replay') && gaugeAfter.some((g) => g.origin === 'live'), JSON.stringify(gaugeAfter));
+      for (const g of gaugeAfter) assert.equal(g.gauge, g.origin === 'replay' ? undefined : g.batchTime / 1000, `the last-batch gauge after batch ${g.batchTime} (${g.origin})`);
+      const status = (await (await fetch(`${second.ssc.endpoints().ui}api/status`)).json()) as { totals: { batches: number; records: number; keysTimedOut: number }; batches: Array<{ origin?: string }> };
       assert.ok(status.totals.batches >= 3, JSON.stringify(status.totals));
+      assert.equal(status.batches.filter((b) => b.origin === 'replay').length, replayed, 'the page knows which batches were re-runs (its charts leave them out)');
       assert.deepEqual([status.totals.records, status.totals.keysTimedOut], [0, 1], 'the status page counts no record or timeout of a re-run batch');
     } finally {
       await second.ssc.stop();

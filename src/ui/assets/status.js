@@ -256,14 +256,16 @@ function renderHeader(doc, completed) {
 
 function render(doc) {
   const completed = doc.batches.filter((b) => b.status === 'completed');
+  // Re-runs after a restore carry their first run's times: their delays are the snapshot's age, and their records were counted then.
+  const charted = completed.filter((b) => b.origin !== 'replay');
   renderHeader(doc, completed);
-  renderStats(doc, completed);
+  renderStats(doc, charted);
   renderBatches(doc);
   renderState(doc);
   renderSnapshots(doc);
   renderKafka(doc);
   renderDeadLettersAndRestarts(doc);
-  document.body.dataset.completedBatches = String(completed.length);
+  document.body.dataset.completedBatches = String(charted.length);
 }
 
 function trouble(text, phase) {

@@ -180,6 +180,7 @@ const MUTANTS: Mutant[] = [
   { what: 'ZooKeeper named a problem on the page while the job starts', edits: one('ui/status-model.js', 'k.zookeeper.connected || !k.zookeeper.opened', 'k.zookeeper.connected'), test: 'integration/kafka-metrics.test.js', name: 'while the job starts' },
   { what: "a re-run's scheduling delay observed", edits: one('metrics/job-metrics.js', '            if (!replay)\n                m.scheduling.observe(', '            if (true)\n                m.scheduling.observe('), test: 'integration/kafka-replay-timeouts.test.js', name: 're-runs the batches', slow: true },
   { what: "a re-run's batch time shown as the last batch", edits: one('metrics/job-metrics.js', '            if (!replay)\n                m.lastBatch.set(', '            if (true)\n                m.lastBatch.set('), test: 'integration/kafka-replay-timeouts.test.js', name: 're-runs the batches', slow: true },
+  { what: "a cluster instance's folder read as a job's state", edits: one('cli/stores.js', '    if (held.length === 0)\n        return;', '    if (held.length >= 0)\n        return;'), test: 'integration/cluster/cluster.test.js', name: 'three instances of the word-count', slow: true },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 

@@ -53,6 +53,7 @@ export function openStream(dataDir: string, stream: number): OpenStream {
   if (pending) throw new CliFailure(`${pending}; start the job once so it finishes it (or rolls it back), then try again`);
   const dir = stateDir(dataDir, stream);
   if (!existsSync(dir)) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${dir})`);
+  refuseClusterFolder(dataDir, stream);
   // An empty folder (a job stopped before its first store was made) holds no state, as inspect says; it is not damage.
   if (partitionsOnDisk(dataDir, stream).length === 0) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (${dir} holds no partition store)`);
   const first = partitionPath(dataDir, stream, 0);
@@ -99,6 +100,7 @@ export async function lockFolder(dataDir: string, command: string): Promise<Data
  * and changing or copying its state under it would lose batches or cut a snapshot unevenly.
  */
 export function assertJobStopped(dataDir: string, stream: number, what: string): void {
+  refuseClusterFolder(dataDir, stream);
   for (const p of partitionsOnDisk(dataDir, stream)) {
     const path = partitionPath(dataDir, stream, p);
     if (checkStoreFile(path)) continue;
@@ -114,6 +116,26 @@ export function assertJobStopped(dataDir: string, stream: number, what: string):
       if (pids.size > 0) throw new CliFailure(`${what}: process ${[...pids].join(', ')} has the stores of stream ${stream} open (${path}); stop the job first`);
     });
   }
+}
+
+/**
+ * A cluster instance's folder holds copies of the partitions the instance owned, restored
+ * from the job's changelog topics, and kept when a partition moved on (to be reused if it
+ * comes back): some may be behind their current owners, and the rest of the state is in
+ * other instances' folders. Reading them as the job's state, or rewriting them, would mislead;
+ * only inspect (which says what the folder holds) works on it.
+ */
+function refuseClusterFolder(dataDir: string, stream: number): void {
+  const held = partitionsOnDisk(dataDir, stream).filter((p) => {
+    const path = partitionPath(dataDir, stream, p);
+    return !checkStoreFile(path) && withPartitionStore(path, (store) => store.meta.get('cluster') !== undefined);
+  });
+  if (held.length === 0) return;
+  throw new CliFailure(
+    `${dataDir} is a cluster instance's folder: it holds copies of partition${held.length === 1 ? '' : 's'} ${held.join(', ')} of stream ${stream} as the instance owned them, ` +
+      "which may be behind their current owners (the rest of the state is in the other instances' folders). Read the state from the running instances (store()) " +
+      "or from the job's changelog topics; 'statestream inspect' shows what the folder holds",
+  );
 }
 
 /** What a command says about the swaps a crash had interrupted and it settled first. */

@@ -38,6 +38,13 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     assert.equal(ClusterJobUnderTest.diff(job.expected(), state.counts), 'equal', 'the owners\' stores hold what was typed');
     assertOneOwnerEach(state, ['one', 'two', 'three']);
     assert.deepEqual(new Set(state.partitions.map((p) => p.assigned)), new Set(['one', 'two', 'three']), 'every instance owns partitions');
+    // An instance's folder holds its partitions' copies, not the job's state: the tool says so rather than read it as the job's.
+    for (const command of [['state', 'count'], ['export', '--out', '-'], ['reshard', '--partitions', '3']]) {
+      const refused = await job.cli('one', command);
+      assert.equal(refused.code, 1, `${command.join(' ')}: ${refused.stdout}${refused.stderr}`);
+      assert.match(refused.stderr, /is a cluster instance's folder: it holds copies of partitions? [\d, ]+ of stream 0 as the instance owned them/, command.join(' '));
+    }
+    assert.equal((await job.cli('one', ['inspect'])).code, 0, 'inspect shows what the folder holds');
     for (const id of ['one', 'two', 'three']) {
       assert.equal(state.partitions.filter((p) => p.assigned === id).length, 2, `instance ${id} owns 2 of the 6 partitions`);
       // Instances that joined one after another saw partitions move to the later ones: what each took, less what it gave up.

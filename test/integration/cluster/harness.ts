@@ -151,8 +151,13 @@ export class ClusterJobUnderTest {
   }
 
   /** Runs `statestream inspect` on instance `id`'s data folder and the cluster's root, as an operator would. */
-  async inspect(id: string, extra: string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
-    const args = [cli, 'inspect', '--data-dir', this.dataDir(id), '--zookeeper', this.services.zk.connectString, '--zk-root', this.root, ...extra];
+  inspect(id: string, extra: string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
+    return this.cli(id, ['inspect', '--zookeeper', this.services.zk.connectString, '--zk-root', this.root, ...extra]);
+  }
+
+  /** Runs a `statestream` command on instance `id`'s data folder. */
+  async cli(id: string, command: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const args = [cli, ...command, '--data-dir', this.dataDir(id)];
     try {
       const { stdout, stderr } = await promisify(execFile)(process.execPath, args, { timeout: 60_000 });
       return { code: 0, stdout, stderr };

@@ -1,3 +1,4 @@
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 /**
  * Progress of long CLI work on stderr (stdout carries results, and `export --out -` the
  * export itself): a bar redrawn in place on a terminal, plain lines at most every
@@ -108,4 +109,26 @@ export function* counted<T>(items: Iterable<T>, progress: Progress, every = 10_0
     if (++n % every === 0) progress.update(n);
   }
   progress.update(n);
+}
+
+/**
+ * Copies a file a chunk at a time, counting each chunk: a restore of a few large partition
+ * files (copyFileSync copies each whole) showed nothing for minutes.
+ */
+export function copyFileCounted(from: string, to: string, progress: Progress, chunkBytes = 8 << 20): void {
+  const source = openSync(from, 'r');
+  try {
+    const target = openSync(to, 'w');
+    try {
+      const buffer = Buffer.allocUnsafe(chunkBytes);
+      for (let read; (read = readSync(source, buffer, 0, chunkBytes, null)) > 0; ) {
+        for (let written = 0; written < read; ) written += writeSync(target, buffer, written, read - written);
+        progress.advance(read);
+      }
+    } finally {
+      closeSync(target);
+    }
+  } finally {
+    closeSync(source);
+  }
 }

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { closePartitionStores, partitionFolder, partitionsOnDisk, stateDir } from '../storage/partition/store.js';
@@ -8,7 +8,7 @@ import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseComman
 import { asideFolder, commitSwap, moveWithSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
 import { assertJobStopped, lockFolder, openStream, settledNotes, settleInterruptedSwaps, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
-import { Progress } from './progress.js';
+import { copyFileCounted, Progress } from './progress.js';
 
 export const snapshotUsage = `Usage: statestream snapshot <list|create|restore> [options]
 
@@ -261,8 +261,7 @@ async function restore(args: string[]): Promise<number> {
       for (const part of manifest.partitions) {
         const dir = join(incoming, partitionFolder(part.partition));
         mkdirSync(dir, { recursive: true });
-        copyFileSync(join(info.path, part.file), join(dir, 'data.mdb'));
-        progress.advance(part.bytes);
+        copyFileCounted(join(info.path, part.file), join(dir, 'data.mdb'), progress);
       }
       progress.finish();
     } catch (error) {

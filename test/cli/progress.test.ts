@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { StateSpec, murmur2Partitioner } from '../../src/index.js';
-import { Progress } from '../../src/cli/progress.js';
+import { Progress, copyFileCounted } from '../../src/cli/progress.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 
@@ -58,6 +60,17 @@ describe('progress of long CLI work', { timeout: 180_000 }, () => {
     silent.update(5);
     silent.finish();
     assert.deepEqual(quiet, []);
+  });
+
+  it('a file copied for a restore is counted as its chunks are written, not once it is whole', () => {
+    const dir = tempDir();
+    const content = randomBytes(2.5 * 2 ** 20);
+    writeFileSync(join(dir, 'from'), content);
+    const lines: string[] = [];
+    const progress = new Progress('restore', 'bytes', content.length, { sink: { write: (t: string) => lines.push(t) }, intervalMs: 0 });
+    copyFileCounted(join(dir, 'from'), join(dir, 'to'), progress, 2 ** 20);
+    assert.deepEqual(lines, ['restore: 1,048,576 of 2,621,440 bytes (40%)\n', 'restore: 2,097,152 of 2,621,440 bytes (80%)\n', 'restore: 2,621,440 of 2,621,440 bytes (100%)\n']);
+    assert.ok(readFileSync(join(dir, 'to')).equals(content));
   });
 
   it('export, import, reshard and snapshot restore report progress on stderr; stdout keeps the result; --quiet says nothing', () => {

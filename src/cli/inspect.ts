@@ -6,7 +6,7 @@ import { CliFailure, UsageError, common, formatBatch, formatBytes, parseCommand,
 import type { PartitionReport } from '../storage/partition/store-check.js';
 import { examineStream, streamsOnDisk } from './stores.js';
 import { interruptedSwap, streamsMidSwap } from '../storage/stream-swap.js';
-import { readZooKeeperOffsets } from './zk.js';
+import { MissingRootFailure, readZooKeeperOffsets } from './zk.js';
 import { clusterLines, readClusterReport, type ClusterReport } from './cluster-report.js';
 
 export const inspectUsage = `Usage: statestream inspect [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root /statestream/<app>] [--brokers host:port,…] [--app-name <name>] [--json]
@@ -94,7 +94,7 @@ export async function inspect(args: string[]): Promise<number> {
     } catch (error) {
       if (!(error instanceof CliFailure)) throw error;
       zkProblem = error.message;
-      offsets = { from: 'zookeeper-unreachable', connect: zk.connect, root: zk.root, problem: zkProblem };
+      offsets = { from: error instanceof MissingRootFailure ? 'zookeeper-root-missing' : 'zookeeper-unreachable', connect: zk.connect, root: zk.root, problem: zkProblem };
     }
   } else if (newest) {
     offsets = { from: 'snapshot', snapshot: newest.batchTime, sources: newest.manifest.sources };
@@ -182,7 +182,7 @@ function humanReport(report: Report, streams: StreamReport[]): string {
     if (zk.waiting.length > 0) out.push(`  waiting to own it: ${zk.waiting.map((w) => describeProcess(w.record)).join('; ')}`);
   } else if (offsets.from === 'cluster') {
     out.push(...clusterLines(offsets as unknown as ClusterReport, table));
-  } else if (offsets.from === 'zookeeper-unreachable') {
+  } else if (offsets.from === 'zookeeper-unreachable' || offsets.from === 'zookeeper-root-missing') {
     out.push(`Offsets (ZooKeeper ${offsets.root}): unknown, ${offsets.problem}`);
   } else if (offsets.from === 'snapshot') {
     const sources = offsets.sources as Array<{ kind: string; zookeeperRoot?: string; positions: Array<{ topic: string; partition: number; offset: number }> }>;

@@ -1,4 +1,5 @@
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+
 /**
  * Progress of long CLI work on stderr (stdout carries results, and `export --out -` the
  * export itself): a bar redrawn in place on a terminal, plain lines at most every

@@ -53,16 +53,20 @@ export function openStream(dataDir: string, stream: number): OpenStream {
   if (pending) throw new CliFailure(`${pending}; start the job once so it finishes it (or rolls it back), then try again`);
   const dir = stateDir(dataDir, stream);
   if (!existsSync(dir)) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${dir})`);
-  refuseClusterFolder(dataDir, stream);
   // An empty folder (a job stopped before its first store was made) holds no state, as inspect says; it is not damage.
   if (partitionsOnDisk(dataDir, stream).length === 0) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (${dir} holds no partition store)`);
   const first = partitionPath(dataDir, stream, 0);
   const firstProblem = checkStoreFile(first);
-  if (firstProblem) throw new CliFailure(`partition 0 of stream ${stream} is damaged: ${firstProblem} (${first}); see 'statestream inspect'`);
+  if (firstProblem) {
+    // An instance that never owned partition 0 has none.
+    if (holdsClusterStores(dataDir, stream)) throw clusterFolder(dataDir, stream);
+    throw new CliFailure(`partition 0 of stream ${stream} is damaged: ${firstProblem} (${first}); see 'statestream inspect'`);
+  }
   const stores: PartitionStore[] = [];
   const close = () => closePartitionStores(stores);
   try {
     stores.push(openPartitionStore(first));
+    if (isClusterStore(stores[0])) throw clusterFolder(dataDir, stream);
     const layout = readCheckedLayout(stores[0], { stream, partition: 0 });
     if (!layout) throw new CliFailure(`${first} is not a statestream partition store (it has no layout record)`);
     for (let p = 1; p < layout.numPartitions; p++) {
@@ -71,6 +75,7 @@ export function openStream(dataDir: string, stream: number): OpenStream {
       if (problem) throw new CliFailure(`partition ${p} of stream ${stream} is damaged: ${problem} (${path}); see 'statestream inspect'`);
       const store = openPartitionStore(path);
       stores.push(store);
+      if (isClusterStore(store)) throw clusterFolder(dataDir, stream);
       readCheckedLayout(store, { stream, partition: p });
     }
     return { stores, layout, close };
@@ -100,11 +105,11 @@ export async function lockFolder(dataDir: string, command: string): Promise<Data
  * and changing or copying its state under it would lose batches or cut a snapshot unevenly.
  */
 export function assertJobStopped(dataDir: string, stream: number, what: string): void {
-  refuseClusterFolder(dataDir, stream);
   for (const p of partitionsOnDisk(dataDir, stream)) {
     const path = partitionPath(dataDir, stream, p);
     if (checkStoreFile(path)) continue;
-    withPartitionStore(path, (store) => {
+    const cluster = withPartitionStore(path, (store) => {
+      if (isClusterStore(store)) return true;
       store.env.readerCheck();
       const pids = new Set(
         store.env
@@ -114,7 +119,9 @@ export function assertJobStopped(dataDir: string, stream: number, what: string):
           .filter((pid) => Number.isInteger(pid) && pid > 0 && pid !== process.pid),
       );
       if (pids.size > 0) throw new CliFailure(`${what}: process ${[...pids].join(', ')} has the stores of stream ${stream} open (${path}); stop the job first`);
+      return false;
     });
+    if (cluster) throw clusterFolder(dataDir, stream);
   }
 }
 
@@ -123,19 +130,27 @@ export function assertJobStopped(dataDir: string, stream: number, what: string):
  * from the job's changelog topics, and kept when a partition moved on (to be reused if it
  * comes back): some may be behind their current owners, and the rest of the state is in
  * other instances' folders. Reading them as the job's state, or rewriting them, would mislead;
- * only inspect (which says what the folder holds) works on it.
+ * only inspect (which says what the folder holds) works on it. Its stores carry a cluster
+ * record, which a single-process job never writes.
  */
-function refuseClusterFolder(dataDir: string, stream: number): void {
-  const held = partitionsOnDisk(dataDir, stream).filter((p) => {
-    const path = partitionPath(dataDir, stream, p);
-    return !checkStoreFile(path) && withPartitionStore(path, (store) => store.meta.get('cluster') !== undefined);
-  });
-  if (held.length === 0) return;
-  throw new CliFailure(
-    `${dataDir} is a cluster instance's folder: it holds copies of partition${held.length === 1 ? '' : 's'} ${held.join(', ')} of stream ${stream} as the instance owned them, ` +
-      "which may be behind their current owners (the rest of the state is in the other instances' folders). Read the state from the running instances (store()) " +
-      "or from the job's changelog topics; 'statestream inspect' shows what the folder holds",
+function isClusterStore(store: PartitionStore): boolean {
+  return store.meta.get('cluster') !== undefined;
+}
+
+function clusterFolder(dataDir: string, stream: number): CliFailure {
+  return new CliFailure(
+    `${dataDir} is a cluster instance's folder: it holds copies of the partitions of stream ${stream} that instance owned, which may be behind their current owners ` +
+      "(the rest of the state is in the other instances' folders). Read the state from the running instances (store()) or from the job's changelog topics; " +
+      "'statestream inspect' shows what the folder holds",
   );
+}
+
+/** Whether any whole store of the stream is a cluster instance's (asked only on the way to reporting a partition missing or damaged). */
+function holdsClusterStores(dataDir: string, stream: number): boolean {
+  return partitionsOnDisk(dataDir, stream).some((p) => {
+    const path = partitionPath(dataDir, stream, p);
+    return !checkStoreFile(path) && withPartitionStore(path, isClusterStore);
+  });
 }
 
 /** What a command says about the swaps a crash had interrupted and it settled first. */

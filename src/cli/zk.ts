@@ -50,12 +50,15 @@ export async function withZooKeeper<T>(target: ZooKeeperTarget, use: (offsets: Z
   }
 }
 
-/** The root names no node: says so, with the roots that its parent does hold. */
+/** --zk-root names no node (inspect reports it apart from a ZooKeeper it cannot reach). */
+export class MissingRootFailure extends CliFailure {}
+
+/** The root names no node: says so, with the roots that its parent does hold (when it may list them). */
 async function missingRoot(session: ZooKeeperSession, target: ZooKeeperTarget): Promise<CliFailure> {
   const parent = target.root.slice(0, target.root.lastIndexOf('/')) || '/';
-  const siblings = (await session.exists(parent)) ? (await session.children(parent)).sort() : [];
-  const under = siblings.length === 0 ? `${parent} holds none` : `${parent} holds ${siblings.slice(0, 10).map((name) => `${parent === '/' ? '' : parent}/${name}`).join(', ')}${siblings.length > 10 ? ', …' : ''}`;
-  return new CliFailure(`ZooKeeper at ${target.connect} has no node ${target.root}: no job keeps its offsets there (give --zk-root the job's ZooKeeper root; ${under})`);
+  const siblings = await session.children(parent).then((names) => names.sort(), () => undefined);
+  const under = siblings === undefined ? '' : siblings.length === 0 ? `; ${parent} holds none` : `; ${parent} holds ${siblings.slice(0, 10).map((name) => `${parent === '/' ? '' : parent}/${name}`).join(', ')}${siblings.length > 10 ? ', …' : ''}`;
+  return new MissingRootFailure(`ZooKeeper at ${target.connect} has no node ${target.root}: no job keeps its offsets there (give --zk-root the job's ZooKeeper root${under})`);
 }
 
 /** ZooKeeper's failures in words an operator can act on (the session's own say which request failed, not why). */

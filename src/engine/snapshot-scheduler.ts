@@ -71,8 +71,9 @@ export class SnapshotScheduler {
 
   /**
    * A scheduler that goes on counting where the job's snapshots stand, as one long run
-   * would: from the newest snapshot in the folder, and over the batches the stores hold
-   * since it. Counting from each start instead, a job restarted more often than its
+   * would: from the newest snapshot in the folder, `{ ms }` in batch time, `{ batches }` in
+   * batch intervals from its batch to the stores' last one (so a stop between them counts
+   * its downtime too, which only brings the next snapshot sooner). Counting from each start instead, a job restarted more often than its
    * interval (a deploy every 45 minutes, snapshots every hour) would never take one, and a
    * Kafka job's batch history, trimmed only by snapshots, would grow without end. Stores
    * that hold state without any snapshot of it take one at the first batch.
@@ -83,6 +84,7 @@ export class SnapshotScheduler {
     let storedBatch: number | undefined;
     for (const { stores } of host.streams()) {
       for (const store of stores) {
+        // The main thread's read transaction may predate the workers' last commits.
         store.env.resetReadTxn();
         const last = new BatchLog(store).last()?.batchTime;
         if (last !== undefined && (storedBatch === undefined || last > storedBatch)) storedBatch = last;

@@ -93,6 +93,9 @@ function integerOption(options: Record<string, unknown>, name: string, min: numb
 /** The most worker threads a context runs. */
 const MAX_THREADS = 256;
 
+/** Events whose listener, when it throws, fails what emitted them (see emit). */
+const THROWING_FAILS = new Set<string>([BatchEvents.STARTED, BatchEvents.COMPLETED, BatchEvents.STATE_RESTORED, BatchEvents.RECOVERY_INCOMPLETE]);
+
 /** Worker threads when the option is not given: one per core, capped like the option, so that a machine with more cores than that still starts. */
 export function defaultThreads(cores: number): number {
   return Math.min(cores, MAX_THREADS);
@@ -148,6 +151,8 @@ export class StreamingContext implements StreamGraph {
   private stopping: Promise<void> | undefined;
   /** The stop has run its last step (the folder given back): its phase says stopped before that. */
   private stopOver = false;
+  /** The stop's deadline is over with (cutDone): no later call arms another. */
+  private cutClosed = false;
   /** The stop's deadline, when one was given. */
   private cut: StopCut | undefined;
   /** Aborted, with the timeout, when the stop's deadline passes: outputs still pending are left behind. */
@@ -221,14 +226,15 @@ export class StreamingContext implements StreamGraph {
   }
 
   /**
-   * A listener of batch.started or batch.completed that throws fails its batch, loudly, as
-   * an output would. Every other event is emitted from somewhere a throw must not reach (a
-   * supervisor's transition, a warm-up's promise, a snapshot done after its batch, a
-   * partition taken or given up): a listener that throws there becomes a process warning,
-   * and the listeners after it still hear the event.
+   * A listener that throws on batch.started or batch.completed fails its batch, loudly, as an
+   * output would; on state.restored or recovery.incomplete it fails start() (a job may refuse
+   * to run on a gap). Every other event is emitted from somewhere a throw must not reach (a
+   * supervisor's transition, a warm-up's promise, a snapshot done after its batch, a ZooKeeper
+   * watcher, a batch already failing): a listener that throws there becomes a process
+   * warning, and the listeners after it still hear the event.
    */
   private emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void {
-    if (event === BatchEvents.STARTED || event === BatchEvents.COMPLETED) {
+    if (THROWING_FAILS.has(event)) {
       this.events.emit(event, payload);
       return;
     }
@@ -236,7 +242,7 @@ export class StreamingContext implements StreamGraph {
       try {
         listener(payload);
       } catch (error) {
-        process.emitWarning(`a ${event} event listener threw: ${(error as Error)?.message ?? String(error)}`, { code: 'STATESTREAM_LISTENER' });
+        process.emitWarning(`a ${event} event listener threw: ${(error as Error)?.message ?? String(error)}`, { code: 'STATESTREAM_LISTENER', detail: (error as Error)?.stack });
       }
     }
   }
@@ -487,20 +493,23 @@ export class StreamingContext implements StreamGraph {
    */
   async stop(options?: StopOptions): Promise<void> {
     const timeoutMs = stopTimeout(options);
-    // The phase is stopped before the stop's last steps (metrics server, folder): a call then still waits for them.
-    if (this.stopping !== undefined && !this.stopOver) {
+    // A stop that ran to its end, cleanly or not, left nothing to do.
+    if (this.stopOver) return;
+    // One under way, up to its last steps (the servers, the folder), which come after its
+    // phase says stopped: a call waits for it, and its timeout bounds it (a second SIGTERM).
+    if (this.stopping !== undefined) {
       if (timeoutMs !== undefined) this.cutAfter(timeoutMs);
       return this.stopping;
     }
     if (this.phase === 'stopped') return;
     if (this.phase === 'created') {
       this.phase = 'stopped';
-      await this.observability.stop();
-      return;
+      this.stopping = this.observability.stop();
+    } else {
+      if (timeoutMs !== undefined) this.cutAfter(timeoutMs);
+      this.stopping = this.stopInOrder();
     }
-    // A later call's timeout bounds a stop already under way (a second SIGTERM, say).
-    if (timeoutMs !== undefined) this.cutAfter(timeoutMs);
-    this.stopping = this.stopInOrder().finally(() => (this.stopOver = true));
+    this.stopping = this.stopping.finally(() => (this.stopOver = true));
     return this.stopping;
   }
 
@@ -535,6 +544,8 @@ export class StreamingContext implements StreamGraph {
 
   /** Arms the stop's deadline; an earlier one than any armed wins. */
   private cutAfter(timeoutMs: number): void {
+    // Past cutDone, nothing is left to cut: a timer armed then would only keep the process up.
+    if (this.cutClosed) return;
     const deadline = Date.now() + timeoutMs;
     if (this.cut && this.cut.deadline <= deadline) return;
     clearTimeout(this.cut?.timer);
@@ -544,6 +555,7 @@ export class StreamingContext implements StreamGraph {
 
   /** The stop is over: its deadline is disarmed, and threads it began to terminate are gone. */
   private async cutDone(): Promise<void> {
+    this.cutClosed = true;
     clearTimeout(this.cut?.timer);
     await this.cut?.cutting;
   }

@@ -124,13 +124,16 @@ export class JobMetrics {
       const replay = e.origin === 'replay';
       m.batches.inc({ ...labels, outcome: replay ? 'replayed' : 'completed' });
       m.processing.observe(labels, e.processingTimeMs / 1000);
-      // A re-run's batch time is its first run's: its "delay" is the age of the snapshot restored, not a queue.
-      if (!replay) m.scheduling.observe(labels, e.schedulingDelayMs / 1000);
-      if (!replay) m.total.observe(labels, (e.schedulingDelayMs + e.processingTimeMs) / 1000);
-      if (!replay) m.records.inc(labels, e.records);
-      if (!replay) m.timedOut.inc(labels, e.keysTimedOut);
-      // A re-run's time is minutes old (the snapshot's batches): shown, it would say batches have stopped.
-      if (!replay) m.lastBatch.set(labels, e.batchTime / 1000);
+      // A re-run took its records and timed its keys out when it first ran, and its batch time
+      // is that run's: its "delay" would be the age of the snapshot restored, and its time,
+      // minutes old, would say that batches have stopped.
+      if (!replay) {
+        m.scheduling.observe(labels, e.schedulingDelayMs / 1000);
+        m.total.observe(labels, (e.schedulingDelayMs + e.processingTimeMs) / 1000);
+        m.records.inc(labels, e.records);
+        m.timedOut.inc(labels, e.keysTimedOut);
+        m.lastBatch.set(labels, e.batchTime / 1000);
+      }
       e.partitionStats.forEach((partitions, stream) =>
         partitions.forEach((p) => {
           const where = this.partition(stream, p.partition);

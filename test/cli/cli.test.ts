@@ -715,6 +715,8 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
       assert.equal(result.code, 1, `${args.join(' ')}: ${result.stdout}${result.stderr}`);
       assert.match(result.stderr, /ZooKeeper at \S+ has no node \/statestream\/cli-tset: no job keeps its offsets there \(give --zk-root the job's ZooKeeper root; \/statestream holds [^)]*\/statestream\/cli-test\b/, args.join(' '));
     }
+    const json = run('inspect', '--json', '--data-dir', dir, ...misspelt);
+    assert.equal(JSON.parse(json.stdout).offsets.from, 'zookeeper-root-missing', 'told apart from a ZooKeeper that does not answer');
     assert.deepEqual(listSnapshots(dir).map((s) => s.batchTime), before, 'no snapshot taken');
     assert.equal(lastBatch(), 4000, 'the stores hold the batch they held: nothing was restored');
   });

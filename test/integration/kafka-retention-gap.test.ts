@@ -9,6 +9,8 @@ import { JobProcess, highWatermarks, tally, zkOffsets } from './job-process.js';
 import { produceWithKcat } from './services/kafka.js';
 import { useServices } from './services/suite.js';
 import { connectClient, zkAnswer } from './services/zookeeper.js';
+import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
+import { ownedOffsetStore } from '../storage/zookeeper/owned-store.js';
 
 /** The line at each offset of a one-partition topic: what the counts must hold is computed from offsets alone. */
 const line = (offset: number) => `w${offset % 13}`;
@@ -61,22 +63,22 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
   }
 
   const position = async (topic: string) => (await zkOffsets(services.zk.connectString, `/statestream/${topic}`, topic, 1))[0];
-  const low = async (topic: string) => {
+  const low = async (topic: string, partition = 0) => {
     const admin = (await import('kafkajs')).Kafka;
     const client = new admin({ brokers: services.kafka.brokers, logLevel: 0 }).admin();
     await client.connect();
     try {
-      return Number((await client.fetchTopicOffsets(topic))[0].low);
+      return Number((await client.fetchTopicOffsets(topic)).find((p) => p.partition === partition)!.low);
     } finally {
       await client.disconnect();
     }
   };
   /** Produces lines for offsets [from, until) with kcat and checks the broker then dropped the oldest. */
-  async function produceBeyondRetention(topic: string, from: number): Promise<{ low: number; high: number }> {
-    await produceWithKcat(services.kafka.brokers, topic, lines(from, from + MANY).map((value) => ({ value })), 0);
-    const [high] = await highWatermarks(services.kafka.brokers, topic);
+  async function produceBeyondRetention(topic: string, from: number, partition = 0): Promise<{ low: number; high: number }> {
+    await produceWithKcat(services.kafka.brokers, topic, lines(from, from + MANY).map((value) => ({ value })), partition);
+    const high = (await highWatermarks(services.kafka.brokers, topic))[partition];
     assert.equal(high, from + MANY);
-    const earliest = await low(topic);
+    const earliest = await low(topic, partition);
     assert.ok(earliest > from, `the broker dropped the oldest records (earliest offset ${earliest}, the job stopped at ${from})`);
     return { low: earliest, high };
   }
@@ -164,6 +166,52 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     }
     await refusedStart(job(topic, dataDir), (e) => e instanceof OffsetStoreError && /the position in ZooKeeper \(\/statestream\/past-end\) for past-end\[0\] is 5, past the partition's end \(2\)/.test(e.message));
     assert.equal(await position(topic), 5, 'the stored position is left as it was');
+  });
+
+  it('a gap passed at start beside a batch in flight that reads another partition is recorded at once: the next start does not report it again', async () => {
+    const topic = 'retention-beside-in-flight';
+    await services.kafka.createTopic(topic, 2);
+    for (const partition of [0, 1]) await produceWithKcat(services.kafka.brokers, topic, lines(0, 10).map((value) => ({ value })), partition);
+    const dataDir = join(tempDir(), 'data');
+    const first = job(topic, dataDir);
+    await first.ssc.start();
+    try {
+      await until(async () => (await zkOffsets(services.zk.connectString, `/statestream/${topic}`, topic, 2)).every((o) => o === 10), 60_000, 'both partitions read');
+      await first.ssc.awaitIdle();
+    } finally {
+      await first.ssc.stop();
+    }
+    // As if the job had died with a batch of partition 0's next 5 lines in flight, recorded
+    // before it ran; then partition 1 is overtaken by retention.
+    await produceWithKcat(services.kafka.brokers, topic, lines(10, 15).map((value) => ({ value })), 0);
+    const session = new ZooKeeperSession({ connect: services.zk.connectString });
+    try {
+      const offsets = await ownedOffsetStore(session, `/statestream/${topic}`);
+      await offsets.recordBatchStart({ batchTime: (await offsets.lastEnded())! + 100, ranges: [{ topic, partition: 0, from: 10, until: 15 }] });
+      await offsets.release();
+    } finally {
+      session.close();
+    }
+    const { low: earliest } = await produceBeyondRetention(topic, 10, 1);
+
+    // A manual clock: the start rebuilds the batch in flight, and no live batch runs.
+    const second = job(topic, dataDir, { failOnDataLoss: false }, undefined, new ManualClock(Date.now()));
+    await second.ssc.start();
+    try {
+      await second.ssc.awaitIdle();
+      assert.deepEqual(second.lost.map(({ partition, from, until: u }) => [partition, from, u]), [[1, 10, earliest]]);
+      assert.deepEqual(await zkOffsets(services.zk.connectString, `/statestream/${topic}`, topic, 2), [15, earliest], 'the batch in flight ended; the position past the gap was recorded at start');
+      assert.equal(second.counts.store().get(line(13)), 3, 'the batch in flight counted: w0 at offset 0 of both partitions, and at offset 13 of partition 0');
+    } finally {
+      await second.ssc.stop();
+    }
+    const third = job(topic, dataDir, { failOnDataLoss: false }, undefined, new ManualClock(Date.now()));
+    await third.ssc.start();
+    try {
+      assert.deepEqual(third.lost, [], 'the gap was reported by the start before');
+    } finally {
+      await third.ssc.stop();
+    }
   });
 
   it('a batch in flight when the job stopped whose records are gone fails the start, naming the batch', async () => {

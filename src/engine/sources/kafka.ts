@@ -175,8 +175,10 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       this.buffers.set(id, { topic, partition, next: Math.max(start, replayUntil), fetchedUntil: fetchFrom, messages: [], paused: false, replayUntil });
     }
 
-    // A gap reported once is not reported again at the next start.
-    await this.offsets.recordPositions([...firstSeen, ...(pending && pending.ranges.length > 0 ? [] : movedOn)]);
+    // A gap reported once is not reported again at the next start. The partitions the batch in
+    // flight reads keep the positions its ranges start from: its end moves them.
+    const readInFlight = (m: { topic: string; partition: number }) => pending?.ranges.some((r) => r.topic === m.topic && r.partition === m.partition) === true;
+    await this.offsets.recordPositions([...firstSeen, ...movedOn.filter((m) => !readInFlight(m))]);
 
     this.consumer = client.kafka.consumer({
       groupId: o.groupId, retry: KAFKA_RETRY, maxWaitTimeInMs: 100,
@@ -333,6 +335,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       if (!buffer) throw new OffsetStoreError(`the batch recorded in ZooKeeper reads ${range.topic}[${range.partition}], which this stream does not subscribe to`, { ...range });
       while (buffer.fetchedUntil < range.until) {
         if (this.closed) throw new OffsetStoreError('the stream closed while rebuilding the recorded batch', { ...range });
+        // A gap met by the fetch (retention overtook the range since the start's check), a consumer that crashed for good, ownership lost: no wait brings the range.
+        if (this.fatal) throw this.fatal;
         if (Date.now() > deadline) {
           throw new OffsetStoreError(
             `could not fetch ${range.topic}[${range.partition}] offsets ${range.from}–${range.until - 1} of recorded batch ${batch.batchTime} within ${REPLAY_WAIT_MS / 1000} s (fetched up to ${buffer.fetchedUntil - 1})`,

@@ -266,6 +266,7 @@ function render(doc) {
   renderKafka(doc);
   renderDeadLettersAndRestarts(doc);
   document.body.dataset.completedBatches = String(charted.length);
+  document.body.dataset.rerunsLeftOut = String(completed.length - charted.length);
 }
 
 function trouble(text, phase) {

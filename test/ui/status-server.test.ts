@@ -29,7 +29,8 @@ describe('status page server', { timeout: 180_000 }, () => {
     assert.throws(make({}), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.port');
     assert.throws(make({ port: 1, colour: 'red' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.colour');
 
-    const token = 'a-long-enough-secret-token';
+    // A `+`, as base64 tokens have: sent in ?token= as it is, it must not be read as a space.
+    const token = 'a-long+enough/secret-token';
     const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir: tempDir(), ui: { port: 0, token } });
     try {
       await job.batch([['k', 1]]);
@@ -49,7 +50,10 @@ describe('status page server', { timeout: 180_000 }, () => {
       const guessed = await request(`${url}?token=wrong-token-of-some-length`);
       assert.equal(guessed.status, 401);
       assert.doesNotMatch(guessed.headers, /set-cookie/i);
-      assert.equal((await request(url, '-H', 'Cookie: statestream_token=wrong-token-of-some-length')).status, 401);
+      const port = new URL(url).port;
+      assert.equal((await request(url, '-H', `Cookie: statestream_token_${port}=wrong-token-of-some-length`)).status, 401);
+      // A cookie that does not decode (another app's on this host, say) is no token: 401, not 500.
+      assert.equal((await request(url, '-H', `Cookie: statestream_token_${port}=%E0%A4%A`)).status, 401);
 
       // A person opens the page once with ?token=: a cookie, and the address without the token.
       const opened = await request(`${url}?token=${token}`);
@@ -59,7 +63,8 @@ describe('status page server', { timeout: 180_000 }, () => {
       const elsewhere = await request(`${url}.//elsewhere.example/x?token=${token}`, '--path-as-is');
       assert.equal(elsewhere.status, 303);
       assert.match(elsewhere.headers, /\r\nlocation: \/elsewhere\.example\/x\r\n/i);
-      const cookie = /\r\nset-cookie: (statestream_token=[^;]+); HttpOnly; SameSite=Strict/i.exec(opened.headers)?.[1];
+      // Named for its port: a browser sends a host's cookies to every port of it, and two jobs' pages on one host keep their own.
+      const cookie = new RegExp(`\\r\\nset-cookie: (statestream_token_${port}=[^;]+); HttpOnly; SameSite=Strict`, 'i').exec(opened.headers)?.[1];
       assert.ok(cookie, opened.headers);
       const page = await request(url, '-H', `Cookie: ${cookie}`);
       assert.equal(page.status, 200);
@@ -68,6 +73,21 @@ describe('status page server', { timeout: 180_000 }, () => {
       assert.equal(chartJs.status, 200);
       assert.match(chartJs.body, /Chart\.js v4/, 'Chart.js from the package\'s node_modules');
       assert.equal((await request(`${url}nothing-here`, '-H', `Cookie: ${cookie}`)).status, 404);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('without a token, it answers only to a loopback host name: a web page that points a name of its own at 127.0.0.1 reads nothing', async () => {
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir: tempDir(), ui: { port: 0 } });
+    try {
+      const url = job.ssc.endpoints().ui!;
+      const port = new URL(url).port;
+      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]) assert.equal((await request(`${url}api/status`, '-H', `Host: ${host}`)).status, 200, host);
+      const rebound = await request(`${url}api/status`, '-H', `Host: attacker.example:${port}`);
+      assert.equal(rebound.status, 403);
+      assert.match(rebound.body, /answers only to a loopback name .* not "attacker\.example:\d+"/);
+      assert.doesNotMatch(rebound.body, /totals/);
     } finally {
       await job.ssc.stop();
     }

@@ -50,7 +50,8 @@ export interface StatusDocument {
   startedAt: number;
   /** What is wrong, in words an operator can act on; empty when all is well. */
   problems: string[];
-  totals: { batches: number; failed: number; records: number; keysTimedOut: number };
+  /** `batches`: completed batches that are not re-runs, which `replayed` counts (as the metrics' batches_total outcomes do). */
+  totals: { batches: number; replayed: number; failed: number; records: number; keysTimedOut: number };
   /** Newest last, at most `retained`. */
   batches: BatchRow[];
   streams: Array<{ stream: number; partitions: PartitionFigures[] }>;
@@ -83,7 +84,7 @@ export class StatusModel {
   private readonly restarts: RestartRow[] = [];
   /** Start-up findings (restored stores, batches that cannot be replayed), in words. */
   private readonly findings: string[] = [];
-  private readonly totals = { batches: 0, failed: 0, records: 0, keysTimedOut: 0 };
+  private readonly totals = { batches: 0, replayed: 0, failed: 0, records: 0, keysTimedOut: 0 };
   private readonly startedAt = Date.now();
 
   constructor(
@@ -105,9 +106,10 @@ export class StatusModel {
       const running = row(e.batchTime);
       if (running) Object.assign(running, done);
       else keep(this.batches, done, this.retained);
-      this.totals.batches++;
       // A re-run after a restore: its records and timeouts were counted when it first ran.
-      if (e.origin !== 'replay') {
+      if (e.origin === 'replay') this.totals.replayed++;
+      else {
+        this.totals.batches++;
         this.totals.records += e.records;
         this.totals.keysTimedOut += e.keysTimedOut;
       }

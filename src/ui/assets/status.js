@@ -240,7 +240,7 @@ function renderDeadLettersAndRestarts(doc) {
   }
 }
 
-function renderHeader(doc, completed) {
+function renderHeader(doc, charted) {
   document.title = `statestream · ${doc.app}`;
   $('app').textContent = doc.app;
   $('phase').textContent = doc.phase;
@@ -248,8 +248,9 @@ function renderHeader(doc, completed) {
   $('summary').textContent =
     `Batches of ${ms(doc.batchIntervalMs)}, page up for ${duration(doc.now - doc.startedAt)} (since ${clock(doc.startedAt)}): ` +
     `${num(doc.totals.batches)} completed batches, ${num(doc.totals.records)} records, ${num(doc.totals.keysTimedOut)} keys timed out` +
-    (doc.totals.failed ? `, ${doc.totals.failed} failed` : '') + (completed.length ? '' : '.') +
-    (completed.length ? `; the last batch took ${ms(completed.at(-1).processingTimeMs)}.` : '');
+    (doc.totals.replayed ? `, ${num(doc.totals.replayed)} batches re-run after a restore` : '') +
+    (doc.totals.failed ? `, ${doc.totals.failed} failed` : '') + (charted.length ? '' : '.') +
+    (charted.length ? `; the last batch took ${ms(charted.at(-1).processingTimeMs)}.` : '');
   $('problems').hidden = doc.problems.length === 0;
   $('problem-list').replaceChildren(...doc.problems.map((p) => el('li', { text: p })));
 }
@@ -258,7 +259,7 @@ function render(doc) {
   const completed = doc.batches.filter((b) => b.status === 'completed');
   // Re-runs after a restore carry their first run's times: their delays are the snapshot's age, and their records were counted then.
   const charted = completed.filter((b) => b.origin !== 'replay');
-  renderHeader(doc, completed);
+  renderHeader(doc, charted);
   renderStats(doc, charted);
   renderBatches(doc);
   renderState(doc);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
@@ -7,7 +7,7 @@ import { EncodingError, StateExportError, StateSpec, StoreMismatchError, exportJ
 import { BatchLog, readLayout, writeLayout } from '../../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../../src/storage/codec.js';
 import { entryCodec } from '../../../src/storage/codec.js';
-import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
+import { openPartitionStore, partitionPath, stateDir } from '../../../src/storage/partition/store.js';
 import { storeEntries } from '../../../src/storage/export/state-export.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
 
@@ -176,6 +176,32 @@ describe('state export', () => {
     await assert.rejects(writeStateExport(file, { stateVersion: 1 }, [[{ no: 1 }, 1, 1]]), /entry 0 given to writeStateExport: key \{"no":1\} cannot be an LMDB key/);
     await assert.rejects(writeStateExport(file, { stateVersion: 0 }, []), /header.stateVersion must be a positive integer, got 0/);
     assert.ok(!existsSync(file) && !existsSync(`${file}.tmp`));
+  });
+
+  it('exportJobState refuses a missing or damaged partition store, and a swap a crash left half-done, without making an empty store in its place', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(3), { dataDir });
+    await job.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1], ['e', 1]]);
+    await job.ssc.stop();
+    const file = join(tempDir(), 'state.msgpack');
+
+    const gone = partitionPath(dataDir, 0, 2);
+    const kept = join(tempDir(), 'partition-0002');
+    renameSync(gone, kept);
+    await assert.rejects(exportJobState(dataDir, file), (error: unknown) => {
+      assert.ok(error instanceof StoreMismatchError, String(error));
+      assert.match(error.message, /partition 2 of mapWithState stream 0 is damaged: the partition folder is missing .* a start restores it from the newest snapshot that fits/);
+      return true;
+    });
+    assert.equal(existsSync(gone), false, 'no empty store was made in its place');
+    assert.equal(existsSync(file), false);
+    renameSync(kept, gone);
+
+    // A swap a crash left half-done: the folder may hold the state before it.
+    mkdirSync(`${stateDir(dataDir, 0)}.importing`);
+    await assert.rejects(exportJobState(dataDir, file), (error: unknown) => error instanceof StoreMismatchError && /an import of stream 0 was interrupted .*; start the job once so that it finishes it/.test(error.message));
+    rmdirSync(`${stateDir(dataDir, 0)}.importing`);
+    assert.equal(await exportJobState(dataDir, file), 5);
   });
 
   it('exportJobState refuses stores whose partitions hold different batches or state versions, and writes nothing', async () => {

@@ -4,7 +4,7 @@ import { DataDirLock } from '../storage/data-lock.js';
 import { readCheckedLayout, type StoreLayout } from '../storage/partition/batch-log.js';
 import { interruptedSwap, recoverInterruptedSwaps, SWAP_NAMES } from '../storage/stream-swap.js';
 import { closePartitionStores, openPartitionStore, partitionPath, partitionsOnDisk, stateDir, withPartitionStore, type PartitionStore } from '../storage/partition/store.js';
-import { checkStoreFile, dataFileBytes, examinePartition, type PartitionReport } from '../storage/partition/store-check.js';
+import { checkStoreFile, dataFileBytes, examinePartition, isClusterStore, type PartitionReport } from '../storage/partition/store-check.js';
 import { CliFailure } from './args.js';
 
 /** The stream indexes with a state folder, in order. */
@@ -130,13 +130,8 @@ export function assertJobStopped(dataDir: string, stream: number, what: string):
  * from the job's changelog topics, and kept when a partition moved on (to be reused if it
  * comes back): some may be behind their current owners, and the rest of the state is in
  * other instances' folders. Reading them as the job's state, or rewriting them, would mislead;
- * only inspect (which says what the folder holds) works on it. Its stores carry a cluster
- * record, which a single-process job never writes.
+ * only inspect (which says what the folder holds) works on it.
  */
-function isClusterStore(store: PartitionStore): boolean {
-  return store.meta.get('cluster') !== undefined;
-}
-
 function clusterFolder(dataDir: string, stream: number): CliFailure {
   return new CliFailure(
     `${dataDir} is a cluster instance's folder: it holds copies of the partitions of stream ${stream} that instance owned, which may be behind their current owners ` +

@@ -1,7 +1,7 @@
 import { StatestreamError, StoreOpenError } from '../../errors.js';
 import { BatchLog, readCheckedLayout, type StoreLayout } from './batch-log.js';
 import { checkStoreFile, dataFileBytes } from './file-check.js';
-import { partitionPath, withPartitionStore } from './store.js';
+import { partitionPath, withPartitionStore, type PartitionStore } from './store.js';
 
 export { checkStoreFile, dataFileBytes, type StoreProblem } from './file-check.js';
 
@@ -24,6 +24,11 @@ export interface PartitionReport {
   cluster?: boolean;
 }
 
+/** Whether a cluster instance wrote the store: its restore leaves a cluster record, which a single-process job never writes. */
+export function isClusterStore(store: PartitionStore): boolean {
+  return store.meta.get('cluster') !== undefined;
+}
+
 /**
  * Looks at one partition store: the file check first (LMDB maps the file, and a truncated
  * one would kill this process with SIGBUS), then its layout and last batch. Throws
@@ -44,7 +49,7 @@ export function examinePartition(dataDir: string, stream: number, partition: num
       return {
         partition, path, bytes, problem: undefined, layout, initialised: layout !== undefined,
         lastBatch: last?.batchTime, keyCount: last?.keyCount ?? 0, deadLetters: store.deadLetters.getKeysCount(),
-        cluster: store.meta.get('cluster') !== undefined,
+        cluster: isClusterStore(store),
       };
     });
   } catch (error) {

@@ -164,7 +164,10 @@ export async function importCommand(args: string[]): Promise<number> {
   }
   const header = source.header;
   const fromHeader = header.numPartitions;
-  const numPartitions = given ?? (typeof fromHeader === 'number' && Number.isInteger(fromHeader) && fromHeader >= 1 ? fromHeader : 4);
+  if (given === undefined && fromHeader !== undefined && !(typeof fromHeader === 'number' && Number.isInteger(fromHeader) && fromHeader >= 1 && fromHeader <= MAX_PARTITIONS)) {
+    throw new CliFailure(`the header of ${file} gives numPartitions ${JSON.stringify(fromHeader)}, which is not a partition count from 1 to ${MAX_PARTITIONS}; give --partitions <n>`);
+  }
+  const numPartitions = given ?? (fromHeader as number | undefined) ?? 4;
 
   const lock = await lockFolder(dataDir, 'import');
   try {
@@ -183,6 +186,7 @@ export async function importCommand(args: string[]): Promise<number> {
     const stores = openPartitionStores(Array.from({ length: numPartitions }, (_, p) => join(staging, partitionFolder(p))));
     let batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;
     let count = 0;
+    let keyCount = 0;
     // The export says how many keys it holds only in its trailer: the count runs without a total.
     const progress = new Progress('import', 'keys', undefined, { quiet });
     try {
@@ -199,6 +203,8 @@ export async function importCommand(args: string[]): Promise<number> {
       }
       writer.flush();
       progress.finish(count);
+      // Fewer than the entries read when the export gives a key more than once (its last entry is kept).
+      keyCount = writer.keyCounts.reduce((sum, n) => sum + n, 0);
       for (const store of stores) {
         store.env.transactionSync(() => {
           new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount: store.state.getKeysCount() });
@@ -214,13 +220,14 @@ export async function importCommand(args: string[]): Promise<number> {
     closePartitionStores(stores);
     const replacedDir = commitSwap(paths, asideFolder(dataDir, stream));
 
-    const result = { keyCount: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir };
+    const result = { keyCount, entries: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir };
     if (json) print(toJson(result, 2));
     else {
       print(
         [
           ...settledNotes(settled),
-          `Imported ${count} keys into stream ${stream} under ${target} (${numPartitions} partitions, state version ${header.stateVersion}, last batch ${formatBatch(batchTime)}).`,
+          `Imported ${keyCount} keys into stream ${stream} under ${target} (${numPartitions} partitions, state version ${header.stateVersion}, last batch ${formatBatch(batchTime)}).`,
+          ...(keyCount < count ? [`The export holds ${count} entries: a key given more than once keeps its last entry.`] : []),
           ...(replacedDir ? [`The state it replaced is kept in ${replacedDir}.`] : []),
           ...(replacedDir && listSnapshots(dataDir).length > 0
             ? [`The snapshots under ${join(dataDir, 'snapshots')} are of the replaced state: a start that finds a damaged store may restore from them. Move them away unless the import is of the same job.`]

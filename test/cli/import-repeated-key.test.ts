@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +20,8 @@ describe('statestream import of an export that repeats a key', { timeout: 180_00
     const dataDir = join(tempDir(), 'data');
     const imported = spawnSync(process.execPath, [cli, 'import', file, '--data-dir', dataDir, '--partitions', '2'], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(imported.status, 0, imported.stderr);
+    assert.match(imported.stdout, /^Imported 3 keys into stream 0 /);
+    assert.match(imported.stdout, /^The export holds 5 entries: a key given more than once keeps its last entry\.$/m);
 
     const index: Array<[number, unknown, number]> = [];
     let keyCount = 0;
@@ -39,6 +42,11 @@ describe('statestream import of an export that repeats a key', { timeout: 180_00
       'one time-index entry per key, at its last entry\'s time',
     );
 
+    const again = spawnSync(process.execPath, [cli, 'import', file, '--data-dir', join(tempDir(), 'json'), '--partitions', '2', '--json'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(again.status, 0, again.stderr);
+    const summary = JSON.parse(again.stdout) as { keyCount: number; entries: number };
+    assert.deepEqual([summary.keyCount, summary.entries], [3, 5]);
+
     // A job with a 1500 ms timeout, first batch at 4000: only b (idle since 1000) times out.
     const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(2).timeout(1500), { dataDir, startMs: 3000 });
     try {
@@ -49,5 +57,19 @@ describe('statestream import of an export that repeats a key', { timeout: 180_00
     } finally {
       await job.ssc.stop();
     }
+  });
+
+  it('refuses a header whose numPartitions is no partition count, unless --partitions is given', async () => {
+    const file = join(tempDir(), 'huge.msgpack');
+    await writeStateExport(file, { stateVersion: 1, numPartitions: 10_000_000 }, [['a', 1, 1000]]);
+    const dataDir = join(tempDir(), 'data');
+    const refused = spawnSync(process.execPath, [cli, 'import', file, '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(refused.status, 1, refused.stdout);
+    assert.match(refused.stderr, /the header of .*huge\.msgpack gives numPartitions 10000000, which is not a partition count from 1 to \d+; give --partitions <n>/);
+    assert.equal(existsSync(join(dataDir, 'state-0')), false, 'nothing was written');
+
+    const imported = spawnSync(process.execPath, [cli, 'import', file, '--data-dir', dataDir, '--partitions', '2'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(imported.status, 0, imported.stderr);
+    assert.match(imported.stdout, /^Imported 1 keys into stream 0 .*\(2 partitions,/);
   });
 });

@@ -1,9 +1,10 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { DataDirLockedError, StatestreamError } from '../errors.js';
 import { DataDirLock } from '../storage/data-lock.js';
-import { readCheckedLayout, type StoreLayout } from '../storage/partition/batch-log.js';
-import { interruptedSwap, recoverInterruptedSwaps, SWAP_NAMES } from '../storage/stream-swap.js';
-import { closePartitionStores, openPartitionStore, partitionPath, partitionsOnDisk, stateDir, withPartitionStore, type PartitionStore } from '../storage/partition/store.js';
+import type { StoreLayout } from '../storage/partition/batch-log.js';
+import { openStreamStores } from '../storage/partition/stream-stores.js';
+import { recoverInterruptedSwaps, SWAP_NAMES } from '../storage/stream-swap.js';
+import { closePartitionStores, partitionPath, partitionsOnDisk, withPartitionStore, type PartitionStore } from '../storage/partition/store.js';
 import { checkStoreFile, dataFileBytes, examinePartition, isClusterStore, type PartitionReport } from '../storage/partition/store-check.js';
 import { CliFailure } from './args.js';
 
@@ -49,40 +50,17 @@ export interface OpenStream {
  * with no state folder, or a damaged store, is an operational failure, not a crash.
  */
 export function openStream(dataDir: string, stream: number): OpenStream {
-  const pending = interruptedSwap(dataDir, stream);
-  if (pending) throw new CliFailure(`${pending}; start the job once so it finishes it (or rolls it back), then try again`);
-  const dir = stateDir(dataDir, stream);
-  if (!existsSync(dir)) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${dir})`);
-  // An empty folder (a job stopped before its first store was made) holds no state, as inspect says; it is not damage.
-  if (partitionsOnDisk(dataDir, stream).length === 0) throw new CliFailure(`stream ${stream} has no state under ${dataDir} (${dir} holds no partition store)`);
-  const first = partitionPath(dataDir, stream, 0);
-  const firstProblem = checkStoreFile(first);
-  if (firstProblem) {
-    // An instance that never owned partition 0 has none.
-    if (holdsClusterStores(dataDir, stream)) throw clusterFolder(dataDir, stream);
-    throw new CliFailure(`partition 0 of stream ${stream} is damaged: ${firstProblem} (${first}); see 'statestream inspect'`);
-  }
-  const stores: PartitionStore[] = [];
-  const close = () => closePartitionStores(stores);
-  try {
-    stores.push(openPartitionStore(first));
-    if (isClusterStore(stores[0])) throw clusterFolder(dataDir, stream);
-    const layout = readCheckedLayout(stores[0], { stream, partition: 0 });
-    if (!layout) throw new CliFailure(`${first} is not a statestream partition store (it has no layout record)`);
-    for (let p = 1; p < layout.numPartitions; p++) {
-      const path = partitionPath(dataDir, stream, p);
-      const problem = checkStoreFile(path);
-      if (problem) throw new CliFailure(`partition ${p} of stream ${stream} is damaged: ${problem} (${path}); see 'statestream inspect'`);
-      const store = openPartitionStore(path);
-      stores.push(store);
-      if (isClusterStore(store)) throw clusterFolder(dataDir, stream);
-      readCheckedLayout(store, { stream, partition: p });
+  const { stores, layout } = openStreamStores(dataDir, stream, (why) => {
+    switch (why.kind) {
+      case 'swap-pending': return new CliFailure(`${why.swap}; start the job once so it finishes it (or rolls it back), then try again`);
+      // An empty folder (a job stopped before its first store was made) holds no state, as inspect says; it is not damage.
+      case 'no-state': return new CliFailure(`stream ${stream} has no state under ${dataDir} (${why.empty ? `${why.dir} holds no partition store` : `no ${why.dir}`})`);
+      case 'damaged': return new CliFailure(`partition ${why.partition} of stream ${stream} is damaged: ${why.problem} (${why.path}); see 'statestream inspect'`);
+      case 'no-layout': return new CliFailure(`${why.path} is not a statestream partition store (it has no layout record)`);
+      case 'cluster': return clusterFolder(dataDir, stream);
     }
-    return { stores, layout, close };
-  } catch (error) {
-    closePartitionStores(stores, { afterFailure: true });
-    throw error;
-  }
+  });
+  return { stores, layout, close: () => closePartitionStores(stores) };
 }
 
 /**
@@ -138,14 +116,6 @@ function clusterFolder(dataDir: string, stream: number): CliFailure {
       "(the rest of the state is in the other instances' folders). Read the state from the running instances (store()) or from the job's changelog topics; " +
       "'statestream inspect' shows what the folder holds",
   );
-}
-
-/** Whether any whole store of the stream is a cluster instance's (asked only on the way to reporting a partition missing or damaged). */
-function holdsClusterStores(dataDir: string, stream: number): boolean {
-  return partitionsOnDisk(dataDir, stream).some((p) => {
-    const path = partitionPath(dataDir, stream, p);
-    return !checkStoreFile(path) && withPartitionStore(path, isClusterStore);
-  });
 }
 
 /** What a command says about the swaps a crash had interrupted and it settled first. */

@@ -1,11 +1,9 @@
-import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Transaction } from 'lmdb';
 import { ConfigError, StoreMismatchError } from '../../errors.js';
 import { BatchLog, readLayout } from '../partition/batch-log.js';
-import { closePartitionStores, openPartitionStore, partitionPath, type PartitionStore } from '../partition/store.js';
-import { checkStoreFile } from '../partition/file-check.js';
-import { interruptedSwap } from '../stream-swap.js';
+import { closePartitionStores, type PartitionStore } from '../partition/store.js';
+import { openStreamStores } from '../partition/stream-stores.js';
 import { pathArgument, streamOption } from './state-source.js';
 import { assertExportTarget, storesEntries, writeStateExport, type ExportEntry, type StateExportOrigin } from './state-export.js';
 
@@ -29,25 +27,25 @@ export async function exportJobState(dataDir: string, target: string | NodeJS.Wr
   pathArgument('exportJobState', 'dataDir', dataDir);
   const stream = streamOption('exportJobState', options);
   assertExportTarget('exportJobState', target);
-  // A swap a crash left half-done: the folder holds the state before it, or none, until a start settles it.
-  const pending = interruptedSwap(dataDir, stream);
-  if (pending) throw new StoreMismatchError(`exportJobState: ${pending}; start the job once so that it finishes it (or rolls it back), then export`, { dataDir, stream });
-  const first = partitionPath(dataDir, stream, 0);
-  // openPartitionStore creates missing folders: look before opening.
-  if (!existsSync(first)) throw new ConfigError(`exportJobState: no state stores of mapWithState stream ${stream} under ${dataDir} (no ${first})`, { dataDir, stream });
-  assertWhole(dataDir, stream, 0);
-
-  const stores: PartitionStore[] = [openPartitionStore(first)];
+  const { stores } = openStreamStores(dataDir, stream, (why) => {
+    switch (why.kind) {
+      case 'swap-pending': return new StoreMismatchError(`exportJobState: ${why.swap}; start the job once so that it finishes it (or rolls it back), then export`, { dataDir, stream });
+      case 'no-state': return new ConfigError(`exportJobState: no state stores of mapWithState stream ${stream} under ${dataDir} (${why.empty ? `${why.dir} holds no partition store` : `no ${why.dir}`})`, { dataDir, stream });
+      case 'damaged':
+        return new StoreMismatchError(`exportJobState: partition ${why.partition} of mapWithState stream ${stream} is damaged: ${why.problem} (${why.path}); a start restores it from the newest snapshot that fits`, {
+          dataDir, stream, partition: why.partition, problem: why.problem,
+        });
+      case 'no-layout': return new ConfigError(`exportJobState: ${why.path} is not a statestream partition store (it has no layout)`, { dataDir, stream });
+      case 'cluster':
+        return new StoreMismatchError(
+          `exportJobState: ${dataDir} is a cluster instance's folder: it holds copies of the partitions of stream ${stream} that instance owned, which may be behind their current owners; ` +
+            "export the state from the running instances' store() or from the job's changelog topics",
+          { dataDir, stream },
+        );
+    }
+  });
   let written: number;
   try {
-    const layout = readLayout(stores[0]);
-    if (!layout) throw new ConfigError(`exportJobState: ${first} is not a statestream partition store (it has no layout)`, { dataDir, stream });
-    for (let p = 1; p < layout.numPartitions; p++) {
-      // Opened, a missing store would be made empty, and the next start would take it for a healthy one rather than restore it.
-      assertWhole(dataDir, stream, p);
-      stores.push(openPartitionStore(partitionPath(dataDir, stream, p)));
-    }
-
     const pinned = await pinOneBatch(stores, dataDir, stream);
     try {
       written = await writeStateExport(target, pinned.origin, pinned.entries());
@@ -60,17 +58,6 @@ export async function exportJobState(dataDir: string, target: string | NodeJS.Wr
   }
   closePartitionStores(stores);
   return written;
-}
-
-/** A partition store that is missing or damaged is not exported: the next start restores it from a snapshot. */
-function assertWhole(dataDir: string, stream: number, partition: number): void {
-  const path = partitionPath(dataDir, stream, partition);
-  const problem = checkStoreFile(path);
-  if (problem) {
-    throw new StoreMismatchError(`exportJobState: partition ${partition} of mapWithState stream ${stream} is damaged: ${problem} (${path}); a start restores it from the newest snapshot that fits`, {
-      dataDir, stream, partition, problem,
-    });
-  }
 }
 
 /** Read transactions on every partition of a stream that all see the same batch, and what they hold. */

@@ -178,7 +178,7 @@ describe('state export', () => {
     assert.ok(!existsSync(file) && !existsSync(`${file}.tmp`));
   });
 
-  it('exportJobState refuses a missing or damaged partition store, and a swap a crash left half-done, without making an empty store in its place', async () => {
+  it('exportJobState refuses a missing or damaged partition store, a swap a crash left half-done, a newer store format and a cluster instance\'s folder, without making an empty store in its place', async () => {
     const dataDir = tempDir();
     const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(3), { dataDir });
     await job.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1], ['e', 1]]);
@@ -201,6 +201,30 @@ describe('state export', () => {
     mkdirSync(`${stateDir(dataDir, 0)}.importing`);
     await assert.rejects(exportJobState(dataDir, file), (error: unknown) => error instanceof StoreMismatchError && /an import of stream 0 was interrupted .*; start the job once so that it finishes it/.test(error.message));
     rmdirSync(`${stateDir(dataDir, 0)}.importing`);
+
+    // A store written by a newer statestream, and a cluster instance's copy: neither is read as this job's state.
+    const second = partitionPath(dataDir, 0, 1);
+    const rewrite = (change: (store: ReturnType<typeof openPartitionStore>) => void) => {
+      const store = openPartitionStore(second);
+      try {
+        change(store);
+      } finally {
+        store.env.close();
+      }
+    };
+    let layout: ReturnType<typeof readLayout>;
+    rewrite((store) => {
+      layout = readLayout(store);
+      writeLayout(store, { ...layout!, formatVersion: 99 });
+    });
+    await assert.rejects(exportJobState(dataDir, file), (error: unknown) => error instanceof StoreMismatchError && /partition 1 of mapWithState stream 0 at .* is in store format 99, written by a newer statestream/.test(error.message));
+    rewrite((store) => {
+      writeLayout(store, layout!);
+      store.meta.putSync('cluster', { instance: 'a' });
+    });
+    await assert.rejects(exportJobState(dataDir, file), (error: unknown) => error instanceof StoreMismatchError && /exportJobState: .* is a cluster instance's folder: it holds copies of the partitions of stream 0/.test(error.message));
+    rewrite((store) => store.meta.removeSync('cluster'));
+    assert.equal(existsSync(file), false);
     assert.equal(await exportJobState(dataDir, file), 5);
   });
 

@@ -17,6 +17,12 @@ export interface Assignment {
   streams: Record<string, PartitionOwner[]>;
   /** Per source topic, one entry per partition: the instance whose stage 1 reads it (epochs unused). */
   sources?: Record<string, PartitionOwner[]>;
+  /**
+   * Per member, the registration the assignment was made for. An instance takes partitions
+   * only from an assignment that names its own registration: one that restarted (or whose
+   * session expired) under the same id is a new owner, and its partitions' epochs move on.
+   */
+  incarnations?: Record<string, string>;
 }
 
 export interface PartitionRef {
@@ -47,9 +53,12 @@ function loads(assignment: Record<string, PartitionOwner[]>, members: readonly s
  * Sticky: a partition stays with its owner while that owner is a member and not above its
  * share; only what balance needs moves. Every member ends with ⌊P/m⌋ or ⌈P/m⌉ partitions
  * of the P in all streams. A partition whose owner changes gets epoch + 1 (so a restore can
- * tell its writes from those of the owner before). Deterministic for the same inputs.
+ * tell its writes from those of the owner before), and so does one whose owner registered
+ * again (`incarnations` differs from the previous assignment's): a process that restarted
+ * under the same id must not take its predecessor's unfinished batch for its own.
+ * Deterministic for the same inputs.
  */
-export function nextAssignment(previous: Assignment | undefined, members: readonly string[], layout: Record<string, number>): Assignment {
+export function nextAssignment(previous: Assignment | undefined, members: readonly string[], layout: Record<string, number>, incarnations: Record<string, string> = {}): Assignment {
   const live = [...new Set(members)].sort();
   const streams: Record<string, PartitionOwner[]> = {};
   for (const [stream, count] of Object.entries(layout)) {
@@ -91,21 +100,29 @@ export function nextAssignment(previous: Assignment | undefined, members: readon
       owned.get(least)!.push(moved);
     }
   }
+  const registeredAgain = (owner: string | undefined) => owner !== undefined && incarnations[owner] !== previous?.incarnations?.[owner];
   for (const [stream, partitions] of Object.entries(streams)) {
     partitions.forEach((p, partition) => {
       const prior = previous?.streams[stream]?.[partition];
-      if (p.owner !== prior?.owner) p.epoch = (prior?.epoch ?? 0) + 1;
+      if (p.owner !== prior?.owner || registeredAgain(p.owner)) p.epoch = (prior?.epoch ?? 0) + 1;
     });
   }
-  return { generation: (previous?.generation ?? 0) + 1, streams };
+  const known = Object.fromEntries(live.flatMap((m) => (incarnations[m] === undefined ? [] : [[m, incarnations[m]]])));
+  return { generation: (previous?.generation ?? 0) + 1, streams, ...(Object.keys(known).length > 0 ? { incarnations: known } : {}) };
 }
 
 /**
  * The next assignment of both kinds: state partitions (with epochs) and source partitions,
  * each kind balanced over the members on its own, both sticky.
  */
-export function nextClusterAssignment(previous: Assignment | undefined, members: readonly string[], layout: Record<string, number>, sourceLayout: Record<string, number>): Assignment {
-  const state = nextAssignment(previous, members, layout);
+export function nextClusterAssignment(
+  previous: Assignment | undefined,
+  members: readonly string[],
+  layout: Record<string, number>,
+  sourceLayout: Record<string, number>,
+  incarnations: Record<string, string> = {},
+): Assignment {
+  const state = nextAssignment(previous, members, layout, incarnations);
   const sources = nextAssignment(previous && { generation: previous.generation, streams: previous.sources ?? {} }, members, sourceLayout);
   return { ...state, sources: sources.streams };
 }
@@ -122,8 +139,8 @@ export function ownedBy(assignment: Assignment, member: string): Array<Partition
   );
 }
 
-/** Whether two assignments give every partition the same owner and epoch. */
+/** Whether two assignments give every partition the same owner and epoch, made for the same registrations. */
 export function sameAssignment(a: Assignment | undefined, b: Assignment): boolean {
   if (!a) return false;
-  return JSON.stringify([a.streams, a.sources ?? {}]) === JSON.stringify([b.streams, b.sources ?? {}]);
+  return JSON.stringify([a.streams, a.sources ?? {}, a.incarnations ?? {}]) === JSON.stringify([b.streams, b.sources ?? {}, b.incarnations ?? {}]);
 }

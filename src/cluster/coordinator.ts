@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,6 +12,8 @@ import { nextClusterAssignment, ownedBy, sameAssignment, type Assignment, type P
 export interface ClusterMember extends ProcessIdentity {
   id: string;
   dataDir: string;
+  /** New at each registration (a start, or a rejoin after the session expired): the assignment names it. */
+  incarnation?: string;
 }
 
 /** A partition this instance owns, with the epoch it owns it under and its owner node (the fence of its writes). */
@@ -77,6 +80,10 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   private failure: Error | undefined;
   /** The session expired: membership and candidacy went with it and are made again on the new one. */
   private rejoin = false;
+  /** This registration's: the assignment must name it before this instance takes partitions from it. */
+  private incarnation: string | undefined;
+  /** The session that made members/<id>: only that node is this instance's to remove. */
+  private memberSession: string | undefined;
 
   constructor(
     private readonly zk: ZooKeeperSession,
@@ -107,7 +114,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   }
 
   private record(): ClusterMember {
-    return { ...thisProcess(), ...this.me };
+    return { ...thisProcess(), ...this.me, incarnation: this.incarnation };
   }
 
   /**
@@ -119,9 +126,14 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     const node = this.path('members', this.me.id);
     // The server may grant a longer session than asked: a holder gone with its session is gone within the granted time.
     const deadline = Date.now() + Math.max(this.zk.sessionTimeoutMs, this.zk.grantedTimeoutMs) + 2_000;
+    this.incarnation = randomUUID();
+    this.memberSession = undefined;
     for (;;) {
       const made = await this.create(node, this.record(), zookeeper.CreateMode.EPHEMERAL);
-      if (made) break;
+      if (made) {
+        this.memberSession = made;
+        break;
+      }
       const holder = await this.read<ClusterMember>(node);
       if (!holder) continue;
       // The same folder path on another machine (copied flags, a StatefulSet) is another folder: only on this one does holding its lock prove the holder gone.
@@ -187,6 +199,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     }
     const members = this.membersNow;
     const candidates = (await this.zk.children(this.path('leader'))).sort((a, b) => Number(a.slice(a.lastIndexOf('-') + 1)) - Number(b.slice(b.lastIndexOf('-') + 1)));
+    const incarnations = Object.fromEntries(members.flatMap((m) => (m.incarnation === undefined ? [] : [[m.id, m.incarnation]])));
     const leading = this.candidate !== undefined && candidates[0] === this.candidate.slice(this.candidate.lastIndexOf('/') + 1);
     const stat = await this.zk.run<{ data: Buffer | undefined; version: number }>(`read ${this.path('assignment')}`, (client, done) =>
       client.getData(this.path('assignment'), (error, data, s) => (zooKeeperAnswer(error) === 'NO_NODE' ? done(null, { data: undefined, version: -1 }) : done(error, { data, version: s?.version ?? -1 }))),
@@ -194,7 +207,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     let assignment = stat.data ? (JSON.parse(stat.data.toString('utf8')) as Assignment) : undefined;
     let version = stat.version;
     if (leading) {
-      const next = nextClusterAssignment(assignment, members.map((m) => m.id), this.layout, this.sourceLayout);
+      const next = nextClusterAssignment(assignment, members.map((m) => m.id), this.layout, this.sourceLayout, incarnations);
       if (!sameAssignment(assignment, next)) {
         const data = Buffer.from(JSON.stringify(next));
         try {
@@ -208,7 +221,9 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
         }
       }
     }
-    if (assignment && (version !== this.version || !sameAssignment(this.current, assignment))) {
+    // An assignment made before this registration may give this instance its predecessor's epochs: wait for the leader's next.
+    const forMe = this.incarnation !== undefined && assignment?.incarnations?.[this.me.id] === this.incarnation;
+    if (assignment && forMe && (version !== this.version || !sameAssignment(this.current, assignment))) {
       this.current = assignment;
       this.version = version;
       this.emit('assignment', ownedBy(assignment, this.me.id), assignment);
@@ -274,23 +289,14 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
 
   /**
    * Gives a partition up: its owner node goes at once, so the next owner need not wait for a
-   * session to expire. Only a node this instance made is removed (by its version): after an
+   * session to expire. Only the node this instance's session made is removed (by its version): after an
    * expired session the node at that path may be another owner's.
    */
   async release(stream: number, partition: number): Promise<void> {
-    const node = this.ownerNodes.get(`${stream}:${partition}`)?.node;
-    if (!node) return;
+    const owned = this.ownerNodes.get(`${stream}:${partition}`);
+    if (!owned) return;
     this.ownerNodes.delete(`${stream}:${partition}`);
-    await this.zk
-      .run(`release ${node}`, (client, done) =>
-        client.getData(node, (error, data, stat) => {
-          if (error) return done(zooKeeperAnswer(error) === 'NO_NODE' ? null : error);
-          const holder = JSON.parse(data?.toString('utf8') ?? '{}') as { instance?: string };
-          if (holder.instance !== this.me.id || !stat) return done(null);
-          client.remove(node, stat.version, (removed) => done(zooKeeperAnswer(removed) === 'NO_NODE' || zooKeeperAnswer(removed) === 'BAD_VERSION' ? null : removed));
-        }),
-      )
-      .catch(() => undefined);
+    await this.zk.removeIfMadeBy(owned.node, owned.session).catch(() => undefined);
   }
 
   /** The partitions the current assignment gives this instance. */
@@ -349,6 +355,8 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     const lost = new OwnershipLostError(`cluster: ZooKeeper expired the session of instance ${this.me.id}: its partitions and membership are gone`, { instance: this.me.id });
     this.ownerNodes.clear();
     this.rejoin = true;
+    // A round under way must not announce the assignment of the lost registration: the next names the new one.
+    this.incarnation = undefined;
     // The round after the rejoin announces the assignment again, even unchanged (one
     // instance alone, or an expiry the leader never saw as a member leaving): only an
     // announcement takes the lost partitions again.
@@ -365,9 +373,11 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   async leave(): Promise<void> {
     this.closed = true;
     await this.polling;
-    for (const { node } of this.ownerNodes.values()) await this.zk.remove(node).catch(() => undefined);
+    // Only nodes this instance's sessions made: after an expiry, or a start refused because
+    // the id is taken, the node at the path is another instance's, which must stay.
+    for (const { node, session } of this.ownerNodes.values()) await this.zk.removeIfMadeBy(node, session).catch(() => undefined);
     this.ownerNodes.clear();
     if (this.candidate) await this.zk.remove(this.candidate).catch(() => undefined);
-    await this.zk.remove(this.path('members', this.me.id)).catch(() => undefined);
+    if (this.memberSession) await this.zk.removeIfMadeBy(this.path('members', this.me.id), this.memberSession).catch(() => undefined);
   }
 }

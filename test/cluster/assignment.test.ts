@@ -52,6 +52,27 @@ describe('cluster assignment', () => {
     assert.equal(c.generation, 3);
   });
 
+  it('a member that registered again unseen (restarted, or its session expired, under the same id) keeps its partitions under new epochs', () => {
+    const a = nextClusterAssignment(undefined, ['a', 'b'], { 0: 4 }, { words: 2 }, { a: 'a1', b: 'b1' });
+    assert.deepEqual(a.incarnations, { a: 'a1', b: 'b1' });
+    const same = nextClusterAssignment(a, ['a', 'b'], { 0: 4 }, { words: 2 }, { a: 'a1', b: 'b1' });
+    assert.ok(sameAssignment(a, same), 'the same registrations: nothing to write');
+    const b = nextClusterAssignment(a, ['a', 'b'], { 0: 4 }, { words: 2 }, { a: 'a1', b: 'b2' });
+    assert.ok(!sameAssignment(a, b), 'a new registration is a new assignment');
+    assert.deepEqual(b.incarnations, { a: 'a1', b: 'b2' });
+    a.streams[0].forEach((p, i) => {
+      assert.equal(b.streams[0][i].owner, p.owner, `partition ${i} stays with its owner`);
+      assert.equal(b.streams[0][i].epoch, p.owner === 'b' ? p.epoch + 1 : p.epoch, `partition ${i} of ${p.owner}`);
+    });
+    assert.deepEqual(b.sources, a.sources, 'source partitions stay where they are');
+    // A member that owns no state partition registered again: only the registrations change, and that is still written.
+    const lone = nextClusterAssignment(undefined, ['a', 'b', 'c'], { 0: 2 }, {}, { a: 'a1', b: 'b1', c: 'c1' });
+    const idle = ['a', 'b', 'c'].find((m) => ownedBy(lone, m).length === 0)!;
+    const again = nextClusterAssignment(lone, ['a', 'b', 'c'], { 0: 2 }, {}, { ...lone.incarnations, [idle]: `${idle}2` });
+    assert.deepEqual(again.streams, lone.streams);
+    assert.ok(!sameAssignment(lone, again));
+  });
+
   it('with no member, no partition has an owner', () => {
     const a = nextAssignment(nextAssignment(undefined, ['a'], { 0: 2 }), [], { 0: 2 });
     assert.deepEqual(a.streams[0], [{ owner: undefined, epoch: 2 }, { owner: undefined, epoch: 2 }]);

@@ -198,6 +198,20 @@ export class ZooKeeperSession {
     return this.run(`delete ${path}`, (client, done) => client.remove(path, version, (error) => done(zooKeeperAnswer(error) === 'NO_NODE' ? null : error)));
   }
 
+  /**
+   * Deletes the ephemeral node at `path` only if the session `sessionId` made it (by its
+   * version, so a node made there meanwhile stays too); a node already gone is no error.
+   */
+  removeIfMadeBy(path: string, sessionId: string): Promise<void> {
+    return this.run(`delete ${path}`, (client, done) =>
+      client.exists(path, (error, stat) => {
+        if (error || !stat) return done(error);
+        if ((stat.ephemeralOwner as Buffer).toString('hex') !== sessionId) return done(null);
+        client.remove(path, stat.version, (removed) => done(zooKeeperAnswer(removed) === 'NO_NODE' || zooKeeperAnswer(removed) === 'BAD_VERSION' ? null : removed));
+      }),
+    );
+  }
+
   /** Whether there is a node at `path`; a watcher is told of its next change (its deletion, say). */
   exists(path: string, watcher?: (event: zookeeper.Event) => void): Promise<boolean> {
     return this.run(`look for ${path}`, (client, done) => {

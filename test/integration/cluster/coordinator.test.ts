@@ -53,7 +53,7 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
     while (!condition()) await sleep(20);
   }
 
-  it('an instance alone whose session expired is given its unchanged assignment again, and takes its partitions back', async () => {
+  it('an instance alone whose session expired is given its partitions again under new epochs, and takes them back', async () => {
     const { coordinator, announced, lost } = await alone('/expiry');
     assert.deepEqual(announced[0].map((p) => p.partition), [0, 1, 2]);
     await coordinator.checkOwned(announced[0]);
@@ -62,9 +62,10 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
     await sleep(SESSION_MS * 2);
     proxy.restore();
     await within(waitFor(() => lost.length === 1), 'the coordinator to notice the expiry');
-    // The leader (itself) finds the same members and writes nothing new; the assignment must be announced anyway.
+    // The leader (itself) finds the same member registered again: the same partitions, each under
+    // its next epoch, so what the lost session left unfinished is not taken for this owner's own.
     await within(waitFor(() => announced.length === 2), 'the assignment announced again after the rejoin');
-    assert.deepEqual(announced[1], announced[0], 'the same partitions, the same epochs');
+    assert.deepEqual(announced[1], announced[0].map((p) => ({ ...p, epoch: p.epoch + 1 })), 'the same partitions, their next epochs');
     for (const p of announced[1]) await within(coordinator.claim(p.stream, p.partition, p.epoch), `partition ${p.partition} taken again`);
     await coordinator.checkOwned(announced[1]);
   });
@@ -91,5 +92,33 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
     const coordinator = new ClusterCoordinator(session, '/same-id', { id: 'a', dataDir }, { '0': 1 }, { words: 1 }, true);
     await assert.rejects(within(coordinator.join(), 'the join to give up', { timeoutMs: 30_000 }), (e: unknown) => e instanceof ClusterError && /instance id a is taken under \/same-id by process 4242 on host another-machine/.test((e as Error).message));
     assert.equal(JSON.parse((await other.read('/same-id/members/a'))!.toString('utf8')).host, 'another-machine', 'the other machine keeps its membership');
+    // The failed start's cleanup leaves the job: it must not take the live holder's membership with it.
+    await coordinator.leave();
+    assert.equal(JSON.parse((await other.read('/same-id/members/a'))!.toString('utf8')).host, 'another-machine', 'the other machine is still a member after the refused one left');
+  });
+
+  it('an instance restarted under the same id takes its partitions at once under new epochs, fencing its predecessor', async () => {
+    const { coordinator, announced } = await alone('/restart');
+    await coordinator.checkOwned(announced[0]);
+    // A crash: the process is gone, its session (and so its nodes) lives on for a while.
+    // The next start on the same folder proves it gone (it holds the folder's lock) and registers anew.
+    const session = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 30_000 });
+    sessions.push(session);
+    const dataDir = (coordinator as unknown as { me: { dataDir: string } }).me.dataDir;
+    const next = new ClusterCoordinator(session, '/restart', { id: 'a', dataDir }, { '0': 3 }, { words: 2 }, true);
+    coordinators.push(next);
+    const owned: OwnedPartition[][] = [];
+    next.on('assignment', (o) => void owned.push(o));
+    // The old registration lives on (its session has not expired): only the leader's next round names the new one.
+    await within(next.join(), 'the restarted instance to join', { timeoutMs: 10_000 });
+    await within(waitFor(() => owned.length === 1), 'an assignment made for the new registration', { timeoutMs: 10_000 });
+    assert.deepEqual(owned[0], announced[0].map((p) => ({ ...p, epoch: p.epoch + 1 })));
+    // Its predecessor's owner nodes (lower epochs, same id) are removed rather than waited out.
+    for (const p of owned[0]) await within(next.claim(p.stream, p.partition, p.epoch), `partition ${p.partition} taken at once`, { timeoutMs: 5_000 });
+    await next.checkOwned(owned[0]);
+    for (const p of owned[0]) {
+      const holder = JSON.parse((await session.read(`/restart/owners/${p.stream}/${p.partition}`))!.toString('utf8')) as { instance: string; epoch: number };
+      assert.deepEqual([holder.instance, holder.epoch], ['a', p.epoch], `partition ${p.partition}'s owner node is the new registration's`);
+    }
   });
 });

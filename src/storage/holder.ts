@@ -1,4 +1,4 @@
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 
 /**
@@ -13,6 +13,11 @@ export interface ProcessIdentity {
    * a host name and even pids, and a pid means something only within its namespace.
    */
   pidNamespace?: string;
+  /**
+   * The kernel's boot id (`/proc/sys/kernel/random/boot_id`), when readable: machines cloned
+   * from one image share a host name and the initial pid namespace's id, never a boot id.
+   */
+  boot?: string;
   /** When it took the folder or the root (ISO 8601). */
   since: string;
 }
@@ -25,15 +30,32 @@ function pidNamespace(): string | undefined {
   }
 }
 
-const namespace = pidNamespace();
-
-export function thisProcess(): ProcessIdentity {
-  return { pid: process.pid, host: hostname(), ...(namespace ? { pidNamespace: namespace } : {}), since: new Date().toISOString() };
+function bootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
-/** Whether `pid` means the same thing here as where `who` ran: the same host and, when both know it, the same pid namespace. */
+const namespace = pidNamespace();
+const boot = bootId();
+
+export function thisProcess(): ProcessIdentity {
+  return { pid: process.pid, host: hostname(), ...(namespace ? { pidNamespace: namespace } : {}), ...(boot ? { boot } : {}), since: new Date().toISOString() };
+}
+
+/**
+ * Whether `pid` means the same thing here as where `who` ran: the same host and, when both
+ * know them, the same pid namespace and the same boot of the same kernel. Another boot may
+ * be this machine's earlier one, or another machine's: neither can be told from here.
+ */
 export function sameProcessSpace(who: ProcessIdentity): boolean {
-  return who.host === hostname() && (who.pidNamespace === undefined || namespace === undefined || who.pidNamespace === namespace);
+  return (
+    who.host === hostname() &&
+    (who.pidNamespace === undefined || namespace === undefined || who.pidNamespace === namespace) &&
+    (who.boot === undefined || boot === undefined || who.boot === boot)
+  );
 }
 
 export function isThisProcess(who: ProcessIdentity): boolean {

@@ -116,9 +116,11 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
       assert.equal(again.tookOverFrom?.node, stale);
       assert.match(again.tookOverFrom?.reason ?? '', /^it named the data folder \/data\/mine, whose lock this process now holds/);
 
-      // The same folder path on another machine (or in another container's pid namespace) is
-      // another folder: that owner may run, and is waited for and named, never removed.
-      for (const [where, elsewhere] of [['host', { host: 'another-host' }], ['pid namespace', { pidNamespace: 'pid:[1]' }]] as const) {
+      // The same folder path on another machine (or in another container's pid namespace, or on
+      // a machine cloned from this one's image: same host name and namespace id, another boot)
+      // is another folder: that owner may run, and is waited for and named, never removed.
+      const elsewheres = [['host', { host: 'another-host' }], ['pid namespace', { pidNamespace: 'pid:[1]' }], ['boot', { boot: '00000000-0000-4000-8000-000000000000' }]] as const;
+      for (const [where, elsewhere] of elsewheres) {
         const root3 = `/owned/other-${where.replace(' ', '-')}-${++roots}`;
         const remote = await plant(root3, { dataDir: '/data/mine', sessionTimeoutMs: 1, ...elsewhere });
         const refused = await contender(root3, '/data/mine').acquire().then(() => assert.fail(`the owner on another ${where} was taken over`), (e: unknown) => e);

@@ -24,6 +24,22 @@ export interface RecordedBatch {
   ranges: OffsetRange[];
 }
 
+/** A recorded batch as a node holds it; a node that holds anything else is named, not parsed into a TypeError later. */
+function recordedBatch(path: string, text: string): RecordedBatch {
+  let value: Partial<RecordedBatch> | undefined;
+  try {
+    value = JSON.parse(text) as Partial<RecordedBatch>;
+  } catch {
+    value = undefined;
+  }
+  if (value === null || typeof value !== 'object' || !Number.isFinite(value.batchTime) || !Array.isArray(value.ranges)) {
+    throw new OffsetStoreError(`the batch record in ZooKeeper at ${path} holds ${JSON.stringify(text.slice(0, 60))}, not a recorded batch ({"batchTime":…,"ranges":[…]}); it was not written by statestream`, {
+      path, value: text.slice(0, 60),
+    });
+  }
+  return value as RecordedBatch;
+}
+
 /**
  * Source positions in ZooKeeper, under `<root>`:
  *
@@ -112,8 +128,9 @@ export class ZooKeeperOffsetStore {
   }
 
   async pendingBatch(): Promise<RecordedBatch | undefined> {
-    const text = (await this.read(this.path('batch')))?.toString('utf8') ?? '';
-    return text === '' ? undefined : (JSON.parse(text) as RecordedBatch);
+    const path = this.path('batch');
+    const text = (await this.read(path))?.toString('utf8') ?? '';
+    return text === '' ? undefined : recordedBatch(path, text);
   }
 
   /** Before a batch runs: its ranges. */
@@ -185,7 +202,13 @@ export class ZooKeeperOffsetStore {
     const times = await this.historyTimes();
     if (!times.some((t) => t <= after)) return undefined;
     const batches: RecordedBatch[] = [];
-    for (const time of times.filter((t) => t > after)) batches.push(JSON.parse((await this.read(this.path('history', time)))!.toString('utf8')) as RecordedBatch);
+    for (const time of times.filter((t) => t > after)) {
+      const path = this.path('history', time);
+      const data = await this.read(path);
+      // Only a snapshot's trim removes entries, and only older ones than a start reads: one gone between the listing and the read was removed by hand.
+      if (data === undefined) throw new OffsetStoreError(`the batch history in ZooKeeper lost ${path} while it was read; the batches after ${after} cannot be replayed from it`, { path });
+      batches.push(recordedBatch(path, data.toString('utf8')));
+    }
     return batches;
   }
 

@@ -108,4 +108,21 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     assert.deepEqual(await store.historyAfter(3000), [], 'the entry of 3000 stays, as the floor');
     assert.equal(await store.historyAfter(2000), undefined, 'the entries before 3000 are gone');
   });
+
+  it('a batch record or history entry that holds something else is named with its node, not parsed into a TypeError', async () => {
+    const { store, root } = await storeWithBatch();
+    const client = await connectClient(zk.connectString);
+    try {
+      await zkAnswer((done) => client.setData(`${root}/batch`, Buffer.from('not json {'), -1, (e) => done(e)));
+      await assert.rejects(store.pendingBatch(), (error: unknown) => {
+        assert.ok(error instanceof OffsetStoreError, String(error));
+        assert.equal(error.message, `the batch record in ZooKeeper at ${root}/batch holds "not json {", not a recorded batch ({"batchTime":…,"ranges":[…]}); it was not written by statestream`);
+        return true;
+      });
+      await zkAnswer((done) => client.create(`${root}/history/5000`, Buffer.from('{"batchTime":5000}'), (e) => done(e)));
+      await assert.rejects(store.historyAfter(0), (error: unknown) => error instanceof OffsetStoreError && error.message.startsWith(`the batch record in ZooKeeper at ${root}/history/5000 holds "{\\"batchTime\\":5000}", not a recorded batch`));
+    } finally {
+      client.close();
+    }
+  });
 });

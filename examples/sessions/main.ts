@@ -7,7 +7,7 @@ const USAGE = `usage: node dist/examples/sessions/main.js [options]
   --data-dir <path>   where open sessions live between runs (default ./data/sessions)
   --batch-ms <ms>     batch interval (default 500)
   --idle-ms <ms>      a session ends after this long without a click (default 2000)
-  --batches <n>       stop after this many batches (default 12)
+  --batches <n>       turns of the click script; the job stops once that many batches have run (default 12)
   -h, --help`;
 
 const cli = new Cli('sessions', USAGE);
@@ -56,7 +56,9 @@ sessions.foreachBatch((ended) => {
   }
 });
 
-// Clicks for batch k+1 are made as batch k starts, so every batch gets its own turn of the script.
+// Clicks for batch k+1 are made as batch k starts, stamped with the time they are made: while
+// batches keep up with the interval, every batch gets its own turn of the script (batches that
+// queue behind a slow one take the turns as they come, none or several at once).
 let turn = 0;
 const clickNext = () => {
   if (turn++ < batches) clicks.pushBatch(clicksFor(turn));
@@ -98,7 +100,8 @@ try {
   console.error(`sessions: cannot start: ${(error as Error).message}`);
   process.exit(1);
 }
-// Sessions left open by an earlier run are idle by now: the first batch ends them, unless
-// that user clicks again in it (a record always comes before the idle sweep, as in Spark).
+// Sessions left open by an earlier run end at the first batch that comes more than idleMs
+// after their last click (the first batch, for a run started that long after the last one),
+// unless that user clicks again in it (a record always comes before the idle sweep, as in Spark).
 console.log(`sessions: data dir ${ssc.dataDir} holds ${plural(sessions.store().count(), 'open session')} from earlier runs`);
 console.log(`sessions: ${batches} batches of ${batchMs} ms, sessions end after ${idleMs} ms idle`);

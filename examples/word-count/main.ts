@@ -6,7 +6,7 @@ import { Cli } from '../cli.js';
 const USAGE = `usage: node dist/examples/word-count/main.js [options]
   --data-dir <path>        where the counts live; re-running on it continues them (default ./data/word-count)
   --batch-ms <ms>          batch interval (default 1000)
-  --batches <n>            stop after this many batches (default 10)
+  --batches <n>            batches of typed lines; the job stops once that many have run (default 10)
   --lines-per-batch <n>    lines the typist types per batch (default 5)
   --partitions <n>         state partitions; another count than the data dir's re-shards it (default 4)
   --seed <n>               typist seed: the same seed types the same words (default 1)
@@ -48,7 +48,8 @@ try {
     metrics: metricsPort === undefined ? undefined : { port: metricsPort },
     ui: uiPort === undefined ? undefined : { port: uiPort },
   });
-  lines = ssc.queueStream<string>();
+  // One typist turn per batch, whenever the batch runs (Spark's queueStream oneAtATime).
+  lines = ssc.queueStream<string>({ oneAtATime: true });
   counts = lines
     .flatMap((line) => line.split(/\s+/))
     .filter(Boolean)
@@ -65,14 +66,11 @@ counts.foreachBatch((records, time) => {
   console.log(`-------------------- batch ${new Date(time).toISOString()} --------------------`);
 });
 
-// Lines for batch k+1 are typed as batch k starts, so each batch gets exactly one
-// typist turn even when a slow batch makes timer-driven typing drift.
+// Every turn is queued before the start, and each batch takes one: batch k gets turn k
+// however far the timer runs ahead of slow batches (lines typed as a batch starts would land
+// in whichever batch the timer made next).
 const type = createTypist(seed);
-let typed = 0;
-const typeNext = () => {
-  if (typed++ < batches) lines.pushBatch(type(linesPerBatch));
-};
-ssc.on(BatchEvents.STARTED, typeNext);
+for (let turn = 0; turn < batches; turn++) lines.pushBatch(type(linesPerBatch));
 ssc.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => console.log(`word-count: snapshot of batch ${new Date(e.batchTime).toISOString()} in ${e.path} (${e.keyCount} words)`));
 ssc.on(BatchEvents.SNAPSHOT_FAILED, (e) => console.error(`word-count: snapshot failed: ${e.error.message}`));
 ssc.on(BatchEvents.STATE_RESTORED, (e) =>
@@ -104,7 +102,6 @@ ssc.on(BatchEvents.FAILED, ({ batchTime, error }) => {
 });
 process.once('SIGINT', () => finish(130));
 
-typeNext();
 try {
   await ssc.start();
 } catch (error) {

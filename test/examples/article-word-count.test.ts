@@ -10,6 +10,7 @@ import { produceWithKcat } from '../integration/services/kafka.js';
 import { useServices } from '../integration/services/suite.js';
 import { startKafkaWordCount } from '../integration/job-process.js';
 import { countsByWord } from './printed-counts.js';
+import { createTypist } from '../../examples/word-count/typist.js';
 
 const run = promisify(execFile);
 const example = (name: string) => fileURLToPath(new URL(`../../examples/${name}/main.js`, import.meta.url));
@@ -40,11 +41,32 @@ describe("the article's word count", () => {
     }
   });
 
-  it('examples/word-count prints "count 11" once per round of a word, as the article\'s console does', async () => {
-    const { stdout } = await run(process.execPath, [example('word-count'), '--batch-ms', '100', '--batches', '25', '--seed', '1', '--snapshot-every', '0', '--data-dir', join(tempDir(), 'wc')], { timeout: 120_000 });
+  it('examples/word-count prints "count 11" once per round of a word, as the article\'s console does, for every line its typist typed', async () => {
+    // An interval short enough that batches queue behind slow ones: each still takes one turn of the typist.
+    const { stdout } = await run(process.execPath, [example('word-count'), '--batch-ms', '20', '--batches', '25', '--seed', '1', '--snapshot-every', '0', '--data-dir', join(tempDir(), 'wc')], { timeout: 120_000 });
     const byWord = countsByWord(stdout);
     assert.ok([...byWord.values()].some((counts) => counts.includes(11)), `some word reached 11:\n${stdout}`);
     assertArticleSequence(byWord);
+
+    // What the same seed types, counted by the article's rule: every printed count, none missing, none twice.
+    const type = createTypist(1);
+    const counts = new Map<string, number>();
+    const expected = new Map<string, number[]>();
+    for (let turn = 0; turn < 25; turn++) {
+      for (const word of type(5).flatMap((line) => line.split(/\s+/)).filter(Boolean)) {
+        const count = counts.get(word) ?? 0;
+        if (count === 11) {
+          counts.delete(word);
+          continue;
+        }
+        counts.set(word, count + 1);
+        expected.set(word, [...(expected.get(word) ?? []), count + 1]);
+      }
+    }
+    assert.deepEqual(new Map([...byWord].sort()), new Map([...expected].sort()));
+    const lines = [...stdout.matchAll(/ done: (\d+) lines in /g)].map((m) => Number(m[1]));
+    assert.deepEqual(lines.slice(0, 25), Array.from({ length: 25 }, () => 5), 'each of the first 25 batches took one turn of 5 lines');
+    assert.ok(lines.slice(25).every((n) => n === 0), `batches after the last turn took nothing: ${lines.join(',')}`);
   });
 
   describe('examples/kafka-word-count', { timeout: 180_000 }, () => {

@@ -130,5 +130,10 @@ describe('examples', () => {
     assert.deepEqual(summaries.filter((s) => s.user === 'ann'), [{ user: 'ann', pages: 3, path: ['/search', '/item/17', '/item/42'] }]);
     assert.deepEqual(summaries.filter((s) => s.user === 'cai'), [{ user: 'cai', pages: 1, path: ['/checkout'] }]);
     assert.deepEqual(summaries.filter((s) => s.user === 'dee'), []);
+    // bob clicks in batches 1 to 6 and times out five batches later, well before the 14th.
+    assert.deepEqual(summaries.filter((s) => s.user === 'bob'), [{ user: 'bob', pages: 6, path: ['/item/42', '/cart', '/checkout', '/help', '/', '/search'] }]);
+    assert.equal(summaries.length, 3, 'one summary per session that ended, none twice');
+    const ended = [...stdout.matchAll(/^----- batch .*: \d+ clicks?, (\d+) sessions? ended, \d+ open -----$/gm)].reduce((n, [, k]) => n + Number(k), 0);
+    assert.equal(ended, 3, 'the batches report the three sessions that ended');
   });
 });

@@ -2,7 +2,8 @@ import type { Admin, KafkaMessage } from 'kafkajs';
 import { BatchEvents, type DataLostEvent } from '../engine/batch-events.js';
 import { dataLossError, dataLostEvent, failOrAnnounce, unreadGap, watermarksOf } from '../engine/sources/kafka-gaps.js';
 import { OffsetStoreError } from '../errors.js';
-import type { ZooKeeperSession } from '../storage/zookeeper/session.js';
+import zookeeper from 'node-zookeeper-client';
+import { zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
 import type { PartitionReader, Skip } from './partition-reader.js';
 
 /** A source message read by stage 1, with where it came from. */
@@ -86,7 +87,7 @@ export class SourceIntake {
     void (async () => {
       for (const { topic, partition } of added) {
         const stored = await this.position(topic, partition);
-        const start = stored === undefined ? await this.startOf(topic, partition) : await this.pastLoss(topic, partition, stored);
+        const start = stored === undefined ? await this.firstPosition(topic, partition) : await this.pastLoss(topic, partition, stored);
         // A newer assignment came while ZooKeeper answered: that one decides.
         if (generation !== this.generation) return;
         if (start === undefined) continue;
@@ -98,9 +99,26 @@ export class SourceIntake {
     });
   }
 
-  private async startOf(topic: string, partition: number): Promise<number> {
+  /**
+   * A partition no instance has read yet starts at startingOffsets as of now, and that
+   * position is recorded at once, as a single process records it: 'latest' taken again by its
+   * next reader (a rebalance, a restart before the partition's first batch) would be later,
+   * and the records between the two never read. Another instance that recorded first wins.
+   */
+  private async firstPosition(topic: string, partition: number): Promise<number> {
     const { low, high } = await watermarksOf(this.admin, topic, partition);
-    return this.options.startingOffsets === 'earliest' ? low : high;
+    const start = this.options.startingOffsets === 'earliest' ? low : high;
+    const path = this.path(topic, partition);
+    await this.zk.mkdirp(path.slice(0, path.lastIndexOf('/')), this.root);
+    try {
+      await this.zk.create(path, Buffer.from(String(start)), zookeeper.CreateMode.PERSISTENT);
+      this.made.add(path);
+      return start;
+    } catch (error) {
+      if (zooKeeperAnswer(error) !== 'NODE_EXISTS') throw error;
+    }
+    // Empty only for a moment, while another instance records its first batch there.
+    return (await this.position(topic, partition)) ?? start;
   }
 
   /**

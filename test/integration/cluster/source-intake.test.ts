@@ -150,4 +150,32 @@ describe('a cluster source position the broker no longer holds (real ZooKeeper, 
       'reported once, as the range passed over',
     );
   });
+
+  it("'latest' is recorded as a partition is first read, so its next reader (a rebalance, a restart) starts there rather than at a later 'latest'", async () => {
+    const topic = 'cluster-latest';
+    await services.kafka.createTopic(topic, 1);
+    await produceWithKcat(services.kafka.brokers, topic, Array.from({ length: 5 }, (_, i) => ({ value: `before-${i}` })), 0);
+    const root = '/cluster-latest';
+    const intakeThrough = async (name: string) => {
+      const through = new PartitionReader(client, [topic], `latest-${name}`);
+      readers.push(through);
+      await through.start();
+      const intake = new SourceIntake(admin, through, session, root, {
+        topics: [topic], startingOffsets: 'latest', maxRecordsPerBatch: 1000, failOnDataLoss: true, announce: () => undefined,
+      });
+      intake.assign([{ topic, partition: 0 }]);
+      return intake;
+    };
+    // The first reader takes the partition and moves on before its first batch (no record came).
+    await intakeThrough('first');
+    await waitUntil('the first reader to record where it starts', async () => (await session.read(`${root}/sources/${topic}/0`))?.toString('utf8') === '5');
+    await produceWithKcat(services.kafka.brokers, topic, Array.from({ length: 3 }, (_, i) => ({ value: `after-${i}` })), 0);
+    const next = await intakeThrough('next');
+    const taken: IntakeMessage[] = [];
+    await waitUntil('the next reader to take the records written since', () => {
+      taken.push(...next.take().messages);
+      return taken.length >= 3;
+    });
+    assert.deepEqual(taken.map((m) => [m.offset, m.message.value?.toString()]), [[5, 'after-0'], [6, 'after-1'], [7, 'after-2']]);
+  });
 });

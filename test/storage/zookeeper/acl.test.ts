@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import zookeeper from 'node-zookeeper-client';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
 import { ownedOffsetStore } from './owned-store.js';
 import { startZooKeeper, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
+import { startZooKeeperProxy } from '../../integration/services/zookeeper-proxy.js';
+import { within } from '../../wait.js';
 
 type Client = zookeeper.Client;
 
@@ -114,6 +117,30 @@ describe('ZooKeeper ACLs (real ZooKeeper)', { timeout: 180_000 }, () => {
       }
     } finally {
       stranger.close();
+    }
+  });
+
+  it('with digest, a write made while the connection is cut goes through once it is back: the credentials are sent again before it counts', async () => {
+    const proxy = await startZooKeeperProxy(server.connectString);
+    const session = new ZooKeeperSession({ connect: proxy.connectString, digest: 'job:secret', sessionTimeoutMs: 8000, retry: { initialDelayMs: 50, maxDelayMs: 200, maxElapsedMs: 30_000 } });
+    try {
+      const offsets = await ownedOffsetStore(session, '/acl-outage');
+      await offsets.init(words);
+      await offsets.anchorHistory(0);
+      const batch = { batchTime: 1000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] };
+      proxy.cut();
+      // Made on the disconnected client: node-zookeeper-client queues it, and on reconnecting
+      // sends it ahead of the credentials it re-adds, so ZooKeeper checks it without them.
+      const started = offsets.recordBatchStart(batch);
+      await sleep(1000);
+      proxy.restore();
+      await within(started, 'the batch start to be recorded after the cut', { timeoutMs: 30_000 });
+      assert.deepEqual(await offsets.pendingBatch(), batch);
+      await offsets.recordBatchEnd(batch, true);
+      assert.equal(await offsets.lastEnded(), 1000);
+    } finally {
+      session.close();
+      await proxy.close();
     }
   });
 });

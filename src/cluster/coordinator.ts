@@ -75,6 +75,8 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   private candidate: string | undefined;
   private polling: Promise<void> | undefined;
   private closed = false;
+  /** The instance stops: a claim waiting for a previous owner's node gives up rather than hold the stop. */
+  private stopping = false;
   /** Per partition this instance owns: its owner node and what the node says. */
   private readonly ownerNodes = new Map<string, { node: string; record: OwnerNodeRecord; session: string }>();
   private failure: Error | undefined;
@@ -124,8 +126,8 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
    */
   private async register(): Promise<void> {
     const node = this.path('members', this.me.id);
-    // The server may grant a longer session than asked: a holder gone with its session is gone within the granted time.
-    const deadline = Date.now() + Math.max(this.zk.sessionTimeoutMs, this.zk.grantedTimeoutMs) + 2_000;
+    // The server may grant a longer session than asked (its minimum): a holder gone with its session is gone within the granted time.
+    const deadline = Date.now() + Math.max(this.zk.sessionTimeoutMs, this.zk.negotiatedTimeoutMs ?? 0) + 2_000;
     this.incarnation = randomUUID();
     this.memberSession = undefined;
     for (;;) {
@@ -256,7 +258,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     const record: OwnerNodeRecord = { ...thisProcess(), instance: this.me.id, epoch };
     let session: string | false = false;
     for (;;) {
-      if (this.closed) throw new OwnershipLostError(`cluster: stopped while taking partition ${partition} of stream ${stream}`, { stream, partition });
+      if (this.closed || this.stopping) throw new OwnershipLostError(`cluster: stopped while taking partition ${partition} of stream ${stream}`, { stream, partition });
       const mine = this.current?.streams[stream]?.[partition];
       if (mine?.owner !== this.me.id || mine.epoch !== epoch) {
         throw new OwnershipLostError(`cluster: partition ${partition} of stream ${stream} was assigned elsewhere while this instance waited to take it`, { stream, partition, epoch });
@@ -367,6 +369,11 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   /** A failure of the background rounds (ZooKeeper refused something), if any. */
   get problem(): Error | undefined {
     return this.failure;
+  }
+
+  /** The instance is stopping: takes under way give up (their partitions go to the others), and none begins. */
+  stopTaking(): void {
+    this.stopping = true;
   }
 
   /** Leaves the job: owner nodes, candidacy and membership go at once. */

@@ -52,6 +52,8 @@ const id = (topic: string, partition: number) => `${topic}:${partition}`;
 export class PartitionReader {
   private readonly consumer: GroupConsumer;
   private readonly opened = new Map<string, Opened>();
+  /** Set when the instance stops: what a read under way ends with. */
+  private cancelled: Error | undefined;
   private assigned = new Set<string>();
   private joined = false;
 
@@ -191,6 +193,7 @@ export class PartitionReader {
   async readUntil(topic: string, partition: number, offset: number, timeoutMs: number, each: (taken: { offset: number; message: KafkaMessage }) => void): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      if (this.cancelled) throw this.cancelled;
       for (const taken of this.take(topic, partition, Number.MAX_SAFE_INTEGER)) if (taken.offset < offset) each(taken);
       if ((this.fetchedUntil(topic, partition) ?? 0) >= offset) return;
       if (this.consumer.problem) throw this.consumer.problem;
@@ -199,6 +202,11 @@ export class PartitionReader {
       }
       await sleep(20);
     }
+  }
+
+  /** Reads under way (readUntil) end with `reason` rather than wait for their records: the instance stops. */
+  cancelReads(reason: Error): void {
+    this.cancelled = reason;
   }
 
   stop(): Promise<void> {

@@ -218,6 +218,10 @@ export class ClusterRuntime implements ClusterView {
   /** Leaves the job: the last batch is done, so the partitions go to the others at once. */
   async stop(): Promise<void> {
     this.stopped = true;
+    // A take under way (waiting out a dead owner's session, reading a long changelog) would hold
+    // the stop for minutes, past its timeout: it gives up, and the partition goes to the others.
+    this.coordinator?.stopTaking();
+    this.reader?.cancelReads(new OwnershipLostError('cluster: the instance stopped while restoring a partition', { instance: this.instanceId }));
     // Every step, even after one that fails: an instance that did not leave keeps its owner nodes, and its partitions, until its session ends.
     const failures = new FirstFailure();
     for (const stream of this.job.streams) await failures.run(() => stream.close());

@@ -234,8 +234,13 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     }
   }
 
-  /** Gives a partition up; `release` removes its owner node (not when ownership was lost already). */
-  private async drop(partition: number, reason: 'moved' | 'lost', release = reason === 'moved'): Promise<void> {
+  /**
+   * Gives a partition up and removes its owner node if this instance's session still holds it:
+   * ownership lost by a failed check (not an expiry) leaves the nodes of the other partitions
+   * of that check in place, and the next owner of any of them would wait on it for as long as
+   * this instance lives. A node the session no longer holds is left alone (release checks).
+   */
+  private async drop(partition: number, reason: 'moved' | 'lost'): Promise<void> {
     const o = this.owned.get(partition);
     if (!o) return;
     this.rt.announce(BatchEvents.PARTITION_RELEASED, { stream: this.stateIndex, partition, epoch: o.epoch, reason });
@@ -252,7 +257,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       o.store.env.close();
     } finally {
       // Given back even when the close failed: the partition's next owner must not wait on this one.
-      if (release) await this.rt.coordinator.release(this.stateIndex, partition);
+      await this.rt.coordinator.release(this.stateIndex, partition);
     }
   }
 
@@ -361,7 +366,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
         // Lost (or its lease ran out) while the batch ran: nothing of it was committed here. It is
         // given up; if the assignment still names this instance, it is taken again, restored
         // from the changelog (the owner after it, or this one, applies the batch's pairs).
-        await this.drop(o.partition, 'lost', true);
+        await this.drop(o.partition, 'lost');
         retake = true;
         continue;
       }

@@ -247,6 +247,12 @@ export class ZooKeeperSession {
     return granted !== undefined && granted > 0 ? Math.min(granted, this.sessionTimeoutMs) : this.sessionTimeoutMs;
   }
 
+  /** The session timeout ZooKeeper granted the current session, longer than asked when its minimum is; undefined until connected. */
+  get negotiatedTimeoutMs(): number | undefined {
+    const granted = this.client?.getSessionTimeout();
+    return granted !== undefined && granted > 0 ? granted : undefined;
+  }
+
   /** Calls `listener` with the id of every session of this wrapper that ZooKeeper expires; returns the unsubscribe. */
   onExpired(listener: (sessionId: string) => void): () => void {
     this.expiryListeners.add(listener);

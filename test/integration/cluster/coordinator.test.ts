@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import zookeeper from 'node-zookeeper-client';
-import { ClusterError } from '../../../src/index.js';
+import { ClusterError, OwnershipLostError } from '../../../src/index.js';
 import { ClusterCoordinator, type OwnedPartition } from '../../../src/cluster/coordinator.js';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
+import { thisProcess } from '../../../src/storage/holder.js';
 import { startZooKeeper, type ZooKeeperServer } from '../services/zookeeper.js';
 import { startZooKeeperProxy, type ZooKeeperProxy } from '../services/zookeeper-proxy.js';
 import { tempDir } from '../../helpers.js';
@@ -120,5 +121,55 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
       const holder = JSON.parse((await session.read(`/restart/owners/${p.stream}/${p.partition}`))!.toString('utf8')) as { instance: string; epoch: number };
       assert.deepEqual([holder.instance, holder.epoch], ['a', p.epoch], `partition ${p.partition}'s owner node is the new registration's`);
     }
+  });
+
+  it("a claim waiting out another owner's node gives up once the instance stops taking, rather than hold its stop", async () => {
+    const { coordinator, announced } = await alone('/stop-taking');
+    const p = announced[0][0];
+    await coordinator.release(p.stream, p.partition);
+    // Another instance's node, as a dead owner's whose session lives on for its timeout.
+    const other = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 30_000 });
+    sessions.push(other);
+    const holder = { pid: 4242, host: 'another-machine', since: new Date().toISOString(), instance: 'b', epoch: p.epoch };
+    await other.create(`/stop-taking/owners/${p.stream}/${p.partition}`, Buffer.from(JSON.stringify(holder)), zookeeper.CreateMode.EPHEMERAL);
+    const claim = coordinator.claim(p.stream, p.partition, p.epoch);
+    await sleep(500);
+    coordinator.stopTaking();
+    await assert.rejects(within(claim, 'the claim to give up', { timeoutMs: 3_000 }), (e: unknown) => e instanceof OwnershipLostError && /stopped while taking partition 0 of stream 0/.test((e as Error).message));
+  });
+});
+
+describe('cluster coordinator on a ZooKeeper whose minimum session is longer than asked', { timeout: 120_000 }, () => {
+  let zk: ZooKeeperServer;
+  let proxy: ZooKeeperProxy;
+  const sessions: ZooKeeperSession[] = [];
+  const coordinators: ClusterCoordinator[] = [];
+  before(async () => {
+    zk = await startZooKeeper({ minSessionTimeout: 5_000 });
+    proxy = await startZooKeeperProxy(zk.port);
+  });
+  after(async () => {
+    await Promise.all(coordinators.map((c) => c.leave().catch(() => undefined)));
+    sessions.forEach((s) => s.close());
+    await proxy?.close();
+    await zk?.stop();
+  });
+
+  it("a join waits for a gone holder of its id for the session ZooKeeper granted (5 s), not the 2 s it asked for", async () => {
+    // The holder, cut off: its session ends when ZooKeeper expires it, 5 s after it last heard from it.
+    const holder = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs: SESSION_MS });
+    sessions.push(holder);
+    await holder.mkdirp('/granted/members', '/granted');
+    const elsewhere = { pid: 4242, host: 'another-machine', since: new Date().toISOString(), id: 'a', dataDir: tempDir() };
+    await holder.create('/granted/members/a', Buffer.from(JSON.stringify(elsewhere)), zookeeper.CreateMode.EPHEMERAL);
+    proxy.cut();
+    const session = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: SESSION_MS });
+    sessions.push(session);
+    const coordinator = new ClusterCoordinator(session, '/granted', { id: 'a', dataDir: tempDir() }, { '0': 1 }, { words: 1 }, true);
+    coordinators.push(coordinator);
+    const started = Date.now();
+    await within(coordinator.join(), 'the join once the holder\'s session expired', { timeoutMs: 30_000 });
+    assert.ok(Date.now() - started >= 3_000, `it joined once the holder's session was gone (${Date.now() - started} ms)`);
+    assert.equal(JSON.parse((await session.read('/granted/members/a'))!.toString('utf8')).host, thisProcess().host, 'the member node is its own');
   });
 });

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { PartitionReader } from '../../../src/cluster/partition-reader.js';
 import { SourceIntake, type IntakeMessage } from '../../../src/cluster/source-intake.js';
 import { DataLossError, type DataLostEvent } from '../../../src/index.js';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
-import { waitUntil } from '../../wait.js';
+import { waitUntil, within } from '../../wait.js';
 import { produceWithKcat } from '../services/kafka.js';
 import { useServices } from '../services/suite.js';
 
@@ -177,5 +178,17 @@ describe('a cluster source position the broker no longer holds (real ZooKeeper, 
       return taken.length >= 3;
     });
     assert.deepEqual(taken.map((m) => [m.offset, m.message.value?.toString()]), [[5, 'after-0'], [6, 'after-1'], [7, 'after-2']]);
+  });
+
+  it('a read up to an offset not yet written ends with the reason given when the instance stops, not at its timeout', async () => {
+    const waiting = new PartitionReader(client, [TOPIC], 'cancelled-read');
+    readers.push(waiting);
+    await waiting.start();
+    const high = Number((await admin.fetchTopicOffsets(TOPIC))[0].high);
+    const read = waiting.readUntil(TOPIC, 0, high + 1_000_000, 20_000, () => undefined);
+    await sleep(500);
+    const reason = new Error('the instance stops');
+    waiting.cancelReads(reason);
+    await assert.rejects(within(read, 'the read to end', { timeoutMs: 3_000 }), (e: unknown) => e === reason);
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper, { type Transaction } from 'node-zookeeper-client';
-import { JobOwnedError, LifecycleError, OwnershipLostError } from '../../errors.js';
+import { JobOwnedError, LifecycleError, OffsetStoreError, OwnershipLostError } from '../../errors.js';
 import { describeProcess, isGone, parseIdentity, sameProcessSpace, thisProcess, type ProcessIdentity } from '../holder.js';
 import { sessionIdOf, zooKeeperAnswer, type ZooKeeperSession } from './session.js';
 
@@ -286,6 +286,10 @@ export class ZooKeeperOwnership implements WriteFence {
       if (zooKeeperAnswer(error) === 'NO_NODE' && !(await this.zk.exists(node))) {
         this.lose(`ZooKeeper refused to ${what}: the owner node ${node} is gone: ${this.expired()}, or someone deleted the node`);
         throw this.lost!;
+      }
+      // ZooKeeper's answer to a multi-operation names no node: the job's root at least says where.
+      if (error instanceof OffsetStoreError && zooKeeperAnswer(error) !== undefined) {
+        throw new OffsetStoreError(`${error.message} (a node under the job's root ${this.root}; 'statestream inspect --zk-root ${this.root}' shows what it holds)`, { ...error.context, root: this.root }, error.cause);
       }
       throw error;
     }

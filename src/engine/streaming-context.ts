@@ -14,6 +14,7 @@ import { SystemClock, type Clock } from './clock.js';
 import type { DStream, StreamGraph } from './dstream.js';
 import { MapWithStateDStream } from './map-with-state-stream.js';
 import type { InputStream } from './sources/input.js';
+import { mayShareRoot } from '../storage/zookeeper/connect-options.js';
 import { KafkaInputDStream } from './sources/kafka.js';
 import { validateKafkaOptions, type KafkaStreamOptions } from './sources/kafka-options.js';
 import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
@@ -285,8 +286,10 @@ export class StreamingContext implements StreamGraph {
     this.assertBuilding('kafkaStream');
     const valid = validateKafkaOptions(options, this.appName);
     for (const input of this.inputs) {
-      if (input instanceof KafkaInputDStream && input.options.zookeeper.root === valid.zookeeper.root && input.options.zookeeper.connect === valid.zookeeper.connect) {
-        throw new ConfigError(`kafkaStream: another Kafka stream of this context already keeps its offsets under ${valid.zookeeper.root}; give each a zookeeper.root of its own`, { option: 'zookeeper.root' });
+      // The same node through another connect string (a chroot, other hosts of the ensemble) too: each would take the other's ownership for a dead process's.
+      if (input instanceof KafkaInputDStream && mayShareRoot(input.options.zookeeper, valid.zookeeper)) {
+        const where = input.options.zookeeper.connect === valid.zookeeper.connect ? valid.zookeeper.root : `${valid.zookeeper.root} (on ${valid.zookeeper.connect}, the node ${input.options.zookeeper.root} on ${input.options.zookeeper.connect} names)`;
+        throw new ConfigError(`kafkaStream: another Kafka stream of this context already keeps its offsets under ${where}; give each a zookeeper.root of its own`, { option: 'zookeeper.root' });
       }
     }
     const stream = new KafkaInputDStream<V>(this, valid);

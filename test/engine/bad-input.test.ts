@@ -112,6 +112,13 @@ describe('bad options are refused when given, naming the option', () => {
     }
     ssc.kafkaStream(good);
     assert.throws(() => ssc.kafkaStream({ ...good, topic: 'other' }), /already keeps its offsets under \/statestream\/statestream/);
+    // The same node through a chroot, or through another server of the same ensemble.
+    const at = (connect: string, root: string) => ({ ...good, topic: 'other', zookeeper: { connect, root } });
+    const first = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock() });
+    first.kafkaStream(at('zk-1:2181,zk-2:2181/app', '/wc'));
+    assert.throws(() => first.kafkaStream(at('zk-2:2181,zk-3:2181', '/app/wc')), /already keeps its offsets under \/app\/wc \(on zk-2:2181,zk-3:2181, the node \/wc on zk-1:2181,zk-2:2181\/app names\)/);
+    first.kafkaStream(at('zk-3:2181', '/app/wc2'));
+    first.kafkaStream(at('other-zk:2181', '/app/wc'));
   });
 
   it('stream operations', () => {

@@ -49,6 +49,21 @@ export function connectProblem(connect: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * Whether two valid `{ connect, root }` may name the same node: hosts in common (an ensemble is
+ * reached through any of its servers, in any order) and the same path once each connect
+ * string's chroot is put before its root. Strings that differ can still name one node.
+ */
+export function mayShareRoot(a: { connect: string; root: string }, b: { connect: string; root: string }): boolean {
+  const place = ({ connect, root }: { connect: string; root: string }) => {
+    const slash = connect.indexOf('/');
+    const hosts = (slash < 0 ? connect : connect.slice(0, slash)).split(',').map((h) => h.toLowerCase());
+    return { hosts, path: `${slash < 0 ? '' : connect.slice(slash)}${root}` };
+  };
+  const [x, y] = [place(a), place(b)];
+  return x.path === y.path && x.hosts.some((h) => y.hosts.includes(h));
+}
+
 /** Checks a `zookeeper` option; `fail(message, option)` throws the caller's ConfigError. */
 export function validateZooKeeperOptions(zookeeper: ZooKeeperConnectOptions | undefined, defaultRoot: string, fail: (message: string, option: string) => never): ValidZooKeeperOptions {
   if (zookeeper === null || typeof zookeeper !== 'object' || Array.isArray(zookeeper)) fail('zookeeper must be an object with at least connect: "host:port"', 'zookeeper');

@@ -35,12 +35,20 @@ export class WorkerSet {
     readonly threads: number,
     /** Entries of state each thread keeps in memory, shared between the partitions pinned to it. */
     private readonly cacheEntriesPerWorker: number,
+    /**
+     * A thread died while it ran no task (work a mapping function left behind failed after its
+     * batch): nothing was lost, and its pool starts a fresh thread, which reads the partitions'
+     * state from LMDB. Piscina emits this as its pool's 'error', which would otherwise end the process.
+     */
+    private readonly onIdleThreadDied: (worker: number, partitions: readonly string[], error: unknown) => void = () => undefined,
   ) {
     this.cells = Array.from({ length: threads }, () => newCutCell());
-    this.pools = this.cells.map(
-      (cell) => new Piscina({ filename: workerFile, workerData: cell, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: CHUNKS_IN_FLIGHT }),
-    );
     this.pinned = Array.from({ length: threads }, () => []);
+    this.pools = this.cells.map((cell, worker) => {
+      const pool = new Piscina({ filename: workerFile, workerData: cell, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: CHUNKS_IN_FLIGHT });
+      pool.on('error', (error: unknown) => this.onIdleThreadDied(worker, this.pinned[worker], error));
+      return pool;
+    });
   }
 
   /** Pins the partitions of one stream and returns each one's thread; call once per stream, before any task runs. */

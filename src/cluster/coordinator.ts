@@ -224,7 +224,8 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       }
     }
     // An assignment made before this registration may give this instance its predecessor's epochs: wait for the leader's next.
-    const forMe = this.incarnation !== undefined && assignment?.incarnations?.[this.me.id] === this.incarnation;
+    // One with no registrations at all comes from a leader of an earlier statestream (a rolling upgrade): taken as it is.
+    const forMe = this.incarnation !== undefined && (assignment?.incarnations === undefined || assignment.incarnations[this.me.id] === this.incarnation);
     if (assignment && forMe && (version !== this.version || !sameAssignment(this.current, assignment))) {
       this.current = assignment;
       this.version = version;

@@ -117,7 +117,16 @@ export class SourceIntake {
     } catch (error) {
       if (zooKeeperAnswer(error) !== 'NODE_EXISTS') throw error;
     }
-    // Empty only for a moment, while another instance records its first batch there.
+    // Empty while another instance records its first batch there, or for good after a crash
+    // between that record's two steps: written now unless someone wrote it meanwhile (version 0).
+    const recorded = await this.position(topic, partition);
+    if (recorded !== undefined) return recorded;
+    try {
+      await this.zk.run(`record ${path}`, (client, done) => client.setData(path, Buffer.from(String(start)), 0, (error) => done(error)));
+      return start;
+    } catch (error) {
+      if (zooKeeperAnswer(error) !== 'BAD_VERSION') throw error;
+    }
     return (await this.position(topic, partition)) ?? start;
   }
 

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { BatchEvents, ManualClock, PoisonRecordError, StateSpec, StreamingContext, WorkerCrashError, murmur2Partitioner, type BatchCompletedEvent, type PartitionRestartedEvent, type RecoveryIncompleteEvent } from '../../src/index.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { waitUntil } from '../wait.js';
 
 const faulty = () => StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty'));
 
@@ -35,6 +36,24 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
       }
     });
   }
+
+  it('a worker that dies between batches (work its mapping function left behind fails later) is replaced with a warning, and the job counts on from LMDB', async () => {
+    const dir = tempDir();
+    const marker = join(dir, 'fault-fired');
+    const job = await keyedJob(faulty().numPartitions(2), { dataDir: join(dir, 'data'), threads: 2 });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => void ((warning as { code?: string }).code === 'STATESTREAM_WORKER' && warnings.push(warning));
+    process.on('warning', onWarning);
+    try {
+      assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['late', { throwLaterOnce: marker }]])), [['a', 1], ['b', 1], ['late', 1]]);
+      await waitUntil('the warning that the thread died', () => warnings.length > 0, { timeoutMs: 10_000 });
+      assert.match(warnings[0].message, /^worker thread \d \(partitions 0:\d(, 0:\d)*, as stream:partition\) died between batches: failure after the batch; a fresh thread took its place/);
+      assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['late', 1]])), [['a', 2], ['b', 2], ['late', 2]], 'the job carries on with every count');
+    } finally {
+      process.off('warning', onWarning);
+      await job.ssc.stop();
+    }
+  });
 
   it('a worker that dies after its commit: the replay finds the batch in the batch log and hands back the outputs it recorded, applying nothing twice', async () => {
     const dir = tempDir();

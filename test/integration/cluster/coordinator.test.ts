@@ -123,6 +123,25 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
     }
   });
 
+  it('an assignment written by a leader of an earlier statestream (no registrations in it) is followed as it is', async () => {
+    // The older leader: the lowest candidate, alive, writing assignments without incarnations.
+    const older = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 30_000 });
+    sessions.push(older);
+    await older.mkdirp('/rolling/leader', '/rolling');
+    await older.create('/rolling/leader/candidate-', Buffer.from('z'), zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL);
+    const legacy = { generation: 4, streams: { '0': [{ owner: 'a', epoch: 3 }, { owner: 'z', epoch: 2 }] }, sources: { words: [{ owner: 'a', epoch: 1 }] } };
+    await older.create('/rolling/assignment', Buffer.from(JSON.stringify(legacy)), zookeeper.CreateMode.PERSISTENT);
+    const session = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: SESSION_MS });
+    sessions.push(session);
+    const coordinator = new ClusterCoordinator(session, '/rolling', { id: 'a', dataDir: tempDir() }, { '0': 2 }, { words: 1 }, true);
+    coordinators.push(coordinator);
+    const announced: OwnedPartition[][] = [];
+    coordinator.on('assignment', (owned) => void announced.push(owned));
+    await coordinator.join();
+    await within(waitFor(() => announced.length === 1), 'the older leader\'s assignment announced', { timeoutMs: 10_000 });
+    assert.deepEqual(announced[0], [{ stream: 0, partition: 0, epoch: 3 }]);
+  });
+
   it("a claim waiting out another owner's node gives up once the instance stops taking, rather than hold its stop", async () => {
     const { coordinator, announced } = await alone('/stop-taking');
     const p = announced[0][0];

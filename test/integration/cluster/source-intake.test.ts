@@ -154,9 +154,11 @@ describe('a cluster source position the broker no longer holds (real ZooKeeper, 
 
   it("'latest' is recorded as a partition is first read, so its next reader (a rebalance, a restart) starts there rather than at a later 'latest'", async () => {
     const topic = 'cluster-latest';
-    await services.kafka.createTopic(topic, 1);
-    await produceWithKcat(services.kafka.brokers, topic, Array.from({ length: 5 }, (_, i) => ({ value: `before-${i}` })), 0);
+    await services.kafka.createTopic(topic, 2);
+    for (const partition of [0, 1]) await produceWithKcat(services.kafka.brokers, topic, Array.from({ length: 5 }, (_, i) => ({ value: `before-${i}` })), partition);
     const root = '/cluster-latest';
+    // Partition 1's node was made empty, as a crash between a first record's two steps leaves it.
+    await session.mkdirp(`${root}/sources/${topic}/1`, root);
     const intakeThrough = async (name: string) => {
       const through = new PartitionReader(client, [topic], `latest-${name}`);
       readers.push(through);
@@ -164,20 +166,24 @@ describe('a cluster source position the broker no longer holds (real ZooKeeper, 
       const intake = new SourceIntake(admin, through, session, root, {
         topics: [topic], startingOffsets: 'latest', maxRecordsPerBatch: 1000, failOnDataLoss: true, announce: () => undefined,
       });
-      intake.assign([{ topic, partition: 0 }]);
+      intake.assign([{ topic, partition: 0 }, { topic, partition: 1 }]);
       return intake;
     };
-    // The first reader takes the partition and moves on before its first batch (no record came).
+    // The first reader takes the partitions and moves on before its first batch (no record came).
     await intakeThrough('first');
-    await waitUntil('the first reader to record where it starts', async () => (await session.read(`${root}/sources/${topic}/0`))?.toString('utf8') === '5');
-    await produceWithKcat(services.kafka.brokers, topic, Array.from({ length: 3 }, (_, i) => ({ value: `after-${i}` })), 0);
+    const positions = async () => Promise.all([0, 1].map(async (p) => (await session.read(`${root}/sources/${topic}/${p}`))?.toString('utf8')));
+    let seen: Array<string | undefined> = [];
+    await waitUntil('the first reader to record where it starts', async () => (seen = await positions()).every((at) => at === '5'), { detail: () => JSON.stringify(seen) });
+    for (const partition of [0, 1]) await produceWithKcat(services.kafka.brokers, topic, Array.from({ length: 3 }, (_, i) => ({ value: `after-${i}` })), partition);
     const next = await intakeThrough('next');
     const taken: IntakeMessage[] = [];
     await waitUntil('the next reader to take the records written since', () => {
       taken.push(...next.take().messages);
-      return taken.length >= 3;
+      return taken.length >= 6;
     });
-    assert.deepEqual(taken.map((m) => [m.offset, m.message.value?.toString()]), [[5, 'after-0'], [6, 'after-1'], [7, 'after-2']]);
+    for (const partition of [0, 1]) {
+      assert.deepEqual(taken.filter((m) => m.partition === partition).map((m) => [m.offset, m.message.value?.toString()]), [[5, 'after-0'], [6, 'after-1'], [7, 'after-2']], `partition ${partition}`);
+    }
   });
 
   it('a read up to an offset not yet written ends with the reason given when the instance stops, not at its timeout', async () => {

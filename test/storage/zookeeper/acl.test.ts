@@ -129,8 +129,8 @@ describe('ZooKeeper ACLs (real ZooKeeper)', { timeout: 180_000 }, () => {
       await offsets.anchorHistory(0);
       const batch = { batchTime: 1000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] };
       proxy.cut();
-      // Made on the disconnected client: node-zookeeper-client queues it, and on reconnecting
-      // sends it ahead of the credentials it re-adds, so ZooKeeper checks it without them.
+      // Made on the disconnected client: node-zookeeper-client queues it and, on reconnecting,
+      // queues the credentials it re-adds after it. ZooKeeper must still check it with them.
       const started = offsets.recordBatchStart(batch);
       await sleep(1000);
       proxy.restore();

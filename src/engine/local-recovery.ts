@@ -78,6 +78,7 @@ export async function recoverLocalJob(context: RecoveryContext): Promise<BatchRu
 async function openStores(context: RecoveryContext, opened: StateStream[]): Promise<StoresOpened> {
   const { dataDir, firstBatch } = context;
   const result: StoresOpened = { replayAfter: undefined, storesHoldState: false, gaps: [] };
+  const held: Array<{ stream: StateStream; lastBatch: number; behind: Gap['behind'] }> = [];
   for (const stream of context.stateStreams) {
     await context.checkModule(stream.spec.fn);
     const restored = await restoreDamagedStores(dataDir, stream.stateIndex);
@@ -94,7 +95,7 @@ async function openStores(context: RecoveryContext, opened: StateStream[]): Prom
       const oldest = recovery.behind.reduce((m, b) => (b.lastBatch !== undefined && b.lastBatch < m ? b.lastBatch : m), recovery.lastBatch);
       result.replayAfter = result.replayAfter === undefined ? oldest : Math.min(result.replayAfter, oldest);
     }
-    if (recovery.behind.length > 0) result.gaps.push({ stream: stream.stateIndex, lastBatch: recovery.lastBatch!, behind: recovery.behind });
+    if (recovery.lastBatch !== undefined) held.push({ stream, lastBatch: recovery.lastBatch, behind: recovery.behind });
     if (recovery.lastBatch !== undefined && recovery.lastBatch >= firstBatch) {
       throw new StoreMismatchError(
         `the stores under ${dataDir} hold batch ${recovery.lastBatch}, but this context's first batch would be at ${firstBatch}; ` +
@@ -109,6 +110,14 @@ async function openStores(context: RecoveryContext, opened: StateStream[]): Prom
         { stream: stream.stateIndex, initialNewest: recovery.initialNewest, firstBatch },
       );
     }
+  }
+  // Streams apply a batch one after another: one may hold a batch another never committed (a
+  // record failed in it, or the process died between them), and its partitions miss that batch.
+  const newest = held.reduce((m, h) => Math.max(m, h.lastBatch), Number.NEGATIVE_INFINITY);
+  for (const { stream, lastBatch, behind } of held) {
+    const all = Array.from({ length: stream.numPartitions }, (_, partition) => behind.find((b) => b.partition === partition) ?? { partition, lastBatch });
+    const missing = lastBatch < newest ? all : behind;
+    if (missing.length > 0) result.gaps.push({ stream: stream.stateIndex, lastBatch: newest, behind: missing });
   }
   return result;
 }

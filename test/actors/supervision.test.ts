@@ -181,6 +181,35 @@ describe('a record the mapping function keeps failing on', () => {
     assert.deepEqual(gaps[0].behind.map((b) => b.lastBatch), [undefined]);
   });
 
+  it('a re-created context reports a stream that did not commit a batch another stream of the job committed', async () => {
+    const dataDir = tempDir();
+    const graph = (ssc: StreamingContext) => {
+      const input = ssc.queueStream<[string, FaultyValue]>();
+      // Stream 0 dead-letters the poisoned record and commits; stream 1 stops on it.
+      input.mapWithState(faulty().numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }));
+      input.mapWithState(faulty().numPartitions(1).onRecordFailure({ policy: 'stop', maxAttempts: 1 }));
+      return input;
+    };
+    const clock = new ManualClock(0);
+    const first = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock, threads: 1 });
+    const input = graph(first);
+    await first.start();
+    input.pushBatch([['a', 1]]);
+    await clock.advance(1000);
+    input.pushBatch([['a', 1], ['bad', { poison: true }]]);
+    await assert.rejects(clock.advance(1000), PoisonRecordError);
+    await first.stop();
+
+    const gaps: RecoveryIncompleteEvent[] = [];
+    const again = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock: new ManualClock(2000), threads: 1 });
+    graph(again);
+    again.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => gaps.push(e));
+    await again.start();
+    await again.stop();
+    assert.deepEqual(gaps.map(({ stream, lastBatch, behind }) => ({ stream, lastBatch, behind })), [{ stream: 1, lastBatch: 2000, behind: [{ partition: 0, lastBatch: 1000 }] }]);
+    assert.match(gaps[0].message, /^stream 1: partition 0 holds batch 1000; the batches after that up to 2000 cannot be replayed by a queue source/);
+  });
+
   it("policy 'dead-letter': the record is kept in the dead-letter store and the rest of the batch commits", async () => {
     const job = await keyedJob(faulty().numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 3 }), { dataDir: tempDir() });
     try {

@@ -1,5 +1,5 @@
 import type { Partitioner } from '../engine/partitioner.js';
-import { assertInitialEntry, assertPair, normalizeKey } from '../storage/keys.js';
+import { assertInitialEntry, assertPair, isScalarKey, normalizeKey } from '../storage/keys.js';
 import type { InitialEntry } from './messages.js';
 import { KeyTable } from './key-table.js';
 import { writeShard } from './shard-format.js';
@@ -75,6 +75,9 @@ export class ShardBuilder {
     }
     if (code < 0) {
       // Map keys compare -0 and 0 as equal, and so does JSON: one key, as normalizeKey makes it.
+      // JSON tells tuples apart only when every part is a key's (a Date, a boxed value or a
+      // BigInt would pass as another tuple's text, or throw): any other tuple is checked first.
+      if (Array.isArray(key) && !key.every(isScalarKey)) assertPair(record, this.where.batchTime, i, this.where.stream);
       const id = Array.isArray(key) ? JSON.stringify(key) : undefined;
       const known = id === undefined ? this.scalars.get(key) : this.tuples.get(id);
       if (known !== undefined) code = known;

@@ -7,7 +7,7 @@ import { encodingProblem } from './codec.js';
  */
 export const MAX_KEY_BYTES = 1900;
 
-function isScalarKey(key: unknown): boolean {
+export function isScalarKey(key: unknown): boolean {
   switch (typeof key) {
     case 'string':
       return true;

@@ -259,6 +259,12 @@ describe('bad records and states fail the batch, naming what and where, and leav
   it('a NaN or infinite key is named as it is, not as JSON\'s null', () =>
     expectBatchFailure([[NaN, 1]], (e) => e instanceof InvalidRecordError && /record 1 of batch 2000: key NaN cannot be an LMDB key/.test((e as Error).message)));
 
+  it('a tuple with a part that is no key, after a tuple whose JSON text it shares, is refused rather than counted as that tuple', () =>
+    expectBatchFailure([[['u', '2024-01-01T00:00:00.000Z'], 1], [['u', new Date('2024-01-01T00:00:00.000Z')], 1]], (e) => e instanceof InvalidRecordError && /record 2 of batch 2000: key .* cannot be an LMDB key/.test((e as Error).message)));
+
+  it('a tuple with a BigInt part is named as a record, not a JSON TypeError', () =>
+    expectBatchFailure([[['u', 1n], 1]], (e) => e instanceof InvalidRecordError && /record 1 of batch 2000: key .* cannot be an LMDB key/.test((e as Error).message)));
+
   it('a one-element tuple, which LMDB would store as its element', () =>
     expectBatchFailure([[['keep'], 1]], (e) => e instanceof InvalidRecordError && /key \["keep"\] cannot be an LMDB key: .* two or more/.test((e as Error).message)));
 

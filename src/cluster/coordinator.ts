@@ -84,6 +84,8 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
   private rejoin = false;
   /** This registration's: the assignment must name it before this instance takes partitions from it. */
   private incarnation: string | undefined;
+  /** Registered on the current session (false from an expiry until the rejoin's registration is made). */
+  private registered = false;
   /** The session that made members/<id>: only that node is this instance's to remove. */
   private memberSession: string | undefined;
 
@@ -130,6 +132,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     const deadline = Date.now() + Math.max(this.zk.sessionTimeoutMs, this.zk.negotiatedTimeoutMs ?? 0) + 2_000;
     this.incarnation = randomUUID();
     this.memberSession = undefined;
+    this.registered = false;
     for (;;) {
       const made = await this.create(node, this.record(), zookeeper.CreateMode.EPHEMERAL);
       if (made) {
@@ -151,6 +154,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       await sleep(POLL_MS);
     }
     this.candidate = (await this.zk.create(this.path('leader', 'candidate-'), Buffer.from(this.me.id), zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL)).path;
+    this.registered = true;
   }
 
   /** Creates a node; resolves with the id of the session that made it (an ephemeral node lives as long as that session), or false if it exists. */
@@ -225,7 +229,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     }
     // An assignment made before this registration may give this instance its predecessor's epochs: wait for the leader's next.
     // One with no registrations at all comes from a leader of an earlier statestream (a rolling upgrade): taken as it is.
-    const forMe = this.incarnation !== undefined && (assignment?.incarnations === undefined || assignment.incarnations[this.me.id] === this.incarnation);
+    const forMe = this.registered && (assignment?.incarnations === undefined || assignment.incarnations[this.me.id] === this.incarnation);
     if (assignment && forMe && (version !== this.version || !sameAssignment(this.current, assignment))) {
       this.current = assignment;
       this.version = version;
@@ -359,7 +363,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     this.ownerNodes.clear();
     this.rejoin = true;
     // A round under way must not announce the assignment of the lost registration: the next names the new one.
-    this.incarnation = undefined;
+    this.registered = false;
     // The round after the rejoin announces the assignment again, even unchanged (one
     // instance alone, or an expiry the leader never saw as a member leaving): only an
     // announcement takes the lost partitions again.

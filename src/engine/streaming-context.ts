@@ -364,6 +364,15 @@ export class StreamingContext implements StreamGraph {
       await this.observability.stop();
       return stopped(error);
     }
+    if (this.failure) {
+      // A batch rebuilt at start failed before the start was over (its batch.started listener
+      // threw): the supervisor, still starting, did not take the failure, so the start does.
+      const error = this.failure;
+      this.supervisor.send({ type: 'STOP' });
+      await waitFor(this.supervisor, (s) => s.status === 'done');
+      await this.observability.stop();
+      return stopped(error);
+    }
     this.phase = 'running';
     this.startTime = this.clock.now();
     this.scheduleBatch(this.startTime + this.batchIntervalMs);

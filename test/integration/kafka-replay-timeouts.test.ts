@@ -227,4 +227,46 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
     assert.ok((await run(false)).includes(T), 'the next start re-runs batch T');
     assert.ok(!(await run(false)).includes(T), 'the start after it does not: its end was recorded');
   });
+
+  it('a rebuilt batch that fails before the start is over (its batch.started listener throws) fails the start', async () => {
+    const topic = 'replay-fails-start';
+    const root = `/statestream/${topic}`;
+    await services.kafka.createTopic(topic, 1);
+    const dataDir = join(tempDir(), 'data');
+    const context = () => {
+      const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: topic });
+      ssc
+        .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `${topic}-${Date.now()}`, zookeeper: { connect: services.zk.connectString, root }, groupSessionTimeoutMs: 6000 })
+        .map((record) => [record.value as string, 1] as [string, number])
+        .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2));
+      return ssc;
+    };
+    const first = context();
+    await first.start();
+    await services.producer.send({ topic, messages: [{ value: 'a' }] });
+    await first.awaitIdle();
+    await first.stop();
+    // A batch left in flight, as a crash inside it leaves ZooKeeper: the next start rebuilds it first.
+    const session = new ZooKeeperSession({ connect: services.zk.connectString });
+    let T = 0;
+    try {
+      const offsets = await ownedOffsetStore(session, root);
+      const lastEnded = (await offsets.lastEnded()) ?? 0;
+      await until(() => Date.now() - 50 > lastEnded, 5_000, 'the clock to pass the last ended batch');
+      T = Date.now() - 50;
+      await offsets.recordBatchStart({ batchTime: T, ranges: [] });
+      await offsets.release();
+    } finally {
+      session.close();
+    }
+    const again = context();
+    const failed: number[] = [];
+    again.on(BatchEvents.STARTED, ({ batchTime }) => {
+      if (batchTime === T) throw new Error(`refusing batch ${batchTime}`);
+    });
+    again.on(BatchEvents.FAILED, ({ batchTime }) => void failed.push(batchTime));
+    await assert.rejects(again.start(), new RegExp(`refusing batch ${T}`));
+    assert.deepEqual(failed, [T], 'the rebuilt batch is reported failed');
+    assert.equal(again.state, 'stopped');
+  });
 });

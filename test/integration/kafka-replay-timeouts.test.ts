@@ -46,6 +46,27 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
     return { ssc, stream: stream as MapWithStateStream<string, number, unknown>, outputs };
   }
 
+  /**
+   * Records a batch without records as in flight under `root`, as a crash inside it leaves
+   * ZooKeeper, and returns its time. It comes after the last batch recorded as ended (a stop
+   * can follow a batch by less than its interval): a batch in flight at or before that one is
+   * ended, and is not re-run.
+   */
+  async function leaveBatchInFlight(root: string): Promise<number> {
+    const session = new ZooKeeperSession({ connect: services.zk.connectString });
+    try {
+      const offsets = await ownedOffsetStore(session, root);
+      const lastEnded = (await offsets.lastEnded()) ?? 0;
+      await until(() => Date.now() - 50 > lastEnded, 5_000, 'the clock to pass the last ended batch');
+      const time = Date.now() - 50;
+      await offsets.recordBatchStart({ batchTime: time, ranges: [] });
+      await offsets.release();
+      return time;
+    } finally {
+      session.close();
+    }
+  }
+
   it('re-runs the batches that had no records, so a key times out in the restored partition as it did, and then starts afresh', async () => {
     const topic = 'idle-then-back';
     await services.kafka.createTopic(topic, 1);
@@ -210,20 +231,7 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
     };
     await run(true);
     // As a job with the timeout leaves ZooKeeper when it dies inside an idle sweep at batch T.
-    // T comes after the last batch recorded as ended (a stop can follow a batch by less than
-    // its interval): a batch in flight at or before that one is ended, and is not re-run.
-    const session = new ZooKeeperSession({ connect: services.zk.connectString });
-    let T = 0;
-    try {
-      const offsets = await ownedOffsetStore(session, root);
-      const lastEnded = (await offsets.lastEnded()) ?? 0;
-      await until(() => Date.now() - 50 > lastEnded, 5_000, 'the clock to pass the last ended batch');
-      T = Date.now() - 50;
-      await offsets.recordBatchStart({ batchTime: T, ranges: [] });
-      await offsets.release();
-    } finally {
-      session.close();
-    }
+    const T = await leaveBatchInFlight(root);
     assert.ok((await run(false)).includes(T), 'the next start re-runs batch T');
     assert.ok(!(await run(false)).includes(T), 'the start after it does not: its end was recorded');
   });
@@ -247,18 +255,7 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
     await first.awaitIdle();
     await first.stop();
     // A batch left in flight, as a crash inside it leaves ZooKeeper: the next start rebuilds it first.
-    const session = new ZooKeeperSession({ connect: services.zk.connectString });
-    let T = 0;
-    try {
-      const offsets = await ownedOffsetStore(session, root);
-      const lastEnded = (await offsets.lastEnded()) ?? 0;
-      await until(() => Date.now() - 50 > lastEnded, 5_000, 'the clock to pass the last ended batch');
-      T = Date.now() - 50;
-      await offsets.recordBatchStart({ batchTime: T, ranges: [] });
-      await offsets.release();
-    } finally {
-      session.close();
-    }
+    const T = await leaveBatchInFlight(root);
     const again = context();
     const failed: number[] = [];
     again.on(BatchEvents.STARTED, ({ batchTime }) => {

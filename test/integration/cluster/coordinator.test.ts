@@ -14,25 +14,40 @@ import { within } from '../../wait.js';
 const SESSION_MS = 2000;
 
 /**
- * The coordinator of one instance on a real ZooKeeper, reached through a proxy that can cut
- * it off long enough for the server to expire the session.
+ * A ZooKeeper and a proxy before it, for one describe block, and the sessions and
+ * coordinators its tests make, closed after it. `zk` and `proxy` are read once the block's
+ * before hook ran.
  */
-describe('cluster coordinator on a real ZooKeeper: partitions are taken again after what made them lost', { timeout: 120_000 }, () => {
-  let zk: ZooKeeperServer;
-  let proxy: ZooKeeperProxy;
+function useZooKeeper(options?: Parameters<typeof startZooKeeper>[0]) {
+  let server: ZooKeeperServer | undefined;
+  let between: ZooKeeperProxy | undefined;
   const sessions: ZooKeeperSession[] = [];
   const coordinators: ClusterCoordinator[] = [];
-
   before(async () => {
-    zk = await startZooKeeper();
-    proxy = await startZooKeeperProxy(zk.port);
+    server = await startZooKeeper(options);
+    between = await startZooKeeperProxy(server.port);
   });
   after(async () => {
     await Promise.all(coordinators.map((c) => c.leave().catch(() => undefined)));
     sessions.forEach((s) => s.close());
-    await proxy?.close();
-    await zk?.stop();
+    await between?.close();
+    await server?.stop();
   });
+  const zk = { get connectString() { return server!.connectString; } };
+  const proxy = {
+    get connectString() { return between!.connectString; },
+    cut: () => between!.cut(),
+    restore: () => between!.restore(),
+  };
+  return { zk, proxy, sessions, coordinators };
+}
+
+/**
+ * The coordinator of one instance on a real ZooKeeper, reached through a proxy that can cut
+ * it off long enough for the server to expire the session.
+ */
+describe('cluster coordinator on a real ZooKeeper: partitions are taken again after what made them lost', { timeout: 120_000 }, () => {
+  const { zk, proxy, sessions, coordinators } = useZooKeeper();
 
   /** A coordinator alone under `root`, and every assignment it announces. */
   async function alone(root: string): Promise<{ coordinator: ClusterCoordinator; announced: OwnedPartition[][]; lost: number[] }> {
@@ -159,20 +174,7 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
 });
 
 describe('cluster coordinator on a ZooKeeper whose minimum session is longer than asked', { timeout: 120_000 }, () => {
-  let zk: ZooKeeperServer;
-  let proxy: ZooKeeperProxy;
-  const sessions: ZooKeeperSession[] = [];
-  const coordinators: ClusterCoordinator[] = [];
-  before(async () => {
-    zk = await startZooKeeper({ minSessionTimeout: 5_000 });
-    proxy = await startZooKeeperProxy(zk.port);
-  });
-  after(async () => {
-    await Promise.all(coordinators.map((c) => c.leave().catch(() => undefined)));
-    sessions.forEach((s) => s.close());
-    await proxy?.close();
-    await zk?.stop();
-  });
+  const { zk, proxy, sessions, coordinators } = useZooKeeper({ minSessionTimeout: 5_000 });
 
   it("a join waits for a gone holder of its id for the session ZooKeeper granted (5 s), not the 2 s it asked for", async () => {
     // The holder, cut off: its session ends when ZooKeeper expires it, 5 s after it last heard from it.

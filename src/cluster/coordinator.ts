@@ -362,8 +362,10 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
     const lost = new OwnershipLostError(`cluster: ZooKeeper expired the session of instance ${this.me.id}: its partitions and membership are gone`, { instance: this.me.id });
     this.ownerNodes.clear();
     this.rejoin = true;
-    // A round under way must not announce the assignment of the lost registration: the next names the new one.
+    // A round under way must not announce the assignment of the lost registration, and a claim
+    // under way must not finish under its epochs: the next assignment names the new registration.
     this.registered = false;
+    this.current = undefined;
     // The round after the rejoin announces the assignment again, even unchanged (one
     // instance alone, or an expiry the leader never saw as a member leaving): only an
     // announcement takes the lost partitions again.

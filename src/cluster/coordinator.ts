@@ -143,7 +143,10 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       if (!holder) continue;
       // The same folder path on another machine (copied flags, a StatefulSet) is another folder: only on this one does holding its lock prove the holder gone.
       if (isGone(holder) || (this.holdsDataDir && holder.dataDir === this.me.dataDir && sameProcessSpace(holder))) {
+        const session = await this.zk.ephemeralOwnerOf(node);
         await this.zk.remove(node);
+        // Its candidacy too: a gone leader's would keep every instance leaderless until its session expired.
+        if (session) for (const name of await this.zk.children(this.path('leader'))) await this.zk.removeIfMadeBy(this.path('leader', name), session);
         continue;
       }
       if (Date.now() > deadline) {

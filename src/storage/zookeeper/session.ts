@@ -212,6 +212,17 @@ export class ZooKeeperSession {
     );
   }
 
+  /** The id of the session whose ephemeral node is at `path`; undefined for no node, or a persistent one. */
+  ephemeralOwnerOf(path: string): Promise<string | undefined> {
+    return this.run(`look for ${path}`, (client, done) =>
+      client.exists(path, (error, stat) => {
+        if (error || !stat) return done(error, undefined);
+        const owner = (stat.ephemeralOwner as Buffer).toString('hex');
+        done(null, /^0+$/.test(owner) ? undefined : owner);
+      }),
+    );
+  }
+
   /** Whether there is a node at `path`; a watcher is told of its next change (its deletion, say). */
   exists(path: string, watcher?: (event: zookeeper.Event) => void): Promise<boolean> {
     return this.run(`look for ${path}`, (client, done) => {

@@ -157,6 +157,28 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
     assert.deepEqual(announced[0], [{ stream: 0, partition: 0, epoch: 3 }]);
   });
 
+  it("an instance restarted after its predecessor crashed while leading becomes leader at once: the gone predecessor's candidacy goes with its membership", async () => {
+    // What a crashed leader leaves: its member node and its candidacy, alive with its session
+    // for 30 s more. It named the data folder the restarted instance now holds.
+    const dataDir = tempDir();
+    const crashed = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 30_000 });
+    sessions.push(crashed);
+    await crashed.mkdirp('/crashed-leader/members', '/crashed-leader');
+    await crashed.mkdirp('/crashed-leader/leader', '/crashed-leader');
+    await crashed.create('/crashed-leader/members/a', Buffer.from(JSON.stringify({ ...thisProcess(), pid: 4242, id: 'a', dataDir })), zookeeper.CreateMode.EPHEMERAL);
+    await crashed.create('/crashed-leader/leader/candidate-', Buffer.from('a'), zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL);
+    const session = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: SESSION_MS });
+    sessions.push(session);
+    const coordinator = new ClusterCoordinator(session, '/crashed-leader', { id: 'a', dataDir }, { '0': 2 }, { words: 1 }, true);
+    coordinators.push(coordinator);
+    const announced: OwnedPartition[][] = [];
+    coordinator.on('assignment', (owned) => void announced.push(owned));
+    await coordinator.join();
+    await within(waitFor(() => announced.length === 1), 'an assignment from the restarted instance, leading', { timeoutMs: 5_000 });
+    assert.deepEqual(announced[0].map((p) => p.partition), [0, 1]);
+    assert.equal((await session.children('/crashed-leader/leader')).length, 1, 'only its own candidacy is left');
+  });
+
   it("a claim waiting out another owner's node gives up once the instance stops taking, rather than hold its stop", async () => {
     const { coordinator, announced } = await alone('/stop-taking');
     const p = announced[0][0];

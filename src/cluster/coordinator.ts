@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper from 'node-zookeeper-client';
 import { ClusterError, OwnershipLostError } from '../errors.js';
 import { describeProcess, isGone, parseIdentity, sameProcessSpace, thisProcess, type ProcessIdentity } from '../storage/holder.js';
-import { sessionIdOf, zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
+import { ephemeralOwnerIdOf, sessionIdOf, zooKeeperAnswer, type ZooKeeperSession } from '../storage/zookeeper/session.js';
 import { nextClusterAssignment, ownedBy, sameAssignment, type Assignment, type PartitionRef } from './assignment.js';
 
 /** An instance of the job, as its membership node records it. */
@@ -291,7 +291,7 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
         if (error) return done(zooKeeperAnswer(error) === 'NO_NODE' ? null : error, false);
         const holder = parseIdentity<OwnerNodeRecord>(data?.toString('utf8') ?? '');
         const session = sessionIdOf(client);
-        const ours = holder?.instance === this.me.id && holder.epoch === epoch && (stat?.ephemeralOwner as Buffer | undefined)?.toString('hex') === session;
+        const ours = holder?.instance === this.me.id && holder.epoch === epoch && ephemeralOwnerIdOf(stat) === session;
         done(null, ours ? session : false);
       }),
     );

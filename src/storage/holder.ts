@@ -22,24 +22,20 @@ export interface ProcessIdentity {
   since: string;
 }
 
-function pidNamespace(): string | undefined {
+/** What a /proc entry says, or undefined where there is no /proc (or no such entry). */
+function fromProc(read: () => string): string | undefined {
   try {
-    return readlinkSync('/proc/self/ns/pid');
+    return read().trim() || undefined;
   } catch {
     return undefined;
   }
 }
 
-function bootId(): string | undefined {
-  try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
+const namespace = fromProc(() => readlinkSync('/proc/self/ns/pid'));
+const boot = fromProc(() => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8'));
 
-const namespace = pidNamespace();
-const boot = bootId();
+/** Equal, or not known on one side: only a known difference tells two places apart. */
+const agree = (a: string | undefined, b: string | undefined) => a === undefined || b === undefined || a === b;
 
 export function thisProcess(): ProcessIdentity {
   return { pid: process.pid, host: hostname(), ...(namespace ? { pidNamespace: namespace } : {}), ...(boot ? { boot } : {}), since: new Date().toISOString() };
@@ -51,11 +47,7 @@ export function thisProcess(): ProcessIdentity {
  * be this machine's earlier one, or another machine's: neither can be told from here.
  */
 export function sameProcessSpace(who: ProcessIdentity): boolean {
-  return (
-    who.host === hostname() &&
-    (who.pidNamespace === undefined || namespace === undefined || who.pidNamespace === namespace) &&
-    (who.boot === undefined || boot === undefined || who.boot === boot)
-  );
+  return who.host === hostname() && agree(who.pidNamespace, namespace) && agree(who.boot, boot);
 }
 
 export function isThisProcess(who: ProcessIdentity): boolean {

@@ -40,6 +40,12 @@ export function sessionIdOf(client: ZkClient): string {
   return client.getSessionId().toString('hex');
 }
 
+/** The id of the session that made an ephemeral node, in sessionIdOf's form; undefined for a persistent node (or no stat). */
+export function ephemeralOwnerIdOf(stat: zookeeper.Stat | undefined): string | undefined {
+  const owner = (stat?.ephemeralOwner as Buffer | undefined)?.toString('hex');
+  return owner === undefined || /^0+$/.test(owner) ? undefined : owner;
+}
+
 /**
  * A ZooKeeper session that survives the server going away: requests wait and retry with
  * backoff, and an expired session is replaced by a new one (node-zookeeper-client does
@@ -206,7 +212,7 @@ export class ZooKeeperSession {
     return this.run(`delete ${path}`, (client, done) =>
       client.exists(path, (error, stat) => {
         if (error || !stat) return done(error);
-        if ((stat.ephemeralOwner as Buffer).toString('hex') !== sessionId) return done(null);
+        if (ephemeralOwnerIdOf(stat) !== sessionId) return done(null);
         client.remove(path, stat.version, (removed) => done(zooKeeperAnswer(removed) === 'NO_NODE' || zooKeeperAnswer(removed) === 'BAD_VERSION' ? null : removed));
       }),
     );
@@ -215,11 +221,7 @@ export class ZooKeeperSession {
   /** The id of the session whose ephemeral node is at `path`; undefined for no node, or a persistent one. */
   ephemeralOwnerOf(path: string): Promise<string | undefined> {
     return this.run(`look for ${path}`, (client, done) =>
-      client.exists(path, (error, stat) => {
-        if (error || !stat) return done(error, undefined);
-        const owner = (stat.ephemeralOwner as Buffer).toString('hex');
-        done(null, /^0+$/.test(owner) ? undefined : owner);
-      }),
+      client.exists(path, (error, stat) => done(error, ephemeralOwnerIdOf(stat))),
     );
   }
 
@@ -254,8 +256,7 @@ export class ZooKeeperSession {
 
   /** The session timeout ZooKeeper granted the current session (the one asked for until connected), whichever is shorter. */
   get grantedTimeoutMs(): number {
-    const granted = this.client?.getSessionTimeout();
-    return granted !== undefined && granted > 0 ? Math.min(granted, this.sessionTimeoutMs) : this.sessionTimeoutMs;
+    return Math.min(this.negotiatedTimeoutMs ?? this.sessionTimeoutMs, this.sessionTimeoutMs);
   }
 
   /** The session timeout ZooKeeper granted the current session, longer than asked when its minimum is; undefined until connected. */

@@ -17,6 +17,7 @@ export {
   type PartitionBatchStats,
   type BatchFailedEvent,
   type PartitionRestartedEvent,
+  type WorkerReplacedEvent,
   type RecoveryIncompleteEvent,
   type SnapshotCompletedEvent,
   type MemoryWarmedEvent,

@@ -10,6 +10,12 @@ export const BatchEvents = {
   /** A partition actor's worker died and the supervisor restarted it. */
   PARTITION_RESTARTED: 'partition.restarted',
   /**
+   * A worker thread died while it ran no task (work a mapping function left behind failed
+   * after its batch): a fresh thread took its place, and its partitions read their state
+   * from LMDB. Nothing was lost; a process warning (STATESTREAM_WORKER) says it too.
+   */
+  WORKER_REPLACED: 'worker.replaced',
+  /**
    * At start: some partitions of a store are behind its newest batch (a batch failed, the
    * process died after some partitions committed it, or a partition was restored from a
    * snapshot) and a source cannot replay what they miss (a queue source).
@@ -102,6 +108,14 @@ export interface PartitionRestartedEvent {
   partition: number;
   batchTime: number;
   restart: number;
+  cause: Error;
+}
+
+export interface WorkerReplacedEvent {
+  /** The thread's number, 0 to threads - 1. */
+  worker: number;
+  /** The partitions pinned to it, which the fresh thread serves. */
+  partitions: Array<{ stream: number; partition: number }>;
   cause: Error;
 }
 
@@ -221,6 +235,7 @@ export interface BatchEventMap {
   [BatchEvents.COMPLETED]: BatchCompletedEvent;
   [BatchEvents.FAILED]: BatchFailedEvent;
   [BatchEvents.PARTITION_RESTARTED]: PartitionRestartedEvent;
+  [BatchEvents.WORKER_REPLACED]: WorkerReplacedEvent;
   [BatchEvents.RECOVERY_INCOMPLETE]: RecoveryIncompleteEvent;
   [BatchEvents.MEMORY_WARMED]: MemoryWarmedEvent;
   [BatchEvents.SNAPSHOT_COMPLETED]: SnapshotCompletedEvent;

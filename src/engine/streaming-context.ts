@@ -389,13 +389,18 @@ export class StreamingContext implements StreamGraph {
   }
 
   private async startupSteps(): Promise<void> {
-    this.workers = new WorkerSet(this.threads, this.stateCacheEntries, (worker, partitions, error) =>
+    this.workers = new WorkerSet(this.threads, this.stateCacheEntries, (worker, partitions, error) => {
       process.emitWarning(
         `worker thread ${worker} (partitions ${partitions.join(', ') || 'none'}, as stream:partition) died between batches: ${(error as Error)?.message ?? String(error)}; ` +
           'a fresh thread took its place and reads their state from LMDB (a mapping function left work behind that failed after its batch)',
         { code: 'STATESTREAM_WORKER', detail: (error as Error)?.stack },
-      ),
-    );
+      );
+      this.emit(BatchEvents.WORKER_REPLACED, {
+        worker,
+        partitions: partitions.map((p) => ({ stream: Number(p.split(':')[0]), partition: Number(p.split(':')[1]) })),
+        cause: error instanceof Error ? error : new Error(String(error)),
+      });
+    });
     if (this.clusterOptions) return this.startCluster(this.clusterOptions);
     const replays = await recoverLocalJob({
       dataDir: this.dataDir, appName: this.appName, firstBatch: this.clock.now() + this.batchIntervalMs,

@@ -10,7 +10,8 @@ export interface Listening {
   close(): Promise<void>;
 }
 
-export type Handler = (request: IncomingMessage, response: ServerResponse) => Promise<void> | void;
+/** `url`: the request's target, parsed; a target that does not parse is answered 400 before any handler. */
+export type Handler = (request: IncomingMessage, response: ServerResponse, url: URL) => Promise<void> | void;
 
 /**
  * Listens on host:port with `handler`. A handler that throws answers 500 with the error's
@@ -18,8 +19,16 @@ export type Handler = (request: IncomingMessage, response: ServerResponse) => Pr
  */
 export function listen(option: string, port: number, host: string, handler: Handler): Promise<Listening> {
   const server = createServer((request, response) => {
+    let url: URL;
+    try {
+      url = new URL(request.url ?? '/', 'http://statestream');
+    } catch {
+      // `//` and the like: the client's mistake, not a failure of the job.
+      response.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
+      return void response.end(`statestream: ${JSON.stringify(request.url)} is not a path this server can read\n`);
+    }
     Promise.resolve()
-      .then(() => handler(request, response))
+      .then(() => handler(request, response, url))
       .catch((error: unknown) => {
         if (response.headersSent) return void response.destroy();
         response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });

@@ -4,8 +4,13 @@ import { ConfigError } from '../errors.js';
 import type { JobProbe } from './job-probe.js';
 import type { LagSampler, SourceLag } from './kafka-lag.js';
 
-/** Seconds: a batch of a few milliseconds up to one that runs a minute. */
-const BATCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/**
+ * Seconds: a batch of a few milliseconds up to five times the longest batch interval (24 h).
+ * `histogram_quantile` never answers past the highest finite bucket, so the "batches queue"
+ * alert (a delay over 5 intervals, docs/operations.md) needs buckets that reach it for
+ * every interval a context accepts; one registry may hold jobs of different intervals.
+ */
+const BATCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400, 5 * 86400];
 const SNAPSHOT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
 type Events = { on<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): unknown };
@@ -148,6 +153,12 @@ export class JobMetrics {
       m.failed.set(labels, 1);
     });
     events.on(BatchEvents.PARTITION_RESTARTED, (e) => m.restarts.inc(this.partition(e.stream, e.partition)));
+    // A thread that died between batches restarts its partitions' actors as surely as one that died in a batch.
+    events.on(BatchEvents.WORKER_REPLACED, (e) => {
+      for (const p of e.partitions) m.restarts.inc(this.partition(p.stream, p.partition));
+    });
+    // A cluster instance reports the partitions it owns: one it gave up leaves with its series, or the new owner's would add to them.
+    events.on(BatchEvents.PARTITION_RELEASED, (e) => this.forget(e.stream, e.partition));
     events.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => {
       m.snapshotDuration.observe(labels, e.durationMs / 1000);
       m.snapshotLast.set(labels, Date.now() / 1000);
@@ -188,11 +199,18 @@ export class JobMetrics {
       metric.remove(labels);
     }
     for (const outcome of ['completed', 'failed', 'replayed']) m.batches.remove({ ...labels, outcome });
-    for (const where of this.partitionsSeen.values()) {
-      m.restarts.remove(where);
-      m.memoryEntries.remove(where);
-      for (const from of ['memory', 'lmdb']) m.stateReads.remove({ ...where, from });
-    }
+    for (const where of [...this.partitionsSeen.values()]) this.forget(where.stream, where.partition);
+  }
+
+  /** Removes one partition's series (event-fed; the scrape-time ones follow the stores). */
+  private forget(stream: number | string, partition: number | string): void {
+    const key = `${stream}:${partition}`;
+    const where = this.partitionsSeen.get(key);
+    if (!where) return;
+    this.partitionsSeen.delete(key);
+    this.m.restarts.remove(where);
+    this.m.memoryEntries.remove(where);
+    for (const from of ['memory', 'lmdb']) this.m.stateReads.remove({ ...where, from });
   }
 
   /** Lag of every Kafka source, from the samplers the status page reads too. */

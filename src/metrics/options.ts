@@ -73,7 +73,10 @@ export function validateMetricsOptions(raw: unknown): ValidMetrics | undefined {
   if (registry !== undefined && (registry === null || typeof registry.registerMetric !== 'function' || typeof registry.getSingleMetric !== 'function' || typeof registry.metrics !== 'function')) {
     fail('metrics.registry must be a prom-client Registry', 'metrics.registry');
   }
-  return { port: raw.port === undefined ? undefined : port(raw.port, 'metrics.port'), host: host(raw.host, 'metrics.host'), registry };
+  const where = host(raw.host, 'metrics.host');
+  // A host says where to serve: without a port nothing would listen, and the operator would scrape nothing without a word.
+  if (raw.host !== undefined && raw.port === undefined) fail(`metrics.host is ${describeValue(raw.host)} but metrics.port is not given: nothing serves /metrics without a port (0: any free one)`, 'metrics.port');
+  return { port: raw.port === undefined ? undefined : port(raw.port, 'metrics.port'), host: where, registry };
 }
 
 /** Checks `ui`: a port, a host, and a token whenever the page is reachable from other machines. */

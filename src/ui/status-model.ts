@@ -36,8 +36,10 @@ export interface RestartRow {
   at: number;
   stream: number;
   partition: number;
-  batchTime: number;
-  restart: number;
+  /** null: the thread died between batches (worker.replaced). */
+  batchTime: number | null;
+  /** The restart's number within its batch; null between batches. */
+  restart: number | null;
   cause: string;
 }
 
@@ -128,6 +130,9 @@ export class StatusModel {
     events.on(BatchEvents.PARTITION_RESTARTED, (e) =>
       keep(this.restarts, { at: Date.now(), stream: e.stream, partition: e.partition, batchTime: e.batchTime, restart: e.restart, cause: words(e.cause) }, 100),
     );
+    events.on(BatchEvents.WORKER_REPLACED, (e) => {
+      for (const p of e.partitions) keep(this.restarts, { at: Date.now(), stream: p.stream, partition: p.partition, batchTime: null, restart: null, cause: words(e.cause) }, 100);
+    });
     events.on(BatchEvents.STATE_RESTORED, (e) => {
       for (const p of e.partitions) {
         this.findings.push(

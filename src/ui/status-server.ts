@@ -71,8 +71,7 @@ export function serveStatus(options: ValidUi, model: StatusModel): Promise<Liste
     if (!files.has(file)) files.set(file, readFileSync(file));
     return files.get(file)!;
   };
-  return listen('ui', options.port, options.host, async (request: IncomingMessage, response: ServerResponse) => {
-    const url = new URL(request.url ?? '/', 'http://status');
+  return listen('ui', options.port, options.host, async (request: IncomingMessage, response: ServerResponse, url: URL) => {
     const headers = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { ...headers, allow: 'GET, HEAD' });

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BatchEvents, ManualClock, PoisonRecordError, StateSpec, StreamingContext, WorkerCrashError, murmur2Partitioner, type BatchCompletedEvent, type PartitionRestartedEvent, type RecoveryIncompleteEvent } from '../../src/index.js';
+import { Registry } from 'prom-client';
+import { BatchEvents, ManualClock, PoisonRecordError, StateSpec, StreamingContext, WorkerCrashError, murmur2Partitioner, type BatchCompletedEvent, type PartitionRestartedEvent, type RecoveryIncompleteEvent, type WorkerReplacedEvent } from '../../src/index.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { parseSamples } from '../metrics/scrape.js';
 import { waitUntil } from '../wait.js';
 
 const faulty = () => StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty'));
@@ -37,17 +39,33 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
     });
   }
 
-  it('a worker that dies between batches (work its mapping function left behind fails later) is replaced with a warning, and the job counts on from LMDB', async () => {
+  it('a worker that dies between batches (work its mapping function left behind fails later) is replaced with a warning and an event, counted as restarts, and the job counts on from LMDB', async () => {
     const dir = tempDir();
     const marker = join(dir, 'fault-fired');
-    const job = await keyedJob(faulty().numPartitions(2), { dataDir: join(dir, 'data'), threads: 2 });
+    const registry = new Registry();
+    const job = await keyedJob(faulty().numPartitions(2), { dataDir: join(dir, 'data'), threads: 2, metrics: { registry }, ui: { port: 0 } });
     const warnings: Error[] = [];
+    const replaced: WorkerReplacedEvent[] = [];
+    job.ssc.on(BatchEvents.WORKER_REPLACED, (e) => void replaced.push(e));
     const onWarning = (warning: Error) => void ((warning as { code?: string }).code === 'STATESTREAM_WORKER' && warnings.push(warning));
     process.on('warning', onWarning);
     try {
       assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['late', { throwLaterOnce: marker }]])), [['a', 1], ['b', 1], ['late', 1]]);
       await waitUntil('the warning that the thread died', () => warnings.length > 0, { timeoutMs: 10_000 });
       assert.match(warnings[0].message, /^worker thread \d \(partitions 0:\d(, 0:\d)*, as stream:partition\) died between batches: failure after the batch; a fresh thread took its place/);
+      // The event names the same thread and partitions: the one 'late' is routed to, pinned round-robin.
+      assert.equal(replaced.length, 1);
+      const late = murmur2Partitioner.partition('late', 2);
+      assert.deepEqual(replaced[0].partitions, [{ stream: 0, partition: late }]);
+      assert.equal(replaced[0].worker, late);
+      assert.match(warnings[0].message, new RegExp(`^worker thread ${late} \\(partitions 0:${late},`));
+      assert.equal(replaced[0].cause.message, 'failure after the batch');
+      // Metrics and the status page count it as a restart of that partition.
+      const restarts = parseSamples(await registry.metrics()).filter((s) => s.name === 'statestream_partition_restarts_total');
+      assert.deepEqual(restarts.map((s) => [s.labels.partition, s.value]), [[String(late), 1]]);
+      const status = (await (await fetch(`${job.ssc.endpoints().ui!}api/status`)).json()) as { restarts: Array<{ partition: number; batchTime: number | null; restart: number | null; cause: string }> };
+      assert.deepEqual(status.restarts.map((r) => [r.partition, r.batchTime, r.restart]), [[late, null, null]]);
+      assert.match(status.restarts[0].cause, /failure after the batch/);
       assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['late', 1]])), [['a', 2], ['b', 2], ['late', 2]], 'the job carries on with every count');
     } finally {
       process.off('warning', onWarning);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
@@ -7,6 +8,16 @@ import type { FaultyValue } from '../fixtures/faulty.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { nextEvent } from '../wait.js';
 import { byLabel, curl, parseSamples, sample, scrape } from './scrape.js';
+
+/** A request with a target fetch would not send as given. */
+async function raw(url: string, target: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  socket.end(`GET ${target} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: close\r\n\r\n`);
+  const chunks: Buffer[] = [];
+  for await (const chunk of socket) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString();
+}
 
 const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
 
@@ -84,6 +95,20 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
       assert.equal(sample(later, 'statestream_batch_processing_seconds_count', app), 5);
       assert.equal(sample(later, 'statestream_state_keys', { stream: '0', partition: String(murmur2Partitioner.partition('c', 3)) }), expected[murmur2Partitioner.partition('c', 3)] + 1);
       await assert.rejects(curl(url.replace('/metrics', '/other')), /returned error: 404/, 'only /metrics is served');
+      // What Prometheus reads: its text format's content type, and a HELP and TYPE line for each metric.
+      const served = await fetch(url);
+      assert.equal(served.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+      const text = await served.text();
+      for (const [name, type] of [['statestream_batches_total', 'counter'], ['statestream_batch_processing_seconds', 'histogram'], ['statestream_state_keys', 'gauge'], ['statestream_partition_restarts_total', 'counter']]) {
+        assert.match(text, new RegExp(`^# HELP ${name} \\S.*\n# TYPE ${name} ${type}$`, 'm'), name);
+      }
+      // Reading, and only reading: HEAD gives the headers alone, another method 405, a target that is no path 400.
+      const head = await fetch(url, { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.equal(await head.text(), '');
+      const post = await fetch(url, { method: 'POST', body: 'x' });
+      assert.deepEqual([post.status, post.headers.get('allow')], [405, 'GET, HEAD']);
+      assert.match(await raw(url, '//'), /^HTTP\/1\.1 400 /);
     } finally {
       await job.ssc.stop();
     }
@@ -143,6 +168,7 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
       [{ port: 9464, bogus: 1 }, /unknown option "metrics\.bogus"/],
       [{ registry: {} }, /metrics\.registry must be a prom-client Registry/],
       [{ host: 'not a host' }, /metrics\.host must be a host name/],
+      [{ host: '0.0.0.0' }, /metrics\.host is "0\.0\.0\.0" but metrics\.port is not given: nothing serves \/metrics/],
       ['9464', /metrics must be an object/],
     ];
     for (const [metrics, message] of bad) {

@@ -88,6 +88,15 @@ describe('status page server', { timeout: 180_000 }, () => {
       assert.equal(rebound.status, 403);
       assert.match(rebound.body, /answers only to a loopback name .* not "attacker\.example:\d+"/);
       assert.doesNotMatch(rebound.body, /totals/);
+      // Reading only: HEAD gives a document's headers without it, another method 405, a target that is no path 400.
+      const head = await request(`${url}api/status`, '--head');
+      assert.equal(head.status, 200);
+      assert.match(head.headers, /content-type: application\/json/i);
+      assert.equal(head.body, '');
+      const posted = await request(`${url}api/status`, '-X', 'POST', '-d', 'x');
+      assert.equal(posted.status, 405);
+      assert.match(posted.headers, /^allow: GET, HEAD\r?$/im);
+      assert.equal((await request(url, '--request-target', '//')).status, 400);
     } finally {
       await job.ssc.stop();
     }

@@ -236,7 +236,7 @@ function renderDeadLettersAndRestarts(doc) {
   body.replaceChildren();
   if (!doc.restarts.length) body.append(el('tr', {}, [el('td', { colSpan: 6, text: 'No partition has been restarted.' })]));
   for (const r of [...doc.restarts].reverse().slice(0, 20)) {
-    body.append(el('tr', {}, [el('td', { text: clock(r.at) }), el('td', { text: String(r.stream) }), el('td', { text: String(r.partition) }), el('td', { text: batchLabel(r.batchTime) }), el('td', { text: String(r.restart) }), el('td', { className: 'cause', text: r.cause })]));
+    body.append(el('tr', {}, [el('td', { text: clock(r.at) }), el('td', { text: String(r.stream) }), el('td', { text: String(r.partition) }), el('td', { text: r.batchTime === null ? 'between batches' : batchLabel(r.batchTime) }), el('td', { text: r.restart === null ? '-' : String(r.restart) }), el('td', { className: 'cause', text: r.cause })]));
   }
 }
 

@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { BatchEvents, type BatchCompletedEvent, type BatchEventMap } from '../../src/index.js';
+import { JobMetrics } from '../../src/metrics/job-metrics.js';
+import type { JobProbe } from '../../src/metrics/job-probe.js';
+import { parseSamples } from './scrape.js';
+
+/**
+ * JobMetrics fed the events a context emits, for what a running job reaches only at its
+ * edges: a delay of minutes, a cluster partition given up.
+ */
+function metricsOn(batchIntervalMs: number): { registry: Registry; emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void } {
+  const registry = new Registry();
+  const probe: JobProbe = { appName: 'events', batchIntervalMs, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [] };
+  const events = new EventEmitter();
+  new JobMetrics(registry, probe, () => []).attach(events);
+  return { registry, emit: (event, payload) => void events.emit(event, payload) };
+}
+
+const completed = (partitions: number[], delayMs = 0): BatchCompletedEvent => ({
+  batchTime: 1000, records: 10, schedulingDelayMs: delayMs, processingTimeMs: 50, keysTimedOut: 0, origin: 'live',
+  partitionTimesMs: [partitions.map(() => 5)],
+  partitionStats: [partitions.map((partition) => ({ partition, thread: 1, keyCount: 3, memoryEntries: 3, memoryHits: 2, storeReads: 1, replayed: false }))],
+});
+
+describe('metrics from events', () => {
+  it('a scheduling delay of minutes lands in a finite bucket, and the buckets reach 5 times the longest batch interval (the "batches queue" alert)', async () => {
+    const { registry, emit } = metricsOn(30_000);
+    // Behind by 200 s: more than 5 intervals of 30 s.
+    emit(BatchEvents.COMPLETED, completed([0], 200_000));
+    const buckets = parseSamples(await registry.metrics()).filter((s) => s.name === 'statestream_batch_scheduling_delay_seconds_bucket');
+    const count = (le: string) => buckets.find((s) => s.labels.le === le)?.value;
+    assert.equal(count('120'), 0);
+    assert.equal(count('300'), 1);
+    const finite = buckets.map((s) => Number(s.labels.le)).filter(Number.isFinite);
+    // histogram_quantile answers at most the highest finite bucket: it must pass 5 × 24 h, the longest interval a context takes.
+    assert.ok(Math.max(...finite) >= 5 * 24 * 3600, `highest finite bucket ${Math.max(...finite)} s`);
+    for (const name of ['statestream_batch_processing_seconds_bucket', 'statestream_batch_total_delay_seconds_bucket']) {
+      assert.deepEqual(parseSamples(await registry.metrics()).filter((s) => s.name === name).map((s) => s.labels.le), buckets.map((s) => s.labels.le), name);
+    }
+  });
+
+  it('a cluster partition given up takes its memory, reads and restart series with it; a worker replaced between batches counts a restart of each of its partitions', async () => {
+    const { registry, emit } = metricsOn(1000);
+    emit(BatchEvents.COMPLETED, completed([0, 1]));
+    emit(BatchEvents.WORKER_REPLACED, { worker: 1, partitions: [{ stream: 0, partition: 1 }], cause: new Error('late failure') });
+    const series = async (name: string) => parseSamples(await registry.metrics()).filter((s) => s.name === name).map((s) => `${s.labels.partition}${s.labels.from ? `/${s.labels.from}` : ''}=${s.value}`).sort();
+    assert.deepEqual(await series('statestream_partition_restarts_total'), ['1=1']);
+    assert.deepEqual(await series('statestream_state_memory_entries'), ['0=3', '1=3']);
+
+    emit(BatchEvents.PARTITION_RELEASED, { stream: 0, partition: 1, epoch: 4, reason: 'moved' });
+    emit(BatchEvents.COMPLETED, completed([0]));
+    assert.deepEqual(await series('statestream_state_memory_entries'), ['0=3']);
+    assert.deepEqual(await series('statestream_state_reads_total'), ['0/lmdb=2', '0/memory=4']);
+    assert.deepEqual(await series('statestream_partition_restarts_total'), []);
+
+    // Taken back later: its series start again from what this instance sees.
+    emit(BatchEvents.COMPLETED, completed([0, 1]));
+    assert.deepEqual(await series('statestream_state_reads_total'), ['0/lmdb=3', '0/memory=6', '1/lmdb=1', '1/memory=2']);
+  });
+});

@@ -188,6 +188,46 @@ describe('a mapping module that does not load fails start()', () => {
     }
   });
 
+  // An output's failure fails its batch as thrown: a Kafka job then records no positions for it (outputs are at least once).
+  for (const [where, fault] of [
+    ['an output that throws', 'throw'],
+    ['an output whose promise rejects', 'reject'],
+    ['a batch.completed listener that throws', 'completed'],
+  ] as const) {
+    it(`${where} fails its batch with that very error, and the context stops processing`, async () => {
+      const boom = new Error(`${fault} boom`);
+      const clock = new ManualClock(0);
+      const ssc = new StreamingContext({ batchIntervalMs: 1000, clock, dataDir: tempDir(), threads: 1 });
+      const input = ssc.queueStream<[string, number]>();
+      const stream = input.mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(1));
+      const seen: number[] = [];
+      stream.foreachBatch(async (records, time) => {
+        seen.push(time);
+        if (fault === 'throw') throw boom;
+        if (fault === 'reject') await new Promise((_, reject) => setTimeout(() => reject(boom), 10));
+      });
+      const failed: unknown[] = [];
+      const completed: number[] = [];
+      ssc.on(BatchEvents.FAILED, (e) => void failed.push(e.error));
+      ssc.on(BatchEvents.COMPLETED, (e) => {
+        completed.push(e.batchTime);
+        if (fault === 'completed') throw boom;
+      });
+      await ssc.start();
+      try {
+        input.pushBatch([['a', 1]]);
+        await assert.rejects(clock.advance(1000), (e: unknown) => e === boom);
+        assert.deepEqual(failed, [boom]);
+        assert.deepEqual(seen, [1000], 'the output ran once');
+        assert.deepEqual(completed, fault === 'completed' ? [1000] : [], 'no batch.completed for a batch whose output failed');
+        assert.equal(ssc.state, 'failed');
+        await assert.rejects(ssc.awaitIdle(), (e: unknown) => e === boom);
+      } finally {
+        await ssc.stop();
+      }
+    });
+  }
+
   it('a stopped context neither starts again nor takes records, and a query on it says it is stopped', async () => {
     const never = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
     never.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count'))).foreachBatch(() => undefined);

@@ -134,6 +134,9 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
       // rather than write positions another copy may own now.
       await job.waitForLine(/^FAILED .*ERR_OWNERSHIP_LOST/, { from: 0, timeoutMs: 60_000 });
       assert.ok(job.lines.some((l) => l.startsWith('OWNERSHIP_LOST ')), job.tail());
+      // What it learnt, as the server said it: the session it asked to resume is refused (expired).
+      assert.notEqual(first.granted, '0');
+      await waitUntil('the server to refuse the expired session', () => proxy.handshakes.some((h) => h.requested === first.granted && h.timeoutMs === 0), { detail: () => JSON.stringify(proxy.handshakes) });
       await job.stop();
       assert.deepEqual(batchesAfter(job, down), [], 'it ended no batch after losing the root');
 

@@ -29,6 +29,11 @@ describe('Kafka source with ZooKeeper offsets: a batch rebuilt, a consumer that 
     const again = await runUntilCaughtUp({ ...config, maxRecordsPerBatch: 5, groupId: `${config.groupId}-2` }, PARTITIONS, 60_000);
     const batchTime = committed.split(' ')[1];
     assert.deepEqual(again.lines.filter((l) => l.startsWith(`OUTPUT ${batchTime} `)), [committed], 'the re-run batch emits exactly what it emitted before the crash');
+    // batch.completed says what the batch was: rebuilt at start, its records taken from the range recorded for it.
+    const ends = again.lines.filter((l) => l.startsWith(`END ${batchTime} `));
+    assert.equal(ends.length, 1, ends.join('\n'));
+    assert.match(ends[0], / in-flight$/);
+    assert.ok(again.lines.some((l) => / live$/.test(l) && l.startsWith('END ')), 'the batches after it are live');
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
   });
 

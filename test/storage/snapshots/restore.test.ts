@@ -76,6 +76,32 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     }
   });
 
+  for (const event of [BatchEvents.STATE_RESTORED, BatchEvents.RECOVERY_INCOMPLETE] as const) {
+    it(`a ${event} listener that throws fails start() with its error: a job may refuse to run on a restore or a gap`, async () => {
+      const { dataDir } = await snapshotted(() => 3);
+      rollBack(dataDir, 0, 2000);
+      rollBack(dataDir, 2, 2000);
+      rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
+      // Restored from 1000 (2000's copy is damaged): partition 1 misses batch 2000, which a queue cannot replay.
+      corrupt(dataDir, 2000, 1);
+      const refusal = new Error(`no running on ${event}`);
+      const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(3000) });
+      ssc.queueStream<[string, number]>().mapWithState(spec(3));
+      const heard: string[] = [];
+      ssc.on(BatchEvents.STATE_RESTORED, () => {
+        heard.push(BatchEvents.STATE_RESTORED);
+        if (event === BatchEvents.STATE_RESTORED) throw refusal;
+      });
+      ssc.on(BatchEvents.RECOVERY_INCOMPLETE, () => {
+        heard.push(BatchEvents.RECOVERY_INCOMPLETE);
+        if (event === BatchEvents.RECOVERY_INCOMPLETE) throw refusal;
+      });
+      await assert.rejects(ssc.start(), (e: unknown) => e === refusal);
+      assert.ok(heard.includes(event), `${event} was emitted (heard: ${heard.join(', ')})`);
+      assert.equal(ssc.state, 'stopped');
+    });
+  }
+
   it("checks only the copies it restores: a damaged copy of a healthy partition does not cost the snapshot", async () => {
     const { dataDir, stateAt } = await snapshotted(() => 3);
     rmSync(partitionPath(dataDir, 0, 1), { recursive: true });

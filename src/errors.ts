@@ -111,8 +111,8 @@ export class StopTimeoutError extends StatestreamError {
 
 /** A partition store does not match what the job asks of it (partition count, layout, time going backwards). */
 export class StoreMismatchError extends StatestreamError {
-  constructor(message: string, context: ErrorContext) {
-    super('ERR_STORE_MISMATCH', message, { context });
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_STORE_MISMATCH', message, { context, cause });
   }
 }
 

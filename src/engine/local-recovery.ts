@@ -4,7 +4,7 @@ import { FirstFailure } from '../first-failure.js';
 import type { ResolvedMappingRef } from '../actors/messages.js';
 import type { WorkerSet } from '../actors/worker-set.js';
 import { listSnapshots, removeIncompleteSnapshots } from '../storage/snapshots/manifest.js';
-import { restoreDamagedStores } from '../storage/snapshots/restore.js';
+import { restoreDamagedStores, type RestoreReport } from '../storage/snapshots/restore.js';
 import { recoverInterruptedSwaps } from '../storage/stream-swap.js';
 import { BatchRun, type RecordPieces } from './batch.js';
 import { BatchEvents, type BatchEventMap } from './batch-events.js';
@@ -82,14 +82,15 @@ async function openStores(context: RecoveryContext, opened: StateStream[]): Prom
   for (const stream of context.stateStreams) {
     await context.checkModule(stream.spec.fn);
     const restored = await restoreDamagedStores(dataDir, stream.stateIndex);
-    const recovery = stream.open(context.workers, context.supervisor, context.readersOf(stream));
-    opened.push(stream);
+    // Said before the stores open: the copies are in place whatever the open finds next (a rescale it refuses, say).
     if (restored) {
       context.emit(BatchEvents.STATE_RESTORED, {
         stream: stream.stateIndex, snapshot: restored.snapshot.batchTime, path: restored.snapshot.path, partitions: restored.partitions,
         damagedDir: restored.damagedDir, replayed: context.inputs.every((input) => input.replayable === true),
       });
     }
+    const recovery = openRestored(context, stream, restored);
+    opened.push(stream);
     if (recovery.lastBatch !== undefined) {
       result.storesHoldState = true;
       const oldest = recovery.behind.reduce((m, b) => (b.lastBatch !== undefined && b.lastBatch < m ? b.lastBatch : m), recovery.lastBatch);
@@ -120,6 +121,28 @@ async function openStores(context: RecoveryContext, opened: StateStream[]): Prom
     if (missing.length > 0) result.gaps.push({ stream: stream.stateIndex, lastBatch: newest, behind: missing });
   }
   return result;
+}
+
+/**
+ * Opens a stream's stores. A restore leaves its partitions at the snapshot's batch, behind
+ * the others until the source replays; a rescale in the same start then finds the stores at
+ * different batches, which is no half-committed batch: it says so.
+ */
+function openRestored(context: RecoveryContext, stream: StateStream, restored: RestoreReport | undefined): ReturnType<StateStream['open']> {
+  try {
+    return stream.open(context.workers, context.supervisor, context.readersOf(stream));
+  } catch (error) {
+    const had = restored?.snapshot.manifest.streams.find((m) => m.stream === stream.stateIndex)?.numPartitions;
+    if (!restored || !(error instanceof StoreMismatchError) || had === undefined || had === stream.numPartitions) throw error;
+    const which = restored.partitions.map((p) => p.partition);
+    throw new StoreMismatchError(
+      `mapWithState stream ${stream.stateIndex}: ${which.length === 1 ? `partition ${which[0]} was` : `partitions ${which.join(', ')} were`} damaged and restored from the snapshot of batch ${restored.snapshot.batchTime}, ` +
+        `and this start also asks for ${stream.numPartitions} partitions where the stores have ${had}: a reshard needs every partition at the same batch. ` +
+        `Start once with numPartitions ${had}, so that the restored partitions catch up (a Kafka source replays the batches since the snapshot), then with ${stream.numPartitions}`,
+      { stream: stream.stateIndex, snapshot: restored.snapshot.batchTime, numPartitions: stream.numPartitions, stored: had },
+      error,
+    );
+  }
 }
 
 /**

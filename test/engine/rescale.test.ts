@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PoisonRecordError, StateSpec, StoreMismatchError } from '../../src/index.js';
 import { readStoredLayout } from '../../src/storage/reshard/reshard.js';
-import { readLayout, writeLayout, type StoreLayout } from '../../src/storage/partition/batch-log.js';
+import { BatchLog, readLayout, writeLayout, type StoreLayout } from '../../src/storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
@@ -94,6 +94,30 @@ describe('rescaling: a job started with another numPartitions than its stores', 
     assert.deepEqual(entries, expectedEntries);
     assert.equal(count, expectedCount);
     assert.equal(count, entries.length);
+  });
+
+  it("keeps the last batch's timed-out key count, which a replay of that batch reports again", async () => {
+    const dataDir = tempDir();
+    const timedOutOf = (n: number) =>
+      Array.from({ length: n }, (_, p) => {
+        const store = openPartitionStore(partitionPath(dataDir, 0, p));
+        try {
+          return new BatchLog(store).last()?.timedOut ?? 0;
+        } finally {
+          store.env.close();
+        }
+      }).reduce((a, b) => a + b, 0);
+    const first = await keyedJob(idleSpec(4), { dataDir });
+    try {
+      for (const batch of workload(4)) await first.batch(batch);
+    } finally {
+      await first.ssc.stop();
+    }
+    const before = timedOutOf(4);
+    assert.ok(before > 0, 'the last batch timed keys out');
+    const resharded = await keyedJob(idleSpec(6), { dataDir, startMs: 4000 });
+    await resharded.ssc.stop();
+    assert.equal(timedOutOf(6), before);
   });
 
   it('keeps every dead letter, readable by deadLetters(), and new ones are added beside them', async () => {

@@ -162,11 +162,13 @@ function copyInto(olds: PartitionStore[], news: PartitionStore[], layout: StoreL
   // emitted before: the router concatenates partition outputs in partition order, so the
   // old outputs in old order on partition 0 read back the same.
   const outputs = batchTime === undefined ? [] : last.flatMap((b) => decodeOutputs(b!.outputs));
+  // Its keys timed out as its outputs do: all on partition 0, so that the replay's keysTimedOut, a sum over partitions, is what it was.
+  const timedOut = last.some((b) => b?.timedOut !== undefined) ? last.reduce((n, b) => n + (b?.timedOut ?? 0), 0) : undefined;
   news.forEach((store, q) => {
     store.env.transactionSync(() => {
       writeLayout(store, { ...layout, numPartitions: to });
       if (batchTime !== undefined) {
-        new BatchLog(store).record({ batchTime, outputs: encodeRecords(q === 0 ? outputs : []), keyCount: writer.keyCounts[q] });
+        new BatchLog(store).record({ batchTime, outputs: encodeRecords(q === 0 ? outputs : []), keyCount: writer.keyCounts[q], ...(timedOut === undefined ? {} : { timedOut: q === 0 ? timedOut : 0 }) });
       }
     });
   });

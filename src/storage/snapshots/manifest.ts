@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:
 import { join } from 'node:path';
 import { SnapshotError } from '../../errors.js';
 import { storeFormatProblem } from '../partition/batch-log.js';
-import { sha256FileSync, sha256Files } from './checksum.js';
+import { digestFileSync, digestFiles, type FileDigest } from './checksum.js';
 
 export const SNAPSHOT_FORMAT_VERSION = 1;
 
@@ -100,7 +100,8 @@ export function scanSnapshots(dataDir: string): { readable: SnapshotInfo[]; unre
   const unreadable: UnreadableSnapshot[] = [];
   if (!existsSync(dir)) return { readable, unreadable };
   for (const name of readdirSync(dir)) {
-    if (!/^\d+$/.test(name)) continue;
+    // Named String(batchTime): a ManualClock's batch times may be negative or fractional.
+    if (name === '' || String(Number(name)) !== name) continue;
     const path = join(dir, name);
     try {
       readable.push({ batchTime: Number(name), path, manifest: readManifest(path) });
@@ -134,20 +135,24 @@ function copiesToVerify(snapshot: SnapshotInfo, only?: { stream: number; partiti
   return { missing, present };
 }
 
-function mismatches(present: Array<{ part: SnapshotPartition }>, sums: string[]): string[] {
-  return present.flatMap(({ part }, i) => (sums[i] === part.sha256 ? [] : [`${part.file} does not match its checksum`]));
+function mismatches(present: Array<{ part: SnapshotPartition }>, digests: FileDigest[]): string[] {
+  return present.flatMap(({ part }, i) => {
+    const digest = digests[i];
+    if ('unreadable' in digest) return [`${part.file} cannot be read (${digest.unreadable})`];
+    return digest.sha256 === part.sha256 ? [] : [`${part.file} does not match its checksum`];
+  });
 }
 
 /** Problems with the files of some partition copies (or of all), or [] when the checksums match; hashed off the main thread. */
 export async function verifySnapshot(snapshot: SnapshotInfo, only?: { stream: number; partitions: number[] }): Promise<string[]> {
   const { missing, present } = copiesToVerify(snapshot, only);
-  return [...missing, ...mismatches(present, await sha256Files(present.map((c) => c.file)))];
+  return [...missing, ...mismatches(present, await digestFiles(present.map((c) => c.file)))];
 }
 
 /** The same check, synchronously, for callers that must answer at once (a StateSource is read synchronously). */
 export function verifySnapshotSync(snapshot: SnapshotInfo, only?: { stream: number; partitions: number[] }): string[] {
   const { missing, present } = copiesToVerify(snapshot, only);
-  return [...missing, ...mismatches(present, present.map((c) => sha256FileSync(c.file)))];
+  return [...missing, ...mismatches(present, present.map((c) => digestFileSync(c.file)))];
 }
 
 /** Keeps the newest `keep` snapshots; returns those kept, newest first. */

@@ -36,9 +36,13 @@ export async function restoreDamagedStores(dataDir: string, stream: number): Pro
   const numPartitions = healthy.find((h) => h.layout)?.layout!.numPartitions ?? snapshots[0]?.manifest.streams.find((m) => m.stream === stream)!.numPartitions;
   if (numPartitions === undefined) {
     if (present.every((h) => h.problem === undefined)) return undefined;
+    const bad = present.filter((h) => h.problem !== undefined);
+    // The others are stores a first start created and never initialised: they say nothing of the partition count.
+    const others = healthy.length === 0 ? '' : `; ${healthy.map((h) => `partition ${h.partition}`).join(', ')} ${healthy.length === 1 ? 'was' : 'were'} never initialised, so no store says how many partitions the stream has`;
+    const subject = bad.length === present.length ? 'every partition store' : bad.length === 1 ? 'a partition store' : 'partition stores';
     throw new SnapshotError(
-      `every partition store of stream ${stream} under ${dataDir} is damaged (${present.map((h) => `partition ${h.partition}: ${h.problem}`).join('; ')}) and there is no snapshot to restore from`,
-      { stream, dataDir },
+      `${subject} of stream ${stream} under ${dataDir} ${subject === 'partition stores' ? 'are' : 'is'} damaged (${bad.map((h) => `partition ${h.partition}: ${h.problem}`).join('; ')})${others}, and there is no snapshot to restore from`,
+      { stream, dataDir, damaged: bad.map((h) => h.partition) },
     );
   }
   const damaged: Array<{ partition: number; problem: string | undefined }> = [];

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SnapshotError } from '../../errors.js';
 import { BatchLog, readLayout } from '../partition/batch-log.js';
@@ -134,6 +134,10 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
       }
       writeFileSync(join(temp, 'manifest.json'), JSON.stringify(manifest, null, 2));
       await syncFile(join(temp, 'manifest.json'));
+      // The folders' entries too, deepest first: after a power loss a renamed snapshot could
+      // otherwise lack its manifest or a copy (as a restore's folders are synced, fsyncTree).
+      const folders = [...new Set(copies.map((c) => c.dir)), ...new Set(copies.map((c) => dirname(c.dir))), temp];
+      for (const folder of folders) await syncFile(folder);
       renameSync(temp, finalPath);
       await syncFile(snapshotsDir(dataDir));
       return { batchTime, path: finalPath, manifest };

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BatchEvents, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type StateRestoredEvent } from '../../../src/index.js';
+import { BatchEvents, ManualClock, SnapshotError, StateSpec, StoreMismatchError, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type StateRestoredEvent } from '../../../src/index.js';
 import { FORMAT_VERSION } from '../../../src/storage/partition/batch-log.js';
-import { partitionPath } from '../../../src/storage/partition/store.js';
-import { SNAPSHOT_FORMAT_VERSION } from '../../../src/storage/snapshots/manifest.js';
+import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
+import { SNAPSHOT_FORMAT_VERSION, verifySnapshot } from '../../../src/storage/snapshots/manifest.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
 
 const spec = (n: number) => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(n);
@@ -101,6 +101,71 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
       assert.equal(ssc.state, 'stopped');
     });
   }
+
+  it('a copy that cannot be read (EISDIR here; EIO on a failing disk) costs its snapshot only: the restore goes on to an older one, and the problem names the file', async () => {
+    const { dataDir, stateAt } = await snapshotted(() => 3);
+    rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
+    const copy = join(dataDir, 'snapshots', '3000', 'state-0', 'partition-0001', 'data.mdb');
+    rmSync(copy);
+    mkdirSync(copy);
+    const newest = listSnapshots(dataDir)[0];
+    assert.equal(newest.batchTime, 3000);
+    assert.deepEqual(await verifySnapshot(newest), [`state-0/partition-0001/data.mdb cannot be read (${copy} cannot be read: EISDIR: illegal operation on a directory, read)`]);
+    const { ssc, stream, restored } = await startOn(dataDir, 4000);
+    try {
+      assert.deepEqual(restored.map((e) => [e.snapshot, e.partitions.map((p) => [p.partition, p.lastBatch])]), [[2000, [[1, 2000]]]]);
+      for (const [key, state] of stream.store().entries()) {
+        if (murmur2Partitioner.partition(key, 3) === 1) assert.equal(state, stateAt.get(2000)!.get(key), `${key} is as of batch 2000`);
+      }
+    } finally {
+      await ssc.stop();
+    }
+  });
+
+  it('a damaged store beside one a first start never initialised, and no snapshot: the refusal names the damage, and the other store as never initialised', async () => {
+    const dataDir = tempDir();
+    openPartitionStore(partitionPath(dataDir, 0, 0)).env.close();
+    mkdirSync(partitionPath(dataDir, 0, 1), { recursive: true });
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(0) });
+    ssc.queueStream<[string, number]>().mapWithState(spec(2));
+    await assert.rejects(ssc.start(), (e: unknown) => {
+      assert.ok(e instanceof SnapshotError);
+      assert.match(e.message, /^a partition store of stream 0 under .* is damaged \(partition 1: [^;)]*missing[^;)]*\); partition 0 was never initialised, so no store says how many partitions the stream has, and there is no snapshot to restore from$/);
+      assert.doesNotMatch(e.message, /undefined/);
+      return true;
+    });
+  });
+
+  it('a restore and a rescale in one start: reshards when the copy holds the batch the others hold, and otherwise says that the restore is what stands in the way', async () => {
+    const rescaleTo = async (dataDir: string, startMs: number) => {
+      const restored: StateRestoredEvent[] = [];
+      const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(startMs) });
+      const stream = ssc.queueStream<[string, number]>().mapWithState(spec(4));
+      ssc.on(BatchEvents.STATE_RESTORED, (e) => restored.push(e));
+      return { ssc, stream, restored, starting: ssc.start() };
+    };
+    // Partition 1 lost; the snapshot of batch 3000 holds it at the batch the others hold.
+    const level = await snapshotted(() => 3);
+    rmSync(partitionPath(level.dataDir, 0, 1), { recursive: true });
+    const resharded = await rescaleTo(level.dataDir, 4000);
+    try {
+      await resharded.starting;
+      assert.deepEqual(resharded.restored.map((e) => e.snapshot), [3000]);
+      assert.deepEqual(new Map(resharded.stream.store().entries()), level.stateAt.get(3000));
+    } finally {
+      await resharded.ssc.stop();
+    }
+    // Its copy of 3000 damaged: partition 1 comes back at 2000, behind the others.
+    const behind = await snapshotted(() => 3);
+    rmSync(partitionPath(behind.dataDir, 0, 1), { recursive: true });
+    corrupt(behind.dataDir, 3000, 1);
+    const refused = await rescaleTo(behind.dataDir, 4000);
+    await assert.rejects(refused.starting, (e: unknown) =>
+      e instanceof StoreMismatchError &&
+      /partition 1 was damaged and restored from the snapshot of batch 2000, and this start also asks for 4 partitions where the stores have 3: a reshard needs every partition at the same batch\. Start once with numPartitions 3/.test(e.message));
+    assert.deepEqual(refused.restored.map((e) => [e.snapshot, e.partitions.map((p) => p.partition)]), [[2000, [1]]], 'the restore was reported');
+    assert.equal(refused.ssc.state, 'stopped');
+  });
 
   it("checks only the copies it restores: a damaged copy of a healthy partition does not cost the snapshot", async () => {
     const { dataDir, stateAt } = await snapshotted(() => 3);

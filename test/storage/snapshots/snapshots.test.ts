@@ -65,6 +65,19 @@ describe('snapshots', () => {
     }
   });
 
+  it('a ManualClock started at a negative or fractional time has its snapshots listed and kept like any other', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, startMs: -3000.5, snapshotEvery: 1, snapshotsKept: 2 });
+    try {
+      for (let b = 1; b <= 3; b++) await job.batchWithSnapshot(words(b));
+    } finally {
+      await job.ssc.stop();
+    }
+    // Batches -2000.5, -1000.5 and -0.5: the newest two are kept.
+    assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [-0.5, -1000.5]);
+    assert.deepEqual(readdirSync(join(dataDir, 'snapshots')).sort(), ['-0.5', '-1000.5']);
+  });
+
   it("readSnapshotState reads the stream it is asked for, with that stream's state version", async () => {
     const dataDir = tempDir();
     const clock = new ManualClock(0);

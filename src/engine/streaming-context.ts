@@ -291,6 +291,10 @@ export class StreamingContext implements StreamGraph {
         const where = input.options.zookeeper.connect === valid.zookeeper.connect ? valid.zookeeper.root : `${valid.zookeeper.root} (on ${valid.zookeeper.connect}, the node ${input.options.zookeeper.root} on ${input.options.zookeeper.connect} names)`;
         throw new ConfigError(`kafkaStream: another Kafka stream of this context already keeps its offsets under ${where}; give each a zookeeper.root of its own`, { option: 'zookeeper.root' });
       }
+      // kafkajs' group leader assigns only the topics it subscribes to: two streams in one group would each be left without the other's partitions, and read nothing of them without a word.
+      if (input instanceof KafkaInputDStream && input.options.groupId === valid.groupId && input.options.brokers.some((b) => valid.brokers.includes(b))) {
+        throw new ConfigError(`kafkaStream: another Kafka stream of this context already reads with groupId ${JSON.stringify(valid.groupId)} from ${valid.brokers.join(',')}; give each a groupId of its own (a group splits its partitions between its members)`, { option: 'groupId' });
+      }
     }
     const stream = new KafkaInputDStream<V>(this, valid);
     this.inputs.push(stream);

@@ -24,6 +24,14 @@ export interface RecordedBatch {
   ranges: OffsetRange[];
 }
 
+const isOffset = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
+
+/** A range as statestream writes it: a hand-edited one could otherwise read as an empty replay (NaN offsets). */
+function isRange(r: unknown): r is OffsetRange {
+  const range = r as Partial<OffsetRange> | null;
+  return typeof range === 'object' && range !== null && typeof range.topic === 'string' && isOffset(range.partition) && isOffset(range.from) && isOffset(range.until) && range.from <= range.until;
+}
+
 /** A recorded batch as a node holds it; a node that holds anything else is named, not parsed into a TypeError later. */
 function recordedBatch(path: string, text: string): RecordedBatch {
   let value: Partial<RecordedBatch> | undefined;
@@ -32,7 +40,7 @@ function recordedBatch(path: string, text: string): RecordedBatch {
   } catch {
     value = undefined;
   }
-  if (value === null || typeof value !== 'object' || !Number.isFinite(value.batchTime) || !Array.isArray(value.ranges)) {
+  if (value === null || typeof value !== 'object' || !Number.isFinite(value.batchTime) || !Array.isArray(value.ranges) || !value.ranges.every(isRange)) {
     throw new OffsetStoreError(`the batch record in ZooKeeper at ${path} holds ${JSON.stringify(text.slice(0, 60))}, not a recorded batch ({"batchTime":…,"ranges":[…]}); it was not written by statestream`, {
       path, value: text.slice(0, 60),
     });
@@ -185,8 +193,14 @@ export class ZooKeeperOffsetStore {
 
   /** The newest batch recorded as ended, if any. */
   async lastEnded(): Promise<number | undefined> {
-    const text = (await this.read(this.path('last-batch')))?.toString('utf8') ?? '';
-    return text === '' ? undefined : Number(text);
+    const path = this.path('last-batch');
+    const text = (await this.read(path))?.toString('utf8') ?? '';
+    if (text === '') return undefined;
+    // A garbled record would read as NaN, and every comparison with it false: replays skipped without a word.
+    if (!Number.isFinite(Number(text)) || text.trim() !== text) {
+      throw new OffsetStoreError(`the last ended batch in ZooKeeper at ${path} holds ${JSON.stringify(text.slice(0, 60))}, not a batch time; it was not written by statestream`, { path, value: text.slice(0, 60) });
+    }
+    return Number(text);
   }
 
   private async historyTimes(): Promise<number[]> {

@@ -121,6 +121,12 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
       });
       await zkAnswer((done) => client.create(`${root}/history/5000`, Buffer.from('{"batchTime":5000}'), (e) => done(e)));
       await assert.rejects(store.historyAfter(0), (error: unknown) => error instanceof OffsetStoreError && error.message.startsWith(`the batch record in ZooKeeper at ${root}/history/5000 holds "{\\"batchTime\\":5000}", not a recorded batch`));
+      // A range edited by hand: without offsets it would replay nothing, without a word.
+      await zkAnswer((done) => client.setData(`${root}/batch`, Buffer.from('{"batchTime":6000,"ranges":[{"topic":"words","partition":0,"until":50}]}'), -1, (e) => done(e)));
+      await assert.rejects(store.pendingBatch(), (error: unknown) => error instanceof OffsetStoreError && error.message.startsWith(`the batch record in ZooKeeper at ${root}/batch holds "{\\"batchTime\\":6000,`));
+      // A last ended batch that is no batch time would read as NaN: every replay after it skipped.
+      await zkAnswer((done) => client.setData(`${root}/last-batch`, Buffer.from('20x0'), -1, (e) => done(e)));
+      await assert.rejects(store.lastEnded(), (error: unknown) => error instanceof OffsetStoreError && error.message === `the last ended batch in ZooKeeper at ${root}/last-batch holds "20x0", not a batch time; it was not written by statestream`);
     } finally {
       client.close();
     }

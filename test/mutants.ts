@@ -230,6 +230,9 @@ const MUTANTS: Mutant[] = [
   { what: 'two Kafka streams of one context in one consumer group', edits: one('engine/streaming-context.js', 'input.options.groupId === valid.groupId &&', 'false &&'), test: 'engine/bad-input.test.js', name: 'kafkaStream options' },
   { what: 'a recorded range without offsets read as a batch', edits: one('storage/zookeeper/offsets.js', ' || !value.ranges.every(isRange)', ''), test: 'storage/zookeeper/offsets.test.js', name: 'holds something else' },
   { what: 'a garbled last-batch record read as NaN', edits: one('storage/zookeeper/offsets.js', 'if (!Number.isFinite(Number(text)) || text.trim() !== text) {', 'if (false) {'), test: 'storage/zookeeper/offsets.test.js', name: 'holds something else' },
+  { what: 'a batch in flight whose records are gone ends before the gap it went past', edits: one('engine/sources/kafka.js', 'if (pending && gaps.length > 0) {', 'if (false) {'), test: 'integration/kafka-retention-gap.test.js', name: 'in flight when the job stopped whose records are gone', slow: true },
+  { what: "a batch in flight's lost offsets reported twice (its range and the position)", edits: one('engine/sources/kafka-gaps.js', 'const from = inFlight ? Math.max(position, inFlight.until) : position;', 'const from = position;'), test: 'integration/kafka-retention-gap.test.js', name: 'in flight when the job stopped whose records are gone', slow: true },
+  { what: "a group (re)join reads from the group's committed offsets, not from ZooKeeper's positions", edits: one('engine/sources/kafka.js', 'this.consumer.seek({ topic, partition, offset: String(buffer.fetchedUntil) });', 'void buffer;'), test: 'integration/kafka-snapshot-restore.test.js', name: 'the consumer group of the run before', slow: true },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 

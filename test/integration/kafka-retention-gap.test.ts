@@ -62,6 +62,14 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     return dataDir;
   }
 
+  const readZkData = async (path: string): Promise<string> => {
+    const client = await connectClient(services.zk.connectString);
+    try {
+      return await zkAnswer<string>((done) => client.getData(path, (e, data) => done(e, data?.toString('utf8') ?? '')));
+    } finally {
+      client.close();
+    }
+  };
   const position = async (topic: string) => (await zkOffsets(services.zk.connectString, `/statestream/${topic}`, topic, 1))[0];
   const low = async (topic: string, partition = 0) => {
     const admin = (await import('kafkajs')).Kafka;
@@ -233,6 +241,26 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
       return named !== null && Number(named[2]) === Number(named[1]) + 1 && Number(named[2]) <= 200;
     });
     assert.ok(earliest > 300);
+
+    // failOnDataLoss: false goes on. Each lost offset is reported once, and the batch in flight,
+    // whose records are all gone, ends at the earliest offset held: the next start reports nothing.
+    const inFlightEnd = Number(JSON.parse(await readZkData(`/statestream/${topic}/batch`)).ranges[0].until);
+    const goingOn = job(topic, config.dataDir, { failOnDataLoss: false }, undefined, new ManualClock(Date.now()));
+    await goingOn.ssc.start();
+    try {
+      await goingOn.ssc.awaitIdle();
+      assert.deepEqual(goingOn.lost.map((e) => [e.where, e.from, e.until]), [['recorded-batch', 0, inFlightEnd], ['position', inFlightEnd, earliest]]);
+      assert.equal(await position(topic), earliest, 'the batch in flight ended past the gap');
+    } finally {
+      await goingOn.ssc.stop();
+    }
+    const after = job(topic, config.dataDir, { failOnDataLoss: false }, undefined, new ManualClock(Date.now()));
+    await after.ssc.start();
+    try {
+      assert.deepEqual(after.lost, [], 'reported by the start before');
+    } finally {
+      await after.ssc.stop();
+    }
   });
 
   it('a replay after a restore whose ranges are gone fails the start, naming the batches', async () => {

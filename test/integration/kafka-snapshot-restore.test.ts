@@ -134,12 +134,15 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     return { config, input };
   }
 
-  it('a snapshot taken before the first record restores, and replays every batch since', async () => {
-    const { config, input } = await lostStoreWithEarlySnapshot('early-snapshot', 5);
-    const again = await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-2` }, PARTITIONS);
-    assert.ok(again.lines.some((l) => l.startsWith('RESTORED ')), again.lines.join('\n'));
-    assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(input));
-  });
+  for (const [group, suffix] of [['a new consumer group', '-2'], ['the consumer group of the run before, whose committed offsets are at the end', '']] as const) {
+    it(`a snapshot taken before the first record restores, and replays every batch since (${group})`, async () => {
+      const { config, input } = await lostStoreWithEarlySnapshot(`early-snapshot${suffix}`, 5);
+      // The group's offsets are not where reading starts: each join seeks to where ZooKeeper says.
+      const again = await runUntilCaughtUp({ ...config, groupId: `${config.groupId}${suffix}` }, PARTITIONS);
+      assert.ok(again.lines.some((l) => l.startsWith('RESTORED ')), again.lines.join('\n'));
+      assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(input));
+    });
+  }
 
   it('a start without snapshots that dies while it replays a restored store keeps the batch history, and the next start replays it exactly', async () => {
     const { config, input } = await lostStoreWithEarlySnapshot('replay-dies', 9);

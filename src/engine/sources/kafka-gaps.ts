@@ -50,10 +50,30 @@ export function gapsAtStart(
   }
   for (const [id, position] of stored) {
     const mark = watermarks.get(id);
-    const gap = mark && unreadGap(id.slice(0, id.lastIndexOf(':')), Number(id.slice(id.lastIndexOf(':') + 1)), position, mark.low, 'position');
+    // The batch in flight begins at the position: its own gap (above) is the part before its end, so each offset is reported once.
+    const inFlight = pending?.ranges.find((r) => `${r.topic}:${r.partition}` === id);
+    const from = inFlight ? Math.max(position, inFlight.until) : position;
+    const gap = mark && unreadGap(id.slice(0, id.lastIndexOf(':')), Number(id.slice(id.lastIndexOf(':') + 1)), from, mark.low, 'position');
     if (gap) gaps.push(gap);
   }
   return gaps;
+}
+
+/**
+ * The batch in flight as far as the broker still holds it, for a start that goes on past a
+ * gap (failOnDataLoss: false): each range begins no earlier than the earliest offset held and
+ * ends no earlier either. Its end then moves the position past the gap reported at this start
+ * (ending at the recorded end, the next start would report the rest again), and its history
+ * entry names only records a restore can read.
+ */
+export function heldPart(batch: RecordedBatch, watermarks: ReadonlyMap<string, Watermarks>): RecordedBatch {
+  return {
+    batchTime: batch.batchTime,
+    ranges: batch.ranges.map((r) => {
+      const low = watermarks.get(`${r.topic}:${r.partition}`)?.low;
+      return low === undefined || r.from >= low ? r : { ...r, from: low, until: Math.max(r.until, low) };
+    }),
+  };
 }
 
 /**

@@ -11,7 +11,7 @@ import { DStream, type RecordDescription, type StreamGraph } from '../dstream.js
 import type { InputStream, RecoveredBatch, StartContext } from './input.js';
 import type { SourcePositions } from '../../storage/snapshots/manifest.js';
 import type { ValidKafkaOptions } from './kafka-options.js';
-import { dataLossError, dataLostEvent, failOrAnnounce, gapsAtStart, unreadGap, watermarksOf } from './kafka-gaps.js';
+import { dataLossError, dataLostEvent, failOrAnnounce, gapsAtStart, heldPart, unreadGap, watermarksOf } from './kafka-gaps.js';
 import { InterruptibleKafka, KAFKA_RETRY } from './kafka-client.js';
 
 /** A Kafka message as it reaches the stream. */
@@ -134,8 +134,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     });
     await this.offsets.init(partitions);
     const stored = await this.offsets.positions(partitions);
-    const pending = await this.offsets.pendingBatch();
-    const replays = await this.batchesToReplay(context, pending);
+    let pending = await this.offsets.pendingBatch();
+    let replays = await this.batchesToReplay(context, pending);
     this.announce = context.announce;
     for (const [id, position] of stored) {
       const mark = watermarks.get(id)!;
@@ -151,6 +151,11 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const gaps = gapsAtStart(watermarks, stored, replays, pending);
     if (gaps.length > 0 && o.failOnDataLoss) throw dataLossError(gaps, o.zookeeper.root);
     for (const gap of gaps) context.announce(BatchEvents.DATA_LOST, dataLostEvent(gap));
+    if (pending && gaps.length > 0) {
+      const held = heldPart(pending, watermarks);
+      replays = replays.map((b) => (b === pending ? held : b));
+      pending = held;
+    }
 
     // A partition seen for the first time starts at 'earliest' or 'latest' as of now, and that
     // position is recorded at once: 'latest' must not move on if the job restarts before

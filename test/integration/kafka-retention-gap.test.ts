@@ -300,4 +300,33 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
       await j.ssc.stop();
     }
   });
+
+  it('with failOnDataLoss: false, records deleted while a running job is behind are reported, each once, and every record after them is counted', async () => {
+    const topic = 'retention-running-on';
+    await services.kafka.createTopic(topic, 1);
+    const j = job(topic, join(tempDir(), 'data'), { maxRecordsPerBatch: 5000, failOnDataLoss: false });
+    const failures: Error[] = [];
+    j.ssc.on(BatchEvents.FAILED, (e) => void failures.push(e.error));
+    await j.ssc.start();
+    try {
+      await produceWithKcat(services.kafka.brokers, topic, lines(0, MANY).map((value) => ({ value })), 0);
+      // About 20 s here: a job that stops taking records fails, rather than reaching the test's timeout.
+      await until(async () => (await position(topic)) === MANY, 150_000, `the position reaching ${MANY}`);
+      await j.ssc.awaitIdle();
+      assert.deepEqual(failures, []);
+      assert.ok(j.lost.length > 0, 'the job was overtaken');
+      // Each gap once, in order, none overlapping: all found while running.
+      for (const [i, gap] of j.lost.entries()) {
+        assert.equal(gap.where, 'running');
+        assert.ok(gap.from < gap.until && (i === 0 || j.lost[i - 1].until <= gap.from), JSON.stringify(j.lost));
+      }
+      // The counts hold every offset outside the gaps, once.
+      const expected = new Map<string, number>();
+      const lostAt = (offset: number) => j.lost.some((g) => offset >= g.from && offset < g.until);
+      for (let offset = 0; offset < MANY; offset++) if (!lostAt(offset)) expected.set(line(offset), (expected.get(line(offset)) ?? 0) + 1);
+      assert.deepEqual(new Map([...j.counts.store().entries()].sort()), new Map([...expected.entries()].sort()));
+    } finally {
+      await j.ssc.stop();
+    }
+  });
 });

@@ -218,7 +218,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
           return;
         }
         const next = batch.messages.find((m) => Number(m.offset) >= buffer.fetchedUntil);
-        if (next && Number(next.offset) > buffer.fetchedUntil && !(await this.gapFetched(buffer))) return;
+        if (next && Number(next.offset) > buffer.fetchedUntil && !(await this.gapFetched(buffer, Number(next.offset)))) return;
         for (const message of batch.messages) {
           const offset = Number(message.offset);
           if (offset < buffer.fetchedUntil) continue;
@@ -251,7 +251,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
    * a position the broker no longer holds to the earliest one held, silently. It is a loss
    * when the earliest offset held is past where the buffer ends. Returns whether to go on.
    */
-  private async gapFetched(buffer: PartitionBuffer): Promise<boolean> {
+  private async gapFetched(buffer: PartitionBuffer, fetched: number): Promise<boolean> {
     let low: number;
     try {
       ({ low } = await watermarksOf(this.admin!, buffer.topic, buffer.partition));
@@ -262,7 +262,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       this.fatal ??= error;
       return false;
     }
-    const lost = failOrAnnounce(unreadGap(buffer.topic, buffer.partition, buffer.fetchedUntil, low, 'running'), this.options.failOnDataLoss, this.options.zookeeper.root, this.announce);
+    // Retention may have moved on since the fetch: the records it brought are read, whatever the earliest offset is now.
+    const lost = failOrAnnounce(unreadGap(buffer.topic, buffer.partition, buffer.fetchedUntil, Math.min(low, fetched), 'running'), this.options.failOnDataLoss, this.options.zookeeper.root, this.announce);
     if (lost) this.fatal ??= lost;
     return lost === undefined;
   }

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BatchEvents, StateSpec, StreamingContext, listSnapshots, type MapWithStateStream, type StateRestoredEvent } from '../../src/index.js';
 import { murmur2Partitioner } from '../../src/engine/partitioner.js';
-import { partitionPath } from '../../src/storage/partition/store.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
+import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { fixture, tempDir } from '../helpers.js';
 import { JobProcess, type JobConfig } from './job-process.js';
 import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
@@ -181,6 +182,17 @@ describe('replay after a restore (real ZooKeeper, librdkafka mock broker)', { ti
     const counted = outputs(first);
     assert.deepEqual(counted.map((o) => o.record).sort(), [[a, 1], [b, 1]], `both keys counted, nothing timed out: ${first.tail()}`);
     assert.equal(new Set(counted.map((o) => o.time)).size, 1, 'both keys counted in one batch, so they time out in one sweep');
+    // The premise: one partition committed the sweep the job died in, the other did not.
+    const diedInSweep = Number(first.lines.filter((l) => l.startsWith('BEGIN ')).at(-1)!.split(' ')[1]);
+    const lastBatches = [0, 1].map((p) => {
+      const store = openPartitionStore(partitionPath(config.dataDir, 0, p));
+      try {
+        return new BatchLog(store).last()?.batchTime;
+      } finally {
+        store.env.close();
+      }
+    });
+    assert.equal(lastBatches.filter((t) => t === diedInSweep).length, 1, `exactly one partition holds batch ${diedInSweep}: ${JSON.stringify(lastBatches)}`);
 
     const second = new JobProcess(config);
     try {

@@ -137,15 +137,15 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     let pending = await this.offsets.pendingBatch();
     let replays = await this.batchesToReplay(context, pending);
     this.announce = context.announce;
-    for (const [id, position] of stored) {
-      const mark = watermarks.get(id)!;
-      if (position > mark.high) {
-        throw new OffsetStoreError(
-          `the position in ZooKeeper (${o.zookeeper.root}) for ${id.replace(/:(\d+)$/, '[$1]')} is ${position}, past the partition's end (${mark.high}): the topic was deleted and recreated, or truncated. ` +
-            `Delete ${o.zookeeper.root}/offsets/${id.replace(/:(\d+)$/, '/$1')} to read it from its beginning`,
-          { root: o.zookeeper.root, position, high: mark.high },
-        );
-      }
+    // Every such partition named at once: one named per start would take as many restarts.
+    const pastEnd = [...stored].filter(([id, position]) => position > watermarks.get(id)!.high);
+    if (pastEnd.length > 0) {
+      throw new OffsetStoreError(
+        `the position in ZooKeeper (${o.zookeeper.root}) for ${pastEnd.map(([id, p]) => `${id.replace(/:(\d+)$/, '[$1]')} is ${p}, past the partition's end (${watermarks.get(id)!.high})`).join('; ')}: the topic was deleted and recreated, or truncated. ` +
+          `Delete ${pastEnd.map(([id]) => `${o.zookeeper.root}/offsets/${id.replace(/:(\d+)$/, '/$1')}`).join(', ')} to read ${pastEnd.length === 1 ? 'it' : 'them'} from the beginning` +
+          (o.startingOffsets === 'latest' ? " (a topic none of whose partitions has a position left starts at startingOffsets, here 'latest': its records so far would be skipped; start once with startingOffsets 'earliest' to read them)" : ''),
+        { root: o.zookeeper.root, partitions: pastEnd.map(([id, position]) => ({ partition: id, position, high: watermarks.get(id)!.high })) },
+      );
     }
     // Records the job needs that retention deleted are a loss, never a silent jump (startingOffsets is only for partitions without a position).
     const gaps = gapsAtStart(watermarks, stored, replays, pending);

@@ -130,8 +130,12 @@ export class SnapshotScheduler {
           try {
             const oldest = pruneSnapshots(this.host.dataDir, this.policy.keep).at(-1);
             if (oldest) await this.host.retainFrom(oldest.batchTime);
-          } catch {
-            // Only housekeeping: nothing is lost, and the next snapshot trims again.
+          } catch (error) {
+            // Only housekeeping: nothing is lost, and the next snapshot trims again. Said all the
+            // same: one that keeps failing fills the disk with old snapshots, or ZooKeeper with history.
+            process.emitWarning(`after the snapshot of batch ${batchTime}, older snapshots or the batch history they need could not be trimmed: ${(error as Error)?.message ?? String(error)}; the next snapshot tries again`, {
+              code: 'STATESTREAM_SNAPSHOT', detail: (error as Error)?.stack,
+            });
           }
         },
         (error: Error) => this.host.failed(batchTime, error),

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, rmSync, truncateSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, truncateSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
@@ -101,6 +101,27 @@ describe('snapshots', () => {
     assert.deepEqual([first.stateVersion, [...first.entries()]], [1, [['a', 14, 1000], ['b', 7, 1000]]]);
     assert.deepEqual([second.stateVersion, [...second.entries()]], [2, [['a', 9, 1000], ['b', 7, 1000]]]);
     assert.throws(() => readSnapshotState(snapshot.path, { stream: 2 }), (e: unknown) => e instanceof SnapshotError && /has no stream 2 \(it has 0, 1\)/.test((e as Error).message));
+  });
+
+  it('old snapshots that cannot be removed are a process warning, not a silent leftover, and are kept whole', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 1, snapshotsKept: 1 });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => void ((w as { code?: string }).code === 'STATESTREAM_SNAPSHOT' && warnings.push(w));
+    process.on('warning', onWarning);
+    try {
+      await job.batchWithSnapshot(words(1));
+      // Where pruning renames snapshot 1000 before removing it: a folder in the way fails the rename.
+      mkdirSync(join(dataDir, 'snapshots', '.incomplete-removed-1000', 'in-the-way'), { recursive: true });
+      await job.batchWithSnapshot(words(2));
+      await waitUntil('the warning', () => warnings.length > 0, { timeoutMs: 10_000 });
+      assert.match(warnings[0].message, /^after the snapshot of batch 2000, older snapshots or the batch history they need could not be trimmed: ENOTEMPTY.*; the next snapshot tries again$/);
+      assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [2000, 1000], 'snapshot 1000 is still there, and whole');
+      assert.deepEqual(await verifySnapshot(listSnapshots(dataDir)[1]), []);
+    } finally {
+      process.off('warning', onWarning);
+      await job.ssc.stop();
+    }
   });
 
   it('a snapshot event listener that throws becomes a process warning, not a failed snapshot or batch', async () => {

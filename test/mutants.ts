@@ -235,6 +235,8 @@ const MUTANTS: Mutant[] = [
   { what: "a group (re)join reads from the group's committed offsets, not from ZooKeeper's positions", edits: one('engine/sources/kafka.js', 'this.consumer.seek({ topic, partition, offset: String(buffer.fetchedUntil) });', 'void buffer;'), test: 'integration/kafka-snapshot-restore.test.js', name: 'the consumer group of the run before', slow: true },
   { what: 'records after a gap found while running dropped (failOnDataLoss: false)', edits: one('engine/sources/kafka.js', 'return lost === undefined;', 'return false;'), test: 'integration/kafka-retention-gap.test.js', name: 'each once, and every record after', slow: true },
   { what: 'a gap found while running reaches past the records the fetch brought (retention moved on since)', edits: one('engine/sources/kafka.js', 'Math.min(low, fetched)', 'low'), test: 'integration/kafka-retention-gap.test.js', name: 'each once, and every record after', slow: true },
+  { what: 'trimming after a snapshot that fails is swallowed without a word', edits: one('engine/snapshot-scheduler.js', "code: 'STATESTREAM_SNAPSHOT'", "code: 'STATESTREAM_SILENT'"), test: 'storage/snapshots/snapshots.test.js', name: 'cannot be removed' },
+  { what: 'cluster.assignment never announced', edits: one('cluster/runtime.js', 'job.announce(BatchEvents.ASSIGNMENT_CHANGED,', 'void (BatchEvents.ASSIGNMENT_CHANGED,'), test: 'integration/cluster/cluster.test.js', name: 'while words keep arriving', slow: true },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
 ];
 

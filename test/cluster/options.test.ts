@@ -39,7 +39,7 @@ describe('cluster options: checked when the context is made, naming the option',
   it('a job not shaped for a cluster is refused: a queueStream when defined, two Kafka sources at start() before reaching ZooKeeper', async () => {
     refused(() => context({ cluster: { zookeeper: zk } }).queueStream(), 'cluster', /queueStream: a job that runs as a cluster reads exactly one kafkaStream/);
     const ssc = context({ cluster: { zookeeper: zk } });
-    const source = (topic: string) => ssc.kafkaStream({ brokers: ['127.0.0.1:9'], topic, groupId: 'wc', zookeeper: { ...zk, root: `/wc/${topic}` } });
+    const source = (topic: string) => ssc.kafkaStream({ brokers: ['127.0.0.1:9'], topic, groupId: `wc-${topic}`, zookeeper: { ...zk, root: `/wc/${topic}` } });
     source('words').map((r) => [r.value, 1] as [string, number]).mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')));
     source('more').foreachBatch(() => undefined);
     await assert.rejects(ssc.start(), (error: unknown) => {

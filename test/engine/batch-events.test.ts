@@ -13,7 +13,7 @@ describe('batch events', () => {
   it('answers to the names the docs give, and to no other', async () => {
     const documented = [
       'batch.started', 'batch.completed', 'batch.failed', 'partition.restarted', 'recovery.incomplete', 'memory.warmed', 'snapshot.completed', 'snapshot.failed',
-      'state.restored', 'source.data-lost', 'ownership.taken', 'ownership.lost', 'cluster.assignment', 'cluster.partition.taken', 'cluster.partition.released',
+      'state.restored', 'source.data-lost', 'ownership.taken', 'ownership.lost', 'cluster.assignment', 'cluster.partition.taken', 'cluster.partition.released', 'worker.replaced',
     ];
     assert.deepEqual(Object.values(BatchEvents).sort(), [...documented].sort());
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir() });

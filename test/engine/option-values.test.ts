@@ -73,7 +73,10 @@ describe('option values: what a value is, not only whether it was given', () => 
 
   it('zookeeper.connect takes one chroot, after the last host, and it must be a path ZooKeeper accepts', () => {
     const ssc = context();
-    const connect = (value: string) => ssc.kafkaStream({ ...kafka, zookeeper: { connect: value, root: `/r${Math.random().toString(36).slice(2)}` } });
+    const connect = (value: string) => {
+      const root = `/r${Math.random().toString(36).slice(2)}`;
+      return ssc.kafkaStream({ ...kafka, groupId: `g${root}`, zookeeper: { connect: value, root } });
+    };
     refuses(() => connect('zk1:2181/a,zk2:2181/b'), /"\/a,zk2:2181\/b" holds another host: a chroot path goes once, after the last host/, 'zookeeper.connect');
     refuses(() => connect('zk1:2181/'), /the chroot "\/" is not an absolute ZooKeeper path/, 'zookeeper.connect');
     refuses(() => connect('zk1:2181/jobs/../x'), /the chroot "\/jobs\/\.\.\/x"/, 'zookeeper.connect');

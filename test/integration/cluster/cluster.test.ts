@@ -110,6 +110,9 @@ describe('one job on several processes: Kafka carries the shuffle and the change
         },
         { timeoutMs: 10_000, intervalMs: 250, detail: () => `it owns ${JSON.stringify(owns)} and holds ${JSON.stringify(mapped)}; ZooKeeper: ${JSON.stringify(zk)}; every line of every instance in ${job.keepLogs()}` },
       );
+      // cluster.assignment told the instance what the leader's last assignment gives it.
+      const told = job.instances.get(id)!.lines.filter((l) => l.startsWith('ASSIGNED ')).at(-1);
+      assert.equal(told, `ASSIGNED ${zk!.assignment!.generation} ${JSON.stringify(owns)}`, `instance ${id}'s last cluster.assignment event`);
     }
   });
 

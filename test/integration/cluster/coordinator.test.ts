@@ -128,7 +128,10 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
     // The old registration lives on (its session has not expired): only the leader's next round names the new one.
     await within(next.join(), 'the restarted instance to join', { timeoutMs: 10_000 });
     await within(waitFor(() => owned.length === 1), 'an assignment made for the new registration', { timeoutMs: 10_000 });
-    assert.deepEqual(owned[0], announced[0].map((p) => ({ ...p, epoch: p.epoch + 1 })));
+    // The same partitions under later epochs: one round later, or two when the leader also made
+    // a round for the membership left while the registration was made again.
+    assert.deepEqual(owned[0].map((p) => [p.stream, p.partition]), announced[0].map((p) => [p.stream, p.partition]));
+    for (const [i, p] of owned[0].entries()) assert.ok(p.epoch > announced[0][i].epoch, `partition ${p.partition}: epoch ${p.epoch} after ${announced[0][i].epoch}`);
     // Its predecessor's owner nodes (lower epochs, same id) are removed rather than waited out.
     for (const p of owned[0]) await within(next.claim(p.stream, p.partition, p.epoch), `partition ${p.partition} taken at once`, { timeoutMs: 5_000 });
     await next.checkOwned(owned[0]);

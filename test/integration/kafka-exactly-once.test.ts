@@ -56,11 +56,12 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
       }
     })();
 
-    const plans: Array<{ name: string; env?: Record<string, string>; config?: Partial<JobConfig>; killAfterMs?: number }> = [
+    const plans: Array<{ name: string; env?: Record<string, string>; config?: Partial<JobConfig>; killAfterMs?: number; killAtLine?: RegExp }> = [
       { name: 'random moment', killAfterMs: 900 },
       { name: 'inside the mapping function', env: { STATESTREAM_TEST_DIE_AT_CALL: '40' } },
       { name: 'after every partition committed, before the offsets were recorded', config: { dieAfterCommitOfBatch: 2 } },
-      { name: 'during start-up', killAfterMs: 150 },
+      // Once it owns the ZooKeeper root, with the positions, the stores and the consumer still to open.
+      { name: 'during start-up', killAtLine: /^OWNER / },
       { name: 'random moment', killAfterMs: 1400 },
       { name: 'inside the mapping function', env: { STATESTREAM_TEST_DIE_AT_CALL: '7' } },
       { name: 'after every partition committed, before the offsets were recorded', config: { dieAfterCommitOfBatch: 1 } },
@@ -79,9 +80,11 @@ describe('Kafka source with ZooKeeper offsets (real ZooKeeper, librdkafka mock b
         // of its own; positions come from ZooKeeper either way.
         const job = new JobProcess({ ...config, ...plan.config, groupId: `${config.groupId}-run-${kills}` }, plan.env);
         if (plan.killAfterMs !== undefined) setTimeout(() => job.kill('SIGKILL'), plan.killAfterMs);
+        if (plan.killAtLine) void job.waitForLine(plan.killAtLine, { from: 0, timeoutMs: 60_000 }).then(() => job.kill('SIGKILL'), () => job.kill('SIGKILL'));
         const exit = await job.exit(`the job to die: ${what}`);
         assert.equal(exit.signal, 'SIGKILL', `${what}: ${JSON.stringify(exit)}\n${job.lines.join('\n')}`);
         if (plan.name === 'during start-up') assert.ok(!job.lines.includes('STARTED'), `${what}: killed before start() returned`);
+        if (plan.killAtLine) assert.ok(job.lines.some((l) => plan.killAtLine!.test(l)), `${what}: killed after it took the root`);
         assert.ok(!job.lines.some((l) => l.startsWith('FAILED')), job.lines.join('\n'));
         kills++;
       }

@@ -82,15 +82,9 @@ async function openStores(context: RecoveryContext, opened: StateStream[]): Prom
   for (const stream of context.stateStreams) {
     await context.checkModule(stream.spec.fn);
     const restored = await restoreDamagedStores(dataDir, stream.stateIndex);
-    // Said before the stores open: the copies are in place whatever the open finds next (a rescale it refuses, say).
-    if (restored) {
-      context.emit(BatchEvents.STATE_RESTORED, {
-        stream: stream.stateIndex, snapshot: restored.snapshot.batchTime, path: restored.snapshot.path, partitions: restored.partitions,
-        damagedDir: restored.damagedDir, replayed: context.inputs.every((input) => input.replayable === true),
-      });
-    }
     const recovery = openRestored(context, stream, restored);
     opened.push(stream);
+    if (restored) announceRestore(context, stream, restored);
     if (recovery.lastBatch !== undefined) {
       result.storesHoldState = true;
       const oldest = recovery.behind.reduce((m, b) => (b.lastBatch !== undefined && b.lastBatch < m ? b.lastBatch : m), recovery.lastBatch);
@@ -132,17 +126,29 @@ function openRestored(context: RecoveryContext, stream: StateStream, restored: R
   try {
     return stream.open(context.workers, context.supervisor, context.readersOf(stream));
   } catch (error) {
-    const had = restored?.snapshot.manifest.streams.find((m) => m.stream === stream.stateIndex)?.numPartitions;
-    if (!restored || !(error instanceof StoreMismatchError) || had === undefined || had === stream.numPartitions) throw error;
+    if (!restored) throw error;
+    // The copies are in place whatever the open found: the restore is reported all the same.
+    announceRestore(context, stream, restored);
+    const had = restored.snapshot.manifest.streams.find((m) => m.stream === stream.stateIndex)?.numPartitions;
+    // Only the reshard's refusals a restore can cause: partitions at different batches, or at different state versions.
+    const levels = error instanceof StoreMismatchError && (error.context.lastBatches !== undefined || error.context.stateVersions !== undefined);
+    if (!levels || had === undefined || had === stream.numPartitions) throw error;
     const which = restored.partitions.map((p) => p.partition);
     throw new StoreMismatchError(
       `mapWithState stream ${stream.stateIndex}: ${which.length === 1 ? `partition ${which[0]} was` : `partitions ${which.join(', ')} were`} damaged and restored from the snapshot of batch ${restored.snapshot.batchTime}, ` +
-        `and this start also asks for ${stream.numPartitions} partitions where the stores have ${had}: a reshard needs every partition at the same batch. ` +
+        `and this start also asks for ${stream.numPartitions} partitions where the stores have ${had}: a reshard needs every partition at the same batch and state version. ` +
         `Start once with numPartitions ${had}, so that the restored partitions catch up (a Kafka source replays the batches since the snapshot), then with ${stream.numPartitions}`,
       { stream: stream.stateIndex, snapshot: restored.snapshot.batchTime, numPartitions: stream.numPartitions, stored: had },
       error,
     );
   }
+}
+
+function announceRestore(context: RecoveryContext, stream: StateStream, restored: RestoreReport): void {
+  context.emit(BatchEvents.STATE_RESTORED, {
+    stream: stream.stateIndex, snapshot: restored.snapshot.batchTime, path: restored.snapshot.path, partitions: restored.partitions,
+    damagedDir: restored.damagedDir, replayed: context.inputs.every((input) => input.replayable === true),
+  });
 }
 
 /**

@@ -292,8 +292,9 @@ export class StreamingContext implements StreamGraph {
         throw new ConfigError(`kafkaStream: another Kafka stream of this context already keeps its offsets under ${where}; give each a zookeeper.root of its own`, { option: 'zookeeper.root' });
       }
       // kafkajs' group leader assigns only the topics it subscribes to: two streams in one group would each be left without the other's partitions, and read nothing of them without a word.
-      if (input instanceof KafkaInputDStream && input.options.groupId === valid.groupId && input.options.brokers.some((b) => valid.brokers.includes(b))) {
-        throw new ConfigError(`kafkaStream: another Kafka stream of this context already reads with groupId ${JSON.stringify(valid.groupId)} from ${valid.brokers.join(',')}; give each a groupId of its own (a group splits its partitions between its members)`, { option: 'groupId' });
+      // Brokers are not compared: one cluster goes by several addresses (localhost, 127.0.0.1, another broker of it).
+      if (input instanceof KafkaInputDStream && input.options.groupId === valid.groupId) {
+        throw new ConfigError(`kafkaStream: another Kafka stream of this context already reads with groupId ${JSON.stringify(valid.groupId)}; give each a groupId of its own (a group splits its partitions between its members)`, { option: 'groupId' });
       }
     }
     const stream = new KafkaInputDStream<V>(this, valid);
@@ -399,9 +400,13 @@ export class StreamingContext implements StreamGraph {
           'a fresh thread took its place and reads their state from LMDB (a mapping function left work behind that failed after its batch)',
         { code: 'STATESTREAM_WORKER', detail: (error as Error)?.stack },
       );
+      // A cluster instance pins every partition of a stream and serves the ones it owns: only those are its to report.
+      const owned = this.clusterRuntime?.owned();
       this.emit(BatchEvents.WORKER_REPLACED, {
         worker,
-        partitions: partitions.map((p) => ({ stream: Number(p.split(':')[0]), partition: Number(p.split(':')[1]) })),
+        partitions: partitions
+          .map((p) => ({ stream: Number(p.split(':')[0]), partition: Number(p.split(':')[1]) }))
+          .filter((p) => owned === undefined || owned.some((o) => o.stream === p.stream && o.partition === p.partition)),
         cause: error instanceof Error ? error : new Error(String(error)),
       });
     });

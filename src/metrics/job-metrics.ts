@@ -5,12 +5,12 @@ import type { JobProbe } from './job-probe.js';
 import type { LagSampler, SourceLag } from './kafka-lag.js';
 
 /**
- * Seconds: a batch of a few milliseconds up to five times the longest batch interval (24 h).
- * `histogram_quantile` never answers past the highest finite bucket, so the "batches queue"
- * alert (a delay over 5 intervals, docs/operations.md) needs buckets that reach it for
+ * Seconds: a batch of a few milliseconds up to past five times the longest batch interval
+ * (24 h). `histogram_quantile` never answers past the highest finite bucket, so the "batches
+ * queue" alert (a delay over 5 intervals, docs/operations.md) needs a bucket beyond it for
  * every interval a context accepts; one registry may hold jobs of different intervals.
  */
-const BATCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400, 5 * 86400];
+const BATCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400, 5 * 86400, 10 * 86400];
 const SNAPSHOT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
 type Events = { on<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): unknown };
@@ -142,6 +142,8 @@ export class JobMetrics {
       e.partitionStats.forEach((partitions, stream) =>
         partitions.forEach((p) => {
           const where = this.partition(stream, p.partition);
+          // From 0, not from its first restart: increase() over a series that begins at 1 sees no increase, and the alert would miss that restart.
+          m.restarts.inc(where, 0);
           m.memoryEntries.set(where, p.memoryEntries);
           m.stateReads.inc({ ...where, from: 'memory' }, p.memoryHits);
           m.stateReads.inc({ ...where, from: 'lmdb' }, p.storeReads);

@@ -120,12 +120,11 @@ describe('bad options are refused when given, naming the option', () => {
     first.kafkaStream({ ...at('zk-3:2181', '/app/wc2'), groupId: 'g2' });
     first.kafkaStream({ ...at('other-zk:2181', '/app/wc'), groupId: 'g3' });
     // One consumer group for two streams: each member would get part of the partitions.
+    // Whatever addresses it names the brokers by: localhost and 127.0.0.1 are one cluster.
     assert.throws(
-      () => first.kafkaStream({ ...at('zk-3:2181', '/app/wc4'), brokers: ['10.0.0.1:9092', '127.0.0.1:9092'], groupId: 'g2' }),
-      (e: unknown) => e instanceof ConfigError && e.context.option === 'groupId' && /already reads with groupId "g2" from 10\.0\.0\.1:9092,127\.0\.0\.1:9092; give each a groupId of its own/.test(e.message),
+      () => first.kafkaStream({ ...at('zk-3:2181', '/app/wc4'), brokers: ['localhost:9092'], groupId: 'g2' }),
+      (e: unknown) => e instanceof ConfigError && e.context.option === 'groupId' && /already reads with groupId "g2"; give each a groupId of its own/.test(e.message),
     );
-    // Another cluster's group of the same name is another group.
-    first.kafkaStream({ ...at('zk-3:2181', '/app/wc5'), brokers: ['10.0.0.9:9092'], groupId: 'g2' });
   });
 
   it('stream operations', () => {

@@ -306,15 +306,25 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
   it('with failOnDataLoss: false, records deleted while a running job is behind are reported, each once, and every record after them is counted', async () => {
     const topic = 'retention-running-on';
     await services.kafka.createTopic(topic, 1);
-    const j = job(topic, join(tempDir(), 'data'), { maxRecordsPerBatch: 5000, failOnDataLoss: false });
+    // No batch runs until the clock moves: the consumer fetches two batches' worth and pauses.
+    const clock = new ManualClock(Date.now());
+    const j = job(topic, join(tempDir(), 'data'), { maxRecordsPerBatch: 5000, failOnDataLoss: false }, undefined, clock);
     const failures: Error[] = [];
     j.ssc.on(BatchEvents.FAILED, (e) => void failures.push(e.error));
     await j.ssc.start();
     try {
-      await produceWithKcat(services.kafka.brokers, topic, lines(0, MANY).map((value) => ({ value })), 0);
-      // About 20 s here: a job that stops taking records fails, rather than reaching the test's timeout.
-      await until(async () => (await position(topic)) === MANY, 150_000, `the position reaching ${MANY}`);
-      await j.ssc.awaitIdle();
+      const first = 800_000;
+      await produceWithKcat(services.kafka.brokers, topic, lines(0, first).map((value) => ({ value })), 0);
+      assert.ok((await low(topic)) > 20_000, 'retention overtook what the paused job fetched');
+      // Batches run while the rest is written: the job meets the gap with retention still moving.
+      const rest = produceWithKcat(services.kafka.brokers, topic, lines(first, MANY).map((value) => ({ value })), 0);
+      const deadline = Date.now() + 150_000;
+      while ((await position(topic)) !== MANY) {
+        if (Date.now() > deadline) assert.fail(`the position did not reach ${MANY} within 150 s: ${await position(topic)}`);
+        await clock.advance(100);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await rest;
       assert.deepEqual(failures, []);
       assert.ok(j.lost.length > 0, 'the job was overtaken');
       // Each gap once, in order, none overlapping: all found while running.

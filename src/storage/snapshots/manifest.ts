@@ -101,7 +101,7 @@ export function scanSnapshots(dataDir: string): { readable: SnapshotInfo[]; unre
   if (!existsSync(dir)) return { readable, unreadable };
   for (const name of readdirSync(dir)) {
     // Named String(batchTime): a ManualClock's batch times may be negative or fractional.
-    if (name === '' || String(Number(name)) !== name) continue;
+    if (name === '' || String(Number(name)) !== name || !Number.isFinite(Number(name))) continue;
     const path = join(dir, name);
     try {
       readable.push({ batchTime: Number(name), path, manifest: readManifest(path) });

@@ -162,7 +162,7 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     const refused = await rescaleTo(behind.dataDir, 4000);
     await assert.rejects(refused.starting, (e: unknown) =>
       e instanceof StoreMismatchError &&
-      /partition 1 was damaged and restored from the snapshot of batch 2000, and this start also asks for 4 partitions where the stores have 3: a reshard needs every partition at the same batch\. Start once with numPartitions 3/.test(e.message));
+      /partition 1 was damaged and restored from the snapshot of batch 2000, and this start also asks for 4 partitions where the stores have 3: a reshard needs every partition at the same batch and state version\. Start once with numPartitions 3/.test(e.message));
     assert.deepEqual(refused.restored.map((e) => [e.snapshot, e.partitions.map((p) => p.partition)]), [[2000, [1]]], 'the restore was reported');
     assert.equal(refused.ssc.state, 'stopped');
   });

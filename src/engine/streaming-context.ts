@@ -286,14 +286,15 @@ export class StreamingContext implements StreamGraph {
     this.assertBuilding('kafkaStream');
     const valid = validateKafkaOptions(options, this.appName);
     for (const input of this.inputs) {
+      if (!(input instanceof KafkaInputDStream)) continue;
       // The same node through another connect string (a chroot, other hosts of the ensemble) too: each would take the other's ownership for a dead process's.
-      if (input instanceof KafkaInputDStream && mayShareRoot(input.options.zookeeper, valid.zookeeper)) {
+      if (mayShareRoot(input.options.zookeeper, valid.zookeeper)) {
         const where = input.options.zookeeper.connect === valid.zookeeper.connect ? valid.zookeeper.root : `${valid.zookeeper.root} (on ${valid.zookeeper.connect}, the node ${input.options.zookeeper.root} on ${input.options.zookeeper.connect} names)`;
         throw new ConfigError(`kafkaStream: another Kafka stream of this context already keeps its offsets under ${where}; give each a zookeeper.root of its own`, { option: 'zookeeper.root' });
       }
       // kafkajs' group leader assigns only the topics it subscribes to: two streams in one group would each be left without the other's partitions, and read nothing of them without a word.
       // Brokers are not compared: one cluster goes by several addresses (localhost, 127.0.0.1, another broker of it).
-      if (input instanceof KafkaInputDStream && input.options.groupId === valid.groupId) {
+      if (input.options.groupId === valid.groupId) {
         throw new ConfigError(`kafkaStream: another Kafka stream of this context already reads with groupId ${JSON.stringify(valid.groupId)}; give each a groupId of its own (a group splits its partitions between its members)`, { option: 'groupId' });
       }
     }
@@ -362,17 +363,10 @@ export class StreamingContext implements StreamGraph {
     }).start();
     this.supervisor.send({ type: 'START' });
     const snapshot = await waitFor(this.supervisor, (s) => s.matches('running') || s.matches('failed'));
-    if (snapshot.matches('failed')) {
-      const error = snapshot.context.error ?? new Error('start failed');
-      this.supervisor.send({ type: 'STOP' });
-      await waitFor(this.supervisor, (s) => s.status === 'done');
-      await this.observability.stop();
-      return stopped(error);
-    }
-    if (this.failure) {
-      // A batch rebuilt at start failed before the start was over (its batch.started listener
-      // threw): the supervisor, still starting, did not take the failure, so the start does.
-      const error = this.failure;
+    // Besides a failed start: a batch rebuilt at start that failed before the start was over (its
+    // batch.started listener threw), which the supervisor, still starting, did not take.
+    const error = snapshot.matches('failed') ? (snapshot.context.error ?? new Error('start failed')) : this.failure;
+    if (error) {
       this.supervisor.send({ type: 'STOP' });
       await waitFor(this.supervisor, (s) => s.status === 'done');
       await this.observability.stop();
@@ -405,8 +399,9 @@ export class StreamingContext implements StreamGraph {
       this.emit(BatchEvents.WORKER_REPLACED, {
         worker,
         partitions: partitions
-          .map((p) => ({ stream: Number(p.split(':')[0]), partition: Number(p.split(':')[1]) }))
-          .filter((p) => owned === undefined || owned.some((o) => o.stream === p.stream && o.partition === p.partition)),
+          .map((p) => p.split(':').map(Number))
+          .filter(([stream, partition]) => owned === undefined || owned.some((o) => o.stream === stream && o.partition === partition))
+          .map(([stream, partition]) => ({ stream, partition })),
         cause: error instanceof Error ? error : new Error(String(error)),
       });
     });

@@ -13,9 +13,13 @@ export interface Listening {
 /** `url`: the request's target, parsed; a target that does not parse is answered 400 before any handler. */
 export type Handler = (request: IncomingMessage, response: ServerResponse, url: URL) => Promise<void> | void;
 
+/** Headers of every answer listen gives itself, and of the status page's: nothing cached, nothing sniffed. */
+export const OWN_HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
+
 /**
- * Listens on host:port with `handler`. A handler that throws answers 500 with the error's
- * message in words (the page and curl show it), never a stack trace.
+ * Listens on host:port with `handler`, which sees only GET and HEAD (both servers only read;
+ * any other method is a 405) with a target that parses. A handler that throws answers 500
+ * with the error's message in words (the page and curl show it), never a stack trace.
  */
 export function listen(option: string, port: number, host: string, handler: Handler): Promise<Listening> {
   const server = createServer((request, response) => {
@@ -24,8 +28,12 @@ export function listen(option: string, port: number, host: string, handler: Hand
       url = new URL(request.url ?? '/', 'http://statestream');
     } catch {
       // `//` and the like: the client's mistake, not a failure of the job.
-      response.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
+      response.writeHead(400, { ...OWN_HEADERS, 'content-type': 'text/plain; charset=utf-8' });
       return void response.end(`statestream: ${JSON.stringify(request.url)} is not a path this server can read\n`);
+    }
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.writeHead(405, { ...OWN_HEADERS, allow: 'GET, HEAD' });
+      return void response.end();
     }
     Promise.resolve()
       .then(() => handler(request, response, url))

@@ -4,10 +4,6 @@ import { listen, type Listening } from './http.js';
 /** Serves the registry on `/metrics` in Prometheus' text format, and nothing else. */
 export function serveMetrics(port: number, host: string, registry: Registry): Promise<Listening> {
   return listen('metrics', port, host, async (request, response, url) => {
-    if (request.method !== 'GET' && request.method !== 'HEAD') {
-      response.writeHead(405, { allow: 'GET, HEAD' });
-      return void response.end();
-    }
     if (url.pathname !== '/metrics') {
       response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
       return void response.end('statestream: metrics are at /metrics\n');

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listen, type Listening } from '../metrics/http.js';
+import { listen, OWN_HEADERS, type Listening } from '../metrics/http.js';
 import { isLoopback, type ValidUi } from '../metrics/options.js';
 import type { StatusModel } from './status-model.js';
 
@@ -72,11 +72,7 @@ export function serveStatus(options: ValidUi, model: StatusModel): Promise<Liste
     return files.get(file)!;
   };
   return listen('ui', options.port, options.host, async (request: IncomingMessage, response: ServerResponse, url: URL) => {
-    const headers = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
-    if (request.method !== 'GET' && request.method !== 'HEAD') {
-      response.writeHead(405, { ...headers, allow: 'GET, HEAD' });
-      return void response.end();
-    }
+    const headers = OWN_HEADERS;
     const port = request.socket.localPort ?? options.port;
     if (options.token === undefined) {
       if (!isLoopback(hostName(request.headers.host))) {

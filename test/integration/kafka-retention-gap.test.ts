@@ -28,13 +28,13 @@ async function until(check: () => Promise<boolean> | boolean, ms: number, what: 
 describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker keeping the newest ~5.5·10^5 of 10^6 lines)', { timeout: 900_000 }, () => {
   const services = useServices();
 
-  /** A word count over a one-partition topic, in this process. */
-  function job(topic: string, dataDir: string, options: Partial<KafkaStreamOptions<string>> = {}, snapshotEvery?: number, clock?: ManualClock) {
+  /** A word count over a one-partition topic, in this process; the record at `poisonAt()` reads as POISON, which fails its batch. */
+  function job(topic: string, dataDir: string, options: Partial<KafkaStreamOptions<string>> = {}, snapshotEvery?: number, clock?: ManualClock, poisonAt?: () => number | undefined) {
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: topic, snapshotEvery, snapshotsKept: 100, clock });
     const counts = ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `${topic}-${Date.now()}`, zookeeper: { connect: services.zk.connectString, root: `/statestream/${topic}` }, groupSessionTimeoutMs: 6000, ...options })
-      .map((record) => [record.value as string, 1] as [string, number])
-      .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(1));
+      .map((record) => [record.offset === String(poisonAt?.()) ? 'POISON' : (record.value as string), 1] as [string, number])
+      .mapWithState(StateSpec.function<string, number, number, unknown>(fixture(poisonAt ? 'poison-count' : 'count')).numPartitions(1));
     const lost: DataLostEvent[] = [];
     ssc.on(BatchEvents.DATA_LOST, (e) => lost.push(e));
     return { ssc, counts: counts as MapWithStateStream<string, number, unknown>, lost };
@@ -339,6 +339,54 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
       assert.deepEqual(new Map([...j.counts.store().entries()].sort()), new Map([...expected.entries()].sort()));
     } finally {
       await j.ssc.stop();
+    }
+  });
+
+  it('with failOnDataLoss: false, the batch after a gap found while running is rebuilt after its failure without the gap, which is not reported again', async () => {
+    const topic = 'retention-running-rebuilt';
+    await services.kafka.createTopic(topic, 1);
+    const dataDir = join(tempDir(), 'data');
+    const end = 800_000;
+    // No batch runs until the clock moves: the consumer fetches two batches' worth and pauses.
+    const clock = new ManualClock(Date.now());
+    let poisonAt: number | undefined;
+    const first = job(topic, dataDir, { maxRecordsPerBatch: 5000, failOnDataLoss: false }, undefined, clock, () => poisonAt);
+    const failed = new Promise<Error>((resolve) => first.ssc.on(BatchEvents.FAILED, (e) => resolve(e.error)));
+    let gap: DataLostEvent;
+    await first.ssc.start();
+    try {
+      await produceWithKcat(services.kafka.brokers, topic, lines(0, end).map((value) => ({ value })), 0);
+      const earliest = await low(topic);
+      assert.ok(earliest > 20_000, 'retention overtook what the paused job fetched');
+      // The first record after the gap fails the batch that takes it.
+      poisonAt = earliest + 10;
+      let error: Error | undefined;
+      void failed.then((e) => (error = e));
+      const deadline = Date.now() + 150_000;
+      while (!error) {
+        if (Date.now() > deadline) assert.fail('no batch failed within 150 s');
+        // The failed batch rejects the advance that ran it: the event says what failed.
+        await clock.advance(100).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.match(error.message, /the word POISON cannot be counted/);
+      assert.equal(first.lost.length, 1, JSON.stringify(first.lost));
+      gap = first.lost[0];
+      assert.equal(gap.where, 'running');
+      assert.equal(gap.until, earliest);
+    } finally {
+      await first.ssc.stop();
+    }
+    // The failed batch is rebuilt from what it recorded: the records after the gap, not the gap.
+    const second = job(topic, dataDir, { failOnDataLoss: false });
+    await runUntilCaughtUp(second, topic, end);
+    try {
+      assert.deepEqual(second.lost, [], 'the gap was reported by the run before');
+      const expected = new Map<string, number>();
+      for (let offset = 0; offset < end; offset++) if (offset < gap.from || offset >= gap.until) expected.set(line(offset), (expected.get(line(offset)) ?? 0) + 1);
+      assert.deepEqual(new Map([...second.counts.store().entries()].sort()), new Map([...expected.entries()].sort()));
+    } finally {
+      await second.ssc.stop();
     }
   });
 });

@@ -55,6 +55,12 @@ interface PartitionBuffer {
   paused: boolean;
   /** While the recorded batch is rebuilt, fetching must reach this offset whatever the buffer holds. */
   replayUntil: number;
+  /**
+   * Gaps found while running and reported, that no batch has passed yet: a batch's range ends
+   * before one and the next begins after it, so a batch rebuilt after a crash never names
+   * offsets reported already.
+   */
+  gaps: { from: number; until: number }[];
 }
 
 const REPLAY_WAIT_MS = 5 * 60_000;
@@ -177,7 +183,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       // Recorded batches are rebuilt from the first one's start; regular batches continue after the last.
       const fetchFrom = Math.max(ranges.length > 0 ? ranges[0].from : start, mark.low);
       const replayUntil = ranges.reduce((m, r) => Math.max(m, r.until), 0);
-      this.buffers.set(id, { topic, partition, next: Math.max(start, replayUntil), fetchedUntil: fetchFrom, messages: [], paused: false, replayUntil });
+      this.buffers.set(id, { topic, partition, next: Math.max(start, replayUntil), fetchedUntil: fetchFrom, messages: [], paused: false, replayUntil, gaps: [] });
     }
 
     // A gap reported once is not reported again at the next start. The partitions the batch in
@@ -263,8 +269,10 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       return false;
     }
     // Retention may have moved on since the fetch: the records it brought are read, whatever the earliest offset is now.
-    const lost = failOrAnnounce(unreadGap(buffer.topic, buffer.partition, buffer.fetchedUntil, Math.min(low, fetched), 'running'), this.options.failOnDataLoss, this.options.zookeeper.root, this.announce);
+    const gap = unreadGap(buffer.topic, buffer.partition, buffer.fetchedUntil, Math.min(low, fetched), 'running');
+    const lost = failOrAnnounce(gap, this.options.failOnDataLoss, this.options.zookeeper.root, this.announce);
     if (lost) this.fatal ??= lost;
+    else if (gap) buffer.gaps.push({ from: gap.from, until: gap.until });
     return lost === undefined;
   }
 
@@ -370,16 +378,24 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const ranges: OffsetRange[] = [];
     const records: Fetched[] = [];
     for (const buffer of this.buffers.values()) {
-      // Anything before `next` belongs to an earlier (recorded) batch.
+      // A batch begins past the reported gaps it reaches and ends before the next one.
+      let from = buffer.next;
+      let passed = 0;
+      while (passed < buffer.gaps.length && buffer.gaps[passed].from <= from) from = Math.max(from, buffer.gaps[passed++].until);
+      const before = buffer.gaps[passed]?.from ?? Infinity;
+      // Anything before `from` belongs to an earlier (recorded) batch.
       let skip = 0;
-      while (skip < buffer.messages.length && buffer.messages[skip].offset < buffer.next) skip++;
-      const count = behind ? 0 : Math.min(this.options.maxRecordsPerBatch, buffer.messages.length - skip);
+      while (skip < buffer.messages.length && buffer.messages[skip].offset < from) skip++;
+      let count = 0;
+      const most = behind ? 0 : this.options.maxRecordsPerBatch;
+      while (count < most && skip + count < buffer.messages.length && buffer.messages[skip + count].offset < before) count++;
       const taken = buffer.messages.slice(skip, skip + count);
       buffer.messages = buffer.messages.slice(skip + count);
       if (taken.length > 0) {
         const until = taken[taken.length - 1].offset + 1;
-        ranges.push({ topic: buffer.topic, partition: buffer.partition, from: buffer.next, until });
+        ranges.push({ topic: buffer.topic, partition: buffer.partition, from, until });
         buffer.next = until;
+        buffer.gaps.splice(0, passed);
         for (const m of taken) records.push(m);
       }
       if (buffer.paused && buffer.messages.length < this.options.maxRecordsPerBatch) {

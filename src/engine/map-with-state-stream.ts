@@ -331,7 +331,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
     return new StateSnapshotDStream<K, S>(this.graph, this as MapWithStateDStream<K, V, S, unknown>);
   }
 
-  /** Queries on the live state: the state as of the last completed batch. */
+  /** Queries on the live state: as of the last batch whose state every partition committed (before its outputs run). */
   store(): StateQueries<K, S> {
     const self = this;
     return {

@@ -58,7 +58,7 @@ export interface StreamingContextOptions {
   snapshotsKept?: number;
   /** Prometheus metrics: `{ port, host }` serves `/metrics`; `{ registry }` registers on your own prom-client registry. */
   metrics?: MetricsOptions;
-  /** The status page (off by default): `{ port, host, token }`; loopback unless a token is given. */
+  /** The status page (off by default): `{ port, host, token }`; host 127.0.0.1 by default, and a host that is not loopback needs a token. */
   ui?: UiOptions;
   /**
    * Run as one instance of a job spread over several processes (docs/scale-out.md): they

@@ -7,7 +7,7 @@ export interface ZooKeeperConnectOptions {
   root?: string;
   /** Default 10000. */
   sessionTimeoutMs?: number;
-  /** `user:password`: nodes are created with a digest ACL for that user only. */
+  /** `user:password`: nodes are created with an ACL giving that user every right and everyone else read only. */
   digest?: string;
 }
 

@@ -5,7 +5,7 @@ import { closePartitionStores, partitionFolder, partitionsOnDisk, stateDir } fro
 import { findSnapshot, listSnapshots, newerStoreFormat, scanSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
 import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
-import { asideFolder, commitSwap, moveWithSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
+import { asideFolder, commitSwap, interruptedSwap, moveWithSwap, recoverInterruptedSwaps, streamsMidSwap, swapPaths } from '../storage/stream-swap.js';
 import { assertJobStopped, lockFolder, openStream, settledNotes, settleInterruptedSwaps, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
 import { copyFileCounted, Progress } from './progress.js';
@@ -162,14 +162,23 @@ async function create(args: string[]): Promise<number> {
   if (values.help) return print(createUsage), 0;
   const { dataDir, stream, streamGiven, json } = common('snapshot create', values);
   const zk = zookeeperTarget('snapshot create', values);
-  // Without --stream, an empty stream folder (a job stopped before its first store) has nothing to snapshot.
-  const indexes = streamGiven ? [stream] : streamsOnDisk(dataDir).filter((s) => partitionsOnDisk(dataDir, s).length > 0);
-  if (indexes.length === 0) throw new CliFailure(`there is no state to snapshot under ${dataDir}`);
+  // A stream whose reshard, import or restore a crash interrupted may have no state folder until that is settled: it is snapshotted too.
+  const candidates = streamGiven ? [stream] : existsSync(dataDir) ? [...new Set([...streamsOnDisk(dataDir), ...streamsMidSwap(dataDir)])].sort((a, b) => a - b) : [];
+  if (candidates.length === 0) throw new CliFailure(`there is no state to snapshot under ${dataDir}`);
   // Looked for before the lock is taken: taking it would create a mistyped folder and its lock file.
-  for (const s of indexes) if (!existsSync(stateDir(dataDir, s))) throw new CliFailure(`stream ${s} has no state under ${dataDir} (no ${stateDir(dataDir, s)})`);
+  for (const s of candidates) {
+    if (!existsSync(stateDir(dataDir, s)) && !interruptedSwap(dataDir, s)) throw new CliFailure(`stream ${s} has no state under ${dataDir} (no ${stateDir(dataDir, s)})`);
+  }
   const lock = await lockFolder(dataDir, 'snapshot create');
   try {
-    for (const s of indexes) assertJobStopped(dataDir, s, 'snapshot create');
+    const settled: ReturnType<typeof recoverInterruptedSwaps> = [];
+    for (const s of candidates) {
+      assertJobStopped(dataDir, s, 'snapshot create');
+      settled.push(...recoverInterruptedSwaps(dataDir, s));
+    }
+    // Without --stream, an empty stream folder (a job stopped before its first store) has nothing to snapshot.
+    const indexes = streamGiven ? candidates : candidates.filter((s) => partitionsOnDisk(dataDir, s).length > 0);
+    if (indexes.length === 0) throw new CliFailure(`there is no state to snapshot under ${dataDir}`);
     const opened: Array<{ stream: number } & ReturnType<typeof openStream>> = [];
     let failed = true;
     try {
@@ -195,7 +204,7 @@ async function create(args: string[]): Promise<number> {
         throw new CliFailure((error as Error).message);
       }
       if (json) print(toJson(summary(info), 2));
-      else print(`Snapshot ${formatBatch(batchTime)} written to ${info.path}: ${summary(info).partitions} partitions, ${summary(info).keyCount} keys, ${formatBytes(summary(info).bytes)}.`);
+      else print([...settledNotes(settled), `Snapshot ${formatBatch(batchTime)} written to ${info.path}: ${summary(info).partitions} partitions, ${summary(info).keyCount} keys, ${formatBytes(summary(info).bytes)}.`].join('\n'));
       failed = false;
       return 0;
     } finally {

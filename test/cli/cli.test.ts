@@ -312,6 +312,19 @@ describe('statestream command-line tool', () => {
     assert.equal(Number(count.stdout.trim()), stateAt.get(2000)!.length);
   });
 
+  it('snapshot create finishes a restore killed between its renames first, and snapshots the stream it left without a state folder', async () => {
+    const dir = copy();
+    killedRun('rename:state-0.restoring', 'snapshot', 'restore', '2000', '--data-dir', dir);
+    assert.ok(!existsSync(join(dir, 'state-0')), 'the old state had moved aside');
+    rmSync(join(dir, 'snapshots'), { recursive: true });
+    const created = run('snapshot', 'create', '--data-dir', dir);
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /^A snapshot restore a crash had interrupted was finished first\.\nSnapshot 2000 written to .*: 3 partitions/);
+    const [info] = listSnapshots(dir);
+    assert.deepEqual(info.manifest.streams.map((m) => [m.stream, m.keyCount]), [[0, stateAt.get(2000)!.length]]);
+    assert.deepEqual(await verifySnapshot(info), []);
+  });
+
   it('state get prints a string key\'s and a tuple key\'s state and lastUpdated; an absent key exits 1', () => {
     const expected = new Map(stateAt.get(4000)!.map(([k, s]) => [JSON.stringify(k), s]));
     const word = run('state', 'get', 'w13', '--data-dir', dataDir);

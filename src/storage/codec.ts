@@ -2,6 +2,31 @@ import { Packr } from 'msgpackr';
 import { EncodingError } from '../errors.js';
 
 /**
+ * Bytes in a state, a record or an output read back as a Buffer of their own. msgpackr reads
+ * a bin as a view of what it decodes, of that thing's type: a view into lmdb-js's read
+ * buffer, which the next read on the thread overwrites, and a Uint8Array where the source is
+ * a transferred ArrayBuffer, on which `toString('hex')` quietly lists numbers instead.
+ */
+class BytesPackr extends Packr {
+  constructor(options: ConstructorParameters<typeof Packr>[0]) {
+    super({ ...options, copyBuffers: true });
+  }
+
+  override unpack(source: Buffer | Uint8Array, options?: Parameters<Packr['unpack']>[1]): any {
+    return super.unpack(asBuffer(source), options);
+  }
+
+  override unpackMultiple(source: Buffer | Uint8Array, forEach?: (value: any, start?: number, end?: number) => any): any {
+    return forEach ? super.unpackMultiple(asBuffer(source), forEach) : super.unpackMultiple(asBuffer(source));
+  }
+}
+
+/** The same bytes as a Buffer, not copied. */
+function asBuffer(bytes: Buffer | Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
  * State entries and shards are MessagePack. Records (shared structures) are off for state
  * entries: each entry is read alone, and a self-contained encoding keeps the stores
  * readable by any later version of the code. `moreTypes` writes a Set, an Error, a RegExp
@@ -9,18 +34,18 @@ import { EncodingError } from '../errors.js';
  * the same type; nothing else is written differently, so entries written before read as
  * they did (their Sets are arrays).
  */
-export const entryCodec = new Packr({ useRecords: false, moreTypes: true });
+export const entryCodec = new BytesPackr({ useRecords: false, moreTypes: true });
 /**
  * States that hold a Map: with objects as (inline) records, a MessagePack map can stand for
  * a Map and read back as one, numeric keys and all. Plain maps read as objects in
  * entryCodec, so these entries carry a marker element: `[state, lastUpdated, 1]`.
  */
-const mapCodec = new Packr({ useRecords: true, moreTypes: true });
+const mapCodec = new BytesPackr({ useRecords: true, moreTypes: true });
 const MAP_ENTRY = 1;
 /** A MessagePack array of 3 elements: only entries written by mapCodec start so ([state, lastUpdated] is 0x92). */
 const MAP_ENTRY_HEADER = 0x93;
 /** Shards and results are read once, whole, so inline record structures pay off for object values (and keep Maps as Maps). */
-export const messageCodec = new Packr({ useRecords: true, moreTypes: true });
+export const messageCodec = new BytesPackr({ useRecords: true, moreTypes: true });
 
 /** A stored entry: the state and the batch time of the key's last record. */
 export type StoredEntry<S = unknown> = [state: S, lastUpdated: number];

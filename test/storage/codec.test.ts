@@ -55,6 +55,40 @@ describe('state types across commits', () => {
     }
   });
 
+  it('a Buffer in a record, a state and an output comes back a Buffer with its own bytes, from LMDB and from memory', async () => {
+    type Out = [string, number, Buffer, boolean];
+    for (const stateCacheEntries of [0, 1000]) {
+      const spec = StateSpec.function<string, Uint8Array, { n: number; bytes: Uint8Array }, Out>(fixture('bytes-state')).numPartitions(1);
+      const job = await keyedJob(spec, { dataDir: tempDir(), threads: 1, stateCacheEntries });
+      const seen = (out: Out[]) => out.map(([key, n, bytes, inside]) => [key, n, Buffer.isBuffer(bytes) ? bytes.toString('hex') : `not a Buffer: ${String(bytes)}`, inside]);
+      try {
+        assert.deepEqual(seen(await job.batch([['a', Buffer.from([1, 2, 3])], ['b', Buffer.from([9, 9, 9, 9, 9, 9])]])), [['a', 1, '010203', true], ['b', 1, '090909090909', true]]);
+        assert.deepEqual(seen(await job.batch([['a', Buffer.from([0])], ['b', Buffer.from([0])]])), [['a', 2, '010203', true], ['b', 2, '090909090909', true]], `stateCacheEntries ${stateCacheEntries}`);
+        assert.deepEqual(seen(await job.batch([['a', Buffer.from([0])]])), [['a', 3, '010203', true]], `stateCacheEntries ${stateCacheEntries}: what the batch before committed`);
+        const a = job.stream.store().get('a') as { n: number; bytes: Uint8Array };
+        job.stream.store().get('b');
+        assert.ok(Buffer.isBuffer(a.bytes), 'store() gives a Buffer');
+        assert.equal(a.bytes.toString('hex'), '010203', `stateCacheEntries ${stateCacheEntries}: store().get('a') after a read of b`);
+        assert.ok(job.snapshots.at(-1)!.pairs.every(([, s]) => Buffer.isBuffer(s.bytes)), 'stateSnapshots() give Buffers');
+      } finally {
+        await job.ssc.stop();
+      }
+    }
+  });
+
+  it("an entry read from LMDB keeps its bytes when the thread's next read reuses lmdb-js's read buffer", () => {
+    const store = openPartitionStore(tempDir());
+    try {
+      store.state.putSync('a', encodeEntry({ bytes: Buffer.from([1, 2, 3]) }, 1));
+      store.state.putSync('b', encodeEntry({ bytes: Buffer.from([9, 9, 9, 9, 9, 9]) }, 1));
+      const [a] = decodeEntry<{ bytes: Buffer }>(readBinary(store, 'a')!);
+      decodeEntry(readBinary(store, 'b')!);
+      assert.equal(a.bytes.toString('hex'), '010203');
+    } finally {
+      store.env.close();
+    }
+  });
+
   it('a Map inside an array, a Set or another Map comes back a Map', () => {
     // Each the only Map of its state: nothing else marks the state as holding one.
     const states: Array<[unknown, (state: any) => unknown]> = [

@@ -1,5 +1,5 @@
 import { compareKeys, type Key, type Transaction } from 'lmdb';
-import { copyBytes, messageCodec } from '../codec.js';
+import { messageCodec } from '../codec.js';
 import { KeyedMap } from './keyed-map.js';
 import { readBinary } from './state-map.js';
 import type { PartitionStore } from './store.js';
@@ -36,8 +36,9 @@ function encodeChanges(changes: readonly Change[]): Buffer {
 }
 
 function decodeChanges(bytes: Uint8Array): Change[] {
+  // Each entry's bytes are a copy of their own (messageCodec copies bins), not a view of the read buffer.
   const [keys, entries] = messageCodec.unpack(bytes) as [unknown[], Array<Uint8Array | null>];
-  return keys.map((key, i) => [key, entries[i] === null ? null : copyBytes(entries[i]!)]);
+  return keys.map((key, i) => [key, entries[i]]);
 }
 
 /** Appends a batch's changes (inside the batch's write transaction). */

@@ -107,6 +107,11 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   throw error;
 });
 
+// Ctrl-C, or a plain kill: exit through process.exit, which removes scratch copies and temporary
+// export files (storage/removed-at-exit.ts). Nothing else needs it: a swap cut short is settled
+// by the next command or start, as after a crash.
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.once(signal, () => process.exit(code));
+
 // The exit code is set, not forced: process.exit could cut short an export still flushing to stdout.
 main(process.argv.slice(2)).then(
   (code) => void (process.exitCode = code),

@@ -239,6 +239,10 @@ async function restore(args: string[]): Promise<number> {
 
   // Before anything moves: whether ZooKeeper can replay what came after the snapshot.
   const kafka = info.manifest.sources.find((s) => s.kind === 'kafka');
+  // Another job's root would check the replay against that job's history, and say it holds.
+  if (zk && kafka?.zookeeperRoot !== undefined && kafka.zookeeperRoot !== zk.root) {
+    throw new CliFailure(`snapshot ${batchTime} was taken of the job whose ZooKeeper root is ${kafka.zookeeperRoot}, not ${zk.root}: give --zk-root ${kafka.zookeeperRoot}, nothing was changed`);
+  }
   let replay: { lastBatch: number | undefined; batches: number | undefined } | undefined;
   if (zk) {
     replay = await withZooKeeper(zk, async (offsets) => {

@@ -65,7 +65,11 @@ async function get(args: string[]): Promise<number> {
     const partition = murmur2Partitioner.partition(key, opened.layout.numPartitions);
     const bytes = readEntry(opened.stores[partition], key);
     if (bytes === undefined) {
-      throw new CliFailure(`key ${toJson(key)} is not in the state of stream ${stream} (it would be in partition ${partition})`);
+      // 42 read as JSON is the number 42: the string key "42" is another key, perhaps the one meant.
+      const text = positionals[0];
+      const asText = typeof key === 'string' ? undefined : readEntry(opened.stores[murmur2Partitioner.partition(text, opened.layout.numPartitions)], text);
+      const hint = asText === undefined ? '' : `; the string key ${toJson(text)} is there: add --string to read it`;
+      throw new CliFailure(`key ${toJson(key)} is not in the state of stream ${stream} (it would be in partition ${partition})${hint}`);
     }
     const [value, lastUpdated] = decodeEntry(bytes);
     if (json) print(toJson({ key, partition, state: value, lastUpdated }, 2));

@@ -5,7 +5,7 @@ import { murmur2Partitioner } from '../engine/partitioner.js';
 import { BatchLog, FORMAT_VERSION, writeLayout } from '../storage/partition/batch-log.js';
 import { encodeEntry, messageCodec } from '../storage/codec.js';
 import { closePartitionStores, openPartitionStores, partitionFolder, stateDir } from '../storage/partition/store.js';
-import { findSnapshot, listSnapshots, verifySnapshot } from '../storage/snapshots/manifest.js';
+import { findSnapshot, listSnapshots, newerStoreFormat, verifySnapshot } from '../storage/snapshots/manifest.js';
 import { readStateExport, writeStateExport, type ExportEntry, type StateExport, type StateExportOrigin } from '../storage/export/state-export.js';
 import { snapshotEntries } from '../storage/snapshots/source.js';
 import { pinOneBatch } from '../storage/export/job-export.js';
@@ -140,6 +140,8 @@ async function snapshotExport(dataDir: string, stream: number, batchTime: number
   }
   const manifest = info.manifest.streams.find((m) => m.stream === stream);
   if (!manifest) throw new CliFailure(`snapshot ${batchTime} holds no state of stream ${stream}`);
+  const newer = newerStoreFormat(manifest);
+  if (newer) throw new CliFailure(`snapshot ${batchTime} cannot be read by this statestream: ${newer}`);
   const problems = await verifySnapshot(info, { stream, partitions: manifest.partitions.map((p) => p.partition) });
   if (problems.length > 0) throw new CliFailure(`snapshot ${batchTime} is damaged: ${problems.join('; ')}`);
   return {

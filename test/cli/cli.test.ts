@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner } from '../../src/index.js';
 import { BatchLog, readLayout } from '../../src/storage/partition/batch-log.js';
-import { writeStateExport } from '../../src/storage/export/state-export.js';
+import { readStateExport, writeStateExport } from '../../src/storage/export/state-export.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
@@ -348,8 +348,26 @@ describe('statestream command-line tool', () => {
     // Valid JSON that is no key, and --string that makes it one.
     assert.equal(run('state', 'get', '{"a":1}', '--data-dir', dataDir).code, 2);
     assert.equal(run('state', 'get', '{"a":1}', '--string', '--data-dir', dataDir).code, 1);
-    // A key starting with - goes after --.
+    // A key starting with - goes after --, and the refusal without it says so.
     assert.match(run('state', 'get', '--data-dir', dataDir, '--', '-5').stderr, /^statestream: key -5 is not in the state/);
+    const negative = run('state', 'get', '-5', '--data-dir', dataDir);
+    assert.equal(negative.code, 2);
+    assert.match(negative.stderr, /^statestream: unknown option '-5': an argument that starts with '-' goes after --, as in statestream state get -- -5\n/);
+  });
+
+  it('state get of a number names the string key of the same text when that one is there', async () => {
+    const dir = tempDir();
+    const job = await keyedJob(spec(2), { dataDir: dir });
+    try {
+      await job.batch([['42', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+    const hinted = run('state', 'get', '42', '--data-dir', dir);
+    assert.equal(hinted.code, 1);
+    assert.match(hinted.stderr, /^statestream: key 42 is not in the state of stream 0 \(it would be in partition \d\); the string key "42" is there: add --string to read it\n/);
+    assert.equal(run('state', 'get', '42', '--string', '--data-dir', dir).code, 0);
+    assert.doesNotMatch(run('state', 'get', '7', '--data-dir', dir).stderr, /string key/, 'no hint for a text that is no key either');
   });
 
   it('state count prints the number of keys', () => {
@@ -617,11 +635,12 @@ describe('statestream command-line tool', () => {
 
     // From a snapshot, through stdout; the snapshot folder gains no lock file.
     const before = readdirSync(join(dataDir, 'snapshots', '2000', 'state-0', 'partition-0000'));
-    const piped = spawnSync(process.execPath, [cli, 'export', '--data-dir', dataDir, '--snapshot', '2000', '--out', '-'], { timeout: 60_000 });
+    const scratch = tempDir();
+    const piped = spawnSync(process.execPath, [cli, 'export', '--data-dir', dataDir, '--snapshot', '2000', '--out', '-'], { timeout: 60_000, env: { ...process.env, TMPDIR: scratch } });
     assert.equal(piped.status, 0, String(piped.stderr));
     assert.match(String(piped.stderr), /from snapshot 2000\) to stdout/);
     assert.deepEqual(readdirSync(join(dataDir, 'snapshots', '2000', 'state-0', 'partition-0000')), before);
-    assert.ok(!readdirSync(dataDir).some((n) => n.startsWith('.export-')), 'the scratch copies are removed');
+    assert.deepEqual(readdirSync(scratch), [], 'the scratch copies are removed');
     const snapFile = join(tempDir(), 'snap.msgpack');
     writeFileSync(snapFile, piped.stdout);
     const replaced = run('import', snapFile, '--data-dir', target, '--replace');
@@ -635,6 +654,65 @@ describe('statestream command-line tool', () => {
     assert.equal(notAnExport.code, 1);
     assert.match(notAnExport.stderr, /is not a statestream state export/);
     assert.equal(run('export', '--data-dir', dataDir).code, 2, 'export without --out');
+  });
+
+  it('export --out writes through a FIFO, replaces a symbolic link\'s target and not the link, and leaves a file named <out>.tmp alone', async () => {
+    const folder = tempDir();
+    const fifo = join(folder, 'fifo');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0, 'mkfifo');
+    // A FIFO replaced by a file has no writer: its reader would wait for ever.
+    const reader = spawn('cat', [fifo], { stdio: ['ignore', 'pipe', 'inherit'], timeout: 30_000 });
+    const readerClosed = once(reader, 'close');
+    const chunks: Buffer[] = [];
+    reader.stdout.on('data', (d: Buffer) => chunks.push(d));
+    const writer = spawn(process.execPath, [cli, 'export', '--data-dir', dataDir, '--out', fifo], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+    let stderr = '';
+    writer.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    const [code] = (await once(writer, 'close')) as [number | null];
+    await readerClosed;
+    assert.equal(code, 0, stderr);
+    assert.ok(statSync(fifo).isFIFO(), 'the FIFO is still a FIFO');
+    const received = join(folder, 'received.msgpack');
+    writeFileSync(received, Buffer.concat(chunks));
+    assert.equal([...readStateExport(received).entries()].length, keysAt4000(), 'the reader got the whole export');
+
+    const target = join(folder, 'target.msgpack');
+    writeFileSync(target, 'old');
+    writeFileSync(`${target}.tmp`, 'a file of its own');
+    const link = join(folder, 'link.msgpack');
+    symlinkSync(target, link);
+    const exported = run('export', '--data-dir', dataDir, '--out', link);
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.ok(lstatSync(link).isSymbolicLink(), 'the link is still a link');
+    assert.equal([...readStateExport(target).entries()].length, keysAt4000());
+    assert.equal(readFileSync(`${target}.tmp`, 'utf8'), 'a file of its own');
+    assert.deepEqual(readdirSync(folder).sort(), ['fifo', 'link.msgpack', 'received.msgpack', 'target.msgpack', 'target.msgpack.tmp']);
+  });
+
+  it('export --snapshot interrupted by Ctrl-C exits 130 and leaves neither its scratch copy nor its temporary file', () => {
+    const scratch = tempDir();
+    const folder = tempDir();
+    const killAtFixture = fileURLToPath(fixture('kill-at'));
+    const result = spawnSync(process.execPath, ['--import', killAtFixture, cli, 'export', '--data-dir', dataDir, '--snapshot', '2000', '--out', join(folder, 'out.msgpack')], {
+      encoding: 'utf8', timeout: 60_000,
+      env: { ...process.env, TMPDIR: scratch, STATESTREAM_TEST_KILL_AT: 'copy:partition-0001/data.mdb', STATESTREAM_TEST_KILL_SIGNAL: 'SIGINT' },
+    });
+    assert.equal(result.status, 130, `${result.signal ?? ''} ${result.stderr}`);
+    assert.deepEqual(readdirSync(scratch), [], 'the scratch copies are removed');
+    assert.deepEqual(readdirSync(folder), [], 'the temporary file is removed');
+  });
+
+  it('export --snapshot refuses a snapshot in a newer store format, as restore does', () => {
+    const dir = copy();
+    const manifestPath = join(dir, 'snapshots', '2000', 'manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    for (const stream of manifest.streams) stream.storeFormatVersion = 99;
+    writeFileSync(manifestPath, JSON.stringify(manifest));
+    const out = join(tempDir(), 'out.msgpack');
+    const refused = run('export', '--data-dir', dir, '--snapshot', '2000', '--out', out);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /snapshot 2000 cannot be read by this statestream: .*format 99/);
+    assert.ok(!existsSync(out));
   });
 
   it("import keeps the export's state version, and a header without a batch time gives the newest lastUpdated as the last batch", async () => {
@@ -782,6 +860,15 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     assert.equal(created.code, 0, created.stderr);
     const [info] = listSnapshots(dir);
     assert.deepEqual(info.manifest.sources, [{ kind: 'kafka', zookeeperRoot: root, positions: [{ topic: 'words', partition: 0, offset: 40 }, { topic: 'words', partition: 1, offset: 40 }] }]);
+
+    // A snapshot of the job under another root: checked against this root, the replay would be judged on another job's history.
+    const manifestPath = join(info.path, 'manifest.json');
+    const original = readFileSync(manifestPath, 'utf8');
+    writeFileSync(manifestPath, original.replace(JSON.stringify(root), JSON.stringify('/some/other-job')));
+    const other = run('snapshot', 'restore', '4000', '--data-dir', dir, ...zkArgs());
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /snapshot 4000 was taken of the job whose ZooKeeper root is \/some\/other-job, not \S+: give --zk-root \/some\/other-job, nothing was changed/);
+    writeFileSync(manifestPath, original);
 
     const restored = run('snapshot', 'restore', '2000', '--data-dir', dir, ...zkArgs());
     assert.equal(restored.code, 0, restored.stderr);

@@ -1,9 +1,11 @@
 import { once } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { open as openFile, rename, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open as openFile, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { ConfigError, describeValue, StateExportError } from '../../errors.js';
 import { assertEncodable, decodeEntry, encodeExportEntry, entryCodec, unpackExportValues } from '../codec.js';
 import { keyProblem, normalizeKey } from '../keys.js';
+import { removedAtExit } from '../removed-at-exit.js';
 import type { Transaction } from 'lmdb';
 import { readEntries } from '../partition/change-log.js';
 import type { PartitionStore } from '../partition/store.js';
@@ -88,22 +90,46 @@ interface Sink {
   abandon(): Promise<void>;
 }
 
-/** Written beside the target and renamed over it once synced, so a reader never sees half a file under the real name. */
+/**
+ * A regular file (or a new one) is written beside the target under a name of its own and
+ * renamed over it once synced, so a reader never sees half a file under the real name and two
+ * exports to one path never write into one temporary file. A symbolic link's target is
+ * replaced, not the link. Anything else (a FIFO, /dev/stdout, a device) is written through.
+ */
 async function fileSink(path: string): Promise<Sink> {
-  const tmp = `${path}.tmp`;
-  const handle = await openFile(tmp, 'w');
+  const info = await stat(path).catch(() => undefined);
+  if (info && !info.isFile()) return handleSink(await openFile(path, 'w'));
+  const real = info ? await realpath(path) : path;
+  const tmp = `${real}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  const handle = await openFile(tmp, 'wx');
+  const forget = removedAtExit(tmp);
+  const sink = handleSink(handle);
+  return {
+    write: sink.write,
+    async finish() {
+      await handle.sync();
+      await handle.close();
+      await rename(tmp, real);
+      forget();
+    },
+    async abandon() {
+      await handle.close().catch(() => undefined);
+      await rm(tmp, { force: true });
+      forget();
+    },
+  };
+}
+
+function handleSink(handle: FileHandle): Sink {
   return {
     async write(chunk) {
       for (let offset = 0; offset < chunk.length; ) offset += (await handle.write(chunk, offset)).bytesWritten;
     },
     async finish() {
-      await handle.sync();
       await handle.close();
-      await rename(tmp, path);
     },
     async abandon() {
       await handle.close().catch(() => undefined);
-      await rm(tmp, { force: true });
     },
   };
 }

@@ -1,8 +1,9 @@
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SnapshotError } from '../../errors.js';
 import { openPartitionStore } from '../partition/store.js';
+import { removedAtExit } from '../removed-at-exit.js';
 import { newerStoreFormat, readManifest, verifySnapshotSync, type SnapshotStream } from './manifest.js';
 import { pathArgument, streamOption, type StateSource } from '../export/state-source.js';
 import { storeEntries, type ExportEntry } from '../export/state-export.js';
@@ -15,9 +16,14 @@ import { storeEntries, type ExportEntry } from '../export/state-export.js';
 export function* snapshotEntries(path: string, stream: SnapshotStream): Generator<ExportEntry> {
   for (const part of [...stream.partitions].sort((a, b) => a.partition - b.partition)) {
     const scratch = mkdtempSync(join(tmpdir(), 'statestream-snapshot-'));
+    const forget = removedAtExit(scratch);
     // The scratch copy goes whatever fails: the copy, the open, a read or the close.
     try {
-      copyFileSync(join(path, part.file), join(scratch, 'data.mdb'));
+      try {
+        copyFileSync(join(path, part.file), join(scratch, 'data.mdb'));
+      } catch (error) {
+        throw gone(error, path, part.file);
+      }
       const store = openPartitionStore(scratch);
       try {
         yield* storeEntries(store);
@@ -26,8 +32,19 @@ export function* snapshotEntries(path: string, stream: SnapshotStream): Generato
       }
     } finally {
       rmSync(scratch, { recursive: true, force: true });
+      forget();
     }
   }
+}
+
+/** A copy missing when its turn came was there when the snapshot was checked: the running job pruned the snapshot meanwhile. */
+function gone(error: unknown, path: string, file: string): unknown {
+  if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || existsSync(join(path, file))) return error;
+  return new SnapshotError(
+    `the snapshot at ${path} was removed while it was read (${file} is gone): a running job prunes its oldest snapshots. Read a newer one, or raise snapshotsKept`,
+    { snapshot: path, file },
+    error,
+  );
 }
 
 /**

@@ -32,7 +32,7 @@ Options every command takes:
   -h, --help          this help, or a command's own (statestream <command> --help)
   -V, --version       the version
 
-Exit codes: 0 success, 1 operational failure, 2 usage error.
+Exit codes: 0 success, 1 operational failure, 2 usage error, 130 interrupted (Ctrl-C).
 Set STATESTREAM_DEBUG=1 to see stack traces.`;
 
 const commands: Record<string, (args: string[]) => Promise<number>> = {

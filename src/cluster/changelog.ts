@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { messageCodec } from '../storage/codec.js';
 import type { DeadLetter } from '../storage/partition/dead-letters.js';
 import type { HighWaterMarks } from './high-water-marks.js';
@@ -70,12 +71,18 @@ export function endMessage(end: BatchEnd): KafkaMessage {
   return { key: control(`end:${end.epoch}`), value: Buffer.from(messageCodec.pack(endValue(end))) };
 }
 
+/**
+ * A marker and a takeover are keyed by the take, not only by the epoch: a partition taken
+ * again under the same epoch (its lease ran out, a take that failed for a moment) writes
+ * another pair, and compaction must not remove the first, which a fenced owner's late batch
+ * may follow.
+ */
 export function epochMessage(epoch: number, owner: string): KafkaMessage {
-  return { key: control(`epoch:${epoch}`), value: Buffer.from(messageCodec.pack({ e: epoch, owner })) };
+  return { key: control(`epoch:${epoch}:${randomUUID()}`), value: Buffer.from(messageCodec.pack({ e: epoch, owner })) };
 }
 
 export function takeoverMessage(epoch: number, accepts: BatchEnd | undefined): KafkaMessage {
-  return { key: control(`takeover:${epoch}`), value: Buffer.from(messageCodec.pack({ e: epoch, accepts: accepts ? endValue(accepts) : null })) };
+  return { key: control(`takeover:${epoch}:${randomUUID()}`), value: Buffer.from(messageCodec.pack({ e: epoch, accepts: accepts ? endValue(accepts) : null })) };
 }
 
 export function letterMessage(epoch: number, letter: DeadLetter): KafkaMessage {

@@ -1,4 +1,5 @@
 import type { Key } from 'lmdb';
+import { ClusterError, OwnershipLostError } from '../errors.js';
 import { copyBytes, decodeEntry } from '../storage/codec.js';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
@@ -122,7 +123,11 @@ export interface RestoreOutcome {
  */
 export async function restorePartition(
   store: PartitionStore,
-  options: { timeIndexed: boolean; reader: PartitionReader; writer: ChangelogWriter; partition: number; low: number; epoch: number; owner: string; timeoutMs: number },
+  options: {
+    timeIndexed: boolean; reader: PartitionReader; writer: ChangelogWriter; partition: number; low: number; epoch: number; owner: string; timeoutMs: number;
+    /** Throws OwnershipLostError unless this instance still owns the partition; resolves with the lease (a performance.now()) its check gives. */
+    stillOwned: () => Promise<number>;
+  },
 ): Promise<RestoreOutcome> {
   const { reader, writer, partition, epoch, timeoutMs } = options;
   const topic = writer.topic;
@@ -158,6 +163,17 @@ export async function restorePartition(
   store.meta.putSync('cluster', { ...(local ?? { position: 0, marks: {}, changelogOffset: -1, epoch: 0, epochAt: -1 }), restoring: true });
   records += await readChangelog(reader, topic, partition, from, marker, restore, timeoutMs);
   stored.flush();
+  // A restore takes minutes at most: the partition may have moved on meanwhile (a session that
+  // expired in a long pause). Its next owner's entries of a key must not be followed by ours.
+  const leaseUntil = await options.stillOwned();
+  if (restore.epoch > epoch) {
+    throw new ClusterError(
+      `cluster: partition ${partition} of ${topic} holds the marker of epoch ${restore.epoch}, later than this owner's ${epoch}: the ZooKeeper assignment the epochs come from ` +
+        "was reset (another zookeeper.root, or its data lost) while the job's Kafka topics stayed, and every restore would ignore what this owner writes. " +
+        'Give the job its ZooKeeper root back, or another appName (new topics, empty state)',
+      { topic, partition, epoch, changelogEpoch: restore.epoch },
+    );
+  }
   const dropped = restore.dropWaiting(epoch);
   const last = restore.last;
   let at = await writer.writeTakeover(partition, epoch, last);
@@ -171,6 +187,7 @@ export async function restorePartition(
       epoch, batchTime: last?.batchTime ?? 0, position: last?.position ?? 0, marks: last?.marks ?? {}, keyCount: last?.keyCount ?? 0,
     });
   }
+  if (performance.now() > leaseUntil) throw new OwnershipLostError(`cluster: partition ${partition} of ${topic}: the takeover outlived the lease of its ownership check; it is not taken here`, { topic, partition, epoch });
   const meta: ClusterMeta = { position: last?.position ?? 0, marks: last?.marks ?? {}, changelogOffset: at, epoch, epochAt: marker };
   store.env.transactionSync(() => {
     if (last) new BatchLog(store).record({ batchTime: last.batchTime, outputs: NO_OUTPUTS, keyCount: last.keyCount });

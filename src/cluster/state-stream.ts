@@ -200,6 +200,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       const outcome = await restorePartition(store, {
         timeIndexed, reader: rt.reader, writer: rt.changelog, partition, low: await rt.changelogStart(partition), epoch,
         owner: rt.instanceId, timeoutMs: rt.restoreTimeoutMs,
+        stillOwned: () => rt.coordinator.checkOwned([{ stream: this.stateIndex, partition }]),
       });
       const meta = readClusterMeta(store)!;
       const { policy, maxAttempts } = this.spec.getRecordFailure();

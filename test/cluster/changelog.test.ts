@@ -128,6 +128,23 @@ describe('changelog restore', () => {
     assert.deepEqual(restorer.dropWaiting(4), [], 'a dropped letter is no key to write again');
   });
 
+  it('a retake under the same epoch keeps its first marker through compaction, so a fenced owner\'s late batch after it stays ignored', () => {
+    const written = [
+      epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'x', v(1)), end(1, 100, 10),
+      epochMessage(2, 'b'), takeoverMessage(2, batchEnd(1, 100, 10)),
+      // a, fenced, ends one more batch after b's marker.
+      entryMessage(1, 200, 'late', v(9)), end(1, 200, 20),
+      // b's lease ran out; it takes the partition again under the same epoch.
+      epochMessage(2, 'b'), takeoverMessage(2, batchEnd(1, 100, 10)),
+    ];
+    // Compaction keeps the newest record of each key, in offset order.
+    const newest = new Map(written.map((m, i) => [m.key.toString('hex'), i]));
+    const compacted = written.filter((m, i) => newest.get(m.key.toString('hex')) === i);
+    const { state, restorer } = restore(compacted);
+    assert.deepEqual(state, { '"x"': 1 }, "a's late batch is not believed");
+    assert.deepEqual(restorer.last, batchEnd(1, 100, 10));
+  });
+
   it('restores a compacted changelog: the newest entry per key, the newest end per epoch, and every marker and takeover', () => {
     // What compaction leaves of: a's batches 100 (x=1, y=5) and 200 (x=2) with their ends; a
     // dying in batch 250 (y=9); b taking over and writing y again as it restored it (y=5);

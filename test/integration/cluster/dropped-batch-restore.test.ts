@@ -5,6 +5,7 @@ import { ChangelogRestore, entryMessage, type BatchEnd, type ChangelogRecord } f
 import { ChangelogWriter, readChangelog } from '../../../src/cluster/changelog-io.js';
 import { PartitionReader } from '../../../src/cluster/partition-reader.js';
 import { readClusterMeta, restorePartition } from '../../../src/cluster/restore-store.js';
+import { ClusterError, OwnershipLostError } from '../../../src/errors.js';
 import { decodeEntry, encodeEntry } from '../../../src/storage/codec.js';
 import { readBinary } from '../../../src/storage/partition/state-map.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../../../src/storage/partition/store.js';
@@ -13,6 +14,7 @@ import { startMockKafka, type MockKafka } from '../services/kafka.js';
 
 const TOPIC = 'dropped-batch-changelog';
 const LONG_TOPIC = 'long-changelog';
+const FENCE_TOPIC = 'fence-changelog';
 const end = (epoch: number, batchTime: number, position: number, keyCount: number): BatchEnd => ({ epoch, batchTime, position, marks: { 'words:0': [position, 0] }, keyCount });
 
 /**
@@ -30,7 +32,7 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
   let writer: ChangelogWriter;
 
   before(async () => {
-    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }, { name: LONG_TOPIC, partitions: 1 }] });
+    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }, { name: LONG_TOPIC, partitions: 1 }, { name: FENCE_TOPIC, partitions: 2 }] });
     client = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING });
     producer = client.producer({ maxInFlightRequests: 1, allowAutoTopicCreation: false });
     await producer.connect();
@@ -61,7 +63,8 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
   }
 
   function restoreOptions(epoch: number, owner: string) {
-    return { timeIndexed: false, reader, writer, partition: 0, low: 0, epoch, owner, timeoutMs: 30_000 };
+    // The ownership check of a coordinator that still holds the partition: a lease without end.
+    return { timeIndexed: false, reader, writer, partition: 0, low: 0, epoch, owner, timeoutMs: 30_000, stillOwned: async () => Number.POSITIVE_INFINITY };
   }
 
   function state(store: PartitionStore, key: unknown): unknown {
@@ -158,6 +161,42 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
       }
     } finally {
       await smallReader.stop();
+    }
+  });
+
+  it('writes no takeover when the ownership check after the reads fails, nor under an epoch older than a marker the changelog holds (a ZooKeeper reset beside the topics)', async () => {
+    const fenceReader = new PartitionReader(client, [FENCE_TOPIC], 'fence-test');
+    await fenceReader.start();
+    try {
+      const fenceWriter = new ChangelogWriter(producer, FENCE_TOPIC);
+      for (const [partition, epoch] of [[0, 7], [1, 1]]) {
+        await fenceWriter.writeEpoch(partition, epoch, 'a');
+        await fenceWriter.writeTakeover(partition, epoch, undefined);
+        await fenceWriter.writeBatch(partition, ['k'], [encodeEntry(3, 100)], end(epoch, 100, 1, 1));
+      }
+      const take = async (partition: number, stillOwned: () => Promise<number>) => {
+        const store = openPartitionStore(partitionPath(tempDir(), 0, partition));
+        try {
+          return await restorePartition(store, { ...restoreOptions(2, 'b'), reader: fenceReader, writer: fenceWriter, partition, stillOwned });
+        } finally {
+          store.env.close();
+        }
+      };
+      await assert.rejects(take(0, async () => Number.POSITIVE_INFINITY), (e: unknown) => e instanceof ClusterError && /partition 0 of fence-changelog holds the marker of epoch 7, later than this owner's 2/.test(e.message));
+      const lost = new OwnershipLostError('cluster: the session expired during the restore', { partition: 1 });
+      await assert.rejects(take(1, async () => Promise.reject(lost)), (e: unknown) => e === lost);
+
+      const admin = client.admin();
+      await admin.connect();
+      const highs = await admin.fetchTopicOffsets(FENCE_TOPIC).finally(() => admin.disconnect());
+      for (const partition of [0, 1]) {
+        const records: ChangelogRecord[] = [];
+        const high = Number(highs.find((h) => h.partition === partition)!.high);
+        await readChangelog(fenceReader, FENCE_TOPIC, partition, 0, high, { read: (r) => void records.push(r) }, 30_000);
+        assert.deepEqual(records.map((r) => [r.kind, r.epoch]), [['epoch', partition === 0 ? 7 : 1], ['takeover', partition === 0 ? 7 : 1], ['entry', partition === 0 ? 7 : 1], ['end', partition === 0 ? 7 : 1], ['epoch', 2]], `partition ${partition}: only the new owner's marker after the old owner's records`);
+      }
+    } finally {
+      await fenceReader.stop();
     }
   });
 });

@@ -149,8 +149,10 @@ export function unpackExportValues(data: Uint8Array, onValue: (value: unknown) =
 }
 
 /**
- * MessagePack would quietly turn a function into `undefined` and lose it; a symbol or a
- * cycle fails deep inside the encoder. Find such values first and say where they are.
+ * MessagePack would quietly turn a function into `undefined` and lose it, and a string
+ * with a lone surrogate into one with U+FFFD in its place (memory would then serve the
+ * first and LMDB the second); a symbol or a cycle fails deep inside the encoder. Find such
+ * values first and say where they are.
  * This runs on every changed state and every output, so the path is only built on failure.
  */
 export function encodingProblem(value: unknown): string | undefined {
@@ -167,6 +169,8 @@ function findProblem(value: unknown, path: string[], seen: Set<object>): string 
       return 'is a symbol';
     case 'bigint':
       return value > 0xffffffffffffffffn || value < -0x8000000000000000n ? 'is a bigint wider than 64 bits' : undefined;
+    case 'string':
+      return wellFormed(value) ? undefined : 'is a string with a lone surrogate (UTF-8 cannot hold it: it would be stored as U+FFFD)';
     case 'object':
       break;
     default:
@@ -218,7 +222,13 @@ function findProblem(value: unknown, path: string[], seen: Set<object>): string 
 
 /** `what` is only called when there is something to report. */
 function isPlain(value: unknown): boolean {
+  if (typeof value === 'string') return wellFormed(value);
   return typeof value !== 'object' && typeof value !== 'function' && typeof value !== 'symbol' && typeof value !== 'bigint';
+}
+
+/** Node 20's String.prototype.isWellFormed (ES2024, beyond the lib this project compiles against): immediate for a one-byte string. */
+function wellFormed(text: string): boolean {
+  return (text as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
 
 export function assertEncodable(value: unknown, what: () => string, context: () => Record<string, unknown>): void {

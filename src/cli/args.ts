@@ -62,8 +62,9 @@ export interface Parsed {
  */
 export function parseCommand(command: string, args: string[], options: OptionSpec, positionals: { min: number; max: number; names: string }): Parsed {
   let parsed: Parsed;
+  let tokens: Array<{ kind: string; name?: string }>;
   try {
-    parsed = parseArgs({ args, options: { ...commonOptions, ...options }, allowPositionals: true, strict: true }) as Parsed;
+    ({ tokens, ...parsed } = parseArgs({ args, options: { ...commonOptions, ...options }, allowPositionals: true, strict: true, tokens: true }) as Parsed & { tokens: typeof tokens });
   } catch (error) {
     const message = (error as Error).message;
     // A value that starts with '-' (a negative number) reads as another option: say so in one line.
@@ -74,6 +75,13 @@ export function parseCommand(command: string, args: string[], options: OptionSpe
     if (negative) throw new UsageError(`unknown option '${negative[1]}': an argument that starts with '-' goes after --, as in statestream ${command} -- ${negative[1]}`, command);
     // parseArgs' messages already name the flag ("Unknown option '--bogus'"); drop its own hint.
     throw new UsageError(message.split('\n')[0].split('. To specify')[0].replace(/\.$/, ''), command);
+  }
+  // parseArgs keeps the last of a repeated option: --out a --out b would write only b, without a word.
+  const seen = new Set<string>();
+  for (const token of tokens) {
+    if (token.kind !== 'option' || token.name === undefined) continue;
+    if (seen.has(token.name)) throw new UsageError(`${command}: --${token.name} is given more than once`, command);
+    seen.add(token.name);
   }
   if (parsed.values.version) throw new VersionAsked();
   if (parsed.values.help) return parsed;

@@ -386,6 +386,7 @@ describe('statestream command-line tool', () => {
       ['reshard', '--partitions', '0'], ['import', 'x.msgpack', '--partitions', '0'], ['state', 'count', 'extra'], ['state', 'get', 'k', 'extra'],
       ['inspect', '--zookeeper', 'localhost:1', '--zk-root', '/a', '--zk-timeout', '50'], ['snapshot', 'create', '--zookeeper', 'localhost:1', '--zk-root', '/a', '--zk-timeout', '2s'],
       ['inspect', '--zk-timeout', '2000'], ['snapshot', 'create', '--zk-digest', 'user:pw'],
+      ['export', '--out', 'a.msgpack', '--out', 'b.msgpack'],
     ];
     const helps = [['--help'], ['inspect', '--help'], ['snapshot', '--help'], ['snapshot', 'list', '--help'], ['snapshot', 'create', '--help'], ['snapshot', 'restore', '--help'], ['state', '--help'], ['state', 'get', '--help']];
     // Each is a process of its own: started a few at a time, not one after the other.
@@ -396,6 +397,7 @@ describe('statestream command-line tool', () => {
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /^statestream: .+\nRun 'statestream( \w+){0,2} --help' for usage\.\n$/, args.join(' '));
     }
+    assert.match(of('export', '--out', 'a.msgpack', '--out', 'b.msgpack').stderr, /^statestream: export: --out is given more than once\n/);
     // The hint names the page with the options of the command that was given.
     assert.match(of('snapshot', 'restore', 'abc').stderr, /\nRun 'statestream snapshot restore --help' for usage\.\n$/);
     assert.match(of('snapshot', 'create', '--zk-digest', 'user:pw').stderr, /\nRun 'statestream snapshot create --help' for usage\.\n$/);

@@ -61,7 +61,7 @@ export async function readChangelog(reader: PartitionReader, topic: string, part
   try {
     let read = 0;
     await reader.readUntil(topic, partition, until, timeoutMs, ({ message }) => {
-      restore.read(readChangelogRecord(message.key!, message.value));
+      restore.read(readChangelogRecord(message.key!, message.value, message.headers));
       read++;
     });
     return read;

@@ -48,15 +48,32 @@ export type ChangelogRecord =
 
 export interface KafkaMessage {
   key: Buffer;
-  value: Buffer;
+  value: Buffer | null;
+  headers?: Record<string, Buffer>;
 }
 
 function control(name: string): Buffer {
   return Buffer.concat([Buffer.from([CONTROL]), Buffer.from(name)]);
 }
 
+/**
+ * A changed key's record. A removed key's is a Kafka tombstone (a null value), so that
+ * compaction sheds the key once `delete.retention.ms` has passed, as Kafka Streams' changelogs
+ * do; its epoch and batch, which restores need to fence it, travel as headers.
+ */
 export function entryMessage(epoch: number, batchTime: number, key: unknown, value: Uint8Array | null): KafkaMessage {
-  return { key: Buffer.from(messageCodec.pack(key)), value: Buffer.from(messageCodec.pack({ e: epoch, t: batchTime, v: value })) };
+  const keyBytes = Buffer.from(messageCodec.pack(key));
+  if (value === null) return { key: keyBytes, value: null, headers: { e: Buffer.from(String(epoch)), t: Buffer.from(String(batchTime)) } };
+  return { key: keyBytes, value: Buffer.from(messageCodec.pack({ e: epoch, t: batchTime, v: value })) };
+}
+
+/** A header as a number; kafkajs hands a header over as a Buffer (or a list of them, when repeated). */
+function numberHeader(headers: Record<string, unknown> | undefined, name: string): number {
+  const raw = headers?.[name];
+  const one = Array.isArray(raw) ? raw[raw.length - 1] : raw;
+  const n = one === undefined || one === null ? Number.NaN : Number(String(one));
+  if (!Number.isFinite(n)) throw new Error(`changelog: a tombstone without a number in its ${name} header (${JSON.stringify(String(one))})`);
+  return n;
 }
 
 function endValue(end: BatchEnd): Record<string, unknown> {
@@ -89,7 +106,7 @@ export function letterMessage(epoch: number, letter: DeadLetter): KafkaMessage {
   return { key: control(`dead:${letter.batchTime}:${letter.index}`), value: Buffer.from(messageCodec.pack({ e: epoch, t: letter.batchTime, letter })) };
 }
 
-export function readChangelogRecord(key: Buffer, value: Buffer | null): ChangelogRecord {
+export function readChangelogRecord(key: Buffer, value: Buffer | null, headers?: Record<string, unknown>): ChangelogRecord {
   if (key[0] === CONTROL) {
     const name = key.subarray(1).toString();
     const v = messageCodec.unpack(value!) as Record<string, unknown>;
@@ -99,7 +116,9 @@ export function readChangelogRecord(key: Buffer, value: Buffer | null): Changelo
     if (name.startsWith('dead:')) return { kind: 'letter', epoch: v.e as number, batchTime: v.t as number, keyBytes: key, letter: v.letter as DeadLetter };
     throw new Error(`changelog: unknown control record ${name}`);
   }
-  const v = messageCodec.unpack(value!) as { e: number; t: number; v: Uint8Array | null };
+  if (value === null) return { kind: 'entry', epoch: numberHeader(headers, 'e'), batchTime: numberHeader(headers, 't'), key: messageCodec.unpack(key), keyBytes: key, value: null };
+  // Written before removed keys were tombstones: a value that says the key is gone.
+  const v = messageCodec.unpack(value) as { e: number; t: number; v: Uint8Array | null };
   return { kind: 'entry', epoch: v.e, batchTime: v.t, key: messageCodec.unpack(key), keyBytes: key, value: v.v };
 }
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Packr } from 'msgpackr';
 import { ChangelogRestore, endMessage, entryMessage, epochMessage, letterMessage, readChangelogRecord, takeoverMessage, type BatchEnd, type KafkaMessage } from '../../src/cluster/changelog.js';
 import type { DeadLetter } from '../../src/storage/partition/dead-letters.js';
 
@@ -11,7 +12,7 @@ function restore(messages: KafkaMessage[]): { state: Record<string, number | nul
   const state: Record<string, number | null> = {};
   const letters: DeadLetter[] = [];
   const restorer = new ChangelogRestore((key, value) => void (state[JSON.stringify(key)] = value === null ? null : value[0]), 0, (letter) => void letters.push(letter));
-  for (const m of messages) restorer.read(readChangelogRecord(m.key, m.value));
+  for (const m of messages) restorer.read(readChangelogRecord(m.key, m.value, m.headers));
   return { state, letters, restorer };
 }
 
@@ -126,6 +127,23 @@ describe('changelog restore', () => {
     assert.deepEqual(letters, [letter(100, 3, 'bad'), letter(100, 7, ['t', 1]), letter(200, 0, 'again')]);
     assert.deepEqual(state, { '"x"': 1 });
     assert.deepEqual(restorer.dropWaiting(4), [], 'a dropped letter is no key to write again');
+  });
+
+  it("a removed key's record is a Kafka tombstone carrying its epoch and batch in headers, fenced as any entry; one written as a value before still reads", () => {
+    const tombstone = entryMessage(3, 1500.5, ['t', 1], null);
+    assert.equal(tombstone.value, null, 'a null value: compaction sheds it after delete.retention.ms');
+    assert.deepEqual(readChangelogRecord(tombstone.key, tombstone.value, tombstone.headers), { kind: 'entry', epoch: 3, batchTime: 1500.5, key: ['t', 1], keyBytes: tombstone.key, value: null });
+    // Before tombstones: the removal as a value.
+    const old = { key: tombstone.key, value: Buffer.from(new Packr({ useRecords: true, moreTypes: true }).pack({ e: 3, t: 1500.5, v: null })) };
+    assert.deepEqual(readChangelogRecord(old.key, old.value), { kind: 'entry', epoch: 3, batchTime: 1500.5, key: ['t', 1], keyBytes: tombstone.key, value: null });
+    assert.throws(() => readChangelogRecord(tombstone.key, null, {}), /a tombstone without a number in its e header/);
+    // A fenced owner's late tombstone is ignored like any of its entries.
+    const { state } = restore([
+      epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'x', v(1)), end(1, 100, 10),
+      epochMessage(2, 'b'), takeoverMessage(2, batchEnd(1, 100, 10)),
+      entryMessage(1, 200, 'x', null), end(1, 200, 20),
+    ]);
+    assert.deepEqual(state, { '"x"': 1 });
   });
 
   it('a retake under the same epoch keeps its first marker through compaction, so a fenced owner\'s late batch after it stays ignored', () => {

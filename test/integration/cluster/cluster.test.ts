@@ -264,7 +264,7 @@ describe('one job on several processes: Kafka carries the shuffle and the change
     assert.match(human.stdout, /Cluster \(ZooKeeper \/statestream-cluster\/wc-broker, app wc-broker\): 2 members/);
     assert.match(human.stdout, /partition +owner +epoch +held by +next pair +repartition lag/);
     // A root that is a node, but not a cluster's: the folder of the job roots.
-    const wrong = await job.inspect('x', ['--brokers', cluster.services.kafka.brokers.join(','), '--zk-root', '/statestream-cluster']);
+    const wrong = await job.cli('x', ['inspect', '--zookeeper', cluster.services.zk.connectString, '--zk-root', '/statestream-cluster', '--brokers', cluster.services.kafka.brokers.join(',')]);
     assert.equal(wrong.code, 2, 'a usage error');
     assert.match(wrong.stderr, /--brokers apply to a cluster's root, and \/statestream-cluster is not one/);
   });

@@ -1,5 +1,5 @@
 import type { SerializedError } from '../errors.js';
-import { messageCodec } from '../storage/codec.js';
+import { messageViews } from '../storage/codec.js';
 import type { DeadLetter } from '../storage/partition/dead-letters.js';
 
 /** A mapping function named by module, after StateSpec resolved it to a file URL. */
@@ -65,7 +65,7 @@ export interface WorkerReply {
 
 /** The result a worker sent, with its mapped records put back in place. */
 export function readReply<R>(reply: WorkerReply): R {
-  const result = messageCodec.unpack(new Uint8Array(reply.packed)) as R & { outputs?: Uint8Array };
+  const result = messageViews.unpack(new Uint8Array(reply.packed)) as R & { outputs?: Uint8Array };
   if (reply.outputs) result.outputs = new Uint8Array(reply.outputs);
   return result;
 }

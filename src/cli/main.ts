@@ -32,7 +32,7 @@ Options every command takes:
   -h, --help          this help, or a command's own (statestream <command> --help)
   -V, --version       the version
 
-Exit codes: 0 success, 1 operational failure, 2 usage error, 130 interrupted (Ctrl-C).
+Exit codes: 0 success, 1 operational failure, 2 usage error, 130 export interrupted (Ctrl-C).
 Set STATESTREAM_DEBUG=1 to see stack traces.`;
 
 const commands: Record<string, (args: string[]) => Promise<number>> = {
@@ -54,7 +54,7 @@ async function main(argv: string[]): Promise<number> {
     // `help snapshot` is `snapshot --help`.
     const [topic, ...sub] = rest;
     if (!Object.hasOwn(commands, topic)) throw new UsageError(`help: unknown command ${JSON.stringify(topic)}`, undefined);
-    return commands[topic]([...sub, '--help']);
+    return commands[topic](sub.some((a) => a === '--help' || a === '-h') ? sub : [...sub, '--help']);
   }
   if (command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${usage}\n`);
@@ -65,6 +65,11 @@ async function main(argv: string[]): Promise<number> {
   if (!run) {
     throw new UsageError(command.startsWith('-') ? `put the command first (statestream <command> ${command} …), got option ${command}` : `unknown command ${JSON.stringify(command)}`, undefined);
   }
+  // An export's Ctrl-C or kill exits through process.exit, which removes its scratch copies and
+  // temporary file (storage/removed-at-exit.ts); it writes in awaited steps, so the handler runs
+  // at once. The commands that change state work synchronously: a handler would run only once
+  // they were done, so they die at the signal, and the next command or start settles a swap cut short.
+  if (command === 'export') for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.once(signal, () => process.exit(code));
   return run(rest);
 }
 
@@ -106,11 +111,6 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   if (error.code === 'EPIPE') process.exit(CLOSED_PIPE_EXIT);
   throw error;
 });
-
-// Ctrl-C, or a plain kill: exit through process.exit, which removes scratch copies and temporary
-// export files (storage/removed-at-exit.ts). Nothing else needs it: a swap cut short is settled
-// by the next command or start, as after a crash.
-for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.once(signal, () => process.exit(code));
 
 // The exit code is set, not forced: process.exit could cut short an export still flushing to stdout.
 main(process.argv.slice(2)).then(

@@ -8,13 +8,14 @@ import type { HighWaterMarks } from './high-water-marks.js';
  * new owner restores from. Each record carries the epoch of the owner that wrote it.
  *
  *   entry      key = the state key (MessagePack), value { e, t, v }: the stored entry after
- *              batch t, or null when the key was removed (a tombstone)
+ *              batch t; a removed key's is a Kafka tombstone, e and t in its headers
+ *              (changelogs written before have value { e, t, v: null })
  *   batch end  key = CONTROL 'end:<epoch>', value { e, t, position, marks, keyCount }: batch t
  *              is whole; the repartition partition is read from `position` on, and the pairs
  *              at or before `marks` were applied
- *   marker     key = CONTROL 'epoch:<epoch>', value { e, owner }: an owner is taking the
+ *   marker     key = CONTROL 'epoch:<epoch>:<take>', value { e, owner }: an owner is taking the
  *              partition; what older epochs write after it is never believed
- *   takeover   key = CONTROL 'takeover:<epoch>', value { e, accepts }: written once the new
+ *   takeover   key = CONTROL 'takeover:<epoch>:<take>', value { e, accepts }: written once the new
  *              owner restored up to its marker: the last whole batch it found there
  *              (`accepts`, with its positions) is what the partition holds as its epoch begins
  *   letter     key = CONTROL 'dead:<batch>:<index>', value { e, t, letter }: a record the

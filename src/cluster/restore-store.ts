@@ -1,5 +1,5 @@
 import type { Key } from 'lmdb';
-import { ClusterError, OwnershipLostError } from '../errors.js';
+import { ClusterError } from '../errors.js';
 import { copyBytes, decodeEntry } from '../storage/codec.js';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
@@ -125,8 +125,8 @@ export async function restorePartition(
   store: PartitionStore,
   options: {
     timeIndexed: boolean; reader: PartitionReader; writer: ChangelogWriter; partition: number; low: number; epoch: number; owner: string; timeoutMs: number;
-    /** Throws OwnershipLostError unless this instance still owns the partition; resolves with the lease (a performance.now()) its check gives. */
-    stillOwned: () => Promise<number>;
+    /** Throws OwnershipLostError unless this instance still owns the partition (the coordinator's check, which also has the partition taken again). */
+    stillOwned: () => Promise<unknown>;
   },
 ): Promise<RestoreOutcome> {
   const { reader, writer, partition, epoch, timeoutMs } = options;
@@ -165,7 +165,7 @@ export async function restorePartition(
   stored.flush();
   // A restore takes minutes at most: the partition may have moved on meanwhile (a session that
   // expired in a long pause). Its next owner's entries of a key must not be followed by ours.
-  const leaseUntil = await options.stillOwned();
+  await options.stillOwned();
   if (restore.epoch > epoch) {
     throw new ClusterError(
       `cluster: partition ${partition} of ${topic} holds the marker of epoch ${restore.epoch}, later than this owner's ${epoch}: the ZooKeeper assignment the epochs come from ` +
@@ -187,7 +187,6 @@ export async function restorePartition(
       epoch, batchTime: last?.batchTime ?? 0, position: last?.position ?? 0, marks: last?.marks ?? {}, keyCount: last?.keyCount ?? 0,
     });
   }
-  if (performance.now() > leaseUntil) throw new OwnershipLostError(`cluster: partition ${partition} of ${topic}: the takeover outlived the lease of its ownership check; it is not taken here`, { topic, partition, epoch });
   const meta: ClusterMeta = { position: last?.position ?? 0, marks: last?.marks ?? {}, changelogOffset: at, epoch, epochAt: marker };
   store.env.transactionSync(() => {
     if (last) new BatchLog(store).record({ batchTime: last.batchTime, outputs: NO_OUTPUTS, keyCount: last.keyCount });

@@ -2,14 +2,15 @@ import { Packr } from 'msgpackr';
 import { EncodingError } from '../errors.js';
 
 /**
- * Bytes in a state, a record or an output read back as a Buffer of their own. msgpackr reads
- * a bin as a view of what it decodes, of that thing's type: a view into lmdb-js's read
- * buffer, which the next read on the thread overwrites, and a Uint8Array where the source is
- * a transferred ArrayBuffer, on which `toString('hex')` quietly lists numbers instead.
+ * Bytes in a state, a record or an output read back as a Buffer. msgpackr reads a bin as a
+ * view of what it decodes, of that thing's type: a Uint8Array where the source is a
+ * transferred ArrayBuffer, on which `toString('hex')` quietly lists numbers instead. Where
+ * the source may be lmdb-js's read buffer, which the thread's next read overwrites, each bin
+ * is copied (`copyBuffers`); a message between threads owns its buffer, and its bins stay views.
  */
 class BytesPackr extends Packr {
-  constructor(options: ConstructorParameters<typeof Packr>[0]) {
-    super({ ...options, copyBuffers: true });
+  constructor(options: ConstructorParameters<typeof Packr>[0] & { copyBuffers: boolean }) {
+    super(options);
   }
 
   override unpack(source: Buffer | Uint8Array, options?: Parameters<Packr['unpack']>[1]): any {
@@ -34,18 +35,20 @@ function asBuffer(bytes: Buffer | Uint8Array): Buffer {
  * the same type; nothing else is written differently, so entries written before read as
  * they did (their Sets are arrays).
  */
-export const entryCodec = new BytesPackr({ useRecords: false, moreTypes: true });
+export const entryCodec = new BytesPackr({ useRecords: false, moreTypes: true, copyBuffers: true });
 /**
  * States that hold a Map: with objects as (inline) records, a MessagePack map can stand for
  * a Map and read back as one, numeric keys and all. Plain maps read as objects in
  * entryCodec, so these entries carry a marker element: `[state, lastUpdated, 1]`.
  */
-const mapCodec = new BytesPackr({ useRecords: true, moreTypes: true });
+const mapCodec = new BytesPackr({ useRecords: true, moreTypes: true, copyBuffers: true });
 const MAP_ENTRY = 1;
 /** A MessagePack array of 3 elements: only entries written by mapCodec start so ([state, lastUpdated] is 0x92). */
 const MAP_ENTRY_HEADER = 0x93;
 /** Shards and results are read once, whole, so inline record structures pay off for object values (and keep Maps as Maps). */
-export const messageCodec = new BytesPackr({ useRecords: true, moreTypes: true });
+export const messageCodec = new BytesPackr({ useRecords: true, moreTypes: true, copyBuffers: true });
+/** messageCodec for a buffer a message between threads handed over: its bins are views of it, not copies (records, replies). */
+export const messageViews = new BytesPackr({ useRecords: true, moreTypes: true, copyBuffers: false });
 
 /** A stored entry: the state and the batch time of the key's last record. */
 export type StoredEntry<S = unknown> = [state: S, lastUpdated: number];
@@ -210,6 +213,10 @@ function findProblem(value: unknown, path: string[], seen: Set<object>): string 
     }
   } else {
     for (const k in value) {
+      if (!wellFormed(k)) {
+        problem = 'has a property name with a lone surrogate (UTF-8 cannot hold it: it would be stored as U+FFFD)';
+        break;
+      }
       if ((problem = findProblem((value as Record<string, unknown>)[k], path, seen))) {
         path.push(`.${k}`);
         break;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { cpSync, existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -388,7 +388,7 @@ describe('statestream command-line tool', () => {
       ['inspect', '--zk-timeout', '2000'], ['snapshot', 'create', '--zk-digest', 'user:pw'],
       ['export', '--out', 'a.msgpack', '--out', 'b.msgpack'],
     ];
-    const helps = [['--help'], ['inspect', '--help'], ['snapshot', '--help'], ['snapshot', 'list', '--help'], ['snapshot', 'create', '--help'], ['snapshot', 'restore', '--help'], ['state', '--help'], ['state', 'get', '--help']];
+    const helps = [['--help'], ['inspect', '--help'], ['snapshot', '--help'], ['snapshot', 'list', '--help'], ['snapshot', 'create', '--help'], ['snapshot', 'restore', '--help'], ['state', '--help'], ['state', 'get', '--help'], ['help', 'inspect', '--help'], ['help', 'export', '-h']];
     // Each is a process of its own: started a few at a time, not one after the other.
     const results = await runEach([...usageErrors, ...helps, ['--version']]);
     const of = (...args: string[]) => results.get(args.join(' '))!;
@@ -689,6 +689,22 @@ describe('statestream command-line tool', () => {
     assert.equal([...readStateExport(target).entries()].length, keysAt4000());
     assert.equal(readFileSync(`${target}.tmp`, 'utf8'), 'a file of its own');
     assert.deepEqual(readdirSync(folder).sort(), ['fifo', 'link.msgpack', 'received.msgpack', 'target.msgpack', 'target.msgpack.tmp']);
+
+    // /dev/stdout that the shell sent to a file (>>): written through, after what the file held.
+    const log = join(folder, 'exports.log');
+    writeFileSync(log, 'before\n');
+    const inode = statSync(log).ino;
+    const fd = openSync(log, 'a');
+    try {
+      const through = spawnSync(process.execPath, [cli, 'export', '--data-dir', dataDir, '--out', '/dev/stdout'], { stdio: ['ignore', fd, 'pipe'], encoding: 'utf8', timeout: 60_000 });
+      assert.equal(through.status, 0, through.stderr);
+    } finally {
+      closeSync(fd);
+    }
+    assert.equal(statSync(log).ino, inode, 'the file was not replaced');
+    const logged = readFileSync(log);
+    assert.equal(logged.subarray(0, 7).toString(), 'before\n');
+    assert.ok(logged.length > 100, 'the export follows');
   });
 
   it('export --snapshot interrupted by Ctrl-C exits 130 and leaves neither its scratch copy nor its temporary file', () => {

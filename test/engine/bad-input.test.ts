@@ -328,6 +328,7 @@ describe('bad records and states fail the batch, naming what and where, and leav
     // Stored as U+FFFD, it would read back otherwise than memory holds it.
     ['store-lone-surrogate', /the state of key "f" cannot be stored: the value.name is a string with a lone surrogate/],
     ['store-lone-surrogate-state', /the state of key "f" cannot be stored: the value is a string with a lone surrogate/],
+    ['store-lone-surrogate-name', /the state of key "f" cannot be stored: the value.inner has a property name with a lone surrogate/],
   ] as const) {
     it(`a state that cannot be encoded (${value})`, async () => {
       const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).numPartitions(2), { dataDir: tempDir() });

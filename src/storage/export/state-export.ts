@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
 import { open as openFile, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { ConfigError, describeValue, StateExportError } from '../../errors.js';
 import { assertEncodable, decodeEntry, encodeExportEntry, entryCodec, unpackExportValues } from '../codec.js';
@@ -94,11 +95,14 @@ interface Sink {
  * A regular file (or a new one) is written beside the target under a name of its own and
  * renamed over it once synced, so a reader never sees half a file under the real name and two
  * exports to one path never write into one temporary file. A symbolic link's target is
- * replaced, not the link. Anything else (a FIFO, /dev/stdout, a device) is written through.
+ * replaced, not the link. Anything else (a FIFO, a device, a path under /dev or /proc such as
+ * /dev/stdout, whatever the shell redirected it to) is written through, appending: the
+ * shell's own `>` or `>>` already said where.
  */
 async function fileSink(path: string): Promise<Sink> {
   const info = await stat(path).catch(() => undefined);
-  if (info && !info.isFile()) return handleSink(await openFile(path, 'w'));
+  const special = /^\/(dev|proc)\//.test(resolve(path));
+  if (info && (special || !info.isFile())) return handleSink(await openFile(path, 'a'));
   const real = info ? await realpath(path) : path;
   const tmp = `${real}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   const handle = await openFile(tmp, 'wx');

@@ -389,4 +389,42 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
       await second.ssc.stop();
     }
   });
+
+  it('with failOnDataLoss: false, a job stopped after a gap found while running and before the next batch: the next start does not report the gap again', async () => {
+    const topic = 'retention-running-stopped';
+    await services.kafka.createTopic(topic, 1);
+    const dataDir = join(tempDir(), 'data');
+    const end = 800_000;
+    const clock = new ManualClock(Date.now());
+    const first = job(topic, dataDir, { maxRecordsPerBatch: 5000, failOnDataLoss: false }, undefined, clock);
+    let reported = false;
+    first.ssc.on(BatchEvents.DATA_LOST, () => void (reported = true));
+    await first.ssc.start();
+    try {
+      await produceWithKcat(services.kafka.brokers, topic, lines(0, end).map((value) => ({ value })), 0);
+      assert.ok((await low(topic)) > 20_000, 'retention overtook what the paused job fetched');
+      // Batches run until the fetch after the last records before the gap finds it; then the clock stands still.
+      const deadline = Date.now() + 150_000;
+      while (!reported) {
+        if (Date.now() > deadline) assert.fail('no gap was reported within 150 s');
+        await clock.advance(100);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await first.ssc.awaitIdle();
+      assert.equal(first.lost.length, 1, JSON.stringify(first.lost));
+    } finally {
+      await first.ssc.stop();
+    }
+    const gap = first.lost[0];
+    const second = job(topic, dataDir, { failOnDataLoss: false });
+    await runUntilCaughtUp(second, topic, end);
+    try {
+      assert.deepEqual(second.lost, [], 'the gap was reported by the run before');
+      const expected = new Map<string, number>();
+      for (let offset = 0; offset < end; offset++) if (offset < gap.from || offset >= gap.until) expected.set(line(offset), (expected.get(line(offset)) ?? 0) + 1);
+      assert.deepEqual(new Map([...second.counts.store().entries()].sort()), new Map([...expected.entries()].sort()));
+    } finally {
+      await second.ssc.stop();
+    }
+  });
 });

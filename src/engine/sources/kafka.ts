@@ -65,6 +65,13 @@ interface PartitionBuffer {
 
 const REPLAY_WAIT_MS = 5 * 60_000;
 
+/** A batch taken and not yet ended: its ranges, whether it only re-runs one that ended before, whether its start is recorded in ZooKeeper. */
+interface InFlightBatch {
+  ranges: OffsetRange[];
+  replayOnly: boolean;
+  recorded?: boolean;
+}
+
 /**
  * Kafka, read with kafkajs, with offsets kept in ZooKeeper (the article's pipeline). The
  * consumer fetches into per-partition buffers; each batch takes at most
@@ -81,7 +88,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
   private deadLetterStore: SourceDeadLetterStore | undefined;
   private readonly buffers = new Map<string, PartitionBuffer>();
   /** Ranges of batches taken and not yet finished, by batch time; a replay of an ended batch records nothing when it ends. */
-  private readonly inFlight = new Map<number, { ranges: OffsetRange[]; replayOnly: boolean; recorded?: boolean }>();
+  private readonly inFlight = new Map<number, InFlightBatch>();
   /** The newest batch ZooKeeper recorded as ended when the stream opened. */
   private endedAtOpen: number | undefined;
   /** Where the next batch starts, per partition, as recorded after the last batch that ended. */
@@ -272,8 +279,31 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const gap = unreadGap(buffer.topic, buffer.partition, buffer.fetchedUntil, Math.min(low, fetched), 'running');
     const lost = failOrAnnounce(gap, this.options.failOnDataLoss, this.options.zookeeper.root, this.announce);
     if (lost) this.fatal ??= lost;
-    else if (gap) buffer.gaps.push({ from: gap.from, until: gap.until });
+    else if (gap) {
+      buffer.gaps.push({ from: gap.from, until: gap.until });
+      await this.positionPastReported(buffer);
+    }
     return lost === undefined;
+  }
+
+  /**
+   * A reported gap where the partition's position stands (every batch before it ended there,
+   * none after it began): the position moves past it now, so that a stop or a crash before
+   * the next batch does not have the next start report it again. A batch in flight that ends
+   * at the gap moves it when it ends. At worst (ZooKeeper away) the gap is reported again.
+   */
+  private async positionPastReported(buffer: PartitionBuffer): Promise<void> {
+    const gap = buffer.gaps[0];
+    if (!gap || buffer.next !== gap.from) return;
+    const reads = (b: InFlightBatch) => !b.replayOnly && b.ranges.some((r) => r.topic === buffer.topic && r.partition === buffer.partition);
+    if ([...this.inFlight.values()].some(reads)) return;
+    const position = { topic: buffer.topic, partition: buffer.partition, offset: gap.until };
+    try {
+      await this.offsets!.recordPositions([position]);
+      this.ended.set(`${buffer.topic}:${buffer.partition}`, position);
+    } catch {
+      // The next start reports the gap again, which loses nothing.
+    }
   }
 
   /**
@@ -445,6 +475,10 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const { ranges } = batch;
     await this.offsets!.recordBatchEnd({ batchTime, ranges }, this.keepHistory);
     for (const r of ranges) this.ended.set(`${r.topic}:${r.partition}`, { topic: r.topic, partition: r.partition, offset: r.until });
+    for (const r of ranges) {
+      const buffer = this.buffer(r.topic, r.partition);
+      if (buffer) await this.positionPastReported(buffer);
+    }
     // For lag tools only: ZooKeeper is the record, so a failed commit loses nothing, and the
     // next batch must not wait for it while a broker is away.
     void this.consumer?.commitOffsets(ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: String(r.until) }))).catch(() => undefined);

@@ -50,8 +50,9 @@ class StoreWriter {
     this.index = new TimeIndex(store);
   }
 
+  // An entry's bytes are a Buffer of their own already: messageCodec copies each bin it decodes.
   readonly write = (key: unknown, value: Uint8Array | null): void => {
-    this.pending.push([key, value === null ? null : Buffer.from(value)]);
+    this.pending.push([key, value]);
     this.flushWhenFull();
   };
 

@@ -128,6 +128,17 @@ export class StoreOpenError extends StatestreamError {
   }
 }
 
+/**
+ * A partition store failed under a batch (a full disk, a file-size limit, an I/O error, a
+ * read that LMDB refused): the batch did not commit, so the store is as the last committed
+ * batch left it. Names the partition, its store and what the system said.
+ */
+export class StoreIOError extends StatestreamError {
+  constructor(message: string, context: ErrorContext, cause?: unknown) {
+    super('ERR_STORE_IO', message, { context, cause });
+  }
+}
+
 /** A state export file (or another StateSource) cannot be used: not an export, written by a newer format, truncated, or holding an entry that cannot be state. */
 export class StateExportError extends StatestreamError {
   constructor(message: string, context: ErrorContext, cause?: unknown) {
@@ -263,6 +274,7 @@ const byName: Record<string, new (message: string, context: ErrorContext) => Sta
   EncodingError,
   MappingModuleError: MappingModuleError as never,
   StoreMismatchError,
+  StoreIOError,
   OwnershipLostError,
 };
 

@@ -65,6 +65,7 @@ export {
   StopTimeoutError,
   StoreMismatchError,
   StoreOpenError,
+  StoreIOError,
   LifecycleError,
   OffsetStoreError,
   SourceRecordError,

@@ -257,6 +257,7 @@ const MUTANTS: Mutant[] = [
   { what: 'cluster.assignment never announced', edits: one('cluster/runtime.js', 'job.announce(BatchEvents.ASSIGNMENT_CHANGED,', 'void (BatchEvents.ASSIGNMENT_CHANGED,'), test: 'integration/cluster/cluster.test.js', name: 'while words keep arriving', slow: true },
   { what: 'restart counters that begin at their first restart (increase() misses it)', edits: one('metrics/job-metrics.js', 'm.restarts.inc(where, 0);', ''), test: 'metrics/job-metrics-events.test.js', name: 'a cluster partition given up' },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
+  { what: "a failed commit reported with LMDB's bare message (no partition, batch or store)", edits: one('actors/apply-shard.js', "throw storeFailure(error, 'could not commit batch', this.partition, this.task);", 'throw error;'), test: 'actors/store-io-error.test.js' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { threadId } from 'node:worker_threads';
-import { serializeError } from '../errors.js';
+import { StatestreamError, StoreIOError, serializeError } from '../errors.js';
 import { StateHandle } from '../engine/state.js';
 import { assertEncodable, messageCodec } from '../storage/codec.js';
 import { BatchCache, type Slot } from '../storage/partition/batch-cache.js';
@@ -238,7 +238,7 @@ export class BatchApplication {
       });
     } catch (error) {
       memory.aborted();
-      throw error;
+      throw storeFailure(error, 'could not commit batch', this.partition, this.task);
     }
     memory.committed();
     this.partition.batch = batchTime;
@@ -304,6 +304,25 @@ async function applyInOrder(partition: WorkerPartition, fn: MappingFunction, tas
     if (error instanceof RecordFailure) {
       return { status: 'record-failed', index: error.index, key: error.key, value: error.value, timingOut: error.timingOut, error: serializeError(error.error) };
     }
+    // An LMDB or system error (a code of its own) while the batch read its store.
+    if (!(error instanceof StatestreamError) && error instanceof Error && 'code' in error) throw storeFailure(error, 'failed to read its store in batch', partition, task);
     throw error;
   }
+}
+
+/**
+ * The error of a store that failed under a batch, naming the partition, the batch and the
+ * store, with what LMDB or the system said: alone, lmdb-js's message ("Input/output error",
+ * "MDB_MAP_FULL") says neither which partition nor which file.
+ */
+function storeFailure(error: unknown, what: string, partition: WorkerPartition, task: { partition?: number; batchTime: number }): unknown {
+  if (error instanceof StatestreamError) return error;
+  const cause = error as { message?: string; code?: unknown };
+  const where = task.partition === undefined ? 'a partition' : `partition ${task.partition}`;
+  const code = cause.code === undefined ? '' : ` (code ${String(cause.code)})`;
+  return new StoreIOError(
+    `${where} ${what} ${task.batchTime}, store ${partition.store.path}: ${cause.message ?? String(error)}${code}; the batch did not commit, and the store is as the last committed batch left it`,
+    { partition: task.partition, batchTime: task.batchTime, path: partition.store.path, code: cause.code },
+    error,
+  );
 }

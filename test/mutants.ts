@@ -258,6 +258,11 @@ const MUTANTS: Mutant[] = [
   { what: 'restart counters that begin at their first restart (increase() misses it)', edits: one('metrics/job-metrics.js', 'm.restarts.inc(where, 0);', ''), test: 'metrics/job-metrics-events.test.js', name: 'a cluster partition given up' },
   { what: '--zk-digest without --zookeeper ignored', edits: one('cli/args.js', "if (digest !== undefined)\n", "if (false)\n"), test: 'cli/cli.test.js', name: 'usage errors' },
   { what: "a failed commit reported with LMDB's bare message (no partition, batch or store)", edits: one('actors/apply-shard.js', "throw storeFailure(error, 'could not commit batch', this.partition, this.task);", 'throw error;'), test: 'actors/store-io-error.test.js' },
+  { what: 'the metrics and status page hear batch.completed before a user listener that fails the batch (counted twice)', edits: one('engine/streaming-context.js', '{ on: (event, listener) => this.observers.on(event, listener) }', 'this'), test: 'metrics/metrics.test.js', name: 'counts as failed only' },
+  { what: 'snapshot failures counted from their first (increase() misses it)', edits: one('metrics/job-metrics.js', 'this.m.snapshotFailures.inc(this.labels, 0);', ''), test: 'metrics/job-metrics-events.test.js', name: 'begin at 0' },
+  { what: "partitions' restarts counted from 0 only after a completed batch", edits: one('metrics/job-metrics.js', 'this.m.restarts.inc(this.partition(stream, p.partition), 0);', ''), test: 'metrics/job-metrics-events.test.js', name: 'begin at 0' },
+  { what: "a restarted job's newest snapshot unknown to the last-success gauge", edits: one('metrics/job-metrics.js', 'this.m.snapshotLast.set(this.labels, at / 1000);', ''), test: 'metrics/job-metrics-events.test.js', name: 'begin at 0' },
+  { what: "a restarted context does not hand its newest snapshot's time to the metrics", edits: one('engine/streaming-context.js', '(this.snapshotPolicy ? newestSnapshotAt(this.dataDir) : undefined)', 'undefined'), test: 'metrics/metrics.test.js', name: 'curl of /metrics' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

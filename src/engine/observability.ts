@@ -22,6 +22,9 @@ export interface JobParts {
   inputs(): InputStream[];
   /** Every state stream, local or the partitions a cluster instance owns. */
   stateStreams(): Array<{ stateIndex: number; partitionFigures(): PartitionFigures[] }>;
+  /** Whether the job takes snapshots, and when the newest one in its folder was written (ms), if any. */
+  snapshotsOn: boolean;
+  lastSnapshotAt(): number | undefined;
 }
 
 type Events = { on<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): unknown };
@@ -41,6 +44,8 @@ function probeOf(parts: JobParts): JobProbe {
     phase: parts.phase,
     failure: parts.failure,
     stateStreams: () => parts.stateStreams().map((s) => ({ stream: s.stateIndex, partitions: s.partitionFigures() })),
+    snapshotsOn: parts.snapshotsOn,
+    lastSnapshotAt: parts.lastSnapshotAt,
     kafkaSources: () => parts.inputs().filter((i): i is KafkaInputDStream<unknown> => i instanceof KafkaInputDStream) as KafkaProbe[],
   };
 }

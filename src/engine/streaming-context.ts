@@ -20,6 +20,7 @@ import { validateKafkaOptions, type KafkaStreamOptions } from './sources/kafka-o
 import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
 import { specAsDefined, type StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
+import { newestSnapshotAt } from '../storage/snapshots/manifest.js';
 import { recoverLocalJob } from './local-recovery.js';
 import { outputUntilCut, stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
 import { DataDirLock } from '../storage/data-lock.js';
@@ -120,6 +121,8 @@ export class StreamingContext implements StreamGraph {
   readonly snapshotPolicy: SnapshotPolicy | undefined;
 
   private readonly events = new EventEmitter();
+  /** The job's own metrics and status page: they hear an event after the user's listeners, so a batch a listener fails counts as failed only. */
+  private readonly observers = new EventEmitter();
   private readonly inputs: InputStream[] = [];
   private readonly stateStreams: MapWithStateDStream<unknown, unknown, unknown, unknown>[] = [];
   private readonly clusterOptions: ValidClusterOptions | undefined;
@@ -194,7 +197,9 @@ export class StreamingContext implements StreamGraph {
       appName: this.appName, batchIntervalMs: this.batchIntervalMs, phase: () => this.phase, failure: () => this.failure,
       // A cluster's source is read by its runtime, from positions of its own: the source never opens.
       inputs: () => (this.clusterOptions ? [] : this.inputs), stateStreams: () => [...this.stateStreams, ...this.clusterStreams],
-    }, this);
+      snapshotsOn: this.snapshotPolicy !== undefined,
+      lastSnapshotAt: () => (this.snapshotPolicy ? newestSnapshotAt(this.dataDir) : undefined),
+    }, { on: (event, listener) => this.observers.on(event, listener) });
   }
 
   /** In a cluster, once started: who owns which key, and who is in the job. Undefined otherwise. */
@@ -235,11 +240,13 @@ export class StreamingContext implements StreamGraph {
    * warning, and the listeners after it still hear the event.
    */
   private emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void {
-    if (THROWING_FAILS.has(event)) {
-      this.events.emit(event, payload);
-      return;
-    }
-    for (const listener of this.events.listeners(event)) {
+    if (THROWING_FAILS.has(event)) this.events.emit(event, payload);
+    else this.notify(this.events, event, payload);
+    this.notify(this.observers, event, payload);
+  }
+
+  private notify<E extends keyof BatchEventMap>(emitter: EventEmitter, event: E, payload: BatchEventMap[E]): void {
+    for (const listener of emitter.listeners(event)) {
       try {
         listener(payload);
       } catch (error) {

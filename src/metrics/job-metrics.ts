@@ -118,12 +118,36 @@ export class JobMetrics {
     });
     this.m.interval.set(this.labels, probe.batchIntervalMs / 1000);
     this.m.failed.set(this.labels, 0);
+    // Counters an alert reads with increase() begin at 0: over a series that begins at 1 it sees no increase, and misses the first failure.
+    this.m.batches.inc({ ...this.labels, outcome: 'failed' }, 0);
+    if (probe.snapshotsOn) this.m.snapshotFailures.inc(this.labels, 0);
   }
+
+  private seeded = false;
+
+  /**
+   * At the first batch, once the stores are open: every partition's restart series from 0 (a
+   * worker that dies in the first batch is counted from there), and the newest snapshot's
+   * time, so that a restarted job whose snapshots keep failing is not blind to "no recent
+   * snapshot" until one succeeds.
+   */
+  private seedAtFirstBatch(): void {
+    if (this.seeded) return;
+    this.seeded = true;
+    for (const { stream, partitions } of this.probe.stateStreams()) for (const p of partitions) this.m.restarts.inc(this.partition(stream, p.partition), 0);
+    const at = this.snapshotSeen ? undefined : this.probe.lastSnapshotAt();
+    if (at !== undefined) this.m.snapshotLast.set(this.labels, at / 1000);
+  }
+
+  private snapshotSeen = false;
 
   /** Starts counting the context's events and reading its figures at each scrape. */
   attach(events: Events): void {
     jobsOf.get(this.registry)!.add(this);
     const { m, labels } = this;
+    events.on(BatchEvents.STARTED, () => this.seedAtFirstBatch());
+    // A partition a cluster instance takes: its restarts count from 0 before its first batch here.
+    events.on(BatchEvents.PARTITION_TAKEN, (e) => m.restarts.inc(this.partition(e.stream, e.partition), 0));
     events.on(BatchEvents.COMPLETED, (e) => {
       // A re-run after a restore took its records and timed its keys out when it first ran.
       const replay = e.origin === 'replay';
@@ -163,6 +187,7 @@ export class JobMetrics {
     events.on(BatchEvents.PARTITION_RELEASED, (e) => this.forget(e.stream, e.partition));
     events.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => {
       m.snapshotDuration.observe(labels, e.durationMs / 1000);
+      this.snapshotSeen = true;
       m.snapshotLast.set(labels, Date.now() / 1000);
       m.snapshotBytes.set(labels, e.bytes);
     });

@@ -22,5 +22,8 @@ export interface JobProbe {
   /** The error that failed the job, if one did. */
   failure(): Error | undefined;
   stateStreams(): Array<{ stream: number; partitions: PartitionFigures[] }>;
+  /** Whether the job takes snapshots, and when the newest one in its folder was written (ms), if any: a restarted job's has not completed in this process. */
+  readonly snapshotsOn: boolean;
+  lastSnapshotAt(): number | undefined;
   kafkaSources(): KafkaProbe[];
 }

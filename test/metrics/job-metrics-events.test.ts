@@ -11,9 +11,12 @@ import { parseSamples } from './scrape.js';
  * JobMetrics fed the events a context emits, for what a running job reaches only at its
  * edges: a delay of minutes, a cluster partition given up.
  */
-function metricsOn(batchIntervalMs: number): { registry: Registry; emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void } {
+function metricsOn(batchIntervalMs: number, parts: Partial<JobProbe> = {}): { registry: Registry; emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void } {
   const registry = new Registry();
-  const probe: JobProbe = { appName: 'events', batchIntervalMs, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [] };
+  const probe: JobProbe = {
+    appName: 'events', batchIntervalMs, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
+    snapshotsOn: false, lastSnapshotAt: () => undefined, ...parts,
+  };
   const events = new EventEmitter();
   new JobMetrics(registry, probe, () => []).attach(events);
   return { registry, emit: (event, payload) => void events.emit(event, payload) };
@@ -60,5 +63,40 @@ describe('metrics from events', () => {
     // Taken back later: its series start again from what this instance sees.
     emit(BatchEvents.COMPLETED, completed([0, 1]));
     assert.deepEqual(await series('statestream_state_reads_total'), ['0/lmdb=3', '0/memory=6', '1/lmdb=1', '1/memory=2']);
+  });
+
+  it('the counters the alerts read with increase() begin at 0: batch and snapshot failures from the start, every partition\'s restarts from the first batch (a worker dying in it is counted); a restarted job knows its newest snapshot', async () => {
+    const figures = (partition: number) => ({ partition, keyCount: 0, lastBatch: undefined, stateBytes: 0, deadLetters: 0 });
+    const { registry, emit } = metricsOn(1000, { snapshotsOn: true, lastSnapshotAt: () => 1_700_000_000_000, stateStreams: () => [{ stream: 0, partitions: [figures(0), figures(1)] }] });
+    const value = async (name: string, labels: Record<string, string> = {}) =>
+      parseSamples(await registry.metrics()).find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+    assert.equal(await value('statestream_batches_total', { outcome: 'failed' }), 0);
+    assert.equal(await value('statestream_snapshot_failures_total'), 0);
+    assert.equal(await value('statestream_partition_restarts_total'), undefined, 'no partitions before the stores are open');
+
+    emit(BatchEvents.STARTED, { batchTime: 1000, schedulingDelayMs: 0 });
+    assert.equal(await value('statestream_partition_restarts_total', { partition: '0' }), 0);
+    assert.equal(await value('statestream_partition_restarts_total', { partition: '1' }), 0);
+    assert.equal(await value('statestream_snapshot_last_success_timestamp_seconds'), 1_700_000_000);
+    emit(BatchEvents.PARTITION_RESTARTED, { stream: 0, partition: 1, batchTime: 1000, restart: 1, cause: new Error('died') } as never);
+    assert.equal(await value('statestream_partition_restarts_total', { partition: '1' }), 1);
+
+    // A snapshot of this run is newer than the folder's was at the start; a later batch leaves it.
+    emit(BatchEvents.SNAPSHOT_COMPLETED, { batchTime: 1000, durationMs: 5, bytes: 10, keyCount: 1, path: '/x' } as never);
+    const completedAt = await value('statestream_snapshot_last_success_timestamp_seconds');
+    assert.ok(completedAt! > 1_700_000_000);
+    emit(BatchEvents.STARTED, { batchTime: 2000, schedulingDelayMs: 0 });
+    assert.equal(await value('statestream_snapshot_last_success_timestamp_seconds'), completedAt);
+
+    // A cluster instance's partition taken later counts from 0 before its first batch here.
+    emit(BatchEvents.PARTITION_TAKEN, { stream: 0, partition: 7, epoch: 1, records: 0, reused: false, lastBatch: undefined } as never);
+    assert.equal(await value('statestream_partition_restarts_total', { partition: '7' }), 0);
+  });
+
+  it('a job without snapshots has no snapshot series', async () => {
+    const { registry, emit } = metricsOn(1000);
+    emit(BatchEvents.STARTED, { batchTime: 1000, schedulingDelayMs: 0 });
+    const names = new Set(parseSamples(await registry.metrics()).map((s) => s.name));
+    assert.ok(![...names].some((n) => n.startsWith('statestream_snapshot_')), [...names].join(', '));
   });
 });

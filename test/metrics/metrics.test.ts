@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { BatchEvents, ConfigError, StateSpec, StreamingContext, murmur2Partitioner, type BatchCompletedEvent, type SnapshotCompletedEvent } from '../../src/index.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
+import { listSnapshots } from '../../src/storage/snapshots/manifest.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { nextEvent } from '../wait.js';
 import { byLabel, curl, parseSamples, sample, scrape } from './scrape.js';
@@ -25,7 +26,8 @@ const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(1, Ma
 describe('Prometheus metrics', { timeout: 180_000 }, () => {
   it('curl of /metrics during a running job shows what the batch events said: batches, delays, records, state per partition, timeouts, snapshots', async () => {
     const spec = StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(3).timeout(1500);
-    const job = await keyedJob(spec, { dataDir: tempDir(), snapshotEvery: 2, metrics: { port: 0 }, appName: 'metrics-test' });
+    const dataDir = tempDir();
+    const job = await keyedJob(spec, { dataDir, snapshotEvery: 2, metrics: { port: 0 }, appName: 'metrics-test' });
     const completed: BatchCompletedEvent[] = [];
     const snapshots: SnapshotCompletedEvent[] = [];
     job.ssc.on(BatchEvents.COMPLETED, (e) => void completed.push(e));
@@ -115,6 +117,18 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
     // Stopped: the server is closed, and its address no longer given.
     assert.deepEqual(job.ssc.endpoints(), {});
     await assert.rejects(curl(url));
+
+    // Started again: the newest snapshot's time from its first batch, before this run takes one.
+    const again = await keyedJob(spec, { dataDir, snapshotEvery: 100, metrics: { port: 0 }, appName: 'metrics-test', startMs: 100_000 });
+    try {
+      await again.batch([['d', 1]]);
+      const samples = await scrape(again.ssc.endpoints().metrics!);
+      const newest = listSnapshots(dataDir)[0];
+      assert.equal(sample(samples, 'statestream_snapshot_last_success_timestamp_seconds', { app: 'metrics-test' }), Date.parse(newest.manifest.createdAt) / 1000);
+      assert.equal(sample(samples, 'statestream_snapshot_failures_total', { app: 'metrics-test' }), 0);
+    } finally {
+      await again.ssc.stop();
+    }
   });
 
   it('counts partition restarts and dead letters per partition, and a failed job', async () => {
@@ -146,6 +160,27 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
       assert.equal(sample(samples, 'statestream_batches_total', { app: 'statestream', outcome: 'failed' }), 1);
     } finally {
       await stopping.ssc.stop();
+    }
+  });
+
+  it('a batch a batch.completed listener fails counts as failed only, on /metrics and on the status page', async () => {
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir: tempDir(), metrics: { port: 0 }, ui: { port: 0 } });
+    try {
+      await job.batch([['k', 1]]);
+      job.ssc.on(BatchEvents.COMPLETED, () => {
+        throw new Error('the sink is away');
+      });
+      await assert.rejects(job.batch([['k', 1], ['l', 1]]), /the sink is away/);
+      const samples = await scrape(job.ssc.endpoints().metrics!);
+      const app = { app: 'statestream' };
+      assert.equal(sample(samples, 'statestream_batches_total', { ...app, outcome: 'completed' }), 1);
+      assert.equal(sample(samples, 'statestream_batches_total', { ...app, outcome: 'failed' }), 1);
+      assert.equal(sample(samples, 'statestream_records_total', app), 1, 'the failed batch\'s records are not counted');
+      const status = JSON.parse(await curl(`${job.ssc.endpoints().ui!}api/status`)) as { totals: { batches: number; failed: number }; batches: Array<{ batchTime: number; status: string }> };
+      assert.deepEqual(status.totals && { batches: status.totals.batches, failed: status.totals.failed }, { batches: 1, failed: 1 });
+      assert.deepEqual(status.batches.map((b) => b.status), ['completed', 'failed'], 'one row per batch');
+    } finally {
+      await job.ssc.stop();
     }
   });
 

@@ -86,6 +86,13 @@ export function listSnapshots(dataDir: string): SnapshotInfo[] {
   return scanSnapshots(dataDir).readable;
 }
 
+/** When the newest readable snapshot in the folder was written (ms since the epoch), if there is one. */
+export function newestSnapshotAt(dataDir: string): number | undefined {
+  const newest = listSnapshots(dataDir)[0];
+  const at = newest ? Date.parse(newest.manifest.createdAt) : Number.NaN;
+  return Number.isFinite(at) ? at : undefined;
+}
+
 /** A snapshot folder whose manifest cannot be read (damaged by hand, or a newer format): never a candidate for restore. */
 export interface UnreadableSnapshot {
   batchTime: number;

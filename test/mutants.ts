@@ -263,6 +263,7 @@ const MUTANTS: Mutant[] = [
   { what: "partitions' restarts counted from 0 only after a completed batch", edits: one('metrics/job-metrics.js', 'this.m.restarts.inc(this.partition(stream, p.partition), 0);', ''), test: 'metrics/job-metrics-events.test.js', name: 'begin at 0' },
   { what: "a restarted job's newest snapshot unknown to the last-success gauge", edits: one('metrics/job-metrics.js', 'this.m.snapshotLast.set(this.labels, at / 1000);', ''), test: 'metrics/job-metrics-events.test.js', name: 'begin at 0' },
   { what: "a restarted context does not hand its newest snapshot's time to the metrics", edits: one('engine/streaming-context.js', '(this.snapshotPolicy ? newestSnapshotAt(this.dataDir) : undefined)', 'undefined'), test: 'metrics/metrics.test.js', name: 'curl of /metrics' },
+  { what: 'the Kafka example serves nothing for --metrics-host without a port, silently', edits: one('../examples/kafka-word-count/main.js', "if (metricsPort === undefined && values['metrics-host'] !== undefined)", 'if (false)'), test: 'examples/examples.test.js', name: 'kafka-word-count refuses' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

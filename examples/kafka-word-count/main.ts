@@ -41,6 +41,9 @@ try {
   const port = (name: string) => (values[name] === undefined ? undefined : cli.int(values, name, 0, 0));
   const metricsPort = port('metrics-port');
   const uiPort = port('ui-port');
+  // A host alone would serve nothing, without a word.
+  if (metricsPort === undefined && values['metrics-host'] !== undefined) cli.fail('--metrics-host needs --metrics-port (nothing serves /metrics without a port)');
+  if (uiPort === undefined && values['ui-host'] !== undefined) cli.fail('--ui-host needs --ui-port (nothing serves the status page without a port)');
   const sessionTimeoutMs = values['zk-session-ms'] === undefined ? undefined : cli.int(values, 'zk-session-ms', 10_000);
   ssc = new StreamingContext({
     batchIntervalMs: cli.int(values, 'batch-ms', 1000), dataDir: values['data-dir'], appName: values['app-name'],
@@ -67,7 +70,9 @@ try {
     });
   }
 } catch (error) {
-  if (error instanceof StatestreamError && error.code === 'ERR_CONFIG') cli.fail(error.message);
+  if (error instanceof StatestreamError && error.code === 'ERR_CONFIG') {
+    cli.fail(error.context.option === 'ui.token' ? `${error.message} (this example reads it from the environment: STATESTREAM_UI_TOKEN)` : error.message);
+  }
   throw error;
 }
 

@@ -12,7 +12,7 @@ import { countsByWord } from './printed-counts.js';
 
 const execFileP = promisify(execFile);
 /** Runs an example to its end; a hung example is killed, and fails the test, after two minutes. */
-const run = (file: string, args: string[]) => execFileP(file, args, { timeout: 120_000 });
+const run = (file: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}) => execFileP(file, args, { timeout: 120_000, ...options });
 const example = (name: string) => fileURLToPath(new URL(`../../examples/${name}/main.js`, import.meta.url));
 
 /** The last count printed for each word. */
@@ -117,6 +117,16 @@ describe('examples', () => {
 
   it('word-count rejects a bad flag with exit code 2', async () => {
     await assert.rejects(run(process.execPath, [example('word-count'), '--batches', '0']), (e: { code?: number; stderr?: string }) => e.code === 2 && /--batches must be an integer/.test(e.stderr ?? ''));
+  });
+
+  it('kafka-word-count refuses a host without its port, and names where a page off loopback takes its token, with exit code 2 (before reaching Kafka)', async () => {
+    const base = [example('kafka-word-count'), '--brokers', '127.0.0.1:1', '--topic', 'words', '--zookeeper', '127.0.0.1:1', '--data-dir', join(tempDir(), 'k')];
+    const env = { ...process.env, STATESTREAM_UI_TOKEN: undefined };
+    const refused = (args: string[], message: RegExp) =>
+      assert.rejects(run(process.execPath, [...base, ...args], { env }), (e: { code?: number; stderr?: string }) => e.code === 2 && message.test(e.stderr ?? ''), args.join(' '));
+    await refused(['--metrics-host', '0.0.0.0'], /^kafka-word-count: --metrics-host needs --metrics-port/);
+    await refused(['--ui-host', '0.0.0.0'], /^kafka-word-count: --ui-host needs --ui-port/);
+    await refused(['--ui-host', '0.0.0.0', '--ui-port', '0'], /give ui\.token.*\(this example reads it from the environment: STATESTREAM_UI_TOKEN\)/);
   });
 
   it('sessions emits one summary when a session times out, holding each of its clicks once', async () => {

@@ -264,6 +264,11 @@ const MUTANTS: Mutant[] = [
   { what: "a restarted job's newest snapshot unknown to the last-success gauge", edits: one('metrics/job-metrics.js', 'this.m.snapshotLast.set(this.labels, at / 1000);', ''), test: 'metrics/job-metrics-events.test.js', name: 'begin at 0' },
   { what: "a restarted context does not hand its newest snapshot's time to the metrics", edits: one('engine/streaming-context.js', '(this.snapshotPolicy ? newestSnapshotAt(this.dataDir) : undefined)', 'undefined'), test: 'metrics/metrics.test.js', name: 'curl of /metrics' },
   { what: 'the Kafka example serves nothing for --metrics-host without a port, silently', edits: one('../examples/kafka-word-count/main.js', "if (metricsPort === undefined && values['metrics-host'] !== undefined)", 'if (false)'), test: 'examples/examples.test.js', name: 'kafka-word-count refuses' },
+  { what: 'a mapped record MessagePack cannot carry stored without a word (its key unnamed)', edits: one('actors/apply-shard.js', 'checkOutput(mapped, key, `record ${i} of the shard`, partition, batchTime)', 'void 0'), test: 'engine/bad-input.test.js', name: 'mapped record that cannot be encoded' },
+  { what: "a record's bytes reach the mapping function as a view of the shard (a retry sees what the failed attempt changed)", edits: [
+      { file: 'actors/shard-format.js', from: "import { messageCodec } from '../storage/codec.js';", to: "import { messageCodec, messageViews } from '../storage/codec.js';" },
+      { file: 'actors/shard-format.js', from: ': messageCodec.unpack(new Uint8Array(buffer, valuesAt', to: ': messageViews.unpack(new Uint8Array(buffer, valuesAt' },
+    ], test: 'actors/supervision.test.js', name: 'a retry gives each record' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { threadId } from 'node:worker_threads';
-import { StatestreamError, StoreIOError, serializeError } from '../errors.js';
+import { StatestreamError, StoreIOError, describeValue, serializeError } from '../errors.js';
 import { StateHandle } from '../engine/state.js';
 import { assertEncodable, messageCodec } from '../storage/codec.js';
 import { BatchCache, type Slot } from '../storage/partition/batch-cache.js';
@@ -49,6 +49,11 @@ function* idleKeys(index: TimeIndex, threshold: number, cache: BatchCache<unknow
     seen.add(id);
     yield entry;
   }
+}
+
+/** A mapped record MessagePack cannot carry fails the batch, as a state would, naming the key and the record it came from. */
+function checkOutput(out: unknown, key: unknown, from: string, partition: number, batchTime: number): void {
+  assertEncodable(out, () => `the record mapped from key ${describeValue(key)} (${from}) in partition ${partition} of batch ${batchTime}`, () => ({ partition, batchTime, key }));
 }
 
 /**
@@ -145,7 +150,7 @@ export class BatchApplication {
       }
       if (state.isRemoved()) cache.removeSlot(slot);
       else if (state.isUpdated() || (sweeping && state.exists())) cache.putSlot(slot, state.getOption(), batchTime);
-      if (emit && mapped !== undefined) outputs.push(mapped, key, ref);
+      if (emit && mapped !== undefined && outputs.push(mapped, key, ref)) checkOutput(mapped, key, `record ${i} of the shard`, partition, batchTime);
       this.applied++;
     }
   }
@@ -198,14 +203,13 @@ export class BatchApplication {
           } catch (error) {
             throw new RecordFailure(position, key, undefined, true, error);
           }
-          if (emit && out !== undefined) outputs.push(out, key, undefined);
+          if (emit && out !== undefined && outputs.push(out, key, undefined)) checkOutput(out, key, 'its timeout call', partition, batchTime);
         }
         cache.remove(key);
         timedOut++;
       }
     }
     cache.prepare((key, value) => assertEncodable(value, () => `the state of key ${JSON.stringify(key)}`, () => ({ partition, batchTime, key })));
-    for (const out of outputs.unkeyed) assertEncodable(out, () => 'a mapped record', () => ({ partition, batchTime }));
     this.prepared = {
       outputs: emit ? outputs.encode(outputs.length > 0 ? messageCodec.pack(this.keys) : new Uint8Array(0)) : NO_OUTPUTS,
       keyCount: (this.last?.keyCount ?? 0) + cache.keyCountDelta,
@@ -238,7 +242,7 @@ export class BatchApplication {
       });
     } catch (error) {
       memory.aborted();
-      throw storeFailure(error, 'could not commit batch', this.partition, this.task);
+      throw storeFailure(error, 'could not commit batch', this.partition.store.path, this.task);
     }
     memory.committed();
     this.partition.batch = batchTime;
@@ -276,7 +280,13 @@ async function applyInOrder(partition: WorkerPartition, fn: MappingFunction, tas
   let application = partition.application;
   if (task.op === 'apply' && task.chunk === 0) {
     application?.abandon();
-    application = partition.application = new BatchApplication(partition, fn, task);
+    partition.application = undefined;
+    try {
+      // It reads the store's batch log: the batch's first read.
+      application = partition.application = new BatchApplication(partition, fn, task);
+    } catch (error) {
+      throw storeFailure(error, 'failed to read its store in batch', partition.store.path, task);
+    }
   } else if (!application || application.attempt !== task.attempt || application.batchTime !== task.batchTime) {
     return { status: 'stale' };
   }
@@ -305,7 +315,7 @@ async function applyInOrder(partition: WorkerPartition, fn: MappingFunction, tas
       return { status: 'record-failed', index: error.index, key: error.key, value: error.value, timingOut: error.timingOut, error: serializeError(error.error) };
     }
     // An LMDB or system error (a code of its own) while the batch read its store.
-    if (!(error instanceof StatestreamError) && error instanceof Error && 'code' in error) throw storeFailure(error, 'failed to read its store in batch', partition, task);
+    if (!(error instanceof StatestreamError) && error instanceof Error && 'code' in error) throw storeFailure(error, 'failed to read its store in batch', partition.store.path, task);
     throw error;
   }
 }
@@ -315,14 +325,14 @@ async function applyInOrder(partition: WorkerPartition, fn: MappingFunction, tas
  * store, with what LMDB or the system said: alone, lmdb-js's message ("Input/output error",
  * "MDB_MAP_FULL") says neither which partition nor which file.
  */
-function storeFailure(error: unknown, what: string, partition: WorkerPartition, task: { partition?: number; batchTime: number }): unknown {
-  if (error instanceof StatestreamError) return error;
+export function storeFailure(error: unknown, what: string, path: string, task: { partition: number; batchTime: number }): unknown {
+  // A stop that ran out of time cut the thread: the batch fails as the stop's, not the store's.
+  if (error instanceof StatestreamError || (error as Error | undefined)?.name === 'ThreadCutError') return error;
   const cause = error as { message?: string; code?: unknown };
-  const where = task.partition === undefined ? 'a partition' : `partition ${task.partition}`;
   const code = cause.code === undefined ? '' : ` (code ${String(cause.code)})`;
   return new StoreIOError(
-    `${where} ${what} ${task.batchTime}, store ${partition.store.path}: ${cause.message ?? String(error)}${code}; the batch did not commit, and the store is as the last committed batch left it`,
-    { partition: task.partition, batchTime: task.batchTime, path: partition.store.path, code: cause.code },
+    `partition ${task.partition} ${what} ${task.batchTime}, store ${path}: ${cause.message ?? String(error)}${code}; the batch did not commit, and the store is as the last committed batch left it`,
+    { partition: task.partition, batchTime: task.batchTime, path, code: cause.code },
     error,
   );
 }

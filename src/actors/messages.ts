@@ -49,6 +49,7 @@ export interface ApplyTask {
 export interface CommitTask {
   op: 'commit';
   storePath: string;
+  partition: number;
   incarnation: string;
   cacheEntries: number;
   fn: ResolvedMappingRef;

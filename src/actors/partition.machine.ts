@@ -20,7 +20,7 @@ async function commitPrepared(context: PartitionContext, batchTime: number, atte
     refusal = error;
   }
   const task: CommitTask = {
-    op: 'commit', storePath: context.storePath, incarnation: context.incarnation, cacheEntries: context.workers.cacheEntriesOf(context.worker),
+    op: 'commit', storePath: context.storePath, partition: context.partition, incarnation: context.incarnation, cacheEntries: context.workers.cacheEntriesOf(context.worker),
     fn: context.fn, batchTime, attempt, meta,
   };
   const result = readReply<ApplyResult>(await context.workers.run<WorkerReply>(context.worker, task));

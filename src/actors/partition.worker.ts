@@ -5,9 +5,9 @@
  */
 import { MappingModuleError, serializeError } from '../errors.js';
 import { messageCodec } from '../storage/codec.js';
-import { applyChunk, type MappingFunction } from './apply-shard.js';
-import type { ResolvedMappingRef, WorkerReply, WorkerTask } from './messages.js';
-import { releasePartition, stopAllPartitions, workerPartition } from './worker-partitions.js';
+import { applyChunk, storeFailure, type MappingFunction } from './apply-shard.js';
+import type { ApplyTask, CommitTask, ResolvedMappingRef, WorkerReply, WorkerTask } from './messages.js';
+import { releasePartition, stopAllPartitions, workerPartition, type WorkerPartition } from './worker-partitions.js';
 import { saveWarmKeys, warmMemory } from './memory-warm-up.js';
 
 const functions = new Map<string, Promise<MappingFunction>>();
@@ -41,6 +41,14 @@ function mappingFunction(ref: ResolvedMappingRef): Promise<MappingFunction> {
   return fn;
 }
 
+/** The partition a batch's task works on, its store opened on first use; a store that will not open is named with the batch. */
+function openedFor(task: ApplyTask | CommitTask): WorkerPartition {
+  try {
+    return workerPartition(task);
+  } catch (error) {
+    throw storeFailure(error, 'could not open its store for batch', task.storePath, task);
+  }
+}
 
 export default async function run(task: WorkerTask): Promise<WorkerReply> {
   let result;
@@ -58,7 +66,7 @@ export default async function run(task: WorkerTask): Promise<WorkerReply> {
     } else if (task.op === 'release-partition') {
       result = { status: 'ok', released: await releasePartition(task.storePath, task.incarnation) };
     } else {
-      result = await applyChunk(workerPartition(task), await mappingFunction(task.fn), task);
+      result = await applyChunk(openedFor(task), await mappingFunction(task.fn), task);
     }
   } catch (error) {
     result = { status: 'batch-failed', error: serializeError(error) };

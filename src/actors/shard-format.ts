@@ -1,4 +1,4 @@
-import { messageCodec, messageViews } from '../storage/codec.js';
+import { messageCodec } from '../storage/codec.js';
 import type { InitialEntry } from './messages.js';
 
 /**
@@ -94,8 +94,10 @@ export function readShard(buffer: ArrayBufferLike): ShardContent {
   const keysAt = ints ? at + header[3] : at;
   const valuesAt = ints ? at : at + header[2];
   const initialAt = at + header[2] + header[3];
-  const keys = messageViews.unpack(new Uint8Array(buffer, keysAt, header[2])) as unknown[];
-  const values = ints ? intArray(header[3] / records, buffer, valuesAt, records) : (messageViews.unpack(new Uint8Array(buffer, valuesAt, header[3])) as unknown[]);
-  const initialState = initialAt < buffer.byteLength ? (messageViews.unpack(new Uint8Array(buffer, initialAt)) as InitialEntry[]) : undefined;
+  // Bins are copied, not views of the shard: a retry or a replay reads the same shard again,
+  // and a mapping function that changed a Buffer in place would hand the next attempt its change.
+  const keys = messageCodec.unpack(new Uint8Array(buffer, keysAt, header[2])) as unknown[];
+  const values = ints ? intArray(header[3] / records, buffer, valuesAt, records) : (messageCodec.unpack(new Uint8Array(buffer, valuesAt, header[3])) as unknown[]);
+  const initialState = initialAt < buffer.byteLength ? (messageCodec.unpack(new Uint8Array(buffer, initialAt)) as InitialEntry[]) : undefined;
   return { refs, keys, values, initialState };
 }

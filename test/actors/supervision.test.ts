@@ -152,6 +152,19 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
 });
 
 describe('a record the mapping function keeps failing on', () => {
+  it('a retry gives each record its value as the source gave it, even one the failed attempt changed in place', async () => {
+    const dir = tempDir();
+    const spec = StateSpec.function<string, Uint8Array | { failOnce: string }, string, unknown>(fixture('reverse-bytes')).numPartitions(1).onRecordFailure({ policy: 'stop', maxAttempts: 2 });
+    const job = await keyedJob(spec, { dataDir: join(dir, 'data'), threads: 1 });
+    try {
+      await job.batch([['k', Buffer.from('abc')], ['later', { failOnce: join(dir, 'failed') }]]);
+      assert.ok(existsSync(join(dir, 'failed')), 'the first attempt failed');
+      assert.equal(job.stream.store().get('k'), 'cba', 'reversed once, as one clean run does');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it("policy 'stop': the batch fails naming partition, batch time, key and cause; nothing of it is committed", async () => {
     const job = await keyedJob(faulty().numPartitions(2).onRecordFailure({ policy: 'stop', maxAttempts: 2 }), { dataDir: tempDir() });
     const failed: number[] = [];

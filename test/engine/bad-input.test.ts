@@ -343,6 +343,19 @@ describe('bad records and states fail the batch, naming what and where, and leav
     });
   }
 
+  it('a mapped record that cannot be encoded fails the batch naming the key and the record, and nothing of the batch is stored', async () => {
+    const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).numPartitions(2), { dataDir: tempDir() });
+    try {
+      await job.batch([['keep', 'ok']]);
+      job.input.pushBatch([['g', 'ok'], ['f', 'output-function']]);
+      await assert.rejects(job.clock.advance(1000), (e: unknown) =>
+        e instanceof EncodingError && /^the record mapped from key "f" \(record \d of the shard\) in partition \d of batch 2000 cannot be stored: the value\.format is a function/.test((e as Error).message));
+      assert.deepEqual([...job.stream.store().entries()], [['keep', 'fine']]);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('bigints that fit in 64 bits are stored and read back as they were', async () => {
     const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')), { dataDir: tempDir() });
     try {

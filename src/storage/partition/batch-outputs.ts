@@ -94,8 +94,12 @@ export class OutputWriter {
     return this.n;
   }
 
-  /** A record the mapping function returned for the shard key `keys[ref]` (ref undefined: a key outside the shard, a timeout). */
-  push(out: unknown, key: unknown, ref: number | undefined): void {
+  /**
+   * A record the mapping function returned for the shard key `keys[ref]` (ref undefined: a
+   * key outside the shard, a timeout). True when it is kept as it is, to be encoded with
+   * MessagePack (rather than as a key index and a number): the caller checks it can be.
+   */
+  push(out: unknown, key: unknown, ref: number | undefined): boolean {
     let columns = this.columns;
     if (columns === undefined) {
       if (this.spent) throw new Error('OutputWriter: encoded already');
@@ -111,15 +115,11 @@ export class OutputWriter {
       if (ref > this.maxRef) this.maxRef = ref;
       // -0 is no int32 (it would come back as 0).
       if (this.intNums && ((num | 0) !== num || (num === 0 && 1 / num < 0))) this.intNums = false;
-    } else {
-      columns.kinds[this.n++] = 0;
-      this.others.push(out);
+      return false;
     }
-  }
-
-  /** The records other than the keyed ones, for the checks that they can be encoded. */
-  get unkeyed(): readonly unknown[] {
-    return this.others;
+    columns.kinds[this.n++] = 0;
+    this.others.push(out);
+    return true;
   }
 
   /** The records as one buffer; the writer is spent (its columns go back for the thread's next batch). */

@@ -269,6 +269,8 @@ const MUTANTS: Mutant[] = [
       { file: 'actors/shard-format.js', from: "import { messageCodec } from '../storage/codec.js';", to: "import { messageCodec, messageViews } from '../storage/codec.js';" },
       { file: 'actors/shard-format.js', from: ': messageCodec.unpack(new Uint8Array(buffer, valuesAt', to: ': messageViews.unpack(new Uint8Array(buffer, valuesAt' },
     ], test: 'actors/supervision.test.js', name: 'a retry gives each record' },
+  { what: "a stop does not end a start's wait for another owner (it waits out that owner's session timeout)", edits: one('storage/zookeeper/ownership.js', 'if (this.zk.interrupted.aborted) {', 'if (false) {'), test: 'storage/zookeeper/ownership.test.js', name: 'ends as soon as it is stopped' },
+  { what: 'a lost root names the session timeout asked for, not the one ZooKeeper granted', edits: one('storage/zookeeper/ownership.js', 'const granted = this.granted ?? asked;', 'const granted = asked;'), test: 'storage/zookeeper/ownership.test.js', name: 'granted when its maxSessionTimeout' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

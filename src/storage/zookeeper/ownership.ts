@@ -55,7 +55,9 @@ class DeletionWatches {
   /** Resolves when `node` is gone or at `until`, whichever comes first. */
   async gone(node: string, until: number): Promise<void> {
     const abort = new AbortController();
-    await Promise.race([this.changed(node), sleep(Math.max(0, until - Date.now()), undefined, { signal: abort.signal }).catch(() => undefined)]);
+    // A stop ends the wait too (the slept promise rejects, caught: the caller looks at the signal).
+    const signal = AbortSignal.any([abort.signal, this.zk.interrupted]);
+    await Promise.race([this.changed(node), sleep(Math.max(0, until - Date.now()), undefined, { signal }).catch(() => undefined)]);
     abort.abort();
   }
 
@@ -97,6 +99,8 @@ class DeletionWatches {
 export class ZooKeeperOwnership implements WriteFence {
   private node: string | undefined;
   private sessionId: string | undefined;
+  /** The session timeout ZooKeeper granted the session that made the owner node. */
+  private granted: number | undefined;
   private lost: OwnershipLostError | undefined;
   private released = false;
   private readonly listeners = new Set<(error: OwnershipLostError) => void>();
@@ -129,6 +133,7 @@ export class ZooKeeperOwnership implements WriteFence {
     const tookOverFrom = await this.waitFirst(created, started, watches).finally(() => watches.close());
     this.node = created.node;
     this.sessionId = created.sessionId;
+    this.granted = created.record.sessionTimeoutMs || undefined;
     this.watch();
     return { node: created.node, record: created.record, waitedMs: Date.now() - started, tookOverFrom };
   }
@@ -138,6 +143,10 @@ export class ZooKeeperOwnership implements WriteFence {
     const deadlines = new Map<string, number>();
     let tookOverFrom: OwnershipTaken['tookOverFrom'];
     for (;;) {
+      if (this.zk.interrupted.aborted) {
+        await this.zk.remove(created.node).catch(() => undefined);
+        throw new OffsetStoreError(`the start was stopped while it waited for another copy of the job to let go of ${this.root}`, { root: this.root });
+      }
       const names = await this.contenders();
       const mine = names.indexOf(created.node.slice(this.owners.length + 1));
       if (mine < 0) throw this.loss(`its owner node ${created.node} went while it waited to own ${this.root} (its ZooKeeper session expired)`);
@@ -243,7 +252,11 @@ export class ZooKeeperOwnership implements WriteFence {
   }
 
   private expired(): string {
-    return `ZooKeeper expired its session (as it does when the process is paused or cut off for longer than the session timeout, ${this.zk.sessionTimeoutMs} ms)`;
+    // The timeout ZooKeeper granted, which its maxSessionTimeout may have cut below the one asked for.
+    const asked = this.zk.sessionTimeoutMs;
+    const granted = this.granted ?? asked;
+    const timeout = granted === asked ? `${granted} ms` : `${granted} ms as ZooKeeper granted it, ${asked} ms asked for: the server's maxSessionTimeout caps it`;
+    return `ZooKeeper expired its session (as it does when the process is paused or cut off for longer than the session timeout, ${timeout})`;
   }
 
   private loss(reason: string): OwnershipLostError {

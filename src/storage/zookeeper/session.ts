@@ -278,6 +278,11 @@ export class ZooKeeperSession {
     return { connect: this.options.connect, connected, sinceMs: this.changedAt };
   }
 
+  /** Aborted once interrupt() or close() was called: waits of the caller's own (another owner letting go) end then too. */
+  get interrupted(): AbortSignal {
+    return this.abort.signal;
+  }
+
   /** Stops waiting for an unreachable ZooKeeper: requests that fail from now on fail at once. */
   interrupt(): void {
     this.abort.abort();

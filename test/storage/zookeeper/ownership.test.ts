@@ -92,6 +92,46 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     }
   });
 
+  it('a start waiting for a live owner ends as soon as it is stopped, and removes its own node', async () => {
+    const root = `/owned/stopped-${++roots}`;
+    // The owner's session lasts the server's longest (10 s): the wait for it would be 12 s.
+    const holderSession = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 10_000 });
+    sessions.push(holderSession);
+    const holder = await new ZooKeeperOwnership(holderSession, root, { dataDir: '/data/holder', appName: 'owned' }, true).acquire();
+    const waiterSession = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 1000 });
+    sessions.push(waiterSession);
+    const started = Date.now();
+    const waiting = new ZooKeeperOwnership(waiterSession, root, { dataDir: '/data/waiter', appName: 'owned' }, true).acquire();
+    setTimeout(() => waiterSession.interrupt(), 300);
+    await assert.rejects(waiting, (e: unknown) => e instanceof Error && /the start was stopped while it waited for another copy of the job to let go of \/owned\/stopped-/.test(e.message));
+    assert.ok(Date.now() - started < 3000, `ended ${Date.now() - started} ms after the start, not after the owner's session timeout`);
+    const lister = await connectClient(zk.connectString);
+    try {
+      const left = await zkAnswer<string[]>((done) => lister.getChildren(`${root}/owners`, (e, names) => done(e, names)));
+      assert.deepEqual(left, [holder.node.slice(`${root}/owners/`.length)], 'the stopped copy removed its own node');
+    } finally {
+      lister.close();
+    }
+  });
+
+  it('a lost root names the session timeout ZooKeeper granted when its maxSessionTimeout cut the one asked for', async () => {
+    const root = `/owned/granted-${++roots}`;
+    const session = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 30_000 });
+    sessions.push(session);
+    const ownership = new ZooKeeperOwnership(session, root, { dataDir: '/data/a', appName: 'owned' }, true);
+    const { node, record } = await ownership.acquire();
+    assert.equal(record.sessionTimeoutMs, 10_000, 'the server grants at most its maxSessionTimeout');
+    const lost = new Promise<OwnershipLostError>((resolve) => ownership.onLost(resolve));
+    const other = await connectClient(zk.connectString);
+    try {
+      await zkAnswer((done) => other.remove(node, -1, (error) => done(error)));
+    } finally {
+      other.close();
+    }
+    const error = await within(lost, 'ownership.onLost', { timeoutMs: 10_000 });
+    assert.match(error.message, /the session timeout, 10000 ms as ZooKeeper granted it, 30000 ms asked for: the server's maxSessionTimeout caps it/);
+  });
+
   it('an owner that certainly no longer runs is taken over at once: its process is gone, or it named the folder this process holds', async () => {
     const root = `/owned/gone-${++roots}`;
     const dead = spawnSync(process.execPath, ['-e', '0']).pid!;

@@ -169,12 +169,29 @@ export class ZooKeeperSession {
    * roots beside it, so those stay open.
    */
   async mkdirp(path: string, root?: string): Promise<void> {
-    const parent = root?.slice(0, root.lastIndexOf('/')) ?? '';
-    if (this.acls && parent !== '') await this.run(`mkdirp ${parent}`, (client, done) => client.mkdirp(parent, (error) => done(error)));
-    await this.run(`mkdirp ${path}`, (client, done) => {
-      if (this.acls) client.mkdirp(path, this.acls, (error) => done(error));
-      else client.mkdirp(path, (error) => done(error));
-    });
+    try {
+      const parent = root?.slice(0, root.lastIndexOf('/')) ?? '';
+      if (this.acls && parent !== '') await this.run(`mkdirp ${parent}`, (client, done) => client.mkdirp(parent, (error) => done(error)));
+      await this.run(`mkdirp ${path}`, (client, done) => {
+        if (this.acls) client.mkdirp(path, this.acls, (error) => done(error));
+        else client.mkdirp(path, (error) => done(error));
+      });
+    } catch (error) {
+      throw this.missingChroot(error) ?? error;
+    }
+  }
+
+  /** A create under a chroot that does not exist fails with NO_NODE: said as such, since ZooKeeper never creates a chroot. */
+  private missingChroot(error: unknown): OffsetStoreError | undefined {
+    const { connect } = this.options;
+    const slash = connect.indexOf('/');
+    if (slash < 0 || zooKeeperAnswer(error) !== 'NO_NODE') return undefined;
+    const chroot = connect.slice(slash);
+    return new OffsetStoreError(
+      `ZooKeeper at ${connect}: the chroot ${chroot} does not exist, and ZooKeeper does not create one (create it first, e.g. \`create ${chroot}\` in zkCli.sh, or leave it out of the connect string)`,
+      { connect, chroot },
+      error,
+    );
   }
 
   /** The node's data (an empty buffer for a node without any); undefined when there is no node at `path`. */

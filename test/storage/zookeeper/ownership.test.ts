@@ -114,6 +114,14 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     }
   });
 
+  it('a chroot that does not exist is named as such when the start creates its nodes', async () => {
+    const chroot = `/missing-chroot-${++roots}`;
+    const session = new ZooKeeperSession({ connect: `${zk.connectString}${chroot}`, sessionTimeoutMs: 1000 });
+    sessions.push(session);
+    await assert.rejects(new ZooKeeperOwnership(session, '/statestream/job', { dataDir: '/data/a', appName: 'owned' }, true).acquire(), (e: unknown) =>
+      e instanceof Error && e.message.startsWith(`ZooKeeper at ${zk.connectString}${chroot}: the chroot ${chroot} does not exist, and ZooKeeper does not create one`));
+  });
+
   it('a lost root names the session timeout ZooKeeper granted when its maxSessionTimeout cut the one asked for', async () => {
     const root = `/owned/granted-${++roots}`;
     const session = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 30_000 });

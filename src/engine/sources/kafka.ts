@@ -317,6 +317,9 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const taken = await ownership.acquire();
     ownership.onLost((error) => {
       this.fatal ??= error;
+      // Out of the consumer group now, not at stop(): a copy that stays up after losing the
+      // root would otherwise keep its share of the topic's partitions from the copy that owns it.
+      void this.consumer?.disconnect().catch(() => undefined);
       context.announce(BatchEvents.OWNERSHIP_LOST, { source: this.id, root, node: taken.node, error });
     });
     const before = taken.tookOverFrom;

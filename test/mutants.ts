@@ -272,6 +272,7 @@ const MUTANTS: Mutant[] = [
   { what: "a stop does not end a start's wait for another owner (it waits out that owner's session timeout)", edits: one('storage/zookeeper/ownership.js', 'if (this.zk.interrupted.aborted) {', 'if (false) {'), test: 'storage/zookeeper/ownership.test.js', name: 'ends as soon as it is stopped' },
   { what: 'a lost root names the session timeout asked for, not the one ZooKeeper granted', edits: one('storage/zookeeper/ownership.js', 'const granted = this.granted ?? asked;', 'const granted = asked;'), test: 'storage/zookeeper/ownership.test.js', name: 'granted when its maxSessionTimeout' },
   { what: "a missing chroot reported as a bare NO_NODE on the job's own path", edits: one('storage/zookeeper/session.js', 'throw this.missingChroot(error) ?? error;', 'throw error;'), test: 'storage/zookeeper/ownership.test.js', name: 'chroot that does not exist' },
+  { what: "a digest ACL set on every node under the root, other jobs' roots nested there included", edits: one('storage/zookeeper/offsets.js', 'await this.secure(this.root, this.zk.acls, false);', 'await this.secure(this.root, this.zk.acls, true);'), test: 'storage/zookeeper/acl.test.js', name: 'another job' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

@@ -24,6 +24,9 @@ export interface RecordedBatch {
   ranges: OffsetRange[];
 }
 
+/** The nodes a job keeps under its root (ownership.ts keeps `owners`): what its digest ACL covers. */
+const OWN_NODES = ['owners', 'batch', 'last-batch', 'history', 'offsets'];
+
 const isOffset = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
 
 /** A range as statestream writes it: a hand-edited one could otherwise read as an empty replay (NaN offsets). */
@@ -96,11 +99,16 @@ export class ZooKeeperOffsetStore {
     await this.zk.mkdirp(this.path('last-batch'));
     await this.zk.mkdirp(this.path('history'));
     for (const { topic, partition } of partitions) await this.zk.mkdirp(this.path('offsets', topic, partition));
-    if (this.zk.acls) await this.secure(this.root, this.zk.acls);
+    if (this.zk.acls) {
+      // The job's own nodes only: a root that other jobs' roots sit under (`/statestream`
+      // beside `/statestream/<app>`) must not hand theirs this job's ACL.
+      await this.secure(this.root, this.zk.acls, false);
+      for (const name of OWN_NODES) await this.secure(`${this.root}/${name}`, this.zk.acls);
+    }
   }
 
-  /** Sets `acls` on `path` and every node below it that carries other ACLs (an owner node may go meanwhile). */
-  private async secure(path: string, acls: zookeeper.ACL[]): Promise<void> {
+  /** Sets `acls` on `path` and (with `below`) every node under it that carries other ACLs (an owner node may go meanwhile). */
+  private async secure(path: string, acls: zookeeper.ACL[], below = true): Promise<void> {
     const wanted = JSON.stringify(acls.map(aclKey));
     const gone = (error: unknown) => zooKeeperAnswer(error) === 'NO_NODE';
     const current = await this.zk.run<zookeeper.ACL[] | undefined>(`read the ACL of ${path}`, (client, done) => client.getACL(path, (error, found) => (gone(error) ? done(null) : done(error, found))));
@@ -108,7 +116,7 @@ export class ZooKeeperOffsetStore {
     if (JSON.stringify(current.map(aclKey)) !== wanted) {
       await this.zk.run(`set the ACL of ${path}`, (client, done) => client.setACL(path, acls, -1, (error) => done(gone(error) ? null : error)));
     }
-    for (const child of await this.zk.children(path)) await this.secure(`${path}/${child}`, acls);
+    if (below) for (const child of await this.zk.children(path)) await this.secure(`${path}/${child}`, acls);
   }
 
   /** Where the next batch starts, for every partition with a recorded position. */

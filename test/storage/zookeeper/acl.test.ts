@@ -104,6 +104,22 @@ describe('ZooKeeper ACLs (real ZooKeeper)', { timeout: 180_000 }, () => {
     }
   });
 
+  it('with digest, a root that another job\'s root sits under leaves that job\'s nodes as they were', async () => {
+    await runJob('/nested/inner-app', undefined);
+    await runJob('/nested', 'outer:secret', 3000);
+    const stranger = await connect(server);
+    try {
+      assert.equal((await aclOf(stranger, '/nested'))[0].scheme, 'digest', 'the job\'s own root is secured');
+      assert.equal((await aclOf(stranger, '/nested/offsets/words/0'))[0].scheme, 'digest');
+      for (const node of await tree(stranger, '/nested/inner-app')) {
+        assert.deepEqual(await aclOf(stranger, node), [{ scheme: 'world', id: 'anyone', perms: zookeeper.Permission.ALL }], node);
+      }
+      assert.equal(await outcome((done) => stranger.setData('/nested/inner-app/offsets/words/0', Buffer.from('5'), done)), 'OK', 'the inner job still writes its offsets');
+    } finally {
+      stranger.close();
+    }
+  });
+
   it('a job that starts using a digest secures the nodes an earlier run created without one', async () => {
     const root = '/statestream/late-acl';
     await runJob(root, undefined);

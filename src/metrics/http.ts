@@ -39,7 +39,7 @@ export function listen(option: string, port: number, host: string, handler: Hand
       .then(() => handler(request, response, url))
       .catch((error: unknown) => {
         if (response.headersSent) return void response.destroy();
-        response.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
+        response.writeHead(500, { ...OWN_HEADERS, 'content-type': 'text/plain; charset=utf-8' });
         response.end(`statestream: ${(error as Error)?.message ?? String(error)}\n`);
       });
   });
@@ -47,7 +47,8 @@ export function listen(option: string, port: number, host: string, handler: Hand
     server.once('error', (error: NodeJS.ErrnoException) => {
       // A host that is no address of this machine (or no name at all) is the host's fault, not the port's.
       const named = HOST_ERRORS.has(error.code ?? '') ? 'host' : 'port';
-      reject(new ConfigError(`StreamingContext: ${option}.${named}: ${option} cannot listen on ${host}:${port}: ${error.code ?? error.message}`, { option: `${option}.${named}`, host, port }));
+      const where = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+      reject(new ConfigError(`StreamingContext: ${option}.${named}: ${option} cannot listen on ${where}: ${error.code ?? error.message}`, { option: `${option}.${named}`, host, port }));
     });
     server.listen(port, host, () => {
       // Once listening, a server error (out of file descriptors) must not take the job down with it.

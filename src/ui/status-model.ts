@@ -80,6 +80,13 @@ function words(error: Error): string {
  * `spark.streaming.ui.retainedBatches`), snapshots, restarts and start-up findings, fed by
  * the context's events. State, lag and ZooKeeper are read when the page asks.
  */
+/**
+ * The newest batches whose per-partition times the document carries: the page's table shows
+ * as many, and opens their partitions. Older rows keep their figures for the charts; with a
+ * thousand partitions, their times would make every poll tens of megabytes.
+ */
+export const DETAILED_ROWS = 50;
+
 export class StatusModel {
   private readonly batches: BatchRow[] = [];
   private readonly snapshots: SnapshotRow[] = [];
@@ -167,7 +174,7 @@ export class StatusModel {
       startedAt: this.startedAt,
       problems,
       totals: { ...this.totals },
-      batches: this.batches,
+      batches: this.batches.map((b, i) => (i < this.batches.length - DETAILED_ROWS ? { ...b, partitionTimesMs: undefined, partitions: undefined } : b)),
       streams: this.probe.stateStreams(),
       snapshots: this.snapshots,
       kafka,

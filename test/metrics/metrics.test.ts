@@ -100,6 +100,10 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
       // What Prometheus reads: its text format's content type, and a HELP and TYPE line for each metric.
       const served = await fetch(url);
       assert.equal(served.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+      // Nothing cached or sniffed, as every answer of the page's server.
+      for (const answer of [served, await fetch(url.replace('/metrics', '/other'))]) {
+        assert.deepEqual([answer.headers.get('cache-control'), answer.headers.get('x-content-type-options')], ['no-store', 'nosniff'], String(answer.status));
+      }
       const text = await served.text();
       for (const [name, type] of [['statestream_batches_total', 'counter'], ['statestream_batch_processing_seconds', 'histogram'], ['statestream_state_keys', 'gauge'], ['statestream_partition_restarts_total', 'counter']]) {
         assert.match(text, new RegExp(`^# HELP ${name} \\S.*\n# TYPE ${name} ${type}$`, 'm'), name);

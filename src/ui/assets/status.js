@@ -146,6 +146,7 @@ function partitionDetails(batch) {
 function renderBatches(doc) {
   const body = $('batches').tBodies[0];
   body.replaceChildren();
+  // The newest 50, as many as the document details (DETAILED_ROWS in status-model.ts).
   for (const b of [...doc.batches].reverse().slice(0, 50)) {
     const row = el('tr', { className: 'batch', 'data-batch-time': String(b.batchTime) }, [
       el('td', { text: b.batchTime >= 946_684_800_000 ? iso(b.batchTime).replace('T', ' ') : String(b.batchTime) }),

@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { describe, it } from 'node:test';
+import { BatchEvents, type BatchCompletedEvent } from '../../src/index.js';
+import type { JobProbe } from '../../src/metrics/job-probe.js';
+import { DETAILED_ROWS, StatusModel } from '../../src/ui/status-model.js';
+
+describe('the status page\'s document', () => {
+  it('carries per-partition times for the newest batches the page details, and the figures of every batch it keeps for the charts', async () => {
+    const probe: JobProbe = {
+      appName: 'status', batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
+      snapshotsOn: false, lastSnapshotAt: () => undefined,
+    };
+    const events = new EventEmitter();
+    const model = new StatusModel(probe, () => []);
+    model.attach(events);
+    const partitions = 1024;
+    for (let b = 1; b <= 200; b++) {
+      const event: BatchCompletedEvent = {
+        batchTime: b * 1000, records: b, schedulingDelayMs: 0, processingTimeMs: 5, keysTimedOut: 0, origin: 'live',
+        partitionTimesMs: [Array.from({ length: partitions }, () => 1)],
+        partitionStats: [Array.from({ length: partitions }, (_, partition) => ({ partition, thread: 1, keyCount: 1, memoryEntries: 1, memoryHits: 0, storeReads: 1, replayed: false }))],
+      };
+      events.emit(BatchEvents.STARTED, { batchTime: event.batchTime, schedulingDelayMs: 0 });
+      events.emit(BatchEvents.COMPLETED, event);
+    }
+    const { batches } = await model.document();
+    assert.equal(batches.length, 200);
+    assert.deepEqual(batches.map((b) => b.records), Array.from({ length: 200 }, (_, i) => i + 1), 'every kept batch, with its figures');
+    const detailed = batches.filter((b) => b.partitionTimesMs !== undefined);
+    assert.deepEqual(detailed.map((b) => b.batchTime), batches.slice(-DETAILED_ROWS).map((b) => b.batchTime));
+    assert.equal(detailed.at(-1)!.partitionTimesMs![0].length, partitions);
+    assert.equal(detailed.at(-1)!.partitions![0].length, partitions);
+    assert.ok(JSON.stringify(batches).length < 2_000_000, `${JSON.stringify(batches).length} bytes`);
+  });
+});

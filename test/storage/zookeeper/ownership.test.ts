@@ -21,6 +21,17 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     await zk?.stop();
   });
 
+  /** The owner nodes under `root` are exactly `nodes`. */
+  async function assertOwners(root: string, nodes: string[], message: string): Promise<void> {
+    const lister = await connectClient(zk.connectString);
+    try {
+      const left = await zkAnswer<string[]>((done) => lister.getChildren(`${root}/owners`, (e, names) => done(e, names)));
+      assert.deepEqual(left, nodes.map((node) => node.slice(`${root}/owners/`.length)), message);
+    } finally {
+      lister.close();
+    }
+  }
+
   /** A copy of a job: its own session (1 s, the server's least), owning `root` for `dataDir`. */
   function contender(root: string, dataDir: string): ZooKeeperOwnership {
     const session = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 1000 });
@@ -83,13 +94,7 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     assert.equal(error.code, 'ERR_JOB_OWNED');
     assert.match(error.message, new RegExp(`^kafkaStream: the ZooKeeper root ${root} is owned by this process \\(pid ${process.pid}, job "owned" on data folder /data/second, since [^)]+\\): its owner node ${secondTaken.node} was still there after \\d+ s`));
     assert.ok(error.message.includes(`its session timeout, ${secondTaken.record.sessionTimeoutMs} ms`), error.message);
-    const lister = await connectClient(zk.connectString);
-    try {
-      const left = await zkAnswer<string[]>((done) => lister.getChildren(`${root}/owners`, (e, names) => done(e, names)));
-      assert.deepEqual(left, [secondTaken.node.slice(`${root}/owners/`.length)], 'the refused copy removed its own node');
-    } finally {
-      lister.close();
-    }
+    await assertOwners(root, [secondTaken.node], 'the refused copy removed its own node');
   });
 
   it('a start waiting for a live owner ends as soon as it is stopped, and removes its own node', async () => {
@@ -105,13 +110,7 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     setTimeout(() => waiterSession.interrupt(), 300);
     await assert.rejects(waiting, (e: unknown) => e instanceof Error && /the start was stopped while it waited for another copy of the job to let go of \/owned\/stopped-/.test(e.message));
     assert.ok(Date.now() - started < 3000, `ended ${Date.now() - started} ms after the start, not after the owner's session timeout`);
-    const lister = await connectClient(zk.connectString);
-    try {
-      const left = await zkAnswer<string[]>((done) => lister.getChildren(`${root}/owners`, (e, names) => done(e, names)));
-      assert.deepEqual(left, [holder.node.slice(`${root}/owners/`.length)], 'the stopped copy removed its own node');
-    } finally {
-      lister.close();
-    }
+    await assertOwners(root, [holder.node], 'the stopped copy removed its own node');
   });
 
   it('a chroot that does not exist is named as such when the start creates its nodes', async () => {

@@ -10,6 +10,8 @@ interface Opened {
   /** The next offset wanted: what is fetched below it is dropped (a fetch from before a seek). */
   next: number;
   messages: Array<{ offset: number; message: KafkaMessage }>;
+  /** Messages buffered before fetching it pauses (resumed below half). */
+  limit: number;
   paused: boolean;
   /**
    * Set from a seek until a fetch made after it arrives: until then a fetch that asked for
@@ -103,7 +105,7 @@ export class PartitionReader {
           o.next = offset + 1;
         }
         if (lastOffset !== undefined && lastOffset + 1 > o.next) o.next = lastOffset + 1;
-        if (o.messages.length >= this.bufferLimit && !o.paused) {
+        if (o.messages.length >= o.limit && !o.paused) {
           o.paused = true;
           this.consumer.pause([o]);
         }
@@ -127,8 +129,9 @@ export class PartitionReader {
    * `onSkip`, each skip is told to it as it is fetched, and records past it are handed over
    * only once the caller has checked it (`skipChecked`).
    */
-  open(topic: string, partition: number, offset: number, options: { onSkip?: (skip: Skip) => void } = {}): void {
-    const o: Opened = { topic, partition, next: offset, messages: [], paused: false, ...(options.onSkip ? { skips: [], onSkip: options.onSkip } : {}) };
+  open(topic: string, partition: number, offset: number, options: { onSkip?: (skip: Skip) => void; bufferLimit?: number } = {}): void {
+    const limit = options.bufferLimit ?? this.bufferLimit;
+    const o: Opened = { topic, partition, next: offset, messages: [], limit, paused: false, ...(options.onSkip ? { skips: [], onSkip: options.onSkip } : {}) };
     this.opened.set(id(topic, partition), o);
     this.seek(o);
   }
@@ -138,6 +141,11 @@ export class PartitionReader {
     if (!o) return;
     this.opened.delete(id(topic, partition));
     this.consumer.pause([o]);
+  }
+
+  /** How many messages of an opened partition are buffered, fetched and not yet taken. */
+  buffered(topic: string, partition: number): number {
+    return this.opened.get(id(topic, partition))?.messages.length ?? 0;
   }
 
   /** Up to `max` buffered messages of an opened partition, in offset order. */
@@ -153,7 +161,7 @@ export class PartitionReader {
     }
     const taken = o.messages.length <= max ? o.messages : o.messages.slice(0, max);
     o.messages = o.messages.length <= max ? [] : o.messages.slice(max);
-    if (o.paused && o.messages.length < this.bufferLimit / 2) {
+    if (o.paused && o.messages.length < o.limit / 2) {
       o.paused = false;
       this.consumer.resume([o]);
     }

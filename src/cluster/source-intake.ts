@@ -92,7 +92,8 @@ export class SourceIntake {
         if (generation !== this.generation) return;
         if (start === undefined) continue;
         this.reading.set(id(topic, partition), { topic, partition, offset: start });
-        this.reader.open(topic, partition, start, { onSkip: (skip) => this.checkSkip(topic, partition, skip) });
+        // Two batches ahead, as a single process's Kafka source buffers.
+        this.reader.open(topic, partition, start, { onSkip: (skip) => this.checkSkip(topic, partition, skip), bufferLimit: 2 * this.options.maxRecordsPerBatch });
       }
     })().catch((error: unknown) => {
       this.failure ??= error as Error;

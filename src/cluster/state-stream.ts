@@ -32,6 +32,9 @@ import type { PartitionReader } from './partition-reader.js';
 import { PAIRS_PER_MESSAGE, readPairs } from './pairs.js';
 import { readClusterMeta, restorePartition, type ClusterMeta } from './restore-store.js';
 
+
+/** Repartition messages a batch takes from a partition: each holds up to PAIRS_PER_MESSAGE pairs, so this many keep it within maxPairsPerBatch. */
+const pairMessagesPerBatch = (maxPairsPerBatch: number) => Math.max(1, Math.floor(maxPairsPerBatch / PAIRS_PER_MESSAGE));
 /** What a cluster's state stream needs from its runtime once the job starts. */
 export interface ClusterStreamRuntime {
   workers: WorkerSet;
@@ -221,7 +224,8 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       this.owned.set(partition, owned);
       this.stores[partition] = store;
       this.refreshView();
-      rt.reader.open(rt.repartitionTopic, partition, meta.position);
+      // Two batches' worth of pairs ahead, counted in messages of up to PAIRS_PER_MESSAGE pairs each.
+      rt.reader.open(rt.repartitionTopic, partition, meta.position, { bufferLimit: 2 * pairMessagesPerBatch(rt.maxPairsPerBatch) });
       rt.announce(BatchEvents.PARTITION_TAKEN, {
         stream: this.stateIndex, partition, epoch, records: outcome.records, reused: outcome.reused, lastBatch: outcome.last?.batchTime, ms: Date.now() - started,
       });
@@ -330,7 +334,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     const builder = new ShardBuilder(n, murmur2Partitioner, { batchTime: batch.time, stream: this.stateIndex }, (p, chunk, last) => chunked[p].push(chunk, last));
     for (const o of owned) {
       // Each message holds up to PAIRS_PER_MESSAGE pairs: this many keep a batch within maxPairsPerBatch.
-      const messages = rt.reader.take(rt.repartitionTopic, o.partition, Math.max(1, Math.floor(rt.maxPairsPerBatch / PAIRS_PER_MESSAGE)));
+      const messages = rt.reader.take(rt.repartitionTopic, o.partition, pairMessagesPerBatch(rt.maxPairsPerBatch));
       let position = o.meta.position;
       for (const { offset, message } of messages) {
         position = offset + 1;

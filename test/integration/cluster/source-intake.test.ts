@@ -97,6 +97,19 @@ describe('a cluster source position the broker no longer holds (real ZooKeeper, 
     assert.match(lost[0].message, /went on without/);
   });
 
+  it('a source partition is read about two batches ahead (maxRecordsPerBatch), not as far as the reader\'s limit for every partition', async () => {
+    const ahead = new PartitionReader(client, [TOPIC], 'read-ahead');
+    readers.push(ahead);
+    await ahead.start();
+    const held = Number((await admin.fetchTopicOffsets(TOPIC))[0].low);
+    await intakeAt('/cluster-read-ahead', false, held, ahead);
+    await waitUntil('the first fetch', () => (ahead.buffered(TOPIC, 0) > 0 ? true : undefined));
+    await sleep(3000);
+    // 2 × 1000, and what the fetch that passed it brought (the reader's limit was 200 000, and the partition holds some 5·10^5).
+    const buffered = ahead.buffered(TOPIC, 0);
+    assert.ok(buffered < 50_000, `${buffered} records buffered`);
+  });
+
   it('a gap that opens while an instance reads (retention overtook it): failOnDataLoss fails the next batch, false reports the gap and reads on after it', async () => {
     // Two instances, each reading from the earliest offset through a reader that buffers
     // little: most of the topic is still unread when the lines below push it out.

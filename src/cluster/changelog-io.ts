@@ -12,10 +12,15 @@ import { sendChunks } from './send-chunks.js';
  */
 const SEND_RECORDS = 1_000;
 
-/** Where the last of `messages` landed, from what the broker answered for their sends (made one after another, in order). */
-async function send(producer: Producer, topic: string, partition: number, messages: KafkaMessage[]): Promise<number> {
+/**
+ * Where the last of `messages` landed, from what the broker answered for their sends (made
+ * one after another, in order). `beforeEach` runs before each request and throws to send no
+ * more (an owner whose lease ran out part-way through a batch of many requests).
+ */
+async function send(producer: Producer, topic: string, partition: number, messages: KafkaMessage[], beforeEach?: () => void): Promise<number> {
   let last = -1;
   for (const chunk of sendChunks(messages, SEND_RECORDS)) {
+    beforeEach?.();
     const [meta] = await producer.send({ topic, acks: -1, messages: chunk.map((m) => ({ ...m, partition })) });
     if (!meta || meta.errorCode !== 0 || meta.baseOffset === undefined) {
       throw new OffsetStoreError(`the changelog ${topic}[${partition}] did not take ${chunk.length} records (error code ${meta?.errorCode})`, { topic, partition });
@@ -32,12 +37,12 @@ export class ChangelogWriter {
     readonly topic: string,
   ) {}
 
-  /** Returns the offset of the batch's end record. */
-  writeBatch(partition: number, keys: unknown[], entries: Array<Uint8Array | null>, end: BatchEnd, letters: DeadLetter[] = []): Promise<number> {
+  /** Returns the offset of the batch's end record. `beforeEach` runs before each produce request, and throws to send no more. */
+  writeBatch(partition: number, keys: unknown[], entries: Array<Uint8Array | null>, end: BatchEnd, letters: DeadLetter[] = [], beforeEach?: () => void): Promise<number> {
     const messages = keys.map((key, i) => entryMessage(end.epoch, end.batchTime, key, entries[i]));
     for (const letter of letters) messages.push(letterMessage(end.epoch, letter));
     messages.push(endMessage(end));
-    return send(this.producer, this.topic, partition, messages);
+    return send(this.producer, this.topic, partition, messages, beforeEach);
   }
 
   /** An owner takes the partition: what older epochs write after this is ignored by restores. Returns its offset. */

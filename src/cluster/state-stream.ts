@@ -293,11 +293,14 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       new OwnershipLostError(`cluster: partition ${o.partition} of stream ${this.stateIndex}: batch ${batchTime} outlived the lease of its ownership check; it is not committed here`, {
         stream: this.stateIndex, partition: o.partition, batchTime,
       });
-    // Nothing is sent once the lease ran out: a fenced owner's entry that lands after the new
-    // owner's entry of the same key is ignored by restores, but compaction may keep it alone.
-    // (Between this check and the broker there is still a window; see docs/scale-out.md.)
-    if (performance.now() > leaseUntil) throw outlived();
-    const offset = await rt.changelog.writeBatch(o.partition, prepared.keys, prepared.entries, end, prepared.letters);
+    // Nothing is sent once the lease ran out, checked before each of the batch's requests: a
+    // fenced owner's entry that lands after the new owner's entry of the same key is ignored
+    // by restores, but compaction may keep it alone. (Between a check and the broker there is
+    // still a window of one request; see docs/scale-out.md.)
+    const withinLease = () => {
+      if (performance.now() > leaseUntil) throw outlived();
+    };
+    const offset = await rt.changelog.writeBatch(o.partition, prepared.keys, prepared.entries, end, prepared.letters, withinLease);
     // Paused or slowed past the lease (a SIGSTOP, a long GC, a broker that took its time):
     // another instance may own the partition now, so this one commits nothing. What it wrote
     // to the changelog after the new owner's marker is ignored by every restore.

@@ -15,6 +15,7 @@ import { startMockKafka, type MockKafka } from '../services/kafka.js';
 const TOPIC = 'dropped-batch-changelog';
 const LONG_TOPIC = 'long-changelog';
 const FENCE_TOPIC = 'fence-changelog';
+const LEASE_TOPIC = 'lease-changelog';
 const end = (epoch: number, batchTime: number, position: number, keyCount: number): BatchEnd => ({ epoch, batchTime, position, marks: { 'words:0': [position, 0] }, keyCount });
 
 /**
@@ -32,7 +33,7 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
   let writer: ChangelogWriter;
 
   before(async () => {
-    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }, { name: LONG_TOPIC, partitions: 1 }, { name: FENCE_TOPIC, partitions: 2 }] });
+    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }, { name: LONG_TOPIC, partitions: 1 }, { name: FENCE_TOPIC, partitions: 2 }, { name: LEASE_TOPIC, partitions: 1 }] });
     client = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING });
     producer = client.producer({ maxInFlightRequests: 1, allowAutoTopicCreation: false });
     await producer.connect();
@@ -161,6 +162,29 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
       }
     } finally {
       await smallReader.stop();
+    }
+  });
+
+  it('a batch of many keys stops being sent at the first request after its lease ran out', async () => {
+    const topic = LEASE_TOPIC;
+    const guarded = new ChangelogWriter(producer, topic);
+    const admin = client.admin();
+    await admin.connect();
+    try {
+      const high = async () => Number((await admin.fetchTopicOffsets(topic))[0].high);
+      const before = await high();
+      const keys = Array.from({ length: 2500 }, (_, i) => `lease-${i}`);
+      let requests = 0;
+      const lapsed = new OwnershipLostError('the lease ran out', {});
+      await assert.rejects(
+        guarded.writeBatch(0, keys, keys.map(() => encodeEntry(1, 100)), end(9, 100, 1, keys.length), [], () => {
+          if (++requests === 2) throw lapsed;
+        }),
+        (e: unknown) => e === lapsed,
+      );
+      assert.equal(await high(), before + 1000, 'the first request of 1000 records went; nothing after the check failed');
+    } finally {
+      await admin.disconnect();
     }
   });
 

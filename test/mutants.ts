@@ -276,6 +276,7 @@ const MUTANTS: Mutant[] = [
   { what: "/api/status carries every kept batch's per-partition times (tens of MB a poll with many partitions)", edits: one('ui/status-model.js', 'i < this.batches.length - DETAILED_ROWS ?', 'false ?'), test: 'ui/status-model.test.js' },
   { what: "a cluster's source partition read as far ahead as the reader's limit (200 000), not two batches", edits: one('cluster/source-intake.js', ', bufferLimit: 2 * this.options.maxRecordsPerBatch', ''), test: 'integration/cluster/source-intake.test.js', name: 'two batches ahead', slow: true },
   { what: "a cluster owner's lease checked only before a batch's first changelog request", edits: one('cluster/changelog-io.js', '        beforeEach?.();\n', ''), test: 'integration/cluster/dropped-batch-restore.test.js', name: 'stops being sent' },
+  { what: "a cluster instanceId of '.' or '..' let through to ZooKeeper", edits: one('cluster/options.js', " || instanceId === '.' || instanceId === '..'", ''), test: 'cluster/options.test.js' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

@@ -220,8 +220,10 @@ export class ClusterCoordinator extends EventEmitter<CoordinatorEvents> {
       if (!sameAssignment(assignment, next)) {
         const data = Buffer.from(JSON.stringify(next));
         try {
-          if (version < 0) await this.create(this.path('assignment'), next, zookeeper.CreateMode.PERSISTENT);
-          else await this.zk.run(`write ${this.path('assignment')}`, (client, done) => client.setData(this.path('assignment'), data, version, (error, s) => done(error, s)));
+          if (version < 0) {
+            // Another leader of a moment created it first: the next round reads its assignment.
+            if ((await this.create(this.path('assignment'), next, zookeeper.CreateMode.PERSISTENT)) === false) return;
+          } else await this.zk.run(`write ${this.path('assignment')}`, (client, done) => client.setData(this.path('assignment'), data, version, (error, s) => done(error, s)));
           assignment = next;
           version = version + 1;
         } catch (error) {

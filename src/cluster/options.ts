@@ -46,8 +46,9 @@ export function validateClusterOptions(options: ClusterOptions, appName: string,
   if (unknown !== undefined) fail(`${unknown} is not a cluster option (known: ${[...known].join(', ')})`, unknown);
   const zookeeper = validateZooKeeperOptions(options.zookeeper, `/statestream-cluster/${appName}`, fail);
   const instanceId = given(options.instanceId, defaultInstanceId(dataDir));
-  if (typeof instanceId !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(instanceId)) {
-    fail(`instanceId must be 1–100 characters of letters, digits, '.', '_' or '-', got ${describeValue(options.instanceId)}`, 'instanceId');
+  // A ZooKeeper path element (members/<id>), where '.' and '..' are not allowed.
+  if (typeof instanceId !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(instanceId) || instanceId === '.' || instanceId === '..') {
+    fail(`instanceId must be 1–100 characters of letters, digits, '.', '_' or '-' (not '.' or '..'), got ${describeValue(options.instanceId)}`, 'instanceId');
   }
   const maxPairsPerBatch = given(options.maxPairsPerBatch, 100_000);
   if (!Number.isInteger(maxPairsPerBatch) || maxPairsPerBatch < 1 || maxPairsPerBatch > 10_000_000) {

@@ -20,6 +20,8 @@ describe('cluster options: checked when the context is made, naming the option',
     refused(() => context({ cluster: { zookeeper: { connect: 'no port' } } }), 'cluster.zookeeper.connect', /cluster\.zookeeper\.connect must be "host:port\[,host:port…\]\[\/chroot\]", each port from 1 to 65535, got "no port": "no port" is not host:port/);
     refused(() => context({ cluster: { zookeeper: { ...zk, root: 'relative' } } }), 'cluster.zookeeper.root', /absolute ZooKeeper path/);
     refused(() => context({ cluster: { zookeeper: zk, instanceId: 'has space' } }), 'cluster.instanceId', /instanceId must be 1–100 characters .* got "has space"/);
+    // ZooKeeper refuses them as path elements (members/<id>), deep in the start.
+    for (const id of ['.', '..']) refused(() => context({ cluster: { zookeeper: zk, instanceId: id } }), 'cluster.instanceId', new RegExp(`instanceId must be .*\\(not '\\.' or '\\.\\.'\\), got "${id.replace(/\./g, '\\.')}"`));
     refused(() => context({ cluster: { zookeeper: zk, maxPairsPerBatch: 0 } }), 'cluster.maxPairsPerBatch', /from 1 to 10000000, got 0/);
     refused(() => context({ cluster: { zookeeper: zk, maxPairsPerBatch: 10_000_001 } }), 'cluster.maxPairsPerBatch', /from 1 to 10000000, got 10000001/);
     refused(() => context({ cluster: { zookeeper: zk, restoreTimeoutMs: 10 } }), 'cluster.restoreTimeoutMs', /at least 1000, got 10/);

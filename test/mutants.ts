@@ -277,6 +277,14 @@ const MUTANTS: Mutant[] = [
   { what: "a cluster's source partition read as far ahead as the reader's limit (200 000), not two batches", edits: one('cluster/source-intake.js', ', bufferLimit: 2 * this.options.maxRecordsPerBatch', ''), test: 'integration/cluster/source-intake.test.js', name: 'two batches ahead', slow: true },
   { what: "a cluster owner's lease checked only before a batch's first changelog request", edits: one('cluster/changelog-io.js', '        beforeEach?.();\n', ''), test: 'integration/cluster/dropped-batch-restore.test.js', name: 'stops being sent' },
   { what: "a cluster instanceId of '.' or '..' let through to ZooKeeper", edits: one('cluster/options.js', " || instanceId === '.' || instanceId === '..'", ''), test: 'cluster/options.test.js' },
+  {
+    what: 'a swap records its paths relative to the folder the command ran in (finished from another, the old state moves there)',
+    edits: [
+      { file: 'cli/args.js', from: 'const dataDir = resolve(given);', to: 'const dataDir = given;' },
+      { file: 'storage/stream-swap.js', from: "return resolve(dataDir, 'replaced',", to: "return join(dataDir, 'replaced'," },
+    ],
+    test: 'cli/cli.test.js', name: 'relative --data-dir',
+  },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connectProblem, isDigest, isZooKeeperPath } from '../storage/zookeeper/connect-options.js';
 
@@ -105,8 +106,11 @@ export function common(command: string, values: Parsed['values']): Common {
   const raw = values.stream as string | undefined;
   const stream = raw === undefined ? 0 : Number(raw);
   if (raw !== undefined && (!/^\d+$/.test(raw) || !Number.isSafeInteger(stream))) throw new UsageError(`--stream must be a stream index (0, 1, …), got ${JSON.stringify(raw)}`, command);
-  const dataDir = (values['data-dir'] as string | undefined) ?? './statestream-data';
-  if (dataDir.trim() === '') throw new UsageError('--data-dir must be a folder path, got ""', command);
+  const given = (values['data-dir'] as string | undefined) ?? './statestream-data';
+  if (given.trim() === '') throw new UsageError('--data-dir must be a folder path, got ""', command);
+  // Absolute, as a job's: paths a swap records for whoever finishes it (another command, the
+  // job, run from another folder) must name the same place there.
+  const dataDir = resolve(given);
   // A file given as the folder would read as a folder with nothing in it ("No snapshots"), or fail with a bare ENOTDIR.
   const kind = pathKind(dataDir);
   if (kind === 'file' || kind === 'below-a-file') throw new CliFailure(`${dataDir} is not a folder (give the job's data folder with --data-dir)`);

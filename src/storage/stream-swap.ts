@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fsyncPath, fsyncTree } from './durable.js';
 import { stateDir } from './partition/store.js';
 
@@ -40,7 +40,8 @@ export interface SwapPaths {
 
 /** Where a swap that keeps the stores it replaces puts them: `<dataDir>/replaced/<name>/state-<n>` (named by the time, unless given). */
 export function asideFolder(dataDir: string, streamIndex: number, name = new Date().toISOString().replace(/[:.]/g, '-')): string {
-  return join(dataDir, 'replaced', name, basename(stateDir(dataDir, streamIndex)));
+  // Absolute: the swap's marker records it for whoever finishes the swap, from wherever it runs.
+  return resolve(dataDir, 'replaced', name, basename(stateDir(dataDir, streamIndex)));
 }
 
 /** The streams a swap was under way for when a crash stopped it (their folders mid-rename), in no order. */

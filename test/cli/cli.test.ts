@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, cpSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner } from '../../src/index.js';
@@ -287,6 +287,21 @@ describe('statestream command-line tool', () => {
       assert.equal(replacedFolders(dir).length, survivor === 2000 ? 1 : 0, 'the replaced state is kept, once');
     });
   }
+
+  it('a restore given a relative --data-dir and killed after its marker is finished by a command run from another folder, the old state kept in the data folder', async () => {
+    const dir = copy();
+    const killed = spawnSync(process.execPath, ['--import', fileURLToPath(fixture('kill-at')), cli, 'snapshot', 'restore', '2000', '--data-dir', basename(dir)], {
+      cwd: dirname(dir), encoding: 'utf8', timeout: 60_000, env: { ...process.env, STATESTREAM_TEST_KILL_AT: 'rename:state-0' },
+    });
+    assert.equal(killed.signal, 'SIGKILL', killed.stderr);
+    const elsewhere = tempDir();
+    const finished = spawnSync(process.execPath, [cli, 'reshard', '--partitions', '3', '--data-dir', dir], { cwd: elsewhere, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(finished.status, 0, finished.stderr);
+    assert.match(finished.stdout, /^A snapshot restore a crash had interrupted was finished first/);
+    assert.equal(replacedFolders(dir).length, 1, 'the replaced state is kept in the data folder');
+    assert.deepEqual(readdirSync(elsewhere), [], 'nothing is written where the finishing command ran');
+    assert.deepEqual(await stateOf(dir, 5000), stateAt.get(2000));
+  });
 
   it('an import whose marker an older version left unreadable still keeps the old state, in replaced/', async () => {
     const dir = copy();

@@ -285,6 +285,7 @@ const MUTANTS: Mutant[] = [
     ],
     test: 'cli/cli.test.js', name: 'relative --data-dir',
   },
+  { what: "every store damaged after a reshard: the newest snapshot's smaller count restored, the partitions past it left damaged", edits: one('storage/snapshots/restore.js', 'if (beyond.length > 0) {', 'if (false) {'), test: 'storage/snapshots/restore.test.js', name: 'every store damaged after a reshard' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

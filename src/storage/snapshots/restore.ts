@@ -45,6 +45,17 @@ export async function restoreDamagedStores(dataDir: string, stream: number): Pro
       { stream, dataDir, damaged: bad.map((h) => h.partition) },
     );
   }
+  // No healthy store said the count, so it came from the newest snapshot: partition folders
+  // past it mean the stream was resharded since, and a restore would leave those damaged.
+  const beyond = present.filter((h) => h.partition >= numPartitions);
+  if (beyond.length > 0) {
+    throw new SnapshotError(
+      `every partition store of stream ${stream} under ${dataDir} is damaged, and the stores hold partitions up to ${Math.max(...present.map((h) => h.partition))} ` +
+        `while the newest snapshot has ${numPartitions} (the stream was resharded since): no snapshot can restore partitions ${beyond.map((h) => h.partition).join(', ')} ` +
+        `(${present.filter((h) => h.problem !== undefined).map((h) => `partition ${h.partition}: ${h.problem}`).join('; ')})`,
+      { stream, dataDir, damaged: present.map((h) => h.partition) },
+    );
+  }
   const damaged: Array<{ partition: number; problem: string | undefined }> = [];
   for (let p = 0; p < numPartitions; p++) {
     const health = present.find((h) => h.partition === p) ?? { partition: p, problem: 'the partition folder is missing' };

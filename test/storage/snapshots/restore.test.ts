@@ -238,6 +238,25 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     });
   });
 
+  it('every store damaged after a reshard no snapshot has seen: refuses naming the partitions past the snapshot\'s count, and moves nothing', async () => {
+    // Two partitions at batches 1000 and 2000 (snapshotted), three from batch 3000, whose snapshot is gone.
+    const { dataDir } = await snapshotted((t) => (t === 3000 ? 3 : 2));
+    rmSync(join(dataDir, 'snapshots', '3000'), { recursive: true });
+    for (let p = 0; p < 3; p++) {
+      const file = join(partitionPath(dataDir, 0, p), 'data.mdb');
+      truncateSync(file, statSync(file).size - 4096);
+    }
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(3000) });
+    ssc.queueStream<[string, number]>().mapWithState(spec(3));
+    await assert.rejects(ssc.start(), (error: unknown) => {
+      assert.ok(error instanceof SnapshotError, String(error));
+      assert.match(error.message, /^every partition store of stream 0 under .* is damaged, and the stores hold partitions up to 2 while the newest snapshot has 2 \(the stream was resharded since\): no snapshot can restore partitions 2 /);
+      assert.deepEqual(error.context.damaged, [0, 1, 2]);
+      return true;
+    });
+    assert.ok(!readdirSync(dataDir).includes('damaged'), 'nothing was moved aside');
+  });
+
   it('refuses with a SnapshotError that says why each snapshot was rejected (another partition count among them), and moves nothing', async () => {
     // Two partitions at batch 1000, re-sharded to three from batch 2000 on.
     const { dataDir } = await snapshotted((t) => (t === 1000 ? 2 : 3));

@@ -38,8 +38,21 @@ export function isClusterStore(store: PartitionStore): boolean {
  */
 export function examinePartition(dataDir: string, stream: number, partition: number): PartitionReport {
   const path = partitionPath(dataDir, stream, partition);
-  const bytes = dataFileBytes(path);
-  const problem = checkStoreFile(path);
+  let bytes: number | undefined;
+  let problem: string | undefined;
+  try {
+    bytes = dataFileBytes(path);
+    problem = checkStoreFile(path);
+  } catch (error) {
+    // Reading the file failed (EIO on a failing disk): not damage its contents show, and a
+    // bare read error would name neither the partition nor the file.
+    const code = (error as { code?: unknown }).code;
+    throw new StoreOpenError(
+      `partition ${partition} of mapWithState stream ${stream} at ${path} could not be read to check it: ${(error as Error).message} (code ${String(code)}); nothing is restored over it`,
+      { partition, stream, path, code },
+      error,
+    );
+  }
   if (problem) return { partition, path, bytes, problem };
   try {
     return withPartitionStore(path, (store) => {

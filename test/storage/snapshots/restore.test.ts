@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BatchEvents, ManualClock, SnapshotError, StateSpec, StoreMismatchError, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type StateRestoredEvent } from '../../../src/index.js';
+import { BatchEvents, ManualClock, SnapshotError, StateSpec, StoreMismatchError, StoreOpenError, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type StateRestoredEvent } from '../../../src/index.js';
 import { FORMAT_VERSION } from '../../../src/storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import { SNAPSHOT_FORMAT_VERSION, verifySnapshot } from '../../../src/storage/snapshots/manifest.js';
@@ -236,6 +236,21 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
       assert.match(error.message, new RegExp(`the snapshot at .*3000 has format version ${SNAPSHOT_FORMAT_VERSION + 1}; this statestream reads up to ${SNAPSHOT_FORMAT_VERSION}`));
       return true;
     });
+  });
+
+  it('a store whose file cannot be read (EISDIR here; EIO on a failing disk) fails the start with a StoreOpenError naming the partition and the file, and nothing is restored over it', async () => {
+    const { dataDir } = await snapshotted(() => 3);
+    const file = join(partitionPath(dataDir, 0, 1), 'data.mdb');
+    rmSync(file);
+    mkdirSync(file);
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(4000) });
+    ssc.queueStream<[string, number]>().mapWithState(spec(3));
+    await assert.rejects(ssc.start(), (error: unknown) => {
+      assert.ok(error instanceof StoreOpenError, String(error));
+      assert.match(error.message, /^partition 1 of mapWithState stream 0 at .*partition-0001 could not be read to check it: .*EISDIR.*; nothing is restored over it$/);
+      return true;
+    });
+    assert.ok(!readdirSync(dataDir).includes('damaged'), 'nothing was moved aside');
   });
 
   it('every store damaged after a reshard no snapshot has seen: refuses naming the partitions past the snapshot\'s count, and moves nothing', async () => {

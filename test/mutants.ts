@@ -287,6 +287,7 @@ const MUTANTS: Mutant[] = [
   },
   { what: "every store damaged after a reshard: the newest snapshot's smaller count restored, the partitions past it left damaged", edits: one('storage/snapshots/restore.js', 'if (beyond.length > 0) {', 'if (false) {'), test: 'storage/snapshots/restore.test.js', name: 'every store damaged after a reshard' },
   { what: "a store file that cannot be read fails the start with a bare read error (no partition, no file)", edits: one('storage/partition/store-check.js', 'throw new StoreOpenError(`partition ${partition} of mapWithState stream ${stream} at ${path} could not be read to check it', 'throw error; void (`partition ${partition} of mapWithState stream ${stream} at ${path} could not be read to check it'), test: 'storage/snapshots/restore.test.js', name: 'cannot be read \\(EISDIR here' },
+  { what: "a snapshot of stores a migration left at mixed state versions records partition 0's for all", edits: one('storage/snapshots/writer.js', 'if (version !== (layout.stateVersion ?? 1)) {', 'if (false) {'), test: 'engine/state-version.test.js', name: 'crash between partitions switching over' },
 ];
 
 const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -241,6 +241,11 @@ describe('state versions and migration', () => {
     } finally {
       stores.forEach((s) => s.env.close());
     }
+    // A snapshot of the stores as they are would record one version for all three: refused.
+    const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+    const snapshot = spawnSync(process.execPath, [cli, 'snapshot', 'create', '--data-dir', dataDir], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(snapshot.status, 1, snapshot.stdout);
+    assert.match(snapshot.stderr, /partition 1 of stream 0 holds states of version 2, partition 0 of version 1: a state migration was interrupted; start the job once to finish it, then snapshot/);
     // fromCount throws on a state that is not a bare count: a key migrated twice would fail the start.
     await continuesMigrated(dataDir, 'after a crash between switch-overs');
   });

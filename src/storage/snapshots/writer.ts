@@ -64,6 +64,15 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
     });
     stores.forEach((store, partition) => {
       store.env.resetReadTxn();
+      // The manifest says one state version for the stream: a migration a crash cut short
+      // between partitions (some switched over, some not) would be recorded as done.
+      const version = readLayout(store)?.stateVersion ?? 1;
+      if (version !== (layout.stateVersion ?? 1)) {
+        throw new SnapshotError(
+          `partition ${partition} of stream ${stream} holds states of version ${version}, partition 0 of version ${layout.stateVersion ?? 1}: a state migration was interrupted; start the job once to finish it, then snapshot`,
+          { stream, partition, snapshot: batchTime, stateVersion: version },
+        );
+      }
       const last = new BatchLog(store).last();
       if (last?.batchTime !== undefined && last.batchTime !== batchTime) {
         throw new SnapshotError(

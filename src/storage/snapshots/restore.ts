@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SnapshotError } from '../../errors.js';
-import { fsyncTree } from '../durable.js';
+import { fsyncPath, fsyncTree } from '../durable.js';
 import { partitionPath, partitionsOnDisk } from '../partition/store.js';
 import { listSnapshots, newerStoreFormat, verifySnapshot, type SnapshotInfo } from './manifest.js';
 import { examinePartition } from '../partition/store-check.js';
@@ -106,6 +106,8 @@ function putInPlace(dataDir: string, stream: number, snapshot: SnapshotInfo, par
       const keep = partitionPath(aside, stream, part.partition);
       mkdirSync(dirname(keep), { recursive: true });
       renameSync(target, keep);
+      // The damaged store's new entry, or a power loss could leave it neither here nor in place.
+      fsyncPath(dirname(keep));
       moved = true;
     }
     const incoming = `${target}.restoring`;

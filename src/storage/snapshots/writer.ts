@@ -149,6 +149,9 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
       for (const folder of folders) await syncFile(folder);
       renameSync(temp, finalPath);
       await syncFile(snapshotsDir(dataDir));
+      // The first snapshot made the snapshots folder itself: its entry in the data folder too,
+      // since the Kafka batch history is trimmed to this snapshot once it is whole.
+      await syncFile(dataDir);
       return { batchTime, path: finalPath, manifest };
     } catch (error) {
       rmSync(temp, { recursive: true, force: true });

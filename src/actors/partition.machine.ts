@@ -184,7 +184,7 @@ export const partitionMachine = setup({
       const what = failed.timingOut ? `the timeout call for key ${describeKey(failed.key)}` : `key ${describeKey(failed.key)} (record ${failed.index} of the shard)`;
       context.batch!.reject(
         new PoisonRecordError(
-          `the mapping function failed ${attempts} time(s) on ${what} in partition ${context.partition} of batch ${context.batch!.batchTime}: ${cause.message}`,
+          `the mapping function failed ${attempts} time(s) on ${what} in partition ${context.partition} of mapWithState stream ${context.stream}, batch ${context.batch!.batchTime}: ${cause.message}`,
           { stream: context.stream, partition: context.partition, batchTime: context.batch!.batchTime, key: failed.key, index: failed.index, timingOut: failed.timingOut, attempts },
           cause,
         ),
@@ -210,7 +210,7 @@ export const partitionMachine = setup({
       const error = (event as Extract<PartitionEvent, { type: 'GIVE_UP' }>).error;
       context.batch!.reject(
         new WorkerCrashError(
-          `the worker applying partition ${context.partition} of batch ${context.batch!.batchTime} died ${context.crashes} time(s); the restart limit is reached: ${error.message}`,
+          `the worker applying partition ${context.partition} of mapWithState stream ${context.stream} in batch ${context.batch!.batchTime} died ${context.crashes} time(s); the restart limit is reached: ${error.message}`,
           { stream: context.stream, partition: context.partition, batchTime: context.batch!.batchTime, crashes: context.crashes },
           error,
         ),

@@ -139,7 +139,7 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
       job.input.pushBatch([['a', 1], ['boom', { exitAlways: true }]]);
       await assert.rejects(job.clock.advance(1000), (error: unknown) => {
         assert.ok(error instanceof WorkerCrashError, String(error));
-        assert.match((error as Error).message, /partition 0 of batch 2000 died 3 time\(s\)/);
+        assert.match((error as Error).message, /partition 0 of mapWithState stream 0 in batch 2000 died 3 time\(s\)/);
         return true;
       });
       assert.equal(restarts.length, 2);
@@ -180,7 +180,7 @@ describe('a record the mapping function keeps failing on', () => {
         assert.equal(e.context.attempts, 2);
         const partition = murmur2Partitioner.partition('bad', 2);
         assert.equal(e.context.partition, partition);
-        assert.match(e.message, new RegExp(`failed 2 time\\(s\\) on key "bad" .* in partition ${partition} of batch 2000: poisoned record for bad`));
+        assert.match(e.message, new RegExp(`failed 2 time\\(s\\) on key "bad" .* in partition ${partition} of mapWithState stream 0, batch 2000: poisoned record for bad`));
         return true;
       });
       assert.deepEqual(failed, [2000]);

@@ -121,8 +121,6 @@ export class StreamingContext implements StreamGraph {
   readonly snapshotPolicy: SnapshotPolicy | undefined;
 
   private readonly events = new EventEmitter();
-  /** The job's own metrics and status page: they hear an event after the user's listeners, so a batch a listener fails counts as failed only. */
-  private readonly observers = new EventEmitter();
   private readonly inputs: InputStream[] = [];
   private readonly stateStreams: MapWithStateDStream<unknown, unknown, unknown, unknown>[] = [];
   private readonly clusterOptions: ValidClusterOptions | undefined;
@@ -199,7 +197,7 @@ export class StreamingContext implements StreamGraph {
       inputs: () => (this.clusterOptions ? [] : this.inputs), stateStreams: () => [...this.stateStreams, ...this.clusterStreams],
       snapshotsOn: this.snapshotPolicy !== undefined,
       lastSnapshotAt: () => (this.snapshotPolicy ? newestSnapshotAt(this.dataDir) : undefined),
-    }, { on: (event, listener) => this.observers.on(event, listener) });
+    }, this);
   }
 
   /** In a cluster, once started: who owns which key, and who is in the job. Undefined otherwise. */
@@ -240,13 +238,11 @@ export class StreamingContext implements StreamGraph {
    * warning, and the listeners after it still hear the event.
    */
   private emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void {
-    if (THROWING_FAILS.has(event)) this.events.emit(event, payload);
-    else this.notify(this.events, event, payload);
-    this.notify(this.observers, event, payload);
-  }
-
-  private notify<E extends keyof BatchEventMap>(emitter: EventEmitter, event: E, payload: BatchEventMap[E]): void {
-    for (const listener of emitter.listeners(event)) {
+    if (THROWING_FAILS.has(event)) {
+      this.events.emit(event, payload);
+      return;
+    }
+    for (const listener of this.events.listeners(event)) {
       try {
         listener(payload);
       } catch (error) {

@@ -140,6 +140,8 @@ export class JobMetrics {
   }
 
   private snapshotSeen = false;
+  /** The batch time of the last batch.completed heard. */
+  private lastCompleted: number | undefined;
 
   /** Starts counting the context's events and reading its figures at each scrape. */
   attach(events: Events): void {
@@ -149,6 +151,7 @@ export class JobMetrics {
     // A partition a cluster instance takes: its restarts count from 0 before its first batch here.
     events.on(BatchEvents.PARTITION_TAKEN, (e) => m.restarts.inc(this.partition(e.stream, e.partition), 0));
     events.on(BatchEvents.COMPLETED, (e) => {
+      this.lastCompleted = e.batchTime;
       // A re-run after a restore took its records and timed its keys out when it first ran.
       const replay = e.origin === 'replay';
       m.batches.inc({ ...labels, outcome: replay ? 'replayed' : 'completed' });
@@ -174,8 +177,10 @@ export class JobMetrics {
         }),
       );
     });
-    events.on(BatchEvents.FAILED, () => {
-      m.batches.inc({ ...labels, outcome: 'failed' });
+    events.on(BatchEvents.FAILED, (e) => {
+      // A batch.completed listener of the user's that threw fails a batch these metrics have
+      // counted as completed (its state and outputs are done): counted once, the job failed.
+      if (e.batchTime !== this.lastCompleted) m.batches.inc({ ...labels, outcome: 'failed' });
       m.failed.set(labels, 1);
     });
     events.on(BatchEvents.PARTITION_RESTARTED, (e) => m.restarts.inc(this.partition(e.stream, e.partition)));

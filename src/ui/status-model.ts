@@ -124,8 +124,17 @@ export class StatusModel {
       }
     });
     events.on(BatchEvents.FAILED, (e) => {
-      const running = row(e.batchTime);
       const failed = { status: 'failed' as const, error: words(e.error) };
+      // A batch.completed listener of the user's that threw fails a batch already shown as completed: the same row, counted once.
+      const completed = this.batches.findLast((b) => b.batchTime === e.batchTime && b.status === 'completed');
+      if (completed) {
+        if (completed.origin === 'replay') this.totals.replayed--;
+        else this.totals.batches--;
+        Object.assign(completed, failed);
+        this.totals.failed++;
+        return;
+      }
+      const running = row(e.batchTime);
       if (running) Object.assign(running, failed);
       else keep(this.batches, { batchTime: e.batchTime, schedulingDelayMs: 0, records: undefined, processingTimeMs: undefined, totalDelayMs: undefined, partitionTimesMs: undefined, partitions: undefined, origin: undefined, keysTimedOut: undefined, ...failed }, this.retained);
       this.totals.failed++;

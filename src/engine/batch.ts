@@ -32,6 +32,9 @@ export class BatchRun {
   /** Per mapWithState stream (by stream id), its sharding when it began ahead of the batch. */
   readonly prepared = new Map<number, unknown>();
 
+  private loading: Promise<void> | undefined;
+  private done = false;
+
   constructor(
     readonly time: number,
     /** Records each input stream took for this batch, by stream id. */
@@ -41,7 +44,23 @@ export class BatchRun {
      * run stopped, or re-run after a restore (its outputs were delivered when it first ran).
      */
     readonly origin: 'live' | 'in-flight' | 'replay' = 'live',
+    /** For a rebuilt batch: takes its records from the sources into `inputs`, when it is about to run. */
+    private readonly loader?: () => Promise<void>,
   ) {}
+
+  /** Whether its records are in `inputs` (a rebuilt batch's come only once load() has run). */
+  get loaded(): boolean {
+    return this.loader === undefined || this.done;
+  }
+
+  /** Takes a rebuilt batch's records from its sources, once; nothing for a batch taken live. */
+  load(): Promise<void> {
+    if (this.loader === undefined) return Promise.resolve();
+    this.loading ??= this.loader().then(() => {
+      this.done = true;
+    });
+    return this.loading;
+  }
 
   get inputRecords(): number {
     let n = 0;

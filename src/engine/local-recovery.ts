@@ -9,7 +9,7 @@ import { recoverInterruptedSwaps } from '../storage/stream-swap.js';
 import { BatchRun, type RecordPieces } from './batch.js';
 import { BatchEvents, type BatchEventMap } from './batch-events.js';
 import type { MapWithStateDStream } from './map-with-state-stream.js';
-import type { InputStream } from './sources/input.js';
+import type { InputStream, RecoveredBatch } from './sources/input.js';
 
 type StateStream = MapWithStateDStream<unknown, unknown, unknown, unknown>;
 
@@ -159,7 +159,7 @@ function announceRestore(context: RecoveryContext, stream: StateStream, restored
  */
 async function openInputs(context: RecoveryContext, stores: StoresOpened, opened: InputStream[]): Promise<BatchRun[]> {
   const { dataDir, appName, firstBatch, inputs } = context;
-  const recovered = new Map<number, Map<number, RecordPieces>>();
+  const recovered = new Map<number, Map<number, RecoveredBatch['take']>>();
   const ended = new Set<number>();
   for (const input of inputs) {
     opened.push(input);
@@ -173,7 +173,7 @@ async function openInputs(context: RecoveryContext, stores: StoresOpened, opened
         throw new StoreMismatchError(`the batch recorded at ${batch.batchTime} is not before this context's first batch at ${firstBatch}; batch times must move forward`, { recorded: batch.batchTime, firstBatch });
       }
       if (!recovered.has(batch.batchTime)) recovered.set(batch.batchTime, new Map());
-      recovered.get(batch.batchTime)!.set(input.id, [batch.records]);
+      recovered.get(batch.batchTime)!.set(input.id, batch.take);
       if (batch.ended) ended.add(batch.batchTime);
     }
   }
@@ -186,8 +186,12 @@ async function openInputs(context: RecoveryContext, stores: StoresOpened, opened
   return [...recovered.keys()]
     .sort((a, b) => a - b)
     .map((time) => {
-      const pieces = new Map(inputs.map((input) => [input.id, recovered.get(time)!.get(input.id) ?? []]));
-      return new BatchRun(time, pieces, ended.has(time) ? 'replay' : 'in-flight');
+      // Each source's records are taken as the batch is about to run, in batch order.
+      const pieces = new Map<number, RecordPieces>(inputs.map((input) => [input.id, []]));
+      const takes = recovered.get(time)!;
+      return new BatchRun(time, pieces, ended.has(time) ? 'replay' : 'in-flight', async () => {
+        for (const [id, take] of takes) pieces.set(id, [await take()]);
+      });
     });
 }
 

@@ -646,7 +646,8 @@ export class StreamingContext implements StreamGraph {
    * before runBatch, which runs one batch at a time.
    */
   private prepareAhead(batch: BatchRun): void {
-    if (this.failure || this.preparedAhead.has(batch)) return;
+    // A rebuilt batch whose records are not taken yet is routed when it runs.
+    if (this.failure || this.preparedAhead.has(batch) || !batch.loaded) return;
     this.preparedAhead.add(batch);
     for (const stream of this.stateStreams) stream.shardAhead(batch);
   }
@@ -678,6 +679,8 @@ export class StreamingContext implements StreamGraph {
       if (takeError !== undefined) throw takeError;
       // A listener that throws fails the batch loudly rather than losing it quietly.
       this.emit(BatchEvents.STARTED, { batchTime: batch.time, schedulingDelayMs });
+      // A batch rebuilt at start takes its records from its sources now, not all at once at start.
+      await batch.load();
       // A cluster's source positions are its own (stage 1, recorded by shard()).
       const sources = this.clusterRuntime ? [] : this.inputs;
       for (const input of sources) await input.beforeBatch?.(batch.time);

@@ -167,6 +167,10 @@ export async function waitUntilCaughtUp(job: JobProcess, config: JobConfig, topi
     },
     { timeoutMs, intervalMs: 100, detail: () => `ZooKeeper at ${at.join(',')}; output:\n${job.tail(20)}` },
   );
+  // A start queues the batches it rebuilds (after a restore, every batch since the snapshot)
+  // and takes their records from Kafka as each runs, while the positions already stand at the
+  // end: a live batch that ended says they have all run.
+  await job.waitForLine(/^END \d+ \d+ live$/, { from: 0, timeoutMs });
 }
 
 /** The job's state, read through the public API from its data folder. */

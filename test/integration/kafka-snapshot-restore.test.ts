@@ -9,6 +9,7 @@ import { partitionPath } from '../../src/storage/partition/store.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { waitUntil, within } from '../wait.js';
+import { produceWithKcat } from './services/kafka.js';
 import { useServices } from './services/suite.js';
 import { JobProcess, readCounts, runUntilCaughtUp, tally, waitUntilCaughtUp, type JobConfig } from './job-process.js';
 
@@ -143,6 +144,55 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
       assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(input));
     });
   }
+
+  it('a restore that replays many batches takes each one\'s records from Kafka as it runs: the first replayed batch starts before the last is fetched, and the counts are exact', async () => {
+    const topic = 'long-replay';
+    await services.kafka.createTopic(topic, 1);
+    const dataDir = join(tempDir(), 'data');
+    // 2·10^5 lines of 10^3 words, 2·10^4 a batch: ten batches, several fetches of the mock broker's (1 MB a partition) each.
+    const lines = Array.from({ length: 200_000 }, (_, i) => `w${(i * 7) % 1000}`);
+    const job = () => {
+      const ssc = new StreamingContext({ batchIntervalMs: 200, dataDir, threads: 1, appName: 'long-replay', snapshotEvery: 1, snapshotsKept: 1000 });
+      const stream = ssc.kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `g-${topic}-${Math.random()}`, zookeeper: { connect: services.zk.connectString, root: `/statestream/test-${topic}` }, groupSessionTimeoutMs: 6000, maxRecordsPerBatch: 20_000 });
+      const counts = stream.map((r): [string, number] => [r.value as string, 1]).mapWithState(spec());
+      return { ssc, stream, counts };
+    };
+    const first = job();
+    const taken = { records: 0, firstRecords: Infinity };
+    first.ssc.on(BatchEvents.COMPLETED, (e) => {
+      taken.records += e.records;
+      if (e.records > 0) taken.firstRecords = Math.min(taken.firstRecords, e.batchTime);
+    });
+    const snapshotted = new Promise((resolve) => first.ssc.on(BatchEvents.SNAPSHOT_COMPLETED, resolve));
+    await first.ssc.start();
+    try {
+      await within(snapshotted, 'a snapshot of the empty state', { timeoutMs: 60_000 });
+      await produceWithKcat(services.kafka.brokers, topic, lines.map((value) => ({ value })), 0);
+      await waitUntil('every line counted', () => taken.records === lines.length, { timeoutMs: 120_000 });
+    } finally {
+      await first.ssc.stop();
+    }
+    // Only the snapshots from before the first record, and partition 0's store lost: every batch since is replayed.
+    for (const later of listSnapshots(dataDir).filter((snapshot) => snapshot.batchTime >= taken.firstRecords)) rmSync(later.path, { recursive: true });
+    rmSync(partitionPath(dataDir, 0, 0), { recursive: true });
+
+    const second = job();
+    let fetchedAtFirst: number | undefined;
+    const origins: string[] = [];
+    second.ssc.on(BatchEvents.STARTED, () => void (fetchedAtFirst ??= second.stream.status().partitions[0].fetched));
+    second.ssc.on(BatchEvents.COMPLETED, (e) => void origins.push(e.origin));
+    await second.ssc.start();
+    try {
+      await waitUntil('a live batch after the replays', () => origins.includes('live'), { timeoutMs: 120_000 });
+      assert.ok(origins.filter((o) => o === 'replay').length >= 10, origins.join(' '));
+      assert.ok(fetchedAtFirst !== undefined && fetchedAtFirst < lines.length, `fetched up to ${fetchedAtFirst} of ${lines.length} when the first replayed batch started`);
+      const expected = new Map<string, number>();
+      for (const w of lines) expected.set(w, (expected.get(w) ?? 0) + 1);
+      assert.deepEqual(new Map(second.counts.store().entries()), expected);
+    } finally {
+      await second.ssc.stop();
+    }
+  });
 
   it('a start without snapshots that dies while it replays a restored store keeps the batch history, and the next start replays it exactly', async () => {
     const { config, input } = await lostStoreWithEarlySnapshot('replay-dies', 9);

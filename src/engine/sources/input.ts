@@ -5,8 +5,12 @@ import type { RecordPieces } from '../batch.js';
 /** A batch a replayable source recorded before a crash and must run again first. */
 export interface RecoveredBatch {
   batchTime: number;
-  /** Exactly the records of that batch, rebuilt from the recorded positions. */
-  records: unknown[];
+  /**
+   * Exactly the records of that batch, rebuilt from the recorded positions; called when the
+   * batch is about to run, oldest first, so that a start with many batches to replay (after a
+   * snapshot restore) holds about one batch's records at a time, not every one.
+   */
+  take(): Promise<unknown[]>;
   /**
    * The batch ended before (every partition committed it and its outputs ran); it is
    * re-run only for partitions restored from a snapshot, so its outputs are not run again.

@@ -53,8 +53,14 @@ interface PartitionBuffer {
   fetchedUntil: number;
   messages: Fetched[];
   paused: boolean;
-  /** While the recorded batch is rebuilt, fetching must reach this offset whatever the buffer holds. */
+  /** Where the recorded batches to replay end in this partition: regular batches start past it. */
   replayUntil: number;
+  /**
+   * The ends of the recorded ranges not yet taken, oldest first: fetching goes on, whatever
+   * the buffer holds, until the oldest is reached, and what they hold stays buffered while
+   * regular batches take what comes after.
+   */
+  replayEnds: number[];
   /**
    * Gaps found while running and reported, that no batch has passed yet: a batch's range ends
    * before one and the next begins after it, so a batch rebuilt after a crash never names
@@ -190,7 +196,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       // Recorded batches are rebuilt from the first one's start; regular batches continue after the last.
       const fetchFrom = Math.max(ranges.length > 0 ? ranges[0].from : start, mark.low);
       const replayUntil = ranges.reduce((m, r) => Math.max(m, r.until), 0);
-      this.buffers.set(id, { topic, partition, next: Math.max(start, replayUntil), fetchedUntil: fetchFrom, messages: [], paused: false, replayUntil, gaps: [] });
+      this.buffers.set(id, { topic, partition, next: Math.max(start, replayUntil), fetchedUntil: fetchFrom, messages: [], paused: false, replayUntil, replayEnds: ranges.map((r) => r.until), gaps: [] });
     }
 
     // A gap reported once is not reported again at the next start. The partitions the batch in
@@ -241,7 +247,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         // Backpressure: stop fetching a partition that holds two batches' worth (pausing again
         // is harmless, and a restarted consumer forgets earlier pauses). A batch being rebuilt
         // must be fetched whole first.
-        if (buffer.messages.length >= 2 * o.maxRecordsPerBatch && buffer.fetchedUntil >= buffer.replayUntil) {
+        if (buffer.messages.length >= 2 * o.maxRecordsPerBatch && buffer.fetchedUntil >= (buffer.replayEnds[0] ?? 0)) {
           buffer.paused = true;
           this.pauseOrResume('pause', buffer);
         }
@@ -250,9 +256,11 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     });
     client.startDone();
 
+    // Each batch's records are taken when it is about to run (in order): fetching pauses past
+    // two batches' worth beyond the oldest range not yet taken, as it does for regular batches.
     const recovered: RecoveredBatch[] = [];
     for (const batch of replays) {
-      recovered.push({ batchTime: batch.batchTime, records: await this.takeRecorded(batch), ended: batch !== pending });
+      recovered.push({ batchTime: batch.batchTime, take: () => this.takeRecorded(batch), ended: batch !== pending });
       // The one in flight is recorded in ZooKeeper: its end must clear it, records or not.
       this.inFlight.set(batch.batchTime, { ranges: batch.ranges, replayOnly: batch !== pending, recorded: batch === pending });
     }
@@ -384,6 +392,11 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         if (this.closed) throw new OffsetStoreError('the stream closed while rebuilding the recorded batch', { ...range });
         // A gap met by the fetch (retention overtook the range since the start's check), a consumer that crashed for good, ownership lost: no wait brings the range.
         if (this.fatal) throw this.fatal;
+        // Paused while an earlier range was the one wanted (the buffer held two batches past it): this one is wanted now.
+        if (buffer.paused) {
+          buffer.paused = false;
+          this.pauseOrResume('resume', buffer);
+        }
         if (Date.now() > deadline) {
           throw new OffsetStoreError(
             `could not fetch ${range.topic}[${range.partition}] offsets ${range.from}–${range.until - 1} of recorded batch ${batch.batchTime} within ${REPLAY_WAIT_MS / 1000} s (fetched up to ${buffer.fetchedUntil - 1})`,
@@ -399,6 +412,11 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       const keep: Fetched[] = [];
       for (const m of buffer.messages) (m.offset >= range.from && m.offset < range.until ? records : m.offset >= range.until ? keep : []).push(m);
       buffer.messages = keep;
+      while (buffer.replayEnds.length > 0 && buffer.replayEnds[0] <= range.until) buffer.replayEnds.shift();
+      if (buffer.paused && buffer.messages.length < this.options.maxRecordsPerBatch) {
+        buffer.paused = false;
+        this.pauseOrResume('resume', buffer);
+      }
     }
     return records;
   }
@@ -423,7 +441,10 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       const most = behind ? 0 : this.options.maxRecordsPerBatch;
       while (count < most && skip + count < buffer.messages.length && buffer.messages[skip + count].offset < before) count++;
       const taken = buffer.messages.slice(skip, skip + count);
-      buffer.messages = buffer.messages.slice(skip + count);
+      // Before `from`: the records of batches still to replay (taken when each runs), or of an
+      // earlier batch, gone once none is left to replay.
+      if (buffer.replayEnds.length > 0) buffer.messages.splice(skip, count);
+      else buffer.messages = buffer.messages.slice(skip + count);
       if (taken.length > 0) {
         const until = taken[taken.length - 1].offset + 1;
         ranges.push({ topic: buffer.topic, partition: buffer.partition, from, until });

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Consumer, KafkaMessage, Admin } from 'kafkajs';
-import { OffsetStoreError, SourceRecordError, serializeError } from '../../errors.js';
+import { OffsetStoreError, OwnershipLostError, SourceRecordError, serializeError } from '../../errors.js';
 import { ZooKeeperSession } from '../../storage/zookeeper/session.js';
 import { ZooKeeperOffsetStore, type OffsetRange, type RecordedBatch } from '../../storage/zookeeper/offsets.js';
 import { ZooKeeperOwnership } from '../../storage/zookeeper/ownership.js';
@@ -116,6 +116,13 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     readonly options: ValidKafkaOptions<V>,
   ) {
     super(graph);
+  }
+
+  /** Whether the consumer's first group join is done (kafkajs cannot stop one still joining). */
+  private consumerRunning = false;
+
+  private leaveGroup(): void {
+    void this.consumer?.disconnect().catch(() => undefined);
   }
 
   /** Messages fetched from Kafka and not yet taken by a batch: what backpressure bounds. */
@@ -254,6 +261,9 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         await heartbeat();
       },
     });
+    this.consumerRunning = true;
+    // The root was lost while the consumer joined its group: it leaves now that it can.
+    if (this.fatal instanceof OwnershipLostError) this.leaveGroup();
     client.startDone();
 
     // Each batch's records are taken when it is about to run (in order): fetching pauses past
@@ -327,7 +337,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       this.fatal ??= error;
       // Out of the consumer group now, not at stop(): a copy that stays up after losing the
       // root would otherwise keep its share of the topic's partitions from the copy that owns it.
-      void this.consumer?.disconnect().catch(() => undefined);
+      if (this.consumerRunning) this.leaveGroup();
       context.announce(BatchEvents.OWNERSHIP_LOST, { source: this.id, root, node: taken.node, error });
     });
     const before = taken.tookOverFrom;

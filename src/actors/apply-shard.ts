@@ -314,8 +314,12 @@ async function applyInOrder(partition: WorkerPartition, fn: MappingFunction, tas
     if (error instanceof RecordFailure) {
       return { status: 'record-failed', index: error.index, key: error.key, value: error.value, timingOut: error.timingOut, error: serializeError(error.error) };
     }
-    // An LMDB or system error (a code of its own) while the batch read its store.
-    if (!(error instanceof StatestreamError) && error instanceof Error && 'code' in error) throw storeFailure(error, 'failed to read its store in batch', partition.store.path, task);
+    // An LMDB error (a number) or a system one (EIO, ENOSPC) while the batch read its store;
+    // not Node's own (ERR_STRING_TOO_LONG and the like), which say nothing of the store.
+    const code = (error as { code?: unknown } | undefined)?.code;
+    if (!(error instanceof StatestreamError) && (typeof code === 'number' || (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)))) {
+      throw storeFailure(error, 'failed to read its store in batch', partition.store.path, task);
+    }
     throw error;
   }
 }

@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fsyncPath, fsyncTree } from './durable.js';
 import { stateDir } from './partition/store.js';
 
@@ -128,10 +128,14 @@ function moveBack(paths: SwapPaths): void {
   }
 }
 
-function markedKeepFolder(marker: string): string | undefined {
+function markedKeepFolder(marker: string, dataDir: string): string | undefined {
   try {
     const written = JSON.parse(readFileSync(marker, 'utf8')) as { keepOldIn?: unknown };
-    return typeof written.keepOldIn === 'string' ? written.keepOldIn : undefined;
+    if (typeof written.keepOldIn !== 'string') return undefined;
+    // An earlier version recorded it relative to the folder its command ran in, which this
+    // process may not share: the same <name>/state-<n> under this data folder's replaced/.
+    if (isAbsolute(written.keepOldIn)) return written.keepOldIn;
+    return join(dataDir, 'replaced', basename(dirname(written.keepOldIn)), basename(written.keepOldIn));
   } catch {
     return undefined;
   }
@@ -171,7 +175,7 @@ export function recoverInterruptedSwap(dataDir: string, streamIndex: number, kin
     if (existsSync(paths.marker)) {
       // The new stores are durable and complete: finish the swap, wherever it stopped. An
       // import's or a restore's old stores are kept whatever the marker says.
-      const keep = markedKeepFolder(paths.marker) ?? (kind === 'reshard' ? undefined : asideFolder(dataDir, streamIndex, `recovered-${Date.now()}`));
+      const keep = markedKeepFolder(paths.marker, dataDir) ?? (kind === 'reshard' ? undefined : asideFolder(dataDir, streamIndex, `recovered-${Date.now()}`));
       swapIn(paths, keep);
       return 'finished';
     }

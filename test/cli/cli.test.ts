@@ -303,6 +303,18 @@ describe('statestream command-line tool', () => {
     assert.deepEqual(await stateOf(dir, 5000), stateAt.get(2000));
   });
 
+  it('a restore marker an earlier version wrote with a relative folder keeps the old state under the data folder, not where the finishing command runs', async () => {
+    const dir = copy();
+    killedRun('rename:state-0', 'snapshot', 'restore', '2000', '--data-dir', dir);
+    const marker = join(dir, 'state-0.restoring', 'complete');
+    writeFileSync(marker, `${JSON.stringify({ at: new Date().toISOString(), keepOldIn: 'statestream-data/replaced/earlier-run/state-0' })}\n`);
+    const elsewhere = tempDir();
+    const finished = spawnSync(process.execPath, [cli, 'reshard', '--partitions', '3', '--data-dir', dir], { cwd: elsewhere, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(finished.status, 0, finished.stderr);
+    assert.ok(existsSync(join(dir, 'replaced', 'earlier-run', 'state-0', 'partition-0000', 'data.mdb')), `the old state is in ${join(dir, 'replaced', 'earlier-run')}: ${replacedFolders(dir).join(', ')}`);
+    assert.deepEqual(readdirSync(elsewhere), []);
+  });
+
   it('an import whose marker an older version left unreadable still keeps the old state, in replaced/', async () => {
     const dir = copy();
     cpSync(join(dir, 'state-0'), join(dir, 'state-0.importing'), { recursive: true });

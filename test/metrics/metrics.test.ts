@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
@@ -128,7 +129,7 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
       await again.batch([['d', 1]]);
       const samples = await scrape(again.ssc.endpoints().metrics!);
       const newest = listSnapshots(dataDir)[0];
-      assert.equal(sample(samples, 'statestream_snapshot_last_success_timestamp_seconds', { app: 'metrics-test' }), Date.parse(newest.manifest.createdAt) / 1000);
+      assert.equal(sample(samples, 'statestream_snapshot_last_success_timestamp_seconds', { app: 'metrics-test' }), statSync(join(newest.path, 'manifest.json')).mtimeMs / 1000);
       assert.equal(sample(samples, 'statestream_snapshot_failures_total', { app: 'metrics-test' }), 0);
     } finally {
       await again.ssc.stop();

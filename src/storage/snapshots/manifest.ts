@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SnapshotError } from '../../errors.js';
 import { storeFormatProblem } from '../partition/batch-log.js';
@@ -86,11 +86,15 @@ export function listSnapshots(dataDir: string): SnapshotInfo[] {
   return scanSnapshots(dataDir).readable;
 }
 
-/** When the newest readable snapshot in the folder was written (ms since the epoch), if there is one. */
+/** When the newest readable snapshot in the folder was completed (its manifest, written last), in ms since the epoch, if there is one. */
 export function newestSnapshotAt(dataDir: string): number | undefined {
   const newest = listSnapshots(dataDir)[0];
-  const at = newest ? Date.parse(newest.manifest.createdAt) : Number.NaN;
-  return Number.isFinite(at) ? at : undefined;
+  if (!newest) return undefined;
+  try {
+    return statSync(join(newest.path, 'manifest.json')).mtimeMs;
+  } catch {
+    return undefined; // pruned meanwhile
+  }
 }
 
 /** A snapshot folder whose manifest cannot be read (damaged by hand, or a newer format): never a candidate for restore. */

@@ -47,7 +47,7 @@ export async function restoreDamagedStores(dataDir: string, stream: number): Pro
   }
   // No healthy store said the count, so it came from the newest snapshot: partition folders
   // past it mean the stream was resharded since, and a restore would leave those damaged.
-  const beyond = present.filter((h) => h.partition >= numPartitions);
+  const beyond = healthy.some((h) => h.layout) ? [] : present.filter((h) => h.partition >= numPartitions);
   if (beyond.length > 0) {
     throw new SnapshotError(
       `every partition store of stream ${stream} under ${dataDir} is damaged, and the stores hold partitions up to ${Math.max(...present.map((h) => h.partition))} ` +

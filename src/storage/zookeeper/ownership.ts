@@ -56,8 +56,12 @@ class DeletionWatches {
   async gone(node: string, until: number): Promise<void> {
     const abort = new AbortController();
     // A stop ends the wait too (the slept promise rejects, caught: the caller looks at the signal).
-    const signal = AbortSignal.any([abort.signal, this.zk.interrupted]);
-    await Promise.race([this.changed(node), sleep(Math.max(0, until - Date.now()), undefined, { signal }).catch(() => undefined)]);
+    const stop = () => abort.abort();
+    const interrupted = this.zk.interrupted;
+    if (interrupted.aborted) stop();
+    else interrupted.addEventListener('abort', stop, { once: true });
+    await Promise.race([this.changed(node), sleep(Math.max(0, until - Date.now()), undefined, { signal: abort.signal }).catch(() => undefined)]);
+    interrupted.removeEventListener('abort', stop);
     abort.abort();
   }
 

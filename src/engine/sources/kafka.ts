@@ -252,8 +252,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
           buffer.fetchedUntil = offset + 1;
         }
         // Backpressure: stop fetching a partition that holds two batches' worth (pausing again
-        // is harmless, and a restarted consumer forgets earlier pauses). A batch being rebuilt
-        // must be fetched whole first.
+        // is harmless, and a restarted consumer forgets earlier pauses). The oldest recorded
+        // range not yet taken (a batch rebuilt at start) is fetched whole first.
         if (buffer.messages.length >= 2 * o.maxRecordsPerBatch && buffer.fetchedUntil >= (buffer.replayEnds[0] ?? 0)) {
           buffer.paused = true;
           this.pauseOrResume('pause', buffer);

@@ -124,24 +124,22 @@ export class JobMetrics {
   }
 
   private seeded = false;
+  /** The batch time of the last batch.completed heard. */
+  private lastCompleted: number | undefined;
 
   /**
    * At the first batch, once the stores are open: every partition's restart series from 0 (a
    * worker that dies in the first batch is counted from there), and the newest snapshot's
    * time, so that a restarted job whose snapshots keep failing is not blind to "no recent
-   * snapshot" until one succeeds.
+   * snapshot" until one succeeds. (No snapshot of this run precedes its first batch.)
    */
   private seedAtFirstBatch(): void {
     if (this.seeded) return;
     this.seeded = true;
     for (const { stream, partitions } of this.probe.stateStreams()) for (const p of partitions) this.m.restarts.inc(this.partition(stream, p.partition), 0);
-    const at = this.snapshotSeen ? undefined : this.probe.lastSnapshotAt();
+    const at = this.probe.lastSnapshotAt();
     if (at !== undefined) this.m.snapshotLast.set(this.labels, at / 1000);
   }
-
-  private snapshotSeen = false;
-  /** The batch time of the last batch.completed heard. */
-  private lastCompleted: number | undefined;
 
   /** Starts counting the context's events and reading its figures at each scrape. */
   attach(events: Events): void {
@@ -192,7 +190,6 @@ export class JobMetrics {
     events.on(BatchEvents.PARTITION_RELEASED, (e) => this.forget(e.stream, e.partition));
     events.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => {
       m.snapshotDuration.observe(labels, e.durationMs / 1000);
-      this.snapshotSeen = true;
       m.snapshotLast.set(labels, Date.now() / 1000);
       m.snapshotBytes.set(labels, e.bytes);
     });

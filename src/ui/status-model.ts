@@ -76,17 +76,17 @@ function words(error: Error): string {
 }
 
 /**
- * The status page's memory of the job: the recent batches (as Spark's Streaming tab keeps
- * `spark.streaming.ui.retainedBatches`), snapshots, restarts and start-up findings, fed by
- * the context's events. State, lag and ZooKeeper are read when the page asks.
- */
-/**
  * The newest batches whose per-partition times the document carries: the page's table shows
  * as many, and opens their partitions. Older rows keep their figures for the charts; with a
  * thousand partitions, their times would make every poll tens of megabytes.
  */
 export const DETAILED_ROWS = 50;
 
+/**
+ * The status page's memory of the job: the recent batches (as Spark's Streaming tab keeps
+ * `spark.streaming.ui.retainedBatches`), snapshots, restarts and start-up findings, fed by
+ * the context's events. State, lag and ZooKeeper are read when the page asks.
+ */
 export class StatusModel {
   private readonly batches: BatchRow[] = [];
   private readonly snapshots: SnapshotRow[] = [];

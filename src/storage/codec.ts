@@ -124,11 +124,18 @@ export function unpackExportValues(data: Uint8Array, onValue: (value: unknown) =
     const rest = data.subarray(consumed);
     const base = consumed;
     try {
+      let stopped = false;
       entryCodec.unpackMultiple(rest, (value: unknown, start?: number, end?: number) => {
         onValue(decodeExportValue(value, rest.subarray(start, end)));
         consumed = base + end!;
+        // The record definitions of an entry mapCodec wrote stay in force to the end of one
+        // unpackMultiple, and entryCodec writes 64–127 as the bytes that refer to them: a
+        // plain entry after it must be read by a call of its own.
+        if (rest[start!] !== MAP_EXPORT_ENTRY_HEADER) return;
+        stopped = true;
+        return false;
       });
-      return consumed;
+      if (!stopped) return consumed;
     } catch (error) {
       if (incomplete(error)) return consumed;
       if (data[consumed] !== MAP_EXPORT_ENTRY_HEADER) throw error;
@@ -227,7 +234,16 @@ function findProblem(value: unknown, path: string[], seen: Set<object>): string 
   return problem;
 }
 
-/** `what` is only called when there is something to report. */
+/**
+ * encodingProblem, with no walk and no allocation for a primitive or a short tuple of them
+ * ([word, count]), the usual record value, state and output.
+ */
+export function valueProblem(value: unknown): string | undefined {
+  if (isPlain(value)) return undefined;
+  if (Array.isArray(value) && value.length <= 8 && value.every(isPlain)) return undefined;
+  return encodingProblem(value);
+}
+
 function isPlain(value: unknown): boolean {
   if (typeof value === 'string') return wellFormed(value);
   return typeof value !== 'object' && typeof value !== 'function' && typeof value !== 'symbol' && typeof value !== 'bigint';
@@ -238,10 +254,8 @@ function wellFormed(text: string): boolean {
   return (text as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
 
+/** Throws an EncodingError when MessagePack cannot hold `value` as it is; `what` is only called when there is something to report. */
 export function assertEncodable(value: unknown, what: () => string, context: () => Record<string, unknown>): void {
-  if (isPlain(value)) return;
-  // Tuples of primitives ([word, count]) are the usual output: check them without allocating.
-  if (Array.isArray(value) && value.length <= 8 && value.every(isPlain)) return;
-  const problem = encodingProblem(value);
+  const problem = valueProblem(value);
   if (problem) throw new EncodingError(`${what()} cannot be stored: ${problem.replace('$', 'the value')}`, context());
 }

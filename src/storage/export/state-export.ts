@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { open as openFile, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { ConfigError, describeValue, StateExportError } from '../../errors.js';
 import { assertEncodable, decodeEntry, encodeExportEntry, entryCodec, unpackExportValues } from '../codec.js';
@@ -105,7 +105,10 @@ async function fileSink(path: string): Promise<Sink> {
   if (info && (special || !info.isFile())) return handleSink(await openFile(path, 'a'));
   const real = info ? await realpath(path) : path;
   const tmp = `${real}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-  const handle = await openFile(tmp, 'wx');
+  // Named by the path asked for: the temporary file's name is ours, not the user's.
+  const handle = await openFile(tmp, 'wx').catch((error: NodeJS.ErrnoException) => {
+    throw new StateExportError(`cannot write the export ${path}: no new file can be made in ${dirname(real)} (${error.code ?? error.message})`, { path, code: error.code }, error);
+  });
   const forget = removedAtExit(tmp);
   const sink = handleSink(handle);
   return {

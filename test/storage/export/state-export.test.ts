@@ -116,6 +116,25 @@ describe('state export', () => {
     for (let i = 0; i < entries.length; i++) assert.deepEqual(read[i], entries[i], `entry ${i}`);
   });
 
+  it('reads small numbers after a state whose Map sits in an object as numbers, not as that object', async () => {
+    // Such an entry is written with records; their definitions stayed in force to the end of
+    // the reader's chunk, where a plain entry's 64–127 (one byte each) then read as them.
+    const entries: ExportEntry[] = Array.from({ length: 3000 }, (_, i) =>
+      i % 2 === 0 ? [`map-${i}`, [{}, { tags: new Map([['k', i]]) }], 1] : [`n-${i}`, { n: 64 + (i % 64), list: [64, 65, 127] }, 64 + (i % 64)],
+    );
+    const file = join(tempDir(), 'records.msgpack');
+    assert.equal(await writeStateExport(file, { stateVersion: 1, batchTime: 9000 }, entries), entries.length);
+    const read = [...readStateExport(file).entries()];
+    assert.equal(read.length, entries.length);
+    for (let i = 0; i < entries.length; i++) assert.deepEqual(read[i], entries[i], `entry ${i}`);
+  });
+
+  it('a folder that takes no new file is named with the path asked for, not the temporary file written first', async () => {
+    // sysfs refuses new files even to root.
+    await assert.rejects(writeStateExport('/sys/statestream-export.msgpack', { stateVersion: 1, batchTime: 1000 }, [['a', 1, 1000]]), (e: unknown) =>
+      e instanceof StateExportError && /^cannot write the export \/sys\/statestream-export\.msgpack: no new file can be made in \/sys \(EACCES\)$/.test((e as Error).message));
+  });
+
   it('detects a truncated file and says how many entries it read', () => {
     const entries: ExportEntry[] = Array.from({ length: 50 }, (_, i) => [`k${i}`, { n: i }, i]);
     const whole = readFileSync(exportOf(entries));

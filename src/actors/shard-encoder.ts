@@ -1,5 +1,5 @@
 import type { Partitioner } from '../engine/partitioner.js';
-import { assertInitialEntry, assertPair, isScalarKey, normalizeKey } from '../storage/keys.js';
+import { assertInitialEntry, assertPair, assertRecordValue, isScalarKey, normalizeKey } from '../storage/keys.js';
 import type { InitialEntry } from './messages.js';
 import { KeyTable } from './key-table.js';
 import { writeShard } from './shard-format.js';
@@ -87,10 +87,12 @@ export class ShardBuilder {
         else this.tuples.set(id, code);
       }
     }
+    const value = (record as unknown[])[1];
+    if (typeof value !== 'number') assertRecordValue(record as [unknown, unknown], this.where.batchTime, i, this.where.stream);
     const p = code % this.numPartitions;
     const refs = this.refs[p];
     refs.push((code - p) / this.numPartitions);
-    this.values[p].push((record as unknown[])[1]);
+    this.values[p].push(value);
     if (refs.length >= this.chunkRecords) this.flush(p, false);
   };
 

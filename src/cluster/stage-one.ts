@@ -4,7 +4,7 @@ import type { BatchRun } from '../engine/batch.js';
 import type { DStream } from '../engine/dstream.js';
 import { murmur2Partitioner } from '../engine/partitioner.js';
 import type { KafkaRecord } from '../engine/sources/kafka.js';
-import { assertPair, normalizeKey } from '../storage/keys.js';
+import { assertPair, assertRecordValue, normalizeKey } from '../storage/keys.js';
 import { PairBundler } from './pairs.js';
 import { sendChunks } from './send-chunks.js';
 
@@ -38,6 +38,7 @@ export class StageOneWriter {
       let n = 0;
       await stream.parentStream.eachRecordFrom(batch, (pair, from) => {
         assertPair(pair, batch.time, index, stream.stateIndex);
+        assertRecordValue(pair, batch.time, index, stream.stateIndex);
         n = from === last ? n + 1 : 0;
         last = from;
         const record = records[from];

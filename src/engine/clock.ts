@@ -73,6 +73,7 @@ export class ManualClock implements Clock {
 
   /** Moves time to `timeMs` (never backwards). */
   async setTime(timeMs: number): Promise<void> {
+    if (!Number.isFinite(timeMs)) throw new RangeError(`ManualClock.setTime: timeMs must be a finite number, got ${describeValue(timeMs)}`);
     await this.advance(Math.max(0, timeMs - this.time));
   }
 }

@@ -27,7 +27,7 @@ import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-lett
 import type { BatchRun } from './batch.js';
 import { DStream, type MapWithStateStream, type StateQueries, type StreamGraph } from './dstream.js';
 import { murmur2Partitioner } from './partitioner.js';
-import type { StateSpec } from './state-spec.js';
+import { readInitialIterable, type StateSpec } from './state-spec.js';
 
 /** What a stream's stores said at start-up. */
 export interface StoreRecovery {
@@ -151,7 +151,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
         const entries = initial.stateVersion < version ? migrateEntries(initial, checked, version, migrate!) : checked;
         ({ shards: pendingInitial, newest: initialNewest } = shardSourceEntries(entries, n, murmur2Partitioner));
       } else {
-        pendingInitial = shardInitialState(initial as Iterable<[unknown, unknown]>, n, murmur2Partitioner, this.stateIndex);
+        pendingInitial = shardInitialState(readInitialIterable(initial as Iterable<[unknown, unknown]>, this.stateIndex), n, murmur2Partitioner, this.stateIndex);
       }
       last.forEach((t, p) => {
         if (t !== undefined) pendingInitial![p] = [];

@@ -77,6 +77,26 @@ export function specAsDefined<K, V, S, M>(spec: StateSpec<K, V, S, M>): StateSpe
   return copy;
 }
 
+/** Iterators (a generator, say) given as initialState, and the stream that read each. */
+const readIterators = new WeakMap<object, number>();
+
+/**
+ * `initial` to read for `stream`: an iterator reads once, so a second stream (or a later
+ * context) given the same spec would load nothing from it without a word.
+ */
+export function readInitialIterable<T>(initial: Iterable<T>, stream: number): Iterable<T> {
+  if (typeof (initial as Partial<Iterator<T>>).next !== 'function') return initial;
+  const reader = readIterators.get(initial);
+  if (reader !== undefined) {
+    throw new ConfigError(
+      `StateSpec.initialState of mapWithState stream ${stream} is an iterator already read (by mapWithState stream ${reader}${reader === stream ? ' of an earlier context' : ''}), and an iterator reads once only: give an array, a Map or a StateSource, or a StateSpec with its own iterator to each stream`,
+      { option: 'initialState', stream, readBy: reader },
+    );
+  }
+  readIterators.set(initial, stream);
+  return initial;
+}
+
 /** The most partitions a stream may have (StateSpec.numPartitions; the CLI's reshard and import keep to it too). */
 export const MAX_PARTITIONS = 4096;
 
@@ -116,10 +136,17 @@ export class StateSpec<K, V, S, M> {
     if (initial === null || typeof initial === 'string' || typeof (initial as Iterable<unknown>)?.[Symbol.iterator] !== 'function') {
       throw new ConfigError(`StateSpec.initialState expects an iterable of [key, state] pairs or a StateSource (readStateExport(path)), got ${describeValue(initial)}`, { option: 'initialState' });
     }
-    // An array or a Map is checked now; any other iterable may be read once only, so it is checked as the job loads it.
+    // An array or a Map is checked now, and copied: what the streams load is what was given,
+    // whatever happens to it afterwards. Any other iterable may be read once only, so it is
+    // checked as the job loads it (readInitialIterable).
     if (Array.isArray(initial) || initial instanceof Map) {
-      let index = 0;
-      for (const entry of initial as Iterable<unknown>) assertInitialEntry(entry, index++);
+      const copy: Array<[K, S]> = [];
+      for (const entry of initial as Iterable<unknown>) {
+        assertInitialEntry(entry, copy.length);
+        copy.push(entry as [K, S]);
+      }
+      this.initial = copy;
+      return this;
     }
     this.initial = initial;
     return this;
@@ -152,8 +179,11 @@ export class StateSpec<K, V, S, M> {
   }
 
   onRecordFailure(options: RecordFailureOptions): this {
-    if (options?.policy !== 'stop' && options?.policy !== 'dead-letter') {
-      throw new ConfigError(`StateSpec.onRecordFailure: policy must be 'stop' or 'dead-letter', got ${describeValue(options?.policy)}`, { option: 'policy' });
+    if (options === null || typeof options !== 'object') {
+      throw new ConfigError(`StateSpec.onRecordFailure expects options { policy, maxAttempts }, got ${describeValue(options)}`, { option: 'onRecordFailure' });
+    }
+    if (options.policy !== 'stop' && options.policy !== 'dead-letter') {
+      throw new ConfigError(`StateSpec.onRecordFailure: policy must be 'stop' or 'dead-letter', got ${describeValue(options.policy)}`, { option: 'policy' });
     }
     const unknown = unknownOption(options, ['policy', 'maxAttempts']);
     if (unknown !== undefined) throw new ConfigError(`StateSpec.onRecordFailure: unknown option "${unknown}" (known: policy, maxAttempts)`, { option: unknown });

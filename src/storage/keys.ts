@@ -1,5 +1,5 @@
 import { describeValue, InvalidRecordError } from '../errors.js';
-import { encodingProblem } from './codec.js';
+import { encodingProblem, valueProblem } from './codec.js';
 
 /**
  * LMDB keys are at most 1978 bytes; the time index prefixes a key with its batch time
@@ -100,6 +100,18 @@ export function assertPair(record: unknown, batchTime: number, index: number, st
   if (problem) {
     throw new InvalidRecordError(`record ${index} of batch ${batchTime}: ${problem}`, { ...where, key: describeValue(record[0]) });
   }
+}
+
+/**
+ * Throws an InvalidRecordError naming the record whose value MessagePack cannot carry to its
+ * partition: a function would arrive as undefined (msgpackr writes nothing for it), a symbol
+ * or a cycle would fail the batch with msgpackr's own words and no record named.
+ */
+export function assertRecordValue(record: [unknown, unknown], batchTime: number, index: number, stream: number): void {
+  const problem = valueProblem(record[1]);
+  if (problem === undefined) return;
+  const key = describeValue(record[0]);
+  throw new InvalidRecordError(`record ${index} of batch ${batchTime} (key ${key}, mapWithState stream ${stream}) cannot be sent to its partition: ${problem.replace('$', 'its value')}`, { batchTime, index, stream, key });
 }
 
 /**

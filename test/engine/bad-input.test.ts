@@ -85,6 +85,34 @@ describe('bad options are refused when given, naming the option', () => {
     await assert.rejects(keyedJob(spec().initialState(pairs() as never), { dataDir: tempDir() }), (e: unknown) => e instanceof InvalidRecordError && /StateSpec\.initialState entry 1 \(mapWithState stream 0\) \(key "b"\): the state cannot be stored: \$ is a symbol/.test((e as Error).message));
   });
 
+  it('an initialState iterator is read once: a second stream given it is refused at start(), naming both; an array changed after it was given loads as given', async () => {
+    function* pairs(): Generator<[string, number]> {
+      yield ['a', 5];
+    }
+    const spec = StateSpec.function<string, number, number, unknown>(fixture('count')).initialState(pairs());
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock() });
+    const input = ssc.queueStream<[string, number]>();
+    input.mapWithState(spec).foreachBatch(() => {});
+    input.mapWithState(spec).foreachBatch(() => {});
+    try {
+      await assert.rejects(ssc.start(), (e: unknown) => e instanceof ConfigError && /initialState of mapWithState stream 1 is an iterator already read \(by mapWithState stream 0\), and an iterator reads once only/.test((e as Error).message));
+    } finally {
+      await ssc.stop();
+    }
+
+    const given: Array<[string, number]> = [['a', 5]];
+    const copied = StateSpec.function<string, number, number, unknown>(fixture('count')).initialState(given);
+    given[0] = ['a', 50];
+    given.push(['b', 9]);
+    const job = await keyedJob(copied, { dataDir: tempDir() });
+    try {
+      await job.batch([['a', 1]]);
+      assert.deepEqual([...job.stream.store().entries()], [['a', 6]]);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('kafkaStream options, checked when the stream is defined', () => {
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock() });
     const good = { brokers: ['127.0.0.1:9092'], topic: 'words', groupId: 'g', zookeeper: { connect: '127.0.0.1:2181' } };
@@ -316,6 +344,18 @@ describe('bad records and states fail the batch, naming what and where, and leav
 
   it('a tuple key longer than LMDB allows', () =>
     expectBatchFailure([[['user', 'x'.repeat(2500)], 1]], (e) => e instanceof InvalidRecordError && /record 1 of batch 2000: key is about 250\d bytes encoded; LMDB keys are limited to 1900/.test((e as Error).message)));
+
+  // A function value reached the mapping function as undefined; a symbol or a cycle failed the batch in msgpackr's words.
+  const cyclic: Record<string, unknown> = { n: 1 };
+  cyclic.self = cyclic;
+  for (const [what, value, message] of [
+    ['a function inside it', { n: 1, cb: () => 1 }, /record 2 of batch 2000 \(key "v", mapWithState stream 0\) cannot be sent to its partition: its value.cb is a function/],
+    ['a symbol', Symbol('x'), /record 2 of batch 2000 \(key "v", mapWithState stream 0\) cannot be sent to its partition: its value is a symbol/],
+    ['a cycle', cyclic, /record 2 of batch 2000 \(key "v", mapWithState stream 0\) cannot be sent to its partition: its value.self refers back to itself/],
+  ] as const) {
+    it(`a record value MessagePack cannot carry (${what})`, () =>
+      expectBatchFailure([['v', 1], ['v', value]], (e) => e instanceof InvalidRecordError && message.test((e as Error).message)));
+  }
 
   it('a key longer than LMDB allows', () =>
     expectBatchFailure([['k'.repeat(5000), 1]], (e) => e instanceof InvalidRecordError && /5000 bytes of UTF-8; LMDB keys are limited to 1900/.test((e as Error).message)));

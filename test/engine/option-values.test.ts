@@ -38,12 +38,28 @@ describe('option values: what a value is, not only whether it was given', () => 
       refuses(() => context({ cluster: { ...cluster, [option]: null } }), new RegExp(`cluster\\.${option} must be .*got null`), `cluster.${option}`);
     }
     refuses(() => StateSpec.function(fixture('count')).onRecordFailure({ policy: 'dead-letter', maxAttempts: null } as never), /maxAttempts must be an integer from 1 to 100, got null/);
+    refuses(() => StateSpec.function(fixture('count')).onRecordFailure('dead-letter' as never), /onRecordFailure expects options \{ policy, maxAttempts \}, got "dead-letter"/);
+    refuses(() => StateSpec.function(fixture('count')).onRecordFailure(null as never), /onRecordFailure expects options \{ policy, maxAttempts \}, got null/);
+  });
+
+  it('STATESTREAM_STORE_OPEN_WAIT_MS that is no whole number of milliseconds is refused by StreamingContext, naming it', () => {
+    try {
+      for (const value of ['2s', '0', '-5', '1.5', '2147483648']) {
+        process.env.STATESTREAM_STORE_OPEN_WAIT_MS = value;
+        refuses(() => context({}), new RegExp(`^STATESTREAM_STORE_OPEN_WAIT_MS must be a whole number of milliseconds from 1 to 2147483647, got "${value}"$`));
+      }
+      process.env.STATESTREAM_STORE_OPEN_WAIT_MS = '45000';
+      assert.ok(context({}) instanceof StreamingContext);
+    } finally {
+      delete process.env.STATESTREAM_STORE_OPEN_WAIT_MS;
+    }
   });
 
   it('NaN and Infinity are named as they are, not as JSON\'s null', async () => {
     refuses(() => context({ batchIntervalMs: NaN }), /batchIntervalMs must be an integer from 1 to 86400000, got NaN$/);
     assert.throws(() => new ManualClock('5' as never), /ManualClock: startMs must be a finite number, got "5"$/);
     await assert.rejects(async () => new ManualClock(0).advance(Infinity), /ManualClock\.advance: ms must be a finite number >= 0, got Infinity$/);
+    await assert.rejects(async () => new ManualClock(0).setTime(NaN), /ManualClock\.setTime: timeMs must be a finite number, got NaN$/);
     refuses(() => context({ threads: Infinity }), /threads must be an integer from 1 to 256, got Infinity$/);
     refuses(() => context({ snapshotsKept: NaN }), /snapshotsKept .* got NaN$/);
     refuses(() => context({ snapshotEvery: NaN }), /snapshotEvery .* got NaN$/, 'snapshotEvery');

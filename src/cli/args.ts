@@ -71,9 +71,13 @@ export function parseCommand(command: string, args: string[], options: OptionSpe
     // A value that starts with '-' (a negative number) reads as another option: say so in one line.
     const ambiguous = /^Option '(--[\w-]+)[^']*' argument is ambiguous/.exec(message);
     if (ambiguous) throw new UsageError(`${ambiguous[1]} is missing its value, or its value starts with '-' (write ${ambiguous[1]}=<value> for such a value)`, command);
-    // A negative number as an argument (state get -7) reads as an option: the way out is --.
-    const negative = /^Unknown option '(-\d[^']*)'/.exec(message);
-    if (negative) throw new UsageError(`unknown option '${negative[1]}': an argument that starts with '-' goes after --, as in statestream ${command} -- ${negative[1]}`, command);
+    // An argument that starts with one '-' (state get -7) reads as short options, and parseArgs
+    // names the first letter it does not know (-1.5 as '-1'): the hint shows the argument as given.
+    const short = /^Unknown option '(-[^-'][^']*)'/.exec(message);
+    if (short) {
+      const arg = args.find((a) => a.startsWith(short[1]) && !a.startsWith('--')) ?? short[1];
+      throw new UsageError(`unknown option '${arg}': an argument that starts with '-' goes after --, as in statestream ${command} -- ${arg}`, command);
+    }
     // parseArgs' messages already name the flag ("Unknown option '--bogus'"); drop its own hint.
     throw new UsageError(message.split('\n')[0].split('. To specify')[0].replace(/\.$/, ''), command);
   }

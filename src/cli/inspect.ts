@@ -8,6 +8,7 @@ import { examineStream, streamsOnDisk } from './stores.js';
 import { interruptedSwap, streamsMidSwap } from '../storage/stream-swap.js';
 import { MissingRootFailure, readZooKeeperOffsets } from './zk.js';
 import { clusterLines, readClusterReport, type ClusterReport } from './cluster-report.js';
+import { isBrokerAddress, isPathName } from '../storage/zookeeper/connect-options.js';
 
 export const inspectUsage = `Usage: statestream inspect [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root /statestream/<app>] [--brokers host:port,…] [--app-name <name>] [--json]
 
@@ -60,6 +61,14 @@ export async function inspect(args: string[]): Promise<number> {
   const zk = zookeeperTarget('inspect', values);
   const clusterOnly = ['brokers', 'app-name'].filter((o) => values[o] !== undefined).map((o) => `--${o}`);
   if (clusterOnly.length > 0 && !zk) throw new UsageError(`${clusterOnly.join(' and ')} need --zookeeper and --zk-root (the cluster's root)`, 'inspect');
+  // Checked as given: a bad one would only show as "lag unknown" inside a report that exits 0.
+  const brokers = typeof values.brokers === 'string' ? values.brokers.split(',') : undefined;
+  if (brokers && !brokers.every(isBrokerAddress)) {
+    throw new UsageError(`--brokers must be host:port[,host:port…], each port from 1 to 65535, got ${JSON.stringify(values.brokers)}`, 'inspect');
+  }
+  if (values['app-name'] !== undefined && !isPathName(values['app-name'])) {
+    throw new UsageError(`--app-name must be the job's appName: 1–100 letters, digits, '.', '_' or '-' (not '.' or '..'), got ${JSON.stringify(values['app-name'])}`, 'inspect');
+  }
   if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
 
   // A stream whose folder is mid-rename in a reshard, an import or a restore shows under its index too.
@@ -83,7 +92,6 @@ export async function inspect(args: string[]): Promise<number> {
   if (zk) {
     // ZooKeeper away: the stores are still reported, and the offsets say why they are missing.
     try {
-      const brokers = typeof values.brokers === 'string' ? values.brokers.split(',').filter(Boolean) : undefined;
       const appName = typeof values['app-name'] === 'string' ? values['app-name'] : zk.root.split('/').at(-1)!;
       const cluster = await readClusterReport(zk, { appName, brokers });
       if (cluster) {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { ConfigError, describeValue, given, unknownOption } from '../errors.js';
-import { validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../storage/zookeeper/connect-options.js';
+import { isPathName, validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../storage/zookeeper/connect-options.js';
 
 /** `cluster` of StreamingContextOptions: this process is one instance of a job that runs on several. */
 export interface ClusterOptions {
@@ -47,7 +47,7 @@ export function validateClusterOptions(options: ClusterOptions, appName: string,
   const zookeeper = validateZooKeeperOptions(options.zookeeper, `/statestream-cluster/${appName}`, fail);
   const instanceId = given(options.instanceId, defaultInstanceId(dataDir));
   // A ZooKeeper path element (members/<id>), where '.' and '..' are not allowed.
-  if (typeof instanceId !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(instanceId) || instanceId === '.' || instanceId === '..') {
+  if (!isPathName(instanceId)) {
     fail(`instanceId must be 1–100 characters of letters, digits, '.', '_' or '-' (not '.' or '..'), got ${describeValue(options.instanceId)}`, 'instanceId');
   }
   const maxPairsPerBatch = given(options.maxPairsPerBatch, 100_000);

@@ -36,6 +36,11 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     failsWith(await zk('--zookeeper', 'a:2181/x,b:2181/y'), 2, /holds another host: a chroot path goes once, after the last host/);
     failsWith(await zk('--zookeeper', '127.0.0.1:2181', '--zk-digest', 'nocolon'), 2, /--zk-digest must be user:password/);
     failsWith(await run(['inspect', '--data-dir', dataDir, '--zookeeper', '127.0.0.1:2181', '--zk-root', '/statestream/..']), 2, /--zk-root must be an absolute ZooKeeper path .*no '\.' or '\.\.' element/);
+    // --brokers and --app-name too: a bad one showed only as "lag unknown" in a report that exited 0.
+    for (const brokers of ['localhost', ',', '127.0.0.1:9092,']) {
+      failsWith(await zk('--zookeeper', '127.0.0.1:2181', '--brokers', brokers), 2, new RegExp(`--brokers must be host:port\\[,host:port…\\], each port from 1 to 65535, got ${JSON.stringify(brokers)}`));
+    }
+    failsWith(await zk('--zookeeper', '127.0.0.1:2181', '--app-name', 'a/b'), 2, /--app-name must be the job's appName: .*got "a\/b"/);
   });
 
   it('-V and --version answer wherever they stand; help <command> is that command\'s help', async () => {

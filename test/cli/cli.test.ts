@@ -380,6 +380,12 @@ describe('statestream command-line tool', () => {
     const negative = run('state', 'get', '-5', '--data-dir', dataDir);
     assert.equal(negative.code, 2);
     assert.match(negative.stderr, /^statestream: unknown option '-5': an argument that starts with '-' goes after --, as in statestream state get -- -5\n/);
+    // parseArgs names only the first letter it does not know ('-1' of -1.5, '-a' of -abc): the hint names the argument.
+    for (const key of ['-1.5', '-abc']) {
+      const refused = run('state', 'get', key, '--data-dir', dataDir);
+      assert.equal(refused.code, 2);
+      assert.ok(refused.stderr.startsWith(`statestream: unknown option '${key}': an argument that starts with '-' goes after --, as in statestream state get -- ${key}\n`), refused.stderr);
+    }
   });
 
   it('state get of a number names the string key of the same text when that one is there', async () => {

@@ -1,6 +1,6 @@
 import type { KafkaConfig } from 'kafkajs';
 import { ConfigError, describeValue, given, unknownOption } from '../../errors.js';
-import { isPort, validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../../storage/zookeeper/connect-options.js';
+import { isBrokerAddress, validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../../storage/zookeeper/connect-options.js';
 
 export type KafkaDecoder<V> = 'string' | 'json' | 'buffer' | ((value: Buffer | null, message: { topic: string; partition: number; offset: string }) => V);
 
@@ -71,7 +71,7 @@ export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName:
   const unknown = unknownOption(options, known);
   if (unknown !== undefined) fail(`unknown option "${unknown}" (known: ${[...known].join(', ')})`, unknown);
   const { brokers, topic, topics, groupId, zookeeper } = options;
-  if (!Array.isArray(brokers) || brokers.length === 0 || !brokers.every((b) => typeof b === 'string' && /^[^\s:]+:\d{1,5}$/.test(b) && isPort(b.slice(b.lastIndexOf(':') + 1)))) {
+  if (!Array.isArray(brokers) || brokers.length === 0 || !brokers.every(isBrokerAddress)) {
     fail(`brokers must be a non-empty array of "host:port" strings, the port from 1 to 65535, got ${describeValue(brokers)}`, 'brokers');
   }
   if (topic !== undefined && topics !== undefined) fail('give either topic or topics, not both', 'topic');

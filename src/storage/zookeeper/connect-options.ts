@@ -25,6 +25,16 @@ export function isPort(text: string): boolean {
   return /^\d{1,5}$/.test(text) && Number(text) >= 1 && Number(text) <= 65535;
 }
 
+/** A Kafka broker's address as kafkajs takes it: host:port, the port one a client can connect to. */
+export function isBrokerAddress(address: unknown): address is string {
+  return typeof address === 'string' && /^[^\s:]+:\d{1,5}$/.test(address) && isPort(address.slice(address.lastIndexOf(':') + 1));
+}
+
+/** A name that becomes one ZooKeeper path element (an appName, an instanceId): 1–100 of [A-Za-z0-9._-], and not '.' or '..', which ZooKeeper refuses. */
+export function isPathName(name: unknown): name is string {
+  return typeof name === 'string' && /^[A-Za-z0-9._-]{1,100}$/.test(name) && name !== '.' && name !== '..';
+}
+
 /** An absolute ZooKeeper path ZooKeeper accepts: no empty, '.' or '..' element, no trailing '/'. */
 export function isZooKeeperPath(path: unknown): path is string {
   return typeof path === 'string' && /^(\/[^/\s]+)+$/.test(path) && !path.split('/').some((part) => part === '.' || part === '..');

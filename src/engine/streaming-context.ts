@@ -14,7 +14,7 @@ import { SystemClock, type Clock } from './clock.js';
 import type { DStream, StreamGraph } from './dstream.js';
 import { MapWithStateDStream } from './map-with-state-stream.js';
 import type { InputStream } from './sources/input.js';
-import { mayShareRoot } from '../storage/zookeeper/connect-options.js';
+import { isPathName, mayShareRoot } from '../storage/zookeeper/connect-options.js';
 import { KafkaInputDStream } from './sources/kafka.js';
 import { validateKafkaOptions, type KafkaStreamOptions } from './sources/kafka-options.js';
 import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
@@ -24,6 +24,7 @@ import { newestSnapshotAt } from '../storage/snapshots/manifest.js';
 import { recoverLocalJob } from './local-recovery.js';
 import { outputUntilCut, stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
 import { DataDirLock } from '../storage/data-lock.js';
+import { openWaitMs } from '../storage/open-gate.js';
 import type { Registry } from 'prom-client';
 import { Observability, type Endpoints } from './observability.js';
 import type { MetricsOptions, UiOptions } from '../metrics/options.js';
@@ -178,7 +179,7 @@ export class StreamingContext implements StreamGraph {
     }
     this.dataDir = resolve(options.dataDir ?? 'statestream-data');
     // The name is a ZooKeeper path element (the default roots), where '.' and '..' are not allowed.
-    if (options.appName !== undefined && (typeof options.appName !== 'string' || !/^[A-Za-z0-9._-]{1,100}$/.test(options.appName) || options.appName === '.' || options.appName === '..')) {
+    if (options.appName !== undefined && !isPathName(options.appName)) {
       throw new ConfigError(`StreamingContext: appName must be 1–100 characters of letters, digits, '.', '_' or '-' (not '.' or '..'), got ${describeValue(options.appName)}`, { option: 'appName' });
     }
     this.appName = options.appName ?? 'statestream';
@@ -187,6 +188,8 @@ export class StreamingContext implements StreamGraph {
       throw new ConfigError('StreamingContext: clock must have now() and schedule(time, callback) (a ManualClock or SystemClock)', { option: 'clock' });
     }
     this.clock = clock;
+    // Read again at each open, on the workers too: a bad value is refused here, before any of them.
+    openWaitMs();
     if (options.cluster !== undefined) {
       this.clusterOptions = validateClusterOptions(options.cluster, this.appName, this.dataDir);
       if (this.snapshotPolicy) throw new ConfigError('StreamingContext: snapshotEvery is not supported with cluster (the changelog topics are what a partition is restored from)', { option: 'snapshotEvery' });

@@ -2,7 +2,7 @@ import { closeSync, constants, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { open, type RootDatabase, type RootDatabaseOptions } from 'lmdb';
-import { StoreOpenError } from '../errors.js';
+import { ConfigError, StoreOpenError } from '../errors.js';
 
 // fs-native-extensions ships no types; these are the calls used. On Linux they take OFD locks
 // (F_OFD_SETLK): held by the open file description, so two descriptors of the file conflict
@@ -27,8 +27,25 @@ const TURN: [number, number] | undefined = RANGES ? [1, 1] : undefined;
 /** The gate's file, beside LMDB's data.mdb and lock.mdb. */
 export const GATE_FILE = 'open-gate.lock';
 
-/** An open (or a close) waits this long for the write transactions under way to end. */
+/** How long an open (or a close) waits for the write transactions under way to end, unless STATESTREAM_STORE_OPEN_WAIT_MS says. */
 const OPEN_WAIT_MS = 30_000;
+const OPEN_WAIT_VARIABLE = 'STATESTREAM_STORE_OPEN_WAIT_MS';
+
+/**
+ * The wait of an open or a close for the commits under way: 30 s, or the environment's
+ * STATESTREAM_STORE_OPEN_WAIT_MS (a slow disk may want longer; a test of a gate that is
+ * never let go, shorter). Read at each open, so a worker thread reads the copy of the
+ * environment it started with.
+ */
+export function openWaitMs(): number {
+  const raw = process.env[OPEN_WAIT_VARIABLE];
+  if (raw === undefined || raw === '') return OPEN_WAIT_MS;
+  const ms = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || ms < 1 || ms > 2 ** 31 - 1) {
+    throw new ConfigError(`${OPEN_WAIT_VARIABLE} must be a whole number of milliseconds from 1 to 2147483647, got ${JSON.stringify(raw)}`, { variable: OPEN_WAIT_VARIABLE, value: raw });
+  }
+  return ms;
+}
 const sleepCell = new Int32Array(new SharedArrayBuffer(4));
 
 /**
@@ -86,13 +103,14 @@ function openGate(gatePath: string): number {
 
 /** Takes the gate alone: first the turn, so that no commit begins meanwhile, then the gate once the commits under way end. */
 function holdExclusively(fd: number, path: string, what: 'open' | 'close'): void {
-  const deadline = Date.now() + OPEN_WAIT_MS;
+  const waitMs = openWaitMs();
+  const deadline = Date.now() + waitMs;
   const waited = `cannot ${what} the store at ${path}:`;
-  if (TURN) waitAlone(fd, TURN, deadline, path, `${waited} another open or close of it has waited its turn in ${GATE_FILE} for ${OPEN_WAIT_MS / 1000} s`);
+  if (TURN) waitAlone(fd, TURN, deadline, path, `${waited} another open or close of it has waited its turn in ${GATE_FILE} for ${waitMs / 1000} s`);
   try {
     waitAlone(
       fd, GATE, deadline, path,
-      `${waited} a write transaction on it has kept ${GATE_FILE} for ${OPEN_WAIT_MS / 1000} s ` +
+      `${waited} a write transaction on it has kept ${GATE_FILE} for ${waitMs / 1000} s ` +
         `(a commit that does not end, or this thread trying to ${what} the store from inside a transaction of its own)`,
     );
   } finally {

@@ -8,13 +8,15 @@ import { partitionPath } from '../../src/storage/partition/store.js';
 import { fileLocks, fixture, keyedJob, openDataFiles, sorted, tempDir } from '../helpers.js';
 
 const { tryLock, unlock } = fileLocks;
+// The gate is held past the wait on purpose: a short wait keeps the test short (the workers start with this environment).
+process.env.STATESTREAM_STORE_OPEN_WAIT_MS = '2000';
 
 describe('a stop that cannot close everything', { timeout: 120_000 }, () => {
   it('closes what it can and rejects with what it could not close, instead of resolving as a clean stop', async () => {
     const dataDir = tempDir();
     const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2), { dataDir, threads: 2 });
     const stuck = partitionPath(dataDir, 0, 1);
-    // Held shared, as a commit in another process that does not end holds it: a close waits 30 s for it and gives up.
+    // Held shared, as a commit in another process that does not end holds it: a close waits 2 s (STATESTREAM_STORE_OPEN_WAIT_MS) for it and gives up.
     const gate = openSync(join(stuck, GATE_FILE), 'r+');
     try {
       assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['c', 1]])), [['a', 1], ['b', 1], ['c', 1]]);

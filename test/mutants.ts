@@ -300,6 +300,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a bad STATESTREAM_STORE_OPEN_WAIT_MS let through by StreamingContext', edits: one('engine/streaming-context.js', '        openWaitMs();\n', '\n'), test: 'engine/option-values.test.js', name: 'STATESTREAM_STORE_OPEN_WAIT_MS' },
   { what: 'inspect --brokers taken unchecked', edits: one('cli/inspect.js', 'if (brokers && !brokers.every(isBrokerAddress)) {', 'if (false) {'), test: 'cli/arguments.test.js', name: '--zookeeper and --zk-digest' },
   { what: 'onRecordFailure given no object says its policy is undefined', edits: one('engine/state-spec.js', "if (options === null || typeof options !== 'object') {", 'if (false) {'), test: 'engine/option-values.test.js', name: 'null is a value' },
+  { what: "a job's start that meets a statestream command on the folder is told a second copy of the job runs", edits: one('storage/data-lock.js', ': holder?.command', ': false'), test: 'engine/data-dir-lock.test.js', name: 'meets a statestream command' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

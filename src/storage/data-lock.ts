@@ -124,7 +124,9 @@ function lock(fd: number, dataDir: string, path: string): boolean {
 function refusal(dataDir: string, path: string, who: { command?: string }, holder: FolderHolder | undefined): DataDirLockedError {
   const advice = who.command
     ? 'it changes state, so it needs the folder to itself: stop that first'
-    : 'a second copy of a job must not run on the same folder: stop that one first, or give this one another dataDir';
+    : holder?.command
+      ? 'that command is changing the stores: start the job once it has finished'
+      : 'a second copy of a job must not run on the same folder: stop that one first, or give this one another dataDir';
   return new DataDirLockedError(`${who.command ?? 'start()'}: the data folder ${dataDir} is in use by ${describeHolder(holder)}; ${advice} (lock file ${path})`, {
     dataDir, lockFile: path, holder,
   });

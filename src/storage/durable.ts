@@ -1,5 +1,5 @@
-import { closeSync, fsyncSync, openSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 
 /** fsync a file or folder (a folder's fsync makes the renames and creations in it durable). */
 export function fsyncPath(path: string): void {
@@ -19,4 +19,19 @@ export function fsyncTree(dir: string): void {
     else if (entry.isFile()) fsyncPath(path);
   }
   fsyncPath(dir);
+}
+
+/**
+ * `mkdir -p` whose new folders survive a power loss as the renames into them do: the folder
+ * holding each one it made is fsynced, deepest first (an fsync of the folder a file is
+ * renamed into does not make that folder's own entry durable).
+ */
+export function makeFoldersDurably(path: string): void {
+  const first = mkdirSync(path, { recursive: true });
+  if (first === undefined) return;
+  const top = resolve(first);
+  for (let dir = resolve(path); dirname(dir) !== dir; dir = dirname(dir)) {
+    fsyncPath(dirname(dir));
+    if (dir === top) break;
+  }
 }

@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { ConfigError, DataDirLockedError, ManualClock, StateSpec, StoreMismatchError, StreamingContext } from '../../src/index.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { waitUntil } from '../wait.js';
+import { DataDirLock } from '../../src/storage/data-lock.js';
 
 const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
 
@@ -76,6 +77,17 @@ describe('the data folder lock (in one process)', () => {
     await after.start();
     assert.equal(after.state, 'running', 'the folder is free once the first copy stopped');
     await after.stop();
+  });
+
+  it('a start that meets a statestream command on the folder says to wait for it, not that a second copy of the job runs', async () => {
+    const dataDir = tempDir();
+    const command = await DataDirLock.acquire(dataDir, { command: 'import' });
+    try {
+      await assert.rejects(copyOf(dataDir, 'after-import').start(), (error: unknown) =>
+        error instanceof DataDirLockedError && /^start\(\): the data folder .* is in use by this process \(pid \d+, statestream import, since [^)]+\); that command is changing the stores: start the job once it has finished \(lock file /.test(error.message));
+    } finally {
+      command.release();
+    }
   });
 
   it('a start that fails after taking the folder releases it', async () => {

@@ -1,4 +1,6 @@
 import { performance } from 'node:perf_hooks';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { summarize, type Summary } from './stats.js';
 
 const processStart = Date.now();
@@ -43,7 +45,8 @@ export function rawTime(raw: RawBaseline, records: number): Summary | undefined 
 }
 
 /** Runs a synchronous baseline over batches at the runtime's batch times; returns per-batch ms. */
-export function timeBatches(batches: readonly string[][], startTime: number, intervalMs: number, run: (time: number, batch: readonly string[]) => unknown): number[] {
+/** Each batch's time; `between` runs after each batch, outside its time (a memory sample of a loop that never yields). */
+export function timeBatches(batches: readonly string[][], startTime: number, intervalMs: number, run: (time: number, batch: readonly string[]) => unknown, between?: () => void): number[] {
   const times: number[] = [];
   let time = startTime;
   for (const batch of batches) {
@@ -51,6 +54,7 @@ export function timeBatches(batches: readonly string[][], startTime: number, int
     const started = performance.now();
     run(time, batch);
     times.push(performance.now() - started);
+    between?.();
   }
   return times;
 }
@@ -64,9 +68,15 @@ export function pow10(n: number): string {
   return Number.isInteger(e) ? `10^${e}` : n >= 1e6 && Number.isInteger(n / 1e6) ? `${n / 1e6}·10^6` : n >= 1e3 && Number.isInteger(n / 1e3) ? `${n / 1e3}·10^3` : String(n);
 }
 
+// A full collection between timed runs, so that one run's garbage is not collected in the
+// next one's time (nor counted in its memory): node runs the bench without --expose-gc, so
+// the flag is set here and gc() taken from a fresh context, where V8 then defines it.
+setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as () => void;
+
 /** Lets the event loop and the GC settle between timed runs. */
 export async function settle(): Promise<void> {
-  (globalThis as { gc?: () => void }).gc?.();
+  collect();
   await new Promise((resolve) => setTimeout(resolve, 50));
 }
 

@@ -2,25 +2,36 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 export interface RssSampler {
-  /** Stops sampling; the highest resident set size seen, in MB. */
-  stop(): number;
+  /** Takes a sample now: a run that never yields to the event loop (a baseline's batch loop) calls it between batches. */
+  sample(): void;
+  /**
+   * Stops sampling: the highest resident set size seen, and how far it rose above the size at
+   * the start, in MB. The peak is the whole process (the inputs and whatever earlier runs left
+   * included); the rise is what this run added.
+   */
+  stop(): { peak: number; rise: number };
 }
 
 /**
  * The process's peak resident set size over a stretch of a run (worker threads included:
  * they share the process). Node's own maxRSS covers the whole process life, so one
- * scenario's peak is sampled instead, every 20 ms.
+ * scenario's peak is sampled instead, every 20 ms while the event loop turns, and wherever
+ * the run calls sample().
  */
 export function peakRss(): RssSampler {
-  let peak = process.memoryUsage.rss();
-  const timer = setInterval(() => {
+  const start = process.memoryUsage.rss();
+  let peak = start;
+  const sample = () => {
     peak = Math.max(peak, process.memoryUsage.rss());
-  }, 20);
+  };
+  const timer = setInterval(sample, 20);
   timer.unref();
   return {
+    sample,
     stop() {
       clearInterval(timer);
-      return Math.max(peak, process.memoryUsage.rss()) / 2 ** 20;
+      sample();
+      return { peak: peak / 2 ** 20, rise: (peak - start) / 2 ** 20 };
     },
   };
 }

@@ -4,6 +4,8 @@ import { LmdbLoop, MapLoop } from '../baselines.js';
 import type { Row, ScenarioResult } from '../report.js';
 import { BATCH_INTERVAL_MS, RuntimeJob, tempDataDir } from '../runtime.js';
 import { bytesOnDisk, peakRss } from '../memory.js';
+
+type RssFigures = ReturnType<ReturnType<typeof peakRss>['stop']>;
 import { percentile, summarize } from '../stats.js';
 import { batches as cut, vocabulary, zipfWords } from '../zipf.js';
 
@@ -43,7 +45,7 @@ export async function throughput(config: BenchConfig, raw: RawBaseline): Promise
   const started = Date.now();
   const { vocabularies, skew, records, batchRecords, partitions, threads } = config.throughput;
   const rows: Row[] = [];
-  const perVocab = new Map<number, { input: string[][]; runtime: RunFigures[]; backlog: number[]; map: RunFigures[]; lmdb: RunFigures[]; distinct: number; memory: { runtime: number[]; map: number[]; lmdb: number[]; runtimeDisk: number[]; lmdbDisk: number[] } }>();
+  const perVocab = new Map<number, { input: string[][]; runtime: RunFigures[]; backlog: number[]; map: RunFigures[]; lmdb: RunFigures[]; distinct: number; memory: { runtime: RssFigures[]; map: RssFigures[]; lmdb: RssFigures[]; runtimeDisk: number[]; lmdbDisk: number[] } }>();
 
   for (const size of vocabularies) {
     log(`throughput: generating ${records} Zipf(${skew}) words over ${size} distinct`);
@@ -105,7 +107,7 @@ export async function throughput(config: BenchConfig, raw: RawBaseline): Promise
       await settle();
       const mapRss = peakRss();
       const map = new MapLoop();
-      const mapMs = timeBatches(v.input, 0, BATCH_INTERVAL_MS, (time, batch) => map.batch(time, batch));
+      const mapMs = timeBatches(v.input, 0, BATCH_INTERVAL_MS, (time, batch) => map.batch(time, batch), mapRss.sample);
       v.memory.map.push(mapRss.stop());
       v.map.push(figures(v.input, mapMs, mapMs));
 
@@ -115,10 +117,11 @@ export async function throughput(config: BenchConfig, raw: RawBaseline): Promise
         await settle();
         const loopRss = peakRss();
         const loop = new LmdbLoop(ldir.path);
-        const loopMs = timeBatches(v.input, 0, BATCH_INTERVAL_MS, (time, batch) => loop.batch(time, batch));
+        const loopMs = timeBatches(v.input, 0, BATCH_INTERVAL_MS, (time, batch) => loop.batch(time, batch), loopRss.sample);
         if (loop.count() !== v.distinct) throw new Error('throughput: the LMDB loop lost keys');
-        await loop.close();
+        // Before the close, which unmaps the environment's pages.
         v.memory.lmdb.push(loopRss.stop());
+        await loop.close();
         v.memory.lmdbDisk.push(bytesOnDisk(ldir.path));
         v.lmdb.push(figures(v.input, loopMs, loopMs));
       } finally {
@@ -151,7 +154,9 @@ export async function throughput(config: BenchConfig, raw: RawBaseline): Promise
       baselines: { map: pick(v.map, 'warmUpMs'), lmdb: pick(v.lmdb, 'warmUpMs') },
     });
     const m = v.memory;
-    rows.push({ case: `vocab ${pow10(size)}`, figure: 'peak RSS', unit: 'MB', runtime: summarize(m.runtime), baselines: { map: summarize(m.map), lmdb: summarize(m.lmdb) } });
+    for (const [figure, which] of [['peak RSS', 'peak'], ['peak RSS above the start of the run', 'rise']] as const) {
+      rows.push({ case: `vocab ${pow10(size)}`, figure, unit: 'MB', runtime: summarize(m.runtime.map((r) => r[which])), baselines: { map: summarize(m.map.map((r) => r[which])), lmdb: summarize(m.lmdb.map((r) => r[which])) } });
+    }
     rows.push({ case: `vocab ${pow10(size)}`, figure: 'state on disk', unit: 'MB', runtime: summarize(m.runtimeDisk), baselines: { lmdb: summarize(m.lmdbDisk) } });
   }
 
@@ -160,7 +165,7 @@ export async function throughput(config: BenchConfig, raw: RawBaseline): Promise
     `Throughput: records ÷ the summed wall time of the batches (push + clock.advance, commit and outputs included), from the ${WARM_UP_BATCHES + 1}th batch on; batch p50/p99: the batch.completed processingTimeMs percentiles of those batches (the baselines: their batch loop time). The first ${WARM_UP_BATCHES} batches of every run, statestream's on worker threads whose JIT is still cold, are left out of those figures (the baselines run on the main thread, which the harness warms up first) and reported in their own row.`,
     'Throughput, one batch queued ahead: the same batches on a fresh job, each pushed and its clock advance begun while the batch before still runs (a backlog, as when batches queue up on a system clock): the runtime maps and routes a batch while the one before applies. The figure is records ÷ the wall time from the first timed push to the last batch done; the baselines, single loops, are the same as above. The goals are judged on the throughput row, one batch at a time.',
     'raw lmdb-js: one raw get plus one raw put per record (rate), or per record of a batch (time).',
-    'Peak RSS: the bench process (its worker threads included) sampled every 20 ms during each run; the Map loop holds its Map, the LMDB loop its environment. State on disk: the data folder after the run (statestream: one LMDB environment per partition).',
+    'Peak RSS: the bench process (its worker threads included) during each run, sampled every 20 ms and, in the baselines\' loops (which never yield), after every batch; the LMDB loop is sampled before its environment closes. "Peak RSS" is the whole process (the inputs of both vocabularies and what earlier runs left included, which pulls the ratios towards 1×); "above the start of the run" is what the run added: the Map loop its Map, the LMDB loop its environment\'s pages, statestream its workers, memory and environments. State on disk: the data folder after the run (statestream: one LMDB environment per partition).',
   ];
   if (reps < config.reps) notes.unshift(`Only ${reps} of ${config.reps} runs: the ${config.mode}-mode time budget (${config.budgetSeconds} s) ran out (a busy machine).`);
   if (records < 10_000_000) notes.unshift(`Quick mode: ${pow10(records)} records per run, not the 10^7 of the full mode; with ${records / batchRecords} batches a run's p99 is close to its slowest batch.`);

@@ -155,7 +155,7 @@ export async function snapshotPause(config: BenchConfig): Promise<ScenarioResult
     row('batch wall p99 (gate included)', 'ms', wallRatio, { ratio: wallRatio.runtime.median / wallRatio.none.median }),
     row('batches during a copy: processing p99', 'ms', { runtime: summarize(duringCopyP99.map((d) => d.on)), none: summarize(duringCopyP99.map((d) => d.off)) }),
     row('gate: next batch waits (max per run)', 'ms', { runtime: on((r) => Math.max(...r.seen.map((s) => s.gateMs))) }),
-    row('snapshots completed', 'count', { runtime: on((r) => r.seen.length) }, { due: 1 + Math.floor((warmUpBatches + batches) / every) }),
+    row('snapshots completed', 'count', { runtime: on((r) => r.seen.length) }, { due: 1 + Math.floor((warmUpBatches + batches - 1) / every) }),
     row('snapshot duration (median per run)', 'ms', { runtime: on((r) => p(r.seen.map((s) => s.durationMs), 0.5)) }),
     row('snapshot size', 'MB', { runtime: on((r) => p(r.seen.map((s) => s.bytes), 0.5) / 2 ** 20) }, { keyCount: runs.on[0]?.seen[0]?.keyCount }),
     row('timed batches run during one copy (median)', 'count', { runtime: on((r) => p(r.seen.map((s) => s.batchesDuringCopy), 0.5)) }),

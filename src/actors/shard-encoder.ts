@@ -15,8 +15,9 @@ export const CHUNK_RECORDS = 4096;
  * batch while the rest is still routed. Records keep their arrival order within a shard,
  * which is the order the mapping function sees them in (Spark's order within a partition).
  * Each distinct key is checked, hashed and encoded once per batch; a record costs one lookup
- * (in the stream's KeyTable for an ASCII string key, in a Map for any other) and two array
- * pushes.
+ * (in the stream's KeyTable for an ASCII string key, in a Map for any other), two array
+ * pushes and, unless its value is a number, a check of that value (a walk only for a value
+ * nested deeper than a flat object or a short tuple of primitives).
  */
 export class ShardBuilder {
   /** Each partition's distinct keys of the batch, in the order first seen: chunks' refs index into them. */

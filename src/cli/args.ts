@@ -72,10 +72,12 @@ export function parseCommand(command: string, args: string[], options: OptionSpe
     const ambiguous = /^Option '(--[\w-]+)[^']*' argument is ambiguous/.exec(message);
     if (ambiguous) throw new UsageError(`${ambiguous[1]} is missing its value, or its value starts with '-' (write ${ambiguous[1]}=<value> for such a value)`, command);
     // An argument that starts with one '-' (state get -7) reads as short options, and parseArgs
-    // names the first letter it does not know (-1.5 as '-1'): the hint shows the argument as given.
+    // names the first letter it does not know (-1.5 as '-1'): where the command takes arguments
+    // and this one looks like a value (a number, or more than one letter), the hint shows it
+    // as given. A single unknown letter (-j) is a mistyped option, named as such below.
     const short = /^Unknown option '(-[^-'][^']*)'/.exec(message);
-    if (short) {
-      const arg = args.find((a) => a.startsWith(short[1]) && !a.startsWith('--')) ?? short[1];
+    const arg = short && (args.find((a) => a.startsWith(short[1]) && !a.startsWith('--')) ?? short[1]);
+    if (arg && positionals.max > 0 && (/^-[\d.]/.test(arg) || arg.length > 2)) {
       throw new UsageError(`unknown option '${arg}': an argument that starts with '-' goes after --, as in statestream ${command} -- ${arg}`, command);
     }
     // parseArgs' messages already name the flag ("Unknown option '--bogus'"); drop its own hint.

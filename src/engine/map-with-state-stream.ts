@@ -151,7 +151,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
         const entries = initial.stateVersion < version ? migrateEntries(initial, checked, version, migrate!) : checked;
         ({ shards: pendingInitial, newest: initialNewest } = shardSourceEntries(entries, n, murmur2Partitioner));
       } else {
-        pendingInitial = shardInitialState(readInitialIterable(initial as Iterable<[unknown, unknown]>, this.stateIndex), n, murmur2Partitioner, this.stateIndex);
+        pendingInitial = shardInitialState(readInitialIterable(initial as Iterable<[unknown, unknown]>, this.stateIndex, this.graph), n, murmur2Partitioner, this.stateIndex);
       }
       last.forEach((t, p) => {
         if (t !== undefined) pendingInitial![p] = [];

@@ -77,23 +77,23 @@ export function specAsDefined<K, V, S, M>(spec: StateSpec<K, V, S, M>): StateSpe
   return copy;
 }
 
-/** Iterators (a generator, say) given as initialState, and the stream that read each. */
-const readIterators = new WeakMap<object, number>();
+/** Iterators (a generator, say) given as initialState, and the stream that read each (and of which context: its stream graph). */
+const readIterators = new WeakMap<object, { stream: number; graph: object }>();
 
 /**
  * `initial` to read for `stream`: an iterator reads once, so a second stream (or a later
  * context) given the same spec would load nothing from it without a word.
  */
-export function readInitialIterable<T>(initial: Iterable<T>, stream: number): Iterable<T> {
+export function readInitialIterable<T>(initial: Iterable<T>, stream: number, graph: object): Iterable<T> {
   if (typeof (initial as Partial<Iterator<T>>).next !== 'function') return initial;
   const reader = readIterators.get(initial);
   if (reader !== undefined) {
     throw new ConfigError(
-      `StateSpec.initialState of mapWithState stream ${stream} is an iterator already read (by mapWithState stream ${reader}${reader === stream ? ' of an earlier context' : ''}), and an iterator reads once only: give an array, a Map or a StateSource, or a StateSpec with its own iterator to each stream`,
-      { option: 'initialState', stream, readBy: reader },
+      `StateSpec.initialState of mapWithState stream ${stream} is an iterator already read (by mapWithState stream ${reader.stream} of ${reader.graph === graph ? 'this' : 'an earlier'} context), and an iterator reads once only: give an array, a Map or a StateSource, or a StateSpec with its own iterator to each stream`,
+      { option: 'initialState', stream, readBy: reader.stream },
     );
   }
-  readIterators.set(initial, stream);
+  readIterators.set(initial, { stream, graph });
   return initial;
 }
 

@@ -165,20 +165,25 @@ export function unpackExportValues(data: Uint8Array, onValue: (value: unknown) =
  * values first and say where they are.
  * This runs on every changed state and every output, so the path is only built on failure.
  */
-export function encodingProblem(value: unknown): string | undefined {
+export function encodingProblem(value: unknown, { message = false }: { message?: boolean } = {}): string | undefined {
   const path: string[] = [];
-  const problem = findProblem(value, path, new Set());
+  const problem = findProblem(value, path, new Set(), message);
   return problem && `${['$', ...path.reverse()].join('')} ${problem}`;
 }
 
-function findProblem(value: unknown, path: string[], seen: Set<object>): string | undefined {
+/**
+ * `message`: the value goes between threads in messageCodec, not into a store. Its bigints
+ * may be of any width (msgpackr's extension carries them), and an object with a toJSON of
+ * its own (a Decimal, say) goes as what toJSON returns, as msgpackr packs it.
+ */
+function findProblem(value: unknown, path: string[], seen: Set<object>, message: boolean): string | undefined {
   switch (typeof value) {
     case 'function':
       return 'is a function';
     case 'symbol':
       return 'is a symbol';
     case 'bigint':
-      return value > 0xffffffffffffffffn || value < -0x8000000000000000n ? 'is a bigint wider than 64 bits' : undefined;
+      return !message && (value > 0xffffffffffffffffn || value < -0x8000000000000000n) ? 'is a bigint wider than 64 bits' : undefined;
     case 'string':
       return wellFormed(value) ? undefined : 'is a string with a lone surrogate (UTF-8 cannot hold it: it would be stored as U+FFFD)';
     case 'object':
@@ -187,6 +192,7 @@ function findProblem(value: unknown, path: string[], seen: Set<object>): string 
       return undefined;
   }
   if (value === null || ArrayBuffer.isView(value) || value instanceof Date || value instanceof RegExp) return undefined;
+  if (message && !(value instanceof Map) && !(value instanceof Set) && typeof (value as { toJSON?: unknown }).toJSON === 'function') return undefined;
   if (seen.has(value)) return 'refers back to itself (a cycle)';
   seen.add(value);
   let problem: string | undefined;
@@ -195,25 +201,25 @@ function findProblem(value: unknown, path: string[], seen: Set<object>): string 
       const item = value[i];
       // Primitives are the common case: skip the call.
       if (isPlain(item)) continue;
-      if ((problem = findProblem(item, path, seen))) {
+      if ((problem = findProblem(item, path, seen, message))) {
         path.push(`[${i}]`);
         break;
       }
     }
   } else if (value instanceof Map) {
     for (const [k, v] of value) {
-      if ((problem = findProblem(k, path, seen))) {
+      if ((problem = findProblem(k, path, seen, message))) {
         path.push('.<key>');
         break;
       }
-      if ((problem = findProblem(v, path, seen))) {
+      if ((problem = findProblem(v, path, seen, message))) {
         path.push(`.get(${String(k)})`);
         break;
       }
     }
   } else if (value instanceof Set) {
     for (const v of value) {
-      if ((problem = findProblem(v, path, seen))) {
+      if ((problem = findProblem(v, path, seen, message))) {
         path.push('.<member>');
         break;
       }
@@ -224,7 +230,7 @@ function findProblem(value: unknown, path: string[], seen: Set<object>): string 
         problem = 'has a property name with a lone surrogate (UTF-8 cannot hold it: it would be stored as U+FFFD)';
         break;
       }
-      if ((problem = findProblem((value as Record<string, unknown>)[k], path, seen))) {
+      if ((problem = findProblem((value as Record<string, unknown>)[k], path, seen, message))) {
         path.push(`.${k}`);
         break;
       }
@@ -242,6 +248,29 @@ export function valueProblem(value: unknown): string | undefined {
   if (isPlain(value)) return undefined;
   if (Array.isArray(value) && value.length <= 8 && value.every(isPlain)) return undefined;
   return encodingProblem(value);
+}
+
+/**
+ * What would keep a record's value from reaching its mapping function as it is (see
+ * findProblem's `message`), with no walk and no allocation for a primitive, a short tuple
+ * of them or a flat object of them ({ user, amount }), the usual record values.
+ */
+export function recordValueProblem(value: unknown): string | undefined {
+  if (isPlain(value) || ArrayBuffer.isView(value)) return undefined;
+  if (Array.isArray(value) && value.length <= 8 && value.every(isPlain)) return undefined;
+  if (isFlatObject(value)) return undefined;
+  return encodingProblem(value, { message: true });
+}
+
+/** An object of Object's prototype (or none) whose properties, names included, are all plain. */
+function isFlatObject(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  if (proto !== Object.prototype && proto !== null) return false;
+  for (const k in value) {
+    if (!isPlain((value as Record<string, unknown>)[k]) || !wellFormed(k)) return false;
+  }
+  return true;
 }
 
 function isPlain(value: unknown): boolean {

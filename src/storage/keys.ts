@@ -1,5 +1,5 @@
 import { describeValue, InvalidRecordError } from '../errors.js';
-import { encodingProblem, valueProblem } from './codec.js';
+import { encodingProblem, recordValueProblem } from './codec.js';
 
 /**
  * LMDB keys are at most 1978 bytes; the time index prefixes a key with its batch time
@@ -104,11 +104,12 @@ export function assertPair(record: unknown, batchTime: number, index: number, st
 
 /**
  * Throws an InvalidRecordError naming the record whose value MessagePack cannot carry to its
- * partition: a function would arrive as undefined (msgpackr writes nothing for it), a symbol
- * or a cycle would fail the batch with msgpackr's own words and no record named.
+ * partition as it is: a function would arrive as undefined (msgpackr writes nothing for it)
+ * and a lone surrogate as U+FFFD; a symbol or a cycle would fail the batch with msgpackr's
+ * own words and no record named.
  */
 export function assertRecordValue(record: [unknown, unknown], batchTime: number, index: number, stream: number): void {
-  const problem = valueProblem(record[1]);
+  const problem = recordValueProblem(record[1]);
   if (problem === undefined) return;
   const key = describeValue(record[0]);
   throw new InvalidRecordError(`record ${index} of batch ${batchTime} (key ${key}, mapWithState stream ${stream}) cannot be sent to its partition: ${problem.replace('$', 'its value')}`, { batchTime, index, stream, key });

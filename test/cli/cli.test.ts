@@ -386,6 +386,13 @@ describe('statestream command-line tool', () => {
       assert.equal(refused.code, 2);
       assert.ok(refused.stderr.startsWith(`statestream: unknown option '${key}': an argument that starts with '-' goes after --, as in statestream state get -- ${key}\n`), refused.stderr);
     }
+    // A single unknown letter is a mistyped option, and a command that takes no argument gets no such hint.
+    for (const args of [['state', 'get', 'k', '-j', '--data-dir', dataDir], ['inspect', '-abc', '--data-dir', dataDir]]) {
+      const refused = run(...args);
+      assert.equal(refused.code, 2);
+      assert.match(refused.stderr, /^statestream: Unknown option '-[ja]'/, refused.stderr);
+      assert.doesNotMatch(refused.stderr, /goes after --/);
+    }
   });
 
   it('state get of a number names the string key of the same text when that one is there', async () => {

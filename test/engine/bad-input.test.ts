@@ -95,7 +95,7 @@ describe('bad options are refused when given, naming the option', () => {
     input.mapWithState(spec).foreachBatch(() => {});
     input.mapWithState(spec).foreachBatch(() => {});
     try {
-      await assert.rejects(ssc.start(), (e: unknown) => e instanceof ConfigError && /initialState of mapWithState stream 1 is an iterator already read \(by mapWithState stream 0\), and an iterator reads once only/.test((e as Error).message));
+      await assert.rejects(ssc.start(), (e: unknown) => e instanceof ConfigError && /initialState of mapWithState stream 1 is an iterator already read \(by mapWithState stream 0 of this context\), and an iterator reads once only/.test((e as Error).message));
     } finally {
       await ssc.stop();
     }

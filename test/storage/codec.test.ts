@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Packr } from 'msgpackr';
 import { StateSpec, exportJobState, readStateExport } from '../../src/index.js';
-import { copyBytes, decodeEntry, encodeEntry } from '../../src/storage/codec.js';
+import { copyBytes, decodeEntry, encodeEntry, messageCodec, recordValueProblem } from '../../src/storage/codec.js';
 import { readBinary } from '../../src/storage/partition/state-map.js';
 import { openPartitionStore } from '../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
@@ -143,5 +143,34 @@ describe('copyBytes', () => {
     } finally {
       void store.env.close();
     }
+  });
+});
+
+describe('record values: refused only where MessagePack would not carry them to the worker as they are', () => {
+  /** A Decimal-like class: its own constructor property is a function, and msgpackr packs what toJSON returns. */
+  class Decimal {
+    constructor(private readonly text: string) {
+      Object.defineProperty(this, 'constructor', { value: Decimal, enumerable: true });
+    }
+    toJSON(): string {
+      return this.text;
+    }
+  }
+
+  it('carries wide bigints, toJSON objects, bytes, flat objects and short tuples, each as messageCodec reads it back', () => {
+    const wide = 2n ** 70n;
+    for (const value of [wide, new Decimal('1.5'), Buffer.from('ab'), { user: 'u', amount: 3 }, ['a', 1, null], new Map([[1, { n: 2n ** 65n }]]), new Date(0)]) {
+      assert.equal(recordValueProblem(value), undefined, `${String(value)} is carried`);
+    }
+    assert.deepEqual(messageCodec.unpack(messageCodec.pack([wide, new Decimal('1.5')])), [wide, '1.5'], 'what the mapping function then gets');
+  });
+
+  it('names a function, a symbol, a cycle and a lone surrogate with their path', () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    assert.equal(recordValueProblem({ n: 1, cb: () => 1 }), '$.cb is a function');
+    assert.equal(recordValueProblem([1, [Symbol('s')]]), '$[1][0] is a symbol');
+    assert.equal(recordValueProblem(cyclic), '$.self refers back to itself (a cycle)');
+    assert.match(recordValueProblem({ name: 'x\ud800' })!, /^\$\.name is a string with a lone surrogate/);
   });
 });

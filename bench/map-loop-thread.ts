@@ -72,7 +72,11 @@ export class MapLoopThread {
     return this.ask({ op: 'size' });
   }
 
-  /** A durable Map's restart, timed: a new Map reloaded from every entry of the LMDB loop's database at `path`, then one batch. */
+  /**
+   * A durable Map's restart, timed: the LMDB loop's database at `path` opened, a new Map
+   * reloaded from its every entry, then one batch. Asked of a thread started for it (see
+   * scaling-restart.ts): a restarted process's heap holds no other Map to mark.
+   */
   reload(path: string, time: number, words: string[]): Promise<number> {
     return this.ask({ op: 'reload', path, time, ...this.words(words, true) });
   }
@@ -101,9 +105,10 @@ if (!isMainThread && parentPort) {
         return port.postMessage({ value: performance.now() - started });
       }
       const words = wordsOf(request);
+      // The open counts, as a restarted runtime's and the LMDB loop's do.
+      const started = performance.now();
       const loop = new LmdbLoop(request.path);
       try {
-        const started = performance.now();
         const reloaded = new MapLoop();
         reloaded.loadFrom(loop);
         reloaded.batch(request.time, words);

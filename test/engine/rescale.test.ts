@@ -96,7 +96,7 @@ describe('rescaling: a job started with another numPartitions than its stores', 
     assert.equal(count, entries.length);
   });
 
-  it("keeps the last batch's timed-out key count, which a replay of that batch reports again", async () => {
+  it("keeps the last batch's timed-out key count in the batch logs it rewrites (what a replay of that batch reports)", async () => {
     const dataDir = tempDir();
     const timedOutOf = (n: number) =>
       Array.from({ length: n }, (_, p) => {

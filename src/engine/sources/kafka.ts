@@ -255,8 +255,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         // is harmless, and a restarted consumer forgets earlier pauses). The oldest recorded
         // range not yet taken (a batch rebuilt at start) is fetched whole first.
         if (buffer.messages.length >= 2 * o.maxRecordsPerBatch && buffer.fetchedUntil >= (buffer.replayEnds[0] ?? 0)) {
-          buffer.paused = true;
-          this.pauseOrResume('pause', buffer);
+          this.setPaused(buffer, true);
         }
         await heartbeat();
       },
@@ -403,10 +402,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         // A gap met by the fetch (retention overtook the range since the start's check), a consumer that crashed for good, ownership lost: no wait brings the range.
         if (this.fatal) throw this.fatal;
         // Paused while an earlier range was the one wanted (the buffer held two batches past it): this one is wanted now.
-        if (buffer.paused) {
-          buffer.paused = false;
-          this.pauseOrResume('resume', buffer);
-        }
+        if (buffer.paused) this.setPaused(buffer, false);
         if (Date.now() > deadline) {
           throw new OffsetStoreError(
             `could not fetch ${range.topic}[${range.partition}] offsets ${range.from}–${range.until - 1} of recorded batch ${batch.batchTime} within ${REPLAY_WAIT_MS / 1000} s (fetched up to ${buffer.fetchedUntil - 1})`,
@@ -423,10 +419,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
       for (const m of buffer.messages) (m.offset >= range.from && m.offset < range.until ? records : m.offset >= range.until ? keep : []).push(m);
       buffer.messages = keep;
       while (buffer.replayEnds.length > 0 && buffer.replayEnds[0] <= range.until) buffer.replayEnds.shift();
-      if (buffer.paused && buffer.messages.length < this.options.maxRecordsPerBatch) {
-        buffer.paused = false;
-        this.pauseOrResume('resume', buffer);
-      }
+      this.resumeIfDrained(buffer);
     }
     return records;
   }
@@ -462,22 +455,25 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         buffer.gaps.splice(0, passed);
         for (const m of taken) records.push(m);
       }
-      if (buffer.paused && buffer.messages.length < this.options.maxRecordsPerBatch) {
-        buffer.paused = false;
-        this.pauseOrResume('resume', buffer);
-      }
+      this.resumeIfDrained(buffer);
     }
     this.inFlight.set(batchTime, { ranges, replayOnly: false });
     return [records];
   }
 
-  /** kafkajs throws from pause/resume while a crashed consumer restarts; the next fetch re-pauses. */
-  private pauseOrResume(what: 'pause' | 'resume', buffer: PartitionBuffer): void {
+  /** Pauses or resumes fetching the buffer's partition; kafkajs throws from pause/resume while a crashed consumer restarts, and the next fetch re-pauses. */
+  private setPaused(buffer: PartitionBuffer, paused: boolean): void {
+    buffer.paused = paused;
     try {
-      this.consumer?.[what]([{ topic: buffer.topic, partitions: [buffer.partition] }]);
+      this.consumer?.[paused ? 'pause' : 'resume']([{ topic: buffer.topic, partitions: [buffer.partition] }]);
     } catch {
       // The restarted consumer fetches again and eachBatch pauses it when needed.
     }
+  }
+
+  /** A paused partition whose buffer a batch took below one batch's worth fetches again. */
+  private resumeIfDrained(buffer: PartitionBuffer): void {
+    if (buffer.paused && buffer.messages.length < this.options.maxRecordsPerBatch) this.setPaused(buffer, false);
   }
 
   async beforeBatch(batchTime: number): Promise<void> {

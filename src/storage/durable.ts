@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 /** fsync a file or folder (a folder's fsync makes the renames and creations in it durable). */
@@ -26,7 +26,7 @@ export function fsyncTree(dir: string): void {
  * holding each one it made is fsynced, deepest first (an fsync of the folder a file is
  * renamed into does not make that folder's own entry durable).
  */
-export function makeFoldersDurably(path: string): void {
+function makeFoldersDurably(path: string): void {
   const first = mkdirSync(path, { recursive: true });
   if (first === undefined) return;
   const top = resolve(first);
@@ -34,4 +34,11 @@ export function makeFoldersDurably(path: string): void {
     fsyncPath(dirname(dir));
     if (dir === top) break;
   }
+}
+
+/** Renames `from` to `to`, making the folders `to` goes in as needed, all of it durable: the folders' entries and `to`'s own. */
+export function moveDurably(from: string, to: string): void {
+  makeFoldersDurably(dirname(to));
+  renameSync(from, to);
+  fsyncPath(dirname(to));
 }

@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
-import { fsyncPath, fsyncTree, makeFoldersDurably } from './durable.js';
+import { fsyncPath, fsyncTree, moveDurably } from './durable.js';
 import { stateDir } from './partition/store.js';
 
 /**
@@ -95,9 +95,7 @@ export function moveWithSwap(paths: SwapPaths, moves: ReadonlyArray<readonly [fr
   fsyncPath(record);
   fsyncPath(paths.building);
   for (const [from, to] of moves) {
-    makeFoldersDurably(dirname(to));
-    renameSync(from, to);
-    fsyncPath(dirname(to));
+    moveDurably(from, to);
     fsyncPath(dirname(from));
   }
 }
@@ -148,9 +146,7 @@ function swapIn(paths: SwapPaths, keepOldIn: string | undefined, onStep: (step: 
     if (keepOldIn === undefined) renameSync(paths.current, paths.old);
     else if (readdirSync(paths.current).length === 0) rmSync(paths.current, { recursive: true });
     else {
-      makeFoldersDurably(dirname(keepOldIn));
-      renameSync(paths.current, keepOldIn);
-      fsyncPath(dirname(keepOldIn));
+      moveDurably(paths.current, keepOldIn);
       kept = keepOldIn;
     }
     fsyncPath(dirname(paths.current));

@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SnapshotError } from '../../errors.js';
-import { fsyncPath, fsyncTree, makeFoldersDurably } from '../durable.js';
+import { fsyncTree, moveDurably } from '../durable.js';
 import { partitionPath, partitionsOnDisk } from '../partition/store.js';
 import { listSnapshots, newerStoreFormat, verifySnapshot, type SnapshotInfo } from './manifest.js';
 import { examinePartition } from '../partition/store-check.js';
@@ -104,10 +104,8 @@ function putInPlace(dataDir: string, stream: number, snapshot: SnapshotInfo, par
     const target = partitionPath(dataDir, stream, part.partition);
     if (existsSync(target)) {
       const keep = partitionPath(aside, stream, part.partition);
-      makeFoldersDurably(dirname(keep));
-      renameSync(target, keep);
-      // The damaged store's new entry, or a power loss could leave it neither here nor in place.
-      fsyncPath(dirname(keep));
+      // Durably, or a power loss could leave the damaged store neither here nor in place.
+      moveDurably(target, keep);
       moved = true;
     }
     const incoming = `${target}.restoring`;

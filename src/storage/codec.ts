@@ -241,25 +241,15 @@ function findProblem(value: unknown, path: string[], seen: Set<object>, message:
 }
 
 /**
- * encodingProblem, with no walk and no allocation for a primitive or a short tuple of them
- * ([word, count]), the usual record value, state and output.
+ * encodingProblem (`message`: of a value going between threads, see findProblem), with no
+ * walk and no allocation for a primitive, bytes, a short tuple of primitives ([word, count])
+ * or a flat object of them ({ user, amount }): the usual record values, states and outputs.
  */
-export function valueProblem(value: unknown): string | undefined {
-  if (isPlain(value)) return undefined;
-  if (Array.isArray(value) && value.length <= 8 && value.every(isPlain)) return undefined;
-  return encodingProblem(value);
-}
-
-/**
- * What would keep a record's value from reaching its mapping function as it is (see
- * findProblem's `message`), with no walk and no allocation for a primitive, a short tuple
- * of them or a flat object of them ({ user, amount }), the usual record values.
- */
-export function recordValueProblem(value: unknown): string | undefined {
+export function valueProblem(value: unknown, options: { message?: boolean } = {}): string | undefined {
   if (isPlain(value) || ArrayBuffer.isView(value)) return undefined;
   if (Array.isArray(value) && value.length <= 8 && value.every(isPlain)) return undefined;
   if (isFlatObject(value)) return undefined;
-  return encodingProblem(value, { message: true });
+  return encodingProblem(value, options);
 }
 
 /** An object of Object's prototype (or none) whose properties, names included, are all plain. */

@@ -1,5 +1,5 @@
 import { describeValue, InvalidRecordError } from '../errors.js';
-import { encodingProblem, recordValueProblem } from './codec.js';
+import { encodingProblem, valueProblem } from './codec.js';
 
 /**
  * LMDB keys are at most 1978 bytes; the time index prefixes a key with its batch time
@@ -102,6 +102,9 @@ export function assertPair(record: unknown, batchTime: number, index: number, st
   }
 }
 
+/** The options of valueProblem for a record's value, made once: the check runs per record. */
+const AS_MESSAGE = { message: true };
+
 /**
  * Throws an InvalidRecordError naming the record whose value MessagePack cannot carry to its
  * partition as it is: a function would arrive as undefined (msgpackr writes nothing for it)
@@ -109,7 +112,7 @@ export function assertPair(record: unknown, batchTime: number, index: number, st
  * own words and no record named.
  */
 export function assertRecordValue(record: [unknown, unknown], batchTime: number, index: number, stream: number): void {
-  const problem = recordValueProblem(record[1]);
+  const problem = valueProblem(record[1], AS_MESSAGE);
   if (problem === undefined) return;
   const key = describeValue(record[0]);
   throw new InvalidRecordError(`record ${index} of batch ${batchTime} (key ${key}, mapWithState stream ${stream}) cannot be sent to its partition: ${problem.replace('$', 'its value')}`, { batchTime, index, stream, key });

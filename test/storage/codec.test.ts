@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Packr } from 'msgpackr';
 import { StateSpec, exportJobState, readStateExport } from '../../src/index.js';
-import { copyBytes, decodeEntry, encodeEntry, messageCodec, recordValueProblem } from '../../src/storage/codec.js';
+import { copyBytes, decodeEntry, encodeEntry, messageCodec, valueProblem } from '../../src/storage/codec.js';
 import { readBinary } from '../../src/storage/partition/state-map.js';
 import { openPartitionStore } from '../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
@@ -160,7 +160,7 @@ describe('record values: refused only where MessagePack would not carry them to 
   it('carries wide bigints, toJSON objects, bytes, flat objects and short tuples, each as messageCodec reads it back', () => {
     const wide = 2n ** 70n;
     for (const value of [wide, new Decimal('1.5'), Buffer.from('ab'), { user: 'u', amount: 3 }, ['a', 1, null], new Map([[1, { n: 2n ** 65n }]]), new Date(0)]) {
-      assert.equal(recordValueProblem(value), undefined, `${String(value)} is carried`);
+      assert.equal(valueProblem(value, { message: true }), undefined, `${String(value)} is carried`);
     }
     assert.deepEqual(messageCodec.unpack(messageCodec.pack([wide, new Decimal('1.5')])), [wide, '1.5'], 'what the mapping function then gets');
   });
@@ -168,9 +168,9 @@ describe('record values: refused only where MessagePack would not carry them to 
   it('names a function, a symbol, a cycle and a lone surrogate with their path', () => {
     const cyclic: Record<string, unknown> = {};
     cyclic.self = cyclic;
-    assert.equal(recordValueProblem({ n: 1, cb: () => 1 }), '$.cb is a function');
-    assert.equal(recordValueProblem([1, [Symbol('s')]]), '$[1][0] is a symbol');
-    assert.equal(recordValueProblem(cyclic), '$.self refers back to itself (a cycle)');
-    assert.match(recordValueProblem({ name: 'x\ud800' })!, /^\$\.name is a string with a lone surrogate/);
+    assert.equal(valueProblem({ n: 1, cb: () => 1 }, { message: true }), '$.cb is a function');
+    assert.equal(valueProblem([1, [Symbol('s')]], { message: true }), '$[1][0] is a symbol');
+    assert.equal(valueProblem(cyclic, { message: true }), '$.self refers back to itself (a cycle)');
+    assert.match(valueProblem({ name: 'x\ud800' }, { message: true })!, /^\$\.name is a string with a lone surrogate/);
   });
 });

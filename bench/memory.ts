@@ -1,15 +1,17 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
+/** A run's memory, in MB: the process's highest resident set size, and how far it rose above the size at the start. */
+export interface RssFigures {
+  peak: number;
+  rise: number;
+}
+
 export interface RssSampler {
   /** Takes a sample now: a run that never yields to the event loop (a baseline's batch loop) calls it between batches. */
   sample(): void;
-  /**
-   * Stops sampling: the highest resident set size seen, and how far it rose above the size at
-   * the start, in MB. The peak is the whole process (the inputs and whatever earlier runs left
-   * included); the rise is what this run added.
-   */
-  stop(): { peak: number; rise: number };
+  /** Stops sampling. The peak is the whole process (the inputs and whatever earlier runs left included); the rise is what this run added. */
+  stop(): RssFigures;
 }
 
 /**

@@ -9,7 +9,7 @@ import { startMockKafka, type MockKafka } from '../../test/integration/services/
 import { startZooKeeper, type ZooKeeperServer } from '../../test/integration/services/zookeeper.js';
 import type { BenchConfig } from '../config.js';
 import { log, overBudget, pow10, settle } from '../common.js';
-import { peakRss, type RssSampler } from '../memory.js';
+import { peakRss, type RssFigures, type RssSampler } from '../memory.js';
 import type { Row, ScenarioResult } from '../report.js';
 import { tempDataDir, WORD_COUNT_FN } from '../runtime.js';
 import { summarize } from '../stats.js';
@@ -22,7 +22,7 @@ const READ_DEADLINE_MS = 180_000;
 
 interface Reading {
   seconds: number;
-  rss: { peak: number; rise: number };
+  rss: RssFigures;
 }
 
 /** kcat reads the whole topic from the beginning and exits at its end. */

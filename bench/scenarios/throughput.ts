@@ -3,9 +3,7 @@ import { log, overBudget, pow10, rawRate, rawTime, settle, sum, timeBatches, typ
 import { LmdbLoop, MapLoop } from '../baselines.js';
 import type { Row, ScenarioResult } from '../report.js';
 import { BATCH_INTERVAL_MS, RuntimeJob, tempDataDir } from '../runtime.js';
-import { bytesOnDisk, peakRss } from '../memory.js';
-
-type RssFigures = ReturnType<ReturnType<typeof peakRss>['stop']>;
+import { bytesOnDisk, peakRss, type RssFigures } from '../memory.js';
 import { percentile, summarize } from '../stats.js';
 import { batches as cut, vocabulary, zipfWords } from '../zipf.js';
 

@@ -32,9 +32,9 @@ import type { PartitionReader } from './partition-reader.js';
 import { PAIRS_PER_MESSAGE, readPairs } from './pairs.js';
 import { readClusterMeta, restorePartition, type ClusterMeta } from './restore-store.js';
 
-
 /** Repartition messages a batch takes from a partition: each holds up to PAIRS_PER_MESSAGE pairs, so this many keep it within maxPairsPerBatch. */
 const pairMessagesPerBatch = (maxPairsPerBatch: number) => Math.max(1, Math.floor(maxPairsPerBatch / PAIRS_PER_MESSAGE));
+
 /** What a cluster's state stream needs from its runtime once the job starts. */
 export interface ClusterStreamRuntime {
   workers: WorkerSet;
@@ -336,7 +336,6 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
     const chunked = Array.from({ length: n }, () => new ChunkedShard());
     const builder = new ShardBuilder(n, murmur2Partitioner, { batchTime: batch.time, stream: this.stateIndex }, (p, chunk, last) => chunked[p].push(chunk, last));
     for (const o of owned) {
-      // Each message holds up to PAIRS_PER_MESSAGE pairs: this many keep a batch within maxPairsPerBatch.
       const messages = rt.reader.take(rt.repartitionTopic, o.partition, pairMessagesPerBatch(rt.maxPairsPerBatch));
       let position = o.meta.position;
       for (const { offset, message } of messages) {

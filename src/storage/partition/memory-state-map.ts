@@ -230,8 +230,10 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
   private keep(key: unknown, held: Held<S>): void {
     if (this.young.size >= this.half) {
       // The old generation's keys were not read since the last turn: they leave memory.
-      if (this.old.size > 0) this.complete = false;
-      this.old = this.young;
+      // A bound of 1 has no room for two generations of one: the young one leaves instead.
+      const leaving = this.capacity > 1 ? this.old : this.young;
+      if (leaving.size > 0) this.complete = false;
+      if (this.capacity > 1) this.old = this.young;
       this.young = new KeyedMap();
     }
     this.young.set(key, held);

@@ -119,14 +119,21 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
   });
 
   it('keeps at most its bound, evicting keys not read since, and then reads them from LMDB again', () => {
-    const store = open();
-    const lmdb = countingLmdb(store);
-    const memory = new MemoryStateMap(lmdb, 10);
-    commit(store, memory, Array.from({ length: 40 }, (_, i) => [`k${i}`, i, 1] as [string, number, number]));
-    assert.ok(memory.size <= 10, `memory holds ${memory.size} entries, over its bound of 10`);
-    for (let i = 0; i < 40; i++) assert.deepEqual(memory.get(`k${i}`), [i, 1], `k${i} reads back`);
-    assert.ok(lmdb.reads >= 30, `evicted keys are read from LMDB (${lmdb.reads} reads)`);
-    assert.ok(memory.size <= 10);
+    for (const bound of [1, 2, 3, 10]) {
+      const store = open();
+      const lmdb = countingLmdb(store);
+      const memory = new MemoryStateMap(lmdb, bound);
+      commit(store, memory, Array.from({ length: 40 }, (_, i) => [`k${i}`, i, 1] as [string, number, number]));
+      assert.ok(memory.size <= bound, `memory holds ${memory.size} entries, over its bound of ${bound}`);
+      for (let i = 0; i < 40; i++) {
+        assert.deepEqual(memory.get(`k${i}`), [i, 1], `k${i} reads back (bound ${bound})`);
+        assert.ok(memory.size <= bound, `after reading k${i}, memory holds ${memory.size} entries, over its bound of ${bound}`);
+      }
+      assert.ok(lmdb.reads >= 40 - bound, `evicted keys are read from LMDB (${lmdb.reads} reads, bound ${bound})`);
+      // Every stored key was read once, but memory could not keep them all: it is not complete.
+      memory.checkComplete(40);
+      assert.deepEqual(memory.get('k0'), [0, 1], `k0 is read from LMDB again (bound ${bound})`);
+    }
   });
 
   it('once full, keeps the keys in use rather than a run of new keys written once, which enter memory when read', () => {

@@ -305,6 +305,7 @@ const MUTANTS: Mutant[] = [
   { what: "a record value with a toJSON of its own (a Decimal) walked field by field and refused", edits: one('storage/codec.js', 'if (message && !(value instanceof Map)', 'if (false && !(value instanceof Map)'), test: 'storage/codec.test.js', name: 'carries wide bigints' },
   { what: "the '--' hint given for a mistyped one-letter option and to a command that takes no argument", edits: one('cli/args.js', 'positionals.max > 0 &&', 'true ||'), test: 'cli/cli.test.js', name: 'state get prints' },
   { what: 'memory with a bound of 1 keeps two generations of one', edits: one('storage/partition/memory-state-map.js', 'if (this.capacity > 1)\n                this.old = this.young;', 'this.old = this.young;'), test: 'storage/partition/memory-state-map.test.js', name: 'keeps at most its bound' },
+  { what: '--json leaves out the swaps a command settled first', edits: one('cli/stores.js', 'return settled.map(({ kind, outcome }) => ({ command', 'return [].map(({ kind, outcome }) => ({ command'), test: 'cli/cli.test.js', name: 'settledFirst' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -7,7 +7,7 @@ import { stateDir } from '../storage/partition/store.js';
 import { CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
 import { MAX_PARTITIONS } from '../engine/state-spec.js';
 import { Progress } from './progress.js';
-import { assertJobStopped, lockFolder, openStream, settledNotes } from './stores.js';
+import { assertJobStopped, lockFolder, openStream, settledJson, settledNotes } from './stores.js';
 
 export const reshardUsage = `Usage: statestream reshard --partitions <n> [--data-dir <path>] [--stream <n>] [--json] [--quiet]
 
@@ -36,7 +36,8 @@ export async function reshard(args: string[]): Promise<number> {
   const lock = await lockFolder(dataDir, 'reshard');
   try {
     // Settled first: an import or a restore cut short between its renames leaves no state folder until it is finished.
-    const notes = settledNotes(recoverInterruptedSwaps(dataDir, stream)).map((note) => `${note}\n`).join('');
+    const settled = recoverInterruptedSwaps(dataDir, stream);
+    const notes = settledNotes(settled).map((note) => `${note}\n`).join('');
     if (!existsSync(stateDir(dataDir, stream))) throw noState();
     assertJobStopped(dataDir, stream, 'reshard');
 
@@ -45,7 +46,7 @@ export async function reshard(args: string[]): Promise<number> {
     const total = opened.stores.reduce((n, store) => n + (new BatchLog(store).last()?.keyCount ?? 0), 0);
     opened.close();
     if (from === to) {
-      const result = { stream, from, to, keys: total, changed: false };
+      const result = { stream, from, to, keys: total, changed: false, settledFirst: settledJson(settled) };
       print(json ? toJson(result, 2) : `${notes}Stream ${stream} already has ${to} partitions; nothing to do.`);
       return 0;
     }
@@ -59,7 +60,7 @@ export async function reshard(args: string[]): Promise<number> {
       throw error;
     }
     progress.finish(report.keys);
-    const result = { stream, from, to, keys: report.keys, deadLetters: report.deadLetters, batchTime: report.batchTime, changed: true };
+    const result = { stream, from, to, keys: report.keys, deadLetters: report.deadLetters, batchTime: report.batchTime, changed: true, settledFirst: settledJson(settled) };
     print(
       json
         ? toJson(result, 2)

@@ -6,7 +6,7 @@ import { findSnapshot, listSnapshots, newerStoreFormat, scanSnapshots, verifySna
 import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
 import { asideFolder, commitSwap, interruptedSwap, moveWithSwap, recoverInterruptedSwaps, streamsMidSwap, swapPaths } from '../storage/stream-swap.js';
-import { assertJobStopped, lockFolder, openStream, settledNotes, settleInterruptedSwaps, streamsOnDisk } from './stores.js';
+import { assertJobStopped, lockFolder, openStream, settledJson, settledNotes, settleInterruptedSwaps, streamsOnDisk } from './stores.js';
 import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
 import { copyFileCounted, Progress } from './progress.js';
 
@@ -203,7 +203,7 @@ async function create(args: string[]): Promise<number> {
       } catch (error) {
         throw new CliFailure((error as Error).message);
       }
-      if (json) print(toJson(summary(info), 2));
+      if (json) print(toJson({ ...summary(info), settledFirst: settledJson(settled) }, 2));
       else print([...settledNotes(settled), `Snapshot ${formatBatch(batchTime)} written to ${info.path}: ${summary(info).partitions} partitions, ${summary(info).keyCount} keys, ${formatBytes(summary(info).bytes)}.`].join('\n'));
       failed = false;
       return 0;
@@ -306,7 +306,7 @@ async function restore(args: string[]): Promise<number> {
     const next = kafka || zk ? kafkaNext : `${queueNext}\nIf the job reads Kafka instead: ${kafkaNext.replace(/^The next start of a Kafka job/, 'its next start')}`;
     const others = info.manifest.streams.filter((m) => m.stream !== stream).map((m) => m.stream);
     const retiredTo = retired.length > 0 ? join(dirname(aside), 'snapshots') : undefined;
-    const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, retiredSnapshots: retired.map((s) => s.batchTime), retiredTo, next, otherStreams: others };
+    const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, retiredSnapshots: retired.map((s) => s.batchTime), retiredTo, next, otherStreams: others, settledFirst: settledJson(settled) };
     if (json) print(toJson(result, 2));
     else {
       print(

@@ -126,6 +126,11 @@ export function settledNotes(settled: ReturnType<typeof recoverInterruptedSwaps>
   });
 }
 
+/** The same for --json: which command a crash had interrupted, and whether it was finished or rolled back. */
+export function settledJson(settled: ReturnType<typeof recoverInterruptedSwaps>): Array<{ command: string; outcome: 'finished' | 'rolled-back' }> {
+  return settled.map(({ kind, outcome }) => ({ command: SWAP_NAMES[kind].replace(/^an? /, ''), outcome }));
+}
+
 /** Under the folder's lock, finishes or rolls back what a crash left of a swap of the stream (a command that reads before it changes anything does this first). */
 export async function settleInterruptedSwaps(dataDir: string, stream: number, command: string): Promise<ReturnType<typeof recoverInterruptedSwaps>> {
   const lock = await lockFolder(dataDir, command);

@@ -14,7 +14,7 @@ import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, pathKind, print, toJson, UsageError } from './args.js';
 import { MAX_PARTITIONS } from '../engine/state-spec.js';
 import { asideFolder, commitSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
-import { assertJobStopped, lockFolder, openStream, settledNotes } from './stores.js';
+import { assertJobStopped, lockFolder, openStream, settledJson, settledNotes } from './stores.js';
 import { counted, Progress } from './progress.js';
 
 export const exportUsage = `Usage: statestream export --out <file|-> [--snapshot <batchTime>] [--data-dir <path>] [--stream <n>] [--json]
@@ -222,7 +222,7 @@ export async function importCommand(args: string[]): Promise<number> {
     closePartitionStores(stores);
     const replacedDir = commitSwap(paths, asideFolder(dataDir, stream));
 
-    const result = { keyCount, entries: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir };
+    const result = { keyCount, entries: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir, settledFirst: settledJson(settled) };
     if (json) print(toJson(result, 2));
     else {
       print(

@@ -352,6 +352,29 @@ describe('statestream command-line tool', () => {
     assert.deepEqual(await verifySnapshot(info), []);
   });
 
+  it('with --json, a command lists what a crash had interrupted and it settled first under settledFirst', () => {
+    const json = (r: Run) => {
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as { settledFirst: unknown };
+    };
+    // A half-built reshard, rolled back by a restore and by an import.
+    const halfReshard = () => {
+      const dir = copy();
+      cpSync(join(dir, 'state-0'), join(dir, 'state-0.reshard'), { recursive: true });
+      return dir;
+    };
+    assert.deepEqual(json(run('snapshot', 'restore', '2000', '--data-dir', halfReshard(), '--json')).settledFirst, [{ command: 'reshard', outcome: 'rolled-back' }]);
+    const file = join(tempDir(), 'at-2000.msgpack');
+    assert.equal(run('export', '--data-dir', dataDir, '--snapshot', '2000', '--out', file).code, 0);
+    assert.deepEqual(json(run('import', file, '--replace', '--data-dir', halfReshard(), '--json')).settledFirst, [{ command: 'reshard', outcome: 'rolled-back' }]);
+    // A restore killed between its renames, finished by a snapshot; the reshard after it finds nothing to settle.
+    const dir = copy();
+    killedRun('rename:state-0.restoring', 'snapshot', 'restore', '2000', '--data-dir', dir);
+    rmSync(join(dir, 'snapshots'), { recursive: true });
+    assert.deepEqual(json(run('snapshot', 'create', '--data-dir', dir, '--json')).settledFirst, [{ command: 'snapshot restore', outcome: 'finished' }]);
+    assert.deepEqual(json(run('reshard', '--partitions', '2', '--data-dir', dir, '--json')).settledFirst, []);
+  });
+
   it('state get prints a string key\'s and a tuple key\'s state and lastUpdated; an absent key exits 1', () => {
     const expected = new Map(stateAt.get(4000)!.map(([k, s]) => [JSON.stringify(k), s]));
     const word = run('state', 'get', 'w13', '--data-dir', dataDir);

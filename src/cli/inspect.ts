@@ -40,7 +40,8 @@ Options:
   --json                 one JSON document instead of the tables
 
 Exit codes: 0 every store is healthy, 1 a store is damaged or cannot be read (a newer store format, a failure to open that is
-not its data), the data folder is missing or ZooKeeper cannot be read, 2 usage error.`;
+not its data), the data folder is missing, the stream given by --stream has no state, or ZooKeeper cannot be read, 2 usage
+error.`;
 
 interface StreamReport {
   stream: number;

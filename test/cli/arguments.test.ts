@@ -83,6 +83,8 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     const inspect = await run(['inspect', '--data-dir', dir]);
     assert.equal(inspect.code, 0, inspect.stderr);
     assert.match(inspect.stdout, /no partition stores: the folder is empty, the stream has no state yet/);
+    // Asked for by name, a stream without state is what the exit codes call a failure.
+    failsWith(await run(['inspect', '--data-dir', dir, '--stream', '0']), 1, /stream 0 has no state under /);
     for (const args of [['state', 'count'], ['export', '--out', join(tempDir(), 'x.msgpack')]]) {
       failsWith(await run([...args, '--data-dir', dir]), 1, /stream 0 has no state under .* holds no partition store/);
     }

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, fstatSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Key } from 'lmdb';
 import { murmur2Partitioner } from '../engine/partitioner.js';
@@ -29,7 +29,9 @@ Stores left at different batches by a failed batch are refused. With --snapshot 
 that snapshot's copies, checked against their checksums; the snapshot folder is not touched.
 
 Options:
-  --out <file|->            the file to write (written beside it, then renamed), or - for stdout
+  --out <file|->            the file to write (written beside it, then renamed), or - for stdout;
+                            a FIFO or a device (/dev/stdout) is written through. When it goes to
+                            stdout, the summary goes to stderr.
   --snapshot <batchTime>    export a snapshot instead of the live stores
 
 Progress goes to stderr: a bar on a terminal, a line every 2 s otherwise (--quiet: none).
@@ -72,9 +74,21 @@ function target(out: string): string | NodeJS.WritableStream {
   return out === '-' ? process.stdout : out;
 }
 
-function say(out: string, json: boolean, result: object, text: string): void {
-  // With --out -, stdout carries the export itself.
-  if (out === '-') process.stderr.write(`${json ? toJson(result) : text}\n`);
+/** Whether the export goes to stdout: `-`, or a path to what stdout is (`/dev/stdout`, `/proc/self/fd/1`, whatever the shell redirected it to). */
+function toStdout(out: string): boolean {
+  if (out === '-') return true;
+  try {
+    const file = statSync(out);
+    const stdout = fstatSync(1);
+    return file.dev === stdout.dev && file.ino === stdout.ino;
+  } catch {
+    return false;
+  }
+}
+
+function say(toStdout: boolean, json: boolean, result: object, text: string): void {
+  // Then stdout carries the export itself.
+  if (toStdout) process.stderr.write(`${json ? toJson(result) : text}\n`);
   else print(json ? toJson(result, 2) : text);
 }
 
@@ -86,6 +100,8 @@ export async function exportCommand(args: string[]): Promise<number> {
   if (out === undefined) throw new UsageError('export: missing --out <file|-> (- writes to stdout)', 'export');
   if (out.trim() === '') throw new UsageError('export: --out must be a file path, or - for stdout; got ""', 'export');
   if (out !== '-') checkOutFile(out);
+  // Known before the export is written: a regular file at the path is then replaced.
+  const stdout = toStdout(out);
   const snapshotTime = values.snapshot === undefined ? undefined : batchTimeArg('export', values.snapshot as string, '--snapshot');
 
   let entries: Iterable<ExportEntry>;
@@ -120,7 +136,7 @@ export async function exportCommand(args: string[]): Promise<number> {
     const count = await writeStateExport(target(out), origin, counted(entries, progress));
     progress.finish(count);
     const result = { keyCount: count, stream, batchTime: origin.batchTime, stateVersion: origin.stateVersion, out, ...(snapshotTime === undefined ? {} : { snapshot: snapshotTime }) };
-    say(out, json, result, `Exported ${count} keys of stream ${stream} (batch ${formatBatch(origin.batchTime)}, state version ${origin.stateVersion}${snapshotTime === undefined ? '' : `, from snapshot ${snapshotTime}`}) to ${out === '-' ? 'stdout' : out}.`);
+    say(stdout, json, result, `Exported ${count} keys of stream ${stream} (batch ${formatBatch(origin.batchTime)}, state version ${origin.stateVersion}${snapshotTime === undefined ? '' : `, from snapshot ${snapshotTime}`}) to ${out === '-' ? 'stdout' : out}.`);
     return 0;
   } catch (error) {
     progress.abandon();

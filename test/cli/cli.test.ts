@@ -706,6 +706,19 @@ describe('statestream command-line tool', () => {
     assert.match(String(piped.stderr), /from snapshot 2000\) to stdout/);
     assert.deepEqual(readdirSync(join(dataDir, 'snapshots', '2000', 'state-0', 'partition-0000')), before);
     assert.deepEqual(readdirSync(scratch), [], 'the scratch copies are removed');
+    // A path to stdout is stdout too: the summary goes to stderr, not into the export.
+    // The pipe spawnSync gives is a socket, which /dev/stdout cannot open: said so.
+    const socket = spawnSync(process.execPath, [cli, 'export', '--data-dir', dataDir, '--snapshot', '2000', '--out', '/dev/stdout'], { timeout: 60_000 });
+    assert.equal(socket.status, 1);
+    assert.match(String(socket.stderr), /cannot write the export \/dev\/stdout: it leads to a socket, which cannot be opened by a path; .*--out -/);
+    // Stdout a file, as a shell's `>` makes it.
+    const redirected = join(tempDir(), 'redirected.msgpack');
+    const stdoutFd = openSync(redirected, 'w');
+    const viaPath = spawnSync(process.execPath, [cli, 'export', '--data-dir', dataDir, '--snapshot', '2000', '--out', '/dev/stdout', '--json'], { timeout: 60_000, stdio: ['ignore', stdoutFd, 'pipe'] });
+    closeSync(stdoutFd);
+    assert.equal(viaPath.status, 0, String(viaPath.stderr));
+    assert.equal(JSON.parse(String(viaPath.stderr)).out, '/dev/stdout');
+    assert.equal(readFileSync(redirected).length, piped.stdout.length, 'stdout holds the export alone');
     const snapFile = join(tempDir(), 'snap.msgpack');
     writeFileSync(snapFile, piped.stdout);
     const replaced = run('import', snapFile, '--data-dir', target, '--replace');

@@ -102,7 +102,14 @@ interface Sink {
 async function fileSink(path: string): Promise<Sink> {
   const info = await stat(path).catch(() => undefined);
   const special = /^\/(dev|proc)\//.test(resolve(path));
-  if (info && (special || !info.isFile())) return handleSink(await openFile(path, 'a'));
+  if (info && (special || !info.isFile())) {
+    const handle = await openFile(path, 'a').catch((error: NodeJS.ErrnoException) => {
+      // What /dev/stdout leads to when a parent process gave its child a socket for stdout (Node's own pipes are sockets).
+      const why = error.code === 'ENXIO' ? ': it leads to a socket, which cannot be opened by a path; give the export the stream itself (the CLI: --out -)' : ` (${error.code ?? error.message})`;
+      throw new StateExportError(`cannot write the export ${path}${why}`, { path, code: error.code }, error);
+    });
+    return handleSink(handle);
+  }
   const real = info ? await realpath(path) : path;
   const tmp = `${real}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   // Named by the path asked for: the temporary file's name is ours, not the user's.

@@ -185,6 +185,8 @@ describe('snapshots', () => {
 describe('a crash in the middle of a snapshot', () => {
   it('leaves the earlier snapshots whole and usable, and the half-written one is never listed', { timeout: 120_000 }, async () => {
     const dataDir = tempDir();
+    // A copy being written (.incomplete-<batchTime>-<pid>), not an old snapshot being pruned (.incomplete-removed-<batchTime>).
+    const copying = (name: string) => /^\.incomplete-\d+-\d+$/.test(name);
     let killedMidCopy = false;
     for (let attempt = 0; attempt < 5 && !killedMidCopy; attempt++) {
       const child = spawn(process.execPath, [fileURLToPath(fixture('snapshot-job')), dataDir], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -195,12 +197,12 @@ describe('a crash in the middle of a snapshot', () => {
         createInterface({ input: child.stdout! }).on('line', (line) => void (line.startsWith('SNAPSHOT') && snapshots++));
         // Two whole snapshots, then kill the moment the next copy is under way.
         await waitUntil('two snapshots of the child job', () => snapshots >= 2);
-        await waitUntil('the next snapshot copy to begin', () => readdirSync(dir).some((n) => n.startsWith('.incomplete-')), { intervalMs: 1 });
+        await waitUntil('the next snapshot copy to begin', () => readdirSync(dir).some(copying), { intervalMs: 1 });
       } finally {
         child.kill('SIGKILL');
         await within(exited, 'the SIGKILLed snapshot job to exit');
       }
-      killedMidCopy = readdirSync(dir).some((n) => n.startsWith('.incomplete-'));
+      killedMidCopy = readdirSync(dir).some(copying);
     }
     assert.ok(killedMidCopy, 'the process died while a snapshot was being written');
 

@@ -6,8 +6,8 @@ import { CliFailure, UsageError, common, formatBatch, formatBytes, parseCommand,
 import type { PartitionReport } from '../storage/partition/store-check.js';
 import { examineStream, streamsOnDisk } from './stores.js';
 import { interruptedSwap, streamsMidSwap } from '../storage/stream-swap.js';
-import { MissingRootFailure, readZooKeeperOffsets } from './zk.js';
-import { clusterLines, readClusterReport, type ClusterReport } from './cluster-report.js';
+import type { readZooKeeperOffsets } from './zk.js';
+import type { ClusterReport, clusterLines } from './cluster-report.js';
 import { isBrokerAddress, isPathName } from '../storage/zookeeper/connect-options.js';
 
 export const inspectUsage = `Usage: statestream inspect [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root /statestream/<app>] [--brokers host:port,…] [--app-name <name>] [--json]
@@ -90,7 +90,11 @@ export async function inspect(args: string[]): Promise<number> {
   const newest = snapshots[0];
   let offsets: unknown;
   let zkProblem: string | undefined;
+  let linesOfCluster: typeof clusterLines | undefined;
   if (zk) {
+    // Loaded when asked for: ZooKeeper's client and kafkajs cost every other run of the command their load.
+    const [{ MissingRootFailure, readZooKeeperOffsets }, { clusterLines, readClusterReport }] = await Promise.all([import('./zk.js'), import('./cluster-report.js')]);
+    linesOfCluster = clusterLines;
     // ZooKeeper away: the stores are still reported, and the offsets say why they are missing.
     try {
       const appName = typeof values['app-name'] === 'string' ? values['app-name'] : zk.root.split('/').at(-1)!;
@@ -128,7 +132,7 @@ export async function inspect(args: string[]): Promise<number> {
   if (json) {
     print(toJson(report, 2));
   } else {
-    print(humanReport(report, streams));
+    print(humanReport(report, streams, linesOfCluster));
   }
   if (!report.healthy) {
     process.stderr.write(`statestream: ${report.problems.join('; ')}\n`);
@@ -139,7 +143,7 @@ export async function inspect(args: string[]): Promise<number> {
 
 type Report = { dataDir: string; lock: Awaited<ReturnType<typeof folderLockHolder>>; snapshots: Array<{ batchTime: number; createdAt: string; keyCount: number; bytes: number }>; offsets: unknown };
 
-function humanReport(report: Report, streams: StreamReport[]): string {
+function humanReport(report: Report, streams: StreamReport[], linesOfCluster: typeof clusterLines | undefined): string {
   const out: string[] = [`Data folder ${report.dataDir}`];
   out.push(report.lock.held ? `  in use by ${describeHolder(report.lock.holder)}` : '  not in use (no job or state-changing command holds its lock)');
   if (streams.length === 0) out.push('', 'No state streams (no state-<n> folder).');
@@ -190,7 +194,7 @@ function humanReport(report: Report, streams: StreamReport[]): string {
     out.push(owner ? `  owned by ${describeProcess(owner, `job "${owner.appName}" on data folder ${owner.dataDir}`)}, node ${zk.owner!.node}` : '  owned by no running copy of the job');
     if (zk.waiting.length > 0) out.push(`  waiting to own it: ${zk.waiting.map((w) => describeProcess(w.record)).join('; ')}`);
   } else if (offsets.from === 'cluster') {
-    out.push(...clusterLines(offsets as unknown as ClusterReport, table));
+    out.push(...linesOfCluster!(offsets as unknown as ClusterReport, table));
   } else if (offsets.from === 'zookeeper-unreachable' || offsets.from === 'zookeeper-root-missing') {
     out.push(`Offsets (ZooKeeper ${offsets.root}): unknown, ${offsets.problem}`);
   } else if (offsets.from === 'snapshot') {

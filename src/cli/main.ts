@@ -5,11 +5,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { UsageError, VersionAsked } from './args.js';
-import { inspect } from './inspect.js';
-import { reshard } from './reshard.js';
-import { snapshot } from './snapshot.js';
-import { state } from './state.js';
-import { exportCommand, importCommand } from './transfer.js';
 
 const usage = `Usage: statestream <command> [options]
 
@@ -35,13 +30,18 @@ Options every command takes:
 Exit codes: 0 success, 1 operational failure, 2 usage error, 130 export interrupted (Ctrl-C).
 Set STATESTREAM_DEBUG=1 to see stack traces.`;
 
+/**
+ * Each command's module is loaded when it runs: a command is a process of its own, and
+ * loading every command's modules (kafkajs, ZooKeeper's client, lmdb-js) cost each run about
+ * 150 ms that most commands never use.
+ */
 const commands: Record<string, (args: string[]) => Promise<number>> = {
-  inspect,
-  snapshot,
-  state,
-  export: exportCommand,
-  import: importCommand,
-  reshard,
+  inspect: async (args) => (await import('./inspect.js')).inspect(args),
+  snapshot: async (args) => (await import('./snapshot.js')).snapshot(args),
+  state: async (args) => (await import('./state.js')).state(args),
+  export: async (args) => (await import('./transfer.js')).exportCommand(args),
+  import: async (args) => (await import('./transfer.js')).importCommand(args),
+  reshard: async (args) => (await import('./reshard.js')).reshard(args),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -7,7 +7,6 @@ import { beginSnapshot } from '../storage/snapshots/writer.js';
 import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
 import { asideFolder, commitSwap, interruptedSwap, moveWithSwap, recoverInterruptedSwaps, streamsMidSwap, swapPaths } from '../storage/stream-swap.js';
 import { assertJobStopped, lockFolder, openStream, settledJson, settledNotes, settleInterruptedSwaps, streamsOnDisk } from './stores.js';
-import { readZooKeeperOffsets, withZooKeeper } from './zk.js';
 import { copyFileCounted, Progress } from './progress.js';
 
 export const snapshotUsage = `Usage: statestream snapshot <list|create|restore> [options]
@@ -134,7 +133,8 @@ async function list(args: string[]): Promise<number> {
 
 /** The Kafka positions after `batchTime`, as ZooKeeper records them for a stopped job. */
 async function kafkaPositions(zk: ZooKeeperTarget, batchTime: number): Promise<SourcePositions> {
-  const offsets = await readZooKeeperOffsets(zk);
+  // ZooKeeper's client is loaded only when a command is given a ZooKeeper.
+  const offsets = await (await import('./zk.js')).readZooKeeperOffsets(zk);
   const positions = offsets.positions.map((p) => ({ ...p }));
   const { inFlight, lastBatch } = offsets;
   // Batches run one at a time, and one that takes records is recorded before it runs (one
@@ -245,7 +245,7 @@ async function restore(args: string[]): Promise<number> {
   }
   let replay: { lastBatch: number | undefined; batches: number | undefined } | undefined;
   if (zk) {
-    replay = await withZooKeeper(zk, async (offsets) => {
+    replay = await (await import('./zk.js')).withZooKeeper(zk, async (offsets) => {
       const lastBatch = await offsets.lastEnded();
       if (lastBatch === undefined || lastBatch <= batchTime) return { lastBatch, batches: 0 };
       const history = await offsets.historyAfter(batchTime);

@@ -102,18 +102,18 @@ export class JobMetrics {
     collected('statestream_source_dead_letters_total', 'Source messages the decoder could not read, kept in the source\'s dead-letter store.', ['app', 'source'], (job, g) => {
       for (const s of job.probe.kafkaSources()) g.set({ ...job.labels, source: String(s.id) }, s.deadLetterCount());
     });
-    collected('statestream_kafka_lag_records', "Records in a topic-partition after the job's position: the broker's log-end offset minus where the next batch starts.", ['app', 'topic', 'partition'], async (job, g) => {
-      for (const source of await job.sampleLag()) for (const p of source.partitions) if (p.lag !== undefined) g.set({ ...job.labels, topic: p.topic, partition: String(p.partition) }, p.lag);
+    collected('statestream_kafka_lag_records', "Records in a topic-partition after the job's position: the broker's log-end offset minus where the next batch starts.", ['app', 'source', 'topic', 'partition'], async (job, g) => {
+      for (const s of await job.sampleLag()) for (const p of s.partitions) if (p.lag !== undefined) g.set({ ...job.labels, source: String(s.source), topic: p.topic, partition: String(p.partition) }, p.lag);
     });
-    collected('statestream_kafka_next_offset', 'Where the next batch starts in a topic-partition (the position kept in ZooKeeper).', ['app', 'topic', 'partition'], (job, g) => {
-      for (const s of job.probe.kafkaSources()) for (const p of s.status().partitions) g.set({ ...job.labels, topic: p.topic, partition: String(p.partition) }, p.next);
+    collected('statestream_kafka_next_offset', 'Where the next batch starts in a topic-partition (the position kept in ZooKeeper).', ['app', 'source', 'topic', 'partition'], (job, g) => {
+      for (const s of job.probe.kafkaSources()) for (const p of s.status().partitions) g.set({ ...job.labels, source: String(s.id), topic: p.topic, partition: String(p.partition) }, p.next);
     });
-    collected('statestream_zookeeper_connected', '1 while the session of a Kafka source reaches ZooKeeper, else 0.', ['app', 'connect'], (job, g) => {
+    collected('statestream_zookeeper_connected', '1 while the session of a Kafka source reaches ZooKeeper, else 0.', ['app', 'source', 'connect'], (job, g) => {
       for (const s of job.probe.kafkaSources()) {
         const zk = s.status().zookeeper;
         // A source still starting has no session yet: no series, rather than one saying ZooKeeper is away.
         if (!zk.opened) continue;
-        g.set({ ...job.labels, connect: zk.connect }, zk.connected ? 1 : 0);
+        g.set({ ...job.labels, source: String(s.id), connect: zk.connect }, zk.connected ? 1 : 0);
       }
     });
     this.m.interval.set(this.labels, probe.batchIntervalMs / 1000);

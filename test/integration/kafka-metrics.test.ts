@@ -38,6 +38,36 @@ describe('metrics of a Kafka job (real ZooKeeper, librdkafka mock broker)', { ti
     }
   });
 
+  it('two Kafka sources reading one topic through one ZooKeeper each have their own lag, next offset and ZooKeeper series', async () => {
+    const topic = 'metrics-two-sources';
+    await services.kafka.createTopic(topic, 1);
+    await services.producer.send({ topic, messages: Array.from({ length: 30 }, (_, i) => ({ value: `w${i % 3}`, partition: 0 })) });
+    const connect = services.zk.connectString;
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, clock: new ManualClock(Date.now()), dataDir: tempDir(), threads: 1, appName: 'kafka-two-sources', metrics: { port: 0 } });
+    for (const name of ['first', 'second']) {
+      ssc
+        .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `two-sources-${name}`, zookeeper: { connect, root: `/statestream/two-sources-${name}` } })
+        .map((r): [string, number] => [r.value, 1])
+        .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(1));
+    }
+    await ssc.start();
+    try {
+      const samples = await eventually('both sources\' lag in /metrics', async () => {
+        const all = await scrape(ssc.endpoints().metrics!);
+        return all.filter((x) => x.name === 'statestream_kafka_lag_records').length >= 2 ? all : undefined;
+      });
+      const series = (name: string) => samples.filter((x) => x.name === name && x.labels.app === 'kafka-two-sources');
+      for (const name of ['statestream_kafka_lag_records', 'statestream_kafka_next_offset', 'statestream_zookeeper_connected']) {
+        const sources = series(name).map((x) => x.labels.source);
+        assert.equal(new Set(sources).size, 2, `${name}: a series per source, got ${JSON.stringify(series(name))}`);
+      }
+      assert.deepEqual(series('statestream_kafka_lag_records').map((x) => x.value), [30, 30]);
+      assert.deepEqual(series('statestream_zookeeper_connected').map((x) => [x.labels.connect, x.value]), [[connect, 1], [connect, 1]]);
+    } finally {
+      await ssc.stop();
+    }
+  });
+
   it('curl of /metrics shows lag per topic-partition and the positions the batch events account for, and ZooKeeper going away', async () => {
     const topic = 'metrics-words';
     await services.kafka.createTopic(topic, 2);

@@ -309,6 +309,7 @@ const MUTANTS: Mutant[] = [
   { what: 'export --out /dev/stdout prints its summary into the export', edits: one('cli/transfer.js', 'return file.dev === stdout.dev && file.ino === stdout.ino;', 'return false;'), test: 'cli/cli.test.js', name: 'export → import into a new' },
   { what: "a cluster's stage one sends a value MessagePack cannot carry", edits: one('cluster/stage-one.js', 'assertRecordValue(pair, batch.time, index, stream.stateIndex);', ''), test: 'cluster/stage-one.test.js', name: 'cannot carry' },
   { what: "two Kafka sources' lag on one topic share a series", edits: one('metrics/job-metrics.js', 'source: String(s.source), topic: p.topic', 'topic: p.topic'), test: 'integration/kafka-metrics.test.js', name: 'two Kafka sources' },
+  { what: 'a last chunk answered stale taken for a failed record', edits: one('actors/partition.machine.js', "if (outcome.status === 'stale')", 'if (false)'), test: 'actors/partition.machine.test.js', name: 'answered "stale"' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

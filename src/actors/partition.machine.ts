@@ -138,6 +138,10 @@ export const partitionMachine = setup({
             Promise.all(replies)
               .then((results) => {
                 const outcome = results.find((r) => r.status === 'record-failed' || r.status === 'batch-failed') ?? results.at(-1)!;
+                // Its thread died between the chunks: Piscina rejects only the tasks in flight on
+                // it, and a chunk still queued ran on the fresh thread, which holds nothing of the
+                // attempt. A replay, as for a crash.
+                if (outcome.status === 'stale') throw new Error(`the worker applying partition ${context.partition}'s batch ${batch.batchTime} was replaced between its chunks`);
                 return outcome.status === 'prepared' ? commitPrepared(context, batch.batchTime, attempt, outcome) : outcome;
               })
               .then(resolve, reject);

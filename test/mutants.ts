@@ -310,6 +310,7 @@ const MUTANTS: Mutant[] = [
   { what: "a cluster's stage one sends a value MessagePack cannot carry", edits: one('cluster/stage-one.js', 'assertRecordValue(pair, batch.time, index, stream.stateIndex);', ''), test: 'cluster/stage-one.test.js', name: 'cannot carry' },
   { what: "two Kafka sources' lag on one topic share a series", edits: one('metrics/job-metrics.js', 'source: String(s.source), topic: p.topic', 'topic: p.topic'), test: 'integration/kafka-metrics.test.js', name: 'two Kafka sources' },
   { what: 'a last chunk answered stale taken for a failed record', edits: one('actors/partition.machine.js', "if (outcome.status === 'stale')", 'if (false)'), test: 'actors/partition.machine.test.js', name: 'answered "stale"' },
+  { what: "a Kafka decoder function called with a tombstone's null value", edits: one('engine/sources/kafka.js', '        if (value === null)\n            return null;\n', ''), test: 'integration/kafka-source.test.js', name: 'decoder not called' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

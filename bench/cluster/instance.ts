@@ -39,7 +39,7 @@ const ssc = new StreamingContext({
 let applied = 0;
 ssc
   .kafkaStream({ brokers: config.brokers, topic: config.topic, groupId: `${config.appName}-source`, zookeeper: { connect: config.zookeeper }, maxRecordsPerBatch: config.maxRecordsPerBatch, startingOffsets: 'earliest' })
-  .flatMap((r) => r.value.split(' '))
+  .flatMap((r) => (r.value ?? '').split(' '))
   .map((w): [string, number] => [w, 1])
   .mapWithState(StateSpec.function<string, number, number, [string, number]>(WORD_COUNT_FN).numPartitions(config.partitions))
   // The function emits one output per pair: the outputs of this instance's partitions count what it applied.

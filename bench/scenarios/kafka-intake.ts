@@ -92,7 +92,7 @@ async function statestreamRead(
       brokers: services.brokers, topic, groupId: `bench-statestream-${run}`, zookeeper: { connect: services.zookeeper, root: `/bench/kafka-intake-${run}` },
       maxRecordsPerBatch: config.maxRecordsPerBatch, startingOffsets: 'earliest',
     })
-    .flatMap((r) => r.value.split(' '))
+    .flatMap((r) => (r.value ?? '').split(' '))
     .map((w) => [w, 1] as [string, number])
     .mapWithState(StateSpec.function<string, number, number, [string, number]>(WORD_COUNT_FN).numPartitions(config.partitions)) as MapWithStateStream<string, number, [string, number]>;
   let seen = 0;

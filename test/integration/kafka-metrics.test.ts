@@ -17,7 +17,7 @@ describe('metrics of a Kafka job (real ZooKeeper, librdkafka mock broker)', { ti
     const ssc = new StreamingContext({ batchIntervalMs: 1000, clock: new ManualClock(Date.now()), dataDir: tempDir(), threads: 1, appName: 'kafka-starting', metrics: { port: 0 }, ui: { port: 0 } });
     ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: 'starting-group', zookeeper: { connect, root: '/statestream/kafka-starting' } })
-      .map((r): [string, number] => [r.value, 1])
+      .map((r): [string, number] => [r.value ?? '', 1])
       // Its module takes 1.5 s to load: the start checks it on the workers before it opens the source.
       .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('slow-import')).numPartitions(1));
     const starting = ssc.start();
@@ -47,7 +47,7 @@ describe('metrics of a Kafka job (real ZooKeeper, librdkafka mock broker)', { ti
     for (const name of ['first', 'second']) {
       ssc
         .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `two-sources-${name}`, zookeeper: { connect, root: `/statestream/two-sources-${name}` } })
-        .map((r): [string, number] => [r.value, 1])
+        .map((r): [string, number] => [r.value ?? '', 1])
         .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(1));
     }
     await ssc.start();
@@ -82,7 +82,7 @@ describe('metrics of a Kafka job (real ZooKeeper, librdkafka mock broker)', { ti
     const ssc = new StreamingContext({ batchIntervalMs: 1000, clock, dataDir: tempDir(), threads: 2, appName: 'kafka-metrics', metrics: { port: 0 } });
     ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: 'metrics-group', zookeeper: { connect: services.zk.connectString, root: '/statestream/kafka-metrics', sessionTimeoutMs: 4000 }, maxRecordsPerBatch: 20, groupSessionTimeoutMs: 6000 })
-      .map((r): [string, number] => [r.value, 1])
+      .map((r): [string, number] => [r.value ?? '', 1])
       .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2));
     const completed: BatchCompletedEvent[] = [];
     ssc.on(BatchEvents.COMPLETED, (e) => void completed.push(e));

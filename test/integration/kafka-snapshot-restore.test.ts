@@ -254,7 +254,7 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(3000), snapshotEvery: 2 });
     ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: `group-${topic}`, zookeeper: { connect: services.zk.connectString, root } })
-      .map((r): [string, number] => [r.value, 1])
+      .map((r): [string, number] => [r.value ?? '', 1])
       .mapWithState(spec());
     const starting = ssc.start();
     await within(assert.rejects(starting, (error: unknown) => {

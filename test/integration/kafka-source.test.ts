@@ -27,16 +27,16 @@ describe('the Kafka source: records, decoders, topics, starting offsets and back
     return { ssc, stream, seen };
   }
 
-  it('hands each message over as { topic, partition, offset, key, value, timestamp, headers }, from several topics, through a custom decoder', async () => {
+  it('hands each message over as { topic, partition, offset, key, value, timestamp, headers }, from several topics, through a custom decoder; a tombstone comes with value null, the decoder not called for it', async () => {
     await services.kafka.createTopic('shape-a', 2);
     await services.kafka.createTopic('shape-b', 1);
     await services.producer.send({ topic: 'shape-a', messages: [{ key: 'k1', value: '{"n":1}', partition: 1, timestamp: '1700000000000', headers: { trace: 'abc', hop: Buffer.from('2') } }] });
-    await services.producer.send({ topic: 'shape-b', messages: [{ key: null, value: '{"n":2}', partition: 0, timestamp: '1700000000001' }] });
-    const decoder = (value: Buffer | null, where: { topic: string; partition: number; offset: string }) => ({ parsed: JSON.parse(value!.toString('utf8')), where });
+    await services.producer.send({ topic: 'shape-b', messages: [{ key: null, value: '{"n":2}', partition: 0, timestamp: '1700000000001' }, { key: 'gone', value: null, partition: 0, timestamp: '1700000000002' }] });
+    const decoder = (value: Buffer, where: { topic: string; partition: number; offset: string }) => ({ parsed: JSON.parse(value.toString('utf8')), where });
     const { ssc, seen } = kafkaContext<ReturnType<typeof decoder>>('shape', { topics: ['shape-a', 'shape-b'], decoder });
     await ssc.start();
     try {
-      await waitUntil('both messages', () => seen.length >= 2, { detail: () => JSON.stringify(seen) });
+      await waitUntil('the three messages', () => seen.length >= 3, { detail: () => JSON.stringify(seen) });
     } finally {
       await ssc.stop();
     }
@@ -49,6 +49,7 @@ describe('the Kafka source: records, decoders, topics, starting offsets and back
         topic: 'shape-b', partition: 0, offset: '0', key: null, timestamp: '1700000000001', headers: {},
         value: { parsed: { n: 2 }, where: { topic: 'shape-b', partition: 0, offset: '0' } },
       },
+      { topic: 'shape-b', partition: 0, offset: '1', key: 'gone', timestamp: '1700000000002', headers: {}, value: null },
     ]);
   });
 
@@ -92,7 +93,7 @@ describe('the Kafka source: records, decoders, topics, starting offsets and back
       await second.ssc.stop();
     }
     assert.ok(second.seen.every((r) => Buffer.isBuffer(r.value)), 'values are Buffers');
-    assert.deepEqual(second.seen.map((r) => [r.offset, [...r.value]]), [['1', [0xff, 0x00, 0x41]], ['2', [...Buffer.from('live')]]]);
+    assert.deepEqual(second.seen.map((r) => [r.offset, [...r.value!]]), [['1', [0xff, 0x00, 0x41]], ['2', [...Buffer.from('live')]]]);
   });
 
   it('backpressure: a partition holding two batches of records stops fetching, and batches queued behind a running one take nothing; then everything is counted once', async () => {
@@ -104,7 +105,7 @@ describe('the Kafka source: records, decoders, topics, starting offsets and back
     const { ssc, stream } = kafkaContext<string>('pressure', { topic: 'pressure', maxRecordsPerBatch: 5 });
     // The first record holds its batch at the gate, so the batches after it queue up.
     const counts = stream
-      .map((r): [string, GateValue] => [r.value, r.value === 'm0' ? { gate } : 1])
+      .map((r): [string, GateValue] => [r.value!, r.value === 'm0' ? { gate } : 1])
       .mapWithState(StateSpec.function<string, GateValue, number, [string, number]>(fixture('gate')).numPartitions(2));
     const completed: BatchCompletedEvent[] = [];
     ssc.on(BatchEvents.COMPLETED, (e) => void completed.push(e));

@@ -84,7 +84,7 @@ describe('the status page in a real browser (Debian chromium, real ZooKeeper, mo
     const ssc = new StreamingContext({ batchIntervalMs: INTERVAL, dataDir: tempDir(), threads: 2, appName: 'word-count', snapshotEvery: 8, ui: { port: 0 } });
     const counts = ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: 'page-group', zookeeper: { connect: services.zk.connectString, root: '/statestream/page', sessionTimeoutMs: 4000 }, maxRecordsPerBatch: 40, groupSessionTimeoutMs: 6000 })
-      .flatMap((r) => r.value.split(' '))
+      .flatMap((r) => (r.value ?? '').split(' '))
       .map((w): [string, number] => [w, 1])
       .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(PARTITIONS));
     const completed: BatchCompletedEvent[] = [];

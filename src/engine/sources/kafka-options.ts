@@ -2,7 +2,8 @@ import type { KafkaConfig } from 'kafkajs';
 import { ConfigError, describeValue, given, unknownOption } from '../../errors.js';
 import { isBrokerAddress, validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../../storage/zookeeper/connect-options.js';
 
-export type KafkaDecoder<V> = 'string' | 'json' | 'buffer' | ((value: Buffer | null, message: { topic: string; partition: number; offset: string }) => V);
+/** A function decoder is called for a message with a value; a message without one (a tombstone) reaches the stream with value null. */
+export type KafkaDecoder<V> = 'string' | 'json' | 'buffer' | ((value: Buffer, message: { topic: string; partition: number; offset: string }) => V);
 
 export interface KafkaStreamOptions<V = string> {
   brokers: string[];

@@ -20,7 +20,8 @@ export interface KafkaRecord<V> {
   partition: number;
   offset: string;
   key: string | null;
-  value: V;
+  /** Null for a message without a value (a tombstone), whatever the decoder: a decoder function is not called for it. */
+  value: V | null;
   timestamp: string;
   headers: Record<string, string | undefined>;
 }
@@ -514,12 +515,13 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     void this.consumer?.commitOffsets(ranges.map((r) => ({ topic: r.topic, partition: r.partition, offset: String(r.until) }))).catch(() => undefined);
   }
 
-  private decode(fetched: Fetched): V {
+  private decode(fetched: Fetched): V | null {
     const { decoder } = this.options;
     const value = fetched.message.value;
+    if (value === null) return null;
     if (decoder === 'buffer') return value as V;
-    if (decoder === 'string') return (value === null ? null : value.toString('utf8')) as V;
-    if (decoder === 'json') return (value === null ? null : JSON.parse(value.toString('utf8'))) as V;
+    if (decoder === 'string') return value.toString('utf8') as V;
+    if (decoder === 'json') return JSON.parse(value.toString('utf8')) as V;
     return decoder(value, { topic: fetched.topic, partition: fetched.partition, offset: String(fetched.offset) });
   }
 
@@ -528,7 +530,7 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     const records: KafkaRecord<V>[] = [];
     const letters: SourceDeadLetter[] = [];
     for (const f of fetched) {
-      let value: V;
+      let value: V | null;
       try {
         value = this.decode(f);
       } catch (error) {

@@ -311,6 +311,8 @@ const MUTANTS: Mutant[] = [
   { what: "two Kafka sources' lag on one topic share a series", edits: one('metrics/job-metrics.js', 'source: String(s.source), topic: p.topic', 'topic: p.topic'), test: 'integration/kafka-metrics.test.js', name: 'two Kafka sources' },
   { what: 'a last chunk answered stale taken for a failed record', edits: one('actors/partition.machine.js', "if (outcome.status === 'stale')", 'if (false)'), test: 'actors/partition.machine.test.js', name: 'answered "stale"' },
   { what: "a Kafka decoder function called with a tombstone's null value", edits: one('engine/sources/kafka.js', '        if (value === null)\n            return null;\n', ''), test: 'integration/kafka-source.test.js', name: 'decoder not called' },
+  { what: 'state get rounds an integer key past 2^53 to another key', edits: one('cli/state.js', '!Number.isSafeInteger(Number(literal))', 'false'), test: 'cli/arguments.test.js', name: 'an integer key past' },
+  { what: "state get drops the spaces around a key's text", edits: one('cli/state.js', 'if (forceString || text.trim() !== text)', 'if (forceString)'), test: 'cli/arguments.test.js', name: 'an integer key past' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

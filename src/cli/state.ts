@@ -18,7 +18,8 @@ Options:
   --json              one JSON document
 
 The key is parsed as JSON when it is valid JSON: 42 is a number, '["user",7]' a tuple key;
-'"42"' is the string 42 (as is 42 with --string); anything else is a string. A key that
+'"42"' is the string 42 (as is 42 with --string); anything else is a string, and so is text
+with spaces around it (' 42'). An integer past 2^53 is refused (JSON would round it). A key that
 starts with - goes after --: statestream state get -- -5. The key is routed to its
 partition as the engine routes it.
 
@@ -42,14 +43,26 @@ export async function state(args: string[]): Promise<number> {
   }
 }
 
-/** JSON when it parses (numbers, booleans, tuple arrays), else the text itself. */
-export function parseKey(text: string, forceString: boolean): unknown {
-  if (forceString) return text;
+/**
+ * JSON when it parses (numbers, booleans, tuple arrays), else the text itself. Text with
+ * spaces around it is text: JSON would drop them, and " 42" would look up 42. An integer
+ * past 2^53 is refused: JSON would round it to another number, and show that key's state.
+ */
+function parseKey(text: string, forceString: boolean): unknown {
+  if (forceString || text.trim() !== text) return text;
+  let key: unknown;
   try {
-    return JSON.parse(text);
+    key = JSON.parse(text);
   } catch {
     return text;
   }
+  // The number literals outside strings.
+  for (const [, literal] of text.matchAll(/"(?:[^"\\]|\\.)*"|(?<![\d.eE])(-?\d+)(?![.\deE])/g)) {
+    if (literal !== undefined && !Number.isSafeInteger(Number(literal))) {
+      throw new UsageError(`state get: the key's number ${literal} is past 2^53, where a number read from JSON is rounded (to ${JSON.stringify(Number(literal))}, another key); give --string to look up the text`, 'state');
+    }
+  }
+  return key;
 }
 
 async function get(args: string[]): Promise<number> {

@@ -71,6 +71,15 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     failsWith(await run(['snapshot', 'list', '--data-dir', join(file, 'below')]), 1, /not-a-folder\/below is not a folder/);
   });
 
+  it('state get: an integer key past 2^53 is refused, not rounded to another key; text with spaces around it is a string key', async () => {
+    for (const key of ['12345678901234567890', '-9007199254740993', '["user",9007199254740993]']) {
+      failsWith(await run(['state', 'get', '--data-dir', dataDir, '--', key]), 2, /state get: the key's number -?\d+ is past 2\^53, where a number read from JSON is rounded \(to -?\d+, another key\); give --string/);
+    }
+    failsWith(await run(['state', 'get', '--data-dir', dataDir, '9007199254740991']), 1, /^statestream: key 9007199254740991 is not in the state/);
+    failsWith(await run(['state', 'get', '--data-dir', dataDir, ' 42']), 1, /^statestream: key " 42" is not in the state/);
+    failsWith(await run(['state', 'get', '--data-dir', dataDir, '1.2345678901234567890123']), 1, /^statestream: key 1\.2345678901234567 is not in the state/);
+  });
+
   it('snapshot create on a mistyped folder creates nothing there', async () => {
     const typo = join(tempDir(), 'dta');
     failsWith(await run(['snapshot', 'create', '--data-dir', typo, '--stream', '0']), 1, /stream 0 has no state under .*dta \(no .*state-0\)/);

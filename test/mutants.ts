@@ -313,6 +313,7 @@ const MUTANTS: Mutant[] = [
   { what: "a Kafka decoder function called with a tombstone's null value", edits: one('engine/sources/kafka.js', '        if (value === null)\n            return null;\n', ''), test: 'integration/kafka-source.test.js', name: 'decoder not called' },
   { what: 'state get rounds an integer key past 2^53 to another key', edits: one('cli/state.js', '!Number.isSafeInteger(Number(literal))', 'false'), test: 'cli/arguments.test.js', name: 'an integer key past' },
   { what: "state get drops the spaces around a key's text", edits: one('cli/state.js', 'if (forceString || text.trim() !== text)', 'if (forceString)'), test: 'cli/arguments.test.js', name: 'an integer key past' },
+  { what: 'the status page takes Bearer only capitalised', edits: one('ui/status-server.js', '/^Bearer +(.+)$/i', '/^Bearer +(.+)$/'), test: 'ui/status-server.test.js', name: 'off loopback it needs a token' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -80,7 +80,8 @@ export function serveStatus(options: ValidUi, model: StatusModel): Promise<Liste
         return void response.end(`statestream: without ui.token this status page answers only to a loopback name (127.0.0.1, localhost, [::1]), not ${JSON.stringify(request.headers.host ?? '')}\n`);
       }
     } else {
-      const bearer = /^Bearer (.+)$/.exec(request.headers.authorization ?? '')?.[1];
+      // The scheme's name is case-insensitive (RFC 9110, 11.1).
+      const bearer = /^Bearer +(.+)$/i.exec(request.headers.authorization ?? '')?.[1];
       const query = queryToken(url.search);
       if (query !== undefined && same(query, options.token)) {
         url.searchParams.delete('token');

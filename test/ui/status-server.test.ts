@@ -44,6 +44,7 @@ describe('status page server', { timeout: 180_000 }, () => {
 
       const status = JSON.parse(await curl(`${url}api/status`, [`Authorization: Bearer ${token}`]));
       assert.equal(status.totals.batches, 1);
+      assert.equal((await request(`${url}api/status`, '-H', `Authorization: bearer ${token}`)).status, 200, 'the scheme name in any case');
       assert.equal(status.streams[0].partitions.reduce((n: number, p: { keyCount: number }) => n + p.keyCount, 0), 1);
 
       // A wrong token in the address, or in a cookie, opens nothing and sets no cookie.

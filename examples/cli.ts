@@ -30,6 +30,14 @@ export class Cli {
     return values;
   }
 
+  /** A reader that closed the pipe (`… | head`): `stop` ends the job quietly, instead of an EPIPE and its stack. */
+  onClosedStdout(stop: () => void): void {
+    process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+      stop();
+    });
+  }
+
   int(values: Flags, name: string, fallback: number, min = 1): number {
     const raw = values[name];
     if (raw === undefined) return fallback;

@@ -110,6 +110,7 @@ ssc.on(BatchEvents.PARTITION_RELEASED, ({ partition, epoch, reason, error }) => 
 // Within a container's usual 30 s grace period: a batch still applying after 20 s (a mapping
 // function stuck in a loop) is cut short and runs again at the next start (docs/operations.md).
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stopAndExit(0, { timeoutMs: 20_000 }));
+cli.onClosedStdout(() => stopAndExit(0, { timeoutMs: 20_000 }));
 
 try {
   await ssc.start();

@@ -92,6 +92,7 @@ ssc.on(BatchEvents.FAILED, ({ batchTime, error }) => {
   finish(1);
 });
 process.once('SIGINT', () => finish(130));
+cli.onClosedStdout(() => finish(0));
 
 clickNext();
 try {

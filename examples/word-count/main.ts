@@ -101,6 +101,7 @@ ssc.on(BatchEvents.FAILED, ({ batchTime, error }) => {
   finish(1);
 });
 process.once('SIGINT', () => finish(130));
+cli.onClosedStdout(() => finish(0));
 
 try {
   await ssc.start();

@@ -115,6 +115,18 @@ describe('examples', () => {
     }
   });
 
+  it('word-count piped into a reader that stops reading (… | head) stops quietly, exit 0', async () => {
+    const demo = spawn(process.execPath, [example('word-count'), '--batch-ms', '100', '--batches', '300', '--data-dir', join(tempDir(), 'wc'), '--snapshot-every', '0']);
+    let stderr = '';
+    demo.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<[number | null, string | null]>((resolve) => demo.once('exit', (code, signal) => resolve([code, signal])));
+    let lines = 0;
+    await new Promise<void>((resolve) => demo.stdout.on('data', (d: Buffer) => ((lines += d.toString().split('\n').length - 1) >= 3 ? resolve() : undefined)));
+    demo.stdout.destroy();
+    assert.deepEqual(await within(exited, 'the demo to stop'), [0, null], stderr);
+    assert.doesNotMatch(stderr, /EPIPE|at /);
+  });
+
   it('word-count rejects a bad flag with exit code 2', async () => {
     await assert.rejects(run(process.execPath, [example('word-count'), '--batches', '0']), (e: { code?: number; stderr?: string }) => e.code === 2 && /--batches must be an integer/.test(e.stderr ?? ''));
   });

@@ -78,7 +78,7 @@ export function parseCommand(command: string, args: string[], options: OptionSpe
     const short = /^Unknown option '(-[^-'][^']*)'/.exec(message);
     const arg = short && (args.find((a) => a.startsWith(short[1]) && !a.startsWith('--')) ?? short[1]);
     if (arg && positionals.max > 0 && (/^-[\d.]/.test(arg) || arg.length > 2)) {
-      throw new UsageError(`unknown option '${arg}': an argument that starts with '-' goes after --, as in statestream ${command} -- ${arg}`, command);
+      throw new UsageError(`unknown option '${arg}': an argument that starts with '-' goes after --, which ends the options, as in statestream ${command} [options] -- ${arg}`, command);
     }
     // parseArgs' messages already name the flag ("Unknown option '--bogus'"); drop its own hint.
     throw new UsageError(message.split('\n')[0].split('. To specify')[0].replace(/\.$/, ''), command);
@@ -94,7 +94,12 @@ export function parseCommand(command: string, args: string[], options: OptionSpe
   if (parsed.values.help) return parsed;
   const n = parsed.positionals.length;
   if (n < positionals.min) throw new UsageError(`${command}: missing ${positionals.names}`, command);
-  if (n > positionals.max) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(parsed.positionals[positionals.max])}`, command);
+  if (n > positionals.max) {
+    const extra = parsed.positionals[positionals.max];
+    // `state get -- -5 --data-dir x`: after --, an option is an argument too.
+    const afterDashes = extra.startsWith('-') && args.includes('--') ? ' (everything after -- is an argument: put the options before --)' : '';
+    throw new UsageError(`${command}: unexpected argument ${JSON.stringify(extra)}${afterDashes}`, command);
+  }
   return parsed;
 }
 

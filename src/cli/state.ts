@@ -20,7 +20,7 @@ Options:
 The key is parsed as JSON when it is valid JSON: 42 is a number, '["user",7]' a tuple key;
 '"42"' is the string 42 (as is 42 with --string); anything else is a string, and so is text
 with spaces around it (' 42'). An integer past 2^53 is refused (JSON would round it). A key that
-starts with - goes after --: statestream state get -- -5. The key is routed to its
+starts with - goes after --, which ends the options: statestream state get --data-dir d -- -5. The key is routed to its
 partition as the engine routes it.
 
 Exit codes: 0 found, 1 the key is absent or the stream has no state or a store is damaged, 2 usage error.`;

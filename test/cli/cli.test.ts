@@ -400,14 +400,17 @@ describe('statestream command-line tool', () => {
     assert.equal(run('state', 'get', '{"a":1}', '--string', '--data-dir', dataDir).code, 1);
     // A key starting with - goes after --, and the refusal without it says so.
     assert.match(run('state', 'get', '--data-dir', dataDir, '--', '-5').stderr, /^statestream: key -5 is not in the state/);
+    const optionAfter = run('state', 'get', '--', '-5', '--data-dir', dataDir);
+    assert.equal(optionAfter.code, 2);
+    assert.match(optionAfter.stderr, /^statestream: state get: unexpected argument "--data-dir" \(everything after -- is an argument: put the options before --\)\n/);
     const negative = run('state', 'get', '-5', '--data-dir', dataDir);
     assert.equal(negative.code, 2);
-    assert.match(negative.stderr, /^statestream: unknown option '-5': an argument that starts with '-' goes after --, as in statestream state get -- -5\n/);
+    assert.match(negative.stderr, /^statestream: unknown option '-5': an argument that starts with '-' goes after --, which ends the options, as in statestream state get \[options\] -- -5\n/);
     // parseArgs names only the first letter it does not know ('-1' of -1.5, '-a' of -abc): the hint names the argument.
     for (const key of ['-1.5', '-abc']) {
       const refused = run('state', 'get', key, '--data-dir', dataDir);
       assert.equal(refused.code, 2);
-      assert.ok(refused.stderr.startsWith(`statestream: unknown option '${key}': an argument that starts with '-' goes after --, as in statestream state get -- ${key}\n`), refused.stderr);
+      assert.ok(refused.stderr.startsWith(`statestream: unknown option '${key}': an argument that starts with '-' goes after --, which ends the options, as in statestream state get [options] -- ${key}\n`), refused.stderr);
     }
     // A single unknown letter is a mistyped option, and a command that takes no argument gets no such hint.
     for (const args of [['state', 'get', 'k', '-j', '--data-dir', dataDir], ['inspect', '-abc', '--data-dir', dataDir]]) {

@@ -314,6 +314,8 @@ const MUTANTS: Mutant[] = [
   { what: 'state get rounds an integer key past 2^53 to another key', edits: one('cli/state.js', '!Number.isSafeInteger(Number(literal))', 'false'), test: 'cli/arguments.test.js', name: 'an integer key past' },
   { what: "state get drops the spaces around a key's text", edits: one('cli/state.js', 'if (forceString || text.trim() !== text)', 'if (forceString)'), test: 'cli/arguments.test.js', name: 'an integer key past' },
   { what: 'the status page takes Bearer only capitalised', edits: one('ui/status-server.js', '/^Bearer +(.+)$/i', '/^Bearer +(.+)$/'), test: 'ui/status-server.test.js', name: 'off loopback it needs a token' },
+  { what: 'snapshot list --stream says there are no snapshots when none holds the stream', edits: one('cli/snapshot.js', 'streamGiven && readable.length > 0 ?', 'false ?'), test: 'cli/arguments.test.js', name: 'snapshot list: --stream' },
+  { what: 'snapshot restore leaves a lock file in a folder with nothing to settle', edits: one('cli/snapshot.js', 'existsSync(dataDir) && interruptedSwap(dataDir, stream) !== undefined ?', 'existsSync(dataDir) ?'), test: 'cli/arguments.test.js', name: 'empty stream folder' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -111,7 +111,7 @@ async function list(args: string[]): Promise<number> {
     for (const u of unreadable) process.stderr.write(`statestream: snapshot ${u.batchTime} cannot be read: ${u.problem}\n`);
   }
   if (json) print(toJson(rows, 2));
-  else if (rows.length === 0) print(`No snapshots under ${join(dataDir, 'snapshots')}.`);
+  else if (rows.length === 0) print(streamGiven && readable.length > 0 ? `No snapshot under ${join(dataDir, 'snapshots')} holds stream ${stream}.` : `No snapshots under ${join(dataDir, 'snapshots')}.`);
   else {
     print(
       table([
@@ -223,7 +223,8 @@ async function restore(args: string[]): Promise<number> {
   const batchTime = batchTimeArg('snapshot restore', positionals[0], '<batchTime>');
   const zk = zookeeperTarget('snapshot restore', values);
   // What a crash left of an earlier restore is settled first: rolled back, it puts back the snapshots it had retired.
-  const settled = existsSync(dataDir) ? await settleInterruptedSwaps(dataDir, stream, 'snapshot restore') : [];
+  // Only then is the lock taken here: a folder with nothing to restore into keeps no lock file.
+  const settled = existsSync(dataDir) && interruptedSwap(dataDir, stream) !== undefined ? await settleInterruptedSwaps(dataDir, stream, 'snapshot restore') : [];
   let info: SnapshotInfo;
   try {
     info = findSnapshot(dataDir, batchTime);

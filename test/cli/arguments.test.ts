@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { StateSpec } from '../../src/index.js';
@@ -97,6 +97,10 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     for (const args of [['state', 'count'], ['export', '--out', join(tempDir(), 'x.msgpack')]]) {
       failsWith(await run([...args, '--data-dir', dir]), 1, /stream 0 has no state under .* holds no partition store/);
     }
+    // A restore with nothing to restore from leaves the folder as it was: no lock file.
+    const empty = tempDir();
+    failsWith(await run(['snapshot', 'restore', '5', '--data-dir', empty]), 1, /snapshot list' shows the snapshots/);
+    assert.deepEqual(readdirSync(empty), []);
   });
 
   it('snapshot list: --stream picks the snapshots holding it, --verify fails on a manifest it cannot read', async () => {
@@ -106,6 +110,8 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     assert.equal(all.length, 1);
     const other = JSON.parse((await run(['snapshot', 'list', '--data-dir', dataDir, '--stream', '1', '--json'])).stdout) as unknown[];
     assert.deepEqual(other, [], 'no snapshot holds stream 1');
+    const otherText = await run(['snapshot', 'list', '--data-dir', dataDir, '--stream', '1']);
+    assert.match(otherText.stdout, /^No snapshot under .*snapshots holds stream 1\.\n$/);
     const bad = join(dataDir, 'snapshots', '999999999');
     mkdirSync(bad);
     writeFileSync(join(bad, 'manifest.json'), '{ not json');

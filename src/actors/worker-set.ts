@@ -30,6 +30,11 @@ export class WorkerSet {
   /** Set by cut(): the threads are terminated, and no task may start another. */
   private cutWith: Error | undefined;
   private cutting: Promise<void> | undefined;
+  private destroying = false;
+  /** Tasks handed to each thread and not yet settled. */
+  private readonly inFlight: number[];
+  /** What a thread that died between tasks failed with, if it failed (its pool's 'error'). */
+  private readonly diedWith: unknown[];
 
   constructor(
     readonly threads: number,
@@ -37,16 +42,29 @@ export class WorkerSet {
     private readonly cacheEntriesPerWorker: number,
     /**
      * A thread died while it ran no task (work a mapping function left behind failed after its
-     * batch): nothing was lost, and its pool starts a fresh thread, which reads the partitions'
-     * state from LMDB. Piscina emits this as its pool's 'error', which would otherwise end the process.
+     * batch, or called process.exit): nothing was lost, and its pool starts a fresh thread,
+     * which reads the partitions' state from LMDB.
      */
     private readonly onIdleThreadDied: (worker: number, partitions: readonly string[], error: unknown) => void = () => undefined,
   ) {
     this.cells = Array.from({ length: threads }, () => newCutCell());
     this.pinned = Array.from({ length: threads }, () => []);
+    this.inFlight = Array.from({ length: threads }, () => 0);
+    this.diedWith = Array.from({ length: threads }, () => undefined);
     this.pools = this.cells.map((cell, worker) => {
       const pool = new Piscina({ filename: workerFile, workerData: cell, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: CHUNKS_IN_FLIGHT });
-      pool.on('error', (error: unknown) => this.onIdleThreadDied(worker, this.pinned[worker], error));
+      // An idle thread that throws: Piscina emits its pool's 'error' (which would otherwise end
+      // the process) just after 'workerDestroy'. One that exits emits only 'workerDestroy'.
+      pool.on('error', (error: unknown) => void (this.diedWith[worker] = error));
+      pool.on('workerDestroy', () => {
+        // A thread with tasks: they reject, and their partitions' actors handle the crash.
+        if (this.cutWith || this.destroying || this.inFlight[worker] > 0) return;
+        setImmediate(() => {
+          const error = this.diedWith[worker] ?? new Error('the thread exited while it ran no task (process.exit in a mapping module?)');
+          this.diedWith[worker] = undefined;
+          this.onIdleThreadDied(worker, this.pinned[worker], error);
+        });
+      });
       return pool;
     });
   }
@@ -63,10 +81,14 @@ export class WorkerSet {
     return Math.floor(this.cacheEntriesPerWorker / Math.max(1, this.pinned[worker].length));
   }
 
-  run<T>(worker: number, task: object, transferList?: ArrayBuffer[]): Promise<T> {
+  run<T>(worker: number, task: object): Promise<T> {
     // A destroyed pool would start a fresh thread for the task.
     if (this.cutWith) return Promise.reject(this.cutWith);
-    return this.pools[worker].run(task, transferList ? { transferList } : undefined);
+    this.inFlight[worker]++;
+    const settled = () => void this.inFlight[worker]--;
+    const running = this.pools[worker].run(task) as Promise<T>;
+    running.then(settled, settled);
+    return running;
   }
 
   /**
@@ -98,6 +120,7 @@ export class WorkerSet {
 
   /** Ends every thread once its tasks are done (the caller waits for them); after a cut, once the cut threads are gone. */
   async destroy(): Promise<void> {
+    this.destroying = true;
     if (this.cutWith) return this.cutting;
     await Promise.all(this.pools.map((pool) => pool.destroy()));
   }

@@ -22,12 +22,16 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
       const job = await keyedJob(faulty().numPartitions(2), { dataDir: join(dir, 'data'), threads: 2 });
       const restarts: PartitionRestartedEvent[] = [];
       job.ssc.on(BatchEvents.PARTITION_RESTARTED, (e) => restarts.push(e));
+      const replaced: WorkerReplacedEvent[] = [];
+      job.ssc.on(BatchEvents.WORKER_REPLACED, (e) => void replaced.push(e));
       try {
         await job.batch([['a', 1], ['b', 1]]);
         // The crash comes after 'a' and 'b' were updated in the dying worker's memory.
         const out = await job.batch([['a', 1], ['b', 1], ['crash', fault(marker)], ['a', 1]]);
         assert.ok(existsSync(marker), 'the fault fired');
         assert.equal(restarts.length, 1);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.deepEqual(replaced, [], 'a death in a batch is a partition restart, not a thread replaced between batches');
         assert.equal(restarts[0].batchTime, 2000);
         assert.deepEqual(sorted(out), [['a', 2], ['a', 3], ['b', 2], ['crash', 1]]);
         assert.equal(job.stream.store().get('a'), 3);
@@ -71,6 +75,29 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
       process.off('warning', onWarning);
       await job.ssc.stop();
     }
+  });
+
+  it('a worker that exits between batches (process.exit left behind by its mapping function) is replaced with a warning and an event too, and the job counts on', async () => {
+    const dir = tempDir();
+    const job = await keyedJob(faulty().numPartitions(2), { dataDir: join(dir, 'data'), threads: 2 });
+    const warnings: Error[] = [];
+    const replaced: WorkerReplacedEvent[] = [];
+    job.ssc.on(BatchEvents.WORKER_REPLACED, (e) => void replaced.push(e));
+    const onWarning = (warning: Error) => void ((warning as { code?: string }).code === 'STATESTREAM_WORKER' && warnings.push(warning));
+    process.on('warning', onWarning);
+    try {
+      assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['late', { exitLaterOnce: join(dir, 'exited') }]])), [['a', 1], ['b', 1], ['late', 1]]);
+      await waitUntil('the warning that the thread exited', () => warnings.length > 0, { timeoutMs: 10_000 });
+      const late = murmur2Partitioner.partition('late', 2);
+      assert.deepEqual(replaced.map((e) => [e.worker, e.partitions]), [[late, [{ stream: 0, partition: late }]]]);
+      assert.match(replaced[0].cause.message, /^the thread exited while it ran no task/);
+      assert.match(warnings[0].message, new RegExp(`^worker thread ${late} \\(partitions 0:${late}, as stream:partition\\) died between batches: the thread exited`));
+      assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['late', 1]])), [['a', 2], ['b', 2], ['late', 2]], 'the job carries on with every count');
+    } finally {
+      process.off('warning', onWarning);
+      await job.ssc.stop();
+    }
+    assert.equal(replaced.length, 1, 'a clean stop replaces no thread');
   });
 
   it('a worker that dies after its commit: the replay finds the batch in the batch log and hands back the outputs it recorded, applying nothing twice', async () => {

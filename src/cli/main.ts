@@ -27,7 +27,8 @@ Options every command takes:
   -h, --help          this help, or a command's own (statestream <command> --help)
   -V, --version       the version
 
-Exit codes: 0 success, 1 operational failure, 2 usage error, 130 export interrupted (Ctrl-C).
+Exit codes: 0 success, 1 operational failure, 2 usage error, 130 or 143 export interrupted (Ctrl-C or
+SIGTERM), 141 stdout's reader closed the pipe (export --out - | head).
 Set STATESTREAM_DEBUG=1 to see stack traces.`;
 
 /**

@@ -318,6 +318,7 @@ const MUTANTS: Mutant[] = [
   { what: 'snapshot restore leaves a lock file in a folder with nothing to settle', edits: one('cli/snapshot.js', 'existsSync(dataDir) && interruptedSwap(dataDir, stream) !== undefined ?', 'existsSync(dataDir) ?'), test: 'cli/arguments.test.js', name: 'empty stream folder' },
   { what: 'a thread that exits between batches goes unreported', edits: one('actors/worker-set.js', "pool.on('workerDestroy', () => {", "pool.on('never-emitted', () => {"), test: 'actors/supervision.test.js', name: 'exits between batches' },
   { what: 'a thread that dies in a batch is also reported as replaced between batches', edits: one('actors/worker-set.js', ' || this.inFlight[worker] > 0)', ')'), test: 'actors/supervision.test.js', name: 'no record lost' },
+  { what: "the page's records keep a batch a listener failed", edits: one('ui/status-model.js', 'this.totals.records -= completed.records ?? 0;', ''), test: 'metrics/metrics.test.js', name: 'completed listener fails' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

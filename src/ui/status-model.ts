@@ -52,7 +52,12 @@ export interface StatusDocument {
   startedAt: number;
   /** What is wrong, in words an operator can act on; empty when all is well. */
   problems: string[];
-  /** `batches`: completed batches that are not re-runs, which `replayed` counts (as the metrics' batches_total outcomes do). */
+  /**
+   * `batches`: completed batches that are not re-runs, which `replayed` counts (as the metrics'
+   * batches_total outcomes do, except for a batch a batch.completed listener failed: the page
+   * counts it as failed, its records and timeouts with it, where the metrics count it
+   * completed); `records` and `keysTimedOut` are those of the batches counted in `batches`.
+   */
   totals: { batches: number; replayed: number; failed: number; records: number; keysTimedOut: number };
   /** Newest last, at most `retained`. */
   batches: BatchRow[];
@@ -129,7 +134,11 @@ export class StatusModel {
       const completed = this.batches.findLast((b) => b.batchTime === e.batchTime && b.status === 'completed');
       if (completed) {
         if (completed.origin === 'replay') this.totals.replayed--;
-        else this.totals.batches--;
+        else {
+          this.totals.batches--;
+          this.totals.records -= completed.records ?? 0;
+          this.totals.keysTimedOut -= completed.keysTimedOut ?? 0;
+        }
         Object.assign(completed, failed);
         this.totals.failed++;
         return;

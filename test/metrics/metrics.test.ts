@@ -181,8 +181,8 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
       assert.equal(sample(samples, 'statestream_batches_total', { ...app, outcome: 'completed' }), 2);
       assert.equal(sample(samples, 'statestream_batches_total', { ...app, outcome: 'failed' }), 0);
       assert.equal(sample(samples, 'statestream_job_failed', app), 1);
-      const status = JSON.parse(await curl(`${job.ssc.endpoints().ui!}api/status`)) as { totals: { batches: number; failed: number }; batches: Array<{ batchTime: number; status: string }> };
-      assert.deepEqual(status.totals && { batches: status.totals.batches, failed: status.totals.failed }, { batches: 1, failed: 1 });
+      const status = JSON.parse(await curl(`${job.ssc.endpoints().ui!}api/status`)) as { totals: { batches: number; failed: number; records: number }; batches: Array<{ batchTime: number; status: string }> };
+      assert.deepEqual(status.totals && { batches: status.totals.batches, failed: status.totals.failed, records: status.totals.records }, { batches: 1, failed: 1, records: 1 }, 'the records of the batches counted completed');
       assert.deepEqual(status.batches.map((b) => b.status), ['completed', 'failed'], 'one row per batch');
     } finally {
       await job.ssc.stop();

@@ -11,7 +11,7 @@ import type { WorkerSet } from '../actors/worker-set.js';
 import { deserializeError } from '../errors.js';
 import { FirstFailure } from '../first-failure.js';
 import { decodeBatchOutputs, type EncodedOutputs } from '../storage/partition/batch-outputs.js';
-import { BatchLog, FORMAT_VERSION, readCheckedLayout, writeLayout } from '../storage/partition/batch-log.js';
+import { BatchLog, FORMAT_VERSION, lastCommittedBatch, readCheckedLayout, writeLayout } from '../storage/partition/batch-log.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
 import { StateView } from '../storage/partition/state-view.js';
 import { foldChangeLog } from '../storage/partition/change-log.js';
@@ -214,10 +214,7 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
           stream: this.stateIndex, partition, storePath: store.path, fn: this.spec.fn, timeoutMs: this.spec.getTimeout(),
           policy, maxAttempts, workers: rt.workers, worker: this.placement[partition], incarnation: owned.incarnation, emitOutputs: rt.emitOutputs,
           supervisor: rt.supervisor,
-          lastCommitted: () => {
-            store.env.resetReadTxn();
-            return new BatchLog(store).last()?.batchTime;
-          },
+          lastCommitted: () => lastCommittedBatch(store),
           beforeCommit: (prepared, batchTime) => this.beforeCommit(owned, prepared, batchTime),
         },
       }).start();

@@ -12,7 +12,7 @@ import type { WorkerSet } from '../actors/worker-set.js';
 import { shardInitialState, shardSourceEntries } from '../actors/shard-encoder.js';
 import { readReply, type InitialEntry, type SaveWarmKeysTask, type WarmMemoryDone, type WarmMemoryTask, type WorkerReply } from '../actors/messages.js';
 import type { MemoryWarmedEvent } from './batch-events.js';
-import { BatchLog, FORMAT_VERSION, readLayout, writeLayout } from '../storage/partition/batch-log.js';
+import { BatchLog, FORMAT_VERSION, lastCommittedBatch, readLayout, writeLayout } from '../storage/partition/batch-log.js';
 import { closePartitionStores, openPartitionStores, partitionPath, type PartitionStore } from '../storage/partition/store.js';
 import { partitionFigures, type PartitionFigures } from '../storage/partition/figures.js';
 import { StateView } from '../storage/partition/state-view.js';
@@ -166,10 +166,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
         input: {
           stream: this.stateIndex, partition, storePath: store.path, fn: this.spec.fn, timeoutMs: this.spec.getTimeout(),
           policy, maxAttempts, workers, worker: placement[partition], incarnation, emitOutputs, supervisor,
-          lastCommitted: () => {
-            store.env.resetReadTxn();
-            return new BatchLog(store).last()?.batchTime;
-          },
+          lastCommitted: () => lastCommittedBatch(store),
         },
       }).start(),
     );

@@ -11,6 +11,12 @@ export interface CommittedBatch {
   timedOut?: number;
 }
 
+/** The batch the partition's worker committed last, read afresh (the main thread's read transaction may predate it). */
+export function lastCommittedBatch(store: PartitionStore): number | undefined {
+  store.env.resetReadTxn();
+  return new BatchLog(store).last()?.batchTime;
+}
+
 /**
  * Which batch a partition applied last, written in the same transaction as the state it
  * produced: a batch time at or below it is never applied again.

@@ -9,6 +9,16 @@ import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
 import { parseSamples } from '../metrics/scrape.js';
 import { waitUntil } from '../wait.js';
 
+/** The context's worker.replaced events and the process's STATESTREAM_WORKER warnings, until `off()`. */
+function replacements(ssc: StreamingContext) {
+  const warnings: Error[] = [];
+  const replaced: WorkerReplacedEvent[] = [];
+  ssc.on(BatchEvents.WORKER_REPLACED, (e) => void replaced.push(e));
+  const onWarning = (warning: Error) => void ((warning as { code?: string }).code === 'STATESTREAM_WORKER' && warnings.push(warning));
+  process.on('warning', onWarning);
+  return { warnings, replaced, off: () => process.off('warning', onWarning) };
+}
+
 const faulty = () => StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty'));
 
 describe('supervision: a worker that dies mid-batch is replaced and the shard replayed', () => {
@@ -48,11 +58,7 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
     const marker = join(dir, 'fault-fired');
     const registry = new Registry();
     const job = await keyedJob(faulty().numPartitions(2), { dataDir: join(dir, 'data'), threads: 2, metrics: { registry }, ui: { port: 0 } });
-    const warnings: Error[] = [];
-    const replaced: WorkerReplacedEvent[] = [];
-    job.ssc.on(BatchEvents.WORKER_REPLACED, (e) => void replaced.push(e));
-    const onWarning = (warning: Error) => void ((warning as { code?: string }).code === 'STATESTREAM_WORKER' && warnings.push(warning));
-    process.on('warning', onWarning);
+    const { warnings, replaced, off } = replacements(job.ssc);
     try {
       assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['late', { throwLaterOnce: marker }]])), [['a', 1], ['b', 1], ['late', 1]]);
       await waitUntil('the warning that the thread died', () => warnings.length > 0, { timeoutMs: 10_000 });
@@ -72,7 +78,7 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
       assert.match(status.restarts[0].cause, /failure after the batch/);
       assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['late', 1]])), [['a', 2], ['b', 2], ['late', 2]], 'the job carries on with every count');
     } finally {
-      process.off('warning', onWarning);
+      off();
       await job.ssc.stop();
     }
   });
@@ -80,11 +86,7 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
   it('a worker that exits between batches (process.exit left behind by its mapping function) is replaced with a warning and an event too, and the job counts on', async () => {
     const dir = tempDir();
     const job = await keyedJob(faulty().numPartitions(2), { dataDir: join(dir, 'data'), threads: 2 });
-    const warnings: Error[] = [];
-    const replaced: WorkerReplacedEvent[] = [];
-    job.ssc.on(BatchEvents.WORKER_REPLACED, (e) => void replaced.push(e));
-    const onWarning = (warning: Error) => void ((warning as { code?: string }).code === 'STATESTREAM_WORKER' && warnings.push(warning));
-    process.on('warning', onWarning);
+    const { warnings, replaced, off } = replacements(job.ssc);
     try {
       assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['late', { exitLaterOnce: join(dir, 'exited') }]])), [['a', 1], ['b', 1], ['late', 1]]);
       await waitUntil('the warning that the thread exited', () => warnings.length > 0, { timeoutMs: 10_000 });
@@ -94,7 +96,7 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
       assert.match(warnings[0].message, new RegExp(`^worker thread ${late} \\(partitions 0:${late}, as stream:partition\\) died between batches: the thread exited`));
       assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['late', 1]])), [['a', 2], ['b', 2], ['late', 2]], 'the job carries on with every count');
     } finally {
-      process.off('warning', onWarning);
+      off();
       await job.ssc.stop();
     }
     assert.equal(replaced.length, 1, 'a clean stop replaces no thread');

@@ -115,7 +115,8 @@ export const partitionMachine = setup({
     input: {} as PartitionInput,
   },
   actors: {
-    applyShard: fromPromise<ApplyResult, { context: PartitionContext }>(({ input: { context } }) => {
+    // The thread's death while the batch is under way, between its tasks too, is the batch's to handle (a crash, replayed).
+    applyShard: fromPromise<ApplyResult, { context: PartitionContext }>(({ input: { context } }) => context.workers.during(context.worker, () => {
       const batch = context.batch!;
       const attempt = ++attempts;
       const replies: Array<Promise<ApplyResult>> = [];
@@ -150,7 +151,7 @@ export const partitionMachine = setup({
           failed: (error) => void Promise.allSettled(replies).then(() => resolve({ status: 'batch-failed', error: serializeError(error) })),
         });
       });
-    }),
+    })),
     // The dead attempt's transaction never committed: the store is at its last commit, which
     // the replay starts from (or skips to, if the attempt died after committing).
     restore: fromPromise<number | undefined, { context: PartitionContext }>(async ({ input: { context } }) => context.lastCommitted()),

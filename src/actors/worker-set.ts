@@ -31,8 +31,8 @@ export class WorkerSet {
   private cutWith: Error | undefined;
   private cutting: Promise<void> | undefined;
   private destroying = false;
-  /** Tasks handed to each thread and not yet settled. */
-  private readonly inFlight: number[];
+  /** Batches under way on each thread (from a partition's first chunk to its commit, the gaps between its tasks included). */
+  private readonly open: number[];
   /** What a thread that died between tasks failed with, if it failed (its pool's 'error'). */
   private readonly diedWith: unknown[];
 
@@ -49,7 +49,7 @@ export class WorkerSet {
   ) {
     this.cells = Array.from({ length: threads }, () => newCutCell());
     this.pinned = Array.from({ length: threads }, () => []);
-    this.inFlight = Array.from({ length: threads }, () => 0);
+    this.open = Array.from({ length: threads }, () => 0);
     this.diedWith = Array.from({ length: threads }, () => undefined);
     this.pools = this.cells.map((cell, worker) => {
       const pool = new Piscina({ filename: workerFile, workerData: cell, minThreads: 1, maxThreads: 1, idleTimeout: Infinity, atomics: 'disabled', concurrentTasksPerWorker: CHUNKS_IN_FLIGHT });
@@ -57,12 +57,13 @@ export class WorkerSet {
       // the process) just after 'workerDestroy'. One that exits emits only 'workerDestroy'.
       pool.on('error', (error: unknown) => void (this.diedWith[worker] = error));
       pool.on('workerDestroy', () => {
-        // A thread with tasks: they reject, and their partitions' actors handle the crash.
-        if (this.cutWith || this.destroying || this.inFlight[worker] > 0) return;
+        // In a batch: its tasks reject, or the next one finds a fresh thread ('stale'), and
+        // the partition's actor handles the crash. During a stop, threads end on purpose.
+        const ours = this.open[worker] > 0 || this.stopping();
         setImmediate(() => {
           const error = this.diedWith[worker] ?? new Error('the thread exited while it ran no task (process.exit in a mapping module?)');
           this.diedWith[worker] = undefined;
-          this.onIdleThreadDied(worker, this.pinned[worker], error);
+          if (!ours && !this.stopping()) this.onIdleThreadDied(worker, this.pinned[worker], error);
         });
       });
       return pool;
@@ -84,11 +85,21 @@ export class WorkerSet {
   run<T>(worker: number, task: object): Promise<T> {
     // A destroyed pool would start a fresh thread for the task.
     if (this.cutWith) return Promise.reject(this.cutWith);
-    this.inFlight[worker]++;
-    const settled = () => void this.inFlight[worker]--;
-    const running = this.pools[worker].run(task) as Promise<T>;
-    running.then(settled, settled);
-    return running;
+    return this.pools[worker].run(task);
+  }
+
+  /** A batch of a partition pinned to `worker`, from its first task to its last reply: a death meanwhile is the batch's to handle. */
+  async during<T>(worker: number, batch: () => Promise<T>): Promise<T> {
+    this.open[worker]++;
+    try {
+      return await batch();
+    } finally {
+      this.open[worker]--;
+    }
+  }
+
+  private stopping(): boolean {
+    return this.cutWith !== undefined || this.destroying;
   }
 
   /**

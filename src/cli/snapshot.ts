@@ -171,10 +171,10 @@ async function create(args: string[]): Promise<number> {
   }
   const lock = await lockFolder(dataDir, 'snapshot create');
   try {
-    const settled: ReturnType<typeof recoverInterruptedSwaps> = [];
+    const settled: Array<ReturnType<typeof recoverInterruptedSwaps>[number] & { stream: number }> = [];
     for (const s of candidates) {
       assertJobStopped(dataDir, s, 'snapshot create');
-      settled.push(...recoverInterruptedSwaps(dataDir, s));
+      settled.push(...recoverInterruptedSwaps(dataDir, s).map((x) => ({ ...x, stream: s })));
     }
     // Without --stream, an empty stream folder (a job stopped before its first store) has nothing to snapshot.
     const indexes = streamGiven ? candidates : candidates.filter((s) => partitionsOnDisk(dataDir, s).length > 0);
@@ -307,7 +307,7 @@ async function restore(args: string[]): Promise<number> {
     const next = kafka || zk ? kafkaNext : `${queueNext}\nIf the job reads Kafka instead: ${kafkaNext.replace(/^The next start of a Kafka job/, 'its next start')}`;
     const others = info.manifest.streams.filter((m) => m.stream !== stream).map((m) => m.stream);
     const retiredTo = retired.length > 0 ? join(dirname(aside), 'snapshots') : undefined;
-    const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, retiredSnapshots: retired.map((s) => s.batchTime), retiredTo, next, otherStreams: others, settledFirst: settledJson(settled) };
+    const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, retiredSnapshots: retired.map((s) => s.batchTime), retiredTo, next, otherStreams: others, settledFirst: settledJson(settled, stream) };
     if (json) print(toJson(result, 2));
     else {
       print(

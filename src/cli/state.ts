@@ -19,7 +19,7 @@ Options:
 
 The key is parsed as JSON when it is valid JSON: 42 is a number, '["user",7]' a tuple key;
 '"42"' is the string 42 (as is 42 with --string); anything else is a string, and so is text
-with spaces around it (' 42'). An integer past 2^53 is refused (JSON would round it). A key that
+with spaces around it (' 42'). An integer of 2^53 or more is refused (JSON may round it). A key that
 starts with - goes after --, which ends the options: statestream state get --data-dir d -- -5. The key is routed to its
 partition as the engine routes it.
 
@@ -45,8 +45,8 @@ export async function state(args: string[]): Promise<number> {
 
 /**
  * JSON when it parses (numbers, booleans, tuple arrays), else the text itself. Text with
- * spaces around it is text: JSON would drop them, and " 42" would look up 42. An integer
- * past 2^53 is refused: JSON would round it to another number, and show that key's state.
+ * spaces around it is text: JSON would drop them, and " 42" would look up 42. An integer of
+ * 2^53 or more is refused: JSON may round it to another number, and show that key's state.
  */
 function parseKey(text: string, forceString: boolean): unknown {
   if (forceString || text.trim() !== text) return text;
@@ -56,10 +56,11 @@ function parseKey(text: string, forceString: boolean): unknown {
   } catch {
     return text;
   }
-  // The number literals outside strings.
-  for (const [, literal] of text.matchAll(/"(?:[^"\\]|\\.)*"|(?<![\d.eE])(-?\d+)(?![.\deE])/g)) {
-    if (literal !== undefined && !Number.isSafeInteger(Number(literal))) {
-      throw new UsageError(`state get: the key's number ${literal} is past 2^53, where a number read from JSON is rounded (to ${JSON.stringify(Number(literal))}, another key); give --string to look up the text`, 'state');
+  // The number literals outside strings, in any form (9007199254740993.0 and 9007199254740993E0 round too).
+  for (const [, literal] of text.matchAll(/"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g)) {
+    const n = Number(literal);
+    if (literal !== undefined && Number.isInteger(n) && !Number.isSafeInteger(n)) {
+      throw new UsageError(`state get: the key's number ${literal} is an integer of 2^53 or more, where a number read from JSON may be rounded (here to ${JSON.stringify(n)}, perhaps another key); give --string to look up the text`, 'state');
     }
   }
   return key;

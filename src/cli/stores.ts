@@ -127,8 +127,8 @@ export function settledNotes(settled: ReturnType<typeof recoverInterruptedSwaps>
 }
 
 /** The same for --json: which command a crash had interrupted, and whether it was finished or rolled back. */
-export function settledJson(settled: ReturnType<typeof recoverInterruptedSwaps>): Array<{ command: string; outcome: 'finished' | 'rolled-back' }> {
-  return settled.map(({ kind, outcome }) => ({ command: SWAP_NAMES[kind].replace(/^an? /, ''), outcome }));
+export function settledJson(settled: ReadonlyArray<ReturnType<typeof recoverInterruptedSwaps>[number] & { stream?: number }>, stream?: number): Array<{ command: string; stream: number | undefined; outcome: 'finished' | 'rolled-back' }> {
+  return settled.map((s) => ({ command: SWAP_NAMES[s.kind].replace(/^an? /, ''), stream: s.stream ?? stream, outcome: s.outcome }));
 }
 
 /** Under the folder's lock, finishes or rolls back what a crash left of a swap of the stream (a command that reads before it changes anything does this first). */

@@ -238,7 +238,7 @@ export async function importCommand(args: string[]): Promise<number> {
     closePartitionStores(stores);
     const replacedDir = commitSwap(paths, asideFolder(dataDir, stream));
 
-    const result = { keyCount, entries: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir, settledFirst: settledJson(settled) };
+    const result = { keyCount, entries: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir, settledFirst: settledJson(settled, stream) };
     if (json) print(toJson(result, 2));
     else {
       print(

@@ -22,6 +22,7 @@ describe('partition machine', () => {
     const tasks: ApplyTask[] = [];
     const workers = {
       cacheEntriesOf: () => 100,
+      during: <T>(_worker: number, batch: () => Promise<T>) => batch(),
       run: async (_worker: number, task: ApplyTask): Promise<WorkerReply> => {
         tasks.push(task);
         const packed = messageViews.pack(answers[task.chunk]);

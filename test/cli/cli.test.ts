@@ -363,15 +363,15 @@ describe('statestream command-line tool', () => {
       cpSync(join(dir, 'state-0'), join(dir, 'state-0.reshard'), { recursive: true });
       return dir;
     };
-    assert.deepEqual(json(run('snapshot', 'restore', '2000', '--data-dir', halfReshard(), '--json')).settledFirst, [{ command: 'reshard', outcome: 'rolled-back' }]);
+    assert.deepEqual(json(run('snapshot', 'restore', '2000', '--data-dir', halfReshard(), '--json')).settledFirst, [{ command: 'reshard', stream: 0, outcome: 'rolled-back' }]);
     const file = join(tempDir(), 'at-2000.msgpack');
     assert.equal(run('export', '--data-dir', dataDir, '--snapshot', '2000', '--out', file).code, 0);
-    assert.deepEqual(json(run('import', file, '--replace', '--data-dir', halfReshard(), '--json')).settledFirst, [{ command: 'reshard', outcome: 'rolled-back' }]);
+    assert.deepEqual(json(run('import', file, '--replace', '--data-dir', halfReshard(), '--json')).settledFirst, [{ command: 'reshard', stream: 0, outcome: 'rolled-back' }]);
     // A restore killed between its renames, finished by a snapshot; the reshard after it finds nothing to settle.
     const dir = copy();
     killedRun('rename:state-0.restoring', 'snapshot', 'restore', '2000', '--data-dir', dir);
     rmSync(join(dir, 'snapshots'), { recursive: true });
-    assert.deepEqual(json(run('snapshot', 'create', '--data-dir', dir, '--json')).settledFirst, [{ command: 'snapshot restore', outcome: 'finished' }]);
+    assert.deepEqual(json(run('snapshot', 'create', '--data-dir', dir, '--json')).settledFirst, [{ command: 'snapshot restore', stream: 0, outcome: 'finished' }]);
     assert.deepEqual(json(run('reshard', '--partitions', '2', '--data-dir', dir, '--json')).settledFirst, []);
   });
 

@@ -80,6 +80,8 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
   private staged: Staged<S>[] = [];
   private readonly half: number;
   private complete = false;
+  /** Whether memory has turned its generations since it began (or was cleared): new keys then wait for a read. */
+  private turned = false;
   /** Reads served from memory, and reads that went to LMDB. */
   hits = 0;
   misses = 0;
@@ -199,6 +201,7 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
     this.old = new KeyedMap();
     this.staged = [];
     this.complete = false;
+    this.turned = false;
   }
 
   /** Memory holds `held` for the key from now on (`original`: what it held when the batch began, if anything). */
@@ -220,7 +223,7 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
    * stored key, so it is no longer complete.
    */
   private admit(key: unknown, held: Held<S>): void {
-    if (this.old.size > 0) {
+    if (this.turned) {
       this.complete = false;
       return;
     }
@@ -235,6 +238,7 @@ export class MemoryStateMap<S = unknown> implements StateMap<S> {
       if (leaving.size > 0) this.complete = false;
       if (this.capacity > 1) this.old = this.young;
       this.young = new KeyedMap();
+      this.turned = true;
     }
     this.young.set(key, held);
   }

@@ -160,6 +160,26 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
     assert.equal(lmdb.reads, before + 1, 'read once, kept');
   });
 
+  it('with a bound of 1, the one key in use stays while each batch writes a new key', () => {
+    const store = open();
+    const lmdb = countingLmdb(store);
+    const memory = new MemoryStateMap(lmdb, 1);
+    commit(store, memory, [['h', 1, 1]]);
+    for (let batch = 2; batch <= 6; batch++) {
+      const previous = new Map([['h', memory.get('h')]]);
+      commit(store, memory, [['h', batch, batch], [`new${batch}`, 0, batch]], previous);
+      assert.ok(memory.size <= 1, `memory holds ${memory.size} entries`);
+    }
+    const before = lmdb.reads;
+    for (let batch = 7; batch <= 9; batch++) {
+      const previous = new Map([['h', memory.get('h')]]);
+      commit(store, memory, [['h', batch, batch], [`new${batch}`, 0, batch]], previous);
+    }
+    assert.deepEqual(memory.get('h'), [9, 9]);
+    assert.equal(lmdb.reads, before, 'h was served from memory in every batch: the new keys waited for a read');
+    assert.deepEqual(memory.get('new8'), [0, 8], 'a new key is in LMDB');
+  });
+
   it('tuple keys and string keys that look like them are held apart', () => {
     const store = open();
     const memory = new MemoryStateMap(new LmdbStateMap(store), 100);

@@ -46,7 +46,7 @@ export async function reshard(args: string[]): Promise<number> {
     const total = opened.stores.reduce((n, store) => n + (new BatchLog(store).last()?.keyCount ?? 0), 0);
     opened.close();
     if (from === to) {
-      const result = { stream, from, to, keys: total, changed: false, settledFirst: settledJson(settled, stream) };
+      const result = { stream, from, to, keyCount: total, changed: false, settledFirst: settledJson(settled, stream) };
       print(json ? toJson(result, 2) : `${notes}Stream ${stream} already has ${to} partitions; nothing to do.`);
       return 0;
     }
@@ -60,7 +60,7 @@ export async function reshard(args: string[]): Promise<number> {
       throw error;
     }
     progress.finish(report.keys);
-    const result = { stream, from, to, keys: report.keys, deadLetters: report.deadLetters, batchTime: report.batchTime, changed: true, settledFirst: settledJson(settled, stream) };
+    const result = { stream, from, to, keyCount: report.keys, deadLetters: report.deadLetters, batchTime: report.batchTime, changed: true, settledFirst: settledJson(settled, stream) };
     print(
       json
         ? toJson(result, 2)

@@ -320,6 +320,9 @@ const MUTANTS: Mutant[] = [
   { what: 'a thread that dies in a batch is also reported as replaced between batches', edits: one('actors/worker-set.js', 'const ours = this.open[worker] > 0 || this.stopping();', 'const ours = this.stopping();'), test: 'actors/supervision.test.js', name: 'no record lost' },
   { what: "the page's records keep a batch a listener failed", edits: one('ui/status-model.js', 'this.totals.records -= completed.records ?? 0;', ''), test: 'metrics/metrics.test.js', name: 'completed listener fails' },
   { what: 'memory admits new keys again once its old generation is empty', edits: one('storage/partition/memory-state-map.js', 'if (this.turned) {', 'if (this.old.size > 0) {'), test: 'storage/partition/memory-state-map.test.js', name: 'with a bound of 1' },
+  { what: 'ssc.mapWithState accepted after start()', edits: one('engine/streaming-context.js', "this.assertBuilding('mapWithState');", ''), test: 'engine/bad-input.test.js', name: 'lifecycle errors' },
+  { what: 'ssc.addOutput accepted after start()', edits: one('engine/streaming-context.js', "this.assertBuilding('addOutput');", ''), test: 'engine/bad-input.test.js', name: 'lifecycle errors' },
+  { what: 'a second stop() of a context never started arms a deadline timer', edits: one('engine/streaming-context.js', "            // Nothing runs to cut: a deadline a second call gives would only keep the process up.\n            this.cutClosed = true;\n", ''), test: 'engine/bad-input.test.js', name: 'never started leaves no timer' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

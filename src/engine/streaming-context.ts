@@ -310,10 +310,12 @@ export class StreamingContext implements StreamGraph {
   }
 
   addOutput<T>(stream: DStream<T>, fn: (records: T[], time: number) => unknown): void {
+    this.assertBuilding('addOutput');
     this.outputs.push({ stream: stream as DStream<unknown>, fn: fn as OutputOp['fn'] });
   }
 
   mapWithState<K, V, S, M>(parent: DStream<[K, V]>, spec: StateSpec<K, V, S, M>): MapWithStateDStream<K, V, S, M> | ClusterMapWithStateDStream<K, V, S, M> {
+    this.assertBuilding('mapWithState');
     if (!spec || typeof (spec as { getNumPartitions?: unknown }).getNumPartitions !== 'function') {
       throw new ConfigError('mapWithState expects a StateSpec (StateSpec.function(ref))');
     }
@@ -522,7 +524,9 @@ export class StreamingContext implements StreamGraph {
   /**
    * Stops scheduling, lets the batches already generated finish (for at most
    * `options.timeoutMs`, then the threads still applying one are terminated), then closes
-   * workers and stores.
+   * workers and stores. An output operation (or a listener) may call it, but not wait for
+   * it: the stop waits for that output's batch, which waits for the output (Spark's
+   * `ssc.stop()` inside `foreachRDD` hangs the same way).
    */
   async stop(options?: StopOptions): Promise<void> {
     const timeoutMs = stopTimeout(options);
@@ -537,6 +541,8 @@ export class StreamingContext implements StreamGraph {
     if (this.phase === 'stopped') return;
     if (this.phase === 'created') {
       this.phase = 'stopped';
+      // Nothing runs to cut: a deadline a second call gives would only keep the process up.
+      this.cutClosed = true;
       this.stopping = this.observability.stop();
     } else {
       if (timeoutMs !== undefined) this.cutAfter(timeoutMs);

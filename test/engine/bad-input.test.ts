@@ -302,9 +302,24 @@ describe('a mapping module that does not load fails start()', () => {
     try {
       assert.throws(() => job.ssc.queueStream(), /must be defined before start\(\)/);
       await assert.rejects(job.ssc.start(), /a context starts once/);
+      // The context's own methods too, not only the streams' (which call them).
+      assert.throws(() => job.ssc.mapWithState(job.input as never, StateSpec.function(fixture('count'))), (e: unknown) => e instanceof LifecycleError && /^mapWithState: streams and outputs must be defined before start\(\)/.test((e as Error).message));
+      assert.throws(() => job.ssc.addOutput(job.input, () => undefined), (e: unknown) => e instanceof LifecycleError && /^addOutput: streams and outputs must be defined before start\(\)/.test((e as Error).message));
+      assert.deepEqual(await job.batch([['a', 1]]), [['a', 1]], 'the job goes on');
     } finally {
       await job.ssc.stop();
     }
+  });
+
+  it('stop() twice on a context that never started leaves no timer behind', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
+    ssc.queueStream();
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const first = ssc.stop();
+    await ssc.stop({ timeoutMs: 60_000 });
+    await first;
+    assert.equal(timers(), before, 'the second call armed no deadline');
   });
 });
 

@@ -187,13 +187,16 @@ export class ChangelogRestore implements RecordSink {
   }
 
   /**
-   * Applies the pending entries of epochs before `epoch` that `whole` says belong to a whole
-   * batch, and drops their others. A dropped letter is not written again: its batch runs again
-   * from the repartition topic, and dead-letters its record anew if it fails again.
+   * Applies the pending entries of `epoch` and the epochs before it that `whole` says belong
+   * to a whole batch, and drops their others. `epoch` itself too: a retake under the same
+   * epoch (its lease ran out mid-batch) follows what its own earlier tenure half-wrote, and a
+   * later batch end of that epoch must not apply it. A dropped letter is not written again:
+   * its batch runs again from the repartition topic, and dead-letters its record anew if it
+   * fails again.
    */
   private settle(whole: (entry: Pending) => boolean, epoch: number): void {
     for (const [id, entry] of this.pending) {
-      if (entry.epoch >= epoch) continue;
+      if (entry.epoch > epoch) continue;
       if (whole(entry)) this.apply(id, entry);
       else {
         if (entry.kind === 'entry') this.dropped.set(id, entry.key);

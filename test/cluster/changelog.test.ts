@@ -163,6 +163,29 @@ describe('changelog restore', () => {
     assert.deepEqual(restorer.last, batchEnd(1, 100, 10));
   });
 
+  it("a batch half-written before a retake under the same epoch is dropped at the retake's takeover, not applied by a later batch end of that epoch", () => {
+    const { state, restorer } = restore([
+      epochMessage(3, 'a'), takeoverMessage(3, undefined), entryMessage(3, 100, 'x', v(1)), end(3, 100, 10),
+      // Batch 200's first request reached the changelog; its lease ran out before its end.
+      entryMessage(3, 200, 'x', v(9)),
+      // a takes the partition again under the same epoch, from its store at batch 100, and ends an empty batch 300.
+      epochMessage(3, 'a'), takeoverMessage(3, batchEnd(3, 100, 10)), end(3, 300, 10),
+    ]);
+    assert.deepEqual(state, { '"x"': 1 }, 'batch 200 never committed');
+    assert.deepEqual(restorer.last, batchEnd(3, 300, 10));
+    assert.deepEqual([...restorer.dropped.values()], ['x'], 'its key is for the owner to write again');
+  });
+
+  it('a restore that ends with a same-epoch batch half-written drops it too (dropWaiting)', () => {
+    const { state, restorer } = restore([
+      epochMessage(3, 'a'), takeoverMessage(3, undefined), entryMessage(3, 100, 'x', v(1)), end(3, 100, 10),
+      entryMessage(3, 200, 'x', v(9)),
+    ]);
+    assert.equal(restorer.waiting, 1);
+    assert.deepEqual(restorer.dropWaiting(3), ['x'], 'a retake by the same epoch drops what never ended');
+    assert.deepEqual(state, { '"x"': 1 });
+  });
+
   it('restores a compacted changelog: the newest entry per key, the newest end per epoch, and every marker and takeover', () => {
     // What compaction leaves of: a's batches 100 (x=1, y=5) and 200 (x=2) with their ends; a
     // dying in batch 250 (y=9); b taking over and writing y again as it restored it (y=5);

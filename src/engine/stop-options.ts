@@ -42,6 +42,15 @@ export function stopTimedOut(batchTime: number, timeoutMs: number, cause: unknow
   );
 }
 
+/** What a start that a stop's deadline cut short fails with (its threads terminated under it). */
+export function startCutShort(timeoutMs: number, cause: unknown): StopTimeoutError {
+  return new StopTimeoutError(
+    `stop() waited ${timeoutMs} ms while the job was still starting: the worker threads were terminated and start() did not finish (${(cause as Error)?.message ?? String(cause)})`,
+    { timeoutMs },
+    cause,
+  );
+}
+
 /**
  * An output operation's result, awaited until the stop's deadline (`cut` aborted with the
  * timeout as its reason) if that comes first. An output still pending then is left behind,

@@ -22,7 +22,7 @@ import { specAsDefined, type StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
 import { newestSnapshotAt } from '../storage/snapshots/manifest.js';
 import { recoverLocalJob } from './local-recovery.js';
-import { outputUntilCut, stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
+import { outputUntilCut, startCutShort, stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
 import { DataDirLock } from '../storage/data-lock.js';
 import { openWaitMs } from '../storage/open-gate.js';
 import type { Registry } from 'prom-client';
@@ -373,7 +373,9 @@ export class StreamingContext implements StreamGraph {
     const snapshot = await waitFor(this.supervisor, (s) => s.matches('running') || s.matches('failed'));
     // Besides a failed start: a batch rebuilt at start that failed before the start was over (its
     // batch.started listener threw), which the supervisor, still starting, did not take.
-    const error = snapshot.matches('failed') ? (snapshot.context.error ?? new Error('start failed')) : this.failure;
+    let error = snapshot.matches('failed') ? (snapshot.context.error ?? new Error('start failed')) : this.failure;
+    // A stop's deadline that terminated the threads under the start: said so, not as the pool's bare "Terminating worker thread".
+    if (error && this.cut?.cutting && !(error instanceof StopTimeoutError)) error = startCutShort(this.cut.timeoutMs, error);
     if (error) {
       this.supervisor.send({ type: 'STOP' });
       await waitFor(this.supervisor, (s) => s.status === 'done');

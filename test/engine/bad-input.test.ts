@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   BatchEvents, ConfigError, EncodingError, InvalidRecordError, LifecycleError, ManualClock, MappingModuleError, PoisonRecordError,
-  StateContractError, StateSpec, StreamingContext,
+  StateContractError, StateSpec, StopTimeoutError, StreamingContext,
 } from '../../src/index.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { within } from '../wait.js';
@@ -190,6 +190,18 @@ describe('a mapping module that does not load fails start()', () => {
     const exit = await within(new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal]))), '20 failed starts', { timeoutMs: 120_000 });
     assert.deepEqual(exit, [0, null], output.slice(-2000));
     assert.match(output, /^survived 20$/m);
+  });
+
+  it("a stop whose deadline passes while the job is starting fails start() with a StopTimeoutError that says so, not the pool's bare words", async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 2 });
+    // Its module takes 1.5 s to load on each thread: the deadline falls inside the start's module check.
+    ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('slow-import')).numPartitions(2));
+    const starting = ssc.start();
+    const stopping = ssc.stop({ timeoutMs: 500 });
+    await assert.rejects(starting, (e: unknown) => e instanceof StopTimeoutError && /^stop\(\) waited 500 ms while the job was still starting: the worker threads were terminated and start\(\) did not finish/.test((e as Error).message));
+    await within(stopping, 'the stop');
+    assert.equal(ssc.state, 'stopped');
+    assert.equal(workerThreads(), 0);
   });
 
   it('stop() during start() waits for it and closes everything: no worker thread and no store left open', async () => {

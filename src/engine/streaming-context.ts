@@ -342,12 +342,13 @@ export class StreamingContext implements StreamGraph {
   start(): Promise<void> {
     // A context stopped before it started is stopped too: Spark's contexts start once.
     if (this.starting || this.phase !== 'created') return Promise.reject(new LifecycleError(`start(): the context is ${this.phase}; a context starts once`, { phase: this.phase }));
+    // Refused before anything starts: the context is still being built, and may start once an input is defined.
+    if (this.inputs.length === 0) return Promise.reject(new LifecycleError('start(): no input stream is defined (queueStream or kafkaStream)'));
     this.starting = this.startOnce();
     return this.starting;
   }
 
   private async startOnce(): Promise<void> {
-    if (this.inputs.length === 0) throw new LifecycleError('start(): no input stream is defined (queueStream or kafkaStream)');
     this.phase = 'starting';
     const stopped = (error: unknown): never => {
       this.phase = 'stopped';

@@ -309,7 +309,13 @@ describe('a mapping module that does not load fails start()', () => {
 
   it('start() without an input, and building after start, are lifecycle errors', async () => {
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
-    await assert.rejects(ssc.start(), LifecycleError);
+    await assert.rejects(ssc.start(), (e: unknown) => e instanceof LifecycleError && /^start\(\): no input stream is defined/.test((e as Error).message));
+    // Nothing started: the context is still being built, and starts once it has an input.
+    assert.equal(ssc.state, 'created');
+    ssc.queueStream();
+    await ssc.start();
+    assert.equal(ssc.state, 'running');
+    await ssc.stop();
     const job = await keyedJob(StateSpec.function(fixture('count')), { dataDir: tempDir() });
     try {
       assert.throws(() => job.ssc.queueStream(), /must be defined before start\(\)/);

@@ -326,6 +326,7 @@ const MUTANTS: Mutant[] = [
   { what: "a retake under the same epoch keeps what its earlier tenure half-wrote", edits: one('cluster/changelog.js', 'if (entry.epoch > epoch)', 'if (entry.epoch >= epoch)'), test: 'cluster/changelog.test.js', name: 'same-epoch|same epoch' },
   { what: "a start a stop's deadline cut short fails in the pool's bare words", edits: one('engine/streaming-context.js', 'if (error && this.cut?.cutting && !(error instanceof StopTimeoutError))', 'if (false)'), test: 'engine/bad-input.test.js', name: 'deadline passes while the job is starting' },
   { what: 'a start refused for want of an input counts as the one start', edits: one('engine/streaming-context.js', "if (this.inputs.length === 0)\n            return Promise.reject(", "if (this.inputs.length === 0)\n            return this.starting = Promise.reject("), test: 'engine/bad-input.test.js', name: 'lifecycle errors' },
+  { what: "a restore's takeover sent after its lease ran out", edits: one('cluster/restore-store.js', 'writer.writeTakeover(partition, epoch, last, withinLease)', 'writer.writeTakeover(partition, epoch, last)'), test: 'integration/cluster/dropped-batch-restore.test.js', name: 'writes no takeover' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

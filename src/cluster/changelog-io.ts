@@ -51,8 +51,8 @@ export class ChangelogWriter {
   }
 
   /** The new owner restored up to its marker and found `accepts` as the last whole batch. Returns its offset. */
-  writeTakeover(partition: number, epoch: number, accepts: BatchEnd | undefined): Promise<number> {
-    return send(this.producer, this.topic, partition, [takeoverMessage(epoch, accepts)]);
+  writeTakeover(partition: number, epoch: number, accepts: BatchEnd | undefined, beforeEach?: () => void): Promise<number> {
+    return send(this.producer, this.topic, partition, [takeoverMessage(epoch, accepts)], beforeEach);
   }
 }
 

@@ -10,6 +10,7 @@ import type { PartitionStore } from '../storage/partition/store.js';
 import { TimeIndex } from '../storage/partition/time-index.js';
 import { ChangelogRestore, type BatchEnd, type RecordSink } from './changelog.js';
 import { readChangelog, type ChangelogWriter } from './changelog-io.js';
+import { withinLease } from './lease.js';
 import type { HighWaterMarks } from './high-water-marks.js';
 import type { PartitionReader } from './partition-reader.js';
 
@@ -170,14 +171,10 @@ export async function restorePartition(
   stored.flush();
   // A restore takes minutes at most: the partition may have moved on meanwhile (a session that
   // expired in a long pause). Its next owner's entries of a key must not be followed by ours.
-  const leaseUntil = await options.stillOwned();
-  // As a batch's requests are (state-stream.ts): a fenced owner's record of a key that lands
-  // after the new owner's is ignored by restores, but compaction may keep it alone.
-  const withinLease = () => {
-    if (performance.now() > leaseUntil) {
-      throw new OwnershipLostError(`cluster: partition ${partition} of ${topic}: the restore outlived the lease of its ownership check; it sends nothing more`, { topic, partition, epoch });
-    }
-  };
+  // What follows is sent under that check's lease, as a batch's requests are.
+  const leased = withinLease(await options.stillOwned(), () =>
+    new OwnershipLostError(`cluster: partition ${partition} of ${topic}: the restore outlived the lease of its ownership check; it sends nothing more`, { topic, partition, epoch }),
+  );
   if (restore.epoch > epoch) {
     throw new ClusterError(
       `cluster: partition ${partition} of ${topic} holds the marker of epoch ${restore.epoch}, later than this owner's ${epoch}: the ZooKeeper assignment the epochs come from ` +
@@ -188,7 +185,7 @@ export async function restorePartition(
   }
   const dropped = restore.dropWaiting(epoch);
   const last = restore.last;
-  let at = await writer.writeTakeover(partition, epoch, last, withinLease);
+  let at = await writer.writeTakeover(partition, epoch, last, leased);
   if (dropped.length > 0) {
     const entries = dropped.map((key) => {
       const bytes = readBinary(store, key as Key);
@@ -197,7 +194,7 @@ export async function restorePartition(
     });
     at = await writer.writeBatch(partition, dropped, entries, {
       epoch, batchTime: last?.batchTime ?? 0, position: last?.position ?? 0, marks: last?.marks ?? {}, keyCount: last?.keyCount ?? 0,
-    }, [], withinLease);
+    }, [], leased);
   }
   const meta: ClusterMeta = { position: last?.position ?? 0, marks: last?.marks ?? {}, changelogOffset: at, epoch, epochAt: marker };
   store.env.transactionSync(() => {

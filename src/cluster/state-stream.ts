@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
 import { createActor, type ActorRefFrom, type AnyActorRef } from 'xstate';
 import { ClusterError, ConfigError, LifecycleError, NotOwnerError, OwnershipLostError } from '../errors.js';
 import { partitionMachine } from '../actors/partition.machine.js';
@@ -28,6 +27,7 @@ import type { StateSpec } from '../engine/state-spec.js';
 import type { ChangelogWriter } from './changelog-io.js';
 import type { ClusterCoordinator } from './coordinator.js';
 import { PairFilter } from './high-water-marks.js';
+import { withinLease } from './lease.js';
 import type { PartitionReader } from './partition-reader.js';
 import { PAIRS_PER_MESSAGE, readPairs } from './pairs.js';
 import { readClusterMeta, restorePartition, type ClusterMeta } from './restore-store.js';
@@ -290,18 +290,14 @@ export class ClusterMapWithStateDStream<K, V, S, M> extends DStream<M> implement
       new OwnershipLostError(`cluster: partition ${o.partition} of stream ${this.stateIndex}: batch ${batchTime} outlived the lease of its ownership check; it is not committed here`, {
         stream: this.stateIndex, partition: o.partition, batchTime,
       });
-    // Nothing is sent once the lease ran out, checked before each of the batch's requests: a
-    // fenced owner's entry that lands after the new owner's entry of the same key is ignored
-    // by restores, but compaction may keep it alone. (Between a check and the broker there is
-    // still a window of one request; see docs/scale-out.md.)
-    const withinLease = () => {
-      if (performance.now() > leaseUntil) throw outlived();
-    };
-    const offset = await rt.changelog.writeBatch(o.partition, prepared.keys, prepared.entries, end, prepared.letters, withinLease);
+    // Nothing is sent once the lease ran out, checked before each of the batch's requests.
+    // (Between a check and the broker there is still a window of one request; see docs/scale-out.md.)
+    const leased = withinLease(leaseUntil, outlived);
+    const offset = await rt.changelog.writeBatch(o.partition, prepared.keys, prepared.entries, end, prepared.letters, leased);
     // Paused or slowed past the lease (a SIGSTOP, a long GC, a broker that took its time):
     // another instance may own the partition now, so this one commits nothing. What it wrote
     // to the changelog after the new owner's marker is ignored by every restore.
-    if (performance.now() > leaseUntil) throw outlived();
+    leased();
     const meta: ClusterMeta = { position: end.position, marks: end.marks, changelogOffset: offset, epoch: o.epoch, epochAt: o.meta.epochAt };
     o.meta = meta;
     return { cluster: meta };

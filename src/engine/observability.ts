@@ -11,6 +11,7 @@ import type { BatchEventMap } from './batch-events.js';
 import type { InputStream } from './sources/input.js';
 import { KafkaInputDStream } from './sources/kafka.js';
 import type { PartitionFigures } from '../storage/partition/figures.js';
+import type { SnapshotOnDisk } from '../storage/snapshots/manifest.js';
 
 /** The context's parts metrics and the page may read, handed over as getters (the context keeps them private). */
 export interface JobParts {
@@ -25,6 +26,8 @@ export interface JobParts {
   /** Whether the job takes snapshots, and when the newest one in its folder was written (ms), if any. */
   snapshotsOn: boolean;
   lastSnapshotAt(): number | undefined;
+  /** The newest snapshot in the job's folder, whether this process took it or not. */
+  newestSnapshot(): SnapshotOnDisk | undefined;
 }
 
 type Events = { on<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): unknown };
@@ -46,6 +49,7 @@ function probeOf(parts: JobParts): JobProbe {
     stateStreams: () => parts.stateStreams().map((s) => ({ stream: s.stateIndex, partitions: s.partitionFigures() })),
     snapshotsOn: parts.snapshotsOn,
     lastSnapshotAt: parts.lastSnapshotAt,
+    newestSnapshot: parts.newestSnapshot,
     kafkaSources: () => parts.inputs().filter((i): i is KafkaInputDStream<unknown> => i instanceof KafkaInputDStream) as KafkaProbe[],
   };
 }

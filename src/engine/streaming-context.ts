@@ -20,7 +20,7 @@ import { validateKafkaOptions, type KafkaStreamOptions } from './sources/kafka-o
 import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
 import { specAsDefined, type StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
-import { newestSnapshotAt } from '../storage/snapshots/manifest.js';
+import { newestSnapshot, newestSnapshotAt, snapshotFigures } from '../storage/snapshots/manifest.js';
 import { recoverLocalJob } from './local-recovery.js';
 import { outputUntilCut, startCutShort, stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
 import { DataDirLock } from '../storage/data-lock.js';
@@ -200,6 +200,7 @@ export class StreamingContext implements StreamGraph {
       inputs: () => (this.clusterOptions ? [] : this.inputs), stateStreams: () => [...this.stateStreams, ...this.clusterStreams],
       snapshotsOn: this.snapshotPolicy !== undefined,
       lastSnapshotAt: () => (this.snapshotPolicy ? newestSnapshotAt(this.dataDir) : undefined),
+      newestSnapshot: () => newestSnapshot(this.dataDir),
     }, this);
   }
 
@@ -465,11 +466,7 @@ export class StreamingContext implements StreamGraph {
         for (const input of this.inputs) await input.retainHistoryFrom?.(batchTime);
       },
       completed: (info, { gateMs, durationMs }) => {
-        const parts = info.manifest.streams.flatMap((s) => s.partitions);
-        this.emit(BatchEvents.SNAPSHOT_COMPLETED, {
-          batchTime: info.batchTime, path: info.path, gateMs, durationMs,
-          bytes: parts.reduce((n, p) => n + p.bytes, 0), keyCount: parts.reduce((n, p) => n + p.keyCount, 0),
-        });
+        this.emit(BatchEvents.SNAPSHOT_COMPLETED, { batchTime: info.batchTime, path: info.path, gateMs, durationMs, ...snapshotFigures(info.manifest) });
       },
       failed: (batchTime, error) => this.emit(BatchEvents.SNAPSHOT_FAILED, { batchTime, error }),
     }, this.batchIntervalMs);

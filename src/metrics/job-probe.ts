@@ -1,5 +1,6 @@
 import type { PartitionFigures } from '../storage/partition/figures.js';
 import type { KafkaSourceStatus } from '../engine/sources/kafka.js';
+import type { SnapshotOnDisk } from '../storage/snapshots/manifest.js';
 
 /** A Kafka source as metrics and the status page see it: read-only. */
 export interface KafkaProbe {
@@ -25,5 +26,7 @@ export interface JobProbe {
   /** Whether the job takes snapshots, and when the newest one in its folder was written (ms), if any: a restarted job's has not completed in this process. */
   readonly snapshotsOn: boolean;
   lastSnapshotAt(): number | undefined;
+  /** The newest snapshot in the job's folder, taken by this process or before it started (the status page shows it). */
+  newestSnapshot(): SnapshotOnDisk | undefined;
   kafkaSources(): KafkaProbe[];
 }

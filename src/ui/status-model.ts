@@ -2,6 +2,7 @@ import { BatchEvents, type BatchCompletedEvent, type BatchEventMap } from '../en
 import type { JobProbe } from '../metrics/job-probe.js';
 import type { LagSampler, SourceLag } from '../metrics/kafka-lag.js';
 import type { PartitionFigures } from '../storage/partition/figures.js';
+import type { SnapshotOnDisk } from '../storage/snapshots/manifest.js';
 
 /** One batch as the page lists it. */
 export interface BatchRow {
@@ -63,6 +64,11 @@ export interface StatusDocument {
   batches: BatchRow[];
   streams: Array<{ stream: number; partitions: PartitionFigures[] }>;
   snapshots: SnapshotRow[];
+  /**
+   * The newest snapshot in the job's folder while none has completed in this process: a
+   * restarted job's page shows what a restore would start from, not "no snapshot".
+   */
+  snapshotOnDisk: SnapshotOnDisk | undefined;
   kafka: SourceLag[];
   sourceDeadLetters: Array<{ source: number; count: number }>;
   restarts: RestartRow[];
@@ -195,6 +201,7 @@ export class StatusModel {
       batches: this.batches.map((b, i) => (i < this.batches.length - DETAILED_ROWS ? { ...b, partitionTimesMs: undefined, partitions: undefined } : b)),
       streams: this.probe.stateStreams(),
       snapshots: this.snapshots,
+      snapshotOnDisk: this.snapshots.some((s) => s.outcome === 'completed') ? undefined : this.probe.newestSnapshot(),
       kafka,
       sourceDeadLetters: this.probe.kafkaSources().map((s) => ({ source: s.id, count: s.deadLetterCount() })),
       restarts: this.restarts,

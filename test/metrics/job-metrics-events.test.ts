@@ -15,7 +15,7 @@ function metricsOn(batchIntervalMs: number, parts: Partial<JobProbe> = {}): { re
   const registry = new Registry();
   const probe: JobProbe = {
     appName: 'events', batchIntervalMs, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
-    snapshotsOn: false, lastSnapshotAt: () => undefined, ...parts,
+    snapshotsOn: false, lastSnapshotAt: () => undefined, newestSnapshot: () => undefined, ...parts,
   };
   const events = new EventEmitter();
   new JobMetrics(registry, probe, () => []).attach(events);

@@ -9,7 +9,7 @@ describe('the status page\'s document', () => {
   it('carries per-partition times for the newest batches the page details, and the figures of every batch it keeps for the charts', async () => {
     const probe: JobProbe = {
       appName: 'status', batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
-      snapshotsOn: false, lastSnapshotAt: () => undefined,
+      snapshotsOn: false, lastSnapshotAt: () => undefined, newestSnapshot: () => undefined,
     };
     const events = new EventEmitter();
     const model = new StatusModel(probe, () => []);
@@ -32,5 +32,23 @@ describe('the status page\'s document', () => {
     assert.equal(detailed.at(-1)!.partitionTimesMs![0].length, partitions);
     assert.equal(detailed.at(-1)!.partitions![0].length, partitions);
     assert.ok(JSON.stringify(batches).length < 2_000_000, `${JSON.stringify(batches).length} bytes`);
+  });
+
+  it('shows the newest snapshot in the folder, from before this start, until one of its own completes', async () => {
+    const onDisk = { batchTime: 5000, path: '/data/snapshots/5000', at: 1_700_000_000_000, bytes: 4096, keyCount: 7 };
+    const probe: JobProbe = {
+      appName: 'status', batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
+      snapshotsOn: true, lastSnapshotAt: () => onDisk.at, newestSnapshot: () => onDisk,
+    };
+    const events = new EventEmitter();
+    const model = new StatusModel(probe, () => []);
+    model.attach(events);
+    assert.deepEqual((await model.document()).snapshotOnDisk, onDisk);
+    events.emit(BatchEvents.SNAPSHOT_FAILED, { batchTime: 6000, error: new Error('disk full') });
+    assert.deepEqual((await model.document()).snapshotOnDisk, onDisk, 'a failed snapshot of its own leaves the older one the newest');
+    events.emit(BatchEvents.SNAPSHOT_COMPLETED, { batchTime: 7000, path: '/data/snapshots/7000', bytes: 8192, keyCount: 9, gateMs: 1, durationMs: 20 });
+    const after = await model.document();
+    assert.equal(after.snapshotOnDisk, undefined);
+    assert.deepEqual(after.snapshots.map((s) => [s.batchTime, s.outcome]), [[6000, 'failed'], [7000, 'completed']]);
   });
 });

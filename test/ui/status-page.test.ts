@@ -81,12 +81,17 @@ describe('the status page in a real browser (Debian chromium, real ZooKeeper, mo
   it('draws the batch charts, shows figures that match the batch events, state, Kafka lag and snapshots, and says in words when ZooKeeper is away', async () => {
     const topic = 'page-words';
     await services.kafka.createTopic(topic, TOPIC_PARTITIONS);
-    const ssc = new StreamingContext({ batchIntervalMs: INTERVAL, dataDir: tempDir(), threads: 2, appName: 'word-count', snapshotEvery: 8, ui: { port: 0 } });
-    const counts = ssc
-      .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: 'page-group', zookeeper: { connect: services.zk.connectString, root: '/statestream/page', sessionTimeoutMs: 4000 }, maxRecordsPerBatch: 40, groupSessionTimeoutMs: 6000 })
-      .flatMap((r) => (r.value ?? '').split(' '))
-      .map((w): [string, number] => [w, 1])
-      .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(PARTITIONS));
+    const dataDir = tempDir();
+    const job = (snapshotEvery: number | undefined) => {
+      const ssc = new StreamingContext({ batchIntervalMs: INTERVAL, dataDir, threads: 2, appName: 'word-count', snapshotEvery, ui: { port: 0 } });
+      const counts = ssc
+        .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: 'page-group', zookeeper: { connect: services.zk.connectString, root: '/statestream/page', sessionTimeoutMs: 4000 }, maxRecordsPerBatch: 40, groupSessionTimeoutMs: 6000 })
+        .flatMap((r) => (r.value ?? '').split(' '))
+        .map((w): [string, number] => [w, 1])
+        .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(PARTITIONS));
+      return { ssc, counts };
+    };
+    const { ssc, counts } = job(8);
     const completed: BatchCompletedEvent[] = [];
     const snapshots: SnapshotCompletedEvent[] = [];
     ssc.on(BatchEvents.COMPLETED, (e) => void completed.push(e));
@@ -186,6 +191,25 @@ describe('the status page in a real browser (Debian chromium, real ZooKeeper, mo
         const problems = (await readPage(page)).problems;
         return problems.some((p) => p.startsWith('the page cannot reach the job')) ? true : undefined;
       });
+
+      // Started again (without snapshotEvery): the page shows the snapshot the folder holds, not "no snapshot".
+      const again = job(undefined);
+      await again.ssc.start();
+      try {
+        await page.goto(again.ssc.endpoints().ui!);
+        const newest = snapshots.at(-1)!;
+        const summary = await eventually('the restarted page to show the newest snapshot in the folder', async () => {
+          const text = (await readPage(page)).snapshot;
+          return text.startsWith('Newest snapshot') ? text : undefined;
+        });
+        const label = new Date(newest.batchTime).toISOString().slice(11).replace(/\.000Z$|Z$/, '');
+        assert.equal(
+          summary.replace(/finished \d{4}-\d\d-\d\d \d\d:\d\d:\d\d/, 'finished <time>').replace(/[\d.]+ KiB/, '<size>'),
+          `Newest snapshot in the folder, from before this start: batch ${label}, finished <time>, <size>, 50 keys (${newest.path}).`,
+        );
+      } finally {
+        await again.ssc.stop();
+      }
     } finally {
       await browser.close();
       await ssc.stop();

@@ -132,6 +132,11 @@ describe('status page server', { timeout: 180_000 }, () => {
         status.problems.join('\n'),
       );
       assert.ok(status.problems.some((p: string) => /partition 1 holds batch 1000.* cannot be replayed by a queue source/.test(p)), status.problems.join('\n'));
+      // No snapshot in this process (nor snapshotEvery): the page shows the one it was restored from.
+      assert.deepEqual(status.snapshots, []);
+      const { at, bytes, ...onDisk } = status.snapshotOnDisk;
+      assert.deepEqual(onDisk, { batchTime: 1000, path: join(dataDir, 'snapshots', '1000'), keyCount: 4 });
+      assert.ok(bytes > 0 && at <= Date.now() && at > Date.now() - 120_000, JSON.stringify(status.snapshotOnDisk));
       // A record whose key cannot be a key fails the batch: the page says why the job stopped.
       await assert.rejects(job.batch([[{ not: 'a key' } as unknown as string, 1]]));
       const failed = JSON.parse(await curl(`${job.ssc.endpoints().ui}api/status`));

@@ -86,15 +86,36 @@ export function listSnapshots(dataDir: string): SnapshotInfo[] {
   return scanSnapshots(dataDir).readable;
 }
 
-/** When the newest readable snapshot in the folder was completed (its manifest, written last), in ms since the epoch, if there is one. */
-export function newestSnapshotAt(dataDir: string): number | undefined {
+/** A snapshot's partition copies: their bytes and the keys they hold, over every stream. */
+export function snapshotFigures(manifest: SnapshotManifest): { bytes: number; keyCount: number } {
+  const parts = manifest.streams.flatMap((s) => s.partitions);
+  return { bytes: parts.reduce((n, p) => n + p.bytes, 0), keyCount: parts.reduce((n, p) => n + p.keyCount, 0) };
+}
+
+/** The newest readable snapshot in a folder, as a status page shows one it did not see taken. */
+export interface SnapshotOnDisk {
+  batchTime: number;
+  path: string;
+  /** When it was completed (its manifest, written last), in ms since the epoch. */
+  at: number;
+  bytes: number;
+  keyCount: number;
+}
+
+export function newestSnapshot(dataDir: string): SnapshotOnDisk | undefined {
   const newest = listSnapshots(dataDir)[0];
   if (!newest) return undefined;
   try {
-    return statSync(join(newest.path, 'manifest.json')).mtimeMs;
+    const at = statSync(join(newest.path, 'manifest.json')).mtimeMs;
+    return { batchTime: newest.batchTime, path: newest.path, at, ...snapshotFigures(newest.manifest) };
   } catch {
     return undefined; // pruned meanwhile
   }
+}
+
+/** When the newest readable snapshot in the folder was completed, in ms since the epoch, if there is one. */
+export function newestSnapshotAt(dataDir: string): number | undefined {
+  return newestSnapshot(dataDir)?.at;
 }
 
 /** A snapshot folder whose manifest cannot be read (damaged by hand, or a newer format): never a candidate for restore. */

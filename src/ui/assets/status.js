@@ -189,9 +189,12 @@ function renderState(doc) {
 function renderSnapshots(doc) {
   const done = doc.snapshots.filter((s) => s.outcome === 'completed');
   const last = done.at(-1);
+  const before = doc.snapshotOnDisk;
   $('snapshot-summary').textContent = last
     ? `Last snapshot: batch ${batchLabel(last.batchTime)}, finished ${clock(last.at)}, took ${ms(last.durationMs)}, ${bytes(last.bytes)}, ${num(last.keyCount)} keys (${last.path}).`
-    : doc.snapshots.length ? 'No snapshot has completed.' : 'No snapshot yet (snapshotEvery is off, or none is due).';
+    : before
+      ? `${doc.snapshots.length ? 'No snapshot has completed since this start. ' : ''}Newest snapshot in the folder, from before this start: batch ${batchLabel(before.batchTime)}, finished ${clock(before.at)}, ${bytes(before.bytes)}, ${num(before.keyCount)} keys (${before.path}).`
+      : doc.snapshots.length ? 'No snapshot has completed.' : 'No snapshot yet (snapshotEvery is off, or none is due).';
   const body = $('snapshots').tBodies[0];
   body.replaceChildren();
   for (const s of [...doc.snapshots].reverse().slice(0, 10)) {

@@ -330,6 +330,11 @@ const MUTANTS: Mutant[] = [
   { what: "a restarted job's page does not show the snapshot its folder holds", edits: one('ui/status-model.js', "snapshotOnDisk: this.snapshots.some((s) => s.outcome === 'completed') ? undefined : this.probe.newestSnapshot(),", 'snapshotOnDisk: undefined,'), test: 'ui/status-server.test.js', name: 'which store was damaged' },
   { what: "a restarted job's page says no snapshot though its folder holds one", edits: one('ui/assets/status.js', ': before\n      ?', ': false\n      ?'), test: 'ui/status-page.test.js', name: 'draws the batch charts' },
   { what: "the page shows a snapshot from before the start after one of its own completed", edits: one('ui/status-model.js', "this.snapshots.some((s) => s.outcome === 'completed') ? undefined", 'false ? undefined'), test: 'ui/status-model.test.js', name: 'from before this start' },
+  { what: 'a scrape resets the gauges another scrape of a shared registry is filling', edits: [
+    { file: 'metrics/job-metrics.js', from: 'const series = [];', to: 'const series = [];\n                this.reset();' },
+    { file: 'metrics/job-metrics.js', from: 'this.reset();\n                for (const [labels, value] of series)', to: 'for (const [labels, value] of series)' },
+    { file: 'metrics/job-metrics.js', from: 'await fill(job, { set: (labels, value) => void series.push([labels, value]) });', to: 'await fill(job, this);' },
+  ], test: 'metrics/job-metrics-events.test.js', name: 'two scrapes of a shared registry' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Metric, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type LabelValues, type Metric, type Registry } from 'prom-client';
 import { BatchEvents, type BatchEventMap } from '../engine/batch-events.js';
 import { ConfigError } from '../errors.js';
 import type { JobProbe } from './job-probe.js';
@@ -12,6 +12,9 @@ import type { LagSampler, SourceLag } from './kafka-lag.js';
  */
 const BATCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400, 5 * 86400, 10 * 86400];
 const SNAPSHOT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+
+/** Where a scrape-time gauge's fill puts each series it reads. */
+type SeriesSink = { set(labels: Record<string, string>, value: number): void };
 
 type Events = { on<E extends keyof BatchEventMap>(event: E, listener: (payload: BatchEventMap[E]) => void): unknown };
 
@@ -57,13 +60,18 @@ export class JobMetrics {
     appsOf.get(registry)!.add(probe.appName);
     const registers = [registry];
     const jobs = () => [...(jobsOf.get(registry) ?? [])];
-    const collected = <L extends string>(name: string, help: string, labelNames: L[], fill: (job: JobMetrics, gauge: Gauge<L>) => Promise<void> | void) =>
+    const collected = <L extends string>(name: string, help: string, labelNames: L[], fill: (job: JobMetrics, gauge: SeriesSink) => Promise<void> | void) =>
       metric(registry, name, () =>
         new Gauge<L>({
           name, help, labelNames, registers,
           async collect() {
+            // Gathered apart and swapped in at once: two scrapes of a shared registry overlap
+            // (two Prometheus servers, a slow broker), and one's reset must not clear the
+            // series of a job the other has already read while it awaits the next job.
+            const series: Array<[LabelValues<L>, number]> = [];
+            for (const job of jobs()) await fill(job, { set: (labels, value) => void series.push([labels as LabelValues<L>, value]) });
             this.reset();
-            for (const job of jobs()) await fill(job, this);
+            for (const [labels, value] of series) this.set(labels, value);
           },
         }),
       );
@@ -247,7 +255,7 @@ export class JobMetrics {
     return Promise.all(this.lag().map((s) => s.sample()));
   }
 
-  private fillState(gauge: Gauge<string>, figure: 'keyCount' | 'stateBytes' | 'deadLetters'): void {
+  private fillState(gauge: SeriesSink, figure: 'keyCount' | 'stateBytes' | 'deadLetters'): void {
     for (const s of this.probe.stateStreams()) {
       for (const p of s.partitions) gauge.set({ ...this.labels, stream: String(s.stream), partition: String(p.partition) }, p[figure]);
     }

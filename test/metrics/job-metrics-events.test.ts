@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { BatchEvents, type BatchCompletedEvent, type BatchEventMap } from '../../src/index.js';
 import { JobMetrics } from '../../src/metrics/job-metrics.js';
-import type { JobProbe } from '../../src/metrics/job-probe.js';
+import type { JobProbe, KafkaProbe } from '../../src/metrics/job-probe.js';
+import { LagSampler } from '../../src/metrics/kafka-lag.js';
 import { parseSamples } from './scrape.js';
 
 /**
@@ -98,5 +99,50 @@ describe('metrics from events', () => {
     emit(BatchEvents.STARTED, { batchTime: 1000, schedulingDelayMs: 0 });
     const names = new Set(parseSamples(await registry.metrics()).map((s) => s.name));
     assert.ok(![...names].some((n) => n.startsWith('statestream_snapshot_')), [...names].join(', '));
+  });
+
+  it('two scrapes of a shared registry that overlap each give every job\'s Kafka lag (one\'s reset does not clear what the other read)', async () => {
+    const registry = new Registry();
+    /** A source whose broker answers for its log-end offsets when the test says. */
+    const source = (id: number) => {
+      const asked: Array<(marks: Map<string, number>) => void> = [];
+      const probe: KafkaProbe = {
+        id,
+        status: () => ({ source: id, topics: ['t'], zookeeper: { connect: 'zk', root: '/r', opened: true, connected: true, sinceMs: 0 }, partitions: [{ topic: 't', partition: 0, next: 10, fetched: 10, buffered: 0 }] }),
+        highWatermarks: () => new Promise((resolve) => void asked.push(resolve)),
+        deadLetterCount: () => 0,
+      };
+      // Asked anew at every scrape, waited for up to 5 s (the test answers within milliseconds).
+      const sampler = new LagSampler(probe, 5_000, 0);
+      return { probe, sampler, answer: (high: number) => asked.shift()!(new Map([['t:0', high]])), asked: () => asked.length };
+    };
+    const jobs = ['a', 'b'].map((app, i) => {
+      const s = source(i);
+      const probe: JobProbe = {
+        appName: app, batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [s.probe],
+        snapshotsOn: false, lastSnapshotAt: () => undefined, newestSnapshot: () => undefined,
+      };
+      new JobMetrics(registry, probe, () => [s.sampler]).attach(new EventEmitter());
+      return s;
+    });
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    const lags = (text: string) => parseSamples(text).filter((x) => x.name === 'statestream_kafka_lag_records').map((x) => `${x.labels.app}=${x.value}`).sort();
+
+    // The first scrape reads job a, then waits for job b's broker.
+    const first = registry.metrics();
+    await turn();
+    jobs[0].answer(15);
+    await turn();
+    assert.equal(jobs[1].asked(), 1, 'the first scrape waits for job b');
+    // A second scrape begins meanwhile and waits for job a's broker.
+    const second = registry.metrics();
+    await turn();
+    assert.equal(jobs[0].asked(), 1, 'the second scrape waits for job a');
+    jobs[1].answer(30);
+    assert.deepEqual(lags(await first), ['a=5', 'b=20']);
+    jobs[0].answer(16);
+    await turn();
+    jobs[1].answer(31);
+    assert.deepEqual(lags(await second), ['a=6', 'b=21']);
   });
 });

@@ -24,7 +24,8 @@ keys and bytes. --stream lists only the snapshots that hold that stream. --verif
 recomputes every copy's SHA-256 and compares it with the manifest; a snapshot folder
 whose manifest cannot be read fails it too (without --verify it is named on stderr).
 
-Exit codes: 0 success, 1 a snapshot fails verification, 2 usage error.`;
+Exit codes: 0 success, 1 a snapshot fails verification or there is no data folder, 2 usage
+error.`;
 
 const createUsage = `Usage: statestream snapshot create [--data-dir <path>] [--stream <n>] [--zookeeper host:port --zk-root <path>] [--json]
 

@@ -205,7 +205,7 @@ const MUTANTS: Mutant[] = [
   { what: "a batch after a gap found while running records the gap in its range (its rebuild reports it again)", edits: one('engine/sources/kafka.js', 'from = Math.max(from, buffer.gaps[passed++].until);', 'passed++;'), test: 'integration/kafka-retention-gap.test.js', name: 'rebuilt after its failure' },
   { what: 'snapshot create skips a stream a crash left mid-swap', edits: one('cli/snapshot.js', '...streamsOnDisk(dataDir), ...streamsMidSwap(dataDir)', '...streamsOnDisk(dataDir)'), test: 'cli/cli.test.js', name: 'snapshot create finishes a restore' },
   { what: 'export --snapshot reads a snapshot in a newer store format', edits: one('cli/transfer.js', 'throw new CliFailure(`snapshot ${batchTime} cannot be read by this statestream: ${newer}`);', ';'), test: 'cli/cli.test.js', name: 'newer store format' },
-  { what: "snapshot restore checks the replay against another job's ZooKeeper root", edits: one('cli/snapshot.js', 'if (zk && kafka?.zookeeperRoot !== undefined && kafka.zookeeperRoot !== zk.root) {', 'if (false) {'), test: 'cli/cli.test.js', name: 'ZooKeeper will replay' },
+  { what: "snapshot restore checks the replay against another job's ZooKeeper root", edits: one('cli/snapshot.js', 'if (zk && kafkaRoots.length > 0 && !kafkaRoots.includes(zk.root)) {', 'if (false) {'), test: 'cli/cli.test.js', name: 'ZooKeeper will replay' },
   { what: "an export's scratch copy outlives a Ctrl-C", edits: one('storage/snapshots/source.js', 'const forget = removedAtExit(scratch);', 'const forget = () => undefined;'), test: 'cli/cli.test.js', name: 'Ctrl-C' },
   { what: 'state get of a number does not name the string key of its text', edits: one('cli/state.js', "const asText = typeof key === 'string' ? undefined :", "const asText = undefined && "), test: 'cli/cli.test.js', name: 'names the string key' },
   { what: "a state's bytes decoded as a view of lmdb-js's reused read buffer", edits: one('storage/codec.js', 'entryCodec = new BytesPackr({ useRecords: false, moreTypes: true, copyBuffers: true })', 'entryCodec = new BytesPackr({ useRecords: false, moreTypes: true, copyBuffers: false })'), test: 'storage/codec.test.js', name: 'reuses lmdb-js' },
@@ -335,6 +335,9 @@ const MUTANTS: Mutant[] = [
     { file: 'metrics/job-metrics.js', from: 'this.reset();\n                for (const [labels, value] of series)', to: 'for (const [labels, value] of series)' },
     { file: 'metrics/job-metrics.js', from: 'await fill(job, { set: (labels, value) => void series.push([labels, value]) });', to: 'await fill(job, this);' },
   ], test: 'metrics/job-metrics-events.test.js', name: 'two scrapes of a shared registry' },
+  { what: 'a reshard by hand of stores another partitioner placed', edits: one('storage/reshard/reshard.js', '    refuseOtherPartitioner(layout, dataDir, streamIndex);\n    const from', '    const from'), test: 'engine/rescale.test.js', name: 'another partitioner' },
+  { what: "snapshot restore takes only the first Kafka source's root as the job's", edits: one('cli/snapshot.js', '!kafkaRoots.includes(zk.root)', 'kafkaRoots[0] !== zk.root'), test: 'cli/cli.test.js', name: 'restore says how many batches' },
+  { what: "snapshot restore refuses a fractional batch time snapshot list prints", edits: one('cli/args.js', "raw === '' || !Number.isFinite(n) || String(n) !== raw", "!/^\\d+$/.test(raw)"), test: 'cli/troubles.test.js', name: 'fractional batch times' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

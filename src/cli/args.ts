@@ -152,10 +152,15 @@ export function integer(command: string, values: Parsed['values'], name: string,
   return n;
 }
 
-/** A batch time argument: a non-negative integer (milliseconds). */
+/**
+ * A snapshot's batch time as `snapshot list` prints it (milliseconds; a ManualClock's may be
+ * negative or fractional, and a snapshot's folder is named by String(batchTime)).
+ */
 export function batchTimeArg(command: string, raw: string, what: string): number {
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n)) throw new UsageError(`${command}: ${what} must be a batch time in milliseconds, got ${JSON.stringify(raw)}`, command);
+  if (raw === '' || !Number.isFinite(n) || String(n) !== raw) {
+    throw new UsageError(`${command}: ${what} must be a batch time in milliseconds as 'statestream snapshot list' prints it, got ${JSON.stringify(raw)}`, command);
+  }
   return n;
 }
 

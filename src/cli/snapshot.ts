@@ -240,11 +240,15 @@ async function restore(args: string[]): Promise<number> {
   if (problems.length > 0) throw new CliFailure(`snapshot ${batchTime} is damaged, nothing was changed: ${problems.join('; ')}`);
 
   // Before anything moves: whether ZooKeeper can replay what came after the snapshot.
-  const kafka = info.manifest.sources.find((s) => s.kind === 'kafka');
+  const kafka = info.manifest.sources.some((s) => s.kind === 'kafka');
+  // One root per Kafka source of the job; --zk-root names one of them.
+  const kafkaRoots = info.manifest.sources.flatMap((s) => (s.kind === 'kafka' && s.zookeeperRoot !== undefined ? [s.zookeeperRoot] : []));
   // Another job's root would check the replay against that job's history, and say it holds.
-  if (zk && kafka?.zookeeperRoot !== undefined && kafka.zookeeperRoot !== zk.root) {
-    throw new CliFailure(`snapshot ${batchTime} was taken of the job whose ZooKeeper root is ${kafka.zookeeperRoot}, not ${zk.root}: give --zk-root ${kafka.zookeeperRoot}, nothing was changed`);
+  if (zk && kafkaRoots.length > 0 && !kafkaRoots.includes(zk.root)) {
+    const roots = kafkaRoots.length === 1 ? `root is ${kafkaRoots[0]}` : `roots are ${kafkaRoots.join(', ')} (one per Kafka source)`;
+    throw new CliFailure(`snapshot ${batchTime} was taken of the job whose ZooKeeper ${roots}, not ${zk.root}: give --zk-root ${kafkaRoots.length === 1 ? kafkaRoots[0] : 'one of them'}, nothing was changed`);
   }
+  const unchecked = zk ? kafkaRoots.filter((r) => r !== zk.root) : [];
   let replay: { lastBatch: number | undefined; batches: number | undefined } | undefined;
   if (zk) {
     replay = await (await import('./zk.js')).withZooKeeper(zk, async (offsets) => {
@@ -300,8 +304,9 @@ async function restore(args: string[]): Promise<number> {
     const kafkaNext =
       `The next start of a Kafka job replays the batches after ${batchTime} from ZooKeeper's history` +
       (replay
-        ? replay.batches ? ` (${replay.batches} batches, up to ${replay.lastBatch})` : ' (ZooKeeper records nothing after it: nothing to replay)'
-        : ` (${kafka?.zookeeperRoot ?? 'under its ZooKeeper root'}; give --zookeeper and --zk-root to check it still keeps them)`) +
+        ? (replay.batches ? ` (${replay.batches} batches, up to ${replay.lastBatch})` : ' (ZooKeeper records nothing after it: nothing to replay)') +
+          (unchecked.length > 0 ? `; checked under ${zk!.root} only, not under the other sources' roots (${unchecked.join(', ')})` : '')
+        : ` (${kafkaRoots.length > 0 ? kafkaRoots.join(', ') : 'under its ZooKeeper root'}; give --zookeeper and --zk-root to check it still keeps them)`) +
       ', then continues from the positions ZooKeeper holds.';
     const queueNext = `The next start of a queue job starts from the snapshot's state (batch ${batchTime}); batches after it are not replayed.`;
     // The manifest names a Kafka source when a Kafka job took it; a queue job's (or one taken without --zookeeper) names none.

@@ -968,6 +968,18 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     const other = run('snapshot', 'restore', '4000', '--data-dir', dir, ...zkArgs());
     assert.equal(other.code, 1);
     assert.match(other.stderr, /snapshot 4000 was taken of the job whose ZooKeeper root is \/some\/other-job, not \S+: give --zk-root \/some\/other-job, nothing was changed/);
+    // A job of two Kafka sources has a root for each: this root, named second, is the job's too.
+    const twoSources = JSON.parse(original);
+    twoSources.sources = [{ ...twoSources.sources[0], zookeeperRoot: '/some/other-job' }, twoSources.sources[0]];
+    writeFileSync(manifestPath, JSON.stringify(twoSources));
+    const second = run('snapshot', 'restore', '4000', '--data-dir', dir, ...zkArgs());
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stdout, /nothing to replay\); checked under \S+ only, not under the other sources' roots \(\/some\/other-job\)/);
+    twoSources.sources[1].zookeeperRoot = '/yet/another-job';
+    writeFileSync(manifestPath, JSON.stringify(twoSources));
+    const neither = run('snapshot', 'restore', '4000', '--data-dir', dir, ...zkArgs());
+    assert.equal(neither.code, 1);
+    assert.match(neither.stderr, /whose ZooKeeper roots are \/some\/other-job, \/yet\/another-job \(one per Kafka source\), not \S+: give --zk-root one of them, nothing was changed/);
     writeFileSync(manifestPath, original);
 
     const restored = run('snapshot', 'restore', '2000', '--data-dir', dir, ...zkArgs());

@@ -5,7 +5,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import zookeeper from 'node-zookeeper-client';
-import { StateSpec } from '../../src/index.js';
+import { StateSpec, readStateExport } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { CliFailure } from '../../src/cli/args.js';
 import { withZooKeeper } from '../../src/cli/zk.js';
@@ -127,5 +127,31 @@ describe('the CLI says what is wrong in words', { timeout: 180_000 }, () => {
     noStack(result.stderr);
     const allowed = await run('inspect', '--data-dir', dataDir, '--zookeeper', zk.connectString, '--zk-root', root, '--zk-digest', 'owner:secret');
     assert.equal(allowed.code, 0, allowed.stderr);
+  });
+
+  it("a ManualClock's fractional batch times: snapshot restore and export --snapshot take them as snapshot list prints them", async () => {
+    const dir = tempDir();
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir: dir, startMs: 500.5, snapshotEvery: 1 });
+    try {
+      await job.batchWithSnapshot([['a', 1]]);
+      await job.batchWithSnapshot([['a', 1], ['b', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+    const listed = await run('snapshot', 'list', '--data-dir', dir, '--json');
+    assert.deepEqual(JSON.parse(listed.stdout).map((s: { batchTime: number }) => s.batchTime), [2500.5, 1500.5]);
+    const file = join(tempDir(), 'state.export');
+    const exported = await run('export', '--data-dir', dir, '--snapshot', '1500.5', '--out', file);
+    assert.equal(exported.code, 0, exported.stderr);
+    const read = readStateExport(file);
+    assert.equal(read.header.batchTime, 1500.5);
+    assert.deepEqual([...read.entries()].map(([key, state]) => [key, state]), [['a', 1]]);
+    const restored = await run('snapshot', 'restore', '1500.5', '--data-dir', dir);
+    assert.equal(restored.code, 0, restored.stderr);
+    const count = await run('state', 'count', '--data-dir', dir);
+    assert.equal(count.stdout.trim(), '1');
+    const refused = await run('snapshot', 'restore', '1500.50', '--data-dir', dir);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /<batchTime> must be a batch time in milliseconds as 'statestream snapshot list' prints it, got "1500\.50"/);
   });
 });

@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PoisonRecordError, StateSpec, StoreMismatchError } from '../../src/index.js';
-import { readStoredLayout } from '../../src/storage/reshard/reshard.js';
+import { readStoredLayout, reshardStores } from '../../src/storage/reshard/reshard.js';
 import { BatchLog, readLayout, writeLayout, type StoreLayout } from '../../src/storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
@@ -192,7 +192,7 @@ describe('rescaling: a job started with another numPartitions than its stores', 
     }
   });
 
-  it('refuses stores written with another partitioner, whatever the partition count, and changes nothing', async () => {
+  it('refuses stores written with another partitioner, whatever the partition count, at start and in a reshard by hand, and changes nothing', async () => {
     const dataDir = await twoPartitionJob();
     for (const p of [0, 1]) editLayout(dataDir, p, { partitioner: 'crc32' });
     for (const n of [2, 5]) {
@@ -202,6 +202,12 @@ describe('rescaling: a job started with another numPartitions than its stores', 
         return true;
       }, `started with ${n} partitions`);
     }
+    // What `statestream reshard` calls: it would place every key with murmur2 under a layout that still says crc32.
+    assert.throws(() => reshardStores(dataDir, 0, 3), (error: unknown) => {
+      assert.ok(error instanceof StoreMismatchError, String(error));
+      assert.match(error.message, /were partitioned with "crc32", but this version routes keys with "murmur2"; use a new dataDir/);
+      return true;
+    });
     assert.deepEqual([readStoredLayout(dataDir, 0)?.partitioner, readStoredLayout(dataDir, 0)?.numPartitions], ['crc32', 2]);
     assert.deepEqual(readdirSync(dataDir).sort(), ['state-0', 'statestream.lock'], 'no .reshard or .old folder is left');
   });

@@ -43,15 +43,19 @@ export function readStoredLayout(dataDir: string, streamIndex: number): StoreLay
 export function rescaleStores(dataDir: string, streamIndex: number, numPartitions: number): ReshardReport | undefined {
   const layout = readStoredLayout(dataDir, streamIndex);
   if (!layout) return undefined;
-  if (layout.partitioner !== murmur2Partitioner.name) {
-    throw new StoreMismatchError(
-      `the state stores of mapWithState stream ${streamIndex} under ${dataDir} were partitioned with "${layout.partitioner}", ` +
-        `but this version routes keys with "${murmur2Partitioner.name}"; use a new dataDir`,
-      { stream: streamIndex, stored: layout.partitioner, requested: murmur2Partitioner.name },
-    );
-  }
+  refuseOtherPartitioner(layout, dataDir, streamIndex);
   if (layout.numPartitions === numPartitions) return undefined;
   return reshardStores(dataDir, streamIndex, numPartitions);
+}
+
+/** Stores whose keys another partitioner placed: the router's placement says nothing of where they are. */
+function refuseOtherPartitioner(layout: StoreLayout, dataDir: string, streamIndex: number): void {
+  if (layout.partitioner === murmur2Partitioner.name) return;
+  throw new StoreMismatchError(
+    `the state stores of mapWithState stream ${streamIndex} under ${dataDir} were partitioned with "${layout.partitioner}", ` +
+      `but this version routes keys with "${murmur2Partitioner.name}"; use a new dataDir`,
+    { stream: streamIndex, stored: layout.partitioner, requested: murmur2Partitioner.name },
+  );
 }
 
 /**
@@ -64,6 +68,8 @@ export function reshardStores(dataDir: string, streamIndex: number, toPartitions
   const paths = swapPaths(dataDir, streamIndex, 'reshard');
   const layout = readStoredLayout(dataDir, streamIndex);
   if (!layout) throw new StoreMismatchError(`there are no state stores to reshard under ${paths.current}`, { stream: streamIndex, path: paths.current });
+  // The new stores would record the old partitioner over keys placed by this one.
+  refuseOtherPartitioner(layout, dataDir, streamIndex);
   const from = layout.numPartitions;
   for (let p = 0; p < from; p++) {
     const path = partitionPath(dataDir, streamIndex, p);

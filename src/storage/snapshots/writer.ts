@@ -114,6 +114,7 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
 
   const done = (async (): Promise<SnapshotInfo> => {
     const startedAt = Date.now();
+    let renamed = false;
     try {
       // Every copy settles before a failure is reported: the folder is removed and the stores may close only once none runs.
       const settled = await Promise.allSettled(copies.map((c) => c.copy));
@@ -148,13 +149,16 @@ export function beginSnapshot(request: SnapshotRequest): SnapshotInProgress {
       const folders = [...new Set(copies.map((c) => c.dir)), ...new Set(copies.map((c) => dirname(c.dir))), temp];
       for (const folder of folders) await syncFile(folder);
       renameSync(temp, finalPath);
+      renamed = true;
       await syncFile(snapshotsDir(dataDir));
       // The first snapshot made the snapshots folder itself: its entry in the data folder too,
       // since the Kafka batch history is trimmed to this snapshot once it is whole.
       await syncFile(dataDir);
       return { batchTime, path: finalPath, manifest };
     } catch (error) {
-      rmSync(temp, { recursive: true, force: true });
+      // A snapshot reported failed must not be listed (a restore would take it, and nothing
+      // prunes or trims the history for it): its rename was not known to be durable.
+      rmSync(renamed ? finalPath : temp, { recursive: true, force: true });
       throw error instanceof SnapshotError ? error : new SnapshotError(`the snapshot of batch ${batchTime} failed: ${(error as Error).message}`, { snapshot: batchTime }, error);
     }
   })();

@@ -26,6 +26,8 @@ export interface RecordedBatch {
 
 /** The nodes a job keeps under its root (ownership.ts keeps `owners`): what its digest ACL covers. */
 const OWN_NODES = ['owners', 'batch', 'last-batch', 'history', 'offsets'];
+/** History entries removed per multi-op: about 60 KB of request, far below ZooKeeper's 1 MB limit. */
+const HISTORY_REMOVALS = 1000;
 
 const isOffset = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
 
@@ -261,11 +263,18 @@ export class ZooKeeperOffsetStore {
     await this.removeHistory(await this.historyTimes());
   }
 
+  /**
+   * Oldest first, in multi-ops of HISTORY_REMOVALS each: one for a day of one-second batches
+   * would pass ZooKeeper's request limit (jute.maxbuffer, 1 MB), and the server drops the
+   * connection on it, again at every retry. Cut short, what stays is the newer end, complete.
+   */
   private async removeHistory(old: number[]): Promise<void> {
-    if (old.length === 0) return;
-    const write = this.write('prune batch history', (tx) => {
-      for (const t of old) tx.remove(this.path('history', t));
-    });
-    await this.unlessDone(write, 'NO_NODE', async () => (await Promise.all(old.map((t) => this.read(this.path('history', t))))).every((data) => data === undefined));
+    for (let i = 0; i < old.length; i += HISTORY_REMOVALS) {
+      const chunk = old.slice(i, i + HISTORY_REMOVALS);
+      const write = this.write('prune batch history', (tx) => {
+        for (const t of chunk) tx.remove(this.path('history', t));
+      });
+      await this.unlessDone(write, 'NO_NODE', async () => (await Promise.all(chunk.map((t) => this.read(this.path('history', t))))).every((data) => data === undefined));
+    }
   }
 }

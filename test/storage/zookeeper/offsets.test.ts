@@ -109,6 +109,33 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     assert.equal(await store.historyAfter(2000), undefined, 'the entries before 3000 are gone');
   });
 
+  it('a history of 50 000 batches is trimmed and dropped (one multi-op for all would pass ZooKeeper\'s 1 MB request limit)', async () => {
+    const session = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 6000 });
+    sessions.push(session);
+    const root = `/retries/long-history-${++roots}`;
+    const store = await ownedOffsetStore(session, root);
+    await store.init([{ topic: 'words', partition: 0 }]);
+    await store.anchorHistory(0);
+    // Half a day of one-second batches each side of the trim, written straight into the history as a run keeping it would.
+    const client = await connectClient(zk.connectString);
+    try {
+      for (let from = 1; from <= 50_000; from += 1000) {
+        await new Promise<void>((resolve, reject) => {
+          const tx = client.transaction();
+          for (let i = from; i < from + 1000; i++) tx.create(`${root}/history/${i * 1000}`, Buffer.from(JSON.stringify({ batchTime: i * 1000, ranges: [] })));
+          tx.commit((error) => (error ? reject(error) : resolve()));
+        });
+      }
+    } finally {
+      client.close();
+    }
+    await store.pruneHistory(25_000_000);
+    assert.equal(await store.historyAfter(24_999_000), undefined, 'the entries before 25 000 000 are gone');
+    assert.equal((await store.historyAfter(25_000_000))?.length, 25_000, 'the floor and the entries after it stay');
+    await store.dropHistory();
+    assert.deepEqual(await session.children(`${root}/history`), []);
+  });
+
   it('a batch record or history entry that holds something else is named with its node, not parsed into a TypeError', async () => {
     const { store, root } = await storeWithBatch();
     const client = await connectClient(zk.connectString);

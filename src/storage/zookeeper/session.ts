@@ -141,12 +141,16 @@ export class ZooKeeperSession {
         }, this.sessionTimeoutMs * 2);
         // An interrupt (stop) does not wait out a request that an unreachable ZooKeeper may
         // never answer; on a live connection the answer is on its way, so it is awaited.
-        const onAbort = () => {
-          if (client.getState() === zookeeper.State.SYNC_CONNECTED) return;
+        const onAbort = (): boolean => {
+          if (client.getState() === zookeeper.State.SYNC_CONNECTED) return false;
           clearTimeout(timer);
           reject(new OffsetStoreError(`ZooKeeper ${what}: interrupted while ZooKeeper was not answering`, { connect: this.options.connect, operation: what }));
+          return true;
         };
-        this.abort.signal.addEventListener('abort', onAbort, { once: true });
+        // A request begun after the interrupt (a batch's last write during a stop) would never hear it.
+        if (this.abort.signal.aborted) {
+          if (onAbort()) return;
+        } else this.abort.signal.addEventListener('abort', onAbort, { once: true });
         request(client, (error, value) => {
           this.abort.signal.removeEventListener('abort', onAbort);
           clearTimeout(timer);

@@ -107,4 +107,19 @@ describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy tha
       proxy.restore();
     }
   });
+
+  it('a request begun after interrupt() fails at once while ZooKeeper is unreachable (a batch\'s last write during a stop)', async () => {
+    const session = open(undefined, 4000);
+    await sessionOf(session);
+    proxy.cut();
+    try {
+      const { pending } = await waitingRead(session, 500);
+      session.interrupt();
+      await assert.rejects(pending);
+      // Without the interrupt it would wait its attempt's 8 s, then the retry policy's minute.
+      await within(assert.rejects(read(session, '/kept'), (e: unknown) => e instanceof OffsetStoreError && /ZooKeeper read \/kept: interrupted while ZooKeeper was not answering/.test(e.message)), 'the request begun after the interrupt to end', { timeoutMs: 3000 });
+    } finally {
+      proxy.restore();
+    }
+  });
 });

@@ -132,7 +132,10 @@ describe('bad options are refused when given, naming the option', () => {
       [{ ...good, maxRecordsPerBatch: 0 }, /maxRecordsPerBatch must be an integer from 1/],
       [{ ...good, decoder: 'xml' }, /decoder must be 'string', 'json', 'buffer' or a function/],
       [{ ...good, onDecodeFailure: 'skip' }, /onDecodeFailure must be 'stop' or 'dead-letter'/],
-      [{ ...good, groupSessionTimeoutMs: 10 }, /groupSessionTimeoutMs must be an integer from 1000/],
+      [{ ...good, groupSessionTimeoutMs: 10 }, /groupSessionTimeoutMs must be an integer from 6000 to 1800000/],
+      // Below a broker's default group.min.session.timeout.ms: the join would be refused only once the job runs.
+      [{ ...good, groupSessionTimeoutMs: 5999 }, /groupSessionTimeoutMs must be an integer from 6000 to 1800000 \(a Kafka broker's default limits\), got 5999/],
+      [{ ...good, groupSessionTimeoutMs: 1_800_001 }, /groupSessionTimeoutMs must be an integer from 6000 to 1800000/],
       [{ ...good, brokerz: [] }, /unknown option "brokerz"/],
     ];
     for (const [options, message] of bad) {

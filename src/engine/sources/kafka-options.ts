@@ -100,8 +100,10 @@ export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName:
   const onDecodeFailure = given(options.onDecodeFailure, 'stop');
   if (onDecodeFailure !== 'stop' && onDecodeFailure !== 'dead-letter') fail(`onDecodeFailure must be 'stop' or 'dead-letter', got ${describeValue(onDecodeFailure)}`, 'onDecodeFailure');
   const groupSessionTimeoutMs = given(options.groupSessionTimeoutMs, 30_000);
-  if (!Number.isInteger(groupSessionTimeoutMs) || groupSessionTimeoutMs < 1000 || groupSessionTimeoutMs > 300_000) {
-    fail(`groupSessionTimeoutMs must be an integer from 1000 to 300000, got ${describeValue(options.groupSessionTimeoutMs)}`, 'groupSessionTimeoutMs');
+  // A broker's defaults (group.min.session.timeout.ms, group.max.session.timeout.ms): outside
+  // them its group refuses the join, which kafkajs reports only once the job runs.
+  if (!Number.isInteger(groupSessionTimeoutMs) || groupSessionTimeoutMs < 6000 || groupSessionTimeoutMs > 1_800_000) {
+    fail(`groupSessionTimeoutMs must be an integer from 6000 to 1800000 (a Kafka broker's default limits), got ${describeValue(options.groupSessionTimeoutMs)}`, 'groupSessionTimeoutMs');
   }
   checkSecurity(options.ssl, options.sasl);
   return {

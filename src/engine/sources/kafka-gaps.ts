@@ -26,6 +26,8 @@ export interface Gap extends OffsetRange {
   batchTime?: number;
   /** For a recorded batch: the one in flight when the job stopped, or one to replay for a restored store. */
   replay?: boolean;
+  /** For a position's gap that begins where the batch in flight ends: the position ZooKeeper holds. */
+  position?: number;
 }
 
 /**
@@ -54,7 +56,7 @@ export function gapsAtStart(
     const inFlight = pending?.ranges.find((r) => `${r.topic}:${r.partition}` === id);
     const from = inFlight ? Math.max(position, inFlight.until) : position;
     const gap = mark && unreadGap(id.slice(0, id.lastIndexOf(':')), Number(id.slice(id.lastIndexOf(':') + 1)), from, mark.low, 'position');
-    if (gap) gaps.push(gap);
+    if (gap) gaps.push(from === position ? gap : { ...gap, position });
   }
   return gaps;
 }
@@ -93,7 +95,9 @@ function offsets(gap: Gap): string {
 export function describeGap(gap: Gap): string {
   switch (gap.where) {
     case 'position':
-      return `${offsets(gap)}: the job's position is ${gap.from}, the broker's earliest offset ${gap.until}`;
+      return gap.position === undefined
+        ? `${offsets(gap)}: the job's position is ${gap.from}, the broker's earliest offset ${gap.until}`
+        : `${offsets(gap)}: the job's position is ${gap.position} and its batch in flight ends at ${gap.from}, the broker's earliest offset ${gap.until}`;
     case 'recorded-batch':
       return `${offsets(gap)} of batch ${gap.batchTime}, ${gap.replay ? 'which a store restored from a snapshot must re-run' : 'which was in flight when the job stopped'}`;
     default:

@@ -341,6 +341,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a long batch history trimmed in one multi-op past ZooKeeper\'s request limit', edits: one('storage/zookeeper/offsets.js', 'const HISTORY_REMOVALS = 1000;', 'const HISTORY_REMOVALS = 1e9;'), test: 'storage/zookeeper/offsets.test.js', name: '50 000 batches' },
   { what: 'a ZooKeeper request begun after an interrupt waits out its timer', edits: one('storage/zookeeper/session.js', 'if (this.abort.signal.aborted) {\n                    if (onAbort())', 'if (false) {\n                    if (onAbort())'), test: 'storage/zookeeper/session.test.js', name: 'begun after interrupt' },
   { what: "a gap after the batch in flight names the batch's end as the job's position", edits: one('engine/sources/kafka-gaps.js', 'gaps.push(from === position ? gap : { ...gap, position });', 'gaps.push(gap);'), test: 'integration/kafka-retention-gap.test.js', name: 'batch in flight when the job stopped whose records are gone' },
+  { what: "a recorded batch's range past the partition's end is waited for at start", edits: one('engine/sources/kafka.js', 'if (rangesPastEnd.length > 0) {', 'if (false) {'), test: 'integration/kafka-retention-gap.test.js', name: 'range ends past the partition', slow: true },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

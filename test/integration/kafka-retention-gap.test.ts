@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { BatchEvents, DataLossError, ManualClock, OffsetStoreError, StateSpec, StreamingContext, listSnapshots, type DataLostEvent, type KafkaStreamOptions, type MapWithStateStream } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { fixture, tempDir } from '../helpers.js';
+import { within } from '../wait.js';
 import { JobProcess, highWatermarks, tally, zkOffsets } from './job-process.js';
 import { produceWithKcat } from './services/kafka.js';
 import { useServices } from './services/suite.js';
@@ -196,6 +197,26 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
     // Following the advice with 'latest' would skip what the recreated topic holds: the error says so.
     await refusedStart(job(topic, dataDir, { startingOffsets: 'latest' }), (e) => e instanceof OffsetStoreError && /Delete \/statestream\/past-end\/offsets\/past-end\/0 to read it from the beginning \(.*here 'latest': its records so far would be skipped; start once with startingOffsets 'earliest'/.test(e.message));
     assert.equal(await position(topic), 5, 'the stored position is left as it was');
+  });
+
+  it("a batch in flight whose range ends past the partition's end (a topic made again) fails the start, naming it, instead of waiting for records that would not be its own", async () => {
+    const topic = 'in-flight-past-end';
+    await services.kafka.createTopic(topic, 1);
+    await services.producer.send({ topic, messages: [{ value: 'a' }, { value: 'b' }] });
+    const dataDir = await counted(topic, 'b', 1);
+    // As if the job had died with a batch of offsets 2–6 in flight, and the topic were made again with 2 records.
+    const inFlight = Number(await readZkData(`/statestream/${topic}/last-batch`)) + 100;
+    const client = await connectClient(services.zk.connectString);
+    try {
+      const batch = JSON.stringify({ batchTime: inFlight, ranges: [{ topic, partition: 0, from: 2, until: 7 }] });
+      await zkAnswer((done) => client.setData(`/statestream/${topic}/batch`, Buffer.from(batch), (error) => done(error)));
+    } finally {
+      client.close();
+    }
+    await within(refusedStart(job(topic, dataDir), (e) =>
+      e instanceof OffsetStoreError &&
+      new RegExp(`cannot be read again: batch ${inFlight} in flight when the job stopped read in-flight-past-end\\[0\\] offsets 2–6, past the partition's end \\(2\\)\\. The topic was deleted and recreated`).test(e.message)), 'the refused start', { timeoutMs: 60_000 });
+    assert.equal(await position(topic), 2, 'the stored position is left as it was');
   });
 
   it('a gap passed at start beside a batch in flight that reads another partition is recorded at once: the next start does not report it again', async () => {

@@ -174,6 +174,23 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
         { root: o.zookeeper.root, partitions: pastEnd.map(([id, position]) => ({ partition: id, position, high: watermarks.get(id)!.high })) },
       );
     }
+    // A recorded batch reads its ranges again as they were: past the partition's end, the
+    // records there now (a topic made again) are not the batch's, and they may never come.
+    const rangesPastEnd = replays.flatMap((b) =>
+      b.ranges.flatMap((r) => {
+        const high = watermarks.get(`${r.topic}:${r.partition}`)?.high;
+        if (high !== undefined && r.until <= high) return [];
+        const what = b === pending ? 'in flight when the job stopped' : 'that a store restored from a snapshot must re-run';
+        return [`batch ${b.batchTime} ${what} read ${r.topic}[${r.partition}] offsets ${r.from}–${r.until - 1}, ${high === undefined ? 'a partition the topic no longer has' : `past the partition's end (${high})`}`];
+      }),
+    );
+    if (rangesPastEnd.length > 0) {
+      throw new OffsetStoreError(
+        `the batches recorded in ZooKeeper (${o.zookeeper.root}) cannot be read again: ${rangesPastEnd.join('; ')}. The topic was deleted and recreated, or truncated, ` +
+          'and what it holds now is not what those batches read. Nothing was changed; to start over on the topic as it is, give the job a new ZooKeeper root and data folder',
+        { root: o.zookeeper.root, batches: rangesPastEnd },
+      );
+    }
     // Records the job needs that retention deleted are a loss, never a silent jump (startingOffsets is only for partitions without a position).
     const gaps = gapsAtStart(watermarks, stored, replays, pending);
     if (gaps.length > 0 && o.failOnDataLoss) throw dataLossError(gaps, o.zookeeper.root);

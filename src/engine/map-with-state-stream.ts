@@ -21,7 +21,7 @@ import { reconcileTimeIndex } from '../storage/partition/time-index.js';
 import { rescaleStores } from '../storage/reshard/reshard.js';
 import { completeLayouts } from '../storage/partition/complete-layouts.js';
 import { checkStateVersion, migrateEntries, upgradeStores } from '../storage/partition/migrate.js';
-import { sourceEntries } from '../storage/export/state-export.js';
+import { sourceEntries, storableStates } from '../storage/export/state-export.js';
 import { isStateSource } from '../storage/export/state-source.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
 import type { BatchRun } from './batch.js';
@@ -148,7 +148,7 @@ export class MapWithStateDStream<K, V, S, M> extends DStream<M> implements MapWi
       if (isStateSource(initial)) {
         checkStateVersion(initial.stateVersion, version, migrate !== undefined, initial.description, { stream: this.stateIndex });
         const checked = sourceEntries(initial);
-        const entries = initial.stateVersion < version ? migrateEntries(initial, checked, version, migrate!) : checked;
+        const entries = initial.stateVersion < version ? migrateEntries(initial, checked, version, migrate!) : storableStates(checked, initial.description);
         ({ shards: pendingInitial, newest: initialNewest } = shardSourceEntries(entries, n, murmur2Partitioner));
       } else {
         pendingInitial = shardInitialState(readInitialIterable(initial as Iterable<[unknown, unknown]>, this.stateIndex, this.graph), n, murmur2Partitioner, this.stateIndex);

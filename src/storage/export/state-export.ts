@@ -1,8 +1,7 @@
-import { once } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
-import { open as openFile, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { lstat, open as openFile, readlink, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { ConfigError, describeValue, StateExportError } from '../../errors.js';
 import { assertEncodable, decodeEntry, encodeExportEntry, entryCodec, unpackExportValues } from '../codec.js';
 import { keyProblem, normalizeKey } from '../keys.js';
@@ -82,6 +81,7 @@ export function checkEntry(value: unknown, where: string, context: Record<string
   if (typeof value[2] !== 'number' || !Number.isFinite(value[2])) {
     throw new StateExportError(`${where}: lastUpdated must be a batch time (a finite number), got ${String(value[2])}`, context);
   }
+  if (value[1] === undefined) throw new StateExportError(`${where} (key ${describeValue(value[0])}) has no state (undefined): leave the key out instead`, context);
   return [normalizeKey(value[0]), value[1], value[2]];
 }
 
@@ -101,7 +101,9 @@ interface Sink {
  */
 async function fileSink(path: string): Promise<Sink> {
   const info = await stat(path).catch(() => undefined);
-  const special = /^\/(dev|proc)\//.test(resolve(path));
+  // What names another open file (/dev/stdout, /dev/fd/N, /proc/…/fd/N): renaming over it
+  // would replace the name, not what the shell's `>` made. A file under /dev/shm is a file.
+  const special = /^\/(proc\/|dev\/fd\/|dev\/std(in|out|err)$)/.test(resolve(path));
   if (info && (special || !info.isFile())) {
     const handle = await openFile(path, 'a').catch((error: NodeJS.ErrnoException) => {
       // What /dev/stdout leads to when a parent process gave its child a socket for stdout (Node's own pipes are sockets).
@@ -110,7 +112,7 @@ async function fileSink(path: string): Promise<Sink> {
     });
     return handleSink(handle);
   }
-  const real = info ? await realpath(path) : path;
+  const real = info ? await realpath(path) : await danglingTarget(path);
   const tmp = `${real}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   // Named by the path asked for: the temporary file's name is ours, not the user's.
   const handle = await openFile(tmp, 'wx').catch((error: NodeJS.ErrnoException) => {
@@ -134,6 +136,17 @@ async function fileSink(path: string): Promise<Sink> {
   };
 }
 
+/** Where a path that names no file yet would be made: a symbolic link to nothing leads to the file it names. */
+async function danglingTarget(path: string): Promise<string> {
+  let at = resolve(path);
+  for (let hops = 0; hops < 40; hops++) {
+    const info = await lstat(at).catch(() => undefined);
+    if (!info?.isSymbolicLink()) return at;
+    at = resolve(dirname(at), await readlink(at));
+  }
+  throw new StateExportError(`cannot write the export ${path}: it is a loop of symbolic links`, { path });
+}
+
 function handleSink(handle: FileHandle): Sink {
   return {
     async write(chunk) {
@@ -148,13 +161,38 @@ function handleSink(handle: FileHandle): Sink {
   };
 }
 
-/** The caller owns the stream: it is not ended, so an export can go into a larger stream. */
+/**
+ * The caller owns the stream: it is not ended, so an export can go into a larger stream.
+ * A stream destroyed without an error (an HTTP response whose client went away) emits
+ * neither 'drain' nor 'error': its 'close' ends the export, or it would wait for good
+ * while holding a running job's read transactions.
+ */
 function streamSink(stream: NodeJS.WritableStream): Sink {
+  const target = stream as NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean };
+  const closed = () => new StateExportError('the stream the export was written to was closed before the export ended', {});
   return {
     async write(chunk) {
-      if (!stream.write(chunk)) await once(stream as unknown as NodeJS.EventEmitter, 'drain');
+      if (target.destroyed || target.writableEnded) throw closed();
+      if (stream.write(chunk)) return;
+      await new Promise<void>((resolve, reject) => {
+        const settle = (error?: Error) => {
+          stream.off('drain', onDrain);
+          stream.off('close', onClose);
+          stream.off('error', onError);
+          if (error) reject(error);
+          else resolve();
+        };
+        const onDrain = () => settle();
+        const onClose = () => settle(closed());
+        const onError = (error: Error) => settle(error);
+        stream.on('drain', onDrain);
+        stream.on('close', onClose);
+        stream.on('error', onError);
+      });
     },
-    async finish() {},
+    async finish() {
+      if (target.destroyed) throw closed();
+    },
     async abandon() {},
   };
 }
@@ -235,8 +273,9 @@ function* fileValues(fd: number, start: number, cut: () => Error, damaged: (erro
   }
 }
 
-function readHeader(path: string): { header: StateExportHeader; end: number } {
-  const fd = openForReading(path);
+/** The header of the file open at `fd` (the caller's, left open) or at `path`. */
+function readHeader(path: string, open?: number): { header: StateExportHeader; end: number } {
+  const fd = open ?? openForReading(path);
   const notAnExport = (why: string, cause?: unknown) =>
     new StateExportError(`${path} is not a statestream state export: ${why}`, { path }, cause);
   try {
@@ -259,7 +298,7 @@ function readHeader(path: string): { header: StateExportHeader; end: number } {
       if (data.length > MAX_HEADER_BYTES) throw notAnExport(`its first value is larger than ${MAX_HEADER_BYTES} bytes`);
     }
   } finally {
-    closeSync(fd);
+    if (open === undefined) closeSync(fd);
   }
 }
 
@@ -276,6 +315,10 @@ function checkHeader(path: string, value: unknown, notAnExport: (why: string) =>
     );
   }
   if (!isPositiveInteger(header.stateVersion)) throw notAnExport(`its header has no valid stateVersion (${String(header.stateVersion)})`);
+  // Recorded as the stream's last batch on import: NaN would pass every batch-time check, Infinity fail every start.
+  if (header.batchTime !== undefined && (typeof header.batchTime !== 'number' || !Number.isFinite(header.batchTime))) {
+    throw notAnExport(`its header's batchTime is not a batch time (${String(header.batchTime)})`);
+  }
   return header as StateExportHeader;
 }
 
@@ -297,6 +340,17 @@ export function readStateExport<K = unknown, S = unknown>(path: string): StateEx
     stateVersion: header.stateVersion,
     *entries(): Generator<ExportEntry<K, S>> {
       const fd = openForReading(path);
+      // Read again from the file this pass reads: one replaced since it was opened (an export
+      // written by rename) would be read, and migrated, as of the header read then.
+      try {
+        const again = readHeader(path, fd);
+        if (again.end !== end || JSON.stringify(again.header) !== JSON.stringify(header)) {
+          throw new StateExportError(`state export ${path} was replaced after it was opened (its header changed); open it again with readStateExport`, { path });
+        }
+      } catch (error) {
+        closeSync(fd);
+        throw error;
+      }
       let index = 0;
       const truncated = () =>
         new StateExportError(
@@ -334,6 +388,19 @@ export function* sourceEntries(source: StateSource): Generator<ExportEntry> {
   let index = 0;
   for (const value of source.entries()) {
     yield checkEntry(value, `entry ${index} of ${source.description}`, { source: source.description, entry: index });
+    index++;
+  }
+}
+
+/**
+ * A source's entries stored as they are, with no migration to check them: a state refused
+ * where a batch's would be (a function, a lone surrogate) would otherwise be stored changed.
+ */
+export function* storableStates(entries: Iterable<ExportEntry>, description: string): Generator<ExportEntry> {
+  let index = 0;
+  for (const entry of entries) {
+    assertEncodable(entry[1], () => `the state of entry ${index} of ${description} (key ${describeValue(entry[0])})`, () => ({ source: description, entry: index }));
+    yield entry;
     index++;
   }
 }

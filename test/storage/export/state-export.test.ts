@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmdirSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, rmdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { EncodingError, StateExportError, StateSpec, StoreMismatchError, exportJobState, readStateExport, writeStateExport, type ExportEntry } from '../../../src/index.js';
+import { EncodingError, StateExportError, StateSpec, type StateSource, StoreMismatchError, exportJobState, readStateExport, writeStateExport, type ExportEntry } from '../../../src/index.js';
 import { BatchLog, readLayout, writeLayout } from '../../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../../src/storage/codec.js';
 import { entryCodec } from '../../../src/storage/codec.js';
@@ -283,5 +283,79 @@ describe('state export', () => {
       return true;
     });
     assert.ok(!existsSync(file) && !existsSync(`${file}.tmp`), 'nothing written');
+  });
+
+  it('a stream destroyed without an error (an HTTP client gone) ends the export with an error instead of waiting for good', async () => {
+    let received = 0;
+    const gone = new Writable({
+      highWaterMark: 16 * 1024,
+      write(chunk: Buffer, _encoding, done) {
+        received += chunk.length;
+        // Destroyed with its write unanswered: neither 'drain' nor 'error' will come.
+        if (received > 200_000) this.destroy();
+        else setImmediate(done);
+      },
+    });
+    const entries = Array.from({ length: 100_000 }, (_, i): ExportEntry => [`key-${i}`, i, 1000]);
+    await assert.rejects(writeStateExport(gone, { stateVersion: 1 }, entries), (error: unknown) => {
+      assert.ok(error instanceof StateExportError, String(error));
+      assert.match((error as Error).message, /the stream the export was written to was closed before the export ended/);
+      return true;
+    });
+  });
+
+  it('a regular file under /dev/shm is replaced whole, as any file is, not appended to', async () => {
+    const file = `/dev/shm/statestream-export-test-${process.pid}-${Date.now()}.msgpack`;
+    try {
+      await writeStateExport(file, { stateVersion: 1 }, [['a', 1, 1000]]);
+      await writeStateExport(file, { stateVersion: 1 }, [['b', 2, 2000]]);
+      assert.deepEqual([...readStateExport(file).entries()], [['b', 2, 2000]]);
+    } finally {
+      rmSync(file, { force: true });
+    }
+  });
+
+  it('a symbolic link to no file yet: the export is made where it points, and the link stays', async () => {
+    const dir = tempDir();
+    symlinkSync('target.msgpack', join(dir, 'link.msgpack'));
+    await writeStateExport(join(dir, 'link.msgpack'), { stateVersion: 1 }, [['a', 1, 1000]]);
+    assert.ok(lstatSync(join(dir, 'link.msgpack')).isSymbolicLink(), 'the link is still a link');
+    assert.deepEqual([...readStateExport(join(dir, 'target.msgpack')).entries()], [['a', 1, 1000]]);
+  });
+
+  it('a header whose batchTime is no batch time is refused, not recorded as the last batch', () => {
+    for (const batchTime of [Number.NaN, Number.POSITIVE_INFINITY, 'soon']) {
+      const file = join(tempDir(), 'state.msgpack');
+      writeFileSync(file, Buffer.concat([
+        entryCodec.pack({ format: 'statestream-state', formatVersion: 1, stateVersion: 1, batchTime, createdAt: new Date().toISOString() }),
+        entryCodec.pack({ end: true, keyCount: 0 }),
+      ]));
+      rejectsWith(() => readStateExport(file), /is not a statestream state export: its header's batchTime is not a batch time/);
+    }
+  });
+
+  it('an export replaced after it was opened is refused when read, not read as of the old header', async () => {
+    const file = join(tempDir(), 'state.msgpack');
+    await writeStateExport(file, { stateVersion: 1 }, [['a', 1, 1000]]);
+    const opened = readStateExport(file);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await writeStateExport(file, { stateVersion: 2 }, [['a', { count: 1 }, 1000]]);
+    rejectsWith(() => [...opened.entries()], /state export .* was replaced after it was opened \(its header changed\); open it again with readStateExport/);
+    assert.deepEqual([...readStateExport(file).entries()], [['a', { count: 1 }, 1000]]);
+  });
+
+  it('initialState from a source written by hand: a state no batch could store, or none, fails the start, named', async () => {
+    const source = (state: unknown): StateSource => ({ description: 'the test source', stateVersion: 1, entries: () => [['ok', 1, 0], ['bad', state, 0]] });
+    for (const [state, pattern] of [
+      [{ f: () => 1 }, /the state of entry 1 of the test source \(key "bad"\) cannot be stored/],
+      ['x\ud800', /the state of entry 1 of the test source \(key "bad"\) cannot be stored/],
+      [undefined, /entry 1 of the test source \(key "bad"\) has no state \(undefined\): leave the key out instead/],
+    ] as const) {
+      const spec = StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2).initialState(source(state) as StateSource<string, number>);
+      await assert.rejects(keyedJob(spec, { dataDir: tempDir() }), (error: unknown) => {
+        assert.match((error as Error).message, pattern);
+        return true;
+      }, String(pattern));
+    }
   });
 });

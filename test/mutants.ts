@@ -349,6 +349,9 @@ const MUTANTS: Mutant[] = [
   { what: 'an export replaced after it was opened read as of its old header', edits: one('storage/export/state-export.js', 'if (again.end !== end || JSON.stringify(again.header) !== JSON.stringify(header))', 'if (false)'), test: 'storage/export/state-export.test.js', name: 'replaced after it was opened' },
   { what: "a hand-written source's unstorable state stored changed", edits: one('engine/map-with-state-stream.js', ': storableStates(checked, initial.description)', ': checked'), test: 'storage/export/state-export.test.js', name: 'source written by hand' },
   { what: 'an export entry without a state taken', edits: one('storage/export/state-export.js', 'if (value[1] === undefined)', 'if (false)'), test: 'storage/export/state-export.test.js', name: 'source written by hand' },
+  { what: "the change log merged in UTF-16 order, LMDB's keys in UTF-8 bytes' order", edits: one('storage/partition/change-log.js', 'return toBufferKey(key);', 'const s = String(key), b = Buffer.alloc(s.length * 2);\n    for (let i = 0; i < s.length; i++) b.writeUInt16BE(s.charCodeAt(i), i * 2);\n    return b;'), test: 'storage/partition/change-log.test.js', name: 'UTF-8 bytes' },
+  { what: 'a sweep times a key out by an index entry older than its time', edits: one('actors/apply-shard.js', "if (entry === undefined || (!loaded && entry[1] !== time)) {", 'if (entry === undefined) {'), test: 'storage/partition/time-index.test.js', name: 'own time' },
+  { what: 'a key read for an index entry it did not match is taken for one with a record', edits: one('actors/apply-shard.js', '&& !passedOver?.get(key)', ''), test: 'storage/partition/time-index.test.js', name: 'own time' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -7,6 +7,7 @@ import { BatchCache, type Slot } from '../storage/partition/batch-cache.js';
 import { BatchLog, type CommittedBatch } from '../storage/partition/batch-log.js';
 import { DeadLetterStore, type DeadLetter } from '../storage/partition/dead-letters.js';
 import { TimeIndex } from '../storage/partition/time-index.js';
+import { KeyedMap } from '../storage/partition/keyed-map.js';
 import type { ApplyDone, ApplyResult, ApplyTask, CommitTask, InitialEntry } from './messages.js';
 import { NO_OUTPUTS, OutputWriter } from '../storage/partition/batch-outputs.js';
 import { readShard } from './shard-format.js';
@@ -186,10 +187,18 @@ export class BatchApplication {
       const threshold = batchTime - this.task.timeoutMs!;
       // Timeout calls are numbered after the records, for retries and dead letters.
       let i = this.records;
-      for (const [, key, loaded] of idleKeys(this.index, threshold, cache, initial)) {
+      // Keys read here for an index entry that did not match them (below): in the working set, but not for a record.
+      let passedOver: KeyedMap<true> | undefined;
+      for (const [time, key, loaded] of idleKeys(this.index, threshold, cache, initial)) {
         // A key with a record in this batch is in the working set with a fresh time.
-        if (!loaded && cache.has(key)) continue;
-        const entry = cache.get(key)!;
+        if (!loaded && cache.has(key) && !passedOver?.get(key)) continue;
+        const entry = cache.get(key);
+        // An index entry that outlived its key, or an older time of it (as an earlier version's
+        // reshard of a change log read out of LMDB's order left them): the entry's own time decides.
+        if (entry === undefined || (!loaded && entry[1] !== time)) {
+          (passedOver ??= new KeyedMap()).set(key, true);
+          continue;
+        }
         const position = i++;
         const letter = skipped.get(position);
         if (letter) {

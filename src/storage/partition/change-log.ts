@@ -1,4 +1,5 @@
-import { compareKeys, type Key, type Transaction } from 'lmdb';
+import type { Key, Transaction } from 'lmdb';
+import { toBufferKey } from 'ordered-binary';
 import { messageCodec } from '../codec.js';
 import { KeyedMap } from './keyed-map.js';
 import { readBinary } from './state-map.js';
@@ -131,38 +132,60 @@ export function readEntry(store: PartitionStore, key: unknown, transaction?: Tra
   return readBinary(store, key as Key, transaction);
 }
 
-/** Every [key, stored entry] in key order, the log overlaying the state database, in one read transaction. */
+/**
+ * A key as LMDB orders it: its encoded bytes. lmdb-js's compareKeys orders strings by
+ * UTF-16 code units, LMDB by UTF-8 bytes, and the two disagree where a string holds a
+ * character above U+FFFF ('😀') and another one from U+E000 to U+FFFF ('！').
+ */
+function keyBytes(key: unknown): Buffer {
+  return toBufferKey(key as Key);
+}
+
+/** Every [key, stored entry] in LMDB's key order, the log overlaying the state database, in one read transaction. */
 export function* readEntries(store: StateDatabases, transaction?: Transaction, overlay?: Overlay): Generator<[unknown, Uint8Array]> {
-  const changes = [...(overlay ?? readOverlay(store, transaction)).values()].sort((a, b) => compareKeys(a[0] as Key, b[0] as Key));
+  const changes = [...(overlay ?? readOverlay(store, transaction)).values()]
+    .map((change) => ({ change, bytes: keyBytes(change[0]) }))
+    .sort((a, b) => Buffer.compare(a.bytes, b.bytes));
   let next = 0;
   for (const { key, value } of store.state.getRange(transaction ? { transaction } : {})) {
-    for (; next < changes.length && compareKeys(changes[next][0] as Key, key) < 0; next++) {
-      if (changes[next][1] !== null) yield [changes[next][0], changes[next][1]!];
+    // Merged in the order the state database yields its keys, or a changed key would come twice, once stale.
+    const bytes = next < changes.length ? keyBytes(key) : undefined;
+    for (; bytes && next < changes.length && Buffer.compare(changes[next].bytes, bytes) < 0; next++) {
+      const [changed, entry] = changes[next].change;
+      if (entry !== null) yield [changed, entry];
     }
-    if (next < changes.length && compareKeys(changes[next][0] as Key, key) === 0) {
-      if (changes[next][1] !== null) yield [key, changes[next][1]!];
+    if (bytes && next < changes.length && Buffer.compare(changes[next].bytes, bytes) === 0) {
+      const entry = changes[next].change[1];
+      if (entry !== null) yield [key, entry];
       next++;
       continue;
     }
     yield [key, value as Uint8Array];
   }
-  for (; next < changes.length; next++) if (changes[next][1] !== null) yield [changes[next][0], changes[next][1]!];
+  for (; next < changes.length; next++) {
+    const [changed, entry] = changes[next].change;
+    if (entry !== null) yield [changed, entry];
+  }
 }
 
 /**
  * Several stores' entries (each in key order, as readEntries gives them) merged into one
- * stream in key order: LMDB's order, numbers before strings, strings by bytes.
+ * stream in key order: LMDB's order, numbers before strings, strings by UTF-8 bytes.
  */
 export function* entriesInKeyOrder(sources: Array<Iterator<[unknown, Uint8Array]>>): Generator<[unknown, Uint8Array]> {
-  const heads = sources.map((it) => it.next());
+  const head = (it: Iterator<[unknown, Uint8Array]>) => {
+    const next = it.next();
+    return next.done ? undefined : { entry: next.value, bytes: keyBytes(next.value[0]) };
+  };
+  const heads = sources.map(head);
   for (;;) {
     let best = -1;
     for (let i = 0; i < heads.length; i++) {
-      if (heads[i].done) continue;
-      if (best < 0 || compareKeys((heads[i].value as [Key])[0], (heads[best].value as [Key])[0]) < 0) best = i;
+      if (heads[i] === undefined) continue;
+      if (best < 0 || Buffer.compare(heads[i]!.bytes, heads[best]!.bytes) < 0) best = i;
     }
     if (best < 0) return;
-    yield heads[best].value as [unknown, Uint8Array];
-    heads[best] = sources[best].next();
+    yield heads[best]!.entry;
+    heads[best] = head(sources[best]);
   }
 }

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync } from 'node:fs';
+import { cpSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { compareKeys, type Key } from 'lmdb';
+import { toBufferKey } from 'ordered-binary';
 import { exportJobState, StateSpec } from '../../../src/index.js';
 import { decodeEntry } from '../../../src/storage/codec.js';
 import { changeRecords } from '../../../src/storage/partition/change-log.js';
@@ -64,7 +64,7 @@ describe('the change log: batches of a large state appended, the oldest folded i
       assert.equal(queries.count(), expected.size);
       const entries = [...queries.entries()] as Array<[string, number]>;
       assert.deepEqual(new Map(entries), expected, 'entries(): the state database overlaid by the log');
-      for (let i = 1; i < entries.length; i++) assert.ok(compareKeys(entries[i - 1][0] as Key, entries[i][0] as Key) < 0, `entries in key order at ${i}`);
+      for (let i = 1; i < entries.length; i++) assert.ok(Buffer.compare(toBufferKey(entries[i - 1][0] as string), toBufferKey(entries[i][0] as string)) < 0, `entries in LMDB's key order at ${i}`);
 
       // An export of the running job reads through the log too.
       const file = join(tempDir(), 'state.msgpack');
@@ -164,5 +164,43 @@ describe('the change log: batches of a large state appended, the oldest folded i
       }
     }
     assert.deepEqual([...keysInPlace.values()], [COLD + HOT, COLD + HOT], 'every key is in place');
+  });
+
+  it("keys LMDB orders by UTF-8 bytes ('好😀' after '好！', which UTF-16 puts first) read back once each through the log: store(), stateSnapshots(), a running export, a reshard of the unfolded log", async () => {
+    const dataDir = tempDir();
+    const spec = (n: number) => StateSpec.function<string, number, number, [string, number | null]>(fixture('tally-or-drop')).numPartitions(n);
+    const job = await keyedJob(spec(1), { dataDir, threads: 1 });
+    const store = probe(dataDir);
+    const copy = tempDir();
+    const filler: Array<[string, number]> = Array.from({ length: 400 }, (_, i) => [`w${i}`, 1]);
+    const expected = [...filler.map(([k]) => [k, 1] as [string, number]), ['好！', 1], ['好😀', 6]].sort(([a], [b]) => Buffer.compare(toBufferKey(a), toBufferKey(b)));
+    try {
+      await job.batch([...filler, ['好！', 1], ['好😀', 1], ['gone😀', 1]]);
+      // Two changes in a state of 403 keys: logged, not written in place.
+      await job.batch([['好😀', 5], ['gone😀', 0]]);
+      assert.equal(records(store), 1);
+      assert.deepEqual([...job.stream.store().entries()], expected, 'store().entries(): each key once, in LMDB\'s order, the removed one gone');
+      assert.equal(job.stream.store().count(), 402);
+      assert.deepEqual(job.snapshots.at(-1)!.pairs, expected, 'stateSnapshots() of the logged batch');
+      const file = join(tempDir(), 'state.msgpack');
+      await exportJobState(dataDir, file);
+      assert.deepEqual([...readStateExport(file).entries()].map(([k, s]) => [k, s]), expected, 'an export of the running job');
+      // The stores as a crash would leave them (the log not folded), resharded at the next start.
+      cpSync(dataDir, copy, { recursive: true });
+      rmSync(join(copy, 'statestream.lock'), { force: true });
+    } finally {
+      await job.ssc.stop();
+      store.env.close();
+    }
+    const resharded = await keyedJob(spec(2), { dataDir: copy, threads: 1, startMs: 10_000 });
+    try {
+      const queries = resharded.stream.store();
+      assert.equal(queries.get('好😀'), 6);
+      assert.equal(queries.get('gone😀'), undefined);
+      assert.equal(queries.count(), 402);
+      assert.deepEqual([...queries.entries()].sort(([a], [b]) => Buffer.compare(toBufferKey(a as string), toBufferKey(b as string))), expected);
+    } finally {
+      await resharded.ssc.stop();
+    }
   });
 });

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { TimeIndex } from '../../../src/storage/partition/time-index.js';
 import { openPartitionStore, type PartitionStore } from '../../../src/storage/partition/store.js';
-import { tempDir } from '../../helpers.js';
+import { StateSpec } from '../../../src/index.js';
+import { partitionPath } from '../../../src/storage/partition/store.js';
+import { fixture, keyedJob, tempDir } from '../../helpers.js';
 
 /**
  * Counts the index entries the real LMDB database hands out, by wrapping its getRange: what
@@ -62,5 +64,34 @@ describe('TimeIndex', () => {
   it('removes an entry by its time and key', () => {
     store.env.transactionSync(() => index.remove(100, 'a'));
     assert.deepEqual([...index.olderThan(201)], [[200, ['tuple', 2]]]);
+  });
+
+  it('a sweep goes by each key\'s own time: an index entry of a key the store does not hold, or an older time of it, times nothing out', async () => {
+    const dataDir = tempDir();
+    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(1).timeout(2500);
+    const first = await keyedJob(spec(), { dataDir });
+    try {
+      await first.batch([['a', 1]]);
+    } finally {
+      await first.ssc.stop();
+    }
+    const store = openPartitionStore(partitionPath(dataDir, 0, 0));
+    try {
+      store.env.transactionSync(() => {
+        new TimeIndex(store).add(500, 'ghost');
+        new TimeIndex(store).add(200, 'a');
+      });
+    } finally {
+      store.env.close();
+    }
+    const second = await keyedJob(spec(), { dataDir, startMs: 1000 });
+    try {
+      assert.deepEqual(await second.batch([['b', 1]]), [['b', 1]]);
+      assert.deepEqual(await second.batch([]), [], 'batch 3000: a was updated at 1000, not 200');
+      assert.deepEqual(await second.batch([]), [['timeout', 'a', 1, 4000]], 'batch 4000: a times out; the ghost entry is passed over');
+      assert.equal(second.stream.store().get('ghost'), undefined);
+    } finally {
+      await second.ssc.stop();
+    }
   });
 });

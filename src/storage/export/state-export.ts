@@ -253,8 +253,12 @@ function* fileValues(fd: number, start: number, cut: () => Error, damaged: (erro
   let position = start;
   let carry: Buffer | undefined;
   for (;;) {
-    const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
-    const read = readSync(fd, chunk, 0, CHUNK_BYTES, position);
+    // A value longer than a chunk is decoded again from its start at each read: reading at
+    // least as much as is carried doubles what is tried each time, or one large state
+    // would take time growing with the square of its size.
+    const size = Math.max(CHUNK_BYTES, carry?.length ?? 0);
+    const chunk = Buffer.allocUnsafe(size);
+    const read = readSync(fd, chunk, 0, size, position);
     if (read === 0) {
       if (carry?.length) throw cut();
       return;

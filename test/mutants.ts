@@ -352,6 +352,8 @@ const MUTANTS: Mutant[] = [
   { what: "the change log merged in UTF-16 order, LMDB's keys in UTF-8 bytes' order", edits: one('storage/partition/change-log.js', 'return toBufferKey(key);', 'const s = String(key), b = Buffer.alloc(s.length * 2);\n    for (let i = 0; i < s.length; i++) b.writeUInt16BE(s.charCodeAt(i), i * 2);\n    return b;'), test: 'storage/partition/change-log.test.js', name: 'UTF-8 bytes' },
   { what: 'a sweep times a key out by an index entry older than its time', edits: one('actors/apply-shard.js', "if (entry === undefined || (!loaded && entry[1] !== time)) {", 'if (entry === undefined) {'), test: 'storage/partition/time-index.test.js', name: 'own time' },
   { what: 'a key read for an index entry it did not match is taken for one with a record', edits: one('actors/apply-shard.js', '&& !passedOver?.get(key)', ''), test: 'storage/partition/time-index.test.js', name: 'own time' },
+  { what: "a long key with a control character LMDB reads back as another key accepted", edits: one('storage/keys.js', 'return unkeptProblem(key);', 'return undefined;'), test: 'storage/keys.test.js', name: 'control characters' },
+  { what: "the short-key fast path takes a long key with a control character", edits: one('storage/keys.js', ' && (record[0].length < UNKEPT_FROM || !UNKEPT.test(record[0]))', ''), test: 'storage/keys.test.js', name: 'control characters' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -57,6 +57,27 @@ function malformedProblem(key: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * LMDB's key encoding (ordered-binary) keeps U+0000 to U+0004 in a string shorter than 64
+ * characters, and not in a longer one: there they read back as the parts of a tuple, a
+ * different key, which the state of the key written could never be found under again.
+ */
+const UNKEPT = /[\u0000-\u0004]/;
+const UNKEPT_FROM = 64;
+
+function unkeptProblem(key: unknown): string | undefined {
+  const parts = Array.isArray(key) ? key : [key];
+  for (let p = 0; p < parts.length; p++) {
+    const part = parts[p];
+    if (typeof part !== 'string' || part.length < UNKEPT_FROM) continue;
+    const at = part.search(UNKEPT);
+    if (at >= 0) {
+      return `key ${describeValue(key)} holds U+000${part.charCodeAt(at)} at index ${at}${Array.isArray(key) ? ` of part ${p}` : ''}: in a string of ${UNKEPT_FROM} characters or more, LMDB's key encoding reads it back as another key`;
+    }
+  }
+  return undefined;
+}
+
 /** Why `key` cannot be a state key, or undefined when it can. */
 export function keyProblem(key: unknown): string | undefined {
   if (isScalarKey(key)) {
@@ -64,11 +85,11 @@ export function keyProblem(key: unknown): string | undefined {
     if (typeof key === 'string' && key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(key) > MAX_KEY_BYTES) {
       return `key is ${Buffer.byteLength(key)} bytes of UTF-8; LMDB keys are limited to ${MAX_KEY_BYTES}`;
     }
-    return undefined;
+    return unkeptProblem(key);
   }
   // A one-element tuple encodes exactly like its element in LMDB, so it would share its state.
   if (Array.isArray(key) && key.length > 1 && key.every(isScalarKey)) {
-    const malformed = malformedProblem(key);
+    const malformed = malformedProblem(key) ?? unkeptProblem(key);
     if (malformed) return malformed;
     const bytes = key.reduce((n: number, part) => n + (typeof part === 'string' ? Buffer.byteLength(part) + 1 : 10), 0);
     return bytes > MAX_KEY_BYTES ? `key is about ${bytes} bytes encoded; LMDB keys are limited to ${MAX_KEY_BYTES}` : undefined;
@@ -88,7 +109,7 @@ export function normalizeKey<K>(key: K): K {
 
 /** Throws an InvalidRecordError naming the batch and record position when a record is not a usable [key, value] pair. */
 export function assertPair(record: unknown, batchTime: number, index: number, stream: number): asserts record is [unknown, unknown] {
-  if (Array.isArray(record) && record.length === 2 && typeof record[0] === 'string' && record[0].length * 3 <= MAX_KEY_BYTES && isWellFormed(record[0])) return;
+  if (Array.isArray(record) && record.length === 2 && typeof record[0] === 'string' && record[0].length * 3 <= MAX_KEY_BYTES && isWellFormed(record[0]) && (record[0].length < UNKEPT_FROM || !UNKEPT.test(record[0]))) return;
   const where = { batchTime, index, stream };
   if (!Array.isArray(record) || record.length !== 2) {
     throw new InvalidRecordError(

@@ -57,3 +57,22 @@ describe('keys that are not well-formed strings', () => {
     assert.deepEqual([...readStateExport(file).entries()], [[grin, 1, 0]]);
   });
 });
+
+describe('keys whose control characters LMDB would not keep', () => {
+  it('a string of 64 characters or more holding U+0000–U+0004, alone or in a tuple, fails its batch named; shorter ones, and U+0005, are kept whole', async () => {
+    const long = `${'x'.repeat(63)}\u0001y`;
+    assert.match(keyProblem(long)!, /holds U\+0001 at index 63: in a string of 64 characters or more, LMDB's key encoding reads it back as another key/);
+    assert.match(keyProblem(['a', `${'y'.repeat(70)}\u0000`])!, /holds U\+0000 at index 70 of part 1/);
+    const job = await keyedJob(StateSpec.function<unknown, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir: tempDir() });
+    try {
+      const kept: unknown[] = [`a\u0001b`, `${'x'.repeat(62)}\u0004`, `${'x'.repeat(100)}\u0005y`, ['t\u0000', 'u\u0003']];
+      await job.batch(kept.map((k) => [k, 1]) as never);
+      for (const k of kept) assert.equal(job.stream.store().get(k), 1, JSON.stringify(k));
+      assert.equal([...job.stream.store().entries()].length, kept.length, 'each key read back as itself');
+      job.input.pushBatch([['keep', 1], [long, 1]] as never);
+      await assert.rejects(job.clock.advance(1000), (e: unknown) => e instanceof InvalidRecordError && /record 1 of batch 2000: key "x{40}…" holds U\+0001 at index 63/.test((e as Error).message));
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+});

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { BatchEvents, DataLossError, ManualClock, OffsetStoreError, StateSpec, StreamingContext, listSnapshots, type DataLostEvent, type KafkaStreamOptions, type MapWithStateStream } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { fixture, tempDir } from '../helpers.js';
-import { within } from '../wait.js';
+import { nextEvent, within } from '../wait.js';
 import { JobProcess, highWatermarks, tally, zkOffsets } from './job-process.js';
 import { produceWithKcat } from './services/kafka.js';
 import { useServices } from './services/suite.js';
@@ -217,6 +217,25 @@ describe('Kafka retention gaps are loud (real ZooKeeper, librdkafka mock broker 
       e instanceof OffsetStoreError &&
       new RegExp(`cannot be read again: batch ${inFlight} in flight when the job stopped read in-flight-past-end\\[0\\] offsets 2–6, past the partition's end \\(2\\)\\. The topic was deleted and recreated`).test(e.message)), 'the refused start', { timeoutMs: 60_000 });
     assert.equal(await position(topic), 2, 'the stored position is left as it was');
+
+    // A batch in flight that read a topic the stream no longer subscribes to is named as such, not as a recreated topic.
+    const client2 = await connectClient(services.zk.connectString);
+    try {
+      const batch = JSON.stringify({ batchTime: inFlight, ranges: [{ topic: 'dropped-topic', partition: 0, from: 0, until: 5 }] });
+      await zkAnswer((done) => client2.setData(`/statestream/${topic}/batch`, Buffer.from(batch), (error) => done(error)));
+    } finally {
+      client2.close();
+    }
+    const dropped = job(topic, dataDir);
+    const failed = nextEvent(dropped.ssc, BatchEvents.FAILED, 'the rebuilt batch to fail');
+    await dropped.ssc.start();
+    try {
+      const { error } = await failed;
+      assert.ok(error instanceof OffsetStoreError, String(error));
+      assert.match(error.message, /the batch recorded in ZooKeeper reads dropped-topic\[0\], which this stream does not subscribe to/);
+    } finally {
+      await dropped.ssc.stop();
+    }
   });
 
   it('a gap passed at start beside a batch in flight that reads another partition is recorded at once: the next start does not report it again', async () => {

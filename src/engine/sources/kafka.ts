@@ -178,6 +178,8 @@ export class KafkaInputDStream<V> extends DStream<KafkaRecord<V>> implements Inp
     // records there now (a topic made again) are not the batch's, and they may never come.
     const rangesPastEnd = replays.flatMap((b) =>
       b.ranges.flatMap((r) => {
+        // A topic the stream no longer reads is refused, as such, where the batch is rebuilt.
+        if (!o.topics.includes(r.topic)) return [];
         const high = watermarks.get(`${r.topic}:${r.partition}`)?.high;
         if (high !== undefined && r.until <= high) return [];
         const what = b === pending ? 'in flight when the job stopped' : 'that a store restored from a snapshot must re-run';

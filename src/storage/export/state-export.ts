@@ -95,9 +95,9 @@ interface Sink {
  * A regular file (or a new one) is written beside the target under a name of its own and
  * renamed over it once synced, so a reader never sees half a file under the real name and two
  * exports to one path never write into one temporary file. A symbolic link's target is
- * replaced, not the link. Anything else (a FIFO, a device, a path under /dev or /proc such as
- * /dev/stdout, whatever the shell redirected it to) is written through, appending: the
- * shell's own `>` or `>>` already said where.
+ * replaced, not the link. Anything else (a FIFO, a device, or a name of another open file
+ * such as /dev/stdout, /dev/fd/N or /proc/self/fd/N, whatever the shell redirected it to)
+ * is written through, appending: the shell's own `>` or `>>` already said where.
  */
 async function fileSink(path: string): Promise<Sink> {
   const info = await stat(path).catch(() => undefined);
@@ -142,7 +142,9 @@ async function danglingTarget(path: string): Promise<string> {
   for (let hops = 0; hops < 40; hops++) {
     const info = await lstat(at).catch(() => undefined);
     if (!info?.isSymbolicLink()) return at;
-    at = resolve(dirname(at), await readlink(at));
+    // Relative to the folder the link is in, as the system resolves it ('..' from there, not from the name's text).
+    const folder = await realpath(dirname(at)).catch(() => dirname(at));
+    at = resolve(folder, await readlink(at));
   }
   throw new StateExportError(`cannot write the export ${path}: it is a loop of symbolic links`, { path });
 }
@@ -348,7 +350,7 @@ export function readStateExport<K = unknown, S = unknown>(path: string): StateEx
       // written by rename) would be read, and migrated, as of the header read then.
       try {
         const again = readHeader(path, fd);
-        if (again.end !== end || JSON.stringify(again.header) !== JSON.stringify(header)) {
+        if (again.end !== end || !entryCodec.pack(again.header).equals(entryCodec.pack(header))) {
           throw new StateExportError(`state export ${path} was replaced after it was opened (its header changed); open it again with readStateExport`, { path });
         }
       } catch (error) {

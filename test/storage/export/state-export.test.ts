@@ -321,6 +321,13 @@ describe('state export', () => {
     await writeStateExport(join(dir, 'link.msgpack'), { stateVersion: 1 }, [['a', 1, 1000]]);
     assert.ok(lstatSync(join(dir, 'link.msgpack')).isSymbolicLink(), 'the link is still a link');
     assert.deepEqual([...readStateExport(join(dir, 'target.msgpack')).entries()], [['a', 1, 1000]]);
+    // A relative link resolves from the folder it is really in: here through a linked folder, '..' is real/, not dir/.
+    mkdirSync(join(dir, 'real', 'inner'), { recursive: true });
+    symlinkSync(join(dir, 'real', 'inner'), join(dir, 'via'));
+    symlinkSync('../up.msgpack', join(dir, 'real', 'inner', 'out.msgpack'));
+    await writeStateExport(join(dir, 'via', 'out.msgpack'), { stateVersion: 1 }, [['b', 2, 2000]]);
+    assert.deepEqual([...readStateExport(join(dir, 'real', 'up.msgpack')).entries()], [['b', 2, 2000]]);
+    assert.ok(!existsSync(join(dir, 'up.msgpack')));
   });
 
   it('a header whose batchTime is no batch time is refused, not recorded as the last batch', () => {
@@ -342,6 +349,9 @@ describe('state export', () => {
     await writeStateExport(file, { stateVersion: 2 }, [['a', { count: 1 }, 1000]]);
     rejectsWith(() => [...opened.entries()], /state export .* was replaced after it was opened \(its header changed\); open it again with readStateExport/);
     assert.deepEqual([...readStateExport(file).entries()], [['a', { count: 1 }, 1000]]);
+    // A header field of the caller's that JSON cannot carry still reads back.
+    await writeStateExport(file, { stateVersion: 1, note: 2n ** 70n }, [['a', 1, 1000]]);
+    assert.deepEqual([...readStateExport(file).entries()], [['a', 1, 1000]]);
   });
 
   it('initialState from a source written by hand: a state no batch could store, or none, fails the start, named', async () => {

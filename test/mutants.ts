@@ -357,6 +357,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a recorded batch of a topic no longer read called a recreated topic', edits: one('engine/sources/kafka.js', 'if (!o.topics.includes(r.topic))\n                return [];', ''), test: 'integration/kafka-retention-gap.test.js', name: 'range ends past the partition' },
   { what: "a dangling link's relative target resolved from the path's text", edits: one('storage/export/state-export.js', 'const folder = await realpath(dirname(at)).catch(() => dirname(at));', 'const folder = dirname(at);'), test: 'storage/export/state-export.test.js', name: 'symbolic link to no file' },
   { what: 'export headers compared as JSON (a bigint field cannot be read back)', edits: one('storage/export/state-export.js', '!entryCodec.pack(again.header).equals(entryCodec.pack(header))', 'JSON.stringify(again.header) !== JSON.stringify(header)'), test: 'storage/export/state-export.test.js', name: 'replaced after it was opened' },
+  { what: "outputs share one array: one that empties it empties the next one's", edits: one('engine/streaming-context.js', 'recordsFor(batch)).slice(), batch.time)', 'recordsFor(batch)), batch.time)'), test: 'engine/stream-operations.test.js', name: 'array of its own' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -706,7 +706,10 @@ export class StreamingContext implements StreamGraph {
       for (const stream of this.clusterStreams) await stream.apply(batch);
       // A re-run after a restore: the outputs ran, whole, when the batch first ran; now only
       // restored partitions produce records, and a sink keyed by batch time would be overwritten.
-      if (batch.origin !== 'replay') for (const output of this.outputs) await outputUntilCut(output.fn(await output.stream.recordsFor(batch), batch.time), this.outputsCut.signal, batch.time, this.clusterRuntime !== undefined);
+      // Each output gets an array of its own, as each of Spark's collect() does: a stream's
+      // records are computed once a batch, and an output that sorts or empties what it is
+      // given must not change what the next output, or a stream derived later, reads.
+      if (batch.origin !== 'replay') for (const output of this.outputs) await outputUntilCut(output.fn((await output.stream.recordsFor(batch)).slice(), batch.time), this.outputsCut.signal, batch.time, this.clusterRuntime !== undefined);
       for (const input of sources) await input.afterBatch?.(batch.time);
       const partitions = [...this.stateStreams, ...this.clusterStreams].map((s) => batch.partitionResults.get(s.stateIndex) ?? []);
       this.emit(BatchEvents.COMPLETED, {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BatchEvents, ManualClock, StreamingContext, StatestreamError, type BatchFailedEvent } from '../../src/index.js';
-import { tempDir } from '../helpers.js';
+import { BatchEvents, ManualClock, StateSpec, StreamingContext, StatestreamError, type BatchFailedEvent } from '../../src/index.js';
+import { fixture, tempDir } from '../helpers.js';
 import { useServices } from '../integration/services/suite.js';
 
 /** The error a failed batch reported, waited for with a deadline. */
@@ -35,6 +35,34 @@ describe('filter', () => {
     assert.deepEqual(byLength, ['a', 'bb']);
     assert.deepEqual(byText, ['a', 'bb']);
     assert.deepEqual(none, []);
+  });
+});
+
+describe('outputs', () => {
+  it('each gets an array of its own: one that sorts or empties what it is given changes nothing another output, or a stream derived later, reads', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+    const lines = ssc.queueStream<string>();
+    const counts = lines.map((w): [string, number] => [w, 1]).mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2));
+    const seen: Record<string, unknown[]> = {};
+    lines.foreachBatch((rs) => void rs.splice(0, rs.length, 'x'));
+    lines.foreachBatch((rs) => void (seen.lines = [...rs]));
+    lines.filter(() => true).foreachBatch((rs) => void (seen.filtered = [...rs]));
+    counts.foreachBatch((rs) => void rs.sort().reverse().pop());
+    counts.foreachBatch((rs) => void (rs.length = 0));
+    counts.foreachBatch((rs) => void (seen.counts = [...rs]));
+    counts.stateSnapshots().foreachBatch((ps) => void ps.splice(0));
+    counts.stateSnapshots().foreachBatch((ps) => void (seen.snapshots = [...ps]));
+    await ssc.start();
+    try {
+      lines.pushBatch(['b', 'a', 'b']);
+      await (ssc.clock as ManualClock).advance(1000);
+    } finally {
+      await ssc.stop();
+    }
+    assert.deepEqual(seen.lines, ['b', 'a', 'b']);
+    assert.deepEqual(seen.filtered, ['b', 'a', 'b']);
+    assert.deepEqual(seen.counts, [['b', 1], ['a', 1], ['b', 2]]);
+    assert.deepEqual(seen.snapshots, [['a', 1], ['b', 2]]);
   });
 });
 

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { BenchConfig } from '../config.js';
 import { log, overBudget, pow10, rawRate, settle, sum, timeBatches, type RawBaseline } from '../common.js';
 import { LmdbLoop, MapLoop } from '../baselines.js';
@@ -58,7 +59,7 @@ export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): 
     runtime: summarize(runs.get(`${c.threads}/${c.partitions}`)!), baselines, details: { ...c },
   }));
   const notes: string[] = [
-    `The throughput workload on vocab ${pow10(size)}: ${pow10(records)} records per run in batches of ${pow10(batchRecords)}, ${config.reps} runs of each configuration; the machine has 2 cores, shared by the main thread (routing, outputs) and the workers.`,
+    `The throughput workload on vocab ${pow10(size)}: ${pow10(records)} records per run in batches of ${pow10(batchRecords)}, ${config.reps} runs of each configuration; the machine has ${availableParallelism()} cores, shared by the main thread (routing, outputs) and the workers.`,
     `As in scenario 1, each run's first ${WARM_UP_BATCHES} batches (a fresh job's workers, their JIT cold) are left out of its rate, the baselines' too.`,
   ];
   if (reps < config.reps) notes.unshift(`Only ${reps} of ${config.reps} runs: the ${config.mode}-mode time budget (${config.budgetSeconds} s) ran out (a busy machine).`);

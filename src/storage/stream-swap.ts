@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fsyncPath, fsyncTree, moveDurably } from './durable.js';
 import { stateDir } from './partition/store.js';
 
@@ -91,9 +91,13 @@ const MOVED = 'moved';
 export function moveWithSwap(paths: SwapPaths, moves: ReadonlyArray<readonly [from: string, to: string]>): void {
   if (moves.length === 0) return;
   const record = join(paths.building, MOVED);
-  writeFileSync(record, JSON.stringify(moves));
+  // Relative to the data folder, which whoever rolls the swap back may reach by another path.
+  const dataDir = dirname(paths.current);
+  writeFileSync(record, JSON.stringify(moves.map(([from, to]) => [relative(dataDir, from), relative(dataDir, to)])));
   fsyncPath(record);
   fsyncPath(paths.building);
+  // The building folder's own entry: without it a power loss could take the record, and leave the moves.
+  fsyncPath(dataDir);
   for (const [from, to] of moves) {
     moveDurably(from, to);
     fsyncPath(dirname(from));
@@ -104,12 +108,15 @@ export function moveWithSwap(paths: SwapPaths, moves: ReadonlyArray<readonly [fr
 function moveBack(paths: SwapPaths): void {
   const record = join(paths.building, MOVED);
   if (!existsSync(record)) return;
-  let moves: Array<[string, string]>;
+  let recorded: Array<[string, string]>;
   try {
-    moves = JSON.parse(readFileSync(record, 'utf8')) as Array<[string, string]>;
+    recorded = JSON.parse(readFileSync(record, 'utf8')) as Array<[string, string]>;
   } catch {
     return; // cut short while written: nothing had moved yet
   }
+  // An earlier version recorded absolute paths.
+  const dataDir = dirname(paths.current);
+  const moves = recorded.map((pair) => pair.map((p) => resolve(dataDir, p)) as [string, string]);
   for (const [from, to] of moves) {
     if (existsSync(to) && !existsSync(from)) {
       renameSync(to, from);
@@ -130,9 +137,9 @@ function markedKeepFolder(marker: string, dataDir: string): string | undefined {
   try {
     const written = JSON.parse(readFileSync(marker, 'utf8')) as { keepOldIn?: unknown };
     if (typeof written.keepOldIn !== 'string') return undefined;
-    // An earlier version recorded it relative to the folder its command ran in, which this
-    // process may not share: the same <name>/state-<n> under this data folder's replaced/.
-    if (isAbsolute(written.keepOldIn)) return written.keepOldIn;
+    // Always <dataDir>/replaced/<name>/state-<n>, under the data folder as this process
+    // reaches it: the command that wrote the marker may have reached it by another path
+    // (a host path and a container's mount), or the folder has moved since.
     return join(dataDir, 'replaced', basename(dirname(written.keepOldIn)), basename(written.keepOldIn));
   } catch {
     return undefined;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, cpSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -313,6 +313,19 @@ describe('statestream command-line tool', () => {
     assert.equal(finished.status, 0, finished.stderr);
     assert.ok(existsSync(join(dir, 'replaced', 'earlier-run', 'state-0', 'partition-0000', 'data.mdb')), `the old state is in ${join(dir, 'replaced', 'earlier-run')}: ${replacedFolders(dir).join(', ')}`);
     assert.deepEqual(readdirSync(elsewhere), []);
+  });
+
+  it('a restore interrupted under one path and finished after its data folder moved keeps the old state in the moved folder', async () => {
+    const dir = copy();
+    killedRun('rename:state-0', 'snapshot', 'restore', '2000', '--data-dir', dir);
+    const moved = join(tempDir(), 'moved-data');
+    renameSync(dir, moved);
+    const finished = spawnSync(process.execPath, [cli, 'reshard', '--partitions', '3', '--data-dir', moved], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(finished.status, 0, finished.stderr);
+    assert.ok(!existsSync(dir), `nothing is made where the folder was (${dir})`);
+    const [name] = replacedFolders(moved);
+    assert.ok(existsSync(join(moved, 'replaced', name, 'state-0', 'partition-0000', 'data.mdb')), `the old state is in ${join(moved, 'replaced', name)}`);
+    assert.deepEqual(await stateOf(moved, 5000), stateAt.get(2000));
   });
 
   it('an import whose marker an older version left unreadable still keeps the old state, in replaced/', async () => {

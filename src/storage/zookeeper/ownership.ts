@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import zookeeper, { type Transaction } from 'node-zookeeper-client';
-import { JobOwnedError, LifecycleError, OffsetStoreError, OwnershipLostError } from '../../errors.js';
-import { describeProcess, isGone, parseIdentity, sameProcessSpace, thisProcess, type ProcessIdentity } from '../holder.js';
+import { ConfigError, JobOwnedError, LifecycleError, OffsetStoreError, OwnershipLostError } from '../../errors.js';
+import { describeProcess, isGone, isThisProcess, parseIdentity, sameProcessSpace, thisProcess, type ProcessIdentity } from '../holder.js';
 import { sessionIdOf, zooKeeperAnswer, type ZooKeeperSession } from './session.js';
 
 /** What an owner node holds: who runs the job, so that a refused copy can name it. */
@@ -100,6 +100,14 @@ class DeletionWatches {
  * ZooKeeper expires the owner's session (it was paused, or cut off) nothing it sends can move
  * a position, whatever its session wrapper retries on a new session.
  */
+/**
+ * The sessions through which this process owns a root now. Two sources of one job on one
+ * root are refused when defined, by their connect strings; through two names of the same
+ * servers (localhost and 127.0.0.1) they would meet here, where the second would take the
+ * first's node for a dead copy's (it names the data folder this process holds).
+ */
+const ownedHere = new Set<string>();
+
 export class ZooKeeperOwnership implements WriteFence {
   private node: string | undefined;
   private sessionId: string | undefined;
@@ -138,6 +146,7 @@ export class ZooKeeperOwnership implements WriteFence {
     this.node = created.node;
     this.sessionId = created.sessionId;
     this.granted = created.record.sessionTimeoutMs || undefined;
+    ownedHere.add(created.sessionId);
     this.watch();
     return { node: created.node, record: created.record, waitedMs: Date.now() - started, tookOverFrom };
   }
@@ -157,6 +166,19 @@ export class ZooKeeperOwnership implements WriteFence {
       if (mine === 0) break;
       const holder = await this.read(`${this.owners}/${names[0]}`);
       if (!holder) continue;
+      // Another owner of this process on this data folder is a source of the same job (a copy
+      // of it would have been refused the folder's lock), which goneBecause would take for gone.
+      if (isThisProcess(holder.record) && holder.record.dataDir === this.me.dataDir) {
+        const session = await this.zk.ephemeralOwnerOf(holder.node);
+        if (session !== undefined && ownedHere.has(session)) {
+          await this.zk.remove(created.node);
+          throw new ConfigError(
+            `kafkaStream: the ZooKeeper root ${this.root} is owned by another Kafka source of this process (owner node ${holder.node}): ` +
+              'two sources must not share a root, whatever names they reach ZooKeeper by; give each its own zookeeper.root',
+            { option: 'zookeeper.root', root: this.root, node: holder.node },
+          );
+        }
+      }
       const reason = this.goneBecause(holder.record);
       if (reason) {
         await this.zk.remove(holder.node);
@@ -272,6 +294,7 @@ export class ZooKeeperOwnership implements WriteFence {
 
   private lose(reason: string): void {
     if (this.lost || this.released) return;
+    if (this.sessionId !== undefined) ownedHere.delete(this.sessionId);
     this.lost = this.loss(reason);
     this.stopWatching?.();
     for (const listener of this.listeners) listener(this.lost);
@@ -316,6 +339,7 @@ export class ZooKeeperOwnership implements WriteFence {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
+    if (this.sessionId !== undefined) ownedHere.delete(this.sessionId);
     this.stopWatching?.();
     if (this.node === undefined || this.lost || !this.zk.status().connected) return;
     const removal = this.zk.remove(this.node).catch(() => undefined);

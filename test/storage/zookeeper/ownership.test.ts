@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import zookeeper from 'node-zookeeper-client';
-import { JobOwnedError, OwnershipLostError } from '../../../src/index.js';
+import { ConfigError, JobOwnedError, OwnershipLostError } from '../../../src/index.js';
 import { thisProcess } from '../../../src/storage/holder.js';
 import { ZooKeeperOffsetStore } from '../../../src/storage/zookeeper/offsets.js';
 import { ZooKeeperOwnership } from '../../../src/storage/zookeeper/ownership.js';
@@ -38,6 +38,31 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     sessions.push(session);
     return new ZooKeeperOwnership(session, root, { dataDir, appName: 'owned' }, true);
   }
+
+  it('two sources of this process on one root through two names of the same server: the second is refused, named, and the first keeps the root', async () => {
+    const root = `/owned/aliases-${++roots}`;
+    const via = (connect: string) => {
+      const session = new ZooKeeperSession({ connect });
+      sessions.push(session);
+      return new ZooKeeperOwnership(session, root, { dataDir: '/data/aliases', appName: 'owned' }, true);
+    };
+    const first = via(zk.connectString);
+    const { node } = await first.acquire();
+    const lost: OwnershipLostError[] = [];
+    first.onLost((e) => void lost.push(e));
+    const alias = zk.connectString.replace('127.0.0.1', 'localhost');
+    assert.notEqual(alias, zk.connectString);
+    await assert.rejects(via(alias).acquire(), (e: unknown) => {
+      assert.ok(e instanceof ConfigError, String(e));
+      assert.match((e as Error).message, /the ZooKeeper root \/owned\/aliases-\d+ is owned by another Kafka source of this process \(owner node .*\): two sources must not share a root/);
+      return true;
+    });
+    await assertOwners(root, [node], 'the first source still owns the root, the refused one left no node');
+    assert.deepEqual(lost, []);
+    // Once the first lets go, the root is anyone's.
+    await first.release();
+    await via(alias).acquire();
+  });
 
   it('a write is refused once the owner node is gone, and nothing of it is applied', async () => {
     const root = `/owned/fenced-${++roots}`;

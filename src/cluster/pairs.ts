@@ -4,8 +4,8 @@ import type { PairOrigin } from './high-water-marks.js';
 /**
  * [key, value] pairs on their way from stage 1 to the owner of their state partition,
  * through the repartition topic, each tagged with where it came from so the owner applies
- * it once. Pairs travel in bundles, one Kafka message for up to PAIRS_PER_MESSAGE pairs of
- * one state partition: a message per pair made kafkajs's per-message work (framing, CRC,
+ * it once. Pairs travel in bundles, one Kafka message for up to PAIRS_PER_MESSAGE pairs (and
+ * MESSAGE_BYTES) of one state partition: a message per pair made kafkajs's per-message work (framing, CRC,
  * fetch parsing) the cost of the whole shuffle. A bundle is written and read whole, and
  * keeps the order in which stage 1 made its pairs.
  */
@@ -17,6 +17,14 @@ export interface TaggedPair {
 
 /** The most pairs in one repartition message. */
 export const PAIRS_PER_MESSAGE = 500;
+
+/**
+ * The most bytes of one repartition message, as the produce requests are cut (send-chunks):
+ * a broker refuses a message past its max.message.bytes (1 MiB by default), and 500 pairs
+ * of 2 KB values pass that. A bundle packed larger is cut in halves until each fits, or
+ * holds one pair.
+ */
+export const MESSAGE_BYTES = 512 * 1024;
 
 type Packed = [key: unknown, value: unknown, topic: string, partition: number, offset: number, n: number];
 
@@ -39,8 +47,19 @@ export class PairBundler {
 
   private flush(): void {
     if (this.pending.length === 0) return;
-    this.values.push(Buffer.from(messageCodec.pack(this.pending)));
+    this.pack(this.pending);
     this.pending = [];
+  }
+
+  private pack(pairs: Packed[]): void {
+    const value = Buffer.from(messageCodec.pack(pairs));
+    if (value.length <= MESSAGE_BYTES || pairs.length === 1) {
+      this.values.push(value);
+      return;
+    }
+    const half = Math.ceil(pairs.length / 2);
+    this.pack(pairs.slice(0, half));
+    this.pack(pairs.slice(half));
   }
 }
 

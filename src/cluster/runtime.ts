@@ -158,8 +158,12 @@ export class ClusterRuntime implements ClusterView {
    * other failure fails the job.
    */
   private takeFailed(error: unknown, stream?: ClusterMapWithStateDStream<unknown, unknown, unknown, unknown>): void {
-    if (error instanceof OwnershipLostError) return;
-    const transient = error instanceof Error && (/^KafkaJS/.test(error.name) || (error as { retriable?: boolean }).retriable === true);
+    // A take its own lease cut short (a slow broker while the restore wrote its takeover)
+    // leaves its partition, and those after it, assigned here and owned by no one: the
+    // assignment has not changed, so nothing announces them again. They are taken again.
+    const cutShort = error instanceof OwnershipLostError && stream !== undefined && this.untaken(stream);
+    if (error instanceof OwnershipLostError && !cutShort) return;
+    const transient = cutShort || (error instanceof Error && (/^KafkaJS/.test(error.name) || (error as { retriable?: boolean }).retriable === true));
     if (stream && transient && !this.stopped && this.takeRetries < TAKE_RETRIES) {
       this.takeRetries++;
       setTimeout(() => {
@@ -172,6 +176,13 @@ export class ClusterRuntime implements ClusterView {
       return;
     }
     this.failure ??= error instanceof Error ? error : new Error(String(error));
+  }
+
+  /** Whether the assignment gives this instance a partition of `stream` it does not own. */
+  private untaken(stream: ClusterMapWithStateDStream<unknown, unknown, unknown, unknown>): boolean {
+    if (this.stopped || !this.coordinator) return false;
+    const owned = new Map(stream.ownedPartitions().map((o) => [o.partition, o.epoch]));
+    return this.coordinator.assignedToMe().some((o) => o.stream === stream.stateIndex && owned.get(o.partition) !== o.epoch);
   }
 
   /** Takes that failed for a moment, in a row. */

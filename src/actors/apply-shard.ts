@@ -218,7 +218,8 @@ export class BatchApplication {
         timedOut++;
       }
     }
-    cache.prepare((key, value) => assertEncodable(value, () => `the state of key ${JSON.stringify(key)}`, () => ({ partition, batchTime, key })));
+    // The whole batch's, checked once its records have run: it fails the batch, whatever the record-failure policy (no record is to blame alone).
+    cache.prepare((key, value) => assertEncodable(value, () => `the state of key ${JSON.stringify(key)} in partition ${partition} of batch ${batchTime}`, () => ({ partition, batchTime, key })));
     this.prepared = {
       outputs: emit ? outputs.encode(outputs.length > 0 ? messageCodec.pack(this.keys) : new Uint8Array(0)) : NO_OUTPUTS,
       keyCount: (this.last?.keyCount ?? 0) + cache.keyCountDelta,

@@ -138,7 +138,7 @@ export interface ApplyDone {
   thread: number;
 }
 
-/** The mapping function threw (or its state could not be encoded) on one record; nothing was committed. */
+/** The mapping function threw on one record; nothing was committed. */
 export interface ApplyRecordFailed {
   status: 'record-failed';
   index: number;

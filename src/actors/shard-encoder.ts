@@ -104,7 +104,10 @@ export class ShardBuilder {
    */
   private place(record: unknown, index: number, murmur2?: number): number {
     assertPair(record, this.where.batchTime, index, this.where.stream);
-    const normal = normalizeKey(record[0]);
+    // A tuple is encoded when its chunk is written, later: a copy, so that code that reuses
+    // one array for the keys it yields does not change a key already placed, and routed.
+    const key = normalizeKey(record[0]);
+    const normal = Array.isArray(key) && key === record[0] ? [...key] : key;
     const p =
       murmur2 !== undefined && this.partitioner.partitionOfMurmur2 !== undefined
         ? this.partitioner.partitionOfMurmur2(murmur2, this.numPartitions)

@@ -397,14 +397,14 @@ describe('bad records and states fail the batch, naming what and where, and leav
     expectBatchFailure([['k'.repeat(5000), 1]], (e) => e instanceof InvalidRecordError && /5000 bytes of UTF-8; LMDB keys are limited to 1900/.test((e as Error).message)));
 
   for (const [value, message] of [
-    ['store-function', /the state of key "f" cannot be stored: the value is a function/],
-    ['store-nested-symbol', /the state of key "f" cannot be stored: the value.deep\[1\].s is a symbol/],
-    ['store-cycle', /the state of key "f" cannot be stored: the value.self refers back to itself \(a cycle\)/],
-    ['store-wide-bigint', /the state of key "f" cannot be stored: the value.n is a bigint wider than 64 bits/],
+    ['store-function', /the state of key "f" in partition \d of batch 2000 cannot be stored: the value is a function/],
+    ['store-nested-symbol', /the state of key "f" in partition \d of batch 2000 cannot be stored: the value.deep\[1\].s is a symbol/],
+    ['store-cycle', /the state of key "f" in partition \d of batch 2000 cannot be stored: the value.self refers back to itself \(a cycle\)/],
+    ['store-wide-bigint', /the state of key "f" in partition \d of batch 2000 cannot be stored: the value.n is a bigint wider than 64 bits/],
     // Stored as U+FFFD, it would read back otherwise than memory holds it.
-    ['store-lone-surrogate', /the state of key "f" cannot be stored: the value.name is a string with a lone surrogate/],
-    ['store-lone-surrogate-state', /the state of key "f" cannot be stored: the value is a string with a lone surrogate/],
-    ['store-lone-surrogate-name', /the state of key "f" cannot be stored: the value.inner has a property name with a lone surrogate/],
+    ['store-lone-surrogate', /the state of key "f" in partition \d of batch 2000 cannot be stored: the value.name is a string with a lone surrogate/],
+    ['store-lone-surrogate-state', /the state of key "f" in partition \d of batch 2000 cannot be stored: the value is a string with a lone surrogate/],
+    ['store-lone-surrogate-name', /the state of key "f" in partition \d of batch 2000 cannot be stored: the value.inner has a property name with a lone surrogate/],
   ] as const) {
     it(`a state that cannot be encoded (${value})`, async () => {
       const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).numPartitions(2), { dataDir: tempDir() });

@@ -66,6 +66,35 @@ describe('outputs', () => {
   });
 });
 
+describe('tuple keys', () => {
+  it('a generator that reuses one key array for the pairs it yields: each pair keeps the key it had when yielded, in its own partition', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 2 });
+    const sizes = ssc.queueStream<number>();
+    const stream = sizes
+      .flatMap(function* (n) {
+        const key: [string, number] = ['u', 0];
+        for (let i = 1; i <= n; i++) {
+          key[1] = i;
+          yield [key, 1] as [[string, number], number];
+        }
+      })
+      .mapWithState(StateSpec.function<[string, number], number, number, unknown>(fixture('count')).numPartitions(4));
+    const out: unknown[] = [];
+    stream.foreachBatch((rs) => void out.push(...rs));
+    await ssc.start();
+    try {
+      sizes.pushBatch([3]);
+      await (ssc.clock as ManualClock).advance(1000);
+      // Outputs come partition by partition.
+      assert.deepEqual(out.map((r) => JSON.stringify(r)).sort(), ['[["u",1],1]', '[["u",2],1]', '[["u",3],1]']);
+      assert.deepEqual([...stream.store().entries()].sort(), [[['u', 1], 1], [['u', 2], 1], [['u', 3], 1]]);
+      assert.equal(stream.store().count(), 3);
+    } finally {
+      await ssc.stop();
+    }
+  });
+});
+
 describe('a map, flatMap or filter that throws', () => {
   it('fails the batch naming the operation, where it was defined, the batch and the record, with the cause kept', async () => {
     const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });

@@ -361,7 +361,8 @@ const MUTANTS: Mutant[] = [
   { what: "outputs share one array: one that empties it empties the next one's", edits: one('engine/streaming-context.js', 'recordsFor(batch)).slice(), batch.time)', 'recordsFor(batch)), batch.time)'), test: 'engine/stream-operations.test.js', name: 'array of its own' },
   { what: "a second source of this process on a root through another name takes the first's node for a dead copy's", edits: one('storage/zookeeper/ownership.js', 'if (session !== undefined && ownedHere.has(session)) {', 'if (false) {'), test: 'storage/zookeeper/ownership.test.js', name: 'two names of the same server' },
   { what: 'a bundle of 500 large pairs sent as one message past a broker\'s max.message.bytes', edits: one('cluster/pairs.js', 'if (value.length <= MESSAGE_BYTES || pairs.length === 1) {', 'if (true) {'), test: 'cluster/pairs.test.js', name: 'large values' },
-  { what: 'a tuple key kept by reference: code reusing one array moves keys already routed', edits: one('actors/shard-encoder.js', 'const normal = Array.isArray(key) && key === record[0] ? [...key] : key;', 'const normal = key;'), test: 'engine/stream-operations.test.js', name: 'reuses one key array' },
+  { what: 'a tuple key kept by reference: code reusing one array moves keys already routed', edits: one('storage/keys.js', '(Array.isArray(key) ? key.map((part) => (part === 0 ? 0 : part)) : normalizeKey(key))', 'normalizeKey(key)'), test: 'engine/stream-operations.test.js', name: 'reuses one key array' },
+  { what: "a tuple key of initial state kept by reference", edits: one('actors/shard-encoder.js', 'const key = keyToKeep(pair[0]);', 'const key = pair[0];'), test: 'engine/stream-operations.test.js', name: 'initial state from a generator' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

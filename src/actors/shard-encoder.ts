@@ -1,5 +1,5 @@
 import type { Partitioner } from '../engine/partitioner.js';
-import { assertInitialEntry, assertPair, assertRecordValue, isScalarKey, normalizeKey } from '../storage/keys.js';
+import { assertInitialEntry, assertPair, assertRecordValue, isScalarKey, keyToKeep } from '../storage/keys.js';
 import type { InitialEntry } from './messages.js';
 import { KeyTable } from './key-table.js';
 import { writeShard } from './shard-format.js';
@@ -104,10 +104,7 @@ export class ShardBuilder {
    */
   private place(record: unknown, index: number, murmur2?: number): number {
     assertPair(record, this.where.batchTime, index, this.where.stream);
-    // A tuple is encoded when its chunk is written, later: a copy, so that code that reuses
-    // one array for the keys it yields does not change a key already placed, and routed.
-    const key = normalizeKey(record[0]);
-    const normal = Array.isArray(key) && key === record[0] ? [...key] : key;
+    const normal = keyToKeep(record[0]);
     const p =
       murmur2 !== undefined && this.partitioner.partitionOfMurmur2 !== undefined
         ? this.partitioner.partitionOfMurmur2(murmur2, this.numPartitions)
@@ -178,7 +175,7 @@ export function shardInitialState(
   let index = 0;
   for (const pair of pairs) {
     assertInitialEntry(pair, index++, stream);
-    const key = normalizeKey(pair[0]);
+    const key = keyToKeep(pair[0]);
     shards[partitioner.partition(key, numPartitions)].push([key, pair[1]]);
   }
   return shards;

@@ -4,7 +4,7 @@ import type { BatchRun } from '../engine/batch.js';
 import type { DStream } from '../engine/dstream.js';
 import { murmur2Partitioner } from '../engine/partitioner.js';
 import type { KafkaRecord } from '../engine/sources/kafka.js';
-import { assertPair, assertRecordValue, normalizeKey } from '../storage/keys.js';
+import { assertPair, assertRecordValue, keyToKeep } from '../storage/keys.js';
 import { PairBundler } from './pairs.js';
 import { sendChunks } from './send-chunks.js';
 
@@ -42,7 +42,7 @@ export class StageOneWriter {
         n = from === last ? n + 1 : 0;
         last = from;
         const record = records[from];
-        const key = normalizeKey(pair[0]);
+        const key = keyToKeep(pair[0]);
         try {
           bundles[murmur2Partitioner.partition(key, stream.numPartitions)].add({ key, value: pair[1], origin: { topic: record.topic, partition: record.partition, offset: Number(record.offset), n } });
         } catch (error) {

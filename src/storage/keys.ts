@@ -107,6 +107,15 @@ export function normalizeKey<K>(key: K): K {
   return key;
 }
 
+/**
+ * A key as it is kept until it is encoded, later: normalized, and a tuple copied, so that
+ * code that reuses one array for the keys it yields (a generator) does not change a key
+ * already placed, and routed, by the time it is written.
+ */
+export function keyToKeep<K>(key: K): K {
+  return (Array.isArray(key) ? key.map((part) => (part === 0 ? 0 : part)) : normalizeKey(key)) as K;
+}
+
 /** Throws an InvalidRecordError naming the batch and record position when a record is not a usable [key, value] pair. */
 export function assertPair(record: unknown, batchTime: number, index: number, stream: number): asserts record is [unknown, unknown] {
   if (Array.isArray(record) && record.length === 2 && typeof record[0] === 'string' && record[0].length * 3 <= MAX_KEY_BYTES && isWellFormed(record[0]) && (record[0].length < UNKEPT_FROM || !UNKEPT.test(record[0]))) return;

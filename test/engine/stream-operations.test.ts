@@ -93,6 +93,27 @@ describe('tuple keys', () => {
       await ssc.stop();
     }
   });
+
+  it('initial state from a generator that reuses one key array: each key keeps its state', async () => {
+    function* reused(): Generator<[[string, number], number]> {
+      const key: [string, number] = ['v', 0];
+      for (let i = 1; i <= 6; i++) {
+        key[1] = i;
+        yield [key, i * 10];
+      }
+    }
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 2 });
+    const input = ssc.queueStream<[[string, number], number]>();
+    const stream = input.mapWithState(StateSpec.function<[string, number], number, number, unknown>(fixture('count')).numPartitions(4).initialState(reused()));
+    await ssc.start();
+    try {
+      await (ssc.clock as ManualClock).advance(1000);
+      assert.deepEqual([1, 2, 3, 4, 5, 6].map((i) => stream.store().get(['v', i])), [10, 20, 30, 40, 50, 60]);
+      assert.equal(stream.store().count(), 6);
+    } finally {
+      await ssc.stop();
+    }
+  });
 });
 
 describe('a map, flatMap or filter that throws', () => {

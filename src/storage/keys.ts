@@ -103,8 +103,13 @@ export function keyProblem(key: unknown): string | undefined {
  */
 export function normalizeKey<K>(key: K): K {
   if (typeof key === 'number') return (key === 0 ? 0 : key) as K;
-  if (Array.isArray(key) && key.some((part) => Object.is(part, -0))) return key.map((part) => (part === 0 ? 0 : part)) as K;
+  if (Array.isArray(key) && key.some((part) => Object.is(part, -0))) return normalParts(key) as K;
   return key;
+}
+
+/** A tuple's parts in a new array, -0 as 0. */
+function normalParts(parts: unknown[]): unknown[] {
+  return parts.map((part) => (part === 0 ? 0 : part));
 }
 
 /**
@@ -113,7 +118,7 @@ export function normalizeKey<K>(key: K): K {
  * already placed, and routed, by the time it is written.
  */
 export function keyToKeep<K>(key: K): K {
-  return (Array.isArray(key) ? key.map((part) => (part === 0 ? 0 : part)) : normalizeKey(key)) as K;
+  return (Array.isArray(key) ? normalParts(key) : normalizeKey(key)) as K;
 }
 
 /** Throws an InvalidRecordError naming the batch and record position when a record is not a usable [key, value] pair. */

@@ -23,9 +23,8 @@ export interface JobParts {
   inputs(): InputStream[];
   /** Every state stream, local or the partitions a cluster instance owns. */
   stateStreams(): Array<{ stateIndex: number; partitionFigures(): PartitionFigures[] }>;
-  /** Whether the job takes snapshots, and when the newest one in its folder was written (ms), if any. */
+  /** Whether the job takes snapshots. */
   snapshotsOn: boolean;
-  lastSnapshotAt(): number | undefined;
   /** The newest snapshot in the job's folder, whether this process took it or not. */
   newestSnapshot(): SnapshotOnDisk | undefined;
 }
@@ -48,7 +47,6 @@ function probeOf(parts: JobParts): JobProbe {
     failure: parts.failure,
     stateStreams: () => parts.stateStreams().map((s) => ({ stream: s.stateIndex, partitions: s.partitionFigures() })),
     snapshotsOn: parts.snapshotsOn,
-    lastSnapshotAt: parts.lastSnapshotAt,
     newestSnapshot: parts.newestSnapshot,
     kafkaSources: () => parts.inputs().filter((i): i is KafkaInputDStream<unknown> => i instanceof KafkaInputDStream) as KafkaProbe[],
   };

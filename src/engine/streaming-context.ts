@@ -20,7 +20,7 @@ import { validateKafkaOptions, type KafkaStreamOptions } from './sources/kafka-o
 import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
 import { specAsDefined, type StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
-import { newestSnapshot, newestSnapshotAt, snapshotFigures } from '../storage/snapshots/manifest.js';
+import { newestSnapshot, snapshotFigures } from '../storage/snapshots/manifest.js';
 import { recoverLocalJob } from './local-recovery.js';
 import { outputUntilCut, startCutShort, stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
 import { DataDirLock } from '../storage/data-lock.js';
@@ -199,7 +199,6 @@ export class StreamingContext implements StreamGraph {
       // A cluster's source is read by its runtime, from positions of its own: the source never opens.
       inputs: () => (this.clusterOptions ? [] : this.inputs), stateStreams: () => [...this.stateStreams, ...this.clusterStreams],
       snapshotsOn: this.snapshotPolicy !== undefined,
-      lastSnapshotAt: () => (this.snapshotPolicy ? newestSnapshotAt(this.dataDir) : undefined),
       newestSnapshot: () => newestSnapshot(this.dataDir),
     }, this);
   }

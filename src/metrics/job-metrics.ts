@@ -145,7 +145,7 @@ export class JobMetrics {
     if (this.seeded) return;
     this.seeded = true;
     for (const { stream, partitions } of this.probe.stateStreams()) for (const p of partitions) this.m.restarts.inc(this.partition(stream, p.partition), 0);
-    const at = this.probe.lastSnapshotAt();
+    const at = this.probe.snapshotsOn ? this.probe.newestSnapshot()?.at : undefined;
     if (at !== undefined) this.m.snapshotLast.set(this.labels, at / 1000);
   }
 

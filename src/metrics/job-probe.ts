@@ -23,10 +23,9 @@ export interface JobProbe {
   /** The error that failed the job, if one did. */
   failure(): Error | undefined;
   stateStreams(): Array<{ stream: number; partitions: PartitionFigures[] }>;
-  /** Whether the job takes snapshots, and when the newest one in its folder was written (ms), if any: a restarted job's has not completed in this process. */
+  /** Whether the job takes snapshots. */
   readonly snapshotsOn: boolean;
-  lastSnapshotAt(): number | undefined;
-  /** The newest snapshot in the job's folder, taken by this process or before it started (the status page shows it). */
+  /** The newest snapshot in the job's folder, taken by this process or before it started (a restarted job's has not completed in this process). */
   newestSnapshot(): SnapshotOnDisk | undefined;
   kafkaSources(): KafkaProbe[];
 }

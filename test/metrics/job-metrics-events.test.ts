@@ -16,7 +16,7 @@ function metricsOn(batchIntervalMs: number, parts: Partial<JobProbe> = {}): { re
   const registry = new Registry();
   const probe: JobProbe = {
     appName: 'events', batchIntervalMs, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
-    snapshotsOn: false, lastSnapshotAt: () => undefined, newestSnapshot: () => undefined, ...parts,
+    snapshotsOn: false, newestSnapshot: () => undefined, ...parts,
   };
   const events = new EventEmitter();
   new JobMetrics(registry, probe, () => []).attach(events);
@@ -68,7 +68,7 @@ describe('metrics from events', () => {
 
   it('the counters the alerts read with increase() begin at 0: batch and snapshot failures from the start, every partition\'s restarts from the first batch (a worker dying in it is counted); a restarted job knows its newest snapshot', async () => {
     const figures = (partition: number) => ({ partition, keyCount: 0, lastBatch: undefined, stateBytes: 0, deadLetters: 0 });
-    const { registry, emit } = metricsOn(1000, { snapshotsOn: true, lastSnapshotAt: () => 1_700_000_000_000, stateStreams: () => [{ stream: 0, partitions: [figures(0), figures(1)] }] });
+    const { registry, emit } = metricsOn(1000, { snapshotsOn: true, newestSnapshot: () => ({ batchTime: 1000, path: '/data/snapshots/1000', at: 1_700_000_000_000, bytes: 1, keyCount: 1 }), stateStreams: () => [{ stream: 0, partitions: [figures(0), figures(1)] }] });
     const value = async (name: string, labels: Record<string, string> = {}) =>
       parseSamples(await registry.metrics()).find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
     assert.equal(await value('statestream_batches_total', { outcome: 'failed' }), 0);
@@ -120,7 +120,7 @@ describe('metrics from events', () => {
       const s = source(i);
       const probe: JobProbe = {
         appName: app, batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [s.probe],
-        snapshotsOn: false, lastSnapshotAt: () => undefined, newestSnapshot: () => undefined,
+        snapshotsOn: false, newestSnapshot: () => undefined,
       };
       new JobMetrics(registry, probe, () => [s.sampler]).attach(new EventEmitter());
       return s;

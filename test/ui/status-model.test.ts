@@ -9,7 +9,7 @@ describe('the status page\'s document', () => {
   it('carries per-partition times for the newest batches the page details, and the figures of every batch it keeps for the charts', async () => {
     const probe: JobProbe = {
       appName: 'status', batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
-      snapshotsOn: false, lastSnapshotAt: () => undefined, newestSnapshot: () => undefined,
+      snapshotsOn: false, newestSnapshot: () => undefined,
     };
     const events = new EventEmitter();
     const model = new StatusModel(probe, () => []);
@@ -38,7 +38,7 @@ describe('the status page\'s document', () => {
     const onDisk = { batchTime: 5000, path: '/data/snapshots/5000', at: 1_700_000_000_000, bytes: 4096, keyCount: 7 };
     const probe: JobProbe = {
       appName: 'status', batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
-      snapshotsOn: true, lastSnapshotAt: () => onDisk.at, newestSnapshot: () => onDisk,
+      snapshotsOn: true, newestSnapshot: () => onDisk,
     };
     const events = new EventEmitter();
     const model = new StatusModel(probe, () => []);

@@ -113,11 +113,6 @@ export function newestSnapshot(dataDir: string): SnapshotOnDisk | undefined {
   }
 }
 
-/** When the newest readable snapshot in the folder was completed, in ms since the epoch, if there is one. */
-export function newestSnapshotAt(dataDir: string): number | undefined {
-  return newestSnapshot(dataDir)?.at;
-}
-
 /** A snapshot folder whose manifest cannot be read (damaged by hand, or a newer format): never a candidate for restore. */
 export interface UnreadableSnapshot {
   batchTime: number;

@@ -363,6 +363,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a bundle of 500 large pairs sent as one message past a broker\'s max.message.bytes', edits: one('cluster/pairs.js', 'if (value.length <= MESSAGE_BYTES || pairs.length === 1) {', 'if (true) {'), test: 'cluster/pairs.test.js', name: 'large values' },
   { what: 'a tuple key kept by reference: code reusing one array moves keys already routed', edits: one('storage/keys.js', '(Array.isArray(key) ? normalParts(key) : normalizeKey(key))', 'normalizeKey(key)'), test: 'engine/stream-operations.test.js', name: 'reuses one key array' },
   { what: "a tuple key of initial state kept by reference", edits: one('actors/shard-encoder.js', 'const key = keyToKeep(pair[0]);', 'const key = pair[0];'), test: 'engine/stream-operations.test.js', name: 'initial state from a generator' },
+  { what: 'stale time-index entries kept after the sweep passed over them', edits: one('actors/apply-shard.js', 'this.staleEntries.push([time, key]);', ''), test: 'storage/partition/time-index.test.js', name: 'own time' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -77,6 +77,8 @@ export class BatchApplication {
   private readonly state = new StateHandle<unknown>();
   private readonly outputs = new OutputWriter();
   private readonly lettersToWrite: DeadLetter[] = [];
+  /** Index entries the sweep found stale (their key gone, or at another time): removed with the commit, so no later sweep reads them again. */
+  private readonly staleEntries: Array<[time: number, key: unknown]> = [];
   /** The batch's distinct keys so far, and their working-set slots: chunks name keys by index into these. */
   private readonly keys: unknown[] = [];
   private readonly slots: Array<Slot<unknown> | undefined> = [];
@@ -197,6 +199,7 @@ export class BatchApplication {
         // reshard of a change log read out of LMDB's order left them): the entry's own time decides.
         if (entry === undefined || (!loaded && entry[1] !== time)) {
           (passedOver ??= new KeyedMap()).set(key, true);
+          if (!loaded) this.staleEntries.push([time, key]);
           continue;
         }
         const position = i++;
@@ -245,6 +248,7 @@ export class BatchApplication {
     try {
       store.env.transactionSync(() => {
         cache.flush();
+        for (const [time, key] of this.staleEntries) this.index.remove(time, key);
         memory.endBatch(batchTime, keyCount);
         for (const letter of this.lettersToWrite) letters.add(letter);
         this.log.record({ batchTime, outputs, keyCount, timedOut });

@@ -93,5 +93,11 @@ describe('TimeIndex', () => {
     } finally {
       await second.ssc.stop();
     }
+    const after = openPartitionStore(partitionPath(dataDir, 0, 0));
+    try {
+      assert.deepEqual([...new TimeIndex(after).olderThan(Infinity)], [[2000, 'b']], 'the stale entries were removed with the batches that passed over them');
+    } finally {
+      after.env.close();
+    }
   });
 });

@@ -122,10 +122,17 @@ export function common(command: string, values: Parsed['values']): Common {
   // Absolute, as a job's: paths a swap records for whoever finishes it (another command, the
   // job, run from another folder) must name the same place there.
   const dataDir = resolve(given);
+  return { dataDir, stream, streamGiven: raw !== undefined, json: values.json === true, quiet: values.quiet === true };
+}
+
+/**
+ * Refuses a --data-dir that is a file. Called once every argument is checked: a bad argument
+ * is a usage error (exit 2) that names it, whatever the folder is.
+ */
+export function checkDataFolder(dataDir: string): void {
   // A file given as the folder would read as a folder with nothing in it ("No snapshots"), or fail with a bare ENOTDIR.
   const kind = pathKind(dataDir);
   if (kind === 'file' || kind === 'below-a-file') throw new CliFailure(`${dataDir} is not a folder (give the job's data folder with --data-dir)`);
-  return { dataDir, stream, streamGiven: raw !== undefined, json: values.json === true, quiet: values.quiet === true };
 }
 
 /**

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { listSnapshots } from '../storage/snapshots/manifest.js';
 import { describeHolder, folderLockHolder } from '../storage/data-lock.js';
 import { describeProcess } from '../storage/holder.js';
-import { CliFailure, UsageError, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
+import { CliFailure, UsageError, checkDataFolder, common, formatBatch, formatBytes, parseCommand, print, table, toJson, zookeeperOptions, zookeeperTarget } from './args.js';
 import type { PartitionReport } from '../storage/partition/store-check.js';
 import { examineStream, streamsOnDisk } from './stores.js';
 import { interruptedSwap, streamsMidSwap } from '../storage/stream-swap.js';
@@ -70,6 +70,7 @@ export async function inspect(args: string[]): Promise<number> {
   if (values['app-name'] !== undefined && !isPathName(values['app-name'])) {
     throw new UsageError(`--app-name must be the job's appName: 1–100 letters, digits, '.', '_' or '-' (not '.' or '..'), got ${JSON.stringify(values['app-name'])}`, 'inspect');
   }
+  checkDataFolder(dataDir);
   if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
 
   // A stream whose folder is mid-rename in a reshard, an import or a restore shows under its index too.

@@ -4,7 +4,7 @@ import { BatchLog } from '../storage/partition/batch-log.js';
 import { interruptedSwap, recoverInterruptedSwaps } from '../storage/stream-swap.js';
 import { reshardStores } from '../storage/reshard/reshard.js';
 import { stateDir } from '../storage/partition/store.js';
-import { CliFailure, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
+import { CliFailure, checkDataFolder, common, formatBatch, integer, parseCommand, print, toJson, UsageError } from './args.js';
 import { MAX_PARTITIONS } from '../engine/state-spec.js';
 import { Progress } from './progress.js';
 import { assertJobStopped, lockFolder, openStream, settledJson, settledNotes } from './stores.js';
@@ -30,6 +30,7 @@ export async function reshard(args: string[]): Promise<number> {
   // No more than a job may be started with (StateSpec.numPartitions).
   const to = integer('reshard', values, 'partitions', 1, MAX_PARTITIONS);
   if (to === undefined) throw new UsageError('reshard: missing --partitions <n>', 'reshard');
+  checkDataFolder(dataDir);
   const noState = () => new CliFailure(`stream ${stream} has no state under ${dataDir} (no ${stateDir(dataDir, stream)})`);
   // Before the lock, which would make the folder: a mistyped --data-dir is named, not created.
   if (!existsSync(stateDir(dataDir, stream)) && !interruptedSwap(dataDir, stream)) throw noState();

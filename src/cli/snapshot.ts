@@ -4,7 +4,7 @@ import { BatchLog } from '../storage/partition/batch-log.js';
 import { closePartitionStores, partitionFolder, partitionsOnDisk, stateDir } from '../storage/partition/store.js';
 import { findSnapshot, listSnapshots, newerStoreFormat, scanSnapshots, verifySnapshot, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
 import { beginSnapshot } from '../storage/snapshots/writer.js';
-import { batchTimeArg, CliFailure, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
+import { batchTimeArg, CliFailure, checkDataFolder, common, formatBatch, formatBytes, parseCommand, print, table, toJson, UsageError, zookeeperOptions, zookeeperTarget, type ZooKeeperTarget } from './args.js';
 import { asideFolder, commitSwap, interruptedSwap, moveWithSwap, recoverInterruptedSwaps, streamsMidSwap, swapPaths } from '../storage/stream-swap.js';
 import { assertJobStopped, lockFolder, openStream, settledJson, settledNotes, settleInterruptedSwaps, streamsOnDisk } from './stores.js';
 import { copyFileCounted, Progress } from './progress.js';
@@ -96,6 +96,7 @@ async function list(args: string[]): Promise<number> {
   const { values } = parseCommand('snapshot list', args, { verify: { type: 'boolean' } }, { min: 0, max: 0, names: '' });
   if (values.help) return print(listUsage), 0;
   const { dataDir, json, stream, streamGiven } = common('snapshot list', values);
+  checkDataFolder(dataDir);
   if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
   const rows = [];
   const { readable, unreadable } = scanSnapshots(dataDir);
@@ -163,6 +164,7 @@ async function create(args: string[]): Promise<number> {
   if (values.help) return print(createUsage), 0;
   const { dataDir, stream, streamGiven, json } = common('snapshot create', values);
   const zk = zookeeperTarget('snapshot create', values);
+  checkDataFolder(dataDir);
   // A stream whose reshard, import or restore a crash interrupted may have no state folder until that is settled: it is snapshotted too.
   const candidates = streamGiven ? [stream] : existsSync(dataDir) ? [...new Set([...streamsOnDisk(dataDir), ...streamsMidSwap(dataDir)])].sort((a, b) => a - b) : [];
   if (candidates.length === 0) throw new CliFailure(`there is no state to snapshot under ${dataDir}`);
@@ -223,6 +225,7 @@ async function restore(args: string[]): Promise<number> {
   const { dataDir, stream, json, quiet } = common('snapshot restore', values);
   const batchTime = batchTimeArg('snapshot restore', positionals[0], '<batchTime>');
   const zk = zookeeperTarget('snapshot restore', values);
+  checkDataFolder(dataDir);
   // What a crash left of an earlier restore is settled first: rolled back, it puts back the snapshots it had retired.
   // Only then is the lock taken here: a folder with nothing to restore into keeps no lock file.
   const settled = existsSync(dataDir) && interruptedSwap(dataDir, stream) !== undefined ? await settleInterruptedSwaps(dataDir, stream, 'snapshot restore') : [];

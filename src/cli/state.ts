@@ -3,7 +3,7 @@ import { BatchLog } from '../storage/partition/batch-log.js';
 import { decodeEntry } from '../storage/codec.js';
 import { keyProblem, normalizeKey } from '../storage/keys.js';
 import { readEntry } from '../storage/partition/change-log.js';
-import { CliFailure, common, formatBatch, parseCommand, print, toJson, UsageError } from './args.js';
+import { CliFailure, checkDataFolder, common, formatBatch, parseCommand, print, toJson, UsageError } from './args.js';
 import { openStream } from './stores.js';
 
 export const stateUsage = `Usage: statestream state <get|count> [options]
@@ -73,6 +73,7 @@ async function get(args: string[]): Promise<number> {
   const key = normalizeKey(parseKey(positionals[0], values.string === true));
   const problem = keyProblem(key);
   if (problem) throw new UsageError(`state get: ${problem} (use --string to look up the text as a string key)`, 'state');
+  checkDataFolder(dataDir);
   const opened = openStream(dataDir, stream);
   try {
     if (opened.layout.partitioner !== murmur2Partitioner.name) throw new CliFailure(`the stores use partitioner ${JSON.stringify(opened.layout.partitioner)}; this tool knows only ${murmur2Partitioner.name}`);
@@ -98,6 +99,7 @@ async function count(args: string[]): Promise<number> {
   const { values } = parseCommand('state count', args, {}, { min: 0, max: 0, names: '' });
   if (values.help) return print(stateUsage), 0;
   const { dataDir, stream, json } = common('state count', values);
+  checkDataFolder(dataDir);
   const opened = openStream(dataDir, stream);
   try {
     // The key count each partition committed with its last batch, as StateView.count reads it.

@@ -9,9 +9,10 @@ import { findSnapshot, listSnapshots, newerStoreFormat, verifySnapshot } from '.
 import { readStateExport, writeStateExport, type ExportEntry, type StateExport, type StateExportOrigin } from '../storage/export/state-export.js';
 import { snapshotEntries } from '../storage/snapshots/source.js';
 import { pinOneBatch } from '../storage/export/job-export.js';
+import { landingInDataDir } from '../storage/export/export-place.js';
 import { BatchedWriter } from '../storage/reshard/batched-writer.js';
 import { normalizeKey } from '../storage/keys.js';
-import { batchTimeArg, CliFailure, common, formatBatch, integer, parseCommand, pathKind, print, toJson, UsageError } from './args.js';
+import { batchTimeArg, CliFailure, checkDataFolder, common, formatBatch, integer, parseCommand, pathKind, print, toJson, UsageError } from './args.js';
 import { MAX_PARTITIONS } from '../engine/state-spec.js';
 import { asideFolder, commitSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
 import { assertJobStopped, lockFolder, openStream, settledJson, settledNotes } from './stores.js';
@@ -59,14 +60,18 @@ Exit codes: 0 success, 1 not an export / damaged export / the stream has state (
 
 /**
  * Refuses an --out the export could not be written to, naming it: the export is written to
- * a temporary file beside it and renamed, so otherwise the error would name that file.
+ * a temporary file beside it and renamed, so otherwise the error would name that file. Nor
+ * may it land in the data folder: renamed over a store's file it destroys the store, over
+ * the lock file it frees the folder while a job holds it.
  */
-function checkOutFile(out: string): void {
+function checkOutFile(out: string, dataDir: string): void {
   if (pathKind(out) === 'folder') throw new CliFailure(`--out ${out} is a folder; give the export file's path`);
   const folder = dirname(resolve(out));
   const kind = pathKind(folder);
   if (kind === 'nothing') throw new CliFailure(`--out ${out}: there is no folder ${folder} to write it in`);
   if (kind !== 'folder') throw new CliFailure(`--out ${out}: ${folder} is not a folder`);
+  const inside = landingInDataDir(out, dataDir);
+  if (inside !== undefined) throw new CliFailure(`--out ${out} would write ${inside}, inside the data folder ${dataDir}, whose files are the job's; write the export outside it`);
 }
 
 /** Where the export goes: a file path, or stdout (then the summary goes to stderr). */
@@ -99,10 +104,11 @@ export async function exportCommand(args: string[]): Promise<number> {
   const out = values.out as string | undefined;
   if (out === undefined) throw new UsageError('export: missing --out <file|-> (- writes to stdout)', 'export');
   if (out.trim() === '') throw new UsageError('export: --out must be a file path, or - for stdout; got ""', 'export');
-  if (out !== '-') checkOutFile(out);
+  const snapshotTime = values.snapshot === undefined ? undefined : batchTimeArg('export', values.snapshot as string, '--snapshot');
+  checkDataFolder(dataDir);
+  if (out !== '-') checkOutFile(out, dataDir);
   // Known before the export is written: a regular file at the path is then replaced.
   const stdout = toStdout(out);
-  const snapshotTime = values.snapshot === undefined ? undefined : batchTimeArg('export', values.snapshot as string, '--snapshot');
 
   let entries: Iterable<ExportEntry>;
   let origin: StateExportOrigin;
@@ -171,6 +177,7 @@ export async function importCommand(args: string[]): Promise<number> {
   if (values.help) return print(importUsage), 0;
   const { dataDir, stream, json, quiet } = common('import', values);
   const given = integer('import', values, 'partitions', 1, MAX_PARTITIONS);
+  checkDataFolder(dataDir);
   const file = positionals[0];
   if (!existsSync(file)) throw new CliFailure(`there is no file ${file}`);
   if (!statSync(file).isFile()) throw new CliFailure(`${file} is not a file (give a state export, as 'statestream export' writes)`);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { StateSpec } from '../../src/index.js';
@@ -137,6 +137,29 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     failsWith(await run(['export', '--data-dir', dataDir, '--out', join(file, 'x.msgpack')]), 1, /a-file is not a folder$/m);
     failsWith(await run(['export', '--data-dir', dataDir, '--out', join(file, 'below', 'x.msgpack')]), 1, /a-file\/below is not a folder$/m);
     assert.doesNotMatch((await run(['export', '--data-dir', dataDir, '--out', join(missing, 'x.msgpack')])).stderr, /\.tmp/);
+  });
+
+  it('export refuses an --out in the data folder: a store, the lock file, a new file there, or a link into it', async () => {
+    const store = join(dataDir, 'state-0', 'partition-0000', 'data.mdb');
+    const before = readFileSync(store);
+    const link = join(tempDir(), 'into.msgpack');
+    symlinkSync(join(dataDir, 'statestream.lock'), link);
+    for (const out of [store, join(dataDir, 'statestream.lock'), join(dataDir, 'export.msgpack'), link]) {
+      failsWith(await run(['export', '--data-dir', dataDir, '--out', out]), 1, /^statestream: --out .* would write .*, inside the data folder .*, whose files are the job's; write the export outside it$/m);
+    }
+    assert.deepEqual(readFileSync(store), before);
+    assert.ok(!existsSync(join(dataDir, 'export.msgpack')));
+    assert.equal((await run(['inspect', '--data-dir', dataDir])).code, 0, 'the stores are whole');
+  });
+
+  it('a bad argument is a usage error naming it, whatever --data-dir names', async () => {
+    const file = join(tempDir(), 'not-a-folder');
+    writeFileSync(file, 'x');
+    failsWith(await run(['reshard', '--data-dir', file, '--partitions', 'abc']), 2, /--partitions must be an integer from 1 to \d+, got "abc"/);
+    failsWith(await run(['snapshot', 'restore', 'abc', '--data-dir', file]), 2, /<batchTime> must be a batch time/);
+    failsWith(await run(['export', '--data-dir', dataDir, '--out', join(tempDir(), 'no', 'such', 'x.msgpack'), '--snapshot', 'abc']), 2, /--snapshot must be a batch time/);
+    failsWith(await run(['import', 'x.msgpack', '--data-dir', file, '--partitions', '0']), 2, /--partitions must be an integer from 1 to \d+, got "0"/);
+    failsWith(await run(['state', 'count', '--data-dir', file]), 1, /not-a-folder is not a folder \(give the job's data folder with --data-dir\)/);
   });
 
   it('a negative value is named in one line; a reader that closes the pipe ends the export quietly', async () => {

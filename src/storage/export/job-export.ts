@@ -5,6 +5,7 @@ import { BatchLog, readLayout } from '../partition/batch-log.js';
 import { closePartitionStores, type PartitionStore } from '../partition/store.js';
 import { openStreamStores } from '../partition/stream-stores.js';
 import { pathArgument, streamOption } from './state-source.js';
+import { landingInDataDir } from './export-place.js';
 import { assertExportTarget, storesEntries, writeStateExport, type ExportEntry, type StateExportOrigin } from './state-export.js';
 
 /** How long an export of a running job looks for a moment when every partition holds the same batch. */
@@ -27,6 +28,10 @@ export async function exportJobState(dataDir: string, target: string | NodeJS.Wr
   pathArgument('exportJobState', 'dataDir', dataDir);
   const stream = streamOption('exportJobState', options);
   assertExportTarget('exportJobState', target);
+  const inside = typeof target === 'string' ? landingInDataDir(target, dataDir) : undefined;
+  if (inside !== undefined) {
+    throw new ConfigError(`exportJobState: target ${target} would write ${inside}, inside the data folder ${dataDir}, whose files are the job's; write the export outside it`, { option: 'target', value: target });
+  }
   const { stores } = openStreamStores(dataDir, stream, (why) => {
     switch (why.kind) {
       case 'swap-pending': return new StoreMismatchError(`exportJobState: ${why.swap}; start the job once so that it finishes it (or rolls it back), then export`, { dataDir, stream });

@@ -1,11 +1,12 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
-import { lstat, open as openFile, readlink, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open as openFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { ConfigError, describeValue, StateExportError } from '../../errors.js';
 import { assertEncodable, decodeEntry, encodeExportEntry, entryCodec, unpackExportValues } from '../codec.js';
 import { keyProblem, normalizeKey } from '../keys.js';
 import { removedAtExit } from '../removed-at-exit.js';
+import { landingPath } from './export-place.js';
 import type { Transaction } from 'lmdb';
 import { readEntries } from '../partition/change-log.js';
 import type { PartitionStore } from '../partition/store.js';
@@ -112,7 +113,8 @@ async function fileSink(path: string): Promise<Sink> {
     });
     return handleSink(handle);
   }
-  const real = info ? await realpath(path) : await danglingTarget(path);
+  const real = landingPath(path);
+  if (real === undefined) throw new StateExportError(`cannot write the export ${path}: it is a loop of symbolic links`, { path });
   const tmp = `${real}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   // Named by the path asked for: the temporary file's name is ours, not the user's.
   const handle = await openFile(tmp, 'wx').catch((error: NodeJS.ErrnoException) => {
@@ -134,19 +136,6 @@ async function fileSink(path: string): Promise<Sink> {
       forget();
     },
   };
-}
-
-/** Where a path that names no file yet would be made: a symbolic link to nothing leads to the file it names. */
-async function danglingTarget(path: string): Promise<string> {
-  let at = resolve(path);
-  for (let hops = 0; hops < 40; hops++) {
-    const info = await lstat(at).catch(() => undefined);
-    if (!info?.isSymbolicLink()) return at;
-    // Relative to the folder the link is in, as the system resolves it ('..' from there, not from the name's text).
-    const folder = await realpath(dirname(at)).catch(() => dirname(at));
-    at = resolve(folder, await readlink(at));
-  }
-  throw new StateExportError(`cannot write the export ${path}: it is a loop of symbolic links`, { path });
 }
 
 function handleSink(handle: FileHandle): Sink {

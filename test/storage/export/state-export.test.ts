@@ -3,7 +3,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, rmd
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { EncodingError, StateExportError, StateSpec, type StateSource, StoreMismatchError, exportJobState, readStateExport, writeStateExport, type ExportEntry } from '../../../src/index.js';
+import { ConfigError, EncodingError, StateExportError, StateSpec, type StateSource, StoreMismatchError, exportJobState, readStateExport, writeStateExport, type ExportEntry } from '../../../src/index.js';
 import { BatchLog, readLayout, writeLayout } from '../../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../../src/storage/codec.js';
 import { entryCodec } from '../../../src/storage/codec.js';
@@ -245,6 +245,29 @@ describe('state export', () => {
     rewrite((store) => store.meta.removeSync('cluster'));
     assert.equal(existsSync(file), false);
     assert.equal(await exportJobState(dataDir, file), 5);
+  });
+
+  it('exportJobState refuses a target in the job\'s data folder, also through a link (to a file or to nothing yet), and leaves its files as they were', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(1), { dataDir });
+    await job.batch([['a', 1]]);
+    await job.ssc.stop();
+    const store = join(partitionPath(dataDir, 0, 0), 'data.mdb');
+    const before = readFileSync(store);
+    const link = join(tempDir(), 'out.msgpack');
+    symlinkSync(store, link);
+    const dangling = join(tempDir(), 'to-nothing.msgpack');
+    symlinkSync(join(dataDir, 'new.msgpack'), dangling);
+    for (const target of [store, join(dataDir, 'statestream.lock'), join(dataDir, 'new.msgpack'), link, dangling]) {
+      await assert.rejects(exportJobState(dataDir, target), (error: unknown) => {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.match(error.message, /^exportJobState: target .* would write .*, inside the data folder .*, whose files are the job's; write the export outside it$/);
+        return true;
+      }, target);
+    }
+    assert.deepEqual(readFileSync(store), before, 'the store is as it was');
+    assert.ok(!existsSync(join(dataDir, 'new.msgpack')));
+    assert.equal(await exportJobState(dataDir, join(tempDir(), 'outside.msgpack')), 1, 'a target outside is written');
   });
 
   it('exportJobState refuses stores whose partitions hold different batches or state versions, and writes nothing', async () => {

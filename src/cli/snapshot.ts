@@ -254,9 +254,18 @@ async function restore(args: string[]): Promise<number> {
   const unchecked = zk ? kafkaRoots.filter((r) => r !== zk.root) : [];
   let replay: { lastBatch: number | undefined; batches: number | undefined } | undefined;
   if (zk) {
-    replay = await (await import('./zk.js')).withZooKeeper(zk, async (offsets) => {
+    replay = await (await import('./zk.js')).withZooKeeper(zk, async (offsets, session) => {
       const lastBatch = await offsets.lastEnded();
-      if (lastBatch === undefined || lastBatch <= batchTime) return { lastBatch, batches: 0 };
+      if (lastBatch === undefined) {
+        // A parent of the job's root, or another job's that never ran a batch, would read as "nothing to replay" and pass.
+        const held = (await session.children(zk.root)).sort();
+        const holds = held.length === 0 ? 'it holds nothing' : `it holds ${held.slice(0, 10).map((name) => `${zk.root === '/' ? '' : zk.root}/${name}`).join(', ')}${held.length > 10 ? ', …' : ''}`;
+        throw new CliFailure(
+          `ZooKeeper (${zk.root}) records no batch, so it is not the root of the job that ran batch ${batchTime} (${holds}): give --zk-root the job's root, ` +
+            'or leave out --zookeeper to restore anyway (for a queue job); nothing was changed',
+        );
+      }
+      if (lastBatch <= batchTime) return { lastBatch, batches: 0 };
       const history = await offsets.historyAfter(batchTime);
       if (!history) {
         throw new CliFailure(

@@ -995,6 +995,15 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     assert.match(neither.stderr, /whose ZooKeeper roots are \/some\/other-job, \/yet\/another-job \(one per Kafka source\), not \S+: give --zk-root one of them, nothing was changed/);
     writeFileSync(manifestPath, original);
 
+    // A snapshot that names no source (taken without --zookeeper) cannot tell its root: a root that records no batch is no job's.
+    const snapshot2000 = join(dir, 'snapshots', '2000', 'manifest.json');
+    const before2000 = readFileSync(snapshot2000, 'utf8');
+    assert.deepEqual(JSON.parse(before2000).sources, [], 'the snapshot of 2000 names no source');
+    const parent = run('snapshot', 'restore', '2000', '--data-dir', dir, '--zookeeper', zk.connectString, '--zk-root', '/statestream');
+    assert.equal(parent.code, 1, parent.stdout);
+    assert.match(parent.stderr, /ZooKeeper \(\/statestream\) records no batch, so it is not the root of the job that ran batch 2000 \(it holds [^)]*\/statestream\/cli-test\b[^)]*\): give --zk-root the job's root, or leave out --zookeeper to restore anyway \(for a queue job\); nothing was changed/);
+    assert.equal(JSON.parse(run('inspect', '--json', '--data-dir', dir).stdout).streams[0].lastBatch, 4000, 'nothing was restored');
+
     const restored = run('snapshot', 'restore', '2000', '--data-dir', dir, ...zkArgs());
     assert.equal(restored.code, 0, restored.stderr);
     assert.match(restored.stdout, /The next start of a Kafka job replays the batches after 2000 from ZooKeeper's history \(2 batches, up to 4000\)/);

@@ -42,6 +42,15 @@ export function describeValue(value: unknown): string {
 }
 
 /**
+ * A thrown value as an Error: one that is not (a string, a plain object) is wrapped in an
+ * Error that names it and keeps it as its `cause`, so whoever catches it can still read its
+ * fields, rather than `new Error(String(value))` ("[object Object]", the fields lost).
+ */
+export function asError(value: unknown, where: string): Error {
+  return value instanceof Error ? value : new Error(`${where}: ${describeValue(value)} was thrown, which is not an Error (it is this error's cause)`, { cause: value });
+}
+
+/**
  * An option's value, or `fallback` when it was not given. Only `undefined` means "not
  * given": a `null` is a value, and the option's check refuses it by name, rather than
  * the default standing in for a mistake the caller should hear about.

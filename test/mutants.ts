@@ -369,6 +369,7 @@ const MUTANTS: Mutant[] = [
   { what: 'an export target taken as the link, not where it leads', edits: one('storage/export/export-place.js', 'if (info && !info.isSymbolicLink())', 'if (info)'), test: 'storage/export/state-export.test.js', name: 'refuses a target in the job' },
   { what: 'CLI: the data folder checked before the arguments', edits: one('cli/args.js', 'return { dataDir, stream, streamGiven', 'checkDataFolder(dataDir); return { dataDir, stream, streamGiven'), test: 'cli/arguments.test.js', name: 'usage error naming it' },
   { what: 'snapshot restore checks the replay under a root that records no batch', edits: one('cli/snapshot.js', 'if (lastBatch === undefined) {', 'if (false) {'), test: 'cli/cli.test.js', name: 'restore says how many batches ZooKeeper will replay' },
+  { what: 'a value an output throws made an Error of its text, the value lost', edits: one('engine/streaming-context.js', 'asError(error, `batch ${batch.time}`)', 'new Error(String(error))'), test: 'engine/stream-operations.test.js', name: 'an output that throws' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

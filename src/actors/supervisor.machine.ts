@@ -1,4 +1,5 @@
 import { assign, fromPromise, sendTo, setup, type AnyActorRef } from 'xstate';
+import { asError } from '../errors.js';
 
 export interface PartitionCrashed {
   type: 'PARTITION_CRASHED';
@@ -68,7 +69,7 @@ export const supervisorMachine = setup({
       ({ event }) => (event as PartitionCrashed).ref,
       ({ event }) => {
         const { error } = event as PartitionCrashed;
-        return { type: 'GIVE_UP', error: error instanceof Error ? error : new Error(String(error)) };
+        return { type: 'GIVE_UP', error: asError(error, `partition ${(event as PartitionCrashed).partition}`) };
       },
     ),
     recordError: assign({ error: ({ event }) => (event as { error: Error }).error }),

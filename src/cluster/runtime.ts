@@ -1,6 +1,6 @@
 import type { Admin, Producer } from 'kafkajs';
 import type { AnyActorRef } from 'xstate';
-import { ClusterError, OwnershipLostError } from '../errors.js';
+import { ClusterError, OwnershipLostError, asError } from '../errors.js';
 import { FirstFailure } from '../first-failure.js';
 import type { WorkerSet } from '../actors/worker-set.js';
 import type { BatchRun } from '../engine/batch.js';
@@ -175,7 +175,7 @@ export class ClusterRuntime implements ClusterView {
       }, 1_000);
       return;
     }
-    this.failure ??= error instanceof Error ? error : new Error(String(error));
+    this.failure ??= asError(error, stream ? `taking partitions of stream ${stream.stateIndex}` : 'the cluster');
   }
 
   /** Whether the assignment gives this instance a partition of `stream` it does not own. */

@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
-import { ConfigError, LifecycleError, MappingModuleError, StopTimeoutError, deserializeError, describeValue, given, unknownOption, type SerializedError } from '../errors.js';
+import { ConfigError, LifecycleError, asError, MappingModuleError, StopTimeoutError, deserializeError, describeValue, given, unknownOption, type SerializedError } from '../errors.js';
 import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
 import { FirstFailure } from '../first-failure.js';
 import { WorkerSet } from '../actors/worker-set.js';
@@ -413,7 +413,7 @@ export class StreamingContext implements StreamGraph {
           .map((p) => p.split(':').map(Number))
           .filter(([stream, partition]) => owned === undefined || owned.some((o) => o.stream === stream && o.partition === partition))
           .map(([stream, partition]) => ({ stream, partition })),
-        cause: error instanceof Error ? error : new Error(String(error)),
+        cause: asError(error, `worker ${worker}`),
       });
     });
     if (this.clusterOptions) return this.startCluster(this.clusterOptions);
@@ -516,7 +516,7 @@ export class StreamingContext implements StreamGraph {
   private announceRestart(crash: PartitionCrashed): void {
     this.emit(BatchEvents.PARTITION_RESTARTED, {
       stream: crash.stream, partition: crash.partition, batchTime: crash.batchTime, restart: crash.crashes,
-      cause: crash.error instanceof Error ? crash.error : new Error(String(crash.error)),
+      cause: asError(crash.error, `partition ${crash.partition} of stream ${crash.stream} in batch ${crash.batchTime}`),
     });
   }
 
@@ -730,7 +730,7 @@ export class StreamingContext implements StreamGraph {
       this.leaveLine(batch);
       // Once the stop's deadline cut the threads, a batch fails because it did.
       const cut = this.cut?.cutting ? this.cut : undefined;
-      const failure = error instanceof StopTimeoutError ? error : cut ? stopTimedOut(batch.time, cut.timeoutMs, error) : error instanceof Error ? error : new Error(String(error));
+      const failure = error instanceof StopTimeoutError ? error : cut ? stopTimedOut(batch.time, cut.timeoutMs, error) : asError(error, `batch ${batch.time}`);
       this.failure = failure;
       this.phase = this.phase === 'running' ? 'failed' : this.phase;
       this.cancelTimer?.();

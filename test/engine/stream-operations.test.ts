@@ -66,6 +66,37 @@ describe('outputs', () => {
   });
 });
 
+describe('an output that throws', () => {
+  it('fails the batch with what it threw: an Error as it is, any other value named and kept as the cause', async () => {
+    const thrown = [new RangeError('sink full'), { code: 'SINK_DOWN', retryAfterMs: 500 }, 'boom'];
+    for (const value of thrown) {
+      const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+      const lines = ssc.queueStream<string>();
+      lines.foreachBatch(() => {
+        throw value;
+      });
+      const failed = nextFailure(ssc, 10_000);
+      await ssc.start();
+      try {
+        lines.pushBatch(['a']);
+        const rejected = await (ssc.clock as ManualClock).advance(1000).then(() => undefined, (error: unknown) => error);
+        const { error, batchTime } = await failed;
+        assert.equal(batchTime, 1000);
+        assert.equal(rejected, error, 'advance() rejects with the error the event carries');
+        if (value instanceof Error) {
+          assert.equal(error, value);
+        } else {
+          assert.ok(error instanceof Error);
+          assert.equal(error.cause, value);
+          assert.equal(error.message, `batch 1000: ${JSON.stringify(value)} was thrown, which is not an Error (it is this error's cause)`);
+        }
+      } finally {
+        await ssc.stop().catch(() => undefined);
+      }
+    }
+  });
+});
+
 describe('tuple keys', () => {
   it('a generator that reuses one key array for the pairs it yields: each pair keeps the key it had when yielded, in its own partition', async () => {
     const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 2 });

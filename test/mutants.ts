@@ -370,6 +370,9 @@ const MUTANTS: Mutant[] = [
   { what: 'CLI: the data folder checked before the arguments', edits: one('cli/args.js', 'return { dataDir, stream, streamGiven', 'checkDataFolder(dataDir); return { dataDir, stream, streamGiven'), test: 'cli/arguments.test.js', name: 'usage error naming it' },
   { what: 'snapshot restore checks the replay under a root that records no batch', edits: one('cli/snapshot.js', 'if (lastBatch === undefined) {', 'if (false) {'), test: 'cli/cli.test.js', name: 'restore says how many batches ZooKeeper will replay' },
   { what: 'a value an output throws made an Error of its text, the value lost', edits: one('engine/streaming-context.js', 'asError(error, `batch ${batch.time}`)', 'new Error(String(error))'), test: 'engine/stream-operations.test.js', name: 'an output that throws' },
+  { what: 'restore --json leaves out the newer snapshots it kept', edits: one('cli/snapshot.js', 'keptNewerSnapshots: soleStream ? [] : newerSnapshots.map((s) => s.batchTime)', 'keptNewerSnapshots: []'), test: 'cli/cli.test.js', name: 'leaves the newer snapshots' },
+  { what: 'import --json leaves out that the snapshots are of the replaced state', edits: one('cli/transfer.js', 'const snapshotsOfReplacedState = replacedDir !== undefined &&', 'const snapshotsOfReplacedState = false &&'), test: 'cli/cli.test.js', name: 'settledFirst' },
+  { what: 'inspect says a stream with no folder has an empty one', edits: one('cli/inspect.js', 'existsSync(stateDir(report.dataDir, s.stream)) ?', 'true ?'), test: 'cli/arguments.test.js', name: 'empty stream folder' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { stateDir } from '../storage/partition/store.js';
 import { listSnapshots } from '../storage/snapshots/manifest.js';
 import { describeHolder, folderLockHolder } from '../storage/data-lock.js';
 import { describeProcess } from '../storage/holder.js';
@@ -161,7 +162,7 @@ function humanReport(report: Report, streams: StreamReport[], linesOfCluster: ty
     if (s.interrupted) out.push(`  ${s.interrupted}: the next start finishes it (or rolls it back)`);
     if (s.behind.length > 0) out.push(`  partitions ${s.behind.join(', ')} hold an older batch (a batch was in flight when the job stopped; the next start completes it)`);
     if (s.partitions.length === 0) {
-      out.push('  no partition stores: the folder is empty, the stream has no state yet');
+      out.push(existsSync(stateDir(report.dataDir, s.stream)) ? '  no partition stores: the folder is empty, the stream has no state yet' : `  no partition stores: there is no ${stateDir(report.dataDir, s.stream)}`);
       continue;
     }
     out.push(

@@ -325,7 +325,7 @@ async function restore(args: string[]): Promise<number> {
     const next = kafka || zk ? kafkaNext : `${queueNext}\nIf the job reads Kafka instead: ${kafkaNext.replace(/^The next start of a Kafka job/, 'its next start')}`;
     const others = info.manifest.streams.filter((m) => m.stream !== stream).map((m) => m.stream);
     const retiredTo = retired.length > 0 ? join(dirname(aside), 'snapshots') : undefined;
-    const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, retiredSnapshots: retired.map((s) => s.batchTime), retiredTo, next, otherStreams: others, settledFirst: settledJson(settled, stream) };
+    const result = { restored: batchTime, stream, partitions: manifest.partitions.length, keyCount: manifest.keyCount, path: target, replacedDir, retiredSnapshots: retired.map((s) => s.batchTime), retiredTo, keptNewerSnapshots: soleStream ? [] : newerSnapshots.map((s) => s.batchTime), next, otherStreams: others, settledFirst: settledJson(settled, stream) };
     if (json) print(toJson(result, 2));
     else {
       print(

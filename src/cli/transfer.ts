@@ -245,7 +245,9 @@ export async function importCommand(args: string[]): Promise<number> {
     closePartitionStores(stores);
     const replacedDir = commitSwap(paths, asideFolder(dataDir, stream));
 
-    const result = { keyCount, entries: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir, settledFirst: settledJson(settled, stream) };
+    // What a start that finds a damaged store would restore from is then another state's.
+    const snapshotsOfReplacedState = replacedDir !== undefined && listSnapshots(dataDir).length > 0;
+    const result = { keyCount, entries: count, stream, numPartitions, batchTime, stateVersion: header.stateVersion, path: target, replacedDir, snapshotsOfReplacedState, settledFirst: settledJson(settled, stream) };
     if (json) print(toJson(result, 2));
     else {
       print(
@@ -254,7 +256,7 @@ export async function importCommand(args: string[]): Promise<number> {
           `Imported ${keyCount} keys into stream ${stream} under ${target} (${numPartitions} partitions, state version ${header.stateVersion}, last batch ${formatBatch(batchTime)}).`,
           ...(keyCount < count ? [`The export holds ${count} entries: a key given more than once keeps its last entry.`] : []),
           ...(replacedDir ? [`The state it replaced is kept in ${replacedDir}.`] : []),
-          ...(replacedDir && listSnapshots(dataDir).length > 0
+          ...(snapshotsOfReplacedState
             ? [`The snapshots under ${join(dataDir, 'snapshots')} are of the replaced state: a start that finds a damaged store may restore from them. Move them away unless the import is of the same job.`]
             : []),
           `A job started on it needs a first batch after ${batchTime} (another numPartitions than ${numPartitions} re-shards it). A Kafka job should use a ZooKeeper root of its own: positions recorded by another job do not belong to this state.`,

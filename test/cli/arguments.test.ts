@@ -94,6 +94,9 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     assert.match(inspect.stdout, /no partition stores: the folder is empty, the stream has no state yet/);
     // Asked for by name, a stream without state is what the exit codes call a failure.
     failsWith(await run(['inspect', '--data-dir', dir, '--stream', '0']), 1, /stream 0 has no state under /);
+    const absent = await run(['inspect', '--data-dir', dir, '--stream', '1']);
+    assert.equal(absent.code, 1);
+    assert.match(absent.stdout, /no partition stores: there is no \S+state-1\n/, 'a stream with no folder is not said to have an empty one');
     for (const args of [['state', 'count'], ['export', '--out', join(tempDir(), 'x.msgpack')]]) {
       failsWith(await run([...args, '--data-dir', dir]), 1, /stream 0 has no state under .* holds no partition store/);
     }

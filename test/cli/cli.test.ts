@@ -368,7 +368,7 @@ describe('statestream command-line tool', () => {
   it('with --json, a command lists what a crash had interrupted and it settled first under settledFirst', () => {
     const json = (r: Run) => {
       assert.equal(r.code, 0, r.stderr);
-      return JSON.parse(r.stdout) as { settledFirst: unknown };
+      return JSON.parse(r.stdout) as { settledFirst: unknown; snapshotsOfReplacedState?: boolean; keptNewerSnapshots?: number[]; retiredSnapshots?: number[] };
     };
     // A half-built reshard, rolled back by a restore and by an import.
     const halfReshard = () => {
@@ -379,7 +379,10 @@ describe('statestream command-line tool', () => {
     assert.deepEqual(json(run('snapshot', 'restore', '2000', '--data-dir', halfReshard(), '--json')).settledFirst, [{ command: 'reshard', stream: 0, outcome: 'rolled-back' }]);
     const file = join(tempDir(), 'at-2000.msgpack');
     assert.equal(run('export', '--data-dir', dataDir, '--snapshot', '2000', '--out', file).code, 0);
-    assert.deepEqual(json(run('import', file, '--replace', '--data-dir', halfReshard(), '--json')).settledFirst, [{ command: 'reshard', stream: 0, outcome: 'rolled-back' }]);
+    const imported = json(run('import', file, '--replace', '--data-dir', halfReshard(), '--json'));
+    assert.deepEqual(imported.settledFirst, [{ command: 'reshard', stream: 0, outcome: 'rolled-back' }]);
+    assert.equal(imported.snapshotsOfReplacedState, true, 'the snapshots left are of the replaced state, as the text says');
+    assert.equal(json(run('import', file, '--data-dir', tempDir(), '--json')).snapshotsOfReplacedState, false);
     // A restore killed between its renames, finished by a snapshot; the reshard after it finds nothing to settle.
     const dir = copy();
     killedRun('rename:state-0.restoring', 'snapshot', 'restore', '2000', '--data-dir', dir);
@@ -681,6 +684,12 @@ describe('statestream command-line tool', () => {
     } finally {
       await ssc.stop();
     }
+    const copied = tempDir();
+    cpSync(dir, copied, { recursive: true });
+    const asJson = run('snapshot', 'restore', '1000', '--stream', '0', '--data-dir', copied, '--json');
+    assert.equal(asJson.code, 0, asJson.stderr);
+    const answer = JSON.parse(asJson.stdout) as { retiredSnapshots: number[]; keptNewerSnapshots: number[] };
+    assert.deepEqual([answer.retiredSnapshots, answer.keptNewerSnapshots], [[], [2000]], '--json says what the text says');
     const restored = run('snapshot', 'restore', '1000', '--stream', '0', '--data-dir', dir);
     assert.equal(restored.code, 0, restored.stderr);
     assert.match(restored.stdout, /The snapshots newer than it \(2000\) hold batches this restore undoes for stream 0, and other streams' state: they stay until every stream is restored/);

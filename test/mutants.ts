@@ -373,6 +373,15 @@ const MUTANTS: Mutant[] = [
   { what: 'restore --json leaves out the newer snapshots it kept', edits: one('cli/snapshot.js', 'keptNewerSnapshots: soleStream ? [] : newerSnapshots.map((s) => s.batchTime)', 'keptNewerSnapshots: []'), test: 'cli/cli.test.js', name: 'leaves the newer snapshots' },
   { what: 'import --json leaves out that the snapshots are of the replaced state', edits: one('cli/transfer.js', 'const snapshotsOfReplacedState = replacedDir !== undefined &&', 'const snapshotsOfReplacedState = false &&'), test: 'cli/cli.test.js', name: 'settledFirst' },
   { what: 'inspect says a stream with no folder has an empty one', edits: one('cli/inspect.js', 'existsSync(stateDir(report.dataDir, s.stream)) ?', 'true ?'), test: 'cli/arguments.test.js', name: 'empty stream folder' },
+  { what: 'the status page answers a host name that only begins like a loopback one', edits: one('metrics/options.js', '|::1|localhost)$/;', '|::1|localhost)/;'), test: 'ui/status-server.test.js', name: 'loopback host name' },
+  { what: 'a restart with a timed snapshot policy and no snapshot waits an interval', edits: one('engine/snapshot-scheduler.js', 'scheduler.lastAt = Number.NEGATIVE_INFINITY;', ''), test: 'engine/snapshot-scheduler.test.js', name: 'first batch after a restart' },
+  { what: 'the lock file keeps an older, longer holder record past a new one', edits: one('storage/data-lock.js', 'ftruncateSync(fd, 0);', ''), test: 'engine/data-dir-lock.test.js', name: 'a second context on the same folder' },
+  { what: "the status page's batches never trimmed to their bound", edits: one('ui/status-model.js', 'if (list.length > limit)', 'if (false)'), test: 'ui/status-model.test.js', name: 'per-partition times' },
+  { what: 'a failed last snapshot not listed among the problems', edits: one('ui/status-model.js', "s.outcome === 'failed' ? [", 'false ? ['), test: 'ui/status-model.test.js', name: 'newest snapshot in the folder' },
+  { what: 'metrics on localhost and the page on 127.0.0.1 at one port taken', edits: one('metrics/options.js', "|| (isLoopback(a) && isLoopback(b) && (a === 'localhost' || b === 'localhost'))", ''), test: 'engine/option-values.test.js', name: 'metrics and the page on one port' },
+  { what: 'a ui.token with a space taken', edits: one('metrics/options.js', '|| /\\s/.test(valid.token)', ''), test: 'ui/status-server.test.js', name: 'off loopback it needs a token' },
+  { what: 'ManualClock jumps to the end of an advance before its batches run', edits: one('engine/clock.js', 'this.time = Math.max(this.time, due.time);', 'this.time = Math.max(this.time, target);'), test: 'engine/manual-clock.test.js', name: 'at its own time' },
+  { what: 'a cancelled ManualClock timer still runs', edits: one('engine/clock.js', 'this.timers = this.timers.filter((t) => t !== timer);', 'void timer;'), test: 'engine/manual-clock.test.js', name: 'cancelled timer' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

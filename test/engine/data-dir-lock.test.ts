@@ -61,22 +61,27 @@ describe('the data folder lock (in one process)', () => {
 
   it('a second context on the same folder fails at start() naming this process; the first goes on, and stop() releases the folder', async () => {
     const dataDir = tempDir();
-    const first = await keyedJob(spec(), { dataDir, appName: 'first-copy' });
+    const first = await keyedJob(spec(), { dataDir, appName: 'first-copy-with-a-longer-name' });
     try {
       assert.deepEqual(await first.batch([['a', 1]]), [['a', 1]]);
       const second = copyOf(dataDir, 'second-copy');
-      await assert.rejects(second.start(), refusedNaming(dataDir, 'first-copy'));
+      await assert.rejects(second.start(), refusedNaming(dataDir, 'first-copy-with-a-longer-name'));
       assert.equal(second.state, 'stopped');
       // The refused copy closed its own descriptor of the lock file: the first still holds the folder.
-      await assert.rejects(copyOf(dataDir, 'third-copy').start(), refusedNaming(dataDir, 'first-copy'));
+      await assert.rejects(copyOf(dataDir, 'third-copy').start(), refusedNaming(dataDir, 'first-copy-with-a-longer-name'));
       assert.deepEqual(await first.batch([['a', 1], ['b', 1]]), [['a', 2], ['b', 1]], 'the first copy goes on, its state untouched');
     } finally {
       await first.ssc.stop();
     }
-    const after = copyOf(dataDir, 'after-stop');
+    const after = copyOf(dataDir, 'later');
     await after.start();
-    assert.equal(after.state, 'running', 'the folder is free once the first copy stopped');
-    await after.stop();
+    try {
+      assert.equal(after.state, 'running', 'the folder is free once the first copy stopped');
+      // Its shorter record replaced the first copy's whole, not over its first bytes.
+      await assert.rejects(copyOf(dataDir, 'refused').start(), refusedNaming(dataDir, 'later'));
+    } finally {
+      await after.stop();
+    }
   });
 
   it('a start that meets a statestream command on the folder says to wait for it, not that a second copy of the job runs', async () => {

@@ -1,9 +1,38 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ManualClock, StateSpec, StreamingContext } from '../../src/index.js';
+import { BatchEvents, ManualClock, StateSpec, StreamingContext } from '../../src/index.js';
 import { fixture, tempDir } from '../helpers.js';
 
 describe('ManualClock', () => {
+  it('runs each batch of one advance at its own time, with no scheduling delay', async () => {
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock, threads: 1 });
+    const words = ssc.queueStream<string>();
+    const seen: Array<[batchTime: number, clockTime: number]> = [];
+    const delays: number[] = [];
+    words.foreachBatch((_, time) => void seen.push([time, clock.now()]));
+    ssc.on(BatchEvents.STARTED, (e) => void delays.push(e.schedulingDelayMs));
+    await ssc.start();
+    try {
+      words.push('a');
+      await clock.advance(300);
+    } finally {
+      await ssc.stop();
+    }
+    assert.deepEqual(seen, [[100, 100], [200, 200], [300, 300]]);
+    assert.deepEqual(delays, [0, 0, 0]);
+  });
+
+  it('a cancelled timer does not run', async () => {
+    const clock = new ManualClock(0);
+    const ran: number[] = [];
+    const cancel = clock.schedule(100, () => void ran.push(100));
+    clock.schedule(200, () => void ran.push(200));
+    cancel();
+    await clock.advance(300);
+    assert.deepEqual(ran, [200]);
+  });
+
   it('runs the batches of two advances started together in order, and its time never goes back', async () => {
     const clock = new ManualClock(0);
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock, threads: 1 });

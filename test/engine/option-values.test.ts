@@ -129,6 +129,7 @@ describe('option values: what a value is, not only whether it was given', () => 
   it('metrics and the page on one port are refused when given; a host that is no address here is named as the host at start()', async () => {
     refuses(() => context({ metrics: { port: 9464 }, ui: { port: 9464 } }), /metrics\.port and ui\.port are both 9464/, 'ui.port');
     context({ metrics: { port: 0 }, ui: { port: 0 } });
+    refuses(() => context({ metrics: { port: 9464, host: 'localhost' }, ui: { port: 9464 } }), /both 9464/, 'ui.port');
     context({ metrics: { port: 9464, host: '127.0.0.1' }, ui: { port: 9464, host: '127.0.0.2' } });
     refuses(() => context({ metrics: { port: 9464, host: '0.0.0.0' }, ui: { port: 9464, host: '127.0.0.2', token: 'x'.repeat(16) } }), /both 9464/, 'ui.port');
     const ssc = context({ metrics: { port: 0, host: '192.0.2.1' } });

@@ -77,6 +77,9 @@ describe('snapshot policies across a restart (counted from the newest snapshot, 
     const dataDir = tempDir();
     assert.deepEqual(await run(dataDir, { batches: 5 }, 1, 2, []), []);
     assert.deepEqual(await run(dataDir, { batches: 5 }, 11, 12, [11_000]), [11_000]);
+    const timed = tempDir();
+    assert.deepEqual(await run(timed, { ms: 5000 }, 1, 2, []), []);
+    assert.deepEqual(await run(timed, { ms: 5000 }, 11, 12, [11_000]), [11_000], 'by time too: not an interval after the restart');
     // A fresh folder counts from its first batch as before.
     assert.deepEqual(await run(tempDir(), { ms: 5000 }, 1, 3, []), []);
   });

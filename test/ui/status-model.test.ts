@@ -32,6 +32,15 @@ describe('the status page\'s document', () => {
     assert.equal(detailed.at(-1)!.partitionTimesMs![0].length, partitions);
     assert.equal(detailed.at(-1)!.partitions![0].length, partitions);
     assert.ok(JSON.stringify(batches).length < 2_000_000, `${JSON.stringify(batches).length} bytes`);
+
+    // Kept to its bound: the newest batches.
+    const bounded = new StatusModel(probe, () => [], 50);
+    bounded.attach(events);
+    for (let b = 1; b <= 200; b++) {
+      events.emit(BatchEvents.STARTED, { batchTime: b * 1000, schedulingDelayMs: 0 });
+      events.emit(BatchEvents.COMPLETED, { batchTime: b * 1000, records: b, schedulingDelayMs: 0, processingTimeMs: 5, keysTimedOut: 0, origin: 'live', partitionTimesMs: [[1]], partitionStats: [[{ partition: 0, thread: 1, keyCount: 1, memoryEntries: 1, memoryHits: 0, storeReads: 1, replayed: false }]] });
+    }
+    assert.deepEqual((await bounded.document()).batches.map((b) => b.records), Array.from({ length: 50 }, (_, i) => 151 + i));
   });
 
   it('shows the newest snapshot in the folder, from before this start, until one of its own completes', async () => {
@@ -45,10 +54,13 @@ describe('the status page\'s document', () => {
     model.attach(events);
     assert.deepEqual((await model.document()).snapshotOnDisk, onDisk);
     events.emit(BatchEvents.SNAPSHOT_FAILED, { batchTime: 6000, error: new Error('disk full') });
-    assert.deepEqual((await model.document()).snapshotOnDisk, onDisk, 'a failed snapshot of its own leaves the older one the newest');
+    const failed = await model.document();
+    assert.deepEqual(failed.snapshotOnDisk, onDisk, 'a failed snapshot of its own leaves the older one the newest');
+    assert.deepEqual(failed.problems, ['the last snapshot (batch 6000) failed: Error: disk full']);
     events.emit(BatchEvents.SNAPSHOT_COMPLETED, { batchTime: 7000, path: '/data/snapshots/7000', bytes: 8192, keyCount: 9, gateMs: 1, durationMs: 20 });
     const after = await model.document();
     assert.equal(after.snapshotOnDisk, undefined);
+    assert.deepEqual(after.problems, [], 'a snapshot that completed after it ends the problem');
     assert.deepEqual(after.snapshots.map((s) => [s.batchTime, s.outcome]), [[6000, 'failed'], [7000, 'completed']]);
   });
 });

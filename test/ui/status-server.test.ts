@@ -25,6 +25,7 @@ describe('status page server', { timeout: 180_000 }, () => {
     const make = (ui: unknown) => () => new StreamingContext({ batchIntervalMs: 1000, ui: ui as never });
     assert.throws(make({ port: 4040, host: '0.0.0.0' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.token' && /ui\.host 0\.0\.0\.0 is reachable from other machines: give ui\.token/.test(e.message));
     assert.throws(make({ port: 4040, token: 'short' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.token');
+    assert.throws(make({ port: 4040, token: 'a token with spaces in it' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.token');
     assert.throws(make({ port: 70000 }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.port');
     assert.throws(make({}), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.port');
     assert.throws(make({ port: 1, colour: 'red' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.colour');
@@ -89,6 +90,8 @@ describe('status page server', { timeout: 180_000 }, () => {
       assert.equal(rebound.status, 403);
       assert.match(rebound.body, /answers only to a loopback name .* not "attacker\.example:\d+"/);
       assert.doesNotMatch(rebound.body, /totals/);
+      // A name that only begins like a loopback one is another host's.
+      for (const host of [`localhost.attacker.example:${port}`, `127.0.0.1.attacker.example:${port}`]) assert.equal((await request(`${url}api/status`, '-H', `Host: ${host}`)).status, 403, host);
       // Reading only: HEAD gives a document's headers without it, another method 405, a target that is no path 400.
       const head = await request(`${url}api/status`, '--head');
       assert.equal(head.status, 200);

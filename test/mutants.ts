@@ -382,6 +382,8 @@ const MUTANTS: Mutant[] = [
   { what: 'a ui.token with a space taken', edits: one('metrics/options.js', '|| /\\s/.test(valid.token)', ''), test: 'ui/status-server.test.js', name: 'off loopback it needs a token' },
   { what: 'ManualClock jumps to the end of an advance before its batches run', edits: one('engine/clock.js', 'this.time = Math.max(this.time, due.time);', 'this.time = Math.max(this.time, target);'), test: 'engine/manual-clock.test.js', name: 'at its own time' },
   { what: 'a cancelled ManualClock timer still runs', edits: one('engine/clock.js', 'this.timers = this.timers.filter((t) => t !== timer);', 'void timer;'), test: 'engine/manual-clock.test.js', name: 'cancelled timer' },
+  { what: "the page up from the context's making, not its start()", edits: one('engine/observability.js', 'this.status.started();', ''), test: 'ui/status-server.test.js', name: 'counts the page up from start()' },
+  { what: "a snapshot of this run taken for none once its row left the page's list", edits: one('ui/status-model.js', 'snapshotOnDisk: this.snapshotCompleted ? undefined', "snapshotOnDisk: this.snapshots.some((s) => s.outcome === 'completed') ? undefined"), test: 'ui/status-model.test.js', name: 'newest snapshot in the folder' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -96,6 +96,7 @@ export class Observability {
         this.urls.metrics = `${server.url}/metrics`;
       }
       if (this.uiOptions && this.status) {
+        this.status.started();
         const server = await serveStatus(this.uiOptions, this.status);
         this.servers.push(server);
         this.urls.ui = `${server.url}/`;

@@ -105,13 +105,20 @@ export class StatusModel {
   /** Start-up findings (restored stores, batches that cannot be replayed), in words. */
   private readonly findings: string[] = [];
   private readonly totals = { batches: 0, replayed: 0, failed: 0, records: 0, keysTimedOut: 0 };
-  private readonly startedAt = Date.now();
+  private startedAt = Date.now();
+  /** Whether a snapshot of this run completed: its row may have left the list of the last 100. */
+  private snapshotCompleted = false;
 
   constructor(
     private readonly probe: JobProbe,
     private readonly lag: () => LagSampler[],
     private readonly retained = 1000,
   ) {}
+
+  /** The job's start(): the page is up from here, not from when the context was made. */
+  started(): void {
+    this.startedAt = Date.now();
+  }
 
   attach(events: Events): void {
     const row = (batchTime: number): BatchRow | undefined => this.batches.findLast((b) => b.batchTime === batchTime && b.status === 'running');
@@ -154,9 +161,10 @@ export class StatusModel {
       else keep(this.batches, { batchTime: e.batchTime, schedulingDelayMs: 0, records: undefined, processingTimeMs: undefined, totalDelayMs: undefined, partitionTimesMs: undefined, partitions: undefined, origin: undefined, keysTimedOut: undefined, ...failed }, this.retained);
       this.totals.failed++;
     });
-    events.on(BatchEvents.SNAPSHOT_COMPLETED, (e) =>
-      keep(this.snapshots, { batchTime: e.batchTime, at: Date.now(), outcome: 'completed', durationMs: e.durationMs, bytes: e.bytes, keyCount: e.keyCount, path: e.path }, 100),
-    );
+    events.on(BatchEvents.SNAPSHOT_COMPLETED, (e) => {
+      this.snapshotCompleted = true;
+      keep(this.snapshots, { batchTime: e.batchTime, at: Date.now(), outcome: 'completed', durationMs: e.durationMs, bytes: e.bytes, keyCount: e.keyCount, path: e.path }, 100);
+    });
     events.on(BatchEvents.SNAPSHOT_FAILED, (e) => keep(this.snapshots, { batchTime: e.batchTime, at: Date.now(), outcome: 'failed', error: words(e.error) }, 100));
     events.on(BatchEvents.PARTITION_RESTARTED, (e) =>
       keep(this.restarts, { at: Date.now(), stream: e.stream, partition: e.partition, batchTime: e.batchTime, restart: e.restart, cause: words(e.cause) }, 100),
@@ -201,7 +209,7 @@ export class StatusModel {
       batches: this.batches.map((b, i) => (i < this.batches.length - DETAILED_ROWS ? { ...b, partitionTimesMs: undefined, partitions: undefined } : b)),
       streams: this.probe.stateStreams(),
       snapshots: this.snapshots,
-      snapshotOnDisk: this.snapshots.some((s) => s.outcome === 'completed') ? undefined : this.probe.newestSnapshot(),
+      snapshotOnDisk: this.snapshotCompleted ? undefined : this.probe.newestSnapshot(),
       kafka,
       sourceDeadLetters: this.probe.kafkaSources().map((s) => ({ source: s.id, count: s.deadLetterCount() })),
       restarts: this.restarts,

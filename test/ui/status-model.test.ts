@@ -62,5 +62,10 @@ describe('the status page\'s document', () => {
     assert.equal(after.snapshotOnDisk, undefined);
     assert.deepEqual(after.problems, [], 'a snapshot that completed after it ends the problem');
     assert.deepEqual(after.snapshots.map((s) => [s.batchTime, s.outcome]), [[6000, 'failed'], [7000, 'completed']]);
+    // One of its own completed: however many fail after it, the page does not show the folder's as from before this start.
+    for (let b = 8; b <= 108; b++) events.emit(BatchEvents.SNAPSHOT_FAILED, { batchTime: b * 1000, error: new Error('disk full') });
+    const failing = await model.document();
+    assert.equal(failing.snapshots.some((s) => s.outcome === 'completed'), false, 'the completed one left the list');
+    assert.equal(failing.snapshotOnDisk, undefined);
   });
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchEvents, ConfigError, StateSpec, StreamingContext } from '../../src/index.js';
@@ -148,6 +149,20 @@ describe('status page server', { timeout: 180_000 }, () => {
       assert.equal(failed.batches.at(-1).status, 'failed');
     } finally {
       await job.ssc.stop();
+    }
+  });
+
+  it('counts the page up from start(), not from when the context was made', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), threads: 1, ui: { port: 0 } });
+    ssc.queueStream<string>().foreachBatch(() => undefined);
+    await sleep(300);
+    const before = Date.now();
+    await ssc.start();
+    try {
+      const { startedAt } = JSON.parse(await curl(`${ssc.endpoints().ui!}api/status`)) as { startedAt: number };
+      assert.ok(startedAt >= before, `up since ${startedAt}, started at ${before}`);
+    } finally {
+      await ssc.stop();
     }
   });
 });

@@ -811,17 +811,19 @@ describe('statestream command-line tool', () => {
     assert.ok(logged.length > 100, 'the export follows');
   });
 
-  it('export --snapshot interrupted by Ctrl-C exits 130 and leaves neither its scratch copy nor its temporary file', () => {
-    const scratch = tempDir();
-    const folder = tempDir();
-    const killAtFixture = fileURLToPath(fixture('kill-at'));
-    const result = spawnSync(process.execPath, ['--import', killAtFixture, cli, 'export', '--data-dir', dataDir, '--snapshot', '2000', '--out', join(folder, 'out.msgpack')], {
-      encoding: 'utf8', timeout: 60_000,
-      env: { ...process.env, TMPDIR: scratch, STATESTREAM_TEST_KILL_AT: 'copy:partition-0001/data.mdb', STATESTREAM_TEST_KILL_SIGNAL: 'SIGINT' },
-    });
-    assert.equal(result.status, 130, `${result.signal ?? ''} ${result.stderr}`);
-    assert.deepEqual(readdirSync(scratch), [], 'the scratch copies are removed');
-    assert.deepEqual(readdirSync(folder), [], 'the temporary file is removed');
+  it('export --snapshot interrupted by Ctrl-C exits 130, by SIGTERM 143, and leaves neither its scratch copy nor its temporary file', () => {
+    for (const [signal, status] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+      const scratch = tempDir();
+      const folder = tempDir();
+      const killAtFixture = fileURLToPath(fixture('kill-at'));
+      const result = spawnSync(process.execPath, ['--import', killAtFixture, cli, 'export', '--data-dir', dataDir, '--snapshot', '2000', '--out', join(folder, 'out.msgpack')], {
+        encoding: 'utf8', timeout: 60_000,
+        env: { ...process.env, TMPDIR: scratch, STATESTREAM_TEST_KILL_AT: 'copy:partition-0001/data.mdb', STATESTREAM_TEST_KILL_SIGNAL: signal },
+      });
+      assert.equal(result.status, status, `${signal}: ${result.signal ?? ''} ${result.stderr}`);
+      assert.deepEqual(readdirSync(scratch), [], `${signal}: the scratch copies are removed`);
+      assert.deepEqual(readdirSync(folder), [], `${signal}: the temporary file is removed`);
+    }
   });
 
   it('export --snapshot refuses a snapshot in a newer store format, as restore does', () => {

@@ -35,6 +35,10 @@ describe('bad options are refused when given, naming the option', () => {
       [{ batchIntervalMs: 1.5 }, /batchIntervalMs/],
       [{ batchIntervalMs: '1000' }, /batchIntervalMs .* got "1000"/],
       [{ batchIntervalMs: 100, threads: 0 }, /threads must be an integer from 1 to 256, got 0/],
+      [{ batchIntervalMs: 100, threads: 257 }, /threads must be an integer from 1 to 256, got 257/],
+      [{ batchIntervalMs: 24 * 3600_000 + 1 }, /batchIntervalMs must be an integer from 1 to 86400000, got 86400001/],
+      [{ batchIntervalMs: 100, maxWorkerRestarts: 101 }, /maxWorkerRestarts must be an integer from 0 to 100, got 101/],
+      [{ batchIntervalMs: 100, stateCacheEntries: 2 ** 24 + 1 }, /stateCacheEntries must be an integer from 0 to 16777216, got 16777217/],
       [{ batchIntervalMs: 100, dataDir: '' }, /dataDir must be a non-empty path string/],
       [{ batchIntervalMs: 100, appName: 'no spaces' }, /appName must be/],
       [{ batchIntervalMs: 100, clock: {} }, /clock must have now\(\) and schedule/],
@@ -52,6 +56,8 @@ describe('bad options are refused when given, naming the option', () => {
     assert.throws(() => StateSpec.function({ module: fixture('count'), export: '' }), /export must be a non-empty string/);
     const spec = StateSpec.function(fixture('count'));
     assert.throws(() => spec.numPartitions(0), /numPartitions must be an integer from 1 to 4096, got 0/);
+    assert.throws(() => spec.numPartitions(4097), /numPartitions must be an integer from 1 to 4096, got 4097/);
+    assert.throws(() => spec.onRecordFailure({ policy: 'dead-letter', maxAttempts: 101 }), /onRecordFailure maxAttempts must be an integer from 1 to 100, got 101/);
     assert.throws(() => spec.timeout(-5), /timeout must be an integer/);
     assert.throws(() => spec.initialState(42 as never), /iterable of \[key, state\] pairs/);
     assert.throws(() => spec.onRecordFailure({ policy: 'ignore' as never }), /policy must be 'stop' or 'dead-letter'/);

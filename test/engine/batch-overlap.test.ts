@@ -9,6 +9,40 @@ import type { GateValue } from '../fixtures/gate.js';
 import { fixture, tempDir } from '../helpers.js';
 
 describe('batches that overlap on the main thread', () => {
+  it('a batch queued behind one whose output fails never runs: its records are not counted', async () => {
+    const dataDir = tempDir();
+    const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, clock, threads: 1 });
+    const input = ssc.queueStream<[string, number]>({ oneAtATime: true });
+    const ran: number[] = [];
+    input.mapWithState(spec()).foreachBatch(async (_, time) => {
+      ran.push(time);
+      // Batch 200 is generated and waits its turn meanwhile.
+      await sleep(100);
+      if (time === 100) throw new Error('the sink failed');
+    });
+    await ssc.start();
+    try {
+      input.pushBatch([['a', 1]]);
+      input.pushBatch([['b', 1]]);
+      const results = await Promise.allSettled([clock.advance(100), clock.advance(100)]);
+      assert.deepEqual(results.map((r) => r.status), ['rejected', 'rejected']);
+    } finally {
+      await ssc.stop().catch(() => undefined);
+    }
+    assert.deepEqual(ran, [100]);
+    const again = new StreamingContext({ batchIntervalMs: 100, dataDir, clock: new ManualClock(1000), threads: 1 });
+    const counts = again.queueStream<[string, number]>().mapWithState(spec());
+    again.on(BatchEvents.RECOVERY_INCOMPLETE, () => undefined);
+    await again.start();
+    try {
+      assert.deepEqual([counts.store().get('a'), counts.store().get('b')], [1, undefined], 'batch 100 committed before its output failed; batch 200 never ran');
+    } finally {
+      await again.stop();
+    }
+  });
+
   it('the next batch is mapped and routed while the one before applies, yet partitions and outputs see batches in order', async () => {
     const dataDir = tempDir();
     const ssc = new StreamingContext({ batchIntervalMs: 40, dataDir, threads: 2 });

@@ -14,6 +14,7 @@ import { migrateStore } from '../../src/storage/partition/migrate.js';
 import { readLayout } from '../../src/storage/partition/batch-log.js';
 import { encodeEntry } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
+import { changeRecords } from '../../src/storage/partition/change-log.js';
 import { fromCount, type Tally } from '../fixtures/idle-tally.js';
 
 type Value = number | 'touch';
@@ -225,6 +226,24 @@ describe('state versions and migration', () => {
       await old.ssc.stop();
     }
     await continuesMigrated(dataDir, 'after a kill while staging');
+  });
+
+  it('a start after a crash migrates what its change log held, not the state as it was before it', async () => {
+    const dataDir = tempDir();
+    const child = spawnSync(process.execPath, [fileURLToPath(fixture('exit-with-log')), dataDir], { stdio: 'inherit', timeout: 120_000 });
+    assert.equal(child.status, 0);
+    const store = openPartitionStore(partitionPath(dataDir, 0, 0));
+    try {
+      assert.ok(changeRecords(store) > 0, 'the last batch is in the change log');
+    } finally {
+      store.env.close();
+    }
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(1).stateVersion(2, (state) => (state as number) * 100), { dataDir, startMs: 5000 });
+    try {
+      assert.deepEqual([job.stream.store().get('a'), job.stream.store().get('b'), job.stream.store().count()], [200, 100, 1002]);
+    } finally {
+      await job.ssc.stop();
+    }
   });
 
   it('a crash between partitions switching over (some migrated, one with staged entries left) is finished by the next start, which migrates only the rest', async () => {

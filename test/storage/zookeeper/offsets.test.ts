@@ -84,6 +84,26 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     assert.equal(await store.lastEnded(), undefined, 'nothing of the multi-op was applied');
   });
 
+  it('an end retried where only its history entry, or only the batch in flight, differs is a conflict, not taken as done', async () => {
+    const conflict = (e: unknown) => e instanceof OffsetStoreError && /NODE_EXISTS/.test((e as Error).message);
+    // Positions, last batch and batch node as this end leaves them; the history entry another's.
+    const ended = await storeWithBatch();
+    await ended.store.recordBatchEnd(ended.batch, false);
+    const other = await connectClient(zk.connectString);
+    try {
+      await zkAnswer((done) => other.create(`${ended.root}/history/2000`, Buffer.from(JSON.stringify({ batchTime: 2000, ranges: [] })), (error) => done(error)));
+    } finally {
+      other.close();
+    }
+    await assert.rejects(ended.store.recordBatchEnd(ended.batch, true), conflict, 'another history entry');
+    // Everything as this end leaves it, but a later batch has started since.
+    const later = await storeWithBatch();
+    await later.store.recordBatchEnd(later.batch, true);
+    await later.store.recordBatchStart({ batchTime: 3000, ranges: [{ topic: 'words', partition: 0, from: 40, until: 50 }] });
+    await assert.rejects(later.store.recordBatchEnd(later.batch, true), conflict, 'a batch in flight since');
+    assert.equal((await later.store.pendingBatch())?.batchTime, 3000, 'the batch in flight is left as it was');
+  });
+
   it('the history anchor whose answer was lost is recognised as done when retried', async () => {
     const session = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs: 6000 });
     sessions.push(session);

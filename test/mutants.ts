@@ -391,6 +391,7 @@ const MUTANTS: Mutant[] = [
   { what: 'the CLI leaves SIGTERM to the default handler (no cleanup, no 143)', edits: one('cli/main.js', "[['SIGINT', 130], ['SIGTERM', 143]]", "[['SIGINT', 130]]"), test: 'cli/cli.test.js', name: 'by SIGTERM 143' },
   { what: 'StateSpec integer options taken past their upper bound', edits: one('engine/state-spec.js', '|| value < 1 || value > max) {', '|| value < 1) {'), test: 'engine/bad-input.test.js', name: 'StateSpec options and mapping module references' },
   { what: 'StreamingContext integer options taken past their upper bound', edits: one('engine/streaming-context.js', '|| value < min || value > max) {', '|| value < min) {'), test: 'engine/bad-input.test.js', name: 'StreamingContext options' },
+  { what: "a write sent before the owner node's deletion was heard of is applied (no check in the multi-op)", edits: one('storage/zookeeper/ownership.js', 'tx.check(node, -1);', ''), test: 'storage/zookeeper/ownership.test.js', name: 'also sent before the news' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -6,7 +6,9 @@
  *   client's session, as a network partition longer than the session timeout would;
  * - loseNextReply(opcode) lets a request reach the server and be applied, and drops the
  *   connection just before the client would read the reply, as a network cut or a server
- *   failover does.
+ *   failover does;
+ * - holdNotifications() keeps the server's watch notifications from the client until
+ *   released, as one still on its way when the client sends its next request.
  *
  * It reads ZooKeeper's framing (a 4-byte length before every packet; the first packet each
  * way is the session handshake, ConnectRequest and ConnectResponse; after it, requests
@@ -37,6 +39,8 @@ export interface ZooKeeperProxy {
   restore(): void;
   /** The next request with this opcode (14: multi, 1: create, 2: delete, 5: setData) has its reply dropped, with the connection. */
   loseNextReply(opcode: number): Promise<void>;
+  /** Watch notifications wait in the proxy (replies pass) until the returned release(). */
+  holdNotifications(): () => void;
   close(): Promise<void>;
 }
 
@@ -65,6 +69,8 @@ export async function startZooKeeperProxy(target: number | string): Promise<ZooK
   const handshakes: Handshake[] = [];
   let armed: { opcode: number; dropped: () => void } | undefined;
   let refusing = false;
+  // A notification's header has xid -1; held ones wait with the client they are for.
+  let held: Array<{ client: Socket; frame: Buffer }> | undefined;
   const open = new Set<Socket>();
   const server: Server = createServer((client) => {
     if (refusing) return void client.destroy();
@@ -107,6 +113,9 @@ export async function startZooKeeperProxy(target: number | string): Promise<ZooK
           close();
           done();
           return;
+        } else if (held && frame.length >= 8 && frame.readInt32BE(4) === -1) {
+          held.push({ client, frame });
+          return;
         }
         client.write(frame);
       }),
@@ -134,6 +143,14 @@ export async function startZooKeeperProxy(target: number | string): Promise<ZooK
       return new Promise((resolve) => {
         armed = { opcode, dropped: resolve };
       });
+    },
+    holdNotifications() {
+      held ??= [];
+      return () => {
+        const frames = held ?? [];
+        held = undefined;
+        for (const { client, frame } of frames) if (!client.destroyed) client.write(frame);
+      };
     },
     async close() {
       for (const socket of open) socket.destroy();

@@ -9,6 +9,7 @@ import { ZooKeeperOwnership } from '../../../src/storage/zookeeper/ownership.js'
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
 import { within } from '../../wait.js';
 import { connectClient, startZooKeeper, zkAnswer, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
+import { startZooKeeperProxy } from '../../integration/services/zookeeper-proxy.js';
 
 describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_000 }, () => {
   let zk: ZooKeeperServer;
@@ -64,9 +65,11 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     await via(alias).acquire();
   });
 
-  it('a write is refused once the owner node is gone, and nothing of it is applied', async () => {
+  it('a write is refused once the owner node is gone, also sent before the news of it arrived, and nothing of it is applied', async () => {
     const root = `/owned/fenced-${++roots}`;
-    const session = new ZooKeeperSession({ connect: zk.connectString });
+    // Through a proxy that holds the node's deletion notice: the write is sent as if it were still owned, and ZooKeeper's check refuses it.
+    const proxy = await startZooKeeperProxy(zk.connectString);
+    const session = new ZooKeeperSession({ connect: proxy.connectString });
     sessions.push(session);
     const ownership = new ZooKeeperOwnership(session, root, { dataDir: '/data/a', appName: 'owned' }, true);
     const { node } = await ownership.acquire();
@@ -75,13 +78,18 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     await store.recordBatchStart({ batchTime: 1000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] });
     const lost = new Promise<OwnershipLostError>((resolve) => ownership.onLost(resolve));
 
+    const release = proxy.holdNotifications();
     const other = await connectClient(zk.connectString);
     try {
       await zkAnswer((done) => other.remove(node, -1, (error) => done(error)));
     } finally {
       other.close();
     }
-    await assert.rejects(store.recordBatchEnd({ batchTime: 1000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] }, false), OwnershipLostError);
+    try {
+      await assert.rejects(store.recordBatchEnd({ batchTime: 1000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 5 }] }, false), OwnershipLostError);
+    } finally {
+      release();
+    }
     const error = await within(lost, 'ownership.onLost', { timeoutMs: 10_000 });
     assert.equal(error.code, 'ERR_OWNERSHIP_LOST');
     assert.equal(error.retriable, false);
@@ -89,6 +97,7 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     assert.equal(await store.lastEnded(), undefined);
     assert.equal((await store.positions([{ topic: 'words', partition: 0 }])).size, 0, 'no position moved');
     await assert.rejects(store.recordPositions([{ topic: 'words', partition: 0, offset: 9 }]), OwnershipLostError);
+    await proxy.close();
   });
 
   it('a copy that may be alive is waited for: the root passes when it lets go, and a copy that stays is named after its session timeout', async () => {

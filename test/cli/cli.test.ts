@@ -561,7 +561,7 @@ describe('statestream command-line tool', () => {
       const snapshotted = nextEvent(job.ssc, BatchEvents.SNAPSHOT_COMPLETED, 'the snapshot of the first batch');
       await job.batch(records(1));
       const { batchTime } = await snapshotted;
-      const exported = join(dir, 'running.msgpack');
+      const exported = join(tempDir(), 'running.msgpack');
       assert.equal(run('export', '--data-dir', dir, '--out', exported).code, 0, 'export reads a running job');
       const commands = [['snapshot', 'create'], ['snapshot', 'restore', String(batchTime)], ['import', exported, '--replace'], ['reshard', '--partitions', '5']];
       for (const args of commands) {

@@ -1,4 +1,4 @@
-import type { Admin } from 'kafkajs';
+import kafkajs, { type Admin } from 'kafkajs';
 import { DataLossError, OffsetStoreError } from '../../errors.js';
 import type { OffsetRange, RecordedBatch } from '../../storage/zookeeper/offsets.js';
 import { BatchEvents, type DataLostEvent } from '../batch-events.js';
@@ -15,7 +15,18 @@ export interface Watermarks {
  * would pass for one that kept every record.
  */
 export async function watermarksOf(admin: Admin, topic: string, partition: number): Promise<Watermarks> {
-  const p = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === partition);
+  let offsets: Awaited<ReturnType<Admin['fetchTopicOffsets']>>;
+  try {
+    offsets = await admin.fetchTopicOffsets(topic);
+  } catch (error) {
+    // kafkajs 2.2 reads metadata that lists no partition of the topic (seen while a broker of
+    // three came back, its leaders not yet elected) as an empty answer, and fails on it with
+    // a TypeError ("Cannot destructure property 'partitions' of 'high.pop(...)'"). That is a
+    // broker not ready, to retry as kafkajs's own errors are, not a defect of the job.
+    if (error instanceof TypeError) throw new kafkajs.KafkaJSError(`the brokers gave no offsets of topic ${topic} (its partitions' leaders not known yet): ${error.message}`, { retriable: true });
+    throw error;
+  }
+  const p = offsets.find((o) => o.partition === partition);
   if (!p) throw new OffsetStoreError(`the topic ${topic} has no partition ${partition}`, { topic, partition });
   return { low: Number(p.low), high: Number(p.high) };
 }

@@ -118,6 +118,39 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
     }
   });
 
+  it('an object state read from LMDB and changed in place by its reader is not changed in memory', () => {
+    const store = open();
+    store.env.transactionSync(() => store.state.putSync('a', encodeEntry({ n: 1 }, 10)));
+    const memory = new MemoryStateMap(new LmdbStateMap(store), 100);
+    const read = memory.get('a') as [{ n: number }, number];
+    read[0].n = 99;
+    assert.deepEqual(memory.get('a'), [{ n: 1 }, 10], 'memory holds what LMDB holds');
+  });
+
+  it('a key in the old generation when its batch commits is updated or removed there too: no stale copy is left', () => {
+    for (const change of ['remove', 'update then remove'] as const) {
+      const store = open();
+      // A bound of 4: two keys a generation.
+      const memory = new MemoryStateMap(new LmdbStateMap(store), 4);
+      commit(store, memory, [['a', { v: 1 }, 10], ['b', { v: 1 }, 10]]);
+      // Written by an earlier run: in LMDB, not in memory.
+      store.env.transactionSync(() => store.state.putSync('c', encodeEntry({ v: 1 }, 10)));
+      // The batch reads a, then c, whose read turns the generations: a is in the old one at the commit.
+      const original = memory.get('a');
+      assert.deepEqual(memory.get('c'), [{ v: 1 }, 10]);
+      if (change === 'remove') {
+        commit(store, memory, [['a']]);
+      } else {
+        commit(store, memory, [['a', { v: 2 }, 20]], new Map([['a', original]]));
+        assert.deepEqual(memory.get('a'), [{ v: 2 }, 20], change);
+        assert.ok(memory.size <= 3, `${change}: memory holds ${memory.size} entries for the 3 stored keys`);
+        commit(store, memory, [['a']]);
+      }
+      assert.equal(memory.get('a'), undefined, `${change}: the removed key is gone from memory`);
+      assert.equal(new LmdbStateMap(store).get('a'), undefined);
+    }
+  });
+
   it('keeps at most its bound, evicting keys not read since, and then reads them from LMDB again', () => {
     for (const bound of [1, 2, 3, 10]) {
       const store = open();

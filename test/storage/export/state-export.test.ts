@@ -391,4 +391,23 @@ describe('state export', () => {
       }, String(pattern));
     }
   });
+
+  it('initialState from a source written by hand: each key times out once, by its own lastUpdated, on the same rule as a stored key; the clock must start after the newest', async () => {
+    const source: StateSource<string, number> = { description: 'the test source', stateVersion: 1, entries: () => [['twice', 1, -1], ['edge', 7, 0], ['twice', 2, -1]] };
+    const spec = () => StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(1).timeout(1000).initialState(source);
+    const job = await keyedJob(spec(), { dataDir: tempDir() });
+    try {
+      // Batch 1000: the threshold is 0. A key last updated at -1 is idle past it; one at 0 is not, yet.
+      assert.deepEqual(await job.batch([]), [['timeout', 'twice', 2, 1000]]);
+      assert.deepEqual(await job.batch([]), [['timeout', 'edge', 7, 2000]]);
+    } finally {
+      await job.ssc.stop();
+    }
+    // The newest entry last: the clock is checked against it, not against the first.
+    const late: StateSource<string, number> = { description: 'the late source', stateVersion: 1, entries: () => [['x', 1, 0], ['y', 1, 5000], ['z', 1, 10]] };
+    await assert.rejects(
+      keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(1).initialState(late), { dataDir: tempDir() }),
+      (error: unknown) => error instanceof StoreMismatchError && /holds keys last updated at 5000, but this context's first batch would be at 1000/.test((error as Error).message),
+    );
+  });
 });

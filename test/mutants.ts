@@ -398,6 +398,7 @@ const MUTANTS: Mutant[] = [
   { what: "a record failing in a batch's first chunk taken for a crash (its later chunks answer stale)", edits: one('actors/partition.machine.js', "results.find((r) => r.status === 'record-failed' || r.status === 'batch-failed') ?? results.at(-1)", 'results.at(-1)'), test: 'actors/chunked-batches.test.js', name: 'fails in a later chunk' },
   { what: 'an initial-state key idle exactly the timeout timed out a batch early', edits: one('actors/apply-shard.js', 'if (time !== undefined && time < threshold)', 'if (time !== undefined && time <= threshold)'), test: 'storage/export/state-export.test.js', name: 'each key times out once' },
   { what: "the clock checked against an initial-state source's first entry, not its newest", edits: one('actors/shard-encoder.js', 'if (newest === undefined || lastUpdated > newest)', 'if (newest === undefined)'), test: 'storage/export/state-export.test.js', name: 'each key times out once' },
+  { what: 'state count sums partitions at different batches without a word', edits: one('cli/state.js', 'const uneven = batches.size > 1;', 'const uneven = false;'), test: 'cli/cli.test.js', name: 'state count prints' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -103,10 +103,22 @@ async function count(args: string[]): Promise<number> {
   const opened = openStream(dataDir, stream);
   try {
     // The key count each partition committed with its last batch, as StateView.count reads it.
-    const partitions = opened.stores.map((store, partition) => ({ partition, keyCount: new BatchLog(store).last()?.keyCount ?? 0 }));
+    const partitions = opened.stores.map((store, partition) => {
+      const last = new BatchLog(store).last();
+      return { partition, keyCount: last?.keyCount ?? 0, lastBatch: last?.batchTime ?? null };
+    });
     const total = partitions.reduce((n, p) => n + p.keyCount, 0);
-    if (json) print(toJson({ stream, keyCount: total, partitions }, 2));
-    else print(String(total));
+    // A sum over partitions at different batches is a count no batch ever had: said, not hidden.
+    const batches = new Set(partitions.map((p) => p.lastBatch));
+    const uneven = batches.size > 1;
+    if (json) print(toJson({ stream, keyCount: total, unevenBatches: uneven, partitions }, 2));
+    else {
+      if (uneven) {
+        const held = partitions.map((p) => `partition ${p.partition}: ${p.lastBatch ?? 'none'}`).join(', ');
+        process.stderr.write(`statestream: the partitions hold different batches (${held}): the count adds each one's own (a job running, or a batch in flight when it stopped)\n`);
+      }
+      print(String(total));
+    }
     return 0;
   } finally {
     opened.close();

@@ -462,6 +462,20 @@ describe('statestream command-line tool', () => {
     const missing = run('state', 'count', '--data-dir', dataDir, '--stream', '5');
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /stream 5 has no state/);
+    assert.equal(result.stderr, '', 'every partition holds one batch: nothing to say');
+    assert.equal(JSON.parse(run('state', 'count', '--data-dir', dataDir, '--json').stdout).unevenBatches, false);
+
+    // A partition ahead of the others, as when a batch was in flight: the sum is said to mix batches.
+    const dir = copy();
+    const store = openPartitionStore(partitionPath(dir, 0, 2));
+    new BatchLog(store).record({ batchTime: 5000, outputs: messageCodec.pack([]), keyCount: new BatchLog(store).last()!.keyCount });
+    store.env.close();
+    const uneven = run('state', 'count', '--data-dir', dir);
+    assert.equal(uneven.code, 0, uneven.stderr);
+    assert.equal(uneven.stdout.trim(), String(keysAt4000()));
+    assert.match(uneven.stderr, /^statestream: the partitions hold different batches \(partition 0: 4000, .*partition 2: 5000.*\): the count adds each one's own/);
+    const asJson = JSON.parse(run('state', 'count', '--data-dir', dir, '--json').stdout) as { unevenBatches: boolean; partitions: Array<{ lastBatch: number }> };
+    assert.deepEqual([asJson.unevenBatches, asJson.partitions[2].lastBatch], [true, 5000]);
   });
 
   it('usage errors exit 2 with a one-line hint; --help exits 0', async () => {

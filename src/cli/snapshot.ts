@@ -256,8 +256,9 @@ async function restore(args: string[]): Promise<number> {
   if (zk) {
     replay = await (await import('./zk.js')).withZooKeeper(zk, async (offsets, session) => {
       const lastBatch = await offsets.lastEnded();
-      if (lastBatch === undefined) {
-        // A parent of the job's root, or another job's that never ran a batch, would read as "nothing to replay" and pass.
+      if (lastBatch === undefined && kafkaRoots.length === 0) {
+        // With no root in the snapshot to check --zk-root against, a parent of the job's root,
+        // or another job's that never ran a batch, would read as "nothing to replay" and pass.
         const held = (await session.children(zk.root)).sort();
         const holds = held.length === 0 ? 'it holds nothing' : `it holds ${held.slice(0, 10).map((name) => `${zk.root === '/' ? '' : zk.root}/${name}`).join(', ')}${held.length > 10 ? ', …' : ''}`;
         throw new CliFailure(
@@ -265,7 +266,7 @@ async function restore(args: string[]): Promise<number> {
             'or leave out --zookeeper to restore anyway (for a queue job); nothing was changed',
         );
       }
-      if (lastBatch <= batchTime) return { lastBatch, batches: 0 };
+      if (lastBatch === undefined || lastBatch <= batchTime) return { lastBatch, batches: 0 };
       const history = await offsets.historyAfter(batchTime);
       if (!history) {
         throw new CliFailure(

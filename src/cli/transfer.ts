@@ -32,7 +32,8 @@ that snapshot's copies, checked against their checksums; the snapshot folder is 
 Options:
   --out <file|->            the file to write (written beside it, then renamed), or - for stdout;
                             a FIFO or a device (/dev/stdout) is written through. When it goes to
-                            stdout, the summary goes to stderr.
+                            stdout, the summary goes to stderr. Not inside the data folder: the
+                            job's files there would be replaced.
   --snapshot <batchTime>    export a snapshot instead of the live stores
 
 Progress goes to stderr: a bar on a terminal, a line every 2 s otherwise (--quiet: none).

@@ -162,6 +162,10 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     failsWith(await run(['snapshot', 'restore', 'abc', '--data-dir', file]), 2, /<batchTime> must be a batch time/);
     failsWith(await run(['export', '--data-dir', dataDir, '--out', join(tempDir(), 'no', 'such', 'x.msgpack'), '--snapshot', 'abc']), 2, /--snapshot must be a batch time/);
     failsWith(await run(['import', 'x.msgpack', '--data-dir', file, '--partitions', '0']), 2, /--partitions must be an integer from 1 to \d+, got "0"/);
+    failsWith(await run(['inspect', '--data-dir', file, '--brokers', 'nohost']), 2, /--brokers need --zookeeper and --zk-root/);
+    failsWith(await run(['state', 'get', '{"a":1}', '--data-dir', file]), 2, /state get: /);
+    failsWith(await run(['snapshot', 'create', '--data-dir', file, '--zookeeper', '127.0.0.1:1']), 2, /--zookeeper needs --zk-root/);
+    failsWith(await run(['export', '--data-dir', file, '--out', join(tempDir(), 'x.msgpack'), '--snapshot', '1e']), 2, /--snapshot must be a batch time/);
     failsWith(await run(['state', 'count', '--data-dir', file]), 1, /not-a-folder is not a folder \(give the job's data folder with --data-dir\)/);
   });
 

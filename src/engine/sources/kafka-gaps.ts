@@ -23,7 +23,7 @@ export async function watermarksOf(admin: Admin, topic: string, partition: numbe
     // three came back, its leaders not yet elected) as an empty answer, and fails on it with
     // a TypeError ("Cannot destructure property 'partitions' of 'high.pop(...)'"). That is a
     // broker not ready, to retry as kafkajs's own errors are, not a defect of the job.
-    if (error instanceof TypeError) throw new kafkajs.KafkaJSError(`the brokers gave no offsets of topic ${topic} (its partitions' leaders not known yet): ${error.message}`, { retriable: true });
+    if (error instanceof TypeError && /'partitions' of '(high|low)\.pop\(\.\.\.\)'/.test(error.message)) throw new kafkajs.KafkaJSError(`the brokers gave no offsets of topic ${topic} (its partitions' leaders not known yet): ${error.message}`, { retriable: true });
     throw error;
   }
   const p = offsets.find((o) => o.partition === partition);

@@ -1,4 +1,4 @@
-import { lstatSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 
 function realOr(path: string): string {
@@ -36,11 +36,21 @@ export function landingPath(path: string): string | undefined {
 /**
  * Where a write to `path` would land inside `dataDir` (its stores, snapshots, lock file and
  * swap records are the job's), or undefined when it lands outside. An export renamed over
- * one of them would destroy a store, or free the folder's lock while its holder runs.
+ * one of them would destroy a store, or free the folder's lock while its holder runs. Inside
+ * means where it lands: under the folder, or under one of its entries, which may be a link
+ * to another disk (a `state-0` or `snapshots` moved there).
  */
 export function landingInDataDir(path: string, dataDir: string): string | undefined {
   const landing = landingPath(path);
-  if (landing === undefined) return undefined;
-  const root = realOr(dataDir);
-  return landing === root || landing.startsWith(root.endsWith(sep) ? root : `${root}${sep}`) ? landing : undefined;
+  const roots = [resolve(dataDir), realOr(dataDir), ...entriesOf(dataDir).map((name) => realOr(join(dataDir, name)))];
+  const within = (at: string) => roots.some((root) => at === root || at.startsWith(root.endsWith(sep) ? root : `${root}${sep}`));
+  return landing !== undefined && within(landing) ? landing : undefined;
+}
+
+function entriesOf(folder: string): string[] {
+  try {
+    return readdirSync(folder);
+  } catch {
+    return [];
+  }
 }

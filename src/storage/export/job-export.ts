@@ -22,7 +22,8 @@ export interface ExportJobStateOptions {
 /**
  * Exports the state of one mapWithState stream of a job, read from its stores under
  * `dataDir`. The export is of one batch: stores whose partitions stopped at different
- * batches, or at different state versions, are refused rather than mixed.
+ * batches, or at different state versions, are refused rather than mixed. A target file
+ * inside `dataDir` is refused: renamed over the job's files, it would replace them.
  */
 export async function exportJobState(dataDir: string, target: string | NodeJS.WritableStream, options?: ExportJobStateOptions): Promise<number> {
   pathArgument('exportJobState', 'dataDir', dataDir);

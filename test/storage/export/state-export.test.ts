@@ -267,6 +267,14 @@ describe('state export', () => {
     }
     assert.deepEqual(readFileSync(store), before, 'the store is as it was');
     assert.ok(!existsSync(join(dataDir, 'new.msgpack')));
+    // The stream's folder moved to another disk and linked back: its files are the job's by either path.
+    const elsewhere = tempDir();
+    renameSync(join(dataDir, 'state-0'), join(elsewhere, 'state-0'));
+    symlinkSync(join(elsewhere, 'state-0'), join(dataDir, 'state-0'));
+    for (const target of [store, join(elsewhere, 'state-0', 'partition-0000', 'data.mdb')]) {
+      await assert.rejects(exportJobState(dataDir, target), (error: unknown) => error instanceof ConfigError && /inside the data folder/.test(error.message), target);
+    }
+    assert.deepEqual(readFileSync(store), before, 'the store is as it was');
     assert.equal(await exportJobState(dataDir, join(tempDir(), 'outside.msgpack')), 1, 'a target outside is written');
   });
 

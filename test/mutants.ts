@@ -400,6 +400,9 @@ const MUTANTS: Mutant[] = [
   { what: "the clock checked against an initial-state source's first entry, not its newest", edits: one('actors/shard-encoder.js', 'if (newest === undefined || lastUpdated > newest)', 'if (newest === undefined)'), test: 'storage/export/state-export.test.js', name: 'each key times out once' },
   { what: 'state count sums partitions at different batches without a word', edits: one('cli/state.js', 'const uneven = batches.size > 1;', 'const uneven = false;'), test: 'cli/cli.test.js', name: 'state count prints' },
   { what: "an export let through into a data folder's entry linked to another disk", edits: one('storage/export/export-place.js', ', ...entriesOf(dataDir).map((name) => realOr(join(dataDir, name)))];', '];'), test: 'storage/export/state-export.test.js', name: 'refuses a target in the job' },
+  { what: "a snapshot's checksum taken over its copy's first MiB only", edits: one('storage/snapshots/checksum.js', 'hash.update(chunk.subarray(0, n));', '{ hash.update(chunk.subarray(0, n)); break; }'), test: 'storage/snapshots/snapshots.test.js', name: 'past the first MiB' },
+  { what: 'the batch history trimmed to the newest snapshot, not the oldest kept', edits: one('engine/snapshot-scheduler.js', 'await this.host.retainFrom(oldest.batchTime);', 'await this.host.retainFrom(batchTime);'), test: 'engine/snapshot-scheduler.test.js', name: 'one is still running is not taken' },
+  { what: 'a restore goes by the newest surviving partition, not the oldest', edits: one('storage/snapshots/restore.js', '(m === undefined || h.lastBatch < m)', '(m === undefined || h.lastBatch > m)'), test: 'storage/snapshots/restore.test.js', name: 'oldest surviving partition' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -162,11 +162,13 @@ describe('SnapshotScheduler, one snapshot at a time', () => {
     const completed: number[] = [];
     const failed: Array<[number, Error]> = [];
     let retainCalls = 0;
+    const retained: number[] = [];
     const scheduler = new SnapshotScheduler(snapshotPolicy(1, 10)!, {
       dataDir, appName: 'scheduler-test',
       streams: () => [{ stream: 0, stores }],
       sources: () => [],
-      retainFrom: async () => {
+      retainFrom: async (from) => {
+        retained.push(from);
         if (retainCalls++ === 0) await held;
       },
       completed: (info) => void completed.push(info.batchTime),
@@ -192,6 +194,7 @@ describe('SnapshotScheduler, one snapshot at a time', () => {
       assert.deepEqual(failed, []);
       assert.deepEqual(completed, [2000, 4000]);
       assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [4000, 2000]);
+      assert.deepEqual(retained, [2000, 2000], 'the batch history is kept from the oldest snapshot kept, which a restore may fall back to');
     } finally {
       release();
       stores.forEach((s) => s.env.close());

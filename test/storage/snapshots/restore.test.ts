@@ -87,6 +87,19 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     }
   });
 
+  it('goes by the oldest surviving partition: one behind the others rules out a snapshot the others could continue from', async () => {
+    const { dataDir } = await snapshotted(() => 3);
+    // Partition 0 holds batch 2000, partition 2 batch 3000; partition 1 is lost.
+    rollBack(dataDir, 0, 2000);
+    rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
+    const { ssc, restored } = await startOn(dataDir, 3000);
+    try {
+      assert.deepEqual(restored.map((e) => [e.snapshot, e.partitions.map((p) => [p.partition, p.lastBatch])]), [[2000, [[1, 2000]]]], '3000 is newer than partition 0');
+    } finally {
+      await ssc.stop();
+    }
+  });
+
   for (const event of [BatchEvents.STATE_RESTORED, BatchEvents.RECOVERY_INCOMPLETE] as const) {
     it(`a ${event} listener that throws fails start() with its error: a job may refuse to run on a restore or a gap`, async () => {
       const { dataDir } = await snapshotted(() => 3);

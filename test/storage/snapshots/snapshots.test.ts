@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, truncateSync, statSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readSync, rmSync, truncateSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
@@ -277,6 +277,32 @@ describe('a snapshot as initial state', () => {
     const file = join(snapshot.path, snapshot.manifest.streams[0].partitions[1].file);
     truncateSync(file, statSync(file).size - 1);
     assert.throws(() => [...readSnapshotState(snapshot.path).entries()], (e: unknown) => e instanceof SnapshotError && /partition-0001.*checksum/.test((e as Error).message));
+  });
+
+  it('a byte changed anywhere in a copy fails its checksum, also past the first MiB', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(1), { dataDir, snapshotEvery: 1 });
+    try {
+      await job.batchWithSnapshot(Array.from({ length: 60_000 }, (_, i) => [`key-${i}-${'x'.repeat(24)}`, 1] as [string, number]));
+    } finally {
+      await job.ssc.stop();
+    }
+    const [snapshot] = listSnapshots(dataDir);
+    const file = join(snapshot.path, snapshot.manifest.streams[0].partitions[0].file);
+    const size = statSync(file).size;
+    assert.ok(size > 2 * 2 ** 20, `a copy of ${size} bytes: the test needs one over 2 MiB`);
+    assert.deepEqual(await verifySnapshot(snapshot), []);
+    const at = size - 4096 - 17;
+    const fd = openSync(file, 'r+');
+    try {
+      const byte = Buffer.alloc(1);
+      readSync(fd, byte, 0, 1, at);
+      byte[0] ^= 0xff;
+      writeSync(fd, byte, 0, 1, at);
+    } finally {
+      closeSync(fd);
+    }
+    assert.match((await verifySnapshot(snapshot)).join('\n'), /partition-0000\/data\.mdb does not match its checksum/);
   });
 });
 

@@ -710,6 +710,40 @@ describe('statestream command-line tool', () => {
     assert.deepEqual(listSnapshots(dir).map((s) => s.batchTime), [2000, 1000], 'stream 1 may still need snapshot 2000');
   });
 
+  it('a reshard of a second stream killed between its renames is finished by the next start: that stream keeps its state', async () => {
+    const dir = tempDir();
+    const job = (clock: ManualClock) => {
+      const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: dir, threads: 1, clock });
+      const input = ssc.queueStream<[Key, number]>();
+      const streams = [input.mapWithState(spec()), input.mapWithState(spec(2))];
+      return { ssc, input, streams };
+    };
+    const entries = (stream: { store(): { entries(): Iterable<[Key, number]> } }) => [...stream.store().entries()].map((e) => JSON.stringify(e)).sort();
+    const clock = new ManualClock(0);
+    const first = job(clock);
+    await first.ssc.start();
+    let before: string[][];
+    try {
+      first.input.pushBatch(records(1));
+      await clock.advance(1000);
+      before = first.streams.map(entries);
+    } finally {
+      await first.ssc.stop();
+    }
+    assert.ok(before[1].length > 0);
+    // Killed with stream 1's old stores moved aside and the new ones not yet in their place.
+    killedRun('rename:state-1.reshard', 'reshard', '--stream', '1', '--partitions', '3', '--data-dir', dir);
+    assert.ok(!existsSync(join(dir, 'state-1')), 'the kill left stream 1 without its folder');
+    const second = job(new ManualClock(5000));
+    await second.ssc.start();
+    try {
+      assert.deepEqual(second.streams.map(entries), before, 'both streams hold what they held');
+    } finally {
+      await second.ssc.stop();
+    }
+    assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('state-')).sort(), ['state-0', 'state-1'], 'the reshard was finished: nothing of it is left beside the stores');
+  });
+
   it('a snapshot restore killed before its marker moves the retired snapshots back', () => {
     const dir = copy();
     killedRun('write:state-0.restoring/complete.writing', 'snapshot', 'restore', '2000', '--data-dir', dir);

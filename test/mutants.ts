@@ -404,6 +404,7 @@ const MUTANTS: Mutant[] = [
   { what: 'the batch history trimmed to the newest snapshot, not the oldest kept', edits: one('engine/snapshot-scheduler.js', 'await this.host.retainFrom(oldest.batchTime);', 'await this.host.retainFrom(batchTime);'), test: 'engine/snapshot-scheduler.test.js', name: 'one is still running is not taken' },
   { what: 'a restore goes by the newest surviving partition, not the oldest', edits: one('storage/snapshots/restore.js', '(m === undefined || h.lastBatch < m)', '(m === undefined || h.lastBatch > m)'), test: 'storage/snapshots/restore.test.js', name: 'oldest surviving partition' },
   { what: "a start settles only stream 0's interrupted swap: a second stream's reshard left half done starts it empty", edits: one('engine/local-recovery.js', 'recoverInterruptedSwaps(context.dataDir, stream.stateIndex);', 'recoverInterruptedSwaps(context.dataDir, 0);'), test: 'cli/cli.test.js', name: 'second stream killed between' },
+  { what: 'a snapshot whose copy fails the file check still counts', edits: one('storage/snapshots/writer.js', 'if (problem)', 'if (false)'), test: 'storage/snapshots/snapshots.test.js', name: 'cut short fails its snapshot' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { verifySnapshot } from '../../../src/storage/snapshots/manifest.js';
 import { BatchEvents, ConfigError, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../../src/index.js';
-import { partitionPath } from '../../../src/storage/partition/store.js';
+import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
+import { beginSnapshot } from '../../../src/storage/snapshots/writer.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
 import { nextEvent, waitUntil, within } from '../../wait.js';
 import { once } from 'node:events';
@@ -277,6 +278,32 @@ describe('a snapshot as initial state', () => {
     const file = join(snapshot.path, snapshot.manifest.streams[0].partitions[1].file);
     truncateSync(file, statSync(file).size - 1);
     assert.throws(() => [...readSnapshotState(snapshot.path).entries()], (e: unknown) => e instanceof SnapshotError && /partition-0001.*checksum/.test((e as Error).message));
+  });
+
+  it('a copy that comes out cut short fails its snapshot, which is not listed: its checksum would have vouched for the cut bytes', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(2), { dataDir });
+    try {
+      await job.batch(Array.from({ length: 5000 }, (_, i) => [`key-${i}`, 1] as [string, number]));
+    } finally {
+      await job.ssc.stop();
+    }
+    const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
+    try {
+      // Partition 1's copy is cut in half once written, as a copy that went wrong would be.
+      const env = stores[1].env as unknown as { backup(dir: string, compact: boolean): Promise<void> };
+      const backup = env.backup.bind(env);
+      env.backup = async (dir, compact) => {
+        await backup(dir, compact);
+        const file = join(dir, 'data.mdb');
+        truncateSync(file, Math.floor(statSync(file).size / 2));
+      };
+      const snapshot = beginSnapshot({ dataDir, batchTime: 1000, appName: 'cut-copy', streams: [{ stream: 0, stores }], sources: [] });
+      await assert.rejects(snapshot.done, (e: unknown) => e instanceof SnapshotError && /the copy of partition 1 of stream 0 is not whole/.test((e as Error).message));
+      assert.deepEqual(listSnapshots(dataDir), []);
+    } finally {
+      stores.forEach((s) => s.env.close());
+    }
   });
 
   it('a byte changed anywhere in a copy fails its checksum, also past the first MiB', async () => {

@@ -405,6 +405,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a restore goes by the newest surviving partition, not the oldest', edits: one('storage/snapshots/restore.js', '(m === undefined || h.lastBatch < m)', '(m === undefined || h.lastBatch > m)'), test: 'storage/snapshots/restore.test.js', name: 'oldest surviving partition' },
   { what: "a start settles only stream 0's interrupted swap: a second stream's reshard left half done starts it empty", edits: one('engine/local-recovery.js', 'recoverInterruptedSwaps(context.dataDir, stream.stateIndex);', 'recoverInterruptedSwaps(context.dataDir, 0);'), test: 'cli/cli.test.js', name: 'second stream killed between' },
   { what: 'a snapshot whose copy fails the file check still counts', edits: one('storage/snapshots/writer.js', 'if (problem)', 'if (false)'), test: 'storage/snapshots/snapshots.test.js', name: 'cut short fails its snapshot' },
+  { what: "a start that meets inspect's brief look at the lock fails at once", edits: one('storage/data-lock.js', 'const deadline = Date.now() + PROBE_GRACE_MS;', 'const deadline = Date.now();'), test: 'engine/data-dir-lock.test.js', name: 'brief look' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

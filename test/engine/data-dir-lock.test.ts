@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { Registry } from 'prom-client';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -7,6 +8,8 @@ import { ConfigError, DataDirLockedError, ManualClock, StateSpec, StoreMismatchE
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { waitUntil } from '../wait.js';
 import { DataDirLock } from '../../src/storage/data-lock.js';
+
+const { tryLock } = createRequire(import.meta.url)('fs-native-extensions') as { tryLock(fd: number, options?: { shared?: boolean }): boolean };
 
 const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
 
@@ -92,6 +95,27 @@ describe('the data folder lock (in one process)', () => {
         error instanceof DataDirLockedError && /^start\(\): the data folder .* is in use by this process \(pid \d+, statestream import, since [^)]+\); that command is changing the stores: start the job once it has finished \(lock file /.test(error.message));
     } finally {
       command.release();
+    }
+  });
+
+  it("a start that meets inspect's brief look at the lock waits it out rather than failing", async () => {
+    const dataDir = tempDir();
+    (await DataDirLock.acquire(dataDir, { command: 'import' })).release();
+    // What folderLockHolder does: a shared lock on the file for a moment. Here, for 100 ms.
+    const fd = openSync(join(dataDir, 'statestream.lock'), 'r');
+    assert.equal(tryLock(fd, { shared: true }), true);
+    let open = true;
+    const close = () => {
+      if (open) closeSync(fd);
+      open = false;
+    };
+    const looked = setTimeout(close, 100);
+    try {
+      const lock = await DataDirLock.acquire(dataDir, { command: 'reshard' });
+      lock.release();
+    } finally {
+      clearTimeout(looked);
+      close();
     }
   });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BatchEvents, ManualClock, SnapshotError, StateSpec, StoreMismatchError, StoreOpenError, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type StateRestoredEvent } from '../../../src/index.js';
@@ -187,6 +187,15 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
       /partition 1 was damaged and restored from the snapshot of batch 2000, and this start also asks for 4 partitions where the stores have 3: a reshard needs every partition at the same batch and state version\. Start once with numPartitions 3/.test(e.message));
     assert.deepEqual(refused.restored.map((e) => [e.snapshot, e.partitions.map((p) => p.partition)]), [[2000, [1]]], 'the restore was reported');
     assert.equal(refused.ssc.state, 'stopped');
+    // Whatever the failed start opened is closed: no descriptor of this process is left on the folder's files.
+    const openHere = readdirSync('/proc/self/fd').flatMap((fd) => {
+      try {
+        return [readlinkSync(`/proc/self/fd/${fd}`)];
+      } catch {
+        return [];
+      }
+    }).filter((target) => target.startsWith(behind.dataDir));
+    assert.deepEqual(openHere, []);
   });
 
   it("checks only the copies it restores: a damaged copy of a healthy partition does not cost the snapshot", async () => {

@@ -406,6 +406,9 @@ const MUTANTS: Mutant[] = [
   { what: "a start settles only stream 0's interrupted swap: a second stream's reshard left half done starts it empty", edits: one('engine/local-recovery.js', 'recoverInterruptedSwaps(context.dataDir, stream.stateIndex);', 'recoverInterruptedSwaps(context.dataDir, 0);'), test: 'cli/cli.test.js', name: 'second stream killed between' },
   { what: 'a snapshot whose copy fails the file check still counts', edits: one('storage/snapshots/writer.js', 'if (problem)', 'if (false)'), test: 'storage/snapshots/snapshots.test.js', name: 'cut short fails its snapshot' },
   { what: "a start that meets inspect's brief look at the lock fails at once", edits: one('storage/data-lock.js', 'const deadline = Date.now() + PROBE_GRACE_MS;', 'const deadline = Date.now();'), test: 'engine/data-dir-lock.test.js', name: 'brief look' },
+  { what: "a partition with no stored position of a known topic starts at 'latest', skipping what it holds", edits: one('engine/sources/kafka.js', "offset: topicKnown || o.startingOffsets === 'earliest'", "offset: o.startingOffsets === 'earliest'"), test: 'integration/kafka-source.test.js', name: 'no stored position' },
+  { what: 'a Kafka stream takes a topic listed twice', edits: one('engine/sources/kafka-options.js', 'if (new Set(list).size !== list.length)', 'if (false)'), test: 'engine/bad-input.test.js', name: 'kafkaStream options' },
+  { what: 'maxRecordsPerBatch taken past its upper bound', edits: one('engine/sources/kafka-options.js', 'maxRecordsPerBatch < 1 || maxRecordsPerBatch > 10_000_000', 'maxRecordsPerBatch < 1'), test: 'engine/bad-input.test.js', name: 'kafkaStream options' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -136,6 +136,8 @@ describe('bad options are refused when given, naming the option', () => {
       [{ ...good, zookeeper: { connect: '127.0.0.1:2181', sessionTimeoutMs: '5000' } }, /zookeeper.sessionTimeoutMs must be an integer from 1000 to 120000, got "5000"/],
       [{ ...good, startingOffsets: 'beginning' }, /startingOffsets must be 'earliest' or 'latest', got "beginning"/],
       [{ ...good, maxRecordsPerBatch: 0 }, /maxRecordsPerBatch must be an integer from 1/],
+      [{ ...good, maxRecordsPerBatch: 10_000_001 }, /maxRecordsPerBatch must be an integer from 1 to 10000000, got 10000001/],
+      [{ ...good, topic: undefined, topics: ['a', 'b', 'a'] }, /topics must not repeat/],
       [{ ...good, decoder: 'xml' }, /decoder must be 'string', 'json', 'buffer' or a function/],
       [{ ...good, onDecodeFailure: 'skip' }, /onDecodeFailure must be 'stop' or 'dead-letter'/],
       [{ ...good, groupSessionTimeoutMs: 10 }, /groupSessionTimeoutMs must be an integer from 6000 to 1800000/],

@@ -10,6 +10,7 @@ import type { GateValue } from '../fixtures/gate.js';
 import { fixture, tempDir } from '../helpers.js';
 import { waitUntil } from '../wait.js';
 import { useServices } from './services/suite.js';
+import { connectClient, zkAnswer } from './services/zookeeper.js';
 
 describe('the Kafka source: records, decoders, topics, starting offsets and backpressure (real ZooKeeper, librdkafka mock broker)', { timeout: 300_000 }, () => {
   const services = useServices();
@@ -94,6 +95,31 @@ describe('the Kafka source: records, decoders, topics, starting offsets and back
     }
     assert.ok(second.seen.every((r) => Buffer.isBuffer(r.value)), 'values are Buffers');
     assert.deepEqual(second.seen.map((r) => [r.offset, [...r.value!]]), [['1', [0xff, 0x00, 0x41]], ['2', [...Buffer.from('live')]]]);
+  });
+
+  it("a partition with no stored position, of a topic the job already reads, starts at its beginning whatever startingOffsets says ('latest' would skip what it holds)", async () => {
+    await services.kafka.createTopic('no-position', 2);
+    const options = { topic: 'no-position', startingOffsets: 'latest', decoder: 'string' };
+    const dataDir = tempDir();
+    const first = kafkaContext<string>('no-position', options, { dataDir });
+    await first.ssc.start();
+    await first.ssc.stop();
+    // Partition 1's position gone (as for a partition the topic gained while the job was stopped), and records written to it.
+    const zk = await connectClient(services.zk.connectString);
+    try {
+      await zkAnswer((done) => zk.remove('/statestream/test-no-position/offsets/no-position/1', -1, (error) => done(error)));
+    } finally {
+      zk.close();
+    }
+    await services.producer.send({ topic: 'no-position', messages: [{ value: 'p1-a', partition: 1 }, { value: 'p1-b', partition: 1 }] });
+    const second = kafkaContext<string>('no-position', options, { dataDir });
+    await second.ssc.start();
+    try {
+      await waitUntil('the records of the partition without a position', () => second.seen.length >= 2);
+    } finally {
+      await second.ssc.stop();
+    }
+    assert.deepEqual(second.seen.map((r) => [r.partition, r.offset, r.value]), [[1, '0', 'p1-a'], [1, '1', 'p1-b']]);
   });
 
   it('backpressure: a partition holding two batches of records stops fetching, and batches queued behind a running one take nothing; then everything is counted once', async () => {

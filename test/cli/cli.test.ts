@@ -532,12 +532,20 @@ describe('statestream command-line tool', () => {
     assert.match(lines[2], /^2000\s/);
     const json = JSON.parse(run('snapshot', 'list', '--data-dir', dataDir, '--json').stdout);
     assert.deepEqual(json.map((s: { batchTime: number; keyCount: number }) => [s.batchTime, s.keyCount]), [[4000, keysAt4000()], [2000, stateAt.get(2000)!.length]]);
+    // Sizes are the whole snapshot's: every partition's copy.
+    const manifestBytes = listSnapshots(dataDir).map((s) => s.manifest.streams.flatMap((m) => m.partitions).reduce((n, p) => n + p.bytes, 0));
+    assert.deepEqual(json.map((s: { bytes: number }) => s.bytes), manifestBytes);
+    const inspected = JSON.parse(run('inspect', '--data-dir', dataDir, '--json').stdout) as { snapshots: Array<{ keyCount: number; bytes: number }> };
+    assert.deepEqual(inspected.snapshots.map((s) => [s.keyCount, s.bytes]), [[keysAt4000(), manifestBytes[0]], [stateAt.get(2000)!.length, manifestBytes[1]]]);
 
     const dir = copy();
     truncateSync(join(dir, 'snapshots', '2000', 'state-0', 'partition-0000', 'data.mdb'), 100);
     const bad = run('snapshot', 'list', '--data-dir', dir, '--verify');
     assert.equal(bad.code, 1);
     assert.match(bad.stdout, /FAILED: state-0\/partition-0000\/data.mdb does not match its checksum/);
+    const badJson = run('snapshot', 'list', '--data-dir', dir, '--verify', '--json');
+    assert.equal(badJson.code, 1);
+    assert.deepEqual((JSON.parse(badJson.stdout) as Array<{ batchTime: number; verified: boolean }>).map((s) => [s.batchTime, s.verified]), [[4000, true], [2000, false]]);
     const exported = run('export', '--data-dir', dir, '--snapshot', '2000', '--out', join(tempDir(), 'damaged.msgpack'));
     assert.equal(exported.code, 1, 'a damaged snapshot is not exported');
     assert.match(exported.stderr, /snapshot 2000 is damaged: .*partition-0000\/data.mdb does not match its checksum/);
@@ -1032,6 +1040,8 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     assert.equal(created.code, 0, created.stderr);
     const [info] = listSnapshots(dir);
     assert.deepEqual(info.manifest.sources, [{ kind: 'kafka', zookeeperRoot: root, positions: [{ topic: 'words', partition: 0, offset: 40 }, { topic: 'words', partition: 1, offset: 40 }] }]);
+    // Without --zookeeper, inspect shows the positions the newest snapshot recorded.
+    assert.deepEqual(JSON.parse(run('inspect', '--data-dir', dir, '--json').stdout).offsets, { from: 'snapshot', snapshot: 4000, sources: info.manifest.sources });
 
     // A snapshot of the job under another root: checked against this root, the replay would be judged on another job's history.
     const manifestPath = join(info.path, 'manifest.json');

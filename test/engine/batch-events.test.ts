@@ -25,6 +25,29 @@ describe('batch events', () => {
     }
   });
 
+  it("batch.completed's partition figures: each partition's key count after the batch, which add up to the stream's", async () => {
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(3), { dataDir: tempDir(), threads: 1 });
+    const completed: BatchCompletedEvent[] = [];
+    job.ssc.on(BatchEvents.COMPLETED, (e) => void completed.push(e));
+    try {
+      const words = Array.from({ length: 40 }, (_, i) => `w${i}`);
+      await job.batch(words.map((w) => [w, 1] as [string, number]));
+      await job.batch([['w0', 1], ['new', 1]]);
+      for (const [i, e] of completed.entries()) {
+        const perPartition = new Map<number, number>();
+        for (const [key] of job.stream.store().entries() as Iterable<[string, number]>) {
+          if (i === 0 && key === 'new') continue;
+          const p = murmur2Partitioner.partition(key, 3);
+          perPartition.set(p, (perPartition.get(p) ?? 0) + 1);
+        }
+        assert.deepEqual(e.partitionStats[0].map((p) => [p.partition, p.keyCount]), [0, 1, 2].map((p) => [p, perPartition.get(p) ?? 0]), `batch ${e.batchTime}`);
+      }
+      assert.equal(completed[1].partitionStats[0].reduce((n, p) => n + p.keyCount, 0), 41);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('a listener that throws on partition.restarted or memory.warmed is a process warning: the listeners after it hear the event, the batch and the job go on', async () => {
     const dataDir = tempDir();
     const spec = () => StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty')).numPartitions(2);

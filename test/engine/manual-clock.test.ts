@@ -23,6 +23,28 @@ describe('ManualClock', () => {
     assert.deepEqual(delays, [0, 0, 0]);
   });
 
+  it('awaitIdle() resolves once the batch that fell due, and its outputs, are done', async () => {
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock, threads: 1 });
+    const words = ssc.queueStream<string>();
+    const done: string[] = [];
+    words.foreachBatch(async (records, time) => {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      done.push(`output ${time}: ${records.join(',')}`);
+    });
+    ssc.on(BatchEvents.COMPLETED, (e) => void done.push(`completed ${e.batchTime}`));
+    await ssc.start();
+    try {
+      words.push('a');
+      const advancing = clock.advance(100);
+      await ssc.awaitIdle();
+      assert.deepEqual(done, ['output 100: a', 'completed 100']);
+      await advancing;
+    } finally {
+      await ssc.stop();
+    }
+  });
+
   it('a cancelled timer does not run', async () => {
     const clock = new ManualClock(0);
     const ran: number[] = [];

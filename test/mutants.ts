@@ -415,6 +415,8 @@ const MUTANTS: Mutant[] = [
   { what: 'snapshot list --verify --json calls a damaged snapshot verified', edits: one('cli/snapshot.js', '{ verified: problems.length === 0, problems }', '{ verified: true, problems }'), test: 'cli/cli.test.js', name: 'snapshot list shows the snapshots' },
   { what: "snapshot list gives one partition's bytes as the snapshot's", edits: one('cli/snapshot.js', 'bytes: parts.reduce((n, p) => n + p.bytes, 0),', 'bytes: parts[0]?.bytes ?? 0,'), test: 'cli/cli.test.js', name: 'snapshot list shows the snapshots' },
   { what: "inspect's snapshot key counts and sizes wrong", edits: [...one('cli/inspect.js', 'keyCount: s.manifest.streams.reduce((n, m) => n + m.keyCount, 0),', 'keyCount: 0,'), ...one('cli/inspect.js', 'bytes: s.manifest.streams.flatMap((m) => m.partitions).reduce((n, p) => n + p.bytes, 0),', 'bytes: 0,')], test: 'cli/cli.test.js', name: 'snapshot list shows the snapshots' },
+  { what: 'Kafka lag below 0', edits: one('metrics/kafka-lag.js', 'Math.max(0, high - p.next)', 'high - p.next'), test: 'metrics/job-metrics-events.test.js', name: 'lag is never below 0' },
+  { what: 'a broker problem stays reported after the broker answers again', edits: one('metrics/kafka-lag.js', 'this.problem = undefined;', ''), test: 'metrics/job-metrics-events.test.js', name: 'lag is never below 0' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -145,4 +145,24 @@ describe('metrics from events', () => {
     jobs[1].answer(31);
     assert.deepEqual(lags(await second), ['a=6', 'b=21']);
   });
+
+  it('lag is never below 0 (a position past a high watermark the broker gave a moment earlier), and a broker problem clears once it answers again', async () => {
+    let answer: () => Promise<Map<string, number>> = async () => new Map([['t:0', 7]]);
+    const probe: KafkaProbe = {
+      id: 0,
+      status: () => ({ source: 0, topics: ['t'], zookeeper: { connect: 'zk', root: '/r', opened: true, connected: true, sinceMs: 0 }, partitions: [{ topic: 't', partition: 0, next: 10, fetched: 10, buffered: 0 }] }),
+      highWatermarks: () => answer(),
+      deadLetterCount: () => 0,
+    };
+    const sampler = new LagSampler(probe, 5_000, 0);
+    const first = await sampler.sample();
+    assert.deepEqual([first.partitions[0].highWatermark, first.partitions[0].lag, first.problem], [7, 0, undefined]);
+    answer = async () => {
+      throw new Error('broker away');
+    };
+    assert.match((await sampler.sample()).problem ?? '', /the Kafka broker did not give its log-end offsets: broker away/);
+    answer = async () => new Map([['t:0', 12]]);
+    const back = await sampler.sample();
+    assert.deepEqual([back.partitions[0].lag, back.problem], [2, undefined]);
+  });
 });

@@ -34,6 +34,21 @@ describe("Spark's mapWithState semantics", () => {
     }
   });
 
+  it("each record's State starts afresh: an update or a removal of the record before it in the partition is not taken for this key's", async () => {
+    const job = await keyedJob(StateSpec.function<string, number, number, [string, number | null]>(fixture('tally-or-drop')).numPartitions(1), { dataDir: tempDir() });
+    try {
+      // z never had a state and calls neither update() nor remove(), after a that updated.
+      assert.deepEqual(await job.batch([['a', 1], ['z', 0]]), [['a', 1], ['z', null]]);
+      assert.equal(job.stream.store().get('z'), undefined);
+      assert.equal(job.stream.store().count(), 1);
+      // c updates right after a's removal, in the same partition and batch.
+      assert.deepEqual(await job.batch([['a', 0], ['c', 1]]), [['a', null], ['c', 1]]);
+      assert.deepEqual(sorted([...job.stream.store().entries()]), [['c', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('times out idle keys by batch time, calls the function once with isTimingOut, and emits what it returns', async () => {
     const spec = StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(2).timeout(3000);
     const job = await keyedJob(spec, { dataDir: tempDir() });

@@ -172,5 +172,10 @@ describe('record values: refused only where MessagePack would not carry them to 
     assert.equal(valueProblem([1, [Symbol('s')]], { message: true }), '$[1][0] is a symbol');
     assert.equal(valueProblem(cyclic, { message: true }), '$.self refers back to itself (a cycle)');
     assert.match(valueProblem({ name: 'x\ud800' }, { message: true })!, /^\$\.name is a string with a lone surrogate/);
+    // A property name that is not well-formed, in a flat object: UTF-8 would store another name.
+    assert.match(valueProblem({ '\ud800': 1 }, { message: true }) ?? '', /lone surrogate/);
+    // One object referred to twice is no cycle.
+    const shared = { n: 1 };
+    assert.equal(valueProblem({ a: shared, b: [shared, { c: shared }] }, { message: true }), undefined);
   });
 });

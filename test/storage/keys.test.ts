@@ -14,6 +14,15 @@ describe('keys that are not well-formed strings', () => {
   it('are two different strings that UTF-8 would turn into one', () => {
     assert.notEqual(cutA, cutB);
     assert.equal(Buffer.from(cutA).toString(), Buffer.from(cutB).toString(), 'both become U+FFFD in UTF-8');
+    // A high surrogate left at the end (an emoji cut after its first half), the last of them included.
+    for (const key of [grin.slice(0, 1), `abc${grin}`.slice(0, 4), 'a\udbff', ['t', 'a\ud83d']]) assert.match(keyProblem(key) ?? '', /surrogate/, JSON.stringify(key));
+    assert.equal(keyProblem(`abc${grin}`), undefined, 'an emoji whole is a key');
+  });
+
+  it('over the key size LMDB takes are refused as keys, whatever their characters: 3-byte ones, or a tuple of numbers', () => {
+    assert.match(keyProblem('漢'.repeat(1000)) ?? '', /bytes/);
+    assert.match(keyProblem(Array.from({ length: 300 }, (_, i) => i)) ?? '', /bytes/);
+    assert.equal(keyProblem('漢'.repeat(600)), undefined, '1800 bytes fit');
   });
 
   it('fail the batch naming the key and the record, on the short-key fast path, in long keys and in tuples; the stores stay as they were', async () => {

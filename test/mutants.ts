@@ -425,6 +425,7 @@ const MUTANTS: Mutant[] = [
   { what: 'one object referred to twice taken for a cycle', edits: one('storage/codec.js', '    seen.delete(value);\n    return problem;', '    return problem;'), test: 'storage/codec.test.js', name: 'names a function, a symbol' },
   { what: 'a long key of 3-byte characters passed to LMDB, which fails the commit', edits: one('storage/keys.js', 'key.length * 3 > MAX_KEY_BYTES && Buffer', 'key.length > MAX_KEY_BYTES && Buffer'), test: 'storage/keys.test.js', name: 'over the key size' },
   { what: 'a long tuple of numbers passed to LMDB, which fails the commit', edits: one('storage/keys.js', 'Buffer.byteLength(part) + 1 : 10)', 'Buffer.byteLength(part) + 1 : 0)'), test: 'storage/keys.test.js', name: 'over the key size' },
+  { what: "store().count() reads each partition's newest batch, not the pinned one", edits: one('storage/partition/state-view.js', 'new BatchLog(store).last(pin.txns[p])', 'new BatchLog(store).last()'), test: 'storage/partition/state-view.test.js', name: 'answer as of the last completed batch' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -9,9 +9,9 @@ import type { GateValue } from '../../fixtures/gate.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
 import { waitUntil, within } from '../../wait.js';
 
-/** The first key `word-<i>` that murmur2 routes to `partition` of `n`. */
-function keyIn(partition: number, n: number): string {
-  for (let i = 0; ; i++) if (murmur2Partitioner.partition(`word-${i}`, n) === partition) return `word-${i}`;
+/** The first key `<prefix>-<i>` that murmur2 routes to `partition` of `n`. */
+function keyIn(partition: number, n: number, prefix = 'word'): string {
+  for (let i = 0; ; i++) if (murmur2Partitioner.partition(`${prefix}-${i}`, n) === partition) return `${prefix}-${i}`;
 }
 
 describe('store() queries', () => {
@@ -19,7 +19,8 @@ describe('store() queries', () => {
     const gate = tempDir();
     const spec = StateSpec.function<string, GateValue, number, [string, number]>(fixture('gate')).numPartitions(2);
     const job = await keyedJob(spec, { dataDir: tempDir(), threads: 2 });
-    const [fast, held] = [keyIn(0, 2), keyIn(1, 2)];
+    // The new key goes to the partition that commits first: its count moves before the batch completes.
+    const [fast, held, fresh] = [keyIn(0, 2), keyIn(1, 2), keyIn(0, 2, 'new')];
     // The job's own open stores, to see what each partition has committed.
     const stores = (job.stream as unknown as { partitionStores(): PartitionStore[] }).partitionStores();
     const committed = (partition: number) => {
@@ -29,7 +30,7 @@ describe('store() queries', () => {
     let running: Promise<void> | undefined;
     try {
       await job.batch([[fast, 1], [held, 1]]);
-      job.input.pushBatch([[fast, 1], [held, { gate }], ['new-key', 1]]);
+      job.input.pushBatch([[fast, 1], [held, { gate }], [fresh, 1]]);
       running = job.clock.advance(1000);
       await waitUntil(`partition 1 to hold batch 2000 at the gate`, () => existsSync(join(gate, 'entered')));
       await waitUntil('partition 0 to commit batch 2000', () => committed(0) === 2000);
@@ -38,13 +39,13 @@ describe('store() queries', () => {
       const store = job.stream.store();
       assert.equal(store.get(fast), 1, `${fast}: as of batch 1000, though its partition committed 2000`);
       assert.equal(store.get(held), 1);
-      assert.equal(store.get('new-key'), undefined);
+      assert.equal(store.get(fresh), undefined);
       assert.deepEqual([...store.entries()].sort(), [[fast, 1], [held, 1]].sort());
       assert.equal(store.count(), 2);
 
       writeFileSync(join(gate, 'open'), '');
       await within(running, 'batch 2000 to complete once the gate opens');
-      assert.deepEqual([store.get(fast), store.get(held), store.get('new-key')], [2, 2, 1], 'batch 2000 completed: the queries move to it');
+      assert.deepEqual([store.get(fast), store.get(held), store.get(fresh)], [2, 2, 1], 'batch 2000 completed: the queries move to it');
       assert.equal(store.count(), 3);
     } finally {
       writeFileSync(join(gate, 'open'), '');

@@ -361,7 +361,13 @@ describe('state export', () => {
     assert.ok(!existsSync(join(dir, 'up.msgpack')));
   });
 
-  it('a header whose batchTime is no batch time is refused, not recorded as the last batch', () => {
+  it('a header whose batchTime is no batch time is refused, not recorded as the last batch', async () => {
+    // Not written either: its own reader would refuse it.
+    for (const batchTime of [Number.NaN, Number.NEGATIVE_INFINITY]) {
+      const file = join(tempDir(), 'state.msgpack');
+      await assert.rejects(writeStateExport(file, { stateVersion: 1, batchTime }, [['a', 1, 0]]), (e: unknown) => e instanceof ConfigError && /header\.batchTime must be a finite number/.test((e as Error).message));
+      assert.ok(!existsSync(file));
+    }
     for (const batchTime of [Number.NaN, Number.POSITIVE_INFINITY, 'soon']) {
       const file = join(tempDir(), 'state.msgpack');
       writeFileSync(file, Buffer.concat([

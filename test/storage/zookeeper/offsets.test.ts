@@ -102,6 +102,28 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     await later.store.recordBatchStart({ batchTime: 3000, ranges: [{ topic: 'words', partition: 0, from: 40, until: 50 }] });
     await assert.rejects(later.store.recordBatchEnd(later.batch, true), conflict, 'a batch in flight since');
     assert.equal((await later.store.pendingBatch())?.batchTime, 3000, 'the batch in flight is left as it was');
+    // Everything as this end leaves it but one node another writer changed since: the last batch, or a position.
+    for (const node of ['last-batch', 'offsets/words/1']) {
+      const moved = await storeWithBatch();
+      await moved.store.recordBatchEnd(moved.batch, true);
+      const writer = await connectClient(zk.connectString);
+      try {
+        await zkAnswer((done) => writer.setData(`${moved.root}/${node}`, Buffer.from('9999'), -1, (error) => done(error)));
+      } finally {
+        writer.close();
+      }
+      await assert.rejects(moved.store.recordBatchEnd(moved.batch, true), conflict, `${node} changed since`);
+    }
+  });
+
+  it('start positions read back as recorded; an anchor at a batch the history holds already is no conflict', async () => {
+    const { store, batch } = await storeWithBatch();
+    await store.recordPositions([{ topic: 'words', partition: 0, offset: 17 }, { topic: 'words', partition: 1, offset: 3 }]);
+    assert.deepEqual(await store.positions([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]), new Map([['words:0', 17], ['words:1', 3]]));
+    await store.recordBatchEnd(batch, true);
+    // A start with snapshots anchors the history at the last batch, which its end recorded.
+    await store.anchorHistory(batch.batchTime);
+    assert.deepEqual(await store.historyAfter(batch.batchTime), []);
   });
 
   it('the history anchor whose answer was lost is recognised as done when retried', async () => {

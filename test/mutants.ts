@@ -431,6 +431,7 @@ const MUTANTS: Mutant[] = [
   { what: 'an export written with a header batchTime its reader refuses', edits: one('storage/export/state-export.js', 'if (origin.batchTime !== undefined && !Number.isFinite(origin.batchTime)) {', 'if (false) {'), test: 'storage/export/state-export.test.js', name: 'no batch time is refused' },
   { what: 'a retried batch end taken as done though the last batch recorded is another', edits: one('storage/zookeeper/offsets.js', "this.holds(this.path('last-batch'), String(batch.batchTime)),", ''), test: 'storage/zookeeper/offsets.test.js', name: 'only its history entry' },
   { what: "a retried batch end taken as done though a position is another's", edits: one('storage/zookeeper/offsets.js', "...batch.ranges.map((r) => this.holds(this.path('offsets', r.topic, r.partition), String(r.until))),", ''), test: 'storage/zookeeper/offsets.test.js', name: 'only its history entry' },
+  { what: "an owner whose session expired is not told by the expiry", edits: one('storage/zookeeper/ownership.js', 'if (id === this.sessionId)', 'if (false)'), test: 'storage/zookeeper/ownership.test.js', name: 'told so, as the expiry' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -65,6 +65,26 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     await via(alias).acquire();
   });
 
+  it('a copy whose session ZooKeeper expired is told so, as the expiry, without writing', async () => {
+    const root = `/owned/expired-${++roots}`;
+    const proxy = await startZooKeeperProxy(zk.connectString);
+    try {
+      const session = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs: 2000 });
+      sessions.push(session);
+      const ownership = new ZooKeeperOwnership(session, root, { dataDir: '/data/expired', appName: 'owned' }, true);
+      await ownership.acquire();
+      const lost = new Promise<OwnershipLostError>((resolve) => ownership.onLost(resolve));
+      // Cut off past the session timeout: the server expires the session and removes the owner node.
+      proxy.cut();
+      await new Promise((resolve) => setTimeout(resolve, 6000));
+      proxy.restore();
+      const error = await within(lost, 'ownership.onLost after the expiry', { timeoutMs: 30_000 });
+      assert.match(error.message, /ZooKeeper expired its session .*, which removed its owner node/);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('a write is refused once the owner node is gone, also sent before the news of it arrived, and nothing of it is applied', async () => {
     const root = `/owned/fenced-${++roots}`;
     // Through a proxy that holds the node's deletion notice: the write is sent as if it were still owned, and ZooKeeper's check refuses it.

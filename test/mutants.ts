@@ -432,6 +432,10 @@ const MUTANTS: Mutant[] = [
   { what: 'a retried batch end taken as done though the last batch recorded is another', edits: one('storage/zookeeper/offsets.js', "this.holds(this.path('last-batch'), String(batch.batchTime)),", ''), test: 'storage/zookeeper/offsets.test.js', name: 'only its history entry' },
   { what: "a retried batch end taken as done though a position is another's", edits: one('storage/zookeeper/offsets.js', "...batch.ranges.map((r) => this.holds(this.path('offsets', r.topic, r.partition), String(r.until))),", ''), test: 'storage/zookeeper/offsets.test.js', name: 'only its history entry' },
   { what: "an owner whose session expired is not told by the expiry", edits: one('storage/zookeeper/ownership.js', 'if (id === this.sessionId)', 'if (false)'), test: 'storage/zookeeper/ownership.test.js', name: 'told so, as the expiry' },
+  { what: "a claim deletes another instance's live owner node of an earlier epoch (two owners)", edits: one('cluster/coordinator.js', 'holder.instance === this.me.id && holder.epoch < epoch', 'holder.epoch < epoch'), test: 'integration/cluster/coordinator.test.js', name: 'waiting out another owner' },
+  { what: 'cluster.maxPairsPerBatch NaN or fractional taken', edits: one('cluster/options.js', '!Number.isInteger(maxPairsPerBatch) || ', ''), test: 'cluster/options.test.js', name: 'malformed' },
+  { what: 'cluster.restoreTimeoutMs fractional taken', edits: one('cluster/options.js', '!Number.isInteger(restoreTimeoutMs) || ', ''), test: 'cluster/options.test.js', name: 'malformed' },
+  { what: 'cluster.restoreTimeoutMs below 1000 taken', edits: one('cluster/options.js', 'restoreTimeoutMs < 1000', 'restoreTimeoutMs < 100'), test: 'cluster/options.test.js', name: 'malformed' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -25,6 +25,9 @@ describe('cluster options: checked when the context is made, naming the option',
     refused(() => context({ cluster: { zookeeper: zk, maxPairsPerBatch: 0 } }), 'cluster.maxPairsPerBatch', /from 1 to 10000000, got 0/);
     refused(() => context({ cluster: { zookeeper: zk, maxPairsPerBatch: 10_000_001 } }), 'cluster.maxPairsPerBatch', /from 1 to 10000000, got 10000001/);
     refused(() => context({ cluster: { zookeeper: zk, restoreTimeoutMs: 10 } }), 'cluster.restoreTimeoutMs', /at least 1000, got 10/);
+    refused(() => context({ cluster: { zookeeper: zk, restoreTimeoutMs: 999 } }), 'cluster.restoreTimeoutMs', /at least 1000, got 999/);
+    refused(() => context({ cluster: { zookeeper: zk, restoreTimeoutMs: 1500.5 } }), 'cluster.restoreTimeoutMs', /got 1500\.5/);
+    for (const bad of [Number.NaN, 1.5]) refused(() => context({ cluster: { zookeeper: zk, maxPairsPerBatch: bad } }), 'cluster.maxPairsPerBatch', /from 1 to 10000000/);
   });
 
   it('refuses snapshots and an initial state, which a cluster restores from its changelog instead', () => {

@@ -186,13 +186,16 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
     const { coordinator, announced } = await alone('/stop-taking');
     const p = announced[0][0];
     await coordinator.release(p.stream, p.partition);
-    // Another instance's node, as a dead owner's whose session lives on for its timeout.
+    // Another instance's node of an earlier epoch, as a previous owner's whose session lives on for its timeout.
     const other = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 30_000 });
     sessions.push(other);
-    const holder = { pid: 4242, host: 'another-machine', since: new Date().toISOString(), instance: 'b', epoch: p.epoch };
-    await other.create(`/stop-taking/owners/${p.stream}/${p.partition}`, Buffer.from(JSON.stringify(holder)), zookeeper.CreateMode.EPHEMERAL);
+    const holder = { pid: 4242, host: 'another-machine', since: new Date().toISOString(), instance: 'b', epoch: p.epoch - 1 };
+    const node = `/stop-taking/owners/${p.stream}/${p.partition}`;
+    await other.create(node, Buffer.from(JSON.stringify(holder)), zookeeper.CreateMode.EPHEMERAL);
     const claim = coordinator.claim(p.stream, p.partition, p.epoch);
     await sleep(500);
+    // Only this instance's own older node is taken at once: another's may belong to an owner still applying.
+    assert.equal(JSON.parse((await other.read(node))!.toString('utf8')).instance, 'b', "the other instance's node is waited out, not deleted");
     coordinator.stopTaking();
     await assert.rejects(within(claim, 'the claim to give up', { timeoutMs: 3_000 }), (e: unknown) => e instanceof OwnershipLostError && /stopped while taking partition 0 of stream 0/.test((e as Error).message));
   });

@@ -94,13 +94,6 @@ class DeletionWatches {
 }
 
 /**
- * Who runs a job, in ZooKeeper's lock recipe, under `<root>/owners`: each copy creates an
- * EPHEMERAL_SEQUENTIAL node holding who it is, and the lowest node owns the root. The node is
- * also the fence: every write of positions checks it in the same multi-operation, so once
- * ZooKeeper expires the owner's session (it was paused, or cut off) nothing it sends can move
- * a position, whatever its session wrapper retries on a new session.
- */
-/**
  * The sessions through which this process owns a root now. Two sources of one job on one
  * root are refused when defined, by their connect strings; through two names of the same
  * servers (localhost and 127.0.0.1) they would meet here, where the second would take the
@@ -108,6 +101,13 @@ class DeletionWatches {
  */
 const ownedHere = new Set<string>();
 
+/**
+ * Who runs a job, in ZooKeeper's lock recipe, under `<root>/owners`: each copy creates an
+ * EPHEMERAL_SEQUENTIAL node holding who it is, and the lowest node owns the root. The node is
+ * also the fence: every write of positions checks it in the same multi-operation, so once
+ * ZooKeeper expires the owner's session (it was paused, or cut off) nothing it sends can move
+ * a position, whatever its session wrapper retries on a new session.
+ */
 export class ZooKeeperOwnership implements WriteFence {
   private node: string | undefined;
   private sessionId: string | undefined;

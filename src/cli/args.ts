@@ -126,13 +126,15 @@ export function common(command: string, values: Parsed['values']): Common {
 }
 
 /**
- * Refuses a --data-dir that is a file. Called once every argument is checked: a bad argument
- * is a usage error (exit 2) that names it, whatever the folder is.
+ * Refuses a --data-dir that is a file, and with `existing`, one that is not there (for the
+ * commands that only read it). Called once every argument is checked: a bad argument is a
+ * usage error (exit 2) that names it, whatever the folder is.
  */
-export function checkDataFolder(dataDir: string): void {
+export function checkDataFolder(dataDir: string, options: { existing?: boolean } = {}): void {
   // A file given as the folder would read as a folder with nothing in it ("No snapshots"), or fail with a bare ENOTDIR.
   const kind = pathKind(dataDir);
   if (kind === 'file' || kind === 'below-a-file') throw new CliFailure(`${dataDir} is not a folder (give the job's data folder with --data-dir)`);
+  if (options.existing && kind === 'nothing') throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
 }
 
 /**

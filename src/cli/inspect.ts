@@ -71,8 +71,7 @@ export async function inspect(args: string[]): Promise<number> {
   if (values['app-name'] !== undefined && !isPathName(values['app-name'])) {
     throw new UsageError(`--app-name must be the job's appName: 1–100 letters, digits, '.', '_' or '-' (not '.' or '..'), got ${JSON.stringify(values['app-name'])}`, 'inspect');
   }
-  checkDataFolder(dataDir);
-  if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
+  checkDataFolder(dataDir, { existing: true });
 
   // A stream whose folder is mid-rename in a reshard, an import or a restore shows under its index too.
   const indexes = streamGiven ? [stream] : [...new Set([...streamsOnDisk(dataDir), ...streamsMidSwap(dataDir)])].sort((a, b) => a - b);

@@ -96,8 +96,7 @@ async function list(args: string[]): Promise<number> {
   const { values } = parseCommand('snapshot list', args, { verify: { type: 'boolean' } }, { min: 0, max: 0, names: '' });
   if (values.help) return print(listUsage), 0;
   const { dataDir, json, stream, streamGiven } = common('snapshot list', values);
-  checkDataFolder(dataDir);
-  if (!existsSync(dataDir)) throw new CliFailure(`there is no data folder at ${dataDir} (give the job's folder with --data-dir)`);
+  checkDataFolder(dataDir, { existing: true });
   const rows = [];
   const { readable, unreadable } = scanSnapshots(dataDir);
   for (const s of readable) {

@@ -9,6 +9,7 @@ import { messageCodec } from '../../../src/storage/codec.js';
 import { entryCodec } from '../../../src/storage/codec.js';
 import { openPartitionStore, partitionPath, stateDir } from '../../../src/storage/partition/store.js';
 import { storeEntries } from '../../../src/storage/export/state-export.js';
+import { storesOrigin } from '../../../src/storage/export/job-export.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
 
 const byKey = (a: ExportEntry, b: ExportEntry) => (JSON.stringify(a[0]) < JSON.stringify(b[0]) ? -1 : 1);
@@ -305,6 +306,15 @@ describe('state export', () => {
       return true;
     });
 
+    // A partition whose store records no batch at all, beside partitions that committed one.
+    const unlogged = await stopped();
+    change(unlogged, 1, (store) => store.meta.removeSync('last-batch'));
+    await assert.rejects(exportJobState(unlogged, file), (error: unknown) => {
+      assert.ok(error instanceof StoreMismatchError, String(error));
+      assert.match(error.message, /partitions 1 of stream 0 under .* did not commit batch \d+, so the stores are not of one batch/);
+      return true;
+    });
+
     // A migration that did not finish: partition 1 at version 2.
     const migrating = await stopped();
     change(migrating, 1, (store) => writeLayout(store, { ...readLayout(store)!, stateVersion: 2 }));
@@ -314,6 +324,32 @@ describe('state export', () => {
       return true;
     });
     assert.ok(!existsSync(file) && !existsSync(`${file}.tmp`), 'nothing written');
+  });
+
+  it('the batch check and the entries of an export read the pinned transactions, not a batch committed after the pin', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir });
+    await job.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+    await job.ssc.stop();
+    const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
+    try {
+      const pinnedBatch = new BatchLog(stores[0]).last()!.batchTime;
+      const txns = stores.map((store) => {
+        store.env.resetReadTxn();
+        return store.env.useReadTransaction();
+      });
+      try {
+        // Partition 0 commits a later batch after the pin, as a running job's worker would.
+        const log = new BatchLog(stores[0]);
+        log.record({ batchTime: pinnedBatch + 1000, outputs: messageCodec.pack([]), keyCount: log.last()!.keyCount });
+        assert.deepEqual(storesOrigin(stores, dataDir, 0, txns), { stateVersion: 1, numPartitions: 2, stream: 0, batchTime: pinnedBatch });
+        assert.throws(() => storesOrigin(stores, dataDir, 0), /partitions 1 of stream 0 under .* did not commit batch/, 'unpinned, the stores are at different batches');
+      } finally {
+        txns.forEach((txn) => txn.done());
+      }
+    } finally {
+      stores.forEach((store) => store.env.close());
+    }
   });
 
   it('a stream destroyed without an error (an HTTP client gone) ends the export with an error instead of waiting for good', async () => {

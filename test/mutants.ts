@@ -438,6 +438,8 @@ const MUTANTS: Mutant[] = [
   { what: 'cluster.restoreTimeoutMs below 1000 taken', edits: one('cluster/options.js', 'restoreTimeoutMs < 1000', 'restoreTimeoutMs < 100'), test: 'cluster/options.test.js', name: 'malformed' },
   { what: "exportJobState's batch check reads each store's newest batch, not the pinned one", edits: one('storage/export/job-export.js', 'new BatchLog(s).last(txns?.[p])?.batchTime', 'new BatchLog(s).last()?.batchTime'), test: 'storage/export/state-export.test.js', name: 'read the pinned transactions' },
   { what: 'exportJobState exports stores where one partition records no batch at all', edits: one('storage/export/job-export.js', '(t !== newest ? [partition] : [])', '(t !== undefined && t !== newest ? [partition] : [])'), test: 'storage/export/state-export.test.js', name: 'different batches or state versions' },
+  { what: 'a ZooKeeper request answered SESSION_EXPIRED fails instead of being tried again', edits: one('storage/zookeeper/session.js', "'OPERATION_TIMEOUT', 'SESSION_EXPIRED']", "'OPERATION_TIMEOUT']"), test: 'storage/zookeeper/session.test.js', name: 'is tried again' },
+  { what: 'a ZooKeeper request whose answer never came fails instead of being sent again', edits: one('storage/zookeeper/session.js', '|| error?.transient === true;', '|| false;'), test: 'storage/zookeeper/session.test.js', name: 'is tried again' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

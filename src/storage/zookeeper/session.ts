@@ -14,8 +14,9 @@ export interface ZooKeeperOptions {
 
 type ZkClient = zookeeper.Client;
 
-// Errors that mean "ZooKeeper is away for now": worth waiting for.
-const TRANSIENT = new Set(['CONNECTION_LOSS', 'OPERATION_TIMEOUT', 'SESSION_EXPIRED', 'SESSION_MOVED']);
+// Errors that mean "ZooKeeper is away for now": worth waiting for. (node-zookeeper-client
+// knows no SESSION_MOVED: its exceptions are named only from its own list of codes.)
+const TRANSIENT = new Set(['CONNECTION_LOSS', 'OPERATION_TIMEOUT', 'SESSION_EXPIRED']);
 
 function exceptionName(error: unknown): string | undefined {
   return (error as { name?: string })?.name;

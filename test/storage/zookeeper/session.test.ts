@@ -80,6 +80,36 @@ describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy tha
     assert.ok(answers.some((h) => h.requested === '0' && h.granted === renewed), `and granted a new one: ${JSON.stringify(answers)}`);
   });
 
+  it('a request answered CONNECTION_LOSS, OPERATION_TIMEOUT or SESSION_EXPIRED, or whose answer never comes, is tried again; one answered NO_NODE fails at once', async () => {
+    const session = open();
+    const codes = zookeeper.Exception as unknown as { create(code: number): Error } & Record<string, number>;
+    for (const name of ['CONNECTION_LOSS', 'OPERATION_TIMEOUT', 'SESSION_EXPIRED']) {
+      let attempts = 0;
+      const value = await within(session.run<string>(`read after ${name}`, (client, done) => {
+        attempts += 1;
+        // The client library's own exception, as it reports a request that met this answer.
+        if (attempts === 1) done(codes.create(codes[name]));
+        else client.getData('/kept', (error, data) => done(error, data?.toString()));
+      }), `the read after ${name}`);
+      assert.deepEqual([value, attempts], ['value', 2], name);
+    }
+
+    // An answer lost on the way: after twice the session timeout the request is sent again.
+    let attempts = 0;
+    const value = await within(session.run<string>('read whose first answer is lost', (client, done) => {
+      attempts += 1;
+      if (attempts > 1) client.getData('/kept', (error, data) => done(error, data?.toString()));
+    }), 'the read whose first answer was lost');
+    assert.deepEqual([value, attempts], ['value', 2]);
+
+    attempts = 0;
+    await assert.rejects(session.run('read /missing', (client, done) => {
+      attempts += 1;
+      client.getData('/missing', (error, data) => done(error, data));
+    }), (e: unknown) => e instanceof OffsetStoreError && /ZooKeeper read \/missing failed: .*NO_NODE/.test(e.message));
+    assert.equal(attempts, 1, 'NO_NODE is an answer, not an outage: not tried again');
+  });
+
   it('gives up after the policy\'s maxElapsedMs with a retriable OffsetStoreError naming the request', async () => {
     const session = open({ initialDelayMs: 50, maxDelayMs: 200, maxElapsedMs: 1500 });
     await sessionOf(session);

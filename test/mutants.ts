@@ -440,6 +440,8 @@ const MUTANTS: Mutant[] = [
   { what: 'exportJobState exports stores where one partition records no batch at all', edits: one('storage/export/job-export.js', '(t !== newest ? [partition] : [])', '(t !== undefined && t !== newest ? [partition] : [])'), test: 'storage/export/state-export.test.js', name: 'different batches or state versions' },
   { what: 'a ZooKeeper request answered SESSION_EXPIRED fails instead of being tried again', edits: one('storage/zookeeper/session.js', "'OPERATION_TIMEOUT', 'SESSION_EXPIRED']", "'OPERATION_TIMEOUT']"), test: 'storage/zookeeper/session.test.js', name: 'is tried again' },
   { what: 'a ZooKeeper request whose answer never came fails instead of being sent again', edits: one('storage/zookeeper/session.js', '|| error?.transient === true;', '|| false;'), test: 'storage/zookeeper/session.test.js', name: 'is tried again' },
+  { what: 'the extra owner node a retried create made is kept', edits: one('storage/zookeeper/ownership.js', "if (name.includes(token) && `${this.owners}/${name}` !== made.node)", 'if (false)'), test: 'storage/zookeeper/ownership.test.js', name: 'create retried after its answer was lost' },
+  { what: 'a listener added after the ownership was lost is never told', edits: one('storage/zookeeper/ownership.js', 'if (this.lost)\n            listener(this.lost);\n        else\n            this.listeners.add(listener);', 'this.listeners.add(listener);'), test: 'storage/zookeeper/ownership.test.js', name: 'session ZooKeeper expired is told so' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -37,8 +37,12 @@ export interface ZooKeeperProxy {
   /** Drops every connection and refuses new ones (they are closed on arrival) until restore(). */
   cut(): void;
   restore(): void;
-  /** The next request with this opcode (14: multi, 1: create, 2: delete, 5: setData) has its reply dropped, with the connection. */
-  loseNextReply(opcode: number): Promise<void>;
+  /**
+   * The next request with this opcode (14: multi, 1: create, 2: delete, 5: setData) has its
+   * reply dropped, with the connection; with `pathIncludes`, the next whose path holds it
+   * (not for multi, whose path is inside its operations).
+   */
+  loseNextReply(opcode: number, pathIncludes?: string): Promise<void>;
   /** Watch notifications wait in the proxy (replies pass) until the returned release(). */
   holdNotifications(): () => void;
   close(): Promise<void>;
@@ -63,11 +67,18 @@ function framer(onFrame: (frame: Buffer) => void): (chunk: Buffer) => void {
   };
 }
 
+/** The path a request names: a length-prefixed string after the frame's length, xid and opcode. */
+function requestPath(frame: Buffer): string {
+  if (frame.length < 16) return '';
+  const length = frame.readInt32BE(12);
+  return length > 0 && 16 + length <= frame.length ? frame.toString('utf8', 16, 16 + length) : '';
+}
+
 /** `target`: the server's port on 127.0.0.1, or its 'host:port'. */
 export async function startZooKeeperProxy(target: number | string): Promise<ZooKeeperProxy> {
   const [host, port] = typeof target === 'number' ? ['127.0.0.1', target] : [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
   const handshakes: Handshake[] = [];
-  let armed: { opcode: number; dropped: () => void } | undefined;
+  let armed: { opcode: number; pathIncludes?: string; dropped: () => void } | undefined;
   let refusing = false;
   // A notification's header has xid -1; held ones wait with the client they are for.
   let held: Array<{ client: Socket; frame: Buffer }> | undefined;
@@ -93,7 +104,7 @@ export async function startZooKeeperProxy(target: number | string): Promise<ZooK
       framer((frame) => {
         if (clientFrames++ === 0) {
           if (frame.length >= REQUEST_SESSION_AT + 8) requested = frame.readBigUInt64BE(REQUEST_SESSION_AT).toString(16);
-        } else if (armed && frame.length >= 12 && frame.readInt32BE(8) === armed.opcode) {
+        } else if (armed && frame.length >= 12 && frame.readInt32BE(8) === armed.opcode && (armed.pathIncludes === undefined || requestPath(frame).includes(armed.pathIncludes))) {
           watchedXid = frame.readInt32BE(4);
         }
         upstream.write(frame);
@@ -139,9 +150,9 @@ export async function startZooKeeperProxy(target: number | string): Promise<ZooK
     restore() {
       refusing = false;
     },
-    loseNextReply(opcode) {
+    loseNextReply(opcode, pathIncludes) {
       return new Promise((resolve) => {
-        armed = { opcode, dropped: resolve };
+        armed = { opcode, pathIncludes, dropped: resolve };
       });
     },
     holdNotifications() {

@@ -11,6 +11,9 @@ import { within } from '../../wait.js';
 import { connectClient, startZooKeeper, zkAnswer, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
 import { startZooKeeperProxy } from '../../integration/services/zookeeper-proxy.js';
 
+/** ZooKeeper's opcode of a create request, as the test proxy matches it. */
+const OP_CREATE = 1;
+
 describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_000 }, () => {
   let zk: ZooKeeperServer;
   let roots = 0;
@@ -80,6 +83,30 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
       proxy.restore();
       const error = await within(lost, 'ownership.onLost after the expiry', { timeoutMs: 30_000 });
       assert.match(error.message, /ZooKeeper expired its session .*, which removed its owner node/);
+      const told: OwnershipLostError[] = [];
+      ownership.onLost((e) => void told.push(e));
+      assert.deepEqual(told, [error], 'a listener added after the loss is told at once, of the same loss');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('a create retried after its answer was lost leaves one owner node: the extra one the retry made is removed', async () => {
+    const root = `/owned/retried-${++roots}`;
+    const proxy = await startZooKeeperProxy(zk.connectString);
+    try {
+      const session = new ZooKeeperSession({ connect: proxy.connectString, retry: { initialDelayMs: 50, maxDelayMs: 200, maxElapsedMs: 30_000 } });
+      sessions.push(session);
+      const ownership = new ZooKeeperOwnership(session, root, { dataDir: '/data/retried', appName: 'owned' }, true);
+      // The server makes the node, its answer is lost with the connection, and the retry makes a second.
+      const lost = proxy.loseNextReply(OP_CREATE, `${root}/owners/`);
+      const { node, tookOverFrom } = await within(ownership.acquire(), 'the acquire whose create was answered on the retry');
+      await within(lost, 'the create reply was dropped', { timeoutMs: 1000 });
+      await assertOwners(root, [node], 'only the node the acquire went on with');
+      // Left in place, the extra node would be ahead of it and be taken over as another copy's.
+      assert.equal(tookOverFrom, undefined, `its own extra node was not taken for another copy's: ${JSON.stringify(tookOverFrom)}`);
+      assert.deepEqual((await ownership.list()).map((o) => o.node), [node]);
+      await ownership.release();
     } finally {
       await proxy.close();
     }

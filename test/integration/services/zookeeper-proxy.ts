@@ -43,6 +43,12 @@ export interface ZooKeeperProxy {
    * (not for multi, whose path is inside its operations).
    */
   loseNextReply(opcode: number, pathIncludes?: string): Promise<void>;
+  /**
+   * The next request with this opcode (4: getData, …) whose path holds `pathIncludes` waits in
+   * the proxy, with every request after it on its connection; resolves, once it arrived, with
+   * the release that sends them on.
+   */
+  holdNextRequest(opcode: number, pathIncludes: string): Promise<() => void>;
   /** Watch notifications wait in the proxy (replies pass) until the returned release(). */
   holdNotifications(): () => void;
   close(): Promise<void>;
@@ -80,6 +86,7 @@ export async function startZooKeeperProxy(target: number | string): Promise<ZooK
   const handshakes: Handshake[] = [];
   let armed: { opcode: number; pathIncludes?: string; dropped: () => void } | undefined;
   let refusing = false;
+  let holding: { opcode: number; pathIncludes: string; arrived: (release: () => void) => void } | undefined;
   // A notification's header has xid -1; held ones wait with the client they are for.
   let held: Array<{ client: Socket; frame: Buffer }> | undefined;
   const open = new Set<Socket>();
@@ -99,9 +106,22 @@ export async function startZooKeeperProxy(target: number | string): Promise<ZooK
     let clientFrames = 0;
     let serverFrames = 0;
     let watchedXid: number | undefined;
+    let waiting: Buffer[] | undefined;
     client.on(
       'data',
       framer((frame) => {
+        if (waiting) return void waiting.push(frame);
+        if (clientFrames > 0 && holding && frame.length >= 12 && frame.readInt32BE(8) === holding.opcode && requestPath(frame).includes(holding.pathIncludes)) {
+          const { arrived } = holding;
+          holding = undefined;
+          waiting = [frame];
+          arrived(() => {
+            const frames = waiting ?? [];
+            waiting = undefined;
+            for (const held of frames) upstream.write(held);
+          });
+          return;
+        }
         if (clientFrames++ === 0) {
           if (frame.length >= REQUEST_SESSION_AT + 8) requested = frame.readBigUInt64BE(REQUEST_SESSION_AT).toString(16);
         } else if (armed && frame.length >= 12 && frame.readInt32BE(8) === armed.opcode && (armed.pathIncludes === undefined || requestPath(frame).includes(armed.pathIncludes))) {
@@ -153,6 +173,11 @@ export async function startZooKeeperProxy(target: number | string): Promise<ZooK
     loseNextReply(opcode, pathIncludes) {
       return new Promise((resolve) => {
         armed = { opcode, pathIncludes, dropped: resolve };
+      });
+    },
+    holdNextRequest(opcode, pathIncludes) {
+      return new Promise((arrived) => {
+        holding = { opcode, pathIncludes, arrived };
       });
     },
     holdNotifications() {

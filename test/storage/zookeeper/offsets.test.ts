@@ -9,6 +9,7 @@ import { within } from '../../wait.js';
 import { startZooKeeperProxy, type ZooKeeperProxy } from '../../integration/services/zookeeper-proxy.js';
 
 const OP_MULTI = 14;
+const OP_GET_DATA = 4;
 
 describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { timeout: 120_000 }, () => {
   let zk: ZooKeeperServer;
@@ -149,6 +150,39 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     await within(lost, 'the prune reply was dropped', { timeoutMs: 1000 });
     assert.deepEqual(await store.historyAfter(3000), [], 'the entry of 3000 stays, as the floor');
     assert.equal(await store.historyAfter(2000), undefined, 'the entries before 3000 are gone');
+  });
+
+  it('a prune for a snapshot older than the whole history removes nothing: the history still proves itself complete from its oldest entry', async () => {
+    const { store, batch } = await storeWithBatch();
+    await store.recordBatchEnd(batch, true);
+    const next = { batchTime: 3000, ranges: [{ topic: 'words', partition: 0, from: 40, until: 50 }] };
+    await store.recordBatchStart(next);
+    await store.recordBatchEnd(next, true);
+    await store.pruneHistory(3000);
+    assert.deepEqual(await store.historyAfter(3000), [], 'the history starts at 3000');
+    // A snapshot of 2500: no entry at or before it, so no entry is known to be unneeded.
+    await store.pruneHistory(2500);
+    assert.deepEqual(await store.historyAfter(3000), [], 'the entry of 3000 stays');
+  });
+
+  it('a history entry removed between the listing and its read fails the read, naming it, rather than leaving its batch out of a replay', async () => {
+    const { store, batch, root } = await storeWithBatch();
+    await store.recordBatchEnd(batch, true);
+    const next = { batchTime: 3000, ranges: [{ topic: 'words', partition: 0, from: 40, until: 50 }] };
+    await store.recordBatchStart(next);
+    await store.recordBatchEnd(next, true);
+    const held = proxy.holdNextRequest(OP_GET_DATA, `${root}/history/2000`);
+    const reading = store.historyAfter(0);
+    void reading.catch(() => undefined);
+    const release = await within(held, 'the read of history entry 2000');
+    const other = await connectClient(zk.connectString);
+    try {
+      await zkAnswer((done) => other.remove(`${root}/history/2000`, (error) => done(error)));
+    } finally {
+      other.close();
+    }
+    release();
+    await assert.rejects(reading, (e: unknown) => e instanceof OffsetStoreError && new RegExp(`lost ${root}/history/2000 while it was read; the batches after 0 cannot be replayed`).test(e.message));
   });
 
   it('a history of 50 000 batches is trimmed and dropped (one multi-op for all would pass ZooKeeper\'s 1 MB request limit)', async () => {

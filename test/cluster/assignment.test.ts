@@ -42,6 +42,15 @@ describe('cluster assignment', () => {
     for (const p of moved) assert.deepEqual([p.owner, p.epoch], ['a', 2]);
   });
 
+  it('a member above its share gives back its highest partitions, and a member id given twice counts once', () => {
+    const alone = nextAssignment(undefined, ['a'], { 0: 6 });
+    const shared = nextAssignment(alone, ['a', 'b'], { 0: 6 });
+    assert.deepEqual(shared.streams[0].map((p) => p.owner), ['a', 'a', 'a', 'b', 'b', 'b'], 'a keeps its lowest three');
+    assert.deepEqual(shared.streams[0].map((p) => p.epoch), [1, 1, 1, 2, 2, 2], 'only the three that moved have a new epoch');
+    // A member listed twice (two registrations read under one id) is still one share, and moves nothing more.
+    assert.deepEqual(nextAssignment(alone, ['a', 'b', 'a'], { 0: 6 }), shared);
+  });
+
   it('a member that leaves and comes back gets partitions under new epochs, never its old ones silently', () => {
     const a = nextAssignment(undefined, ['a', 'b'], { 0: 4 });
     const b = nextAssignment(a, ['a'], { 0: 4 });

@@ -446,6 +446,8 @@ const MUTANTS: Mutant[] = [
   { what: 'a history entry gone mid-read is left out of the replay without a word', edits: one('storage/zookeeper/offsets.js', 'if (data === undefined)\n                throw new OffsetStoreError(`the batch history in ZooKeeper lost', 'if (data === undefined)\n                continue;\n            if (false) throw new OffsetStoreError(`the batch history in ZooKeeper lost'), test: 'storage/zookeeper/offsets.test.js', name: 'between the listing and its read' },
   { what: 'a member above its share gives back its lowest partitions', edits: one('cluster/assignment.js', 'const { key, partition } = mine.pop();', 'const { key, partition } = mine.shift();'), test: 'cluster/assignment.test.js', name: 'gives back its highest partitions' },
   { what: 'a member id given twice is counted as two members', edits: one('cluster/assignment.js', 'const live = [...new Set(members)].sort();', 'const live = [...members].sort();'), test: 'cluster/assignment.test.js', name: 'gives back its highest partitions' },
+  { what: "a changelog tombstone's repeated header read from its first copy", edits: one('cluster/changelog.js', 'raw[raw.length - 1] : raw;', 'raw[0] : raw;'), test: 'cluster/changelog.test.js', name: 'Kafka tombstone' },
+  { what: 'a dropped dead letter counted among the keys to write again', edits: one('cluster/changelog.js', "if (entry.kind === 'entry')", 'if (true)'), test: 'cluster/changelog.test.js', name: 'dropWaiting' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

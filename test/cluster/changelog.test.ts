@@ -137,6 +137,9 @@ describe('changelog restore', () => {
     const old = { key: tombstone.key, value: Buffer.from(new Packr({ useRecords: true, moreTypes: true }).pack({ e: 3, t: 1500.5, v: null })) };
     assert.deepEqual(readChangelogRecord(old.key, old.value), { kind: 'entry', epoch: 3, batchTime: 1500.5, key: ['t', 1], keyBytes: tombstone.key, value: null });
     assert.throws(() => readChangelogRecord(tombstone.key, null, {}), /a tombstone without a number in its e header/);
+    // A header repeated (kafkajs hands over a list): the last one counts, as Kafka's lastHeader reads it.
+    const repeated = { e: [Buffer.from('1'), Buffer.from('3')], t: [Buffer.from('900'), Buffer.from('1500.5')] };
+    assert.deepEqual(readChangelogRecord(tombstone.key, null, repeated), { kind: 'entry', epoch: 3, batchTime: 1500.5, key: ['t', 1], keyBytes: tombstone.key, value: null });
     // A fenced owner's late tombstone is ignored like any of its entries.
     const { state } = restore([
       epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'x', v(1)), end(1, 100, 10),
@@ -177,13 +180,15 @@ describe('changelog restore', () => {
   });
 
   it('a restore that ends with a same-epoch batch half-written drops it too (dropWaiting)', () => {
-    const { state, restorer } = restore([
+    const { state, letters, restorer } = restore([
       epochMessage(3, 'a'), takeoverMessage(3, undefined), entryMessage(3, 100, 'x', v(1)), end(3, 100, 10),
-      entryMessage(3, 200, 'x', v(9)),
+      entryMessage(3, 200, 'x', v(9)), letterMessage(3, letter(200, 4, 'bad')),
     ]);
-    assert.equal(restorer.waiting, 1);
-    assert.deepEqual(restorer.dropWaiting(3), ['x'], 'a retake by the same epoch drops what never ended');
+    assert.equal(restorer.waiting, 2);
+    assert.deepEqual(restorer.dropWaiting(3), ['x'], 'a retake by the same epoch drops what never ended; the letter is no key to write again');
+    assert.equal(restorer.waiting, 0);
     assert.deepEqual(state, { '"x"': 1 });
+    assert.deepEqual(letters, [], 'the letter of the batch that never ended is not kept: the batch runs again');
   });
 
   it('restores a compacted changelog: the newest entry per key, the newest end per epoch, and every marker and takeover', () => {

@@ -448,6 +448,8 @@ const MUTANTS: Mutant[] = [
   { what: 'a member id given twice is counted as two members', edits: one('cluster/assignment.js', 'const live = [...new Set(members)].sort();', 'const live = [...members].sort();'), test: 'cluster/assignment.test.js', name: 'gives back its highest partitions' },
   { what: "a changelog tombstone's repeated header read from its first copy", edits: one('cluster/changelog.js', 'raw[raw.length - 1] : raw;', 'raw[0] : raw;'), test: 'cluster/changelog.test.js', name: 'Kafka tombstone' },
   { what: 'a dropped dead letter counted among the keys to write again', edits: one('cluster/changelog.js', "if (entry.kind === 'entry')", 'if (true)'), test: 'cluster/changelog.test.js', name: 'dropWaiting' },
+  { what: "a restored cluster store records no keys in its batch log", edits: one('cluster/restore-store.js', 'outputs: NO_OUTPUTS, keyCount: last.keyCount });', 'outputs: NO_OUTPUTS, keyCount: 0 });'), test: 'integration/cluster/dropped-batch-restore.test.js', name: 'never ended again' },
+  { what: "a restore's rewrite of dropped keys ends with no key count", edits: one('cluster/restore-store.js', 'keyCount: last?.keyCount ?? 0,', 'keyCount: 0,'), test: 'integration/cluster/dropped-batch-restore.test.js', name: 'never ended again' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

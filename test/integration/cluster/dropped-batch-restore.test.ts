@@ -9,6 +9,7 @@ import { ClusterError, OwnershipLostError } from '../../../src/errors.js';
 import { decodeEntry, encodeEntry } from '../../../src/storage/codec.js';
 import { readBinary } from '../../../src/storage/partition/state-map.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../../../src/storage/partition/store.js';
+import { BatchLog } from '../../../src/storage/partition/batch-log.js';
 import { tempDir } from '../../helpers.js';
 import { startMockKafka, type MockKafka } from '../services/kafka.js';
 
@@ -90,6 +91,8 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
       assert.equal(state(storeB, 'z'), 7);
       assert.equal(state(storeB, JSON.parse('["t",2]')), undefined);
       assert.equal(readClusterMeta(storeB)?.epoch, 2);
+      const logged = new BatchLog(storeB).last();
+      assert.deepEqual([logged?.batchTime, logged?.keyCount], [100, 2], "the store records batch 100 and its key count, which store().count() reports");
     } finally {
       storeB.env.close();
     }
@@ -104,6 +107,9 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
       rewrite.map((r) => (r.kind === 'entry' ? [r.epoch, r.key, r.value === null ? null : Buffer.from(r.value).toString('hex')] : [r.kind, r.epoch])),
       [[2, 'y', encodeEntry(5, 100).toString('hex')], [2, ['t', 2], null], ['end', 2]],
     );
+    const rewriteEnd = rewrite.at(-1);
+    assert.ok(rewriteEnd?.kind === 'end');
+    assert.deepEqual([rewriteEnd.batchTime, rewriteEnd.keyCount], [100, 2], "the rewrite's end carries the restored batch's key count on to the next owner");
 
     // Owner c, epoch 3, on a fresh store: restores the same state, batch 250 nowhere.
     const storeC = openPartitionStore(partitionPath(tempDir(), 0, 0));

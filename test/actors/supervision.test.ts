@@ -311,6 +311,15 @@ describe('a record the mapping function keeps failing on', () => {
     } finally {
       await job.ssc.stop();
     }
+    // No onRecordFailure at all: policy 'stop', with the same three tries.
+    const plain = await keyedJob(faulty().numPartitions(1), { dataDir: join(dir, 'plain') });
+    try {
+      assert.deepEqual(await plain.batch([['f', { failTimes: 2, counter: join(dir, 'plain-attempts-f') }]]), [['f', 1]]);
+      plain.input.pushBatch([['g', { failTimes: 3, counter: join(dir, 'plain-attempts-g') }]]);
+      await assert.rejects(plain.clock.advance(1000), (e: unknown) => e instanceof PoisonRecordError && /failed 3 time\(s\) on key "g"/.test((e as Error).message));
+    } finally {
+      await plain.ssc.stop();
+    }
   });
 
   it('a record that fails fewer times than maxAttempts is retried and applied once', async () => {

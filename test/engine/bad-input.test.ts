@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   BatchEvents, ConfigError, EncodingError, InvalidRecordError, LifecycleError, ManualClock, MappingModuleError, PoisonRecordError,
-  StateContractError, StateSpec, StopTimeoutError, StreamingContext,
+  StateContractError, StateSpec, StopTimeoutError, StreamingContext, type DStream,
 } from '../../src/index.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { within } from '../wait.js';
@@ -38,6 +38,7 @@ describe('bad options are refused when given, naming the option', () => {
       [{ batchIntervalMs: 100, threads: 257 }, /threads must be an integer from 1 to 256, got 257/],
       [{ batchIntervalMs: 24 * 3600_000 + 1 }, /batchIntervalMs must be an integer from 1 to 86400000, got 86400001/],
       [{ batchIntervalMs: 100, maxWorkerRestarts: 101 }, /maxWorkerRestarts must be an integer from 0 to 100, got 101/],
+      [{ batchIntervalMs: 100, snapshotsKept: 1001 }, /snapshotsKept must be an integer from 1 to 1000, got 1001/],
       [{ batchIntervalMs: 100, stateCacheEntries: 2 ** 24 + 1 }, /stateCacheEntries must be an integer from 0 to 16777216, got 16777217/],
       [{ batchIntervalMs: 100, dataDir: '' }, /dataDir must be a non-empty path string/],
       [{ batchIntervalMs: 100, appName: 'no spaces' }, /appName must be/],
@@ -334,6 +335,16 @@ describe('a mapping module that does not load fails start()', () => {
       // The context's own methods too, not only the streams' (which call them).
       assert.throws(() => job.ssc.mapWithState(job.input as never, StateSpec.function(fixture('count'))), (e: unknown) => e instanceof LifecycleError && /^mapWithState: streams and outputs must be defined before start\(\)/.test((e as Error).message));
       assert.throws(() => job.ssc.addOutput(job.input, () => undefined), (e: unknown) => e instanceof LifecycleError && /^addOutput: streams and outputs must be defined before start\(\)/.test((e as Error).message));
+      // A stream made on a running context would never run: refused, named.
+      const input = job.input as unknown as DStream<[string, number]>;
+      for (const [method, make] of [
+        ['map', () => input.map((r) => r)],
+        ['flatMap', () => input.flatMap((r) => [r])],
+        ['filter', () => input.filter(() => true)],
+        ['stateSnapshots', () => job.stream.stateSnapshots()],
+      ] as Array<[string, () => unknown]>) {
+        assert.throws(make, (e: unknown) => e instanceof LifecycleError && new RegExp(`^${method}: streams and outputs must be defined before start\\(\\)`).test((e as Error).message), method);
+      }
       assert.deepEqual(await job.batch([['a', 1]]), [['a', 1]], 'the job goes on');
     } finally {
       await job.ssc.stop();

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { BatchEvents, StateSpec, listSnapshots, readSnapshotState, type SnapshotCompletedEvent, type SnapshotEvery } from '../../src/index.js';
+import { BatchEvents, StateSpec, listSnapshots, readSnapshotState, type SnapshotCompletedEvent, type SnapshotEvery, type SnapshotFailedEvent } from '../../src/index.js';
 import { SnapshotScheduler, snapshotPolicy } from '../../src/engine/snapshot-scheduler.js';
 import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../src/storage/codec.js';
@@ -40,6 +40,34 @@ describe('snapshot policies', () => {
       assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [...expected].reverse());
     });
   }
+});
+
+describe('a snapshot that fails', () => {
+  it('is reported as snapshot.failed with its batch and why, whether it fails before its copies begin or after, and the batches go on', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 1, snapshotsKept: 10 });
+    const failed: SnapshotFailedEvent[] = [];
+    job.ssc.on(BatchEvents.SNAPSHOT_FAILED, (e) => failed.push(e));
+    try {
+      // A snapshot of batch 1000 is already there: this one's copy fails without replacing it.
+      mkdirSync(join(dataDir, 'snapshots', '1000'), { recursive: true });
+      await job.batch(words(1));
+      await waitUntil('the snapshot of batch 1000 to fail', () => failed.length === 1);
+      assert.equal(failed[0].batchTime, 1000);
+      assert.match(failed[0].error.message, /a snapshot of batch 1000 already exists/);
+      // The snapshots folder is a file: the next snapshot cannot even begin.
+      rmSync(join(dataDir, 'snapshots'), { recursive: true });
+      writeFileSync(join(dataDir, 'snapshots'), '');
+      await job.batch(words(2));
+      await waitUntil('the snapshot of batch 2000 to fail', () => failed.length === 2);
+      assert.equal(failed[1].batchTime, 2000);
+      assert.match(failed[1].error.message, /ENOTDIR/);
+      await job.batch([['after', 1]]);
+      assert.equal(job.stream.store().get('after'), 1, 'the batches go on');
+    } finally {
+      await job.ssc.stop();
+    }
+  });
 });
 
 describe('snapshot policies across a restart (counted from the newest snapshot, as one long run would)', () => {

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { stateDir } from '../../src/storage/partition/store.js';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, StatestreamError, type BatchFailedEvent } from '../../src/index.js';
 import { fixture, tempDir } from '../helpers.js';
 import { useServices } from '../integration/services/suite.js';
@@ -147,6 +149,28 @@ describe('tuple keys', () => {
   });
 });
 
+describe('a StateSpec left at its defaults, with initial state in a Set', () => {
+  it('has 4 partitions, and its Set (iterable again, unlike an iterator) seeds every stream and a later context given the spec', async () => {
+    const spec = StateSpec.function<string, number, number, unknown>(fixture('count')).initialState(new Set<[string, number]>([['a', 5], ['b', 7]]));
+    for (const run of [1, 2]) {
+      const dataDir = tempDir();
+      const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock: new ManualClock(0), threads: 1 });
+      const input = ssc.queueStream<[string, number]>();
+      const streams = [input.mapWithState(spec), input.mapWithState(spec)];
+      await ssc.start();
+      try {
+        await (ssc.clock as ManualClock).advance(1000);
+        for (const [i, stream] of streams.entries()) {
+          assert.deepEqual([stream.store().get('a'), stream.store().get('b')], [5, 7], `context ${run}, stream ${i}: seeded`);
+          assert.deepEqual(readdirSync(stateDir(dataDir, i)).filter((n) => n.startsWith('partition-')).length, 4, `context ${run}, stream ${i}: four stores`);
+        }
+      } finally {
+        await ssc.stop();
+      }
+    }
+  });
+});
+
 describe('a map, flatMap or filter that throws', () => {
   it('fails the batch naming the operation, where it was defined, the batch and the record, with the cause kept', async () => {
     const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
@@ -181,6 +205,12 @@ describe('a map, flatMap or filter that throws', () => {
       [(s) => s.filter((n) => (n as number).toFixed(1) !== '').foreachBatch(() => {}), /^filter \(operation 1 of the chain on queueStream 0, defined at .*\) threw on record 0 of batch 1000 \("x"\): .*toFixed is not a function$/],
       [(s) => s.map((n) => JSON.parse(n as string)).foreachBatch(() => {}), /^map \(operation 1 of the chain on queueStream 0, defined at .*\) threw on record 0 of batch 1000 \("x"\): .*JSON/],
       [(s) => s.flatMap(() => 5 as never).foreachBatch(() => {}), /^flatMap \(operation 1 of the chain on queueStream 0, defined at .*\) threw on record 0 of batch 1000 \("x"\): flatMap function returned number, not an iterable$/],
+      [(s) => s.flatMap(() => null as never).foreachBatch(() => {}), /^flatMap \(operation 1 of the chain on queueStream 0, defined at .*\) threw on record 0 of batch 1000 \("x"\): flatMap function returned null, not an iterable$/],
+      // A generator that fails while it is read, not when it is called.
+      [(s) => s.flatMap(function* (line) {
+        yield line;
+        throw new RangeError('the generator broke');
+      }).foreachBatch(() => {}), /^flatMap \(operation 1 of the chain on queueStream 0, defined at .*\) threw on record 0 of batch 1000 \("x"\): the generator broke$/],
     ];
     for (const [build, message] of cases) {
       const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });

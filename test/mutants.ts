@@ -460,6 +460,11 @@ const MUTANTS: Mutant[] = [
   { what: 'snapshotsKept above 1000 accepted', edits: one('engine/snapshot-scheduler.js', 'kept < 1 || kept > 1000)', 'kept < 1)'), test: 'engine/bad-input.test.js', name: 'StreamingContext options' },
   { what: 'a snapshot that cannot begin is not reported', edits: one('engine/snapshot-scheduler.js', 'this.host.failed(batchTime, error);\n            return;', 'return;'), test: 'engine/snapshot-scheduler.test.js', name: 'snapshot.failed with its batch' },
   { what: 'a snapshot whose copy fails is not reported', edits: one('engine/snapshot-scheduler.js', '(error) => this.host.failed(batchTime, error))', '() => undefined)'), test: 'engine/snapshot-scheduler.test.js', name: 'snapshot.failed with its batch' },
+  { what: "a batch's lookup indexes one fresh slot, not all of them", edits: one('storage/partition/batch-cache.js', 'while (this.indexed < this.list.length)', 'if (this.indexed < this.list.length)'), test: 'conformance/map-with-state.test.js', name: 'record in the sweep batch' },
+  { what: 'a keyed output with a number that is no 32-bit integer kept in the integer column', edits: one('storage/partition/batch-outputs.js', '(num | 0) !== num ||', ''), test: 'storage/partition/batch-outputs.test.js', name: 'no 32-bit integer' },
+  { what: 'a keyed output longer than [key, number] encoded as [key, number]', edits: one('storage/partition/batch-outputs.js', 'out.length === 2 &&', ''), test: 'storage/partition/batch-outputs.test.js', name: 'no 32-bit integer' },
+  { what: 'removing a key without state lowers the key count', edits: one('storage/partition/batch-cache.js', 'if (slot.exists)\n            this.keyDelta--;', 'this.keyDelta--;'), test: 'engine/bad-input.test.js', name: 'remove on a key without state' },
+  { what: 'a store cut inside the overflow run of its last value called whole', edits: one('storage/partition/lmdb-file.js', 'if (first + pages > pagesInFile)', 'if (false)'), test: 'storage/partition/store-file-check.test.js', name: 'overflow pages of its last' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

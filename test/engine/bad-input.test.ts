@@ -487,10 +487,14 @@ describe('State used against its contract throws as Spark does', () => {
 
   it('remove on a key without state is allowed, as in Spark, and leaves the key without state', async () => {
     const job = await keyedJob(StateSpec.function<string, string, unknown, unknown>(fixture('misuse')).onRecordFailure({ policy: 'stop', maxAttempts: 1 }), { dataDir: tempDir() });
+    const keyCounts: number[] = [];
+    job.ssc.on(BatchEvents.COMPLETED, (e) => void keyCounts.push(e.partitionStats[0].reduce((n, p) => n + p.keyCount, 0)));
     try {
       assert.deepEqual(await job.batch([['k', 'remove-absent']]), ['removed, exists false']);
       assert.equal(job.stream.store().count(), 0);
       assert.equal(job.stream.store().get('k'), undefined);
+      await job.batch([['k', 'remove-absent']]);
+      assert.deepEqual(keyCounts, [0, 0], 'removing nothing takes no key off the count');
     } finally {
       await job.ssc.stop();
     }

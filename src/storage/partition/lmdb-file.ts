@@ -169,6 +169,6 @@ export function findUnreachablePage(fd: number, size: number, meta: LmdbMeta, co
   // The free database's record shares its flags field with the environment's flags: it is never one of duplicates.
   return (
     walk('free', meta.free, meta.free.overflowPages > 0) ??
-    walk('main', meta.main, true, (key, flags, data) => (flags & F_SUBDATA && data.length >= DB_RECORD_BYTES ? walkDb(key.toString('utf8'), dbRecord(data, 0)) : undefined))
+    walk('main', meta.main, true, (key, flags, data) => (flags & F_SUBDATA && data.length >= DB_RECORD_BYTES ? walkDb(key.toString('utf8').replace(/\0$/, ''), dbRecord(data, 0)) : undefined))
   );
 }

@@ -30,6 +30,20 @@ describe("a batch's mapped records as workers send them and batch logs keep them
     assert.deepEqual(decodeOutputs(shifted.subarray(3)), expected);
   });
 
+  it('keeps a number that is no 32-bit integer, and a record longer than [key, number], as they are, with nothing else in the batch to widen the columns', () => {
+    for (const records of [
+      [[['apple', 2.5], 'apple', 0]],
+      [[['apple', 2 ** 40], 'apple', 0]],
+      [[['apple', 1, 'extra'], 'apple', 0], [['apple', 2], 'apple', 0]],
+    ] as Array<Array<[unknown, unknown, number]>>) {
+      const writer = new OutputWriter();
+      for (const [out, key, ref] of records) writer.push(out, key, ref);
+      const bytes = writer.encode(keysBytes);
+      assert.deepEqual(decodeOutputs(bytes, keys), records.map(([out]) => out));
+      assert.deepEqual(decodeOutputs(bytes), records.map(([out]) => out));
+    }
+  });
+
   it("decodes a batch's partitions in partition order, each with its shard's keys or the ones recorded with it", () => {
     const first = new OutputWriter();
     first.push(['apple', 1], 'apple', 0);

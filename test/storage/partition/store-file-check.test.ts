@@ -32,6 +32,22 @@ async function probe(...args: string[]): Promise<ProbeResult> {
 }
 
 describe('the store file check', () => {
+  it('finds a store cut inside the overflow pages of its last, large value, and names the database as the job does, without LMDB\'s NUL', () => {
+    const dir = join(tempDir(), 'partition');
+    const store = openPartitionStore(dir);
+    try {
+      for (let i = 0; i < 6; i++) store.env.transactionSync(() => store.state.putSync(`k${i}`, Buffer.alloc(10, i)));
+      // Larger than a page: LMDB keeps it in a run of overflow pages, the last pages of the file.
+      store.env.transactionSync(() => store.state.putSync('large', Buffer.alloc(8180, 7)));
+    } finally {
+      store.env.close();
+    }
+    assert.equal(checkStoreFile(dir), undefined);
+    const file = join(dir, 'data.mdb');
+    truncateSync(file, statSync(file).size - PAGE);
+    assert.match(checkStoreFile(dir) ?? 'called whole', /^data\.mdb is truncated: .*its "state" database/);
+  });
+
   it('does not call a store damaged that ends before the last page its meta page counts, when LMDB reads it whole (the reproduction of issue 14)', { timeout: 180_000 }, async () => {
     // One partition, idle keys swept every batch: commits free pages, and LMDB need not write
     // pages freed in the commit that allocated them, so a healthy file can end early.

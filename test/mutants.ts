@@ -465,6 +465,11 @@ const MUTANTS: Mutant[] = [
   { what: 'a keyed output longer than [key, number] encoded as [key, number]', edits: one('storage/partition/batch-outputs.js', 'out.length === 2 &&', ''), test: 'storage/partition/batch-outputs.test.js', name: 'no 32-bit integer' },
   { what: 'removing a key without state lowers the key count', edits: one('storage/partition/batch-cache.js', 'if (slot.exists)\n            this.keyDelta--;', 'this.keyDelta--;'), test: 'engine/bad-input.test.js', name: 'remove on a key without state' },
   { what: 'a store cut inside the overflow run of its last value called whole', edits: one('storage/partition/lmdb-file.js', 'if (first + pages > pagesInFile)', 'if (false)'), test: 'storage/partition/store-file-check.test.js', name: 'overflow pages of its last' },
+  { what: 'a second close of a gated store takes the gate through a closed descriptor', edits: one('storage/open-gate.js', 'if (closed)\n            return close.apply(this, args);', 'if (false)\n            return close.apply(this, args);'), test: 'storage/open-gate.test.js', name: 'second close does nothing' },
+  { what: 'a write after close goes through the gate of a closed descriptor', edits: one('storage/open-gate.js', 'if (depth > 0 || closed)', 'if (depth > 0)'), test: 'storage/open-gate.test.js', name: 'second close does nothing' },
+  { what: 'an open whose databases fail leaves its environment open', edits: one('storage/open-gate.js', 'void env.close();', 'void env;'), test: 'storage/open-gate.test.js', name: 'second close does nothing' },
+  { what: 'a refused folder lock leaves its descriptor open', edits: one('storage/data-lock.js', 'catch (error) {\n            closeSync(fd);\n            throw error;', 'catch (error) {\n            throw error;'), test: 'engine/data-dir-lock.test.js', name: "gone process's record" },
+  { what: "a refusal names the gone process whose record the lock file still holds", edits: one('storage/data-lock.js', 'return holder && !isGone(holder) ? holder : undefined;', 'return holder;'), test: 'engine/data-dir-lock.test.js', name: "gone process's record" },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

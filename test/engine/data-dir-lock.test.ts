@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Registry } from 'prom-client';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { ConfigError, DataDirLockedError, ManualClock, StateSpec, StoreMismatchE
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { waitUntil } from '../wait.js';
 import { DataDirLock } from '../../src/storage/data-lock.js';
+import { thisProcess } from '../../src/storage/holder.js';
 
 const { tryLock } = createRequire(import.meta.url)('fs-native-extensions') as { tryLock(fd: number, options?: { shared?: boolean }): boolean };
 
@@ -95,6 +97,30 @@ describe('the data folder lock (in one process)', () => {
         error instanceof DataDirLockedError && /^start\(\): the data folder .* is in use by this process \(pid \d+, statestream import, since [^)]+\); that command is changing the stores: start the job once it has finished \(lock file /.test(error.message));
     } finally {
       command.release();
+    }
+  });
+
+  it("a refusal whose lock file still holds a gone process's record names no one rather than the gone process, and leaves no descriptor open", async () => {
+    const dataDir = tempDir();
+    (await DataDirLock.acquire(dataDir, { command: 'import' })).release();
+    // Held by a descriptor of this process that has not written its record; the file keeps a gone job's.
+    const holding = openSync(join(dataDir, 'statestream.lock'), 'r+');
+    assert.equal(tryLock(holding), true);
+    const gone = spawnSync(process.execPath, ['-e', '']).pid!;
+    writeFileSync(join(dataDir, 'statestream.lock'), `${JSON.stringify({ ...thisProcess(), pid: gone, appName: 'long-gone' })}\n`);
+    const before = readdirSync('/proc/self/fd').length;
+    try {
+      for (let i = 0; i < 3; i++) {
+        await assert.rejects(DataDirLock.acquire(dataDir, { command: 'reshard' }), (error: unknown) => {
+          assert.ok(error instanceof DataDirLockedError, String(error));
+          assert.match(error.message, /is in use by a process that has not yet written its name into the lock file/);
+          assert.doesNotMatch(error.message, /long-gone/);
+          return true;
+        });
+      }
+      assert.equal(readdirSync('/proc/self/fd').length, before, 'the refused attempts closed their descriptors');
+    } finally {
+      closeSync(holding);
     }
   });
 

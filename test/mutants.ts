@@ -470,6 +470,12 @@ const MUTANTS: Mutant[] = [
   { what: 'an open whose databases fail leaves its environment open', edits: one('storage/open-gate.js', 'void env.close();', 'void env;'), test: 'storage/open-gate.test.js', name: 'second close does nothing' },
   { what: 'a refused folder lock leaves its descriptor open', edits: one('storage/data-lock.js', 'catch (error) {\n            closeSync(fd);\n            throw error;', 'catch (error) {\n            throw error;'), test: 'engine/data-dir-lock.test.js', name: "gone process's record" },
   { what: "a refusal names the gone process whose record the lock file still holds", edits: one('storage/data-lock.js', 'return holder && !isGone(holder) ? holder : undefined;', 'return holder;'), test: 'engine/data-dir-lock.test.js', name: "gone process's record" },
+  { what: "import records the newest lastUpdated, not the export's later batch time", edits: one('cli/transfer.js', "let batchTime = typeof header.batchTime === 'number' ? header.batchTime : 0;", 'let batchTime = 0;'), test: 'cli/cli.test.js', name: "header's batch time over older" },
+  { what: 'import defaults to 1 partition', edits: one('cli/transfer.js', 'given ?? fromHeader ?? 4;', 'given ?? fromHeader ?? 1;'), test: 'cli/cli.test.js', name: "header's batch time over older" },
+  { what: 'import refuses a header without numPartitions', edits: one('cli/transfer.js', 'if (given === undefined && fromHeader !== undefined && !(', 'if (given === undefined && !('), test: 'cli/cli.test.js', name: "header's batch time over older" },
+  { what: 'a failed import leaves its staging folder', edits: one('cli/transfer.js', 'rmSync(staging, { recursive: true, force: true });', ';'), test: 'cli/cli.test.js', name: "header's batch time over older" },
+  { what: 'import takes an empty state folder for state', edits: one('cli/transfer.js', 'const hasState = existsSync(target) && readdirSync(target).length > 0;', 'const hasState = existsSync(target);'), test: 'cli/cli.test.js', name: "header's batch time over older" },
+  { what: 'a swap keeps an empty state folder as the replaced state', edits: one('storage/stream-swap.js', 'else if (readdirSync(paths.current).length === 0)', 'else if (false)'), test: 'cli/cli.test.js', name: "header's batch time over older" },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

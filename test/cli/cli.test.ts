@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, cpSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -911,6 +911,38 @@ describe('statestream command-line tool', () => {
         store.env.close();
       }
     }
+  });
+
+  it("import takes the header's batch time over older lastUpdated, 4 partitions when neither header nor --partitions says, and an empty state folder as no state; a failed import leaves nothing behind", async () => {
+    // The export's last batch (9000) touched no key: the stores are still of batch 9000.
+    const file = join(tempDir(), 'idle-last.msgpack');
+    await writeStateExport(file, { stateVersion: 1, batchTime: 9000 }, [['a', 1, 7000], ['b', 2, 3000]]);
+    const target = tempDir();
+    mkdirSync(join(target, 'state-0'));
+    const imported = run('import', file, '--data-dir', target, '--json');
+    assert.equal(imported.code, 0, imported.stderr);
+    const result = JSON.parse(imported.stdout);
+    assert.deepEqual([result.batchTime, result.numPartitions, result.keyCount, result.replacedDir], [9000, 4, 2, undefined]);
+    assert.equal(readdirSync(join(target, 'state-0')).filter((f) => f.startsWith('partition-')).length, 4);
+    assert.ok(!existsSync(join(target, 'replaced')), 'the empty folder was no state to keep');
+    const store = openPartitionStore(partitionPath(target, 0, 0));
+    try {
+      assert.equal(new BatchLog(store).last()?.batchTime, 9000);
+    } finally {
+      store.env.close();
+    }
+
+    // Cut short: the import fails, and leaves no half-built stream beside the folder.
+    const cut = join(tempDir(), 'cut.msgpack');
+    const bytes = readFileSync(file);
+    writeFileSync(cut, bytes.subarray(0, bytes.length - 12));
+    const fresh = tempDir();
+    const failed = run('import', cut, '--data-dir', fresh);
+    assert.equal(failed.code, 1, failed.stdout);
+    assert.deepEqual(readdirSync(fresh).filter((f) => f !== 'statestream.lock'), [], 'nothing but the lock file');
+    const next = run('import', file, '--data-dir', fresh);
+    assert.equal(next.code, 0, next.stderr);
+    assert.doesNotMatch(next.stdout, /interrupted|rolled back/);
   });
 
   it('import --partitions 8 re-shards an export: each key in the partition the router picks, and a job on it counts on', async () => {

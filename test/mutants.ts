@@ -476,6 +476,9 @@ const MUTANTS: Mutant[] = [
   { what: 'a failed import leaves its staging folder', edits: one('cli/transfer.js', 'rmSync(staging, { recursive: true, force: true });', ';'), test: 'cli/cli.test.js', name: "header's batch time over older" },
   { what: 'import takes an empty state folder for state', edits: one('cli/transfer.js', 'const hasState = existsSync(target) && readdirSync(target).length > 0;', 'const hasState = existsSync(target);'), test: 'cli/cli.test.js', name: "header's batch time over older" },
   { what: 'a swap keeps an empty state folder as the replaced state', edits: one('storage/stream-swap.js', 'else if (readdirSync(paths.current).length === 0)', 'else if (false)'), test: 'cli/cli.test.js', name: "header's batch time over older" },
+  { what: 'a batch that leaves the key table for a Map keeps holding it', edits: one('actors/shard-encoder.js', 'table.release(this);\n        this.table = undefined;', 'this.table = undefined;'), test: 'actors/shard-builder.test.js', name: 'leaves the table for a Map' },
+  { what: "an empty batch's compact shrinks the key table another batch holds", edits: one('actors/key-table.js', 'if (this.owner === undefined && this.mask + 1', 'if (this.mask + 1'), test: 'actors/shard-builder.test.js', name: 'keeps its keys whole' },
+  { what: 'a release from a batch that no longer holds the key table empties it', edits: one('actors/key-table.js', 'if (this.owner !== owner)\n            return;', ''), test: 'actors/shard-builder.test.js', name: 'keeps its keys whole' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -154,5 +154,33 @@ describe("routing a batch's records with the stream's key table", () => {
     c.finish();
     assert.equal(table.overlong, 1);
     assert.equal(next.flatMap((p) => p.records).length, 100);
+    assert.ok(table.acquire(owner), 'and gave it back, as the batch that left it did');
+    table.release(owner);
+  });
+
+  it('a batch holding a grown table keeps its keys whole when an empty batch finishes beside it, or a finished batch releases again', () => {
+    const table = new KeyTable();
+    const keys = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `k${from + i}`);
+    const distinct = (routed: Routed) => routed.flatMap((p) => p.keys);
+
+    // An empty batch finishing (it compacts an idle table) while another holds the table.
+    const held = empty();
+    const a = builder(table, held);
+    for (const key of keys(0, 5000)) a.add([key, 1]);
+    builder(table, empty()).finish();
+    for (const key of keys(0, 5000)) a.add([key, 2]);
+    a.finish();
+    assert.equal(distinct(held).length, 5000, 'each key once');
+    assert.equal(new Set(distinct(held)).size, 5000);
+
+    // A release from a batch that already gave the table back (a failure after its finish).
+    const later = empty();
+    const b = builder(table, later);
+    for (const key of keys(0, 1000)) b.add([key, 1]);
+    a.release();
+    for (const key of keys(0, 3000)) b.add([key, 2]);
+    b.finish();
+    assert.equal(distinct(later).length, 3000, 'each key once, across the table growing');
+    assert.equal(later.flatMap((p) => p.records).length, 4000);
   });
 });

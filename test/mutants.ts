@@ -479,6 +479,10 @@ const MUTANTS: Mutant[] = [
   { what: 'a batch that leaves the key table for a Map keeps holding it', edits: one('actors/shard-encoder.js', 'table.release(this);\n        this.table = undefined;', 'this.table = undefined;'), test: 'actors/shard-builder.test.js', name: 'leaves the table for a Map' },
   { what: "an empty batch's compact shrinks the key table another batch holds", edits: one('actors/key-table.js', 'if (this.owner === undefined && this.mask + 1', 'if (this.mask + 1'), test: 'actors/shard-builder.test.js', name: 'keeps its keys whole' },
   { what: 'a release from a batch that no longer holds the key table empties it', edits: one('actors/key-table.js', 'if (this.owner !== owner)\n            return;', ''), test: 'actors/shard-builder.test.js', name: 'keeps its keys whole' },
+  { what: 'a recorded range cut by the low watermark reported lost to its end', edits: one('engine/sources/kafka-gaps.js', 'until: Math.min(low, r.until)', 'until: r.until'), test: 'engine/kafka-gaps.test.js', name: 'cut by the low watermark' },
+  { what: 'an empty recorded range reported as a gap', edits: one('engine/sources/kafka-gaps.js', 'r.from < low && r.from < r.until', 'r.from < low'), test: 'engine/kafka-gaps.test.js', name: 'empty recorded range' },
+  { what: "a data-lost event without its gap's batch", edits: one('engine/sources/kafka-gaps.js', '...(gap.batchTime === undefined ? {} : { batchTime: gap.batchTime }),', ''), test: 'engine/kafka-gaps.test.js', name: 'cut by the low watermark' },
+  { what: 'one lost record called "1 records"', edits: one('engine/sources/kafka-gaps.js', "record${count === 1 ? '' : 's'}", 'records'), test: 'engine/kafka-gaps.test.js', name: 'empty recorded range' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

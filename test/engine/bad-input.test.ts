@@ -10,6 +10,7 @@ import {
 import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { within } from '../wait.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
+import { validateKafkaOptions } from '../../src/engine/sources/kafka-options.js';
 
 /** Worker threads this process runs (the test runner itself runs none). */
 function workerThreads(): number {
@@ -78,6 +79,30 @@ describe('bad options are refused when given, naming the option', () => {
     assert.throws(() => ssc.kafkaStream({ ...kafka, zookeeper: { connect: 'zk1:2181,zk2:65536' } }), /zookeeper\.connect must be .* each port from 1 to 65535, got "zk1:2181,zk2:65536"/);
     const { topic: _one, ...noTopic } = kafka;
     assert.throws(() => ssc.kafkaStream({ ...noTopic, topics: 'words' as never }), /topics must be an array of topic names \(topic: for one\), got "words"/);
+  });
+
+  it('kafkaStream options of the wrong shape are refused by name, and clientId defaults to statestream-<appName>', () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
+    const kafka = { brokers: ['localhost:9092'], topic: 'words', groupId: 'g', zookeeper: { connect: 'localhost:2181' } };
+    const refused: Array<[unknown, RegExp]> = [
+      [null, /^kafkaStream: expects an options object, got null$/],
+      [{ ...kafka, topic: 'x'.repeat(250) }, /^kafkaStream: topic names are 1–249 characters/],
+      [{ ...kafka, clientId: '' }, /^kafkaStream: clientId must be a non-empty string, got ""$/],
+      [{ ...kafka, maxRecordsPerBatch: 1.5 }, /^kafkaStream: maxRecordsPerBatch must be an integer from 1 to 10000000, got 1\.5$/],
+      [{ ...kafka, groupSessionTimeoutMs: 6000.5 }, /^kafkaStream: groupSessionTimeoutMs must be an integer from 6000 to 1800000 .*, got 6000\.5$/],
+      [{ ...kafka, groupSessionTimeoutMs: '30000' }, /^kafkaStream: groupSessionTimeoutMs must be an integer .*, got "30000"$/],
+      [{ ...kafka, ssl: null }, /^kafkaStream: ssl must be true, false or a TLS options object .*, got null$/],
+      [{ ...kafka, ssl: [] }, /^kafkaStream: ssl must be true, false or a TLS options object .*, got \[\]$/],
+      [{ ...kafka, sasl: 'plain' }, /^kafkaStream: sasl must be an object like \{ mechanism: 'plain', username, password \}, got "plain"$/],
+      [{ ...kafka, sasl: [] }, /^kafkaStream: sasl must be an object like .*, got \[\]$/],
+      [{ ...kafka, sasl: { mechanism: '', authenticationProvider: () => ({}) } }, /^kafkaStream: sasl\.mechanism must be one of .*, got ""$/],
+      [{ ...kafka, sasl: { mechanism: 'aws' } }, /^kafkaStream: sasl\.authorizationIdentity must be a string for mechanism 'aws', got undefined$/],
+    ];
+    for (const [options, message] of refused) {
+      assert.throws(() => ssc.kafkaStream(options as never), (e: unknown) => e instanceof ConfigError && message.test((e as Error).message), JSON.stringify(options)?.slice(0, 100));
+    }
+    assert.equal(validateKafkaOptions({ ...kafka, topic: 'x'.repeat(249) }, 'wc').topics[0].length, 249, 'the longest name Kafka takes');
+    assert.equal(validateKafkaOptions(kafka, 'wc').clientId, 'statestream-wc');
   });
 
   it('initial state a job could not store is refused, naming the entry: when given for an array or a Map, at start() for any other iterable', async () => {

@@ -494,6 +494,8 @@ const MUTANTS: Mutant[] = [
   { what: "sasl aws needs none of its fields", edits: one('engine/sources/kafka-options.js', "aws: ['authorizationIdentity', 'accessKeyId', 'secretAccessKey']", "aws: []"), test: 'engine/bad-input.test.js', name: 'wrong shape are refused' },
   { what: "clientId defaults to plain statestream", edits: one('engine/sources/kafka-options.js', "clientId: given(options.clientId, `statestream-${appName}`)", "clientId: given(options.clientId, 'statestream')"), test: 'engine/bad-input.test.js', name: 'wrong shape are refused' },
   { what: "inspect calls the owner's node of an older epoch the owner", edits: one('cli/cluster-report.js', 'p.holder === p.owner && p.holderEpoch === p.epoch ?', 'p.holder === p.owner ?'), test: 'cli/cluster-lines.test.js' },
+  { what: 'export --snapshot of a stream the snapshot lacks fails on an undefined manifest', edits: one('cli/transfer.js', '    if (!manifest)', '    if (false)'), test: 'cli/cli.test.js', name: 'export → import into a new data folder' },
+  { what: 'import of a missing file fails with a bare ENOENT', edits: one('cli/transfer.js', 'if (!existsSync(file))', 'if (false)'), test: 'cli/cli.test.js', name: 'export → import into a new data folder' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -781,6 +781,13 @@ describe('statestream command-line tool', () => {
     const refused = run('import', file, '--data-dir', target);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /already has state .* \(use --replace/);
+    // A file that is not there, and a stream the snapshot does not hold, are named.
+    const missing = run('import', join(tempDir(), 'nothing.msgpack'), '--data-dir', tempDir());
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /there is no file .*nothing\.msgpack/);
+    const noStream = run('export', '--data-dir', dataDir, '--snapshot', '2000', '--stream', '1', '--out', join(tempDir(), 'one.msgpack'));
+    assert.equal(noStream.code, 1);
+    assert.match(noStream.stderr, /snapshot 2000 holds no state of stream 1/);
 
     // From a snapshot, through stdout; the snapshot folder gains no lock file.
     const before = readdirSync(join(dataDir, 'snapshots', '2000', 'state-0', 'partition-0000'));

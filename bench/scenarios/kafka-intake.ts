@@ -9,7 +9,7 @@ import { startMockKafka, type MockKafka } from '../../test/integration/services/
 import { startZooKeeper, type ZooKeeperServer } from '../../test/integration/services/zookeeper.js';
 import type { BenchConfig } from '../config.js';
 import { log, overBudget, pow10, settle } from '../common.js';
-import { peakRss, type RssFigures, type RssSampler } from '../memory.js';
+import { bytesOnDisk, peakRss, type RssFigures, type RssSampler } from '../memory.js';
 import type { Row, ScenarioResult } from '../report.js';
 import { tempDataDir, WORD_COUNT_FN } from '../runtime.js';
 import { summarize } from '../stats.js';
@@ -83,7 +83,7 @@ async function statestreamRead(
   topic: string,
   lines: number,
   run: number,
-): Promise<Reading & { state: MapWithStateStream<string, number, [string, number]>; stop: () => Promise<void>; batches: number }> {
+): Promise<Reading & { state: MapWithStateStream<string, number, [string, number]>; stop: () => Promise<void>; batches: number; disk: number }> {
   const rss: RssSampler = peakRss();
   const dir = tempDataDir('kafka');
   const ssc = new StreamingContext({ batchIntervalMs: config.batchIntervalMs, dataDir: dir.path, threads: config.threads, appName: `bench-kafka-${run}` });
@@ -113,13 +113,15 @@ async function statestreamRead(
   await ssc.start();
   await done;
   const seconds = (performance.now() - started) / 1000;
-  return {
-    seconds, rss: rss.stop(), state, batches,
+  const reading = {
+    seconds, rss: rss.stop(), state, batches, disk: 0,
     stop: async () => {
       await ssc.stop();
+      reading.disk = bytesOnDisk(dir.path);
       dir.remove();
     },
   };
+  return reading;
 }
 
 /** Writes the topic with kcat from a file: `lines` lines of five Zipf words. */
@@ -174,7 +176,7 @@ export async function kafkaIntake(config: BenchConfig): Promise<ScenarioResult> 
     // The mock keeps only the newest part of a very large topic: every reader must see it all.
     if (size.low !== 0 || size.high !== k.lines) throw new Error(`kafka intake: the broker holds offsets ${size.low}–${size.high} of the ${k.lines} lines produced; make the topic smaller`);
 
-    const runs = { kcat: [] as Reading[], kafkajs: [] as Reading[], statestream: [] as Array<Reading & { batches: number }> };
+    const runs = { kcat: [] as Reading[], kafkajs: [] as Reading[], statestream: [] as Array<Reading & { batches: number; disk: number }> };
     let reps = 0;
     for (let rep = 0; rep < config.reps && !(rep > 0 && overBudget()); rep++, reps++) {
       await settle();
@@ -206,12 +208,13 @@ export async function kafkaIntake(config: BenchConfig): Promise<ScenarioResult> 
       { case: kafkaCase, figure: 'intake', unit: 'records/s', runtime: rate(runs.statestream), baselines: { kafkajs: rate(runs.kafkajs), kcat: rate(runs.kcat) }, details: { unit: 'lines/s', batches: runs.statestream.map((r) => r.batches) } },
       { case: kafkaCase, figure: 'peak RSS', unit: 'MB', runtime: rss(runs.statestream, 'peak'), baselines: { kafkajs: rss(runs.kafkajs, 'peak') } },
       { case: kafkaCase, figure: 'peak RSS above the start of the read', unit: 'MB', runtime: rss(runs.statestream, 'rise'), baselines: { kafkajs: rss(runs.kafkajs, 'rise') } },
+      { case: kafkaCase, figure: 'state on disk', unit: 'MB', runtime: summarize(runs.statestream.map((r) => r.disk)), baselines: {} },
     ];
     const notes = [
       `One topic of ${pow10(k.lines)} lines of ${WORDS_PER_LINE} Zipf(1) words (vocabulary 10^4) in ${TOPIC_PARTITIONS} partitions on the mock broker, produced with kcat; each reader reads it whole from the beginning, ${config.reps} runs each. The "records/s" of this table are lines/s.`,
       'kcat: `kcat -C -o beginning -e`, lines counted from its output. kafkajs + Map: a consumer group of its own, `eachBatch`, split each line and count in a Map, no durability. statestream: `kafkaStream` with ZooKeeper offsets (a root and group of its own) → flatMap(split) → map → mapWithState(word count), ' +
         `${k.partitions} partitions, ${k.threads} threads, batchIntervalMs ${k.batchIntervalMs} on the system clock, maxRecordsPerBatch ${pow10(k.maxRecordsPerBatch)}; its counts are checked against the kafkajs consumer's, word for word.`,
-      'Each time runs from the call that starts reading (consumer.run / ssc.start, connecting and joining the group included) to the last line counted. Peak RSS: of the bench process while the reader runs, sampled every 20 ms (kcat runs in a process of its own and is not measured); the row above the start is what the read added to the process, the other is the whole process (the input and the readers before it included).',
+      'Each time runs from the call that starts reading (consumer.run / ssc.start, connecting and joining the group included) to the last line counted. Peak RSS: of the bench process while the reader runs, sampled every 20 ms (kcat runs in a process of its own and is not measured); the row above the start is what the read added to the process, the other is the whole process (the input and the readers before it included). State on disk: statestream\'s data folder once the job stopped (the kafkajs count keeps nothing).',
     ];
     if (reps < config.reps) notes.unshift(`Only ${reps} of ${config.reps} runs: the ${config.mode}-mode time budget ran out.`);
     return { name: 'kafka', title: '7. Kafka intake: kcat, kafkajs + Map, statestream', setup: { ...k, reps: config.reps }, notes, rows, seconds: (Date.now() - started) / 1000 };

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { BenchConfig } from '../config.js';
 import { log, overBudget, pow10, rawRate, settle, sum, timeBatches, type RawBaseline } from '../common.js';
 import { LmdbLoop, MapLoop } from '../baselines.js';
+import { bytesOnDisk, peakRss } from '../memory.js';
 import type { Row, ScenarioResult } from '../report.js';
 import { BATCH_INTERVAL_MS, RuntimeJob, tempDataDir } from '../runtime.js';
 import { summarize } from '../stats.js';
@@ -18,6 +19,11 @@ export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): 
   // As in scenario 1: the first batches of a job run on workers whose JIT is cold, and are left out.
   const rate = (wall: number[]) => (timedRecords(input) / sum(wall.slice(WARM_UP_BATCHES))) * 1000;
   const runs = new Map(configs.map((c) => [`${c.threads}/${c.partitions}`, [] as number[]]));
+  const rises = new Map(configs.map((c) => [`${c.threads}/${c.partitions}`, [] as number[]]));
+  const disks = new Map(configs.map((c) => [`${c.threads}/${c.partitions}`, [] as number[]]));
+  const mapRises: number[] = [];
+  const lmdbRises: number[] = [];
+  const lmdbDisks: number[] = [];
   const mapRuns: number[] = [];
   const lmdbRuns: number[] = [];
 
@@ -26,6 +32,7 @@ export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): 
     for (const c of configs) {
       const dir = tempDataDir('threads');
       try {
+        const rss = peakRss();
         const job = await RuntimeJob.start({ dataDir: dir.path, partitions: c.partitions, threads: c.threads });
         const wall: number[] = [];
         try {
@@ -34,19 +41,27 @@ export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): 
         } finally {
           await job.stop();
         }
-        runs.get(`${c.threads}/${c.partitions}`)!.push(rate(wall));
+        const key = `${c.threads}/${c.partitions}`;
+        runs.get(key)!.push(rate(wall));
+        rises.get(key)!.push(rss.stop().rise);
+        disks.get(key)!.push(bytesOnDisk(dir.path));
       } finally {
         dir.remove();
       }
     }
     await settle();
+    const mapRss = peakRss();
     const map = new MapLoop();
-    mapRuns.push(rate(timeBatches(input, 0, BATCH_INTERVAL_MS, (time, batch) => map.batch(time, batch))));
+    mapRuns.push(rate(timeBatches(input, 0, BATCH_INTERVAL_MS, (time, batch) => map.batch(time, batch), mapRss.sample)));
+    mapRises.push(mapRss.stop().rise);
     const ldir = tempDataDir('threads-lmdb');
     try {
+      const loopRss = peakRss();
       const loop = new LmdbLoop(ldir.path);
-      lmdbRuns.push(rate(timeBatches(input, 0, BATCH_INTERVAL_MS, (time, batch) => loop.batch(time, batch))));
+      lmdbRuns.push(rate(timeBatches(input, 0, BATCH_INTERVAL_MS, (time, batch) => loop.batch(time, batch), loopRss.sample)));
+      lmdbRises.push(loopRss.stop().rise);
       await loop.close();
+      lmdbDisks.push(bytesOnDisk(ldir.path));
     } finally {
       ldir.remove();
     }
@@ -54,13 +69,19 @@ export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): 
   }
 
   const baselines = { map: summarize(mapRuns), lmdb: summarize(lmdbRuns), raw: rawRate(raw) };
-  const rows: Row[] = configs.map((c) => ({
-    case: `threads ${c.threads}, partitions ${c.partitions}`, figure: 'throughput', unit: 'records/s',
-    runtime: summarize(runs.get(`${c.threads}/${c.partitions}`)!), baselines, details: { ...c },
-  }));
+  const rows: Row[] = configs.flatMap((c): Row[] => {
+    const key = `${c.threads}/${c.partitions}`;
+    const where = `threads ${c.threads}, partitions ${c.partitions}`;
+    return [
+      { case: where, figure: 'throughput', unit: 'records/s', runtime: summarize(runs.get(key)!), baselines, details: { ...c } },
+      { case: where, figure: 'peak RSS above the start of the run', unit: 'MB', runtime: summarize(rises.get(key)!), baselines: { map: summarize(mapRises), lmdb: summarize(lmdbRises) } },
+      { case: where, figure: 'state on disk', unit: 'MB', runtime: summarize(disks.get(key)!), baselines: { lmdb: summarize(lmdbDisks) } },
+    ];
+  });
   const notes: string[] = [
     `The throughput workload on vocab ${pow10(size)}: ${pow10(records)} records per run in batches of ${pow10(batchRecords)}, ${config.reps} runs of each configuration; the machine has ${availableParallelism()} cores, shared by the main thread (routing, outputs) and the workers.`,
     `As in scenario 1, each run's first ${WARM_UP_BATCHES} batches (a fresh job's workers, their JIT cold) are left out of its rate, the baselines' too.`,
+    'Memory as in scenario 1: the peak RSS of the bench process above its size at the start of each run (sampled every 20 ms, and after every batch of the baselines\' loops), from the job\'s start to its stop; state on disk: the data folder after the run.',
   ];
   if (reps < config.reps) notes.unshift(`Only ${reps} of ${config.reps} runs: the ${config.mode}-mode time budget (${config.budgetSeconds} s) ran out (a busy machine).`);
   return { name: 'threadsPartitions', title: '4. Threads and partitions', setup: { ...config.threadsPartitions, batchRecords, skew, reps: config.reps }, notes, rows, seconds: (Date.now() - started) / 1000 };

@@ -88,7 +88,7 @@ export async function renderChart(results: ScenarioResult[], env: Environment, m
   const tp = get('threadsPartitions');
   if (tp) {
     // statestream per thread count (dashes), the single-threaded baselines as flat lines (same colours as elsewhere).
-    const data = tp.rows.flatMap((r) => [
+    const data = tp.rows.filter((r) => r.figure === 'throughput').flatMap((r) => [
       { x: String(r.details!.partitions), series: 'statestream', lane: `statestream, ${r.details!.threads} thread${r.details!.threads === 1 ? '' : 's'}`, ...pick(r.runtime) },
       ...(['lmdb', 'map'] as const).filter((b) => r.details!.threads === 1 && r.baselines[b]).map((b) => ({ x: String(r.details!.partitions), series: BASELINE_LABELS[b], lane: BASELINE_LABELS[b], ...pick(r.baselines[b]!) })),
     ]);

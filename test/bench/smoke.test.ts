@@ -31,6 +31,11 @@ describe('benchmark harness', () => {
     assert.equal(typeof p99.details!.ratio, 'number');
     const completed = snapshots.rows.find((r) => r.figure === 'snapshots completed');
     assert.ok(completed && completed.runtime.median >= 1, 'snapshots were taken, awaited and counted');
+    // Memory beside every throughput figure: peak RSS and the state on disk.
+    for (const [scenario, figures] of [['throughput', ['peak RSS above the start of the run', 'state on disk']], ['threadsPartitions', ['peak RSS above the start of the run', 'state on disk']], ['kafka', ['peak RSS above the start of the read', 'state on disk']]] as const) {
+      const rows = json.scenarios.find((s) => s.name === scenario)?.rows ?? [];
+      for (const figure of figures) assert.ok(rows.some((r) => r.figure === figure && r.runtime.median > 0), `${scenario} reports ${figure}`);
+    }
     for (const field of ['cpuModel', 'cores', 'node', 'gitCommit']) assert.ok(json.environment[field] !== undefined, `the results name the machine's ${field}`);
     assert.ok(existsSync(join(out, 'latest-smoke.svg')));
     assert.match(readFileSync(join(out, 'latest-smoke.svg'), 'utf8'), /<svg/);

@@ -47,6 +47,23 @@ describe("a partition's state in worker memory is never stale", () => {
     assert.deepEqual(await applyHere(path, 'second', 5000, ['a']), [['a', 8]], 'a new incarnation drops what the old one held');
   });
 
+  it("a store written by someone else after this memory read its change log: the log is read again (a large state, whose changes go to the log)", async () => {
+    const path = join(tempDir(), 'partition-0000');
+    await applyHere(path, 'first', 1000, ['a', ...Array.from({ length: 300 }, (_, i) => `k${i}`)]);
+    assert.deepEqual(await applyHere(path, 'first', 2000, ['a']), [['a', 2]], 'one change among 301 keys: logged, not written in place');
+    writeBehind(path, 3000, [['a', 100]]);
+    assert.deepEqual(await applyHere(path, 'first', 4000, ['a']), [['a', 101]]);
+  });
+
+  it('with stateCacheEntries 0, each batch reads what the batch before committed', async () => {
+    const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(1), { dataDir: tempDir(), threads: 1, stateCacheEntries: 0 });
+    try {
+      for (let n = 1; n <= 4; n++) assert.deepEqual(await job.batch([['a', 1]]), [['a', n]]);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('object states a batch only reads are served from memory as they are in LMDB, each key its own', async () => {
     const path = join(tempDir(), 'partition-0000');
     // 'set' stores an object naming its key; 'read' emits what the state says, and leaves it as it is.

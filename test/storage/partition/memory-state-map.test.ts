@@ -151,6 +151,34 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
     }
   });
 
+  it('an object state updated while its generation is full is held once, and gone once removed', () => {
+    const store = open();
+    const memory = new MemoryStateMap(new LmdbStateMap(store), 4);
+    commit(store, memory, [['a', { v: 1 }, 10], ['b', { v: 1 }, 10]]);
+    commit(store, memory, [['a', { v: 2 }, 20]], new Map([['a', memory.get('a')]]));
+    assert.deepEqual(memory.get('a'), [{ v: 2 }, 20]);
+    assert.equal(memory.size, 2, 'a and b, each once');
+    commit(store, memory, [['a']]);
+    assert.equal(memory.get('a'), undefined, 'a removed key is not served');
+  });
+
+  it('a key read from the old generation moves to the young one: a key that is only read stays while it is read', () => {
+    const store = open();
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    store.env.transactionSync(() => keys.forEach((k, i) => store.state.putSync(k, encodeEntry(i, 1))));
+    const lmdb = countingLmdb(store);
+    const memory = new MemoryStateMap(lmdb, 10);
+    memory.checkComplete(40);
+    let k0 = 0;
+    for (let round = 0; round < 8; round++) {
+      const before = lmdb.reads;
+      memory.get('k0');
+      k0 += lmdb.reads - before;
+      for (let j = 0; j < 4; j++) memory.get(`k${1 + round * 4 + j}`);
+    }
+    assert.equal(k0, 1, 'k0, read in every round among four new keys, was read from LMDB once');
+  });
+
   it('keeps at most its bound, evicting keys not read since, and then reads them from LMDB again', () => {
     for (const bound of [1, 2, 3, 10]) {
       const store = open();

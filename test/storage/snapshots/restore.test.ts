@@ -87,6 +87,24 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     }
   });
 
+  for (const lost of [1, 2]) {
+    it(`stores resharded since their newest surviving snapshot, partition ${lost} lost: the healthy stores give the partition count, and no snapshot of another count is put in place`, async () => {
+      const { dataDir } = await snapshotted((t) => (t === 3000 ? 3 : 2));
+      rmSync(join(dataDir, 'snapshots', '3000'), { recursive: true });
+      rmSync(partitionPath(dataDir, 0, lost), { recursive: true });
+      const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(3000) });
+      ssc.queueStream<[string, number]>().mapWithState(spec(3));
+      await assert.rejects(ssc.start(), (error: unknown) => {
+        assert.ok(error instanceof SnapshotError, String(error));
+        assert.match(error.message, new RegExp(`partition ${lost}: the partition folder is missing`));
+        assert.match(error.message, /has 2 partitions, the stores have 3/);
+        return true;
+      });
+      await ssc.stop();
+      assert.ok(!existsSync(partitionPath(dataDir, 0, lost)), 'nothing was put in place');
+    });
+  }
+
   it('goes by the oldest surviving partition: one behind the others rules out a snapshot the others could continue from', async () => {
     const { dataDir } = await snapshotted(() => 3);
     // Partition 0 holds batch 2000, partition 2 batch 3000; partition 1 is lost.

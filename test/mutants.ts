@@ -502,6 +502,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a key updated while in the young generation is kept again, twice', edits: one('storage/partition/memory-state-map.js', 'if (this.young.get(key) !== undefined)\n            this.young.set(key, held);\n        else\n            this.keep(key, held);', 'this.keep(key, held);'), test: 'storage/partition/memory-state-map.test.js', name: 'held once, and gone once removed' },
   { what: 'a key read from the old generation is left there', edits: one('storage/partition/memory-state-map.js', '                this.old.delete(key);\n                this.keep(key, held);\n', ''), test: 'storage/partition/memory-state-map.test.js', name: 'moves to the young one' },
   { what: "store().get reads the change log's newest overlay, not the pinned one", edits: one('storage/partition/state-view.js', 'pin.overlay(partition))', 'readOverlay(store))'), test: 'storage/partition/state-view.test.js', name: '800 other keys' },
+  { what: 'a refused migration of several partitions leaves their staged entries', edits: one('storage/partition/migrate.js', 'for (const store of staged)\n            discardStaged(store);', ';'), test: 'engine/state-version.test.js', name: 'leaves the stores unchanged' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -143,6 +143,23 @@ describe('state versions and migration', () => {
       keyedJob(spec().stateVersion(2, failing), { dataDir, startMs: 3000 }),
       rejection(StateMigrationError, /migrate threw on key "[bc]" of partition \d of stream 0 \(state version 1 to 2\): no count of one, please/),
     );
+    // Failing in the last partition (d, whose count is 2), after partition 1 (a, c) staged its
+    // entries: what was staged is thrown away, not left to fill the files.
+    await assert.rejects(
+      keyedJob(spec().stateVersion(2, (state: unknown, from: number): Tally => {
+        if (state === 2) throw new Error('no count of two, please');
+        return fromCount(state, from);
+      }), { dataDir, startMs: 3000 }),
+      rejection(StateMigrationError, /migrate threw on key "d" of partition 2 of stream 0 \(state version 1 to 2\): no count of two, please/),
+    );
+    for (let p = 0; p < 3; p++) {
+      const store = openPartitionStore(partitionPath(dataDir, 0, p));
+      try {
+        assert.equal(store.env.openDB<Buffer, Key>({ name: 'migrating', encoding: 'binary' }).getKeysCount(), 0, `partition ${p} keeps no staged entry`);
+      } finally {
+        store.env.close();
+      }
+    }
     await assert.rejects(
       keyedJob(spec().stateVersion(2, () => undefined as never), { dataDir, startMs: 3000 }),
       rejection(StateMigrationError, /migrate returned undefined for key/),

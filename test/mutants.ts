@@ -503,6 +503,9 @@ const MUTANTS: Mutant[] = [
   { what: 'a key read from the old generation is left there', edits: one('storage/partition/memory-state-map.js', '                this.old.delete(key);\n                this.keep(key, held);\n', ''), test: 'storage/partition/memory-state-map.test.js', name: 'moves to the young one' },
   { what: "store().get reads the change log's newest overlay, not the pinned one", edits: one('storage/partition/state-view.js', 'pin.overlay(partition))', 'readOverlay(store))'), test: 'storage/partition/state-view.test.js', name: '800 other keys' },
   { what: 'a refused migration of several partitions leaves their staged entries', edits: one('storage/partition/migrate.js', 'for (const store of staged)\n            discardStaged(store);', ';'), test: 'engine/state-version.test.js', name: 'leaves the stores unchanged' },
+  { what: 'a first message over the byte limit sends an empty request before it', edits: one('cluster/send-chunks.js', 'if (chunk.length > 0 && (', 'if (('), test: 'cluster/send-chunks.test.js', name: 'first message over the limit' },
+  { what: "a request's bytes leave out the keys", edits: one('cluster/send-chunks.js', 'const size = (message.key?.length ?? 0) +', 'const size = 0 +'), test: 'cluster/send-chunks.test.js', name: 'first message over the limit' },
+  { what: 'a request filled to the byte limit exactly is cut', edits: one('cluster/send-chunks.js', 'bytes + size > maxBytes', 'bytes + size >= maxBytes'), test: 'cluster/send-chunks.test.js', name: 'first message over the limit' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -24,6 +24,14 @@ describe('produce requests cut by records and by bytes', () => {
     assert.equal(chunks.flat().length, 1000, 'every message once');
   });
 
+  it('a first message over the limit goes alone, with no empty request before it; a request filled to the limit exactly is not cut; key bytes count', () => {
+    assert.deepEqual(ids(sendChunks([message(0, 250), message(1, 10)], 100, 100)), [[0], [1]]);
+    assert.deepEqual(ids(sendChunks([message(0, 60), message(1, 40), message(2, 1)], 100, 100)), [[0, 1], [2]]);
+    // 60-byte keys: two messages of 70 bytes pass 100, though their values alone would not.
+    const keyed = [0, 1, 2].map((id) => ({ key: Buffer.alloc(60, id), value: Buffer.alloc(10, id) }));
+    assert.deepEqual(sendChunks(keyed, 100, 100).map((c) => c.map((m) => m.key[0])), [[0], [1], [2]]);
+  });
+
   it('nothing to send makes no request', () => {
     assert.deepEqual(sendChunks([], 10), []);
   });

@@ -506,6 +506,11 @@ const MUTANTS: Mutant[] = [
   { what: 'a first message over the byte limit sends an empty request before it', edits: one('cluster/send-chunks.js', 'if (chunk.length > 0 && (', 'if (('), test: 'cluster/send-chunks.test.js', name: 'first message over the limit' },
   { what: "a request's bytes leave out the keys", edits: one('cluster/send-chunks.js', 'const size = (message.key?.length ?? 0) +', 'const size = 0 +'), test: 'cluster/send-chunks.test.js', name: 'first message over the limit' },
   { what: 'a request filled to the byte limit exactly is cut', edits: one('cluster/send-chunks.js', 'bytes + size > maxBytes', 'bytes + size >= maxBytes'), test: 'cluster/send-chunks.test.js', name: 'first message over the limit' },
+  { what: 'a maxPairsPerBatch under one message of pairs takes no message a batch', edits: one('cluster/pairs.js', 'Math.max(1, Math.floor(maxPairsPerBatch / PAIRS_PER_MESSAGE))', 'Math.floor(maxPairsPerBatch / PAIRS_PER_MESSAGE)'), test: 'cluster/pairs.test.js', name: 'at least one' },
+  { what: 'maxPairsPerBatch counted as messages, not pairs', edits: one('cluster/pairs.js', 'Math.max(1, Math.floor(maxPairsPerBatch / PAIRS_PER_MESSAGE))', 'maxPairsPerBatch'), test: 'cluster/pairs.test.js', name: 'at least one' },
+  { what: "the default cluster instance id ignores the data folder", edits: one('cluster/options.js', 'update(dataDir)', "update('x')"), test: 'cluster/options.test.js', name: 'defaults' },
+  { what: 'cluster: null fails as a TypeError', edits: one('cluster/options.js', 'if (options === null || typeof options !== \'object\' || Array.isArray(options)) {', 'if (typeof options !== \'object\') {'), test: 'cluster/options.test.js', name: 'malformed cluster option' },
+  { what: 'cluster defaults to 10^4 pairs a batch and a 60 s restore', edits: [...one('cluster/options.js', 'given(options.maxPairsPerBatch, 100_000)', 'given(options.maxPairsPerBatch, 10_000)'), ...one('cluster/options.js', 'given(options.restoreTimeoutMs, 300_000)', 'given(options.restoreTimeoutMs, 60_000)')], test: 'cluster/options.test.js', name: 'defaults' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

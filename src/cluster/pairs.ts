@@ -19,6 +19,13 @@ export interface TaggedPair {
 export const PAIRS_PER_MESSAGE = 500;
 
 /**
+ * Repartition messages a batch takes from a partition: each holds up to PAIRS_PER_MESSAGE
+ * pairs, so this many keep it within maxPairsPerBatch; at least one, or a bound under one
+ * message's pairs would apply nothing, ever.
+ */
+export const pairMessagesPerBatch = (maxPairsPerBatch: number): number => Math.max(1, Math.floor(maxPairsPerBatch / PAIRS_PER_MESSAGE));
+
+/**
  * The most bytes of one repartition message: a broker refuses a message past its
  * max.message.bytes (1 MiB by default), and 500 pairs of 2 KB values pass that. A bundle
  * packed larger is cut in halves until each fits, or holds one pair. Near the limit, not

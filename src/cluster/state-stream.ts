@@ -29,11 +29,9 @@ import type { ClusterCoordinator } from './coordinator.js';
 import { PairFilter } from './high-water-marks.js';
 import { withinLease } from './lease.js';
 import type { PartitionReader } from './partition-reader.js';
-import { PAIRS_PER_MESSAGE, readPairs } from './pairs.js';
+import { pairMessagesPerBatch, readPairs } from './pairs.js';
 import { readClusterMeta, restorePartition, type ClusterMeta } from './restore-store.js';
 
-/** Repartition messages a batch takes from a partition: each holds up to PAIRS_PER_MESSAGE pairs, so this many keep it within maxPairsPerBatch. */
-const pairMessagesPerBatch = (maxPairsPerBatch: number) => Math.max(1, Math.floor(maxPairsPerBatch / PAIRS_PER_MESSAGE));
 
 /** What a cluster's state stream needs from its runtime once the job starts. */
 export interface ClusterStreamRuntime {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ClusterError, ConfigError, StateSpec, StreamingContext } from '../../src/index.js';
+import { defaultInstanceId, validateClusterOptions } from '../../src/cluster/options.js';
 import { fixture, tempDir } from '../helpers.js';
 
 const zk = { connect: '127.0.0.1:1' };
@@ -16,6 +17,7 @@ const refused = (make: () => unknown, option: string, message: RegExp) =>
 describe('cluster options: checked when the context is made, naming the option', () => {
   it('refuses a malformed cluster option', () => {
     refused(() => context({ cluster: 'zk:2181' }), 'cluster', /cluster must be an object like \{ zookeeper: \{ connect \} \}/);
+    for (const [value, named] of [[null, 'null'], [[], '\\[\\]']] as const) refused(() => context({ cluster: value }), 'cluster', new RegExp(`cluster must be an object like .*, got ${named}$`));
     refused(() => context({ cluster: { zookeeper: zk, standby: 1 } }), 'cluster.standby', /cluster\.standby is not a cluster option \(known: zookeeper, instanceId, maxPairsPerBatch, restoreTimeoutMs\)/);
     refused(() => context({ cluster: { zookeeper: { connect: 'no port' } } }), 'cluster.zookeeper.connect', /cluster\.zookeeper\.connect must be "host:port\[,host:port…\]\[\/chroot\]", each port from 1 to 65535, got "no port": "no port" is not host:port/);
     refused(() => context({ cluster: { zookeeper: { ...zk, root: 'relative' } } }), 'cluster.zookeeper.root', /absolute ZooKeeper path/);
@@ -28,6 +30,15 @@ describe('cluster options: checked when the context is made, naming the option',
     refused(() => context({ cluster: { zookeeper: zk, restoreTimeoutMs: 999 } }), 'cluster.restoreTimeoutMs', /at least 1000, got 999/);
     refused(() => context({ cluster: { zookeeper: zk, restoreTimeoutMs: 1500.5 } }), 'cluster.restoreTimeoutMs', /got 1500\.5/);
     for (const bad of [Number.NaN, 1.5]) refused(() => context({ cluster: { zookeeper: zk, maxPairsPerBatch: bad } }), 'cluster.maxPairsPerBatch', /from 1 to 10000000/);
+  });
+
+  it("defaults: an instance id of the host and the data folder (two folders on one host, two ids), 10^5 pairs a batch, a 300 s restore", () => {
+    const [a, b] = [validateClusterOptions({ zookeeper: zk }, 'wc', '/data/a'), validateClusterOptions({ zookeeper: zk }, 'wc', '/data/b')];
+    assert.notEqual(a.instanceId, b.instanceId);
+    assert.equal(validateClusterOptions({ zookeeper: zk }, 'wc', '/data/a').instanceId, a.instanceId, 'the same folder, the same id');
+    assert.equal(a.instanceId, defaultInstanceId('/data/a'));
+    assert.match(a.instanceId, /^[A-Za-z0-9._-]{1,100}$/);
+    assert.deepEqual([a.maxPairsPerBatch, a.restoreTimeoutMs], [100_000, 300_000]);
   });
 
   it('refuses snapshots and an initial state, which a cluster restores from its changelog instead', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MESSAGE_BYTES, PairBundler, PAIRS_PER_MESSAGE, readPairs, type TaggedPair } from '../../src/cluster/pairs.js';
+import { MESSAGE_BYTES, pairMessagesPerBatch, PairBundler, PAIRS_PER_MESSAGE, readPairs, type TaggedPair } from '../../src/cluster/pairs.js';
 
 const pair = (i: number): TaggedPair => ({ key: `k${i}`, value: i % 3 === 0 ? new Map([[i, 'x']]) : i, origin: { topic: 't', partition: i % 2, offset: Math.floor(i / 2), n: i % 4 } });
 
@@ -28,5 +28,11 @@ describe('repartition messages', () => {
 
   it('make no message when there is no pair', () => {
     assert.deepEqual(new PairBundler().finish(), []);
+  });
+});
+
+describe('maxPairsPerBatch in repartition messages', () => {
+  it('a batch takes as many whole messages as keep it within the bound, and at least one', () => {
+    assert.deepEqual([1, 499, 500, 1000, 1499, 100_000].map(pairMessagesPerBatch), [1, 1, 1, 2, 2, 200]);
   });
 });

@@ -511,6 +511,8 @@ const MUTANTS: Mutant[] = [
   { what: "the default cluster instance id ignores the data folder", edits: one('cluster/options.js', 'update(dataDir)', "update('x')"), test: 'cluster/options.test.js', name: 'defaults' },
   { what: 'cluster: null fails as a TypeError', edits: one('cluster/options.js', 'if (options === null || typeof options !== \'object\' || Array.isArray(options)) {', 'if (typeof options !== \'object\') {'), test: 'cluster/options.test.js', name: 'malformed cluster option' },
   { what: 'cluster defaults to 10^4 pairs a batch and a 60 s restore', edits: [...one('cluster/options.js', 'given(options.maxPairsPerBatch, 100_000)', 'given(options.maxPairsPerBatch, 10_000)'), ...one('cluster/options.js', 'given(options.restoreTimeoutMs, 300_000)', 'given(options.restoreTimeoutMs, 60_000)')], test: 'cluster/options.test.js', name: 'defaults' },
+  { what: "a cluster source position that is no offset read as NaN", edits: one('cluster/source-intake.js', 'if (!/^\\d+$/.test(text))', 'if (false)'), test: 'integration/cluster/source-intake.test.js', name: 'no decimal offset' },
+  { what: 'a cluster batch taken while behind takes records anyway', edits: one('cluster/source-intake.js', 'if (behind)\n            return { messages, positions };', ''), test: 'integration/cluster/source-intake.test.js', name: 'while the job is behind' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

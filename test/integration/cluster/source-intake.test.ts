@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { PartitionReader } from '../../../src/cluster/partition-reader.js';
 import { SourceIntake, type IntakeMessage } from '../../../src/cluster/source-intake.js';
-import { DataLossError, type DataLostEvent } from '../../../src/index.js';
+import { DataLossError, OffsetStoreError, type DataLostEvent } from '../../../src/index.js';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
 import { waitUntil, within } from '../../wait.js';
 import { produceWithKcat } from '../services/kafka.js';
@@ -95,6 +95,40 @@ describe('a cluster source position the broker no longer holds (real ZooKeeper, 
       [{ topic: TOPIC, partition: 0, from: STOPPED_AT, until: low, where: 'position' }],
     );
     assert.match(lost[0].message, /went on without/);
+  });
+
+  it('a position node that holds no decimal offset fails the intake, naming the node, rather than reading from NaN', async () => {
+    const root = '/cluster-bad-position';
+    const intake = new SourceIntake(admin, reader, session, root, { topics: [TOPIC], startingOffsets: 'earliest', maxRecordsPerBatch: 1000, failOnDataLoss: true, announce: () => undefined });
+    await intake.record([{ topic: TOPIC, partition: 0, offset: low }]);
+    await session.run('spoil the position', (client, done) => client.setData(`${root}/sources/${TOPIC}/0`, Buffer.from('six'), -1, (error) => done(error)));
+    intake.assign([{ topic: TOPIC, partition: 0 }]);
+    const failure = await within(new Promise<unknown>((resolve) => {
+      const poll = setInterval(() => {
+        try {
+          intake.take();
+        } catch (error) {
+          clearInterval(poll);
+          resolve(error);
+        }
+      }, 20);
+    }), 'the intake to fail on the position');
+    assert.ok(failure instanceof OffsetStoreError, String(failure));
+    assert.match((failure as Error).message, new RegExp(`the position at ${root}/sources/${TOPIC}/0 is "six", not a decimal offset`));
+  });
+
+  it('a batch taken while the job is behind takes nothing and moves no position; the records wait for the next', async () => {
+    const behindReader = new PartitionReader(client, [TOPIC], 'behind');
+    readers.push(behindReader);
+    await behindReader.start();
+    const held = Number((await admin.fetchTopicOffsets(TOPIC))[0].low);
+    const { intake } = await intakeAt('/cluster-behind', false, held, behindReader);
+    await waitUntil('a batch of records fetched', () => (behindReader.buffered(TOPIC, 0) >= 1000 ? true : undefined));
+    assert.deepEqual(intake.take(true), { messages: [], positions: [] });
+    const next = intake.take();
+    assert.equal(next.messages[0]?.offset, held, 'the next batch begins where the position stood');
+    assert.equal(next.messages.length, 1000);
+    assert.deepEqual(next.positions, [{ topic: TOPIC, partition: 0, offset: held + 1000 }]);
   });
 
   it('a source partition is read about two batches ahead (maxRecordsPerBatch), not as far as the reader\'s limit for every partition', async () => {

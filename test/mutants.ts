@@ -513,6 +513,8 @@ const MUTANTS: Mutant[] = [
   { what: 'cluster defaults to 10^4 pairs a batch and a 60 s restore', edits: [...one('cluster/options.js', 'given(options.maxPairsPerBatch, 100_000)', 'given(options.maxPairsPerBatch, 10_000)'), ...one('cluster/options.js', 'given(options.restoreTimeoutMs, 300_000)', 'given(options.restoreTimeoutMs, 60_000)')], test: 'cluster/options.test.js', name: 'defaults' },
   { what: "a cluster source position that is no offset read as NaN", edits: one('cluster/source-intake.js', 'if (!/^\\d+$/.test(text))', 'if (false)'), test: 'integration/cluster/source-intake.test.js', name: 'no decimal offset' },
   { what: 'a cluster batch taken while behind takes records anyway', edits: one('cluster/source-intake.js', 'if (behind)\n            return { messages, positions };', ''), test: 'integration/cluster/source-intake.test.js', name: 'while the job is behind' },
+  { what: 'the store check reads a meta page whose magic is spoilt', edits: one('storage/partition/lmdb-file.js', 'const metas = [first, second].filter((m) => m.readUInt32LE(PAGE_HEADER) === META_MAGIC);', 'const metas = [first, second];'), test: 'storage/partition/store-file-check.test.js', name: 'valid meta page' },
+  { what: 'the store check takes a page size that is no power of two', edits: one('storage/partition/lmdb-file.js', ' || (pageSize & (pageSize - 1)) !== 0)', ')'), test: 'storage/partition/store-file-check.test.js', name: 'valid meta page' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { cpSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareKeys } from 'lmdb';
@@ -32,6 +32,31 @@ async function probe(...args: string[]): Promise<ProbeResult> {
 }
 
 describe('the store file check', () => {
+  it('reads a store by its valid meta page: one whose magic is spoiled is passed over whatever it claims, and an impossible page size is named', () => {
+    const dir = join(tempDir(), 'partition');
+    const store = openPartitionStore(dir);
+    try {
+      for (let i = 0; i < 5; i++) store.env.transactionSync(() => store.state.putSync(`k${i}`, Buffer.alloc(10, i)));
+    } finally {
+      store.env.close();
+    }
+    const file = join(dir, 'data.mdb');
+    const bytes = readFileSync(file);
+    // The meta page of the older commit: spoilt, it claims the newest transaction and a root past the file's end.
+    const TXN_AT = 24 + 128;
+    const older = bytes.readBigUInt64LE(TXN_AT) < bytes.readBigUInt64LE(PAGE + TXN_AT) ? 0 : PAGE;
+    const spoilt = Buffer.from(bytes);
+    spoilt.writeUInt32LE(0, older + 24);
+    spoilt.writeBigUInt64LE(2n ** 40n, older + TXN_AT);
+    spoilt.writeBigUInt64LE(10n ** 6n, older + 24 + 24 + 48 + 40);
+    writeFileSync(file, spoilt);
+    assert.equal(checkStoreFile(dir), undefined, 'the valid meta page describes a whole store');
+    const oddPages = Buffer.from(bytes);
+    oddPages.writeUInt32LE(3000, 24 + 24);
+    writeFileSync(file, oddPages);
+    assert.equal(checkStoreFile(dir), 'data.mdb declares an impossible page size (3000)');
+  });
+
   it('finds a store cut inside the overflow pages of its last, large value, and names the database as the job does, without LMDB\'s NUL', () => {
     const dir = join(tempDir(), 'partition');
     const store = openPartitionStore(dir);

@@ -40,6 +40,16 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     return { store, batch, root };
   }
 
+  /** A store whose history holds the anchor, batch 2000 and batch 3000, both ended. */
+  async function storeWithTwoBatches(): Promise<{ store: ZooKeeperOffsetStore; root: string }> {
+    const { store, batch, root } = await storeWithBatch();
+    await store.recordBatchEnd(batch, true);
+    const next = { batchTime: 3000, ranges: [{ topic: 'words', partition: 0, from: 40, until: 50 }] };
+    await store.recordBatchStart(next);
+    await store.recordBatchEnd(next, true);
+    return { store, root };
+  }
+
   async function assertEnded(store: ZooKeeperOffsetStore, batch: RecordedBatch): Promise<void> {
     assert.deepEqual(await store.positions([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]), new Map([['words:0', 40], ['words:1', 7]]));
     assert.equal(await store.pendingBatch(), undefined);
@@ -140,11 +150,7 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
   });
 
   it('a history prune whose answer was lost is recognised as done when retried', async () => {
-    const { store, batch } = await storeWithBatch();
-    await store.recordBatchEnd(batch, true);
-    const next = { batchTime: 3000, ranges: [{ topic: 'words', partition: 0, from: 40, until: 50 }] };
-    await store.recordBatchStart(next);
-    await store.recordBatchEnd(next, true);
+    const { store } = await storeWithTwoBatches();
     const lost = proxy.loseNextReply(OP_MULTI);
     await store.pruneHistory(3000);
     await within(lost, 'the prune reply was dropped', { timeoutMs: 1000 });
@@ -153,11 +159,7 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
   });
 
   it('a prune for a snapshot older than the whole history removes nothing: the history still proves itself complete from its oldest entry', async () => {
-    const { store, batch } = await storeWithBatch();
-    await store.recordBatchEnd(batch, true);
-    const next = { batchTime: 3000, ranges: [{ topic: 'words', partition: 0, from: 40, until: 50 }] };
-    await store.recordBatchStart(next);
-    await store.recordBatchEnd(next, true);
+    const { store } = await storeWithTwoBatches();
     await store.pruneHistory(3000);
     assert.deepEqual(await store.historyAfter(3000), [], 'the history starts at 3000');
     // A snapshot of 2500: no entry at or before it, so no entry is known to be unneeded.
@@ -166,11 +168,7 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
   });
 
   it('a history entry removed between the listing and its read fails the read, naming it, rather than leaving its batch out of a replay', async () => {
-    const { store, batch, root } = await storeWithBatch();
-    await store.recordBatchEnd(batch, true);
-    const next = { batchTime: 3000, ranges: [{ topic: 'words', partition: 0, from: 40, until: 50 }] };
-    await store.recordBatchStart(next);
-    await store.recordBatchEnd(next, true);
+    const { store, root } = await storeWithTwoBatches();
     const held = proxy.holdNextRequest(OP_GET_DATA, `${root}/history/2000`);
     const reading = store.historyAfter(0);
     void reading.catch(() => undefined);

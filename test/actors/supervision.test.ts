@@ -171,7 +171,7 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
         assert.match((error as Error).message, /partition 0 of mapWithState stream 0 in batch 2000 died 3 time\(s\)/);
         return true;
       });
-      assert.equal(restarts.length, 2);
+      assert.deepEqual(restarts.map((r) => [r.batchTime, r.restart]), [[2000, 1], [2000, 2]], 'each restart numbered');
       await assert.rejects(job.ssc.awaitIdle(), WorkerCrashError);
       assert.equal(job.stream.store().get('a'), 1, 'the failed batch left the store as the last batch did');
     } finally {
@@ -239,6 +239,7 @@ describe('a record the mapping function keeps failing on', () => {
     assert.equal(gaps.length, 1);
     assert.equal(gaps[0].lastBatch, 1000);
     assert.deepEqual(gaps[0].behind.map((b) => b.lastBatch), [undefined]);
+    assert.match(gaps[0].message, /^stream 0: partition \d holds no batch; the batches after that up to 1000 cannot be replayed by a queue source/);
   });
 
   it('a re-created context reports a stream that did not commit a batch another stream of the job committed', async () => {

@@ -344,6 +344,29 @@ describe('a mapping module that does not load fails start()', () => {
     assert.equal(job.ssc.state, 'stopped');
   });
 
+  it("a source that cannot hand over a batch's records fails that batch with its error, and the context with it, rather than running it empty", async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+    const input = ssc.queueStream<[string, number]>();
+    const seen: unknown[] = [];
+    input.mapWithState(StateSpec.function(fixture('count')).numPartitions(1)).foreachBatch((records) => void seen.push(records));
+    const failed: Array<[number, string]> = [];
+    ssc.on(BatchEvents.FAILED, (e) => void failed.push([e.batchTime, e.error.message]));
+    await ssc.start();
+    try {
+      // What a cluster instance's source does once it lost its position: take() throws.
+      (input as unknown as { take(): never }).take = () => {
+        throw new Error('cannot hand over');
+      };
+      await assert.rejects((ssc.clock as ManualClock).advance(1000), /cannot hand over/);
+      await assert.rejects(ssc.awaitIdle(), /cannot hand over/);
+      assert.deepEqual(failed, [[1000, 'cannot hand over']]);
+      assert.deepEqual(seen, [], 'no output ran for the batch');
+      assert.equal(ssc.state, 'failed');
+    } finally {
+      await ssc.stop();
+    }
+  });
+
   it('start() without an input, and building after start, are lifecycle errors', async () => {
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
     await assert.rejects(ssc.start(), (e: unknown) => e instanceof LifecycleError && /^start\(\): no input stream is defined/.test((e as Error).message));

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { readFile } from 'node:fs/promises';
 import { Registry } from 'prom-client';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -151,8 +152,13 @@ describe('the data folder lock (in one process)', () => {
     await job.batch([['a', 1]]);
     await job.ssc.stop();
     // A clock behind the stored batch fails start() once the stores are open, with the folder locked.
+    // Its worker threads end with it: the process's threads are counted, libuv's pool grown to its size first.
+    await Promise.all(Array.from({ length: 8 }, () => readFile(join(dataDir, 'statestream.lock'))));
+    const threads = () => readdirSync('/proc/self/task').length;
+    const before = threads();
     const behind = copyOf(dataDir, 'behind', 0);
     await assert.rejects(behind.start(), StoreMismatchError);
+    await waitUntil('the failed start to end its threads', () => threads() <= before, { timeoutMs: 5000 });
     const next = await keyedJob(spec(), { dataDir, startMs: 100_000 });
     try {
       assert.deepEqual(await next.batch([['a', 1]]), [['a', 2]], 'the next start takes the folder and the state');

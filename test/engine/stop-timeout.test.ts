@@ -19,6 +19,8 @@ describe('stop({ timeoutMs }): a stop that runs out of time terminates the threa
     const job = await keyedJob(spinning().numPartitions(2), { dataDir, threads: 2 });
     const failed: BatchFailedEvent[] = [];
     job.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
+    const restarted: unknown[] = [];
+    job.ssc.on(BatchEvents.PARTITION_RESTARTED, (e) => restarted.push(e));
     let stopped = false;
     try {
       assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1]])), [['a', 1], ['b', 1]]);
@@ -34,6 +36,7 @@ describe('stop({ timeoutMs }): a stop that runs out of time terminates the threa
       assert.deepEqual(failed[0].error.context, { batchTime: 2000, timeoutMs: 200 });
       assert.match(failed[0].error.message, /batch 2000 was still applying: the worker threads were terminated, the batch did not commit/);
       assert.equal(job.outputs.length, 1, 'its outputs did not run');
+      assert.deepEqual(restarted, [], 'the threads the stop cut are not taken for crashes: no partition restarts to replay the batch');
     } finally {
       if (!stopped) await job.ssc.stop({ timeoutMs: 0 });
     }

@@ -149,6 +149,23 @@ describe('tuple keys', () => {
   });
 });
 
+describe('a mapWithState stream fed by another', () => {
+  it('gets its records though no output reads either stream', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+    const input = ssc.queueStream<[string, number]>();
+    const first = input.mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2));
+    const second = first.map(([key, n]): [string, number] => [`${key}:${n}`, 1]).mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2));
+    await ssc.start();
+    try {
+      input.pushBatch([['a', 1], ['a', 1], ['b', 1]]);
+      await (ssc.clock as ManualClock).advance(1000);
+      assert.deepEqual([...second.store().entries()].sort(), [['a:1', 1], ['a:2', 1], ['b:1', 1]]);
+    } finally {
+      await ssc.stop();
+    }
+  });
+});
+
 describe('a StateSpec left at its defaults, with initial state in a Set', () => {
   it('has 4 partitions, and its Set (iterable again, unlike an iterator) seeds every stream and a later context given the spec', async () => {
     const spec = StateSpec.function<string, number, number, unknown>(fixture('count')).initialState(new Set<[string, number]>([['a', 5], ['b', 7]]));

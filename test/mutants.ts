@@ -522,6 +522,8 @@ const MUTANTS: Mutant[] = [
   { what: 'every partition.restarted numbered 1', edits: one('engine/streaming-context.js', 'restart: crash.crashes,', 'restart: 1,'), test: 'actors/supervision.test.js', name: 'keeps dying' },
   { what: 'state.restored without the snapshot folder', edits: one('engine/local-recovery.js', 'path: restored.snapshot.path, partitions', 'path: undefined, partitions'), test: 'storage/snapshots/snapshots.test.js', name: 'restore a deleted or truncated' },
   { what: "a partition with no batch reported as holding 'batch undefined'", edits: one('engine/local-recovery.js', "${b.lastBatch === undefined ? 'no batch' : `batch ${b.lastBatch}`}", 'batch ${b.lastBatch}'), test: 'actors/supervision.test.js', name: 'did not commit the failed batch' },
+  { what: 'a crash reported once the context failed is never answered', edits: one('actors/supervisor.machine.js', '// A crash reported while the context fails must still release the batch waiting on it.\n                PARTITION_CRASHED: { actions: \'giveUp\' },', ''), test: 'actors/supervisor.machine.test.js', name: 'once the context failed' },
+  { what: 'a crash reported while the context stops is never answered', edits: one('actors/supervisor.machine.js', "on: { PARTITION_CRASHED: { actions: 'giveUp' } },", ''), test: 'actors/supervisor.machine.test.js', name: 'once the context failed' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -47,6 +47,27 @@ describe('supervisor machine', () => {
     assert.equal(actor.getSnapshot().status, 'done');
   });
 
+  it('a crash reported once the context failed, or while it stops, releases its partition with GIVE_UP rather than leaving its batch waiting', async () => {
+    const crash = (ref: AnyActorRef) => ({ type: 'PARTITION_CRASHED' as const, stream: 0, partition: 0, batchTime: 1000, crashes: 1, error: new Error('died'), ref });
+    const failed = started(3, []);
+    await new Promise((r) => setImmediate(r));
+    failed.send({ type: 'FAIL', error: new Error('the batch failed') });
+    const toldWhenFailed: string[] = [];
+    failed.send(crash(listener(toldWhenFailed)));
+    assert.deepEqual(toldWhenFailed, ['GIVE_UP']);
+
+    // A shutdown that does not end: the supervisor stays stopping.
+    const machine = supervisorMachine.provide({ actors: { startup: fromPromise(async () => {}), shutdown: fromPromise(() => new Promise<void>(() => undefined)) } });
+    const stopping = createActor(machine, { input: { maxRestarts: 3, onRestart: () => {} } }).start();
+    stopping.send({ type: 'START' });
+    await new Promise((r) => setImmediate(r));
+    stopping.send({ type: 'STOP' });
+    assert.ok(stopping.getSnapshot().matches('stopping'));
+    const toldWhenStopping: string[] = [];
+    stopping.send(crash(listener(toldWhenStopping)));
+    assert.deepEqual(toldWhenStopping, ['GIVE_UP']);
+  });
+
   it('goes to failed on FAIL and on a failed startup, and stops from there', async () => {
     const actor = started(1, []);
     await new Promise((r) => setImmediate(r));

@@ -32,6 +32,7 @@ export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): 
     for (const c of configs) {
       const dir = tempDataDir('threads');
       try {
+        await settle();
         const rss = peakRss();
         const job = await RuntimeJob.start({ dataDir: dir.path, partitions: c.partitions, threads: c.threads });
         const wall: number[] = [];
@@ -56,6 +57,7 @@ export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): 
     mapRises.push(mapRss.stop().rise);
     const ldir = tempDataDir('threads-lmdb');
     try {
+      await settle();
       const loopRss = peakRss();
       const loop = new LmdbLoop(ldir.path);
       lmdbRuns.push(rate(timeBatches(input, 0, BATCH_INTERVAL_MS, (time, batch) => loop.batch(time, batch), loopRss.sample)));

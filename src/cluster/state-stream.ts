@@ -32,7 +32,6 @@ import type { PartitionReader } from './partition-reader.js';
 import { pairMessagesPerBatch, readPairs } from './pairs.js';
 import { readClusterMeta, restorePartition, type ClusterMeta } from './restore-store.js';
 
-
 /** What a cluster's state stream needs from its runtime once the job starts. */
 export interface ClusterStreamRuntime {
   workers: WorkerSet;

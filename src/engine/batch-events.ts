@@ -144,7 +144,7 @@ export interface SnapshotCompletedEvent {
 export interface MemoryWarmedEvent {
   stream: number;
   partition: number;
-  /** Keys the store's hint named (0: no hint, as after a crash or on a new store). */
+  /** Keys the store's hint named: the last clean stop's (after a crash too); 0 when no clean stop ever left one, as on a new store. */
   hinted: number;
   /** Of those, the keys memory holds now (the others are gone from the store, or memory was half full). */
   loaded: number;

@@ -103,16 +103,16 @@ describe('a cluster source position the broker no longer holds (real ZooKeeper, 
     await intake.record([{ topic: TOPIC, partition: 0, offset: low }]);
     await session.run('spoil the position', (client, done) => client.setData(`${root}/sources/${TOPIC}/0`, Buffer.from('six'), -1, (error) => done(error)));
     intake.assign([{ topic: TOPIC, partition: 0 }]);
+    let poll: NodeJS.Timeout | undefined;
     const failure = await within(new Promise<unknown>((resolve) => {
-      const poll = setInterval(() => {
+      poll = setInterval(() => {
         try {
           intake.take();
         } catch (error) {
-          clearInterval(poll);
           resolve(error);
         }
       }, 20);
-    }), 'the intake to fail on the position');
+    }), 'the intake to fail on the position').finally(() => clearInterval(poll));
     assert.ok(failure instanceof OffsetStoreError, String(failure));
     assert.match((failure as Error).message, new RegExp(`the position at ${root}/sources/${TOPIC}/0 is "six", not a decimal offset`));
   });

@@ -45,6 +45,8 @@ describe('the store file check', () => {
     // The meta page of the older commit: spoilt, it claims the newest transaction and a root past the file's end.
     const TXN_AT = 24 + 128;
     const older = bytes.readBigUInt64LE(TXN_AT) < bytes.readBigUInt64LE(PAGE + TXN_AT) ? 0 : PAGE;
+    // Page 1: a spoilt page 0 is refused before any choice, as LMDB refuses it.
+    assert.equal(older, PAGE, 'precondition: the second meta page holds the older commit');
     const spoilt = Buffer.from(bytes);
     spoilt.writeUInt32LE(0, older + 24);
     spoilt.writeBigUInt64LE(2n ** 40n, older + TXN_AT);

@@ -524,6 +524,9 @@ const MUTANTS: Mutant[] = [
   { what: "a partition with no batch reported as holding 'batch undefined'", edits: one('engine/local-recovery.js', "${b.lastBatch === undefined ? 'no batch' : `batch ${b.lastBatch}`}", 'batch ${b.lastBatch}'), test: 'actors/supervision.test.js', name: 'did not commit the failed batch' },
   { what: 'a crash reported once the context failed is never answered', edits: one('actors/supervisor.machine.js', '// A crash reported while the context fails must still release the batch waiting on it.\n                PARTITION_CRASHED: { actions: \'giveUp\' },', ''), test: 'actors/supervisor.machine.test.js', name: 'once the context failed' },
   { what: 'a crash reported while the context stops is never answered', edits: one('actors/supervisor.machine.js', "on: { PARTITION_CRASHED: { actions: 'giveUp' } },", ''), test: 'actors/supervisor.machine.test.js', name: 'once the context failed' },
+  { what: "a cluster's missing topics are never created nor named", edits: one('cluster/topics.js', 'if (missing.length > 0) {', 'if (false) {'), test: 'integration/cluster/topics.test.js' },
+  { what: "a missing changelog topic's compaction left out of the refusal", edits: one('cluster/topics.js', "${n.compacted ? ', compacted' : ''}", ''), test: 'integration/cluster/topics.test.js' },
+  { what: "a cluster topic of another partition count accepted", edits: one('cluster/topics.js', 'if (metadata.partitions.length !== n.partitions) {', 'if (false) {'), test: 'integration/cluster/topics.test.js' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -527,6 +527,13 @@ const MUTANTS: Mutant[] = [
   { what: "a cluster's missing topics are never created nor named", edits: one('cluster/topics.js', 'if (missing.length > 0) {', 'if (false) {'), test: 'integration/cluster/topics.test.js' },
   { what: "a missing changelog topic's compaction left out of the refusal", edits: one('cluster/topics.js', "${n.compacted ? ', compacted' : ''}", ''), test: 'integration/cluster/topics.test.js' },
   { what: "a cluster topic of another partition count accepted", edits: one('cluster/topics.js', 'if (metadata.partitions.length !== n.partitions) {', 'if (false) {'), test: 'integration/cluster/topics.test.js' },
+  { what: 'failed snapshots never counted in the metrics', edits: one('metrics/job-metrics.js', 'events.on(BatchEvents.SNAPSHOT_FAILED, () => m.snapshotFailures.inc(labels));', ''), test: 'metrics/job-metrics-events.test.js', name: 'total delay is the scheduling delay' },
+  { what: 'the total delay metric leaves out the scheduling delay', edits: one('metrics/job-metrics.js', '(e.schedulingDelayMs + e.processingTimeMs) / 1000', '(e.processingTimeMs) / 1000'), test: 'metrics/job-metrics-events.test.js', name: 'total delay is the scheduling delay' },
+  { what: "the page keeps a failed batch's running row beside a failed one", edits: one('ui/status-model.js', 'if (running)\n                Object.assign(running, failed);', 'if (false)\n                Object.assign(running, failed);'), test: 'ui/status-model.test.js', name: 'one failed row' },
+  { what: "the page does not count a batch that failed while running", edits: one('ui/status-model.js', '...failed }, this.retained);\n            this.totals.failed++;', '...failed }, this.retained);'), test: 'ui/status-model.test.js', name: 'one failed row' },
+  { what: 'the page names partitions by their place in the row', edits: one('ui/status-model.js', 'ps.map((p) => p.partition)', 'ps.map((p, i) => i)'), test: 'ui/status-model.test.js', name: 'one failed row' },
+  { what: "the page drops a restart's number", edits: one('ui/status-model.js', 'batchTime: e.batchTime, restart: e.restart,', 'batchTime: e.batchTime, restart: null,'), test: 'ui/status-model.test.js', name: 'one failed row' },
+  { what: "the page's restart list unbounded", edits: one('ui/status-model.js', 'restart: e.restart, cause: words(e.cause) }, 100)', 'restart: e.restart, cause: words(e.cause) }, 1e9)'), test: 'ui/status-model.test.js', name: 'one failed row' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -30,6 +30,16 @@ const completed = (partitions: number[], delayMs = 0): BatchCompletedEvent => ({
 });
 
 describe('metrics from events', () => {
+  it('the total delay is the scheduling delay plus the processing time, and each failed snapshot is counted', async () => {
+    const { registry, emit } = metricsOn(1000);
+    emit(BatchEvents.COMPLETED, { ...completed([0]), schedulingDelayMs: 4000, processingTimeMs: 500 });
+    emit(BatchEvents.SNAPSHOT_FAILED, { batchTime: 1000, error: new Error('disk full') });
+    emit(BatchEvents.SNAPSHOT_FAILED, { batchTime: 2000, error: new Error('disk full') });
+    const samples = parseSamples(await registry.metrics());
+    assert.equal(samples.find((s) => s.name === 'statestream_batch_total_delay_seconds_sum')?.value, 4.5);
+    assert.equal(samples.find((s) => s.name === 'statestream_snapshot_failures_total')?.value, 2);
+  });
+
   it('a scheduling delay of minutes lands in a finite bucket, and the buckets reach 5 times the longest batch interval (the "batches queue" alert)', async () => {
     const { registry, emit } = metricsOn(30_000);
     // Behind by 200 s: more than 5 intervals of 30 s.

@@ -43,6 +43,31 @@ describe('the status page\'s document', () => {
     assert.deepEqual((await bounded.document()).batches.map((b) => b.records), Array.from({ length: 50 }, (_, i) => 151 + i));
   });
 
+  it('a batch that fails while it runs is one failed row, counted; rows name partitions by number; restarts keep their number; the restart list is bounded', async () => {
+    const probe: JobProbe = {
+      appName: 'status', batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
+      snapshotsOn: false, newestSnapshot: () => undefined,
+    };
+    const events = new EventEmitter();
+    const model = new StatusModel(probe, () => []);
+    model.attach(events);
+    events.emit(BatchEvents.STARTED, { batchTime: 1000, schedulingDelayMs: 0 });
+    events.emit(BatchEvents.COMPLETED, {
+      batchTime: 1000, records: 2, schedulingDelayMs: 0, processingTimeMs: 5, keysTimedOut: 0, origin: 'live', partitionTimesMs: [[1, 2]],
+      partitionStats: [[3, 7].map((partition) => ({ partition, thread: 1, keyCount: 1, memoryEntries: 1, memoryHits: 0, storeReads: 1, replayed: false }))],
+    });
+    events.emit(BatchEvents.STARTED, { batchTime: 2000, schedulingDelayMs: 0 });
+    events.emit(BatchEvents.FAILED, { batchTime: 2000, error: new Error('poisoned') });
+    for (let r = 1; r <= 150; r++) events.emit(BatchEvents.PARTITION_RESTARTED, { stream: 0, partition: 0, batchTime: 3000, restart: r, cause: new Error('died') });
+    const doc = await model.document();
+    assert.deepEqual(doc.batches.find((b) => b.batchTime === 1000)?.partitions, [[3, 7]], 'by partition number, not by place');
+    const failedRows = doc.batches.filter((b) => b.batchTime === 2000);
+    assert.deepEqual(failedRows.map((b) => b.status), ['failed'], 'one row, no longer running');
+    assert.equal(doc.totals.failed, 1);
+    assert.equal(doc.restarts.length, 100, 'the newest 100');
+    assert.deepEqual([doc.restarts[0].restart, doc.restarts.at(-1)!.restart], [51, 150]);
+  });
+
   it('shows the newest snapshot in the folder, from before this start, until one of its own completes', async () => {
     const onDisk = { batchTime: 5000, path: '/data/snapshots/5000', at: 1_700_000_000_000, bytes: 4096, keyCount: 7 };
     const probe: JobProbe = {

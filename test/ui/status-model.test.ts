@@ -5,15 +5,21 @@ import { BatchEvents, type BatchCompletedEvent } from '../../src/index.js';
 import type { JobProbe } from '../../src/metrics/job-probe.js';
 import { DETAILED_ROWS, StatusModel } from '../../src/ui/status-model.js';
 
+/** A status model attached to an emitter of its own, over a running job's probe with `parts` changed. */
+function attached(parts: Partial<JobProbe> = {}): { probe: JobProbe; events: EventEmitter; model: StatusModel } {
+  const probe: JobProbe = {
+    appName: 'status', batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
+    snapshotsOn: false, newestSnapshot: () => undefined, ...parts,
+  };
+  const events = new EventEmitter();
+  const model = new StatusModel(probe, () => []);
+  model.attach(events);
+  return { probe, events, model };
+}
+
 describe('the status page\'s document', () => {
   it('carries per-partition times for the newest batches the page details, and the figures of every batch it keeps for the charts', async () => {
-    const probe: JobProbe = {
-      appName: 'status', batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
-      snapshotsOn: false, newestSnapshot: () => undefined,
-    };
-    const events = new EventEmitter();
-    const model = new StatusModel(probe, () => []);
-    model.attach(events);
+    const { probe, events, model } = attached();
     const partitions = 1024;
     for (let b = 1; b <= 200; b++) {
       const event: BatchCompletedEvent = {
@@ -44,13 +50,7 @@ describe('the status page\'s document', () => {
   });
 
   it('a batch that fails while it runs is one failed row, counted; rows name partitions by number; restarts keep their number; the restart list is bounded', async () => {
-    const probe: JobProbe = {
-      appName: 'status', batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
-      snapshotsOn: false, newestSnapshot: () => undefined,
-    };
-    const events = new EventEmitter();
-    const model = new StatusModel(probe, () => []);
-    model.attach(events);
+    const { events, model } = attached();
     events.emit(BatchEvents.STARTED, { batchTime: 1000, schedulingDelayMs: 0 });
     events.emit(BatchEvents.COMPLETED, {
       batchTime: 1000, records: 2, schedulingDelayMs: 0, processingTimeMs: 5, keysTimedOut: 0, origin: 'live', partitionTimesMs: [[1, 2]],
@@ -70,13 +70,7 @@ describe('the status page\'s document', () => {
 
   it('shows the newest snapshot in the folder, from before this start, until one of its own completes', async () => {
     const onDisk = { batchTime: 5000, path: '/data/snapshots/5000', at: 1_700_000_000_000, bytes: 4096, keyCount: 7 };
-    const probe: JobProbe = {
-      appName: 'status', batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
-      snapshotsOn: true, newestSnapshot: () => onDisk,
-    };
-    const events = new EventEmitter();
-    const model = new StatusModel(probe, () => []);
-    model.attach(events);
+    const { events, model } = attached({ snapshotsOn: true, newestSnapshot: () => onDisk });
     assert.deepEqual((await model.document()).snapshotOnDisk, onDisk);
     events.emit(BatchEvents.SNAPSHOT_FAILED, { batchTime: 6000, error: new Error('disk full') });
     const failed = await model.document();

@@ -31,6 +31,11 @@ export const fileLocks = createRequire(import.meta.url)('fs-native-extensions') 
   unlock(fd: number, offset?: number, length?: number): void;
 };
 
+/** How many descriptors this process holds open: a test's check that what failed closed what it opened. */
+export function openDescriptorCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
 /** The LMDB data files under `folder` this process holds open (an open environment holds its data.mdb, twice: mapped, and for its meta pages). */
 export function openDataFiles(folder: string): string[] {
   return readdirSync('/proc/self/fd').flatMap((fd) => {

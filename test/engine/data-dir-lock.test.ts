@@ -7,7 +7,7 @@ import { Registry } from 'prom-client';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, DataDirLockedError, ManualClock, StateSpec, StoreMismatchError, StreamingContext } from '../../src/index.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { fixture, keyedJob, openDescriptorCount, tempDir } from '../helpers.js';
 import { waitUntil } from '../wait.js';
 import { DataDirLock } from '../../src/storage/data-lock.js';
 import { thisProcess } from '../../src/storage/holder.js';
@@ -109,7 +109,7 @@ describe('the data folder lock (in one process)', () => {
     assert.equal(tryLock(holding), true);
     const gone = spawnSync(process.execPath, ['-e', '']).pid!;
     writeFileSync(join(dataDir, 'statestream.lock'), `${JSON.stringify({ ...thisProcess(), pid: gone, appName: 'long-gone' })}\n`);
-    const before = readdirSync('/proc/self/fd').length;
+    const before = openDescriptorCount();
     try {
       for (let i = 0; i < 3; i++) {
         await assert.rejects(DataDirLock.acquire(dataDir, { command: 'reshard' }), (error: unknown) => {
@@ -119,7 +119,7 @@ describe('the data folder lock (in one process)', () => {
           return true;
         });
       }
-      assert.equal(readdirSync('/proc/self/fd').length, before, 'the refused attempts closed their descriptors');
+      assert.equal(openDescriptorCount(), before, 'the refused attempts closed their descriptors');
     } finally {
       closeSync(holding);
     }

@@ -6,6 +6,7 @@ import { BatchEvents, type BatchCompletedEvent, type BatchEventMap } from '../..
 import { JobMetrics } from '../../src/metrics/job-metrics.js';
 import type { JobProbe, KafkaProbe } from '../../src/metrics/job-probe.js';
 import { LagSampler } from '../../src/metrics/kafka-lag.js';
+import { runningProbe } from './running-probe.js';
 import { parseSamples } from './scrape.js';
 
 /**
@@ -14,10 +15,7 @@ import { parseSamples } from './scrape.js';
  */
 function metricsOn(batchIntervalMs: number, parts: Partial<JobProbe> = {}): { registry: Registry; emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void } {
   const registry = new Registry();
-  const probe: JobProbe = {
-    appName: 'events', batchIntervalMs, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
-    snapshotsOn: false, newestSnapshot: () => undefined, ...parts,
-  };
+  const probe = runningProbe({ appName: 'events', batchIntervalMs, ...parts });
   const events = new EventEmitter();
   new JobMetrics(registry, probe, () => []).attach(events);
   return { registry, emit: (event, payload) => void events.emit(event, payload) };
@@ -128,10 +126,7 @@ describe('metrics from events', () => {
     };
     const jobs = ['a', 'b'].map((app, i) => {
       const s = source(i);
-      const probe: JobProbe = {
-        appName: app, batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [s.probe],
-        snapshotsOn: false, newestSnapshot: () => undefined,
-      };
+      const probe = runningProbe({ appName: app, kafkaSources: () => [s.probe] });
       new JobMetrics(registry, probe, () => [s.sampler]).attach(new EventEmitter());
       return s;
     });

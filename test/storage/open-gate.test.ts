@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { GATE_FILE, openGated } from '../../src/storage/open-gate.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
-import { fileLocks, fixture, tempDir } from '../helpers.js';
+import { fileLocks, fixture, openDescriptorCount, tempDir } from '../helpers.js';
 
 const { tryLock, unlock } = fileLocks;
 /** The gate's first byte, as a commit holds it shared and an open (after its turn, the second byte) alone. */
@@ -63,25 +63,22 @@ async function besideCommitter(run: (beside: { path: string; other: Awaited<Retu
   }
 }
 
-/** This process's open descriptors, to see that nothing is left open. */
-const openDescriptors = () => readdirSync('/proc/self/fd').length;
-
 describe('a gated store closed, or whose open fails', () => {
   it('a second close does nothing, a write after the close is refused by lmdb, and an open whose databases fail leaves no descriptor open', () => {
     const path = partitionPath(tempDir(), 0, 0);
     openPartitionStore(path).env.close();
-    const before = openDescriptors();
+    const before = openDescriptorCount();
     for (let i = 0; i < 3; i++) {
       assert.throws(() => openGated(path, {}, () => {
         throw new Error('no databases');
       }), /no databases/);
     }
-    assert.equal(openDescriptors(), before, 'neither the environment nor the gate file is left open');
+    assert.equal(openDescriptorCount(), before, 'neither the environment nor the gate file is left open');
 
     const store = openPartitionStore(path);
     store.meta.putSync('a', 1);
     store.env.close();
-    assert.equal(openDescriptors(), before);
+    assert.equal(openDescriptorCount(), before);
     store.env.close();
     assert.throws(() => store.meta.putSync('b', 2), (e: unknown) => !/EBADF|bad file descriptor/i.test(String(e)) && /closed/i.test(String(e)));
     const again = openPartitionStore(path);

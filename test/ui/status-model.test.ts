@@ -4,13 +4,11 @@ import { describe, it } from 'node:test';
 import { BatchEvents, type BatchCompletedEvent } from '../../src/index.js';
 import type { JobProbe } from '../../src/metrics/job-probe.js';
 import { DETAILED_ROWS, StatusModel } from '../../src/ui/status-model.js';
+import { runningProbe } from '../metrics/running-probe.js';
 
 /** A status model attached to an emitter of its own, over a running job's probe with `parts` changed. */
 function attached(parts: Partial<JobProbe> = {}): { probe: JobProbe; events: EventEmitter; model: StatusModel } {
-  const probe: JobProbe = {
-    appName: 'status', batchIntervalMs: 1000, phase: () => 'running', failure: () => undefined, stateStreams: () => [], kafkaSources: () => [],
-    snapshotsOn: false, newestSnapshot: () => undefined, ...parts,
-  };
+  const probe = runningProbe(parts);
   const events = new EventEmitter();
   const model = new StatusModel(probe, () => []);
   model.attach(events);

@@ -534,6 +534,12 @@ const MUTANTS: Mutant[] = [
   { what: 'the page names partitions by their place in the row', edits: one('ui/status-model.js', 'ps.map((p) => p.partition)', 'ps.map((p, i) => i)'), test: 'ui/status-model.test.js', name: 'one failed row' },
   { what: "the page drops a restart's number", edits: one('ui/status-model.js', 'batchTime: e.batchTime, restart: e.restart,', 'batchTime: e.batchTime, restart: null,'), test: 'ui/status-model.test.js', name: 'one failed row' },
   { what: "the page's restart list unbounded", edits: one('ui/status-model.js', 'restart: e.restart, cause: words(e.cause) }, 100)', 'restart: e.restart, cause: words(e.cause) }, 1e9)'), test: 'ui/status-model.test.js', name: 'one failed row' },
+  { what: 'a status page cookie matched by the start of its name (another port\'s page)', edits: one('ui/status-server.js', 'if (k === name)', 'if (k.startsWith(name))'), test: 'ui/status-server.test.js', name: 'off loopback' },
+  { what: 'a Host header in capitals refused by a page without a token', edits: one('ui/status-server.js', "const host = (header ?? '').toLowerCase();", "const host = (header ?? '');"), test: 'ui/status-server.test.js', name: 'loopback host name' },
+  { what: 'port 65535 refused', edits: one('metrics/options.js', 'raw < 0 || raw > 65535)', 'raw < 0 || raw >= 65535)'), test: 'metrics/metrics.test.js', name: 'own registry' },
+  { what: 'port 65536 taken', edits: one('metrics/options.js', 'raw < 0 || raw > 65535)', 'raw < 0 || raw > 65536)'), test: 'ui/status-server.test.js', name: 'off loopback' },
+  { what: 'a ui.token of 15 characters taken', edits: one('metrics/options.js', 'valid.token.length < 16', 'valid.token.length < 15'), test: 'ui/status-server.test.js', name: 'off loopback' },
+  { what: 'a ui.token of 16 characters refused', edits: one('metrics/options.js', 'valid.token.length < 16', 'valid.token.length < 17'), test: 'ui/status-server.test.js', name: 'off loopback' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -204,6 +204,7 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
     }
     const bad: Array<[unknown, RegExp]> = [
       [{ port: -1 }, /metrics\.port must be an integer from 0 to 65535/],
+      [{ port: 65536 }, /metrics\.port must be an integer from 0 to 65535/],
       [{ port: 9464.5 }, /metrics\.port/],
       [{ port: 9464, bogus: 1 }, /unknown option "metrics\.bogus"/],
       [{ registry: {} }, /metrics\.registry must be a prom-client Registry/],
@@ -214,6 +215,8 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
     for (const [metrics, message] of bad) {
       assert.throws(() => new StreamingContext({ batchIntervalMs: 1000, metrics: metrics as never }), (e: unknown) => e instanceof ConfigError && message.test(e.message) && typeof e.context.option === 'string', JSON.stringify(metrics));
     }
+    // The top of the range is a port: only its start would fail, were it taken.
+    new StreamingContext({ batchIntervalMs: 1000, metrics: { port: 65535 } });
   });
 
   it('on a shared registry: a second job under the same appName is refused, and a stopped job takes its series with it', async () => {

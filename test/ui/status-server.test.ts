@@ -28,6 +28,10 @@ describe('status page server', { timeout: 180_000 }, () => {
     assert.throws(make({ port: 4040, token: 'short' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.token');
     assert.throws(make({ port: 4040, token: 'a token with spaces in it' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.token');
     assert.throws(make({ port: 70000 }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.port');
+    // The bounds themselves: 16 characters is a token, 15 is not; port 65535 is one, 65536 is not.
+    assert.throws(make({ port: 4040, token: 'x'.repeat(15) }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.token');
+    assert.throws(make({ port: 65536 }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.port' && /ui\.port must be an integer from 0 to 65535/.test(e.message));
+    make({ port: 65535, host: '0.0.0.0', token: 'x'.repeat(16) })();
     assert.throws(make({}), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.port');
     assert.throws(make({ port: 1, colour: 'red' }), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.colour');
 
@@ -55,6 +59,8 @@ describe('status page server', { timeout: 180_000 }, () => {
       assert.doesNotMatch(guessed.headers, /set-cookie/i);
       const port = new URL(url).port;
       assert.equal((await request(url, '-H', `Cookie: statestream_token_${port}=wrong-token-of-some-length`)).status, 401);
+      // Only the cookie named for this port: one whose name merely begins with it belongs to another page (port 40401 beside 4040).
+      assert.equal((await request(url, '-H', `Cookie: statestream_token_${port}1=${token}`)).status, 401);
       // A cookie that does not decode (another app's on this host, say) is no token: 401, not 500.
       assert.equal((await request(url, '-H', `Cookie: statestream_token_${port}=%E0%A4%A`)).status, 401);
 
@@ -86,7 +92,8 @@ describe('status page server', { timeout: 180_000 }, () => {
     try {
       const url = job.ssc.endpoints().ui!;
       const port = new URL(url).port;
-      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]) assert.equal((await request(`${url}api/status`, '-H', `Host: ${host}`)).status, 200, host);
+      // Host names are case-insensitive (RFC 9110): a client that writes LOCALHOST means the loopback name.
+      for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LocalHost:${port}`, `[::1]:${port}`]) assert.equal((await request(`${url}api/status`, '-H', `Host: ${host}`)).status, 200, host);
       const rebound = await request(`${url}api/status`, '-H', `Host: attacker.example:${port}`);
       assert.equal(rebound.status, 403);
       assert.match(rebound.body, /answers only to a loopback name .* not "attacker\.example:\d+"/);

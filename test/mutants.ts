@@ -540,6 +540,10 @@ const MUTANTS: Mutant[] = [
   { what: 'port 65536 taken', edits: one('metrics/options.js', 'raw < 0 || raw > 65535)', 'raw < 0 || raw > 65536)'), test: 'ui/status-server.test.js', name: 'off loopback' },
   { what: 'a ui.token of 15 characters taken', edits: one('metrics/options.js', 'valid.token.length < 16', 'valid.token.length < 15'), test: 'ui/status-server.test.js', name: 'off loopback' },
   { what: 'a ui.token of 16 characters refused', edits: one('metrics/options.js', 'valid.token.length < 16', 'valid.token.length < 17'), test: 'ui/status-server.test.js', name: 'off loopback' },
+  { what: 'the lag sampler asks the broker at every scrape, whatever its interval', edits: one('metrics/kafka-lag.js', 'if (!this.asking && Date.now() - this.askedAt >= this.minIntervalMs) {', 'if (!this.asking) {'), test: 'metrics/job-metrics-events.test.js', name: 'a broker that does not answer' },
+  { what: 'the lag sampler sends a second request while one is out', edits: one('metrics/kafka-lag.js', 'if (!this.asking && Date.now() - this.askedAt >= this.minIntervalMs) {', 'if (Date.now() - this.askedAt >= this.minIntervalMs) {'), test: 'metrics/job-metrics-events.test.js', name: 'a broker that does not answer' },
+  { what: 'a broker that does not answer reported without a word', edits: one('metrics/kafka-lag.js', 'if (answered === false)', 'if (false)'), test: 'metrics/job-metrics-events.test.js', name: 'a broker that does not answer' },
+  { what: 'the lag sampler forgets the last known offsets when the broker is late', edits: one('metrics/kafka-lag.js', 'clearTimeout(timer);', 'clearTimeout(timer);\n        if (answered === false)\n            this.marks = new Map();'), test: 'metrics/job-metrics-events.test.js', name: 'a broker that does not answer' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

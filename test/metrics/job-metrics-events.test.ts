@@ -170,4 +170,39 @@ describe('metrics from events', () => {
     const back = await sampler.sample();
     assert.deepEqual([back.partitions[0].lag, back.problem], [2, undefined]);
   });
+
+  it('a broker that does not answer leaves the last known offsets and says since when; the broker is asked at most once per interval', async () => {
+    const asked: Array<(marks: Map<string, number>) => void> = [];
+    const probe: KafkaProbe = {
+      id: 0,
+      status: () => ({ source: 0, topics: ['t'], zookeeper: { connect: 'zk', root: '/r', opened: true, connected: true, sinceMs: 0 }, partitions: [{ topic: 't', partition: 0, next: 10, fetched: 10, buffered: 0 }] }),
+      highWatermarks: () => new Promise((resolve) => void asked.push(resolve)),
+      deadLetterCount: () => 0,
+    };
+    // Asked at most once a minute: within this test, only once.
+    const held = new LagSampler(probe, 50, 60_000);
+    const silent = await held.sample();
+    assert.deepEqual([silent.partitions[0].highWatermark, silent.watermarksAt], [undefined, undefined]);
+    assert.equal(silent.problem, 'the Kafka broker has not answered for its log-end offsets within 50 ms; lag shown as of never');
+    asked.shift()!(new Map([['t:0', 14]]));
+    // Let the answer settle, so that no request is out when the next sample begins.
+    await new Promise((resolve) => setImmediate(resolve));
+    const answered = await held.sample();
+    assert.equal(asked.length, 0, 'not asked again within the interval');
+    assert.deepEqual([answered.partitions[0].highWatermark, answered.partitions[0].lag, answered.problem], [14, 4, undefined]);
+
+    // Asked at every sample: one answer, then silence; the answer stays, dated.
+    const every = new LagSampler(probe, 50, 0);
+    const first = every.sample();
+    asked.shift()!(new Map([['t:0', 12]]));
+    const at = (await first).watermarksAt!;
+    const late = await every.sample();
+    assert.equal(asked.length, 1, 'asked again');
+    assert.deepEqual([late.partitions[0].highWatermark, late.partitions[0].lag, late.watermarksAt], [12, 2, at]);
+    assert.equal(late.problem, `the Kafka broker has not answered for its log-end offsets within 50 ms; lag shown as of ${new Date(at).toISOString()}`);
+    // While that request is still out, no second one is sent.
+    await every.sample();
+    assert.equal(asked.length, 1, 'one request out at a time');
+    asked.shift()!(new Map([['t:0', 13]]));
+  });
 });

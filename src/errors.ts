@@ -274,7 +274,8 @@ export function serializeError(error: unknown): SerializedError {
     return { name: error.name, code: error.code, message: error.message, stack: error.stack, context: error.context };
   }
   if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };
-  return { name: 'Error', message: String(error) };
+  // Said as asError says it: `String({ code: 42 })` would cross as "[object Object]".
+  return { name: 'Error', message: `${describeValue(error)} was thrown, which is not an Error` };
 }
 
 const byName: Record<string, new (message: string, context: ErrorContext) => StatestreamError> = {

@@ -544,6 +544,7 @@ const MUTANTS: Mutant[] = [
   { what: 'the lag sampler sends a second request while one is out', edits: one('metrics/kafka-lag.js', 'if (!this.asking && Date.now() - this.askedAt >= this.minIntervalMs) {', 'if (Date.now() - this.askedAt >= this.minIntervalMs) {'), test: 'metrics/job-metrics-events.test.js', name: 'a broker that does not answer' },
   { what: 'a broker that does not answer reported without a word', edits: one('metrics/kafka-lag.js', 'if (answered === false)', 'if (false)'), test: 'metrics/job-metrics-events.test.js', name: 'a broker that does not answer' },
   { what: 'the lag sampler forgets the last known offsets when the broker is late', edits: one('metrics/kafka-lag.js', 'clearTimeout(timer);', 'clearTimeout(timer);\n        if (answered === false)\n            this.marks = new Map();'), test: 'metrics/job-metrics-events.test.js', name: 'a broker that does not answer' },
+  { what: 'a value thrown by a mapping function that is not an Error crosses as String(value) ("[object Object]")', edits: one('errors.js', "message: `${describeValue(error)} was thrown, which is not an Error` };", 'message: String(error) };'), test: 'actors/supervision.test.js', name: 'not an Error' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

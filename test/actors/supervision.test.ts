@@ -289,6 +289,20 @@ describe('a record the mapping function keeps failing on', () => {
     }
   });
 
+  it('a value thrown that is not an Error is named as it was thrown, not as "[object Object]"', async () => {
+    const job = await keyedJob(faulty().numPartitions(1).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });
+    try {
+      await job.batch([['text', { throwValue: 'plain words' }], ['object', { throwValue: { code: 42 } }]]);
+      const said = new Map(job.stream.deadLetters().map((l) => [l.key, l.error.message]));
+      assert.deepEqual(Object.fromEntries(said), {
+        text: '"plain words" was thrown, which is not an Error',
+        object: '{"code":42} was thrown, which is not an Error',
+      });
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it("a dead-lettered record still moves its key's time: the key times out a timeout after it, not after its last applied record", async () => {
     const job = await keyedJob(faulty().numPartitions(1).timeout(1000).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });
     try {

@@ -29,8 +29,7 @@ export class StageOneWriter {
     private readonly targets: StageOneTarget[],
   ) {}
 
-  async write(batch: BatchRun, records: Array<KafkaRecord<unknown>>): Promise<number> {
-    let sent = 0;
+  async write(batch: BatchRun, records: Array<KafkaRecord<unknown>>): Promise<void> {
     for (const { stream, topic } of this.targets) {
       const bundles = Array.from({ length: stream.numPartitions }, () => new PairBundler());
       let index = 0;
@@ -52,8 +51,6 @@ export class StageOneWriter {
       });
       const messages = bundles.flatMap((b, partition) => b.finish().map((value) => ({ value, partition })));
       for (const chunk of sendChunks(messages, SEND_BUNDLES)) await this.producer.send({ topic, acks: -1, messages: chunk });
-      sent += index;
     }
-    return sent;
   }
 }

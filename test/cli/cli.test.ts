@@ -383,6 +383,13 @@ describe('statestream command-line tool', () => {
     assert.deepEqual(imported.settledFirst, [{ command: 'reshard', stream: 0, outcome: 'rolled-back' }]);
     assert.equal(imported.snapshotsOfReplacedState, true, 'the snapshots left are of the replaced state, as the text says');
     assert.equal(json(run('import', file, '--data-dir', tempDir(), '--json')).snapshotsOfReplacedState, false);
+    // State replaced, and no snapshots of it to warn about.
+    const noSnapshots = copy();
+    rmSync(join(noSnapshots, 'snapshots'), { recursive: true });
+    const replacedOnly = run('import', file, '--replace', '--data-dir', noSnapshots);
+    assert.equal(replacedOnly.code, 0, replacedOnly.stderr);
+    assert.match(replacedOnly.stdout, /The state it replaced is kept in /);
+    assert.doesNotMatch(replacedOnly.stdout, /snapshots under .* are of the replaced state/);
     // A restore killed between its renames, finished by a snapshot; the reshard after it finds nothing to settle.
     const dir = copy();
     killedRun('rename:state-0.restoring', 'snapshot', 'restore', '2000', '--data-dir', dir);
@@ -549,16 +556,34 @@ describe('statestream command-line tool', () => {
     const exported = run('export', '--data-dir', dir, '--snapshot', '2000', '--out', join(tempDir(), 'damaged.msgpack'));
     assert.equal(exported.code, 1, 'a damaged snapshot is not exported');
     assert.match(exported.stderr, /snapshot 2000 is damaged: .*partition-0000\/data.mdb does not match its checksum/);
+
+    // A copy gone is a problem too, and so are manifests that cannot be read or are another program's; newest first, whatever each is.
+    const gone = copy();
+    rmSync(join(gone, 'snapshots', '4000', 'state-0', 'partition-0001', 'data.mdb'));
+    mkdirSync(join(gone, 'snapshots', '9000'));
+    writeFileSync(join(gone, 'snapshots', '9000', 'manifest.json'), 'not json');
+    mkdirSync(join(gone, 'snapshots', '3000'));
+    writeFileSync(join(gone, 'snapshots', '3000', 'manifest.json'), JSON.stringify({ format: 'other', formatVersion: 1, streams: [], sources: [] }));
+    const goneList = run('snapshot', 'list', '--data-dir', gone, '--verify', '--json');
+    assert.equal(goneList.code, 1);
+    const rows = JSON.parse(goneList.stdout) as Array<{ batchTime: number; verified: boolean; problems: string[] }>;
+    assert.deepEqual(rows.map((r) => [r.batchTime, r.verified]), [[9000, false], [4000, false], [3000, false], [2000, true]]);
+    assert.deepEqual(rows[1].problems, ['state-0/partition-0001/data.mdb is missing']);
+    assert.match(rows[2].problems.join(), /3000\/manifest\.json is not a statestream snapshot manifest/);
+    assert.match(run('snapshot', 'list', '--data-dir', gone).stderr, /snapshot 3000 cannot be read: .*is not a statestream snapshot manifest/);
   });
 
   it('snapshot create snapshots a stopped job, refuses one that exists or whose partitions hold different batches', async () => {
     const dir = copy();
     rmSync(join(dir, 'snapshots'), { recursive: true });
+    // A stream folder without stores (a job stopped before its first store) is no stream to snapshot.
+    mkdirSync(join(dir, 'state-1'));
     const created = run('snapshot', 'create', '--data-dir', dir);
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stdout, /^Snapshot 4000 written to .*snapshots\/4000: 3 partitions/);
     const [info] = listSnapshots(dir);
     assert.equal(info.batchTime, 4000);
+    assert.deepEqual(info.manifest.streams.map((m) => m.stream), [0]);
     assert.deepEqual(await verifySnapshot(info), []);
     assert.equal(info.manifest.streams[0].keyCount, keysAt4000());
 
@@ -607,7 +632,7 @@ describe('statestream command-line tool', () => {
     assert.equal(run('reshard', '--partitions', '5', '--data-dir', dir).code, 0, 'once the job stopped');
   });
 
-  it('reshard and import refuse while another process has the stores open without the folder lock, naming it', async () => {
+  it('reshard, import and snapshot restore refuse while another process has the stores open without the folder lock, naming it', async () => {
     const dir = copy();
     const exported = join(tempDir(), 'state.msgpack');
     assert.equal(run('export', '--data-dir', dir, '--out', exported).code, 0);
@@ -618,11 +643,13 @@ describe('statestream command-line tool', () => {
       const opened = once(holder.stdout!, 'data') as Promise<[Buffer]>;
       const [ready] = await within(Promise.race([opened, exited.then((exit) => assert.fail(`the store holder exited: ${JSON.stringify(exit)}`))]), 'the store holder to open the store');
       assert.equal(ready.toString(), `ready ${holder.pid}\n`);
-      for (const args of [['reshard', '--partitions', '5'], ['import', exported, '--replace']]) {
+      for (const args of [['reshard', '--partitions', '5'], ['import', exported, '--replace'], ['snapshot', 'restore', '2000']]) {
         const refused = run(...args, '--data-dir', dir);
         assert.equal(refused.code, 1, `${args.join(' ')}: ${refused.stderr}`);
-        assert.equal(refused.stderr, `statestream: ${args[0]}: process ${holder.pid} has the stores of stream 0 open (${partitionPath(dir, 0, 1)}); stop the job first\n`);
+        const command = args[0] === 'snapshot' ? 'snapshot restore' : args[0];
+        assert.equal(refused.stderr, `statestream: ${command}: process ${holder.pid} has the stores of stream 0 open (${partitionPath(dir, 0, 1)}); stop the job first\n`);
       }
+      assert.ok(!existsSync(join(dir, 'replaced')), 'the restore moved nothing');
     } finally {
       if (holder.exitCode === null && holder.signalCode === null) holder.kill('SIGKILL');
       await within(exited, 'the store holder to exit');
@@ -900,6 +927,12 @@ describe('statestream command-line tool', () => {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /snapshot 2000 cannot be read by this statestream: .*format 99/);
     assert.ok(!existsSync(out));
+    const before = readFileSync(join(dir, 'state-0', 'partition-0000', 'data.mdb'));
+    const restore = run('snapshot', 'restore', '2000', '--data-dir', dir);
+    assert.equal(restore.code, 1);
+    assert.match(restore.stderr, /snapshot 2000 cannot be restored by this statestream, nothing was changed: .*99/);
+    assert.ok(!existsSync(join(dir, 'replaced')) && !existsSync(join(dir, 'state-0.restoring')));
+    assert.ok(readFileSync(join(dir, 'state-0', 'partition-0000', 'data.mdb')).equals(before), 'the state is as it was');
   });
 
   it("import keeps the export's state version, and a header without a batch time gives the newest lastUpdated as the last batch", async () => {

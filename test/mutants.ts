@@ -552,6 +552,8 @@ const MUTANTS: Mutant[] = [
   { what: 'snapshot restore under a process that has the stores open', edits: one('cli/snapshot.js', "assertJobStopped(dataDir, stream, 'snapshot restore');", ';'), test: 'cli/cli.test.js', name: 'has the stores open' },
   { what: 'snapshot create fails on a stream folder without stores', edits: one('cli/snapshot.js', 'candidates.filter((s) => partitionsOnDisk(dataDir, s).length > 0)', 'candidates'), test: 'cli/cli.test.js', name: 'snapshot create snapshots a stopped job' },
   { what: 'import --replace warns of snapshots of the replaced state where there are none', edits: one('cli/transfer.js', 'replacedDir !== undefined && listSnapshots(dataDir).length > 0;', 'replacedDir !== undefined;'), test: 'cli/cli.test.js', name: 'settledFirst' },
+  { what: 'snapshot list and inspect take a data folder that is not there as an empty job', edits: one('cli/args.js', "if (options.existing && kind === 'nothing')", 'if (false)'), test: 'cli/arguments.test.js', name: 'is a file, or blank' },
+  { what: 'a progress bar past its total draws a negative count of dashes', edits: one('cli/progress.js', 'Math.min(100, Math.floor((done / total) * 100))', 'Math.floor((done / total) * 100)'), test: 'cli/progress.test.js', name: 'draws a bar' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -69,6 +69,9 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     }
     failsWith(await run(['inspect', '--data-dir', '']), 2, /--data-dir must be a folder path/);
     failsWith(await run(['snapshot', 'list', '--data-dir', join(file, 'below')]), 1, /not-a-folder\/below is not a folder/);
+    // Commands that only read: a folder that is not there is a mistyped path, not an empty job.
+    const nowhere = join(tempDir(), 'no-such-folder');
+    for (const args of [['snapshot', 'list'], ['inspect']]) failsWith(await run([...args, '--data-dir', nowhere]), 1, /there is no data folder at .*no-such-folder \(give the job's folder with --data-dir\)/);
   });
 
   it('state get: an integer key past 2^53 is refused, not rounded to another key; text with spaces around it is a string key', async () => {

@@ -46,6 +46,10 @@ describe('progress of long CLI work', { timeout: 180_000 }, () => {
     tty.finish(200);
     assert.match(writes[0], /^\r\x1b\[Kexport \[#{10}-{30}\]  25% 50 of 200 keys$/);
     assert.match(writes.at(-1)!, /^\r\x1b\[Kexport \[#{40}\] 100% 200 of 200 keys in \d+\.\d s\n$/);
+    // More done than the total said (a key count recorded low): the bar stays full, at 100%.
+    const over: string[] = [];
+    new Progress('import', 'keys', 10, { sink: { write: (t: string) => over.push(t), isTTY: true, columns: 100 } }).update(15);
+    assert.match(over[0], /^\r\x1b\[Kimport \[#{40}\] 100% 15 of 10 keys$/);
 
     const lines: string[] = [];
     const plain = new Progress('import', 'keys', undefined, { sink: { write: (t: string) => lines.push(t) }, intervalMs: 0 });

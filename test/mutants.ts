@@ -554,6 +554,8 @@ const MUTANTS: Mutant[] = [
   { what: 'import --replace warns of snapshots of the replaced state where there are none', edits: one('cli/transfer.js', 'replacedDir !== undefined && listSnapshots(dataDir).length > 0;', 'replacedDir !== undefined;'), test: 'cli/cli.test.js', name: 'settledFirst' },
   { what: 'snapshot list and inspect take a data folder that is not there as an empty job', edits: one('cli/args.js', "if (options.existing && kind === 'nothing')", 'if (false)'), test: 'cli/arguments.test.js', name: 'is a file, or blank' },
   { what: 'a progress bar past its total draws a negative count of dashes', edits: one('cli/progress.js', 'Math.min(100, Math.floor((done / total) * 100))', 'Math.floor((done / total) * 100)'), test: 'cli/progress.test.js', name: 'draws a bar' },
+  { what: 'a snapshot taken of partitions at another batch than the one it names', edits: one('storage/snapshots/writer.js', 'if (last?.batchTime !== undefined && last.batchTime !== batchTime) {', 'if (false) {'), test: 'storage/snapshots/snapshots.test.js', name: 'cut short' },
+  { what: 'a failed snapshot leaves its half-written folder', edits: one('storage/snapshots/writer.js', 'rmSync(renamed ? finalPath : temp, { recursive: true, force: true });', ';'), test: 'storage/snapshots/snapshots.test.js', name: 'cut short' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

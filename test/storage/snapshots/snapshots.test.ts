@@ -302,6 +302,13 @@ describe('a snapshot as initial state', () => {
       const snapshot = beginSnapshot({ dataDir, batchTime: 1000, appName: 'cut-copy', streams: [{ stream: 0, stores }], sources: [] });
       await assert.rejects(snapshot.done, (e: unknown) => e instanceof SnapshotError && /the copy of partition 1 of stream 0 is not whole/.test((e as Error).message));
       assert.deepEqual(listSnapshots(dataDir), []);
+      assert.deepEqual(readdirSync(join(dataDir, 'snapshots')), [], 'nor is its half-written folder left behind');
+      // Partitions at another batch than the one named: refused before anything is copied.
+      await assert.rejects(
+        (async () => beginSnapshot({ dataDir, batchTime: 2000, appName: 'cut-copy', streams: [{ stream: 0, stores }], sources: [] }).done)(),
+        (e: unknown) => e instanceof SnapshotError && /partition 0 of stream 0 holds batch 1000, not 2000: a snapshot is taken only when every partition holds the same batch/.test((e as Error).message),
+      );
+      assert.deepEqual(readdirSync(join(dataDir, 'snapshots')), []);
     } finally {
       stores.forEach((s) => s.env.close());
     }

@@ -556,6 +556,9 @@ const MUTANTS: Mutant[] = [
   { what: 'a progress bar past its total draws a negative count of dashes', edits: one('cli/progress.js', 'Math.min(100, Math.floor((done / total) * 100))', 'Math.floor((done / total) * 100)'), test: 'cli/progress.test.js', name: 'draws a bar' },
   { what: 'a snapshot taken of partitions at another batch than the one it names', edits: one('storage/snapshots/writer.js', 'if (last?.batchTime !== undefined && last.batchTime !== batchTime) {', 'if (false) {'), test: 'storage/snapshots/snapshots.test.js', name: 'cut short' },
   { what: 'a failed snapshot leaves its half-written folder', edits: one('storage/snapshots/writer.js', 'rmSync(renamed ? finalPath : temp, { recursive: true, force: true });', ';'), test: 'storage/snapshots/snapshots.test.js', name: 'cut short' },
+  { what: 'a Kafka job without snapshots writes a batch history entry at every batch', edits: one('storage/zookeeper/offsets.js', 'if (keepHistory)\n', 'if (true)\n'), test: 'integration/article-zookeeper-layout.test.js', name: 'continues from the decimal start offsets' },
+  { what: 'a Kafka run without snapshots keeps the batch history it found after its replays (a hole: its own batches write none)', edits: one('engine/sources/kafka.js', 'await this.offsets.dropHistory();', ';'), test: 'integration/kafka-snapshot-restore.test.js', name: 'dies while it replays' },
+  { what: 'a re-run of an ended Kafka batch recorded in flight, never cleared', edits: one('engine/sources/kafka.js', 'if (batch && !batch.replayOnly && (', 'if (batch && ('), test: 'integration/kafka-snapshot-restore.test.js', name: 'dies while it replays' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -5,7 +5,7 @@ import { OffsetStoreError, StateSpec, StreamingContext } from '../../src/index.j
 import { fixture, tempDir } from '../helpers.js';
 import { highWatermarks, tally, zkOffsets } from './job-process.js';
 import { useServices } from './services/suite.js';
-import { connectClient } from './services/zookeeper.js';
+import { connectClient, zkAnswer } from './services/zookeeper.js';
 
 /** Writes nodes as a Kafka 0.8 consumer (the article's job) left them: decimal strings under /consumers/<group>/offsets. */
 async function writeAsKafka08(connect: string, group: string, topic: string, offsets: Record<number, string>): Promise<void> {
@@ -61,6 +61,13 @@ describe("moving the article's job over: offsets in Kafka 0.8's ZooKeeper layout
     }
     // Where the next batch starts, as decimal strings, where a 0.8 offset checker reads them.
     assert.deepEqual(await zkOffsets(services.zk.connectString, `/consumers/${group}`, topic, 2), [10, 10]);
+    // A job without snapshots keeps no batch history: no snapshot could replay from it, and a node a batch would pile up.
+    const client = await connectClient(services.zk.connectString);
+    try {
+      assert.deepEqual(await zkAnswer<string[]>((done) => client.getChildren(`/consumers/${group}/history`, (e, names) => done(e, names))), []);
+    } finally {
+      client.close();
+    }
   });
 
   it('a position that is not a decimal offset is refused, naming the node', async () => {

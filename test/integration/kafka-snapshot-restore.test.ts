@@ -11,6 +11,7 @@ import { fixture, keyedJob, tempDir } from '../helpers.js';
 import { waitUntil, within } from '../wait.js';
 import { produceWithKcat } from './services/kafka.js';
 import { useServices } from './services/suite.js';
+import { connectClient, zkAnswer } from './services/zookeeper.js';
 import { JobProcess, readCounts, runUntilCaughtUp, tally, waitUntilCaughtUp, type JobConfig } from './job-process.js';
 
 const PARTITIONS = 3;
@@ -207,6 +208,15 @@ describe('restore from snapshots with a Kafka source (real ZooKeeper, librdkafka
     const again = await runUntilCaughtUp({ ...noSnapshots, groupId: `${config.groupId}-3` }, PARTITIONS);
     assert.ok(!again.lines.some((l) => l.startsWith('FAILED')), again.lines.join('\n'));
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(input));
+    // Its replays done and a live batch ended, it keeps no history (its batches wrote none: what was there has a hole now),
+    // and no re-run of an ended batch is left recorded as in flight.
+    const client = await connectClient(services.zk.connectString);
+    try {
+      assert.deepEqual(await zkAnswer<string[]>((done) => client.getChildren(`${config.zkRoot}/history`, (e, names) => done(e, names))), []);
+      assert.equal((await zkAnswer<Buffer>((done) => client.getData(`${config.zkRoot}/batch`, (e, data) => done(e, data)))).length, 0);
+    } finally {
+      client.close();
+    }
   });
 
   it('a job with no state restarts where it stopped (no store is expected to hold its batches)', async () => {

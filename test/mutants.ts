@@ -559,6 +559,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a Kafka job without snapshots writes a batch history entry at every batch', edits: one('storage/zookeeper/offsets.js', 'if (keepHistory)\n', 'if (true)\n'), test: 'integration/article-zookeeper-layout.test.js', name: 'continues from the decimal start offsets' },
   { what: 'a Kafka run without snapshots keeps the batch history it found after its replays (a hole: its own batches write none)', edits: one('engine/sources/kafka.js', 'await this.offsets.dropHistory();', ';'), test: 'integration/kafka-snapshot-restore.test.js', name: 'dies while it replays' },
   { what: 'a re-run of an ended Kafka batch recorded in flight, never cleared', edits: one('engine/sources/kafka.js', 'if (batch && !batch.replayOnly && (', 'if (batch && ('), test: 'integration/kafka-snapshot-restore.test.js', name: 'dies while it replays' },
+  { what: 'Kafka next offset in /metrics counts the records of a batch still running', edits: one('engine/sources/kafka.js', 'next: this.ended.get(`${b.topic}:${b.partition}`)?.offset ?? b.next,', 'next: b.next,'), test: 'integration/kafka-metrics.test.js', name: 'curl of /metrics' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

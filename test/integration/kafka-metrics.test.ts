@@ -80,10 +80,17 @@ describe('metrics of a Kafka job (real ZooKeeper, librdkafka mock broker)', { ti
     // A manual clock: nothing moves between two advances, so one scrape can be checked against the events before it.
     const clock = new ManualClock(Date.now());
     const ssc = new StreamingContext({ batchIntervalMs: 1000, clock, dataDir: tempDir(), threads: 2, appName: 'kafka-metrics', metrics: { port: 0 } });
+    // An output that batch 2 waits in until the test lets it go: the batch has taken its records and not ended.
+    let held: { entered: () => void; release: Promise<void> } | undefined;
     ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: 'metrics-group', zookeeper: { connect: services.zk.connectString, root: '/statestream/kafka-metrics', sessionTimeoutMs: 4000 }, maxRecordsPerBatch: 20, groupSessionTimeoutMs: 6000 })
       .map((r): [string, number] => [r.value ?? '', 1])
-      .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2));
+      .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2))
+      .foreachBatch(async () => {
+        if (!held) return;
+        held.entered();
+        await held.release;
+      });
     const completed: BatchCompletedEvent[] = [];
     ssc.on(BatchEvents.COMPLETED, (e) => void completed.push(e));
     await ssc.start();
@@ -105,7 +112,19 @@ describe('metrics of a Kafka job (real ZooKeeper, librdkafka mock broker)', { ti
       for (let batch = 1; batch <= 4; batch++) {
         // Wait until the consumer has fetched what the batch may take, so the batch takes its full share.
         await new Promise((resolve) => setTimeout(resolve, batch === 1 ? 3000 : 200));
-        await within(clock.advance(1000), `batch ${batch}`);
+        if (batch === 2) {
+          // While the batch runs, its records are not yet done: next offset stays where the last ended batch left it.
+          let release!: () => void;
+          const entered = new Promise<void>((resolve) => (held = { entered: resolve, release: new Promise<void>((r) => (release = r)) }));
+          const running = clock.advance(1000);
+          await within(entered, 'batch 2 in its output');
+          const during = await scrape(url);
+          const ended = completed.reduce((n, e) => n + e.records, 0);
+          assert.equal(nextOf(during, 0) + nextOf(during, 1), ended, 'next offset counts the ended batches only');
+          held = undefined;
+          release();
+          await within(running, 'batch 2');
+        } else await within(clock.advance(1000), `batch ${batch}`);
         const samples = await scrape(url);
         const taken = completed.reduce((n, e) => n + e.records, 0);
         const next = [nextOf(samples, 0), nextOf(samples, 1)];

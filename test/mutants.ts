@@ -560,6 +560,8 @@ const MUTANTS: Mutant[] = [
   { what: 'a Kafka run without snapshots keeps the batch history it found after its replays (a hole: its own batches write none)', edits: one('engine/sources/kafka.js', 'await this.offsets.dropHistory();', ';'), test: 'integration/kafka-snapshot-restore.test.js', name: 'dies while it replays' },
   { what: 'a re-run of an ended Kafka batch recorded in flight, never cleared', edits: one('engine/sources/kafka.js', 'if (batch && !batch.replayOnly && (', 'if (batch && ('), test: 'integration/kafka-snapshot-restore.test.js', name: 'dies while it replays' },
   { what: 'Kafka next offset in /metrics counts the records of a batch still running', edits: one('engine/sources/kafka.js', 'next: this.ended.get(`${b.topic}:${b.partition}`)?.offset ?? b.next,', 'next: b.next,'), test: 'integration/kafka-metrics.test.js', name: 'curl of /metrics' },
+  { what: 'snapshot create takes a ZooKeeper root that records no batch and no position', edits: one('cli/snapshot.js', 'lastBatch === undefined ? positions.length === 0 : lastBatch > batchTime', 'lastBatch === undefined ? false : lastBatch > batchTime'), test: 'cli/cli.test.js', name: 'last batch with records' },
+  { what: 'snapshot create drops a partition first read in the committed batch in flight', edits: one('cli/snapshot.js', '        else\n            positions.push({ topic: r.topic, partition: r.partition, offset: r.until });', ''), test: 'cli/cli.test.js', name: 'last batch with records' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

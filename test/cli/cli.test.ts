@@ -1076,8 +1076,20 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     const newerInFlight = `${root}-newer-in-flight`;
     // A job that never took a record: only the positions its first start recorded.
     const neverRoot = `${root}-never`;
+    // A root that records nothing at all (the parent of a job's root, say): no positions to take.
+    const emptyRoot = `${root}-empty`;
+    // Partition 1 appeared in the batch in flight (the topic grew): no position recorded for it before.
+    const grownRoot = `${root}-grown`;
     const session = new ZooKeeperSession({ connect: zk.connectString });
     try {
+      const empty = await ownedOffsetStore(session, emptyRoot);
+      await empty.init([]);
+      await empty.release();
+      const grown = await ownedOffsetStore(session, grownRoot);
+      await grown.init([{ topic: 'words', partition: 0 }]);
+      for (let t = 1000; t <= 3000; t += 1000) await grown.recordBatchEnd({ batchTime: t, ranges: ranges(t).slice(0, 1) }, false);
+      await grown.recordBatchStart({ batchTime: 4000, ranges: ranges(4000) });
+      await grown.release();
       for (const [where, ended, inFlight] of [[idleRoot, 3000, undefined], [inFlightRoot, 2000, 3000], [ahead, 5000, undefined], [neverRoot, 0, undefined], [newerInFlight, 4000, 5000]] as const) {
         const offsets = await ownedOffsetStore(session, where);
         await offsets.init([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]);
@@ -1090,7 +1102,7 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     } finally {
       session.close();
     }
-    for (const [where, offset] of [[idleRoot, 30], [inFlightRoot, 30], [neverRoot, 30], [newerInFlight, 40]] as const) {
+    for (const [where, offset] of [[idleRoot, 30], [inFlightRoot, 30], [neverRoot, 30], [newerInFlight, 40], [grownRoot, 40]] as const) {
       const created = run('snapshot', 'create', '--data-dir', dir, '--zookeeper', zk.connectString, '--zk-root', where);
       assert.equal(created.code, 0, created.stderr);
       const [info] = listSnapshots(dir);
@@ -1102,6 +1114,10 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     const behind = run('snapshot', 'create', '--data-dir', dir, '--zookeeper', zk.connectString, '--zk-root', ahead);
     assert.equal(behind.code, 1);
     assert.match(behind.stderr, /the stores hold batch 4000, but ZooKeeper \(\/statestream\/cli-test-ahead\) records batch 5000 as the last one/);
+    const nothing = run('snapshot', 'create', '--data-dir', dir, '--zookeeper', zk.connectString, '--zk-root', emptyRoot);
+    assert.equal(nothing.code, 1);
+    assert.match(nothing.stderr, /the stores hold batch 4000, but ZooKeeper \(\/statestream\/cli-test-empty\) records batch none as the last one/);
+    assert.deepEqual(listSnapshots(dir).map((x) => x.batchTime), [2000], 'no snapshot taken');
   });
 
   it('snapshot create records the Kafka positions; restore says how many batches ZooKeeper will replay, and refuses when it cannot', async () => {

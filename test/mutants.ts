@@ -562,6 +562,8 @@ const MUTANTS: Mutant[] = [
   { what: 'Kafka next offset in /metrics counts the records of a batch still running', edits: one('engine/sources/kafka.js', 'next: this.ended.get(`${b.topic}:${b.partition}`)?.offset ?? b.next,', 'next: b.next,'), test: 'integration/kafka-metrics.test.js', name: 'curl of /metrics' },
   { what: 'snapshot create takes a ZooKeeper root that records no batch and no position', edits: one('cli/snapshot.js', 'lastBatch === undefined ? positions.length === 0 : lastBatch > batchTime', 'lastBatch === undefined ? false : lastBatch > batchTime'), test: 'cli/cli.test.js', name: 'last batch with records' },
   { what: 'snapshot create drops a partition first read in the committed batch in flight', edits: one('cli/snapshot.js', '        else\n            positions.push({ topic: r.topic, partition: r.partition, offset: r.until });', ''), test: 'cli/cli.test.js', name: 'last batch with records' },
+  { what: 'state get routes with murmur2 over stores another partitioner placed', edits: one('cli/state.js', 'if (opened.layout.partitioner !== murmur2Partitioner.name)', 'if (false)'), test: 'cli/cli.test.js', name: 'another partitioner placed' },
+  { what: 'inspect counts a store of a newer format as a healthy partition behind the others', edits: one('cli/inspect.js', 'partitions.filter((p) => !p.problem && !p.unreadable)', 'partitions.filter((p) => !p.problem)'), test: 'cli/cli.test.js', name: 'another partitioner placed' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

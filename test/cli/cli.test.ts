@@ -6,7 +6,7 @@ import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner } from '../../src/index.js';
-import { BatchLog, readLayout } from '../../src/storage/partition/batch-log.js';
+import { BatchLog, FORMAT_VERSION, readLayout, writeLayout, type StoreLayout } from '../../src/storage/partition/batch-log.js';
 import { readStateExport, writeStateExport } from '../../src/storage/export/state-export.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
@@ -399,6 +399,32 @@ describe('statestream command-line tool', () => {
     assert.deepEqual(resharded.settledFirst, []);
     // keyCount, as every other command's JSON names it.
     assert.deepEqual([resharded.from, resharded.to, resharded.keyCount, resharded.changed], [3, 2, stateAt.get(2000)!.length, true]);
+  });
+
+  it('state get refuses stores another partitioner placed, and inspect does not count a store of a newer format as healthy', () => {
+    const edit = (dir: string, partition: number, change: Partial<StoreLayout>) => {
+      const store = openPartitionStore(partitionPath(dir, 0, partition));
+      try {
+        writeLayout(store, { ...readLayout(store)!, ...change });
+      } finally {
+        store.env.close();
+      }
+    };
+    // Routed by murmur2, a present key would be looked for in another partition and said to be absent.
+    const foreign = copy();
+    for (const p of [0, 1, 2]) edit(foreign, p, { partitioner: 'crc32' });
+    const refused = run('state', 'get', 'w13', '--data-dir', foreign);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /the stores use partitioner "crc32"; this tool knows only murmur2/);
+
+    // Partition 0 in a format this version cannot read: unreadable, not a healthy partition behind the others.
+    const newer = copy();
+    edit(newer, 0, { formatVersion: FORMAT_VERSION + 1 });
+    const inspected = run('inspect', '--data-dir', newer, '--json');
+    const stream = JSON.parse(inspected.stdout).streams[0] as { behind: number[]; layout?: StoreLayout; partitions: Array<{ partition: number; unreadable?: string }> };
+    assert.deepEqual(stream.behind, []);
+    assert.equal(stream.layout?.numPartitions, 3, 'the layout of a readable partition');
+    assert.match(stream.partitions[0].unreadable ?? '', /format/);
   });
 
   it('state get prints a string key\'s and a tuple key\'s state and lastUpdated; an absent key exits 1', () => {

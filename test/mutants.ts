@@ -564,6 +564,7 @@ const MUTANTS: Mutant[] = [
   { what: 'snapshot create drops a partition first read in the committed batch in flight', edits: one('cli/snapshot.js', '        else\n            positions.push({ topic: r.topic, partition: r.partition, offset: r.until });', ''), test: 'cli/cli.test.js', name: 'last batch with records' },
   { what: 'state get routes with murmur2 over stores another partitioner placed', edits: one('cli/state.js', 'if (opened.layout.partitioner !== murmur2Partitioner.name)', 'if (false)'), test: 'cli/cli.test.js', name: 'another partitioner placed' },
   { what: 'inspect counts a store of a newer format as a healthy partition behind the others', edits: one('cli/inspect.js', 'partitions.filter((p) => !p.problem && !p.unreadable)', 'partitions.filter((p) => !p.problem)'), test: 'cli/cli.test.js', name: 'another partitioner placed' },
+  { what: "a restore of one stream refused for another stream's damaged copy", edits: one('storage/snapshots/manifest.js', 'if (only && stream.stream !== only.stream)', 'if (false)'), test: 'cli/cli.test.js', name: 'restore of one stream leaves' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

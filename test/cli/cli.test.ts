@@ -761,10 +761,15 @@ describe('statestream command-line tool', () => {
     }
     const copied = tempDir();
     cpSync(dir, copied, { recursive: true });
+    // Stream 1's copy in the snapshot is damaged: a restore of stream 0 checks only stream 0's copies.
+    truncateSync(join(copied, 'snapshots', '1000', 'state-1', 'partition-0000', 'data.mdb'), 100);
     const asJson = run('snapshot', 'restore', '1000', '--stream', '0', '--data-dir', copied, '--json');
     assert.equal(asJson.code, 0, asJson.stderr);
     const answer = JSON.parse(asJson.stdout) as { retiredSnapshots: number[]; keptNewerSnapshots: number[] };
     assert.deepEqual([answer.retiredSnapshots, answer.keptNewerSnapshots], [[], [2000]], '--json says what the text says');
+    const damaged = run('snapshot', 'restore', '1000', '--stream', '1', '--data-dir', copied);
+    assert.equal(damaged.code, 1);
+    assert.match(damaged.stderr, /snapshot 1000 is damaged, nothing was changed: state-1\/partition-0000\/data\.mdb does not match its checksum/);
     const restored = run('snapshot', 'restore', '1000', '--stream', '0', '--data-dir', dir);
     assert.equal(restored.code, 0, restored.stderr);
     assert.match(restored.stdout, /The snapshots newer than it \(2000\) hold batches this restore undoes for stream 0, and other streams' state: they stay until every stream is restored/);

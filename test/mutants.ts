@@ -565,6 +565,7 @@ const MUTANTS: Mutant[] = [
   { what: 'state get routes with murmur2 over stores another partitioner placed', edits: one('cli/state.js', 'if (opened.layout.partitioner !== murmur2Partitioner.name)', 'if (false)'), test: 'cli/cli.test.js', name: 'another partitioner placed' },
   { what: 'inspect counts a store of a newer format as a healthy partition behind the others', edits: one('cli/inspect.js', 'partitions.filter((p) => !p.problem && !p.unreadable)', 'partitions.filter((p) => !p.problem)'), test: 'cli/cli.test.js', name: 'another partitioner placed' },
   { what: "a restore of one stream refused for another stream's damaged copy", edits: one('storage/snapshots/manifest.js', 'if (only && stream.stream !== only.stream)', 'if (false)'), test: 'cli/cli.test.js', name: 'restore of one stream leaves' },
+  { what: 'a snapshot restore whose copy fails leaves its half-copied folder', edits: one('cli/snapshot.js', 'rmSync(incoming, { recursive: true, force: true });', ';'), test: 'cli/cli.test.js', name: 'restore puts the snapshot in place' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

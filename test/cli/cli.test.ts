@@ -709,6 +709,17 @@ describe('statestream command-line tool', () => {
     const missing = run('snapshot', 'restore', '9999', '--data-dir', dir);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /there is no snapshot 9999/);
+
+    // A copy that fails (here a file size limit, as a full disk would) leaves the state as it was, and no half-copied folder.
+    const limited = copy();
+    const before = readFileSync(join(limited, 'state-0', 'partition-0000', 'data.mdb'));
+    const shell = `ulimit -f 8; exec "${process.execPath}" "${cli}" snapshot restore 2000 --data-dir "${limited}"`;
+    const cut = spawnSync('sh', ['-c', shell], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(cut.status, 1, cut.stderr);
+    assert.match(cut.stderr, /copying snapshot 2000 failed, nothing was changed: .*EFBIG/);
+    assert.ok(!existsSync(join(limited, 'state-0.restoring')), 'the half-copied folder is removed');
+    assert.ok(readFileSync(join(limited, 'state-0', 'partition-0000', 'data.mdb')).equals(before));
+    assert.equal(JSON.parse(run('inspect', '--data-dir', limited, '--json').stdout).streams[0].interrupted, undefined);
   });
 
   it('snapshot restore retires the newer snapshots: a damaged partition later is restored from the restored history, not the one undone', async () => {

@@ -102,6 +102,16 @@ describe('snapshots', () => {
     assert.deepEqual([first.stateVersion, [...first.entries()]], [1, [['a', 14, 1000], ['b', 7, 1000]]]);
     assert.deepEqual([second.stateVersion, [...second.entries()]], [2, [['a', 9, 1000], ['b', 7, 1000]]]);
     assert.throws(() => readSnapshotState(snapshot.path, { stream: 2 }), (e: unknown) => e instanceof SnapshotError && /has no stream 2 \(it has 0, 1\)/.test((e as Error).message));
+
+    // Pruned by a running job while it was read: when the reader comes to partition 1's copy it is gone, and said so, not as a bare ENOENT.
+    const pruned = join(tempDir(), 'pruned');
+    cpSync(snapshot.path, pruned, { recursive: true });
+    const reading = readSnapshotState(pruned).entries()[Symbol.iterator]();
+    assert.deepEqual(reading.next().value, ['a', 14, 1000]);
+    rmSync(pruned, { recursive: true });
+    assert.throws(() => {
+      for (let r = reading.next(); !r.done; r = reading.next());
+    }, (e: unknown) => e instanceof SnapshotError && /the snapshot at .*pruned was removed while it was read \(state-0\/partition-0001\/data\.mdb is gone\): .* raise snapshotsKept/.test((e as Error).message));
   });
 
   it('old snapshots that cannot be removed are a process warning, not a silent leftover, and are kept whole', async () => {

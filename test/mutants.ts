@@ -567,6 +567,7 @@ const MUTANTS: Mutant[] = [
   { what: "a restore of one stream refused for another stream's damaged copy", edits: one('storage/snapshots/manifest.js', 'if (only && stream.stream !== only.stream)', 'if (false)'), test: 'cli/cli.test.js', name: 'restore of one stream leaves' },
   { what: 'a snapshot restore whose copy fails leaves its half-copied folder', edits: one('cli/snapshot.js', 'rmSync(incoming, { recursive: true, force: true });', ';'), test: 'cli/cli.test.js', name: 'restore puts the snapshot in place' },
   { what: 'a snapshot pruned while it is read fails with a bare ENOENT', edits: one('storage/snapshots/source.js', "if (error.code !== 'ENOENT' || existsSync(join(path, file)))", 'if (true)'), test: 'storage/snapshots/snapshots.test.js', name: 'readSnapshotState reads' },
+  { what: 'a batch in flight rebuilt at start waits out its 5 minutes for records a dead consumer will never fetch', edits: one('engine/sources/kafka.js', 'no wait brings the range.\n                if (this.fatal)\n                    throw this.fatal;', 'no wait brings the range.'), test: 'integration/kafka-source-recovery.test.js', name: 'at once, not after the wait' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

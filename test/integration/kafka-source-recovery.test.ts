@@ -3,8 +3,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { SourceDeadLetterStore } from '../../src/storage/sources/dead-letters.js';
-import { tempDir } from '../helpers.js';
-import { waitUntil, within } from '../wait.js';
+import { fixture, tempDir } from '../helpers.js';
+import { BatchEvents, StateSpec, StreamingContext } from '../../src/index.js';
+import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
+import { ownedOffsetStore } from '../storage/zookeeper/owned-store.js';
+import { nextEvent, waitUntil, within } from '../wait.js';
 import { useServices } from './services/suite.js';
 import { fileURLToPath } from 'node:url';
 import { ChildProcessLines, highWatermarks, JobProcess, jobConfigs, PARTITIONS, readCounts, runUntilCaughtUp, startKafkaWordCount, tally, words, zkOffsets } from './job-process.js';
@@ -55,6 +58,38 @@ describe('Kafka source with ZooKeeper offsets: a batch rebuilt, a consumer that 
     }
     await runUntilCaughtUp({ ...config, groupId: `${config.groupId}-after` }, PARTITIONS);
     assert.deepEqual(await readCounts(config.dataDir, config.partitions), tally(produced));
+  });
+
+  it('a batch in flight whose records a consumer that will not restart cannot fetch fails with that, at once, not after the wait for its records', async () => {
+    const config = await freshJob();
+    await services.producer.send({ topic: config.topic, messages: words(10, 3).map((w) => ({ key: w, value: w, partition: 0 })) });
+    // As if the job had died with partition 0's ten records in flight.
+    const session = new ZooKeeperSession({ connect: services.zk.connectString });
+    try {
+      const offsets = await ownedOffsetStore(session, config.zkRoot);
+      await offsets.init(Array.from({ length: PARTITIONS }, (_, partition) => ({ topic: config.topic, partition })));
+      await offsets.recordBatchStart({ batchTime: Date.now(), ranges: [{ topic: config.topic, partition: 0, from: 0, until: 10 }] });
+      await offsets.release();
+    } finally {
+      session.close();
+    }
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: config.dataDir, threads: 1, appName: config.topic });
+    ssc
+      .kafkaStream({ brokers: config.brokers, topic: config.topic, groupId: config.groupId, zookeeper: { connect: config.zookeeper, root: config.zkRoot }, groupSessionTimeoutMs: 6000 })
+      .map((r): [string, number] => [r.value as string, 1])
+      .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2));
+    // 29: TOPIC_AUTHORIZATION_FAILED, which kafkajs does not retry.
+    await services.kafka.pushRequestErrors(1, Array(20).fill(29));
+    try {
+      // The rebuild waits up to 5 minutes for a range still to come; a consumer gone for good brings none.
+      const failed = nextEvent(ssc, BatchEvents.FAILED, 'the rebuilt batch to fail', { timeoutMs: 60_000 });
+      await ssc.start();
+      const { error } = await failed;
+      assert.match(error.message, /the Kafka consumer stopped and will not restart/);
+    } finally {
+      await services.kafka.clearRequestErrors(1);
+      await ssc.stop();
+    }
   });
 
   it('the kafka-word-count example counts words typed with kcat, as the README shows', async () => {

@@ -568,6 +568,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a snapshot restore whose copy fails leaves its half-copied folder', edits: one('cli/snapshot.js', 'rmSync(incoming, { recursive: true, force: true });', ';'), test: 'cli/cli.test.js', name: 'restore puts the snapshot in place' },
   { what: 'a snapshot pruned while it is read fails with a bare ENOENT', edits: one('storage/snapshots/source.js', "if (error.code !== 'ENOENT' || existsSync(join(path, file)))", 'if (true)'), test: 'storage/snapshots/snapshots.test.js', name: 'readSnapshotState reads' },
   { what: 'a batch in flight rebuilt at start waits out its 5 minutes for records a dead consumer will never fetch', edits: one('engine/sources/kafka.js', 'no wait brings the range.\n                if (this.fatal)\n                    throw this.fatal;', 'no wait brings the range.'), test: 'integration/kafka-source-recovery.test.js', name: 'at once, not after the wait' },
+  { what: 'the Kafka batch history anchored at 0 instead of the last ended batch (a restore would replay across batches it never held)', edits: one('engine/sources/kafka.js', 'await offsets.anchorHistory(lastEnded ?? 0);', 'await offsets.anchorHistory(0);'), test: 'integration/article-zookeeper-layout.test.js', name: 'continues from the decimal start offsets' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -26,13 +26,14 @@ async function writeAsKafka08(connect: string, group: string, topic: string, off
 describe("moving the article's job over: offsets in Kafka 0.8's ZooKeeper layout (real ZooKeeper, librdkafka mock broker)", { timeout: 180_000 }, () => {
   const services = useServices();
 
-  function job(topic: string, group: string) {
-    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: join(tempDir(), 'data'), threads: 1, appName: group });
+  function job(topic: string, group: string, again?: { dataDir: string; snapshotEvery: number }) {
+    const dataDir = again?.dataDir ?? join(tempDir(), 'data');
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir, threads: 1, appName: group, snapshotEvery: again?.snapshotEvery });
     const counts = ssc
       .kafkaStream({ brokers: services.kafka.brokers, topic, groupId: group, zookeeper: { connect: services.zk.connectString, root: `/consumers/${group}` }, groupSessionTimeoutMs: 6000 })
       .map((record) => [record.value as string, 1] as [string, number])
       .mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2));
-    return { ssc, counts };
+    return { ssc, counts, dataDir };
   }
 
   it('a job rooted at /consumers/<group> continues from the decimal start offsets another client wrote there, and leaves them there for 0.8 tools', async () => {
@@ -43,7 +44,7 @@ describe("moving the article's job over: offsets in Kafka 0.8's ZooKeeper layout
     // The article's job had processed up to offset 6 of partition 0 and 3 of partition 1.
     await writeAsKafka08(services.zk.connectString, group, topic, { 0: '6', 1: '3' });
 
-    const { ssc, counts } = job(topic, group);
+    const { ssc, counts, dataDir } = job(topic, group);
     await ssc.start();
     try {
       const end = await highWatermarks(services.kafka.brokers, topic);
@@ -63,8 +64,17 @@ describe("moving the article's job over: offsets in Kafka 0.8's ZooKeeper layout
     assert.deepEqual(await zkOffsets(services.zk.connectString, `/consumers/${group}`, topic, 2), [10, 10]);
     // A job without snapshots keeps no batch history: no snapshot could replay from it, and a node a batch would pile up.
     const client = await connectClient(services.zk.connectString);
+    const history = () => zkAnswer<string[]>((done) => client.getChildren(`/consumers/${group}/history`, (e, names) => done(e, names)));
     try {
-      assert.deepEqual(await zkAnswer<string[]>((done) => client.getChildren(`/consumers/${group}/history`, (e, names) => done(e, names))), []);
+      assert.deepEqual(await history(), []);
+      // A job with snapshots started there begins the history at the last ended batch: complete from there on, not from 0,
+      // so a restore from a snapshot older than it is refused instead of replaying what the history never held.
+      const snapshotting = job(topic, group, { dataDir, snapshotEvery: 1000 });
+      await snapshotting.ssc.start();
+      await snapshotting.ssc.stop();
+      const lastBatch = (await zkAnswer<Buffer>((done) => client.getData(`/consumers/${group}/last-batch`, (e, data) => done(e, data)))).toString();
+      assert.match(lastBatch, /^\d+$/);
+      assert.deepEqual(await history(), [lastBatch]);
     } finally {
       client.close();
     }

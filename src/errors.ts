@@ -1,3 +1,5 @@
+import { types } from 'node:util';
+
 /**
  * Every error statestream raises, in one small hierarchy. Callers branch on `code` and
  * `retriable`, never on message text; `context` names what failed (partition, batch
@@ -273,7 +275,8 @@ export function serializeError(error: unknown): SerializedError {
   if (error instanceof StatestreamError) {
     return { name: error.name, code: error.code, message: error.message, stack: error.stack, context: error.context };
   }
-  if (error instanceof Error) return { name: error.name, message: error.message, stack: error.stack };
+  // isNativeError: an Error of another realm (a vm context the mapping module made) is an Error too.
+  if (error instanceof Error || types.isNativeError(error)) return { name: error.name, message: error.message, stack: error.stack };
   // Said as asError says it: `String({ code: 42 })` would cross as "[object Object]".
   return { name: 'Error', message: `${describeValue(error)} was thrown, which is not an Error` };
 }

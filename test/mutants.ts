@@ -569,6 +569,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a snapshot pruned while it is read fails with a bare ENOENT', edits: one('storage/snapshots/source.js', "if (error.code !== 'ENOENT' || existsSync(join(path, file)))", 'if (true)'), test: 'storage/snapshots/snapshots.test.js', name: 'readSnapshotState reads' },
   { what: 'a batch in flight rebuilt at start waits out its 5 minutes for records a dead consumer will never fetch', edits: one('engine/sources/kafka.js', 'no wait brings the range.\n                if (this.fatal)\n                    throw this.fatal;', 'no wait brings the range.'), test: 'integration/kafka-source-recovery.test.js', name: 'at once, not after the wait' },
   { what: 'the Kafka batch history anchored at 0 instead of the last ended batch (a restore would replay across batches it never held)', edits: one('engine/sources/kafka.js', 'await offsets.anchorHistory(lastEnded ?? 0);', 'await offsets.anchorHistory(0);'), test: 'integration/article-zookeeper-layout.test.js', name: 'continues from the decimal start offsets' },
+  { what: "an Error of another realm thrown by a mapping function crosses as \"{}\" was thrown", edits: one('errors.js', 'error instanceof Error || types.isNativeError(error)', 'error instanceof Error'), test: 'actors/supervision.test.js', name: 'not an Error' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -292,11 +292,13 @@ describe('a record the mapping function keeps failing on', () => {
   it('a value thrown that is not an Error is named as it was thrown, not as "[object Object]"', async () => {
     const job = await keyedJob(faulty().numPartitions(1).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });
     try {
-      await job.batch([['text', { throwValue: 'plain words' }], ['object', { throwValue: { code: 42 } }]]);
-      const said = new Map(job.stream.deadLetters().map((l) => [l.key, l.error.message]));
+      await job.batch([['text', { throwValue: 'plain words' }], ['object', { throwValue: { code: 42 } }], ['realm', { throwOtherRealm: 'made in a vm context' }]]);
+      const said = new Map(job.stream.deadLetters().map((l) => [l.key, `${l.error.name}: ${l.error.message}`]));
       assert.deepEqual(Object.fromEntries(said), {
-        text: '"plain words" was thrown, which is not an Error',
-        object: '{"code":42} was thrown, which is not an Error',
+        text: 'Error: "plain words" was thrown, which is not an Error',
+        object: 'Error: {"code":42} was thrown, which is not an Error',
+        // An Error of another realm is an Error, named by its own name and message.
+        realm: 'TypeError: made in a vm context',
       });
     } finally {
       await job.ssc.stop();

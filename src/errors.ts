@@ -49,7 +49,7 @@ export function describeValue(value: unknown): string {
  * fields, rather than `new Error(String(value))` ("[object Object]", the fields lost).
  */
 export function asError(value: unknown, where: string): Error {
-  return value instanceof Error ? value : new Error(`${where}: ${describeValue(value)} was thrown, which is not an Error (it is this error's cause)`, { cause: value });
+  return value instanceof Error || types.isNativeError(value) ? value : new Error(`${where}: ${describeValue(value)} was thrown, which is not an Error (it is this error's cause)`, { cause: value });
 }
 
 /**

@@ -570,6 +570,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a batch in flight rebuilt at start waits out its 5 minutes for records a dead consumer will never fetch', edits: one('engine/sources/kafka.js', 'no wait brings the range.\n                if (this.fatal)\n                    throw this.fatal;', 'no wait brings the range.'), test: 'integration/kafka-source-recovery.test.js', name: 'at once, not after the wait' },
   { what: 'the Kafka batch history anchored at 0 instead of the last ended batch (a restore would replay across batches it never held)', edits: one('engine/sources/kafka.js', 'await offsets.anchorHistory(lastEnded ?? 0);', 'await offsets.anchorHistory(0);'), test: 'integration/article-zookeeper-layout.test.js', name: 'continues from the decimal start offsets' },
   { what: "an Error of another realm thrown by a mapping function crosses as \"{}\" was thrown", edits: one('errors.js', 'error instanceof Error || types.isNativeError(error)', 'error instanceof Error'), test: 'actors/supervision.test.js', name: 'not an Error' },
+  { what: 'an Error of another realm thrown by an output wrapped as a non-Error value', edits: one('errors.js', 'return value instanceof Error || types.isNativeError(value) ? value', 'return value instanceof Error ? value'), test: 'engine/stream-operations.test.js', name: 'an Error as it is' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

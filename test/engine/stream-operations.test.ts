@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
+import { types } from 'node:util';
+import { runInNewContext } from 'node:vm';
 import { describe, it } from 'node:test';
 import { stateDir } from '../../src/storage/partition/store.js';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, StatestreamError, type BatchFailedEvent } from '../../src/index.js';
@@ -70,7 +72,8 @@ describe('outputs', () => {
 
 describe('an output that throws', () => {
   it('fails the batch with what it threw: an Error as it is, any other value named and kept as the cause', async () => {
-    const thrown = [new RangeError('sink full'), { code: 'SINK_DOWN', retryAfterMs: 500 }, 'boom'];
+    // The last an Error of another realm (a vm context): not `instanceof Error` here, an Error all the same.
+    const thrown = [new RangeError('sink full'), { code: 'SINK_DOWN', retryAfterMs: 500 }, 'boom', runInNewContext("new RangeError('made elsewhere')")];
     for (const value of thrown) {
       const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
       const lines = ssc.queueStream<string>();
@@ -85,7 +88,7 @@ describe('an output that throws', () => {
         const { error, batchTime } = await failed;
         assert.equal(batchTime, 1000);
         assert.equal(rejected, error, 'advance() rejects with the error the event carries');
-        if (value instanceof Error) {
+        if (types.isNativeError(value)) {
           assert.equal(error, value);
         } else {
           assert.ok(error instanceof Error);

@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import zookeeper from 'node-zookeeper-client';
-import { ConfigError, JobOwnedError, OwnershipLostError } from '../../../src/index.js';
+import { ConfigError, JobOwnedError, LifecycleError, OwnershipLostError } from '../../../src/index.js';
 import { thisProcess } from '../../../src/storage/holder.js';
 import { ZooKeeperOffsetStore } from '../../../src/storage/zookeeper/offsets.js';
-import { ZooKeeperOwnership } from '../../../src/storage/zookeeper/ownership.js';
+import { ZooKeeperOwnership, readOwners } from '../../../src/storage/zookeeper/ownership.js';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { within } from '../../wait.js';
 import { connectClient, startZooKeeper, zkAnswer, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
 import { startZooKeeperProxy } from '../../integration/services/zookeeper-proxy.js';
@@ -42,6 +43,55 @@ describe('ZooKeeper ownership of a job root (real ZooKeeper)', { timeout: 120_00
     sessions.push(session);
     return new ZooKeeperOwnership(session, root, { dataDir, appName: 'owned' }, true);
   }
+
+  it('a clean release is no loss: no listener is told, and a write after it is a lifecycle error', async () => {
+    const owner = contender(`/released-${++roots}`, '/data/released');
+    await owner.acquire();
+    let told = 0;
+    owner.onLost(() => void told++);
+    await owner.release();
+    // The owner node's watch fires as the release removes it: that must not read as a loss.
+    await sleep(700);
+    assert.equal(told, 0);
+    await assert.rejects(owner.write('after release', () => undefined), LifecycleError);
+  });
+
+  it('a write that fails on another node than the owner node is that write\'s failure, not a lost root', async () => {
+    const root = `/other-node-${++roots}`;
+    const owner = contender(root, '/data/other-node');
+    await owner.acquire();
+    let told = 0;
+    owner.onLost(() => void told++);
+    await assert.rejects(owner.write('set a node that is not there', (tx) => tx.setData(`${root}/missing`, Buffer.from('1'))), (e: unknown) => !(e instanceof OwnershipLostError));
+    assert.equal(told, 0);
+    await owner.write('still owned', (tx) => tx.setData(root, Buffer.from('1')));
+    await owner.release();
+  });
+
+  it('a copy whose own node goes while it waits (its session expired) is told at once, and a child under owners/ that is no owner node is ignored', async () => {
+    const root = `/own-node-gone-${++roots}`;
+    const lister = await connectClient(zk.connectString);
+    try {
+      await zkAnswer<void>((done) => lister.mkdirp(`${root}/owners/readme`, (e) => done(e)));
+      const holder = contender(root, '/data/holder');
+      const { node } = await holder.acquire();
+      const owners = await readOwners(sessions.at(-1)!, root);
+      assert.deepEqual([owners.owner?.node, owners.waiting], [node, []], 'owners/readme is not counted');
+      // The holder's session is 1 s: the waiter would wait about 3 s for it, unless it is told first.
+      const waiting = contender(root, '/data/waiter').acquire();
+      let mine: string | undefined;
+      for (let i = 0; i < 50 && !mine; i++) {
+        await sleep(50);
+        const names = await zkAnswer<string[]>((done) => lister.getChildren(`${root}/owners`, (e, n) => done(e, n)));
+        mine = names.find((n) => n !== 'readme' && `${root}/owners/${n}` !== node);
+      }
+      assert.ok(mine, 'the waiter made its node');
+      await zkAnswer<void>((done) => lister.remove(`${root}/owners/${mine}`, -1, (e) => done(e)));
+      await within(assert.rejects(waiting, OwnershipLostError), 'the waiter to be told', { timeoutMs: 2000 });
+    } finally {
+      lister.close();
+    }
+  });
 
   it('two sources of this process on one root through two names of the same server: the second is refused, named, and the first keeps the root', async () => {
     const root = `/owned/aliases-${++roots}`;

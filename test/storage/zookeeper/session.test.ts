@@ -52,6 +52,21 @@ describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy tha
     await zk?.stop();
   });
 
+  it('reads a node without data as empty, removes a node already gone quietly, and leaves another session\'s ephemeral node to it', async () => {
+    const [a, b] = [open(), open()];
+    await a.mkdirp('/nodes');
+    await a.run('create /nodes/empty', (client, done) => client.create('/nodes/empty', (error) => done(error)));
+    assert.deepEqual(await a.read('/nodes/empty'), Buffer.alloc(0), 'there, with nothing in it');
+    assert.equal(await a.read('/nodes/never'), undefined);
+    await a.remove('/nodes/never');
+    await a.create('/nodes/a-made', Buffer.alloc(0), zookeeper.CreateMode.EPHEMERAL);
+    const { sessionId } = await b.create('/nodes/b-made', Buffer.alloc(0), zookeeper.CreateMode.EPHEMERAL);
+    await b.removeIfMadeBy('/nodes/a-made', sessionId);
+    assert.equal(await a.exists('/nodes/a-made'), true, 'made by another session: left');
+    await b.removeIfMadeBy('/nodes/b-made', sessionId);
+    assert.equal(await a.exists('/nodes/b-made'), false);
+  });
+
   it('a request made while ZooKeeper is unreachable waits, and goes through once it is back', async () => {
     // A session well past the 700 ms cut: a stall of the JVM or of this process while the client
     // reconnects must not expire it.

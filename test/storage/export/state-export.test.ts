@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, rmdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, rmdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
@@ -184,6 +184,9 @@ describe('state export', () => {
     const trailer = entryCodec.pack({ end: true, keyCount: 1 }).length;
     writeFileSync(counted, Buffer.concat([bytes.subarray(0, bytes.length - trailer), entryCodec.pack({ end: true, keyCount: 2 })]));
     rejectsWith(() => [...readStateExport(counted).entries()], /says it holds 2 entries, but 1 were read/);
+    const trailing = exportOf([['a', 1, 1]]);
+    appendFileSync(trailing, Buffer.from([1]));
+    rejectsWith(() => [...readStateExport(trailing).entries()], /data after its end marker/);
   });
 
   it('writes nothing under the target name when an entry cannot be exported', async () => {
@@ -195,7 +198,12 @@ describe('state export', () => {
     });
     await assert.rejects(writeStateExport(file, { stateVersion: 1 }, [[{ no: 1 }, 1, 1]]), /entry 0 given to writeStateExport: key \{"no":1\} cannot be an LMDB key/);
     await assert.rejects(writeStateExport(file, { stateVersion: 0 }, []), /header.stateVersion must be a positive integer, got 0/);
+    await assert.rejects(writeStateExport(file, { stateVersion: 1 }, [['a', 1, 5, 'more'] as never]), /entry 0 given to writeStateExport .*is not a \[key, state, lastUpdated\] array/);
+    await assert.rejects(writeStateExport(file, { stateVersion: 1 }, 5 as never), (e: unknown) => e instanceof ConfigError && /entries must be an iterable/.test((e as Error).message));
     assert.ok(!existsSync(file) && !existsSync(`${file}.tmp`));
+    // What the caller gives as the header's origin cannot make the file another format than the one this writes (and reads).
+    await writeStateExport(file, { stateVersion: 1, formatVersion: 2 } as never, [['a', 1, 5]]);
+    assert.deepEqual([readStateExport(file).header.format, readStateExport(file).header.formatVersion], ['statestream-state', 1]);
   });
 
   it('exportJobState refuses a missing or damaged partition store, a swap a crash left half-done, a newer store format and a cluster instance\'s folder, without making an empty store in its place', async () => {
@@ -268,6 +276,14 @@ describe('state export', () => {
     }
     assert.deepEqual(readFileSync(store), before, 'the store is as it was');
     assert.ok(!existsSync(join(dataDir, 'new.msgpack')));
+    // A file of the data folder named through a link to the folder itself.
+    const alias = join(tempDir(), 'alias');
+    symlinkSync(dataDir, alias);
+    await assert.rejects(exportJobState(dataDir, join(alias, 'state-0', 'partition-0000', 'data.mdb')), (error: unknown) => error instanceof ConfigError && /inside the data folder/.test(error.message));
+    assert.deepEqual(readFileSync(store), before, 'the store is as it was');
+    // A file beside the folder whose name begins with the folder's is outside it; an empty dataDir is no folder.
+    assert.equal(await exportJobState(dataDir, `${dataDir}-state.msgpack`), 1);
+    await assert.rejects(exportJobState('', join(tempDir(), 'x.msgpack')), /dataDir must be a non-empty path string/);
     // The stream's folder moved to another disk and linked back: its files are the job's by either path.
     const elsewhere = tempDir();
     renameSync(join(dataDir, 'state-0'), join(elsewhere, 'state-0'));

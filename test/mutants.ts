@@ -586,6 +586,9 @@ const MUTANTS: Mutant[] = [
   { what: 'an export entry longer than [key, state, lastUpdated] taken', edits: one('storage/export/state-export.js', 'value.length !== 3', 'value.length < 3'), test: 'storage/export/state-export.test.js', name: 'writes nothing under the target name' },
   { what: 'data after an export\'s end marker ignored', edits: one('storage/export/state-export.js', '                    if (trailer)', '                    if (false)'), test: 'storage/export/state-export.test.js', name: 'refuses files that are not exports' },
   { what: 'entries that are not iterable fail writeStateExport with a bare TypeError', edits: one('storage/export/state-export.js', "if (entries === null || typeof entries?.[Symbol.iterator] !== 'function') {", 'if (entries === null) {'), test: 'storage/export/state-export.test.js', name: 'writes nothing under the target name' },
+  { what: 'port 0 taken for ZooKeeper and the brokers', edits: one('storage/zookeeper/connect-options.js', 'Number(text) >= 1', 'Number(text) >= 0'), test: 'engine/bad-input.test.js', name: 'kafkaStream' },
+  { what: 'a ZooKeeper digest with an empty password taken', edits: one('storage/zookeeper/connect-options.js', '/^[^:]+:.+$/', '/^[^:]+:.*$/'), test: 'engine/bad-input.test.js', name: 'kafkaStream' },
+  { what: 'a ZooKeeper session timeout of 120001 ms taken', edits: one('storage/zookeeper/connect-options.js', 'sessionTimeoutMs > 120_000', 'sessionTimeoutMs > 120_001'), test: 'engine/bad-input.test.js', name: 'kafkaStream' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

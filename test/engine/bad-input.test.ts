@@ -160,6 +160,11 @@ describe('bad options are refused when given, naming the option', () => {
       [{ ...good, zookeeper: { connect: '127.0.0.1:2181', digest: 'nocolon' } }, /zookeeper.digest must be "user:password"/],
       [{ ...good, zookeeper: { connect: '127.0.0.1:2181', sessionTimeoutMs: 500 } }, /zookeeper.sessionTimeoutMs must be an integer from 1000 to 120000, got 500/],
       [{ ...good, zookeeper: { connect: '127.0.0.1:2181', sessionTimeoutMs: '5000' } }, /zookeeper.sessionTimeoutMs must be an integer from 1000 to 120000, got "5000"/],
+      // The bounds themselves: port 0, a password of nothing, one millisecond over.
+      [{ ...good, zookeeper: { connect: '127.0.0.1:0' } }, /zookeeper.connect must be "host:port/],
+      [{ ...good, brokers: ['127.0.0.1:0'] }, /brokers must be .* got \["127\.0\.0\.1:0"\]/],
+      [{ ...good, zookeeper: { connect: '127.0.0.1:2181', digest: 'user:' } }, /zookeeper.digest must be "user:password"/],
+      [{ ...good, zookeeper: { connect: '127.0.0.1:2181', sessionTimeoutMs: 120_001 } }, /zookeeper.sessionTimeoutMs must be an integer from 1000 to 120000, got 120001/],
       [{ ...good, startingOffsets: 'beginning' }, /startingOffsets must be 'earliest' or 'latest', got "beginning"/],
       [{ ...good, maxRecordsPerBatch: 0 }, /maxRecordsPerBatch must be an integer from 1/],
       [{ ...good, maxRecordsPerBatch: 10_000_001 }, /maxRecordsPerBatch must be an integer from 1 to 10000000, got 10000001/],

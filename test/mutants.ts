@@ -589,6 +589,7 @@ const MUTANTS: Mutant[] = [
   { what: 'port 0 taken for ZooKeeper and the brokers', edits: one('storage/zookeeper/connect-options.js', 'Number(text) >= 1', 'Number(text) >= 0'), test: 'engine/bad-input.test.js', name: 'kafkaStream' },
   { what: 'a ZooKeeper digest with an empty password taken', edits: one('storage/zookeeper/connect-options.js', '/^[^:]+:.+$/', '/^[^:]+:.*$/'), test: 'engine/bad-input.test.js', name: 'kafkaStream' },
   { what: 'a ZooKeeper session timeout of 120001 ms taken', edits: one('storage/zookeeper/connect-options.js', 'sessionTimeoutMs > 120_000', 'sessionTimeoutMs > 120_001'), test: 'engine/bad-input.test.js', name: 'kafkaStream' },
+  { what: "a job root made open to all when only an ownership creates it (a cluster's)", edits: one('storage/zookeeper/session.js', "const parent = root?.slice(0, root.lastIndexOf('/')) ?? '';", "const parent = root ?? '';"), test: 'storage/zookeeper/acl.test.js', name: 'an ownership alone creates' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

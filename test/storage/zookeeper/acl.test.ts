@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import zookeeper from 'node-zookeeper-client';
 import { ZooKeeperSession } from '../../../src/storage/zookeeper/session.js';
+import { ZooKeeperOwnership } from '../../../src/storage/zookeeper/ownership.js';
 import { ownedOffsetStore } from './owned-store.js';
 import { startZooKeeper, type ZooKeeperServer } from '../../integration/services/zookeeper.js';
 import { startZooKeeperProxy } from '../../integration/services/zookeeper-proxy.js';
@@ -101,6 +102,24 @@ describe('ZooKeeper ACLs (real ZooKeeper)', { timeout: 180_000 }, () => {
       await runJob('/statestream/other-app', 'other:password');
     } finally {
       [stranger, impostor, owner].forEach((c) => c.close());
+    }
+  });
+
+  it('with digest, the root an ownership alone creates (a cluster\'s, which has no offsets to secure later) carries the job\'s ACL', async () => {
+    const root = '/clusters/acl-owned';
+    const session = new ZooKeeperSession({ connect: server.connectString, digest: 'app:secret' });
+    const stranger = await connect(server);
+    try {
+      const ownership = new ZooKeeperOwnership(session, root, { dataDir: '/data/acl-owned', appName: 'acl-owned' }, true);
+      await ownership.acquire();
+      for (const node of [root, `${root}/owners`]) {
+        assert.deepEqual((await aclOf(stranger, node)).map((a) => [a.scheme, a.perms]), [['digest', zookeeper.Permission.ALL], ['world', zookeeper.Permission.READ]], node);
+      }
+      assert.equal(await outcome((done) => stranger.remove(`${root}/owners`, -1, done)), 'NO_AUTH');
+      await ownership.release();
+    } finally {
+      stranger.close();
+      session.close();
     }
   });
 

@@ -284,6 +284,11 @@ describe('state export', () => {
     // A file beside the folder whose name begins with the folder's is outside it; an empty dataDir is no folder.
     assert.equal(await exportJobState(dataDir, `${dataDir}-state.msgpack`), 1);
     await assert.rejects(exportJobState('', join(tempDir(), 'x.msgpack')), /dataDir must be a non-empty path string/);
+    await assert.rejects(exportJobState('  ', join(tempDir(), 'x.msgpack')), /dataDir must be a non-empty path string, got "  "/);
+    // `{ stream }` checked whole: a misspelt option or a stream below 0 would otherwise read stream 0 without a word.
+    for (const [options, message] of [[{ strem: 1 }, /exportJobState: unknown option "strem" \(known: stream\)/], [{ stream: -1 }, /exportJobState: stream must be an integer ≥ 0 .*got -1/], [[1], /options must be an object like \{ stream: 0 \}/]] as const) {
+      await assert.rejects(exportJobState(dataDir, join(tempDir(), 'x.msgpack'), options as never), (e: unknown) => e instanceof ConfigError && message.test((e as Error).message), JSON.stringify(options));
+    }
     // The stream's folder moved to another disk and linked back: its files are the job's by either path.
     const elsewhere = tempDir();
     renameSync(join(dataDir, 'state-0'), join(elsewhere, 'state-0'));

@@ -590,6 +590,9 @@ const MUTANTS: Mutant[] = [
   { what: 'a ZooKeeper digest with an empty password taken', edits: one('storage/zookeeper/connect-options.js', '/^[^:]+:.+$/', '/^[^:]+:.*$/'), test: 'engine/bad-input.test.js', name: 'kafkaStream' },
   { what: 'a ZooKeeper session timeout of 120001 ms taken', edits: one('storage/zookeeper/connect-options.js', 'sessionTimeoutMs > 120_000', 'sessionTimeoutMs > 120_001'), test: 'engine/bad-input.test.js', name: 'kafkaStream' },
   { what: "a job root made open to all when only an ownership creates it (a cluster's)", edits: one('storage/zookeeper/session.js', "const parent = root?.slice(0, root.lastIndexOf('/')) ?? '';", "const parent = root ?? '';"), test: 'storage/zookeeper/acl.test.js', name: 'an ownership alone creates' },
+  { what: 'a misspelt { stream } option exports stream 0 without a word', edits: one('storage/export/state-source.js', "const unknown = unknownOption(options, ['stream']);", 'const unknown = undefined;'), test: 'storage/export/state-export.test.js', name: 'refuses a target in the job' },
+  { what: 'stream -1 taken by exportJobState', edits: one('storage/export/state-source.js', '!Number.isSafeInteger(stream) || stream < 0) {', '!Number.isSafeInteger(stream) || stream < -1) {'), test: 'storage/export/state-export.test.js', name: 'refuses a target in the job' },
+  { what: 'a blank path taken as a folder', edits: one('storage/export/state-source.js', "typeof path !== 'string' || path.trim() === ''", "typeof path !== 'string' || path === ''"), test: 'storage/export/state-export.test.js', name: 'refuses a target in the job' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

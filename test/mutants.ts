@@ -593,6 +593,11 @@ const MUTANTS: Mutant[] = [
   { what: 'a misspelt { stream } option exports stream 0 without a word', edits: one('storage/export/state-source.js', "const unknown = unknownOption(options, ['stream']);", 'const unknown = undefined;'), test: 'storage/export/state-export.test.js', name: 'refuses a target in the job' },
   { what: 'stream -1 taken by exportJobState', edits: one('storage/export/state-source.js', '!Number.isSafeInteger(stream) || stream < 0) {', '!Number.isSafeInteger(stream) || stream < -1) {'), test: 'storage/export/state-export.test.js', name: 'refuses a target in the job' },
   { what: 'a blank path taken as a folder', edits: one('storage/export/state-source.js', "typeof path !== 'string' || path.trim() === ''", "typeof path !== 'string' || path === ''"), test: 'storage/export/state-export.test.js', name: 'refuses a target in the job' },
+  { what: 'a failed export leaves its temporary file', edits: one('storage/export/state-export.js', 'await sink.abandon();', ';'), test: 'storage/export/state-export.test.js', name: 'writes nothing under the target name' },
+  { what: 'a chain of two links to an export target taken for a loop', edits: one('storage/export/export-place.js', 'for (let hops = 0; hops < 40; hops++) {', 'for (let hops = 0; hops < 2; hops++) {'), test: 'storage/export/state-export.test.js', name: 'refuses a target in the job' },
+  { what: 'the data folder itself taken as an export target outside it', edits: one('storage/export/export-place.js', 'roots.some((root) => at === root || at.startsWith(', 'roots.some((root) => at.startsWith('), test: 'storage/export/state-export.test.js', name: 'refuses a target in the job' },
+  { what: 'a persistent node named as made by session 0', edits: one('storage/zookeeper/session.js', 'return owner === undefined || /^0+$/.test(owner) ? undefined : owner;', 'return owner;'), test: 'storage/zookeeper/session.test.js', name: 'without data as empty' },
+  { what: 'an appName of 101 characters taken', edits: one('storage/zookeeper/connect-options.js', '/^[A-Za-z0-9._-]{1,100}$/', '/^[A-Za-z0-9._-]{1,101}$/'), test: 'engine/bad-input.test.js', name: 'StreamingContext' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -43,6 +43,7 @@ describe('bad options are refused when given, naming the option', () => {
       [{ batchIntervalMs: 100, stateCacheEntries: 2 ** 24 + 1 }, /stateCacheEntries must be an integer from 0 to 16777216, got 16777217/],
       [{ batchIntervalMs: 100, dataDir: '' }, /dataDir must be a non-empty path string/],
       [{ batchIntervalMs: 100, appName: 'no spaces' }, /appName must be/],
+      [{ batchIntervalMs: 100, appName: 'a'.repeat(101) }, /appName must be/],
       [{ batchIntervalMs: 100, clock: {} }, /clock must have now\(\) and schedule/],
       [{ batchIntervalMs: 100, batchInterval: 5 }, /unknown option "batchInterval"/],
     ];

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, rmdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, rmdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { ConfigError, EncodingError, StateExportError, StateSpec, type StateSource, StoreMismatchError, exportJobState, readStateExport, writeStateExport, type ExportEntry } from '../../../src/index.js';
@@ -200,7 +200,7 @@ describe('state export', () => {
     await assert.rejects(writeStateExport(file, { stateVersion: 0 }, []), /header.stateVersion must be a positive integer, got 0/);
     await assert.rejects(writeStateExport(file, { stateVersion: 1 }, [['a', 1, 5, 'more'] as never]), /entry 0 given to writeStateExport .*is not a \[key, state, lastUpdated\] array/);
     await assert.rejects(writeStateExport(file, { stateVersion: 1 }, 5 as never), (e: unknown) => e instanceof ConfigError && /entries must be an iterable/.test((e as Error).message));
-    assert.ok(!existsSync(file) && !existsSync(`${file}.tmp`));
+    assert.deepEqual(readdirSync(dirname(file)), [], 'neither the target nor a temporary file');
     // What the caller gives as the header's origin cannot make the file another format than the one this writes (and reads).
     await writeStateExport(file, { stateVersion: 1, formatVersion: 2 } as never, [['a', 1, 5]]);
     assert.deepEqual([readStateExport(file).header.format, readStateExport(file).header.formatVersion], ['statestream-state', 1]);
@@ -267,7 +267,7 @@ describe('state export', () => {
     symlinkSync(store, link);
     const dangling = join(tempDir(), 'to-nothing.msgpack');
     symlinkSync(join(dataDir, 'new.msgpack'), dangling);
-    for (const target of [store, join(dataDir, 'statestream.lock'), join(dataDir, 'new.msgpack'), link, dangling]) {
+    for (const target of [store, join(dataDir, 'statestream.lock'), join(dataDir, 'new.msgpack'), link, dangling, dataDir]) {
       await assert.rejects(exportJobState(dataDir, target), (error: unknown) => {
         assert.ok(error instanceof ConfigError, String(error));
         assert.match(error.message, /^exportJobState: target .* would write .*, inside the data folder .*, whose files are the job's; write the export outside it$/);
@@ -298,6 +298,13 @@ describe('state export', () => {
     }
     assert.deepEqual(readFileSync(store), before, 'the store is as it was');
     assert.equal(await exportJobState(dataDir, join(tempDir(), 'outside.msgpack')), 1, 'a target outside is written');
+    // A chain of links to a file outside is followed to its end (only 40 hops make a loop), and that file written.
+    const outside = tempDir();
+    writeFileSync(join(outside, 'final.msgpack'), 'older');
+    symlinkSync(join(outside, 'final.msgpack'), join(outside, 'second'));
+    symlinkSync(join(outside, 'second'), join(outside, 'first'));
+    assert.equal(await exportJobState(dataDir, join(outside, 'first')), 1);
+    assert.equal(readStateExport(join(outside, 'final.msgpack')).header.format, 'statestream-state');
   });
 
   it('exportJobState refuses stores whose partitions hold different batches or state versions, and writes nothing', async () => {

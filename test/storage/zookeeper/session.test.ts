@@ -57,6 +57,7 @@ describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy tha
     await a.mkdirp('/nodes');
     await a.run('create /nodes/empty', (client, done) => client.create('/nodes/empty', (error) => done(error)));
     assert.deepEqual(await a.read('/nodes/empty'), Buffer.alloc(0), 'there, with nothing in it');
+    assert.equal(await a.ephemeralOwnerOf('/nodes/empty'), undefined, 'a persistent node has no owner session');
     assert.equal(await a.read('/nodes/never'), undefined);
     await a.remove('/nodes/never');
     await a.create('/nodes/a-made', Buffer.alloc(0), zookeeper.CreateMode.EPHEMERAL);

@@ -49,7 +49,17 @@ export function describeValue(value: unknown): string {
  * fields, rather than `new Error(String(value))` ("[object Object]", the fields lost).
  */
 export function asError(value: unknown, where: string): Error {
-  return value instanceof Error || types.isNativeError(value) ? value : new Error(`${where}: ${describeValue(value)} was thrown, which is not an Error (it is this error's cause)`, { cause: value });
+  return isError(value) ? value : new Error(`${where}: ${notAnError(value)} (it is this error's cause)`, { cause: value });
+}
+
+/** An Error, also one of another realm (a vm context the mapping module made), which `instanceof` misses. */
+function isError(value: unknown): value is Error {
+  return value instanceof Error || types.isNativeError(value);
+}
+
+/** A thrown value that is no Error, in words: `String({ code: 42 })` would be "[object Object]". */
+function notAnError(value: unknown): string {
+  return `${describeValue(value)} was thrown, which is not an Error`;
 }
 
 /**
@@ -275,10 +285,8 @@ export function serializeError(error: unknown): SerializedError {
   if (error instanceof StatestreamError) {
     return { name: error.name, code: error.code, message: error.message, stack: error.stack, context: error.context };
   }
-  // isNativeError: an Error of another realm (a vm context the mapping module made) is an Error too.
-  if (error instanceof Error || types.isNativeError(error)) return { name: error.name, message: error.message, stack: error.stack };
-  // Said as asError says it: `String({ code: 42 })` would cross as "[object Object]".
-  return { name: 'Error', message: `${describeValue(error)} was thrown, which is not an Error` };
+  if (isError(error)) return { name: error.name, message: error.message, stack: error.stack };
+  return { name: 'Error', message: notAnError(error) };
 }
 
 const byName: Record<string, new (message: string, context: ErrorContext) => StatestreamError> = {

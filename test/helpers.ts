@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, type SnapshotCompletedEvent, type StreamingContextOptions } from '../src/index.js';
 import { nextEvent } from './wait.js';
 import { BatchCache } from '../src/storage/partition/batch-cache.js';
-import { BatchLog } from '../src/storage/partition/batch-log.js';
+import { BatchLog, readLayout, writeLayout, type StoreLayout } from '../src/storage/partition/batch-log.js';
 import { foldChangeLog } from '../src/storage/partition/change-log.js';
 import { LmdbStateMap } from '../src/storage/partition/state-map.js';
-import { openPartitionStore } from '../src/storage/partition/store.js';
+import { openPartitionStore, partitionPath } from '../src/storage/partition/store.js';
 
 /** A fresh data folder under the OS temp dir, removed when the test process ends. */
 const made: string[] = [];
@@ -118,6 +118,16 @@ export function writeBehind(path: string, batchTime: number, entries: Array<[str
       cache.flush();
       new BatchLog(store).record({ batchTime, outputs: new Uint8Array(0), keyCount: entries.length });
     });
+  } finally {
+    store.env.close();
+  }
+}
+
+/** Rewrites the layout a partition of stream 0 records, as stores written by other code would hold it. */
+export function editLayout(dataDir: string, partition: number, change: Partial<StoreLayout>): void {
+  const store = openPartitionStore(partitionPath(dataDir, 0, partition));
+  try {
+    writeLayout(store, { ...readLayout(store)!, ...change });
   } finally {
     store.env.close();
   }

@@ -6,14 +6,14 @@ import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner } from '../../src/index.js';
-import { BatchLog, FORMAT_VERSION, readLayout, writeLayout, type StoreLayout } from '../../src/storage/partition/batch-log.js';
+import { BatchLog, FORMAT_VERSION, readLayout, type StoreLayout } from '../../src/storage/partition/batch-log.js';
 import { readStateExport, writeStateExport } from '../../src/storage/export/state-export.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
 import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
 import { ownedOffsetStore } from '../storage/zookeeper/owned-store.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { editLayout, fixture, keyedJob, tempDir } from '../helpers.js';
 import { nextEvent, within } from '../wait.js';
 import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
 
@@ -402,24 +402,16 @@ describe('statestream command-line tool', () => {
   });
 
   it('state get refuses stores another partitioner placed, and inspect does not count a store of a newer format as healthy', () => {
-    const edit = (dir: string, partition: number, change: Partial<StoreLayout>) => {
-      const store = openPartitionStore(partitionPath(dir, 0, partition));
-      try {
-        writeLayout(store, { ...readLayout(store)!, ...change });
-      } finally {
-        store.env.close();
-      }
-    };
     // Routed by murmur2, a present key would be looked for in another partition and said to be absent.
     const foreign = copy();
-    for (const p of [0, 1, 2]) edit(foreign, p, { partitioner: 'crc32' });
+    for (const p of [0, 1, 2]) editLayout(foreign, p, { partitioner: 'crc32' });
     const refused = run('state', 'get', 'w13', '--data-dir', foreign);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /the stores use partitioner "crc32"; this tool knows only murmur2/);
 
     // Partition 0 in a format this version cannot read: unreadable, not a healthy partition behind the others.
     const newer = copy();
-    edit(newer, 0, { formatVersion: FORMAT_VERSION + 1 });
+    editLayout(newer, 0, { formatVersion: FORMAT_VERSION + 1 });
     const inspected = run('inspect', '--data-dir', newer, '--json');
     const stream = JSON.parse(inspected.stdout).streams[0] as { behind: number[]; layout?: StoreLayout; partitions: Array<{ partition: number; unreadable?: string }> };
     assert.deepEqual(stream.behind, []);

@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { PoisonRecordError, StateSpec, StoreMismatchError } from '../../src/index.js';
 import { readStoredLayout, reshardStores } from '../../src/storage/reshard/reshard.js';
-import { BatchLog, readLayout, writeLayout, type StoreLayout } from '../../src/storage/partition/batch-log.js';
+import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
-import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { editLayout, fixture, keyedJob, sorted, tempDir } from '../helpers.js';
 import { seededRandom } from '../random.js';
 
 type Key = string | number | [string, number];
@@ -15,16 +15,6 @@ type Value = number | 'touch';
 
 const idleSpec = (n: number) => StateSpec.function<Key, Value, number, unknown>(fixture('idle-count')).numPartitions(n).timeout(2500);
 const faulty = (n: number) => StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty')).numPartitions(n);
-
-/** Rewrites the layout a partition records, as stores written by other code would hold it. */
-function editLayout(dataDir: string, partition: number, change: Partial<StoreLayout>): void {
-  const store = openPartitionStore(partitionPath(dataDir, 0, partition));
-  try {
-    writeLayout(store, { ...readLayout(store)!, ...change });
-  } finally {
-    store.env.close();
-  }
-}
 
 async function twoPartitionJob(): Promise<string> {
   const dataDir = tempDir();

@@ -15,12 +15,10 @@ export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): 
   const { threads, partitions, vocabulary: size, records } = config.threadsPartitions;
   const { skew, batchRecords } = config.throughput;
   const input = cut(zipfWords(vocabulary(size), records, skew, 4000 + size), batchRecords);
-  const configs = threads.flatMap((t) => partitions.map((p) => ({ threads: t, partitions: p })));
+  // Each configuration with what its runs measured: rate, peak RSS above the start, state on disk.
+  const configs = threads.flatMap((t) => partitions.map((p) => ({ threads: t, partitions: p, rates: [] as number[], rises: [] as number[], disks: [] as number[] })));
   // As in scenario 1: the first batches of a job run on workers whose JIT is cold, and are left out.
   const rate = (wall: number[]) => (timedRecords(input) / sum(wall.slice(WARM_UP_BATCHES))) * 1000;
-  const runs = new Map(configs.map((c) => [`${c.threads}/${c.partitions}`, [] as number[]]));
-  const rises = new Map(configs.map((c) => [`${c.threads}/${c.partitions}`, [] as number[]]));
-  const disks = new Map(configs.map((c) => [`${c.threads}/${c.partitions}`, [] as number[]]));
   const mapRises: number[] = [];
   const lmdbRises: number[] = [];
   const lmdbDisks: number[] = [];
@@ -42,10 +40,9 @@ export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): 
         } finally {
           await job.stop();
         }
-        const key = `${c.threads}/${c.partitions}`;
-        runs.get(key)!.push(rate(wall));
-        rises.get(key)!.push(rss.stop().rise);
-        disks.get(key)!.push(bytesOnDisk(dir.path));
+        c.rates.push(rate(wall));
+        c.rises.push(rss.stop().rise);
+        c.disks.push(bytesOnDisk(dir.path));
       } finally {
         dir.remove();
       }
@@ -67,17 +64,16 @@ export async function threadsPartitions(config: BenchConfig, raw: RawBaseline): 
     } finally {
       ldir.remove();
     }
-    log(`threads/partitions rep ${rep + 1}: ${configs.map((c) => `${c.threads}t/${c.partitions}p ${runs.get(`${c.threads}/${c.partitions}`)!.at(-1)!.toFixed(0)}`).join(', ')} records/s`);
+    log(`threads/partitions rep ${rep + 1}: ${configs.map((c) => `${c.threads}t/${c.partitions}p ${c.rates.at(-1)!.toFixed(0)}`).join(', ')} records/s`);
   }
 
   const baselines = { map: summarize(mapRuns), lmdb: summarize(lmdbRuns), raw: rawRate(raw) };
   const rows: Row[] = configs.flatMap((c): Row[] => {
-    const key = `${c.threads}/${c.partitions}`;
     const where = `threads ${c.threads}, partitions ${c.partitions}`;
     return [
-      { case: where, figure: 'throughput', unit: 'records/s', runtime: summarize(runs.get(key)!), baselines, details: { ...c } },
-      { case: where, figure: 'peak RSS above the start of the run', unit: 'MB', runtime: summarize(rises.get(key)!), baselines: { map: summarize(mapRises), lmdb: summarize(lmdbRises) } },
-      { case: where, figure: 'state on disk', unit: 'MB', runtime: summarize(disks.get(key)!), baselines: { lmdb: summarize(lmdbDisks) } },
+      { case: where, figure: 'throughput', unit: 'records/s', runtime: summarize(c.rates), baselines, details: { threads: c.threads, partitions: c.partitions } },
+      { case: where, figure: 'peak RSS above the start of the run', unit: 'MB', runtime: summarize(c.rises), baselines: { map: summarize(mapRises), lmdb: summarize(lmdbRises) } },
+      { case: where, figure: 'state on disk', unit: 'MB', runtime: summarize(c.disks), baselines: { lmdb: summarize(lmdbDisks) } },
     ];
   });
   const notes: string[] = [

@@ -188,6 +188,8 @@ describe('bad options are refused when given, naming the option', () => {
     const first = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock() });
     first.kafkaStream(at('zk-1:2181,zk-2:2181/app', '/wc'));
     assert.throws(() => first.kafkaStream(at('zk-2:2181,zk-3:2181', '/app/wc')), /already keeps its offsets under \/app\/wc \(on zk-2:2181,zk-3:2181, the node \/wc on zk-1:2181,zk-2:2181\/app names\)/);
+    // Host names are not case-sensitive: ZK-2 is the server zk-2.
+    assert.throws(() => first.kafkaStream({ ...at('ZK-2:2181/app', '/wc'), groupId: 'g5' }), /already keeps its offsets under \/wc \(on ZK-2:2181\/app, the node \/wc on zk-1:2181,zk-2:2181\/app names\)/);
     first.kafkaStream({ ...at('zk-3:2181', '/app/wc2'), groupId: 'g2' });
     first.kafkaStream({ ...at('other-zk:2181', '/app/wc'), groupId: 'g3' });
     // One consumer group for two streams: each member would get part of the partitions.

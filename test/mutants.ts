@@ -599,6 +599,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a persistent node named as made by session 0', edits: one('storage/zookeeper/session.js', 'return owner === undefined || /^0+$/.test(owner) ? undefined : owner;', 'return owner;'), test: 'storage/zookeeper/session.test.js', name: 'without data as empty' },
   { what: 'an appName of 101 characters taken', edits: one('storage/zookeeper/connect-options.js', '/^[A-Za-z0-9._-]{1,100}$/', '/^[A-Za-z0-9._-]{1,101}$/'), test: 'engine/bad-input.test.js', name: 'StreamingContext' },
   { what: 'two streams naming one ZooKeeper server in another case accepted when defined', edits: one('storage/zookeeper/connect-options.js', ".split(',').map((h) => h.toLowerCase());", ".split(',');"), test: 'engine/bad-input.test.js', name: 'kafkaStream' },
+  { what: "an export's first value read to its end, however large", edits: one('storage/export/state-export.js', 'if (data.length > MAX_HEADER_BYTES)', 'if (false)'), test: 'storage/export/state-export.test.js', name: 'truncated' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -153,6 +153,11 @@ describe('state export', () => {
     const inHeader = exportOf([]);
     truncateSync(inHeader, 10);
     rejectsWith(() => readStateExport(inHeader), new RegExp(`${inHeader} is not a statestream state export: it ends inside its first value`));
+
+    // A first value that claims 4 GiB (a MessagePack str32) is no header: refused after 1 MiB, not read to its end.
+    const huge = exportOf([]);
+    writeFileSync(huge, Buffer.concat([Buffer.from([0xdb, 0xff, 0xff, 0xff, 0xff]), Buffer.alloc(3 * 1024 * 1024, 0x61)]));
+    rejectsWith(() => readStateExport(huge), new RegExp(`${huge} is not a statestream state export: its first value is larger than 1048576 bytes`));
   });
 
   it('refuses files that are not exports, newer formats, bad keys and wrong counts, naming the file', () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, rmdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
@@ -383,6 +384,33 @@ describe('state export', () => {
     } finally {
       stores.forEach((store) => store.env.close());
     }
+  });
+
+  it('a partition one batch behind, as a running job leaves it between two commits, is waited for: the export is of the batch it then commits', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir });
+    await job.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
+    await job.ssc.stop();
+    const path = partitionPath(dataDir, 0, 1);
+    const store = openPartitionStore(path);
+    const last = new BatchLog(store).last()!;
+    new BatchLog(store).record({ ...last, batchTime: last.batchTime - 1000 });
+    store.env.close();
+    // Another process commits partition 1's batch while the export waits, as a running job's worker would.
+    const modules = ['../../../src/storage/partition/store.js', '../../../src/storage/partition/batch-log.js'].map((m) => new URL(m, import.meta.url).href);
+    const script = `const [{ openPartitionStore }, { BatchLog }] = await Promise.all(${JSON.stringify(modules)}.map((m) => import(m)));
+      const store = openPartitionStore(${JSON.stringify(path)}); const log = new BatchLog(store);
+      process.stdout.write('ready\\n'); await new Promise((r) => setTimeout(r, 300));
+      log.record({ ...log.last(), batchTime: ${last.batchTime} }); store.env.close();`;
+    const committer = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<number | null>((r) => committer.once('exit', r));
+    await new Promise<void>((r) => committer.stdout!.once('data', () => r()));
+    const file = join(tempDir(), 'state.msgpack');
+    assert.equal(await exportJobState(dataDir, file), 4);
+    assert.equal(await exited, 0);
+    const source = readStateExport<string, number>(file);
+    assert.equal(source.header.batchTime, last.batchTime, 'the export is of the batch partition 1 committed while it waited');
+    assert.deepEqual([...source.entries()].map(([key, count]) => [key, count]).sort(), [['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
   });
 
   it('a stream destroyed without an error (an HTTP client gone) ends the export with an error instead of waiting for good', async () => {

@@ -228,6 +228,8 @@ describe('one job on several processes: Kafka carries the shuffle and the change
 
     // Queries: each instance answers for the partitions it owns and names the owner of the rest.
     for (const id of ['x', 'y']) assert.deepEqual(await job.ask(id, 'MEMBERS'), ['x', 'y'], `${id} sees both members`);
+    // The job has one state stream: an owner asked of stream 1 is an error, not "nobody".
+    assert.deepEqual(await job.ask('x', 'STREAM1_OWNER a'), { error: { name: 'ClusterError', code: 'ERR_CLUSTER', message: 'cluster.ownerOf: there is no mapWithState stream 1' } });
     for (const [word, count] of job.expected()) {
       const owner = await job.ask('x', `OWNER ${word}`);
       assert.equal(await job.ask('y', `OWNER ${word}`), owner, `x and y agree who owns ${word}`);

@@ -602,6 +602,7 @@ const MUTANTS: Mutant[] = [
   { what: "an export's first value read to its end, however large", edits: one('storage/export/state-export.js', 'if (data.length > MAX_HEADER_BYTES)', 'if (false)'), test: 'storage/export/state-export.test.js', name: 'truncated' },
   { what: 'an export of a running job refuses a partition one commit behind instead of waiting for it', edits: one('storage/export/job-export.js', 'if (!catchingUp || Date.now()', 'if (true || Date.now()'), test: 'storage/export/state-export.test.js', name: 'one batch behind' },
   { what: 'cluster.ownerOf of a stream the job lacks fails on undefined', edits: one('cluster/runtime.js', 'if (!s)\n            throw new ClusterError(`cluster.ownerOf', 'if (false)\n            throw new ClusterError(`cluster.ownerOf'), test: 'integration/cluster/cluster.test.js', name: 'a broker of the three going down', slow: true },
+  { what: "a stop's later, shorter timeout does not bring its deadline forward", edits: one('engine/streaming-context.js', 'if (this.cut && this.cut.deadline <= deadline)', 'if (this.cut)'), test: 'engine/stop-timeout.test.js', name: 'shorter timeout' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

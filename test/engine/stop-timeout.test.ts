@@ -80,6 +80,24 @@ describe('stop({ timeoutMs }): a stop that runs out of time terminates the threa
     assert.deepEqual(failed.map((e) => [e.batchTime, e.error.name, (e.error as StopTimeoutError).context]), [[2000, 'StopTimeoutError', { batchTime: 2000, timeoutMs: 50 }]]);
   });
 
+  it('a later call with a shorter timeout brings the deadline of a stop under way forward', async () => {
+    const dir = tempDir();
+    const gate = join(dir, 'gate');
+    mkdirSync(gate);
+    const job = await keyedJob(spinning().numPartitions(1), { dataDir: join(dir, 'data'), threads: 1 });
+    const failed: BatchFailedEvent[] = [];
+    job.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
+    job.input.pushBatch([['spin', { spin: gate }]]);
+    const advanced = job.clock.advance(1000).catch(() => undefined);
+    await waitUntil('the mapping function to spin', () => existsSync(join(gate, 'entered')));
+    const first = job.ssc.stop({ timeoutMs: 30_000 });
+    const second = job.ssc.stop({ timeoutMs: 50 });
+    await within(second, 'the second stop() call, with the shorter timeout', { timeoutMs: 10_000 });
+    await within(first, 'the first stop() call', { timeoutMs: 10_000 });
+    await advanced;
+    assert.deepEqual(failed.map((e) => [e.batchTime, e.error.name, (e.error as StopTimeoutError).context]), [[1000, 'StopTimeoutError', { batchTime: 1000, timeoutMs: 50 }]]);
+  });
+
   it('batches that end in time are not touched: stop() waits for them as without a timeout', async () => {
     const dir = tempDir();
     const job = await keyedJob(spinning().numPartitions(2), { dataDir: join(dir, 'data'), threads: 2 });

@@ -10,6 +10,7 @@ import { decodeEntry, encodeEntry } from '../../../src/storage/codec.js';
 import { readBinary } from '../../../src/storage/partition/state-map.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../../../src/storage/partition/store.js';
 import { BatchLog } from '../../../src/storage/partition/batch-log.js';
+import { TimeIndex } from '../../../src/storage/partition/time-index.js';
 import { tempDir } from '../../helpers.js';
 import { startMockKafka, type MockKafka } from '../services/kafka.js';
 
@@ -17,6 +18,8 @@ const TOPIC = 'dropped-batch-changelog';
 const LONG_TOPIC = 'long-changelog';
 const FENCE_TOPIC = 'fence-changelog';
 const LEASE_TOPIC = 'lease-changelog';
+const ZOMBIE_TOPIC = 'zombie-changelog';
+const TIMEOUT_TOPIC = 'timeout-changelog';
 const end = (epoch: number, batchTime: number, position: number, keyCount: number): BatchEnd => ({ epoch, batchTime, position, marks: { 'words:0': [position, 0] }, keyCount });
 
 /**
@@ -34,12 +37,12 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
   let writer: ChangelogWriter;
 
   before(async () => {
-    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }, { name: LONG_TOPIC, partitions: 1 }, { name: FENCE_TOPIC, partitions: 2 }, { name: LEASE_TOPIC, partitions: 1 }] });
+    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }, { name: LONG_TOPIC, partitions: 1 }, { name: FENCE_TOPIC, partitions: 2 }, { name: LEASE_TOPIC, partitions: 1 }, { name: ZOMBIE_TOPIC, partitions: 1 }, { name: TIMEOUT_TOPIC, partitions: 1 }] });
     client = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING });
     producer = client.producer({ maxInFlightRequests: 1, allowAutoTopicCreation: false });
     await producer.connect();
     writer = new ChangelogWriter(producer, TOPIC);
-    reader = new PartitionReader(client, [TOPIC], 'dropped-batch-test');
+    reader = new PartitionReader(client, [TOPIC, ZOMBIE_TOPIC, TIMEOUT_TOPIC], 'dropped-batch-test');
     await reader.start();
   });
   after(async () => {
@@ -93,6 +96,8 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
       assert.equal(readClusterMeta(storeB)?.epoch, 2);
       const logged = new BatchLog(storeB).last();
       assert.deepEqual([logged?.batchTime, logged?.keyCount], [100, 2], "the store records batch 100 and its key count, which store().count() reports");
+      // Its own rewrite's end is the last record: a reuse of the store reads on after it.
+      assert.equal(readClusterMeta(storeB)?.changelogOffset, (await highWatermark()) - 1);
     } finally {
       storeB.env.close();
     }
@@ -109,7 +114,7 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
     );
     const rewriteEnd = rewrite.at(-1);
     assert.ok(rewriteEnd?.kind === 'end');
-    assert.deepEqual([rewriteEnd.batchTime, rewriteEnd.keyCount], [100, 2], "the rewrite's end carries the restored batch's key count on to the next owner");
+    assert.deepEqual([rewriteEnd.batchTime, rewriteEnd.position, rewriteEnd.marks, rewriteEnd.keyCount], [100, 10, { 'words:0': [10, 0] }, 2], "the rewrite's end carries the restored batch's position, marks and key count on to the next owner");
 
     // Owner c, epoch 3, on a fresh store: restores the same state, batch 250 nowhere.
     const storeC = openPartitionStore(partitionPath(tempDir(), 0, 0));
@@ -140,6 +145,51 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
     restore.dropWaiting(3);
     assert.equal(restored.get('"y"'), 5);
     assert.equal(restored.get('["t",2]') ?? null, null);
+  });
+
+  it("a store its owner kept is not reused once the changelog shows it was fenced: a zombie's late batch is gone from it, keys and all", async () => {
+    const zombie = new ChangelogWriter(producer, ZOMBIE_TOPIC);
+    const take = (store: PartitionStore, epoch: number, owner: string) => restorePartition(store, { ...restoreOptions(epoch, owner), writer: zombie });
+    // What a's batch commits to its store, beside the changelog: the entries and where its end is.
+    const commit = (store: PartitionStore, entries: Array<[string, number]>, at: number) => {
+      store.env.transactionSync(() => {
+        for (const [key, count] of entries) store.state.putSync(key, encodeEntry(count, 100));
+        store.meta.putSync('cluster', { ...readClusterMeta(store)!, changelogOffset: at });
+      });
+    };
+    const storeA = openPartitionStore(partitionPath(tempDir(), 0, 0));
+    const storeB = openPartitionStore(partitionPath(tempDir(), 0, 0));
+    try {
+      await take(storeA, 1, 'a');
+      commit(storeA, [['k', 1]], await zombie.writeBatch(0, ['k'], [encodeEntry(1, 100)], end(1, 100, 1, 1)));
+      // b takes the partition (epoch 2); a, paused past its session, still commits a batch of epoch 1.
+      await take(storeB, 2, 'b');
+      commit(storeA, [['k', 2], ['only-a', 3]], await zombie.writeBatch(0, ['k', 'only-a'], [encodeEntry(2, 200), encodeEntry(3, 200)], end(1, 200, 3, 2)));
+      // a takes it back (epoch 3) on the store it kept: that store holds what the changelog's readers ignore.
+      const outcome = await take(storeA, 3, 'a');
+      assert.equal(outcome.reused, false, 'a store written after its epoch was fenced is rebuilt');
+      assert.equal(state(storeA, 'k'), 1, "the zombie's batch is not in the state");
+      assert.equal(state(storeA, 'only-a'), undefined, 'nor a key only that batch wrote');
+      assert.deepEqual(outcome.last, end(1, 100, 1, 1));
+    } finally {
+      storeA.env.close();
+      storeB.env.close();
+    }
+  });
+
+  it('a partition with a timeout restored from its changelog has its keys in the time index, so they time out on the new owner', async () => {
+    const timed = new ChangelogWriter(producer, TIMEOUT_TOPIC);
+    await timed.writeEpoch(0, 1, 'a');
+    await timed.writeTakeover(0, 1, undefined);
+    await timed.writeBatch(0, ['y', 'z', 'gone'], [encodeEntry(5, 100), encodeEntry(7, 300), encodeEntry(1, 100)], end(1, 300, 3, 3));
+    await timed.writeBatch(0, ['gone'], [null], end(1, 400, 4, 2));
+    const store = openPartitionStore(partitionPath(tempDir(), 0, 0));
+    try {
+      await restorePartition(store, { ...restoreOptions(2, 'b'), writer: timed, timeIndexed: true });
+      assert.deepEqual([...new TimeIndex(store).olderThan(Number.POSITIVE_INFINITY)], [[100, 'y'], [300, 'z']]);
+    } finally {
+      store.env.close();
+    }
   });
 
   it('restores a changelog longer than what its reader buffers: records are taken as they come, so the paused partition goes on', async () => {

@@ -92,6 +92,9 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
     // The node exists, made by this session for this epoch: the claim is done, not waited on.
     await within(coordinator.claim(p.stream, p.partition, p.epoch), 'a second claim of a node this session holds', { timeoutMs: 5_000 });
     await coordinator.checkOwned([p]);
+    // A claim under an epoch the assignment does not give (a stale one, or one from later) is refused, and the node stays.
+    await assert.rejects(within(coordinator.claim(p.stream, p.partition, p.epoch + 1), 'a claim under another epoch', { timeoutMs: 5_000 }), (e: unknown) => e instanceof OwnershipLostError && /was assigned elsewhere while this instance waited to take it/.test((e as Error).message));
+    await coordinator.checkOwned([p]);
   });
 
   it('an instance id held by a live process on another machine with the same data folder path is refused, not taken over', async () => {

@@ -609,6 +609,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a store rebuilt from the changelog not cleared first', edits: one('cluster/restore-store.js', '        clear(store);\n', ''), test: 'integration/cluster/dropped-batch-restore.test.js', name: 'zombie' },
   { what: "a changelog batch's offset taken as its first record's", edits: one('cluster/changelog-io.js', 'last = Number(meta.baseOffset) + chunk.length - 1;', 'last = Number(meta.baseOffset);'), test: 'integration/cluster/dropped-batch-restore.test.js', name: 'never ended again' },
   { what: 'a claim under an epoch the assignment does not give goes through', edits: one('cluster/coordinator.js', 'if (mine?.owner !== this.me.id || mine.epoch !== epoch) {', 'if (mine?.owner !== this.me.id) {'), test: 'integration/cluster/coordinator.test.js', name: 'own session' },
+  { what: 'pairs read twice from the repartition topic counted twice', edits: one('cluster/state-stream.js', 'if (o.filter.admit(pair.origin))', 'if (o.filter.admit(pair.origin) || true)'), test: 'integration/cluster/cluster-stores.test.js', name: 'counted once' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -12,9 +12,12 @@ import { FORMAT_VERSION, readLayout, writeLayout } from '../../../src/storage/pa
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import type { ChildProcessLines } from '../job-process.js';
 import { settle, useClusterJobs } from './scenario.js';
+import { Kafka, logLevel, type Message } from 'kafkajs';
+import { repartitionTopic } from '../../../src/cluster/topics.js';
 
 describe("a cluster instance's stores: what it refuses, reuses and restores, and what a cut leaves (real ZooKeeper, mock cluster of 3 brokers)", () => {
-  const { newJob } = useClusterJobs();
+  const cluster = useClusterJobs();
+  const { newJob } = cluster;
 
   it('an instance whose folder holds a store a newer statestream wrote fails, naming the store and its format, and leaves the store as it was', async () => {
     const job = await newJob('wc-newer', { partitions: 2, sourcePartitions: 1 });
@@ -39,6 +42,36 @@ describe("a cluster instance's stores: what it refuses, reuses and restores, and
     } finally {
       await after.env.close();
     }
+  });
+
+  it('pair messages the repartition topic holds twice (a producer retry that landed twice) are counted once', async () => {
+    const job = await newJob('wc-twice', { partitions: 1, sourcePartitions: 1 });
+    const a = await job.start('a');
+    await job.type(['one two', 'one']);
+    await waitUntil('a to count the words', async () => (await job.ask('a', 'GET one')) === 2 && (await job.ask('a', 'GET two')) === 1, { detail: () => a.tail() });
+    // Every message of the repartition topic so far, sent again as they were.
+    const topic = repartitionTopic(job.appName, 0);
+    const kafka = new Kafka({ brokers: cluster.services.kafka.brokers, logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    const high = Number((await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect()))[0].high);
+    assert.ok(high > 0, 'the pairs went through the repartition topic');
+    const consumer = kafka.consumer({ groupId: 'wc-twice-copier' });
+    const messages: Message[] = [];
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topic, fromBeginning: true });
+      await consumer.run({ eachMessage: async ({ message }) => void messages.push({ key: message.key, value: message.value, headers: message.headers }) });
+      await waitUntil('the copier to read the repartition topic', () => messages.length >= high);
+    } finally {
+      await consumer.disconnect();
+    }
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send({ topic, acks: -1, messages: messages.map((m) => ({ ...m, partition: 0 })) }).finally(() => producer.disconnect());
+    await job.type(['two']);
+    await waitUntil('a to count the word typed after the copies', async () => (await job.ask('a', 'GET two')) === 2, { detail: () => a.tail() });
+    assert.equal(await job.ask('a', 'GET one'), 2, 'the pairs read twice are counted once');
   });
 
   it("a dead letter moves with its partition: the instance that restores it from the changelog lists it once, as its first owner did", async () => {

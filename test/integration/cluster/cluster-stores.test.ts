@@ -94,6 +94,9 @@ describe("a cluster instance's stores: what it refuses, reuses and restores, and
     await waitUntil('b to restore the counts', async () => (await job.ask('b', 'GET one')) === 2 && (await job.ask('b', 'GET three')) === 1, { detail: () => b.tail() });
     assert.deepEqual(await lettersOf('b'), listed, 'the letter a recorded, once, with its batch, record index, attempts and error');
     assert.ok(b.lines.filter((l) => l.startsWith('TAKEN ')).every((l) => !l.endsWith(' reused')), `b rebuilt its stores: ${b.tail()}`);
+    // The key counts came with the changelog's batch ends: one, two and three, before b's own first batch.
+    const keys = (await job.ask('b', 'METRICS statestream_state_keys')) as Array<{ value: number }>;
+    assert.equal(keys.reduce((n, k) => n + k.value, 0), 3, JSON.stringify(keys));
   });
 
   it('an instance whose folder holds what a single-process job wrote, or a store for another partition count, fails naming it and leaves the store as it was', async () => {

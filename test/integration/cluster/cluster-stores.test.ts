@@ -74,6 +74,17 @@ describe("a cluster instance's stores: what it refuses, reuses and restores, and
     assert.equal(await job.ask('a', 'GET one'), 2, 'the pairs read twice are counted once');
   });
 
+  it('a backlog of pairs is applied at most maxPairsPerBatch a batch', async () => {
+    const job = await newJob('wc-backlog', { partitions: 1, sourcePartitions: 1 });
+    // 6000 pairs at once: stage 1 sends them in messages of 500; a batch takes two of them.
+    await job.type(Array.from({ length: 600 }, () => 'w w w w w w w w w w'));
+    const a = await job.start('a', 'fixture', { maxPairsPerBatch: 1000 });
+    await waitUntil('a to count the backlog', async () => (await job.ask('a', 'GET w')) === 6000, { detail: () => a.tail() });
+    const applied = a.lines.filter((l) => l.startsWith('APPLIED ')).map((l) => Number(l.split(' ')[2]));
+    assert.equal(applied.reduce((n, k) => n + k, 0), 6000, a.tail());
+    assert.ok(applied.every((n) => n <= 1000), `batches of at most 1000 pairs: ${applied.join(', ')}`);
+  });
+
   it("a dead letter moves with its partition: the instance that restores it from the changelog lists it once, as its first owner did", async () => {
     const job = await newJob('wc-letters', { partitions: 2, sourcePartitions: 1 });
     const a = await job.start('a', 'fixture', { deadLetters: true });

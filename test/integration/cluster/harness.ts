@@ -45,6 +45,8 @@ export interface ClusterInstanceConfig {
   stopTimeoutMs?: number;
   /** The instance counts with poison-count under the dead-letter policy: the word POISON is dead-lettered. */
   deadLetters?: boolean;
+  /** cluster.maxPairsPerBatch; the instance then prints `APPLIED <batchTime> <pairs>` for each batch that applied any. */
+  maxPairsPerBatch?: number;
 }
 
 const fixture = fileURLToPath(new URL('../fixtures/cluster-count-job.js', import.meta.url));

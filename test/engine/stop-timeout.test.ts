@@ -10,6 +10,21 @@ import { waitUntil, within } from '../wait.js';
 
 const spinning = () => StateSpec.function<string, SpinValue, number, [string, number]>(fixture('spin'));
 
+/** A one-partition job after one batch, whose next batch (2000) spins in its mapping function; resolves once it spins. */
+async function spinningBatch() {
+  const dir = tempDir();
+  const gate = join(dir, 'gate');
+  mkdirSync(gate);
+  const job = await keyedJob(spinning().numPartitions(1), { dataDir: join(dir, 'data'), threads: 1 });
+  const failed: BatchFailedEvent[] = [];
+  job.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
+  await job.batch([['a', 1]]);
+  job.input.pushBatch([['spin', { spin: gate }]]);
+  const advanced = job.clock.advance(1000).catch(() => undefined);
+  await waitUntil('the mapping function to spin', () => existsSync(join(gate, 'entered')));
+  return { job, failed, advanced };
+}
+
 describe('stop({ timeoutMs }): a stop that runs out of time terminates the threads still applying a batch', () => {
   it('a mapping function that never returns: the batch fails with StopTimeoutError, nothing of it commits, and the next start goes on from the last commit', async () => {
     const dir = tempDir();
@@ -56,16 +71,7 @@ describe('stop({ timeoutMs }): a stop that runs out of time terminates the threa
   });
 
   it('a stop already under way is bounded by a later call with a timeout (a second SIGTERM, say); both calls resolve once it is done', async () => {
-    const dir = tempDir();
-    const gate = join(dir, 'gate');
-    mkdirSync(gate);
-    const job = await keyedJob(spinning().numPartitions(1), { dataDir: join(dir, 'data'), threads: 1 });
-    const failed: BatchFailedEvent[] = [];
-    job.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
-    await job.batch([['a', 1]]);
-    job.input.pushBatch([['spin', { spin: gate }]]);
-    const advanced = job.clock.advance(1000).catch(() => undefined);
-    await waitUntil('the mapping function to spin', () => existsSync(join(gate, 'entered')));
+    const { job, failed, advanced } = await spinningBatch();
     let firstDone = false;
     const first = job.ssc.stop().then(() => (firstDone = true));
     await sleep(300);
@@ -81,21 +87,13 @@ describe('stop({ timeoutMs }): a stop that runs out of time terminates the threa
   });
 
   it('a later call with a shorter timeout brings the deadline of a stop under way forward', async () => {
-    const dir = tempDir();
-    const gate = join(dir, 'gate');
-    mkdirSync(gate);
-    const job = await keyedJob(spinning().numPartitions(1), { dataDir: join(dir, 'data'), threads: 1 });
-    const failed: BatchFailedEvent[] = [];
-    job.ssc.on(BatchEvents.FAILED, (e) => failed.push(e));
-    job.input.pushBatch([['spin', { spin: gate }]]);
-    const advanced = job.clock.advance(1000).catch(() => undefined);
-    await waitUntil('the mapping function to spin', () => existsSync(join(gate, 'entered')));
+    const { job, failed, advanced } = await spinningBatch();
     const first = job.ssc.stop({ timeoutMs: 30_000 });
     const second = job.ssc.stop({ timeoutMs: 50 });
     await within(second, 'the second stop() call, with the shorter timeout', { timeoutMs: 10_000 });
     await within(first, 'the first stop() call', { timeoutMs: 10_000 });
     await advanced;
-    assert.deepEqual(failed.map((e) => [e.batchTime, e.error.name, (e.error as StopTimeoutError).context]), [[1000, 'StopTimeoutError', { batchTime: 1000, timeoutMs: 50 }]]);
+    assert.deepEqual(failed.map((e) => [e.batchTime, e.error.name, (e.error as StopTimeoutError).context]), [[2000, 'StopTimeoutError', { batchTime: 2000, timeoutMs: 50 }]]);
   });
 
   it('batches that end in time are not touched: stop() waits for them as without a timeout', async () => {

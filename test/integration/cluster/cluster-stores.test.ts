@@ -85,6 +85,28 @@ describe("a cluster instance's stores: what it refuses, reuses and restores, and
     assert.ok(applied.every((n) => n <= 1000), `batches of at most 1000 pairs: ${applied.join(', ')}`);
   });
 
+  it('a batch whose changelog write outlives the lease of its ownership check is not committed: the partition is given up, and the counts stay exact', async () => {
+    const job = await newJob('wc-slow-changelog', { partitions: 1, sourcePartitions: 1 });
+    const { kafka } = cluster.services;
+    // The changelog on broker 3, everything else of the job on broker 1.
+    await kafka.setLeader(`${job.appName}-0-changelog`, 0, 3);
+    await kafka.setLeader(`${job.appName}-0-repartition`, 0, 1);
+    await kafka.setLeader(job.topic, 0, 1);
+    const a = await job.start('a');
+    await job.type(['one']);
+    await waitUntil('a to count the first word', async () => (await job.ask('a', 'GET one')) === 1, { detail: () => a.tail() });
+    const from = a.lines.length;
+    // Each answer of broker 3 now comes after the lease of a 4 s session (two thirds of it) ran out.
+    await kafka.setRtt(3, 4000);
+    try {
+      await job.type(['one']);
+      await a.waitForLine(/^RELEASED 0 \d+ lost$/, { from, timeoutMs: 60_000 });
+    } finally {
+      await kafka.setRtt(3, 0);
+    }
+    await waitUntil('a to count the second word once it has the partition again', async () => (await job.ask('a', 'GET one')) === 2, { timeoutMs: 60_000, detail: () => a.tail() });
+  });
+
   it("a dead letter moves with its partition: the instance that restores it from the changelog lists it once, as its first owner did", async () => {
     const job = await newJob('wc-letters', { partitions: 2, sourcePartitions: 1 });
     const a = await job.start('a', 'fixture', { deadLetters: true });

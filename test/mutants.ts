@@ -613,6 +613,8 @@ const MUTANTS: Mutant[] = [
   { what: "a cluster batch end carries no key count (a restoring owner reports 0 keys)", edits: one('cluster/state-stream.js', 'marks: pending.marks, keyCount: prepared.keyCount }', 'marks: pending.marks, keyCount: 0 }'), test: 'integration/cluster/cluster-stores.test.js', name: 'dead letter moves' },
   { what: "a cluster batch applies every pair buffered, past maxPairsPerBatch", edits: one('cluster/state-stream.js', 'o.partition, pairMessagesPerBatch(rt.maxPairsPerBatch))', 'o.partition, Number.MAX_SAFE_INTEGER)'), test: 'integration/cluster/cluster-stores.test.js', name: 'maxPairsPerBatch a batch' },
   { what: "a cluster batch whose changelog write outlived its lease committed", edits: one('cluster/state-stream.js', '        leased();\n        const meta = {', '        const meta = {'), test: 'integration/cluster/cluster-stores.test.js', name: 'outlives the lease' },
+  { what: 'stop(5000) taken as a stop without a limit', edits: one('engine/stop-options.js', "if (options === null || typeof options !== 'object')", 'if (options === null)'), test: 'engine/stop-timeout.test.js', name: 'bad option' },
+  { what: 'queueStream(true) taken as no options', edits: one('engine/sources/queue.js', "if (options === null || typeof options !== 'object')", 'if (false)'), test: 'engine/bad-input.test.js', name: 'stream operations' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

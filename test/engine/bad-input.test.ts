@@ -206,6 +206,9 @@ describe('bad options are refused when given, naming the option', () => {
     assert.throws(() => q.map(5 as never), /map expects a function, got number/);
     assert.throws(() => q.foreachBatch(undefined as never), /foreachBatch expects a function/);
     assert.throws(() => ssc.queueStream({ oneAtATime: 'yes' as never }), /oneAtATime must be a boolean/);
+    // true meant as oneAtATime: not taken as "no options", which would merge the pushes into one batch.
+    assert.throws(() => ssc.queueStream(true as never), (e: unknown) => e instanceof ConfigError && (e as Error).message === 'queueStream options must be an object, got true');
+    assert.throws(() => ssc.queueStream(null as never), (e: unknown) => e instanceof ConfigError && /queueStream options must be an object, got null/.test((e as Error).message));
   });
 });
 

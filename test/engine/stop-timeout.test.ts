@@ -117,6 +117,8 @@ describe('stop({ timeoutMs }): a stop that runs out of time terminates the threa
       await assert.rejects(job.ssc.stop({ timeoutMs: -1 }), (error: unknown) => error instanceof ConfigError && /stop\(\): timeoutMs must be a number of milliseconds from 0 to 2147483647 \(about 24\.8 days\), or Infinity for no limit, got -1/.test(error.message));
       await assert.rejects(job.ssc.stop({ timeoutMs: Number.NaN }), /timeoutMs must be a number of milliseconds from 0 .* got NaN/);
       await assert.rejects(job.ssc.stop({ timeout: 100 } as never), (error: unknown) => error instanceof ConfigError && error.message === 'stop(): unknown option "timeout" (known: timeoutMs)');
+      // A number where { timeoutMs } was meant is not a stop without a limit.
+      await assert.rejects(job.ssc.stop(5000 as never), (error: unknown) => error instanceof ConfigError && error.message === 'stop() expects an options object, got 5000');
       assert.deepEqual(await job.batch([['a', 1]]), [['a', 1]], 'still running');
     } finally {
       await job.ssc.stop({ timeoutMs: Infinity });

@@ -615,6 +615,7 @@ const MUTANTS: Mutant[] = [
   { what: "a cluster batch whose changelog write outlived its lease committed", edits: one('cluster/state-stream.js', '        leased();\n        const meta = {', '        const meta = {'), test: 'integration/cluster/cluster-stores.test.js', name: 'outlives the lease' },
   { what: 'stop(5000) taken as a stop without a limit', edits: one('engine/stop-options.js', "if (options === null || typeof options !== 'object')", 'if (options === null)'), test: 'engine/stop-timeout.test.js', name: 'bad option' },
   { what: 'queueStream(true) taken as no options', edits: one('engine/sources/queue.js', "if (options === null || typeof options !== 'object')", 'if (false)'), test: 'engine/bad-input.test.js', name: 'stream operations' },
+  { what: "each stream's partitions dealt from thread 0 again", edits: one('actors/worker-set.js', '() => this.placed++ % this.threads)', '(_, p) => p % this.threads)'), test: 'actors/pinned-partitions.test.js', name: 'across streams' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

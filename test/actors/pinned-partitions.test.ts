@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BatchEvents, StateSpec, type BatchCompletedEvent, type PartitionRestartedEvent } from '../../src/index.js';
+import { BatchEvents, ManualClock, StateSpec, StreamingContext, type BatchCompletedEvent, type PartitionRestartedEvent } from '../../src/index.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
 
@@ -70,6 +70,25 @@ describe('partitions pinned to their worker threads', () => {
       assert.equal(events[1].partitionStats[0].reduce((n, p) => n + p.memoryHits, 0), 100);
     } finally {
       await again.ssc.stop();
+    }
+  });
+
+  it("partitions are dealt over the threads across streams: two streams of one partition each get a thread each", async () => {
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, threads: 2, clock, dataDir: tempDir() });
+    const input = ssc.queueStream<[string, number]>();
+    const count = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(1);
+    input.mapWithState(count());
+    input.mapWithState(count());
+    const events: BatchCompletedEvent[] = [];
+    ssc.on(BatchEvents.COMPLETED, (e) => events.push(e));
+    await ssc.start();
+    try {
+      input.pushBatch([['a', 1]]);
+      await clock.advance(1000);
+      assert.deepEqual(events[0].partitionStats.map((stream) => stream.map((p) => p.thread)), [[1], [2]], "stream 0 on the first thread (numbered from 1), stream 1 on the second");
+    } finally {
+      await ssc.stop();
     }
   });
 

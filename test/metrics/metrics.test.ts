@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -283,8 +283,26 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
       second.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
       await assert.rejects(second.start(), (e: unknown) => e instanceof ConfigError && e.context.option === 'metrics.port' && /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/.test(e.message));
       assert.equal(second.state, 'stopped');
+
+      // The status page's port taken: the metrics server the start had opened closes with it.
+      const free = await freePort();
+      const third = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), metrics: { port: free }, ui: { port } });
+      third.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+      await assert.rejects(third.start(), (e: unknown) => e instanceof ConfigError && e.context.option === 'ui.port' && /EADDRINUSE/.test(e.message));
+      assert.equal(await freePort(free), free, `the metrics port ${free} is free again`);
     } finally {
       await first.ssc.stop();
     }
   });
 });
+
+/** A port nothing listens on (the one asked for, or one the system picks), closed again. */
+function freePort(port = 0): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer().once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      const { port: bound } = server.address() as AddressInfo;
+      server.close(() => resolve(bound));
+    });
+  });
+}

@@ -616,6 +616,8 @@ const MUTANTS: Mutant[] = [
   { what: 'stop(5000) taken as a stop without a limit', edits: one('engine/stop-options.js', "if (options === null || typeof options !== 'object')", 'if (options === null)'), test: 'engine/stop-timeout.test.js', name: 'bad option' },
   { what: 'queueStream(true) taken as no options', edits: one('engine/sources/queue.js', "if (options === null || typeof options !== 'object')", 'if (false)'), test: 'engine/bad-input.test.js', name: 'stream operations' },
   { what: "each stream's partitions dealt from thread 0 again", edits: one('actors/worker-set.js', '() => this.placed++ % this.threads)', '(_, p) => p % this.threads)'), test: 'actors/pinned-partitions.test.js', name: 'across streams' },
+  { what: "an interrupted Kafka client's own retrying left to run its two minutes", edits: one('engine/sources/kafka-client.js', '(this.abort.signal.aborted ? [] : options.brokers)', '(options.brokers)'), test: 'engine/kafka-client.test.js', name: 'retrying of brokers' },
+  { what: 'a Kafka step failing as the interrupt came reports its own failure', edits: one('engine/sources/kafka-client.js', '            if (signal.aborted)\n                throw cut ?? interrupted();\n', ''), test: 'engine/kafka-client.test.js', name: 'failed as the interrupt came' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

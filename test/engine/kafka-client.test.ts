@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import kafkajs from 'kafkajs';
 import { OffsetStoreError } from '../../src/index.js';
 import { InterruptibleKafka } from '../../src/engine/sources/kafka-client.js';
+import { within } from '../wait.js';
 
 // kafkajs is CommonJS: its error classes are not among the names Node finds for ESM.
 const { KafkaJSConnectionError, KafkaJSNumberOfRetriesExceeded } = kafkajs;
@@ -35,6 +36,21 @@ describe('InterruptibleKafka: the waits of a Kafka start', () => {
     let began = false;
     await assert.rejects(kafka.step(async () => void (began = true), 'subscribing'), /interrupted while subscribing/);
     assert.equal(began, false);
+  });
+
+  it('a step whose work failed as the interrupt came reports the interrupt, not the failure', async () => {
+    const kafka = client();
+    const failing = kafka.step(() => Promise.reject(new Error('Connection error: connect ECONNREFUSED 127.0.0.1:1')), 'connecting the admin');
+    kafka.interrupt();
+    await assert.rejects(failing, (error: unknown) => error instanceof OffsetStoreError && error.message === 'Kafka brokers 127.0.0.1:1,127.0.0.1:2: interrupted while connecting the admin');
+  });
+
+  it("after an interrupt, kafkajs's own retrying of brokers that refuse ends at once instead of in about two minutes", async () => {
+    const kafka = client();
+    kafka.interrupt();
+    const admin = kafka.kafka.admin();
+    await assert.rejects(within(admin.connect(), 'the connection of an interrupted client to fail', { timeoutMs: 10_000 }), (error: unknown) => (error as Error).name === 'KafkaJSNonRetriableError' && /brokers array is empty/.test((error as Error).message));
+    await admin.disconnect();
   });
 
   it('once the start is over, an interrupt changes nothing: a stop draining its batches may still need the brokers', async () => {

@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext } from '../../src/index.js';
 import type { GateValue } from '../fixtures/gate.js';
 import { fixture, tempDir } from '../helpers.js';
+import { within } from '../wait.js';
 
 describe('batches that overlap on the main thread', () => {
   it('a batch queued behind one whose output fails never runs: its records are not counted', async () => {
@@ -40,6 +41,27 @@ describe('batches that overlap on the main thread', () => {
       assert.deepEqual([counts.store().get('a'), counts.store().get('b')], [1, undefined], 'batch 100 committed before its output failed; batch 200 never ran');
     } finally {
       await again.stop();
+    }
+  });
+
+  it("a state stream fed by another's outputs waits for the batch before: batches queued back to back count in order", async () => {
+    const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock, threads: 2 });
+    const input = ssc.queueStream<[string, number]>({ oneAtATime: true });
+    const counts = input.mapWithState(spec());
+    // Each batch adds the running count of its keys: after counts 1, 2 and 3, a total of 6.
+    const totals = counts.mapWithState(spec());
+    const outputs: Array<[number, Array<[string, number]>]> = [];
+    totals.foreachBatch((records, time) => void outputs.push([time, records]));
+    await ssc.start();
+    try {
+      for (let i = 0; i < 3; i++) input.pushBatch([['a', 1], ['b', 1]]);
+      await within(Promise.all([clock.advance(100), clock.advance(100), clock.advance(100)]), 'three batches queued back to back');
+      assert.deepEqual(outputs.map(([time, records]) => [time, records.sort()]), [[100, [['a', 1], ['b', 1]]], [200, [['a', 3], ['b', 3]]], [300, [['a', 6], ['b', 6]]]]);
+      assert.deepEqual([totals.store().get('a'), counts.store().get('a')], [6, 3]);
+    } finally {
+      await ssc.stop();
     }
   });
 

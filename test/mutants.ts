@@ -619,6 +619,7 @@ const MUTANTS: Mutant[] = [
   { what: "an interrupted Kafka client's own retrying left to run its two minutes", edits: one('engine/sources/kafka-client.js', '(this.abort.signal.aborted ? [] : options.brokers)', '(options.brokers)'), test: 'engine/kafka-client.test.js', name: 'retrying of brokers' },
   { what: 'a Kafka step failing as the interrupt came reports its own failure', edits: one('engine/sources/kafka-client.js', '            if (signal.aborted)\n                throw cut ?? interrupted();\n', ''), test: 'engine/kafka-client.test.js', name: 'failed as the interrupt came' },
   { what: "a state stream fed by another's outputs sharded ahead of the batch before", edits: one('engine/map-with-state-stream.js', '        if (!this.parent.readsSourcesOnly())\n            return;\n', ''), test: 'engine/batch-overlap.test.js', name: 'fed by another' },
+  { what: 'a failed warm-up reported as memory.warmed', edits: one('engine/map-with-state-stream.js', "if (done.status === 'ok')\n                    warmed(", 'if (true)\n                    warmed('), test: 'actors/memory-warm-up.test.js', name: 'damaged hint' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

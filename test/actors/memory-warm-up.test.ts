@@ -6,7 +6,8 @@ import { RECENT_BATCHES, recentKeys, rememberBatch } from '../../src/actors/memo
 import { workerPartition } from '../../src/actors/worker-partitions.js';
 import { murmur2Partitioner } from '../../src/engine/partitioner.js';
 import { encodeEntry } from '../../src/storage/codec.js';
-import { partitionPath } from '../../src/storage/partition/store.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
+import { writeWarmKeys } from '../../src/storage/partition/warm-keys.js';
 import { fixture, keyedJob, sorted, tempDir, writeBehind } from '../helpers.js';
 import { waitUntil } from '../wait.js';
 
@@ -48,6 +49,28 @@ describe("worker memory across a clean restart (the keys the last batches update
     } finally {
       await again.ssc.stop();
     }
+  });
+
+  it('a warm-up that fails (a damaged hint) reports nothing and leaves the batches reading LMDB, exact', async () => {
+    const dataDir = tempDir();
+    const first = await keyedJob(spec(), { dataDir, threads: 2 });
+    await first.batch(ones(keys(0, 100)));
+    await first.ssc.stop();
+    // Partition 0's hint names a key LMDB cannot look up (an object).
+    const store = openPartitionStore(partitionPath(dataDir, 0, 0));
+    writeWarmKeys(store, [{ not: 'a key' }]);
+    store.env.close();
+
+    const again = await keyedJob(spec(), { dataDir, threads: 2, startMs: 10_000 });
+    const warmed = listen(again, BatchEvents.MEMORY_WARMED);
+    try {
+      assert.deepEqual(sorted(await again.batch(ones(keys(0, 100)))), sorted(keys(0, 100).map((w) => [w, 2])));
+    } finally {
+      // The stop waits for the warm-ups: each has reported by then, or never will.
+      await again.ssc.stop();
+    }
+    assert.deepEqual(warmed.map((e) => e.partition), [1], 'partition 1 warmed; partition 0 reported nothing');
+    assert.ok(warmed.every((e) => Number.isInteger(e.hinted) && Number.isInteger(e.loaded)));
   });
 
   it('a batch pushed while the warm-up runs sees exact counts, and the warm-up reads values as the store holds them at start', async () => {

@@ -77,6 +77,10 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
       assert.deepEqual(status.restarts.map((r) => [r.partition, r.batchTime, r.restart]), [[late, null, null]]);
       assert.match(status.restarts[0].cause, /failure after the batch/);
       assert.deepEqual(sorted(await job.batch([['a', 1], ['b', 1], ['late', 1]])), [['a', 2], ['b', 2], ['late', 2]], 'the job carries on with every count');
+      // The fresh thread later exits without an error: its event names that, not the error its predecessor died of.
+      await job.batch([['late', { exitLaterOnce: join(dir, 'exited') }]]);
+      await waitUntil('the second thread replaced', () => replaced.length === 2, { timeoutMs: 10_000 });
+      assert.match(replaced[1].cause.message, /^the thread exited while it ran no task/);
     } finally {
       off();
       await job.ssc.stop();

@@ -4,16 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
+import { Kafka, logLevel, type Message } from 'kafkajs';
 import { waitUntil } from '../../wait.js';
 import { writeBehind } from '../../helpers.js';
+import { repartitionTopic } from '../../../src/cluster/topics.js';
 import { decodeEntry } from '../../../src/storage/codec.js';
 import { murmur2Partitioner } from '../../../src/engine/partitioner.js';
 import { FORMAT_VERSION, readLayout, writeLayout } from '../../../src/storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import type { ChildProcessLines } from '../job-process.js';
 import { settle, useClusterJobs } from './scenario.js';
-import { Kafka, logLevel, type Message } from 'kafkajs';
-import { repartitionTopic } from '../../../src/cluster/topics.js';
 
 describe("a cluster instance's stores: what it refuses, reuses and restores, and what a cut leaves (real ZooKeeper, mock cluster of 3 brokers)", () => {
   const cluster = useClusterJobs();

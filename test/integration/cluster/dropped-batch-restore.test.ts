@@ -151,9 +151,9 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
     const zombie = new ChangelogWriter(producer, ZOMBIE_TOPIC);
     const take = (store: PartitionStore, epoch: number, owner: string) => restorePartition(store, { ...restoreOptions(epoch, owner), writer: zombie });
     // What a's batch commits to its store, beside the changelog: the entries and where its end is.
-    const commit = (store: PartitionStore, entries: Array<[string, number]>, at: number) => {
+    const commit = (store: PartitionStore, batchTime: number, entries: Array<[string, number]>, at: number) => {
       store.env.transactionSync(() => {
-        for (const [key, count] of entries) store.state.putSync(key, encodeEntry(count, 100));
+        for (const [key, count] of entries) store.state.putSync(key, encodeEntry(count, batchTime));
         store.meta.putSync('cluster', { ...readClusterMeta(store)!, changelogOffset: at });
       });
     };
@@ -161,10 +161,10 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
     const storeB = openPartitionStore(partitionPath(tempDir(), 0, 0));
     try {
       await take(storeA, 1, 'a');
-      commit(storeA, [['k', 1]], await zombie.writeBatch(0, ['k'], [encodeEntry(1, 100)], end(1, 100, 1, 1)));
+      commit(storeA, 100, [['k', 1]], await zombie.writeBatch(0, ['k'], [encodeEntry(1, 100)], end(1, 100, 1, 1)));
       // b takes the partition (epoch 2); a, paused past its session, still commits a batch of epoch 1.
       await take(storeB, 2, 'b');
-      commit(storeA, [['k', 2], ['only-a', 3]], await zombie.writeBatch(0, ['k', 'only-a'], [encodeEntry(2, 200), encodeEntry(3, 200)], end(1, 200, 3, 2)));
+      commit(storeA, 200, [['k', 2], ['only-a', 3]], await zombie.writeBatch(0, ['k', 'only-a'], [encodeEntry(2, 200), encodeEntry(3, 200)], end(1, 200, 3, 2)));
       // a takes it back (epoch 3) on the store it kept: that store holds what the changelog's readers ignore.
       const outcome = await take(storeA, 3, 'a');
       assert.equal(outcome.reused, false, 'a store written after its epoch was fenced is rebuilt');

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { Kafka, logLevel, type Producer } from 'kafkajs';
 import { ChangelogRestore, entryMessage, type BatchEnd, type ChangelogRecord } from '../../../src/cluster/changelog.js';
@@ -12,6 +13,7 @@ import { openPartitionStore, partitionPath, type PartitionStore } from '../../..
 import { BatchLog } from '../../../src/storage/partition/batch-log.js';
 import { TimeIndex } from '../../../src/storage/partition/time-index.js';
 import { tempDir } from '../../helpers.js';
+import { waitUntil } from '../../wait.js';
 import { startMockKafka, type MockKafka } from '../services/kafka.js';
 
 const TOPIC = 'dropped-batch-changelog';
@@ -20,6 +22,7 @@ const FENCE_TOPIC = 'fence-changelog';
 const LEASE_TOPIC = 'lease-changelog';
 const ZOMBIE_TOPIC = 'zombie-changelog';
 const TIMEOUT_TOPIC = 'timeout-changelog';
+const REJOIN_TOPIC = 'rejoin-repartition';
 const end = (epoch: number, batchTime: number, position: number, keyCount: number): BatchEnd => ({ epoch, batchTime, position, marks: { 'words:0': [position, 0] }, keyCount });
 
 /**
@@ -37,7 +40,7 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
   let writer: ChangelogWriter;
 
   before(async () => {
-    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }, { name: LONG_TOPIC, partitions: 1 }, { name: FENCE_TOPIC, partitions: 2 }, { name: LEASE_TOPIC, partitions: 1 }, { name: ZOMBIE_TOPIC, partitions: 1 }, { name: TIMEOUT_TOPIC, partitions: 1 }] });
+    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }, { name: LONG_TOPIC, partitions: 1 }, { name: FENCE_TOPIC, partitions: 2 }, { name: LEASE_TOPIC, partitions: 1 }, { name: ZOMBIE_TOPIC, partitions: 1 }, { name: TIMEOUT_TOPIC, partitions: 1 }, { name: REJOIN_TOPIC, partitions: 1 }] });
     client = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING });
     producer = client.producer({ maxInFlightRequests: 1, allowAutoTopicCreation: false });
     await producer.connect();
@@ -189,6 +192,32 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
       assert.deepEqual([...new TimeIndex(store).olderThan(Number.POSITIVE_INFINITY)], [[100, 'y'], [300, 'z']]);
     } finally {
       store.env.close();
+    }
+  });
+
+  it('a reader whose group rebalances (its consumer joins again) reads the partitions it opened on from where they were', async () => {
+    const rejoining = new PartitionReader(client, [REJOIN_TOPIC], 'rejoin-test');
+    await rejoining.start();
+    try {
+      const send = (values: string[]) => producer.send({ topic: REJOIN_TOPIC, acks: -1, messages: values.map((value) => ({ value, partition: 0 })) });
+      const taken: string[] = [];
+      const takeUntil = (n: number, what: string) =>
+        waitUntil(what, () => {
+          taken.push(...rejoining.take(REJOIN_TOPIC, 0, 100).map(({ message }) => message.value!.toString()));
+          return taken.length >= n;
+        }, { timeoutMs: 30_000, detail: () => taken.join(',') });
+      await send(['a', 'b', 'c']);
+      rejoining.open(REJOIN_TOPIC, 0, 1);
+      await takeUntil(2, 'b and c');
+      // The broker answers the next heartbeats with REBALANCE_IN_PROGRESS: the consumer joins
+      // its group again, which pauses every partition until the reader seeks them again.
+      await kafka.pushRequestErrors(12, [27, 27]);
+      await sleep(8_000);
+      await send(['d', 'e']);
+      await takeUntil(4, 'd and e after the rejoin');
+      assert.deepEqual(taken, ['b', 'c', 'd', 'e']);
+    } finally {
+      await rejoining.stop();
     }
   });
 

@@ -23,6 +23,7 @@ const LEASE_TOPIC = 'lease-changelog';
 const ZOMBIE_TOPIC = 'zombie-changelog';
 const TIMEOUT_TOPIC = 'timeout-changelog';
 const REJOIN_TOPIC = 'rejoin-repartition';
+const RECREATE_TOPIC = 'recreate-repartition';
 const end = (epoch: number, batchTime: number, position: number, keyCount: number): BatchEnd => ({ epoch, batchTime, position, marks: { 'words:0': [position, 0] }, keyCount });
 
 /**
@@ -40,7 +41,7 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
   let writer: ChangelogWriter;
 
   before(async () => {
-    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }, { name: LONG_TOPIC, partitions: 1 }, { name: FENCE_TOPIC, partitions: 2 }, { name: LEASE_TOPIC, partitions: 1 }, { name: ZOMBIE_TOPIC, partitions: 1 }, { name: TIMEOUT_TOPIC, partitions: 1 }, { name: REJOIN_TOPIC, partitions: 1 }] });
+    kafka = await startMockKafka({ brokers: 1, topics: [{ name: TOPIC, partitions: 1 }, { name: LONG_TOPIC, partitions: 1 }, { name: FENCE_TOPIC, partitions: 2 }, { name: LEASE_TOPIC, partitions: 1 }, { name: ZOMBIE_TOPIC, partitions: 1 }, { name: TIMEOUT_TOPIC, partitions: 1 }, { name: REJOIN_TOPIC, partitions: 1 }, { name: RECREATE_TOPIC, partitions: 1 }] });
     client = new Kafka({ brokers: kafka.brokers, logLevel: logLevel.NOTHING });
     producer = client.producer({ maxInFlightRequests: 1, allowAutoTopicCreation: false });
     await producer.connect();
@@ -195,31 +196,35 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
     }
   });
 
-  it('a reader whose group rebalances (its consumer joins again) reads the partitions it opened on from where they were', async () => {
-    const rejoining = new PartitionReader(client, [REJOIN_TOPIC], 'rejoin-test');
-    await rejoining.start();
-    try {
-      const send = (values: string[]) => producer.send({ topic: REJOIN_TOPIC, acks: -1, messages: values.map((value) => ({ value, partition: 0 })) });
-      const taken: string[] = [];
-      const takeUntil = (n: number, what: string) =>
-        waitUntil(what, () => {
-          taken.push(...rejoining.take(REJOIN_TOPIC, 0, 100).map(({ message }) => message.value!.toString()));
-          return taken.length >= n;
-        }, { timeoutMs: 30_000, detail: () => taken.join(',') });
-      await send(['a', 'b', 'c']);
-      rejoining.open(REJOIN_TOPIC, 0, 1);
-      await takeUntil(2, 'b and c');
-      // The broker answers the next heartbeats with REBALANCE_IN_PROGRESS: the consumer joins
-      // its group again, which pauses every partition until the reader seeks them again.
-      await kafka.pushRequestErrors(12, [27, 27]);
-      await sleep(8_000);
-      await send(['d', 'e']);
-      await takeUntil(4, 'd and e after the rejoin');
-      assert.deepEqual(taken, ['b', 'c', 'd', 'e']);
-    } finally {
-      await rejoining.stop();
-    }
-  });
+  // A rebalance: the consumer joins its group again, which pauses every partition until the reader
+  // seeks them again. A fetch refused as not authorized: kafkajs gives the consumer up (no restart
+  // of its own), and the reader starts a new one, in a group of its own, which must seek them too.
+  for (const [what, apiKey, codes] of [['rebalances (its consumer joins again)', 12, [27, 27]], ['loses its consumer to an error kafkajs does not restart from', 1, [29]]] as const) {
+    it(`a reader whose group ${what} reads the partitions it opened on from where they were`, async () => {
+      const topic = apiKey === 12 ? REJOIN_TOPIC : RECREATE_TOPIC;
+      const rejoining = new PartitionReader(client, [topic], 'rejoin-test');
+      await rejoining.start();
+      try {
+        const send = (values: string[]) => producer.send({ topic, acks: -1, messages: values.map((value) => ({ value, partition: 0 })) });
+        const taken: string[] = [];
+        const takeUntil = (n: number, what: string) =>
+          waitUntil(what, () => {
+            taken.push(...rejoining.take(topic, 0, 100).map(({ message }) => message.value!.toString()));
+            return taken.length >= n;
+          }, { timeoutMs: 30_000, detail: () => taken.join(',') });
+        await send(['a', 'b', 'c']);
+        rejoining.open(topic, 0, 1);
+        await takeUntil(2, 'b and c');
+        await kafka.pushRequestErrors(apiKey, [...codes]);
+        await sleep(8_000);
+        await send(['d', 'e']);
+        await takeUntil(4, 'd and e after the consumer joined again');
+        assert.deepEqual(taken, ['b', 'c', 'd', 'e']);
+      } finally {
+        await rejoining.stop();
+      }
+    });
+  }
 
   it('restores a changelog longer than what its reader buffers: records are taken as they come, so the paused partition goes on', async () => {
     // A reader pauses a partition whose buffer is full until something is taken; a restore

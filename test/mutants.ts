@@ -623,6 +623,8 @@ const MUTANTS: Mutant[] = [
   { what: "a thread that exits between batches reported with the error of an earlier death", edits: one('actors/worker-set.js', '                    this.diedWith[worker] = undefined;\n', ''), test: 'actors/supervision.test.js', name: 'dies between batches' },
   { what: "a reader's opened partitions not sought again when its group rebalances (they stay paused)", edits: one('cluster/partition-reader.js', '                for (const o of this.opened.values())\n                    this.seek(o);\n', ''), test: 'integration/cluster/dropped-batch-restore.test.js', name: 'rebalances' },
   { what: 'a consumer kafkajs gave up on never started again (the reader stops reading for good)', edits: one('cluster/group-consumer.js', 'this.start().catch((error) => {', 'Promise.resolve().catch((error) => {'), test: 'integration/cluster/dropped-batch-restore.test.js', name: 'does not restart from' },
+  { what: 'a tuple key a batch removed left in memory with its old state', edits: one('storage/partition/keyed-map.js', 'return Array.isArray(key) ? this.tuples.delete(JSON.stringify(key)) : this.scalars.delete(key);', 'return this.scalars.delete(key);'), test: 'actors/memory-never-stale.test.js', name: 'tuple keys in memory' },
+  { what: 'tuple keys not counted against the memory bound', edits: one('storage/partition/keyed-map.js', 'return this.scalars.size + this.tuples.size;', 'return this.scalars.size;'), test: 'actors/memory-never-stale.test.js', name: 'tuple keys in memory' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -4,7 +4,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { StateSpec, type State } from '../../src/index.js';
+import { BatchEvents, StateSpec, type BatchCompletedEvent, type State } from '../../src/index.js';
 import { applyChunk, type MappingFunction } from '../../src/actors/apply-shard.js';
 import { encodeShards } from '../../src/actors/shard-encoder.js';
 import { workerPartition } from '../../src/actors/worker-partitions.js';
@@ -59,6 +59,23 @@ describe("a partition's state in worker memory is never stale", () => {
     const job = await keyedJob(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(1), { dataDir: tempDir(), threads: 1, stateCacheEntries: 0 });
     try {
       for (let n = 1; n <= 4; n++) assert.deepEqual(await job.batch([['a', 1]]), [['a', n]]);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('tuple keys in memory: one a batch removed has no state in the next, and each counts against the memory bound', async () => {
+    const job = await keyedJob(StateSpec.function<[string, number], number, number, unknown>(fixture('tally-or-drop')).numPartitions(1), { dataDir: tempDir(), threads: 1, stateCacheEntries: 4 });
+    const stats: BatchCompletedEvent[] = [];
+    job.ssc.on(BatchEvents.COMPLETED, (e) => stats.push(e));
+    try {
+      assert.deepEqual(await job.batch([[['x', 1], 1]]), [[['x', 1], 1]]);
+      assert.deepEqual(await job.batch([[['x', 1], 0]]), [[['x', 1], null]]);
+      assert.deepEqual(await job.batch([[['x', 1], 1]]), [[['x', 1], 1]], 'counted from nothing, not from the state it had before its removal');
+      // Ten tuple keys into a memory bound of 4 entries.
+      await job.batch(Array.from({ length: 10 }, (_, i): [[string, number], number] => [['k', i], 1]));
+      const entries = stats.at(-1)!.partitionStats[0][0].memoryEntries;
+      assert.ok(entries > 0 && entries <= 4, `${entries} tuple keys in a memory of 4`);
     } finally {
       await job.ssc.stop();
     }

@@ -625,6 +625,8 @@ const MUTANTS: Mutant[] = [
   { what: 'a consumer kafkajs gave up on never started again (the reader stops reading for good)', edits: one('cluster/group-consumer.js', 'this.start().catch((error) => {', 'Promise.resolve().catch((error) => {'), test: 'integration/cluster/dropped-batch-restore.test.js', name: 'does not restart from' },
   { what: 'a tuple key a batch removed left in memory with its old state', edits: one('storage/partition/keyed-map.js', 'return Array.isArray(key) ? this.tuples.delete(JSON.stringify(key)) : this.scalars.delete(key);', 'return this.scalars.delete(key);'), test: 'actors/memory-never-stale.test.js', name: 'tuple keys in memory' },
   { what: 'tuple keys not counted against the memory bound', edits: one('storage/partition/keyed-map.js', 'return this.scalars.size + this.tuples.size;', 'return this.scalars.size;'), test: 'actors/memory-never-stale.test.js', name: 'tuple keys in memory' },
+  { what: 'dead letters moved by a reshard all put into partition 0', edits: one('storage/reshard/reshard.js', 'writer.putLetter(murmur2Partitioner.partition(normalizeKey(letter.key), to), letter);', 'writer.putLetter(0, letter);'), test: 'storage/reshard/reshard.test.js', name: 'dead letter into the store' },
+  { what: "a reshard's report counts no dead letters", edits: one('storage/reshard/reshard.js', 'deadLetters: writer.letters };', 'deadLetters: 0 };'), test: 'storage/reshard/reshard.test.js', name: 'dead letter into the store' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

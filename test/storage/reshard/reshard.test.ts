@@ -4,7 +4,9 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { StateSpec } from '../../../src/index.js';
+import { StateSpec, murmur2Partitioner } from '../../../src/index.js';
+import { DeadLetterStore } from '../../../src/storage/partition/dead-letters.js';
+import type { FaultyValue } from '../../fixtures/faulty.js';
 import { BatchLog } from '../../../src/storage/partition/batch-log.js';
 import { decodeOutputs } from '../../../src/storage/partition/batch-outputs.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
@@ -146,6 +148,30 @@ describe('reshardStores', () => {
       assert.equal(last[0].keyCount + last[1].keyCount, 50);
       assert.deepEqual(sorted(decodeOutputs(last[0].outputs)), sorted(outputs));
       assert.deepEqual(decodeOutputs(last[1].outputs), []);
+    } finally {
+      stores.forEach((s) => void s.env.close());
+    }
+  });
+
+  it('moves each dead letter into the store of the partition its key routes to now, and counts them in its report', async () => {
+    const dataDir = tempDir();
+    const poisoned = StateSpec.function<string, FaultyValue, number, unknown>(fixture('faulty')).numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 });
+    const job = await keyedJob(poisoned, { dataDir });
+    try {
+      await job.batch([...Array.from({ length: 12 }, (_, i): [string, FaultyValue] => [`p${i}`, { poison: true }]), ['a', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
+    const report = reshardStores(dataDir, 0, 3);
+    assert.equal(report.deadLetters, 12);
+    const stores = [0, 1, 2].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
+    try {
+      const held = stores.map((store) => [...new DeadLetterStore(store).list()].map((letter) => letter.key as string));
+      assert.deepEqual(held.flat().sort(), Array.from({ length: 12 }, (_, i) => `p${i}`).sort());
+      held.forEach((keys, p) => {
+        for (const key of keys) assert.equal(murmur2Partitioner.partition(key, 3), p, `the letter of ${key} in partition ${p}`);
+      });
+      assert.ok(held.filter((keys) => keys.length > 0).length > 1, 'the letters are spread over the new partitions');
     } finally {
       stores.forEach((s) => void s.env.close());
     }

@@ -627,6 +627,7 @@ const MUTANTS: Mutant[] = [
   { what: 'tuple keys not counted against the memory bound', edits: one('storage/partition/keyed-map.js', 'return this.scalars.size + this.tuples.size;', 'return this.scalars.size;'), test: 'actors/memory-never-stale.test.js', name: 'tuple keys in memory' },
   { what: 'dead letters moved by a reshard all put into partition 0', edits: one('storage/reshard/reshard.js', 'writer.putLetter(murmur2Partitioner.partition(normalizeKey(letter.key), to), letter);', 'writer.putLetter(0, letter);'), test: 'storage/reshard/reshard.test.js', name: 'dead letter into the store' },
   { what: "a reshard's report counts no dead letters", edits: one('storage/reshard/reshard.js', 'deadLetters: writer.letters };', 'deadLetters: 0 };'), test: 'storage/reshard/reshard.test.js', name: 'dead letter into the store' },
+  { what: 'a store layout without a valid format version read as format 1', edits: one('storage/partition/batch-log.js', "if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {", 'if (false) {'), test: 'storage/partition/store-format.test.js', name: 'without a valid format version' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -75,6 +75,23 @@ describe('a partition store in a newer format', () => {
     });
   });
 
+  it('a layout without a valid format version (absent, 0, 1.5, "1") is refused as no store this statestream wrote', async () => {
+    const dataDir = await jobFolder(keys);
+    for (const formatVersion of [undefined, 0, 1.5, '1']) {
+      const layout = withStore(dataDir, 2, (store) => {
+        const bad = { ...readLayout(store)!, formatVersion } as unknown as StoreLayout;
+        writeLayout(store, bad);
+        return readLayout(store);
+      });
+      await assert.rejects(startedAndStopped(dataDir), (error: unknown) => {
+        assert.ok(error instanceof StoreMismatchError, `${String(formatVersion)}: ${String(error)}`);
+        assert.match(error.message, new RegExp(`partition 2 of mapWithState stream 0 at .*partition-0002 has a layout without a valid format version \\(${String(formatVersion).replace('.', '\\.')}\\); it is not a store this statestream wrote`));
+        return true;
+      });
+      withStore(dataDir, 2, (store) => assert.deepEqual(readLayout(store), layout, 'the layout is left as it was'));
+    }
+  });
+
   it('is refused, not taken for damage and restored over, when this version cannot even decode its records', async () => {
     // A job folder with a snapshot to restore from, should the start call the store damaged.
     const dataDir = tempDir();

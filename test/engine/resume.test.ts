@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { cpSync, renameSync, rmSync } from 'node:fs';
 import { StateSpec, StoreMismatchError, murmur2Partitioner } from '../../src/index.js';
-import { partitionPath } from '../../src/storage/partition/store.js';
+import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
 
 const spec = (n = 3) => StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(n).timeout(2500);
@@ -50,6 +50,15 @@ describe('a context re-created on the same dataDir', () => {
       assert.deepEqual(sorted(await again.batch([['c', 1], ['d', 1]])), [['c', 1], ['d', 2]]);
     } finally {
       await again.ssc.stop();
+    }
+    // Without a timeout the stores keep no index: none of the entries the timed run made is left.
+    for (const partition of [0, 1]) {
+      const store = openPartitionStore(partitionPath(dataDir, 0, partition));
+      try {
+        assert.deepEqual([...store.timeIndex.getKeys({})], [], `partition ${partition} keeps no time index`);
+      } finally {
+        store.env.close();
+      }
     }
     const timedAgain = await keyedJob(noTimeout().timeout(2500), { dataDir, startMs: 6000 });
     try {

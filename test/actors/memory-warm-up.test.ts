@@ -51,6 +51,30 @@ describe("worker memory across a clean restart (the keys the last batches update
     }
   });
 
+  it('tuple keys are read back into memory at start as tuples', async () => {
+    const dataDir = tempDir();
+    const tupleSpec = () => StateSpec.function<[string, number], number, number, unknown>(fixture('count')).numPartitions(2);
+    const tuples = Array.from({ length: 50 }, (_, i): [[string, number], number] => [['t', i], 1]);
+    const first = await keyedJob(tupleSpec(), { dataDir, threads: 2 });
+    await first.batch(tuples);
+    await first.ssc.stop();
+
+    const again = await keyedJob(tupleSpec(), { dataDir, threads: 2, startMs: 10_000 });
+    const warmed: MemoryWarmedEvent[] = [];
+    const completed: BatchCompletedEvent[] = [];
+    again.ssc.on(BatchEvents.MEMORY_WARMED, (e) => warmed.push(e));
+    again.ssc.on(BatchEvents.COMPLETED, (e) => completed.push(e));
+    try {
+      await waitUntil('both partitions warmed', () => warmed.length === 2);
+      assert.equal(warmed.reduce((n, e) => n + e.loaded, 0), 50);
+      await again.batch(tuples);
+      assert.equal(storeReads(completed[0]), 0, 'every tuple key was in memory');
+      assert.deepEqual(again.stream.store().get(['t', 7]), 2);
+    } finally {
+      await again.ssc.stop();
+    }
+  });
+
   it('a warm-up that fails (a damaged hint) reports nothing and leaves the batches reading LMDB, exact', async () => {
     const dataDir = tempDir();
     const first = await keyedJob(spec(), { dataDir, threads: 2 });

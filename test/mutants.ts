@@ -629,6 +629,7 @@ const MUTANTS: Mutant[] = [
   { what: "a reshard's report counts no dead letters", edits: one('storage/reshard/reshard.js', 'deadLetters: writer.letters };', 'deadLetters: 0 };'), test: 'storage/reshard/reshard.test.js', name: 'dead letter into the store' },
   { what: 'a store layout without a valid format version read as format 1', edits: one('storage/partition/batch-log.js', "if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {", 'if (false) {'), test: 'storage/partition/store-format.test.js', name: 'without a valid format version' },
   { what: "tuple keys named in the warm-up hint by their JSON text (never found again)", edits: one('storage/partition/keyed-map.js', 'yield [JSON.parse(text), value];', 'yield [text, value];'), test: 'actors/memory-warm-up.test.js', name: 'as tuples' },
+  { what: 'a reshard of stores whose layout has no timeIndexed field builds no time index', edits: one('storage/reshard/reshard.js', 'layout.timeIndexed ?? true', 'layout.timeIndexed ?? false'), test: 'storage/reshard/reshard.test.js', name: 'predates its timeIndexed' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

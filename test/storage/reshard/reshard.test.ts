@@ -7,7 +7,8 @@ import { describe, it } from 'node:test';
 import { StateSpec, murmur2Partitioner } from '../../../src/index.js';
 import { DeadLetterStore } from '../../../src/storage/partition/dead-letters.js';
 import type { FaultyValue } from '../../fixtures/faulty.js';
-import { BatchLog } from '../../../src/storage/partition/batch-log.js';
+import { BatchLog, readLayout, writeLayout } from '../../../src/storage/partition/batch-log.js';
+import { TimeIndex } from '../../../src/storage/partition/time-index.js';
 import { decodeOutputs } from '../../../src/storage/partition/batch-outputs.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import type { SwapStep } from '../../../src/storage/stream-swap.js';
@@ -151,6 +152,36 @@ describe('reshardStores', () => {
     } finally {
       stores.forEach((s) => void s.env.close());
     }
+  });
+
+  it('stores whose layout predates its timeIndexed field (absent: kept) are resharded with their time index', async () => {
+    const dataDir = tempDir();
+    const timed = StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(2).timeout(10_000);
+    const job = await keyedJob(timed, { dataDir });
+    try {
+      await job.batch(Array.from({ length: 20 }, (_, i): [string, number] => [`k${i}`, 1]));
+    } finally {
+      await job.ssc.stop();
+    }
+    for (const p of [0, 1]) {
+      const store = openPartitionStore(partitionPath(dataDir, 0, p));
+      try {
+        const { timeIndexed: _dropped, ...older } = readLayout(store)!;
+        writeLayout(store, older);
+      } finally {
+        store.env.close();
+      }
+    }
+    reshardStores(dataDir, 0, 3);
+    const indexed = [0, 1, 2].map((p) => {
+      const store = openPartitionStore(partitionPath(dataDir, 0, p));
+      try {
+        return [...new TimeIndex(store).olderThan(Number.POSITIVE_INFINITY)].map(([, key]) => key as string);
+      } finally {
+        store.env.close();
+      }
+    });
+    assert.deepEqual(indexed.flat().sort(), Array.from({ length: 20 }, (_, i) => `k${i}`).sort(), 'every key in the time index of its new partition');
   });
 
   it('moves each dead letter into the store of the partition its key routes to now, and counts them in its report', async () => {

@@ -207,8 +207,8 @@ describe('cluster restore after an owner died in a batch (librdkafka mock broker
       try {
         const send = (values: string[]) => producer.send({ topic, acks: -1, messages: values.map((value) => ({ value, partition: 0 })) });
         const taken: string[] = [];
-        const takeUntil = (n: number, what: string) =>
-          waitUntil(what, () => {
+        const takeUntil = (n: number, label: string) =>
+          waitUntil(label, () => {
             taken.push(...rejoining.take(topic, 0, 100).map(({ message }) => message.value!.toString()));
             return taken.length >= n;
           }, { timeoutMs: 30_000, detail: () => taken.join(',') });

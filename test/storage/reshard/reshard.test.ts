@@ -7,13 +7,13 @@ import { describe, it } from 'node:test';
 import { StateSpec, murmur2Partitioner } from '../../../src/index.js';
 import { DeadLetterStore } from '../../../src/storage/partition/dead-letters.js';
 import type { FaultyValue } from '../../fixtures/faulty.js';
-import { BatchLog, readLayout, writeLayout } from '../../../src/storage/partition/batch-log.js';
+import { BatchLog } from '../../../src/storage/partition/batch-log.js';
 import { TimeIndex } from '../../../src/storage/partition/time-index.js';
 import { decodeOutputs } from '../../../src/storage/partition/batch-outputs.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import type { SwapStep } from '../../../src/storage/stream-swap.js';
 import { readStoredLayout, reshardStores } from '../../../src/storage/reshard/reshard.js';
-import { fixture, keyedJob, sorted, tempDir } from '../../helpers.js';
+import { editLayout, fixture, keyedJob, sorted, tempDir } from '../../helpers.js';
 import { testRandom } from '../../random.js';
 import { within } from '../../wait.js';
 
@@ -163,15 +163,7 @@ describe('reshardStores', () => {
     } finally {
       await job.ssc.stop();
     }
-    for (const p of [0, 1]) {
-      const store = openPartitionStore(partitionPath(dataDir, 0, p));
-      try {
-        const { timeIndexed: _dropped, ...older } = readLayout(store)!;
-        writeLayout(store, older);
-      } finally {
-        store.env.close();
-      }
-    }
+    for (const p of [0, 1]) editLayout(dataDir, p, { timeIndexed: undefined });
     reshardStores(dataDir, 0, 3);
     const indexed = [0, 1, 2].map((p) => {
       const store = openPartitionStore(partitionPath(dataDir, 0, p));

@@ -1,59 +1,21 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { GATE_FILE, openGated } from '../../src/storage/open-gate.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
-import { fileLocks, fixture, openDescriptorCount, tempDir } from '../helpers.js';
+import { storeCommitter } from '../committer.js';
+import { fileLocks, openDescriptorCount, tempDir } from '../helpers.js';
 
 const { tryLock, unlock } = fileLocks;
 /** The gate's first byte, as a commit holds it shared and an open (after its turn, the second byte) alone. */
 const GATE_BYTE = [0, 1] as const;
 
-/** A process that commits to the store at `path` when told, and the lines it has printed. */
-async function committer(path: string) {
-  const child = spawn(process.execPath, [fileURLToPath(fixture('gate-committer')), path], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  const waiters: Array<() => void> = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    lines.push(line);
-    waiters.splice(0).forEach((wake) => wake());
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const printed = async (prefix: string): Promise<string> => {
-    for (;;) {
-      const line = lines.find((l) => l.startsWith(prefix));
-      if (line !== undefined) return line;
-      await Promise.race([new Promise<void>((resolve) => waiters.push(resolve)), exited.then(() => assert.fail(`the committer exited before it printed "${prefix}": ${lines.join(' | ')}`))]);
-    }
-  };
-  await printed('ready');
-  return {
-    lines,
-    printed,
-    /** Waits for `line`, which it prints just before it would block, then checks that it printed nothing after it for 500 ms. */
-    stalledAfter: async (line: string, message: string) => {
-      await printed(line);
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      assert.deepEqual(lines, ['ready', line], message);
-    },
-    send: (line: string) => child.stdin!.write(`${line}\n`),
-    stop: async () => {
-      child.stdin!.end();
-      child.kill();
-      await exited;
-    },
-  };
-}
-
 /** A fresh store, a committer process on it, and a descriptor of its gate file to hold the gate with as the other side would. */
-async function besideCommitter(run: (beside: { path: string; other: Awaited<ReturnType<typeof committer>>; gate: number }) => Promise<void>): Promise<void> {
+async function besideCommitter(run: (beside: { path: string; other: Awaited<ReturnType<typeof storeCommitter>>; gate: number }) => Promise<void>): Promise<void> {
   const path = partitionPath(tempDir(), 0, 0);
   openPartitionStore(path).env.close();
-  const other = await committer(path);
+  const other = await storeCommitter(path);
   const gate = openSync(join(path, GATE_FILE), 'r+');
   try {
     await run({ path, other, gate });
@@ -123,7 +85,7 @@ describe('opening a store and committing to it, from two processes', { timeout: 
   it('an open gets in while two processes commit back to back, their commits overlapping, and hides none of them', async () => {
     const path = partitionPath(tempDir(), 0, 0);
     openPartitionStore(path).env.close();
-    const others = [await committer(path), await committer(path)];
+    const others = [await storeCommitter(path), await storeCommitter(path)];
     try {
       // Each holds its transactions 20 ms and begins the next at once: together they keep the gate held all along.
       for (const other of others) other.send('loop 20 5000');

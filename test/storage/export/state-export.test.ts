@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { appendFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, rmdirSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
@@ -11,6 +10,7 @@ import { entryCodec } from '../../../src/storage/codec.js';
 import { openPartitionStore, partitionPath, stateDir } from '../../../src/storage/partition/store.js';
 import { storeEntries } from '../../../src/storage/export/state-export.js';
 import { storesOrigin } from '../../../src/storage/export/job-export.js';
+import { storeCommitter } from '../../committer.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
 
 const byKey = (a: ExportEntry, b: ExportEntry) => (JSON.stringify(a[0]) < JSON.stringify(b[0]) ? -1 : 1);
@@ -397,17 +397,15 @@ describe('state export', () => {
     new BatchLog(store).record({ ...last, batchTime: last.batchTime - 1000 });
     store.env.close();
     // Another process commits partition 1's batch while the export waits, as a running job's worker would.
-    const modules = ['../../../src/storage/partition/store.js', '../../../src/storage/partition/batch-log.js'].map((m) => new URL(m, import.meta.url).href);
-    const script = `const [{ openPartitionStore }, { BatchLog }] = await Promise.all(${JSON.stringify(modules)}.map((m) => import(m)));
-      const store = openPartitionStore(${JSON.stringify(path)}); const log = new BatchLog(store);
-      process.stdout.write('ready\\n'); await new Promise((r) => setTimeout(r, 300));
-      log.record({ ...log.last(), batchTime: ${last.batchTime} }); store.env.close();`;
-    const committer = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const exited = new Promise<number | null>((r) => committer.once('exit', r));
-    await new Promise<void>((r) => committer.stdout!.once('data', () => r()));
+    const worker = await storeCommitter(path);
     const file = join(tempDir(), 'state.msgpack');
-    assert.equal(await exportJobState(dataDir, file), 4);
-    assert.equal(await exited, 0);
+    try {
+      setTimeout(() => worker.send(`batch ${last.batchTime}`), 300);
+      assert.equal(await exportJobState(dataDir, file), 4);
+      await worker.printed(`recorded ${last.batchTime}`);
+    } finally {
+      await worker.stop();
+    }
     const source = readStateExport<string, number>(file);
     assert.equal(source.header.batchTime, last.batchTime, 'the export is of the batch partition 1 committed while it waited');
     assert.deepEqual([...source.entries()].map(([key, count]) => [key, count]).sort(), [['a', 1], ['b', 1], ['c', 1], ['d', 1]]);

@@ -18,7 +18,7 @@ const ones = (words: string[]) => words.map((w) => [w, 1] as [string, number]);
 const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
 
 /** The job's events of one kind, newest last (listening from when the job is handed back, before any warm-up can report). */
-function listen<E extends typeof BatchEvents.COMPLETED | typeof BatchEvents.MEMORY_WARMED>(job: Job, event: E): Array<E extends typeof BatchEvents.COMPLETED ? BatchCompletedEvent : MemoryWarmedEvent> {
+function listen<E extends typeof BatchEvents.COMPLETED | typeof BatchEvents.MEMORY_WARMED>(job: Pick<Job, 'ssc'>, event: E): Array<E extends typeof BatchEvents.COMPLETED ? BatchCompletedEvent : MemoryWarmedEvent> {
   const events: unknown[] = [];
   job.ssc.on(event, (e: unknown) => events.push(e));
   return events as never;
@@ -60,10 +60,8 @@ describe("worker memory across a clean restart (the keys the last batches update
     await first.ssc.stop();
 
     const again = await keyedJob(tupleSpec(), { dataDir, threads: 2, startMs: 10_000 });
-    const warmed: MemoryWarmedEvent[] = [];
-    const completed: BatchCompletedEvent[] = [];
-    again.ssc.on(BatchEvents.MEMORY_WARMED, (e) => warmed.push(e));
-    again.ssc.on(BatchEvents.COMPLETED, (e) => completed.push(e));
+    const warmed = listen(again, BatchEvents.MEMORY_WARMED);
+    const completed = listen(again, BatchEvents.COMPLETED);
     try {
       await waitUntil('both partitions warmed', () => warmed.length === 2);
       assert.equal(warmed.reduce((n, e) => n + e.loaded, 0), 50);

@@ -100,4 +100,29 @@ describe('TimeIndex', () => {
       after.env.close();
     }
   });
+
+  it('a sweep goes by each key\'s own time: a key whose older entry the same sweep passed over still times out at its own', async () => {
+    const dataDir = tempDir();
+    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(1).timeout(2500);
+    const first = await keyedJob(spec(), { dataDir });
+    try {
+      await first.batch([['a', 1]]);
+    } finally {
+      await first.ssc.stop();
+    }
+    const store = openPartitionStore(partitionPath(dataDir, 0, 0));
+    try {
+      store.env.transactionSync(() => new TimeIndex(store).add(200, 'a'));
+    } finally {
+      store.env.close();
+    }
+    // The first batch at 4000 sweeps below 1500: the stale entry at 200 reads a into the
+    // batch's working set, and a's own entry at 1000 comes next in the same sweep.
+    const second = await keyedJob(spec(), { dataDir, startMs: 3000 });
+    try {
+      assert.deepEqual(await second.batch([['b', 1]]), [['b', 1], ['timeout', 'a', 1, 4000]], 'a, read for its stale entry, is not taken for a key with a record');
+    } finally {
+      await second.ssc.stop();
+    }
+  });
 });

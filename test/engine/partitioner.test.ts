@@ -46,7 +46,10 @@ describe('murmur2 partitioner', () => {
 
   it("places string keys where Kafka's default partitioner (kafkajs's Java-compatible one) places them, for any count", () => {
     const kafka = Partitioners.DefaultPartitioner();
-    const keys = ['foobar', 'a', 'AAAA', 'user-17', 'é'.repeat(3000), '日本語のキー', ...Array.from({ length: 200 }, (_, i) => `w${i}`)];
+    // Long keys of 2- and 3-byte chars about the size of the encoder's scratch buffer (4 KiB):
+    // the largest that fit encode there, the rest on their own.
+    const long = ['é'.repeat(2048), 'é'.repeat(3000), '日'.repeat(1365), '日'.repeat(1366), '日'.repeat(2000)];
+    const keys = ['foobar', 'a', 'AAAA', 'user-17', ...long, '日本語のキー', ...Array.from({ length: 200 }, (_, i) => `w${i}`)];
     for (const n of [1, 3, 8, 32]) {
       const partitionMetadata = Array.from({ length: n }, (_, partitionId) => ({ partitionErrorCode: 0, partitionId, leader: 1, replicas: [1], isr: [1] }));
       for (const key of keys) {

@@ -68,6 +68,31 @@ describe('outputs', () => {
     assert.deepEqual(seen.counts, [['b', 1], ['a', 1], ['b', 2]]);
     assert.deepEqual(seen.snapshots, [['a', 1], ['b', 2]]);
   });
+
+  it('a stream read by several outputs is computed once a batch, and a state stream applied once, however many read it', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+    const lines = ssc.queueStream<string>();
+    let mapped = 0;
+    const pairs = lines.map((w): [string, number] => (mapped++, [w, 1]));
+    const counts = pairs.mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2));
+    const seen: unknown[][] = [];
+    pairs.foreachBatch((rs) => void seen.push(rs));
+    pairs.foreachBatch((rs) => void seen.push(rs));
+    counts.foreachBatch((rs) => void seen.push(rs));
+    counts.foreachBatch((rs) => void seen.push(rs));
+    const replayed: boolean[] = [];
+    ssc.on(BatchEvents.COMPLETED, (e) => void replayed.push(...e.partitionStats.flat().map((p) => p.replayed)));
+    await ssc.start();
+    try {
+      lines.pushBatch(['b', 'a', 'b']);
+      await (ssc.clock as ManualClock).advance(1000);
+    } finally {
+      await ssc.stop();
+    }
+    assert.equal(mapped, 3, 'the map ran once for each record, not once for each output');
+    assert.deepEqual(seen.slice(2), [[['b', 1], ['a', 1], ['b', 2]], [['b', 1], ['a', 1], ['b', 2]]]);
+    assert.deepEqual(replayed, [false, false], 'each partition applied the batch once: none saw it again as a replay');
+  });
 });
 
 describe('an output that throws', () => {

@@ -73,4 +73,15 @@ describe('withRetry, the backoff policy shared by the ZooKeeper and Kafka paths'
     await within(assert.rejects(retrying, (e: unknown) => e instanceof Attempt && e.attempt === 1), 'the aborted wait to end (it would otherwise last a minute)', { timeoutMs: 10_000 });
     assert.equal(op.startedAt.length, 1, 'no attempt after the abort');
   });
+
+  it('with its signal aborted already, ends at the first failure with its error, and announces no retry', async () => {
+    const op = flaky(Infinity);
+    const abort = new AbortController();
+    abort.abort();
+    const retries: number[] = [];
+    const retrying = withRetry(op.run, { retriable: () => true, signal: abort.signal, onRetry: (_e, attempt) => void retries.push(attempt) }, { initialDelayMs: 10, maxDelayMs: 10, maxElapsedMs: 60_000 });
+    await within(assert.rejects(retrying, (e: unknown) => e instanceof Attempt && e.attempt === 1), 'the first failure');
+    assert.equal(op.startedAt.length, 1);
+    assert.deepEqual(retries, [], 'no "retrying" reported for a call that will not retry');
+  });
 });

@@ -66,6 +66,48 @@ describe('progress of long CLI work', { timeout: 180_000 }, () => {
     assert.deepEqual(quiet, []);
   });
 
+  it('paces what it draws: plain lines one interval apart (2 s unless the environment says otherwise), the bar at most every 100 ms', () => {
+    const collect = (tty: boolean) => {
+      const writes: string[] = [];
+      return { writes, sink: { write: (t: string) => writes.push(t), isTTY: tty, columns: 100 } };
+    };
+    const saved = process.env.STATESTREAM_PROGRESS_INTERVAL_MS;
+    try {
+      // Neither a default nor a negative value lets a line out before two seconds have passed.
+      for (const env of [undefined, '-1', 'soon']) {
+        if (env === undefined) delete process.env.STATESTREAM_PROGRESS_INTERVAL_MS;
+        else process.env.STATESTREAM_PROGRESS_INTERVAL_MS = env;
+        const { writes, sink } = collect(false);
+        const progress = new Progress('export', 'keys', 10, { sink });
+        progress.update(5);
+        progress.finish(10);
+        assert.deepEqual(writes, [], `STATESTREAM_PROGRESS_INTERVAL_MS ${String(env)}: work over before its first line prints nothing`);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.STATESTREAM_PROGRESS_INTERVAL_MS;
+      else process.env.STATESTREAM_PROGRESS_INTERVAL_MS = saved;
+    }
+    const slow = collect(false);
+    const paced = new Progress('export', 'keys', 10, { sink: slow.sink, intervalMs: 60_000 });
+    paced.update(5);
+    paced.finish(10);
+    assert.deepEqual(slow.writes, [], 'the first plain line waits one interval from the start, and quick work closes with none');
+
+    const bar = collect(true);
+    const drawn = new Progress('export', 'keys', 10, { sink: bar.sink });
+    drawn.abandon();
+    assert.deepEqual(bar.writes, [], 'nothing drawn, nothing to end');
+    drawn.update(1);
+    drawn.update(2);
+    assert.equal(bar.writes.length, 1, 'the bar is drawn at once, then redrawn at most every 100 ms');
+    drawn.abandon();
+    assert.equal(bar.writes.at(-1), '\n', 'a bar left half-way ends its line');
+
+    const empty = collect(false);
+    new Progress('reshard', 'keys', 0, { sink: empty.sink, intervalMs: 0 }).update(0);
+    assert.deepEqual(empty.writes, ['reshard: 0 of 0 keys\n'], 'a total of 0 shows no percentage (not NaN%)');
+  });
+
   it('a file copied for a restore is counted as its chunks are written, not once it is whole', () => {
     const dir = tempDir();
     const content = randomBytes(2.5 * 2 ** 20);

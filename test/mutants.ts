@@ -640,6 +640,13 @@ const MUTANTS: Mutant[] = [
   { what: 'a cleanup keeps its last failure, not its first', edits: one('first-failure.js', 'if (this.failed)\n            return;', ''), test: 'first-failure.test.js', name: 'rethrows the first failure' },
   { what: 'a cleanup step\'s promise not awaited (its failure unhandled, the next step started before it ended)', edits: one('first-failure.js', '            await step();', '            step();'), test: 'first-failure.test.js', name: 'rethrows the first failure' },
   { what: 'a cleanup step that threw undefined counted as passed', edits: one('first-failure.js', 'if (this.failed)\n            throw this.first;', 'if (this.first)\n            throw this.first;'), test: 'first-failure.test.js', name: 'undefined included' },
+  { what: 'progress lines every update by default (no 2 s interval)', edits: one('cli/progress.js', 'n >= 0 ? n : 2000;', 'n >= 0 ? n : 0;'), test: 'cli/progress.test.js', name: 'paces what it draws' },
+  { what: 'a negative STATESTREAM_PROGRESS_INTERVAL_MS taken as the interval', edits: one('cli/progress.js', 'Number.isFinite(n) && n >= 0 ? n', 'Number.isFinite(n) ? n'), test: 'cli/progress.test.js', name: 'paces what it draws' },
+  { what: 'the first plain progress line printed at once, not one interval after the start', edits: one('cli/progress.js', 'this.lastAt = this.tty ? 0 : this.started;', 'this.lastAt = 0;'), test: 'cli/progress.test.js', name: 'paces what it draws' },
+  { what: 'quick work closes with a done line nobody waited for', edits: one('cli/progress.js', 'if (!this.tty && !this.printed && Date.now() - this.started < this.intervalMs)', 'if (false)'), test: 'cli/progress.test.js', name: 'paces what it draws' },
+  { what: 'an abandoned progress bar ends a line it never drew', edits: one('cli/progress.js', 'if (this.tty && this.drawn)', 'if (this.tty)'), test: 'cli/progress.test.js', name: 'paces what it draws' },
+  { what: 'the progress bar redrawn on every update', edits: one('cli/progress.js', '(this.tty ? BAR_REDRAW_MS : this.intervalMs)', '(this.tty ? 0 : this.intervalMs)'), test: 'cli/progress.test.js', name: 'paces what it draws' },
+  { what: 'a progress total of 0 shown as NaN%', edits: one('cli/progress.js', 'const pct = total ?', 'const pct = total !== undefined ?'), test: 'cli/progress.test.js', name: 'paces what it draws' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

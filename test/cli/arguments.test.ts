@@ -89,6 +89,13 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     assert.equal(existsSync(typo), false, 'no folder, no lock file');
   });
 
+  it('reshard without --partitions is a usage error; on a mistyped folder it creates nothing there', async () => {
+    failsWith(await run(['reshard', '--data-dir', dataDir]), 2, /reshard: missing --partitions <n>/);
+    const typo = join(tempDir(), 'dta');
+    failsWith(await run(['reshard', '--partitions', '3', '--data-dir', typo]), 1, /stream 0 has no state under .*dta \(no .*state-0\)/);
+    assert.equal(existsSync(typo), false, 'no folder, no lock file');
+  });
+
   it('an empty stream folder has no state, as every command says', async () => {
     const dir = tempDir();
     mkdirSync(join(dir, 'state-0'));

@@ -204,6 +204,12 @@ describe('statestream command-line tool', () => {
     const empty = run('inspect', '--data-dir', fresh);
     assert.match(empty.stdout, /^ +0 +empty \(never initialised\) +0 +- +/m, empty.stdout);
     assert.equal(JSON.parse(run('inspect', '--data-dir', fresh, '--json').stdout).streams[0].partitions[0].initialised, false);
+
+    // A reshard's report counts the dead letters it moved, beside the keys and the batch.
+    const resharded = run('reshard', '--partitions', '3', '--data-dir', dir, '--json');
+    assert.equal(resharded.code, 0, resharded.stderr);
+    const report = JSON.parse(resharded.stdout) as Record<string, unknown>;
+    assert.deepEqual([report.keyCount, report.deadLetters, report.batchTime], [1, 3, 1000]);
   });
 
   it('inspect does not call a cluster instance\'s partitions behind: one it gave up holds an older batch, and no batch is in flight', () => {
@@ -399,6 +405,16 @@ describe('statestream command-line tool', () => {
     assert.deepEqual(resharded.settledFirst, []);
     // keyCount, as every other command's JSON names it.
     assert.deepEqual([resharded.from, resharded.to, resharded.keyCount, resharded.changed], [3, 2, stateAt.get(2000)!.length, true]);
+    // A reshard that settles a killed restore first and then re-shards says so, in JSON and in text.
+    const killed = () => {
+      const at = copy();
+      killedRun('rename:state-0.restoring', 'snapshot', 'restore', '2000', '--data-dir', at);
+      return at;
+    };
+    assert.deepEqual(json(run('reshard', '--partitions', '2', '--data-dir', killed(), '--json')).settledFirst, [{ command: 'snapshot restore', stream: 0, outcome: 'finished' }]);
+    const text = run('reshard', '--partitions', '2', '--data-dir', killed());
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /^A snapshot restore a crash had interrupted was finished first\.\nResharded stream 0 from 3 to 2 partitions/);
   });
 
   it('state get refuses stores another partitioner placed, and inspect does not count a store of a newer format as healthy', () => {

@@ -138,7 +138,10 @@ describe('progress of long CLI work', { timeout: 180_000 }, () => {
 
     const resharded = run('reshard', '--partitions', '5', '--data-dir', target);
     assert.equal(resharded.code, 0, resharded.stderr);
-    assert.match(resharded.stdout, /^Resharded stream 0 from 2 to 5 partitions: 25000 keys, 0 dead letters, last batch 1000/);
+    assert.match(resharded.stdout, /^Resharded stream 0 from 2 to 5 partitions: 25000 keys, 0 dead letters, last batch 1000.*\nStart the job with StateSpec\.numPartitions\(5\);/);
+    const again = run('reshard', '--partitions', '5', '--data-dir', target, '--json');
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(JSON.parse(again.stdout), { stream: 0, from: 5, to: 5, keyCount: 25_000, changed: false, settledFirst: [] }, 'nothing to do, and the keys still counted');
     assert.deepEqual(resharded.stderr.trim().split('\n').slice(0, 3), ['reshard: 10,000 of 25,000 keys (40%)', 'reshard: 20,000 of 25,000 keys (80%)', 'reshard: 25,000 of 25,000 keys (100%)']);
     // Every key sits where the router sends it among the 5 new partitions.
     for (let p = 0; p < 5; p++) {

@@ -647,6 +647,13 @@ const MUTANTS: Mutant[] = [
   { what: 'an abandoned progress bar ends a line it never drew', edits: one('cli/progress.js', 'if (this.tty && this.drawn)', 'if (this.tty)'), test: 'cli/progress.test.js', name: 'paces what it draws' },
   { what: 'the progress bar redrawn on every update', edits: one('cli/progress.js', '(this.tty ? BAR_REDRAW_MS : this.intervalMs)', '(this.tty ? 0 : this.intervalMs)'), test: 'cli/progress.test.js', name: 'paces what it draws' },
   { what: 'a progress total of 0 shown as NaN%', edits: one('cli/progress.js', 'const pct = total ?', 'const pct = total !== undefined ?'), test: 'cli/progress.test.js', name: 'paces what it draws' },
+  { what: 'reshard without --partitions not named as a usage error', edits: one('cli/reshard.js', '    if (to === undefined)\n        throw new UsageError(\'reshard: missing --partitions <n>\', \'reshard\');', ''), test: 'cli/arguments.test.js', name: 'reshard without --partitions' },
+  { what: 'reshard on a mistyped folder makes it (the lock\'s file) instead of naming it', edits: one('cli/reshard.js', '    if (!existsSync(stateDir(dataDir, stream)) && !interruptedSwap(dataDir, stream))\n        throw noState();', ''), test: 'cli/arguments.test.js', name: 'reshard without --partitions' },
+  { what: 'reshard\'s next step names the old partition count', edits: one('cli/reshard.js', 'StateSpec.numPartitions(${to});', 'StateSpec.numPartitions(${from});'), test: 'cli/progress.test.js', name: 'report progress' },
+  { what: 'a reshard with nothing to do reports 0 keys', edits: one('cli/reshard.js', 'keyCount: total, changed: false', 'keyCount: 0, changed: false'), test: 'cli/progress.test.js', name: 'report progress' },
+  { what: 'reshard --json reports no dead letters moved', edits: one('cli/reshard.js', 'deadLetters: report.deadLetters, batchTime', 'deadLetters: 0, batchTime'), test: 'cli/cli.test.js', name: 'dead letters, and shows' },
+  { what: 'reshard --json leaves out what it settled first when it re-shards', edits: one('cli/reshard.js', 'changed: true, settledFirst: settledJson(settled, stream)', 'changed: true, settledFirst: []'), test: 'cli/cli.test.js', name: 'settledFirst' },
+  { what: 'reshard\'s text leaves out what it settled first when it re-shards', edits: one('cli/reshard.js', '`${notes}Resharded stream', '`Resharded stream'), test: 'cli/cli.test.js', name: 'settledFirst' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -32,4 +32,29 @@ describe("inspect's cluster section", () => {
     assert.match(rows[2], /^\s+2\s+a\s+3\s+b \(epoch 2, handing over\)\s/);
     assert.match(rows[3], /^\s+3\s+a\s+3\s+a \(epoch 2, handing over\)\s/);
   });
+
+  it('shows the leader, a Kafka problem, each column\'s own figure and a single source partition', () => {
+    const member = (id: string, leader: boolean) => ({ id, pid: id === 'a' ? 1 : 2, host: 'h', dataDir: `/d/${id}`, since: 'then', leader }) as ClusterReport['members'][number];
+    const report: ClusterReport = {
+      root: '/jobs/wc', appName: 'wc', generation: 7, kafkaProblem: 'cannot read the topics\' end offsets from b:9092: gone',
+      members: [member('a', true), member('b', false)],
+      streams: [{
+        stream: 0, repartitionTopic: 'wc-repartition-0', changelogTopic: 'wc-changelog-0',
+        partitions: [partition(0, { position: 10, repartitionEnd: 15, repartitionLag: 5, changelogOffset: 4, changelogEnd: 7, changelogLag: 2 })],
+      }],
+      sources: [{ topic: 'lines', partition: 0, reader: 'b', position: 6, end: 9, lag: 3 }],
+    };
+    const lines = clusterLines(report, table);
+    assert.equal(lines[1], '  a (leader): pid 1 on h, data folder /d/a, since then');
+    assert.equal(lines[2], '  b: pid 2 on h, data folder /d/b, since then');
+    assert.equal(lines[3], "  lag unknown: cannot read the topics' end offsets from b:9092: gone");
+    const cells = (line: string) => line.trim().split(/\s{2,}/);
+    const text = lines.join('\n').split('\n');
+    const header = text.findIndex((l) => /^\s+partition\s+owner/.test(l));
+    assert.deepEqual(cells(text[header + 1]), ['0', 'a', '3', 'owner', '10', '5', '4', '2'], 'next pair, repartition lag, changelog at, changelog lag');
+    const sources = text.indexOf('  Source partitions (stage 1)');
+    assert.ok(sources > 0, 'one source partition has its section');
+    assert.deepEqual(cells(text[sources + 1]), ['topic', 'partition', 'read by', 'next offset', 'lag']);
+    assert.deepEqual(cells(text[sources + 2]), ['lines', '0', 'b', '6', '3']);
+  });
 });

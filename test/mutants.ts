@@ -654,6 +654,12 @@ const MUTANTS: Mutant[] = [
   { what: 'reshard --json reports no dead letters moved', edits: one('cli/reshard.js', 'deadLetters: report.deadLetters, batchTime', 'deadLetters: 0, batchTime'), test: 'cli/cli.test.js', name: 'dead letters, and shows' },
   { what: 'reshard --json leaves out what it settled first when it re-shards', edits: one('cli/reshard.js', 'changed: true, settledFirst: settledJson(settled, stream)', 'changed: true, settledFirst: []'), test: 'cli/cli.test.js', name: 'settledFirst' },
   { what: 'reshard\'s text leaves out what it settled first when it re-shards', edits: one('cli/reshard.js', '`${notes}Resharded stream', '`Resharded stream'), test: 'cli/cli.test.js', name: 'settledFirst' },
+  { what: 'inspect\'s cluster section leaves out why the lag is unknown', edits: one('cli/cluster-report.js', '    if (report.kafkaProblem)', '    if (false)'), test: 'cli/cluster-lines.test.js', name: 'each column' },
+  { what: 'inspect\'s cluster section shows a single source partition not at all', edits: one('cli/cluster-report.js', 'if (report.sources.length > 0) {', 'if (report.sources.length > 1) {'), test: 'cli/cluster-lines.test.js', name: 'each column' },
+  { what: 'inspect\'s cluster section marks no leader', edits: one('cli/cluster-report.js', 'm.leader ? \' (leader)\' : \'\'', '\'\''), test: 'cli/cluster-lines.test.js', name: 'each column' },
+  { what: 'inspect\'s repartition lag column shows the topic\'s end', edits: one('cli/cluster-report.js', 'dash(p.repartitionLag)', 'dash(p.repartitionEnd)'), test: 'cli/cluster-lines.test.js', name: 'each column' },
+  { what: 'inspect\'s changelog columns swapped', edits: one('cli/cluster-report.js', 'dash(p.changelogOffset), dash(p.changelogLag),', 'dash(p.changelogLag), dash(p.changelogOffset),'), test: 'cli/cluster-lines.test.js', name: 'each column' },
+  { what: 'inspect\'s source lag column shows the topic\'s end', edits: one('cli/cluster-report.js', 'dash(s.position), dash(s.lag)', 'dash(s.position), dash(s.end)'), test: 'cli/cluster-lines.test.js', name: 'each column' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

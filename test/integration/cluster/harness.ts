@@ -75,10 +75,19 @@ export interface ClusterState {
 export interface ZooKeeperView {
   assignment: Assignment | undefined;
   ownerNodes: Array<{ instance: string; epoch: number } | undefined>;
+  /** The instance whose candidate node has the lowest sequence number (the coordinator's rule). */
+  leader: string | undefined;
 }
 
+/** ZooKeeper's NO_NODE: the node is not there (yet). */
+const noNode = (error: unknown) => (error as { getCode?: () => number }).getCode?.() === -101;
+
 function getData(client: zookeeper.Client, path: string): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => client.getData(path, (error, data) => (error ? ((error as { getCode?: () => number }).getCode?.() === -101 ? resolve(undefined) : reject(error)) : resolve(data))));
+  return new Promise((resolve, reject) => client.getData(path, (error, data) => (error ? (noNode(error) ? resolve(undefined) : reject(error)) : resolve(data))));
+}
+
+function getChildren(client: zookeeper.Client, path: string): Promise<string[]> {
+  return new Promise((resolve, reject) => client.getChildren(path, (error, children) => (error ? (noNode(error) ? resolve([]) : reject(error)) : resolve(children))));
 }
 
 /** One job (appName) on the shared services: its topics, its instances, the words typed so far. */
@@ -183,11 +192,15 @@ export class ClusterJobUnderTest {
   async readZooKeeper(): Promise<ZooKeeperView> {
     const client = await connectClient(this.services.zk.connectString);
     let assignment: Assignment | undefined;
+    let leader: string | undefined;
     const ownerNodes: ZooKeeperView['ownerNodes'] = [];
     try {
       const read = async () => {
         const data = await getData(client, `${this.root}/assignment`);
         assignment = data ? (JSON.parse(data.toString()) as Assignment) : undefined;
+        const candidates = await getChildren(client, `${this.root}/leader`);
+        const lowest = candidates.sort((a, b) => Number(a.split('-').at(-1)) - Number(b.split('-').at(-1)))[0];
+        leader = lowest === undefined ? undefined : (await getData(client, `${this.root}/leader/${lowest}`))?.toString();
         for (let p = 0; p < this.options.partitions; p++) {
           const node = await getData(client, `${this.root}/owners/0/${p}`);
           ownerNodes[p] = node ? (JSON.parse(node.toString()) as { instance: string; epoch: number }) : undefined;
@@ -197,7 +210,7 @@ export class ClusterJobUnderTest {
     } finally {
       client.close();
     }
-    return { assignment, ownerNodes };
+    return { assignment, ownerNodes, leader };
   }
 
   /**

@@ -660,6 +660,7 @@ const MUTANTS: Mutant[] = [
   { what: 'inspect\'s repartition lag column shows the topic\'s end', edits: one('cli/cluster-report.js', 'dash(p.repartitionLag)', 'dash(p.repartitionEnd)'), test: 'cli/cluster-lines.test.js', name: 'each column' },
   { what: 'inspect\'s changelog columns swapped', edits: one('cli/cluster-report.js', 'dash(p.changelogOffset), dash(p.changelogLag),', 'dash(p.changelogLag), dash(p.changelogOffset),'), test: 'cli/cluster-lines.test.js', name: 'each column' },
   { what: 'inspect\'s source lag column shows the topic\'s end', edits: one('cli/cluster-report.js', 'dash(s.position), dash(s.lag)', 'dash(s.position), dash(s.end)'), test: 'cli/cluster-lines.test.js', name: 'each column' },
+  { what: 'inspect marks the newest leader candidate as the leader, not the lowest', edits: one('cli/cluster-report.js', 'sort((a, b) => Number(a.split(\'-\').at(-1)) - Number(b.split(\'-\').at(-1)))', 'sort((a, b) => Number(b.split(\'-\').at(-1)) - Number(a.split(\'-\').at(-1)))'), test: 'integration/cluster/cluster.test.js', name: 'a broker of the three' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { StateSpec, murmur2Partitioner } from '../../../src/index.js';
 import { FORMAT_VERSION, readLayout, writeLayout, type StoreLayout } from '../../../src/storage/partition/batch-log.js';
+import { completeLayouts } from '../../../src/storage/partition/complete-layouts.js';
 import { openPartitionStore, partitionPath, partitionsOnDisk } from '../../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
 import { fromCount, type Tally } from '../../fixtures/idle-tally.js';
@@ -70,5 +71,18 @@ describe('partition stores left without a layout by a first start cut short', ()
       await job.ssc.stop();
     }
     assert.deepEqual(layouts(dataDir).map((l) => l?.numPartitions), [5, 5, 5, 5, 5], 'the stores were re-sharded to 5 partitions, each with its layout');
+  });
+
+  it('are given the layout at the lowest state version the others hold, so that a migration still due reaches them', () => {
+    const dataDir = tempDir();
+    firstStartCutShort(dataDir, []);
+    const layout: StoreLayout = { numPartitions: 3, partitioner: murmur2Partitioner.name, formatVersion: FORMAT_VERSION, timeIndexed: true };
+    for (const [p, stateVersion] of [[0, 2], [1, 1]]) {
+      const store = openPartitionStore(partitionPath(dataDir, 0, p));
+      writeLayout(store, { ...layout, stateVersion });
+      store.env.close();
+    }
+    assert.deepEqual(completeLayouts(dataDir, 0), [2]);
+    assert.deepEqual(layouts(dataDir).map((l) => l?.stateVersion), [2, 1, 1]);
   });
 });

@@ -168,12 +168,34 @@ describe('reshardStores', () => {
     const indexed = [0, 1, 2].map((p) => {
       const store = openPartitionStore(partitionPath(dataDir, 0, p));
       try {
-        return [...new TimeIndex(store).olderThan(Number.POSITIVE_INFINITY)].map(([, key]) => key as string);
+        return [...new TimeIndex(store).olderThan(Number.POSITIVE_INFINITY)];
       } finally {
         store.env.close();
       }
     });
-    assert.deepEqual(indexed.flat().sort(), Array.from({ length: 20 }, (_, i) => `k${i}`).sort(), 'every key in the time index of its new partition');
+    assert.deepEqual(indexed.flat().map(([, key]) => key as string).sort(), Array.from({ length: 20 }, (_, i) => `k${i}`).sort(), 'every key in the time index of its new partition');
+    assert.deepEqual([...new Set(indexed.flat().map(([time]) => time))], [1000], 'each at the time its key was last updated (batch 1000), not at 0');
+  });
+
+  it('keeps no time index for a stream without a timeout', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir });
+    try {
+      await job.batch(Array.from({ length: 20 }, (_, i): [string, number] => [`k${i}`, 1]));
+    } finally {
+      await job.ssc.stop();
+    }
+    reshardStores(dataDir, 0, 3);
+    const counts = [0, 1, 2].map((p) => {
+      const store = openPartitionStore(partitionPath(dataDir, 0, p));
+      try {
+        return [store.state.getCount(), store.timeIndex.getCount()];
+      } finally {
+        store.env.close();
+      }
+    });
+    assert.equal(counts.reduce((n, [keys]) => n + keys, 0), 20);
+    assert.deepEqual(counts.map(([, indexed]) => indexed), [0, 0, 0]);
   });
 
   it('moves each dead letter into the store of the partition its key routes to now, and counts them in its report', async () => {

@@ -671,6 +671,9 @@ const MUTANTS: Mutant[] = [
   { what: 'a warm-keys hint that is not a list taken as one', edits: one('storage/partition/warm-keys.js', 'return Array.isArray(keys) ? keys : [];', 'return keys ?? [];'), test: 'storage/partition/warm-keys.test.js' },
   { what: 'a shard\'s follower that comes after its sharding failed waits for ever', edits: one('actors/chunked-shard.js', '        if (this.failure)\n            return follower.failed(this.failure.error);', ''), test: 'actors/chunked-shard.test.js' },
   { what: 'a chunk pushed after a shard\'s last taken', edits: one('actors/chunked-shard.js', '        if (this.ended)\n            throw new Error(\'ChunkedShard: the last chunk was already pushed\');', ''), test: 'actors/chunked-shard.test.js' },
+  { what: 'a reshard indexes every key at time 0 (each times out at the first sweep)', edits: one('storage/reshard/batched-writer.js', 'index.add(lastUpdated ?? decodeEntry(value)[1], key);', 'index.add(lastUpdated ?? 0, key);'), test: 'storage/reshard/reshard.test.js', name: 'predates' },
+  { what: 'a reshard of a stream without a timeout builds a time index', edits: one('storage/reshard/batched-writer.js', '                    if (this.timeIndexed)\n                        index.add(', '                    if (true)\n                        index.add('), test: 'storage/reshard/reshard.test.js', name: 'without a timeout' },
+  { what: 'an import writes each flushed entry again at every later flush (and counts it as a repeat)', edits: one('storage/reshard/batched-writer.js', '        this.entries = this.stores.map(() => []);\n        this.moved', '        this.moved'), test: 'cli/progress.test.js', name: 'report progress' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -52,6 +52,7 @@ describe('status page server', { timeout: 180_000 }, () => {
       assert.equal(status.totals.batches, 1);
       assert.equal((await request(`${url}api/status`, '-H', `Authorization: bearer ${token}`)).status, 200, 'the scheme name in any case');
       assert.equal(status.streams[0].partitions.reduce((n: number, p: { keyCount: number }) => n + p.keyCount, 0), 1);
+      assert.deepEqual(status.streams[0].partitions.map((p: { lastBatch?: number }) => p.lastBatch), [1000, 1000], 'each partition committed batch 1000');
 
       // A wrong token in the address, or in a cookie, opens nothing and sets no cookie.
       const guessed = await request(`${url}?token=wrong-token-of-some-length`);

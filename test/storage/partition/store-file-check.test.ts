@@ -71,8 +71,14 @@ describe('the store file check', () => {
     }
     assert.equal(checkStoreFile(dir), undefined);
     const file = join(dir, 'data.mdb');
-    truncateSync(file, statSync(file).size - PAGE);
-    assert.match(checkStoreFile(dir) ?? 'called whole', /^data\.mdb is truncated: .*its "state" database/);
+    const cut = statSync(file).size - PAGE;
+    truncateSync(file, cut);
+    const problem = checkStoreFile(dir) ?? 'called whole';
+    const named = /^data\.mdb is truncated: (\d+) bytes, but page (\d+) of its "state" database, which its newest commit refers to, ends at byte (\d+)$/.exec(problem);
+    assert.ok(named, problem);
+    assert.equal(Number(named[1]), cut, 'the file\'s size as it is');
+    assert.equal(Number(named[3]), (Number(named[2]) + 1) * PAGE, 'where the page it refers to ends, past the cut');
+    assert.ok(Number(named[3]) > cut);
   });
 
   it('does not call a store damaged that ends before the last page its meta page counts, when LMDB reads it whole (the reproduction of issue 14)', { timeout: 180_000 }, async () => {

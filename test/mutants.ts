@@ -674,6 +674,8 @@ const MUTANTS: Mutant[] = [
   { what: 'a reshard indexes every key at time 0 (each times out at the first sweep)', edits: one('storage/reshard/batched-writer.js', 'index.add(lastUpdated ?? decodeEntry(value)[1], key);', 'index.add(lastUpdated ?? 0, key);'), test: 'storage/reshard/reshard.test.js', name: 'predates' },
   { what: 'a reshard of a stream without a timeout builds a time index', edits: one('storage/reshard/batched-writer.js', '                    if (this.timeIndexed)\n                        index.add(', '                    if (true)\n                        index.add('), test: 'storage/reshard/reshard.test.js', name: 'without a timeout' },
   { what: 'an import writes each flushed entry again at every later flush (and counts it as a repeat)', edits: one('storage/reshard/batched-writer.js', '        this.entries = this.stores.map(() => []);\n        this.moved', '        this.moved'), test: 'cli/progress.test.js', name: 'report progress' },
+  { what: 'a truncated store named by where its page ends instead of its size', edits: one('storage/partition/file-check.js', 'data.mdb is truncated: ${size} bytes', 'data.mdb is truncated: ${found.endsAt} bytes'), test: 'storage/partition/store-file-check.test.js', name: 'overflow pages' },
+  { what: 'the status page shows no partition\'s last batch', edits: one('storage/partition/figures.js', 'lastBatch: last?.batchTime,', 'lastBatch: undefined,'), test: 'ui/status-server.test.js', name: 'off loopback' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -278,14 +278,6 @@ const MUTANTS: Mutant[] = [
   { what: "a cluster's source partition read as far ahead as the reader's limit (200 000), not two batches", edits: one('cluster/source-intake.js', ', bufferLimit: 2 * this.options.maxRecordsPerBatch', ''), test: 'integration/cluster/source-intake.test.js', name: 'two batches ahead', slow: true },
   { what: "a cluster owner's lease checked only before a batch's first changelog request", edits: one('cluster/changelog-io.js', '        beforeEach?.();\n', ''), test: 'integration/cluster/dropped-batch-restore.test.js', name: 'stops being sent' },
   { what: "a cluster instanceId of '.' or '..' let through to ZooKeeper", edits: one('storage/zookeeper/connect-options.js', " && name !== '.' && name !== '..'", ''), test: 'cluster/options.test.js' },
-  {
-    what: 'a swap records its paths relative to the folder the command ran in (finished from another, the old state moves there)',
-    edits: [
-      { file: 'cli/args.js', from: 'const dataDir = resolve(given);', to: 'const dataDir = given;' },
-      { file: 'storage/stream-swap.js', from: "return resolve(dataDir, 'replaced',", to: "return join(dataDir, 'replaced'," },
-    ],
-    test: 'cli/cli.test.js', name: 'relative --data-dir',
-  },
   { what: "every store damaged after a reshard: the newest snapshot's smaller count restored, the partitions past it left damaged", edits: one('storage/snapshots/restore.js', 'if (beyond.length > 0) {', 'if (false) {'), test: 'storage/snapshots/restore.test.js', name: 'every store damaged after a reshard' },
   { what: "a store file that cannot be read fails the start with a bare read error (no partition, no file)", edits: one('storage/partition/store-check.js', 'throw new StoreOpenError(`partition ${partition} of mapWithState stream ${stream} at ${path} could not be read to check it', 'throw error; void (`partition ${partition} of mapWithState stream ${stream} at ${path} could not be read to check it'), test: 'storage/snapshots/restore.test.js', name: 'cannot be read \\(EISDIR here' },
   { what: "a snapshot of stores a migration left at mixed state versions records partition 0's for all", edits: one('storage/snapshots/writer.js', 'if (version !== (layout.stateVersion ?? 1)) {', 'if (false) {'), test: 'engine/state-version.test.js', name: 'crash between partitions switching over' },

@@ -40,7 +40,8 @@ export interface SwapPaths {
 
 /** Where a swap that keeps the stores it replaces puts them: `<dataDir>/replaced/<name>/state-<n>` (named by the time, unless given). */
 export function asideFolder(dataDir: string, streamIndex: number, name = new Date().toISOString().replace(/[:.]/g, '-')): string {
-  // Absolute: the swap's marker records it for whoever finishes the swap, from wherever it runs.
+  // The marker records it, but whoever finishes the swap reads only its last two names, under
+  // the data folder as it reaches it (the folder may have moved, or be reached by another path).
   return resolve(dataDir, 'replaced', name, basename(stateDir(dataDir, streamIndex)));
 }
 

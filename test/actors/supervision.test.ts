@@ -226,6 +226,23 @@ describe('a record the mapping function keeps failing on', () => {
     }
   });
 
+  it("policy 'stop' with records failing in several partitions: the batch fails with the lowest partition's failure, whichever failed first", async () => {
+    const job = await keyedJob(faulty().numPartitions(4).onRecordFailure({ policy: 'stop', maxAttempts: 1 }), { dataDir: tempDir() });
+    const candidates = Array.from({ length: 100 }, (_, i) => `bad-${i}`);
+    const [low, high] = [1, 3].map((p) => candidates.find((k) => murmur2Partitioner.partition(k, 4) === p)!);
+    try {
+      // The higher partition's record first: its thread may fail before the lower one's.
+      job.input.pushBatch([[high, { poison: true }], ...Array.from({ length: 50 }, (_, i): [string, FaultyValue] => [`k${i}`, 1]), [low, { poison: true }]]);
+      await assert.rejects(job.clock.advance(1000), (error: unknown) => {
+        assert.ok(error instanceof PoisonRecordError, String(error));
+        assert.deepEqual([error.context.partition, error.context.key], [1, low]);
+        return true;
+      });
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('a re-created context reports the partitions that did not commit the failed batch', async () => {
     const dataDir = tempDir();
     const job = await keyedJob(faulty().numPartitions(2).onRecordFailure({ policy: 'stop', maxAttempts: 1 }), { dataDir });

@@ -668,6 +668,7 @@ const MUTANTS: Mutant[] = [
   { what: 'an import writes each flushed entry again at every later flush (and counts it as a repeat)', edits: one('storage/reshard/batched-writer.js', '        this.entries = this.stores.map(() => []);\n        this.moved', '        this.moved'), test: 'cli/progress.test.js', name: 'report progress' },
   { what: 'a truncated store named by where its page ends instead of its size', edits: one('storage/partition/file-check.js', 'data.mdb is truncated: ${size} bytes', 'data.mdb is truncated: ${found.endsAt} bytes'), test: 'storage/partition/store-file-check.test.js', name: 'overflow pages' },
   { what: 'the status page shows no partition\'s last batch', edits: one('storage/partition/figures.js', 'lastBatch: last?.batchTime,', 'lastBatch: undefined,'), test: 'ui/status-server.test.js', name: 'off loopback' },
+  { what: 'a batch failing in several partitions reports the highest partition\'s failure, not the lowest', edits: one('actors/router.machine.js', 'settled.find((s) => s.status === \'rejected\')', 'settled.findLast((s) => s.status === \'rejected\')'), test: 'actors/supervision.test.js', name: 'several partitions' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -212,6 +212,15 @@ describe('statestream command-line tool', () => {
     assert.deepEqual([report.keyCount, report.deadLetters, report.batchTime], [1, 3, 1000]);
   });
 
+  it('inspect gives no size for a partition whose data.mdb is gone, and names it missing', () => {
+    const dir = copy();
+    rmSync(join(dir, 'state-0', 'partition-0001', 'data.mdb'));
+    const json = run('inspect', '--data-dir', dir, '--json');
+    const partitions = (JSON.parse(json.stdout) as { streams: Array<{ partitions: Array<{ bytes?: number; problem?: string }> }> }).streams[0].partitions;
+    assert.ok(partitions[0].bytes! > 0);
+    assert.deepEqual([partitions[1].bytes, partitions[1].problem], [undefined, 'data.mdb is missing']);
+  });
+
   it('inspect does not call a cluster instance\'s partitions behind: one it gave up holds an older batch, and no batch is in flight', () => {
     const dir = copy();
     // Partition 1 holds batch 2000, partition 0 batch 4000.

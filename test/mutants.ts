@@ -670,6 +670,7 @@ const MUTANTS: Mutant[] = [
   { what: 'the status page shows no partition\'s last batch', edits: one('storage/partition/figures.js', 'lastBatch: last?.batchTime,', 'lastBatch: undefined,'), test: 'ui/status-server.test.js', name: 'off loopback' },
   { what: 'a batch failing in several partitions reports the highest partition\'s failure, not the lowest', edits: one('actors/router.machine.js', 'settled.find((s) => s.status === \'rejected\')', 'settled.findLast((s) => s.status === \'rejected\')'), test: 'actors/supervision.test.js', name: 'several partitions' },
   { what: 'inspect gives a partition whose data.mdb is gone a size of 0', edits: one('storage/partition/file-check.js', 'return existsSync(file) ? statSync(file).size : undefined;', 'return existsSync(file) ? statSync(file).size : 0;'), test: 'cli/cli.test.js', name: 'whose data.mdb is gone' },
+  { what: 'a Kafka source\'s dead letters keyed without their topic (one topic\'s letter replaces another\'s at the same partition and offset)', edits: one('storage/sources/dead-letters.js', 'this.db.putSync([l.topic, l.partition, l.offset], l)', 'this.db.putSync([\'\', l.partition, l.offset], l)'), test: 'storage/sources/dead-letters.test.js' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

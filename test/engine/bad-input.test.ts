@@ -132,6 +132,14 @@ describe('bad options are refused when given, naming the option', () => {
     } finally {
       await ssc.stop();
     }
+    // The same spec in a later context: its iterator was read by the first.
+    const later = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock() });
+    later.queueStream<[string, number]>().mapWithState(spec).foreachBatch(() => {});
+    try {
+      await assert.rejects(later.start(), (e: unknown) => e instanceof ConfigError && /initialState of mapWithState stream 0 is an iterator already read \(by mapWithState stream 0 of an earlier context\)/.test((e as Error).message));
+    } finally {
+      await later.stop();
+    }
 
     const given: Array<[string, number]> = [['a', 5]];
     const copied = StateSpec.function<string, number, number, unknown>(fixture('count')).initialState(given);
@@ -205,6 +213,10 @@ describe('bad options are refused when given, naming the option', () => {
     const q = ssc.queueStream<number>();
     assert.throws(() => q.map(5 as never), /map expects a function, got number/);
     assert.throws(() => q.foreachBatch(undefined as never), /foreachBatch expects a function/);
+    // null named as null, not as typeof's "object".
+    for (const [method, call] of [['map', () => q.map(null as never)], ['flatMap', () => q.flatMap(null as never)], ['filter', () => q.filter(null as never)], ['foreachBatch', () => q.foreachBatch(null as never)]] as const) {
+      assert.throws(call, (e: unknown) => (e as Error).message === `${method} expects a function, got null`, method);
+    }
     assert.throws(() => ssc.queueStream({ oneAtATime: 'yes' as never }), /oneAtATime must be a boolean/);
     // true meant as oneAtATime: not taken as "no options", which would merge the pushes into one batch.
     assert.throws(() => ssc.queueStream(true as never), (e: unknown) => e instanceof ConfigError && (e as Error).message === 'queueStream options must be an object, got true');
@@ -334,6 +346,10 @@ describe('a mapping module that does not load fails start()', () => {
     assert.throws(() => job.input.push(['b', 1]), (e: unknown) => e instanceof LifecycleError && /the StreamingContext is stopped; records given now would never be processed/.test(e.message));
     assert.throws(() => job.input.pushBatch([['b', 1]]), LifecycleError);
     assert.throws(() => job.stream.store().get('a'), /store\(\)\.get: the StreamingContext is stopped \(a context starts once; a new StreamingContext on the same dataDir reads the stores\)/);
+    // Each query names itself.
+    for (const [name, query] of [['store().count', () => job.stream.store().count()], ['store().entries', () => job.stream.store().entries()], ['deadLetters', () => job.stream.deadLetters()]] as const) {
+      assert.throws(query, (e: unknown) => e instanceof LifecycleError && (e as Error).message.startsWith(`${name}: the StreamingContext is stopped`), name);
+    }
     await assert.rejects(job.ssc.start(), /a context starts once/);
   });
 
@@ -401,6 +417,7 @@ describe('a mapping module that does not load fails start()', () => {
         ['flatMap', () => input.flatMap((r) => [r])],
         ['filter', () => input.filter(() => true)],
         ['stateSnapshots', () => job.stream.stateSnapshots()],
+        ['foreachBatch', () => input.foreachBatch(() => undefined)],
       ] as Array<[string, () => unknown]>) {
         assert.throws(make, (e: unknown) => e instanceof LifecycleError && new RegExp(`^${method}: streams and outputs must be defined before start\\(\\)`).test((e as Error).message), method);
       }

@@ -8,7 +8,7 @@ import type { Database, Key } from 'lmdb';
 import {
   ConfigError, StateExportError, StateMigrationError, StateSpec, StoreMismatchError, exportJobState, readStateExport, writeStateExport,
 } from '../../src/index.js';
-import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { fixture, keyedJob, openDataFiles, sorted, tempDir } from '../helpers.js';
 import { within } from '../wait.js';
 import { migrateStore } from '../../src/storage/partition/migrate.js';
 import { readLayout } from '../../src/storage/partition/batch-log.js';
@@ -143,6 +143,7 @@ describe('state versions and migration', () => {
       keyedJob(spec().stateVersion(2, failing), { dataDir, startMs: 3000 }),
       rejection(StateMigrationError, /migrate threw on key "[bc]" of partition \d of stream 0 \(state version 1 to 2\): no count of one, please/),
     );
+    assert.deepEqual(openDataFiles(dataDir), [], 'the refused start closed the stores it had opened');
     // Failing in the last partition (d, whose count is 2), after partition 1 (a, c) staged its
     // entries: what was staged is thrown away, not left to fill the files.
     await assert.rejects(
@@ -211,6 +212,7 @@ describe('state versions and migration', () => {
     assert.throws(() => spec.stateVersion(0), rejection(ConfigError, /StateSpec.stateVersion must be an integer from 1/));
     assert.throws(() => spec.stateVersion(1.5), ConfigError);
     assert.throws(() => spec.stateVersion(2, 'migrate' as never), rejection(ConfigError, /migrate must be a function \(state, fromVersion\) => newState, got string/));
+    assert.throws(() => spec.stateVersion(2, null as never), rejection(ConfigError, /migrate must be a function \(state, fromVersion\) => newState, got null$/));
     assert.throws(() => spec.initialState(42 as never), /iterable of \[key, state\] pairs or a StateSource/);
   });
 

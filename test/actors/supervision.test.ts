@@ -310,6 +310,21 @@ describe('a record the mapping function keeps failing on', () => {
     }
   });
 
+  it('deadLetters() lists the letters by batch, then partition, then place in the partition\'s records', async () => {
+    const job = await keyedJob(faulty().numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });
+    const keys = Array.from({ length: 100 }, (_, i) => `bad-${i}`);
+    const [p0a, p0b] = keys.filter((k) => murmur2Partitioner.partition(k, 2) === 0);
+    const [p1a, p1b] = keys.filter((k) => murmur2Partitioner.partition(k, 2) === 1);
+    const poison = (key: string): [string, FaultyValue] => [key, { poison: true }];
+    try {
+      await job.batch([poison(p1a), ['a', 1], poison(p0a), poison(p1b)]);
+      await job.batch([poison(p0b)]);
+      assert.deepEqual(job.stream.deadLetters().map((l) => [l.batchTime, l.partition, l.key]), [[1000, 0, p0a], [1000, 1, p1a], [1000, 1, p1b], [2000, 0, p0b]]);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('a value thrown that is not an Error is named as it was thrown, not as "[object Object]"', async () => {
     const job = await keyedJob(faulty().numPartitions(1).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });
     try {

@@ -246,6 +246,7 @@ describe('a map, flatMap or filter that throws', () => {
   });
 
   it('names a filter and a map the same way, and a flatMap that returns no iterable', async () => {
+    const counted = (s: ReturnType<StreamingContext['queueStream']>) => s.map((w): [string, number] => [String(w), 1]).mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')));
     const cases: Array<[(s: ReturnType<StreamingContext['queueStream']>) => void, RegExp]> = [
       [(s) => s.filter((n) => (n as number).toFixed(1) !== '').foreachBatch(() => {}), /^filter \(operation 1 of the chain on queueStream 0, defined at .*\) threw on record 0 of batch 1000 \("x"\): .*toFixed is not a function$/],
       [(s) => s.map((n) => JSON.parse(n as string)).foreachBatch(() => {}), /^map \(operation 1 of the chain on queueStream 0, defined at .*\) threw on record 0 of batch 1000 \("x"\): .*JSON/],
@@ -256,6 +257,13 @@ describe('a map, flatMap or filter that throws', () => {
         yield line;
         throw new RangeError('the generator broke');
       }).foreachBatch(() => {}), /^flatMap \(operation 1 of the chain on queueStream 0, defined at .*\) threw on record 0 of batch 1000 \("x"\): the generator broke$/],
+      // On a state stream (the context's third stream, its first mapWithState): named by its mapWithState number.
+      [(s) => counted(s).map(() => {
+        throw new Error('boom');
+      }).foreachBatch(() => {}), /^map \(operation 1 of the chain on mapWithState stream 0, defined at .*\) threw on record 0 of batch 1000 \(.*\): boom$/],
+      [(s) => counted(s).stateSnapshots().filter(() => {
+        throw new Error('boom');
+      }).foreachBatch(() => {}), /^filter \(operation 1 of the chain on stateSnapshots of mapWithState stream 0, defined at .*\) threw on record 0 of batch 1000 \(.*\): boom$/],
     ];
     for (const [build, message] of cases) {
       const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });

@@ -681,6 +681,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a start that fails after opening the stores leaves them open', edits: one('engine/map-with-state-stream.js', '            closePartitionStores(stores, { afterFailure: true });', ''), test: 'engine/state-version.test.js', name: 'leaves the stores unchanged when migrate' },
   { what: 'stateVersion\'s migrate given null named as an object', edits: one('engine/state-spec.js', 'got ${migrate === null ? \'null\' : typeof migrate}', 'got ${typeof migrate}'), test: 'engine/state-version.test.js', name: 'validates stateVersion' },
   { what: 'an initialState iterator read by an earlier context said to be read by this one', edits: one('engine/state-spec.js', 'reader.graph === graph ? \'this\' : \'an earlier\'', '\'this\''), test: 'engine/bad-input.test.js', name: 'read once' },
+  { what: 'a cluster\'s stage one resolves before its pairs are sent, and drops a failed send', edits: one('cluster/stage-one.js', 'await this.producer.send({ topic, acks: -1, messages: chunk });', 'void this.producer.send({ topic, acks: -1, messages: chunk }).catch(() => undefined);'), test: 'cluster/stage-one.test.js', name: 'resolves only once its pairs are sent' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -34,6 +34,15 @@ describe("a cluster's stage one", () => {
     });
   });
 
+  it('resolves only once its pairs are sent: a send that fails fails the write (here kafkajs refuses a producer never connected)', async () => {
+    const pairs = input.map<unknown>((w) => [w, 1]);
+    await assert.rejects(writeBatch(pairs, ['a', 'b']), (error: unknown) => {
+      assert.ok(!(error instanceof InvalidRecordError), String(error));
+      assert.match((error as Error).message, /producer is disconnected/);
+      return true;
+    });
+  });
+
   it('refuses a record that is not a [key, value] pair, naming it', async () => {
     const pairs = input.map<unknown>((w) => (w === 'lone' ? w : [w, 1]));
     await assert.rejects(writeBatch(pairs, ['a', 'lone']), (error: unknown) => {

@@ -8,6 +8,17 @@ import { BatchEvents, ManualClock, StateSpec, StreamingContext, StatestreamError
 import { fixture, tempDir } from '../helpers.js';
 import { useServices } from '../integration/services/suite.js';
 
+/** Starts the context, runs one batch of `records` on its manual clock, and stops it. */
+async function runOneBatch<T>(ssc: StreamingContext, input: { pushBatch(records: T[]): void }, records: T[]): Promise<void> {
+  await ssc.start();
+  try {
+    input.pushBatch(records);
+    await (ssc.clock as ManualClock).advance(1000);
+  } finally {
+    await ssc.stop();
+  }
+}
+
 /** The error a failed batch reported, waited for with a deadline. */
 function nextFailure(ssc: StreamingContext, timeoutMs: number): Promise<BatchFailedEvent> {
   return new Promise((resolve, reject) => {
@@ -29,13 +40,7 @@ describe('filter', () => {
     words.filter((word) => word.length).foreachBatch((kept) => void byLength.push(...kept));
     words.filter((word) => word).foreachBatch((kept) => void byText.push(...kept));
     words.filter((word) => (word === 'a' ? 0 : word === 'bb' ? null : undefined)).foreachBatch((kept) => void none.push(...kept));
-    await ssc.start();
-    try {
-      words.pushBatch(['a', '', 'bb']);
-      await (ssc.clock as ManualClock).advance(1000);
-    } finally {
-      await ssc.stop();
-    }
+    await runOneBatch(ssc, words, ['a', '', 'bb']);
     assert.deepEqual(byLength, ['a', 'bb']);
     assert.deepEqual(byText, ['a', 'bb']);
     assert.deepEqual(none, []);
@@ -56,13 +61,7 @@ describe('outputs', () => {
     counts.foreachBatch((rs) => void (seen.counts = [...rs]));
     counts.stateSnapshots().foreachBatch((ps) => void ps.splice(0));
     counts.stateSnapshots().foreachBatch((ps) => void (seen.snapshots = [...ps]));
-    await ssc.start();
-    try {
-      lines.pushBatch(['b', 'a', 'b']);
-      await (ssc.clock as ManualClock).advance(1000);
-    } finally {
-      await ssc.stop();
-    }
+    await runOneBatch(ssc, lines, ['b', 'a', 'b']);
     assert.deepEqual(seen.lines, ['b', 'a', 'b']);
     assert.deepEqual(seen.filtered, ['b', 'a', 'b']);
     assert.deepEqual(seen.counts, [['b', 1], ['a', 1], ['b', 2]]);
@@ -82,13 +81,7 @@ describe('outputs', () => {
     counts.foreachBatch((rs) => void seen.push(rs));
     const replayed: boolean[] = [];
     ssc.on(BatchEvents.COMPLETED, (e) => void replayed.push(...e.partitionStats.flat().map((p) => p.replayed)));
-    await ssc.start();
-    try {
-      lines.pushBatch(['b', 'a', 'b']);
-      await (ssc.clock as ManualClock).advance(1000);
-    } finally {
-      await ssc.stop();
-    }
+    await runOneBatch(ssc, lines, ['b', 'a', 'b']);
     assert.equal(mapped, 3, 'the map ran once for each record, not once for each output');
     assert.deepEqual(seen.slice(2), [[['b', 1], ['a', 1], ['b', 2]], [['b', 1], ['a', 1], ['b', 2]]]);
     assert.deepEqual(replayed, [false, false], 'each partition applied the batch once: none saw it again as a replay');

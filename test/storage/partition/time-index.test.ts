@@ -66,9 +66,11 @@ describe('TimeIndex', () => {
     assert.deepEqual([...index.olderThan(201)], [[200, ['tuple', 2]]]);
   });
 
-  it('a sweep goes by each key\'s own time: an index entry of a key the store does not hold, or an older time of it, times nothing out', async () => {
+  const spec = () => StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(1).timeout(2500);
+
+  /** A store whose key a was updated at 1000, its time index given `stale` entries beside a's own. */
+  async function withStaleEntries(stale: Array<[number, string]>): Promise<string> {
     const dataDir = tempDir();
-    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(1).timeout(2500);
     const first = await keyedJob(spec(), { dataDir });
     try {
       await first.batch([['a', 1]]);
@@ -78,12 +80,16 @@ describe('TimeIndex', () => {
     const store = openPartitionStore(partitionPath(dataDir, 0, 0));
     try {
       store.env.transactionSync(() => {
-        new TimeIndex(store).add(500, 'ghost');
-        new TimeIndex(store).add(200, 'a');
+        for (const [time, key] of stale) new TimeIndex(store).add(time, key);
       });
     } finally {
       store.env.close();
     }
+    return dataDir;
+  }
+
+  it('a sweep goes by each key\'s own time: an index entry of a key the store does not hold, or an older time of it, times nothing out', async () => {
+    const dataDir = await withStaleEntries([[500, 'ghost'], [200, 'a']]);
     const second = await keyedJob(spec(), { dataDir, startMs: 1000 });
     try {
       assert.deepEqual(await second.batch([['b', 1]]), [['b', 1]]);
@@ -102,20 +108,7 @@ describe('TimeIndex', () => {
   });
 
   it('a sweep goes by each key\'s own time: a key whose older entry the same sweep passed over still times out at its own', async () => {
-    const dataDir = tempDir();
-    const spec = () => StateSpec.function<string, number, number, unknown>(fixture('idle-count')).numPartitions(1).timeout(2500);
-    const first = await keyedJob(spec(), { dataDir });
-    try {
-      await first.batch([['a', 1]]);
-    } finally {
-      await first.ssc.stop();
-    }
-    const store = openPartitionStore(partitionPath(dataDir, 0, 0));
-    try {
-      store.env.transactionSync(() => new TimeIndex(store).add(200, 'a'));
-    } finally {
-      store.env.close();
-    }
+    const dataDir = await withStaleEntries([[200, 'a']]);
     // The first batch at 4000 sweeps below 1500: the stale entry at 200 reads a into the
     // batch's working set, and a's own entry at 1000 comes next in the same sweep.
     const second = await keyedJob(spec(), { dataDir, startMs: 3000 });

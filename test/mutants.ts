@@ -683,6 +683,7 @@ const MUTANTS: Mutant[] = [
   { what: 'an initialState iterator read by an earlier context said to be read by this one', edits: one('engine/state-spec.js', 'reader.graph === graph ? \'this\' : \'an earlier\'', '\'this\''), test: 'engine/bad-input.test.js', name: 'read once' },
   { what: 'a cluster\'s stage one resolves before its pairs are sent, and drops a failed send', edits: one('cluster/stage-one.js', 'await this.producer.send({ topic, acks: -1, messages: chunk });', 'void this.producer.send({ topic, acks: -1, messages: chunk }).catch(() => undefined);'), test: 'cluster/stage-one.test.js', name: 'resolves only once its pairs are sent' },
   { what: 'a cluster reader gives up at the fifth consumer failure within a minute, not after five', edits: one('cluster/group-consumer.js', 'this.crashes.length > MAX_CRASHES', 'this.crashes.length >= MAX_CRASHES'), test: 'integration/cluster/reader-gives-up.test.js' },
+  { what: 'a partition\'s state bytes leave out its branch pages', edits: one('storage/partition/figures.js', '(stats.treeBranchPageCount + stats.treeLeafPageCount', '(stats.treeLeafPageCount'), test: 'storage/partition/figures.test.js' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -684,6 +684,8 @@ const MUTANTS: Mutant[] = [
   { what: 'a cluster\'s stage one resolves before its pairs are sent, and drops a failed send', edits: one('cluster/stage-one.js', 'await this.producer.send({ topic, acks: -1, messages: chunk });', 'void this.producer.send({ topic, acks: -1, messages: chunk }).catch(() => undefined);'), test: 'cluster/stage-one.test.js', name: 'resolves only once its pairs are sent' },
   { what: 'a cluster reader gives up at the fifth consumer failure within a minute, not after five', edits: one('cluster/group-consumer.js', 'this.crashes.length > MAX_CRASHES', 'this.crashes.length >= MAX_CRASHES'), test: 'integration/cluster/reader-gives-up.test.js' },
   { what: 'a partition\'s state bytes leave out its branch pages', edits: one('storage/partition/figures.js', '(stats.treeBranchPageCount + stats.treeLeafPageCount', '(stats.treeLeafPageCount'), test: 'storage/partition/figures.test.js' },
+  { what: 'a damaged page of the free-page list named as one of the list of databases', edits: one('storage/partition/file-check.js', 'found.database === \'free\' ? \'its free-page list\'', 'found.database === \'free\' ? \'its list of databases\''), test: 'storage/partition/store-file-check.test.js', name: 'free-page list' },
+  { what: 'the file check skips the free-page list', edits: one('storage/partition/lmdb-file.js', 'walk(\'free\', meta.free, meta.free.overflowPages > 0) ??', ''), test: 'storage/partition/store-file-check.test.js', name: 'free-page list' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

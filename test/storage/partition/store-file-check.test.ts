@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareKeys } from 'lmdb';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, type StateRestoredEvent } from '../../../src/index.js';
+import { readMeta } from '../../../src/storage/partition/lmdb-file.js';
 import { checkStoreFile } from '../../../src/storage/partition/store-check.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
@@ -79,6 +80,33 @@ describe('the store file check', () => {
     assert.equal(Number(named[1]), cut, 'the file\'s size as it is');
     assert.equal(Number(named[3]), (Number(named[2]) + 1) * PAGE, 'where the page it refers to ends, past the cut');
     assert.ok(Number(named[3]) > cut);
+  });
+
+  it('names a damaged page of the free-page list LMDB reads when it allocates', () => {
+    const dir = join(tempDir(), 'partition');
+    const store = openPartitionStore(dir);
+    try {
+      store.env.transactionSync(() => {
+        for (let i = 0; i < 50_000; i++) store.state.putSync(`k${i}`, Buffer.alloc(100, i % 256));
+      });
+      // One commit that frees over a thousand pages: their list is a record longer than a
+      // page, so the free database has overflow pages, and the check reads its leaves.
+      store.env.transactionSync(() => {
+        for (let i = 0; i < 50_000; i++) store.state.removeSync(`k${i}`);
+      });
+    } finally {
+      store.env.close();
+    }
+    const file = join(dir, 'data.mdb');
+    const fd = openSync(file, 'r+');
+    try {
+      const read = readMeta(fd, statSync(file).size);
+      assert.ok('meta' in read && read.meta.free.root !== undefined && read.meta.free.overflowPages > 0, 'the store has a free-page list, with overflow pages');
+      writeSync(fd, Buffer.alloc(PAGE), 0, PAGE, read.meta.free.root * PAGE);
+    } finally {
+      closeSync(fd);
+    }
+    assert.match(checkStoreFile(dir) ?? 'called whole', /^data\.mdb is damaged: page \d+ of its free-page list, which its newest commit refers to, is not a B-tree page$/);
   });
 
   it('does not call a store damaged that ends before the last page its meta page counts, when LMDB reads it whole (the reproduction of issue 14)', { timeout: 180_000 }, async () => {

@@ -178,4 +178,16 @@ describe('record values: refused only where MessagePack would not carry them to 
     const shared = { n: 1 };
     assert.equal(valueProblem({ a: shared, b: [shared, { c: shared }] }, { message: true }), undefined);
   });
+
+  it('in a Map or a Set, names the entry, the key or the member; in a store, a bigint past 64 bits either way', () => {
+    assert.equal(valueProblem({ m: new Map([['a', { f: () => 1 }]]) }), '$.m.get(a).f is a function');
+    assert.equal(valueProblem(new Map([['a', () => 1]])), '$.get(a) is a function');
+    assert.equal(valueProblem(new Map([[() => 1, 1]])), '$.<key> is a function');
+    assert.match(valueProblem(new Map([['x\ud800', 1]])) ?? '', /^\$\.<key> is a string with a lone surrogate/);
+    assert.match(valueProblem(new Set([1, Symbol('s')])) ?? '', /^\$\.\S+ is a symbol$/);
+    // A store keeps 64-bit integers: one past either end is refused, the ends themselves are kept.
+    assert.equal(valueProblem({ n: 2n ** 64n }), '$.n is a bigint wider than 64 bits');
+    assert.equal(valueProblem({ n: -(2n ** 63n) - 1n }), '$.n is a bigint wider than 64 bits');
+    assert.equal(valueProblem({ lo: -(2n ** 63n), hi: 2n ** 64n - 1n }), undefined);
+  });
 });

@@ -71,6 +71,7 @@ describe('keys whose control characters LMDB would not keep', () => {
   it('a string of 64 characters or more holding U+0000–U+0004, alone or in a tuple, fails its batch named; shorter ones, and U+0005, are kept whole', async () => {
     const long = `${'x'.repeat(63)}\u0001y`;
     assert.match(keyProblem(long)!, /holds U\+0001 at index 63: in a string of 64 characters or more, LMDB's key encoding reads it back as another key/);
+    assert.match(keyProblem(`${'x'.repeat(63)}\u0001`)!, /holds U\+0001 at index 63/, 'at exactly 64 characters');
     assert.match(keyProblem(['a', `${'y'.repeat(70)}\u0000`])!, /holds U\+0000 at index 70 of part 1/);
     const job = await keyedJob(StateSpec.function<unknown, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir: tempDir() });
     try {
@@ -83,5 +84,35 @@ describe('keys whose control characters LMDB would not keep', () => {
     } finally {
       await job.ssc.stop();
     }
+  });
+});
+
+describe('keys at the edges', () => {
+  it('are refused past 1900 bytes, as a string or a tuple, and kept at 1900', () => {
+    assert.equal(keyProblem('k'.repeat(1900)), undefined);
+    assert.match(keyProblem('k'.repeat(1901)) ?? '', /key is 1901 bytes of UTF-8; LMDB keys are limited to 1900/);
+    // A tuple's string part counts its bytes and one more.
+    assert.equal(keyProblem(['a'.repeat(949), 'b'.repeat(949)]), undefined);
+    assert.match(keyProblem(['a'.repeat(949), 'b'.repeat(950)]) ?? '', /key is about 1901 bytes encoded/);
+  });
+
+  it('a tuple holding -0 is the key with 0: one state, found by either, in the partition of 0', async () => {
+    const job = await keyedJob(StateSpec.function<unknown, number, number, unknown>(fixture('count')).numPartitions(3), { dataDir: tempDir() });
+    try {
+      await job.batch([[['t', -0], 1]] as never);
+      await job.batch([[['t', 0], 1]] as never);
+      assert.equal(job.stream.store().count(), 1);
+      assert.equal(job.stream.store().get(['t', 0]), 2);
+      assert.equal(job.stream.store().get(['t', -0]), 2);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
+  it('initial state a store cannot keep is refused when given, naming the entry', () => {
+    assert.throws(
+      () => StateSpec.function(fixture('count')).initialState([['a', { n: 2n ** 64n }]]),
+      (e: unknown) => e instanceof InvalidRecordError && /^StateSpec\.initialState entry 0 \(key "a"\): the state cannot be stored: \$\.n is a bigint wider than 64 bits$/.test((e as Error).message),
+    );
   });
 });

@@ -38,6 +38,15 @@ describe('metrics from events', () => {
     assert.equal(samples.find((s) => s.name === 'statestream_snapshot_failures_total')?.value, 2);
   });
 
+  it('a batch re-run after a restore is counted as replayed, not completed', async () => {
+    const { registry, emit } = metricsOn(1000);
+    emit(BatchEvents.COMPLETED, { ...completed([0]), origin: 'replay' });
+    emit(BatchEvents.COMPLETED, { ...completed([0]), batchTime: 2000 });
+    const samples = parseSamples(await registry.metrics());
+    const batches = (outcome: string) => samples.find((s) => s.name === 'statestream_batches_total' && s.labels.outcome === outcome)?.value;
+    assert.deepEqual([batches('replayed'), batches('completed')], [1, 1]);
+  });
+
   it('a scheduling delay of minutes lands in a finite bucket, and the buckets reach 5 times the longest batch interval (the "batches queue" alert)', async () => {
     const { registry, emit } = metricsOn(30_000);
     // Behind by 200 s: more than 5 intervals of 30 s.
@@ -169,6 +178,25 @@ describe('metrics from events', () => {
     answer = async () => new Map([['t:0', 12]]);
     const back = await sampler.sample();
     assert.deepEqual([back.partitions[0].lag, back.problem], [2, undefined]);
+  });
+
+  it('a partition the broker gave no log-end offset for has no lag (not NaN), and a broker error stays named while a later request is out', async () => {
+    let answer: () => Promise<Map<string, number>> = async () => new Map([['t:1', 7]]);
+    const probe: KafkaProbe = {
+      id: 0,
+      status: () => ({ source: 0, topics: ['t'], zookeeper: { connect: 'zk', root: '/r', opened: true, connected: true, sinceMs: 0 }, partitions: [{ topic: 't', partition: 0, next: 10, fetched: 10, buffered: 0 }] }),
+      highWatermarks: () => answer(),
+      deadLetterCount: () => 0,
+    };
+    const sampler = new LagSampler(probe, 50, 0);
+    const unknown = await sampler.sample();
+    assert.deepEqual([unknown.partitions[0].highWatermark, unknown.partitions[0].lag], [undefined, undefined]);
+    answer = async () => {
+      throw new Error('boom');
+    };
+    await sampler.sample();
+    answer = () => new Promise(() => undefined);
+    assert.match((await sampler.sample()).problem ?? '', /did not give its log-end offsets: boom/, 'the cause, not only "has not answered"');
   });
 
   it('a broker that does not answer leaves the last known offsets and says since when; the broker is asked at most once per interval', async () => {

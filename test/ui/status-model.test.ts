@@ -66,6 +66,28 @@ describe('the status page\'s document', () => {
     assert.deepEqual([doc.restarts[0].restart, doc.restarts.at(-1)!.restart], [51, 150]);
   });
 
+  it('totals count a batch once: a replay apart, timeouts with their batch, and a completed batch that then fails taken back out', async () => {
+    const { events, model } = attached({
+      kafkaSources: () => [{ id: 0, deadLetterCount: () => 4, status: () => { throw new Error('not read by the document'); }, highWatermarks: async () => new Map() }],
+    });
+    const stats = [[{ partition: 0, thread: 1, keyCount: 1, memoryEntries: 1, memoryHits: 0, storeReads: 1, replayed: false }]];
+    const complete = (batchTime: number, origin: BatchCompletedEvent['origin'], keysTimedOut: number) => {
+      events.emit(BatchEvents.STARTED, { batchTime, schedulingDelayMs: 40 });
+      events.emit(BatchEvents.COMPLETED, { batchTime, records: 5, schedulingDelayMs: 40, processingTimeMs: 10, keysTimedOut, origin, partitionTimesMs: [[1]], partitionStats: stats } satisfies BatchCompletedEvent);
+    };
+    complete(1000, 'replay', 1);
+    complete(2000, 'live', 3);
+    complete(3000, 'live', 2);
+    complete(4000, 'replay', 1);
+    // batch.completed listeners of the user's that threw: the batches fail after they completed.
+    events.emit(BatchEvents.FAILED, { batchTime: 3000, error: new Error('listener threw') });
+    events.emit(BatchEvents.FAILED, { batchTime: 4000, error: new Error('listener threw') });
+    const doc = await model.document();
+    assert.deepEqual(doc.totals, { batches: 1, replayed: 1, failed: 2, records: 5, keysTimedOut: 3 });
+    assert.equal(doc.batches.find((b) => b.batchTime === 2000)?.totalDelayMs, 50, 'scheduling delay and processing time');
+    assert.deepEqual(doc.sourceDeadLetters, [{ source: 0, count: 4 }]);
+  });
+
   it('shows the newest snapshot in the folder, from before this start, until one of its own completes', async () => {
     const onDisk = { batchTime: 5000, path: '/data/snapshots/5000', at: 1_700_000_000_000, bytes: 4096, keyCount: 7 };
     const { events, model } = attached({ snapshotsOn: true, newestSnapshot: () => onDisk });

@@ -50,6 +50,9 @@ describe('option values: what a value is, not only whether it was given', () => 
       }
       process.env.STATESTREAM_STORE_OPEN_WAIT_MS = '45000';
       assert.ok(context({}) instanceof StreamingContext);
+      // Set but empty (a shell's `VAR= cmd`): the default, as when it is not set.
+      process.env.STATESTREAM_STORE_OPEN_WAIT_MS = '';
+      assert.ok(context({}) instanceof StreamingContext);
     } finally {
       delete process.env.STATESTREAM_STORE_OPEN_WAIT_MS;
     }

@@ -144,6 +144,35 @@ describe('cluster coordinator on a real ZooKeeper: partitions are taken again af
     }
   });
 
+  it('an instance that does not lead, restarted under the same id, follows no assignment made for its predecessor: its partitions come under new epochs', async () => {
+    const member = (id: string, dataDir: string) => {
+      const session = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 30_000 });
+      sessions.push(session);
+      const coordinator = new ClusterCoordinator(session, '/restart-follower', { id, dataDir }, { '0': 4 }, { words: 2 }, true);
+      coordinators.push(coordinator);
+      const announced: OwnedPartition[][] = [];
+      coordinator.on('assignment', (owned) => void announced.push(owned));
+      return { coordinator, announced };
+    };
+    const leader = member('b', tempDir());
+    await leader.coordinator.join();
+    await within(waitFor(() => leader.announced.length > 0), 'the leader\'s first assignment', { timeoutMs: 10_000 });
+    const dataDir = tempDir();
+    const first = member('a', dataDir);
+    await first.coordinator.join();
+    await within(waitFor(() => (first.announced.at(-1)?.length ?? 0) > 0), 'a to be given partitions', { timeoutMs: 10_000 });
+    const before = first.announced.at(-1)!;
+    // Restarted on the same folder while its predecessor's session lives on: it is not the leader.
+    const next = member('a', dataDir);
+    await within(next.coordinator.join(), 'the restarted instance to join', { timeoutMs: 10_000 });
+    await within(waitFor(() => next.announced.length > 0), 'an assignment for the new registration', { timeoutMs: 10_000 });
+    for (const p of next.announced[0]) {
+      const was = before.find((q) => q.partition === p.partition);
+      if (was) assert.ok(p.epoch > was.epoch, `partition ${p.partition}: epoch ${p.epoch}, its predecessor's ${was.epoch}`);
+    }
+    assert.ok(next.announced[0].some((p) => before.some((q) => q.partition === p.partition)), 'it keeps some of its predecessor\'s partitions');
+  });
+
   it('an assignment written by a leader of an earlier statestream (no registrations in it) is followed as it is', async () => {
     // The older leader: the lowest candidate, alive, writing assignments without incarnations.
     const older = new ZooKeeperSession({ connect: zk.connectString, sessionTimeoutMs: 30_000 });

@@ -709,6 +709,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a folder lock released keeps its descriptor number (a second release closes it again)', edits: one('storage/data-lock.js', '        closeSync(this.fd);\n        this.fd = undefined;', '        closeSync(this.fd);'), test: 'storage/holder.test.js', name: 'released twice' },
   { what: 'a record without a pid namespace or boot never judged gone', edits: one('storage/holder.js', 'const agree = (a, b) => a === undefined || b === undefined || a === b;', 'const agree = (a, b) => a === b;'), test: 'storage/holder.test.js', name: 'exited is gone' },
   { what: 'a holder record without a numeric pid read as one', edits: one('storage/holder.js', 'typeof value?.pid === \'number\' && typeof value.host', 'typeof value === \'object\' && value !== null && typeof value.host'), test: 'storage/holder.test.js', name: 'names a pid' },
+  { what: 'an export entry holding a Map keyed by objects, cut by a chunk\'s end, fails the read instead of waiting for the rest', edits: one('storage/codec.js', '                if (incomplete(mapError))\n                    return consumed;\n', ''), test: 'storage/codec.test.js', name: 'a chunk at a time' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

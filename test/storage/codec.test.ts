@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Packr } from 'msgpackr';
 import { StateSpec, exportJobState, readStateExport } from '../../src/index.js';
-import { copyBytes, decodeEntry, encodeEntry, messageCodec, valueProblem } from '../../src/storage/codec.js';
+import { copyBytes, decodeEntry, encodeEntry, encodeExportEntry, messageCodec, unpackExportValues, valueProblem } from '../../src/storage/codec.js';
 import { readBinary } from '../../src/storage/partition/state-map.js';
 import { openPartitionStore } from '../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
@@ -122,6 +122,22 @@ describe('state types across commits', () => {
     // And a state with no Map is still written in that format, byte for byte.
     const plain = { count: 2, pages: [1, 2], at: new Date(5) };
     assert.deepEqual(encodeEntry(plain, 1000), before.pack([plain, 1000]));
+  });
+});
+
+describe("an export's bytes read a chunk at a time", () => {
+  it('an entry holding a Map keyed by objects, cut anywhere, is left whole for the next chunk, and reads back as written', () => {
+    const state = new Map([[{ day: 1 }, 'x'.repeat(100)], [{ day: 2 }, 'y'.repeat(100)]]);
+    const bytes = Buffer.concat([encodeExportEntry(['k', state, 5]), encodeExportEntry(['plain', 1, 6])]);
+    const first = encodeExportEntry(['k', state, 5]).length;
+    for (const cut of [1, 20, first - 50, first - 1]) {
+      const seen: unknown[] = [];
+      assert.equal(unpackExportValues(bytes.subarray(0, cut), (v) => void seen.push(v)), 0, `cut at ${cut} of ${first}`);
+      assert.deepEqual(seen, []);
+    }
+    const seen: unknown[] = [];
+    assert.equal(unpackExportValues(bytes, (v) => void seen.push(v)), bytes.length);
+    assert.deepEqual(seen, [['k', state, 5], ['plain', 1, 6]]);
   });
 });
 

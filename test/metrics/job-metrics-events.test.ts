@@ -27,6 +27,14 @@ const completed = (partitions: number[], delayMs = 0): BatchCompletedEvent => ({
   partitionStats: [partitions.map((partition) => ({ partition, thread: 1, keyCount: 3, memoryEntries: 3, memoryHits: 2, storeReads: 1, replayed: false }))],
 });
 
+/** A Kafka source reading t:0 with its next batch at offset 10, its log-end offsets from `highWatermarks`. */
+const kafkaProbe = (highWatermarks: KafkaProbe['highWatermarks']): KafkaProbe => ({
+  id: 0,
+  status: () => ({ source: 0, topics: ['t'], zookeeper: { connect: 'zk', root: '/r', opened: true, connected: true, sinceMs: 0 }, partitions: [{ topic: 't', partition: 0, next: 10, fetched: 10, buffered: 0 }] }),
+  highWatermarks,
+  deadLetterCount: () => 0,
+});
+
 describe('metrics from events', () => {
   it('the total delay is the scheduling delay plus the processing time, and each failed snapshot is counted', async () => {
     const { registry, emit } = metricsOn(1000);
@@ -162,12 +170,7 @@ describe('metrics from events', () => {
 
   it('lag is never below 0 (a position past a high watermark the broker gave a moment earlier), and a broker problem clears once it answers again', async () => {
     let answer: () => Promise<Map<string, number>> = async () => new Map([['t:0', 7]]);
-    const probe: KafkaProbe = {
-      id: 0,
-      status: () => ({ source: 0, topics: ['t'], zookeeper: { connect: 'zk', root: '/r', opened: true, connected: true, sinceMs: 0 }, partitions: [{ topic: 't', partition: 0, next: 10, fetched: 10, buffered: 0 }] }),
-      highWatermarks: () => answer(),
-      deadLetterCount: () => 0,
-    };
+    const probe = kafkaProbe(() => answer());
     const sampler = new LagSampler(probe, 5_000, 0);
     const first = await sampler.sample();
     assert.deepEqual([first.partitions[0].highWatermark, first.partitions[0].lag, first.problem], [7, 0, undefined]);
@@ -182,12 +185,7 @@ describe('metrics from events', () => {
 
   it('a partition the broker gave no log-end offset for has no lag (not NaN), and a broker error stays named while a later request is out', async () => {
     let answer: () => Promise<Map<string, number>> = async () => new Map([['t:1', 7]]);
-    const probe: KafkaProbe = {
-      id: 0,
-      status: () => ({ source: 0, topics: ['t'], zookeeper: { connect: 'zk', root: '/r', opened: true, connected: true, sinceMs: 0 }, partitions: [{ topic: 't', partition: 0, next: 10, fetched: 10, buffered: 0 }] }),
-      highWatermarks: () => answer(),
-      deadLetterCount: () => 0,
-    };
+    const probe = kafkaProbe(() => answer());
     const sampler = new LagSampler(probe, 50, 0);
     const unknown = await sampler.sample();
     assert.deepEqual([unknown.partitions[0].highWatermark, unknown.partitions[0].lag], [undefined, undefined]);
@@ -201,12 +199,7 @@ describe('metrics from events', () => {
 
   it('a broker that does not answer leaves the last known offsets and says since when; the broker is asked at most once per interval', async () => {
     const asked: Array<(marks: Map<string, number>) => void> = [];
-    const probe: KafkaProbe = {
-      id: 0,
-      status: () => ({ source: 0, topics: ['t'], zookeeper: { connect: 'zk', root: '/r', opened: true, connected: true, sinceMs: 0 }, partitions: [{ topic: 't', partition: 0, next: 10, fetched: 10, buffered: 0 }] }),
-      highWatermarks: () => new Promise((resolve) => void asked.push(resolve)),
-      deadLetterCount: () => 0,
-    };
+    const probe = kafkaProbe(() => new Promise((resolve) => void asked.push(resolve)));
     // Asked at most once a minute: within this test, only once.
     const held = new LagSampler(probe, 50, 60_000);
     const silent = await held.sample();

@@ -122,7 +122,7 @@ export async function inspect(args: string[]): Promise<number> {
   ];
 
   const report = {
-    dataDir, lock: { held: lock.held, holder: lock.held ? lock.holder : undefined }, streams,
+    dataDir, lock, streams,
     snapshots: snapshots.map((s) => ({
       batchTime: s.batchTime, createdAt: s.manifest.createdAt, path: s.path,
       keyCount: s.manifest.streams.reduce((n, m) => n + m.keyCount, 0),

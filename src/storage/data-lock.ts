@@ -141,7 +141,8 @@ export async function folderLockHolder(dataDir: string): Promise<{ held: boolean
   if (!existsSync(path)) return { held: false, holder: undefined };
   const fd = openSync(path, 'r');
   try {
-    if (tryLock(fd, { shared: true })) return { held: false, holder: parseIdentity<FolderHolder>(readFileSync(path, 'utf8')) };
+    // Free: the record left in the file is a past holder's, which inspect does not show.
+    if (tryLock(fd, { shared: true })) return { held: false, holder: undefined };
   } finally {
     closeSync(fd);
   }

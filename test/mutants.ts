@@ -710,6 +710,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a record without a pid namespace or boot never judged gone', edits: one('storage/holder.js', 'const agree = (a, b) => a === undefined || b === undefined || a === b;', 'const agree = (a, b) => a === b;'), test: 'storage/holder.test.js', name: 'exited is gone' },
   { what: 'a holder record without a numeric pid read as one', edits: one('storage/holder.js', 'typeof value?.pid === \'number\' && typeof value.host', 'typeof value === \'object\' && value !== null && typeof value.host'), test: 'storage/holder.test.js', name: 'names a pid' },
   { what: 'an export entry holding a Map keyed by objects, cut by a chunk\'s end, fails the read instead of waiting for the rest', edits: one('storage/codec.js', '                if (incomplete(mapError))\n                    return consumed;\n', ''), test: 'storage/codec.test.js', name: 'a chunk at a time' },
+  { what: 'inspect of a folder copied without its lock file fails instead of saying it is not in use', edits: one('storage/data-lock.js', '    if (!existsSync(path))\n        return { held: false, holder: undefined };\n', ''), test: 'cli/cli.test.js', name: 'inspect shows the holder' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -673,6 +673,11 @@ describe('statestream command-line tool', () => {
     }
     assert.match(run('inspect', '--data-dir', dir).stdout, /^ {2}not in use \(no job or state-changing command holds its lock\)$/m);
     assert.equal(run('reshard', '--partitions', '5', '--data-dir', dir).code, 0, 'once the job stopped');
+    // A folder copied without its lock file: not in use either.
+    rmSync(join(dir, 'statestream.lock'));
+    const copied = run('inspect', '--data-dir', dir);
+    assert.equal(copied.code, 0, copied.stderr);
+    assert.match(copied.stdout, /^ {2}not in use \(no job or state-changing command holds its lock\)$/m);
   });
 
   it('reshard, import and snapshot restore refuse while another process has the stores open without the folder lock, naming it', async () => {

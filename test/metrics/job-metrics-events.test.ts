@@ -4,9 +4,9 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { BatchEvents, type BatchCompletedEvent, type BatchEventMap } from '../../src/index.js';
 import { JobMetrics } from '../../src/metrics/job-metrics.js';
-import type { JobProbe, KafkaProbe } from '../../src/metrics/job-probe.js';
+import type { JobProbe } from '../../src/metrics/job-probe.js';
 import { LagSampler } from '../../src/metrics/kafka-lag.js';
-import { runningProbe } from './running-probe.js';
+import { kafkaProbe, runningProbe } from './running-probe.js';
 import { parseSamples } from './scrape.js';
 
 /**
@@ -25,14 +25,6 @@ const completed = (partitions: number[], delayMs = 0): BatchCompletedEvent => ({
   batchTime: 1000, records: 10, schedulingDelayMs: delayMs, processingTimeMs: 50, keysTimedOut: 0, origin: 'live',
   partitionTimesMs: [partitions.map(() => 5)],
   partitionStats: [partitions.map((partition) => ({ partition, thread: 1, keyCount: 3, memoryEntries: 3, memoryHits: 2, storeReads: 1, replayed: false }))],
-});
-
-/** A Kafka source reading t:0 with its next batch at offset 10, its log-end offsets from `highWatermarks`. */
-const kafkaProbe = (highWatermarks: KafkaProbe['highWatermarks']): KafkaProbe => ({
-  id: 0,
-  status: () => ({ source: 0, topics: ['t'], zookeeper: { connect: 'zk', root: '/r', opened: true, connected: true, sinceMs: 0 }, partitions: [{ topic: 't', partition: 0, next: 10, fetched: 10, buffered: 0 }] }),
-  highWatermarks,
-  deadLetterCount: () => 0,
 });
 
 describe('metrics from events', () => {
@@ -131,12 +123,7 @@ describe('metrics from events', () => {
     /** A source whose broker answers for its log-end offsets when the test says. */
     const source = (id: number) => {
       const asked: Array<(marks: Map<string, number>) => void> = [];
-      const probe: KafkaProbe = {
-        id,
-        status: () => ({ source: id, topics: ['t'], zookeeper: { connect: 'zk', root: '/r', opened: true, connected: true, sinceMs: 0 }, partitions: [{ topic: 't', partition: 0, next: 10, fetched: 10, buffered: 0 }] }),
-        highWatermarks: () => new Promise((resolve) => void asked.push(resolve)),
-        deadLetterCount: () => 0,
-      };
+      const probe = kafkaProbe(() => new Promise((resolve) => void asked.push(resolve)), { id });
       // Asked anew at every scrape, waited for up to 5 s (the test answers within milliseconds).
       const sampler = new LagSampler(probe, 5_000, 0);
       return { probe, sampler, answer: (high: number) => asked.shift()!(new Map([['t:0', high]])), asked: () => asked.length };

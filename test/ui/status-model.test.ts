@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { BatchEvents, type BatchCompletedEvent } from '../../src/index.js';
 import type { JobProbe } from '../../src/metrics/job-probe.js';
 import { DETAILED_ROWS, StatusModel } from '../../src/ui/status-model.js';
-import { runningProbe } from '../metrics/running-probe.js';
+import { kafkaProbe, runningProbe } from '../metrics/running-probe.js';
 
 /** A status model attached to an emitter of its own, over a running job's probe with `parts` changed. */
 function attached(parts: Partial<JobProbe> = {}): { probe: JobProbe; events: EventEmitter; model: StatusModel } {
@@ -68,7 +68,7 @@ describe('the status page\'s document', () => {
 
   it('totals count a batch once: a replay apart, timeouts with their batch, and a completed batch that then fails taken back out', async () => {
     const { events, model } = attached({
-      kafkaSources: () => [{ id: 0, deadLetterCount: () => 4, status: () => { throw new Error('not read by the document'); }, highWatermarks: async () => new Map() }],
+      kafkaSources: () => [kafkaProbe(async () => new Map(), { deadLetterCount: 4 })],
     });
     const stats = [[{ partition: 0, thread: 1, keyCount: 1, memoryEntries: 1, memoryHits: 0, storeReads: 1, replayed: false }]];
     const complete = (batchTime: number, origin: BatchCompletedEvent['origin'], keysTimedOut: number) => {

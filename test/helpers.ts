@@ -100,6 +100,16 @@ export async function keyedJob<K, V, S, M>(
   };
 }
 
+/** A keyedJob that runs `batches` in turn and stops cleanly: a first run whose stores a test then reads, edits or starts again. */
+export async function runThenStop<K, V, S, M>(spec: StateSpec<K, V, S, M>, options: Parameters<typeof keyedJob>[1], ...batches: Array<Array<[K, V]>>): Promise<void> {
+  const job = await keyedJob(spec, options);
+  try {
+    for (const records of batches) await job.batch(records);
+  } finally {
+    await job.ssc.stop();
+  }
+}
+
 /** Sorts mapped records so tests compare content, not the partition order they arrived in. */
 export function sorted<T>(records: T[]): T[] {
   return [...records].sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : JSON.stringify(a) > JSON.stringify(b) ? 1 : 0));

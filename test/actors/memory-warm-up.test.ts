@@ -8,7 +8,7 @@ import { murmur2Partitioner } from '../../src/engine/partitioner.js';
 import { encodeEntry } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { writeWarmKeys } from '../../src/storage/partition/warm-keys.js';
-import { fixture, keyedJob, sorted, tempDir, writeBehind } from '../helpers.js';
+import { fixture, keyedJob, runThenStop, sorted, tempDir, writeBehind } from '../helpers.js';
 import { waitUntil } from '../wait.js';
 
 type Job = Awaited<ReturnType<typeof keyedJob<string, number, number, [string, number]>>>;
@@ -29,11 +29,8 @@ const storeReads = (e: BatchCompletedEvent) => e.partitionStats[0].reduce((n, p)
 describe("worker memory across a clean restart (the keys the last batches updated, read back at start)", () => {
   it('the keys the last two batches updated are in memory again before the batches ask; older ones are not', async () => {
     const dataDir = tempDir();
-    const first = await keyedJob(spec(), { dataDir, threads: 2 });
-    await first.batch(ones(keys(0, 3000))); // k0…k2999
-    await first.batch(ones(keys(0, 2500))); // k0…k2499 again
-    await first.batch(ones(keys(0, 1000))); // k0…k999 again
-    await first.ssc.stop();
+    // k0…k2999, then k0…k2499 again, then k0…k999 again.
+    await runThenStop(spec(), { dataDir, threads: 2 }, ones(keys(0, 3000)), ones(keys(0, 2500)), ones(keys(0, 1000)));
 
     const again = await keyedJob(spec(), { dataDir, threads: 2, startMs: 10_000 });
     const warmed = listen(again, BatchEvents.MEMORY_WARMED);
@@ -55,9 +52,7 @@ describe("worker memory across a clean restart (the keys the last batches update
     const dataDir = tempDir();
     const tupleSpec = () => StateSpec.function<[string, number], number, number, unknown>(fixture('count')).numPartitions(2);
     const tuples = Array.from({ length: 50 }, (_, i): [[string, number], number] => [['t', i], 1]);
-    const first = await keyedJob(tupleSpec(), { dataDir, threads: 2 });
-    await first.batch(tuples);
-    await first.ssc.stop();
+    await runThenStop(tupleSpec(), { dataDir, threads: 2 }, tuples);
 
     const again = await keyedJob(tupleSpec(), { dataDir, threads: 2, startMs: 10_000 });
     const warmed = listen(again, BatchEvents.MEMORY_WARMED);
@@ -75,9 +70,7 @@ describe("worker memory across a clean restart (the keys the last batches update
 
   it('a warm-up that fails (a damaged hint) reports nothing and leaves the batches reading LMDB, exact', async () => {
     const dataDir = tempDir();
-    const first = await keyedJob(spec(), { dataDir, threads: 2 });
-    await first.batch(ones(keys(0, 100)));
-    await first.ssc.stop();
+    await runThenStop(spec(), { dataDir, threads: 2 }, ones(keys(0, 100)));
     // Partition 0's hint names a key LMDB cannot look up (an object).
     const store = openPartitionStore(partitionPath(dataDir, 0, 0));
     writeWarmKeys(store, [{ not: 'a key' }]);
@@ -97,10 +90,7 @@ describe("worker memory across a clean restart (the keys the last batches update
 
   it('a batch pushed while the warm-up runs sees exact counts, and the warm-up reads values as the store holds them at start', async () => {
     const dataDir = tempDir();
-    const first = await keyedJob(spec(), { dataDir, threads: 2 });
-    await first.batch(ones(keys(0, 4000)));
-    await first.batch(ones(keys(0, 4000)));
-    await first.ssc.stop();
+    await runThenStop(spec(), { dataDir, threads: 2 }, ones(keys(0, 4000)), ones(keys(0, 4000)));
     // Another writer sets every key of partition 0 to 100 after the hint was written (an import, a restore).
     const inZero = keys(0, 4000).filter((k) => murmur2Partitioner.partition(k, 2) === 0);
     writeBehind(partitionPath(dataDir, 0, 0), 5000, inZero.map((k) => [k, 100]));

@@ -4,7 +4,7 @@ import { TimeIndex } from '../../../src/storage/partition/time-index.js';
 import { openPartitionStore, type PartitionStore } from '../../../src/storage/partition/store.js';
 import { StateSpec } from '../../../src/index.js';
 import { partitionPath } from '../../../src/storage/partition/store.js';
-import { fixture, keyedJob, tempDir } from '../../helpers.js';
+import { fixture, keyedJob, runThenStop, tempDir } from '../../helpers.js';
 
 /**
  * Counts the index entries the real LMDB database hands out, by wrapping its getRange: what
@@ -71,12 +71,7 @@ describe('TimeIndex', () => {
   /** A store whose key a was updated at 1000, its time index given `stale` entries beside a's own. */
   async function withStaleEntries(stale: Array<[number, string]>): Promise<string> {
     const dataDir = tempDir();
-    const first = await keyedJob(spec(), { dataDir });
-    try {
-      await first.batch([['a', 1]]);
-    } finally {
-      await first.ssc.stop();
-    }
+    await runThenStop(spec(), { dataDir }, [['a', 1]]);
     const store = openPartitionStore(partitionPath(dataDir, 0, 0));
     try {
       store.env.transactionSync(() => {

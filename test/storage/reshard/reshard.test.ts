@@ -13,7 +13,7 @@ import { decodeOutputs } from '../../../src/storage/partition/batch-outputs.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import type { SwapStep } from '../../../src/storage/stream-swap.js';
 import { readStoredLayout, reshardStores } from '../../../src/storage/reshard/reshard.js';
-import { editLayout, fixture, keyedJob, sorted, tempDir } from '../../helpers.js';
+import { editLayout, fixture, keyedJob, runThenStop, sorted, tempDir } from '../../helpers.js';
 import { testRandom } from '../../random.js';
 import { within } from '../../wait.js';
 
@@ -157,12 +157,7 @@ describe('reshardStores', () => {
   it('stores whose layout predates its timeIndexed field (absent: kept) are resharded with their time index', async () => {
     const dataDir = tempDir();
     const timed = StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(2).timeout(10_000);
-    const job = await keyedJob(timed, { dataDir });
-    try {
-      await job.batch(Array.from({ length: 20 }, (_, i): [string, number] => [`k${i}`, 1]));
-    } finally {
-      await job.ssc.stop();
-    }
+    await runThenStop(timed, { dataDir }, Array.from({ length: 20 }, (_, i): [string, number] => [`k${i}`, 1]));
     for (const p of [0, 1]) editLayout(dataDir, p, { timeIndexed: undefined });
     reshardStores(dataDir, 0, 3);
     const indexed = [0, 1, 2].map((p) => {
@@ -179,12 +174,7 @@ describe('reshardStores', () => {
 
   it('keeps no time index for a stream without a timeout', async () => {
     const dataDir = tempDir();
-    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir });
-    try {
-      await job.batch(Array.from({ length: 20 }, (_, i): [string, number] => [`k${i}`, 1]));
-    } finally {
-      await job.ssc.stop();
-    }
+    await runThenStop(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir }, Array.from({ length: 20 }, (_, i): [string, number] => [`k${i}`, 1]));
     reshardStores(dataDir, 0, 3);
     const counts = [0, 1, 2].map((p) => {
       const store = openPartitionStore(partitionPath(dataDir, 0, p));
@@ -201,12 +191,7 @@ describe('reshardStores', () => {
   it('moves each dead letter into the store of the partition its key routes to now, and counts them in its report', async () => {
     const dataDir = tempDir();
     const poisoned = StateSpec.function<string, FaultyValue, number, unknown>(fixture('faulty')).numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 });
-    const job = await keyedJob(poisoned, { dataDir });
-    try {
-      await job.batch([...Array.from({ length: 12 }, (_, i): [string, FaultyValue] => [`p${i}`, { poison: true }]), ['a', 1]]);
-    } finally {
-      await job.ssc.stop();
-    }
+    await runThenStop(poisoned, { dataDir }, [...Array.from({ length: 12 }, (_, i): [string, FaultyValue] => [`p${i}`, { poison: true }]), ['a', 1]]);
     const report = reshardStores(dataDir, 0, 3);
     assert.equal(report.deadLetters, 12);
     const stores = [0, 1, 2].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));

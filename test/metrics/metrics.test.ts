@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -8,6 +8,7 @@ import { BatchEvents, ConfigError, StateSpec, StreamingContext, murmur2Partition
 import type { FaultyValue } from '../fixtures/faulty.js';
 import { listSnapshots } from '../../src/storage/snapshots/manifest.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { freePort } from '../integration/services/zookeeper.js';
 import { nextEvent } from '../wait.js';
 import { byLabel, curl, parseSamples, sample, scrape } from './scrape.js';
 
@@ -295,14 +296,3 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
     }
   });
 });
-
-/** A port nothing listens on (the one asked for, or one the system picks), closed again. */
-function freePort(port = 0): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      const { port: bound } = server.address() as AddressInfo;
-      server.close(() => resolve(bound));
-    });
-  });
-}

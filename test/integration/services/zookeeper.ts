@@ -77,13 +77,13 @@ function classpath(): string {
   return [main, ...netty, logger].filter((jar) => existsSync(jar)).join(':');
 }
 
-/** A port the kernel just handed out on 127.0.0.1 (free at that moment). */
-export function freePort(): Promise<number> {
+/** A port the kernel just handed out on 127.0.0.1, or `port` when it could be listened on (free at that moment; EADDRINUSE otherwise). */
+export function freePort(port = 0): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(port, '127.0.0.1', () => {
       const address = server.address();
       server.close(() => {
         if (address && typeof address === 'object') resolve(address.port);

@@ -13,7 +13,7 @@ import { openPartitionStore, partitionPath } from '../../src/storage/partition/s
 import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
 import { ZooKeeperSession } from '../../src/storage/zookeeper/session.js';
 import { ownedOffsetStore } from '../storage/zookeeper/owned-store.js';
-import { editLayout, fixture, keyedJob, tempDir } from '../helpers.js';
+import { editLayout, fixture, keyedJob, runThenStop, tempDir } from '../helpers.js';
 import { nextEvent, within } from '../wait.js';
 import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
 
@@ -492,12 +492,7 @@ describe('statestream command-line tool', () => {
 
   it('state get of a number names the string key of the same text when that one is there', async () => {
     const dir = tempDir();
-    const job = await keyedJob(spec(2), { dataDir: dir });
-    try {
-      await job.batch([['42', 1]]);
-    } finally {
-      await job.ssc.stop();
-    }
+    await runThenStop(spec(2), { dataDir: dir }, [['42', 1]]);
     const hinted = run('state', 'get', '42', '--data-dir', dir);
     assert.equal(hinted.code, 1);
     assert.match(hinted.stderr, /^statestream: key 42 is not in the state of stream 0 \(it would be in partition \d\); the string key "42" is there: add --string to read it\n/);
@@ -754,9 +749,7 @@ describe('statestream command-line tool', () => {
     assert.ok(existsSync(join(dir, 'replaced', replaced, 'snapshots', '4000', 'manifest.json')), 'the retired snapshot is kept');
 
     // The job goes on from 2000 (batch 5000), then partition 1 is lost: it comes back from 2000, not from 4000.
-    const job = await keyedJob(spec(), { dataDir: dir, startMs: 4000 });
-    await job.batch(records(5));
-    await job.ssc.stop();
+    await runThenStop(spec(), { dataDir: dir, startMs: 4000 }, records(5));
     rmSync(partitionPath(dir, 0, 1), { recursive: true });
     const restored: number[] = [];
     const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: dir, threads: 1, clock: new ManualClock(6000) });

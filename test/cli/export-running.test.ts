@@ -9,7 +9,7 @@ import { StateSpec, readStateExport } from '../../src/index.js';
 import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { messageCodec } from '../../src/storage/codec.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { fixture, runThenStop, tempDir } from '../helpers.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -73,13 +73,7 @@ describe('statestream export on a running job', { timeout: 300_000 }, () => {
 
   it('refuses stores left at different batches by a failed batch, naming the partitions, once they stop moving', async () => {
     const dataDir = tempDir();
-    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(3), { dataDir });
-    try {
-      await job.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
-      await job.batch([['a', 1]]);
-    } finally {
-      await job.ssc.stop();
-    }
+    await runThenStop(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(3), { dataDir }, [['a', 1], ['b', 1], ['c', 1], ['d', 1]], [['a', 1]]);
     // As a batch that failed in partition 1 leaves it: its batch log one batch behind.
     const store = openPartitionStore(partitionPath(dataDir, 0, 1));
     new BatchLog(store).record({ batchTime: 1000, outputs: messageCodec.pack([]), keyCount: new BatchLog(store).last()!.keyCount });

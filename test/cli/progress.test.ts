@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { StateSpec, murmur2Partitioner } from '../../src/index.js';
 import { Progress, copyFileCounted } from '../../src/cli/progress.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { fixture, runThenStop, tempDir } from '../helpers.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const KEYS = 25_000;
@@ -31,12 +31,7 @@ describe('progress of long CLI work', { timeout: 180_000 }, () => {
   let dataDir: string;
   before(async () => {
     dataDir = tempDir();
-    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir });
-    try {
-      await job.batch(Array.from({ length: KEYS }, (_, i): [string, number] => [`key-${i}`, 1]));
-    } finally {
-      await job.ssc.stop();
-    }
+    await runThenStop(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir }, Array.from({ length: KEYS }, (_, i): [string, number] => [`key-${i}`, 1]));
   });
 
   it('draws a bar in place on a terminal, and plain lines without one', () => {

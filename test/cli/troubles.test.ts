@@ -9,7 +9,7 @@ import { StateSpec, readStateExport } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
 import { CliFailure } from '../../src/cli/args.js';
 import { withZooKeeper } from '../../src/cli/zk.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { fixture, keyedJob, runThenStop, tempDir } from '../helpers.js';
 import { runCli } from './run-cli.js';
 import { startZooKeeper, type ZooKeeperServer } from '../integration/services/zookeeper.js';
 
@@ -24,12 +24,7 @@ describe('the CLI says what is wrong in words', { timeout: 180_000 }, () => {
   let zk: ZooKeeperServer;
   before(async () => {
     dataDir = tempDir();
-    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir });
-    try {
-      await job.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
-    } finally {
-      await job.ssc.stop();
-    }
+    await runThenStop(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir }, [['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
     zk = await startZooKeeper();
   });
   after(async () => zk?.stop());

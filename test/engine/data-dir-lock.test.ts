@@ -7,7 +7,7 @@ import { Registry } from 'prom-client';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, DataDirLockedError, ManualClock, StateSpec, StoreMismatchError, StreamingContext } from '../../src/index.js';
-import { fixture, keyedJob, openDescriptorCount, tempDir } from '../helpers.js';
+import { fixture, keyedJob, openDescriptorCount, runThenStop, tempDir } from '../helpers.js';
 import { waitUntil } from '../wait.js';
 import { DataDirLock } from '../../src/storage/data-lock.js';
 import { thisProcess } from '../../src/storage/holder.js';
@@ -148,9 +148,7 @@ describe('the data folder lock (in one process)', () => {
 
   it('a start that fails after taking the folder releases it', async () => {
     const dataDir = tempDir();
-    const job = await keyedJob(spec(), { dataDir, startMs: 50_000 });
-    await job.batch([['a', 1]]);
-    await job.ssc.stop();
+    await runThenStop(spec(), { dataDir, startMs: 50_000 }, [['a', 1]]);
     // A clock behind the stored batch fails start() once the stores are open, with the folder locked.
     // Its worker threads end with it: the process's threads are counted, libuv's pool grown to its size first.
     await Promise.all(Array.from({ length: 8 }, () => readFile(join(dataDir, 'statestream.lock'))));

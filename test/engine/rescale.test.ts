@@ -7,7 +7,7 @@ import { readStoredLayout, reshardStores } from '../../src/storage/reshard/resha
 import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
-import { editLayout, fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { editLayout, fixture, keyedJob, runThenStop, sorted, tempDir } from '../helpers.js';
 import { seededRandom } from '../random.js';
 
 type Key = string | number | [string, number];
@@ -18,12 +18,7 @@ const faulty = (n: number) => StateSpec.function<string, FaultyValue, number, [s
 
 async function twoPartitionJob(): Promise<string> {
   const dataDir = tempDir();
-  const job = await keyedJob(idleSpec(2), { dataDir });
-  try {
-    await job.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
-  } finally {
-    await job.ssc.stop();
-  }
+  await runThenStop(idleSpec(2), { dataDir }, [['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
   return dataDir;
 }
 
@@ -97,16 +92,10 @@ describe('rescaling: a job started with another numPartitions than its stores', 
           store.env.close();
         }
       }).reduce((a, b) => a + b, 0);
-    const first = await keyedJob(idleSpec(4), { dataDir });
-    try {
-      for (const batch of workload(4)) await first.batch(batch);
-    } finally {
-      await first.ssc.stop();
-    }
+    await runThenStop(idleSpec(4), { dataDir }, ...workload(4));
     const before = timedOutOf(4);
     assert.ok(before > 0, 'the last batch timed keys out');
-    const resharded = await keyedJob(idleSpec(6), { dataDir, startMs: 4000 });
-    await resharded.ssc.stop();
+    await runThenStop(idleSpec(6), { dataDir, startMs: 4000 });
     assert.equal(timedOutOf(6), before);
   });
 
@@ -169,9 +158,7 @@ describe('rescaling: a job started with another numPartitions than its stores', 
     assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, 2, 'the stores are left as they were');
     assert.ok(!existsSync(join(dataDir, 'state-0.reshard')));
 
-    const catchUp = await keyedJob(faulty(2), { dataDir, startMs: 1000 });
-    await catchUp.batch([['a', 1]]);
-    await catchUp.ssc.stop();
+    await runThenStop(faulty(2), { dataDir, startMs: 1000 }, [['a', 1]]);
     const rescaled = await keyedJob(faulty(5), { dataDir, startMs: 2000 });
     try {
       assert.deepEqual([...rescaled.stream.store().entries()], [['a', 1], ['d', 1]], 'batch 1000 counted d once; a came with the catch-up batch');
@@ -215,8 +202,7 @@ describe('rescaling: a job started with another numPartitions than its stores', 
     assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, 2);
     assert.deepEqual(readdirSync(dataDir).sort(), ['state-0', 'statestream.lock'], 'no .reshard or .old folder is left');
     // As the error says: once at the old count (the migration completes), then the new one.
-    const again = await keyedJob(v2(2), { dataDir, startMs: 1000 });
-    await again.ssc.stop();
+    await runThenStop(v2(2), { dataDir, startMs: 1000 });
     const rescaled = await keyedJob(v2(4), { dataDir, startMs: 1000 });
     try {
       assert.deepEqual([...rescaled.stream.store().entries()], [['a', 1], ['b', 1], ['c', 1], ['d', 1]]);

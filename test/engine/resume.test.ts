@@ -3,17 +3,14 @@ import { describe, it } from 'node:test';
 import { cpSync, renameSync, rmSync } from 'node:fs';
 import { StateSpec, StoreMismatchError, murmur2Partitioner } from '../../src/index.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
-import { fixture, keyedJob, sorted, tempDir } from '../helpers.js';
+import { fixture, keyedJob, runThenStop, sorted, tempDir } from '../helpers.js';
 
 const spec = (n = 3) => StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(n).timeout(2500);
 
 describe('a context re-created on the same dataDir', () => {
   it('resumes the state of the last committed batch, time index included', async () => {
     const dataDir = tempDir();
-    const first = await keyedJob(spec(), { dataDir });
-    await first.batch([['a', 1], ['b', 1]]);
-    await first.batch([['a', 1]]);
-    await first.ssc.stop();
+    await runThenStop(spec(), { dataDir }, [['a', 1], ['b', 1]], [['a', 1]]);
 
     const second = await keyedJob(spec(), { dataDir, startMs: 2000 });
     try {
@@ -30,10 +27,7 @@ describe('a context re-created on the same dataDir', () => {
   it('builds the time index when a timeout is added to a job that had none, and drops it when removed', async () => {
     const dataDir = tempDir();
     const noTimeout = () => StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(2);
-    const first = await keyedJob(noTimeout(), { dataDir });
-    await first.batch([['a', 1], ['b', 1]]); // 1000
-    await first.batch([['b', 1]]); // 2000
-    await first.ssc.stop();
+    await runThenStop(noTimeout(), { dataDir }, [['a', 1], ['b', 1]], [['b', 1]]); // batches 1000 and 2000
 
     const timed = await keyedJob(noTimeout().timeout(2500), { dataDir, startMs: 2000 });
     try {
@@ -76,7 +70,7 @@ describe('a context re-created on the same dataDir', () => {
     const [x, y] = [keys[0], keys.find((k) => murmur2Partitioner.partition(k, 2) !== murmur2Partitioner.partition(keys[0], 2))!];
     const initial = () => StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2).initialState([[x, 100], [y, 200]]);
     // The stores as a first start leaves them, before any batch.
-    await (await keyedJob(initial(), { dataDir })).ssc.stop();
+    await runThenStop(initial(), { dataDir });
     const yPartition = partitionPath(dataDir, 0, murmur2Partitioner.partition(y, 2));
     const untouched = `${yPartition}.untouched`;
     cpSync(yPartition, untouched, { recursive: true });
@@ -101,9 +95,7 @@ describe('a context re-created on the same dataDir', () => {
 
   it('refuses batch times that do not move forward past the stored batches', async () => {
     const dataDir = tempDir();
-    const first = await keyedJob(spec(), { dataDir, startMs: 5000 });
-    await first.batch([['a', 1]]);
-    await first.ssc.stop();
+    await runThenStop(spec(), { dataDir, startMs: 5000 }, [['a', 1]]);
     await assert.rejects(keyedJob(spec(), { dataDir, startMs: 0 }), (error: unknown) => {
       assert.ok(error instanceof StoreMismatchError);
       assert.match((error as Error).message, /hold batch 6000, but this context's first batch would be at 1000/);
@@ -125,9 +117,7 @@ describe('a context re-created on the same dataDir', () => {
 
   it('re-shards the state when started with a different numPartitions', async () => {
     const dataDir = tempDir();
-    const first = await keyedJob(spec(3), { dataDir });
-    await first.batch([['a', 1], ['b', 1]]);
-    await first.ssc.stop();
+    await runThenStop(spec(3), { dataDir }, [['a', 1], ['b', 1]]);
     const second = await keyedJob(spec(5), { dataDir, startMs: 1000 });
     try {
       assert.equal(second.stream.store().count(), 2);

@@ -9,7 +9,7 @@ import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { fixture, keyedJob, runThenStop, tempDir } from '../helpers.js';
 import { waitUntil, within } from '../wait.js';
 
 const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
@@ -174,9 +174,7 @@ describe('SnapshotScheduler, one snapshot at a time', () => {
   it('a snapshot that falls due while one is still running is not taken; the first batch after the running one finishes takes the next', async () => {
     // Real partition stores; the test commits batches into them as a job would.
     const dataDir = tempDir();
-    const job = await keyedJob(spec(), { dataDir });
-    await job.batch(words(1));
-    await job.ssc.stop();
+    await runThenStop(spec(), { dataDir }, words(1));
     const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
     const commit = (batchTime: number) => {
       for (const store of stores) {

@@ -6,7 +6,7 @@ import { StateSpec, exportJobState, readStateExport } from '../../src/index.js';
 import { copyBytes, decodeEntry, encodeEntry, encodeExportEntry, messageCodec, unpackExportValues, valueProblem } from '../../src/storage/codec.js';
 import { readBinary } from '../../src/storage/partition/state-map.js';
 import { openPartitionStore } from '../../src/storage/partition/store.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { fixture, keyedJob, runThenStop, tempDir } from '../helpers.js';
 import type { Visits } from '../fixtures/typed-state.js';
 
 const spec = () => StateSpec.function<string, { page: number; tag: string }, Visits, unknown>(fixture('typed-state')).numPartitions(2);
@@ -31,12 +31,7 @@ describe('state types across commits', () => {
 
   it('keep their types through an export, an import as initial state, and initial state given as pairs', async () => {
     const dataDir = tempDir();
-    const job = await keyedJob(spec(), { dataDir });
-    try {
-      await job.batch([['ann', { page: 3, tag: 'x' }]]);
-    } finally {
-      await job.ssc.stop();
-    }
+    await runThenStop(spec(), { dataDir }, [['ann', { page: 3, tag: 'x' }]]);
     const file = join(tempDir(), 'state.msgpack');
     await exportJobState(dataDir, file);
     assert.deepEqual([...readStateExport(file).entries()], [['ann', visits([[3, 1]], ['x'], 1000), 1000]]);

@@ -7,7 +7,7 @@ import { statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { BatchEvents, ConfigError, StateSpec, StreamingContext } from '../../src/index.js';
 import { partitionPath } from '../../src/storage/partition/store.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { fixture, keyedJob, runThenStop, tempDir } from '../helpers.js';
 import { nextEvent } from '../wait.js';
 import { curl } from '../metrics/scrape.js';
 
@@ -127,12 +127,7 @@ describe('status page server', { timeout: 180_000 }, () => {
     } finally {
       await first.ssc.stop();
     }
-    const second = await keyedJob(spec(), { dataDir, startMs: 1000 });
-    try {
-      await second.batch([['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
-    } finally {
-      await second.ssc.stop();
-    }
+    await runThenStop(spec(), { dataDir, startMs: 1000 }, [['a', 1], ['b', 1], ['c', 1], ['d', 1]]);
     const file = join(partitionPath(dataDir, 0, 1), 'data.mdb');
     truncateSync(file, Math.floor(statSync(file).size / 2));
 

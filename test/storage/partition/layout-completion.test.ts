@@ -4,7 +4,7 @@ import { StateSpec, murmur2Partitioner } from '../../../src/index.js';
 import { FORMAT_VERSION, readLayout, writeLayout, type StoreLayout } from '../../../src/storage/partition/batch-log.js';
 import { completeLayouts } from '../../../src/storage/partition/complete-layouts.js';
 import { openPartitionStore, partitionPath, partitionsOnDisk } from '../../../src/storage/partition/store.js';
-import { fixture, keyedJob, tempDir } from '../../helpers.js';
+import { fixture, keyedJob, runThenStop, tempDir } from '../../helpers.js';
 import { fromCount, type Tally } from '../../fixtures/idle-tally.js';
 
 type Value = number | 'touch';
@@ -40,12 +40,7 @@ describe('partition stores left without a layout by a first start cut short', ()
       firstStartCutShort(dataDir, withLayout);
       assert.ok(new Set(keys.map((k) => murmur2Partitioner.partition(k, 3))).size === 3, 'the keys reach every partition');
 
-      const first = await keyedJob(v1(), { dataDir });
-      try {
-        await first.batch(keys.map((k) => [k, 1]));
-      } finally {
-        await first.ssc.stop();
-      }
+      await runThenStop(v1(), { dataDir }, keys.map((k) => [k, 1]));
 
       const second = await keyedJob(v2(), { dataDir, startMs: 1000 });
       try {

@@ -8,7 +8,7 @@ import { decodeEntry } from '../../../src/storage/codec.js';
 import { FORMAT_VERSION, readLayout, writeLayout, type StoreLayout } from '../../../src/storage/partition/batch-log.js';
 import { readBinary } from '../../../src/storage/partition/state-map.js';
 import { openPartitionStore, partitionPath, stateDir } from '../../../src/storage/partition/store.js';
-import { fixture, keyedJob, tempDir } from '../../helpers.js';
+import { fixture, keyedJob, runThenStop, tempDir } from '../../helpers.js';
 
 const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(3);
 const cli = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
@@ -16,12 +16,7 @@ const cli = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
 /** A job folder whose stores hold `keys`, one record each, after a clean stop. */
 async function jobFolder(keys: string[]): Promise<string> {
   const dataDir = tempDir();
-  const job = await keyedJob(spec(), { dataDir });
-  try {
-    await job.batch(keys.map((k) => [k, 1]));
-  } finally {
-    await job.ssc.stop();
-  }
+  await runThenStop(spec(), { dataDir }, keys.map((k) => [k, 1]));
   return dataDir;
 }
 
@@ -36,8 +31,7 @@ function withStore<T>(dataDir: string, partition: number, use: (store: ReturnTyp
 
 /** Starts a job on the folder (and stops it again, should it start: a test then fails cleanly). */
 async function startedAndStopped(dataDir: string): Promise<void> {
-  const job = await keyedJob(spec(), { dataDir, startMs: 5000 });
-  await job.ssc.stop();
+  await runThenStop(spec(), { dataDir, startMs: 5000 });
 }
 
 /** What a newer statestream would leave: partition `partition`'s layout in a format this one does not know. */

@@ -67,12 +67,7 @@ describe('reshard crash safety: a reshard killed at any moment leaves the old st
     const random = testRandom(t);
     const dataDir = tempDir();
     const keys = 100_000;
-    const seed = await keyedJob(spec(4), { dataDir });
-    try {
-      await seed.batch(Array.from({ length: keys }, (_, i): [Key, number] => [i % 5 === 0 ? ['t', i] : `key-${i}`, (i % 7) + 1]));
-    } finally {
-      await seed.ssc.stop();
-    }
+    await runThenStop(spec(4), { dataDir }, Array.from({ length: keys }, (_, i): [Key, number] => [i % 5 === 0 ? ['t', i] : `key-${i}`, (i % 7) + 1]));
     const original = await stateOf(dataDir, 4, 1000);
     assert.equal(original.entries.length, keys);
     assert.equal(original.count, keys);

@@ -9,7 +9,7 @@ import { verifySnapshot } from '../../../src/storage/snapshots/manifest.js';
 import { BatchEvents, ConfigError, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../../src/index.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import { beginSnapshot } from '../../../src/storage/snapshots/writer.js';
-import { fixture, keyedJob, tempDir } from '../../helpers.js';
+import { fixture, keyedJob, runThenStop, tempDir } from '../../helpers.js';
 import { nextEvent, waitUntil, within } from '../../wait.js';
 import { once } from 'node:events';
 
@@ -52,8 +52,7 @@ describe('snapshots', () => {
     // Each snapshot, used as a job's whole state, is the state after its batch.
     for (const snapshot of kept) {
       const copy = tempDir();
-      const again = await keyedJob(spec(), { dataDir: copy, startMs: 10_000 });
-      await again.ssc.stop();
+      await runThenStop(spec(), { dataDir: copy, startMs: 10_000 });
       rmSync(join(copy, 'state-0'), { recursive: true, force: true });
       // A job whose stores are gone starts from the snapshot found under its own data folder.
       cpSync(snapshot.path, join(copy, 'snapshots', String(snapshot.batchTime)), { recursive: true });
@@ -293,12 +292,7 @@ describe('a snapshot as initial state', () => {
 
   it('a copy that comes out cut short fails its snapshot, which is not listed: its checksum would have vouched for the cut bytes', async () => {
     const dataDir = tempDir();
-    const job = await keyedJob(spec(2), { dataDir });
-    try {
-      await job.batch(Array.from({ length: 5000 }, (_, i) => [`key-${i}`, 1] as [string, number]));
-    } finally {
-      await job.ssc.stop();
-    }
+    await runThenStop(spec(2), { dataDir }, Array.from({ length: 5000 }, (_, i) => [`key-${i}`, 1] as [string, number]));
     const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
     try {
       // Partition 1's copy is cut in half once written, as a copy that went wrong would be.

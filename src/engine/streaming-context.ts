@@ -22,6 +22,7 @@ import { specAsDefined, type StateSpec } from './state-spec.js';
 import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
 import { newestSnapshot, snapshotFigures } from '../storage/snapshots/manifest.js';
 import { recoverLocalJob } from './local-recovery.js';
+import { StopDeadline } from './stop-deadline.js';
 import { outputUntilCut, startCutShort, stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
 import { DataDirLock } from '../storage/data-lock.js';
 import { openWaitMs } from '../storage/open-gate.js';
@@ -76,14 +77,6 @@ interface OutputOp {
 }
 
 type Phase = 'created' | 'starting' | 'running' | 'failed' | 'stopping' | 'stopped';
-
-/** A stop's deadline: when it passes, the worker threads are terminated (cutting). */
-interface StopCut {
-  deadline: number;
-  timeoutMs: number;
-  timer: NodeJS.Timeout;
-  cutting?: Promise<void>;
-}
 
 function integerOption(options: Record<string, unknown>, name: string, min: number, max: number, fallback?: number): number {
   const value = given(options[name], fallback);
@@ -154,12 +147,8 @@ export class StreamingContext implements StreamGraph {
   private stopping: Promise<void> | undefined;
   /** The stop has run its last step (the folder given back): its phase says stopped before that. */
   private stopOver = false;
-  /** The stop's deadline is over with (cutDone): no later call arms another. */
-  private cutClosed = false;
-  /** The stop's deadline, when one was given. */
-  private cut: StopCut | undefined;
-  /** Aborted, with the timeout, when the stop's deadline passes: outputs still pending are left behind. */
-  private readonly outputsCut = new AbortController();
+  /** The stop's deadline, when one is given: it terminates the threads still applying a batch. */
+  private readonly deadline = new StopDeadline((timeoutMs) => this.cutWorkers(timeoutMs));
   /** The data folder's lock, from start() to the end of stop(). */
   private folderLock: DataDirLock | undefined;
 
@@ -376,7 +365,8 @@ export class StreamingContext implements StreamGraph {
     // batch.started listener threw), which the supervisor, still starting, did not take.
     let error = snapshot.matches('failed') ? (snapshot.context.error ?? new Error('start failed')) : this.failure;
     // A stop's deadline that terminated the threads under the start: said so, not as the pool's bare "Terminating worker thread".
-    if (error && this.cut?.cutting && !(error instanceof StopTimeoutError)) error = startCutShort(this.cut.timeoutMs, error);
+    const cutMs = this.deadline.passedMs;
+    if (error && cutMs !== undefined && !(error instanceof StopTimeoutError)) error = startCutShort(cutMs, error);
     if (error) {
       this.supervisor.send({ type: 'STOP' });
       await waitFor(this.supervisor, (s) => s.status === 'done');
@@ -534,17 +524,17 @@ export class StreamingContext implements StreamGraph {
     // One under way, up to its last steps (the servers, the folder), which come after its
     // phase says stopped: a call waits for it, and its timeout bounds it (a second SIGTERM).
     if (this.stopping !== undefined) {
-      if (timeoutMs !== undefined) this.cutAfter(timeoutMs);
+      if (timeoutMs !== undefined) this.deadline.arm(timeoutMs);
       return this.stopping;
     }
     if (this.phase === 'stopped') return;
     if (this.phase === 'created') {
       this.phase = 'stopped';
       // Nothing runs to cut: a deadline a second call gives would only keep the process up.
-      this.cutClosed = true;
+      this.deadline.close();
       this.stopping = this.observability.stop();
     } else {
-      if (timeoutMs !== undefined) this.cutAfter(timeoutMs);
+      if (timeoutMs !== undefined) this.deadline.arm(timeoutMs);
       this.stopping = this.stopInOrder();
     }
     this.stopping = this.stopping.finally(() => (this.stopOver = true));
@@ -558,7 +548,7 @@ export class StreamingContext implements StreamGraph {
       await this.starting?.catch(() => undefined);
     }
     if (this.phase !== 'running' && this.phase !== 'failed') {
-      await this.cutDone();
+      await this.deadline.done();
       return;
     }
     this.phase = 'stopping';
@@ -573,29 +563,11 @@ export class StreamingContext implements StreamGraph {
       // Everything that could be closed is; what could not is stop()'s error.
       if (stopped.context.shutdownError) throw stopped.context.shutdownError;
     } finally {
-      await this.cutDone();
+      await this.deadline.done();
       // Even a shutdown that threw gives back the metrics' app name and the folder.
       await this.observability.stop();
       this.folderLock?.release();
     }
-  }
-
-  /** Arms the stop's deadline; an earlier one than any armed wins. */
-  private cutAfter(timeoutMs: number): void {
-    // Past cutDone, nothing is left to cut: a timer armed then would only keep the process up.
-    if (this.cutClosed) return;
-    const deadline = Date.now() + timeoutMs;
-    if (this.cut && this.cut.deadline <= deadline) return;
-    clearTimeout(this.cut?.timer);
-    const cut: StopCut = { deadline, timeoutMs, timer: setTimeout(() => (cut.cutting = this.cutWorkers(timeoutMs)), timeoutMs) };
-    this.cut = cut;
-  }
-
-  /** The stop is over: its deadline is disarmed, and threads it began to terminate are gone. */
-  private async cutDone(): Promise<void> {
-    this.cutClosed = true;
-    clearTimeout(this.cut?.timer);
-    await this.cut?.cutting;
   }
 
   /**
@@ -604,7 +576,6 @@ export class StreamingContext implements StreamGraph {
    * shutdown that follows finds no thread to wait for.
    */
   private async cutWorkers(timeoutMs: number): Promise<void> {
-    this.outputsCut.abort(timeoutMs);
     this.supervisor?.send({ type: 'CUT' });
     await this.workers?.cut(new LifecycleError(`stop() ran out of time (${timeoutMs} ms): the worker threads were terminated`, { timeoutMs }));
   }
@@ -708,7 +679,7 @@ export class StreamingContext implements StreamGraph {
       // Each output gets an array of its own, as each of Spark's collect() does: a stream's
       // records are computed once a batch, and an output that sorts or empties what it is
       // given must not change what the next output, or a stream derived later, reads.
-      if (batch.origin !== 'replay') for (const output of this.outputs) await outputUntilCut(output.fn((await output.stream.recordsFor(batch)).slice(), batch.time), this.outputsCut.signal, batch.time, this.clusterRuntime !== undefined);
+      if (batch.origin !== 'replay') for (const output of this.outputs) await outputUntilCut(output.fn((await output.stream.recordsFor(batch)).slice(), batch.time), this.deadline.outputs, batch.time, this.clusterRuntime !== undefined);
       for (const input of sources) await input.afterBatch?.(batch.time);
       const partitions = [...this.stateStreams, ...this.clusterStreams].map((s) => batch.partitionResults.get(s.stateIndex) ?? []);
       this.emit(BatchEvents.COMPLETED, {
@@ -729,8 +700,8 @@ export class StreamingContext implements StreamGraph {
     } catch (error) {
       this.leaveLine(batch);
       // Once the stop's deadline cut the threads, a batch fails because it did.
-      const cut = this.cut?.cutting ? this.cut : undefined;
-      const failure = error instanceof StopTimeoutError ? error : cut ? stopTimedOut(batch.time, cut.timeoutMs, error) : asError(error, `batch ${batch.time}`);
+      const cutMs = this.deadline.passedMs;
+      const failure = error instanceof StopTimeoutError ? error : cutMs !== undefined ? stopTimedOut(batch.time, cutMs, error) : asError(error, `batch ${batch.time}`);
       this.failure = failure;
       this.phase = this.phase === 'running' ? 'failed' : this.phase;
       this.cancelTimer?.();

@@ -9,6 +9,7 @@ import { FirstFailure } from '../first-failure.js';
 import { WorkerSet } from '../actors/worker-set.js';
 import { readReply, type ResolvedMappingRef, type WorkerReply } from '../actors/messages.js';
 import { BatchRun, type RecordPieces } from './batch.js';
+import { BatchLine } from './batch-line.js';
 import { BatchEvents, type BatchEventMap } from './batch-events.js';
 import { SystemClock, type Clock } from './clock.js';
 import type { DStream, StreamGraph } from './dstream.js';
@@ -125,21 +126,21 @@ export class StreamingContext implements StreamGraph {
   private streamIds = 0;
   private phase: Phase = 'created';
   private workers: WorkerSet | undefined;
-  /**
-   * Queued batches whose shards have not gone to the partitions yet, oldest first: the head
-   * may do its main-thread work ahead, once the batch before it has handed out its own.
-   */
-  private readonly waiting: BatchRun[] = [];
-  private readonly preparedAhead = new WeakSet<BatchRun>();
+  /** The batches generated and not finished, run in order; the next one prepared ahead. */
+  private readonly line = new BatchLine(
+    (batch, takeError) => this.runBatch(batch, takeError),
+    // Mapped, routed and encoded while the batch before it applies on the workers.
+    (batch) => {
+      for (const stream of this.stateStreams) stream.shardAhead(batch);
+    },
+    () => this.failure === undefined,
+  );
   /** stop() began: waits for an unreachable ZooKeeper fail at once (see interruptWaits). */
   private waitsInterrupted = false;
   private supervisor: ActorRefFrom<typeof supervisorMachine> | undefined;
   private cancelTimer: (() => void) | undefined;
   private startTime = 0;
-  private jobs: Promise<void> = Promise.resolve();
   private starting: Promise<void> | undefined;
-  /** Batches generated and not finished. */
-  private queued = 0;
   private failure: Error | undefined;
   private snapshots: SnapshotScheduler | undefined;
   private readonly observability: Observability;
@@ -413,7 +414,7 @@ export class StreamingContext implements StreamGraph {
       workers: this.workers, supervisor: this.supervisor!,
       readersOf: (stream) => this.readersOf(stream), checkModule: (fn) => this.checkModule(fn), emit: (event, payload) => this.emit(event, payload),
     });
-    for (const batch of replays) this.queueBatch(batch);
+    for (const batch of replays) this.line.queue(batch);
     if (this.snapshotPolicy) this.snapshots = this.snapshotScheduler(this.snapshotPolicy);
     for (const stream of this.stateStreams) stream.warmMemory(this.workers, (event) => this.emit(BatchEvents.MEMORY_WARMED, event));
   }
@@ -555,7 +556,7 @@ export class StreamingContext implements StreamGraph {
     this.cancelTimer?.();
     this.interruptWaits();
     try {
-      await this.jobs.catch(() => undefined);
+      await this.line.idle;
       this.observability.stopReading();
       this.supervisor!.send({ type: 'STOP' });
       const stopped = await waitFor(this.supervisor!, (s) => s.status === 'done');
@@ -582,7 +583,7 @@ export class StreamingContext implements StreamGraph {
 
   /** Resolves once every batch that is due has run with its outputs; rejects with the error of a failed batch. */
   async awaitIdle(): Promise<void> {
-    await this.jobs;
+    await this.line.idle;
     if (this.failure) throw this.failure;
   }
 
@@ -596,7 +597,7 @@ export class StreamingContext implements StreamGraph {
     if (this.phase !== 'running') return Promise.resolve();
     this.scheduleBatch(time + this.batchIntervalMs);
     // While earlier batches still wait, sources with a backlog keep it (backpressure).
-    const behind = this.queued > 1;
+    const behind = this.line.behind;
     let inputs: Map<number, RecordPieces>;
     try {
       const cluster = this.clusterRuntime;
@@ -604,51 +605,14 @@ export class StreamingContext implements StreamGraph {
     } catch (error) {
       // A source that cannot hand over its records fails this batch, loudly.
       const batch = new BatchRun(time, new Map());
-      return this.queueBatch(batch, error);
+      return this.line.queue(batch, error);
     }
-    return this.queueBatch(new BatchRun(time, inputs));
-  }
-
-  private queueBatch(batch: BatchRun, takeError?: unknown): Promise<void> {
-    this.queued++;
-    if (takeError === undefined) this.waiting.push(batch);
-    // Next in line behind the running batch: its main-thread work may start now.
-    if (this.waiting.length === 1 && this.queued > 1) this.prepareAhead(batch);
-    const job = this.jobs.then(() => this.runBatch(batch, takeError)).finally(() => this.queued--);
-    this.jobs = job.catch(() => undefined);
-    return job;
-  }
-
-  /**
-   * Maps, routes and encodes a batch's records while the batch before it applies on the
-   * workers. Each partition still gets its batches in order: nothing reaches a worker
-   * before runBatch, which runs one batch at a time.
-   */
-  private prepareAhead(batch: BatchRun): void {
-    // A rebuilt batch whose records are not taken yet is routed when it runs.
-    if (this.failure || this.preparedAhead.has(batch) || !batch.loaded) return;
-    this.preparedAhead.add(batch);
-    for (const stream of this.stateStreams) stream.shardAhead(batch);
-  }
-
-  /** Starts the main-thread work of the batch queued behind the running one, if any. */
-  private prepareNext(): void {
-    if (this.waiting.length > 0) this.prepareAhead(this.waiting[0]);
-  }
-
-  /**
-   * The batch's shards are about to go to the partitions (or it failed): it leaves the line.
-   * Until then it stays first, so that a batch queued meanwhile is not routed ahead (a
-   * synchronous loop of tens of milliseconds) while this one's shards, often routed
-   * already, wait to reach the idle workers.
-   */
-  private leaveLine(batch: BatchRun): void {
-    if (this.waiting[0] === batch) this.waiting.shift();
+    return this.line.queue(new BatchRun(time, inputs));
   }
 
   private async runBatch(batch: BatchRun, takeError?: unknown): Promise<void> {
     if (this.failure) {
-      this.leaveLine(batch);
+      this.line.leave(batch);
       batch.release();
       throw this.failure;
     }
@@ -664,13 +628,13 @@ export class StreamingContext implements StreamGraph {
       const sources = this.clusterRuntime ? [] : this.inputs;
       for (const input of sources) await input.beforeBatch?.(batch.time);
       await this.clusterRuntime?.shard(batch);
-      this.leaveLine(batch);
+      this.line.leave(batch);
       // State streams run every batch, whether or not an output reads them.
       for (const [i, stream] of this.stateStreams.entries()) {
         const applying = stream.apply(batch);
         // The next batch in line is mapped and routed ahead, after this batch's own routing
         // (which apply has just begun), not before it.
-        if (i === 0) this.prepareNext();
+        if (i === 0) this.line.prepareNext();
         await applying;
       }
       for (const stream of this.clusterStreams) await stream.apply(batch);
@@ -698,7 +662,7 @@ export class StreamingContext implements StreamGraph {
       // (not while rebuilt batches catch restored partitions up).
       if (batch.origin === 'live') await this.snapshots?.afterBatch(batch.time);
     } catch (error) {
-      this.leaveLine(batch);
+      this.line.leave(batch);
       // Once the stop's deadline cut the threads, a batch fails because it did.
       const cutMs = this.deadline.passedMs;
       const failure = error instanceof StopTimeoutError ? error : cutMs !== undefined ? stopTimedOut(batch.time, cutMs, error) : asError(error, `batch ${batch.time}`);

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext } from '../../src/index.js';
 import type { GateValue } from '../fixtures/gate.js';
 import { fixture, tempDir } from '../helpers.js';
-import { within } from '../wait.js';
+import { waitUntil, within } from '../wait.js';
 
 describe('batches that overlap on the main thread', () => {
   it('a batch queued behind one whose output fails never runs: its records are not counted', async () => {
@@ -129,6 +129,41 @@ describe('batches that overlap on the main thread', () => {
       return mapped.length > 0 && Math.min(...mapped) < completedAt.get(times[i])!;
     });
     assert.ok(overlapped.length > 0, 'no batch was mapped while the batch before it was still applying');
+  });
+
+  it('a batch generated while the one before it is applying on the workers is mapped then, not when its turn comes', async () => {
+    const dataDir = tempDir();
+    const gate = join(dataDir, 'gate');
+    mkdirSync(gate);
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: join(dataDir, 'job'), threads: 1, clock });
+    const input = ssc.queueStream<[string, GateValue]>();
+    const mapped: string[] = [];
+    const counts = input
+      .map((record): [string, GateValue] => {
+        mapped.push(record[0]);
+        return record;
+      })
+      .mapWithState(StateSpec.function<string, GateValue, number, [string, number]>(fixture('gate')).numPartitions(1));
+    await ssc.start();
+    try {
+      input.pushBatch([['a', { gate }]]);
+      const first = clock.advance(100);
+      await waitUntil('the first batch to reach its worker', () => existsSync(join(gate, 'entered')), { timeoutMs: 30_000 });
+      // Batch 100 now holds its worker; batch 200 is generated behind it.
+      input.pushBatch([['b', 1]]);
+      const second = clock.advance(100);
+      await waitUntil('batch 200 to be mapped while batch 100 applies', () => mapped.includes('b'), { timeoutMs: 5000 });
+      assert.ok(!existsSync(join(gate, 'open')));
+      writeFileSync(join(gate, 'open'), '');
+      await first;
+      await second;
+      assert.deepEqual(mapped, ['a', 'b'], 'each batch mapped once');
+      assert.deepEqual([...counts.store().entries()].sort(), [['a', 1], ['b', 1]]);
+    } finally {
+      writeFileSync(join(gate, 'open'), '');
+      await ssc.stop();
+    }
   });
 
   it('a batch queued as the one before starts is routed after that one has reached its worker, not before', async () => {

@@ -716,6 +716,8 @@ const MUTANTS: Mutant[] = [
   { what: 'a batch queued behind the running one is not prepared ahead (routed only when it runs)', edits: one('engine/batch-line.js', 'if (this.waiting.length === 1 && this.queued > 1)\n', 'if (false)\n'), test: 'engine/batch-overlap.test.js', name: 'generated while' },
   { what: 'batches in line run side by side instead of one after another', edits: one('engine/batch-line.js', 'const job = this.jobs.then(() => this.run(batch, takeError))', 'const job = Promise.resolve().then(() => this.run(batch, takeError))'), test: 'engine/batch-overlap.test.js' },
   { what: 'a batch generated while one runs takes nothing from a Kafka source, as if it were queued behind', edits: one('engine/batch-line.js', 'return this.queued > 1;', 'return this.queued > 0;'), test: 'integration/kafka-source.test.js', name: 'backpressure' },
+  { what: 'a key added and removed within the log, sorting after every key in place, read back as null', edits: one('storage/partition/change-log.js', '        if (entry !== null)\n            yield [changed, entry];\n    }\n}', '        yield [changed, entry];\n    }\n}'), test: 'storage/partition/change-log.test.js', name: 'added and removed again' },
+  { what: 'a key added and removed within the log, sorting before a key in place, read back as null', edits: one('storage/partition/change-log.js', '            if (entry !== null)\n                yield [changed, entry];', '                yield [changed, entry];'), test: 'storage/partition/change-log.test.js', name: 'added and removed again' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -102,6 +102,33 @@ describe('the change log: batches of a large state appended, the oldest folded i
     }
   });
 
+  it('a key added and removed again within the log, never in place, is not read back: before, between and after the keys in place', async () => {
+    const dataDir = tempDir();
+    const spec = StateSpec.function<string, number, number, [string, number | null]>(fixture('tally-or-drop')).numPartitions(1);
+    const job = await keyedJob(spec, { dataDir, threads: 1 });
+    const store = probe(dataDir);
+    // 'a-…' sorts before every key in place, 'm-…' between them, 'z-…' after them all.
+    const passing = ['a-passing', 'm-passing', 'z-passing'];
+    const expected = new Map<string, number>();
+    try {
+      await job.batch(Array.from({ length: 1000 }, (_, i): [string, number] => [`k-${String(i).padStart(4, '0')}`, 1]));
+      for (let i = 0; i < 1000; i++) expected.set(`k-${String(i).padStart(4, '0')}`, 1);
+      await job.batch(passing.map((k) => [k, 1]));
+      await job.batch(passing.map((k) => [k, 0]));
+      assert.equal(records(store), 2, 'both batches logged, neither folded yet');
+      const queries = job.stream.store();
+      for (const k of passing) assert.equal(queries.get(k), undefined, k);
+      assert.equal(queries.count(), expected.size);
+      assert.deepEqual(new Map([...queries.entries()] as Array<[string, number]>), expected, 'entries(): no removed key, and no null');
+      const file = join(tempDir(), 'state.msgpack');
+      assert.equal(await exportJobState(dataDir, file), expected.size);
+      assert.deepEqual(new Map([...readStateExport<string, number>(file).entries()].map(([k, s]) => [k, s])), expected);
+    } finally {
+      await job.ssc.stop();
+      store.env.close();
+    }
+  });
+
   it('a job SIGKILLed with batches in its log restarts exactly from them, also when the restart reshards', async () => {
     const dataDir = tempDir();
     const child = spawn(process.execPath, [fileURLToPath(fixture('logged-job')), dataDir, String(COLD)], { stdio: ['ignore', 'pipe', 'inherit'] });

@@ -718,6 +718,8 @@ const MUTANTS: Mutant[] = [
   { what: 'a batch generated while one runs takes nothing from a Kafka source, as if it were queued behind', edits: one('engine/batch-line.js', 'return this.queued > 1;', 'return this.queued > 0;'), test: 'integration/kafka-source.test.js', name: 'backpressure' },
   { what: 'a key added and removed within the log, sorting after every key in place, read back as null', edits: one('storage/partition/change-log.js', '        if (entry !== null)\n            yield [changed, entry];\n    }\n}', '        yield [changed, entry];\n    }\n}'), test: 'storage/partition/change-log.test.js', name: 'added and removed again' },
   { what: 'a key added and removed within the log, sorting before a key in place, read back as null', edits: one('storage/partition/change-log.js', '            if (entry !== null)\n                yield [changed, entry];', '                yield [changed, entry];'), test: 'storage/partition/change-log.test.js', name: 'added and removed again' },
+  { what: 'a warm-up past half the memory neither stops nor reports (it spins until the job stops)', edits: one('actors/memory-warm-up.js', 'stillServing(partition) && memory.size < half;', 'stillServing(partition);'), test: 'actors/memory-warm-up.test.js', name: 'larger than half' },
+  { what: 'a warm-up goes on after the stop, which waits for it for good', edits: one('actors/memory-warm-up.js', 'next < keys.length && stillServing(partition) &&', 'next < keys.length &&'), test: 'actors/memory-warm-up.test.js', name: 'long hint', slow: true },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

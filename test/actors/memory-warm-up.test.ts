@@ -16,6 +16,7 @@ type Job = Awaited<ReturnType<typeof keyedJob<string, number, number, [string, n
 const keys = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `k${from + i}`);
 const ones = (words: string[]) => words.map((w) => [w, 1] as [string, number]);
 const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
+const onePartition = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(1);
 
 /** The job's events of one kind, newest last (listening from when the job is handed back, before any warm-up can report). */
 function listen<E extends typeof BatchEvents.COMPLETED | typeof BatchEvents.MEMORY_WARMED>(job: Pick<Job, 'ssc'>, event: E): Array<E extends typeof BatchEvents.COMPLETED ? BatchCompletedEvent : MemoryWarmedEvent> {
@@ -45,6 +46,44 @@ describe("worker memory across a clean restart (the keys the last batches update
       assert.equal(storeReads(completed[0]), 1000, 'only the keys outside the hint were asked of LMDB');
     } finally {
       await again.ssc.stop();
+    }
+  });
+
+  it('a hint larger than half the memory of the start reading it loads half the memory and reports, and the batches after it count exactly', async () => {
+    const dataDir = tempDir();
+    // Memory for 8 000 keys: the hint may name a quarter of it, here all 2 000 keys the batch updated.
+    await runThenStop(onePartition(), { dataDir, threads: 1, stateCacheEntries: 8000 }, ones(keys(0, 2000)));
+    // The restart's memory holds 1 000: the warm-up stops at half of it, 500.
+    const again = await keyedJob(onePartition(), { dataDir, threads: 1, stateCacheEntries: 1000, startMs: 10_000 });
+    const warmed = listen(again, BatchEvents.MEMORY_WARMED);
+    try {
+      await waitUntil('the warm-up to report', () => warmed.length === 1);
+      assert.equal(warmed[0].hinted, 2000);
+      assert.equal(warmed[0].loaded, 500);
+      assert.deepEqual(sorted(await again.batch(ones(keys(0, 2000)))), sorted(keys(0, 2000).map((w) => [w, 2])));
+    } finally {
+      await again.ssc.stop();
+    }
+  });
+
+  // A warm-up the stop does not end keeps the stop waiting for good: a time limit makes that a failure.
+  it('a stop while the warm-up still reads a long hint ends the warm-up, and the next start counts exactly', { timeout: 60_000 }, async () => {
+    const dataDir = tempDir();
+    await runThenStop(onePartition(), { dataDir, threads: 1 }, ones(keys(0, 100)));
+    // A hint of 250 000 keys (a quarter of the default memory), read a slice of 1 024 at a time.
+    const store = openPartitionStore(partitionPath(dataDir, 0, 0));
+    writeWarmKeys(store, keys(0, 250_000));
+    store.env.close();
+    const again = await keyedJob(onePartition(), { dataDir, threads: 1, startMs: 10_000 });
+    const warmed = listen(again, BatchEvents.MEMORY_WARMED);
+    // At once: the stop waits for the warm-up, which must end with it rather than wait for a turn between batches that never comes.
+    await again.ssc.stop();
+    assert.ok(warmed.every((e) => e.loaded <= 100), 'only the 100 keys the store holds can be loaded');
+    const third = await keyedJob(onePartition(), { dataDir, threads: 1, startMs: 20_000 });
+    try {
+      assert.deepEqual(sorted(await third.batch(ones(keys(0, 100)))), sorted(keys(0, 100).map((w) => [w, 2])));
+    } finally {
+      await third.ssc.stop();
     }
   });
 

@@ -638,6 +638,20 @@ describe('statestream command-line tool', () => {
     assert.match(uneven.stderr, /partitions hold different batches .*partition 2: 5000/);
   });
 
+  it('snapshot create of stores that hold no batch yet, and a restore of a stream the snapshot does not hold, are refused, named', async () => {
+    const fresh = tempDir();
+    await runThenStop(spec(), { dataDir: fresh });
+    const none = run('snapshot', 'create', '--data-dir', fresh);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /the stores under .* hold no committed batch yet: nothing to snapshot/);
+    assert.deepEqual(listSnapshots(fresh), [], 'no snapshot written');
+
+    const dir = copy();
+    const other = run('snapshot', 'restore', '2000', '--stream', '1', '--data-dir', dir);
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /^statestream: snapshot 2000 holds no state of stream 1 \(it holds streams 0\)\n/);
+  });
+
   it('commands that change state refuse while a job holds the data folder, naming it; inspect shows the holder', async () => {
     const dir = tempDir();
     const job = await keyedJob(spec(), { dataDir: dir, snapshotEvery: 1, appName: 'cli-holder' });
@@ -1008,6 +1022,14 @@ describe('statestream command-line tool', () => {
         store.env.close();
       }
     }
+    // A snapshot of it exports the same version.
+    const snapshot = run('snapshot', 'create', '--data-dir', target);
+    assert.equal(snapshot.code, 0, snapshot.stderr);
+    const again = join(tempDir(), 'again.msgpack');
+    const exported = run('export', '--data-dir', target, '--snapshot', '7000', '--out', again);
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.match(exported.stdout, /\(batch 7000, state version 2, from snapshot 7000\)/);
+    assert.equal(readStateExport(again).header.stateVersion, 2);
   });
 
   it("import takes the header's batch time over older lastUpdated, 4 partitions when neither header nor --partitions says, and an empty state folder as no state; a failed import leaves nothing behind", async () => {

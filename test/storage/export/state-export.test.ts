@@ -174,6 +174,9 @@ describe('state export', () => {
     const newer = join(dir, 'newer.msgpack');
     writeFileSync(newer, entryCodec.pack({ format: 'statestream-state', formatVersion: 2, stateVersion: 1, createdAt: '' }));
     rejectsWith(() => readStateExport(newer), /has format version 2, but this statestream reads versions up to 1/);
+    const formatless = join(dir, 'formatless.msgpack');
+    writeFileSync(formatless, entryCodec.pack({ format: 'statestream-state', stateVersion: 1, createdAt: '' }));
+    rejectsWith(() => readStateExport(formatless), new RegExp(`${formatless} is not a statestream state export: its header has no valid formatVersion \\(undefined\\)`));
     const versionless = join(dir, 'versionless.msgpack');
     writeFileSync(versionless, entryCodec.pack({ format: 'statestream-state', formatVersion: 1, createdAt: '' }));
     rejectsWith(() => readStateExport(versionless), /its header has no valid stateVersion \(undefined\)/);
@@ -203,6 +206,7 @@ describe('state export', () => {
       return true;
     });
     await assert.rejects(writeStateExport(file, { stateVersion: 1 }, [[{ no: 1 }, 1, 1]]), /entry 0 given to writeStateExport: key \{"no":1\} cannot be an LMDB key/);
+    await assert.rejects(writeStateExport(file, null as never, []), (e: unknown) => e instanceof ConfigError && /writeStateExport: the header must be an object with a stateVersion, got null/.test((e as Error).message));
     await assert.rejects(writeStateExport(file, { stateVersion: 0 }, []), /header.stateVersion must be a positive integer, got 0/);
     await assert.rejects(writeStateExport(file, { stateVersion: 1 }, [['a', 1, 5, 'more'] as never]), /entry 0 given to writeStateExport .*is not a \[key, state, lastUpdated\] array/);
     await assert.rejects(writeStateExport(file, { stateVersion: 1 }, 5 as never), (e: unknown) => e instanceof ConfigError && /entries must be an iterable/.test((e as Error).message));
@@ -428,6 +432,38 @@ describe('state export', () => {
       assert.match((error as Error).message, /the stream the export was written to was closed before the export ended/);
       return true;
     });
+  });
+
+  // A stream that gives no sign (no 'drain', 'close' or 'error') would keep the export waiting for good: a time limit makes that a failure.
+  it('a stream destroyed or ended before the export, or destroyed by its last write, ends the export with an error', { timeout: 30_000 }, async () => {
+    const closedBefore = /the stream the export was written to was closed before the export ended/;
+    const destroyed = new PassThrough();
+    destroyed.destroy();
+    await assert.rejects(writeStateExport(destroyed, { stateVersion: 1 }, [['a', 1, 1000]]), (e: unknown) => e instanceof StateExportError && closedBefore.test((e as Error).message));
+    const ended = new PassThrough();
+    ended.end();
+    ended.resume();
+    await assert.rejects(writeStateExport(ended, { stateVersion: 1 }, [['a', 1, 1000]]), (e: unknown) => e instanceof StateExportError && closedBefore.test((e as Error).message));
+    // Takes the whole export in one write, then is gone: the export did not reach anyone whole.
+    let writes = 0;
+    const goneAfter = new Writable({
+      write(_chunk, _encoding, done) {
+        writes++;
+        done();
+        this.destroy();
+      },
+    });
+    await assert.rejects(writeStateExport(goneAfter, { stateVersion: 1 }, [['a', 1, 1000]]), (e: unknown) => e instanceof StateExportError && closedBefore.test((e as Error).message));
+    assert.equal(writes, 1);
+  });
+
+  it('a target that is a loop of symbolic links is refused, named, and nothing is written beside it', async () => {
+    const dir = tempDir();
+    symlinkSync(join(dir, 'b.msgpack'), join(dir, 'a.msgpack'));
+    symlinkSync(join(dir, 'a.msgpack'), join(dir, 'b.msgpack'));
+    await assert.rejects(writeStateExport(join(dir, 'a.msgpack'), { stateVersion: 1 }, [['a', 1, 1000]]), (e: unknown) => e instanceof StateExportError && /cannot write the export .*a\.msgpack: it is a loop of symbolic links/.test((e as Error).message));
+    assert.deepEqual(readdirSync(dir).sort(), ['a.msgpack', 'b.msgpack']);
+    assert.ok(!existsSync(join(process.cwd(), 'undefined')));
   });
 
   it('a regular file under /dev/shm is replaced whole, as any file is, not appended to', async () => {

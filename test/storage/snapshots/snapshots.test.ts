@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { verifySnapshot } from '../../../src/storage/snapshots/manifest.js';
+import { newestSnapshot, verifySnapshot } from '../../../src/storage/snapshots/manifest.js';
 import { BatchEvents, ConfigError, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../../src/index.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import { beginSnapshot } from '../../../src/storage/snapshots/writer.js';
-import { fixture, keyedJob, runThenStop, tempDir } from '../../helpers.js';
+import { fixture, keyedJob, openDescriptorCount, runThenStop, tempDir } from '../../helpers.js';
 import { nextEvent, waitUntil, within } from '../../wait.js';
 import { once } from 'node:events';
 
@@ -63,6 +63,27 @@ describe('snapshots', () => {
         await restored.ssc.stop();
       }
     }
+  });
+
+  it('the newest snapshot on disk is the latest batch; readSnapshotState names its batch, and reading its entries leaves no copy open', async () => {
+    const dataDir = tempDir();
+    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 1 });
+    try {
+      for (let b = 1; b <= 2; b++) await job.batchWithSnapshot(words(b));
+    } finally {
+      await job.ssc.stop();
+    }
+    const [latest, older] = listSnapshots(dataDir);
+    assert.deepEqual([latest.batchTime, older.batchTime], [2000, 1000]);
+    const onDisk = newestSnapshot(dataDir);
+    assert.deepEqual([onDisk?.batchTime, onDisk?.path, onDisk?.keyCount], [2000, latest.path, latest.manifest.streams[0].keyCount]);
+
+    const source = readSnapshotState<string, number>(older.path);
+    assert.equal(source.batchTime, 1000);
+    const before = openDescriptorCount();
+    const entries = [...source.entries()];
+    assert.equal(entries.length, older.manifest.streams[0].keyCount);
+    assert.equal(openDescriptorCount(), before, "each partition's scratch copy is closed once read");
   });
 
   it('a ManualClock started at a negative or fractional time has its snapshots listed and kept like any other', async () => {

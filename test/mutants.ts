@@ -732,6 +732,7 @@ const MUTANTS: Mutant[] = [
   { what: 'the status page\'s snapshot on disk is the oldest, not the newest', edits: one('storage/snapshots/manifest.js', 'const newest = listSnapshots(dataDir)[0];', 'const newest = listSnapshots(dataDir).at(-1);'), test: 'storage/snapshots/snapshots.test.js', name: 'newest snapshot on disk' },
   { what: 'readSnapshotState gives no batch time', edits: one('storage/snapshots/source.js', 'batchTime: manifest.batchTime,\n        *entries', 'batchTime: undefined,\n        *entries'), test: 'storage/snapshots/snapshots.test.js', name: 'newest snapshot on disk' },
   { what: 'a snapshot\'s scratch copies left open once read', edits: one('storage/snapshots/source.js', 'store.env.close();', ';'), test: 'storage/snapshots/snapshots.test.js', name: 'newest snapshot on disk' },
+  { what: 'snapshot list counts only the first stream\'s keys of a snapshot of several', edits: one('cli/snapshot.js', 'keyCount: s.manifest.streams.reduce((n, m) => n + m.keyCount, 0)', 'keyCount: s.manifest.streams[0].keyCount'), test: 'cli/cli.test.js', name: 'restore of one stream leaves' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -799,6 +799,11 @@ describe('statestream command-line tool', () => {
     } finally {
       await ssc.stop();
     }
+    // A snapshot of two streams holds the keys of both.
+    const listed = JSON.parse(run('snapshot', 'list', '--data-dir', dir, '--json').stdout) as Array<{ batchTime: number; streams: number[]; keyCount: number }>;
+    const [latest] = listSnapshots(dir);
+    assert.deepEqual([listed[0].batchTime, listed[0].streams], [2000, [0, 1]]);
+    assert.equal(listed[0].keyCount, latest.manifest.streams[0].keyCount + latest.manifest.streams[1].keyCount);
     const copied = tempDir();
     cpSync(dir, copied, { recursive: true });
     // Stream 1's copy in the snapshot is damaged: a restore of stream 0 checks only stream 0's copies.

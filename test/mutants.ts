@@ -733,6 +733,9 @@ const MUTANTS: Mutant[] = [
   { what: 'readSnapshotState gives no batch time', edits: one('storage/snapshots/source.js', 'batchTime: manifest.batchTime,\n        *entries', 'batchTime: undefined,\n        *entries'), test: 'storage/snapshots/snapshots.test.js', name: 'newest snapshot on disk' },
   { what: 'a snapshot\'s scratch copies left open once read', edits: one('storage/snapshots/source.js', 'store.env.close();', ';'), test: 'storage/snapshots/snapshots.test.js', name: 'newest snapshot on disk' },
   { what: 'snapshot list counts only the first stream\'s keys of a snapshot of several', edits: one('cli/snapshot.js', 'keyCount: s.manifest.streams.reduce((n, m) => n + m.keyCount, 0)', 'keyCount: s.manifest.streams[0].keyCount'), test: 'cli/cli.test.js', name: 'restore of one stream leaves' },
+  { what: 'an iterable that throws behind a single record leaves its records in the batch', edits: one('engine/sources/queue.js', 'if (held > 0)', 'if (held > 1)'), test: 'engine/queue-pieces.test.js', name: 'into an empty queue' },
+  { what: 'an iterable that throws into an empty queue fails with a TypeError, not its own error', edits: one('engine/sources/queue.js', 'if (held > 0)', 'if (held >= 0)'), test: 'engine/queue-pieces.test.js', name: 'into an empty queue' },
+  { what: 'snapshotEvery\'s documented maxima refused', edits: one('engine/snapshot-scheduler.js', '!Number.isInteger(n) || n < 1 || n > max', '!Number.isInteger(n) || n < 1 || n >= max'), test: 'engine/option-values.test.js', name: 'a blank data folder' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -123,6 +123,8 @@ describe('option values: what a value is, not only whether it was given', () => 
     refuses(() => context({ dataDir: '   ' }), /dataDir must be a non-empty path string, got "   "/, 'dataDir');
     refuses(() => context({ snapshotEvery: 10_000_000 }), /snapshotEvery must be a number of batches from 1 to 1000000/, 'snapshotEvery');
     refuses(() => context({ snapshotEvery: { ms: 31 * 24 * 3600_000 } }), /\(n from 1 to 2592000000, 30 days\)/, 'snapshotEvery');
+    // The bounds themselves are taken.
+    for (const snapshotEvery of [1_000_000, { batches: 1_000_000 }, { ms: 30 * 24 * 3600_000 }]) assert.doesNotThrow(() => context({ snapshotEvery }), JSON.stringify(snapshotEvery));
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir() });
     assert.equal(ssc.threads, Math.min(availableParallelism(), 256), 'one thread per core');
     assert.equal(defaultThreads(300), 256, 'a machine of 300 cores gets the most threads the option takes');

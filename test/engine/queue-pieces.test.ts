@@ -99,6 +99,30 @@ describe('a queue stream keeps each pushed batch as a copy in pieces', () => {
     }
   });
 
+  it('an iterable that throws into an empty queue, or behind a single record, fails with its own error and leaves the queue as it was', async () => {
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+    const input = ssc.queueStream<[string, number]>();
+    const seen: Array<[string, number]> = [];
+    input.foreachBatch((records) => records.forEach((r) => seen.push(r)));
+    const broken = () =>
+      (function* () {
+        yield ['x', 1] as [string, number];
+        throw new Error('the source broke');
+      })();
+    await ssc.start();
+    try {
+      assert.throws(() => input.pushBatch(broken()), /^Error: the source broke$/);
+      assert.equal(input.pending, 0);
+      input.push(['a', 1]);
+      assert.throws(() => input.pushBatch(broken()), /^Error: the source broke$/);
+      assert.equal(input.pending, 1);
+      await (ssc.clock as ManualClock).advance(100);
+      assert.deepEqual(seen, [['a', 1]]);
+    } finally {
+      await ssc.stop();
+    }
+  });
+
   it('joins any number of pieces into one array, in order', () => {
     const many = Array.from({ length: 200_000 }, (_, i) => [i]);
     const joined = joinPieces(many);

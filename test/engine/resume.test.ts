@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { cpSync, renameSync, rmSync } from 'node:fs';
 import { StateSpec, StoreMismatchError, murmur2Partitioner } from '../../src/index.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
-import { fixture, keyedJob, runThenStop, sorted, tempDir } from '../helpers.js';
+import { fixture, keyedJob, openDataFiles, runThenStop, sorted, tempDir } from '../helpers.js';
 
 const spec = (n = 3) => StateSpec.function<string, number | 'touch', number, unknown>(fixture('idle-count')).numPartitions(n).timeout(2500);
 
@@ -101,6 +101,7 @@ describe('a context re-created on the same dataDir', () => {
       assert.match((error as Error).message, /hold batch 6000, but this context's first batch would be at 1000/);
       return true;
     });
+    assert.deepEqual(openDataFiles(dataDir), [], 'the refused start closed the stores it had opened');
     // The same time as the stored batch is not forward either: the store would take it for done.
     await assert.rejects(keyedJob(spec(), { dataDir, startMs: 5000 }), (error: unknown) => {
       assert.ok(error instanceof StoreMismatchError);

@@ -170,36 +170,48 @@ describe('a snapshot beside the running batches', () => {
   });
 });
 
+/**
+ * A scheduler snapshotting every `everyBatches` batches of real partition stores, which the
+ * test commits batches into as a job would. Its host holds the first snapshot's housekeeping
+ * (after its copy is in place) until released, so that snapshot runs on meanwhile.
+ */
+async function heldScheduler(everyBatches: number) {
+  const dataDir = tempDir();
+  await runThenStop(spec(), { dataDir }, words(1));
+  const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
+  const commit = (batchTime: number) => {
+    for (const store of stores) {
+      const keyCount = new BatchLog(store).last()!.keyCount;
+      store.env.transactionSync(() => new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount }));
+    }
+  };
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const completed: number[] = [];
+  const failed: Array<[number, Error]> = [];
+  let retainCalls = 0;
+  const retained: number[] = [];
+  const scheduler = new SnapshotScheduler(snapshotPolicy(everyBatches, 10)!, {
+    dataDir, appName: 'scheduler-test',
+    streams: () => [{ stream: 0, stores }],
+    sources: () => [],
+    retainFrom: async (from) => {
+      retained.push(from);
+      if (retainCalls++ === 0) await held;
+    },
+    completed: (info) => void completed.push(info.batchTime),
+    failed: (batchTime, error) => void failed.push([batchTime, error]),
+  });
+  const close = () => {
+    release();
+    stores.forEach((s) => s.env.close());
+  };
+  return { dataDir, scheduler, commit, release, completed, failed, retained, close };
+}
+
 describe('SnapshotScheduler, one snapshot at a time', () => {
   it('a snapshot that falls due while one is still running is not taken; the first batch after the running one finishes takes the next', async () => {
-    // Real partition stores; the test commits batches into them as a job would.
-    const dataDir = tempDir();
-    await runThenStop(spec(), { dataDir }, words(1));
-    const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
-    const commit = (batchTime: number) => {
-      for (const store of stores) {
-        const keyCount = new BatchLog(store).last()!.keyCount;
-        store.env.transactionSync(() => new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount }));
-      }
-    };
-    // The host holds the first snapshot's housekeeping (after its copy is in place) until released.
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    const completed: number[] = [];
-    const failed: Array<[number, Error]> = [];
-    let retainCalls = 0;
-    const retained: number[] = [];
-    const scheduler = new SnapshotScheduler(snapshotPolicy(1, 10)!, {
-      dataDir, appName: 'scheduler-test',
-      streams: () => [{ stream: 0, stores }],
-      sources: () => [],
-      retainFrom: async (from) => {
-        retained.push(from);
-        if (retainCalls++ === 0) await held;
-      },
-      completed: (info) => void completed.push(info.batchTime),
-      failed: (batchTime, error) => void failed.push([batchTime, error]),
-    });
+    const { dataDir, scheduler, commit, release, completed, failed, retained, close } = await heldScheduler(1);
     try {
       commit(2000);
       await scheduler.afterBatch(2000);
@@ -222,8 +234,32 @@ describe('SnapshotScheduler, one snapshot at a time', () => {
       assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [4000, 2000]);
       assert.deepEqual(retained, [2000, 2000], 'the batch history is kept from the oldest snapshot kept, which a restore may fall back to');
     } finally {
+      close();
+    }
+  });
+
+  it('{ batches: n } counts the batches that end while a snapshot runs: the next falls due n batches after the last, not after the copy', async () => {
+    const { scheduler, commit, release, completed, failed, close } = await heldScheduler(2);
+    try {
+      for (const batchTime of [2000, 3000]) {
+        commit(batchTime);
+        await scheduler.afterBatch(batchTime);
+      }
+      await waitUntil('the snapshot of batch 3000 to be in place', () => completed.includes(3000));
+      // Batches 4000 and 5000 end while its housekeeping holds it: 5000 is due, but one is running.
+      for (const batchTime of [4000, 5000]) {
+        commit(batchTime);
+        await scheduler.afterBatch(batchTime);
+      }
       release();
-      stores.forEach((s) => s.env.close());
+      await within(scheduler.settle(), 'the snapshot of batch 3000 to finish');
+      commit(6000);
+      await scheduler.afterBatch(6000);
+      await within(scheduler.settle(), 'the snapshot of batch 6000');
+      assert.deepEqual(failed, []);
+      assert.deepEqual(completed, [3000, 6000]);
+    } finally {
+      close();
     }
   });
 });

@@ -9,6 +9,16 @@ import type { GateValue } from '../fixtures/gate.js';
 import { fixture, tempDir } from '../helpers.js';
 import { waitUntil, within } from '../wait.js';
 
+/** A context on a manual clock, one thread, and a gate folder for the gate fixture (test/fixtures/gate.ts). */
+function gatedJob<V>() {
+  const dataDir = tempDir();
+  const gate = join(dataDir, 'gate');
+  mkdirSync(gate);
+  const clock = new ManualClock(0);
+  const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: join(dataDir, 'job'), threads: 1, clock });
+  return { gate, clock, ssc, input: ssc.queueStream<[string, V]>() };
+}
+
 describe('batches that overlap on the main thread', () => {
   it('a batch queued behind one whose output fails never runs: its records are not counted', async () => {
     const dataDir = tempDir();
@@ -132,12 +142,7 @@ describe('batches that overlap on the main thread', () => {
   });
 
   it('a batch generated while the one before it is applying on the workers is mapped then, not when its turn comes', async () => {
-    const dataDir = tempDir();
-    const gate = join(dataDir, 'gate');
-    mkdirSync(gate);
-    const clock = new ManualClock(0);
-    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: join(dataDir, 'job'), threads: 1, clock });
-    const input = ssc.queueStream<[string, GateValue]>();
+    const { gate, clock, ssc, input } = gatedJob<GateValue>();
     const mapped: string[] = [];
     const counts = input
       .map((record): [string, GateValue] => {
@@ -167,12 +172,7 @@ describe('batches that overlap on the main thread', () => {
   });
 
   it('a batch queued as the one before starts is routed after that one has reached its worker, not before', async () => {
-    const dataDir = tempDir();
-    const gate = join(dataDir, 'gate');
-    mkdirSync(gate);
-    const clock = new ManualClock(0);
-    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: join(dataDir, 'job'), threads: 1, clock });
-    const input = ssc.queueStream<[string, GateValue | 'wait-for-gate']>();
+    const { gate, clock, ssc, input } = gatedJob<GateValue | 'wait-for-gate'>();
     // The third batch's map function, on the main thread, waits (synchronously, as a long
     // routing loop would) for the second batch's mapping function to begin on the worker.
     let sawSecondBatch: boolean | undefined;

@@ -177,12 +177,7 @@ describe('snapshots', () => {
 
   it('restore a deleted or truncated partition store at start, and say which batches a queue source cannot replay', async () => {
     const dataDir = tempDir();
-    const job = await keyedJob(spec(), { dataDir, snapshotEvery: 3 });
-    try {
-      for (let b = 1; b <= 4; b++) await job.batch(words(b));
-    } finally {
-      await job.ssc.stop();
-    }
+    await runThenStop(spec(), { dataDir, snapshotEvery: 3 }, ...[1, 2, 3, 4].map((b) => words(b)));
     rmSync(partitionPath(dataDir, 0, 1), { recursive: true });
     const file = join(partitionPath(dataDir, 0, 2), 'data.mdb');
     truncateSync(file, Math.floor(statSync(file).size / 2));

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { BatchEvents, StateSpec, listSnapshots, readSnapshotState, type SnapshotCompletedEvent, type SnapshotEvery, type SnapshotFailedEvent } from '../../src/index.js';
-import { SnapshotScheduler, snapshotPolicy } from '../../src/engine/snapshot-scheduler.js';
+import { SnapshotScheduler, snapshotPolicy, type SnapshotHost } from '../../src/engine/snapshot-scheduler.js';
 import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
@@ -175,12 +175,12 @@ describe('a snapshot beside the running batches', () => {
  * test commits batches into as a job would. Its host holds the first snapshot's housekeeping
  * (after its copy is in place) until released, so that snapshot runs on meanwhile.
  */
-async function heldScheduler(everyBatches: number) {
+async function heldScheduler(everyBatches: number, jobOptions: { snapshotEvery?: number } = {}) {
   const dataDir = tempDir();
-  await runThenStop(spec(), { dataDir }, words(1));
+  await runThenStop(spec(), { dataDir, ...jobOptions }, words(1));
   const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
-  const commit = (batchTime: number) => {
-    for (const store of stores) {
+  const commit = (batchTime: number, partitions = [0, 1]) => {
+    for (const store of partitions.map((p) => stores[p])) {
       const keyCount = new BatchLog(store).last()!.keyCount;
       store.env.transactionSync(() => new BatchLog(store).record({ batchTime, outputs: messageCodec.pack([]), keyCount }));
     }
@@ -191,7 +191,8 @@ async function heldScheduler(everyBatches: number) {
   const failed: Array<[number, Error]> = [];
   let retainCalls = 0;
   const retained: number[] = [];
-  const scheduler = new SnapshotScheduler(snapshotPolicy(everyBatches, 10)!, {
+  const policy = snapshotPolicy(everyBatches, 10)!;
+  const host: SnapshotHost = {
     dataDir, appName: 'scheduler-test',
     streams: () => [{ stream: 0, stores }],
     sources: () => [],
@@ -201,12 +202,12 @@ async function heldScheduler(everyBatches: number) {
     },
     completed: (info) => void completed.push(info.batchTime),
     failed: (batchTime, error) => void failed.push([batchTime, error]),
-  });
+  };
   const close = () => {
     release();
     stores.forEach((s) => s.env.close());
   };
-  return { dataDir, scheduler, commit, release, completed, failed, retained, close };
+  return { dataDir, scheduler: new SnapshotScheduler(policy, host), policy, host, commit, release, completed, failed, retained, close };
 }
 
 describe('SnapshotScheduler, one snapshot at a time', () => {
@@ -233,6 +234,24 @@ describe('SnapshotScheduler, one snapshot at a time', () => {
       assert.deepEqual(completed, [2000, 4000]);
       assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [4000, 2000]);
       assert.deepEqual(retained, [2000, 2000], 'the batch history is kept from the oldest snapshot kept, which a restore may fall back to');
+    } finally {
+      close();
+    }
+  });
+
+  it('a restarted scheduler counts { batches: n } from the newest batch any partition holds, not the oldest', async () => {
+    const { policy, host, commit, failed, completed, close } = await heldScheduler(3, { snapshotEvery: 1 });
+    try {
+      // The job snapshotted batch 1000; then only partition 0 committed 2000 and 3000, as a crash between two partitions' commits leaves them.
+      commit(2000, [0]);
+      commit(3000, [0]);
+      const resumed = SnapshotScheduler.resuming(policy, host, 1000);
+      // Two batches since the snapshot: batch 4000 is the third.
+      commit(4000);
+      await resumed.afterBatch(4000);
+      await waitUntil('the snapshot of batch 4000 to be in place', () => completed.includes(4000));
+      assert.deepEqual(failed, []);
+      assert.deepEqual(completed, [4000]);
     } finally {
       close();
     }

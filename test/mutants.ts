@@ -738,6 +738,7 @@ const MUTANTS: Mutant[] = [
   { what: 'snapshotEvery\'s documented maxima refused', edits: one('engine/snapshot-scheduler.js', '!Number.isInteger(n) || n < 1 || n > max', '!Number.isInteger(n) || n < 1 || n >= max'), test: 'engine/option-values.test.js', name: 'a blank data folder' },
   { what: '{ batches: n } stops counting while a snapshot runs', edits: one('engine/snapshot-scheduler.js', 'if (!this.due(batchTime) || this.running)', 'if (this.running || !this.due(batchTime))'), test: 'engine/snapshot-scheduler.test.js', name: 'counts the batches that end while' },
   { what: 'a restarted scheduler counts { batches } from the oldest partition\'s batch', edits: one('engine/snapshot-scheduler.js', 'last > storedBatch', 'last < storedBatch'), test: 'engine/snapshot-scheduler.test.js', name: 'restarted scheduler' },
+  { what: 'a stream behind another reports every partition at the stream\'s batch, one further behind too', edits: one('engine/local-recovery.js', 'behind.find((b) => b.partition === partition) ?? { partition, lastBatch }', '({ partition, lastBatch })'), test: 'actors/supervision.test.js', name: 'further behind names its own' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

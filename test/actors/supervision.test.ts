@@ -21,6 +21,25 @@ function replacements(ssc: StreamingContext) {
 
 const faulty = () => StateSpec.function<string, FaultyValue, number, [string, number]>(fixture('faulty'));
 
+/** Stream 0 dead-letters poisoned records and commits every batch; stream 1, of `partitions` partitions, stops on them. */
+const twoStreams = (partitions: number) => (ssc: StreamingContext) => {
+  const input = ssc.queueStream<[string, FaultyValue]>();
+  input.mapWithState(faulty().numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }));
+  input.mapWithState(faulty().numPartitions(partitions).onRecordFailure({ policy: 'stop', maxAttempts: 1 }));
+  return input;
+};
+
+/** The gaps a context re-created on the folder reports as it starts. */
+async function gapsAtStart(dataDir: string, startMs: number, graph: (ssc: StreamingContext) => unknown): Promise<RecoveryIncompleteEvent[]> {
+  const gaps: RecoveryIncompleteEvent[] = [];
+  const again = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock: new ManualClock(startMs), threads: 1 });
+  graph(again);
+  again.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => gaps.push(e));
+  await again.start();
+  await again.stop();
+  return gaps;
+}
+
 describe('supervision: a worker that dies mid-batch is replaced and the shard replayed', () => {
   for (const [name, fault] of [
     ['the worker exits (process.exit in the mapping function)', (marker: string): FaultyValue => ({ exitOnce: marker })],
@@ -251,12 +270,7 @@ describe('a record the mapping function keeps failing on', () => {
     await assert.rejects(job.clock.advance(1000), PoisonRecordError);
     await job.ssc.stop();
 
-    const gaps: RecoveryIncompleteEvent[] = [];
-    const again = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock: new ManualClock(1000), threads: 1 });
-    again.queueStream<[string, number]>().mapWithState(faulty().numPartitions(2));
-    again.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => gaps.push(e));
-    await again.start();
-    await again.stop();
+    const gaps = await gapsAtStart(dataDir, 1000, (ssc) => ssc.queueStream<[string, number]>().mapWithState(faulty().numPartitions(2)));
     assert.equal(gaps.length, 1);
     assert.equal(gaps[0].lastBatch, 1000);
     assert.deepEqual(gaps[0].behind.map((b) => b.lastBatch), [undefined]);
@@ -265,13 +279,7 @@ describe('a record the mapping function keeps failing on', () => {
 
   it('a re-created context reports a stream that did not commit a batch another stream of the job committed', async () => {
     const dataDir = tempDir();
-    const graph = (ssc: StreamingContext) => {
-      const input = ssc.queueStream<[string, FaultyValue]>();
-      // Stream 0 dead-letters the poisoned record and commits; stream 1 stops on it.
-      input.mapWithState(faulty().numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }));
-      input.mapWithState(faulty().numPartitions(1).onRecordFailure({ policy: 'stop', maxAttempts: 1 }));
-      return input;
-    };
+    const graph = twoStreams(1);
     const clock = new ManualClock(0);
     const first = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock, threads: 1 });
     const input = graph(first);
@@ -282,14 +290,45 @@ describe('a record the mapping function keeps failing on', () => {
     await assert.rejects(clock.advance(1000), PoisonRecordError);
     await first.stop();
 
-    const gaps: RecoveryIncompleteEvent[] = [];
-    const again = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock: new ManualClock(2000), threads: 1 });
-    graph(again);
-    again.on(BatchEvents.RECOVERY_INCOMPLETE, (e) => gaps.push(e));
-    await again.start();
-    await again.stop();
+    const gaps = await gapsAtStart(dataDir, 2000, graph);
     assert.deepEqual(gaps.map(({ stream, lastBatch, behind }) => ({ stream, lastBatch, behind })), [{ stream: 1, lastBatch: 2000, behind: [{ partition: 0, lastBatch: 1000 }] }]);
     assert.match(gaps[0].message, /^stream 1: partition 0 holds batch 1000; the batches after that up to 2000 cannot be replayed by a queue source/);
+  });
+
+  it('a stream behind another is reported with each partition at its own batch: one further behind names its own', async () => {
+    const dataDir = tempDir();
+    const graph = twoStreams(2);
+    const poisoned = { poison: true } as const;
+    // 'bad' in the other partition of stream 1 than 'a', 'worse' in the partition of 'a'.
+    const keys = Array.from({ length: 20 }, (_, i) => `k${i}`);
+    const aPartition = murmur2Partitioner.partition('a', 2);
+    const bad = keys.find((k) => murmur2Partitioner.partition(k, 2) !== aPartition)!;
+    const worse = keys.find((k) => murmur2Partitioner.partition(k, 2) === aPartition)!;
+    const badPartition = 1 - aPartition;
+    const run = async (startMs: number, batches: Array<Array<[string, FaultyValue]>>) => {
+      const clock = new ManualClock(startMs);
+      const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock, threads: 1 });
+      const input = graph(ssc);
+      ssc.on(BatchEvents.RECOVERY_INCOMPLETE, () => undefined);
+      await ssc.start();
+      try {
+        for (const [i, records] of batches.entries()) {
+          input.pushBatch(records);
+          if (i < batches.length - 1) await clock.advance(1000);
+          else await assert.rejects(clock.advance(1000), PoisonRecordError);
+        }
+      } finally {
+        await ssc.stop();
+      }
+    };
+    // Batch 1000 everywhere; batch 2000 in stream 0 and in stream 1's partition of 'a'.
+    await run(0, [[['a', 1]], [['a', 1], [bad, poisoned]]]);
+    // Batch 3000 in stream 0 only: both of stream 1's partitions stop on it.
+    await run(2000, [[[bad, poisoned], [worse, poisoned]]]);
+
+    const gaps = await gapsAtStart(dataDir, 3000, graph);
+    const behind = [{ partition: badPartition, lastBatch: 1000 }, { partition: aPartition, lastBatch: 2000 }].sort((x, y) => x.partition - y.partition);
+    assert.deepEqual(gaps.map(({ stream, lastBatch, behind }) => ({ stream, lastBatch, behind })), [{ stream: 1, lastBatch: 3000, behind }]);
   });
 
   it("policy 'dead-letter': the record is kept in the dead-letter store and the rest of the batch commits", async () => {

@@ -16,14 +16,10 @@ export class BatchLine {
   private queued = 0;
   private jobs: Promise<void> = Promise.resolve();
 
-  /**
-   * `run` runs a batch (its failure is the job's); `prepare` does a batch's main-thread work
-   * ahead, and `mayPrepare` says whether it is still worth doing (not once the job failed).
-   */
+  /** `run` runs a batch (its failure is the job's); `prepare` does a batch's main-thread work ahead, once at most. */
   constructor(
     private readonly run: (batch: BatchRun, takeError: unknown) => Promise<void>,
     private readonly prepare: (batch: BatchRun) => void,
-    private readonly mayPrepare: () => boolean,
   ) {}
 
   /** Earlier batches are still waiting behind the one running: sources with a backlog keep it. */
@@ -64,7 +60,7 @@ export class BatchLine {
 
   private prepareAhead(batch: BatchRun): void {
     // A rebuilt batch whose records are not taken yet is routed when it runs.
-    if (!this.mayPrepare() || this.prepared.has(batch) || !batch.loaded) return;
+    if (this.prepared.has(batch) || !batch.loaded) return;
     this.prepared.add(batch);
     this.prepare(batch);
   }

@@ -129,11 +129,10 @@ export class StreamingContext implements StreamGraph {
   /** The batches generated and not finished, run in order; the next one prepared ahead. */
   private readonly line = new BatchLine(
     (batch, takeError) => this.runBatch(batch, takeError),
-    // Mapped, routed and encoded while the batch before it applies on the workers.
+    // Mapped, routed and encoded while the batch before it applies on the workers; not once the job failed, as no batch runs then.
     (batch) => {
-      for (const stream of this.stateStreams) stream.shardAhead(batch);
+      if (this.failure === undefined) for (const stream of this.stateStreams) stream.shardAhead(batch);
     },
-    () => this.failure === undefined,
   );
   /** stop() began: waits for an unreachable ZooKeeper fail at once (see interruptWaits). */
   private waitsInterrupted = false;

@@ -48,6 +48,11 @@ export function openDataFiles(folder: string): string[] {
   });
 }
 
+/** A state source's states by key (an export, a snapshot): what a job would start from, without the lastUpdated. */
+export function statesOf<K, S>(source: { entries(): Iterable<[K, S, number]> }): Map<K, S> {
+  return new Map([...source.entries()].map(([key, state]) => [key, state]));
+}
+
 /** The compiled fixture module (tests run from dist/, next to it). */
 export function fixture(name: string): URL {
   return new URL(`./fixtures/${name}.js`, import.meta.url);

@@ -9,7 +9,7 @@ import { BatchLog } from '../../src/storage/partition/batch-log.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { verifySnapshot } from '../../src/storage/snapshots/manifest.js';
-import { fixture, keyedJob, runThenStop, tempDir } from '../helpers.js';
+import { fixture, keyedJob, runThenStop, statesOf, tempDir } from '../helpers.js';
 import { waitUntil, within } from '../wait.js';
 
 const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
@@ -151,7 +151,7 @@ describe('a snapshot beside the running batches', () => {
       assert.equal(parts.length, 2);
       assert.deepEqual([event.bytes, event.keyCount], [parts.reduce((n, p) => n + p.bytes, 0), before.size]);
       assert.ok(parts.every((p) => p.bytes > 0 && p.keyCount > 0));
-      const copied = new Map([...readSnapshotState<string, number>(snapshot.path).entries()].map(([k, s]) => [k, s]));
+      const copied = statesOf(readSnapshotState<string, number>(snapshot.path));
       assert.equal(copied.size, before.size, 'the copies hold the keys of batch 2000, not those of batch 3000');
       assert.equal(copied.get('w1'), before.get('w1'));
       assert.ok(!copied.has('fresh'));

@@ -10,7 +10,7 @@ import { decodeEntry } from '../../../src/storage/codec.js';
 import { changeRecords } from '../../../src/storage/partition/change-log.js';
 import { readStateExport } from '../../../src/storage/export/state-export.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../../../src/storage/partition/store.js';
-import { fixture, keyedJob, tempDir } from '../../helpers.js';
+import { fixture, keyedJob, statesOf, tempDir } from '../../helpers.js';
 import { waitUntil, within } from '../../wait.js';
 
 const COLD = 20_000;
@@ -69,7 +69,7 @@ describe('the change log: batches of a large state appended, the oldest folded i
       // An export of the running job reads through the log too.
       const file = join(tempDir(), 'state.msgpack');
       assert.equal(await exportJobState(dataDir, file), expected.size);
-      assert.deepEqual(new Map([...readStateExport<string, number>(file).entries()].map(([k, s]) => [k, s])), expected);
+      assert.deepEqual(statesOf(readStateExport<string, number>(file)), expected);
 
       // Sixteen records fill the log; from then on the oldest record is folded: the keys no
       // later record changed go in place, the others stay logged. The worker folds between
@@ -107,12 +107,12 @@ describe('the change log: batches of a large state appended, the oldest folded i
     const spec = StateSpec.function<string, number, number, [string, number | null]>(fixture('tally-or-drop')).numPartitions(1);
     const job = await keyedJob(spec, { dataDir, threads: 1 });
     const store = probe(dataDir);
-    // 'a-…' sorts before every key in place, 'm-…' between them, 'z-…' after them all.
-    const passing = ['a-passing', 'm-passing', 'z-passing'];
-    const expected = new Map<string, number>();
+    const inPlace = Array.from({ length: 1000 }, (_, i): [string, number] => [`k-${String(i).padStart(4, '0')}`, 1]);
+    const expected = new Map(inPlace);
+    // 'a-…' sorts before every key in place, 'k-0500-…' between k-0500 and k-0501, 'z-…' after them all.
+    const passing = ['a-passing', 'k-0500-passing', 'z-passing'];
     try {
-      await job.batch(Array.from({ length: 1000 }, (_, i): [string, number] => [`k-${String(i).padStart(4, '0')}`, 1]));
-      for (let i = 0; i < 1000; i++) expected.set(`k-${String(i).padStart(4, '0')}`, 1);
+      await job.batch(inPlace);
       await job.batch(passing.map((k) => [k, 1]));
       await job.batch(passing.map((k) => [k, 0]));
       assert.equal(records(store), 2, 'both batches logged, neither folded yet');
@@ -122,7 +122,7 @@ describe('the change log: batches of a large state appended, the oldest folded i
       assert.deepEqual(new Map([...queries.entries()] as Array<[string, number]>), expected, 'entries(): no removed key, and no null');
       const file = join(tempDir(), 'state.msgpack');
       assert.equal(await exportJobState(dataDir, file), expected.size);
-      assert.deepEqual(new Map([...readStateExport<string, number>(file).entries()].map(([k, s]) => [k, s])), expected);
+      assert.deepEqual(statesOf(readStateExport<string, number>(file)), expected);
     } finally {
       await job.ssc.stop();
       store.env.close();

@@ -1,9 +1,7 @@
 import { EventEmitter } from 'node:events';
-import { availableParallelism } from 'node:os';
-import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
-import { ConfigError, LifecycleError, asError, MappingModuleError, StopTimeoutError, deserializeError, describeValue, given, unknownOption, type SerializedError } from '../errors.js';
+import { ConfigError, LifecycleError, asError, MappingModuleError, StopTimeoutError, deserializeError, describeValue, type SerializedError } from '../errors.js';
 import { supervisorMachine, type PartitionCrashed } from '../actors/supervisor.machine.js';
 import { FirstFailure } from '../first-failure.js';
 import { WorkerSet } from '../actors/worker-set.js';
@@ -11,66 +9,32 @@ import { readReply, type ResolvedMappingRef, type WorkerReply } from '../actors/
 import { BatchRun, type RecordPieces } from './batch.js';
 import { BatchLine } from './batch-line.js';
 import { BatchEvents, type BatchEventMap } from './batch-events.js';
-import { SystemClock, type Clock } from './clock.js';
+import type { Clock } from './clock.js';
 import type { DStream, StreamGraph } from './dstream.js';
 import { MapWithStateDStream } from './map-with-state-stream.js';
 import type { InputStream } from './sources/input.js';
-import { isPathName, mayShareRoot } from '../storage/zookeeper/connect-options.js';
+import { mayShareRoot } from '../storage/zookeeper/connect-options.js';
 import { KafkaInputDStream } from './sources/kafka.js';
 import { validateKafkaOptions, type KafkaStreamOptions } from './sources/kafka-options.js';
 import { QueueInputDStream, type QueueStreamOptions } from './sources/queue.js';
 import { specAsDefined, type StateSpec } from './state-spec.js';
-import { SnapshotScheduler, snapshotPolicy, type SnapshotEvery, type SnapshotPolicy } from './snapshot-scheduler.js';
+import { SnapshotScheduler, type SnapshotPolicy } from './snapshot-scheduler.js';
 import { newestSnapshot, snapshotFigures } from '../storage/snapshots/manifest.js';
 import { recoverLocalJob } from './local-recovery.js';
 import { StopDeadline } from './stop-deadline.js';
 import { outputUntilCut, startCutShort, stopTimedOut, stopTimeout, type StopOptions } from './stop-options.js';
 import { DataDirLock } from '../storage/data-lock.js';
-import { openWaitMs } from '../storage/open-gate.js';
 import type { Registry } from 'prom-client';
 import { Observability, type Endpoints } from './observability.js';
-import type { MetricsOptions, UiOptions } from '../metrics/options.js';
-import { validateClusterOptions, type ClusterOptions, type ValidClusterOptions } from '../cluster/options.js';
+import type { ValidClusterOptions } from '../cluster/options.js';
+import { validContextOptions, type StreamingContextOptions } from './context-options.js';
 import { ClusterRuntime, type ClusterView } from '../cluster/runtime.js';
 import { ClusterMapWithStateDStream } from '../cluster/state-stream.js';
 
 /** Every event a context emits: `on` refuses another name. */
 const EVENT_NAMES: ReadonlySet<string> = new Set(Object.values(BatchEvents));
 
-export interface StreamingContextOptions {
-  /** Time between batches, in milliseconds. */
-  batchIntervalMs: number;
-  /** Where the partition stores live (one LMDB environment per partition). Default `./statestream-data`. */
-  dataDir?: string;
-  /** Worker threads applying partitions. Default: the machine's available parallelism. */
-  threads?: number;
-  /** Where batch times come from. Default: the system clock; pass a ManualClock in tests. */
-  clock?: Clock;
-  /** Names the job in errors and (with Kafka) in ZooKeeper paths. */
-  appName?: string;
-  /** Worker restarts allowed per partition within one batch before the batch fails. Default 3. */
-  maxWorkerRestarts?: number;
-  /**
-   * Entries of state each worker thread keeps in memory, shared by the partitions pinned to
-   * it (cold keys are evicted and read from LMDB again when needed). Default 1,000,000; 0
-   * reads every key from LMDB each batch.
-   */
-  stateCacheEntries?: number;
-  /** Snapshot the state every n batches (a number or `{ batches: n }`) or `{ ms: n }`, into `<dataDir>/snapshots`. Off by default. */
-  snapshotEvery?: SnapshotEvery;
-  /** How many snapshots to keep, newest first. Default 3. */
-  snapshotsKept?: number;
-  /** Prometheus metrics: `{ port, host }` serves `/metrics`; `{ registry }` registers on your own prom-client registry. */
-  metrics?: MetricsOptions;
-  /** The status page (off by default): `{ port, host, token }`; host 127.0.0.1 by default, and a host that is not loopback needs a token. */
-  ui?: UiOptions;
-  /**
-   * Run as one instance of a job spread over several processes (docs/scale-out.md): they
-   * share the Kafka source and the state partitions, through Kafka and ZooKeeper.
-   */
-  cluster?: ClusterOptions;
-}
-
+export type { StreamingContextOptions };
 
 interface OutputOp {
   stream: DStream<unknown>;
@@ -79,27 +43,8 @@ interface OutputOp {
 
 type Phase = 'created' | 'starting' | 'running' | 'failed' | 'stopping' | 'stopped';
 
-function integerOption(options: Record<string, unknown>, name: string, min: number, max: number, fallback?: number): number {
-  const value = given(options[name], fallback);
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(`StreamingContext: ${name} must be an integer from ${min} to ${max}, got ${value === undefined ? 'nothing' : describeValue(value)}`, { option: name, value });
-  }
-  return value;
-}
-
-/** The most worker threads a context runs. */
-const MAX_THREADS = 256;
-
 /** Events whose listener, when it throws, fails what emitted them (see emit). */
 const THROWING_FAILS = new Set<string>([BatchEvents.STARTED, BatchEvents.COMPLETED, BatchEvents.STATE_RESTORED, BatchEvents.RECOVERY_INCOMPLETE]);
-
-/** Worker threads when the option is not given: one per core, capped like the option, so that a machine with more cores than that still starts. */
-export function defaultThreads(cores: number): number {
-  return Math.min(cores, MAX_THREADS);
-}
-
-/** Two generations of at most half the bound each stay far below V8's 2^24 entries per Map. */
-const MAX_STATE_CACHE_ENTRIES = 2 ** 24;
 
 /**
  * The entry point: define streams, then start(). Batches run one after another at
@@ -153,36 +98,16 @@ export class StreamingContext implements StreamGraph {
   private folderLock: DataDirLock | undefined;
 
   constructor(options: StreamingContextOptions) {
-    if (options === null || typeof options !== 'object') throw new ConfigError(`StreamingContext expects an options object, got ${describeValue(options)}`);
-    const known = new Set(['batchIntervalMs', 'dataDir', 'threads', 'clock', 'appName', 'maxWorkerRestarts', 'stateCacheEntries', 'snapshotEvery', 'snapshotsKept', 'metrics', 'ui', 'cluster']);
-    const unknown = unknownOption(options, known);
-    if (unknown !== undefined) throw new ConfigError(`StreamingContext: unknown option "${unknown}" (known: ${[...known].join(', ')})`, { option: unknown });
-    const raw = options as unknown as Record<string, unknown>;
-    this.batchIntervalMs = integerOption(raw, 'batchIntervalMs', 1, 24 * 3600_000);
-    this.threads = integerOption(raw, 'threads', 1, MAX_THREADS, defaultThreads(availableParallelism()));
-    this.maxWorkerRestarts = integerOption(raw, 'maxWorkerRestarts', 0, 100, 3);
-    this.stateCacheEntries = integerOption(raw, 'stateCacheEntries', 0, MAX_STATE_CACHE_ENTRIES, 1_000_000);
-    this.snapshotPolicy = snapshotPolicy(options.snapshotEvery, options.snapshotsKept);
-    if (options.dataDir !== undefined && (typeof options.dataDir !== 'string' || options.dataDir.trim() === '')) {
-      throw new ConfigError(`StreamingContext: dataDir must be a non-empty path string, got ${describeValue(options.dataDir)}`, { option: 'dataDir' });
-    }
-    this.dataDir = resolve(options.dataDir ?? 'statestream-data');
-    // The name is a ZooKeeper path element (the default roots), where '.' and '..' are not allowed.
-    if (options.appName !== undefined && !isPathName(options.appName)) {
-      throw new ConfigError(`StreamingContext: appName must be 1–100 characters of letters, digits, '.', '_' or '-' (not '.' or '..'), got ${describeValue(options.appName)}`, { option: 'appName' });
-    }
-    this.appName = options.appName ?? 'statestream';
-    const clock = options.clock === undefined ? new SystemClock() : options.clock;
-    if (typeof clock?.now !== 'function' || typeof clock?.schedule !== 'function') {
-      throw new ConfigError('StreamingContext: clock must have now() and schedule(time, callback) (a ManualClock or SystemClock)', { option: 'clock' });
-    }
-    this.clock = clock;
-    // Read again at each open, on the workers too: a bad value is refused here, before any of them.
-    openWaitMs();
-    if (options.cluster !== undefined) {
-      this.clusterOptions = validateClusterOptions(options.cluster, this.appName, this.dataDir);
-      if (this.snapshotPolicy) throw new ConfigError('StreamingContext: snapshotEvery is not supported with cluster (the changelog topics are what a partition is restored from)', { option: 'snapshotEvery' });
-    }
+    const valid = validContextOptions(options);
+    this.batchIntervalMs = valid.batchIntervalMs;
+    this.dataDir = valid.dataDir;
+    this.threads = valid.threads;
+    this.clock = valid.clock;
+    this.appName = valid.appName;
+    this.maxWorkerRestarts = valid.maxWorkerRestarts;
+    this.stateCacheEntries = valid.stateCacheEntries;
+    this.snapshotPolicy = valid.snapshotPolicy;
+    this.clusterOptions = valid.cluster;
     this.observability = new Observability(options, {
       appName: this.appName, batchIntervalMs: this.batchIntervalMs, phase: () => this.phase, failure: () => this.failure,
       // A cluster's source is read by its runtime, from positions of its own: the source never opens.

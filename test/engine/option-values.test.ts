@@ -4,7 +4,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, ManualClock, MappingModuleError, StateSpec, StreamingContext, exportJobState, readSnapshotState, readStateExport, writeStateExport } from '../../src/index.js';
-import { defaultThreads } from '../../src/engine/streaming-context.js';
+import { defaultThreads } from '../../src/engine/context-options.js';
 import { fixture, tempDir } from '../helpers.js';
 
 /** Asserts that `run` throws a ConfigError whose message matches, and that names `option` when given. */

@@ -1,4 +1,5 @@
 import type { ApplyDone } from '../actors/messages.js';
+import type { BatchCompletedEvent } from './batch-events.js';
 
 /**
  * A source's records for one batch, in order, as one or more arrays. A queue source keeps
@@ -60,6 +61,23 @@ export class BatchRun {
       this.done = true;
     });
     return this.loading;
+  }
+
+  /** What batch.completed says of it, its state streams given by index in the order the event lists them. */
+  completedEvent(streams: number[], schedulingDelayMs: number, processingTimeMs: number): BatchCompletedEvent {
+    const partitions = streams.map((stream) => this.partitionResults.get(stream) ?? []);
+    return {
+      batchTime: this.time,
+      records: this.inputRecords,
+      schedulingDelayMs,
+      processingTimeMs,
+      partitionTimesMs: partitions.map((ps) => ps.map((p) => p.applyMs + p.commitMs)),
+      partitionStats: partitions.map((ps) =>
+        ps.map((p) => ({ partition: p.partition, thread: p.thread, keyCount: p.keyCount, memoryEntries: p.memoryEntries, memoryHits: p.memoryHits, storeReads: p.storeReads, replayed: p.replayed })),
+      ),
+      keysTimedOut: partitions.flat().reduce((n, p) => n + p.keysTimedOut, 0),
+      origin: this.origin,
+    };
   }
 
   get inputRecords(): number {

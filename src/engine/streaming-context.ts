@@ -569,19 +569,8 @@ export class StreamingContext implements StreamGraph {
       // given must not change what the next output, or a stream derived later, reads.
       if (batch.origin !== 'replay') for (const output of this.outputs) await outputUntilCut(output.fn((await output.stream.recordsFor(batch)).slice(), batch.time), this.deadline.outputs, batch.time, this.clusterRuntime !== undefined);
       for (const input of sources) await input.afterBatch?.(batch.time);
-      const partitions = [...this.stateStreams, ...this.clusterStreams].map((s) => batch.partitionResults.get(s.stateIndex) ?? []);
-      this.emit(BatchEvents.COMPLETED, {
-        batchTime: batch.time,
-        records: batch.inputRecords,
-        schedulingDelayMs,
-        processingTimeMs: performance.now() - started,
-        partitionTimesMs: partitions.map((ps) => ps.map((p) => p.applyMs + p.commitMs)),
-        partitionStats: partitions.map((ps) =>
-          ps.map((p) => ({ partition: p.partition, thread: p.thread, keyCount: p.keyCount, memoryEntries: p.memoryEntries, memoryHits: p.memoryHits, storeReads: p.storeReads, replayed: p.replayed })),
-        ),
-        keysTimedOut: partitions.flat().reduce((n, p) => n + p.keysTimedOut, 0),
-        origin: batch.origin,
-      });
+      const streams = [...this.stateStreams, ...this.clusterStreams].map((s) => s.stateIndex);
+      this.emit(BatchEvents.COMPLETED, batch.completedEvent(streams, schedulingDelayMs, performance.now() - started));
       // Between this batch and the next: the only moment every partition holds the same batch
       // (not while rebuilt batches catch restored partitions up).
       if (batch.origin === 'live') await this.snapshots?.afterBatch(batch.time);

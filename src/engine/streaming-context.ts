@@ -314,23 +314,7 @@ export class StreamingContext implements StreamGraph {
   }
 
   private async startupSteps(): Promise<void> {
-    this.workers = new WorkerSet(this.threads, this.stateCacheEntries, (worker, partitions, error) => {
-      process.emitWarning(
-        `worker thread ${worker} (partitions ${partitions.join(', ') || 'none'}, as stream:partition) died between batches: ${(error as Error)?.message ?? String(error)}; ` +
-          'a fresh thread took its place and reads their state from LMDB (a mapping function left work behind that failed after its batch)',
-        { code: 'STATESTREAM_WORKER', detail: (error as Error)?.stack },
-      );
-      // A cluster instance pins every partition of a stream and serves the ones it owns: only those are its to report.
-      const owned = this.clusterRuntime?.owned();
-      this.emit(BatchEvents.WORKER_REPLACED, {
-        worker,
-        partitions: partitions
-          .map((p) => p.split(':').map(Number))
-          .filter(([stream, partition]) => owned === undefined || owned.some((o) => o.stream === stream && o.partition === partition))
-          .map(([stream, partition]) => ({ stream, partition })),
-        cause: asError(error, `worker ${worker}`),
-      });
-    });
+    this.workers = new WorkerSet(this.threads, this.stateCacheEntries, (worker, partitions, error) => this.announceWorkerReplaced(worker, partitions, error));
     if (this.clusterOptions) return this.startCluster(this.clusterOptions);
     const replays = await recoverLocalJob({
       dataDir: this.dataDir, appName: this.appName, firstBatch: this.clock.now() + this.batchIntervalMs,
@@ -426,6 +410,25 @@ export class StreamingContext implements StreamGraph {
     this.waitsInterrupted = true;
     for (const input of this.inputs) input.interrupt?.();
     this.clusterRuntime?.interrupt();
+  }
+
+  /** A thread died between batches and a fresh one took its partitions: said as a warning, and as worker.replaced. */
+  private announceWorkerReplaced(worker: number, partitions: readonly string[], error: unknown): void {
+    process.emitWarning(
+      `worker thread ${worker} (partitions ${partitions.join(', ') || 'none'}, as stream:partition) died between batches: ${(error as Error)?.message ?? String(error)}; ` +
+        'a fresh thread took its place and reads their state from LMDB (a mapping function left work behind that failed after its batch)',
+      { code: 'STATESTREAM_WORKER', detail: (error as Error)?.stack },
+    );
+    // A cluster instance pins every partition of a stream and serves the ones it owns: only those are its to report.
+    const owned = this.clusterRuntime?.owned();
+    this.emit(BatchEvents.WORKER_REPLACED, {
+      worker,
+      partitions: partitions
+        .map((p) => p.split(':').map(Number))
+        .filter(([stream, partition]) => owned === undefined || owned.some((o) => o.stream === stream && o.partition === partition))
+        .map(([stream, partition]) => ({ stream, partition })),
+      cause: asError(error, `worker ${worker}`),
+    });
   }
 
   private announceRestart(crash: PartitionCrashed): void {

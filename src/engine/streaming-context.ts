@@ -83,7 +83,6 @@ export class StreamingContext implements StreamGraph {
   private waitsInterrupted = false;
   private supervisor: ActorRefFrom<typeof supervisorMachine> | undefined;
   private cancelTimer: (() => void) | undefined;
-  private startTime = 0;
   private starting: Promise<void> | undefined;
   private failure: Error | undefined;
   private snapshots: SnapshotScheduler | undefined;
@@ -299,8 +298,7 @@ export class StreamingContext implements StreamGraph {
       return stopped(error);
     }
     this.phase = 'running';
-    this.startTime = this.clock.now();
-    this.scheduleBatch(this.startTime + this.batchIntervalMs);
+    this.scheduleBatch(this.clock.now() + this.batchIntervalMs);
   }
 
   private async startup(): Promise<void> {

@@ -13,12 +13,13 @@ import { parseSamples } from './scrape.js';
  * JobMetrics fed the events a context emits, for what a running job reaches only at its
  * edges: a delay of minutes, a cluster partition given up.
  */
-function metricsOn(batchIntervalMs: number, parts: Partial<JobProbe> = {}): { registry: Registry; emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void } {
+function metricsOn(batchIntervalMs: number, parts: Partial<JobProbe> = {}): { registry: Registry; metrics: JobMetrics; emit<E extends keyof BatchEventMap>(event: E, payload: BatchEventMap[E]): void } {
   const registry = new Registry();
   const probe = runningProbe({ appName: 'events', batchIntervalMs, ...parts });
   const events = new EventEmitter();
-  new JobMetrics(registry, probe, () => []).attach(events);
-  return { registry, emit: (event, payload) => void events.emit(event, payload) };
+  const metrics = new JobMetrics(registry, probe, () => []);
+  metrics.attach(events);
+  return { registry, metrics, emit: (event, payload) => void events.emit(event, payload) };
 }
 
 const completed = (partitions: number[], delayMs = 0): BatchCompletedEvent => ({
@@ -45,6 +46,22 @@ describe('metrics from events', () => {
     const samples = parseSamples(await registry.metrics());
     const batches = (outcome: string) => samples.find((s) => s.name === 'statestream_batches_total' && s.labels.outcome === outcome)?.value;
     assert.deepEqual([batches('replayed'), batches('completed')], [1, 1]);
+  });
+
+  it('a job that stops takes its replayed-batch series with it, as the others', async () => {
+    const { registry, metrics, emit } = metricsOn(1000);
+    emit(BatchEvents.COMPLETED, { ...completed([0]), origin: 'replay' });
+    metrics.detach();
+    const left = parseSamples(await registry.metrics()).filter((s) => s.labels.app === 'events');
+    assert.deepEqual(left, [], 'no series of the stopped job is left on the registry');
+  });
+
+  it('a snapshot of several minutes lands in the 10-minute bucket, not only in +Inf', async () => {
+    const { registry, emit } = metricsOn(1000, { snapshotsOn: true });
+    emit(BatchEvents.SNAPSHOT_COMPLETED, { batchTime: 1000, durationMs: 400_000, bytes: 10, keyCount: 1, path: '/x' } as never);
+    const buckets = parseSamples(await registry.metrics()).filter((s) => s.name === 'statestream_snapshot_duration_seconds_bucket');
+    const bucket = (le: string) => buckets.find((s) => s.labels.le === le)?.value;
+    assert.deepEqual([bucket('300'), bucket('600'), bucket('+Inf')], [0, 1, 1]);
   });
 
   it('a scheduling delay of minutes lands in a finite bucket, and the buckets reach 5 times the longest batch interval (the "batches queue" alert)', async () => {
@@ -111,8 +128,8 @@ describe('metrics from events', () => {
     assert.equal(await value('statestream_partition_restarts_total', { partition: '7' }), 0);
   });
 
-  it('a job without snapshots has no snapshot series', async () => {
-    const { registry, emit } = metricsOn(1000);
+  it('a job without snapshots has no snapshot series, even with a snapshot left in its folder by an earlier run', async () => {
+    const { registry, emit } = metricsOn(1000, { newestSnapshot: () => ({ batchTime: 1000, path: '/data/snapshots/1000', at: 1_700_000_000_000, bytes: 1, keyCount: 1 }) });
     emit(BatchEvents.STARTED, { batchTime: 1000, schedulingDelayMs: 0 });
     const names = new Set(parseSamples(await registry.metrics()).map((s) => s.name));
     assert.ok(![...names].some((n) => n.startsWith('statestream_snapshot_')), [...names].join(', '));
@@ -212,5 +229,17 @@ describe('metrics from events', () => {
     await every.sample();
     assert.equal(asked.length, 1, 'one request out at a time');
     asked.shift()!(new Map([['t:0', 13]]));
+  });
+
+  it('by default the broker is asked at most once a second, a silent one is waited for 2 s (within a scrape timeout), and each partition says what it fetched', async () => {
+    let asked = 0;
+    const answering = new LagSampler(kafkaProbe(async () => (asked++, new Map([['t:0', 12]]))));
+    const first = await answering.sample();
+    await answering.sample();
+    assert.equal(asked, 1, 'two samples in a row ask once');
+    assert.deepEqual(first.partitions.map((p) => [p.next, p.fetched, p.lag]), [[10, 10, 2]]);
+
+    const silent = new LagSampler(kafkaProbe(() => new Promise(() => undefined)));
+    assert.equal((await silent.sample()).problem, 'the Kafka broker has not answered for its log-end offsets within 2000 ms; lag shown as of never');
   });
 });

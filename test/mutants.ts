@@ -745,6 +745,17 @@ const MUTANTS: Mutant[] = [
   { what: 'the broker asked for its offsets at every sample by default', edits: one('metrics/kafka-lag.js', 'timeoutMs = 2_000, minIntervalMs = 1_000)', 'timeoutMs = 2_000, minIntervalMs = 0)'), test: 'metrics/job-metrics-events.test.js', name: 'by default the broker' },
   { what: 'a silent broker waited for 20 s by default, past a scrape timeout', edits: one('metrics/kafka-lag.js', 'timeoutMs = 2_000, minIntervalMs', 'timeoutMs = 20_000, minIntervalMs'), test: 'metrics/job-metrics-events.test.js', name: 'by default the broker' },
   { what: 'the partitions\' fetched offsets left out of the lag', edits: one('metrics/kafka-lag.js', 'fetched: p.fetched, ', ''), test: 'metrics/job-metrics-events.test.js', name: 'by default the broker' },
+  { what: 'a host name of 26 to 255 characters refused', edits: one('metrics/options.js', '{1,255}$/', '{1,25}$/'), test: 'engine/option-values.test.js', name: 'one port' },
+  { what: 'metrics on IPv6\'s every-address and the page on the same port let through', edits: one('metrics/options.js', 'host === \'0.0.0.0\' || host === \'::\';', 'host === \'0.0.0.0\';'), test: 'engine/option-values.test.js', name: 'one port' },
+  { what: 'the page on localhost and metrics on the same port let through', edits: one('metrics/options.js', '(a === \'localhost\' || b === \'localhost\')', '(a === \'localhost\')'), test: 'engine/option-values.test.js', name: 'one port' },
+  { what: 'a metrics.registry without metrics() taken', edits: one('metrics/options.js', ' || typeof registry.metrics !== \'function\'', ''), test: 'metrics/metrics.test.js', name: 'registers on the service' },
+  { what: 'metrics.registry null fails as a TypeError', edits: one('metrics/options.js', '(registry === null || typeof registry.registerMetric', '(typeof registry.registerMetric'), test: 'metrics/metrics.test.js', name: 'registers on the service' },
+  { what: 'a ui.token that is no string taken', edits: one('metrics/options.js', '(typeof valid.token !== \'string\' || valid.token.length < 16', '(valid.token.length < 16'), test: 'engine/option-values.test.js', name: 'one port' },
+  { what: 'metrics given as an array taken', edits: one('metrics/options.js', 'typeof raw !== \'object\' || Array.isArray(raw))', 'typeof raw !== \'object\')'), test: 'metrics/metrics.test.js', name: 'registers on the service' },
+  { what: 'a host name that resolves to nothing blamed on the port', edits: one('metrics/http.js', '\'ENOTFOUND\', ', ''), test: 'engine/option-values.test.js', name: 'one port' },
+  { what: 'an IPv6 host refused in words without brackets', edits: one('metrics/http.js', 'const where = host.includes(\':\') ?', 'const where = false ?'), test: 'engine/option-values.test.js', name: 'IPv6' },
+  { what: 'an IPv6 endpoint without brackets', edits: one('metrics/http.js', 'address.family === \'IPv6\' ?', 'false ?'), test: 'engine/option-values.test.js', name: 'IPv6' },
+  { what: 'a handler that throws answers 200', edits: one('metrics/http.js', 'response.writeHead(500,', 'response.writeHead(200,'), test: 'metrics/metrics.test.js', name: 'cannot be read' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -137,6 +137,13 @@ describe('option values: what a value is, not only whether it was given', () => 
     refuses(() => context({ metrics: { port: 9464, host: 'localhost' }, ui: { port: 9464 } }), /both 9464/, 'ui.port');
     context({ metrics: { port: 9464, host: '127.0.0.1' }, ui: { port: 9464, host: '127.0.0.2' } });
     refuses(() => context({ metrics: { port: 9464, host: '0.0.0.0' }, ui: { port: 9464, host: '127.0.0.2', token: 'x'.repeat(16) } }), /both 9464/, 'ui.port');
+    // IPv6's every-address, and localhost on either side (it may resolve to any loopback address).
+    refuses(() => context({ metrics: { port: 9464, host: '::' }, ui: { port: 9464, host: '127.0.0.2', token: 'x'.repeat(16) } }), /both 9464/, 'ui.port');
+    refuses(() => context({ metrics: { port: 9464 }, ui: { port: 9464, host: 'localhost' } }), /both 9464/, 'ui.port');
+    // A host name may be as long as DNS allows, and no longer.
+    context({ metrics: { port: 0, host: `${'a'.repeat(60)}.example` } });
+    refuses(() => context({ metrics: { port: 0, host: 'a'.repeat(256) } }), /metrics\.host must be a host name or IP address/, 'metrics.host');
+    refuses(() => context({ ui: { port: 0, token: 12345678901234567 } }), /ui\.token must be a string of at least 16 characters/, 'ui.token');
     const ssc = context({ metrics: { port: 0, host: '192.0.2.1' } });
     ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
     await assert.rejects(ssc.start(), (e: unknown) => {
@@ -146,6 +153,26 @@ describe('option values: what a value is, not only whether it was given', () => 
       return true;
     });
     assert.equal(ssc.state, 'stopped');
+    // A name that resolves to nothing is the host's fault too.
+    const unnamed = context({ metrics: { port: 0, host: 'no-such-host.invalid' } });
+    unnamed.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+    await assert.rejects(unnamed.start(), (e: unknown) => e instanceof ConfigError && e.context.option === 'metrics.host' && /cannot listen on no-such-host\.invalid:0: (ENOTFOUND|EAI_AGAIN)/.test(e.message));
+  });
+
+  it('an IPv6 host is written in brackets, where the server listens and in what a start refused says', async () => {
+    const first = context({ metrics: { port: 0, host: '::1' } });
+    first.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+    await first.start();
+    try {
+      const url = first.endpoints().metrics!;
+      assert.match(url, /^http:\/\/\[::1\]:\d+\/metrics$/);
+      const port = Number(new URL(url).port);
+      const second = context({ metrics: { port, host: '::1' } });
+      second.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+      await assert.rejects(second.start(), (e: unknown) => e instanceof ConfigError && e.message.includes(`metrics cannot listen on [::1]:${port}: EADDRINUSE`));
+    } finally {
+      await first.stop();
+    }
   });
 
   it('a string is not taken as an iterable of records or of initial pairs', () => {

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import { BatchEvents, ConfigError, StateSpec, StreamingContext, murmur2Partitioner, type BatchCompletedEvent, type SnapshotCompletedEvent } from '../../src/index.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
 import { listSnapshots } from '../../src/storage/snapshots/manifest.js';
@@ -209,15 +209,36 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
       [{ port: 9464.5 }, /metrics\.port/],
       [{ port: 9464, bogus: 1 }, /unknown option "metrics\.bogus"/],
       [{ registry: {} }, /metrics\.registry must be a prom-client Registry/],
+      [{ registry: null }, /metrics\.registry must be a prom-client Registry/],
+      // Duck-typed, but whole: a registry a scrape cannot read is refused too.
+      [{ registry: { registerMetric() {}, getSingleMetric() {} } }, /metrics\.registry must be a prom-client Registry/],
       [{ host: 'not a host' }, /metrics\.host must be a host name/],
       [{ host: '0.0.0.0' }, /metrics\.host is "0\.0\.0\.0" but metrics\.port is not given: nothing serves \/metrics/],
       ['9464', /metrics must be an object/],
+      [[], /metrics must be an object/],
     ];
     for (const [metrics, message] of bad) {
       assert.throws(() => new StreamingContext({ batchIntervalMs: 1000, metrics: metrics as never }), (e: unknown) => e instanceof ConfigError && message.test(e.message) && typeof e.context.option === 'string', JSON.stringify(metrics));
     }
     // The top of the range is a port: only its start would fail, were it taken.
     new StreamingContext({ batchIntervalMs: 1000, metrics: { port: 65535 } });
+  });
+
+  it('a registry that cannot be read answers the scrape 500 with what went wrong, and the job goes on', async () => {
+    const registry = new Registry();
+    new Gauge({ name: 'service_broken', help: 'a metric of the service whose collect fails', registers: [registry], collect() {
+      throw new Error('boom');
+    } });
+    const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')), { dataDir: tempDir(), metrics: { port: 0, registry } });
+    try {
+      const answer = await raw(job.ssc.endpoints().metrics!, '/metrics');
+      assert.match(answer, /^HTTP\/1\.1 500 /);
+      assert.match(answer, /\r\ncontent-type: text\/plain; charset=utf-8\r\n/);
+      assert.match(answer, /\r\nstatestream: boom\n\r\n/, 'the error in words, no stack trace');
+      assert.deepEqual(await job.batch([['k', 1]]), [['k', 1]]);
+    } finally {
+      await job.ssc.stop();
+    }
   });
 
   it('on a shared registry: a second job under the same appName is refused, and a stopped job takes its series with it', async () => {

@@ -46,11 +46,15 @@ describe('status page server', { timeout: 180_000 }, () => {
       const refused = await request(`${url}api/status`);
       assert.equal(refused.status, 401);
       assert.match(refused.body, /this status page needs its token/);
+      // The scheme a client is to answer with (RFC 9110, 11.6.1): Bearer, as the page reads it, not Basic (a browser would prompt for a password).
+      assert.match(refused.headers, /^www-authenticate: Bearer realm="statestream"\r?$/im);
       assert.equal((await request(`${url}api/status`, '-H', 'Authorization: Bearer wrong-token-of-some-length')).status, 401);
 
       const status = JSON.parse(await curl(`${url}api/status`, [`Authorization: Bearer ${token}`]));
       assert.equal(status.totals.batches, 1);
       assert.equal((await request(`${url}api/status`, '-H', `Authorization: bearer ${token}`)).status, 200, 'the scheme name in any case');
+      // RFC 9110 (11.4) puts one or more spaces between the scheme and the token.
+      assert.equal((await request(`${url}api/status`, '-H', `Authorization: Bearer  ${token}`)).status, 200, 'two spaces after the scheme');
       assert.equal(status.streams[0].partitions.reduce((n: number, p: { keyCount: number }) => n + p.keyCount, 0), 1);
       assert.deepEqual(status.streams[0].partitions.map((p: { lastBatch?: number }) => p.lastBatch), [1000, 1000], 'each partition committed batch 1000');
 
@@ -69,6 +73,12 @@ describe('status page server', { timeout: 180_000 }, () => {
       const opened = await request(`${url}?token=${token}`);
       assert.equal(opened.status, 303);
       assert.match(opened.headers, /\r\nlocation: \/\r\n/i);
+      // Percent-encoded, as a link built with encodeURIComponent sends it: the token once decoded.
+      assert.equal((await request(`${url}?token=${encodeURIComponent(token)}`)).status, 303);
+      // Only the token leaves the address: the page's other parameters stay.
+      const withOthers = await request(`${url}?token=${token}&x=1`);
+      assert.equal(withOthers.status, 303);
+      assert.match(withOthers.headers, /\r\nlocation: \/\?x=1\r\n/i);
       // A path that resolves to `//host/…` must not send the browser to that host.
       const elsewhere = await request(`${url}.//elsewhere.example/x?token=${token}`, '--path-as-is');
       assert.equal(elsewhere.status, 303);
@@ -76,6 +86,9 @@ describe('status page server', { timeout: 180_000 }, () => {
       // Named for its port: a browser sends a host's cookies to every port of it, and two jobs' pages on one host keep their own.
       const cookie = new RegExp(`\\r\\nset-cookie: (statestream_token_${port}=[^;]+); HttpOnly; SameSite=Strict`, 'i').exec(opened.headers)?.[1];
       assert.ok(cookie, opened.headers);
+      // The value percent-encoded (a cookie's value may not hold every character a token may), and for every path of the page,
+      // not only the one opened with ?token= (a browser would otherwise keep it from /api/status and /static/).
+      assert.match(opened.headers, new RegExp(`^set-cookie: statestream_token_${port}=a-long%2Benough%2Fsecret-token; HttpOnly; SameSite=Strict; Path=/\\r?$`, 'im'));
       const page = await request(url, '-H', `Cookie: ${cookie}`);
       assert.equal(page.status, 200);
       assert.match(page.body, /<script src="\/static\/chart\.umd\.min\.js"><\/script>/);
@@ -83,6 +96,15 @@ describe('status page server', { timeout: 180_000 }, () => {
       assert.equal(chartJs.status, 200);
       assert.match(chartJs.body, /Chart\.js v4/, 'Chart.js from the package\'s node_modules');
       assert.equal((await request(`${url}nothing-here`, '-H', `Cookie: ${cookie}`)).status, 404);
+      // A browser asks for a favicon of every page: no content, not a 404 in its console.
+      assert.equal((await request(`${url}favicon.ico`, '-H', `Cookie: ${cookie}`)).status, 204);
+      // The page's own files with their types: a browser that is sent nosniff applies no stylesheet or script of another type.
+      const css = await request(`${url}static/status.css`, '-H', `Cookie: ${cookie}`);
+      assert.equal(css.status, 200);
+      assert.match(css.headers, /^content-type: text\/css; charset=utf-8\r?$/im);
+      const js = await request(`${url}static/status.js`, '-H', `Cookie: ${cookie}`);
+      assert.equal(js.status, 200);
+      assert.match(js.headers, /^content-type: text\/javascript; charset=utf-8\r?$/im);
     } finally {
       await job.ssc.stop();
     }

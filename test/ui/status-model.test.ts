@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { describe, it } from 'node:test';
 import { BatchEvents, type BatchCompletedEvent } from '../../src/index.js';
 import type { JobProbe } from '../../src/metrics/job-probe.js';
+import { LagSampler } from '../../src/metrics/kafka-lag.js';
 import { DETAILED_ROWS, StatusModel } from '../../src/ui/status-model.js';
 import { kafkaProbe, runningProbe } from '../metrics/running-probe.js';
 
@@ -106,5 +107,62 @@ describe('the status page\'s document', () => {
     const failing = await model.document();
     assert.equal(failing.snapshots.some((s) => s.outcome === 'completed'), false, 'the completed one left the list');
     assert.equal(failing.snapshotOnDisk, undefined);
+  });
+
+  it('a batch the page saw no start of is still one row: completed with its figures, or failed before it started with no delay, kept to the bound', async () => {
+    const events = new EventEmitter();
+    const model = new StatusModel(runningProbe(), () => [], 3);
+    model.attach(events);
+    const stats = [[{ partition: 0, thread: 1, keyCount: 1, memoryEntries: 1, memoryHits: 0, storeReads: 1, replayed: false }]];
+    const completed = (batchTime: number): BatchCompletedEvent => ({ batchTime, records: 5, schedulingDelayMs: 40, processingTimeMs: 10, keysTimedOut: 0, origin: 'live', partitionTimesMs: [[1]], partitionStats: stats });
+    // Attached after batch 1000 started: its completion is the first the page hears of it.
+    events.emit(BatchEvents.COMPLETED, completed(1000));
+    const first = await model.document();
+    assert.deepEqual(first.batches.map((b) => [b.batchTime, b.status, b.records, b.totalDelayMs]), [[1000, 'completed', 5, 50]]);
+    assert.equal(first.totals.batches, 1);
+    for (const batchTime of [2000, 3000]) {
+      events.emit(BatchEvents.STARTED, { batchTime, schedulingDelayMs: 40 });
+      events.emit(BatchEvents.COMPLETED, completed(batchTime));
+    }
+    // A batch whose records could not be taken fails before batch.started: a row of its own, which pushes the oldest out like any other.
+    events.emit(BatchEvents.FAILED, { batchTime: 4000, error: new Error('take failed') });
+    const doc = await model.document();
+    assert.deepEqual(doc.batches.map((b) => [b.batchTime, b.status]), [[2000, 'completed'], [3000, 'completed'], [4000, 'failed']]);
+    const { batchTime, status, schedulingDelayMs, error } = doc.batches.at(-1)!;
+    assert.deepEqual({ batchTime, status, schedulingDelayMs, error }, { batchTime: 4000, status: 'failed', schedulingDelayMs: 0, error: 'Error: take failed' });
+    assert.deepEqual(doc.totals, { batches: 3, replayed: 0, failed: 1, records: 15, keysTimedOut: 0 });
+  });
+
+  it('a worker replaced between batches is a restart row for each partition it served, with no batch and no restart number', async () => {
+    const { events, model } = attached();
+    events.emit(BatchEvents.WORKER_REPLACED, { worker: 1, partitions: [{ stream: 0, partition: 1 }, { stream: 1, partition: 3 }], cause: new Error('thread exited with code 1') });
+    const { restarts } = await model.document();
+    assert.deepEqual(restarts.map(({ at, ...row }) => row), [
+      { stream: 0, partition: 1, batchTime: null, restart: null, cause: 'Error: thread exited with code 1' },
+      { stream: 1, partition: 3, batchTime: null, restart: null, cause: 'Error: thread exited with code 1' },
+    ]);
+    assert.ok(restarts.every((r) => r.at <= Date.now()));
+  });
+
+  it('a store restored from a snapshot is a problem that says whether its source replays the batches since', async () => {
+    const { events, model } = attached();
+    events.emit(BatchEvents.STATE_RESTORED, {
+      stream: 0, snapshot: 5000, path: '/data/snapshots/5000', partitions: [{ partition: 1, problem: 'data.mdb is truncated', lastBatch: 7000 }], damagedDir: '/data/damaged/1', replayed: true,
+    });
+    events.emit(BatchEvents.STATE_RESTORED, {
+      stream: 1, snapshot: 5000, path: '/data/snapshots/5000', partitions: [{ partition: 2, problem: 'data.mdb is missing', lastBatch: undefined }], damagedDir: undefined, replayed: false,
+    });
+    assert.deepEqual((await model.document()).problems, [
+      'stream 0 partition 1 was damaged (data.mdb is truncated) and was restored from the snapshot of batch 5000; the batches since are replayed from Kafka (the damaged store is kept in /data/damaged/1)',
+      'stream 1 partition 2 was damaged (data.mdb is missing) and was restored from the snapshot of batch 5000; a queue source cannot replay the batches since',
+    ]);
+  });
+
+  it('a Kafka broker that does not give its log-end offsets is a problem on the page, with its lag left unknown', async () => {
+    const sampler = new LagSampler(kafkaProbe(async () => { throw new Error('connect ECONNREFUSED 127.0.0.1:9092'); }), 5_000, 0);
+    const model = new StatusModel(runningProbe(), () => [sampler]);
+    const doc = await model.document();
+    assert.deepEqual(doc.problems, ['the Kafka broker did not give its log-end offsets: connect ECONNREFUSED 127.0.0.1:9092']);
+    assert.deepEqual(doc.kafka[0].partitions.map((p) => p.lag), [undefined]);
   });
 });

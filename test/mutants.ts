@@ -770,6 +770,11 @@ const MUTANTS: Mutant[] = [
   { what: 'the status page: the lag sampler\'s problem left out of doc.problems', edits: one('ui/status-model.js', '...(k.problem ? [k.problem] : []),', ''), test: 'ui/status-model.test.js', name: '^a Kafka broker that does not give' },
   { what: 'the status page: a failed batch with no start row pushed unbounded', edits: one('ui/status-model.js', 'keep(this.batches, { batchTime: e.batchTime, schedulingDelayMs: 0,', '((l, x) => l.push(x))(this.batches, { batchTime: e.batchTime, schedulingDelayMs: 0,'), test: 'ui/status-model.test.js', name: '^a batch the page saw no start of' },
   { what: 'the status page: a completed batch with no start row dropped', edits: one('ui/status-model.js', 'keep(this.batches, done, this.retained);', 'void 0;'), test: 'ui/status-model.test.js', name: '^a batch the page saw no start of' },
+  { what: 'ManualClock runs timers of one time last scheduled first', edits: one('engine/clock.js', 'a.time - b.time || a.seq - b.seq', 'a.time - b.time || b.seq - a.seq'), test: 'engine/manual-clock.test.js', name: 'order they were scheduled' },
+  { what: 'ManualClock\'s time goes back to a timer scheduled in the past', edits: one('engine/clock.js', 'this.time = Math.max(this.time, due.time);', 'this.time = due.time;'), test: 'engine/manual-clock.test.js', name: 'order they were scheduled' },
+  { what: 'retries without jitter', edits: one('retry.js', 'Math.round(delay / 2 + Math.random() * (delay / 2))', 'Math.round(delay / 2)'), test: 'retry.test.js', name: 'jitter' },
+  { what: 'a large value in an error message cut at 600 characters, not 60', edits: one('errors.js', 'json.length > 60 ? json.slice(0, 60)', 'json.length > 600 ? json.slice(0, 600)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
+  { what: 'an error from a worker loses the worker\'s stack', edits: one('errors.js', 'if (data.stack)\n        error.stack = data.stack;', ''), test: 'engine/bad-input.test.js', name: 'mapped record that cannot be encoded' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

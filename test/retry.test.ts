@@ -40,6 +40,20 @@ describe('withRetry, the backoff policy shared by the ZooKeeper and Kafka paths'
     for (let i = 1; i < op.startedAt.length; i++) assert.ok(op.startedAt[i] - op.startedAt[i - 1] >= waits[i - 1].delayMs - 1, `attempt ${i + 1} came after its wait`);
   });
 
+  it('spreads each wait over the upper half of its delay (jitter), so that clients failing together do not retry in step', async (t) => {
+    const policy: RetryPolicy = { initialDelayMs: 8, maxDelayMs: 32, maxElapsedMs: 60_000 };
+    const waitsWith = async (random: number) => {
+      t.mock.method(Math, 'random', () => random);
+      const waits: number[] = [];
+      await within(withRetry(flaky(4).run, { retriable: () => true, onRetry: (_e, _attempt, delayMs) => void waits.push(delayMs) }, policy), 'the fifth attempt');
+      t.mock.restoreAll();
+      return waits;
+    };
+    assert.deepEqual(await waitsWith(0), [4, 8, 16, 16]);
+    assert.deepEqual(await waitsWith(0.5), [6, 12, 24, 24]);
+    assert.deepEqual(await waitsWith(0.999), [8, 16, 32, 32]);
+  });
+
   it('gives up with the last error once the next wait would pass maxElapsedMs, and not before', async () => {
     const policy: RetryPolicy = { initialDelayMs: 20, maxDelayMs: 40, maxElapsedMs: 200 };
     const op = flaky(Infinity);

@@ -519,8 +519,13 @@ describe('bad records and states fail the batch, naming what and where, and leav
     try {
       await job.batch([['keep', 'ok']]);
       job.input.pushBatch([['g', 'ok'], ['f', 'output-function']]);
-      await assert.rejects(job.clock.advance(1000), (e: unknown) =>
-        e instanceof EncodingError && /^the record mapped from key "f" \(record \d of the shard\) in partition \d of batch 2000 cannot be stored: the value\.format is a function/.test((e as Error).message));
+      await assert.rejects(job.clock.advance(1000), (e: unknown) => {
+        assert.ok(e instanceof EncodingError && /^the record mapped from key "f" \(record \d of the shard\) in partition \d of batch 2000 cannot be stored: the value\.format is a function/.test(e.message), String(e));
+        // Where the worker threw it, not where the main thread rebuilt it from the worker's message.
+        assert.match(e.stack ?? '', /^EncodingError: the record mapped from key "f"[^]*\n\s+at .*\/src\/(actors|storage)\/[\w./-]+\.js:\d+/);
+        assert.doesNotMatch(e.stack ?? '', /deserializeError/);
+        return true;
+      });
       assert.deepEqual([...job.stream.store().entries()], [['keep', 'fine']]);
     } finally {
       await job.ssc.stop();

@@ -55,6 +55,15 @@ describe('ManualClock', () => {
     assert.deepEqual(ran, [200]);
   });
 
+  it('timers of one time run in the order they were scheduled, and a timer scheduled in the past runs at the clock\'s time, not back at its own', async () => {
+    const clock = new ManualClock(1000);
+    const ran: Array<[string, number]> = [];
+    for (const name of ['a', 'b', 'c']) clock.schedule(1100, () => void ran.push([name, clock.now()]));
+    clock.schedule(500, () => void ran.push(['late', clock.now()]));
+    await clock.advance(100);
+    assert.deepEqual(ran, [['late', 1000], ['a', 1100], ['b', 1100], ['c', 1100]]);
+  });
+
   it('runs the batches of two advances started together in order, and its time never goes back', async () => {
     const clock = new ManualClock(0);
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock, threads: 1 });

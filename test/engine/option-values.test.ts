@@ -72,6 +72,8 @@ describe('option values: what a value is, not only whether it was given', () => 
     refuses(() => ssc.kafkaStream({ ...kafka, maxRecordsPerBatch: NaN }), /maxRecordsPerBatch must be an integer from 1 to 10000000, got NaN$/);
     refuses(() => ssc.kafkaStream({ ...kafka, groupSessionTimeoutMs: -Infinity }), /groupSessionTimeoutMs .* got -Infinity$/);
     refuses(() => ssc.kafkaStream({ ...kafka, zookeeper: { connect: '127.0.0.1:2181', sessionTimeoutMs: NaN } }), /sessionTimeoutMs .* got NaN$/);
+    // A large value is named by its first 60 characters of JSON, so that one message stays one line.
+    refuses(() => context({ threads: { list: 'x'.repeat(100) } }), new RegExp(`threads must be an integer from 1 to 256, got \\{"list":"${'x'.repeat(51)}…$`));
   });
 
   it('stop({ timeoutMs }) beyond what a Node timer holds is refused, and the job goes on until a stop it can keep', async () => {

@@ -45,6 +45,17 @@ describe('progress of long CLI work', { timeout: 180_000 }, () => {
     const over: string[] = [];
     new Progress('import', 'keys', 10, { sink: { write: (t: string) => over.push(t), isTTY: true, columns: 100 } }).update(15);
     assert.match(over[0], /^\r\x1b\[Kimport \[#{40}\] 100% 15 of 10 keys$/);
+    // A terminal that does not say its width is taken as 80 columns: a bar of 80 - 60.
+    const unsized: string[] = [];
+    new Progress('export', 'keys', 200, { sink: { write: (t: string) => unsized.push(t), isTTY: true } }).update(50);
+    assert.match(unsized[0], /^\r\x1b\[Kexport \[#{5}-{15}\]  25% 50 of 200 keys$/);
+    // Rounded down: 199 of 200 is not yet done, on the bar or in a plain line.
+    const nearly: string[] = [];
+    new Progress('export', 'keys', 200, { sink: { write: (t: string) => nearly.push(t), isTTY: true, columns: 100 } }).update(199);
+    assert.match(nearly[0], /^\r\x1b\[Kexport \[#{40}\]  99% 199 of 200 keys$/);
+    const nearlyPlain: string[] = [];
+    new Progress('export', 'keys', 200, { sink: { write: (t: string) => nearlyPlain.push(t) }, intervalMs: 0 }).update(199);
+    assert.deepEqual(nearlyPlain, ['export: 199 of 200 keys (99%)\n']);
 
     const lines: string[] = [];
     const plain = new Progress('import', 'keys', undefined, { sink: { write: (t: string) => lines.push(t) }, intervalMs: 0 });
@@ -97,6 +108,19 @@ describe('progress of long CLI work', { timeout: 180_000 }, () => {
     assert.equal(bar.writes.length, 1, 'the bar is drawn at once, then redrawn at most every 100 ms');
     drawn.abandon();
     assert.equal(bar.writes.at(-1), '\n', 'a bar left half-way ends its line');
+    const ended = bar.writes.length;
+    drawn.abandon();
+    assert.equal(bar.writes.length, ended, 'a line ended once is not ended again (no blank line before the error)');
+
+    // The finished bar's line already ends with a newline: a failure after it adds no blank line.
+    const finished = collect(true);
+    const complete = new Progress('export', 'keys', 10, { sink: finished.sink });
+    complete.update(5);
+    complete.finish(10);
+    const afterFinish = finished.writes.length;
+    assert.match(finished.writes.at(-1)!, / in \d+\.\d s\n$/);
+    complete.abandon();
+    assert.equal(finished.writes.length, afterFinish, 'nothing written after the finished line');
 
     const empty = collect(false);
     new Progress('reshard', 'keys', 0, { sink: empty.sink, intervalMs: 0 }).update(0);

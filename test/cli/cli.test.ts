@@ -5,8 +5,9 @@ import { closeSync, cpSync, existsSync, lstatSync, mkdirSync, openSync, readdirS
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import zookeeper from 'node-zookeeper-client';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner } from '../../src/index.js';
-import { BatchLog, FORMAT_VERSION, readLayout, type StoreLayout } from '../../src/storage/partition/batch-log.js';
+import { BatchLog, FORMAT_VERSION, readLayout, writeLayout, type StoreLayout } from '../../src/storage/partition/batch-log.js';
 import { readStateExport, writeStateExport } from '../../src/storage/export/state-export.js';
 import { messageCodec } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
@@ -442,6 +443,22 @@ describe('statestream command-line tool', () => {
     assert.deepEqual(stream.behind, []);
     assert.equal(stream.layout?.numPartitions, 3, 'the layout of a readable partition');
     assert.match(stream.partitions[0].unreadable ?? '', /format/);
+
+    // Stores written before the layout recorded timeIndexed kept their time index: absent means kept, not off.
+    const older = copy();
+    for (const p of [0, 1, 2]) {
+      const store = openPartitionStore(partitionPath(older, 0, p));
+      try {
+        const { timeIndexed, ...layout } = readLayout(store)!;
+        assert.equal(timeIndexed, false, 'the job ran without a timeout');
+        writeLayout(store, layout);
+      } finally {
+        store.env.close();
+      }
+    }
+    const olderInspected = run('inspect', '--data-dir', older);
+    assert.equal(olderInspected.code, 0, olderInspected.stderr);
+    assert.match(olderInspected.stdout, /layout: 3 partitions, partitioner murmur2, format version 1, time index kept, state version 1\n/);
   });
 
   it('state get prints a string key\'s and a tuple key\'s state and lastUpdated; an absent key exits 1', () => {
@@ -1127,7 +1144,36 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     assert.deepEqual(offsets.history, [1000, 2000, 3000, 4000]);
     const human = run('inspect', '--data-dir', dataDir, ...zkArgs());
     assert.match(human.stdout, /Offsets \(ZooKeeper \/statestream\/cli-test\): last batch 4000, no batch in flight\n  words\[0\] next offset 40/);
+    // The batches a restore of an older snapshot could replay: a person deciding on one reads them here.
+    assert.match(human.stdout, /\n  history kept for replay: batches 1000 … 4000 \(4\)\n  owned by no running copy of the job\n$/);
     assert.equal(run('inspect', '--data-dir', dataDir, '--zookeeper', zk.connectString).code, 2, '--zookeeper without --zk-root');
+  });
+
+  it('inspect names the copy that owns the root, the copies waiting to own it, and the batch in flight', async () => {
+    const owned = `${root}-owned`;
+    const session = new ZooKeeperSession({ connect: zk.connectString });
+    try {
+      const offsets = await ownedOffsetStore(session, owned);
+      try {
+        await offsets.init([{ topic: 'words', partition: 0 }]);
+        await offsets.recordBatchEnd({ batchTime: 1000, ranges: ranges(1000).slice(0, 1) }, false);
+        await offsets.recordBatchStart({ batchTime: 2000, ranges: ranges(2000).slice(0, 1) });
+        // A copy on another host waiting behind the owner: its node, as acquire() makes it (the next in sequence).
+        const waiter = { pid: 4242, host: 'node-b', since: '2026-01-02T03:04:05.000Z', dataDir: '/srv/count', appName: 'count', sessionTimeoutMs: 10_000 };
+        await session.create(`${owned}/owners/owner-${'0'.repeat(8)}-`, Buffer.from(JSON.stringify(waiter)), zookeeper.CreateMode.EPHEMERAL_SEQUENTIAL);
+        // Not spawnSync: this process's session must keep answering ZooKeeper while the command runs.
+        const human = (await runEach([['inspect', '--data-dir', dataDir, '--zookeeper', zk.connectString, '--zk-root', owned]])).values().next().value!;
+        assert.equal(human.code, 0, human.stderr);
+        const escaped = owned.replace(/\//g, '\\/');
+        assert.match(human.stdout, new RegExp(`\\nOffsets \\(ZooKeeper ${escaped}\\): last batch 1000, batch 2000 in flight\\n  words\\[0\\] next offset 10\\n`));
+        assert.match(human.stdout, new RegExp(`\\n  owned by process ${process.pid} on host \\S+ \\(job "test" on data folder test, since [^)]+\\), node ${escaped}/owners/owner-[\\w-]+-\\d{10}\\n`));
+        assert.match(human.stdout, /\n  waiting to own it: process 4242 on host node-b \(since 2026-01-02T03:04:05\.000Z\)\n$/);
+      } finally {
+        await offsets.release();
+      }
+    } finally {
+      session.close();
+    }
   });
 
   it('a --zk-root that names no node is refused by inspect and snapshot create and restore, naming the roots beside it', () => {

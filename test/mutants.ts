@@ -775,6 +775,15 @@ const MUTANTS: Mutant[] = [
   { what: 'retries without jitter', edits: one('retry.js', 'Math.round(delay / 2 + Math.random() * (delay / 2))', 'Math.round(delay / 2)'), test: 'retry.test.js', name: 'jitter' },
   { what: 'a large value in an error message cut at 600 characters, not 60', edits: one('errors.js', 'json.length > 60 ? json.slice(0, 60)', 'json.length > 600 ? json.slice(0, 600)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
   { what: 'an error from a worker loses the worker\'s stack', edits: one('errors.js', 'if (data.stack)\n        error.stack = data.stack;', ''), test: 'engine/bad-input.test.js', name: 'mapped record that cannot be encoded' },
+  { what: 'time index shown as off for a layout without timeIndexed', edits: one('cli/inspect.js', '(l.timeIndexed ?? true) ? \'kept\' : \'off\'', '(l.timeIndexed ?? false) ? \'kept\' : \'off\''), test: 'cli/cli.test.js', name: 'state get refuses stores another partitioner placed' },
+  { what: 'human inspect never names the batch in flight', edits: one('cli/inspect.js', '(zk.inFlight ? `, batch ${zk.inFlight.batchTime} in flight` : \', no batch in flight\')', '(\', no batch in flight\')'), test: 'cli/cli.test.js', name: 'inspect names the copy that owns the root' },
+  { what: 'human inspect omits the copies waiting to own the root', edits: one('cli/inspect.js', 'if (zk.waiting.length > 0)', 'if (false)'), test: 'cli/cli.test.js', name: 'inspect names the copy that owns the root' },
+  { what: 'human inspect says no copy owns an owned root', edits: one('cli/inspect.js', 'out.push(owner ? `', 'out.push(false ? `'), test: 'cli/cli.test.js', name: 'inspect names the copy that owns the root' },
+  { what: 'human inspect omits the ZooKeeper history line', edits: one('cli/inspect.js', 'if (zk.history.length > 0)', 'if (false)'), test: 'cli/cli.test.js', name: 'inspect reads the offsets, last batch and history from ZooKeeper' },
+  { what: 'a finished bar still counts as drawn, so abandon adds a blank line', edits: one('cli/progress.js', 'this.drawn = !last;', 'this.drawn = true;'), test: 'cli/progress.test.js', name: 'paces what it draws' },
+  { what: 'bar width assumes 100 columns when the terminal gives none', edits: one('cli/progress.js', '(this.sink.columns ?? 80)', '(this.sink.columns ?? 100)'), test: 'cli/progress.test.js', name: 'draws a bar in place on a terminal' },
+  { what: 'percentage rounded instead of floored (199 of 200 shows 100%)', edits: one('cli/progress.js', 'Math.floor((done / total) * 100)', 'Math.round((done / total) * 100)'), test: 'cli/progress.test.js', name: 'draws a bar in place on a terminal' },
+  { what: 'abandon does not forget the bar, so a second abandon writes another newline', edits: one('cli/progress.js', 'this.drawn = false;', ''), test: 'cli/progress.test.js', name: 'paces what it draws' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -784,6 +784,8 @@ const MUTANTS: Mutant[] = [
   { what: 'bar width assumes 100 columns when the terminal gives none', edits: one('cli/progress.js', '(this.sink.columns ?? 80)', '(this.sink.columns ?? 100)'), test: 'cli/progress.test.js', name: 'draws a bar in place on a terminal' },
   { what: 'percentage rounded instead of floored (199 of 200 shows 100%)', edits: one('cli/progress.js', 'Math.floor((done / total) * 100)', 'Math.round((done / total) * 100)'), test: 'cli/progress.test.js', name: 'draws a bar in place on a terminal' },
   { what: 'abandon does not forget the bar, so a second abandon writes another newline', edits: one('cli/progress.js', 'this.drawn = false;', ''), test: 'cli/progress.test.js', name: 'paces what it draws' },
+  { what: 'a mapping module with no exports named as having exports \'\'', edits: one('actors/partition.worker.js', 'Object.keys(module).join(\', \') || \'none\'', 'Object.keys(module).join(\', \')'), test: 'engine/bad-input.test.js', name: 'no exports' },
+  { what: 'a chunk sent one record past chunkRecords', edits: one('actors/shard-encoder.js', 'if (refs.length >= this.chunkRecords)', 'if (refs.length > this.chunkRecords)'), test: 'actors/shard-builder.test.js', name: 'chunkRecords records each' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

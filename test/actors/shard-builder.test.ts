@@ -184,3 +184,13 @@ describe("routing a batch's records with the stream's key table", () => {
     assert.equal(later.flatMap((p) => p.records).length, 4000);
   });
 });
+
+describe("a batch's chunks", () => {
+  it('are of chunkRecords records each as a partition fills, the last one marked and holding the rest, empty when none is left', () => {
+    const sizes: Array<[number, number, boolean]> = [];
+    const shards = new ShardBuilder(1, murmur2Partitioner, { batchTime: 100, stream: 0 }, (p, chunk, last) => void sizes.push([p, readShard(chunk.buffer).refs.length, last]), { chunkRecords: 7 });
+    for (let i = 0; i < 14; i++) shards.add([`k${i % 3}`, i]);
+    shards.finish();
+    assert.deepEqual(sizes, [[0, 7, false], [0, 7, false], [0, 0, true]]);
+  });
+});

@@ -228,6 +228,7 @@ describe('a mapping module that does not load fails start()', () => {
   for (const [name, ref, message] of [
     ['no such export', { module: fixture('article-count'), export: 'nope' }, /has no export named "nope" \(its exports: default, tally\)/],
     ['export is not a function', { module: fixture('not-a-function'), export: 'default' }, /export "default" of .* is a number, not a function/],
+    ['a module with no exports', { module: fixture('no-exports'), export: 'default' }, /has no export named "default" \(its exports: none\)/],
     ['module throws on import', fixture('throws-on-import'), /throws-on-import\.js could not be loaded: top-level failure: the rate table could not be read/],
   ] as const) {
     it(name, async () => {

@@ -786,6 +786,7 @@ const MUTANTS: Mutant[] = [
   { what: 'abandon does not forget the bar, so a second abandon writes another newline', edits: one('cli/progress.js', 'this.drawn = false;', ''), test: 'cli/progress.test.js', name: 'paces what it draws' },
   { what: 'a mapping module with no exports named as having exports \'\'', edits: one('actors/partition.worker.js', 'Object.keys(module).join(\', \') || \'none\'', 'Object.keys(module).join(\', \')'), test: 'engine/bad-input.test.js', name: 'no exports' },
   { what: 'a chunk sent one record past chunkRecords', edits: one('actors/shard-encoder.js', 'if (refs.length >= this.chunkRecords)', 'if (refs.length > this.chunkRecords)'), test: 'actors/shard-builder.test.js', name: 'chunkRecords records each' },
+  { what: 'a partition given up for a crash that was no Error is not named', edits: one('actors/supervisor.machine.js', 'asError(error, `partition ${event.partition}`)', 'asError(error, `partition`)'), test: 'actors/supervisor.machine.test.js', name: 'no Error' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -29,6 +29,18 @@ describe('supervisor machine', () => {
     assert.equal(actor.getSnapshot().context.restarts, 2);
   });
 
+  it('gives up with an Error naming the partition when what crashed it was no Error', async () => {
+    const actor = started(0, []);
+    await new Promise((r) => setImmediate(r));
+    const told: Array<{ type: string; error?: Error }> = [];
+    const ref = createActor(fromCallback(({ receive }) => receive((e) => void told.push(e as { type: string; error?: Error })))).start();
+    actor.send({ type: 'PARTITION_CRASHED', stream: 0, partition: 3, batchTime: 1000, crashes: 1, error: 'boom', ref });
+    assert.deepEqual(told.map((e) => e.type), ['GIVE_UP']);
+    assert.ok(told[0].error instanceof Error);
+    assert.equal(told[0].error.message, 'partition 3: "boom" was thrown, which is not an Error (it is this error\'s cause)');
+    assert.equal(told[0].error.cause, 'boom');
+  });
+
   it('once CUT (a stop ran out of time), a crashed partition gives up at once, however many restarts are left', async () => {
     const restarts: PartitionCrashed[] = [];
     const actor = started(3, restarts);

@@ -787,6 +787,16 @@ const MUTANTS: Mutant[] = [
   { what: 'a mapping module with no exports named as having exports \'\'', edits: one('actors/partition.worker.js', 'Object.keys(module).join(\', \') || \'none\'', 'Object.keys(module).join(\', \')'), test: 'engine/bad-input.test.js', name: 'no exports' },
   { what: 'a chunk sent one record past chunkRecords', edits: one('actors/shard-encoder.js', 'if (refs.length >= this.chunkRecords)', 'if (refs.length > this.chunkRecords)'), test: 'actors/shard-builder.test.js', name: 'chunkRecords records each' },
   { what: 'a partition given up for a crash that was no Error is not named', edits: one('actors/supervisor.machine.js', 'asError(error, `partition ${event.partition}`)', 'asError(error, `partition`)'), test: 'actors/supervisor.machine.test.js', name: 'no Error' },
+  { what: 'a produce request\'s byte count carried past its cut', edits: one('cluster/send-chunks.js', '            bytes = 0;\n', ''), test: 'cluster/send-chunks.test.js', name: 'cuts before a message' },
+  { what: 'cluster.maxPairsPerBatch of 10^7 refused', edits: one('cluster/options.js', 'maxPairsPerBatch > 10_000_000', 'maxPairsPerBatch >= 10_000_000'), test: 'cluster/options.test.js', name: 'malformed cluster option' },
+  { what: 'cluster.restoreTimeoutMs of 1000 refused', edits: one('cluster/options.js', 'restoreTimeoutMs < 1000', 'restoreTimeoutMs <= 1000'), test: 'cluster/options.test.js', name: 'malformed cluster option' },
+  { what: 'cluster.maxPairsPerBatch of 1 refused', edits: one('cluster/options.js', 'maxPairsPerBatch < 1 ||', 'maxPairsPerBatch < 2 ||'), test: 'cluster/options.test.js', name: 'malformed cluster option' },
+  { what: 'the default instance id\'s hash cut to 7 digits', edits: one('cluster/options.js', 'digest(\'hex\').slice(0, 8)', 'digest(\'hex\').slice(0, 7)'), test: 'cluster/options.test.js', name: 'defaults: an instance id' },
+  { what: 'ownedBy names every partition under epoch 0', edits: one('cluster/assignment.js', 'partition, epoch: p.epoch }', 'partition, epoch: 0 }'), test: 'cluster/assignment.test.js', name: 'names what a member owns' },
+  { what: 'an assignment records incarnations it was not given', edits: one('cluster/assignment.js', 'incarnations[m] === undefined ? [] : [[m, incarnations[m]]]', '[[m, incarnations[m]]]'), test: 'cluster/assignment.test.js', name: 'names what a member owns' },
+  { what: 'no assignment taken for the same as the first', edits: one('cluster/assignment.js', 'if (!a)\n        return false;', 'if (!a)\n        return true;'), test: 'cluster/assignment.test.js', name: 'names what a member owns' },
+  { what: 'a batch end applies an earlier epoch\'s half batch', edits: one('cluster/changelog.js', 'if (entry.epoch !== record.epoch || entry.batchTime', 'if (entry.batchTime'), test: 'cluster/changelog.test.js', name: 'its own epoch\'s entries only' },
+  { what: 'a takeover accepts the half batches of epochs before the accepted one', edits: one('cluster/changelog.js', 'accepts !== null && entry.epoch === accepts.epoch', 'accepts !== null && entry.epoch <= accepts.epoch'), test: 'cluster/changelog.test.js', name: 'its own epoch\'s entries only' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -82,6 +82,13 @@ describe('cluster assignment', () => {
     assert.ok(!sameAssignment(lone, again));
   });
 
+  it('names what a member owns with its epoch, records no incarnation it was not given, and is never the same as no assignment', () => {
+    const first = nextAssignment(undefined, ['a'], { 0: 1 });
+    assert.deepEqual(ownedBy(first, 'a'), [{ stream: 0, partition: 0, epoch: 1 }]);
+    assert.equal('incarnations' in first, false, JSON.stringify(first));
+    assert.equal(sameAssignment(undefined, first), false);
+  });
+
   it('with no member, no partition has an owner', () => {
     const a = nextAssignment(nextAssignment(undefined, ['a'], { 0: 2 }), [], { 0: 2 });
     assert.deepEqual(a.streams[0], [{ owner: undefined, epoch: 2 }, { owner: undefined, epoch: 2 }]);

@@ -101,6 +101,16 @@ describe('changelog restore', () => {
     assert.deepEqual(restorer.last, batchEnd(1, 100, 10));
   });
 
+  it("a batch end applies its own epoch's entries only, and a takeover accepts whole only the accepted epoch's batches", () => {
+    // An earlier owner's half batch is not made whole by a later owner's batch end, though its time comes first.
+    const ended = restore([epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'x', v(1)), epochMessage(2, 'b'), entryMessage(2, 200, 'y', v(2)), end(2, 200, 20)]);
+    assert.deepEqual(ended.state, { '"y"': 2 });
+    // A takeover that accepts epoch 2's batch 200 does not take epoch 1's half batch 100 for whole.
+    const accepted = restore([epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'x', v(1)), epochMessage(3, 'c'), takeoverMessage(3, batchEnd(2, 200, 20))]);
+    assert.deepEqual(accepted.state, {});
+    assert.equal(accepted.restorer.waiting, 0, 'dropped, not left waiting');
+  });
+
   it('an older marker landing after a newer one does not lower the fence', () => {
     const { state, restorer } = restore([
       epochMessage(1, 'a'), takeoverMessage(1, undefined), entryMessage(1, 100, 'x', v(1)), end(1, 100, 10),

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { ClusterError, ConfigError, StateSpec, StreamingContext } from '../../src/index.js';
 import { defaultInstanceId, validateClusterOptions } from '../../src/cluster/options.js';
@@ -30,6 +32,9 @@ describe('cluster options: checked when the context is made, naming the option',
     refused(() => context({ cluster: { zookeeper: zk, restoreTimeoutMs: 999 } }), 'cluster.restoreTimeoutMs', /at least 1000, got 999/);
     refused(() => context({ cluster: { zookeeper: zk, restoreTimeoutMs: 1500.5 } }), 'cluster.restoreTimeoutMs', /got 1500\.5/);
     for (const bad of [Number.NaN, 1.5]) refused(() => context({ cluster: { zookeeper: zk, maxPairsPerBatch: bad } }), 'cluster.maxPairsPerBatch', /from 1 to 10000000/);
+    // The bounds themselves are taken.
+    for (const maxPairsPerBatch of [1, 10_000_000]) assert.equal(validateClusterOptions({ zookeeper: zk, maxPairsPerBatch }, 'wc', '/data/a').maxPairsPerBatch, maxPairsPerBatch);
+    assert.equal(validateClusterOptions({ zookeeper: zk, restoreTimeoutMs: 1000 }, 'wc', '/data/a').restoreTimeoutMs, 1000);
   });
 
   it("defaults: an instance id of the host and the data folder (two folders on one host, two ids), 10^5 pairs a batch, a 300 s restore", () => {
@@ -37,6 +42,8 @@ describe('cluster options: checked when the context is made, naming the option',
     assert.notEqual(a.instanceId, b.instanceId);
     assert.equal(validateClusterOptions({ zookeeper: zk }, 'wc', '/data/a').instanceId, a.instanceId, 'the same folder, the same id');
     assert.equal(a.instanceId, defaultInstanceId('/data/a'));
+    // The id a restarted instance is known by: a change of its form would give every instance a new identity on upgrade.
+    assert.equal(a.instanceId, `${hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 60)}-${createHash('sha256').update('/data/a').digest('hex').slice(0, 8)}`);
     assert.match(a.instanceId, /^[A-Za-z0-9._-]{1,100}$/);
     assert.deepEqual([a.maxPairsPerBatch, a.restoreTimeoutMs], [100_000, 300_000]);
   });

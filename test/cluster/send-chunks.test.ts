@@ -14,6 +14,8 @@ describe('produce requests cut by records and by bytes', () => {
   it('cuts before a message that would take a request past the byte limit, and sends a larger one alone', () => {
     const messages = [message(0, 40), message(1, 40), message(2, 30), message(3, 250), message(4, 10)];
     assert.deepEqual(ids(sendChunks(messages, 100, 100)), [[0, 1], [2], [3], [4]]);
+    // Each request counts its own bytes from nothing: a cut does not leave the next one nearly full.
+    assert.deepEqual(ids(sendChunks([message(0, 60), message(1, 40), message(2, 60), message(3, 40)], 100, 100)), [[0, 1], [2, 3]]);
   });
 
   it('no request of a batch of large changelog entries passes what a broker takes by default (1 MiB)', () => {

@@ -6,6 +6,7 @@
  *
  *   npm run mutants                       # install the services, build, then every entry
  *   node dist/test/mutants.js --quick     # without the entries whose test runs for minutes (slow)
+ *   node dist/test/mutants.js --slow      # only those
  *   node dist/test/mutants.js --only kafka
  *   node dist/test/mutants.js --check     # only that each edit still finds its code, once
  *
@@ -800,13 +801,13 @@ const MUTANTS: Mutant[] = [
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 
-const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { only: { type: 'string' }, quick: { type: 'boolean', default: false }, slow: { type: 'boolean', default: false }, check: { type: 'boolean', default: false } } });
 const dist = fileURLToPath(new URL('..', import.meta.url));
 // A sibling of dist: the same depth, so that package.json and node_modules resolve as from dist.
 const copy = `${dist.replace(/\/$/, '')}-mutants/`;
 const srcOf = (root: string, file: string) => `${root}src/${file}`;
 
-const chosen = MUTANTS.filter((m) => (!values.quick || !m.slow) && (!values.only || `${m.what} ${m.test} ${m.edits.map((e) => e.file).join(' ')}`.includes(values.only)));
+const chosen = MUTANTS.filter((m) => (!values.quick || !m.slow) && (!values.slow || m.slow === true) && (!values.only || `${m.what} ${m.test} ${m.edits.map((e) => e.file).join(' ')}`.includes(values.only)));
 const missing = chosen.flatMap((m) => m.edits.flatMap((e) => {
   const count = readFileSync(srcOf(dist, e.file), 'utf8').split(e.from).length - 1;
   return count === 1 ? [] : [`${m.what}: ${e.file} holds ${JSON.stringify(e.from)} ${count} times, not once`];

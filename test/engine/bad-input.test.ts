@@ -106,6 +106,34 @@ describe('bad options are refused when given, naming the option', () => {
     assert.equal(validateKafkaOptions(kafka, 'wc').clientId, 'statestream-wc');
   });
 
+  it('kafkaStream takes its documented defaults, its bounds themselves, and keeps what it does not check (ssl, sasl, the ZooKeeper digest) as given', () => {
+    const kafka = { brokers: ['localhost:9092'], topic: 'words', groupId: 'g', zookeeper: { connect: 'localhost:2181' } };
+    assert.deepEqual(validateKafkaOptions(kafka, 'wc'), {
+      brokers: ['localhost:9092'], topics: ['words'], groupId: 'g', clientId: 'statestream-wc',
+      zookeeper: { connect: 'localhost:2181', root: '/statestream/wc', sessionTimeoutMs: 10_000, digest: undefined },
+      startingOffsets: 'earliest', failOnDataLoss: true, maxRecordsPerBatch: 10_000, decoder: 'string', onDecodeFailure: 'stop', groupSessionTimeoutMs: 30_000, ssl: undefined, sasl: undefined,
+    });
+    const ssl = { rejectUnauthorized: false };
+    const sasl = { mechanism: 'scram-sha-512' as const, username: 'u', password: 'p' };
+    const given = validateKafkaOptions({ ...kafka, ssl, sasl, zookeeper: { connect: 'localhost:2181', digest: 'job:secret' } }, 'wc');
+    // Without the digest a job's ZooKeeper nodes would be written with no ACL at all.
+    assert.deepEqual([given.ssl, given.sasl, given.zookeeper.digest], [ssl, sasl, 'job:secret']);
+    for (const options of [
+      { brokers: ['localhost:65535'], zookeeper: { connect: 'localhost:65535', sessionTimeoutMs: 1000 } },
+      { groupSessionTimeoutMs: 6000, decoder: 'buffer' },
+      { groupSessionTimeoutMs: 1_800_000 },
+    ]) validateKafkaOptions({ ...kafka, ...options } as never, 'wc');
+    const refused: Array<[unknown, RegExp]> = [
+      [{ ...kafka, sasl: { mechanism: 'scram-sha-512', password: 'p' } }, /^kafkaStream: sasl\.username must be a string for mechanism 'scram-sha-512', got undefined$/],
+      [{ ...kafka, zookeeper: { connect: 'localhost:2181', digest: ':secret' } }, /zookeeper\.digest must be "user:password"/],
+      [{ ...kafka, zookeeper: { connect: 'localhost:2181/my root' } }, /zookeeper\.connect must be/],
+      [{ ...kafka, zookeeper: { connect: 'localhost:2181', root: '/a b' } }, /zookeeper\.root must be an absolute ZooKeeper path/],
+    ];
+    for (const [options, message] of refused) {
+      assert.throws(() => validateKafkaOptions(options as never, 'wc'), (e: unknown) => e instanceof ConfigError && message.test((e as Error).message), JSON.stringify(options));
+    }
+  });
+
   it('initial state a job could not store is refused, naming the entry: when given for an array or a Map, at start() for any other iterable', async () => {
     const spec = () => StateSpec.function(fixture('count'));
     assert.throws(() => spec().initialState([['a', 1], ['u', undefined]] as never), (e: unknown) => e instanceof InvalidRecordError && /StateSpec\.initialState entry 1 \(key "u"\) has no state \(undefined\)/.test((e as Error).message));

@@ -820,6 +820,12 @@ const MUTANTS: Mutant[] = [
   { what: 'a position at the low watermark reported as an empty gap', edits: one('engine/sources/kafka-gaps.js', 'from < low ? {', 'from <= low ? {'), test: 'engine/kafka-gaps.test.js', name: 'at the low watermark itself' },
   { what: 'a recorded range starting at the low watermark reported as a gap', edits: one('engine/sources/kafka-gaps.js', 'r.from < low && r.from < r.until', 'r.from <= low && r.from < r.until'), test: 'engine/kafka-gaps.test.js', name: 'at the low watermark itself' },
   { what: 'a gap found while reading announced with failOnDataLoss, failing without', edits: one('engine/sources/kafka-gaps.js', 'if (failOnDataLoss)', 'if (!failOnDataLoss)'), test: 'engine/kafka-gaps.test.js', name: 'found while reading' },
+  { what: 'an empty range of a batch that read nothing of a partition refused when read back', edits: one('storage/zookeeper/offsets.js', 'range.from <= range.until', 'range.from < range.until'), test: 'storage/zookeeper/offsets.test.js', name: 'an empty range' },
+  { what: 'a negative offset in a recorded batch taken', edits: one('storage/zookeeper/offsets.js', 'Number.isSafeInteger(n) && n >= 0', 'Number.isSafeInteger(n)'), test: 'storage/zookeeper/offsets.test.js', name: 'an empty range' },
+  { what: 'a partition with no position yet read as a bad position', edits: one('storage/zookeeper/offsets.js', 'if (text === \'\')\n                continue;', 'if (false)\n                continue;'), test: 'storage/zookeeper/offsets.test.js', name: 'an empty range' },
+  { what: 'a position written by hand with a line end refused', edits: one('storage/zookeeper/offsets.js', '?.toString(\'utf8\').trim() ?? \'\'', '?.toString(\'utf8\') ?? \'\''), test: 'storage/zookeeper/offsets.test.js', name: 'an empty range' },
+  { what: 'a position of more than 19 digits taken', edits: one('storage/zookeeper/offsets.js', '/^\\d{1,19}$/', '/^\\d+$/'), test: 'storage/zookeeper/offsets.test.js', name: 'an empty range' },
+  { what: 'listing a node that is not there fails', edits: one('storage/zookeeper/session.js', '(zooKeeperAnswer(error) === \'NO_NODE\' ? done(null, { names: [], cversion: -1 })', '(false ? done(null, { names: [], cversion: -1 })'), test: 'storage/zookeeper/session.test.js', name: 'reads a node without data' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -137,6 +137,26 @@ describe('ZooKeeper offset store writes that are retried (real ZooKeeper)', { ti
     assert.deepEqual(await store.historyAfter(batch.batchTime), []);
   });
 
+  it('an empty range (a batch that read nothing of a partition) reads back; a partition with no position yet has none; a position written by hand reads with its line end, and within 19 digits', async () => {
+    const { store, root } = await storeWithBatch();
+    assert.deepEqual(await store.positions([{ topic: 'words', partition: 0 }, { topic: 'words', partition: 1 }]), new Map(), 'no position before one is recorded');
+    const empty = { batchTime: 2000, ranges: [{ topic: 'words', partition: 0, from: 0, until: 40 }, { topic: 'words', partition: 1, from: 5, until: 5 }] };
+    const client = await connectClient(zk.connectString);
+    try {
+      await zkAnswer((done) => client.setData(`${root}/batch`, Buffer.from(JSON.stringify(empty)), -1, (e) => done(e)));
+      assert.deepEqual(await store.pendingBatch(), empty);
+      await zkAnswer((done) => client.setData(`${root}/offsets/words/0`, Buffer.from('42\n'), -1, (e) => done(e)));
+      assert.deepEqual(await store.positions([{ topic: 'words', partition: 0 }]), new Map([['words:0', 42]]));
+      await zkAnswer((done) => client.setData(`${root}/offsets/words/0`, Buffer.from(`${'0'.repeat(20)}42`), -1, (e) => done(e)));
+      await assert.rejects(store.positions([{ topic: 'words', partition: 0 }]), (error: unknown) => error instanceof OffsetStoreError && /offsets\/words\/0 holds "0+42", not an offset/.test(error.message));
+      // A negative offset, edited in by hand: a replay would read from before the partition's start.
+      await zkAnswer((done) => client.setData(`${root}/batch`, Buffer.from('{"batchTime":2000,"ranges":[{"topic":"words","partition":0,"from":-1,"until":5}]}'), -1, (e) => done(e)));
+      await assert.rejects(store.pendingBatch(), (error: unknown) => error instanceof OffsetStoreError && error.message.startsWith(`the batch record in ZooKeeper at ${root}/batch holds`));
+    } finally {
+      client.close();
+    }
+  });
+
   it('the history anchor whose answer was lost is recognised as done when retried', async () => {
     const session = new ZooKeeperSession({ connect: proxy.connectString, sessionTimeoutMs: 6000 });
     sessions.push(session);

@@ -59,6 +59,9 @@ describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy tha
     assert.deepEqual(await a.read('/nodes/empty'), Buffer.alloc(0), 'there, with nothing in it');
     assert.equal(await a.ephemeralOwnerOf('/nodes/empty'), undefined, 'a persistent node has no owner session');
     assert.equal(await a.read('/nodes/never'), undefined);
+    // A node that is not there has no children, as a root no copy ever owned has no owner node.
+    assert.deepEqual(await a.children('/nodes/never'), []);
+    assert.deepEqual(await a.listing('/nodes/never'), { names: [], cversion: -1 });
     await a.remove('/nodes/never');
     await a.create('/nodes/a-made', Buffer.alloc(0), zookeeper.CreateMode.EPHEMERAL);
     const { sessionId } = await b.create('/nodes/b-made', Buffer.alloc(0), zookeeper.CreateMode.EPHEMERAL);

@@ -826,6 +826,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a position written by hand with a line end refused', edits: one('storage/zookeeper/offsets.js', '?.toString(\'utf8\').trim() ?? \'\'', '?.toString(\'utf8\') ?? \'\''), test: 'storage/zookeeper/offsets.test.js', name: 'an empty range' },
   { what: 'a position of more than 19 digits taken', edits: one('storage/zookeeper/offsets.js', '/^\\d{1,19}$/', '/^\\d+$/'), test: 'storage/zookeeper/offsets.test.js', name: 'an empty range' },
   { what: 'listing a node that is not there fails', edits: one('storage/zookeeper/session.js', '(zooKeeperAnswer(error) === \'NO_NODE\' ? done(null, { names: [], cversion: -1 })', '(false ? done(null, { names: [], cversion: -1 })'), test: 'storage/zookeeper/session.test.js', name: 'reads a node without data' },
+  { what: 'a request after a ZooKeeper session\'s close() does not say it is closed', edits: one('storage/zookeeper/session.js', '        if (this.closed)\n            throw new OffsetStoreError', '        if (false)\n            throw new OffsetStoreError'), test: 'storage/zookeeper/session.test.js', name: 'reads a node without data' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

@@ -69,6 +69,9 @@ describe('ZooKeeperSession against a real ZooKeeper, reached through a proxy tha
     assert.equal(await a.exists('/nodes/a-made'), true, 'made by another session: left');
     await b.removeIfMadeBy('/nodes/b-made', sessionId);
     assert.equal(await a.exists('/nodes/b-made'), false);
+    // A request after close() says so, rather than opening a connection no one will close.
+    b.close();
+    await assert.rejects(b.read('/kept'), (error: unknown) => error instanceof OffsetStoreError && error.message === 'the ZooKeeper session is closed');
   });
 
   it('a request made while ZooKeeper is unreachable waits, and goes through once it is back', async () => {

@@ -18,6 +18,12 @@ function refuses(run: () => unknown, message: RegExp, option?: string): void {
 }
 
 const context = (extra: object = {}) => new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1, ...extra });
+/** A context with a stream to start: what start() does with the options is what is tested. */
+function startable(extra: object): StreamingContext {
+  const ssc = context(extra);
+  ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+  return ssc;
+}
 const kafka = { brokers: ['127.0.0.1:9092'], topic: 'words', groupId: 'g', zookeeper: { connect: '127.0.0.1:2181' } };
 const cluster = { zookeeper: { connect: '127.0.0.1:2181' } };
 
@@ -146,8 +152,7 @@ describe('option values: what a value is, not only whether it was given', () => 
     context({ metrics: { port: 0, host: `${'a'.repeat(60)}.example` } });
     refuses(() => context({ metrics: { port: 0, host: 'a'.repeat(256) } }), /metrics\.host must be a host name or IP address/, 'metrics.host');
     refuses(() => context({ ui: { port: 0, token: 12345678901234567 } }), /ui\.token must be a string of at least 16 characters/, 'ui.token');
-    const ssc = context({ metrics: { port: 0, host: '192.0.2.1' } });
-    ssc.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+    const ssc = startable({ metrics: { port: 0, host: '192.0.2.1' } });
     await assert.rejects(ssc.start(), (e: unknown) => {
       assert.ok(e instanceof ConfigError, String(e));
       assert.match(e.message, /metrics\.host: metrics cannot listen on 192\.0\.2\.1:0: EADDRNOTAVAIL/);
@@ -156,21 +161,18 @@ describe('option values: what a value is, not only whether it was given', () => 
     });
     assert.equal(ssc.state, 'stopped');
     // A name that resolves to nothing is the host's fault too.
-    const unnamed = context({ metrics: { port: 0, host: 'no-such-host.invalid' } });
-    unnamed.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+    const unnamed = startable({ metrics: { port: 0, host: 'no-such-host.invalid' } });
     await assert.rejects(unnamed.start(), (e: unknown) => e instanceof ConfigError && e.context.option === 'metrics.host' && /cannot listen on no-such-host\.invalid:0: (ENOTFOUND|EAI_AGAIN)/.test(e.message));
   });
 
   it('an IPv6 host is written in brackets, where the server listens and in what a start refused says', async () => {
-    const first = context({ metrics: { port: 0, host: '::1' } });
-    first.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+    const first = startable({ metrics: { port: 0, host: '::1' } });
     await first.start();
     try {
       const url = first.endpoints().metrics!;
       assert.match(url, /^http:\/\/\[::1\]:\d+\/metrics$/);
       const port = Number(new URL(url).port);
-      const second = context({ metrics: { port, host: '::1' } });
-      second.queueStream<[string, number]>().mapWithState(StateSpec.function(fixture('count')));
+      const second = startable({ metrics: { port, host: '::1' } });
       await assert.rejects(second.start(), (e: unknown) => e instanceof ConfigError && e.message.includes(`metrics cannot listen on [::1]:${port}: EADDRINUSE`));
     } finally {
       await first.stop();

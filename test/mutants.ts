@@ -827,6 +827,7 @@ const MUTANTS: Mutant[] = [
   { what: 'a position of more than 19 digits taken', edits: one('storage/zookeeper/offsets.js', '/^\\d{1,19}$/', '/^\\d+$/'), test: 'storage/zookeeper/offsets.test.js', name: 'an empty range' },
   { what: 'listing a node that is not there fails', edits: one('storage/zookeeper/session.js', '(zooKeeperAnswer(error) === \'NO_NODE\' ? done(null, { names: [], cversion: -1 })', '(false ? done(null, { names: [], cversion: -1 })'), test: 'storage/zookeeper/session.test.js', name: 'reads a node without data' },
   { what: 'a request after a ZooKeeper session\'s close() does not say it is closed', edits: one('storage/zookeeper/session.js', '        if (this.closed)\n            throw new OffsetStoreError', '        if (false)\n            throw new OffsetStoreError'), test: 'storage/zookeeper/session.test.js', name: 'reads a node without data' },
+  { what: 'a member above its share gives back the partitions it was given last, not its highest', edits: one('cluster/assignment.js', 'const mine = owned.get(member).sort(bySlot);', 'const mine = owned.get(member);'), test: 'cluster/assignment.test.js', name: 'highest source partitions' },
   { what: 'ManualClock.setTime(NaN) named as advance', edits: one('engine/clock.js', 'if (!Number.isFinite(timeMs))', 'if (false)'), test: 'engine/option-values.test.js', name: 'NaN and Infinity' },
 ];
 

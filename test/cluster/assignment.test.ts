@@ -89,6 +89,13 @@ describe('cluster assignment', () => {
     assert.equal(sameAssignment(undefined, first), false);
   });
 
+  it('a reader above its share gives back its highest source partitions, by topic name and partition, whatever order the topics were given in', () => {
+    const alone = nextClusterAssignment(undefined, ['a'], { 0: 1 }, { b: 2, a: 2 });
+    const shared = nextClusterAssignment(alone, ['a', 'x'], { 0: 1 }, { b: 2, a: 2 });
+    assert.deepEqual(sourcesReadBy(shared, 'x'), [{ topic: 'b', partition: 0 }, { topic: 'b', partition: 1 }]);
+    assert.deepEqual(sourcesReadBy(shared, 'a'), [{ topic: 'a', partition: 0 }, { topic: 'a', partition: 1 }]);
+  });
+
   it('with no member, no partition has an owner', () => {
     const a = nextAssignment(nextAssignment(undefined, ['a'], { 0: 2 }), [], { 0: 2 });
     assert.deepEqual(a.streams[0], [{ owner: undefined, epoch: 2 }, { owner: undefined, epoch: 2 }]);

@@ -7,11 +7,11 @@ import { LagSampler } from '../../src/metrics/kafka-lag.js';
 import { DETAILED_ROWS, StatusModel } from '../../src/ui/status-model.js';
 import { kafkaProbe, runningProbe } from '../metrics/running-probe.js';
 
-/** A status model attached to an emitter of its own, over a running job's probe with `parts` changed. */
-function attached(parts: Partial<JobProbe> = {}): { probe: JobProbe; events: EventEmitter; model: StatusModel } {
+/** A status model attached to an emitter of its own, over a running job's probe with `parts` changed, keeping `retained` batches (the model's default when not given). */
+function attached(parts: Partial<JobProbe> = {}, retained?: number): { probe: JobProbe; events: EventEmitter; model: StatusModel } {
   const probe = runningProbe(parts);
   const events = new EventEmitter();
-  const model = new StatusModel(probe, () => []);
+  const model = new StatusModel(probe, () => [], retained);
   model.attach(events);
   return { probe, events, model };
 }
@@ -110,9 +110,7 @@ describe('the status page\'s document', () => {
   });
 
   it('a batch the page saw no start of is still one row: completed with its figures, or failed before it started with no delay, kept to the bound', async () => {
-    const events = new EventEmitter();
-    const model = new StatusModel(runningProbe(), () => [], 3);
-    model.attach(events);
+    const { events, model } = attached({}, 3);
     const stats = [[{ partition: 0, thread: 1, keyCount: 1, memoryEntries: 1, memoryHits: 0, storeReads: 1, replayed: false }]];
     const completed = (batchTime: number): BatchCompletedEvent => ({ batchTime, records: 5, schedulingDelayMs: 40, processingTimeMs: 10, keysTimedOut: 0, origin: 'live', partitionTimesMs: [[1]], partitionStats: stats });
     // Attached after batch 1000 started: its completion is the first the page hears of it.

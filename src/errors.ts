@@ -71,6 +71,11 @@ export function given<T>(value: T | undefined, fallback: T): T {
   return value === undefined ? fallback : value;
 }
 
+/** An integer from `min` to `max`, both included: NaN, a fraction, a numeric string or a bigint is none. */
+export function isIntegerIn(value: unknown, min: number, max: number): value is number {
+  return Number.isInteger(value) && (value as number) >= min && (value as number) <= max;
+}
+
 /** The first own key of an options object that is none of `known`: a misspelt option would otherwise be ignored without a word. */
 export function unknownOption(options: object, known: Iterable<string>): string | undefined {
   const names = new Set(known);

@@ -14,6 +14,7 @@ import { BatchedWriter } from '../storage/reshard/batched-writer.js';
 import { normalizeKey } from '../storage/keys.js';
 import { batchTimeArg, CliFailure, checkDataFolder, common, formatBatch, integer, parseCommand, pathKind, print, toJson, UsageError } from './args.js';
 import { MAX_PARTITIONS } from '../engine/state-spec.js';
+import { isIntegerIn } from '../errors.js';
 import { asideFolder, commitSwap, recoverInterruptedSwaps, swapPaths } from '../storage/stream-swap.js';
 import { assertJobStopped, lockFolder, openStream, settledJson, settledNotes } from './stores.js';
 import { counted, Progress } from './progress.js';
@@ -190,7 +191,7 @@ export async function importCommand(args: string[]): Promise<number> {
   }
   const header = source.header;
   const fromHeader = header.numPartitions;
-  if (given === undefined && fromHeader !== undefined && !(typeof fromHeader === 'number' && Number.isInteger(fromHeader) && fromHeader >= 1 && fromHeader <= MAX_PARTITIONS)) {
+  if (given === undefined && fromHeader !== undefined && !isIntegerIn(fromHeader, 1, MAX_PARTITIONS)) {
     throw new CliFailure(`the header of ${file} gives numPartitions ${JSON.stringify(fromHeader)}, which is not a partition count from 1 to ${MAX_PARTITIONS}; give --partitions <n>`);
   }
   const numPartitions = given ?? (fromHeader as number | undefined) ?? 4;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { ConfigError, describeValue, given, unknownOption } from '../errors.js';
+import { ConfigError, describeValue, given, isIntegerIn, unknownOption } from '../errors.js';
 import { isPathName, validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../storage/zookeeper/connect-options.js';
 
 /** `cluster` of StreamingContextOptions: this process is one instance of a job that runs on several. */
@@ -51,11 +51,11 @@ export function validateClusterOptions(options: ClusterOptions, appName: string,
     fail(`instanceId must be 1–100 characters of letters, digits, '.', '_' or '-' (not '.' or '..'), got ${describeValue(options.instanceId)}`, 'instanceId');
   }
   const maxPairsPerBatch = given(options.maxPairsPerBatch, 100_000);
-  if (!Number.isInteger(maxPairsPerBatch) || maxPairsPerBatch < 1 || maxPairsPerBatch > 10_000_000) {
+  if (!isIntegerIn(maxPairsPerBatch, 1, 10_000_000)) {
     fail(`maxPairsPerBatch must be an integer from 1 to 10000000, got ${describeValue(options.maxPairsPerBatch)}`, 'maxPairsPerBatch');
   }
   const restoreTimeoutMs = given(options.restoreTimeoutMs, 300_000);
-  if (!Number.isInteger(restoreTimeoutMs) || restoreTimeoutMs < 1000) {
+  if (!isIntegerIn(restoreTimeoutMs, 1000, Infinity)) {
     fail(`restoreTimeoutMs must be an integer of at least 1000, got ${describeValue(options.restoreTimeoutMs)}`, 'restoreTimeoutMs');
   }
   return { zookeeper, instanceId, maxPairsPerBatch, restoreTimeoutMs };

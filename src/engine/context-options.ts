@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { ConfigError, describeValue, given, unknownOption } from '../errors.js';
+import { ConfigError, describeValue, given, isIntegerIn, unknownOption } from '../errors.js';
 import { isPathName } from '../storage/zookeeper/connect-options.js';
 import { openWaitMs } from '../storage/open-gate.js';
 import type { MetricsOptions, UiOptions } from '../metrics/options.js';
@@ -70,7 +70,7 @@ export function defaultThreads(cores: number): number {
 
 function integerOption(options: Record<string, unknown>, name: string, min: number, max: number, fallback?: number): number {
   const value = given(options[name], fallback);
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+  if (!isIntegerIn(value, min, max)) {
     throw new ConfigError(`StreamingContext: ${name} must be an integer from ${min} to ${max}, got ${value === undefined ? 'nothing' : describeValue(value)}`, { option: name, value });
   }
   return value;

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { ConfigError, describeValue, given } from '../errors.js';
+import { ConfigError, describeValue, given, isIntegerIn } from '../errors.js';
 import type { PartitionStore } from '../storage/partition/store.js';
 import { BatchLog } from '../storage/partition/batch-log.js';
 import { listSnapshots, pruneSnapshots, type SnapshotInfo, type SourcePositions } from '../storage/snapshots/manifest.js';
@@ -19,7 +19,7 @@ const MAX_EVERY_MS = 30 * 24 * 3600_000;
 
 export function snapshotPolicy(every: unknown, keep: unknown): SnapshotPolicy | undefined {
   const kept = given(keep, 3);
-  if (typeof kept !== 'number' || !Number.isInteger(kept) || kept < 1 || kept > 1000) {
+  if (!isIntegerIn(kept, 1, 1000)) {
     throw new ConfigError(`StreamingContext: snapshotsKept must be an integer from 1 to 1000, got ${describeValue(kept)}`, { option: 'snapshotsKept' });
   }
   if (every === undefined) return undefined;
@@ -30,7 +30,7 @@ export function snapshotPolicy(every: unknown, keep: unknown): SnapshotPolicy | 
     );
   // A bound a user would not mean to pass: beyond it the job would never snapshot at all.
   const positive = (n: unknown, max: number): number => {
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > max) throw bad();
+    if (!isIntegerIn(n, 1, max)) throw bad();
     return n;
   };
   if (typeof every === 'number') return { everyBatches: positive(every, MAX_EVERY_BATCHES), everyMs: undefined, keep: kept };

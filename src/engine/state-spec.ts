@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { extname, isAbsolute } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ConfigError, describeValue, given, MappingModuleError, unknownOption } from '../errors.js';
+import { ConfigError, describeValue, given, isIntegerIn, MappingModuleError, unknownOption } from '../errors.js';
 import { assertInitialEntry } from '../storage/keys.js';
 import type { ResolvedMappingRef } from '../actors/messages.js';
 import { isStateSource, type StateSource } from '../storage/export/state-source.js';
@@ -60,7 +60,7 @@ function moduleUrl(module: URL | string, where: string): URL {
 }
 
 function positiveInteger(value: unknown, name: string, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+  if (!isIntegerIn(value, 1, max)) {
     throw new ConfigError(`StateSpec.${name} must be an integer from 1 to ${max}, got ${describeValue(value)}`, { option: name, value });
   }
   return value;

@@ -1,4 +1,4 @@
-import { ConfigError, describeValue, unknownOption } from '../errors.js';
+import { ConfigError, describeValue, isIntegerIn, unknownOption } from '../errors.js';
 import type { Registry } from 'prom-client';
 
 /** `StreamingContext({ metrics })`: Prometheus metrics on a registry, served on `/metrics` when a port is given. */
@@ -49,7 +49,7 @@ function checkKeys(value: object, option: string, known: string[]): void {
 }
 
 function port(raw: unknown, option: string): number {
-  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0 || raw > 65535) fail(`${option} must be an integer from 0 to 65535 (0: any free port), got ${describeValue(raw)}`, option);
+  if (!isIntegerIn(raw, 0, 65535)) fail(`${option} must be an integer from 0 to 65535 (0: any free port), got ${describeValue(raw)}`, option);
   return raw;
 }
 

@@ -1,5 +1,5 @@
 import type { KafkaConfig } from 'kafkajs';
-import { ConfigError, describeValue, given, unknownOption } from '../../errors.js';
+import { ConfigError, describeValue, given, isIntegerIn, unknownOption } from '../../errors.js';
 import { isBrokerAddress, validateZooKeeperOptions, type ValidZooKeeperOptions, type ZooKeeperConnectOptions } from '../../storage/zookeeper/connect-options.js';
 
 /** A function decoder is called for a message with a value; a message without one (a tombstone) reaches the stream with value null. */
@@ -90,7 +90,7 @@ export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName:
   const failOnDataLoss = given(options.failOnDataLoss, true);
   if (typeof failOnDataLoss !== 'boolean') fail(`failOnDataLoss must be true or false, got ${describeValue(failOnDataLoss)}`, 'failOnDataLoss');
   const maxRecordsPerBatch = given(options.maxRecordsPerBatch, 10_000);
-  if (!Number.isInteger(maxRecordsPerBatch) || maxRecordsPerBatch < 1 || maxRecordsPerBatch > 10_000_000) {
+  if (!isIntegerIn(maxRecordsPerBatch, 1, 10_000_000)) {
     fail(`maxRecordsPerBatch must be an integer from 1 to 10000000, got ${describeValue(options.maxRecordsPerBatch)}`, 'maxRecordsPerBatch');
   }
   const decoder = given(options.decoder, 'string');
@@ -102,7 +102,7 @@ export function validateKafkaOptions<V>(options: KafkaStreamOptions<V>, appName:
   const groupSessionTimeoutMs = given(options.groupSessionTimeoutMs, 30_000);
   // A broker's defaults (group.min.session.timeout.ms, group.max.session.timeout.ms): outside
   // them its group refuses the join, which kafkajs reports only once the job runs.
-  if (!Number.isInteger(groupSessionTimeoutMs) || groupSessionTimeoutMs < 6000 || groupSessionTimeoutMs > 1_800_000) {
+  if (!isIntegerIn(groupSessionTimeoutMs, 6000, 1_800_000)) {
     fail(`groupSessionTimeoutMs must be an integer from 6000 to 1800000 (a Kafka broker's default limits), got ${describeValue(options.groupSessionTimeoutMs)}`, 'groupSessionTimeoutMs');
   }
   checkSecurity(options.ssl, options.sasl);

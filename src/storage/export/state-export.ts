@@ -2,7 +2,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, resolve } from 'node:path';
 import { open as openFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { ConfigError, describeValue, StateExportError } from '../../errors.js';
+import { ConfigError, describeValue, isIntegerIn, StateExportError } from '../../errors.js';
 import { assertEncodable, decodeEntry, encodeExportEntry, entryCodec, unpackExportValues } from '../codec.js';
 import { keyProblem, normalizeKey } from '../keys.js';
 import { removedAtExit } from '../removed-at-exit.js';
@@ -51,7 +51,7 @@ const CHUNK_BYTES = 64 * 1024;
 const MAX_HEADER_BYTES = 1024 * 1024;
 
 function isPositiveInteger(value: unknown): value is number {
-  return typeof value === 'number' && Number.isInteger(value) && value >= 1;
+  return isIntegerIn(value, 1, Infinity);
 }
 
 /** Where an export is written: a file path or a writable stream, named when it is neither. */

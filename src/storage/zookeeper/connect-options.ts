@@ -1,4 +1,4 @@
-import { describeValue, given, unknownOption } from '../../errors.js';
+import { describeValue, given, isIntegerIn, unknownOption } from '../../errors.js';
 
 /** Where and how to reach ZooKeeper, as an option of a Kafka source or of a cluster. */
 export interface ZooKeeperConnectOptions {
@@ -85,7 +85,7 @@ export function validateZooKeeperOptions(zookeeper: ZooKeeperConnectOptions | un
   const root = given(zookeeper.root, defaultRoot);
   if (!isZooKeeperPath(root)) fail(`zookeeper.root must be an absolute ZooKeeper path like /statestream/app (no '.' or '..' element), got ${describeValue(root)}`, 'zookeeper.root');
   const sessionTimeoutMs = given(zookeeper.sessionTimeoutMs, 10_000);
-  if (typeof sessionTimeoutMs !== 'number' || !Number.isInteger(sessionTimeoutMs) || sessionTimeoutMs < 1000 || sessionTimeoutMs > 120_000) {
+  if (!isIntegerIn(sessionTimeoutMs, 1000, 120_000)) {
     fail(`zookeeper.sessionTimeoutMs must be an integer from 1000 to 120000, got ${describeValue(sessionTimeoutMs)}`, 'zookeeper.sessionTimeoutMs');
   }
   if (zookeeper.digest !== undefined && !isDigest(zookeeper.digest)) fail('zookeeper.digest must be "user:password"', 'zookeeper.digest');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readSync, rmSync, truncateSync, statSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readSync, rmSync, truncateSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, it } from 'node:test';
@@ -9,7 +9,7 @@ import { newestSnapshot, verifySnapshot } from '../../../src/storage/snapshots/m
 import { BatchEvents, ConfigError, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../../src/index.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import { beginSnapshot } from '../../../src/storage/snapshots/writer.js';
-import { fixture, keyedJob, openDescriptorCount, runThenStop, tempDir } from '../../helpers.js';
+import { fixture, keyedJob, openDescriptorCount, runThenStop, statesOf, tempDir } from '../../helpers.js';
 import { nextEvent, waitUntil, within } from '../../wait.js';
 import { once } from 'node:events';
 
@@ -65,7 +65,7 @@ describe('snapshots', () => {
     }
   });
 
-  it('the newest snapshot on disk is the latest batch; readSnapshotState names its batch, and reading its entries leaves no copy open', async () => {
+  it('the newest snapshot on disk is the latest batch; readSnapshotState names its batch, and reading its entries leaves no copy open or on disk', async () => {
     const dataDir = tempDir();
     const job = await keyedJob(spec(), { dataDir, snapshotEvery: 1 });
     try {
@@ -81,9 +81,20 @@ describe('snapshots', () => {
     const source = readSnapshotState<string, number>(older.path);
     assert.equal(source.batchTime, 1000);
     const before = openDescriptorCount();
-    const entries = [...source.entries()];
+    // The scratch copies are made under the OS temp folder: one of this test's own, to see them go.
+    const scratch = tempDir();
+    const tmp = process.env.TMPDIR;
+    process.env.TMPDIR = scratch;
+    let entries: unknown[];
+    try {
+      entries = [...source.entries()];
+    } finally {
+      if (tmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmp;
+    }
     assert.equal(entries.length, older.manifest.streams[0].keyCount);
     assert.equal(openDescriptorCount(), before, "each partition's scratch copy is closed once read");
+    assert.deepEqual(readdirSync(scratch), [], "and removed: a copy of each partition's store left in the temp folder at every read would fill it");
   });
 
   it('a ManualClock started at a negative or fractional time has its snapshots listed and kept like any other', async () => {
@@ -328,6 +339,82 @@ describe('a snapshot as initial state', () => {
         (async () => beginSnapshot({ dataDir, batchTime: 2000, appName: 'cut-copy', streams: [{ stream: 0, stores }], sources: [] }).done)(),
         (e: unknown) => e instanceof SnapshotError && /partition 0 of stream 0 holds batch 1000, not 2000: a snapshot is taken only when every partition holds the same batch/.test((e as Error).message),
       );
+      assert.deepEqual(readdirSync(join(dataDir, 'snapshots')), []);
+    } finally {
+      stores.forEach((s) => s.env.close());
+    }
+  });
+
+  it('a snapshot records the source positions it is given, and clears a half-written folder an earlier attempt under the same pid left at its batch', async () => {
+    const dataDir = tempDir();
+    await runThenStop(spec(2), { dataDir }, words(1));
+    // A run killed while it snapshotted batch 1000, under this same pid (a container's first process has the same pid at each start).
+    const leftover = join(dataDir, 'snapshots', `.incomplete-1000-${process.pid}`, 'state-0', 'partition-0000');
+    mkdirSync(leftover, { recursive: true });
+    writeFileSync(join(leftover, 'data.mdb'), 'the first bytes of a copy');
+    const sources = [{ kind: 'kafka', zookeeperRoot: '/jobs/by-hand', positions: [{ topic: 'lines', partition: 0, offset: 42 }, { topic: 'lines', partition: 1, offset: 7 }] }];
+    const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
+    try {
+      const info = await beginSnapshot({ dataDir, batchTime: 1000, appName: 'by-hand', streams: [{ stream: 0, stores }], sources }).done;
+      assert.deepEqual(readdirSync(join(dataDir, 'snapshots')), ['1000'], 'the leftover folder is gone, and the snapshot in place');
+      const [listed] = listSnapshots(dataDir);
+      // A restore replays the source from these positions.
+      assert.deepEqual(listed.manifest.sources, sources);
+      assert.deepEqual(info.manifest.sources, sources);
+      assert.deepEqual(await verifySnapshot(listed), []);
+      assert.equal(statesOf(readSnapshotState(listed.path)).size, 97);
+    } finally {
+      stores.forEach((s) => s.env.close());
+    }
+  });
+
+  it('a stream whose stores hold no layout is refused by name before anything is copied', () => {
+    const dataDir = tempDir();
+    const store = openPartitionStore(partitionPath(dataDir, 0, 0));
+    try {
+      assert.throws(
+        () => beginSnapshot({ dataDir, batchTime: 1000, appName: 'no-layout', streams: [{ stream: 0, stores: [store] }], sources: [] }),
+        (e: unknown) => e instanceof SnapshotError && /^stream 0 has no layout in .*partition-0000: nothing to snapshot$/.test((e as Error).message),
+      );
+      assert.ok(!existsSync(join(dataDir, 'snapshots')), 'no snapshot folder is made');
+    } finally {
+      store.env.close();
+    }
+  });
+
+  it('readSnapshotState refuses a snapshot a copy has gone from before any entry is read, naming the copy, rather than reading the others', async () => {
+    const dataDir = tempDir();
+    await runThenStop(spec(2), { dataDir }, words(1));
+    const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
+    try {
+      await beginSnapshot({ dataDir, batchTime: 1000, appName: 'missing-copy', streams: [{ stream: 0, stores }], sources: [] }).done;
+    } finally {
+      stores.forEach((s) => s.env.close());
+    }
+    const [snapshot] = listSnapshots(dataDir);
+    rmSync(join(snapshot.path, snapshot.manifest.streams[0].partitions[1].file));
+    const read: unknown[] = [];
+    assert.throws(() => {
+      for (const entry of readSnapshotState(snapshot.path).entries()) read.push(entry);
+    }, (e: unknown) => e instanceof SnapshotError && /^the snapshot at .* is damaged: state-0\/partition-0001\/data\.mdb is missing$/.test((e as Error).message));
+    assert.deepEqual(read, [], 'not one entry of the copy that is there');
+  });
+
+  it('a copy that LMDB reports failed fails its snapshot, with its error, even when the file it left looks whole', async () => {
+    const dataDir = tempDir();
+    await runThenStop(spec(2), { dataDir }, words(1));
+    const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
+    try {
+      // Partition 1's copy is written in full, then reported failed (as an fsync or close at its end can fail).
+      const env = stores[1].env as unknown as { backup(dir: string, compact: boolean): Promise<void> };
+      const backup = env.backup.bind(env);
+      env.backup = async (dir, compact) => {
+        await backup(dir, compact);
+        throw new Error('EIO: i/o error, close');
+      };
+      const snapshot = beginSnapshot({ dataDir, batchTime: 1000, appName: 'failed-copy', streams: [{ stream: 0, stores }], sources: [] });
+      await assert.rejects(snapshot.done, (e: unknown) => e instanceof SnapshotError && /^the snapshot of batch 1000 failed: EIO: i\/o error, close$/.test((e as Error).message));
+      assert.deepEqual(listSnapshots(dataDir), [], 'a snapshot whose copy failed is not listed: a restore would take it');
       assert.deepEqual(readdirSync(join(dataDir, 'snapshots')), []);
     } finally {
       stores.forEach((s) => s.env.close());

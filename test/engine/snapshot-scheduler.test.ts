@@ -175,7 +175,7 @@ describe('a snapshot beside the running batches', () => {
  * test commits batches into as a job would. Its host holds the first snapshot's housekeeping
  * (after its copy is in place) until released, so that snapshot runs on meanwhile.
  */
-async function heldScheduler(everyBatches: number, jobOptions: { snapshotEvery?: number } = {}) {
+async function heldScheduler(everyBatches: number, jobOptions: { snapshotEvery?: number } = {}, keep = 10) {
   const dataDir = tempDir();
   await runThenStop(spec(), { dataDir, ...jobOptions }, words(1));
   const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
@@ -191,7 +191,7 @@ async function heldScheduler(everyBatches: number, jobOptions: { snapshotEvery?:
   const failed: Array<[number, Error]> = [];
   let retainCalls = 0;
   const retained: number[] = [];
-  const policy = snapshotPolicy(everyBatches, 10)!;
+  const policy = snapshotPolicy(everyBatches, keep)!;
   const host: SnapshotHost = {
     dataDir, appName: 'scheduler-test',
     streams: () => [{ stream: 0, stores }],
@@ -234,6 +234,25 @@ describe('SnapshotScheduler, one snapshot at a time', () => {
       assert.deepEqual(completed, [2000, 4000]);
       assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [4000, 2000]);
       assert.deepEqual(retained, [2000, 2000], 'the batch history is kept from the oldest snapshot kept, which a restore may fall back to');
+    } finally {
+      close();
+    }
+  });
+
+  it('once it prunes, the batch history is kept from the oldest snapshot it kept, not from one it has just removed', async () => {
+    const { dataDir, scheduler, commit, release, completed, failed, retained, close } = await heldScheduler(1, {}, 2);
+    release();
+    try {
+      for (const batchTime of [2000, 3000, 4000]) {
+        commit(batchTime);
+        await scheduler.afterBatch(batchTime);
+        await within(scheduler.settle(), `the snapshot of batch ${batchTime} and its housekeeping`);
+      }
+      assert.deepEqual(failed, []);
+      assert.deepEqual(completed, [2000, 3000, 4000]);
+      assert.deepEqual(listSnapshots(dataDir).map((s) => s.batchTime), [4000, 3000]);
+      // 2000 is gone: the history before 3000 is no snapshot's to replay.
+      assert.deepEqual(retained, [2000, 2000, 3000]);
     } finally {
       close();
     }

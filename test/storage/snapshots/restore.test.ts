@@ -8,7 +8,7 @@ import { BatchEvents, ManualClock, SnapshotError, StateSpec, StoreMismatchError,
 import { FORMAT_VERSION } from '../../../src/storage/partition/batch-log.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
 import { SNAPSHOT_FORMAT_VERSION, verifySnapshot } from '../../../src/storage/snapshots/manifest.js';
-import { fixture, keyedJob, tempDir } from '../../helpers.js';
+import { fixture, keyedJob, runThenStop, tempDir } from '../../helpers.js';
 
 const spec = (n: number) => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(n);
 const words = (batch: number) => Array.from({ length: 120 }, (_, i) => [`w${(i * 7 + batch * 13) % 61}`, 1] as [string, number]);
@@ -174,6 +174,39 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
       assert.doesNotMatch(e.message, /undefined/);
       return true;
     });
+  });
+
+  it('with no snapshot to restore from, the refusal says how many stores are damaged (every one, one, some) and that there is no snapshot', async () => {
+    const refusal = async (dataDir: string, partitions: number): Promise<string> => {
+      const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock: new ManualClock(5000) });
+      ssc.queueStream<[string, number]>().mapWithState(spec(partitions));
+      let message = '';
+      await assert.rejects(ssc.start(), (e: unknown) => {
+        assert.ok(e instanceof SnapshotError, String(e));
+        message = e.message;
+        return true;
+      });
+      await ssc.stop();
+      return message;
+    };
+    // Every store cut short: none says the partition count.
+    const everyOne = tempDir();
+    await runThenStop(spec(2), { dataDir: everyOne }, words(1));
+    for (const p of [0, 1]) {
+      const file = join(partitionPath(everyOne, 0, p), 'data.mdb');
+      truncateSync(file, statSync(file).size - 4096);
+    }
+    assert.match(await refusal(everyOne, 2), /^every partition store of stream 0 under .* is damaged \(partition 0: [^;]+; partition 1: [^;]+\), and there is no snapshot to restore from$/);
+    // Two stores without their file beside one a first start never initialised.
+    const some = tempDir();
+    openPartitionStore(partitionPath(some, 0, 0)).env.close();
+    for (const p of [1, 2]) mkdirSync(partitionPath(some, 0, p), { recursive: true });
+    assert.match(await refusal(some, 3), /^partition stores of stream 0 under .* are damaged \(partition 1: [^;]+; partition 2: [^;]+\); partition 0 was never initialised, so no store says how many partitions the stream has, and there is no snapshot to restore from$/);
+    // One partition gone from a job whose other stores say the count.
+    const one = tempDir();
+    await runThenStop(spec(3), { dataDir: one }, words(1));
+    rmSync(partitionPath(one, 0, 1), { recursive: true });
+    assert.match(await refusal(one, 3), /^partition stores of stream 0 under .* are damaged \(partition 1: the partition folder is missing\) and there is no snapshot to restore from$/);
   });
 
   it('a restore and a rescale in one start: reshards when the copy holds the batch the others hold, and otherwise says that the restore is what stands in the way', async () => {

@@ -1,17 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import { StateSpec, murmur2Partitioner } from '../../../src/index.js';
+import { StateSpec, StoreMismatchError, murmur2Partitioner } from '../../../src/index.js';
+import { messageCodec } from '../../../src/storage/codec.js';
 import { DeadLetterStore } from '../../../src/storage/partition/dead-letters.js';
 import type { FaultyValue } from '../../fixtures/faulty.js';
 import { BatchLog } from '../../../src/storage/partition/batch-log.js';
 import { TimeIndex } from '../../../src/storage/partition/time-index.js';
 import { decodeOutputs } from '../../../src/storage/partition/batch-outputs.js';
 import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
-import type { SwapStep } from '../../../src/storage/stream-swap.js';
+import { interruptedSwap, type SwapStep } from '../../../src/storage/stream-swap.js';
 import { readStoredLayout, reshardStores } from '../../../src/storage/reshard/reshard.js';
 import { editLayout, fixture, keyedJob, runThenStop, sorted, tempDir } from '../../helpers.js';
 import { testRandom } from '../../random.js';
@@ -137,6 +138,7 @@ describe('reshardStores', () => {
     }
     const report = reshardStores(dataDir, 0, 2);
     assert.deepEqual(report, { from: 3, to: 2, batchTime: 1000, keys: 50, deadLetters: 0 });
+    assert.deepEqual(readdirSync(join(dataDir, 'state-0')).sort(), ['partition-0000', 'partition-0001'], "the swap's complete marker is not left in the state folder");
     const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
     try {
       const last = stores.map((s) => new BatchLog(s).last()!);
@@ -181,6 +183,53 @@ describe('reshardStores', () => {
     });
     assert.equal(counts.reduce((n, [keys]) => n + keys, 0), 20);
     assert.deepEqual(counts.map(([, indexed]) => indexed), [0, 0, 0]);
+  });
+
+  it('refuses stores with a partition missing, naming its folder, and makes no empty store in its place (its keys would be lost)', async () => {
+    const dataDir = tempDir();
+    await runThenStop(spec(3), { dataDir }, Array.from({ length: 30 }, (_, i): [Key, number] => [`k${i}`, 1]));
+    rmSync(partitionPath(dataDir, 0, 2), { recursive: true });
+    assert.throws(() => reshardStores(dataDir, 0, 2), (e: unknown) => {
+      assert.ok(e instanceof StoreMismatchError, String(e));
+      assert.match(e.message, /^the layout of mapWithState stream 0 says 3 partitions, but .*partition-0002 is missing$/);
+      return true;
+    });
+    assert.ok(!existsSync(partitionPath(dataDir, 0, 2)), 'no store was made for the missing partition');
+    assert.equal(readStoredLayout(dataDir, 0)?.numPartitions, 3, 'the stores are left as they were');
+  });
+
+  it('a half-committed batch is named by the newest batch any partition holds, beside each partition\'s', async () => {
+    const dataDir = tempDir();
+    await runThenStop(spec(2), { dataDir }, Array.from({ length: 30 }, (_, i): [Key, number] => [`k${i}`, 1]));
+    // Partition 1 committed batch 2000; a crash stopped partition 0 before it did.
+    const store = openPartitionStore(partitionPath(dataDir, 0, 1));
+    try {
+      const keyCount = new BatchLog(store).last()!.keyCount;
+      store.env.transactionSync(() => new BatchLog(store).record({ batchTime: 2000, outputs: messageCodec.pack([]), keyCount }));
+    } finally {
+      store.env.close();
+    }
+    assert.throws(() => reshardStores(dataDir, 0, 3), (e: unknown) => {
+      assert.ok(e instanceof StoreMismatchError, String(e));
+      assert.match(e.message, /from 2 to 3 partitions: batch 2000 was only half committed \(last committed batch per partition: partition 0: 1000, partition 1: 2000\)/);
+      return true;
+    });
+  });
+
+  it('stopped once its new stores moved in but before the old ones went, is reported as interrupted until a start settles it', async () => {
+    const dataDir = tempDir();
+    await runThenStop(spec(2), { dataDir }, Array.from({ length: 30 }, (_, i): [Key, number] => [`k${i}`, 1]));
+    const stop = (step: SwapStep) => {
+      if (step === 'new-moved') throw new Error('stopped at new-moved');
+    };
+    assert.throws(() => reshardStores(dataDir, 0, 3, { onStep: stop }), /stopped at new-moved/);
+    assert.ok(existsSync(join(dataDir, 'state-0.old')));
+    // Reads and inspect go by this: the folder is not as a finished reshard leaves it.
+    assert.match(interruptedSwap(dataDir, 0) ?? 'not reported', /^a reshard of stream 0 was interrupted \(.*state-0\.old is still there\)$/);
+    const { count } = await stateOf(dataDir, 3, 1000);
+    assert.equal(count, 30);
+    assert.equal(interruptedSwap(dataDir, 0), undefined, 'the start finished it');
+    assert.ok(!existsSync(join(dataDir, 'state-0.old')));
   });
 
   it('moves each dead letter into the store of the partition its key routes to now, and counts them in its report', async () => {

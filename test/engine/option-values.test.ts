@@ -54,8 +54,11 @@ describe('option values: what a value is, not only whether it was given', () => 
         process.env.STATESTREAM_STORE_OPEN_WAIT_MS = value;
         refuses(() => context({}), new RegExp(`^STATESTREAM_STORE_OPEN_WAIT_MS must be a whole number of milliseconds from 1 to 2147483647, got "${value}"$`));
       }
-      process.env.STATESTREAM_STORE_OPEN_WAIT_MS = '45000';
-      assert.ok(context({}) instanceof StreamingContext);
+      // Both ends of the range the message names are taken.
+      for (const value of ['1', '45000', '2147483647']) {
+        process.env.STATESTREAM_STORE_OPEN_WAIT_MS = value;
+        assert.ok(context({}) instanceof StreamingContext, value);
+      }
       // Set but empty (a shell's `VAR= cmd`): the default, as when it is not set.
       process.env.STATESTREAM_STORE_OPEN_WAIT_MS = '';
       assert.ok(context({}) instanceof StreamingContext);

@@ -22,6 +22,23 @@ describe('the records of processes that hold a folder or a root', () => {
     assert.equal(isGone({ pid: exited, host: `not-${hostname()}`, since: 'earlier' }), false, 'its pid means nothing here');
   });
 
+  it('a process that runs as another user is not gone: signalling it is refused (EPERM), which says it runs', (t) => {
+    // pid 1 runs as root; as root, the check runs in a child of an unprivileged user, to whom pid 1 answers EPERM.
+    const module = new URL('../../src/storage/holder.js', import.meta.url).href;
+    const script = [
+      `const { isGone, thisProcess } = await import(${JSON.stringify(module)});`,
+      "let answer = 'none';",
+      'try { process.kill(1, 0); } catch (error) { answer = error.code; }',
+      'console.log(JSON.stringify({ answer, gone: isGone({ ...thisProcess(), pid: 1 }) }));',
+    ].join('\n');
+    const asAnother = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, cwd: '/', ...asAnother });
+    assert.equal(child.status, 0, child.stderr);
+    const { answer, gone } = JSON.parse(child.stdout) as { answer: string; gone: boolean };
+    if (answer !== 'EPERM') return t.skip(`pid 1 answers ${answer} here, not EPERM`);
+    assert.equal(gone, false);
+  });
+
   it("a folder lock released twice stays released, and the folder can be locked again", async () => {
     const dir = tempDir();
     const lock = await DataDirLock.acquire(dir, { command: 'import' });

@@ -778,6 +778,7 @@ describe('statestream command-line tool', () => {
     assert.deepEqual(listSnapshots(dir).map((s) => s.batchTime), [2000]);
     const [replaced] = readdirSync(join(dir, 'replaced'));
     assert.ok(existsSync(join(dir, 'replaced', replaced, 'snapshots', '4000', 'manifest.json')), 'the retired snapshot is kept');
+    assert.deepEqual(readdirSync(join(dir, 'state-0')).sort(), ['partition-0000', 'partition-0001', 'partition-0002'], "neither the swap's marker nor its record of the snapshots it moved is left in the state folder");
 
     // The job goes on from 2000 (batch 5000), then partition 1 is lost: it comes back from 2000, not from 4000.
     await runThenStop(spec(), { dataDir: dir, startMs: 4000 }, records(5));
@@ -882,6 +883,8 @@ describe('statestream command-line tool', () => {
     assert.equal(restored.code, 0, restored.stderr);
     assert.match(restored.stdout, /\nA snapshot restore a crash had interrupted was rolled back first\./);
     assert.deepEqual(listSnapshots(dir).map((s) => s.batchTime), [4000, 2000]);
+    // The folders made to receive the retired snapshots went with the rollback: replaced/ holds the state the finished restore replaced, and no empty folder beside it.
+    assert.equal(replacedFolders(dir).length, 1, `replaced/ holds ${replacedFolders(dir).join(', ')}`);
   });
 
   it('export → import into a new data folder: a job on it holds the same state; a snapshot exports without being touched', async () => {

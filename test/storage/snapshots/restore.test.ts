@@ -209,6 +209,37 @@ describe('restore at start chooses a snapshot the surviving partitions can conti
     assert.match(await refusal(one, 3), /^partition stores of stream 0 under .* are damaged \(partition 1: the partition folder is missing\) and there is no snapshot to restore from$/);
   });
 
+  it('a stream added after the snapshots were taken: its damaged store is refused as having no snapshot, the snapshots of the other stream passed over', async () => {
+    const dataDir = tempDir();
+    // Snapshot 1000 holds stream 0 only; stream 1 came with the next start.
+    await runThenStop(spec(2), { dataDir, snapshotEvery: 1 }, words(1));
+    assert.deepEqual(listSnapshots(dataDir).map((s) => [s.batchTime, s.manifest.streams.map((m) => m.stream)]), [[1000, [0]]]);
+    const twoStreams = (startMs: number) => {
+      const clock = new ManualClock(startMs);
+      const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir, threads: 1, clock });
+      const input = ssc.queueStream<[string, number]>();
+      input.mapWithState(spec(2));
+      input.mapWithState(spec(2));
+      return { ssc, input, clock };
+    };
+    const first = twoStreams(1000);
+    await first.ssc.start();
+    try {
+      first.input.pushBatch(words(2));
+      await first.clock.advance(1000);
+    } finally {
+      await first.ssc.stop();
+    }
+    rmSync(partitionPath(dataDir, 1, 1), { recursive: true });
+    const again = twoStreams(2000);
+    await assert.rejects(again.ssc.start(), (e: unknown) => {
+      assert.ok(e instanceof SnapshotError, String(e));
+      assert.match(e.message, /^partition stores of stream 1 under .* are damaged \(partition 1: the partition folder is missing\) and there is no snapshot to restore from$/);
+      return true;
+    });
+    await again.ssc.stop();
+  });
+
   it('a restore and a rescale in one start: reshards when the copy holds the batch the others hold, and otherwise says that the restore is what stands in the way', async () => {
     const rescaleTo = async (dataDir: string, startMs: number) => {
       const restored: StateRestoredEvent[] = [];

@@ -360,6 +360,7 @@ describe('a snapshot as initial state', () => {
       const [listed] = listSnapshots(dataDir);
       // A restore replays the source from these positions.
       assert.deepEqual(listed.manifest.sources, sources);
+      assert.equal(listed.manifest.appName, 'by-hand', 'and names the job it is of');
       assert.deepEqual(info.manifest.sources, sources);
       assert.deepEqual(await verifySnapshot(listed), []);
       assert.equal(statesOf(readSnapshotState(listed.path)).size, 97);

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { DataDirLock } from '../../src/storage/data-lock.js';
-import { isGone, parseIdentity, thisProcess } from '../../src/storage/holder.js';
+import { describeProcess, isGone, isThisProcess, parseIdentity, thisProcess } from '../../src/storage/holder.js';
 import { tempDir } from '../helpers.js';
 
 describe('the records of processes that hold a folder or a root', () => {
@@ -37,6 +37,14 @@ describe('the records of processes that hold a folder or a root', () => {
     const { answer, gone } = JSON.parse(child.stdout) as { answer: string; gone: boolean };
     if (answer !== 'EPERM') return t.skip(`pid 1 answers ${answer} here, not EPERM`);
     assert.equal(gone, false);
+  });
+
+  it('a record of another process on this host is that process, not this one: described by its pid and host', () => {
+    const other = { ...thisProcess(), pid: spawnSync(process.execPath, ['-e', '0']).pid! };
+    assert.equal(isThisProcess(other), false);
+    assert.equal(isThisProcess(thisProcess()), true);
+    assert.equal(describeProcess(other, 'job "x"'), `process ${other.pid} on host ${hostname()} (job "x", since ${other.since})`);
+    assert.match(describeProcess(thisProcess(), 'job "x"'), new RegExp(`^this process \\(pid ${process.pid}, job "x", since `));
   });
 
   it("a folder lock released twice stays released, and the folder can be locked again", async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { DataDirLock } from '../../src/storage/data-lock.js';
@@ -24,15 +25,16 @@ describe('the records of processes that hold a folder or a root', () => {
 
   it('a process that runs as another user is not gone: signalling it is refused (EPERM), which says it runs', (t) => {
     // pid 1 runs as root; as root, the check runs in a child of an unprivileged user, to whom pid 1 answers EPERM.
-    const module = new URL('../../src/storage/holder.js', import.meta.url).href;
+    // The module is handed over as text (it imports built-ins only): that user may not be able to read this checkout.
+    const source = readFileSync(new URL('../../src/storage/holder.js', import.meta.url), 'utf8');
     const script = [
-      `const { isGone, thisProcess } = await import(${JSON.stringify(module)});`,
+      "const { isGone, thisProcess } = await import('data:text/javascript,' + encodeURIComponent(process.env.HOLDER_SOURCE));",
       "let answer = 'none';",
       'try { process.kill(1, 0); } catch (error) { answer = error.code; }',
       'console.log(JSON.stringify({ answer, gone: isGone({ ...thisProcess(), pid: 1 }) }));',
     ].join('\n');
     const asAnother = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
-    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, cwd: '/', ...asAnother });
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, cwd: '/', env: { ...process.env, HOLDER_SOURCE: source }, ...asAnother });
     assert.equal(child.status, 0, child.stderr);
     const { answer, gone } = JSON.parse(child.stdout) as { answer: string; gone: boolean };
     if (answer !== 'EPERM') return t.skip(`pid 1 answers ${answer} here, not EPERM`);

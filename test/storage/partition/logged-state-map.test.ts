@@ -191,4 +191,21 @@ describe('LoggedStateMap: the change log folded a record at a time', () => {
     // A map that opens the store afresh (the next start) reads the same.
     assert.equal(new LoggedStateMap<number>(store, 4, 1000).get('a')?.[0], 3);
   });
+  it('a batch logged after one written in place is read back through the log (the in-place flag does not outlive its batch)', () => {
+    const store = openPartitionStore(tempDir());
+    stores.push(store);
+    const map = new LoggedStateMap<number>(store, 4, 1000);
+    // A small state: the first batch goes in place, with no record.
+    commit(store, map, 100, [['a', 1], ['b', 1]], false, 2);
+    store.env.resetReadTxn();
+    assert.equal(changeRecords(store), 0);
+    // The state has grown: the next batch is logged.
+    commit(store, map, 200, [['a', 2], ['b', null]]);
+    store.env.resetReadTxn();
+    assert.equal(changeRecords(store), 1);
+    assert.equal(map.get('a')?.[0], 2, 'the logged value, not the one in place');
+    assert.equal(map.get('b'), undefined, 'the logged removal, not the value in place');
+    assert.equal(map.loggedKeys, readLog(store).overlay.size, 'the log in memory is the log in LMDB');
+    assert.deepEqual(stored(store), new Map([['a', 2]]));
+  });
 });

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { StateSpec, murmur2Partitioner } from '../../../src/index.js';
 import { FORMAT_VERSION, readLayout, writeLayout, type StoreLayout } from '../../../src/storage/partition/batch-log.js';
 import { completeLayouts } from '../../../src/storage/partition/complete-layouts.js';
-import { openPartitionStore, partitionPath, partitionsOnDisk } from '../../../src/storage/partition/store.js';
+import { openPartitionStore, partitionPath, partitionsOnDisk, stateDir } from '../../../src/storage/partition/store.js';
 import { fixture, keyedJob, runThenStop, tempDir } from '../../helpers.js';
 import { fromCount, type Tally } from '../../fixtures/idle-tally.js';
 
@@ -79,5 +80,14 @@ describe('partition stores left without a layout by a first start cut short', ()
     }
     assert.deepEqual(completeLayouts(dataDir, 0), [2]);
     assert.deepEqual(layouts(dataDir).map((l) => l?.stateVersion), [2, 1, 1]);
+  });
+
+  it('a folder a restore cut short left beside them (partition-0001.restoring) is no partition: none is read or created for it', () => {
+    const dataDir = tempDir();
+    firstStartCutShort(dataDir, [1, 2]);
+    mkdirSync(`${partitionPath(dataDir, 0, 1)}.restoring`);
+    assert.deepEqual(partitionsOnDisk(dataDir, 0), [0, 1, 2]);
+    assert.deepEqual(completeLayouts(dataDir, 0), [0]);
+    assert.deepEqual(readdirSync(stateDir(dataDir, 0)).sort(), ['partition-0000', 'partition-0001', 'partition-0001.restoring', 'partition-0002']);
   });
 });

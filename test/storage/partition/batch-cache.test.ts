@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { BatchCache } from '../../../src/storage/partition/batch-cache.js';
-import { encodeEntry } from '../../../src/storage/codec.js';
+import { decodeEntry, encodeEntry } from '../../../src/storage/codec.js';
 import { LmdbStateMap, type StateMap } from '../../../src/storage/partition/state-map.js';
 import { TimeIndex } from '../../../src/storage/partition/time-index.js';
 import { openPartitionStore } from '../../../src/storage/partition/store.js';
@@ -85,5 +85,41 @@ describe('BatchCache over LMDB', () => {
     store.env.transactionSync(() => cache.flush());
     assert.deepEqual(map.get(['a', 1]), [1, 300]);
     assert.deepEqual(map.get('["a",1]'), [2, 300]);
+  });
+  it("hands out what it changes before its commit (a cluster's replicas get it): each changed key with its entry, a removal as null, and no key created and removed again within it", () => {
+    store.env.transactionSync(() => {
+      map.put('gone', encodeEntry(1, 100));
+      map.put('only-read', encodeEntry(2, 100));
+    });
+    const cache = new BatchCache<number>(map, index);
+    cache.put('new', 3, 200);
+    cache.remove('gone');
+    cache.put('brief', 4, 200);
+    cache.remove('brief');
+    assert.deepEqual(cache.get('only-read'), [2, 100]);
+    cache.prepare(() => undefined);
+    const { keys, entries } = cache.changes();
+    assert.deepEqual(keys, ['new', 'gone']);
+    assert.deepEqual(entries.map((entry) => (entry === null ? null : decodeEntry<number>(entry))), [[3, 200], null]);
+    store.env.transactionSync(() => {
+      map.remove('gone');
+      map.remove('only-read');
+    });
+  });
+
+  it('a key written again at the time its entry already has keeps its index entry: it still times out', () => {
+    store.env.transactionSync(() => {
+      map.put('steady', encodeEntry(1, 400));
+      index.add(400, 'steady');
+    });
+    const cache = new BatchCache<number>(map, index);
+    cache.put('steady', 2, 400);
+    store.env.transactionSync(() => cache.flush());
+    assert.deepEqual(map.get('steady'), [2, 400]);
+    assert.deepEqual([...index.olderThan(1000)].filter(([, key]) => key === 'steady'), [[400, 'steady']], 'the key still times out');
+    store.env.transactionSync(() => {
+      map.remove('steady');
+      index.remove(400, 'steady');
+    });
   });
 });

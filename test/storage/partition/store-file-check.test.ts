@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { closeSync, cpSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, cpSync, openSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { compareKeys } from 'lmdb';
@@ -80,6 +80,42 @@ describe('the store file check', () => {
     assert.equal(Number(named[1]), cut, 'the file\'s size as it is');
     assert.equal(Number(named[3]), (Number(named[2]) + 1) * PAGE, 'where the page it refers to ends, past the cut');
     assert.ok(Number(named[3]) > cut);
+  });
+
+  it('names a page of the list of databases as damaged, not as whole nor with a read past the page, when its number, its node count or a node offset is wrong', () => {
+    const damages: Array<[string, (page: Buffer, root: number) => void]> = [
+      ['another page\'s number in its header', (page, root) => page.writeBigUInt64LE(BigInt(root + 1), 0)],
+      // Its nodes wiped too: each one the count reaches reads as an empty node, so only the count itself is wrong.
+      ['a node count larger than the page holds', (page) => page.fill(0, 24).writeUInt16LE(0xfffe, 20)],
+      ['a node offset past the end of the page', (page) => page.writeUInt16LE(0xfff0, 24)],
+    ];
+    for (const [what, damage] of damages) {
+      const dir = join(tempDir(), 'partition');
+      const store = openPartitionStore(dir);
+      try {
+        for (let i = 0; i < 5; i++) store.env.transactionSync(() => store.state.putSync(`k${i}`, Buffer.alloc(10, i)));
+      } finally {
+        store.env.close();
+      }
+      assert.equal(checkStoreFile(dir), undefined, `whole before: ${what}`);
+      const file = join(dir, 'data.mdb');
+      const fd = openSync(file, 'r+');
+      let root: number;
+      try {
+        const read = readMeta(fd, statSync(file).size);
+        assert.ok('meta' in read && read.meta.main.root !== undefined);
+        root = read.meta.main.root;
+        const page = Buffer.alloc(PAGE);
+        readSync(fd, page, 0, PAGE, root * PAGE);
+        damage(page, root);
+        writeSync(fd, page, 0, PAGE, root * PAGE);
+      } finally {
+        closeSync(fd);
+      }
+      let problem: string | undefined;
+      assert.doesNotThrow(() => (problem = checkStoreFile(dir)), what);
+      assert.equal(problem, `data.mdb is damaged: page ${root} of its list of databases, which its newest commit refers to, is not a B-tree page`, what);
+    }
   });
 
   it('names a damaged page of the free-page list LMDB reads when it allocates', () => {

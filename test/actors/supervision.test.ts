@@ -349,6 +349,17 @@ describe('a record the mapping function keeps failing on', () => {
     }
   });
 
+  it('deadLetters() keeps a letter of each batch when records at the same place in two batches fail', async () => {
+    const job = await keyedJob(faulty().numPartitions(1).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });
+    try {
+      await job.batch([['x', { poison: true }], ['a', 1]]);
+      await job.batch([['y', { poison: true }]]);
+      assert.deepEqual(job.stream.deadLetters().map((l) => [l.batchTime, l.partition, l.key]), [[1000, 0, 'x'], [2000, 0, 'y']]);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('deadLetters() lists the letters by batch, then partition, then place in the partition\'s records', async () => {
     const job = await keyedJob(faulty().numPartitions(2).onRecordFailure({ policy: 'dead-letter', maxAttempts: 1 }), { dataDir: tempDir() });
     const keys = Array.from({ length: 100 }, (_, i) => `bad-${i}`);

@@ -266,6 +266,31 @@ describe('state export', () => {
     assert.equal(await exportJobState(dataDir, file), 5);
   });
 
+  it('exportJobState says which state is missing: no folder for the stream, a folder with no partition store, or a partition 0 with no layout', async () => {
+    const file = join(tempDir(), 'state.msgpack');
+    const bare = tempDir();
+    await assert.rejects(exportJobState(bare, file), (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(error.message, `exportJobState: no state stores of mapWithState stream 0 under ${bare} (no ${stateDir(bare, 0)})`);
+      return true;
+    });
+    assert.equal(existsSync(stateDir(bare, 0)), false, 'no folder made in its place');
+    mkdirSync(stateDir(bare, 0));
+    await assert.rejects(exportJobState(bare, file), (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(error.message, `exportJobState: no state stores of mapWithState stream 0 under ${bare} (${stateDir(bare, 0)} holds no partition store)`);
+      return true;
+    });
+    // A store a first start created and never initialised.
+    openPartitionStore(partitionPath(bare, 0, 0)).env.close();
+    await assert.rejects(exportJobState(bare, file), (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.equal(error.message, `exportJobState: ${partitionPath(bare, 0, 0)} is not a statestream partition store (it has no layout)`);
+      return true;
+    });
+    assert.equal(existsSync(file), false);
+  });
+
   it('exportJobState refuses a target in the job\'s data folder, also through a link (to a file or to nothing yet), and leaves its files as they were', async () => {
     const dataDir = tempDir();
     const job = await keyedJob(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(1), { dataDir });

@@ -189,13 +189,21 @@ describe('state versions and migration', () => {
     await writeStateExport(newer, { stateVersion: 3 }, [['a', { count: 1 }, 0]]);
     await assert.rejects(
       keyedJob(v2().initialState(readStateExport(newer)), { dataDir: tempDir() }),
-      rejection(StoreMismatchError, new RegExp(`export ${newer} holds state version 3, but the StateSpec is at version 2`)),
+      rejection(
+        StoreMismatchError,
+        new RegExp(`export ${newer} holds state version 3, but the StateSpec is at version 2`),
+        // The version to run it with is the one it was written at, not the spec's.
+        /it was written by newer code: run it with that code's mapping module and StateSpec\.stateVersion\(3\) or later$/,
+      ),
     );
 
     const old = join(dir, 'v1.msgpack');
     await writeStateExport(old, { stateVersion: 1 }, [['a', 1, 0]]);
     const noHook = StateSpec.function<string, Value, Tally, unknown>(fixture('idle-tally')).stateVersion(2);
-    await assert.rejects(keyedJob(noHook.initialState(readStateExport(old)), { dataDir: tempDir() }), rejection(StoreMismatchError, /has no migrate function/));
+    await assert.rejects(
+      keyedJob(noHook.initialState(readStateExport(old)), { dataDir: tempDir() }),
+      rejection(StoreMismatchError, /has no migrate function; pass one that turns version 1 state into version 2: stateVersion\(2, \(state, fromVersion\) => newState\)$/),
+    );
 
     const truncated = join(dir, 'cut.msgpack');
     writeFileSync(truncated, readFileSync(old).subarray(0, readFileSync(old).length - 3));

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { StateSpec, murmur2Partitioner } from '../../../src/index.js';
 import { BatchLog } from '../../../src/storage/partition/batch-log.js';
-import type { PartitionStore } from '../../../src/storage/partition/store.js';
+import { StateView } from '../../../src/storage/partition/state-view.js';
+import { openPartitionStore, type PartitionStore } from '../../../src/storage/partition/store.js';
+import { encodeEntry } from '../../../src/storage/codec.js';
 import type { GateValue } from '../../fixtures/gate.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
 import { waitUntil, within } from '../../wait.js';
@@ -52,6 +54,27 @@ describe('store() queries', () => {
       writeFileSync(join(gate, 'open'), '');
       await running?.catch(() => undefined);
       await job.ssc.stop();
+    }
+  });
+  it('over the partitions a cluster instance holds: a key of one it does not hold is refused by its partition, the others answer', () => {
+    const store = openPartitionStore(tempDir());
+    const [here, elsewhere] = [keyIn(0, 2), keyIn(1, 2)];
+    try {
+      store.env.transactionSync(() => {
+        store.state.putSync(here, encodeEntry(5, 1000));
+        new BatchLog(store).record({ batchTime: 1000, outputs: new Uint8Array(0), keyCount: 1 });
+      });
+      const view = new StateView<string, number>([store, undefined], murmur2Partitioner);
+      try {
+        assert.equal(view.get(here), 5);
+        assert.throws(() => view.get(elsewhere), /^Error: partition 1 is not held here$/);
+        assert.deepEqual([...view.entries()], [[here, 5]]);
+        assert.equal(view.count(), 1);
+      } finally {
+        view.release();
+      }
+    } finally {
+      store.env.close();
     }
   });
 });

@@ -120,6 +120,19 @@ describe('which failures to open a whole store count as damage', () => {
     assert.equal(examinePartition(dataDir, 0, 0).problem, undefined);
   });
 
+  it('a store whose batch record does not decode is reported damaged, with what the decoder said', () => {
+    const dataDir = healthyStream();
+    const store = openPartitionStore(partitionPath(dataDir, 0, 1));
+    try {
+      // A map of one entry, cut off after its header.
+      store.env.openDB<Buffer, string>({ name: 'meta', encoding: 'binary' }).putSync('last-batch', Buffer.from([0x81]));
+    } finally {
+      store.env.close();
+    }
+    assert.equal(examinePartition(dataDir, 0, 1).problem, 'the store fails to open: Unexpected end of MessagePack data');
+    assert.equal(examinePartition(dataDir, 0, 0).problem, undefined);
+  });
+
   const failure = (code: unknown, message = 'failed') => Object.assign(new Error(message), code === undefined ? {} : { code });
 
   it('LMDB\'s codes for wrong pages, and a record that does not decode (no code), are damage', () => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { after, describe, it } from 'node:test';
 import { decodeEntry, encodeEntry } from '../../../src/storage/codec.js';
-import { changeRecords, readEntries, readLog } from '../../../src/storage/partition/change-log.js';
+import { changeRecords, foldChangeLog, readEntries, readLog } from '../../../src/storage/partition/change-log.js';
 import { LoggedStateMap } from '../../../src/storage/partition/logged-state-map.js';
 import { openPartitionStore, type PartitionStore } from '../../../src/storage/partition/store.js';
 import { tempDir } from '../../helpers.js';
@@ -207,5 +208,25 @@ describe('LoggedStateMap: the change log folded a record at a time', () => {
     assert.equal(map.get('b'), undefined, 'the logged removal, not the value in place');
     assert.equal(map.loggedKeys, readLog(store).overlay.size, 'the log in memory is the log in LMDB');
     assert.deepEqual(stored(store), new Map([['a', 2]]));
+  });
+  it('foldChangeLog folds a log another process wrote after this thread last read the store, as a start does before writing in place', () => {
+    const path = tempDir();
+    const store = openPartitionStore(path);
+    stores.push(store);
+    // This thread's read transaction begins here, before the other process's commit.
+    assert.equal(changeRecords(store), 0);
+    const module = (name: string) => JSON.stringify(new URL(`../../../src/storage/${name}.js`, import.meta.url).href);
+    execFileSync(process.execPath, ['--input-type=module', '-e', `
+      const { openPartitionStore } = await import(${module('partition/store')});
+      const { appendChanges } = await import(${module('partition/change-log')});
+      const { encodeEntry } = await import(${module('codec')});
+      const store = openPartitionStore(${JSON.stringify(path)});
+      store.env.transactionSync(() => appendChanges(store, 100, [['a', encodeEntry(1, 100)]]));
+      store.env.close();
+    `], { timeout: 60_000 });
+    foldChangeLog(store);
+    store.env.resetReadTxn();
+    assert.equal(changeRecords(store), 0, 'the log is empty');
+    assert.deepEqual(decodeEntry<number>(store.state.getBinary('a')!), [1, 100], 'its change is in place');
   });
 });

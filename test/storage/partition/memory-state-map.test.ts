@@ -248,4 +248,16 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
     assert.deepEqual(memory.get(['a', 1]), [1, 1]);
     assert.deepEqual(memory.get('["a",1]'), [2, 1]);
   });
+  it('names the keys it holds updated since a time, for the warm-up hint: the young generation\'s first, so a limit keeps those read last', () => {
+    const store = open();
+    store.env.transactionSync(() => {
+      for (const [key, time] of [['a', 1], ['b', 5], ['c', 5], ['d', 5]] as const) store.state.putSync(key, encodeEntry(0, time));
+    });
+    const memory = new MemoryStateMap(new LmdbStateMap<unknown>(store), 4);
+    // Read in turn: a and b fill the young generation (half the bound); c turns it old.
+    for (const key of ['a', 'b', 'c', 'd']) memory.get(key);
+    assert.deepEqual(memory.keysUpdatedSince(0, 2), ['c', 'd']);
+    assert.deepEqual(memory.keysUpdatedSince(0, 3), ['c', 'd', 'a']);
+    assert.deepEqual(memory.keysUpdatedSince(5, 10), ['c', 'd', 'b'], 'a, last updated at 1, is older');
+  });
 });

@@ -261,6 +261,12 @@ describe('state export', () => {
       store.meta.putSync('cluster', { instance: 'a' });
     });
     await assert.rejects(exportJobState(dataDir, file), (error: unknown) => error instanceof StoreMismatchError && /exportJobState: .* is a cluster instance's folder: it holds copies of the partitions of stream 0/.test(error.message));
+    // An instance that never owned partition 0 has no folder for it: the folder is what is wrong, not a partition.
+    const first = partitionPath(dataDir, 0, 0);
+    const firstKept = join(tempDir(), 'partition-0000');
+    renameSync(first, firstKept);
+    await assert.rejects(exportJobState(dataDir, file), (error: unknown) => error instanceof StoreMismatchError && /exportJobState: .* is a cluster instance's folder: it holds copies of the partitions of stream 0/.test(error.message));
+    renameSync(firstKept, first);
     rewrite((store) => store.meta.removeSync('cluster'));
     assert.equal(existsSync(file), false);
     assert.equal(await exportJobState(dataDir, file), 5);

@@ -82,12 +82,14 @@ describe('the store file check', () => {
     assert.ok(Number(named[3]) > cut);
   });
 
-  it('names a page of the list of databases as damaged, not as whole nor with a read past the page, when its number, its node count or a node offset is wrong', () => {
+  it('names a page of the list of databases as damaged, not as whole nor with a read past the page, when its number, its node count, a node offset or the size of a node is wrong', () => {
     const damages: Array<[string, (page: Buffer, root: number) => void]> = [
       ['another page\'s number in its header', (page, root) => page.writeBigUInt64LE(BigInt(root + 1), 0)],
       // Its nodes wiped too: each one the count reaches reads as an empty node, so only the count itself is wrong.
       ['a node count larger than the page holds', (page) => page.fill(0, 24).writeUInt16LE(0xfffe, 20)],
       ['a node offset past the end of the page', (page) => page.writeUInt16LE(0xfff0, 24)],
+      // The first node's data size: a database's record is 48 bytes, this one would run past the page.
+      ['a node whose data runs past the end of the page', (page) => page.writeUInt16LE(0xffff, 24 + page.readUInt16LE(24))],
     ];
     for (const [what, damage] of damages) {
       const dir = join(tempDir(), 'partition');
@@ -116,6 +118,38 @@ describe('the store file check', () => {
       assert.doesNotThrow(() => (problem = checkStoreFile(dir)), what);
       assert.equal(problem, `data.mdb is damaged: page ${root} of its list of databases, which its newest commit refers to, is not a B-tree page`, what);
     }
+  });
+
+  it('names a leaf of the state database damaged whose large value\'s node says its key runs past the page, rather than reading past it', () => {
+    const dir = join(tempDir(), 'partition');
+    const store = openPartitionStore(dir);
+    try {
+      // One commit in a new store: every page in the file is its own, none a stale copy.
+      store.env.transactionSync(() => {
+        for (let i = 0; i < 5; i++) store.state.putSync(`k${i}`, Buffer.alloc(10, i));
+        store.state.putSync('large', Buffer.alloc(8180, 7));
+      });
+    } finally {
+      store.env.close();
+    }
+    const file = join(dir, 'data.mdb');
+    const bytes = readFileSync(file);
+    // The leaf holding the large value's node: flagged as a leaf, with a node flagged F_BIGDATA.
+    let found: { pgno: number; node: number } | undefined;
+    for (let pgno = 2; pgno * PAGE < bytes.length && !found; pgno++) {
+      const at = pgno * PAGE;
+      if ((bytes.readUInt16LE(at + 18) & 0x02) === 0) continue;
+      for (let i = 0; i < bytes.readUInt16LE(at + 20) >> 1; i++) {
+        const node = 24 + bytes.readUInt16LE(at + 24 + 2 * i);
+        if (bytes.readUInt16LE(at + node + 4) & 0x01) found = { pgno, node };
+      }
+    }
+    assert.ok(found, 'the large value has a node on a leaf');
+    bytes.writeUInt16LE(0xfff0, found.pgno * PAGE + found.node + 6);
+    writeFileSync(file, bytes);
+    let problem: string | undefined;
+    assert.doesNotThrow(() => (problem = checkStoreFile(dir)));
+    assert.equal(problem, `data.mdb is damaged: page ${found.pgno} of its "state" database, which its newest commit refers to, is not a B-tree page`);
   });
 
   it('names a damaged page of the free-page list LMDB reads when it allocates', () => {

@@ -6,8 +6,8 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { toBufferKey } from 'ordered-binary';
 import { exportJobState, StateSpec } from '../../../src/index.js';
-import { decodeEntry } from '../../../src/storage/codec.js';
-import { changeRecords } from '../../../src/storage/partition/change-log.js';
+import { decodeEntry, encodeEntry } from '../../../src/storage/codec.js';
+import { appendChanges, changeRecords, readEntries, readEntry, readLog } from '../../../src/storage/partition/change-log.js';
 import { readStateExport } from '../../../src/storage/export/state-export.js';
 import { openPartitionStore, partitionPath, type PartitionStore } from '../../../src/storage/partition/store.js';
 import { fixture, keyedJob, statesOf, tempDir } from '../../helpers.js';
@@ -228,6 +228,32 @@ describe('the change log: batches of a large state appended, the oldest folded i
       assert.deepEqual([...queries.entries()].sort(([a], [b]) => Buffer.compare(toBufferKey(a as string), toBufferKey(b as string))), expected);
     } finally {
       await resharded.ssc.stop();
+    }
+  });
+  it('read in a given read transaction (a query\'s pinned one), the log is as that transaction sees it, not as the thread\'s newer one does', () => {
+    const store = openPartitionStore(tempDir());
+    try {
+      store.env.transactionSync(() => {
+        store.state.putSync('a', encodeEntry(1, 100));
+        appendChanges(store, 200, [['a', encodeEntry(2, 200)]]);
+      });
+      store.env.resetReadTxn();
+      const pinned = store.env.useReadTransaction();
+      try {
+        store.env.transactionSync(() => appendChanges(store, 300, [['a', encodeEntry(3, 300)], ['b', encodeEntry(3, 300)]]));
+        // The thread reads the newest commit from here on.
+        store.env.resetReadTxn();
+        assert.equal(changeRecords(store), 2);
+        const { overlay, records } = readLog(store, pinned);
+        assert.deepEqual(records.map((r) => r.batchTime), [200]);
+        assert.equal(overlay.get('b'), undefined);
+        assert.deepEqual(decodeEntry(readEntry(store, 'a', pinned)!), [2, 200]);
+        assert.deepEqual([...readEntries(store, pinned)].map(([key, bytes]) => [key, decodeEntry(bytes)]), [['a', [2, 200]]]);
+      } finally {
+        pinned.done();
+      }
+    } finally {
+      store.env.close();
     }
   });
 });

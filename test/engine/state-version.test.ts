@@ -132,7 +132,7 @@ describe('state versions and migration', () => {
     }
   });
 
-  it('leaves the stores unchanged when migrate throws, returns nothing, returns a promise, or is missing', async () => {
+  it('leaves the stores unchanged when migrate throws, returns nothing, returns a promise or a state that cannot be stored, or is missing', async () => {
     const dataDir = await firstPart();
     const failing = (state: unknown, from: number): Tally => {
       if (state === 1) throw new Error('no count of one, please');
@@ -164,6 +164,10 @@ describe('state versions and migration', () => {
     await assert.rejects(
       keyedJob(spec().stateVersion(2, () => undefined as never), { dataDir, startMs: 3000 }),
       rejection(StateMigrationError, /migrate returned undefined for key/),
+    );
+    await assert.rejects(
+      keyedJob(spec().stateVersion(2, ((state: unknown) => ({ count: state, f: () => 1 })) as never), { dataDir, startMs: 3000 }),
+      rejection(Error, /the state migrate returned for key "[abcd]" of partition \d of stream 0 \(state version 1 to 2\) cannot be stored: .*function/),
     );
     await assert.rejects(
       keyedJob(spec().stateVersion(2, (async (state: unknown, from: number) => fromCount(state, from)) as never), { dataDir, startMs: 3000 }),

@@ -77,4 +77,24 @@ describe('store() queries', () => {
       store.env.close();
     }
   });
+  it('gives back the read transactions it pinned: queries keep answering batch after batch, past the readers LMDB has room for', () => {
+    const store = openPartitionStore(tempDir());
+    const view = new StateView<string, number>([store], murmur2Partitioner);
+    try {
+      // LMDB's reader table has 126 slots: a pin kept for each batch would fill it.
+      for (let batch = 1; batch <= 300; batch++) {
+        store.env.transactionSync(() => {
+          store.state.putSync('a', encodeEntry(batch, batch * 1000));
+          new BatchLog(store).record({ batchTime: batch * 1000, outputs: new Uint8Array(0), keyCount: 1 });
+        });
+        view.refresh();
+        assert.equal(view.get('a'), batch);
+        assert.equal(view.count(), 1);
+        assert.deepEqual([...view.entries()], [['a', batch]]);
+      }
+    } finally {
+      view.release();
+      store.env.close();
+    }
+  });
 });

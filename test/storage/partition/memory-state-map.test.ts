@@ -260,4 +260,26 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
     assert.deepEqual(memory.keysUpdatedSince(0, 3), ['c', 'd', 'a']);
     assert.deepEqual(memory.keysUpdatedSince(5, 10), ['c', 'd', 'b'], 'a, last updated at 1, is older');
   });
+  it('over the change log: a logged batch read back after memory let the key go comes from the log, as committed', () => {
+    const store = open();
+    const memory = new MemoryStateMap(new LoggedStateMap<unknown>(store), 2);
+    // A state large enough that each batch of one change is logged, not written in place.
+    const batch = (batchTime: number, writes: Array<[string, number]>) => {
+      store.env.transactionSync(() => {
+        for (const [key, value] of writes) memory.put(key, encodeEntry(value, batchTime), { key, state: value, time: batchTime, original: undefined });
+        memory.endBatch(batchTime, 1_000_000);
+      });
+      memory.committed();
+    };
+    batch(1000, [['a', 1]]);
+    batch(2000, [['b', 2]]);
+    assert.equal(store.state.getBinary('a'), undefined, 'a is only in the log');
+    // Memory holds at most 2: reading others lets a go.
+    store.env.transactionSync(() => {
+      for (const key of ['x', 'y', 'z']) store.state.putSync(key, encodeEntry(0, 1));
+    });
+    for (const key of ['x', 'y', 'z']) memory.get(key);
+    assert.deepEqual(memory.get('a'), [1, 1000]);
+    assert.deepEqual(memory.get('b'), [2, 2000]);
+  });
 });

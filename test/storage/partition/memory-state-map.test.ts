@@ -282,4 +282,25 @@ describe('MemoryStateMap: a partition state in memory over LMDB', () => {
     assert.deepEqual(memory.get('a'), [1, 1000]);
     assert.deepEqual(memory.get('b'), [2, 2000]);
   });
+  it('over the change log: the writes of a batch that failed before its commit do not come in with the next batch', () => {
+    const store = open();
+    const memory = new MemoryStateMap(new LoggedStateMap<unknown>(store), 100);
+    const batch = (batchTime: number, writes: Array<[string, number]>, fail = false) => {
+      store.env.transactionSync(() => {
+        for (const [key, value] of writes) memory.put(key, encodeEntry(value, batchTime), { key, state: value, time: batchTime, original: undefined });
+        memory.endBatch(batchTime, 1_000_000);
+        if (fail) throw new Error('the batch failed before its commit');
+      });
+      memory.committed();
+    };
+    batch(1000, [['a', 1]]);
+    assert.throws(() => batch(2000, [['a', 99], ['gone', 99]], true), /failed before its commit/);
+    memory.aborted();
+    batch(3000, [['b', 3]]);
+    // What the store holds, read afresh (the next start), and through memory.
+    const afresh = new LoggedStateMap<unknown>(store);
+    assert.deepEqual([afresh.get('a'), afresh.get('gone'), afresh.get('b')], [[1, 1000], undefined, [3, 3000]]);
+    assert.deepEqual(memory.get('a'), [1, 1000]);
+    assert.equal(memory.get('gone'), undefined);
+  });
 });

@@ -66,6 +66,47 @@ describe("worker memory across a clean restart (the keys the last batches update
     }
   });
 
+  it('the hint names at most a quarter of the memory of the run that writes it', async () => {
+    const dataDir = tempDir();
+    // Memory for 8 000 keys, 3 000 keys updated: the hint names 2 000 of them.
+    await runThenStop(onePartition(), { dataDir, threads: 1, stateCacheEntries: 8000 }, ones(keys(0, 3000)));
+    const again = await keyedJob(onePartition(), { dataDir, threads: 1, stateCacheEntries: 8000, startMs: 10_000 });
+    const warmed = listen(again, BatchEvents.MEMORY_WARMED);
+    try {
+      await waitUntil('the warm-up to report', () => warmed.length === 1);
+      assert.equal(warmed[0].hinted, 2000);
+      assert.equal(warmed[0].loaded, 2000);
+      assert.deepEqual(sorted(await again.batch(ones(keys(0, 3000)))), sorted(keys(0, 3000).map((w) => [w, 2])));
+    } finally {
+      await again.ssc.stop();
+    }
+  });
+
+  it('a run that stops without having run a batch keeps the hint it read for the next start', async () => {
+    const dataDir = tempDir();
+    await runThenStop(onePartition(), { dataDir, threads: 1 }, ones(keys(0, 300)));
+    const idle = await keyedJob(onePartition(), { dataDir, threads: 1, startMs: 10_000 });
+    const idleWarmed = listen(idle, BatchEvents.MEMORY_WARMED);
+    try {
+      await waitUntil('the warm-up to report', () => idleWarmed.length === 1);
+      assert.equal(idleWarmed[0].hinted, 300);
+    } finally {
+      await idle.ssc.stop();
+    }
+    const third = await keyedJob(onePartition(), { dataDir, threads: 1, startMs: 20_000 });
+    const warmed = listen(third, BatchEvents.MEMORY_WARMED);
+    const completed = listen(third, BatchEvents.COMPLETED);
+    try {
+      await waitUntil('the warm-up to report', () => warmed.length === 1);
+      assert.equal(warmed[0].hinted, 300, 'the idle run did not write an empty hint over it');
+      assert.equal(warmed[0].loaded, 300);
+      assert.deepEqual(sorted(await third.batch(ones(keys(0, 300)))), sorted(keys(0, 300).map((w) => [w, 2])));
+      assert.equal(storeReads(completed[0]), 0, 'every key was in memory');
+    } finally {
+      await third.ssc.stop();
+    }
+  });
+
   // A warm-up the stop does not end keeps the stop waiting for good: a time limit makes that a failure.
   it('a stop while the warm-up still reads a long hint ends the warm-up, and the next start counts exactly', { timeout: 60_000 }, async () => {
     const dataDir = tempDir();

@@ -183,6 +183,19 @@ describe("routing a batch's records with the stream's key table", () => {
     assert.equal(distinct(later).length, 3000, 'each key once, across the table growing');
     assert.equal(later.flatMap((p) => p.records).length, 4000);
   });
+
+  it("a batch after the table's batch stamp wraps past 2^32 - 1 still sends each key once, as a builder of its own does", () => {
+    const table = new KeyTable();
+    const records = Array.from({ length: 300 }, (_, i) => [`w${i % 40}`, i]);
+    routeBothWays(table, records);
+    // As after 2^32 - 2 batches: the next batch takes the last stamp, the one after it wraps.
+    (table as unknown as { stamp: number }).stamp = 0xffffffff - 1;
+    for (let batch = 0; batch < 3; batch++) {
+      const { withTable, own } = routeBothWays(table, records);
+      assert.deepEqual(withTable, own, `batch ${batch} after the wrap`);
+      assert.equal(withTable.flatMap((p) => p.keys).length, 40, `batch ${batch}: each key once`);
+    }
+  });
 });
 
 describe("a batch's chunks", () => {

@@ -47,6 +47,12 @@ describe('shard format', () => {
     }
   });
 
+  it('a buffer that is no shard is refused, naming the format it holds', () => {
+    const buffer = new SharedArrayBuffer(32);
+    new Uint32Array(buffer, 0, 4).set([0x4142, 0, 0, 0]);
+    assert.throws(() => readShard(buffer), (e: unknown) => e instanceof Error && e.message === 'not a shard (format 4142)');
+  });
+
   it('a chunk with no records reads back empty, with its initial state', () => {
     const { records, initialState } = roundTrip([], [], [], [['x', { s: 1 }]]);
     assert.deepEqual(records, []);

@@ -133,6 +133,27 @@ describe('a queue stream keeps each pushed batch as a copy in pieces', () => {
     assert.deepEqual(joinPieces([]), []);
   });
 
+  it('a push of fewer records than a piece is copied too: the caller may reuse its array at once, with or without oneAtATime', async () => {
+    for (const oneAtATime of [false, true]) {
+      const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
+      const input = ssc.queueStream<string>({ oneAtATime });
+      const seen: string[][] = [];
+      input.foreachBatch((records) => void seen.push(records));
+      await ssc.start();
+      try {
+        // Into an empty queue: the push is the batch's first piece.
+        const pushed = ['a', 'b', 'c'];
+        input.pushBatch(pushed);
+        pushed.fill('changed');
+        pushed.push('added');
+        await (ssc.clock as ManualClock).advance(100);
+        assert.deepEqual(seen, [['a', 'b', 'c']], `oneAtATime ${String(oneAtATime)}`);
+      } finally {
+        await ssc.stop();
+      }
+    }
+  });
+
   it('oneAtATime gives each batch one pushed batch, whole', async () => {
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(0), threads: 1 });
     const input = ssc.queueStream<string>({ oneAtATime: true });

@@ -45,6 +45,15 @@ describe('ManualClock', () => {
     }
   });
 
+  it('advance() by a negative time is refused, and neither moves time nor runs a timer', async () => {
+    const clock = new ManualClock(1000);
+    const ran: number[] = [];
+    clock.schedule(900, () => void ran.push(900));
+    await assert.rejects(clock.advance(-1), (e: unknown) => e instanceof RangeError && e.message === 'ManualClock.advance: ms must be a finite number >= 0, got -1');
+    assert.equal(clock.now(), 1000);
+    assert.deepEqual(ran, []);
+  });
+
   it('a cancelled timer does not run', async () => {
     const clock = new ManualClock(0);
     const ran: number[] = [];

@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Gauge, Registry } from 'prom-client';
-import { BatchEvents, ConfigError, StateSpec, StreamingContext, murmur2Partitioner, type BatchCompletedEvent, type SnapshotCompletedEvent } from '../../src/index.js';
+import { BatchEvents, ConfigError, ManualClock, StateSpec, StreamingContext, murmur2Partitioner, type BatchCompletedEvent, type SnapshotCompletedEvent } from '../../src/index.js';
 import type { FaultyValue } from '../fixtures/faulty.js';
 import { listSnapshots } from '../../src/storage/snapshots/manifest.js';
 import { fixture, keyedJob, tempDir } from '../helpers.js';
@@ -294,6 +294,27 @@ describe('Prometheus metrics', { timeout: 180_000 }, () => {
       assert.ok(bytes >= 100 * 100_000, `state bytes ${bytes} hold the 10 MB written`);
     } finally {
       await job.ssc.stop();
+    }
+  });
+
+  it('the state series of a job with two state streams are labelled by each stream, not all as stream 0', async () => {
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock, threads: 1, appName: 'two-streams' });
+    const input = ssc.queueStream<[string, number]>();
+    input.mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(2));
+    input.filter(([k]) => k === 'a').mapWithState(StateSpec.function<string, number, number, unknown>(fixture('count')).numPartitions(1));
+    await ssc.start();
+    try {
+      input.pushBatch([['a', 1], ['b', 1], ['c', 1]]);
+      await clock.advance(1000);
+      const samples = parseSamples(await ssc.metricsRegistry.metrics());
+      const keys = (stream: string) => samples.filter((s) => s.name === 'statestream_state_keys' && s.labels.stream === stream).map((s) => [s.labels.partition, s.value]).sort();
+      const expected = [0, 0];
+      for (const k of ['a', 'b', 'c']) expected[murmur2Partitioner.partition(k, 2)]++;
+      assert.deepEqual(keys('0'), [['0', expected[0]], ['1', expected[1]]]);
+      assert.deepEqual(keys('1'), [['0', 1]]);
+    } finally {
+      await ssc.stop();
     }
   });
 

@@ -75,6 +75,27 @@ describe('batches that overlap on the main thread', () => {
     }
   });
 
+  it("a state stream fed by a map of another's outputs waits for the batch before too: it is not sharded ahead", async () => {
+    const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock, threads: 2 });
+    const input = ssc.queueStream<[string, number]>({ oneAtATime: true });
+    const counts = input.mapWithState(spec());
+    // A map and a filter between the two state streams: a pipeline over the first one's outputs.
+    const totals = counts.map(([k, n]) => [k, n] as [string, number]).filter(() => true).mapWithState(spec());
+    const outputs: Array<[number, Array<[string, number]>]> = [];
+    totals.foreachBatch((records, time) => void outputs.push([time, records]));
+    await ssc.start();
+    try {
+      for (let i = 0; i < 3; i++) input.pushBatch([['a', 1], ['b', 1]]);
+      await within(Promise.all([clock.advance(100), clock.advance(100), clock.advance(100)]), 'three batches queued back to back', { timeoutMs: 20_000 });
+      assert.deepEqual(outputs.map(([time, records]) => [time, records.sort()]), [[100, [['a', 1], ['b', 1]]], [200, [['a', 3], ['b', 3]]], [300, [['a', 6], ['b', 6]]]]);
+      assert.deepEqual([totals.store().get('a'), counts.store().get('a')], [6, 3]);
+    } finally {
+      await ssc.stop();
+    }
+  });
+
   it('the next batch is mapped and routed while the one before applies, yet partitions and outputs see batches in order', async () => {
     const dataDir = tempDir();
     const ssc = new StreamingContext({ batchIntervalMs: 40, dataDir, threads: 2 });

@@ -45,6 +45,21 @@ describe('ManualClock', () => {
     }
   });
 
+  it('a ManualClock made without a start time starts at 0: the first batch of a 100 ms interval is batch 100', async () => {
+    const clock = new ManualClock();
+    assert.equal(clock.now(), 0);
+    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock, threads: 1 });
+    const seen: number[] = [];
+    ssc.queueStream<string>().foreachBatch((_, time) => void seen.push(time));
+    await ssc.start();
+    try {
+      await clock.advance(200);
+    } finally {
+      await ssc.stop();
+    }
+    assert.deepEqual(seen, [100, 200]);
+  });
+
   it('advance() by a negative time is refused, and neither moves time nor runs a timer', async () => {
     const clock = new ManualClock(1000);
     const ran: number[] = [];

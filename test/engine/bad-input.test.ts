@@ -466,6 +466,19 @@ describe('a mapping module that does not load fails start()', () => {
     await first;
     assert.equal(timers(), before, 'the second call armed no deadline');
   });
+
+  it("stop() of a context on the system clock cancels the next batch's timer (a long interval would keep the process alive)", async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const ssc = new StreamingContext({ batchIntervalMs: 3_600_000, dataDir: tempDir(), threads: 1 });
+    ssc.queueStream();
+    await ssc.start();
+    assert.ok(timers() > before, 'the next batch is scheduled');
+    await ssc.stop();
+    // Timers of 0 ms the stop left behind (lmdb's read transaction reset) fire before this one.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(timers(), before);
+  });
 });
 
 describe('bad records and states fail the batch, naming what and where, and leave the stores as they were', () => {

@@ -92,7 +92,8 @@ describe('batches that overlap on the main thread', () => {
       assert.deepEqual(outputs.map(([time, records]) => [time, records.sort()]), [[100, [['a', 1], ['b', 1]]], [200, [['a', 3], ['b', 3]]], [300, [['a', 6], ['b', 6]]]]);
       assert.deepEqual([totals.store().get('a'), counts.store().get('a')], [6, 3]);
     } finally {
-      await ssc.stop();
+      // Bounded: batches that wait on each other for good keep the stop waiting too.
+      await within(ssc.stop(), 'the stop', { timeoutMs: 10_000 });
     }
   });
 

@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { claimForCut, newCutCell } from '../../src/actors/thread-cut.cjs';
 import { openPartitionStore } from '../../src/storage/partition/store.js';
 import { tempDir } from '../helpers.js';
+import { WorkerSet } from '../../src/actors/worker-set.js';
 
 const guard = fileURLToPath(new URL('../../src/actors/thread-cut.cjs', import.meta.url));
 
@@ -67,6 +68,15 @@ describe('thread-cut: a worker thread is claimed for termination only outside it
     } finally {
       await worker.terminate();
     }
+  });
+
+  it('a task asked of a worker set after its cut is refused with the cut\'s reason: no fresh thread starts for it', async () => {
+    const workers = new WorkerSet(2, 100);
+    const reason = new Error('the stop ran out of time');
+    await workers.cut(reason);
+    await assert.rejects(workers.run(1, { op: 'stop-partitions' }), (e: unknown) => e === reason);
+    await assert.rejects(workers.runOnEveryThread({ op: 'stop-partitions' }), (e: unknown) => e === reason);
+    await workers.destroy();
   });
 
   it("a fresh thread clears the regions its predecessor died inside, and keeps a claim", async () => {

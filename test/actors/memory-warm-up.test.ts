@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BatchEvents, StateSpec, type BatchCompletedEvent, type MemoryWarmedEvent } from '../../src/index.js';
 import { RECENT_BATCHES, recentKeys, rememberBatch } from '../../src/actors/memory-warm-up.js';
-import { workerPartition } from '../../src/actors/worker-partitions.js';
+import { stillServing } from '../../src/actors/between-batches.js';
+import { releasePartition, workerPartition } from '../../src/actors/worker-partitions.js';
 import { murmur2Partitioner } from '../../src/engine/partitioner.js';
 import { encodeEntry } from '../../src/storage/codec.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
@@ -187,6 +188,17 @@ describe("worker memory across a clean restart (the keys the last batches update
     } finally {
       await again.ssc.stop();
     }
+  });
+
+  it('work between batches stops serving a partition once its store is opened again by a later start, or released', async () => {
+    const storePath = join(tempDir(), 'partition-0000');
+    const first = workerPartition({ storePath, incarnation: 'first', cacheEntries: 100 });
+    assert.equal(stillServing(first), true);
+    const second = workerPartition({ storePath, incarnation: 'second', cacheEntries: 100 });
+    assert.equal(stillServing(first), false, 'the store was opened again: the earlier partition is not served');
+    assert.equal(stillServing(second), true);
+    assert.equal(await releasePartition(storePath, 'second'), true);
+    assert.equal(stillServing(second), false);
   });
 
   it('a partition names the keys its last two batches updated, as its memory holds them, up to the limit', () => {

@@ -54,10 +54,12 @@ export function streamsMidSwap(dataDir: string): number[] {
   });
 }
 
+const MARKER = 'complete';
+
 export function swapPaths(dataDir: string, streamIndex: number, kind: SwapKind): SwapPaths {
   const current = stateDir(dataDir, streamIndex);
   const building = `${current}.${kind}`;
-  return { current, building, old: `${current}.old`, marker: join(building, 'complete') };
+  return { current, building, old: `${current}.old`, marker: join(building, MARKER) };
 }
 
 /** Where a crash can stop a swap; the tests kill the process at each of them. */
@@ -164,10 +166,18 @@ function swapIn(paths: SwapPaths, keepOldIn: string | undefined, onStep: (step: 
   fsyncPath(dirname(paths.current));
   onStep('new-moved');
   if (keepOldIn === undefined) rmSync(paths.old, { recursive: true, force: true });
-  rmSync(join(paths.current, 'complete'), { force: true });
-  rmSync(join(paths.current, MOVED), { force: true });
+  clearSwapRecords(paths.current);
   onStep('done');
   return kept;
+}
+
+/**
+ * The marker and the record of moves that came in with the new stores: they mean something
+ * only while those stores are being built, and a swap stopped after its last rename leaves them.
+ */
+function clearSwapRecords(current: string): void {
+  rmSync(join(current, MARKER), { force: true });
+  rmSync(join(current, MOVED), { force: true });
 }
 
 export type SwapOutcome = 'none' | 'rolled-back' | 'finished';
@@ -209,6 +219,8 @@ export function recoverInterruptedSwaps(dataDir: string, streamIndex: number): A
     const outcome = recoverInterruptedSwap(dataDir, streamIndex, kind);
     if (outcome !== 'none') done.push({ kind, outcome });
   }
+  // A swap a crash stopped after its last rename left nothing else behind (a reshard's old stores went already, or were kept aside).
+  if (existsSync(stateDir(dataDir, streamIndex))) clearSwapRecords(stateDir(dataDir, streamIndex));
   return done;
 }
 

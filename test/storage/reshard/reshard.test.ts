@@ -230,6 +230,7 @@ describe('reshardStores', () => {
     assert.equal(count, 30);
     assert.equal(interruptedSwap(dataDir, 0), undefined, 'the start finished it');
     assert.ok(!existsSync(join(dataDir, 'state-0.old')));
+    assert.deepEqual(readdirSync(join(dataDir, 'state-0')).sort(), ['partition-0000', 'partition-0001', 'partition-0002'], "and took the swap's marker out of the state folder");
   });
 
   it('moves each dead letter into the store of the partition its key routes to now, and counts them in its report', async () => {

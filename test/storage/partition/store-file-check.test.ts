@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { closeSync, cpSync, openSync, readFileSync, readSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { compareKeys } from 'lmdb';
+import { compareKeys, open } from 'lmdb';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, type StateRestoredEvent } from '../../../src/index.js';
@@ -33,6 +33,21 @@ async function probe(...args: string[]): Promise<ProbeResult> {
 }
 
 describe('the store file check', () => {
+  it("counts a large value's pages as LMDB does: a value that fills its last page to the byte, at the file's end, is a whole store", async () => {
+    // A fresh environment's first commit puts the value's pages last in the file. LMDB gives a
+    // value of n bytes floor((24 - 1 + n) / page) + 1 pages: 4072 bytes (a page less its
+    // 24-byte header) take one, 8168 take two; one more counted would lie past the end.
+    for (const bytes of [4072, 4071, 4073, 8168]) {
+      const dir = tempDir();
+      const env = open({ path: dir, encoding: 'binary' });
+      await env.put('large', Buffer.alloc(bytes, 7));
+      await env.close();
+      const pages = statSync(join(dir, 'data.mdb')).size / PAGE;
+      assert.equal(pages, 3 + Math.floor((24 - 1 + bytes) / PAGE) + 1, `${bytes} bytes: two meta pages, a leaf and the value's pages`);
+      assert.equal(checkStoreFile(dir), undefined, `a value of ${bytes} bytes`);
+    }
+  });
+
   it('reads a store by its valid meta page: one whose magic is spoiled is passed over whatever it claims, and an impossible page size is named', () => {
     const dir = join(tempDir(), 'partition');
     const store = openPartitionStore(dir);

@@ -142,6 +142,24 @@ describe('option values: what a value is, not only whether it was given', () => 
     assert.equal(defaultThreads(2), 2);
   });
 
+  it('the documented defaults and lower bounds of the context options: snapshotsKept from 1, snapshotEvery one way, a clock that can schedule', () => {
+    // docs/operations.md, "Limits of the options": what a context takes when an option is left out.
+    const plain = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), snapshotEvery: 5 });
+    assert.equal(plain.appName, 'statestream', 'the default app name (the offsets live under /statestream/<appName>)');
+    assert.equal(plain.maxWorkerRestarts, 3);
+    assert.equal(plain.stateCacheEntries, 1_000_000);
+    assert.equal(plain.snapshotPolicy?.keep, 3, 'the newest 3 snapshots are kept');
+    // snapshotsKept 0 would prune every snapshot, the one just taken too.
+    refuses(() => context({ snapshotEvery: 1, snapshotsKept: 0 }), /snapshotsKept must be an integer from 1 to 1000, got 0/, 'snapshotsKept');
+    assert.equal(context({ snapshotEvery: 1, snapshotsKept: 1 }).snapshotPolicy?.keep, 1);
+    // Both at once: which one counts would be a guess.
+    refuses(() => context({ snapshotEvery: { batches: 2, ms: 1000 } }), /snapshotEvery must be a number of batches .* got \{"batches":2,"ms":1000\}/, 'snapshotEvery');
+    refuses(() => context({ snapshotEvery: {} }), /snapshotEvery must be/, 'snapshotEvery');
+    // A clock that tells the time but cannot schedule would only fail once started, at its first batch.
+    refuses(() => context({ clock: { now: () => 0 } }), /clock must have now\(\) and schedule\(time, callback\)/, 'clock');
+    refuses(() => context({ clock: { schedule: () => () => undefined } }), /clock must have now\(\) and schedule/, 'clock');
+  });
+
   it('metrics and the page on one port are refused when given; a host that is no address here is named as the host at start()', async () => {
     refuses(() => context({ metrics: { port: 9464 }, ui: { port: 9464 } }), /metrics\.port and ui\.port are both 9464/, 'ui.port');
     context({ metrics: { port: 0 }, ui: { port: 0 } });

@@ -110,6 +110,40 @@ describe('stop({ timeoutMs }): a stop that runs out of time terminates the threa
     assert.deepEqual(sorted(job.outputs[1].records), [['a', 2], ['b', 1]]);
   });
 
+  it('a batch that fails for a reason of its own while a stop with a timeout waits is reported with its own error, not as cut by a deadline that never passed', async () => {
+    const clock = new ManualClock(0);
+    const ssc = new StreamingContext({ batchIntervalMs: 1000, dataDir: tempDir(), clock, threads: 1 });
+    const input = ssc.queueStream<[string, number]>();
+    input.mapWithState(StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(1)).foreachBatch((records) => {
+      if (records.some(([key]) => key === 'bad')) throw new Error('the sink refused key bad');
+    });
+    const failed: BatchFailedEvent[] = [];
+    const states: string[] = [];
+    ssc.on(BatchEvents.FAILED, (e) => void (failed.push(e), states.push(ssc.state)));
+    await ssc.start();
+    input.pushBatch([['a', 1]]);
+    await clock.advance(1000);
+    input.pushBatch([['bad', 1]]);
+    const advanced = clock.advance(1000).then(() => 'done', (error: unknown) => error);
+    // The batch is under way: the stop's deadline (a minute) is armed, and never passes.
+    await within(ssc.stop({ timeoutMs: 60_000 }), 'stop() with a timeout, while a batch fails on its own');
+    const outcome = await within(advanced, 'the batch to settle');
+    assert.deepEqual(failed.map((e) => [e.batchTime, e.error.name, e.error.message]), [[2000, 'Error', 'the sink refused key bad']]);
+    assert.ok(!(outcome instanceof StopTimeoutError), `the batch's own failure, not ${String(outcome)}`);
+    assert.deepEqual(states, ['stopping'], 'a batch failing while the context stops leaves it stopping, not failed');
+    assert.equal(ssc.state, 'stopped');
+  });
+
+  it('a stop with a timeout that ends in time leaves no timer behind: the process can exit by itself', async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const job = await keyedJob(spinning().numPartitions(1), { dataDir: tempDir(), threads: 1 });
+    assert.deepEqual(await job.batch([['a', 1]]), [['a', 1]]);
+    await job.ssc.stop({ timeoutMs: 600_000 });
+    // What the job itself ran (its threads, their stores) lets go of its timers at once; a deadline left armed would hold the process for ten minutes.
+    await waitUntil("the stop's deadline to be disarmed: no timer left beside those from before the job", () => timers() <= before, { timeoutMs: 5_000 });
+  });
+
   it('a bad option is named, and the job goes on running', async () => {
     const dir = tempDir();
     const job = await keyedJob(spinning().numPartitions(1), { dataDir: join(dir, 'data'), threads: 1 });

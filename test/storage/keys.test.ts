@@ -30,6 +30,8 @@ describe('keys that are not well-formed strings', () => {
       [cutA, /record 1 of batch 2000: key "\\ude00" is not a well-formed string \(a lone surrogate at index 0\)/],
       [`${'x'.repeat(700)}${cutB}`, /record 1 of batch 2000: key "x{40}…" is not a well-formed string \(a lone surrogate at index 700\)/],
       [['user', `a${cutB}`], /record 1 of batch 2000: key \["user","a\\ude80"\] is not a well-formed string \(a lone surrogate at index 1 of part 1\)/],
+      // 700 characters, under the limit as characters, over it as UTF-8 bytes: not the short-key fast path.
+      ['漢'.repeat(700), /record 1 of batch 2000: key is 2100 bytes of UTF-8; LMDB keys are limited to 1900$/],
     ];
     for (const [key, message] of cases) {
       const job = await keyedJob(StateSpec.function<unknown, number, number, unknown>(fixture('count')).numPartitions(2), { dataDir: tempDir() });
@@ -109,10 +111,34 @@ describe('keys at the edges', () => {
     }
   });
 
+  it("store().get refuses a key no record could have, rather than answer with the state of the key LMDB would read it as", async () => {
+    const job = await keyedJob(StateSpec.function<unknown, number, number, unknown>(fixture('count')).numPartitions(1), { dataDir: tempDir() });
+    try {
+      await job.batch([['a', 1], ['x\ufffd', 2]]);
+      const store = job.stream.store();
+      assert.deepEqual([store.get('a'), store.get('x\ufffd')], [1, 2]);
+      for (const [key, problem] of [
+        // A one-element tuple encodes in LMDB as its element; a lone surrogate as U+FFFD.
+        [['a'], /^store\(\)\.get: key \["a"\] cannot be an LMDB key/],
+        ['x\ud800', /^store\(\)\.get: key "x\\ud800" is not a well-formed string \(a lone surrogate at index 1\)/],
+        [Number.NaN, /^store\(\)\.get: key NaN cannot be an LMDB key/],
+      ] as const) {
+        assert.throws(() => store.get(key), (e: unknown) => e instanceof InvalidRecordError && problem.test((e as Error).message), String(key));
+      }
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('initial state a store cannot keep is refused when given, naming the entry', () => {
     assert.throws(
       () => StateSpec.function(fixture('count')).initialState([['a', { n: 2n ** 64n }]]),
       (e: unknown) => e instanceof InvalidRecordError && /^StateSpec\.initialState entry 0 \(key "a"\): the state cannot be stored: \$\.n is a bigint wider than 64 bits$/.test((e as Error).message),
+    );
+    // A third element (a lastUpdated, say) would be dropped without a word: initial pairs are [key, state], an export's entries are StateSources.
+    assert.throws(
+      () => StateSpec.function(fixture('count')).initialState([['a', 1, 5]] as never),
+      (e: unknown) => e instanceof InvalidRecordError && (e as Error).message === 'StateSpec.initialState entry 0 is ["a",1,5], not a [key, state] pair',
     );
   });
 });

@@ -211,6 +211,12 @@ describe('state export', () => {
     await assert.rejects(writeStateExport(file, { stateVersion: 1 }, [['a', 1, 5, 'more'] as never]), /entry 0 given to writeStateExport .*is not a \[key, state, lastUpdated\] array/);
     await assert.rejects(writeStateExport(file, { stateVersion: 1 }, 5 as never), (e: unknown) => e instanceof ConfigError && /entries must be an iterable/.test((e as Error).message));
     assert.deepEqual(readdirSync(dirname(file)), [], 'neither the target nor a temporary file');
+    // A blank path names no file: it is refused, not written as a file named by spaces in the working folder.
+    try {
+      await assert.rejects(writeStateExport('   ', { stateVersion: 1 }, [['a', 1, 1]]), (e: unknown) => e instanceof ConfigError && /^writeStateExport: target must be a file path or a writable stream, got "   "$/.test((e as Error).message));
+    } finally {
+      rmSync('   ', { force: true });
+    }
     // What the caller gives as the header's origin cannot make the file another format than the one this writes (and reads).
     await writeStateExport(file, { stateVersion: 1, formatVersion: 2 } as never, [['a', 1, 5]]);
     assert.deepEqual([readStateExport(file).header.format, readStateExport(file).header.formatVersion], ['statestream-state', 1]);
@@ -565,6 +571,19 @@ describe('state export', () => {
         assert.match((error as Error).message, pattern);
         return true;
       }, String(pattern));
+    }
+  });
+
+  it('initialState from a source written by hand: a key of -0, alone or in a tuple, is the key 0, one state that records of 0 find', async () => {
+    const source: StateSource<unknown, number> = { description: 'the test source', stateVersion: 1, entries: () => [[-0, 5, 0], [['t', -0], 7, 0]] };
+    const job = await keyedJob(StateSpec.function<unknown, number, number, unknown>(fixture('count')).numPartitions(4).initialState(source), { dataDir: tempDir() });
+    try {
+      const out = await job.batch([[0, 1], [['t', 0], 1]]);
+      assert.deepEqual(out.map((r) => JSON.stringify(r)).sort(), ['[0,6]', '[["t",0],8]']);
+      assert.equal(job.stream.store().count(), 2, 'no second state under -0');
+      assert.deepEqual([job.stream.store().get(0), job.stream.store().get(['t', 0])], [6, 8]);
+    } finally {
+      await job.ssc.stop();
     }
   });
 

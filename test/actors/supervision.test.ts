@@ -181,6 +181,21 @@ describe('supervision: a worker that dies mid-batch is replaced and the shard re
     }
   });
 
+  it('partition.restarted names the stream, the partition and the batch of the shard replayed', async () => {
+    const dir = tempDir();
+    const crashKey = Array.from({ length: 20 }, (_, i) => `crash${i}`).find((k) => murmur2Partitioner.partition(k, 2) === 1)!;
+    const job = await keyedJob(faulty().numPartitions(2), { dataDir: join(dir, 'data'), threads: 1 });
+    const restarts: PartitionRestartedEvent[] = [];
+    job.ssc.on(BatchEvents.PARTITION_RESTARTED, (e) => restarts.push(e));
+    try {
+      await job.batch([['a', 1]]);
+      assert.deepEqual(sorted(await job.batch([['a', 1], [crashKey, { exitOnce: join(dir, 'fault') }]])), sorted([['a', 2], [crashKey, 1]]));
+      assert.deepEqual(restarts.map(({ stream, partition, batchTime, restart }) => ({ stream, partition, batchTime, restart })), [{ stream: 0, partition: 1, batchTime: 2000, restart: 1 }]);
+    } finally {
+      await job.ssc.stop();
+    }
+  });
+
   it('a worker that keeps dying fails the batch once the restart limit is reached, and commits nothing of it', async () => {
     const dir = tempDir();
     const job = await keyedJob(faulty().numPartitions(1), { dataDir: join(dir, 'data'), threads: 1, maxWorkerRestarts: 2 });
@@ -275,6 +290,29 @@ describe('a record the mapping function keeps failing on', () => {
     assert.equal(gaps[0].lastBatch, 1000);
     assert.deepEqual(gaps[0].behind.map((b) => b.lastBatch), [undefined]);
     assert.match(gaps[0].message, /^stream 0: partition \d holds no batch; the batches after that up to 1000 cannot be replayed by a queue source/);
+  });
+
+  it("a stream whose partitions stopped at two batches counts as at the newer: a start before it is refused, and the gap names the partition behind", async () => {
+    const dataDir = tempDir();
+    const aPartition = murmur2Partitioner.partition('a', 2);
+    const bad = Array.from({ length: 20 }, (_, i) => `k${i}`).find((k) => murmur2Partitioner.partition(k, 2) !== aPartition)!;
+    const job = await keyedJob(faulty().numPartitions(2).onRecordFailure({ policy: 'stop', maxAttempts: 1 }), { dataDir });
+    try {
+      await job.batch([['a', 1], [bad, 1]]);
+      // Batch 2000 commits in the partition of 'a' only: the other stops on the poisoned record.
+      job.input.pushBatch([['a', 1], [bad, { poison: true }]]);
+      await assert.rejects(job.clock.advance(1000), PoisonRecordError);
+    } finally {
+      await job.ssc.stop();
+    }
+
+    // A clock at 1000 would run batch 2000 again on the partition that holds it.
+    const early = new StreamingContext({ batchIntervalMs: 1000, dataDir, clock: new ManualClock(1000), threads: 1 });
+    early.queueStream<[string, FaultyValue]>().mapWithState(faulty().numPartitions(2));
+    await assert.rejects(early.start(), /the stores under .* hold batch 2000, but this context's first batch would be at 2000/);
+
+    const gaps = await gapsAtStart(dataDir, 2000, (ssc) => ssc.queueStream<[string, FaultyValue]>().mapWithState(faulty().numPartitions(2)));
+    assert.deepEqual(gaps.map(({ stream, lastBatch, behind }) => ({ stream, lastBatch, behind })), [{ stream: 0, lastBatch: 2000, behind: [{ partition: 1 - aPartition, lastBatch: 1000 }] }]);
   });
 
   it('a re-created context reports a stream that did not commit a batch another stream of the job committed', async () => {

@@ -111,7 +111,8 @@ describe("Spark's mapWithState semantics", () => {
       assert.deepEqual(await job.batch([['x', 1]]), [['x', 101]]);
       assert.equal(job.stream.store().get('y'), 7);
       assert.deepEqual(job.snapshots[0].pairs, [['x', 101], ['y', 7]]);
-      await job.batch([['x', 1]]); // 2000
+      // Loaded once: the second batch goes on from the first's state, not from the initial state again.
+      assert.deepEqual(await job.batch([['x', 1]]), [['x', 102]]); // 2000
       assert.deepEqual(await job.batch([]), [['timeout', 'y', 7, 3000]], 'initial state was stamped with the first batch (1000 < 3000-1500)');
     } finally {
       await job.ssc.stop();

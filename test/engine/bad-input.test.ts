@@ -74,6 +74,7 @@ describe('bad options are refused when given, naming the option', () => {
     const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock: new ManualClock(), threads: 1 });
     assert.throws(() => ssc.queueStream({ oneAtTime: true } as never), /queueStream: unknown option "oneAtTime" \(known: oneAtATime\)/);
     assert.throws(() => ssc.on('batch.complete' as never, () => undefined), (e: unknown) => e instanceof ConfigError && /StreamingContext\.on: no event "batch\.complete" \(events: batch\.started, batch\.completed/.test((e as Error).message));
+    assert.throws(() => ssc.on(BatchEvents.COMPLETED, 'log' as never), (e: unknown) => e instanceof ConfigError && (e as Error).message === 'StreamingContext.on("batch.completed"): the listener must be a function, got "log"');
     const kafka = { brokers: ['localhost:9092'], topic: 'words', groupId: 'g', zookeeper: { connect: 'localhost:2181' } };
     assert.throws(() => ssc.kafkaStream({ ...kafka, zookeeper: { connect: 'localhost:2181', rooot: '/team-a/wc' } as never }), /unknown option "zookeeper\.rooot" \(known: connect, root, sessionTimeoutMs, digest\)/);
     assert.throws(() => ssc.kafkaStream({ ...kafka, brokers: ['localhost:99999'] }), /brokers must be .* the port from 1 to 65535, got \["localhost:99999"\]/);

@@ -145,6 +145,7 @@ describe('a snapshot beside the running batches', () => {
       assert.ok(event.gateMs > 0 && event.gateMs < event.durationMs, `gateMs ${event.gateMs} a part of the snapshot's ${event.durationMs} ms`);
       const [snapshot] = listSnapshots(dataDir);
       assert.deepEqual(await verifySnapshot(snapshot), []);
+      assert.equal(event.path, snapshot.path, 'the event names the snapshot folder, which readSnapshotState reads');
       assert.ok(snapshot.manifest.streams[0].partitions.every((p) => p.lastBatch === 2000));
       // The event's figures are the whole snapshot's: every partition's copy.
       const parts = snapshot.manifest.streams[0].partitions;

@@ -1,9 +1,10 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, type SnapshotCompletedEvent, type StreamingContextOptions } from '../src/index.js';
-import { nextEvent } from './wait.js';
+import { nextEvent, within } from './wait.js';
 import { BatchCache } from '../src/storage/partition/batch-cache.js';
 import { BatchLog, readLayout, writeLayout, type StoreLayout } from '../src/storage/partition/batch-log.js';
 import { foldChangeLog } from '../src/storage/partition/change-log.js';
@@ -145,5 +146,24 @@ export function editLayout(dataDir: string, partition: number, change: Partial<S
     writeLayout(store, { ...readLayout(store)!, ...change });
   } finally {
     store.env.close();
+  }
+}
+
+/**
+ * Runs test/fixtures/start-stop (a job on the system clock started and stopped, with the
+ * stop's timeoutMs when given) in a process of its own, and waits for that process to exit
+ * by itself: a timer the stop left armed would keep it alive. Returns its exit and output.
+ */
+export async function startStopExit(timeoutMs?: number): Promise<{ exit: [number | null, string | null]; output: string }> {
+  const args = [new URL('./fixtures/start-stop.js', import.meta.url).pathname, tempDir(), ...(timeoutMs === undefined ? [] : [String(timeoutMs)])];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  try {
+    const exit = await within(new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal]))), "the stopped job's process to exit by itself", { timeoutMs: 30_000 });
+    return { exit, output };
+  } finally {
+    child.kill('SIGKILL');
   }
 }

@@ -7,7 +7,7 @@ import {
   BatchEvents, ConfigError, EncodingError, InvalidRecordError, LifecycleError, ManualClock, MappingModuleError, PoisonRecordError,
   StateContractError, StateSpec, StopTimeoutError, StreamingContext, type DStream,
 } from '../../src/index.js';
-import { fixture, keyedJob, tempDir } from '../helpers.js';
+import { fixture, keyedJob, startStopExit, tempDir } from '../helpers.js';
 import { within } from '../wait.js';
 import { openPartitionStore, partitionPath } from '../../src/storage/partition/store.js';
 import { validateKafkaOptions } from '../../src/engine/sources/kafka-options.js';
@@ -469,17 +469,9 @@ describe('a mapping module that does not load fails start()', () => {
   });
 
   it("stop() of a context on the system clock cancels the next batch's timer: the process exits by itself, a long batch interval notwithstanding", async () => {
-    const child = spawn(process.execPath, [fileURLToPath(fixture('start-stop')), tempDir()], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d) => (output += d));
-    child.stderr.on('data', (d) => (output += d));
-    try {
-      const exit = await within(new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, signal) => resolve([code, signal]))), 'the stopped job\'s process to exit', { timeoutMs: 30_000 });
-      assert.deepEqual(exit, [0, null], output.slice(-2000));
-      assert.match(output, /^stopped$/m);
-    } finally {
-      child.kill('SIGKILL');
-    }
+    const { exit, output } = await startStopExit();
+    assert.deepEqual(exit, [0, null], output.slice(-2000));
+    assert.match(output, /^stopped$/m);
   });
 });
 

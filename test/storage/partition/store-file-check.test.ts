@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { BatchEvents, ManualClock, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, type StateRestoredEvent } from '../../../src/index.js';
 import { readMeta } from '../../../src/storage/partition/lmdb-file.js';
 import { checkStoreFile } from '../../../src/storage/partition/store-check.js';
-import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
+import { openPartitionStore, partitionPath, type PartitionStore } from '../../../src/storage/partition/store.js';
 import { fixture, keyedJob, tempDir } from '../../helpers.js';
 
 const run = promisify(execFile);
@@ -32,6 +32,19 @@ async function probe(...args: string[]): Promise<ProbeResult> {
   }
 }
 
+/** A closed store of `n` small values, one commit each (and what `more` writes after them): a few pages. Returns its folder. */
+function smallStore(n: number, more: (store: PartitionStore) => void = () => undefined): string {
+  const dir = join(tempDir(), 'partition');
+  const store = openPartitionStore(dir);
+  try {
+    for (let i = 0; i < n; i++) store.env.transactionSync(() => store.state.putSync(`k${i}`, Buffer.alloc(10, i)));
+    more(store);
+  } finally {
+    store.env.close();
+  }
+  return dir;
+}
+
 describe('the store file check', () => {
   it("counts a large value's pages as LMDB does: a value that fills its last page to the byte, at the file's end, is a whole store", async () => {
     // A fresh environment's first commit puts the value's pages last in the file. LMDB gives a
@@ -49,13 +62,7 @@ describe('the store file check', () => {
   });
 
   it('reads a store by its valid meta page: one whose magic is spoiled is passed over whatever it claims, and an impossible page size is named', () => {
-    const dir = join(tempDir(), 'partition');
-    const store = openPartitionStore(dir);
-    try {
-      for (let i = 0; i < 5; i++) store.env.transactionSync(() => store.state.putSync(`k${i}`, Buffer.alloc(10, i)));
-    } finally {
-      store.env.close();
-    }
+    const dir = smallStore(5);
     const file = join(dir, 'data.mdb');
     const bytes = readFileSync(file);
     // The meta page of the older commit: spoilt, it claims the newest transaction and a root past the file's end.
@@ -76,15 +83,8 @@ describe('the store file check', () => {
   });
 
   it('finds a store cut inside the overflow pages of its last, large value, and names the database as the job does, without LMDB\'s NUL', () => {
-    const dir = join(tempDir(), 'partition');
-    const store = openPartitionStore(dir);
-    try {
-      for (let i = 0; i < 6; i++) store.env.transactionSync(() => store.state.putSync(`k${i}`, Buffer.alloc(10, i)));
-      // Larger than a page: LMDB keeps it in a run of overflow pages, the last pages of the file.
-      store.env.transactionSync(() => store.state.putSync('large', Buffer.alloc(8180, 7)));
-    } finally {
-      store.env.close();
-    }
+    // Larger than a page: LMDB keeps it in a run of overflow pages, the last pages of the file.
+    const dir = smallStore(6, (store) => store.env.transactionSync(() => store.state.putSync('large', Buffer.alloc(8180, 7))));
     assert.equal(checkStoreFile(dir), undefined);
     const file = join(dir, 'data.mdb');
     const cut = statSync(file).size - PAGE;
@@ -107,13 +107,7 @@ describe('the store file check', () => {
       ['a node whose data runs past the end of the page', (page) => page.writeUInt16LE(0xffff, 24 + page.readUInt16LE(24))],
     ];
     for (const [what, damage] of damages) {
-      const dir = join(tempDir(), 'partition');
-      const store = openPartitionStore(dir);
-      try {
-        for (let i = 0; i < 5; i++) store.env.transactionSync(() => store.state.putSync(`k${i}`, Buffer.alloc(10, i)));
-      } finally {
-        store.env.close();
-      }
+      const dir = smallStore(5);
       assert.equal(checkStoreFile(dir), undefined, `whole before: ${what}`);
       const file = join(dir, 'data.mdb');
       const fd = openSync(file, 'r+');

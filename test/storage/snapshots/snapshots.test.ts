@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { newestSnapshot, verifySnapshot } from '../../../src/storage/snapshots/manifest.js';
 import { BatchEvents, ConfigError, ManualClock, SnapshotError, StateSpec, StreamingContext, listSnapshots, murmur2Partitioner, readSnapshotState, type RecoveryIncompleteEvent, type SnapshotCompletedEvent, type StateRestoredEvent } from '../../../src/index.js';
-import { openPartitionStore, partitionPath } from '../../../src/storage/partition/store.js';
+import { openPartitionStore, partitionPath, type PartitionStore } from '../../../src/storage/partition/store.js';
 import { beginSnapshot } from '../../../src/storage/snapshots/writer.js';
 import { fixture, keyedJob, openDescriptorCount, runThenStop, statesOf, tempDir } from '../../helpers.js';
 import { nextEvent, waitUntil, within } from '../../wait.js';
@@ -15,6 +15,16 @@ import { once } from 'node:events';
 
 const spec = (n = 3) => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(n);
 const words = (batch: number) => Array.from({ length: 300 }, (_, i) => [`w${(i * 7 + batch * 13) % 97}`, 1] as [string, number]);
+
+/** Runs `after` on each copy LMDB writes of the store for a snapshot, once written: what a copy that went wrong leaves. */
+function afterCopy(store: PartitionStore, after: (dir: string) => void): void {
+  const env = store.env as unknown as { backup(dir: string, compact: boolean): Promise<void> };
+  const backup = env.backup.bind(env);
+  env.backup = async (dir, compact) => {
+    await backup(dir, compact);
+    after(dir);
+  };
+}
 
 describe('snapshots', () => {
   it('rejects bad snapshot options when the context is created', () => {
@@ -323,13 +333,10 @@ describe('a snapshot as initial state', () => {
     const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
     try {
       // Partition 1's copy is cut in half once written, as a copy that went wrong would be.
-      const env = stores[1].env as unknown as { backup(dir: string, compact: boolean): Promise<void> };
-      const backup = env.backup.bind(env);
-      env.backup = async (dir, compact) => {
-        await backup(dir, compact);
+      afterCopy(stores[1], (dir) => {
         const file = join(dir, 'data.mdb');
         truncateSync(file, Math.floor(statSync(file).size / 2));
-      };
+      });
       const snapshot = beginSnapshot({ dataDir, batchTime: 1000, appName: 'cut-copy', streams: [{ stream: 0, stores }], sources: [] });
       await assert.rejects(snapshot.done, (e: unknown) => e instanceof SnapshotError && /the copy of partition 1 of stream 0 is not whole/.test((e as Error).message));
       assert.deepEqual(listSnapshots(dataDir), []);
@@ -407,12 +414,9 @@ describe('a snapshot as initial state', () => {
     const stores = [0, 1].map((p) => openPartitionStore(partitionPath(dataDir, 0, p)));
     try {
       // Partition 1's copy is written in full, then reported failed (as an fsync or close at its end can fail).
-      const env = stores[1].env as unknown as { backup(dir: string, compact: boolean): Promise<void> };
-      const backup = env.backup.bind(env);
-      env.backup = async (dir, compact) => {
-        await backup(dir, compact);
+      afterCopy(stores[1], () => {
         throw new Error('EIO: i/o error, close');
-      };
+      });
       const snapshot = beginSnapshot({ dataDir, batchTime: 1000, appName: 'failed-copy', streams: [{ stream: 0, stores }], sources: [] });
       await assert.rejects(snapshot.done, (e: unknown) => e instanceof SnapshotError && /^the snapshot of batch 1000 failed: EIO: i\/o error, close$/.test((e as Error).message));
       assert.deepEqual(listSnapshots(dataDir), [], 'a snapshot whose copy failed is not listed: a restore would take it');

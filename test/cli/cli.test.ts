@@ -1111,6 +1111,34 @@ describe('statestream command-line tool', () => {
       await job.ssc.stop();
     }
   });
+
+  it("state get prints a Map, a Set, a bigint and bytes as JSON, and a wall-clock batch time with its date", async () => {
+    const file = join(tempDir(), 'typed.msgpack');
+    const batchTime = Date.UTC(2024, 0, 2, 3, 4, 5);
+    const states: Array<[string, unknown]> = [
+      ['map', new Map<string, number>([['x', 1], ['y', 2]])],
+      ['set', new Set([3, 1, 2])],
+      ['big', 2n ** 60n],
+      ['bytes', new Uint8Array([1, 2, 255])],
+    ];
+    await writeStateExport(file, { stateVersion: 1, batchTime }, states.map(([k, s]) => [k, s, batchTime]));
+    const target = tempDir();
+    const imported = run('import', file, '--data-dir', target, '--partitions', '2');
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stdout, /last batch 1704164645000 \(2024-01-02T03:04:05\.000Z\)\)/);
+    const got = (key: string) => {
+      const result = run('state', 'get', key, '--data-dir', target, '--json');
+      assert.equal(result.code, 0, result.stderr);
+      return (JSON.parse(result.stdout) as { state: unknown }).state;
+    };
+    assert.deepEqual(got('map'), { x: 1, y: 2 });
+    assert.deepEqual(got('set'), [3, 1, 2]);
+    assert.equal(got('big'), String(2n ** 60n));
+    assert.deepEqual(got('bytes'), { base64: Buffer.from([1, 2, 255]).toString('base64') });
+    const text = run('state', 'get', 'map', '--data-dir', target);
+    assert.equal(text.code, 0, text.stderr);
+    assert.equal(text.stdout, `{"x":1,"y":2}\nlastUpdated 1704164645000 (2024-01-02T03:04:05.000Z)  (partition ${murmur2Partitioner.partition('map', 2)})\n`);
+  });
 });
 
 describe('statestream command-line tool with ZooKeeper offsets', () => {

@@ -99,6 +99,9 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
     const typo = join(tempDir(), 'dta');
     failsWith(await run(['snapshot', 'create', '--data-dir', typo, '--stream', '0']), 1, /stream 0 has no state under .*dta \(no .*state-0\)/);
     assert.equal(existsSync(typo), false, 'no folder, no lock file');
+    // Without --stream: no stream to snapshot, and still no folder made.
+    failsWith(await run(['snapshot', 'create', '--data-dir', typo]), 1, /^statestream: there is no state to snapshot under .*dta\n$/);
+    assert.equal(existsSync(typo), false, 'no folder, no lock file without --stream either');
   });
 
   it('reshard without --partitions is a usage error; on a mistyped folder it creates nothing there', async () => {

@@ -706,7 +706,7 @@ describe('statestream command-line tool', () => {
     assert.match(copied.stdout, /^ {2}not in use \(no job or state-changing command holds its lock\)$/m);
   });
 
-  it('reshard, import and snapshot restore refuse while another process has the stores open without the folder lock, naming it', async () => {
+  it('reshard, import, snapshot create and snapshot restore refuse while another process has the stores open without the folder lock, naming it', async () => {
     const dir = copy();
     const exported = join(tempDir(), 'state.msgpack');
     assert.equal(run('export', '--data-dir', dir, '--out', exported).code, 0);
@@ -717,10 +717,10 @@ describe('statestream command-line tool', () => {
       const opened = once(holder.stdout!, 'data') as Promise<[Buffer]>;
       const [ready] = await within(Promise.race([opened, exited.then((exit) => assert.fail(`the store holder exited: ${JSON.stringify(exit)}`))]), 'the store holder to open the store');
       assert.equal(ready.toString(), `ready ${holder.pid}\n`);
-      for (const args of [['reshard', '--partitions', '5'], ['import', exported, '--replace'], ['snapshot', 'restore', '2000']]) {
+      for (const args of [['reshard', '--partitions', '5'], ['import', exported, '--replace'], ['snapshot', 'create'], ['snapshot', 'restore', '2000']]) {
         const refused = run(...args, '--data-dir', dir);
         assert.equal(refused.code, 1, `${args.join(' ')}: ${refused.stderr}`);
-        const command = args[0] === 'snapshot' ? 'snapshot restore' : args[0];
+        const command = args[0] === 'snapshot' ? `snapshot ${args[1]}` : args[0];
         assert.equal(refused.stderr, `statestream: ${command}: process ${holder.pid} has the stores of stream 0 open (${partitionPath(dir, 0, 1)}); stop the job first\n`);
       }
       assert.ok(!existsSync(join(dir, 'replaced')), 'the restore moved nothing');
@@ -768,6 +768,16 @@ describe('statestream command-line tool', () => {
     assert.ok(!existsSync(join(limited, 'state-0.restoring')), 'the half-copied folder is removed');
     assert.ok(readFileSync(join(limited, 'state-0', 'partition-0000', 'data.mdb')).equals(before));
     assert.equal(JSON.parse(run('inspect', '--data-dir', limited, '--json').stdout).streams[0].interrupted, undefined);
+  });
+
+  it('snapshot restore into a stream with no state folder says there was none to replace', () => {
+    const dir = copy();
+    rmSync(join(dir, 'state-0'), { recursive: true });
+    const result = run('snapshot', 'restore', '2000', '--data-dir', dir);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^There was no state to replace\.$/m);
+    assert.doesNotMatch(result.stdout, /The state it replaced is kept in|also holds streams/);
+    assert.equal(run('state', 'count', '--data-dir', dir).stdout.trim(), String(stateAt.get(2000)!.length));
   });
 
   it('snapshot restore retires the newer snapshots: a damaged partition later is restored from the restored history, not the one undone', async () => {
@@ -836,6 +846,8 @@ describe('statestream command-line tool', () => {
     const restored = run('snapshot', 'restore', '1000', '--stream', '0', '--data-dir', dir);
     assert.equal(restored.code, 0, restored.stderr);
     assert.match(restored.stdout, /The snapshots newer than it \(2000\) hold batches this restore undoes for stream 0, and other streams' state: they stay until every stream is restored/);
+    // Stream 1 is still at 2000: the restore says to restore it too, so both streams are of one batch.
+    assert.match(restored.stdout, /^The snapshot also holds streams 1; restore them with --stream <n> so every stream is of the same batch\.$/m);
     assert.deepEqual(listSnapshots(dir).map((s) => s.batchTime), [2000, 1000], 'stream 1 may still need snapshot 2000');
   });
 
@@ -932,6 +944,7 @@ describe('statestream command-line tool', () => {
     closeSync(stdoutFd);
     assert.equal(viaPath.status, 0, String(viaPath.stderr));
     assert.equal(JSON.parse(String(viaPath.stderr)).out, '/dev/stdout');
+    assert.equal(JSON.parse(String(viaPath.stderr)).snapshot, 2000, '--json names the snapshot exported');
     assert.equal(readFileSync(redirected).length, piped.stdout.length, 'stdout holds the export alone');
     const snapFile = join(tempDir(), 'snap.msgpack');
     writeFileSync(snapFile, piped.stdout);

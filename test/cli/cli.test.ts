@@ -178,6 +178,18 @@ describe('statestream command-line tool', () => {
     assert.match(count.stderr, /partition 1 of stream 0 is damaged/);
   });
 
+  it('import --replace replaces a stream whose store is damaged: the damaged state is moved aside, not a reason to refuse', async () => {
+    const dir = copy();
+    truncateSync(join(partitionPath(dir, 0, 1), 'data.mdb'), 100);
+    const file = join(tempDir(), 'small.msgpack');
+    await writeStateExport(file, { stateVersion: 1, batchTime: 5000, numPartitions: 2 }, [['a', 1, 5000], ['b', 2, 5000], ['c', 3, 4000]]);
+    const imported = run('import', file, '--replace', '--data-dir', dir);
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stdout, /^Imported 3 keys into stream 0 .*\(2 partitions, state version 1, last batch 5000\)\.$/m);
+    assert.match(imported.stdout, /The state it replaced is kept in .*replaced/);
+    assert.equal(run('state', 'count', '--data-dir', dir).stdout.trim(), '3');
+  });
+
   it('inspect counts each partition\'s dead letters, and shows a store a first start created but never initialised as empty', async () => {
     const dir = tempDir();
     // One poisoned key in partition 0, two in partition 1: each column's count is its own.
@@ -549,7 +561,7 @@ describe('statestream command-line tool', () => {
       ['inspect', '--zk-timeout', '2000'], ['snapshot', 'create', '--zk-digest', 'user:pw'],
       ['export', '--out', 'a.msgpack', '--out', 'b.msgpack'],
     ];
-    const helps = [['--help'], ['inspect', '--help'], ['snapshot', '--help'], ['snapshot', 'list', '--help'], ['snapshot', 'create', '--help'], ['snapshot', 'restore', '--help'], ['state', '--help'], ['state', 'get', '--help'], ['help', 'inspect', '--help'], ['help', 'export', '-h']];
+    const helps = [['--help'], ['inspect', '--help'], ['snapshot', '--help'], ['snapshot', 'list', '--help'], ['snapshot', 'create', '--help'], ['snapshot', 'restore', '--help'], ['state', '--help'], ['state', '-h'], ['state', 'get', '--help'], ['help', 'inspect', '--help'], ['help', 'export', '-h']];
     // Each is a process of its own: started a few at a time, not one after the other.
     const results = await runEach([...usageErrors, ...helps, ['--version']]);
     const of = (...args: string[]) => results.get(args.join(' '))!;
@@ -564,6 +576,7 @@ describe('statestream command-line tool', () => {
     assert.match(of('snapshot', 'create', '--zk-digest', 'user:pw').stderr, /\nRun 'statestream snapshot create --help' for usage\.\n$/);
     assert.match(of('state', 'get').stderr, /\nRun 'statestream state --help' for usage\.\n$/);
     assert.match(of('constructor').stderr, /^statestream: unknown command "constructor"\n/);
+    assert.match(of('--data-dir', 'x', 'inspect').stderr, /^statestream: put the command first \(statestream <command> --data-dir …\), got option --data-dir\n/);
     assert.match(of('reshard', '--partitions', '5000').stderr, /--partitions must be an integer from 1 to 4096, got "5000"/);
     assert.match(of('import', 'x.msgpack', '--partitions', '0').stderr, /--partitions must be an integer from 1 to 4096, got "0"/);
     assert.match(of('state', 'count', 'extra').stderr, /unexpected argument "extra"/);

@@ -1247,6 +1247,11 @@ describe('statestream command-line tool with ZooKeeper offsets', () => {
     }
     const json = run('inspect', '--json', '--data-dir', dir, ...misspelt);
     assert.equal(JSON.parse(json.stdout).offsets.from, 'zookeeper-root-missing', 'told apart from a ZooKeeper that does not answer');
+    // A root right under / names the nodes beside it as /name, not //name.
+    const topLevel = run('inspect', '--data-dir', dir, '--zookeeper', zk.connectString, '--zk-root', '/statestreem');
+    assert.equal(topLevel.code, 1, topLevel.stderr);
+    assert.match(topLevel.stderr, /has no node \/statestreem: .*; \/ holds (\S+, )*\/statestream\b/);
+    assert.doesNotMatch(topLevel.stderr, /\/\//);
     assert.deepEqual(listSnapshots(dir).map((s) => s.batchTime), before, 'no snapshot taken');
     assert.equal(lastBatch(), 4000, 'the stores hold the batch they held: nothing was restored');
   });

@@ -36,6 +36,9 @@ describe('the CLI checks its arguments as given', { timeout: 240_000 }, () => {
 
   it('--zookeeper and --zk-digest: a bad port, a chroot per host, a digest without a colon are usage errors, not crashes', async () => {
     const zk = (...more: string[]) => run(['inspect', '--data-dir', dataDir, '--zk-root', '/statestream/app', ...more]);
+    // Each of --zookeeper and --zk-root without the other names the one missing.
+    failsWith(await zk(), 2, /^statestream: --zk-root needs --zookeeper host:port\n/);
+    failsWith(await run(['inspect', '--data-dir', dataDir, '--zookeeper', '127.0.0.1:2181']), 2, /^statestream: --zookeeper needs --zk-root \/statestream\/<app> \(the job's ZooKeeper root\)\n/);
     failsWith(await zk('--zookeeper', '127.0.0.1:99999'), 2, /--zookeeper must be host:port\[,host:port…\]\[\/chroot\], each port from 1 to 65535: port 99999 of "127\.0\.0\.1:99999" is not from 1 to 65535/);
     failsWith(await zk('--zookeeper', '127.0.0.1:abc'), 2, /"127\.0\.0\.1:abc" is not host:port/);
     failsWith(await zk('--zookeeper', 'a:2181/x,b:2181/y'), 2, /holds another host: a chroot path goes once, after the last host/);

@@ -219,7 +219,9 @@ export function recoverInterruptedSwaps(dataDir: string, streamIndex: number): A
     const outcome = recoverInterruptedSwap(dataDir, streamIndex, kind);
     if (outcome !== 'none') done.push({ kind, outcome });
   }
-  // A swap a crash stopped after its last rename left nothing else behind (a reshard's old stores went already, or were kept aside).
+  // A swap a crash stopped after its last rename left its records in the stores' folder, and
+  // nothing else the loop above sees once a reshard's old stores are deleted (an import's or a
+  // restore's were already moved aside).
   if (existsSync(stateDir(dataDir, streamIndex))) clearSwapRecords(stateDir(dataDir, streamIndex));
   return done;
 }

@@ -28,6 +28,25 @@ function listen<E extends typeof BatchEvents.COMPLETED | typeof BatchEvents.MEMO
 
 const storeReads = (e: BatchCompletedEvent) => e.partitionStats[0].reduce((n, p) => n + p.storeReads, 0);
 
+/**
+ * One batch of `count` keys in one partition with memory for `written` entries, then a restart
+ * with memory for `read`: what its warm-up reported, once it has, after a batch of the same keys
+ * counted each exactly.
+ */
+async function warmUpAfter(written: number, count: number, read: number): Promise<{ hinted: number; loaded: number }> {
+  const dataDir = tempDir();
+  await runThenStop(onePartition(), { dataDir, threads: 1, stateCacheEntries: written }, ones(keys(0, count)));
+  const again = await keyedJob(onePartition(), { dataDir, threads: 1, stateCacheEntries: read, startMs: 10_000 });
+  const warmed = listen(again, BatchEvents.MEMORY_WARMED);
+  try {
+    await waitUntil('the warm-up to report', () => warmed.length === 1);
+    assert.deepEqual(sorted(await again.batch(ones(keys(0, count)))), sorted(keys(0, count).map((w) => [w, 2])));
+    return { hinted: warmed[0].hinted, loaded: warmed[0].loaded };
+  } finally {
+    await again.ssc.stop();
+  }
+}
+
 describe("worker memory across a clean restart (the keys the last batches updated, read back at start)", () => {
   it('the keys the last two batches updated are in memory again before the batches ask; older ones are not', async () => {
     const dataDir = tempDir();
@@ -51,36 +70,14 @@ describe("worker memory across a clean restart (the keys the last batches update
   });
 
   it('a hint larger than half the memory of the start reading it loads half the memory and reports, and the batches after it count exactly', async () => {
-    const dataDir = tempDir();
     // Memory for 8 000 keys: the hint may name a quarter of it, here all 2 000 keys the batch updated.
-    await runThenStop(onePartition(), { dataDir, threads: 1, stateCacheEntries: 8000 }, ones(keys(0, 2000)));
     // The restart's memory holds 1 000: the warm-up stops at half of it, 500.
-    const again = await keyedJob(onePartition(), { dataDir, threads: 1, stateCacheEntries: 1000, startMs: 10_000 });
-    const warmed = listen(again, BatchEvents.MEMORY_WARMED);
-    try {
-      await waitUntil('the warm-up to report', () => warmed.length === 1);
-      assert.equal(warmed[0].hinted, 2000);
-      assert.equal(warmed[0].loaded, 500);
-      assert.deepEqual(sorted(await again.batch(ones(keys(0, 2000)))), sorted(keys(0, 2000).map((w) => [w, 2])));
-    } finally {
-      await again.ssc.stop();
-    }
+    assert.deepEqual(await warmUpAfter(8000, 2000, 1000), { hinted: 2000, loaded: 500 });
   });
 
   it('the hint names at most a quarter of the memory of the run that writes it', async () => {
-    const dataDir = tempDir();
     // Memory for 8 000 keys, 3 000 keys updated: the hint names 2 000 of them.
-    await runThenStop(onePartition(), { dataDir, threads: 1, stateCacheEntries: 8000 }, ones(keys(0, 3000)));
-    const again = await keyedJob(onePartition(), { dataDir, threads: 1, stateCacheEntries: 8000, startMs: 10_000 });
-    const warmed = listen(again, BatchEvents.MEMORY_WARMED);
-    try {
-      await waitUntil('the warm-up to report', () => warmed.length === 1);
-      assert.equal(warmed[0].hinted, 2000);
-      assert.equal(warmed[0].loaded, 2000);
-      assert.deepEqual(sorted(await again.batch(ones(keys(0, 3000)))), sorted(keys(0, 3000).map((w) => [w, 2])));
-    } finally {
-      await again.ssc.stop();
-    }
+    assert.deepEqual(await warmUpAfter(8000, 3000, 8000), { hinted: 2000, loaded: 2000 });
   });
 
   it('a run that stops without having run a batch keeps the hint it read for the next start', async () => {

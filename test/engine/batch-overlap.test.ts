@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { BatchEvents, ManualClock, StateSpec, StreamingContext } from '../../src/index.js';
+import { BatchEvents, ManualClock, StateSpec, StreamingContext, type DStream } from '../../src/index.js';
 import type { GateValue } from '../fixtures/gate.js';
 import { fixture, tempDir } from '../helpers.js';
 import { waitUntil, within } from '../wait.js';
@@ -17,6 +17,32 @@ function gatedJob<V>() {
   const clock = new ManualClock(0);
   const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: join(dataDir, 'job'), threads: 1, clock });
   return { gate, clock, ssc, input: ssc.queueStream<[string, V]>() };
+}
+
+/**
+ * Three batches queued back to back into a count, whose outputs (through `between`) feed a
+ * second count: each batch of the second must wait for the first's batch before it, and the
+ * totals come out in batch order.
+ */
+async function chainedCounts(between: (counts: DStream<[string, number]>) => DStream<[string, number]>): Promise<void> {
+  const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
+  const clock = new ManualClock(0);
+  const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock, threads: 2 });
+  const input = ssc.queueStream<[string, number]>({ oneAtATime: true });
+  const counts = input.mapWithState(spec());
+  const totals = between(counts).mapWithState(spec());
+  const outputs: Array<[number, Array<[string, number]>]> = [];
+  totals.foreachBatch((records, time) => void outputs.push([time, records]));
+  await ssc.start();
+  try {
+    for (let i = 0; i < 3; i++) input.pushBatch([['a', 1], ['b', 1]]);
+    await within(Promise.all([clock.advance(100), clock.advance(100), clock.advance(100)]), 'three batches queued back to back', { timeoutMs: 20_000 });
+    assert.deepEqual(outputs.map(([time, records]) => [time, records.sort()]), [[100, [['a', 1], ['b', 1]]], [200, [['a', 3], ['b', 3]]], [300, [['a', 6], ['b', 6]]]]);
+    assert.deepEqual([totals.store().get('a'), counts.store().get('a')], [6, 3]);
+  } finally {
+    // Bounded: batches that wait on each other for good keep the stop waiting too.
+    await within(ssc.stop(), 'the stop', { timeoutMs: 10_000 });
+  }
 }
 
 describe('batches that overlap on the main thread', () => {
@@ -55,46 +81,13 @@ describe('batches that overlap on the main thread', () => {
   });
 
   it("a state stream fed by another's outputs waits for the batch before: batches queued back to back count in order", async () => {
-    const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
-    const clock = new ManualClock(0);
-    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock, threads: 2 });
-    const input = ssc.queueStream<[string, number]>({ oneAtATime: true });
-    const counts = input.mapWithState(spec());
     // Each batch adds the running count of its keys: after counts 1, 2 and 3, a total of 6.
-    const totals = counts.mapWithState(spec());
-    const outputs: Array<[number, Array<[string, number]>]> = [];
-    totals.foreachBatch((records, time) => void outputs.push([time, records]));
-    await ssc.start();
-    try {
-      for (let i = 0; i < 3; i++) input.pushBatch([['a', 1], ['b', 1]]);
-      await within(Promise.all([clock.advance(100), clock.advance(100), clock.advance(100)]), 'three batches queued back to back');
-      assert.deepEqual(outputs.map(([time, records]) => [time, records.sort()]), [[100, [['a', 1], ['b', 1]]], [200, [['a', 3], ['b', 3]]], [300, [['a', 6], ['b', 6]]]]);
-      assert.deepEqual([totals.store().get('a'), counts.store().get('a')], [6, 3]);
-    } finally {
-      await ssc.stop();
-    }
+    await chainedCounts((counts) => counts);
   });
 
   it("a state stream fed by a map of another's outputs waits for the batch before too: it is not sharded ahead", async () => {
-    const spec = () => StateSpec.function<string, number, number, [string, number]>(fixture('count')).numPartitions(2);
-    const clock = new ManualClock(0);
-    const ssc = new StreamingContext({ batchIntervalMs: 100, dataDir: tempDir(), clock, threads: 2 });
-    const input = ssc.queueStream<[string, number]>({ oneAtATime: true });
-    const counts = input.mapWithState(spec());
     // A map and a filter between the two state streams: a pipeline over the first one's outputs.
-    const totals = counts.map(([k, n]) => [k, n] as [string, number]).filter(() => true).mapWithState(spec());
-    const outputs: Array<[number, Array<[string, number]>]> = [];
-    totals.foreachBatch((records, time) => void outputs.push([time, records]));
-    await ssc.start();
-    try {
-      for (let i = 0; i < 3; i++) input.pushBatch([['a', 1], ['b', 1]]);
-      await within(Promise.all([clock.advance(100), clock.advance(100), clock.advance(100)]), 'three batches queued back to back', { timeoutMs: 20_000 });
-      assert.deepEqual(outputs.map(([time, records]) => [time, records.sort()]), [[100, [['a', 1], ['b', 1]]], [200, [['a', 3], ['b', 3]]], [300, [['a', 6], ['b', 6]]]]);
-      assert.deepEqual([totals.store().get('a'), counts.store().get('a')], [6, 3]);
-    } finally {
-      // Bounded: batches that wait on each other for good keep the stop waiting too.
-      await within(ssc.stop(), 'the stop', { timeoutMs: 10_000 });
-    }
+    await chainedCounts((counts) => counts.map(([k, n]) => [k, n] as [string, number]).filter(() => true));
   });
 
   it('the next batch is mapped and routed while the one before applies, yet partitions and outputs see batches in order', async () => {
